@@ -1,0 +1,1 @@
+"""Faust agents and tables (thin adapters) and, in `agents.core`, the transport-free metric core."""

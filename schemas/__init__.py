@@ -1,0 +1,45 @@
+"""Pydantic v2 models of the livepulse event contract (wire format v1) and its decoder."""
+
+from schemas.decode import MAX_RECORD_BYTES, Rejection, RejectReason, decode, decode_text
+from schemas.events import (
+    EVENT_TYPES,
+    TOPIC_BY_TYPE,
+    Event,
+    GroupJoined,
+    GroupLeft,
+    Interaction,
+    InteractionKind,
+    OrderItem,
+    OrderPaid,
+    OrderRefunded,
+    SessionEnded,
+    SessionStarted,
+    ViewerJoined,
+    ViewerLeft,
+    event_adapter,
+    record_key,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_RECORD_BYTES",
+    "TOPIC_BY_TYPE",
+    "Event",
+    "GroupJoined",
+    "GroupLeft",
+    "Interaction",
+    "InteractionKind",
+    "OrderItem",
+    "OrderPaid",
+    "OrderRefunded",
+    "Rejection",
+    "RejectReason",
+    "SessionEnded",
+    "SessionStarted",
+    "ViewerJoined",
+    "ViewerLeft",
+    "decode",
+    "decode_text",
+    "event_adapter",
+    "record_key",
+]

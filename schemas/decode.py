@@ -1,0 +1,101 @@
+"""Bytes -> event, or a rejection with a bounded reason code and a precise message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from pydantic import ValidationError
+
+from schemas.events import Event, event_adapter
+
+# A live-room event is a few hundred bytes; anything this large is a broken producer.
+MAX_RECORD_BYTES: Final[int] = 1 << 20
+
+RejectReason = Literal[
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "too_large",
+]
+REJECT_REASONS: Final[tuple[RejectReason, ...]] = (
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "too_large",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record is not a contract event: `reason` is a bounded code, `detail` is for humans."""
+
+    reason: RejectReason
+    detail: str
+
+
+_VALUE_ERRORS: Final[frozenset[str]] = frozenset(
+    {
+        "greater_than_equal",
+        "greater_than",
+        "less_than_equal",
+        "string_too_short",
+        "string_too_long",
+        "too_short",
+        "too_long",
+        "literal_error",
+        "enum",
+    }
+)
+
+
+def _classify(exc: ValidationError) -> Rejection:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    kind = first["type"]
+    loc = ".".join(str(p) for p in first["loc"]) or "<record>"
+    msg = f"{loc}: {first['msg']}"
+    if kind == "json_invalid":
+        if "UTF-8" in first["msg"] or "utf-8" in first["msg"]:
+            return Rejection("not_utf8", msg)
+        return Rejection("not_json", msg)
+    if kind in ("model_attributes_type", "model_type", "dict_type") and not first["loc"]:
+        return Rejection("not_object", "record is not a JSON object")
+    if kind == "union_tag_invalid":
+        return Rejection("unknown_type", msg)
+    if kind in ("union_tag_not_found", "missing"):
+        return Rejection("missing_field", msg)
+    # A literal (enum) error on a field is a value outside the contract's set; on the tag it
+    # was caught above. Constraint errors are value-rule violations; the rest are type errors.
+    if kind in _VALUE_ERRORS:
+        return Rejection("invalid_value", msg)
+    return Rejection("wrong_type", msg)
+
+
+def decode(raw: bytes) -> Event | Rejection:
+    """Decode one Kafka record value into a contract event, or say precisely why not."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return Rejection("too_large", f"record is {len(raw)} bytes, limit {MAX_RECORD_BYTES}")
+    try:
+        return event_adapter.validate_json(raw)
+    except ValidationError as exc:
+        rejection = _classify(exc)
+        if rejection.reason == "not_json":
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                return Rejection("not_utf8", f"not UTF-8 at byte {uexc.start}")
+        return rejection
+
+
+def decode_text(line: str) -> Event | Rejection:
+    """Decode one fixture line (JSON Lines) the same way as a record value."""
+    return decode(line.encode("utf-8", errors="surrogateescape"))

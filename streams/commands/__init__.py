@@ -1,0 +1,1 @@
+"""One module per `livepulse` sub-command; each exposes `register(subparsers)`."""
