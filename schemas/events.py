@@ -78,7 +78,7 @@ class OrderPaid(_Event):
     session_id: Id | None = None
     merchant_id: Id
     user_id: Id
-    items: Annotated[tuple[OrderItem, ...], Field(min_length=1)]
+    items: Annotated[list[OrderItem], Field(min_length=1)]
     amount_cents: Cents
 
 

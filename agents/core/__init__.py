@@ -1,0 +1,16 @@
+"""The transport-free metric core: plain state and maths over decoded events (no asyncio)."""
+
+from agents.core.claims import CLAIMS, Claim
+from agents.core.ledger import EventCounts, Ledger
+from agents.core.metrics import compute_claims
+from agents.core.report import build_report, render_table
+
+__all__ = [
+    "CLAIMS",
+    "Claim",
+    "EventCounts",
+    "Ledger",
+    "build_report",
+    "compute_claims",
+    "render_table",
+]

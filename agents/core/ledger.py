@@ -1,0 +1,159 @@
+"""The ledger: an order-insensitive store of the facts every claim is computed from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.events import (
+    Event,
+    GroupJoined,
+    GroupLeft,
+    Interaction,
+    OrderPaid,
+    OrderRefunded,
+    SessionEnded,
+    SessionStarted,
+    ViewerJoined,
+    ViewerLeft,
+)
+
+
+@dataclass(slots=True)
+class EventCounts:
+    """Records seen: valid distinct events, invalid records, and repeated event ids."""
+
+    valid: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"valid": self.valid, "rejected": self.rejected, "duplicates": self.duplicates}
+
+
+@dataclass(slots=True, frozen=True)
+class OrderFact:
+    """What the claims need of one `order_paid` event."""
+
+    seq: int
+    ts: int
+    order_id: str
+    session_id: str | None
+    merchant_id: str
+    user_id: str
+    amount_cents: int
+    max_unit_price_cents: int
+
+
+@dataclass(slots=True, frozen=True)
+class RefundFact:
+    """What the claims need of one `order_refunded` event."""
+
+    ts: int
+    order_id: str
+    amount_cents: int
+    reason: str | None
+
+
+@dataclass(slots=True)
+class SessionFacts:
+    """Everything known about one session id, whatever order its events arrived in."""
+
+    started_ts: int | None = None
+    room_id: str | None = None
+    merchant_id: str | None = None
+    ended_ts: int | None = None
+    last_ts: int = -1
+    # user -> [(ts, seq, is_join)] in arrival order; sorted by (ts, seq) when used.
+    presence: dict[str, list[tuple[int, int, bool]]] = field(default_factory=dict)
+    interacting_users: set[str] = field(default_factory=set)
+    viewers: set[str] = field(default_factory=set)
+    orders: list[OrderFact] = field(default_factory=list)
+
+
+class Ledger:
+    """Facts from decoded events, deduplicated by `event_id`.
+
+    Nothing is computed here beyond bookkeeping: every figure is derived from these facts when
+    asked for (`agents.core.metrics`), so events of different topics may arrive in any order.
+    """
+
+    def __init__(self) -> None:
+        self.counts = EventCounts()
+        self._seen_ids: set[str] = set()
+        self._seq = 0
+        self.max_ts: int | None = None
+        self.sessions: dict[str, SessionFacts] = {}
+        self.orders: list[OrderFact] = []
+        self.refunds: list[RefundFact] = []
+        # (merchant, user) -> [(ts, seq, group_id, is_join)]
+        self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
+
+    def reject(self, reason: str) -> None:
+        """Count one invalid record (the reason is for the caller's metrics and dead letter)."""
+        del reason
+        self.counts.rejected += 1
+
+    def apply(self, event: Event) -> bool:
+        """Record one event; False (and nothing recorded) if its `event_id` was seen before."""
+        if event.event_id in self._seen_ids:
+            self.counts.duplicates += 1
+            return False
+        self._seen_ids.add(event.event_id)
+        self.counts.valid += 1
+        self._seq += 1
+        ts = event.ts
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
+        if isinstance(event, ViewerJoined | ViewerLeft):
+            session = self._session(event.session_id, ts)
+            joined = isinstance(event, ViewerJoined)
+            session.presence.setdefault(event.user_id, []).append((ts, self._seq, joined))
+            if joined:
+                session.viewers.add(event.user_id)
+        elif isinstance(event, Interaction):
+            session = self._session(event.session_id, ts)
+            if event.kind != "reply":
+                session.interacting_users.add(event.user_id)
+                session.viewers.add(event.user_id)
+        elif isinstance(event, OrderPaid):
+            order = OrderFact(
+                seq=self._seq,
+                ts=ts,
+                order_id=event.order_id,
+                session_id=event.session_id,
+                merchant_id=event.merchant_id,
+                user_id=event.user_id,
+                amount_cents=event.amount_cents,
+                max_unit_price_cents=max(item.unit_price_cents for item in event.items),
+            )
+            self.orders.append(order)
+            if event.session_id is not None:
+                session = self._session(event.session_id, ts)
+                session.orders.append(order)
+                session.viewers.add(event.user_id)
+        elif isinstance(event, SessionStarted):
+            session = self._session(event.session_id, ts)
+            # A repeated start under a new event id keeps the earliest one.
+            if session.started_ts is None or ts < session.started_ts:
+                session.started_ts = ts
+                session.room_id = event.room_id
+                session.merchant_id = event.merchant_id
+        elif isinstance(event, SessionEnded):
+            session = self._session(event.session_id, ts)
+            if session.ended_ts is None or ts < session.ended_ts:
+                session.ended_ts = ts
+        elif isinstance(event, GroupJoined | GroupLeft):
+            key = (event.merchant_id, event.user_id)
+            joined = isinstance(event, GroupJoined)
+            self.group_events.setdefault(key, []).append((ts, self._seq, event.group_id, joined))
+        elif isinstance(event, OrderRefunded):
+            self.refunds.append(RefundFact(ts, event.order_id, event.amount_cents, event.reason))
+        return True
+
+    def _session(self, session_id: str, ts: int) -> SessionFacts:
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = self.sessions[session_id] = SessionFacts()
+        if ts > session.last_ts:
+            session.last_ts = ts
+        return session

@@ -1,0 +1,354 @@
+"""The core claims of claims.md computed from a ledger's facts, with their 95% intervals."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from statistics import median
+from typing import Any, Final
+
+from agents.core.ledger import Ledger, OrderFact, SessionFacts
+from agents.core.stats import (
+    FloatArray,
+    cluster_bootstrap_interval,
+    safe_divide,
+    spearman_interval,
+    spearman_rho,
+    wilson_interval,
+)
+from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
+
+CST: Final = timezone(timedelta(hours=8), "CST")
+MINUTE_MS: Final[int] = 60_000
+FIVE_MINUTES_MS: Final[int] = 5 * MINUTE_MS
+THIRTY_DAYS_MS: Final[int] = 30 * 24 * 3600 * 1000
+# Price tiers of `price_dwell_association`, by the order's highest unit price (cents).
+PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
+    ("<200", 200_00),
+    ("200-500", 500_00),
+    ("500-1000", 1000_00),
+    (">=1000", 2**63),
+)
+STABLE_DAY_MIN_ORDERS: Final[int] = 30
+AOV_BAR_CNY: Final[float] = 500.0
+
+
+@dataclass(slots=True)
+class Measurement:
+    """One claim's figure: the value, its sample size, the 95% interval and supporting counts."""
+
+    observed: float | None
+    n: int
+    interval: tuple[float, float] | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def cst_day(ts_ms: int) -> str:
+    """Calendar day in China Standard Time (UTC+8) of an epoch-millisecond timestamp."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m-%d")
+
+
+def cst_month(ts_ms: int) -> str:
+    """Calendar month in China Standard Time (UTC+8), as YYYY-MM."""
+    return cst_day(ts_ms)[:7]
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+class _Facts:
+    """Views of a ledger that several claims share, built once per report."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.end_ts = ledger.max_ts
+        self.started: dict[str, SessionFacts] = {
+            sid: s for sid, s in sorted(ledger.sessions.items()) if s.started_ts is not None
+        }
+        self._memberships: dict[tuple[str, str], Membership] = {}
+
+    def session_orders(self) -> Iterator[tuple[str, SessionFacts, OrderFact]]:
+        """Orders whose session id names a session that has a `session_started`."""
+        for sid, session in self.started.items():
+            for order in session.orders:
+                yield sid, session, order
+
+    def membership(self, merchant_id: str, user_id: str) -> Membership:
+        key = (merchant_id, user_id)
+        found = self._memberships.get(key)
+        if found is None:
+            events = self.ledger.group_events.get(key)
+            found = Membership(events) if events else NEVER_MEMBER
+            self._memberships[key] = found
+        return found
+
+
+def _close_ts(session: SessionFacts) -> int:
+    return session.ended_ts if session.ended_ts is not None else session.last_ts
+
+
+def orders_after_minute_5(facts: _Facts) -> Measurement:
+    after = total = 0
+    for _sid, session, order in facts.session_orders():
+        total += 1
+        assert session.started_ts is not None
+        if order.ts - session.started_ts >= FIVE_MINUTES_MS:
+            after += 1
+    return Measurement(
+        _ratio(after, total),
+        total,
+        wilson_interval(after, total),
+        {"after_5min": after, "session_orders": total},
+    )
+
+
+def _tier(price_cents: int) -> str:
+    for name, upper in PRICE_TIERS:
+        if price_cents < upper:
+            return name
+    return PRICE_TIERS[-1][0]
+
+
+def price_dwell_association(facts: _Facts) -> Measurement:
+    prices: list[float] = []
+    watch_minutes: list[float] = []
+    by_tier: dict[str, list[float]] = {name: [] for name, _ in PRICE_TIERS}
+    for _sid, session, order in facts.session_orders():
+        watched = watch_time_ms(
+            session.presence.get(order.user_id, ()),
+            _close_ts(session),
+            session.ended_ts,
+            until_ts=order.ts,
+        )
+        minutes = watched / MINUTE_MS
+        prices.append(order.max_unit_price_cents)
+        watch_minutes.append(minutes)
+        by_tier[_tier(order.max_unit_price_cents)].append(minutes)
+    rho = spearman_rho(prices, watch_minutes)
+    n = len(prices)
+    return Measurement(
+        rho,
+        n,
+        spearman_interval(rho, n) if rho is not None else None,
+        {
+            "n": n,
+            "median_watch_minutes_by_tier": {
+                name: (median(values) if values else None) for name, values in by_tier.items()
+            },
+        },
+    )
+
+
+def _uplift(totals: FloatArray) -> FloatArray:
+    cr_interacting = safe_divide(totals[:, 0], totals[:, 1])
+    cr_other = safe_divide(totals[:, 2], totals[:, 3])
+    return safe_divide(cr_interacting, cr_other)
+
+
+def interaction_uplift(facts: _Facts) -> Measurement:
+    # One row per session: interacting buyers, interacting pairs, other buyers, other pairs.
+    rows: list[tuple[int, int, int, int]] = []
+    for _sid, session in sorted(facts.ledger.sessions.items()):
+        if not session.viewers:
+            continue
+        buyers = {order.user_id for order in session.orders}
+        ib = ip = ob = op = 0
+        for user in session.viewers:
+            bought = user in buyers
+            if user in session.interacting_users:
+                ip += 1
+                ib += bought
+            else:
+                op += 1
+                ob += bought
+        rows.append((ib, ip, ob, op))
+    ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
+    cr_i = _ratio(ib, ip)
+    cr_n = _ratio(ob, op)
+    observed = cr_i / cr_n if cr_i is not None and cr_n else None
+    return Measurement(
+        observed,
+        ip + op,
+        cluster_bootstrap_interval(rows, _uplift) if observed is not None else None,
+        {
+            "interacting_pairs": ip,
+            "interacting_buyers": ib,
+            "other_pairs": op,
+            "other_buyers": ob,
+            "cr_interacting": cr_i,
+            "cr_other": cr_n,
+        },
+    )
+
+
+def _mean_of_sums(totals: FloatArray) -> FloatArray:
+    return safe_divide(totals[:, 0], totals[:, 1])
+
+
+def live_aov(facts: _Facts) -> Measurement:
+    per_session: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_day: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for sid, _session, order in facts.session_orders():
+        for bucket in (per_session[sid], per_day[cst_day(order.ts)]):
+            bucket[0] += order.amount_cents
+            bucket[1] += 1
+    gmv_cents = sum(b[0] for b in per_session.values())
+    count = sum(b[1] for b in per_session.values())
+    observed = gmv_cents / count / 100 if count else None
+    interval = cluster_bootstrap_interval(list(per_session.values()), _mean_of_sums)
+    if interval is not None:
+        interval = (interval[0] / 100, interval[1] / 100)
+    day_aov = {day: gmv / n / 100 for day, (gmv, n) in sorted(per_day.items())}
+    judged_days = [day for day, (_gmv, n) in sorted(per_day.items()) if n >= STABLE_DAY_MIN_ORDERS]
+    days_below = [day for day in judged_days if day_aov[day] <= AOV_BAR_CNY]
+    return Measurement(
+        observed,
+        count,
+        interval,
+        {
+            "session_orders": count,
+            "gmv_cny": gmv_cents / 100,
+            "per_day": day_aov,
+            "stable": not days_below,
+            "judged_days": len(judged_days),
+            "days_below": days_below,
+        },
+    )
+
+
+def group_order_share(facts: _Facts) -> Measurement:
+    member_orders = total = 0
+    for _sid, _session, order in facts.session_orders():
+        total += 1
+        if facts.membership(order.merchant_id, order.user_id).member_at(order.ts):
+            member_orders += 1
+    return Measurement(
+        _ratio(member_orders, total),
+        total,
+        wilson_interval(member_orders, total),
+        {"member_orders": member_orders, "session_orders": total},
+    )
+
+
+def group_repurchase_30d(facts: _Facts) -> Measurement:
+    order_times: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for order in facts.ledger.orders:
+        order_times[(order.merchant_id, order.user_id)].append(order.ts)
+    eligible = repurchased = 0
+    end_ts = facts.end_ts
+    for (merchant, user), times in sorted(order_times.items()):
+        times.sort()
+        first = times[0]
+        if end_ts is None or first + THIRTY_DAYS_MS > end_ts:
+            continue
+        if not facts.membership(merchant, user).member_at(first):
+            continue
+        eligible += 1
+        # Another order strictly after the first, within 30 days of it (inclusive).
+        if any(first < t <= first + THIRTY_DAYS_MS for t in times[1:]):
+            repurchased += 1
+    return Measurement(
+        _ratio(repurchased, eligible),
+        eligible,
+        wilson_interval(repurchased, eligible),
+        {"repurchased": repurchased, "eligible": eligible},
+    )
+
+
+def group_member_dwell(facts: _Facts) -> Measurement:
+    rows: list[tuple[float, int]] = []
+    for _sid, session in facts.started.items():
+        assert session.merchant_id is not None
+        dwell_sum = 0.0
+        pairs = 0
+        for user, presence in sorted(session.presence.items()):
+            joins = [ts for ts, _seq, is_join in presence if is_join]
+            if not joins:
+                continue
+            if not facts.membership(session.merchant_id, user).member_at(min(joins)):
+                continue
+            dwell_sum += watch_time_ms(presence, _close_ts(session), session.ended_ts) / MINUTE_MS
+            pairs += 1
+        if pairs:
+            rows.append((dwell_sum, pairs))
+    total = sum(r[0] for r in rows)
+    pairs = sum(r[1] for r in rows)
+    return Measurement(
+        _ratio(total, pairs),
+        pairs,
+        cluster_bootstrap_interval(rows, _mean_of_sums),
+        {"pairs": pairs},
+    )
+
+
+def _spend_multiple(totals: FloatArray) -> FloatArray:
+    member_mean = safe_divide(totals[:, 0], totals[:, 1])
+    population_mean = safe_divide(totals[:, 2], totals[:, 3])
+    return safe_divide(member_mean, population_mean)
+
+
+def group_spend_multiple(facts: _Facts) -> Measurement:
+    # (merchant, month, user) -> first join in a session of that merchant started that month.
+    first_join: dict[tuple[str, str, str], int] = {}
+    for _sid, session in facts.started.items():
+        assert session.merchant_id is not None and session.started_ts is not None
+        month = cst_month(session.started_ts)
+        for user, presence in session.presence.items():
+            joins = [ts for ts, _seq, is_join in presence if is_join]
+            if not joins:
+                continue
+            key = (session.merchant_id, month, user)
+            earliest = min(joins)
+            if key not in first_join or earliest < first_join[key]:
+                first_join[key] = earliest
+    spend: dict[tuple[str, str, str], int] = defaultdict(int)
+    for order in facts.ledger.orders:
+        spend[(order.merchant_id, cst_month(order.ts), order.user_id)] += order.amount_cents
+    # One row per population member: member spend, member flag, spend, 1.
+    rows: list[tuple[float, float, float, float]] = []
+    for key, joined_ts in sorted(first_join.items()):
+        merchant, _month, user = key
+        amount = spend.get(key, 0) / 100
+        member = 1.0 if facts.membership(merchant, user).member_at(joined_ts) else 0.0
+        rows.append((member * amount, member, amount, 1.0))
+    member_spend = sum(r[0] for r in rows)
+    members = int(sum(r[1] for r in rows))
+    population_spend = sum(r[2] for r in rows)
+    population = len(rows)
+    member_mean = _ratio(member_spend, members)
+    population_mean = _ratio(population_spend, population)
+    observed = (
+        member_mean / population_mean if member_mean is not None and population_mean else None
+    )
+    return Measurement(
+        observed,
+        members,
+        cluster_bootstrap_interval(rows, _spend_multiple) if observed is not None else None,
+        {
+            "members": members,
+            "population": population,
+            "member_spend_cny": member_spend,
+            "population_spend_cny": population_spend,
+        },
+    )
+
+
+CLAIM_FUNCTIONS: Final = {
+    "orders_after_minute_5": orders_after_minute_5,
+    "price_dwell_association": price_dwell_association,
+    "interaction_uplift": interaction_uplift,
+    "live_aov": live_aov,
+    "group_order_share": group_order_share,
+    "group_repurchase_30d": group_repurchase_30d,
+    "group_member_dwell": group_member_dwell,
+    "group_spend_multiple": group_spend_multiple,
+}
+
+
+def compute_claims(ledger: Ledger) -> dict[str, Measurement]:
+    """Every core claim's figure from the ledger's facts."""
+    facts = _Facts(ledger)
+    return {claim_id: fn(facts) for claim_id, fn in CLAIM_FUNCTIONS.items()}

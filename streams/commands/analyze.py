@@ -1,0 +1,30 @@
+"""`livepulse analyze FILE.jsonl`: the claims report of a file, with no broker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from agents.core import render_table
+from streams.analyze import analyze_file
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("analyze", help="compute the claims report of a JSON Lines file offline")
+    p.add_argument("file", type=Path, help="contract events, one JSON object per line")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        print(f"livepulse analyze: no such file: {args.file}", file=sys.stderr)
+        return 2
+    report = analyze_file(args.file, progress=sys.stderr)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(render_table(report))
+    return 0
