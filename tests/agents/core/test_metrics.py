@@ -133,7 +133,7 @@ def test_price_dwell_spearman_with_ties_and_tier_medians() -> None:
     # ranks x: 1.5 1.5 3 4 5 ; ranks y: 1 3 2 5 4 -> Pearson r of the ranks.
     rx, ry = [1.5, 1.5, 3, 4, 5], [1, 3, 2, 5, 4]
     mx, my = sum(rx) / 5, sum(ry) / 5
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
     var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
     assert m.observed == pytest.approx(cov / var)
     assert m.detail["median_watch_minutes_by_tier"] == {
