@@ -1,0 +1,52 @@
+"""Compare a claims report with a simulator truth file: counts exactly, ratios to 1e-9."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+REL_TOL = 1e-9
+
+
+def _same(path: str, got: Any, want: Any, problems: list[str]) -> None:
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            problems.append(f"{path}: expected a mapping, got {got!r}")
+            return
+        for key, value in want.items():
+            if key not in got:
+                problems.append(f"{path}.{key}: missing from the report")
+            else:
+                _same(f"{path}.{key}", got[key], value, problems)
+        return
+    if isinstance(want, bool) or want is None or isinstance(want, str):
+        if got != want:
+            problems.append(f"{path}: report {got!r} != truth {want!r}")
+        return
+    if isinstance(want, int) and isinstance(got, int):
+        if got != want:
+            problems.append(f"{path}: report {got} != truth {want}")
+        return
+    if isinstance(want, int | float):
+        if not isinstance(got, int | float) or not math.isclose(
+            got, want, rel_tol=REL_TOL, abs_tol=1e-12
+        ):
+            problems.append(f"{path}: report {got!r} != truth {want!r}")
+        return
+    if got != want:
+        problems.append(f"{path}: report {got!r} != truth {want!r}")
+
+
+def report_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str]:
+    """Every place where the report disagrees with the truth file (empty when they agree)."""
+    problems: list[str] = []
+    _same("events", report.get("events"), truth["events"], problems)
+    for claim_id, expected in truth["claims"].items():
+        entry = report["claims"].get(claim_id)
+        if entry is None:
+            problems.append(f"claims.{claim_id}: missing from the report")
+            continue
+        _same(f"claims.{claim_id}.observed", entry["observed"], expected["observed"], problems)
+        details = {k: v for k, v in expected.items() if k != "observed"}
+        _same(f"claims.{claim_id}.detail", entry.get("detail", {}), details, problems)
+    return problems
