@@ -44,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     scenario = get_scenario(args.scenario)
     began = time.perf_counter()
-    generated = generate(scenario, args.seed, args.scale)
+    generated = generate(
+        scenario,
+        args.seed,
+        args.scale,
+        progress=lambda status: print(f"  {scenario.name}: {status}", file=sys.stderr),
+    )
     generated_s = time.perf_counter() - began
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_lines(args.out, generated.lines)
