@@ -151,7 +151,8 @@ def _uplift(totals: FloatArray) -> FloatArray:
 def interaction_uplift(facts: _Facts) -> Measurement:
     # One row per session: interacting buyers, interacting pairs, other buyers, other pairs.
     rows: list[tuple[int, int, int, int]] = []
-    for _sid, session in sorted(facts.ledger.sessions.items()):
+    # Only sessions with a `session_started` are sessions (as for "session orders").
+    for _sid, session in facts.started.items():
         if not session.viewers:
             continue
         buyers = {order.user_id for order in session.orders}
@@ -203,7 +204,7 @@ def live_aov(facts: _Facts) -> Measurement:
         interval = (interval[0] / 100, interval[1] / 100)
     day_aov = {day: gmv / n / 100 for day, (gmv, n) in sorted(per_day.items())}
     judged_days = [day for day, (_gmv, n) in sorted(per_day.items()) if n >= STABLE_DAY_MIN_ORDERS]
-    days_below = [day for day in judged_days if day_aov[day] <= AOV_BAR_CNY]
+    days_below = [day for day in judged_days if day_aov[day] < AOV_BAR_CNY]
     return Measurement(
         observed,
         count,

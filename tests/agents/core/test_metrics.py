@@ -170,10 +170,13 @@ def test_interaction_uplift_pools_pairs_and_ignores_replies() -> None:
         join(T0, "u6"),
         order(T0 + MIN, "u1"),
         order(T0 + MIN, "u3"),
-        # s2 (no session_started: its pairs still count): u1 interacts, does not buy;
-        # u7 only buys (a viewer by its order).
+        # s2: u1 interacts, does not buy; u7 only buys (a viewer by its order).
+        start("s2", T0),
         ev("interaction", T0, session_id="s2", user_id="u1", kind="like"),
         order(T0 + MIN, "u7", sid="s2"),
+        # s3 has no session_started: not a session, its pairs do not count.
+        ev("interaction", T0, session_id="s3", user_id="u8", kind="like"),
+        order(T0 + MIN, "u9", sid="s3"),
     ]
     m = observed(events, "interaction_uplift")
     assert m.detail["interacting_pairs"] == 3 and m.detail["interacting_buyers"] == 1

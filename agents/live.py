@@ -1,0 +1,293 @@
+"""Faust agents over the contract topics: decode, dead-letter, feed the ledger, count.
+
+Each contract topic has one agent reading raw bytes in batches. A record that is not a contract
+event goes to the dead-letter topic with its reason; an event goes to the process's `Ledger`.
+Nothing here computes a figure: `/report` and `/metrics` (streams.web) build them from the
+ledger when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+
+from agents.core import Ledger
+from schemas import Rejection, decode
+from streams.app import get_app, get_settings
+from streams.topics import raw_topic
+
+log = logging.getLogger(__name__)
+
+# Dead-letter headers (docs/design.md); values are UTF-8 bytes.
+H_REASON: Final[str] = "livepulse-reason"
+H_DETAIL: Final[str] = "livepulse-detail"
+H_SOURCE_TOPIC: Final[str] = "livepulse-source-topic"
+H_SOURCE_PARTITION: Final[str] = "livepulse-source-partition"
+H_SOURCE_OFFSET: Final[str] = "livepulse-source-offset"
+
+#: The reason given to a record whose event made the ledger raise (a bug, not bad input).
+PROCESSING_ERROR: Final[str] = "processing_error"
+_MAX_DETAIL_CHARS: Final[int] = 500
+_SUMMARY_EVERY_S: Final[float] = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One record of a contract topic, as consumed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record to publish on the dead-letter topic: the original key and value, and why."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(record: SourceRecord, reason: str, detail: str) -> DeadLetter:
+    """The dead letter of `record`: its bytes unchanged, the reason and its origin in headers."""
+    return DeadLetter(
+        key=record.key,
+        value=record.value,
+        headers=[
+            (H_REASON, reason.encode()),
+            (H_DETAIL, detail[:_MAX_DETAIL_CHARS].encode("utf-8", "replace")),
+            (H_SOURCE_TOPIC, record.topic.encode()),
+            (H_SOURCE_PARTITION, str(record.partition).encode()),
+            (H_SOURCE_OFFSET, str(record.offset).encode()),
+        ],
+    )
+
+
+class LiveMetrics:
+    """The worker's Prometheus counters, in a registry of its own (not the global default)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events = PromCounter(
+            "livepulse_events",
+            "Distinct valid events counted by the ledger.",
+            ["topic", "type"],
+            registry=self.registry,
+        )
+        self.rejected = PromCounter(
+            "livepulse_events_rejected",
+            "Records that are not contract events (sent to the dead-letter topic), by reason.",
+            ["topic", "reason"],
+            registry=self.registry,
+        )
+        self.duplicates = PromCounter(
+            "livepulse_events_duplicate",
+            "Valid events whose event_id was seen before (redeliveries), not counted again.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.deadletter_failures = PromCounter(
+            "livepulse_deadletter_failures",
+            "Dead letters the broker did not accept (the record is still counted as rejected).",
+            ["topic"],
+            registry=self.registry,
+        )
+
+
+@dataclass
+class LiveState:
+    """What one worker process knows: the ledger, consumed positions and counters.
+
+    The ledger is in memory, one per process; a restarted worker starts empty (state in a
+    changelog-backed table is future work), so it should read its topics from the beginning
+    (a fresh `app_id`).
+    """
+
+    ledger: Ledger = field(default_factory=Ledger)
+    metrics: LiveMetrics = field(default_factory=LiveMetrics)
+    #: (topic, partition) -> the next offset to process there.
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    records: int = 0
+    _first_reasons: set[tuple[str, str]] = field(default_factory=set)
+    _last_summary: float = field(default_factory=time.monotonic)
+
+    def apply_batch(self, records: Sequence[SourceRecord]) -> list[DeadLetter]:
+        """Apply a batch of records to the ledger; return the dead letters to publish.
+
+        Never raises for a record: an invalid one becomes a dead letter, and so does one whose
+        event makes the ledger raise (logged, reason `processing_error`).
+        """
+        ledger = self.ledger
+        letters: list[DeadLetter] = []
+        counted: Counter[tuple[str, str]] = Counter()
+        rejected: Counter[tuple[str, str]] = Counter()
+        duplicates: Counter[str] = Counter()
+        for record in records:
+            decoded = (
+                decode(record.value)
+                if record.value is not None
+                else Rejection("not_json", "record has a null value")
+            )
+            if isinstance(decoded, Rejection):
+                reason, detail = decoded.reason, decoded.detail
+            else:
+                try:
+                    if ledger.apply(decoded):
+                        counted[(record.topic, decoded.type)] += 1
+                    else:
+                        duplicates[record.topic] += 1
+                    continue
+                except Exception as exc:  # a bug in the core must not stop the stream
+                    log.exception(
+                        "ledger failed on %s event at %s[%d]@%d",
+                        decoded.type,
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                    )
+                    reason, detail = PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"
+            ledger.reject(reason)
+            rejected[(record.topic, reason)] += 1
+            letters.append(dead_letter(record, reason, detail))
+            if (record.topic, reason) not in self._first_reasons:
+                self._first_reasons.add((record.topic, reason))
+                log.info(
+                    "first %s record on %s (partition %d offset %d): %s",
+                    reason,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    detail[:200],
+                )
+        self._advance(records)
+        self._count(counted, rejected, duplicates)
+        return letters
+
+    def _advance(self, records: Iterable[SourceRecord]) -> None:
+        positions = self.positions
+        n = 0
+        for record in records:
+            n += 1
+            tp = (record.topic, record.partition)
+            if record.offset >= positions.get(tp, 0):
+                positions[tp] = record.offset + 1
+        self.records += n
+
+    def _count(
+        self,
+        counted: Counter[tuple[str, str]],
+        rejected: Counter[tuple[str, str]],
+        duplicates: Counter[str],
+    ) -> None:
+        metrics = self.metrics
+        for (topic, event_type), n in counted.items():
+            metrics.events.labels(topic, event_type).inc(n)
+        for (topic, reason), n in rejected.items():
+            metrics.rejected.labels(topic, reason).inc(n)
+        for topic, n in duplicates.items():
+            metrics.duplicates.labels(topic).inc(n)
+
+    def maybe_log_summary(self) -> None:
+        """Log the counts at INFO at most every 30 s."""
+        now = time.monotonic()
+        if now - self._last_summary >= _SUMMARY_EVERY_S:
+            self._last_summary = now
+            counts = self.ledger.counts
+            log.info(
+                "%d records: %d valid, %d rejected, %d duplicate",
+                self.records,
+                counts.valid,
+                counts.rejected,
+                counts.duplicates,
+            )
+
+    def status(self) -> dict[str, Any]:
+        """Consumed positions (`"topic:partition": next_offset`) and event counts."""
+        return {
+            "positions": {f"{t}:{p}": offset for (t, p), offset in sorted(self.positions.items())},
+            "events": self.ledger.counts.as_dict(),
+            "records": self.records,
+        }
+
+
+#: Publishes dead letters and waits until the broker has them (acks=all).
+DeadLetterPublisher = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+app = get_app()
+settings = get_settings()
+live = LiveState()
+deadletter_topic = raw_topic(app, settings.deadletter)
+
+_PUBLISH_ATTEMPTS: Final[int] = 5
+
+
+async def publish_to_deadletter_topic(letters: Sequence[DeadLetter]) -> None:
+    """Send dead letters and wait for the broker to acknowledge them all.
+
+    The batch's offsets are acknowledged (and later committed) after this returns, so a dead
+    letter is not lost to a crash in between. Should the broker refuse one after retries, the
+    failure is logged and counted rather than stopping the agent.
+    """
+    pending = list(letters)
+    for attempt in range(1, _PUBLISH_ATTEMPTS + 1):
+        futures = [
+            await deadletter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+            for letter in pending
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [
+            (letter, result)
+            for letter, result in zip(pending, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
+        if not failed:
+            return
+        pending = [letter for letter, _ in failed]
+        log.warning(
+            "dead-letter topic refused %d records (attempt %d/%d): %r",
+            len(failed),
+            attempt,
+            _PUBLISH_ATTEMPTS,
+            failed[0][1],
+        )
+        await asyncio.sleep(0.5 * attempt)
+    live.metrics.deadletter_failures.labels(settings.deadletter).inc(len(pending))
+    log.error("gave up on %d dead letters", len(pending))
+
+
+#: Replaceable in tests (agent.test_context() has no broker to publish to).
+publish_dead_letters: DeadLetterPublisher = publish_to_deadletter_topic
+
+
+def _source_record(event: Any) -> SourceRecord:
+    message = event.message
+    return SourceRecord(
+        message.topic, message.partition, message.offset, message.key, message.value
+    )
+
+
+def _contract_agent(topic_name: str) -> Any:
+    async def consume(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
+            letters = live.apply_batch([_source_record(event) for event in batch])
+            if letters:
+                await publish_dead_letters(letters)
+            live.maybe_log_summary()
+
+    consume.__name__ = consume.__qualname__ = f"consume_{topic_name.replace('.', '_')}"
+    return app.agent(raw_topic(app, topic_name), name=f"livepulse.{topic_name}")(consume)
+
+
+#: One agent per contract topic, so each one's records carry their own topic name.
+agents: dict[str, Any] = {name: _contract_agent(name) for name in settings.source_topics}
