@@ -1,0 +1,38 @@
+"""The offline analyzer (the metric core) against the simulator's independent batch truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streams.analyze import analyze_file
+from streams.simulator import compute_truth, generate, get_scenario, write_lines
+from tests.support.truth import report_mismatches
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_committed_fixture_matches_its_truth_file(name: str) -> None:
+    truth = json.loads((FIXTURES / f"{name}.truth.json").read_text(encoding="utf-8"))
+    report = analyze_file(FIXTURES / f"{name}.jsonl")
+    assert report_mismatches(report, truth) == []
+    # Not a vacuous agreement: the fixture has figures for every claim and all kinds of noise.
+    assert all(entry["observed"] is not None for entry in report["claims"].values())
+    assert truth["events"]["rejected"] > 0 and truth["events"]["duplicates"] > 0
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seed", "scale"),
+    [("xhs", 2, 0.6), ("xhs", 17, 0.4), ("impulse", 3, 0.8), ("impulse", 29, 0.5)],
+)
+def test_fresh_stream_matches_truth(scenario: str, seed: int, scale: float, tmp_path: Path) -> None:
+    generated = generate(get_scenario(scenario), seed, scale)
+    path = tmp_path / "stream.jsonl"
+    write_lines(path, generated.lines)
+    truth = compute_truth(generated.lines, scenario=scenario, seed=seed)
+    report = analyze_file(path)
+    assert report_mismatches(report, truth) == []
+    assert report["events"]["valid"] > 1000
