@@ -1,0 +1,101 @@
+"""The faust application: built from `Settings` by `create_app`, one per worker process.
+
+Agents (`agents.live`) and web views (`streams.web`) attach themselves to the process's app at
+import time, the way faust's large-project layout expects; `configure(settings)` chooses the
+settings before the first import, and autodiscovery (`autodiscover=["agents", "streams.web"]`)
+does the imports when the worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import faust
+
+import streams.codecs  # noqa: F401  (registers the livepulse_event codec)
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Where the worker finds agents and views; imported by `app.discover()`.
+DISCOVER: Final[tuple[str, ...]] = ("agents", "streams.web")
+
+
+def faust_broker_url(settings: Settings) -> str:
+    """faust's broker URL for `settings.bootstrap` (`kafka://h1:p1;h2:p2`)."""
+    return "kafka://" + ";".join(settings.bootstrap_servers)
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None  # Settings validates this
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            ssl_context=settings.ssl_context(),
+            mechanism=settings.sasl_mechanism or "PLAIN",
+        )
+    if settings.security_protocol == "SSL":
+        # An explicit context: faust's SSLCredentials() without one cannot build its own.
+        return faust.SSLCredentials(settings.ssl_context())
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A faust app configured from `settings` alone (faust's own environment variables, such as
+    `WEB_PORT` or `BROKER_URL`, would otherwise override these arguments: `env={}`)."""
+    return faust.App(
+        settings.app_id,
+        env={},
+        origin="streams.app",
+        autodiscover=list(DISCOVER),
+        broker=faust_broker_url(settings),
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        # At least once: faust acks an event after its batch was processed (take_events) and
+        # commits acked offsets only.
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(4096, 4 * settings.batch_size),
+        broker_commit_every=10_000,
+        broker_commit_interval=2.0,
+        broker_max_poll_records=2000,
+        producer_linger_ms=5,
+        web_enabled=True,
+    )
+
+
+_settings: Settings | None = None
+_app: faust.App | None = None
+
+
+def configure(settings: Settings) -> faust.App:
+    """Choose the settings of this process's app and build it; call once, before `get_app()`."""
+    global _settings, _app
+    if _app is not None:
+        if settings == _settings:
+            return _app
+        raise RuntimeError("the livepulse app of this process is already configured")
+    _settings, _app = settings, create_app(settings)
+    return _app
+
+
+def get_settings() -> Settings:
+    """The settings of this process's app (from the environment if `configure` was not called)."""
+    get_app()
+    assert _settings is not None
+    return _settings
+
+
+def get_app() -> faust.App:
+    """This process's app (configured from the environment if `configure` was not called)."""
+    if _app is None:
+        return configure(Settings())
+    return _app

@@ -1,0 +1,118 @@
+"""The one configuration object of livepulse: read once (env prefix `LIVEPULSE_`), then passed."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The contract topics (shared/event-contract.md), before any `topic_prefix`.
+CONTRACT_TOPICS: Final[tuple[str, ...]] = (
+    "live.sessions",
+    "live.views",
+    "live.interactions",
+    "live.orders",
+    "live.groups",
+)
+DEADLETTER_TOPIC: Final[str] = "live.deadletter"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Everything the worker, the replayer and the demo need to know about their surroundings.
+
+    Values come from keyword arguments first, then `LIVEPULSE_*` environment variables, then
+    the defaults below. The object is frozen: build a new one (`model_copy(update=...)`)
+    rather than changing it.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIVEPULSE_", frozen=True, extra="forbid", validate_default=True
+    )
+
+    bootstrap: str = Field(
+        default="127.0.0.1:9092", min_length=1, description="host:port[,host:port...]"
+    )
+    app_id: str = Field(default="livepulse", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Path("data")
+    partitions: int = Field(default=4, ge=1, le=1024)
+
+    # Topic names are the contract's, optionally under a prefix (the demo gives each run its
+    # own prefix so a re-run never sees the previous run's records).
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")
+    contract_topics: tuple[str, ...] = CONTRACT_TOPICS
+    deadletter_topic: str = DEADLETTER_TOPIC
+
+    # The agents take records in batches of at most `batch_size`, waiting at most
+    # `batch_within_s` for a batch to fill.
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_within_s: float = Field(default=0.1, gt=0, le=60)
+    # /metrics recomputes the claims at most this often while events keep arriving.
+    report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
+
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        uses_sasl = self.security_protocol.startswith("SASL")
+        if uses_sasl and (self.sasl_username is None or self.sasl_password is None):
+            raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        if not uses_sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism needs a SASL protocol, not {self.security_protocol}")
+        return self
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a contract topic (the prefix applied)."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def source_topics(self) -> tuple[str, ...]:
+        """The broker-side names of the contract topics the worker reads."""
+        return tuple(self.topic(name) for name in self.contract_topics)
+
+    @property
+    def deadletter(self) -> str:
+        """The broker-side name of the dead-letter topic."""
+        return self.topic(self.deadletter_topic)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [host.strip() for host in self.bootstrap.split(",") if host.strip()]
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A verifying TLS context (with `ssl_cafile` if given), or None without TLS."""
+        if not self.uses_tls:
+            return None
+        cafile = str(self.ssl_cafile) if self.ssl_cafile else None
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection keyword arguments for aiokafka's producer, consumer and admin client."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None  # checked by _check_security
+            kwargs["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return kwargs

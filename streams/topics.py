@@ -1,0 +1,175 @@
+"""Topic names and topic administration (create, delete, end offsets) over aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import for_code
+from aiokafka.structs import TopicPartition
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+_UNKNOWN_TOPIC = 3
+
+
+def all_topics(settings: Settings) -> tuple[str, ...]:
+    """The broker-side names of every topic livepulse uses: the contract topics and dead letter."""
+    return (*settings.source_topics, settings.deadletter)
+
+
+async def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(client_id="livepulse-admin", **settings.kafka_client_kwargs())
+    await admin.start()
+    return admin
+
+
+async def create_topics(
+    settings: Settings, topics: Iterable[str], *, timeout_s: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet (`settings.partitions` each); return those created.
+
+    Waits until every topic has a leader for each partition, so that a producer or a consumer
+    started right after sees all of them.
+    """
+    wanted = list(dict.fromkeys(topics))
+    admin = await _admin(settings)
+    try:
+        brokers = (await admin.describe_cluster())["brokers"]
+        replication = min(3, max(1, len(brokers)))
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        created: list[str] = []
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name, settings.partitions, replication) for name in missing],
+                timeout_ms=int(timeout_s * 1000),
+            )
+            for topic, code, *_ in response.topic_errors:
+                if code == 0:
+                    created.append(topic)
+                elif code != _TOPIC_ALREADY_EXISTS:
+                    raise for_code(code)(f"creating topic {topic}")
+        await _wait_for_leaders(admin, wanted, timeout_s)
+        if created:
+            log.info("created topics %s (%d partitions)", ", ".join(created), settings.partitions)
+        return created
+    finally:
+        await admin.close()
+
+
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = await admin.describe_topics(topics)
+        pending = [
+            t["topic"]
+            for t in described
+            if t["error_code"] != 0
+            or not t["partitions"]
+            or any(p["leader"] < 0 for p in t["partitions"])
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without leaders after {timeout_s:.0f}s: {pending}")
+        await asyncio.sleep(0.2)
+
+
+async def delete_topics(settings: Settings, topics: Iterable[str]) -> list[str]:
+    """Delete the topics that exist; return those deleted."""
+    names = list(dict.fromkeys(topics))
+    admin = await _admin(settings)
+    try:
+        response = await admin.delete_topics(names)
+        deleted = []
+        for topic, code, *_ in response.topic_error_codes:
+            if code == 0:
+                deleted.append(topic)
+            elif code != _UNKNOWN_TOPIC:
+                raise for_code(code)(f"deleting topic {topic}")
+        return deleted
+    finally:
+        await admin.close()
+
+
+class EndOffsets:
+    """Reads log end offsets repeatedly over one connection: `async with EndOffsets(s) as read`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._consumer = AIOKafkaConsumer(
+            client_id="livepulse-offsets",
+            enable_auto_commit=False,
+            **settings.kafka_client_kwargs(),
+        )
+        self._partitions: dict[tuple[str, ...], list[TopicPartition]] = {}
+
+    async def __aenter__(self) -> EndOffsets:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._consumer.stop()
+
+    async def _list_partitions(self, topics: tuple[str, ...]) -> list[TopicPartition]:
+        # The consumer only keeps metadata of topics it is subscribed to; ask an admin client.
+        admin = await _admin(self._settings)
+        try:
+            described = await admin.describe_topics(list(topics))
+        finally:
+            await admin.close()
+        return sorted(
+            TopicPartition(t["topic"], p["partition"])
+            for t in described
+            if t["error_code"] == 0
+            for p in t["partitions"]
+        )
+
+    async def __call__(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
+        """The end offset (the next offset to be written) of every partition of `topics`.
+
+        Topics that do not exist are left out.
+        """
+        names = tuple(topics)
+        partitions = self._partitions.get(names)
+        if not partitions:
+            partitions = await self._list_partitions(names)
+            if not partitions:
+                return {}
+            self._partitions[names] = partitions
+        offsets: dict[TopicPartition, int] = await self._consumer.end_offsets(partitions)
+        return offsets
+
+
+async def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """The end offset (the next offset to be written) of every partition of `topics`."""
+    async with EndOffsets(settings) as read:
+        return await read(topics)
+
+
+def raw_topic(app: Any, name: str) -> Any:
+    """A faust topic whose keys and values stay the record's bytes, exactly as produced.
+
+    Decoding happens in the agent, not in a faust codec: a codec that raises makes faust log
+    and skip the record (`on_value_decode_error`), which would bypass the dead-letter path.
+    `allow_empty` lets a null value (a tombstone) reach the agent too, to be dead-lettered.
+    """
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
