@@ -139,6 +139,7 @@ class LiveState:
                 if record.value is not None
                 else Rejection("not_json", "record has a null value")
             )
+            reason: str
             if isinstance(decoded, Rejection):
                 reason, detail = decoded.reason, decoded.detail
             else:

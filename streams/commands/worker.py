@@ -1,0 +1,129 @@
+"""`livepulse worker`: run the faust worker (agents, /metrics, /report, /status) in-process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+from streams.settings import Settings
+
+log = logging.getLogger("livepulse.worker")
+
+LOGLEVELS = ("debug", "info", "warning", "error")
+# faust, mode and aiokafka log every rebalance step and table at INFO; at --loglevel info
+# livepulse's own loggers say what matters and these stay at WARNING.
+_CHATTY_LOGGERS = ("faust", "mode", "aiokafka")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="run the stream processor (faust worker) with its web views",
+        description="Consume the contract topics, dead-letter invalid records, and serve "
+        "/metrics, /report and /status. Settings not given here come from LIVEPULSE_* "
+        "environment variables. The ledger is in memory: a worker reads its topics from the "
+        "start when its app id (consumer group) is new, and resumes from committed offsets "
+        "(with an empty ledger) when it is not, so give each run a fresh --app-id.",
+    )
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    p.add_argument("--web-port", type=int, help="HTTP port of /metrics, /report, /status")
+    p.add_argument("--web-host", help="interface the HTTP server binds to")
+    p.add_argument("--app-id", help="faust app id, also the Kafka consumer group")
+    p.add_argument("--topic-prefix", help="prefix of every topic name (default: none)")
+    p.add_argument("--loglevel", choices=LOGLEVELS, default="info")
+    p.add_argument("--logfile", help="write logs here instead of standard error")
+    p.add_argument(
+        "--broker-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for the broker to answer before giving up (default 60)",
+    )
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the options given on the command line winning."""
+    overrides: dict[str, Any] = {
+        "bootstrap": args.bootstrap,
+        "web_port": args.web_port,
+        "web_host": args.web_host,
+        "app_id": args.app_id,
+        "topic_prefix": args.topic_prefix,
+    }
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+async def _prepare_topics(settings: Settings, wait_s: float) -> None:
+    """Wait for the broker, then make sure the worker's topics exist."""
+    from streams.topics import all_topics, create_topics
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            await create_topics(settings, all_topics(settings))
+            return
+        except Exception as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("broker %s not ready (%s); retrying", settings.bootstrap, exc)
+            await asyncio.sleep(2.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    try:
+        asyncio.run(_prepare_topics(settings, args.broker_wait))
+    except Exception as exc:
+        print(f"livepulse worker: cannot use broker {settings.bootstrap}: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(settings, loglevel=args.loglevel, logfile=args.logfile)
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | None = None) -> int:
+    """Run the worker until SIGINT/SIGTERM; return its exit code."""
+    import faust
+
+    from streams.app import configure
+
+    app = configure(settings)
+    # What `faust -A ... worker` does before starting a worker (faust.cli.base.prepare_app):
+    # autodiscovery imports agents.live and streams.web, which attach to this app.
+    app.finalize()
+    app.worker_init()
+    app.discover()
+    app.worker_init_post_autodiscover()
+    if loglevel != "debug":
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    # mode's Worker owns the event loop; on Python >= 3.10 there is no implicit one to take.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = faust.Worker(
+        app,
+        loglevel=loglevel,
+        logfile=logfile,
+        loop=loop,
+        # Keep print() from ending up in the log as WARNING lines.
+        redirect_stdouts=False,
+    )
+
+    @app.task  # type: ignore[untyped-decorator]  # runs once the worker has started
+    async def announce() -> None:
+        log.info(
+            "worker %s reading %s; http://%s:%d/metrics, /report, /status",
+            settings.app_id,
+            ", ".join(settings.source_topics),
+            settings.web_host,
+            settings.web_port,
+        )
+
+    try:
+        worker.execute_from_commandline()  # installs SIGINT/SIGTERM handlers, stops cleanly
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
