@@ -31,11 +31,14 @@ codecs.register(EVENT_CODEC, EventCodec())
 
 
 def use_event_codec(table: Any) -> Any:
-    """Make a faust table store contract events with `EVENT_CODEC`; return the table.
+    """Make a faust table keep contract events with `EVENT_CODEC`; return the table.
 
-    faust 0.15 derives a table's value serializer from its `value_type` only (a faust Record's
+    faust 0.15 derives a table's value serializer from its `value_type` alone (a faust Record's
     `serializer` option, else json) and takes no `value_serializer` argument (faust-streaming
-    issue #556), so it is set here, before the changelog topic is first built from it.
+    issue #556); `app.Table()` has already built the changelog topic with that json serializer
+    by the time it returns. So both are replaced here, before the table is used: the changelog
+    topic is built again by the table's own factory, with the same name and options.
     """
     table.value_serializer = EVENT_CODEC
+    table.changelog_topic = table._new_changelog_topic()
     return table

@@ -1,0 +1,225 @@
+"""The live agents: decode, dead-letter, dedupe and count (no broker: test_context + memory)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import generate_latest
+
+import agents.live as live_module
+from agents.core import Ledger
+from agents.live import (
+    H_DETAIL,
+    H_REASON,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TOPIC,
+    PROCESSING_ERROR,
+    DeadLetter,
+    LiveState,
+    SourceRecord,
+)
+from streams.web import ClaimCollector, ReportCache
+
+T0 = 1_721_800_800_000
+
+
+def line(**fields: Any) -> bytes:
+    return orjson.dumps(fields)
+
+
+START = line(
+    event_id="e-1",
+    type="session_started",
+    ts=T0,
+    session_id="s-1",
+    room_id="r-1",
+    merchant_id="m-1",
+)
+ORDER = line(
+    event_id="e-2",
+    type="order_paid",
+    ts=T0 + 400_000,
+    order_id="o-1",
+    session_id="s-1",
+    merchant_id="m-1",
+    user_id="u-secret-42",
+    items=[{"sku_id": "k-1", "category": "apparel", "unit_price_cents": 59_900, "quantity": 1}],
+    amount_cents=59_900,
+)
+MISSING_FIELD = line(event_id="e-3", type="order_paid", ts=T0, session_id="s-1")
+NOT_JSON = b"<html><body>502 Bad Gateway</body></html>"
+
+
+def records(topic: str, *values: bytes | None, partition: int = 0) -> list[SourceRecord]:
+    return [
+        SourceRecord(topic, partition, offset, b"s-1", value) for offset, value in enumerate(values)
+    ]
+
+
+def header(letter: DeadLetter, name: str) -> str:
+    return dict(letter.headers)[name].decode()
+
+
+def sample(state: LiveState, name: str, **labels: str) -> float | None:
+    value: float | None = state.metrics.registry.get_sample_value(name, labels)
+    return value
+
+
+def test_valid_events_reach_the_ledger_and_invalid_ones_become_dead_letters() -> None:
+    state = LiveState()
+    letters = state.apply_batch(records("live.orders", START, ORDER, NOT_JSON, MISSING_FIELD, None))
+
+    assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 3, "duplicates": 0}
+    assert [header(letter, H_REASON) for letter in letters] == [
+        "not_json",
+        "missing_field",
+        "not_json",
+    ]
+    first = letters[0]
+    assert first.value == NOT_JSON  # the original bytes, unchanged
+    assert first.key == b"s-1"
+    assert header(first, H_SOURCE_TOPIC) == "live.orders"
+    assert header(first, H_SOURCE_PARTITION) == "0"
+    assert header(first, H_SOURCE_OFFSET) == "2"
+    assert header(first, H_DETAIL)
+    assert letters[2].value is None  # a null value (tombstone) is dead-lettered as it came
+    assert state.positions == {("live.orders", 0): 5}
+    assert sample(state, "livepulse_events_total", topic="live.orders", type="order_paid") == 1
+    assert (
+        sample(state, "livepulse_events_rejected_total", topic="live.orders", reason="not_json")
+        == 2
+    )
+    assert (
+        sample(
+            state, "livepulse_events_rejected_total", topic="live.orders", reason="missing_field"
+        )
+        == 1
+    )
+
+
+def test_a_redelivered_event_is_counted_once() -> None:
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER))
+    letters = state.apply_batch(records("live.orders", ORDER, partition=1))
+    assert letters == []
+    assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 0, "duplicates": 1}
+    assert sample(state, "livepulse_events_duplicate_total", topic="live.orders") == 1
+    assert sample(state, "livepulse_events_total", topic="live.orders", type="order_paid") == 1
+    assert state.positions == {("live.orders", 0): 2, ("live.orders", 1): 1}
+
+
+def test_an_event_that_breaks_the_ledger_is_dead_lettered_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Ledger.apply
+
+    def apply(self: Ledger, event: Any) -> bool:
+        if event.event_id == "e-2":
+            raise ZeroDivisionError("a bug")
+        return original(self, event)
+
+    monkeypatch.setattr(Ledger, "apply", apply)
+    state = LiveState()
+    letters = state.apply_batch(records("live.orders", ORDER, START))
+    assert [header(letter, H_REASON) for letter in letters] == [PROCESSING_ERROR]
+    assert "ZeroDivisionError" in header(letters[0], H_DETAIL)
+    assert state.ledger.counts.as_dict() == {"valid": 1, "rejected": 1, "duplicates": 0}
+    assert (
+        sample(
+            state, "livepulse_events_rejected_total", topic="live.orders", reason=PROCESSING_ERROR
+        )
+        == 1
+    )
+
+
+def test_metrics_carry_claim_gauges_and_no_user_ids() -> None:
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER, NOT_JSON))
+    reports = ReportCache(state.ledger)
+    state.metrics.registry.register(ClaimCollector(reports, max_age_s=0))
+    text = generate_latest(state.metrics.registry).decode()
+    assert 'livepulse_claim_observed{claim="orders_after_minute_5"} 1.0' in text
+    assert 'livepulse_claim_claimed{claim="orders_after_minute_5"} 0.75' in text
+    assert 'livepulse_claim_verdict{claim="orders_after_minute_5",verdict="inconclusive"}' in text
+    assert 'livepulse_events_rejected_total{reason="not_json",topic="live.orders"} 1.0' in text
+    assert "u-secret-42" not in text and "o-1" not in text and "s-1" not in text
+
+
+def test_report_cache_rebuilds_only_when_the_ledger_changed_and_is_old_enough() -> None:
+    ledger = Ledger()
+    builds: list[int] = []
+
+    def build(seen: Ledger) -> dict[str, Any]:
+        builds.append(seen.counts.valid)
+        return {"valid": seen.counts.valid}
+
+    cache = ReportCache(ledger, build)
+    assert cache.get() == {"valid": 0}
+    assert cache.get() == {"valid": 0} and len(builds) == 1  # unchanged: cached
+    ledger.reject("not_json")
+    assert cache.get(max_age_s=3600) == {"valid": 0} and len(builds) == 1  # changed, too fresh
+    assert cache.get(max_age_s=0) == {"valid": 0} and len(builds) == 2  # changed: rebuilt
+
+
+# --- the faust agents themselves, through agent.test_context() -------------------------------
+
+
+@pytest.fixture
+def fresh_live(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LiveState, list[DeadLetter]]]:
+    """A fresh LiveState behind the agents, and the dead letters they publish (no broker)."""
+    state = LiveState()
+    published: list[DeadLetter] = []
+
+    async def publish(letters: Sequence[DeadLetter]) -> None:
+        published.extend(letters)
+
+    monkeypatch.setattr(live_module, "live", state)
+    monkeypatch.setattr(live_module, "publish_dead_letters", publish)
+    yield state, published
+    consumer = live_module.app._consumer
+    if consumer is not None:  # built by the stream, never started: close its thread's loop
+        consumer._thread.thread_loop.close()
+        live_module.app._consumer = None
+
+
+async def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_agent_dead_letters_a_bad_record_and_counts_a_duplicate_once(
+    fresh_live: tuple[LiveState, list[DeadLetter]],
+) -> None:
+    state, published = fresh_live
+    topic = live_module.settings.topic("live.orders")
+    agent = live_module.agents[topic]
+    async with agent.test_context() as context:
+        for value in (START, ORDER, NOT_JSON, ORDER):
+            await context.put(value, key=b"s-1")
+        await wait_for(lambda: state.records == 4)
+
+    assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 1, "duplicates": 1}
+    assert len(published) == 1
+    letter = published[0]
+    assert letter.value == NOT_JSON and letter.key == b"s-1"
+    assert header(letter, H_REASON) == "not_json"
+    assert header(letter, H_SOURCE_TOPIC) == topic
+    assert header(letter, H_SOURCE_OFFSET) == "2"
+    assert state.positions == {(topic, 0): 4}
+    assert sample(state, "livepulse_events_duplicate_total", topic=topic) == 1
+    assert sample(state, "livepulse_events_rejected_total", topic=topic, reason="not_json") == 1
+
+
+def test_every_contract_topic_has_an_agent_and_autodiscovery_finds_them() -> None:
+    settings = live_module.settings
+    assert sorted(live_module.agents) == sorted(settings.source_topics)
+    names = {agent.name for agent in live_module.agents.values()}
+    assert names <= set(live_module.app.agents)
+    live_module.app.discover()  # imports agents and streams.web: nothing new, nothing broken
+    assert {"/metrics", "/report", "/status"} <= set(live_module.app.web.views)
