@@ -104,7 +104,7 @@ class Progress:
         self.tty = self.stream.isatty()
         self.total = total
         self._every_s = 0.2 if self.tty else 5.0
-        self._last = 0.0
+        self._last = time.monotonic()
 
     def update(self, summary: ReplaySummary, started: float, force: bool = False) -> None:
         now = time.monotonic()
@@ -139,6 +139,10 @@ class _Pacer:
         self.rate, self.speedup = rate, speedup
         self.started = time.monotonic()
         self.first_ts: int | None = None
+
+    def start(self) -> None:
+        """Start the clock (at the first send, not before the producer is connected)."""
+        self.started = time.monotonic()
 
     async def wait(self, index: int, ts: int | None) -> None:
         if self.rate is not None:
@@ -191,7 +195,8 @@ async def replay(
     by_topic: collections.Counter[str] = collections.Counter()
     pending: collections.deque[asyncio.Future[object]] = collections.deque()
     await producer.start()
-    started = time.monotonic()
+    pacer.start()
+    started = pacer.started
     try:
         for index, line in enumerate(read_lines(path)):
             where = route(line, settings, fallback_topic)

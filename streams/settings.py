@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -71,6 +72,19 @@ class Settings(BaseSettings):
         if not uses_sasl and self.sasl_mechanism is not None:
             raise ValueError(f"sasl_mechanism needs a SASL protocol, not {self.security_protocol}")
         return self
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as `LIVEPULSE_*` variables, for a child process (secrets included)."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, tuple):
+                value = json.dumps(list(value))
+            env[f"LIVEPULSE_{name.upper()}"] = str(value)
+        return env
 
     def topic(self, name: str) -> str:
         """The broker-side name of a contract topic (the prefix applied)."""

@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "start when its app id (consumer group) is new, and resumes from committed offsets "
         "(with an empty ledger) when it is not, so give each run a fresh --app-id.",
     )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
     p.add_argument("--web-port", type=int, help="HTTP port of /metrics, /report, /status")
     p.add_argument("--web-host", help="interface the HTTP server binds to")
@@ -43,7 +48,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="wait this long for the broker to answer before giving up (default 60)",
     )
-    p.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -127,3 +131,14 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m streams.commands.worker ...`: the worker alone, without the other commands."""
+    parser = argparse.ArgumentParser(prog="livepulse worker")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""`livepulse demo`: the main job in one command (broker, worker, replay, drain, report).
+
+Each run gets topics of its own, `demo-<run id>.live.*`, and a consumer group of its own, so
+a second run on the same broker never sees the first run's records: its counts (valid,
+rejected, duplicates) are the fixture's, not twice the fixture's, and it reads from offset 0
+instead of starting mid-stream. The contract topics `live.*` are left alone (a producer may be
+writing to them); a run's own topics are deleted when it ends unless --keep-topics is given.
+Deleting and recreating `live.*` instead would destroy data and race Kafka's asynchronous
+topic deletion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily at run time: `livepulse --help` should not load Kafka
+    from streams.settings import Settings
+    from streams.worker_process import WorkerProcess
+
+DEFAULT_FIXTURE = Path("fixtures/xhs.jsonl")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the main job: broker, worker, replay a fixture, print the claims report",
+        description="Start the local broker if needed, start a worker, replay a fixture into "
+        "topics of this run's own (demo-<run id>.live.*), wait until the worker has consumed "
+        "them to their end, print the claims report, and keep the worker serving /metrics and "
+        "/report until Ctrl-C (or stop at once with --exit).",
+    )
+    p.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, help="JSON Lines to replay")
+    p.add_argument("--exit", action="store_true", help="stop the worker after the report")
+    p.add_argument("--web-port", type=int, default=6066, help="the worker's HTTP port (6066)")
+    p.add_argument(
+        "--bootstrap",
+        help="use this Kafka instead of starting the local broker (host:port[,host:port])",
+    )
+    p.add_argument("--keep-topics", action="store_true", help="keep this run's topics when it ends")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up if the worker has not consumed everything after this long (600)",
+    )
+    p.add_argument(
+        "--logs", type=Path, default=Path("data/logs"), help="directory of the worker's log"
+    )
+    p.set_defaults(func=run)
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", file=sys.stderr, flush=True)
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.drain import NotDrained
+    from streams.settings import Settings
+    from streams.worker_process import WorkerFailed, WorkerProcess, port_is_free
+
+    if not args.fixture.is_file():
+        _say(f"no such fixture: {args.fixture}")
+        return 2
+    if not port_is_free("127.0.0.1", args.web_port):
+        _say(f"port {args.web_port} is in use (a worker still running?); try --web-port")
+        return 2
+
+    run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        from streams import kafka_local
+
+        bootstrap = kafka_local.ensure_up()
+    settings = Settings(
+        bootstrap=bootstrap,
+        app_id=f"livepulse-demo-{run_id}",
+        topic_prefix=f"demo-{run_id}.",
+        web_port=args.web_port,
+    )
+    worker = WorkerProcess(settings, args.logs / f"worker-{run_id}.log")
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    code = 0
+    try:
+        code = _main_job(args, settings, worker)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        code = 130
+    except (WorkerFailed, NotDrained) as exc:
+        _say(str(exc))
+        code = 1
+    finally:
+        if worker.alive():
+            _say("stopping the worker")
+        worker.stop()
+        if not args.keep_topics:
+            _delete_topics(settings)
+    return code
+
+
+def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProcess) -> int:
+    from agents.core import render_table
+    from streams.drain import fetch_json, wait_drained
+    from streams.replayer import Progress, replay
+    from streams.topics import all_topics, create_topics
+
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    _say(f"topics of this run: {settings.topic_prefix}live.* (run id {settings.app_id})")
+    worker.start()
+    _say(f"worker starting, log {worker.log_path}")
+    worker.wait_ready()
+    _say(f"worker ready at {worker.base_url}; replaying {args.fixture}")
+    summary = asyncio.run(replay(args.fixture, settings, progress=Progress(sys.stderr)))
+    drained = asyncio.run(
+        wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, args.timeout)
+    )
+    _say(
+        f"worker consumed all {drained.records} records in {drained.seconds:.1f} s after the "
+        f"replay ({summary.lines} lines)"
+    )
+    report = fetch_json(f"{worker.base_url}/report", timeout_s=60.0)
+    print(render_table(report), flush=True)
+    _say(f"metrics: {worker.base_url}/metrics   report: {worker.base_url}/report")
+    _say(f"dead letters: topic {settings.deadletter} ({report['events']['rejected']} records)")
+    if args.exit:
+        return 0
+    _say("the worker keeps serving; Ctrl-C to stop")
+    while worker.alive():
+        time.sleep(0.5)
+    _say(f"the worker exited unexpectedly; the end of its log:\n{worker.tail()}")
+    return 1
+
+
+def _delete_topics(settings: Settings) -> None:
+    from streams.topics import all_topics, delete_topics
+
+    try:
+        deleted = asyncio.run(delete_topics(settings, all_topics(settings)))
+    except Exception as exc:  # the broker may be gone; the topics are then its problem
+        _say(f"could not delete this run's topics: {exc!r}")
+    else:
+        if deleted:
+            _say(f"deleted this run's topics ({settings.topic_prefix}live.*)")
