@@ -13,6 +13,7 @@ from agents.core.ledger import Ledger, OrderFact, SessionFacts
 from agents.core.stats import (
     FloatArray,
     cluster_bootstrap_interval,
+    log_ratio_interval,
     safe_divide,
     spearman_interval,
     spearman_rho,
@@ -285,12 +286,6 @@ def group_member_dwell(facts: _Facts) -> Measurement:
     )
 
 
-def _spend_multiple(totals: FloatArray) -> FloatArray:
-    member_mean = safe_divide(totals[:, 0], totals[:, 1])
-    population_mean = safe_divide(totals[:, 2], totals[:, 3])
-    return safe_divide(member_mean, population_mean)
-
-
 def group_spend_multiple(facts: _Facts) -> Measurement:
     # (merchant, month, user) -> first join in a session of that merchant started that month.
     first_join: dict[tuple[str, str, str], int] = {}
@@ -327,7 +322,8 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
     return Measurement(
         observed,
         members,
-        cluster_bootstrap_interval(rows, _spend_multiple) if observed is not None else None,
+        # (member spend / members) / (spend / population): exponents +1, -1, -1, +1.
+        log_ratio_interval(rows, (1, -1, -1, 1)) if observed is not None else None,
         {
             "members": members,
             "population": population,

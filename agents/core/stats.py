@@ -63,6 +63,30 @@ def cluster_bootstrap_interval(
     return float(low), float(high)
 
 
+def log_ratio_interval(
+    rows: Sequence[Sequence[float]], exponents: Sequence[int], z: float = Z95
+) -> tuple[float, float] | None:
+    """Delta-method interval for a product of column totals raised to +/-1, e.g. (A/B)/(C/D).
+
+    Rows are independent units; the statistic is prod(total_j ** exponents[j]). Its log is
+    linearised (influence of row i: sum_j e_j * x_ij / total_j), the variance is the sample
+    variance of the influences times n, and the interval is exp(log R +/- z * se). O(n), for
+    populations too large to bootstrap on every report.
+    """
+    data = np.asarray(rows, dtype=np.float64)
+    n = data.shape[0]
+    if n < 2:
+        return None
+    totals = data.sum(axis=0)
+    if np.any(totals <= 0):
+        return None
+    signs = np.asarray(exponents, dtype=np.float64)
+    influence = (data / totals) @ signs
+    se = math.sqrt(float(np.var(influence, ddof=1)) * n)
+    log_r = float(np.log(totals) @ signs)
+    return math.exp(log_r - z * se), math.exp(log_r + z * se)
+
+
 def safe_divide(num: FloatArray, den: FloatArray) -> FloatArray:
     """Element-wise num/den with NaN where den is 0."""
     out = np.full(num.shape, np.nan)
