@@ -1,0 +1,148 @@
+"""End to end on the real broker: fixture -> replayer -> worker process -> /report, /metrics and
+the dead-letter topic, checked against the simulator's independent truth file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.decode import REJECT_REASONS
+from streams.drain import fetch_json, wait_drained
+from streams.replayer import read_lines, replay
+from streams.settings import Settings
+from streams.topics import all_topics, create_topics, delete_topics, end_offsets
+from streams.worker_process import WorkerProcess, free_port
+from tests.support.truth import report_mismatches
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+CLAIM_GAUGES = ("livepulse_claim_observed", "livepulse_claim_ci_low", "livepulse_claim_ci_high")
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker process on fresh topics, app id and port; always stopped, topics deleted."""
+    run = f"e2e-{uuid.uuid4().hex[:12]}"
+    settings = Settings(
+        bootstrap=kafka_bootstrap, app_id=run, topic_prefix=f"{run}.", web_port=free_port()
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    process = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        process.start()
+        process.wait_ready(timeout_s=90)
+        yield process
+        assert process.stop() == 0, f"worker did not stop cleanly:\n{process.tail()}"
+    finally:
+        process.stop()
+        asyncio.run(delete_topics(settings, all_topics(settings)))
+
+
+async def read_topics(settings: Settings, topics: list[str]) -> dict[tuple[str, int, int], Any]:
+    """Every record of `topics`, by (topic, partition, offset)."""
+    ends = {tp: end for tp, end in (await end_offsets(settings, topics)).items() if end > 0}
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.kafka_client_kwargs())
+    await consumer.start()
+    records: dict[tuple[str, int, int], Any] = {}
+    try:
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        deadline = time.monotonic() + 30
+        while len(records) < sum(ends.values()):
+            assert time.monotonic() < deadline, "records missing on the broker"
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    records[(m.topic, m.partition, m.offset)] = m
+    finally:
+        await consumer.stop()
+    return records
+
+
+def metric_samples(text: str) -> dict[str, list[Any]]:
+    samples: dict[str, list[Any]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name].append(sample)
+    return samples
+
+
+@pytest.mark.parametrize("fixture", ["xhs", "impulse"])
+def test_worker_report_metrics_and_dead_letters_match_the_truth(
+    worker: WorkerProcess, fixture: str
+) -> None:
+    settings = worker.settings
+    path = FIXTURES / f"{fixture}.jsonl"
+    truth = json.loads((FIXTURES / f"{fixture}.truth.json").read_text(encoding="utf-8"))
+    lines = list(read_lines(path))
+    started = time.monotonic()
+
+    summary = asyncio.run(replay(path, settings))
+    assert summary.lines == truth["lines"] == len(lines)
+    assert summary.rejected == 0
+    drained = asyncio.run(
+        wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, 90)
+    )
+    assert drained.records == truth["lines"]
+    print(
+        f"{fixture}: replayed {summary.lines} lines at {summary.events_per_s:,.0f}/s; "
+        f"worker drained {time.monotonic() - started:.1f} s after the replay began"
+    )
+
+    # /report: counts exact, every figure to 1e-9, every detail count equal.
+    report = fetch_json(f"{worker.base_url}/report")
+    assert report["events"] == truth["events"]
+    assert report_mismatches(report, truth) == []
+
+    # /metrics: parses; claim gauges for every claim; counters agree with the truth.
+    samples = metric_samples(worker_text(worker, "/metrics"))
+    for gauge in CLAIM_GAUGES:
+        labelled = {s.labels["claim"] for s in samples[gauge]}
+        defined = {c for c, v in truth["claims"].items() if v["observed"] is not None}
+        assert defined <= labelled, gauge
+    verdicts = [s for s in samples["livepulse_claim_verdict"] if s.value == 1.0]
+    assert {s.labels["claim"] for s in verdicts} == set(report["claims"])
+    assert sum(s.value for s in samples["livepulse_events_total"]) == truth["events"]["valid"]
+    rejected = samples["livepulse_events_rejected_total"]
+    assert sum(s.value for s in rejected) == truth["events"]["rejected"]
+    assert {s.labels["reason"] for s in rejected} <= set(REJECT_REASONS)
+    duplicates = samples["livepulse_events_duplicate_total"]
+    assert sum(s.value for s in duplicates) == truth["events"]["duplicates"]
+
+    # The dead-letter topic: one record per rejected line, the original bytes and key, and
+    # headers that point back at that very record on its source topic.
+    records = asyncio.run(read_topics(settings, [*settings.source_topics, settings.deadletter]))
+    letters = [r for (topic, _, _), r in records.items() if topic == settings.deadletter]
+    assert len(letters) == truth["events"]["rejected"]
+    fixture_lines = set(lines)
+    for letter in letters:
+        headers = {name: value.decode() for name, value in letter.headers}
+        assert headers["livepulse-reason"] in REJECT_REASONS
+        assert headers["livepulse-detail"]
+        source = records[
+            (
+                headers["livepulse-source-topic"],
+                int(headers["livepulse-source-partition"]),
+                int(headers["livepulse-source-offset"]),
+            )
+        ]
+        assert letter.value == source.value and letter.key == source.key
+        assert letter.value in fixture_lines
+
+
+def worker_text(worker: WorkerProcess, path: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{worker.base_url}{path}", timeout=30) as response:  # noqa: S310
+        body: bytes = response.read()
+    return body.decode()
