@@ -231,6 +231,15 @@ live = LiveState()
 deadletter_topic = raw_topic(app, settings.deadletter)
 
 _PUBLISH_ATTEMPTS: Final[int] = 5
+_RETRY_BACKOFF_S = 0.5
+
+
+async def _send_dead_letter(letter: DeadLetter) -> Any:
+    """Send one dead letter and wait for the broker's acknowledgement (its metadata)."""
+    delivery = await deadletter_topic.send(
+        key=letter.key, value=letter.value, headers=letter.headers
+    )
+    return await delivery
 
 
 async def publish_to_deadletter_topic(letters: Sequence[DeadLetter]) -> None:
@@ -242,15 +251,11 @@ async def publish_to_deadletter_topic(letters: Sequence[DeadLetter]) -> None:
     """
     pending = list(letters)
     for attempt in range(1, _PUBLISH_ATTEMPTS + 1):
-        futures = [
-            await deadletter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
-            for letter in pending
-        ]
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        results = await asyncio.gather(*map(_send_dead_letter, pending), return_exceptions=True)
         failed = [
             (letter, result)
             for letter, result in zip(pending, results, strict=True)
-            if isinstance(result, BaseException)
+            if isinstance(result, Exception)
         ]
         if not failed:
             return
@@ -262,7 +267,7 @@ async def publish_to_deadletter_topic(letters: Sequence[DeadLetter]) -> None:
             _PUBLISH_ATTEMPTS,
             failed[0][1],
         )
-        await asyncio.sleep(0.5 * attempt)
+        await asyncio.sleep(_RETRY_BACKOFF_S * attempt)
     live.metrics.deadletter_failures.labels(settings.deadletter).inc(len(pending))
     log.error("gave up on %d dead letters", len(pending))
 

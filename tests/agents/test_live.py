@@ -223,3 +223,43 @@ def test_every_contract_topic_has_an_agent_and_autodiscovery_finds_them() -> Non
     assert names <= set(live_module.app.agents)
     live_module.app.discover()  # imports agents and streams.web: nothing new, nothing broken
     assert {"/metrics", "/report", "/status"} <= set(live_module.app.web.views)
+
+
+class FlakyTopic:
+    """A dead-letter topic stand-in whose first `failures` sends fail."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[tuple[bytes | None, bytes | None]] = []
+
+    async def send(self, *, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("broker away")
+        self.sent.append((key, value))
+        delivered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        delivered.set_result("metadata")
+        return delivered
+
+
+async def test_dead_letters_are_retried_and_a_lasting_failure_is_counted_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live_module, "_RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(live_module, "live", LiveState())
+    letters = LiveState().apply_batch(records("live.orders", NOT_JSON, MISSING_FIELD))
+
+    flaky = FlakyTopic(failures=1)
+    monkeypatch.setattr(live_module, "deadletter_topic", flaky)
+    await live_module.publish_to_deadletter_topic(letters)
+    assert sorted(flaky.sent) == sorted([(b"s-1", NOT_JSON), (b"s-1", MISSING_FIELD)])
+
+    down = FlakyTopic(failures=10**6)
+    monkeypatch.setattr(live_module, "deadletter_topic", down)
+    await live_module.publish_to_deadletter_topic(letters)  # logs, counts, does not raise
+    failures = sample(
+        live_module.live,
+        "livepulse_deadletter_failures_total",
+        topic=live_module.settings.deadletter,
+    )
+    assert failures == 2
