@@ -138,8 +138,11 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     if args.exit:
         return 0
     _say("the worker keeps serving; Ctrl-C to stop")
-    while worker.alive():
-        time.sleep(0.5)
+    try:
+        while worker.alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0  # the way this run is meant to end
     _say(f"the worker exited unexpectedly; the end of its log:\n{worker.tail()}")
     return 1
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -214,6 +216,14 @@ async def test_agent_dead_letters_a_bad_record_and_counts_a_duplicate_once(
     assert state.positions == {(topic, 0): 4}
     assert sample(state, "livepulse_events_duplicate_total", topic=topic) == 1
     assert sample(state, "livepulse_events_rejected_total", topic=topic, reason="not_json") == 1
+
+
+def test_the_metric_core_imports_neither_faust_nor_asyncio() -> None:
+    code = (
+        "import sys, agents.core; print(sorted({'faust', 'asyncio', 'aiokafka'} & {*sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_every_contract_topic_has_an_agent_and_autodiscovery_finds_them() -> None:
