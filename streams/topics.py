@@ -89,6 +89,8 @@ async def _wait_for_leaders(
 async def delete_topics(settings: Settings, topics: Iterable[str]) -> list[str]:
     """Delete the topics that exist; return those deleted."""
     names = list(dict.fromkeys(topics))
+    if not names:
+        return []
     admin = await _admin(settings)
     try:
         response = await admin.delete_topics(names)
@@ -101,6 +103,22 @@ async def delete_topics(settings: Settings, topics: Iterable[str]) -> list[str]:
         return deleted
     finally:
         await admin.close()
+
+
+async def delete_run_topics(settings: Settings) -> list[str]:
+    """Delete a run's topics: `all_topics(settings)` and the app's own internal topics.
+
+    faust creates `<app id>-__assignor-__leader` (and would create `<app id>-...-changelog`
+    for tables) for each app id; for a run with an app id of its own, every topic whose name
+    starts with `<app id>-` is that run's.
+    """
+    admin = await _admin(settings)
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    own = {name for name in existing if name.startswith(f"{settings.app_id}-")}
+    return await delete_topics(settings, sorted((set(all_topics(settings)) & existing) | own))
 
 
 class EndOffsets:
@@ -124,9 +142,13 @@ class EndOffsets:
 
     async def _list_partitions(self, topics: tuple[str, ...]) -> list[TopicPartition]:
         # The consumer only keeps metadata of topics it is subscribed to; ask an admin client.
+        # Only about topics that exist: a broker with auto.create.topics.enable would create
+        # the others on being asked about them.
         admin = await _admin(self._settings)
         try:
-            described = await admin.describe_topics(list(topics))
+            existing = set(await admin.list_topics())
+            wanted = [name for name in topics if name in existing]
+            described = await admin.describe_topics(wanted) if wanted else []
         finally:
             await admin.close()
         return sorted(

@@ -20,7 +20,7 @@ from schemas.decode import REJECT_REASONS
 from streams.drain import fetch_json, wait_drained
 from streams.replayer import read_lines, replay
 from streams.settings import Settings
-from streams.topics import all_topics, create_topics, delete_topics, end_offsets
+from streams.topics import all_topics, create_topics, delete_run_topics, end_offsets
 from streams.worker_process import WorkerProcess, free_port
 from tests.support.truth import report_mismatches
 
@@ -46,7 +46,7 @@ def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
         assert process.stop() == 0, f"worker did not stop cleanly:\n{process.tail()}"
     finally:
         process.stop()
-        asyncio.run(delete_topics(settings, all_topics(settings)))
+        asyncio.run(delete_run_topics(settings))
 
 
 async def read_topics(settings: Settings, topics: list[str]) -> dict[tuple[str, int, int], Any]:

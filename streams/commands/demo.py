@@ -148,10 +148,10 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
 
 
 def _delete_topics(settings: Settings) -> None:
-    from streams.topics import all_topics, delete_topics
+    from streams.topics import delete_run_topics
 
     try:
-        deleted = asyncio.run(delete_topics(settings, all_topics(settings)))
+        deleted = asyncio.run(delete_run_topics(settings))
     except Exception as exc:  # the broker may be gone; the topics are then its problem
         _say(f"could not delete this run's topics: {exc!r}")
     else:
