@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -104,6 +106,12 @@ def test_worker_report_metrics_and_dead_letters_match_the_truth(
     assert report["events"] == truth["events"]
     assert report_mismatches(report, truth) == []
 
+    # `livepulse report` prints the same JSON, and the same figures as a table.
+    as_json = livepulse("report", "--from", worker.base_url, "--json")
+    assert json.loads(as_json) == report
+    table = livepulse("report", "--from", f"{worker.base_url}/report")
+    assert all(claim_id in table for claim_id in truth["claims"])
+
     # /metrics: parses; claim gauges for every claim; counters agree with the truth.
     samples = metric_samples(worker_text(worker, "/metrics"))
     for gauge in CLAIM_GAUGES:
@@ -146,3 +154,12 @@ def worker_text(worker: WorkerProcess, path: str) -> str:
     with urllib.request.urlopen(f"{worker.base_url}{path}", timeout=30) as response:  # noqa: S310
         body: bytes = response.read()
     return body.decode()
+
+
+def livepulse(*args: str) -> str:
+    """Run the `livepulse` CLI; its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
