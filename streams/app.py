@@ -8,15 +8,12 @@ does the imports when the worker starts.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Final
 
 import faust
 
 import streams.codecs  # noqa: F401  (registers the livepulse_event codec)
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
 
 #: Where the worker finds agents and views; imported by `app.discover()`.
 DISCOVER: Final[tuple[str, ...]] = ("agents", "streams.web")

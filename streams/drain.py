@@ -28,12 +28,18 @@ class DrainResult:
     status: dict[str, Any]
 
 
-def fetch_json(url: str, timeout_s: float = 5.0) -> Any:
-    """GET a JSON document (blocking; run in a thread from async code)."""
+def fetch(url: str, timeout_s: float = 5.0) -> bytes:
+    """GET a document's bytes (blocking; run it in a thread from async code)."""
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url}")
     with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (checked above)
-        return orjson.loads(response.read())
+        body: bytes = response.read()
+        return body
+
+
+def fetch_json(url: str, timeout_s: float = 5.0) -> Any:
+    """GET a JSON document (blocking)."""
+    return orjson.loads(fetch(url, timeout_s))
 
 
 def lagging(status: dict[str, Any], ends: dict[tuple[str, int], int]) -> dict[str, int]:

@@ -81,7 +81,7 @@ def route(line: bytes, settings: Settings, fallback_topic: str | None) -> Route:
             ts = obj.get("ts")
             return Route(
                 settings.topic(TOPIC_BY_TYPE[event_type]),
-                record_key(obj).encode("utf-8", "surrogatepass"),
+                record_key(obj).encode(),
                 ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
             )
     if not fallback_topic:

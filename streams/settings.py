@@ -10,14 +10,10 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas import TOPIC_BY_TYPE
+
 #: The contract topics (shared/event-contract.md), before any `topic_prefix`.
-CONTRACT_TOPICS: Final[tuple[str, ...]] = (
-    "live.sessions",
-    "live.views",
-    "live.interactions",
-    "live.orders",
-    "live.groups",
-)
+CONTRACT_TOPICS: Final[tuple[str, ...]] = tuple(dict.fromkeys(TOPIC_BY_TYPE.values()))
 DEADLETTER_TOPIC: Final[str] = "live.deadletter"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]

@@ -16,7 +16,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agents.core import Ledger, build_report
-from agents.live import LiveState, app, live, settings
+from agents.live import app, live, settings
 
 VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive")
 
@@ -96,7 +96,7 @@ class ClaimCollector:
         yield from families.values()
 
 
-def ready(state: LiveState, worker_app: Any) -> bool:
+def ready(worker_app: Any) -> bool:
     """Whether the worker is running with its partitions assigned (not rebalancing)."""
     try:
         assigned = bool(worker_app.consumer.assignment())
@@ -137,5 +137,5 @@ class StatusView(faust.web.View):
     """Per-partition positions (next offset to process), event counts and readiness."""
 
     async def get(self, request: Any) -> Any:
-        body = {**live.status(), "ready": ready(live, app)}
+        body = {**live.status(), "ready": ready(app)}
         return self.bytes(_json_body(body), content_type="application/json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import urllib.error
-import urllib.request
 
 DEFAULT_URL = "http://127.0.0.1:6066/report"
 
@@ -35,18 +34,12 @@ def report_url(url: str) -> str:
     return url if url.rstrip("/").endswith("/report") else url.rstrip("/") + "/report"
 
 
-def fetch(url: str, timeout_s: float = 30.0) -> bytes:
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"not an http(s) URL: {url}")
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (checked)
-        body: bytes = response.read()
-        return body
-
-
 def run(args: argparse.Namespace) -> int:
+    from streams.drain import fetch
+
     url = report_url(args.url)
     try:
-        body = fetch(url)
+        body = fetch(url, timeout_s=60.0)
     except (OSError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         print(f"livepulse report: cannot get {url}: {reason}", file=sys.stderr)

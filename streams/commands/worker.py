@@ -23,11 +23,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
         help="run the stream processor (faust worker) with its web views",
-        description="Consume the contract topics, dead-letter invalid records, and serve "
-        "/metrics, /report and /status. Settings not given here come from LIVEPULSE_* "
-        "environment variables. The ledger is in memory: a worker reads its topics from the "
-        "start when its app id (consumer group) is new, and resumes from committed offsets "
-        "(with an empty ledger) when it is not, so give each run a fresh --app-id.",
+        description="Consume the contract topics (created if missing), dead-letter invalid "
+        "records, and serve /metrics, /report and /status. Settings not given here come from "
+        "LIVEPULSE_* environment variables. The ledger is in memory: a worker reads its topics "
+        "from the start when its app id (consumer group) is new, and resumes from committed "
+        "offsets (with an empty ledger) when it is not, so give each run a fresh --app-id.",
     )
     add_arguments(p)
     p.set_defaults(func=run)
