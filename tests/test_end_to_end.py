@@ -163,3 +163,50 @@ def livepulse(*args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def test_restarted_worker_rebuilds_its_state_and_matches_the_truth(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    """Stop after a full replay (offsets committed), start again with the same app id."""
+    settings = worker.settings
+    truth = json.loads((FIXTURES / "impulse.truth.json").read_text(encoding="utf-8"))
+    asyncio.run(replay(FIXTURES / "impulse.jsonl", settings))
+    status = f"{worker.base_url}/status"
+    asyncio.run(wait_drained(settings, status, settings.source_topics, 90))
+    assert report_mismatches(fetch_json(f"{worker.base_url}/report"), truth) == []
+    assert worker.stop() == 0
+
+    again = WorkerProcess(settings, tmp_path / "again.log")
+    try:
+        again.start()
+        again.wait_ready(timeout_s=90)
+        asyncio.run(wait_drained(settings, status, settings.source_topics, 90))
+        report = fetch_json(f"{again.base_url}/report")
+        assert report_mismatches(report, truth) == [], again.tail()
+        assert "rebuilding its state" in again.tail(200)
+    finally:
+        assert again.stop() == 0, again.tail()
+
+
+def test_second_worker_of_one_app_id_is_refused(worker: WorkerProcess, tmp_path: Path) -> None:
+    settings = worker.settings
+    asyncio.run(replay(FIXTURES / "impulse.jsonl", settings))
+    asyncio.run(wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, 90))
+    # Offsets are committed every few seconds; the refusal needs some committed progress.
+    deadline = time.monotonic() + 30
+    while True:
+        second = WorkerProcess(
+            settings.model_copy(update={"web_port": free_port()}), tmp_path / "2.log"
+        )
+        second.start()
+        try:
+            assert second.process is not None
+            code = second.process.wait(timeout=60)
+        finally:
+            second.stop()
+        if code == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert code == 2
+    assert "live member" in second.tail(50)

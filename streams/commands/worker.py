@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the stream processor (faust worker) with its web views",
         description="Consume the contract topics (created if missing), dead-letter invalid "
         "records, and serve /metrics, /report and /status. Settings not given here come from "
-        "LIVEPULSE_* environment variables. The ledger is in memory: a worker reads its topics "
-        "from the start when its app id (consumer group) is new, and resumes from committed "
-        "offsets (with an empty ledger) when it is not, so give each run a fresh --app-id.",
+        "LIVEPULSE_* environment variables. The ledger is in memory: on start the worker points "
+        "its consumer group (the app id) back at the start of the topics and rebuilds its "
+        "state from them, so a restart gives the same figures; one worker per app id.",
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -64,24 +64,37 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 async def _prepare_topics(settings: Settings, wait_s: float) -> None:
     """Wait for the broker, then make sure the worker's topics exist."""
-    from streams.topics import all_topics, create_topics
+    from streams.topics import all_topics, create_topics, rewind_group
 
     deadline = time.monotonic() + wait_s
     while True:
         try:
             await create_topics(settings, all_topics(settings))
-            return
+            break
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
             log.warning("broker %s not ready (%s); retrying", settings.bootstrap, exc)
             await asyncio.sleep(2.0)
+    # The ledger is in memory: a restarted worker reads its topics again from the start.
+    rewound = await rewind_group(settings)
+    if rewound:
+        print(
+            f"livepulse worker: app id {settings.app_id} ran before; rebuilding its state from "
+            f"the start of {rewound} partitions",
+            file=sys.stderr,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    from streams.topics import GroupInUse
+
     try:
         asyncio.run(_prepare_topics(settings, args.broker_wait))
+    except GroupInUse as exc:
+        print(f"livepulse worker: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         print(f"livepulse worker: cannot use broker {settings.bootstrap}: {exc}", file=sys.stderr)
         return 2
