@@ -12,12 +12,14 @@ from schemas import Rejection, decode
 
 
 def iter_records(path: Path) -> Iterator[bytes]:
-    """The records of a JSON Lines file as raw bytes (line ends removed, blank lines skipped)."""
+    """The records of a JSON Lines file as raw bytes, one a line, as the replayer sends them.
+
+    Only the `\n` is removed (a `\r` before it is JSON whitespace); a blank line is a record
+    too, and an invalid one, exactly as it would be on a topic.
+    """
     with path.open("rb") as handle:
         for line in handle:
-            record = line.rstrip(b"\r\n")
-            if record.strip():
-                yield record
+            yield line[:-1] if line.endswith(b"\n") else line
 
 
 def analyze_records(records: Iterator[bytes], ledger: Ledger | None = None) -> Ledger:

@@ -36,3 +36,21 @@ def test_fresh_stream_matches_truth(scenario: str, seed: int, scale: float, tmp_
     report = analyze_file(path)
     assert report_mismatches(report, truth) == []
     assert report["events"]["valid"] > 1000
+
+
+def test_analyzer_reads_lines_as_the_replayer_sends_them(tmp_path: Path) -> None:
+    from streams.replayer import read_lines
+
+    text = (
+        b'{"event_id":"e1","type":"session_ended","ts":1,"session_id":"s"}\r\n'
+        b"\n"
+        b"   \n"
+        b'{"event_id":"e2","type":"session_ended","ts":2,"session_id":"s"}'
+    )
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(text)
+    report = analyze_file(path)
+    assert report["events"] == {"valid": 2, "rejected": 2, "duplicates": 0}
+    assert len(list(read_lines(path))) == 4
+    truth = compute_truth(text.decode().split("\n"), scenario="-", seed=0)
+    assert truth["events"] == report["events"]
