@@ -64,20 +64,23 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 async def _prepare_topics(settings: Settings, wait_s: float) -> None:
     """Wait for the broker, then make sure the worker's topics exist."""
-    from streams.topics import all_topics, create_topics, rewind_group
+    from streams.topics import GroupInUse, all_topics, create_topics, rewind_group
 
     deadline = time.monotonic() + wait_s
     while True:
         try:
             await create_topics(settings, all_topics(settings))
+            # The ledger is in memory: a restarted worker reads its topics again from the
+            # start. (A broker that has just started may have no group coordinator yet.)
+            rewound = await rewind_group(settings)
             break
+        except GroupInUse:
+            raise
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
             log.warning("broker %s not ready (%s); retrying", settings.bootstrap, exc)
             await asyncio.sleep(2.0)
-    # The ledger is in memory: a restarted worker reads its topics again from the start.
-    rewound = await rewind_group(settings)
     if rewound:
         print(
             f"livepulse worker: app id {settings.app_id} ran before; rebuilding its state from "
