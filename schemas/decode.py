@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from pydantic import ValidationError
 
@@ -22,16 +22,7 @@ RejectReason = Literal[
     "invalid_value",
     "too_large",
 ]
-REJECT_REASONS: Final[tuple[RejectReason, ...]] = (
-    "not_utf8",
-    "not_json",
-    "not_object",
-    "unknown_type",
-    "missing_field",
-    "wrong_type",
-    "invalid_value",
-    "too_large",
-)
+REJECT_REASONS: Final[tuple[RejectReason, ...]] = get_args(RejectReason)
 
 
 @dataclass(frozen=True, slots=True)

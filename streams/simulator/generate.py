@@ -50,7 +50,7 @@ from typing import Final
 
 import orjson
 
-from schemas import Rejection, decode_text
+from schemas import TOPIC_BY_TYPE, Rejection, decode_text
 from streams.simulator.scenarios import MerchantSpec, NoiseSpec, Scenario
 
 SECOND_MS: Final[int] = 1_000
@@ -81,17 +81,6 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "order_refunded": ("event_id", "type", "ts", "order_id", "amount_cents"),
     "group_joined": ("event_id", "type", "ts", "merchant_id", "group_id", "user_id"),
     "group_left": ("event_id", "type", "ts", "merchant_id", "group_id", "user_id"),
-}
-_TOPIC: Final[dict[str, str]] = {
-    "session_started": "live.sessions",
-    "session_ended": "live.sessions",
-    "viewer_joined": "live.views",
-    "viewer_left": "live.views",
-    "interaction": "live.interactions",
-    "order_paid": "live.orders",
-    "order_refunded": "live.orders",
-    "group_joined": "live.groups",
-    "group_left": "live.groups",
 }
 _SOURCES: Final[dict[str, tuple[tuple[str, float], ...]]] = {
     "member": (("group", 0.6), ("follow", 0.25), ("feed", 0.1), ("other", 0.05)),
@@ -267,7 +256,7 @@ class _World:
     def _emit(self, event_type: str, ts: int, key: str, fields: Body) -> Body:
         body: Body = {"event_id": self._next("e"), "type": event_type, "ts": ts}
         body.update(fields)
-        self.records.append(_Record(ts, len(self.records), _TOPIC[event_type], key, body))
+        self.records.append(_Record(ts, len(self.records), TOPIC_BY_TYPE[event_type], key, body))
         return body
 
     @staticmethod
