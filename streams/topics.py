@@ -220,15 +220,15 @@ async def rewind_group(settings: Settings) -> int:
     members = sum(
         len(group[5]) for response in described for group in response.groups if group[0] == 0
     )
-    sources = set(settings.source_topics)
-    stale = [tp for tp, meta in committed.items() if tp.topic in sources and meta.offset > 0]
-    if not stale:
-        return 0
     if members:
         raise GroupInUse(
             f"consumer group {settings.app_id!r} has {members} live member(s); run one worker "
             "per app id (its state is in memory), or give this one another --app-id"
         )
+    sources = set(settings.source_topics)
+    stale = [tp for tp, meta in committed.items() if tp.topic in sources and meta.offset > 0]
+    if not stale:
+        return 0
     consumer = AIOKafkaConsumer(
         group_id=settings.app_id, enable_auto_commit=False, **settings.kafka_client_kwargs()
     )

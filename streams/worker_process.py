@@ -42,8 +42,16 @@ class WorkerProcess:
     Use as a context manager, or call `start()` and `stop()`; `stop()` is always safe to call.
     """
 
-    def __init__(self, settings: Settings, log_path: Path, *, loglevel: str = "info") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        loglevel: str = "info",
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.settings = settings
+        self.extra_args = extra_args
         self.log_path = log_path
         self.loglevel = loglevel
         self.process: subprocess.Popen[bytes] | None = None
@@ -57,7 +65,14 @@ class WorkerProcess:
         return f"http://{host}:{self.settings.web_port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "streams.commands.worker", "--loglevel", self.loglevel]
+        return [
+            sys.executable,
+            "-m",
+            "streams.commands.worker",
+            "--loglevel",
+            self.loglevel,
+            *self.extra_args,
+        ]
 
     def start(self) -> None:
         """Start the process; all its settings reach it as LIVEPULSE_* variables."""

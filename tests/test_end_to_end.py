@@ -45,7 +45,8 @@ def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
         process.start()
         process.wait_ready(timeout_s=90)
         yield process
-        assert process.stop() == 0, f"worker did not stop cleanly:\n{process.tail()}"
+        expected = getattr(process, "expected_exit", 0)  # a test that kills it says so
+        assert process.stop() == expected, f"worker did not stop cleanly:\n{process.tail()}"
     finally:
         process.stop()
         asyncio.run(delete_run_topics(settings))
@@ -190,23 +191,51 @@ def test_restarted_worker_rebuilds_its_state_and_matches_the_truth(
 
 
 def test_second_worker_of_one_app_id_is_refused(worker: WorkerProcess, tmp_path: Path) -> None:
+    """The first worker is a live member of the group: a second one must not join it."""
     settings = worker.settings
-    asyncio.run(replay(FIXTURES / "impulse.jsonl", settings))
-    asyncio.run(wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, 90))
-    # Offsets are committed every few seconds; the refusal needs some committed progress.
-    deadline = time.monotonic() + 30
-    while True:
-        second = WorkerProcess(
-            settings.model_copy(update={"web_port": free_port()}), tmp_path / "2.log"
-        )
-        second.start()
-        try:
-            assert second.process is not None
-            code = second.process.wait(timeout=60)
-        finally:
-            second.stop()
-        if code == 2 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert code == 2
+    second = WorkerProcess(
+        settings.model_copy(update={"web_port": free_port()}),
+        tmp_path / "2.log",
+        extra_args=("--group-wait", "4"),
+    )
+    second.start()
+    try:
+        assert second.process is not None
+        code = second.process.wait(timeout=60)
+    finally:
+        second.stop()
+    assert code == 2, second.tail()
     assert "live member" in second.tail(50)
+    assert worker.alive()
+
+
+def test_worker_killed_with_sigkill_restarts_and_matches_the_truth(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    """kill -9 mid-stream: the new worker waits for the dead one's session, then rebuilds."""
+    settings = worker.settings
+    truth = json.loads((FIXTURES / "impulse.truth.json").read_text(encoding="utf-8"))
+    lines = list(read_lines(FIXTURES / "impulse.jsonl"))
+    half = tmp_path / "first-half.jsonl"
+    half.write_bytes(b"\n".join(lines[: len(lines) // 2]) + b"\n")
+    rest = tmp_path / "second-half.jsonl"
+    rest.write_bytes(b"\n".join(lines[len(lines) // 2 :]) + b"\n")
+    status = f"{worker.base_url}/status"
+    asyncio.run(replay(half, settings))
+    asyncio.run(wait_drained(settings, status, settings.source_topics, 90))
+    time.sleep(4)  # past faust's commit interval (2.8 s): offsets are committed
+    assert worker.process is not None
+    worker.expected_exit = -9  # type: ignore[attr-defined]
+    worker.process.kill()
+    worker.process.wait()
+    asyncio.run(replay(rest, settings))  # arrives while no worker runs
+
+    again = WorkerProcess(settings, tmp_path / "again.log")
+    try:
+        again.start()
+        again.wait_ready(timeout_s=150)
+        asyncio.run(wait_drained(settings, status, settings.source_topics, 90))
+        report = fetch_json(f"{again.base_url}/report")
+        assert report_mismatches(report, truth) == [], again.tail()
+    finally:
+        assert again.stop() == 0, again.tail()

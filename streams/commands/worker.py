@@ -48,6 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="wait this long for the broker to answer before giving up (default 60)",
     )
+    p.add_argument(
+        "--group-wait",
+        type=float,
+        default=75.0,
+        metavar="SECONDS",
+        help="wait this long for another member of the app id's consumer group to leave "
+        "before giving up (default 75: a killed worker's session expires after 60 s)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -62,11 +70,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-async def _prepare_topics(settings: Settings, wait_s: float) -> None:
-    """Wait for the broker, then make sure the worker's topics exist."""
+async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float) -> None:
+    """Wait for the broker, make sure the worker's topics exist, rewind the consumer group."""
     from streams.topics import GroupInUse, all_topics, create_topics, rewind_group
 
-    deadline = time.monotonic() + wait_s
+    started = time.monotonic()
+    deadline = started + wait_s
+    told_group = False
     while True:
         try:
             await create_topics(settings, all_topics(settings))
@@ -74,8 +84,19 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> None:
             # start. (A broker that has just started may have no group coordinator yet.)
             rewound = await rewind_group(settings)
             break
-        except GroupInUse:
-            raise
+        except GroupInUse as exc:
+            # A worker killed without leaving stays a member until its session times out
+            # (faust: 60 s); one still running never leaves, and this one gives up.
+            if time.monotonic() - started >= group_wait_s:
+                raise
+            if not told_group:
+                told_group = True
+                print(
+                    f"livepulse worker: {exc}; waiting up to {group_wait_s:.0f} s for it to "
+                    "leave (a crashed worker's membership expires after its session timeout)",
+                    file=sys.stderr,
+                )
+            await asyncio.sleep(2.0)
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
@@ -94,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import GroupInUse
 
     try:
-        asyncio.run(_prepare_topics(settings, args.broker_wait))
+        asyncio.run(_prepare_topics(settings, args.broker_wait, args.group_wait))
     except GroupInUse as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
