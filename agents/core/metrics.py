@@ -60,6 +60,13 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measurement:
+    """A share with its Wilson interval, and both counts under the truth file's names."""
+    return Measurement(
+        _ratio(hits, total), total, wilson_interval(hits, total), {hits_key: hits, total_key: total}
+    )
+
+
 class _Facts:
     """Views of a ledger that several claims share, built once per report."""
 
@@ -98,12 +105,7 @@ def orders_after_minute_5(facts: _Facts) -> Measurement:
         assert session.started_ts is not None
         if order.ts - session.started_ts >= FIVE_MINUTES_MS:
             after += 1
-    return Measurement(
-        _ratio(after, total),
-        total,
-        wilson_interval(after, total),
-        {"after_5min": after, "session_orders": total},
-    )
+    return _proportion(after, total, "after_5min", "session_orders")
 
 
 def _tier(price_cents: int) -> str:
@@ -227,12 +229,7 @@ def group_order_share(facts: _Facts) -> Measurement:
         total += 1
         if facts.membership(order.merchant_id, order.user_id).member_at(order.ts):
             member_orders += 1
-    return Measurement(
-        _ratio(member_orders, total),
-        total,
-        wilson_interval(member_orders, total),
-        {"member_orders": member_orders, "session_orders": total},
-    )
+    return _proportion(member_orders, total, "member_orders", "session_orders")
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:
@@ -252,12 +249,7 @@ def group_repurchase_30d(facts: _Facts) -> Measurement:
         # Another order strictly after the first, within 30 days of it (inclusive).
         if any(first < t <= first + THIRTY_DAYS_MS for t in times[1:]):
             repurchased += 1
-    return Measurement(
-        _ratio(repurchased, eligible),
-        eligible,
-        wilson_interval(repurchased, eligible),
-        {"repurchased": repurchased, "eligible": eligible},
-    )
+    return _proportion(repurchased, eligible, "repurchased", "eligible")
 
 
 def group_member_dwell(facts: _Facts) -> Measurement:
