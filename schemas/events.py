@@ -61,6 +61,19 @@ class Interaction(_Event):
     reply_to: Id | None = None
 
 
+class ProductClicked(_Event):
+    """A viewer opened a product card (livepulse's extension of the contract, for the funnel).
+
+    Not a viewer interaction: it takes no part in `interaction_uplift` nor in who counts as a
+    session's viewer (claims.md names `viewer_joined`, interactions and orders only).
+    """
+
+    type: Literal["product_clicked"]
+    session_id: Id
+    user_id: Id
+    sku_id: Id
+
+
 class OrderItem(BaseModel):
     """One line of an order."""
 
@@ -109,6 +122,7 @@ Event = Annotated[
     | ViewerJoined
     | ViewerLeft
     | Interaction
+    | ProductClicked
     | OrderPaid
     | OrderRefunded
     | GroupJoined
@@ -124,6 +138,7 @@ TOPIC_BY_TYPE: Final[dict[str, str]] = {
     "viewer_joined": "live.views",
     "viewer_left": "live.views",
     "interaction": "live.interactions",
+    "product_clicked": "live.interactions",
     "order_paid": "live.orders",
     "order_refunded": "live.orders",
     "group_joined": "live.groups",

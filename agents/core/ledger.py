@@ -11,6 +11,7 @@ from schemas.events import (
     Interaction,
     OrderPaid,
     OrderRefunded,
+    ProductClicked,
     SessionEnded,
     SessionStarted,
     ViewerJoined,
@@ -148,6 +149,9 @@ class Ledger:
             self.group_events.setdefault(key, []).append((ts, self._seq, event.group_id, joined))
         elif isinstance(event, OrderRefunded):
             self.refunds.append(RefundFact(ts, event.order_id, event.amount_cents, event.reason))
+        elif isinstance(event, ProductClicked):
+            # No claim uses clicks, but they are events of the session (its last event).
+            self._session(event.session_id, ts)
         return True
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:

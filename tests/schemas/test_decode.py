@@ -15,6 +15,7 @@ VALID: dict[str, dict[str, Any]] = {
     "viewer_joined": {"session_id": "s-1", "user_id": "u-1", "source": "group"},
     "viewer_left": {"session_id": "s-1", "user_id": "u-1"},
     "interaction": {"session_id": "s-1", "user_id": "u-1", "kind": "reply", "reply_to": "e-9"},
+    "product_clicked": {"session_id": "s-1", "user_id": "u-1", "sku_id": "k-1"},
     "order_paid": {
         "order_id": "o-1",
         "session_id": "s-1",
@@ -105,3 +106,12 @@ def test_json_schema_lists_every_type() -> None:
     schema = json.dumps(event_adapter.json_schema())
     for type_ in VALID:
         assert f'"{type_}"' in schema
+
+
+def test_product_clicked_is_livepulse_extension_routed_with_interactions() -> None:
+    from schemas import TOPIC_BY_TYPE, record_key
+
+    assert TOPIC_BY_TYPE["product_clicked"] == "live.interactions"
+    assert record_key({"type": "product_clicked", "session_id": "s-7"}) == "s-7"
+    missing = decode(record("product_clicked", sku_id=...))
+    assert isinstance(missing, Rejection) and missing.reason == "missing_field"
