@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from agents.core import Ledger, build_report
 from agents.live import app, live, settings
 
-VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive")
+VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive", "reported")
 
 
 class ReportCache:

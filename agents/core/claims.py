@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-Comparator = Literal["approx", "at_least", "positive"]
-Verdict = Literal["supported", "contradicted", "inconclusive"]
+Comparator = Literal["approx", "at_least", "at_most", "positive", "report"]
+Verdict = Literal["supported", "contradicted", "inconclusive", "reported"]
+Group = Literal["core", "extended"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,9 +15,10 @@ class Claim:
     """One published claim: where it comes from, what it says, and how it is judged.
 
     `approx` claims hold a band around `claimed` (`tolerance`, absolute for shares, relative
-    for multiples and amounts); `at_least` claims a floor; `positive` claims a positive
-    association. `min_n` is the smallest sample on which a verdict other than
-    `inconclusive` is given.
+    for multiples and amounts); `at_least` claims a floor; `at_most` a ceiling; `positive`
+    claims a positive association; `report` claims no number (the figure is only reported).
+    `min_n` is the smallest sample on which a verdict other than `inconclusive` is given.
+    `group` says whether claims.md lists it among the core or the extended claims.
     """
 
     id: str
@@ -29,6 +31,7 @@ class Claim:
     tolerance: float = 0.0
     relative: bool = False
     min_n: int = 30
+    group: Group = "core"
 
     def band(self) -> tuple[float, float] | None:
         """The interval of values that count as agreeing with an `approx` claim."""
@@ -40,6 +43,14 @@ class Claim:
     def claimed_display(self) -> str | float | None:
         """The claimed value as the report shows it (a number, or 'positive')."""
         return "positive" if self.comparator == "positive" else self.claimed
+
+
+@dataclass(frozen=True, slots=True)
+class ContextFigure:
+    """A published figure that a live-room stream cannot check: shown as context, never judged."""
+
+    source: str
+    text: str
 
 
 CLAIMS: Final[tuple[Claim, ...]] = (
@@ -125,6 +136,82 @@ CLAIMS: Final[tuple[Claim, ...]] = (
         tolerance=0.25,
         relative=True,
     ),
+    Claim(
+        "size_refund_share",
+        "ks-gravity-2024",
+        "購後訂單中也有接近19%是因為尺碼不合適而退款",
+        "paid orders with an apparel item refunded with reason `size` / paid orders with one",
+        "ratio",
+        "approx",
+        0.19,
+        tolerance=0.04,
+        group="extended",
+    ),
+    Claim(
+        "bundle_share",
+        "ks-gravity-2023",
+        '近20%選擇訂購多款商品組合的"全套購"',
+        "share of paid orders with two or more distinct SKUs",
+        "ratio",
+        "approx",
+        0.20,
+        tolerance=0.04,
+        group="extended",
+    ),
+    Claim(
+        "post_live_tail",
+        "ks-gravity-2023",
+        "下播後…此後的幾天每晚依然能形成百萬級別的GMV增量",
+        "GMV of session orders paid within 3 days after the session ended / 3 / the sessions' "
+        "GMV up to their end",
+        "per day",
+        "approx",
+        0.10,
+        tolerance=0.25,
+        relative=True,
+        group="extended",
+    ),
+    Claim(
+        "reply_latency",
+        "ks-gravity-2023",
+        "要求客服在3秒鐘而不是3分鐘內就對顧客響應",
+        "p95 of the time from a viewer's question to the room's first reply (p50 in detail)",
+        "s",
+        "at_most",
+        3.0,
+        group="extended",
+    ),
+    Claim(
+        "return_rate",
+        "xhs-link-2024",
+        "直播退貨率也維持在健康水準",
+        "distinct paid orders refunded / distinct paid orders (no number claimed)",
+        "ratio",
+        "report",
+        None,
+        group="extended",
+    ),
+)
+
+# claims.md "Context figures": not checkable from a live-room stream, so never judged.
+CONTEXT: Final[tuple[ContextFigure, ...]] = (
+    ContextFigure("xhs-link-2024", "merchants with monthly sales >= 5M CNY grew 3.5x in a year"),
+    ContextFigure("xhs-link-2024", "buying users grew 4.3x; live-room buying users grew 6.3x"),
+    ContextFigure("xhs-link-2024", "25% of searches carry purchase intent"),
+    ContextFigure("xhs-link-2024", "active merchant groups grew 4x"),
+    ContextFigure(
+        "xhs-link-2024", "30-day cold-start support for merchants who have not streamed in 30 days"
+    ),
+    ContextFigure("xhs-buyers-2023", "260M monthly active users, 26M monthly active creators"),
+    ContextFigure("xhs-buyers-2023", "buyers and merchants grew 27x and 10x in a year and a half"),
+    ContextFigure("ks-gravity-2023", "GMV past the trillion scale"),
+    ContextFigure("ks-gravity-2023", "Dreame's average order value above 2,300 CNY"),
+    ContextFigure("ks-gravity-2023", "AUX bundle orders averaged 6-7k CNY"),
+    ContextFigure("ks-gravity-2024", "monthly active buyers +22.9%, orders +27.7%, merchants +55%"),
+    ContextFigure("ks-gravity-2024", "cold-start traffic covers > 95% of new merchants"),
+    ContextFigure(
+        "ks-gravity-2024", "about 27% of apparel shoppers abandon a purchase for an unclear size"
+    ),
 )
 
 CLAIMS_BY_ID: Final[dict[str, Claim]] = {claim.id: claim for claim in CLAIMS}
@@ -148,9 +235,14 @@ def judge(
       its high end is below it.
     - `positive`: supported when the interval's low end is above zero, contradicted when its
       high end is at or below zero.
+    - `at_most`: supported when the interval's high end is at or below the ceiling,
+      contradicted when its low end is above it.
+    - `report`: always `reported` (nothing is claimed, so nothing is judged).
     `contradicted_anyway` and `supported_only_if` carry claim-specific conditions (e.g. a day
     below the bar contradicts "stable").
     """
+    if claim.comparator == "report":
+        return "reported"
     if observed is None or interval is None or n < claim.min_n:
         return "inconclusive"
     low, high = interval
@@ -169,6 +261,13 @@ def judge(
         if low >= claim.claimed:
             return "supported" if supported_only_if else "inconclusive"
         if high < claim.claimed:
+            return "contradicted"
+        return "inconclusive"
+    if claim.comparator == "at_most":
+        assert claim.claimed is not None
+        if high <= claim.claimed:
+            return "supported" if supported_only_if else "inconclusive"
+        if low > claim.claimed:
             return "contradicted"
         return "inconclusive"
     if low > 0:

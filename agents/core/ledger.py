@@ -43,6 +43,9 @@ class OrderFact:
     user_id: str
     amount_cents: int
     max_unit_price_cents: int
+    # For the extended claims (`size_refund_share`, `bundle_share`).
+    has_apparel: bool = False
+    distinct_skus: int = 1
 
 
 @dataclass(slots=True, frozen=True)
@@ -88,6 +91,10 @@ class Ledger:
         self.refunds: list[RefundFact] = []
         # (merchant, user) -> [(ts, seq, group_id, is_join)]
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
+        # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
+        # ts, kept apart so a reply may arrive before (or without) its question.
+        self.questions: dict[str, tuple[int, str]] = {}
+        self.first_reply_ts: dict[str, int] = {}
 
     def reject(self, reason: str) -> None:
         """Count one invalid record (the reason is for the caller's metrics and dead letter)."""
@@ -116,6 +123,12 @@ class Ledger:
             if event.kind != "reply":
                 session.interacting_users.add(event.user_id)
                 session.viewers.add(event.user_id)
+                if event.kind == "question":
+                    self.questions[event.event_id] = (ts, event.session_id)
+            elif event.reply_to is not None:
+                earliest = self.first_reply_ts.get(event.reply_to)
+                if earliest is None or ts < earliest:
+                    self.first_reply_ts[event.reply_to] = ts
         elif isinstance(event, OrderPaid):
             order = OrderFact(
                 seq=self._seq,
@@ -126,6 +139,8 @@ class Ledger:
                 user_id=event.user_id,
                 amount_cents=event.amount_cents,
                 max_unit_price_cents=max(item.unit_price_cents for item in event.items),
+                has_apparel=any(item.category == "apparel" for item in event.items),
+                distinct_skus=len({item.sku_id for item in event.items}),
             )
             self.orders.append(order)
             if event.session_id is not None:

@@ -338,6 +338,10 @@ CLAIM_FUNCTIONS: Final = {
 
 
 def compute_claims(ledger: Ledger) -> dict[str, Measurement]:
-    """Every core claim's figure from the ledger's facts."""
+    """Every claim's figure (core, then extended) from the ledger's facts."""
+    # Imported here: `extended` builds on this module's Measurement and _Facts.
+    from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
+
     facts = _Facts(ledger)
-    return {claim_id: fn(facts) for claim_id, fn in CLAIM_FUNCTIONS.items()}
+    functions = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
+    return {claim_id: fn(facts) for claim_id, fn in functions.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agents.core.claims import CLAIMS, CLAIMS_BY_ID, judge
+from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, judge
 from agents.core.ledger import Ledger
 from agents.core.metrics import compute_claims
 
@@ -17,7 +17,11 @@ def _finite(value: float | None) -> float | None:
 
 
 def build_report(ledger: Ledger) -> dict[str, Any]:
-    """The report of every core claim over the ledger's facts (JSON-ready)."""
+    """The report of every claim over the ledger's facts (JSON-ready), and the context figures.
+
+    Each claim's entry says its `group` (`core` or `extended`); `context` lists the published
+    figures a live-room stream cannot check (source, text), never judged.
+    """
     measured = compute_claims(ledger)
     claims: dict[str, Any] = {}
     for claim in CLAIMS:
@@ -37,8 +41,13 @@ def build_report(ledger: Ledger) -> dict[str, Any]:
             "unit": claim.unit,
             "source": claim.source,
             "detail": m.detail,
+            "group": claim.group,
         }
-    return {"claims": claims, "events": ledger.counts.as_dict()}
+    return {
+        "claims": claims,
+        "events": ledger.counts.as_dict(),
+        "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
+    }
 
 
 def _fmt(value: Any, unit: str) -> str:
@@ -54,32 +63,66 @@ def _fmt(value: Any, unit: str) -> str:
         return f"{value:,.2f}"
     if unit == "min":
         return f"{value:.1f} min"
+    if unit == "s":
+        return f"{value:.1f} s"
+    if unit == "per day":
+        return f"{value:.1%}/day"
     return f"{value:.3f}"
 
 
+def _group_of(claim_id: str, entry: dict[str, Any]) -> str:
+    group = entry.get("group")
+    if isinstance(group, str):
+        return group
+    return CLAIMS_BY_ID[claim_id].group if claim_id in CLAIMS_BY_ID else "core"
+
+
 def render_table(report: dict[str, Any]) -> str:
-    """A fixed-width table of the report for a terminal."""
+    """A fixed-width table of the report for a terminal: core claims, then extended ones, then
+    the context figures (not checked)."""
     header = ("claim", "claimed", "observed", "95% CI", "n", "verdict")
-    rows = [header]
-    for claim_id, entry in report["claims"].items():
-        unit = entry.get("unit") or (
-            CLAIMS_BY_ID[claim_id].unit if claim_id in CLAIMS_BY_ID else ""
-        )
-        low, high = entry.get("ci_low"), entry.get("ci_high")
-        ci = f"[{_fmt(low, unit)}, {_fmt(high, unit)}]" if low is not None else "-"
-        rows.append(
-            (
-                claim_id,
-                _fmt(entry.get("claimed"), unit),
-                _fmt(entry.get("observed"), unit),
-                ci,
-                str(entry.get("n", "")),
-                entry.get("verdict", ""),
+    rows: list[tuple[str, ...]] = [header]
+    # Row index before which a group title goes.
+    titles: dict[int, str] = {}
+    for group in ("core", "extended"):
+        entries = [
+            (claim_id, entry)
+            for claim_id, entry in report["claims"].items()
+            if _group_of(claim_id, entry) == group
+        ]
+        if entries and group == "extended":
+            titles[len(rows)] = "extended claims"
+        for claim_id, entry in entries:
+            unit = entry.get("unit") or (
+                CLAIMS_BY_ID[claim_id].unit if claim_id in CLAIMS_BY_ID else ""
             )
-        )
+            low, high = entry.get("ci_low"), entry.get("ci_high")
+            if low is None and high is None:
+                ci = "-"
+            else:
+                ci = f"[{_fmt(low, unit)}, {_fmt(high, unit)}]"
+            rows.append(
+                (
+                    claim_id,
+                    _fmt(entry.get("claimed"), unit),
+                    _fmt(entry.get("observed"), unit),
+                    ci,
+                    str(entry.get("n", "")),
+                    entry.get("verdict", ""),
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines: list[str] = []
+    for index, row in enumerate(rows):
+        if index in titles:
+            lines.extend(["", titles[index]])
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    context = report.get("context") or []
+    if context:
+        lines.extend(["", "context (not checked):"])
+        lines.extend(f"  [{item['source']}] {item['text']}" for item in context)
     events = report.get("events", {})
     lines.append("")
     lines.append(

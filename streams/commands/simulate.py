@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "simulate",
         help="write a simulated live-room stream (JSON Lines) and its truth file",
         description="Write a scenario's event stream in production order, with contract noise, "
-        "to OUT, and the exact value of every core claim to OUT with .jsonl replaced by "
+        "to OUT, and the exact value of every claim to OUT with .jsonl replaced by "
         ".truth.json.",
     )
     p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))

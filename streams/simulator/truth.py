@@ -1,4 +1,4 @@
-"""Batch reference: the exact value of every core claim, computed plainly from a stream's lines.
+"""Batch reference: the exact value of every claim, computed plainly from a stream's lines.
 
 This module is the independent check on the streaming core in `agents/core/`: it must never
 import `agents`. It reads the whole stream at once and follows `claims.md`'s "Exact
@@ -27,6 +27,17 @@ Choices where the definitions leave room (the literal reading each time):
   `session_started` falls in that CST month; "the user's first join that month" is their earliest
   `viewer_joined` in those sessions. Spend counts every `order_paid` with the merchant whose own
   ts falls in the month, in a session or not.
+- Extended claims. `size_refund_share` and `bundle_share` count `order_paid` events (as above);
+  `return_rate` counts distinct `order_id`s (claims.md says "distinct"). A refund counts
+  whatever its ts; one whose `order_id` was never paid counts nowhere; a refund without a reason
+  is not a `size` refund. `bundle_share` pools all merchants' orders, in sessions or not.
+- `post_live_tail`: the sessions are those with a `session_started` and a `session_ended`
+  (all of them, with or without orders); an order with ts <= the end is "before the end", one
+  with end < ts <= end + 3 days is in the tail, later ones count nowhere. The 3-day window need
+  not lie inside the stream.
+- `reply_latency`: every valid `question` (any session); its first reply is the `reply` with
+  `reply_to` = its `event_id` and the smallest ts (a negative latency is kept as is). p50 and p95
+  in seconds over answered questions; `observed` is the p95; `unanswered_share` over all questions.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from schemas import (
     GroupLeft,
     Interaction,
     OrderPaid,
+    OrderRefunded,
     Rejection,
     SessionEnded,
     SessionStarted,
@@ -56,6 +68,7 @@ DAY_MS: Final[int] = 86_400_000
 CST_OFFSET_MS: Final[int] = 8 * 3_600_000
 AFTER_MINUTES_MS: Final[int] = 5 * MINUTE_MS
 REPURCHASE_WINDOW_MS: Final[int] = 30 * DAY_MS
+TAIL_WINDOW_MS: Final[int] = 3 * DAY_MS
 AOV_BAR_CNY: Final[float] = 500.0
 STABLE_DAY_MIN_ORDERS: Final[int] = 30
 PRICE_TIERS: Final[tuple[str, ...]] = ("<200", "200-500", "500-1000", ">=1000")
@@ -477,8 +490,98 @@ def group_spend_multiple(stream: Stream) -> dict[str, Any]:
     }
 
 
+def _refunds(stream: Stream) -> list[OrderRefunded]:
+    return [event for _position, event in stream.events if isinstance(event, OrderRefunded)]
+
+
+def size_refund_share(stream: Stream) -> dict[str, Any]:
+    size_refunded_ids = {refund.order_id for refund in _refunds(stream) if refund.reason == "size"}
+    apparel_orders = [
+        order
+        for _position, order in stream.orders
+        if any(item.category == "apparel" for item in order.items)
+    ]
+    refunded = sum(1 for order in apparel_orders if order.order_id in size_refunded_ids)
+    return {
+        "observed": ratio(refunded, len(apparel_orders)),
+        "size_refunded": refunded,
+        "apparel_orders": len(apparel_orders),
+    }
+
+
+def bundle_share(stream: Stream) -> dict[str, Any]:
+    bundles = 0
+    for _position, order in stream.orders:
+        skus = {item.sku_id for item in order.items}
+        if len(skus) >= 2:
+            bundles += 1
+    return {
+        "observed": ratio(bundles, len(stream.orders)),
+        "bundle_orders": bundles,
+        "paid_orders": len(stream.orders),
+    }
+
+
+def post_live_tail(stream: Stream) -> dict[str, Any]:
+    ended_sessions = [sid for sid in stream.started if sid in stream.ended_ts]
+    live_cents = tail_cents = live_orders = tail_orders = 0
+    for order in session_orders(stream):
+        assert order.session_id is not None
+        end = stream.ended_ts.get(order.session_id)
+        if end is None:
+            continue
+        if order.ts <= end:
+            live_cents += order.amount_cents
+            live_orders += 1
+        elif order.ts <= end + TAIL_WINDOW_MS:
+            tail_cents += order.amount_cents
+            tail_orders += 1
+    return {
+        "observed": ratio(tail_cents / 3, live_cents),
+        "sessions": len(ended_sessions),
+        "live_orders": live_orders,
+        "tail_orders": tail_orders,
+        "live_gmv_cny": live_cents / 100,
+        "tail_gmv_cny": tail_cents / 100,
+    }
+
+
+def reply_latency(stream: Stream) -> dict[str, Any]:
+    asked: dict[str, int] = {}
+    replies: dict[str, list[int]] = {}
+    for _position, event in stream.events:
+        if isinstance(event, Interaction) and event.kind == "question":
+            asked[event.event_id] = event.ts
+        elif isinstance(event, Interaction) and event.kind == "reply" and event.reply_to:
+            replies.setdefault(event.reply_to, []).append(event.ts)
+    latencies_s = [
+        (min(replies[question_id]) - asked_ts) / 1000
+        for question_id, asked_ts in asked.items()
+        if question_id in replies
+    ]
+    p95 = percentile(latencies_s, 0.95)
+    return {
+        "observed": p95,
+        "questions": len(asked),
+        "answered": len(latencies_s),
+        "unanswered_share": ratio(len(asked) - len(latencies_s), len(asked)),
+        "p50_seconds": percentile(latencies_s, 0.5),
+        "p95_seconds": p95,
+    }
+
+
+def return_rate(stream: Stream) -> dict[str, Any]:
+    paid_ids = {order.order_id for _position, order in stream.orders}
+    refunded_ids = {refund.order_id for refund in _refunds(stream) if refund.order_id in paid_ids}
+    return {
+        "observed": ratio(len(refunded_ids), len(paid_ids)),
+        "refunded_orders": len(refunded_ids),
+        "paid_orders": len(paid_ids),
+    }
+
+
 def compute_claims(stream: Stream) -> dict[str, dict[str, Any]]:
-    """Every core claim's observed value and supporting counts, keyed by claim id."""
+    """Every claim's observed value and supporting counts (core, then extended), by claim id."""
     return {
         "orders_after_minute_5": orders_after_minute_5(stream),
         "price_dwell_association": price_dwell_association(stream),
@@ -488,6 +591,11 @@ def compute_claims(stream: Stream) -> dict[str, dict[str, Any]]:
         "group_repurchase_30d": group_repurchase_30d(stream),
         "group_member_dwell": group_member_dwell(stream),
         "group_spend_multiple": group_spend_multiple(stream),
+        "size_refund_share": size_refund_share(stream),
+        "bundle_share": bundle_share(stream),
+        "post_live_tail": post_live_tail(stream),
+        "reply_latency": reply_latency(stream),
+        "return_rate": return_rate(stream),
     }
 
 

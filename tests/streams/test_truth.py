@@ -554,6 +554,11 @@ def test_truth_is_plain_json() -> None:
         "group_repurchase_30d",
         "group_member_dwell",
         "group_spend_multiple",
+        "size_refund_share",
+        "bundle_share",
+        "post_live_tail",
+        "reply_latency",
+        "return_rate",
     ]
 
 

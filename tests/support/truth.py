@@ -41,6 +41,10 @@ def report_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str
     """Every place where the report disagrees with the truth file (empty when they agree)."""
     problems: list[str] = []
     _same("events", report.get("events"), truth["events"], problems)
+    # Both ways: a claim the report makes but the truth file lacks (an old truth file) is a gap.
+    for claim_id in report["claims"]:
+        if claim_id not in truth["claims"]:
+            problems.append(f"claims.{claim_id}: missing from the truth file")
     for claim_id, expected in truth["claims"].items():
         entry = report["claims"].get(claim_id)
         if entry is None:
