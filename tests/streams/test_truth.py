@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from streams.simulator.truth import (
     split_lines,
     watch_ms,
 )
+from tests.support.extended_stream import EXPECTED as EXTENDED_EXPECTED
+from tests.support.extended_stream import extended_events
 
 M = 60_000  # one minute in ms
 DAY = 86_400_000
@@ -577,3 +580,23 @@ def test_truth_is_independent_of_the_streaming_core() -> None:
             imported.append(node.module)
     assert imported, "expected some imports"
     assert not [name for name in imported if name.split(".")[0] == "agents"]
+
+
+# --------------------------------------------------------------------------- extended claims
+
+
+@pytest.mark.parametrize("claim_id", sorted(EXTENDED_EXPECTED))
+def test_extended_claim_matches_the_hand_computed_answer(claim_id: str) -> None:
+    lines = [json.dumps(event) for event in extended_events()]
+    got = compute_truth(lines, scenario="t", seed=0)["claims"][claim_id]
+    assert got == pytest.approx(EXTENDED_EXPECTED[claim_id])
+    assert list(got) == list(EXTENDED_EXPECTED[claim_id])
+
+
+def test_extended_claims_ignore_file_order_and_repeats() -> None:
+    lines = [json.dumps(event) for event in extended_events()]
+    shuffled = lines + lines[:7]
+    random.Random(5).shuffle(shuffled)
+    claims = compute_truth(shuffled, scenario="t", seed=0)["claims"]
+    for claim_id, expected in EXTENDED_EXPECTED.items():
+        assert claims[claim_id] == pytest.approx(expected)
