@@ -24,6 +24,10 @@ in time order:
   watched for a decision time that grows with the price. So buying grows with watch time, and
   dearer items are bought later in a visit. A visitor who runs out of time may pay after the room
   closed (same session id, the session's products). Orders may hold several distinct items.
+- Visitors open the cards of products on show (`product_clicked`); most never buy what they
+  click. A buyer usually opens the card a few seconds before paying, but may pay without (the
+  pinned buy button). A visitor who opened a card and did not buy it in the room sometimes pays
+  for it after the room closed (same session id).
 - Outside sessions, members order through group-chat links and past buyers reorder (orders
   without a session id). Buyers are invited into a group after an order; fans join groups and
   members leave them now and then. Refunds follow orders by hours to days, `size` most often
@@ -77,6 +81,7 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "viewer_joined": ("event_id", "type", "ts", "session_id", "user_id"),
     "viewer_left": ("event_id", "type", "ts", "session_id", "user_id"),
     "interaction": ("event_id", "type", "ts", "session_id", "user_id", "kind"),
+    "product_clicked": ("event_id", "type", "ts", "session_id", "user_id", "sku_id"),
     "order_paid": ("event_id", "type", "ts", "order_id", "merchant_id", "user_id", "items"),
     "order_refunded": ("event_id", "type", "ts", "order_id", "amount_cents"),
     "group_joined": ("event_id", "type", "ts", "merchant_id", "group_id", "user_id"),
@@ -676,7 +681,9 @@ class _World:
         first_start = intervals[0][0]
         last_end = intervals[-1][1]
         orders = 0
-        for show in session.lineup:
+        paid_in_room: dict[int, int] = {}  # lineup index -> offset of the order
+        paid_later: set[int] = set()
+        for index, show in enumerate(session.lineup):
             closes = show.until_ms if show.until_ms is not None else session.duration_ms
             if show.intro_ms >= last_end or closes <= first_start:
                 continue  # never on show while this visitor was there
@@ -700,13 +707,87 @@ class _World:
             ]
             if at is not None:
                 self._order(merchant, user, session.start_ts + at, sid, show.product, others)
+                paid_in_room[index] = at
             elif show.until_ms is None and session.ended and rng.random() < s.post_session_prob:
-                delay = rng.expovariate(1 / (s.post_session_mean_hours * HOUR_MS))
-                ts = session.end_ts + SECOND_MS + round(delay)
-                self._order(merchant, user, ts, sid, show.product, others)
+                self._order_later(session, user, show.product, others)
+                paid_later.add(index)
             else:
                 continue
             orders += 1
+        self._card_clicks(session, user, intervals, paid_in_room, paid_later)
+
+    def _order_later(
+        self, session: _Session, user: int, product: _Product, others: Sequence[_Product]
+    ) -> None:
+        """An order of a session's product paid after the room closed, in the same session."""
+        delay = self.rng.expovariate(1 / (self.s.post_session_mean_hours * HOUR_MS))
+        ts = session.end_ts + SECOND_MS + round(delay)
+        self._order(session.merchant, user, ts, session.session_id, product, others)
+
+    def _card_clicks(
+        self,
+        session: _Session,
+        user: int,
+        intervals: Sequence[tuple[int, int, bool]],
+        paid_in_room: dict[int, int],
+        paid_later: set[int],
+    ) -> None:
+        """`product_clicked` events of one visit: before most in-room orders, and browsing."""
+        rng, s = self.rng, self.s
+        uid = self._uid(user)
+        first_start, last_end = intervals[0][0], intervals[-1][1]
+        for index, show in enumerate(session.lineup):
+            closes = show.until_ms if show.until_ms is not None else session.duration_ms
+            if show.intro_ms >= last_end or closes <= first_start:
+                continue
+            ordered_at = paid_in_room.get(index)
+            if ordered_at is not None:
+                if rng.random() < s.buyer_click_prob:
+                    before = rng.randint(2 * SECOND_MS, 90 * SECOND_MS)
+                    at = max(show.intro_ms, first_start, ordered_at - before)
+                    self._click(session, uid, show.product, at)
+                continue
+            if rng.random() >= s.card_click_prob:
+                continue
+            clicked = self._moment_within(intervals, show.intro_ms, closes)
+            if clicked is None:
+                continue
+            self._click(session, uid, show.product, clicked)
+            if (
+                index not in paid_later
+                and show.until_ms is None
+                and session.ended
+                and rng.random() < s.click_later_prob
+            ):
+                shown = [other.product for other in session.lineup if other.intro_ms <= clicked]
+                self._order_later(session, user, show.product, shown)
+
+    def _click(self, session: _Session, uid: str, product: _Product, offset_ms: int) -> None:
+        sid = session.session_id
+        self._emit(
+            "product_clicked",
+            session.start_ts + offset_ms,
+            sid,
+            {"session_id": sid, "user_id": uid, "sku_id": product.sku_id},
+        )
+
+    def _moment_within(
+        self, intervals: Sequence[tuple[int, int, bool]], low_ms: int, high_ms: int
+    ) -> int | None:
+        """A uniform moment of the visitor's presence within [low_ms, high_ms) (None: none)."""
+        spans = [
+            (max(start, low_ms), min(end, high_ms))
+            for start, end, _closed in intervals
+            if min(end, high_ms) > max(start, low_ms)
+        ]
+        if not spans:
+            return None
+        pick = self.rng.uniform(0, sum(end - start for start, end in spans))
+        for start, end in spans:
+            if pick <= end - start:
+                return min(end - 1, start + int(pick))
+            pick -= end - start
+        return spans[-1][1] - 1
 
     def _order_offset(
         self,

@@ -143,6 +143,13 @@ class Scenario:
     quantity_two_prob: float
     post_session_prob: float  # a visitor who ran out of time pays after the room closed
     post_session_mean_hours: float
+    # --- product cards: a visitor opens the card of a product on show (most never buy it);
+    # a buyer usually opens the card before paying (else pays from the pinned buy button); a
+    # visitor who opened a card and did not buy in the room sometimes pays for it after the
+    # room closed (same session id, delay as `post_session_mean_hours`).
+    card_click_prob: float  # per product on show while the visitor watches
+    buyer_click_prob: float
+    click_later_prob: float
 
     # --- group chats. With `group_effect` off, membership changes nothing a member does (they
     # behave as the fan, past buyer or casual viewer they are); only who joins differs.
@@ -318,6 +325,9 @@ XHS: Final[Scenario] = Scenario(
     quantity_two_prob=0.08,
     post_session_prob=0.12,
     post_session_mean_hours=12.0,
+    card_click_prob=0.15,  # considered purchases: viewers read the details
+    buyer_click_prob=0.9,
+    click_later_prob=0.02,  # the list price stays, so a card read tonight can be paid tomorrow
     group_effect=True,
     visit_group_join_prob=0.01,
     offsession_member_daily=0.006,
@@ -392,6 +402,9 @@ IMPULSE: Final[Scenario] = Scenario(
     quantity_two_prob=0.15,
     post_session_prob=0.03,
     post_session_mean_hours=12.0,
+    card_click_prob=0.2,  # deal cards are pushed on screen
+    buyer_click_prob=0.8,  # a flash deal is often grabbed from the pinned button
+    click_later_prob=0.005,  # the deal price ends with the room
     group_effect=False,
     visit_group_join_prob=0.06,
     offsession_member_daily=0.001,

@@ -51,6 +51,7 @@ KNOWN_FIELDS = {
     "amount_cents",
     "reason",
     "group_id",
+    "sku_id",
 }
 
 
@@ -226,6 +227,7 @@ def test_topics_out_of_step_but_sessions_in_order_within_a_topic(
         "viewer_joined": "views",
         "viewer_left": "views",
         "interaction": "interactions",
+        "product_clicked": "interactions",
         "order_paid": "orders",
         "order_refunded": "orders",
         "group_joined": "groups",
@@ -367,6 +369,42 @@ def test_replies_answer_questions_after_a_delay(streams: dict[str, Stream]) -> N
         assert reply.session_id == question.session_id
         assert reply.ts > question.ts
         assert reply.user_id.startswith(("h-", "st-"))
+
+
+def test_product_clicks_come_before_most_orders_and_many_lead_nowhere(
+    streams: dict[str, Stream],
+) -> None:
+    for name, stream in streams.items():
+        clicks: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for _position, event in stream.events:
+            if event.type == "product_clicked":
+                assert event.session_id in stream.started
+                clicks.setdefault((event.session_id, event.user_id), []).append(
+                    (event.ts, event.sku_id)
+                )
+        in_room = [
+            order
+            for _position, order in stream.orders
+            if order.session_id in stream.ended_ts and order.ts <= stream.ended_ts[order.session_id]
+        ]
+        clicked_first = sum(
+            1
+            for order in in_room
+            if any(
+                sku in {item.sku_id for item in order.items} and ts <= order.ts
+                for ts, sku in clicks.get((order.session_id or "", order.user_id), [])
+            )
+        )
+        # Buyers usually open the card first, but some pay from the pinned button.
+        assert 0.6 < clicked_first / len(in_room) < 0.98, name
+        bought = {
+            (order.session_id, order.user_id, item.sku_id)
+            for _position, order in stream.orders
+            for item in order.items
+        }
+        clicked = {(sid, user, sku) for (sid, user), seen in clicks.items() for _ts, sku in seen}
+        # Most product cards opened are never bought.
+        assert len(clicked - bought) > 2 * len(clicked & bought), name
 
 
 # --------------------------------------------------------------------------- the scenarios
