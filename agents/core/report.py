@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from agents.core.claims import CLAIMS, CLAIMS_BY_ID, judge
+from agents.core.distributions import compute_distributions
 from agents.core.ledger import Ledger
 from agents.core.metrics import compute_claims
 
@@ -38,7 +39,12 @@ def build_report(ledger: Ledger) -> dict[str, Any]:
             "source": claim.source,
             "detail": m.detail,
         }
-    return {"claims": claims, "events": ledger.counts.as_dict()}
+    return {
+        "claims": claims,
+        "events": ledger.counts.as_dict(),
+        # What the HTML report plots, so it can be drawn from a live worker's /report too.
+        "distributions": compute_distributions(ledger),
+    }
 
 
 def _fmt(value: Any, unit: str) -> str:
