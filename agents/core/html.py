@@ -209,20 +209,25 @@ def _svg(width: int, height: int, label: str, body: Iterable[str]) -> str:
     )
 
 
+def _attrs(attrs: Mapping[str, str | float]) -> str:
+    """SVG attributes from keyword names: `font_size` is font-size, `class_` is class."""
+    return "".join(f' {k.rstrip("_").replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
+
+
 def _text(x: float, y: float, content: str, **attrs: str | float) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
+    extra = _attrs(attrs)
     return f'<text x="{x:.1f}" y="{y:.1f}"{extra}>{_e(content)}</text>'
 
 
 def _line(x1: float, y1: float, x2: float, y2: float, stroke: str, **attrs: str | float) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
+    extra = _attrs(attrs)
     return (
         f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}"{extra}/>'
     )
 
 
 def _rect(x: float, y: float, w: float, h: float, fill: str, **attrs: str | float) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
+    extra = _attrs(attrs)
     return (
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
         f'fill="{fill}"{extra}/>'
@@ -337,7 +342,9 @@ def plot_orders_by_minute(data: Mapping[str, Any] | None, claimed: float | None)
 
     def bar(start: float, count: int, colour: str) -> None:
         y = frame.y(count)
-        parts.append(_rect(frame.x(start) + gap / 2, y, bar_w - gap, frame.bottom - y, colour))
+        parts.append(
+            _rect(frame.x(start) + gap / 2, y, bar_w - gap, frame.bottom - y, colour, class_="bar")
+        )
 
     for minute, count in enumerate(counts):
         if count:
@@ -441,7 +448,9 @@ def plot_conversion(data: Mapping[str, Any] | None, claimed: float | None) -> st
             )
             continue
         y = frame.y(rate)
-        parts.append(_rect(centre - half, y, 2 * half, frame.bottom - y, colour, rx=2))
+        parts.append(
+            _rect(centre - half, y, 2 * half, frame.bottom - y, colour, rx=2, class_="bar")
+        )
         low, high = _num(row.get("ci_low")), _num(row.get("ci_high"))
         label_y = y
         if low is not None and high is not None:
@@ -507,6 +516,7 @@ def _box(
                 fill_opacity=0.35,
                 stroke=colour,
                 stroke_width=1.5,
+                class_="box",
             )
         )
         parts.append(_line(x50, at - half, x50, at + half, colour, stroke_width=3))
@@ -532,6 +542,7 @@ def _box(
                 fill_opacity=0.35,
                 stroke=colour,
                 stroke_width=1.5,
+                class_="box",
             )
         )
         parts.append(_line(at - half, y50, at + half, y50, colour, stroke_width=3))
@@ -585,7 +596,7 @@ def plot_watch_by_membership(data: Mapping[str, Any] | None, claimed: float | No
             start = b * bin_minutes if b < bins else span + 0.5 * bin_minutes
             x = frame.x(start) + bar_w * (0.08 + 0.42 * index)
             y = frame.y(value)
-            parts.append(_rect(x, y, bar_w * 0.42, frame.bottom - y, colour))
+            parts.append(_rect(x, y, bar_w * 0.42, frame.bottom - y, colour, class_="bar"))
     x_ticks = [(t, _tick_label(t)) for t in nice_ticks(0, span, 12) if t <= span]
     x_ticks.append((span + bin_minutes, f"≥{_tick_label(span)}"))
     parts.append(
