@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,3 +224,36 @@ def test_report_carries_the_distributions_as_strict_json() -> None:
     report = build_report(ledger_of(events))
     text = json.dumps(report["distributions"], allow_nan=False)
     assert json.loads(text)["orders_by_minute"]["counts"][6] == 1
+
+
+@pytest.mark.parametrize("scenario", ["xhs", "impulse"])
+def test_fixture_distributions_agree_with_the_independent_truth(scenario: str) -> None:
+    """The plotted counts, medians and means against the simulator's batch reference."""
+    from streams.analyze import analyze_file
+
+    root = Path(__file__).resolve().parents[3] / "fixtures"
+    truth = json.loads((root / f"{scenario}.truth.json").read_text())["claims"]
+    got = analyze_file(root / f"{scenario}.jsonl")["distributions"]
+
+    by_minute = got["orders_by_minute"]
+    binned = sum(by_minute["counts"]) + by_minute["overflow"] + by_minute["before_start"]
+    assert binned == by_minute["session_orders"] == truth["orders_after_minute_5"]["session_orders"]
+    assert (
+        sum(by_minute["counts"][5:]) + by_minute["overflow"]
+        == (truth["orders_after_minute_5"]["after_5min"])
+    )
+    conversion = got["conversion_by_interaction"]
+    uplift = truth["interaction_uplift"]
+    assert conversion["interacting"]["pairs"] == uplift["interacting_pairs"]
+    assert conversion["interacting"]["buyers"] == uplift["interacting_buyers"]
+    assert conversion["other"]["pairs"] == uplift["other_pairs"]
+    assert conversion["other"]["buyers"] == uplift["other_buyers"]
+    assert conversion["multiple"] == pytest.approx(uplift["observed"])
+    tiers = got["watch_minutes_to_order_by_price_tier"]["tiers"]
+    medians = truth["price_dwell_association"]["median_watch_minutes_by_tier"]
+    for tier, median in medians.items():
+        assert tiers[tier]["p50"] == (pytest.approx(median) if median is not None else None)
+    assert sum(t["n"] for t in tiers.values()) == truth["price_dwell_association"]["n"]
+    members = got["watch_minutes_by_membership"]["groups"]["members"]
+    assert members["n"] == truth["group_member_dwell"]["pairs"]
+    assert members["mean"] == pytest.approx(truth["group_member_dwell"]["observed"])
