@@ -11,6 +11,10 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
   need_apt+=(prometheus)
 fi
+# Debian's Chromium (optional): renders the HTML report headless in its test; skipped without it.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; install them (apt-get install ${need_apt[*]}) and rerun" >&2

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, judge
+from agents.core.distributions import compute_distributions
 from agents.core.ledger import Ledger
 from agents.core.metrics import compute_claims
 
@@ -47,6 +48,8 @@ def build_report(ledger: Ledger) -> dict[str, Any]:
         "claims": claims,
         "events": ledger.counts.as_dict(),
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
+        # What the HTML report plots, so it can be drawn from a live worker's /report too.
+        "distributions": compute_distributions(ledger),
     }
 
 

@@ -1,4 +1,4 @@
-"""`livepulse analyze FILE.jsonl`: the claims report of a file, with no broker."""
+"""`livepulse analyze FILE.jsonl`: the claims report of a file, with no broker (and its page)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ from pathlib import Path
 
 from agents.core import render_table
 from streams.analyze import analyze_file
+from streams.commands.report import write_html
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("analyze", help="compute the claims report of a JSON Lines file offline")
     p.add_argument("file", type=Path, help="contract events, one JSON object per line")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--html", type=Path, metavar="OUT.html", help="also write the report as one HTML page"
+    )
     p.set_defaults(func=run)
 
 
@@ -27,4 +31,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(render_table(report))
+    if args.html is not None:
+        return write_html(report, args.html, str(args.file), "livepulse analyze")
     return 0

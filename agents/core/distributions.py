@@ -1,0 +1,228 @@
+"""Distributions behind the claims, for plots: order timing, conversion and watch time (JSON)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+from agents.core.ledger import Ledger, OrderFact, SessionFacts
+from agents.core.metrics import FIVE_MINUTES_MS, MINUTE_MS, PRICE_TIERS
+from agents.core.stats import percentile, wilson_interval
+from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
+
+# Orders are binned one per minute since the session's start up to this cap; later ones
+# share one overflow bin (a session's long tail would otherwise dwarf the first minutes).
+ORDER_MINUTE_CAP: Final[int] = 120
+# Watch-time histograms: the narrowest of these widths (minutes) that covers the 99th
+# percentile in at most WATCH_MAX_BINS bins; the rest goes to an overflow bin.
+WATCH_BIN_WIDTHS_MINUTES: Final[tuple[int, ...]] = (1, 2, 5, 10, 15, 20, 30, 60, 120, 240)
+WATCH_MAX_BINS: Final[int] = 30
+QUANTILES: Final[tuple[tuple[str, float], ...]] = (
+    ("p10", 0.10),
+    ("p25", 0.25),
+    ("p50", 0.50),
+    ("p75", 0.75),
+    ("p90", 0.90),
+)
+
+
+def _started(ledger: Ledger) -> Iterator[tuple[str, SessionFacts]]:
+    """Sessions with a `session_started`, by id (the only sessions claims.md knows)."""
+    for sid, session in sorted(ledger.sessions.items()):
+        if session.started_ts is not None:
+            yield sid, session
+
+
+def _session_orders(ledger: Ledger) -> Iterator[tuple[SessionFacts, OrderFact]]:
+    for _sid, session in _started(ledger):
+        for order in session.orders:
+            yield session, order
+
+
+def _close_ts(session: SessionFacts) -> int:
+    return session.ended_ts if session.ended_ts is not None else session.last_ts
+
+
+def _share(hits: int, total: int) -> dict[str, Any]:
+    """A share with its 95% Wilson interval (None where there is nothing to divide)."""
+    interval = wilson_interval(hits, total)
+    return {
+        "rate": hits / total if total else None,
+        "ci_low": interval[0] if interval else None,
+        "ci_high": interval[1] if interval else None,
+    }
+
+
+def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dict[str, Any]:
+    """Session orders per whole minute since their session's start, and the share at >= 5 min.
+
+    `counts[i]` holds orders with `i <= (ts - started) / 1 min < i + 1`; `overflow` those at
+    `cap_minutes` or later, `before_start` those paid before their session's start (counted
+    with the orders before minute 5, as the claim does).
+    """
+    counts = [0] * cap_minutes
+    overflow = before_start = after = total = 0
+    for session, order in _session_orders(ledger):
+        assert session.started_ts is not None
+        since_ms = order.ts - session.started_ts
+        total += 1
+        if since_ms >= FIVE_MINUTES_MS:
+            after += 1
+        if since_ms < 0:
+            before_start += 1
+        elif since_ms >= cap_minutes * MINUTE_MS:
+            overflow += 1
+        else:
+            counts[since_ms // MINUTE_MS] += 1
+    binned: dict[str, Any] = {
+        "bin_minutes": 1,
+        "cap_minutes": cap_minutes,
+        "counts": counts,
+        "overflow": overflow,
+        "before_start": before_start,
+        "session_orders": total,
+        "after_5min": after,
+    }
+    share = _share(after, total)
+    return {
+        **binned,
+        "share_after_5min": share["rate"],
+        "ci_low": share["ci_low"],
+        "ci_high": share["ci_high"],
+    }
+
+
+def conversion_by_interaction(ledger: Ledger) -> dict[str, Any]:
+    """Purchase conversion of (session, viewer) pairs with and without a viewer interaction."""
+    ib = ip = ob = op = 0
+    for _sid, session in _started(ledger):
+        buyers = {order.user_id for order in session.orders}
+        for user in session.viewers:
+            bought = user in buyers
+            if user in session.interacting_users:
+                ip += 1
+                ib += bought
+            else:
+                op += 1
+                ob += bought
+    interacting = {"pairs": ip, "buyers": ib, **_share(ib, ip)}
+    other = {"pairs": op, "buyers": ob, **_share(ob, op)}
+    cr_i, cr_n = interacting["rate"], other["rate"]
+    return {
+        "interacting": interacting,
+        "other": other,
+        "multiple": cr_i / cr_n if cr_i is not None and cr_n else None,
+    }
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    """n, mean, max and the percentiles of `QUANTILES` (claims.md's linear interpolation)."""
+    ordered = sorted(values)
+    summary: dict[str, Any] = {
+        "n": len(ordered),
+        "mean": sum(ordered) / len(ordered) if ordered else None,
+    }
+    for name, q in QUANTILES:
+        summary[name] = percentile(ordered, q)
+    summary["max"] = ordered[-1] if ordered else None
+    return summary
+
+
+def histogram_bins(values: Sequence[float]) -> tuple[int, int]:
+    """(bin width in minutes, number of bins) covering the 99th percentile of `values`."""
+    top = percentile(sorted(values), 0.99) or 0.0
+    for width in WATCH_BIN_WIDTHS_MINUTES:
+        if top <= width * WATCH_MAX_BINS:
+            return width, max(1, math.ceil(top / width))
+    width = WATCH_BIN_WIDTHS_MINUTES[-1]
+    return width, WATCH_MAX_BINS
+
+
+def histogram(values: Sequence[float], width: float, bins: int) -> dict[str, Any]:
+    """Counts of `values` in `[i * width, (i + 1) * width)` for i < bins, and the overflow."""
+    counts = [0] * bins
+    overflow = 0
+    for value in values:
+        index = int(value // width)
+        if index >= bins:
+            overflow += 1
+        else:
+            counts[max(index, 0)] += 1
+    return {"counts": counts, "overflow": overflow}
+
+
+class _Members:
+    """Group membership per (merchant, user), built lazily from the ledger's group events."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._events = ledger.group_events
+        self._cache: dict[tuple[str, str], Membership] = {}
+
+    def member_at(self, merchant_id: str, user_id: str, ts: int) -> bool:
+        key = (merchant_id, user_id)
+        found = self._cache.get(key)
+        if found is None:
+            events = self._events.get(key)
+            found = Membership(events) if events else NEVER_MEMBER
+            self._cache[key] = found
+        return found.member_at(ts)
+
+
+def watch_minutes_by_membership(ledger: Ledger) -> dict[str, Any]:
+    """Watch time per (session, user) with a `viewer_joined`, members vs others.
+
+    A member is in a group of the session's merchant at their first join in that session
+    (as `group_member_dwell` counts them); the others are every other such pair.
+    """
+    members = _Members(ledger)
+    minutes: dict[str, list[float]] = {"members": [], "others": []}
+    for _sid, session in _started(ledger):
+        assert session.merchant_id is not None
+        close_ts = _close_ts(session)
+        for user, presence in sorted(session.presence.items()):
+            joins = [ts for ts, _seq, is_join in presence if is_join]
+            if not joins:
+                continue
+            watched = watch_time_ms(presence, close_ts, session.ended_ts) / MINUTE_MS
+            member = members.member_at(session.merchant_id, user, min(joins))
+            minutes["members" if member else "others"].append(watched)
+    width, bins = histogram_bins(minutes["members"] + minutes["others"])
+    return {
+        "bin_minutes": width,
+        "groups": {
+            name: {**summarize(values), "histogram": histogram(values, width, bins)}
+            for name, values in minutes.items()
+        },
+    }
+
+
+def _tier(price_cents: int) -> str:
+    for name, upper in PRICE_TIERS:
+        if price_cents < upper:
+            return name
+    return PRICE_TIERS[-1][0]
+
+
+def watch_minutes_to_order_by_price_tier(ledger: Ledger) -> dict[str, Any]:
+    """The buyer's watch time up to each session order, by the order's highest unit price tier."""
+    by_tier: dict[str, list[float]] = {name: [] for name, _upper in PRICE_TIERS}
+    for session, order in _session_orders(ledger):
+        watched = watch_time_ms(
+            session.presence.get(order.user_id, ()),
+            _close_ts(session),
+            session.ended_ts,
+            until_ts=order.ts,
+        )
+        by_tier[_tier(order.max_unit_price_cents)].append(watched / MINUTE_MS)
+    return {"tiers": {name: summarize(values) for name, values in by_tier.items()}}
+
+
+def compute_distributions(ledger: Ledger) -> dict[str, Any]:
+    """Every distribution the HTML report plots, from the ledger's facts (JSON-ready)."""
+    return {
+        "orders_by_minute": orders_by_minute(ledger),
+        "conversion_by_interaction": conversion_by_interaction(ledger),
+        "watch_minutes_by_membership": watch_minutes_by_membership(ledger),
+        "watch_minutes_to_order_by_price_tier": watch_minutes_to_order_by_price_tier(ledger),
+    }
