@@ -8,6 +8,7 @@ from typing import Any
 from agents.core.claims import CLAIMS, CLAIMS_BY_ID, judge
 from agents.core.ledger import Ledger
 from agents.core.metrics import compute_claims
+from agents.core.operator import OperatorBoard
 
 
 def _finite(value: float | None) -> float | None:
@@ -16,8 +17,11 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
-def build_report(ledger: Ledger) -> dict[str, Any]:
-    """The report of every core claim over the ledger's facts (JSON-ready)."""
+def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str, Any]:
+    """The report of every core claim over the ledger's facts (JSON-ready).
+
+    With the operator board fed the same events, the report has an `"operator"` section too.
+    """
     measured = compute_claims(ledger)
     claims: dict[str, Any] = {}
     for claim in CLAIMS:
@@ -38,7 +42,10 @@ def build_report(ledger: Ledger) -> dict[str, Any]:
             "source": claim.source,
             "detail": m.detail,
         }
-    return {"claims": claims, "events": ledger.counts.as_dict()}
+    report: dict[str, Any] = {"claims": claims, "events": ledger.counts.as_dict()}
+    if board is not None:
+        report["operator"] = board.snapshot(ledger)
+    return report
 
 
 def _fmt(value: Any, unit: str) -> str:
