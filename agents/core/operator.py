@@ -226,10 +226,10 @@ def _peak(diff: Counter[int]) -> int:
 def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str, Any]:
     """Cumulative counts per upper bound (the last is +Inf) and the sum, in seconds."""
     counts = [0] * (len(bounds_s) + 1)
-    total_s = 0.0
+    total_ms = 0
     for value_ms in values_ms:
         seconds = value_ms / 1000
-        total_s += seconds
+        total_ms += value_ms
         for i, bound in enumerate(bounds_s):
             if seconds <= bound:
                 counts[i] += 1
@@ -241,7 +241,7 @@ def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str,
     for count in counts:
         running += count
         cumulative.append(running)
-    return {"counts": cumulative, "sum": total_s}
+    return {"counts": cumulative, "sum": total_ms / 1000}
 
 
 class OperatorBoard:
