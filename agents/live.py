@@ -1,7 +1,8 @@
 """Faust agents over the contract topics: decode, dead-letter, feed the ledger, count.
 
 Each contract topic has one agent reading raw bytes in batches. A record that is not a contract
-event goes to the dead-letter topic with its reason; an event goes to the process's `Ledger`.
+event goes to the dead-letter topic with its reason; an event goes to the process's `Ledger`,
+and, if the ledger accepted it (not a redelivery), to its `OperatorBoard`.
 Nothing here computes a figure: `/report` and `/metrics` (streams.web) build them from the
 ledger when asked.
 """
@@ -19,7 +20,7 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from agents.core import Ledger
+from agents.core import Ledger, OperatorBoard
 from schemas import Rejection, decode
 from streams.app import get_app, get_settings
 from streams.topics import raw_topic
@@ -115,6 +116,8 @@ class LiveState:
     """
 
     ledger: Ledger = field(default_factory=Ledger)
+    #: Fed every event the ledger accepts, for the operator figures (docs/metrics.md).
+    board: OperatorBoard = field(default_factory=OperatorBoard)
     metrics: LiveMetrics = field(default_factory=LiveMetrics)
     #: (topic, partition) -> the next offset to process there.
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -128,7 +131,7 @@ class LiveState:
         Never raises for a record: an invalid one becomes a dead letter, and so does one whose
         event makes the ledger raise (logged, reason `processing_error`).
         """
-        ledger = self.ledger
+        ledger, board = self.ledger, self.board
         letters: list[DeadLetter] = []
         counted: Counter[tuple[str, str]] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
@@ -145,6 +148,7 @@ class LiveState:
             else:
                 try:
                     if ledger.apply(decoded):
+                        board.observe(decoded)
                         counted[(record.topic, decoded.type)] += 1
                     else:
                         duplicates[record.topic] += 1
@@ -227,7 +231,9 @@ DeadLetterPublisher = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 
 app = get_app()
 settings = get_settings()
-live = LiveState()
+live = LiveState(
+    board=OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+)
 deadletter_topic = raw_topic(app, settings.deadletter)
 
 _PUBLISH_ATTEMPTS: Final[int] = 5

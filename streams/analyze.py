@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from agents.core import Ledger, build_report
+from agents.core import Ledger, OperatorBoard, build_report
 from schemas import Rejection, decode
 
 
@@ -22,27 +22,36 @@ def iter_records(path: Path) -> Iterator[bytes]:
             yield line[:-1] if line.endswith(b"\n") else line
 
 
-def analyze_records(records: Iterator[bytes], ledger: Ledger | None = None) -> Ledger:
-    """Feed raw records through the decoder into a ledger (a new one unless given)."""
+def analyze_records(
+    records: Iterator[bytes], ledger: Ledger | None = None, board: OperatorBoard | None = None
+) -> Ledger:
+    """Feed raw records through the decoder into a ledger (a new one unless given), and the
+    events it accepts into the operator board if one is given."""
     ledger = ledger if ledger is not None else Ledger()
     for record in records:
         decoded = decode(record)
         if isinstance(decoded, Rejection):
             ledger.reject(decoded.reason)
-        else:
-            ledger.apply(decoded)
+        elif ledger.apply(decoded) and board is not None:
+            board.observe(decoded)
     return ledger
 
 
-def analyze_file(path: Path, progress: IO[str] | None = None) -> dict[str, Any]:
-    """The claims report of one fixture file, computed without a broker."""
+def analyze_file(
+    path: Path, progress: IO[str] | None = None, board: OperatorBoard | None = None
+) -> dict[str, Any]:
+    """The claims and operator report of one fixture file, computed without a broker.
+
+    The operator board defaults to the default grace and GPM denominator.
+    """
     started = time.monotonic()
     ledger = Ledger()
+    board = board if board is not None else OperatorBoard()
     records = iter_records(path)
     if progress is not None:
         records = _with_progress(records, progress)
-    analyze_records(records, ledger)
-    report = build_report(ledger)
+    analyze_records(records, ledger, board)
+    report = build_report(ledger, board)
     if progress is not None:
         elapsed = time.monotonic() - started
         total = ledger.counts.valid + ledger.counts.rejected + ledger.counts.duplicates

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     # /metrics recomputes the claims at most this often while events keep arriving.
     report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
 
+    # Operator metrics (docs/metrics.md, "Operator metrics"): an event older than the
+    # event-time watermark minus this grace is late and left out of the windows.
+    window_grace_s: float = Field(default=120.0, ge=0, le=10 * 365 * 86_400)
+    # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
+    label_top_n: int = Field(default=20, ge=0, le=1000)
+    # GPM = GMV x 1000 / this: entries (views) or unique viewers.
+    gpm_denominator: Literal["entries", "unique_viewers"] = "entries"
+
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
@@ -85,6 +93,11 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The broker-side name of a contract topic (the prefix applied)."""
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def window_grace_ms(self) -> int:
+        """`window_grace_s` in whole milliseconds."""
+        return round(self.window_grace_s * 1000)
 
     @property
     def source_topics(self) -> tuple[str, ...]:

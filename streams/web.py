@@ -1,6 +1,7 @@
 """The worker's HTTP views: `/metrics` (Prometheus), `/report` (claims JSON), `/status` (positions).
 
-Every figure is built from the process's ledger by `agents.core.build_report` when asked; a
+Every figure is built from the process's ledger and operator board by `agents.core.build_report`
+when asked; a
 short cache keeps frequent scrapes from rebuilding it while events keep arriving.
 """
 
@@ -13,7 +14,12 @@ from typing import Any, Final
 import faust
 import orjson
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from agents.core import Ledger, build_report
 from agents.live import app, live, settings
@@ -96,6 +102,229 @@ class ClaimCollector:
         yield from families.values()
 
 
+#: Additive operator figures: (report key, metric name, help, is a counter).
+_OPERATOR_SUMS: Final[tuple[tuple[str, str, str, bool], ...]] = (
+    ("entries", "livepulse_entries", "viewer_joined events of sessions.", True),
+    ("unique_viewers", "livepulse_unique_viewers", "Distinct (session, user) viewers.", False),
+    ("viewers_current", "livepulse_viewers_current", "Viewers in the room now.", False),
+    ("buyers", "livepulse_buyers", "Distinct (session, user) with a session order.", False),
+    (
+        "interacting_viewers",
+        "livepulse_interacting_viewers",
+        "Distinct (session, user) with a viewer interaction.",
+        False,
+    ),
+    ("orders", "livepulse_orders", "Session orders (paid).", True),
+    ("gmv_cny", "livepulse_gmv_cny", "Paid GMV of session orders, CNY.", True),
+    ("refunds", "livepulse_refunds", "Refunds of session orders.", True),
+    ("refunded_cny", "livepulse_refunded_cny", "Refunded amount of session orders, CNY.", True),
+    ("follows", "livepulse_follows", "Follow interactions in sessions.", True),
+    ("group_joins", "livepulse_group_joins", "Group joins by viewers during sessions.", True),
+    ("product_clicks", "livepulse_product_clicks", "product_clicked events of sessions.", True),
+    (
+        "product_clickers",
+        "livepulse_product_clickers",
+        "Distinct (session, user) who clicked a product.",
+        False,
+    ),
+)
+_OPERATOR_RATIOS: Final[tuple[tuple[str, str], ...]] = (
+    ("livepulse_conversion_ratio", "Buyers / unique viewers."),
+    ("livepulse_interaction_ratio", "Interacting viewers / unique viewers."),
+    ("livepulse_aov_cny", "GMV / session orders, CNY."),
+    ("livepulse_gpm_cny", "GMV x 1000 / entries (or unique viewers, per settings), CNY."),
+    ("livepulse_uv_value_cny", "GMV / unique viewers, CNY."),
+    ("livepulse_avg_watch_time_seconds", "Total watch time / unique viewers, seconds."),
+    ("livepulse_click_through_ratio", "Product clickers / unique viewers."),
+    ("livepulse_click_to_order_ratio", "Buyers / product clickers."),
+)
+_WINDOW_GAUGES: Final[tuple[tuple[str, str], ...]] = (
+    ("entries", "livepulse_window_entries"),
+    ("orders", "livepulse_window_orders"),
+    ("gmv_cny", "livepulse_window_gmv_cny"),
+    ("product_clicks", "livepulse_window_product_clicks"),
+    ("interactions", "livepulse_window_interactions"),
+    ("unique_viewers", "livepulse_window_unique_viewers"),
+)
+_WINDOWS: Final[tuple[str, ...]] = ("1m", "5m", "10m", "prev_10m")
+_HISTOGRAMS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "watch_time_seconds",
+        "livepulse_watch_time_seconds",
+        "Watch time of each (session, user) viewer, seconds.",
+    ),
+    (
+        "order_time_since_start_seconds",
+        "livepulse_order_time_since_start_seconds",
+        "Time from the session's start to each session order, seconds.",
+    ),
+)
+OTHER: Final[str] = "other"
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def fold_levels(operator: dict[str, Any], top_n: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """(level, id, figures) for /metrics: overall as `all`, then the top N merchants and rooms by
+    cumulative entries (ties by id), every other one folded into `other`.
+
+    Folded figures are the sums of the additive ones, the largest peak, summed window counts
+    and summed histograms; ratios are recomputed from the sums by `_derived`.
+    """
+    histograms = operator.get("histograms", {})
+    out: list[tuple[str, str, dict[str, Any]]] = [
+        ("overall", "all", {**operator["overall"], "_hist": _hist_of(histograms, "overall", None)})
+    ]
+    for level, key in (("merchant", "merchants"), ("room", "rooms")):
+        figures: dict[str, dict[str, Any]] = operator[key]
+        ranked = sorted(figures, key=lambda i: (-figures[i]["entries"], i))
+        for level_id in ranked[:top_n]:
+            out.append(
+                (
+                    level,
+                    level_id,
+                    {**figures[level_id], "_hist": _hist_of(histograms, key, level_id)},
+                )
+            )
+        rest = ranked[top_n:]
+        if rest:
+            out.append((level, OTHER, _fold([figures[i] for i in rest], histograms, key, rest)))
+    return out
+
+
+def _hist_of(histograms: dict[str, Any], key: str, level_id: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, entry in histograms.items():
+        values = entry[key] if level_id is None else entry[key].get(level_id)
+        if values is not None:
+            out[name] = {"bounds": entry["bounds"], **values}
+    return out
+
+
+def _fold(
+    many: list[dict[str, Any]], histograms: dict[str, Any], key: str, ids: list[str]
+) -> dict[str, Any]:
+    folded: dict[str, Any] = {name: sum(f[name] for f in many) for name, *_ in _OPERATOR_SUMS}
+    folded["watch_time_seconds_sum"] = sum(f["watch_time_seconds_sum"] for f in many)
+    folded["viewers_peak"] = max(f["viewers_peak"] for f in many)
+    folded["windows"] = {
+        window: {
+            figure: sum(f["windows"][window][figure] for f in many) for figure, _ in _WINDOW_GAUGES
+        }
+        for window in _WINDOWS
+    }
+    hist: dict[str, Any] = {}
+    for name, entry in histograms.items():
+        parts = [entry[key][i] for i in ids if i in entry[key]]
+        if parts:
+            hist[name] = {
+                "bounds": entry["bounds"],
+                "counts": [sum(c) for c in zip(*(p["counts"] for p in parts), strict=True)],
+                "sum": sum(p["sum"] for p in parts),
+            }
+    folded["_hist"] = hist
+    return folded
+
+
+def _derived(f: dict[str, Any], gpm_denominator: str) -> dict[str, float | None]:
+    uv, gmv = f["unique_viewers"], f["gmv_cny"]
+    return {
+        "livepulse_conversion_ratio": _ratio(f["buyers"], uv),
+        "livepulse_interaction_ratio": _ratio(f["interacting_viewers"], uv),
+        "livepulse_aov_cny": _ratio(gmv, f["orders"]),
+        "livepulse_gpm_cny": _ratio(
+            gmv * 1000, uv if gpm_denominator == "unique_viewers" else f["entries"]
+        ),
+        "livepulse_uv_value_cny": _ratio(gmv, uv),
+        "livepulse_avg_watch_time_seconds": _ratio(f["watch_time_seconds_sum"], uv),
+        "livepulse_click_through_ratio": _ratio(f["product_clickers"], uv),
+        "livepulse_click_to_order_ratio": _ratio(f["buyers"], f["product_clickers"]),
+    }
+
+
+class OperatorCollector:
+    """Prometheus families of the operator figures (docs/metrics.md, "Operator metrics").
+
+    Computed at scrape time from the cached report's `"operator"` section; labels are `level`
+    and `id` (bounded: top N rooms and merchants, the rest `other`), never a user, order or
+    session id.
+    """
+
+    def __init__(self, reports: ReportCache, max_age_s: float, top_n: int) -> None:
+        self._reports = reports
+        self._max_age_s = max_age_s
+        self._top_n = top_n
+
+    @staticmethod
+    def _families() -> dict[str, Any]:
+        labels = ["level", "id"]
+        families: dict[str, Any] = {}
+        for _key, name, doc, is_counter in _OPERATOR_SUMS:
+            family = CounterMetricFamily if is_counter else GaugeMetricFamily
+            families[name] = family(name, doc, labels=labels)
+        families["livepulse_viewers_peak"] = GaugeMetricFamily(
+            "livepulse_viewers_peak",
+            "Peak concurrent viewers over 1-minute buckets (for `other`, the largest).",
+            labels=labels,
+        )
+        for name, doc in _OPERATOR_RATIOS:
+            families[name] = GaugeMetricFamily(name, doc, labels=labels)
+        for figure, name in _WINDOW_GAUGES:
+            families[name] = GaugeMetricFamily(
+                name, f"{figure} in an event-time window.", labels=[*labels, "window"]
+            )
+        for _key, name, doc in _HISTOGRAMS:
+            # Its `_sum` series is `livepulse_watch_time_seconds_sum`, the total watch time.
+            families[name] = HistogramMetricFamily(name, doc, labels=labels)
+        families["livepulse_late_events"] = CounterMetricFamily(
+            "livepulse_late_events",
+            "Events older than the event-time watermark minus the grace (left out of windows).",
+        )
+        families["livepulse_event_time_watermark_seconds"] = GaugeMetricFamily(
+            "livepulse_event_time_watermark_seconds", "The largest event time seen, Unix seconds."
+        )
+        return families
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families().values()
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        operator = self._reports.get(self._max_age_s).get("operator")
+        if operator is not None:
+            self._fill(families, operator)
+        yield from families.values()
+
+    def _fill(self, families: dict[str, Any], operator: dict[str, Any]) -> None:
+        families["livepulse_late_events"].add_metric([], operator["late_events"])
+        if operator["watermark_ts"] is not None:
+            families["livepulse_event_time_watermark_seconds"].add_metric(
+                [], operator["watermark_ts"] / 1000
+            )
+        gpm_denominator = operator["definitions"]["gpm_denominator"]
+        for level, level_id, f in fold_levels(operator, self._top_n):
+            labels = [level, level_id]
+            for key, name, _doc, _counter in _OPERATOR_SUMS:
+                families[name].add_metric(labels, f[key])
+            families["livepulse_viewers_peak"].add_metric(labels, f["viewers_peak"])
+            for name, value in _derived(f, gpm_denominator).items():
+                if value is not None:
+                    families[name].add_metric(labels, value)
+            for window in _WINDOWS:
+                for figure, name in _WINDOW_GAUGES:
+                    families[name].add_metric([*labels, window], f["windows"][window][figure])
+            for key, name, _doc in _HISTOGRAMS:
+                hist = f["_hist"].get(key)
+                if hist is None:
+                    continue
+                les = [repr(float(b)) for b in hist["bounds"]] + ["+Inf"]
+                families[name].add_metric(
+                    labels, list(zip(les, hist["counts"], strict=True)), hist["sum"]
+                )
+
+
 def ready(worker_app: Any) -> bool:
     """Whether the worker is running with its partitions assigned (not rebalancing)."""
     try:
@@ -105,8 +334,11 @@ def ready(worker_app: Any) -> bool:
     return assigned and not worker_app.rebalancing
 
 
-reports = ReportCache(live.ledger)
+reports = ReportCache(live.ledger, lambda ledger: build_report(ledger, live.board))
 live.metrics.registry.register(ClaimCollector(reports, settings.report_max_age_s))
+live.metrics.registry.register(
+    OperatorCollector(reports, settings.report_max_age_s, settings.label_top_n)
+)
 
 _JSON_OPTIONS: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 

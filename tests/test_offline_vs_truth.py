@@ -9,7 +9,8 @@ import pytest
 
 from streams.analyze import analyze_file
 from streams.simulator import compute_truth, generate, get_scenario, write_lines
-from tests.support.truth import report_mismatches
+from streams.simulator.operator_truth import operator_truth
+from tests.support.truth import operator_mismatches, report_mismatches
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -19,6 +20,7 @@ def test_committed_fixture_matches_its_truth_file(name: str) -> None:
     truth = json.loads((FIXTURES / f"{name}.truth.json").read_text(encoding="utf-8"))
     report = analyze_file(FIXTURES / f"{name}.jsonl")
     assert report_mismatches(report, truth) == []
+    assert operator_mismatches(report["operator"], truth["operator"]) == []
     # Not a vacuous agreement: the fixture has figures for every claim and all kinds of noise.
     assert all(entry["observed"] is not None for entry in report["claims"].values())
     assert truth["events"]["rejected"] > 0 and truth["events"]["duplicates"] > 0
@@ -35,7 +37,26 @@ def test_fresh_stream_matches_truth(scenario: str, seed: int, scale: float, tmp_
     truth = compute_truth(generated.lines, scenario=scenario, seed=seed)
     report = analyze_file(path)
     assert report_mismatches(report, truth) == []
+    assert operator_mismatches(report["operator"], truth["operator"]) == []
     assert report["events"]["valid"] > 1000
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_operator_windows_mid_stream_match_the_truth(name: str, tmp_path: Path) -> None:
+    """Fixture prefixes put the watermark inside live sessions, where the windows are busy."""
+    lines = (FIXTURES / f"{name}.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+    busy = late = 0
+    for share in (0.25, 0.5, 0.75):
+        prefix = lines[: int(len(lines) * share)]
+        path = tmp_path / f"{share}.jsonl"
+        path.write_text("\n".join(prefix) + "\n", encoding="utf-8")
+        operator = analyze_file(path)["operator"]
+        truth = operator_truth(prefix)
+        assert operator_mismatches(operator, truth) == []
+        busy += truth["overall"]["windows"]["10m"]["entries"]
+        late += truth["late_events"]
+    # The prefixes must exercise both the windows and the lateness rule.
+    assert busy > 0 and late > 0
 
 
 def test_analyzer_reads_lines_as_the_replayer_sends_them(tmp_path: Path) -> None:

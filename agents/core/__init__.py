@@ -3,6 +3,7 @@
 from agents.core.claims import CLAIMS, Claim
 from agents.core.ledger import EventCounts, Ledger
 from agents.core.metrics import compute_claims
+from agents.core.operator import OperatorBoard, render_operator_summary
 from agents.core.report import build_report, render_table
 
 __all__ = [
@@ -10,7 +11,9 @@ __all__ = [
     "Claim",
     "EventCounts",
     "Ledger",
+    "OperatorBoard",
     "build_report",
     "compute_claims",
+    "render_operator_summary",
     "render_table",
 ]

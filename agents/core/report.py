@@ -9,6 +9,7 @@ from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, judge
 from agents.core.distributions import compute_distributions
 from agents.core.ledger import Ledger
 from agents.core.metrics import compute_claims
+from agents.core.operator import OperatorBoard
 
 
 def _finite(value: float | None) -> float | None:
@@ -17,11 +18,12 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
-def build_report(ledger: Ledger) -> dict[str, Any]:
+def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str, Any]:
     """The report of every claim over the ledger's facts (JSON-ready), and the context figures.
 
     Each claim's entry says its `group` (`core` or `extended`); `context` lists the published
-    figures a live-room stream cannot check (source, text), never judged.
+    figures a live-room stream cannot check (source, text), never judged. With the operator
+    board fed the same events, the report has an `"operator"` section too.
     """
     measured = compute_claims(ledger)
     claims: dict[str, Any] = {}
@@ -44,13 +46,16 @@ def build_report(ledger: Ledger) -> dict[str, Any]:
             "detail": m.detail,
             "group": claim.group,
         }
-    return {
+    report: dict[str, Any] = {
         "claims": claims,
         "events": ledger.counts.as_dict(),
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
         "distributions": compute_distributions(ledger),
     }
+    if board is not None:
+        report["operator"] = board.snapshot(ledger)
+    return report
 
 
 def _fmt(value: Any, unit: str) -> str:

@@ -1,4 +1,4 @@
-"""`livepulse analyze FILE.jsonl`: the claims report of a file, with no broker (and its page)."""
+"""`livepulse analyze FILE.jsonl`: the claims and operator report of a file, with no broker."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from agents.core import render_table
+from agents.core import OperatorBoard, render_operator_summary, render_table
 from streams.analyze import analyze_file
 from streams.commands.report import write_html
+from streams.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,11 +27,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"livepulse analyze: no such file: {args.file}", file=sys.stderr)
         return 2
-    report = analyze_file(args.file, progress=sys.stderr)
+    settings = Settings()
+    board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    report = analyze_file(args.file, progress=sys.stderr, board=board)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(render_table(report))
+        if "operator" in report:
+            print()
+            print(render_operator_summary(report["operator"]))
     if args.html is not None:
         return write_html(report, args.html, str(args.file), "livepulse analyze")
     return 0

@@ -601,6 +601,9 @@ def compute_claims(stream: Stream) -> dict[str, dict[str, Any]]:
 
 def compute_truth(lines: Sequence[str], *, scenario: str, seed: int) -> dict[str, Any]:
     """The truth file's content (docs/design.md, "Truth file") for a stream's lines."""
+    # Imported here: operator_truth builds on this module's reading of the stream.
+    from streams.simulator.operator_truth import compute_operator
+
     stream = read_stream(lines)
     counts = stream.counts
     return {
@@ -613,6 +616,7 @@ def compute_truth(lines: Sequence[str], *, scenario: str, seed: int) -> dict[str
             "duplicates": counts.duplicates,
         },
         "claims": compute_claims(stream),
+        "operator": compute_operator(stream),
     }
 
 

@@ -7,6 +7,7 @@ import ssl
 import pydantic
 import pytest
 
+from agents.core.windows import DEFAULT_GRACE_MS
 from streams.app import create_app, faust_broker_url
 from streams.settings import CONTRACT_TOPICS, Settings
 
@@ -117,3 +118,21 @@ def test_sasl_settings_become_faust_credentials() -> None:
     assert credentials.username == "u"
     assert credentials.password == "p"
     assert credentials.protocol.value == "SASL_PLAINTEXT"
+
+
+def test_operator_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WINDOW_GRACE_S", "LABEL_TOP_N", "GPM_DENOMINATOR"):
+        monkeypatch.delenv(f"LIVEPULSE_{name}", raising=False)
+    s = Settings()
+    assert (s.window_grace_ms, s.label_top_n, s.gpm_denominator) == (120_000, 20, "entries")
+    # The default the analyzer's board and the truth files use.
+    assert s.window_grace_ms == DEFAULT_GRACE_MS
+    monkeypatch.setenv("LIVEPULSE_WINDOW_GRACE_S", "2.5")
+    monkeypatch.setenv("LIVEPULSE_LABEL_TOP_N", "5")
+    monkeypatch.setenv("LIVEPULSE_GPM_DENOMINATOR", "unique_viewers")
+    s = Settings()
+    assert (s.window_grace_ms, s.label_top_n, s.gpm_denominator) == (2_500, 5, "unique_viewers")
+    with pytest.raises(pydantic.ValidationError):
+        Settings(gpm_denominator="views")
+    with pytest.raises(pydantic.ValidationError):
+        Settings(window_grace_s=-1)

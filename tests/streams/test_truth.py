@@ -547,7 +547,7 @@ def test_truth_is_plain_json() -> None:
     lines.pay(6, "a", 250)
     truth = compute_truth(lines.lines, scenario="t", seed=1)
     assert json.loads(json.dumps(truth)) == truth
-    assert list(truth) == ["scenario", "seed", "lines", "events", "claims"]
+    assert list(truth) == ["scenario", "seed", "lines", "events", "claims", "operator"]
     assert list(truth["claims"]) == [
         "orders_after_minute_5",
         "price_dwell_association",
@@ -569,17 +569,19 @@ def test_truth_is_independent_of_the_streaming_core() -> None:
     import ast
     from pathlib import Path
 
+    import streams.simulator.operator_truth as operator_truth_module
     import streams.simulator.truth as truth_module
 
-    tree = ast.parse(Path(truth_module.__file__).read_text(encoding="utf-8"))
-    imported: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.append(node.module)
-    assert imported, "expected some imports"
-    assert not [name for name in imported if name.split(".")[0] == "agents"]
+    for module in (truth_module, operator_truth_module):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        imported: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.append(node.module)
+        assert imported, "expected some imports"
+        assert not [name for name in imported if name.split(".")[0] == "agents"], module
 
 
 # --------------------------------------------------------------------------- extended claims

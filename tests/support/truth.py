@@ -54,3 +54,29 @@ def report_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str
         details = {k: v for k, v in expected.items() if k != "observed"}
         _same(f"claims.{claim_id}.detail", entry.get("detail", {}), details, problems)
     return problems
+
+
+def operator_mismatches(
+    operator: dict[str, Any] | None, truth: dict[str, Any], *, cumulative_only: bool = False
+) -> list[str]:
+    """Where an operator section disagrees with a truth file's `"operator"` section.
+
+    With `cumulative_only`, the event-time windows, the late count and the grace they depend on
+    are not compared (they depend on arrival order, see tests/test_end_to_end.py).
+    """
+    if operator is None:
+        return ["operator: missing from the report"]
+    problems: list[str] = []
+    for key, want in truth.items():
+        if cumulative_only and key in ("late_events", "grace_ms"):
+            continue
+        if cumulative_only and key in ("overall", "merchants", "rooms", "sessions"):
+            levels = {"-": want} if key == "overall" else want
+            got_levels = {"-": operator.get(key)} if key == "overall" else operator.get(key, {})
+            for level_id, figures in levels.items():
+                got = (got_levels or {}).get(level_id)
+                trimmed = {k: v for k, v in figures.items() if k != "windows"}
+                _same(f"operator.{key}.{level_id}", got, trimmed, problems)
+            continue
+        _same(f"operator.{key}", operator.get(key), want, problems)
+    return problems

@@ -1,0 +1,570 @@
+"""The operator's live board: per session, room, merchant and overall figures, cumulative and
+over event-time windows, as the platforms' live dashboards show them (docs/metrics.md)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from agents.core.ledger import Ledger, OrderFact, SessionFacts
+from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
+from schemas.events import Event, Interaction, OrderPaid, ProductClicked, ViewerJoined
+
+GpmDenominator = Literal["entries", "unique_viewers"]
+
+#: Window name -> how many event-time minutes it spans, ending with the watermark's minute.
+WINDOW_MINUTES: Final[dict[str, int]] = {"1m": 1, "5m": 5, "10m": 10}
+WINDOW_NAMES: Final[tuple[str, ...]] = ("1m", "5m", "10m", "prev_10m")
+WINDOW_FIGURES: Final[tuple[str, ...]] = (
+    "entries",
+    "unique_viewers",
+    "orders",
+    "gmv_cny",
+    "product_clicks",
+    "interactions",
+    "buyers",
+    "conversion",
+)
+#: Histogram bounds (seconds) for /metrics; 300 s is the `orders_after_minute_5` boundary.
+WATCH_TIME_BOUNDS_S: Final[tuple[float, ...]] = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+ORDER_TIME_BOUNDS_S: Final[tuple[float, ...]] = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
+
+DEFINITIONS: Final[dict[str, str]] = {
+    "session": "a session_id with a session_started (claims.md); its room and merchant are the "
+    "earliest start's",
+    "entries": "viewer_joined events",
+    "unique_viewers": "distinct (session, user) viewers: a viewer_joined, a non-reply "
+    "interaction or a session order (claims.md); summed over sessions above session level",
+    "viewers_current": "(session, user) pairs in the room at the watermark: an open watch "
+    "interval in a session without session_ended",
+    "viewers_peak": "the largest count, over event-time minutes, of (session, user) pairs in "
+    "the room at some moment of that minute",
+    "avg_watch_minutes": "total watch time (claims.md) / unique viewers",
+    "median_watch_minutes": "median watch time over the viewer pairs (0 for a viewer who "
+    "never joined)",
+    "buyers": "distinct (session, user) with a session order",
+    "paying_users": "distinct user ids with a session order at that level",
+    "conversion": "buyers / unique viewers",
+    "interaction_rate": "interacting viewers (a non-reply interaction) / unique viewers",
+    "gmv_cny": "paid GMV: session orders' amount_cents / 100",
+    "aov_cny": "GMV / session orders",
+    "aov_per_customer_cny": "GMV / paying users",
+    "gpm_cny": "GMV x 1000 / the GPM denominator (entries or unique viewers)",
+    "uv_value_cny": "GMV / unique viewers",
+    "follows": "interactions of kind follow",
+    "group_joins": "group_joined events of a session viewer into the session's merchant's "
+    "groups with started_ts <= ts <= ended_ts (no upper bound while live)",
+    "refunds": "order_refunded events whose order_id is a session order's (the earliest by "
+    "ts with that id)",
+    "net_gmv_cny": "GMV - refunded CNY",
+    "click_through_rate": "product clickers / unique viewers",
+    "click_to_order_rate": "buyers / product clickers",
+    "orders_by_minute": "session orders paid by session_ended, by whole minutes since start "
+    "(an order stamped before the start counts in minute 0)",
+    "windows": "event-time minutes ending with the watermark's: 1m, 5m, 10m, and prev_10m "
+    "(the 10 before); late events are left out; change_10m = (10m - prev_10m) / prev_10m",
+}
+
+
+@dataclass(slots=True)
+class _WindowParts:
+    """The additive counts of one window at one level."""
+
+    entries: int = 0
+    unique_viewers: int = 0
+    orders: int = 0
+    gmv_cents: int = 0
+    product_clicks: int = 0
+    interactions: int = 0
+    buyers: int = 0
+
+    def add(self, other: _WindowParts) -> None:
+        self.entries += other.entries
+        self.unique_viewers += other.unique_viewers
+        self.orders += other.orders
+        self.gmv_cents += other.gmv_cents
+        self.product_clicks += other.product_clicks
+        self.interactions += other.interactions
+        self.buyers += other.buyers
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "entries": self.entries,
+            "unique_viewers": self.unique_viewers,
+            "orders": self.orders,
+            "gmv_cny": self.gmv_cents / 100,
+            "product_clicks": self.product_clicks,
+            "interactions": self.interactions,
+            "buyers": self.buyers,
+            "conversion": _ratio(self.buyers, self.unique_viewers),
+        }
+
+
+@dataclass(slots=True)
+class _Parts:
+    """Everything a level's figures are made of; sessions' parts add up to a room's, etc."""
+
+    entries: int = 0
+    unique_viewers: int = 0
+    viewers_current: int = 0
+    watch_ms: list[int] = field(default_factory=list)
+    #: Event-time minute -> change in the number of pairs present (a difference array).
+    presence_diff: Counter[int] = field(default_factory=Counter)
+    buyers: int = 0
+    paying_users: set[str] = field(default_factory=set)
+    interacting_viewers: int = 0
+    orders: int = 0
+    gmv_cents: int = 0
+    follows: int = 0
+    group_joins: int = 0
+    refunds: int = 0
+    refunded_cents: int = 0
+    product_clicks: int = 0
+    product_clickers: int = 0
+    orders_by_minute: Counter[int] = field(default_factory=Counter)
+    order_offsets_ms: list[int] = field(default_factory=list)
+    windows: dict[str, _WindowParts] = field(
+        default_factory=lambda: {name: _WindowParts() for name in WINDOW_NAMES}
+    )
+
+    def add(self, other: _Parts) -> None:
+        self.entries += other.entries
+        self.unique_viewers += other.unique_viewers
+        self.viewers_current += other.viewers_current
+        self.watch_ms.extend(other.watch_ms)
+        self.presence_diff.update(other.presence_diff)
+        self.buyers += other.buyers
+        self.paying_users |= other.paying_users
+        self.interacting_viewers += other.interacting_viewers
+        self.orders += other.orders
+        self.gmv_cents += other.gmv_cents
+        self.follows += other.follows
+        self.group_joins += other.group_joins
+        self.refunds += other.refunds
+        self.refunded_cents += other.refunded_cents
+        self.product_clicks += other.product_clicks
+        self.product_clickers += other.product_clickers
+        self.orders_by_minute.update(other.orders_by_minute)
+        self.order_offsets_ms.extend(other.order_offsets_ms)
+        for name, window in other.windows.items():
+            self.windows[name].add(window)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _median(values: Sequence[int]) -> float | None:
+    """claims.md's percentile at 0.5 (numpy's linear interpolation)."""
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        return None
+    h = (n - 1) * 0.5
+    i = int(h)
+    if i + 1 >= n:
+        return float(xs[i])
+    return xs[i] + (h - i) * (xs[i + 1] - xs[i])
+
+
+def watch_intervals(
+    presence: Iterable[tuple[int, int, bool]], close_ts: int, ended_ts: int | None
+) -> tuple[list[tuple[int, int]], bool]:
+    """A (session, user)'s watch intervals of positive length, and whether one is still open.
+
+    The same reading as `timeline.watch_time_ms` (claims.md's watch time), kept as intervals so
+    that presence per minute can be counted.
+    """
+    intervals: list[tuple[int, int]] = []
+    opened: int | None = None
+    for ts, _seq, is_join in sorted(presence):
+        if is_join:
+            if opened is None:
+                opened = ts
+        elif opened is not None:
+            _append_clipped(intervals, opened, ts, ended_ts)
+            opened = None
+    still_open = opened is not None
+    if opened is not None:
+        _append_clipped(intervals, opened, close_ts, ended_ts)
+    return intervals, still_open
+
+
+def _append_clipped(
+    intervals: list[tuple[int, int]], start: int, end: int, ended_ts: int | None
+) -> None:
+    if ended_ts is not None and end > ended_ts:
+        end = ended_ts
+    if end > start:
+        intervals.append((start, end))
+
+
+def _add_presence_minutes(diff: Counter[int], intervals: list[tuple[int, int]]) -> None:
+    """Mark the minutes a pair was present in at some moment, each minute once per pair."""
+    last_marked: int | None = None
+    for start, end in intervals:
+        first, last = start // MINUTE_MS, (end - 1) // MINUTE_MS
+        if last_marked is not None and first <= last_marked:
+            first = last_marked + 1
+        if first > last:
+            continue
+        diff[first] += 1
+        diff[last + 1] -= 1
+        last_marked = last
+
+
+def _peak(diff: Counter[int]) -> int:
+    present = peak = 0
+    for minute in sorted(diff):
+        present += diff[minute]
+        peak = max(peak, present)
+    return peak
+
+
+def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str, Any]:
+    """Cumulative counts per upper bound (the last is +Inf) and the sum, in seconds."""
+    counts = [0] * (len(bounds_s) + 1)
+    total_ms = 0
+    for value_ms in values_ms:
+        seconds = value_ms / 1000
+        total_ms += value_ms
+        for i, bound in enumerate(bounds_s):
+            if seconds <= bound:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1
+    cumulative: list[int] = []
+    running = 0
+    for count in counts:
+        running += count
+        cumulative.append(running)
+    return {"counts": cumulative, "sum": total_ms / 1000}
+
+
+class OperatorBoard:
+    """The state the operator figures need beyond the ledger's facts, and the figures.
+
+    Feed it every event the ledger accepted (`observe` when `Ledger.apply` returned True).
+    Per event it counts follows and product clicks per session and fills the event-time
+    minute buckets; presence, orders, refunds and group events are read from the ledger when
+    `snapshot` is asked for, so cumulative figures do not depend on arrival order.
+    """
+
+    def __init__(
+        self, grace_ms: int = DEFAULT_GRACE_MS, gpm_denominator: GpmDenominator = "entries"
+    ) -> None:
+        if gpm_denominator not in ("entries", "unique_viewers"):
+            raise ValueError(
+                f"gpm_denominator must be entries or unique_viewers: {gpm_denominator}"
+            )
+        self.gpm_denominator: GpmDenominator = gpm_denominator
+        self.windows = EventTimeWindows(grace_ms)
+        self.follows: dict[str, int] = {}
+        self.product_clicks: dict[str, int] = {}
+        self.product_clickers: dict[str, set[str]] = {}
+
+    @property
+    def late_events(self) -> int:
+        return self.windows.late
+
+    @property
+    def watermark(self) -> int | None:
+        return self.windows.watermark
+
+    def observe(self, event: Event) -> None:
+        """Take one accepted (non-duplicate) event: O(1) work."""
+        windows = self.windows
+        on_time = windows.admit(event.ts)
+        if isinstance(event, ViewerJoined):
+            if on_time:
+                bucket = windows.bucket(event.ts, event.session_id)
+                bucket.entries += 1
+                bucket.viewers.add(event.user_id)
+        elif isinstance(event, Interaction):
+            if event.kind == "reply":  # the host's, not a viewer's
+                return
+            session_id = event.session_id
+            if event.kind == "follow":
+                self.follows[session_id] = self.follows.get(session_id, 0) + 1
+            if on_time:
+                bucket = windows.bucket(event.ts, session_id)
+                bucket.interactions += 1
+                bucket.viewers.add(event.user_id)
+        elif isinstance(event, OrderPaid):
+            if event.session_id is not None and on_time:
+                bucket = windows.bucket(event.ts, event.session_id)
+                bucket.orders += 1
+                bucket.gmv_cents += event.amount_cents
+                bucket.buyers.add(event.user_id)
+                bucket.viewers.add(event.user_id)
+        elif isinstance(event, ProductClicked):
+            session_id = event.session_id
+            self.product_clicks[session_id] = self.product_clicks.get(session_id, 0) + 1
+            clickers = self.product_clickers.get(session_id)
+            if clickers is None:
+                clickers = self.product_clickers[session_id] = set()
+            clickers.add(event.user_id)
+            if on_time:
+                windows.bucket(event.ts, session_id).product_clicks += 1
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self, ledger: Ledger) -> dict[str, Any]:
+        """Every figure, JSON-ready (docs/metrics.md, "Operator metrics")."""
+        started = {
+            sid: session
+            for sid, session in ledger.sessions.items()
+            if session.started_ts is not None
+        }
+        refunds_by_session = self._refunds_by_session(ledger, started)
+        session_windows = self._session_windows(started)
+        overall = _Parts()
+        rooms: dict[str, _Parts] = {}
+        merchants: dict[str, _Parts] = {}
+        sessions_out: dict[str, Any] = {}
+        for sid in sorted(started):
+            session = started[sid]
+            parts = self._session_parts(ledger, sid, session, refunds_by_session.get(sid, []))
+            if sid in session_windows:
+                parts.windows = session_windows[sid]
+            room_id, merchant_id = session.room_id or "", session.merchant_id or ""
+            sessions_out[sid] = {
+                **self._figures(parts),
+                "room_id": room_id,
+                "merchant_id": merchant_id,
+                "started_ts": session.started_ts,
+                "ended_ts": session.ended_ts,
+            }
+            rooms.setdefault(room_id, _Parts()).add(parts)
+            merchants.setdefault(merchant_id, _Parts()).add(parts)
+            overall.add(parts)
+        levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
+        return {
+            "definitions": {
+                **DEFINITIONS,
+                "gpm_denominator": self.gpm_denominator,
+                "bucket_minutes": 1,
+                "window_minutes": {**WINDOW_MINUTES, "prev_10m": 10},
+            },
+            "watermark_ts": self.watermark,
+            "late_events": self.late_events,
+            "grace_ms": self.windows.grace_ms,
+            "overall": self._figures(overall),
+            "merchants": {mid: self._figures(p) for mid, p in sorted(merchants.items())},
+            "rooms": {rid: self._figures(p) for rid, p in sorted(rooms.items())},
+            "sessions": sessions_out,
+            "histograms": _histograms(levels),
+        }
+
+    @staticmethod
+    def _refunds_by_session(
+        ledger: Ledger, started: dict[str, SessionFacts]
+    ) -> dict[str, list[int]]:
+        """Refund amounts (cents) per session, by the refunded order id's session order."""
+        first_order: dict[str, OrderFact] = {}
+        for order in ledger.orders:
+            if order.session_id is None or order.session_id not in started:
+                continue
+            known = first_order.get(order.order_id)
+            if known is None or (order.ts, order.seq) < (known.ts, known.seq):
+                first_order[order.order_id] = order
+        by_session: dict[str, list[int]] = {}
+        for refund in ledger.refunds:
+            refunded = first_order.get(refund.order_id)
+            if refunded is not None and refunded.session_id is not None:
+                by_session.setdefault(refunded.session_id, []).append(refund.amount_cents)
+        return by_session
+
+    def _session_windows(
+        self, started: dict[str, SessionFacts]
+    ) -> dict[str, dict[str, _WindowParts]]:
+        """Window counts per started session, from the minute buckets around the watermark."""
+        out: dict[str, dict[str, _WindowParts]] = {}
+        watermark = self.watermark
+        if watermark is None:
+            return out
+        last = watermark // MINUTE_MS
+        spans = {
+            "1m": (last, last),
+            "5m": (last - 4, last),
+            "10m": (last - 9, last),
+            "prev_10m": (last - 19, last - 10),
+        }
+        for name, (first, end) in spans.items():
+            viewers: dict[str, set[str]] = {}
+            buyers: dict[str, set[str]] = {}
+            for _minute, by_session in self.windows.minutes(first, end):
+                for sid, bucket in by_session.items():
+                    if sid not in started:
+                        continue
+                    windows = out.get(sid)
+                    if windows is None:
+                        windows = out[sid] = {n: _WindowParts() for n in WINDOW_NAMES}
+                    window = windows[name]
+                    window.entries += bucket.entries
+                    window.orders += bucket.orders
+                    window.gmv_cents += bucket.gmv_cents
+                    window.product_clicks += bucket.product_clicks
+                    window.interactions += bucket.interactions
+                    viewers.setdefault(sid, set()).update(bucket.viewers)
+                    buyers.setdefault(sid, set()).update(bucket.buyers)
+            for sid, users in viewers.items():
+                out[sid][name].unique_viewers = len(users)
+                out[sid][name].buyers = len(buyers[sid])
+        return out
+
+    def _session_parts(
+        self, ledger: Ledger, sid: str, session: SessionFacts, refunds: list[int]
+    ) -> _Parts:
+        parts = _Parts()
+        started_ts = session.started_ts
+        assert started_ts is not None  # only started sessions are passed
+        ended_ts = session.ended_ts
+        close_ts = ended_ts if ended_ts is not None else session.last_ts
+        for records in session.presence.values():
+            for _ts, _seq, is_join in records:
+                if is_join:
+                    parts.entries += 1
+        parts.unique_viewers = len(session.viewers)
+        for user in session.viewers:
+            presence = session.presence.get(user)
+            if presence is None:  # a viewer by an interaction or an order only
+                parts.watch_ms.append(0)
+                continue
+            intervals, still_open = watch_intervals(presence, close_ts, ended_ts)
+            parts.watch_ms.append(sum(end - start for start, end in intervals))
+            if still_open and ended_ts is None:
+                parts.viewers_current += 1
+            _add_presence_minutes(parts.presence_diff, intervals)
+        buyers = {order.user_id for order in session.orders}
+        parts.buyers = len(buyers)
+        parts.paying_users = buyers
+        parts.interacting_viewers = len(session.interacting_users)
+        parts.orders = len(session.orders)
+        for order in session.orders:
+            parts.gmv_cents += order.amount_cents
+            offset = max(0, order.ts - started_ts)
+            parts.order_offsets_ms.append(offset)
+            if ended_ts is None or order.ts <= ended_ts:
+                parts.orders_by_minute[offset // MINUTE_MS] += 1
+        parts.follows = self.follows.get(sid, 0)
+        merchant_id = session.merchant_id or ""
+        for user in session.viewers:
+            for ts, _seq, _group, is_join in ledger.group_events.get((merchant_id, user), ()):
+                if is_join and ts >= started_ts and (ended_ts is None or ts <= ended_ts):
+                    parts.group_joins += 1
+        parts.refunds = len(refunds)
+        parts.refunded_cents = sum(refunds)
+        parts.product_clicks = self.product_clicks.get(sid, 0)
+        parts.product_clickers = len(self.product_clickers.get(sid, ()))
+        return parts
+
+    def _figures(self, parts: _Parts) -> dict[str, Any]:
+        gmv = parts.gmv_cents / 100
+        watch_total_ms = sum(parts.watch_ms)
+        median_ms = _median(parts.watch_ms)
+        gpm_base = parts.entries if self.gpm_denominator == "entries" else parts.unique_viewers
+        by_minute = parts.orders_by_minute
+        last_minute = max(by_minute) if by_minute else -1
+        windows: dict[str, Any] = {name: parts.windows[name].figures() for name in WINDOW_NAMES}
+        current, before = windows["10m"], windows["prev_10m"]
+        windows["change_10m"] = {
+            figure: _change(current[figure], before[figure]) for figure in WINDOW_FIGURES
+        }
+        return {
+            "entries": parts.entries,
+            "unique_viewers": parts.unique_viewers,
+            "viewers_current": parts.viewers_current,
+            "viewers_peak": _peak(parts.presence_diff),
+            "watch_time_seconds_sum": watch_total_ms / 1000,
+            "avg_watch_minutes": _ratio(watch_total_ms / MINUTE_MS, parts.unique_viewers),
+            "median_watch_minutes": None if median_ms is None else median_ms / MINUTE_MS,
+            "buyers": parts.buyers,
+            "paying_users": len(parts.paying_users),
+            "conversion": _ratio(parts.buyers, parts.unique_viewers),
+            "interacting_viewers": parts.interacting_viewers,
+            "interaction_rate": _ratio(parts.interacting_viewers, parts.unique_viewers),
+            "orders": parts.orders,
+            "gmv_cny": gmv,
+            "aov_cny": _ratio(gmv, parts.orders),
+            "aov_per_customer_cny": _ratio(gmv, len(parts.paying_users)),
+            "gpm_cny": _ratio(gmv * 1000, gpm_base),
+            "uv_value_cny": _ratio(gmv, parts.unique_viewers),
+            "follows": parts.follows,
+            "group_joins": parts.group_joins,
+            "refunds": parts.refunds,
+            "refunded_cny": parts.refunded_cents / 100,
+            "net_gmv_cny": (parts.gmv_cents - parts.refunded_cents) / 100,
+            "product_clicks": parts.product_clicks,
+            "product_clickers": parts.product_clickers,
+            "click_through_rate": _ratio(parts.product_clickers, parts.unique_viewers),
+            "click_to_order_rate": _ratio(parts.buyers, parts.product_clickers),
+            "orders_by_minute": [by_minute.get(m, 0) for m in range(last_minute + 1)],
+            "windows": windows,
+        }
+
+
+def _change(current: float | None, before: float | None) -> float | None:
+    """Relative change against the window before; None when there is nothing to compare to."""
+    if current is None or before is None or before == 0:
+        return None
+    return (current - before) / before
+
+
+def _histograms(levels: dict[str, Any]) -> dict[str, Any]:
+    """Watch time per viewer pair and order time since start, per level (for /metrics)."""
+    out: dict[str, Any] = {}
+    for name, attribute, bounds in (
+        ("watch_time_seconds", "watch_ms", WATCH_TIME_BOUNDS_S),
+        ("order_time_since_start_seconds", "order_offsets_ms", ORDER_TIME_BOUNDS_S),
+    ):
+        overall: _Parts = levels["overall"]
+        out[name] = {
+            "bounds": list(bounds),
+            "overall": _histogram(getattr(overall, attribute), bounds),
+            "merchants": {
+                mid: _histogram(getattr(p, attribute), bounds)
+                for mid, p in sorted(levels["merchants"].items())
+            },
+            "rooms": {
+                rid: _histogram(getattr(p, attribute), bounds)
+                for rid, p in sorted(levels["rooms"].items())
+            },
+        }
+    return out
+
+
+def render_operator_summary(operator: dict[str, Any]) -> str:
+    """A few lines of the overall operator figures for a terminal."""
+    f = operator["overall"]
+
+    def num(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    w10 = f["windows"]["10m"]
+    change = f["windows"]["change_10m"]
+    lines = [
+        "operator (overall, session figures):",
+        f"  entries {f['entries']:,}  unique viewers {f['unique_viewers']:,}  "
+        f"peak concurrent {f['viewers_peak']:,}  now {f['viewers_current']:,}",
+        f"  avg watch {num(f['avg_watch_minutes'], '.1f')} min  "
+        f"median {num(f['median_watch_minutes'], '.1f')} min  "
+        f"interaction rate {num(f['interaction_rate'], '.1%')}",
+        f"  orders {f['orders']:,}  GMV {f['gmv_cny']:,.2f}  AOV {num(f['aov_cny'], ',.2f')}  "
+        f"GPM {num(f['gpm_cny'], ',.2f')}  UV value {num(f['uv_value_cny'], ',.2f')}  "
+        f"conversion {num(f['conversion'], '.1%')}",
+        f"  refunds {f['refunds']:,} ({f['refunded_cny']:,.2f})  net GMV {f['net_gmv_cny']:,.2f}  "
+        f"follows {f['follows']:,}  group joins {f['group_joins']:,}",
+        f"  funnel: entries {f['entries']:,} -> clicks {f['product_clicks']:,} "
+        f"(CTR {num(f['click_through_rate'], '.1%')}) -> orders {f['orders']:,} "
+        f"(click-to-order {num(f['click_to_order_rate'], '.1%')})",
+        f"  last 10 min of event time: entries {w10['entries']:,} "
+        f"({num(change['entries'], '+.1%')}), orders {w10['orders']:,} "
+        f"({num(change['orders'], '+.1%')}), GMV {w10['gmv_cny']:,.2f} "
+        f"({num(change['gmv_cny'], '+.1%')}); late events {operator['late_events']:,} "
+        f"(grace {operator['grace_ms'] / 1000:g} s)",
+    ]
+    return "\n".join(lines)
