@@ -12,11 +12,14 @@ from typing import Any, Final
 
 import faust
 import orjson
+from faust.types import TP
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from agents.core import Ledger, build_report
 from agents.live import app, live, settings
+from streams.claim_parts import ClaimPartsCollector
+from streams.consumer_lag import ConsumerLagCollector
 
 VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive")
 
@@ -107,6 +110,16 @@ def ready(worker_app: Any) -> bool:
 
 reports = ReportCache(live.ledger)
 live.metrics.registry.register(ClaimCollector(reports, settings.report_max_age_s))
+live.metrics.registry.register(ClaimPartsCollector(lambda: reports.get(settings.report_max_age_s)))
+live.metrics.registry.register(
+    # Lambdas: faust creates its consumer on first access, which must wait for the worker.
+    ConsumerLagCollector(
+        lambda: app.consumer.assignment(),
+        lambda tp: app.consumer.highwater(TP(*tp)),
+        live.positions,
+        settings.source_topics,
+    )
+)
 
 _JSON_OPTIONS: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
