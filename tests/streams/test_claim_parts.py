@@ -40,9 +40,10 @@ def test_parts_equal_the_truth_files_counts(fixture: str) -> None:
     assert parts == expected
     # The ratios rebuilt from the parts are the truth's observed figures.
     claims = truth["claims"]
-    share = parts[("orders_after_minute_5", "after_5min")] / parts[
-        ("orders_after_minute_5", "session_orders")
-    ]
+    share = (
+        parts[("orders_after_minute_5", "after_5min")]
+        / parts[("orders_after_minute_5", "session_orders")]
+    )
     assert share == pytest.approx(claims["orders_after_minute_5"]["observed"], rel=1e-12)
     aov = parts[("live_aov", "gmv_cny")] / parts[("live_aov", "session_orders")]
     assert aov == pytest.approx(claims["live_aov"]["observed"], rel=1e-12)

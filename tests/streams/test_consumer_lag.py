@@ -25,9 +25,7 @@ def test_lag_sums_partitions_and_skips_what_is_unknown() -> None:
         "live.orders": 0,
     }
     # A position past a stale highwater is no negative lag.
-    assert lag_by_topic([("live.views", 0)], lambda tp: 80, positions, TOPICS) == {
-        "live.views": 0
-    }
+    assert lag_by_topic([("live.views", 0)], lambda tp: 80, positions, TOPICS) == {"live.views": 0}
 
 
 def test_collector_exports_nothing_before_the_consumer_exists() -> None:
@@ -43,6 +41,7 @@ def test_collector_exports_nothing_before_the_consumer_exists() -> None:
             lambda: [("live.views", 0)], lambda tp: 12, {("live.views", 0): 2}, TOPICS
         )
     )
-    assert 'livepulse_consumer_lag_records{topic="live.views"} 10.0' in generate_latest(
-        registry
-    ).decode()
+    assert (
+        'livepulse_consumer_lag_records{topic="live.views"} 10.0'
+        in generate_latest(registry).decode()
+    )
