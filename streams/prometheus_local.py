@@ -76,8 +76,9 @@ class LocalPrometheus:
             list(rule_files) if rule_files is not None else sorted(RULES_DIR.glob("*.yml"))
         )
         self.interval_s = interval_s
-        self.port = free_port()
+        self.port = 0  # picked by start()
         self.process: subprocess.Popen[bytes] | None = None
+        self._config = Path()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._log: IO[bytes] | None = None
 
@@ -89,43 +90,60 @@ class LocalPrometheus:
     def log_path(self) -> Path | None:
         return Path(self._dir.name) / "prometheus.log" if self._dir else None
 
-    def start(self, timeout_s: float = 30.0) -> None:
-        """Write the config, start the server, and wait until it reports ready."""
+    def start(self, timeout_s: float = 30.0, attempts: int = 5) -> None:
+        """Write the config, start the server, and wait until it reports ready.
+
+        A port free when picked may be taken before the server binds it (other processes'
+        client sockets use the same range), so a failed bind is retried on a new port, and
+        readiness counts only when the server answering runs this instance's config file.
+        """
         self._dir = tempfile.TemporaryDirectory(prefix="livepulse-prometheus-")
         work = Path(self._dir.name)
-        config = work / "prometheus.yml"
-        config.write_text(
+        self._config = work / "prometheus.yml"
+        self._config.write_text(
             render_config(self.targets, self.rule_files, self.interval_s), encoding="utf-8"
         )
         self._log = (work / "prometheus.log").open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 (the installed server, our own arguments)
-            [
-                self.binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={work / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
+        for attempt in range(attempts):
+            self.port = free_port()
+            self.process = subprocess.Popen(  # noqa: S603 (the installed server, our arguments)
+                [
+                    self.binary,
+                    f"--config.file={self._config}",
+                    f"--storage.tsdb.path={work / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            if self._wait_ready(timeout_s):
+                return
+            if "address already in use" not in self.tail() or attempt == attempts - 1:
                 raise PrometheusFailed(f"prometheus exited:\n{self.tail()}")
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        """True once this process answers ready; False if it exited (raise on a timeout)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while self.process.poll() is None:
             try:
-                with urllib.request.urlopen(f"{self.base_url}/-/ready", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except OSError:
+                # Another server may hold the port if the bind failed: check it is this one.
+                flags = self.api("/api/v1/status/flags")
+                if flags.get("config.file") == str(self._config):
+                    with urllib.request.urlopen(f"{self.base_url}/-/ready", timeout=2) as response:  # noqa: S310
+                        if response.status == 200:
+                            return True
+            except (OSError, ValueError, PrometheusFailed):
                 pass
             if time.monotonic() > deadline:
                 raise PrometheusFailed(
                     f"prometheus not ready after {timeout_s:.0f} s:\n{self.tail()}"
                 )
             time.sleep(0.2)
+        return False
 
     def api(self, path: str, **params: str) -> Any:
         """The `data` of a GET on the HTTP API (`/api/v1/...`); raises on an error status."""

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from streams.claim_parts import CLAIM_PARTS
-from streams.drain import wait_drained
+from streams.drain import fetch_json, wait_drained
 from streams.prometheus_local import LocalPrometheus, PrometheusFailed, prometheus_binary
 from streams.replayer import replay
 from streams.settings import Settings
@@ -106,18 +107,19 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         summary = asyncio.run(replay(ROOT / "fixtures" / f"{FIXTURE}.jsonl", settings))
         assert summary.lines == truth["lines"]
         asyncio.run(wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, 90))
-        # Wait until a scrape has the final report and the rules have been evaluated on it.
-        orders = truth["claims"]["live_aov"]["session_orders"]
+        # The worker's /report rebuilds its report cache from the drained ledger, so every
+        # scrape that starts after this answers the final figures (the cache only changes
+        # when the ledger does). Wait for such a scrape, then for a rule evaluation 1 s after.
+        fetch_json(f"{worker.base_url}/report")
+        final_after = time.time()
+        scraped = prometheus.wait_for(
+            f'timestamp(up{{job="livepulse"}}) > {final_after:.3f}', bool, timeout_s=30
+        )
+        evaluated_after = float(scraped[0]["value"][1]) + 1
         prometheus.wait_for(
-            f'livepulse:claim_part:sum{{claim="live_aov", part="session_orders"}} == {orders}',
+            f'timestamp(livepulse:claim_observed:global{{claim="live_aov"}}) > {evaluated_after}',
             bool,
             timeout_s=30,
-        )
-        prometheus.wait_for(
-            f'livepulse:claim_observed:global{{claim="live_aov"}} and on (claim) '
-            f'livepulse:claim_part:sum{{claim="live_aov", part="session_orders"}} == {orders}',
-            bool,
-            timeout_s=10,
         )
         yield Stack(worker, prometheus, truth)
         assert worker.stop() == 0, f"worker did not stop cleanly:\n{worker.tail()}"
