@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import faust
 import orjson
+from faust.types import TP
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -23,6 +24,8 @@ from prometheus_client.metrics_core import (
 
 from agents.core import Ledger, build_report
 from agents.live import app, live, settings
+from streams.claim_parts import ClaimPartsCollector
+from streams.consumer_lag import ConsumerLagCollector
 
 VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive", "reported")
 
@@ -338,6 +341,16 @@ reports = ReportCache(live.ledger, lambda ledger: build_report(ledger, live.boar
 live.metrics.registry.register(ClaimCollector(reports, settings.report_max_age_s))
 live.metrics.registry.register(
     OperatorCollector(reports, settings.report_max_age_s, settings.label_top_n)
+)
+live.metrics.registry.register(ClaimPartsCollector(lambda: reports.get(settings.report_max_age_s)))
+live.metrics.registry.register(
+    # Lambdas: faust creates its consumer on first access, which must wait for the worker.
+    ConsumerLagCollector(
+        lambda: app.consumer.assignment(),
+        lambda tp: app.consumer.highwater(TP(*tp)),
+        live.positions,
+        settings.source_topics,
+    )
 )
 
 _JSON_OPTIONS: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY

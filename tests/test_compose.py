@@ -3,7 +3,8 @@
 What a machine with no engine can check: the compose file against the official compose-spec
 JSON schema (vendored in deploy/), pinned images, files the build and the mounts need, the
 CLI sub-commands the containers run, start-up order, the topics kafka-init creates, the
-Kafka listeners, the Prometheus scrape target, .env.example, and the broker wait script.
+Kafka listeners, the Prometheus scrape target and rules, Grafana's provisioning, worker
+scaling, .env.example, and the broker wait script.
 What it cannot: building the image, starting the containers (deploy/README.md).
 """
 
@@ -43,10 +44,12 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_SCHEMA = ROOT / "deploy" / "compose-spec.schema.json"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "rules"
+GRAFANA = ROOT / "deploy" / "grafana"
 CREATE_TOPICS_SCRIPT = ROOT / "deploy" / "kafka" / "create-topics.sh"
 WAIT_SCRIPT = ROOT / "scripts" / "wait_for_kafka.py"
 
-SERVICES = {"kafka", "kafka-init", "worker", "replayer", "prometheus"}
+SERVICES = {"kafka", "kafka-init", "worker", "replayer", "prometheus", "grafana"}
 DEADLETTER_TOPIC = "live.deadletter"  # docs/design.md, "Kafka"
 WEB_PORT = 6066
 INTERNAL_BOOTSTRAP = "kafka:9092"
@@ -327,12 +330,19 @@ def test_bind_mounts_exist_and_named_volumes_are_declared(compose: dict[str, Any
         for volume in service.get("volumes", []):
             if isinstance(volume, dict):
                 source, kind = volume.get("source", ""), volume.get("type", "volume")
+            elif ":" not in volume:
+                # A bare container path: an anonymous volume, one per container (replica).
+                assert volume.startswith("/"), f"{name}: {volume}"
+                continue
             else:
                 source = volume.split(":")[0]
                 kind = "bind" if source.startswith((".", "/", "~")) else "volume"
             if kind == "bind":
                 assert source.startswith("./"), f"{name}: bind mount {source} outside the repo"
-                assert (ROOT / source).is_file(), f"{name}: {source} does not exist"
+                path = ROOT / source
+                assert path.is_file() or path.is_dir(), f"{name}: {source} does not exist"
+                if path.is_dir():
+                    assert any(path.iterdir()), f"{name}: {source} is empty"
             else:
                 assert source in declared, f"{name}: volume {source} is not declared"
                 used.add(source)
@@ -506,10 +516,29 @@ def test_worker_settings_load_from_the_compose_environment(
     assert settings.web_port == WEB_PORT
     assert str(settings.data_dir) == "/data"
     worker = services["worker"]
-    assert "livepulse-data:/data" in worker["volumes"]
-    assert f"127.0.0.1:{WEB_PORT}:{WEB_PORT}" in worker["ports"]
     healthcheck = " ".join(worker["healthcheck"]["test"])
     assert f"http://127.0.0.1:{WEB_PORT}/status" in healthcheck
+
+
+def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
+    """`--scale worker=N`: nothing that two replicas of the worker would fight over."""
+    worker = services["worker"]
+    assert "container_name" not in worker and "hostname" not in worker
+    # A state directory per replica: an anonymous volume at the worker's data dir.
+    assert environment(worker)["LIVEPULSE_DATA_DIR"] in worker["volumes"]
+    # A host port per replica: a range on the host side, the fixed web port inside.
+    (port,) = worker["ports"]
+    match = re.fullmatch(r"127\.0\.0\.1:(\d+)-(\d+):(\d+)", port)
+    assert match, port
+    first, last, inner = map(int, match.groups())
+    assert first == WEB_PORT and last - first + 1 >= 2 and inner == WEB_PORT
+    # Prometheus finds every replica by the service's DNS name, not one fixed target.
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "livepulse"]
+    assert job["dns_sd_configs"] == [
+        {"names": ["worker"], "type": "A", "port": WEB_PORT, "refresh_interval": "10s"}
+    ]
+    assert "static_configs" not in job
 
 
 def test_worker_waits_for_the_broker_with_the_wait_script(
@@ -646,10 +675,15 @@ def test_create_topics_script_parses_and_creates_each_topic_once(tmp_path: Path)
 # --- Prometheus ---
 
 
-def test_prometheus_scrapes_the_worker(services: dict[str, dict[str, Any]]) -> None:
+def test_prometheus_scrapes_the_worker_and_loads_the_rules(
+    services: dict[str, dict[str, Any]],
+) -> None:
     prometheus = services["prometheus"]
     mounted = [v for v in prometheus["volumes"] if v.startswith("./deploy/prometheus/")]
-    assert mounted == ["./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"]
+    assert mounted == [
+        "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+        "./deploy/prometheus/rules:/etc/prometheus/rules:ro",
+    ]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     assert "127.0.0.1:9090:9090" in prometheus["ports"]
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
@@ -657,14 +691,82 @@ def test_prometheus_scrapes_the_worker(services: dict[str, dict[str, Any]]) -> N
         job
         for job in config["scrape_configs"]
         if any(
-            f"worker:{WEB_PORT}" in static["targets"] for static in job.get("static_configs", [])
+            sd["names"] == ["worker"] and sd["port"] == WEB_PORT
+            for sd in job.get("dns_sd_configs", [])
         )
     ]
     assert len(jobs) == 1, "one job scrapes the worker service on its web port"
     job = jobs[0]
+    assert job["job_name"] == "livepulse", "the alert rules select job=livepulse"
     assert job.get("metrics_path", "/metrics") == "/metrics"
     assert job["scrape_interval"] == "5s"
     assert environment(services["worker"])["LIVEPULSE_WEB_PORT"] == str(WEB_PORT)
+    # rule_files resolve, relative to the config file, to the mounted rules: the same
+    # relative path works on the host (deploy/prometheus/) and in the container.
+    (pattern,) = config["rule_files"]
+    assert pattern == "rules/*.yml"
+    found = sorted(PROMETHEUS_CONFIG.parent.glob(pattern))
+    assert found == sorted(PROMETHEUS_RULES.glob("*.yml")) and len(found) >= 2
+
+
+# --- Grafana ---
+
+
+def test_grafana_is_provisioned_with_the_datasource_and_dashboards(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    binds = [v.split(":") for v in grafana["volumes"] if v.startswith("./")]
+    mounts = {source: target for source, target, mode in binds if mode == "ro"}
+    assert len(mounts) == len(binds) == 3, "read-only bind mounts"
+    assert "grafana-data:/var/lib/grafana" in grafana["volumes"]
+    provisioning = "/etc/grafana/provisioning"
+    assert mounts["./deploy/grafana/provisioning/datasources"] == f"{provisioning}/datasources"
+    assert mounts["./deploy/grafana/provisioning/dashboards"] == f"{provisioning}/dashboards"
+    dashboards_in_container = mounts["./deploy/grafana/dashboards"]
+    assert grafana["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
+    assert "127.0.0.1:3000:3000" in grafana["ports"]
+    assert "/api/health" in " ".join(grafana["healthcheck"]["test"])
+    env = environment(grafana)
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(dashboards_in_container + "/")
+    assert (GRAFANA / "dashboards" / home.rsplit("/", 1)[1]).is_file()
+    assert env["GF_SECURITY_ADMIN_PASSWORD"], "a default, so the first `up` needs no edit"
+
+    # The datasource points at the prometheus service's container port ...
+    sources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    (source,) = sources["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    assert "9090" in " ".join(services["prometheus"]["healthcheck"]["test"])
+    # ... and the provider reads the directory the dashboards are mounted at.
+    providers = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "livepulse.yml").read_text()
+    )
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == dashboards_in_container
+    # Every panel and target of every dashboard names that datasource by its uid.
+    dashboards = sorted((GRAFANA / "dashboards").glob("*.json"))
+    assert {p.name for p in dashboards} == {
+        "livepulse-room-overview.json",
+        "livepulse-claims.json",
+    }
+    uids = set()
+    for path in dashboards:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        uids.add(dashboard["uid"])
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == source["uid"], (path.name, panel["title"])
+            assert panel["targets"], (path.name, panel["title"])
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == source["uid"]
+                assert target["expr"].strip()
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] == "query":
+                assert variable["datasource"]["uid"] == source["uid"]
+    assert len(uids) == len(dashboards)
 
 
 def test_prometheus_config_passes_promtool() -> None:

@@ -1,0 +1,67 @@
+"""`livepulse_claim_part{claim, part}`: the additive counts behind each claim, for recording rules.
+
+A ratio exported by each worker cannot be averaged into a global one; its numerator and
+denominator can be summed over workers (`sum by (claim, part)`) and divided in PromQL
+(deploy/prometheus/rules/livepulse-recording.yml). The counts are the report's `detail`
+entries; only the ones listed here are exported, so the label values stay a fixed, small set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+METRIC: Final[str] = "livepulse_claim_part"
+
+#: claim id -> the `detail` keys that are sums (counts or CNY), never ratios or medians.
+CLAIM_PARTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "orders_after_minute_5": ("after_5min", "session_orders"),
+    "interaction_uplift": (
+        "interacting_buyers",
+        "interacting_pairs",
+        "other_buyers",
+        "other_pairs",
+    ),
+    "live_aov": ("gmv_cny", "session_orders"),
+    "group_order_share": ("member_orders", "session_orders"),
+    "group_repurchase_30d": ("repurchased", "eligible"),
+    "group_spend_multiple": ("member_spend_cny", "members", "population_spend_cny", "population"),
+}
+
+
+def claim_parts(report: Mapping[str, Any]) -> Iterator[tuple[str, str, float]]:
+    """(claim, part, value) for every listed part the report has a number for."""
+    claims = report.get("claims", {})
+    for claim_id, parts in CLAIM_PARTS.items():
+        detail = claims.get(claim_id, {}).get("detail") or {}
+        for part in parts:
+            value = detail.get(part)
+            # A part missing or not a number (a claim not measured yet) has no sample.
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                yield claim_id, part, float(value)
+
+
+class ClaimPartsCollector:
+    """A Prometheus collector of `livepulse_claim_part` from the worker's latest report."""
+
+    def __init__(self, report: Callable[[], Mapping[str, Any]]) -> None:
+        self._report = report
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            METRIC,
+            "An additive count behind a claim (sum over workers, then divide for the ratio).",
+            labels=["claim", "part"],
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for claim_id, part, value in claim_parts(self._report()):
+            family.add_metric([claim_id, part], value)
+        yield family
