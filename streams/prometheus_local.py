@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from streams.worker_process import free_port
+from streams.worker_process import free_port, terminate
 
 #: The project's rule files (recording rules and alerts), as the compose stack loads them.
 RULES_DIR = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules"
@@ -183,16 +182,7 @@ class LocalPrometheus:
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM (SIGKILL after `timeout_s`), then remove the storage; the exit code."""
-        code = None
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-            code = self.process.returncode
+        code = terminate(self.process, timeout_s) if self.process is not None else None
         if self._log is not None:
             self._log.close()
             self._log = None

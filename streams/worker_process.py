@@ -17,6 +17,18 @@ from streams.drain import fetch_json
 from streams.settings import Settings
 
 
+def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """SIGTERM a child process, SIGKILL it after `timeout_s`; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 class WorkerFailed(RuntimeError):
     """The worker process exited or did not become ready."""
 
@@ -120,16 +132,7 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout_s`; return the exit code (None if never started)."""
-        code = None
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-            code = self.process.returncode
+        code = terminate(self.process, timeout_s) if self.process is not None else None
         if self._log is not None:
             self._log.close()
             self._log = None
