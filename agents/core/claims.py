@@ -16,7 +16,9 @@ class Claim:
     `approx` claims hold a band around `claimed` (`tolerance`, absolute for shares, relative
     for multiples and amounts); `at_least` claims a floor; `positive` claims a positive
     association. `min_n` is the smallest sample on which a verdict other than
-    `inconclusive` is given.
+    `inconclusive` is given; `min_clusters` the smallest number of independent units
+    (sessions, or users) when the cases are clustered: an interval from the spread between
+    a handful of sessions is not to be trusted, however many orders they hold.
     """
 
     id: str
@@ -29,6 +31,7 @@ class Claim:
     tolerance: float = 0.0
     relative: bool = False
     min_n: int = 30
+    min_clusters: int = 20
 
     def band(self) -> tuple[float, float] | None:
         """The interval of values that count as agreeing with an `approx` claim."""
@@ -138,10 +141,12 @@ def judge(
     *,
     contradicted_anyway: bool = False,
     supported_only_if: bool = True,
+    clusters: int | None = None,
 ) -> Verdict:
     """The verdict rule (docs/metrics.md): the 95% interval against the claim.
 
-    - `inconclusive` when there is no figure, no interval, or fewer than `min_n` cases.
+    - `inconclusive` when there is no figure, no interval, fewer than `min_n` cases, or (for
+      clustered cases) fewer than `min_clusters` clusters.
     - `approx`: supported when the whole interval lies in the claim's band, contradicted when
       it lies wholly outside it, inconclusive when it straddles an edge.
     - `at_least`: supported when the interval's low end clears the floor, contradicted when
@@ -152,6 +157,8 @@ def judge(
     below the bar contradicts "stable").
     """
     if observed is None or interval is None or n < claim.min_n:
+        return "inconclusive"
+    if clusters is not None and clusters < claim.min_clusters:
         return "inconclusive"
     low, high = interval
     if contradicted_anyway:

@@ -26,7 +26,14 @@ def build_report(ledger: Ledger) -> dict[str, Any]:
         if claim.id == "live_aov":
             # "稳定" (stable): a judged day below the bar contradicts the claim outright.
             contradicted_anyway = bool(m.detail["days_below"]) and m.n >= claim.min_n
-        verdict = judge(claim, m.observed, m.n, m.interval, contradicted_anyway=contradicted_anyway)
+        verdict = judge(
+            claim,
+            m.observed,
+            m.n,
+            m.interval,
+            contradicted_anyway=contradicted_anyway,
+            clusters=m.clusters,
+        )
         claims[claim.id] = {
             "observed": _finite(m.observed),
             "claimed": claim.claimed_display(),
@@ -34,6 +41,7 @@ def build_report(ledger: Ledger) -> dict[str, Any]:
             "ci_high": _finite(m.interval[1]) if m.interval else None,
             "verdict": verdict,
             "n": m.n,
+            "clusters": m.clusters,
             "unit": claim.unit,
             "source": claim.source,
             "detail": m.detail,
