@@ -151,7 +151,7 @@ def cluster_bootstrap_interval(
     return float(low), float(high)
 
 
-def ratio_standard_error(y: Sequence[float], m: Sequence[float]) -> float:
+def ratio_standard_error(y: Sequence[float] | FloatArray, m: Sequence[float] | FloatArray) -> float:
     """Cluster-robust (linearised) standard error of R = sum(y) / sum(m) over G clusters:
     sqrt(G/(G-1) * sum((y_g - R m_g)^2)) / sum(m); NaN with fewer than 2 clusters or no m."""
     yy = np.asarray(y, dtype=np.float64)
