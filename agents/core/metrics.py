@@ -14,11 +14,11 @@ from agents.core.stats import (
     FloatArray,
     cluster_bootstrap_interval,
     cluster_ratio_t_interval,
-    cluster_wilson_interval,
+    cluster_spearman_interval,
     log_ratio_interval,
     safe_divide,
-    spearman_interval,
     spearman_rho,
+    two_way_wilson_interval,
     wilson_interval,
 )
 from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
@@ -76,21 +76,24 @@ def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measure
 
 
 def _session_proportion(
-    per_session: dict[str, list[int]], hits_key: str, total_key: str
+    cases: list[tuple[bool, str, str]], hits_key: str, total_key: str
 ) -> Measurement:
-    """A share of session orders: `per_session[sid] = [hits, orders]`. Orders of one session
-    share its timing and audience, so the interval is Wilson on the effective sample size."""
-    hits = sum(h for h, _t in per_session.values())
-    total = sum(t for _h, t in per_session.values())
-    interval = cluster_wilson_interval(
-        [h for h, _t in per_session.values()], [t for _h, t in per_session.values()]
+    """A share of session orders, each case (hit, session id, buyer). Orders of one session
+    share its timing and audience, and one buyer orders in several sessions, so the interval
+    is Wilson on the effective sample size of the two crossed clusterings."""
+    hits = sum(hit for hit, _sid, _user in cases)
+    total = len(cases)
+    interval = two_way_wilson_interval(
+        [hit for hit, _sid, _user in cases],
+        [sid for _hit, sid, _user in cases],
+        [user for _hit, _sid, user in cases],
     )
     return Measurement(
         _ratio(hits, total),
         total,
         interval,
         {hits_key: hits, total_key: total},
-        clusters=len(per_session),
+        clusters=len({sid for _hit, sid, _user in cases}),
     )
 
 
@@ -126,14 +129,11 @@ def _close_ts(session: SessionFacts) -> int:
 
 
 def orders_after_minute_5(facts: _Facts) -> Measurement:
-    per_session: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    cases: list[tuple[bool, str, str]] = []
     for sid, session, order in facts.session_orders():
-        counts = per_session[sid]
-        counts[1] += 1
         assert session.started_ts is not None
-        if order.ts - session.started_ts >= FIVE_MINUTES_MS:
-            counts[0] += 1
-    return _session_proportion(per_session, "after_5min", "session_orders")
+        cases.append((order.ts - session.started_ts >= FIVE_MINUTES_MS, sid, order.user_id))
+    return _session_proportion(cases, "after_5min", "session_orders")
 
 
 def _tier(price_cents: int) -> str:
@@ -147,9 +147,9 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     prices: list[float] = []
     watch_minutes: list[float] = []
     by_tier: dict[str, list[float]] = {name: [] for name, _ in PRICE_TIERS}
-    sessions: set[str] = set()
+    order_sessions: list[str] = []
     for sid, session, order in facts.session_orders():
-        sessions.add(sid)
+        order_sessions.append(sid)
         watched = watch_time_ms(
             session.presence.get(order.user_id, ()),
             _close_ts(session),
@@ -165,14 +165,17 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     return Measurement(
         rho,
         n,
-        spearman_interval(rho, n) if rho is not None else None,
+        # Clustered by session: orders of one session are not independent pairs.
+        cluster_spearman_interval(prices, watch_minutes, order_sessions)
+        if rho is not None
+        else None,
         {
             "n": n,
             "median_watch_minutes_by_tier": {
                 name: (median(values) if values else None) for name, values in by_tier.items()
             },
         },
-        clusters=len(sessions),
+        clusters=len(set(order_sessions)),
     )
 
 
@@ -253,13 +256,11 @@ def live_aov(facts: _Facts) -> Measurement:
 
 
 def group_order_share(facts: _Facts) -> Measurement:
-    per_session: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    cases: list[tuple[bool, str, str]] = []
     for sid, _session, order in facts.session_orders():
-        counts = per_session[sid]
-        counts[1] += 1
-        if facts.membership(order.merchant_id, order.user_id).member_at(order.ts):
-            counts[0] += 1
-    return _session_proportion(per_session, "member_orders", "session_orders")
+        member = facts.membership(order.merchant_id, order.user_id).member_at(order.ts)
+        cases.append((member, sid, order.user_id))
+    return _session_proportion(cases, "member_orders", "session_orders")
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:

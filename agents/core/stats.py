@@ -75,6 +75,52 @@ def cluster_wilson_interval(
     return wilson_interval(float(sum(hits)) / n * n_eff, n_eff, z)
 
 
+def _cluster_index(keys: Sequence[Hashable]) -> npt.NDArray[np.int64]:
+    """Cluster numbers 0..G-1 in order of first appearance (any hashable keys, tuples too)."""
+    ids: dict[Hashable, int] = {}
+    return np.fromiter((ids.setdefault(k, len(ids)) for k in keys), dtype=np.int64, count=len(keys))
+
+
+def _clustered_sum_of_squares(resid: FloatArray, keys: Sequence[Hashable]) -> float:
+    """G/(G-1) * sum over clusters of (the cluster's summed residual)^2."""
+    index = _cluster_index(keys)
+    sums = np.bincount(index, weights=resid)
+    g = sums.size
+    return g / (g - 1) * float(sums @ sums) if g > 1 else math.inf
+
+
+def two_way_wilson_interval(
+    hits: Sequence[bool], first: Sequence[Hashable], second: Sequence[Hashable], z: float = Z95
+) -> tuple[float, float] | None:
+    """Wilson on N / deff with a design effect from two crossed clusterings of the cases.
+
+    Each case (e.g. a session order) belongs to a cluster of `first` (its session) and one
+    of `second` (its buyer, who orders in several sessions). The cluster-robust variance of
+    the share is V1 + V2 - V12 (Cameron, Gelbach and Miller 2011), each V the sandwich sum
+    of squared cluster residual totals over N^2, V12 clustered by the pair; the design effect
+    is that over p(1-p)/N, floored at 1, and the interval is Wilson on the effective N.
+    """
+    n = len(hits)
+    if n == 0:
+        return None
+    h = np.asarray(hits, dtype=np.float64)
+    p = float(h.mean())
+    binomial = p * (1 - p) / n
+    deff = 1.0
+    if binomial > 0:
+        resid = h - p
+        pairs = list(zip(first, second, strict=True))
+        robust = (
+            _clustered_sum_of_squares(resid, first)
+            + _clustered_sum_of_squares(resid, second)
+            - _clustered_sum_of_squares(resid, pairs)
+        ) / (n * n)
+        if math.isfinite(robust):
+            deff = max(1.0, robust / binomial)
+    n_eff = n / deff
+    return wilson_interval(p * n_eff, n_eff, z)
+
+
 def jackknife_acceleration(values: FloatArray) -> float:
     """BCa's acceleration from leave-one-cluster-out values: sum(d^3) / (6 sum(d^2)^1.5),
     d = mean - value (Efron and Tibshirani 1993, eq. 14.15); 0 when the values do not vary."""
@@ -233,8 +279,7 @@ def log_ratio_interval(
     signs = np.asarray(exponents, dtype=np.float64)
     influence = (data / totals) @ signs
     if clusters is not None:
-        _keys, index = np.unique(np.asarray(clusters, dtype=object), return_inverse=True)
-        influence = np.bincount(index, weights=influence)
+        influence = np.bincount(_cluster_index(clusters), weights=influence)
     n = influence.size
     if n < 2:
         return None
@@ -291,6 +336,58 @@ def spearman_interval(rho: float, n: int, z: float = Z95) -> tuple[float, float]
     centre = math.atanh(clipped)
     half = z * math.sqrt(1.06 / (n - 3))
     return math.tanh(centre - half), math.tanh(centre + half)
+
+
+def _ranks(values: FloatArray) -> FloatArray:
+    """Average ranks 1..n (ties share the mean of their ranks), vectorised."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
+    ends = np.r_[starts[1:], ordered.size]
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def _rank_correlation(x: FloatArray, y: FloatArray) -> float:
+    rx, ry = _ranks(x), _ranks(y)
+    dx, dy = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    return float(dx @ dy) / denom if denom else math.nan
+
+
+def cluster_spearman_interval(
+    xs: Sequence[float], ys: Sequence[float], clusters: Sequence[Hashable], z: float = Z95
+) -> tuple[float, float] | None:
+    """Fisher-z interval for Spearman's rho with a standard error that respects clusters.
+
+    The iid standard error of z = atanh(rho) is sqrt(1.06 / (n - 3)) (Fieller, Hartley and
+    Pearson 1957). Orders of one session share its audience and line-up, so pairs are not
+    independent and that is too small; the delete-one-cluster jackknife of z, sqrt((G-1)/G
+    sum (z_-g - mean)^2), measures the spread between sessions. The larger of the two is
+    used (never narrower than the iid interval), and the interval is tanh(z +/- 1.96 se).
+    """
+    n = len(xs)
+    if n < 4 or len(ys) != n or len(clusters) != n:
+        return None
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    rho = _rank_correlation(x, y)
+    if not math.isfinite(rho):
+        return None
+    se = math.sqrt(1.06 / (n - 3))
+    index = _cluster_index(clusters)
+    g = int(index.max()) + 1
+    if g >= 3:
+        leave_out = np.array(
+            [_rank_correlation(x[index != k], y[index != k]) for k in range(g)], dtype=np.float64
+        )
+        zs = np.arctanh(np.clip(leave_out[np.isfinite(leave_out)], -0.999999, 0.999999))
+        if zs.size >= 3:
+            jack = math.sqrt((zs.size - 1) / zs.size * float(np.sum((zs - zs.mean()) ** 2)))
+            se = max(se, jack)
+    centre = math.atanh(min(max(rho, -0.999999), 0.999999))
+    return math.tanh(centre - z * se), math.tanh(centre + z * se)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:

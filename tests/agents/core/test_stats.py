@@ -21,6 +21,7 @@ from agents.core.stats import (
     safe_divide,
     spearman_interval,
     spearman_rho,
+    two_way_wilson_interval,
     wilson_interval,
 )
 
@@ -161,3 +162,19 @@ def test_clustered_delta_method_by_hand() -> None:
         log_ratio_interval(rows, (1, -1))
     )
     assert log_ratio_interval(rows, (1, -1), clusters=["x"] * 4) is None
+
+
+def test_two_way_wilson_by_hand() -> None:
+    # Cases (hit, session, buyer): (1,a,u) (0,a,v) (1,b,u) (1,b,w). p = 0.75, residuals 0.25,
+    # -0.75, 0.25, 0.25. By session: sums -0.5, 0.5 -> 2/1 * 0.5 = 1. By buyer: 0.5, -0.75,
+    # 0.25 -> 3/2 * 0.875 = 1.3125. By (session, buyer), all distinct: 4/3 * 0.75 = 1.
+    # V = (1 + 1.3125 - 1) / 16; binomial 0.1875 / 4; deff = 1.75; N_eff = 4 / 1.75 = 16/7.
+    got = two_way_wilson_interval([True, False, True, True], "aabb", "uvuw")
+    assert got == pytest.approx(wilson_interval(0.75 * 16 / 7, 16 / 7))
+    assert got is not None and got[0] < wilson_interval(3, 4)[0]  # type: ignore[index]
+    # Every case its own session and buyer: each V is n/(n-1) sum(e^2) / n^2, so deff is the
+    # small-sample factor n/(n-1) = 1.5 alone, N_eff = 2.
+    assert two_way_wilson_interval([True, False, True], "abc", "xyz") == pytest.approx(
+        wilson_interval(2 / 3 * 2, 2)
+    )
+    assert two_way_wilson_interval([], [], []) is None
