@@ -17,8 +17,11 @@ class Claim:
     `approx` claims hold a band around `claimed` (`tolerance`, absolute for shares, relative
     for multiples and amounts); `at_least` claims a floor; `at_most` a ceiling; `positive`
     claims a positive association; `report` claims no number (the figure is only reported).
-    `min_n` is the smallest sample on which a verdict other than `inconclusive` is given.
-    `group` says whether claims.md lists it among the core or the extended claims.
+    `min_n` is the smallest sample on which a verdict other than `inconclusive` is given;
+    `min_clusters` the smallest number of independent units (sessions, or users) when the
+    cases are clustered: an interval from the spread between a handful of sessions is not to
+    be trusted, however many orders they hold. `group` says whether claims.md lists it among
+    the core or the extended claims.
     """
 
     id: str
@@ -32,6 +35,7 @@ class Claim:
     relative: bool = False
     min_n: int = 30
     group: Group = "core"
+    min_clusters: int = 20
 
     def band(self) -> tuple[float, float] | None:
         """The interval of values that count as agreeing with an `approx` claim."""
@@ -225,10 +229,12 @@ def judge(
     *,
     contradicted_anyway: bool = False,
     supported_only_if: bool = True,
+    clusters: int | None = None,
 ) -> Verdict:
     """The verdict rule (docs/metrics.md): the 95% interval against the claim.
 
-    - `inconclusive` when there is no figure, no interval, or fewer than `min_n` cases.
+    - `inconclusive` when there is no figure, no interval, fewer than `min_n` cases, or (for
+      clustered cases) fewer than `min_clusters` clusters.
     - `approx`: supported when the whole interval lies in the claim's band, contradicted when
       it lies wholly outside it, inconclusive when it straddles an edge.
     - `at_least`: supported when the interval's low end clears the floor, contradicted when
@@ -244,6 +250,8 @@ def judge(
     if claim.comparator == "report":
         return "reported"
     if observed is None or interval is None or n < claim.min_n:
+        return "inconclusive"
+    if clusters is not None and clusters < claim.min_clusters:
         return "inconclusive"
     low, high = interval
     if contradicted_anyway:

@@ -13,10 +13,12 @@ from agents.core.ledger import Ledger, OrderFact, SessionFacts
 from agents.core.stats import (
     FloatArray,
     cluster_bootstrap_interval,
+    cluster_ratio_t_interval,
+    cluster_spearman_interval,
     log_ratio_interval,
     safe_divide,
-    spearman_interval,
     spearman_rho,
+    two_way_wilson_interval,
     wilson_interval,
 )
 from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
@@ -38,12 +40,17 @@ AOV_BAR_CNY: Final[float] = 500.0
 
 @dataclass(slots=True)
 class Measurement:
-    """One claim's figure: the value, its sample size, the 95% interval and supporting counts."""
+    """One claim's figure: the value, its sample size, the 95% interval and supporting counts.
+
+    `clusters` is the number of independent units the interval resamples or sums over
+    (sessions, or users) when the n cases are not independent; None when they are.
+    """
 
     observed: float | None
     n: int
     interval: tuple[float, float] | None
     detail: dict[str, Any] = field(default_factory=dict)
+    clusters: int | None = None
 
 
 def cst_day(ts_ms: int) -> str:
@@ -61,9 +68,32 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measurement:
-    """A share with its Wilson interval, and both counts under the truth file's names."""
+    """A share of independent cases with its Wilson interval, and both counts under the truth
+    file's names."""
     return Measurement(
         _ratio(hits, total), total, wilson_interval(hits, total), {hits_key: hits, total_key: total}
+    )
+
+
+def _session_proportion(
+    cases: list[tuple[bool, str, str]], hits_key: str, total_key: str
+) -> Measurement:
+    """A share of session orders, each case (hit, session id, buyer). Orders of one session
+    share its timing and audience, and one buyer orders in several sessions, so the interval
+    is Wilson on the effective sample size of the two crossed clusterings."""
+    hits = sum(hit for hit, _sid, _user in cases)
+    total = len(cases)
+    interval = two_way_wilson_interval(
+        [hit for hit, _sid, _user in cases],
+        [sid for _hit, sid, _user in cases],
+        [user for _hit, _sid, user in cases],
+    )
+    return Measurement(
+        _ratio(hits, total),
+        total,
+        interval,
+        {hits_key: hits, total_key: total},
+        clusters=len({sid for _hit, sid, _user in cases}),
     )
 
 
@@ -99,13 +129,11 @@ def _close_ts(session: SessionFacts) -> int:
 
 
 def orders_after_minute_5(facts: _Facts) -> Measurement:
-    after = total = 0
-    for _sid, session, order in facts.session_orders():
-        total += 1
+    cases: list[tuple[bool, str, str]] = []
+    for sid, session, order in facts.session_orders():
         assert session.started_ts is not None
-        if order.ts - session.started_ts >= FIVE_MINUTES_MS:
-            after += 1
-    return _proportion(after, total, "after_5min", "session_orders")
+        cases.append((order.ts - session.started_ts >= FIVE_MINUTES_MS, sid, order.user_id))
+    return _session_proportion(cases, "after_5min", "session_orders")
 
 
 def _tier(price_cents: int) -> str:
@@ -119,7 +147,9 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     prices: list[float] = []
     watch_minutes: list[float] = []
     by_tier: dict[str, list[float]] = {name: [] for name, _ in PRICE_TIERS}
-    for _sid, session, order in facts.session_orders():
+    order_sessions: list[str] = []
+    for sid, session, order in facts.session_orders():
+        order_sessions.append(sid)
         watched = watch_time_ms(
             session.presence.get(order.user_id, ()),
             _close_ts(session),
@@ -135,13 +165,17 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     return Measurement(
         rho,
         n,
-        spearman_interval(rho, n) if rho is not None else None,
+        # Clustered by session: orders of one session are not independent pairs.
+        cluster_spearman_interval(prices, watch_minutes, order_sessions)
+        if rho is not None
+        else None,
         {
             "n": n,
             "median_watch_minutes_by_tier": {
                 name: (median(values) if values else None) for name, values in by_tier.items()
             },
         },
+        clusters=len(set(order_sessions)),
     )
 
 
@@ -185,11 +219,8 @@ def interaction_uplift(facts: _Facts) -> Measurement:
             "cr_interacting": cr_i,
             "cr_other": cr_n,
         },
+        clusters=len(rows),
     )
-
-
-def _mean_of_sums(totals: FloatArray) -> FloatArray:
-    return safe_divide(totals[:, 0], totals[:, 1])
 
 
 def live_aov(facts: _Facts) -> Measurement:
@@ -202,7 +233,7 @@ def live_aov(facts: _Facts) -> Measurement:
     gmv_cents = sum(b[0] for b in per_session.values())
     count = sum(b[1] for b in per_session.values())
     observed = gmv_cents / count / 100 if count else None
-    interval = cluster_bootstrap_interval(list(per_session.values()), _mean_of_sums)
+    interval = cluster_ratio_t_interval(list(per_session.values()))
     if interval is not None:
         interval = (interval[0] / 100, interval[1] / 100)
     day_aov = {day: gmv / n / 100 for day, (gmv, n) in sorted(per_day.items())}
@@ -220,16 +251,16 @@ def live_aov(facts: _Facts) -> Measurement:
             "judged_days": len(judged_days),
             "days_below": days_below,
         },
+        clusters=len(per_session),
     )
 
 
 def group_order_share(facts: _Facts) -> Measurement:
-    member_orders = total = 0
-    for _sid, _session, order in facts.session_orders():
-        total += 1
-        if facts.membership(order.merchant_id, order.user_id).member_at(order.ts):
-            member_orders += 1
-    return _proportion(member_orders, total, "member_orders", "session_orders")
+    cases: list[tuple[bool, str, str]] = []
+    for sid, _session, order in facts.session_orders():
+        member = facts.membership(order.merchant_id, order.user_id).member_at(order.ts)
+        cases.append((member, sid, order.user_id))
+    return _session_proportion(cases, "member_orders", "session_orders")
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:
@@ -273,8 +304,9 @@ def group_member_dwell(facts: _Facts) -> Measurement:
     return Measurement(
         _ratio(total, pairs),
         pairs,
-        cluster_bootstrap_interval(rows, _mean_of_sums),
+        cluster_ratio_t_interval(rows),
         {"pairs": pairs},
+        clusters=len(rows),
     )
 
 
@@ -297,11 +329,13 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
         spend[(order.merchant_id, cst_month(order.ts), order.user_id)] += order.amount_cents
     # One row per population member: member spend, member flag, spend, 1.
     rows: list[tuple[float, float, float, float]] = []
+    users: list[str] = []
     for key, joined_ts in sorted(first_join.items()):
         merchant, _month, user = key
         amount = spend.get(key, 0) / 100
         member = 1.0 if facts.membership(merchant, user).member_at(joined_ts) else 0.0
         rows.append((member * amount, member, amount, 1.0))
+        users.append(user)
     member_spend = sum(r[0] for r in rows)
     members = int(sum(r[1] for r in rows))
     population_spend = sum(r[2] for r in rows)
@@ -314,14 +348,17 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
     return Measurement(
         observed,
         members,
-        # (member spend / members) / (spend / population): exponents +1, -1, -1, +1.
-        log_ratio_interval(rows, (1, -1, -1, 1)) if observed is not None else None,
+        # (member spend / members) / (spend / population): exponents +1, -1, -1, +1. One user
+        # is in the population of several (merchant, month)s with a spending habit of their
+        # own, so the rows are clustered by user.
+        log_ratio_interval(rows, (1, -1, -1, 1), clusters=users) if observed is not None else None,
         {
             "members": members,
             "population": population,
             "member_spend_cny": member_spend,
             "population_spend_cny": population_spend,
         },
+        clusters=len(set(users)),
     )
 
 

@@ -33,7 +33,14 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
         if claim.id == "live_aov":
             # "稳定" (stable): a judged day below the bar contradicts the claim outright.
             contradicted_anyway = bool(m.detail["days_below"]) and m.n >= claim.min_n
-        verdict = judge(claim, m.observed, m.n, m.interval, contradicted_anyway=contradicted_anyway)
+        verdict = judge(
+            claim,
+            m.observed,
+            m.n,
+            m.interval,
+            contradicted_anyway=contradicted_anyway,
+            clusters=m.clusters,
+        )
         claims[claim.id] = {
             "observed": _finite(m.observed),
             "claimed": claim.claimed_display(),
@@ -41,6 +48,7 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             "ci_high": _finite(m.interval[1]) if m.interval else None,
             "verdict": verdict,
             "n": m.n,
+            "clusters": m.clusters,
             "unit": claim.unit,
             "source": claim.source,
             "detail": m.detail,

@@ -1013,15 +1013,22 @@ def generate(
     seed: int,
     scale: float = 1.0,
     progress: Callable[[str], None] | None = None,
+    *,
+    run_seed: int | None = None,
 ) -> Generated:
     """Generate a scenario's stream: JSON Lines in production order, deterministic in its inputs.
 
-    `progress`, if given, receives a short status line every simulated week.
+    `progress`, if given, receives a short status line every simulated week. `seed` draws the
+    world (users' traits, merchants' catalogs and fans) and, unless `run_seed` is given, the
+    days that follow too; with `run_seed`, the days (sessions, visits, orders, noise) come from
+    it instead, so that several streams can share one world (the interval coverage tests).
     """
     if scale <= 0:
         raise ValueError("scale must be positive")
     rng = random.Random(seed)  # noqa: S311 - a reproducible simulation, not cryptography
     world = _World(scenario, rng, scale)
+    if run_seed is not None:
+        rng = world.rng = random.Random(run_seed)  # noqa: S311 - as above
     world.run(progress)
     events = len(world.records)
     lines, redeliveries, junk = _deliver(world.records, scenario.noise, rng)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
 import pytest
 
 from agents.core.stats import (
+    bca_levels,
     cluster_bootstrap_interval,
+    cluster_ratio_t_interval,
+    cluster_wilson_interval,
+    design_effect,
+    jackknife_acceleration,
     log_ratio_interval,
     percentile,
+    ratio_standard_error,
     safe_divide,
     spearman_interval,
     spearman_rho,
+    two_way_wilson_interval,
     wilson_interval,
 )
 
@@ -70,3 +78,103 @@ def test_bootstrap_is_deterministic_and_needs_two_clusters() -> None:
 
     assert cluster_bootstrap_interval(rows, mean) == cluster_bootstrap_interval(rows, mean)
     assert cluster_bootstrap_interval(rows[:1], mean) is None
+
+
+def test_design_effect_and_cluster_wilson_by_hand() -> None:
+    # Clusters (hits, trials): (1,2) (2,2) (0,2) (1,2). p = 4/8; residuals h - p t = 0, 1, -1, 0;
+    # robust var = 4/3 * 2 / 8^2 = 1/24; binomial var = 0.25 / 8 = 1/32; deff = 32/24 = 4/3.
+    hits, trials = [1, 2, 0, 1], [2, 2, 2, 2]
+    assert design_effect(hits, trials) == pytest.approx(4 / 3)
+    # N_eff = 8 / (4/3) = 6: Wilson for 3 of 6, 0.1876 to 0.8124 (z = 1.96).
+    low, high = cluster_wilson_interval(hits, trials)  # type: ignore[misc]
+    assert low == pytest.approx(0.18761, abs=1e-4) and high == pytest.approx(0.81239, abs=1e-4)
+    assert cluster_wilson_interval(hits, trials) == pytest.approx(wilson_interval(3, 6))
+    # Clusters that vary less than binomial ones never make the interval narrower than Wilson.
+    assert design_effect([1, 1, 1, 1], [2, 2, 2, 2]) == 1.0
+    assert cluster_wilson_interval([1, 1, 1, 1], [2, 2, 2, 2]) == pytest.approx(
+        wilson_interval(4, 8)
+    )
+    assert design_effect([0, 0], [3, 4]) == 1.0  # p = 0: nothing to estimate
+    assert cluster_wilson_interval([], []) is None
+
+
+def test_bca_pieces_by_hand() -> None:
+    # Jackknife values 1, 2, 3, 6: mean 3, d = 2, 1, 0, -3; sum d^3 = -18, sum d^2 = 14;
+    # a = -18 / (6 * 14^1.5) = -0.057271.
+    assert jackknife_acceleration(np.array([1.0, 2.0, 3.0, 6.0])) == pytest.approx(
+        -0.0572712, abs=1e-6
+    )
+    assert jackknife_acceleration(np.array([2.0, 2.0])) == 0.0
+    # z0 = a = 0 is the percentile interval.
+    assert bca_levels(0.0, 0.0) == pytest.approx((0.025, 0.975))
+    # z0 = 0.1, a = 0.05: lower, s = 0.1 - 1.95996 = -1.85996, 0.1 + s / (1 + 0.05 * 1.85996)
+    # = -1.60175, Phi = 0.054610; upper, s = 2.05996, 0.1 + s / (1 - 0.102998) = 2.39651,
+    # Phi = 0.991724.
+    low, high = bca_levels(0.1, 0.05)
+    assert low == pytest.approx(0.054610, abs=1e-5) and high == pytest.approx(0.991724, abs=1e-5)
+
+
+def test_bca_corrects_the_percentile_interval_towards_the_long_tail() -> None:
+    # The mean of lognormal amounts: the sampling distribution is skewed right, and BCa moves
+    # both ends up relative to the percentile interval (Efron and Tibshirani 1993, ch. 14).
+    rng = np.random.default_rng(11)
+    rows = np.column_stack([rng.lognormal(0, 1.2, 60), np.ones(60)]).tolist()
+
+    def mean(totals: np.ndarray) -> np.ndarray:
+        return safe_divide(totals[:, 0], totals[:, 1])
+
+    bca = cluster_bootstrap_interval(rows, mean)
+    pct = cluster_bootstrap_interval(rows, mean, method="percentile")
+    assert bca is not None and pct is not None
+    assert bca[0] > pct[0] and bca[1] > pct[1]
+
+
+def test_ratio_standard_error_by_hand() -> None:
+    # (y, m) = (3, 1), (5, 2), (4, 1): R = 12 / 4 = 3; residuals 0, -1, 1; sum of squares 2;
+    # se = sqrt(3/2 * 2) / 4 = sqrt(3) / 4.
+    assert ratio_standard_error([3, 5, 4], [1, 2, 1]) == pytest.approx(math.sqrt(3) / 4)
+    assert math.isnan(ratio_standard_error([3], [1]))
+
+
+def test_studentized_interval_matches_the_normal_one_on_symmetric_data() -> None:
+    # Normal values, one per cluster, 400 clusters: bootstrap-t is close to mean +/- 1.96 se.
+    rng = np.random.default_rng(2)
+    y = rng.normal(10, 2, 400)
+    rows = np.column_stack([y, np.ones(400)]).tolist()
+    got = cluster_ratio_t_interval(rows)
+    assert got is not None
+    se = ratio_standard_error(y.tolist(), [1.0] * 400)
+    assert got[0] == pytest.approx(y.mean() - 1.96 * se, abs=0.15 * se)
+    assert got[1] == pytest.approx(y.mean() + 1.96 * se, abs=0.15 * se)
+    assert cluster_ratio_t_interval(rows) == got  # fixed seed: the same interval every time
+    assert cluster_ratio_t_interval(rows[:1]) is None
+
+
+def test_clustered_delta_method_by_hand() -> None:
+    # Ratio a/b of rows (2,1) (4,1) (3,2) (1,1): totals 10, 5, R = 2. Influences a/10 - b/5:
+    # 0, 0.2, -0.1, -0.1; rows 1 and 2 are one cluster: sums 0.2, -0.1, -0.1, sample variance
+    # 0.03, se = sqrt(0.03 * 3) = 0.3, interval 2 exp(-/+ 1.96 * 0.3) = 1.11089 to 3.60073.
+    rows = [[2.0, 1.0], [4.0, 1.0], [3.0, 2.0], [1.0, 1.0]]
+    low, high = log_ratio_interval(rows, (1, -1), clusters=["x", "x", "y", "z"])  # type: ignore[misc]
+    assert low == pytest.approx(1.110886, abs=1e-5) and high == pytest.approx(3.600729, abs=1e-5)
+    # Each row its own cluster is the unclustered method (variance 0.02, se = sqrt(0.08)).
+    assert log_ratio_interval(rows, (1, -1), clusters=["a", "b", "c", "d"]) == pytest.approx(
+        log_ratio_interval(rows, (1, -1))
+    )
+    assert log_ratio_interval(rows, (1, -1), clusters=["x"] * 4) is None
+
+
+def test_two_way_wilson_by_hand() -> None:
+    # Cases (hit, session, buyer): (1,a,u) (0,a,v) (1,b,u) (1,b,w). p = 0.75, residuals 0.25,
+    # -0.75, 0.25, 0.25. By session: sums -0.5, 0.5 -> 2/1 * 0.5 = 1. By buyer: 0.5, -0.75,
+    # 0.25 -> 3/2 * 0.875 = 1.3125. By (session, buyer), all distinct: 4/3 * 0.75 = 1.
+    # V = (1 + 1.3125 - 1) / 16; binomial 0.1875 / 4; deff = 1.75; N_eff = 4 / 1.75 = 16/7.
+    got = two_way_wilson_interval([True, False, True, True], "aabb", "uvuw")
+    assert got == pytest.approx(wilson_interval(0.75 * 16 / 7, 16 / 7))
+    assert got is not None and got[0] < wilson_interval(3, 4)[0]  # type: ignore[index]
+    # Every case its own session and buyer: each V is n/(n-1) sum(e^2) / n^2, so deff is the
+    # small-sample factor n/(n-1) = 1.5 alone, N_eff = 2.
+    assert two_way_wilson_interval([True, False, True], "abc", "xyz") == pytest.approx(
+        wilson_interval(2 / 3 * 2, 2)
+    )
+    assert two_way_wilson_interval([], [], []) is None

@@ -1,0 +1,202 @@
+"""Interval coverage: about 95% of the 95% intervals over many simulated streams hold the truth.
+
+Simulated streams (`streams.simulator.generate`, the same path as `livepulse analyze`): for
+each scenario, WORLDS worlds (users, catalogs, fans drawn from a seed) and RUNS_PER_WORLD
+streams per world (the days drawn from a seed of their own). The truth a stream's interval
+is scored against is the claim's value on the union of the other streams of its world (the
+process behind the stream, watched for longer), computed from totals or pooled pairs
+(`tests/support/coverage.py`). Parametric checks with closed-form truths and session random
+effects show that the clustered methods are needed.
+
+Reproduce the numbers in docs/metrics.md ("Interval coverage") with
+`LIVEPULSE_COVERAGE_FULL=1 .venv/bin/python -m pytest tests/agents/core/test_coverage.py -s`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from agents.core.metrics import CLAIM_FUNCTIONS
+from agents.core.stats import (
+    cluster_bootstrap_interval,
+    cluster_ratio_t_interval,
+    cluster_spearman_interval,
+    cluster_wilson_interval,
+    safe_divide,
+    spearman_interval,
+    spearman_rho,
+    wilson_interval,
+)
+from tests.support.coverage import (
+    TRUTH_RULES,
+    ClaimCoverage,
+    Replicates,
+    Run,
+    acceptance_band,
+    coverage_of,
+    measure_runs,
+    summary_row,
+)
+from tests.support.parametric import (
+    BetaBinomialSessions,
+    LognormalSessions,
+    NormalPairSessions,
+)
+
+SCENARIOS = ("xhs", "impulse")
+# CI size: 200 streams per scenario at a quarter of the default audience, ~10-15 s each.
+SCALE = 0.25
+WORLDS = 4
+RUNS_PER_WORLD = 50
+# The slow size: full audience (enough eligible pairs for `group_repurchase_30d` to pass its
+# minimum sample), 400 streams per scenario.
+SLOW_SCALE = 1.0
+SLOW_WORLDS = 8
+PARAMETRIC_REPLICATES = 400
+# CI runs every test, slow ones too; the full-size version (about 5 minutes) runs on request.
+FULL_ENV = "LIVEPULSE_COVERAGE_FULL"
+
+_cache: dict[tuple[str, float, int, int], Replicates] = {}
+
+
+def _runs(worlds: int, per_world: int) -> list[Run]:
+    return [Run(1000 + w, 50_000 + 100 * w + k) for w in range(worlds) for k in range(per_world)]
+
+
+def _replicates(scenario: str, scale: float, worlds: int, per_world: int) -> Replicates:
+    key = (scenario, scale, worlds, per_world)
+    if key not in _cache:
+        _cache[key] = measure_runs(scenario, _runs(worlds, per_world), scale)
+    return _cache[key]
+
+
+def _check(result: ClaimCoverage, runs: int, conservative_cap: float | None = None) -> None:
+    """The coverage lies in the binomial band; with `conservative_cap`, an interval that
+    covers more often than the band's top is let through up to that cap (reported, not
+    hidden: see docs/metrics.md)."""
+    row = summary_row(result)
+    print(row)
+    # Nearly every stream has the figure (a share with no eligible case has none).
+    assert result.missing <= 0.05 * runs, row
+    # The truth pools RUNS_PER_WORLD - 1 streams; its own error must be small next to one
+    # interval (it is then accounted for in the band).
+    assert result.truth_error_ratio() < 0.15, row
+    low, high = acceptance_band(result.judged, truth_error_ratio=result.truth_error_ratio())
+    if conservative_cap is not None:
+        high = max(high, conservative_cap)
+    assert low <= result.coverage <= high, row
+
+
+def test_every_claim_with_an_interval_has_a_truth_rule() -> None:
+    assert set(TRUTH_RULES) == set(CLAIM_FUNCTIONS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("claim_id", sorted(TRUTH_RULES))
+def test_interval_coverage_on_simulated_streams(scenario: str, claim_id: str) -> None:
+    reps = _replicates(scenario, SCALE, WORLDS, RUNS_PER_WORLD)
+    _check(coverage_of(claim_id, reps), WORLDS * RUNS_PER_WORLD)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get(FULL_ENV), reason=f"minutes long: set {FULL_ENV}=1 to run it"
+)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("claim_id", sorted(TRUTH_RULES))
+def test_interval_coverage_on_full_size_streams(scenario: str, claim_id: str) -> None:
+    reps = _replicates(scenario, SLOW_SCALE, SLOW_WORLDS, RUNS_PER_WORLD)
+    # Bootstrap-t for `live_aov` is conservative on full-size xhs streams (0.98 of 400): a wider
+    # interval than needed, the price of holding 95% on small streams where percentile and BCa
+    # intervals under-cover. Under-coverage fails as in the CI version.
+    _check(coverage_of(claim_id, reps), SLOW_WORLDS * RUNS_PER_WORLD, conservative_cap=0.99)
+
+
+def test_acceptance_band_is_the_central_binomial_range() -> None:
+    # Binomial(200, 0.95): P(X <= 180) = 0.0027 <= 0.005 < P(X <= 181) = 0.0058, and
+    # P(X >= 198) = 0.0023 <= 0.005 < P(X >= 197) = 0.0090: counts 181..197 are accepted.
+    assert acceptance_band(200) == (0.905, 0.985)
+    # A truth off by 0.1 interval half-widths lowers the coverage a right method reaches.
+    assert acceptance_band(200, truth_error_ratio=0.1)[0] <= 0.91
+
+
+def _coverage(hits: list[bool]) -> float:
+    return sum(hits) / len(hits)
+
+
+def _band() -> tuple[float, float]:
+    return acceptance_band(PARAMETRIC_REPLICATES)
+
+
+def test_orders_clustered_in_sessions_need_the_design_effect() -> None:
+    # 60 sessions of 1 + Poisson(5) orders, each session with its own share ~ Beta(7.5, 2.5):
+    # mean 0.75, intra-session correlation 1/11, design effect about 1.45.
+    model = BetaBinomialSessions(sessions=60, extra_orders=5, a=7.5, b=2.5)
+    rng = np.random.default_rng(1)
+    plain: list[bool] = []
+    clustered: list[bool] = []
+    for _ in range(PARAMETRIC_REPLICATES):
+        hits, trials = model.draw(rng)
+        w = wilson_interval(int(hits.sum()), int(trials.sum()))
+        c = cluster_wilson_interval(hits.tolist(), trials.tolist())
+        assert w is not None and c is not None
+        plain.append(w[0] <= model.truth <= w[1])
+        clustered.append(c[0] <= model.truth <= c[1])
+    low, high = _band()
+    print({"wilson": _coverage(plain), "cluster_wilson": _coverage(clustered), "band": _band()})
+    assert _coverage(plain) < low  # counting orders as independent under-covers
+    assert low <= _coverage(clustered) <= high
+
+
+def test_studentized_bootstrap_covers_a_mean_with_session_effects() -> None:
+    # 120 sessions (as many as a simulated stream has) of 1 + Poisson(3) lognormal amounts with
+    # a session effect: tau = 0.5, sigma = 0.9.
+    model = LognormalSessions(sessions=120, extra_orders=3, mu=5.5, tau=0.5, sigma=0.9)
+    rng = np.random.default_rng(2)
+
+    def mean(totals: np.ndarray) -> np.ndarray:
+        return safe_divide(totals[:, 0], totals[:, 1])
+
+    methods: dict[str, Callable[[np.ndarray], tuple[float, float] | None]] = {
+        "bootstrap_t": lambda rows: cluster_ratio_t_interval(rows.tolist()),
+        "percentile": lambda rows: cluster_bootstrap_interval(
+            rows.tolist(), mean, method="percentile"
+        ),
+    }
+    hits: dict[str, list[bool]] = {name: [] for name in methods}
+    for _ in range(PARAMETRIC_REPLICATES):
+        rows = model.draw(rng)
+        for name, method in methods.items():
+            got = method(rows)
+            assert got is not None
+            hits[name].append(got[0] <= model.truth <= got[1])
+    low, high = _band()
+    print({name: _coverage(h) for name, h in hits.items()} | {"band": _band()})
+    assert low <= _coverage(hits["bootstrap_t"]) <= high
+
+
+def test_spearman_interval_must_respect_sessions() -> None:
+    # Pairs with session effects (correlation 0.5 between sessions, 0.2 within): Spearman's
+    # rho is (6/pi) asin(0.35/2) = 0.33596.
+    model = NormalPairSessions(sessions=60, extra_orders=3, between=0.5, within=0.2)
+    assert model.truth == pytest.approx(0.33596, abs=1e-5)
+    rng = np.random.default_rng(3)
+    iid: list[bool] = []
+    clustered: list[bool] = []
+    for _ in range(PARAMETRIC_REPLICATES):
+        x, y, sessions = model.draw(rng)
+        rho = spearman_rho(x.tolist(), y.tolist())
+        assert rho is not None
+        a = spearman_interval(rho, x.size)
+        b = cluster_spearman_interval(x.tolist(), y.tolist(), sessions.tolist())
+        assert a is not None and b is not None
+        iid.append(a[0] <= model.truth <= a[1])
+        clustered.append(b[0] <= model.truth <= b[1])
+    low, high = _band()
+    print({"fisher_iid": _coverage(iid), "cluster_jackknife": _coverage(clustered)})
+    assert _coverage(iid) < low
+    assert low <= _coverage(clustered) <= high

@@ -1,0 +1,312 @@
+"""Interval coverage on simulated streams: many seeded replicates against a pooled truth."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agents.core.claims import CLAIMS_BY_ID
+from agents.core.ledger import Ledger
+from agents.core.metrics import Measurement, compute_claims
+from agents.core.timeline import watch_time_ms
+from streams.analyze import analyze_records
+from streams.simulator import generate, get_scenario
+
+FloatArray = npt.NDArray[np.float64]
+# What a replicate contributes to the truth: totals to add up, or raw pairs to pool.
+Stat = FloatArray
+Extract = Callable[[Ledger, Measurement], Stat]
+Pool = Callable[[Sequence[Stat]], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TruthRule:
+    """How one claim's true value is found: each replicate's share of the union stream
+    (`extract`), and the claim's value on the union of several replicates (`pool`)."""
+
+    extract: Extract
+    pool: Pool
+
+
+def _totals(*keys: str) -> Extract:
+    def extract(_ledger: Ledger, m: Measurement) -> Stat:
+        return np.array([float(m.detail[key]) for key in keys])
+
+    return extract
+
+
+def _summed(fn: Callable[[FloatArray], float | None]) -> Pool:
+    def pool(stats: Sequence[Stat]) -> float | None:
+        return fn(np.sum(np.stack(stats), axis=0))
+
+    return pool
+
+
+def _div(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _share(hits: str, total: str) -> TruthRule:
+    """A proportion: pooled hits / pooled total."""
+    return TruthRule(_totals(hits, total), _summed(lambda t: _div(t[0], t[1])))
+
+
+def _uplift(t: FloatArray) -> float | None:
+    cr_i, cr_n = _div(t[0], t[1]), _div(t[2], t[3])
+    return None if cr_i is None or not cr_n else cr_i / cr_n
+
+
+def _multiple(t: FloatArray) -> float | None:
+    member_mean, population_mean = _div(t[0], t[1]), _div(t[2], t[3])
+    return None if member_mean is None or not population_mean else member_mean / population_mean
+
+
+def _aov_totals(_ledger: Ledger, m: Measurement) -> Stat:
+    return np.array([m.detail["gmv_cny"], float(m.detail["session_orders"])])
+
+
+def _dwell_totals(_ledger: Ledger, m: Measurement) -> Stat:
+    pairs = float(m.detail["pairs"])
+    return np.array([(m.observed or 0.0) * pairs, pairs])
+
+
+def _price_watch_pairs(ledger: Ledger, _m: Measurement) -> Stat:
+    """(highest unit price, watch time before paying) of every session order."""
+    rows: list[tuple[float, float]] = []
+    for session in ledger.sessions.values():
+        if session.started_ts is None:
+            continue
+        close = session.ended_ts if session.ended_ts is not None else session.last_ts
+        for order in session.orders:
+            presence = session.presence.get(order.user_id, ())
+            watched = watch_time_ms(presence, close, session.ended_ts, until_ts=order.ts)
+            rows.append((float(order.max_unit_price_cents), float(watched)))
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def _average_ranks(values: FloatArray) -> FloatArray:
+    """Ranks 1..n with ties averaged (vectorised, for pools of tens of thousands)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
+    ends = np.r_[starts[1:], ordered.size]
+    mean_rank = (starts + ends + 1) / 2.0
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def pooled_spearman(stats: Sequence[Stat]) -> float | None:
+    """Spearman's rho over the union of every replicate's (x, y) pairs."""
+    pairs = np.concatenate(stats)
+    if pairs.shape[0] < 3:
+        return None
+    rx, ry = _average_ranks(pairs[:, 0]), _average_ranks(pairs[:, 1])
+    dx, dy = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    return float(dx @ dy) / denom if denom else None
+
+
+# claim id -> how its true value is found. Adding a claim with an interval is one entry here.
+TRUTH_RULES: dict[str, TruthRule] = {
+    "orders_after_minute_5": _share("after_5min", "session_orders"),
+    "price_dwell_association": TruthRule(_price_watch_pairs, pooled_spearman),
+    "interaction_uplift": TruthRule(
+        _totals("interacting_buyers", "interacting_pairs", "other_buyers", "other_pairs"),
+        _summed(_uplift),
+    ),
+    "live_aov": TruthRule(_aov_totals, _summed(lambda t: _div(t[0], t[1]))),
+    "group_order_share": _share("member_orders", "session_orders"),
+    "group_repurchase_30d": _share("repurchased", "eligible"),
+    "group_member_dwell": TruthRule(_dwell_totals, _summed(lambda t: _div(t[0], t[1]))),
+    "group_spend_multiple": TruthRule(
+        _totals("member_spend_cny", "members", "population_spend_cny", "population"),
+        _summed(_multiple),
+    ),
+}
+
+
+@dataclass(slots=True)
+class ClaimCoverage:
+    """One claim's intervals over the replicates, each against the truth without it."""
+
+    claim_id: str
+    estimates: list[float] = field(default_factory=list)
+    intervals: list[tuple[float, float]] = field(default_factory=list)
+    truths: list[float] = field(default_factory=list)
+    worlds: list[int] = field(default_factory=list)
+    pool_sizes: list[int] = field(default_factory=list)  # runs in each truth's union
+    decisive: list[bool] = field(default_factory=list)  # enough cases and clusters for a verdict
+    missing: int = 0  # replicates with no figure or no interval
+
+    @property
+    def judged(self) -> int:
+        return len(self.intervals)
+
+    def hits(self) -> list[bool]:
+        return [lo <= t <= hi for (lo, hi), t in zip(self.intervals, self.truths, strict=True)]
+
+    @property
+    def covered(self) -> int:
+        return sum(self.hits())
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.judged if self.judged else float("nan")
+
+    def decisive_coverage(self) -> tuple[int, float]:
+        """How many intervals could decide a verdict (n and clusters above the minimum), and
+        the share of those that cover the truth."""
+        hits = [h for h, d in zip(self.hits(), self.decisive, strict=True) if d]
+        return len(hits), (sum(hits) / len(hits) if hits else float("nan"))
+
+    def truth_error_ratio(self) -> float:
+        """The pooled truth's standard error over the median half-width of one interval.
+
+        A truth pooled over k runs of one world is off by about sd / sqrt(k), sd the spread of
+        single-run estimates within a world: small against one interval, and accounted for in
+        `acceptance_band`.
+        """
+        if self.judged < 3:
+            return float("inf")
+        by_world: dict[int, list[float]] = {}
+        for world, estimate in zip(self.worlds, self.estimates, strict=True):
+            by_world.setdefault(world, []).append(estimate)
+        spreads = [float(np.var(v, ddof=1)) for v in by_world.values() if len(v) > 1]
+        if not spreads:
+            return float("inf")
+        sd = math.sqrt(float(np.mean(spreads)))
+        half = float(np.median([(hi - lo) / 2 for lo, hi in self.intervals]))
+        pool = float(np.median(self.pool_sizes))
+        return sd / math.sqrt(pool) / half if half > 0 else float("inf")
+
+    def misses(self) -> tuple[int, int]:
+        """Intervals wholly below the truth, and wholly above it."""
+        below = sum(hi < t for (_lo, hi), t in zip(self.intervals, self.truths, strict=True))
+        above = sum(lo > t for (lo, _hi), t in zip(self.intervals, self.truths, strict=True))
+        return below, above
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One simulated stream: its world's seed and, if any, the seed of its days.
+
+    Runs with the same `world` and a `days` seed share users, catalogs and fans and differ
+    in everything that happens; a run with `days=None` is a world of its own.
+    """
+
+    world: int
+    days: int | None = None
+
+
+@dataclass(slots=True)
+class Replicates:
+    """Measured runs of one scenario and, per claim, each run's share of the truth."""
+
+    runs: list[Run]
+    measured: list[dict[str, Measurement]]
+    stats: dict[str, list[Stat]]
+    report_seconds: float
+
+
+def measure_runs(scenario: str, runs: Sequence[Run], scale: float) -> Replicates:
+    """Generate, decode and measure each run (the same path as `livepulse analyze`)."""
+    spec = get_scenario(scenario)
+    out = Replicates(list(runs), [], {claim_id: [] for claim_id in TRUTH_RULES}, 0.0)
+    for run in runs:
+        lines = generate(spec, seed=run.world, scale=scale, run_seed=run.days).lines
+        ledger = analyze_records(line.encode() for line in lines)
+        started = time.perf_counter()
+        claims = compute_claims(ledger)
+        out.report_seconds += time.perf_counter() - started
+        out.measured.append(claims)
+        for claim_id, rule in TRUTH_RULES.items():
+            out.stats[claim_id].append(rule.extract(ledger, claims[claim_id]))
+    return out
+
+
+def coverage_of(claim_id: str, reps: Replicates, same_world: bool = True) -> ClaimCoverage:
+    """Coverage of one claim's interval, each run against the union of the other runs.
+
+    With `same_world`, the union is of the runs that share its world (the truth the interval
+    speaks of: these rooms, catalogs and audience, watched for longer); otherwise of every
+    other run (a truth averaged over worlds as well).
+    """
+    rule = TRUTH_RULES[claim_id]
+    stats = reps.stats[claim_id]
+    result = ClaimCoverage(claim_id)
+    for i, (run, claims) in enumerate(zip(reps.runs, reps.measured, strict=True)):
+        m = claims[claim_id]
+        others = [
+            s
+            for j, s in enumerate(stats)
+            if j != i and (not same_world or reps.runs[j].world == run.world)
+        ]
+        truth = rule.pool(others) if others else None
+        if m.observed is None or m.interval is None or truth is None:
+            result.missing += 1
+            continue
+        result.estimates.append(m.observed)
+        result.intervals.append(m.interval)
+        result.truths.append(truth)
+        result.worlds.append(run.world if same_world else 0)
+        result.pool_sizes.append(len(others))
+        claim = CLAIMS_BY_ID[claim_id]
+        result.decisive.append(
+            m.n >= claim.min_n and (m.clusters is None or m.clusters >= claim.min_clusters)
+        )
+    return result
+
+
+def _binom_pmf(k: int, n: int, p: float) -> float:
+    return math.comb(n, k) * p**k * (1 - p) ** (n - k)
+
+
+def acceptance_band(
+    replicates: int, nominal: float = 0.95, truth_error_ratio: float = 0.0, alpha: float = 0.01
+) -> tuple[float, float]:
+    """Coverage shares accepted for `replicates` intervals of a method that is right.
+
+    The count of covering intervals is Binomial(R, p). p is the nominal level, lowered for the
+    truth's own error: an interval of half-width z*se around an unbiased estimate, scored
+    against a truth that is off by r*se (r = `truth_error_ratio` * z), covers with probability
+    2*Phi(z / sqrt(1 + r^2)) - 1. The band keeps the central 1 - alpha of that binomial
+    (alpha/2 in each tail, exact binomial sums).
+    """
+    z = 1.959963984540054
+    r = truth_error_ratio * z
+    p = math.erf(z / math.sqrt(1 + r * r) / math.sqrt(2)) if nominal == 0.95 else nominal
+    lower = 0
+    tail = 0.0
+    while tail + _binom_pmf(lower, replicates, p) <= alpha / 2:
+        tail += _binom_pmf(lower, replicates, p)
+        lower += 1
+    upper = replicates
+    tail = 0.0
+    while tail + _binom_pmf(upper, replicates, p) <= alpha / 2:
+        tail += _binom_pmf(upper, replicates, p)
+        upper -= 1
+    return lower / replicates, upper / replicates
+
+
+def summary_row(r: ClaimCoverage) -> dict[str, Any]:
+    """A claim's coverage result as a plain mapping (for the docs and failure messages)."""
+    band = acceptance_band(r.judged, truth_error_ratio=r.truth_error_ratio())
+    decisive, decisive_cov = r.decisive_coverage()
+    return {
+        "claim": r.claim_id,
+        "judged": r.judged,
+        "missing": r.missing,
+        "coverage": round(r.coverage, 3),
+        "band": (round(band[0], 3), round(band[1], 3)),
+        "truth_err_over_half_width": round(r.truth_error_ratio(), 3),
+        "misses_below_above": r.misses(),
+        "decisive": decisive,
+        "decisive_coverage": round(decisive_cov, 3),
+    }
