@@ -145,7 +145,7 @@ def test_report_groups_claims_and_lists_context_never_judged() -> None:
     ]
     core_keys = {"observed", "claimed", "ci_low", "ci_high", "verdict", "n", "unit", "source"}
     for entry in report["claims"].values():
-        assert set(entry) == core_keys | {"detail", "group"}
+        assert set(entry) == core_keys | {"detail", "group", "clusters"}
     assert report["claims"]["return_rate"]["verdict"] == "reported"
     assert report["claims"]["return_rate"]["claimed"] is None
     # Four answered questions: too few for a verdict, and too few to bound the p95 at all.
