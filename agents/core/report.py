@@ -9,7 +9,7 @@ from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, judge
 from agents.core.distributions import compute_distributions
 from agents.core.ledger import Ledger
 from agents.core.metrics import compute_claims
-from agents.core.operator import OperatorBoard
+from agents.core.operator import OperatorBoard, render_operator_summary
 
 
 def _finite(value: float | None) -> float | None:
@@ -94,8 +94,8 @@ def _group_of(claim_id: str, entry: dict[str, Any]) -> str:
 
 
 def render_table(report: dict[str, Any]) -> str:
-    """A fixed-width table of the report for a terminal: core claims, then extended ones, then
-    the context figures (not checked)."""
+    """A fixed-width table of the report for a terminal: core claims, then extended ones, the
+    context figures (not checked), the event counts, and the operator summary if present."""
     header = ("claim", "claimed", "observed", "95% CI", "n", "verdict")
     rows: list[tuple[str, ...]] = [header]
     # Row index before which a group title goes.
@@ -145,4 +145,6 @@ def render_table(report: dict[str, Any]) -> str:
         f"events: {events.get('valid', 0):,} valid, {events.get('rejected', 0):,} rejected, "
         f"{events.get('duplicates', 0):,} duplicates"
     )
+    if "operator" in report:
+        lines.extend(["", render_operator_summary(report["operator"])])
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from agents.core import OperatorBoard, render_operator_summary, render_table
+from agents.core import OperatorBoard, render_table
 from streams.analyze import analyze_file
 from streams.commands.report import write_html
 from streams.settings import Settings
@@ -34,9 +34,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(render_table(report))
-        if "operator" in report:
-            print()
-            print(render_operator_summary(report["operator"]))
     if args.html is not None:
         return write_html(report, args.html, str(args.file), "livepulse analyze")
     return 0

@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--logs", type=Path, default=Path("data/logs"), help="directory of the worker's log"
     )
+    p.add_argument(
+        "--html",
+        type=Path,
+        default=Path("data/report.html"),
+        metavar="OUT.html",
+        help="where to write the HTML report of the run (default data/report.html)",
+    )
     p.set_defaults(func=run)
 
 
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProcess) -> int:
     from agents.core import render_table
+    from streams.commands.report import write_html
     from streams.drain import fetch_json, wait_drained
     from streams.replayer import Progress, replay
     from streams.topics import all_topics, create_topics
@@ -133,6 +141,9 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     )
     report = fetch_json(f"{worker.base_url}/report", timeout_s=60.0)
     print(render_table(report), flush=True)
+    args.html.parent.mkdir(parents=True, exist_ok=True)
+    if write_html(report, args.html, f"{worker.base_url}/report", "livepulse demo") != 0:
+        return 1
     _say(f"metrics: {worker.base_url}/metrics   report: {worker.base_url}/report")
     _say(f"dead letters: topic {settings.deadletter} ({report['events']['rejected']} records)")
     if args.exit:
