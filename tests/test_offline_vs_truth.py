@@ -48,6 +48,10 @@ def test_operator_windows_mid_stream_match_the_truth(name: str, tmp_path: Path) 
     busy = late = 0
     for share in (0.25, 0.5, 0.75):
         prefix = lines[: int(len(lines) * share)]
+        # Hold back every 40th view event to the end of the prefix: later than the rest of
+        # its own session's views, so the lateness rule (per topic and key) is exercised.
+        held = [line for i, line in enumerate(prefix) if i % 40 == 0 and '"viewer_' in line]
+        prefix = [line for line in prefix if line not in held] + held
         path = tmp_path / f"{share}.jsonl"
         path.write_text("\n".join(prefix) + "\n", encoding="utf-8")
         operator = analyze_file(path)["operator"]

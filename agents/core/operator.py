@@ -10,7 +10,16 @@ from typing import Any, Final, Literal
 
 from agents.core.ledger import Ledger, OrderFact, SessionFacts
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
-from schemas.events import Event, Interaction, OrderPaid, ProductClicked, ViewerJoined
+from schemas.events import (
+    TOPIC_BY_TYPE,
+    Event,
+    GroupJoined,
+    GroupLeft,
+    Interaction,
+    OrderPaid,
+    ProductClicked,
+    ViewerJoined,
+)
 
 GpmDenominator = Literal["entries", "unique_viewers"]
 
@@ -64,7 +73,8 @@ DEFINITIONS: Final[dict[str, str]] = {
     "orders_by_minute": "session orders paid by session_ended, by whole minutes since start "
     "(an order stamped before the start counts in minute 0)",
     "windows": "event-time minutes ending with the watermark's: 1m, 5m, 10m, and prev_10m "
-    "(the 10 before); late events are left out; change_10m = (10m - prev_10m) / prev_10m",
+    "(the 10 before); late events (more than the grace older than the newest event of the "
+    "same topic and record key) are left out; change_10m = (10m - prev_10m) / prev_10m",
 }
 
 
@@ -244,6 +254,15 @@ def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str,
     return {"counts": cumulative, "sum": total_ms / 1000}
 
 
+def _source(event: Event) -> tuple[str, str]:
+    """The contract's unit of order of an event: its topic and its record key."""
+    if isinstance(event, GroupJoined | GroupLeft):
+        key = event.merchant_id
+    else:
+        key = getattr(event, "session_id", None) or ""
+    return TOPIC_BY_TYPE[event.type], key
+
+
 class OperatorBoard:
     """The state the operator figures need beyond the ledger's facts, and the figures.
 
@@ -277,7 +296,7 @@ class OperatorBoard:
     def observe(self, event: Event) -> None:
         """Take one accepted (non-duplicate) event: O(1) work."""
         windows = self.windows
-        on_time = windows.admit(event.ts)
+        on_time = windows.admit(event.ts, _source(event))
         if isinstance(event, ViewerJoined):
             if on_time:
                 bucket = windows.bucket(event.ts, event.session_id)

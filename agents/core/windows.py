@@ -28,13 +28,27 @@ class MinuteBucket:
 class EventTimeWindows:
     """Per-minute buckets keyed by event-time minute, then by session id.
 
-    The watermark is the largest `ts` admitted so far. An event with `ts < watermark - grace`
-    is late: counted, and kept out of every bucket. Buckets older than both the windows and
-    the grace need are dropped as the watermark moves, so memory stays bounded; faust's own
-    windowed tables expire by wall clock and have no grace, hence this class.
+    The watermark is the largest `ts` seen so far; the windows end with its minute. Lateness is
+    judged per source, the contract's unit of order (a topic and a record key: one session's
+    events of one topic, or one merchant's group events): an event more than the grace older
+    than the newest event of its own source is late, counted, and kept out of every bucket.
+    Topics drifting apart (a replay reading one topic far ahead of another, a lagging
+    producer) therefore make nothing late, and the result does not depend on how the
+    topics' partitions are spread over workers. Buckets older than the windows need are
+    dropped as the watermark moves, so memory stays bounded; an on-time event older than
+    that belongs to no window and is left out without being late. faust's own windowed
+    tables expire by wall clock and have no grace, hence this class.
     """
 
-    __slots__ = ("_cutoff", "buckets", "grace_ms", "late", "retained_minutes", "watermark")
+    __slots__ = (
+        "_cutoff",
+        "_source_newest",
+        "buckets",
+        "grace_ms",
+        "late",
+        "retained_minutes",
+        "watermark",
+    )
 
     def __init__(
         self, grace_ms: int = DEFAULT_GRACE_MS, retained_minutes: int = RETAINED_MINUTES
@@ -47,18 +61,27 @@ class EventTimeWindows:
         self.late = 0
         self.buckets: dict[int, dict[str, MinuteBucket]] = {}
         self._cutoff: int | None = None
+        #: (topic, record key) -> the newest `ts` of that source so far.
+        self._source_newest: dict[tuple[str, str], int] = {}
 
-    def admit(self, ts: int) -> bool:
-        """Move the watermark; False (and counted late) if `ts` is older than it minus grace."""
+    def admit(self, ts: int, source: tuple[str, str]) -> bool:
+        """Whether an event of `source` goes into the buckets; a late one is counted.
+
+        False when it is late (older than its source's newest event minus the grace) or older
+        than every retained bucket (it belongs to no window; not late).
+        """
+        newest = self._source_newest.get(source)
+        if newest is None or ts > newest:
+            self._source_newest[source] = ts
+        elif ts < newest - self.grace_ms:
+            self.late += 1
+            return False
         watermark = self.watermark
         if watermark is None or ts > watermark:
             self.watermark = ts
             self._expire(ts)
             return True
-        if ts < watermark - self.grace_ms:
-            self.late += 1
-            return False
-        return True
+        return self._cutoff is None or ts // MINUTE_MS >= self._cutoff
 
     def bucket(self, ts: int, session_id: str) -> MinuteBucket:
         """The bucket of `ts`'s minute for a session (call only after `admit(ts)` said True)."""
@@ -71,11 +94,7 @@ class EventTimeWindows:
         return bucket
 
     def _expire(self, watermark: int) -> None:
-        # An admitted event has ts >= watermark - grace, so its minute is never below this.
-        cutoff = min(
-            watermark // MINUTE_MS - self.retained_minutes + 1,
-            (watermark - self.grace_ms) // MINUTE_MS,
-        )
+        cutoff = watermark // MINUTE_MS - self.retained_minutes + 1
         if cutoff == self._cutoff:
             return
         self._cutoff = cutoff

@@ -4,7 +4,8 @@ Like `truth.py` (whose reading of the stream and of watch time it shares), this 
 never import `agents`. It takes the whole deduplicated stream at once and applies each
 definition of docs/metrics.md ("Operator metrics") literally: lists of events per session,
 full sorts, sets of minutes. Lateness is simulated by walking the kept events in file order
-(the order the offline analyzer reads them) with a running maximum of `ts`.
+(the order the offline analyzer reads them) with a running maximum of `ts` per source: the
+event's topic and record key, the contract's unit of order.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from schemas import Interaction, OrderPaid, OrderRefunded, ProductClicked, ViewerJoined
+from schemas import (
+    TOPIC_BY_TYPE,
+    GroupJoined,
+    GroupLeft,
+    Interaction,
+    OrderPaid,
+    OrderRefunded,
+    ProductClicked,
+    ViewerJoined,
+)
 from streams.simulator.truth import Stream, percentile, read_stream, watch_intervals
 
 MINUTE_MS: Final[int] = 60_000
@@ -41,14 +51,21 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 
 def on_time_positions(stream: Stream, grace_ms: int) -> set[int]:
-    """File positions of kept events that are not late: ts >= (max ts before them) - grace."""
+    """File positions of kept events that are not late: ts >= (the largest ts before them of
+    the same topic and record key) - grace."""
     on_time: set[int] = set()
-    watermark: int | None = None
+    newest: dict[tuple[str, str], int] = {}
     for position, event in stream.events:
-        if watermark is None or event.ts >= watermark - grace_ms:
+        if isinstance(event, GroupJoined | GroupLeft):
+            key = event.merchant_id
+        else:
+            key = getattr(event, "session_id", None) or ""
+        source = (TOPIC_BY_TYPE[event.type], key)
+        before = newest.get(source)
+        if before is None or event.ts >= before - grace_ms:
             on_time.add(position)
-        if watermark is None or event.ts > watermark:
-            watermark = event.ts
+        if before is None or event.ts > before:
+            newest[source] = event.ts
     return on_time
 
 

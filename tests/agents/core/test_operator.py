@@ -198,22 +198,41 @@ def test_out_of_order_within_grace_gives_the_in_order_result() -> None:
     assert in_order["overall"]["windows"]["10m"]["orders"] > 0
 
 
-def test_buckets_older_than_windows_and_grace_are_dropped() -> None:
+def test_buckets_older_than_the_windows_are_dropped() -> None:
+    source = ("live.views", "s")
     windows = EventTimeWindows(grace_ms=60_000)
     for minute in range(100):
         ts = T0 + minute * MIN
-        assert windows.admit(ts)
+        assert windows.admit(ts, source)
         windows.bucket(ts, "s").entries += 1
     # 20 minutes of buckets back from the watermark's minute, no more.
     assert sorted(windows.buckets) == [T0 // MIN + m for m in range(80, 100)]
-    # A grace longer than the windows keeps what the grace needs.
-    long_grace = EventTimeWindows(grace_ms=45 * MIN)
-    for minute in range(100):
-        assert long_grace.admit(T0 + minute * MIN)
-        long_grace.bucket(T0 + minute * MIN, "s")
-    assert min(long_grace.buckets) == T0 // MIN + 99 - 45
-    assert long_grace.admit(T0 + 54 * MIN) and not long_grace.admit(T0 + 54 * MIN - 1)
-    assert long_grace.late == 1
+    # On time for its own source, but older than every retained bucket: in no window, not late.
+    assert not windows.admit(T0 + 10 * MIN, ("live.views", "another session"))
+    assert windows.late == 0
+    # Late: more than the grace behind the newest event of its own source.
+    assert not windows.admit(T0 + 99 * MIN - 60_001, source)
+    assert windows.late == 1
+    assert windows.admit(T0 + 99 * MIN - 60_000, source)
+
+
+def test_topics_out_of_step_make_nothing_late() -> None:
+    """A replay that reads one topic far ahead of another: lateness is per topic and key."""
+    s: list[int] = [0]
+    sessions = [
+        ev(s, "session_started", T0, room_id="r", merchant_id="m", session_id="s-1"),
+        ev(s, "session_ended", T0 + 30 * MIN, session_id="s-1"),
+    ]
+    views = [
+        ev(s, "viewer_joined", T0 + (25 + i % 5) * MIN + i, session_id="s-1", user_id=f"u{i}")
+        for i in range(40)
+    ]
+    views.sort(key=lambda e: e["ts"])
+    in_order = feed(sorted(sessions + views, key=lambda e: e["ts"]), grace_ms=MIN)
+    skewed = feed(sessions + views, grace_ms=MIN)  # the sessions topic read first, to its end
+    assert skewed["late_events"] == in_order["late_events"] == 0
+    assert skewed["overall"]["windows"] == in_order["overall"]["windows"]
+    assert skewed["overall"]["windows"]["10m"]["entries"] == 40
 
 
 def test_watch_intervals_add_up_to_the_claims_watch_time() -> None:
