@@ -161,6 +161,11 @@ _HISTOGRAMS: Final[tuple[tuple[str, str, str], ...]] = (
         "livepulse_order_time_since_start_seconds",
         "Time from the session's start to each session order, seconds.",
     ),
+    (
+        "reply_latency_seconds",
+        "livepulse_reply_latency_seconds",
+        "Time from a viewer's question to the room's first reply to it, seconds.",
+    ),
 )
 OTHER: Final[str] = "other"
 

@@ -39,6 +39,8 @@ WINDOW_FIGURES: Final[tuple[str, ...]] = (
 #: Histogram bounds (seconds) for /metrics; 300 s is the `orders_after_minute_5` boundary.
 WATCH_TIME_BOUNDS_S: Final[tuple[float, ...]] = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 ORDER_TIME_BOUNDS_S: Final[tuple[float, ...]] = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
+# 3 s is the claimed bound of `reply_latency` (ks-gravity-2023).
+REPLY_LATENCY_BOUNDS_S: Final[tuple[float, ...]] = (1, 3, 10, 30, 60, 120, 300, 600, 1800)
 
 DEFINITIONS: Final[dict[str, str]] = {
     "session": "a session_id with a session_started (claims.md); its room and merchant are the "
@@ -135,6 +137,7 @@ class _Parts:
     product_clickers: int = 0
     orders_by_minute: Counter[int] = field(default_factory=Counter)
     order_offsets_ms: list[int] = field(default_factory=list)
+    reply_latency_ms: list[int] = field(default_factory=list)
     windows: dict[str, _WindowParts] = field(
         default_factory=lambda: {name: _WindowParts() for name in WINDOW_NAMES}
     )
@@ -158,6 +161,7 @@ class _Parts:
         self.product_clickers += other.product_clickers
         self.orders_by_minute.update(other.orders_by_minute)
         self.order_offsets_ms.extend(other.order_offsets_ms)
+        self.reply_latency_ms.extend(other.reply_latency_ms)
         for name, window in other.windows.items():
             self.windows[name].add(window)
 
@@ -339,6 +343,7 @@ class OperatorBoard:
             if session.started_ts is not None
         }
         refunds_by_session = self._refunds_by_session(ledger, started)
+        replies_by_session = _reply_latencies_by_session(ledger)
         session_windows = self._session_windows(started)
         overall = _Parts()
         rooms: dict[str, _Parts] = {}
@@ -347,6 +352,7 @@ class OperatorBoard:
         for sid in sorted(started):
             session = started[sid]
             parts = self._session_parts(ledger, sid, session, refunds_by_session.get(sid, []))
+            parts.reply_latency_ms = replies_by_session.get(sid, [])
             if sid in session_windows:
                 parts.windows = session_windows[sid]
             room_id, merchant_id = session.room_id or "", session.merchant_id or ""
@@ -533,12 +539,25 @@ def _change(current: float | None, before: float | None) -> float | None:
     return (current - before) / before
 
 
+def _reply_latencies_by_session(ledger: Ledger) -> dict[str, list[int]]:
+    """First-reply latency (ms) of each answered question, by the question's session
+    (`reply_latency`'s definition; a reply stamped before its question gives a negative one)."""
+    by_session: dict[str, list[int]] = {}
+    for question_id, (asked_ts, session_id) in ledger.questions.items():
+        first = ledger.first_reply_ts.get(question_id)
+        if first is not None:
+            by_session.setdefault(session_id, []).append(first - asked_ts)
+    return by_session
+
+
 def _histograms(levels: dict[str, Any]) -> dict[str, Any]:
-    """Watch time per viewer pair and order time since start, per level (for /metrics)."""
+    """Watch time per viewer pair, order time since start and first-reply latency, per level
+    (for /metrics)."""
     out: dict[str, Any] = {}
     for name, attribute, bounds in (
         ("watch_time_seconds", "watch_ms", WATCH_TIME_BOUNDS_S),
         ("order_time_since_start_seconds", "order_offsets_ms", ORDER_TIME_BOUNDS_S),
+        ("reply_latency_seconds", "reply_latency_ms", REPLY_LATENCY_BOUNDS_S),
     ):
         overall: _Parts = levels["overall"]
         out[name] = {

@@ -29,7 +29,8 @@ AGREED = (
     "livepulse_window_entries livepulse_window_orders livepulse_window_gmv_cny "
     "livepulse_window_product_clicks livepulse_window_interactions "
     "livepulse_window_unique_viewers livepulse_order_time_since_start_seconds_bucket "
-    "livepulse_watch_time_seconds_bucket livepulse_late_events_total "
+    "livepulse_watch_time_seconds_bucket livepulse_reply_latency_seconds_bucket "
+    "livepulse_late_events_total "
     "livepulse_event_time_watermark_seconds"
 ).split()
 # click_through / click_to_order have no sample without clicks (undefined), as in the fixtures.
@@ -78,6 +79,23 @@ def test_agreed_names_with_bounded_labels_that_add_up(report: dict[str, Any]) ->
     ]
     # le=300 would also hold an order at exactly 5:00 (the claim's "after"); the fixture has none.
     assert within_5 == [claim["session_orders"] - claim["after_5min"]]
+    # First-reply latency: the claims truth's answered questions and median, another way round.
+    replies = json.loads((FIXTURES / "xhs.truth.json").read_text(encoding="utf-8"))["claims"][
+        "reply_latency"
+    ]
+    latency = {
+        s.labels["le"]: s.value
+        for s in samples["livepulse_reply_latency_seconds_bucket"]
+        if s.labels["id"] == "all"
+    }
+    assert latency["+Inf"] == replies["answered"]
+    below_median = [
+        n for le, n in latency.items() if le != "+Inf" and float(le) < replies["p50_seconds"]
+    ]
+    above_median = [
+        n for le, n in latency.items() if le != "+Inf" and float(le) >= replies["p50_seconds"]
+    ]
+    assert max(below_median, default=0) <= replies["answered"] / 2 <= min(above_median)
     other_uv = [s.value for s in samples["livepulse_unique_viewers"] if s.labels["id"] == "other"]
     other_conv = [
         s.value for s in samples["livepulse_conversion_ratio"]
