@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
@@ -236,8 +237,17 @@ live = LiveState(
 )
 deadletter_topic = raw_topic(app, settings.deadletter)
 
+#: Attempts for a dead letter the broker refuses for good (too large, not authorised, ...).
 _PUBLISH_ATTEMPTS: Final[int] = 5
 _RETRY_BACKOFF_S = 0.5
+_MAX_BACKOFF_S: Final[float] = 10.0
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Whether a failed send may succeed later (the broker away, a leader moving, a timeout)."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
 async def _send_dead_letter(letter: DeadLetter) -> Any:
@@ -251,31 +261,44 @@ async def _send_dead_letter(letter: DeadLetter) -> Any:
 async def publish_to_deadletter_topic(letters: Sequence[DeadLetter]) -> None:
     """Send dead letters and wait for the broker to acknowledge them all.
 
-    The batch's offsets are acknowledged (and later committed) after this returns, so a dead
-    letter is not lost to a crash in between. Should the broker refuse one after retries, the
-    failure is logged and counted rather than stopping the agent.
+    The batch's offsets are acknowledged (and later committed) only after this returns, so a
+    dead letter is never lost to a crash or an outage in between: while the broker is away (a
+    retriable error) this keeps trying, and the partition waits. A letter the broker refuses
+    for good (a non-retriable error, `_PUBLISH_ATTEMPTS` times) is logged and counted in
+    `livepulse_deadletter_failures_total` rather than stopping the stream for ever.
     """
     pending = list(letters)
-    for attempt in range(1, _PUBLISH_ATTEMPTS + 1):
+    refused = 0  # consecutive rounds that had a non-retriable error
+    attempt = 0
+    while pending:
+        attempt += 1
         results = await asyncio.gather(*map(_send_dead_letter, pending), return_exceptions=True)
         failed = [
             (letter, result)
             for letter, result in zip(pending, results, strict=True)
-            if isinstance(result, Exception)
+            if isinstance(result, BaseException)
         ]
         if not failed:
             return
+        for _, result in failed:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
         pending = [letter for letter, _ in failed]
+        if all(_retriable(result) for _, result in failed):
+            refused = 0
+        else:
+            refused += 1
+            if refused >= _PUBLISH_ATTEMPTS:
+                break
         log.warning(
-            "dead-letter topic refused %d records (attempt %d/%d): %r",
+            "dead-letter topic refused %d records (attempt %d): %r",
             len(failed),
             attempt,
-            _PUBLISH_ATTEMPTS,
             failed[0][1],
         )
-        await asyncio.sleep(_RETRY_BACKOFF_S * attempt)
+        await asyncio.sleep(min(_MAX_BACKOFF_S, _RETRY_BACKOFF_S * attempt))
     live.metrics.deadletter_failures.labels(settings.deadletter).inc(len(pending))
-    log.error("gave up on %d dead letters", len(pending))
+    log.error("gave up on %d dead letters the broker refuses", len(pending))
 
 
 #: Replaceable in tests (agent.test_context() has no broker to publish to).

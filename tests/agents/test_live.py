@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from prometheus_client import generate_latest
 
 import agents.live as live_module
@@ -236,16 +237,17 @@ def test_every_contract_topic_has_an_agent_and_autodiscovery_finds_them() -> Non
 
 
 class FlakyTopic:
-    """A dead-letter topic stand-in whose first `failures` sends fail."""
+    """A dead-letter topic stand-in whose first `failures` sends fail with `error`."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
         self.failures = failures
+        self.error = error if error is not None else ConnectionError("broker away")
         self.sent: list[tuple[bytes | None, bytes | None]] = []
 
     async def send(self, *, key: bytes | None, value: bytes | None, headers: Any) -> Any:
         if self.failures > 0:
             self.failures -= 1
-            raise ConnectionError("broker away")
+            raise self.error
         self.sent.append((key, value))
         delivered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         delivered.set_result("metadata")
@@ -264,7 +266,23 @@ async def test_dead_letters_are_retried_and_a_lasting_failure_is_counted_not_rai
     await live_module.publish_to_deadletter_topic(letters)
     assert sorted(flaky.sent) == sorted([(b"s-1", NOT_JSON), (b"s-1", MISSING_FIELD)])
 
-    down = FlakyTopic(failures=10**6)
+    # The broker away for many rounds (a retriable error): kept trying until delivered, since
+    # the batch's offsets are committed only after this returns.
+    away = FlakyTopic(failures=40, error=KafkaConnectionError("broker away"))
+    monkeypatch.setattr(live_module, "deadletter_topic", away)
+    await live_module.publish_to_deadletter_topic(letters)
+    assert sorted(away.sent) == sorted([(b"s-1", NOT_JSON), (b"s-1", MISSING_FIELD)])
+    assert (
+        sample(
+            live_module.live,
+            "livepulse_deadletter_failures_total",
+            topic=live_module.settings.deadletter,
+        )
+        is None
+    )
+
+    # Refused for good (not retriable): given up after a few rounds, counted, not raised.
+    down = FlakyTopic(failures=10**6, error=MessageSizeTooLargeError("too big"))
     monkeypatch.setattr(live_module, "deadletter_topic", down)
     await live_module.publish_to_deadletter_topic(letters)  # logs, counts, does not raise
     failures = sample(

@@ -1,0 +1,122 @@
+"""A worker process on a run of its own (app id, topics, port) for broker tests, and helpers to
+replay chosen lines and compare the result with a truth file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from streams.drain import DrainResult, fetch_json, wait_drained
+from streams.replayer import ReplaySummary, read_lines, replay
+from streams.settings import Settings
+from streams.simulator.operator_truth import operator_truth
+from streams.topics import all_topics, create_topics, delete_run_topics
+from streams.worker_process import WorkerProcess, free_port
+from tests.support.truth import operator_mismatches, report_mismatches
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
+# Longer than any fixture's span of event time: no event is late in any arrival order, so the
+# operator's event-time windows are defined independently of arrival order.
+NO_LATENESS_GRACE_S = 10 * 365 * 86_400
+
+
+def run_settings(bootstrap: str, prefix: str = "faults", **update: Any) -> Settings:
+    """Settings of a run nobody else uses: its own app id, topic prefix and web port."""
+    run = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return Settings(
+        bootstrap=bootstrap,
+        app_id=run,
+        topic_prefix=f"{run}.",
+        web_port=free_port(),
+        window_grace_s=NO_LATENESS_GRACE_S,
+        **update,
+    )
+
+
+@contextlib.contextmanager
+def running_worker(
+    settings: Settings, log_path: Path, *, loglevel: str = "info", delete_topics: bool = True
+) -> Iterator[WorkerProcess]:
+    """A ready worker process for `settings`; stopped (and its topics deleted) afterwards."""
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    process = WorkerProcess(settings, log_path, loglevel=loglevel)
+    try:
+        process.start()
+        process.wait_ready(timeout_s=90)
+        yield process
+    finally:
+        process.stop()
+        if delete_topics:
+            with contextlib.suppress(Exception):
+                asyncio.run(delete_run_topics(settings))
+
+
+def fixture_lines(name: str) -> list[bytes]:
+    return list(read_lines(FIXTURES / f"{name}.jsonl"))
+
+
+def fixture_truth(name: str) -> dict[str, Any]:
+    truth: dict[str, Any] = json.loads((FIXTURES / f"{name}.truth.json").read_text("utf-8"))
+    return truth
+
+
+def write_lines(path: Path, lines: Iterable[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+def replay_lines(settings: Settings, path: Path, lines: Iterable[bytes]) -> ReplaySummary:
+    """Publish `lines` (in this order) the way `livepulse replay` does."""
+    summary = asyncio.run(replay(write_lines(path, lines), settings))
+    assert summary.rejected == 0
+    return summary
+
+
+def drain(worker: WorkerProcess, timeout_s: float = 90.0) -> DrainResult:
+    settings = worker.settings
+    return asyncio.run(
+        wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, timeout_s)
+    )
+
+
+def report_of(worker: WorkerProcess) -> dict[str, Any]:
+    report: dict[str, Any] = fetch_json(f"{worker.base_url}/report", timeout_s=60)
+    return report
+
+
+def truth_mismatches(
+    report: dict[str, Any],
+    truth: dict[str, Any],
+    lines: list[bytes],
+    *,
+    events: dict[str, int] | None = None,
+) -> list[str]:
+    """Where `report` differs from the truth: claims, the event counts (`events` if the run's
+    counts differ from the file's by design), the operator's cumulative figures, and its
+    windows against a truth computed with the worker's no-lateness grace (order-independent).
+    """
+    expected = {**truth, "events": events if events is not None else truth["events"]}
+    problems = report_mismatches(report, expected)
+    problems += operator_mismatches(report["operator"], truth["operator"], cumulative_only=True)
+    no_lateness = operator_truth(
+        [line.decode() for line in lines], grace_ms=NO_LATENESS_GRACE_S * 1000
+    )
+    problems += operator_mismatches(report["operator"], no_lateness)
+    return problems
+
+
+class Stopwatch:
+    """Seconds since it was made."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
