@@ -39,6 +39,50 @@ H_SOURCE_OFFSET: Final[str] = "livepulse-source-offset"
 PROCESSING_ERROR: Final[str] = "processing_error"
 _MAX_DETAIL_CHARS: Final[int] = 500
 _SUMMARY_EVERY_S: Final[float] = 30.0
+#: Processing lag is counted in 1 ms buckets up to this many ms; anything later in the last one.
+_LAG_MAX_MS: Final[int] = 60_000
+
+
+class LagHistogram:
+    """Processing lag of records: the time from a record's Kafka timestamp (its produce time
+    with CreateTime topics) until its batch was applied to the state `/report` and `/metrics`
+    read. 1 ms buckets, so quantiles are exact to the millisecond; O(1) memory."""
+
+    __slots__ = ("count", "counts")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (_LAG_MAX_MS + 1)
+        self.count = 0
+
+    def observe(self, now_s: float, timestamps_s: Iterable[float | None]) -> None:
+        """Count one applied batch: `now_s` and the records' timestamps, in seconds."""
+        counts, cap, n = self.counts, _LAG_MAX_MS, 0
+        for ts in timestamps_s:
+            if ts is None:
+                continue
+            lag = int((now_s - ts) * 1000.0)
+            counts[lag if 0 <= lag < cap else (0 if lag < 0 else cap)] += 1
+            n += 1
+        self.count += n
+
+    def quantile(self, q: float) -> int | None:
+        """The smallest lag (ms) with at least a share `q` of the records at or below it."""
+        if self.count == 0:
+            return None
+        target, running = q * self.count, 0
+        for lag, n in enumerate(self.counts):
+            running += n
+            if n and running >= target:
+                return lag
+        return _LAG_MAX_MS
+
+    def summary(self) -> dict[str, int | None]:
+        return {
+            "count": self.count,
+            "p50_ms": self.quantile(0.5),
+            "p99_ms": self.quantile(0.99),
+            "max_ms": self.quantile(1.0),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +167,10 @@ class LiveState:
     #: (topic, partition) -> the next offset to process there.
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     records: int = 0
+    #: Wall-clock time (s) at which the first and the latest batch were applied.
+    first_applied_at: float | None = None
+    last_applied_at: float | None = None
+    lag: LagHistogram = field(default_factory=LagHistogram)
     _first_reasons: set[tuple[str, str]] = field(default_factory=set)
     _last_summary: float = field(default_factory=time.monotonic)
 
@@ -189,6 +237,10 @@ class LiveState:
             if record.offset >= positions.get(tp, 0):
                 positions[tp] = record.offset + 1
         self.records += n
+        now = time.time()
+        if self.first_applied_at is None:
+            self.first_applied_at = now
+        self.last_applied_at = now
 
     def _count(
         self,
@@ -224,6 +276,9 @@ class LiveState:
             "positions": {f"{t}:{p}": offset for (t, p), offset in sorted(self.positions.items())},
             "events": self.ledger.counts.as_dict(),
             "records": self.records,
+            "first_applied_at": self.first_applied_at,
+            "last_applied_at": self.last_applied_at,
+            "processing_lag": self.lag.summary(),
         }
 
 
@@ -316,6 +371,7 @@ def _contract_agent(topic_name: str) -> Any:
     async def consume(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
             letters = live.apply_batch([_source_record(event) for event in batch])
+            live.lag.observe(time.time(), [event.message.timestamp for event in batch])
             if letters:
                 await publish_dead_letters(letters)
             live.maybe_log_summary()

@@ -1,0 +1,1 @@
+"""Benchmarks of livepulse (issue 6): `python -m bench`; see bench/README.md."""

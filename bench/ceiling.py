@@ -1,0 +1,74 @@
+"""Contender (a), the ceiling: a plain aiokafka batch consumer (`getmany`) feeding the metric core.
+
+Per record: `schemas.decode` (one pydantic validation from bytes), `Ledger.apply`,
+`OperatorBoard.observe`, as the worker does, with no faust, no dead-letter publishing, no
+Prometheus. Prints one JSON line: records, first and last consumed (wall clock, s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from aiokafka import AIOKafkaConsumer
+
+from agents.core import Ledger, OperatorBoard
+from schemas import Rejection, decode
+from streams.settings import Settings
+
+
+async def consume(
+    settings: Settings, group: str, expect: int, timeout_s: float
+) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(
+        *settings.source_topics,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=10_000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        **settings.kafka_client_kwargs(),
+    )
+    ledger, board = Ledger(), OperatorBoard(settings.window_grace_ms)
+    await consumer.start()
+    seen = 0
+    first: float | None = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < expect and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            if batches and first is None:
+                first = time.time()
+            for records in batches.values():
+                for record in records:
+                    value = record.value
+                    decoded = decode(value) if value is not None else None
+                    if decoded is None or isinstance(decoded, Rejection):
+                        ledger.reject("invalid")
+                    elif ledger.apply(decoded):
+                        board.observe(decoded)
+                seen += len(records)
+        last = time.time()
+    finally:
+        await consumer.stop()
+    return {"records": seen, "first": first or last, "last": last, "valid": ledger.counts.valid}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+    settings = Settings(bootstrap=args.bootstrap, topic_prefix=args.prefix)
+    result = asyncio.run(consume(settings, args.group, args.expect, args.timeout))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

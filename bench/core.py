@@ -1,0 +1,244 @@
+"""Offline measurements of the metric core: state per concurrent viewer, cost per event by size.
+
+Both feed synthetic contract records (bytes, as on a topic) through the worker's core:
+`schemas.decode`, `Ledger.apply`, `OperatorBoard.observe`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from agents.core import Ledger, OperatorBoard
+from bench.proc import rss_bytes
+from schemas import Rejection, decode
+
+DAY_MS = 86_400_000
+T0 = 1_735_660_800_000  # 2025-01-01 00:00 +08:00
+
+
+def session_records(
+    day: int, room: int, viewers: int, counter: Iterator[int], *, leave: bool = True
+) -> list[bytes]:
+    """One two-hour session of a room on a day: start, viewers joining (30% interact, 3% order,
+    all leave unless `leave` is False), end. Ids look like the simulator's."""
+    sid = f"s-{day}-{room}"
+    start = T0 + day * DAY_MS + room * 1000
+    out = [
+        {
+            "type": "session_started",
+            "event_id": f"e-{next(counter)}",
+            "ts": start,
+            "session_id": sid,
+            "room_id": f"r-{room}",
+            "merchant_id": f"m-{room % 50}",
+        },
+    ]
+    for v in range(viewers):
+        uid = f"u-{(room * 7919 + v * 104_729 + day) % 10_000_000}"
+        joined = start + 1000 + (v * 6_000_000) // max(1, viewers)
+        out.append(
+            {
+                "type": "viewer_joined",
+                "event_id": f"e-{next(counter)}",
+                "ts": joined,
+                "session_id": sid,
+                "user_id": uid,
+                "source": "feed",
+            }
+        )
+        if v % 10 < 3:
+            out.append(
+                {
+                    "type": "interaction",
+                    "event_id": f"e-{next(counter)}",
+                    "ts": joined + 30_000,
+                    "session_id": sid,
+                    "user_id": uid,
+                    "kind": "like",
+                }
+            )
+        if v % 100 < 3:
+            out.append(
+                {
+                    "type": "order_paid",
+                    "event_id": f"e-{next(counter)}",
+                    "ts": joined + 60_000,
+                    "order_id": f"o-{next(counter)}",
+                    "session_id": sid,
+                    "merchant_id": f"m-{room % 50}",
+                    "user_id": uid,
+                    "amount_cents": 9900,
+                    "items": [
+                        {
+                            "sku_id": "k-1",
+                            "category": "beauty",
+                            "unit_price_cents": 9900,
+                            "quantity": 1,
+                        }
+                    ],
+                }
+            )
+        if leave:
+            out.append(
+                {
+                    "type": "viewer_left",
+                    "event_id": f"e-{next(counter)}",
+                    "ts": joined + 600_000,
+                    "session_id": sid,
+                    "user_id": uid,
+                }
+            )
+    if leave:
+        out.append(
+            {
+                "type": "session_ended",
+                "event_id": f"e-{next(counter)}",
+                "ts": start + 7_200_000,
+                "session_id": sid,
+            }
+        )
+    out.sort(key=lambda body: int(body["ts"]))  # type: ignore[call-overload]
+    return [orjson.dumps(body) for body in out]
+
+
+def stream(rooms: int, viewers: int, days: int, *, leave: bool = True) -> list[bytes]:
+    counter = iter(range(1, 1 << 62))
+    records: list[bytes] = []
+    for day in range(days):
+        for room in range(rooms):
+            records.extend(session_records(day, room, viewers, counter, leave=leave))
+    return records
+
+
+def apply(records: list[bytes], ledger: Ledger, board: OperatorBoard) -> None:
+    for raw in records:
+        decoded = decode(raw)
+        if isinstance(decoded, Rejection):
+            ledger.reject(decoded.reason)
+        elif ledger.apply(decoded):
+            board.observe(decoded)
+
+
+def state_once(viewers: int, traced: bool) -> dict[str, float]:
+    """Memory of the core with `viewers` concurrent viewers (rooms of 1,000, nobody left)."""
+    rooms = max(1, viewers // 1000)
+    records = stream(rooms, viewers // rooms, 1, leave=False)
+    gc.collect()
+    rss0 = rss_bytes()
+    if traced:
+        tracemalloc.start()
+    ledger, board = Ledger(), OperatorBoard()
+    apply(records, ledger, board)
+    gc.collect()
+    out: dict[str, float] = {"records": len(records), "viewers": viewers}
+    if traced:
+        out["traced_bytes"] = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+    else:
+        out["rss_bytes"] = rss_bytes() - rss0
+    del ledger, board
+    return out
+
+
+def measure_state(sizes: list[int], repeat: int) -> dict[str, object]:
+    """Per size: RSS growth and tracemalloc'ed bytes per concurrent viewer (fresh processes)."""
+    out: dict[str, object] = {}
+    for viewers in sizes:
+        rss, traced = [], []
+        for _ in range(repeat):
+            for mode, sink in (("rss", rss), ("traced", traced)):
+                text = subprocess.run(  # noqa: S603 (our interpreter and module)
+                    [sys.executable, "-m", "bench.core", "state", str(viewers), mode],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                ).stdout
+                result = json.loads(text)
+                sink.append(result[f"{mode}_bytes" if mode == "rss" else "traced_bytes"] / viewers)
+        out[str(viewers)] = {
+            "rss_bytes_per_viewer": _summary(rss),
+            "traced_bytes_per_viewer": _summary(traced),
+            "records": result["records"],
+        }
+        print(f"bench: state at {viewers:,} viewers: {out[str(viewers)]}", flush=True)
+    return out
+
+
+SCALING_SIZES: list[tuple[str, int, int, int]] = [
+    ("base", 20, 200, 1),
+    ("rooms x10", 200, 200, 1),
+    ("viewers/room x10", 20, 2000, 1),
+    ("days x10", 20, 200, 10),
+    ("days x30", 20, 200, 30),
+]
+PROBE = 5_000
+
+
+def scaling_once(rooms: int, viewers: int, days: int) -> dict[str, float]:
+    """Cost per event (us) of the last `PROBE` records, after the rest of the stream is applied."""
+    records = stream(rooms, viewers, days)
+    body, probe = records[:-PROBE], records[-PROBE:]
+    ledger, board = Ledger(), OperatorBoard()
+    began = time.perf_counter()
+    apply(body, ledger, board)
+    all_s = time.perf_counter() - began
+    gc.collect()
+    began = time.perf_counter()
+    apply(probe, ledger, board)
+    probe_s = time.perf_counter() - began
+    return {
+        "records": len(records),
+        "us_per_event_probe": probe_s / len(probe) * 1e6,
+        "us_per_event_all": (all_s + probe_s) / len(records) * 1e6,
+    }
+
+
+def measure_scaling(repeat: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, rooms, viewers, days in SCALING_SIZES:
+        runs = [scaling_once(rooms, viewers, days) for _ in range(repeat)]
+        out[name] = {
+            "rooms": rooms,
+            "viewers_per_room": viewers,
+            "days": days,
+            "records": runs[0]["records"],
+            "us_per_event_probe": _summary([r["us_per_event_probe"] for r in runs]),
+            "us_per_event_all": _summary([r["us_per_event_all"] for r in runs]),
+        }
+        print(f"bench: scaling {name}: {out[name]}", flush=True)
+    return out
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    state = sub.add_parser("state")
+    state.add_argument("viewers", type=int)
+    state.add_argument("mode", choices=("rss", "traced"))
+    args = parser.parse_args()
+    print(json.dumps(state_once(args.viewers, args.mode == "traced")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Contender (b), the floor: a naive faust agent, one event at a time, validated with pydantic.
+
+One agent per contract topic iterates the stream value by value, validates each with the
+pydantic models (`event_adapter.validate_json`), applies it to a `Ledger` and an
+`OperatorBoard`; invalid records are only counted. When `--expect` records were seen it writes
+one JSON object (records, first and last consumed, wall clock) to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from agents.core import Ledger, OperatorBoard
+from schemas.events import event_adapter
+from streams.settings import Settings
+
+
+def build(settings: Settings, app_id: str, expect: int, out: Path) -> faust.App:
+    app = faust.App(
+        app_id,
+        env={},
+        broker="kafka://" + settings.bootstrap,
+        store="memory://",
+        datadir=f"/tmp/{app_id}",  # noqa: S108 (a throwaway benchmark app)
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+    )
+    ledger, board = Ledger(), OperatorBoard(settings.window_grace_ms)
+    state: dict[str, Any] = {"seen": 0, "first": None, "done": False}
+
+    async def handle(stream: Any) -> None:
+        async for value in stream:
+            if state["first"] is None:
+                state["first"] = time.time()
+            try:
+                event = event_adapter.validate_json(value)
+            except ValidationError:
+                ledger.reject("invalid")
+            else:
+                if ledger.apply(event):
+                    board.observe(event)
+            state["seen"] += 1
+            if state["seen"] >= expect and not state["done"]:
+                state["done"] = True
+                out.write_text(
+                    json.dumps(
+                        {
+                            "records": state["seen"],
+                            "first": state["first"],
+                            "last": time.time(),
+                            "valid": ledger.counts.valid,
+                        }
+                    )
+                )
+
+    for name in settings.source_topics:
+        topic = app.topic(name, value_serializer="raw", key_serializer="raw")
+        app.agent(topic, name=f"naive.{name}")(handle)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--app-id", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    args = parser.parse_args()
+    settings = Settings(bootstrap=args.bootstrap, topic_prefix=args.prefix)
+    app = build(settings, args.app_id, args.expect, args.out)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Process figures from /proc: CPU seconds and resident memory of a pid; the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of `pid` so far (its threads included), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; the fields after it are counted from ')'.
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of `pid` (this process by default)."""
+    statm = Path(f"/proc/{pid or os.getpid()}/statm").read_text().split()
+    return int(statm[1]) * _PAGE
+
+
+def broker_pid() -> int | None:
+    """The pid of the project's local broker (streams.kafka_local's state), if it runs."""
+    from streams import kafka_local
+
+    try:
+        pid = int((kafka_local.state_dir() / "broker.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if cpu_seconds(pid) is not None else None
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 (git from PATH)
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory_gb": f"{mem_kb / 1024 / 1024:.1f}",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_avg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "commit": commit or "?",
+    }

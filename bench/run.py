@@ -1,0 +1,442 @@
+"""`python -m bench`: preload the broker, run every measurement, write bench/RESULTS.md.
+
+See bench/README.md for what each figure means and how it is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import core
+from bench.data import dataset, preload
+from bench.proc import broker_pid, cpu_seconds, machine
+from streams.settings import Settings
+from streams.topics import EndOffsets, delete_run_topics
+from streams.worker_process import WorkerProcess, free_port, terminate
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL_S = 0.1
+
+
+@dataclass
+class Run:
+    """One contender's pass over the preloaded topics."""
+
+    records: int
+    seconds: float
+    cpu_s: float
+    broker_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Sampler:
+    """CPU seconds of a process and of the broker, sampled as time goes by."""
+
+    pid: int
+    broker: int | None
+    samples: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def sample(self) -> None:
+        cpu = cpu_seconds(self.pid)
+        broker = cpu_seconds(self.broker) if self.broker else 0.0
+        if cpu is not None:
+            self.samples.append((time.time(), cpu, broker or 0.0))
+
+    def between(self, first: float, last: float) -> tuple[float, float]:
+        """CPU seconds used by the process and the broker between two wall-clock times
+        (from the samples nearest outside the window, so a short window is not missed)."""
+        before = [s for s in self.samples if s[0] <= first] or self.samples[:1]
+        after = [s for s in self.samples if s[0] >= last] or self.samples[-1:]
+        a, b = before[-1], after[0]
+        return b[1] - a[1], b[2] - a[2]
+
+
+def _env(pythonpath: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(pythonpath)] if pythonpath else []
+    paths.append(str(ROOT))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _watch(
+    process: subprocess.Popen[bytes],
+    sampler: Sampler,
+    done: Callable[[], dict[str, Any] | None],
+    timeout_s: float,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sampler.sample()
+        result = done()
+        if result is not None:
+            sampler.sample()
+            return result
+        if process.poll() is not None:
+            raise RuntimeError(f"contender exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("contender did not finish in time")
+        time.sleep(POLL_S)
+
+
+def _as_run(result: dict[str, Any], sampler: Sampler) -> Run:
+    first, last = float(result["first"]), float(result["last"])
+    cpu, broker = sampler.between(first, last)
+    return Run(int(result["records"]), last - first, cpu, broker)
+
+
+def run_ceiling(settings: Settings, expect: int, log: Path) -> Run:
+    """(a) the plain aiokafka batch consumer, in a child process."""
+    out = log.with_suffix(".json")
+    with log.open("ab") as err, out.open("wb") as stdout:
+        process = subprocess.Popen(  # noqa: S603 (our interpreter and module)
+            [
+                sys.executable,
+                "-m",
+                "bench.ceiling",
+                "--prefix",
+                settings.topic_prefix,
+                "--group",
+                f"bench-ceiling-{uuid.uuid4().hex[:8]}",
+                "--expect",
+                str(expect),
+                "--bootstrap",
+                settings.bootstrap,
+            ],
+            stdout=stdout,
+            stderr=err,
+            env=_env(None),
+        )
+        sampler = Sampler(process.pid, broker_pid())
+
+        def done() -> dict[str, Any] | None:
+            if process.poll() is None:
+                return None
+            text = out.read_text().strip()
+            return json.loads(text.splitlines()[-1]) if text else None
+
+        try:
+            result = _watch(process, sampler, done, 3600)
+        finally:
+            terminate(process, 10)
+    return _as_run(result, sampler)
+
+
+def run_naive(settings: Settings, expect: int, log: Path) -> Run:
+    """(b) the naive faust agent, in a child process."""
+    out = log.with_suffix(".json")
+    out.unlink(missing_ok=True)
+    app_id = f"bench-naive-{uuid.uuid4().hex[:8]}"
+    with log.open("ab") as err:
+        process = subprocess.Popen(  # noqa: S603 (our interpreter and module)
+            [
+                sys.executable,
+                "-m",
+                "bench.naive",
+                "--prefix",
+                settings.topic_prefix,
+                "--app-id",
+                app_id,
+                "--expect",
+                str(expect),
+                "--out",
+                str(out),
+                "--bootstrap",
+                settings.bootstrap,
+            ],
+            stdout=err,
+            stderr=err,
+            env=_env(None),
+            start_new_session=True,
+        )
+        sampler = Sampler(process.pid, broker_pid())
+
+        def done() -> dict[str, Any] | None:
+            return json.loads(out.read_text()) if out.exists() else None
+
+        try:
+            result = _watch(process, sampler, done, 3600)
+        finally:
+            terminate(process, 20)
+    _delete_app_topics(settings, app_id)
+    return _as_run(result, sampler)
+
+
+def _delete_app_topics(settings: Settings, app_id: str) -> None:
+    """faust creates `<app id>-__assignor-__leader`; remove it (never the shared topics)."""
+    own = settings.model_copy(
+        update={"app_id": app_id, "contract_topics": (), "deadletter_topic": "-none-"}
+    )
+    try:
+        asyncio.run(delete_run_topics(own))
+    except Exception as exc:  # noqa: BLE001 (clean-up only)
+        print(f"bench: could not delete {app_id}'s topics: {exc}", file=sys.stderr)
+
+
+def start_worker(
+    settings: Settings, log: Path, pythonpath: Path | None = None
+) -> tuple[WorkerProcess, Settings]:
+    """A livepulse worker (`python -m streams.commands.worker`) with an app id of its own."""
+    app_id = f"bench-worker-{uuid.uuid4().hex[:8]}"
+    own = settings.model_copy(
+        update={"app_id": app_id, "web_port": free_port(), "data_dir": Path(tempfile.mkdtemp())}
+    )
+    worker = WorkerProcess(own, log, loglevel="warning")
+    if pythonpath is not None:
+        os.environ["PYTHONPATH"] = _env(pythonpath)["PYTHONPATH"]
+    try:
+        worker.start()
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+    return worker, own
+
+
+def run_worker(settings: Settings, expect: int, log: Path, pythonpath: Path | None = None) -> Run:
+    """(c) livepulse's worker (or the baseline's, from `pythonpath`), in a child process.
+
+    First and last consumed come from /status: the worker's own timestamps when it reports
+    them, else the first poll (every 0.1 s) that saw records and the first that saw them all.
+    """
+    worker, own = start_worker(settings, log, pythonpath)
+    assert worker.process is not None
+    sampler = Sampler(worker.process.pid, broker_pid())
+    seen: dict[str, float] = {}
+
+    def done() -> dict[str, Any] | None:
+        try:
+            status = worker.status()
+        except (OSError, ValueError):
+            return None
+        now = time.time()
+        records = int(status.get("records", 0))
+        if records and "first" not in seen:
+            seen["first"] = now - POLL_S / 2
+        if records >= expect:
+            first = status.get("first_applied_at") or seen["first"]
+            last = status.get("last_applied_at") or now - POLL_S / 2
+            return {"records": records, "first": first, "last": last}
+        return None
+
+    try:
+        result = _watch(worker.process, sampler, done, 3600)
+    finally:
+        worker.stop()
+    _delete_app_topics(settings, own.app_id)
+    shutil.rmtree(own.data_dir, ignore_errors=True)
+    return _as_run(result, sampler)
+
+
+def baseline_tree(ref: str) -> Path:
+    """The package sources at git `ref`, extracted into a temporary directory."""
+    target = Path(tempfile.mkdtemp(prefix="livepulse-baseline-"))
+    archive = subprocess.run(  # noqa: S603
+        ["git", "archive", "--format=tar", ref, "schemas", "agents", "streams"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    tar_path = target / "src.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(target, filter="data")
+    tar_path.unlink()
+    return target
+
+
+async def _end_offsets(settings: Settings) -> int:
+    async with EndOffsets(settings) as read:
+        return sum((await read(list(settings.source_topics))).values())
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Median and spread (min, max) of repeated measurements."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def measure_throughput(
+    settings: Settings, expect: int, repeat: int, logs: Path, baseline: Path | None
+) -> dict[str, Any]:
+    contenders: dict[str, Callable[[int], Run]] = {
+        "a_ceiling": lambda i: run_ceiling(settings, expect, logs / f"ceiling-{i}.log"),
+        "b_naive_faust": lambda i: run_naive(settings, expect, logs / f"naive-{i}.log"),
+        "c_worker": lambda i: run_worker(settings, expect, logs / f"worker-{i}.log"),
+    }
+    if baseline is not None:
+        contenders["c0_worker_baseline"] = lambda i: run_worker(
+            settings, expect, logs / f"baseline-{i}.log", baseline
+        )
+    runs: dict[str, list[Run]] = {name: [] for name in contenders}
+    for i in range(repeat):  # interleaved, so that a change in the machine's load hits all
+        for name, go in contenders.items():
+            run = go(i)
+            runs[name].append(run)
+            print(
+                f"bench: {name} pass {i + 1}/{repeat}: {run.rate:,.0f} records/s "
+                f"({run.records:,} in {run.seconds:.2f} s; CPU {run.cpu_s / run.seconds:.0%}, "
+                f"broker {run.broker_cpu_s / run.seconds:.0%})",
+                flush=True,
+            )
+    out: dict[str, Any] = {}
+    for name, rs in runs.items():
+        out[name] = {
+            "records_per_s": summary([r.rate for r in rs]),
+            "records_per_cpu_s": summary([r.records / r.cpu_s for r in rs if r.cpu_s > 0]),
+            "cpu_share": summary([r.cpu_s / r.seconds for r in rs]),
+            "broker_cpu_share": summary([r.broker_cpu_s / r.seconds for r in rs]),
+            "seconds": summary([r.seconds for r in rs]),
+        }
+    return out
+
+
+def measure_latency(
+    base: Settings,
+    capacity: float,
+    shares: list[float],
+    seconds: float,
+    repeat: int,
+    scenario: str,
+    seed: int,
+    logs: Path,
+) -> dict[str, Any]:
+    """p50/p99 processing lag of the worker under a paced producer at shares of capacity."""
+    out: dict[str, Any] = {}
+    for share in shares:
+        rate = capacity * share
+        n = max(1000, int(rate * seconds))
+        path = dataset(scenario, seed, n)
+        results = []
+        for i in range(repeat):
+            prefix = f"bench-lat-{uuid.uuid4().hex[:8]}."
+            settings = base.model_copy(update={"topic_prefix": prefix})
+            asyncio.run(_create(settings))
+            worker, own = start_worker(settings, logs / f"latency-{share}-{i}.log")
+            try:
+                worker.wait_ready(120)
+                preload(path, settings, rate=rate)
+                deadline = time.monotonic() + 120
+                while True:
+                    status = worker.status()
+                    if status["records"] >= n or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                lag = status["processing_lag"]
+            finally:
+                worker.stop()
+                shutil.rmtree(own.data_dir, ignore_errors=True)
+                asyncio.run(delete_run_topics(own))
+            print(f"bench: latency at {share:.0%} ({rate:,.0f}/s) pass {i + 1}: {lag}", flush=True)
+            results.append(lag)
+        out[f"{share:.0%}"] = {
+            "rate": rate,
+            "records": n,
+            "p50_ms": summary([r["p50_ms"] for r in results]),
+            "p99_ms": summary([r["p99_ms"] for r in results]),
+            "max_ms": summary([r["max_ms"] for r in results]),
+        }
+    return out
+
+
+async def _create(settings: Settings) -> None:
+    from streams.topics import all_topics, create_topics
+
+    await create_topics(settings, all_topics(settings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--events", type=int, default=2_000_000, help="records to preload (default 2M)"
+    )
+    parser.add_argument("--scenario", default="xhs", choices=("xhs", "impulse"))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="passes of each measurement")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument(
+        "--baseline", metavar="GIT_REF", help="also run the worker of this commit (before/after)"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=20.0, help="length of each paced run"
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=("throughput", "latency", "state", "scaling")
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--keep-topics", action="store_true")
+    args = parser.parse_args(argv)
+
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    logs = Path(tempfile.mkdtemp(prefix="livepulse-bench-"))
+    print(f"bench: logs in {logs}", flush=True)
+    base = Settings(bootstrap=args.bootstrap)
+    capacity = None
+    if "throughput" not in args.skip:
+        path = dataset(args.scenario, args.seed, args.events)
+        prefix = f"bench-{uuid.uuid4().hex[:8]}."
+        settings = base.model_copy(update={"topic_prefix": prefix})
+        began = time.monotonic()
+        preload(path, settings)
+        expect = asyncio.run(_end_offsets(settings))
+        print(
+            f"bench: preloaded {expect:,} records into {prefix}* "
+            f"in {time.monotonic() - began:.1f} s"
+        )
+        baseline = baseline_tree(args.baseline) if args.baseline else None
+        try:
+            results["throughput"] = measure_throughput(
+                settings, expect, args.repeat, logs, baseline
+            )
+            results["throughput"]["records"] = expect
+            results["throughput"]["dataset"] = str(path)
+        finally:
+            if baseline is not None:
+                shutil.rmtree(baseline, ignore_errors=True)
+            if not args.keep_topics:
+                asyncio.run(delete_run_topics(settings))
+        capacity = results["throughput"]["c_worker"]["records_per_s"]["median"]
+    if "latency" not in args.skip and capacity:
+        results["latency"] = measure_latency(
+            base,
+            capacity,
+            [0.5, 0.8],
+            args.latency_seconds,
+            args.repeat,
+            args.scenario,
+            args.seed,
+            logs,
+        )
+    if "state" not in args.skip:
+        results["state"] = core.measure_state([10_000, 100_000], args.repeat)
+    if "scaling" not in args.skip:
+        results["scaling"] = core.measure_scaling(args.repeat)
+    from bench.report import write
+
+    write(results, args.out)
+    print(f"bench: wrote {args.out} and {args.out.with_suffix('.json')}")
+    return 0

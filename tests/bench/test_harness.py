@@ -1,0 +1,68 @@
+"""The benchmark harness runs end to end at a tiny size (a smoke test: no speed is asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import core
+from bench.report import render
+from schemas import Rejection, decode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_core_measurements_at_a_tiny_size() -> None:
+    records = core.stream(rooms=2, viewers=50, days=1)
+    # Every synthetic record is a contract event the core accepts.
+    assert all(not isinstance(decode(r), Rejection) for r in records)
+    state = core.state_once(2000, traced=True)
+    assert state["viewers"] == 2000 and state["traced_bytes"] > 0
+    cost = core.scaling_once(rooms=2, viewers=2000, days=1)
+    assert cost["records"] > core.PROBE and cost["us_per_event_probe"] > 0
+
+
+@pytest.mark.integration
+def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
+    out = tmp_path / "RESULTS.md"
+    env = {**os.environ, "LIVEPULSE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--events",
+            "3000",
+            "--repeat",
+            "1",
+            "--latency-seconds",
+            "2",
+            "--skip",
+            "state",
+            "--skip",
+            "scaling",
+            "--out",
+            str(out),
+            "--bootstrap",
+            kafka_bootstrap,
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    results = json.loads(out.with_suffix(".json").read_text())
+    throughput = results["throughput"]
+    assert throughput["records"] == 3000
+    for contender in ("a_ceiling", "b_naive_faust", "c_worker"):
+        assert throughput[contender]["records_per_s"]["median"] > 0
+    for share in ("50%", "80%"):
+        assert results["latency"][share]["p99_ms"]["median"] is not None
+    text = out.read_text()
+    assert "(c)/(a)" in text and "p99 ms" in text
+    assert render(results) in text
