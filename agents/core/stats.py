@@ -290,6 +290,38 @@ def two_way_mean_se(
     return math.sqrt(total) / n
 
 
+def rate_score_interval(
+    clusters: Sequence[Sequence[float]], amounts: Sequence[float], z: float = Z95
+) -> tuple[float, float] | None:
+    """Score interval for a ratio sum(y) / sum(m) whose numerator is a sum of rare amounts.
+
+    y_g is the sum of a few events' amounts in cluster g (e.g. orders paid after a session
+    closed), m_g an exposure (e.g. the session's live GMV). With a handful of events, or none,
+    interval methods built on the observed spread collapse (no event: no spread, an interval
+    [0, 0]). As Wilson's interval for a share does, the score interval uses the variance the
+    hypothesised value implies: the numerator is taken as compound Poisson, variance = mean x
+    c with c = sum(a^2) / sum(a) over `amounts` (the amounts such events have, e.g. every
+    order of the same sessions), and c is multiplied by the design effect of the clusters
+    (cluster-robust variance of the ratio over the compound-Poisson one, floored at 1, as in
+    `cluster_wilson_interval`). The interval is {x: (Y - x)^2 <= z^2 c x} / M, i.e.
+    (Y + z^2 c / 2 +/- z sqrt(c Y + z^2 c^2 / 4)) / M; with no event, [0, z^2 c / M]. With
+    c = 1 it is the score interval for a Poisson mean. None without exposure or amounts.
+    """
+    data = np.asarray(clusters, dtype=np.float64).reshape(-1, 2)
+    a = np.asarray(amounts, dtype=np.float64)
+    total_y, total_m = float(data[:, 0].sum()), float(data[:, 1].sum())
+    if total_m <= 0 or a.size == 0 or float(a.sum()) <= 0:
+        return None
+    c = float(a @ a) / float(a.sum())
+    compound = c * total_y / (total_m * total_m)
+    robust = ratio_standard_error(data[:, 0], data[:, 1]) ** 2
+    if compound > 0 and math.isfinite(robust):
+        c *= max(1.0, robust / compound)
+    half = z * math.sqrt(c * total_y + z * z * c * c / 4)
+    centre = total_y + z * z * c / 2
+    return max(0.0, centre - half) / total_m, (centre + half) / total_m
+
+
 def student_t_quantile(p: float, df: float) -> float:
     """The p-quantile (p in (0.5, 1)) of Student's t with `df` degrees of freedom (real, >= 1).
 
