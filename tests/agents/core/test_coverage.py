@@ -118,9 +118,9 @@ def test_interval_coverage_on_simulated_streams(scenario: str, claim_id: str) ->
 @pytest.mark.parametrize("claim_id", sorted(TRUTH_RULES))
 def test_interval_coverage_on_full_size_streams(scenario: str, claim_id: str) -> None:
     reps = _replicates(scenario, SLOW_SCALE, SLOW_WORLDS, RUNS_PER_WORLD)
-    # Bootstrap-t for `live_aov` is conservative on full-size xhs streams (0.98 of 400): a wider
-    # interval than needed, the price of holding 95% on small streams where percentile and BCa
-    # intervals under-cover. Under-coverage fails as in the CI version.
+    # Some intervals are conservative on full-size streams (0.98 of 400: two-way Wilson for
+    # `group_order_share` on xhs now, bootstrap-t for `live_aov` on the earlier simulator): wider
+    # than needed, the price of holding 95% on small streams. Under-coverage fails as in CI.
     cap = max(0.99, CONSERVATIVE_CAP.get(claim_id, 0.0))
     _check(coverage_of(claim_id, reps), SLOW_WORLDS * RUNS_PER_WORLD, conservative_cap=cap)
 
