@@ -9,11 +9,9 @@ from typing import Final
 from agents.core.ledger import OrderFact
 from agents.core.metrics import Measurement, _Facts, _ratio
 from agents.core.stats import (
-    FloatArray,
     design_effect,
     percentile,
     rate_score_interval,
-    safe_divide,
     two_way_wilson_interval,
 )
 
@@ -74,10 +72,6 @@ def bundle_share(facts: _Facts) -> Measurement:
     return _order_share(hits, orders, "bundle_orders", "paid_orders")
 
 
-def _tail_per_day(totals: FloatArray) -> FloatArray:
-    return safe_divide(totals[:, 0], TAIL_DAYS * totals[:, 1])
-
-
 def post_live_tail(facts: _Facts) -> Measurement:
     """GMV of session orders paid in (end, end + 3 days] / 3 / GMV of those paid at or before end.
 
@@ -86,8 +80,9 @@ def post_live_tail(facts: _Facts) -> Measurement:
     `session_ended` was paid while the room was open (it counts as before the end); orders more
     than 3 days after the end count nowhere. The window is not required to lie inside the stream
     (claims.md asks no such thing, unlike `group_repurchase_30d`), so sessions of the last three
-    days can only lower the figure. Interval: percentile bootstrap over sessions of the ratio of
-    summed tail GMV to summed live GMV.
+    days can only lower the figure. Interval: `rate_score_interval`, a compound-Poisson score
+    interval with the sessions' design effect (a tail of a few orders, or none, still gets an
+    interval that can reach the truth).
     """
     rows: list[tuple[int, int]] = []
     amounts: list[int] = []
