@@ -18,6 +18,7 @@ from agents.core.stats import (
     log_ratio_interval,
     safe_divide,
     spearman_rho,
+    two_way_mean_se,
     two_way_wilson_interval,
     wilson_interval,
 )
@@ -284,29 +285,47 @@ def group_repurchase_30d(facts: _Facts) -> Measurement:
 
 
 def group_member_dwell(facts: _Facts) -> Measurement:
-    rows: list[tuple[float, int]] = []
-    for _sid, session in facts.started.items():
+    # One case per (session, member) pair: its watch time, session and user.
+    minutes: list[float] = []
+    sessions: list[str] = []
+    users: list[str] = []
+    for sid, session in facts.started.items():
         assert session.merchant_id is not None
-        dwell_sum = 0.0
-        pairs = 0
         for user, presence in sorted(session.presence.items()):
             joins = [ts for ts, _seq, is_join in presence if is_join]
             if not joins:
                 continue
             if not facts.membership(session.merchant_id, user).member_at(min(joins)):
                 continue
-            dwell_sum += watch_time_ms(presence, _close_ts(session), session.ended_ts) / MINUTE_MS
-            pairs += 1
-        if pairs:
-            rows.append((dwell_sum, pairs))
-    total = sum(r[0] for r in rows)
-    pairs = sum(r[1] for r in rows)
+            minutes.append(
+                watch_time_ms(presence, _close_ts(session), session.ended_ts) / MINUTE_MS
+            )
+            sessions.append(sid)
+            users.append(user)
+    # A member's watch habit goes with them to every session they attend, and a session's
+    # length and audience with all its members: the pairs are clustered both ways. The
+    # bootstrap-t resamples users (their rows: summed minutes, pairs) for the skew of the mean
+    # of long-tailed times, and its quantiles are scaled by the two-way (session, user) se.
+    per_user: dict[str, list[float]] = {}
+    for user, value in zip(users, minutes, strict=True):
+        row = per_user.setdefault(user, [0.0, 0.0])
+        row[0] += value
+        row[1] += 1
+    pairs = len(minutes)
+    interval = (
+        cluster_ratio_t_interval(
+            list(per_user.values()), se_floor=two_way_mean_se(minutes, sessions, users)
+        )
+        if pairs
+        else None
+    )
     return Measurement(
-        _ratio(total, pairs),
+        _ratio(sum(minutes), pairs),
         pairs,
-        cluster_ratio_t_interval(rows),
+        interval,
         {"pairs": pairs},
-        clusters=len(rows),
+        # The fewer of the two kinds of cluster bounds what the spread between them can say.
+        clusters=min(len(set(sessions)), len(per_user)),
     )
 
 

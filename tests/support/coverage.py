@@ -113,6 +113,32 @@ def pooled_spearman(stats: Sequence[Stat]) -> float | None:
     return float(dx @ dy) / denom if denom else None
 
 
+def _tail_totals(_ledger: Ledger, m: Measurement) -> Stat:
+    return np.array([m.detail["tail_gmv_cny"], m.detail["live_gmv_cny"]])
+
+
+def _tail_per_day(t: FloatArray) -> float | None:
+    return _div(t[0], 3 * t[1])
+
+
+def _reply_latencies(ledger: Ledger, _m: Measurement) -> Stat:
+    """Seconds from each answered question to its first reply (claims.md's definition)."""
+    return np.array(
+        [
+            (ledger.first_reply_ts[qid] - asked) / 1000
+            for qid, (asked, _sid) in ledger.questions.items()
+            if qid in ledger.first_reply_ts
+        ],
+        dtype=np.float64,
+    )
+
+
+def pooled_p95(stats: Sequence[Stat]) -> float | None:
+    """The 0.95 quantile (numpy's linear rule, as claims.md) of every replicate's values."""
+    values = np.concatenate(stats)
+    return float(np.quantile(values, 0.95)) if values.size else None
+
+
 # claim id -> how its true value is found. Adding a claim with an interval is one entry here.
 TRUTH_RULES: dict[str, TruthRule] = {
     "orders_after_minute_5": _share("after_5min", "session_orders"),
@@ -129,6 +155,12 @@ TRUTH_RULES: dict[str, TruthRule] = {
         _totals("member_spend_cny", "members", "population_spend_cny", "population"),
         _summed(_multiple),
     ),
+    # Extended claims.
+    "size_refund_share": _share("size_refunded", "apparel_orders"),
+    "bundle_share": _share("bundle_orders", "paid_orders"),
+    "post_live_tail": TruthRule(_tail_totals, _summed(_tail_per_day)),
+    "reply_latency": TruthRule(_reply_latencies, pooled_p95),
+    "return_rate": _share("refunded_orders", "paid_orders"),
 }
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.metrics import CLAIM_FUNCTIONS
 from agents.core.stats import (
     cluster_bootstrap_interval,
@@ -60,6 +61,13 @@ PARAMETRIC_REPLICATES = 400
 # CI runs every test, slow ones too; the full-size version (about 5 minutes) runs on request.
 FULL_ENV = "LIVEPULSE_COVERAGE_FULL"
 
+# Intervals allowed to cover more often than the band's top (reported in docs/metrics.md; under-
+# coverage fails as for every claim): the p95's order-statistic interval has no upper end with
+# fewer than about 72 answered questions (most CI-size streams), so it always covers there; the
+# size-refund share's design effect, floored at 1 and estimated from ~35 apparel orders, is
+# more often above its true value (about 1) than below.
+CONSERVATIVE_CAP: dict[str, float] = {"reply_latency": 1.0, "size_refund_share": 0.995}
+
 _cache: dict[tuple[str, float, int, int], Replicates] = {}
 
 
@@ -92,14 +100,14 @@ def _check(result: ClaimCoverage, runs: int, conservative_cap: float | None = No
 
 
 def test_every_claim_with_an_interval_has_a_truth_rule() -> None:
-    assert set(TRUTH_RULES) == set(CLAIM_FUNCTIONS)
+    assert set(TRUTH_RULES) == set(CLAIM_FUNCTIONS) | set(EXTENDED_CLAIM_FUNCTIONS)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("claim_id", sorted(TRUTH_RULES))
 def test_interval_coverage_on_simulated_streams(scenario: str, claim_id: str) -> None:
     reps = _replicates(scenario, SCALE, WORLDS, RUNS_PER_WORLD)
-    _check(coverage_of(claim_id, reps), WORLDS * RUNS_PER_WORLD)
+    _check(coverage_of(claim_id, reps), WORLDS * RUNS_PER_WORLD, CONSERVATIVE_CAP.get(claim_id))
 
 
 @pytest.mark.slow
@@ -110,10 +118,11 @@ def test_interval_coverage_on_simulated_streams(scenario: str, claim_id: str) ->
 @pytest.mark.parametrize("claim_id", sorted(TRUTH_RULES))
 def test_interval_coverage_on_full_size_streams(scenario: str, claim_id: str) -> None:
     reps = _replicates(scenario, SLOW_SCALE, SLOW_WORLDS, RUNS_PER_WORLD)
-    # Bootstrap-t for `live_aov` is conservative on full-size xhs streams (0.98 of 400): a wider
-    # interval than needed, the price of holding 95% on small streams where percentile and BCa
-    # intervals under-cover. Under-coverage fails as in the CI version.
-    _check(coverage_of(claim_id, reps), SLOW_WORLDS * RUNS_PER_WORLD, conservative_cap=0.99)
+    # Some intervals are conservative on full-size streams (0.98 of 400: two-way Wilson for
+    # `group_order_share` on xhs now, bootstrap-t for `live_aov` on the earlier simulator): wider
+    # than needed, the price of holding 95% on small streams. Under-coverage fails as in CI.
+    cap = max(0.99, CONSERVATIVE_CAP.get(claim_id, 0.0))
+    _check(coverage_of(claim_id, reps), SLOW_WORLDS * RUNS_PER_WORLD, conservative_cap=cap)
 
 
 def test_acceptance_band_is_the_central_binomial_range() -> None:

@@ -19,8 +19,11 @@ from agents.core.stats import (
     percentile,
     ratio_standard_error,
     safe_divide,
+    satterthwaite_df,
     spearman_interval,
     spearman_rho,
+    student_t_quantile,
+    two_way_mean_se,
     two_way_wilson_interval,
     wilson_interval,
 )
@@ -155,8 +158,14 @@ def test_clustered_delta_method_by_hand() -> None:
     # 0, 0.2, -0.1, -0.1; rows 1 and 2 are one cluster: sums 0.2, -0.1, -0.1, sample variance
     # 0.03, se = sqrt(0.03 * 3) = 0.3, interval 2 exp(-/+ 1.96 * 0.3) = 1.11089 to 3.60073.
     rows = [[2.0, 1.0], [4.0, 1.0], [3.0, 2.0], [1.0, 1.0]]
-    low, high = log_ratio_interval(rows, (1, -1), clusters=["x", "x", "y", "z"])  # type: ignore[misc]
+    xyz = ["x", "x", "y", "z"]
+    low, high = log_ratio_interval(rows, (1, -1), clusters=xyz, small_sample=False)  # type: ignore[misc]
     assert low == pytest.approx(1.110886, abs=1e-5) and high == pytest.approx(3.600729, abs=1e-5)
+    # With the small-sample quantile: squared influences 0.04, 0.01, 0.01 (sum 0.06, sample
+    # variance 0.0003), nu = 2 * 0.06^2 / (3 * 0.0003) = 8, capped at G - 1 = 2: t = 4.302653.
+    low, high = log_ratio_interval(rows, (1, -1), clusters=xyz)  # type: ignore[misc]
+    assert low == pytest.approx(2 * math.exp(-4.302653 * 0.3), abs=1e-5)
+    assert high == pytest.approx(2 * math.exp(4.302653 * 0.3), abs=1e-5)
     # Each row its own cluster is the unclustered method (variance 0.02, se = sqrt(0.08)).
     assert log_ratio_interval(rows, (1, -1), clusters=["a", "b", "c", "d"]) == pytest.approx(
         log_ratio_interval(rows, (1, -1))
@@ -178,3 +187,42 @@ def test_two_way_wilson_by_hand() -> None:
         wilson_interval(2 / 3 * 2, 2)
     )
     assert two_way_wilson_interval([], [], []) is None
+
+
+def test_student_t_quantiles_match_the_tables() -> None:
+    # 0.975 quantiles of t(1), t(2), t(5), t(30) from the standard tables; fractional df too.
+    for df, expected in ((1, 12.706205), (2, 4.302653), (5, 2.570582), (30, 2.042272)):
+        assert student_t_quantile(0.975, df) == pytest.approx(expected, abs=1e-5)
+    assert 2.570582 < student_t_quantile(0.975, 4.5) < 2.776445
+    assert student_t_quantile(0.975, math.inf) == pytest.approx(1.959964, abs=1e-6)
+
+
+def test_satterthwaite_df_is_about_g_for_normal_influences_and_small_for_a_few_big_ones() -> None:
+    rng = np.random.default_rng(8)
+    normal = satterthwaite_df(rng.normal(0, 1, 400))
+    assert 300 < normal <= 399
+    # 40 clusters, 4 of which carry nearly all the variance (spenders among zero-spend members).
+    few = np.r_[np.full(36, -0.01), [0.9, 0.5, 0.4, 0.3]]
+    assert satterthwaite_df(few) < 5
+
+
+def test_two_way_mean_se_by_hand() -> None:
+    # Cases (value, session, user): (1,a,u) (3,a,v) (5,b,u) (7,b,w); mean 4, residuals -3, -1,
+    # 1, 3. By session: sums -4, 4 -> 2/1 * 32 = 64. By user: -2, -1, 3 -> 3/2 * 14 = 21. By
+    # pair (all distinct): 4/3 * 20. se = sqrt(64 + 21 - 80/3) / 4.
+    got = two_way_mean_se([1, 3, 5, 7], ["a", "a", "b", "b"], ["u", "v", "u", "w"])
+    assert got == pytest.approx(math.sqrt(64 + 21 - 80 / 3) / 4)
+    assert math.isnan(two_way_mean_se([1.0], ["a"], ["u"]))
+
+
+def test_studentized_interval_scales_with_a_larger_standard_error() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.lognormal(0, 1, 200)
+    rows = np.column_stack([y, np.ones(200)]).tolist()
+    base = cluster_ratio_t_interval(rows)
+    wider = cluster_ratio_t_interval(rows, se_floor=2 * ratio_standard_error(y, np.ones(200)))
+    assert base is not None and wider is not None
+    mean = float(y.mean())
+    assert mean - wider[0] == pytest.approx(2 * (mean - base[0]))
+    assert wider[1] - mean == pytest.approx(2 * (base[1] - mean))
+    assert cluster_ratio_t_interval(rows, se_floor=1e-9) == base  # never narrower
