@@ -8,7 +8,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -25,7 +24,7 @@ from streams.drain import lagging
 from streams.replayer import replay, route
 from streams.settings import Settings
 from streams.topics import end_offsets
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, free_ports
 from tests.conftest import in_ci
 from tests.support.live import (
     NO_LATENESS_GRACE_S,
@@ -125,17 +124,6 @@ def test_topics_in_adversarial_order_give_the_truth(
 # --- the broker stopped and started again under a running worker -----------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((kafka_local.HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @dataclass
 class Outage:
     """One broker outage under the worker, as measured."""
@@ -171,7 +159,7 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
         pytest.skip("no Java here to run a broker")
     monkeypatch.setenv(kafka_local.ENV_STATE_DIR, str(tmp_path / "kafka"))
     monkeypatch.setenv(kafka_local.ENV_HEAP, "384m")
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     try:
         yield kafka_local.ensure_up(port, controller_port=controller_port), port, controller_port
     finally:

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import kafka_local
 from streams.commands import kafka as kafka_command
+from streams.worker_process import free_ports
 
 # The partition count the shared broker's contract topics were created with.
 EXPECTED_PARTITIONS = int(os.environ.get("LIVEPULSE_PARTITIONS", "4"))
@@ -37,18 +38,6 @@ def run_cli(*argv: str) -> int:
     args = parser.parse_args(list(argv))
     code: int = args.func(args)
     return code
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on right now (the kernel's pick, so parallel runs do not clash)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((kafka_local.HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def managed_broker_or_skip(bootstrap: str) -> kafka_local.BrokerStatus:
