@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from agents.core.ledger import Ledger, OrderFact, SessionFacts
-from agents.core.metrics import FIVE_MINUTES_MS, MINUTE_MS, PRICE_TIERS
+from agents.core.metrics import FIVE_MINUTES_MS, MINUTE_MS, PRICE_TIERS, interaction_pairs
 from agents.core.stats import percentile, wilson_interval
 from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
 
@@ -95,17 +95,8 @@ def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dic
 
 def conversion_by_interaction(ledger: Ledger) -> dict[str, Any]:
     """Purchase conversion of (session, viewer) pairs with and without a viewer interaction."""
-    ib = ip = ob = op = 0
-    for _sid, session in _started(ledger):
-        buyers = {order.user_id for order in session.orders}
-        for user in session.viewers:
-            bought = user in buyers
-            if user in session.interacting_users:
-                ip += 1
-                ib += bought
-            else:
-                op += 1
-                ob += bought
+    rows = [interaction_pairs(session) for _sid, session in _started(ledger)]
+    ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
     interacting = {"pairs": ip, "buyers": ib, **_share(ib, ip)}
     other = {"pairs": op, "buyers": ob, **_share(ob, op)}
     cr_i, cr_n = interacting["rate"], other["rate"]

@@ -186,24 +186,26 @@ def _uplift(totals: FloatArray) -> FloatArray:
     return safe_divide(cr_interacting, cr_other)
 
 
+def interaction_pairs(session: SessionFacts) -> tuple[int, int, int, int]:
+    """A session's (viewer) pairs by interaction: interacting buyers, interacting pairs, other
+    buyers, other pairs."""
+    buyers = {order.user_id for order in session.orders}
+    ib = ip = ob = op = 0
+    for user in session.viewers:
+        bought = user in buyers
+        if user in session.interacting_users:
+            ip += 1
+            ib += bought
+        else:
+            op += 1
+            ob += bought
+    return ib, ip, ob, op
+
+
 def interaction_uplift(facts: _Facts) -> Measurement:
     # One row per session: interacting buyers, interacting pairs, other buyers, other pairs.
-    rows: list[tuple[int, int, int, int]] = []
     # Only sessions with a `session_started` are sessions (as for "session orders").
-    for _sid, session in facts.started.items():
-        if not session.viewers:
-            continue
-        buyers = {order.user_id for order in session.orders}
-        ib = ip = ob = op = 0
-        for user in session.viewers:
-            bought = user in buyers
-            if user in session.interacting_users:
-                ip += 1
-                ib += bought
-            else:
-                op += 1
-                ob += bought
-        rows.append((ib, ip, ob, op))
+    rows = [interaction_pairs(s) for _sid, s in facts.started.items() if s.viewers]
     ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
     cr_i = _ratio(ib, ip)
     cr_n = _ratio(ob, op)
