@@ -156,8 +156,8 @@ class LiveState:
     """What one worker process knows: the ledger, consumed positions and counters.
 
     The ledger is in memory, one per process; a restarted worker starts empty (state in a
-    changelog-backed table is future work), so it should read its topics from the beginning
-    (a fresh `app_id`).
+    changelog-backed table is future work) and rebuilds it: on start the worker points its
+    consumer group back at the start of the topics (`streams.topics.rewind_group`).
     """
 
     ledger: Ledger = field(default_factory=Ledger)

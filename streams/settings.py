@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     # /metrics recomputes the claims at most this often while events keep arriving.
     report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
 
-    # Operator metrics (docs/metrics.md, "Operator metrics"): an event older than the
-    # event-time watermark minus this grace is late and left out of the windows.
+    # Operator metrics (docs/metrics.md, "Operator metrics"): an event more than this grace
+    # older than the newest event of its own topic and record key is late and left out of
+    # the windows (agents/core/windows.py).
     window_grace_s: float = Field(default=120.0, ge=0, le=10 * 365 * 86_400)
     # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
     label_top_n: int = Field(default=20, ge=0, le=1000)

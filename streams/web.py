@@ -288,7 +288,7 @@ class OperatorCollector:
             families[name] = HistogramMetricFamily(name, doc, labels=labels)
         families["livepulse_late_events"] = CounterMetricFamily(
             "livepulse_late_events",
-            "Events older than the event-time watermark minus the grace (left out of windows).",
+            "Events more than the grace older than the newest of their topic and key (no window).",
         )
         families["livepulse_event_time_watermark_seconds"] = GaugeMetricFamily(
             "livepulse_event_time_watermark_seconds", "The largest event time seen, Unix seconds."

@@ -33,7 +33,7 @@ AGREED = (
     "livepulse_late_events_total "
     "livepulse_event_time_watermark_seconds"
 ).split()
-# click_through / click_to_order have no sample without clicks (undefined), as in the fixtures.
+# click_through / click_to_order are exported too, but have no sample where nobody clicked.
 
 
 def scrape(report: dict[str, Any], top_n: int) -> dict[str, list[Any]]:
