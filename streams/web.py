@@ -148,6 +148,7 @@ _WINDOW_GAUGES: Final[tuple[tuple[str, str], ...]] = (
     ("product_clicks", "livepulse_window_product_clicks"),
     ("interactions", "livepulse_window_interactions"),
     ("unique_viewers", "livepulse_window_unique_viewers"),
+    ("buyers", "livepulse_window_buyers"),
 )
 _WINDOWS: Final[tuple[str, ...]] = ("1m", "5m", "10m", "prev_10m")
 _HISTOGRAMS: Final[tuple[tuple[str, str, str], ...]] = (
