@@ -24,6 +24,7 @@ from prometheus_client import Counter as PromCounter
 from agents.core import Ledger, OperatorBoard
 from schemas import Rejection, decode
 from streams.app import get_app, get_settings
+from streams.batch_consumer import RawRecord, set_batch_handler
 from streams.topics import raw_topic
 
 log = logging.getLogger(__name__)
@@ -380,5 +381,19 @@ def _contract_agent(topic_name: str) -> Any:
     return app.agent(raw_topic(app, topic_name), name=f"livepulse.{topic_name}")(consume)
 
 
-#: One agent per contract topic, so each one's records carry their own topic name.
+#: One agent per contract topic, so each one's records carry their own topic name. With batch
+#: ingestion on they still subscribe the topics, but the batch consumer feeds `ingest_batch`.
 agents: dict[str, Any] = {name: _contract_agent(name) for name in settings.source_topics}
+
+
+async def ingest_batch(batch: Sequence[RawRecord]) -> None:
+    """Apply one fetched batch and publish its dead letters; the consumer acks it afterwards."""
+    letters = live.apply_batch([SourceRecord(t, p, o, k, v) for t, p, o, k, v, _ in batch])
+    live.lag.observe(time.time(), [ts / 1000.0 if ts is not None else None for *_, ts in batch])
+    if letters:
+        await publish_dead_letters(letters)
+    live.maybe_log_summary()
+
+
+if settings.batch_ingest:
+    set_batch_handler(ingest_batch)
