@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from agents.core import Ledger, OperatorBoard
-from schemas import Rejection, decode
+from schemas import TOPIC_BY_TYPE, Rejection, decode
+from schemas.decode import REJECT_REASONS
 from streams.app import get_app, get_settings
 from streams.batch_consumer import RawRecord, set_batch_handler
 from streams.topics import raw_topic
@@ -291,6 +292,26 @@ settings = get_settings()
 live = LiveState(
     board=OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
 )
+
+
+def _initialise_series(metrics: LiveMetrics) -> None:
+    """Export every counter series the worker can ever have, at 0, from the start.
+
+    A series that first appears already at its final value has no increase for `rate()` to
+    see; with batch ingestion a whole replay can land between two scrapes, and the dead-letter
+    ratio rule then saw nothing at all. The label sets are bounded (contract topics, event
+    types, rejection reasons), so this exports a fixed, small number of series.
+    """
+    for event_type, topic in TOPIC_BY_TYPE.items():
+        if topic in settings.contract_topics:
+            metrics.events.labels(settings.topic(topic), event_type)
+    for topic in settings.source_topics:
+        metrics.duplicates.labels(topic)
+        for reason in REJECT_REASONS:  # not processing_error: a bug's series shows up when it does
+            metrics.rejected.labels(topic, reason)
+
+
+_initialise_series(live.metrics)
 deadletter_topic = raw_topic(app, settings.deadletter)
 
 #: Attempts for a dead letter the broker refuses for good (too large, not authorised, ...).
