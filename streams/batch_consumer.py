@@ -96,8 +96,13 @@ class BatchConsumer(AIOKafkaFaustConsumer):
         if not batch:
             return
         await handler(batch)
+        # A partition revoked while the handler ran has had its ack bookkeeping dropped by
+        # faust; its records are applied (and will be redelivered to the new owner: at least
+        # once), but acking them here would commit for a partition this worker no longer has.
+        assigned = self.assignment()
         for tp, offsets in taken:
-            await self._ack_offsets(tp, offsets)
+            if tp in assigned:
+                await self._ack_offsets(tp, offsets)
         commit_every = self._commit_every
         if commit_every is not None and self._n_acked >= commit_every:
             self._n_acked = 0
