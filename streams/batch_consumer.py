@@ -9,7 +9,7 @@ awaited once through `BatchHandler`, and its offsets are acked after the handler
 handler has applied the records and published their dead letters), so the commit that follows
 covers only processed records: at least once, as before.
 
-Chosen with `Settings.batch_ingest` (the app's `broker_consumer` URL scheme `lpbatch://`).
+Chosen with `Settings.batch_ingest` (on by default; the app's `broker_consumer` URL scheme `lpbatch://`).
 """
 
 from __future__ import annotations
