@@ -169,7 +169,8 @@ class LiveState:
     #: (topic, partition) -> the next offset to process there.
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     records: int = 0
-    #: Wall-clock time (s) at which the first and the latest batch were applied.
+    #: Wall-clock time (s) at which applying the first batch began (so a run of one batch has a
+    #: duration: its own apply time), and at which the latest batch had been applied.
     first_applied_at: float | None = None
     last_applied_at: float | None = None
     lag: LagHistogram = field(default_factory=LagHistogram)
@@ -182,6 +183,8 @@ class LiveState:
         Never raises for a record: an invalid one becomes a dead letter, and so does one whose
         event makes the ledger raise (logged, reason `processing_error`).
         """
+        if self.first_applied_at is None:
+            self.first_applied_at = time.time()
         ledger, board = self.ledger, self.board
         letters: list[DeadLetter] = []
         counted: Counter[tuple[str, str]] = Counter()
@@ -239,10 +242,7 @@ class LiveState:
             if record.offset >= positions.get(tp, 0):
                 positions[tp] = record.offset + 1
         self.records += n
-        now = time.time()
-        if self.first_applied_at is None:
-            self.first_applied_at = now
-        self.last_applied_at = now
+        self.last_applied_at = time.time()
 
     def _count(
         self,
