@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from agents.core import Ledger, OperatorBoard
-from schemas import Rejection, decode
+from schemas import TOPIC_BY_TYPE, Rejection, decode
+from schemas.decode import REJECT_REASONS
 from streams.app import get_app, get_settings
+from streams.batch_consumer import RawRecord, set_batch_handler
 from streams.topics import raw_topic
 
 log = logging.getLogger(__name__)
@@ -167,7 +169,8 @@ class LiveState:
     #: (topic, partition) -> the next offset to process there.
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     records: int = 0
-    #: Wall-clock time (s) at which the first and the latest batch were applied.
+    #: Wall-clock time (s) at which applying the first batch began (so a run of one batch has a
+    #: duration: its own apply time), and at which the latest batch had been applied.
     first_applied_at: float | None = None
     last_applied_at: float | None = None
     lag: LagHistogram = field(default_factory=LagHistogram)
@@ -180,6 +183,8 @@ class LiveState:
         Never raises for a record: an invalid one becomes a dead letter, and so does one whose
         event makes the ledger raise (logged, reason `processing_error`).
         """
+        if self.first_applied_at is None:
+            self.first_applied_at = time.time()
         ledger, board = self.ledger, self.board
         letters: list[DeadLetter] = []
         counted: Counter[tuple[str, str]] = Counter()
@@ -237,10 +242,7 @@ class LiveState:
             if record.offset >= positions.get(tp, 0):
                 positions[tp] = record.offset + 1
         self.records += n
-        now = time.time()
-        if self.first_applied_at is None:
-            self.first_applied_at = now
-        self.last_applied_at = now
+        self.last_applied_at = time.time()
 
     def _count(
         self,
@@ -290,6 +292,26 @@ settings = get_settings()
 live = LiveState(
     board=OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
 )
+
+
+def _initialise_series(metrics: LiveMetrics) -> None:
+    """Export every counter series the worker can ever have, at 0, from the start.
+
+    A series that first appears already at its final value has no increase for `rate()` to
+    see; with batch ingestion a whole replay can land between two scrapes, and the dead-letter
+    ratio rule then saw nothing at all. The label sets are bounded (contract topics, event
+    types, rejection reasons), so this exports a fixed, small number of series.
+    """
+    for event_type, topic in TOPIC_BY_TYPE.items():
+        if topic in settings.contract_topics:
+            metrics.events.labels(settings.topic(topic), event_type)
+    for topic in settings.source_topics:
+        metrics.duplicates.labels(topic)
+        for reason in REJECT_REASONS:  # not processing_error: a bug's series shows up when it does
+            metrics.rejected.labels(topic, reason)
+
+
+_initialise_series(live.metrics)
 deadletter_topic = raw_topic(app, settings.deadletter)
 
 #: Attempts for a dead letter the broker refuses for good (too large, not authorised, ...).
@@ -380,5 +402,19 @@ def _contract_agent(topic_name: str) -> Any:
     return app.agent(raw_topic(app, topic_name), name=f"livepulse.{topic_name}")(consume)
 
 
-#: One agent per contract topic, so each one's records carry their own topic name.
+#: One agent per contract topic, so each one's records carry their own topic name. With batch
+#: ingestion on they still subscribe the topics, but the batch consumer feeds `ingest_batch`.
 agents: dict[str, Any] = {name: _contract_agent(name) for name in settings.source_topics}
+
+
+async def ingest_batch(batch: Sequence[RawRecord]) -> None:
+    """Apply one fetched batch and publish its dead letters; the consumer acks it afterwards."""
+    letters = live.apply_batch([SourceRecord(t, p, o, k, v) for t, p, o, k, v, _ in batch])
+    live.lag.observe(time.time(), [ts / 1000.0 if ts is not None else None for *_, ts in batch])
+    if letters:
+        await publish_dead_letters(letters)
+    live.maybe_log_summary()
+
+
+if settings.batch_ingest:
+    set_batch_handler(ingest_batch)

@@ -203,10 +203,14 @@ def start_worker(
     worker = WorkerProcess(own, log, loglevel="warning")
     if pythonpath is not None:
         os.environ["PYTHONPATH"] = _env(pythonpath)["PYTHONPATH"]
+        # `python -m` puts the working directory (this tree) first on sys.path, ahead of
+        # PYTHONPATH: without this the "baseline" worker ran this tree's code.
+        os.environ["PYTHONSAFEPATH"] = "1"
     try:
         worker.start()
     finally:
         os.environ.pop("PYTHONPATH", None)
+        os.environ.pop("PYTHONSAFEPATH", None)
     return worker, own
 
 

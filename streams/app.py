@@ -24,6 +24,15 @@ def faust_broker_url(settings: Settings) -> str:
     return "kafka://" + ";".join(settings.bootstrap_servers)
 
 
+def _consumer_url(settings: Settings) -> str:
+    """The consumer's transport: faust's own, or the batch drain (`streams.batch_consumer`)."""
+    if not settings.batch_ingest:
+        return faust_broker_url(settings)
+    from streams.batch_consumer import SCHEME  # registers the transport with faust
+
+    return f"{SCHEME}://" + ";".join(settings.bootstrap_servers)
+
+
 def _credentials(settings: Settings) -> Any:
     if settings.security_protocol.startswith("SASL"):
         assert settings.sasl_password is not None  # Settings validates this
@@ -48,6 +57,7 @@ def create_app(settings: Settings) -> faust.App:
         origin="streams.app",
         autodiscover=list(DISCOVER),
         broker=faust_broker_url(settings),
+        broker_consumer=_consumer_url(settings),
         broker_credentials=_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir),
@@ -63,7 +73,12 @@ def create_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=max(4096, 4 * settings.batch_size),
         broker_commit_every=10_000,
         broker_commit_interval=2.0,
-        broker_max_poll_records=2000,
+        broker_max_poll_records=settings.batch_max_records if settings.batch_ingest else 2000,
+        # faust's default 1 MiB a partition left the batch consumer waiting on fetches half the
+        # time (0.5 core, ~50k records/s); 8 MiB kept it busy (~98k/s at 1 core, bench/NOTES.md).
+        consumer_max_fetch_size=(
+            settings.batch_fetch_bytes if settings.batch_ingest else 1024 * 1024
+        ),
         producer_linger_ms=5,
         web_enabled=True,
     )

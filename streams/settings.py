@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     # rates: 0.1 s gave a p50 end-to-end latency of ~100 ms in bench/, 0.01 s keeps it small).
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_within_s: float = Field(default=0.01, gt=0, le=60)
+    # Batch ingestion (streams.batch_consumer): each fetch of up to `batch_max_records`
+    # records goes to the ledger in one call, below faust's per-message stream path (about
+    # 75 us a record here, bench/NOTES.md); offsets are acked after the batch is applied.
+    batch_ingest: bool = True
+    batch_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    # The most a fetch brings per partition with batch ingestion (buffer memory is up to this
+    # times the assigned partitions).
+    batch_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     # /metrics recomputes the claims at most this often while events keep arriving.
     report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
 

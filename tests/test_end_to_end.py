@@ -33,7 +33,13 @@ CLAIM_GAUGES = ("livepulse_claim_observed", "livepulse_claim_ci_low", "livepulse
 
 
 @pytest.fixture
-def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+def batch_ingest(request: pytest.FixtureRequest) -> bool:
+    """Which ingestion path the worker takes: the setting's default unless a test chooses."""
+    return bool(getattr(request, "param", Settings().batch_ingest))
+
+
+@pytest.fixture
+def worker(kafka_bootstrap: str, tmp_path: Path, batch_ingest: bool) -> Iterator[WorkerProcess]:
     """A worker process on fresh topics, app id and port; always stopped, topics deleted."""
     run = f"e2e-{uuid.uuid4().hex[:12]}"
     settings = Settings(
@@ -41,6 +47,7 @@ def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
         app_id=run,
         topic_prefix=f"{run}.",
         web_port=free_port(),
+        batch_ingest=batch_ingest,
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     process = WorkerProcess(settings, tmp_path / "worker.log")
@@ -83,7 +90,10 @@ def metric_samples(text: str) -> dict[str, list[Any]]:
     return samples
 
 
-@pytest.mark.parametrize("fixture", ["xhs", "impulse"])
+# Both ingestion paths against the truth: faust's stream per topic, and the batch consumer.
+@pytest.mark.parametrize(
+    ("fixture", "batch_ingest"), [("xhs", True), ("impulse", False)], indirect=["batch_ingest"]
+)
 def test_worker_report_metrics_and_dead_letters_match_the_truth(
     worker: WorkerProcess, fixture: str
 ) -> None:
