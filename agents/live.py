@@ -24,6 +24,7 @@ from prometheus_client import Counter as PromCounter
 from agents.core import Ledger, OperatorBoard
 from schemas import Rejection, decode
 from streams.app import get_app, get_settings
+from streams.gcpace import GcPacer
 from streams.topics import raw_topic
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,8 @@ class LiveState:
     first_applied_at: float | None = None
     last_applied_at: float | None = None
     lag: LagHistogram = field(default_factory=LagHistogram)
+    #: Paced garbage collection after each batch (None: CPython's default collector).
+    gc: GcPacer | None = None
     _first_reasons: set[tuple[str, str]] = field(default_factory=set)
     _last_summary: float = field(default_factory=time.monotonic)
 
@@ -226,6 +229,8 @@ class LiveState:
                 )
         self._advance(records)
         self._count(counted, rejected, duplicates)
+        if self.gc is not None:
+            self.gc.after(len(records))
         return letters
 
     def _advance(self, records: Iterable[SourceRecord]) -> None:
@@ -279,6 +284,7 @@ class LiveState:
             "first_applied_at": self.first_applied_at,
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
+            "gc": self.gc.status() if self.gc is not None else None,
         }
 
 
@@ -290,6 +296,8 @@ settings = get_settings()
 live = LiveState(
     board=OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
 )
+# `live.gc` (paced collection) is set by the worker command only (`streams.commands.worker`):
+# importing this module (tests, the web views) must not change the process's collector.
 deadletter_topic = raw_topic(app, settings.deadletter)
 
 #: Attempts for a dead letter the broker refuses for good (too large, not authorised, ...).

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # rates: 0.1 s gave a p50 end-to-end latency of ~100 ms in bench/, 0.01 s keeps it small).
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_within_s: float = Field(default=0.01, gt=0, le=60)
+    # Paced garbage collection (streams/gcpace.py): every this many records, collect what is
+    # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
+    # 0 leaves CPython's default collector alone.
+    gc_pace_records: int = Field(default=50_000, ge=0, le=100_000_000)
     # /metrics recomputes the claims at most this often while events keep arriving.
     report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
 
