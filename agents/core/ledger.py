@@ -77,6 +77,12 @@ def _unpack(packed: int) -> tuple[int, int, bool]:
     return packed >> (_SEQ_BITS + 1), (packed >> 1) & (_SEQ_LIMIT - 1), bool(packed & 1)
 
 
+def _id_key(event_id: str) -> int:
+    """An event id as an int, one-to-one: its UTF-8 bytes read as a base-256 number behind a
+    leading 1 byte (which keeps ids that differ only by leading NUL characters apart)."""
+    return int.from_bytes(b"\x01" + event_id.encode(), "big")
+
+
 class Presence(Mapping[str, list[tuple[int, int, bool]]]):
     """user -> [(ts, seq, is_join)] in arrival order (sort by (ts, seq) to use), stored packed.
 
@@ -164,7 +170,9 @@ class Ledger:
 
     def __init__(self) -> None:
         self.counts = EventCounts()
-        self._seen_ids: set[str] = set()
+        # Every event id seen, each as `_id_key(event_id)`: an exact, reversible int (no hash,
+        # so two distinct ids never collide), ~20 bytes smaller than the str it replaces.
+        self._seen_ids: set[int] = set()
         self._seq = 0
         self.max_ts: int | None = None
         self.sessions: dict[str, SessionFacts] = {}
@@ -184,10 +192,11 @@ class Ledger:
 
     def apply(self, event: Event) -> bool:
         """Record one event; False (and nothing recorded) if its `event_id` was seen before."""
-        if event.event_id in self._seen_ids:
+        key = _id_key(event.event_id)
+        if key in self._seen_ids:
             self.counts.duplicates += 1
             return False
-        self._seen_ids.add(event.event_id)
+        self._seen_ids.add(key)
         self.counts.valid += 1
         self._seq += 1
         ts = event.ts
@@ -235,9 +244,9 @@ class Ledger:
             if session.ended_ts is None or ts < session.ended_ts:
                 session.ended_ts = ts
         elif isinstance(event, GroupJoined | GroupLeft):
-            key = (event.merchant_id, event.user_id)
+            member = (event.merchant_id, event.user_id)
             joined = isinstance(event, GroupJoined)
-            self.group_events.setdefault(key, []).append((ts, self._seq, event.group_id, joined))
+            self.group_events.setdefault(member, []).append((ts, self._seq, event.group_id, joined))
         elif isinstance(event, OrderRefunded):
             self.refunds.append(RefundFact(ts, event.order_id, event.amount_cents, event.reason))
         elif isinstance(event, ProductClicked):

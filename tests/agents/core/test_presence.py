@@ -1,4 +1,4 @@
-"""The ledger's packed presence store reads back exactly what was added, in the same order."""
+"""The ledger's compact state: packed presence reads back exactly, event id keys are 1-to-1."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agents.core.ledger import Presence
+from agents.core.ledger import Presence, _id_key
 
 
 def test_reads_back_every_record_in_arrival_order() -> None:
@@ -40,3 +40,13 @@ def test_single_leave_is_not_a_join() -> None:
 def test_arrival_numbers_beyond_the_packing_are_refused() -> None:
     with pytest.raises(OverflowError):
         Presence().add("u-1", 0, 1 << 48, True)
+
+
+def test_event_id_keys_are_one_to_one() -> None:
+    """The dedupe key of an event id is reversible, so distinct ids never count as repeats."""
+    ids = ["a", "\x00a", "\x00\x00a", "e-1", "e-01", "é", "e" * 128, "\U0001f600", " "]
+    keys = [_id_key(event_id) for event_id in ids]
+    assert len(set(keys)) == len(ids)
+    for event_id, key in zip(ids, keys, strict=True):
+        raw = key.to_bytes((key.bit_length() + 7) // 8, "big")
+        assert raw[0] == 1 and raw[1:].decode() == event_id
