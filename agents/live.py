@@ -24,7 +24,7 @@ from prometheus_client import Counter as PromCounter
 from agents.core import Ledger, OperatorBoard
 from schemas import Rejection, decode
 from streams.app import get_app, get_settings
-from streams.gcpace import GcPacer
+from streams.gcpace import CLOCK, GcPacer
 from streams.topics import raw_topic
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,10 @@ class LiveState:
             "first_applied_at": self.first_applied_at,
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
-            "gc": self.gc.status() if self.gc is not None else None,
+            "gc": {
+                "paced": self.gc.status() if self.gc is not None else None,
+                **(CLOCK.status() if CLOCK.installed else {}),
+            },
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass, field
 
 #: Generation thresholds while pacing. gen0 at 10,000 allocations instead of 700: every fact
@@ -83,3 +84,47 @@ class GcPacer:
             "full_passes": self.full_passes,
             "frozen_objects": gc.get_freeze_count(),
         }
+
+
+@dataclass
+class GcClock:
+    """Collections and the seconds spent in them, per generation (a `gc.callbacks` hook)."""
+
+    collections: list[int] = field(default_factory=lambda: [0, 0, 0])
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    longest_s: float = 0.0
+    _began: float = 0.0
+    installed: bool = False
+
+    def install(self) -> GcClock:
+        if not self.installed:
+            gc.callbacks.append(self._on_gc)
+            self.installed = True
+        return self
+
+    def uninstall(self) -> None:
+        if self.installed:
+            gc.callbacks.remove(self._on_gc)
+            self.installed = False
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        took = time.perf_counter() - self._began
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.seconds[generation] += took
+        self.longest_s = max(self.longest_s, took)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "collections": list(self.collections),
+            "seconds": [round(s, 4) for s in self.seconds],
+            "total_s": round(sum(self.seconds), 4),
+            "longest_ms": round(self.longest_s * 1000, 1),
+        }
+
+
+#: The process's clock; the worker command installs it, /status reports it.
+CLOCK = GcClock()

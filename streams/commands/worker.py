@@ -138,6 +138,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     app.worker_init()
     app.discover()
     app.worker_init_post_autodiscover()
+    from streams.gcpace import CLOCK
+
+    CLOCK.install()  # time in the collector, for /status (a callback a collection)
     if settings.gc_pace_records:
         from agents.live import live
         from streams.gcpace import GcPacer
