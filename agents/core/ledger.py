@@ -110,20 +110,21 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         else:
             self._packed[user] = [*held, record]
 
-    def joined_users(self) -> Iterator[str]:
+    def joined_users(self) -> list[str]:
         """The users with at least one join record."""
-        for user, held in self._packed.items():
-            if isinstance(held, int):
-                if held & 1:
-                    yield user
-            elif any(record & 1 for record in held):
-                yield user
+        return [
+            user
+            for user, held in self._packed.items()
+            if (held & 1 if isinstance(held, int) else any(record & 1 for record in held))
+        ]
 
     def __getitem__(self, user: str) -> list[tuple[int, int, bool]]:
         held = self._packed[user]
         if isinstance(held, int):
             return [_unpack(held)]
-        return [_unpack(record) for record in held]
+        # _unpack inlined: reports decode every record of every session.
+        shift, mask = _SEQ_BITS + 1, _SEQ_LIMIT - 1
+        return [(r >> shift, (r >> 1) & mask, bool(r & 1)) for r in held]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._packed)
