@@ -203,7 +203,9 @@ def start_worker(
     own = settings.model_copy(
         update={"app_id": app_id, "web_port": free_port(), "data_dir": Path(tempfile.mkdtemp())}
     )
-    worker = WorkerProcess(own, log, loglevel="warning")
+    # The baseline's tree runs from its own directory: `python -m` puts the working directory
+    # before PYTHONPATH, so from here it would import this tree (as (c0) did before this fix).
+    worker = WorkerProcess(own, log, loglevel="warning", cwd=pythonpath)
     if pythonpath is not None:
         os.environ["PYTHONPATH"] = _env(pythonpath)["PYTHONPATH"]
     try:
