@@ -39,6 +39,7 @@ def render(results: dict[str, Any]) -> str:
         f"- command: `python -m bench --events {args['events']} --scenario {args['scenario']} "
         f"--repeat {args['repeat']}"
         + (f" --baseline {args['baseline']}" if args.get("baseline") not in (None, "None") else "")
+        + (" --gc-default" if args.get("gc_default") == "True" else "")
         + "`",
         "",
     ]
