@@ -26,6 +26,7 @@ from schemas import TOPIC_BY_TYPE, Rejection, decode
 from schemas.decode import REJECT_REASONS
 from streams.app import get_app, get_settings
 from streams.batch_consumer import RawRecord, set_batch_handler
+from streams.gcpace import CLOCK, GcPacer
 from streams.topics import raw_topic
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ class LiveState:
     first_applied_at: float | None = None
     last_applied_at: float | None = None
     lag: LagHistogram = field(default_factory=LagHistogram)
+    #: Paced garbage collection after each batch (None: CPython's default collector).
+    gc: GcPacer | None = None
     _first_reasons: set[tuple[str, str]] = field(default_factory=set)
     _last_summary: float = field(default_factory=time.monotonic)
 
@@ -231,6 +234,8 @@ class LiveState:
                 )
         self._advance(records)
         self._count(counted, rejected, duplicates)
+        if self.gc is not None:
+            self.gc.after(len(records))
         return letters
 
     def _advance(self, records: Iterable[SourceRecord]) -> None:
@@ -281,6 +286,10 @@ class LiveState:
             "first_applied_at": self.first_applied_at,
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
+            "gc": {
+                "paced": self.gc.status() if self.gc is not None else None,
+                **(CLOCK.status() if CLOCK.installed else {}),
+            },
         }
 
 
@@ -312,6 +321,10 @@ def _initialise_series(metrics: LiveMetrics) -> None:
 
 
 _initialise_series(live.metrics)
+
+
+# `live.gc` (paced collection) is set by the worker command only (`streams.commands.worker`):
+# importing this module (tests, the web views) must not change the process's collector.
 deadletter_topic = raw_topic(app, settings.deadletter)
 
 #: Attempts for a dead letter the broker refuses for good (too large, not authorised, ...).

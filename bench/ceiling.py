@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.core import Ledger, OperatorBoard
 from schemas import Rejection, decode
+from streams.gcpace import GcPacer
 from streams.settings import Settings
 
 
@@ -33,6 +34,10 @@ async def consume(
         **settings.kafka_client_kwargs(),
     )
     ledger, board = Ledger(), OperatorBoard(settings.window_grace_ms)
+    # The worker's paced garbage collection too, so (c)/(a) compares the consuming paths.
+    pacer = GcPacer(settings.gc_pace_records).install() if settings.gc_pace_records else None
+    if pacer is not None:
+        pacer.start()
     await consumer.start()
     seen = 0
     first: float | None = None
@@ -51,6 +56,8 @@ async def consume(
                     elif ledger.apply(decoded):
                         board.observe(decoded)
                 seen += len(records)
+                if pacer is not None:
+                    pacer.after(len(records))
         last = time.time()
     finally:
         await consumer.stop()

@@ -22,6 +22,7 @@ import orjson
 from agents.core import Ledger, OperatorBoard
 from bench.proc import rss_bytes
 from schemas import Rejection, decode
+from streams.gcpace import GcPacer
 
 DAY_MS = 86_400_000
 T0 = 1_735_660_800_000  # 2025-01-01 00:00 +08:00
@@ -121,13 +122,18 @@ def stream(rooms: int, viewers: int, days: int, *, leave: bool = True) -> list[b
     return records
 
 
-def apply(records: list[bytes], ledger: Ledger, board: OperatorBoard) -> None:
-    for raw in records:
+def apply(
+    records: list[bytes], ledger: Ledger, board: OperatorBoard, pacer: GcPacer | None = None
+) -> None:
+    """The worker's per-record core; `pacer` is told every 1,000 records (a worker's batch)."""
+    for count, raw in enumerate(records, 1):
         decoded = decode(raw)
         if isinstance(decoded, Rejection):
             ledger.reject(decoded.reason)
         elif ledger.apply(decoded):
             board.observe(decoded)
+        if pacer is not None and count % 1000 == 0:
+            pacer.after(1000)
 
 
 def state_once(viewers: int, traced: bool) -> dict[str, float]:
@@ -186,18 +192,27 @@ SCALING_SIZES: list[tuple[str, int, int, int]] = [
 PROBE = 5_000
 
 
-def scaling_once(rooms: int, viewers: int, days: int) -> dict[str, float]:
-    """Cost per event (us) of the last `PROBE` records, after the rest of the stream is applied."""
+def scaling_once(rooms: int, viewers: int, days: int, paced: bool = False) -> dict[str, float]:
+    """Cost per event (us) of the last `PROBE` records, after the rest of the stream is applied;
+    with CPython's default collector, or `paced` as the worker's (streams/gcpace.py)."""
     records = stream(rooms, viewers, days)
     body, probe = records[:-PROBE], records[-PROBE:]
     ledger, board = Ledger(), OperatorBoard()
-    began = time.perf_counter()
-    apply(body, ledger, board)
-    all_s = time.perf_counter() - began
     gc.collect()
-    began = time.perf_counter()
-    apply(probe, ledger, board)
-    probe_s = time.perf_counter() - began
+    pacer = GcPacer().install() if paced else None
+    if pacer is not None:
+        pacer.start()
+    try:
+        began = time.perf_counter()
+        apply(body, ledger, board, pacer)
+        all_s = time.perf_counter() - began
+        gc.collect()
+        began = time.perf_counter()
+        apply(probe, ledger, board, pacer)
+        probe_s = time.perf_counter() - began
+    finally:
+        if pacer is not None:
+            pacer.uninstall()
     return {
         "records": len(records),
         "us_per_event_probe": probe_s / len(probe) * 1e6,
@@ -208,7 +223,11 @@ def scaling_once(rooms: int, viewers: int, days: int) -> dict[str, float]:
 def measure_scaling(repeat: int) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, rooms, viewers, days in SCALING_SIZES:
-        runs = [scaling_once(rooms, viewers, days) for _ in range(repeat)]
+        # Interleaved, so both collectors see the same background load.
+        runs, paced = [], []
+        for _ in range(repeat):
+            runs.append(scaling_once(rooms, viewers, days))
+            paced.append(scaling_once(rooms, viewers, days, paced=True))
         out[name] = {
             "rooms": rooms,
             "viewers_per_room": viewers,
@@ -216,6 +235,8 @@ def measure_scaling(repeat: int) -> dict[str, object]:
             "records": runs[0]["records"],
             "us_per_event_probe": _summary([r["us_per_event_probe"] for r in runs]),
             "us_per_event_all": _summary([r["us_per_event_all"] for r in runs]),
+            "us_per_event_probe_paced": _summary([r["us_per_event_probe"] for r in paced]),
+            "us_per_event_all_paced": _summary([r["us_per_event_all"] for r in paced]),
         }
         print(f"bench: scaling {name}: {out[name]}", flush=True)
     return out

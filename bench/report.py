@@ -10,6 +10,7 @@ NAMES = {
     "a_ceiling": "(a) aiokafka getmany + core (ceiling)",
     "b_naive_faust": "(b) naive faust agent, pydantic per event (floor)",
     "c_worker": "(c) livepulse worker (this tree)",
+    "c1_worker_gc_default": "(c1) livepulse worker (this tree), CPython's default collector",
     "c0_worker_baseline": "(c0) livepulse worker at the baseline commit",
 }
 
@@ -38,6 +39,7 @@ def render(results: dict[str, Any]) -> str:
         f"- command: `python -m bench --events {args['events']} --scenario {args['scenario']} "
         f"--repeat {args['repeat']}"
         + (f" --baseline {args['baseline']}" if args.get("baseline") not in (None, "None") else "")
+        + (" --gc-default" if args.get("gc_default") == "True" else "")
         + "`",
         "",
     ]
@@ -49,20 +51,27 @@ def render(results: dict[str, Any]) -> str:
             "Records/s from the first record consumed to the last; CPU shares are CPU seconds "
             "over that window (1.00 = one core); the broker's is the local Kafka process's.",
             "",
-            "| contender | records/s | records per CPU second | process CPU | broker CPU |",
-            "|---|---|---|---|---|",
+            "| contender | records/s | records per CPU second | process CPU | broker CPU | "
+            "GC share of CPU |",
+            "|---|---|---|---|---|---|",
         ]
         for key, name in NAMES.items():
             if key in t:
                 r = t[key]
                 lines.append(
                     f"| {name} | {_fmt(r['records_per_s'])} | {_fmt(r['records_per_cpu_s'])} | "
-                    f"{_fmt(r['cpu_share'], '.2f')} | {_fmt(r['broker_cpu_share'], '.2f')} |"
+                    f"{_fmt(r['cpu_share'], '.2f')} | {_fmt(r['broker_cpu_share'], '.2f')} | "
+                    + (_fmt(r["gc_share_of_cpu"], ".1%") if "gc_share_of_cpu" in r else "-")
+                    + " |"
                 )
         c = t["c_worker"]["records_per_s"]["median"]
         a = t["a_ceiling"]["records_per_s"]["median"]
         b = t["b_naive_faust"]["records_per_s"]["median"]
         lines += ["", f"- (c)/(a) = {c / a:.0%} (target >= 60%)", f"- (c)/(b) = {c / b:.2f}x"]
+        if "c1_worker_gc_default" in t:
+            c1 = t["c1_worker_gc_default"]["records_per_cpu_s"]["median"]
+            c_cpu = t["c_worker"]["records_per_cpu_s"]["median"]
+            lines.append(f"- records per CPU second, paced GC / default GC = {c_cpu / c1:.2f}x")
         if "c0_worker_baseline" in t:
             c0 = t["c0_worker_baseline"]["records_per_s"]["median"]
             lines.append(f"- (c)/(c0), after/before this round = {c / c0:.2f}x")
@@ -111,17 +120,21 @@ def render(results: dict[str, Any]) -> str:
             "## Cost per event as the state grows (offline core: decode + Ledger + board)",
             "",
             "Synthetic two-hour sessions (join, 30% like, 3% order, leave); the probe is the "
-            "last 5,000 records, applied after the rest of the stream.",
+            "last 5,000 records, applied after the rest of the stream. Default: CPython's "
+            "collector; paced: the worker's (streams/gcpace.py, collect + freeze every 50,000 "
+            "records), interleaved with the default passes.",
             "",
             "| size | rooms | viewers/room | days | records | us/event (probe) | "
-            "us/event (whole stream) |",
-            "|---|---|---|---|---|---|---|",
+            "us/event (whole stream) | paced: probe | paced: whole stream |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, r in sc.items():
             lines.append(
                 f"| {name} | {r['rooms']} | {r['viewers_per_room']} | {r['days']} | "
                 f"{r['records']:,} | {_fmt(r['us_per_event_probe'], '.2f')} | "
-                f"{_fmt(r['us_per_event_all'], '.2f')} |"
+                f"{_fmt(r['us_per_event_all'], '.2f')} | "
+                f"{_fmt(r['us_per_event_probe_paced'], '.2f')} | "
+                f"{_fmt(r['us_per_event_all_paced'], '.2f')} |"
             )
         lines.append("")
     return "\n".join(lines)

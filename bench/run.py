@@ -41,6 +41,8 @@ class Run:
     seconds: float
     cpu_s: float
     broker_cpu_s: float
+    #: Seconds in the cyclic garbage collector (the worker's /status), when it reports them.
+    gc_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -101,7 +103,8 @@ def _watch(
 def _as_run(result: dict[str, Any], sampler: Sampler) -> Run:
     first, last = float(result["first"]), float(result["last"])
     cpu, broker = sampler.between(first, last)
-    return Run(int(result["records"]), last - first, cpu, broker)
+    gc_s = result.get("gc_s")
+    return Run(int(result["records"]), last - first, cpu, broker, gc_s)
 
 
 def run_ceiling(settings: Settings, expect: int, log: Path) -> Run:
@@ -200,7 +203,9 @@ def start_worker(
     own = settings.model_copy(
         update={"app_id": app_id, "web_port": free_port(), "data_dir": Path(tempfile.mkdtemp())}
     )
-    worker = WorkerProcess(own, log, loglevel="warning")
+    # The baseline's tree runs from its own directory: `python -m` puts the working directory
+    # before PYTHONPATH, so from here it would import this tree (as (c0) did before this fix).
+    worker = WorkerProcess(own, log, loglevel="warning", cwd=pythonpath)
     if pythonpath is not None:
         os.environ["PYTHONPATH"] = _env(pythonpath)["PYTHONPATH"]
         # `python -m` puts the working directory (this tree) first on sys.path, ahead of
@@ -237,7 +242,8 @@ def run_worker(settings: Settings, expect: int, log: Path, pythonpath: Path | No
         if records >= expect:
             first = status.get("first_applied_at") or seen["first"]
             last = status.get("last_applied_at") or now - POLL_S / 2
-            return {"records": records, "first": first, "last": last}
+            gc_s = (status.get("gc") or {}).get("total_s")
+            return {"records": records, "first": first, "last": last, "gc_s": gc_s}
         return None
 
     try:
@@ -282,13 +288,23 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def measure_throughput(
-    settings: Settings, expect: int, repeat: int, logs: Path, baseline: Path | None
+    settings: Settings,
+    expect: int,
+    repeat: int,
+    logs: Path,
+    baseline: Path | None,
+    gc_default: bool = False,
 ) -> dict[str, Any]:
     contenders: dict[str, Callable[[int], Run]] = {
         "a_ceiling": lambda i: run_ceiling(settings, expect, logs / f"ceiling-{i}.log"),
         "b_naive_faust": lambda i: run_naive(settings, expect, logs / f"naive-{i}.log"),
         "c_worker": lambda i: run_worker(settings, expect, logs / f"worker-{i}.log"),
     }
+    if gc_default:
+        unpaced = settings.model_copy(update={"gc_pace_records": 0})
+        contenders["c1_worker_gc_default"] = lambda i: run_worker(
+            unpaced, expect, logs / f"worker-gc-default-{i}.log"
+        )
     if baseline is not None:
         contenders["c0_worker_baseline"] = lambda i: run_worker(
             settings, expect, logs / f"baseline-{i}.log", baseline
@@ -313,6 +329,10 @@ def measure_throughput(
             "broker_cpu_share": summary([r.broker_cpu_s / r.seconds for r in rs]),
             "seconds": summary([r.seconds for r in rs]),
         }
+        gc_shares = [r.gc_s / r.cpu_s for r in rs if r.gc_s is not None and r.cpu_s > 0]
+        if gc_shares:
+            # Start-up's collections are in gc_s too; they are milliseconds.
+            out[name]["gc_share_of_cpu"] = summary(gc_shares)
     return out
 
 
@@ -388,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip", action="append", default=[], choices=("throughput", "latency", "state", "scaling")
     )
+    parser.add_argument(
+        "--gc-default",
+        action="store_true",
+        help="also run this tree's worker with CPython's default collector (no paced GC)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--keep-topics", action="store_true")
     args = parser.parse_args(argv)
@@ -414,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = baseline_tree(args.baseline) if args.baseline else None
         try:
             results["throughput"] = measure_throughput(
-                settings, expect, args.repeat, logs, baseline
+                settings, expect, args.repeat, logs, baseline, args.gc_default
             )
             results["throughput"]["records"] = expect
             results["throughput"]["dataset"] = str(path)

@@ -9,6 +9,11 @@ from typing import IO, Any
 
 from agents.core import Ledger, OperatorBoard, build_report
 from schemas import Rejection, decode
+from streams.gcpace import GcPacer
+
+#: Records between paced collections in `analyze_file` (streams/gcpace.py).
+GC_PACE_RECORDS = 50_000
+_PACE_STEP = 1_000
 
 
 def iter_records(path: Path) -> Iterator[bytes]:
@@ -23,17 +28,22 @@ def iter_records(path: Path) -> Iterator[bytes]:
 
 
 def analyze_records(
-    records: Iterator[bytes], ledger: Ledger | None = None, board: OperatorBoard | None = None
+    records: Iterator[bytes],
+    ledger: Ledger | None = None,
+    board: OperatorBoard | None = None,
+    pacer: GcPacer | None = None,
 ) -> Ledger:
     """Feed raw records through the decoder into a ledger (a new one unless given), and the
-    events it accepts into the operator board if one is given."""
+    events it accepts into the operator board if one is given; `pacer` is told every 1,000."""
     ledger = ledger if ledger is not None else Ledger()
-    for record in records:
+    for count, record in enumerate(records, 1):
         decoded = decode(record)
         if isinstance(decoded, Rejection):
             ledger.reject(decoded.reason)
         elif ledger.apply(decoded) and board is not None:
             board.observe(decoded)
+        if pacer is not None and count % _PACE_STEP == 0:
+            pacer.after(_PACE_STEP)
     return ledger
 
 
@@ -50,8 +60,12 @@ def analyze_file(
     records = iter_records(path)
     if progress is not None:
         records = _with_progress(records, progress)
-    analyze_records(records, ledger, board)
-    report = build_report(ledger, board)
+    pacer = GcPacer(every_records=GC_PACE_RECORDS).install()
+    try:
+        analyze_records(records, ledger, board, pacer)
+        report = build_report(ledger, board)
+    finally:
+        pacer.uninstall()
     if progress is not None:
         elapsed = time.monotonic() - started
         total = ledger.counts.valid + ledger.counts.rejected + ledger.counts.duplicates

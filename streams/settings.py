@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # The most a fetch brings per partition with batch ingestion (buffer memory is up to this
     # times the assigned partitions).
     batch_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # Paced garbage collection (streams/gcpace.py): every this many records, collect what is
+    # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
+    # 0 leaves CPython's default collector alone.
+    gc_pace_records: int = Field(default=50_000, ge=0, le=100_000_000)
     # /metrics recomputes the claims at most this often while events keep arriving.
     report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
 

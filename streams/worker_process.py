@@ -72,8 +72,12 @@ class WorkerProcess:
         *,
         loglevel: str = "info",
         extra_args: tuple[str, ...] = (),
+        cwd: Path | None = None,
     ) -> None:
         self.settings = settings
+        #: Working directory of the child; `python -m` puts it first on sys.path, so a
+        #: different source tree must be run from its own directory (PYTHONPATH comes after).
+        self.cwd = cwd
         self.extra_args = extra_args
         self.log_path = log_path
         self.loglevel = loglevel
@@ -110,6 +114,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             self.command(),
             stdin=subprocess.DEVNULL,
+            cwd=self.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -453,8 +453,9 @@ class OperatorBoard:
             for _ts, _seq, is_join in records:
                 if is_join:
                     parts.entries += 1
-        parts.unique_viewers = len(session.viewers)
-        for user in session.viewers:
+        viewers = session.viewers  # derived from the facts each time it is read: once here
+        parts.unique_viewers = len(viewers)
+        for user in viewers:
             presence = session.presence.get(user)
             if presence is None:  # a viewer by an interaction or an order only
                 parts.watch_ms.append(0)
@@ -477,7 +478,7 @@ class OperatorBoard:
                 parts.orders_by_minute[offset // MINUTE_MS] += 1
         parts.follows = self.follows.get(sid, 0)
         merchant_id = session.merchant_id or ""
-        for user in session.viewers:
+        for user in viewers:
             for ts, _seq, _group, is_join in ledger.group_events.get((merchant_id, user), ()):
                 if is_join and ts >= started_ts and (ended_ts is None or ts <= ended_ts):
                     parts.group_joins += 1

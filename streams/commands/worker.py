@@ -138,6 +138,16 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     app.worker_init()
     app.discover()
     app.worker_init_post_autodiscover()
+    from streams.gcpace import CLOCK
+
+    CLOCK.install()  # time in the collector, for /status (a callback a collection)
+    if settings.gc_pace_records:
+        from agents.live import live
+        from streams.gcpace import GcPacer
+
+        # Start-up's objects (modules, faust's app) are frozen now, the ledger's as it grows.
+        live.gc = GcPacer(every_records=settings.gc_pace_records).install()
+        live.gc.start()
     if loglevel != "debug":
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,130 @@
+"""Paced garbage collection: keep the cyclic collector off the ledger's long-lived facts."""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+
+#: Generation thresholds while pacing. gen0 at 10,000 allocations instead of 700: every fact
+#: the ledger keeps survives its young collections, so fewer, larger ones cost less per object
+#: (bench/NOTES.md, "Garbage collection"); gen1/gen2 stay at CPython's defaults.
+THRESHOLDS: tuple[int, int, int] = (10_000, 10, 10)
+
+
+@dataclass
+class GcPacer:
+    """Every `every_records` records: a collection of what is not frozen, then `gc.freeze()`.
+
+    Why: CPython's full collections walk every tracked object, and the ledger's facts are
+    millions of long-lived ones, so the cost per event grew with the state. Frozen objects
+    (the permanent generation) are never walked, so each paced collection only walks what was
+    allocated since the previous one: a constant cost per record whatever the state's size.
+
+    Safety: the paced collection runs BEFORE each freeze, so cyclic garbage alive at that
+    moment is reclaimed, not frozen. An object frozen while alive that later becomes part of
+    unreachable cycle (not the ledger's: `tests/agents/core/test_no_cycles.py`; perhaps the
+    Kafka client's) would stay until the next full pass: whenever the frozen population has
+    grown `full_growth` times since the last full pass, everything is unfrozen, collected and
+    frozen again. That is geometric, so the full passes' total work stays within
+    full_growth / (full_growth - 1) of the final state size (CPython's own rule, 25% growth,
+    walks ~5 times it).
+    """
+
+    every_records: int = 50_000
+    full_growth: float = 4.0
+    #: The frozen population a first full pass waits for (start-up alone freezes ~100k).
+    full_floor: int = 100_000
+    thresholds: tuple[int, int, int] = THRESHOLDS
+    _since: int = 0
+    _frozen_at_full: int = 0
+    _saved_thresholds: tuple[int, int, int] | None = field(default=None, repr=False)
+    #: Paced collections and full passes done, for /status.
+    collections: int = 0
+    full_passes: int = 0
+
+    def install(self) -> GcPacer:
+        """Set the thresholds (once; `uninstall` restores the previous ones)."""
+        if self._saved_thresholds is None:
+            self._saved_thresholds = gc.get_threshold()
+            gc.set_threshold(*self.thresholds)
+        return self
+
+    def start(self) -> None:
+        """Collect and freeze what exists now (after start-up's imports), once."""
+        gc.collect()
+        gc.freeze()
+
+    def uninstall(self) -> None:
+        """Restore the thresholds and unfreeze everything this process froze."""
+        if self._saved_thresholds is not None:
+            gc.set_threshold(*self._saved_thresholds)
+            self._saved_thresholds = None
+        gc.unfreeze()
+
+    def after(self, records: int) -> None:
+        """Call after applying `records` records (a batch); collects when one is due."""
+        self._since += records
+        if self._since < self.every_records:
+            return
+        self._since = 0
+        self.collections += 1
+        gc.collect()
+        gc.freeze()
+        if gc.get_freeze_count() > self.full_growth * max(self._frozen_at_full, self.full_floor):
+            self.full_passes += 1
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            self._frozen_at_full = gc.get_freeze_count()
+
+    def status(self) -> dict[str, int]:
+        return {
+            "paced_collections": self.collections,
+            "full_passes": self.full_passes,
+            "frozen_objects": gc.get_freeze_count(),
+        }
+
+
+@dataclass
+class GcClock:
+    """Collections and the seconds spent in them, per generation (a `gc.callbacks` hook)."""
+
+    collections: list[int] = field(default_factory=lambda: [0, 0, 0])
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    longest_s: float = 0.0
+    _began: float = 0.0
+    installed: bool = False
+
+    def install(self) -> GcClock:
+        if not self.installed:
+            gc.callbacks.append(self._on_gc)
+            self.installed = True
+        return self
+
+    def uninstall(self) -> None:
+        if self.installed:
+            gc.callbacks.remove(self._on_gc)
+            self.installed = False
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        took = time.perf_counter() - self._began
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.seconds[generation] += took
+        self.longest_s = max(self.longest_s, took)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "collections": list(self.collections),
+            "seconds": [round(s, 4) for s in self.seconds],
+            "total_s": round(sum(self.seconds), 4),
+            "longest_ms": round(self.longest_s * 1000, 1),
+        }
+
+
+#: The process's clock; the worker command installs it, /status reports it.
+CLOCK = GcClock()

@@ -1,0 +1,52 @@
+"""The ledger's compact state: packed presence reads back exactly, event id keys are 1-to-1."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agents.core.ledger import Presence, _id_key
+
+
+def test_reads_back_every_record_in_arrival_order() -> None:
+    rng = random.Random(7)
+    presence, plain = Presence(), {}
+    for seq in range(1, 5_000):
+        user = f"u-{rng.randrange(300)}"
+        # Event times of any sign and size the contract allows, ties included.
+        ts = rng.choice([0, -1, -(10**13), 1_719_792_020_971, 2**45]) + rng.randrange(3)
+        joined = rng.random() < 0.5
+        presence.add(user, ts, seq, joined)
+        plain.setdefault(user, []).append((ts, seq, joined))
+    assert len(presence) == len(plain) and set(presence) == set(plain)
+    assert dict(presence.items()) == plain
+    # Some users went past the tuple size into a list, some have a single record.
+    assert max(map(len, plain.values())) > 16 and "u-nobody" not in presence
+    assert presence.get("u-nobody", ()) == ()
+    assert set(presence.joined_users()) == {
+        user for user, records in plain.items() if any(joined for _, _, joined in records)
+    }
+
+
+def test_single_leave_is_not_a_join() -> None:
+    presence = Presence()
+    presence.add("u-1", 10, 1, False)
+    presence.add("u-2", 10, 2, True)
+    assert presence["u-1"] == [(10, 1, False)]
+    assert list(presence.joined_users()) == ["u-2"]
+
+
+def test_arrival_numbers_beyond_the_packing_are_refused() -> None:
+    with pytest.raises(OverflowError):
+        Presence().add("u-1", 0, 1 << 48, True)
+
+
+def test_event_id_keys_are_one_to_one() -> None:
+    """The dedupe key of an event id is reversible, so distinct ids never count as repeats."""
+    ids = ["a", "\x00a", "\x00\x00a", "e-1", "e-01", "é", "e" * 128, "\U0001f600", " "]
+    keys = [_id_key(event_id) for event_id in ids]
+    assert len(set(keys)) == len(ids)
+    for event_id, key in zip(ids, keys, strict=True):
+        raw = key.to_bytes((key.bit_length() + 7) // 8, "big")
+        assert raw[0] == 1 and raw[1:].decode() == event_id
