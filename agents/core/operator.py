@@ -13,8 +13,6 @@ from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
 from schemas.events import (
     TOPIC_BY_TYPE,
     Event,
-    GroupJoined,
-    GroupLeft,
     Interaction,
     OrderPaid,
     ProductClicked,
@@ -258,13 +256,19 @@ def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str,
     return {"counts": cumulative, "sum": total_ms / 1000}
 
 
+_GROUP_TYPES: Final[frozenset[str]] = frozenset({"group_joined", "group_left"})
+
+
 def _source(event: Event) -> tuple[str, str]:
     """The contract's unit of order of an event: its topic and its record key."""
-    if isinstance(event, GroupJoined | GroupLeft):
-        key = event.merchant_id
+    # By the type string: `isinstance(event, A | B)` builds a union object on every call, and
+    # this runs once per event (it was 17% of the batch path's samples).
+    event_type = event.type
+    if event_type in _GROUP_TYPES:
+        key: str = getattr(event, "merchant_id")  # noqa: B009 (typed via the type string)
     else:
         key = getattr(event, "session_id", None) or ""
-    return TOPIC_BY_TYPE[event.type], key
+    return TOPIC_BY_TYPE[event_type], key
 
 
 class OperatorBoard:
