@@ -21,7 +21,10 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from agents.core import Ledger, OperatorBoard
+from agents.core import EventCounts, Ledger, OperatorBoard
+from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.operator import GpmDenominator
+from agents.core.windows import DEFAULT_GRACE_MS
 from schemas import TOPIC_BY_TYPE, Rejection, decode
 from schemas.decode import REJECT_REASONS
 from streams.app import get_app, get_settings
@@ -155,21 +158,73 @@ class LiveMetrics:
 
 
 @dataclass
-class LiveState:
-    """What one worker process knows: the ledger, consumed positions and counters.
+class PartitionState:
+    """The state one partition number's records made, over every contract topic.
 
-    The ledger is in memory, one per process; a restarted worker starts empty (state in a
-    changelog-backed table is future work) and rebuilds it: on start the worker points its
-    consumer group back at the start of the topics (`streams.topics.rewind_group`).
+    The contract topics are co-partitioned (same partition count, keyed by session or merchant),
+    and faust's assignor gives partition p of every one of them to the same worker, so this is
+    the unit that moves between workers, is snapshotted (`streams.statestore`) and is merged
+    with the others for a report (`agents.core.merge`).
     """
 
-    ledger: Ledger = field(default_factory=Ledger)
-    #: Fed every event the ledger accepts, for the operator figures (docs/metrics.md).
-    board: OperatorBoard = field(default_factory=OperatorBoard)
+    ledger: Ledger
+    board: OperatorBoard
+    #: Source topic -> the next offset of this partition to apply (records before it are in).
+    positions: dict[str, int] = field(default_factory=dict)
+    #: Snapshots written of this state so far (the restored one's generation, then +1 each).
+    generation: int = 0
+    #: Records applied since the last snapshot (nothing to write when False).
+    dirty: bool = False
+    #: Where the state came from: "new" (the start of the topics), "local" (RocksDB), "changelog".
+    restored_from: str = "new"
+    restored_s: float = 0.0
+    #: The changelog offset of the last snapshot's head (a restore reads only what follows),
+    #: and that head (`streams.statestore.SnapshotHead`: its chunks are dropped by the next).
+    head_offset: int | None = None
+    head: Any = None
+    #: monotonic() of the last record applied and of the last snapshot; its duration and size.
+    applied_at: float = field(default_factory=time.monotonic)
+    snapshot_at: float = field(default_factory=time.monotonic)
+    snapshot_s: float = 0.0
+    snapshot_bytes: int = 0
+    snapshots: int = 0
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "positions": dict(sorted(self.positions.items())),
+            "generation": self.generation,
+            "dirty": self.dirty,
+            "restored_from": self.restored_from,
+            "restored_s": round(self.restored_s, 4),
+            "snapshots": self.snapshots,
+            "last_snapshot_s": round(self.snapshot_s, 4),
+            "last_snapshot_bytes": self.snapshot_bytes,
+            "events": self.ledger.counts.as_dict(),
+        }
+
+
+@dataclass
+class LiveState:
+    """What one worker process knows: a state per partition, consumed positions and counters.
+
+    With `assigned_only` (batch ingestion: the worker's partitions come and go with
+    rebalances), a record of a partition that was not installed (`install`) is skipped, and so
+    is one before its partition's position (already in the state, a redelivery after a seek).
+    Without it (faust's agent path, tests), a partition's state is created by its first record.
+    """
+
+    grace_ms: int = DEFAULT_GRACE_MS
+    gpm_denominator: GpmDenominator = "entries"
+    assigned_only: bool = False
+    partitions: dict[int, PartitionState] = field(default_factory=dict)
     metrics: LiveMetrics = field(default_factory=LiveMetrics)
-    #: (topic, partition) -> the next offset to process there.
+    #: (topic, partition) -> the next offset to process there, over the installed partitions.
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     records: int = 0
+    #: Records skipped: of a partition not installed here, or already in its state.
+    skipped: int = 0
+    #: Bumped whenever the state changes (a batch applied, a partition installed or dropped).
+    version: int = 0
     #: Wall-clock time (s) at which applying the first batch began (so a run of one batch has a
     #: duration: its own apply time), and at which the latest batch had been applied.
     first_applied_at: float | None = None
@@ -179,6 +234,64 @@ class LiveState:
     gc: GcPacer | None = None
     _first_reasons: set[tuple[str, str]] = field(default_factory=set)
     _last_summary: float = field(default_factory=time.monotonic)
+    _view: tuple[int, Ledger, OperatorBoard] | None = None
+
+    def new_partition(self) -> PartitionState:
+        return PartitionState(
+            Ledger(), OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator)
+        )
+
+    def install(self, partition: int, state: PartitionState) -> None:
+        """Make `state` this worker's state of `partition` (assigned, restored)."""
+        self.partitions[partition] = state
+        for topic, offset in state.positions.items():
+            self.positions[(topic, partition)] = offset
+        self.version += 1
+
+    def drop(self, partition: int) -> PartitionState | None:
+        """Forget `partition` (revoked); return its state."""
+        state = self.partitions.pop(partition, None)
+        for tp in [tp for tp in self.positions if tp[1] == partition]:
+            del self.positions[tp]
+        self.version += 1
+        return state
+
+    def view(self) -> tuple[Ledger, OperatorBoard]:
+        """One ledger and board over every partition here (merged, and cached until a change)."""
+        cached = self._view
+        if cached is not None and cached[0] == self.version:
+            return cached[1], cached[2]
+        states = [self.partitions[p] for p in sorted(self.partitions)]
+        if len(states) == 1:
+            ledger, board = states[0].ledger, states[0].board
+        elif not states:
+            empty = self.new_partition()
+            ledger, board = empty.ledger, empty.board
+        else:
+            ledger = merge_ledgers([s.ledger for s in states])
+            board = merge_boards([s.board for s in states])
+        self._view = (self.version, ledger, board)
+        return ledger, board
+
+    def counts(self) -> EventCounts:
+        """Valid, rejected and duplicate records over every partition here (no merge needed)."""
+        total = EventCounts()
+        for state in self.partitions.values():
+            counts = state.ledger.counts
+            total.valid += counts.valid
+            total.rejected += counts.rejected
+            total.duplicates += counts.duplicates
+        return total
+
+    @property
+    def ledger(self) -> Ledger:
+        """The merged ledger of every partition here."""
+        return self.view()[0]
+
+    @property
+    def board(self) -> OperatorBoard:
+        """The merged operator board of every partition here."""
+        return self.view()[1]
 
     def apply_batch(self, records: Sequence[SourceRecord]) -> list[DeadLetter]:
         """Apply a batch of records to the ledger; return the dead letters to publish.
@@ -188,12 +301,25 @@ class LiveState:
         """
         if self.first_applied_at is None:
             self.first_applied_at = time.time()
-        ledger, board = self.ledger, self.board
+        partitions = self.partitions
         letters: list[DeadLetter] = []
         counted: Counter[tuple[str, str]] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
         duplicates: Counter[str] = Counter()
+        applied: list[SourceRecord] = []
+        part: PartitionState | None = None
+        part_no = -1
         for record in records:
+            if record.partition != part_no:
+                part_no = record.partition
+                part = partitions.get(part_no)
+                if part is None and not self.assigned_only:
+                    part = partitions[part_no] = self.new_partition()
+            if part is None or record.offset < part.positions.get(record.topic, 0):
+                self.skipped += 1
+                continue
+            applied.append(record)
+            ledger, board = part.ledger, part.board
             decoded = (
                 decode(record.value)
                 if record.value is not None
@@ -232,20 +358,26 @@ class LiveState:
                     record.offset,
                     detail[:200],
                 )
-        self._advance(records)
+        self._advance(applied)
         self._count(counted, rejected, duplicates)
         if self.gc is not None:
             self.gc.after(len(records))
         return letters
 
     def _advance(self, records: Iterable[SourceRecord]) -> None:
-        positions = self.positions
+        positions, partitions = self.positions, self.partitions
+        now = time.monotonic()
         n = 0
         for record in records:
             n += 1
-            tp = (record.topic, record.partition)
-            if record.offset >= positions.get(tp, 0):
-                positions[tp] = record.offset + 1
+            part = partitions[record.partition]
+            if record.offset >= part.positions.get(record.topic, 0):
+                part.positions[record.topic] = record.offset + 1
+                positions[(record.topic, record.partition)] = record.offset + 1
+            part.dirty = True
+            part.applied_at = now
+        if n:
+            self.version += 1
         self.records += n
         self.last_applied_at = time.time()
 
@@ -268,7 +400,7 @@ class LiveState:
         now = time.monotonic()
         if now - self._last_summary >= _SUMMARY_EVERY_S:
             self._last_summary = now
-            counts = self.ledger.counts
+            counts = self.counts()
             log.info(
                 "%d records: %d valid, %d rejected, %d duplicate",
                 self.records,
@@ -281,8 +413,10 @@ class LiveState:
         """Consumed positions (`"topic:partition": next_offset`) and event counts."""
         return {
             "positions": {f"{t}:{p}": offset for (t, p), offset in sorted(self.positions.items())},
-            "events": self.ledger.counts.as_dict(),
+            "events": self.counts().as_dict(),
             "records": self.records,
+            "skipped": self.skipped,
+            "partitions": {str(p): self.partitions[p].status() for p in sorted(self.partitions)},
             "first_applied_at": self.first_applied_at,
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
@@ -299,7 +433,9 @@ DeadLetterPublisher = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 app = get_app()
 settings = get_settings()
 live = LiveState(
-    board=OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    grace_ms=settings.window_grace_ms,
+    gpm_denominator=settings.gpm_denominator,
+    assigned_only=settings.batch_ingest,
 )
 
 

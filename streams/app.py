@@ -80,6 +80,8 @@ def create_app(settings: Settings) -> faust.App:
             settings.batch_fetch_bytes if settings.batch_ingest else 1024 * 1024
         ),
         producer_linger_ms=5,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         web_enabled=True,
     )
 

@@ -1,13 +1,16 @@
-"""Batch ingestion: a faust consumer that hands each fetched batch to one handler (issue 6).
+"""Batch ingestion: a faust consumer that hands each fetched batch to one handler (issue 6),
+and moves partition state on rebalances (issue 5).
 
 faust's own drain loop passes every message through `wait_first(callback(message), ...)`, the
 conductor's per-topic queues and the stream iterator: two tasks, a queue hop and a future per
 record, ~75 us of the worker's ~85 us per record on this machine (bench/NOTES.md). This
-consumer keeps faust's group membership, rebalancing, offsets bookkeeping and commits, and
-replaces only the drain: each `getmany` result (up to `broker_max_poll_records` records) is
-awaited once through `BatchHandler`, and its offsets are acked after the handler returns (the
-handler has applied the records and published their dead letters), so the commit that follows
-covers only processed records: at least once, as before.
+consumer keeps faust's group membership and rebalancing and replaces the drain: each `getmany`
+result (up to `broker_max_poll_records` records) is awaited once through `BatchHandler`.
+
+Offsets are not faust's business here: the partition hooks (`streams.keeper.StateKeeper`)
+restore a partition's state when it is assigned and the consumer seeks its sources to the
+positions that state covers; a revoked partition is snapshotted first; offsets are committed
+after each snapshot. faust's ack bookkeeping is left empty, so faust itself commits nothing.
 
 Chosen with `Settings.batch_ingest` (on by default; the app's `broker_consumer` URL scheme `lpbatch://`).
 """
@@ -16,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, Protocol
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
@@ -42,6 +45,29 @@ def set_batch_handler(handler: BatchHandler | None) -> None:
     _handler = handler
 
 
+class PartitionHooks(Protocol):
+    """What the consumer asks of the partition state's keeper (`streams.keeper.StateKeeper`)."""
+
+    #: Held around each batch: a snapshot never sees half a batch.
+    lock: asyncio.Lock
+    committer: Callable[[dict[tuple[str, int], int]], Awaitable[Any]] | None
+
+    async def assign(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    async def revoke(self, tps: Iterable[tuple[str, int]]) -> None: ...
+
+    def held_positions(self) -> dict[tuple[str, int], int]: ...
+
+
+_hooks: PartitionHooks | None = None
+
+
+def set_partition_hooks(hooks: PartitionHooks | None) -> None:
+    """Choose who restores and snapshots partition state (the worker command sets it)."""
+    global _hooks
+    _hooks = hooks
+
+
 class BatchConsumer(AIOKafkaFaustConsumer):
     """faust's aiokafka consumer with a batch drain loop instead of the per-message one."""
 
@@ -55,9 +81,9 @@ class BatchConsumer(AIOKafkaFaustConsumer):
                     await asyncio.sleep(0)
                     continue
                 if not self.flow_active:
-                    # Rebalancing: what was fetched is dropped; faust seeks back to the
-                    # committed offsets before the flow resumes.
-                    await self.perform_seek()
+                    # Rebalancing: what was fetched is dropped; seek back to the positions of
+                    # the states held (the assignment's restore seeks the new ones).
+                    await self._seek_positions(None)
                     continue
                 await self._process(records, active)
                 # Yield between batches so the web views and the commit timer get their turn.
@@ -95,42 +121,51 @@ class BatchConsumer(AIOKafkaFaustConsumer):
                 taken.append((tp, offsets))
         if not batch:
             return
-        await handler(batch)
-        # A partition revoked while the handler ran has had its ack bookkeeping dropped by
-        # faust; its records are applied (and will be redelivered to the new owner: at least
-        # once), but acking them here would commit for a partition this worker no longer has.
-        assigned = self.assignment()
+        hooks = _hooks
+        if hooks is None:
+            await handler(batch)
+        else:
+            async with hooks.lock:
+                await handler(batch)
         for tp, offsets in taken:
-            if tp in assigned:
-                await self._ack_offsets(tp, offsets)
-        commit_every = self._commit_every
-        if commit_every is not None and self._n_acked >= commit_every:
-            self._n_acked = 0
-            await self.commit()
+            read_offset[tp] = offsets[-1]
 
-    async def _ack_offsets(self, tp: TP, offsets: list[int]) -> None:
-        """Mark processed offsets acked (faust's `ack` per message, once per partition batch)."""
-        last_read = self._read_offset.get(tp)
-        first = offsets[0]
-        # A hole in the offsets (a compacted topic, transaction markers) would hold the commit
-        # back for ever: faust records it as a gap that counts as acked, and so does this.
-        if last_read is not None and first - last_read > 1:
-            await self._add_gap(tp, last_read + 1, first - 1)
-        if offsets[-1] - first + 1 != len(offsets):
-            previous = first
-            for offset in offsets[1:]:
-                if offset - previous > 1:
-                    await self._add_gap(tp, previous + 1, offset - 1)
-                previous = offset
-        committed = self._committed_offset[tp]
-        fresh = [o for o in offsets if committed is None or o >= committed]
-        if fresh:
-            index = self._acked_index[tp]
-            fresh = [o for o in fresh if o not in index]
-            index.update(fresh)
-            self._acked[tp].extend(fresh)
-            self._n_acked += len(fresh)
-        self._read_offset[tp] = offsets[-1]
+    async def perform_seek(self) -> None:
+        """After an assignment: restore the new partitions' state, seek to its positions."""
+        await super().perform_seek()
+        hooks = _hooks
+        if hooks is None:
+            return
+        hooks.committer = self._commit_positions
+        assigned = {(tp.topic, tp.partition) for tp in self.assignment()}
+        await self._seek_positions(await hooks.assign(assigned))
+
+    async def _seek_positions(self, positions: dict[tuple[str, int], int] | None) -> None:
+        """Seek each source partition to the next offset its state needs (None: the held ones)."""
+        if positions is None:
+            hooks = _hooks
+            if hooks is None:
+                await super().perform_seek()
+                return
+            positions = hooks.held_positions()
+        assigned = self.assignment()
+        for (topic, partition), offset in sorted(positions.items()):
+            tp = TP(topic, partition)
+            if tp in assigned:
+                await self.seek(tp, offset)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Snapshot and let go of the revoked partitions' state before faust forgets them."""
+        hooks = _hooks
+        if hooks is not None:
+            await hooks.revoke((tp.topic, tp.partition) for tp in revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def _commit_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        """Commit the group's offsets of source partitions (after a snapshot covering them)."""
+        offsets = {TP(t, p): o for (t, p), o in positions.items() if o > 0}
+        if offsets:
+            await self._commit(offsets)
 
 
 class BatchTransport(AIOKafkaTransport):

@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
     # 0 leaves CPython's default collector alone.
     gc_pace_records: int = Field(default=50_000, ge=0, le=100_000_000)
+    # A worker that stops heartbeating (killed, a lost host) leaves the group after this long,
+    # and its partitions move on (faust's default is 60 s).
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # State snapshots (streams/statestore.py): a partition's state is written to the changelog
+    # topic and the local RocksDB store when it has been idle this long with unsaved records,
+    # when it is revoked or the worker stops, and while busy at most every
+    # `snapshot_interval_s`, and then only if snapshots took at most `snapshot_max_share` of the
+    # time since the last one (a snapshot costs time proportional to the partition's state).
+    snapshot_interval_s: float = Field(default=10.0, gt=0, le=86_400)
+    snapshot_idle_s: float = Field(default=1.0, gt=0, le=3600)
+    snapshot_max_share: float = Field(default=0.1, gt=0, le=1)
     # /metrics recomputes the claims at most this often while events keep arriving.
     report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
 
@@ -122,6 +133,16 @@ class Settings(BaseSettings):
     def deadletter(self) -> str:
         """The broker-side name of the dead-letter topic."""
         return self.topic(self.deadletter_topic)
+
+    @property
+    def changelog(self) -> str:
+        """The broker-side name of the worker group's state changelog topic (one per app id)."""
+        return self.topic(f"{self.app_id}-state-changelog")
+
+    @property
+    def state_dir(self) -> Path:
+        """This worker's RocksDB state store (one data directory per worker)."""
+        return self.data_dir / f"{self.app_id}-state"
 
     @property
     def bootstrap_servers(self) -> list[str]:

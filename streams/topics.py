@@ -66,6 +66,80 @@ async def create_topics(
         await admin.close()
 
 
+class TopicLayoutError(RuntimeError):
+    """The topics are not laid out as the worker needs (not co-partitioned)."""
+
+
+async def create_changelog(settings: Settings, *, timeout_s: float = 30.0) -> bool:
+    """Create the state changelog topic (compacted, `settings.partitions`) if it is missing."""
+    from streams.statestore import CHANGELOG_CONFIGS
+
+    admin = await _admin(settings)
+    try:
+        if settings.changelog in set(await admin.list_topics()):
+            return False
+        brokers = (await admin.describe_cluster())["brokers"]
+        replication = min(3, max(1, len(brokers)))
+        topic = NewTopic(
+            settings.changelog,
+            settings.partitions,
+            replication,
+            topic_configs=dict(CHANGELOG_CONFIGS),
+        )
+        response = await admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
+        for name, code, *_ in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise for_code(code)(f"creating topic {name}")
+        await _wait_for_leaders(admin, [settings.changelog], timeout_s)
+        return True
+    finally:
+        await admin.close()
+
+
+async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
+    """The number of partitions of each existing topic among `topics`."""
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs())
+    await consumer.start()
+    try:
+        counts: dict[str, int] = {}
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                counts[topic] = len(partitions)
+        return counts
+    finally:
+        await consumer.stop()
+
+
+async def check_copartitioned(settings: Settings) -> dict[str, int]:
+    """Raise `TopicLayoutError` unless every contract topic has the same number of partitions
+    and the changelog at least that many.
+
+    State is kept per partition number: partition p of every contract topic must go to the same
+    worker (faust's assignor does that for topics with equal partition counts), and its
+    snapshots to changelog partition p.
+    """
+    counts = await partition_counts(settings, (*settings.source_topics, settings.changelog))
+    sources = {t: counts.get(t) for t in settings.source_topics}
+    if len(set(sources.values())) != 1 or None in sources.values():
+        shown = ", ".join(f"{t}={n}" for t, n in sources.items())
+        raise TopicLayoutError(
+            f"the contract topics must have equal partition counts (co-partitioned): {shown}"
+        )
+    n = next(iter(sources.values()))
+    assert n is not None
+    changelog = counts.get(settings.changelog, 0)
+    if changelog < n:
+        raise TopicLayoutError(
+            f"the changelog topic {settings.changelog} has {changelog} partitions, fewer than "
+            f"the contract topics' {n}; delete it or give this worker another app id"
+        )
+    return counts
+
+
 async def _wait_for_leaders(
     admin: AIOKafkaAdminClient, topics: list[str], timeout_s: float
 ) -> None:
@@ -118,7 +192,8 @@ async def delete_run_topics(settings: Settings) -> list[str]:
     finally:
         await admin.close()
     own = {name for name in existing if name.startswith(f"{settings.app_id}-")}
-    return await delete_topics(settings, sorted((set(all_topics(settings)) & existing) | own))
+    mine = (set(all_topics(settings)) | {settings.changelog}) & existing
+    return await delete_topics(settings, sorted(mine | own))
 
 
 class EndOffsets:

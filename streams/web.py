@@ -8,7 +8,7 @@ short cache keeps frequent scrapes from rebuilding it while events keep arriving
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Final
 
 import faust
@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import (
 )
 
 from agents.core import Ledger, build_report
+from agents.core.operator import OperatorBoard
 from agents.live import app, live, settings
 from streams.claim_parts import ClaimPartsCollector
 from streams.consumer_lag import ConsumerLagCollector
@@ -31,25 +32,41 @@ VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive",
 
 
 class ReportCache:
-    """The latest report of a ledger, rebuilt when the ledger has changed and is old enough."""
+    """The latest report of a changing state, rebuilt when it has changed and is old enough.
 
-    def __init__(self, ledger: Ledger, build: Callable[[Ledger], dict[str, Any]] = build_report):
-        self._ledger = ledger
+    `source` gives the state to report on; `version` changes whenever the state does.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], tuple[Ledger, OperatorBoard | None]],
+        version: Callable[[], Hashable],
+        build: Callable[[Ledger, OperatorBoard | None], dict[str, Any]] = build_report,
+    ) -> None:
+        self._source = source
+        self._version_of = version
         self._build = build
         self._report: dict[str, Any] | None = None
-        self._version: tuple[int, int, int] | None = None
+        self._version: Hashable = None
         self._built_at = 0.0
 
-    def _ledger_version(self) -> tuple[int, int, int]:
-        counts = self._ledger.counts
-        return (counts.valid, counts.rejected, counts.duplicates)
+    @classmethod
+    def of_ledger(cls, ledger: Ledger, board: OperatorBoard | None = None) -> ReportCache:
+        """A cache over one ledger (and board) that change in place."""
+
+        def version() -> Hashable:
+            counts = ledger.counts
+            return (counts.valid, counts.rejected, counts.duplicates)
+
+        return cls(lambda: (ledger, board), version)
 
     def get(self, max_age_s: float = 0.0) -> dict[str, Any]:
         """The report; a cached one if nothing changed since, or if it is under `max_age_s` old."""
-        version = self._ledger_version()
+        version = self._version_of()
         now = time.monotonic()
         if self._report is None or (version != self._version and now - self._built_at >= max_age_s):
-            self._report = self._build(self._ledger)
+            ledger, board = self._source()
+            self._report = self._build(ledger, board)
             self._version, self._built_at = version, now
         return self._report
 
@@ -343,7 +360,14 @@ def ready(worker_app: Any) -> bool:
     return assigned and not worker_app.rebalancing
 
 
-reports = ReportCache(live.ledger, lambda ledger: build_report(ledger, live.board))
+def _report_of_held_partitions(ledger: Ledger, board: OperatorBoard | None) -> dict[str, Any]:
+    report = build_report(ledger, board)
+    # This worker's share: with several workers, `livepulse report --changelog` merges them all.
+    report["state"] = {"source": "worker", "partitions": sorted(live.partitions)}
+    return report
+
+
+reports = ReportCache(live.view, lambda: live.version, _report_of_held_partitions)
 live.metrics.registry.register(ClaimCollector(reports, settings.report_max_age_s))
 live.metrics.registry.register(
     OperatorCollector(reports, settings.report_max_age_s, settings.label_top_n)

@@ -33,6 +33,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="REPORT.json",
         help="a report saved earlier (`report --json` or `analyze --json`) instead of a worker",
     )
+    source.add_argument(
+        "--changelog",
+        action="store_true",
+        help="the report over every partition, merged from the workers' state snapshots in "
+        "the changelog topic (whatever the number of workers), instead of one worker's",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --changelog: wait up to this long for the snapshots to cover every record "
+        "in the topics (default 0: as they are)",
+    )
+    p.add_argument("--bootstrap", help="with --changelog: the broker (default: settings)")
+    p.add_argument("--app-id", help="with --changelog: the workers' app id (default: settings)")
+    p.add_argument("--topic-prefix", help="with --changelog: the topics' prefix")
     p.add_argument("--json", action="store_true", help="print the JSON as served")
     p.add_argument(
         "--html", type=Path, metavar="OUT.html", help="also write the report as one HTML page"
@@ -63,12 +80,53 @@ def write_html(report: dict[str, Any], out: Path, source: str, prog: str) -> int
     return 0
 
 
+def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
+    import asyncio
+
+    import orjson
+
+    from streams.global_report import global_report
+    from streams.settings import Settings
+
+    overrides = {
+        "bootstrap": args.bootstrap,
+        "app_id": args.app_id,
+        "topic_prefix": args.topic_prefix,
+    }
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        print(f"livepulse report: {exc}", file=sys.stderr)
+        return 2, None, ""
+    source = f"changelog {settings.changelog} at {settings.bootstrap}"
+    try:
+        report = asyncio.run(global_report(settings, wait_s=max(0.0, args.wait)))
+    except LookupError as exc:
+        print(f"livepulse report: {exc.args[0]}", file=sys.stderr)
+        return 1, None, source
+    except Exception as exc:
+        print(f"livepulse report: cannot read {source}: {exc!r}", file=sys.stderr)
+        return 1, None, source
+    behind = report["state"]["uncovered_records"]
+    if behind:
+        print(
+            f"livepulse report: the snapshots do not cover {behind} records yet (--wait)",
+            file=sys.stderr,
+        )
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    return 0, orjson.dumps(report, option=options), source
+
+
 def run(args: argparse.Namespace) -> int:
     import orjson
 
     from streams.drain import fetch
 
-    if args.input is not None:
+    if args.changelog:
+        code, body, source = _from_changelog(args)
+        if body is None:
+            return code
+    elif args.input is not None:
         source = str(args.input)
         try:
             body = args.input.read_bytes()

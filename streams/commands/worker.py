@@ -71,19 +71,39 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float) -> None:
-    """Wait for the broker, make sure the worker's topics exist, rewind the consumer group."""
-    from streams.topics import GroupInUse, all_topics, create_topics, rewind_group
+    """Wait for the broker and make sure the worker's topics exist and are co-partitioned.
+
+    With batch ingestion (the default) each partition's state comes back from its snapshots
+    (`streams.keeper`), so any number of workers may share the group. faust's agent path keeps
+    its state in memory only: it rewinds the group and runs alone.
+    """
+    from streams.topics import (
+        GroupInUse,
+        TopicLayoutError,
+        all_topics,
+        check_copartitioned,
+        create_changelog,
+        create_topics,
+        rewind_group,
+    )
 
     started = time.monotonic()
     deadline = started + wait_s
     told_group = False
+    rewound = 0
     while True:
         try:
             await create_topics(settings, all_topics(settings))
-            # The ledger is in memory: a restarted worker reads its topics again from the
-            # start. (A broker that has just started may have no group coordinator yet.)
+            if settings.batch_ingest:
+                await create_changelog(settings)
+                await check_copartitioned(settings)
+                break
+            # The agent path's ledger is in memory: a restarted worker reads its topics again
+            # from the start. (A broker that has just started may have no group coordinator.)
             rewound = await rewind_group(settings)
             break
+        except TopicLayoutError:
+            raise
         except GroupInUse as exc:
             # A worker killed without leaving stays a member until its session times out
             # (faust: 60 s); one still running never leaves, and this one gives up.
@@ -112,11 +132,11 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    from streams.topics import GroupInUse
+    from streams.topics import GroupInUse, TopicLayoutError
 
     try:
         asyncio.run(_prepare_topics(settings, args.broker_wait, args.group_wait))
-    except GroupInUse as exc:
+    except (GroupInUse, TopicLayoutError) as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
@@ -141,6 +161,15 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     from streams.gcpace import CLOCK
 
     CLOCK.install()  # time in the collector, for /status (a callback a collection)
+    if settings.batch_ingest:
+        from streams import keeper
+        from streams.statestore import StateStoreError
+
+        try:
+            keeper.install(app, settings)
+        except StateStoreError as exc:
+            print(f"livepulse worker: {exc}", file=sys.stderr)
+            return 2
     if settings.gc_pace_records:
         from agents.live import live
         from streams.gcpace import GcPacer

@@ -143,7 +143,7 @@ def test_an_event_that_breaks_the_ledger_is_dead_lettered_and_the_batch_goes_on(
 def test_metrics_carry_claim_gauges_and_no_user_ids() -> None:
     state = LiveState()
     state.apply_batch(records("live.orders", START, ORDER, NOT_JSON))
-    reports = ReportCache(state.ledger)
+    reports = ReportCache(state.view, lambda: state.version)
     state.metrics.registry.register(ClaimCollector(reports, max_age_s=0))
     text = generate_latest(state.metrics.registry).decode()
     assert 'livepulse_claim_observed{claim="orders_after_minute_5"} 1.0' in text
@@ -157,11 +157,14 @@ def test_report_cache_rebuilds_only_when_the_ledger_changed_and_is_old_enough() 
     ledger = Ledger()
     builds: list[int] = []
 
-    def build(seen: Ledger) -> dict[str, Any]:
+    def build(seen: Ledger, board: object) -> dict[str, Any]:
         builds.append(seen.counts.valid)
         return {"valid": seen.counts.valid}
 
-    cache = ReportCache(ledger, build)
+    def version() -> tuple[int, int, int]:
+        return (ledger.counts.valid, ledger.counts.rejected, ledger.counts.duplicates)
+
+    cache = ReportCache(lambda: (ledger, None), version, build)
     assert cache.get() == {"valid": 0}
     assert cache.get() == {"valid": 0} and len(builds) == 1  # unchanged: cached
     ledger.reject("not_json")

@@ -38,7 +38,7 @@ AGREED = (
 
 
 def scrape(report: dict[str, Any], top_n: int) -> dict[str, list[Any]]:
-    cache = ReportCache(Ledger(), lambda _ledger: report)
+    cache = ReportCache(lambda: (Ledger(), None), lambda: 0, lambda _ledger, _board: report)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(OperatorCollector(cache, 0.0, top_n))
     samples: dict[str, list[Any]] = defaultdict(list)

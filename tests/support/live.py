@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -30,13 +31,16 @@ NO_LATENESS_GRACE_S = 10 * 365 * 86_400
 def run_settings(bootstrap: str, prefix: str = "faults", **update: Any) -> Settings:
     """Settings of a run nobody else uses: its own app id, topic prefix and web port."""
     run = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    return Settings(
-        bootstrap=bootstrap,
-        app_id=run,
-        topic_prefix=f"{run}.",
-        web_port=free_port(),
+    fields: dict[str, Any] = {
+        "bootstrap": bootstrap,
+        "app_id": run,
+        "topic_prefix": f"{run}.",
+        "web_port": free_port(),
+        # Each run's state store apart from the repository's data/ (removed with the temp dir).
+        "data_dir": Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
         **update,
-    )
+    }
+    return Settings(**fields)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,295 @@
+"""Moves partition state in and out of a worker: restore on assignment, snapshot on revocation,
+when idle and periodically, and commit the source offsets each snapshot covers.
+
+Correctness rests on the snapshot, not on faust's offset commits or exactly-once mode: a
+partition's state and the positions it covers are written together, a restore seeks the
+sources to those positions, and a record before its partition's position is skipped
+(`LiveState.apply_batch`). So after a crash, a rebalance or a restart every record is applied
+to the state once: the ones the snapshot covers are in it, the later ones are read again. The
+committed consumer offsets trail the snapshots and serve only monitoring (consumer lag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from agents.core.persist import dump_state, load_state
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
+
+from agents.live import LiveState, PartitionState
+from streams.settings import Settings
+from streams.statestore import Changelog, LocalStore, Snapshot, new_head, newest
+
+log = logging.getLogger(__name__)
+
+SourceTP = tuple[str, int]
+#: Commits source offsets ({(topic, partition): next offset}) for the worker's group.
+Committer = Callable[[dict[SourceTP, int]], Awaitable[Any]]
+#: End offsets of source partitions (to spot a snapshot of topics that were recreated since).
+EndOffsets = Callable[[Iterable[SourceTP]], Awaitable[dict[SourceTP, int]]]
+
+
+class StateKeeper:
+    """Restores, snapshots and parks the partition states of one worker's `LiveState`."""
+
+    def __init__(
+        self,
+        live: LiveState,
+        settings: Settings,
+        changelog: Changelog,
+        local: LocalStore | None,
+        end_offsets: EndOffsets | None = None,
+    ) -> None:
+        self.live = live
+        self.settings = settings
+        self.changelog = changelog
+        self.local = local
+        self.end_offsets = end_offsets
+        #: Held while a batch is applied and its dead letters published, and while a snapshot is
+        #: taken: a snapshot never covers a record whose dead letter is not yet on the broker.
+        self.lock = asyncio.Lock()
+        #: Revoked states, kept in memory until the next assignment: a rebalance that gives a
+        #: partition back (faust's eager rebalances revoke everything) costs no reload.
+        self.parked: dict[int, PartitionState] = {}
+        self.committer: Committer | None = None
+        registry = live.metrics.registry
+        self.snapshots = PromCounter(
+            "livepulse_state_snapshots",
+            "Partition state snapshots written to the changelog topic and the local store.",
+            ["result"],
+            registry=registry,
+        )
+        self.snapshot_seconds = PromCounter(
+            "livepulse_state_snapshot_seconds",
+            "Time spent writing partition state snapshots.",
+            registry=registry,
+        )
+        self.restores = PromCounter(
+            "livepulse_state_restores",
+            "Partition states installed on assignment, by where they came from.",
+            ["source"],
+            registry=registry,
+        )
+        self.state_bytes = Gauge(
+            "livepulse_state_snapshot_bytes",
+            "Size of the latest snapshot of every partition this worker holds.",
+            registry=registry,
+        )
+        self.state_bytes.set_function(
+            lambda: sum(s.snapshot_bytes for s in self.live.partitions.values())
+        )
+        for result in ("ok", "failed"):
+            self.snapshots.labels(result)
+        for source in ("new", "local", "changelog", "memory"):
+            self.restores.labels(source)
+
+    # -- assignment -------------------------------------------------------------------------
+
+    async def assign(self, tps: Iterable[SourceTP]) -> dict[SourceTP, int]:
+        """Install the state of every partition number among `tps`; return where to seek each.
+
+        A partition already installed keeps its state; one that is not is restored from the
+        newest snapshot (parked in memory, the local store, the changelog), or starts empty.
+        """
+        tps = sorted(set(tps))
+        wanted = {p for _, p in tps}
+        async with self.lock:
+            for partition in sorted(set(self.live.partitions) - wanted):
+                await self._release(partition)  # lost without a revocation (a new generation)
+            for partition in sorted(wanted - set(self.live.partitions)):
+                await self._restore(partition)
+            self.parked.clear()
+            return {(t, p): self.live.partitions[p].positions.get(t, 0) for t, p in tps}
+
+    def held_positions(self) -> dict[SourceTP, int]:
+        """The next offset of every source partition whose state this worker holds."""
+        return dict(self.live.positions)
+
+    async def revoke(self, tps: Iterable[SourceTP]) -> None:
+        """Snapshot and park the partitions among `tps` (the worker no longer owns them)."""
+        async with self.lock:
+            for partition in sorted({p for _, p in tps} & set(self.live.partitions)):
+                await self._release(partition)
+
+    async def _release(self, partition: int) -> None:
+        state = self.live.partitions[partition]
+        if state.dirty:
+            try:
+                await self._snapshot(partition, state)
+            except Exception as exc:  # the next owner re-reads from the last good snapshot
+                log.warning("snapshot of revoked partition %d failed: %r", partition, exc)
+        self.live.drop(partition)
+        if not state.dirty:
+            self.parked[partition] = state
+
+    async def _restore(self, partition: int) -> None:
+        started = time.monotonic()
+        parked = self.parked.pop(partition, None)
+        source = "new"
+        state: PartitionState | None = None
+        if parked is not None and parked.head_offset is not None:
+            newer = await self.changelog.read_newest(partition, parked.head_offset + 1)
+            if newer is None or newer.head.records <= sum(parked.positions.values()):
+                state, source = parked, "memory"
+        if state is None:
+            local = self.local.load(partition) if self.local is not None else None
+            start = local.offset + 1 if local is not None and local.offset is not None else 0
+            remote = await self.changelog.read_newest(partition, start)
+            best = newest([local, remote])
+            if best is not None and await self._stale(best):
+                best = None
+            if best is not None:
+                ledger, board = load_state(best.blob)
+                state = PartitionState(
+                    ledger,
+                    board,
+                    positions=dict(best.head.positions),
+                    generation=best.head.generation,
+                    head_offset=best.offset,
+                    head=best.head,
+                    snapshot_bytes=best.head.size,
+                )
+                source = "local" if best is local else "changelog"
+                if best is remote and self.local is not None:
+                    self.local.save(best)
+            else:
+                state = self.live.new_partition()
+        state.restored_from = source
+        state.restored_s = time.monotonic() - started
+        state.dirty = False
+        state.snapshot_at = time.monotonic()
+        self.live.install(partition, state)
+        self.restores.labels(source).inc()
+        log.info(
+            "partition %d: state from %s (%d events, generation %d) in %.3f s",
+            partition,
+            source,
+            state.ledger.counts.valid,
+            state.generation,
+            state.restored_s,
+        )
+
+    async def _stale(self, snapshot: Snapshot) -> bool:
+        """Whether `snapshot` covers offsets past the sources' ends: topics recreated since."""
+        if self.end_offsets is None:
+            return False
+        partition = snapshot.head.partition
+        ends = await self.end_offsets([(t, partition) for t in snapshot.head.positions])
+        for topic, position in snapshot.head.positions.items():
+            end = ends.get((topic, partition))
+            if end is not None and position > end:
+                log.warning(
+                    "snapshot of partition %d is ahead of %s (%d > end %d): the topics were "
+                    "recreated; starting that partition from the beginning",
+                    partition,
+                    topic,
+                    position,
+                    end,
+                )
+                return True
+        return False
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def _snapshot(self, partition: int, state: PartitionState) -> None:
+        """Write `state` (held under the lock) to the changelog, then the local store; commit."""
+        started = time.monotonic()
+        try:
+            blob = dump_state(state.ledger, state.board)
+            head = new_head(partition, state.generation + 1, blob, state.positions)
+            offset = await self.changelog.write(head, blob, previous=state.head)
+            if self.local is not None:
+                self.local.save(Snapshot(head, blob, offset))
+        except BaseException:
+            self.snapshots.labels("failed").inc()
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            self.snapshot_seconds.inc(elapsed)
+        state.generation, state.head_offset, state.head = head.generation, offset, head
+        state.dirty = False
+        state.snapshot_at, state.snapshot_s = time.monotonic(), elapsed
+        state.snapshot_bytes = len(blob)
+        state.snapshots += 1
+        self.snapshots.labels("ok").inc()
+        if self.committer is not None:
+            try:
+                await self.committer({(t, partition): o for t, o in head.positions.items()})
+            except Exception as exc:  # monitoring only: the snapshot holds the positions
+                log.warning("committing offsets of partition %d failed: %r", partition, exc)
+
+    def due(self, state: PartitionState, now: float) -> bool:
+        """Whether a dirty state should be snapshotted now (docs: `snapshot_*` settings)."""
+        if not state.dirty:
+            return False
+        since = now - state.snapshot_at
+        settings = self.settings
+        if state.snapshot_s > settings.snapshot_max_share * since:
+            return False
+        idle = now - state.applied_at >= settings.snapshot_idle_s
+        return idle or since >= settings.snapshot_interval_s
+
+    async def tick(self) -> None:
+        """Snapshot every partition that is due (called about every second)."""
+        for partition in sorted(self.live.partitions):
+            state = self.live.partitions.get(partition)
+            if state is None or not self.due(state, time.monotonic()):
+                continue
+            async with self.lock:
+                if self.live.partitions.get(partition) is state and state.dirty:
+                    try:
+                        await self._snapshot(partition, state)
+                    except Exception as exc:  # retried at a later tick
+                        log.warning("snapshot of partition %d failed: %r", partition, exc)
+
+    async def flush(self) -> None:
+        """Snapshot every dirty partition (the worker is stopping)."""
+        async with self.lock:
+            for partition, state in sorted(self.live.partitions.items()):
+                if state.dirty:
+                    try:
+                        await self._snapshot(partition, state)
+                    except Exception as exc:
+                        log.warning("final snapshot of partition %d failed: %r", partition, exc)
+
+
+def install(app: Any, settings: Settings) -> StateKeeper:
+    """Give the worker's batch consumer a keeper: restore and snapshot its partitions' state.
+
+    Called by the worker command only (tests that import the agents must not open a RocksDB).
+    """
+    from agents.live import live
+    from streams.batch_consumer import set_partition_hooks
+    from streams.topics import end_offsets
+
+    async def source_ends(tps: Iterable[SourceTP]) -> dict[SourceTP, int]:
+        wanted = set(tps)
+        ends = await end_offsets(settings, sorted({t for t, _ in wanted}))
+        return {
+            (tp.topic, tp.partition): o
+            for tp, o in ends.items()
+            if (tp.topic, tp.partition) in wanted
+        }
+
+    keeper = StateKeeper(
+        live, settings, Changelog(settings), LocalStore(settings.state_dir), end_offsets=source_ends
+    )
+    set_partition_hooks(keeper)
+
+    @app.timer(1.0, name="livepulse.snapshots")
+    async def snapshot_due() -> None:
+        await keeper.tick()
+
+    async def flush_on_stop(sender: Any = None, **kwargs: Any) -> None:
+        await keeper.flush()
+        await keeper.changelog.stop()
+        if keeper.local is not None:
+            keeper.local.close()
+
+    app.on_before_shutdown.connect(flush_on_stop)
+    return keeper

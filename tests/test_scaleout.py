@@ -1,0 +1,246 @@
+"""Issue 5's scale-out and crash faults against the real broker: several workers of one app id
+share the partitions, workers join and leave mid-replay, a worker is killed with SIGKILL and
+restarted; every time, the report over every partition (merged from the changelog,
+`livepulse report --changelog`) equals the fixture's independent truth file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.global_report import global_report
+from streams.settings import Settings
+from streams.topics import all_topics, create_topics, delete_run_topics
+from streams.worker_process import WorkerProcess, free_ports
+from tests.support.live import (
+    fixture_lines,
+    fixture_truth,
+    replay_lines,
+    run_settings,
+    truth_mismatches,
+    write_lines,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FIXTURE = "impulse"  # 10,624 lines
+PARTITIONS = 4
+
+
+class Fleet:
+    """Workers of one app id, each with its own port and data directory."""
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.workers: list[WorkerProcess] = []
+
+    def start(self, name: str) -> WorkerProcess:
+        (port,) = free_ports(1)
+        settings = self.settings.model_copy(
+            update={"web_port": port, "data_dir": self.root / name / "data"}
+        )
+        worker = WorkerProcess(settings, self.root / f"{name}.log")
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def running(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.alive()]
+
+    def wait_balanced(self, timeout_s: float = 120.0) -> dict[int, set[int]]:
+        """Wait until the running workers hold disjoint partitions covering them all."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            held: dict[int, set[int]] = {}
+            with contextlib.suppress(OSError, ValueError):
+                for i, worker in enumerate(self.running()):
+                    status = worker.status()
+                    if not status.get("ready"):
+                        raise ValueError("rebalancing")
+                    held[i] = {int(p) for p in status["partitions"]}
+                every = [p for ps in held.values() for p in ps]
+                if len(held) == len(self.running()) and sorted(every) == list(range(PARTITIONS)):
+                    return held
+            if time.monotonic() > deadline:
+                tails = "\n".join(w.tail(15) for w in self.workers)
+                raise AssertionError(f"workers never split the partitions: {held}\n{tails}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@pytest.fixture
+def fleet(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Fleet]:
+    settings = run_settings(kafka_bootstrap, "scale", partitions=PARTITIONS)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    group = Fleet(settings, tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+def merged_report(settings: Settings, timeout_s: float = 90.0) -> dict[str, Any]:
+    report = asyncio.run(global_report(settings, wait_s=timeout_s))
+    assert report["state"]["uncovered_records"] == 0, report["state"]
+    return report
+
+
+def assert_truth(report: dict[str, Any], lines: list[bytes]) -> None:
+    problems = truth_mismatches(report, fixture_truth(FIXTURE), lines)
+    assert problems == [], problems[:20]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_n_workers_give_the_one_worker_report(fleet: Fleet, tmp_path: Path, workers: int) -> None:
+    lines = fixture_lines(FIXTURE)
+    for i in range(workers):
+        fleet.start(f"w{i}")
+    for worker in fleet.workers:
+        worker.wait_ready(timeout_s=120)
+    held = fleet.wait_balanced()
+    assert len(held) == workers and all(held.values())
+    replay_lines(fleet.settings, tmp_path / "all.jsonl", lines)
+    report = merged_report(fleet.settings)
+    assert_truth(report, lines)
+    # Every worker did part of the work, none all of it.
+    applied = [w.status()["records"] for w in fleet.workers]
+    assert all(0 < n < len(lines) for n in applied), applied
+    assert sum(applied) == len(lines), applied
+
+
+class Replay(threading.Thread):
+    """Replays lines at a steady rate in the background."""
+
+    def __init__(self, settings: Settings, path: Path, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.path, self.rate = settings, path, rate
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from streams.replayer import replay
+
+        try:
+            asyncio.run(replay(self.path, self.settings, rate=self.rate))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def test_workers_joining_and_leaving_mid_replay_change_nothing(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """One worker, a second joins, a third joins, the first leaves (SIGTERM), the second is
+    killed (SIGKILL): all while the fixture is replayed; the end report equals the truth."""
+    lines = fixture_lines(FIXTURE)
+    first = fleet.start("w0")
+    first.wait_ready(timeout_s=120)
+    replay = Replay(fleet.settings, write_lines(tmp_path / "all.jsonl", lines), rate=1200.0)
+    replay.start()
+    time.sleep(1.5)
+    second = fleet.start("w1")
+    time.sleep(2.0)
+    third = fleet.start("w2")
+    time.sleep(2.0)
+    assert first.stop() == 0, first.tail()
+    time.sleep(1.5)
+    assert second.process is not None
+    second.expected_exit = -9  # type: ignore[attr-defined]
+    second.process.kill()
+    second.process.wait()
+    replay.join(timeout=120)
+    assert replay.error is None, replay.error
+    assert third.alive(), third.tail()
+    report = merged_report(fleet.settings, timeout_s=150.0)
+    assert_truth(report, lines)
+    # The survivor took the others' partitions over from their snapshots, not from scratch.
+    restored = {p["restored_from"] for p in third.status()["partitions"].values()}
+    assert restored & {"changelog", "memory", "local"}, third.status()["partitions"]
+
+
+def test_killed_worker_restarts_from_its_snapshots_not_from_the_start(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """kill -9 mid-replay, restart on the same data directory: the state comes back from the
+    local RocksDB store (and the changelog's tail), the sources are read from the snapshot's
+    positions on, and the end report equals the truth (nothing lost, nothing counted twice)."""
+    lines = fixture_lines(FIXTURE)
+    worker = fleet.start("w0")
+    worker.wait_ready(timeout_s=120)
+    half = len(lines) // 2
+    replay_lines(fleet.settings, tmp_path / "first.jsonl", lines[:half])
+    # Wait for snapshots covering the first half, then send more and kill mid-stream.
+    merged_report(fleet.settings)
+    replay = Replay(fleet.settings, write_lines(tmp_path / "rest.jsonl", lines[half:]), 3000.0)
+    replay.start()
+    time.sleep(0.8)
+    assert worker.process is not None
+    worker.expected_exit = -9  # type: ignore[attr-defined]
+    worker.process.kill()
+    worker.process.wait()
+    replay.join(timeout=60)
+    assert replay.error is None
+
+    again = WorkerProcess(worker.settings, tmp_path / "again.log")
+    fleet.workers.append(again)
+    again.start()
+    again.wait_ready(timeout_s=150)
+    report = merged_report(fleet.settings)
+    assert_truth(report, lines)
+    status = again.status()
+    sources = {p["restored_from"] for p in status["partitions"].values() if p["positions"]}
+    assert sources <= {"local", "changelog"} and sources, status["partitions"]
+    # It did not read the topics from the start: at most the unsnapshotted tail again.
+    assert status["records"] <= len(lines) - half // 2, status["records"]
+    # The worker's own /report (it holds every partition) is the truth too.
+    from tests.support.live import report_of
+
+    assert_truth(report_of(again), lines)
+
+
+def test_report_command_merges_the_changelog(fleet: Fleet, tmp_path: Path) -> None:
+    """`livepulse report --changelog --json` prints the merged report (what users run)."""
+    import json
+
+    lines = fixture_lines(FIXTURE)
+    for name in ("a", "b"):
+        fleet.start(name).wait_ready(timeout_s=120)
+    fleet.wait_balanced()
+    replay_lines(fleet.settings, tmp_path / "all.jsonl", lines)
+    settings = fleet.settings
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "report",
+            "--changelog",
+            "--wait",
+            "90",
+            "--json",
+            "--bootstrap",
+            settings.bootstrap,
+            "--app-id",
+            settings.app_id,
+            "--topic-prefix",
+            settings.topic_prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert_truth(json.loads(done.stdout), lines)
