@@ -44,6 +44,8 @@ VERSION: Final[int] = 1
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
+#: `load_state`'s default bound on the inflated pickle (~40x the 235k-event state).
+MAX_STATE_BYTES: Final[int] = 256 * 1024 * 1024
 
 #: (module, name) of every global a state pickle may name: the state's own classes, and
 #: Counter (a plain dict subclass, for a board field that may become one).
@@ -87,17 +89,23 @@ def dump_state(ledger: Ledger, board: OperatorBoard) -> bytes:
     return MAGIC + bytes([VERSION]) + zlib.compress(pickled, _ZLIB_LEVEL)
 
 
-def load_state(data: bytes) -> tuple[Ledger, OperatorBoard]:
-    """The pair `dump_state` wrote; StateFormatError for anything else (see the module)."""
+def load_state(data: bytes, max_size: int = MAX_STATE_BYTES) -> tuple[Ledger, OperatorBoard]:
+    """The pair `dump_state` wrote; StateFormatError for anything else (see the module),
+    including a pickle that would inflate past `max_size` bytes (a zlib bomb)."""
     if len(data) < _HEADER or data[: len(MAGIC)] != MAGIC:
         raise StateFormatError("not a livepulse state (wrong magic)")
     version = data[len(MAGIC)]
     if version != VERSION:
         raise StateFormatError(f"unknown state version {version} (this code reads {VERSION})")
+    inflater = zlib.decompressobj()
     try:
-        pickled = zlib.decompress(data[_HEADER:])
+        pickled = inflater.decompress(data[_HEADER:], max_size)
     except zlib.error as exc:
         raise StateFormatError(f"corrupt state (zlib: {exc})") from exc
+    if inflater.unconsumed_tail:
+        raise StateFormatError(f"state inflates past {max_size:,} bytes")
+    if not inflater.eof:
+        raise StateFormatError("corrupt state (zlib: truncated stream)")
     try:
         loaded = _StateUnpickler(io.BytesIO(pickled)).load()
     except StateFormatError:

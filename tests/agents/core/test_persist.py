@@ -198,3 +198,15 @@ def test_only_the_state_classes_are_resolved() -> None:
     }
     assert needed <= names <= needed | {("agents.core.windows", "MinuteBucket")}
     assert names <= set(_ALLOWED)
+
+
+def test_a_zlib_bomb_is_refused_before_it_inflates() -> None:
+    ledger, board = feed(records("impulse"))
+    data = dump_state(ledger, board)
+    with pytest.raises(StateFormatError, match="inflates past"):
+        load_state(data, max_size=10_000)
+    bomb = _HEADER + zlib.compress(b"\0" * 50_000_000, 9)
+    assert len(bomb) < 100_000
+    with pytest.raises(StateFormatError, match="inflates past"):
+        load_state(bomb, max_size=1_000_000)
+    assert load_state(data, max_size=len(pickle.dumps((ledger, board), protocol=5)))
