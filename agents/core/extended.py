@@ -56,7 +56,7 @@ def size_refund_share(facts: _Facts) -> Measurement:
     order id never paid counts nowhere; a refund with no reason is not a `size` refund.
     """
     size_refunded = {refund.order_id for refund in facts.ledger.refunds if refund.reason == "size"}
-    apparel = [order for order in facts.ledger.orders if order.has_apparel]
+    apparel = [order for order in facts.orders if order.has_apparel]
     hits = [order.order_id in size_refunded for order in apparel]
     return _order_share(hits, apparel, "size_refunded", "apparel_orders")
 
@@ -67,7 +67,7 @@ def bundle_share(facts: _Facts) -> Measurement:
     Pooled over merchants: "a merchant's orders" is read as the share every merchant is claimed
     to reach, measured on all their orders together.
     """
-    orders = facts.ledger.orders
+    orders = facts.orders
     hits = [order.distinct_skus >= 2 for order in orders]
     return _order_share(hits, orders, "bundle_orders", "paid_orders")
 
@@ -249,10 +249,11 @@ def return_rate(facts: _Facts) -> Measurement:
     """Distinct refunded `order_id`s that were paid / distinct paid `order_id`s (report only).
 
     Each distinct order id is one case, clustered by the session and buyer of its first
-    `order_paid` (in arrival order) for the interval.
+    `order_paid` (the earliest by ts, ties by `metrics.order_key`: not the arrival order,
+    which differs between topics and partitions) for the interval.
     """
     first: dict[str, OrderFact] = {}
-    for order in facts.ledger.orders:
+    for order in facts.orders:
         first.setdefault(order.order_id, order)
     refunded = {refund.order_id for refund in facts.ledger.refunds}
     orders = list(first.values())

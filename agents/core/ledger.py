@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.events import (
@@ -134,6 +134,52 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
 
     def __contains__(self, user: object) -> bool:
         return user in self._packed
+
+    @classmethod
+    def merged(cls, parts: Sequence[tuple[Presence, int]]) -> Presence:
+        """One presence from several `(presence, seq offset)`, sharing no mutable container.
+
+        A user found in one part keeps its records as they are (their arrival numbers are
+        only ever compared with each other); a user found in several gets each part's
+        records with that part's offset added to their arrival numbers, so that they sort
+        as `(ts, then the part's order, then the part's own arrival order)`.
+        """
+        out = cls()
+        packed = out._packed
+        if len(parts) == 1:
+            for user, held in parts[0][0]._packed.items():
+                packed[user] = list(held) if isinstance(held, list) else held
+            return out
+        owners: dict[str, int] = {}
+        for presence, _offset in parts:
+            for user in presence._packed:
+                owners[user] = owners.get(user, 0) + 1
+        for presence, offset in parts:
+            shift = offset << 1  # a packed record's arrival number starts at bit 1
+            for user, held in presence._packed.items():
+                if owners[user] == 1:
+                    packed[user] = list(held) if isinstance(held, list) else held
+                    continue
+                records = [held] if isinstance(held, int) else list(held)
+                for record in records:
+                    if (record >> 1) % _SEQ_LIMIT + offset >= _SEQ_LIMIT:
+                        raise OverflowError(f"arrival numbers do not fit in {_SEQ_BITS} bits")
+                shifted = [record + shift for record in records]
+                earlier = packed.get(user)
+                if earlier is not None:
+                    before = [earlier] if isinstance(earlier, int) else list(earlier)
+                    shifted = before + shifted
+                packed[user] = _held(shifted)
+        return out
+
+
+def _held(records: list[int]) -> int | tuple[int, ...] | list[int]:
+    """Packed records in the form `Presence.add` would have left them."""
+    if len(records) == 1:
+        return records[0]
+    if len(records) <= _TUPLE_MAX:
+        return tuple(records)
+    return records
 
 
 @dataclass(slots=True)

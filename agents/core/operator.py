@@ -392,13 +392,18 @@ class OperatorBoard:
     def _refunds_by_session(
         ledger: Ledger, started: dict[str, SessionFacts]
     ) -> dict[str, list[int]]:
-        """Refund amounts (cents) per session, by the refunded order id's session order."""
+        """Refund amounts (cents) per session, by the refunded order id's session order.
+
+        The earliest session order of an order id by ts; at equal ts the smallest session id
+        (only its session is read), not the earlier arrival: arrival order across sessions
+        differs between topics' partitions, and a report is a function of the events.
+        """
         first_order: dict[str, OrderFact] = {}
         for order in ledger.orders:
             if order.session_id is None or order.session_id not in started:
                 continue
             known = first_order.get(order.order_id)
-            if known is None or (order.ts, order.seq) < (known.ts, known.seq):
+            if known is None or (order.ts, order.session_id) < (known.ts, known.session_id or ""):
                 first_order[order.order_id] = order
         by_session: dict[str, list[int]] = {}
         for refund in ledger.refunds:

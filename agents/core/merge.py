@@ -1,0 +1,237 @@
+"""Merging per-partition ledgers and operator boards into one that reports as if fed it all.
+
+A worker keeps one `Ledger` and one `OperatorBoard` per Kafka partition; a report (one
+worker's, or the global one) is built from `merge_ledgers` and `merge_boards` of those. For
+events split by the contract's record keys over any number of partitions, each partition fed
+in its own order, `build_report(merge_ledgers(ls), merge_boards(bs))` equals the report of one
+ledger and one board fed every event (tests/agents/core/test_merge.py), because:
+
+* The ledger's facts are sets, sums, minima and maxima per key (counts, event ids, sessions'
+  starts and ends, interacting users, questions, first replies), lists whose order no figure
+  depends on (orders, refunds: the claims iterate them in a canonical order, see
+  `metrics.order_key`), and the arrival-ordered lists of presence per (session, user) and of
+  group events per (merchant, user).
+* Arrival numbers (`seq`) are only ever compared inside one of those two kinds of list (they
+  break ties at equal `ts`: a join and a leave of one user in the same millisecond). Such a
+  list's events share a record key (the session id on `live.views`, the merchant id on
+  `live.groups`), hence a partition, so a partition's ledger numbers them in the same
+  relative order as the single ledger does. The arrival numbers of different partitions may
+  be equal, which is harmless since they are never compared; `OrderFact.seq` is compared
+  nowhere. The merged ledger's next arrival number is the sum of the inputs' (the single
+  ledger's: one per valid event), above every number it holds.
+
+Totality (a producer that keyed some events wrongly, so one session id, or one (merchant,
+user), has events in several inputs): the facts are combined as the single ledger would have
+combined them, except where it would have used the arrival order across those inputs.
+Presence records, interacting users, orders and group events are pooled; a session's start is
+the earliest (its room and merchant with it; at equal `ts` the earlier input's), its end the
+earliest, its last event the latest; a question id known twice keeps the earliest (ts,
+session); a first reply is the earliest. In a list met in several inputs, arrival numbers are
+renumbered with per-input offsets (the sum of the earlier inputs' counts) so that equal-`ts`
+ties go by input order, then by each input's own order, and never collide. Event ids are
+unioned and counts summed: an event id repeated ACROSS inputs cannot be deduplicated after the
+fact (both copies were counted as valid and applied); the contract's keys make that impossible
+for a conforming producer (a repeat carries the same key, so lands in the same partition).
+
+Inputs are not mutated and the result shares no mutable container with them; it does share
+immutable values (`OrderFact`, `RefundFact`, presence records, group-event tuples, strings).
+
+Boards: `EventTimeWindows` lateness is judged per source, a (topic, record key), so every
+event of a source is in one partition, met in the same order as by a single board: each
+partition board makes exactly the single board's late / on-time decision for each event, and
+the late counts add up. Whether an on-time event lands in a bucket depends on the watermark
+when it arrived (buckets older than the retained minutes are dropped, and events for them
+refused); a partition's watermark is never above the global one, so a partition keeps at
+least every bucket the single board keeps; the merge takes the largest watermark, recomputes
+the cutoff from it and drops older buckets. A bucket minute m at or above the final cutoff
+was at or above every earlier cutoff of any board (cutoffs only grow with the watermark), so
+in both every on-time event of minute m was counted in it: the buckets agree. Below the final
+cutoff, neither keeps anything. Buckets of one (minute, session) in several inputs are summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agents.core.ledger import EventCounts, Ledger, OrderFact, Presence, SessionFacts
+from agents.core.operator import OperatorBoard
+from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
+
+
+def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
+    """One ledger holding every input's facts (see the module docstring); inputs untouched."""
+    merged = Ledger()
+    # Arrival-number offset of each input: the valid events of the inputs before it.
+    offsets: list[int] = []
+    total = 0
+    for ledger in ledgers:
+        offsets.append(total)
+        total += ledger._seq
+    merged._seq = total
+    merged.counts = EventCounts(
+        valid=sum(ledger.counts.valid for ledger in ledgers),
+        rejected=sum(ledger.counts.rejected for ledger in ledgers),
+        duplicates=sum(ledger.counts.duplicates for ledger in ledgers),
+    )
+    if len(ledgers) == 1:
+        merged._seen_ids = set(ledgers[0]._seen_ids)
+    else:
+        merged._seen_ids = set().union(*(ledger._seen_ids for ledger in ledgers))
+    max_ts = [ledger.max_ts for ledger in ledgers if ledger.max_ts is not None]
+    merged.max_ts = max(max_ts) if max_ts else None
+    merged.sessions = _merge_sessions(ledgers, offsets)
+    merged.orders = [order for ledger in ledgers for order in ledger.orders]
+    merged.refunds = [refund for ledger in ledgers for refund in ledger.refunds]
+    merged.group_events = _merge_group_events(ledgers, offsets)
+    for ledger in ledgers:
+        for question_id, asked in ledger.questions.items():
+            known = merged.questions.get(question_id)
+            if known is None or asked < known:
+                merged.questions[question_id] = asked
+        for question_id, ts in ledger.first_reply_ts.items():
+            earliest = merged.first_reply_ts.get(question_id)
+            if earliest is None or ts < earliest:
+                merged.first_reply_ts[question_id] = ts
+    return merged
+
+
+def _merge_sessions(ledgers: Sequence[Ledger], offsets: Sequence[int]) -> dict[str, SessionFacts]:
+    found: dict[str, list[tuple[SessionFacts, int]]] = {}
+    for ledger, offset in zip(ledgers, offsets, strict=True):
+        for sid, session in ledger.sessions.items():
+            found.setdefault(sid, []).append((session, offset))
+    return {sid: _merge_session(parts) for sid, parts in found.items()}
+
+
+def _merge_session(parts: Sequence[tuple[SessionFacts, int]]) -> SessionFacts:
+    out = SessionFacts()
+    orders: list[OrderFact] = []
+    for session, _offset in parts:
+        # Strictly earlier only: at equal ts the earlier input's start stays, as an earlier
+        # arrival's does in `Ledger.apply`.
+        if session.started_ts is not None and (
+            out.started_ts is None or session.started_ts < out.started_ts
+        ):
+            out.started_ts = session.started_ts
+            out.room_id = session.room_id
+            out.merchant_id = session.merchant_id
+        if session.ended_ts is not None and (
+            out.ended_ts is None or session.ended_ts < out.ended_ts
+        ):
+            out.ended_ts = session.ended_ts
+        out.last_ts = max(out.last_ts, session.last_ts)
+        out.interacting_users.update(session.interacting_users)
+        orders.extend(session.orders)
+    out.orders = orders
+    out.presence = Presence.merged([(session.presence, offset) for session, offset in parts])
+    return out
+
+
+def _merge_group_events(
+    ledgers: Sequence[Ledger], offsets: Sequence[int]
+) -> dict[tuple[str, str], list[tuple[int, int, str, bool]]]:
+    found: dict[tuple[str, str], list[tuple[list[tuple[int, int, str, bool]], int]]] = {}
+    for ledger, offset in zip(ledgers, offsets, strict=True):
+        for member, events in ledger.group_events.items():
+            found.setdefault(member, []).append((events, offset))
+    out: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
+    for member, parts in found.items():
+        if len(parts) == 1:
+            out[member] = list(parts[0][0])
+        else:
+            # Met in several inputs: renumbered so ties at equal ts go by input, then arrival.
+            out[member] = [
+                (ts, seq + offset, group_id, joined)
+                for events, offset in parts
+                for ts, seq, group_id, joined in events
+            ]
+    return out
+
+
+def merge_boards(boards: Sequence[OperatorBoard]) -> OperatorBoard:
+    """One board holding every input's counts and windows (see the module docstring).
+
+    The inputs must share their grace and GPM denominator (ValueError otherwise); with no
+    input, a board with the defaults.
+    """
+    if not boards:
+        return OperatorBoard()
+    first = boards[0]
+    for board in boards[1:]:
+        if board.gpm_denominator != first.gpm_denominator:
+            raise ValueError("boards with different gpm_denominator cannot be merged")
+    merged = OperatorBoard(first.windows.grace_ms, first.gpm_denominator)
+    merged.windows = merge_windows([board.windows for board in boards])
+    for board in boards:
+        for sid, count in board.follows.items():
+            merged.follows[sid] = merged.follows.get(sid, 0) + count
+        for sid, count in board.product_clicks.items():
+            merged.product_clicks[sid] = merged.product_clicks.get(sid, 0) + count
+        for sid, clickers in board.product_clickers.items():
+            known = merged.product_clickers.get(sid)
+            if known is None:
+                merged.product_clickers[sid] = set(clickers)
+            else:
+                known.update(clickers)
+    return merged
+
+
+def merge_windows(windows: Sequence[EventTimeWindows]) -> EventTimeWindows:
+    """One `EventTimeWindows` from several with the same grace and retention (ValueError
+    otherwise): newest ts per source and watermark the largest, late counts summed, buckets
+    of one (minute, session) summed, then buckets older than the merged cutoff dropped."""
+    if not windows:
+        return EventTimeWindows()
+    first = windows[0]
+    for other in windows[1:]:
+        if (other.grace_ms, other.retained_minutes) != (first.grace_ms, first.retained_minutes):
+            raise ValueError("windows with different grace or retention cannot be merged")
+    merged = EventTimeWindows(first.grace_ms, first.retained_minutes)
+    merged.late = sum(w.late for w in windows)
+    marks = [w.watermark for w in windows if w.watermark is not None]
+    merged.watermark = max(marks) if marks else None
+    cutoff = (
+        None
+        if merged.watermark is None
+        else merged.watermark // MINUTE_MS - first.retained_minutes + 1
+    )
+    merged._cutoff = cutoff
+    newest = merged._source_newest
+    for w in windows:
+        for source, ts in w._source_newest.items():
+            known = newest.get(source)
+            if known is None or ts > known:
+                newest[source] = ts
+        for minute, by_session in w.buckets.items():
+            if cutoff is not None and minute < cutoff:
+                continue
+            target = merged.buckets.setdefault(minute, {})
+            for sid, bucket in by_session.items():
+                held = target.get(sid)
+                if held is None:
+                    target[sid] = _copy_bucket(bucket)
+                else:
+                    _add_bucket(held, bucket)
+    return merged
+
+
+def _copy_bucket(bucket: MinuteBucket) -> MinuteBucket:
+    return MinuteBucket(
+        entries=bucket.entries,
+        interactions=bucket.interactions,
+        product_clicks=bucket.product_clicks,
+        orders=bucket.orders,
+        gmv_cents=bucket.gmv_cents,
+        viewers=set(bucket.viewers),
+        buyers=set(bucket.buyers),
+    )
+
+
+def _add_bucket(into: MinuteBucket, other: MinuteBucket) -> None:
+    into.entries += other.entries
+    into.interactions += other.interactions
+    into.product_clicks += other.product_clicks
+    into.orders += other.orders
+    into.gmv_cents += other.gmv_cents
+    into.viewers |= other.viewers
+    into.buyers |= other.buyers
