@@ -281,7 +281,7 @@ def install(app: Any, settings: Settings) -> StateKeeper:
     )
     set_partition_hooks(keeper)
 
-    @app.timer(1.0, name="livepulse.snapshots")
+    @app.timer(1.0, name="livepulse.snapshots")  # type: ignore[untyped-decorator]
     async def snapshot_due() -> None:
         await keeper.tick()
 

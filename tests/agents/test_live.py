@@ -106,14 +106,48 @@ def test_valid_events_reach_the_ledger_and_invalid_ones_become_dead_letters() ->
 
 
 def test_a_redelivered_event_is_counted_once() -> None:
+    """A redelivery carries the same key, so it lands on the same partition (the contract)."""
     state = LiveState()
     state.apply_batch(records("live.orders", START, ORDER))
-    letters = state.apply_batch(records("live.orders", ORDER, partition=1))
+    again = [SourceRecord("live.orders", 0, 2, b"s-1", ORDER)]
+    letters = state.apply_batch(again)
     assert letters == []
     assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 0, "duplicates": 1}
     assert sample(state, "livepulse_events_duplicate_total", topic="live.orders") == 1
     assert sample(state, "livepulse_events_total", topic="live.orders", type="order_paid") == 1
-    assert state.positions == {("live.orders", 0): 2, ("live.orders", 1): 1}
+    assert state.positions == {("live.orders", 0): 3}
+
+
+def test_state_is_kept_per_partition_and_merged_for_the_report() -> None:
+    state = LiveState()
+    state.apply_batch(records("live.sessions", START))
+    state.apply_batch(records("live.orders", ORDER, partition=1))
+    assert sorted(state.partitions) == [0, 1]
+    assert state.partitions[0].ledger.counts.valid == 1
+    assert state.partitions[1].ledger.counts.valid == 1
+    # The merged view joins the order (partition 1) to its session's start (partition 0).
+    assert state.ledger.counts.valid == 2
+    assert state.ledger.sessions["s-1"].started_ts is not None
+    assert len(state.ledger.sessions["s-1"].orders) == 1
+    assert state.positions == {("live.sessions", 0): 1, ("live.orders", 1): 1}
+
+
+def test_assigned_only_skips_unheld_partitions_and_records_before_the_position() -> None:
+    """With batch ingestion a partition's records apply only once its state is installed, and
+    a record before its position (already in the restored state) is skipped, not re-counted."""
+    state = LiveState(assigned_only=True)
+    state.apply_batch(records("live.orders", START, ORDER))
+    assert state.partitions == {} and state.skipped == 2
+    restored = state.new_partition()
+    restored.positions["live.orders"] = 1  # the snapshot covers offset 0 (the start)
+    state.install(0, restored)
+    state.apply_batch(records("live.orders", START, ORDER))
+    assert state.counts().as_dict() == {"valid": 1, "rejected": 0, "duplicates": 0}
+    assert state.skipped == 3
+    assert state.positions == {("live.orders", 0): 2}
+    assert state.partitions[0].dirty
+    dropped = state.drop(0)
+    assert dropped is restored and state.positions == {} and state.partitions == {}
 
 
 def test_an_event_that_breaks_the_ledger_is_dead_lettered_and_the_batch_goes_on(
