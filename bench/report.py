@@ -22,6 +22,13 @@ def _fmt(s: dict[str, float], spec: str = ",.0f", unit: str = "") -> str:
     )
 
 
+def _listed(text: str | None) -> list[str]:
+    """A list argument as `main` stored it (its str)."""
+    if not text or text == "[]":
+        return []
+    return [x.strip().strip("'\"") for x in text.strip("[]").split(",")]
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     args = results["args"]
@@ -40,6 +47,10 @@ def render(results: dict[str, Any]) -> str:
         f"--repeat {args['repeat']}"
         + (f" --baseline {args['baseline']}" if args.get("baseline") not in (None, "None") else "")
         + (" --gc-default" if args.get("gc_default") == "True" else "")
+        + (f" --capacity {args['capacity']}" if args.get("capacity") not in (None, "None") else "")
+        + (f" --shares {args['shares']}" if args.get("shares", "0.5,0.8") != "0.5,0.8" else "")
+        + (f" --latency-seconds {args['latency_seconds']}" if "latency_seconds" in args else "")
+        + "".join(f" --skip {k}" for k in _listed(args.get("skip")))
         + "`",
         "",
     ]
@@ -55,7 +66,11 @@ def render(results: dict[str, Any]) -> str:
             "GC share of CPU |",
             "|---|---|---|---|---|---|",
         ]
-        for key, name in NAMES.items():
+        names = dict(NAMES)
+        for key in t:
+            if key.startswith("c_") and key != "c_worker" and isinstance(t[key], dict):
+                names[key] = f"(c) worker, variant {key[2:]}"
+        for key, name in names.items():
             if key in t:
                 r = t[key]
                 lines.append(
@@ -68,6 +83,10 @@ def render(results: dict[str, Any]) -> str:
         a = t["a_ceiling"]["records_per_s"]["median"]
         b = t["b_naive_faust"]["records_per_s"]["median"]
         lines += ["", f"- (c)/(a) = {c / a:.0%} (target >= 60%)", f"- (c)/(b) = {c / b:.2f}x"]
+        for key in names:
+            if key.startswith("c_") and key != "c_worker":
+                cv = t[key]["records_per_s"]["median"]
+                lines.append(f"- {names[key]}: /(a) = {cv / a:.0%}, /(c) = {cv / c:.2f}x")
         if "c1_worker_gc_default" in t:
             c1 = t["c1_worker_gc_default"]["records_per_cpu_s"]["median"]
             c_cpu = t["c_worker"]["records_per_cpu_s"]["median"]
@@ -89,11 +108,20 @@ def render(results: dict[str, Any]) -> str:
             "| load | rate (records/s) | records | p50 ms | p99 ms | max ms |",
             "|---|---|---|---|---|---|",
         ]
-        for share, r in lat.items():
-            lines.append(
-                f"| {share} of (c)'s capacity | {r['rate']:,.0f} | {r['records']:,} | "
-                f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} |"
-            )
+        rows = [("", lat)] + list(lat.get("variants", {}).items())
+        for name, by_share in rows:
+            for share, r in by_share.items():
+                if share == "variants":
+                    continue
+                who = f" ({name})" if name else ""
+                lines.append(
+                    f"| {share} of (c)'s capacity{who} | {r['rate']:,.0f} | {r['records']:,} | "
+                    f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} |"
+                )
+        variants = results.get("args", {}).get("variant")
+        if variants and variants != "[]":
+            lines.append("")
+            lines.append(f"Variants (worker settings changed): {variants}")
         lines.append("")
     st = results.get("state")
     if st:

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 from bench import core
 from bench.data import dataset, preload
 from bench.proc import broker_pid, cpu_seconds, machine
+from streams.replayer import replay
 from streams.settings import Settings
 from streams.topics import EndOffsets, delete_run_topics
 from streams.worker_process import WorkerProcess, free_port, terminate
@@ -294,12 +296,20 @@ def measure_throughput(
     logs: Path,
     baseline: Path | None,
     gc_default: bool = False,
+    variants: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     contenders: dict[str, Callable[[int], Run]] = {
         "a_ceiling": lambda i: run_ceiling(settings, expect, logs / f"ceiling-{i}.log"),
         "b_naive_faust": lambda i: run_naive(settings, expect, logs / f"naive-{i}.log"),
         "c_worker": lambda i: run_worker(settings, expect, logs / f"worker-{i}.log"),
     }
+
+    def varied(name: str, update: dict[str, Any]) -> Callable[[int], Run]:
+        own = settings.model_copy(update=update)
+        return lambda i: run_worker(own, expect, logs / f"worker-{name}-{i}.log")
+
+    for name, update in (variants or {}).items():
+        contenders[f"c_{name}"] = varied(name, update)
     if gc_default:
         unpaced = settings.model_copy(update={"gc_pace_records": 0})
         contenders["c1_worker_gc_default"] = lambda i: run_worker(
@@ -336,6 +346,46 @@ def measure_throughput(
     return out
 
 
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def latency_once(
+    settings: Settings, path: Path, n: int, rate: float, log: Path, pythonpath: Path | None = None
+) -> dict[str, Any]:
+    """One paced run: a fresh worker on empty topics, the replayer at `rate`; its lag summary
+    and the rate the replayer really reached (it shares the machine's cores)."""
+    prefix = f"bench-lat-{uuid.uuid4().hex[:8]}."
+    settings = settings.model_copy(update={"topic_prefix": prefix})
+    asyncio.run(_create(settings))
+    worker, own = start_worker(settings, log, pythonpath)
+    assert worker.process is not None
+    try:
+        worker.wait_ready(120)
+        # CPU of the worker and of this process (the replayer) over the paced run: on a
+        # machine of 2 shared cores the producer's own CPU competes with the worker's.
+        began, worker_cpu, own_cpu = time.time(), cpu_seconds(worker.process.pid), _self_cpu()
+        sent = asyncio.run(replay(path, settings, rate=rate))
+        deadline = time.monotonic() + 120
+        while True:
+            status = worker.status()
+            if status["records"] >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        lag = dict(status["processing_lag"])
+        wall = time.time() - began
+        worker_used = (cpu_seconds(worker.process.pid) or 0.0) - (worker_cpu or 0.0)
+        lag["worker_cpu_share"] = worker_used / wall
+        lag["producer_cpu_share"] = (_self_cpu() - own_cpu) / wall
+    finally:
+        worker.stop()
+        shutil.rmtree(own.data_dir, ignore_errors=True)
+        asyncio.run(delete_run_topics(own))
+    lag["sent_per_s"] = sent.events_per_s
+    return lag
+
+
 def measure_latency(
     base: Settings,
     capacity: float,
@@ -345,43 +395,68 @@ def measure_latency(
     scenario: str,
     seed: int,
     logs: Path,
+    variants: dict[str, dict[str, Any]] | None = None,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
-    """p50/p99 processing lag of the worker under a paced producer at shares of capacity."""
+    """p50/p99 processing lag of the worker under a paced producer at shares of capacity.
+
+    With `variants` (name -> settings update) each pass runs the default worker and then each
+    variant (and the `baseline` tree's worker, as variant "baseline"), interleaved; their
+    figures go under `"variants"`.
+    """
+    workers = {"": base} | {
+        name: base.model_copy(update=update) for name, update in (variants or {}).items()
+    }
+    if baseline is not None:
+        workers["baseline"] = base
     out: dict[str, Any] = {}
     for share in shares:
         rate = capacity * share
         n = max(1000, int(rate * seconds))
         path = dataset(scenario, seed, n)
-        results = []
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in workers}
         for i in range(repeat):
-            prefix = f"bench-lat-{uuid.uuid4().hex[:8]}."
-            settings = base.model_copy(update={"topic_prefix": prefix})
-            asyncio.run(_create(settings))
-            worker, own = start_worker(settings, logs / f"latency-{share}-{i}.log")
-            try:
-                worker.wait_ready(120)
-                preload(path, settings, rate=rate)
-                deadline = time.monotonic() + 120
-                while True:
-                    status = worker.status()
-                    if status["records"] >= n or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.2)
-                lag = status["processing_lag"]
-            finally:
-                worker.stop()
-                shutil.rmtree(own.data_dir, ignore_errors=True)
-                asyncio.run(delete_run_topics(own))
-            print(f"bench: latency at {share:.0%} ({rate:,.0f}/s) pass {i + 1}: {lag}", flush=True)
-            results.append(lag)
-        out[f"{share:.0%}"] = {
-            "rate": rate,
-            "records": n,
-            "p50_ms": summary([r["p50_ms"] for r in results]),
-            "p99_ms": summary([r["p99_ms"] for r in results]),
-            "max_ms": summary([r["max_ms"] for r in results]),
-        }
+            for name, settings in workers.items():
+                tag = f"-{name}" if name else ""
+                tree = baseline if name == "baseline" else None
+                log = logs / f"latency{tag}-{share}-{i}.log"
+                lag = latency_once(settings, path, n, rate, log, tree)
+                print(
+                    f"bench: latency{' ' + name if name else ''} at {share:.0%} ({rate:,.0f}/s) "
+                    f"pass {i + 1}: {lag}",
+                    flush=True,
+                )
+                results[name].append(lag)
+        for name, rs in results.items():
+            figures = {
+                "rate": rate,
+                "records": n,
+                "sent_per_s": summary([r["sent_per_s"] for r in rs]),
+                "p50_ms": summary([r["p50_ms"] for r in rs]),
+                "p99_ms": summary([r["p99_ms"] for r in rs]),
+                "max_ms": summary([r["max_ms"] for r in rs]),
+                "worker_cpu_share": summary([r["worker_cpu_share"] for r in rs]),
+                "producer_cpu_share": summary([r["producer_cpu_share"] for r in rs]),
+            }
+            if name:
+                out.setdefault("variants", {}).setdefault(name, {})[f"{share:.0%}"] = figures
+            else:
+                out[f"{share:.0%}"] = figures
     return out
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """`NAME:field=value[,field=value]` -> (NAME, validated settings update)."""
+    name, _, assignments = text.partition(":")
+    raw = dict(item.split("=", 1) for item in assignments.split(",") if item)
+    if not name or not raw:
+        raise argparse.ArgumentTypeError(f"expected NAME:field=value[,...], got {text!r}")
+    unknown = set(raw) - set(Settings.model_fields)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown settings {sorted(unknown)}")
+    # Validate through the model, so "1000" becomes an int and bounds are checked.
+    checked = Settings.model_validate(raw)
+    return name, {key: getattr(checked, key) for key in raw}
 
 
 async def _create(settings: Settings) -> None:
@@ -413,6 +488,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run this tree's worker with CPython's default collector (no paced GC)",
     )
+    parser.add_argument(
+        "--capacity",
+        type=float,
+        help="records/s that the latency shares are of (default: (c)'s measured median)",
+    )
+    parser.add_argument(
+        "--shares", default="0.5,0.8", help="latency loads, as shares of capacity (default 0.5,0.8)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=parse_variant,
+        metavar="NAME:FIELD=VALUE[,...]",
+        help="also run the worker with these settings (throughput and latency, interleaved)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--keep-topics", action="store_true")
     args = parser.parse_args(argv)
@@ -424,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="livepulse-bench-"))
     print(f"bench: logs in {logs}", flush=True)
     base = Settings(bootstrap=args.bootstrap)
-    capacity = None
+    capacity = args.capacity
+    variants = dict(args.variant)
+    baseline = baseline_tree(args.baseline) if args.baseline else None
     if "throughput" not in args.skip:
         path = dataset(args.scenario, args.seed, args.events)
         prefix = f"bench-{uuid.uuid4().hex[:8]}."
@@ -436,30 +529,33 @@ def main(argv: list[str] | None = None) -> int:
             f"bench: preloaded {expect:,} records into {prefix}* "
             f"in {time.monotonic() - began:.1f} s"
         )
-        baseline = baseline_tree(args.baseline) if args.baseline else None
         try:
             results["throughput"] = measure_throughput(
-                settings, expect, args.repeat, logs, baseline, args.gc_default
+                settings, expect, args.repeat, logs, baseline, args.gc_default, variants
             )
             results["throughput"]["records"] = expect
             results["throughput"]["dataset"] = str(path)
         finally:
-            if baseline is not None:
-                shutil.rmtree(baseline, ignore_errors=True)
             if not args.keep_topics:
                 asyncio.run(delete_run_topics(settings))
-        capacity = results["throughput"]["c_worker"]["records_per_s"]["median"]
+        if capacity is None:
+            capacity = results["throughput"]["c_worker"]["records_per_s"]["median"]
     if "latency" not in args.skip and capacity:
         results["latency"] = measure_latency(
             base,
             capacity,
-            [0.5, 0.8],
+            [float(x) for x in args.shares.split(",")],
             args.latency_seconds,
             args.repeat,
             args.scenario,
             args.seed,
             logs,
+            variants,
+            baseline,
         )
+        results["latency_capacity"] = capacity
+    if baseline is not None:
+        shutil.rmtree(baseline, ignore_errors=True)
     if "state" not in args.skip:
         results["state"] = core.measure_state([10_000, 100_000], args.repeat)
     if "scaling" not in args.skip:
