@@ -10,6 +10,8 @@ ledger when asked.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
 import time
 from collections import Counter
@@ -73,22 +75,31 @@ class LagHistogram:
 
     def quantile(self, q: float) -> int | None:
         """The smallest lag (ms) with at least a share `q` of the records at or below it."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[int | None]:
+        """`quantile` of each share in one pass (ascending shares walk once; /status asks for
+        three, and with old records all in the last bucket each walk was 60,001 steps, ~8 ms
+        on the event loop per call)."""
         if self.count == 0:
-            return None
-        target, running = q * self.count, 0
-        for lag, n in enumerate(self.counts):
-            running += n
-            if n and running >= target:
-                return lag
-        return _LAG_MAX_MS
+            return [None] * len(qs)
+        # The cumulative counts, in C; each quantile is the first bucket whose running total
+        # reaches its target and that holds records (bisect on the non-decreasing totals).
+        running = list(itertools.accumulate(self.counts))
+        out: list[int | None] = []
+        for q in qs:
+            target = q * self.count
+            lag = bisect.bisect_left(running, target)
+            # The first bucket at or after `lag` that holds records (a bucket reached by an
+            # empty run of equal totals is not a lag anyone had).
+            while lag < len(running) and self.counts[lag] == 0:
+                lag += 1
+            out.append(min(lag, _LAG_MAX_MS))
+        return out
 
     def summary(self) -> dict[str, int | None]:
-        return {
-            "count": self.count,
-            "p50_ms": self.quantile(0.5),
-            "p99_ms": self.quantile(0.99),
-            "max_ms": self.quantile(1.0),
-        }
+        p50, p99, p100 = self.quantiles((0.5, 0.99, 1.0))
+        return {"count": self.count, "p50_ms": p50, "p99_ms": p99, "max_ms": p100}
 
 
 @dataclass(frozen=True, slots=True)

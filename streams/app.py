@@ -79,9 +79,14 @@ def create_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=(
             settings.batch_fetch_bytes if settings.batch_ingest else 1024 * 1024
         ),
-        producer_linger_ms=5,
+        # The producer publishes dead letters only, awaited before the batch is acked: a
+        # linger would be paid by every batch that has one (bench/NOTES.md).
+        producer_linger_ms=0,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        # No tables: no standby replicas (faust's co-partitioning assignor is forced by
+        # streams.batch_consumer, and would otherwise also plan standbys).
+        table_standby_replicas=0,
         web_enabled=True,
     )
 

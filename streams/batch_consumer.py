@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
@@ -68,8 +69,40 @@ def set_partition_hooks(hooks: PartitionHooks | None) -> None:
     _hooks = hooks
 
 
+#: Latency (bench/NOTES.md): the broker holds a fetch until this many bytes are there or
+#: `FETCH_MAX_WAIT_MS` has passed. faust asks for 1 byte and 1,500 ms: the fetch sent while a
+#: batch is being applied returns at once with the few records there, and the records that
+#: arrive during the rest of the batch wait a whole further cycle for the next fetch.
+FETCH_MIN_BYTES: Final[int] = 1024 * 1024
+FETCH_MAX_WAIT_MS: Final[int] = 10
+
+
+class BatchConsumerThread(AIOKafkaConsumerThread):
+    """faust's consumer thread, with a short fetch wait and a large minimum fetch, and faust's
+    co-partitioning assignor.
+
+    faust-streaming uses aiokafka's round-robin assignor unless the app has changelog tables,
+    and round robin splits partition p of the five contract topics over different workers.
+    The state is kept per partition number, so partition p of every topic must be one
+    worker's: faust's `PartitionAssignor` assigns co-subscribed topics with equal partition
+    counts together (`_get_copartitioned_groups`), and sticks to the previous assignment.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES  # read when its fetcher starts
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        # Read by AIOKafkaConsumer.start() when it builds its group coordinator.
+        consumer._partition_assignment_strategy = (self.app.assignor,)
+        self._assignor = self.app.assignor
+        return consumer
+
+
 class BatchConsumer(AIOKafkaFaustConsumer):
     """faust's aiokafka consumer with a batch drain loop instead of the per-message one."""
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (a thread loop)
         stopped = self._stopped.is_set

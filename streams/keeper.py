@@ -17,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from agents.core.persist import dump_state, load_state
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
+from agents.core.persist import dump_state, load_state
 from agents.live import LiveState, PartitionState
 from streams.settings import Settings
 from streams.statestore import Changelog, LocalStore, Snapshot, new_head, newest
