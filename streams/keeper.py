@@ -96,8 +96,18 @@ class StateKeeper:
         A partition already installed keeps its state; one that is not is restored from the
         newest snapshot (parked in memory, the local store, the changelog), or starts empty.
         """
-        tps = sorted(set(tps))
+        sources = set(self.settings.source_topics)
+        # Only the contract topics carry state (not faust's own, such as its leader topic).
+        tps = sorted({(t, p) for t, p in tps if t in sources})
         wanted = {p for _, p in tps}
+        by_partition: dict[int, int] = {}
+        for _, p in tps:
+            by_partition[p] = by_partition.get(p, 0) + 1
+        log.info(
+            "assigned partitions %s (topics each: %s)",
+            sorted(wanted),
+            ", ".join(f"{p}: {n}" for p, n in sorted(by_partition.items())),
+        )
         async with self.lock:
             for partition in sorted(set(self.live.partitions) - wanted):
                 await self._release(partition)  # lost without a revocation (a new generation)
@@ -112,8 +122,10 @@ class StateKeeper:
 
     async def revoke(self, tps: Iterable[SourceTP]) -> None:
         """Snapshot and park the partitions among `tps` (the worker no longer owns them)."""
+        sources = set(self.settings.source_topics)
         async with self.lock:
-            for partition in sorted({p for _, p in tps} & set(self.live.partitions)):
+            revoked = {p for t, p in tps if t in sources}
+            for partition in sorted(revoked & set(self.live.partitions)):
                 await self._release(partition)
 
     async def _release(self, partition: int) -> None:

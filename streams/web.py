@@ -351,6 +351,14 @@ class OperatorCollector:
                 )
 
 
+def _assigned(worker_app: Any) -> list[str]:
+    """The worker's assigned topic partitions, as "topic:partition"."""
+    try:
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in worker_app.consumer.assignment())
+    except Exception:  # no consumer yet (starting up)
+        return []
+
+
 def ready(worker_app: Any) -> bool:
     """Whether the worker is running with its partitions assigned (not rebalancing)."""
     try:
@@ -412,5 +420,5 @@ class StatusView(faust.web.View):
     """Per-partition positions (next offset to process), event counts and readiness."""
 
     async def get(self, request: Any) -> Any:
-        body = {**live.status(), "ready": ready(app)}
+        body = {**live.status(), "ready": ready(app), "assigned": _assigned(app)}
         return self.bytes(_json_body(body), content_type="application/json")
