@@ -4,6 +4,14 @@ A ratio exported by each worker cannot be averaged into a global one; its numera
 denominator can be summed over workers (`sum by (claim, part)`) and divided in PromQL
 (deploy/prometheus/rules/livepulse-recording.yml). The counts are the report's `detail`
 entries; only the ones listed here are exported, so the label values stay a fixed, small set.
+
+With several workers, a session's events are on one worker, so the session claims' parts add
+up; the group claims join a session's orders and viewers with its merchant's group events (a
+topic keyed by merchant) and orders of other sessions, which may be on other workers. Their
+parts (`CROSS_PARTITION_CLAIMS`) come from one worker only: the worker holding every
+partition (its own report), or else the group's leader, from the report merged over every
+partition's snapshot (`streams.global_report`); the other workers leave them out. So
+`sum by (claim, part)` over the workers is right for every claim.
 """
 
 from __future__ import annotations
@@ -31,10 +39,20 @@ CLAIM_PARTS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
-def claim_parts(report: Mapping[str, Any]) -> Iterator[tuple[str, str, float]]:
+#: Claims whose facts span partitions (docstring): exported by one worker only.
+CROSS_PARTITION_CLAIMS: Final[frozenset[str]] = frozenset(
+    {"group_order_share", "group_repurchase_30d", "group_spend_multiple"}
+)
+
+
+def claim_parts(
+    report: Mapping[str, Any], claims_wanted: Callable[[str], bool] = lambda _c: True
+) -> Iterator[tuple[str, str, float]]:
     """(claim, part, value) for every listed part the report has a number for."""
     claims = report.get("claims", {})
     for claim_id, parts in CLAIM_PARTS.items():
+        if not claims_wanted(claim_id):
+            continue
         detail = claims.get(claim_id, {}).get("detail") or {}
         for part in parts:
             value = detail.get(part)
@@ -44,10 +62,19 @@ def claim_parts(report: Mapping[str, Any]) -> Iterator[tuple[str, str, float]]:
 
 
 class ClaimPartsCollector:
-    """A Prometheus collector of `livepulse_claim_part` from the worker's latest report."""
+    """A Prometheus collector of `livepulse_claim_part` from the worker's latest report.
 
-    def __init__(self, report: Callable[[], Mapping[str, Any]]) -> None:
+    `cross` gives the report to take the cross-partition claims from (None: leave them out);
+    without it they come from `report` like the others (one worker holding everything).
+    """
+
+    def __init__(
+        self,
+        report: Callable[[], Mapping[str, Any]],
+        cross: Callable[[], Mapping[str, Any] | None] | None = None,
+    ) -> None:
         self._report = report
+        self._cross = cross
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
@@ -62,6 +89,13 @@ class ClaimPartsCollector:
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
-        for claim_id, part, value in claim_parts(self._report()):
+        if self._cross is None:
+            samples = list(claim_parts(self._report()))
+        else:
+            samples = list(claim_parts(self._report(), lambda c: c not in CROSS_PARTITION_CLAIMS))
+            cross = self._cross()
+            if cross is not None:
+                samples += claim_parts(cross, lambda c: c in CROSS_PARTITION_CLAIMS)
+        for claim_id, part, value in samples:
             family.add_metric([claim_id, part], value)
         yield family

@@ -15,13 +15,25 @@ import time
 from typing import Any
 
 from agents.core.merge import merge_boards, merge_ledgers
-from agents.core.persist import load_state
-
 from agents.core.operator import OperatorBoard
+from agents.core.persist import load_state
 from agents.core.report import build_report
 from streams.settings import Settings
 from streams.statestore import Changelog, Snapshot
 from streams.topics import end_offsets, partition_counts
+
+
+def _build(blobs: list[bytes], settings: Settings) -> dict[str, Any]:
+    states = [load_state(blob) for blob in blobs]
+    if states:
+        ledger = merge_ledgers([ledger for ledger, _ in states])
+        board = merge_boards([board for _, board in states])
+    else:
+        from agents.core.ledger import Ledger
+
+        ledger = Ledger()
+        board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    return build_report(ledger, board)
 
 
 async def newest_snapshots(settings: Settings) -> dict[int, Snapshot]:
@@ -53,7 +65,7 @@ async def uncovered(settings: Settings, snapshots: dict[int, Snapshot]) -> int:
 
 
 async def global_report(
-    settings: Settings, *, wait_s: float = 0.0, poll_s: float = 1.0
+    settings: Settings, *, wait_s: float = 0.0, poll_s: float = 1.0, build_in_thread: bool = False
 ) -> dict[str, Any]:
     """The merged report of every partition's newest snapshot (see the module docstring)."""
     deadline = time.monotonic() + wait_s
@@ -63,16 +75,11 @@ async def global_report(
         if behind == 0 or time.monotonic() >= deadline:
             break
         await asyncio.sleep(poll_s)
-    states = [load_state(snapshots[p].blob) for p in sorted(snapshots)]
-    if states:
-        ledger = merge_ledgers([ledger for ledger, _ in states])
-        board = merge_boards([board for _, board in states])
+    blobs = [snapshots[p].blob for p in sorted(snapshots)]
+    if build_in_thread:  # a worker's event loop keeps serving while the report is built
+        report = await asyncio.to_thread(_build, blobs, settings)
     else:
-        from agents.core.ledger import Ledger
-
-        ledger = Ledger()
-        board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
-    report = build_report(ledger, board)
+        report = _build(blobs, settings)
     report["state"] = {
         "source": f"changelog {settings.changelog}",
         "partitions": {

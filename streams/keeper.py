@@ -27,6 +27,9 @@ from streams.statestore import Changelog, LocalStore, Snapshot, new_head, newest
 
 log = logging.getLogger(__name__)
 
+#: Partitions of each contract topic, as checked when the worker started (None before).
+SOURCE_PARTITIONS: int | None = None
+
 SourceTP = tuple[str, int]
 #: Commits source offsets ({(topic, partition): next offset}) for the worker's group.
 Committer = Callable[[dict[SourceTP, int]], Awaitable[Any]]

@@ -7,6 +7,8 @@ short cache keeps frequent scrapes from rebuilding it while events keep arriving
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Final
@@ -380,7 +382,75 @@ live.metrics.registry.register(ClaimCollector(reports, settings.report_max_age_s
 live.metrics.registry.register(
     OperatorCollector(reports, settings.report_max_age_s, settings.label_top_n)
 )
-live.metrics.registry.register(ClaimPartsCollector(lambda: reports.get(settings.report_max_age_s)))
+
+
+class GlobalReports:
+    """The report merged over every partition's snapshot (`streams.global_report`), rebuilt in
+    a thread when asked for and older than `max_age_s`; used by the group's leader for the
+    cross-partition claim parts and by `/report?scope=global` on any worker."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self.max_age_s = max_age_s
+        self.report: dict[str, Any] | None = None
+        self.built_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self, max_age_s: float | None = None) -> dict[str, Any]:
+        limit = self.max_age_s if max_age_s is None else max_age_s
+        async with self._lock:
+            if self.report is None or time.monotonic() - self.built_at > limit:
+                from streams.global_report import global_report
+
+                self.report = await global_report(settings, build_in_thread=True)
+                self.built_at = time.monotonic()
+            return self.report
+
+
+global_reports = GlobalReports(settings.global_report_interval_s)
+
+
+def holds_every_partition() -> bool:
+    """Whether this worker holds the state of every partition (it is the only worker)."""
+    total = keeper_partitions()
+    return total is not None and len(live.partitions) >= total
+
+
+def keeper_partitions() -> int | None:
+    from streams import keeper
+
+    return keeper.SOURCE_PARTITIONS
+
+
+def _cross_partition_report() -> dict[str, Any] | None:
+    """Where this worker takes the group claims' parts from (streams.claim_parts), or None."""
+    if not settings.batch_ingest or holds_every_partition():
+        return reports.get(settings.report_max_age_s)
+    try:
+        leader = bool(app.is_leader())
+    except Exception:  # no consumer yet
+        return None
+    return global_reports.report if leader else None
+
+
+@app.timer(settings.global_report_interval_s)  # type: ignore[untyped-decorator]
+async def refresh_global_report() -> None:
+    """The leader keeps the merged report fresh for the cross-partition claim parts."""
+    if not settings.batch_ingest or holds_every_partition():
+        return
+    try:
+        leader = bool(app.is_leader())
+    except Exception:
+        return
+    if leader:
+        try:
+            await global_reports.get(0.0)
+        except Exception as exc:  # the next tick tries again
+            log.warning("global report failed: %r", exc)
+
+
+live.metrics.registry.register(
+    ClaimPartsCollector(lambda: reports.get(settings.report_max_age_s), _cross_partition_report)
+)
 live.metrics.registry.register(
     # Lambdas: faust creates its consumer on first access, which must wait for the worker.
     ConsumerLagCollector(
@@ -390,6 +460,8 @@ live.metrics.registry.register(
         settings.source_topics,
     )
 )
+
+log = logging.getLogger(__name__)
 
 _JSON_OPTIONS: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -412,6 +484,10 @@ class ReportView(faust.web.View):
     """The claims report (docs/design.md), as of every event processed so far."""
 
     async def get(self, request: Any) -> Any:
+        if request.query.get("scope") == "global":
+            # Every partition, whichever worker holds it: merged from the changelog snapshots.
+            body = await global_reports.get(settings.report_max_age_s)
+            return self.bytes(_json_body(body), content_type="application/json")
         return self.bytes(_json_body(reports.get()), content_type="application/json")
 
 

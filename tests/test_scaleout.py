@@ -121,6 +121,47 @@ def test_n_workers_give_the_one_worker_report(fleet: Fleet, tmp_path: Path, work
     applied = [w.status()["records"] for w in fleet.workers]
     assert all(0 < n < len(lines) for n in applied), applied
     assert sum(applied) == len(lines), applied
+    # What Prometheus sums over the workers (livepulse_claim_part) is every claim's truth,
+    # the group claims included (their parts come from the leader's merged report).
+    assert_summed_parts_equal_the_truth(fleet)
+    # And any worker's /report?scope=global is the merged report.
+    from streams.drain import fetch_json
+
+    assert_truth(fetch_json(f"{fleet.workers[-1].base_url}/report?scope=global"), lines)
+
+
+def summed_parts(workers: list[WorkerProcess]) -> dict[tuple[str, str], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total: dict[tuple[str, str], float] = {}
+    for worker in workers:
+        with urllib.request.urlopen(f"{worker.base_url}/metrics", timeout=30) as response:  # noqa: S310
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name != "livepulse_claim_part":
+                continue
+            for sample in family.samples:
+                key = (sample.labels["claim"], sample.labels["part"])
+                total[key] = total.get(key, 0.0) + sample.value
+    return total
+
+
+def assert_summed_parts_equal_the_truth(fleet: Fleet, timeout_s: float = 60.0) -> None:
+    from streams.claim_parts import CLAIM_PARTS
+
+    claims = fixture_truth(FIXTURE)["claims"]
+    want = {(c, p): float(claims[c][p]) for c, names in CLAIM_PARTS.items() for p in names}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = summed_parts(fleet.running())
+        if got == want:
+            return
+        if time.monotonic() > deadline:  # the leader refreshes its merged report every 10 s
+            wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+            raise AssertionError(f"summed claim parts differ from the truth: {wrong}")
+        time.sleep(1.0)
 
 
 class Replay(threading.Thread):

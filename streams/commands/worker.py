@@ -96,7 +96,10 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
             await create_topics(settings, all_topics(settings))
             if settings.batch_ingest:
                 await create_changelog(settings)
-                await check_copartitioned(settings)
+                counts = await check_copartitioned(settings)
+                from streams import keeper
+
+                keeper.SOURCE_PARTITIONS = counts[settings.source_topics[0]]
                 break
             # The agent path's ledger is in memory: a restarted worker reads its topics again
             # from the start. (A broker that has just started may have no group coordinator.)
