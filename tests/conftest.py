@@ -24,6 +24,18 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_in_a_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Workers started by tests keep their RocksDB state under a temp dir, not in data/."""
+    before = os.environ.get("LIVEPULSE_DATA_DIR")
+    os.environ["LIVEPULSE_DATA_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        os.environ.pop("LIVEPULSE_DATA_DIR", None)
+    else:
+        os.environ["LIVEPULSE_DATA_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """The real broker's bootstrap (`LIVEPULSE_TEST_BOOTSTRAP`); skip if down, fail under CI."""

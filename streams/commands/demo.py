@@ -168,3 +168,7 @@ def _delete_topics(settings: Settings) -> None:
     else:
         if deleted:
             _say(f"deleted this run's topics ({settings.topic_prefix}live.*)")
+    # The run's state store describes the topics just deleted.
+    import shutil
+
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
