@@ -201,3 +201,65 @@ def test_every_dashboard_query_parses_and_returns_data(stack: Stack) -> None:
                 continue
         empty.append(f"{dashboard} / {title}: {expr}")
     assert not empty, "panels with no data after the replay:\n" + "\n".join(empty)
+
+
+def test_two_workers_scraped_give_the_truths_global_figures(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Two workers share the partitions; Prometheus scrapes both, and the recording rules'
+    global figures (sums over workers, then ratios) equal the truth file's, the group claims
+    included (their parts come from the leader's merged report, streams/claim_parts.py)."""
+    if prometheus_binary() is None:
+        message = "Debian's `prometheus` is not installed (scripts/setup.sh installs it as root)"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    run = f"prom2-{uuid.uuid4().hex[:12]}"
+    base = Settings(bootstrap=kafka_bootstrap, app_id=run, topic_prefix=f"{run}.", partitions=4)
+    truth = json.loads((ROOT / "fixtures" / f"{FIXTURE}.truth.json").read_text(encoding="utf-8"))
+    asyncio.run(create_topics(base, all_topics(base)))
+    workers = [
+        WorkerProcess(
+            base.model_copy(update={"web_port": free_port(), "data_dir": tmp_path / f"w{i}"}),
+            tmp_path / f"w{i}.log",
+        )
+        for i in range(2)
+    ]
+    targets = [f"127.0.0.1:{w.settings.web_port}" for w in workers]
+    prometheus = LocalPrometheus(targets, interval_s=1.0)
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready(timeout_s=120)
+        deadline = time.monotonic() + 120
+        while sorted(p for w in workers for p in w.status()["partitions"]) != ["0", "1", "2", "3"]:
+            assert time.monotonic() < deadline, [w.status()["partitions"] for w in workers]
+            time.sleep(0.5)
+        prometheus.start()
+        prometheus.wait_for('count(up{job="livepulse"} == 1) == 2', bool, timeout_s=30)
+        asyncio.run(replay(ROOT / "fixtures" / f"{FIXTURE}.jsonl", base))
+        claims = truth["claims"]
+
+        def all_equal(result: list[dict[str, Any]]) -> bool:
+            got = values(result, "claim")
+            return set(got) == set(CLAIM_PARTS) and all(
+                math.isclose(v, claims[c]["observed"], rel_tol=1e-9) for c, v in got.items()
+            )
+
+        # The leader refreshes its merged report every 10 s; Prometheus scrapes every second.
+        prometheus.wait_for("livepulse:claim_observed:global", all_equal, timeout_s=90)
+        overall = truth["operator"]["overall"]
+        for rule, figure in (
+            ("livepulse:conversion:ratio", "conversion"),
+            ("livepulse:aov_cny:ratio", "aov_cny"),
+        ):
+            got = values(prometheus.query(f'{rule}{{level="overall"}}'), "id")
+            assert math.isclose(got["all"], overall[figure], rel_tol=1e-9), rule
+        # Both workers did part of the work.
+        assert all(w.status()["records"] > 0 for w in workers)
+    finally:
+        prometheus.stop()
+        for worker in workers:
+            worker.stop()
+        asyncio.run(delete_run_topics(base))
