@@ -567,12 +567,45 @@ def _contract_agent(topic_name: str) -> Any:
 agents: dict[str, Any] = {name: _contract_agent(name) for name in settings.source_topics}
 
 
+#: Most batches whose dead letters may be in flight at once; the next batch waits beyond.
+_MAX_PENDING_PUBLISHES: Final[int] = 8
+
+
+class DeadLetterPipeline:
+    """Dead letters published in the background, so the next fetch need not wait for them.
+
+    Almost every batch has a dead letter (bad input is ~0.5% of records), and waiting for the
+    broker's acknowledgement before the next fetch cost each batch a round trip (latency,
+    bench/NOTES.md). What a crash must not lose is kept by `settle()`: a snapshot
+    (`streams.keeper`) awaits every publish in flight before it covers their records, so a
+    dead letter is on the broker before any snapshot says its record was processed. While the
+    broker is away, at most `_MAX_PENDING_PUBLISHES` batches go ahead of their dead letters.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[asyncio.Task[None]] = []
+
+    async def submit(self, letters: Sequence[DeadLetter]) -> None:
+        self.pending = [task for task in self.pending if not task.done()]
+        while len(self.pending) >= _MAX_PENDING_PUBLISHES:
+            await self.pending.pop(0)
+        self.pending.append(asyncio.ensure_future(publish_dead_letters(letters)))
+
+    async def settle(self) -> None:
+        """Wait until every dead letter submitted so far is acknowledged (or given up on)."""
+        while self.pending:
+            await self.pending.pop(0)
+
+
+dead_letters = DeadLetterPipeline()
+
+
 async def ingest_batch(batch: Sequence[RawRecord]) -> None:
-    """Apply one fetched batch and publish its dead letters; the consumer acks it afterwards."""
+    """Apply one fetched batch and hand its dead letters to the publishing pipeline."""
     letters = live.apply_batch([SourceRecord(t, p, o, k, v) for t, p, o, k, v, _ in batch])
     live.lag.observe(time.time(), [ts / 1000.0 if ts is not None else None for *_, ts in batch])
     if letters:
-        await publish_dead_letters(letters)
+        await dead_letters.submit(letters)
     live.maybe_log_summary()
 
 

@@ -37,6 +37,10 @@ Committer = Callable[[dict[SourceTP, int]], Awaitable[Any]]
 EndOffsets = Callable[[Iterable[SourceTP]], Awaitable[dict[SourceTP, int]]]
 
 
+async def _settled() -> None:
+    return None
+
+
 class StateKeeper:
     """Restores, snapshots and parks the partition states of one worker's `LiveState`."""
 
@@ -60,6 +64,8 @@ class StateKeeper:
         #: partition back (faust's eager rebalances revoke everything) costs no reload.
         self.parked: dict[int, PartitionState] = {}
         self.committer: Committer | None = None
+        #: Awaited before each snapshot: dead letters still being published (agents.live).
+        self.settle: Callable[[], Awaitable[None]] = _settled
         registry = live.metrics.registry
         self.snapshots = PromCounter(
             "livepulse_state_snapshots",
@@ -215,6 +221,8 @@ class StateKeeper:
         """Write `state` (held under the lock) to the changelog, then the local store; commit."""
         started = time.monotonic()
         try:
+            # The dead letters of every record the snapshot covers are on the broker first.
+            await self.settle()
             blob = dump_state(state.ledger, state.board)
             head = new_head(partition, state.generation + 1, blob, state.positions)
             offset = await self.changelog.write(head, blob, previous=state.head)
@@ -278,7 +286,7 @@ def install(app: Any, settings: Settings) -> StateKeeper:
 
     Called by the worker command only (tests that import the agents must not open a RocksDB).
     """
-    from agents.live import live
+    from agents.live import dead_letters, live
     from streams.batch_consumer import set_partition_hooks
     from streams.topics import end_offsets
 
@@ -294,6 +302,7 @@ def install(app: Any, settings: Settings) -> StateKeeper:
     keeper = StateKeeper(
         live, settings, Changelog(settings), LocalStore(settings.state_dir), end_offsets=source_ends
     )
+    keeper.settle = dead_letters.settle
     set_partition_hooks(keeper)
 
     @app.timer(1.0, name="livepulse.snapshots")  # type: ignore[untyped-decorator]
@@ -301,6 +310,7 @@ def install(app: Any, settings: Settings) -> StateKeeper:
         await keeper.tick()
 
     async def flush_on_stop(sender: Any = None, **kwargs: Any) -> None:
+        await dead_letters.settle()
         await keeper.flush()
         await keeper.changelog.stop()
         if keeper.local is not None:

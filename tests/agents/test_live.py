@@ -328,3 +328,40 @@ async def test_dead_letters_are_retried_and_a_lasting_failure_is_counted_not_rai
         topic=live_module.settings.deadletter,
     )
     assert failures == 2
+
+
+async def test_dead_letters_are_published_behind_the_stream_and_settled_before_snapshots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next batch need not wait for the broker's acknowledgement of this one's dead
+    letters, but `settle()` (what a snapshot awaits first) returns only once all are acked,
+    and no more than the bound of batches runs ahead of its dead letters."""
+
+    from agents.live import _MAX_PENDING_PUBLISHES, DeadLetterPipeline
+
+    release = asyncio.Event()
+    acked: list[int] = []
+
+    async def slow_publish(letters: Sequence[DeadLetter]) -> None:
+        await release.wait()
+        acked.append(len(letters))
+
+    monkeypatch.setattr(live_module, "publish_dead_letters", slow_publish)
+    pipeline = DeadLetterPipeline()
+    letter = DeadLetter(b"k", b"v", [])
+    for _ in range(_MAX_PENDING_PUBLISHES):
+        await asyncio.wait_for(pipeline.submit([letter]), timeout=1.0)  # never blocks
+    assert acked == [] and len(pipeline.pending) == _MAX_PENDING_PUBLISHES
+    # One more must wait for the oldest publish.
+    blocked = asyncio.ensure_future(pipeline.submit([letter, letter]))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    settling = asyncio.ensure_future(pipeline.settle())
+    await asyncio.sleep(0.05)
+    assert not settling.done()
+    release.set()
+    await asyncio.wait_for(blocked, timeout=1.0)
+    await asyncio.wait_for(settling, timeout=1.0)
+    await pipeline.settle()
+    assert sorted(acked) == [1] * _MAX_PENDING_PUBLISHES + [2]
+    assert pipeline.pending == []
