@@ -51,6 +51,10 @@ def render(results: dict[str, Any]) -> str:
         + (f" --shares {args['shares']}" if args.get("shares", "0.5,0.8") != "0.5,0.8" else "")
         + (f" --latency-seconds {args['latency_seconds']}" if "latency_seconds" in args else "")
         + "".join(f" --skip {k}" for k in _listed(args.get("skip")))
+        + "".join(
+            f" --variant {name}:" + ",".join(f"{k}={v}" for k, v in update.items())
+            for name, update in results.get("variants", {}).items()
+        )
         + "`",
         "",
     ]

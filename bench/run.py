@@ -127,7 +127,8 @@ def snapshot_stats(worker: WorkerProcess) -> dict[str, Any] | None:
     every snapshot's). None from a worker that does not snapshot (a baseline)."""
     try:
         status = worker.status()
-        text = fetch(f"{worker.base_url}/metrics", timeout_s=5.0).decode()
+        # /metrics builds the claims report of the whole state: seconds at 2M records.
+        text = fetch(f"{worker.base_url}/metrics", timeout_s=120.0).decode()
     except (OSError, ValueError):
         return None
     partitions = status.get("partitions") or {}
@@ -579,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": machine(),
         "args": {k: str(v) for k, v in vars(args).items()},
+        "variants": dict(args.variant),
     }
     logs = Path(tempfile.mkdtemp(prefix="livepulse-bench-"))
     print(f"bench: logs in {logs}", flush=True)
