@@ -51,6 +51,10 @@ def render(results: dict[str, Any]) -> str:
         + (f" --shares {args['shares']}" if args.get("shares", "0.5,0.8") != "0.5,0.8" else "")
         + (f" --latency-seconds {args['latency_seconds']}" if "latency_seconds" in args else "")
         + "".join(f" --skip {k}" for k in _listed(args.get("skip")))
+        + "".join(
+            f" --variant {name}:" + ",".join(f"{k}={v}" for k, v in update.items())
+            for name, update in results.get("variants", {}).items()
+        )
         + "`",
         "",
     ]
@@ -95,6 +99,30 @@ def render(results: dict[str, Any]) -> str:
             c0 = t["c0_worker_baseline"]["records_per_s"]["median"]
             lines.append(f"- (c)/(c0), after/before this round = {c / c0:.2f}x")
         lines.append("")
+        snapped = [key for key in names if key in t and "snapshots" in t[key]]
+        if snapped:
+            lines += [
+                "State snapshots (`/status` per partition, `/metrics` "
+                "`livepulse_state_snapshot_seconds`): written while draining (count, seconds, "
+                "share of the drain window), and the whole state's once the worker went idle "
+                "(all partitions: count so far, bytes and seconds of the latest of each).",
+                "",
+                "| contender | while draining: snapshots | seconds | share of window | "
+                "after idle: snapshots | latest bytes (all partitions) | latest seconds |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for key in snapped:
+                sn = t[key]["snapshots"]
+                d, st = sn["drain"], sn["settled"]
+                lines.append(
+                    f"| {names[key]} | {_fmt(d['count'])} | {_fmt(d['seconds'], '.2f')} | "
+                    f"{_fmt(sn['drain_share'], '.1%')} | {_fmt(st['count'])} | "
+                    f"{_fmt(st['latest_bytes'])} | {_fmt(st['latest_seconds'], '.2f')} |"
+                )
+            lines.append("")
+    so = results.get("scaleout")
+    if so:
+        lines += _scaleout(so)
     lat = results.get("latency")
     if lat:
         lines += [
@@ -168,12 +196,83 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _scaleout(so: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## Scale-out: 1 vs 2 workers of one app id ({so['records']:,} preloaded records, "
+        "4 partitions a topic)",
+        "",
+        "Workers started back to back on the same preloaded topics, each with its own data "
+        "directory and port; rate = records / (earliest first batch applied - latest last "
+        "batch applied over the workers); CPU over that window (1.00 = one core). The machine "
+        "has 2 cores, shared with the broker (and the bench's own polling): two workers "
+        "cannot get a core each. Afterwards the report merged from the changelog "
+        "(`streams.global_report`) must count the same events for every run.",
+        "",
+        "| workers | records/s | workers' CPU (sum) | records per worker CPU second | "
+        "broker CPU | first batches spread s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in ("1", "2"):
+        if n in so:
+            r = so[n]
+            lines.append(
+                f"| {n} | {_fmt(r['records_per_s'])} | {_fmt(r['worker_cpu_share_total'], '.2f')} "
+                f"| {_fmt(r['records_per_cpu_s'])} | {_fmt(r['broker_cpu_share'], '.2f')} | "
+                f"{_fmt(r['start_spread_s'], '.2f')} |"
+            )
+    lines += [
+        "",
+        "Settled: from the moment every worker held its own partitions (the first worker to "
+        "start takes all four until the second joins and the group rebalances; the broker's "
+        "initial rebalance delay is 0) until drained.",
+        "",
+        "| workers | settled after s | records after settling | records/s settled | "
+        "workers' CPU (sum) | broker CPU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in ("1", "2"):
+        st = so.get(n, {}).get("settled")
+        if st:
+            lines.append(
+                f"| {n} | {_fmt(st['after_s'], '.2f')} | {_fmt(st['records'])} | "
+                f"{_fmt(st['records_per_s'])} | {_fmt(st['worker_cpu_share_total'], '.2f')} | "
+                f"{_fmt(st['broker_cpu_share'], '.2f')} |"
+            )
+    lines.append("")
+    if "1" in so and "2" in so:
+        one = so["1"]["records_per_s"]["median"]
+        two = so["2"]["records_per_s"]["median"]
+        lines.append(f"- 2 workers / 1 worker, first to last = {two / one:.2f}x")
+        if "settled" in so["1"] and "settled" in so["2"]:
+            one_s = so["1"]["settled"]["records_per_s"]["median"]
+            two_s = so["2"]["settled"]["records_per_s"]["median"]
+            lines.append(f"- 2 workers / 1 worker, settled = {two_s / one_s:.2f}x")
+    for n in ("1", "2"):
+        if n in so:
+            shares = "; ".join(
+                " + ".join(f"{c:.2f}" for c in run) for run in so[n]["worker_cpu_shares"]
+            )
+            lines.append(
+                f"- {n} worker(s): CPU per worker by pass {shares}; records per worker "
+                f"{so[n]['worker_records']}; partitions held at the end "
+                f"{so[n]['worker_partitions']}"
+            )
+    first = next(iter(so[n] for n in ("1", "2") if n in so))
+    lines.append(
+        f"- merged report (changelog) events, every run: {first['global_events'][0]}; "
+        f"all runs agree: {so['global_events_agree']}"
+    )
+    lines.append("")
+    return lines
+
+
 def write(results: dict[str, Any], out: Path, notes: Path | None = None) -> None:
     """Write the tables to `out` (with the hand-written notes appended if `notes` exists)."""
     notes = notes if notes is not None else out.with_name("NOTES.md")
-    text = render(results)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The figures first: a long run's numbers survive a rendering bug.
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    text = render(results)
     if notes.exists():
         text += "\n" + notes.read_text(encoding="utf-8")
     out.write_text(text, encoding="utf-8")
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -26,6 +26,7 @@ from typing import Any
 from bench import core
 from bench.data import dataset, preload
 from bench.proc import broker_pid, cpu_seconds, machine
+from streams.drain import fetch
 from streams.replayer import replay
 from streams.settings import Settings
 from streams.topics import EndOffsets, delete_run_topics
@@ -45,6 +46,9 @@ class Run:
     broker_cpu_s: float
     #: Seconds in the cyclic garbage collector (the worker's /status), when it reports them.
     gc_s: float | None = None
+    #: The worker's state snapshots (`snapshot_stats`): during the window, and after it went
+    #: idle (the idle snapshot of the whole state), when it reports them.
+    snapshots: dict[str, Any] | None = None
 
     @property
     def rate(self) -> float:
@@ -106,7 +110,47 @@ def _as_run(result: dict[str, Any], sampler: Sampler) -> Run:
     first, last = float(result["first"]), float(result["last"])
     cpu, broker = sampler.between(first, last)
     gc_s = result.get("gc_s")
-    return Run(int(result["records"]), last - first, cpu, broker, gc_s)
+    return Run(int(result["records"]), last - first, cpu, broker, gc_s, result.get("snapshots"))
+
+
+def _metric(text: str, name: str) -> float | None:
+    """The value of an unlabelled series in a Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def snapshot_stats(worker: WorkerProcess) -> dict[str, Any] | None:
+    """The worker's snapshots so far: count and bytes from /status (per partition: the count
+    and the size of the latest), seconds from /metrics (`livepulse_state_snapshot_seconds`,
+    every snapshot's). None from a worker that does not snapshot (a baseline)."""
+    try:
+        status = worker.status()
+        # /metrics builds the claims report of the whole state: seconds at 2M records.
+        text = fetch(f"{worker.base_url}/metrics", timeout_s=120.0).decode()
+    except (OSError, ValueError):
+        return None
+    partitions = status.get("partitions") or {}
+    if not partitions or "snapshots" not in next(iter(partitions.values())):
+        return None
+    return {
+        "count": sum(int(p["snapshots"]) for p in partitions.values()),
+        "seconds": _metric(text, "livepulse_state_snapshot_seconds_total"),
+        "latest_bytes": sum(int(p["last_snapshot_bytes"]) for p in partitions.values()),
+        "latest_seconds": sum(float(p["last_snapshot_s"]) for p in partitions.values()),
+        "dirty": sum(1 for p in partitions.values() if p["dirty"]),
+    }
+
+
+def settled_snapshot_stats(worker: WorkerProcess, timeout_s: float = 20.0) -> dict[str, Any] | None:
+    """`snapshot_stats` once no partition is dirty (the idle snapshot has been written)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = snapshot_stats(worker)
+        if stats is None or stats["dirty"] == 0 or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.25)
 
 
 def run_ceiling(settings: Settings, expect: int, log: Path) -> Run:
@@ -250,6 +294,11 @@ def run_worker(settings: Settings, expect: int, log: Path, pythonpath: Path | No
 
     try:
         result = _watch(worker.process, sampler, done, 3600)
+        # Snapshots written while draining (they cost throughput), then the idle snapshot of
+        # the whole state about a second later (its size and duration).
+        during = snapshot_stats(worker)
+        if during is not None:
+            result["snapshots"] = {"drain": during, "settled": settled_snapshot_stats(worker)}
     finally:
         worker.stop()
     _delete_app_topics(settings, own.app_id)
@@ -343,6 +392,23 @@ def measure_throughput(
         if gc_shares:
             # Start-up's collections are in gc_s too; they are milliseconds.
             out[name]["gc_share_of_cpu"] = summary(gc_shares)
+        snaps = [r.snapshots for r in rs if r.snapshots is not None]
+        if snaps:
+            out[name]["snapshots"] = {
+                phase: {
+                    key: summary([float(s[phase][key] or 0) for s in snaps if s.get(phase)])
+                    for key in ("count", "seconds", "latest_bytes", "latest_seconds")
+                }
+                for phase in ("drain", "settled")
+            }
+            # The share of the drain window spent writing snapshots.
+            out[name]["snapshots"]["drain_share"] = summary(
+                [
+                    float(r.snapshots["drain"]["seconds"] or 0) / r.seconds
+                    for r in rs
+                    if r.snapshots is not None and r.seconds > 0
+                ]
+            )
     return out
 
 
@@ -481,7 +547,10 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-seconds", type=float, default=20.0, help="length of each paced run"
     )
     parser.add_argument(
-        "--skip", action="append", default=[], choices=("throughput", "latency", "state", "scaling")
+        "--skip",
+        action="append",
+        default=[],
+        choices=("throughput", "latency", "state", "scaling", "scaleout"),
     )
     parser.add_argument(
         "--gc-default",
@@ -511,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": machine(),
         "args": {k: str(v) for k, v in vars(args).items()},
+        "variants": dict(args.variant),
     }
     logs = Path(tempfile.mkdtemp(prefix="livepulse-bench-"))
     print(f"bench: logs in {logs}", flush=True)
@@ -518,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     capacity = args.capacity
     variants = dict(args.variant)
     baseline = baseline_tree(args.baseline) if args.baseline else None
-    if "throughput" not in args.skip:
+    if "throughput" not in args.skip or "scaleout" not in args.skip:
         path = dataset(args.scenario, args.seed, args.events)
         prefix = f"bench-{uuid.uuid4().hex[:8]}."
         settings = base.model_copy(update={"topic_prefix": prefix})
@@ -530,16 +600,22 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.monotonic() - began:.1f} s"
         )
         try:
-            results["throughput"] = measure_throughput(
-                settings, expect, args.repeat, logs, baseline, args.gc_default, variants
-            )
-            results["throughput"]["records"] = expect
-            results["throughput"]["dataset"] = str(path)
+            if "throughput" not in args.skip:
+                results["throughput"] = measure_throughput(
+                    settings, expect, args.repeat, logs, baseline, args.gc_default, variants
+                )
+                results["throughput"]["records"] = expect
+                results["throughput"]["dataset"] = str(path)
+                if capacity is None:
+                    capacity = results["throughput"]["c_worker"]["records_per_s"]["median"]
+            if "scaleout" not in args.skip:
+                from bench.fleet import measure_fleet
+
+                results["scaleout"] = measure_fleet(settings, expect, args.repeat, logs)
+                results["scaleout"]["records"] = expect
         finally:
             if not args.keep_topics:
                 asyncio.run(delete_run_topics(settings))
-        if capacity is None:
-            capacity = results["throughput"]["c_worker"]["records_per_s"]["median"]
     if "latency" not in args.skip and capacity:
         results["latency"] = measure_latency(
             base,

@@ -63,6 +63,12 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
         assert throughput[contender]["records_per_s"]["median"] > 0
     for share in ("50%", "80%"):
         assert results["latency"][share]["p99_ms"]["median"] is not None
+    # Scale-out: every run's report merged from its changelog counted every record once.
+    scaleout = results["scaleout"]
+    assert scaleout["global_events_agree"]
+    events = scaleout["1"]["global_events"][0]
+    assert events["valid"] + events["rejected"] + events["duplicates"] == 3000
+    assert scaleout["2"]["global_uncovered"] == [0]
     text = out.read_text()
-    assert "(c)/(a)" in text and "p99 ms" in text
+    assert "(c)/(a)" in text and "p99 ms" in text and "Scale-out" in text
     assert render(results) in text
