@@ -64,6 +64,8 @@ class StateKeeper:
         #: partition back (faust's eager rebalances revoke everything) costs no reload.
         self.parked: dict[int, PartitionState] = {}
         self.committer: Committer | None = None
+        #: The snapshot write in flight (`_snapshot(background=True)`), if any.
+        self._writing: asyncio.Task[None] | None = None
         #: Awaited before each snapshot: dead letters still being published (agents.live).
         self.settle: Callable[[], Awaitable[None]] = _settled
         registry = live.metrics.registry
@@ -139,6 +141,7 @@ class StateKeeper:
 
     async def _release(self, partition: int) -> None:
         state = self.live.partitions[partition]
+        await self.wait_for_write()
         if state.dirty:
             try:
                 await self._snapshot(partition, state)
@@ -217,25 +220,49 @@ class StateKeeper:
 
     # -- snapshots --------------------------------------------------------------------------
 
-    async def _snapshot(self, partition: int, state: PartitionState) -> None:
-        """Write `state` (held under the lock) to the changelog, then the local store; commit."""
+    async def _snapshot(
+        self, partition: int, state: PartitionState, *, background: bool = False
+    ) -> None:
+        """Snapshot `state` (called under the lock): dump it, then write it to the changelog and
+        the local store, and commit. With `background`, the write runs after the lock is
+        released (batches go on meanwhile; the dump alone holds them up); one write at a time.
+        """
+        await self.wait_for_write()
         started = time.monotonic()
+        # The dead letters of every record the snapshot covers are on the broker first.
+        await self.settle()
         try:
-            # The dead letters of every record the snapshot covers are on the broker first.
-            await self.settle()
             blob = dump_state(state.ledger, state.board)
-            head = new_head(partition, state.generation + 1, blob, state.positions)
-            offset = await self.changelog.write(head, blob, previous=state.head)
-            if self.local is not None:
-                self.local.save(Snapshot(head, blob, offset))
         except BaseException:
             self.snapshots.labels("failed").inc()
             raise
-        finally:
-            elapsed = time.monotonic() - started
-            self.snapshot_seconds.inc(elapsed)
-        state.generation, state.head_offset, state.head = head.generation, offset, head
+        head = new_head(partition, state.generation + 1, blob, state.positions)
+        # Records applied from here on make the state dirty again (apply_batch).
         state.dirty = False
+        write = self._write(partition, state, head, blob, started)
+        if background:
+            self._writing = asyncio.ensure_future(write)
+        else:
+            await write
+
+    async def _write(
+        self, partition: int, state: PartitionState, head: Any, blob: bytes, started: float
+    ) -> None:
+        try:
+            offset = await self.changelog.write(head, blob, previous=state.head)
+            if self.local is not None:
+                self.local.save(Snapshot(head, blob, offset))
+        except BaseException as exc:
+            state.dirty = True  # not saved: a later snapshot covers these records
+            self.snapshots.labels("failed").inc()
+            if isinstance(exc, Exception):
+                log.warning("snapshot of partition %d failed: %r", partition, exc)
+                return
+            raise
+        finally:
+            self.snapshot_seconds.inc(time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        state.generation, state.head_offset, state.head = head.generation, offset, head
         state.snapshot_at, state.snapshot_s = time.monotonic(), elapsed
         state.snapshot_bytes = len(blob)
         state.snapshots += 1
@@ -246,33 +273,53 @@ class StateKeeper:
             except Exception as exc:  # monitoring only: the snapshot holds the positions
                 log.warning("committing offsets of partition %d failed: %r", partition, exc)
 
+    async def wait_for_write(self) -> None:
+        """Wait for the snapshot write in flight, if any (before another, a revocation, a stop)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
     def due(self, state: PartitionState, now: float) -> bool:
-        """Whether a dirty state should be snapshotted now (docs: `snapshot_*` settings)."""
+        """Whether a dirty state should be snapshotted now (docs: `snapshot_*` settings).
+
+        The share bounds the worker's time in snapshots over all the partitions it holds (each
+        partition's last snapshot time counts once for every partition held).
+        """
         if not state.dirty:
             return False
         since = now - state.snapshot_at
         settings = self.settings
-        if state.snapshot_s > settings.snapshot_max_share * since:
+        held = max(1, len(self.live.partitions))
+        if state.snapshot_s * held > settings.snapshot_max_share * since:
             return False
         idle = now - state.applied_at >= settings.snapshot_idle_s
         return idle or since >= settings.snapshot_interval_s
 
     async def tick(self) -> None:
-        """Snapshot every partition that is due (called about every second)."""
-        for partition in sorted(self.live.partitions):
-            state = self.live.partitions.get(partition)
-            if state is None or not self.due(state, time.monotonic()):
-                continue
-            async with self.lock:
-                if self.live.partitions.get(partition) is state and state.dirty:
-                    try:
-                        await self._snapshot(partition, state)
-                    except Exception as exc:  # retried at a later tick
-                        log.warning("snapshot of partition %d failed: %r", partition, exc)
+        """Snapshot the most overdue partition that is due (called about every second): one a
+        tick, so a worker's partitions are not all dumped in one stall."""
+        if self._writing is not None and not self._writing.done():
+            return
+        now = time.monotonic()
+        due = [
+            (state.snapshot_at, partition, state)
+            for partition, state in self.live.partitions.items()
+            if self.due(state, now)
+        ]
+        if not due:
+            return
+        _, partition, state = min(due, key=lambda d: (d[0], d[1]))
+        async with self.lock:
+            if self.live.partitions.get(partition) is state and state.dirty:
+                try:
+                    await self._snapshot(partition, state, background=True)
+                except Exception as exc:  # retried at a later tick
+                    log.warning("snapshot of partition %d failed: %r", partition, exc)
 
     async def flush(self) -> None:
         """Snapshot every dirty partition (the worker is stopping)."""
         async with self.lock:
+            await self.wait_for_write()
             for partition, state in sorted(self.live.partitions.items()):
                 if state.dirty:
                     try:
