@@ -140,10 +140,13 @@ def _chunk_key(head: SnapshotHead, index: int) -> bytes:
     return f"{head.partition}/{head.nonce}/{index}".encode()
 
 
+def _rank(head: SnapshotHead) -> tuple[int, int]:
+    """Which of two heads is newer: the one covering more records, then the later generation."""
+    return (head.records, head.generation)
+
+
 def _better(candidate: SnapshotHead, current: SnapshotHead | None) -> bool:
-    if current is None:
-        return True
-    return (candidate.records, candidate.generation) > (current.records, current.generation)
+    return current is None or _rank(candidate) > _rank(current)
 
 
 class LocalStore:
@@ -296,9 +299,7 @@ class Changelog:
                         chunks[record.key] = record.value
         finally:
             await consumer.stop()
-        for head, offset in sorted(
-            heads, key=lambda h: (h[0].records, h[0].generation, h[1]), reverse=True
-        ):
+        for head, offset in sorted(heads, key=lambda h: (*_rank(h[0]), h[1]), reverse=True):
             blob = _assemble(head, chunks)
             if blob is not None:
                 return Snapshot(head, blob, offset)

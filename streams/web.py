@@ -411,37 +411,34 @@ global_reports = GlobalReports(settings.global_report_interval_s)
 
 def holds_every_partition() -> bool:
     """Whether this worker holds the state of every partition (it is the only worker)."""
-    total = keeper_partitions()
+    from streams import keeper
+
+    total = keeper.SOURCE_PARTITIONS
     return total is not None and len(live.partitions) >= total
 
 
-def keeper_partitions() -> int | None:
-    from streams import keeper
-
-    return keeper.SOURCE_PARTITIONS
+def _reports_merged_state() -> bool:
+    """Whether this worker is the one that reports the group claims from the merged state:
+    several workers share the partitions and this one is the group's leader."""
+    if not settings.batch_ingest or holds_every_partition():
+        return False
+    try:
+        return bool(app.is_leader())
+    except Exception:  # no consumer yet
+        return False
 
 
 def _cross_partition_report() -> dict[str, Any] | None:
     """Where this worker takes the group claims' parts from (streams.claim_parts), or None."""
     if not settings.batch_ingest or holds_every_partition():
         return reports.get(settings.report_max_age_s)
-    try:
-        leader = bool(app.is_leader())
-    except Exception:  # no consumer yet
-        return None
-    return global_reports.report if leader else None
+    return global_reports.report if _reports_merged_state() else None
 
 
 @app.timer(settings.global_report_interval_s)  # type: ignore[untyped-decorator]
 async def refresh_global_report() -> None:
     """The leader keeps the merged report fresh for the cross-partition claim parts."""
-    if not settings.batch_ingest or holds_every_partition():
-        return
-    try:
-        leader = bool(app.is_leader())
-    except Exception:
-        return
-    if leader:
+    if _reports_merged_state():
         try:
             await global_reports.get(0.0)
         except Exception as exc:  # the next tick tries again
