@@ -197,6 +197,8 @@ class PartitionState:
     applied_at: float = field(default_factory=time.monotonic)
     snapshot_at: float = field(default_factory=time.monotonic)
     snapshot_s: float = 0.0
+    #: How long the latest snapshot held up batches (settle + dump, or + fork only).
+    snapshot_pause_s: float = 0.0
     snapshot_bytes: int = 0
     snapshots: int = 0
 
@@ -209,6 +211,7 @@ class PartitionState:
             "restored_s": round(self.restored_s, 4),
             "snapshots": self.snapshots,
             "last_snapshot_s": round(self.snapshot_s, 4),
+            "last_snapshot_pause_s": round(self.snapshot_pause_s, 4),
             "last_snapshot_bytes": self.snapshot_bytes,
             "events": self.ledger.counts.as_dict(),
         }

@@ -103,20 +103,26 @@ def render(results: dict[str, Any]) -> str:
         if snapped:
             lines += [
                 "State snapshots (`/status` per partition, `/metrics` "
-                "`livepulse_state_snapshot_seconds`): written while draining (count, seconds, "
-                "share of the drain window), and the whole state's once the worker went idle "
+                "`livepulse_state_snapshot_seconds`): written while draining (count, seconds "
+                "from the start of each to its write's end, their share of the drain window, "
+                "and the share batches waited for them: "
+                "`livepulse_state_snapshot_pause_seconds`, the dump, or only the fork with "
+                "`snapshot_fork`), and the whole state's once the worker went idle "
                 "(all partitions: count so far, bytes and seconds of the latest of each).",
                 "",
                 "| contender | while draining: snapshots | seconds | share of window | "
+                "batches paused | "
                 "after idle: snapshots | latest bytes (all partitions) | latest seconds |",
-                "|---|---|---|---|---|---|---|",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for key in snapped:
                 sn = t[key]["snapshots"]
                 d, st = sn["drain"], sn["settled"]
                 lines.append(
                     f"| {names[key]} | {_fmt(d['count'])} | {_fmt(d['seconds'], '.2f')} | "
-                    f"{_fmt(sn['drain_share'], '.1%')} | {_fmt(st['count'])} | "
+                    f"{_fmt(sn['drain_share'], '.1%')} | "
+                    f"{_fmt(sn['pause_share'], '.1%') if sn.get('pause_share') else '-'} | "
+                    f"{_fmt(st['count'])} | "
                     f"{_fmt(st['latest_bytes'])} | {_fmt(st['latest_seconds'], '.2f')} |"
                 )
             lines.append("")

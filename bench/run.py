@@ -137,6 +137,8 @@ def snapshot_stats(worker: WorkerProcess) -> dict[str, Any] | None:
     return {
         "count": sum(int(p["snapshots"]) for p in partitions.values()),
         "seconds": _metric(text, "livepulse_state_snapshot_seconds_total"),
+        # The part of those seconds batches waited (all of it without a fork: the dump).
+        "pause_seconds": _metric(text, "livepulse_state_snapshot_pause_seconds_total"),
         "latest_bytes": sum(int(p["last_snapshot_bytes"]) for p in partitions.values()),
         "latest_seconds": sum(float(p["last_snapshot_s"]) for p in partitions.values()),
         "dirty": sum(1 for p in partitions.values() if p["dirty"]),
@@ -397,10 +399,24 @@ def measure_throughput(
             out[name]["snapshots"] = {
                 phase: {
                     key: summary([float(s[phase][key] or 0) for s in snaps if s.get(phase)])
-                    for key in ("count", "seconds", "latest_bytes", "latest_seconds")
+                    for key in (
+                        "count",
+                        "seconds",
+                        "pause_seconds",
+                        "latest_bytes",
+                        "latest_seconds",
+                    )
                 }
                 for phase in ("drain", "settled")
             }
+            # The share of the drain window batches waited for snapshots (the lock held).
+            out[name]["snapshots"]["pause_share"] = summary(
+                [
+                    float(r.snapshots["drain"].get("pause_seconds") or 0) / r.seconds
+                    for r in rs
+                    if r.snapshots is not None and r.seconds > 0
+                ]
+            )
             # The share of the drain window spent writing snapshots.
             out[name]["snapshots"]["drain_share"] = summary(
                 [

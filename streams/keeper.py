@@ -22,6 +22,7 @@ from prometheus_client import Gauge
 
 from agents.core.persist import dump_state, load_state
 from agents.live import LiveState, PartitionState
+from streams.forkdump import CAN_FORK, ForkedDump, fork_dump
 from streams.settings import Settings
 from streams.statestore import Changelog, LocalStore, Snapshot, new_head, newest
 
@@ -68,6 +69,8 @@ class StateKeeper:
         self._writing: asyncio.Task[None] | None = None
         #: Awaited before each snapshot: dead letters still being published (agents.live).
         self.settle: Callable[[], Awaitable[None]] = _settled
+        #: Dump periodic and idle snapshots in a forked child (`streams.forkdump`).
+        self.fork = settings.snapshot_fork and CAN_FORK
         registry = live.metrics.registry
         self.snapshots = PromCounter(
             "livepulse_state_snapshots",
@@ -84,6 +87,12 @@ class StateKeeper:
             "livepulse_state_restores",
             "Partition states installed on assignment, by where they came from.",
             ["source"],
+            registry=registry,
+        )
+        self.pause_seconds = PromCounter(
+            "livepulse_state_snapshot_pause_seconds",
+            "Time batches waited for snapshots (the dump, or only the fork with "
+            "LIVEPULSE_SNAPSHOT_FORK).",
             registry=registry,
         )
         self.state_bytes = Gauge(
@@ -225,25 +234,72 @@ class StateKeeper:
     ) -> None:
         """Snapshot `state` (called under the lock): dump it, then write it to the changelog and
         the local store, and commit. With `background`, the write runs after the lock is
-        released (batches go on meanwhile; the dump alone holds them up); one write at a time.
+        released (batches go on meanwhile; one write at a time), and so does the dump itself
+        when `snapshot_fork` is on: a forked child dumps the state as it was at the fork
+        (`streams.forkdump`), so batches wait for the fork alone, not for the dump.
         """
         await self.wait_for_write()
         started = time.monotonic()
         # The dead letters of every record the snapshot covers are on the broker first.
         await self.settle()
+        positions = dict(state.positions)
+        generation = state.generation + 1
+        if background and self.fork:
+            try:
+                forked = fork_dump(state.ledger, state.board)
+            except OSError as exc:  # out of processes or memory: dump in-process this time
+                log.warning("fork for the snapshot of partition %d failed (%r)", partition, exc)
+            else:
+                # Records applied from here on make the state dirty again (apply_batch).
+                state.dirty = False
+                self._paused(state, started)
+                self._writing = asyncio.ensure_future(
+                    self._write_forked(partition, state, forked, positions, generation, started)
+                )
+                return
         try:
             blob = dump_state(state.ledger, state.board)
         except BaseException:
             self.snapshots.labels("failed").inc()
             raise
-        head = new_head(partition, state.generation + 1, blob, state.positions)
-        # Records applied from here on make the state dirty again (apply_batch).
+        head = new_head(partition, generation, blob, positions)
         state.dirty = False
+        self._paused(state, started)
         write = self._write(partition, state, head, blob, started)
         if background:
             self._writing = asyncio.ensure_future(write)
         else:
             await write
+
+    def _paused(self, state: PartitionState, started: float) -> None:
+        """Count the time batches were held up by this snapshot (settling and dumping or
+        forking, all under the lock)."""
+        paused = time.monotonic() - started
+        state.snapshot_pause_s = paused
+        self.pause_seconds.inc(paused)
+
+    async def _write_forked(
+        self,
+        partition: int,
+        state: PartitionState,
+        forked: ForkedDump,
+        positions: dict[str, int],
+        generation: int,
+        started: float,
+    ) -> None:
+        try:
+            blob = await asyncio.get_running_loop().run_in_executor(None, forked.collect)
+        except BaseException as exc:
+            forked.kill()
+            state.dirty = True  # not saved: a later snapshot covers these records
+            self.snapshots.labels("failed").inc()
+            self.snapshot_seconds.inc(time.monotonic() - started)
+            if isinstance(exc, Exception):
+                log.warning("snapshot of partition %d failed: %s", partition, exc)
+                return
+            raise
+        head = new_head(partition, generation, blob, positions)
+        await self._write(partition, state, head, blob, started)
 
     async def _write(
         self, partition: int, state: PartitionState, head: Any, blob: bytes, started: float

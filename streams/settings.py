@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     snapshot_interval_s: float = Field(default=10.0, gt=0, le=86_400)
     snapshot_idle_s: float = Field(default=1.0, gt=0, le=3600)
     snapshot_max_share: float = Field(default=0.1, gt=0, le=1)
+    # Take the periodic and idle snapshots in a forked child (streams/forkdump.py), so the
+    # worker only pauses for the fork, not for the whole dump; ignored where os.fork is missing.
+    snapshot_fork: bool = True
     # With several workers the group's leader rebuilds the report merged over every
     # partition's snapshot this often, for the group claims' Prometheus parts.
     global_report_interval_s: float = Field(default=10.0, gt=0, le=3600)
