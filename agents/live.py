@@ -73,6 +73,12 @@ class LagHistogram:
             n += 1
         self.count += n
 
+    def observe_many(self, lag_s: float, n: int) -> None:
+        """Count `n` records that all waited `lag_s` seconds (one batch's time in the worker)."""
+        lag = int(lag_s * 1000.0)
+        self.counts[min(max(lag, 0), _LAG_MAX_MS)] += n
+        self.count += n
+
     def quantile(self, q: float) -> int | None:
         """The smallest lag (ms) with at least a share `q` of the records at or below it."""
         return self.quantiles((q,))[0]
@@ -244,6 +250,9 @@ class LiveState:
     first_applied_at: float | None = None
     last_applied_at: float | None = None
     lag: LagHistogram = field(default_factory=LagHistogram)
+    #: The part of `lag` spent in this worker: from the batch reaching the worker's event loop
+    #: (fetched) until it was applied; the rest is the producer's, the broker's and the fetch's.
+    worker_lag: LagHistogram = field(default_factory=LagHistogram)
     #: Paced garbage collection after each batch (None: CPython's default collector).
     gc: GcPacer | None = None
     _first_reasons: set[tuple[str, str]] = field(default_factory=set)
@@ -434,6 +443,7 @@ class LiveState:
             "first_applied_at": self.first_applied_at,
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
+            "worker_lag": self.worker_lag.summary(),
             "gc": {
                 "paced": self.gc.status() if self.gc is not None else None,
                 **(CLOCK.status() if CLOCK.installed else {}),
@@ -603,10 +613,13 @@ class DeadLetterPipeline:
 dead_letters = DeadLetterPipeline()
 
 
-async def ingest_batch(batch: Sequence[RawRecord]) -> None:
-    """Apply one fetched batch and hand its dead letters to the publishing pipeline."""
+async def ingest_batch(batch: Sequence[RawRecord], received_at: float) -> None:
+    """Apply one fetched batch (on the event loop since `received_at`, wall clock) and hand its
+    dead letters to the publishing pipeline."""
     letters = live.apply_batch([SourceRecord(t, p, o, k, v) for t, p, o, k, v, _ in batch])
-    live.lag.observe(time.time(), [ts / 1000.0 if ts is not None else None for *_, ts in batch])
+    now = time.time()
+    live.lag.observe(now, [ts / 1000.0 if ts is not None else None for *_, ts in batch])
+    live.worker_lag.observe_many(now - received_at, len(batch))
     if letters:
         await dead_letters.submit(letters)
     live.maybe_log_summary()

@@ -137,10 +137,14 @@ def render(results: dict[str, Any]) -> str:
             "Per record: the wall-clock time at which its batch had been applied to the ledger "
             "and board that `/report` and `/metrics` read, minus its Kafka timestamp (CreateTime, "
             "set by the producer at send); 1 ms buckets in the worker (`/status` "
-            "`processing_lag`).",
+            "`processing_lag`). In the worker: the part from the batch reaching the worker's "
+            "event loop (fetched) to applied (`/status` `worker_lag`); the rest is the "
+            "producer's linger and event loop, the broker and the fetch. GC: the longest "
+            "single collection in the worker.",
             "",
-            "| load | rate (records/s) | records | p50 ms | p99 ms | max ms |",
-            "|---|---|---|---|---|---|",
+            "| load | rate (records/s) | records | p50 ms | p99 ms | max ms | in the worker: "
+            "p50 ms | p99 ms | GC longest ms |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         rows = [("", lat)] + list(lat.get("variants", {}).items())
         for name, by_share in rows:
@@ -150,7 +154,12 @@ def render(results: dict[str, Any]) -> str:
                 who = f" ({name})" if name else ""
                 lines.append(
                     f"| {share} of (c)'s capacity{who} | {r['rate']:,.0f} | {r['records']:,} | "
-                    f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} |"
+                    f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | "
+                    + " | ".join(
+                        _fmt(r[key]) if key in r else "-"
+                        for key in ("worker_p50_ms", "worker_p99_ms", "gc_longest_ms")
+                    )
+                    + " |"
                 )
         variants = results.get("args", {}).get("variant")
         if variants and variants != "[]":

@@ -456,6 +456,14 @@ def latency_once(
                 break
             time.sleep(0.2)
         lag = dict(status["processing_lag"])
+        # The longest single garbage collection and the seconds in all of them (a stall
+        # holds up every record behind it, so it shows in the tail).
+        worker_lag = status.get("worker_lag") or {}
+        lag["worker_p50_ms"] = worker_lag.get("p50_ms")
+        lag["worker_p99_ms"] = worker_lag.get("p99_ms")
+        gc_clock = status.get("gc") or {}
+        lag["gc_longest_ms"] = gc_clock.get("longest_ms")
+        lag["gc_total_s"] = gc_clock.get("total_s")
         wall = time.time() - began
         worker_used = (cpu_seconds(worker.process.pid) or 0.0) - (worker_cpu or 0.0)
         lag["worker_cpu_share"] = worker_used / wall
@@ -517,6 +525,11 @@ def measure_latency(
                 "p50_ms": summary([r["p50_ms"] for r in rs]),
                 "p99_ms": summary([r["p99_ms"] for r in rs]),
                 "max_ms": summary([r["max_ms"] for r in rs]),
+                **{
+                    key: summary([float(r[key]) for r in rs])
+                    for key in ("worker_p50_ms", "worker_p99_ms", "gc_longest_ms")
+                    if all(r.get(key) is not None for r in rs)
+                },
                 "worker_cpu_share": summary([r["worker_cpu_share"] for r in rs]),
                 "producer_cpu_share": summary([r["producer_cpu_share"] for r in rs]),
             }

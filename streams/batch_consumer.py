@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
@@ -35,7 +36,9 @@ SCHEME: Final[str] = "lpbatch"
 
 #: One fetched batch: (topic, partition, offset, key, value, timestamp in ms or None) per record.
 RawRecord = tuple[str, int, int, bytes | None, bytes | None, int | None]
-BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
+#: Called with a fetched batch and the wall-clock time it reached the worker's event loop
+#: (before waiting for the state's lock).
+BatchHandler = Callable[[Sequence[RawRecord], float], Awaitable[None]]
 
 _handler: BatchHandler | None = None
 
@@ -134,6 +137,7 @@ class BatchConsumer(AIOKafkaFaustConsumer):
         handler = _handler
         if handler is None:
             raise RuntimeError("batch ingestion is on but no batch handler was set")
+        received_at = time.time()
         batch: list[RawRecord] = []
         taken: list[tuple[TP, list[int]]] = []
         read_offset = self._read_offset
@@ -156,10 +160,10 @@ class BatchConsumer(AIOKafkaFaustConsumer):
             return
         hooks = _hooks
         if hooks is None:
-            await handler(batch)
+            await handler(batch, received_at)
         else:
             async with hooks.lock:
-                await handler(batch)
+                await handler(batch, received_at)
         for tp, offsets in taken:
             read_offset[tp] = offsets[-1]
 

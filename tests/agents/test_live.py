@@ -365,3 +365,45 @@ async def test_dead_letters_are_published_behind_the_stream_and_settled_before_s
     await pipeline.settle()
     assert sorted(acked) == [1] * _MAX_PENDING_PUBLISHES + [2]
     assert pipeline.pending == []
+
+
+def test_lag_histogram_quantiles_match_the_sorted_lags() -> None:
+    import random
+
+    from agents.live import LagHistogram
+
+    rng = random.Random(7)
+    now = 1_000_000.0
+    lags_ms = [rng.choice([rng.randint(0, 40), rng.randint(100, 900)]) for _ in range(5000)]
+    histogram = LagHistogram()
+    # Two batches; a record without a timestamp is not counted.
+    histogram.observe(now, [now - lag / 1000 for lag in lags_ms[:3000]] + [None])
+    histogram.observe(now, [now - lag / 1000 for lag in lags_ms[3000:]])
+    ordered = sorted(lags_ms)
+
+    def truth(q: float) -> int:
+        # The smallest lag with at least a share q of the records at or below it.
+        return ordered[max(0, -(-int(q * len(ordered) * 1000) // 1000) - 1)]
+
+    assert histogram.count == 5000
+    summary = histogram.summary()
+    assert summary["max_ms"] == ordered[-1]
+    for q in (0.5, 0.9, 0.99):
+        # Float timestamps may put a lag 1 ms below its bucket.
+        assert abs(histogram.quantile(q) - truth(q)) <= 1  # type: ignore[operator]
+    # A batch's time in the worker: every record of it waited the same.
+    in_worker = LagHistogram()
+    in_worker.observe_many(0.0125, 900)
+    in_worker.observe_many(0.2505, 100)
+    assert in_worker.summary() == {"count": 1000, "p50_ms": 12, "p99_ms": 250, "max_ms": 250}
+    in_worker.observe_many(-0.5, 1)  # a clock step back counts as 0, not an error
+    assert in_worker.quantile(0.0) == 0
+
+
+def test_status_reports_processing_and_in_worker_lag() -> None:
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER))
+    state.worker_lag.observe_many(0.02, 2)
+    status = state.status()
+    assert status["worker_lag"] == {"count": 2, "p50_ms": 20, "p99_ms": 20, "max_ms": 20}
+    assert "processing_lag" in status
