@@ -73,3 +73,32 @@ def machine() -> dict[str, str]:
         "load_avg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "commit": commit or "?",
     }
+
+
+Affinities = dict[int, set[int]]
+
+
+def pin(pid: int, cpus: set[int]) -> Affinities:
+    """Pin every thread of `pid` to `cpus` (threads started later inherit it from theirs);
+    returns each thread's previous CPU set, for `unpin`. Threads that end meanwhile are skipped."""
+    saved: Affinities = {}
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return saved
+    for tid in tids:
+        try:
+            saved[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            saved.pop(tid, None)
+    return saved
+
+
+def unpin(saved: Affinities) -> None:
+    """Give the threads `pin` moved their CPU sets back (those still running)."""
+    for tid, cpus in saved.items():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            pass

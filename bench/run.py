@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import core
 from bench.data import dataset, preload
-from bench.proc import broker_pid, cpu_seconds, machine
+from bench.proc import Affinities, broker_pid, cpu_seconds, machine, pin, unpin
 from streams.drain import fetch
 from streams.replayer import replay
 from streams.settings import Settings
@@ -434,17 +434,37 @@ def _self_cpu() -> float:
 
 
 def latency_once(
-    settings: Settings, path: Path, n: int, rate: float, log: Path, pythonpath: Path | None = None
+    settings: Settings,
+    path: Path,
+    n: int,
+    rate: float,
+    log: Path,
+    pythonpath: Path | None = None,
+    pinned: bool = False,
 ) -> dict[str, Any]:
     """One paced run: a fresh worker on empty topics, the replayer at `rate`; its lag summary
-    and the rate the replayer really reached (it shares the machine's cores)."""
+    and the rate the replayer really reached (it shares the machine's cores).
+
+    `pinned`: the worker on CPU 0 alone, the replayer (this process) and the broker on the
+    others, so the worker's latency is not the producer's CPU contention (on this 2-core
+    machine, the closest to a producer on another host)."""
     prefix = f"bench-lat-{uuid.uuid4().hex[:8]}."
     settings = settings.model_copy(update={"topic_prefix": prefix})
     asyncio.run(_create(settings))
     worker, own = start_worker(settings, log, pythonpath)
     assert worker.process is not None
+    saved: Affinities = {}
     try:
         worker.wait_ready(120)
+        if pinned:
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < 2:
+                raise SystemExit("--pin needs at least 2 CPUs")
+            saved.update(pin(worker.process.pid, {cpus[0]}))
+            saved.update(pin(os.getpid(), set(cpus[1:])))
+            broker = broker_pid()
+            if broker is not None:
+                saved.update(pin(broker, set(cpus[1:])))
         # CPU of the worker and of this process (the replayer) over the paced run: on a
         # machine of 2 shared cores the producer's own CPU competes with the worker's.
         began, worker_cpu, own_cpu = time.time(), cpu_seconds(worker.process.pid), _self_cpu()
@@ -469,6 +489,7 @@ def latency_once(
         lag["worker_cpu_share"] = worker_used / wall
         lag["producer_cpu_share"] = (_self_cpu() - own_cpu) / wall
     finally:
+        unpin(saved)
         worker.stop()
         shutil.rmtree(own.data_dir, ignore_errors=True)
         asyncio.run(delete_run_topics(own))
@@ -487,18 +508,22 @@ def measure_latency(
     logs: Path,
     variants: dict[str, dict[str, Any]] | None = None,
     baseline: Path | None = None,
+    pinned: bool = False,
 ) -> dict[str, Any]:
     """p50/p99 processing lag of the worker under a paced producer at shares of capacity.
 
     With `variants` (name -> settings update) each pass runs the default worker and then each
     variant (and the `baseline` tree's worker, as variant "baseline"), interleaved; their
-    figures go under `"variants"`.
+    figures go under `"variants"`. With `pinned`, each of those runs again with the worker
+    on a CPU of its own (`latency_once`), as variant "<name> pinned".
     """
     workers = {"": base} | {
         name: base.model_copy(update=update) for name, update in (variants or {}).items()
     }
     if baseline is not None:
         workers["baseline"] = base
+    if pinned:
+        workers |= {f"{name} pinned".strip(): settings for name, settings in workers.items()}
     out: dict[str, Any] = {}
     for share in shares:
         rate = capacity * share
@@ -508,9 +533,10 @@ def measure_latency(
         for i in range(repeat):
             for name, settings in workers.items():
                 tag = f"-{name}" if name else ""
-                tree = baseline if name == "baseline" else None
-                log = logs / f"latency{tag}-{share}-{i}.log"
-                lag = latency_once(settings, path, n, rate, log, tree)
+                tree = baseline if name.removesuffix(" pinned") == "baseline" else None
+                log = logs / f"latency{tag.replace(' ', '-')}-{share}-{i}.log"
+                pin_it = name == "pinned" or name.endswith(" pinned")
+                lag = latency_once(settings, path, n, rate, log, tree, pinned=pin_it)
                 print(
                     f"bench: latency{' ' + name if name else ''} at {share:.0%} ({rate:,.0f}/s) "
                     f"pass {i + 1}: {lag}",
@@ -604,6 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="latency passes also with the worker on a CPU of its own (the producer and the "
+        "broker on the others)",
+    )
     args = parser.parse_args(argv)
 
     results: dict[str, Any] = {
@@ -657,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             logs,
             variants,
             baseline,
+            pinned=args.pin,
         )
         results["latency_capacity"] = capacity
     if baseline is not None:

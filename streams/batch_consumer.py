@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -34,8 +34,20 @@ log = logging.getLogger(__name__)
 #: The URL scheme of the batch transport (registered in faust's transport registry below).
 SCHEME: Final[str] = "lpbatch"
 
-#: One fetched batch: (topic, partition, offset, key, value, timestamp in ms or None) per record.
-RawRecord = tuple[str, int, int, bytes | None, bytes | None, int | None]
+
+class RawRecord(NamedTuple):
+    """One fetched record (`agents.live.SourceRecord`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    #: The Kafka timestamp in ms (CreateTime: when the producer sent it), None if unknown.
+    timestamp: int | None = None
+
+
+_new_record = tuple.__new__
 #: Called with a fetched batch and the wall-clock time it reached the worker's event loop
 #: (before waiting for the state's lock).
 BatchHandler = Callable[[Sequence[RawRecord], float], Awaitable[None]]
@@ -153,7 +165,13 @@ class BatchConsumer(AIOKafkaFaustConsumer):
                 if last_read is not None and offset < last_read:
                     continue  # already delivered before a seek back
                 offsets.append(offset)
-                batch.append((topic, partition, offset, record.key, record.value, record.timestamp))
+                # tuple.__new__ directly: the named tuple without its Python-level __new__.
+                batch.append(
+                    _new_record(
+                        RawRecord,
+                        (topic, partition, offset, record.key, record.value, record.timestamp),
+                    )
+                )
             if offsets:
                 taken.append((tp, offsets))
         if not batch:

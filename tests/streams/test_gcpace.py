@@ -63,3 +63,15 @@ def test_a_frozen_object_that_becomes_a_cycle_is_freed_by_a_full_pass(pacer: GcP
     pacer.after(1_000)
     assert pacer.full_passes == 1 and dead() is None
     del keep
+
+
+def test_the_frozen_count_is_tracked_without_walking_the_frozen_list(pacer: GcPacer) -> None:
+    # status() must not call gc.get_freeze_count() (it walks every frozen object), yet agree
+    # with it: the pacer counts what each freeze moves.
+    keep = []
+    for round_ in range(4):
+        keep.append([[object()] for _ in range(2_000 * (round_ + 1))])
+        pacer.after(1_000)
+        assert pacer.status()["frozen_objects"] == gc.get_freeze_count()
+    assert pacer.collections == 4
+    del keep
