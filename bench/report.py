@@ -175,7 +175,8 @@ def render(results: dict[str, Any]) -> str:
             "memory after applying the stream minus before, divided by viewers: RSS growth in a "
             "fresh process, and tracemalloc's traced bytes of the Ledger + OperatorBoard (in "
             "another fresh process). Warm: after 20,000 other viewers went through the decoder "
-            "and a ledger that was then dropped (`bench.core.warm_up`), as in a running worker: "
+            "and a ledger kept alive (`bench.core.warm_up`; alive, so the measured ledger cannot "
+            "reuse its freed memory), as in a running worker: "
             "pydantic-core's JSON string cache (16,384 strings, ~0.9 MB, process-wide) is "
             "full before the measurement starts. Cold: from a fresh process, so that cache "
             "filling up is counted as the viewers' state.",

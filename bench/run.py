@@ -410,13 +410,15 @@ def measure_throughput(
                 for phase in ("drain", "settled")
             }
             # The share of the drain window batches waited for snapshots (the lock held).
-            out[name]["snapshots"]["pause_share"] = summary(
-                [
-                    float(r.snapshots["drain"].get("pause_seconds") or 0) / r.seconds
-                    for r in rs
-                    if r.snapshots is not None and r.seconds > 0
-                ]
-            )
+            paused = [
+                float(r.snapshots["drain"]["pause_seconds"]) / r.seconds
+                for r in rs
+                if r.snapshots is not None
+                and r.snapshots["drain"].get("pause_seconds") is not None
+                and r.seconds > 0
+            ]
+            if paused:  # a baseline without the metric has none
+                out[name]["snapshots"]["pause_share"] = summary(paused)
             # The share of the drain window spent writing snapshots.
             out[name]["snapshots"]["drain_share"] = summary(
                 [
