@@ -23,8 +23,32 @@ def test_core_measurements_at_a_tiny_size() -> None:
     assert all(not isinstance(decode(r), Rejection) for r in records)
     state = core.state_once(2000, traced=True)
     assert state["viewers"] == 2000 and state["traced_bytes"] > 0
+    cold = core.state_once(2000, traced=True, warm=False)
+    assert cold["records"] == state["records"] and cold["traced_bytes"] > 0
     cost = core.scaling_once(rooms=2, viewers=2000, days=1)
     assert cost["records"] > core.PROBE and cost["us_per_event_probe"] > 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_pin_moves_every_thread_and_unpin_gives_them_back() -> None:
+    import threading
+
+    from bench.proc import pin, unpin
+
+    before = os.sched_getaffinity(0)
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        one = {min(before)}
+        saved = pin(os.getpid(), one)
+        assert len(saved) >= 2  # this thread and the helper at least
+        assert all(os.sched_getaffinity(tid) == one for tid in saved)
+        unpin(saved)
+        assert os.sched_getaffinity(0) == before
+    finally:
+        stop.set()
+        helper.join()
 
 
 @pytest.mark.integration
@@ -46,6 +70,7 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
             "state",
             "--skip",
             "scaling",
+            *(["--pin"] if len(os.sched_getaffinity(0)) >= 2 else []),
             "--out",
             str(out),
             "--bootstrap",
@@ -62,7 +87,12 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
     for contender in ("a_ceiling", "b_naive_faust", "c_worker"):
         assert throughput[contender]["records_per_s"]["median"] > 0
     for share in ("50%", "80%"):
-        assert results["latency"][share]["p99_ms"]["median"] is not None
+        row = results["latency"][share]
+        assert row["p99_ms"]["median"] is not None
+        # The part in the worker is part of the whole.
+        assert row["worker_p99_ms"]["median"] <= row["max_ms"]["median"]
+        if len(os.sched_getaffinity(0)) >= 2:
+            assert results["latency"]["variants"]["pinned"][share]["p99_ms"]["median"] is not None
     # Scale-out: every run's report merged from its changelog counted every record once.
     scaleout = results["scaleout"]
     assert scaleout["global_events_agree"]
