@@ -24,6 +24,7 @@ from streams.replayer import read_lines, replay
 from streams.settings import Settings
 from streams.topics import all_topics, create_topics, delete_run_topics, end_offsets
 from streams.worker_process import WorkerProcess, free_port
+from tests.support.live import kill9
 from tests.support.truth import operator_mismatches, report_mismatches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -264,10 +265,7 @@ def test_worker_killed_with_sigkill_restarts_and_matches_the_truth(
     asyncio.run(replay(half, settings))
     asyncio.run(wait_drained(settings, status, settings.source_topics, 90))
     time.sleep(4)  # past faust's commit interval (2.8 s): offsets are committed
-    assert worker.process is not None
-    worker.expected_exit = -9  # type: ignore[attr-defined]
-    worker.process.kill()
-    worker.process.wait()
+    kill9(worker)
     asyncio.run(replay(rest, settings))  # arrives while no worker runs
 
     again = WorkerProcess(settings, tmp_path / "again.log")

@@ -8,7 +8,6 @@ import asyncio
 import os
 import shutil
 import signal
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -21,13 +20,14 @@ import pytest
 from schemas import Rejection, decode
 from streams import kafka_local
 from streams.drain import lagging
-from streams.replayer import replay, route
+from streams.replayer import route
 from streams.settings import Settings
 from streams.topics import end_offsets
 from streams.worker_process import WorkerProcess, free_ports
 from tests.conftest import in_ci
 from tests.support.live import (
     NO_LATENESS_GRACE_S,
+    BackgroundReplay,
     drain,
     fixture_lines,
     fixture_truth,
@@ -137,21 +137,6 @@ class Outage:
     producer_failed: bool  # the replayer gave up during the outage and sent its part again
 
 
-class BackgroundReplay(threading.Thread):
-    """`livepulse replay --rate` of some lines in a thread; keeps the error it ended with."""
-
-    def __init__(self, settings: Settings, path: Path, lines: list[bytes], rate: float) -> None:
-        super().__init__(name=f"replay-{path.stem}")
-        self.settings, self.path, self.rate = settings, write_lines(path, lines), rate
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            asyncio.run(replay(self.path, self.settings, rate=self.rate))
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-
 @pytest.fixture
 def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, int]]:
     """A broker of this test's own (the shared one must never stop): ports and state dir apart."""
@@ -202,7 +187,9 @@ def test_worker_rides_out_a_broker_stopped_and_one_killed(
         for index, how in enumerate(("stopped", "killed")):
             part = halves[index]
             before = worker.status()["records"]
-            sender = BackgroundReplay(settings, tmp_path / f"part-{index}.jsonl", part, RATE)
+            sender = BackgroundReplay(
+                settings, write_lines(tmp_path / f"part-{index}.jsonl", part), RATE
+            )
             sender.start()
             time.sleep(len(part) / RATE / 3)  # a third of the part is out, the rest to come
             processed = worker.status()["records"] - before

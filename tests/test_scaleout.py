@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,10 @@ from streams.settings import Settings
 from streams.topics import all_topics, create_topics, delete_run_topics
 from streams.worker_process import WorkerProcess, free_ports
 from tests.support.live import (
+    BackgroundReplay,
     fixture_lines,
     fixture_truth,
+    kill9,
     replay_lines,
     run_settings,
     truth_mismatches,
@@ -164,23 +165,6 @@ def assert_summed_parts_equal_the_truth(fleet: Fleet, timeout_s: float = 60.0) -
         time.sleep(1.0)
 
 
-class Replay(threading.Thread):
-    """Replays lines at a steady rate in the background."""
-
-    def __init__(self, settings: Settings, path: Path, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.settings, self.path, self.rate = settings, path, rate
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        from streams.replayer import replay
-
-        try:
-            asyncio.run(replay(self.path, self.settings, rate=self.rate))
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-
 def test_workers_joining_and_leaving_mid_replay_change_nothing(
     fleet: Fleet, tmp_path: Path
 ) -> None:
@@ -189,7 +173,9 @@ def test_workers_joining_and_leaving_mid_replay_change_nothing(
     lines = fixture_lines(FIXTURE)
     first = fleet.start("w0")
     first.wait_ready(timeout_s=120)
-    replay = Replay(fleet.settings, write_lines(tmp_path / "all.jsonl", lines), rate=1200.0)
+    replay = BackgroundReplay(
+        fleet.settings, write_lines(tmp_path / "all.jsonl", lines), rate=1200.0
+    )
     replay.start()
     time.sleep(1.5)
     second = fleet.start("w1")
@@ -198,10 +184,7 @@ def test_workers_joining_and_leaving_mid_replay_change_nothing(
     time.sleep(2.0)
     assert first.stop() == 0, first.tail()
     time.sleep(1.5)
-    assert second.process is not None
-    second.expected_exit = -9  # type: ignore[attr-defined]
-    second.process.kill()
-    second.process.wait()
+    kill9(second)
     replay.join(timeout=120)
     assert replay.error is None, replay.error
     assert third.alive(), third.tail()
@@ -225,13 +208,12 @@ def test_killed_worker_restarts_from_its_snapshots_not_from_the_start(
     replay_lines(fleet.settings, tmp_path / "first.jsonl", lines[:half])
     # Wait for snapshots covering the first half, then send more and kill mid-stream.
     merged_report(fleet.settings)
-    replay = Replay(fleet.settings, write_lines(tmp_path / "rest.jsonl", lines[half:]), 3000.0)
+    replay = BackgroundReplay(
+        fleet.settings, write_lines(tmp_path / "rest.jsonl", lines[half:]), 3000.0
+    )
     replay.start()
     time.sleep(0.8)
-    assert worker.process is not None
-    worker.expected_exit = -9  # type: ignore[attr-defined]
-    worker.process.kill()
-    worker.process.wait()
+    kill9(worker)
     replay.join(timeout=60)
     assert replay.error is None
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -129,3 +130,27 @@ class Stopwatch:
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
+
+
+class BackgroundReplay(threading.Thread):
+    """Replays a JSON Lines file at `rate` records/s in a thread; keeps the error it ended with
+    (a test reports it, or treats it as a producer's give-up)."""
+
+    def __init__(self, settings: Settings, path: Path, rate: float) -> None:
+        super().__init__(name=f"replay-{path.stem}", daemon=True)
+        self.settings, self.path, self.rate = settings, path, rate
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(replay(self.path, self.settings, rate=self.rate))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def kill9(worker: WorkerProcess) -> None:
+    """SIGKILL a worker and reap it (its exit code -9 is then what its fixture expects)."""
+    assert worker.process is not None
+    worker.expected_exit = -9  # type: ignore[attr-defined]
+    worker.process.kill()
+    worker.process.wait()
