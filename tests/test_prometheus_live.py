@@ -56,14 +56,19 @@ class Stack:
     truth: dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A worker and a Prometheus scraping it every second, after the fixture was replayed."""
+def require_prometheus() -> None:
+    """Skip without Debian's Prometheus here; fail under CI, where setup installs it."""
     if prometheus_binary() is None:
         message = "Debian's `prometheus` is not installed (scripts/setup.sh installs it as root)"
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A worker and a Prometheus scraping it every second, after the fixture was replayed."""
+    require_prometheus()
     run = f"prom-{uuid.uuid4().hex[:12]}"
     settings = Settings(
         bootstrap=kafka_bootstrap, app_id=run, topic_prefix=f"{run}.", web_port=free_port()
@@ -209,11 +214,7 @@ def test_two_workers_scraped_give_the_truths_global_figures(
     """Two workers share the partitions; Prometheus scrapes both, and the recording rules'
     global figures (sums over workers, then ratios) equal the truth file's, the group claims
     included (their parts come from the leader's merged report, streams/claim_parts.py)."""
-    if prometheus_binary() is None:
-        message = "Debian's `prometheus` is not installed (scripts/setup.sh installs it as root)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require_prometheus()
     run = f"prom2-{uuid.uuid4().hex[:12]}"
     base = Settings(bootstrap=kafka_bootstrap, app_id=run, topic_prefix=f"{run}.", partitions=4)
     truth = json.loads((ROOT / "fixtures" / f"{FIXTURE}.truth.json").read_text(encoding="utf-8"))
