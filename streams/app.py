@@ -25,12 +25,13 @@ def faust_broker_url(settings: Settings) -> str:
 
 
 def _consumer_url(settings: Settings) -> str:
-    """The consumer's transport: faust's own, or the batch drain (`streams.batch_consumer`)."""
-    if not settings.batch_ingest:
-        return faust_broker_url(settings)
-    from streams.batch_consumer import SCHEME  # registers the transport with faust
+    """The consumer's transport: the batch drain, or faust's own consumer, both reading
+    committed records only (`streams.batch_consumer`)."""
+    # Importing the module registers both transports with faust.
+    from streams.batch_consumer import COMMITTED_SCHEME, SCHEME
 
-    return f"{SCHEME}://" + ";".join(settings.bootstrap_servers)
+    scheme = SCHEME if settings.batch_ingest else COMMITTED_SCHEME
+    return f"{scheme}://" + ";".join(settings.bootstrap_servers)
 
 
 def _credentials(settings: Settings) -> Any:

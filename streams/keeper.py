@@ -140,6 +140,10 @@ class StateKeeper:
         """The next offset of every source partition whose state this worker holds."""
         return dict(self.live.positions)
 
+    def skip_to(self, positions: dict[SourceTP, int]) -> int:
+        """Move held positions past offsets with no record to apply (transaction markers)."""
+        return self.live.skip_to(positions)
+
     async def revoke(self, tps: Iterable[SourceTP]) -> None:
         """Snapshot and park the partitions among `tps` (the worker no longer owns them)."""
         sources = set(self.settings.source_topics)

@@ -135,7 +135,14 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    from streams.compression import check_codecs
     from streams.topics import GroupInUse, TopicLayoutError
+
+    try:
+        check_codecs()  # at start, not when the first compressed batch arrives
+    except RuntimeError as exc:
+        print(f"livepulse worker: {exc}", file=sys.stderr)
+        return 2
 
     try:
         asyncio.run(_prepare_topics(settings, args.broker_wait, args.group_wait))
