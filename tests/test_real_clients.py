@@ -21,6 +21,7 @@ from streams.replayer import DEFAULT_FALLBACK_TOPIC, route
 from streams.settings import Settings
 from streams.topics import all_topics, create_topics
 from tests.support.live import (
+    NO_LATENESS_GRACE_S,
     drain,
     fixture_lines,
     fixture_truth,
@@ -269,3 +270,63 @@ def test_worker_without_a_codec_library_says_so_at_start(tmp_path: Path) -> None
     assert len(lines) == 1, done.stderr
     assert "snappy, lz4, zstd" in lines[0] and "cramjam" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_records_as_librdkafka_writes_them(settings: Settings, tmp_path: Path) -> None:
+    """An idempotent librdkafka producer (lz4) sends the fixture in one `produce_batch` call per
+    topic, every record with a null key (so keys' order across partitions is not kept: the
+    worker runs with no lateness and is compared with the truth without it), then a tombstone
+    and a record over 1 MiB (zstd: the compressed batch is under the broker's limit), both with
+    headers. Figures equal the truth; both extra records are dead-lettered, headers kept, the
+    big one cut to what a producer may send."""
+    settings = settings.model_copy(update={"window_grace_s": NO_LATENESS_GRACE_S})
+    lines = fixture_lines("impulse")
+    truth = fixture_truth("impulse")
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        where = route(line, settings, DEFAULT_FALLBACK_TOPIC)
+        assert where.topic is not None
+        by_topic.setdefault(where.topic, []).append({"value": line})
+    huge = b'{"type": "order_created", "note": "' + b"x" * (3 << 20) + b'"}'
+    headers = [(PRODUCER_HEADER, b"librdkafka"), ("trace-id", b"\x00\x01binary")]
+
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        producer = confluent_kafka.Producer(
+            confluent_config(
+                settings,
+                **{
+                    "compression.type": "lz4",
+                    "enable.idempotence": True,
+                    "batch.num.messages": 10_000,
+                },
+            )
+        )
+        for topic, messages in by_topic.items():
+            assert producer.produce_batch(topic, messages) == len(messages)
+        assert producer.flush(60) == 0
+        big = confluent_kafka.Producer(
+            confluent_config(settings, **{"compression.type": "zstd", "message.max.bytes": 8 << 20})
+        )
+        orders = settings.topic("live.orders")
+        big.produce(orders, value=None, key=b"room-1", headers=headers)
+        big.produce(orders, value=huge, key=b"room-1", headers=headers)
+        assert big.flush(60) == 0
+        drain(worker, timeout_s=180)
+        report = report_of(worker)
+        letters = read_dead_letters(settings)
+        assert worker.alive(), worker.tail()
+
+    events = {**truth["events"], "rejected": truth["events"]["rejected"] + 2}
+    assert report["events"] == events
+    assert truth_mismatches(report, truth, lines, events=events, no_lateness=True) == []
+    assert len(letters) == events["rejected"]
+    extra = [m for m in letters if m.key() == b"room-1"]
+    assert len(extra) == 2
+    by_value = {m.value(): m for m in extra}
+    tombstone, cut = by_value[None], next(m for v, m in by_value.items() if v is not None)
+    for letter, reason in ((tombstone, "not_json"), (cut, "too_large")):
+        got = letter.headers()
+        assert got[: len(headers)] == headers  # the producer's headers, first and unchanged
+        assert dict(got)["livepulse-reason"] == reason.encode()
+    assert cut.value() == huge[: len(cut.value())] and len(cut.value()) < 1_000_000
+    assert dict(cut.headers())["livepulse-truncated-from"] == str(len(huge)).encode()
