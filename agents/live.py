@@ -178,6 +178,13 @@ class LiveMetrics:
             ["topic"],
             registry=self.registry,
         )
+        self.records_lost = PromCounter(
+            "livepulse_records_lost",
+            "Records deleted from a contract topic (retention, deleted records) before the "
+            "worker read them: in no figure.",
+            ["topic"],
+            registry=self.registry,
+        )
 
 
 @dataclass

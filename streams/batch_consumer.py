@@ -82,7 +82,7 @@ class PartitionHooks(Protocol):
 
     def held_positions(self) -> dict[tuple[str, int], int]: ...
 
-    def skip_to(self, positions: dict[tuple[str, int], int]) -> int: ...
+    async def skip_to(self, positions: dict[tuple[str, int], int]) -> int: ...
 
 
 _hooks: PartitionHooks | None = None
@@ -168,7 +168,7 @@ class BatchConsumer(CommittedConsumer):
                     await self._seek_positions(None)
                     continue
                 await self._process(records, active)
-                self._skip_gaps(active)
+                await self._skip_gaps(active)
                 # Yield between batches so the web views and the commit timer get their turn.
                 await asyncio.sleep(0)
         except self.consumer_stopped_errors:
@@ -189,6 +189,11 @@ class BatchConsumer(CommittedConsumer):
         taken: list[tuple[TP, list[int]]] = []
         read_offset = self._read_offset
         buffered = self._buffered_partitions
+        hooks = _hooks
+        held = hooks.held_positions() if hooks is not None else {}
+        #: Partitions whose first record here is past the held position: the offsets between
+        #: hold no record to apply (transaction markers) or were deleted before being read.
+        gaps: dict[tuple[str, int], int] = {}
         for tp, tp_records in records.items():
             if active is not None and tp not in active and tp not in buffered:
                 continue
@@ -217,18 +222,22 @@ class BatchConsumer(CommittedConsumer):
                 )
             if offsets:
                 taken.append((tp, offsets))
+                position = held.get((topic, partition))
+                if position is not None and offsets[0] > position:
+                    gaps[(topic, partition)] = offsets[0]
         if not batch:
             return
-        hooks = _hooks
         if hooks is None:
             await handler(batch, received_at)
         else:
             async with hooks.lock:
+                if gaps:
+                    await hooks.skip_to(gaps)
                 await handler(batch, received_at)
         for tp, offsets in taken:
             read_offset[tp] = offsets[-1]
 
-    def _skip_gaps(self, active: set[TP] | None) -> None:
+    async def _skip_gaps(self, active: set[TP] | None) -> None:
         """Move the held positions past what the consumer skipped without a record to hand on.
 
         A committed transaction ends with a marker, an aborted one leaves records read_committed
@@ -257,7 +266,8 @@ class BatchConsumer(CommittedConsumer):
             if key in held and state.position > held[key]:
                 ahead[key] = state.position
         if ahead:
-            hooks.skip_to(ahead)
+            async with hooks.lock:
+                await hooks.skip_to(ahead)
 
     async def perform_seek(self) -> None:
         """After an assignment: restore the new partitions' state, seek to its positions."""

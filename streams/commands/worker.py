@@ -176,10 +176,11 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
         from streams.statestore import StateStoreError
 
         try:
-            keeper.install(app, settings)
+            state_keeper = keeper.install(app, settings)
         except StateStoreError as exc:
             print(f"livepulse worker: {exc}", file=sys.stderr)
             return 2
+        _watch_topology(app, settings, state_keeper)
     if settings.gc_pace_records:
         from agents.live import live
         from streams.gcpace import GcPacer
@@ -217,6 +218,33 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def _watch_topology(app: Any, settings: Settings, state_keeper: Any) -> None:
+    """Watch the contract topics while the worker runs (`streams.topology`): partitions added
+    since the start go on /metrics and into the lag, deleted records into the lost count."""
+    from agents.live import live
+    from streams import keeper, web
+    from streams.topology import WATCH_EVERY_S, TopologyWatch, UnreadPartitionsCollector
+
+    watch = TopologyWatch(settings, lambda: keeper.SOURCE_PARTITIONS)
+    state_keeper.log_starts = watch.log_starts
+    web.consumer_lag.unread = watch.unread_lag
+    live.metrics.registry.register(
+        UnreadPartitionsCollector(watch.unread, list(settings.source_topics))
+    )
+
+    @app.timer(WATCH_EVERY_S, name="livepulse.topology")  # type: ignore[untyped-decorator]
+    async def look() -> None:
+        try:
+            await watch.look()
+        except Exception as exc:  # the broker away: the next look will tell
+            log.warning("could not read the contract topics' partitions: %s", exc)
+
+    async def close(sender: Any = None, **kwargs: Any) -> None:
+        await watch.close()
+
+    app.on_before_shutdown.connect(close)
 
 
 def main(argv: list[str] | None = None) -> int:
