@@ -7,7 +7,10 @@ records would belong to states no snapshot, changelog partition or other worker 
 keys that moved would split their sessions); that is never silent: the watch logs one error,
 `livepulse_contract_partitions_unread{topic}` counts them (alert
 `LivepulseContractPartitionsUnread`) and their records are in `livepulse_consumer_lag_records`.
-README "Partitions added" gives the procedure back to exact figures.
+README "Partitions added" gives the procedure back to exact figures. A topic deleted and
+re-created under the worker (its end now before the worker's position) stops the worker with
+`RECREATED_EXIT`: on restart the snapshots ahead of the topics are set aside
+(`keeper.StateKeeper._stale`) and the partitions read again from the beginning.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 UNREAD_METRIC: Final[str] = "livepulse_contract_partitions_unread"
 #: How often the worker looks at the contract topics' partitions, seconds.
 WATCH_EVERY_S: Final[float] = 10.0
+#: The worker's exit code after it saw a contract topic deleted and re-created.
+RECREATED_EXIT: Final[int] = 3
 
 
 class TopologyWatch:
@@ -119,6 +124,16 @@ class TopologyWatch:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+
+    def recreated(self, held: Mapping[tuple[str, int], int]) -> list[tuple[str, int, int, int]]:
+        """Held partitions whose topic now ends before the worker's position: the topic was
+        deleted and re-created (its new records would sit below the position and be skipped).
+        Each as (topic, partition, end, position)."""
+        return [
+            (topic, partition, self.ends[(topic, partition)], position)
+            for (topic, partition), position in sorted(held.items())
+            if (topic, partition) in self.ends and self.ends[(topic, partition)] < position
+        ]
 
     def unread_lag(self) -> dict[str, int]:
         """Records on the partitions beyond the layout, per topic (none of them is read)."""

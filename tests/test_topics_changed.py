@@ -141,3 +141,37 @@ def test_records_deleted_before_the_worker_read_them_are_counted_as_lost(
     assert counts["valid"] + counts["rejected"] + counts["duplicates"] == processed
     log = (tmp_path / "b.log").read_text()
     assert "before this worker read them" in log
+
+
+def test_topics_deleted_and_recreated_stop_the_worker_and_a_restart_gets_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The contract topics deleted and re-created under a worker that had read the xhs
+    fixture, then the impulse fixture sent to them: the worker stops with one error and exit
+    code 3; restarted with the same app id it reports the impulse truth exactly."""
+    settings = run_settings(kafka_bootstrap, "recreate")
+    xhs = fixture_lines("xhs")
+    impulse, truth = fixture_lines("impulse"), fixture_truth("impulse")
+    with running_worker(settings, tmp_path / "a.log", delete_topics=False) as worker:
+        replay_lines(settings, tmp_path / "xhs.jsonl", xhs)
+        drain(worker)
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        for future in admin.delete_topics(list(settings.source_topics)).values():
+            future.result(timeout=30)
+        deadline = time.monotonic() + 60
+        while set(settings.source_topics) & set(admin.list_topics(timeout=10).topics):
+            assert time.monotonic() < deadline, "topics not deleted"
+            time.sleep(0.5)
+        replay_lines(settings, tmp_path / "impulse.jsonl", impulse)  # creates them again
+        assert worker.process is not None
+        code = worker.process.wait(timeout=90)
+    assert code == 3, worker.tail()
+    errors = [
+        line for line in (tmp_path / "a.log").read_text().splitlines() if "re-created" in line
+    ]
+    assert len(errors) == 1, errors
+
+    with running_worker(settings, tmp_path / "b.log") as worker:
+        drain(worker)
+        report = report_of(worker)
+    assert truth_mismatches(report, truth, impulse) == []

@@ -14,6 +14,8 @@ from streams.settings import Settings
 log = logging.getLogger("livepulse.worker")
 
 LOGLEVELS = ("debug", "info", "warning", "error")
+#: Set when the worker stops itself for a reason its exit code tells (streams.topology).
+_exit_code: int | None = None
 # faust, mode and aiokafka log every rebalance step and table at INFO; at --loglevel info
 # livepulse's own loggers say what matters and these stay at WARNING.
 _CHATTY_LOGGERS = ("faust", "mode", "aiokafka")
@@ -216,16 +218,26 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     try:
         worker.execute_from_commandline()  # installs SIGINT/SIGTERM handlers, stops cleanly
     except SystemExit as exc:
+        if _exit_code is not None:
+            return _exit_code
         return exc.code if isinstance(exc.code, int) else 1
-    return 0
+    return _exit_code or 0
 
 
 def _watch_topology(app: Any, settings: Settings, state_keeper: Any) -> None:
     """Watch the contract topics while the worker runs (`streams.topology`): partitions added
     since the start go on /metrics and into the lag, deleted records into the lost count."""
+    import os
+    import signal
+
     from agents.live import live
     from streams import keeper, web
-    from streams.topology import WATCH_EVERY_S, TopologyWatch, UnreadPartitionsCollector
+    from streams.topology import (
+        RECREATED_EXIT,
+        WATCH_EVERY_S,
+        TopologyWatch,
+        UnreadPartitionsCollector,
+    )
 
     watch = TopologyWatch(settings, lambda: keeper.SOURCE_PARTITIONS)
     state_keeper.log_starts = watch.log_starts
@@ -236,10 +248,28 @@ def _watch_topology(app: Any, settings: Settings, state_keeper: Any) -> None:
 
     @app.timer(WATCH_EVERY_S, name="livepulse.topology")  # type: ignore[untyped-decorator]
     async def look() -> None:
+        global _exit_code
         try:
             await watch.look()
         except Exception as exc:  # the broker away: the next look will tell
             log.warning("could not read the contract topics' partitions: %s", exc)
+            return
+        recreated = watch.recreated(live.positions)
+        if recreated and _exit_code is None:
+            topic, partition, end, position = recreated[0]
+            log.error(
+                "%s partition %d ends at offset %d, before this worker's position %d (%d "
+                "partitions alike): the topic was deleted and re-created; stopping (exit code "
+                "%d) so that a restart reads the re-created topics from the beginning",
+                topic,
+                partition,
+                end,
+                position,
+                len(recreated),
+                RECREATED_EXIT,
+            )
+            _exit_code = RECREATED_EXIT
+            os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: snapshots flushed
 
     async def close(sender: Any = None, **kwargs: Any) -> None:
         await watch.close()
