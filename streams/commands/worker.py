@@ -79,6 +79,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
     (`streams.keeper`), so any number of workers may share the group. faust's agent path keeps
     its state in memory only: it rewinds the group and runs alone.
     """
+    from streams.kafka_access import BrokerAccessDenied, check_access
     from streams.topics import (
         GroupInUse,
         TopicLayoutError,
@@ -95,6 +96,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
     rewound = 0
     while True:
         try:
+            await check_access(settings)
             await create_topics(settings, all_topics(settings))
             if settings.batch_ingest:
                 await create_changelog(settings)
@@ -107,7 +109,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
             # from the start. (A broker that has just started may have no group coordinator.)
             rewound = await rewind_group(settings)
             break
-        except TopicLayoutError:
+        except (TopicLayoutError, BrokerAccessDenied):
             raise
         except GroupInUse as exc:
             # A worker killed without leaving stays a member until its session times out
@@ -138,6 +140,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from streams.compression import check_codecs
+    from streams.kafka_access import BrokerAccessDenied
     from streams.topics import GroupInUse, TopicLayoutError
 
     try:
@@ -148,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(_prepare_topics(settings, args.broker_wait, args.group_wait))
-    except (GroupInUse, TopicLayoutError) as exc:
+    except (GroupInUse, TopicLayoutError, BrokerAccessDenied) as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

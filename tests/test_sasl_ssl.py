@@ -1,0 +1,158 @@
+"""Every livepulse client against a broker that requires SASL_SSL, as hosted Kafka does: the
+project's own broker started here with a SASL_SSL listener (streams/kafka_secure.py: a CA and a
+broker certificate made now with openssl, a PLAIN and a SCRAM-SHA-512 user), on ports and a
+state dir of its own. The worker, `livepulse replay`, `livepulse report --changelog` and the
+benchmark's ceiling consumer reach it with the README's settings and give the truth's figures;
+a wrong password, an unknown user or an untrusted certificate is one error line and exit 2;
+no secret reaches any log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.kafka_secure import (
+    PLAIN_USER,
+    SCRAM_USER,
+    SecureBroker,
+    start_secure_broker,
+    stop_secure_broker,
+)
+from streams.settings import Settings
+from streams.worker_process import free_port, free_ports
+from tests.support.live import (
+    FIXTURES,
+    drain,
+    fixture_lines,
+    fixture_truth,
+    report_of,
+    running_worker,
+    truth_mismatches,
+)
+from tests.support.truth import report_mismatches
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A SASL_SSL broker for this module (about 20 s to start), stopped afterwards."""
+    port, controller = free_ports(2)
+    broker = start_secure_broker(tmp_path_factory.mktemp("secure-kafka"), port, controller)
+    try:
+        yield broker
+    finally:
+        stop_secure_broker(broker)
+
+
+def client_env(settings: Settings) -> dict[str, str]:
+    """A child's environment with `settings` as the README's LIVEPULSE_* variables only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
+    env.update(settings.to_env())
+    return env
+
+
+def livepulse(
+    env: dict[str, str], *args: str, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=ROOT,
+    )
+
+
+def secrets_of(broker: SecureBroker) -> list[str]:
+    return [password for _, password in broker.users.values()]
+
+
+def test_every_client_over_sasl_ssl_matches_the_truth(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    run = f"secure-{uuid.uuid4().hex[:10]}"
+    worker_settings = secure_broker.settings(
+        SCRAM_USER,
+        app_id=run,
+        topic_prefix=f"{run}.",
+        web_port=free_port(),
+        data_dir=tmp_path / "data",
+    )
+    producer_settings = secure_broker.settings(PLAIN_USER, topic_prefix=f"{run}.")
+    lines, truth = fixture_lines("impulse"), fixture_truth("impulse")
+    with running_worker(worker_settings, tmp_path / "worker.log", loglevel="debug") as worker:
+        replayed = livepulse(
+            client_env(producer_settings), "replay", str(FIXTURES / "impulse.jsonl")
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        drain(worker, timeout_s=120)
+        report = report_of(worker)
+        merged = livepulse(
+            client_env(worker_settings), "report", "--changelog", "--wait", "30", "--json"
+        )
+        assert merged.returncode == 0, merged.stderr
+        ceiling = subprocess.run(
+            [
+                sys.executable, "-m", "bench.ceiling", "--prefix", f"{run}.",
+                "--group", f"{run}-ceiling", "--expect", str(len(lines)),
+                "--bootstrap", secure_broker.bootstrap, "--timeout", "120",
+            ],
+            env=client_env(producer_settings), capture_output=True, text=True, timeout=180,
+            cwd=ROOT,
+        )  # fmt: skip
+        assert ceiling.returncode == 0, ceiling.stderr
+    assert truth_mismatches(report, truth, lines) == []
+    assert report_mismatches(json.loads(merged.stdout), truth) == []
+    assert json.loads(ceiling.stdout.strip().splitlines()[-1])["records"] == len(lines)
+    logs = [
+        (tmp_path / "worker.log").read_text(errors="replace"),
+        replayed.stderr,
+        merged.stderr,
+        ceiling.stderr,
+        (secure_broker.state_dir / "broker.log").read_text(errors="replace"),
+    ]
+    assert "DEBUG" in logs[0]  # every level was on
+    for secret in secrets_of(secure_broker):
+        assert not any(secret in text for text in logs)
+
+
+@pytest.mark.parametrize("problem", ["wrong password", "unknown user", "untrusted certificate"])
+@pytest.mark.parametrize("command", ["worker", "replay", "report"])
+def test_refused_access_is_one_clear_line_and_exit_2(
+    secure_broker: SecureBroker, tmp_path: Path, problem: str, command: str
+) -> None:
+    settings = secure_broker.settings(SCRAM_USER, topic_prefix="refused.", web_port=free_port())
+    if problem == "wrong password":
+        settings = settings.model_copy(update={"sasl_password": "not-the-password"})
+    elif problem == "unknown user":
+        settings = settings.model_copy(update={"sasl_username": "nobody"})
+    else:
+        settings = settings.model_copy(update={"ssl_cafile": None})  # the system's trust store
+    args = {
+        "worker": ["worker", "--broker-wait", "60", "--loglevel", "debug"],
+        "replay": ["replay", str(FIXTURES / "impulse.jsonl")],
+        "report": ["report", "--changelog", "--json"],
+    }[command]
+    started = time.monotonic()
+    done = livepulse(client_env(settings), *args)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    wanted = "not trusted" if problem == "untrusted certificate" else "unknown user or wrong"
+    assert wanted in lines[0]
+    assert elapsed < 30  # no retrying for --broker-wait
+    for secret in [*secrets_of(secure_broker), "not-the-password"]:
+        assert secret not in done.stderr + done.stdout
