@@ -56,7 +56,12 @@ async def check_access(settings: Settings, timeout_s: float = 15.0) -> None:
                 if settings.sasl_password is not None
                 else None,
             )
-        except (SaslAuthenticationFailed, IllegalSaslStateError) as exc:
+        except IllegalSaslStateError as exc:
+            raise BrokerAccessDenied(
+                f"the broker {server} takes no SASL login on that port: does it listen with "
+                f"{settings.security_protocol} there (LIVEPULSE_SECURITY_PROTOCOL)?"
+            ) from exc
+        except SaslAuthenticationFailed as exc:
             raise BrokerAccessDenied(
                 f"the broker {server} refused user {settings.sasl_username!r} "
                 f"({settings.sasl_mechanism or 'PLAIN'}): unknown user or wrong password "
@@ -76,6 +81,15 @@ async def check_access(settings: Settings, timeout_s: float = 15.0) -> None:
             raise BrokerAccessDenied(
                 f"TLS with the broker {server} failed ({exc.reason or exc}): does it listen "
                 f"with {settings.security_protocol} on that port?"
+            ) from exc
+        except ConnectionResetError as exc:
+            if not settings.uses_tls:
+                unreachable.append(f"{server} ({exc.__class__.__name__})")
+                continue
+            # A listener without TLS drops a TLS ClientHello.
+            raise BrokerAccessDenied(
+                f"the broker {server} closed the connection at the TLS handshake: does it "
+                f"listen with {settings.security_protocol} there (LIVEPULSE_SECURITY_PROTOCOL)?"
             ) from exc
         except (OSError, TimeoutError, KafkaConnectionError) as exc:
             unreachable.append(f"{server} ({exc.__class__.__name__})")
