@@ -14,7 +14,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import pytest
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+)
 
 from streams.kafka_local import _java, libs_dir
 from streams.replayer import DEFAULT_FALLBACK_TOPIC, route
@@ -29,14 +36,6 @@ from tests.support.live import (
     run_settings,
     running_worker,
     truth_mismatches,
-)
-
-confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka.admin import (  # noqa: E402
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.topics import end_offsets
@@ -27,10 +29,6 @@ from tests.support.live import (
     running_worker,
     truth_mismatches,
 )
-
-confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka import TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewPartitions  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
