@@ -23,7 +23,7 @@ from confluent_kafka.admin import (
     ConfigResource,
 )
 
-from streams.kafka_local import _java, libs_dir
+from streams.kafka_local import _java, ensure_jars
 from streams.replayer import DEFAULT_FALLBACK_TOPIC, route
 from streams.settings import Settings
 from streams.topics import all_topics, create_topics
@@ -63,7 +63,7 @@ def java_console_produce(settings: Settings, topic: str, codec: str, path: Path)
         "-Xmx256m",
         "-XX:TieredStopAtLevel=1",
         "-cp",
-        f"{libs_dir()}/*",
+        f"{ensure_jars()}/*",
         "kafka.tools.ConsoleProducer",
         "--bootstrap-server",
         settings.bootstrap,

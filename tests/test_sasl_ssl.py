@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import confluent_kafka
 import pytest
 
 from streams.kafka_secure import (
@@ -26,6 +28,7 @@ from streams.kafka_secure import (
     start_secure_broker,
     stop_secure_broker,
 )
+from streams.replayer import DEFAULT_FALLBACK_TOPIC, route
 from streams.settings import Settings
 from streams.worker_process import free_port, free_ports
 from tests.support.live import (
@@ -156,3 +159,65 @@ def test_refused_access_is_one_clear_line_and_exit_2(
     assert elapsed < 30  # no retrying for --broker-wait
     for secret in [*secrets_of(secure_broker), "not-the-password"]:
         assert secret not in done.stderr + done.stdout
+
+
+def test_an_idempotent_producers_retries_change_no_figure(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    """librdkafka's idempotent producer over SASL_SSL, the broker frozen (SIGSTOP) for 5 s in
+    the middle: requests time out and are retried (librdkafka's own count), the broker keeps
+    one copy of each, and the worker, which rode out the pause, reports the truth."""
+    run = f"retry-{uuid.uuid4().hex[:10]}"
+    settings = secure_broker.settings(
+        SCRAM_USER,
+        app_id=run,
+        topic_prefix=f"{run}.",
+        web_port=free_port(),
+        data_dir=tmp_path / "data",
+    )
+    lines, truth = fixture_lines("impulse"), fixture_truth("impulse")
+    _, password = secure_broker.users[PLAIN_USER]
+    retries: list[int] = []
+
+    def stats(text: str) -> None:
+        retries.append(sum(b.get("txretries", 0) for b in json.loads(text)["brokers"].values()))
+
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        producer = confluent_kafka.Producer(
+            {
+                "bootstrap.servers": secure_broker.bootstrap,
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": "PLAIN",
+                "sasl.username": PLAIN_USER,
+                "sasl.password": password,
+                "ssl.ca.location": str(secure_broker.cafile),
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+                "request.timeout.ms": 1500,
+                "linger.ms": 20,
+                "statistics.interval.ms": 500,
+                "stats_cb": stats,
+            }
+        )
+        routes = [route(line, settings, DEFAULT_FALLBACK_TOPIC) for line in lines]
+        paused = False
+        for index, (line, where) in enumerate(zip(lines, routes, strict=True)):
+            producer.produce(where.topic, value=line, key=where.key)
+            if index % 200 == 0:
+                producer.poll(0.05)
+            if not paused and index == len(lines) // 2:
+                os.kill(secure_broker.pid, signal.SIGSTOP)
+                paused = True
+                try:
+                    deadline = time.monotonic() + 5
+                    while time.monotonic() < deadline:
+                        producer.poll(0.2)
+                finally:
+                    os.kill(secure_broker.pid, signal.SIGCONT)
+        assert producer.flush(120) == 0
+        producer.poll(1.0)
+        drain(worker, timeout_s=120)
+        report = report_of(worker)
+        assert worker.alive(), worker.tail()
+    assert retries and retries[-1] > 0, "librdkafka retried nothing: the test proved nothing"
+    assert truth_mismatches(report, truth, lines) == []
