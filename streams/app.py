@@ -34,7 +34,8 @@ def _consumer_url(settings: Settings) -> str:
     return f"{scheme}://" + ";".join(settings.bootstrap_servers)
 
 
-def _credentials(settings: Settings) -> Any:
+def broker_credentials(settings: Settings) -> Any:
+    """faust's broker credentials for the settings' security protocol (None for PLAINTEXT)."""
     if settings.security_protocol.startswith("SASL"):
         assert settings.sasl_password is not None  # Settings validates this
         return faust.SASLCredentials(
@@ -59,7 +60,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=list(DISCOVER),
         broker=faust_broker_url(settings),
         broker_consumer=_consumer_url(settings),
-        broker_credentials=_credentials(settings),
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

@@ -78,6 +78,33 @@ def livepulse(
     )
 
 
+def run_naive(settings: Settings, run: str, expect: int, tmp_path: Path) -> dict[str, int]:
+    """The benchmark's naive faust agent over `settings` until it has read `expect` records."""
+    out = tmp_path / "naive.json"
+    command = [
+        sys.executable, "-m", "bench.naive", "--prefix", settings.topic_prefix,
+        "--app-id", f"{run}-naive", "--expect", str(expect), "--out", str(out),
+        "--bootstrap", settings.bootstrap,
+    ]  # fmt: skip
+    with (tmp_path / "naive.log").open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            command, env=client_env(settings), stdout=log, stderr=log, cwd=ROOT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            text = out.read_text() if out.exists() else ""
+            if text.strip().endswith("}"):
+                result: dict[str, int] = json.loads(text)
+                return result
+            assert process.poll() is None, (tmp_path / "naive.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the naive agent did not finish"
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def secrets_of(broker: SecureBroker) -> list[str]:
     return [password for _, password in broker.users.values()]
 
@@ -116,14 +143,17 @@ def test_every_client_over_sasl_ssl_matches_the_truth(
             cwd=ROOT,
         )  # fmt: skip
         assert ceiling.returncode == 0, ceiling.stderr
+        naive = run_naive(producer_settings, run, len(lines), tmp_path)
     assert truth_mismatches(report, truth, lines) == []
     assert report_mismatches(json.loads(merged.stdout), truth) == []
     assert json.loads(ceiling.stdout.strip().splitlines()[-1])["records"] == len(lines)
+    assert naive["records"] == len(lines) and naive["valid"] == truth["events"]["valid"]
     logs = [
         (tmp_path / "worker.log").read_text(errors="replace"),
         replayed.stderr,
         merged.stderr,
         ceiling.stderr,
+        (tmp_path / "naive.log").read_text(errors="replace"),
         (secure_broker.state_dir / "broker.log").read_text(errors="replace"),
     ]
     assert "DEBUG" in logs[0]  # every level was on
