@@ -28,7 +28,6 @@ from streams.replayer import DEFAULT_FALLBACK_TOPIC, route
 from streams.settings import Settings
 from streams.topics import all_topics, create_topics
 from tests.support.live import (
-    NO_LATENESS_GRACE_S,
     drain,
     fixture_lines,
     fixture_truth,
@@ -273,19 +272,21 @@ def test_worker_without_a_codec_library_says_so_at_start(tmp_path: Path) -> None
 
 def test_records_as_librdkafka_writes_them(settings: Settings, tmp_path: Path) -> None:
     """An idempotent librdkafka producer (lz4) sends the fixture in one `produce_batch` call per
-    topic, every record with a null key (so keys' order across partitions is not kept: the
-    worker runs with no lateness and is compared with the truth without it), then a tombstone
-    and a record over 1 MiB (zstd: the compressed batch is under the broker's limit), both with
-    headers. Figures equal the truth; both extra records are dead-lettered, headers kept, the
-    big one cut to what a producer may send."""
-    settings = settings.model_copy(update={"window_grace_s": NO_LATENESS_GRACE_S})
+    topic (the contract's keys; the lines with no contract type with a null key), then a
+    tombstone and a record over 1 MiB (zstd: the compressed batch is under the broker's limit),
+    both with headers. Figures equal the truth; the null-keyed records are dead-lettered with
+    their null key; both extra records are dead-lettered, headers kept, the big one cut to what
+    a producer may send.
+
+    (Valid events with a null key land on any partition: a resent one can then be counted on
+    two partitions, so the contract's keys are what producers must use.)"""
     lines = fixture_lines("impulse")
     truth = fixture_truth("impulse")
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         where = route(line, settings, DEFAULT_FALLBACK_TOPIC)
         assert where.topic is not None
-        by_topic.setdefault(where.topic, []).append({"value": line})
+        by_topic.setdefault(where.topic, []).append({"value": line, "key": where.key})
     huge = b'{"type": "order_created", "note": "' + b"x" * (3 << 20) + b'"}'
     headers = [(PRODUCER_HEADER, b"librdkafka"), ("trace-id", b"\x00\x01binary")]
 
@@ -317,8 +318,9 @@ def test_records_as_librdkafka_writes_them(settings: Settings, tmp_path: Path) -
 
     events = {**truth["events"], "rejected": truth["events"]["rejected"] + 2}
     assert report["events"] == events
-    assert truth_mismatches(report, truth, lines, events=events, no_lateness=True) == []
+    assert truth_mismatches(report, truth, lines, events=events) == []
     assert len(letters) == events["rejected"]
+    assert any(m.key() is None and m.value() in set(lines) for m in letters)  # null keys
     extra = [m for m in letters if m.key() == b"room-1"]
     assert len(extra) == 2
     by_value = {m.value(): m for m in extra}
