@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -42,6 +42,13 @@ H_DETAIL: Final[str] = "livepulse-detail"
 H_SOURCE_TOPIC: Final[str] = "livepulse-source-topic"
 H_SOURCE_PARTITION: Final[str] = "livepulse-source-partition"
 H_SOURCE_OFFSET: Final[str] = "livepulse-source-offset"
+#: On a dead letter whose value was cut to `MAX_LETTER_VALUE_BYTES`: the original size.
+H_TRUNCATED_FROM: Final[str] = "livepulse-truncated-from"
+#: The most of a rejected record's value a dead letter carries: a record over the contract's
+#: 1 MiB can reach the worker (a compressed batch under the broker's limit), but the producer
+#: refuses a request over 1,000,000 bytes (faust's producer_max_request_size), so its dead
+#: letter keeps the first bytes, with room left for the key and headers.
+MAX_LETTER_VALUE_BYTES: Final[int] = 900_000
 
 #: The reason given to a record whose event made the ledger raise (a bug, not bad input).
 PROCESSING_ERROR: Final[str] = "processing_error"
@@ -124,18 +131,22 @@ class DeadLetter:
 
 
 def dead_letter(record: SourceRecord, reason: str, detail: str) -> DeadLetter:
-    """The dead letter of `record`: its bytes unchanged, the reason and its origin in headers."""
-    return DeadLetter(
-        key=record.key,
-        value=record.value,
-        headers=[
-            (H_REASON, reason.encode()),
-            (H_DETAIL, detail[:_MAX_DETAIL_CHARS].encode("utf-8", "replace")),
-            (H_SOURCE_TOPIC, record.topic.encode()),
-            (H_SOURCE_PARTITION, str(record.partition).encode()),
-            (H_SOURCE_OFFSET, str(record.offset).encode()),
-        ],
-    )
+    """The dead letter of `record`: its bytes unchanged, the reason and its origin in headers
+    after the producer's own headers (kept as they were, in their order). A value over
+    `MAX_LETTER_VALUE_BYTES` is cut to that, its size in `H_TRUNCATED_FROM`."""
+    value = record.value
+    headers = [
+        *record.headers,
+        (H_REASON, reason.encode()),
+        (H_DETAIL, detail[:_MAX_DETAIL_CHARS].encode("utf-8", "replace")),
+        (H_SOURCE_TOPIC, record.topic.encode()),
+        (H_SOURCE_PARTITION, str(record.partition).encode()),
+        (H_SOURCE_OFFSET, str(record.offset).encode()),
+    ]
+    if value is not None and len(value) > MAX_LETTER_VALUE_BYTES:
+        headers.append((H_TRUNCATED_FROM, str(len(value)).encode()))
+        value = value[:MAX_LETTER_VALUE_BYTES]
+    return DeadLetter(key=record.key, value=value, headers=headers)
 
 
 class LiveMetrics:
@@ -164,6 +175,13 @@ class LiveMetrics:
         self.deadletter_failures = PromCounter(
             "livepulse_deadletter_failures",
             "Dead letters the broker did not accept (the record is still counted as rejected).",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.records_lost = PromCounter(
+            "livepulse_records_lost",
+            "Records deleted from a contract topic (retention, deleted records) before the "
+            "worker read them: in no figure.",
             ["topic"],
             registry=self.registry,
         )
@@ -399,6 +417,21 @@ class LiveState:
         self.records += n
         self.last_applied_at = time.time()
 
+    def skip_to(self, positions: Mapping[tuple[str, int], int]) -> int:
+        """Move held partitions' positions forward past offsets that hold no record to apply
+        (transaction markers, aborted transactions' records, compacted gaps: the consumer's
+        position went past them); return how many positions moved."""
+        moved = 0
+        for (topic, partition), offset in positions.items():
+            part = self.partitions.get(partition)
+            if part is None or offset <= part.positions.get(topic, 0):
+                continue
+            part.positions[topic] = offset
+            self.positions[(topic, partition)] = offset
+            part.dirty = True
+            moved += 1
+        return moved
+
     def _count(
         self,
         counted: Counter[tuple[str, str]],
@@ -553,7 +586,13 @@ publish_dead_letters: DeadLetterPublisher = publish_to_deadletter_topic
 def _source_record(event: Any) -> SourceRecord:
     message = event.message
     return SourceRecord(
-        message.topic, message.partition, message.offset, message.key, message.value
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        None if message.timestamp is None else int(message.timestamp * 1000),  # s -> ms
+        tuple(message.headers or ()),
     )
 
 

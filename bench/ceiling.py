@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from agents.core import Ledger, OperatorBoard
 from schemas import Rejection, decode
 from streams.gcpace import GcPacer
-from streams.settings import Settings
+from streams.settings import ISOLATION_LEVEL, Settings
 
 
 async def consume(
@@ -28,6 +28,7 @@ async def consume(
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level=ISOLATION_LEVEL,
         max_poll_records=10_000,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,

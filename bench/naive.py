@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from agents.core import Ledger, OperatorBoard
 from schemas.events import event_adapter
+from streams.app import broker_credentials
+from streams.batch_consumer import COMMITTED_SCHEME
 from streams.settings import Settings
 
 
@@ -27,6 +29,8 @@ def build(settings: Settings, app_id: str, expect: int, out: Path) -> faust.App:
         app_id,
         env={},
         broker="kafka://" + settings.bootstrap,
+        broker_consumer=f"{COMMITTED_SCHEME}://" + settings.bootstrap,
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=f"/tmp/{app_id}",  # noqa: S108 (a throwaway benchmark app)
         topic_partitions=settings.partitions,

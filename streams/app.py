@@ -25,15 +25,17 @@ def faust_broker_url(settings: Settings) -> str:
 
 
 def _consumer_url(settings: Settings) -> str:
-    """The consumer's transport: faust's own, or the batch drain (`streams.batch_consumer`)."""
-    if not settings.batch_ingest:
-        return faust_broker_url(settings)
-    from streams.batch_consumer import SCHEME  # registers the transport with faust
+    """The consumer's transport: the batch drain, or faust's own consumer, both reading
+    committed records only (`streams.batch_consumer`)."""
+    # Importing the module registers both transports with faust.
+    from streams.batch_consumer import COMMITTED_SCHEME, SCHEME
 
-    return f"{SCHEME}://" + ";".join(settings.bootstrap_servers)
+    scheme = SCHEME if settings.batch_ingest else COMMITTED_SCHEME
+    return f"{scheme}://" + ";".join(settings.bootstrap_servers)
 
 
-def _credentials(settings: Settings) -> Any:
+def broker_credentials(settings: Settings) -> Any:
+    """faust's broker credentials for the settings' security protocol (None for PLAINTEXT)."""
     if settings.security_protocol.startswith("SASL"):
         assert settings.sasl_password is not None  # Settings validates this
         return faust.SASLCredentials(
@@ -58,7 +60,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=list(DISCOVER),
         broker=faust_broker_url(settings),
         broker_consumer=_consumer_url(settings),
-        broker_credentials=_credentials(settings),
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

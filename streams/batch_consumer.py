@@ -13,6 +13,8 @@ positions that state covers; a revoked partition is snapshotted first; offsets a
 after each snapshot. faust's ack bookkeeping is left empty, so faust itself commits nothing.
 
 Chosen with `Settings.batch_ingest` (on by default; the app's `broker_consumer` URL scheme `lpbatch://`).
+Both this consumer and the agent path's (`lpkafka://`) read with `ISOLATION_LEVEL`
+(read_committed): records of aborted transactions and transaction markers are never handed on.
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
+from streams.settings import ISOLATION_LEVEL
+
 log = logging.getLogger(__name__)
 
 #: The URL scheme of the batch transport (registered in faust's transport registry below).
 SCHEME: Final[str] = "lpbatch"
+#: The agent path's transport: faust's own consumer, reading committed records only.
+COMMITTED_SCHEME: Final[str] = "lpkafka"
 
 
 class RawRecord(NamedTuple):
@@ -45,6 +51,8 @@ class RawRecord(NamedTuple):
     value: bytes | None
     #: The Kafka timestamp in ms (CreateTime: when the producer sent it), None if unknown.
     timestamp: int | None = None
+    #: The record's headers as the producer wrote them ((name, value) pairs).
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 _new_record = tuple.__new__
@@ -74,6 +82,8 @@ class PartitionHooks(Protocol):
 
     def held_positions(self) -> dict[tuple[str, int], int]: ...
 
+    async def skip_to(self, positions: dict[tuple[str, int], int]) -> int: ...
+
 
 _hooks: PartitionHooks | None = None
 
@@ -92,9 +102,33 @@ FETCH_MIN_BYTES: Final[int] = 1024 * 1024
 FETCH_MAX_WAIT_MS: Final[int] = 10
 
 
-class BatchConsumerThread(AIOKafkaConsumerThread):
+class CommittedConsumerThread(AIOKafkaConsumerThread):
+    """faust's consumer thread, reading with `ISOLATION_LEVEL` (faust passes read_uncommitted
+    unless the app is exactly-once, which livepulse does not use: its state carries its
+    positions, streams.keeper)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = ISOLATION_LEVEL  # read when its fetcher starts
+        return consumer
+
+
+class CommittedConsumer(AIOKafkaFaustConsumer):
+    """faust's aiokafka consumer on a `CommittedConsumerThread`."""
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class CommittedTransport(AIOKafkaTransport):
+    """faust's aiokafka transport whose consumer reads committed records only."""
+
+    Consumer = CommittedConsumer
+
+
+class BatchConsumerThread(CommittedConsumerThread):
     """faust's consumer thread, with a short fetch wait and a large minimum fetch, and faust's
-    co-partitioning assignor.
+    co-partitioning assignor (and `ISOLATION_LEVEL`).
 
     faust-streaming uses aiokafka's round-robin assignor unless the app has changelog tables,
     and round robin splits partition p of the five contract topics over different workers.
@@ -113,7 +147,7 @@ class BatchConsumerThread(AIOKafkaConsumerThread):
         return consumer
 
 
-class BatchConsumer(AIOKafkaFaustConsumer):
+class BatchConsumer(CommittedConsumer):
     """faust's aiokafka consumer with a batch drain loop instead of the per-message one."""
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
@@ -134,6 +168,7 @@ class BatchConsumer(AIOKafkaFaustConsumer):
                     await self._seek_positions(None)
                     continue
                 await self._process(records, active)
+                await self._skip_gaps(active)
                 # Yield between batches so the web views and the commit timer get their turn.
                 await asyncio.sleep(0)
         except self.consumer_stopped_errors:
@@ -154,6 +189,11 @@ class BatchConsumer(AIOKafkaFaustConsumer):
         taken: list[tuple[TP, list[int]]] = []
         read_offset = self._read_offset
         buffered = self._buffered_partitions
+        hooks = _hooks
+        held = hooks.held_positions() if hooks is not None else {}
+        #: Partitions whose first record here is past the held position: the offsets between
+        #: hold no record to apply (transaction markers) or were deleted before being read.
+        gaps: dict[tuple[str, int], int] = {}
         for tp, tp_records in records.items():
             if active is not None and tp not in active and tp not in buffered:
                 continue
@@ -169,21 +209,65 @@ class BatchConsumer(AIOKafkaFaustConsumer):
                 batch.append(
                     _new_record(
                         RawRecord,
-                        (topic, partition, offset, record.key, record.value, record.timestamp),
+                        (
+                            topic,
+                            partition,
+                            offset,
+                            record.key,
+                            record.value,
+                            record.timestamp,
+                            record.headers,
+                        ),
                     )
                 )
             if offsets:
                 taken.append((tp, offsets))
+                position = held.get((topic, partition))
+                if position is not None and offsets[0] > position:
+                    gaps[(topic, partition)] = offsets[0]
         if not batch:
             return
-        hooks = _hooks
         if hooks is None:
             await handler(batch, received_at)
         else:
             async with hooks.lock:
+                if gaps:
+                    await hooks.skip_to(gaps)
                 await handler(batch, received_at)
         for tp, offsets in taken:
             read_offset[tp] = offsets[-1]
+
+    async def _skip_gaps(self, active: set[TP] | None) -> None:
+        """Move the held positions past what the consumer skipped without a record to hand on.
+
+        A committed transaction ends with a marker, an aborted one leaves records read_committed
+        never returns: the consumer's position goes past them, the positions taken from the
+        records would stay before them, and the lag (and the drain wait) would never reach 0.
+        After a fetch is handled, the consumer's position of an active partition is the next
+        offset it will return, so everything before it was handed on or is not a record.
+        """
+        hooks = _hooks
+        consumer = getattr(self._thread, "_consumer", None)
+        if hooks is None or consumer is None:
+            return
+        subscription = consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None:
+            return
+        held = hooks.held_positions()
+        ahead: dict[tuple[str, int], int] = {}
+        for tp in assignment.tps:
+            if active is not None and tp not in active:
+                continue
+            state = assignment.state_value(tp)
+            if state is None or not state.has_valid_position:
+                continue
+            key = (tp.topic, tp.partition)
+            if key in held and state.position > held[key]:
+                ahead[key] = state.position
+        if ahead:
+            async with hooks.lock:
+                await hooks.skip_to(ahead)
 
     async def perform_seek(self) -> None:
         """After an assignment: restore the new partitions' state, seek to its positions."""
@@ -230,3 +314,4 @@ class BatchTransport(AIOKafkaTransport):
 
 
 TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:BatchTransport")
+TRANSPORTS.aliases.setdefault(COMMITTED_SCHEME, f"{__name__}:CommittedTransport")

@@ -58,6 +58,8 @@ class ConsumerLagCollector:
         self._highwater = highwater
         self._positions = positions
         self._topics = topics
+        #: Records per topic on partitions no worker reads (`streams.topology`), added in.
+        self.unread: Callable[[], Mapping[str, int]] | None = None
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
@@ -76,6 +78,9 @@ class ConsumerLagCollector:
         with contextlib.suppress(Exception):  # no consumer yet (the worker is starting)
             assigned = list(self._assigned())
         lag = lag_by_topic(assigned, self._highwater, dict(self._positions), self._topics)
+        if self.unread is not None:
+            for topic, records in self.unread().items():
+                lag[topic] = lag.get(topic, 0) + records
         for topic, records in sorted(lag.items()):
             family.add_metric([topic], float(records))
         yield family

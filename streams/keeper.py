@@ -58,6 +58,9 @@ class StateKeeper:
         self.changelog = changelog
         self.local = local
         self.end_offsets = end_offsets
+        #: Log start offsets of source partitions (to tell records deleted before they were
+        #: read from transaction markers, `skip_to`); None: not checked.
+        self.log_starts: EndOffsets | None = None
         #: Held while a batch is applied and its dead letters published, and while a snapshot is
         #: taken: a snapshot never covers a record whose dead letter is not yet on the broker.
         self.lock = asyncio.Lock()
@@ -117,8 +120,13 @@ class StateKeeper:
         newest snapshot (parked in memory, the local store, the changelog), or starts empty.
         """
         sources = set(self.settings.source_topics)
-        # Only the contract topics carry state (not faust's own, such as its leader topic).
-        tps = sorted({(t, p) for t, p in tps if t in sources})
+        # Only the contract topics carry state (not faust's own, such as its leader topic), and
+        # only the partitions the state was laid out for: partitions added since are not read
+        # (streams.topology says so, in the log and on /metrics).
+        laid_out = SOURCE_PARTITIONS
+        tps = sorted(
+            {(t, p) for t, p in tps if t in sources and (laid_out is None or p < laid_out)}
+        )
         wanted = {p for _, p in tps}
         by_partition: dict[int, int] = {}
         for _, p in tps:
@@ -139,6 +147,28 @@ class StateKeeper:
     def held_positions(self) -> dict[SourceTP, int]:
         """The next offset of every source partition whose state this worker holds."""
         return dict(self.live.positions)
+
+    async def skip_to(self, positions: dict[SourceTP, int]) -> int:
+        """Move held positions past offsets the consumer went past without a record to apply:
+        transaction markers and aborted records, or records deleted (retention) before they
+        were read, which are counted in `livepulse_records_lost_total` and logged."""
+        if self.log_starts is not None:
+            held = self.live.positions
+            starts = await self.log_starts(list(positions))
+            for tp, start in sorted(starts.items()):
+                lost = min(start, positions[tp]) - held.get(tp, 0)
+                if lost > 0:
+                    self.live.metrics.records_lost.labels(tp[0]).inc(lost)
+                    log.error(
+                        "%d records of %s partition %d were deleted (retention) before this "
+                        "worker read them (offsets %d-%d): they are in no figure",
+                        lost,
+                        tp[0],
+                        tp[1],
+                        held.get(tp, 0),
+                        held.get(tp, 0) + lost - 1,
+                    )
+        return self.live.skip_to(positions)
 
     async def revoke(self, tps: Iterable[SourceTP]) -> None:
         """Snapshot and park the partitions among `tps` (the worker no longer owns them)."""

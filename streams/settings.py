@@ -15,6 +15,9 @@ from schemas import TOPIC_BY_TYPE
 #: The contract topics (shared/event-contract.md), before any `topic_prefix`.
 CONTRACT_TOPICS: Final[tuple[str, ...]] = tuple(dict.fromkeys(TOPIC_BY_TYPE.values()))
 DEADLETTER_TOPIC: Final[str] = "live.deadletter"
+#: Every consumer of the contract topics reads only what transactional producers committed:
+#: records of aborted transactions and transaction markers are never handed on.
+ISOLATION_LEVEL: Final[str] = "read_committed"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]

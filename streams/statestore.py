@@ -39,7 +39,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from streams.settings import Settings
+from streams.settings import ISOLATION_LEVEL, Settings
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +268,7 @@ class Changelog:
         consumer = AIOKafkaConsumer(
             client_id="livepulse-restore",
             enable_auto_commit=False,
+            isolation_level=ISOLATION_LEVEL,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * CHUNK_BYTES,
             fetch_max_bytes=16 * CHUNK_BYTES,

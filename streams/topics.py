@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 from aiokafka.structs import TopicPartition
 
-from streams.settings import Settings
+from streams.settings import ISOLATION_LEVEL, Settings
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,9 @@ class EndOffsets:
         self._consumer = AIOKafkaConsumer(
             client_id="livepulse-offsets",
             enable_auto_commit=False,
+            # The end a read_committed consumer can reach: the last stable offset (records of
+            # a transaction still open are not readable yet).
+            isolation_level=ISOLATION_LEVEL,
             **settings.kafka_client_kwargs(),
         )
         self._partitions: dict[tuple[str, ...], list[TopicPartition]] = {}

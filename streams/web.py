@@ -448,15 +448,15 @@ async def refresh_global_report() -> None:
 live.metrics.registry.register(
     ClaimPartsCollector(lambda: reports.get(settings.report_max_age_s), _cross_partition_report)
 )
-live.metrics.registry.register(
+#: The worker command adds the partitions no worker reads (`streams.topology`) to it.
+consumer_lag = ConsumerLagCollector(
     # Lambdas: faust creates its consumer on first access, which must wait for the worker.
-    ConsumerLagCollector(
-        lambda: app.consumer.assignment(),
-        lambda tp: app.consumer.highwater(TP(*tp)),
-        live.positions,
-        settings.source_topics,
-    )
+    lambda: app.consumer.assignment(),
+    lambda tp: app.consumer.highwater(TP(*tp)),
+    live.positions,
+    settings.source_topics,
 )
+live.metrics.registry.register(consumer_lag)
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from streams.replayer import replay
 from streams.settings import Settings
 from streams.topics import all_topics, create_topics, delete_run_topics
 from streams.worker_process import WorkerProcess, free_port
+from tests.test_prometheus_rules import ALERTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -153,7 +154,7 @@ def test_scraped_counters_and_claim_gauges_equal_the_truth(stack: Stack) -> None
 def test_alerts_are_loaded_and_quiet_after_a_clean_replay(stack: Stack) -> None:
     groups = stack.prometheus.api("/api/v1/rules")["groups"]
     alerts = {r["name"]: r for g in groups for r in g["rules"] if r["type"] == "alerting"}
-    assert len(alerts) == 6
+    assert set(alerts) == ALERTS
     assert all(rule["health"] == "ok" for g in groups for rule in g["rules"]), groups
     # The fixture rejects 86 of 15,696 records (0.5%): under the 5% dead-letter threshold.
     assert alerts["LivepulseDeadLetterRateHigh"]["state"] == "inactive"

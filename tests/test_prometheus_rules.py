@@ -22,6 +22,8 @@ ALERTS = {
     "LivepulseDeadLetterRateHigh",
     "LivepulseDeadLetterPublishFailing",
     "LivepulseRoomConversionDropping",
+    "LivepulseContractPartitionsUnread",
+    "LivepulseRecordsLost",
 }
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from streams.kafka_access import access_denied
 from streams.replayer import DEFAULT_FALLBACK_TOPIC, Progress, replay
 from streams.settings import Settings
 
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     overrides: dict[str, Any] = {"bootstrap": args.bootstrap, "topic_prefix": args.topic_prefix}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    denied = asyncio.run(access_denied(settings))
+    if denied is not None:
+        print(f"livepulse replay: {denied}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(
             replay(

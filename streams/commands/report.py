@@ -86,6 +86,7 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
     import orjson
 
     from streams.global_report import global_report
+    from streams.kafka_access import BrokerAccessDenied, check_access
     from streams.settings import Settings
 
     overrides = {
@@ -100,7 +101,11 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
         return 2, None, ""
     source = f"changelog {settings.changelog} at {settings.bootstrap}"
     try:
+        asyncio.run(check_access(settings))
         report = asyncio.run(global_report(settings, wait_s=max(0.0, args.wait)))
+    except BrokerAccessDenied as exc:
+        print(f"livepulse report: {exc}", file=sys.stderr)
+        return 2, None, source
     except LookupError as exc:
         print(f"livepulse report: {exc.args[0]}", file=sys.stderr)
         return 1, None, source

@@ -14,6 +14,8 @@ from streams.settings import Settings
 log = logging.getLogger("livepulse.worker")
 
 LOGLEVELS = ("debug", "info", "warning", "error")
+#: Set when the worker stops itself for a reason its exit code tells (streams.topology).
+_exit_code: int | None = None
 # faust, mode and aiokafka log every rebalance step and table at INFO; at --loglevel info
 # livepulse's own loggers say what matters and these stay at WARNING.
 _CHATTY_LOGGERS = ("faust", "mode", "aiokafka")
@@ -77,6 +79,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
     (`streams.keeper`), so any number of workers may share the group. faust's agent path keeps
     its state in memory only: it rewinds the group and runs alone.
     """
+    from streams.kafka_access import BrokerAccessDenied, check_access
     from streams.topics import (
         GroupInUse,
         TopicLayoutError,
@@ -93,6 +96,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
     rewound = 0
     while True:
         try:
+            await check_access(settings)
             await create_topics(settings, all_topics(settings))
             if settings.batch_ingest:
                 await create_changelog(settings)
@@ -105,7 +109,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
             # from the start. (A broker that has just started may have no group coordinator.)
             rewound = await rewind_group(settings)
             break
-        except TopicLayoutError:
+        except (TopicLayoutError, BrokerAccessDenied):
             raise
         except GroupInUse as exc:
             # A worker killed without leaving stays a member until its session times out
@@ -135,11 +139,19 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    from streams.compression import check_codecs
+    from streams.kafka_access import BrokerAccessDenied
     from streams.topics import GroupInUse, TopicLayoutError
 
     try:
+        check_codecs()  # at start, not when the first compressed batch arrives
+    except RuntimeError as exc:
+        print(f"livepulse worker: {exc}", file=sys.stderr)
+        return 2
+
+    try:
         asyncio.run(_prepare_topics(settings, args.broker_wait, args.group_wait))
-    except (GroupInUse, TopicLayoutError) as exc:
+    except (GroupInUse, TopicLayoutError, BrokerAccessDenied) as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
@@ -169,10 +181,11 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
         from streams.statestore import StateStoreError
 
         try:
-            keeper.install(app, settings)
+            state_keeper = keeper.install(app, settings)
         except StateStoreError as exc:
             print(f"livepulse worker: {exc}", file=sys.stderr)
             return 2
+        _watch_topology(app, settings, state_keeper)
     if settings.gc_pace_records:
         from agents.live import live
         from streams.gcpace import GcPacer
@@ -208,8 +221,63 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     try:
         worker.execute_from_commandline()  # installs SIGINT/SIGTERM handlers, stops cleanly
     except SystemExit as exc:
+        if _exit_code is not None:
+            return _exit_code
         return exc.code if isinstance(exc.code, int) else 1
-    return 0
+    return _exit_code or 0
+
+
+def _watch_topology(app: Any, settings: Settings, state_keeper: Any) -> None:
+    """Watch the contract topics while the worker runs (`streams.topology`): partitions added
+    since the start go on /metrics and into the lag, deleted records into the lost count."""
+    import os
+    import signal
+
+    from agents.live import live
+    from streams import keeper, web
+    from streams.topology import (
+        RECREATED_EXIT,
+        WATCH_EVERY_S,
+        TopologyWatch,
+        UnreadPartitionsCollector,
+    )
+
+    watch = TopologyWatch(settings, lambda: keeper.SOURCE_PARTITIONS)
+    state_keeper.log_starts = watch.log_starts
+    web.consumer_lag.unread = watch.unread_lag
+    live.metrics.registry.register(
+        UnreadPartitionsCollector(watch.unread, list(settings.source_topics))
+    )
+
+    @app.timer(WATCH_EVERY_S, name="livepulse.topology")  # type: ignore[untyped-decorator]
+    async def look() -> None:
+        global _exit_code
+        try:
+            await watch.look()
+        except Exception as exc:  # the broker away: the next look will tell
+            log.warning("could not read the contract topics' partitions: %s", exc)
+            return
+        recreated = watch.recreated(live.positions)
+        if recreated and _exit_code is None:
+            topic, partition, end, position = recreated[0]
+            log.error(
+                "%s partition %d ends at offset %d, before this worker's position %d (%d "
+                "partitions alike): the topic was deleted and re-created; stopping (exit code "
+                "%d) so that a restart reads the re-created topics from the beginning",
+                topic,
+                partition,
+                end,
+                position,
+                len(recreated),
+                RECREATED_EXIT,
+            )
+            _exit_code = RECREATED_EXIT
+            os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: snapshots flushed
+
+    async def close(sender: Any = None, **kwargs: Any) -> None:
+        await watch.close()
+
+    app.on_before_shutdown.connect(close)
 
 
 def main(argv: list[str] | None = None) -> int:

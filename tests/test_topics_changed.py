@@ -1,0 +1,175 @@
+"""Contract topics changed by an operator under a running worker, on the real broker: partitions
+added, records deleted (retention) before the worker read them. Never a silent loss: the loss is
+logged and on /metrics, and the README's procedure gives back the truth's figures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.topics import end_offsets
+from streams.worker_process import WorkerProcess
+from tests.support.live import (
+    NO_LATENESS_GRACE_S,
+    drain,
+    fixture_lines,
+    fixture_truth,
+    replay_lines,
+    report_of,
+    run_settings,
+    running_worker,
+    truth_mismatches,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def metrics(worker: WorkerProcess) -> dict[str, list[Any]]:
+    url = f"{worker.base_url}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
+        text = response.read().decode()
+    samples: dict[str, list[Any]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name].append(sample)
+    return samples
+
+
+def by_topic(samples: list[Any]) -> dict[str, float]:
+    return {s.labels["topic"]: s.value for s in samples}
+
+
+def test_partitions_added_mid_stream_are_reported_and_a_new_app_id_gets_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """2 -> 4 partitions after half of the fixture: the worker says which partitions it does
+    not read (error log, `livepulse_contract_partitions_unread`), their records are in its lag;
+    a worker of a new app id (README, "Partitions added") then gives the truth's figures."""
+    settings = run_settings(
+        kafka_bootstrap, "parts", partitions=2, window_grace_s=NO_LATENESS_GRACE_S
+    )
+    lines, truth = fixture_lines("xhs"), fixture_truth("xhs")
+    half = len(lines) // 2
+    with running_worker(settings, tmp_path / "a.log", delete_topics=False) as worker:
+        replay_lines(settings, tmp_path / "first.jsonl", lines[:half])
+        drain(worker)
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        futures = admin.create_partitions([NewPartitions(t, 4) for t in settings.source_topics])
+        for future in futures.values():
+            future.result(timeout=30)
+        replay_lines(settings, tmp_path / "second.jsonl", lines[half:])
+        ends = asyncio.run(end_offsets(settings, settings.source_topics))
+        on_new = defaultdict(int)
+        for tp, end in ends.items():
+            if tp.partition >= 2:
+                on_new[tp.topic] += end
+        assert sum(on_new.values()) > 1000  # keys moved to the new partitions
+        deadline = time.monotonic() + 60
+        while True:
+            samples = metrics(worker)
+            unread = by_topic(samples["livepulse_contract_partitions_unread"])
+            lag = by_topic(samples["livepulse_consumer_lag_records"])
+            if unread == dict.fromkeys(settings.source_topics, 2.0) and all(
+                lag.get(t) == on_new[t] for t in settings.source_topics
+            ):
+                break
+            assert time.monotonic() < deadline, (unread, lag, dict(on_new))
+            time.sleep(1)
+        assert worker.alive(), worker.tail()
+        partial = report_of(worker)
+    assert partial["events"]["valid"] < truth["events"]["valid"]
+    log = (tmp_path / "a.log").read_text()
+    errors = [line for line in log.splitlines() if "are NOT read" in line]
+    assert len(errors) == len(settings.source_topics), errors
+
+    # The procedure: a worker of a new app id lays its state out for 4 partitions.
+    again = settings.model_copy(update={"app_id": f"{settings.app_id}-b", "partitions": 4})
+    with running_worker(again, tmp_path / "b.log") as worker:
+        drain(worker, timeout_s=120)
+        report = report_of(worker)
+        samples = metrics(worker)
+    assert truth_mismatches(report, truth, lines, no_lateness=True) == []
+    assert set(by_topic(samples["livepulse_contract_partitions_unread"]).values()) == {0.0}
+
+
+def test_records_deleted_before_the_worker_read_them_are_counted_as_lost(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Worker stopped after half the fixture, the second half sent, then records deleted up to
+    the middle of what it had not read (as retention would): the restarted worker counts
+    exactly those records in `livepulse_records_lost_total` and logs them."""
+    settings = run_settings(kafka_bootstrap, "lost")
+    lines = fixture_lines("xhs")
+    half = len(lines) // 2
+    with running_worker(settings, tmp_path / "a.log", delete_topics=False) as worker:
+        replay_lines(settings, tmp_path / "first.jsonl", lines[:half])
+        drain(worker)
+    read = asyncio.run(end_offsets(settings, settings.source_topics))
+    replay_lines(settings, tmp_path / "second.jsonl", lines[half:])
+    ends = asyncio.run(end_offsets(settings, settings.source_topics))
+    cut = {tp: read[tp] + (ends[tp] - read[tp]) // 2 for tp in ends}
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    deleted = admin.delete_records(
+        [TopicPartition(tp.topic, tp.partition, o) for tp, o in cut.items()]
+    )
+    for future in deleted.values():
+        future.result(timeout=30)
+    expected: dict[str, int] = defaultdict(int)
+    for tp, offset in cut.items():
+        expected[tp.topic] += offset - read[tp]
+    assert sum(expected.values()) > 1000
+
+    with running_worker(settings, tmp_path / "b.log") as worker:
+        drain(worker)
+        samples = metrics(worker)
+        report = report_of(worker)
+    lost = by_topic(samples["livepulse_records_lost_total"])
+    assert {t: int(lost.get(t, 0)) for t in expected} == dict(expected)
+    processed = sum(ends.values()) - sum(expected.values())
+    counts = report["events"]
+    assert counts["valid"] + counts["rejected"] + counts["duplicates"] == processed
+    log = (tmp_path / "b.log").read_text()
+    assert "before this worker read them" in log
+
+
+def test_topics_deleted_and_recreated_stop_the_worker_and_a_restart_gets_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The contract topics deleted and re-created under a worker that had read the xhs
+    fixture, then the impulse fixture sent to them: the worker stops with one error and exit
+    code 3; restarted with the same app id it reports the impulse truth exactly."""
+    settings = run_settings(kafka_bootstrap, "recreate")
+    xhs = fixture_lines("xhs")
+    impulse, truth = fixture_lines("impulse"), fixture_truth("impulse")
+    with running_worker(settings, tmp_path / "a.log", delete_topics=False) as worker:
+        replay_lines(settings, tmp_path / "xhs.jsonl", xhs)
+        drain(worker)
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        for future in admin.delete_topics(list(settings.source_topics)).values():
+            future.result(timeout=30)
+        deadline = time.monotonic() + 60
+        while set(settings.source_topics) & set(admin.list_topics(timeout=10).topics):
+            assert time.monotonic() < deadline, "topics not deleted"
+            time.sleep(0.5)
+        replay_lines(settings, tmp_path / "impulse.jsonl", impulse)  # creates them again
+        assert worker.process is not None
+        code = worker.process.wait(timeout=90)
+    assert code == 3, worker.tail()
+    errors = [
+        line for line in (tmp_path / "a.log").read_text().splitlines() if "re-created" in line
+    ]
+    assert len(errors) == 1, errors
+
+    with running_worker(settings, tmp_path / "b.log") as worker:
+        drain(worker)
+        report = report_of(worker)
+    assert truth_mismatches(report, truth, impulse) == []
