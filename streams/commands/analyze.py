@@ -7,8 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from agents.core import OperatorBoard, render_table
 from streams.analyze import analyze_file
+from streams.commands import options
 from streams.commands.report import write_html
 from streams.settings import Settings
 
@@ -24,10 +27,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.file.is_file():
-        print(f"livepulse analyze: no such file: {args.file}", file=sys.stderr)
+    problem = options.jsonl_problem(args.file)
+    if problem is not None:
+        print(f"livepulse analyze: {problem}", file=sys.stderr)
         return 2
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"livepulse analyze: {options.settings_error(exc)}", file=sys.stderr)
+        return 2
     board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
     report = analyze_file(args.file, progress=sys.stderr, board=board)
     if args.json:

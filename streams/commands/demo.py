@@ -21,6 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from streams.commands import options
+from streams.commands.options import one_line
+
 if TYPE_CHECKING:  # imported lazily at run time: `livepulse --help` should not load Kafka
     from streams.settings import Settings
     from streams.worker_process import WorkerProcess
@@ -39,7 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, help="JSON Lines to replay")
     p.add_argument("--exit", action="store_true", help="stop the worker after the report")
-    p.add_argument("--web-port", type=int, default=6066, help="the worker's HTTP port (6066)")
+    p.add_argument(
+        "--web-port", type=options.port, default=6066, help="the worker's HTTP port (6066)"
+    )
     p.add_argument(
         "--bootstrap",
         help="use this Kafka instead of starting the local broker (host:port[,host:port])",
@@ -47,7 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--keep-topics", action="store_true", help="keep this run's topics when it ends")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=options.positive_float,
         default=600.0,
         metavar="SECONDS",
         help="give up if the worker has not consumed everything after this long (600)",
@@ -65,6 +70,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+class NoTopics(RuntimeError):
+    """The run's topics could not be created (the broker is unreachable or refuses them)."""
+
+
 def _say(message: str) -> None:
     print(f"[demo] {message}", file=sys.stderr, flush=True)
 
@@ -78,20 +87,25 @@ def run(args: argparse.Namespace) -> int:
     from streams.settings import Settings
     from streams.worker_process import WorkerFailed, WorkerProcess, port_is_free
 
-    if not args.fixture.is_file():
-        _say(f"no such fixture: {args.fixture}")
+    problem = options.jsonl_problem(args.fixture)
+    if problem is not None:
+        _say(problem)
         return 2
     if not port_is_free("127.0.0.1", args.web_port):
         _say(f"port {args.web_port} is in use (a worker still running?); try --web-port")
         return 2
 
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    from streams import kafka_local
+
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
-        from streams import kafka_local
-
-        bootstrap = kafka_local.ensure_up()
+        try:
+            bootstrap = kafka_local.ensure_up()
+        except kafka_local.KafkaLocalError as exc:
+            _say(f"cannot start the local broker: {exc}")
+            return 1
     settings = Settings(
         bootstrap=bootstrap,
         app_id=f"livepulse-demo-{run_id}",
@@ -101,8 +115,12 @@ def run(args: argparse.Namespace) -> int:
     worker = WorkerProcess(settings, args.logs / f"worker-{run_id}.log")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     code = 0
+    topics_made = True
     try:
         code = _main_job(args, settings, worker)
+    except NoTopics as exc:
+        _say(str(exc))
+        code, topics_made = 2, False
     except KeyboardInterrupt:
         _say("interrupted")
         code = 130
@@ -113,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if worker.alive():
             _say("stopping the worker")
         worker.stop()
-        if not args.keep_topics:
+        if topics_made and not args.keep_topics:
             _delete_topics(settings)
     return code
 
@@ -125,7 +143,12 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     from streams.replayer import Progress, replay
     from streams.topics import all_topics, create_topics
 
-    asyncio.run(create_topics(settings, all_topics(settings)))
+    try:
+        asyncio.run(create_topics(settings, all_topics(settings)))
+    except Exception as exc:  # no broker there, or one that refuses us
+        raise NoTopics(
+            f"cannot create this run's topics at {settings.bootstrap}: {one_line(exc)}"
+        ) from exc
     _say(f"topics of this run: {settings.topic_prefix}live.* (run id {settings.app_id})")
     worker.start()
     _say(f"worker starting, log {worker.log_path}")

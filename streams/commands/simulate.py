@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from streams.commands import options
 from streams.simulator import (
     SCENARIOS,
     compute_truth,
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, required=True, help="stream file to write (.jsonl)")
     p.add_argument(
         "--scale",
-        type=float,
+        type=options.positive_float,
         default=1.0,
         help="audience and population multiplier (default: 1, about 12k lines for xhs)",
     )
@@ -39,9 +40,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.scale <= 0:
-        print("--scale must be positive", file=sys.stderr)
-        return 2
     scenario = get_scenario(args.scenario)
     began = time.perf_counter()
     generated = generate(
@@ -51,8 +49,14 @@ def run(args: argparse.Namespace) -> int:
         progress=lambda status: print(f"  {scenario.name}: {status}", file=sys.stderr),
     )
     generated_s = time.perf_counter() - began
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_lines(args.out, generated.lines)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_lines(args.out, generated.lines)
+    except OSError as exc:
+        print(
+            f"livepulse simulate: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
     junk = sum(generated.junk.values())
     print(
         f"{args.out}: {len(generated.lines)} lines ({generated.events} events, "
