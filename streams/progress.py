@@ -30,6 +30,7 @@ def bar(
     unit: str = "records",
     stream: IO[str] | None = None,
     bytes_scale: bool = False,
+    bar_format: str | None = None,
 ) -> tqdm[Any]:
     """A progress bar on `stream` (standard error by default), disabled unless it is a terminal.
 
@@ -48,6 +49,7 @@ def bar(
         leave=False,  # the command prints its own summary line when done
         mininterval=0.2,
         dynamic_ncols=True,
+        bar_format=bar_format,
     )
 
 

@@ -140,6 +140,7 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     from agents.core import render_table
     from streams.commands.report import write_html
     from streams.drain import fetch_json, wait_drained
+    from streams.progress import bar, count_lines, on_terminal
     from streams.replayer import Progress, replay
     from streams.topics import all_topics, create_topics
 
@@ -152,12 +153,26 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     _say(f"topics of this run: {settings.topic_prefix}live.* (run id {settings.app_id})")
     worker.start()
     _say(f"worker starting, log {worker.log_path}")
-    worker.wait_ready()
+    with bar(desc="[demo] waiting for the worker", bar_format="{desc}: {elapsed}") as waiting:
+        worker.wait_ready(tick=waiting.refresh)
     _say(f"worker ready at {worker.base_url}; replaying {args.fixture}")
-    summary = asyncio.run(replay(args.fixture, settings, progress=Progress(sys.stderr)))
-    drained = asyncio.run(
-        wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, args.timeout)
-    )
+    total = count_lines(args.fixture) if on_terminal(sys.stderr) else None
+    summary = asyncio.run(replay(args.fixture, settings, progress=Progress(sys.stderr, total)))
+    with bar(desc="[demo] worker consuming") as consuming:
+
+        def consumed(done: int, records: int) -> None:
+            consuming.total = records
+            consuming.update(done - consuming.n)
+
+        drained = asyncio.run(
+            wait_drained(
+                settings,
+                f"{worker.base_url}/status",
+                settings.source_topics,
+                args.timeout,
+                progress=consumed,
+            )
+        )
     _say(
         f"worker consumed all {drained.records} records in {drained.seconds:.1f} s after the "
         f"replay ({summary.lines} lines)"
