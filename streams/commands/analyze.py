@@ -13,6 +13,7 @@ from agents.core import OperatorBoard, render_table
 from streams.analyze import analyze_file
 from streams.commands import options
 from streams.commands.report import write_html
+from streams.provenance import mark_if_simulated
 from streams.settings import Settings
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
     report = analyze_file(args.file, progress=sys.stderr, board=board)
+    mark_if_simulated(report, args.file)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

@@ -141,6 +141,7 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     from streams.commands.report import write_html
     from streams.drain import fetch_json, wait_drained
     from streams.progress import bar, count_lines, on_terminal
+    from streams.provenance import mark_if_simulated
     from streams.replayer import Progress, replay
     from streams.topics import all_topics, create_topics
 
@@ -177,7 +178,9 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
         f"worker consumed all {drained.records} records in {drained.seconds:.1f} s after the "
         f"replay ({summary.lines} lines)"
     )
-    report = fetch_json(f"{worker.base_url}/report", timeout_s=60.0)
+    report = mark_if_simulated(
+        fetch_json(f"{worker.base_url}/report", timeout_s=60.0), args.fixture
+    )
     print(render_table(report), flush=True)
     args.html.parent.mkdir(parents=True, exist_ok=True)
     if write_html(report, args.html, f"{worker.base_url}/report", "livepulse demo") != 0:
