@@ -70,5 +70,5 @@ def analyze_file(
     if progress is not None:
         elapsed = time.monotonic() - started
         total = ledger.counts.valid + ledger.counts.rejected + ledger.counts.duplicates
-        progress.write(f"\ranalyzed {total:,} records in {elapsed:.1f} s\n")
+        progress.write(f"analyzed {total:,} records in {elapsed:.1f} s\n")
     return report
