@@ -36,11 +36,13 @@ def livepulse(
     env: dict[str, str] | None = None,
     timeout: float = 180.0,
     cwd: Path | None = None,
+    prefix: tuple[str, ...] = (),
     **popen: Any,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `livepulse ARGS...` to its end; standard output and error captured as text."""
+    """Run `livepulse ARGS...` to its end (after `prefix`, e.g. a command that changes the
+    user); standard output and error captured as text."""
     return subprocess.run(  # noqa: S603 (our own console script)
-        [livepulse_path(), *map(str, args)],
+        [*prefix, livepulse_path(), *map(str, args)],
         env=env if env is not None else user_env(),
         cwd=cwd if cwd is not None else REPO,
         stdin=subprocess.DEVNULL,
