@@ -163,7 +163,8 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
 
         def consumed(done: int, records: int) -> None:
             consuming.total = records
-            consuming.update(done - consuming.n)
+            consuming.n = done
+            consuming.refresh()  # every poll (0.2 s): the total may have changed too
 
         drained = asyncio.run(
             wait_drained(

@@ -14,28 +14,34 @@ from streams.kafka_local import fetch_metadata
 from streams.settings import Settings
 from streams.topics import delete_run_topics
 from streams.worker_process import free_port, port_is_free
-from tests.support.cli import FIXTURES, livepulse
+from tests.support.cli import FIXTURES, on_terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_demo_with_every_option(kafka_bootstrap: str, tmp_path: Path) -> None:
     html, logs, port = tmp_path / "out" / "demo.html", tmp_path / "logs", free_port()
-    result = livepulse(
+    # Standard error on a terminal, as a user runs it: the waits show progress there.
+    stdout = tmp_path / "stdout.txt"
+    code, stderr = on_terminal(
         "demo", "--fixture", FIXTURES / "impulse.jsonl", "--exit", "--html", html,
         "--web-port", port, "--bootstrap", kafka_bootstrap, "--keep-topics",
-        "--timeout", "150", "--logs", logs, timeout=300,
+        "--timeout", "150", "--logs", logs, timeout=300, stdout=stdout,
     )  # fmt: skip
-    found = re.search(r"topics of this run: (demo-(\S+)\.)live\.\*", result.stderr)
-    assert found, result.stderr
+    found = re.search(r"topics of this run: (demo-(\S+)\.)live\.\*", stderr)
+    assert found, stderr
     prefix, run_id = found.group(1), found.group(2)
     settings = Settings(
         bootstrap=kafka_bootstrap, topic_prefix=prefix, app_id=f"livepulse-demo-{run_id}"
     )
     try:
-        assert result.returncode == 0, result.stderr
+        assert code == 0, stderr
+        # The waits for the worker, and the replay, drew their bars.
+        assert re.search(r"\[demo\] waiting for the worker: \d\d:\d\d", stderr), stderr
+        assert re.search(r"\[demo\] worker consuming: +\d+%\|", stderr), stderr
+        assert re.search(r"replay: +\d+%\|.*/10\.6k \[", stderr), stderr
         truth = json.loads((FIXTURES / "impulse.truth.json").read_text("utf-8"))
-        table = result.stdout
+        table = stdout.read_text("utf-8")
         assert table.startswith("SIMULATED DATA (scenario impulse, seed 1")
         events = truth["events"]
         assert (
@@ -50,12 +56,12 @@ def test_demo_with_every_option(kafka_bootstrap: str, tmp_path: Path) -> None:
         assert f"worker {settings.app_id} reading {prefix}live." in log.read_text("utf-8")
         # --exit: the worker is gone; --keep-topics: its topics are not.
         assert port_is_free("127.0.0.1", port)
-        assert "deleted this run's topics" not in result.stderr
+        assert "deleted this run's topics" not in stderr
         topics = fetch_metadata(kafka_bootstrap).topics
         assert all(topic in topics for topic in settings.source_topics)
         assert (
             f"[demo] dead letters: topic {settings.deadletter} ({events['rejected']} records)"
-            in result.stderr
+            in stderr
         )
     finally:
         asyncio.run(delete_run_topics(settings))

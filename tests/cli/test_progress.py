@@ -3,53 +3,15 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import struct
-import subprocess
-import termios
 import uuid
 from pathlib import Path
 
 import pytest
 
 from streams.worker_process import free_ports
-from tests.support.cli import FIXTURES, REPO, livepulse, livepulse_path, user_env
-
-
-def on_terminal(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
-) -> tuple[int, str]:
-    """Run `livepulse ARGS` with standard error on a pseudo-terminal of 120 columns; its exit
-    code and everything it wrote there."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(  # noqa: S603 (our own console script)
-        [livepulse_path(), *map(str, args)],
-        cwd=REPO,
-        env=env if env is not None else user_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-    )
-    os.close(slave)
-    chunks = []
-    try:
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(master)
-    code = process.wait(timeout)
-    return code, b"".join(chunks).decode("utf-8", errors="replace")
-
+from tests.support.cli import FIXTURES, livepulse, on_terminal, user_env
 
 # A bar with a total: "analyze:  81%|████▌ | 15.0k/18.4k [00:00<00:00, 73.8k records/s]"
 BAR = r"{desc}: +\d+%\|.*\| *[\d.]+k?/{total} \[\d\d:\d\d<\d\d:\d\d, +[\d.]+k? {unit}/s\]"

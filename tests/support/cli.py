@@ -3,10 +3,15 @@ environment without the caller's LIVEPULSE_* variables unless a test sets them o
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pty
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +68,40 @@ def one_error_line(result: subprocess.CompletedProcess[str], prog: str) -> str:
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
     assert lines[0].startswith(prog), lines[0]
     return lines[0]
+
+
+def on_terminal(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    stdout: Path | None = None,
+) -> tuple[int, str]:
+    """Run `livepulse ARGS` with standard error on a pseudo-terminal of 120 columns (standard
+    output to `stdout` if given); its exit code and everything it wrote on the terminal."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(stdout.open("wb")) if stdout is not None else None
+        process = subprocess.Popen(  # noqa: S603 (our own console script)
+            [livepulse_path(), *map(str, args)],
+            cwd=REPO,
+            env=env if env is not None else user_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out if out is not None else subprocess.DEVNULL,
+            stderr=slave,
+        )
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    code = process.wait(timeout)
+    return code, b"".join(chunks).decode("utf-8", errors="replace")
