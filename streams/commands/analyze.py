@@ -7,14 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from agents.core import OperatorBoard, render_table
-from streams.analyze import analyze_file
 from streams.commands import options
-from streams.commands.report import write_html
-from streams.provenance import mark_if_simulated
-from streams.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +21,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `livepulse --help` and the other commands start without the metric core.
+    from pydantic import ValidationError
+
+    from agents.core import OperatorBoard, render_table
+    from streams.analyze import analyze_file
+    from streams.commands.report import write_html
+    from streams.provenance import mark_if_simulated
+    from streams.settings import Settings
+
     problem = options.jsonl_problem(args.file)
     if problem is not None:
         print(f"livepulse analyze: {problem}", file=sys.stderr)

@@ -8,13 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from streams.commands import options
 from streams.commands.options import one_line
-from streams.progress import count_lines, on_terminal
-from streams.replayer import DEFAULT_FALLBACK_TOPIC, Progress, replay
-from streams.settings import Settings
+
+#: streams.replayer's default, named here so that parsing the command line does not load Kafka.
+DEFAULT_FALLBACK_TOPIC = "live.interactions"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +48,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from streams.progress import count_lines, on_terminal
+    from streams.replayer import Progress, replay
+    from streams.settings import Settings
+
     problem = options.jsonl_problem(args.file)
     if problem is not None:
         print(f"livepulse replay: {problem}", file=sys.stderr)

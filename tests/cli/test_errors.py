@@ -75,13 +75,20 @@ def test_an_unreadable_file(file_command: tuple[str, ...]) -> None:
     ],
     ids=["csv", "json-array", "pretty-json", "gzip"],
 )
-def test_a_file_that_is_not_json_lines(
-    file_command: tuple[str, ...], tmp_path: Path, content: bytes
-) -> None:
+def test_a_file_that_is_not_json_lines(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(content)
-    line = one_error_line(livepulse(*file_command, path), _prog(file_command))
+    line = one_error_line(livepulse("analyze", path), "livepulse analyze:")
     assert f"{path} is not JSON Lines" in line
+
+
+def test_replay_and_demo_refuse_a_file_that_is_not_json_lines(
+    file_command: tuple[str, ...], tmp_path: Path
+) -> None:
+    path = tmp_path / "events.csv"
+    path.write_bytes(b"event_id,type,ts\ne-1,session_started,1\n")
+    line = one_error_line(livepulse(*file_command, path), _prog(file_command))
+    assert f"{path} is not JSON Lines: none of its first 2 lines is a JSON object" in line
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,11 @@ def test_the_top_level_help_lists_every_command() -> None:
     for command in {name.split()[0] for name in parser_options()}:
         assert re.search(rf"\b{command}\b", text), command
     assert "--version" in text
+
+
+def test_replay_help_names_the_replayers_default_fallback_topic() -> None:
+    from streams.commands import replay as command
+    from streams.replayer import DEFAULT_FALLBACK_TOPIC
+
+    assert command.DEFAULT_FALLBACK_TOPIC == DEFAULT_FALLBACK_TOPIC
+    assert f"default {DEFAULT_FALLBACK_TOPIC}" in _help("replay")
