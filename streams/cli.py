@@ -65,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a failure no command foresaw: still one line, no traceback
+        text = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        print(f"livepulse {args.command}: unexpected error: {reason}", file=sys.stderr)
+        return 1
     return code
 
 
