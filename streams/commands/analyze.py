@@ -11,7 +11,16 @@ from streams.commands import options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("analyze", help="compute the claims report of a JSON Lines file offline")
+    p = sub.add_parser(
+        "analyze",
+        help="compute the claims report of a JSON Lines file offline",
+        description="Read a JSON Lines file through the metric core the worker runs (no "
+        "broker) and print the claims table, the event counts and the operator summary, or the "
+        "report as JSON (--json). Bad lines are rejected and counted, as on a topic; a file "
+        "none of whose first lines is a JSON object is refused. A file with its .truth.json "
+        "beside it came from `livepulse simulate`: the report then says that its verdicts "
+        "describe the simulated rooms.",
+    )
     p.add_argument("file", type=Path, help="contract events, one JSON object per line")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(

@@ -35,12 +35,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="the main job: broker, worker, replay a fixture, print the claims report",
-        description="Start the local broker if needed, start a worker, replay a fixture into "
-        "topics of this run's own (demo-<run id>.live.*), wait until the worker has consumed "
-        "them to their end, print the claims report, and keep the worker serving /metrics and "
-        "/report until Ctrl-C (or stop at once with --exit).",
+        description="Start the local broker if needed (unless --bootstrap names one), start a "
+        "worker, replay a fixture into topics of this run's own (demo-<run id>.live.*), wait "
+        "until the worker has consumed them to their end, print the claims report (the "
+        "fixtures are simulated: the report says so next to the verdicts), write it as an "
+        "HTML page, and keep the worker serving /metrics and /report until Ctrl-C (or stop at "
+        "once with --exit); then delete the run's topics (unless --keep-topics).",
     )
-    p.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, help="JSON Lines to replay")
+    p.add_argument(
+        "--fixture",
+        type=Path,
+        default=DEFAULT_FIXTURE,
+        metavar="FILE.jsonl",
+        help=f"JSON Lines to replay (default {DEFAULT_FIXTURE})",
+    )
     p.add_argument("--exit", action="store_true", help="stop the worker after the report")
     p.add_argument(
         "--web-port", type=options.port, default=6066, help="the worker's HTTP port (6066)"
@@ -58,7 +66,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up if the worker has not consumed everything after this long (600)",
     )
     p.add_argument(
-        "--logs", type=Path, default=Path("data/logs"), help="directory of the worker's log"
+        "--logs",
+        type=Path,
+        default=Path("data/logs"),
+        metavar="DIR",
+        help="directory of the worker's log, worker-<run id>.log (default data/logs)",
     )
     p.add_argument(
         "--html",

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--timeout",
         type=options.positive_float,
         default=kafka_local.DEFAULT_START_TIMEOUT_S,
+        metavar="SECONDS",
         help="seconds to wait for the broker to answer (120)",
     )
     down = actions.add_parser("down", help="stop the broker")
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--timeout",
         type=options.positive_float,
         default=kafka_local.DEFAULT_STOP_TIMEOUT_S,
+        metavar="SECONDS",
         help="seconds to wait after SIGTERM before SIGKILL (30)",
     )
     state = actions.add_parser(

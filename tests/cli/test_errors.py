@@ -172,3 +172,12 @@ def test_html_that_cannot_be_written(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert f"livepulse analyze: cannot write {out}: No such file" in result.stderr
+
+
+def test_an_unforeseen_failure_is_one_line_too(tmp_path: Path) -> None:
+    # A report whose claims are not what the table expects: no command checks for this.
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"claims": {"orders_after_minute_5": "not an entry"}}\n')
+    result = livepulse("report", "--input", odd)
+    line = one_error_line(result, "livepulse report: unexpected error: ")
+    assert result.returncode == 1, line

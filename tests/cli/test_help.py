@@ -125,3 +125,23 @@ def test_replay_help_names_the_replayers_default_fallback_topic() -> None:
 
     assert command.DEFAULT_FALLBACK_TOPIC == DEFAULT_FALLBACK_TOPIC
     assert f"default {DEFAULT_FALLBACK_TOPIC}" in _help("replay")
+
+
+def test_simulate_help_gives_the_default_scales_line_counts() -> None:
+    import json
+
+    text = _help("simulate")
+    for scenario in ("xhs", "impulse"):
+        truth = json.loads((REPO / "fixtures" / f"{scenario}.truth.json").read_text("utf-8"))
+        # The fixtures are `simulate --seed 1` at the default scale.
+        assert truth["seed"] == 1
+        assert f"{round(truth['lines'] / 1000)}k" in text, (scenario, truth["lines"])
+
+
+def test_demo_help_gives_its_defaults() -> None:
+    from streams.commands.demo import DEFAULT_FIXTURE
+
+    text = _help("demo")
+    assert f"(default {DEFAULT_FIXTURE})" in text
+    assert "(default data/logs)" in text and "(default data/report.html)" in text
+    assert "unless --keep-topics" in text and "says so next to the verdicts" in text
