@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "record counts once. Any number of workers started with one app id share the "
         "partitions (scale-out); each needs a data directory of its own. A worker that stops "
         "heartbeating leaves the group after the session timeout (LIVEPULSE_SESSION_TIMEOUT_S, "
-        "10 s by default) and its partitions move on.",
+        f"{Settings.model_fields['session_timeout_s'].default:g} s by default) and its "
+        "partitions move on.",
     )
     add_arguments(p)
     p.set_defaults(func=run)
