@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from streams.commands import options
+from streams.progress import bar
 from streams.simulator import (
     SCENARIOS,
     compute_truth,
@@ -43,12 +44,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     scenario = get_scenario(args.scenario)
     began = time.perf_counter()
-    generated = generate(
-        scenario,
-        args.seed,
-        args.scale,
-        progress=lambda status: print(f"  {scenario.name}: {status}", file=sys.stderr),
-    )
+    # The weekly status on a terminal only: a pipe or a log gets the summary lines below.
+    with bar(desc=f"simulate {scenario.name}", bar_format="{desc}: {elapsed}{postfix}") as shown:
+        generated = generate(
+            scenario,
+            args.seed,
+            args.scale,
+            progress=None if shown.disable else shown.set_postfix_str,
+        )
     generated_s = time.perf_counter() - began
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)

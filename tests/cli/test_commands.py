@@ -91,6 +91,7 @@ def test_simulate_writes_the_stream_and_its_truth(tmp_path: Path) -> None:
     assert (truth["scenario"], truth["seed"]) == ("impulse", 7)
     assert truth["lines"] == len(out.read_bytes().splitlines())
     assert f"{out}: {truth['lines']} lines" in result.stderr
+    assert "events so far" not in result.stderr  # the weekly status is for a terminal only
     # Seeded: the same options give the same bytes; another seed another stream.
     again = tmp_path / "again.jsonl"
     assert livepulse(*args[:-1], again).returncode == 0

@@ -101,3 +101,10 @@ def test_kafka_up_shows_its_first_download_on_a_terminal_only(tmp_path: Path) ->
     assert "downloading" not in log and "\r" not in log
     assert log.startswith("fetching Kafka ")
     assert "livepulse kafka up: Maven could not fetch the Kafka" in log
+
+
+def test_simulate_shows_its_weeks_on_a_terminal(tmp_path: Path) -> None:
+    out = tmp_path / "sim.jsonl"
+    code, screen = on_terminal("simulate", "--scenario", "impulse", "--scale", "0.2", "--out", out)
+    assert code == 0, screen
+    assert re.search(r"simulate impulse: \d\d:\d\d, day 8/\d+: \d+ events so far", screen), screen
