@@ -57,6 +57,12 @@ def test_analyze_json_and_html_are_the_truth(tmp_path: Path) -> None:
     page = _html_ok(out)
     assert 'class="simulated"' in page and "simulated rooms" in page
     # Standard error: the summary and where the page went, no progress bar in a pipe.
+    # Saved, the report keeps its note: `report --input` shows it above the claims.
+    saved = tmp_path / "saved.json"
+    saved.write_text(result.stdout, encoding="utf-8")
+    shown = livepulse("report", "--input", saved)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("SIMULATED DATA (scenario xhs, seed 1")
     summary, written = result.stderr.splitlines()
     assert summary.startswith(f"analyzed {truth['lines']:,} records in ")
     assert written == f"livepulse analyze: HTML report written to {out.resolve()}"
