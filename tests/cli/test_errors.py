@@ -57,6 +57,9 @@ def test_an_unreadable_file(file_command: tuple[str, ...]) -> None:
     if os.geteuid() == 0:
         # root reads any file: run the command as nobody, as an unprivileged user would be.
         args = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+        if livepulse("--version", prefix=args).returncode != 0:
+            shutil.rmtree(folder)
+            pytest.skip("nobody cannot run this checkout's livepulse (a private parent folder)")
         result = livepulse(*file_command, secret, prefix=args)
     else:
         result = livepulse(*file_command, secret)
