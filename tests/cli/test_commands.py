@@ -161,29 +161,6 @@ def test_report_from_a_worker(cli_worker: CliWorker, tmp_path: Path) -> None:
     assert f"from {saved}" in _html_ok(page2)
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_report_from_the_changelog(cli_worker: CliWorker) -> None:
-    result = livepulse(
-        "report",
-        "--changelog",
-        "--wait",
-        "60",
-        "--bootstrap",
-        cli_worker.bootstrap,
-        "--app-id",
-        cli_worker.app_id,
-        "--topic-prefix",
-        cli_worker.topic_prefix,
-        "--json",
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    truth = _truth("xhs")
-    assert report_mismatches(report, truth) == []
-    assert operator_mismatches(report["operator"], truth["operator"]) == []
-
-
 # --- replay's pacing and fallback options, into topics of their own ---------------------------
 
 

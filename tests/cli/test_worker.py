@@ -98,3 +98,26 @@ def test_a_port_in_use_is_one_line(cli_worker: CliWorker, tmp_path) -> None:  # 
     )
     line = one_error_line(result, "livepulse worker:")
     assert f"port {cli_worker.web_port}" in line and "in use" in line
+
+
+# Last in this file, which runs after the other CLI tests: by then the shared worker has long
+# been idle and its snapshots cover everything (right after the replay, --wait waits for them).
+def test_report_from_the_changelog(cli_worker: CliWorker) -> None:
+    result = livepulse(
+        "report",
+        "--changelog",
+        "--wait",
+        "60",
+        "--bootstrap",
+        cli_worker.bootstrap,
+        "--app-id",
+        cli_worker.app_id,
+        "--topic-prefix",
+        cli_worker.topic_prefix,
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    truth = json.loads((FIXTURES / "xhs.truth.json").read_text(encoding="utf-8"))
+    assert report_mismatches(report, truth) == []
+    assert operator_mismatches(report["operator"], truth["operator"]) == []
