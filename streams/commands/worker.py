@@ -59,7 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="the worker's own directory for its RocksDB state store (default data)",
     )
-    p.add_argument("--loglevel", choices=LOGLEVELS, default="info")
+    p.add_argument(
+        "--loglevel",
+        choices=LOGLEVELS,
+        default="info",
+        help="info: livepulse's own steps, faust's and aiokafka's warnings; debug: everything",
+    )
     p.add_argument("--logfile", help="write logs here instead of standard error")
     p.add_argument(
         "--broker-wait",
