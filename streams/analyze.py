@@ -10,6 +10,7 @@ from typing import IO, Any
 from agents.core import Ledger, OperatorBoard, build_report
 from schemas import Rejection, decode
 from streams.gcpace import GcPacer
+from streams.progress import count_lines, on_terminal, track
 
 #: Records between paced collections in `analyze_file` (streams/gcpace.py).
 GC_PACE_RECORDS = 50_000
@@ -58,8 +59,8 @@ def analyze_file(
     ledger = Ledger()
     board = board if board is not None else OperatorBoard()
     records = iter_records(path)
-    if progress is not None:
-        records = _with_progress(records, progress)
+    if progress is not None and on_terminal(progress):
+        records = track(records, desc="analyze", total=count_lines(path), stream=progress)
     pacer = GcPacer(every_records=GC_PACE_RECORDS).install()
     try:
         analyze_records(records, ledger, board, pacer)
@@ -69,14 +70,5 @@ def analyze_file(
     if progress is not None:
         elapsed = time.monotonic() - started
         total = ledger.counts.valid + ledger.counts.rejected + ledger.counts.duplicates
-        progress.write(f"\ranalyzed {total:,} records in {elapsed:.1f} s\n")
+        progress.write(f"analyzed {total:,} records in {elapsed:.1f} s\n")
     return report
-
-
-def _with_progress(records: Iterator[bytes], out: IO[str]) -> Iterator[bytes]:
-    interactive = out.isatty()
-    for count, record in enumerate(records, 1):
-        if count % 200_000 == 0:
-            out.write(f"\r{count:,} records read" if interactive else f"{count:,} records read\n")
-            out.flush()
-        yield record

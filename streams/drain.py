@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +61,14 @@ async def wait_drained(
     *,
     quiet_s: float = 0.5,
     poll_s: float = 0.2,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DrainResult:
     """Wait until the worker at `status_url` has processed every record of `topics`.
 
     "Processed" means its /status position of every partition has reached the partition's end
     offset, and neither the end offsets nor the positions changed for `quiet_s`. Raises
-    `NotDrained` (with the lag) after `timeout_s`.
+    `NotDrained` (with the lag) after `timeout_s`. `progress` is told (records processed,
+    records on the topics) at every poll the worker answers.
     """
     settings = bootstrap if isinstance(bootstrap, Settings) else Settings(bootstrap=bootstrap)
     names = list(topics)
@@ -86,6 +88,9 @@ async def wait_drained(
             else:
                 error = None
                 lag = lagging(status, ends)
+                if progress is not None:
+                    total = sum(ends.values())
+                    progress(total - sum(lag.values()), total)
             now = time.monotonic()
             if error is None and not lag:
                 snapshot = (tuple(sorted(ends.items())), tuple(sorted(status["positions"].items())))

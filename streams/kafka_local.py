@@ -32,6 +32,7 @@ DEFAULT_PORT: Final = 9092
 DEFAULT_PARTITIONS: Final = 4
 DEFAULT_START_TIMEOUT_S: Final = 120.0
 DEFAULT_STOP_TIMEOUT_S: Final = 30.0
+_MAVEN_TIMEOUT_S: Final = 1800.0
 DEADLETTER_TOPIC: Final = "live.deadletter"
 # Contract topics in first-seen order, then the dead-letter topic.
 CONTRACT_TOPICS: Final[tuple[str, ...]] = (*dict.fromkeys(TOPIC_BY_TYPE.values()), DEADLETTER_TOPIC)
@@ -242,23 +243,11 @@ def ensure_jars() -> Path:
             f"-DoutputDirectory={partial}",
             "-DincludeScope=runtime",
         ]
-        try:
-            done = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-                command,
-                cwd=home,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise KafkaLocalError("Maven did not finish fetching the Kafka jars in 30 min") from exc
-        if done.returncode != 0:
-            output = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+        returncode, output = _run_maven(command, home, maven_repo)
+        if returncode != 0:
             raise KafkaLocalError(
                 f"Maven could not fetch the Kafka {KAFKA_VERSION} jars "
-                f"(exit {done.returncode}):\n{output}"
+                f"(exit {returncode}):\n{output}"
             )
         jars = sorted(path.name for path in partial.glob("*.jar"))
         missing = [p for p in _REQUIRED_JAR_PREFIXES if not any(j.startswith(p) for j in jars)]
@@ -274,6 +263,43 @@ def ensure_jars() -> Path:
             f"{time.monotonic() - started:.1f} s into {libs}"
         )
     return libs
+
+
+def _run_maven(command: list[str], home: Path, maven_repo: Path) -> tuple[int, str]:
+    """Run Maven's fetch; on a terminal, a bar of the bytes downloaded so far (the private
+    repository's size). Its exit code and the last lines of its output."""
+    from streams.progress import bar
+
+    output_path = home / "maven.out"
+    deadline = time.monotonic() + _MAVEN_TIMEOUT_S
+    with output_path.open("wb") as output, bar(desc="downloading", bytes_scale=True) as progress:
+        process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+            command, cwd=home, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise KafkaLocalError("Maven did not finish fetching the Kafka jars in 30 min")
+                if not progress.disable:
+                    progress.update(_tree_bytes(maven_repo) - progress.n)
+                time.sleep(0.5)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    text = output_path.read_text(encoding="utf-8", errors="replace")
+    output_path.unlink(missing_ok=True)
+    return process.returncode, "\n".join(text.splitlines()[-30:])
+
+
+def _tree_bytes(root: Path) -> int:
+    """The bytes of the files under `root` (files vanishing meanwhile are skipped)."""
+    total = 0
+    for directory, _, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(directory, name)).st_size
+    return total
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,12 +19,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from tqdm import tqdm
 
 from schemas import TOPIC_BY_TYPE, record_key
+from streams.progress import bar
 from streams.settings import Settings
 
 DEFAULT_FALLBACK_TOPIC: Final[str] = "live.interactions"
@@ -97,33 +99,27 @@ def read_lines(path: Path) -> Iterator[bytes]:
 
 
 class Progress:
-    """A progress line on a stream: updated in place on a terminal, every few seconds otherwise."""
+    """A progress bar of a replay on a terminal (lines done of `total`, rate, time left: see
+    `streams.progress`); elsewhere (a pipe, a log) only the summary line at the end."""
 
     def __init__(self, stream: IO[str] | None = None, total: int | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
         self.total = total
-        self._every_s = 0.2 if self.tty else 5.0
-        self._last = time.monotonic()
+        self._bar: tqdm[Any] | None = None
 
     def update(self, summary: ReplaySummary, started: float, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self._every_s:
+        if self._bar is None:
+            self._bar = bar(desc="replay", total=self.total, unit="lines", stream=self.stream)
+        if self._bar.disable:
             return
-        self._last = now
         done = summary.lines
-        rate = (summary.sent + summary.fallback) / max(now - started, 1e-9)
-        of = f"/{self.total}" if self.total else ""
-        text = f"replay: {done}{of} lines, {rate:,.0f} records/s"
-        if self.tty:
-            self.stream.write(f"\r{text}\x1b[K")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        if force or done - self._bar.n >= 500:  # tqdm.update per line would slow the replay
+            self._bar.update(done - self._bar.n)
 
     def finish(self, summary: ReplaySummary) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K")
+        if self._bar is not None:
+            self.update(summary, 0.0, force=True)
+            self._bar.close()
         self.stream.write(summary.describe() + "\n")
         self.stream.flush()
 

@@ -165,7 +165,7 @@ class LocalStore:
         except Exception as exc:
             raise StateStoreError(
                 f"cannot open the state store {path}: {exc} (each worker needs a data "
-                "directory of its own: LIVEPULSE_DATA_DIR)"
+                "directory of its own: --data-dir or LIVEPULSE_DATA_DIR)"
             ) from exc
         self.path = path
 

@@ -96,10 +96,19 @@ async def create_changelog(settings: Settings, *, timeout_s: float = 30.0) -> bo
         await admin.close()
 
 
+async def _start(consumer: AIOKafkaConsumer) -> None:
+    """Start a consumer; one that fails to (no broker) is closed, not left to the collector."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+
+
 async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
     """The number of partitions of each existing topic among `topics`."""
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs())
-    await consumer.start()
+    await _start(consumer)
     try:
         counts: dict[str, int] = {}
         for topic in topics:
@@ -212,7 +221,7 @@ class EndOffsets:
         self._partitions: dict[tuple[str, ...], list[TopicPartition]] = {}
 
     async def __aenter__(self) -> EndOffsets:
-        await self._consumer.start()
+        await _start(self._consumer)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

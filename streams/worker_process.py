@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -129,10 +130,15 @@ class WorkerProcess:
         status: dict[str, Any] = fetch_json(f"{self.base_url}/status", timeout_s=2.0)
         return status
 
-    def wait_ready(self, timeout_s: float = 90.0) -> dict[str, Any]:
-        """Wait until /status answers with `ready` (partitions assigned); return it."""
+    def wait_ready(
+        self, timeout_s: float = 90.0, tick: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Wait until /status answers with `ready` (partitions assigned); return it. `tick` is
+        called at every poll (a progress display)."""
         deadline = time.monotonic() + timeout_s
         while True:
+            if tick is not None:
+                tick()
             if not self.alive():
                 raise WorkerFailed(f"the worker exited; the end of {self.log_path}:\n{self.tail()}")
             with contextlib.suppress(OSError, ValueError):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from agents.core.claims import CLAIMS_BY_ID
+from agents.core.report import simulated_note
 
 # One palette for the page; the HTML test looks for these colours in the screenshot.
 BEFORE_COLOUR: Final = "#9aa9bd"
@@ -58,6 +59,8 @@ main {{ max-width: 1240px; margin: 0 auto; padding: 24px 28px 40px; }}
 h1 {{ font-size: 26px; margin: 0 0 4px; }}
 h2 {{ font-size: 19px; margin: 28px 0 10px; }}
 .meta {{ color: {MUTED}; margin: 0; }}
+.simulated {{ background: #fff4d6; border: 1px solid #e0b44c; border-radius: 6px;
+  padding: 8px 12px; margin: 14px 0 0; font-weight: 600; }}
 .card {{ background: #fff; border: 1px solid #e3e6ea; border-radius: 8px; padding: 14px 16px; }}
 table {{ border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }}
 th, td {{ padding: 6px 9px; border-bottom: 1px solid #eceef1; text-align: right;
@@ -889,6 +892,9 @@ def render_html(
         "<h1>livepulse · claims report</h1>",
         f'<p class="meta">{_e(meta)}</p>',
     ]
+    note = simulated_note(report)
+    if note:
+        sections.append(f'<p class="simulated" role="note">{_e(note)}</p>')
     for key, entries in _claim_groups(report):
         title = GROUP_TITLES.get(key, key.replace("_", " ").capitalize())
         sections.append(f'<h2 id="{_e("group-" + key)}">{_e(title)}</h2>')

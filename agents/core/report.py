@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, judge
@@ -93,6 +94,19 @@ def _group_of(claim_id: str, entry: dict[str, Any]) -> str:
     return CLAIMS_BY_ID[claim_id].group if claim_id in CLAIMS_BY_ID else "core"
 
 
+def simulated_note(report: Mapping[str, Any]) -> str | None:
+    """The warning that goes next to the verdicts of a report on simulated events (its
+    `"simulated"` key, set by the commands that know the events' origin), or None."""
+    origin = report.get("simulated")
+    if not isinstance(origin, Mapping):
+        return None
+    scenario = f"scenario {origin.get('scenario', '?')}, seed {origin.get('seed', '?')}"
+    return (
+        f"SIMULATED DATA ({scenario}, from `livepulse simulate`): these verdicts describe the "
+        "simulated rooms, not the platforms the claims are about."
+    )
+
+
 def render_table(report: dict[str, Any]) -> str:
     """A fixed-width table of the report for a terminal: core claims, then extended ones, the
     context figures (not checked), the event counts, and the operator summary if present."""
@@ -128,7 +142,8 @@ def render_table(report: dict[str, Any]) -> str:
                 )
             )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines: list[str] = []
+    note = simulated_note(report)
+    lines: list[str] = [note, ""] if note else []
     for index, row in enumerate(rows):
         if index in titles:
             lines.extend(["", titles[index]])

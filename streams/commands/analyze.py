@@ -7,14 +7,20 @@ import json
 import sys
 from pathlib import Path
 
-from agents.core import OperatorBoard, render_table
-from streams.analyze import analyze_file
-from streams.commands.report import write_html
-from streams.settings import Settings
+from streams.commands import options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("analyze", help="compute the claims report of a JSON Lines file offline")
+    p = sub.add_parser(
+        "analyze",
+        help="compute the claims report of a JSON Lines file offline",
+        description="Read a JSON Lines file through the metric core the worker runs (no "
+        "broker) and print the claims table, the event counts and the operator summary, or the "
+        "report as JSON (--json). Bad lines are rejected and counted, as on a topic; a file "
+        "none of whose first lines is a JSON object is refused. A file with its .truth.json "
+        "beside it came from `livepulse simulate`: the report then says that its verdicts "
+        "describe the simulated rooms.",
+    )
     p.add_argument("file", type=Path, help="contract events, one JSON object per line")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument(
@@ -24,12 +30,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.file.is_file():
-        print(f"livepulse analyze: no such file: {args.file}", file=sys.stderr)
+    # Imported here: `livepulse --help` and the other commands start without the metric core.
+    from pydantic import ValidationError
+
+    from agents.core import OperatorBoard, render_table
+    from streams.analyze import analyze_file
+    from streams.commands.report import write_html
+    from streams.provenance import mark_if_simulated
+    from streams.settings import Settings
+
+    problem = options.jsonl_problem(args.file)
+    if problem is not None:
+        print(f"livepulse analyze: {problem}", file=sys.stderr)
         return 2
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"livepulse analyze: {options.settings_error(exc)}", file=sys.stderr)
+        return 2
     board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
     report = analyze_file(args.file, progress=sys.stderr, board=board)
+    mark_if_simulated(report, args.file)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

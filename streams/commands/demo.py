@@ -21,6 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from streams.commands import options
+from streams.commands.options import one_line
+
 if TYPE_CHECKING:  # imported lazily at run time: `livepulse --help` should not load Kafka
     from streams.settings import Settings
     from streams.worker_process import WorkerProcess
@@ -32,14 +35,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="the main job: broker, worker, replay a fixture, print the claims report",
-        description="Start the local broker if needed, start a worker, replay a fixture into "
-        "topics of this run's own (demo-<run id>.live.*), wait until the worker has consumed "
-        "them to their end, print the claims report, and keep the worker serving /metrics and "
-        "/report until Ctrl-C (or stop at once with --exit).",
+        description="Start the local broker if needed (unless --bootstrap names one), start a "
+        "worker, replay a fixture into topics of this run's own (demo-<run id>.live.*), wait "
+        "until the worker has consumed them to their end, print the claims report (the "
+        "fixtures are simulated: the report says so next to the verdicts), write it as an "
+        "HTML page, and keep the worker serving /metrics and /report until Ctrl-C (or stop at "
+        "once with --exit); then delete the run's topics (unless --keep-topics).",
     )
-    p.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, help="JSON Lines to replay")
+    p.add_argument(
+        "--fixture",
+        type=Path,
+        default=DEFAULT_FIXTURE,
+        metavar="FILE.jsonl",
+        help=f"JSON Lines to replay (default {DEFAULT_FIXTURE})",
+    )
     p.add_argument("--exit", action="store_true", help="stop the worker after the report")
-    p.add_argument("--web-port", type=int, default=6066, help="the worker's HTTP port (6066)")
+    p.add_argument(
+        "--web-port", type=options.port, default=6066, help="the worker's HTTP port (6066)"
+    )
     p.add_argument(
         "--bootstrap",
         help="use this Kafka instead of starting the local broker (host:port[,host:port])",
@@ -47,13 +60,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--keep-topics", action="store_true", help="keep this run's topics when it ends")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=options.positive_float,
         default=600.0,
         metavar="SECONDS",
         help="give up if the worker has not consumed everything after this long (600)",
     )
     p.add_argument(
-        "--logs", type=Path, default=Path("data/logs"), help="directory of the worker's log"
+        "--logs",
+        type=Path,
+        default=Path("data/logs"),
+        metavar="DIR",
+        help="directory of the worker's log, worker-<run id>.log (default data/logs)",
     )
     p.add_argument(
         "--html",
@@ -63,6 +80,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="where to write the HTML report of the run (default data/report.html)",
     )
     p.set_defaults(func=run)
+
+
+class NoTopics(RuntimeError):
+    """The run's topics could not be created (the broker is unreachable or refuses them)."""
 
 
 def _say(message: str) -> None:
@@ -78,20 +99,25 @@ def run(args: argparse.Namespace) -> int:
     from streams.settings import Settings
     from streams.worker_process import WorkerFailed, WorkerProcess, port_is_free
 
-    if not args.fixture.is_file():
-        _say(f"no such fixture: {args.fixture}")
+    problem = options.jsonl_problem(args.fixture)
+    if problem is not None:
+        _say(problem)
         return 2
     if not port_is_free("127.0.0.1", args.web_port):
         _say(f"port {args.web_port} is in use (a worker still running?); try --web-port")
         return 2
 
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    from streams import kafka_local
+
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
-        from streams import kafka_local
-
-        bootstrap = kafka_local.ensure_up()
+        try:
+            bootstrap = kafka_local.ensure_up()
+        except kafka_local.KafkaLocalError as exc:
+            _say(f"cannot start the local broker: {exc}")
+            return 1
     settings = Settings(
         bootstrap=bootstrap,
         app_id=f"livepulse-demo-{run_id}",
@@ -101,8 +127,12 @@ def run(args: argparse.Namespace) -> int:
     worker = WorkerProcess(settings, args.logs / f"worker-{run_id}.log")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     code = 0
+    topics_made = True
     try:
         code = _main_job(args, settings, worker)
+    except NoTopics as exc:
+        _say(str(exc))
+        code, topics_made = 2, False
     except KeyboardInterrupt:
         _say("interrupted")
         code = 130
@@ -113,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         if worker.alive():
             _say("stopping the worker")
         worker.stop()
-        if not args.keep_topics:
+        if topics_made and not args.keep_topics:
             _delete_topics(settings)
     return code
 
@@ -122,24 +152,48 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     from agents.core import render_table
     from streams.commands.report import write_html
     from streams.drain import fetch_json, wait_drained
+    from streams.progress import bar, count_lines, on_terminal
+    from streams.provenance import mark_if_simulated
     from streams.replayer import Progress, replay
     from streams.topics import all_topics, create_topics
 
-    asyncio.run(create_topics(settings, all_topics(settings)))
+    try:
+        asyncio.run(create_topics(settings, all_topics(settings)))
+    except Exception as exc:  # no broker there, or one that refuses us
+        raise NoTopics(
+            f"cannot create this run's topics at {settings.bootstrap}: {one_line(exc)}"
+        ) from exc
     _say(f"topics of this run: {settings.topic_prefix}live.* (run id {settings.app_id})")
     worker.start()
     _say(f"worker starting, log {worker.log_path}")
-    worker.wait_ready()
+    with bar(desc="[demo] waiting for the worker", bar_format="{desc}: {elapsed}") as waiting:
+        worker.wait_ready(tick=waiting.refresh)
     _say(f"worker ready at {worker.base_url}; replaying {args.fixture}")
-    summary = asyncio.run(replay(args.fixture, settings, progress=Progress(sys.stderr)))
-    drained = asyncio.run(
-        wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, args.timeout)
-    )
+    total = count_lines(args.fixture) if on_terminal(sys.stderr) else None
+    summary = asyncio.run(replay(args.fixture, settings, progress=Progress(sys.stderr, total)))
+    with bar(desc="[demo] worker consuming") as consuming:
+
+        def consumed(done: int, records: int) -> None:
+            consuming.total = records
+            consuming.n = done
+            consuming.refresh()  # every poll (0.2 s): the total may have changed too
+
+        drained = asyncio.run(
+            wait_drained(
+                settings,
+                f"{worker.base_url}/status",
+                settings.source_topics,
+                args.timeout,
+                progress=consumed,
+            )
+        )
     _say(
         f"worker consumed all {drained.records} records in {drained.seconds:.1f} s after the "
         f"replay ({summary.lines} lines)"
     )
-    report = fetch_json(f"{worker.base_url}/report", timeout_s=60.0)
+    report = mark_if_simulated(
+        fetch_json(f"{worker.base_url}/report", timeout_s=60.0), args.fixture
+    )
     print(render_table(report), flush=True)
     args.html.parent.mkdir(parents=True, exist_ok=True)
     if write_html(report, args.html, f"{worker.base_url}/report", "livepulse demo") != 0:

@@ -8,6 +8,7 @@ import sys
 import time
 
 from streams import kafka_local
+from streams.commands import options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,29 +24,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     up = actions.add_parser("up", help="start the broker (if needed) and create the topics")
     up.add_argument(
-        "--port", type=int, default=kafka_local.DEFAULT_PORT, help="bootstrap port (9092)"
+        "--port", type=options.port, default=kafka_local.DEFAULT_PORT, help="bootstrap port (9092)"
     )
     up.add_argument(
-        "--controller-port", type=int, help="KRaft controller port (default: --port + 1)"
+        "--controller-port", type=options.port, help="KRaft controller port (default: --port + 1)"
     )
     up.add_argument(
         "--partitions",
-        type=int,
+        type=options.positive_int,
         default=kafka_local.DEFAULT_PARTITIONS,
         help="partitions of each contract topic (4)",
     )
     up.add_argument(
         "--timeout",
-        type=float,
+        type=options.positive_float,
         default=kafka_local.DEFAULT_START_TIMEOUT_S,
+        metavar="SECONDS",
         help="seconds to wait for the broker to answer (120)",
     )
     down = actions.add_parser("down", help="stop the broker")
     down.add_argument("--purge", action="store_true", help="also delete its data and logs")
     down.add_argument(
         "--timeout",
-        type=float,
+        type=options.positive_float,
         default=kafka_local.DEFAULT_STOP_TIMEOUT_S,
+        metavar="SECONDS",
         help="seconds to wait after SIGTERM before SIGKILL (30)",
     )
     state = actions.add_parser(
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             return _down(args)
         return _status(args)
     except kafka_local.KafkaLocalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"livepulse kafka {args.kafka_action}: {exc}", file=sys.stderr)
         return 1
 
 

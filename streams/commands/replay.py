@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from streams.kafka_access import access_denied
-from streams.replayer import DEFAULT_FALLBACK_TOPIC, Progress, replay
-from streams.settings import Settings
+from streams.commands import options
+from streams.commands.options import one_line
+
+#: streams.replayer's default, named here so that parsing the command line does not load Kafka.
+DEFAULT_FALLBACK_TOPIC = "live.interactions"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,9 +29,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
     p.add_argument("--topic-prefix", help="prefix of every topic name (default: none)")
     pace = p.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="fixed send rate")
     pace.add_argument(
-        "--speedup", type=float, metavar="X", help="follow event time (ts), X times faster"
+        "--rate", type=options.positive_float, metavar="EVENTS_PER_S", help="fixed send rate"
+    )
+    pace.add_argument(
+        "--speedup",
+        type=options.positive_float,
+        metavar="X",
+        help="follow event time (ts), X times faster",
     )
     p.add_argument(
         "--fallback-topic",
@@ -41,15 +48,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.file.is_file():
-        print(f"livepulse replay: no such file: {args.file}", file=sys.stderr)
+    from pydantic import ValidationError
+
+    from streams.kafka_access import access_denied
+    from streams.progress import count_lines, on_terminal
+    from streams.replayer import Progress, replay
+    from streams.settings import Settings
+
+    problem = options.jsonl_problem(args.file)
+    if problem is not None:
+        print(f"livepulse replay: {problem}", file=sys.stderr)
         return 2
     overrides: dict[str, Any] = {"bootstrap": args.bootstrap, "topic_prefix": args.topic_prefix}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        print(f"livepulse replay: {options.settings_error(exc)}", file=sys.stderr)
+        return 2
     denied = asyncio.run(access_denied(settings))
     if denied is not None:
         print(f"livepulse replay: {denied}", file=sys.stderr)
         return 2
+    total = count_lines(args.file) if on_terminal(sys.stderr) else None
     try:
         asyncio.run(
             replay(
@@ -58,13 +78,16 @@ def run(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 speedup=args.speedup,
                 fallback_topic=args.fallback_topic or None,
-                progress=Progress(sys.stderr),
+                progress=Progress(sys.stderr, total),
             )
         )
     except ValueError as exc:
         print(f"livepulse replay: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # broker unreachable or refusing records
-        print(f"livepulse replay: failed: {exc!r}", file=sys.stderr)
+        print(
+            f"livepulse replay: failed with broker {settings.bootstrap}: {one_line(exc)}",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -8,6 +8,9 @@ import urllib.error
 from pathlib import Path
 from typing import Any
 
+from streams.commands import options
+from streams.commands.options import one_line
+
 DEFAULT_URL = "http://127.0.0.1:6066/report"
 
 
@@ -41,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--wait",
-        type=float,
+        type=options.non_negative_float,
         default=0.0,
         metavar="SECONDS",
         help="with --changelog: wait up to this long for the snapshots to cover every record "
@@ -84,6 +87,7 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
     import asyncio
 
     import orjson
+    from pydantic import ValidationError
 
     from streams.global_report import global_report
     from streams.kafka_access import BrokerAccessDenied, check_access
@@ -96,8 +100,8 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
     }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        print(f"livepulse report: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"livepulse report: {options.settings_error(exc)}", file=sys.stderr)
         return 2, None, ""
     source = f"changelog {settings.changelog} at {settings.bootstrap}"
     try:
@@ -110,7 +114,7 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
         print(f"livepulse report: {exc.args[0]}", file=sys.stderr)
         return 1, None, source
     except Exception as exc:
-        print(f"livepulse report: cannot read {source}: {exc!r}", file=sys.stderr)
+        print(f"livepulse report: cannot read {source}: {one_line(exc)}", file=sys.stderr)
         return 1, None, source
     behind = report["state"]["uncovered_records"]
     if behind:
@@ -118,8 +122,8 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
             f"livepulse report: the snapshots do not cover {behind} records yet (--wait)",
             file=sys.stderr,
         )
-    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-    return 0, orjson.dumps(report, option=options), source
+    dump_options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    return 0, orjson.dumps(report, option=dump_options), source
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from schemas import event_adapter
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("schema", help="write the JSON Schema of the event contract")
@@ -17,6 +15,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from schemas import event_adapter
+
     schema = event_adapter.json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "livepulse event (wire format v1)"

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from streams.commands import options
+from streams.progress import bar
 from streams.simulator import (
     SCENARIOS,
     compute_truth,
@@ -31,28 +33,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, required=True, help="stream file to write (.jsonl)")
     p.add_argument(
         "--scale",
-        type=float,
+        type=options.positive_float,
         default=1.0,
-        help="audience and population multiplier (default: 1, about 12k lines for xhs)",
+        help="audience and population multiplier (default: 1, about 18k lines for xhs and "
+        "11k for impulse)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.scale <= 0:
-        print("--scale must be positive", file=sys.stderr)
-        return 2
     scenario = get_scenario(args.scenario)
     began = time.perf_counter()
-    generated = generate(
-        scenario,
-        args.seed,
-        args.scale,
-        progress=lambda status: print(f"  {scenario.name}: {status}", file=sys.stderr),
-    )
+    # The weekly status on a terminal only: a pipe or a log gets the summary lines below.
+    with bar(desc=f"simulate {scenario.name}", bar_format="{desc}: {elapsed}{postfix}") as shown:
+        generated = generate(
+            scenario,
+            args.seed,
+            args.scale,
+            progress=None if shown.disable else shown.set_postfix_str,
+        )
     generated_s = time.perf_counter() - began
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_lines(args.out, generated.lines)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_lines(args.out, generated.lines)
+    except OSError as exc:
+        print(
+            f"livepulse simulate: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
     junk = sum(generated.junk.values())
     print(
         f"{args.out}: {len(generated.lines)} lines ({generated.events} events, "

@@ -7,8 +7,11 @@ import asyncio
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from streams.commands import options
+from streams.commands.options import one_line
 from streams.settings import Settings
 
 log = logging.getLogger("livepulse.worker")
@@ -26,10 +29,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "worker",
         help="run the stream processor (faust worker) with its web views",
         description="Consume the contract topics (created if missing), dead-letter invalid "
-        "records, and serve /metrics, /report and /status. Settings not given here come from "
-        "LIVEPULSE_* environment variables. The ledger is in memory: on start the worker points "
-        "its consumer group (the app id) back at the start of the topics and rebuilds its "
-        "state from them, so a restart gives the same figures; one worker per app id.",
+        "records, and serve /metrics, /report and /status. Options win over the LIVEPULSE_* "
+        "environment variables, which win over the defaults. Each partition's state is "
+        "snapshotted to the changelog topic <app id>-state-changelog and to a RocksDB store in "
+        "the data directory, with the source positions it covers: a restarted worker, or "
+        "whichever worker gets the partition, restores it and reads on from there, so every "
+        "record counts once. Any number of workers started with one app id share the "
+        "partitions (scale-out); each needs a data directory of its own. A worker that stops "
+        "heartbeating leaves the group after the session timeout (LIVEPULSE_SESSION_TIMEOUT_S, "
+        f"{Settings.model_fields['session_timeout_s'].default:g} s by default) and its "
+        "partitions move on.",
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -37,26 +46,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
-    p.add_argument("--web-port", type=int, help="HTTP port of /metrics, /report, /status")
-    p.add_argument("--web-host", help="interface the HTTP server binds to")
-    p.add_argument("--app-id", help="faust app id, also the Kafka consumer group")
+    p.add_argument(
+        "--web-port", type=options.port, help="HTTP port of /metrics, /report, /status (6066)"
+    )
+    p.add_argument("--web-host", help="interface the HTTP server binds to (127.0.0.1)")
+    p.add_argument(
+        "--app-id",
+        help="faust app id: the Kafka consumer group the workers share and the changelog "
+        "topic's name (<app id>-state-changelog); default livepulse",
+    )
     p.add_argument("--topic-prefix", help="prefix of every topic name (default: none)")
-    p.add_argument("--loglevel", choices=LOGLEVELS, default="info")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the worker's own directory for its RocksDB state store (default data)",
+    )
+    p.add_argument(
+        "--loglevel",
+        choices=LOGLEVELS,
+        default="info",
+        help="info: livepulse's own steps, faust's and aiokafka's warnings; debug: everything",
+    )
     p.add_argument("--logfile", help="write logs here instead of standard error")
     p.add_argument(
         "--broker-wait",
-        type=float,
+        type=options.non_negative_float,
         default=60.0,
         metavar="SECONDS",
         help="wait this long for the broker to answer before giving up (default 60)",
     )
     p.add_argument(
         "--group-wait",
-        type=float,
+        type=options.non_negative_float,
         default=75.0,
         metavar="SECONDS",
-        help="wait this long for another member of the app id's consumer group to leave "
-        "before giving up (default 75: a killed worker's session expires after 60 s)",
+        help="only with LIVEPULSE_BATCH_INGEST=false (faust's agents, state in memory, one "
+        "worker per app id): wait this long for another member of the app id's consumer group "
+        "to leave before giving up (default 75)",
     )
 
 
@@ -68,6 +94,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "web_host": args.web_host,
         "app_id": args.app_id,
         "topic_prefix": args.topic_prefix,
+        "data_dir": args.data_dir,
     }
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -93,6 +120,7 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
     started = time.monotonic()
     deadline = started + wait_s
     told_group = False
+    told_broker = False
     rewound = 0
     while True:
         try:
@@ -127,7 +155,14 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
-            log.warning("broker %s not ready (%s); retrying", settings.bootstrap, exc)
+            if not told_broker:
+                told_broker = True
+                print(
+                    f"livepulse worker: broker {settings.bootstrap} does not answer yet "
+                    f"({one_line(exc)}); retrying for up to {wait_s:.0f} s",
+                    file=sys.stderr,
+                )
+            log.debug("broker %s not ready (%s); retrying", settings.bootstrap, exc)
             await asyncio.sleep(2.0)
     if rewound:
         print(
@@ -138,25 +173,55 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    from pydantic import ValidationError
+
+    from streams.app import configure
     from streams.compression import check_codecs
     from streams.kafka_access import BrokerAccessDenied
     from streams.topics import GroupInUse, TopicLayoutError
+    from streams.worker_process import port_is_free
 
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"livepulse worker: {options.settings_error(exc)}", file=sys.stderr)
+        return 2
+    if not port_is_free(settings.web_host, settings.web_port):
+        print(
+            f"livepulse worker: port {settings.web_port} on {settings.web_host} is in use "
+            "(another worker?); choose another with --web-port",
+            file=sys.stderr,
+        )
+        return 2
+
+    # The process's app is built once, from the settings of whoever asks first; `agents.live`
+    # asks when it is imported (by `streams.keeper` in `_prepare_topics`, by autodiscovery), and
+    # without this it took `Settings()` from the environment alone, so any option that
+    # differed from it stopped the worker ("already configured").
+    configure(settings)
     try:
         check_codecs()  # at start, not when the first compressed batch arrives
     except RuntimeError as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
 
+    # aiokafka logs every failed connection while the broker is awaited; the wait says it once.
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)
     try:
         asyncio.run(_prepare_topics(settings, args.broker_wait, args.group_wait))
     except (GroupInUse, TopicLayoutError, BrokerAccessDenied) as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"livepulse worker: cannot use broker {settings.bootstrap}: {exc}", file=sys.stderr)
+        print(
+            f"livepulse worker: cannot use broker {settings.bootstrap}: {one_line(exc)}",
+            file=sys.stderr,
+        )
         return 2
+    finally:
+        aiokafka_log.setLevel(aiokafka_level)
     return run_worker(settings, loglevel=args.loglevel, logfile=args.logfile)
 
 
