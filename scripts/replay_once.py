@@ -8,7 +8,10 @@ is 0), so a later `docker compose up`, a restart of the container or a second st
 same Kafka volume never sends the fixture again; `docker compose down -v` starts over. Then
 it writes the marker file (the container's healthcheck) and waits for SIGTERM, so that
 `docker compose up --wait` counts it healthy instead of a one-shot that exited. A failed
-replay exits with its status. The broker and topics come from the `LIVEPULSE_*` settings.
+replay exits with its status and leaves a mark in the container, so that its restarts keep
+failing (the topics hold part of the fixture: start over with `docker compose down -v`)
+instead of passing for a done replay. The broker and topics come from the `LIVEPULSE_*`
+settings.
 """
 
 from __future__ import annotations
@@ -54,20 +57,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the replay command after --")
+    failed_mark = args.marker.with_suffix(".failed")
     args.marker.unlink(missing_ok=True)
     written = asyncio.run(records_ever_written(Settings()))
+    if written and failed_mark.exists():
+        print(  # noqa: T201
+            "replay-once: an earlier replay in this container failed part-way "
+            f"({failed_mark.read_text(encoding='utf-8').strip()}) and the topics hold "
+            f"{written} records, part of the fixture: start over with `docker compose down -v`",
+            file=sys.stderr,
+        )
+        return 1
     if written:
         outcome = f"not replayed: the contract topics already hold {written} records"
     else:
         done = subprocess.run(command, check=False)  # noqa: S603 - the container's own command
         if done.returncode != 0:
+            failed_mark.write_text(f"exit {done.returncode}\n", encoding="utf-8")
             print(f"replay-once: the replay failed (exit {done.returncode})", file=sys.stderr)  # noqa: T201
             return done.returncode
+        failed_mark.unlink(missing_ok=True)
         outcome = "replayed"
+    # Stay up (healthy) until `docker compose stop`/`down`; SIGTERM ends with status 0 (set
+    # before the marker, which is what tells anyone that this is up).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     args.marker.write_text(outcome + "\n", encoding="utf-8")
     print(f"replay-once: {outcome}", file=sys.stderr)  # noqa: T201
-    # Stay up (healthy) until `docker compose stop`/`down`; SIGTERM ends with status 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         signal.pause()
 
