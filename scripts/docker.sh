@@ -160,7 +160,7 @@ cmd_standins() {
     cp "$libs"/*.jar "$ctx/libs/"
     local version
     version=$(.venv/bin/python -c 'from streams.kafka_local import KAFKA_VERSION; print(KAFKA_VERSION)')
-    mvn -q -B "-Dmaven.repo.local=$CACHE/maven-repo" dependency:copy \
+    mvn -q -B -Dstyle.color=never "-Dmaven.repo.local=$CACHE/maven-repo" dependency:copy \
       "-Dartifact=org.apache.kafka:kafka-tools:$version" "-DoutputDirectory=$ctx/libs" >&2
     say "building stand-in $KAFKA_IMAGE (tests/standins/kafka)"
     docker build -q --force-rm --build-arg "BASE=$BASE_IMAGE" -t "$KAFKA_IMAGE" "$ctx" >/dev/null ||
