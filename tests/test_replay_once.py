@@ -35,6 +35,8 @@ def run_settings(kafka_bootstrap: str) -> Iterator[Settings]:
 
 
 def replay_once(settings: Settings, marker: Path, *command: str) -> subprocess.Popen[str]:
+    # The last run's marker would pass for this one's until the script removes it.
+    marker.unlink(missing_ok=True)
     env = os.environ | {
         "LIVEPULSE_BOOTSTRAP": settings.bootstrap,
         "LIVEPULSE_TOPIC_PREFIX": settings.topic_prefix,
