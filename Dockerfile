@@ -28,14 +28,16 @@ RUN cd /tmp/livepulse-src \
     && cd / \
     && rm -rf /tmp/livepulse-src
 
-# The broker wait used by the compose worker service (standard library only).
+# The broker wait used by the compose worker service (standard library only), and the
+# compose replayer's replay-once-per-fresh-stack wrapper.
 COPY scripts/wait_for_kafka.py /usr/local/bin/wait-for-kafka
+COPY scripts/replay_once.py /usr/local/bin/replay-once
 
 WORKDIR /app
 COPY fixtures/ /app/fixtures/
 
 # Faust's table state and the worker's data live under /data (a volume in compose).
-RUN chmod 0755 /usr/local/bin/wait-for-kafka \
+RUN chmod 0755 /usr/local/bin/wait-for-kafka /usr/local/bin/replay-once \
     && mkdir -p /data \
     && chown livepulse:livepulse /data
 ENV LIVEPULSE_DATA_DIR=/data \

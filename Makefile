@@ -12,7 +12,7 @@ help:
 	@echo "make run            the local pipeline (scripts/run.sh)"
 	@echo "make kafka-up       start the local Kafka broker (livepulse kafka up)"
 	@echo "make kafka-down     stop it"
-	@echo "make compose-check  check docker-compose.yml, Dockerfile, deploy/ and the Prometheus rules without Docker"
+	@echo "make compose-check  check docker-compose.yml, Dockerfile, deploy/, the Prometheus rules and the dashboards without Docker"
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,4 +37,4 @@ kafka-down:
 	$(BIN)/livepulse kafka down
 
 compose-check:
-	$(BIN)/python -m pytest tests/test_compose.py tests/test_prometheus_rules.py
+	$(BIN)/python -m pytest tests/test_compose.py tests/test_prometheus_rules.py tests/test_grafana_dashboards.py

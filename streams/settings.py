@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     # topic and the local RocksDB store when it has been idle this long with unsaved records,
     # when it is revoked or the worker stops, and while busy at most every
     # `snapshot_interval_s`, and then only if snapshots took at most `snapshot_max_share` of the
-    # time since the last one (a snapshot costs time proportional to the partition's state).
+    # time since the last one (a snapshot costs time proportional to the partition's state);
+    # the share never holds off an idle partition's snapshot.
     snapshot_interval_s: float = Field(default=10.0, gt=0, le=86_400)
     snapshot_idle_s: float = Field(default=1.0, gt=0, le=3600)
     snapshot_max_share: float = Field(default=0.1, gt=0, le=1)

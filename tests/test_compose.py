@@ -49,10 +49,13 @@ GRAFANA = ROOT / "deploy" / "grafana"
 CREATE_TOPICS_SCRIPT = ROOT / "deploy" / "kafka" / "create-topics.sh"
 WAIT_SCRIPT = ROOT / "scripts" / "wait_for_kafka.py"
 
-SERVICES = {"kafka", "kafka-init", "worker", "replayer", "prometheus", "grafana"}
+SERVICES = {"kafka", "kafka-init", "worker", "worker-extra", "replayer", "prometheus", "grafana"}
 DEADLETTER_TOPIC = "live.deadletter"  # docs/design.md, "Kafka"
 WEB_PORT = 6066
 INTERNAL_BOOTSTRAP = "kafka:9092"
+PROJECT_IMAGE = "livepulse:local"
+# Set by compose itself (the project name), never by the user.
+COMPOSE_OWN_VARIABLES = {"COMPOSE_PROJECT_NAME"}
 DEPENDS_ON_CONDITIONS = {
     "service_started",
     "service_healthy",
@@ -238,7 +241,7 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def uses_project_image(service: dict[str, Any]) -> bool:
-    return "build" in service
+    return "build" in service or service.get("image") == PROJECT_IMAGE
 
 
 def container_argv(service: dict[str, Any], dockerfile: list[tuple[str, str]]) -> list[str]:
@@ -292,8 +295,8 @@ def test_images_are_pinned(
     for name, service in services.items():
         image = service.get("image")
         if uses_project_image(service):
-            # Built here, never pulled: a fixed local tag, so both services share one image.
-            assert image == "livepulse:local", name
+            # Built here, never pulled: a fixed local tag, so every service shares one image.
+            assert image == PROJECT_IMAGE, name
             continue
         assert image, f"{name}: neither image nor build"
         match = pinned.match(image)
@@ -313,7 +316,7 @@ def test_kafka_images_are_the_design_release(services: dict[str, dict[str, Any]]
 
 
 def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict[str, Any]]) -> None:
-    builds = [s["build"] for s in services.values() if uses_project_image(s)]
+    builds = [s["build"] for s in services.values() if "build" in s]
     assert builds, "no service builds the project image"
     for build in builds:
         if isinstance(build, str):
@@ -374,6 +377,10 @@ def test_depends_on_uses_conditions_in_start_order(
                 assert not services[target].get("healthcheck", {}).get("disable", False)
             if condition == "service_completed_successfully":
                 assert services[target].get("restart") == "no", f"{target} is one-shot"
+    # `up --wait` fails on any container that exits, even with 0: the only one-shot is
+    # kafka-init, which others wait for (service_completed_successfully) so --wait accepts it.
+    one_shots = {name for name, s in services.items() if s.get("restart", "no") == "no"}
+    assert one_shots == {"kafka-init"}
 
     def conditions(name: str) -> dict[str, str]:
         return {t: r["condition"] for t, r in services[name].get("depends_on", {}).items()}
@@ -383,8 +390,11 @@ def test_depends_on_uses_conditions_in_start_order(
         "kafka": "service_healthy",
         "kafka-init": "service_completed_successfully",
     }
+    assert conditions("worker-extra") == conditions("worker")
     assert conditions("replayer") == {"worker": "service_healthy"}
-    assert services["replayer"]["restart"] == "no"
+    # The replayer stays up once it has replayed (healthy), so `up --wait` can succeed.
+    assert services["replayer"]["restart"] == "unless-stopped"
+    assert "replay-once" in services["replayer"]["entrypoint"]
 
     # No cycles: compose refuses them, so make sure a later edit cannot introduce one.
     def visit(name: str, path: tuple[str, ...]) -> None:
@@ -460,8 +470,19 @@ def test_containers_run_real_cli_sub_commands(
         sub_command = argv[at + 1]
         assert sub_command in COMMAND_MODULES, f"{name}: `livepulse {sub_command}` is no command"
         runs[name] = argv[at + 1 :]
-    assert runs["worker"] == ["worker"]
+    assert runs["worker"] == runs["worker-extra"] == ["worker"]
     assert runs["replayer"][0] == "replay"
+
+
+def test_one_build_serves_every_service_of_the_project_image(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Two `build:` sections of one tag give two image ids, and the first `up` after an
+    `up --build` then recreates the worker for nothing: only `worker` builds."""
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == ["worker"]
+    users = {name for name, service in services.items() if uses_project_image(service)}
+    assert users == {"worker", "worker-extra", "replayer"}
 
 
 @pytest.mark.parametrize("service_name", ["worker", "replayer"])
@@ -521,24 +542,71 @@ def test_worker_settings_load_from_the_compose_environment(
 
 
 def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
-    """`--scale worker=N`: nothing that two replicas of the worker would fight over."""
-    worker = services["worker"]
-    assert "container_name" not in worker and "hostname" not in worker
-    # A state directory per replica: an anonymous volume at the worker's data dir.
-    assert environment(worker)["LIVEPULSE_DATA_DIR"] in worker["volumes"]
-    # A host port per replica: a range on the host side, the fixed web port inside.
-    (port,) = worker["ports"]
-    match = re.fullmatch(r"127\.0\.0\.1:(\d+)-(\d+):(\d+)", port)
-    assert match, port
-    first, last, inner = map(int, match.groups())
-    assert first == WEB_PORT and last - first + 1 >= 2 and inner == WEB_PORT
-    # Prometheus finds every replica by the service's DNS name, not one fixed target.
+    """The first worker at a fixed host port with a named state volume; `worker-extra`
+    replicas (LIVEPULSE_EXTRA_WORKERS) with nothing they would fight over and no volume."""
+    worker, extra = services["worker"], services["worker-extra"]
+    data_dir = environment(worker)["LIVEPULSE_DATA_DIR"]
+    assert environment(extra) == environment(worker)
+    # One fixed host port (a range drifts from one `up` to the next).
+    assert worker["ports"] == [f"127.0.0.1:6066:{WEB_PORT}"]
+    # State in a named volume, so `down -v` drops it; no anonymous volume anywhere.
+    assert worker["volumes"] == [f"worker-data:{data_dir}"]
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            assert ":" in volume, f"{name}: anonymous volume {volume} outlives its container"
+    # The replicas: no name, hostname or port of their own, state on a tmpfs.
+    for key in ("container_name", "hostname", "ports", "volumes", "build"):
+        assert key not in extra, f"worker-extra: {key}"
+    (tmpfs,) = extra["tmpfs"]
+    assert tmpfs.split(":")[0] == data_dir and "uid=10001" in tmpfs
+    assert extra["scale"] == "0", "no extra replica unless LIVEPULSE_EXTRA_WORKERS says so"
+    # Prometheus gets a fixed list of targets (a dead replica stays, as up == 0): the file
+    # start.sh writes from the same LIVEPULSE_EXTRA_WORKERS.
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "livepulse"]
-    assert job["dns_sd_configs"] == [
-        {"names": ["worker"], "type": "A", "port": WEB_PORT, "refresh_interval": "10s"}
+    assert job["file_sd_configs"] == [{"files": ["/tmp/livepulse/workers.json"]}]
+    assert "dns_sd_configs" not in job
+    prometheus = environment(services["prometheus"])
+    assert prometheus["LIVEPULSE_EXTRA_WORKERS"] == extra["scale"]
+
+
+@pytest.mark.parametrize("extra", [0, 1, 3])
+def test_prometheus_start_script_lists_every_worker(extra: int, tmp_path: Path) -> None:
+    """deploy/prometheus/start.sh (POSIX sh) writes the first worker and `extra` replicas by
+    container name, then execs Prometheus with its arguments."""
+    sh = shutil.which("sh")
+    assert sh
+    script = (ROOT / "deploy" / "prometheus" / "start.sh").read_text(encoding="utf-8")
+    # Run it with its paths moved under tmp_path and a fake Prometheus that prints its argv.
+    fake = tmp_path / "prometheus"
+    fake.write_text('#!/bin/sh\necho "$@"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    script = script.replace("/tmp/livepulse", str(tmp_path / "sd")).replace(
+        "/bin/prometheus", str(fake)
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LIVEPULSE_EXTRA_WORKERS": str(extra),
+        "LIVEPULSE_COMPOSE_PROJECT": "demo",
+    }
+    done = subprocess.run(
+        [sh, "-c", script, "start.sh", "--config.file=x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "--config.file=x"
+    (group,) = json.loads((tmp_path / "sd" / "workers.json").read_text(encoding="utf-8"))
+    assert group["targets"] == ["worker:6066"] + [
+        f"demo-worker-extra-{n}:6066" for n in range(1, extra + 1)
     ]
-    assert "static_configs" not in job
+    env["LIVEPULSE_EXTRA_WORKERS"] = "two"
+    refused = subprocess.run(
+        [sh, "-c", script, "start.sh"], env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2 and "LIVEPULSE_EXTRA_WORKERS" in refused.stderr
 
 
 def test_worker_waits_for_the_broker_with_the_wait_script(
@@ -648,7 +716,11 @@ def test_create_topics_script_parses_and_creates_each_topic_once(tmp_path: Path)
     # Run it against a stand-in kafka-topics.sh that records its arguments.
     log = tmp_path / "calls.log"
     fake = tmp_path / "kafka-topics.sh"
-    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {shlex.quote(str(log))}\n')
+    fake.write_text(
+        f'#!/usr/bin/env bash\necho "$*" >> {shlex.quote(str(log))}\n'
+        # --list answers the topics in FAKE_EXISTING, one a line.
+        'if [[ "$*" == *--list* ]]; then printf "%s\\n" ${FAKE_EXISTING:-}; fi\n'
+    )
     fake.chmod(0o755)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -666,6 +738,15 @@ def test_create_topics_script_parses_and_creates_each_topic_once(tmp_path: Path)
     for call in created:
         assert f"--bootstrap-server {INTERNAL_BOOTSTRAP}" in call
         assert "--if-not-exists" in call and "--partitions 3" in call
+    # A second `up`: only the missing topics are created (each call is a JVM start).
+    log.unlink()
+    env["FAKE_EXISTING"] = f"live.sessions {DEADLETTER_TOPIC} __consumer_offsets"
+    subprocess.run([bash, str(CREATE_TOPICS_SCRIPT)], env=env, check=True, timeout=30)
+    again = [
+        c.split("--topic ")[1].split()[0] for c in log.read_text().splitlines() if "--create" in c
+    ]
+    assert sorted(again) == sorted(set(TOPIC_BY_TYPE.values()) - {"live.sessions"})
+    del env["FAKE_EXISTING"]
     # Missing configuration fails loudly instead of creating nothing.
     del env["LIVEPULSE_TOPICS"]
     result = subprocess.run([bash, str(CREATE_TOPICS_SCRIPT)], env=env, capture_output=True)
@@ -682,20 +763,15 @@ def test_prometheus_scrapes_the_worker_and_loads_the_rules(
     mounted = [v for v in prometheus["volumes"] if v.startswith("./deploy/prometheus/")]
     assert mounted == [
         "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+        "./deploy/prometheus/start.sh:/etc/prometheus/start.sh:ro",
         "./deploy/prometheus/rules:/etc/prometheus/rules:ro",
     ]
+    assert prometheus["entrypoint"] == ["/bin/sh", "/etc/prometheus/start.sh"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
     assert "127.0.0.1:9090:9090" in prometheus["ports"]
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
-    jobs = [
-        job
-        for job in config["scrape_configs"]
-        if any(
-            sd["names"] == ["worker"] and sd["port"] == WEB_PORT
-            for sd in job.get("dns_sd_configs", [])
-        )
-    ]
-    assert len(jobs) == 1, "one job scrapes the worker service on its web port"
+    jobs = [job for job in config["scrape_configs"] if job.get("file_sd_configs")]
+    assert len(jobs) == 1, "one job scrapes the workers (the targets start.sh writes)"
     job = jobs[0]
     assert job["job_name"] == "livepulse", "the alert rules select job=livepulse"
     assert job.get("metrics_path", "/metrics") == "/metrics"
@@ -789,6 +865,8 @@ def test_env_example_documents_exactly_the_variables_compose_reads(
     raw_compose: dict[str, Any], compose: dict[str, Any]
 ) -> None:
     referenced = referenced_variables(yaml_without_comments(COMPOSE_FILE))
+    for name in COMPOSE_OWN_VARIABLES:
+        referenced.pop(name, None)
     documented = read_env_file(ENV_EXAMPLE)
     assert set(documented) == set(referenced)
     for name, default in referenced.items():

@@ -12,9 +12,10 @@ partitions="${LIVEPULSE_PARTITIONS:-4}"
 kafka_topics="${KAFKA_TOPICS_CMD:-/opt/kafka/bin/kafka-topics.sh}"
 
 # The broker may still be electing its controller when its healthcheck first passes; retry
-# the first contact rather than fail the whole stack on a slow start.
+# the first contact rather than fail the whole stack on a slow start; the answer is the list
+# of the topics that exist.
 for ((attempt = 1; ; attempt++)); do
-    if "$kafka_topics" --bootstrap-server "$LIVEPULSE_BOOTSTRAP" --list >/dev/null 2>&1; then
+    if existing="$("$kafka_topics" --bootstrap-server "$LIVEPULSE_BOOTSTRAP" --list 2>/dev/null)"; then
         break
     fi
     if [ "$attempt" -eq 30 ]; then
@@ -25,8 +26,13 @@ for ((attempt = 1; ; attempt++)); do
     sleep 2
 done
 
+# Only the missing ones: every kafka-topics.sh call starts a JVM (seconds on a small machine),
+# and kafka-init runs on every `docker compose up`. --if-not-exists still covers a race.
 # shellcheck disable=SC2086  # word splitting of the space-separated list is intended
 for topic in $LIVEPULSE_TOPICS "$LIVEPULSE_DEADLETTER_TOPIC"; do
+    if grep -qxF "$topic" <<<"$existing"; then
+        continue
+    fi
     "$kafka_topics" --bootstrap-server "$LIVEPULSE_BOOTSTRAP" --create --if-not-exists \
         --topic "$topic" --partitions "$partitions" --replication-factor 1
 done
