@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, judge
+from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, Claim, Verdict, judge, judge_stable
 from agents.core.distributions import compute_distributions
 from agents.core.ledger import Ledger
-from agents.core.metrics import compute_claims
+from agents.core.metrics import Measurement, compute_claims
 from agents.core.operator import OperatorBoard, render_operator_summary
 
 
@@ -16,6 +16,22 @@ def _finite(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return value
+
+
+def claim_verdict(claim: Claim, m: Measurement) -> Verdict:
+    """A claim's verdict from its measurement: `judge`, or for `live_aov` ("stable", every
+    day) `judge_stable` over the judged days' Bonferroni intervals."""
+    if claim.id == "live_aov":
+        days = m.detail.get("day_intervals") or {}
+        return judge_stable(
+            claim,
+            m.observed,
+            m.n,
+            m.interval,
+            [(iv[0], iv[1]) if iv is not None else None for iv in days.values()],
+            clusters=m.clusters,
+        )
+    return judge(claim, m.observed, m.n, m.interval, clusters=m.clusters)
 
 
 def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str, Any]:
@@ -29,18 +45,7 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
     claims: dict[str, Any] = {}
     for claim in CLAIMS:
         m = measured[claim.id]
-        contradicted_anyway = False
-        if claim.id == "live_aov":
-            # "稳定" (stable): a judged day below the bar contradicts the claim outright.
-            contradicted_anyway = bool(m.detail["days_below"]) and m.n >= claim.min_n
-        verdict = judge(
-            claim,
-            m.observed,
-            m.n,
-            m.interval,
-            contradicted_anyway=contradicted_anyway,
-            clusters=m.clusters,
-        )
+        verdict = claim_verdict(claim, m)
         claims[claim.id] = {
             "observed": _finite(m.observed),
             "claimed": claim.claimed_display(),
