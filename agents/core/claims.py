@@ -221,6 +221,15 @@ CONTEXT: Final[tuple[ContextFigure, ...]] = (
     ),
 )
 
+#: What every interval of the report speaks for (claims.md, "What a verdict must hold to").
+INTERVAL_SCOPE: Final[str] = (
+    "Each 95% interval speaks for the rooms, viewers and days in this stream: sessions and "
+    "users are the sampling units, so it says what more streams of the same rooms, audience "
+    "and days would show, not what other merchants, platforms or seasons would. A verdict "
+    "rests on the interval, never on the point figure; live_aov's also on each judged day's "
+    "interval (Bonferroni over the days)."
+)
+
 CLAIMS_BY_ID: Final[dict[str, Claim]] = {claim.id: claim for claim in CLAIMS}
 
 

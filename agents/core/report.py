@@ -5,7 +5,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, Claim, Verdict, judge, judge_stable
+from agents.core.claims import (
+    CLAIMS,
+    CLAIMS_BY_ID,
+    CONTEXT,
+    INTERVAL_SCOPE,
+    Claim,
+    Verdict,
+    judge,
+    judge_stable,
+)
 from agents.core.distributions import compute_distributions
 from agents.core.ledger import Ledger
 from agents.core.metrics import Measurement, compute_claims
@@ -61,6 +70,7 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
         }
     report: dict[str, Any] = {
         "claims": claims,
+        "interval_scope": INTERVAL_SCOPE,
         "events": ledger.counts.as_dict(),
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
@@ -140,6 +150,9 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    scope = report.get("interval_scope")
+    if isinstance(scope, str):
+        lines.extend(["", scope])
     context = report.get("context") or []
     if context:
         lines.extend(["", "context (not checked):"])
