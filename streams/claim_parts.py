@@ -6,7 +6,8 @@ denominator can be summed over workers (`sum by (claim, part)`) and divided in P
 entries; only the ones listed here are exported, so the label values stay a fixed, small set.
 
 With several workers, a session's events are on one worker, so the session claims' parts add
-up; the group claims join a session's orders and viewers with its merchant's group events (a
+up; the group claims (and `reply_latency`, whose replies may come from another session) join a
+session's orders and viewers with its merchant's group events (a
 topic keyed by merchant) and orders of other sessions, which may be on other workers. Their
 parts (`CROSS_PARTITION_CLAIMS`) come from one worker only: the worker holding every
 partition (its own report), or else the group's leader, from the report merged over every
@@ -43,12 +44,14 @@ CLAIM_PARTS: Final[Mapping[str, tuple[str, ...]]] = {
     "group_order_share": ("member_orders", "session_orders"),
     "group_repurchase_30d": ("repurchased", "eligible"),
     "group_spend_multiple": ("member_spend_cny", "members", "population_spend_cny", "population"),
+    "reply_latency": ("answered_within_3s", "questions"),
 }
 
 
 #: Claims whose facts span partitions (docstring): exported by one worker only.
 CROSS_PARTITION_CLAIMS: Final[frozenset[str]] = frozenset(
-    {"group_order_share", "group_repurchase_30d", "group_spend_multiple"}
+    # A reply counts for its question from whichever session (and partition) it comes.
+    {"group_order_share", "group_repurchase_30d", "group_spend_multiple", "reply_latency"}
 )
 
 
