@@ -369,12 +369,15 @@ def rate_score_interval(
     (cluster-robust variance of the ratio over the compound-Poisson one, floored at 1, as in
     `cluster_wilson_interval`). The interval is {x: (Y - x)^2 <= z^2 c x} / M, i.e.
     (Y + z^2 c / 2 +/- z sqrt(c Y + z^2 c^2 / 4)) / M; with no event, [0, z^2 c / M]. With
-    c = 1 it is the score interval for a Poisson mean. None without exposure or amounts.
+    c = 1 it is the score interval for a Poisson mean. None without exposure or amounts, or
+    with fewer than 2 clusters.
     """
     data = np.asarray(clusters, dtype=np.float64).reshape(-1, 2)
     a = np.asarray(amounts, dtype=np.float64)
     total_y, total_m = float(data[:, 0].sum()), float(data[:, 1].sum())
-    if total_m <= 0 or a.size == 0 or float(a.sum()) <= 0:
+    # One cluster: no design effect can be estimated, and the unclustered interval would
+    # silently pass for the clustered one.
+    if total_m <= 0 or a.size == 0 or float(a.sum()) <= 0 or data.shape[0] < 2:
         return None
     c = float(a @ a) / float(a.sum())
     compound = c * total_y / (total_m * total_m)
