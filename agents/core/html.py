@@ -786,6 +786,22 @@ def _claim_groups(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any
     return groups
 
 
+def _judged_days_note(detail: Any) -> str:
+    """For `live_aov`: how its judged days' own intervals (which decide "stable") came out."""
+    if not isinstance(detail, Mapping) or not isinstance(detail.get("day_intervals"), Mapping):
+        return ""
+    days = detail["day_intervals"]
+    level = detail.get("day_level")
+    if not days or not isinstance(level, int | float):
+        return ""
+    below = len(detail.get("days_below") or [])
+    above = len(detail.get("days_at_or_above") or [])
+    return (
+        f"{len(days)} judged days, each at {float(level):.2%}: {above} wholly at or above the "
+        f"bar, {below} wholly below"
+    )
+
+
 def _claims_table(entries: Mapping[str, Any]) -> str:
     rows = []
     for claim_id, entry in entries.items():
@@ -799,6 +815,9 @@ def _claims_table(entries: Mapping[str, Any]) -> str:
             if low is not None and high is not None
             else "–"
         )
+        days_note = _judged_days_note(entry.get("detail"))
+        if days_note:
+            ci += f" · {days_note}"
         verdict = entry.get("verdict")
         verdict_text = str(verdict) if verdict else "report only"
         verdict_class = verdict_text if verdict_text in VERDICTS else "other"

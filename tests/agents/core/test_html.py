@@ -299,6 +299,9 @@ def test_plotted_intervals_are_the_claims_or_say_what_they_are() -> None:
     assert shown in text
     # The conversion whiskers say they are not the claim's interval.
     assert "not the claim's interval" in text and "clustered by session" in text
+    # live_aov's verdict also reads its judged days' intervals: the table says how they came out.
+    days = report["claims"]["live_aov"]["detail"]["judged_days"]
+    assert f"{len(days)} judged days, each at 98.75%: 0 wholly at or above the bar" in text
     # What the intervals speak for, under the claims table.
     assert INTERVAL_SCOPE in text
     assert report["interval_scope"] == INTERVAL_SCOPE
