@@ -27,10 +27,8 @@ from prometheus_client.metrics_core import (
 from agents.core import Ledger, build_report
 from agents.core.operator import OperatorBoard
 from agents.live import app, live, settings
-from streams.claim_parts import ClaimPartsCollector, GlobalClaimCollector
+from streams.claim_parts import VERDICTS, ClaimPartsCollector, GlobalClaimCollector
 from streams.consumer_lag import ConsumerLagCollector
-
-VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive", "reported")
 
 
 class ReportCache:
