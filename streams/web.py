@@ -27,10 +27,8 @@ from prometheus_client.metrics_core import (
 from agents.core import Ledger, build_report
 from agents.core.operator import OperatorBoard
 from agents.live import app, live, settings
-from streams.claim_parts import ClaimPartsCollector
+from streams.claim_parts import VERDICTS, ClaimPartsCollector, GlobalClaimCollector
 from streams.consumer_lag import ConsumerLagCollector
-
-VERDICTS: Final[tuple[str, ...]] = ("supported", "contradicted", "inconclusive", "reported")
 
 
 class ReportCache:
@@ -74,7 +72,8 @@ class ReportCache:
 
 
 class ClaimCollector:
-    """Prometheus gauges of every claim's figure, interval, claimed value and verdict."""
+    """Prometheus gauges of every claim's figure, interval, claimed value and verdict over
+    this worker's partitions (the global ones: `streams.claim_parts.GlobalClaimCollector`)."""
 
     def __init__(self, reports: ReportCache, max_age_s: float) -> None:
         self._reports = reports
@@ -90,10 +89,16 @@ class ClaimCollector:
                 "livepulse_claim_observed", "A claim's figure measured on the stream.", ["claim"]
             ),
             "ci_low": gauge(
-                "livepulse_claim_ci_low", "Lower bound of the figure's 95% interval.", ["claim"]
+                "livepulse_claim_ci_low",
+                "Lower end of the 95% interval over this worker's partitions "
+                "(every partition: livepulse_claim_global).",
+                ["claim"],
             ),
             "ci_high": gauge(
-                "livepulse_claim_ci_high", "Upper bound of the figure's 95% interval.", ["claim"]
+                "livepulse_claim_ci_high",
+                "Upper end of the 95% interval over this worker's partitions "
+                "(every partition: livepulse_claim_global).",
+                ["claim"],
             ),
             "claimed": gauge(
                 "livepulse_claim_claimed", "The figure the source claims (if a number).", ["claim"]
@@ -448,6 +453,9 @@ async def refresh_global_report() -> None:
 live.metrics.registry.register(
     ClaimPartsCollector(lambda: reports.get(settings.report_max_age_s), _cross_partition_report)
 )
+# Each claim's global interval and verdict, from the same one source as the group claims'
+# parts: this worker's report when it holds everything, the leader's merged one otherwise.
+live.metrics.registry.register(GlobalClaimCollector(_cross_partition_report))
 #: The worker command adds the partitions no worker reads (`streams.topology`) to it.
 consumer_lag = ConsumerLagCollector(
     # Lambdas: faust creates its consumer on first access, which must wait for the worker.

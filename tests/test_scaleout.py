@@ -128,7 +128,11 @@ def test_n_workers_give_the_one_worker_report(fleet: Fleet, tmp_path: Path, work
     # And any worker's /report?scope=global is the merged report.
     from streams.drain import fetch_json
 
-    assert_truth(fetch_json(f"{fleet.workers[-1].base_url}/report?scope=global"), lines)
+    merged = fetch_json(f"{fleet.workers[-1].base_url}/report?scope=global")
+    assert_truth(merged, lines)
+    # Each claim's global interval and verdict have one source (the leader's merged report,
+    # or the one worker): exactly one worker exports them, both ends from the same report.
+    assert_one_source_of_global_intervals(fleet, merged)
 
 
 def summed_parts(workers: list[WorkerProcess]) -> dict[tuple[str, str], float]:
@@ -162,6 +166,43 @@ def assert_summed_parts_equal_the_truth(fleet: Fleet, timeout_s: float = 60.0) -
         if time.monotonic() > deadline:  # the leader refreshes its merged report every 10 s
             wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
             raise AssertionError(f"summed claim parts differ from the truth: {wrong}")
+        time.sleep(1.0)
+
+
+def global_gauges(worker: WorkerProcess) -> dict[tuple[str, str], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{worker.base_url}/metrics", timeout=30) as response:  # noqa: S310
+        text = response.read().decode()
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "livepulse_claim_global":
+                found[(sample.labels["claim"], sample.labels["bound"])] = sample.value
+            elif sample.name == "livepulse_claim_global_verdict" and sample.value == 1.0:
+                found[(sample.labels["claim"], "verdict=" + sample.labels["verdict"])] = 1.0
+    return found
+
+
+def assert_one_source_of_global_intervals(
+    fleet: Fleet, merged: dict[str, Any], timeout_s: float = 60.0
+) -> None:
+    want: dict[tuple[str, str], float] = {}
+    for claim_id, entry in merged["claims"].items():
+        for bound, key in (("observed", "observed"), ("low", "ci_low"), ("high", "ci_high")):
+            if isinstance(entry[key], int | float):
+                want[(claim_id, bound)] = float(entry[key])
+        want[(claim_id, "verdict=" + entry["verdict"])] = 1.0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        exported = [g for g in (global_gauges(w) for w in fleet.running()) if g]
+        got = [{k: v for k, v in g.items() if k[1] != "claimed"} for g in exported]
+        if got == [want]:
+            return
+        if time.monotonic() > deadline:  # the leader refreshes its merged report every 10 s
+            raise AssertionError(f"{len(exported)} workers export global gauges: {got} != {want}")
         time.sleep(1.0)
 
 

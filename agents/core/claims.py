@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -92,7 +93,8 @@ CLAIMS: Final[tuple[Claim, ...]] = (
         "live_aov",
         "xhs-link-2024",
         "直播客单价稳定在500元以上",
-        "session GMV / session orders; stable = every day with >= 30 orders above 500 CNY",
+        "session GMV / session orders; stable = every day with >= 30 orders at or above "
+        "500 CNY, judged by per-day intervals (Bonferroni over the days)",
         "CNY",
         "at_least",
         500.0,
@@ -179,10 +181,11 @@ CLAIMS: Final[tuple[Claim, ...]] = (
         "reply_latency",
         "ks-gravity-2023",
         "要求客服在3秒鐘而不是3分鐘內就對顧客響應",
-        "p95 of the time from a viewer's question to the room's first reply (p50 in detail)",
-        "s",
-        "at_most",
-        3.0,
+        "share of questions answered within 3 s (unanswered ones count as misses); p50/p95 of "
+        "the answered, the unanswered share and the share within 3 min in detail",
+        "ratio",
+        "at_least",
+        0.95,
         group="extended",
     ),
     Claim(
@@ -218,6 +221,15 @@ CONTEXT: Final[tuple[ContextFigure, ...]] = (
     ),
 )
 
+#: What every interval of the report speaks for (claims.md, "What a verdict must hold to").
+INTERVAL_SCOPE: Final[str] = (
+    "Each 95% interval speaks for the rooms, viewers and days in this stream: sessions and "
+    "users are the sampling units, so it says what more streams of the same rooms, audience "
+    "and days would show, not what other merchants, platforms or seasons would. A verdict "
+    "rests on the interval, never on the point figure; live_aov's also on each judged day's "
+    "interval (Bonferroni over the days)."
+)
+
 CLAIMS_BY_ID: Final[dict[str, Claim]] = {claim.id: claim for claim in CLAIMS}
 
 
@@ -227,8 +239,6 @@ def judge(
     n: int,
     interval: tuple[float, float] | None,
     *,
-    contradicted_anyway: bool = False,
-    supported_only_if: bool = True,
     clusters: int | None = None,
 ) -> Verdict:
     """The verdict rule (docs/metrics.md): the 95% interval against the claim.
@@ -237,15 +247,13 @@ def judge(
       clustered cases) fewer than `min_clusters` clusters.
     - `approx`: supported when the whole interval lies in the claim's band, contradicted when
       it lies wholly outside it, inconclusive when it straddles an edge.
-    - `at_least`: supported when the interval's low end clears the floor, contradicted when
-      its high end is below it.
+    - `at_least`: supported when the interval's low end is at or above the floor, contradicted
+      when its high end is below it.
     - `positive`: supported when the interval's low end is above zero, contradicted when its
       high end is at or below zero.
     - `at_most`: supported when the interval's high end is at or below the ceiling,
       contradicted when its low end is above it.
     - `report`: always `reported` (nothing is claimed, so nothing is judged).
-    `contradicted_anyway` and `supported_only_if` carry claim-specific conditions (e.g. a day
-    below the bar contradicts "stable").
     """
     if claim.comparator == "report":
         return "reported"
@@ -254,32 +262,63 @@ def judge(
     if clusters is not None and clusters < claim.min_clusters:
         return "inconclusive"
     low, high = interval
-    if contradicted_anyway:
-        return "contradicted"
     if claim.comparator == "approx":
         band = claim.band()
         assert band is not None
         if band[0] <= low and high <= band[1]:
-            return "supported" if supported_only_if else "inconclusive"
+            return "supported"
         if high < band[0] or low > band[1]:
             return "contradicted"
         return "inconclusive"
     if claim.comparator == "at_least":
         assert claim.claimed is not None
         if low >= claim.claimed:
-            return "supported" if supported_only_if else "inconclusive"
+            return "supported"
         if high < claim.claimed:
             return "contradicted"
         return "inconclusive"
     if claim.comparator == "at_most":
         assert claim.claimed is not None
         if high <= claim.claimed:
-            return "supported" if supported_only_if else "inconclusive"
+            return "supported"
         if low > claim.claimed:
             return "contradicted"
         return "inconclusive"
     if low > 0:
-        return "supported" if supported_only_if else "inconclusive"
+        return "supported"
     if high <= 0:
         return "contradicted"
+    return "inconclusive"
+
+
+def judge_stable(
+    claim: Claim,
+    observed: float | None,
+    n: int,
+    interval: tuple[float, float] | None,
+    day_intervals: Sequence[tuple[float, float] | None],
+    *,
+    clusters: int | None = None,
+) -> Verdict:
+    """The verdict of an `at_least` claim said to hold "stably", every day (`live_aov`).
+
+    `day_intervals` are the judged days' intervals, each at 1 - 0.05/k for k days (None for a
+    day with no interval). After `judge`'s minimum sample: contradicted when some day's
+    interval, or the overall `interval`, lies wholly below the floor; supported when every
+    judged day's interval lies wholly at or above it; inconclusive otherwise. With no judged
+    day, the overall interval alone decides (`judge`). Never a point estimate: a rule on daily
+    point estimates rejects a true claim with a probability that grows to 1 with the days.
+    """
+    if not day_intervals:
+        return judge(claim, observed, n, interval, clusters=clusters)
+    if observed is None or interval is None or n < claim.min_n:
+        return "inconclusive"
+    if clusters is not None and clusters < claim.min_clusters:
+        return "inconclusive"
+    assert claim.claimed is not None
+    floor = claim.claimed
+    if interval[1] < floor or any(iv is not None and iv[1] < floor for iv in day_intervals):
+        return "contradicted"
+    if all(iv is not None and iv[0] >= floor for iv in day_intervals):
+        return "supported"
     return "inconclusive"

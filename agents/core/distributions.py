@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from agents.core.ledger import Ledger, OrderFact, SessionFacts
 from agents.core.metrics import FIVE_MINUTES_MS, MINUTE_MS, PRICE_TIERS, interaction_pairs
-from agents.core.stats import percentile, wilson_interval
+from agents.core.stats import cluster_wilson_interval, percentile, two_way_wilson_interval
 from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
 
 # Orders are binned one per minute since the session's start up to this cap; later ones
@@ -44,16 +44,6 @@ def _close_ts(session: SessionFacts) -> int:
     return session.ended_ts if session.ended_ts is not None else session.last_ts
 
 
-def _share(hits: int, total: int) -> dict[str, Any]:
-    """A share with its 95% Wilson interval (None where there is nothing to divide)."""
-    interval = wilson_interval(hits, total)
-    return {
-        "rate": hits / total if total else None,
-        "ci_low": interval[0] if interval else None,
-        "ci_high": interval[1] if interval else None,
-    }
-
-
 def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dict[str, Any]:
     """Session orders per whole minute since their session's start, and the share at >= 5 min.
 
@@ -63,10 +53,12 @@ def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dic
     """
     counts = [0] * cap_minutes
     overflow = before_start = after = total = 0
+    cases: list[tuple[bool, str, str]] = []
     for session, order in _session_orders(ledger):
         assert session.started_ts is not None
         since_ms = order.ts - session.started_ts
         total += 1
+        cases.append((since_ms >= FIVE_MINUTES_MS, order.session_id or "", order.user_id))
         if since_ms >= FIVE_MINUTES_MS:
             after += 1
         if since_ms < 0:
@@ -84,21 +76,40 @@ def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dic
         "session_orders": total,
         "after_5min": after,
     }
-    share = _share(after, total)
+    # The claim's interval (`orders_after_minute_5`): Wilson on the effective sample of orders
+    # clustered by session and by buyer, not plain Wilson on orders counted as independent.
+    interval = two_way_wilson_interval(
+        [hit for hit, _s, _u in cases], [s for _h, s, _u in cases], [u for _h, _s, u in cases]
+    )
     return {
         **binned,
-        "share_after_5min": share["rate"],
-        "ci_low": share["ci_low"],
-        "ci_high": share["ci_high"],
+        "share_after_5min": after / total if total else None,
+        "ci_low": interval[0] if interval else None,
+        "ci_high": interval[1] if interval else None,
+    }
+
+
+def _session_share(rows: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """A share of (session, viewer) pairs, rows (hits, pairs) per session, with Wilson on the
+    effective sample of pairs clustered by session (`cluster_wilson_interval`): the viewers
+    of one session share its host and line-up. No interval from one session."""
+    sessions = [(hits, pairs) for hits, pairs in rows if pairs]
+    hits, total = sum(r[0] for r in sessions), sum(r[1] for r in sessions)
+    interval = cluster_wilson_interval([r[0] for r in sessions], [r[1] for r in sessions])
+    return {
+        "rate": hits / total if total else None,
+        "ci_low": interval[0] if interval else None,
+        "ci_high": interval[1] if interval else None,
     }
 
 
 def conversion_by_interaction(ledger: Ledger) -> dict[str, Any]:
-    """Purchase conversion of (session, viewer) pairs with and without a viewer interaction."""
+    """Purchase conversion of (session, viewer) pairs with and without a viewer interaction,
+    each with its session-clustered 95% interval."""
     rows = [interaction_pairs(session) for _sid, session in _started(ledger)]
     ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
-    interacting = {"pairs": ip, "buyers": ib, **_share(ib, ip)}
-    other = {"pairs": op, "buyers": ob, **_share(ob, op)}
+    interacting = {"pairs": ip, "buyers": ib, **_session_share([(r[0], r[1]) for r in rows])}
+    other = {"pairs": op, "buyers": ob, **_session_share([(r[2], r[3]) for r in rows])}
     cr_i, cr_n = interacting["rate"], other["rate"]
     return {
         "interacting": interacting,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Hashable, Sequence
 from typing import Final
 
 from agents.core.ledger import OrderFact
 from agents.core.metrics import Measurement, _Facts, _ratio
 from agents.core.stats import (
-    design_effect,
+    cluster_wilson_interval,
     percentile,
     rate_score_interval,
     two_way_wilson_interval,
@@ -19,6 +17,9 @@ DAY_MS: Final[int] = 86_400_000
 TAIL_DAYS: Final[int] = 3
 TAIL_WINDOW_MS: Final[int] = TAIL_DAYS * DAY_MS
 SECOND_MS: Final[int] = 1_000
+# `reply_latency`: the bar claimed (3 s, inclusive) and the old one it is contrasted with.
+REPLY_BAR_MS: Final[int] = 3 * SECOND_MS
+OLD_REPLY_BAR_MS: Final[int] = 180 * SECOND_MS
 
 
 def _order_cluster(order: OrderFact) -> tuple[str, str]:
@@ -123,125 +124,53 @@ def post_live_tail(facts: _Facts) -> Measurement:
     )
 
 
-def _binomial_cdf(n: int, q: float) -> list[float]:
-    """P(B <= k) for k = 0..n, B ~ Binomial(n, q), 0 < q < 1 (log-space pmf, no overflow)."""
-    log_q, log_p = math.log(q), math.log1p(-q)
-    log_n = math.lgamma(n + 1)
-    cdf: list[float] = []
-    total = 0.0
-    for k in range(n + 1):
-        total += math.exp(
-            log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_q + (n - k) * log_p
-        )
-        cdf.append(min(1.0, total))
-    return cdf
-
-
-def _order_statistic_ranks(n: int, q: float, level: float) -> tuple[int, int]:
-    """1-based ranks (l, u) of the order-statistic interval for the q-quantile of n independent
-    values: l the largest rank with P(B <= l - 1) <= alpha/2, u the smallest with P(B <= u - 1)
-    >= 1 - alpha/2, B ~ Binomial(n, q); 0 and n + 1 when no rank qualifies (unbounded)."""
-    alpha = (1 - level) / 2
-    cdf = _binomial_cdf(n, q)
-    lower_rank = 0
-    for rank in range(1, n + 1):
-        if cdf[rank - 1] <= alpha:
-            lower_rank = rank
-        else:
-            break
-    upper_rank = n + 1
-    for rank in range(1, n + 1):
-        if cdf[rank - 1] >= 1 - alpha:
-            upper_rank = rank
-            break
-    return lower_rank, upper_rank
-
-
-def quantile_interval(
-    sorted_values: list[float],
-    q: float,
-    level: float = 0.95,
-    clusters: Sequence[Hashable] | None = None,
-) -> tuple[float, float] | None:
-    """Distribution-free interval for the population q-quantile from order statistics.
-
-    [x_(l), x_(u)] with the ranks of `_order_statistic_ranks`: coverage is at least `level` for
-    any continuous distribution of independent values. A side with no such rank (too few
-    values) is unbounded (-inf / +inf); None when both are.
-
-    With `clusters` (the cluster of each sorted value, e.g. the session of each question:
-    questions of one room share its staff and how busy they are), Woodruff's (1952) reading
-    of the interval is used: it is the inverse of an interval for the share of values at or
-    below the quantile, a share of clustered cases. Its design effect (`design_effect`, by
-    cluster, floored at 1) shrinks the sample to n_eff = n / deff, the ranks are chosen on
-    n_eff values and carried back to the same quantile levels of the n values (rank r of m
-    -> round(r (n + 1) / (m + 1))), as Korn and Graubard (1998) do for Wilson's interval.
-    """
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    m = n
-    if clusters is not None and n > 1:
-        estimate = percentile(sorted_values, q)
-        assert estimate is not None
-        index: dict[Hashable, int] = {}
-        hits: list[float] = []
-        trials: list[float] = []
-        for value, key in zip(sorted_values, clusters, strict=True):
-            g = index.setdefault(key, len(index))
-            if g == len(hits):
-                hits.append(0.0)
-                trials.append(0.0)
-            hits[g] += value <= estimate
-            trials[g] += 1.0
-        m = max(1, math.floor(n / design_effect(hits, trials)))
-    low_rank, high_rank = _order_statistic_ranks(m, q, level)
-    if low_rank == 0 and high_rank == m + 1:
-        return None
-    if m != n:
-        low_rank = min(n, max(1, round(low_rank * (n + 1) / (m + 1)))) if low_rank else 0
-        high_rank = (
-            min(n, max(1, round(high_rank * (n + 1) / (m + 1)))) if high_rank <= m else n + 1
-        )
-    low = sorted_values[low_rank - 1] if low_rank else -math.inf
-    high = sorted_values[high_rank - 1] if high_rank <= n else math.inf
-    return float(low), float(high)
-
-
 def reply_latency(facts: _Facts) -> Measurement:
-    """p95 (observed), p50 (seconds) of first reply ts - question ts; the unanswered share.
+    """Share of all questions answered within 3 s (observed); beside it p50/p95 (seconds) of
+    the answered latencies, the unanswered share and the share answered within 3 min.
 
     Every valid `question` counts (in a started session or not); its first reply is the
     `reply` interaction with `reply_to` = its `event_id` and the smallest `ts`, from whichever
-    session. A reply's `ts` earlier than its question's gives a negative latency, kept as the
-    definition reads (it signals skewed producer clocks). Interval: the order-statistic interval
-    of the 0.95 quantile on the effective sample of questions clustered by session
-    (`quantile_interval` with `clusters`, Woodruff's method).
+    session. An unanswered question is a miss, never dropped (claims.md). A reply's `ts`
+    earlier than its question's gives a negative latency, kept as the definition reads (it
+    signals skewed producer clocks). Interval: Wilson on the effective sample of questions
+    clustered by session (`cluster_wilson_interval`): questions of one room share its staff
+    and how busy they are.
     """
     ledger = facts.ledger
-    answered_in: list[tuple[float, str]] = []
-    for question_id, (asked_ts, sid) in ledger.questions.items():
+    latencies_ms: list[int] = []
+    # session -> [questions answered within 3 s, questions]
+    per_session: dict[str, list[float]] = {}
+    within_3min = 0
+    for question_id, (asked_ts, sid) in sorted(ledger.questions.items()):
+        row = per_session.setdefault(sid, [0.0, 0.0])
+        row[1] += 1
         first = ledger.first_reply_ts.get(question_id)
-        if first is not None:
-            answered_in.append(((first - asked_ts) / SECOND_MS, sid))
-    answered_in.sort()
-    latencies = [latency for latency, _sid in answered_in]
-    sessions = [sid for _latency, sid in answered_in]
+        if first is None:
+            continue
+        latency_ms = first - asked_ts
+        latencies_ms.append(latency_ms)
+        row[0] += latency_ms <= REPLY_BAR_MS
+        within_3min += latency_ms <= OLD_REPLY_BAR_MS
+    latencies = sorted(latency / SECOND_MS for latency in latencies_ms)
     questions = len(ledger.questions)
     answered = len(latencies)
-    p95 = percentile(latencies, 0.95)
+    within_3s = int(sum(row[0] for row in per_session.values()))
+    rows = list(per_session.values())
     return Measurement(
-        p95,
-        answered,
-        quantile_interval(latencies, 0.95, clusters=sessions),
+        _ratio(within_3s, questions),
+        questions,
+        cluster_wilson_interval([r[0] for r in rows], [r[1] for r in rows]),
         {
             "questions": questions,
             "answered": answered,
+            "answered_within_3s": within_3s,
+            "answered_within_3min": within_3min,
             "unanswered_share": _ratio(questions - answered, questions),
+            "share_within_3min": _ratio(within_3min, questions),
             "p50_seconds": percentile(latencies, 0.5),
-            "p95_seconds": p95,
+            "p95_seconds": percentile(latencies, 0.95),
         },
-        clusters=len(set(sessions)),
+        clusters=len(per_session),
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from agents.core.claims import CLAIMS_BY_ID
+from agents.core.claims import CLAIMS_BY_ID, INTERVAL_SCOPE
 from agents.core.report import simulated_note
 
 # One palette for the page; the HTML test looks for these colours in the screenshot.
@@ -379,7 +379,8 @@ def plot_orders_by_minute(data: Mapping[str, Any] | None, claimed: float | None)
     after = int(data.get("after_5min") or 0)
     headline = f"{_pct(share)} at ≥ 5 min" if share is not None else "no share"
     if low is not None and high is not None:
-        headline += f"  (95% CI {_pct(low)}–{_pct(high)})"
+        # The claim's interval: orders clustered by session and buyer, as in the claims table.
+        headline += f"  (95% CI {_pct(low)}–{_pct(high)}, clustered)"
     parts.append(
         _text(
             frame.right,
@@ -405,7 +406,10 @@ def plot_orders_by_minute(data: Mapping[str, Any] | None, claimed: float | None)
         f"session started, one bar per minute up to {cap} min; later orders share the "
         f"<b>≥{cap}</b> bar"
         + (", orders paid before the start the <b>&lt;0</b> bar" if before else "")
-        + ". The dashed line is minute 5: the claim is that 75% of orders come after it."
+        + ". The dashed line is minute 5: the claim is that 75% of orders come after it. "
+        "The headline's 95% interval is the claim's (<code>orders_after_minute_5</code>): "
+        "Wilson on the effective number of orders, clustered by session and by buyer; none "
+        "from a single session."
     )
     return _figure(
         "plot-orders-by-minute", title, _svg(width, height, title, parts), caption, wide=True
@@ -413,7 +417,8 @@ def plot_orders_by_minute(data: Mapping[str, Any] | None, claimed: float | None)
 
 
 def plot_conversion(data: Mapping[str, Any] | None, claimed: float | None) -> str:
-    """Conversion of interacting vs other (session, viewer) pairs, with Wilson intervals."""
+    """Conversion of interacting vs other (session, viewer) pairs, with session-clustered
+    intervals."""
     title = "Conversion: interacting vs other viewers"
     groups = [
         ("interacting", "interacting viewers", AFTER_COLOUR),
@@ -482,7 +487,9 @@ def plot_conversion(data: Mapping[str, Any] | None, claimed: float | None) -> st
     caption = (
         "Share of (session, viewer) pairs with an order, for pairs with a viewer interaction "
         "(comment, like, share, follow, gift, question) and for the others; whiskers are 95% "
-        "Wilson intervals. The claim's multiple is the first rate over the second."
+        "intervals of each rate (Wilson on the effective number of pairs, clustered by "
+        "session), not the claim's interval: the claim's multiple is the first rate over the "
+        "second, and its own interval (a bootstrap over sessions) is in the claims table."
     )
     return _figure("plot-conversion", title, _svg(width, height, title, parts), caption)
 
@@ -782,6 +789,22 @@ def _claim_groups(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any
     return groups
 
 
+def _judged_days_note(detail: Any) -> str:
+    """For `live_aov`: how its judged days' own intervals (which decide "stable") came out."""
+    if not isinstance(detail, Mapping) or not isinstance(detail.get("day_intervals"), Mapping):
+        return ""
+    days = detail["day_intervals"]
+    level = detail.get("day_level")
+    if not days or not isinstance(level, int | float):
+        return ""
+    below = len(detail.get("days_below") or [])
+    above = len(detail.get("days_at_or_above") or [])
+    return (
+        f"{len(days)} judged days, each at {float(level):.2%}: {above} wholly at or above the "
+        f"bar, {below} wholly below"
+    )
+
+
 def _claims_table(entries: Mapping[str, Any]) -> str:
     rows = []
     for claim_id, entry in entries.items():
@@ -795,6 +818,9 @@ def _claims_table(entries: Mapping[str, Any]) -> str:
             if low is not None and high is not None
             else "–"
         )
+        days_note = _judged_days_note(entry.get("detail"))
+        if days_note:
+            ci += f" · {days_note}"
         verdict = entry.get("verdict")
         verdict_text = str(verdict) if verdict else "report only"
         verdict_class = verdict_text if verdict_text in VERDICTS else "other"
@@ -899,6 +925,8 @@ def render_html(
         title = GROUP_TITLES.get(key, key.replace("_", " ").capitalize())
         sections.append(f'<h2 id="{_e("group-" + key)}">{_e(title)}</h2>')
         sections.append(_claims_table(entries))
+        if key == "claims":
+            sections.append(f'<p class="meta">{_e(INTERVAL_SCOPE)}</p>')
     context = report.get("context")
     if isinstance(context, list | tuple) and context:
         sections.append("<h2>Context (not checkable from the stream)</h2>")

@@ -15,6 +15,7 @@ from agents.core.stats import (
     cluster_bootstrap_interval,
     cluster_ratio_t_interval,
     cluster_spearman_interval,
+    day_ratio_intervals,
     log_ratio_interval,
     safe_divide,
     spearman_rho,
@@ -37,6 +38,8 @@ PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
 )
 STABLE_DAY_MIN_ORDERS: Final[int] = 30
 AOV_BAR_CNY: Final[float] = 500.0
+# The family error of `live_aov`'s judged days, split evenly over them (Bonferroni).
+DAY_FAMILY_ALPHA: Final[float] = 0.05
 
 
 @dataclass(slots=True)
@@ -254,10 +257,20 @@ def interaction_uplift(facts: _Facts) -> Measurement:
 
 
 def live_aov(facts: _Facts) -> Measurement:
+    """Session GMV / session orders (CNY), overall and per CST day, with the intervals the
+    verdict rests on (claims.md): the overall 95% interval, and for each judged day (>= 30
+    session orders) an interval clustered by session at 1 - 0.05 / k (`day_ratio_intervals`),
+    k the number of judged days (Bonferroni: together the k days' intervals hold their truths
+    with >= 95%).
+    A judged day with orders from one session only has no interval (no spread between rooms
+    to speak from): it can never count as at or above the bar."""
     per_session: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    per_day: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    # day -> session -> [GMV cents, orders]: a session running past midnight is a cluster of
+    # each day it has orders in.
+    per_day: dict[str, dict[str, list[int]]] = defaultdict(dict)
     for sid, _session, order in facts.session_orders():
-        for bucket in (per_session[sid], per_day[cst_day(order.ts)]):
+        day_bucket = per_day[cst_day(order.ts)].setdefault(sid, [0, 0])
+        for bucket in (per_session[sid], day_bucket):
             bucket[0] += order.amount_cents
             bucket[1] += 1
     gmv_cents = sum(b[0] for b in per_session.values())
@@ -266,9 +279,19 @@ def live_aov(facts: _Facts) -> Measurement:
     interval = cluster_ratio_t_interval(list(per_session.values()))
     if interval is not None:
         interval = (interval[0] / 100, interval[1] / 100)
-    day_aov = {day: gmv / n / 100 for day, (gmv, n) in sorted(per_day.items())}
-    judged_days = [day for day, (_gmv, n) in sorted(per_day.items()) if n >= STABLE_DAY_MIN_ORDERS]
-    days_below = [day for day in judged_days if day_aov[day] < AOV_BAR_CNY]
+    day_totals = {
+        day: (sum(b[0] for b in sessions.values()), sum(b[1] for b in sessions.values()))
+        for day, sessions in sorted(per_day.items())
+    }
+    judged_days = [day for day, (_gmv, n) in day_totals.items() if n >= STABLE_DAY_MIN_ORDERS]
+    day_level = 1 - DAY_FAMILY_ALPHA / len(judged_days) if judged_days else None
+    day_intervals: dict[str, list[float] | None] = {}
+    if day_level is not None:
+        found = day_ratio_intervals(
+            [list(per_day[day].values()) for day in judged_days], level=day_level
+        )
+        for day, iv in zip(judged_days, found, strict=True):
+            day_intervals[day] = [iv[0] / 100, iv[1] / 100] if iv is not None else None
     return Measurement(
         observed,
         count,
@@ -276,10 +299,17 @@ def live_aov(facts: _Facts) -> Measurement:
         {
             "session_orders": count,
             "gmv_cny": gmv_cents / 100,
-            "per_day": day_aov,
-            "stable": not days_below,
-            "judged_days": len(judged_days),
-            "days_below": days_below,
+            "per_day": {day: gmv / n / 100 for day, (gmv, n) in day_totals.items()},
+            "per_day_orders": {day: n for day, (_gmv, n) in day_totals.items()},
+            "judged_days": judged_days,
+            "day_level": day_level,
+            "day_intervals": day_intervals,
+            "days_below": [
+                day for day, iv in day_intervals.items() if iv is not None and iv[1] < AOV_BAR_CNY
+            ],
+            "days_at_or_above": [
+                day for day, iv in day_intervals.items() if iv is not None and iv[0] >= AOV_BAR_CNY
+            ],
         },
         clusters=len(per_session),
     )

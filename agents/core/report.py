@@ -6,10 +6,19 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from agents.core.claims import CLAIMS, CLAIMS_BY_ID, CONTEXT, judge
+from agents.core.claims import (
+    CLAIMS,
+    CLAIMS_BY_ID,
+    CONTEXT,
+    INTERVAL_SCOPE,
+    Claim,
+    Verdict,
+    judge,
+    judge_stable,
+)
 from agents.core.distributions import compute_distributions
 from agents.core.ledger import Ledger
-from agents.core.metrics import compute_claims
+from agents.core.metrics import Measurement, compute_claims
 from agents.core.operator import OperatorBoard, render_operator_summary
 
 
@@ -17,6 +26,22 @@ def _finite(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return value
+
+
+def claim_verdict(claim: Claim, m: Measurement) -> Verdict:
+    """A claim's verdict from its measurement: `judge`, or for `live_aov` ("stable", every
+    day) `judge_stable` over the judged days' Bonferroni intervals."""
+    if claim.id == "live_aov":
+        days = m.detail.get("day_intervals") or {}
+        return judge_stable(
+            claim,
+            m.observed,
+            m.n,
+            m.interval,
+            [(iv[0], iv[1]) if iv is not None else None for iv in days.values()],
+            clusters=m.clusters,
+        )
+    return judge(claim, m.observed, m.n, m.interval, clusters=m.clusters)
 
 
 def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str, Any]:
@@ -30,18 +55,7 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
     claims: dict[str, Any] = {}
     for claim in CLAIMS:
         m = measured[claim.id]
-        contradicted_anyway = False
-        if claim.id == "live_aov":
-            # "稳定" (stable): a judged day below the bar contradicts the claim outright.
-            contradicted_anyway = bool(m.detail["days_below"]) and m.n >= claim.min_n
-        verdict = judge(
-            claim,
-            m.observed,
-            m.n,
-            m.interval,
-            contradicted_anyway=contradicted_anyway,
-            clusters=m.clusters,
-        )
+        verdict = claim_verdict(claim, m)
         claims[claim.id] = {
             "observed": _finite(m.observed),
             "claimed": claim.claimed_display(),
@@ -57,6 +71,7 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
         }
     report: dict[str, Any] = {
         "claims": claims,
+        "interval_scope": INTERVAL_SCOPE,
         "events": ledger.counts.as_dict(),
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
@@ -150,6 +165,9 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    scope = report.get("interval_scope")
+    if isinstance(scope, str):
+        lines.extend(["", scope])
     context = report.get("context") or []
     if context:
         lines.extend(["", "context (not checked):"])

@@ -19,8 +19,9 @@ Choices where the definitions leave room (the literal reading each time):
   session's "last event" is the largest ts among all events carrying that `session_id`
   (`order_refunded` carries none).
 - Orders are counted as `order_paid` events, one each, even if two events shared an `order_id`.
-- `live_aov` "stable": every CST day with >= 30 session orders has AOV >= 500 CNY (the claim's
-  comparator is ">= 500"); with no such day it is vacuously true. `per_day` lists every day.
+- `live_aov`: `per_day` (AOV) and `per_day_orders` list every CST day; `judged_days` are the
+  days with >= 30 session orders. Whether the claim holds is a verdict from intervals (the
+  core's job), not a figure: the truth gives the figures the intervals are built around.
 - `group_repurchase_30d`: "first order" is the earliest `order_paid` of the (merchant, user)
   among all orders (with or without a session); another order at exactly t1 does not count.
 - `group_spend_multiple`: a (merchant, month)'s population is built from sessions whose
@@ -36,8 +37,10 @@ Choices where the definitions leave room (the literal reading each time):
   with end < ts <= end + 3 days is in the tail, later ones count nowhere. The 3-day window need
   not lie inside the stream.
 - `reply_latency`: every valid `question` (any session); its first reply is the `reply` with
-  `reply_to` = its `event_id` and the smallest ts (a negative latency is kept as is). p50 and p95
-  in seconds over answered questions; `observed` is the p95; `unanswered_share` over all questions.
+  `reply_to` = its `event_id` and the smallest ts (a negative latency is kept as is). `observed` is
+  the share of all questions answered within 3 s (latency <= 3000 ms; an unanswered question is a
+  miss); p50 and p95 in seconds over answered questions; `unanswered_share` and
+  `share_within_3min` over all questions.
 """
 
 from __future__ import annotations
@@ -69,7 +72,6 @@ CST_OFFSET_MS: Final[int] = 8 * 3_600_000
 AFTER_MINUTES_MS: Final[int] = 5 * MINUTE_MS
 REPURCHASE_WINDOW_MS: Final[int] = 30 * DAY_MS
 TAIL_WINDOW_MS: Final[int] = 3 * DAY_MS
-AOV_BAR_CNY: Final[float] = 500.0
 STABLE_DAY_MIN_ORDERS: Final[int] = 30
 PRICE_TIERS: Final[tuple[str, ...]] = ("<200", "200-500", "500-1000", ">=1000")
 _EPOCH: Final[date] = date(1970, 1, 1)
@@ -389,19 +391,22 @@ def live_aov(stream: Stream) -> dict[str, Any]:
     for order in orders:
         day_amounts.setdefault(cst_date(order.ts), []).append(order.amount_cents)
     per_day: dict[str, float] = {}
-    stable = True
+    per_day_orders: dict[str, int] = {}
+    judged_days: list[str] = []
     for day in sorted(day_amounts):
         amounts = day_amounts[day]
         per_day[day] = sum(amounts) / len(amounts) / 100
-        if len(amounts) >= STABLE_DAY_MIN_ORDERS and per_day[day] < AOV_BAR_CNY:
-            stable = False
+        per_day_orders[day] = len(amounts)
+        if len(amounts) >= STABLE_DAY_MIN_ORDERS:
+            judged_days.append(day)
     observed = None if not orders else total_cents / len(orders) / 100
     return {
         "observed": observed,
         "session_orders": len(orders),
         "gmv_cny": total_cents / 100,
         "per_day": per_day,
-        "stable": stable,
+        "per_day_orders": per_day_orders,
+        "judged_days": judged_days,
     }
 
 
@@ -554,19 +559,25 @@ def reply_latency(stream: Stream) -> dict[str, Any]:
             asked[event.event_id] = event.ts
         elif isinstance(event, Interaction) and event.kind == "reply" and event.reply_to:
             replies.setdefault(event.reply_to, []).append(event.ts)
-    latencies_s = [
-        (min(replies[question_id]) - asked_ts) / 1000
+    latencies_ms = [
+        min(replies[question_id]) - asked_ts
         for question_id, asked_ts in asked.items()
         if question_id in replies
     ]
-    p95 = percentile(latencies_s, 0.95)
+    latencies_s = [latency / 1000 for latency in latencies_ms]
+    within_3s = sum(1 for latency in latencies_ms if latency <= 3000)
+    within_3min = sum(1 for latency in latencies_ms if latency <= 180_000)
     return {
-        "observed": p95,
+        # Unanswered questions stay in the denominator: they were not answered within 3 s.
+        "observed": ratio(within_3s, len(asked)),
         "questions": len(asked),
-        "answered": len(latencies_s),
-        "unanswered_share": ratio(len(asked) - len(latencies_s), len(asked)),
+        "answered": len(latencies_ms),
+        "answered_within_3s": within_3s,
+        "answered_within_3min": within_3min,
+        "unanswered_share": ratio(len(asked) - len(latencies_ms), len(asked)),
+        "share_within_3min": ratio(within_3min, len(asked)),
         "p50_seconds": percentile(latencies_s, 0.5),
-        "p95_seconds": p95,
+        "p95_seconds": percentile(latencies_s, 0.95),
     }
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.analyze import analyze_file
-from streams.claim_parts import CLAIM_PARTS, ClaimPartsCollector, claim_parts
+from streams.claim_parts import CLAIM_PARTS, ClaimPartsCollector, GlobalClaimCollector, claim_parts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -68,3 +68,39 @@ def test_label_values_are_a_fixed_small_set() -> None:
     pairs = [(claim, part) for claim, names in CLAIM_PARTS.items() for part in names]
     assert len(pairs) == len(set(pairs)) <= 20
     assert all("ratio" not in part and not part.startswith("cr_") for _, part in pairs)
+
+
+def _global_samples(
+    report: dict[str, Any] | None,
+) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]]:
+    registry = CollectorRegistry()
+    registry.register(GlobalClaimCollector(lambda: report))
+    text = generate_latest(registry).decode()
+    figures: dict[tuple[str, str], float] = {}
+    verdicts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "livepulse_claim_global":
+                figures[(s.labels["claim"], s.labels["bound"])] = s.value
+            elif s.name == "livepulse_claim_global_verdict":
+                verdicts[(s.labels["claim"], s.labels["verdict"])] = s.value
+    return figures, verdicts
+
+
+def test_global_gauges_are_one_reports_interval_and_verdict() -> None:
+    report = analyze_file(FIXTURES / "xhs.jsonl")
+    figures, verdicts = _global_samples(report)
+    for claim_id, entry in report["claims"].items():
+        # Both ends of each interval come from the same report: one interval per claim.
+        assert figures[(claim_id, "low")] == entry["ci_low"]
+        assert figures[(claim_id, "high")] == entry["ci_high"]
+        assert figures[(claim_id, "observed")] == entry["observed"]
+        on = [v for (c, v), value in verdicts.items() if c == claim_id and value == 1.0]
+        assert on == [entry["verdict"]]
+    # "positive" is not a number: no claimed sample for the association.
+    assert ("price_dwell_association", "claimed") not in figures
+    assert {bound for _c, bound in figures} == {"observed", "low", "high", "claimed"}
+
+
+def test_a_worker_that_is_not_the_source_exports_no_global_gauge() -> None:
+    assert _global_samples(None) == ({}, {})

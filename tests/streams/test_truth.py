@@ -335,21 +335,22 @@ def test_live_aov_per_cst_day_and_stability() -> None:
     assert aov["session_orders"] == 3
     assert aov["gmv_cny"] == 1200
     assert aov["per_day"] == {"2024-07-01": 600, "2024-07-02": 300}
-    # Days with fewer than 30 session orders never break stability.
-    assert aov["stable"] is True
+    assert aov["per_day_orders"] == {"2024-07-01": 1, "2024-07-02": 2}
+    # Days with fewer than 30 session orders are not judged.
+    assert aov["judged_days"] == []
 
 
-def test_live_aov_unstable_when_a_busy_day_is_below_the_bar() -> None:
+def test_live_aov_judges_days_with_30_session_orders() -> None:
     lines = Lines()
     lines.start(0)
-    for k in range(30):
+    for k in range(29):
         lines.pay(10 + k, f"u{k}", 499.99)
-    assert lines.claims()["live_aov"]["stable"] is False
-    lines = Lines()
-    lines.start(0)
-    for k in range(30):
-        lines.pay(10 + k, f"u{k}", 500)  # exactly at the bar: ">= 500" holds
-    assert lines.claims()["live_aov"]["stable"] is True
+    assert lines.claims()["live_aov"]["judged_days"] == []
+    lines.pay(60, "u29", 499.99)
+    lines.pay(30, "x", 999, sid=None)  # not a session order: counts for no day
+    aov = lines.claims()["live_aov"]
+    assert aov["judged_days"] == ["2024-07-01"]
+    assert aov["per_day_orders"] == {"2024-07-01": 30}
 
 
 def test_price_dwell_association_spearman_and_tiers() -> None:

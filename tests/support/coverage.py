@@ -12,31 +12,35 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.core.claims import CLAIMS_BY_ID
-from agents.core.ledger import Ledger
 from agents.core.metrics import Measurement, compute_claims
-from agents.core.timeline import watch_time_ms
 from streams.analyze import analyze_records
 from streams.simulator import generate, get_scenario
+from streams.simulator import truth as reference
+from streams.simulator.truth import Stream
 
 FloatArray = npt.NDArray[np.float64]
 # What a replicate contributes to the truth: totals to add up, or raw pairs to pool.
 Stat = FloatArray
-Extract = Callable[[Ledger, Measurement], Stat]
+# A replicate's share of the truth comes from the independent batch reference
+# (`streams.simulator.truth`, which never imports `agents`): its figures for the claim, and
+# the stream it read (for pairs the figures do not carry). Never from the code under test.
+Extract = Callable[[dict[str, Any], Stream], Stat]
 Pool = Callable[[Sequence[Stat]], float | None]
 
 
 @dataclass(frozen=True, slots=True)
 class TruthRule:
     """How one claim's true value is found: each replicate's share of the union stream
-    (`extract`), and the claim's value on the union of several replicates (`pool`)."""
+    (`extract`, from the reference's figures), and the claim's value on the union of several
+    replicates (`pool`)."""
 
     extract: Extract
     pool: Pool
 
 
 def _totals(*keys: str) -> Extract:
-    def extract(_ledger: Ledger, m: Measurement) -> Stat:
-        return np.array([float(m.detail[key]) for key in keys])
+    def extract(figures: dict[str, Any], _stream: Stream) -> Stat:
+        return np.array([float(figures[key]) for key in keys])
 
     return extract
 
@@ -67,26 +71,20 @@ def _multiple(t: FloatArray) -> float | None:
     return None if member_mean is None or not population_mean else member_mean / population_mean
 
 
-def _aov_totals(_ledger: Ledger, m: Measurement) -> Stat:
-    return np.array([m.detail["gmv_cny"], float(m.detail["session_orders"])])
+def _dwell_totals(figures: dict[str, Any], _stream: Stream) -> Stat:
+    pairs = float(figures["pairs"])
+    return np.array([(figures["observed"] or 0.0) * pairs, pairs])
 
 
-def _dwell_totals(_ledger: Ledger, m: Measurement) -> Stat:
-    pairs = float(m.detail["pairs"])
-    return np.array([(m.observed or 0.0) * pairs, pairs])
-
-
-def _price_watch_pairs(ledger: Ledger, _m: Measurement) -> Stat:
-    """(highest unit price, watch time before paying) of every session order."""
+def _price_watch_pairs(_figures: dict[str, Any], stream: Stream) -> Stat:
+    """(highest unit price, watch time before paying) of every session order, by the
+    reference's own reading of the stream."""
     rows: list[tuple[float, float]] = []
-    for session in ledger.sessions.values():
-        if session.started_ts is None:
-            continue
-        close = session.ended_ts if session.ended_ts is not None else session.last_ts
-        for order in session.orders:
-            presence = session.presence.get(order.user_id, ())
-            watched = watch_time_ms(presence, close, session.ended_ts, until_ts=order.ts)
-            rows.append((float(order.max_unit_price_cents), float(watched)))
+    for order in reference.session_orders(stream):
+        assert order.session_id is not None
+        top = max(item.unit_price_cents for item in order.items)
+        watched = reference.watch_ms(stream, order.session_id, order.user_id, until_ts=order.ts)
+        rows.append((float(top), float(watched)))
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 
@@ -113,30 +111,8 @@ def pooled_spearman(stats: Sequence[Stat]) -> float | None:
     return float(dx @ dy) / denom if denom else None
 
 
-def _tail_totals(_ledger: Ledger, m: Measurement) -> Stat:
-    return np.array([m.detail["tail_gmv_cny"], m.detail["live_gmv_cny"]])
-
-
 def _tail_per_day(t: FloatArray) -> float | None:
     return _div(t[0], 3 * t[1])
-
-
-def _reply_latencies(ledger: Ledger, _m: Measurement) -> Stat:
-    """Seconds from each answered question to its first reply (claims.md's definition)."""
-    return np.array(
-        [
-            (ledger.first_reply_ts[qid] - asked) / 1000
-            for qid, (asked, _sid) in ledger.questions.items()
-            if qid in ledger.first_reply_ts
-        ],
-        dtype=np.float64,
-    )
-
-
-def pooled_p95(stats: Sequence[Stat]) -> float | None:
-    """The 0.95 quantile (numpy's linear rule, as claims.md) of every replicate's values."""
-    values = np.concatenate(stats)
-    return float(np.quantile(values, 0.95)) if values.size else None
 
 
 # claim id -> how its true value is found. Adding a claim with an interval is one entry here.
@@ -147,7 +123,9 @@ TRUTH_RULES: dict[str, TruthRule] = {
         _totals("interacting_buyers", "interacting_pairs", "other_buyers", "other_pairs"),
         _summed(_uplift),
     ),
-    "live_aov": TruthRule(_aov_totals, _summed(lambda t: _div(t[0], t[1]))),
+    "live_aov": TruthRule(
+        _totals("gmv_cny", "session_orders"), _summed(lambda t: _div(t[0], t[1]))
+    ),
     "group_order_share": _share("member_orders", "session_orders"),
     "group_repurchase_30d": _share("repurchased", "eligible"),
     "group_member_dwell": TruthRule(_dwell_totals, _summed(lambda t: _div(t[0], t[1]))),
@@ -158,8 +136,8 @@ TRUTH_RULES: dict[str, TruthRule] = {
     # Extended claims.
     "size_refund_share": _share("size_refunded", "apparel_orders"),
     "bundle_share": _share("bundle_orders", "paid_orders"),
-    "post_live_tail": TruthRule(_tail_totals, _summed(_tail_per_day)),
-    "reply_latency": TruthRule(_reply_latencies, pooled_p95),
+    "post_live_tail": TruthRule(_totals("tail_gmv_cny", "live_gmv_cny"), _summed(_tail_per_day)),
+    "reply_latency": _share("answered_within_3s", "questions"),
     "return_rate": _share("refunded_orders", "paid_orders"),
 }
 
@@ -218,6 +196,14 @@ class ClaimCoverage:
         pool = float(np.median(self.pool_sizes))
         return sd / math.sqrt(pool) / half if half > 0 else float("inf")
 
+    def decisive_misses(self) -> tuple[int, int]:
+        """`misses` among the intervals that could decide a verdict."""
+        below = above = 0
+        for (lo, hi), t, d in zip(self.intervals, self.truths, self.decisive, strict=True):
+            below += d and hi < t
+            above += d and lo > t
+        return below, above
+
     def misses(self) -> tuple[int, int]:
         """Intervals wholly below the truth, and wholly above it."""
         below = sum(hi < t for (_lo, hi), t in zip(self.intervals, self.truths, strict=True))
@@ -258,8 +244,10 @@ def measure_runs(scenario: str, runs: Sequence[Run], scale: float) -> Replicates
         claims = compute_claims(ledger)
         out.report_seconds += time.perf_counter() - started
         out.measured.append(claims)
+        stream = reference.read_stream(lines)
+        figures = reference.compute_claims(stream)
         for claim_id, rule in TRUTH_RULES.items():
-            out.stats[claim_id].append(rule.extract(ledger, claims[claim_id]))
+            out.stats[claim_id].append(rule.extract(figures[claim_id], stream))
     return out
 
 
@@ -327,6 +315,23 @@ def acceptance_band(
     return lower / replicates, upper / replicates
 
 
+def tail_limit(replicates: int, truth_error_ratio: float = 0.0, alpha: float = 0.01) -> int:
+    """The most intervals a right method leaves wholly on one side of the truth, of
+    `replicates`: the upper 1 - alpha/2 quantile of Binomial(R, q), q = half the miss rate
+    `acceptance_band` allows for (the truth's own error included). Verdicts are one-sided (an
+    interval wholly below a band's edge contradicts; its upper end alone decides), so each
+    tail must hold its 2.5%, not only the two together."""
+    z = 1.959963984540054
+    r = truth_error_ratio * z
+    q = (1 - math.erf(z / math.sqrt(1 + r * r) / math.sqrt(2))) / 2
+    total = 0.0
+    for k in range(replicates + 1):
+        total += _binom_pmf(k, replicates, q)
+        if total >= 1 - alpha / 2:
+            return k
+    return replicates
+
+
 def summary_row(r: ClaimCoverage) -> dict[str, Any]:
     """A claim's coverage result as a plain mapping (for the docs and failure messages)."""
     band = acceptance_band(r.judged, truth_error_ratio=r.truth_error_ratio())
@@ -339,6 +344,8 @@ def summary_row(r: ClaimCoverage) -> dict[str, Any]:
         "band": (round(band[0], 3), round(band[1], 3)),
         "truth_err_over_half_width": round(r.truth_error_ratio(), 3),
         "misses_below_above": r.misses(),
+        "decisive_misses_below_above": r.decisive_misses(),
+        "tail_limit": tail_limit(r.judged, r.truth_error_ratio()),
         "decisive": decisive,
         "decisive_coverage": round(decisive_cov, 3),
     }

@@ -119,6 +119,7 @@ def extended_events() -> list[dict[str, Any]]:
 #   tail o4 + o5 = 60 + 70 = 130 CNY (2 orders); 130 / 3 / 650.
 # Latencies (s): q1 2, q2 10, q4 4, q5 -1 -> sorted [-1, 2, 4, 10]; p50 = 3,
 #   p95: h = 3 * 0.95 = 2.85 -> 4 + 0.85 * 6 = 9.1; unanswered q3: 1 of 5.
+#   Within 3 s: q1, q5 = 2 of the 5 questions (q3 unanswered is a miss); within 3 min: 4 of 5.
 # Returns: distinct paid ids refunded: o1, o2, o4, o5, o7 = 5 of 10.
 EXPECTED: dict[str, dict[str, Any]] = {
     "size_refund_share": {"observed": 2 / 8, "size_refunded": 2, "apparel_orders": 8},
@@ -132,10 +133,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "tail_gmv_cny": 130.0,
     },
     "reply_latency": {
-        "observed": 9.1,
+        "observed": 2 / 5,
         "questions": 5,
         "answered": 4,
+        "answered_within_3s": 2,
+        "answered_within_3min": 4,
         "unanswered_share": 1 / 5,
+        "share_within_3min": 4 / 5,
         "p50_seconds": 3.0,
         "p95_seconds": 9.1,
     },

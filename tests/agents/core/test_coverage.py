@@ -30,6 +30,7 @@ from agents.core.stats import (
     safe_divide,
     spearman_interval,
     spearman_rho,
+    two_way_wilson_interval,
     wilson_interval,
 )
 from tests.support.coverage import (
@@ -41,6 +42,7 @@ from tests.support.coverage import (
     coverage_of,
     measure_runs,
     summary_row,
+    tail_limit,
 )
 from tests.support.parametric import (
     BetaBinomialSessions,
@@ -62,11 +64,22 @@ PARAMETRIC_REPLICATES = 400
 FULL_ENV = "LIVEPULSE_COVERAGE_FULL"
 
 # Intervals allowed to cover more often than the band's top (reported in docs/metrics.md; under-
-# coverage fails as for every claim): the p95's order-statistic interval has no upper end with
-# fewer than about 72 answered questions (most CI-size streams), so it always covers there; the
-# size-refund share's design effect, floored at 1 and estimated from ~35 apparel orders, is
-# more often above its true value (about 1) than below.
-CONSERVATIVE_CAP: dict[str, float] = {"reply_latency": 1.0, "size_refund_share": 0.995}
+# coverage fails as for every claim): the size-refund share's design effect, floored at 1 and
+# estimated from ~35 apparel orders, is more often above its true value (about 1) than below.
+CONSERVATIVE_CAP: dict[str, float] = {"size_refund_share": 0.995}
+
+# Full size, found when the truth came from the reference and the tails were checked
+# (docs/metrics.md): not fixed yet, kept visible (strict: a fix makes these fail until removed).
+KNOWN_FULL_SIZE_FAILURES: dict[tuple[str, str], str] = {
+    ("reply_latency", "impulse"): (
+        "impulse answers almost no question within 3 s: the few hits of a stream sit in one or "
+        "two sessions, the design effect estimated from them is too small, and Wilson's lower "
+        "end lies above the truth (coverage 0.88, misses 0 below / 48 above)"
+    ),
+}
+# Claims a scenario never gives enough cases for a verdict at full size: impulse has under 30
+# eligible (member, merchant) first orders per stream for the repurchase rate.
+NEVER_OF_VERDICT_SIZE: frozenset[tuple[str, str]] = frozenset({("group_repurchase_30d", "impulse")})
 
 _cache: dict[tuple[str, float, int, int], Replicates] = {}
 
@@ -97,6 +110,14 @@ def _check(result: ClaimCoverage, runs: int, conservative_cap: float | None = No
     if conservative_cap is not None:
         high = max(high, conservative_cap)
     assert low <= result.coverage <= high, row
+    # Each tail on its own, where a verdict can be given (enough cases and clusters): a
+    # verdict reads one end of the interval (below a band's edge contradicts by the upper end,
+    # supported needs the lower one), so misses piled on one side make one verdict wrong too
+    # often even when the total coverage looks right.
+    decisive, _coverage = result.decisive_coverage()
+    below, above = result.decisive_misses()
+    limit = tail_limit(decisive, result.truth_error_ratio())
+    assert below <= limit and above <= limit, row
 
 
 def test_every_claim_with_an_interval_has_a_truth_rule() -> None:
@@ -116,13 +137,28 @@ def test_interval_coverage_on_simulated_streams(scenario: str, claim_id: str) ->
 )
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("claim_id", sorted(TRUTH_RULES))
-def test_interval_coverage_on_full_size_streams(scenario: str, claim_id: str) -> None:
+def test_interval_coverage_on_full_size_streams(
+    scenario: str, claim_id: str, request: pytest.FixtureRequest
+) -> None:
+    known = KNOWN_FULL_SIZE_FAILURES.get((claim_id, scenario))
+    if known is not None:
+        request.applymarker(pytest.mark.xfail(reason=known, strict=True))
     reps = _replicates(scenario, SLOW_SCALE, SLOW_WORLDS, RUNS_PER_WORLD)
     # Some intervals are conservative on full-size streams (0.98 of 400: two-way Wilson for
     # `group_order_share` on xhs now, bootstrap-t for `live_aov` on the earlier simulator): wider
     # than needed, the price of holding 95% on small streams. Under-coverage fails as in CI.
     cap = max(0.99, CONSERVATIVE_CAP.get(claim_id, 0.0))
-    _check(coverage_of(claim_id, reps), SLOW_WORLDS * RUNS_PER_WORLD, conservative_cap=cap)
+    result = coverage_of(claim_id, reps)
+    _check(result, SLOW_WORLDS * RUNS_PER_WORLD, conservative_cap=cap)
+    # At full size the intervals are the ones verdicts are given on (enough cases and
+    # clusters), `group_repurchase_30d`'s included; and those hold their coverage too.
+    decisive, decisive_coverage = result.decisive_coverage()
+    if (claim_id, scenario) in NEVER_OF_VERDICT_SIZE:
+        assert decisive == 0, summary_row(result)
+        return
+    assert decisive >= 0.5 * result.judged, summary_row(result)
+    low, _high = acceptance_band(decisive, truth_error_ratio=result.truth_error_ratio())
+    assert decisive_coverage >= low, summary_row(result)
 
 
 def test_acceptance_band_is_the_central_binomial_range() -> None:
@@ -143,22 +179,42 @@ def _band() -> tuple[float, float]:
 
 def test_orders_clustered_in_sessions_need_the_design_effect() -> None:
     # 60 sessions of 1 + Poisson(5) orders, each session with its own share ~ Beta(7.5, 2.5):
-    # mean 0.75, intra-session correlation 1/11, design effect about 1.45.
+    # mean 0.75, intra-session correlation 1/11, design effect about 1.45. The clustered
+    # interval is the one production gives shares of orders (`two_way_wilson_interval`: by
+    # session, and by buyer, here one order each) and shares of questions
+    # (`cluster_wilson_interval`).
     model = BetaBinomialSessions(sessions=60, extra_orders=5, a=7.5, b=2.5)
     rng = np.random.default_rng(1)
-    plain: list[bool] = []
-    clustered: list[bool] = []
+    methods = ("wilson", "two_way_wilson", "cluster_wilson")
+    misses: dict[str, list[int]] = {name: [0, 0] for name in methods}
+    hits_by: dict[str, list[bool]] = {name: [] for name in methods}
     for _ in range(PARAMETRIC_REPLICATES):
         hits, trials = model.draw(rng)
-        w = wilson_interval(int(hits.sum()), int(trials.sum()))
-        c = cluster_wilson_interval(hits.tolist(), trials.tolist())
-        assert w is not None and c is not None
-        plain.append(w[0] <= model.truth <= w[1])
-        clustered.append(c[0] <= model.truth <= c[1])
+        cases: list[bool] = []
+        sessions: list[int] = []
+        for g, (h, t) in enumerate(zip(hits.tolist(), trials.tolist(), strict=True)):
+            cases += [True] * int(h) + [False] * int(t - h)
+            sessions += [g] * int(t)
+        got = {
+            "wilson": wilson_interval(int(hits.sum()), int(trials.sum())),
+            "two_way_wilson": two_way_wilson_interval(cases, sessions, list(range(len(cases)))),
+            "cluster_wilson": cluster_wilson_interval(hits.tolist(), trials.tolist()),
+        }
+        for name, interval in got.items():
+            assert interval is not None
+            hits_by[name].append(interval[0] <= model.truth <= interval[1])
+            misses[name][0] += interval[1] < model.truth
+            misses[name][1] += interval[0] > model.truth
     low, high = _band()
-    print({"wilson": _coverage(plain), "cluster_wilson": _coverage(clustered), "band": _band()})
-    assert _coverage(plain) < low  # counting orders as independent under-covers
-    assert low <= _coverage(clustered) <= high
+    limit = tail_limit(PARAMETRIC_REPLICATES)
+    print({name: (_coverage(h), misses[name]) for name, h in hits_by.items()} | {"band": _band()})
+    assert _coverage(hits_by["wilson"]) < low  # counting orders as independent under-covers
+    for name in ("two_way_wilson", "cluster_wilson"):
+        assert low <= _coverage(hits_by[name]) <= high, name
+        assert max(misses[name]) <= limit, (name, misses[name])
+    # One session shows no spread between sessions: no interval, never plain Wilson.
+    assert two_way_wilson_interval([True, False, True], ["s", "s", "s"], ["a", "b", "c"]) is None
+    assert cluster_wilson_interval([2], [3]) is None
 
 
 def test_studentized_bootstrap_covers_a_mean_with_session_effects() -> None:

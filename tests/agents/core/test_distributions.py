@@ -112,7 +112,9 @@ def test_orders_by_minute_bins_overflow_and_share_after_minute_5() -> None:
     assert got["session_orders"] == 7
     assert got["after_5min"] == 2
     assert got["share_after_5min"] == pytest.approx(2 / 7)
-    assert (got["ci_low"], got["ci_high"]) == pytest.approx(wilson(2, 7))
+    # One session shows nothing of the spread between sessions: no interval, rather than
+    # plain Wilson (0.08 to 0.64) passing for the clustered one.
+    assert (got["ci_low"], got["ci_high"]) == (None, None)
     # The default cap keeps the 10-minute order in its own bin.
     assert orders_by_minute(ledger_of(events))["counts"][10] == 1
 
@@ -146,7 +148,24 @@ def test_conversion_of_interacting_and_other_pairs() -> None:
         "rate": 0.25,
     }
     assert got["multiple"] == pytest.approx(2.0)
+    # Clustered by session (1 of 3 pairs in s1, 0 of 1 in s2): the design effect is floored at
+    # 1 here, so Wilson on the 4 pairs; the interacting pairs are all in s1: no interval.
     assert (got["other"]["ci_low"], got["other"]["ci_high"]) == pytest.approx(wilson(1, 4))
+    assert got["interacting"]["ci_low"] is None
+
+
+def test_plotted_share_after_minute_5_has_the_claims_clustered_interval() -> None:
+    from streams.analyze import analyze_file
+
+    root = Path(__file__).resolve().parents[3] / "fixtures"
+    report = analyze_file(root / "xhs.jsonl")
+    plotted = report["distributions"]["orders_by_minute"]
+    claim = report["claims"]["orders_after_minute_5"]
+    assert plotted["ci_low"] == pytest.approx(claim["ci_low"], rel=1e-9)
+    assert plotted["ci_high"] == pytest.approx(claim["ci_high"], rel=1e-9)
+    # Wider than plain Wilson on orders counted as independent (sessions cluster them).
+    plain = wilson(claim["detail"]["after_5min"], claim["detail"]["session_orders"])
+    assert plotted["ci_high"] - plotted["ci_low"] > plain[1] - plain[0]
 
 
 def test_watch_time_of_members_and_others() -> None:

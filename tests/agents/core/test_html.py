@@ -282,3 +282,26 @@ def test_nice_ticks_cover_the_range_in_round_steps(low: float, high: float) -> N
     step = steps.pop()
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert round(mantissa, 6) in (1, 2, 2.5, 5)
+
+
+def test_plotted_intervals_are_the_claims_or_say_what_they_are() -> None:
+    from pathlib import Path
+
+    from agents.core.claims import INTERVAL_SCOPE
+    from streams.analyze import analyze_file
+
+    fixture = Path(__file__).resolve().parents[3] / "fixtures" / "xhs.jsonl"
+    report = analyze_file(fixture)
+    text = " ".join(Page(render(report)).text)
+    claim = report["claims"]["orders_after_minute_5"]
+    # The headline shows the claim's (clustered) interval, the one in the claims table.
+    shown = f"95% CI {claim['ci_low']:.1%}–{claim['ci_high']:.1%}, clustered"
+    assert shown in text
+    # The conversion whiskers say they are not the claim's interval.
+    assert "not the claim's interval" in text and "clustered by session" in text
+    # live_aov's verdict also reads its judged days' intervals: the table says how they came out.
+    days = report["claims"]["live_aov"]["detail"]["judged_days"]
+    assert f"{len(days)} judged days, each at 98.75%: 0 wholly at or above the bar" in text
+    # What the intervals speak for, under the claims table.
+    assert INTERVAL_SCOPE in text
+    assert report["interval_scope"] == INTERVAL_SCOPE

@@ -13,10 +13,12 @@ from agents.core.stats import (
     cluster_bootstrap_interval,
     cluster_ratio_t_interval,
     cluster_wilson_interval,
+    day_ratio_intervals,
     design_effect,
     jackknife_acceleration,
     log_ratio_interval,
     percentile,
+    rate_score_interval,
     ratio_standard_error,
     safe_divide,
     satterthwaite_df,
@@ -226,3 +228,31 @@ def test_studentized_interval_scales_with_a_larger_standard_error() -> None:
     assert mean - wider[0] == pytest.approx(2 * (mean - base[0]))
     assert wider[1] - mean == pytest.approx(2 * (base[1] - mean))
     assert cluster_ratio_t_interval(rows, se_floor=1e-9) == base  # never narrower
+
+
+def test_one_cluster_gives_no_clustered_interval() -> None:
+    # One session shows no spread between sessions: no interval, never Wilson in disguise.
+    assert two_way_wilson_interval([True, False, False], ["s"] * 3, ["a", "b", "c"]) is None
+    assert cluster_wilson_interval([1], [3]) is None
+    assert rate_score_interval([(10.0, 100.0)], [5.0, 5.0]) is None
+    assert cluster_ratio_t_interval([(300.0, 2.0)]) is None
+    # Two sessions do give one; one buyer (the second clustering) falls back to one-way.
+    assert two_way_wilson_interval([True, False, False, True], list("sstt"), list("aaaa"))
+
+
+def test_day_ratio_intervals_by_hand() -> None:
+    # Day A: two sessions of 100 CNY each (no spread of its own); day B: 50 and 150.
+    # Pooled relative spread v = (0 + 0.5^2 + 0.5^2) / 4 = 0.125. A's relative se is the
+    # pooled one, sqrt(2 * 0.125 * 2) / 2; B's own, 50 / 100 = 0.5, is the larger.
+    a, b, single = day_ratio_intervals(
+        [[(100.0, 1.0), (100.0, 1.0)], [(50.0, 1.0), (150.0, 1.0)], [(80.0, 2.0)]], level=0.95
+    )
+    t = student_t_quantile(0.975, 1)
+    assert a == pytest.approx(
+        (100 * math.exp(-t * math.sqrt(0.5) / 2), 100 * math.exp(t * math.sqrt(0.5) / 2))
+    )
+    assert b == pytest.approx((100 * math.exp(-t * 0.5), 100 * math.exp(t * 0.5)))
+    assert single is None  # one session: no interval
+    # A Bonferroni level widens it: t on 1 df at 1 - 0.05/(2 * 4).
+    wide = day_ratio_intervals([[(50.0, 1.0), (150.0, 1.0)]], level=1 - 0.05 / 4)[0]
+    assert wide is not None and b is not None and wide[0] < b[0] and wide[1] > b[1]
