@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    #: The simulated stream file (with its `.truth.json` beside it) that the contract topics were
+    #: filled from, when they were: the worker's `/report` then says its verdicts describe the
+    #: simulated rooms (the demo and the compose stack set it; real producers leave it unset).
+    simulated_source: Path | None = None
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:

@@ -375,11 +375,21 @@ def ready(worker_app: Any) -> bool:
     return assigned and not worker_app.rebalancing
 
 
+def _mark_simulated(report: dict[str, Any]) -> dict[str, Any]:
+    """The report, with the simulated-data note when the topics were filled from a simulated
+    stream (`LIVEPULSE_SIMULATED_SOURCE`): its verdicts describe the simulated rooms."""
+    if settings.simulated_source is not None:
+        from streams.provenance import mark_if_simulated
+
+        mark_if_simulated(report, settings.simulated_source)
+    return report
+
+
 def _report_of_held_partitions(ledger: Ledger, board: OperatorBoard | None) -> dict[str, Any]:
     report = build_report(ledger, board)
     # This worker's share: with several workers, `livepulse report --changelog` merges them all.
     report["state"] = {"source": "worker", "partitions": sorted(live.partitions)}
-    return report
+    return _mark_simulated(report)
 
 
 reports = ReportCache(live.view, lambda: live.version, _report_of_held_partitions)
@@ -406,7 +416,7 @@ class GlobalReports:
             if self.report is None or time.monotonic() - self.built_at > limit:
                 from streams.global_report import global_report
 
-                self.report = await global_report(settings, build_in_thread=True)
+                self.report = _mark_simulated(await global_report(settings, build_in_thread=True))
                 self.built_at = time.monotonic()
             return self.report
 

@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         app_id=f"livepulse-demo-{run_id}",
         topic_prefix=f"demo-{run_id}.",
         web_port=args.web_port,
+        # The fixture is simulated: the worker's own /report says so next to its verdicts.
+        simulated_source=args.fixture.resolve(),
     )
     worker = WorkerProcess(settings, args.logs / f"worker-{run_id}.log")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

@@ -98,6 +98,8 @@ def cli_worker(
         LIVEPULSE_WEB_PORT=str(env_port),
         LIVEPULSE_DATA_DIR=str(root / "env-data-not-used"),
         LIVEPULSE_BOOTSTRAP="127.0.0.1:1",
+        # As the demo and the compose stack say it: the topics are filled from this fixture.
+        LIVEPULSE_SIMULATED_SOURCE=str(FIXTURES / "xhs.jsonl"),
     )
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603 (our own console script)

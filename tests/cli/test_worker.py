@@ -49,6 +49,21 @@ def test_what_it_reports_is_the_truth(cli_worker: CliWorker) -> None:
     assert problems == []
 
 
+def test_its_report_says_the_verdicts_are_of_simulated_rooms(cli_worker: CliWorker) -> None:
+    """LIVEPULSE_SIMULATED_SOURCE: the worker's own /report (its share and the merged one) and
+    `report --from` carry the note that the verdicts describe the fixture's simulated rooms."""
+    truth_file = FIXTURES / "xhs.truth.json"
+    scenario = json.loads(truth_file.read_text(encoding="utf-8"))["scenario"]
+    for scope in ("", "?scope=global"):
+        report = fetch_json(f"{cli_worker.base_url}/report{scope}", timeout_s=60)
+        assert report.get("simulated", {}).get("scenario") == scenario, scope
+        assert report["simulated"]["truth_file"] == str(truth_file)
+    table = livepulse("report", "--from", f"{cli_worker.base_url}/report")
+    assert table.returncode == 0, table.stderr
+    # The note comes first, before the claims table.
+    assert table.stdout.startswith("SIMULATED DATA (scenario "), table.stdout[:300]
+
+
 def test_replay_said_what_it_sent(cli_worker: CliWorker) -> None:
     truth = json.loads((FIXTURES / "xhs.truth.json").read_text(encoding="utf-8"))
     # Not a terminal: no progress bar, only the summary line.
