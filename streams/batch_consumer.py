@@ -12,8 +12,8 @@ restore a partition's state when it is assigned and the consumer seeks its sourc
 positions that state covers; a revoked partition is snapshotted first; offsets are committed
 after each snapshot. faust's ack bookkeeping is left empty, so faust itself commits nothing.
 
-Chosen with `Settings.batch_ingest` (on by default; the app's `broker_consumer` URL scheme `lpbatch://`).
-Both this consumer and the agent path's (`lpkafka://`) read with `ISOLATION_LEVEL`
+The worker's consumer (the app's `broker_consumer` URL scheme `lpbatch://`). Both it and the
+benchmark's naive faust contender (`lpkafka://`, bench/naive.py) read with `ISOLATION_LEVEL`
 (read_committed): records of aborted transactions and transaction markers are never handed on.
 """
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: The URL scheme of the batch transport (registered in faust's transport registry below).
 SCHEME: Final[str] = "lpbatch"
-#: The agent path's transport: faust's own consumer, reading committed records only.
+#: faust's own per-message consumer, reading committed records only (bench/naive.py).
 COMMITTED_SCHEME: Final[str] = "lpkafka"
 
 
