@@ -114,7 +114,10 @@ async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[st
         for topic in topics:
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
-                await consumer._client.force_metadata_update()
+                # The door to aiokafka's private API imports faust: only on this rare path.
+                from streams.batch_consumer import force_metadata_update
+
+                await force_metadata_update(consumer)
                 partitions = consumer.partitions_for_topic(topic)
             if partitions:
                 counts[topic] = len(partitions)
