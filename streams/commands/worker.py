@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from streams.commands import options
 from streams.commands.options import one_line
@@ -133,6 +134,15 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> None:
             await asyncio.sleep(2.0)
 
 
+#: Settings of the agent ingest path, removed in issue 16: a worker that finds one says it
+#: ignores it (pydantic-settings would skip an unknown variable without a word).
+REMOVED_SETTINGS: Final[tuple[str, ...]] = (
+    "LIVEPULSE_BATCH_INGEST",
+    "LIVEPULSE_BATCH_SIZE",
+    "LIVEPULSE_BATCH_WITHIN_S",
+)
+
+
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -142,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import TopicLayoutError
     from streams.worker_process import port_is_free
 
+    for name in REMOVED_SETTINGS:
+        if name in os.environ:
+            print(
+                f"livepulse worker: {name} is no longer used (each fetch is ingested as one "
+                "batch, the only ingest path); ignoring it",
+                file=sys.stderr,
+            )
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
