@@ -1,8 +1,9 @@
-"""Faust agents over the contract topics: decode, dead-letter, feed the ledger, count.
+"""The worker's ingest: each fetched batch of the contract topics decoded, dead-lettered, fed to
+the ledger and counted.
 
-Each contract topic has one agent reading raw bytes in batches. A record that is not a contract
-event goes to the dead-letter topic with its reason; an event goes to the process's `Ledger`,
-and, if the ledger accepted it (not a redelivery), to its `OperatorBoard`.
+The batch consumer (`streams.batch_consumer`) hands every fetch to `ingest_batch`. A record that
+is not a contract event goes to the dead-letter topic with its reason; an event goes to its
+partition's `Ledger`, and, if the ledger accepted it (not a redelivery), to its `OperatorBoard`.
 Nothing here computes a figure: `/report` and `/metrics` (streams.web) build them from the
 ledger when asked.
 """
@@ -240,10 +241,10 @@ class PartitionState:
 class LiveState:
     """What one worker process knows: a state per partition, consumed positions and counters.
 
-    With `assigned_only` (batch ingestion: the worker's partitions come and go with
+    With `assigned_only` (the worker: its partitions come and go with
     rebalances), a record of a partition that was not installed (`install`) is skipped, and so
     is one before its partition's position (already in the state, a redelivery after a seek).
-    Without it (faust's agent path, tests), a partition's state is created by its first record.
+    Without it (the offline analyzer, tests), a partition's state is created by its first record.
     """
 
     grace_ms: int = DEFAULT_GRACE_MS
@@ -487,7 +488,7 @@ settings = get_settings()
 live = LiveState(
     grace_ms=settings.window_grace_ms,
     gpm_denominator=settings.gpm_denominator,
-    assigned_only=settings.batch_ingest,
+    assigned_only=True,
 )
 
 
@@ -579,39 +580,21 @@ async def publish_to_deadletter_topic(letters: Sequence[DeadLetter]) -> None:
     log.error("gave up on %d dead letters the broker refuses", len(pending))
 
 
-#: Replaceable in tests (agent.test_context() has no broker to publish to).
+#: Replaceable in tests (which have no broker to publish to).
 publish_dead_letters: DeadLetterPublisher = publish_to_deadletter_topic
 
 
-def _source_record(event: Any) -> SourceRecord:
-    message = event.message
-    return SourceRecord(
-        message.topic,
-        message.partition,
-        message.offset,
-        message.key,
-        message.value,
-        None if message.timestamp is None else int(message.timestamp * 1000),  # s -> ms
-        tuple(message.headers or ()),
-    )
+#: The contract topics the worker's consumer subscribes; the batch consumer hands their fetches
+#: to `ingest_batch`.
+source_topics: dict[str, Any] = {name: raw_topic(app, name) for name in settings.source_topics}
 
 
-def _contract_agent(topic_name: str) -> Any:
-    async def consume(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
-            letters = live.apply_batch([_source_record(event) for event in batch])
-            live.lag.observe(time.time(), [event.message.timestamp for event in batch])
-            if letters:
-                await publish_dead_letters(letters)
-            live.maybe_log_summary()
-
-    consume.__name__ = consume.__qualname__ = f"consume_{topic_name.replace('.', '_')}"
-    return app.agent(raw_topic(app, topic_name), name=f"livepulse.{topic_name}")(consume)
-
-
-#: One agent per contract topic, so each one's records carry their own topic name. With batch
-#: ingestion on they still subscribe the topics, but the batch consumer feeds `ingest_batch`.
-agents: dict[str, Any] = {name: _contract_agent(name) for name in settings.source_topics}
+def subscribe_source_topics() -> None:
+    """Have the app's consumer subscribe the contract topics when it starts (faust's conductor
+    subscribes what is in `app.topics`). Call once the worker's event loop is set: the
+    conductor binds the loop it is built on."""
+    for topic in source_topics.values():
+        app.topics.add(topic)
 
 
 #: Most batches whose dead letters may be in flight at once; the next batch waits beyond.
@@ -659,5 +642,4 @@ async def ingest_batch(batch: Sequence[RawRecord], received_at: float) -> None:
     live.maybe_log_summary()
 
 
-if settings.batch_ingest:
-    set_batch_handler(ingest_batch)
+set_batch_handler(ingest_batch)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proc import broker_pid, cpu_seconds
-from bench.run import _delete_app_topics, summary
+from bench.shared import delete_app_topics, summary
 from streams.global_report import global_report
 from streams.settings import Settings
 from streams.topics import end_offsets
@@ -169,7 +169,7 @@ def run_fleet(
         result["global_events"] = report["events"]
         result["global_uncovered"] = report["state"]["uncovered_records"]
     finally:
-        _delete_app_topics(settings, app_id)
+        delete_app_topics(settings, app_id)
         shutil.rmtree(root, ignore_errors=True)
     return result
 

@@ -11,7 +11,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -26,6 +25,7 @@ from typing import Any
 from bench import core
 from bench.data import dataset, preload
 from bench.proc import Affinities, broker_pid, cpu_seconds, machine, pin, unpin
+from bench.shared import delete_app_topics, summary
 from streams.drain import fetch
 from streams.replayer import replay
 from streams.settings import Settings
@@ -228,19 +228,8 @@ def run_naive(settings: Settings, expect: int, log: Path) -> Run:
             result = _watch(process, sampler, done, 3600)
         finally:
             terminate(process, 20)
-    _delete_app_topics(settings, app_id)
+    delete_app_topics(settings, app_id)
     return _as_run(result, sampler)
-
-
-def _delete_app_topics(settings: Settings, app_id: str) -> None:
-    """faust creates `<app id>-__assignor-__leader`; remove it (never the shared topics)."""
-    own = settings.model_copy(
-        update={"app_id": app_id, "contract_topics": (), "deadletter_topic": "-none-"}
-    )
-    try:
-        asyncio.run(delete_run_topics(own))
-    except Exception as exc:  # noqa: BLE001 (clean-up only)
-        print(f"bench: could not delete {app_id}'s topics: {exc}", file=sys.stderr)
 
 
 def start_worker(
@@ -303,7 +292,7 @@ def run_worker(settings: Settings, expect: int, log: Path, pythonpath: Path | No
             result["snapshots"] = {"drain": during, "settled": settled_snapshot_stats(worker)}
     finally:
         worker.stop()
-    _delete_app_topics(settings, own.app_id)
+    delete_app_topics(settings, own.app_id)
     shutil.rmtree(own.data_dir, ignore_errors=True)
     return _as_run(result, sampler)
 
@@ -328,16 +317,6 @@ def baseline_tree(ref: str) -> Path:
 async def _end_offsets(settings: Settings) -> int:
     async with EndOffsets(settings) as read:
         return sum((await read(list(settings.source_topics))).values())
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    """Median and spread (min, max) of repeated measurements."""
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
 
 
 def measure_throughput(

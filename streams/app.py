@@ -1,6 +1,6 @@
 """The faust application: built from `Settings` by `create_app`, one per worker process.
 
-Agents (`agents.live`) and web views (`streams.web`) attach themselves to the process's app at
+The ingest (`agents.live`) and web views (`streams.web`) attach themselves to the process's app at
 import time, the way faust's large-project layout expects; `configure(settings)` chooses the
 settings before the first import, and autodiscovery (`autodiscover=["agents", "streams.web"]`)
 does the imports when the worker starts.
@@ -12,7 +12,6 @@ from typing import Any, Final
 
 import faust
 
-import streams.codecs  # noqa: F401  (registers the livepulse_event codec)
 from streams.settings import Settings
 
 #: Where the worker finds agents and views; imported by `app.discover()`.
@@ -25,13 +24,12 @@ def faust_broker_url(settings: Settings) -> str:
 
 
 def _consumer_url(settings: Settings) -> str:
-    """The consumer's transport: the batch drain, or faust's own consumer, both reading
-    committed records only (`streams.batch_consumer`)."""
-    # Importing the module registers both transports with faust.
-    from streams.batch_consumer import COMMITTED_SCHEME, SCHEME
+    """The consumer's transport: the batch drain, reading committed records only
+    (`streams.batch_consumer`)."""
+    # Importing the module registers the transport with faust.
+    from streams.batch_consumer import SCHEME
 
-    scheme = SCHEME if settings.batch_ingest else COMMITTED_SCHEME
-    return f"{scheme}://" + ";".join(settings.bootstrap_servers)
+    return f"{SCHEME}://" + ";".join(settings.bootstrap_servers)
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -67,20 +65,17 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,
-        # At least once: faust acks an event after its batch was processed (take_events) and
-        # commits acked offsets only.
+        # At least once: the batch consumer commits a partition's offsets after a snapshot
+        # covering them (streams.keeper); faust itself acks and commits nothing.
         processing_guarantee="at_least_once",
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=max(4096, 4 * settings.batch_size),
         broker_commit_every=10_000,
         broker_commit_interval=2.0,
-        broker_max_poll_records=settings.batch_max_records if settings.batch_ingest else 2000,
+        broker_max_poll_records=settings.batch_max_records,
         # faust's default 1 MiB a partition left the batch consumer waiting on fetches half the
         # time (0.5 core, ~50k records/s); 8 MiB kept it busy (~98k/s at 1 core, bench/NOTES.md).
-        consumer_max_fetch_size=(
-            settings.batch_fetch_bytes if settings.batch_ingest else 1024 * 1024
-        ),
+        consumer_max_fetch_size=settings.batch_fetch_bytes,
         # The producer publishes dead letters only, awaited before the batch is acked: a
         # linger would be paid by every batch that has one (bench/NOTES.md).
         producer_linger_ms=0,

@@ -1,5 +1,6 @@
 """Batch ingestion: a faust consumer that hands each fetched batch to one handler (issue 6),
-and moves partition state on rebalances (issue 5).
+and moves partition state on rebalances (issue 5). The one door to faust's and aiokafka's
+private API (issue 16): no other module of schemas/, agents/, streams/ touches it.
 
 faust's own drain loop passes every message through `wait_first(callback(message), ...)`, the
 conductor's per-topic queues and the stream iterator: two tasks, a queue hop and a future per
@@ -12,9 +13,35 @@ restore a partition's state when it is assigned and the consumer seeks its sourc
 positions that state covers; a revoked partition is snapshotted first; offsets are committed
 after each snapshot. faust's ack bookkeeping is left empty, so faust itself commits nothing.
 
-Chosen with `Settings.batch_ingest` (on by default; the app's `broker_consumer` URL scheme `lpbatch://`).
-Both this consumer and the agent path's (`lpkafka://`) read with `ISOLATION_LEVEL`
+The worker's consumer (the app's `broker_consumer` URL scheme `lpbatch://`). Both it and the
+benchmark's naive faust contender (`lpkafka://`, bench/naive.py) read with `ISOLATION_LEVEL`
 (read_committed): records of aborted transactions and transaction markers are never handed on.
+
+Private API relied on, checked against `CHECKED_VERSIONS` and pinned by
+tests/streams/test_faust_door.py (an upgrade of either library fails that test first):
+
+faust-streaming (`faust.transport.consumer.Consumer`, `faust.transport.drivers.aiokafka`):
+- `Consumer._drain_messages(fetcher)`: overridden, the per-message loop replaced by batches.
+- `Consumer._wait_next_records(timeout) -> (records, active_partitions)`: one `getmany` result.
+- `Consumer._read_offset` (TP -> last offset handed on): skips what a seek back refetched.
+- `Consumer._buffered_partitions`: partitions faust still holds records of (paused or not).
+- `Consumer._stopped` and the fetcher's `_stopped` (mode `Service` events): end of the loop.
+- `Consumer._commit(offsets)`: commits the snapshot-covered positions (faust's own acks unused).
+- `Consumer._thread._consumer`: the aiokafka consumer, for its subscription state.
+- `Consumer._new_consumer_thread()` and `AIOKafkaConsumerThread._create_worker_consumer(transport)`:
+  overridden to build the aiokafka consumer with other options; faust's sets the thread's
+  `_assignor` to round robin for an app without tables, ours to `app.assignor` to match.
+- `Consumer.perform_seek()` / `on_partitions_revoked(revoked)`: overridden (restore / snapshot).
+- `faust.transport.drivers.TRANSPORTS.aliases`: registers the two URL schemes.
+
+aiokafka (`AIOKafkaConsumer`), attributes read by `start()` when it builds its fetcher and group
+coordinator, set on the consumer faust builds before it starts:
+- `_isolation_level` (read_committed), `_fetch_min_bytes`, `_fetch_max_wait_ms` (latency),
+  `_partition_assignment_strategy` (faust's co-partitioning assignor instead of round robin).
+- `_subscription.subscription.assignment` (`.tps`, `.state_value(tp)` with
+  `.has_valid_position`, `.position`): where the consumer will read next (`_skip_gaps`).
+- `_client.force_metadata_update()`: refreshes a topic's partitions (`force_metadata_update`
+  below, for `streams.topics.partition_counts`).
 """
 
 from __future__ import annotations
@@ -35,9 +62,13 @@ from streams.settings import ISOLATION_LEVEL
 
 log = logging.getLogger(__name__)
 
+#: The versions whose private API (module docstring) this module was read and tested against;
+#: pyproject.toml pins exactly these, and tests/streams/test_faust_door.py fails on any other.
+CHECKED_VERSIONS: Final[dict[str, str]] = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
 #: The URL scheme of the batch transport (registered in faust's transport registry below).
 SCHEME: Final[str] = "lpbatch"
-#: The agent path's transport: faust's own consumer, reading committed records only.
+#: faust's own per-message consumer, reading committed records only (bench/naive.py).
 COMMITTED_SCHEME: Final[str] = "lpkafka"
 
 
@@ -315,3 +346,8 @@ class BatchTransport(AIOKafkaTransport):
 
 TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:BatchTransport")
 TRANSPORTS.aliases.setdefault(COMMITTED_SCHEME, f"{__name__}:CommittedTransport")
+
+
+async def force_metadata_update(consumer: Any) -> None:
+    """Refresh a started aiokafka consumer's cluster metadata (a topic just created)."""
+    await consumer._client.force_metadata_update()

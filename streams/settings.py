@@ -50,15 +50,9 @@ class Settings(BaseSettings):
     contract_topics: tuple[str, ...] = CONTRACT_TOPICS
     deadletter_topic: str = DEADLETTER_TOPIC
 
-    # The agents take records in batches of at most `batch_size`, waiting at most
-    # `batch_within_s` for a batch to fill (every record of a batch waits that long at low
-    # rates: 0.1 s gave a p50 end-to-end latency of ~100 ms in bench/, 0.01 s keeps it small).
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-    batch_within_s: float = Field(default=0.01, gt=0, le=60)
     # Batch ingestion (streams.batch_consumer): each fetch of up to `batch_max_records`
     # records goes to the ledger in one call, below faust's per-message stream path (about
-    # 75 us a record here, bench/NOTES.md); offsets are acked after the batch is applied.
-    batch_ingest: bool = True
+    # 75 us a record here, bench/NOTES.md).
     batch_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
     # The most a fetch brings per partition with batch ingestion (buffer memory is up to this
     # times the assigned partitions).

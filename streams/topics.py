@@ -114,7 +114,10 @@ async def partition_counts(settings: Settings, topics: Iterable[str]) -> dict[st
         for topic in topics:
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
-                await consumer._client.force_metadata_update()
+                # The door to aiokafka's private API imports faust: only on this rare path.
+                from streams.batch_consumer import force_metadata_update
+
+                await force_metadata_update(consumer)
                 partitions = consumer.partitions_for_topic(topic)
             if partitions:
                 counts[topic] = len(partitions)
@@ -282,49 +285,3 @@ def raw_topic(app: Any, name: str) -> Any:
         value_serializer="raw",
         allow_empty=True,
     )
-
-
-class GroupInUse(RuntimeError):
-    """Another worker of the same app id (consumer group) is running."""
-
-
-async def rewind_group(settings: Settings) -> int:
-    """Point the worker's consumer group back at the start of every contract topic.
-
-    The ledger lives in memory, so a worker that resumed from its group's committed offsets
-    would start with no facts about the events before them and report figures over part of the
-    stream. Rewinding makes a restarted worker rebuild its state from the topics (redeliveries
-    are harmless: the ledger dedupes by event id). Returns how many partitions were rewound.
-    Raises `GroupInUse` when the group has live members: several workers of one app id need
-    state in changelog-backed tables, which this worker does not have yet.
-    """
-    admin = await _admin(settings)
-    try:
-        described = await admin.describe_consumer_groups([settings.app_id])
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
-    members = sum(
-        len(group[5]) for response in described for group in response.groups if group[0] == 0
-    )
-    if members:
-        raise GroupInUse(
-            f"consumer group {settings.app_id!r} has {members} live member(s); run one worker "
-            "per app id (its state is in memory), or give this one another --app-id"
-        )
-    sources = set(settings.source_topics)
-    stale = [tp for tp, meta in committed.items() if tp.topic in sources and meta.offset > 0]
-    if not stale:
-        return 0
-    consumer = AIOKafkaConsumer(
-        group_id=settings.app_id, enable_auto_commit=False, **settings.kafka_client_kwargs()
-    )
-    await consumer.start()
-    try:
-        consumer.assign(stale)
-        beginning = await consumer.beginning_offsets(stale)
-        await consumer.commit({tp: beginning[tp] for tp in stale})
-    finally:
-        await consumer.stop()
-    log.info("rewound %d partitions of group %s to rebuild state", len(stale), settings.app_id)
-    return len(stale)

@@ -435,7 +435,7 @@ def holds_every_partition() -> bool:
 def _reports_merged_state() -> bool:
     """Whether this worker is the one that reports the group claims from the merged state:
     several workers share the partitions and this one is the group's leader."""
-    if not settings.batch_ingest or holds_every_partition():
+    if holds_every_partition():
         return False
     try:
         return bool(app.is_leader())
@@ -445,7 +445,7 @@ def _reports_merged_state() -> bool:
 
 def _cross_partition_report() -> dict[str, Any] | None:
     """Where this worker takes the group claims' parts from (streams.claim_parts), or None."""
-    if not settings.batch_ingest or holds_every_partition():
+    if holds_every_partition():
         return reports.get(settings.report_max_age_s)
     return global_reports.report if _reports_merged_state() else None
 

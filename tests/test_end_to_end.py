@@ -34,13 +34,7 @@ CLAIM_GAUGES = ("livepulse_claim_observed", "livepulse_claim_ci_low", "livepulse
 
 
 @pytest.fixture
-def batch_ingest(request: pytest.FixtureRequest) -> bool:
-    """Which ingestion path the worker takes: the setting's default unless a test chooses."""
-    return bool(getattr(request, "param", Settings().batch_ingest))
-
-
-@pytest.fixture
-def worker(kafka_bootstrap: str, tmp_path: Path, batch_ingest: bool) -> Iterator[WorkerProcess]:
+def worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerProcess]:
     """A worker process on fresh topics, app id and port; always stopped, topics deleted."""
     run = f"e2e-{uuid.uuid4().hex[:12]}"
     settings = Settings(
@@ -48,7 +42,6 @@ def worker(kafka_bootstrap: str, tmp_path: Path, batch_ingest: bool) -> Iterator
         app_id=run,
         topic_prefix=f"{run}.",
         web_port=free_port(),
-        batch_ingest=batch_ingest,
         data_dir=tmp_path / "data",
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
@@ -92,10 +85,7 @@ def metric_samples(text: str) -> dict[str, list[Any]]:
     return samples
 
 
-# Both ingestion paths against the truth: faust's stream per topic, and the batch consumer.
-@pytest.mark.parametrize(
-    ("fixture", "batch_ingest"), [("xhs", True), ("impulse", False)], indirect=["batch_ingest"]
-)
+@pytest.mark.parametrize("fixture", ["xhs", "impulse"])
 def test_worker_report_metrics_and_dead_letters_match_the_truth(
     worker: WorkerProcess, fixture: str
 ) -> None:
@@ -213,41 +203,14 @@ def test_restarted_worker_rebuilds_its_state_and_matches_the_truth(
         asyncio.run(wait_drained(settings, status, settings.source_topics, 90))
         report = fetch_json(f"{again.base_url}/report")
         assert report_mismatches(report, truth) == [], again.tail()
-        if settings.batch_ingest:
-            # The state came back from the snapshots; not one record was read again.
-            held = again.status()
-            assert held["records"] == 0, held
-            assert {p["restored_from"] for p in held["partitions"].values() if p["positions"]} == {
-                "local"
-            }, held["partitions"]
-        else:
-            assert "rebuilding its state" in again.tail(200)
+        # The state came back from the snapshots; not one record was read again.
+        held = again.status()
+        assert held["records"] == 0, held
+        assert {p["restored_from"] for p in held["partitions"].values() if p["positions"]} == {
+            "local"
+        }, held["partitions"]
     finally:
         assert again.stop() == 0, again.tail()
-
-
-def test_second_worker_of_one_app_id_is_refused_on_the_agent_path(
-    worker: WorkerProcess, tmp_path: Path
-) -> None:
-    """faust's agent path keeps state in memory only: a second worker must not join its group
-    (batch ingestion, the default, scales out: tests/test_scaleout.py)."""
-    settings = worker.settings
-    if settings.batch_ingest:
-        pytest.skip("batch ingestion shares the group: tests/test_scaleout.py")
-    second = WorkerProcess(
-        settings.model_copy(update={"web_port": free_port(), "data_dir": tmp_path / "2"}),
-        tmp_path / "2.log",
-        extra_args=("--group-wait", "4"),
-    )
-    second.start()
-    try:
-        assert second.process is not None
-        code = second.process.wait(timeout=60)
-    finally:
-        second.stop()
-    assert code == 2, second.tail()
-    assert "live member" in second.tail(50)
-    assert worker.alive()
 
 
 def test_worker_killed_with_sigkill_restarts_and_matches_the_truth(

@@ -11,7 +11,7 @@ top-level shape. Allowed classes can only be instantiated with data and filled w
 attributes, which is no more than a wrong state.
 
 Measured on this 2-core machine (shared, so +-30%), Python 3.11, by
-`python -m agents.core.persist FILE...` (state after feeding the file; "pickle" is before zlib):
+`python -m bench.state_size FILE...` (state after feeding the file; "pickle" is before zlib):
 
 ==============================  =======  ======  ======  ======  ======
 state                           events   pickle  dumped  dump    load
@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import io
 import pickle
-import sys
-import time
 import zlib
 from collections import Counter
-from pathlib import Path
 from typing import Final
 
 from agents.core.ledger import EventCounts, Ledger, OrderFact, Presence, RefundFact, SessionFacts
@@ -145,27 +142,3 @@ def _check_shape(ledger: Ledger, board: OperatorBoard) -> None:
     for value, kind in expected:
         if not isinstance(value, kind):
             raise StateFormatError(f"state field is not a {kind.__name__}: {type(value).__name__}")
-
-
-def _measure(paths: list[str]) -> None:
-    """Print events, pickle and dumped sizes and dump / load times of JSON Lines files."""
-    from streams.analyze import analyze_records, iter_records
-
-    for name in paths:
-        ledger, board = Ledger(), OperatorBoard()
-        analyze_records(iter_records(Path(name)), ledger, board)
-        raw = len(pickle.dumps((ledger, board), protocol=_PROTOCOL))
-        started = time.perf_counter()
-        data = dump_state(ledger, board)
-        dumped = time.perf_counter()
-        load_state(data)
-        loaded = time.perf_counter()
-        sys.stdout.write(
-            f"{name}: {ledger.counts.valid:,} events, pickle {raw / 1e6:.2f} MB, dumped "
-            f"{len(data) / 1e6:.2f} MB, dump {dumped - started:.3f} s, "
-            f"load {loaded - dumped:.3f} s\n"
-        )
-
-
-if __name__ == "__main__":
-    _measure(sys.argv[1:])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from streams.commands import options
 from streams.commands.options import one_line
@@ -75,15 +76,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="wait this long for the broker to answer before giving up (default 60)",
     )
-    p.add_argument(
-        "--group-wait",
-        type=options.non_negative_float,
-        default=75.0,
-        metavar="SECONDS",
-        help="only with LIVEPULSE_BATCH_INGEST=false (faust's agents, state in memory, one "
-        "worker per app id): wait this long for another member of the app id's consumer group "
-        "to leave before giving up (default 75)",
-    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -99,59 +91,35 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float) -> None:
+async def _prepare_topics(settings: Settings, wait_s: float) -> None:
     """Wait for the broker and make sure the worker's topics exist and are co-partitioned.
 
-    With batch ingestion (the default) each partition's state comes back from its snapshots
-    (`streams.keeper`), so any number of workers may share the group. faust's agent path keeps
-    its state in memory only: it rewinds the group and runs alone.
+    Each partition's state comes back from its snapshots (`streams.keeper`), so any number of
+    workers may share the group.
     """
     from streams.kafka_access import BrokerAccessDenied, check_access
     from streams.topics import (
-        GroupInUse,
         TopicLayoutError,
         all_topics,
         check_copartitioned,
         create_changelog,
         create_topics,
-        rewind_group,
     )
 
-    started = time.monotonic()
-    deadline = started + wait_s
-    told_group = False
+    deadline = time.monotonic() + wait_s
     told_broker = False
-    rewound = 0
     while True:
         try:
             await check_access(settings)
             await create_topics(settings, all_topics(settings))
-            if settings.batch_ingest:
-                await create_changelog(settings)
-                counts = await check_copartitioned(settings)
-                from streams import keeper
+            await create_changelog(settings)
+            counts = await check_copartitioned(settings)
+            from streams import keeper
 
-                keeper.SOURCE_PARTITIONS = counts[settings.source_topics[0]]
-                break
-            # The agent path's ledger is in memory: a restarted worker reads its topics again
-            # from the start. (A broker that has just started may have no group coordinator.)
-            rewound = await rewind_group(settings)
-            break
+            keeper.SOURCE_PARTITIONS = counts[settings.source_topics[0]]
+            return
         except (TopicLayoutError, BrokerAccessDenied):
             raise
-        except GroupInUse as exc:
-            # A worker killed without leaving stays a member until its session times out
-            # (faust: 60 s); one still running never leaves, and this one gives up.
-            if time.monotonic() - started >= group_wait_s:
-                raise
-            if not told_group:
-                told_group = True
-                print(
-                    f"livepulse worker: {exc}; waiting up to {group_wait_s:.0f} s for it to "
-                    "leave (a crashed worker's membership expires after its session timeout)",
-                    file=sys.stderr,
-                )
-            await asyncio.sleep(2.0)
         except Exception as exc:
             if time.monotonic() >= deadline:
                 raise
@@ -164,12 +132,15 @@ async def _prepare_topics(settings: Settings, wait_s: float, group_wait_s: float
                 )
             log.debug("broker %s not ready (%s); retrying", settings.bootstrap, exc)
             await asyncio.sleep(2.0)
-    if rewound:
-        print(
-            f"livepulse worker: app id {settings.app_id} ran before; rebuilding its state from "
-            f"the start of {rewound} partitions",
-            file=sys.stderr,
-        )
+
+
+#: Settings of the agent ingest path, removed in issue 16: a worker that finds one says it
+#: ignores it (pydantic-settings would skip an unknown variable without a word).
+REMOVED_SETTINGS: Final[tuple[str, ...]] = (
+    "LIVEPULSE_BATCH_INGEST",
+    "LIVEPULSE_BATCH_SIZE",
+    "LIVEPULSE_BATCH_WITHIN_S",
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,9 +149,16 @@ def run(args: argparse.Namespace) -> int:
     from streams.app import configure
     from streams.compression import check_codecs
     from streams.kafka_access import BrokerAccessDenied
-    from streams.topics import GroupInUse, TopicLayoutError
+    from streams.topics import TopicLayoutError
     from streams.worker_process import port_is_free
 
+    for name in REMOVED_SETTINGS:
+        if name in os.environ:
+            print(
+                f"livepulse worker: {name} is no longer used (each fetch is ingested as one "
+                "batch, the only ingest path); ignoring it",
+                file=sys.stderr,
+            )
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
@@ -210,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
     aiokafka_level = aiokafka_log.level
     aiokafka_log.setLevel(logging.CRITICAL)
     try:
-        asyncio.run(_prepare_topics(settings, args.broker_wait, args.group_wait))
-    except (GroupInUse, TopicLayoutError, BrokerAccessDenied) as exc:
+        asyncio.run(_prepare_topics(settings, args.broker_wait))
+    except (TopicLayoutError, BrokerAccessDenied) as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
@@ -241,16 +219,15 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     from streams.gcpace import CLOCK
 
     CLOCK.install()  # time in the collector, for /status (a callback a collection)
-    if settings.batch_ingest:
-        from streams import keeper
-        from streams.statestore import StateStoreError
+    from streams import keeper
+    from streams.statestore import StateStoreError
 
-        try:
-            state_keeper = keeper.install(app, settings)
-        except StateStoreError as exc:
-            print(f"livepulse worker: {exc}", file=sys.stderr)
-            return 2
-        _watch_topology(app, settings, state_keeper)
+    try:
+        state_keeper = keeper.install(app, settings)
+    except StateStoreError as exc:
+        print(f"livepulse worker: {exc}", file=sys.stderr)
+        return 2
+    _watch_topology(app, settings, state_keeper)
     if settings.gc_pace_records:
         from agents.live import live
         from streams.gcpace import GcPacer
@@ -272,6 +249,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
         # Keep print() from ending up in the log as WARNING lines.
         redirect_stdouts=False,
     )
+    from agents.live import subscribe_source_topics
+
+    subscribe_source_topics()
 
     @app.task  # type: ignore[untyped-decorator]  # runs once the worker has started
     async def announce() -> None:

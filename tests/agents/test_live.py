@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -206,12 +207,12 @@ def test_report_cache_rebuilds_only_when_the_ledger_changed_and_is_old_enough() 
     assert cache.get(max_age_s=0) == {"valid": 0} and len(builds) == 2  # changed: rebuilt
 
 
-# --- the faust agents themselves, through agent.test_context() -------------------------------
+# --- the worker's ingest: a fetched batch through `ingest_batch` ---------------------------------
 
 
 @pytest.fixture
 def fresh_live(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LiveState, list[DeadLetter]]]:
-    """A fresh LiveState behind the agents, and the dead letters they publish (no broker)."""
+    """A fresh LiveState behind the ingest, and the dead letters it publishes (no broker)."""
     state = LiveState()
     published: list[DeadLetter] = []
 
@@ -233,16 +234,19 @@ async def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_agent_dead_letters_a_bad_record_and_counts_a_duplicate_once(
+async def test_ingest_dead_letters_a_bad_record_and_counts_a_duplicate_once(
     fresh_live: tuple[LiveState, list[DeadLetter]],
 ) -> None:
     state, published = fresh_live
     topic = live_module.settings.topic("live.orders")
-    agent = live_module.agents[topic]
-    async with agent.test_context() as context:
-        for value in (START, ORDER, NOT_JSON, ORDER):
-            await context.put(value, key=b"s-1")
-        await wait_for(lambda: state.records == 4)
+    batch = [
+        SourceRecord(topic, 0, offset, b"s-1", value, T0 + offset)
+        for offset, value in enumerate((START, ORDER, NOT_JSON, ORDER))
+    ]
+    await live_module.ingest_batch(batch, time.time())
+    await live_module.dead_letters.settle()
+    assert state.records == 4
+    assert state.lag.count == 4 and state.worker_lag.count == 4
 
     assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 1, "duplicates": 1}
     assert len(published) == 1
@@ -264,11 +268,11 @@ def test_the_metric_core_imports_neither_faust_nor_asyncio() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_every_contract_topic_has_an_agent_and_autodiscovery_finds_them() -> None:
+def test_every_contract_topic_is_subscribed_and_autodiscovery_finds_the_views() -> None:
     settings = live_module.settings
-    assert sorted(live_module.agents) == sorted(settings.source_topics)
-    names = {agent.name for agent in live_module.agents.values()}
-    assert names <= set(live_module.app.agents)
+    topics = {name for topic in live_module.source_topics.values() for name in topic.topics}
+    assert topics == set(settings.source_topics)
+    assert live_module.app.agents == {}  # no faust agent: the batch consumer feeds the ingest
     live_module.app.discover()  # imports agents and streams.web: nothing new, nothing broken
     assert {"/metrics", "/report", "/status"} <= set(live_module.app.web.views)
 

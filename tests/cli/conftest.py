@@ -124,8 +124,6 @@ def cli_worker(
                 str(root / "worker.log"),
                 "--broker-wait",
                 "30",
-                "--group-wait",
-                "20",
             ],
             cwd=REPO,
             env=env,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streams.worker_process import free_port
-from tests.support.cli import FIXTURES, livepulse, one_error_line
+from tests.support.cli import FIXTURES, livepulse, one_error_line, user_env
 
 
 def _unreachable() -> str:
@@ -184,3 +184,26 @@ def test_an_unforeseen_failure_is_one_line_too(tmp_path: Path) -> None:
     result = livepulse("report", "--input", odd)
     line = one_error_line(result, "livepulse report: unexpected error: ")
     assert result.returncode == 1, line
+
+
+def test_a_removed_setting_is_named_and_ignored() -> None:
+    """The agent ingest path's settings are gone (issue 16): a worker says it ignores them."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = livepulse(
+            "worker",
+            "--web-port",
+            str(port),
+            env=user_env(LIVEPULSE_BATCH_INGEST="false", LIVEPULSE_BATCH_WITHIN_S="0.1"),
+        )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[:2] == [
+        f"livepulse worker: {name} is no longer used (each fetch is ingested as one batch, the "
+        "only ingest path); ignoring it"
+        for name in ("LIVEPULSE_BATCH_INGEST", "LIVEPULSE_BATCH_WITHIN_S")
+    ]
+    assert f"port {port} on 127.0.0.1 is in use" in lines[2]

@@ -1,0 +1,181 @@
+"""The door to faust's and aiokafka's private API (`streams.batch_consumer`): every private
+method and attribute it relies on exists, with the signature it uses, in the installed
+versions, which are the ones it was checked against. An upgrade fails here, not in production."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import tomllib
+import uuid
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import pytest
+from aiokafka.client import AIOKafkaClient
+from aiokafka.consumer.subscription_state import Assignment, SubscriptionState, TopicPartitionState
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
+
+from streams import batch_consumer
+from streams.app import create_app
+from streams.batch_consumer import (
+    CHECKED_VERSIONS,
+    SCHEME,
+    BatchConsumer,
+    BatchConsumerThread,
+)
+from streams.settings import ISOLATION_LEVEL, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+#: Where the project's own code lives; only the door may use the libraries' private names.
+PACKAGES = ("schemas", "agents", "streams")
+
+
+def test_installed_versions_are_the_checked_and_pinned_ones() -> None:
+    installed = {name: version(name) for name in CHECKED_VERSIONS}
+    assert installed == CHECKED_VERSIONS
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = {}
+    for requirement in pyproject["project"]["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_-]+)(\[[^\]]*\])?==(\S+)", requirement)
+        if match:
+            pins[match[1]] = match[3]
+    assert {name: pins.get(name) for name in CHECKED_VERSIONS} == CHECKED_VERSIONS
+
+
+def params(function: Any) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def test_faust_consumer_methods_the_door_overrides_or_calls_have_its_signatures() -> None:
+    assert params(FaustConsumer._drain_messages) == ["self", "fetcher"]
+    assert params(FaustConsumer._wait_next_records) == ["self", "timeout"]
+    assert params(FaustConsumer._commit) == ["self", "offsets"]
+    assert params(FaustConsumer.perform_seek) == ["self"]
+    assert params(FaustConsumer.on_partitions_revoked) == ["self", "revoked"]
+    assert params(FaustConsumer.seek) == ["self", "partition", "offset"]
+    for method in ("_drain_messages", "_wait_next_records", "_commit", "perform_seek"):
+        assert inspect.iscoroutinefunction(getattr(FaustConsumer, method)), method
+    assert params(AIOKafkaConsumerThread._create_worker_consumer) == ["self", "transport"]
+    # The overrides really replace faust's (a rename upstream would leave ours uncalled).
+    for method in ("_drain_messages", "perform_seek", "on_partitions_revoked"):
+        assert method in vars(BatchConsumer), method
+    assert params(AIOKafkaFaustConsumer._new_consumer_thread) == ["self"]
+    assert "_new_consumer_thread" in vars(AIOKafkaFaustConsumer)
+    # The door does what faust's own drain does, a layer lower: faust's `getmany` takes its
+    # records from `_wait_next_records`, and its drain skips refetched ones with `_read_offset`.
+    assert "self._wait_next_records(" in inspect.getsource(FaustConsumer.getmany)
+    assert "self._read_offset" in inspect.getsource(FaustConsumer._drain_messages)
+
+
+def test_aiokafka_reads_the_attributes_the_door_sets_when_it_starts() -> None:
+    start = inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    for attribute in (
+        "_isolation_level",
+        "_fetch_min_bytes",
+        "_fetch_max_wait_ms",
+        "_partition_assignment_strategy",
+    ):
+        assert f"self.{attribute}" in start, attribute
+    assert callable(AIOKafkaClient.force_metadata_update)
+    assert params(AIOKafkaClient.force_metadata_update) == ["self"]
+    assert isinstance(vars(SubscriptionState)["subscription"], property)
+    assert isinstance(vars(Assignment)["tps"], property)
+    assert params(Assignment.state_value) == ["self", "tp"]
+    assert isinstance(vars(TopicPartitionState)["has_valid_position"], property)
+    assert isinstance(vars(TopicPartitionState)["position"], property)
+
+
+@pytest.fixture
+def faust_consumer() -> Iterator[Any]:
+    """The worker app's faust consumer (built, never started; no broker needed)."""
+    run = f"door-{uuid.uuid4().hex[:12]}"
+    app = create_app(Settings(app_id=run, topic_prefix=f"{run}."))
+    consumer = app.consumer
+    try:
+        yield consumer
+    finally:
+        consumer._thread.thread_loop.close()
+
+
+async def test_the_worker_consumer_has_the_private_state_the_door_reads(
+    faust_consumer: Any,
+) -> None:
+    consumer = faust_consumer
+    assert isinstance(consumer, BatchConsumer)
+    assert TRANSPORTS.aliases[SCHEME] == "streams.batch_consumer:BatchTransport"
+    assert consumer._read_offset[("no-topic", 0)] is None  # a defaultdict of None
+    assert consumer._buffered_partitions == set()
+    assert not consumer._stopped.is_set()
+    thread = consumer._thread
+    assert isinstance(thread, BatchConsumerThread)
+    assert thread._consumer is None  # built when the thread starts
+
+    # What the thread builds: faust's options, with the door's on top.
+    kafka_consumer = thread._create_worker_consumer(consumer.transport)
+    try:
+        assert isinstance(kafka_consumer, aiokafka.AIOKafkaConsumer)
+        assert kafka_consumer._isolation_level == ISOLATION_LEVEL
+        assert kafka_consumer._fetch_min_bytes == batch_consumer.FETCH_MIN_BYTES
+        assert kafka_consumer._fetch_max_wait_ms == batch_consumer.FETCH_MAX_WAIT_MS
+        assert kafka_consumer._partition_assignment_strategy == (consumer.app.assignor,)
+        assert thread._assignor is consumer.app.assignor
+        assert kafka_consumer._subscription.subscription is None  # nothing subscribed yet
+        assert isinstance(kafka_consumer._client, AIOKafkaClient)
+    finally:
+        await kafka_consumer.stop()
+
+
+def private_names(tree: ast.AST) -> set[str]:
+    """`x._name` attribute uses in a module, other than on `self`/`cls` (the module's own)."""
+    names = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"})
+        ):
+            names.add(node.attr)
+    return names
+
+
+def test_no_other_module_reaches_into_the_door_s_private_names() -> None:
+    """The private names the door relies on appear in no other module of the project."""
+    door = REPO / "streams" / "batch_consumer.py"
+    relied_on = {
+        "_drain_messages",
+        "_wait_next_records",
+        "_read_offset",
+        "_buffered_partitions",
+        "_new_consumer_thread",
+        "_create_worker_consumer",
+        "_isolation_level",
+        "_fetch_min_bytes",
+        "_fetch_max_wait_ms",
+        "_partition_assignment_strategy",
+        "_assignor",
+        "_subscription",
+        "_client",
+        "_thread",
+        "_commit",
+    }
+    door_text = door.read_text(encoding="utf-8")
+    for name in relied_on:
+        assert name in door_text, name  # the list matches what the door uses
+    elsewhere = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path == door:
+                continue
+            used = private_names(ast.parse(path.read_text(encoding="utf-8"))) & relied_on
+            if used:
+                elsewhere[str(path.relative_to(REPO))] = sorted(used)
+    assert elsewhere == {}
