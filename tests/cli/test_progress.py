@@ -17,14 +17,18 @@ from tests.support.cli import FIXTURES, livepulse, on_terminal, user_env
 BAR = r"{desc}: +\d+%\|.*\| *[\d.]+k?/{total} \[\d\d:\d\d<\d\d:\d\d, +[\d.]+k? {unit}/s\]"
 
 
-def test_analyze_shows_records_rate_and_time_left_on_a_terminal_only() -> None:
-    code, screen = on_terminal("analyze", FIXTURES / "xhs.jsonl")
+def test_analyze_shows_records_rate_and_time_left_on_a_terminal_only(tmp_path: Path) -> None:
+    # Eight copies of the fixture (~147k lines, a few seconds): the fixture alone can be read
+    # inside tqdm's first refresh interval, and then no bar with a rate is ever drawn.
+    stream = tmp_path / "eight.jsonl"
+    stream.write_bytes((FIXTURES / "xhs.jsonl").read_bytes() * 8)
+    code, screen = on_terminal("analyze", stream)
     assert code == 0
-    assert re.search(BAR.format(desc="analyze", total="18.4k", unit="records"), screen), screen
-    assert "analyzed 18,414 records in " in screen
-    piped = livepulse("analyze", FIXTURES / "xhs.jsonl")
+    assert re.search(BAR.format(desc="analyze", total="147k", unit="records"), screen), screen
+    assert "analyzed 147,312 records in " in screen
+    piped = livepulse("analyze", stream)
     assert piped.returncode == 0
-    assert piped.stderr.startswith("analyzed 18,414 records in ")
+    assert piped.stderr.startswith("analyzed 147,312 records in ")
     assert len(piped.stderr.splitlines()) == 1 and "\r" not in piped.stderr
 
 
