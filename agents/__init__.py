@@ -1,1 +1,2 @@
-"""Faust agents and tables (thin adapters) and, in `agents.core`, the transport-free metric core."""
+"""The transport-free metric core (`agents.core`): no asyncio, faust or Kafka. The worker
+(`streams.runtime`), the offline analyzer and the tests all compute through it."""

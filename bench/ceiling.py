@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.core import Ledger, OperatorBoard
 from schemas import Rejection, decode
-from streams.gcpace import GcPacer
-from streams.settings import ISOLATION_LEVEL, Settings
+from streams.runtime.gcpace import GcPacer
+from streams.runtime.settings import ISOLATION_LEVEL, Settings
 
 
 async def consume(

@@ -22,7 +22,7 @@ import orjson
 from agents.core import Ledger, OperatorBoard
 from bench.proc import rss_bytes
 from schemas import Rejection, decode
-from streams.gcpace import GcPacer
+from streams.runtime.gcpace import GcPacer
 
 DAY_MS = 86_400_000
 T0 = 1_735_660_800_000  # 2025-01-01 00:00 +08:00
@@ -218,7 +218,7 @@ PROBE = 5_000
 
 def scaling_once(rooms: int, viewers: int, days: int, paced: bool = False) -> dict[str, float]:
     """Cost per event (us) of the last `PROBE` records, after the rest of the stream is applied;
-    with CPython's default collector, or `paced` as the worker's (streams/gcpace.py)."""
+    with CPython's default collector, or `paced` as the worker's (streams/runtime/gcpace.py)."""
     records = stream(rooms, viewers, days)
     body, probe = records[:-PROBE], records[-PROBE:]
     ledger, board = Ledger(), OperatorBoard()

@@ -8,10 +8,10 @@ import os
 import time
 from pathlib import Path
 
-from streams.replayer import replay
-from streams.settings import Settings
-from streams.simulator.generate import generate
-from streams.simulator.scenarios import SCENARIOS
+from streams.runtime.settings import Settings
+from streams.tools.replayer import replay
+from streams.tools.simulator.generate import generate
+from streams.tools.simulator.scenarios import SCENARIOS
 
 #: Lines the simulator writes per unit of scale (measured at scale 4, seed 1); the scale asked
 #: for is N / this with a margin, and the stream is cut at N lines.

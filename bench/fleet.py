@@ -13,10 +13,10 @@ from typing import Any
 
 from bench.proc import broker_pid, cpu_seconds
 from bench.shared import delete_app_topics, summary
-from streams.global_report import global_report
-from streams.settings import Settings
-from streams.topics import end_offsets
-from streams.worker_process import WorkerProcess, free_ports
+from streams.runtime.global_report import global_report
+from streams.runtime.settings import Settings
+from streams.runtime.topics import end_offsets
+from streams.tools.worker_process import WorkerProcess, free_ports
 
 POLL_S = 0.1
 

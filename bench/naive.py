@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from agents.core import Ledger, OperatorBoard
 from schemas.events import event_adapter
-from streams.app import broker_credentials
-from streams.batch_consumer import COMMITTED_SCHEME
-from streams.settings import Settings
+from streams.runtime.app import broker_credentials
+from streams.runtime.batch_consumer import COMMITTED_SCHEME
+from streams.runtime.settings import Settings
 
 
 def build(settings: Settings, app_id: str, expect: int, out: Path) -> faust.App:

@@ -30,8 +30,8 @@ def rss_bytes(pid: int | None = None) -> int:
 
 
 def broker_pid() -> int | None:
-    """The pid of the project's local broker (streams.kafka_local's state), if it runs."""
-    from streams import kafka_local
+    """The pid of the project's local broker (streams.tools.kafka_local's state), if it runs."""
+    from streams.tools import kafka_local
 
     try:
         pid = int((kafka_local.state_dir() / "broker.pid").read_text().strip())

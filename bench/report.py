@@ -199,7 +199,8 @@ def render(results: dict[str, Any]) -> str:
             "",
             "Synthetic two-hour sessions (join, 30% like, 3% order, leave); the probe is the "
             "last 5,000 records, applied after the rest of the stream. Default: CPython's "
-            "collector; paced: the worker's (streams/gcpace.py, collect + freeze every 50,000 "
+            "collector; paced: the worker's (streams/runtime/gcpace.py, collect + freeze every "
+            "50,000 "
             "records), interleaved with the default passes.",
             "",
             "| size | rooms | viewers/room | days | records | us/event (probe) | "
@@ -228,7 +229,7 @@ def _scaleout(so: dict[str, Any]) -> list[str]:
         "batch applied over the workers); CPU over that window (1.00 = one core). The machine "
         "has 2 cores, shared with the broker (and the bench's own polling): two workers "
         "cannot get a core each. Afterwards the report merged from the changelog "
-        "(`streams.global_report`) must count the same events for every run.",
+        "(`streams.runtime.global_report`) must count the same events for every run.",
         "",
         "| workers | records/s | workers' CPU (sum) | records per worker CPU second | "
         "broker CPU | first batches spread s |",

@@ -26,11 +26,11 @@ from bench import core
 from bench.data import dataset, preload
 from bench.proc import Affinities, broker_pid, cpu_seconds, machine, pin, unpin
 from bench.shared import delete_app_topics, summary
-from streams.drain import fetch
-from streams.replayer import replay
-from streams.settings import Settings
-from streams.topics import EndOffsets, delete_run_topics
-from streams.worker_process import WorkerProcess, free_port, terminate
+from streams.runtime.settings import Settings
+from streams.runtime.topics import EndOffsets, delete_run_topics
+from streams.tools.drain import fetch
+from streams.tools.replayer import replay
+from streams.tools.worker_process import WorkerProcess, free_port, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.1
@@ -562,7 +562,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 
 async def _create(settings: Settings) -> None:
-    from streams.topics import all_topics, create_topics
+    from streams.runtime.topics import all_topics, create_topics
 
     await create_topics(settings, all_topics(settings))
 

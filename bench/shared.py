@@ -7,8 +7,8 @@ import asyncio
 import statistics
 import sys
 
-from streams.settings import Settings
-from streams.topics import delete_run_topics
+from streams.runtime.settings import Settings
+from streams.runtime.topics import delete_run_topics
 
 
 def summary(values: list[float]) -> dict[str, float]:

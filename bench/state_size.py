@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.persist import dump_state, load_state
-from streams.analyze import analyze_records, iter_records
+from streams.tools.analyze import analyze_records, iter_records
 
 
 def measure(paths: list[str]) -> None:

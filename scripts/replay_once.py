@@ -27,7 +27,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 DEFAULT_MARKER = Path("/tmp/livepulse-replay.done")  # noqa: S108 - the container's own /tmp
 

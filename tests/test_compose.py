@@ -520,7 +520,7 @@ def test_replayer_fixture_is_in_the_image(services: dict[str, dict[str, Any]]) -
 def test_worker_settings_load_from_the_compose_environment(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings_module = importlib.import_module("streams.settings")
+    settings_module = importlib.import_module("streams.runtime.settings")
 
     def settings_of(name: str) -> Any:
         for key in [k for k in os.environ if k.startswith("LIVEPULSE_")]:
@@ -691,7 +691,7 @@ def test_kafka_init_creates_exactly_the_contract_topics(
     assert len(topics) == len(set(topics))
     assert set(topics) == set(TOPIC_BY_TYPE.values())
     assert env["LIVEPULSE_DEADLETTER_TOPIC"] == DEADLETTER_TOPIC
-    settings_module = importlib.import_module("streams.settings")
+    settings_module = importlib.import_module("streams.runtime.settings")
     assert tuple(topics) == settings_module.CONTRACT_TOPICS
     assert settings_module.DEADLETTER_TOPIC == DEADLETTER_TOPIC
     assert env["LIVEPULSE_PARTITIONS"] == "4"

@@ -35,9 +35,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from schemas import TOPIC_BY_TYPE
-from streams.claim_parts import CLAIM_PARTS
-from streams.drain import fetch_json
-from streams.worker_process import free_ports
+from streams.runtime.claim_parts import CLAIM_PARTS
+from streams.tools.drain import fetch_json
+from streams.tools.worker_process import free_ports
 from tests.conftest import in_ci
 from tests.support.truth import report_mismatches
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +23,9 @@ def test_every_setting_is_in_the_readme_table() -> None:
 
 
 def test_the_keepers_metrics_are_in_docs_metrics() -> None:
-    from agents.live import LiveState
-    from streams.keeper import StateKeeper
-    from streams.statestore import Changelog
+    from streams.runtime.keeper import StateKeeper
+    from streams.runtime.live import LiveState
+    from streams.runtime.statestore import Changelog
 
     live = LiveState()
     StateKeeper(live, Settings(), Changelog(Settings()), None)

@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.decode import REJECT_REASONS
-from streams.drain import fetch_json, wait_drained
-from streams.replayer import read_lines, replay
-from streams.settings import Settings
-from streams.topics import all_topics, create_topics, delete_run_topics, end_offsets
-from streams.worker_process import WorkerProcess, free_port
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics, end_offsets
+from streams.tools.drain import fetch_json, wait_drained
+from streams.tools.replayer import read_lines, replay
+from streams.tools.worker_process import WorkerProcess, free_port
 from tests.support.live import kill9
 from tests.support.truth import operator_mismatches, report_mismatches
 

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from schemas import Rejection, decode
-from streams import kafka_local
-from streams.drain import lagging
-from streams.replayer import route
-from streams.settings import Settings
-from streams.topics import end_offsets
-from streams.worker_process import WorkerProcess, free_ports
+from streams.runtime.settings import Settings
+from streams.runtime.topics import end_offsets
+from streams.tools import kafka_local
+from streams.tools.drain import lagging
+from streams.tools.replayer import route
+from streams.tools.worker_process import WorkerProcess, free_ports
 from tests.conftest import in_ci
 from tests.support.live import (
     NO_LATENESS_GRACE_S,

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import MAX_RECORD_BYTES, Rejection, decode
-from streams.replayer import route
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess
+from streams.runtime.settings import Settings
+from streams.tools.replayer import route
+from streams.tools.worker_process import WorkerProcess
 from tests.schemas.test_decode_fuzz import mutated_bytes
 from tests.support.live import (
     drain,

@@ -26,7 +26,7 @@ KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
         # `compute_truth` imports `compute_operator` inside the function to write the truth
         # file. Cut by moving `compute_truth` to a module above both (left while issue 14
         # changes truth.py).
-        frozenset({"streams.simulator.truth", "streams.simulator.operator_truth"}),
+        frozenset({"streams.tools.simulator.truth", "streams.tools.simulator.operator_truth"}),
     }
 )
 
@@ -121,13 +121,20 @@ def circles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
 
 
 def layer(module: str) -> str:
-    if module == "schemas" or module.startswith("schemas."):
+    def within(package: str) -> bool:
+        return module == package or module.startswith(package + ".")
+
+    if within("schemas"):
         return "contract"
-    if module == "agents.core" or module.startswith("agents.core."):
+    if within("agents"):
         return "core"
-    if module == "bench" or module.startswith("bench."):
+    if within("streams.runtime"):
+        return "runtime"
+    if within("streams.tools"):
+        return "tools"
+    if within("bench"):
         return "bench"
-    return "runtime"  # agents.live, streams: the worker, its tools and the CLI
+    return "cli"  # streams, streams.cli, streams.commands
 
 
 #: What each layer may import of the project besides itself.
@@ -135,7 +142,9 @@ ALLOWED: dict[str, set[str]] = {
     "contract": set(),
     "core": {"contract"},
     "runtime": {"contract", "core"},
-    "bench": {"contract", "core", "runtime"},
+    "tools": {"contract", "core", "runtime"},
+    "cli": {"contract", "core", "runtime", "tools"},
+    "bench": {"contract", "core", "runtime", "tools"},
 }
 
 
@@ -150,12 +159,22 @@ def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
 
 def test_the_graph_is_read_with_in_function_imports() -> None:
     """The reader sees what the checks rely on (a check on an empty graph cannot fail)."""
-    assert {"schemas", "agents.core", "agents.live", "streams.web", "bench.run"} <= set(GRAPH)
+    assert {
+        "schemas",
+        "agents.core",
+        "streams.runtime.live",
+        "streams.runtime.web",
+        "bench.run",
+    } <= set(GRAPH)
     # Module level, `from package import module`, and an import inside a function.
-    assert "schemas" in GRAPH["agents.live"]
+    assert "schemas" in GRAPH["streams.runtime.live"]
     assert "agents.core.ledger" in GRAPH["agents.core"]
-    assert "streams.batch_consumer" in GRAPH["streams.topics"]  # in partition_counts
-    assert "streams.simulator.operator_truth" in GRAPH["streams.simulator.truth"]  # in-function
+    assert (
+        "streams.runtime.batch_consumer" in GRAPH["streams.runtime.topics"]
+    )  # in partition_counts
+    assert (
+        "streams.tools.simulator.operator_truth" in GRAPH["streams.tools.simulator.truth"]
+    )  # in-function
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
     assert upward_imports({"agents.core.x": {"streams.y"}, "streams.y": set()}) == {
         ("agents.core.x", "streams.y")
@@ -164,7 +183,7 @@ def test_the_graph_is_read_with_in_function_imports() -> None:
 
 def test_no_import_runs_up_a_layer() -> None:
     """schemas imports nothing of the project; agents/core only schemas and itself; the
-    runtime (agents.live, streams) nothing of bench."""
+    runtime (streams.runtime.live, streams) nothing of bench."""
     assert upward_imports(GRAPH) == KNOWN_UPWARD
 
 

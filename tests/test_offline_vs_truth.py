@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.analyze import analyze_file
-from streams.simulator import compute_truth, generate, get_scenario, write_lines
-from streams.simulator.operator_truth import operator_truth
+from streams.tools.analyze import analyze_file
+from streams.tools.simulator import compute_truth, generate, get_scenario, write_lines
+from streams.tools.simulator.operator_truth import operator_truth
 from tests.support.truth import operator_mismatches, report_mismatches
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -64,7 +64,7 @@ def test_operator_windows_mid_stream_match_the_truth(name: str, tmp_path: Path) 
 
 
 def test_analyzer_reads_lines_as_the_replayer_sends_them(tmp_path: Path) -> None:
-    from streams.replayer import read_lines
+    from streams.tools.replayer import read_lines
 
     text = (
         b'{"event_id":"e1","type":"session_ended","ts":1,"session_id":"s"}\r\n'

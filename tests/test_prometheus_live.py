@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from streams.claim_parts import CLAIM_PARTS
-from streams.drain import fetch_json, wait_drained
-from streams.prometheus_local import LocalPrometheus, PrometheusFailed, prometheus_binary
-from streams.replayer import replay
-from streams.settings import Settings
-from streams.topics import all_topics, create_topics, delete_run_topics
-from streams.worker_process import WorkerProcess, free_port
+from streams.runtime.claim_parts import CLAIM_PARTS
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.drain import fetch_json, wait_drained
+from streams.tools.prometheus_local import LocalPrometheus, PrometheusFailed, prometheus_binary
+from streams.tools.replayer import replay
+from streams.tools.worker_process import WorkerProcess, free_port
 from tests.test_prometheus_rules import ALERTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -214,7 +214,7 @@ def test_two_workers_scraped_give_the_truths_global_figures(
 ) -> None:
     """Two workers share the partitions; Prometheus scrapes both, and the recording rules'
     global figures (sums over workers, then ratios) equal the truth file's, the group claims
-    included (their parts come from the leader's merged report, streams/claim_parts.py)."""
+    included (their parts come from the leader's merged report, streams/runtime/claim_parts.py)."""
     require_prometheus()
     run = f"prom2-{uuid.uuid4().hex[:12]}"
     base = Settings(bootstrap=kafka_bootstrap, app_id=run, topic_prefix=f"{run}.", partitions=4)

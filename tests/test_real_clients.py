@@ -23,10 +23,10 @@ from confluent_kafka.admin import (
     ConfigResource,
 )
 
-from streams.kafka_local import _java, ensure_jars
-from streams.replayer import DEFAULT_FALLBACK_TOPIC, route
-from streams.settings import Settings
-from streams.topics import all_topics, create_topics
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics
+from streams.tools.kafka_local import _java, ensure_jars
+from streams.tools.replayer import DEFAULT_FALLBACK_TOPIC, route
 from tests.support.live import (
     drain,
     fixture_lines,

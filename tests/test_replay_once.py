@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
-from streams.topics import all_topics, create_topics, delete_run_topics
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 
 pytestmark = pytest.mark.integration
 

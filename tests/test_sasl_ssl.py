@@ -1,5 +1,6 @@
 """Every livepulse client against a broker that requires SASL_SSL, as hosted Kafka does: the
-project's own broker started here with a SASL_SSL listener (streams/kafka_secure.py: a CA and a
+project's own broker started here with a SASL_SSL listener (streams/tools/kafka_secure.py: a CA and
+a
 broker certificate made now with openssl, a PLAIN and a SCRAM-SHA-512 user), on ports and a
 state dir of its own. The worker, `livepulse replay`, `livepulse report --changelog` and the
 benchmark's ceiling consumer reach it with the README's settings and give the truth's figures;
@@ -21,16 +22,16 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 
-from streams.kafka_secure import (
+from streams.runtime.settings import Settings
+from streams.tools.kafka_secure import (
     PLAIN_USER,
     SCRAM_USER,
     SecureBroker,
     start_secure_broker,
     stop_secure_broker,
 )
-from streams.replayer import DEFAULT_FALLBACK_TOPIC, route
-from streams.settings import Settings
-from streams.worker_process import free_port, free_ports
+from streams.tools.replayer import DEFAULT_FALLBACK_TOPIC, route
+from streams.tools.worker_process import free_port, free_ports
 from tests.support.live import (
     FIXTURES,
     drain,

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from streams.global_report import global_report
-from streams.settings import Settings
-from streams.topics import all_topics, create_topics, delete_run_topics
-from streams.worker_process import WorkerProcess, free_ports
+from streams.runtime.global_report import global_report
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.worker_process import WorkerProcess, free_ports
 from tests.support.live import (
     BackgroundReplay,
     fixture_lines,
@@ -126,7 +126,7 @@ def test_n_workers_give_the_one_worker_report(fleet: Fleet, tmp_path: Path, work
     # the group claims included (their parts come from the leader's merged report).
     assert_summed_parts_equal_the_truth(fleet)
     # And any worker's /report?scope=global is the merged report.
-    from streams.drain import fetch_json
+    from streams.tools.drain import fetch_json
 
     merged = fetch_json(f"{fleet.workers[-1].base_url}/report?scope=global")
     assert_truth(merged, lines)
@@ -154,7 +154,7 @@ def summed_parts(workers: list[WorkerProcess]) -> dict[tuple[str, str], float]:
 
 
 def assert_summed_parts_equal_the_truth(fleet: Fleet, timeout_s: float = 60.0) -> None:
-    from streams.claim_parts import CLAIM_PARTS
+    from streams.runtime.claim_parts import CLAIM_PARTS
 
     claims = fixture_truth(FIXTURE)["claims"]
     want = {(c, p): float(claims[c][p]) for c, names in CLAIM_PARTS.items() for p in names}

@@ -1,6 +1,6 @@
 """The scenarios' verdicts where their designs differ, on the committed fixtures' offline reports.
 
-What the designs (streams/simulator/scenarios.py) make differ: `xhs` buyers take longer over
+What the designs (streams/tools/simulator/scenarios.py) make differ: `xhs` buyers take longer over
 dearer items, engaged viewers and group members buy more, orders come after the host has
 explained; `impulse` decisions ignore price, deals sell in the first minutes, groups change
 nothing. None of them is built to land on a claim's value, so "built to pass" can only mean the
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from streams.analyze import analyze_file
+from streams.tools.analyze import analyze_file
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

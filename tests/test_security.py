@@ -11,8 +11,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.settings import Settings
-from streams.worker_process import WorkerProcess
+from streams.runtime.settings import Settings
+from streams.tools.worker_process import WorkerProcess
 from tests.support.live import (
     drain,
     fixture_lines,

@@ -16,8 +16,8 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.topics import end_offsets
-from streams.worker_process import WorkerProcess
+from streams.runtime.topics import end_offsets
+from streams.tools.worker_process import WorkerProcess
 from tests.support.live import (
     NO_LATENESS_GRACE_S,
     drain,

@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from agents.core import OperatorBoard, render_table
-    from streams.analyze import analyze_file
     from streams.commands.report import write_html
-    from streams.provenance import mark_if_simulated
-    from streams.settings import Settings
+    from streams.runtime.provenance import mark_if_simulated
+    from streams.runtime.settings import Settings
+    from streams.tools.analyze import analyze_file
 
     problem = options.jsonl_problem(args.file)
     if problem is not None:

@@ -25,8 +25,8 @@ from streams.commands import options
 from streams.commands.options import one_line
 
 if TYPE_CHECKING:  # imported lazily at run time: `livepulse --help` should not load Kafka
-    from streams.settings import Settings
-    from streams.worker_process import WorkerProcess
+    from streams.runtime.settings import Settings
+    from streams.tools.worker_process import WorkerProcess
 
 DEFAULT_FIXTURE = Path("fixtures/xhs.jsonl")
 
@@ -95,9 +95,9 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.drain import NotDrained
-    from streams.settings import Settings
-    from streams.worker_process import WorkerFailed, WorkerProcess, port_is_free
+    from streams.runtime.settings import Settings
+    from streams.tools.drain import NotDrained
+    from streams.tools.worker_process import WorkerFailed, WorkerProcess, port_is_free
 
     problem = options.jsonl_problem(args.fixture)
     if problem is not None:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    from streams import kafka_local
+    from streams.tools import kafka_local
 
     if args.bootstrap:
         bootstrap = args.bootstrap
@@ -153,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
 def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProcess) -> int:
     from agents.core import render_table
     from streams.commands.report import write_html
-    from streams.drain import fetch_json, wait_drained
-    from streams.progress import bar, count_lines, on_terminal
-    from streams.provenance import mark_if_simulated
-    from streams.replayer import Progress, replay
-    from streams.topics import all_topics, create_topics
+    from streams.runtime.provenance import mark_if_simulated
+    from streams.runtime.topics import all_topics, create_topics
+    from streams.tools.drain import fetch_json, wait_drained
+    from streams.tools.progress import bar, count_lines, on_terminal
+    from streams.tools.replayer import Progress, replay
 
     try:
         asyncio.run(create_topics(settings, all_topics(settings)))
@@ -215,7 +215,7 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
 
 
 def _delete_topics(settings: Settings) -> None:
-    from streams.topics import delete_run_topics
+    from streams.runtime.topics import delete_run_topics
 
     try:
         deleted = asyncio.run(delete_run_topics(settings))

@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
-from streams import kafka_local
 from streams.commands import options
+from streams.tools import kafka_local
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

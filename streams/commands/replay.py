@@ -11,7 +11,8 @@ from typing import Any
 from streams.commands import options
 from streams.commands.options import one_line
 
-#: streams.replayer's default, named here so that parsing the command line does not load Kafka.
+#: streams.tools.replayer's default, named here so that parsing the command line does not load
+#: Kafka.
 DEFAULT_FALLBACK_TOPIC = "live.interactions"
 
 
@@ -50,10 +51,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from streams.kafka_access import access_denied
-    from streams.progress import count_lines, on_terminal
-    from streams.replayer import Progress, replay
-    from streams.settings import Settings
+    from streams.runtime.kafka_access import access_denied
+    from streams.runtime.settings import Settings
+    from streams.tools.progress import count_lines, on_terminal
+    from streams.tools.replayer import Progress, replay
 
     problem = options.jsonl_problem(args.file)
     if problem is not None:

@@ -89,9 +89,9 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
     import orjson
     from pydantic import ValidationError
 
-    from streams.global_report import global_report
-    from streams.kafka_access import BrokerAccessDenied, check_access
-    from streams.settings import Settings
+    from streams.runtime.global_report import global_report
+    from streams.runtime.kafka_access import BrokerAccessDenied, check_access
+    from streams.runtime.settings import Settings
 
     overrides = {
         "bootstrap": args.bootstrap,
@@ -129,7 +129,7 @@ def _from_changelog(args: argparse.Namespace) -> tuple[int, bytes | None, str]:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from streams.drain import fetch
+    from streams.tools.drain import fetch
 
     if args.changelog:
         code, body, source = _from_changelog(args)

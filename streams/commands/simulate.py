@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from streams.commands import options
-from streams.progress import bar
-from streams.simulator import (
+from streams.tools.progress import bar
+from streams.tools.simulator import (
     SCENARIOS,
     compute_truth,
     generate,

@@ -13,12 +13,12 @@ from typing import Any, Final
 
 from streams.commands import options
 from streams.commands.options import one_line
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 log = logging.getLogger("livepulse.worker")
 
 LOGLEVELS = ("debug", "info", "warning", "error")
-#: Set when the worker stops itself for a reason its exit code tells (streams.topology).
+#: Set when the worker stops itself for a reason its exit code tells (streams.runtime.topology).
 _exit_code: int | None = None
 # faust, mode and aiokafka log every rebalance step and table at INFO; at --loglevel info
 # livepulse's own loggers say what matters and these stay at WARNING.
@@ -94,11 +94,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 async def _prepare_topics(settings: Settings, wait_s: float) -> None:
     """Wait for the broker and make sure the worker's topics exist and are co-partitioned.
 
-    Each partition's state comes back from its snapshots (`streams.keeper`), so any number of
+    Each partition's state comes back from its snapshots (`streams.runtime.keeper`), so any number
+    of
     workers may share the group.
     """
-    from streams.kafka_access import BrokerAccessDenied, check_access
-    from streams.topics import (
+    from streams.runtime.kafka_access import BrokerAccessDenied, check_access
+    from streams.runtime.topics import (
         TopicLayoutError,
         all_topics,
         check_copartitioned,
@@ -114,7 +115,7 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> None:
             await create_topics(settings, all_topics(settings))
             await create_changelog(settings)
             counts = await check_copartitioned(settings)
-            from streams import keeper
+            from streams.runtime import keeper
 
             keeper.SOURCE_PARTITIONS = counts[settings.source_topics[0]]
             return
@@ -146,11 +147,11 @@ REMOVED_SETTINGS: Final[tuple[str, ...]] = (
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from streams.app import configure
-    from streams.compression import check_codecs
-    from streams.kafka_access import BrokerAccessDenied
-    from streams.topics import TopicLayoutError
-    from streams.worker_process import port_is_free
+    from streams.runtime.app import configure
+    from streams.runtime.compression import check_codecs
+    from streams.runtime.kafka_access import BrokerAccessDenied
+    from streams.runtime.topics import TopicLayoutError
+    from streams.tools.worker_process import port_is_free
 
     for name in REMOVED_SETTINGS:
         if name in os.environ:
@@ -172,8 +173,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
 
-    # The process's app is built once, from the settings of whoever asks first; `agents.live`
-    # asks when it is imported (by `streams.keeper` in `_prepare_topics`, by autodiscovery), and
+    # The process's app is built once, from the settings of whoever asks first;
+    # `streams.runtime.live`
+    # asks when it is imported (by `streams.runtime.keeper` in `_prepare_topics`, by
+    # autodiscovery), and
     # without this it took `Settings()` from the environment alone, so any option that
     # differed from it stopped the worker ("already configured").
     configure(settings)
@@ -207,20 +210,20 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
     """Run the worker until SIGINT/SIGTERM; return its exit code."""
     import faust
 
-    from streams.app import configure
+    from streams.runtime.app import configure
 
     app = configure(settings)
     # What `faust -A ... worker` does before starting a worker (faust.cli.base.prepare_app):
-    # autodiscovery imports agents.live and streams.web, which attach to this app.
+    # autodiscovery imports streams.runtime.live and streams.runtime.web, which attach to this app.
     app.finalize()
     app.worker_init()
     app.discover()
     app.worker_init_post_autodiscover()
-    from streams.gcpace import CLOCK
+    from streams.runtime.gcpace import CLOCK
 
     CLOCK.install()  # time in the collector, for /status (a callback a collection)
-    from streams import keeper
-    from streams.statestore import StateStoreError
+    from streams.runtime import keeper
+    from streams.runtime.statestore import StateStoreError
 
     try:
         state_keeper = keeper.install(app, settings)
@@ -229,8 +232,8 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
         return 2
     _watch_topology(app, settings, state_keeper)
     if settings.gc_pace_records:
-        from agents.live import live
-        from streams.gcpace import GcPacer
+        from streams.runtime.gcpace import GcPacer
+        from streams.runtime.live import live
 
         # Start-up's objects (modules, faust's app) are frozen now, the ledger's as it grows.
         live.gc = GcPacer(every_records=settings.gc_pace_records).install()
@@ -249,7 +252,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
         # Keep print() from ending up in the log as WARNING lines.
         redirect_stdouts=False,
     )
-    from agents.live import subscribe_source_topics
+    from streams.runtime.live import subscribe_source_topics
 
     subscribe_source_topics()
 
@@ -273,14 +276,15 @@ def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | Non
 
 
 def _watch_topology(app: Any, settings: Settings, state_keeper: Any) -> None:
-    """Watch the contract topics while the worker runs (`streams.topology`): partitions added
+    """Watch the contract topics while the worker runs (`streams.runtime.topology`): partitions
+    added
     since the start go on /metrics and into the lag, deleted records into the lost count."""
     import os
     import signal
 
-    from agents.live import live
-    from streams import keeper, web
-    from streams.topology import (
+    from streams.runtime import keeper, web
+    from streams.runtime.live import live
+    from streams.runtime.topology import (
         RECREATED_EXIT,
         WATCH_EVERY_S,
         TopologyWatch,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.drain import fetch_json, wait_drained
-from streams.settings import Settings
-from streams.topics import delete_run_topics
-from streams.worker_process import free_ports, terminate
+from streams.runtime.settings import Settings
+from streams.runtime.topics import delete_run_topics
+from streams.tools.drain import fetch_json, wait_drained
+from streams.tools.worker_process import free_ports, terminate
 from tests.support.cli import FIXTURES, REPO, livepulse, livepulse_path, user_env
 
 

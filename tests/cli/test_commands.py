@@ -167,8 +167,8 @@ def test_report_from_a_worker(cli_worker: CliWorker, tmp_path: Path) -> None:
 def _topic_sizes(bootstrap: str, topics: list[str]) -> dict[str, int]:
     import asyncio
 
-    from streams.settings import Settings
-    from streams.topics import EndOffsets
+    from streams.runtime.settings import Settings
+    from streams.runtime.topics import EndOffsets
 
     async def read() -> dict[str, int]:
         async with EndOffsets(Settings(bootstrap=bootstrap)) as ends:
@@ -196,8 +196,8 @@ def test_replay_pacing_and_fallback(kafka_bootstrap: str, tmp_path: Path) -> Non
     import time
     import uuid
 
-    from streams.settings import Settings
-    from streams.topics import delete_run_topics
+    from streams.runtime.settings import Settings
+    from streams.runtime.topics import delete_run_topics
 
     prefix = f"cli-replay-{uuid.uuid4().hex[:8]}."
     lines = (FIXTURES / "impulse.jsonl").read_bytes().splitlines(True)
@@ -240,6 +240,6 @@ def test_replay_pacing_and_fallback(kafka_bootstrap: str, tmp_path: Path) -> Non
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))
         with contextlib.suppress(Exception):
-            from streams.topics import delete_topics
+            from streams.runtime.topics import delete_topics
 
             asyncio.run(delete_topics(settings, [f"{prefix}live.junk"]))

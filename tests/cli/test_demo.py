@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka_local import fetch_metadata
-from streams.settings import Settings
-from streams.topics import delete_run_topics
-from streams.worker_process import free_port, port_is_free
+from streams.runtime.settings import Settings
+from streams.runtime.topics import delete_run_topics
+from streams.tools.kafka_local import fetch_metadata
+from streams.tools.worker_process import free_port, port_is_free
 from tests.support.cli import FIXTURES, on_terminal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.worker_process import free_port
+from streams.tools.worker_process import free_port
 from tests.support.cli import FIXTURES, livepulse, one_error_line, user_env
 
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from streams.cli import build_parser
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 from tests.support.cli import REPO, livepulse
 
 
@@ -121,7 +121,7 @@ def test_the_top_level_help_lists_every_command() -> None:
 
 def test_replay_help_names_the_replayers_default_fallback_topic() -> None:
     from streams.commands import replay as command
-    from streams.replayer import DEFAULT_FALLBACK_TOPIC
+    from streams.tools.replayer import DEFAULT_FALLBACK_TOPIC
 
     assert command.DEFAULT_FALLBACK_TOPIC == DEFAULT_FALLBACK_TOPIC
     assert f"default {DEFAULT_FALLBACK_TOPIC}" in _help("replay")

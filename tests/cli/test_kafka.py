@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from streams import kafka_local
-from streams.kafka_local import broker_answers, fetch_metadata
-from streams.worker_process import free_ports, port_is_free
+from streams.tools import kafka_local
+from streams.tools.kafka_local import broker_answers, fetch_metadata
+from streams.tools.worker_process import free_ports, port_is_free
 from tests.conftest import in_ci
 from tests.support.cli import livepulse, one_error_line, user_env
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.worker_process import free_ports
+from streams.tools.worker_process import free_ports
 from tests.support.cli import FIXTURES, livepulse, on_terminal, user_env
 
 # A bar with a total: "analyze:  81%|████▌ | 15.0k/18.4k [00:00<00:00, 73.8k records/s]"
@@ -36,8 +36,8 @@ def test_analyze_shows_records_rate_and_time_left_on_a_terminal_only(tmp_path: P
 def test_replay_shows_lines_rate_and_time_left_on_a_terminal_only(kafka_bootstrap: str) -> None:
     import asyncio
 
-    from streams.settings import Settings
-    from streams.topics import delete_run_topics
+    from streams.runtime.settings import Settings
+    from streams.runtime.topics import delete_run_topics
 
     prefix = f"cli-progress-{uuid.uuid4().hex[:8]}."
     try:

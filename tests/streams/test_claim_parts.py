@@ -10,8 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.analyze import analyze_file
-from streams.claim_parts import CLAIM_PARTS, ClaimPartsCollector, GlobalClaimCollector, claim_parts
+from streams.runtime.claim_parts import (
+    CLAIM_PARTS,
+    ClaimPartsCollector,
+    GlobalClaimCollector,
+    claim_parts,
+)
+from streams.tools.analyze import analyze_file
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 

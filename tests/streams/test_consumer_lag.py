@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.consumer_lag import ConsumerLagCollector, lag_by_topic
+from streams.runtime.consumer_lag import ConsumerLagCollector, lag_by_topic
 
 TOPICS = ("live.views", "live.orders")
 

@@ -1,4 +1,4 @@
-"""The door to faust's and aiokafka's private API (`streams.batch_consumer`): every private
+"""The door to faust's and aiokafka's private API (`streams.runtime.batch_consumer`): every private
 method and attribute it relies on exists, with the signature it uses, in the installed
 versions, which are the ones it was checked against. An upgrade fails here, not in production."""
 
@@ -23,15 +23,15 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
 
-from streams import batch_consumer
-from streams.app import create_app
-from streams.batch_consumer import (
+from streams.runtime import batch_consumer
+from streams.runtime.app import create_app
+from streams.runtime.batch_consumer import (
     CHECKED_VERSIONS,
     SCHEME,
     BatchConsumer,
     BatchConsumerThread,
 )
-from streams.settings import ISOLATION_LEVEL, Settings
+from streams.runtime.settings import ISOLATION_LEVEL, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 #: Where the project's own code lives; only the door may use the libraries' private names.
@@ -110,7 +110,7 @@ async def test_the_worker_consumer_has_the_private_state_the_door_reads(
 ) -> None:
     consumer = faust_consumer
     assert isinstance(consumer, BatchConsumer)
-    assert TRANSPORTS.aliases[SCHEME] == "streams.batch_consumer:BatchTransport"
+    assert TRANSPORTS.aliases[SCHEME] == "streams.runtime.batch_consumer:BatchTransport"
     assert consumer._read_offset[("no-topic", 0)] is None  # a defaultdict of None
     assert consumer._buffered_partitions == set()
     assert not consumer._stopped.is_set()
@@ -149,7 +149,7 @@ def private_names(tree: ast.AST) -> set[str]:
 
 def test_no_other_module_reaches_into_the_door_s_private_names() -> None:
     """The private names the door relies on appear in no other module of the project."""
-    door = REPO / "streams" / "batch_consumer.py"
+    door = REPO / "streams" / "runtime" / "batch_consumer.py"
     relied_on = {
         "_drain_messages",
         "_wait_next_records",

@@ -1,4 +1,5 @@
-"""Snapshots dumped by a forked child (streams/forkdump.py), alone and through the keeper."""
+"""Snapshots dumped by a forked child (streams/runtime/forkdump.py), alone and through the
+keeper."""
 
 from __future__ import annotations
 
@@ -11,18 +12,18 @@ from pathlib import Path
 import pytest
 
 import agents.core.persist as persist
-import streams.forkdump as forkdump
+import streams.runtime.forkdump as forkdump
 from agents.core import Ledger
 from agents.core.operator import OperatorBoard
 from agents.core.persist import dump_state, load_state
 from agents.core.report import build_report
-from agents.live import LiveState, SourceRecord
-from streams.analyze import analyze_records, iter_records
-from streams.forkdump import ForkDumpError, fork_dump
-from streams.keeper import StateKeeper
-from streams.settings import Settings
-from streams.statestore import Changelog, LocalStore
-from streams.topics import create_changelog, delete_topics
+from streams.runtime.forkdump import ForkDumpError, fork_dump
+from streams.runtime.keeper import StateKeeper
+from streams.runtime.live import LiveState, SourceRecord
+from streams.runtime.settings import Settings
+from streams.runtime.statestore import Changelog, LocalStore
+from streams.runtime.topics import create_changelog, delete_topics
+from streams.tools.analyze import analyze_records, iter_records
 
 pytestmark = pytest.mark.skipif(not forkdump.CAN_FORK, reason="no os.fork on this platform")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.gcpace import GcPacer
+from streams.runtime.gcpace import GcPacer
 
 
 class _Node:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from agents.core.html import AFTER_COLOUR, BEFORE_COLOUR, MEMBER_COLOUR, TIER_COLOUR
-from streams.analyze import analyze_file
 from streams.cli import main
+from streams.tools.analyze import analyze_file
 from tests.conftest import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,5 @@
-"""The project's own Kafka broker (`streams.kafka_local`, `livepulse kafka`), against a real one."""
+"""The project's own Kafka broker (`streams.tools.kafka_local`, `livepulse kafka`), against a real
+one."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams import kafka_local
 from streams.commands import kafka as kafka_command
-from streams.worker_process import free_ports
+from streams.tools import kafka_local
+from streams.tools.worker_process import free_ports
 
 # The partition count the shared broker's contract topics were created with.
 EXPECTED_PARTITIONS = int(os.environ.get("LIVEPULSE_PARTITIONS", "4"))

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from agents.live import LiveState, PartitionState
-from streams.keeper import StateKeeper
-from streams.settings import Settings
-from streams.statestore import Changelog
+from streams.runtime.keeper import StateKeeper
+from streams.runtime.live import LiveState, PartitionState
+from streams.runtime.settings import Settings
+from streams.runtime.statestore import Changelog
 
 # Four partitions held, the default share 0.1, idle after 1 s, busy every 10 s.
 SETTINGS = Settings(snapshot_idle_s=1.0, snapshot_interval_s=10.0, snapshot_max_share=0.1)

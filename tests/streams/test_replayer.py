@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from schemas import TOPIC_BY_TYPE, record_key
-from streams.replayer import Progress, ReplaySummary, read_lines, replay, route
-from streams.settings import Settings
-from streams.topics import all_topics, delete_topics, end_offsets
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, delete_topics, end_offsets
+from streams.tools.replayer import Progress, ReplaySummary, read_lines, replay, route
 
 T0 = 1_721_800_800_000
 JUNK = [b"<html>502</html>", b"[1, 2]", b'{"event_id": "x", "type": "teleported", "ts": 1}', b""]

@@ -8,8 +8,8 @@ import pydantic
 import pytest
 
 from agents.core.windows import DEFAULT_GRACE_MS
-from streams.app import create_app, faust_broker_url
-from streams.settings import CONTRACT_TOPICS, Settings
+from streams.runtime.app import create_app, faust_broker_url
+from streams.runtime.settings import CONTRACT_TOPICS, Settings
 
 
 def test_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +103,7 @@ def test_the_faust_app_takes_its_configuration_from_settings_only(
     assert str(conf.store) == "memory:"
     assert [str(url) for url in conf.broker] == ["kafka://h1:9092", "kafka://h2:9093"]
     assert conf.processing_guarantee.value == "at_least_once"
-    assert conf.autodiscover == ["agents", "streams.web"]
+    assert conf.autodiscover == ["agents", "streams.runtime.web"]
     assert faust_broker_url(s) == "kafka://h1:9092;h2:9093"
 
 

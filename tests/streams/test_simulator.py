@@ -14,7 +14,7 @@ import pytest
 
 from schemas import EVENT_TYPES, Rejection, decode_text
 from streams.commands import simulate as simulate_command
-from streams.simulator import (
+from streams.tools.simulator import (
     JUNK_KINDS,
     compute_truth,
     generate,
@@ -22,7 +22,7 @@ from streams.simulator import (
     split_lines,
     truth_path,
 )
-from streams.simulator.truth import (
+from streams.tools.simulator.truth import (
     REPURCHASE_WINDOW_MS,
     Stream,
     cst_date,

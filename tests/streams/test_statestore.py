@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
-from streams.statestore import (
+from streams.runtime.settings import Settings
+from streams.runtime.statestore import (
     CHUNK_BYTES,
     Changelog,
     LocalStore,
@@ -18,7 +18,7 @@ from streams.statestore import (
     new_head,
     newest,
 )
-from streams.topics import create_changelog, delete_topics
+from streams.runtime.topics import create_changelog, delete_topics
 
 
 def _blob(n: int, seed: int) -> bytes:

@@ -1,4 +1,5 @@
-"""`streams.topology`: partitions beyond the worker's layout, their records in the lag, topics
+"""`streams.runtime.topology`: partitions beyond the worker's layout, their records in the lag,
+topics
 whose end fell behind the worker's position (re-created). The broker side is tested in
 tests/test_topics_changed.py."""
 
@@ -6,9 +7,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.consumer_lag import ConsumerLagCollector
-from streams.settings import Settings
-from streams.topology import TopologyWatch, UnreadPartitionsCollector
+from streams.runtime.consumer_lag import ConsumerLagCollector
+from streams.runtime.settings import Settings
+from streams.runtime.topology import TopologyWatch, UnreadPartitionsCollector
 
 TOPICS = ["live.views", "live.orders"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.simulator.truth import (
+from streams.tools.simulator.truth import (
     average_ranks,
     compute_truth,
     cst_date,
@@ -570,8 +570,8 @@ def test_truth_is_independent_of_the_streaming_core() -> None:
     import ast
     from pathlib import Path
 
-    import streams.simulator.operator_truth as operator_truth_module
-    import streams.simulator.truth as truth_module
+    import streams.tools.simulator.operator_truth as operator_truth_module
+    import streams.tools.simulator.truth as truth_module
 
     for module in (truth_module, operator_truth_module):
         tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.core import Ledger
-from streams.analyze import analyze_file
-from streams.web import OperatorCollector, ReportCache
+from streams.runtime.web import OperatorCollector, ReportCache
+from streams.tools.analyze import analyze_file
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
 

@@ -32,7 +32,7 @@ from agents.core.claims import CLAIMS_BY_ID, Claim
 from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.metrics import CLAIM_FUNCTIONS, _Facts
 from agents.core.report import claim_verdict
-from streams.analyze import analyze_records
+from streams.tools.analyze import analyze_records
 
 T0 = 1_719_835_200_000  # 2024-07-01 20:00 CST
 MINUTE = 60_000

@@ -13,16 +13,16 @@ import numpy.typing as npt
 
 from agents.core.claims import CLAIMS_BY_ID
 from agents.core.metrics import Measurement, compute_claims
-from streams.analyze import analyze_records
-from streams.simulator import generate, get_scenario
-from streams.simulator import truth as reference
-from streams.simulator.truth import Stream
+from streams.tools.analyze import analyze_records
+from streams.tools.simulator import generate, get_scenario
+from streams.tools.simulator import truth as reference
+from streams.tools.simulator.truth import Stream
 
 FloatArray = npt.NDArray[np.float64]
 # What a replicate contributes to the truth: totals to add up, or raw pairs to pool.
 Stat = FloatArray
 # A replicate's share of the truth comes from the independent batch reference
-# (`streams.simulator.truth`, which never imports `agents`): its figures for the claim, and
+# (`streams.tools.simulator.truth`, which never imports `agents`): its figures for the claim, and
 # the stream it read (for pairs the figures do not carry). Never from the code under test.
 Extract = Callable[[dict[str, Any], Stream], Stat]
 Pool = Callable[[Sequence[Stat]], float | None]

@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from streams.drain import DrainResult, fetch_json, wait_drained
-from streams.replayer import ReplaySummary, read_lines, replay
-from streams.settings import Settings
-from streams.simulator.operator_truth import operator_truth
-from streams.topics import all_topics, create_topics, delete_run_topics
-from streams.worker_process import WorkerProcess, free_port
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.drain import DrainResult, fetch_json, wait_drained
+from streams.tools.replayer import ReplaySummary, read_lines, replay
+from streams.tools.simulator.operator_truth import operator_truth
+from streams.tools.worker_process import WorkerProcess, free_port
 from tests.support.truth import operator_mismatches, report_mismatches
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"

@@ -22,7 +22,7 @@ import pytest
 from agents.core.claims import CLAIMS, CLAIMS_BY_ID
 from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.metrics import AOV_BAR_CNY, CLAIM_FUNCTIONS, _Facts
-from streams.analyze import analyze_records
+from streams.tools.analyze import analyze_records
 from tests.support.calibration import (
     CALIBRATED,
     DEFAULTS,

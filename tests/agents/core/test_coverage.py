@@ -1,6 +1,6 @@
 """Interval coverage: about 95% of the 95% intervals over many simulated streams hold the truth.
 
-Simulated streams (`streams.simulator.generate`, the same path as `livepulse analyze`): for
+Simulated streams (`streams.tools.simulator.generate`, the same path as `livepulse analyze`): for
 each scenario, WORLDS worlds (users, catalogs, fans drawn from a seed) and RUNS_PER_WORLD
 streams per world (the days drawn from a seed of their own). The truth a stream's interval
 is scored against is the claim's value on the union of the other streams of its world (the

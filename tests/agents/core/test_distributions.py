@@ -155,7 +155,7 @@ def test_conversion_of_interacting_and_other_pairs() -> None:
 
 
 def test_plotted_share_after_minute_5_has_the_claims_clustered_interval() -> None:
-    from streams.analyze import analyze_file
+    from streams.tools.analyze import analyze_file
 
     root = Path(__file__).resolve().parents[3] / "fixtures"
     report = analyze_file(root / "xhs.jsonl")
@@ -248,7 +248,7 @@ def test_report_carries_the_distributions_as_strict_json() -> None:
 @pytest.mark.parametrize("scenario", ["xhs", "impulse"])
 def test_fixture_distributions_agree_with_the_independent_truth(scenario: str) -> None:
     """The plotted counts, medians and means against the simulator's batch reference."""
-    from streams.analyze import analyze_file
+    from streams.tools.analyze import analyze_file
 
     root = Path(__file__).resolve().parents[3] / "fixtures"
     truth = json.loads((root / f"{scenario}.truth.json").read_text())["claims"]

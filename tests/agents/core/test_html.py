@@ -288,7 +288,7 @@ def test_plotted_intervals_are_the_claims_or_say_what_they_are() -> None:
     from pathlib import Path
 
     from agents.core.claims import INTERVAL_SCOPE
-    from streams.analyze import analyze_file
+    from streams.tools.analyze import analyze_file
 
     fixture = Path(__file__).resolve().parents[3] / "fixtures" / "xhs.jsonl"
     report = analyze_file(fixture)

@@ -1,4 +1,5 @@
-"""The metric core leaves no reference cycles behind, so paced GC (streams/gcpace.py) is safe."""
+"""The metric core leaves no reference cycles behind, so paced GC (streams/runtime/gcpace.py) is
+safe."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from itertools import islice
 from pathlib import Path
 
 from agents.core import Ledger, OperatorBoard, build_report
-from streams.analyze import analyze_records, iter_records
+from streams.tools.analyze import analyze_records, iter_records
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 

@@ -13,7 +13,7 @@ from agents.core.operator import watch_intervals
 from agents.core.timeline import watch_time_ms
 from agents.core.windows import MINUTE_MS, EventTimeWindows
 from schemas import Event, Rejection, decode_text
-from streams.simulator.operator_truth import operator_truth
+from streams.tools.simulator.operator_truth import operator_truth
 from tests.support.truth import operator_mismatches
 
 T0 = 1_721_800_800_000  # a whole minute
@@ -250,7 +250,8 @@ def test_watch_intervals_add_up_to_the_claims_watch_time() -> None:
 
 
 def test_small_streams_agree_with_the_batch_truth() -> None:
-    """The hand-built streams through the board and through streams.simulator.operator_truth."""
+    """The hand-built streams through the board and through
+    streams.tools.simulator.operator_truth."""
     streams = [small_stream()]
     rng = random.Random(11)
     s: list[int] = [0]

@@ -1,0 +1,119 @@
+"""The faust application: built from `Settings` by `create_app`, one per worker process.
+
+The ingest (`streams.runtime.live`) and web views (`streams.runtime.web`) attach themselves to the
+process's app at
+import time, the way faust's large-project layout expects; `configure(settings)` chooses the
+settings before the first import, and autodiscovery (`autodiscover=["streams.runtime.live",
+"streams.runtime.web"]`)
+does the imports when the worker starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import faust
+
+from streams.runtime.settings import Settings
+
+#: Where the worker finds agents and views; imported by `app.discover()`.
+DISCOVER: Final[tuple[str, ...]] = ("streams.runtime.live", "streams.runtime.web")
+
+
+def faust_broker_url(settings: Settings) -> str:
+    """faust's broker URL for `settings.bootstrap` (`kafka://h1:p1;h2:p2`)."""
+    return "kafka://" + ";".join(settings.bootstrap_servers)
+
+
+def _consumer_url(settings: Settings) -> str:
+    """The consumer's transport: the batch drain, reading committed records only
+    (`streams.runtime.batch_consumer`)."""
+    # Importing the module registers the transport with faust.
+    from streams.runtime.batch_consumer import SCHEME
+
+    return f"{SCHEME}://" + ";".join(settings.bootstrap_servers)
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """faust's broker credentials for the settings' security protocol (None for PLAINTEXT)."""
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None  # Settings validates this
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            ssl_context=settings.ssl_context(),
+            mechanism=settings.sasl_mechanism or "PLAIN",
+        )
+    if settings.security_protocol == "SSL":
+        # An explicit context: faust's SSLCredentials() without one cannot build its own.
+        return faust.SSLCredentials(settings.ssl_context())
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A faust app configured from `settings` alone (faust's own environment variables, such as
+    `WEB_PORT` or `BROKER_URL`, would otherwise override these arguments: `env={}`)."""
+    return faust.App(
+        settings.app_id,
+        env={},
+        origin="streams.runtime.app",
+        autodiscover=list(DISCOVER),
+        broker=faust_broker_url(settings),
+        broker_consumer=_consumer_url(settings),
+        broker_credentials=broker_credentials(settings),
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        # At least once: the batch consumer commits a partition's offsets after a snapshot
+        # covering them (streams.runtime.keeper); faust itself acks and commits nothing.
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=10_000,
+        broker_commit_interval=2.0,
+        broker_max_poll_records=settings.batch_max_records,
+        # faust's default 1 MiB a partition left the batch consumer waiting on fetches half the
+        # time (0.5 core, ~50k records/s); 8 MiB kept it busy (~98k/s at 1 core, bench/NOTES.md).
+        consumer_max_fetch_size=settings.batch_fetch_bytes,
+        # The producer publishes dead letters only, awaited before the batch is acked: a
+        # linger would be paid by every batch that has one (bench/NOTES.md).
+        producer_linger_ms=0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        # No tables: no standby replicas (faust's co-partitioning assignor is forced by
+        # streams.runtime.batch_consumer, and would otherwise also plan standbys).
+        table_standby_replicas=0,
+        web_enabled=True,
+    )
+
+
+_settings: Settings | None = None
+_app: faust.App | None = None
+
+
+def configure(settings: Settings) -> faust.App:
+    """Choose the settings of this process's app and build it; call once, before `get_app()`."""
+    global _settings, _app
+    if _app is not None:
+        if settings == _settings:
+            return _app
+        raise RuntimeError("the livepulse app of this process is already configured")
+    _settings, _app = settings, create_app(settings)
+    return _app
+
+
+def get_settings() -> Settings:
+    """The settings of this process's app (from the environment if `configure` was not called)."""
+    get_app()
+    assert _settings is not None
+    return _settings
+
+
+def get_app() -> faust.App:
+    """This process's app (configured from the environment if `configure` was not called)."""
+    if _app is None:
+        return configure(Settings())
+    return _app

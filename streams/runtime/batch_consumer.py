@@ -1,0 +1,355 @@
+"""Batch ingestion: a faust consumer that hands each fetched batch to one handler (issue 6),
+and moves partition state on rebalances (issue 5). The one door to faust's and aiokafka's
+private API (issue 16): no other module of schemas/, agents/, streams/ touches it.
+
+faust's own drain loop passes every message through `wait_first(callback(message), ...)`, the
+conductor's per-topic queues and the stream iterator: two tasks, a queue hop and a future per
+record, ~75 us of the worker's ~85 us per record on this machine (bench/NOTES.md). This
+consumer keeps faust's group membership and rebalancing and replaces the drain: each `getmany`
+result (up to `broker_max_poll_records` records) is awaited once through `BatchHandler`.
+
+Offsets are not faust's business here: the partition hooks (`streams.runtime.keeper.StateKeeper`)
+restore a partition's state when it is assigned and the consumer seeks its sources to the
+positions that state covers; a revoked partition is snapshotted first; offsets are committed
+after each snapshot. faust's ack bookkeeping is left empty, so faust itself commits nothing.
+
+The worker's consumer (the app's `broker_consumer` URL scheme `lpbatch://`). Both it and the
+benchmark's naive faust contender (`lpkafka://`, bench/naive.py) read with `ISOLATION_LEVEL`
+(read_committed): records of aborted transactions and transaction markers are never handed on.
+
+Private API relied on, checked against `CHECKED_VERSIONS` and pinned by
+tests/streams/test_faust_door.py (an upgrade of either library fails that test first):
+
+faust-streaming (`faust.transport.consumer.Consumer`, `faust.transport.drivers.aiokafka`):
+- `Consumer._drain_messages(fetcher)`: overridden, the per-message loop replaced by batches.
+- `Consumer._wait_next_records(timeout) -> (records, active_partitions)`: one `getmany` result.
+- `Consumer._read_offset` (TP -> last offset handed on): skips what a seek back refetched.
+- `Consumer._buffered_partitions`: partitions faust still holds records of (paused or not).
+- `Consumer._stopped` and the fetcher's `_stopped` (mode `Service` events): end of the loop.
+- `Consumer._commit(offsets)`: commits the snapshot-covered positions (faust's own acks unused).
+- `Consumer._thread._consumer`: the aiokafka consumer, for its subscription state.
+- `Consumer._new_consumer_thread()` and `AIOKafkaConsumerThread._create_worker_consumer(transport)`:
+  overridden to build the aiokafka consumer with other options; faust's sets the thread's
+  `_assignor` to round robin for an app without tables, ours to `app.assignor` to match.
+- `Consumer.perform_seek()` / `on_partitions_revoked(revoked)`: overridden (restore / snapshot).
+- `faust.transport.drivers.TRANSPORTS.aliases`: registers the two URL schemes.
+
+aiokafka (`AIOKafkaConsumer`), attributes read by `start()` when it builds its fetcher and group
+coordinator, set on the consumer faust builds before it starts:
+- `_isolation_level` (read_committed), `_fetch_min_bytes`, `_fetch_max_wait_ms` (latency),
+  `_partition_assignment_strategy` (faust's co-partitioning assignor instead of round robin).
+- `_subscription.subscription.assignment` (`.tps`, `.state_value(tp)` with
+  `.has_valid_position`, `.position`): where the consumer will read next (`_skip_gaps`).
+- `_client.force_metadata_update()`: refreshes a topic's partitions (`force_metadata_update`
+  below, for `streams.runtime.topics.partition_counts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, NamedTuple, Protocol
+
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
+from faust.types import TP
+
+from streams.runtime.settings import ISOLATION_LEVEL
+
+log = logging.getLogger(__name__)
+
+#: The versions whose private API (module docstring) this module was read and tested against;
+#: pyproject.toml pins exactly these, and tests/streams/test_faust_door.py fails on any other.
+CHECKED_VERSIONS: Final[dict[str, str]] = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+#: The URL scheme of the batch transport (registered in faust's transport registry below).
+SCHEME: Final[str] = "lpbatch"
+#: faust's own per-message consumer, reading committed records only (bench/naive.py).
+COMMITTED_SCHEME: Final[str] = "lpkafka"
+
+
+class RawRecord(NamedTuple):
+    """One fetched record (`streams.runtime.live.SourceRecord`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    #: The Kafka timestamp in ms (CreateTime: when the producer sent it), None if unknown.
+    timestamp: int | None = None
+    #: The record's headers as the producer wrote them ((name, value) pairs).
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+_new_record = tuple.__new__
+#: Called with a fetched batch and the wall-clock time it reached the worker's event loop
+#: (before waiting for the state's lock).
+BatchHandler = Callable[[Sequence[RawRecord], float], Awaitable[None]]
+
+_handler: BatchHandler | None = None
+
+
+def set_batch_handler(handler: BatchHandler | None) -> None:
+    """Choose the coroutine every fetched batch is awaited through (streams.runtime.live sets
+    it)."""
+    global _handler
+    _handler = handler
+
+
+class PartitionHooks(Protocol):
+    """What the consumer asks of the partition state's keeper
+    (`streams.runtime.keeper.StateKeeper`)."""
+
+    #: Held around each batch: a snapshot never sees half a batch.
+    lock: asyncio.Lock
+    committer: Callable[[dict[tuple[str, int], int]], Awaitable[Any]] | None
+
+    async def assign(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    async def revoke(self, tps: Iterable[tuple[str, int]]) -> None: ...
+
+    def held_positions(self) -> dict[tuple[str, int], int]: ...
+
+    async def skip_to(self, positions: dict[tuple[str, int], int]) -> int: ...
+
+
+_hooks: PartitionHooks | None = None
+
+
+def set_partition_hooks(hooks: PartitionHooks | None) -> None:
+    """Choose who restores and snapshots partition state (the worker command sets it)."""
+    global _hooks
+    _hooks = hooks
+
+
+#: Latency (bench/NOTES.md): the broker holds a fetch until this many bytes are there or
+#: `FETCH_MAX_WAIT_MS` has passed. faust asks for 1 byte and 1,500 ms: the fetch sent while a
+#: batch is being applied returns at once with the few records there, and the records that
+#: arrive during the rest of the batch wait a whole further cycle for the next fetch.
+FETCH_MIN_BYTES: Final[int] = 1024 * 1024
+FETCH_MAX_WAIT_MS: Final[int] = 10
+
+
+class CommittedConsumerThread(AIOKafkaConsumerThread):
+    """faust's consumer thread, reading with `ISOLATION_LEVEL` (faust passes read_uncommitted
+    unless the app is exactly-once, which livepulse does not use: its state carries its
+    positions, streams.runtime.keeper)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = ISOLATION_LEVEL  # read when its fetcher starts
+        return consumer
+
+
+class CommittedConsumer(AIOKafkaFaustConsumer):
+    """faust's aiokafka consumer on a `CommittedConsumerThread`."""
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class CommittedTransport(AIOKafkaTransport):
+    """faust's aiokafka transport whose consumer reads committed records only."""
+
+    Consumer = CommittedConsumer
+
+
+class BatchConsumerThread(CommittedConsumerThread):
+    """faust's consumer thread, with a short fetch wait and a large minimum fetch, and faust's
+    co-partitioning assignor (and `ISOLATION_LEVEL`).
+
+    faust-streaming uses aiokafka's round-robin assignor unless the app has changelog tables,
+    and round robin splits partition p of the five contract topics over different workers.
+    The state is kept per partition number, so partition p of every topic must be one
+    worker's: faust's `PartitionAssignor` assigns co-subscribed topics with equal partition
+    counts together (`_get_copartitioned_groups`), and sticks to the previous assignment.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES  # read when its fetcher starts
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        # Read by AIOKafkaConsumer.start() when it builds its group coordinator.
+        consumer._partition_assignment_strategy = (self.app.assignor,)
+        self._assignor = self.app.assignor
+        return consumer
+
+
+class BatchConsumer(CommittedConsumer):
+    """faust's aiokafka consumer with a batch drain loop instead of the per-message one."""
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover (a thread loop)
+        stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (stopped() or fetcher_stopped()):
+                records, active = await self._wait_next_records(1.0)
+                if records is None or self.should_stop:
+                    await asyncio.sleep(0)
+                    continue
+                if not self.flow_active:
+                    # Rebalancing: what was fetched is dropped; seek back to the positions of
+                    # the states held (the assignment's restore seeks the new ones).
+                    await self._seek_positions(None)
+                    continue
+                await self._process(records, active)
+                await self._skip_gaps(active)
+                # Yield between batches so the web views and the commit timer get their turn.
+                await asyncio.sleep(0)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _process(self, records: Any, active: set[TP] | None) -> None:
+        handler = _handler
+        if handler is None:
+            raise RuntimeError("batch ingestion is on but no batch handler was set")
+        received_at = time.time()
+        batch: list[RawRecord] = []
+        taken: list[tuple[TP, list[int]]] = []
+        read_offset = self._read_offset
+        buffered = self._buffered_partitions
+        hooks = _hooks
+        held = hooks.held_positions() if hooks is not None else {}
+        #: Partitions whose first record here is past the held position: the offsets between
+        #: hold no record to apply (transaction markers) or were deleted before being read.
+        gaps: dict[tuple[str, int], int] = {}
+        for tp, tp_records in records.items():
+            if active is not None and tp not in active and tp not in buffered:
+                continue
+            last_read = read_offset.get(tp)
+            topic, partition = tp.topic, tp.partition
+            offsets: list[int] = []
+            for record in tp_records:
+                offset = record.offset
+                if last_read is not None and offset < last_read:
+                    continue  # already delivered before a seek back
+                offsets.append(offset)
+                # tuple.__new__ directly: the named tuple without its Python-level __new__.
+                batch.append(
+                    _new_record(
+                        RawRecord,
+                        (
+                            topic,
+                            partition,
+                            offset,
+                            record.key,
+                            record.value,
+                            record.timestamp,
+                            record.headers,
+                        ),
+                    )
+                )
+            if offsets:
+                taken.append((tp, offsets))
+                position = held.get((topic, partition))
+                if position is not None and offsets[0] > position:
+                    gaps[(topic, partition)] = offsets[0]
+        if not batch:
+            return
+        if hooks is None:
+            await handler(batch, received_at)
+        else:
+            async with hooks.lock:
+                if gaps:
+                    await hooks.skip_to(gaps)
+                await handler(batch, received_at)
+        for tp, offsets in taken:
+            read_offset[tp] = offsets[-1]
+
+    async def _skip_gaps(self, active: set[TP] | None) -> None:
+        """Move the held positions past what the consumer skipped without a record to hand on.
+
+        A committed transaction ends with a marker, an aborted one leaves records read_committed
+        never returns: the consumer's position goes past them, the positions taken from the
+        records would stay before them, and the lag (and the drain wait) would never reach 0.
+        After a fetch is handled, the consumer's position of an active partition is the next
+        offset it will return, so everything before it was handed on or is not a record.
+        """
+        hooks = _hooks
+        consumer = getattr(self._thread, "_consumer", None)
+        if hooks is None or consumer is None:
+            return
+        subscription = consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None:
+            return
+        held = hooks.held_positions()
+        ahead: dict[tuple[str, int], int] = {}
+        for tp in assignment.tps:
+            if active is not None and tp not in active:
+                continue
+            state = assignment.state_value(tp)
+            if state is None or not state.has_valid_position:
+                continue
+            key = (tp.topic, tp.partition)
+            if key in held and state.position > held[key]:
+                ahead[key] = state.position
+        if ahead:
+            async with hooks.lock:
+                await hooks.skip_to(ahead)
+
+    async def perform_seek(self) -> None:
+        """After an assignment: restore the new partitions' state, seek to its positions."""
+        await super().perform_seek()
+        hooks = _hooks
+        if hooks is None:
+            return
+        hooks.committer = self._commit_positions
+        assigned = {(tp.topic, tp.partition) for tp in self.assignment()}
+        await self._seek_positions(await hooks.assign(assigned))
+
+    async def _seek_positions(self, positions: dict[tuple[str, int], int] | None) -> None:
+        """Seek each source partition to the next offset its state needs (None: the held ones)."""
+        if positions is None:
+            hooks = _hooks
+            if hooks is None:
+                await super().perform_seek()
+                return
+            positions = hooks.held_positions()
+        assigned = self.assignment()
+        for (topic, partition), offset in sorted(positions.items()):
+            tp = TP(topic, partition)
+            if tp in assigned:
+                await self.seek(tp, offset)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Snapshot and let go of the revoked partitions' state before faust forgets them."""
+        hooks = _hooks
+        if hooks is not None:
+            await hooks.revoke((tp.topic, tp.partition) for tp in revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def _commit_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        """Commit the group's offsets of source partitions (after a snapshot covering them)."""
+        offsets = {TP(t, p): o for (t, p), o in positions.items() if o > 0}
+        if offsets:
+            await self._commit(offsets)
+
+
+class BatchTransport(AIOKafkaTransport):
+    """faust's aiokafka transport with `BatchConsumer` as its consumer."""
+
+    Consumer = BatchConsumer
+
+
+TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:BatchTransport")
+TRANSPORTS.aliases.setdefault(COMMITTED_SCHEME, f"{__name__}:CommittedTransport")
+
+
+async def force_metadata_update(consumer: Any) -> None:
+    """Refresh a started aiokafka consumer's cluster metadata (a topic just created)."""
+    await consumer._client.force_metadata_update()

@@ -1,0 +1,96 @@
+"""The report over every partition, whichever workers hold them: merged from the changelog.
+
+Each worker's `/report` covers the partitions it holds. The global one is built here from the
+newest snapshot of every partition in the state changelog topic (`streams.runtime.statestore`),
+merged (`agents.core.merge`) into one ledger and board: the same report one worker holding
+every partition would give for the records the snapshots cover. With `wait_s`, it waits until
+the snapshots cover every record now in the contract topics (workers snapshot a partition
+about a second after it goes idle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.operator import OperatorBoard
+from agents.core.persist import load_state
+from agents.core.report import build_report
+from streams.runtime.settings import Settings
+from streams.runtime.statestore import Changelog, Snapshot
+from streams.runtime.topics import end_offsets, partition_counts
+
+
+def _build(blobs: list[bytes], settings: Settings) -> dict[str, Any]:
+    states = [load_state(blob) for blob in blobs]
+    if states:
+        ledger = merge_ledgers([ledger for ledger, _ in states])
+        board = merge_boards([board for _, board in states])
+    else:
+        from agents.core.ledger import Ledger
+
+        ledger = Ledger()
+        board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    return build_report(ledger, board)
+
+
+async def newest_snapshots(settings: Settings) -> dict[int, Snapshot]:
+    """The newest complete snapshot of each changelog partition that has one."""
+    counts = await partition_counts(settings, [settings.changelog])
+    if settings.changelog not in counts:
+        raise LookupError(
+            f"no changelog topic {settings.changelog}: has a worker with app id "
+            f"{settings.app_id!r} run against this broker?"
+        )
+    changelog = Changelog(settings)
+    found: dict[int, Snapshot] = {}
+    for partition in range(counts[settings.changelog]):
+        snapshot = await changelog.read_newest(partition)
+        if snapshot is not None:
+            found[partition] = snapshot
+    return found
+
+
+async def uncovered(settings: Settings, snapshots: dict[int, Snapshot]) -> int:
+    """Records in the contract topics that no snapshot covers yet."""
+    ends = await end_offsets(settings, settings.source_topics)
+    behind = 0
+    for tp, end in ends.items():
+        snapshot = snapshots.get(tp.partition)
+        covered = snapshot.head.positions.get(tp.topic, 0) if snapshot is not None else 0
+        behind += max(0, end - covered)
+    return behind
+
+
+async def global_report(
+    settings: Settings, *, wait_s: float = 0.0, poll_s: float = 1.0, build_in_thread: bool = False
+) -> dict[str, Any]:
+    """The merged report of every partition's newest snapshot (see the module docstring)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        snapshots = await newest_snapshots(settings)
+        behind = await uncovered(settings, snapshots)
+        if behind == 0 or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(poll_s)
+    blobs = [snapshots[p].blob for p in sorted(snapshots)]
+    if build_in_thread:  # a worker's event loop keeps serving while the report is built
+        report = await asyncio.to_thread(_build, blobs, settings)
+    else:
+        report = _build(blobs, settings)
+    report["state"] = {
+        "source": f"changelog {settings.changelog}",
+        "partitions": {
+            str(p): {
+                "positions": s.head.positions,
+                "generation": s.head.generation,
+                "written_at": s.head.written_at,
+                "writer": s.head.writer,
+            }
+            for p, s in sorted(snapshots.items())
+        },
+        "uncovered_records": behind,
+    }
+    return report

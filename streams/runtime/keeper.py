@@ -1,0 +1,459 @@
+"""Moves partition state in and out of a worker: restore on assignment, snapshot on revocation,
+when idle and periodically, and commit the source offsets each snapshot covers.
+
+Correctness rests on the snapshot, not on faust's offset commits or exactly-once mode: a
+partition's state and the positions it covers are written together, a restore seeks the
+sources to those positions, and a record before its partition's position is skipped
+(`LiveState.apply_batch`). So after a crash, a rebalance or a restart every record is applied
+to the state once: the ones the snapshot covers are in it, the later ones are read again. The
+committed consumer offsets trail the snapshots and serve only monitoring (consumer lag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
+
+from agents.core.persist import dump_state, load_state
+from streams.runtime.forkdump import CAN_FORK, ForkedDump, fork_dump
+from streams.runtime.live import LiveState, PartitionState
+from streams.runtime.settings import Settings
+from streams.runtime.statestore import Changelog, LocalStore, Snapshot, new_head, newest
+
+log = logging.getLogger(__name__)
+
+#: Partitions of each contract topic, as checked when the worker started (None before).
+SOURCE_PARTITIONS: int | None = None
+
+SourceTP = tuple[str, int]
+#: Commits source offsets ({(topic, partition): next offset}) for the worker's group.
+Committer = Callable[[dict[SourceTP, int]], Awaitable[Any]]
+#: End offsets of source partitions (to spot a snapshot of topics that were recreated since).
+EndOffsets = Callable[[Iterable[SourceTP]], Awaitable[dict[SourceTP, int]]]
+
+
+async def _settled() -> None:
+    return None
+
+
+class StateKeeper:
+    """Restores, snapshots and parks the partition states of one worker's `LiveState`."""
+
+    def __init__(
+        self,
+        live: LiveState,
+        settings: Settings,
+        changelog: Changelog,
+        local: LocalStore | None,
+        end_offsets: EndOffsets | None = None,
+    ) -> None:
+        self.live = live
+        self.settings = settings
+        self.changelog = changelog
+        self.local = local
+        self.end_offsets = end_offsets
+        #: Log start offsets of source partitions (to tell records deleted before they were
+        #: read from transaction markers, `skip_to`); None: not checked.
+        self.log_starts: EndOffsets | None = None
+        #: Held while a batch is applied and its dead letters published, and while a snapshot is
+        #: taken: a snapshot never covers a record whose dead letter is not yet on the broker.
+        self.lock = asyncio.Lock()
+        #: Revoked states, kept in memory until the next assignment: a rebalance that gives a
+        #: partition back (faust's eager rebalances revoke everything) costs no reload.
+        self.parked: dict[int, PartitionState] = {}
+        self.committer: Committer | None = None
+        #: The snapshot write in flight (`_snapshot(background=True)`), if any.
+        self._writing: asyncio.Task[None] | None = None
+        #: Awaited before each snapshot: dead letters still being published (streams.runtime.live).
+        self.settle: Callable[[], Awaitable[None]] = _settled
+        #: Dump periodic and idle snapshots in a forked child (`streams.runtime.forkdump`).
+        self.fork = settings.snapshot_fork and CAN_FORK
+        registry = live.metrics.registry
+        self.snapshots = PromCounter(
+            "livepulse_state_snapshots",
+            "Partition state snapshots written to the changelog topic and the local store.",
+            ["result"],
+            registry=registry,
+        )
+        self.snapshot_seconds = PromCounter(
+            "livepulse_state_snapshot_seconds",
+            "Time spent writing partition state snapshots.",
+            registry=registry,
+        )
+        self.restores = PromCounter(
+            "livepulse_state_restores",
+            "Partition states installed on assignment, by where they came from.",
+            ["source"],
+            registry=registry,
+        )
+        self.pause_seconds = PromCounter(
+            "livepulse_state_snapshot_pause_seconds",
+            "Time batches waited for snapshots (the dump, or only the fork with "
+            "LIVEPULSE_SNAPSHOT_FORK).",
+            registry=registry,
+        )
+        self.state_bytes = Gauge(
+            "livepulse_state_snapshot_bytes",
+            "Size of the latest snapshot of every partition this worker holds.",
+            registry=registry,
+        )
+        self.state_bytes.set_function(
+            lambda: sum(s.snapshot_bytes for s in self.live.partitions.values())
+        )
+        for result in ("ok", "failed"):
+            self.snapshots.labels(result)
+        for source in ("new", "local", "changelog", "memory"):
+            self.restores.labels(source)
+
+    # -- assignment -------------------------------------------------------------------------
+
+    async def assign(self, tps: Iterable[SourceTP]) -> dict[SourceTP, int]:
+        """Install the state of every partition number among `tps`; return where to seek each.
+
+        A partition already installed keeps its state; one that is not is restored from the
+        newest snapshot (parked in memory, the local store, the changelog), or starts empty.
+        """
+        sources = set(self.settings.source_topics)
+        # Only the contract topics carry state (not faust's own, such as its leader topic), and
+        # only the partitions the state was laid out for: partitions added since are not read
+        # (streams.runtime.topology says so, in the log and on /metrics).
+        laid_out = SOURCE_PARTITIONS
+        tps = sorted(
+            {(t, p) for t, p in tps if t in sources and (laid_out is None or p < laid_out)}
+        )
+        wanted = {p for _, p in tps}
+        by_partition: dict[int, int] = {}
+        for _, p in tps:
+            by_partition[p] = by_partition.get(p, 0) + 1
+        log.info(
+            "assigned partitions %s (topics each: %s)",
+            sorted(wanted),
+            ", ".join(f"{p}: {n}" for p, n in sorted(by_partition.items())),
+        )
+        async with self.lock:
+            for partition in sorted(set(self.live.partitions) - wanted):
+                await self._release(partition)  # lost without a revocation (a new generation)
+            for partition in sorted(wanted - set(self.live.partitions)):
+                await self._restore(partition)
+            self.parked.clear()
+            return {(t, p): self.live.partitions[p].positions.get(t, 0) for t, p in tps}
+
+    def held_positions(self) -> dict[SourceTP, int]:
+        """The next offset of every source partition whose state this worker holds."""
+        return dict(self.live.positions)
+
+    async def skip_to(self, positions: dict[SourceTP, int]) -> int:
+        """Move held positions past offsets the consumer went past without a record to apply:
+        transaction markers and aborted records, or records deleted (retention) before they
+        were read, which are counted in `livepulse_records_lost_total` and logged."""
+        if self.log_starts is not None:
+            held = self.live.positions
+            starts = await self.log_starts(list(positions))
+            for tp, start in sorted(starts.items()):
+                lost = min(start, positions[tp]) - held.get(tp, 0)
+                if lost > 0:
+                    self.live.metrics.records_lost.labels(tp[0]).inc(lost)
+                    log.error(
+                        "%d records of %s partition %d were deleted (retention) before this "
+                        "worker read them (offsets %d-%d): they are in no figure",
+                        lost,
+                        tp[0],
+                        tp[1],
+                        held.get(tp, 0),
+                        held.get(tp, 0) + lost - 1,
+                    )
+        return self.live.skip_to(positions)
+
+    async def revoke(self, tps: Iterable[SourceTP]) -> None:
+        """Snapshot and park the partitions among `tps` (the worker no longer owns them)."""
+        sources = set(self.settings.source_topics)
+        async with self.lock:
+            revoked = {p for t, p in tps if t in sources}
+            for partition in sorted(revoked & set(self.live.partitions)):
+                await self._release(partition)
+
+    async def _release(self, partition: int) -> None:
+        state = self.live.partitions[partition]
+        await self.wait_for_write()
+        if state.dirty:
+            try:
+                await self._snapshot(partition, state)
+            except Exception as exc:  # the next owner re-reads from the last good snapshot
+                log.warning("snapshot of revoked partition %d failed: %r", partition, exc)
+        self.live.drop(partition)
+        if not state.dirty:
+            self.parked[partition] = state
+
+    async def _restore(self, partition: int) -> None:
+        started = time.monotonic()
+        parked = self.parked.pop(partition, None)
+        source = "new"
+        state: PartitionState | None = None
+        if parked is not None and parked.head_offset is not None:
+            newer = await self.changelog.read_newest(partition, parked.head_offset + 1)
+            if newer is None or newer.head.records <= sum(parked.positions.values()):
+                state, source = parked, "memory"
+        if state is None:
+            local = self.local.load(partition) if self.local is not None else None
+            start = local.offset + 1 if local is not None and local.offset is not None else 0
+            remote = await self.changelog.read_newest(partition, start)
+            best = newest([local, remote])
+            if best is not None and await self._stale(best):
+                best = None
+            if best is not None:
+                ledger, board = load_state(best.blob)
+                state = PartitionState(
+                    ledger,
+                    board,
+                    positions=dict(best.head.positions),
+                    generation=best.head.generation,
+                    head_offset=best.offset,
+                    head=best.head,
+                    snapshot_bytes=best.head.size,
+                )
+                source = "local" if best is local else "changelog"
+                if best is remote and self.local is not None:
+                    self.local.save(best)
+            else:
+                state = self.live.new_partition()
+        state.restored_from = source
+        state.restored_s = time.monotonic() - started
+        state.dirty = False
+        state.snapshot_at = time.monotonic()
+        self.live.install(partition, state)
+        self.restores.labels(source).inc()
+        log.info(
+            "partition %d: state from %s (%d events, generation %d) in %.3f s",
+            partition,
+            source,
+            state.ledger.counts.valid,
+            state.generation,
+            state.restored_s,
+        )
+
+    async def _stale(self, snapshot: Snapshot) -> bool:
+        """Whether `snapshot` covers offsets past the sources' ends: topics recreated since."""
+        if self.end_offsets is None:
+            return False
+        partition = snapshot.head.partition
+        ends = await self.end_offsets([(t, partition) for t in snapshot.head.positions])
+        for topic, position in snapshot.head.positions.items():
+            end = ends.get((topic, partition))
+            if end is not None and position > end:
+                log.warning(
+                    "snapshot of partition %d is ahead of %s (%d > end %d): the topics were "
+                    "recreated; starting that partition from the beginning",
+                    partition,
+                    topic,
+                    position,
+                    end,
+                )
+                return True
+        return False
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def _snapshot(
+        self, partition: int, state: PartitionState, *, background: bool = False
+    ) -> None:
+        """Snapshot `state` (called under the lock): dump it, then write it to the changelog and
+        the local store, and commit. With `background`, the write runs after the lock is
+        released (batches go on meanwhile; one write at a time), and so does the dump itself
+        when `snapshot_fork` is on: a forked child dumps the state as it was at the fork
+        (`streams.runtime.forkdump`), so batches wait for the fork alone, not for the dump.
+        """
+        await self.wait_for_write()
+        started = time.monotonic()
+        # The dead letters of every record the snapshot covers are on the broker first.
+        await self.settle()
+        positions = dict(state.positions)
+        generation = state.generation + 1
+        if background and self.fork:
+            try:
+                forked = fork_dump(state.ledger, state.board)
+            except OSError as exc:  # out of processes or memory: dump in-process this time
+                log.warning("fork for the snapshot of partition %d failed (%r)", partition, exc)
+            else:
+                # Records applied from here on make the state dirty again (apply_batch).
+                state.dirty = False
+                self._paused(state, started)
+                self._writing = asyncio.ensure_future(
+                    self._write_forked(partition, state, forked, positions, generation, started)
+                )
+                return
+        try:
+            blob = dump_state(state.ledger, state.board)
+        except BaseException:
+            self.snapshots.labels("failed").inc()
+            raise
+        head = new_head(partition, generation, blob, positions)
+        state.dirty = False
+        self._paused(state, started)
+        write = self._write(partition, state, head, blob, started)
+        if background:
+            self._writing = asyncio.ensure_future(write)
+        else:
+            await write
+
+    def _paused(self, state: PartitionState, started: float) -> None:
+        """Count the time batches were held up by this snapshot (settling and dumping or
+        forking, all under the lock)."""
+        paused = time.monotonic() - started
+        state.snapshot_pause_s = paused
+        self.pause_seconds.inc(paused)
+
+    async def _write_forked(
+        self,
+        partition: int,
+        state: PartitionState,
+        forked: ForkedDump,
+        positions: dict[str, int],
+        generation: int,
+        started: float,
+    ) -> None:
+        try:
+            blob = await asyncio.get_running_loop().run_in_executor(None, forked.collect)
+        except BaseException as exc:
+            forked.kill()
+            state.dirty = True  # not saved: a later snapshot covers these records
+            self.snapshots.labels("failed").inc()
+            self.snapshot_seconds.inc(time.monotonic() - started)
+            if isinstance(exc, Exception):
+                log.warning("snapshot of partition %d failed: %s", partition, exc)
+                return
+            raise
+        head = new_head(partition, generation, blob, positions)
+        await self._write(partition, state, head, blob, started)
+
+    async def _write(
+        self, partition: int, state: PartitionState, head: Any, blob: bytes, started: float
+    ) -> None:
+        try:
+            offset = await self.changelog.write(head, blob, previous=state.head)
+            if self.local is not None:
+                self.local.save(Snapshot(head, blob, offset))
+        except BaseException as exc:
+            state.dirty = True  # not saved: a later snapshot covers these records
+            self.snapshots.labels("failed").inc()
+            if isinstance(exc, Exception):
+                log.warning("snapshot of partition %d failed: %r", partition, exc)
+                return
+            raise
+        finally:
+            self.snapshot_seconds.inc(time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        state.generation, state.head_offset, state.head = head.generation, offset, head
+        state.snapshot_at, state.snapshot_s = time.monotonic(), elapsed
+        state.snapshot_bytes = len(blob)
+        state.snapshots += 1
+        self.snapshots.labels("ok").inc()
+        if self.committer is not None:
+            try:
+                await self.committer({(t, partition): o for t, o in head.positions.items()})
+            except Exception as exc:  # monitoring only: the snapshot holds the positions
+                log.warning("committing offsets of partition %d failed: %r", partition, exc)
+
+    async def wait_for_write(self) -> None:
+        """Wait for the snapshot write in flight, if any (before another, a revocation, a stop)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    def due(self, state: PartitionState, now: float) -> bool:
+        """Whether a dirty state should be snapshotted now (docs: `snapshot_*` settings).
+
+        An idle partition is due at once: nothing of it waits, and its snapshot is what a
+        restart, a rebalance and `/report?scope=global` read (README: at most ~1 s after it
+        goes idle). A busy one is due every `snapshot_interval_s`, and only while snapshots
+        stay under `snapshot_max_share` of the time; the share bounds the worker's time in
+        snapshots over all the partitions it holds (each partition's last snapshot time counts
+        once for every partition held). Holding idle partitions to that budget too kept one
+        after a 1.6 s snapshot unsaved for ~66 s (4 partitions, share 0.1).
+        """
+        if not state.dirty:
+            return False
+        settings = self.settings
+        if now - state.applied_at >= settings.snapshot_idle_s:
+            return True
+        since = now - state.snapshot_at
+        held = max(1, len(self.live.partitions))
+        if state.snapshot_s * held > settings.snapshot_max_share * since:
+            return False
+        return since >= settings.snapshot_interval_s
+
+    async def tick(self) -> None:
+        """Snapshot the most overdue partition that is due (called about every second): one a
+        tick, so a worker's partitions are not all dumped in one stall."""
+        if self._writing is not None and not self._writing.done():
+            return
+        now = time.monotonic()
+        due = [
+            (state.snapshot_at, partition, state)
+            for partition, state in self.live.partitions.items()
+            if self.due(state, now)
+        ]
+        if not due:
+            return
+        _, partition, state = min(due, key=lambda d: (d[0], d[1]))
+        async with self.lock:
+            if self.live.partitions.get(partition) is state and state.dirty:
+                try:
+                    await self._snapshot(partition, state, background=True)
+                except Exception as exc:  # retried at a later tick
+                    log.warning("snapshot of partition %d failed: %r", partition, exc)
+
+    async def flush(self) -> None:
+        """Snapshot every dirty partition (the worker is stopping)."""
+        async with self.lock:
+            await self.wait_for_write()
+            for partition, state in sorted(self.live.partitions.items()):
+                if state.dirty:
+                    try:
+                        await self._snapshot(partition, state)
+                    except Exception as exc:
+                        log.warning("final snapshot of partition %d failed: %r", partition, exc)
+
+
+def install(app: Any, settings: Settings) -> StateKeeper:
+    """Give the worker's batch consumer a keeper: restore and snapshot its partitions' state.
+
+    Called by the worker command only (tests that import the agents must not open a RocksDB).
+    """
+    from streams.runtime.batch_consumer import set_partition_hooks
+    from streams.runtime.live import dead_letters, live
+    from streams.runtime.topics import end_offsets
+
+    async def source_ends(tps: Iterable[SourceTP]) -> dict[SourceTP, int]:
+        wanted = set(tps)
+        ends = await end_offsets(settings, sorted({t for t, _ in wanted}))
+        return {
+            (tp.topic, tp.partition): o
+            for tp, o in ends.items()
+            if (tp.topic, tp.partition) in wanted
+        }
+
+    keeper = StateKeeper(
+        live, settings, Changelog(settings), LocalStore(settings.state_dir), end_offsets=source_ends
+    )
+    keeper.settle = dead_letters.settle
+    set_partition_hooks(keeper)
+
+    @app.timer(1.0, name="livepulse.snapshots")  # type: ignore[untyped-decorator]
+    async def snapshot_due() -> None:
+        await keeper.tick()
+
+    async def flush_on_stop(sender: Any = None, **kwargs: Any) -> None:
+        await dead_letters.settle()
+        await keeper.flush()
+        await keeper.changelog.stop()
+        if keeper.local is not None:
+            keeper.local.close()
+
+    app.on_before_shutdown.connect(flush_on_stop)
+    return keeper

@@ -1,0 +1,185 @@
+"""The one configuration object of livepulse: read once (env prefix `LIVEPULSE_`), then passed."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import TOPIC_BY_TYPE
+
+#: The contract topics (shared/event-contract.md), before any `topic_prefix`.
+CONTRACT_TOPICS: Final[tuple[str, ...]] = tuple(dict.fromkeys(TOPIC_BY_TYPE.values()))
+DEADLETTER_TOPIC: Final[str] = "live.deadletter"
+#: Every consumer of the contract topics reads only what transactional producers committed:
+#: records of aborted transactions and transaction markers are never handed on.
+ISOLATION_LEVEL: Final[str] = "read_committed"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Everything the worker, the replayer and the demo need to know about their surroundings.
+
+    Values come from keyword arguments first, then `LIVEPULSE_*` environment variables, then
+    the defaults below. The object is frozen: build a new one (`model_copy(update=...)`)
+    rather than changing it.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIVEPULSE_", frozen=True, extra="forbid", validate_default=True
+    )
+
+    bootstrap: str = Field(
+        default="127.0.0.1:9092", min_length=1, description="host:port[,host:port...]"
+    )
+    app_id: str = Field(default="livepulse", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Path("data")
+    partitions: int = Field(default=4, ge=1, le=1024)
+
+    # Topic names are the contract's, optionally under a prefix (the demo gives each run its
+    # own prefix so a re-run never sees the previous run's records).
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")
+    contract_topics: tuple[str, ...] = CONTRACT_TOPICS
+    deadletter_topic: str = DEADLETTER_TOPIC
+
+    # Batch ingestion (streams.runtime.batch_consumer): each fetch of up to `batch_max_records`
+    # records goes to the ledger in one call, below faust's per-message stream path (about
+    # 75 us a record here, bench/NOTES.md).
+    batch_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    # The most a fetch brings per partition with batch ingestion (buffer memory is up to this
+    # times the assigned partitions).
+    batch_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # Paced garbage collection (streams/runtime/gcpace.py): every this many records, collect what is
+    # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
+    # 0 leaves CPython's default collector alone.
+    gc_pace_records: int = Field(default=50_000, ge=0, le=100_000_000)
+    # A worker that stops heartbeating (killed, a lost host) leaves the group after this long,
+    # and its partitions move on (faust's default is 60 s).
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # State snapshots (streams/runtime/statestore.py): a partition's state is written to the
+    # changelog
+    # topic and the local RocksDB store when it has been idle this long with unsaved records,
+    # when it is revoked or the worker stops, and while busy at most every
+    # `snapshot_interval_s`, and then only if snapshots took at most `snapshot_max_share` of the
+    # time since the last one (a snapshot costs time proportional to the partition's state);
+    # the share never holds off an idle partition's snapshot.
+    snapshot_interval_s: float = Field(default=10.0, gt=0, le=86_400)
+    snapshot_idle_s: float = Field(default=1.0, gt=0, le=3600)
+    snapshot_max_share: float = Field(default=0.1, gt=0, le=1)
+    # Take the periodic and idle snapshots in a forked child (streams/runtime/forkdump.py), so the
+    # worker only pauses for the fork, not for the whole dump; ignored where os.fork is missing.
+    snapshot_fork: bool = True
+    # With several workers the group's leader rebuilds the report merged over every
+    # partition's snapshot this often, for the group claims' Prometheus parts.
+    global_report_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    # /metrics recomputes the claims at most this often while events keep arriving.
+    report_max_age_s: float = Field(default=2.0, ge=0, le=3600)
+
+    # Operator metrics (docs/metrics.md, "Operator metrics"): an event more than this grace
+    # older than the newest event of its own topic and record key is late and left out of
+    # the windows (agents/core/windows.py).
+    window_grace_s: float = Field(default=120.0, ge=0, le=10 * 365 * 86_400)
+    # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
+    label_top_n: int = Field(default=20, ge=0, le=1000)
+    # GPM = GMV x 1000 / this: entries (views) or unique viewers.
+    gpm_denominator: Literal["entries", "unique_viewers"] = "entries"
+
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    #: The simulated stream file (with its `.truth.json` beside it) that the contract topics were
+    #: filled from, when they were: the worker's `/report` then says its verdicts describe the
+    #: simulated rooms (the demo and the compose stack set it; real producers leave it unset).
+    simulated_source: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        uses_sasl = self.security_protocol.startswith("SASL")
+        if uses_sasl and (self.sasl_username is None or self.sasl_password is None):
+            raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        if not uses_sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism needs a SASL protocol, not {self.security_protocol}")
+        return self
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as `LIVEPULSE_*` variables, for a child process (secrets included)."""
+        env: dict[str, str] = {}
+        for name, value in self:
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, tuple):
+                value = json.dumps(list(value))
+            env[f"LIVEPULSE_{name.upper()}"] = str(value)
+        return env
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a contract topic (the prefix applied)."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def window_grace_ms(self) -> int:
+        """`window_grace_s` in whole milliseconds."""
+        return round(self.window_grace_s * 1000)
+
+    @property
+    def source_topics(self) -> tuple[str, ...]:
+        """The broker-side names of the contract topics the worker reads."""
+        return tuple(self.topic(name) for name in self.contract_topics)
+
+    @property
+    def deadletter(self) -> str:
+        """The broker-side name of the dead-letter topic."""
+        return self.topic(self.deadletter_topic)
+
+    @property
+    def changelog(self) -> str:
+        """The broker-side name of the worker group's state changelog topic (one per app id)."""
+        return self.topic(f"{self.app_id}-state-changelog")
+
+    @property
+    def state_dir(self) -> Path:
+        """This worker's RocksDB state store (one data directory per worker)."""
+        return self.data_dir / f"{self.app_id}-state"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [host.strip() for host in self.bootstrap.split(",") if host.strip()]
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A verifying TLS context (with `ssl_cafile` if given), or None without TLS."""
+        if not self.uses_tls:
+            return None
+        cafile = str(self.ssl_cafile) if self.ssl_cafile else None
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection keyword arguments for aiokafka's producer, consumer and admin client."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None  # checked by _check_security
+            kwargs["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return kwargs

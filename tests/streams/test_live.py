@@ -1,0 +1,414 @@
+"""The live agents: decode, dead-letter, dedupe and count (no broker: test_context + memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from prometheus_client import generate_latest
+
+import streams.runtime.live as live_module
+from agents.core import Ledger
+from streams.runtime.live import (
+    H_DETAIL,
+    H_REASON,
+    H_SOURCE_OFFSET,
+    H_SOURCE_PARTITION,
+    H_SOURCE_TOPIC,
+    PROCESSING_ERROR,
+    DeadLetter,
+    LiveState,
+    SourceRecord,
+)
+from streams.runtime.web import ClaimCollector, ReportCache
+
+T0 = 1_721_800_800_000
+
+
+def line(**fields: Any) -> bytes:
+    return orjson.dumps(fields)
+
+
+START = line(
+    event_id="e-1",
+    type="session_started",
+    ts=T0,
+    session_id="s-1",
+    room_id="r-1",
+    merchant_id="m-1",
+)
+ORDER = line(
+    event_id="e-2",
+    type="order_paid",
+    ts=T0 + 400_000,
+    order_id="o-1",
+    session_id="s-1",
+    merchant_id="m-1",
+    user_id="u-secret-42",
+    items=[{"sku_id": "k-1", "category": "apparel", "unit_price_cents": 59_900, "quantity": 1}],
+    amount_cents=59_900,
+)
+MISSING_FIELD = line(event_id="e-3", type="order_paid", ts=T0, session_id="s-1")
+NOT_JSON = b"<html><body>502 Bad Gateway</body></html>"
+
+
+def records(topic: str, *values: bytes | None, partition: int = 0) -> list[SourceRecord]:
+    return [
+        SourceRecord(topic, partition, offset, b"s-1", value) for offset, value in enumerate(values)
+    ]
+
+
+def header(letter: DeadLetter, name: str) -> str:
+    return dict(letter.headers)[name].decode()
+
+
+def sample(state: LiveState, name: str, **labels: str) -> float | None:
+    value: float | None = state.metrics.registry.get_sample_value(name, labels)
+    return value
+
+
+def test_valid_events_reach_the_ledger_and_invalid_ones_become_dead_letters() -> None:
+    state = LiveState()
+    letters = state.apply_batch(records("live.orders", START, ORDER, NOT_JSON, MISSING_FIELD, None))
+
+    assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 3, "duplicates": 0}
+    assert [header(letter, H_REASON) for letter in letters] == [
+        "not_json",
+        "missing_field",
+        "not_json",
+    ]
+    first = letters[0]
+    assert first.value == NOT_JSON  # the original bytes, unchanged
+    assert first.key == b"s-1"
+    assert header(first, H_SOURCE_TOPIC) == "live.orders"
+    assert header(first, H_SOURCE_PARTITION) == "0"
+    assert header(first, H_SOURCE_OFFSET) == "2"
+    assert header(first, H_DETAIL)
+    assert letters[2].value is None  # a null value (tombstone) is dead-lettered as it came
+    assert state.positions == {("live.orders", 0): 5}
+    assert sample(state, "livepulse_events_total", topic="live.orders", type="order_paid") == 1
+    assert (
+        sample(state, "livepulse_events_rejected_total", topic="live.orders", reason="not_json")
+        == 2
+    )
+    assert (
+        sample(
+            state, "livepulse_events_rejected_total", topic="live.orders", reason="missing_field"
+        )
+        == 1
+    )
+
+
+def test_a_redelivered_event_is_counted_once() -> None:
+    """A redelivery carries the same key, so it lands on the same partition (the contract)."""
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER))
+    again = [SourceRecord("live.orders", 0, 2, b"s-1", ORDER)]
+    letters = state.apply_batch(again)
+    assert letters == []
+    assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 0, "duplicates": 1}
+    assert sample(state, "livepulse_events_duplicate_total", topic="live.orders") == 1
+    assert sample(state, "livepulse_events_total", topic="live.orders", type="order_paid") == 1
+    assert state.positions == {("live.orders", 0): 3}
+
+
+def test_state_is_kept_per_partition_and_merged_for_the_report() -> None:
+    state = LiveState()
+    state.apply_batch(records("live.sessions", START))
+    state.apply_batch(records("live.orders", ORDER, partition=1))
+    assert sorted(state.partitions) == [0, 1]
+    assert state.partitions[0].ledger.counts.valid == 1
+    assert state.partitions[1].ledger.counts.valid == 1
+    # The merged view joins the order (partition 1) to its session's start (partition 0).
+    assert state.ledger.counts.valid == 2
+    assert state.ledger.sessions["s-1"].started_ts is not None
+    assert len(state.ledger.sessions["s-1"].orders) == 1
+    assert state.positions == {("live.sessions", 0): 1, ("live.orders", 1): 1}
+
+
+def test_assigned_only_skips_unheld_partitions_and_records_before_the_position() -> None:
+    """With batch ingestion a partition's records apply only once its state is installed, and
+    a record before its position (already in the restored state) is skipped, not re-counted."""
+    state = LiveState(assigned_only=True)
+    state.apply_batch(records("live.orders", START, ORDER))
+    assert state.partitions == {} and state.skipped == 2
+    restored = state.new_partition()
+    restored.positions["live.orders"] = 1  # the snapshot covers offset 0 (the start)
+    state.install(0, restored)
+    state.apply_batch(records("live.orders", START, ORDER))
+    assert state.counts().as_dict() == {"valid": 1, "rejected": 0, "duplicates": 0}
+    assert state.skipped == 3
+    assert state.positions == {("live.orders", 0): 2}
+    assert state.partitions[0].dirty
+    dropped = state.drop(0)
+    assert dropped is restored and state.positions == {} and state.partitions == {}
+
+
+def test_an_event_that_breaks_the_ledger_is_dead_lettered_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Ledger.apply
+
+    def apply(self: Ledger, event: Any) -> bool:
+        if event.event_id == "e-2":
+            raise ZeroDivisionError("a bug")
+        return original(self, event)
+
+    monkeypatch.setattr(Ledger, "apply", apply)
+    state = LiveState()
+    letters = state.apply_batch(records("live.orders", ORDER, START))
+    assert [header(letter, H_REASON) for letter in letters] == [PROCESSING_ERROR]
+    assert "ZeroDivisionError" in header(letters[0], H_DETAIL)
+    assert state.ledger.counts.as_dict() == {"valid": 1, "rejected": 1, "duplicates": 0}
+    assert (
+        sample(
+            state, "livepulse_events_rejected_total", topic="live.orders", reason=PROCESSING_ERROR
+        )
+        == 1
+    )
+
+
+def test_metrics_carry_claim_gauges_and_no_user_ids() -> None:
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER, NOT_JSON))
+    reports = ReportCache(state.view, lambda: state.version)
+    state.metrics.registry.register(ClaimCollector(reports, max_age_s=0))
+    text = generate_latest(state.metrics.registry).decode()
+    assert 'livepulse_claim_observed{claim="orders_after_minute_5"} 1.0' in text
+    assert 'livepulse_claim_claimed{claim="orders_after_minute_5"} 0.75' in text
+    assert 'livepulse_claim_verdict{claim="orders_after_minute_5",verdict="inconclusive"}' in text
+    assert 'livepulse_events_rejected_total{reason="not_json",topic="live.orders"} 1.0' in text
+    assert "u-secret-42" not in text and "o-1" not in text and "s-1" not in text
+
+
+def test_report_cache_rebuilds_only_when_the_ledger_changed_and_is_old_enough() -> None:
+    ledger = Ledger()
+    builds: list[int] = []
+
+    def build(seen: Ledger, board: object) -> dict[str, Any]:
+        builds.append(seen.counts.valid)
+        return {"valid": seen.counts.valid}
+
+    def version() -> tuple[int, int, int]:
+        return (ledger.counts.valid, ledger.counts.rejected, ledger.counts.duplicates)
+
+    cache = ReportCache(lambda: (ledger, None), version, build)
+    assert cache.get() == {"valid": 0}
+    assert cache.get() == {"valid": 0} and len(builds) == 1  # unchanged: cached
+    ledger.reject("not_json")
+    assert cache.get(max_age_s=3600) == {"valid": 0} and len(builds) == 1  # changed, too fresh
+    assert cache.get(max_age_s=0) == {"valid": 0} and len(builds) == 2  # changed: rebuilt
+
+
+# --- the worker's ingest: a fetched batch through `ingest_batch` ---------------------------------
+
+
+@pytest.fixture
+def fresh_live(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LiveState, list[DeadLetter]]]:
+    """A fresh LiveState behind the ingest, and the dead letters it publishes (no broker)."""
+    state = LiveState()
+    published: list[DeadLetter] = []
+
+    async def publish(letters: Sequence[DeadLetter]) -> None:
+        published.extend(letters)
+
+    monkeypatch.setattr(live_module, "live", state)
+    monkeypatch.setattr(live_module, "publish_dead_letters", publish)
+    yield state, published
+    consumer = live_module.app._consumer
+    if consumer is not None:  # built by the stream, never started: close its thread's loop
+        consumer._thread.thread_loop.close()
+        live_module.app._consumer = None
+
+
+async def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_ingest_dead_letters_a_bad_record_and_counts_a_duplicate_once(
+    fresh_live: tuple[LiveState, list[DeadLetter]],
+) -> None:
+    state, published = fresh_live
+    topic = live_module.settings.topic("live.orders")
+    batch = [
+        SourceRecord(topic, 0, offset, b"s-1", value, T0 + offset)
+        for offset, value in enumerate((START, ORDER, NOT_JSON, ORDER))
+    ]
+    await live_module.ingest_batch(batch, time.time())
+    await live_module.dead_letters.settle()
+    assert state.records == 4
+    assert state.lag.count == 4 and state.worker_lag.count == 4
+
+    assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 1, "duplicates": 1}
+    assert len(published) == 1
+    letter = published[0]
+    assert letter.value == NOT_JSON and letter.key == b"s-1"
+    assert header(letter, H_REASON) == "not_json"
+    assert header(letter, H_SOURCE_TOPIC) == topic
+    assert header(letter, H_SOURCE_OFFSET) == "2"
+    assert state.positions == {(topic, 0): 4}
+    assert sample(state, "livepulse_events_duplicate_total", topic=topic) == 1
+    assert sample(state, "livepulse_events_rejected_total", topic=topic, reason="not_json") == 1
+
+
+def test_the_metric_core_imports_neither_faust_nor_asyncio() -> None:
+    code = (
+        "import sys, agents.core; print(sorted({'faust', 'asyncio', 'aiokafka'} & {*sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_contract_topic_is_subscribed_and_autodiscovery_finds_the_views() -> None:
+    settings = live_module.settings
+    topics = {name for topic in live_module.source_topics.values() for name in topic.topics}
+    assert topics == set(settings.source_topics)
+    assert live_module.app.agents == {}  # no faust agent: the batch consumer feeds the ingest
+    # imports agents and streams.runtime.web: nothing new, nothing broken
+    live_module.app.discover()
+    assert {"/metrics", "/report", "/status"} <= set(live_module.app.web.views)
+
+
+class FlakyTopic:
+    """A dead-letter topic stand-in whose first `failures` sends fail with `error`."""
+
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
+        self.failures = failures
+        self.error = error if error is not None else ConnectionError("broker away")
+        self.sent: list[tuple[bytes | None, bytes | None]] = []
+
+    async def send(self, *, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        self.sent.append((key, value))
+        delivered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        delivered.set_result("metadata")
+        return delivered
+
+
+async def test_dead_letters_are_retried_and_a_lasting_failure_is_counted_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live_module, "_RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(live_module, "live", LiveState())
+    letters = LiveState().apply_batch(records("live.orders", NOT_JSON, MISSING_FIELD))
+
+    flaky = FlakyTopic(failures=1)
+    monkeypatch.setattr(live_module, "deadletter_topic", flaky)
+    await live_module.publish_to_deadletter_topic(letters)
+    assert sorted(flaky.sent) == sorted([(b"s-1", NOT_JSON), (b"s-1", MISSING_FIELD)])
+
+    # The broker away for many rounds (a retriable error): kept trying until delivered, since
+    # the batch's offsets are committed only after this returns.
+    away = FlakyTopic(failures=40, error=KafkaConnectionError("broker away"))
+    monkeypatch.setattr(live_module, "deadletter_topic", away)
+    await live_module.publish_to_deadletter_topic(letters)
+    assert sorted(away.sent) == sorted([(b"s-1", NOT_JSON), (b"s-1", MISSING_FIELD)])
+    assert (
+        sample(
+            live_module.live,
+            "livepulse_deadletter_failures_total",
+            topic=live_module.settings.deadletter,
+        )
+        is None
+    )
+
+    # Refused for good (not retriable): given up after a few rounds, counted, not raised.
+    down = FlakyTopic(failures=10**6, error=MessageSizeTooLargeError("too big"))
+    monkeypatch.setattr(live_module, "deadletter_topic", down)
+    await live_module.publish_to_deadletter_topic(letters)  # logs, counts, does not raise
+    failures = sample(
+        live_module.live,
+        "livepulse_deadletter_failures_total",
+        topic=live_module.settings.deadletter,
+    )
+    assert failures == 2
+
+
+async def test_dead_letters_are_published_behind_the_stream_and_settled_before_snapshots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next batch need not wait for the broker's acknowledgement of this one's dead
+    letters, but `settle()` (what a snapshot awaits first) returns only once all are acked,
+    and no more than the bound of batches runs ahead of its dead letters."""
+
+    from streams.runtime.live import _MAX_PENDING_PUBLISHES, DeadLetterPipeline
+
+    release = asyncio.Event()
+    acked: list[int] = []
+
+    async def slow_publish(letters: Sequence[DeadLetter]) -> None:
+        await release.wait()
+        acked.append(len(letters))
+
+    monkeypatch.setattr(live_module, "publish_dead_letters", slow_publish)
+    pipeline = DeadLetterPipeline()
+    letter = DeadLetter(b"k", b"v", [])
+    for _ in range(_MAX_PENDING_PUBLISHES):
+        await asyncio.wait_for(pipeline.submit([letter]), timeout=1.0)  # never blocks
+    assert acked == [] and len(pipeline.pending) == _MAX_PENDING_PUBLISHES
+    # One more must wait for the oldest publish.
+    blocked = asyncio.ensure_future(pipeline.submit([letter, letter]))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    settling = asyncio.ensure_future(pipeline.settle())
+    await asyncio.sleep(0.05)
+    assert not settling.done()
+    release.set()
+    await asyncio.wait_for(blocked, timeout=1.0)
+    await asyncio.wait_for(settling, timeout=1.0)
+    await pipeline.settle()
+    assert sorted(acked) == [1] * _MAX_PENDING_PUBLISHES + [2]
+    assert pipeline.pending == []
+
+
+def test_lag_histogram_quantiles_match_the_sorted_lags() -> None:
+    import random
+
+    from streams.runtime.live import LagHistogram
+
+    rng = random.Random(7)
+    now = 1_000_000.0
+    lags_ms = [rng.choice([rng.randint(0, 40), rng.randint(100, 900)]) for _ in range(5000)]
+    histogram = LagHistogram()
+    # Two batches; a record without a timestamp is not counted.
+    histogram.observe(now, [now - lag / 1000 for lag in lags_ms[:3000]] + [None])
+    histogram.observe(now, [now - lag / 1000 for lag in lags_ms[3000:]])
+    ordered = sorted(lags_ms)
+
+    def truth(q: float) -> int:
+        # The smallest lag with at least a share q of the records at or below it.
+        return ordered[max(0, -(-int(q * len(ordered) * 1000) // 1000) - 1)]
+
+    assert histogram.count == 5000
+    summary = histogram.summary()
+    assert summary["max_ms"] == ordered[-1]
+    for q in (0.5, 0.9, 0.99):
+        # Float timestamps may put a lag 1 ms below its bucket.
+        assert abs(histogram.quantile(q) - truth(q)) <= 1  # type: ignore[operator]
+    # A batch's time in the worker: every record of it waited the same.
+    in_worker = LagHistogram()
+    in_worker.observe_many(0.0125, 900)
+    in_worker.observe_many(0.2505, 100)
+    assert in_worker.summary() == {"count": 1000, "p50_ms": 12, "p99_ms": 250, "max_ms": 250}
+    in_worker.observe_many(-0.5, 1)  # a clock step back counts as 0, not an error
+    assert in_worker.quantile(0.0) == 0
+
+
+def test_status_reports_processing_and_in_worker_lag() -> None:
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER))
+    state.worker_lag.observe_many(0.02, 2)
+    status = state.status()
+    assert status["worker_lag"] == {"count": 2, "p50_ms": 20, "p99_ms": 20, "max_ms": 20}
+    assert "processing_lag" in status
