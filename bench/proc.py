@@ -30,11 +30,11 @@ def rss_bytes(pid: int | None = None) -> int:
 
 
 def broker_pid() -> int | None:
-    """The pid of the project's local broker (streams.tools.kafka_local's state), if it runs."""
-    from streams.tools import kafka_local
+    """The pid of the project's local broker (streams.tools.kafka.process's state), if it runs."""
+    from streams.tools.kafka import process
 
     try:
-        pid = int((kafka_local.state_dir() / "broker.pid").read_text().strip())
+        pid = int((process.state_dir() / "broker.pid").read_text().strip())
     except (OSError, ValueError):
         return None
     return pid if cpu_seconds(pid) is not None else None

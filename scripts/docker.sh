@@ -154,12 +154,12 @@ cmd_standins() {
   if ! image_exists "$KAFKA_IMAGE"; then
     # The same Maven Central jars `livepulse kafka up` runs, plus kafka-tools (TopicCommand).
     local libs ctx
-    libs=$(.venv/bin/python -c 'from streams.tools.kafka_local import ensure_jars; print(ensure_jars())')
+    libs=$(.venv/bin/python -c 'from streams.tools.kafka.download import ensure_jars; print(ensure_jars())')
     ctx=$(context_with_certs kafka)
     mkdir -p "$ctx/libs"
     cp "$libs"/*.jar "$ctx/libs/"
     local version
-    version=$(.venv/bin/python -c 'from streams.tools.kafka_local import KAFKA_VERSION; print(KAFKA_VERSION)')
+    version=$(.venv/bin/python -c 'from streams.tools.kafka.download import KAFKA_VERSION; print(KAFKA_VERSION)')
     mvn -q -B -Dstyle.color=never "-Dmaven.repo.local=$CACHE/maven-repo" dependency:copy \
       "-Dartifact=org.apache.kafka:kafka-tools:$version" "-DoutputDirectory=$ctx/libs" >&2
     say "building stand-in $KAFKA_IMAGE (tests/standins/kafka)"

@@ -5,9 +5,15 @@
 
 A TCP connect is not enough: the broker's port opens before it can serve clients, so this
 sends a Kafka ApiVersions request (v0, which every broker release accepts) and waits for a
-well-formed answer with no error. It retries until the deadline, then exits 1. Standard
-library only, so it also works outside the image: `python scripts/wait_for_kafka.py
---bootstrap 127.0.0.1:9094`.
+well-formed answer with no error. It retries until the deadline, then exits 1.
+
+Standard library only, on purpose, while everything else asks a broker through aiokafka's admin
+client (streams/tools/kafka/admin.py): the image copies this file to /usr/local/bin as a bare
+script, outside the installed package, and runs it in front of every container command, so it
+must not depend on livepulse or its dependencies being importable (it also runs with any python3
+outside the image: `python scripts/wait_for_kafka.py --bootstrap 127.0.0.1:9094`); and its one
+question, "does a broker answer", is a fixed ApiVersions v0 request that every Kafka release
+accepts, for which a client library would add start-up time and log noise but no answer.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from streams.tools.kafka_local import broker_answers
+from streams.tools.kafka.admin import broker_answers
 
 DEFAULT_TEST_BOOTSTRAP = "127.0.0.1:9092"
 # Grace given to what a test stopped but that is still winding down (aiokafka cancels its

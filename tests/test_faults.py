@@ -20,8 +20,8 @@ import pytest
 from schemas import Rejection, decode
 from streams.runtime.settings import Settings
 from streams.runtime.topics import end_offsets
-from streams.tools import kafka_local
 from streams.tools.drain import lagging
+from streams.tools.kafka import admin, process
 from streams.tools.replayer import route
 from streams.tools.worker_process import WorkerProcess, free_ports
 from tests.conftest import in_ci
@@ -142,13 +142,13 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     """A broker of this test's own (the shared one must never stop): ports and state dir apart."""
     if shutil.which("java") is None and not in_ci():
         pytest.skip("no Java here to run a broker")
-    monkeypatch.setenv(kafka_local.ENV_STATE_DIR, str(tmp_path / "kafka"))
-    monkeypatch.setenv(kafka_local.ENV_HEAP, "384m")
+    monkeypatch.setenv(process.ENV_STATE_DIR, str(tmp_path / "kafka"))
+    monkeypatch.setenv(process.ENV_HEAP, "384m")
     port, controller_port = free_ports(2)
     try:
-        yield kafka_local.ensure_up(port, controller_port=controller_port), port, controller_port
+        yield process.ensure_up(port, controller_port=controller_port), port, controller_port
     finally:
-        kafka_local.stop(purge=True)
+        process.stop(purge=True)
 
 
 def _unprocessed(worker: WorkerProcess) -> int:
@@ -162,11 +162,11 @@ def _unprocessed(worker: WorkerProcess) -> int:
 
 def _kill_broker() -> None:
     """kill -9 of this test's own broker, by its pid."""
-    pid = kafka_local.status().pid
+    pid = process.status().pid
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while kafka_local.is_running() and time.monotonic() < deadline:
+    while process.is_running() and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -195,13 +195,13 @@ def test_worker_rides_out_a_broker_stopped_and_one_killed(
             processed = worker.status()["records"] - before
             down = time.monotonic()
             if how == "stopped":
-                assert kafka_local.stop()
+                assert process.stop()
             else:
                 _kill_broker()
-            assert not kafka_local.broker_answers(bootstrap, timeout_s=0.5)
+            assert not admin.broker_answers(bootstrap, timeout_s=0.5)
             stalled = worker.status()["records"]
             time.sleep(2)  # the worker's connections fail; it keeps serving /status
-            kafka_local.ensure_up(port, controller_port=controller_port)
+            process.ensure_up(port, controller_port=controller_port)
             up = time.monotonic()
             while worker.status()["records"] == stalled and time.monotonic() - up < 120:
                 time.sleep(0.05)

@@ -25,7 +25,8 @@ from confluent_kafka.admin import (
 
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics
-from streams.tools.kafka_local import _java, ensure_jars
+from streams.tools.kafka.download import ensure_jars
+from streams.tools.kafka.process import java
 from streams.tools.replayer import DEFAULT_FALLBACK_TOPIC, route
 from tests.support.live import (
     drain,
@@ -58,7 +59,7 @@ def confluent_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 def java_console_produce(settings: Settings, topic: str, codec: str, path: Path) -> Any:
     """Start Kafka's own console producer sending `path` ("key<TAB>value" lines) to `topic`."""
     command = [
-        _java(),
+        java(),
         "-Xmx256m",
         "-XX:TieredStopAtLevel=1",
         "-cp",

@@ -1,5 +1,5 @@
 """Every livepulse client against a broker that requires SASL_SSL, as hosted Kafka does: the
-project's own broker started here with a SASL_SSL listener (streams/tools/kafka_secure.py: a CA and
+project's own broker started here with a SASL_SSL listener (streams/tools/kafka/secure.py: a CA and
 a
 broker certificate made now with openssl, a PLAIN and a SCRAM-SHA-512 user), on ports and a
 state dir of its own. The worker, `livepulse replay`, `livepulse report --changelog` and the
@@ -23,7 +23,7 @@ import confluent_kafka
 import pytest
 
 from streams.runtime.settings import Settings
-from streams.tools.kafka_secure import (
+from streams.tools.kafka.secure import (
     PLAIN_USER,
     SCRAM_USER,
     SecureBroker,

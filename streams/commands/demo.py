@@ -108,14 +108,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    from streams.tools import kafka_local
+    from streams.tools.kafka import KafkaLocalError, process
 
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
         try:
-            bootstrap = kafka_local.ensure_up()
-        except kafka_local.KafkaLocalError as exc:
+            bootstrap = process.ensure_up()
+        except KafkaLocalError as exc:
             _say(f"cannot start the local broker: {exc}")
             return 1
     settings = Settings(

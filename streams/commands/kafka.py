@@ -8,23 +8,23 @@ import sys
 import time
 
 from streams.commands import options
-from streams.tools import kafka_local
+from streams.tools.kafka import KafkaLocalError, admin, download, process
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "kafka",
-        help=f"run a local Apache Kafka {kafka_local.KAFKA_VERSION} broker (KRaft, one node)",
+        help=f"run a local Apache Kafka {download.KAFKA_VERSION} broker (KRaft, one node)",
         description=f"Fetch (once, with Maven), start, stop or inspect a local Apache Kafka "
-        f"{kafka_local.KAFKA_VERSION} broker. Jars are cached in $"
-        f"{kafka_local.ENV_CACHE_DIR} (default ~/.cache/livepulse), data and logs live in $"
-        f"{kafka_local.ENV_STATE_DIR} (default ~/.local/state/livepulse/kafka).",
+        f"{download.KAFKA_VERSION} broker. Jars are cached in $"
+        f"{download.ENV_CACHE_DIR} (default ~/.cache/livepulse), data and logs live in $"
+        f"{process.ENV_STATE_DIR} (default ~/.local/state/livepulse/kafka).",
     )
     actions = p.add_subparsers(dest="kafka_action", metavar="ACTION", required=True)
 
     up = actions.add_parser("up", help="start the broker (if needed) and create the topics")
     up.add_argument(
-        "--port", type=options.port, default=kafka_local.DEFAULT_PORT, help="bootstrap port (9092)"
+        "--port", type=options.port, default=process.DEFAULT_PORT, help="bootstrap port (9092)"
     )
     up.add_argument(
         "--controller-port", type=options.port, help="KRaft controller port (default: --port + 1)"
@@ -32,13 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument(
         "--partitions",
         type=options.positive_int,
-        default=kafka_local.DEFAULT_PARTITIONS,
+        default=process.DEFAULT_PARTITIONS,
         help="partitions of each contract topic (4)",
     )
     up.add_argument(
         "--timeout",
         type=options.positive_float,
-        default=kafka_local.DEFAULT_START_TIMEOUT_S,
+        default=process.DEFAULT_START_TIMEOUT_S,
         metavar="SECONDS",
         help="seconds to wait for the broker to answer (120)",
     )
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     down.add_argument(
         "--timeout",
         type=options.positive_float,
-        default=kafka_local.DEFAULT_STOP_TIMEOUT_S,
+        default=process.DEFAULT_STOP_TIMEOUT_S,
         metavar="SECONDS",
         help="seconds to wait after SIGTERM before SIGKILL (30)",
     )
@@ -65,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
         if args.kafka_action == "down":
             return _down(args)
         return _status(args)
-    except kafka_local.KafkaLocalError as exc:
+    except KafkaLocalError as exc:
         print(f"livepulse kafka {args.kafka_action}: {exc}", file=sys.stderr)
         return 1
 
 
 def _up(args: argparse.Namespace) -> int:
-    bootstrap = kafka_local.ensure_up(
+    bootstrap = process.ensure_up(
         args.port,
         args.partitions,
         controller_port=args.controller_port,
@@ -83,18 +83,18 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    was_running = kafka_local.stop(purge=args.purge, timeout_s=args.timeout)
+    was_running = process.stop(purge=args.purge, timeout_s=args.timeout)
     if was_running:
         print(f"broker stopped in {time.monotonic() - started:.1f} s", file=sys.stderr)
     else:
         print("broker was not running", file=sys.stderr)
     if args.purge:
-        print(f"deleted its data under {kafka_local.state_dir()}", file=sys.stderr)
+        print(f"deleted its data under {process.state_dir()}", file=sys.stderr)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    state = kafka_local.status()
+    state = process.status()
     if args.json:
         print(
             json.dumps(
@@ -113,7 +113,7 @@ def _status(args: argparse.Namespace) -> int:
     elif state.running:
         print(f"running  pid {state.pid}  bootstrap {state.bootstrap}  cluster {state.cluster_id}")
         print(f"state    {state.state_dir}  (log {state.log_path})")
-        missing = [name for name in kafka_local.CONTRACT_TOPICS if name not in state.topics]
+        missing = [name for name in admin.contract_topics() if name not in state.topics]
         print(
             f"topics   {len(state.topics)}"
             + (f"  (missing: {', '.join(missing)})" if missing else "")

@@ -12,7 +12,7 @@ import pytest
 
 from streams.runtime.settings import Settings
 from streams.runtime.topics import delete_run_topics
-from streams.tools.kafka_local import fetch_metadata
+from streams.tools.kafka.admin import fetch_metadata
 from streams.tools.worker_process import free_port, port_is_free
 from tests.support.cli import FIXTURES, on_terminal
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.tools import kafka_local
-from streams.tools.kafka_local import broker_answers, fetch_metadata
+from streams.tools.kafka import download, process
+from streams.tools.kafka.admin import broker_answers, contract_topics, fetch_metadata
 from streams.tools.worker_process import free_ports, port_is_free
 from tests.conftest import in_ci
 from tests.support.cli import livepulse, one_error_line, user_env
@@ -21,16 +21,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 def own_broker_env(tmp_path: Path) -> dict[str, str]:
-    cache = kafka_local.cache_dir()  # the shared one: the jars are fetched once
-    if not (kafka_local.libs_dir().parent / "fetched.txt").is_file():
+    cache = download.cache_dir()  # the shared one: the jars are fetched once
+    if not (download.libs_dir().parent / "fetched.txt").is_file():
         message = f"the Kafka jars are not in {cache} yet (`livepulse kafka up` fetches them)"
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return user_env(
         **{
-            kafka_local.ENV_CACHE_DIR: str(cache),
-            kafka_local.ENV_STATE_DIR: str(tmp_path / "kafka-state"),
+            download.ENV_CACHE_DIR: str(cache),
+            process.ENV_STATE_DIR: str(tmp_path / "kafka-state"),
             "LIVEPULSE_KAFKA_HEAP": "256m",
         }
     )
@@ -38,7 +38,7 @@ def own_broker_env(tmp_path: Path) -> dict[str, str]:
 
 def test_up_status_down(own_broker_env: dict[str, str], tmp_path: Path) -> None:
     env = own_broker_env
-    state = Path(env[kafka_local.ENV_STATE_DIR])
+    state = Path(env[process.ENV_STATE_DIR])
     port, controller = free_ports(2)
     bootstrap = f"127.0.0.1:{port}"
     try:
@@ -53,7 +53,7 @@ def test_up_status_down(own_broker_env: dict[str, str], tmp_path: Path) -> None:
         assert up.stdout.strip() == bootstrap  # usable as BOOTSTRAP=$(livepulse kafka up)
         assert broker_answers(bootstrap, timeout_s=10)
         topics = fetch_metadata(bootstrap).topics
-        assert all(topics[name] == 2 for name in kafka_local.CONTRACT_TOPICS)
+        assert all(topics[name] == 2 for name in contract_topics())
         assert not port_is_free("127.0.0.1", controller)
 
         again = livepulse("kafka", "up", "--port", port, env=env, timeout=120)
@@ -66,7 +66,7 @@ def test_up_status_down(own_broker_env: dict[str, str], tmp_path: Path) -> None:
         described = json.loads(status.stdout)
         assert described["running"] is True and described["bootstrap"] == bootstrap
         assert described["state_dir"] == str(state)
-        assert all(described["topics"][name] == 2 for name in kafka_local.CONTRACT_TOPICS)
+        assert all(described["topics"][name] == 2 for name in contract_topics())
         table = livepulse("kafka", "status", env=env)
         assert table.returncode == 0
         assert table.stdout.startswith(f"running  pid {described['pid']}  bootstrap {bootstrap}")

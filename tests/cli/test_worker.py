@@ -9,7 +9,7 @@ import json
 import pytest
 
 from streams.tools.drain import fetch_json
-from streams.tools.kafka_local import fetch_metadata
+from streams.tools.kafka.admin import fetch_metadata
 from streams.tools.worker_process import free_port, port_is_free
 from tests.cli.conftest import CliWorker
 from tests.support.cli import FIXTURES, livepulse, one_error_line, user_env

@@ -2,8 +2,8 @@
 a broker certificate made here with openssl, PLAIN and SCRAM-SHA-512 users with generated
 passwords. For trying livepulse's clients against a secured Kafka (tests/test_sasl_ssl.py).
 
-It runs from the same pinned jars as `livepulse kafka up` (streams.tools.kafka_local) on ports and a
-state directory of its own; the shared PLAINTEXT broker is never touched. Authentication only
+It runs from the same pinned jars as `livepulse kafka up` (streams.tools.kafka.process) on ports
+and a state directory of its own; the shared PLAINTEXT broker is never touched. Authentication only
 (no ACLs): every authenticated user may do anything.
 """
 
@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Final
 
 from streams.runtime.settings import Settings
-from streams.tools.kafka_local import (
-    KafkaLocalError,
-    _cluster_id,
-    _java_command,
-    _pid_alive,
-    _spawn_detached,
-    _StatePaths,
-    _template,
-    _terminate,
-    ensure_jars,
+from streams.tools.kafka import KafkaLocalError, template
+from streams.tools.kafka.download import ensure_jars
+from streams.tools.kafka.process import (
+    StatePaths,
+    cluster_id_of,
+    java_command,
+    pid_alive,
+    spawn_detached,
+    terminate,
 )
 
 #: The broker authenticates to itself over its own listener as this PLAIN user.
@@ -113,7 +112,7 @@ def _jaas_string(value: str) -> str:
 
 
 def _server_properties(
-    paths: _StatePaths, port: int, controller_port: int, keystore: Path, cafile: Path,
+    paths: StatePaths, port: int, controller_port: int, keystore: Path, cafile: Path,
     store_password: str, plain_users: dict[str, str],
 ) -> str:  # fmt: skip
     users = " ".join(f"user_{name}={_jaas_string(pw)}" for name, pw in plain_users.items())
@@ -166,7 +165,7 @@ def start_secure_broker(
 ) -> SecureBroker:
     """Make certificates and users, format the storage, start the broker and wait until a
     SCRAM-SHA-512 client gets in; return it. `stop_secure_broker(broker)` stops it."""
-    paths = _StatePaths(state_dir)
+    paths = StatePaths(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     libs = ensure_jars()
     store_password = secrets.token_urlsafe(18)
@@ -178,11 +177,11 @@ def start_secure_broker(
         encoding="utf-8",
     )
     os.chmod(paths.server_properties, 0o600)
-    paths.log4j_properties.write_text(_template("log4j.properties"), encoding="utf-8")
+    paths.log4j_properties.write_text(template("log4j.properties"), encoding="utf-8")
     scram = f"SCRAM-SHA-512=[name={SCRAM_USER},password={scram_password}]"
-    format_command = _java_command(
+    format_command = java_command(
         libs, paths, "kafka.tools.StorageTool",
-        ["format", "-t", _cluster_id(paths), "-c", str(paths.server_properties),
+        ["format", "-t", cluster_id_of(paths), "-c", str(paths.server_properties),
          "--add-scram", scram],
         heap="256m",
     )  # fmt: skip
@@ -191,8 +190,8 @@ def start_secure_broker(
     )
     if done.returncode != 0:
         raise KafkaLocalError(f"formatting the secure broker's storage failed: {done.stderr}")
-    command = _java_command(libs, paths, "kafka.Kafka", [str(paths.server_properties)], "384m")
-    pid = _spawn_detached(command, paths.log)
+    command = java_command(libs, paths, "kafka.Kafka", [str(paths.server_properties)], "384m")
+    pid = spawn_detached(command, paths.log)
     paths.pid.write_text(f"{pid}\n", encoding="utf-8")
     broker = SecureBroker(
         bootstrap=f"127.0.0.1:{port}",
@@ -231,7 +230,7 @@ def _wait_until_authenticated(broker: SecureBroker, timeout_s: float) -> None:
 
     deadline = time.monotonic() + timeout_s
     while not asyncio.run(answers()):
-        if not _pid_alive(broker.pid):
+        if not pid_alive(broker.pid):
             log = (broker.state_dir / "broker.log").read_text(errors="replace")[-3000:]
             raise KafkaLocalError(f"the secure broker exited:\n{log}")
         if time.monotonic() > deadline:
@@ -241,4 +240,4 @@ def _wait_until_authenticated(broker: SecureBroker, timeout_s: float) -> None:
 
 def stop_secure_broker(broker: SecureBroker, timeout_s: float = 30.0) -> None:
     """Stop the broker (its state directory stays, for its log)."""
-    _terminate(broker.pid, timeout_s)
+    terminate(broker.pid, timeout_s)
