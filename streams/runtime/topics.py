@@ -1,4 +1,10 @@
-"""Topic names and topic administration (create, delete, end offsets) over aiokafka."""
+"""Topic names and topic administration (create, delete, end offsets) over aiokafka.
+
+The one place the worker, the demo, the replayer and the local broker (streams/tools/kafka/)
+take topic names and topic creation from: `all_topics(settings)` is every broker-side name, from
+`Settings` (its defaults `CONTRACT_TOPICS` and `DEADLETTER_TOPIC` are defined with it in
+settings.py, which this module imports: the reverse would be an import circle).
+"""
 
 from __future__ import annotations
 
