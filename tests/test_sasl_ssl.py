@@ -1,8 +1,7 @@
 """Every livepulse client against a broker that requires SASL_SSL, as hosted Kafka does: the
-project's own broker started here with a SASL_SSL listener (streams/tools/kafka/secure.py: a CA and
-a
-broker certificate made now with openssl, a PLAIN and a SCRAM-SHA-512 user), on ports and a
-state dir of its own. The worker, `livepulse replay`, `livepulse report --changelog` and the
+project's own broker started here with a SASL_SSL listener (streams/tools/kafka/secure.py: a CA
+and a broker certificate made now with openssl, a PLAIN and a SCRAM-SHA-512 user), on ports and
+a state dir of its own. The worker, `livepulse replay`, `livepulse report --changelog` and the
 benchmark's ceiling consumer reach it with the README's settings and give the truth's figures;
 a wrong password, an unknown user or an untrusted certificate is one error line and exit 2;
 no secret reaches any log."""
@@ -59,6 +58,20 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         stop_secure_broker(broker)
 
 
+@pytest.fixture
+def worker_settings(secure_broker: SecureBroker, tmp_path: Path) -> Settings:
+    """A worker of its own (app id, topic prefix, web port, data dir) logged in as the SCRAM
+    user; the app id is the run's name."""
+    run = f"secure-{uuid.uuid4().hex[:10]}"
+    return secure_broker.settings(
+        SCRAM_USER,
+        app_id=run,
+        topic_prefix=f"{run}.",
+        web_port=free_port(),
+        data_dir=tmp_path / "data",
+    )
+
+
 def client_env(settings: Settings) -> dict[str, str]:
     """A child's environment with `settings` as the README's LIVEPULSE_* variables only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
@@ -111,16 +124,9 @@ def secrets_of(broker: SecureBroker) -> list[str]:
 
 
 def test_every_client_over_sasl_ssl_matches_the_truth(
-    secure_broker: SecureBroker, tmp_path: Path
+    secure_broker: SecureBroker, worker_settings: Settings, tmp_path: Path
 ) -> None:
-    run = f"secure-{uuid.uuid4().hex[:10]}"
-    worker_settings = secure_broker.settings(
-        SCRAM_USER,
-        app_id=run,
-        topic_prefix=f"{run}.",
-        web_port=free_port(),
-        data_dir=tmp_path / "data",
-    )
+    run = worker_settings.app_id
     producer_settings = secure_broker.settings(PLAIN_USER, topic_prefix=f"{run}.")
     lines, truth = fixture_lines("impulse"), fixture_truth("impulse")
     with running_worker(worker_settings, tmp_path / "worker.log", loglevel="debug") as worker:
@@ -193,19 +199,12 @@ def test_refused_access_is_one_clear_line_and_exit_2(
 
 
 def test_an_idempotent_producers_retries_change_no_figure(
-    secure_broker: SecureBroker, tmp_path: Path
+    secure_broker: SecureBroker, worker_settings: Settings, tmp_path: Path
 ) -> None:
     """librdkafka's idempotent producer over SASL_SSL, the broker frozen (SIGSTOP) for 5 s in
     the middle: requests time out and are retried (librdkafka's own count), the broker keeps
     one copy of each, and the worker, which rode out the pause, reports the truth."""
-    run = f"retry-{uuid.uuid4().hex[:10]}"
-    settings = secure_broker.settings(
-        SCRAM_USER,
-        app_id=run,
-        topic_prefix=f"{run}.",
-        web_port=free_port(),
-        data_dir=tmp_path / "data",
-    )
+    settings = worker_settings
     lines, truth = fixture_lines("impulse"), fixture_truth("impulse")
     _, password = secure_broker.users[PLAIN_USER]
     timeouts: dict[str, int] = {}

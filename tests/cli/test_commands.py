@@ -5,34 +5,20 @@ batch reference), never against the pipeline itself."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from agents.core.claims import CLAIMS_BY_ID
 from tests.cli.conftest import CliWorker
-from tests.support.cli import FIXTURES, livepulse
+from tests.support.cli import FIXTURES, livepulse, table_matches
 from tests.support.truth import operator_mismatches, report_mismatches
 
 
 def _truth(name: str) -> dict[str, Any]:
     truth: dict[str, Any] = json.loads((FIXTURES / f"{name}.truth.json").read_text("utf-8"))
     return truth
-
-
-def _table_matches(table: str, truth: dict[str, Any]) -> None:
-    """The table's event counts are the truth's, and it has a row for every claim."""
-    events = truth["events"]
-    assert (
-        f"events: {events['valid']:,} valid, {events['rejected']:,} rejected, "
-        f"{events['duplicates']:,} duplicates"
-    ) in table
-    for claim_id in truth["claims"]:
-        if claim_id in CLAIMS_BY_ID:
-            assert re.search(rf"^{re.escape(claim_id)}\s", table, re.MULTILINE), claim_id
 
 
 def _html_ok(path: Path) -> str:
@@ -72,7 +58,7 @@ def test_analyze_json_and_html_are_the_truth(tmp_path: Path) -> None:
 def test_analyze_table(tmp_path: Path) -> None:
     result = livepulse("analyze", FIXTURES / "impulse.jsonl")
     assert result.returncode == 0, result.stderr
-    _table_matches(result.stdout, _truth("impulse"))
+    table_matches(result.stdout, _truth("impulse"))
     assert result.stdout.startswith("SIMULATED DATA (scenario impulse, seed 1")
 
 
@@ -151,7 +137,7 @@ def test_report_from_a_worker(cli_worker: CliWorker, tmp_path: Path) -> None:
     page = tmp_path / "worker.html"
     table = livepulse("report", "--from", f"127.0.0.1:{cli_worker.web_port}", "--html", page)
     assert table.returncode == 0, table.stderr
-    _table_matches(table.stdout, truth)
+    table_matches(table.stdout, truth)
     _html_ok(page)
     # A saved report gives the same table and a page of its own.
     page2 = tmp_path / "saved.html"

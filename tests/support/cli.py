@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import os
 import pty
+import re
 import shutil
 import struct
 import subprocess
@@ -57,6 +58,18 @@ def livepulse(
         check=False,
         **popen,
     )
+
+
+def table_matches(table: str, truth: dict[str, Any]) -> None:
+    """A claims table (`analyze`, `report`, the demo's standard output) has the truth file's
+    event counts and a row for each of its claims."""
+    events = truth["events"]
+    assert (
+        f"events: {events['valid']:,} valid, {events['rejected']:,} rejected, "
+        f"{events['duplicates']:,} duplicates"
+    ) in table
+    for claim_id in truth["claims"]:
+        assert re.search(rf"^{re.escape(claim_id)}\s", table, re.MULTILINE), claim_id
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], prog: str) -> str:
