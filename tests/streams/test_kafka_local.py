@@ -107,10 +107,15 @@ def test_broker_answers_is_false_when_nothing_listens(caplog: pytest.LogCaptureF
 
 
 async def test_a_probe_leaves_other_aiokafka_clients_their_logs(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As a fresh process has it (a worker started in-process by an earlier test configures
+    # logging and may leave aiokafka's logger disabled or quieter).
+    aiokafka_logger = logging.getLogger("aiokafka")
+    monkeypatch.setattr(aiokafka_logger, "disabled", False)
+    monkeypatch.setattr(aiokafka_logger, "propagate", True)
     (port,) = free_ports(1)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), caplog.at_level(logging.WARNING, logger="aiokafka"):
         assert admin.try_metadata(f"{process.HOST}:{port}", 0.5) is None
         assert not [r for r in caplog.records if r.name.startswith("aiokafka")]
         # The same failure from a client of the process's own (a worker's, say) is logged.
