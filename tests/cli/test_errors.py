@@ -8,13 +8,14 @@ import gzip
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from streams.tools.worker_process import free_port
-from tests.support.cli import FIXTURES, livepulse, one_error_line, user_env
+from tests.support.cli import FIXTURES, livepulse, livepulse_path, one_error_line, user_env
 
 
 def _unreachable() -> str:
@@ -207,3 +208,20 @@ def test_a_removed_setting_is_named_and_ignored() -> None:
         for name in ("LIVEPULSE_BATCH_INGEST", "LIVEPULSE_BATCH_WITHIN_S")
     ]
     assert f"port {port} on 127.0.0.1 is in use" in lines[2]
+
+
+def test_a_reader_that_goes_away_is_no_error() -> None:
+    """`livepulse schema | head -0`: the pipe closes before the command writes; it stops quietly
+    with 141 (128 + SIGPIPE, as a shell reports it) and no BrokenPipeError on standard error."""
+    process = subprocess.Popen(  # noqa: S603 (our own console script)
+        [livepulse_path(), "schema"],
+        env=user_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first write
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, stderr
+    assert stderr == ""
