@@ -22,11 +22,6 @@ KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
         # moving the shared helpers into a module of their own (left while issue 14 rewrites
         # both files).
         frozenset({"agents.core.metrics", "agents.core.extended"}),
-        # operator_truth.py reads the stream with truth.py's `read_stream`/`Stream`; truth.py's
-        # `compute_truth` imports `compute_operator` inside the function to write the truth
-        # file. Cut by moving `compute_truth` to a module above both (left while issue 14
-        # changes truth.py).
-        frozenset({"streams.simulator.truth", "streams.simulator.operator_truth"}),
     }
 )
 
@@ -155,7 +150,6 @@ def test_the_graph_is_read_with_in_function_imports() -> None:
     assert "schemas" in GRAPH["agents.live"]
     assert "agents.core.ledger" in GRAPH["agents.core"]
     assert "streams.batch_consumer" in GRAPH["streams.topics"]  # in partition_counts
-    assert "streams.simulator.operator_truth" in GRAPH["streams.simulator.truth"]  # in-function
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
     assert upward_imports({"agents.core.x": {"streams.y"}, "streams.y": set()}) == {
         ("agents.core.x", "streams.y")

@@ -2,7 +2,8 @@
 
 from streams.simulator.generate import JUNK_KINDS, Generated, generate, truth_path, write_lines
 from streams.simulator.scenarios import SCENARIOS, Scenario, get_scenario
-from streams.simulator.truth import compute_truth, split_lines
+from streams.simulator.truth import split_lines
+from streams.simulator.truth_file import compute_truth
 
 __all__ = [
     "JUNK_KINDS",
