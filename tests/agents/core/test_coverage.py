@@ -72,9 +72,12 @@ FULL_ENV = "LIVEPULSE_COVERAGE_FULL"
 CONSERVATIVE_CAP: dict[str, float] = {"size_refund_share": 0.995, "reply_latency": 1.0}
 
 # Full size: claims measured on longer streams of a scenario than its own, to reach a verdict's
-# sample. Impulse's 61 days give under 30 eligible member first orders per stream (30 days must
-# follow each): with 122 days, about 50.
-LONGER_STREAMS: dict[tuple[str, str], int] = {("group_repurchase_30d", "impulse"): 122}
+# sample: (claim, scenario) -> (days, worlds of RUNS_PER_WORLD streams). Impulse's 61 days give
+# under 30 eligible member first orders per stream (30 days must follow each): with 122 days,
+# about 50; 4 worlds (200 streams) to keep the run to minutes.
+LONGER_STREAMS: dict[tuple[str, str], tuple[int, int]] = {
+    ("group_repurchase_30d", "impulse"): (122, 4)
+}
 
 _cache: dict[tuple[str, float, int, int, int | None, str | None], Replicates] = {}
 
@@ -148,17 +151,19 @@ def test_interval_coverage_on_simulated_streams(scenario: str, claim_id: str) ->
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("claim_id", sorted(TRUTH_RULES))
 def test_interval_coverage_on_full_size_streams(scenario: str, claim_id: str) -> None:
-    days = LONGER_STREAMS.get((claim_id, scenario))
-    if days is None:
+    longer = LONGER_STREAMS.get((claim_id, scenario))
+    worlds = SLOW_WORLDS
+    if longer is None:
         reps = _replicates(scenario, SLOW_SCALE, SLOW_WORLDS, RUNS_PER_WORLD)
     else:
-        reps = _replicates(scenario, SLOW_SCALE, SLOW_WORLDS, RUNS_PER_WORLD, days, claim_id)
+        days, worlds = longer
+        reps = _replicates(scenario, SLOW_SCALE, worlds, RUNS_PER_WORLD, days, claim_id)
     # Some intervals are conservative on full-size streams (0.98 of 400: two-way Wilson for
     # `group_order_share` on xhs now, bootstrap-t for `live_aov` on the earlier simulator): wider
     # than needed, the price of holding 95% on small streams. Under-coverage fails as in CI.
     cap = max(0.99, CONSERVATIVE_CAP.get(claim_id, 0.0))
     result = coverage_of(claim_id, reps)
-    _check(result, SLOW_WORLDS * RUNS_PER_WORLD, conservative_cap=cap)
+    _check(result, worlds * RUNS_PER_WORLD, conservative_cap=cap)
     # At full size the intervals are the ones verdicts are given on (enough cases and
     # clusters), `group_repurchase_30d`'s included; and those hold their coverage too.
     decisive, decisive_coverage = result.decisive_coverage()
