@@ -22,11 +22,6 @@ KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
         # moving the shared helpers into a module of their own (left while issue 14 rewrites
         # both files).
         frozenset({"agents.core.metrics", "agents.core.extended"}),
-        # operator_truth.py reads the stream with truth.py's `read_stream`/`Stream`; truth.py's
-        # `compute_truth` imports `compute_operator` inside the function to write the truth
-        # file. Cut by moving `compute_truth` to a module above both (left while issue 14
-        # changes truth.py).
-        frozenset({"streams.tools.simulator.truth", "streams.tools.simulator.operator_truth"}),
     }
 )
 
@@ -169,12 +164,8 @@ def test_the_graph_is_read_with_in_function_imports() -> None:
     # Module level, `from package import module`, and an import inside a function.
     assert "schemas" in GRAPH["streams.runtime.live"]
     assert "agents.core.ledger" in GRAPH["agents.core"]
-    assert (
-        "streams.runtime.batch_consumer" in GRAPH["streams.runtime.topics"]
-    )  # in partition_counts
-    assert (
-        "streams.tools.simulator.operator_truth" in GRAPH["streams.tools.simulator.truth"]
-    )  # in-function
+    # in partition_counts
+    assert "streams.runtime.batch_consumer" in GRAPH["streams.runtime.topics"]
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
     assert upward_imports({"agents.core.x": {"streams.y"}, "streams.y": set()}) == {
         ("agents.core.x", "streams.y")

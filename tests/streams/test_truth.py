@@ -10,7 +10,6 @@ import pytest
 
 from streams.tools.simulator.truth import (
     average_ranks,
-    compute_truth,
     cst_date,
     is_member,
     median,
@@ -20,6 +19,7 @@ from streams.tools.simulator.truth import (
     split_lines,
     watch_ms,
 )
+from streams.tools.simulator.truth_file import compute_truth
 from tests.support.extended_stream import EXPECTED as EXTENDED_EXPECTED
 from tests.support.extended_stream import extended_events
 
@@ -572,8 +572,9 @@ def test_truth_is_independent_of_the_streaming_core() -> None:
 
     import streams.tools.simulator.operator_truth as operator_truth_module
     import streams.tools.simulator.truth as truth_module
+    import streams.tools.simulator.truth_file as truth_file_module
 
-    for module in (truth_module, operator_truth_module):
+    for module in (truth_module, operator_truth_module, truth_file_module):
         tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
         imported: list[str] = []
         for node in ast.walk(tree):

@@ -17,12 +17,35 @@ Claims and their parameters (the value the stream's process has):
   amounts as live ones (the same session effect): tail GMV / 3 / live GMV -> t.
 - `reply_latency`: per session Poisson(8) questions, each answered within 3 s with the
   session's probability ~ Beta around q; a miss is answered in 3-300 s or never (half each).
+
+The claims whose facts are viewers' watch times, interactions and group histories get a stream
+of their own, with only the events they read (`OWN_STREAMS`; same days and sessions):
+
+- `price_dwell_association`: per order, latent normals (x, y) with correlation r, half from a
+  session effect shared by its orders and half from the order; price = 300 CNY exp(0.8 x), watch
+  time before paying = 110 min Phi(y). Spearman's rho is (6 / pi) asin(r / 2) (Pearson 1907),
+  whatever the monotone maps: r is set from the world's rho.
+- `interaction_uplift`: 1 + Poisson(30) viewers a session, each interacting with the session's
+  probability (Beta around 0.25); a viewer buys with probability 0.02 m_g (others) or
+  0.02 m_g U (interacting), m_g = 2 Beta(5, 5) the session's level: the uplift is U.
+- `group_repurchase_30d`: `days` days of sessions with 1 + Poisson(1.3) members' first orders
+  each, then 31 days more; each buys again within 30 days with the session's probability
+  (Beta around p), else half of them after the 30 days.
+- `group_member_dwell`: a pool of 20 + 6 days members with a watch habit each (sd 0.5 on the
+  log scale); each 12-hour session draws 1 + Poisson(7) of them, with a session effect (sd 0.3)
+  and a visit's own noise (sd 0.7); watch times log-normal, capped at 715 min, the log-scale
+  mean set so that the capped mean is the world's value.
+- `group_spend_multiple`: one month; a pool of 600 + 50 days viewers, 4% of them members, each
+  with a spending habit (sd 0.5 on the log scale); each session draws 1 + Poisson(100) of
+  them; a visit buys with probability 0.3 (member) or 0.05, amounts log-normal (sd 0.8), the
+  members' level set so that the multiple is the world's value (with s the member share and
+  E the expected spend of a visit, E_m / (s E_m + (1 - s) E_n) = M).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +67,16 @@ SIGMA = 0.85
 TAU = 0.4
 QUESTIONS = 8
 
-#: The claims calibrated here (every claim with a verdict whose facts this generator makes).
+#: The claims with a stream of their own (`OWN_STREAMS`): only their events are written.
+OWN_STREAM_CLAIMS: tuple[str, ...] = (
+    "price_dwell_association",
+    "interaction_uplift",
+    "group_repurchase_30d",
+    "group_member_dwell",
+    "group_spend_multiple",
+)
+
+#: The claims calibrated here: every claim with a verdict.
 CALIBRATED: tuple[str, ...] = (
     "orders_after_minute_5",
     "live_aov",
@@ -53,6 +85,7 @@ CALIBRATED: tuple[str, ...] = (
     "bundle_share",
     "post_live_tail",
     "reply_latency",
+    *OWN_STREAM_CLAIMS,
 )
 
 #: Parameters of a stream where no claim is under test (each near its claimed value).
@@ -64,13 +97,31 @@ DEFAULTS: dict[str, float] = {
     "bundle_share": 0.20,
     "post_live_tail": 0.10,
     "reply_latency": 0.97,
+    "price_dwell_association": 0.3,
+    "interaction_uplift": 17.0,
+    "group_repurchase_30d": 0.40,
+    "group_member_dwell": 47.0,
+    "group_spend_multiple": 14.0,
 }
+
+#: `group_repurchase_30d` needs 30 days after a first order: its streams have `days` days of
+#: first orders and REPURCHASE_EXTRA_DAYS more.
+REPURCHASE_EXTRA_DAYS = 31
 
 
 def worlds(claim: Claim) -> dict[str, tuple[float, bool]]:
     """name -> (true value, whether the claim holds there): at the claimed value, on each edge
     of the band, and beyond each edge by half the band's half-width (false). An `at_least`
-    claim: above the floor, at it (the edge), and 10% (shares: 5 points) below it (false)."""
+    claim: above the floor, at it (the edge), and 10% (shares: 5 points) below it (false). A
+    `positive` claim (Spearman's rho): clearly positive (0.3, about the xhs fixture's), barely
+    (0.05), zero (the edge, where "positive" is false) and negative (-0.1)."""
+    if claim.comparator == "positive":
+        return {
+            "positive": (0.3, True),
+            "weak": (0.05, True),
+            "zero": (0.0, False),
+            "negative": (-0.1, False),
+        }
     assert claim.claimed is not None
     if claim.comparator == "at_least":
         below = claim.claimed * 0.8 if claim.unit == "CNY" else claim.claimed - 0.05
@@ -124,7 +175,11 @@ class StreamSpec:
 
 
 def records(spec: StreamSpec) -> Iterator[bytes]:
-    """The stream's records (JSON bytes), session by session."""
+    """The stream's records (JSON bytes), session by session. A claim of OWN_STREAM_CLAIMS
+    under test gets its own stream; otherwise the order, AOV, refund, tail and reply facts."""
+    if spec.claim_id in OWN_STREAMS:
+        yield from OWN_STREAMS[spec.claim_id](spec)
+        return
     rng = np.random.default_rng(spec.seed)
     p = spec.params
     ids = _Ids()
@@ -205,6 +260,238 @@ def records(spec: StreamSpec) -> Iterator[bytes]:
                 {"event_id": ids.next("e"), "type": "session_ended", "ts": end, "session_id": sid}
             )
 
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def _sessions(days: int, ids: _Ids, minutes: int = 120) -> Iterator[tuple[int, str, int, int]]:
+    """(slot, session id, start, end) of SESSIONS_PER_DAY sessions a day, in rooms r0..r6."""
+    for day in range(days):
+        for slot in range(SESSIONS_PER_DAY):
+            start = T0 + day * DAY + slot * 10 * MINUTE
+            yield slot, ids.next("s"), start, start + minutes * MINUTE
+
+
+def _started(ids: _Ids, sid: str, slot: int, start: int) -> bytes:
+    return _dump(
+        {"event_id": ids.next("e"), "type": "session_started", "ts": start}
+        | {"session_id": sid, "room_id": f"r{slot}", "merchant_id": "m1"}
+    )
+
+
+def _ended(ids: _Ids, sid: str, end: int) -> bytes:
+    return _dump({"event_id": ids.next("e"), "type": "session_ended", "ts": end, "session_id": sid})
+
+
+def _joined(ids: _Ids, sid: str, user: str, ts: int) -> bytes:
+    return _dump(
+        {"event_id": ids.next("e"), "type": "viewer_joined", "ts": ts}
+        | {"session_id": sid, "user_id": user}
+    )
+
+
+def _member(ids: _Ids, user: str, ts: int) -> bytes:
+    return _dump(
+        {"event_id": ids.next("e"), "type": "group_joined", "ts": ts}
+        | {"merchant_id": "m1", "group_id": "g1", "user_id": user}
+    )
+
+
+def _order(
+    ids: _Ids, user: str, ts: int, amount_cents: int, sid: str | None, unit_price: int = 0
+) -> bytes:
+    oid = ids.next("o")
+    item = {"sku_id": "k1", "category": "beauty", "quantity": 1}
+    item["unit_price_cents"] = max(1, unit_price or amount_cents)
+    return _dump(
+        {"event_id": ids.next("e"), "type": "order_paid", "ts": ts, "order_id": oid}
+        | {"session_id": sid, "merchant_id": "m1", "user_id": user}
+        | {"items": [item], "amount_cents": max(1, amount_cents)}
+    )
+
+
+def _price_dwell_records(spec: StreamSpec) -> Iterator[bytes]:
+    rng = np.random.default_rng(spec.seed)
+    ids = _Ids()
+    rho = spec.params["price_dwell_association"]
+    r = 2 * math.sin(math.pi * rho / 6)  # Pearson's r of the normals whose Spearman is rho
+    rest = math.sqrt(1 - r * r)
+    for slot, sid, start, end in _sessions(spec.days, ids):
+        yield _started(ids, sid, slot, start)
+        a, a2 = rng.standard_normal(2)
+        b = r * a + rest * a2  # (a, b): the session's effects, correlation r
+        for _ in range(1 + int(rng.poisson(EXTRA_ORDERS))):
+            e, e2 = rng.standard_normal(2)
+            f = r * e + rest * e2
+            x, y = (a + e) / math.sqrt(2), (b + f) / math.sqrt(2)
+            price = round(30_000 * math.exp(0.8 * x))
+            watched = 1_000 + int(110 * MINUTE * _normal_cdf(y))
+            user = ids.next("u")
+            joined = start + MINUTE
+            yield _joined(ids, sid, user, joined)
+            yield _order(ids, user, joined + watched, price, sid)
+        yield _ended(ids, sid, end)
+
+
+UPLIFT_VIEWERS = 30
+UPLIFT_INTERACTING = 0.25
+UPLIFT_BASE_CONVERSION = 0.02
+
+
+def _uplift_records(spec: StreamSpec) -> Iterator[bytes]:
+    rng = np.random.default_rng(spec.seed)
+    ids = _Ids()
+    uplift = spec.params["interaction_uplift"]
+    for slot, sid, start, end in _sessions(spec.days, ids):
+        yield _started(ids, sid, slot, start)
+        interacting_share = _beta(rng, UPLIFT_INTERACTING)
+        level = 2 * float(rng.beta(5, 5))
+        for _ in range(1 + int(rng.poisson(UPLIFT_VIEWERS))):
+            user = ids.next("v")
+            joined = start + int(rng.uniform(0, 100 * MINUTE))
+            yield _joined(ids, sid, user, joined)
+            interacts = rng.random() < interacting_share
+            if interacts:
+                yield _dump(
+                    {"event_id": ids.next("e"), "type": "interaction", "ts": joined + MINUTE}
+                    | {"session_id": sid, "user_id": user, "kind": "comment"}
+                )
+            conversion = UPLIFT_BASE_CONVERSION * level * (uplift if interacts else 1.0)
+            if rng.random() < conversion:
+                yield _order(ids, user, joined + 2 * MINUTE, 20_000, sid)
+        yield _ended(ids, sid, end)
+
+
+REPURCHASE_MEMBERS = 1.3
+
+
+def _repurchase_records(spec: StreamSpec) -> Iterator[bytes]:
+    rng = np.random.default_rng(spec.seed)
+    ids = _Ids()
+    rate = spec.params["group_repurchase_30d"]
+    window = 30 * DAY
+    for slot, sid, start, end in _sessions(spec.days, ids):
+        yield _started(ids, sid, slot, start)
+        share = _beta(rng, rate)
+        for _ in range(1 + int(rng.poisson(REPURCHASE_MEMBERS))):
+            user = ids.next("u")
+            yield _member(ids, user, start - DAY)
+            first = start + int(rng.uniform(MINUTE, 110 * MINUTE))
+            yield _order(ids, user, first, 30_000, sid)
+            if rng.random() < share:
+                yield _order(ids, user, first + 1 + int(rng.uniform(0, window - 1)), 30_000, None)
+            elif rng.random() < 0.5:
+                later = first + window + 1 + int(rng.uniform(0, 5 * DAY))
+                yield _order(ids, user, later, 30_000, None)
+        yield _ended(ids, sid, end)
+    # A last session after every first order's 30 days, so that "the end" lies past them all.
+    last = T0 + (spec.days + REPURCHASE_EXTRA_DAYS) * DAY
+    yield _started(ids, "s-last", 0, last)
+    yield _ended(ids, "s-last", last + MINUTE)
+
+
+DWELL_SESSION_MINUTES = 720
+DWELL_CAP_MINUTES = 715.0
+DWELL_USER_SD = 0.5
+DWELL_SESSION_SD = 0.3
+DWELL_VISIT_SD = 0.7
+
+
+def capped_lognormal_mean(mu: float, sigma: float, cap: float) -> float:
+    """E[min(W, cap)] for log W ~ N(mu, sigma^2)."""
+    log_cap = math.log(cap)
+    below = math.exp(mu + sigma**2 / 2) * _normal_cdf((log_cap - mu - sigma**2) / sigma)
+    return below + cap * (1 - _normal_cdf((log_cap - mu) / sigma))
+
+
+def _dwell_mu(mean_minutes: float) -> float:
+    """The log-scale mean whose capped log-normal watch time has mean `mean_minutes`."""
+    sigma = math.sqrt(DWELL_USER_SD**2 + DWELL_SESSION_SD**2 + DWELL_VISIT_SD**2)
+    low, high = -10.0, math.log(DWELL_CAP_MINUTES)
+    for _ in range(100):
+        mid = (low + high) / 2
+        if capped_lognormal_mean(mid, sigma, DWELL_CAP_MINUTES) < mean_minutes:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def _dwell_records(spec: StreamSpec) -> Iterator[bytes]:
+    rng = np.random.default_rng(spec.seed)
+    ids = _Ids()
+    mu = _dwell_mu(spec.params["group_member_dwell"])
+    pool = 20 + 6 * spec.days
+    habits = rng.normal(0.0, DWELL_USER_SD, pool)
+    for user in range(pool):
+        yield _member(ids, f"m{user}", T0 - DAY)
+    for slot, sid, start, end in _sessions(spec.days, ids, DWELL_SESSION_MINUTES):
+        yield _started(ids, sid, slot, start)
+        effect = rng.normal(0.0, DWELL_SESSION_SD)
+        count = min(pool, 1 + int(rng.poisson(7)))
+        for user in rng.choice(pool, size=count, replace=False).tolist():
+            noise = rng.normal(0.0, DWELL_VISIT_SD)
+            minutes = min(DWELL_CAP_MINUTES, math.exp(mu + habits[user] + effect + noise))
+            joined = start + int(rng.uniform(0, (DWELL_SESSION_MINUTES - minutes) * MINUTE))
+            yield _joined(ids, sid, f"m{user}", joined)
+            yield _dump(
+                {"event_id": ids.next("e"), "type": "viewer_left"}
+                | {"ts": joined + round(minutes * MINUTE), "session_id": sid, "user_id": f"m{user}"}
+            )
+        yield _ended(ids, sid, end)
+
+
+SPEND_MEMBER_SHARE = 0.04
+SPEND_BUYS = {True: 0.3, False: 0.05}  # a visit's chance to buy: member, other viewer
+SPEND_USER_SD = 0.5
+SPEND_ORDER_SD = 0.8
+SPEND_VIEWERS = 100
+
+
+def _spend_records(spec: StreamSpec) -> Iterator[bytes]:
+    rng = np.random.default_rng(spec.seed)
+    ids = _Ids()
+    multiple = spec.params["group_spend_multiple"]
+    s = SPEND_MEMBER_SHARE
+    # Expected spend of a visit (CNY): 100 for others, the members' set by the multiple.
+    expected = {False: 100.0, True: multiple * (1 - s) * 100.0 / (1 - s * multiple)}
+    mu = {
+        member: math.log(expected[member] / SPEND_BUYS[member] * 100)
+        - SPEND_USER_SD**2 / 2
+        - SPEND_ORDER_SD**2 / 2
+        for member in (True, False)
+    }
+    pool = 600 + 50 * spec.days
+    members = rng.random(pool) < s
+    habits = rng.normal(0.0, SPEND_USER_SD, pool)
+    for user in np.flatnonzero(members).tolist():
+        yield _member(ids, f"p{user}", T0 - DAY)
+    for slot, sid, start, end in _sessions(spec.days, ids):
+        yield _started(ids, sid, slot, start)
+        count = min(pool, 1 + int(rng.poisson(SPEND_VIEWERS)))
+        visitors = rng.choice(pool, size=count, replace=False)
+        joins = start + rng.integers(0, 100 * MINUTE, count)
+        buys = rng.random(count)
+        noise = rng.normal(0.0, SPEND_ORDER_SD, count)
+        for k, user in enumerate(visitors.tolist()):
+            member = bool(members[user])
+            joined = int(joins[k])
+            yield _joined(ids, sid, f"p{user}", joined)
+            if buys[k] < SPEND_BUYS[member]:
+                amount = math.exp(mu[member] + habits[user] + noise[k])
+                yield _order(ids, f"p{user}", joined + MINUTE, round(amount), sid)
+        yield _ended(ids, sid, end)
+
+
+#: claim id -> the generator of its own stream.
+OWN_STREAMS: dict[str, Callable[[StreamSpec], Iterator[bytes]]] = {
+    "price_dwell_association": _price_dwell_records,
+    "interaction_uplift": _uplift_records,
+    "group_repurchase_30d": _repurchase_records,
+    "group_member_dwell": _dwell_records,
+    "group_spend_multiple": _spend_records,
+}
 
 _FUNCTIONS = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
 

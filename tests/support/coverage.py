@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -12,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.core.claims import CLAIMS_BY_ID
-from agents.core.metrics import Measurement, compute_claims
+from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
+from agents.core.metrics import CLAIM_FUNCTIONS, Measurement, _Facts, compute_claims
 from streams.tools.analyze import analyze_records
 from streams.tools.simulator import generate, get_scenario
 from streams.tools.simulator import truth as reference
@@ -233,21 +235,38 @@ class Replicates:
     report_seconds: float
 
 
-def measure_runs(scenario: str, runs: Sequence[Run], scale: float) -> Replicates:
-    """Generate, decode and measure each run (the same path as `livepulse analyze`)."""
+def measure_runs(
+    scenario: str,
+    runs: Sequence[Run],
+    scale: float,
+    days: int | None = None,
+    claim_ids: Sequence[str] | None = None,
+) -> Replicates:
+    """Generate, decode and measure each run (the same path as `livepulse analyze`).
+
+    `days` lengthens (or shortens) the scenario's streams; `claim_ids` measures only those
+    claims (the others are absent from `measured` and `stats`)."""
     spec = get_scenario(scenario)
-    out = Replicates(list(runs), [], {claim_id: [] for claim_id in TRUTH_RULES}, 0.0)
+    if days is not None:
+        spec = dataclasses.replace(spec, days=days)
+    wanted = list(TRUTH_RULES) if claim_ids is None else list(claim_ids)
+    out = Replicates(list(runs), [], {claim_id: [] for claim_id in wanted}, 0.0)
+    core = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
     for run in runs:
         lines = generate(spec, seed=run.world, scale=scale, run_seed=run.days).lines
         ledger = analyze_records(line.encode() for line in lines)
         started = time.perf_counter()
-        claims = compute_claims(ledger)
+        if claim_ids is None:
+            claims = compute_claims(ledger)
+        else:
+            facts = _Facts(ledger)
+            claims = {claim_id: core[claim_id](facts) for claim_id in wanted}
         out.report_seconds += time.perf_counter() - started
         out.measured.append(claims)
         stream = reference.read_stream(lines)
         figures = reference.compute_claims(stream)
-        for claim_id, rule in TRUTH_RULES.items():
-            out.stats[claim_id].append(rule.extract(figures[claim_id], stream))
+        for claim_id in wanted:
+            out.stats[claim_id].append(TRUTH_RULES[claim_id].extract(figures[claim_id], stream))
     return out
 
 

@@ -3,7 +3,8 @@
 from streams.runtime.provenance import truth_path
 from streams.tools.simulator.generate import JUNK_KINDS, Generated, generate, write_lines
 from streams.tools.simulator.scenarios import SCENARIOS, Scenario, get_scenario
-from streams.tools.simulator.truth import compute_truth, split_lines
+from streams.tools.simulator.truth import split_lines
+from streams.tools.simulator.truth_file import compute_truth
 
 __all__ = [
     "JUNK_KINDS",

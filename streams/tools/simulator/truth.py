@@ -610,27 +610,6 @@ def compute_claims(stream: Stream) -> dict[str, dict[str, Any]]:
     }
 
 
-def compute_truth(lines: Sequence[str], *, scenario: str, seed: int) -> dict[str, Any]:
-    """The truth file's content (docs/design.md, "Truth file") for a stream's lines."""
-    # Imported here: operator_truth builds on this module's reading of the stream.
-    from streams.tools.simulator.operator_truth import compute_operator
-
-    stream = read_stream(lines)
-    counts = stream.counts
-    return {
-        "scenario": scenario,
-        "seed": seed,
-        "lines": len(lines),
-        "events": {
-            "valid": counts.valid,
-            "rejected": counts.rejected,
-            "duplicates": counts.duplicates,
-        },
-        "claims": compute_claims(stream),
-        "operator": compute_operator(stream),
-    }
-
-
 def split_lines(text: str) -> list[str]:
     """A JSON Lines file's lines, without their terminators (a final newline ends the last)."""
     lines = text.split("\n")

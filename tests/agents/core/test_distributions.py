@@ -149,8 +149,13 @@ def test_conversion_of_interacting_and_other_pairs() -> None:
     }
     assert got["multiple"] == pytest.approx(2.0)
     # Clustered by session (1 of 3 pairs in s1, 0 of 1 in s2): the design effect is floored at
-    # 1 here, so Wilson on the 4 pairs; the interacting pairs are all in s1: no interval.
-    assert (got["other"]["ci_low"], got["other"]["ci_high"]) == pytest.approx(wilson(1, 4))
+    # 1 here, so the interval of 1 of 4 pairs; with 1 hit and 3 misses (under 4 each) both ends
+    # are the exact Poisson ones (stats.modified_wilson_interval): -ln(0.975) / 4 and
+    # 1 - 0.61867 / 4 (Wilson's would be 0.046 to 0.699). The interacting pairs are all in s1:
+    # no interval.
+    assert (got["other"]["ci_low"], got["other"]["ci_high"]) == pytest.approx(
+        (-math.log(0.975) / 4, 1 - 0.6186721 / 4), abs=1e-6
+    )
     assert got["interacting"]["ci_low"] is None
 
 

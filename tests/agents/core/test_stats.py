@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 
 from agents.core.stats import (
+    FEW_EVENTS,
     bca_levels,
     cluster_bootstrap_interval,
     cluster_ratio_t_interval,
     cluster_wilson_interval,
     day_ratio_intervals,
     design_effect,
+    gamma_cdf,
     jackknife_acceleration,
     log_ratio_interval,
+    modified_wilson_interval,
     percentile,
+    poisson_lower_bound,
     rate_score_interval,
     ratio_standard_error,
     safe_divide,
@@ -38,6 +42,31 @@ def test_wilson_known_values() -> None:
     assert wilson_interval(0, 0) is None
     low, high = wilson_interval(0, 10)  # type: ignore[misc]
     assert low == 0.0 and 0.25 < high < 0.32
+
+
+def test_poisson_lower_bounds_match_garwoods_table() -> None:
+    # Exact 97.5% lower bounds of a Poisson mean after 1, 2, 3, 10 events (Garwood 1936; chi2
+    # quantiles / 2): -ln(0.975) = 0.02532, 0.2422, 0.6187, 4.7954.
+    for events, expected in ((1, 0.025318), (2, 0.242209), (3, 0.618672), (10, 4.795389)):
+        assert poisson_lower_bound(events, 0.025) == pytest.approx(expected, abs=1e-5)
+    assert poisson_lower_bound(0, 0.025) == 0.0
+    assert gamma_cdf(1.0, 2.0) == pytest.approx(1 - math.exp(-2.0))
+
+
+def test_modified_wilson_takes_the_exact_end_with_few_events() -> None:
+    # 2 of 100: Wilson's lower end 0.0055 lies above a truth of 0.005 that gives 2 or more hits
+    # 9% of the time; the exact Poisson end 0.2422 / 100 does not.
+    wilson_low, wilson_high = wilson_interval(2, 100)  # type: ignore[misc]
+    low, high = modified_wilson_interval(2, 100)  # type: ignore[misc]
+    assert wilson_low > 0.005 > low == pytest.approx(0.0024221, abs=1e-6)
+    assert high == wilson_high  # Wilson's end after few hits is kept
+    # Few misses: the upper end is the mirror image.
+    low, high = modified_wilson_interval(98, 100)  # type: ignore[misc]
+    assert high == pytest.approx(1 - 0.0024221, abs=1e-6) and low == wilson_interval(98, 100)[0]  # type: ignore[index]
+    # With FEW_EVENTS or more on both sides it is Wilson.
+    assert modified_wilson_interval(FEW_EVENTS, 100) == wilson_interval(FEW_EVENTS, 100)
+    assert modified_wilson_interval(81, 263) == wilson_interval(81, 263)
+    assert modified_wilson_interval(0, 0) is None
 
 
 def test_percentile_matches_numpy_linear() -> None:
@@ -90,14 +119,21 @@ def test_design_effect_and_cluster_wilson_by_hand() -> None:
     # robust var = 4/3 * 2 / 8^2 = 1/24; binomial var = 0.25 / 8 = 1/32; deff = 32/24 = 4/3.
     hits, trials = [1, 2, 0, 1], [2, 2, 2, 2]
     assert design_effect(hits, trials) == pytest.approx(4 / 3)
-    # N_eff = 8 / (4/3) = 6: Wilson for 3 of 6, 0.1876 to 0.8124 (z = 1.96).
+    # N_eff = 8 / (4/3) = 6: 3 hits and 3 misses of 6, both under FEW_EVENTS, so both ends are
+    # the exact Poisson ones, 0.6187 / 6 = 0.1031 and 1 - 0.1031 (Wilson: 0.1876 to 0.8124).
     low, high = cluster_wilson_interval(hits, trials)  # type: ignore[misc]
-    assert low == pytest.approx(0.18761, abs=1e-4) and high == pytest.approx(0.81239, abs=1e-4)
-    assert cluster_wilson_interval(hits, trials) == pytest.approx(wilson_interval(3, 6))
-    # Clusters that vary less than binomial ones never make the interval narrower than Wilson.
+    assert low == pytest.approx(0.10311, abs=1e-4) and high == pytest.approx(0.89689, abs=1e-4)
+    assert cluster_wilson_interval(hits, trials) == pytest.approx(modified_wilson_interval(3, 6))
+    # Clusters that vary less than binomial ones never make the interval narrower.
     assert design_effect([1, 1, 1, 1], [2, 2, 2, 2]) == 1.0
     assert cluster_wilson_interval([1, 1, 1, 1], [2, 2, 2, 2]) == pytest.approx(
-        wilson_interval(4, 8)
+        modified_wilson_interval(4, 8)
+    )
+    # With 10 or more hits and misses the interval is Wilson's on N_eff.
+    many = [12, 8, 10, 10]
+    n_eff = 80 / design_effect(many, [20] * 4)
+    assert cluster_wilson_interval(many, [20] * 4) == pytest.approx(
+        wilson_interval(0.5 * n_eff, n_eff)
     )
     assert design_effect([0, 0], [3, 4]) == 1.0  # p = 0: nothing to estimate
     assert cluster_wilson_interval([], []) is None
@@ -181,12 +217,12 @@ def test_two_way_wilson_by_hand() -> None:
     # 0.25 -> 3/2 * 0.875 = 1.3125. By (session, buyer), all distinct: 4/3 * 0.75 = 1.
     # V = (1 + 1.3125 - 1) / 16; binomial 0.1875 / 4; deff = 1.75; N_eff = 4 / 1.75 = 16/7.
     got = two_way_wilson_interval([True, False, True, True], "aabb", "uvuw")
-    assert got == pytest.approx(wilson_interval(0.75 * 16 / 7, 16 / 7))
-    assert got is not None and got[0] < wilson_interval(3, 4)[0]  # type: ignore[index]
+    assert got == pytest.approx(modified_wilson_interval(0.75 * 16 / 7, 16 / 7))
+    assert got is not None and got[0] < modified_wilson_interval(3, 4)[0]  # type: ignore[index]
     # Every case its own session and buyer: each V is n/(n-1) sum(e^2) / n^2, so deff is the
     # small-sample factor n/(n-1) = 1.5 alone, N_eff = 2.
     assert two_way_wilson_interval([True, False, True], "abc", "xyz") == pytest.approx(
-        wilson_interval(2 / 3 * 2, 2)
+        modified_wilson_interval(2 / 3 * 2, 2)
     )
     assert two_way_wilson_interval([], [], []) is None
 

@@ -1,0 +1,27 @@
+"""The simulator's truth file: the batch references' claims and operator figures together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from streams.tools.simulator.operator_truth import compute_operator
+from streams.tools.simulator.truth import compute_claims, read_stream
+
+
+def compute_truth(lines: Sequence[str], *, scenario: str, seed: int) -> dict[str, Any]:
+    """The truth file's content (docs/design.md, "Truth file") for a stream's lines."""
+    stream = read_stream(lines)
+    counts = stream.counts
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "lines": len(lines),
+        "events": {
+            "valid": counts.valid,
+            "rejected": counts.rejected,
+            "duplicates": counts.duplicates,
+        },
+        "claims": compute_claims(stream),
+        "operator": compute_operator(stream),
+    }
