@@ -17,17 +17,20 @@ import faust
 import orjson
 from faust.types import TP
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import Metric
 
 from agents.core import Ledger, build_report
 from agents.core.operator import OperatorBoard
 from streams.runtime.claim_parts import VERDICTS, ClaimPartsCollector, GlobalClaimCollector
 from streams.runtime.consumer_lag import ConsumerLagCollector
+from streams.runtime.families import (
+    HISTOGRAMS,
+    OPERATOR_SUMS,
+    WINDOW_GAUGES,
+    WINDOWS,
+    claim_families,
+    operator_families,
+)
 from streams.runtime.global_report import global_report
 from streams.runtime.provenance import mark_if_simulated
 from streams.runtime.settings import Settings
@@ -85,42 +88,11 @@ class ClaimCollector:
         self._reports = reports
         self._max_age_s = max_age_s
 
-    @staticmethod
-    def _families() -> dict[str, GaugeMetricFamily]:
-        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=labels)
-
-        return {
-            "observed": gauge(
-                "livepulse_claim_observed", "A claim's figure measured on the stream.", ["claim"]
-            ),
-            "ci_low": gauge(
-                "livepulse_claim_ci_low",
-                "Lower end of the 95% interval over this worker's partitions "
-                "(every partition: livepulse_claim_global).",
-                ["claim"],
-            ),
-            "ci_high": gauge(
-                "livepulse_claim_ci_high",
-                "Upper end of the 95% interval over this worker's partitions "
-                "(every partition: livepulse_claim_global).",
-                ["claim"],
-            ),
-            "claimed": gauge(
-                "livepulse_claim_claimed", "The figure the source claims (if a number).", ["claim"]
-            ),
-            "verdict": gauge(
-                "livepulse_claim_verdict",
-                "1 for the claim's current verdict, 0 for the others.",
-                ["claim", "verdict"],
-            ),
-        }
-
     def describe(self) -> Iterator[Metric]:
-        yield from self._families().values()
+        yield from claim_families().values()
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
+        families = claim_families()
         report = self._reports.get(self._max_age_s)
         for claim_id, claim in report["claims"].items():
             for key in ("observed", "ci_low", "ci_high", "claimed"):
@@ -135,69 +107,6 @@ class ClaimCollector:
         yield from families.values()
 
 
-#: Additive operator figures: (report key, metric name, help, is a counter).
-_OPERATOR_SUMS: Final[tuple[tuple[str, str, str, bool], ...]] = (
-    ("entries", "livepulse_entries", "viewer_joined events of sessions.", True),
-    ("unique_viewers", "livepulse_unique_viewers", "Distinct (session, user) viewers.", False),
-    ("viewers_current", "livepulse_viewers_current", "Viewers in the room now.", False),
-    ("buyers", "livepulse_buyers", "Distinct (session, user) with a session order.", False),
-    (
-        "interacting_viewers",
-        "livepulse_interacting_viewers",
-        "Distinct (session, user) with a viewer interaction.",
-        False,
-    ),
-    ("orders", "livepulse_orders", "Session orders (paid).", True),
-    ("gmv_cny", "livepulse_gmv_cny", "Paid GMV of session orders, CNY.", True),
-    ("refunds", "livepulse_refunds", "Refunds of session orders.", True),
-    ("refunded_cny", "livepulse_refunded_cny", "Refunded amount of session orders, CNY.", True),
-    ("follows", "livepulse_follows", "Follow interactions in sessions.", True),
-    ("group_joins", "livepulse_group_joins", "Group joins by viewers during sessions.", True),
-    ("product_clicks", "livepulse_product_clicks", "product_clicked events of sessions.", True),
-    (
-        "product_clickers",
-        "livepulse_product_clickers",
-        "Distinct (session, user) who clicked a product.",
-        False,
-    ),
-)
-_OPERATOR_RATIOS: Final[tuple[tuple[str, str], ...]] = (
-    ("livepulse_conversion_ratio", "Buyers / unique viewers."),
-    ("livepulse_interaction_ratio", "Interacting viewers / unique viewers."),
-    ("livepulse_aov_cny", "GMV / session orders, CNY."),
-    ("livepulse_gpm_cny", "GMV x 1000 / entries (or unique viewers, per settings), CNY."),
-    ("livepulse_uv_value_cny", "GMV / unique viewers, CNY."),
-    ("livepulse_avg_watch_time_seconds", "Total watch time / unique viewers, seconds."),
-    ("livepulse_click_through_ratio", "Product clickers / unique viewers."),
-    ("livepulse_click_to_order_ratio", "Buyers / product clickers."),
-)
-_WINDOW_GAUGES: Final[tuple[tuple[str, str], ...]] = (
-    ("entries", "livepulse_window_entries"),
-    ("orders", "livepulse_window_orders"),
-    ("gmv_cny", "livepulse_window_gmv_cny"),
-    ("product_clicks", "livepulse_window_product_clicks"),
-    ("interactions", "livepulse_window_interactions"),
-    ("unique_viewers", "livepulse_window_unique_viewers"),
-    ("buyers", "livepulse_window_buyers"),
-)
-_WINDOWS: Final[tuple[str, ...]] = ("1m", "5m", "10m", "prev_10m")
-_HISTOGRAMS: Final[tuple[tuple[str, str, str], ...]] = (
-    (
-        "watch_time_seconds",
-        "livepulse_watch_time_seconds",
-        "Watch time of each (session, user) viewer, seconds.",
-    ),
-    (
-        "order_time_since_start_seconds",
-        "livepulse_order_time_since_start_seconds",
-        "Time from the session's start to each session order, seconds.",
-    ),
-    (
-        "reply_latency_seconds",
-        "livepulse_reply_latency_seconds",
-        "Time from a viewer's question to the room's first reply to it, seconds.",
-    ),
-)
 OTHER: Final[str] = "other"
 
 
@@ -245,14 +154,14 @@ def _hist_of(histograms: dict[str, Any], key: str, level_id: str | None) -> dict
 def _fold(
     many: list[dict[str, Any]], histograms: dict[str, Any], key: str, ids: list[str]
 ) -> dict[str, Any]:
-    folded: dict[str, Any] = {name: sum(f[name] for f in many) for name, *_ in _OPERATOR_SUMS}
+    folded: dict[str, Any] = {name: sum(f[name] for f in many) for name, *_ in OPERATOR_SUMS}
     folded["watch_time_seconds_sum"] = sum(f["watch_time_seconds_sum"] for f in many)
     folded["viewers_peak"] = max(f["viewers_peak"] for f in many)
     folded["windows"] = {
         window: {
-            figure: sum(f["windows"][window][figure] for f in many) for figure, _ in _WINDOW_GAUGES
+            figure: sum(f["windows"][window][figure] for f in many) for figure, _ in WINDOW_GAUGES
         }
-        for window in _WINDOWS
+        for window in WINDOWS
     }
     hist: dict[str, Any] = {}
     for name, entry in histograms.items():
@@ -296,41 +205,11 @@ class OperatorCollector:
         self._max_age_s = max_age_s
         self._top_n = top_n
 
-    @staticmethod
-    def _families() -> dict[str, Any]:
-        labels = ["level", "id"]
-        families: dict[str, Any] = {}
-        for _key, name, doc, is_counter in _OPERATOR_SUMS:
-            family = CounterMetricFamily if is_counter else GaugeMetricFamily
-            families[name] = family(name, doc, labels=labels)
-        families["livepulse_viewers_peak"] = GaugeMetricFamily(
-            "livepulse_viewers_peak",
-            "Peak concurrent viewers over 1-minute buckets (for `other`, the largest).",
-            labels=labels,
-        )
-        for name, doc in _OPERATOR_RATIOS:
-            families[name] = GaugeMetricFamily(name, doc, labels=labels)
-        for figure, name in _WINDOW_GAUGES:
-            families[name] = GaugeMetricFamily(
-                name, f"{figure} in an event-time window.", labels=[*labels, "window"]
-            )
-        for _key, name, doc in _HISTOGRAMS:
-            # Its `_sum` series is `livepulse_watch_time_seconds_sum`, the total watch time.
-            families[name] = HistogramMetricFamily(name, doc, labels=labels)
-        families["livepulse_late_events"] = CounterMetricFamily(
-            "livepulse_late_events",
-            "Events more than the grace older than the newest of their topic and key (no window).",
-        )
-        families["livepulse_event_time_watermark_seconds"] = GaugeMetricFamily(
-            "livepulse_event_time_watermark_seconds", "The largest event time seen, Unix seconds."
-        )
-        return families
-
     def describe(self) -> Iterator[Metric]:
-        yield from self._families().values()
+        yield from operator_families().values()
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
+        families = operator_families()
         operator = self._reports.get(self._max_age_s).get("operator")
         if operator is not None:
             self._fill(families, operator)
@@ -345,16 +224,16 @@ class OperatorCollector:
         gpm_denominator = operator["definitions"]["gpm_denominator"]
         for level, level_id, f in fold_levels(operator, self._top_n):
             labels = [level, level_id]
-            for key, name, _doc, _counter in _OPERATOR_SUMS:
+            for key, name, _doc, _counter in OPERATOR_SUMS:
                 families[name].add_metric(labels, f[key])
             families["livepulse_viewers_peak"].add_metric(labels, f["viewers_peak"])
             for name, value in _derived(f, gpm_denominator).items():
                 if value is not None:
                     families[name].add_metric(labels, value)
-            for window in _WINDOWS:
-                for figure, name in _WINDOW_GAUGES:
+            for window in WINDOWS:
+                for figure, name in WINDOW_GAUGES:
                     families[name].add_metric([*labels, window], f["windows"][window][figure])
-            for key, name, _doc in _HISTOGRAMS:
+            for key, name, _doc in HISTOGRAMS:
                 hist = f["_hist"].get(key)
                 if hist is None:
                     continue
