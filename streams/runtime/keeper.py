@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from agents.core.persist import dump_state, load_state
 from streams.runtime.families import KeeperCounters
@@ -24,7 +24,7 @@ from streams.runtime.forkdump import CAN_FORK, ForkedDump, fork_dump
 from streams.runtime.partition import PartitionState
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState
-from streams.runtime.statestore import Changelog, LocalStore, Snapshot, new_head, newest
+from streams.runtime.statestore import LocalStore, Snapshot, SnapshotHead, new_head, newest
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,21 @@ Committer = Callable[[dict[SourceTP, int]], Awaitable[Any]]
 EndOffsets = Callable[[Iterable[SourceTP]], Awaitable[dict[SourceTP, int]]]
 #: Log start offsets of source partitions (`streams.runtime.topology.TopologyWatch.log_starts`).
 LogStarts = Callable[[list[SourceTP]], Awaitable[dict[SourceTP, int]]]
+
+
+class SnapshotLog(Protocol):
+    """Where snapshots go and come back from: the changelog topic
+    (`streams.runtime.statestore.Changelog`), or an in-memory one in tests."""
+
+    async def write(
+        self, head: SnapshotHead, blob: bytes, previous: SnapshotHead | None = None
+    ) -> int: ...
+
+    async def read_newest(self, partition: int, start_offset: int = 0) -> Snapshot | None: ...
+
+    async def stop(self) -> None: ...
+
+
 #: Awaited before each snapshot: returns once the dead letters of every record applied so far
 #: are on the broker (`streams.runtime.deadletters.DeadLetterPipeline.settle`).
 Settle = Callable[[], Awaitable[None]]
@@ -51,7 +66,7 @@ class StateKeeper:
         self,
         live: LiveState,
         settings: Settings,
-        changelog: Changelog,
+        changelog: SnapshotLog,
         local: LocalStore | None,
         end_offsets: EndOffsets | None = None,
         *,
