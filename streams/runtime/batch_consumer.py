@@ -74,7 +74,7 @@ COMMITTED_SCHEME: Final[str] = "lpkafka"
 
 
 class RawRecord(NamedTuple):
-    """One fetched record (`streams.runtime.live.SourceRecord`)."""
+    """One fetched record (`streams.runtime.state.SourceRecord`)."""
 
     topic: str
     partition: int
