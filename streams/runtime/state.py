@@ -18,7 +18,7 @@ from agents.core.windows import DEFAULT_GRACE_MS
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, dead_letter
 from streams.runtime.families import WorkerMetrics
-from streams.runtime.gcpace import CLOCK, GcPacer
+from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.lag import LagHistogram
 from streams.runtime.partition import PartitionState
 
@@ -64,6 +64,8 @@ class LiveState:
     worker_lag: LagHistogram = field(default_factory=LagHistogram)
     #: Paced garbage collection after each batch (None: CPython's default collector).
     gc: GcPacer | None = None
+    #: Time in the collector, for /status (installed by the worker; None: not timed).
+    gc_clock: GcClock | None = None
     _first_reasons: set[tuple[str, str]] = field(default_factory=set)
     _last_summary: float = field(default_factory=time.monotonic)
     _view: tuple[int, Ledger, OperatorBoard] | None = None
@@ -251,6 +253,6 @@ class LiveState:
             "worker_lag": self.worker_lag.summary(),
             "gc": {
                 "paced": self.gc.status() if self.gc is not None else None,
-                **(CLOCK.status() if CLOCK.installed else {}),
+                **(self.gc_clock.status() if self.gc_clock is not None else {}),
             },
         }

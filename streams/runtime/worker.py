@@ -25,7 +25,7 @@ from streams.runtime.app import create_app
 from streams.runtime.batch_consumer import commit_positions
 from streams.runtime.deadletters import DeadLetterPipeline, DeadLetterPublisher, topic_sender
 from streams.runtime.families import WorkerMetrics
-from streams.runtime.gcpace import CLOCK, GcPacer
+from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
 from streams.runtime.settings import Settings
@@ -71,12 +71,15 @@ class Worker:
         self.gc = (
             GcPacer(every_records=settings.gc_pace_records) if settings.gc_pace_records else None
         )
+        #: Time in the collector (a callback a collection, installed by `run`), for /status.
+        self.gc_clock = GcClock()
         self.state = LiveState(
             grace_ms=settings.window_grace_ms,
             gpm_denominator=settings.gpm_denominator,
             assigned_only=True,
             metrics=self.metrics,
             gc=self.gc,
+            gc_clock=self.gc_clock,
         )
 
         # Rejected records -> the dead-letter topic, in the background, settled before snapshots.
@@ -180,7 +183,7 @@ class Worker:
         # without autodiscovery: everything is attached above.
         app.worker_init()
         app.worker_init_post_autodiscover()
-        CLOCK.install()  # time in the collector, for /status (a callback a collection)
+        self.gc_clock.install()
         if self.gc is not None:
             # Start-up's objects (modules, faust's app) are frozen now, the ledger's as it grows.
             self.gc.install().start()
