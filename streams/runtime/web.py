@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Final
 
 import faust
@@ -303,6 +303,8 @@ class WorkerViews:
         settings: Settings,
         state: LiveState,
         source_partitions: int | None,
+        *,
+        unread_lag: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -325,7 +327,7 @@ class WorkerViews:
         # claims' parts: this worker's report when it holds everything, the leader's merged
         # one otherwise.
         registry.register(GlobalClaimCollector(self.cross_partition_report))
-        #: The worker adds the partitions no worker reads (`streams.runtime.topology`) to it.
+        # With the records of partitions no worker reads (`streams.runtime.topology`) added in.
         self.consumer_lag = ConsumerLagCollector(
             # Lambdas: faust creates its consumer on first access, which must wait for the worker.
             lambda: app.consumer.assignment(),
@@ -333,6 +335,7 @@ class WorkerViews:
             state.positions,
             settings.source_topics,
         )
+        self.consumer_lag.unread = unread_lag
         registry.register(self.consumer_lag)
         app.timer(settings.global_report_interval_s, name="livepulse.global_report")(
             self.refresh_global_report

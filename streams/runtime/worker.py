@@ -90,7 +90,7 @@ class Worker:
 
         # Each fetched batch -> the state (and its dead letters -> the pipeline).
         self.ingest = BatchIngest(self.state, self.dead_letters)
-        #: The contract topics the consumer subscribes (`subscribe` adds them to the app).
+        #: The contract topics the consumer subscribes (`run` adds them to the app).
         self.source_topics = {name: raw_topic(app, name) for name in settings.source_topics}
 
         # The contract topics as the broker has them: partitions added since, records deleted.
@@ -111,8 +111,9 @@ class Worker:
         app.route_batches(self.ingest, self.keeper)
 
         # What /metrics, /report and /status read.
-        self.views = WorkerViews(app, settings, self.state, source_partitions)
-        self.views.consumer_lag.unread = self.topology.unread_lag
+        self.views = WorkerViews(
+            app, settings, self.state, source_partitions, unread_lag=self.topology.unread_lag
+        )
         self.metrics.registry.register(
             UnreadPartitionsCollector(self.topology.unread, list(settings.source_topics))
         )
