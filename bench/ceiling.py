@@ -15,7 +15,7 @@ import time
 from aiokafka import AIOKafkaConsumer
 
 from agents.core import Ledger, OperatorBoard
-from schemas import Rejection, decode
+from agents.core.ingest import ingest
 from streams.runtime.gcpace import GcPacer
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
 
@@ -50,12 +50,7 @@ async def consume(
                 first = time.time()
             for records in batches.values():
                 for record in records:
-                    value = record.value
-                    decoded = decode(value) if value is not None else None
-                    if decoded is None or isinstance(decoded, Rejection):
-                        ledger.reject("invalid")
-                    elif ledger.apply(decoded):
-                        board.observe(decoded)
+                    ingest(record.value, ledger, board)
                 seen += len(records)
                 if pacer is not None:
                     pacer.after(len(records))

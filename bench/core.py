@@ -20,8 +20,8 @@ from pathlib import Path
 import orjson
 
 from agents.core import Ledger, OperatorBoard
+from agents.core.ingest import ingest
 from bench.proc import rss_bytes
-from schemas import Rejection, decode
 from streams.runtime.gcpace import GcPacer
 
 DAY_MS = 86_400_000
@@ -127,11 +127,7 @@ def apply(
 ) -> None:
     """The worker's per-record core; `pacer` is told every 1,000 records (a worker's batch)."""
     for count, raw in enumerate(records, 1):
-        decoded = decode(raw)
-        if isinstance(decoded, Rejection):
-            ledger.reject(decoded.reason)
-        elif ledger.apply(decoded):
-            board.observe(decoded)
+        ingest(raw, ledger, board)
         if pacer is not None and count % 1000 == 0:
             pacer.after(1000)
 

@@ -1,8 +1,8 @@
 """Contender (b), the floor: a naive faust agent, one event at a time, validated with pydantic.
 
-One agent per contract topic iterates the stream value by value, validates each with the
-pydantic models (`event_adapter.validate_json`), applies it to a `Ledger` and an
-`OperatorBoard`; invalid records are only counted. When `--expect` records were seen it writes
+One agent per contract topic iterates the stream value by value and takes each into a `Ledger`
+and an `OperatorBoard` through the core's `ingest` (the worker's per-record step); invalid
+records are only counted. When `--expect` records were seen it writes
 one JSON object (records, first and last consumed, wall clock) to `--out`.
 """
 
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from pydantic import ValidationError
 
 from agents.core import Ledger, OperatorBoard
-from schemas.events import event_adapter
+from agents.core.ingest import ingest
 from streams.runtime.app import broker_credentials
 from streams.runtime.batch_consumer import COMMITTED_SCHEME
 from streams.runtime.settings import Settings
@@ -44,13 +43,7 @@ def build(settings: Settings, app_id: str, expect: int, out: Path) -> faust.App:
         async for value in stream:
             if state["first"] is None:
                 state["first"] = time.time()
-            try:
-                event = event_adapter.validate_json(value)
-            except ValidationError:
-                ledger.reject("invalid")
-            else:
-                if ledger.apply(event):
-                    board.observe(event)
+            ingest(value, ledger, board)
             state["seen"] += 1
             if state["seen"] >= expect and not state["done"]:
                 state["done"] = True

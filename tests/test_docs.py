@@ -24,7 +24,7 @@ def test_every_setting_is_in_the_readme_table() -> None:
 
 def test_the_keepers_metrics_are_in_docs_metrics() -> None:
     from streams.runtime.keeper import StateKeeper
-    from streams.runtime.live import LiveState
+    from streams.runtime.state import LiveState
     from streams.runtime.statestore import Changelog
 
     live = LiveState()

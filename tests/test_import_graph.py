@@ -157,12 +157,12 @@ def test_the_graph_is_read_with_in_function_imports() -> None:
     assert {
         "schemas",
         "agents.core",
-        "streams.runtime.live",
+        "streams.runtime.worker",
         "streams.runtime.web",
         "bench.run",
     } <= set(GRAPH)
     # Module level, `from package import module`, and an import inside a function.
-    assert "schemas" in GRAPH["streams.runtime.live"]
+    assert "agents.core.ingest" in GRAPH["streams.runtime.state"]
     assert "agents.core.ledger" in GRAPH["agents.core"]
     # in partition_counts
     assert "streams.runtime.batch_consumer" in GRAPH["streams.runtime.topics"]
@@ -174,7 +174,7 @@ def test_the_graph_is_read_with_in_function_imports() -> None:
 
 def test_no_import_runs_up_a_layer() -> None:
     """schemas imports nothing of the project; agents/core only schemas and itself; the
-    runtime (streams.runtime.live, streams) nothing of bench."""
+    runtime (streams.runtime.worker, streams) nothing of bench."""
     assert upward_imports(GRAPH) == KNOWN_UPWARD
 
 

@@ -1,4 +1,5 @@
-"""The transport-free metric core: plain state and maths over decoded events (no asyncio)."""
+"""The transport-free metric core: plain state and maths over decoded events (no asyncio);
+`ingest` takes one record into it, for the worker, the offline analyzer and the benchmark."""
 
 from agents.core.claims import CLAIMS, Claim
 from agents.core.ledger import EventCounts, Ledger

@@ -18,11 +18,6 @@ from streams.runtime.settings import Settings
 log = logging.getLogger("livepulse.worker")
 
 LOGLEVELS = ("debug", "info", "warning", "error")
-#: Set when the worker stops itself for a reason its exit code tells (streams.runtime.topology).
-_exit_code: int | None = None
-# faust, mode and aiokafka log every rebalance step and table at INFO; at --loglevel info
-# livepulse's own loggers say what matters and these stay at WARNING.
-_CHATTY_LOGGERS = ("faust", "mode", "aiokafka")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,12 +86,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-async def _prepare_topics(settings: Settings, wait_s: float) -> None:
-    """Wait for the broker and make sure the worker's topics exist and are co-partitioned.
+async def _prepare_topics(settings: Settings, wait_s: float) -> int:
+    """Wait for the broker and make sure the worker's topics exist and are co-partitioned;
+    return the partition count of each contract topic (the state's layout).
 
-    Each partition's state comes back from its snapshots (`streams.runtime.keeper`), so any number
-    of
-    workers may share the group.
+    Each partition's state comes back from its snapshots (`streams.runtime.keeper`), so any
+    number of workers may share the group.
     """
     from streams.runtime.kafka_access import BrokerAccessDenied, check_access
     from streams.runtime.topics import (
@@ -115,10 +110,7 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> None:
             await create_topics(settings, all_topics(settings))
             await create_changelog(settings)
             counts = await check_copartitioned(settings)
-            from streams.runtime import keeper
-
-            keeper.SOURCE_PARTITIONS = counts[settings.source_topics[0]]
-            return
+            return counts[settings.source_topics[0]]
         except (TopicLayoutError, BrokerAccessDenied):
             raise
         except Exception as exc:
@@ -147,7 +139,6 @@ REMOVED_SETTINGS: Final[tuple[str, ...]] = (
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from streams.runtime.app import configure
     from streams.runtime.compression import check_codecs
     from streams.runtime.kafka_access import BrokerAccessDenied
     from streams.runtime.topics import TopicLayoutError
@@ -172,14 +163,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-
-    # The process's app is built once, from the settings of whoever asks first;
-    # `streams.runtime.live`
-    # asks when it is imported (by `streams.runtime.keeper` in `_prepare_topics`, by
-    # autodiscovery), and
-    # without this it took `Settings()` from the environment alone, so any option that
-    # differed from it stopped the worker ("already configured").
-    configure(settings)
     try:
         check_codecs()  # at start, not when the first compressed batch arrives
     except RuntimeError as exc:
@@ -191,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     aiokafka_level = aiokafka_log.level
     aiokafka_log.setLevel(logging.CRITICAL)
     try:
-        asyncio.run(_prepare_topics(settings, args.broker_wait))
+        source_partitions = asyncio.run(_prepare_topics(settings, args.broker_wait))
     except (TopicLayoutError, BrokerAccessDenied) as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
@@ -203,130 +186,27 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         aiokafka_log.setLevel(aiokafka_level)
-    return run_worker(settings, loglevel=args.loglevel, logfile=args.logfile)
+    return run_worker(settings, source_partitions, loglevel=args.loglevel, logfile=args.logfile)
 
 
-def run_worker(settings: Settings, *, loglevel: str = "info", logfile: str | None = None) -> int:
-    """Run the worker until SIGINT/SIGTERM; return its exit code."""
-    import faust
-
-    from streams.runtime.app import configure
-
-    app = configure(settings)
-    # What `faust -A ... worker` does before starting a worker (faust.cli.base.prepare_app):
-    # autodiscovery imports streams.runtime.live and streams.runtime.web, which attach to this app.
-    app.finalize()
-    app.worker_init()
-    app.discover()
-    app.worker_init_post_autodiscover()
-    from streams.runtime.gcpace import CLOCK
-
-    CLOCK.install()  # time in the collector, for /status (a callback a collection)
-    from streams.runtime import keeper
+def run_worker(
+    settings: Settings,
+    source_partitions: int | None,
+    *,
+    loglevel: str = "info",
+    logfile: str | None = None,
+) -> int:
+    """Build the worker from `settings` (`streams.runtime.worker.Worker`: every part and how a
+    record flows through them) and run it until SIGINT/SIGTERM; return its exit code."""
     from streams.runtime.statestore import StateStoreError
+    from streams.runtime.worker import Worker
 
     try:
-        state_keeper = keeper.install(app, settings)
+        worker = Worker(settings, source_partitions=source_partitions)
     except StateStoreError as exc:
         print(f"livepulse worker: {exc}", file=sys.stderr)
         return 2
-    _watch_topology(app, settings, state_keeper)
-    if settings.gc_pace_records:
-        from streams.runtime.gcpace import GcPacer
-        from streams.runtime.live import live
-
-        # Start-up's objects (modules, faust's app) are frozen now, the ledger's as it grows.
-        live.gc = GcPacer(every_records=settings.gc_pace_records).install()
-        live.gc.start()
-    if loglevel != "debug":
-        for name in _CHATTY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-    # mode's Worker owns the event loop; on Python >= 3.10 there is no implicit one to take.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    worker = faust.Worker(
-        app,
-        loglevel=loglevel,
-        logfile=logfile,
-        loop=loop,
-        # Keep print() from ending up in the log as WARNING lines.
-        redirect_stdouts=False,
-    )
-    from streams.runtime.live import subscribe_source_topics
-
-    subscribe_source_topics()
-
-    @app.task  # type: ignore[untyped-decorator]  # runs once the worker has started
-    async def announce() -> None:
-        log.info(
-            "worker %s reading %s; http://%s:%d/metrics, /report, /status",
-            settings.app_id,
-            ", ".join(settings.source_topics),
-            settings.web_host,
-            settings.web_port,
-        )
-
-    try:
-        worker.execute_from_commandline()  # installs SIGINT/SIGTERM handlers, stops cleanly
-    except SystemExit as exc:
-        if _exit_code is not None:
-            return _exit_code
-        return exc.code if isinstance(exc.code, int) else 1
-    return _exit_code or 0
-
-
-def _watch_topology(app: Any, settings: Settings, state_keeper: Any) -> None:
-    """Watch the contract topics while the worker runs (`streams.runtime.topology`): partitions
-    added
-    since the start go on /metrics and into the lag, deleted records into the lost count."""
-    import os
-    import signal
-
-    from streams.runtime import keeper, web
-    from streams.runtime.live import live
-    from streams.runtime.topology import (
-        RECREATED_EXIT,
-        WATCH_EVERY_S,
-        TopologyWatch,
-        UnreadPartitionsCollector,
-    )
-
-    watch = TopologyWatch(settings, lambda: keeper.SOURCE_PARTITIONS)
-    state_keeper.log_starts = watch.log_starts
-    web.consumer_lag.unread = watch.unread_lag
-    live.metrics.registry.register(
-        UnreadPartitionsCollector(watch.unread, list(settings.source_topics))
-    )
-
-    @app.timer(WATCH_EVERY_S, name="livepulse.topology")  # type: ignore[untyped-decorator]
-    async def look() -> None:
-        global _exit_code
-        try:
-            await watch.look()
-        except Exception as exc:  # the broker away: the next look will tell
-            log.warning("could not read the contract topics' partitions: %s", exc)
-            return
-        recreated = watch.recreated(live.positions)
-        if recreated and _exit_code is None:
-            topic, partition, end, position = recreated[0]
-            log.error(
-                "%s partition %d ends at offset %d, before this worker's position %d (%d "
-                "partitions alike): the topic was deleted and re-created; stopping (exit code "
-                "%d) so that a restart reads the re-created topics from the beginning",
-                topic,
-                partition,
-                end,
-                position,
-                len(recreated),
-                RECREATED_EXIT,
-            )
-            _exit_code = RECREATED_EXIT
-            os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: snapshots flushed
-
-    async def close(sender: Any = None, **kwargs: Any) -> None:
-        await watch.close()
-
-    app.on_before_shutdown.connect(close)
+    return worker.run(loglevel=loglevel, logfile=logfile)
 
 
 def main(argv: list[str] | None = None) -> int:

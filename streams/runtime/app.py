@@ -1,23 +1,18 @@
-"""The faust application: built from `Settings` by `create_app`, one per worker process.
+"""The faust application of a worker, built from `Settings` by `create_app`.
 
-The ingest (`streams.runtime.live`) and web views (`streams.runtime.web`) attach themselves to the
-process's app at
-import time, the way faust's large-project layout expects; `configure(settings)` chooses the
-settings before the first import, and autodiscovery (`autodiscover=["streams.runtime.live",
-"streams.runtime.web"]`)
-does the imports when the worker starts.
+Nothing attaches itself to it at import time and faust's autodiscovery is off: the worker's
+composition root (`streams.runtime.worker.Worker`) builds the app here and hands it the ingest,
+the state keeper, the timers and the web views.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import faust
 
+from streams.runtime.batch_consumer import SCHEME, BatchApp
 from streams.runtime.settings import Settings
-
-#: Where the worker finds agents and views; imported by `app.discover()`.
-DISCOVER: Final[tuple[str, ...]] = ("streams.runtime.live", "streams.runtime.web")
 
 
 def faust_broker_url(settings: Settings) -> str:
@@ -28,9 +23,7 @@ def faust_broker_url(settings: Settings) -> str:
 def _consumer_url(settings: Settings) -> str:
     """The consumer's transport: the batch drain, reading committed records only
     (`streams.runtime.batch_consumer`)."""
-    # Importing the module registers the transport with faust.
-    from streams.runtime.batch_consumer import SCHEME
-
+    # Importing streams.runtime.batch_consumer registered the transport with faust.
     return f"{SCHEME}://" + ";".join(settings.bootstrap_servers)
 
 
@@ -50,14 +43,14 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings) -> BatchApp:
     """A faust app configured from `settings` alone (faust's own environment variables, such as
     `WEB_PORT` or `BROKER_URL`, would otherwise override these arguments: `env={}`)."""
-    return faust.App(
+    return BatchApp(
         settings.app_id,
         env={},
         origin="streams.runtime.app",
-        autodiscover=list(DISCOVER),
+        autodiscover=False,
         broker=faust_broker_url(settings),
         broker_consumer=_consumer_url(settings),
         broker_credentials=broker_credentials(settings),
@@ -88,32 +81,3 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
         web_enabled=True,
     )
-
-
-_settings: Settings | None = None
-_app: faust.App | None = None
-
-
-def configure(settings: Settings) -> faust.App:
-    """Choose the settings of this process's app and build it; call once, before `get_app()`."""
-    global _settings, _app
-    if _app is not None:
-        if settings == _settings:
-            return _app
-        raise RuntimeError("the livepulse app of this process is already configured")
-    _settings, _app = settings, create_app(settings)
-    return _app
-
-
-def get_settings() -> Settings:
-    """The settings of this process's app (from the environment if `configure` was not called)."""
-    get_app()
-    assert _settings is not None
-    return _settings
-
-
-def get_app() -> faust.App:
-    """This process's app (configured from the environment if `configure` was not called)."""
-    if _app is None:
-        return configure(Settings())
-    return _app

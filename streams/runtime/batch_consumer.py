@@ -52,6 +52,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
+import faust
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
@@ -73,7 +74,7 @@ COMMITTED_SCHEME: Final[str] = "lpkafka"
 
 
 class RawRecord(NamedTuple):
-    """One fetched record (`streams.runtime.live.SourceRecord`)."""
+    """One fetched record (`streams.runtime.state.SourceRecord`)."""
 
     topic: str
     partition: int
@@ -91,15 +92,6 @@ _new_record = tuple.__new__
 #: (before waiting for the state's lock).
 BatchHandler = Callable[[Sequence[RawRecord], float], Awaitable[None]]
 
-_handler: BatchHandler | None = None
-
-
-def set_batch_handler(handler: BatchHandler | None) -> None:
-    """Choose the coroutine every fetched batch is awaited through (streams.runtime.live sets
-    it)."""
-    global _handler
-    _handler = handler
-
 
 class PartitionHooks(Protocol):
     """What the consumer asks of the partition state's keeper
@@ -107,7 +99,6 @@ class PartitionHooks(Protocol):
 
     #: Held around each batch: a snapshot never sees half a batch.
     lock: asyncio.Lock
-    committer: Callable[[dict[tuple[str, int], int]], Awaitable[Any]] | None
 
     async def assign(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
 
@@ -118,13 +109,28 @@ class PartitionHooks(Protocol):
     async def skip_to(self, positions: dict[tuple[str, int], int]) -> int: ...
 
 
-_hooks: PartitionHooks | None = None
+class BatchApp(faust.App):
+    """faust's App, carrying what its batch consumer hands each fetch to (`batch_handler`) and
+    asks of partition state (`partition_hooks`); the worker's composition root
+    (`streams.runtime.worker.Worker`) connects both with `route_batches` before it starts."""
+
+    batch_handler: BatchHandler | None = None
+    partition_hooks: PartitionHooks | None = None
+
+    def route_batches(self, handler: BatchHandler, hooks: PartitionHooks | None) -> None:
+        """Hand every fetched batch to `handler`, under `hooks.lock`, with `hooks` restoring and
+        snapshotting partition state on rebalances."""
+        self.batch_handler = handler
+        self.partition_hooks = hooks
 
 
-def set_partition_hooks(hooks: PartitionHooks | None) -> None:
-    """Choose who restores and snapshots partition state (the worker command sets it)."""
-    global _hooks
-    _hooks = hooks
+async def commit_positions(app: faust.App, positions: dict[tuple[str, int], int]) -> None:
+    """Commit the group's offsets of source partitions (after a snapshot covering them), through
+    the app's started consumer."""
+    offsets = {TP(t, p): o for (t, p), o in positions.items() if o > 0}
+    if offsets:
+        consumer: Any = app.consumer
+        await consumer._commit(offsets)
 
 
 #: Latency (bench/NOTES.md): the broker holds a fetch until this many bytes are there or
@@ -213,16 +219,21 @@ class BatchConsumer(CommittedConsumer):
                 return
             raise
 
+    def _hooks(self) -> PartitionHooks | None:
+        return self.app.partition_hooks if isinstance(self.app, BatchApp) else None
+
     async def _process(self, records: Any, active: set[TP] | None) -> None:
-        handler = _handler
+        handler = self.app.batch_handler if isinstance(self.app, BatchApp) else None
         if handler is None:
-            raise RuntimeError("batch ingestion is on but no batch handler was set")
+            raise RuntimeError(
+                "the batch consumer runs on an app with no batch handler (route_batches)"
+            )
         received_at = time.time()
         batch: list[RawRecord] = []
         taken: list[tuple[TP, list[int]]] = []
         read_offset = self._read_offset
         buffered = self._buffered_partitions
-        hooks = _hooks
+        hooks = self._hooks()
         held = hooks.held_positions() if hooks is not None else {}
         #: Partitions whose first record here is past the held position: the offsets between
         #: hold no record to apply (transaction markers) or were deleted before being read.
@@ -279,7 +290,7 @@ class BatchConsumer(CommittedConsumer):
         After a fetch is handled, the consumer's position of an active partition is the next
         offset it will return, so everything before it was handed on or is not a record.
         """
-        hooks = _hooks
+        hooks = self._hooks()
         consumer = getattr(self._thread, "_consumer", None)
         if hooks is None or consumer is None:
             return
@@ -305,17 +316,16 @@ class BatchConsumer(CommittedConsumer):
     async def perform_seek(self) -> None:
         """After an assignment: restore the new partitions' state, seek to its positions."""
         await super().perform_seek()
-        hooks = _hooks
+        hooks = self._hooks()
         if hooks is None:
             return
-        hooks.committer = self._commit_positions
         assigned = {(tp.topic, tp.partition) for tp in self.assignment()}
         await self._seek_positions(await hooks.assign(assigned))
 
     async def _seek_positions(self, positions: dict[tuple[str, int], int] | None) -> None:
         """Seek each source partition to the next offset its state needs (None: the held ones)."""
         if positions is None:
-            hooks = _hooks
+            hooks = self._hooks()
             if hooks is None:
                 await super().perform_seek()
                 return
@@ -328,16 +338,10 @@ class BatchConsumer(CommittedConsumer):
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Snapshot and let go of the revoked partitions' state before faust forgets them."""
-        hooks = _hooks
+        hooks = self._hooks()
         if hooks is not None:
             await hooks.revoke((tp.topic, tp.partition) for tp in revoked)
         await super().on_partitions_revoked(revoked)
-
-    async def _commit_positions(self, positions: dict[tuple[str, int], int]) -> None:
-        """Commit the group's offsets of source partitions (after a snapshot covering them)."""
-        offsets = {TP(t, p): o for (t, p), o in positions.items() if o > 0}
-        if offsets:
-            await self._commit(offsets)
 
 
 class BatchTransport(AIOKafkaTransport):

@@ -27,9 +27,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-METRIC: Final[str] = "livepulse_claim_part"
+from streams.runtime.families import (
+    CLAIM_GLOBAL_METRIC,
+    CLAIM_GLOBAL_VERDICT_METRIC,
+    CLAIM_PART_METRIC,
+    claim_part_family,
+    global_claim_families,
+)
+
+METRIC: Final[str] = CLAIM_PART_METRIC
 
 #: claim id -> the `detail` keys that are sums (counts or CNY), never ratios or medians.
 CLAIM_PARTS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -86,19 +94,11 @@ class ClaimPartsCollector:
         self._report = report
         self._cross = cross
 
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            METRIC,
-            "An additive count behind a claim (sum over workers, then divide for the ratio).",
-            labels=["claim", "part"],
-        )
-
     def describe(self) -> Iterator[Metric]:
-        yield self._family()
+        yield claim_part_family()
 
     def collect(self) -> Iterator[Metric]:
-        family = self._family()
+        family = claim_part_family()
         if self._cross is None:
             samples = list(claim_parts(self._report()))
         else:
@@ -111,8 +111,8 @@ class ClaimPartsCollector:
         yield family
 
 
-GLOBAL_METRIC: Final[str] = "livepulse_claim_global"
-GLOBAL_VERDICT_METRIC: Final[str] = "livepulse_claim_global_verdict"
+GLOBAL_METRIC: Final[str] = CLAIM_GLOBAL_METRIC
+GLOBAL_VERDICT_METRIC: Final[str] = CLAIM_GLOBAL_VERDICT_METRIC
 #: `bound` label values: the report key each one reads.
 GLOBAL_BOUNDS: Final[Mapping[str, str]] = {
     "observed": "observed",
@@ -135,27 +135,11 @@ class GlobalClaimCollector:
     def __init__(self, report: Callable[[], Mapping[str, Any] | None]) -> None:
         self._report = report
 
-    @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                GLOBAL_METRIC,
-                "A claim's figure over every partition (bound=observed), its 95% interval "
-                "(low, high: one interval, from one report) and the claimed value.",
-                labels=["claim", "bound"],
-            ),
-            GaugeMetricFamily(
-                GLOBAL_VERDICT_METRIC,
-                "1 for the claim's verdict over every partition, 0 for the others.",
-                labels=["claim", "verdict"],
-            ),
-        )
-
     def describe(self) -> Iterator[Metric]:
-        yield from self._families()
+        yield from global_claim_families()
 
     def collect(self) -> Iterator[Metric]:
-        figures, verdicts = self._families()
+        figures, verdicts = global_claim_families()
         report = self._report()
         for claim_id, entry in (report or {}).get("claims", {}).items():
             for bound, key in GLOBAL_BOUNDS.items():

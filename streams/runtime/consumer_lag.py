@@ -14,9 +14,11 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Final
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-METRIC: Final[str] = "livepulse_consumer_lag_records"
+from streams.runtime.families import CONSUMER_LAG_METRIC, consumer_lag_family
+
+METRIC: Final[str] = CONSUMER_LAG_METRIC
 
 TopicPartition = tuple[str, int]
 
@@ -61,19 +63,11 @@ class ConsumerLagCollector:
         #: Records per topic on partitions no worker reads (`streams.runtime.topology`), added in.
         self.unread: Callable[[], Mapping[str, int]] | None = None
 
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            METRIC,
-            "Records on the broker the worker has not processed yet (highwater - position).",
-            labels=["topic"],
-        )
-
     def describe(self) -> Iterator[Metric]:
-        yield self._family()
+        yield consumer_lag_family()
 
     def collect(self) -> Iterator[Metric]:
-        family = self._family()
+        family = consumer_lag_family()
         assigned: list[TopicPartition] = []
         with contextlib.suppress(Exception):  # no consumer yet (the worker is starting)
             assigned = list(self._assigned())

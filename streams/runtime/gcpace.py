@@ -133,7 +133,3 @@ class GcClock:
             "total_s": round(sum(self.seconds), 4),
             "longest_ms": round(self.longest_s * 1000, 1),
         }
-
-
-#: The process's clock; the worker command installs it, /status reports it.
-CLOCK = GcClock()

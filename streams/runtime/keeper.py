@@ -4,9 +4,10 @@ when idle and periodically, and commit the source offsets each snapshot covers.
 Correctness rests on the snapshot, not on faust's offset commits or exactly-once mode: a
 partition's state and the positions it covers are written together, a restore seeks the
 sources to those positions, and a record before its partition's position is skipped
-(`LiveState.apply_batch`). So after a crash, a rebalance or a restart every record is applied
-to the state once: the ones the snapshot covers are in it, the later ones are read again. The
-committed consumer offsets trail the snapshots and serve only monitoring (consumer lag).
+(`streams.runtime.state.LiveState.apply_batch`). So after a crash, a rebalance or a restart
+every record is applied to the state once: the ones the snapshot covers are in it, the later
+ones are read again. The committed consumer offsets trail the snapshots and serve only
+monitoring (consumer lag).
 """
 
 from __future__ import annotations
@@ -15,27 +16,43 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
-
-from prometheus_client import Counter as PromCounter
-from prometheus_client import Gauge
+from typing import Any, Protocol
 
 from agents.core.persist import dump_state, load_state
+from streams.runtime.families import KeeperCounters
 from streams.runtime.forkdump import CAN_FORK, ForkedDump, fork_dump
-from streams.runtime.live import LiveState, PartitionState
+from streams.runtime.partition import PartitionState
 from streams.runtime.settings import Settings
-from streams.runtime.statestore import Changelog, LocalStore, Snapshot, new_head, newest
+from streams.runtime.state import LiveState
+from streams.runtime.statestore import LocalStore, Snapshot, SnapshotHead, new_head, newest
 
 log = logging.getLogger(__name__)
-
-#: Partitions of each contract topic, as checked when the worker started (None before).
-SOURCE_PARTITIONS: int | None = None
 
 SourceTP = tuple[str, int]
 #: Commits source offsets ({(topic, partition): next offset}) for the worker's group.
 Committer = Callable[[dict[SourceTP, int]], Awaitable[Any]]
 #: End offsets of source partitions (to spot a snapshot of topics that were recreated since).
 EndOffsets = Callable[[Iterable[SourceTP]], Awaitable[dict[SourceTP, int]]]
+#: Log start offsets of source partitions (`streams.runtime.topology.TopologyWatch.log_starts`).
+LogStarts = Callable[[list[SourceTP]], Awaitable[dict[SourceTP, int]]]
+
+
+class SnapshotLog(Protocol):
+    """Where snapshots go and come back from: the changelog topic
+    (`streams.runtime.statestore.Changelog`), or an in-memory one in tests."""
+
+    async def write(
+        self, head: SnapshotHead, blob: bytes, previous: SnapshotHead | None = None
+    ) -> int: ...
+
+    async def read_newest(self, partition: int, start_offset: int = 0) -> Snapshot | None: ...
+
+    async def stop(self) -> None: ...
+
+
+#: Awaited before each snapshot: returns once the dead letters of every record applied so far
+#: are on the broker (`streams.runtime.deadletters.DeadLetterPipeline.settle`).
+Settle = Callable[[], Awaitable[None]]
 
 
 async def _settled() -> None:
@@ -49,9 +66,14 @@ class StateKeeper:
         self,
         live: LiveState,
         settings: Settings,
-        changelog: Changelog,
+        changelog: SnapshotLog,
         local: LocalStore | None,
         end_offsets: EndOffsets | None = None,
+        *,
+        log_starts: LogStarts | None = None,
+        settle: Settle = _settled,
+        committer: Committer | None = None,
+        source_partitions: int | None = None,
     ) -> None:
         self.live = live
         self.settings = settings
@@ -60,56 +82,28 @@ class StateKeeper:
         self.end_offsets = end_offsets
         #: Log start offsets of source partitions (to tell records deleted before they were
         #: read from transaction markers, `skip_to`); None: not checked.
-        self.log_starts: EndOffsets | None = None
+        self.log_starts = log_starts
+        #: Partitions of each contract topic the state was laid out for (checked when the
+        #: worker started); partitions added since are not read. None: no limit.
+        self.source_partitions = source_partitions
         #: Held while a batch is applied and its dead letters published, and while a snapshot is
         #: taken: a snapshot never covers a record whose dead letter is not yet on the broker.
         self.lock = asyncio.Lock()
         #: Revoked states, kept in memory until the next assignment: a rebalance that gives a
         #: partition back (faust's eager rebalances revoke everything) costs no reload.
         self.parked: dict[int, PartitionState] = {}
-        self.committer: Committer | None = None
+        #: Commits the source offsets a snapshot covers (monitoring only); None: no commits.
+        self.committer = committer
         #: The snapshot write in flight (`_snapshot(background=True)`), if any.
         self._writing: asyncio.Task[None] | None = None
-        #: Awaited before each snapshot: dead letters still being published (streams.runtime.live).
-        self.settle: Callable[[], Awaitable[None]] = _settled
+        #: Awaited before each snapshot: dead letters still being published.
+        self.settle = settle
         #: Dump periodic and idle snapshots in a forked child (`streams.runtime.forkdump`).
         self.fork = settings.snapshot_fork and CAN_FORK
-        registry = live.metrics.registry
-        self.snapshots = PromCounter(
-            "livepulse_state_snapshots",
-            "Partition state snapshots written to the changelog topic and the local store.",
-            ["result"],
-            registry=registry,
-        )
-        self.snapshot_seconds = PromCounter(
-            "livepulse_state_snapshot_seconds",
-            "Time spent writing partition state snapshots.",
-            registry=registry,
-        )
-        self.restores = PromCounter(
-            "livepulse_state_restores",
-            "Partition states installed on assignment, by where they came from.",
-            ["source"],
-            registry=registry,
-        )
-        self.pause_seconds = PromCounter(
-            "livepulse_state_snapshot_pause_seconds",
-            "Time batches waited for snapshots (the dump, or only the fork with "
-            "LIVEPULSE_SNAPSHOT_FORK).",
-            registry=registry,
-        )
-        self.state_bytes = Gauge(
-            "livepulse_state_snapshot_bytes",
-            "Size of the latest snapshot of every partition this worker holds.",
-            registry=registry,
-        )
-        self.state_bytes.set_function(
+        self.counters = KeeperCounters(live.metrics.registry)
+        self.counters.state_bytes.set_function(
             lambda: sum(s.snapshot_bytes for s in self.live.partitions.values())
         )
-        for result in ("ok", "failed"):
-            self.snapshots.labels(result)
-        for source in ("new", "local", "changelog", "memory"):
-            self.restores.labels(source)
 
     # -- assignment -------------------------------------------------------------------------
 
@@ -123,7 +117,7 @@ class StateKeeper:
         # Only the contract topics carry state (not faust's own, such as its leader topic), and
         # only the partitions the state was laid out for: partitions added since are not read
         # (streams.runtime.topology says so, in the log and on /metrics).
-        laid_out = SOURCE_PARTITIONS
+        laid_out = self.source_partitions
         tps = sorted(
             {(t, p) for t, p in tps if t in sources and (laid_out is None or p < laid_out)}
         )
@@ -227,7 +221,7 @@ class StateKeeper:
         state.dirty = False
         state.snapshot_at = time.monotonic()
         self.live.install(partition, state)
-        self.restores.labels(source).inc()
+        self.counters.restores.labels(source).inc()
         log.info(
             "partition %d: state from %s (%d events, generation %d) in %.3f s",
             partition,
@@ -290,7 +284,7 @@ class StateKeeper:
         try:
             blob = dump_state(state.ledger, state.board)
         except BaseException:
-            self.snapshots.labels("failed").inc()
+            self.counters.snapshots.labels("failed").inc()
             raise
         head = new_head(partition, generation, blob, positions)
         state.dirty = False
@@ -306,7 +300,7 @@ class StateKeeper:
         forking, all under the lock)."""
         paused = time.monotonic() - started
         state.snapshot_pause_s = paused
-        self.pause_seconds.inc(paused)
+        self.counters.pause_seconds.inc(paused)
 
     async def _write_forked(
         self,
@@ -322,8 +316,8 @@ class StateKeeper:
         except BaseException as exc:
             forked.kill()
             state.dirty = True  # not saved: a later snapshot covers these records
-            self.snapshots.labels("failed").inc()
-            self.snapshot_seconds.inc(time.monotonic() - started)
+            self.counters.snapshots.labels("failed").inc()
+            self.counters.snapshot_seconds.inc(time.monotonic() - started)
             if isinstance(exc, Exception):
                 log.warning("snapshot of partition %d failed: %s", partition, exc)
                 return
@@ -340,19 +334,19 @@ class StateKeeper:
                 self.local.save(Snapshot(head, blob, offset))
         except BaseException as exc:
             state.dirty = True  # not saved: a later snapshot covers these records
-            self.snapshots.labels("failed").inc()
+            self.counters.snapshots.labels("failed").inc()
             if isinstance(exc, Exception):
                 log.warning("snapshot of partition %d failed: %r", partition, exc)
                 return
             raise
         finally:
-            self.snapshot_seconds.inc(time.monotonic() - started)
+            self.counters.snapshot_seconds.inc(time.monotonic() - started)
         elapsed = time.monotonic() - started
         state.generation, state.head_offset, state.head = head.generation, offset, head
         state.snapshot_at, state.snapshot_s = time.monotonic(), elapsed
         state.snapshot_bytes = len(blob)
         state.snapshots += 1
-        self.snapshots.labels("ok").inc()
+        self.counters.snapshots.labels("ok").inc()
         if self.committer is not None:
             try:
                 await self.committer({(t, partition): o for t, o in head.positions.items()})
@@ -418,42 +412,3 @@ class StateKeeper:
                         await self._snapshot(partition, state)
                     except Exception as exc:
                         log.warning("final snapshot of partition %d failed: %r", partition, exc)
-
-
-def install(app: Any, settings: Settings) -> StateKeeper:
-    """Give the worker's batch consumer a keeper: restore and snapshot its partitions' state.
-
-    Called by the worker command only (tests that import the agents must not open a RocksDB).
-    """
-    from streams.runtime.batch_consumer import set_partition_hooks
-    from streams.runtime.live import dead_letters, live
-    from streams.runtime.topics import end_offsets
-
-    async def source_ends(tps: Iterable[SourceTP]) -> dict[SourceTP, int]:
-        wanted = set(tps)
-        ends = await end_offsets(settings, sorted({t for t, _ in wanted}))
-        return {
-            (tp.topic, tp.partition): o
-            for tp, o in ends.items()
-            if (tp.topic, tp.partition) in wanted
-        }
-
-    keeper = StateKeeper(
-        live, settings, Changelog(settings), LocalStore(settings.state_dir), end_offsets=source_ends
-    )
-    keeper.settle = dead_letters.settle
-    set_partition_hooks(keeper)
-
-    @app.timer(1.0, name="livepulse.snapshots")  # type: ignore[untyped-decorator]
-    async def snapshot_due() -> None:
-        await keeper.tick()
-
-    async def flush_on_stop(sender: Any = None, **kwargs: Any) -> None:
-        await dead_letters.settle()
-        await keeper.flush()
-        await keeper.changelog.stop()
-        if keeper.local is not None:
-            keeper.local.close()
-
-    app.on_before_shutdown.connect(flush_on_stop)
-    return keeper

@@ -2,7 +2,7 @@
 after the worker laid out its state, and records deleted by retention before it read them.
 
 The worker's state is laid out per partition number of the contract topics as they were when it
-started (`keeper.SOURCE_PARTITIONS`). Partitions added later are not read by this worker (their
+started (`StateKeeper.source_partitions`). Partitions added later are not read by this worker (their
 records would belong to states no snapshot, changelog partition or other worker knows of, and
 keys that moved would split their sessions); that is never silent: the watch logs one error,
 `livepulse_contract_partitions_unread{topic}` counts them (alert
@@ -22,13 +22,14 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
+from streams.runtime.families import UNREAD_PARTITIONS_METRIC, unread_partitions_family
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
 
 log = logging.getLogger(__name__)
 
-UNREAD_METRIC: Final[str] = "livepulse_contract_partitions_unread"
+UNREAD_METRIC: Final[str] = UNREAD_PARTITIONS_METRIC
 #: How often the worker looks at the contract topics' partitions, seconds.
 WATCH_EVERY_S: Final[float] = 10.0
 #: The worker's exit code after it saw a contract topic deleted and re-created.
@@ -157,18 +158,10 @@ class UnreadPartitionsCollector:
         self._topics = topics
 
     def describe(self) -> Iterator[Metric]:
-        yield self._family()
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            UNREAD_METRIC,
-            "Partitions of a contract topic added after the worker laid out its state: not read.",
-            labels=["topic"],
-        )
+        yield unread_partitions_family()
 
     def collect(self) -> Iterator[Metric]:
-        family = self._family()
+        family = unread_partitions_family()
         unread = self._unread()
         for topic in self._topics:
             family.add_metric([topic], float(len(unread.get(topic, []))))

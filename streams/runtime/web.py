@@ -1,8 +1,8 @@
 """The worker's HTTP views: `/metrics` (Prometheus), `/report` (claims JSON), `/status` (positions).
 
-Every figure is built from the process's ledger and operator board by `agents.core.build_report`
-when asked; a
-short cache keeps frequent scrapes from rebuilding it while events keep arriving.
+Every figure is built from the worker's ledger and operator board by `agents.core.build_report`
+when asked; a short cache keeps frequent scrapes from rebuilding it while events keep arriving.
+`WorkerViews` registers the collectors and the pages on one worker's app and registry.
 """
 
 from __future__ import annotations
@@ -10,25 +10,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Final
 
 import faust
 import orjson
 from faust.types import TP
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import Metric
 
 from agents.core import Ledger, build_report
 from agents.core.operator import OperatorBoard
 from streams.runtime.claim_parts import VERDICTS, ClaimPartsCollector, GlobalClaimCollector
 from streams.runtime.consumer_lag import ConsumerLagCollector
-from streams.runtime.live import app, live, settings
+from streams.runtime.families import (
+    HISTOGRAMS,
+    OPERATOR_SUMS,
+    WINDOW_GAUGES,
+    WINDOWS,
+    claim_families,
+    operator_families,
+)
+from streams.runtime.global_report import global_report
+from streams.runtime.provenance import mark_if_simulated
+from streams.runtime.settings import Settings
+from streams.runtime.state import LiveState
+
+log = logging.getLogger(__name__)
 
 
 class ReportCache:
@@ -80,42 +88,11 @@ class ClaimCollector:
         self._reports = reports
         self._max_age_s = max_age_s
 
-    @staticmethod
-    def _families() -> dict[str, GaugeMetricFamily]:
-        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=labels)
-
-        return {
-            "observed": gauge(
-                "livepulse_claim_observed", "A claim's figure measured on the stream.", ["claim"]
-            ),
-            "ci_low": gauge(
-                "livepulse_claim_ci_low",
-                "Lower end of the 95% interval over this worker's partitions "
-                "(every partition: livepulse_claim_global).",
-                ["claim"],
-            ),
-            "ci_high": gauge(
-                "livepulse_claim_ci_high",
-                "Upper end of the 95% interval over this worker's partitions "
-                "(every partition: livepulse_claim_global).",
-                ["claim"],
-            ),
-            "claimed": gauge(
-                "livepulse_claim_claimed", "The figure the source claims (if a number).", ["claim"]
-            ),
-            "verdict": gauge(
-                "livepulse_claim_verdict",
-                "1 for the claim's current verdict, 0 for the others.",
-                ["claim", "verdict"],
-            ),
-        }
-
     def describe(self) -> Iterator[Metric]:
-        yield from self._families().values()
+        yield from claim_families().values()
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
+        families = claim_families()
         report = self._reports.get(self._max_age_s)
         for claim_id, claim in report["claims"].items():
             for key in ("observed", "ci_low", "ci_high", "claimed"):
@@ -130,69 +107,6 @@ class ClaimCollector:
         yield from families.values()
 
 
-#: Additive operator figures: (report key, metric name, help, is a counter).
-_OPERATOR_SUMS: Final[tuple[tuple[str, str, str, bool], ...]] = (
-    ("entries", "livepulse_entries", "viewer_joined events of sessions.", True),
-    ("unique_viewers", "livepulse_unique_viewers", "Distinct (session, user) viewers.", False),
-    ("viewers_current", "livepulse_viewers_current", "Viewers in the room now.", False),
-    ("buyers", "livepulse_buyers", "Distinct (session, user) with a session order.", False),
-    (
-        "interacting_viewers",
-        "livepulse_interacting_viewers",
-        "Distinct (session, user) with a viewer interaction.",
-        False,
-    ),
-    ("orders", "livepulse_orders", "Session orders (paid).", True),
-    ("gmv_cny", "livepulse_gmv_cny", "Paid GMV of session orders, CNY.", True),
-    ("refunds", "livepulse_refunds", "Refunds of session orders.", True),
-    ("refunded_cny", "livepulse_refunded_cny", "Refunded amount of session orders, CNY.", True),
-    ("follows", "livepulse_follows", "Follow interactions in sessions.", True),
-    ("group_joins", "livepulse_group_joins", "Group joins by viewers during sessions.", True),
-    ("product_clicks", "livepulse_product_clicks", "product_clicked events of sessions.", True),
-    (
-        "product_clickers",
-        "livepulse_product_clickers",
-        "Distinct (session, user) who clicked a product.",
-        False,
-    ),
-)
-_OPERATOR_RATIOS: Final[tuple[tuple[str, str], ...]] = (
-    ("livepulse_conversion_ratio", "Buyers / unique viewers."),
-    ("livepulse_interaction_ratio", "Interacting viewers / unique viewers."),
-    ("livepulse_aov_cny", "GMV / session orders, CNY."),
-    ("livepulse_gpm_cny", "GMV x 1000 / entries (or unique viewers, per settings), CNY."),
-    ("livepulse_uv_value_cny", "GMV / unique viewers, CNY."),
-    ("livepulse_avg_watch_time_seconds", "Total watch time / unique viewers, seconds."),
-    ("livepulse_click_through_ratio", "Product clickers / unique viewers."),
-    ("livepulse_click_to_order_ratio", "Buyers / product clickers."),
-)
-_WINDOW_GAUGES: Final[tuple[tuple[str, str], ...]] = (
-    ("entries", "livepulse_window_entries"),
-    ("orders", "livepulse_window_orders"),
-    ("gmv_cny", "livepulse_window_gmv_cny"),
-    ("product_clicks", "livepulse_window_product_clicks"),
-    ("interactions", "livepulse_window_interactions"),
-    ("unique_viewers", "livepulse_window_unique_viewers"),
-    ("buyers", "livepulse_window_buyers"),
-)
-_WINDOWS: Final[tuple[str, ...]] = ("1m", "5m", "10m", "prev_10m")
-_HISTOGRAMS: Final[tuple[tuple[str, str, str], ...]] = (
-    (
-        "watch_time_seconds",
-        "livepulse_watch_time_seconds",
-        "Watch time of each (session, user) viewer, seconds.",
-    ),
-    (
-        "order_time_since_start_seconds",
-        "livepulse_order_time_since_start_seconds",
-        "Time from the session's start to each session order, seconds.",
-    ),
-    (
-        "reply_latency_seconds",
-        "livepulse_reply_latency_seconds",
-        "Time from a viewer's question to the room's first reply to it, seconds.",
-    ),
-)
 OTHER: Final[str] = "other"
 
 
@@ -240,14 +154,14 @@ def _hist_of(histograms: dict[str, Any], key: str, level_id: str | None) -> dict
 def _fold(
     many: list[dict[str, Any]], histograms: dict[str, Any], key: str, ids: list[str]
 ) -> dict[str, Any]:
-    folded: dict[str, Any] = {name: sum(f[name] for f in many) for name, *_ in _OPERATOR_SUMS}
+    folded: dict[str, Any] = {name: sum(f[name] for f in many) for name, *_ in OPERATOR_SUMS}
     folded["watch_time_seconds_sum"] = sum(f["watch_time_seconds_sum"] for f in many)
     folded["viewers_peak"] = max(f["viewers_peak"] for f in many)
     folded["windows"] = {
         window: {
-            figure: sum(f["windows"][window][figure] for f in many) for figure, _ in _WINDOW_GAUGES
+            figure: sum(f["windows"][window][figure] for f in many) for figure, _ in WINDOW_GAUGES
         }
-        for window in _WINDOWS
+        for window in WINDOWS
     }
     hist: dict[str, Any] = {}
     for name, entry in histograms.items():
@@ -291,41 +205,11 @@ class OperatorCollector:
         self._max_age_s = max_age_s
         self._top_n = top_n
 
-    @staticmethod
-    def _families() -> dict[str, Any]:
-        labels = ["level", "id"]
-        families: dict[str, Any] = {}
-        for _key, name, doc, is_counter in _OPERATOR_SUMS:
-            family = CounterMetricFamily if is_counter else GaugeMetricFamily
-            families[name] = family(name, doc, labels=labels)
-        families["livepulse_viewers_peak"] = GaugeMetricFamily(
-            "livepulse_viewers_peak",
-            "Peak concurrent viewers over 1-minute buckets (for `other`, the largest).",
-            labels=labels,
-        )
-        for name, doc in _OPERATOR_RATIOS:
-            families[name] = GaugeMetricFamily(name, doc, labels=labels)
-        for figure, name in _WINDOW_GAUGES:
-            families[name] = GaugeMetricFamily(
-                name, f"{figure} in an event-time window.", labels=[*labels, "window"]
-            )
-        for _key, name, doc in _HISTOGRAMS:
-            # Its `_sum` series is `livepulse_watch_time_seconds_sum`, the total watch time.
-            families[name] = HistogramMetricFamily(name, doc, labels=labels)
-        families["livepulse_late_events"] = CounterMetricFamily(
-            "livepulse_late_events",
-            "Events more than the grace older than the newest of their topic and key (no window).",
-        )
-        families["livepulse_event_time_watermark_seconds"] = GaugeMetricFamily(
-            "livepulse_event_time_watermark_seconds", "The largest event time seen, Unix seconds."
-        )
-        return families
-
     def describe(self) -> Iterator[Metric]:
-        yield from self._families().values()
+        yield from operator_families().values()
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
+        families = operator_families()
         operator = self._reports.get(self._max_age_s).get("operator")
         if operator is not None:
             self._fill(families, operator)
@@ -340,16 +224,16 @@ class OperatorCollector:
         gpm_denominator = operator["definitions"]["gpm_denominator"]
         for level, level_id, f in fold_levels(operator, self._top_n):
             labels = [level, level_id]
-            for key, name, _doc, _counter in _OPERATOR_SUMS:
+            for key, name, _doc, _counter in OPERATOR_SUMS:
                 families[name].add_metric(labels, f[key])
             families["livepulse_viewers_peak"].add_metric(labels, f["viewers_peak"])
             for name, value in _derived(f, gpm_denominator).items():
                 if value is not None:
                     families[name].add_metric(labels, value)
-            for window in _WINDOWS:
-                for figure, name in _WINDOW_GAUGES:
+            for window in WINDOWS:
+                for figure, name in WINDOW_GAUGES:
                     families[name].add_metric([*labels, window], f["windows"][window][figure])
-            for key, name, _doc in _HISTOGRAMS:
+            for key, name, _doc in HISTOGRAMS:
                 hist = f["_hist"].get(key)
                 if hist is None:
                     continue
@@ -376,38 +260,19 @@ def ready(worker_app: Any) -> bool:
     return assigned and not worker_app.rebalancing
 
 
-def _mark_simulated(report: dict[str, Any]) -> dict[str, Any]:
-    """The report, with the simulated-data note when the topics were filled from a simulated
-    stream (`LIVEPULSE_SIMULATED_SOURCE`): its verdicts describe the simulated rooms."""
-    if settings.simulated_source is not None:
-        from streams.runtime.provenance import mark_if_simulated
-
-        mark_if_simulated(report, settings.simulated_source)
-    return report
-
-
-def _report_of_held_partitions(ledger: Ledger, board: OperatorBoard | None) -> dict[str, Any]:
-    report = build_report(ledger, board)
-    # This worker's share: with several workers, `livepulse report --changelog` merges them all.
-    report["state"] = {"source": "worker", "partitions": sorted(live.partitions)}
-    return _mark_simulated(report)
-
-
-reports = ReportCache(live.view, lambda: live.version, _report_of_held_partitions)
-live.metrics.registry.register(ClaimCollector(reports, settings.report_max_age_s))
-live.metrics.registry.register(
-    OperatorCollector(reports, settings.report_max_age_s, settings.label_top_n)
-)
-
-
 class GlobalReports:
-    """The report merged over every partition's snapshot (`streams.runtime.global_report`), rebuilt
-    in
-    a thread when asked for and older than `max_age_s`; used by the group's leader for the
-    cross-partition claim parts and by `/report?scope=global` on any worker."""
+    """The report merged over every partition's snapshot (`streams.runtime.global_report`),
+    rebuilt in a thread when asked for and older than `max_age_s`; used by the group's leader
+    for the cross-partition claim parts and by `/report?scope=global` on any worker."""
 
-    def __init__(self, max_age_s: float) -> None:
-        self.max_age_s = max_age_s
+    def __init__(
+        self,
+        settings: Settings,
+        mark: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        self.settings = settings
+        self.max_age_s = settings.global_report_interval_s
+        self._mark = mark
         self.report: dict[str, Any] | None = None
         self.built_at = 0.0
         self._lock = asyncio.Lock()
@@ -416,70 +281,10 @@ class GlobalReports:
         limit = self.max_age_s if max_age_s is None else max_age_s
         async with self._lock:
             if self.report is None or time.monotonic() - self.built_at > limit:
-                from streams.runtime.global_report import global_report
-
-                self.report = _mark_simulated(await global_report(settings, build_in_thread=True))
+                self.report = self._mark(await global_report(self.settings, build_in_thread=True))
                 self.built_at = time.monotonic()
             return self.report
 
-
-global_reports = GlobalReports(settings.global_report_interval_s)
-
-
-def holds_every_partition() -> bool:
-    """Whether this worker holds the state of every partition (it is the only worker)."""
-    from streams.runtime import keeper
-
-    total = keeper.SOURCE_PARTITIONS
-    return total is not None and len(live.partitions) >= total
-
-
-def _reports_merged_state() -> bool:
-    """Whether this worker is the one that reports the group claims from the merged state:
-    several workers share the partitions and this one is the group's leader."""
-    if holds_every_partition():
-        return False
-    try:
-        return bool(app.is_leader())
-    except Exception:  # no consumer yet
-        return False
-
-
-def _cross_partition_report() -> dict[str, Any] | None:
-    """Where this worker takes the group claims' parts from (streams.runtime.claim_parts), or
-    None."""
-    if holds_every_partition():
-        return reports.get(settings.report_max_age_s)
-    return global_reports.report if _reports_merged_state() else None
-
-
-@app.timer(settings.global_report_interval_s)  # type: ignore[untyped-decorator]
-async def refresh_global_report() -> None:
-    """The leader keeps the merged report fresh for the cross-partition claim parts."""
-    if _reports_merged_state():
-        try:
-            await global_reports.get(0.0)
-        except Exception as exc:  # the next tick tries again
-            log.warning("global report failed: %r", exc)
-
-
-live.metrics.registry.register(
-    ClaimPartsCollector(lambda: reports.get(settings.report_max_age_s), _cross_partition_report)
-)
-# Each claim's global interval and verdict, from the same one source as the group claims'
-# parts: this worker's report when it holds everything, the leader's merged one otherwise.
-live.metrics.registry.register(GlobalClaimCollector(_cross_partition_report))
-#: The worker command adds the partitions no worker reads (`streams.runtime.topology`) to it.
-consumer_lag = ConsumerLagCollector(
-    # Lambdas: faust creates its consumer on first access, which must wait for the worker.
-    lambda: app.consumer.assignment(),
-    lambda tp: app.consumer.highwater(TP(*tp)),
-    live.positions,
-    settings.source_topics,
-)
-live.metrics.registry.register(consumer_lag)
-
-log = logging.getLogger(__name__)
 
 _JSON_OPTIONS: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -488,31 +293,126 @@ def _json_body(value: Any) -> bytes:
     return orjson.dumps(value, option=_JSON_OPTIONS)
 
 
-@app.page("/metrics")
-class MetricsView(faust.web.View):
-    """Prometheus exposition of the worker's registry (text format, or OpenMetrics on request)."""
+class WorkerViews:
+    """One worker's scrape-time collectors on its registry, the leader's global-report timer,
+    and its pages `/metrics`, `/report` and `/status`."""
 
-    async def get(self, request: Any) -> Any:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return self.bytes(encoder(live.metrics.registry), headers={"Content-Type": content_type})
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        state: LiveState,
+        source_partitions: int | None,
+        *,
+        unread_lag: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.state = state
+        #: Partitions of each contract topic (as checked at the start; None: unknown).
+        self.source_partitions = source_partitions
+        self.reports = ReportCache(state.view, lambda: state.version, self._report_of_held)
+        self.global_reports = GlobalReports(settings, self._mark_simulated)
+        registry = state.metrics.registry
+        registry.register(ClaimCollector(self.reports, settings.report_max_age_s))
+        registry.register(
+            OperatorCollector(self.reports, settings.report_max_age_s, settings.label_top_n)
+        )
+        registry.register(
+            ClaimPartsCollector(
+                lambda: self.reports.get(settings.report_max_age_s), self.cross_partition_report
+            )
+        )
+        # Each claim's global interval and verdict, from the same one source as the group
+        # claims' parts: this worker's report when it holds everything, the leader's merged
+        # one otherwise.
+        registry.register(GlobalClaimCollector(self.cross_partition_report))
+        # With the records of partitions no worker reads (`streams.runtime.topology`) added in.
+        self.consumer_lag = ConsumerLagCollector(
+            # Lambdas: faust creates its consumer on first access, which must wait for the worker.
+            lambda: app.consumer.assignment(),
+            lambda tp: app.consumer.highwater(TP(*tp)),
+            state.positions,
+            settings.source_topics,
+        )
+        self.consumer_lag.unread = unread_lag
+        registry.register(self.consumer_lag)
+        app.timer(settings.global_report_interval_s, name="livepulse.global_report")(
+            self.refresh_global_report
+        )
+        self._add_pages()
 
+    def _mark_simulated(self, report: dict[str, Any]) -> dict[str, Any]:
+        """The report, with the simulated-data note when the topics were filled from a simulated
+        stream (`LIVEPULSE_SIMULATED_SOURCE`): its verdicts describe the simulated rooms."""
+        if self.settings.simulated_source is not None:
+            mark_if_simulated(report, self.settings.simulated_source)
+        return report
 
-@app.page("/report")
-class ReportView(faust.web.View):
-    """The claims report (docs/design.md), as of every event processed so far."""
+    def _report_of_held(self, ledger: Ledger, board: OperatorBoard | None) -> dict[str, Any]:
+        report = build_report(ledger, board)
+        # This worker's share: with several workers, `livepulse report --changelog` merges them.
+        report["state"] = {"source": "worker", "partitions": sorted(self.state.partitions)}
+        return self._mark_simulated(report)
 
-    async def get(self, request: Any) -> Any:
-        if request.query.get("scope") == "global":
-            # Every partition, whichever worker holds it: merged from the changelog snapshots.
-            body = await global_reports.get(settings.report_max_age_s)
-            return self.bytes(_json_body(body), content_type="application/json")
-        return self.bytes(_json_body(reports.get()), content_type="application/json")
+    def holds_every_partition(self) -> bool:
+        """Whether this worker holds the state of every partition (it is the only worker)."""
+        total = self.source_partitions
+        return total is not None and len(self.state.partitions) >= total
 
+    def reports_merged_state(self) -> bool:
+        """Whether this worker is the one that reports the group claims from the merged state:
+        several workers share the partitions and this one is the group's leader."""
+        if self.holds_every_partition():
+            return False
+        try:
+            return bool(self.app.is_leader())
+        except Exception:  # no consumer yet
+            return False
 
-@app.page("/status")
-class StatusView(faust.web.View):
-    """Per-partition positions (next offset to process), event counts and readiness."""
+    def cross_partition_report(self) -> dict[str, Any] | None:
+        """Where this worker takes the group claims' parts from (streams.runtime.claim_parts),
+        or None."""
+        if self.holds_every_partition():
+            return self.reports.get(self.settings.report_max_age_s)
+        return self.global_reports.report if self.reports_merged_state() else None
 
-    async def get(self, request: Any) -> Any:
-        body = {**live.status(), "ready": ready(app), "assigned": _assigned(app)}
-        return self.bytes(_json_body(body), content_type="application/json")
+    async def refresh_global_report(self) -> None:
+        """The leader keeps the merged report fresh for the cross-partition claim parts."""
+        if self.reports_merged_state():
+            try:
+                await self.global_reports.get(0.0)
+            except Exception as exc:  # the next tick tries again
+                log.warning("global report failed: %r", exc)
+
+    def _add_pages(self) -> None:
+        app, state, views = self.app, self.state, self
+
+        @app.page("/metrics")
+        class MetricsView(faust.web.View):
+            """Prometheus exposition of the worker's registry (text, or OpenMetrics on request)."""
+
+            async def get(self, request: Any) -> Any:
+                encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+                return self.bytes(
+                    encoder(state.metrics.registry), headers={"Content-Type": content_type}
+                )
+
+        @app.page("/report")
+        class ReportView(faust.web.View):
+            """The claims report (docs/design.md), as of every event processed so far."""
+
+            async def get(self, request: Any) -> Any:
+                if request.query.get("scope") == "global":
+                    # Every partition, whichever worker holds it: merged from the snapshots.
+                    body = await views.global_reports.get(views.settings.report_max_age_s)
+                    return self.bytes(_json_body(body), content_type="application/json")
+                return self.bytes(_json_body(views.reports.get()), content_type="application/json")
+
+        @app.page("/status")
+        class StatusView(faust.web.View):
+            """Per-partition positions (next offset to process), event counts and readiness."""
+
+            async def get(self, request: Any) -> Any:
+                body = {**state.status(), "ready": ready(app), "assigned": _assigned(app)}
+                return self.bytes(_json_body(body), content_type="application/json")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agents.core import Ledger, OperatorBoard, build_report
-from schemas import Rejection, decode
+from agents.core.ingest import ingest
 from streams.runtime.gcpace import GcPacer
 from streams.tools.progress import count_lines, on_terminal, track
 
@@ -34,15 +34,11 @@ def analyze_records(
     board: OperatorBoard | None = None,
     pacer: GcPacer | None = None,
 ) -> Ledger:
-    """Feed raw records through the decoder into a ledger (a new one unless given), and the
-    events it accepts into the operator board if one is given; `pacer` is told every 1,000."""
+    """Feed raw records through the core's `ingest` into a ledger (a new one unless given), and
+    the events it accepts into the operator board if one is given; `pacer` is told every 1,000."""
     ledger = ledger if ledger is not None else Ledger()
     for count, record in enumerate(records, 1):
-        decoded = decode(record)
-        if isinstance(decoded, Rejection):
-            ledger.reject(decoded.reason)
-        elif ledger.apply(decoded) and board is not None:
-            board.observe(decoded)
+        ingest(record, ledger, board)
         if pacer is not None and count % _PACE_STEP == 0:
             pacer.after(_PACE_STEP)
     return ledger

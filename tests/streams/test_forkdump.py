@@ -19,8 +19,8 @@ from agents.core.persist import dump_state, load_state
 from agents.core.report import build_report
 from streams.runtime.forkdump import ForkDumpError, fork_dump
 from streams.runtime.keeper import StateKeeper
-from streams.runtime.live import LiveState, SourceRecord
 from streams.runtime.settings import Settings
+from streams.runtime.state import LiveState, SourceRecord
 from streams.runtime.statestore import Changelog, LocalStore
 from streams.runtime.topics import create_changelog, delete_topics
 from streams.tools.analyze import analyze_records, iter_records

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from streams.runtime.keeper import StateKeeper
-from streams.runtime.live import LiveState, PartitionState
+from streams.runtime.partition import PartitionState
 from streams.runtime.settings import Settings
+from streams.runtime.state import LiveState
 from streams.runtime.statestore import Changelog
 
 # Four partitions held, the default share 0.1, idle after 1 s, busy every 10 s.

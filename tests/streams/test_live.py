@@ -1,4 +1,5 @@
-"""The live agents: decode, dead-letter, dedupe and count (no broker: test_context + memory)."""
+"""The worker's ingest: decode, dead-letter, dedupe and count (no broker: the state, the ingest
+and the dead-letter pipeline built directly, a worker built from settings without starting)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -14,19 +15,24 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from prometheus_client import generate_latest
 
-import streams.runtime.live as live_module
 from agents.core import Ledger
-from streams.runtime.live import (
+from agents.core.ingest import PROCESSING_ERROR
+from streams.runtime.deadletters import (
     H_DETAIL,
     H_REASON,
     H_SOURCE_OFFSET,
     H_SOURCE_PARTITION,
     H_SOURCE_TOPIC,
-    PROCESSING_ERROR,
+    MAX_PENDING_PUBLISHES,
     DeadLetter,
-    LiveState,
-    SourceRecord,
+    DeadLetterPipeline,
+    DeadLetterPublisher,
+    topic_sender,
 )
+from streams.runtime.ingest import BatchIngest
+from streams.runtime.lag import LagHistogram
+from streams.runtime.settings import Settings
+from streams.runtime.state import LiveState, SourceRecord
 from streams.runtime.web import ClaimCollector, ReportCache
 
 T0 = 1_721_800_800_000
@@ -211,40 +217,28 @@ def test_report_cache_rebuilds_only_when_the_ledger_changed_and_is_old_enough() 
 
 
 @pytest.fixture
-def fresh_live(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LiveState, list[DeadLetter]]]:
-    """A fresh LiveState behind the ingest, and the dead letters it publishes (no broker)."""
+def fresh_ingest() -> tuple[BatchIngest, LiveState, list[DeadLetter]]:
+    """A fresh state behind the ingest, and the dead letters it publishes (no broker)."""
     state = LiveState()
     published: list[DeadLetter] = []
 
     async def publish(letters: Sequence[DeadLetter]) -> None:
         published.extend(letters)
 
-    monkeypatch.setattr(live_module, "live", state)
-    monkeypatch.setattr(live_module, "publish_dead_letters", publish)
-    yield state, published
-    consumer = live_module.app._consumer
-    if consumer is not None:  # built by the stream, never started: close its thread's loop
-        consumer._thread.thread_loop.close()
-        live_module.app._consumer = None
-
-
-async def wait_for(condition: Any, timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.01)
+    return BatchIngest(state, DeadLetterPipeline(publish)), state, published
 
 
 async def test_ingest_dead_letters_a_bad_record_and_counts_a_duplicate_once(
-    fresh_live: tuple[LiveState, list[DeadLetter]],
+    fresh_ingest: tuple[BatchIngest, LiveState, list[DeadLetter]],
 ) -> None:
-    state, published = fresh_live
-    topic = live_module.settings.topic("live.orders")
+    ingest, state, published = fresh_ingest
+    topic = Settings(topic_prefix="t-").topic("live.orders")
     batch = [
         SourceRecord(topic, 0, offset, b"s-1", value, T0 + offset)
         for offset, value in enumerate((START, ORDER, NOT_JSON, ORDER))
     ]
-    await live_module.ingest_batch(batch, time.time())
-    await live_module.dead_letters.settle()
+    await ingest(batch, time.time())
+    await ingest.dead_letters.settle()
     assert state.records == 4
     assert state.lag.count == 4 and state.worker_lag.count == 4
 
@@ -268,14 +262,62 @@ def test_the_metric_core_imports_neither_faust_nor_asyncio() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_every_contract_topic_is_subscribed_and_autodiscovery_finds_the_views() -> None:
-    settings = live_module.settings
-    topics = {name for topic in live_module.source_topics.values() for name in topic.topics}
-    assert topics == set(settings.source_topics)
-    assert live_module.app.agents == {}  # no faust agent: the batch consumer feeds the ingest
-    # imports agents and streams.runtime.web: nothing new, nothing broken
-    live_module.app.discover()
-    assert {"/metrics", "/report", "/status"} <= set(live_module.app.web.views)
+def test_importing_the_state_builds_no_app_and_reads_no_settings() -> None:
+    """No import with side effects: the state, ingest, keeper and views import without a
+    faust App being built and without the environment's settings being read."""
+    code = (
+        "import os, faust\n"
+        "os.environ['LIVEPULSE_WEB_PORT'] = 'not a port'\n"  # read at import: ValidationError
+        "built = []\n"
+        "init = faust.App.__init__\n"
+        "faust.App.__init__ = lambda self, *a, **k: (built.append(a), init(self, *a, **k))[1]\n"
+        "import streams.runtime.state, streams.runtime.ingest, streams.runtime.keeper\n"
+        "import streams.runtime.web, streams.runtime.worker\n"
+        "print(len(built))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
+
+
+def test_the_worker_subscribes_every_contract_topic_and_serves_its_views(
+    tmp_path: Any,
+) -> None:
+    """The composition root wires the app from its settings: no agents, no autodiscovery; the
+    views, timers and batch route are there before it starts."""
+    from streams.runtime.worker import Worker
+
+    settings = Settings(app_id="worker-wiring-test", topic_prefix="wt-", data_dir=tmp_path)
+    worker = Worker(settings, source_partitions=4)
+    try:
+        topics = {name for topic in worker.source_topics.values() for name in topic.topics}
+        assert topics == set(settings.source_topics)
+        assert all(name.startswith("wt-") for name in topics)
+        assert worker.app.agents == {}  # no faust agent: the batch consumer feeds the ingest
+        assert {"/metrics", "/report", "/status"} <= set(worker.app.web.views)
+        assert worker.app.batch_handler is worker.ingest
+        assert worker.app.partition_hooks is worker.keeper
+        assert worker.keeper.settle == worker.dead_letters.settle
+        assert worker.keeper.source_partitions == 4
+        assert worker.views.source_partitions == 4
+        # Every ingest series exported at 0 from the start, on the worker's own registry.
+        registry = worker.metrics.registry
+        assert (
+            registry.get_sample_value(
+                "livepulse_events_rejected_total",
+                {"topic": "wt-live.orders", "reason": "not_json"},
+            )
+            == 0
+        )
+        # A second worker in the same process is independent (no process-wide app).
+        other = Worker(
+            settings.model_copy(update={"app_id": "worker-wiring-2", "data_dir": tmp_path / "b"}),
+            source_partitions=2,
+        )
+        assert other.app is not worker.app and other.state is not worker.state
+        other.keeper.local.close()  # type: ignore[union-attr]
+    finally:
+        worker.keeper.local.close()  # type: ignore[union-attr]
 
 
 class FlakyTopic:
@@ -296,43 +338,28 @@ class FlakyTopic:
         return delivered
 
 
-async def test_dead_letters_are_retried_and_a_lasting_failure_is_counted_not_raised(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(live_module, "_RETRY_BACKOFF_S", 0.0)
-    monkeypatch.setattr(live_module, "live", LiveState())
+async def test_dead_letters_are_retried_and_a_lasting_failure_is_counted_not_raised() -> None:
     letters = LiveState().apply_batch(records("live.orders", NOT_JSON, MISSING_FIELD))
+    given_up: list[int] = []
+
+    def publisher(topic: FlakyTopic) -> DeadLetterPublisher:
+        return DeadLetterPublisher(topic_sender(topic), given_up.append, backoff_s=0.0)
 
     flaky = FlakyTopic(failures=1)
-    monkeypatch.setattr(live_module, "deadletter_topic", flaky)
-    await live_module.publish_to_deadletter_topic(letters)
+    await publisher(flaky).publish(letters)
     assert sorted(flaky.sent) == sorted([(b"s-1", NOT_JSON), (b"s-1", MISSING_FIELD)])
 
     # The broker away for many rounds (a retriable error): kept trying until delivered, since
     # the batch's offsets are committed only after this returns.
     away = FlakyTopic(failures=40, error=KafkaConnectionError("broker away"))
-    monkeypatch.setattr(live_module, "deadletter_topic", away)
-    await live_module.publish_to_deadletter_topic(letters)
+    await publisher(away).publish(letters)
     assert sorted(away.sent) == sorted([(b"s-1", NOT_JSON), (b"s-1", MISSING_FIELD)])
-    assert (
-        sample(
-            live_module.live,
-            "livepulse_deadletter_failures_total",
-            topic=live_module.settings.deadletter,
-        )
-        is None
-    )
+    assert given_up == []
 
     # Refused for good (not retriable): given up after a few rounds, counted, not raised.
     down = FlakyTopic(failures=10**6, error=MessageSizeTooLargeError("too big"))
-    monkeypatch.setattr(live_module, "deadletter_topic", down)
-    await live_module.publish_to_deadletter_topic(letters)  # logs, counts, does not raise
-    failures = sample(
-        live_module.live,
-        "livepulse_deadletter_failures_total",
-        topic=live_module.settings.deadletter,
-    )
-    assert failures == 2
+    await publisher(down).publish(letters)  # logs, counts, does not raise
+    assert given_up == [2]
 
 
 async def test_dead_letters_are_published_behind_the_stream_and_settled_before_snapshots(
@@ -342,8 +369,6 @@ async def test_dead_letters_are_published_behind_the_stream_and_settled_before_s
     letters, but `settle()` (what a snapshot awaits first) returns only once all are acked,
     and no more than the bound of batches runs ahead of its dead letters."""
 
-    from streams.runtime.live import _MAX_PENDING_PUBLISHES, DeadLetterPipeline
-
     release = asyncio.Event()
     acked: list[int] = []
 
@@ -351,12 +376,11 @@ async def test_dead_letters_are_published_behind_the_stream_and_settled_before_s
         await release.wait()
         acked.append(len(letters))
 
-    monkeypatch.setattr(live_module, "publish_dead_letters", slow_publish)
-    pipeline = DeadLetterPipeline()
+    pipeline = DeadLetterPipeline(slow_publish)
     letter = DeadLetter(b"k", b"v", [])
-    for _ in range(_MAX_PENDING_PUBLISHES):
+    for _ in range(MAX_PENDING_PUBLISHES):
         await asyncio.wait_for(pipeline.submit([letter]), timeout=1.0)  # never blocks
-    assert acked == [] and len(pipeline.pending) == _MAX_PENDING_PUBLISHES
+    assert acked == [] and len(pipeline.pending) == MAX_PENDING_PUBLISHES
     # One more must wait for the oldest publish.
     blocked = asyncio.ensure_future(pipeline.submit([letter, letter]))
     await asyncio.sleep(0.05)
@@ -368,14 +392,12 @@ async def test_dead_letters_are_published_behind_the_stream_and_settled_before_s
     await asyncio.wait_for(blocked, timeout=1.0)
     await asyncio.wait_for(settling, timeout=1.0)
     await pipeline.settle()
-    assert sorted(acked) == [1] * _MAX_PENDING_PUBLISHES + [2]
+    assert sorted(acked) == [1] * MAX_PENDING_PUBLISHES + [2]
     assert pipeline.pending == []
 
 
 def test_lag_histogram_quantiles_match_the_sorted_lags() -> None:
     import random
-
-    from streams.runtime.live import LagHistogram
 
     rng = random.Random(7)
     now = 1_000_000.0

@@ -103,7 +103,7 @@ def test_the_faust_app_takes_its_configuration_from_settings_only(
     assert str(conf.store) == "memory:"
     assert [str(url) for url in conf.broker] == ["kafka://h1:9092", "kafka://h2:9093"]
     assert conf.processing_guarantee.value == "at_least_once"
-    assert conf.autodiscover == ["agents", "streams.runtime.web"]
+    assert conf.autodiscover is False  # the worker wires itself (streams.runtime.worker)
     assert faust_broker_url(s) == "kafka://h1:9092;h2:9093"
 
 

@@ -1,0 +1,59 @@
+"""One record into the state: decode -> apply -> observe -> reject, written once for the worker,
+the offline analyzer and the benchmark (no transport: the caller dead-letters a rejection)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from agents.core.ledger import Ledger
+from agents.core.operator import OperatorBoard
+from schemas import Event, Rejection, decode
+
+log = logging.getLogger(__name__)
+
+#: The reason given to a record whose event made the core raise (a bug, not bad input).
+PROCESSING_ERROR: Final[str] = "processing_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record counted as rejected: `reason` is a bounded code (the decoder's, `not_json` for a
+    null value, or `PROCESSING_ERROR`), `detail` is for humans."""
+
+    reason: str
+    detail: str
+
+
+_NULL_VALUE: Final[Rejected] = Rejected("not_json", "record has a null value")
+
+
+def ingest(
+    value: bytes | None, ledger: Ledger, board: OperatorBoard | None
+) -> Event | Rejected | None:
+    """Take one record's value into `ledger` and, if the ledger counts it, into `board`.
+
+    Returns the event when it was counted, None when its `event_id` was seen before (a
+    redelivery, counted as a duplicate), or `Rejected` when it is not a contract event or the
+    core raised on it (counted as rejected; the caller dead-letters it). Never raises for a
+    record: it runs once per record on the worker's hot path.
+    """
+    if value is None:
+        rejected = _NULL_VALUE
+    else:
+        decoded = decode(value)
+        if isinstance(decoded, Rejection):
+            rejected = Rejected(decoded.reason, decoded.detail)
+        else:
+            try:
+                if ledger.apply(decoded):
+                    if board is not None:
+                        board.observe(decoded)
+                    return decoded
+                return None
+            except Exception as exc:  # a bug in the core must not stop the stream
+                log.exception("the core failed on a %s event", decoded.type)
+                rejected = Rejected(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+    ledger.reject(rejected.reason)
+    return rejected

@@ -1,0 +1,59 @@
+"""The state one partition number's records made: its ledger, operator board and positions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.core import Ledger, OperatorBoard
+
+
+@dataclass
+class PartitionState:
+    """The state one partition number's records made, over every contract topic.
+
+    The contract topics are co-partitioned (same partition count, keyed by session or merchant),
+    and faust's assignor gives partition p of every one of them to the same worker, so this is
+    the unit that moves between workers, is snapshotted (`streams.runtime.statestore`) and is
+    merged with the others for a report (`agents.core.merge`).
+    """
+
+    ledger: Ledger
+    board: OperatorBoard
+    #: Source topic -> the next offset of this partition to apply (records before it are in).
+    positions: dict[str, int] = field(default_factory=dict)
+    #: Snapshots written of this state so far (the restored one's generation, then +1 each).
+    generation: int = 0
+    #: Records applied since the last snapshot (nothing to write when False).
+    dirty: bool = False
+    #: Where the state came from: "new" (the start of the topics), "local" (RocksDB), "changelog".
+    restored_from: str = "new"
+    restored_s: float = 0.0
+    #: The changelog offset of the last snapshot's head (a restore reads only what follows),
+    #: and that head (`streams.runtime.statestore.SnapshotHead`: its chunks are dropped by the
+    #: next).
+    head_offset: int | None = None
+    head: Any = None
+    #: monotonic() of the last record applied and of the last snapshot; its duration and size.
+    applied_at: float = field(default_factory=time.monotonic)
+    snapshot_at: float = field(default_factory=time.monotonic)
+    snapshot_s: float = 0.0
+    #: How long the latest snapshot held up batches (settle + dump, or + fork only).
+    snapshot_pause_s: float = 0.0
+    snapshot_bytes: int = 0
+    snapshots: int = 0
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "positions": dict(sorted(self.positions.items())),
+            "generation": self.generation,
+            "dirty": self.dirty,
+            "restored_from": self.restored_from,
+            "restored_s": round(self.restored_s, 4),
+            "snapshots": self.snapshots,
+            "last_snapshot_s": round(self.snapshot_s, 4),
+            "last_snapshot_pause_s": round(self.snapshot_pause_s, 4),
+            "last_snapshot_bytes": self.snapshot_bytes,
+            "events": self.ledger.counts.as_dict(),
+        }

@@ -1,0 +1,258 @@
+"""What one worker process holds, and the apply loop: each batch of records into the state of
+its partition (`PartitionState`), through the core's `ingest`, rejections as dead letters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from agents.core import EventCounts, Ledger, OperatorBoard
+from agents.core.ingest import Rejected, ingest
+from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.operator import GpmDenominator
+from agents.core.windows import DEFAULT_GRACE_MS
+from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.deadletters import DeadLetter, dead_letter
+from streams.runtime.families import WorkerMetrics
+from streams.runtime.gcpace import GcClock, GcPacer
+from streams.runtime.lag import LagHistogram
+from streams.runtime.partition import PartitionState
+
+log = logging.getLogger(__name__)
+
+_SUMMARY_EVERY_S: Final[float] = 30.0
+
+#: One record of a contract topic, as consumed: (topic, partition, offset, key, value,
+#: timestamp, headers). The batch consumer builds these, and `apply_batch` takes them as they
+#: come (a frozen dataclass built from a plain tuple per record was 9% of a worker's profile).
+SourceRecord = RawRecord
+
+
+@dataclass
+class LiveState:
+    """What one worker process knows: a state per partition, consumed positions and counters.
+
+    With `assigned_only` (the worker: its partitions come and go with
+    rebalances), a record of a partition that was not installed (`install`) is skipped, and so
+    is one before its partition's position (already in the state, a redelivery after a seek).
+    Without it (the offline analyzer, tests), a partition's state is created by its first record.
+    """
+
+    grace_ms: int = DEFAULT_GRACE_MS
+    gpm_denominator: GpmDenominator = "entries"
+    assigned_only: bool = False
+    partitions: dict[int, PartitionState] = field(default_factory=dict)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    #: (topic, partition) -> the next offset to process there, over the installed partitions.
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    records: int = 0
+    #: Records skipped: of a partition not installed here, or already in its state.
+    skipped: int = 0
+    #: Bumped whenever the state changes (a batch applied, a partition installed or dropped).
+    version: int = 0
+    #: Wall-clock time (s) at which applying the first batch began (so a run of one batch has a
+    #: duration: its own apply time), and at which the latest batch had been applied.
+    first_applied_at: float | None = None
+    last_applied_at: float | None = None
+    lag: LagHistogram = field(default_factory=LagHistogram)
+    #: The part of `lag` spent in this worker: from the batch reaching the worker's event loop
+    #: (fetched) until it was applied; the rest is the producer's, the broker's and the fetch's.
+    worker_lag: LagHistogram = field(default_factory=LagHistogram)
+    #: Paced garbage collection after each batch (None: CPython's default collector).
+    gc: GcPacer | None = None
+    #: Time in the collector, for /status (installed by the worker; None: not timed).
+    gc_clock: GcClock | None = None
+    _first_reasons: set[tuple[str, str]] = field(default_factory=set)
+    _last_summary: float = field(default_factory=time.monotonic)
+    _view: tuple[int, Ledger, OperatorBoard] | None = None
+
+    def new_partition(self) -> PartitionState:
+        return PartitionState(
+            Ledger(), OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator)
+        )
+
+    def install(self, partition: int, state: PartitionState) -> None:
+        """Make `state` this worker's state of `partition` (assigned, restored)."""
+        self.partitions[partition] = state
+        for topic, offset in state.positions.items():
+            self.positions[(topic, partition)] = offset
+        self.version += 1
+
+    def drop(self, partition: int) -> PartitionState | None:
+        """Forget `partition` (revoked); return its state."""
+        state = self.partitions.pop(partition, None)
+        for tp in [tp for tp in self.positions if tp[1] == partition]:
+            del self.positions[tp]
+        self.version += 1
+        return state
+
+    def view(self) -> tuple[Ledger, OperatorBoard]:
+        """One ledger and board over every partition here (merged, and cached until a change)."""
+        cached = self._view
+        if cached is not None and cached[0] == self.version:
+            return cached[1], cached[2]
+        states = [self.partitions[p] for p in sorted(self.partitions)]
+        if len(states) == 1:
+            ledger, board = states[0].ledger, states[0].board
+        elif not states:
+            empty = self.new_partition()
+            ledger, board = empty.ledger, empty.board
+        else:
+            ledger = merge_ledgers([s.ledger for s in states])
+            board = merge_boards([s.board for s in states])
+        self._view = (self.version, ledger, board)
+        return ledger, board
+
+    def counts(self) -> EventCounts:
+        """Valid, rejected and duplicate records over every partition here (no merge needed)."""
+        total = EventCounts()
+        for state in self.partitions.values():
+            counts = state.ledger.counts
+            total.valid += counts.valid
+            total.rejected += counts.rejected
+            total.duplicates += counts.duplicates
+        return total
+
+    @property
+    def ledger(self) -> Ledger:
+        """The merged ledger of every partition here."""
+        return self.view()[0]
+
+    @property
+    def board(self) -> OperatorBoard:
+        """The merged operator board of every partition here."""
+        return self.view()[1]
+
+    def apply_batch(self, records: Sequence[SourceRecord]) -> list[DeadLetter]:
+        """Apply a batch of records to the ledger; return the dead letters to publish.
+
+        Never raises for a record: an invalid one becomes a dead letter, and so does one whose
+        event makes the ledger raise (logged, reason `processing_error`).
+        """
+        if self.first_applied_at is None:
+            self.first_applied_at = time.time()
+        partitions = self.partitions
+        letters: list[DeadLetter] = []
+        counted: Counter[tuple[str, str]] = Counter()
+        rejected: Counter[tuple[str, str]] = Counter()
+        duplicates: Counter[str] = Counter()
+        applied: list[SourceRecord] = []
+        part: PartitionState | None = None
+        part_no = -1
+        for record in records:
+            if record.partition != part_no:
+                part_no = record.partition
+                part = partitions.get(part_no)
+                if part is None and not self.assigned_only:
+                    part = partitions[part_no] = self.new_partition()
+            if part is None or record.offset < part.positions.get(record.topic, 0):
+                self.skipped += 1
+                continue
+            applied.append(record)
+            outcome = ingest(record.value, part.ledger, part.board)
+            if outcome is None:
+                duplicates[record.topic] += 1
+                continue
+            if not isinstance(outcome, Rejected):
+                counted[(record.topic, outcome.type)] += 1
+                continue
+            reason, detail = outcome.reason, outcome.detail
+            rejected[(record.topic, reason)] += 1
+            letters.append(dead_letter(record, reason, detail))
+            if (record.topic, reason) not in self._first_reasons:
+                self._first_reasons.add((record.topic, reason))
+                log.info(
+                    "first %s record on %s (partition %d offset %d): %s",
+                    reason,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    detail[:200],
+                )
+        self._advance(applied)
+        self._count(counted, rejected, duplicates)
+        if self.gc is not None:
+            self.gc.after(len(records))
+        return letters
+
+    def _advance(self, records: Iterable[SourceRecord]) -> None:
+        positions, partitions = self.positions, self.partitions
+        now = time.monotonic()
+        n = 0
+        for record in records:
+            n += 1
+            part = partitions[record.partition]
+            if record.offset >= part.positions.get(record.topic, 0):
+                part.positions[record.topic] = record.offset + 1
+                positions[(record.topic, record.partition)] = record.offset + 1
+            part.dirty = True
+            part.applied_at = now
+        if n:
+            self.version += 1
+        self.records += n
+        self.last_applied_at = time.time()
+
+    def skip_to(self, positions: Mapping[tuple[str, int], int]) -> int:
+        """Move held partitions' positions forward past offsets that hold no record to apply
+        (transaction markers, aborted transactions' records, compacted gaps: the consumer's
+        position went past them); return how many positions moved."""
+        moved = 0
+        for (topic, partition), offset in positions.items():
+            part = self.partitions.get(partition)
+            if part is None or offset <= part.positions.get(topic, 0):
+                continue
+            part.positions[topic] = offset
+            self.positions[(topic, partition)] = offset
+            part.dirty = True
+            moved += 1
+        return moved
+
+    def _count(
+        self,
+        counted: Counter[tuple[str, str]],
+        rejected: Counter[tuple[str, str]],
+        duplicates: Counter[str],
+    ) -> None:
+        metrics = self.metrics
+        for (topic, event_type), n in counted.items():
+            metrics.events.labels(topic, event_type).inc(n)
+        for (topic, reason), n in rejected.items():
+            metrics.rejected.labels(topic, reason).inc(n)
+        for topic, n in duplicates.items():
+            metrics.duplicates.labels(topic).inc(n)
+
+    def maybe_log_summary(self) -> None:
+        """Log the counts at INFO at most every 30 s."""
+        now = time.monotonic()
+        if now - self._last_summary >= _SUMMARY_EVERY_S:
+            self._last_summary = now
+            counts = self.counts()
+            log.info(
+                "%d records: %d valid, %d rejected, %d duplicate",
+                self.records,
+                counts.valid,
+                counts.rejected,
+                counts.duplicates,
+            )
+
+    def status(self) -> dict[str, Any]:
+        """Consumed positions (`"topic:partition": next_offset`) and event counts."""
+        return {
+            "positions": {f"{t}:{p}": offset for (t, p), offset in sorted(self.positions.items())},
+            "events": self.counts().as_dict(),
+            "records": self.records,
+            "skipped": self.skipped,
+            "partitions": {str(p): self.partitions[p].status() for p in sorted(self.partitions)},
+            "first_applied_at": self.first_applied_at,
+            "last_applied_at": self.last_applied_at,
+            "processing_lag": self.lag.summary(),
+            "worker_lag": self.worker_lag.summary(),
+            "gc": {
+                "paced": self.gc.status() if self.gc is not None else None,
+                **(self.gc_clock.status() if self.gc_clock is not None else {}),
+            },
+        }

@@ -1,0 +1,215 @@
+"""The worker's composition root: `Worker` builds every part from one `Settings` and hands each
+what it needs, so a record's whole path is read here, top to bottom.
+
+A record's path: faust's group consumer (`batch_consumer.BatchConsumer`, on `app.BatchApp`)
+fetches a batch -> `ingest.BatchIngest` -> `state.LiveState.apply_batch` -> per record
+`agents.core.ingest.ingest` (decode -> `Ledger.apply` -> `OperatorBoard.observe`, or a
+rejection) -> rejections as `deadletters.DeadLetter`s to the `DeadLetterPipeline` -> the
+dead-letter topic. The state keeper (`keeper.StateKeeper`) snapshots each partition's state
+with the positions it covers, after the pipeline settles; `/metrics`, `/report` and `/status`
+(`web.WorkerViews`) read the state when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+
+from streams.runtime.app import create_app
+from streams.runtime.batch_consumer import commit_positions
+from streams.runtime.deadletters import DeadLetterPipeline, DeadLetterPublisher, topic_sender
+from streams.runtime.families import WorkerMetrics
+from streams.runtime.gcpace import GcClock, GcPacer
+from streams.runtime.ingest import BatchIngest
+from streams.runtime.keeper import SourceTP, StateKeeper
+from streams.runtime.settings import Settings
+from streams.runtime.state import LiveState
+from streams.runtime.statestore import Changelog, LocalStore
+from streams.runtime.topics import end_offsets, raw_topic
+from streams.runtime.topology import (
+    RECREATED_EXIT,
+    WATCH_EVERY_S,
+    TopologyWatch,
+    UnreadPartitionsCollector,
+)
+from streams.runtime.web import WorkerViews
+
+log = logging.getLogger("livepulse.worker")
+
+# faust, mode and aiokafka log every rebalance step and table at INFO; at --loglevel info
+# livepulse's own loggers say what matters and these stay at WARNING.
+_CHATTY_LOGGERS = ("faust", "mode", "aiokafka")
+
+
+class Worker:
+    """One worker process: the faust app, partition state, keeper, dead-letter pipeline,
+    Prometheus registry, topology watch and web views, all built from `settings`.
+
+    `source_partitions` is the partition count of each contract topic as checked before the
+    start (`streams.runtime.topics.check_copartitioned`): the state's layout. Building a Worker
+    opens its RocksDB store (`settings.state_dir`) and attaches to nothing else; `run` starts it.
+    """
+
+    def __init__(self, settings: Settings, *, source_partitions: int | None) -> None:
+        self.settings = settings
+        self.source_partitions = source_partitions
+        #: Set when the worker stops itself for a reason its exit code tells (the topology).
+        self.exit_code: int | None = None
+        self.app = app = create_app(settings)
+        app.finalize()
+
+        # The state and what counts it.
+        self.metrics = WorkerMetrics()
+        self.metrics.initialise_series(settings)
+        #: Paced garbage collection after each batch (installed by `run`; None: CPython's own).
+        self.gc = (
+            GcPacer(every_records=settings.gc_pace_records) if settings.gc_pace_records else None
+        )
+        #: Time in the collector (a callback a collection, installed by `run`), for /status.
+        self.gc_clock = GcClock()
+        self.state = LiveState(
+            grace_ms=settings.window_grace_ms,
+            gpm_denominator=settings.gpm_denominator,
+            assigned_only=True,
+            metrics=self.metrics,
+            gc=self.gc,
+            gc_clock=self.gc_clock,
+        )
+
+        # Rejected records -> the dead-letter topic, in the background, settled before snapshots.
+        self.deadletter_topic = raw_topic(app, settings.deadletter)
+        given_up = self.metrics.deadletter_failures.labels(settings.deadletter)
+        self.publisher = DeadLetterPublisher(topic_sender(self.deadletter_topic), given_up.inc)
+        self.dead_letters = DeadLetterPipeline(self.publisher.publish)
+
+        # Each fetched batch -> the state (and its dead letters -> the pipeline).
+        self.ingest = BatchIngest(self.state, self.dead_letters)
+        #: The contract topics the consumer subscribes (`run` adds them to the app).
+        self.source_topics = {name: raw_topic(app, name) for name in settings.source_topics}
+
+        # The contract topics as the broker has them: partitions added since, records deleted.
+        self.topology = TopologyWatch(settings, lambda: self.source_partitions)
+
+        # Partition state in and out: restore on assignment, snapshot, commit.
+        self.keeper = StateKeeper(
+            self.state,
+            settings,
+            Changelog(settings),
+            LocalStore(settings.state_dir),
+            end_offsets=self._source_ends,
+            log_starts=self.topology.log_starts,
+            settle=self.dead_letters.settle,
+            committer=self._commit,
+            source_partitions=source_partitions,
+        )
+        app.route_batches(self.ingest, self.keeper)
+
+        # What /metrics, /report and /status read.
+        self.views = WorkerViews(
+            app, settings, self.state, source_partitions, unread_lag=self.topology.unread_lag
+        )
+        self.metrics.registry.register(
+            UnreadPartitionsCollector(self.topology.unread, list(settings.source_topics))
+        )
+
+        app.timer(1.0, name="livepulse.snapshots")(self.keeper.tick)
+        app.timer(WATCH_EVERY_S, name="livepulse.topology")(self._watch_topology)
+        app.task(self._announce)
+        # mode types its receivers narrower than the async ones it accepts and awaits.
+        app.on_before_shutdown.connect(self._on_stop)  # type: ignore[arg-type]
+
+    async def _source_ends(self, tps: Iterable[SourceTP]) -> dict[SourceTP, int]:
+        wanted = set(tps)
+        ends = await end_offsets(self.settings, sorted({t for t, _ in wanted}))
+        return {
+            (tp.topic, tp.partition): o
+            for tp, o in ends.items()
+            if (tp.topic, tp.partition) in wanted
+        }
+
+    async def _commit(self, positions: dict[SourceTP, int]) -> None:
+        await commit_positions(self.app, positions)
+
+    async def _announce(self) -> None:
+        settings = self.settings
+        log.info(
+            "worker %s reading %s; http://%s:%d/metrics, /report, /status",
+            settings.app_id,
+            ", ".join(settings.source_topics),
+            settings.web_host,
+            settings.web_port,
+        )
+
+    async def _watch_topology(self) -> None:
+        try:
+            await self.topology.look()
+        except Exception as exc:  # the broker away: the next look will tell
+            log.warning("could not read the contract topics' partitions: %s", exc)
+            return
+        recreated = self.topology.recreated(self.state.positions)
+        if recreated and self.exit_code is None:
+            topic, partition, end, position = recreated[0]
+            log.error(
+                "%s partition %d ends at offset %d, before this worker's position %d (%d "
+                "partitions alike): the topic was deleted and re-created; stopping (exit code "
+                "%d) so that a restart reads the re-created topics from the beginning",
+                topic,
+                partition,
+                end,
+                position,
+                len(recreated),
+                RECREATED_EXIT,
+            )
+            self.exit_code = RECREATED_EXIT
+            os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: snapshots flushed
+
+    async def _on_stop(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        await self.dead_letters.settle()
+        await self.keeper.flush()
+        await self.keeper.changelog.stop()
+        if self.keeper.local is not None:
+            self.keeper.local.close()
+        await self.topology.close()
+
+    def run(self, *, loglevel: str = "info", logfile: str | None = None) -> int:
+        """Run until SIGINT/SIGTERM (faust's worker owns the event loop); return the exit code."""
+        app = self.app
+        # What `faust -A ... worker` does before starting a worker (faust.cli.base.prepare_app),
+        # without autodiscovery: everything is attached above.
+        app.worker_init()
+        app.worker_init_post_autodiscover()
+        self.gc_clock.install()
+        if self.gc is not None:
+            # Start-up's objects (modules, faust's app) are frozen now, the ledger's as it grows.
+            self.gc.install().start()
+        if loglevel != "debug":
+            for name in _CHATTY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+        # mode's Worker owns the event loop; on Python >= 3.10 there is no implicit one to take.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        worker = faust.Worker(
+            app,
+            loglevel=loglevel,
+            logfile=logfile,
+            loop=loop,
+            # Keep print() from ending up in the log as WARNING lines.
+            redirect_stdouts=False,
+        )
+        # faust's conductor subscribes what is in `app.topics` when the consumer starts; added
+        # once the loop is set, since the conductor binds the loop it is built on.
+        for topic in self.source_topics.values():
+            app.topics.add(topic)
+        try:
+            worker.execute_from_commandline()  # installs SIGINT/SIGTERM handlers, stops cleanly
+        except SystemExit as exc:
+            if self.exit_code is not None:
+                return self.exit_code
+            return exc.code if isinstance(exc.code, int) else 1
+        return self.exit_code or 0
