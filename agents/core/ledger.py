@@ -27,6 +27,9 @@ class EventCounts:
     valid: int = 0
     rejected: int = 0
     duplicates: int = 0
+    #: Events older than the dedupe window of their topic: neither applied nor valid (the
+    #: report's `retention`, not its `events`, whose three counts the truth files hold).
+    expired: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"valid": self.valid, "rejected": self.rejected, "duplicates": self.duplicates}
@@ -58,6 +61,29 @@ class RefundFact:
     amount_cents: int
     reason: str | None
 
+
+#: Each event type's contract topic (event-contract.md), as an index into `Ledger.newest_ts`.
+TOPICS: tuple[str, ...] = (
+    "live.sessions",
+    "live.views",
+    "live.interactions",
+    "live.orders",
+    "live.groups",
+)
+_TOPIC_OF: dict[type, int] = {
+    SessionStarted: 0,
+    SessionEnded: 0,
+    ViewerJoined: 1,
+    ViewerLeft: 1,
+    Interaction: 2,
+    ProductClicked: 2,
+    OrderPaid: 3,
+    OrderRefunded: 3,
+    GroupJoined: 4,
+    GroupLeft: 4,
+}
+#: Event ids are filed and dropped by the hour of their event time.
+_ID_BUCKET_MS = 3_600_000
 
 #: Bits of a packed presence record (`Presence`) that hold the ledger's arrival number.
 _SEQ_BITS = 48
@@ -213,13 +239,28 @@ class Ledger:
 
     Nothing is computed here beyond bookkeeping: every figure is derived from these facts when
     asked for (`agents.core.metrics`), so events of different topics may arrive in any order.
+
+    With a `dedupe_window_ms`, an event more than that older (by `ts`) than the newest event
+    its own topic has brought is expired: counted in `counts.expired`, not applied. Event ids
+    are then remembered only while their `ts` is inside their topic's window, so the dedupe
+    set follows the window, not the stream's whole history (docs/design.md, "Worker state:
+    what is kept"). None keeps every id for ever and expires nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dedupe_window_ms: int | None = None) -> None:
+        if dedupe_window_ms is not None and dedupe_window_ms <= 0:
+            raise ValueError(f"dedupe_window_ms must be positive or None, not {dedupe_window_ms}")
         self.counts = EventCounts()
-        # Every event id seen, each as `_id_key(event_id)`: an exact, reversible int (no hash,
-        # so two distinct ids never collide), ~20 bytes smaller than the str it replaces.
+        self.dedupe_window_ms = dedupe_window_ms
+        # Every event id remembered, each as `_id_key(event_id)`: an exact, reversible int (no
+        # hash, so two distinct ids never collide), ~20 bytes smaller than the str it replaces.
         self._seen_ids: set[int] = set()
+        # With a window: per topic, hour of `ts` -> the ids first seen with it, to drop them
+        # from `_seen_ids` once the hour is wholly below the topic's horizon; and per topic the
+        # newest accepted `ts` (None: none yet) and the first hour still filed.
+        self._id_hours: list[dict[int, list[int]]] = [{} for _ in TOPICS]
+        self.newest_ts: list[int | None] = [None for _ in TOPICS]
+        self._kept_from_hour: list[int | None] = [None for _ in TOPICS]
         self._seq = 0
         self.max_ts: int | None = None
         self.sessions: dict[str, SessionFacts] = {}
@@ -237,16 +278,56 @@ class Ledger:
         del reason
         self.counts.rejected += 1
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A state pickled before issue 17 (snapshot version 1) has no window: every id kept.
+        self.__dict__.update(state)
+        if "dedupe_window_ms" not in state:
+            self.dedupe_window_ms = None
+            self._id_hours = [{} for _ in TOPICS]
+            self.newest_ts = [None for _ in TOPICS]
+            self._kept_from_hour = [None for _ in TOPICS]
+        if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
+            self.counts.expired = 0
+
+    def horizon_ts(self, topic: int) -> int | None:
+        """The oldest `ts` an event of `TOPICS[topic]` may have and still be applied (None:
+        any, no window or no event of that topic yet)."""
+        newest = self.newest_ts[topic]
+        if self.dedupe_window_ms is None or newest is None:
+            return None
+        return newest - self.dedupe_window_ms
+
     def apply(self, event: Event) -> bool:
-        """Record one event; False (and nothing recorded) if its `event_id` was seen before."""
+        """Record one event; False (and nothing recorded) if its `event_id` was seen before
+        (counted as a duplicate) or it is older than its topic's dedupe window (expired)."""
+        ts = event.ts
+        window = self.dedupe_window_ms
+        if window is not None:
+            topic = _TOPIC_OF[type(event)]
+            newest = self.newest_ts[topic]
+            # Expired before the id is looked at, so whether a copy this old is expired never
+            # depends on when its hour's ids were dropped.
+            if newest is not None and ts < newest - window:
+                self.counts.expired += 1
+                return False
         key = _id_key(event.event_id)
         if key in self._seen_ids:
             self.counts.duplicates += 1
             return False
         self._seen_ids.add(key)
+        if window is not None:
+            hours = self._id_hours[topic]
+            hour = ts // _ID_BUCKET_MS
+            filed = hours.get(hour)
+            if filed is None:
+                hours[hour] = [key]
+            else:
+                filed.append(key)
+            if newest is None or ts > newest:
+                self.newest_ts[topic] = ts
+                self._drop_ids_below((ts - window) // _ID_BUCKET_MS, topic)
         self.counts.valid += 1
         self._seq += 1
-        ts = event.ts
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
         if isinstance(event, ViewerJoined | ViewerLeft):
@@ -300,6 +381,18 @@ class Ledger:
             # No claim uses clicks, but they are events of the session (its last event).
             self._session(event.session_id, ts)
         return True
+
+    def _drop_ids_below(self, hour: int, topic: int) -> None:
+        """Forget the ids of `topic` filed under hours before `hour` (wholly below the
+        horizon: an event that old is expired before its id is looked up)."""
+        kept_from = self._kept_from_hour[topic]
+        if kept_from is not None and hour <= kept_from:
+            return
+        self._kept_from_hour[topic] = hour
+        hours = self._id_hours[topic]
+        seen = self._seen_ids
+        for old in [h for h in hours if h < hour]:
+            seen.difference_update(hours.pop(old))
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

@@ -60,7 +60,10 @@ from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     """One ledger holding every input's facts (see the module docstring); inputs untouched."""
-    merged = Ledger()
+    windows = {ledger.dedupe_window_ms for ledger in ledgers}
+    # Partitions of one worker share the window; states of workers set differently merge with
+    # none (the merged ledger is read, never fed).
+    merged = Ledger(windows.pop() if len(windows) == 1 else None)
     # Arrival-number offset of each input: the valid events of the inputs before it.
     offsets: list[int] = []
     total = 0
@@ -72,11 +75,21 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         valid=sum(ledger.counts.valid for ledger in ledgers),
         rejected=sum(ledger.counts.rejected for ledger in ledgers),
         duplicates=sum(ledger.counts.duplicates for ledger in ledgers),
+        expired=sum(ledger.counts.expired for ledger in ledgers),
     )
     if len(ledgers) == 1:
         merged._seen_ids = set(ledgers[0]._seen_ids)
     else:
         merged._seen_ids = set().union(*(ledger._seen_ids for ledger in ledgers))
+    for topic in range(len(merged.newest_ts)):
+        newest = [ts for ts in (ledger.newest_ts[topic] for ledger in ledgers) if ts is not None]
+        merged.newest_ts[topic] = max(newest) if newest else None
+        hours = merged._id_hours[topic]
+        for ledger in ledgers:
+            for hour, keys in ledger._id_hours[topic].items():
+                hours.setdefault(hour, []).extend(keys)
+        kept = [k for k in (ledger._kept_from_hour[topic] for ledger in ledgers) if k is not None]
+        merged._kept_from_hour[topic] = min(kept) if kept else None
     max_ts = [ledger.max_ts for ledger in ledgers if ledger.max_ts is not None]
     merged.max_ts = max(max_ts) if max_ts else None
     merged.sessions = _merge_sessions(ledgers, offsets)

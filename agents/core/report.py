@@ -73,6 +73,14 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
         "claims": claims,
         "interval_scope": INTERVAL_SCOPE,
         "events": ledger.counts.as_dict(),
+        # What the state forgets (docs/design.md, "Worker state: what is kept"): events older
+        # than their topic's dedupe window are expired, neither applied nor counted as events.
+        "retention": {
+            "dedupe_window_s": (
+                ledger.dedupe_window_ms / 1000 if ledger.dedupe_window_ms is not None else None
+            ),
+            "expired": ledger.counts.expired,
+        },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
         "distributions": compute_distributions(ledger),

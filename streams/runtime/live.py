@@ -250,6 +250,8 @@ class LiveState:
     """
 
     grace_ms: int = DEFAULT_GRACE_MS
+    #: Each partition's ledger's dedupe window (`Settings.dedupe_window_ms`; None: no window).
+    dedupe_window_ms: int | None = None
     gpm_denominator: GpmDenominator = "entries"
     assigned_only: bool = False
     partitions: dict[int, PartitionState] = field(default_factory=dict)
@@ -277,11 +279,15 @@ class LiveState:
 
     def new_partition(self) -> PartitionState:
         return PartitionState(
-            Ledger(), OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator)
+            Ledger(self.dedupe_window_ms),
+            OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator),
         )
 
     def install(self, partition: int, state: PartitionState) -> None:
-        """Make `state` this worker's state of `partition` (assigned, restored)."""
+        """Make `state` this worker's state of `partition` (assigned, restored), its ledger
+        under this worker's dedupe window (a restored one may have been written under another:
+        the new window holds for the events from now on)."""
+        state.ledger.dedupe_window_ms = self.dedupe_window_ms
         self.partitions[partition] = state
         for topic, offset in state.positions.items():
             self.positions[(topic, partition)] = offset
@@ -489,6 +495,7 @@ app = get_app()
 settings = get_settings()
 live = LiveState(
     grace_ms=settings.window_grace_ms,
+    dedupe_window_ms=settings.dedupe_window_ms,
     gpm_denominator=settings.gpm_denominator,
     assigned_only=True,
 )
