@@ -17,11 +17,6 @@ PACKAGES = ("schemas", "agents", "streams", "bench")
 #: it off the list).
 KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
     {
-        # extended.py builds on metrics.py's private `_Facts` and `_ratio`; metrics.py imports
-        # extended's claim functions inside `claim_functions` to list them with its own. Cut by
-        # moving the shared helpers into a module of their own (left while issue 14 rewrites
-        # both files).
-        frozenset({"agents.core.metrics", "agents.core.extended"}),
         # operator_truth.py reads the stream with truth.py's `read_stream`/`Stream`; truth.py's
         # `compute_truth` imports `compute_operator` inside the function to write the truth
         # file. Cut by moving `compute_truth` to a module above both (left while issue 14
