@@ -53,7 +53,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agents.core.ledger import EventCounts, Ledger, OrderFact, Presence, SessionFacts
+from agents.core.ledger import (
+    EventCounts,
+    FoldedPresence,
+    Ledger,
+    OrderFact,
+    Presence,
+    SessionFacts,
+)
 from agents.core.operator import OperatorBoard
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
@@ -90,6 +97,10 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
                 hours.setdefault(hour, []).extend(keys)
         kept = [k for k in (ledger._kept_from_hour[topic] for ledger in ledgers) if k is not None]
         merged._kept_from_hour[topic] = min(kept) if kept else None
+    merged.folded_sessions = sum(ledger.folded_sessions for ledger in ledgers)
+    for ledger in ledgers:
+        for sid, ended_ts in ledger._ended_unfolded.items():
+            merged._ended_unfolded[sid] = min(ended_ts, merged._ended_unfolded.get(sid, ended_ts))
     max_ts = [ledger.max_ts for ledger in ledgers if ledger.max_ts is not None]
     merged.max_ts = max(max_ts) if max_ts else None
     merged.sessions = _merge_sessions(ledgers, offsets)
@@ -136,7 +147,20 @@ def _merge_session(parts: Sequence[tuple[SessionFacts, int]]) -> SessionFacts:
         out.interacting_users.update(session.interacting_users)
         orders.extend(session.orders)
     out.orders = orders
-    out.presence = Presence.merged([(session.presence, offset) for session, offset in parts])
+    raw = [(s.presence, offset) for s, offset in parts if isinstance(s.presence, Presence)]
+    folded = [s.presence for s, _offset in parts if isinstance(s.presence, FoldedPresence)]
+    if not folded:
+        out.presence = Presence.merged(raw)
+    else:
+        # A closed session's summary (a session id met in several inputs only when a producer
+        # keyed its views apart: the raw parts folded at the merged end, then combined).
+        close_ts = out.ended_ts if out.ended_ts is not None else out.last_ts
+        points = [(order.user_id, order.ts) for order in orders]
+        folded += [
+            FoldedPresence.fold(Presence.merged([part]), close_ts, out.ended_ts, points)
+            for part in raw
+        ]
+        out.presence = FoldedPresence.combined(folded)
     return out
 
 

@@ -23,7 +23,6 @@ from agents.core.stats import (
     two_way_wilson_interval,
     wilson_interval,
 )
-from agents.core.timeline import watch_time_ms
 
 CST: Final = timezone(timedelta(hours=8), "CST")
 MINUTE_MS: Final[int] = 60_000
@@ -114,12 +113,7 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     order_sessions: list[str] = []
     for sid, session, order in facts.session_orders():
         order_sessions.append(sid)
-        watched = watch_time_ms(
-            session.presence.get(order.user_id, ()),
-            _close_ts(session),
-            session.ended_ts,
-            until_ts=order.ts,
-        )
+        watched = session.watch_ms(order.user_id, until_ts=order.ts)
         minutes = watched / MINUTE_MS
         prices.append(order.max_unit_price_cents)
         watch_minutes.append(minutes)
@@ -283,15 +277,10 @@ def group_member_dwell(facts: _Facts) -> Measurement:
     users: list[str] = []
     for sid, session in facts.started.items():
         assert session.merchant_id is not None
-        for user, presence in sorted(session.presence.items()):
-            joins = [ts for ts, _seq, is_join in presence if is_join]
-            if not joins:
+        for user, first_join_ts in session.first_joins():
+            if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
                 continue
-            if not facts.membership(session.merchant_id, user).member_at(min(joins)):
-                continue
-            minutes.append(
-                watch_time_ms(presence, _close_ts(session), session.ended_ts) / MINUTE_MS
-            )
+            minutes.append(session.watch_ms(user) / MINUTE_MS)
             sessions.append(sid)
             users.append(user)
     # A member's watch habit goes with them to every session they attend, and a session's
@@ -327,12 +316,8 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
     for _sid, session in facts.started.items():
         assert session.merchant_id is not None and session.started_ts is not None
         month = cst_month(session.started_ts)
-        for user, presence in session.presence.items():
-            joins = [ts for ts, _seq, is_join in presence if is_join]
-            if not joins:
-                continue
+        for user, earliest in session.first_joins():
             key = (session.merchant_id, month, user)
-            earliest = min(joins)
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
     spend: dict[tuple[str, str, str], int] = defaultdict(int)

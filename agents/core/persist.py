@@ -33,7 +33,15 @@ import zlib
 from collections import Counter
 from typing import Final
 
-from agents.core.ledger import EventCounts, Ledger, OrderFact, Presence, RefundFact, SessionFacts
+from agents.core.ledger import (
+    EventCounts,
+    FoldedPresence,
+    Ledger,
+    OrderFact,
+    Presence,
+    RefundFact,
+    SessionFacts,
+)
 from agents.core.operator import OperatorBoard
 from agents.core.windows import EventTimeWindows, MinuteBucket
 
@@ -57,6 +65,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         EventCounts,
         SessionFacts,
         Presence,
+        FoldedPresence,
         OrderFact,
         RefundFact,
         OperatorBoard,

@@ -80,6 +80,7 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
                 ledger.dedupe_window_ms / 1000 if ledger.dedupe_window_ms is not None else None
             ),
             "expired": ledger.counts.expired,
+            "folded_sessions": ledger.folded_sessions,
         },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.ledger import FoldedPresence
 from agents.core.merge import merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
 from schemas import Rejection, decode, event_adapter
@@ -99,8 +100,13 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
     records = _fixture_records(name)
     everything = _report(records, None)
     week = _report(records, 7 * DAY)
-    assert week["retention"] == {"dedupe_window_s": 7 * 86_400, "expired": 0}
-    assert everything["retention"] == {"dedupe_window_s": None, "expired": 0}
+    assert week["retention"]["dedupe_window_s"] == 7 * 86_400
+    assert week["retention"]["expired"] == 0 and week["retention"]["folded_sessions"] > 0
+    assert everything["retention"] == {
+        "dedupe_window_s": None,
+        "expired": 0,
+        "folded_sessions": 0,
+    }
     del week["retention"], everything["retention"]
     assert week == everything
     hour = _report(records, 10 * 60_000)
@@ -147,3 +153,82 @@ def test_partitions_with_a_window_merge_into_the_single_ledger() -> None:
 def test_a_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Ledger(dedupe_window_ms=0)
+
+
+def _feed(records: list[Any], window_ms: int | None) -> tuple[Ledger, OperatorBoard]:
+    ledger, board = Ledger(window_ms), OperatorBoard()
+    for decoded in records:
+        if isinstance(decoded, Rejection):
+            ledger.reject(decoded.reason)
+        elif ledger.apply(decoded):
+            board.observe(decoded)
+    return ledger, board
+
+
+def _without_retention(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in report.items() if key != "retention"}
+
+
+@pytest.mark.parametrize("name", ["xhs.jsonl", "impulse.jsonl"])
+def test_closed_sessions_fold_and_every_figure_stays_exact(name: str) -> None:
+    """A 2-day window over the 60-day fixture (no event is that late within its topic): the
+    presence of almost every session is folded into its summary, and the whole report
+    (claims, intervals, distributions, operator figures) is the keep-everything ledger's,
+    byte for byte; so after a snapshot round trip; and so for the fixture split over
+    partitions by its contract keys and merged (tests/agents/core/test_merge.py)."""
+    from tests.agents.core.test_merge import records, split
+
+    stream = records(name.removesuffix(".jsonl"))
+    decoded = [event for _topic, _key, event in stream]
+    everything = build_report(*_feed(decoded, None))
+    ledger, board = _feed(decoded, 2 * DAY)
+    started = sum(s.started_ts is not None for s in ledger.sessions.values())
+    assert ledger.counts.expired == 0
+    assert ledger.folded_sessions >= 0.9 * started
+    folded = build_report(ledger, board)
+    assert folded["retention"]["folded_sessions"] == ledger.folded_sessions
+    assert _without_retention(folded) == _without_retention(everything)
+
+    restored = build_report(*load_state(dump_state(ledger, board)))
+    assert restored == folded
+
+    from agents.core.merge import merge_boards
+
+    parts = [_feed([e for _t, _k, e in part], 2 * DAY) for part in split(stream, 3)]
+    merged = build_report(merge_ledgers([p[0] for p in parts]), merge_boards([p[1] for p in parts]))
+    assert sum(p[0].folded_sessions for p in parts) > 0
+    assert _without_retention(merged) == _without_retention(everything)
+
+
+def test_a_view_after_the_fold_counts_as_an_entry_and_adds_no_watch_time() -> None:
+    """After the fold only events later than the horizon (so after the end) are applied to
+    the session: a join then is an entry and may be a first join, never watch time."""
+    ledger = Ledger(dedupe_window_ms=DAY)
+    ledger.apply(started(T0))
+    ledger.apply(join(T0 + 1000, "u1"))
+    ledger.apply(ev("viewer_left", T0 + 61_000, session_id="s1", user_id="u1"))
+    ledger.apply(ev("session_ended", T0 + 120_000, session_id="s1"))
+    for topic_event in (
+        started(T0 + 3 * DAY, sid="s2"),
+        join(T0 + 3 * DAY, "u9", sid="s2"),
+        ev(
+            "order_paid",
+            T0 + 3 * DAY,
+            order_id="o1",
+            session_id="s2",
+            merchant_id="m1",
+            user_id="u9",
+            amount_cents=100,
+            items=[{"sku_id": "k", "category": "c", "unit_price_cents": 100, "quantity": 1}],
+        ),
+    ):
+        assert ledger.apply(topic_event)
+    session = ledger.sessions["s1"]
+    assert ledger.folded_sessions == 1 and isinstance(session.presence, FoldedPresence)
+    assert session.watch_ms("u1") == 60_000
+    assert not ledger.apply(join(T0 + 2000, "u2"))  # older than the horizon: expired
+    assert ledger.apply(join(T0 + 3 * DAY, "u2"))  # a join long after the end
+    assert ledger.apply(join(T0 + 3 * DAY, "u1"))
+    assert session.first_joins() == [("u1", T0 + 1000), ("u2", T0 + 3 * DAY)]
+    assert session.watch_ms("u1") == 60_000 and session.watch_ms("u2") == 0
+    assert session.presence.entries == 3  # type: ignore[union-attr]

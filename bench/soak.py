@@ -1,0 +1,183 @@
+"""Soak of the metric core over a long simulated stream: state size against event time.
+
+Generates a scenario stretched to `--days` of event time (`streams.tools.simulator`), computes
+its truth with the independent batch reference (`truth.py`), then feeds the lines in order
+through decode -> `Ledger.apply` -> `OperatorBoard.observe` (the worker's core, no broker),
+and every `--sample-days` days of event time samples the process RSS, the snapshot bytes
+(`persist.dump_state`, what the worker writes to its changelog), the ids the dedupe set holds
+and the throughput of the days since the last sample (dump time excluded). At the end the
+report's claims and cumulative operator figures are compared with the truth (1e-9).
+
+    python -m bench.soak --days 150 --scale 4 --window-days 7 --out bench/soak-7d.json
+
+`--window-days 0` keeps every id for ever (the ledger before issue 17), for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.ledger import FoldedPresence
+from agents.core.persist import dump_state
+from bench.proc import rss_bytes
+from schemas import Rejection, decode
+from streams.tools.simulator.generate import generate
+from streams.tools.simulator.scenarios import get_scenario
+from streams.tools.simulator.truth import compute_truth
+
+DAY_MS = 86_400_000
+REL_TOL = 1e-9
+
+
+def mismatches(path: str, got: Any, want: Any, out: list[str]) -> None:
+    """Where `got` differs from `want` (numbers to 1e-9), every key of `want` checked."""
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            out.append(f"{path}: {got!r} is not a mapping")
+            return
+        for key, value in want.items():
+            mismatches(f"{path}.{key}", got.get(key), value, out)
+    elif isinstance(want, float) and isinstance(got, int | float) and not isinstance(got, bool):
+        if not math.isclose(got, want, rel_tol=REL_TOL, abs_tol=1e-12):
+            out.append(f"{path}: {got!r} != {want!r}")
+    elif got != want:
+        out.append(f"{path}: {got!r} != {want!r}")
+
+
+def truth_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str]:
+    """The report's events, claims (observed and detail) and cumulative operator figures
+    against the truth file's content."""
+    out: list[str] = []
+    mismatches("events", report["events"], truth["events"], out)
+    for claim_id, expected in truth["claims"].items():
+        entry = report["claims"][claim_id]
+        mismatches(f"{claim_id}.observed", entry["observed"], expected["observed"], out)
+        detail = {k: v for k, v in expected.items() if k != "observed"}
+        mismatches(f"{claim_id}.detail", entry["detail"], detail, out)
+    operator = truth.get("operator", {})
+    for level in ("overall",):
+        figures = {k: v for k, v in operator.get(level, {}).items() if k != "windows"}
+        mismatches(f"operator.{level}", report["operator"][level], figures, out)
+    return out
+
+
+def soak(
+    days: int, scale: float, window_days: float, sample_days: int, seed: int
+) -> dict[str, Any]:
+    scenario = dataclasses.replace(get_scenario("xhs"), days=days)
+    began = time.perf_counter()
+    lines = generate(scenario, seed, scale).lines
+    generate_s = time.perf_counter() - began
+    began = time.perf_counter()
+    truth = compute_truth(lines, scenario="xhs", seed=seed)
+    truth_s = time.perf_counter() - began
+    records = [line.encode() for line in lines]
+    del lines
+    gc.collect()
+
+    window_ms = round(window_days * DAY_MS) or None
+    ledger, board = Ledger(window_ms), OperatorBoard()
+    samples: list[dict[str, Any]] = []
+    first_ts: int | None = None
+    next_sample_ts: int | None = None
+    chunk_s = 0.0
+    chunk_records = 0
+    rss_start = rss_bytes()
+
+    def sample(day: float) -> None:
+        nonlocal chunk_s, chunk_records
+        gc.collect()
+        dump_began = time.perf_counter()
+        blob = dump_state(ledger, board)
+        dump_s = time.perf_counter() - dump_began
+        folded = sum(isinstance(s.presence, FoldedPresence) for s in ledger.sessions.values())
+        samples.append(
+            {
+                "day": round(day, 2),
+                "records": ledger.counts.valid + ledger.counts.duplicates + ledger.counts.rejected,
+                "rss_mb": rss_bytes() / 1e6,
+                "rss_growth_mb": (rss_bytes() - rss_start) / 1e6,
+                "snapshot_mb": len(blob) / 1e6,
+                "dump_s": dump_s,
+                "ids_kept": len(ledger._seen_ids),
+                "sessions": len(ledger.sessions),
+                "folded_sessions": folded,
+                "orders": len(ledger.orders),
+                "records_per_s": chunk_records / chunk_s if chunk_s else None,
+            }
+        )
+        print(f"bench: soak {samples[-1]}", flush=True)
+        chunk_s, chunk_records = 0.0, 0
+
+    step = 500
+    for start in range(0, len(records), step):
+        batch = records[start : start + step]
+        began = time.perf_counter()
+        for record in batch:
+            decoded = decode(record)
+            if isinstance(decoded, Rejection):
+                ledger.reject(decoded.reason)
+            elif ledger.apply(decoded):
+                board.observe(decoded)
+                if first_ts is None:
+                    first_ts = decoded.ts
+                    next_sample_ts = first_ts + sample_days * DAY_MS
+        chunk_s += time.perf_counter() - began
+        chunk_records += len(batch)
+        if ledger.max_ts is None or first_ts is None or next_sample_ts is None:
+            continue
+        if ledger.max_ts >= next_sample_ts:
+            sample((ledger.max_ts - first_ts) / DAY_MS)
+            next_sample_ts += sample_days * DAY_MS
+    assert first_ts is not None and ledger.max_ts is not None
+    sample((ledger.max_ts - first_ts) / DAY_MS)
+    began = time.perf_counter()
+    report = build_report(ledger, board)
+    report_s = time.perf_counter() - began
+    problems = truth_mismatches(report, truth)
+    return {
+        "scenario": "xhs",
+        "days": days,
+        "scale": scale,
+        "seed": seed,
+        "window_days": window_days,
+        "lines": len(records),
+        "generate_s": generate_s,
+        "truth_s": truth_s,
+        "report_s": report_s,
+        "retention": report["retention"],
+        "truth_mismatches": problems,
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--days", type=int, default=150)
+    parser.add_argument("--scale", type=float, default=4.0)
+    parser.add_argument("--window-days", type=float, default=7.0, help="0: no dedupe window")
+    parser.add_argument("--sample-days", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    result = soak(args.days, args.scale, args.window_days, args.sample_days, args.seed)
+    text = json.dumps(result, indent=2)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(
+        f"bench: soak {args.days} days x{args.scale}: {result['lines']:,} lines, "
+        f"{len(result['truth_mismatches'])} mismatches with the truth",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
