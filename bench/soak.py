@@ -18,8 +18,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import itertools
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from agents.core.ledger import FoldedPresence
 from agents.core.persist import dump_state
 from bench.proc import rss_bytes
 from schemas import Rejection, decode
-from streams.tools.simulator.generate import generate
+from streams.tools.simulator.generate import generate, write_lines
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth import compute_truth
 
@@ -69,18 +72,39 @@ def truth_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str]
     return out
 
 
-def soak(
-    days: int, scale: float, window_days: float, sample_days: int, seed: int
-) -> dict[str, Any]:
+def prepare(days: int, scale: float, seed: int, out: Path) -> dict[str, float]:
+    """Write the stretched scenario's stream to `out` and its truth beside it (run in a child
+    process by `soak`, so that the soak's RSS is the core's, not the generator's)."""
     scenario = dataclasses.replace(get_scenario("xhs"), days=days)
     began = time.perf_counter()
     lines = generate(scenario, seed, scale).lines
     generate_s = time.perf_counter() - began
+    write_lines(out, lines)
     began = time.perf_counter()
     truth = compute_truth(lines, scenario="xhs", seed=seed)
     truth_s = time.perf_counter() - began
-    records = [line.encode() for line in lines]
-    del lines
+    out.with_suffix(".truth.json").write_text(json.dumps(truth), encoding="utf-8")
+    return {"generate_s": generate_s, "truth_s": truth_s, "lines": len(lines)}
+
+
+def soak(
+    days: int, scale: float, window_days: float, sample_days: int, seed: int, stream: Path
+) -> dict[str, Any]:
+    if not stream.exists():
+        subprocess.run(  # noqa: S603 - this interpreter, this module
+            [
+                sys.executable,
+                "-m",
+                "bench.soak",
+                "--prepare",
+                f"--days={days}",
+                f"--scale={scale}",
+                f"--seed={seed}",
+                f"--stream={stream}",
+            ],
+            check=True,
+        )
+    truth = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
     gc.collect()
 
     window_ms = round(window_days * DAY_MS) or None
@@ -118,8 +142,10 @@ def soak(
         chunk_s, chunk_records = 0.0, 0
 
     step = 500
-    for start in range(0, len(records), step):
-        batch = records[start : start + step]
+    handle = stream.open("rb")
+    lines_read = 0
+    while batch := [line.rstrip(b"\n") for line in itertools.islice(handle, step)]:
+        lines_read += len(batch)
         began = time.perf_counter()
         for record in batch:
             decoded = decode(record)
@@ -137,6 +163,7 @@ def soak(
         if ledger.max_ts >= next_sample_ts:
             sample((ledger.max_ts - first_ts) / DAY_MS)
             next_sample_ts += sample_days * DAY_MS
+    handle.close()
     assert first_ts is not None and ledger.max_ts is not None
     sample((ledger.max_ts - first_ts) / DAY_MS)
     began = time.perf_counter()
@@ -149,9 +176,7 @@ def soak(
         "scale": scale,
         "seed": seed,
         "window_days": window_days,
-        "lines": len(records),
-        "generate_s": generate_s,
-        "truth_s": truth_s,
+        "lines": lines_read,
         "report_s": report_s,
         "retention": report["retention"],
         "truth_mismatches": problems,
@@ -167,8 +192,16 @@ def main() -> None:
     parser.add_argument("--sample-days", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--stream", type=Path, help="the stream file (written with its truth if missing)"
+    )
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = soak(args.days, args.scale, args.window_days, args.sample_days, args.seed)
+    stream = args.stream or Path(f"/tmp/livepulse-soak-{args.days}d-x{args.scale}.jsonl")
+    if args.prepare:
+        print(json.dumps(prepare(args.days, args.scale, args.seed, stream)), flush=True)
+        return
+    result = soak(args.days, args.scale, args.window_days, args.sample_days, args.seed, stream)
     text = json.dumps(result, indent=2)
     if args.out is not None:
         args.out.write_text(text + "\n", encoding="utf-8")

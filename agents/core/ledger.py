@@ -409,6 +409,8 @@ class Ledger:
         # Sessions ended and not folded yet: id -> end ts (`_fold_closed_sessions`).
         self._ended_unfolded: dict[str, int] = {}
         self.folded_sessions = 0
+        #: Why `apply` last returned False: "duplicate" or "expired" (for the caller's metrics).
+        self.refused_as = ""
         self._seq = 0
         self.max_ts: int | None = None
         self.sessions: dict[str, SessionFacts] = {}
@@ -436,6 +438,7 @@ class Ledger:
             self._kept_from_hour = [None for _ in TOPICS]
             self._ended_unfolded = {}
             self.folded_sessions = 0
+            self.refused_as = ""
         if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
             self.counts.expired = 0
 
@@ -459,10 +462,12 @@ class Ledger:
             # depends on when its hour's ids were dropped.
             if newest is not None and ts < newest - window:
                 self.counts.expired += 1
+                self.refused_as = "expired"
                 return False
         key = _id_key(event.event_id)
         if key in self._seen_ids:
             self.counts.duplicates += 1
+            self.refused_as = "duplicate"
             return False
         self._seen_ids.add(key)
         if window is not None:

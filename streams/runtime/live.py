@@ -174,6 +174,13 @@ class LiveMetrics:
             ["topic"],
             registry=self.registry,
         )
+        self.expired = PromCounter(
+            "livepulse_events_expired",
+            "Valid events older than their topic's dedupe window (LIVEPULSE_DEDUPE_WINDOW_S) "
+            "in event time: neither applied nor counted as events or duplicates.",
+            ["topic"],
+            registry=self.registry,
+        )
         self.deadletter_failures = PromCounter(
             "livepulse_deadletter_failures",
             "Dead letters the broker did not accept (the record is still counted as rejected).",
@@ -351,6 +358,7 @@ class LiveState:
         counted: Counter[tuple[str, str]] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
         duplicates: Counter[str] = Counter()
+        expired: Counter[str] = Counter()
         applied: list[SourceRecord] = []
         part: PartitionState | None = None
         part_no = -1
@@ -378,6 +386,8 @@ class LiveState:
                     if ledger.apply(decoded):
                         board.observe(decoded)
                         counted[(record.topic, decoded.type)] += 1
+                    elif ledger.refused_as == "expired":
+                        expired[record.topic] += 1
                     else:
                         duplicates[record.topic] += 1
                     continue
@@ -404,7 +414,7 @@ class LiveState:
                     detail[:200],
                 )
         self._advance(applied)
-        self._count(counted, rejected, duplicates)
+        self._count(counted, rejected, duplicates, expired)
         if self.gc is not None:
             self.gc.after(len(records))
         return letters
@@ -446,6 +456,7 @@ class LiveState:
         counted: Counter[tuple[str, str]],
         rejected: Counter[tuple[str, str]],
         duplicates: Counter[str],
+        expired: Counter[str],
     ) -> None:
         metrics = self.metrics
         for (topic, event_type), n in counted.items():
@@ -454,6 +465,8 @@ class LiveState:
             metrics.rejected.labels(topic, reason).inc(n)
         for topic, n in duplicates.items():
             metrics.duplicates.labels(topic).inc(n)
+        for topic, n in expired.items():
+            metrics.expired.labels(topic).inc(n)
 
     def maybe_log_summary(self) -> None:
         """Log the counts at INFO at most every 30 s."""
@@ -514,6 +527,7 @@ def _initialise_series(metrics: LiveMetrics) -> None:
             metrics.events.labels(settings.topic(topic), event_type)
     for topic in settings.source_topics:
         metrics.duplicates.labels(topic)
+        metrics.expired.labels(topic)
         for reason in REJECT_REASONS:  # not processing_error: a bug's series shows up when it does
             metrics.rejected.labels(topic, reason)
 
