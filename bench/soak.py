@@ -16,6 +16,8 @@ report's claims and cumulative operator figures are compared with the truth (1e-
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import gc
 import itertools
@@ -23,7 +25,10 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +37,14 @@ from agents.core.ledger import FoldedPresence
 from agents.core.persist import dump_state
 from bench.proc import rss_bytes
 from schemas import Rejection, decode
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.drain import fetch_json, wait_drained
+from streams.tools.replayer import replay
 from streams.tools.simulator.generate import generate, write_lines
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth import compute_truth
+from streams.tools.worker_process import WorkerProcess, free_port
 
 DAY_MS = 86_400_000
 REL_TOL = 1e-9
@@ -87,23 +97,27 @@ def prepare(days: int, scale: float, seed: int, out: Path) -> dict[str, float]:
     return {"generate_s": generate_s, "truth_s": truth_s, "lines": len(lines)}
 
 
+def prepare_in_child(days: int, scale: float, seed: int, stream: Path) -> None:
+    subprocess.run(  # noqa: S603 - this interpreter, this module
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            "--prepare",
+            f"--days={days}",
+            f"--scale={scale}",
+            f"--seed={seed}",
+            f"--stream={stream}",
+        ],
+        check=True,
+    )
+
+
 def soak(
     days: int, scale: float, window_days: float, sample_days: int, seed: int, stream: Path
 ) -> dict[str, Any]:
     if not stream.exists():
-        subprocess.run(  # noqa: S603 - this interpreter, this module
-            [
-                sys.executable,
-                "-m",
-                "bench.soak",
-                "--prepare",
-                f"--days={days}",
-                f"--scale={scale}",
-                f"--seed={seed}",
-                f"--stream={stream}",
-            ],
-            check=True,
-        )
+        prepare_in_child(days, scale, seed, stream)
     truth = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
     gc.collect()
 
@@ -184,6 +198,102 @@ def soak(
     }
 
 
+def worker_soak(
+    days: int,
+    scale: float,
+    window_days: float,
+    seed: int,
+    stream: Path,
+    *,
+    bootstrap: str,
+    rate: float,
+    poll_s: float,
+) -> dict[str, Any]:
+    """The same stream replayed (`livepulse replay`'s code, `rate` records/s) into a
+    `livepulse worker` on the real broker, its own app id and topics; every `poll_s` the
+    worker's RSS, its partitions' latest snapshot bytes and records/s, against the event time
+    of the lines consumed so far (the replay is in file order and the worker keeps up). At
+    the end its /report is compared with the truth."""
+    if not stream.exists():
+        prepare_in_child(days, scale, seed, stream)
+    truth = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
+    newest_ts: list[int] = []  # the newest event time among the first i + 1 lines
+    newest = 0
+    with stream.open("rb") as handle:
+        for raw in handle:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                newest = max(newest, int(json.loads(raw)["ts"]))
+            newest_ts.append(newest)
+    first_ts = next(ts for ts in newest_ts if ts)
+    run = f"soak-{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        bootstrap=bootstrap,
+        app_id=run,
+        topic_prefix=f"{run}.",
+        web_port=free_port(),
+        data_dir=Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
+        dedupe_window_s=window_days * 86_400,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log")
+    samples: list[dict[str, Any]] = []
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=120)
+        assert worker.process is not None
+        pid = worker.process.pid
+        replayer = threading.Thread(
+            target=lambda: asyncio.run(replay(stream, settings, rate=rate, create_topics=False))
+        )
+        replayer.start()
+        last_records, last_t = 0, time.monotonic()
+        while True:
+            alive = replayer.is_alive()
+            time.sleep(poll_s)
+            status = worker.status()
+            now = time.monotonic()
+            records = int(status["records"])
+            consumed = min(records, len(newest_ts)) - 1
+            samples.append(
+                {
+                    "day": round((newest_ts[max(consumed, 0)] - first_ts) / DAY_MS, 2),
+                    "records": records,
+                    "rss_mb": rss_bytes(pid) / 1e6,
+                    "snapshot_mb": sum(
+                        p["last_snapshot_bytes"] for p in status["partitions"].values()
+                    )
+                    / 1e6,
+                    "records_per_s": (records - last_records) / (now - last_t),
+                }
+            )
+            print(f"bench: soak worker {samples[-1]}", flush=True)
+            last_records, last_t = records, now
+            if not alive:
+                break
+        replayer.join()
+        asyncio.run(
+            wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, 600)
+        )
+        report = fetch_json(f"{worker.base_url}/report", timeout_s=300)
+    finally:
+        worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    return {
+        "mode": "worker",
+        "scenario": "xhs",
+        "days": days,
+        "scale": scale,
+        "seed": seed,
+        "window_days": window_days,
+        "rate": rate,
+        "lines": len(newest_ts),
+        "retention": report.get("retention"),
+        "truth_mismatches": truth_mismatches(report, truth),
+        "samples": samples,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--days", type=int, default=150)
@@ -196,12 +306,32 @@ def main() -> None:
         "--stream", type=Path, help="the stream file (written with its truth if missing)"
     )
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="through a `livepulse worker` on the real broker (--bootstrap) instead of the core",
+    )
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--rate", type=float, default=5_000.0, help="replay records/s (--worker)")
+    parser.add_argument("--poll-s", type=float, default=5.0, help="seconds between samples")
     args = parser.parse_args()
     stream = args.stream or Path(f"/tmp/livepulse-soak-{args.days}d-x{args.scale}.jsonl")
     if args.prepare:
         print(json.dumps(prepare(args.days, args.scale, args.seed, stream)), flush=True)
         return
-    result = soak(args.days, args.scale, args.window_days, args.sample_days, args.seed, stream)
+    if args.worker:
+        result = worker_soak(
+            args.days,
+            args.scale,
+            args.window_days,
+            args.seed,
+            stream,
+            bootstrap=args.bootstrap,
+            rate=args.rate,
+            poll_s=args.poll_s,
+        )
+    else:
+        result = soak(args.days, args.scale, args.window_days, args.sample_days, args.seed, stream)
     text = json.dumps(result, indent=2)
     if args.out is not None:
         args.out.write_text(text + "\n", encoding="utf-8")

@@ -187,6 +187,12 @@ def render_table(report: dict[str, Any]) -> str:
         f"events: {events.get('valid', 0):,} valid, {events.get('rejected', 0):,} rejected, "
         f"{events.get('duplicates', 0):,} duplicates"
     )
+    expired = (report.get("retention") or {}).get("expired") or 0
+    if expired:
+        lines.append(
+            f"        {expired:,} expired (older than the dedupe window of their topic: "
+            "not applied)"
+        )
     if "operator" in report:
         lines.extend(["", render_operator_summary(report["operator"])])
     return "\n".join(lines)

@@ -232,3 +232,14 @@ def test_a_view_after_the_fold_counts_as_an_entry_and_adds_no_watch_time() -> No
     assert session.first_joins() == [("u1", T0 + 1000), ("u2", T0 + 3 * DAY)]
     assert session.watch_ms("u1") == 60_000 and session.watch_ms("u2") == 0
     assert session.presence.entries == 3  # type: ignore[union-attr]
+
+
+def test_the_table_says_how_many_events_expired() -> None:
+    from agents.core import render_table
+
+    ledger = Ledger(dedupe_window_ms=HOUR)
+    assert ledger.apply(join(T0 + 2 * HOUR, "u1"))
+    assert not ledger.apply(join(T0, "u2"))
+    table = render_table(build_report(ledger))
+    assert "1 expired (older than the dedupe window of their topic" in table
+    assert "expired" not in render_table(build_report(Ledger(dedupe_window_ms=HOUR)))
