@@ -83,7 +83,8 @@ def test_a_replay_older_than_the_dedupe_window_is_expired_and_moves_no_figure(
 ) -> None:
     """The default 7-day dedupe window (issue 17): the fixture (60 days) sent, then the whole
     of it again. Every copy of the second pass is either a duplicate (inside its topic's
-    window, its id remembered) or expired (older: never applied); the figures are the truth's."""
+    window, its id remembered) or expired (older: never applied); the sessions that ended
+    more than the window before the end are folded; the figures are the truth's."""
     lines, truth = fixture_lines(FIXTURE), fixture_truth(FIXTURE)
     settings = run_settings(kafka_bootstrap, "expiry")
     assert settings.dedupe_window_s == 7 * 86_400
@@ -98,6 +99,9 @@ def test_a_replay_older_than_the_dedupe_window_is_expired_and_moves_no_figure(
     counts = truth["events"]
     expired = report["retention"]["expired"]
     assert report["retention"]["dedupe_window_s"] == 7 * 86_400
+    # The sessions more than the window before the end have their presence folded, and the
+    # figures below are still the truth's.
+    assert report["retention"]["folded_sessions"] > 50
     # Most of a 60-day stream is more than 7 days older than its end.
     assert expired > counts["valid"] // 2
     assert report["events"]["valid"] == counts["valid"]
