@@ -140,7 +140,12 @@ def soak(
         samples.append(
             {
                 "day": round(day, 2),
-                "records": ledger.counts.valid + ledger.counts.duplicates + ledger.counts.rejected,
+                "records": (
+                    ledger.counts.valid
+                    + ledger.counts.duplicates
+                    + ledger.counts.rejected
+                    + ledger.counts.expired
+                ),
                 "rss_mb": rss_bytes() / 1e6,
                 "rss_growth_mb": (rss_bytes() - rss_start) / 1e6,
                 "snapshot_mb": len(blob) / 1e6,

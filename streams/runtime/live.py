@@ -333,6 +333,7 @@ class LiveState:
             total.valid += counts.valid
             total.rejected += counts.rejected
             total.duplicates += counts.duplicates
+            total.expired += counts.expired
         return total
 
     @property

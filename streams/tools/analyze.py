@@ -73,6 +73,7 @@ def analyze_file(
         pacer.uninstall()
     if progress is not None:
         elapsed = time.monotonic() - started
-        total = ledger.counts.valid + ledger.counts.rejected + ledger.counts.duplicates
+        counts = ledger.counts
+        total = counts.valid + counts.rejected + counts.duplicates + counts.expired
         progress.write(f"analyzed {total:,} records in {elapsed:.1f} s\n")
     return report
