@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from agents.core.timeline import presence_minutes, watch_intervals, watch_time_ms
 from schemas.events import (
+    TOPIC_BY_TYPE,
     Event,
     GroupJoined,
     GroupLeft,
@@ -64,29 +65,15 @@ class RefundFact:
     reason: str | None
 
 
-#: Each event type's contract topic (event-contract.md), as an index into `Ledger.newest_ts`.
-TOPICS: tuple[str, ...] = (
-    "live.sessions",
-    "live.views",
-    "live.interactions",
-    "live.orders",
-    "live.groups",
-)
-_TOPIC_OF: dict[type, int] = {
-    SessionStarted: 0,
-    SessionEnded: 0,
-    ViewerJoined: 1,
-    ViewerLeft: 1,
-    Interaction: 2,
-    ProductClicked: 2,
-    OrderPaid: 3,
-    OrderRefunded: 3,
-    GroupJoined: 4,
-    GroupLeft: 4,
-}
+#: The contract topics (event-contract.md); `Ledger.newest_ts` and the horizons are per index.
+TOPICS: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_BY_TYPE.values()))
+#: Each event type's topic, as an index into `TOPICS`.
+_TOPIC_OF: dict[str, int] = {kind: TOPICS.index(topic) for kind, topic in TOPIC_BY_TYPE.items()}
 #: The topics whose events can change a session's presence figures: sessions (its start and
 #: end), views, orders (the watch time up to an order).
-_PRESENCE_TOPICS: tuple[int, ...] = (0, 1, 3)
+_PRESENCE_TOPICS: tuple[int, ...] = tuple(
+    TOPICS.index(topic) for topic in ("live.sessions", "live.views", "live.orders")
+)
 #: Event ids are filed and dropped by the hour of their event time.
 _ID_BUCKET_MS = 3_600_000
 
@@ -456,7 +443,7 @@ class Ledger:
         ts = event.ts
         window = self.dedupe_window_ms
         if window is not None:
-            topic = _TOPIC_OF[type(event)]
+            topic = _TOPIC_OF[event.type]
             newest = self.newest_ts[topic]
             # Expired before the id is looked at, so whether a copy this old is expired never
             # depends on when its hour's ids were dropped.

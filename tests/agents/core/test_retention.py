@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report
-from agents.core.ledger import FoldedPresence
+from agents.core.ledger import TOPICS, FoldedPresence
 from agents.core.merge import merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
 from schemas import Rejection, decode, event_adapter
@@ -57,9 +57,9 @@ def test_the_horizon_is_per_topic_so_topics_out_of_step_expire_nothing() -> None
     assert ledger.apply(join(T0 + 30 * DAY, "u1"))  # views far ahead of sessions
     assert ledger.apply(started(T0))  # the sessions topic has its own horizon
     assert ledger.counts.expired == 0
-    assert ledger.horizon_ts(0) == T0 - DAY
-    assert ledger.horizon_ts(1) == T0 + 29 * DAY
-    assert ledger.horizon_ts(4) is None  # no group event yet: no horizon
+    assert ledger.horizon_ts(TOPICS.index("live.sessions")) == T0 - DAY
+    assert ledger.horizon_ts(TOPICS.index("live.views")) == T0 + 29 * DAY
+    assert ledger.horizon_ts(TOPICS.index("live.groups")) is None  # no group event: no horizon
 
 
 def test_the_ids_kept_follow_the_window_not_the_stream() -> None:
@@ -74,7 +74,8 @@ def test_the_ids_kept_follow_the_window_not_the_stream() -> None:
     assert len(unbounded._seen_ids) == 60 * per_day
     kept = len(windowed._seen_ids)
     assert 2 * per_day <= kept <= 2 * per_day + per_day // 24 + 1
-    assert sum(len(ids) for ids in windowed._id_hours[1].values()) == kept
+    views = windowed._id_hours[TOPICS.index("live.views")]
+    assert sum(len(ids) for ids in views.values()) == kept
 
 
 def _fixture_records(name: str) -> list[bytes]:
