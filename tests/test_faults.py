@@ -54,7 +54,9 @@ def test_every_record_twice_and_the_whole_topic_again_moves_no_figure(
     more: four copies of every record. The figures equal the truth file's; only the counts of
     repeats differ, by exactly the extra copies."""
     lines, truth = fixture_lines(FIXTURE), fixture_truth(FIXTURE)
-    settings = run_settings(kafka_bootstrap, "redelivery")
+    # The fixture spans 60 days: its whole topic again is older than the default dedupe window
+    # (expired, the next test); with no window every copy is a duplicate.
+    settings = run_settings(kafka_bootstrap, "redelivery", dedupe_window_s=0)
     with running_worker(settings, tmp_path / "worker.log") as worker:
         doubled = [copy for line in lines for copy in (line, line)] + lines
         replay_lines(settings, tmp_path / "tripled.jsonl", doubled)
@@ -74,6 +76,41 @@ def test_every_record_twice_and_the_whole_topic_again_moves_no_figure(
     }
     assert report["events"] == expected
     assert truth_mismatches(report, truth, lines, events=expected) == []
+
+
+def test_a_replay_older_than_the_dedupe_window_is_expired_and_moves_no_figure(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The default 7-day dedupe window (issue 17): the fixture (60 days) sent, then the whole
+    of it again. Every copy of the second pass is either a duplicate (inside its topic's
+    window, its id remembered) or expired (older: never applied); the sessions that ended
+    more than the window before the end are folded; the figures are the truth's."""
+    lines, truth = fixture_lines(FIXTURE), fixture_truth(FIXTURE)
+    settings = run_settings(kafka_bootstrap, "expiry")
+    assert settings.dedupe_window_s == 7 * 86_400
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        replay_lines(settings, tmp_path / "once.jsonl", lines)
+        drain(worker)
+        replay_lines(settings, tmp_path / "again.jsonl", lines)
+        drained = drain(worker)
+        assert drained.records == 2 * len(lines)
+        report = report_of(worker)
+
+    counts = truth["events"]
+    expired = report["retention"]["expired"]
+    assert report["retention"]["dedupe_window_s"] == 7 * 86_400
+    # The sessions more than the window before the end have their presence folded, and the
+    # figures below are still the truth's.
+    assert report["retention"]["folded_sessions"] > 50
+    # Most of a 60-day stream is more than 7 days older than its end.
+    assert expired > counts["valid"] // 2
+    assert report["events"]["valid"] == counts["valid"]
+    assert report["events"]["rejected"] == 2 * counts["rejected"]
+    assert (
+        report["events"]["duplicates"] + expired
+        == 2 * (counts["valid"] + counts["duplicates"]) - counts["valid"]
+    )
+    assert truth_mismatches(report, truth, lines, events=report["events"]) == []
 
 
 def by_topic(lines: list[bytes], settings: Settings) -> dict[str, list[bytes]]:
@@ -107,7 +144,8 @@ def test_topics_in_adversarial_order_give_the_truth(
     `viewer_joined`, every refund before its order, `session_ended` before `session_started`)."""
     lines, truth = fixture_lines(FIXTURE), fixture_truth(FIXTURE)
     reordered = within == "reversed"  # a key's own order broken: lateness is then ill-defined
-    grace = {"window_grace_s": NO_LATENESS_GRACE_S} if reordered else {}
+    # Reversed, each topic's lines are up to 60 days late: no dedupe window either (issue 17).
+    grace = {"window_grace_s": NO_LATENESS_GRACE_S, "dedupe_window_s": 0} if reordered else {}
     settings = run_settings(kafka_bootstrap, "order", **grace)
     groups = by_topic(lines, settings)
     assert sorted(groups) == sorted(ADVERSARIAL_ORDER)

@@ -47,7 +47,10 @@ invalid_records = mutated_bytes().filter(
 def fuzz_worker(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    settings = run_settings(kafka_bootstrap, "fuzz")
+    # Every example sends the whole 60-day fixture again to this one worker: older than the
+    # default dedupe window, those copies would expire (tests/test_faults.py tests that); with
+    # no window each is a duplicate, as the counts below expect.
+    settings = run_settings(kafka_bootstrap, "fuzz", dedupe_window_s=0)
     log = tmp_path_factory.mktemp("fuzz") / "worker.log"
     with running_worker(settings, log) as worker:
         worker.rounds = 0  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from typing import Any, Final
 from agents.core.ledger import Ledger, OrderFact, SessionFacts
 from agents.core.metrics import FIVE_MINUTES_MS, MINUTE_MS, PRICE_TIERS, interaction_pairs
 from agents.core.stats import cluster_wilson_interval, percentile, two_way_wilson_interval
-from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
+from agents.core.timeline import NEVER_MEMBER, Membership
 
 # Orders are binned one per minute since the session's start up to this cap; later ones
 # share one overflow bin (a session's long tail would otherwise dwarf the first minutes).
@@ -181,13 +181,9 @@ def watch_minutes_by_membership(ledger: Ledger) -> dict[str, Any]:
     minutes: dict[str, list[float]] = {"members": [], "others": []}
     for _sid, session in _started(ledger):
         assert session.merchant_id is not None
-        close_ts = _close_ts(session)
-        for user, presence in sorted(session.presence.items()):
-            joins = [ts for ts, _seq, is_join in presence if is_join]
-            if not joins:
-                continue
-            watched = watch_time_ms(presence, close_ts, session.ended_ts) / MINUTE_MS
-            member = members.member_at(session.merchant_id, user, min(joins))
+        for user, first_join_ts in session.first_joins():
+            watched = session.watch_ms(user) / MINUTE_MS
+            member = members.member_at(session.merchant_id, user, first_join_ts)
             minutes["members" if member else "others"].append(watched)
     width, bins = histogram_bins(minutes["members"] + minutes["others"])
     return {
@@ -210,12 +206,7 @@ def watch_minutes_to_order_by_price_tier(ledger: Ledger) -> dict[str, Any]:
     """The buyer's watch time up to each session order, by the order's highest unit price tier."""
     by_tier: dict[str, list[float]] = {name: [] for name, _upper in PRICE_TIERS}
     for session, order in _session_orders(ledger):
-        watched = watch_time_ms(
-            session.presence.get(order.user_id, ()),
-            _close_ts(session),
-            session.ended_ts,
-            until_ts=order.ts,
-        )
+        watched = session.watch_ms(order.user_id, until_ts=order.ts)
         by_tier[_tier(order.max_unit_price_cents)].append(watched / MINUTE_MS)
     return {"tiers": {name: summarize(values) for name, values in by_tier.items()}}
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from agents.core.facts import ClaimFacts as _Facts
+from agents.core.facts import Measurement
+from agents.core.facts import ratio as _ratio
 from agents.core.ledger import OrderFact
-from agents.core.metrics import Measurement, _Facts, _ratio
 from agents.core.stats import (
     cluster_wilson_interval,
     percentile,
@@ -178,7 +180,7 @@ def return_rate(facts: _Facts) -> Measurement:
     """Distinct refunded `order_id`s that were paid / distinct paid `order_id`s (report only).
 
     Each distinct order id is one case, clustered by the session and buyer of its first
-    `order_paid` (the earliest by ts, ties by `metrics.order_key`: not the arrival order,
+    `order_paid` (the earliest by ts, ties by `facts.order_key`: not the arrival order,
     which differs between topics and partitions) for the interval.
     """
     first: dict[str, OrderFact] = {}

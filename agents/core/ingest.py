@@ -34,8 +34,9 @@ def ingest(
 ) -> Event | Rejected | None:
     """Take one record's value into `ledger` and, if the ledger counts it, into `board`.
 
-    Returns the event when it was counted, None when its `event_id` was seen before (a
-    redelivery, counted as a duplicate), or `Rejected` when it is not a contract event or the
+    Returns the event when it was counted, None when the ledger refused it (`ledger.refused_as`
+    says why: its `event_id` was seen before, a duplicate, or it is older than its topic's
+    dedupe window, expired), or `Rejected` when it is not a contract event or the
     core raised on it (counted as rejected; the caller dead-letters it). Never raises for a
     record: it runs once per record on the worker's hot path.
     """

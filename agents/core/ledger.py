@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from agents.core.timeline import presence_minutes, watch_intervals, watch_time_ms
 from schemas.events import (
+    TOPIC_BY_TYPE,
     Event,
     GroupJoined,
     GroupLeft,
@@ -27,6 +30,9 @@ class EventCounts:
     valid: int = 0
     rejected: int = 0
     duplicates: int = 0
+    #: Events older than the dedupe window of their topic: neither applied nor valid (the
+    #: report's `retention`, not its `events`, whose three counts the truth files hold).
+    expired: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"valid": self.valid, "rejected": self.rejected, "duplicates": self.duplicates}
@@ -58,6 +64,18 @@ class RefundFact:
     amount_cents: int
     reason: str | None
 
+
+#: The contract topics (event-contract.md); `Ledger.newest_ts` and the horizons are per index.
+TOPICS: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_BY_TYPE.values()))
+#: Each event type's topic, as an index into `TOPICS`.
+_TOPIC_OF: dict[str, int] = {kind: TOPICS.index(topic) for kind, topic in TOPIC_BY_TYPE.items()}
+#: The topics whose events can change a session's presence figures: sessions (its start and
+#: end), views, orders (the watch time up to an order).
+_PRESENCE_TOPICS: tuple[int, ...] = tuple(
+    TOPICS.index(topic) for topic in ("live.sessions", "live.views", "live.orders")
+)
+#: Event ids are filed and dropped by the hour of their event time.
+_ID_BUCKET_MS = 3_600_000
 
 #: Bits of a packed presence record (`Presence`) that hold the ledger's arrival number.
 _SEQ_BITS = 48
@@ -182,6 +200,118 @@ def _held(records: list[int]) -> int | tuple[int, ...] | list[int]:
     return records
 
 
+#: Bits of a folded (session, user)'s watch time in its packed int (`FoldedPresence`).
+_WATCH_BITS = 42
+
+
+class FoldedPresence:
+    """A closed session's presence once nothing can change it (docs/design.md, "Worker state:
+    what is kept"): per user with a join, the first join's ts and the total watch time, one
+    int; the watch time up to each order placed before the end; the count of joins; and the
+    concurrency by minute. Every figure that reads presence gets from it what it got from
+    the records, to the millisecond.
+
+    Why: the records of a session's viewers are most of the state, and they stop changing once
+    the session has ended and the horizon has passed its end (an event older is expired). A
+    view that still comes (a join after the end: it is later than the horizon) counts as a
+    join and may be a user's first; it adds no watch time (none counts past the end).
+    """
+
+    __slots__ = ("_users", "entries", "minutes", "_watch_before")
+
+    def __init__(self) -> None:
+        self._users: dict[str, int] = {}
+        self.entries = 0
+        self.minutes: dict[int, int] = {}
+        # (user, order ts) -> watch ms up to it, for orders before the session's end.
+        self._watch_before: dict[tuple[str, int], int] = {}
+
+    @classmethod
+    def fold(
+        cls,
+        presence: Presence,
+        close_ts: int,
+        ended_ts: int | None,
+        order_points: Iterable[tuple[str, int]],
+    ) -> FoldedPresence:
+        """The summary of `presence`, with the watch time up to each (user, ts) given."""
+        out = cls()
+        diff: Counter[int] = Counter()
+        for user in presence:
+            records = presence[user]
+            joins = [ts for ts, _seq, is_join in records if is_join]
+            if not joins:
+                continue  # leaves only: no viewer, no watch time, no entry
+            out.entries += len(joins)
+            intervals, _open = watch_intervals(records, close_ts, ended_ts)
+            presence_minutes(diff, intervals)
+            watched = sum(end - start for start, end in intervals)
+            out._users[user] = (min(joins) << _WATCH_BITS) | watched
+        for user, ts in order_points:
+            if user in presence:
+                out._watch_before[(user, ts)] = watch_time_ms(
+                    presence[user], close_ts, ended_ts, until_ts=ts
+                )
+        out.minutes = {minute: n for minute, n in sorted(diff.items()) if n}
+        return out
+
+    def add(self, user: str, ts: int, seq: int, joined: bool) -> None:
+        """A view of the session after it was folded (never before its end, see the class)."""
+        del seq
+        if not joined:
+            return
+        self.entries += 1
+        held = self._users.get(user)
+        if held is None or ts < held >> _WATCH_BITS:
+            watched = 0 if held is None else held & ((1 << _WATCH_BITS) - 1)
+            self._users[user] = (ts << _WATCH_BITS) | watched
+
+    def joined_users(self) -> list[str]:
+        return list(self._users)
+
+    def first_join_ts(self, user: str) -> int | None:
+        held = self._users.get(user)
+        return None if held is None else held >> _WATCH_BITS
+
+    def watch_ms(self, user: str, until_ts: int | None = None) -> int:
+        if until_ts is not None:
+            before = self._watch_before.get((user, until_ts))
+            if before is not None:
+                return before
+        # An order at or after the end (the only kind that can come after the fold) sees
+        # the whole watch time: none counts past the end.
+        held = self._users.get(user)
+        return 0 if held is None else held & ((1 << _WATCH_BITS) - 1)
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._users
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    @classmethod
+    def combined(cls, parts: Sequence[FoldedPresence]) -> FoldedPresence:
+        """Several folds of one session id (a producer that keyed its views apart): joins and
+        concurrency added, a user's first join the earliest and watch times added (exact
+        when each user's views were in one part)."""
+        out = cls()
+        minutes: Counter[int] = Counter()
+        mask = (1 << _WATCH_BITS) - 1
+        for part in parts:
+            out.entries += part.entries
+            minutes.update(part.minutes)
+            out._watch_before.update(part._watch_before)
+            for user, held in part._users.items():
+                known = out._users.get(user)
+                if known is None:
+                    out._users[user] = held
+                else:
+                    first = min(known >> _WATCH_BITS, held >> _WATCH_BITS)
+                    out._users[user] = (first << _WATCH_BITS) | ((known & mask) + (held & mask))
+        out.minutes = {minute: n for minute, n in sorted(minutes.items()) if n}
+        return out
+
+
 @dataclass(slots=True)
 class SessionFacts:
     """Everything known about one session id, whatever order its events arrived in."""
@@ -191,10 +321,38 @@ class SessionFacts:
     merchant_id: str | None = None
     ended_ts: int | None = None
     last_ts: int = -1
-    # user -> [(ts, seq, is_join)] in arrival order; sorted by (ts, seq) when used.
-    presence: Presence = field(default_factory=Presence)
+    # user -> [(ts, seq, is_join)] in arrival order; sorted by (ts, seq) when used. Folded
+    # (`FoldedPresence`) once the session has ended and the horizon has passed its end.
+    presence: Presence | FoldedPresence = field(default_factory=Presence)
     interacting_users: set[str] = field(default_factory=set)
     orders: list[OrderFact] = field(default_factory=list)
+
+    @property
+    def close_ts(self) -> int:
+        """Where an interval still open closes: the end, or the last event if it never ended."""
+        return self.ended_ts if self.ended_ts is not None else self.last_ts
+
+    def watch_ms(self, user: str, until_ts: int | None = None) -> int:
+        """The user's watch time in the session (claims.md), up to `until_ts` when given."""
+        presence = self.presence
+        if isinstance(presence, FoldedPresence):
+            return presence.watch_ms(user, until_ts)
+        records = presence.get(user)
+        if records is None:
+            return 0
+        return watch_time_ms(records, self.close_ts, self.ended_ts, until_ts=until_ts)
+
+    def first_joins(self) -> list[tuple[str, int]]:
+        """(user, ts of their first join) for each user with a join, by user."""
+        presence = self.presence
+        if isinstance(presence, FoldedPresence):
+            return sorted((user, presence._users[user] >> _WATCH_BITS) for user in presence._users)
+        out: list[tuple[str, int]] = []
+        for user in sorted(presence):
+            joins = [ts for ts, _seq, is_join in presence[user] if is_join]
+            if joins:
+                out.append((user, min(joins)))
+        return out
 
     @property
     def viewers(self) -> set[str]:
@@ -213,13 +371,33 @@ class Ledger:
 
     Nothing is computed here beyond bookkeeping: every figure is derived from these facts when
     asked for (`agents.core.metrics`), so events of different topics may arrive in any order.
+
+    With a `dedupe_window_ms`, an event more than that older (by `ts`) than the newest event
+    its own topic has brought is expired: counted in `counts.expired`, not applied. Event ids
+    are then remembered only while their `ts` is inside their topic's window, so the dedupe
+    set follows the window, not the stream's whole history (docs/design.md, "Worker state:
+    what is kept"). None keeps every id for ever and expires nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dedupe_window_ms: int | None = None) -> None:
+        if dedupe_window_ms is not None and dedupe_window_ms <= 0:
+            raise ValueError(f"dedupe_window_ms must be positive or None, not {dedupe_window_ms}")
         self.counts = EventCounts()
-        # Every event id seen, each as `_id_key(event_id)`: an exact, reversible int (no hash,
-        # so two distinct ids never collide), ~20 bytes smaller than the str it replaces.
+        self.dedupe_window_ms = dedupe_window_ms
+        # Every event id remembered, each as `_id_key(event_id)`: an exact, reversible int (no
+        # hash, so two distinct ids never collide), ~20 bytes smaller than the str it replaces.
         self._seen_ids: set[int] = set()
+        # With a window: per topic, hour of `ts` -> the ids first seen with it, to drop them
+        # from `_seen_ids` once the hour is wholly below the topic's horizon; and per topic the
+        # newest accepted `ts` (None: none yet) and the first hour still filed.
+        self._id_hours: list[dict[int, list[int]]] = [{} for _ in TOPICS]
+        self.newest_ts: list[int | None] = [None for _ in TOPICS]
+        self._kept_from_hour: list[int | None] = [None for _ in TOPICS]
+        # Sessions ended and not folded yet: id -> end ts (`_fold_closed_sessions`).
+        self._ended_unfolded: dict[str, int] = {}
+        self.folded_sessions = 0
+        #: Why `apply` last returned False: "duplicate" or "expired" (for the caller's metrics).
+        self.refused_as = ""
         self._seq = 0
         self.max_ts: int | None = None
         self.sessions: dict[str, SessionFacts] = {}
@@ -237,16 +415,62 @@ class Ledger:
         del reason
         self.counts.rejected += 1
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A state pickled before issue 17 (snapshot version 1) has no window: every id kept.
+        self.__dict__.update(state)
+        if "dedupe_window_ms" not in state:
+            self.dedupe_window_ms = None
+            self._id_hours = [{} for _ in TOPICS]
+            self.newest_ts = [None for _ in TOPICS]
+            self._kept_from_hour = [None for _ in TOPICS]
+            self._ended_unfolded = {}
+            self.folded_sessions = 0
+            self.refused_as = ""
+        if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
+            self.counts.expired = 0
+
+    def horizon_ts(self, topic: int) -> int | None:
+        """The oldest `ts` an event of `TOPICS[topic]` may have and still be applied (None:
+        any, no window or no event of that topic yet)."""
+        newest = self.newest_ts[topic]
+        if self.dedupe_window_ms is None or newest is None:
+            return None
+        return newest - self.dedupe_window_ms
+
     def apply(self, event: Event) -> bool:
-        """Record one event; False (and nothing recorded) if its `event_id` was seen before."""
+        """Record one event; False (and nothing recorded) if its `event_id` was seen before
+        (counted as a duplicate) or it is older than its topic's dedupe window (expired)."""
+        ts = event.ts
+        window = self.dedupe_window_ms
+        if window is not None:
+            topic = _TOPIC_OF[event.type]
+            newest = self.newest_ts[topic]
+            # Expired before the id is looked at, so whether a copy this old is expired never
+            # depends on when its hour's ids were dropped.
+            if newest is not None and ts < newest - window:
+                self.counts.expired += 1
+                self.refused_as = "expired"
+                return False
         key = _id_key(event.event_id)
         if key in self._seen_ids:
             self.counts.duplicates += 1
+            self.refused_as = "duplicate"
             return False
         self._seen_ids.add(key)
+        if window is not None:
+            hours = self._id_hours[topic]
+            hour = ts // _ID_BUCKET_MS
+            filed = hours.get(hour)
+            if filed is None:
+                hours[hour] = [key]
+            else:
+                filed.append(key)
+            if newest is None or ts > newest:
+                self.newest_ts[topic] = ts
+                if self._drop_ids_below((ts - window) // _ID_BUCKET_MS, topic):
+                    self._fold_closed_sessions()
         self.counts.valid += 1
         self._seq += 1
-        ts = event.ts
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
         if isinstance(event, ViewerJoined | ViewerLeft):
@@ -290,6 +514,8 @@ class Ledger:
             session = self._session(event.session_id, ts)
             if session.ended_ts is None or ts < session.ended_ts:
                 session.ended_ts = ts
+                if self.dedupe_window_ms is not None and isinstance(session.presence, Presence):
+                    self._ended_unfolded[event.session_id] = ts
         elif isinstance(event, GroupJoined | GroupLeft):
             member = (event.merchant_id, event.user_id)
             joined = isinstance(event, GroupJoined)
@@ -300,6 +526,46 @@ class Ledger:
             # No claim uses clicks, but they are events of the session (its last event).
             self._session(event.session_id, ts)
         return True
+
+    def _drop_ids_below(self, hour: int, topic: int) -> bool:
+        """Forget the ids of `topic` filed under hours before `hour` (wholly below the
+        horizon: an event that old is expired before its id is looked up); False if the
+        topic's horizon had already passed that hour (nothing to do)."""
+        kept_from = self._kept_from_hour[topic]
+        if kept_from is not None and hour <= kept_from:
+            return False
+        self._kept_from_hour[topic] = hour
+        hours = self._id_hours[topic]
+        seen = self._seen_ids
+        for old in [h for h in hours if h < hour]:
+            seen.difference_update(hours.pop(old))
+        return True
+
+    def _fold_closed_sessions(self) -> None:
+        """Fold the presence of every started session whose end is older than the horizons of
+        the sessions, views and orders topics (docs/design.md, "Worker state: what is kept"):
+        no start, end, view or order older than the end can be applied any more, so the
+        watch times and first joins are final, and so is every order's watch time up to it
+        for the orders before the end."""
+        horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
+        if not self._ended_unfolded or any(h is None for h in horizons):
+            return
+        horizon = min(h for h in horizons if h is not None)
+        for sid, ended_ts in list(self._ended_unfolded.items()):
+            if ended_ts >= horizon:
+                continue
+            del self._ended_unfolded[sid]
+            session = self.sessions[sid]
+            presence = session.presence
+            if session.started_ts is None or not isinstance(presence, Presence):
+                continue  # no session for any claim: left as it is
+            session.presence = FoldedPresence.fold(
+                presence,
+                session.close_ts,
+                session.ended_ts,
+                [(order.user_id, order.ts) for order in session.orders if order.ts < ended_ts],
+            )
+            self.folded_sessions += 1
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

@@ -53,14 +53,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agents.core.ledger import EventCounts, Ledger, OrderFact, Presence, SessionFacts
+from agents.core.ledger import (
+    EventCounts,
+    FoldedPresence,
+    Ledger,
+    OrderFact,
+    Presence,
+    SessionFacts,
+)
 from agents.core.operator import OperatorBoard
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 
 def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     """One ledger holding every input's facts (see the module docstring); inputs untouched."""
-    merged = Ledger()
+    windows = {ledger.dedupe_window_ms for ledger in ledgers}
+    # Partitions of one worker share the window; states of workers set differently merge with
+    # none (the merged ledger is read, never fed).
+    merged = Ledger(windows.pop() if len(windows) == 1 else None)
     # Arrival-number offset of each input: the valid events of the inputs before it.
     offsets: list[int] = []
     total = 0
@@ -72,11 +82,25 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         valid=sum(ledger.counts.valid for ledger in ledgers),
         rejected=sum(ledger.counts.rejected for ledger in ledgers),
         duplicates=sum(ledger.counts.duplicates for ledger in ledgers),
+        expired=sum(ledger.counts.expired for ledger in ledgers),
     )
     if len(ledgers) == 1:
         merged._seen_ids = set(ledgers[0]._seen_ids)
     else:
         merged._seen_ids = set().union(*(ledger._seen_ids for ledger in ledgers))
+    for topic in range(len(merged.newest_ts)):
+        newest = [ts for ts in (ledger.newest_ts[topic] for ledger in ledgers) if ts is not None]
+        merged.newest_ts[topic] = max(newest) if newest else None
+        hours = merged._id_hours[topic]
+        for ledger in ledgers:
+            for hour, keys in ledger._id_hours[topic].items():
+                hours.setdefault(hour, []).extend(keys)
+        kept = [k for k in (ledger._kept_from_hour[topic] for ledger in ledgers) if k is not None]
+        merged._kept_from_hour[topic] = min(kept) if kept else None
+    merged.folded_sessions = sum(ledger.folded_sessions for ledger in ledgers)
+    for ledger in ledgers:
+        for sid, ended_ts in ledger._ended_unfolded.items():
+            merged._ended_unfolded[sid] = min(ended_ts, merged._ended_unfolded.get(sid, ended_ts))
     max_ts = [ledger.max_ts for ledger in ledgers if ledger.max_ts is not None]
     merged.max_ts = max(max_ts) if max_ts else None
     merged.sessions = _merge_sessions(ledgers, offsets)
@@ -123,7 +147,20 @@ def _merge_session(parts: Sequence[tuple[SessionFacts, int]]) -> SessionFacts:
         out.interacting_users.update(session.interacting_users)
         orders.extend(session.orders)
     out.orders = orders
-    out.presence = Presence.merged([(session.presence, offset) for session, offset in parts])
+    raw = [(s.presence, offset) for s, offset in parts if isinstance(s.presence, Presence)]
+    folded = [s.presence for s, _offset in parts if isinstance(s.presence, FoldedPresence)]
+    if not folded:
+        out.presence = Presence.merged(raw)
+    else:
+        # A closed session's summary (a session id met in several inputs only when a producer
+        # keyed its views apart: the raw parts folded at the merged end, then combined).
+        close_ts = out.ended_ts if out.ended_ts is not None else out.last_ts
+        points = [(order.user_id, order.ts) for order in orders]
+        folded += [
+            FoldedPresence.fold(Presence.merged([part]), close_ts, out.ended_ts, points)
+            for part in raw
+        ]
+        out.presence = FoldedPresence.combined(folded)
     return out
 
 

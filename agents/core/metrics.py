@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from statistics import median
-from typing import Any, Final
+from typing import Final
 
-from agents.core.ledger import Ledger, OrderFact, SessionFacts
+from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
+from agents.core.facts import ClaimFacts, Measurement, order_key, ratio
+from agents.core.ledger import Ledger, SessionFacts
 from agents.core.stats import (
     FloatArray,
     cluster_bootstrap_interval,
@@ -23,7 +23,6 @@ from agents.core.stats import (
     two_way_wilson_interval,
     wilson_interval,
 )
-from agents.core.timeline import NEVER_MEMBER, Membership, watch_time_ms
 
 CST: Final = timezone(timedelta(hours=8), "CST")
 MINUTE_MS: Final[int] = 60_000
@@ -42,19 +41,10 @@ AOV_BAR_CNY: Final[float] = 500.0
 DAY_FAMILY_ALPHA: Final[float] = 0.05
 
 
-@dataclass(slots=True)
-class Measurement:
-    """One claim's figure: the value, its sample size, the 95% interval and supporting counts.
-
-    `clusters` is the number of independent units the interval resamples or sums over
-    (sessions, or users) when the n cases are not independent; None when they are.
-    """
-
-    observed: float | None
-    n: int
-    interval: tuple[float, float] | None
-    detail: dict[str, Any] = field(default_factory=dict)
-    clusters: int | None = None
+# The claim functions' own names for the shared views and the guarded ratio (agents.core.facts).
+_Facts = ClaimFacts
+_ratio = ratio
+__all__ = ["Measurement", "order_key"]
 
 
 def cst_day(ts_ms: int) -> str:
@@ -65,10 +55,6 @@ def cst_day(ts_ms: int) -> str:
 def cst_month(ts_ms: int) -> str:
     """Calendar month in China Standard Time (UTC+8), as YYYY-MM."""
     return cst_day(ts_ms)[:7]
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den else None
 
 
 def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measurement:
@@ -101,60 +87,6 @@ def _session_proportion(
     )
 
 
-def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
-    """A canonical order of orders: by ts, then every field a claim can read (not `seq`).
-
-    Claims iterate orders in this order, so that a report is a function of the set of events
-    and not of their arrival order across topics and partitions (a case list's order moves
-    the last bits of float sums in the intervals): two orders equal under it are
-    indistinguishable to every claim.
-    """
-    return (
-        order.ts,
-        order.order_id,
-        order.session_id or "",
-        order.merchant_id,
-        order.user_id,
-        order.amount_cents,
-        order.max_unit_price_cents,
-        order.has_apparel,
-        order.distinct_skus,
-    )
-
-
-class _Facts:
-    """Views of a ledger that several claims share, built once per report."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self.end_ts = ledger.max_ts
-        self.started: dict[str, SessionFacts] = {
-            sid: s for sid, s in sorted(ledger.sessions.items()) if s.started_ts is not None
-        }
-        #: Every paid order, in `order_key` order.
-        self.orders: list[OrderFact] = sorted(ledger.orders, key=order_key)
-        self._session_orders: list[tuple[str, SessionFacts, OrderFact]] = [
-            (sid, session, order)
-            for sid, session in self.started.items()
-            for order in sorted(session.orders, key=order_key)
-        ]
-        self._memberships: dict[tuple[str, str], Membership] = {}
-
-    def session_orders(self) -> Iterator[tuple[str, SessionFacts, OrderFact]]:
-        """Orders whose session id names a session that has a `session_started`, by session
-        id, then in `order_key` order."""
-        return iter(self._session_orders)
-
-    def membership(self, merchant_id: str, user_id: str) -> Membership:
-        key = (merchant_id, user_id)
-        found = self._memberships.get(key)
-        if found is None:
-            events = self.ledger.group_events.get(key)
-            found = Membership(events) if events else NEVER_MEMBER
-            self._memberships[key] = found
-        return found
-
-
 def _close_ts(session: SessionFacts) -> int:
     return session.ended_ts if session.ended_ts is not None else session.last_ts
 
@@ -181,12 +113,7 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     order_sessions: list[str] = []
     for sid, session, order in facts.session_orders():
         order_sessions.append(sid)
-        watched = watch_time_ms(
-            session.presence.get(order.user_id, ()),
-            _close_ts(session),
-            session.ended_ts,
-            until_ts=order.ts,
-        )
+        watched = session.watch_ms(order.user_id, until_ts=order.ts)
         minutes = watched / MINUTE_MS
         prices.append(order.max_unit_price_cents)
         watch_minutes.append(minutes)
@@ -350,15 +277,10 @@ def group_member_dwell(facts: _Facts) -> Measurement:
     users: list[str] = []
     for sid, session in facts.started.items():
         assert session.merchant_id is not None
-        for user, presence in sorted(session.presence.items()):
-            joins = [ts for ts, _seq, is_join in presence if is_join]
-            if not joins:
+        for user, first_join_ts in session.first_joins():
+            if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
                 continue
-            if not facts.membership(session.merchant_id, user).member_at(min(joins)):
-                continue
-            minutes.append(
-                watch_time_ms(presence, _close_ts(session), session.ended_ts) / MINUTE_MS
-            )
+            minutes.append(session.watch_ms(user) / MINUTE_MS)
             sessions.append(sid)
             users.append(user)
     # A member's watch habit goes with them to every session they attend, and a session's
@@ -394,12 +316,8 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
     for _sid, session in facts.started.items():
         assert session.merchant_id is not None and session.started_ts is not None
         month = cst_month(session.started_ts)
-        for user, presence in session.presence.items():
-            joins = [ts for ts, _seq, is_join in presence if is_join]
-            if not joins:
-                continue
+        for user, earliest in session.first_joins():
             key = (session.merchant_id, month, user)
-            earliest = min(joins)
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
     spend: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -454,9 +372,6 @@ CLAIM_FUNCTIONS: Final = {
 
 def compute_claims(ledger: Ledger) -> dict[str, Measurement]:
     """Every claim's figure (core, then extended) from the ledger's facts."""
-    # Imported here: `extended` builds on this module's Measurement and _Facts.
-    from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
-
     facts = _Facts(ledger)
     functions = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
     return {claim_id: fn(facts) for claim_id, fn in functions.items()}

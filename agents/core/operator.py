@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from agents.core.ledger import Ledger, OrderFact, SessionFacts
+from agents.core.ledger import FoldedPresence, Ledger, OrderFact, SessionFacts
+from agents.core.timeline import presence_minutes, watch_intervals
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
 from schemas.events import (
     TOPIC_BY_TYPE,
@@ -179,52 +180,6 @@ def _median(values: Sequence[int]) -> float | None:
     if i + 1 >= n:
         return float(xs[i])
     return xs[i] + (h - i) * (xs[i + 1] - xs[i])
-
-
-def watch_intervals(
-    presence: Iterable[tuple[int, int, bool]], close_ts: int, ended_ts: int | None
-) -> tuple[list[tuple[int, int]], bool]:
-    """A (session, user)'s watch intervals of positive length, and whether one is still open.
-
-    The same reading as `timeline.watch_time_ms` (claims.md's watch time), kept as intervals so
-    that presence per minute can be counted.
-    """
-    intervals: list[tuple[int, int]] = []
-    opened: int | None = None
-    for ts, _seq, is_join in sorted(presence):
-        if is_join:
-            if opened is None:
-                opened = ts
-        elif opened is not None:
-            _append_clipped(intervals, opened, ts, ended_ts)
-            opened = None
-    still_open = opened is not None
-    if opened is not None:
-        _append_clipped(intervals, opened, close_ts, ended_ts)
-    return intervals, still_open
-
-
-def _append_clipped(
-    intervals: list[tuple[int, int]], start: int, end: int, ended_ts: int | None
-) -> None:
-    if ended_ts is not None and end > ended_ts:
-        end = ended_ts
-    if end > start:
-        intervals.append((start, end))
-
-
-def _add_presence_minutes(diff: Counter[int], intervals: list[tuple[int, int]]) -> None:
-    """Mark the minutes a pair was present in at some moment, each minute once per pair."""
-    last_marked: int | None = None
-    for start, end in intervals:
-        first, last = start // MINUTE_MS, (end - 1) // MINUTE_MS
-        if last_marked is not None and first <= last_marked:
-            first = last_marked + 1
-        if first > last:
-            continue
-        diff[first] += 1
-        diff[last + 1] -= 1
-        last_marked = last
 
 
 def _peak(diff: Counter[int]) -> int:
@@ -458,14 +413,23 @@ class OperatorBoard:
         assert started_ts is not None  # only started sessions are passed
         ended_ts = session.ended_ts
         close_ts = ended_ts if ended_ts is not None else session.last_ts
-        for records in session.presence.values():
-            for _ts, _seq, is_join in records:
-                if is_join:
-                    parts.entries += 1
         viewers = session.viewers  # derived from the facts each time it is read: once here
         parts.unique_viewers = len(viewers)
-        for user in viewers:
-            presence = session.presence.get(user)
+        folded = session.presence
+        if isinstance(folded, FoldedPresence):  # a closed session: its summary (ledger.py)
+            parts.entries += folded.entries
+            parts.watch_ms.extend(folded.watch_ms(user) for user in viewers)
+            parts.presence_diff.update(folded.minutes)
+            viewers_live: set[str] = set()
+        else:
+            for records in folded.values():
+                for _ts, _seq, is_join in records:
+                    if is_join:
+                        parts.entries += 1
+            viewers_live = viewers
+        for user in viewers_live:
+            assert not isinstance(folded, FoldedPresence)
+            presence = folded.get(user)
             if presence is None:  # a viewer by an interaction or an order only
                 parts.watch_ms.append(0)
                 continue
@@ -473,7 +437,7 @@ class OperatorBoard:
             parts.watch_ms.append(sum(end - start for start, end in intervals))
             if still_open and ended_ts is None:
                 parts.viewers_current += 1
-            _add_presence_minutes(parts.presence_diff, intervals)
+            presence_minutes(parts.presence_diff, intervals)
         buyers = {order.user_id for order in session.orders}
         parts.buyers = len(buyers)
         parts.paying_users = buyers

@@ -33,12 +33,23 @@ import zlib
 from collections import Counter
 from typing import Final
 
-from agents.core.ledger import EventCounts, Ledger, OrderFact, Presence, RefundFact, SessionFacts
+from agents.core.ledger import (
+    EventCounts,
+    FoldedPresence,
+    Ledger,
+    OrderFact,
+    Presence,
+    RefundFact,
+    SessionFacts,
+)
 from agents.core.operator import OperatorBoard
 from agents.core.windows import EventTimeWindows, MinuteBucket
 
 MAGIC: Final[bytes] = b"LPst"
-VERSION: Final[int] = 1
+#: 2: the ledger has a dedupe window (issue 17). A version 1 state still loads, as a ledger
+#: with no window (every id kept, as it was written).
+VERSION: Final[int] = 2
+_READABLE: Final[frozenset[int]] = frozenset({1, 2})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -54,6 +65,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         EventCounts,
         SessionFacts,
         Presence,
+        FoldedPresence,
         OrderFact,
         RefundFact,
         OperatorBoard,
@@ -93,8 +105,10 @@ def load_state(data: bytes, max_size: int = MAX_STATE_BYTES) -> tuple[Ledger, Op
     if len(data) < _HEADER or data[: len(MAGIC)] != MAGIC:
         raise StateFormatError("not a livepulse state (wrong magic)")
     version = data[len(MAGIC)]
-    if version != VERSION:
-        raise StateFormatError(f"unknown state version {version} (this code reads {VERSION})")
+    if version not in _READABLE:
+        raise StateFormatError(
+            f"unknown state version {version} (this code reads {sorted(_READABLE)})"
+        )
     inflater = zlib.decompressobj()
     try:
         pickled = inflater.decompress(data[_HEADER:], max_size)
@@ -127,6 +141,8 @@ def _check_shape(ledger: Ledger, board: OperatorBoard) -> None:
     expected: tuple[tuple[object, type], ...] = (
         (getattr(ledger, "counts", None), EventCounts),
         (getattr(ledger, "_seen_ids", None), set),
+        (getattr(ledger, "_id_hours", None), list),
+        (getattr(ledger, "newest_ts", None), list),
         (getattr(ledger, "_seq", None), int),
         (getattr(ledger, "sessions", None), dict),
         (getattr(ledger, "orders", None), list),

@@ -73,6 +73,15 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
         "claims": claims,
         "interval_scope": INTERVAL_SCOPE,
         "events": ledger.counts.as_dict(),
+        # What the state forgets (docs/design.md, "Worker state: what is kept"): events older
+        # than their topic's dedupe window are expired, neither applied nor counted as events.
+        "retention": {
+            "dedupe_window_s": (
+                ledger.dedupe_window_ms / 1000 if ledger.dedupe_window_ms is not None else None
+            ),
+            "expired": ledger.counts.expired,
+            "folded_sessions": ledger.folded_sessions,
+        },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
         "distributions": compute_distributions(ledger),
@@ -178,6 +187,12 @@ def render_table(report: dict[str, Any]) -> str:
         f"events: {events.get('valid', 0):,} valid, {events.get('rejected', 0):,} rejected, "
         f"{events.get('duplicates', 0):,} duplicates"
     )
+    expired = (report.get("retention") or {}).get("expired") or 0
+    if expired:
+        lines.append(
+            f"        {expired:,} expired (older than the dedupe window of their topic: "
+            "not applied)"
+        )
     if "operator" in report:
         lines.extend(["", render_operator_summary(report["operator"])])
     return "\n".join(lines)

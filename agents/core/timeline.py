@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+_MINUTE_MS = 60_000
 
 
 def watch_time_ms(
@@ -40,6 +43,52 @@ def _clipped(start: int, end: int, bound: int | None) -> int:
     if bound is not None and end > bound:
         end = bound
     return end - start if end > start else 0
+
+
+def watch_intervals(
+    presence: Iterable[tuple[int, int, bool]], close_ts: int, ended_ts: int | None
+) -> tuple[list[tuple[int, int]], bool]:
+    """A (session, user)'s watch intervals of positive length, and whether one is still open.
+
+    The same reading as `timeline.watch_time_ms` (claims.md's watch time), kept as intervals so
+    that presence per minute can be counted.
+    """
+    intervals: list[tuple[int, int]] = []
+    opened: int | None = None
+    for ts, _seq, is_join in sorted(presence):
+        if is_join:
+            if opened is None:
+                opened = ts
+        elif opened is not None:
+            _append_clipped(intervals, opened, ts, ended_ts)
+            opened = None
+    still_open = opened is not None
+    if opened is not None:
+        _append_clipped(intervals, opened, close_ts, ended_ts)
+    return intervals, still_open
+
+
+def _append_clipped(
+    intervals: list[tuple[int, int]], start: int, end: int, ended_ts: int | None
+) -> None:
+    if ended_ts is not None and end > ended_ts:
+        end = ended_ts
+    if end > start:
+        intervals.append((start, end))
+
+
+def presence_minutes(diff: Counter[int], intervals: Iterable[tuple[int, int]]) -> None:
+    """Mark the minutes a pair was present in at some moment, each minute once per pair."""
+    last_marked: int | None = None
+    for start, end in intervals:
+        first, last = start // _MINUTE_MS, (end - 1) // _MINUTE_MS
+        if last_marked is not None and first <= last_marked:
+            first = last_marked + 1
+        if first > last:
+            continue
+        diff[first] += 1
+        diff[last + 1] -= 1
+        last_marked = last
 
 
 class Membership:

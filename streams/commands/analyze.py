@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"livepulse analyze: {options.settings_error(exc)}", file=sys.stderr)
         return 2
     board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
-    report = analyze_file(args.file, progress=sys.stderr, board=board)
+    report = analyze_file(
+        args.file, progress=sys.stderr, board=board, dedupe_window_ms=settings.dedupe_window_ms
+    )
     mark_if_simulated(report, args.file)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))

@@ -51,6 +51,13 @@ class WorkerMetrics:
             ["topic"],
             registry=registry,
         )
+        self.expired = Counter(
+            "livepulse_events_expired",
+            "Valid events older than their topic's dedupe window (LIVEPULSE_DEDUPE_WINDOW_S) "
+            "in event time: neither applied nor counted as events or duplicates.",
+            ["topic"],
+            registry=registry,
+        )
         self.deadletter_failures = Counter(
             "livepulse_deadletter_failures",
             "Dead letters the broker did not accept (the record is still counted as rejected).",
@@ -78,6 +85,7 @@ class WorkerMetrics:
                 self.events.labels(settings.topic(topic), event_type)
         for topic in settings.source_topics:
             self.duplicates.labels(topic)
+            self.expired.labels(topic)
             # Not processing_error: a bug's series shows up when it does.
             for reason in REJECT_REASONS:
                 self.rejected.labels(topic, reason)

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # older than the newest event of its own topic and record key is late and left out of
     # the windows (agents/core/windows.py).
     window_grace_s: float = Field(default=120.0, ge=0, le=10 * 365 * 86_400)
+    # State retention (docs/design.md, "Worker state: what is kept"): an event more than this
+    # older (by `ts`) than the newest event of its own topic in its partition is expired (not
+    # applied, counted in the report's `retention.expired`), and event ids are remembered for
+    # duplicates only this long in event time. 0: every id for ever, nothing expires.
+    dedupe_window_s: float = Field(default=7 * 86_400, ge=0, le=10 * 365 * 86_400)
     # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
     label_top_n: int = Field(default=20, ge=0, le=1000)
     # GPM = GMV x 1000 / this: entries (views) or unique viewers.
@@ -132,6 +137,11 @@ class Settings(BaseSettings):
     def window_grace_ms(self) -> int:
         """`window_grace_s` in whole milliseconds."""
         return round(self.window_grace_s * 1000)
+
+    @property
+    def dedupe_window_ms(self) -> int | None:
+        """`dedupe_window_s` in whole milliseconds, None for 0 (no window)."""
+        return round(self.dedupe_window_s * 1000) or None
 
     @property
     def source_topics(self) -> tuple[str, ...]:

@@ -43,6 +43,8 @@ class LiveState:
     """
 
     grace_ms: int = DEFAULT_GRACE_MS
+    #: Each partition's ledger's dedupe window (`Settings.dedupe_window_ms`; None: no window).
+    dedupe_window_ms: int | None = None
     gpm_denominator: GpmDenominator = "entries"
     assigned_only: bool = False
     partitions: dict[int, PartitionState] = field(default_factory=dict)
@@ -72,11 +74,15 @@ class LiveState:
 
     def new_partition(self) -> PartitionState:
         return PartitionState(
-            Ledger(), OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator)
+            Ledger(self.dedupe_window_ms),
+            OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator),
         )
 
     def install(self, partition: int, state: PartitionState) -> None:
-        """Make `state` this worker's state of `partition` (assigned, restored)."""
+        """Make `state` this worker's state of `partition` (assigned, restored), its ledger
+        under this worker's dedupe window (a restored one may have been written under another:
+        the new window holds for the events from now on)."""
+        state.ledger.dedupe_window_ms = self.dedupe_window_ms
         self.partitions[partition] = state
         for topic, offset in state.positions.items():
             self.positions[(topic, partition)] = offset
@@ -115,6 +121,7 @@ class LiveState:
             total.valid += counts.valid
             total.rejected += counts.rejected
             total.duplicates += counts.duplicates
+            total.expired += counts.expired
         return total
 
     @property
@@ -140,6 +147,7 @@ class LiveState:
         counted: Counter[tuple[str, str]] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
         duplicates: Counter[str] = Counter()
+        expired: Counter[str] = Counter()
         applied: list[SourceRecord] = []
         part: PartitionState | None = None
         part_no = -1
@@ -154,8 +162,11 @@ class LiveState:
                 continue
             applied.append(record)
             outcome = ingest(record.value, part.ledger, part.board)
-            if outcome is None:
-                duplicates[record.topic] += 1
+            if outcome is None:  # refused by the ledger: seen before, or older than its window
+                if part.ledger.refused_as == "expired":
+                    expired[record.topic] += 1
+                else:
+                    duplicates[record.topic] += 1
                 continue
             if not isinstance(outcome, Rejected):
                 counted[(record.topic, outcome.type)] += 1
@@ -174,7 +185,7 @@ class LiveState:
                     detail[:200],
                 )
         self._advance(applied)
-        self._count(counted, rejected, duplicates)
+        self._count(counted, rejected, duplicates, expired)
         if self.gc is not None:
             self.gc.after(len(records))
         return letters
@@ -216,6 +227,7 @@ class LiveState:
         counted: Counter[tuple[str, str]],
         rejected: Counter[tuple[str, str]],
         duplicates: Counter[str],
+        expired: Counter[str],
     ) -> None:
         metrics = self.metrics
         for (topic, event_type), n in counted.items():
@@ -224,6 +236,8 @@ class LiveState:
             metrics.rejected.labels(topic, reason).inc(n)
         for topic, n in duplicates.items():
             metrics.duplicates.labels(topic).inc(n)
+        for topic, n in expired.items():
+            metrics.expired.labels(topic).inc(n)
 
     def maybe_log_summary(self) -> None:
         """Log the counts at INFO at most every 30 s."""

@@ -64,7 +64,7 @@ class ReportCache:
 
         def version() -> Hashable:
             counts = ledger.counts
-            return (counts.valid, counts.rejected, counts.duplicates)
+            return (counts.valid, counts.rejected, counts.duplicates, counts.expired)
 
         return cls(lambda: (ledger, board), version)
 

@@ -75,6 +75,7 @@ class Worker:
         self.gc_clock = GcClock()
         self.state = LiveState(
             grace_ms=settings.window_grace_ms,
+            dedupe_window_ms=settings.dedupe_window_ms,
             gpm_denominator=settings.gpm_denominator,
             assigned_only=True,
             metrics=self.metrics,

@@ -45,14 +45,18 @@ def analyze_records(
 
 
 def analyze_file(
-    path: Path, progress: IO[str] | None = None, board: OperatorBoard | None = None
+    path: Path,
+    progress: IO[str] | None = None,
+    board: OperatorBoard | None = None,
+    dedupe_window_ms: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
-    The operator board defaults to the default grace and GPM denominator.
+    The operator board defaults to the default grace and GPM denominator; the ledger has the
+    given dedupe window (None: none, every id kept).
     """
     started = time.monotonic()
-    ledger = Ledger()
+    ledger = Ledger(dedupe_window_ms)
     board = board if board is not None else OperatorBoard()
     records = iter_records(path)
     if progress is not None and on_terminal(progress):
@@ -65,6 +69,7 @@ def analyze_file(
         pacer.uninstall()
     if progress is not None:
         elapsed = time.monotonic() - started
-        total = ledger.counts.valid + ledger.counts.rejected + ledger.counts.duplicates
+        counts = ledger.counts
+        total = counts.valid + counts.rejected + counts.duplicates + counts.expired
         progress.write(f"analyzed {total:,} records in {elapsed:.1f} s\n")
     return report

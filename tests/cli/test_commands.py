@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from tests.cli.conftest import CliWorker
-from tests.support.cli import FIXTURES, livepulse, table_matches
+from tests.support.cli import FIXTURES, livepulse, one_error_line, table_matches, user_env
 from tests.support.truth import operator_mismatches, report_mismatches
 
 
@@ -60,6 +60,28 @@ def test_analyze_table(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     table_matches(result.stdout, _truth("impulse"))
     assert result.stdout.startswith("SIMULATED DATA (scenario impulse, seed 1")
+
+
+def test_analyze_takes_the_dedupe_window_from_the_environment() -> None:
+    """Issue 17: `livepulse analyze` uses LIVEPULSE_DEDUPE_WINDOW_S as the worker does. The
+    default (7 days) folds the fixture's closed sessions and gives the truth (the test above);
+    a 10-minute window expires the fixture's late events, and a negative one is one line."""
+    truth = _truth("xhs")
+    result = livepulse(
+        "analyze", FIXTURES / "xhs.jsonl", "--json", env=user_env(LIVEPULSE_DEDUPE_WINDOW_S="600")
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    expired = report["retention"]["expired"]
+    assert report["retention"]["dedupe_window_s"] == 600
+    assert expired > 0
+    assert report["events"]["valid"] == truth["events"]["valid"] - expired
+    table = livepulse(
+        "analyze", FIXTURES / "xhs.jsonl", env=user_env(LIVEPULSE_DEDUPE_WINDOW_S="600")
+    )
+    assert f"{expired:,} expired" in table.stdout
+    bad = livepulse("analyze", FIXTURES / "xhs.jsonl", env=user_env(LIVEPULSE_DEDUPE_WINDOW_S="-1"))
+    assert "LIVEPULSE_DEDUPE_WINDOW_S" in one_error_line(bad, "livepulse analyze")
 
 
 def test_analyze_of_a_stream_without_truth_file_has_no_simulated_note(tmp_path: Path) -> None:

@@ -112,6 +112,21 @@ def test_valid_events_reach_the_ledger_and_invalid_ones_become_dead_letters() ->
     )
 
 
+def test_an_event_older_than_the_dedupe_window_is_expired_not_a_duplicate() -> None:
+    """Issue 17: with a window, an event more than it older than its topic's newest is counted
+    in `livepulse_events_expired_total`, neither applied nor a duplicate."""
+    state = LiveState(dedupe_window_ms=60_000)
+    state.apply_batch(records("live.orders", START, ORDER))
+    late = orjson.loads(ORDER) | {"event_id": "e-9", "order_id": "o-9", "ts": T0}
+    letters = state.apply_batch([SourceRecord("live.orders", 0, 2, b"s-1", orjson.dumps(late))])
+    assert letters == []
+    assert state.ledger.counts.as_dict() == {"valid": 2, "rejected": 0, "duplicates": 0}
+    assert state.ledger.counts.expired == 1
+    assert sample(state, "livepulse_events_expired_total", topic="live.orders") == 1
+    assert not sample(state, "livepulse_events_duplicate_total", topic="live.orders")
+    assert sample(state, "livepulse_events_total", topic="live.orders", type="order_paid") == 1
+
+
 def test_a_redelivered_event_is_counted_once() -> None:
     """A redelivery carries the same key, so it lands on the same partition (the contract)."""
     state = LiveState()

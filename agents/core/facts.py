@@ -1,0 +1,83 @@
+"""What every claim function reads (`ClaimFacts`, a ledger's shared views) and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.core.ledger import Ledger, OrderFact, SessionFacts
+from agents.core.timeline import NEVER_MEMBER, Membership
+
+
+@dataclass(slots=True)
+class Measurement:
+    """One claim's figure: the value, its sample size, the 95% interval and supporting counts.
+
+    `clusters` is the number of independent units the interval resamples or sums over
+    (sessions, or users) when the n cases are not independent; None when they are.
+    """
+
+    observed: float | None
+    n: int
+    interval: tuple[float, float] | None
+    detail: dict[str, Any] = field(default_factory=dict)
+    clusters: int | None = None
+
+
+def ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
+    """A canonical order of orders: by ts, then every field a claim can read (not `seq`).
+
+    Claims iterate orders in this order, so that a report is a function of the set of events
+    and not of their arrival order across topics and partitions (a case list's order moves
+    the last bits of float sums in the intervals): two orders equal under it are
+    indistinguishable to every claim.
+    """
+    return (
+        order.ts,
+        order.order_id,
+        order.session_id or "",
+        order.merchant_id,
+        order.user_id,
+        order.amount_cents,
+        order.max_unit_price_cents,
+        order.has_apparel,
+        order.distinct_skus,
+    )
+
+
+class ClaimFacts:
+    """Views of a ledger that several claims share, built once per report."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.end_ts = ledger.max_ts
+        self.started: dict[str, SessionFacts] = {
+            sid: s for sid, s in sorted(ledger.sessions.items()) if s.started_ts is not None
+        }
+        #: Every paid order, in `order_key` order.
+        self.orders: list[OrderFact] = sorted(ledger.orders, key=order_key)
+        self._session_orders: list[tuple[str, SessionFacts, OrderFact]] = [
+            (sid, session, order)
+            for sid, session in self.started.items()
+            for order in sorted(session.orders, key=order_key)
+        ]
+        self._memberships: dict[tuple[str, str], Membership] = {}
+
+    def session_orders(self) -> Iterator[tuple[str, SessionFacts, OrderFact]]:
+        """Orders whose session id names a session that has a `session_started`, by session
+        id, then in `order_key` order."""
+        return iter(self._session_orders)
+
+    def membership(self, merchant_id: str, user_id: str) -> Membership:
+        key = (merchant_id, user_id)
+        found = self._memberships.get(key)
+        if found is None:
+            events = self.ledger.group_events.get(key)
+            found = Membership(events) if events else NEVER_MEMBER
+            self._memberships[key] = found
+        return found
