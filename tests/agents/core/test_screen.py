@@ -111,3 +111,18 @@ def test_products_beyond_the_limit_are_counted_as_other() -> None:
         screen.observe(event)
     assert len(screen.skus["s"]) == SKU_LIMIT + 1
     assert screen.skus["s"][""].clicks == 5
+
+
+def test_html_report_shows_the_sources_and_products_of_the_reference() -> None:
+    from agents.core.html import render_html
+    from agents.core.report import build_report
+
+    ledger, board = feed(lines("xhs"))
+    page = render_html(build_report(ledger, board))
+    want = screen_truth(lines("xhs"))
+    feed_row = want["sources"]["overall"]["feed"]
+    assert f"<tr><td>Feed</td><td>{feed_row['entries']:,}</td><td>{feed_row['viewers']:,}</td>" in (
+        page
+    )
+    best = want["products"]["overall"]["top"][0]
+    assert f'<td class="id">{best["sku_id"]}</td><td>{best["clicks"]:,}</td>' in page
