@@ -29,6 +29,7 @@ from agents.core.operator import OperatorBoard
 from streams.runtime.claim_parts import VERDICTS, ClaimPartsCollector, GlobalClaimCollector
 from streams.runtime.consumer_lag import ConsumerLagCollector
 from streams.runtime.live import app, live, settings
+from streams.runtime.screen import register_screen
 
 
 class ReportCache:
@@ -432,6 +433,15 @@ def holds_every_partition() -> bool:
 
     total = keeper.SOURCE_PARTITIONS
     return total is not None and len(live.partitions) >= total
+
+
+# The live screen (/screen) and its /metrics families: streams/runtime/screen.py.
+register_screen(
+    app,
+    live.metrics.registry,
+    lambda: reports.get(settings.report_max_age_s),
+    lambda: {"partitions": sorted(live.partitions), "every_partition": holds_every_partition()},
+)
 
 
 def _reports_merged_state() -> bool:
