@@ -106,7 +106,7 @@ def register_screen(
     registry.register(ScreenCollector(report))
     page = page_html()
 
-    @app.page("/screen")  # type: ignore[untyped-decorator]
+    @app.page("/screen")
     class ScreenView(faust.web.View):
         """The live screen: one self-contained page that polls /report."""
 
@@ -117,7 +117,7 @@ def register_screen(
                 headers={"Cache-Control": "no-store", "Content-Security-Policy": _CSP},
             )
 
-    @app.page("/screen/scope")  # type: ignore[untyped-decorator]
+    @app.page("/screen/scope")
     class ScopeView(faust.web.View):
         """Which partitions this worker holds: the page reads the merged report if not all."""
 
