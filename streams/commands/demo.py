@@ -181,9 +181,7 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     _say(f"live screen (直播大屏): {worker.base_url}/screen")
     total = count_lines(args.fixture) if on_terminal(sys.stderr) else None
     summary = asyncio.run(
-        replay(
-            args.fixture, settings, speedup=args.speedup, progress=Progress(sys.stderr, total)
-        )
+        replay(args.fixture, settings, speedup=args.speedup, progress=Progress(sys.stderr, total))
     )
     with bar(desc="[demo] worker consuming") as consuming:
 

@@ -1,0 +1,52 @@
+"""The live screen's /metrics families (streams/runtime/screen.py) against the batch reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.runtime.screen import ScreenCollector, page_html
+from streams.tools.analyze import analyze_file
+from streams.tools.simulator.operator_truth import SOURCES, screen_truth
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "xhs.jsonl"
+
+
+def samples(report: dict[str, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()
+    registry.register(ScreenCollector(lambda: report))
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_sources_and_top_products_on_metrics_equal_the_reference() -> None:
+    report = analyze_file(FIXTURE)
+    got = samples(report)
+    truth = screen_truth(FIXTURE.read_text("utf-8").splitlines())
+    for source in SOURCES:
+        figures = truth["sources"]["overall"][source]
+        key = (("source", source),)
+        assert got[("livepulse_source_entries_total", key)] == figures["entries"]
+        assert got[("livepulse_source_viewers", key)] == figures["viewers"]
+        assert got[("livepulse_source_gmv_cny_total", key)] == figures["gmv_cny"]
+    top = truth["products"]["overall"]["top"]
+    for rank, line in enumerate(top, start=1):
+        assert got[("livepulse_top_product_gmv_cny", (("rank", str(rank)),))] == line["gmv_cny"]
+    assert got[("livepulse_products", ())] == truth["products"]["overall"]["skus"]
+    # Bounded labels only: the source enum and ranks, never a product id.
+    labels = {value for _name, pairs in got for _label, value in pairs}
+    assert labels <= set(SOURCES) | {str(rank) for rank in range(1, 21)}
+
+
+def test_the_page_is_self_contained() -> None:
+    page = page_html().decode("utf-8")
+    for outside in ("http://", "https://", "//fonts", "<link", "src=", "@import", "url("):
+        assert outside not in page, outside
