@@ -439,8 +439,11 @@ def holds_every_partition() -> bool:
 register_screen(
     app,
     live.metrics.registry,
-    lambda: reports.get(settings.report_max_age_s),
+    reports.get,
     lambda: {"partitions": sorted(live.partitions), "every_partition": holds_every_partition()},
+    live.view,
+    lambda: live.version,
+    settings.report_max_age_s,
 )
 
 

@@ -1,10 +1,11 @@
 """The live screen in real headless Chromium, on a real worker fed by `livepulse replay --speedup`.
 
-While the replay runs, the numbers on the page change and are those of the `/report` the worker
-served for the page's last refresh (read at the network level, not from the page); once the
-worker has drained, they are those of a `/report` fetched by the test and of the fixture's truth
-file. Switching room and language works and is remembered, the rooms table sorts, the page
-logs no error and asks nothing of anyone but the worker.
+While the replay runs, the numbers on the page change and are those of the `/screen/data` the
+worker served for the page's last refresh (read at the network level, not from the page); once
+the worker has drained, `/screen/data` equals `/report`, and the page shows a `/report` fetched
+by the test, whose counts are the fixture's truth file's. Switching room and language works and
+is remembered, the rooms table sorts, the page logs no error and asks nothing of anyone but the
+worker.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -
     from playwright.sync_api import Route, sync_playwright
 
     base = worker.base_url
-    served: dict[int, dict[str, Any]] = {}  # events.valid -> the /report served with it
+    served: dict[int, dict[str, Any]] = {}  # events.valid -> the /screen/data served with it
     requests: list[str] = []
     errors: list[str] = []
 
@@ -162,7 +163,7 @@ def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -
                 lambda message: errors.append(message.text) if message.type == "error" else None,
             )
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.route(f"{base}/report*", keep_report)
+            page.route(f"{base}/screen/data*", keep_report)
             page.goto(f"{base}/screen")
             page.click("#lang-en")
             replay_log = tmp_path / "replay.log"
@@ -209,9 +210,16 @@ def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -
                 pool.submit(drain, worker).result()
             report = fetch_json(f"{base}/report", timeout_s=60)
             valid_now = report["events"]["valid"]
+            # Within a few refreshes, the figures and the claims are the latest.
             page.wait_for_function(
-                "(v) => document.body.dataset.valid === v", arg=str(valid_now), timeout=5000
+                "(v) => document.body.dataset.valid === v"
+                " && document.getElementById('claims-note').textContent === ''",
+                arg=str(valid_now),
+                timeout=6000,
             )
+            data = fetch_json(f"{base}/screen/data", timeout_s=60)
+            for section in ("events", "operator", "screen", "claims", "simulated"):
+                assert data[section] == report[section], section
             assert mismatches(shown(page), report, None) == []
             truth = fixture_truth("xhs")
             assert report["events"] == truth["events"]
@@ -219,6 +227,8 @@ def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -
                 report["operator"]["overall"]["entries"] == truth["operator"]["overall"]["entries"]
             )
             assert page.is_visible("#simulated")
+            # The worker's index names the screen.
+            assert "/screen" in fetch_json(f"{base}/", timeout_s=10)["views"]
             assert page.get_attribute("#scope", "data-scope") == "all"
             # English integers in full, with thousands separators.
             entries = report["operator"]["overall"]["entries"]

@@ -50,3 +50,48 @@ def test_the_page_is_self_contained() -> None:
     page = page_html().decode("utf-8")
     for outside in ("http://", "https://", "//fonts", "<link", "src=", "@import", "url("):
         assert outside not in page, outside
+
+
+def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
+    from agents.core import Ledger, OperatorBoard, build_report
+    from schemas import Rejection, decode_text
+    from streams.runtime.screen import ScreenFeed
+
+    ledger, board = Ledger(), OperatorBoard()
+    for line in FIXTURE.read_text("utf-8").splitlines():
+        event = decode_text(line)
+        if isinstance(event, Rejection):
+            ledger.reject(event.reason)
+        elif ledger.apply(event):
+            board.observe(event)
+    report = build_report(ledger, board)
+    asked: list[float] = []
+
+    def cached_report(max_age_s: float) -> dict[str, Any]:
+        asked.append(max_age_s)
+        return report
+
+    version = [0]
+    feed = ScreenFeed(lambda: (ledger, board), lambda: version[0], cached_report)
+    first = feed.get()
+    for section in ("events", "operator", "screen", "claims"):
+        assert first[section] == report[section], section
+    # A change within the interval: the same data; once it is over, rebuilt.
+    feed.build_s = 0.1  # a quick build: the interval is the 1 s floor
+    version[0] += 1
+    assert feed.get() is first
+    feed._built_at -= 1.0
+    assert feed.get() is not first
+    feed.report_build_s = 0.0
+    # A slow build (2 s) spaces the rebuilds to 2 / 0.2 = 10 s, not 1.
+    feed.build_s = 2.0
+    rebuilt = feed.get()
+    version[0] += 1
+    feed._built_at -= 5.0
+    assert feed.get() is rebuilt
+    feed._built_at -= 5.0
+    assert feed.get() is not rebuilt
+    # The claims are asked for no fresher than the report's own build allows.
+    feed.report_build_s = 3.0
+    feed.get()
+    assert asked[-1] == 15.0
