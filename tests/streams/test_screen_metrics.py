@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,8 +75,13 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     version = [0]
     feed = ScreenFeed(lambda: (ledger, board), lambda: version[0], cached_report)
     first = feed.get()
-    for section in ("events", "operator", "screen", "claims"):
+    for section in ("events", "screen", "claims"):
         assert first[section] == report[section], section
+    # The operator section less what the page does not show.
+    assert first["operator"] == {
+        k: v for k, v in report["operator"].items() if k not in ("sessions", "histograms")
+    }
+    assert orjson.loads(feed.body())["operator"] == first["operator"]
     # A change within the interval: the same data; once it is over, rebuilt.
     feed.build_s = 0.1  # a quick build: the interval is the 1 s floor
     version[0] += 1
@@ -94,4 +100,4 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     # The claims are asked for no fresher than the report's own build allows.
     feed.report_build_s = 3.0
     feed.get()
-    assert asked[-1] == 15.0
+    assert asked[-1] == 30.0
