@@ -131,19 +131,25 @@ class ScreenFeed:
         self.build_s = 0.0
         self.report_build_s = 0.0
         self._serial = 0
+        self._built_valid = 0
+        self._report_valid = 0
 
     def get(self) -> dict[str, Any]:
         """The page's data: the operator and screen sections, the claims and where they stand."""
         # The report first: a call that rebuilds it takes its time, which sets how old it may
         # get (a call answered from the cache takes microseconds).
+        # A build's cost grows with the state: the last one's, scaled by the events since.
+        valid = self._valid()
         began = time.perf_counter()
-        report = self._report(max(self.claims_min_age_s, self.report_build_s / self.claims_share))
+        report_cost_s = self.report_build_s * max(1.0, valid / max(1, self._report_valid))
+        report = self._report(max(self.claims_min_age_s, report_cost_s / self.claims_share))
         took = time.perf_counter() - began
         if took > 0.01:
-            self.report_build_s = took
+            self.report_build_s, self._report_valid = took, valid
         version = self._version_of()
         now = time.monotonic()
-        wait_s = max(self.interval_s, self.build_s / self.share)
+        build_cost_s = self.build_s * max(1.0, valid / max(1, self._built_valid))
+        wait_s = max(self.interval_s, build_cost_s / self.share)
         if self._payload is None or (version != self._version and now - self._built_at >= wait_s):
             began = time.perf_counter()
             ledger, board = self._source()
@@ -156,6 +162,7 @@ class ScreenFeed:
                 }
                 payload["screen"] = board.screen.snapshot(ledger)
             self.build_s = time.perf_counter() - began
+            self._built_valid = ledger.counts.valid
             payload["built_s"] = self.build_s
             self._payload, self._version, self._built_at = payload, version, now
             self._body = None
@@ -168,6 +175,10 @@ class ScreenFeed:
                     payload[key] = report[key]
             self._body = None
         return payload
+
+    def _valid(self) -> int:
+        ledger, _board = self._source()
+        return ledger.counts.valid
 
     def body(self) -> bytes:
         """`get()` as JSON, serialized once per change (the page asks every second), with a

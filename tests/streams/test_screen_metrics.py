@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -98,6 +99,10 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     feed._built_at -= 5.0
     assert feed.get() is not rebuilt
     # The claims are asked for no fresher than the report's own build allows.
-    feed.report_build_s = 3.0
+    feed.report_build_s, feed._report_valid = 3.0, ledger.counts.valid
     feed.get()
     assert asked[-1] == 30.0
+    # ... scaled by the growth of the state since that build (twice the events: twice as long).
+    feed._report_valid = ledger.counts.valid // 2
+    feed.get()
+    assert asked[-1] == pytest.approx(60.0, rel=1e-3)
