@@ -107,7 +107,8 @@ class ScreenFeed:
     """What the page shows, rebuilt at most once a second and within a share of the time.
 
     `source` gives the state, `version` changes whenever it does, `report(max_age_s)` is the
-    worker's cached report (its claims, state and simulated note are taken from it).
+    worker's cached report (its claims, state and simulated note are taken from it), `valid`
+    the count of valid events so far (cheaply: `source` may merge partitions).
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class ScreenFeed:
         source: Callable[[], tuple[Ledger, OperatorBoard | None]],
         version: Callable[[], Hashable],
         report: Callable[[float], dict[str, Any]],
+        valid: Callable[[], int],
         *,
         interval_s: float = 1.0,
         share: float = 0.2,
@@ -122,6 +124,7 @@ class ScreenFeed:
         claims_min_age_s: float = 2.0,
     ) -> None:
         self._source, self._version_of, self._report = source, version, report
+        self._valid = valid
         self.interval_s, self.share, self.claims_min_age_s = interval_s, share, claims_min_age_s
         self.claims_share = claims_share
         self._payload: dict[str, Any] | None = None
@@ -139,7 +142,7 @@ class ScreenFeed:
         # The report first: a call that rebuilds it takes its time, which sets how old it may
         # get (a call answered from the cache takes microseconds).
         # A build's cost grows with the state: the last one's, scaled by the events since.
-        valid = self._valid()
+        valid = self._valid()  # cheap: `source()` may merge every partition's state
         began = time.perf_counter()
         report_cost_s = self.report_build_s * max(1.0, valid / max(1, self._report_valid))
         report = self._report(max(self.claims_min_age_s, report_cost_s / self.claims_share))
@@ -176,10 +179,6 @@ class ScreenFeed:
             self._body = None
         return payload
 
-    def _valid(self) -> int:
-        ledger, _board = self._source()
-        return ledger.counts.valid
-
     def body(self) -> bytes:
         """`get()` as JSON, serialized once per change (the page asks every second), with a
         `serial` that changes with it (the page skips drawing the same data again)."""
@@ -197,6 +196,7 @@ def register_screen(
     scope: Callable[[], dict[str, Any]],
     source: Callable[[], tuple[Ledger, OperatorBoard | None]],
     version: Callable[[], Hashable],
+    valid: Callable[[], int],
     report_max_age_s: float,
 ) -> ScreenFeed:
     """Serve `/`, `/screen`, `/screen/data` and `/screen/scope` on the worker and add the
@@ -204,10 +204,10 @@ def register_screen(
 
     `report(max_age_s)` is this worker's cached report (the /metrics families read it at most
     `report_max_age_s` old, as the other collectors do), `scope` says which partitions it
-    holds, `source` and `version` give its state (`ScreenFeed`).
+    holds, `source`, `version` and `valid` give its state (`ScreenFeed`).
     """
     registry.register(ScreenCollector(lambda: report(report_max_age_s)))
-    feed = ScreenFeed(source, version, report, claims_min_age_s=report_max_age_s)
+    feed = ScreenFeed(source, version, report, valid, claims_min_age_s=report_max_age_s)
     page = page_html()
 
     @app.page("/screen")

@@ -443,6 +443,7 @@ register_screen(
     lambda: {"partitions": sorted(live.partitions), "every_partition": holds_every_partition()},
     live.view,
     lambda: live.version,
+    lambda: sum(state.ledger.counts.valid for state in live.partitions.values()),
     settings.report_max_age_s,
 )
 

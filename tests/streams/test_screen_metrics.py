@@ -74,7 +74,9 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
         return report
 
     version = [0]
-    feed = ScreenFeed(lambda: (ledger, board), lambda: version[0], cached_report)
+    feed = ScreenFeed(
+        lambda: (ledger, board), lambda: version[0], cached_report, lambda: ledger.counts.valid
+    )
     first = feed.get()
     for section in ("events", "screen", "claims"):
         assert first[section] == report[section], section
