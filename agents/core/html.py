@@ -946,13 +946,18 @@ def sources_table(report: Mapping[str, Any]) -> str:
     )
 
 
-def products_table(report: Mapping[str, Any], level: str = "overall") -> str:
-    """The top products by GMV (`screen.products.overall`), or a note that they are missing."""
+def products_table(report: Mapping[str, Any], room_id: str | None = None) -> str:
+    """The top products by GMV of all rooms (`screen.products.overall`) or of one room, or a
+    note that they are missing."""
     screen = report.get("screen")
-    products = screen.get("products", {}).get(level) if isinstance(screen, Mapping) else None
+    by_level = screen.get("products", {}) if isinstance(screen, Mapping) else {}
+    products = (
+        by_level.get("overall") if room_id is None else by_level.get("rooms", {}).get(room_id)
+    )
+    fig_id = "table-products" if room_id is None else f"table-products-{room_id}"
     if not isinstance(products, Mapping):
         body = _empty("No products table in this report (a worker older than the live screen?).")
-        return f'<figure id="table-products">{body}</figure>'
+        return f'<figure id="{_e(fig_id)}">{body}</figure>'
     rows = []
     lines = [*products.get("top", []), {"sku_id": "(other)", **(products.get("other") or {})}]
     for line in lines:
@@ -974,7 +979,7 @@ def products_table(report: Mapping[str, Any], level: str = "overall") -> str:
         "order = clickers who ordered the product / its clickers."
     )
     return (
-        '<figure id="table-products"><div class="scroll"><table><thead><tr><th>sku_id</th>'
+        f'<figure id="{_e(fig_id)}"><div class="scroll"><table><thead><tr><th>sku_id</th>'
         "<th>Clicks</th><th>Clickers</th><th>Orders</th><th>Units</th><th>GMV (CNY)</th>"
         f"<th>Click to order</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         f"<figcaption>{_e(caption)}</figcaption></figure>"
@@ -1048,6 +1053,14 @@ def render_html(
     sections.append(sources_table(report))
     sections.append(products_table(report))
     sections.append("</div>")
+    rooms = (report.get("operator") or {}).get("rooms") or {}
+    if isinstance(rooms, Mapping) and rooms:
+        sections.append('<h2 id="room-products">Products by room</h2><div class="plots">')
+        by_gmv = sorted(rooms, key=lambda r: (-(_num((rooms[r] or {}).get("gmv_cny")) or 0), r))
+        for room_id in by_gmv:
+            table = products_table(report, str(room_id))
+            sections.append(f"<div><h3>Room {_e(room_id)}</h3>{table}</div>")
+        sections.append("</div>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

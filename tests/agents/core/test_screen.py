@@ -126,3 +126,9 @@ def test_html_report_shows_the_sources_and_products_of_the_reference() -> None:
     )
     best = want["products"]["overall"]["top"][0]
     assert f'<td class="id">{best["sku_id"]}</td><td>{best["clicks"]:,}</td>' in page
+    # Each room's own products table.
+    for room_id, products in want["products"]["rooms"].items():
+        top = products["top"][0]
+        start = page.index(f'id="table-products-{room_id}"')
+        table = page[start : page.index("</figure>", start)]
+        assert f'<td class="id">{top["sku_id"]}</td><td>{top["clicks"]:,}</td>' in table
