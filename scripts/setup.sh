@@ -20,6 +20,11 @@ fi
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
   need_apt+=(chromium)
 fi
+# A CJK font, so that the live screen's Chinese labels render in Chromium (its tests, the
+# README's screenshot); a small one (WenQuanYi Zen Hei, ~10 MB).
+if [ ! -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] && [ "$(id -u)" -eq 0 ]; then
+  need_apt+=(fonts-wqy-zenhei)
+fi
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; install them (apt-get install ${need_apt[*]}) and rerun" >&2

@@ -899,6 +899,93 @@ def rooms_table(report: Mapping[str, Any]) -> str:
     )
 
 
+SOURCE_TITLES: Final[dict[str, str]] = {
+    "feed": "Feed",
+    "search": "Search",
+    "follow": "Follow",
+    "short_video": "Short video",
+    "group": "Group",
+    "note": "Note",
+    "other": "Other",
+    "unspecified": "Not given",
+}
+
+
+def _cell(value: object, kind: str) -> str:
+    shown = _fmt_room(value, kind) if _is_number(value) else "–"  # type: ignore[arg-type]
+    return f"<td>{_e(shown)}</td>"
+
+
+def sources_table(report: Mapping[str, Any]) -> str:
+    """Where the viewers came from (`screen.sources.overall`), or a note that it is missing."""
+    screen = report.get("screen")
+    sources = screen.get("sources", {}).get("overall") if isinstance(screen, Mapping) else None
+    if not isinstance(sources, Mapping) or not sources:
+        body = _empty("No entry sources in this report (a worker older than the live screen?).")
+        return f'<figure id="table-sources">{body}</figure>'
+    rows = []
+    for source, figures in sources.items():
+        figures = figures if isinstance(figures, Mapping) else {}
+        rows.append(
+            f"<tr><td>{_e(SOURCE_TITLES.get(str(source), source))}</td>"
+            + _cell(figures.get("entries"), "int")
+            + _cell(figures.get("viewers"), "int")
+            + _cell(figures.get("buyers"), "int")
+            + _cell(figures.get("conversion"), "pct")
+            + _cell(figures.get("gmv_cny"), "cny")
+            + "</tr>"
+        )
+    caption = (
+        "viewer_joined.source: entries, viewers by their first entry in a session, those "
+        "viewers' buyers, conversion and GMV (CNY)."
+    )
+    return (
+        '<figure id="table-sources"><table><thead><tr><th>Source</th><th>Entries</th>'
+        "<th>Viewers</th><th>Buyers</th><th>Conversion</th><th>GMV (CNY)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table><figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def products_table(report: Mapping[str, Any], room_id: str | None = None) -> str:
+    """The top products by GMV of all rooms (`screen.products.overall`) or of one room, or a
+    note that they are missing."""
+    screen = report.get("screen")
+    by_level = screen.get("products", {}) if isinstance(screen, Mapping) else {}
+    products = (
+        by_level.get("overall") if room_id is None else by_level.get("rooms", {}).get(room_id)
+    )
+    fig_id = "table-products" if room_id is None else f"table-products-{room_id}"
+    if not isinstance(products, Mapping):
+        body = _empty("No products table in this report (a worker older than the live screen?).")
+        return f'<figure id="{_e(fig_id)}">{body}</figure>'
+    rows = []
+    lines = [*products.get("top", []), {"sku_id": "(other)", **(products.get("other") or {})}]
+    for line in lines:
+        if not isinstance(line, Mapping):
+            continue
+        rows.append(
+            f'<tr><td class="id">{_e(line.get("sku_id", ""))}</td>'
+            + _cell(line.get("clicks"), "int")
+            + _cell(line.get("clickers"), "int")
+            + _cell(line.get("orders"), "int")
+            + _cell(line.get("units"), "int")
+            + _cell(line.get("gmv_cny"), "cny")
+            + _cell(line.get("click_to_order"), "pct")
+            + "</tr>"
+        )
+    caption = (
+        f"{int(products.get('skus') or 0):,} products in session orders or clicks, the top "
+        f"{len(lines) - 1} by GMV (unit price x quantity of their order lines, CNY); click to "
+        "order = clickers who ordered the product / its clickers."
+    )
+    return (
+        f'<figure id="{_e(fig_id)}"><div class="scroll"><table><thead><tr><th>sku_id</th>'
+        "<th>Clicks</th><th>Clickers</th><th>Orders</th><th>Units</th><th>GMV (CNY)</th>"
+        f"<th>Click to order</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
 # ---------------------------------------------------------------- page
 
 
@@ -962,6 +1049,18 @@ def render_html(
     sections.append('<h2 id="rooms">Rooms</h2><div class="plots">')
     sections.append(rooms_table(report))
     sections.append("</div>")
+    sections.append('<h2 id="sources-products">Sources and products</h2><div class="plots">')
+    sections.append(sources_table(report))
+    sections.append(products_table(report))
+    sections.append("</div>")
+    rooms = (report.get("operator") or {}).get("rooms") or {}
+    if isinstance(rooms, Mapping) and rooms:
+        sections.append('<h2 id="room-products">Products by room</h2><div class="plots">')
+        by_gmv = sorted(rooms, key=lambda r: (-(_num((rooms[r] or {}).get("gmv_cny")) or 0), r))
+        for room_id in by_gmv:
+            table = products_table(report, str(room_id))
+            sections.append(f"<div><h3>Room {_e(room_id)}</h3>{table}</div>")
+        sections.append("</div>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -62,6 +62,7 @@ from agents.core.ledger import (
     SessionFacts,
 )
 from agents.core.operator import OperatorBoard
+from agents.core.screen import merge_screens
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 
@@ -199,6 +200,7 @@ def merge_boards(boards: Sequence[OperatorBoard]) -> OperatorBoard:
             raise ValueError("boards with different gpm_denominator cannot be merged")
     merged = OperatorBoard(first.windows.grace_ms, first.gpm_denominator)
     merged.windows = merge_windows([board.windows for board in boards])
+    merged.screen = merge_screens([board.screen for board in boards])
     for board in boards:
         for sid, count in board.follows.items():
             merged.follows[sid] = merged.follows.get(sid, 0) + count

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from agents.core.ledger import FoldedPresence, Ledger, OrderFact, SessionFacts
+from agents.core.screen import ScreenState
 from agents.core.timeline import presence_minutes, watch_intervals
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
 from schemas.events import (
@@ -247,6 +248,8 @@ class OperatorBoard:
         self.follows: dict[str, int] = {}
         self.product_clicks: dict[str, int] = {}
         self.product_clickers: dict[str, set[str]] = {}
+        #: The live screen's curves, products and sources (agents/core/screen.py).
+        self.screen = ScreenState()
 
     @property
     def late_events(self) -> int:
@@ -258,6 +261,7 @@ class OperatorBoard:
 
     def observe(self, event: Event) -> None:
         """Take one accepted (non-duplicate) event: O(1) work."""
+        self.screen.observe(event)
         windows = self.windows
         on_time = windows.admit(event.ts, _source(event))
         if isinstance(event, ViewerJoined):

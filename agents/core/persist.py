@@ -43,6 +43,7 @@ from agents.core.ledger import (
     SessionFacts,
 )
 from agents.core.operator import OperatorBoard
+from agents.core.screen import MinuteCounts, ScreenState, SkuTally
 from agents.core.windows import EventTimeWindows, MinuteBucket
 
 MAGIC: Final[bytes] = b"LPst"
@@ -71,6 +72,9 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         OperatorBoard,
         EventTimeWindows,
         MinuteBucket,
+        ScreenState,
+        MinuteCounts,
+        SkuTally,
         Counter,
     )
 }
@@ -132,6 +136,8 @@ def load_state(data: bytes, max_size: int = MAX_STATE_BYTES) -> tuple[Ledger, Op
     ):
         raise StateFormatError("state is not a (Ledger, OperatorBoard) pair")
     ledger, board = loaded
+    if "screen" not in vars(board):  # a state saved before the live screen: curves start now
+        board.screen = ScreenState()
     _check_shape(ledger, board)
     return ledger, board
 
@@ -154,6 +160,7 @@ def _check_shape(ledger: Ledger, board: OperatorBoard) -> None:
         (getattr(board, "follows", None), dict),
         (getattr(board, "product_clicks", None), dict),
         (getattr(board, "product_clickers", None), dict),
+        (getattr(board, "screen", None), ScreenState),
     )
     for value, kind in expected:
         if not isinstance(value, kind):

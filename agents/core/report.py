@@ -88,6 +88,8 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
     }
     if board is not None:
         report["operator"] = board.snapshot(ledger)
+        # The live screen's curves, products and entry sources (agents/core/screen.py).
+        report["screen"] = board.screen.snapshot(ledger)
     return report
 
 

@@ -51,6 +51,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--exit", action="store_true", help="stop the worker after the report")
     p.add_argument(
+        "--speedup",
+        type=options.positive_float,
+        metavar="X",
+        help="replay at X times the speed of event time, to watch the live screen fill up "
+        "(e.g. 200000 plays xhs's two months in ~26 s; default: as fast as possible)",
+    )
+    p.add_argument(
         "--web-port", type=options.port, default=6066, help="the worker's HTTP port (6066)"
     )
     p.add_argument(
@@ -171,8 +178,11 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     with bar(desc="[demo] waiting for the worker", bar_format="{desc}: {elapsed}") as waiting:
         worker.wait_ready(tick=waiting.refresh)
     _say(f"worker ready at {worker.base_url}; replaying {args.fixture}")
+    _say(f"live screen (直播大屏): {worker.base_url}/screen")
     total = count_lines(args.fixture) if on_terminal(sys.stderr) else None
-    summary = asyncio.run(replay(args.fixture, settings, progress=Progress(sys.stderr, total)))
+    summary = asyncio.run(
+        replay(args.fixture, settings, speedup=args.speedup, progress=Progress(sys.stderr, total))
+    )
     with bar(desc="[demo] worker consuming") as consuming:
 
         def consumed(done: int, records: int) -> None:
@@ -201,6 +211,7 @@ def _main_job(args: argparse.Namespace, settings: Settings, worker: WorkerProces
     if write_html(report, args.html, f"{worker.base_url}/report", "livepulse demo") != 0:
         return 1
     _say(f"metrics: {worker.base_url}/metrics   report: {worker.base_url}/report")
+    _say(f"live screen (直播大屏): {worker.base_url}/screen")
     _say(f"dead letters: topic {settings.deadletter} ({report['events']['rejected']} records)")
     if args.exit:
         return 0

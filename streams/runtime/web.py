@@ -33,6 +33,7 @@ from streams.runtime.families import (
 )
 from streams.runtime.global_report import global_report
 from streams.runtime.provenance import mark_if_simulated
+from streams.runtime.screen import register_screen
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState
 
@@ -341,6 +342,20 @@ class WorkerViews:
             self.refresh_global_report
         )
         self._add_pages()
+        # The live screen (/screen) and its /metrics families: streams/runtime/screen.py.
+        self.screen = register_screen(
+            app,
+            registry,
+            self.reports.get,
+            lambda: {
+                "partitions": sorted(state.partitions),
+                "every_partition": self.holds_every_partition(),
+            },
+            state.view,
+            lambda: state.version,
+            lambda: sum(held.ledger.counts.valid for held in state.partitions.values()),
+            settings.report_max_age_s,
+        )
 
     def _mark_simulated(self, report: dict[str, Any]) -> dict[str, Any]:
         """The report, with the simulated-data note when the topics were filled from a simulated

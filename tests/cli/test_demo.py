@@ -26,7 +26,7 @@ def test_demo_with_every_option(kafka_bootstrap: str, tmp_path: Path) -> None:
     code, stderr = on_terminal(
         "demo", "--fixture", FIXTURES / "impulse.jsonl", "--exit", "--html", html,
         "--web-port", port, "--bootstrap", kafka_bootstrap, "--keep-topics",
-        "--timeout", "150", "--logs", logs, timeout=300, stdout=stdout,
+        "--timeout", "150", "--logs", logs, "--speedup", "1000000", timeout=300, stdout=stdout,
     )  # fmt: skip
     found = re.search(r"topics of this run: (demo-(\S+)\.)live\.\*", stderr)
     assert found, stderr
@@ -36,6 +36,8 @@ def test_demo_with_every_option(kafka_bootstrap: str, tmp_path: Path) -> None:
     )
     try:
         assert code == 0, stderr
+        # The live screen's address, before the replay (to watch it) and again at the end.
+        assert stderr.count(f"[demo] live screen (直播大屏): http://127.0.0.1:{port}/screen") == 2
         # The waits for the worker, and the replay, drew their bars.
         assert re.search(r"\[demo\] waiting for the worker: \d\d:\d\d", stderr), stderr
         assert re.search(r"\[demo\] worker consuming: +\d+%\|", stderr), stderr

@@ -287,3 +287,188 @@ def operator_truth(
 ) -> dict[str, Any]:
     """The operator snapshot of a stream's lines."""
     return compute_operator(read_stream(lines), grace_ms=grace_ms, gpm_denominator=gpm_denominator)
+
+
+# --------------------------------------------------------------------------- the live screen
+
+SCREEN_MINUTES: Final[int] = 60
+SOURCES: Final[tuple[str, ...]] = (
+    "feed",
+    "search",
+    "follow",
+    "short_video",
+    "group",
+    "note",
+    "other",
+    "unspecified",
+)
+
+
+def screen_truth(lines: Sequence[str], *, top_n: int = 20) -> dict[str, Any]:
+    """The live screen's curves, entry sources and products of a stream's lines
+    (`agents.core.screen`'s snapshot, computed plainly from the whole stream)."""
+    stream = read_stream(lines)
+    started = stream.started
+    sids = sorted(started)
+    last = stream.end_ts // MINUTE_MS
+    first = last - SCREEN_MINUTES + 1
+    groups: dict[str, dict[str, list[str]]] = {"rooms": {}, "merchants": {}}
+    for sid in sids:
+        groups["rooms"].setdefault(started[sid].room_id, []).append(sid)
+        groups["merchants"].setdefault(started[sid].merchant_id, []).append(sid)
+    by_session: dict[str, list[Any]] = {sid: [] for sid in sids}
+    for _position, event in stream.events:
+        event_sid = getattr(event, "session_id", None)
+        if event_sid in by_session:
+            by_session[event_sid].append(event)
+
+    def curves(level_sids: list[str]) -> dict[str, list[Any]]:
+        if not stream.events:
+            return {name: [] for name in ("viewers", "entries", "product_clicks", "orders")} | {
+                "gmv_cny": []
+            }
+        minutes = range(first, last + 1)
+        tallies: dict[str, dict[int, int]] = {
+            name: dict.fromkeys(minutes, 0) for name in ("entries", "clicks", "orders", "gmv")
+        }
+        for sid in level_sids:
+            for e in by_session[sid]:
+                minute = e.ts // MINUTE_MS
+                if minute not in tallies["entries"]:
+                    continue
+                if isinstance(e, ViewerJoined):
+                    tallies["entries"][minute] += 1
+                elif isinstance(e, ProductClicked):
+                    tallies["clicks"][minute] += 1
+                elif isinstance(e, OrderPaid):
+                    tallies["orders"][minute] += 1
+                    tallies["gmv"][minute] += e.amount_cents
+
+        viewers = dict.fromkeys(minutes, 0)
+        for sid in level_sids:
+            users = {e.user_id for e in by_session[sid] if isinstance(e, ViewerJoined)}
+            for user in users:
+                present: set[int] = set()
+                for start, end in watch_intervals(stream, sid, user):
+                    if end > start:
+                        present.update(range(start // MINUTE_MS, (end - 1) // MINUTE_MS + 1))
+                for minute in present:
+                    if minute in viewers:
+                        viewers[minute] += 1
+        return {
+            "viewers": [viewers[m] for m in minutes],
+            "entries": [tallies["entries"][m] for m in minutes],
+            "product_clicks": [tallies["clicks"][m] for m in minutes],
+            "orders": [tallies["orders"][m] for m in minutes],
+            "gmv_cny": [tallies["gmv"][m] / 100 for m in minutes],
+        }
+
+    def sources(level_sids: list[str]) -> dict[str, Any]:
+        entries = dict.fromkeys(SOURCES, 0)
+        viewers = dict.fromkeys(SOURCES, 0)
+        buyers = dict.fromkeys(SOURCES, 0)
+        gmv_cents = dict.fromkeys(SOURCES, 0)
+        for sid in level_sids:
+            joins = sorted(
+                (e.ts, e.source or "unspecified", e.user_id)
+                for e in by_session[sid]
+                if isinstance(e, ViewerJoined)
+            )
+            first_source: dict[str, str] = {}
+            for _ts, source, user in joins:
+                entries[source] += 1
+                first_source.setdefault(user, source)
+            for origin in first_source.values():
+                viewers[origin] += 1
+            spent: dict[str, int] = {}
+            for e in by_session[sid]:
+                if isinstance(e, OrderPaid):
+                    spent[e.user_id] = spent.get(e.user_id, 0) + e.amount_cents
+            for user, cents in spent.items():
+                if user in first_source:
+                    buyers[first_source[user]] += 1
+                    gmv_cents[first_source[user]] += cents
+        return {
+            s: {
+                "entries": entries[s],
+                "viewers": viewers[s],
+                "buyers": buyers[s],
+                "conversion": ratio(buyers[s], viewers[s]),
+                "gmv_cny": gmv_cents[s] / 100,
+            }
+            for s in SOURCES
+        }
+
+    def products(level_sids: list[str]) -> dict[str, Any]:
+        rows: dict[str, dict[str, int]] = {}
+        for sid in level_sids:
+            clickers: dict[str, set[str]] = {}
+            buyers: dict[str, set[str]] = {}
+            for e in by_session[sid]:
+                if isinstance(e, ProductClicked):
+                    row = rows.setdefault(e.sku_id, _product_row())
+                    row["clicks"] += 1
+                    clickers.setdefault(e.sku_id, set()).add(e.user_id)
+                elif isinstance(e, OrderPaid):
+                    for sku in {item.sku_id for item in e.items}:
+                        rows.setdefault(sku, _product_row())["orders"] += 1
+                        buyers.setdefault(sku, set()).add(e.user_id)
+                    for item in e.items:
+                        row = rows[item.sku_id]
+                        row["units"] += item.quantity
+                        row["gmv_cents"] += item.unit_price_cents * item.quantity
+            for sku, users in clickers.items():
+                rows[sku]["clickers"] += len(users)
+                rows[sku]["clickers_ordered"] += len(users & buyers.get(sku, set()))
+            for sku, users in buyers.items():
+                rows[sku]["buyers"] += len(users)
+        ranked = sorted(rows, key=lambda sku: (-rows[sku]["gmv_cents"], -rows[sku]["clicks"], sku))
+        other = _product_row()
+        for sku in ranked[top_n:]:
+            for name, value in rows[sku].items():
+                other[name] += value
+        return {
+            "skus": len(rows),
+            "top": [{"sku_id": sku, **_product_out(rows[sku])} for sku in ranked[:top_n]],
+            "other": _product_out(other),
+        }
+
+    return {
+        "first_minute_ts": first * MINUTE_MS if stream.events else None,
+        "minutes": {
+            "overall": curves(sids),
+            **{key: {i: curves(s) for i, s in ids.items()} for key, ids in groups.items()},
+        },
+        "sources": {
+            "overall": sources(sids),
+            **{key: {i: sources(s) for i, s in ids.items()} for key, ids in groups.items()},
+        },
+        "products": {
+            "overall": products(sids),
+            "rooms": {i: products(s) for i, s in groups["rooms"].items()},
+        },
+    }
+
+
+def _product_row() -> dict[str, int]:
+    return {
+        "clicks": 0,
+        "clickers": 0,
+        "orders": 0,
+        "units": 0,
+        "gmv_cents": 0,
+        "buyers": 0,
+        "clickers_ordered": 0,
+    }
+
+
+def _product_out(row: dict[str, int]) -> dict[str, Any]:
+    return {
+        "clicks": row["clicks"],
+        "clickers": row["clickers"],
+        "orders": row["orders"],
+        "units": row["units"],
+        "gmv_cny": row["gmv_cents"] / 100,
+        "buyers": row["buyers"],
+        "click_to_order": ratio(row["clickers_ordered"], row["clickers"]),
+    }

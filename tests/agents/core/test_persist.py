@@ -195,6 +195,10 @@ def test_only_the_state_classes_are_resolved() -> None:
         ("agents.core.ledger", "RefundFact"),
         ("agents.core.operator", "OperatorBoard"),
         ("agents.core.windows", "EventTimeWindows"),
+        ("agents.core.screen", "ScreenState"),
+        ("agents.core.screen", "MinuteCounts"),
+        ("agents.core.screen", "SkuTally"),
+        ("collections", "Counter"),
     }
     assert needed <= names <= needed | {("agents.core.windows", "MinuteBucket")}
     assert names <= set(_ALLOWED)

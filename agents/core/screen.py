@@ -1,0 +1,450 @@
+"""The live screen's state: per-minute curves of the last hour, products and entry sources.
+
+What an operator's live screen (直播大屏) shows beyond the board's figures, kept per session and
+summed into rooms, merchants and overall at snapshot time (a session's room is known only once
+its `session_started` arrived, which may be after its other events). Bounded: a fixed number
+of event-time minute buckets (older ones are dropped as the largest `ts` moves, like
+`windows.EventTimeWindows`), at most `SKU_LIMIT` products per session (further ones are
+counted together under `OTHER_SKU`), and per (session, user) one first entry. Mergeable across
+partitions by `merge_screens`, with the same argument as `merge.merge_windows`: buckets of a
+minute at or above the merged cutoff got every event of that minute in every input.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from agents.core.ledger import FoldedPresence, Ledger, SessionFacts
+from agents.core.windows import MINUTE_MS
+from schemas.events import Event, OrderPaid, ProductClicked, ViewerJoined
+
+#: Minutes of event time the curves cover, ending with the minute of the largest `ts`.
+SCREEN_MINUTES: Final[int] = 60
+#: Products listed per room (by GMV); the rest are summed in the room's `other` line.
+PRODUCTS_TOP_N: Final[int] = 20
+#: Products tracked per session; a live room's shelf rarely holds more than a few hundred.
+SKU_LIMIT: Final[int] = 1000
+#: Where a session's products beyond `SKU_LIMIT` are counted (the contract's ids are non-empty).
+OTHER_SKU: Final[str] = ""
+#: `viewer_joined.source` values (the contract's), then the name for an entry without one.
+SOURCES: Final[tuple[str, ...]] = (
+    "feed",
+    "search",
+    "follow",
+    "short_video",
+    "group",
+    "note",
+    "other",
+    "unspecified",
+)
+CURVES: Final[tuple[str, ...]] = ("viewers", "entries", "product_clicks", "orders", "gmv_cny")
+
+DEFINITIONS: Final[dict[str, str]] = {
+    "minutes": "per event-time minute of the last hour (ending with the largest ts seen): "
+    "viewers = (session, user) pairs in the room at some moment of the minute (as "
+    "viewers_peak), entries, product clicks, session orders and their GMV by the event's ts; "
+    "late events count too",
+    "products": "per sku_id of a room's sessions: clicks, clickers (distinct per session, "
+    "summed), session orders listing it, units, GMV (unit price x quantity of its lines), "
+    "buyers (distinct per session, summed), click_to_order = clickers who ordered it / "
+    "clickers; the top N by GMV, the rest in `other`",
+    "sources": "per viewer_joined.source (unspecified when absent): entries; viewers = "
+    "(session, user) pairs whose first entry (earliest ts) came from it; buyers and GMV = "
+    "those viewers' session orders; conversion = buyers / viewers",
+}
+
+
+@dataclass(slots=True)
+class MinuteCounts:
+    """What one session did in one event-time minute."""
+
+    entries: int = 0
+    product_clicks: int = 0
+    orders: int = 0
+    gmv_cents: int = 0
+
+
+@dataclass(slots=True)
+class SkuTally:
+    """One product in one session, cumulative."""
+
+    clicks: int = 0
+    clickers: set[str] = field(default_factory=set)
+    orders: int = 0
+    units: int = 0
+    gmv_cents: int = 0
+    buyers: set[str] = field(default_factory=set)
+
+    def add(self, other: SkuTally) -> None:
+        self.clicks += other.clicks
+        self.clickers |= other.clickers
+        self.orders += other.orders
+        self.units += other.units
+        self.gmv_cents += other.gmv_cents
+        self.buyers |= other.buyers
+
+
+class ScreenState:
+    """Per-session minute buckets, product tallies and entry sources (see the module)."""
+
+    __slots__ = (
+        "first_entry",
+        "minutes",
+        "retained_minutes",
+        "skus",
+        "source_entries",
+        "watermark",
+    )
+
+    def __init__(self, retained_minutes: int = SCREEN_MINUTES) -> None:
+        self.retained_minutes = retained_minutes
+        self.watermark: int | None = None
+        #: Event-time minute -> session id -> counts.
+        self.minutes: dict[int, dict[str, MinuteCounts]] = {}
+        #: Session id -> sku_id -> tally.
+        self.skus: dict[str, dict[str, SkuTally]] = {}
+        #: Session id -> user -> (ts, source) of the user's earliest entry.
+        self.first_entry: dict[str, dict[str, tuple[int, str]]] = {}
+        #: Session id -> source -> entries.
+        self.source_entries: dict[str, Counter[str]] = {}
+
+    def cutoff(self) -> int | None:
+        """The oldest minute kept, or None before any event."""
+        if self.watermark is None:
+            return None
+        return self.watermark // MINUTE_MS - self.retained_minutes + 1
+
+    def observe(self, event: Event) -> None:
+        """Take one accepted (non-duplicate) event: O(items) work."""
+        ts = event.ts
+        if self.watermark is None or ts > self.watermark:
+            old_cutoff = self.cutoff()
+            self.watermark = ts
+            if old_cutoff != self.cutoff():
+                self._expire()
+        if isinstance(event, ViewerJoined):
+            sid, source = event.session_id, event.source or "unspecified"
+            entries = self.source_entries.get(sid)
+            if entries is None:
+                entries = self.source_entries[sid] = Counter()
+            entries[source] += 1
+            firsts = self.first_entry.get(sid)
+            if firsts is None:
+                firsts = self.first_entry[sid] = {}
+            known = firsts.get(event.user_id)
+            # At equal ts the smaller source name: a function of the events, not their order.
+            if known is None or (ts, source) < known:
+                firsts[event.user_id] = (ts, source)
+            counts = self._minute(ts, sid)
+            if counts is not None:
+                counts.entries += 1
+        elif isinstance(event, ProductClicked):
+            tally = self._sku(event.session_id, event.sku_id)
+            tally.clicks += 1
+            tally.clickers.add(event.user_id)
+            counts = self._minute(ts, event.session_id)
+            if counts is not None:
+                counts.product_clicks += 1
+        elif isinstance(event, OrderPaid) and event.session_id is not None:
+            sid = event.session_id
+            seen: set[str] = set()
+            for item in event.items:
+                tally = self._sku(sid, item.sku_id)
+                if item.sku_id not in seen:
+                    seen.add(item.sku_id)
+                    tally.orders += 1
+                tally.units += item.quantity
+                tally.gmv_cents += item.unit_price_cents * item.quantity
+                tally.buyers.add(event.user_id)
+            counts = self._minute(ts, sid)
+            if counts is not None:
+                counts.orders += 1
+                counts.gmv_cents += event.amount_cents
+
+    def _minute(self, ts: int, sid: str) -> MinuteCounts | None:
+        minute = ts // MINUTE_MS
+        cutoff = self.cutoff()
+        if cutoff is not None and minute < cutoff:
+            return None  # older than the curves reach
+        by_session = self.minutes.get(minute)
+        if by_session is None:
+            by_session = self.minutes[minute] = {}
+        counts = by_session.get(sid)
+        if counts is None:
+            counts = by_session[sid] = MinuteCounts()
+        return counts
+
+    def _sku(self, sid: str, sku_id: str) -> SkuTally:
+        tallies = self.skus.get(sid)
+        if tallies is None:
+            tallies = self.skus[sid] = {}
+        tally = tallies.get(sku_id)
+        if tally is None:
+            if len(tallies) >= SKU_LIMIT and sku_id != OTHER_SKU:
+                return self._sku(sid, OTHER_SKU)
+            tally = tallies[sku_id] = SkuTally()
+        return tally
+
+    def _expire(self) -> None:
+        cutoff = self.cutoff()
+        assert cutoff is not None
+        for minute in [m for m in self.minutes if m < cutoff]:
+            del self.minutes[minute]
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self, ledger: Ledger, top_n: int = PRODUCTS_TOP_N) -> dict[str, Any]:
+        """The screen's figures over the ledger's started sessions, JSON-ready."""
+        started = {
+            sid: session
+            for sid, session in ledger.sessions.items()
+            if session.started_ts is not None
+        }
+        levels: dict[str, dict[str, list[str]]] = {"rooms": {}, "merchants": {}}
+        for sid in sorted(started):
+            session = started[sid]
+            levels["rooms"].setdefault(session.room_id or "", []).append(sid)
+            levels["merchants"].setdefault(session.merchant_id or "", []).append(sid)
+        everything = sorted(started)
+        first = self.cutoff()
+        # Viewers per minute of each session that can have been in the room in the last hour
+        # (its last event is in it): presence is read once, sessions long over cost nothing.
+        present: dict[str, list[int]] = {}
+        if first is not None:
+            for sid, session in started.items():
+                if session.last_ts >= first * MINUTE_MS:
+                    present[sid] = _present_by_minute(session, first, self.retained_minutes)
+        return {
+            "definitions": {**DEFINITIONS, "top_n": top_n, "minutes_kept": self.retained_minutes},
+            "first_minute_ts": None if first is None else first * MINUTE_MS,
+            "minutes": {
+                "overall": self._curves(present, everything, first),
+                **{
+                    key: {lid: self._curves(present, sids, first) for lid, sids in ids.items()}
+                    for key, ids in levels.items()
+                },
+            },
+            "sources": {
+                "overall": self._sources(started, everything),
+                **{
+                    key: {lid: self._sources(started, sids) for lid, sids in ids.items()}
+                    for key, ids in levels.items()
+                },
+            },
+            "products": {
+                "overall": self._products(everything, top_n),
+                "rooms": {
+                    rid: self._products(sids, top_n) for rid, sids in levels["rooms"].items()
+                },
+            },
+        }
+
+    def _curves(
+        self, present: dict[str, list[int]], sids: Sequence[str], first: int | None
+    ) -> dict[str, list[Any]]:
+        n = self.retained_minutes
+        if first is None:
+            return {name: [] for name in CURVES}
+        entries, clicks, orders, gmv_cents = [0] * n, [0] * n, [0] * n, [0] * n
+        wanted = set(sids)
+        for minute, by_session in self.minutes.items():
+            i = minute - first
+            if not 0 <= i < n:
+                continue
+            for sid, counts in by_session.items():
+                if sid in wanted:
+                    entries[i] += counts.entries
+                    clicks[i] += counts.product_clicks
+                    orders[i] += counts.orders
+                    gmv_cents[i] += counts.gmv_cents
+        viewers = [0] * n
+        for sid in sids:
+            by_minute = present.get(sid)
+            if by_minute is not None:
+                for i, count in enumerate(by_minute):
+                    viewers[i] += count
+        return {
+            "viewers": viewers,
+            "entries": entries,
+            "product_clicks": clicks,
+            "orders": orders,
+            "gmv_cny": [cents / 100 for cents in gmv_cents],
+        }
+
+    def _sources(self, started: dict[str, SessionFacts], sids: Sequence[str]) -> dict[str, Any]:
+        entries: Counter[str] = Counter()
+        viewers: Counter[str] = Counter()
+        buyers: Counter[str] = Counter()
+        gmv_cents: Counter[str] = Counter()
+        for sid in sids:
+            entries.update(self.source_entries.get(sid, {}))
+            firsts = self.first_entry.get(sid, {})
+            for _ts, source in firsts.values():
+                viewers[source] += 1
+            paid: dict[str, int] = {}
+            for order in started[sid].orders:
+                paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
+            for user, cents in paid.items():
+                first_entry = firsts.get(user)
+                if first_entry is not None:
+                    buyers[first_entry[1]] += 1
+                    gmv_cents[first_entry[1]] += cents
+        return {
+            source: {
+                "entries": entries[source],
+                "viewers": viewers[source],
+                "buyers": buyers[source],
+                "conversion": _ratio(buyers[source], viewers[source]),
+                "gmv_cny": gmv_cents[source] / 100,
+            }
+            for source in SOURCES
+        }
+
+    def _products(self, sids: Iterable[str], top_n: int) -> dict[str, Any]:
+        rows: dict[str, dict[str, int]] = {}
+        for sid in sids:
+            for sku_id, tally in self.skus.get(sid, {}).items():
+                row = rows.get(sku_id)
+                if row is None:
+                    row = rows[sku_id] = dict.fromkeys(_PRODUCT_SUMS, 0)
+                row["clicks"] += tally.clicks
+                row["clickers"] += len(tally.clickers)
+                row["orders"] += tally.orders
+                row["units"] += tally.units
+                row["gmv_cents"] += tally.gmv_cents
+                row["buyers"] += len(tally.buyers)
+                row["clickers_ordered"] += len(tally.clickers & tally.buyers)
+        ranked = sorted(
+            (sku for sku in rows if sku != OTHER_SKU),
+            key=lambda sku: (-rows[sku]["gmv_cents"], -rows[sku]["clicks"], sku),
+        )
+        other = dict.fromkeys(_PRODUCT_SUMS, 0)
+        for sku in [*ranked[top_n:], *([OTHER_SKU] if OTHER_SKU in rows else [])]:
+            for name in _PRODUCT_SUMS:
+                other[name] += rows[sku][name]
+        return {
+            "skus": len(rows) - (OTHER_SKU in rows),
+            "top": [{"sku_id": sku, **_product_figures(rows[sku])} for sku in ranked[:top_n]],
+            "other": _product_figures(other),
+        }
+
+
+_PRODUCT_SUMS: Final[tuple[str, ...]] = (
+    "clicks",
+    "clickers",
+    "orders",
+    "units",
+    "gmv_cents",
+    "buyers",
+    "clickers_ordered",
+)
+
+
+def _product_figures(row: dict[str, int]) -> dict[str, Any]:
+    return {
+        "clicks": row["clicks"],
+        "clickers": row["clickers"],
+        "orders": row["orders"],
+        "units": row["units"],
+        "gmv_cny": row["gmv_cents"] / 100,
+        "buyers": row["buyers"],
+        "click_to_order": _ratio(row["clickers_ordered"], row["clickers"]),
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _present_by_minute(session: SessionFacts, first: int, n: int) -> list[int]:
+    """Per minute `first..first+n-1`: the session's users in the room at some moment of it.
+
+    Watch intervals as claims.md reads them (a join to the next leave; an open one closed at
+    the session's end or last event; nothing past its end), the reading of
+    `operator.watch_intervals`.
+    """
+    viewers = [0] * n
+    presence = session.presence
+    if isinstance(presence, FoldedPresence):
+        # A folded session keeps the same count as a difference array by minute
+        # (`FoldedPresence.minutes`, from `timeline.presence_minutes`): sum it up.
+        running = 0
+        for minute, change in sorted(presence.minutes.items()):
+            if minute >= first + n:
+                break
+            if minute >= first:
+                viewers[minute - first] = change  # a change at this minute, summed below
+            else:
+                running += change
+        for i in range(n):
+            running += viewers[i]
+            viewers[i] = running
+        return viewers
+    ended_ts = session.ended_ts
+    close_ts = ended_ts if ended_ts is not None else session.last_ts
+    for user in presence:
+        marked: set[int] = set()
+        opened: int | None = None
+        for ts, _seq, is_join in sorted(presence[user]):
+            if is_join:
+                if opened is None:
+                    opened = ts
+            elif opened is not None:
+                _mark(marked, opened, ts, ended_ts, first, n)
+                opened = None
+        if opened is not None:
+            _mark(marked, opened, close_ts, ended_ts, first, n)
+        for i in marked:
+            viewers[i] += 1
+    return viewers
+
+
+def _mark(marked: set[int], start: int, end: int, ended_ts: int | None, first: int, n: int) -> None:
+    if ended_ts is not None and end > ended_ts:
+        end = ended_ts
+    if end <= start:
+        return
+    low = max(start // MINUTE_MS - first, 0)
+    high = min((end - 1) // MINUTE_MS - first, n - 1)
+    marked.update(range(low, high + 1))
+
+
+def merge_screens(screens: Sequence[ScreenState]) -> ScreenState:
+    """One screen state from several with the same retention (ValueError otherwise); the
+    inputs are not changed and share no mutable container with the result."""
+    if not screens:
+        return ScreenState()
+    retained = screens[0].retained_minutes
+    if any(s.retained_minutes != retained for s in screens):
+        raise ValueError("screen states with different retention cannot be merged")
+    merged = ScreenState(retained)
+    marks = [s.watermark for s in screens if s.watermark is not None]
+    merged.watermark = max(marks) if marks else None
+    cutoff = merged.cutoff()
+    for screen in screens:
+        for minute, by_session in screen.minutes.items():
+            if cutoff is not None and minute < cutoff:
+                continue
+            target = merged.minutes.setdefault(minute, {})
+            for sid, counts in by_session.items():
+                held = target.setdefault(sid, MinuteCounts())
+                held.entries += counts.entries
+                held.product_clicks += counts.product_clicks
+                held.orders += counts.orders
+                held.gmv_cents += counts.gmv_cents
+        for sid, tallies in screen.skus.items():
+            into = merged.skus.setdefault(sid, {})
+            for sku_id, tally in tallies.items():
+                into.setdefault(sku_id, SkuTally()).add(tally)
+        for sid, firsts in screen.first_entry.items():
+            into_firsts = merged.first_entry.setdefault(sid, {})
+            for user, entry in firsts.items():
+                known = into_firsts.get(user)
+                if known is None or entry < known:
+                    into_firsts[user] = entry
+        for sid, entries in screen.source_entries.items():
+            merged.source_entries.setdefault(sid, Counter()).update(entries)
+    return merged

@@ -1,0 +1,110 @@
+"""The live screen's /metrics families (streams/runtime/screen.py) against the batch reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.runtime.screen import ScreenCollector, page_html
+from streams.tools.analyze import analyze_file
+from streams.tools.simulator.operator_truth import SOURCES, screen_truth
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "xhs.jsonl"
+
+
+def samples(report: dict[str, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()
+    registry.register(ScreenCollector(lambda: report))
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_sources_and_top_products_on_metrics_equal_the_reference() -> None:
+    report = analyze_file(FIXTURE)
+    got = samples(report)
+    truth = screen_truth(FIXTURE.read_text("utf-8").splitlines())
+    for source in SOURCES:
+        figures = truth["sources"]["overall"][source]
+        key = (("source", source),)
+        assert got[("livepulse_source_entries_total", key)] == figures["entries"]
+        assert got[("livepulse_source_viewers", key)] == figures["viewers"]
+        assert got[("livepulse_source_gmv_cny_total", key)] == figures["gmv_cny"]
+    top = truth["products"]["overall"]["top"]
+    for rank, line in enumerate(top, start=1):
+        assert got[("livepulse_top_product_gmv_cny", (("rank", str(rank)),))] == line["gmv_cny"]
+    assert got[("livepulse_products", ())] == truth["products"]["overall"]["skus"]
+    # Bounded labels only: the source enum and ranks, never a product id.
+    labels = {value for _name, pairs in got for _label, value in pairs}
+    assert labels <= set(SOURCES) | {str(rank) for rank in range(1, 21)}
+
+
+def test_the_page_is_self_contained() -> None:
+    page = page_html().decode("utf-8")
+    for outside in ("http://", "https://", "//fonts", "<link", "src=", "@import", "url("):
+        assert outside not in page, outside
+
+
+def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
+    from agents.core import Ledger, OperatorBoard, build_report
+    from schemas import Rejection, decode_text
+    from streams.runtime.screen import ScreenFeed
+
+    ledger, board = Ledger(), OperatorBoard()
+    for line in FIXTURE.read_text("utf-8").splitlines():
+        event = decode_text(line)
+        if isinstance(event, Rejection):
+            ledger.reject(event.reason)
+        elif ledger.apply(event):
+            board.observe(event)
+    report = build_report(ledger, board)
+    asked: list[float] = []
+
+    def cached_report(max_age_s: float) -> dict[str, Any]:
+        asked.append(max_age_s)
+        return report
+
+    version = [0]
+    feed = ScreenFeed(
+        lambda: (ledger, board), lambda: version[0], cached_report, lambda: ledger.counts.valid
+    )
+    first = feed.get()
+    for section in ("events", "screen", "claims"):
+        assert first[section] == report[section], section
+    # The operator section less what the page does not show.
+    assert first["operator"] == {
+        k: v for k, v in report["operator"].items() if k not in ("sessions", "histograms")
+    }
+    assert orjson.loads(feed.body())["operator"] == first["operator"]
+    # A change within the interval: the same data; once it is over, rebuilt.
+    feed.build_s = 0.1  # a quick build: the interval is the 1 s floor
+    version[0] += 1
+    assert feed.get() is first
+    feed._built_at -= 1.0
+    assert feed.get() is not first
+    feed.report_build_s = 0.0
+    # A slow build (2 s) spaces the rebuilds to 2 / 0.2 = 10 s, not 1.
+    feed.build_s = 2.0
+    rebuilt = feed.get()
+    version[0] += 1
+    feed._built_at -= 5.0
+    assert feed.get() is rebuilt
+    feed._built_at -= 5.0
+    assert feed.get() is not rebuilt
+    # The claims are asked for no fresher than the report's own build allows.
+    feed.report_build_s, feed._report_valid = 3.0, ledger.counts.valid
+    feed.get()
+    assert asked[-1] == 30.0
+    # ... scaled by the growth of the state since that build (twice the events: twice as long).
+    feed._report_valid = ledger.counts.valid // 2
+    feed.get()
+    assert asked[-1] == pytest.approx(60.0, rel=1e-3)
