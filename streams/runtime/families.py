@@ -317,3 +317,46 @@ def unread_partitions_family() -> GaugeMetricFamily:
         "Partitions of a contract topic added after the worker laid out its state: not read.",
         labels=["topic"],
     )
+
+
+# -- the live screen's breakdowns (streams.runtime.screen.ScreenCollector) ------------------
+
+#: Per-source figures for /metrics: (report key, metric name, help, is a counter).
+SOURCE_FIGURES: Final[tuple[tuple[str, str, str, bool], ...]] = (
+    ("entries", "livepulse_source_entries", "viewer_joined events by their source.", True),
+    (
+        "viewers",
+        "livepulse_source_viewers",
+        "(session, user) viewers by the source of their first entry.",
+        False,
+    ),
+    ("buyers", "livepulse_source_buyers", "Those viewers with a session order.", False),
+    ("gmv_cny", "livepulse_source_gmv_cny", "Those viewers' session orders' GMV, CNY.", True),
+    ("conversion", "livepulse_source_conversion_ratio", "Buyers / viewers, by source.", False),
+)
+#: Per-rank product figures (rank 1 is the best-selling product; no sku_id label: unbounded).
+PRODUCT_FIGURES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("gmv_cny", "livepulse_top_product_gmv_cny", "GMV of the product ranked by GMV, CNY."),
+    ("clicks", "livepulse_top_product_clicks", "Clicks on the product ranked by GMV."),
+    ("units", "livepulse_top_product_units", "Units sold of the product ranked by GMV."),
+    (
+        "click_to_order",
+        "livepulse_top_product_click_to_order_ratio",
+        "Clickers who ordered / clickers, of the product ranked by GMV.",
+    ),
+)
+
+
+def screen_families() -> dict[str, Any]:
+    """The entry sources (label `source`: the contract's enum) and the top products (label
+    `rank`, 1..N; never a sku_id)."""
+    families: dict[str, Any] = {}
+    for _key, name, doc, is_counter in SOURCE_FIGURES:
+        kind = CounterMetricFamily if is_counter else GaugeMetricFamily
+        families[name] = kind(name, doc, labels=["source"])
+    for _key, name, doc in PRODUCT_FIGURES:
+        families[name] = GaugeMetricFamily(name, doc, labels=["rank"])
+    families["livepulse_products"] = GaugeMetricFamily(
+        "livepulse_products", "Products (sku_id) clicked or ordered in sessions."
+    )
+    return families

@@ -23,37 +23,13 @@ from typing import Any, Final
 import faust
 import orjson
 from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.screen import PRODUCTS_TOP_N, SOURCES
+from streams.runtime.families import PRODUCT_FIGURES, SOURCE_FIGURES, screen_families
 
 PAGE_FILE: Final[str] = "screen.html"
-
-#: Per-source figures for /metrics: (report key, metric name, help, is a counter).
-_SOURCE_FIGURES: Final[tuple[tuple[str, str, str, bool], ...]] = (
-    ("entries", "livepulse_source_entries", "viewer_joined events by their source.", True),
-    (
-        "viewers",
-        "livepulse_source_viewers",
-        "(session, user) viewers by the source of their first entry.",
-        False,
-    ),
-    ("buyers", "livepulse_source_buyers", "Those viewers with a session order.", False),
-    ("gmv_cny", "livepulse_source_gmv_cny", "Those viewers' session orders' GMV, CNY.", True),
-    ("conversion", "livepulse_source_conversion_ratio", "Buyers / viewers, by source.", False),
-)
-#: Per-rank product figures (rank 1 is the best-selling product; no sku_id label: unbounded).
-_PRODUCT_FIGURES: Final[tuple[tuple[str, str, str], ...]] = (
-    ("gmv_cny", "livepulse_top_product_gmv_cny", "GMV of the product ranked by GMV, CNY."),
-    ("clicks", "livepulse_top_product_clicks", "Clicks on the product ranked by GMV."),
-    ("units", "livepulse_top_product_units", "Units sold of the product ranked by GMV."),
-    (
-        "click_to_order",
-        "livepulse_top_product_click_to_order_ratio",
-        "Clickers who ordered / clickers, of the product ranked by GMV.",
-    ),
-)
 
 
 def page_html() -> bytes:
@@ -68,36 +44,23 @@ class ScreenCollector:
     def __init__(self, report: Callable[[], dict[str, Any]]) -> None:
         self._report = report
 
-    @staticmethod
-    def _families() -> dict[str, Any]:
-        families: dict[str, Any] = {}
-        for _key, name, doc, is_counter in _SOURCE_FIGURES:
-            kind = CounterMetricFamily if is_counter else GaugeMetricFamily
-            families[name] = kind(name, doc, labels=["source"])
-        for _key, name, doc in _PRODUCT_FIGURES:
-            families[name] = GaugeMetricFamily(name, doc, labels=["rank"])
-        families["livepulse_products"] = GaugeMetricFamily(
-            "livepulse_products", "Products (sku_id) clicked or ordered in sessions."
-        )
-        return families
-
     def describe(self) -> Iterator[Metric]:
-        yield from self._families().values()
+        yield from screen_families().values()
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
+        families = screen_families()
         screen = self._report().get("screen")
         if screen is not None:
             sources = screen["sources"]["overall"]
             for source in SOURCES:
-                for key, name, _doc, _counter in _SOURCE_FIGURES:
+                for key, name, _doc, _counter in SOURCE_FIGURES:
                     value = sources[source][key]
                     if value is not None:
                         families[name].add_metric([source], value)
             products = screen["products"]["overall"]
             families["livepulse_products"].add_metric([], products["skus"])
             for rank, line in enumerate(products["top"][:PRODUCTS_TOP_N], start=1):
-                for key, name, _doc in _PRODUCT_FIGURES:
+                for key, name, _doc in PRODUCT_FIGURES:
                     if line[key] is not None:
                         families[name].add_metric([str(rank)], line[key])
         yield from families.values()
