@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from agents.core.sketch import FoldedFigures
 from agents.core.timeline import presence_minutes, watch_intervals, watch_time_ms
 from schemas.events import (
     TOPIC_BY_TYPE,
@@ -425,6 +426,9 @@ class Ledger:
         # ts, kept apart so a reply may arrive before (or without) its question.
         self.questions: dict[str, tuple[int, str]] = {}
         self.first_reply_ts: dict[str, int] = {}
+        #: The sketched part of the figures not exact from bounded state (`agents.core.sketch`):
+        #: what folding feeds once their raw facts are dropped; empty, every figure is exact.
+        self.folded_figures = FoldedFigures()
 
     def reject(self, reason: str) -> None:
         """Count one invalid record (the reason is for the caller's metrics and dead letter)."""
@@ -448,6 +452,8 @@ class Ledger:
             self.counts.future = 0
         if "future_tolerance_ms" not in state:  # a state from before the future-stamp cap
             self.set_future_tolerance(None)
+        if "folded_figures" not in state:  # nor sketches: nothing was folded into one
+            self.folded_figures = FoldedFigures()
 
     def set_future_tolerance(self, future_tolerance_ms: int | None) -> None:
         """Cap how far ahead of the wall clock an event may be and still move its topic's

@@ -120,6 +120,7 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
             earliest = merged.first_reply_ts.get(question_id)
             if earliest is None or ts < earliest:
                 merged.first_reply_ts[question_id] = ts
+        merged.folded_figures.merge(ledger.folded_figures)
     return merged
 
 
