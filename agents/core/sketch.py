@@ -17,11 +17,12 @@ guarantee is on the rank (Apache DataSketches' `kll_floats_sketch`, ~1.65% norma
 error at k=200), which on a long-tailed watch time can be many minutes; t-digest has no
 worst-case bound.
 
-**Error bound (quantiles).** With `RELATIVE_ACCURACY` = alpha = 0.01: for values x_(0) <= ... <=
-x_(n-1) of the folded and live values together and i = floor(q (n - 1)), the sketched figure v
-satisfies |v - x_(i)| <= alpha |x_(i)| (zero exactly). The exact figure interpolates between
-x_(i) and x_(i+1), so |v - exact| <= alpha |x_(i)| + (x_(i+1) - x_(i)). It holds while the
-sketch has at most `BIN_LIMIT` bins (values spanning a ratio of up to gamma^2048 ~ e^41 between
+**Error bound (quantiles).** With `RELATIVE_ACCURACY` = alpha = 0.01: DDSketch gives every
+order statistic x_(k) of the folded and live values together within alpha |x_(k)| (zero
+exactly); the figure interpolates the two around h = q (n - 1) as the exact one does, so
+|v - exact| <= alpha max(|x_(i)|, |x_(i+1)|), i = floor(h): for values of one sign (watch
+times, latencies) within 1% of the exact figure. It holds while the sketch has at most
+`BIN_LIMIT` bins (values spanning a ratio of up to gamma^2048 ~ e^41 between
 the largest and the smallest non-zero magnitude; beyond that the smallest bins are collapsed).
 
 **Spearman's rho** (`RankTable`): the rank correlation of (price, watch time) pairs from counts
@@ -83,9 +84,33 @@ class QuantileSketch:
         return round(float(self._sketch.count))
 
     def quantile(self, q: float) -> float | None:
-        """The value at quantile `q` (within the module's error bound); None when empty."""
-        value = self._sketch.get_quantile_value(q)
-        return None if value is None else float(value)
+        """The value at quantile `q` by claims.md's rule (linear interpolation between the
+        order statistics at ranks floor(h) and floor(h) + 1, h = q (n - 1)), each read from the
+        sketch (within the module's error bound); None when empty."""
+        n = self.count
+        if n == 0 or not 0 <= q <= 1:
+            return None
+        h = (n - 1) * q
+        i = math.floor(h)
+        fraction = h - i
+        # Half a rank in: the store reads the element at floor(rank), safe from float edges.
+        low = self._value_at_rank(i + 0.5)
+        if fraction == 0 or i + 1 >= n:
+            return low
+        return low + fraction * (self._value_at_rank(i + 1.5) - low)
+
+    def _value_at_rank(self, rank: float) -> float:
+        """The sketch's value of the element at floor(`rank`) (0-based, ascending): the
+        library's `get_quantile_value` at a rank rather than a quantile."""
+        sketch = self._sketch
+        negatives = sketch._negative_store.count
+        if rank < negatives:
+            key = sketch._negative_store.key_at_rank(negatives - rank - 1, lower=False)
+            return -float(sketch._mapping.value(key))
+        if rank < negatives + sketch._zero_count:
+            return 0.0
+        key = sketch._store.key_at_rank(rank - negatives - sketch._zero_count)
+        return float(sketch._mapping.value(key))
 
     def __getstate__(self) -> dict[str, Any]:
         sketch = self._sketch

@@ -40,16 +40,14 @@ LONG_ENV = "LIVEPULSE_SKETCH_LONG"
 RHO_TOLERANCE = 0.005
 
 
-def _bracket(sorted_values: list[float], q: float) -> tuple[float, float]:
-    """The order statistics the exact (interpolated) percentile lies between."""
-    i = math.floor((len(sorted_values) - 1) * q)
-    return sorted_values[i], sorted_values[min(i + 1, len(sorted_values) - 1)]
-
-
 def _within_bound(sketched: float, sorted_values: list[float], q: float) -> bool:
-    """The module's stated bound: within alpha of the lower order statistic x_(i)."""
-    low, _high = _bracket(sorted_values, q)
-    return abs(sketched - low) <= RELATIVE_ACCURACY * abs(low) + 1e-9
+    """The module's stated bound: within alpha max(|x_(i)|, |x_(i+1)|) of the exact figure,
+    x_(i) and x_(i+1) the order statistics it interpolates between."""
+    i = math.floor((len(sorted_values) - 1) * q)
+    low, high = sorted_values[i], sorted_values[min(i + 1, len(sorted_values) - 1)]
+    exact = percentile(sorted_values, q)
+    assert exact is not None
+    return abs(sketched - exact) <= RELATIVE_ACCURACY * max(abs(low), abs(high)) + 1e-9
 
 
 def test_nothing_folded_is_the_exact_percentile() -> None:
@@ -156,6 +154,9 @@ def _reference(lines: list[str]) -> dict[str, Any]:
     price_dwell = claims["price_dwell_association"]
     for name, values in tiers.items():
         expected = price_dwell["median_watch_minutes_by_tier"][name]
+        if expected is None:  # a tier without orders (impulse has no dear items)
+            assert not values
+            continue
         assert percentile(sorted(values), 0.5) == pytest.approx(expected, rel=1e-9)
     return {
         "tiers": {name: sorted(values) for name, values in tiers.items()},
@@ -181,7 +182,10 @@ def _check_folded_stream(lines: list[str], keep_days: int) -> dict[str, float]:
     assert price_dwell["n"] == total_orders
     for name, values in reference["tiers"].items():
         sketched = price_dwell["detail"]["median_watch_minutes_by_tier"][name]
-        assert _within_bound(sketched, values, 0.5), (name, sketched, _bracket(values, 0.5))
+        if not values:
+            assert sketched is None
+            continue
+        assert _within_bound(sketched, values, 0.5), (name, sketched)
         exact = percentile(values, 0.5)
         assert exact is not None
         errors[f"median {name}"] = abs(sketched - exact) / exact
@@ -199,12 +203,15 @@ def test_a_folded_fixture_is_within_the_bound_of_the_truth() -> None:
     """The xhs fixture (60 days): everything but its last 7 days folded."""
     lines = (REPO / "fixtures" / "xhs.jsonl").read_text(encoding="utf-8").splitlines()
     errors = _check_folded_stream(lines, keep_days=7)
-    assert max(v for k, v in errors.items() if k != "rho") <= RELATIVE_ACCURACY + 0.01
+    assert max(v for k, v in errors.items() if k != "rho") <= RELATIVE_ACCURACY
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"minutes long: set {LONG_ENV}=1")
-@pytest.mark.parametrize(("scenario", "seed", "scale"), [("xhs", 11, 6.0), ("impulse", 12, 6.0)])
+@pytest.mark.parametrize(
+    ("scenario", "seed", "scale"),
+    [("xhs", 11, 6.0), ("xhs", 12, 15.0), ("impulse", 13, 6.0), ("impulse", 14, 15.0)],
+)
 def test_long_folded_streams_are_within_the_bound_of_the_truth(
     scenario: str, seed: int, scale: float
 ) -> None:
