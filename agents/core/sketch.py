@@ -83,6 +83,16 @@ class QuantileSketch:
     def count(self) -> int:
         return round(float(self._sketch.count))
 
+    @property
+    def sum(self) -> float:
+        """The exact sum of the values folded in (kept beside the bins)."""
+        return float(self._sketch._sum)
+
+    @property
+    def max(self) -> float | None:
+        """The exact largest value folded in; None when empty."""
+        return float(self._sketch._max) if self.count else None
+
     def quantile(self, q: float) -> float | None:
         """The value at quantile `q` by claims.md's rule (linear interpolation between the
         order statistics at ranks floor(h) and floor(h) + 1, h = q (n - 1)), each read from the

@@ -175,7 +175,9 @@ def _check_folded_stream(lines: list[str], keep_days: int) -> dict[str, float]:
     orders, latencies = _fold(ledger, reference["end_ts"] - keep_days * DAY_MS)
     total_orders = sum(len(values) for values in reference["tiers"].values())
     assert orders > total_orders // 2 and latencies > len(reference["latencies"]) // 2
-    claims = build_report(ledger)["claims"]
+    report = build_report(ledger)
+    claims = report["claims"]
+    boxes = report["distributions"]["watch_minutes_to_order_by_price_tier"]["tiers"]
     price_dwell, reply = claims["price_dwell_association"], claims["reply_latency"]
     errors = {"rho": abs(price_dwell["observed"] - reference["rho"])}
     assert errors["rho"] <= RHO_TOLERANCE
@@ -186,6 +188,12 @@ def _check_folded_stream(lines: list[str], keep_days: int) -> dict[str, float]:
             assert sketched is None
             continue
         assert _within_bound(sketched, values, 0.5), (name, sketched)
+        # The HTML report's box plot of the tier: n and max exact, percentiles in the bound.
+        box = boxes[name]
+        assert box["n"] == len(values) and box["max"] == pytest.approx(values[-1], rel=1e-12)
+        assert box["mean"] == pytest.approx(sum(values) / len(values), rel=1e-9)
+        for key, q in (("p10", 0.1), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p90", 0.9)):
+            assert _within_bound(box[key], values, q), (name, key)
         exact = percentile(values, 0.5)
         assert exact is not None
         errors[f"median {name}"] = abs(sketched - exact) / exact
