@@ -71,8 +71,8 @@ class RefundFact:
     reason: str | None
 
 
-#: `Ledger._clock_ceiling_ms` without a cap: no `ts` a clock could give is above it (one that is
-#: only costs a call that finds no tolerance).
+#: `Ledger._clock_ceiling_ms` without a cap: above any `ts` a clock gives (a `ts` above it only
+#: costs a call that finds no cap).
 _NO_CEILING_MS: Final[int] = 2**63
 
 #: The contract topics (event-contract.md); `Ledger.newest_ts` and the horizons are per index.
@@ -467,8 +467,9 @@ class Ledger:
         self._clock_ceiling_ms = -1 if future_tolerance_ms is not None else _NO_CEILING_MS
 
     def _ahead_of_clock(self, ts: int) -> bool:
-        """Whether `ts` is more than the tolerance ahead of the wall clock now (read only when
-        `ts` is past the last ceiling read, so at most once per new newest `ts` of a topic)."""
+        """Whether `ts` is more than the tolerance ahead of the wall clock now (read only for a
+        new newest `ts` of a topic past the last reading's ceiling: rarely, but on every event
+        stamped ahead)."""
         tolerance = self.future_tolerance_ms
         if tolerance is None:
             return False
