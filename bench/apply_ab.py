@@ -12,6 +12,7 @@ of its own. Prints each process's fastest pass and the ratio of the medians of t
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,10 +73,14 @@ def main() -> int:
     base = baseline_tree(args.baseline)
     before: list[float] = []
     after: list[float] = []
-    for _ in range(args.rounds):
-        for tree, into in ((base, before), (ROOT, after), (ROOT, after), (base, before)):
-            into.append(_once(tree, data, args.passes))
-    print(f"events: {data} (xhs seed {args.seed} x{args.scale})")  # noqa: T201
+    try:
+        for _ in range(args.rounds):
+            for tree, into in ((base, before), (ROOT, after), (ROOT, after), (base, before)):
+                into.append(_once(tree, data, args.passes))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(data.parent, ignore_errors=True)
+    print(f"events: xhs seed {args.seed} x{args.scale}, {len(before) // 2} rounds")  # noqa: T201
     print(f"{args.baseline}: " + " ".join(f"{v:.2f}" for v in before))  # noqa: T201
     print("this tree: " + " ".join(f"{v:.2f}" for v in after))  # noqa: T201
     ratio = statistics.median(after) / statistics.median(before)
