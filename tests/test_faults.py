@@ -5,6 +5,7 @@ topics, and a broker stopped and started under a running worker. Each ends with 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -20,9 +21,10 @@ import pytest
 from schemas import Rejection, decode
 from streams.runtime.settings import Settings
 from streams.runtime.topics import end_offsets
-from streams.tools.drain import lagging
+from streams.tools.drain import fetch, lagging
 from streams.tools.kafka import admin, process
 from streams.tools.replayer import route
+from streams.tools.simulator import compute_truth
 from streams.tools.worker_process import WorkerProcess, free_ports
 from tests.conftest import in_ci
 from tests.support.live import (
@@ -292,3 +294,42 @@ def source_of(letter: Any) -> tuple[str, int, int]:
         int(headers["livepulse-source-partition"]),
         int(headers["livepulse-source-offset"]),
     )
+
+
+def test_a_future_stamped_event_on_the_broker_expires_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """One valid view stamped a year ahead of the worker's wall clock in the middle of the
+    fixture (60 days, longer than the default 7-day window): before the cap it moved the views'
+    horizon of its partition a year ahead and every view of that partition after it was
+    expired. Now it is applied and counted, and the figures equal the truth of the stream
+    with it."""
+    lines = fixture_lines(FIXTURE)
+    middle = len(lines) // 2
+    session = next(
+        json.loads(line)["session_id"] for line in lines[middle:] if b'"viewer_joined"' in line
+    )
+    future = {
+        "event_id": "e-future-stamped",
+        "type": "viewer_joined",
+        "ts": int(time.time() * 1000) + 365 * 86_400_000,
+        "session_id": session,
+        "user_id": "u-from-a-broken-clock",
+        "source": "feed",
+    }
+    stamped = [*lines[:middle], json.dumps(future).encode(), *lines[middle:]]
+    truth = compute_truth([line.decode() for line in stamped], scenario=FIXTURE, seed=0)
+    settings = run_settings(kafka_bootstrap, "future")
+    assert settings.future_tolerance_s == 86_400
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        replay_lines(settings, tmp_path / "stamped.jsonl", stamped)
+        drain(worker)
+        report = report_of(worker)
+        metrics = fetch(f"{worker.base_url}/metrics").decode()
+
+    assert report["retention"]["expired"] == 0
+    assert report["retention"]["future"] == 1
+    assert report["events"] == truth["events"]
+    assert truth_mismatches(report, truth, stamped) == []
+    views = settings.topic("live.views")
+    assert f'livepulse_events_future_total{{topic="{views}"}} 1.0' in metrics

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from agents.core.ledger import Ledger, OrderFact, SessionFacts
 from agents.core.metrics import FIVE_MINUTES_MS, MINUTE_MS, PRICE_TIERS, interaction_pairs
+from agents.core.sketch import QuantileSketch, quantile
 from agents.core.stats import cluster_wilson_interval, percentile, two_way_wilson_interval
 from agents.core.timeline import NEVER_MEMBER, Membership
 
@@ -118,10 +119,21 @@ def conversion_by_interaction(ledger: Ledger) -> dict[str, Any]:
     }
 
 
-def summarize(values: Sequence[float]) -> dict[str, Any]:
-    """n, mean, max and the percentiles of `QUANTILES` (claims.md's linear interpolation)."""
+def summarize(values: Sequence[float], folded: QuantileSketch | None = None) -> dict[str, Any]:
+    """n, mean, max and the percentiles of `QUANTILES` (claims.md's linear interpolation), over
+    `values` and the values `folded` into a sketch (its percentiles within the sketch's bound,
+    agents/core/sketch.py; n, mean and max exact)."""
     ordered = sorted(values)
-    summary: dict[str, Any] = {
+    summary: dict[str, Any]
+    if folded is not None and folded.count:
+        n = len(ordered) + folded.count
+        largest = folded.max
+        summary = {"n": n, "mean": (sum(ordered) + folded.sum) / n}
+        for name, q in QUANTILES:
+            summary[name] = quantile(q, folded, ordered)
+        summary["max"] = max(ordered[-1], largest) if ordered and largest is not None else largest
+        return summary
+    summary = {
         "n": len(ordered),
         "mean": sum(ordered) / len(ordered) if ordered else None,
     }
@@ -208,7 +220,11 @@ def watch_minutes_to_order_by_price_tier(ledger: Ledger) -> dict[str, Any]:
     for session, order in _session_orders(ledger):
         watched = session.watch_ms(order.user_id, until_ts=order.ts)
         by_tier[_tier(order.max_unit_price_cents)].append(watched / MINUTE_MS)
-    return {"tiers": {name: summarize(values) for name, values in by_tier.items()}}
+    # Orders folded out of the ledger are in its sketches (agents/core/sketch.py).
+    folded = ledger.folded_figures.watch_minutes_by_tier
+    return {
+        "tiers": {name: summarize(values, folded.get(name)) for name, values in by_tier.items()}
+    }
 
 
 def compute_distributions(ledger: Ledger) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from agents.core.facts import ClaimFacts as _Facts
 from agents.core.facts import Measurement
 from agents.core.facts import ratio as _ratio
 from agents.core.ledger import OrderFact
+from agents.core.sketch import quantile
 from agents.core.stats import (
     cluster_wilson_interval,
-    percentile,
     rate_score_interval,
     two_way_wilson_interval,
 )
@@ -169,8 +169,9 @@ def reply_latency(facts: _Facts) -> Measurement:
             "answered_within_3min": within_3min,
             "unanswered_share": _ratio(questions - answered, questions),
             "share_within_3min": _ratio(within_3min, questions),
-            "p50_seconds": percentile(latencies, 0.5),
-            "p95_seconds": percentile(latencies, 0.95),
+            # Latencies folded out of the ledger are in its sketch (agents/core/sketch.py).
+            "p50_seconds": quantile(0.5, ledger.folded_figures.reply_latency_s, latencies),
+            "p95_seconds": quantile(0.95, ledger.folded_figures.reply_latency_s, latencies),
         },
         clusters=len(per_session),
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
+from agents.core.sketch import FoldedFigures
 from agents.core.timeline import presence_minutes, watch_intervals, watch_time_ms
 from schemas.events import (
     TOPIC_BY_TYPE,
@@ -33,6 +36,9 @@ class EventCounts:
     #: Events older than the dedupe window of their topic: neither applied nor valid (the
     #: report's `retention`, not its `events`, whose three counts the truth files hold).
     expired: int = 0
+    #: Events stamped more than the ledger's `future_tolerance_ms` ahead of the wall clock:
+    #: applied (valid) but kept from moving their topic's horizon (`Ledger.apply`).
+    future: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"valid": self.valid, "rejected": self.rejected, "duplicates": self.duplicates}
@@ -64,6 +70,10 @@ class RefundFact:
     amount_cents: int
     reason: str | None
 
+
+#: `Ledger._clock_ceiling_ms` without a cap: above any `ts` a clock gives (a `ts` above it only
+#: costs a call that finds no cap).
+_NO_CEILING_MS: Final[int] = 2**63
 
 #: The contract topics (event-contract.md); `Ledger.newest_ts` and the horizons are per index.
 TOPICS: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_BY_TYPE.values()))
@@ -377,13 +387,24 @@ class Ledger:
     are then remembered only while their `ts` is inside their topic's window, so the dedupe
     set follows the window, not the stream's whole history (docs/design.md, "Worker state:
     what is kept"). None keeps every id for ever and expires nothing.
+
+    With a `future_tolerance_ms` too, an event stamped more than that ahead of the wall clock
+    (a broken producer clock) is applied like any other but does not move its topic's horizon,
+    so it cannot expire the events that follow it; it is counted in `counts.future`. None: any
+    `ts` moves the horizon.
     """
 
-    def __init__(self, dedupe_window_ms: int | None = None) -> None:
+    def __init__(
+        self, dedupe_window_ms: int | None = None, future_tolerance_ms: int | None = None
+    ) -> None:
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
             raise ValueError(f"dedupe_window_ms must be positive or None, not {dedupe_window_ms}")
         self.counts = EventCounts()
         self.dedupe_window_ms = dedupe_window_ms
+        self.future_tolerance_ms = future_tolerance_ms
+        # The wall clock plus the tolerance when last read (`_ahead_of_clock`): a `ts` at or
+        # below it needs no clock read. An int (an int-float comparison costs more per event).
+        self._clock_ceiling_ms = -1 if future_tolerance_ms is not None else _NO_CEILING_MS
         # Every event id remembered, each as `_id_key(event_id)`: an exact, reversible int (no
         # hash, so two distinct ids never collide), ~20 bytes smaller than the str it replaces.
         self._seen_ids: set[int] = set()
@@ -409,6 +430,9 @@ class Ledger:
         # ts, kept apart so a reply may arrive before (or without) its question.
         self.questions: dict[str, tuple[int, str]] = {}
         self.first_reply_ts: dict[str, int] = {}
+        #: The sketched part of the figures not exact from bounded state (`agents.core.sketch`):
+        #: what folding feeds once their raw facts are dropped; empty, every figure is exact.
+        self.folded_figures = FoldedFigures()
 
     def reject(self, reason: str) -> None:
         """Count one invalid record (the reason is for the caller's metrics and dead letter)."""
@@ -428,6 +452,29 @@ class Ledger:
             self.refused_as = ""
         if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
             self.counts.expired = 0
+        if not hasattr(self.counts, "future"):
+            self.counts.future = 0
+        if "future_tolerance_ms" not in state:  # a state from before the future-stamp cap
+            self.set_future_tolerance(None)
+        if "folded_figures" not in state:  # nor sketches: nothing was folded into one
+            self.folded_figures = FoldedFigures()
+
+    def set_future_tolerance(self, future_tolerance_ms: int | None) -> None:
+        """Cap how far ahead of the wall clock an event may be and still move its topic's
+        horizon (None: no cap); for the events from now on (a restored state takes its
+        worker's setting)."""
+        self.future_tolerance_ms = future_tolerance_ms
+        self._clock_ceiling_ms = -1 if future_tolerance_ms is not None else _NO_CEILING_MS
+
+    def _ahead_of_clock(self, ts: int) -> bool:
+        """Whether `ts` is more than the tolerance ahead of the wall clock now (read only for a
+        new newest `ts` of a topic past the last reading's ceiling: rarely, but on every event
+        stamped ahead)."""
+        tolerance = self.future_tolerance_ms
+        if tolerance is None:
+            return False
+        self._clock_ceiling_ms = ceiling = time.time_ns() // 1_000_000 + tolerance
+        return ts > ceiling
 
     def horizon_ts(self, topic: int) -> int | None:
         """The oldest `ts` an event of `TOPICS[topic]` may have and still be applied (None:
@@ -466,9 +513,15 @@ class Ledger:
             else:
                 filed.append(key)
             if newest is None or ts > newest:
-                self.newest_ts[topic] = ts
-                if self._drop_ids_below((ts - window) // _ID_BUCKET_MS, topic):
-                    self._fold_closed_sessions()
+                # A `ts` far ahead of the wall clock would move the horizon with it and expire
+                # every event of the topic that follows (docs/threat-model.md): applied, counted,
+                # but the horizon stays.
+                if ts > self._clock_ceiling_ms and self._ahead_of_clock(ts):
+                    self.counts.future += 1
+                else:
+                    self.newest_ts[topic] = ts
+                    if self._drop_ids_below((ts - window) // _ID_BUCKET_MS, topic):
+                        self._fold_closed_sessions()
         self.counts.valid += 1
         self._seq += 1
         if self.max_ts is None or ts > self.max_ts:

@@ -72,6 +72,8 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     # Partitions of one worker share the window; states of workers set differently merge with
     # none (the merged ledger is read, never fed).
     merged = Ledger(windows.pop() if len(windows) == 1 else None)
+    tolerances = {ledger.future_tolerance_ms for ledger in ledgers}
+    merged.set_future_tolerance(tolerances.pop() if len(tolerances) == 1 else None)
     # Arrival-number offset of each input: the valid events of the inputs before it.
     offsets: list[int] = []
     total = 0
@@ -84,6 +86,7 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         rejected=sum(ledger.counts.rejected for ledger in ledgers),
         duplicates=sum(ledger.counts.duplicates for ledger in ledgers),
         expired=sum(ledger.counts.expired for ledger in ledgers),
+        future=sum(ledger.counts.future for ledger in ledgers),
     )
     if len(ledgers) == 1:
         merged._seen_ids = set(ledgers[0]._seen_ids)
@@ -117,6 +120,7 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
             earliest = merged.first_reply_ts.get(question_id)
             if earliest is None or ts < earliest:
                 merged.first_reply_ts[question_id] = ts
+        merged.folded_figures.merge(ledger.folded_figures)
     return merged
 
 

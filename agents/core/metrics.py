@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
-from statistics import median
 from typing import Final
 
 from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.facts import ClaimFacts, Measurement, order_key, ratio
 from agents.core.ledger import Ledger, SessionFacts
+from agents.core.sketch import quantile, spearman
 from agents.core.stats import (
     FloatArray,
     cluster_bootstrap_interval,
@@ -18,6 +18,7 @@ from agents.core.stats import (
     day_ratio_intervals,
     log_ratio_interval,
     safe_divide,
+    spearman_interval,
     spearman_rho,
     two_way_mean_se,
     two_way_wilson_interval,
@@ -118,22 +119,38 @@ def price_dwell_association(facts: _Facts) -> Measurement:
         prices.append(order.max_unit_price_cents)
         watch_minutes.append(minutes)
         by_tier[_tier(order.max_unit_price_cents)].append(minutes)
-    rho = spearman_rho(prices, watch_minutes)
-    n = len(prices)
+    # Orders folded out of the ledger (their watch time final) are in its sketches
+    # (agents/core/sketch.py): with none, every figure here is exact.
+    folded = facts.ledger.folded_figures
+    n = len(prices) + folded.price_watch.count
+    clusters = len(set(order_sessions)) + folded.price_watch_sessions
+    interval: tuple[float, float] | None
+    if folded.price_watch.count == 0:
+        rho = spearman_rho(prices, watch_minutes)
+        # Clustered by session: orders of one session are not independent pairs.
+        interval = (
+            cluster_spearman_interval(prices, watch_minutes, order_sessions)
+            if rho is not None
+            else None
+        )
+    else:
+        live = [(int(price), minutes) for price, minutes in zip(prices, watch_minutes, strict=True)]
+        rho = spearman(folded.price_watch, live, None)
+        # The pairs the cluster bootstrap resamples are gone: Fisher-z with one observation
+        # per session, wider than any clustering of the orders within them.
+        interval = spearman_interval(rho, clusters) if rho is not None else None
     return Measurement(
         rho,
         n,
-        # Clustered by session: orders of one session are not independent pairs.
-        cluster_spearman_interval(prices, watch_minutes, order_sessions)
-        if rho is not None
-        else None,
+        interval,
         {
             "n": n,
             "median_watch_minutes_by_tier": {
-                name: (median(values) if values else None) for name, values in by_tier.items()
+                name: quantile(0.5, folded.watch_minutes_by_tier.get(name), sorted(values))
+                for name, values in by_tier.items()
             },
         },
-        clusters=len(set(order_sessions)),
+        clusters=clusters,
     )
 
 

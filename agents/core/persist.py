@@ -44,6 +44,7 @@ from agents.core.ledger import (
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import MinuteCounts, ScreenState, SkuTally
+from agents.core.sketch import FoldedFigures, QuantileSketch, RankTable
 from agents.core.windows import EventTimeWindows, MinuteBucket
 
 MAGIC: Final[bytes] = b"LPst"
@@ -75,6 +76,9 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         ScreenState,
         MinuteCounts,
         SkuTally,
+        FoldedFigures,
+        QuantileSketch,
+        RankTable,
         Counter,
     )
 }

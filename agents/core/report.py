@@ -80,6 +80,13 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
                 ledger.dedupe_window_ms / 1000 if ledger.dedupe_window_ms is not None else None
             ),
             "expired": ledger.counts.expired,
+            # Applied, but stamped too far ahead of the wall clock to move the horizon.
+            "future_tolerance_s": (
+                ledger.future_tolerance_ms / 1000
+                if ledger.future_tolerance_ms is not None
+                else None
+            ),
+            "future": ledger.counts.future,
             "folded_sessions": ledger.folded_sessions,
         },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
@@ -194,6 +201,12 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(
             f"        {expired:,} expired (older than the dedupe window of their topic: "
             "not applied)"
+        )
+    future = (report.get("retention") or {}).get("future") or 0
+    if future:
+        lines.append(
+            f"        {future:,} stamped too far ahead of the wall clock (applied, but kept "
+            "from moving their topic's dedupe horizon)"
         )
     if "operator" in report:
         lines.extend(["", render_operator_summary(report["operator"])])

@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
     report = analyze_file(
-        args.file, progress=sys.stderr, board=board, dedupe_window_ms=settings.dedupe_window_ms
+        args.file,
+        progress=sys.stderr,
+        board=board,
+        dedupe_window_ms=settings.dedupe_window_ms,
+        future_tolerance_ms=settings.future_tolerance_ms,
     )
     mark_if_simulated(report, args.file)
     if args.json:

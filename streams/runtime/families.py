@@ -58,6 +58,13 @@ class WorkerMetrics:
             ["topic"],
             registry=registry,
         )
+        self.future = Counter(
+            "livepulse_events_future",
+            "Valid events stamped more than LIVEPULSE_FUTURE_TOLERANCE_S ahead of the worker's "
+            "wall clock: applied, but kept from moving their topic's dedupe horizon.",
+            ["topic"],
+            registry=registry,
+        )
         self.deadletter_failures = Counter(
             "livepulse_deadletter_failures",
             "Dead letters the broker did not accept (the record is still counted as rejected).",
@@ -86,6 +93,7 @@ class WorkerMetrics:
         for topic in settings.source_topics:
             self.duplicates.labels(topic)
             self.expired.labels(topic)
+            self.future.labels(topic)
             # Not processing_error: a bug's series shows up when it does.
             for reason in REJECT_REASONS:
                 self.rejected.labels(topic, reason)

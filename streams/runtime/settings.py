@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # applied, counted in the report's `retention.expired`), and event ids are remembered for
     # duplicates only this long in event time. 0: every id for ever, nothing expires.
     dedupe_window_s: float = Field(default=7 * 86_400, ge=0, le=10 * 365 * 86_400)
+    # An event stamped more than this ahead of the worker's wall clock is applied but does not
+    # move its topic's horizon (counted in `retention.future`), so one event stamped far in the
+    # future cannot expire the events after it. 0: no cap (any `ts` moves the horizon).
+    future_tolerance_s: float = Field(default=86_400, ge=0, le=10 * 365 * 86_400)
     # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
     label_top_n: int = Field(default=20, ge=0, le=1000)
     # GPM = GMV x 1000 / this: entries (views) or unique viewers.
@@ -142,6 +146,11 @@ class Settings(BaseSettings):
     def dedupe_window_ms(self) -> int | None:
         """`dedupe_window_s` in whole milliseconds, None for 0 (no window)."""
         return round(self.dedupe_window_s * 1000) or None
+
+    @property
+    def future_tolerance_ms(self) -> int | None:
+        """`future_tolerance_s` in whole milliseconds, None for 0 (no cap)."""
+        return round(self.future_tolerance_s * 1000) or None
 
     @property
     def source_topics(self) -> tuple[str, ...]:

@@ -45,6 +45,9 @@ class LiveState:
     grace_ms: int = DEFAULT_GRACE_MS
     #: Each partition's ledger's dedupe window (`Settings.dedupe_window_ms`; None: no window).
     dedupe_window_ms: int | None = None
+    #: How far ahead of the wall clock an event may be and still move its topic's horizon
+    #: (`Settings.future_tolerance_ms`; None: no cap).
+    future_tolerance_ms: int | None = None
     gpm_denominator: GpmDenominator = "entries"
     assigned_only: bool = False
     partitions: dict[int, PartitionState] = field(default_factory=dict)
@@ -74,7 +77,7 @@ class LiveState:
 
     def new_partition(self) -> PartitionState:
         return PartitionState(
-            Ledger(self.dedupe_window_ms),
+            Ledger(self.dedupe_window_ms, self.future_tolerance_ms),
             OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator),
         )
 
@@ -83,6 +86,7 @@ class LiveState:
         under this worker's dedupe window (a restored one may have been written under another:
         the new window holds for the events from now on)."""
         state.ledger.dedupe_window_ms = self.dedupe_window_ms
+        state.ledger.set_future_tolerance(self.future_tolerance_ms)
         self.partitions[partition] = state
         for topic, offset in state.positions.items():
             self.positions[(topic, partition)] = offset
@@ -122,6 +126,7 @@ class LiveState:
             total.rejected += counts.rejected
             total.duplicates += counts.duplicates
             total.expired += counts.expired
+            total.future += counts.future
         return total
 
     @property
@@ -148,6 +153,7 @@ class LiveState:
         rejected: Counter[tuple[str, str]] = Counter()
         duplicates: Counter[str] = Counter()
         expired: Counter[str] = Counter()
+        future: Counter[str] = Counter()
         applied: list[SourceRecord] = []
         part: PartitionState | None = None
         part_no = -1
@@ -161,6 +167,7 @@ class LiveState:
                 self.skipped += 1
                 continue
             applied.append(record)
+            future_before = part.ledger.counts.future
             outcome = ingest(record.value, part.ledger, part.board)
             if outcome is None:  # refused by the ledger: seen before, or older than its window
                 if part.ledger.refused_as == "expired":
@@ -170,6 +177,8 @@ class LiveState:
                 continue
             if not isinstance(outcome, Rejected):
                 counted[(record.topic, outcome.type)] += 1
+                if part.ledger.counts.future != future_before:
+                    future[record.topic] += 1
                 continue
             reason, detail = outcome.reason, outcome.detail
             rejected[(record.topic, reason)] += 1
@@ -185,7 +194,7 @@ class LiveState:
                     detail[:200],
                 )
         self._advance(applied)
-        self._count(counted, rejected, duplicates, expired)
+        self._count(counted, rejected, duplicates, expired, future)
         if self.gc is not None:
             self.gc.after(len(records))
         return letters
@@ -228,6 +237,7 @@ class LiveState:
         rejected: Counter[tuple[str, str]],
         duplicates: Counter[str],
         expired: Counter[str],
+        future: Counter[str],
     ) -> None:
         metrics = self.metrics
         for (topic, event_type), n in counted.items():
@@ -238,6 +248,8 @@ class LiveState:
             metrics.duplicates.labels(topic).inc(n)
         for topic, n in expired.items():
             metrics.expired.labels(topic).inc(n)
+        for topic, n in future.items():
+            metrics.future.labels(topic).inc(n)
 
     def maybe_log_summary(self) -> None:
         """Log the counts at INFO at most every 30 s."""

@@ -65,7 +65,7 @@ class ReportCache:
 
         def version() -> Hashable:
             counts = ledger.counts
-            return (counts.valid, counts.rejected, counts.duplicates, counts.expired)
+            return (counts.valid, counts.rejected, counts.duplicates, counts.expired, counts.future)
 
         return cls(lambda: (ledger, board), version)
 

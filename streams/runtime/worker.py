@@ -76,6 +76,7 @@ class Worker:
         self.state = LiveState(
             grace_ms=settings.window_grace_ms,
             dedupe_window_ms=settings.dedupe_window_ms,
+            future_tolerance_ms=settings.future_tolerance_ms,
             gpm_denominator=settings.gpm_denominator,
             assigned_only=True,
             metrics=self.metrics,

@@ -49,14 +49,16 @@ def analyze_file(
     progress: IO[str] | None = None,
     board: OperatorBoard | None = None,
     dedupe_window_ms: int | None = None,
+    future_tolerance_ms: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
     The operator board defaults to the default grace and GPM denominator; the ledger has the
-    given dedupe window (None: none, every id kept).
+    given dedupe window (None: none, every id kept) and cap on how far ahead of the wall clock
+    an event may move its topic's horizon (None: no cap).
     """
     started = time.monotonic()
-    ledger = Ledger(dedupe_window_ms)
+    ledger = Ledger(dedupe_window_ms, future_tolerance_ms)
     board = board if board is not None else OperatorBoard()
     records = iter_records(path)
     if progress is not None and on_terminal(progress):

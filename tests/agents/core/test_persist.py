@@ -198,6 +198,9 @@ def test_only_the_state_classes_are_resolved() -> None:
         ("agents.core.screen", "ScreenState"),
         ("agents.core.screen", "MinuteCounts"),
         ("agents.core.screen", "SkuTally"),
+        ("agents.core.sketch", "FoldedFigures"),
+        ("agents.core.sketch", "QuantileSketch"),
+        ("agents.core.sketch", "RankTable"),
         ("collections", "Counter"),
     }
     assert needed <= names <= needed | {("agents.core.windows", "MinuteBucket")}

@@ -107,6 +107,8 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
         "dedupe_window_s": None,
         "expired": 0,
         "folded_sessions": 0,
+        "future_tolerance_s": None,
+        "future": 0,
     }
     del week["retention"], everything["retention"]
     assert week == everything

@@ -1,0 +1,301 @@
+"""Mergeable sketches for the figures that cannot be exact from bounded state (percentiles, a
+rank correlation), and the rule that keeps them exact until something is folded into them.
+
+A figure over values some of which are folded (final, their raw values dropped) and some still
+live (raw, may still change) is `quantile(q, folded, live)`: with nothing folded it is the
+exact percentile of the live values (claims.md's rule, numpy's linear interpolation), the same
+number as before any folding; once values are folded, it is read from the folded sketch merged
+with the live values. So a stream shorter than the retention horizons gives today's figures.
+
+The quantile sketch is DataDog's DDSketch (`ddsketch`, Masson, Rim and Lee, "DDSketch: a fast
+and fully-mergeable quantile sketch with relative-error guarantees", VLDB 2019), chosen over
+a KLL or a t-digest because its error is stated on the value, which is what an operator reads
+(a median of 12.4 minutes is off by at most 1%, whatever the distribution), because merging is
+exact (bin counts add: the merge of two partitions' sketches is the sketch of the union,
+whichever the order), and because it is pure Python (one small dependency, `six`). KLL's
+guarantee is on the rank (Apache DataSketches' `kll_floats_sketch`, ~1.65% normalized rank
+error at k=200), which on a long-tailed watch time can be many minutes; t-digest has no
+worst-case bound.
+
+**Error bound (quantiles).** With `RELATIVE_ACCURACY` = alpha = 0.01: DDSketch gives every
+order statistic x_(k) of the folded and live values together within alpha |x_(k)| (zero
+exactly); the figure interpolates the two around h = q (n - 1) as the exact one does, so
+|v - exact| <= alpha max(|x_(i)|, |x_(i+1)|), i = floor(h): for values of one sign (watch
+times, latencies) within 1% of the exact figure. It holds while the sketch has at most
+`BIN_LIMIT` bins (values spanning a ratio of up to gamma^2048 ~ e^41 between
+the largest and the smallest non-zero magnitude; beyond that the smallest bins are collapsed).
+
+**Spearman's rho** (`RankTable`): the rank correlation of (price, watch time) pairs from counts
+per (price in cents, watch-time bin of the same mapping): prices are ranked exactly (a price is
+an integer number of cents, and a catalogue has few distinct ones), watch times by bin, tied
+within a bin (average ranks). The table's size follows the distinct prices times the bins used
+(at most `BIN_LIMIT` per price), not the orders. Its error is not bounded a priori (ties
+within a bin can move ranks); measured against the exact rho on long simulated streams in
+tests/agents/core/test_sketch.py and docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from ddsketch import LogCollapsingLowestDenseDDSketch
+from ddsketch.mapping import LogarithmicMapping
+
+from agents.core.stats import percentile
+
+#: alpha: a sketched quantile is within this relative distance of the exact order statistic.
+RELATIVE_ACCURACY: Final[float] = 0.01
+#: Most bins per sign: bounds the sketch's size whatever the values (~2 x 2048 floats).
+BIN_LIMIT: Final[int] = 2048
+
+_MAPPING: Final[LogarithmicMapping] = LogarithmicMapping(RELATIVE_ACCURACY)
+
+
+class QuantileSketch:
+    """A mergeable quantile sketch (DDSketch, relative accuracy `RELATIVE_ACCURACY`).
+
+    Pickled as plain numbers (bins per key), so a state holding one needs no library class
+    admitted by `agents.core.persist`'s unpickler, only this one."""
+
+    __slots__ = ("_sketch",)
+
+    def __init__(self, values: Iterable[float] = ()) -> None:
+        self._sketch = LogCollapsingLowestDenseDDSketch(RELATIVE_ACCURACY, BIN_LIMIT)
+        for value in values:
+            self._sketch.add(value)
+
+    def add(self, value: float, count: int = 1) -> None:
+        """Fold `count` copies of `value` in."""
+        self._sketch.add(value, count)
+
+    def merge(self, other: QuantileSketch) -> None:
+        """Fold every value of `other` in (exact: bin counts add)."""
+        self._sketch.merge(other._sketch)
+
+    def copy(self) -> QuantileSketch:
+        twin = QuantileSketch()
+        twin.merge(self)
+        return twin
+
+    @property
+    def count(self) -> int:
+        return round(float(self._sketch.count))
+
+    @property
+    def sum(self) -> float:
+        """The exact sum of the values folded in (kept beside the bins)."""
+        return float(self._sketch._sum)
+
+    @property
+    def max(self) -> float | None:
+        """The exact largest value folded in; None when empty."""
+        return float(self._sketch._max) if self.count else None
+
+    def quantile(self, q: float) -> float | None:
+        """The value at quantile `q` by claims.md's rule (linear interpolation between the
+        order statistics at ranks floor(h) and floor(h) + 1, h = q (n - 1)), each read from the
+        sketch (within the module's error bound); None when empty."""
+        n = self.count
+        if n == 0 or not 0 <= q <= 1:
+            return None
+        h = (n - 1) * q
+        i = math.floor(h)
+        fraction = h - i
+        # Half a rank in: the store reads the element at floor(rank), safe from float edges.
+        low = self._value_at_rank(i + 0.5)
+        if fraction == 0 or i + 1 >= n:
+            return low
+        return low + fraction * (self._value_at_rank(i + 1.5) - low)
+
+    def _value_at_rank(self, rank: float) -> float:
+        """The sketch's value of the element at floor(`rank`) (0-based, ascending): the
+        library's `get_quantile_value` at a rank rather than a quantile."""
+        sketch = self._sketch
+        negatives = sketch._negative_store.count
+        if rank < negatives:
+            key = sketch._negative_store.key_at_rank(negatives - rank - 1, lower=False)
+            return -float(sketch._mapping.value(key))
+        if rank < negatives + sketch._zero_count:
+            return 0.0
+        key = sketch._store.key_at_rank(rank - negatives - sketch._zero_count)
+        return float(sketch._mapping.value(key))
+
+    def __getstate__(self) -> dict[str, Any]:
+        sketch = self._sketch
+        return {
+            "alpha": RELATIVE_ACCURACY,
+            "positive": _bins(sketch._store),
+            "negative": _bins(sketch._negative_store),
+            "zeros": sketch._zero_count,
+            "sum": sketch._sum,
+            "min": sketch._min,
+            "max": sketch._max,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["alpha"] != RELATIVE_ACCURACY:
+            raise ValueError(f"a sketch of accuracy {state['alpha']} cannot be restored")
+        sketch = self._sketch = LogCollapsingLowestDenseDDSketch(RELATIVE_ACCURACY, BIN_LIMIT)
+        for key, count in state["positive"]:
+            sketch._store.add(key, count)
+        for key, count in state["negative"]:
+            sketch._negative_store.add(key, count)
+        sketch._zero_count = state["zeros"]
+        sketch._count = sketch._store.count + sketch._negative_store.count + state["zeros"]
+        sketch._sum, sketch._min, sketch._max = state["sum"], state["min"], state["max"]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, QuantileSketch) and self.__getstate__() == other.__getstate__()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _bins(store: Any) -> list[tuple[int, float]]:
+    """A dense store's non-empty bins as (key, count)."""
+    return [(index + store.offset, count) for index, count in enumerate(store.bins) if count != 0]
+
+
+def quantile(q: float, folded: QuantileSketch | None, live: Sequence[float]) -> float | None:
+    """The figure at quantile `q` over the folded values and the `live` ones (sorted).
+
+    Exact (claims.md's percentile) when nothing is folded; else from the folded sketch merged
+    with the live values, within the module's error bound. None when there is no value."""
+    if folded is None or folded.count == 0:
+        return percentile(live, q)
+    merged = folded.copy()
+    for value in live:
+        merged.add(value)
+    return merged.quantile(q)
+
+
+def watch_bin(value: float) -> int:
+    """The bin of a non-negative value (`RankTable`'s y axis), ordered as the values: the
+    sketch mapping's key (one bin spans a relative width of 2 alpha), zero below every key."""
+    if value <= _MAPPING.min_possible:
+        return _ZERO_BIN
+    return int(_MAPPING.key(value))
+
+
+_ZERO_BIN: Final[int] = int(_MAPPING.key(_MAPPING.min_possible)) - 1
+
+
+class RankTable:
+    """Counts of (x, y bin) pairs: Spearman's rho of pairs from bounded, mergeable state.
+
+    x is kept exact (an int such as a price in cents), y (>= 0, e.g. watch minutes) by
+    `watch_bin`."""
+
+    __slots__ = ("cells",)
+
+    def __init__(self, pairs: Iterable[tuple[int, float]] = ()) -> None:
+        self.cells: dict[tuple[int, int], int] = {}
+        for x, y in pairs:
+            self.add(x, y)
+
+    def add(self, x: int, y: float, count: int = 1) -> None:
+        cell = (x, watch_bin(y))
+        self.cells[cell] = self.cells.get(cell, 0) + count
+
+    def merge(self, other: RankTable) -> None:
+        cells = self.cells
+        for cell, count in other.cells.items():
+            cells[cell] = cells.get(cell, 0) + count
+
+    @property
+    def count(self) -> int:
+        return sum(self.cells.values())
+
+    def rho(self) -> float | None:
+        """Spearman's rho of the binned pairs (Pearson's r of average ranks, ties within a
+        bin); None if undefined (fewer than two pairs, or one rank only on an axis)."""
+        n = self.count
+        if n < 2:
+            return None
+        margin_x: dict[int, int] = {}
+        margin_y: dict[int, int] = {}
+        for (x, y), count in self.cells.items():
+            margin_x[x] = margin_x.get(x, 0) + count
+            margin_y[y] = margin_y.get(y, 0) + count
+        rank_x, rank_y = _average_ranks(margin_x), _average_ranks(margin_y)
+        mean = (n + 1) / 2
+        sxy = sum(
+            count * (rank_x[x] - mean) * (rank_y[y] - mean) for (x, y), count in self.cells.items()
+        )
+        sxx = sum(count * (rank_x[x] - mean) ** 2 for x, count in margin_x.items())
+        syy = sum(count * (rank_y[y] - mean) ** 2 for y, count in margin_y.items())
+        denom = math.sqrt(sxx * syy)
+        return None if denom == 0 else sxy / denom
+
+
+def _average_ranks(margin: dict[int, int]) -> dict[int, float]:
+    """Each value's average rank (1-based), its `margin[value]` pairs tied."""
+    ranks: dict[int, float] = {}
+    below = 0
+    for value in sorted(margin):
+        count = margin[value]
+        ranks[value] = below + (count + 1) / 2
+        below += count
+    return ranks
+
+
+def spearman(
+    folded: RankTable | None, live: Sequence[tuple[int, float]], exact: float | None
+) -> float | None:
+    """Spearman's rho over the folded pairs and the `live` ones: `exact` (the caller's exact
+    rho of the live pairs) when nothing is folded, else the binned rho of the folded table
+    with the live pairs added."""
+    if folded is None or folded.count == 0:
+        return exact
+    table = RankTable()
+    table.merge(folded)
+    for x, y in live:
+        table.add(x, y)
+    return table.rho()
+
+
+class FoldedFigures:
+    """The sketched part of the figures that are not exact from bounded state, fed by the
+    ledger's folding (docs/design.md, "Worker state: what is kept"): each figure is
+    `quantile`/`spearman` over this part and the raw facts still kept. Empty (nothing folded)
+    every figure is exact.
+
+    - `watch_minutes_by_tier`: per price tier of `price_dwell_association`, the buyer's watch
+      minutes up to each folded session order (its median by tier);
+    - `price_watch`: (dearest unit price in cents, those watch minutes) of the same orders,
+      and `price_watch_sessions` the sessions they came from (rho and its interval);
+    - `reply_latency_s`: answered questions' first-reply latencies in seconds, folded
+      (`reply_latency`'s p50/p95).
+    """
+
+    __slots__ = ("price_watch", "price_watch_sessions", "reply_latency_s", "watch_minutes_by_tier")
+
+    def __init__(self) -> None:
+        self.watch_minutes_by_tier: dict[str, QuantileSketch] = {}
+        self.price_watch = RankTable()
+        self.price_watch_sessions = 0
+        self.reply_latency_s = QuantileSketch()
+
+    def fold_order(self, tier: str, price_cents: int, watch_minutes: float) -> None:
+        """One session order whose watch time is final, its raw fact about to be dropped."""
+        sketch = self.watch_minutes_by_tier.get(tier)
+        if sketch is None:
+            sketch = self.watch_minutes_by_tier[tier] = QuantileSketch()
+        sketch.add(watch_minutes)
+        self.price_watch.add(price_cents, watch_minutes)
+
+    def merge(self, other: FoldedFigures) -> None:
+        """Fold `other` in (partitions' states merging: exact, counts add)."""
+        for tier, sketch in other.watch_minutes_by_tier.items():
+            mine = self.watch_minutes_by_tier.get(tier)
+            if mine is None:
+                mine = self.watch_minutes_by_tier[tier] = QuantileSketch()
+            mine.merge(sketch)
+        self.price_watch.merge(other.price_watch)
+        self.price_watch_sessions += other.price_watch_sessions
+        self.reply_latency_s.merge(other.reply_latency_s)
+
+    @property
+    def empty(self) -> bool:
+        return self.price_watch.count == 0 and self.reply_latency_s.count == 0
