@@ -81,6 +81,10 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             ),
             "expired": ledger.counts.expired,
             "folded_sessions": ledger.folded_sessions,
+            # Questions folded past the answer horizon, and replies that answered no question
+            # within it (a reply later than the horizon: counted here, never lost).
+            "folded_questions": sum(ledger.folded_questions.values()),
+            "unmatched_replies": ledger.unmatched_replies,
         },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
