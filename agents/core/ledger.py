@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -249,12 +248,10 @@ class FoldedPresence:
             intervals, _open = watch_intervals(records, close_ts, ended_ts)
             presence_minutes(diff, intervals)
             watched = sum(end - start for start, end in intervals)
-            # Interned: a recurring viewer's id is then one string across the folded sessions
-            # (and one in a snapshot: pickle writes a shared object once), not one per session.
-            out._users[sys.intern(user)] = (min(joins) << _WATCH_BITS) | watched
+            out._users[user] = (min(joins) << _WATCH_BITS) | watched
         for user, ts in order_points:
             if user in presence:
-                out._watch_before[(sys.intern(user), ts)] = watch_time_ms(
+                out._watch_before[(user, ts)] = watch_time_ms(
                     presence[user], close_ts, ended_ts, until_ts=ts
                 )
         out.minutes = {minute: n for minute, n in sorted(diff.items()) if n}
@@ -667,7 +664,6 @@ class Ledger:
                 session.ended_ts,
                 [(order.user_id, order.ts) for order in session.orders if order.ts < ended_ts],
             )
-            session.interacting_users = {sys.intern(user) for user in session.interacting_users}
             self.folded_sessions += 1
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
