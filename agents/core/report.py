@@ -199,6 +199,12 @@ def render_table(report: dict[str, Any]) -> str:
             f"        {expired:,} expired (older than the dedupe window of their topic: "
             "not applied)"
         )
+    unmatched = (report.get("retention") or {}).get("unmatched_replies") or 0
+    if unmatched:
+        lines.append(
+            f"        {unmatched:,} replies answered no question within the answer horizon "
+            "(the dedupe window)"
+        )
     if "operator" in report:
         lines.extend(["", render_operator_summary(report["operator"])])
     return "\n".join(lines)

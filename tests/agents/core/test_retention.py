@@ -328,6 +328,9 @@ def test_questions_fold_past_the_answer_horizon_and_a_later_reply_is_counted() -
     report = build_report(ledger)
     assert report["retention"]["folded_questions"] == sum(ledger.folded_questions.values())
     assert report["retention"]["unmatched_replies"] == 2
+    from agents.core import render_table
+
+    assert "2 replies answered no question within the answer horizon" in render_table(report)
 
 
 def test_a_held_reply_beyond_the_answer_horizon_answers_nothing() -> None:
