@@ -43,7 +43,7 @@ from streams.tools.drain import fetch_json, wait_drained
 from streams.tools.replayer import replay
 from streams.tools.simulator.generate import generate, write_lines
 from streams.tools.simulator.scenarios import get_scenario
-from streams.tools.simulator.truth import compute_truth
+from streams.tools.simulator.truth_file import compute_truth
 from streams.tools.worker_process import WorkerProcess, free_port
 
 DAY_MS = 86_400_000

@@ -138,23 +138,18 @@ def reply_latency(facts: _Facts) -> Measurement:
     clustered by session (`cluster_wilson_interval`): questions of one room share its staff
     and how busy they are.
     """
-    ledger = facts.ledger
     latencies_ms: list[int] = []
-    # session -> [questions answered within 3 s, questions]
+    # session -> [questions answered within 3 s, questions], by session id
     per_session: dict[str, list[float]] = {}
     within_3min = 0
-    for question_id, (asked_ts, sid) in sorted(ledger.questions.items()):
-        row = per_session.setdefault(sid, [0.0, 0.0])
-        row[1] += 1
-        first = ledger.first_reply_ts.get(question_id)
-        if first is None:
-            continue
-        latency_ms = first - asked_ts
-        latencies_ms.append(latency_ms)
-        row[0] += latency_ms <= REPLY_BAR_MS
-        within_3min += latency_ms <= OLD_REPLY_BAR_MS
+    # Held and folded questions alike (`Ledger.reply_latencies_by_session`); with a dedupe
+    # window a reply answers only within the answer horizon (docs/design.md, "Worker state").
+    for sid, (asked, answered_ms) in facts.ledger.reply_latencies_by_session().items():
+        per_session[sid] = [float(sum(ms <= REPLY_BAR_MS for ms in answered_ms)), float(asked)]
+        latencies_ms.extend(answered_ms)
+        within_3min += sum(ms <= OLD_REPLY_BAR_MS for ms in answered_ms)
     latencies = sorted(latency / SECOND_MS for latency in latencies_ms)
-    questions = len(ledger.questions)
+    questions = int(sum(row[1] for row in per_session.values()))
     answered = len(latencies)
     within_3s = int(sum(row[0] for row in per_session.values()))
     rows = list(per_session.values())
@@ -170,8 +165,8 @@ def reply_latency(facts: _Facts) -> Measurement:
             "unanswered_share": _ratio(questions - answered, questions),
             "share_within_3min": _ratio(within_3min, questions),
             # Latencies folded out of the ledger are in its sketch (agents/core/sketch.py).
-            "p50_seconds": quantile(0.5, ledger.folded_figures.reply_latency_s, latencies),
-            "p95_seconds": quantile(0.95, ledger.folded_figures.reply_latency_s, latencies),
+            "p50_seconds": quantile(0.5, facts.ledger.folded_figures.reply_latency_s, latencies),
+            "p95_seconds": quantile(0.95, facts.ledger.folded_figures.reply_latency_s, latencies),
         },
         clusters=len(per_session),
     )

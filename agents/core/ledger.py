@@ -84,6 +84,8 @@ _TOPIC_OF: dict[str, int] = {kind: TOPICS.index(topic) for kind, topic in TOPIC_
 _PRESENCE_TOPICS: tuple[int, ...] = tuple(
     TOPICS.index(topic) for topic in ("live.sessions", "live.views", "live.orders")
 )
+#: The topic of questions and their replies (`interaction` events).
+_INTERACTIONS: int = _TOPIC_OF["interaction"]
 #: Event ids are filed and dropped by the hour of their event time.
 _ID_BUCKET_MS = 3_600_000
 
@@ -427,12 +429,21 @@ class Ledger:
         # (merchant, user) -> [(ts, seq, group_id, is_join)]
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
-        # ts, kept apart so a reply may arrive before (or without) its question.
+        # ts, kept apart so a reply may arrive before (or without) its question. With a window,
+        # both are held only for the answer horizon (`_fold_questions`): per hour of `ts`, the
+        # questions and the replies filed then; what is folded is kept per session as the
+        # count of questions and the latencies (ms) of the answered ones, and a reply that
+        # answered nothing held is counted in `unmatched_replies`.
         self.questions: dict[str, tuple[int, str]] = {}
         self.first_reply_ts: dict[str, int] = {}
         #: The sketched part of the figures not exact from bounded state (`agents.core.sketch`):
         #: what folding feeds once their raw facts are dropped; empty, every figure is exact.
         self.folded_figures = FoldedFigures()
+        self._question_hours: dict[int, list[str]] = {}
+        self._reply_hours: dict[int, list[str]] = {}
+        self.folded_questions: dict[str, int] = {}
+        self.folded_latencies_ms: dict[str, list[int]] = {}
+        self.unmatched_replies = 0
 
     def reject(self, reason: str) -> None:
         """Count one invalid record (the reason is for the caller's metrics and dead letter)."""
@@ -458,6 +469,21 @@ class Ledger:
             self.set_future_tolerance(None)
         if "folded_figures" not in state:  # nor sketches: nothing was folded into one
             self.folded_figures = FoldedFigures()
+        if "folded_questions" not in state:  # version 1 or 2: every question held
+            self.folded_questions = {}
+            self.folded_latencies_ms = {}
+            self.unmatched_replies = 0
+            self._question_hours = {}
+            self._reply_hours = {}
+            if self.dedupe_window_ms is not None:  # file what is held, to fold it in time
+                for question_id, (asked_ts, _sid) in self.questions.items():
+                    self._question_hours.setdefault(asked_ts // _ID_BUCKET_MS, []).append(
+                        question_id
+                    )
+                for question_id, replied_ts in self.first_reply_ts.items():
+                    self._reply_hours.setdefault(replied_ts // _ID_BUCKET_MS, []).append(
+                        question_id
+                    )
 
     def set_future_tolerance(self, future_tolerance_ms: int | None) -> None:
         """Cap how far ahead of the wall clock an event may be and still move its topic's
@@ -522,6 +548,8 @@ class Ledger:
                     self.newest_ts[topic] = ts
                     if self._drop_ids_below((ts - window) // _ID_BUCKET_MS, topic):
                         self._fold_closed_sessions()
+                        if topic == _INTERACTIONS:
+                            self._fold_questions()
         self.counts.valid += 1
         self._seq += 1
         if self.max_ts is None or ts > self.max_ts:
@@ -535,10 +563,16 @@ class Ledger:
                 session.interacting_users.add(event.user_id)
                 if event.kind == "question":
                     self.questions[event.event_id] = (ts, event.session_id)
+                    if window is not None:
+                        self._question_hours.setdefault(ts // _ID_BUCKET_MS, []).append(
+                            event.event_id
+                        )
             elif event.reply_to is not None:
                 earliest = self.first_reply_ts.get(event.reply_to)
                 if earliest is None or ts < earliest:
                     self.first_reply_ts[event.reply_to] = ts
+                    if window is not None:
+                        self._reply_hours.setdefault(ts // _ID_BUCKET_MS, []).append(event.reply_to)
         elif isinstance(event, OrderPaid):
             order = OrderFact(
                 seq=self._seq,
@@ -593,6 +627,71 @@ class Ledger:
         for old in [h for h in hours if h < hour]:
             seen.difference_update(hours.pop(old))
         return True
+
+    def answers(self, asked_ts: int, replied_ts: int | None) -> bool:
+        """Whether a question's earliest reply answers it: with a window, only within the
+        answer horizon (the window) of the question, either way (docs/design.md, "Worker
+        state: what is kept"); without one, any reply."""
+        if replied_ts is None:
+            return False
+        window = self.dedupe_window_ms
+        return window is None or abs(replied_ts - asked_ts) <= window
+
+    def reply_latencies_by_session(self) -> dict[str, tuple[int, list[int]]]:
+        """Per session id (sorted) of the questions: (questions, the first-reply latencies in
+        ms of the answered ones), held and folded together (`reply_latency`'s definition)."""
+        asked: dict[str, int] = dict(self.folded_questions)
+        latencies: dict[str, list[int]] = {
+            sid: list(found) for sid, found in self.folded_latencies_ms.items()
+        }
+        first_reply = self.first_reply_ts
+        for question_id, (asked_ts, sid) in self.questions.items():
+            asked[sid] = asked.get(sid, 0) + 1
+            replied_ts = first_reply.get(question_id)
+            if self.answers(asked_ts, replied_ts):
+                assert replied_ts is not None
+                latencies.setdefault(sid, []).append(replied_ts - asked_ts)
+        return {sid: (asked[sid], latencies.get(sid, [])) for sid in sorted(asked)}
+
+    def _fold_questions(self) -> None:
+        """Fold the questions whose answer horizon has passed, and drop the replies that
+        answered no question within theirs (`unmatched_replies`).
+
+        A question asked at `a` is folded once the interactions topic's horizon `h` passes
+        `a + window`: every reply still applicable has `ts >= h`, too late to answer it. Its
+        earliest reply, if within the horizon of it, gives its latency; a reply outside it
+        answered nothing and is counted. A reply (its question unseen) at `t` is dropped once
+        `h` passes `t + window`: a question still applicable is asked after `h`, too late.
+        Whole hours of `ts` are folded, so each question is folded at most an hour late.
+        """
+        window = self.dedupe_window_ms
+        horizon = self.horizon_ts(_INTERACTIONS)
+        if window is None or horizon is None:
+            return
+        below_hour = (horizon - window) // _ID_BUCKET_MS  # hours wholly before horizon - window
+        first_reply = self.first_reply_ts
+        questions = self.questions
+        for hour in [h for h in self._question_hours if h < below_hour]:
+            for question_id in self._question_hours.pop(hour):
+                held = questions.pop(question_id, None)
+                if held is None:
+                    continue
+                asked_ts, sid = held
+                replied_ts = first_reply.pop(question_id, None)
+                self.folded_questions[sid] = self.folded_questions.get(sid, 0) + 1
+                if self.answers(asked_ts, replied_ts):
+                    assert replied_ts is not None
+                    self.folded_latencies_ms.setdefault(sid, []).append(replied_ts - asked_ts)
+                elif replied_ts is not None:
+                    self.unmatched_replies += 1
+        for hour in [h for h in self._reply_hours if h < below_hour]:
+            for question_id in self._reply_hours.pop(hour):
+                if question_id in questions:
+                    continue  # its question is held: folded with it
+                replied_ts = first_reply.get(question_id)
+                if replied_ts is not None and replied_ts // _ID_BUCKET_MS < below_hour:
+                    del first_reply[question_id]
+                    self.unmatched_replies += 1
 
     def _fold_closed_sessions(self) -> None:
         """Fold the presence of every started session whose end is older than the horizons of

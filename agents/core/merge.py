@@ -26,7 +26,8 @@ combined them, except where it would have used the arrival order across those in
 Presence records, interacting users, orders and group events are pooled; a session's start is
 the earliest (its room and merchant with it; at equal `ts` the earlier input's), its end the
 earliest, its last event the latest; a question id known twice keeps the earliest (ts,
-session); a first reply is the earliest. In a list met in several inputs, arrival numbers are
+session); a first reply is the earliest; folded questions' counts and latencies per session
+are added. In a list met in several inputs, arrival numbers are
 renumbered with per-input offsets (the sum of the earlier inputs' counts) so that equal-`ts`
 ties go by input order, then by each input's own order, and never collide. Event ids are
 unioned and counts summed: an event id repeated ACROSS inputs cannot be deduplicated after the
@@ -121,6 +122,19 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
             if earliest is None or ts < earliest:
                 merged.first_reply_ts[question_id] = ts
         merged.folded_figures.merge(ledger.folded_figures)
+        # Folded questions: counts and latencies per session added (a session's questions
+        # and their replies share its record key, so one input folds each).
+        for sid, asked_count in ledger.folded_questions.items():
+            merged.folded_questions[sid] = merged.folded_questions.get(sid, 0) + asked_count
+        for sid, latencies in ledger.folded_latencies_ms.items():
+            merged.folded_latencies_ms.setdefault(sid, []).extend(latencies)
+        merged.unmatched_replies += ledger.unmatched_replies
+        for filed, into in (
+            (ledger._question_hours, merged._question_hours),
+            (ledger._reply_hours, merged._reply_hours),
+        ):
+            for hour, question_ids in filed.items():
+                into.setdefault(hour, []).extend(question_ids)
     return merged
 
 

@@ -520,12 +520,11 @@ def _change(current: float | None, before: float | None) -> float | None:
 def _reply_latencies_by_session(ledger: Ledger) -> dict[str, list[int]]:
     """First-reply latency (ms) of each answered question, by the question's session
     (`reply_latency`'s definition; a reply stamped before its question gives a negative one)."""
-    by_session: dict[str, list[int]] = {}
-    for question_id, (asked_ts, session_id) in ledger.questions.items():
-        first = ledger.first_reply_ts.get(question_id)
-        if first is not None:
-            by_session.setdefault(session_id, []).append(first - asked_ts)
-    return by_session
+    return {
+        sid: answered_ms
+        for sid, (_asked, answered_ms) in ledger.reply_latencies_by_session().items()
+        if answered_ms
+    }
 
 
 def _histograms(levels: dict[str, Any]) -> dict[str, Any]:

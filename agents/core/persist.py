@@ -50,8 +50,10 @@ from agents.core.windows import EventTimeWindows, MinuteBucket
 MAGIC: Final[bytes] = b"LPst"
 #: 2: the ledger has a dedupe window (issue 17). A version 1 state still loads, as a ledger
 #: with no window (every id kept, as it was written).
-VERSION: Final[int] = 2
-_READABLE: Final[frozenset[int]] = frozenset({1, 2})
+#: 3: questions and replies are folded past their answer horizon (issue 17, second step). A
+#: version 1 or 2 state still loads: its held questions are filed to fold in time.
+VERSION: Final[int] = 3
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -160,6 +162,8 @@ def _check_shape(ledger: Ledger, board: OperatorBoard) -> None:
         (getattr(ledger, "group_events", None), dict),
         (getattr(ledger, "questions", None), dict),
         (getattr(ledger, "first_reply_ts", None), dict),
+        (getattr(ledger, "folded_questions", None), dict),
+        (getattr(ledger, "folded_latencies_ms", None), dict),
         (getattr(board, "windows", None), EventTimeWindows),
         (getattr(board, "follows", None), dict),
         (getattr(board, "product_clicks", None), dict),

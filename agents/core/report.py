@@ -88,6 +88,10 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             ),
             "future": ledger.counts.future,
             "folded_sessions": ledger.folded_sessions,
+            # Questions folded past the answer horizon, and replies that answered no question
+            # within it (a reply later than the horizon: counted here, never lost).
+            "folded_questions": sum(ledger.folded_questions.values()),
+            "unmatched_replies": ledger.unmatched_replies,
         },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
@@ -207,6 +211,12 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(
             f"        {future:,} stamped too far ahead of the wall clock (applied, but kept "
             "from moving their topic's dedupe horizon)"
+        )
+    unmatched = (report.get("retention") or {}).get("unmatched_replies") or 0
+    if unmatched:
+        lines.append(
+            f"        {unmatched:,} replies answered no question within the answer horizon "
+            "(the dedupe window)"
         )
     if "operator" in report:
         lines.extend(["", render_operator_summary(report["operator"])])

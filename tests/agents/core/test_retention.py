@@ -109,6 +109,8 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
         "folded_sessions": 0,
         "future_tolerance_s": None,
         "future": 0,
+        "folded_questions": 0,
+        "unmatched_replies": 0,
     }
     del week["retention"], everything["retention"]
     assert week == everything
@@ -188,6 +190,11 @@ def test_closed_sessions_fold_and_every_figure_stays_exact(name: str) -> None:
     started = sum(s.started_ts is not None for s in ledger.sessions.values())
     assert ledger.counts.expired == 0
     assert ledger.folded_sessions >= 0.9 * started
+    # The questions past the answer horizon (the window) are folded too, none left unmatched.
+    asked = everything["claims"]["reply_latency"]["detail"]["questions"]
+    assert sum(ledger.folded_questions.values()) >= 0.9 * asked > 0
+    assert len(ledger.questions) + sum(ledger.folded_questions.values()) == asked
+    assert ledger.unmatched_replies == 0
     folded = build_report(ledger, board)
     assert folded["retention"]["folded_sessions"] == ledger.folded_sessions
     assert _without_retention(folded) == _without_retention(everything)
@@ -201,6 +208,31 @@ def test_closed_sessions_fold_and_every_figure_stays_exact(name: str) -> None:
     merged = build_report(merge_ledgers([p[0] for p in parts]), merge_boards([p[1] for p in parts]))
     assert sum(p[0].folded_sessions for p in parts) > 0
     assert _without_retention(merged) == _without_retention(everything)
+
+
+@pytest.mark.parametrize("name", ["xhs.jsonl", "impulse.jsonl"])
+def test_a_shuffled_stream_folds_to_the_same_figures(name: str) -> None:
+    """The fixture's events moved up to 12 hours from their place (seeded; with the
+    fixture's own lateness still inside the 2-day window): the folds happen at other
+    moments, yet the claims, the event counts and the distributions are the keep-everything
+    ledger's of the file as it is (the operator's windows depend on arrival by design)."""
+    import random
+
+    from tests.agents.core.test_merge import records
+
+    decoded = [event for _topic, _key, event in records(name.removesuffix(".jsonl"))]
+    everything = build_report(*_feed(decoded, None))
+    rng = random.Random(17)
+    jittered = sorted(
+        decoded,
+        key=lambda e: (e.ts if not isinstance(e, Rejection) else 0) + rng.randrange(12 * HOUR),
+    )
+    ledger, board = _feed(jittered, 2 * DAY)
+    assert ledger.counts.expired == 0 and ledger.folded_sessions > 0
+    assert sum(ledger.folded_questions.values()) > 0
+    shuffled = build_report(ledger, board)
+    for key in ("events", "claims", "distributions"):
+        assert shuffled[key] == everything[key], key
 
 
 def test_a_view_after_the_fold_counts_as_an_entry_and_adds_no_watch_time() -> None:
@@ -246,3 +278,96 @@ def test_the_table_says_how_many_events_expired() -> None:
     table = render_table(build_report(ledger))
     assert "1 expired (older than the dedupe window of their topic" in table
     assert "expired" not in render_table(build_report(Ledger(dedupe_window_ms=HOUR)))
+
+
+def question(ts: int, event_id: str, sid: str = "s1") -> Any:
+    return ev("interaction", ts, event_id, session_id=sid, user_id="u1", kind="question")
+
+
+def reply(ts: int, to: str, sid: str = "s1") -> Any:
+    return ev("interaction", ts, session_id=sid, user_id="host", kind="reply", reply_to=to)
+
+
+def _reply_detail(ledger: Ledger) -> dict[str, Any]:
+    return dict(build_report(ledger)["claims"]["reply_latency"]["detail"])
+
+
+def test_questions_fold_past_the_answer_horizon_and_a_later_reply_is_counted() -> None:
+    """The answer horizon is the window: a question is held until the interactions topic's
+    horizon passes its ts + the window, then folded into its session's counts and latencies.
+    A reply later than that answers nothing (the question stays a miss) and is counted in
+    `unmatched_replies`, as is a reply whose question never comes within the horizon."""
+    ledger = Ledger(dedupe_window_ms=DAY)
+    assert ledger.apply(question(T0, "q1"))
+    assert ledger.apply(reply(T0 + 2_000, "q1"))  # within 3 s
+    assert ledger.apply(question(T0 + 1_000, "q2", sid="s2"))
+    assert ledger.apply(reply(T0 + 100_000, "q2", sid="s2"))  # within 3 min
+    assert ledger.apply(question(T0 + 2_000, "q3"))  # never answered in time
+    assert ledger.apply(reply(T0 + 5_000, "q-never-asked"))
+    held = _reply_detail(ledger)
+    assert held["questions"] == 3 and held["answered"] == 2
+    assert held["answered_within_3s"] == 1 and held["answered_within_3min"] == 2
+
+    # Interactions two days later: the horizon (T0 + 1 day) passes T0 + 1 day + 1 hour's
+    # hour boundary only later, so nothing is folded yet at T0 + 2 days - 1 ms ...
+    assert ledger.apply(question(T0 + 2 * DAY - 1, "q4", sid="s3"))
+    assert ledger.folded_questions == {}
+    # ... and at T0 + 2 days + 1 hour the first hour's questions and replies are past it.
+    assert ledger.apply(question(T0 + 2 * DAY + HOUR, "q5", sid="s3"))
+    assert ledger.folded_questions == {"s1": 2, "s2": 1}
+    assert ledger.folded_latencies_ms == {"s1": [2_000], "s2": [99_000]}
+    assert set(ledger.questions) == {"q4", "q5"} and set(ledger.first_reply_ts) == set()
+    assert ledger.unmatched_replies == 1  # the reply to a question never asked
+
+    assert ledger.apply(reply(T0 + 2 * DAY + HOUR, "q3"))  # q3 is folded: too late
+    assert ledger.apply(reply(T0 + 2 * DAY + HOUR + 1_000, "q5", sid="s3"))
+    for hour in range(3, 30):  # a day later still: the late reply is dropped and counted
+        assert ledger.apply(question(T0 + (2 + 1) * DAY + hour * HOUR, f"q-{hour}", sid="s4"))
+    assert ledger.unmatched_replies == 2
+    detail = _reply_detail(ledger)
+    assert detail["questions"] == 5 + 27 and detail["answered"] == 3
+    assert detail["answered_within_3s"] == 2 and detail["answered_within_3min"] == 3
+    report = build_report(ledger)
+    assert report["retention"]["folded_questions"] == sum(ledger.folded_questions.values())
+    assert report["retention"]["unmatched_replies"] == 2
+    from agents.core import render_table
+
+    assert "2 replies answered no question within the answer horizon" in render_table(report)
+
+
+def test_a_held_reply_beyond_the_answer_horizon_answers_nothing() -> None:
+    """Whether a reply answers does not depend on when the fold ran: a reply more than the
+    window after its question answers nothing whether the question is still held or not."""
+    ledger = Ledger(dedupe_window_ms=DAY)
+    assert ledger.apply(question(T0, "q1"))
+    assert ledger.apply(reply(T0 + DAY + 1, "q1"))  # held: the horizon is at T0 + 1 ms
+    assert "q1" in ledger.questions
+    assert _reply_detail(ledger)["answered"] == 0
+    unbounded = Ledger()
+    unbounded.apply(question(T0, "q1"))
+    unbounded.apply(reply(T0 + DAY + 1, "q1"))
+    assert _reply_detail(unbounded)["answered"] == 1  # no window: any reply answers
+
+
+def test_a_version_2_state_loads_and_its_held_questions_fold_in_time() -> None:
+    ledger = Ledger(dedupe_window_ms=DAY)
+    ledger.apply(question(T0, "q1"))
+    ledger.apply(reply(T0 + 1_000, "q1"))
+    ledger.apply(reply(T0 + 1_000, "q-orphan"))
+    for name in (
+        "folded_questions",
+        "folded_latencies_ms",
+        "unmatched_replies",
+        "_question_hours",
+        "_reply_hours",
+    ):
+        delattr(ledger, name)
+    blob = MAGIC + bytes([2]) + zlib.compress(pickle.dumps((ledger, OperatorBoard()), protocol=5))
+    restored, _board = load_state(blob)
+    assert restored.folded_questions == {} and restored.unmatched_replies == 0
+    assert restored.apply(question(T0 + 3 * DAY, "q2"))
+    assert restored.folded_questions == {"s1": 1}
+    assert restored.folded_latencies_ms == {"s1": [1_000]}
+    assert restored.unmatched_replies == 1
+    again, _board = load_state(dump_state(restored, OperatorBoard()))
+    assert again.folded_latencies_ms == {"s1": [1_000]} and again.unmatched_replies == 1
