@@ -11,6 +11,12 @@ apt one driven by Playwright, shows /screen from the moment the worker answers: 
 /screen/data every second and renders it, on the same 2 cores), `data_poll` (a client fetching
 /screen/data every second: the worker's side of it without the browser's CPU) and `report_poll`
 (a client fetching /report every second: what the page did first, why it no longer does).
+Staleness (`data_poll`): each /screen/data fetched is compared with the worker's /status right
+after: events the data is behind (status records - data's valid events) and seconds (the
+data's age, now - its `built_at`). Build cost: the same records in-process, split over 4
+partitions by the contract's record keys as the worker holds them; one page build (merge the
+partitions, the operator and screen sections) as it was (the full operator snapshot, per-session
+figures and histograms included) against as it is (`detail=False`), interleaved.
 Memory: a `ScreenState` fed the same records in-process; the deep size (sys.getsizeof over its
 containers) of its minute buckets at the end, per room and per (session, minute) held.
 """
@@ -26,15 +32,20 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
+from agents.core import Ledger, OperatorBoard
+from agents.core.ingest import ingest
+from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.screen import MinuteCounts, ScreenState
 from bench.data import dataset, preload
 from bench.proc import broker_pid, machine
 from bench.run import POLL_S, Run, Sampler, _as_run, _end_offsets, _watch, start_worker
 from bench.shared import delete_app_topics, summary
 from schemas import Rejection, decode
+from schemas.events import record_key
 from streams.runtime.settings import Settings
 from streams.runtime.topics import delete_run_topics
 from streams.tools.drain import fetch
@@ -47,14 +58,22 @@ class ReportPoller(threading.Thread):
     """GET a URL once a second: /report (as a page polling it would: the design the screen
     avoids), or /screen/data (the screen's worker-side cost without a browser's CPU)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, status_url: str | None = None) -> None:
         super().__init__(daemon=True)
         self.url, self.stopped = url, threading.Event()
+        self.status_url = status_url
+        #: Per fetch of /screen/data (with `status_url`): (events behind, seconds old).
+        self.behind: list[tuple[int, float]] = []
 
     def run(self) -> None:
         while not self.stopped.wait(1.0):
             with contextlib.suppress(OSError, ValueError):
-                fetch(self.url, timeout_s=120)
+                body = fetch(self.url, timeout_s=120)
+                if self.status_url is not None:
+                    data = json.loads(body)
+                    status = json.loads(fetch(self.status_url, timeout_s=120))
+                    behind = int(status.get("records", 0)) - int(data["events"]["valid"])
+                    self.behind.append((max(0, behind), time.time() - data["built_at"]))
 
 
 def run_pass(settings: Settings, expect: int, log: Path, mode: str) -> Run:
@@ -71,7 +90,8 @@ def run_pass(settings: Settings, expect: int, log: Path, mode: str) -> Run:
     try:
         if mode in ("report_poll", "data_poll"):
             path = "/report" if mode == "report_poll" else "/screen/data"
-            poller = ReportPoller(f"{worker.base_url}{path}")
+            status_url = f"{worker.base_url}/status" if mode == "data_poll" else None
+            poller = ReportPoller(f"{worker.base_url}{path}", status_url)
             poller.start()
         if screen_open:
             from playwright.sync_api import sync_playwright
@@ -116,7 +136,47 @@ def run_pass(settings: Settings, expect: int, log: Path, mode: str) -> Run:
         worker.stop()
     delete_app_topics(settings, own.app_id)
     shutil.rmtree(own.data_dir, ignore_errors=True)
-    return _as_run(result, sampler)
+    run = _as_run(result, sampler)
+    if poller is not None and poller.behind:
+        STALENESS.setdefault(mode, []).extend(poller.behind)
+    return run
+
+
+#: Mode -> (events behind, seconds old) of every /screen/data fetched during its passes.
+STALENESS: dict[str, list[tuple[int, float]]] = {}
+
+
+def build_cost(path: Path, repeat: int, settings: Settings, partitions: int = 4) -> dict[str, Any]:
+    """Seconds per page build over the file's records in `partitions` partitions: the full
+    operator snapshot (as the page built it before) against the page's (`detail=False`)."""
+    states = [(Ledger(settings.dedupe_window_ms), OperatorBoard()) for _ in range(partitions)]
+    for line in read_lines(path):
+        try:
+            key = record_key(json.loads(line))
+        except (ValueError, TypeError, AttributeError):
+            key = ""
+        ledger, board = states[zlib.crc32(key.encode()) % partitions]
+        ingest(line, ledger, board)
+
+    def build(detail: bool) -> float:
+        began = time.perf_counter()
+        ledger = merge_ledgers([s[0] for s in states])
+        board = merge_boards([s[1] for s in states])
+        board.snapshot(ledger, detail=detail)
+        board.screen.snapshot(ledger)
+        return time.perf_counter() - began
+
+    full: list[float] = []
+    page: list[float] = []
+    for _ in range(repeat):
+        full.append(build(True))
+        page.append(build(False))
+    return {
+        "partitions": partitions,
+        "full_s": summary(full),
+        "page_s": summary(page),
+        "page_over_full": summary([p / f for p, f in zip(page, full, strict=True)]),
+    }
 
 
 def deep_minutes_bytes(screen: ScreenState) -> int:
@@ -212,6 +272,17 @@ def main(argv: list[str] | None = None) -> int:
             mode: summary([r.cpu_s / r.seconds for r in rs]) for mode, rs in runs.items()
         },
         "ratios": ratios,
+        "page_build": build_cost(path, args.repeat, settings),
+        "data_staleness": {
+            mode: {
+                "fetches": len(seen),
+                "events_behind": summary([float(b) for b, _s in seen]),
+                "seconds_old": summary([s for _b, s in seen]),
+                "max_events_behind": max(b for b, _s in seen),
+                "max_seconds_old": max(s for _b, s in seen),
+            }
+            for mode, seen in STALENESS.items()
+        },
         "minute_buckets": minute_memory(path),
         "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }

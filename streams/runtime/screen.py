@@ -121,15 +121,14 @@ class ScreenFeed:
             ledger, board = self._source()
             payload: dict[str, Any] = {"events": ledger.counts.as_dict()}
             if board is not None:
-                # Per-session figures and histograms are not on the page: not sent every second.
-                operator = board.snapshot(ledger)
-                payload["operator"] = {
-                    k: v for k, v in operator.items() if k not in _NOT_ON_THE_PAGE
-                }
+                # Per-session figures and histograms are not on the page: not even computed.
+                payload["operator"] = board.snapshot(ledger, detail=False)
                 payload["screen"] = board.screen.snapshot(ledger)
             self.build_s = time.perf_counter() - began
             self._built_valid = ledger.counts.valid
             payload["built_s"] = self.build_s
+            # When the state was read (wall clock, as the page's clock): how old the data is.
+            payload["built_at"] = time.time() - self.build_s
             self._payload, self._version, self._built_at = payload, version, now
             self._body = None
         payload = self._payload
@@ -210,8 +209,6 @@ def register_screen(
 
 _JSON: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _JSON_TYPE: Final[str] = "application/json"
-#: Operator sections /screen/data leaves out (in /report; at 200,000 events most of its bytes).
-_NOT_ON_THE_PAGE: Final[frozenset[str]] = frozenset({"sessions", "histograms"})
 
 #: The worker's views, for its index page `/`.
 INDEX: Final[dict[str, Any]] = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ import pytest
 
 from streams.tools.drain import fetch_json
 from streams.tools.worker_process import WorkerProcess
-from tests.conftest import in_ci
 from tests.support.cli import livepulse_path, user_env
 from tests.support.live import FIXTURES, drain, fixture_truth, run_settings, running_worker
 
@@ -47,18 +45,6 @@ HEADLINE = (
 )
 #: xhs spans ~60.7 days of event time: about 10.5 s of replay at this speed-up.
 SPEEDUP = 500_000
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found:
-        return found
-    message = "chromium is not installed (Debian: apt-get install chromium; scripts/setup.sh)"
-    if in_ci():
-        pytest.fail(f"{message}; under CI a missing chromium fails the run", pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -139,7 +125,9 @@ def mismatches(
     return problems
 
 
-def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -> None:
+def test_screen_follows_the_worker_live(
+    worker: WorkerProcess, tmp_path: Path, chromium: str
+) -> None:
     from playwright.sync_api import Route, sync_playwright
 
     base = worker.base_url
@@ -154,7 +142,7 @@ def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -
         route.fulfill(response=response)
 
     with contextlib.ExitStack() as stack, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.on("request", lambda request: requests.append(request.url))

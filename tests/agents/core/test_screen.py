@@ -159,3 +159,20 @@ def test_a_folded_sessions_viewers_per_minute_are_those_of_its_records(name: str
         assert _present_by_minute(session, middle, 7) == from_records[n // 2 : n // 2 + 7]
         checked += sum(from_records) > 0
     assert checked >= 20
+
+
+def test_the_pages_operator_figures_are_the_references_without_the_detail() -> None:
+    """What the live screen asks for (`snapshot(detail=False)`: no per-session figures, no
+    histograms) gives every level's figures of the independent reference, mid-broadcast."""
+    from streams.tools.simulator.operator_truth import operator_truth
+
+    stream = lines("xhs")[: int(len(lines("xhs")) * 0.3)]
+    ledger, board = feed(stream)
+    page = board.snapshot(ledger, detail=False)
+    assert "sessions" not in page and "histograms" not in page
+    truth = operator_truth(stream)
+    problems: list[str] = []
+    for level in ("overall", "rooms", "merchants", "watermark_ts", "late_events"):
+        _same(level, page[level], truth[level], problems)
+    assert problems == []
+    assert page["overall"]["orders"] > 0 and len(page["rooms"]) > 1
