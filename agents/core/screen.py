@@ -275,61 +275,91 @@ class ScreenState:
         }
 
     def _sources(self, started: dict[str, SessionFacts], sids: Sequence[str]) -> dict[str, Any]:
-        entries: Counter[str] = Counter()
-        viewers: Counter[str] = Counter()
-        buyers: Counter[str] = Counter()
-        gmv_cents: Counter[str] = Counter()
-        for sid in sids:
-            entries.update(self.source_entries.get(sid, {}))
-            firsts = self.first_entry.get(sid, {})
-            for _ts, source in firsts.values():
-                viewers[source] += 1
-            paid: dict[str, int] = {}
-            for order in started[sid].orders:
-                paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
-            for user, cents in paid.items():
-                first_entry = firsts.get(user)
-                if first_entry is not None:
-                    buyers[first_entry[1]] += 1
-                    gmv_cents[first_entry[1]] += cents
-        return {
-            source: {
-                "entries": entries[source],
-                "viewers": viewers[source],
-                "buyers": buyers[source],
-                "conversion": _ratio(buyers[source], viewers[source]),
-                "gmv_cny": gmv_cents[source] / 100,
-            }
-            for source in SOURCES
-        }
+        return sources_figures(self.session_sources(sid, started[sid]) for sid in sids)
+
+    def session_sources(self, sid: str, session: SessionFacts) -> dict[str, list[int]]:
+        """One session's sources: source -> [entries, viewers, buyers, GMV cents]."""
+        out: dict[str, list[int]] = {}
+        for source, count in self.source_entries.get(sid, {}).items():
+            out.setdefault(source, [0, 0, 0, 0])[0] += count
+        firsts = self.first_entry.get(sid, {})
+        for _ts, source in firsts.values():
+            out.setdefault(source, [0, 0, 0, 0])[1] += 1
+        paid: dict[str, int] = {}
+        for order in session.orders:
+            paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
+        for user, cents in paid.items():
+            first_entry = firsts.get(user)
+            if first_entry is not None:
+                row = out.setdefault(first_entry[1], [0, 0, 0, 0])
+                row[2] += 1
+                row[3] += cents
+        return out
 
     def _products(self, sids: Iterable[str], top_n: int) -> dict[str, Any]:
-        rows: dict[str, dict[str, int]] = {}
-        for sid in sids:
-            for sku_id, tally in self.skus.get(sid, {}).items():
-                row = rows.get(sku_id)
-                if row is None:
-                    row = rows[sku_id] = dict.fromkeys(_PRODUCT_SUMS, 0)
-                row["clicks"] += tally.clicks
-                row["clickers"] += len(tally.clickers)
-                row["orders"] += tally.orders
-                row["units"] += tally.units
-                row["gmv_cents"] += tally.gmv_cents
-                row["buyers"] += len(tally.buyers)
-                row["clickers_ordered"] += len(tally.clickers & tally.buyers)
-        ranked = sorted(
-            (sku for sku in rows if sku != OTHER_SKU),
-            key=lambda sku: (-rows[sku]["gmv_cents"], -rows[sku]["clicks"], sku),
-        )
-        other = dict.fromkeys(_PRODUCT_SUMS, 0)
-        for sku in [*ranked[top_n:], *([OTHER_SKU] if OTHER_SKU in rows else [])]:
-            for name in _PRODUCT_SUMS:
-                other[name] += rows[sku][name]
+        return products_figures((self.session_products(sid) for sid in sids), top_n)
+
+    def session_products(self, sid: str) -> dict[str, list[int]]:
+        """One session's products: sku_id -> its sums, in the order of `_PRODUCT_SUMS`."""
         return {
-            "skus": len(rows) - (OTHER_SKU in rows),
-            "top": [{"sku_id": sku, **_product_figures(rows[sku])} for sku in ranked[:top_n]],
-            "other": _product_figures(other),
+            sku_id: [
+                tally.clicks,
+                len(tally.clickers),
+                tally.orders,
+                tally.units,
+                tally.gmv_cents,
+                len(tally.buyers),
+                len(tally.clickers & tally.buyers),
+            ]
+            for sku_id, tally in self.skus.get(sid, {}).items()
         }
+
+
+def sources_figures(sessions: Iterable[dict[str, list[int]]]) -> dict[str, Any]:
+    """A level's sources table from its sessions' `ScreenState.session_sources`."""
+    total = {source: [0, 0, 0, 0] for source in SOURCES}
+    for by_source in sessions:
+        for source, row in by_source.items():
+            into = total.setdefault(source, [0, 0, 0, 0])
+            for i, value in enumerate(row):
+                into[i] += value
+    return {
+        source: {
+            "entries": total[source][0],
+            "viewers": total[source][1],
+            "buyers": total[source][2],
+            "conversion": _ratio(total[source][2], total[source][1]),
+            "gmv_cny": total[source][3] / 100,
+        }
+        for source in SOURCES
+    }
+
+
+def products_figures(sessions: Iterable[dict[str, list[int]]], top_n: int) -> dict[str, Any]:
+    """A level's products table from its sessions' `ScreenState.session_products`."""
+    sums: dict[str, list[int]] = {}
+    for by_sku in sessions:
+        for sku_id, row in by_sku.items():
+            into = sums.get(sku_id)
+            if into is None:
+                sums[sku_id] = list(row)
+            else:
+                for i, value in enumerate(row):
+                    into[i] += value
+    rows = {sku: dict(zip(_PRODUCT_SUMS, values, strict=True)) for sku, values in sums.items()}
+    ranked = sorted(
+        (sku for sku in rows if sku != OTHER_SKU),
+        key=lambda sku: (-rows[sku]["gmv_cents"], -rows[sku]["clicks"], sku),
+    )
+    other = dict.fromkeys(_PRODUCT_SUMS, 0)
+    for sku in [*ranked[top_n:], *([OTHER_SKU] if OTHER_SKU in rows else [])]:
+        for name in _PRODUCT_SUMS:
+            other[name] += rows[sku][name]
+    return {
+        "skus": len(rows) - (OTHER_SKU in rows),
+        "top": [{"sku_id": sku, **_product_figures(rows[sku])} for sku in ranked[:top_n]],
+        "other": _product_figures(other),
+    }
 
 
 _PRODUCT_SUMS: Final[tuple[str, ...]] = (

@@ -75,7 +75,7 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
 
     version = [0]
     feed = ScreenFeed(
-        lambda: (ledger, board), lambda: version[0], cached_report, lambda: ledger.counts.valid
+        lambda: [(ledger, board)], lambda: version[0], cached_report, lambda: ledger.counts.valid
     )
     first = feed.get()
     for section in ("events", "screen", "claims"):
@@ -86,10 +86,10 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     }
     assert orjson.loads(feed.body())["operator"] == first["operator"]
     # A change within the interval: the same data; once it is over, rebuilt.
-    feed.build_s = 0.1  # a quick build: the interval is the 1 s floor
+    feed.build_s = 0.05  # a quick build: the interval is the 0.5 s floor
     version[0] += 1
     assert feed.get() is first
-    feed._built_at -= 1.0
+    feed._built_at -= 0.5
     assert feed.get() is not first
     feed.report_build_s = 0.0
     # A slow build (2 s) spaces the rebuilds to 2 / 0.2 = 10 s, not 1.
