@@ -3,7 +3,7 @@ over event-time windows, as the platforms' live dashboards show them (docs/metri
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -213,6 +213,9 @@ def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str,
 
 
 _GROUP_TYPES: Final[frozenset[str]] = frozenset({"group_joined", "group_left"})
+#: Group events remembered for the live screen's incremental build: more between two builds
+#: and it recomputes every session (agents/core/page.py).
+GROUP_LOG_SIZE: Final[int] = 100_000
 
 
 def _source(event: Event) -> tuple[str, str]:
@@ -251,11 +254,15 @@ class OperatorBoard:
         #: The live screen's curves, products and sources (agents/core/screen.py).
         self.screen = ScreenState()
         #: What changed when, for the live screen's incremental build (agents/core/page.py):
-        #: events observed, and per session id (per merchant for group events) the number of
-        #: the last event that touched it.
+        #: events observed, per session id the number of the last event that touched it, and
+        #: the latest group events as (number, merchant, ts) (a group join counts in the
+        #: sessions of its merchant live at its ts; not saved with the state).
         self.changes = 0
         self.session_changed_at: dict[str, int] = {}
-        self.merchant_changed_at: dict[str, int] = {}
+        self.group_log: deque[tuple[int, str, int]] = deque(maxlen=GROUP_LOG_SIZE)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "group_log": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A board pickled before the incremental screen: nothing known to have changed when.
@@ -263,7 +270,7 @@ class OperatorBoard:
         if "changes" not in state:
             self.changes = 0
             self.session_changed_at = {}
-            self.merchant_changed_at = {}
+        self.group_log = deque(maxlen=GROUP_LOG_SIZE)
 
     @property
     def late_events(self) -> int:
@@ -278,7 +285,8 @@ class OperatorBoard:
         self.screen.observe(event)
         self.changes += 1
         if event.type in _GROUP_TYPES:
-            self.merchant_changed_at[getattr(event, "merchant_id")] = self.changes  # noqa: B009
+            merchant_id: str = getattr(event, "merchant_id")  # noqa: B009
+            self.group_log.append((self.changes, merchant_id, event.ts))
         else:
             self.session_changed_at[getattr(event, "session_id", None) or ""] = self.changes
         windows = self.windows
@@ -314,6 +322,15 @@ class OperatorBoard:
             clickers.add(event.user_id)
             if on_time:
                 windows.bucket(event.ts, session_id).product_clicks += 1
+
+    def take_folded(self, ledger: Ledger) -> None:
+        """Fold what the screen keeps of the sessions the ledger has just folded (call after
+        `Ledger.apply` when `ledger.folded_ids` is not empty; `ingest` does)."""
+        for sid in ledger.folded_ids:
+            self.screen.fold_session(sid, ledger.sessions[sid])
+            self.changes += 1
+            self.session_changed_at[sid] = self.changes  # its screen parts moved
+        ledger.folded_ids.clear()
 
     # ------------------------------------------------------------------ snapshot
 

@@ -4,8 +4,9 @@
 merged partitions cost the whole state each time: every session's viewers, presence and
 products, and first the merge itself. `PageBuilder.build` gives the same two sections from
 the partitions' own (ledger, board) pairs, and recomputes a session's parts only when an
-event touched it since the last build (`OperatorBoard.session_changed_at`; for group joins,
-any partition's `merchant_changed_at` of its merchant). What is left is bounded by what is
+event touched it since the last build (`OperatorBoard.session_changed_at`; for group joins, a
+group event of its merchant at a time the session was live, from any partition's
+`OperatorBoard.group_log`). What is left is bounded by what is
 live or cheap: the level sums, the windows' minute buckets (20 minutes), the curves' minute
 buckets (an hour), viewers per minute of the sessions of the last hour, and the refunds
 (matched to their orders over every partition, as the merged ledger does).
@@ -23,7 +24,6 @@ tests/agents/core/test_page.py checks the equality while a fixture is fed.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -36,6 +36,7 @@ from agents.core.operator import WINDOW_MINUTES, OperatorBoard, _Parts
 from agents.core.screen import (
     CURVES,
     PRODUCTS_TOP_N,
+    _add_rows,
     _present_by_minute,
     products_figures,
     sources_figures,
@@ -71,7 +72,6 @@ class _Kept:
     """A session's parts as of its last change (refunds and windows are added per build)."""
 
     changed_at: int
-    merchant_changed_at: tuple[int, ...]
     parts: _Parts
     sources: dict[str, list[int]]
     products: dict[str, list[int]]
@@ -89,6 +89,11 @@ class PageBuilder:
     def __init__(self) -> None:
         #: id(board) -> (the board, its sessions' kept parts).
         self._kept: dict[int, tuple[OperatorBoard, dict[str, _Kept]]] = {}
+        #: id(board) -> its `changes` at the last build (its group events read up to there).
+        self._read_up_to: dict[int, int] = {}
+        #: Level -> (its ended sessions and their change numbers, the sum of their parts).
+        self._bases: dict[str, tuple[tuple[tuple[str, int], ...], _Parts]] = {}
+        self._used_bases: set[str] = set()
         #: Sessions whose parts the last build computed (the rest were kept): for tests and
         #: the benchmark.
         self.recomputed = 0
@@ -114,6 +119,73 @@ class PageBuilder:
             }
         return {"events": events, **self._incremental(states)}
 
+    def _level(
+        self,
+        key: str,
+        sids: list[str],
+        held: dict[str, tuple[_Kept, bool]],
+        extras: dict[str, tuple[list[int], Any]],
+    ) -> _Parts:
+        """A level's parts: the sum of its ended sessions' kept parts (itself kept while none
+        of them changes), the live sessions' added to it, then every session's refunds and
+        windows (which change without the session's events: refunds, the watermark)."""
+        ended = [(sid, held[sid][0].changed_at) for sid in sids if held[sid][1]]
+        signature = tuple(ended)
+        base = self._bases.get(key)
+        if base is None or base[0] != signature:
+            summed = _Parts()
+            for sid, _changed_at in ended:
+                summed.add(held[sid][0].parts)
+            base = self._bases[key] = (signature, summed)
+        self._used_bases.add(key)
+        total = _Parts()
+        total.add(base[1])  # into an empty one: the Counter and lists are copied at C speed
+        for sid in sids:
+            entry, has_ended = held[sid]
+            if not has_ended:
+                total.add(entry.parts)
+            session_refunds, windows = extras[sid]
+            total.refunds += len(session_refunds)
+            total.refunded_cents += sum(session_refunds)
+            if windows is not None:
+                for name, window in windows.items():
+                    total.windows[name].add(window)
+        return total
+
+    def _forget_group_changes(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> None:
+        """Drop the kept parts of the sessions a group event since the last build may change:
+        of its merchant, live at its ts (`_session_parts` counts a group join then)."""
+        changed: list[tuple[str, int]] = []
+        everything = False
+        for _ledger, board in states:
+            read = self._read_up_to.get(id(board))
+            log = board.group_log
+            if read is None:
+                pass  # a board not built before: all its sessions are computed anyway
+            elif log and log[0][0] > read + 1 and len(log) == log.maxlen:
+                everything = True  # more group events than the log keeps
+            else:
+                for n, merchant_id, ts in reversed(log):
+                    if n <= read:
+                        break
+                    changed.append((merchant_id, ts))
+        self._read_up_to = {id(board): board.changes for _ledger, board in states}
+        if not changed and not everything:
+            return
+        by_merchant: dict[str, list[int]] = {}
+        for merchant_id, ts in changed:
+            by_merchant.setdefault(merchant_id, []).append(ts)
+        for ledger, board in states:
+            kept = self._kept[id(board)][1]
+            for sid in list(kept):
+                session = ledger.sessions.get(sid)
+                if session is None or everything:
+                    kept.pop(sid)
+                    continue
+                times = by_merchant.get(session.merchant_id or "")
+                if times is not None and any(_live_at(session, ts) for ts in times):
+                    kept.pop(sid)
+
     def _incremental(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
         ledgers = [ledger for ledger, _board in states]
         boards = [board for _ledger, board in states]
@@ -137,10 +209,11 @@ class PageBuilder:
         self._kept = {
             id(board): self._kept.get(id(board), (board, {})) for board in boards
         }  # boards no longer held are forgotten
+        self._forget_group_changes(states)
         self.recomputed = 0
-        overall = _Parts()
-        rooms: dict[str, _Parts] = {}
-        merchants: dict[str, _Parts] = {}
+        #: Per session: its kept parts, whether it has ended, its refunds and windows.
+        held: dict[str, tuple[_Kept, bool]] = {}
+        extras: dict[str, tuple[list[int], Any]] = {}
         levels_of: dict[str, tuple[str, str]] = {}
         sources: dict[str, dict[str, list[int]]] = {}
         products: dict[str, dict[str, list[int]]] = {}
@@ -162,35 +235,20 @@ class PageBuilder:
             for sid in sorted(started):
                 session = started[sid]
                 merchant_id = session.merchant_id or ""
-                stamps = tuple(b.merchant_changed_at.get(merchant_id, 0) for b in boards)
                 entry = kept.get(sid)
                 changed_at = board.session_changed_at.get(sid, 0)
-                if (
-                    entry is None
-                    or entry.changed_at != changed_at
-                    or entry.merchant_changed_at != stamps
-                ):
+                if entry is None or entry.changed_at != changed_at:
                     self.recomputed += 1
                     entry = kept[sid] = _Kept(
                         changed_at,
-                        stamps,
                         board._session_parts(group_events, sid, session, []),
                         board.screen.session_sources(sid, session),
                         board.screen.session_products(sid),
                     )
-                session_refunds = refunds.get(sid, [])
-                parts = dataclasses.replace(
-                    entry.parts,
-                    refunds=len(session_refunds),
-                    refunded_cents=sum(session_refunds),
-                )
-                if sid in windows:
-                    parts.windows = windows[sid]
+                held[sid] = (entry, session.ended_ts is not None)
+                extras[sid] = (refunds.get(sid, []), windows.get(sid))
                 room_id = session.room_id or ""
                 levels_of[sid] = (room_id, merchant_id)
-                rooms.setdefault(room_id, _Parts()).add(parts)
-                merchants.setdefault(merchant_id, _Parts()).add(parts)
-                overall.add(parts)
                 sources[sid] = entry.sources
                 products[sid] = entry.products
                 if first_minute is not None and session.last_ts >= first_minute * MINUTE_MS:
@@ -206,6 +264,21 @@ class PageBuilder:
                         for sid, counts in by_session.items():
                             if sid in started:
                                 minute_rows.append((minute - first_minute, sid, counts))
+        overall = self._level("overall", sorted(held), held, extras)
+        rooms: dict[str, _Parts] = {}
+        merchants: dict[str, _Parts] = {}
+        by_room: dict[str, list[str]] = {}
+        by_merchant: dict[str, list[str]] = {}
+        for sid in sorted(held):
+            room_id, merchant_id = levels_of[sid]
+            by_room.setdefault(room_id, []).append(sid)
+            by_merchant.setdefault(merchant_id, []).append(sid)
+        for room_id, sids in by_room.items():
+            rooms[room_id] = self._level(f"room:{room_id}", sids, held, extras)
+        for merchant_id, sids in by_merchant.items():
+            merchants[merchant_id] = self._level(f"merchant:{merchant_id}", sids, held, extras)
+        self._bases = {key: self._bases[key] for key in self._used_bases}
+        self._used_bases = set()
         figures = first_board._figures
         operator = {
             "definitions": {
@@ -221,20 +294,47 @@ class PageBuilder:
             "merchants": {mid: figures(p) for mid, p in sorted(merchants.items())},
             "rooms": {rid: figures(p) for rid, p in sorted(rooms.items())},
         }
-        screen = _screen(levels_of, sources, products, present, minute_rows, first_minute, retained)
+        folded_sources: dict[tuple[str, str], dict[str, list[int]]] = {}
+        folded_products: dict[str, dict[str, list[int]]] = {}
+        for board in boards:  # the sessions folded (agents/core/screen.py), per partition
+            for level, rows in board.screen.folded_sources.items():
+                _add_rows(folded_sources.setdefault(level, {}), rows)
+            for room, rows in board.screen.folded_products.items():
+                _add_rows(folded_products.setdefault(room, {}), rows)
+        screen = _screen(
+            levels_of,
+            sources,
+            products,
+            (folded_sources, folded_products),
+            present,
+            minute_rows,
+            first_minute,
+            retained,
+        )
         return {"operator": operator, "screen": screen}
+
+
+def _live_at(session: SessionFacts, ts: int) -> bool:
+    started_ts = session.started_ts
+    return (
+        started_ts is not None
+        and ts >= started_ts
+        and (session.ended_ts is None or ts <= session.ended_ts)
+    )
 
 
 def _screen(
     levels_of: dict[str, tuple[str, str]],
     sources: dict[str, dict[str, list[int]]],
     products: dict[str, dict[str, list[int]]],
+    folded: tuple[dict[tuple[str, str], dict[str, list[int]]], dict[str, dict[str, list[int]]]],
     present: dict[str, list[int]],
     minute_rows: list[tuple[int, str, Any]],
     first_minute: int | None,
     retained: int,
 ) -> dict[str, Any]:
-    """`ScreenState.snapshot`'s sections from the sessions' parts."""
+    """`ScreenState.snapshot`'s sections from the sessions' parts and the folded totals."""
+    folded_sources, folded_products = folded
     everything = sorted(levels_of)
     groups: dict[str, dict[str, list[str]]] = {"rooms": {}, "merchants": {}}
     for sid in everything:
@@ -286,18 +386,32 @@ def _screen(
             },
         },
         "sources": {
-            "overall": sources_figures(sources[sid] for sid in everything),
+            "overall": sources_figures(
+                chain(
+                    (sources[sid] for sid in everything),
+                    (rows for level, rows in folded_sources.items() if level[0] == "rooms"),
+                )
+            ),
             **{
                 key: {
-                    lid: sources_figures(sources[sid] for sid in sids) for lid, sids in ids.items()
+                    lid: sources_figures(
+                        chain((sources[sid] for sid in sids), [folded_sources.get((key, lid), {})])
+                    )
+                    for lid, sids in ids.items()
                 }
                 for key, ids in groups.items()
             },
         },
         "products": {
-            "overall": products_figures((products[sid] for sid in everything), PRODUCTS_TOP_N),
+            "overall": products_figures(
+                chain((products[sid] for sid in everything), folded_products.values()),
+                PRODUCTS_TOP_N,
+            ),
             "rooms": {
-                rid: products_figures((products[sid] for sid in sids), PRODUCTS_TOP_N)
+                rid: products_figures(
+                    chain((products[sid] for sid in sids), [folded_products.get(rid, {})]),
+                    PRODUCTS_TOP_N,
+                )
                 for rid, sids in groups["rooms"].items()
             },
         },

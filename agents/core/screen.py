@@ -5,9 +5,17 @@ summed into rooms, merchants and overall at snapshot time (a session's room is k
 its `session_started` arrived, which may be after its other events). Bounded: a fixed number
 of event-time minute buckets (older ones are dropped as the largest `ts` moves, like
 `windows.EventTimeWindows`), at most `SKU_LIMIT` products per session (further ones are
-counted together under `OTHER_SKU`), and per (session, user) one first entry. Mergeable across
-partitions by `merge_screens`, with the same argument as `merge.merge_windows`: buckets of a
-minute at or above the merged cutoff got every event of that minute in every input.
+counted together under `OTHER_SKU`), and per (session, user) one first entry, only until the
+ledger folds the session (`Ledger.folded_ids`, `fold_session`): its products and sources are
+then added to its room's and merchant's totals and forgotten, so what is kept per session ends
+with the session. Mergeable across partitions by `merge_screens`, with the same argument as
+`merge.merge_windows`: buckets of a minute at or above the merged cutoff got every event of
+that minute in every input.
+
+After the fold (the session ended longer ago than the dedupe window: docs/design.md), an event
+of the session still counts in the totals, exactly in the additive figures (entries, clicks,
+orders, units, GMV of the products) but not in the distinct ones (clickers, buyers, viewers
+and their buyers by source stay as folded); `after_fold_events` counts such events.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final
 
 from agents.core.ledger import FoldedPresence, Ledger, SessionFacts
@@ -91,7 +100,11 @@ class ScreenState:
     """Per-session minute buckets, product tallies and entry sources (see the module)."""
 
     __slots__ = (
+        "after_fold_events",
         "first_entry",
+        "folded",
+        "folded_products",
+        "folded_sources",
         "minutes",
         "retained_minutes",
         "skus",
@@ -110,6 +123,63 @@ class ScreenState:
         self.first_entry: dict[str, dict[str, tuple[int, str]]] = {}
         #: Session id -> source -> entries.
         self.source_entries: dict[str, Counter[str]] = {}
+        self._init_folded()
+
+    def _init_folded(self) -> None:
+        #: Folded session id -> its (room, merchant): where its later events count.
+        self.folded: dict[str, tuple[str, str]] = {}
+        #: ("rooms" or "merchants", id) -> source -> folded sessions' sums
+        #: (`session_sources`).
+        self.folded_sources: dict[tuple[str, str], dict[str, list[int]]] = {}
+        #: Room -> sku_id -> folded sessions' sums (`session_products`).
+        self.folded_products: dict[str, dict[str, list[int]]] = {}
+        self.after_fold_events = 0
+
+    def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
+        # A state saved before sessions were folded here has nothing folded.
+        _dict, slots = state
+        if "folded" not in slots:
+            self._init_folded()
+        for name, value in slots.items():
+            setattr(self, name, value)
+
+    def fold_session(self, sid: str, session: SessionFacts) -> None:
+        """Add a session the ledger folded to its room's and merchant's totals and forget its
+        products, entries and first entries (its minute buckets go with the hour)."""
+        if sid in self.folded:
+            return
+        room, merchant = session.room_id or "", session.merchant_id or ""
+        sources = self.session_sources(sid, session)
+        for key in (("rooms", room), ("merchants", merchant)):
+            _add_rows(self.folded_sources.setdefault(key, {}), sources)
+        _add_rows(self.folded_products.setdefault(room, {}), self.session_products(sid))
+        self.folded[sid] = (room, merchant)
+        self.skus.pop(sid, None)
+        self.first_entry.pop(sid, None)
+        self.source_entries.pop(sid, None)
+
+    def _after_fold(self, event: Event, sid: str) -> None:
+        """An event of a folded session: into its totals, additive figures only."""
+        room, merchant = self.folded[sid]
+        self.after_fold_events += 1
+        if isinstance(event, ViewerJoined):
+            source = event.source or "unspecified"
+            for key in (("rooms", room), ("merchants", merchant)):
+                row = self.folded_sources.setdefault(key, {}).setdefault(source, [0, 0, 0, 0])
+                row[0] += 1
+        elif isinstance(event, ProductClicked):
+            products = self.folded_products.setdefault(room, {})
+            products.setdefault(event.sku_id, [0] * len(_PRODUCT_SUMS))[0] += 1
+        elif isinstance(event, OrderPaid):
+            products = self.folded_products.setdefault(room, {})
+            seen: set[str] = set()
+            for item in event.items:
+                row = products.setdefault(item.sku_id, [0] * len(_PRODUCT_SUMS))
+                if item.sku_id not in seen:
+                    seen.add(item.sku_id)
+                    row[2] += 1
+                row[3] += item.quantity
+                row[4] += item.unit_price_cents * item.quantity
 
     def cutoff(self) -> int | None:
         """The oldest minute kept, or None before any event."""
@@ -125,6 +195,16 @@ class ScreenState:
             self.watermark = ts
             if old_cutoff != self.cutoff():
                 self._expire()
+        if self.folded:
+            folded_sid = getattr(event, "session_id", None)
+            if folded_sid in self.folded:
+                assert folded_sid is not None
+                self._after_fold(event, folded_sid)
+                if isinstance(event, ViewerJoined | ProductClicked | OrderPaid):
+                    counts = self._minute(ts, folded_sid)
+                    if counts is not None:
+                        _count_minute(counts, event)
+                return
         if isinstance(event, ViewerJoined):
             sid, source = event.session_id, event.source or "unspecified"
             entries = self.source_entries.get(sid)
@@ -228,16 +308,46 @@ class ScreenState:
                 },
             },
             "sources": {
-                "overall": self._sources(started, everything),
+                "overall": sources_figures(
+                    chain(
+                        (self.session_sources(sid, started[sid]) for sid in everything),
+                        (
+                            rows
+                            for (key, _id), rows in self.folded_sources.items()
+                            if key == "rooms"
+                        ),
+                    )
+                ),
                 **{
-                    key: {lid: self._sources(started, sids) for lid, sids in ids.items()}
+                    key: {
+                        lid: sources_figures(
+                            chain(
+                                (self.session_sources(sid, started[sid]) for sid in sids),
+                                [self.folded_sources.get((key, lid), {})],
+                            )
+                        )
+                        for lid, sids in ids.items()
+                    }
                     for key, ids in levels.items()
                 },
             },
             "products": {
-                "overall": self._products(everything, top_n),
+                "overall": products_figures(
+                    chain(
+                        (self.session_products(sid) for sid in everything),
+                        self.folded_products.values(),
+                    ),
+                    top_n,
+                ),
                 "rooms": {
-                    rid: self._products(sids, top_n) for rid, sids in levels["rooms"].items()
+                    rid: products_figures(
+                        chain(
+                            (self.session_products(sid) for sid in sids),
+                            [self.folded_products.get(rid, {})],
+                        ),
+                        top_n,
+                    )
+                    for rid, sids in levels["rooms"].items()
                 },
             },
         }
@@ -274,9 +384,6 @@ class ScreenState:
             "gmv_cny": [cents / 100 for cents in gmv_cents],
         }
 
-    def _sources(self, started: dict[str, SessionFacts], sids: Sequence[str]) -> dict[str, Any]:
-        return sources_figures(self.session_sources(sid, started[sid]) for sid in sids)
-
     def session_sources(self, sid: str, session: SessionFacts) -> dict[str, list[int]]:
         """One session's sources: source -> [entries, viewers, buyers, GMV cents]."""
         out: dict[str, list[int]] = {}
@@ -295,9 +402,6 @@ class ScreenState:
                 row[2] += 1
                 row[3] += cents
         return out
-
-    def _products(self, sids: Iterable[str], top_n: int) -> dict[str, Any]:
-        return products_figures((self.session_products(sid) for sid in sids), top_n)
 
     def session_products(self, sid: str) -> dict[str, list[int]]:
         """One session's products: sku_id -> its sums, in the order of `_PRODUCT_SUMS`."""
@@ -360,6 +464,26 @@ def products_figures(sessions: Iterable[dict[str, list[int]]], top_n: int) -> di
         "top": [{"sku_id": sku, **_product_figures(rows[sku])} for sku in ranked[:top_n]],
         "other": _product_figures(other),
     }
+
+
+def _add_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
+    for name, row in rows.items():
+        held = into.get(name)
+        if held is None:
+            into[name] = list(row)
+        else:
+            for i, value in enumerate(row):
+                held[i] += value
+
+
+def _count_minute(counts: MinuteCounts, event: Event) -> None:
+    if isinstance(event, ViewerJoined):
+        counts.entries += 1
+    elif isinstance(event, ProductClicked):
+        counts.product_clicks += 1
+    elif isinstance(event, OrderPaid):
+        counts.orders += 1
+        counts.gmv_cents += event.amount_cents
 
 
 _PRODUCT_SUMS: Final[tuple[str, ...]] = (
@@ -477,4 +601,10 @@ def merge_screens(screens: Sequence[ScreenState]) -> ScreenState:
                     into_firsts[user] = entry
         for sid, entries in screen.source_entries.items():
             merged.source_entries.setdefault(sid, Counter()).update(entries)
+        merged.folded.update(screen.folded)
+        for level, rows in screen.folded_sources.items():
+            _add_rows(merged.folded_sources.setdefault(level, {}), rows)
+        for room, rows in screen.folded_products.items():
+            _add_rows(merged.folded_products.setdefault(room, {}), rows)
+        merged.after_fold_events += screen.after_fold_events
     return merged

@@ -41,7 +41,12 @@ def merged_page(states: list[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(("name", "window_ms"), [("xhs", None), ("impulse", 7_200_000)])
+WEEK_MS = 7 * 86_400_000  # the default dedupe window (Settings.dedupe_window_s)
+
+
+@pytest.mark.parametrize(
+    ("name", "window_ms"), [("xhs", None), ("impulse", WEEK_MS), ("xhs", 3_600_000)]
+)
 def test_incremental_builds_equal_the_merged_build_while_fed(
     name: str, window_ms: int | None
 ) -> None:
@@ -64,14 +69,22 @@ def test_incremental_builds_equal_the_merged_build_while_fed(
     # A build with nothing new recomputes nothing and gives the same.
     again = builder.build(states)
     assert builder.recomputed == 0 and again == got
-    if window_ms is None:  # the references know no dedupe window
-        text = [line.decode() for line in lines]
-        problems: list[str] = []
-        truth = operator_truth(text)
-        for level in ("overall", "rooms", "merchants"):
-            _same(level, got["operator"][level], truth[level], problems)
-        _same("screen", got["screen"], screen_truth(text), problems)
-        assert problems == []
+    # The references know no dedupe window: with one, nothing of these fixtures expires.
+    assert sum(s[0].counts.expired for s in states) == 0
+    if window_ms is not None:  # sessions were folded (ledger and screen) while fed
+        assert sum(len(s[1].screen.folded) for s in states) > 50
+    if any(s[1].screen.after_fold_events for s in states):
+        # Events of sessions folded an hour after their end (late orders): in the distinct
+        # counts the screen's tables leave them out (agents/core/screen.py), so no reference.
+        assert window_ms == 3_600_000
+        return
+    text = [line.decode() for line in lines]
+    problems: list[str] = []
+    truth = operator_truth(text)
+    for level in ("overall", "rooms", "merchants"):
+        _same(level, got["operator"][level], truth[level], problems)
+    _same("screen", got["screen"], screen_truth(text), problems)
+    assert problems == []
 
 
 def test_a_session_in_two_partitions_is_built_from_the_merge() -> None:
