@@ -102,7 +102,6 @@ class ScreenFeed:
         self.build_s = 0.0
         self.report_build_s = 0.0
         self._serial = 0
-        self._built_valid = 0
         self._report_valid = 0
 
     def get(self) -> dict[str, Any]:
@@ -119,14 +118,15 @@ class ScreenFeed:
             self.report_build_s, self._report_valid = took, valid
         version = self._version_of()
         now = time.monotonic()
-        build_cost_s = self.build_s * max(1.0, valid / max(1, self._built_valid))
-        wait_s = max(self.interval_s, build_cost_s / self.share)
+        # The last build's cost, not scaled by the events since: a build follows what changed
+        # (PageBuilder), and scaling by the growth since a build at the very start (a few
+        # events) put the next one minutes away (measured: the page showed 0 of 200,000).
+        wait_s = max(self.interval_s, self.build_s / self.share)
         if self._payload is None or (version != self._version and now - self._built_at >= wait_s):
             began = time.perf_counter()
             # Per-session figures and histograms are not on the page: not even computed.
             payload: dict[str, Any] = self._builder.build(self._partitions())
             self.build_s = time.perf_counter() - began
-            self._built_valid = payload["events"]["valid"]
             payload["built_s"] = self.build_s
             # When the state was read (wall clock, as the page's clock): how old the data is.
             payload["built_at"] = time.time() - self.build_s

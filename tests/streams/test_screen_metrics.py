@@ -108,3 +108,31 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     feed._report_valid = ledger.counts.valid // 2
     feed.get()
     assert asked[-1] == pytest.approx(60.0, rel=1e-3)
+
+
+def test_screen_feed_rebuilds_after_a_build_at_the_very_start() -> None:
+    """A page opened before the events flow: its first build sees a handful of events; when
+    200,000 have come, the next refresh is still at most the interval away (it was minutes:
+    the last build's cost scaled by the events' growth)."""
+    from agents.core import Ledger, OperatorBoard
+    from schemas import decode_text
+    from streams.runtime.screen import ScreenFeed
+
+    ledger, board = Ledger(), OperatorBoard()
+    valid = [1]
+    version = [0]
+    feed = ScreenFeed(
+        lambda: [(ledger, board)],
+        lambda: version[0],
+        lambda _age: {"claims": {}, "events": ledger.counts.as_dict()},
+        lambda: valid[0],
+    )
+    first = feed.get()
+    feed.build_s = 0.002
+    valid[0], version[0] = 200_000, 1
+    line = FIXTURE.read_text("utf-8").splitlines()[0]
+    event = decode_text(line)
+    assert ledger.apply(event)  # type: ignore[arg-type]
+    board.observe(event)  # type: ignore[arg-type]
+    feed._built_at -= feed.interval_s
+    assert feed.get()["events"]["valid"] == 1 != first["events"]["valid"]
