@@ -72,6 +72,8 @@ class _Kept:
     """A session's parts as of its last change (refunds and windows are added per build)."""
 
     changed_at: int
+    #: This builder's number of the computation (a level's kept sum names its sessions' ones).
+    serial: int
     parts: _Parts
     sources: dict[str, list[int]]
     products: dict[str, list[int]]
@@ -91,9 +93,10 @@ class PageBuilder:
         self._kept: dict[int, tuple[OperatorBoard, dict[str, _Kept]]] = {}
         #: id(board) -> its `changes` at the last build (its group events read up to there).
         self._read_up_to: dict[int, int] = {}
-        #: Level -> (its ended sessions and their change numbers, the sum of their parts).
+        #: Level -> (its ended sessions and their parts' serials, the sum of their parts).
         self._bases: dict[str, tuple[tuple[tuple[str, int], ...], _Parts]] = {}
         self._used_bases: set[str] = set()
+        self._serial = 0
         #: Sessions whose parts the last build computed (the rest were kept): for tests and
         #: the benchmark.
         self.recomputed = 0
@@ -129,12 +132,12 @@ class PageBuilder:
         """A level's parts: the sum of its ended sessions' kept parts (itself kept while none
         of them changes), the live sessions' added to it, then every session's refunds and
         windows (which change without the session's events: refunds, the watermark)."""
-        ended = [(sid, held[sid][0].changed_at) for sid in sids if held[sid][1]]
+        ended = [(sid, held[sid][0].serial) for sid in sids if held[sid][1]]
         signature = tuple(ended)
         base = self._bases.get(key)
         if base is None or base[0] != signature:
             summed = _Parts()
-            for sid, _changed_at in ended:
+            for sid, _serial in ended:
                 summed.add(held[sid][0].parts)
             base = self._bases[key] = (signature, summed)
         self._used_bases.add(key)
@@ -239,8 +242,10 @@ class PageBuilder:
                 changed_at = board.session_changed_at.get(sid, 0)
                 if entry is None or entry.changed_at != changed_at:
                     self.recomputed += 1
+                    self._serial += 1
                     entry = kept[sid] = _Kept(
                         changed_at,
+                        self._serial,
                         board._session_parts(group_events, sid, session, []),
                         board.screen.session_sources(sid, session),
                         board.screen.session_products(sid),

@@ -96,3 +96,62 @@ def test_a_session_in_two_partitions_is_built_from_the_merge() -> None:
         ingest(line, ledger, board)
     assert set(states[0][0].sessions) & set(states[1][0].sessions)
     assert PageBuilder().build(states) == merged_page(states)
+
+
+def test_a_late_group_join_changes_an_ended_sessions_room() -> None:
+    """A group join inside an ended session's broadcast, arriving (on the merchant's
+    partition) after the session was built: the session and its level sums are rebuilt."""
+
+    def line(**fields: Any) -> bytes:
+        return orjson.dumps(fields)
+
+    start, end = 1_719_837_940_000, 1_719_844_900_000
+    session = [
+        line(
+            event_id="e1",
+            type="session_started",
+            ts=start,
+            session_id="s-1",
+            room_id="r-1",
+            merchant_id="m-1",
+            host_kind="merchant",
+        ),
+        line(
+            event_id="e2",
+            type="viewer_joined",
+            ts=start + 1000,
+            session_id="s-1",
+            user_id="u-1",
+            source="feed",
+        ),
+        line(event_id="e3", type="session_ended", ts=end, session_id="s-1"),
+    ]
+    states = [(Ledger(), OperatorBoard()) for _ in range(2)]
+    for record in session:
+        ingest(record, *states[0])
+    builder = PageBuilder()
+    assert builder.build(states)["operator"]["rooms"]["r-1"]["group_joins"] == 0
+    joined = line(
+        event_id="e4",
+        type="group_joined",
+        ts=start + 5000,
+        merchant_id="m-1",
+        group_id="g-1",
+        user_id="u-1",
+    )
+    ingest(joined, *states[1])
+    got = builder.build(states)
+    assert got["operator"]["rooms"]["r-1"]["group_joins"] == 1
+    assert got == merged_page(states)
+    # A group join after the session's end changes nothing of it, and is not rebuilt for.
+    later = line(
+        event_id="e5",
+        type="group_joined",
+        ts=end + 5000,
+        merchant_id="m-1",
+        group_id="g-1",
+        user_id="u-1",
+    )
+    ingest(later, *states[1])
+    assert builder.build(states) == merged_page(states)
+    assert builder.recomputed == 0
