@@ -55,7 +55,7 @@ def test_incremental_builds_equal_the_merged_build_while_fed(
     lines = (FIXTURES / f"{name}.jsonl").read_bytes().splitlines()
     states = [(Ledger(window_ms), OperatorBoard()) for _ in range(PARTITIONS)]
     builder = PageBuilder()
-    chunk = len(lines) // 12
+    chunk = len(lines) // 6
     kept_some = False
     for start in range(0, len(lines), chunk):
         for line in lines[start : start + chunk]:
