@@ -2,6 +2,7 @@
 without, side by side in one run, and the memory of the minute buckets per room.
 
     .venv/bin/python -m bench.screen [--events 200000] [--repeat 3] [--out bench/SCREEN.json]
+        [--modes closed,open,report_poll,data_poll] [--baseline REF]
 
 Throughput: the first N records of a simulator stream (`bench.data`) are preloaded into topics
 of their own; each pass is a fresh `livepulse worker` (its own app id, so it reads them all
@@ -11,6 +12,15 @@ apt one driven by Playwright, shows /screen from the moment the worker answers: 
 /screen/data every second and renders it, on the same 2 cores), `data_poll` (a client fetching
 /screen/data every second: the worker's side of it without the browser's CPU) and `report_poll`
 (a client fetching /report every second: what the page did first, why it no longer does).
+Staleness (`data_poll`, and `data_poll_baseline`: the same against a worker of the tree at git
+`--baseline REF`, side by side): /status is read every 0.2 s while /screen/data is fetched
+every second; a fetch is behind by the records the worker had applied then minus the data's
+valid events, and by the seconds since the worker first had applied as many as the data shows.
+Build cost: the same records in-process, split over 4 partitions by the contract's record
+keys as the worker holds them; a page build as it was (merge the partitions, full operator
+snapshot, screen snapshot), the merged one without the per-session figures and histograms,
+and the incremental one (`agents.core.page.PageBuilder`, as the worker builds now) after each
+further `--step` events (what a worker applies between two builds), interleaved.
 Memory: a `ScreenState` fed the same records in-process; the deep size (sys.getsizeof over its
 containers) of its minute buckets at the end, per room and per (session, minute) held.
 """
@@ -26,15 +36,30 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
+from agents.core import Ledger, OperatorBoard
+from agents.core.ingest import ingest
+from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.page import PageBuilder
 from agents.core.screen import MinuteCounts, ScreenState
 from bench.data import dataset, preload
 from bench.proc import broker_pid, machine
-from bench.run import POLL_S, Run, Sampler, _as_run, _end_offsets, _watch, start_worker
+from bench.run import (
+    POLL_S,
+    Run,
+    Sampler,
+    _as_run,
+    _end_offsets,
+    _watch,
+    baseline_tree,
+    start_worker,
+)
 from bench.shared import delete_app_topics, summary
 from schemas import Rejection, decode
+from schemas.events import record_key
 from streams.runtime.settings import Settings
 from streams.runtime.topics import delete_run_topics
 from streams.tools.drain import fetch
@@ -47,21 +72,59 @@ class ReportPoller(threading.Thread):
     """GET a URL once a second: /report (as a page polling it would: the design the screen
     avoids), or /screen/data (the screen's worker-side cost without a browser's CPU)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, status_url: str | None = None) -> None:
         super().__init__(daemon=True)
         self.url, self.stopped = url, threading.Event()
+        self.status = None if status_url is None else StatusWatcher(status_url, self.stopped)
+        #: Per fetch of /screen/data (with `status_url`): (events behind, seconds behind).
+        self.behind: list[tuple[int, float]] = []
 
     def run(self) -> None:
+        if self.status is not None:
+            self.status.start()
         while not self.stopped.wait(1.0):
             with contextlib.suppress(OSError, ValueError):
-                fetch(self.url, timeout_s=120)
+                body = fetch(self.url, timeout_s=120)
+                if self.status is not None:
+                    got = self.status.behind(int(json.loads(body)["events"]["valid"]))
+                    if got is not None:
+                        self.behind.append(got)
 
 
-def run_pass(settings: Settings, expect: int, log: Path, mode: str) -> Run:
+class StatusWatcher(threading.Thread):
+    """The worker's applied records over time, from /status every 0.2 s."""
+
+    def __init__(self, url: str, stopped: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.url, self.stopped = url, stopped
+        self.seen: list[tuple[float, int]] = []  # (monotonic s, records), records growing
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.2):
+            with contextlib.suppress(OSError, ValueError):
+                records = int(json.loads(fetch(self.url, timeout_s=120)).get("records", 0))
+                self.seen.append((time.monotonic(), records))
+
+    def behind(self, valid: int) -> tuple[int, float] | None:
+        """(events, seconds) a page showing `valid` events is behind the worker now (None
+        before the worker has applied anything)."""
+        seen, now = list(self.seen), time.monotonic()
+        if not seen or seen[-1][1] == 0:
+            return None
+        applied = seen[-1][1]
+        if valid >= applied:
+            return 0, 0.0
+        reached = next((t for t, records in seen if records > valid), seen[-1][0])
+        return applied - valid, now - reached
+
+
+def run_pass(
+    settings: Settings, expect: int, log: Path, mode: str, baseline: Path | None = None
+) -> Run:
     """One worker over the preloaded topics: `closed` (nobody watches), `open` (the screen in
     Chromium), `data_poll` (/screen/data fetched every second, no browser) or `report_poll`
     (/report fetched every second)."""
-    worker, own = start_worker(settings, log)
+    worker, own = start_worker(settings, log, baseline if mode.endswith("_baseline") else None)
     assert worker.process is not None
     sampler = Sampler(worker.process.pid, broker_pid())
     browser: Any = None
@@ -69,9 +132,10 @@ def run_pass(settings: Settings, expect: int, log: Path, mode: str) -> Run:
     poller: ReportPoller | None = None
     screen_open = mode == "open"
     try:
-        if mode in ("report_poll", "data_poll"):
+        if mode in ("report_poll", "data_poll", "data_poll_baseline"):
             path = "/report" if mode == "report_poll" else "/screen/data"
-            poller = ReportPoller(f"{worker.base_url}{path}")
+            status_url = f"{worker.base_url}/status" if mode != "report_poll" else None
+            poller = ReportPoller(f"{worker.base_url}{path}", status_url)
             poller.start()
         if screen_open:
             from playwright.sync_api import sync_playwright
@@ -116,7 +180,73 @@ def run_pass(settings: Settings, expect: int, log: Path, mode: str) -> Run:
         worker.stop()
     delete_app_topics(settings, own.app_id)
     shutil.rmtree(own.data_dir, ignore_errors=True)
-    return _as_run(result, sampler)
+    run = _as_run(result, sampler)
+    if poller is not None and poller.behind:
+        STALENESS.setdefault(mode, []).extend(poller.behind)
+    return run
+
+
+#: Mode -> (events behind, seconds old) of every /screen/data fetched during its passes.
+STALENESS: dict[str, list[tuple[int, float]]] = {}
+
+
+def build_cost(
+    path: Path, repeat: int, settings: Settings, step: int, partitions: int = 4
+) -> dict[str, Any]:
+    """Seconds per page build over the file's records in `partitions` partitions, at the end
+    of the stream: merged with every operator figure (as the page first built it), merged
+    without the per-session figures and histograms, and incremental (`PageBuilder`) after
+    `step` more events than its last build."""
+    lines = list(read_lines(path))
+    states = [(Ledger(settings.dedupe_window_ms), OperatorBoard()) for _ in range(partitions)]
+
+    def feed(chunk: list[bytes]) -> None:
+        for line in chunk:
+            try:
+                key = record_key(json.loads(line))
+            except (ValueError, TypeError, AttributeError):
+                key = ""
+            ledger, board = states[zlib.crc32(key.encode()) % partitions]
+            ingest(line, ledger, board)
+
+    tail = step * repeat
+    feed(lines[: len(lines) - tail])
+    builder = PageBuilder()
+    builder.build(states)  # the first build computes every session
+
+    def merged(detail: bool) -> float:
+        began = time.perf_counter()
+        ledger = merge_ledgers([s[0] for s in states])
+        board = merge_boards([s[1] for s in states])
+        board.snapshot(ledger, detail=detail)
+        board.screen.snapshot(ledger)
+        return time.perf_counter() - began
+
+    full: list[float] = []
+    page: list[float] = []
+    incremental: list[float] = []
+    recomputed: list[float] = []
+    for i in range(repeat):
+        feed(lines[len(lines) - tail + i * step : len(lines) - tail + (i + 1) * step])
+        began = time.perf_counter()
+        builder.build(states)
+        incremental.append(time.perf_counter() - began)
+        recomputed.append(builder.recomputed)
+        full.append(merged(True))
+        page.append(merged(False))
+    return {
+        "partitions": partitions,
+        "events": len(lines),
+        "step_events": step,
+        "sessions": sum(len(s[0].sessions) for s in states),
+        "sessions_recomputed": summary(recomputed),
+        "merged_full_s": summary(full),
+        "merged_page_s": summary(page),
+        "incremental_s": summary(incremental),
+        "incremental_over_merged_full": summary(
+            [n / f for n, f in zip(incremental, full, strict=True)]
+        ),
+    }
 
 
 def deep_minutes_bytes(screen: ScreenState) -> int:
@@ -165,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument(
+        "--step", type=int, default=5000, help="events between two incremental builds"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="git ref whose worker is the `*_baseline` modes' (e.g. data_poll_baseline)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/SCREEN.json"))
     parser.add_argument(
         "--modes",
@@ -173,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         help="contenders, interleaved (default closed,open,report_poll)",
     )
     args = parser.parse_args(argv)
+    baseline = None if args.baseline is None else baseline_tree(args.baseline)
+    if baseline is None and any(m.endswith("_baseline") for m in args.modes):
+        parser.error("a *_baseline mode needs --baseline REF")
     path = dataset(args.scenario, args.seed, args.events)
     settings = Settings(bootstrap=args.bootstrap).model_copy(
         update={"topic_prefix": f"bench-screen-{uuid.uuid4().hex[:8]}."}
@@ -186,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in range(args.repeat):
             for mode in args.modes:
-                run = run_pass(settings, expect, logs / f"{mode}-{i}.log", mode)
+                run = run_pass(settings, expect, logs / f"{mode}-{i}.log", mode, baseline)
                 runs[mode].append(run)
                 print(
                     f"bench.screen: screen {mode} pass {i + 1}/{args.repeat}: "
@@ -212,6 +353,19 @@ def main(argv: list[str] | None = None) -> int:
             mode: summary([r.cpu_s / r.seconds for r in rs]) for mode, rs in runs.items()
         },
         "ratios": ratios,
+        "baseline": args.baseline,
+        "page_build": build_cost(path, args.repeat, settings, args.step),
+        "data_staleness": {
+            mode: {
+                "fetches": len(seen),
+                "events_behind": summary([float(b) for b, _s in seen]),
+                "seconds_behind": summary([s for _b, s in seen]),
+                "max_events_behind": max(b for b, _s in seen),
+                "max_seconds_behind": max(s for _b, s in seen),
+                "share_within_1s": sum(s <= 1.0 for _b, s in seen) / len(seen),
+            }
+            for mode, seen in STALENESS.items()
+        },
         "minute_buckets": minute_memory(path),
         "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }

@@ -172,6 +172,8 @@ def soak(
                 ledger.reject(decoded.reason)
             elif ledger.apply(decoded):
                 board.observe(decoded)
+                if ledger.folded_ids:  # as `agents.core.ingest` does
+                    board.take_folded(ledger)
                 if first_ts is None:
                     first_ts = decoded.ts
                     next_sample_ts = first_ts + sample_days * DAY_MS

@@ -51,6 +51,8 @@ def ingest(
                 if ledger.apply(decoded):
                     if board is not None:
                         board.observe(decoded)
+                        if ledger.folded_ids:  # sessions closed for good: fold the screen's
+                            board.take_folded(ledger)
                     return decoded
                 return None
             except Exception as exc:  # a bug in the core must not stop the stream

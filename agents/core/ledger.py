@@ -419,6 +419,8 @@ class Ledger:
         # Sessions ended and not folded yet: id -> end ts (`_fold_closed_sessions`).
         self._ended_unfolded: dict[str, int] = {}
         self.folded_sessions = 0
+        #: Sessions folded since the board last took them (`OperatorBoard.take_folded`).
+        self.folded_ids: list[str] = []
         #: Why `apply` last returned False: "duplicate" or "expired" (for the caller's metrics).
         self.refused_as = ""
         self._seq = 0
@@ -461,6 +463,8 @@ class Ledger:
             self._ended_unfolded = {}
             self.folded_sessions = 0
             self.refused_as = ""
+        if "folded_ids" not in state:
+            self.folded_ids = []
         if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
             self.counts.expired = 0
         if not hasattr(self.counts, "future"):
@@ -718,6 +722,7 @@ class Ledger:
                 [(order.user_id, order.ts) for order in session.orders if order.ts < ended_ts],
             )
             self.folded_sessions += 1
+            self.folded_ids.append(sid)
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

@@ -3,12 +3,12 @@ over event-time windows, as the platforms' live dashboards show them (docs/metri
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from agents.core.ledger import FoldedPresence, Ledger, OrderFact, SessionFacts
+from agents.core.ledger import FoldedPresence, Ledger, OrderFact, RefundFact, SessionFacts
 from agents.core.screen import ScreenState
 from agents.core.timeline import presence_minutes, watch_intervals
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
@@ -213,6 +213,9 @@ def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str,
 
 
 _GROUP_TYPES: Final[frozenset[str]] = frozenset({"group_joined", "group_left"})
+#: Group events remembered for the live screen's incremental build: more between two builds
+#: and it recomputes every session (agents/core/page.py).
+GROUP_LOG_SIZE: Final[int] = 100_000
 
 
 def _source(event: Event) -> tuple[str, str]:
@@ -250,6 +253,24 @@ class OperatorBoard:
         self.product_clickers: dict[str, set[str]] = {}
         #: The live screen's curves, products and sources (agents/core/screen.py).
         self.screen = ScreenState()
+        #: What changed when, for the live screen's incremental build (agents/core/page.py):
+        #: events observed, per session id the number of the last event that touched it, and
+        #: the latest group events as (number, merchant, ts) (a group join counts in the
+        #: sessions of its merchant live at its ts; not saved with the state).
+        self.changes = 0
+        self.session_changed_at: dict[str, int] = {}
+        self.group_log: deque[tuple[int, str, int]] = deque(maxlen=GROUP_LOG_SIZE)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "group_log": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A board pickled before the incremental screen: nothing known to have changed when.
+        self.__dict__.update(state)
+        if "changes" not in state:
+            self.changes = 0
+            self.session_changed_at = {}
+        self.group_log = deque(maxlen=GROUP_LOG_SIZE)
 
     @property
     def late_events(self) -> int:
@@ -262,6 +283,12 @@ class OperatorBoard:
     def observe(self, event: Event) -> None:
         """Take one accepted (non-duplicate) event: O(1) work."""
         self.screen.observe(event)
+        self.changes += 1
+        if event.type in _GROUP_TYPES:
+            merchant_id: str = getattr(event, "merchant_id")  # noqa: B009
+            self.group_log.append((self.changes, merchant_id, event.ts))
+        else:
+            self.session_changed_at[getattr(event, "session_id", None) or ""] = self.changes
         windows = self.windows
         on_time = windows.admit(event.ts, _source(event))
         if isinstance(event, ViewerJoined):
@@ -296,16 +323,29 @@ class OperatorBoard:
             if on_time:
                 windows.bucket(event.ts, session_id).product_clicks += 1
 
+    def take_folded(self, ledger: Ledger) -> None:
+        """Fold what the screen keeps of the sessions the ledger has just folded (call after
+        `Ledger.apply` when `ledger.folded_ids` is not empty; `ingest` does)."""
+        for sid in ledger.folded_ids:
+            self.screen.fold_session(sid, ledger.sessions[sid])
+            self.changes += 1
+            self.session_changed_at[sid] = self.changes  # its screen parts moved
+        ledger.folded_ids.clear()
+
     # ------------------------------------------------------------------ snapshot
 
-    def snapshot(self, ledger: Ledger) -> dict[str, Any]:
-        """Every figure, JSON-ready (docs/metrics.md, "Operator metrics")."""
+    def snapshot(self, ledger: Ledger, *, detail: bool = True) -> dict[str, Any]:
+        """Every figure, JSON-ready (docs/metrics.md, "Operator metrics").
+
+        `detail=False` leaves out what the live screen does not show, the per-session figures
+        and the histograms (at 200,000 events more than half of the cost); the levels' figures
+        are the same."""
         started = {
             sid: session
             for sid, session in ledger.sessions.items()
             if session.started_ts is not None
         }
-        refunds_by_session = self._refunds_by_session(ledger, started)
+        refunds_by_session = self._refunds_by_session(ledger.orders, ledger.refunds, started)
         replies_by_session = _reply_latencies_by_session(ledger)
         session_windows = self._session_windows(started)
         overall = _Parts()
@@ -314,23 +354,26 @@ class OperatorBoard:
         sessions_out: dict[str, Any] = {}
         for sid in sorted(started):
             session = started[sid]
-            parts = self._session_parts(ledger, sid, session, refunds_by_session.get(sid, []))
+            parts = self._session_parts(
+                ledger.group_events, sid, session, refunds_by_session.get(sid, [])
+            )
             parts.reply_latency_ms = replies_by_session.get(sid, [])
             if sid in session_windows:
                 parts.windows = session_windows[sid]
             room_id, merchant_id = session.room_id or "", session.merchant_id or ""
-            sessions_out[sid] = {
-                **self._figures(parts),
-                "room_id": room_id,
-                "merchant_id": merchant_id,
-                "started_ts": session.started_ts,
-                "ended_ts": session.ended_ts,
-            }
+            if detail:
+                sessions_out[sid] = {
+                    **self._figures(parts),
+                    "room_id": room_id,
+                    "merchant_id": merchant_id,
+                    "started_ts": session.started_ts,
+                    "ended_ts": session.ended_ts,
+                }
             rooms.setdefault(room_id, _Parts()).add(parts)
             merchants.setdefault(merchant_id, _Parts()).add(parts)
             overall.add(parts)
         levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
-        return {
+        figures = {
             "definitions": {
                 **DEFINITIONS,
                 "gpm_denominator": self.gpm_denominator,
@@ -343,13 +386,15 @@ class OperatorBoard:
             "overall": self._figures(overall),
             "merchants": {mid: self._figures(p) for mid, p in sorted(merchants.items())},
             "rooms": {rid: self._figures(p) for rid, p in sorted(rooms.items())},
-            "sessions": sessions_out,
-            "histograms": _histograms(levels),
         }
+        if detail:
+            figures["sessions"] = sessions_out
+            figures["histograms"] = _histograms(levels)
+        return figures
 
     @staticmethod
     def _refunds_by_session(
-        ledger: Ledger, started: dict[str, SessionFacts]
+        orders: Iterable[OrderFact], refunds: Iterable[RefundFact], started: dict[str, SessionFacts]
     ) -> dict[str, list[int]]:
         """Refund amounts (cents) per session, by the refunded order id's session order.
 
@@ -358,25 +403,27 @@ class OperatorBoard:
         differs between topics' partitions, and a report is a function of the events.
         """
         first_order: dict[str, OrderFact] = {}
-        for order in ledger.orders:
+        for order in orders:
             if order.session_id is None or order.session_id not in started:
                 continue
             known = first_order.get(order.order_id)
             if known is None or (order.ts, order.session_id) < (known.ts, known.session_id or ""):
                 first_order[order.order_id] = order
         by_session: dict[str, list[int]] = {}
-        for refund in ledger.refunds:
+        for refund in refunds:
             refunded = first_order.get(refund.order_id)
             if refunded is not None and refunded.session_id is not None:
                 by_session.setdefault(refunded.session_id, []).append(refund.amount_cents)
         return by_session
 
     def _session_windows(
-        self, started: dict[str, SessionFacts]
+        self, started: Mapping[str, SessionFacts], watermark: int | None = None
     ) -> dict[str, dict[str, _WindowParts]]:
-        """Window counts per started session, from the minute buckets around the watermark."""
+        """Window counts per started session, from the minute buckets around the watermark
+        (this board's, or a larger one: all partitions', see agents/core/page.py)."""
         out: dict[str, dict[str, _WindowParts]] = {}
-        watermark = self.watermark
+        if watermark is None:
+            watermark = self.watermark
         if watermark is None:
             return out
         last = watermark // MINUTE_MS
@@ -410,7 +457,11 @@ class OperatorBoard:
         return out
 
     def _session_parts(
-        self, ledger: Ledger, sid: str, session: SessionFacts, refunds: list[int]
+        self,
+        group_events: Mapping[tuple[str, str], Sequence[tuple[int, int, str, bool]]],
+        sid: str,
+        session: SessionFacts,
+        refunds: list[int],
     ) -> _Parts:
         parts = _Parts()
         started_ts = session.started_ts
@@ -456,7 +507,7 @@ class OperatorBoard:
         parts.follows = self.follows.get(sid, 0)
         merchant_id = session.merchant_id or ""
         for user in viewers:
-            for ts, _seq, _group, is_join in ledger.group_events.get((merchant_id, user), ()):
+            for ts, _seq, _group, is_join in group_events.get((merchant_id, user), ()):
                 if is_join and ts >= started_ts and (ended_ts is None or ts <= ended_ts):
                     parts.group_joins += 1
         parts.refunds = len(refunds)

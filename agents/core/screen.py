@@ -5,9 +5,17 @@ summed into rooms, merchants and overall at snapshot time (a session's room is k
 its `session_started` arrived, which may be after its other events). Bounded: a fixed number
 of event-time minute buckets (older ones are dropped as the largest `ts` moves, like
 `windows.EventTimeWindows`), at most `SKU_LIMIT` products per session (further ones are
-counted together under `OTHER_SKU`), and per (session, user) one first entry. Mergeable across
-partitions by `merge_screens`, with the same argument as `merge.merge_windows`: buckets of a
-minute at or above the merged cutoff got every event of that minute in every input.
+counted together under `OTHER_SKU`), and per (session, user) one first entry, only until the
+ledger folds the session (`Ledger.folded_ids`, `fold_session`): its products and sources are
+then added to its room's and merchant's totals and forgotten, so what is kept per session ends
+with the session. Mergeable across partitions by `merge_screens`, with the same argument as
+`merge.merge_windows`: buckets of a minute at or above the merged cutoff got every event of
+that minute in every input.
+
+After the fold (the session ended longer ago than the dedupe window: docs/design.md), an event
+of the session still counts in the totals, exactly in the additive figures (entries, clicks,
+orders, units, GMV of the products) but not in the distinct ones (clickers, buyers, viewers
+and their buyers by source stay as folded); `after_fold_events` counts such events.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Final
 
 from agents.core.ledger import FoldedPresence, Ledger, SessionFacts
@@ -91,7 +100,11 @@ class ScreenState:
     """Per-session minute buckets, product tallies and entry sources (see the module)."""
 
     __slots__ = (
+        "after_fold_events",
         "first_entry",
+        "folded",
+        "folded_products",
+        "folded_sources",
         "minutes",
         "retained_minutes",
         "skus",
@@ -110,6 +123,63 @@ class ScreenState:
         self.first_entry: dict[str, dict[str, tuple[int, str]]] = {}
         #: Session id -> source -> entries.
         self.source_entries: dict[str, Counter[str]] = {}
+        self._init_folded()
+
+    def _init_folded(self) -> None:
+        #: Folded session id -> its (room, merchant): where its later events count.
+        self.folded: dict[str, tuple[str, str]] = {}
+        #: ("rooms" or "merchants", id) -> source -> folded sessions' sums
+        #: (`session_sources`).
+        self.folded_sources: dict[tuple[str, str], dict[str, list[int]]] = {}
+        #: Room -> sku_id -> folded sessions' sums (`session_products`).
+        self.folded_products: dict[str, dict[str, list[int]]] = {}
+        self.after_fold_events = 0
+
+    def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
+        # A state saved before sessions were folded here has nothing folded.
+        _dict, slots = state
+        if "folded" not in slots:
+            self._init_folded()
+        for name, value in slots.items():
+            setattr(self, name, value)
+
+    def fold_session(self, sid: str, session: SessionFacts) -> None:
+        """Add a session the ledger folded to its room's and merchant's totals and forget its
+        products, entries and first entries (its minute buckets go with the hour)."""
+        if sid in self.folded:
+            return
+        room, merchant = session.room_id or "", session.merchant_id or ""
+        sources = self.session_sources(sid, session)
+        for key in (("rooms", room), ("merchants", merchant)):
+            _add_rows(self.folded_sources.setdefault(key, {}), sources)
+        _add_rows(self.folded_products.setdefault(room, {}), self.session_products(sid))
+        self.folded[sid] = (room, merchant)
+        self.skus.pop(sid, None)
+        self.first_entry.pop(sid, None)
+        self.source_entries.pop(sid, None)
+
+    def _after_fold(self, event: Event, sid: str) -> None:
+        """An event of a folded session: into its totals, additive figures only."""
+        room, merchant = self.folded[sid]
+        self.after_fold_events += 1
+        if isinstance(event, ViewerJoined):
+            source = event.source or "unspecified"
+            for key in (("rooms", room), ("merchants", merchant)):
+                row = self.folded_sources.setdefault(key, {}).setdefault(source, [0, 0, 0, 0])
+                row[0] += 1
+        elif isinstance(event, ProductClicked):
+            products = self.folded_products.setdefault(room, {})
+            products.setdefault(event.sku_id, [0] * len(_PRODUCT_SUMS))[0] += 1
+        elif isinstance(event, OrderPaid):
+            products = self.folded_products.setdefault(room, {})
+            seen: set[str] = set()
+            for item in event.items:
+                row = products.setdefault(item.sku_id, [0] * len(_PRODUCT_SUMS))
+                if item.sku_id not in seen:
+                    seen.add(item.sku_id)
+                    row[2] += 1
+                row[3] += item.quantity
+                row[4] += item.unit_price_cents * item.quantity
 
     def cutoff(self) -> int | None:
         """The oldest minute kept, or None before any event."""
@@ -125,6 +195,16 @@ class ScreenState:
             self.watermark = ts
             if old_cutoff != self.cutoff():
                 self._expire()
+        if self.folded:
+            folded_sid = getattr(event, "session_id", None)
+            if folded_sid in self.folded:
+                assert folded_sid is not None
+                self._after_fold(event, folded_sid)
+                if isinstance(event, ViewerJoined | ProductClicked | OrderPaid):
+                    counts = self._minute(ts, folded_sid)
+                    if counts is not None:
+                        _count_minute(counts, event)
+                return
         if isinstance(event, ViewerJoined):
             sid, source = event.session_id, event.source or "unspecified"
             entries = self.source_entries.get(sid)
@@ -228,16 +308,46 @@ class ScreenState:
                 },
             },
             "sources": {
-                "overall": self._sources(started, everything),
+                "overall": sources_figures(
+                    chain(
+                        (self.session_sources(sid, started[sid]) for sid in everything),
+                        (
+                            rows
+                            for (key, _id), rows in self.folded_sources.items()
+                            if key == "rooms"
+                        ),
+                    )
+                ),
                 **{
-                    key: {lid: self._sources(started, sids) for lid, sids in ids.items()}
+                    key: {
+                        lid: sources_figures(
+                            chain(
+                                (self.session_sources(sid, started[sid]) for sid in sids),
+                                [self.folded_sources.get((key, lid), {})],
+                            )
+                        )
+                        for lid, sids in ids.items()
+                    }
                     for key, ids in levels.items()
                 },
             },
             "products": {
-                "overall": self._products(everything, top_n),
+                "overall": products_figures(
+                    chain(
+                        (self.session_products(sid) for sid in everything),
+                        self.folded_products.values(),
+                    ),
+                    top_n,
+                ),
                 "rooms": {
-                    rid: self._products(sids, top_n) for rid, sids in levels["rooms"].items()
+                    rid: products_figures(
+                        chain(
+                            (self.session_products(sid) for sid in sids),
+                            [self.folded_products.get(rid, {})],
+                        ),
+                        top_n,
+                    )
+                    for rid, sids in levels["rooms"].items()
                 },
             },
         }
@@ -274,62 +384,106 @@ class ScreenState:
             "gmv_cny": [cents / 100 for cents in gmv_cents],
         }
 
-    def _sources(self, started: dict[str, SessionFacts], sids: Sequence[str]) -> dict[str, Any]:
-        entries: Counter[str] = Counter()
-        viewers: Counter[str] = Counter()
-        buyers: Counter[str] = Counter()
-        gmv_cents: Counter[str] = Counter()
-        for sid in sids:
-            entries.update(self.source_entries.get(sid, {}))
-            firsts = self.first_entry.get(sid, {})
-            for _ts, source in firsts.values():
-                viewers[source] += 1
-            paid: dict[str, int] = {}
-            for order in started[sid].orders:
-                paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
-            for user, cents in paid.items():
-                first_entry = firsts.get(user)
-                if first_entry is not None:
-                    buyers[first_entry[1]] += 1
-                    gmv_cents[first_entry[1]] += cents
+    def session_sources(self, sid: str, session: SessionFacts) -> dict[str, list[int]]:
+        """One session's sources: source -> [entries, viewers, buyers, GMV cents]."""
+        out: dict[str, list[int]] = {}
+        for source, count in self.source_entries.get(sid, {}).items():
+            out.setdefault(source, [0, 0, 0, 0])[0] += count
+        firsts = self.first_entry.get(sid, {})
+        for _ts, source in firsts.values():
+            out.setdefault(source, [0, 0, 0, 0])[1] += 1
+        paid: dict[str, int] = {}
+        for order in session.orders:
+            paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
+        for user, cents in paid.items():
+            first_entry = firsts.get(user)
+            if first_entry is not None:
+                row = out.setdefault(first_entry[1], [0, 0, 0, 0])
+                row[2] += 1
+                row[3] += cents
+        return out
+
+    def session_products(self, sid: str) -> dict[str, list[int]]:
+        """One session's products: sku_id -> its sums, in the order of `_PRODUCT_SUMS`."""
         return {
-            source: {
-                "entries": entries[source],
-                "viewers": viewers[source],
-                "buyers": buyers[source],
-                "conversion": _ratio(buyers[source], viewers[source]),
-                "gmv_cny": gmv_cents[source] / 100,
-            }
-            for source in SOURCES
+            sku_id: [
+                tally.clicks,
+                len(tally.clickers),
+                tally.orders,
+                tally.units,
+                tally.gmv_cents,
+                len(tally.buyers),
+                len(tally.clickers & tally.buyers),
+            ]
+            for sku_id, tally in self.skus.get(sid, {}).items()
         }
 
-    def _products(self, sids: Iterable[str], top_n: int) -> dict[str, Any]:
-        rows: dict[str, dict[str, int]] = {}
-        for sid in sids:
-            for sku_id, tally in self.skus.get(sid, {}).items():
-                row = rows.get(sku_id)
-                if row is None:
-                    row = rows[sku_id] = dict.fromkeys(_PRODUCT_SUMS, 0)
-                row["clicks"] += tally.clicks
-                row["clickers"] += len(tally.clickers)
-                row["orders"] += tally.orders
-                row["units"] += tally.units
-                row["gmv_cents"] += tally.gmv_cents
-                row["buyers"] += len(tally.buyers)
-                row["clickers_ordered"] += len(tally.clickers & tally.buyers)
-        ranked = sorted(
-            (sku for sku in rows if sku != OTHER_SKU),
-            key=lambda sku: (-rows[sku]["gmv_cents"], -rows[sku]["clicks"], sku),
-        )
-        other = dict.fromkeys(_PRODUCT_SUMS, 0)
-        for sku in [*ranked[top_n:], *([OTHER_SKU] if OTHER_SKU in rows else [])]:
-            for name in _PRODUCT_SUMS:
-                other[name] += rows[sku][name]
-        return {
-            "skus": len(rows) - (OTHER_SKU in rows),
-            "top": [{"sku_id": sku, **_product_figures(rows[sku])} for sku in ranked[:top_n]],
-            "other": _product_figures(other),
+
+def sources_figures(sessions: Iterable[dict[str, list[int]]]) -> dict[str, Any]:
+    """A level's sources table from its sessions' `ScreenState.session_sources`."""
+    total = {source: [0, 0, 0, 0] for source in SOURCES}
+    for by_source in sessions:
+        for source, row in by_source.items():
+            into = total.setdefault(source, [0, 0, 0, 0])
+            for i, value in enumerate(row):
+                into[i] += value
+    return {
+        source: {
+            "entries": total[source][0],
+            "viewers": total[source][1],
+            "buyers": total[source][2],
+            "conversion": _ratio(total[source][2], total[source][1]),
+            "gmv_cny": total[source][3] / 100,
         }
+        for source in SOURCES
+    }
+
+
+def products_figures(sessions: Iterable[dict[str, list[int]]], top_n: int) -> dict[str, Any]:
+    """A level's products table from its sessions' `ScreenState.session_products`."""
+    sums: dict[str, list[int]] = {}
+    for by_sku in sessions:
+        for sku_id, row in by_sku.items():
+            into = sums.get(sku_id)
+            if into is None:
+                sums[sku_id] = list(row)
+            else:
+                for i, value in enumerate(row):
+                    into[i] += value
+    rows = {sku: dict(zip(_PRODUCT_SUMS, values, strict=True)) for sku, values in sums.items()}
+    ranked = sorted(
+        (sku for sku in rows if sku != OTHER_SKU),
+        key=lambda sku: (-rows[sku]["gmv_cents"], -rows[sku]["clicks"], sku),
+    )
+    other = dict.fromkeys(_PRODUCT_SUMS, 0)
+    for sku in [*ranked[top_n:], *([OTHER_SKU] if OTHER_SKU in rows else [])]:
+        for name in _PRODUCT_SUMS:
+            other[name] += rows[sku][name]
+    return {
+        "skus": len(rows) - (OTHER_SKU in rows),
+        "top": [{"sku_id": sku, **_product_figures(rows[sku])} for sku in ranked[:top_n]],
+        "other": _product_figures(other),
+    }
+
+
+def _add_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
+    for name, row in rows.items():
+        held = into.get(name)
+        if held is None:
+            into[name] = list(row)
+        else:
+            for i, value in enumerate(row):
+                held[i] += value
+
+
+def _count_minute(counts: MinuteCounts, event: Event) -> None:
+    if isinstance(event, ViewerJoined):
+        counts.entries += 1
+    elif isinstance(event, ProductClicked):
+        counts.product_clicks += 1
+    elif isinstance(event, OrderPaid):
+        counts.orders += 1
+        counts.gmv_cents += event.amount_cents
 
 
 _PRODUCT_SUMS: Final[tuple[str, ...]] = (
@@ -447,4 +601,10 @@ def merge_screens(screens: Sequence[ScreenState]) -> ScreenState:
                     into_firsts[user] = entry
         for sid, entries in screen.source_entries.items():
             merged.source_entries.setdefault(sid, Counter()).update(entries)
+        merged.folded.update(screen.folded)
+        for level, rows in screen.folded_sources.items():
+            _add_rows(merged.folded_sources.setdefault(level, {}), rows)
+        for room, rows in screen.folded_products.items():
+            _add_rows(merged.folded_products.setdefault(room, {}), rows)
+        merged.after_fold_events += screen.after_fold_events
     return merged

@@ -8,15 +8,18 @@ Why not `/report` itself: a report's claims cost far more than the operator figu
 events, 6.3 s against 1.6 s for the operator section and 0.2 s for the screen's; measured with
 the bench's cached stream), and a build runs on the worker's event loop, so a page rebuilding
 `/report` every second stops the worker (`python -m bench.screen` measured it). `ScreenFeed`
-rebuilds the operator and screen sections once a second while events flow, but never spends
-more than a fifth of the time on it (with a 1.6 s build, every 8 s), and takes the claims from
-the worker's cached report, rebuilt only when it is older than ten times its own build time.
+rebuilds the operator and screen sections at most every `interval_s` while events flow, from
+the partitions' own states with what no event touched kept from the build before
+(`agents.core.page.PageBuilder`: its cost follows what changed, not the whole state), never
+spending more than a fifth of the time on it; it takes the claims from the worker's cached
+report, rebuilt only when it is older than ten times its own build time, and says how old they
+are (`claims_at`, `claims_events`: the page shows "claims as of").
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -26,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from agents.core import Ledger, OperatorBoard
+from agents.core.page import PageBuilder
 from agents.core.screen import PRODUCTS_TOP_N, SOURCES
 from streams.runtime.families import PRODUCT_FIGURES, SOURCE_FIGURES, screen_families
 
@@ -67,26 +71,27 @@ class ScreenCollector:
 
 
 class ScreenFeed:
-    """What the page shows, rebuilt at most once a second and within a share of the time.
+    """What the page shows, rebuilt at most every `interval_s` and within a share of the time.
 
-    `source` gives the state, `version` changes whenever it does, `report(max_age_s)` is the
-    worker's cached report (its claims, state and simulated note are taken from it), `valid`
-    the count of valid events so far (cheaply: `source` may merge partitions).
+    `partitions` gives the state (each partition's ledger and board), `version` changes
+    whenever it does, `report(max_age_s)` is the worker's cached report (its claims, state and
+    simulated note are taken from it), `valid` the count of valid events so far.
     """
 
     def __init__(
         self,
-        source: Callable[[], tuple[Ledger, OperatorBoard | None]],
+        partitions: Callable[[], Sequence[tuple[Ledger, OperatorBoard]]],
         version: Callable[[], Hashable],
         report: Callable[[float], dict[str, Any]],
         valid: Callable[[], int],
         *,
-        interval_s: float = 1.0,
+        interval_s: float = 0.5,
         share: float = 0.2,
         claims_share: float = 0.1,
         claims_min_age_s: float = 2.0,
     ) -> None:
-        self._source, self._version_of, self._report = source, version, report
+        self._partitions, self._version_of, self._report = partitions, version, report
+        self._builder = PageBuilder()
         self._valid = valid
         self.interval_s, self.share, self.claims_min_age_s = interval_s, share, claims_min_age_s
         self.claims_share = claims_share
@@ -97,7 +102,6 @@ class ScreenFeed:
         self.build_s = 0.0
         self.report_build_s = 0.0
         self._serial = 0
-        self._built_valid = 0
         self._report_valid = 0
 
     def get(self) -> dict[str, Any]:
@@ -105,7 +109,7 @@ class ScreenFeed:
         # The report first: a call that rebuilds it takes its time, which sets how old it may
         # get (a call answered from the cache takes microseconds).
         # A build's cost grows with the state: the last one's, scaled by the events since.
-        valid = self._valid()  # cheap: `source()` may merge every partition's state
+        valid = self._valid()
         began = time.perf_counter()
         report_cost_s = self.report_build_s * max(1.0, valid / max(1, self._report_valid))
         report = self._report(max(self.claims_min_age_s, report_cost_s / self.claims_share))
@@ -114,28 +118,26 @@ class ScreenFeed:
             self.report_build_s, self._report_valid = took, valid
         version = self._version_of()
         now = time.monotonic()
-        build_cost_s = self.build_s * max(1.0, valid / max(1, self._built_valid))
-        wait_s = max(self.interval_s, build_cost_s / self.share)
+        # The last build's cost, not scaled by the events since: a build follows what changed
+        # (PageBuilder), and scaling by the growth since a build at the very start (a few
+        # events) put the next one minutes away (measured: the page showed 0 of 200,000).
+        wait_s = max(self.interval_s, self.build_s / self.share)
         if self._payload is None or (version != self._version and now - self._built_at >= wait_s):
             began = time.perf_counter()
-            ledger, board = self._source()
-            payload: dict[str, Any] = {"events": ledger.counts.as_dict()}
-            if board is not None:
-                # Per-session figures and histograms are not on the page: not sent every second.
-                operator = board.snapshot(ledger)
-                payload["operator"] = {
-                    k: v for k, v in operator.items() if k not in _NOT_ON_THE_PAGE
-                }
-                payload["screen"] = board.screen.snapshot(ledger)
+            # Per-session figures and histograms are not on the page: not even computed.
+            payload: dict[str, Any] = self._builder.build(self._partitions())
             self.build_s = time.perf_counter() - began
-            self._built_valid = ledger.counts.valid
             payload["built_s"] = self.build_s
+            # When the state was read (wall clock, as the page's clock): how old the data is.
+            payload["built_at"] = time.time() - self.build_s
             self._payload, self._version, self._built_at = payload, version, now
             self._body = None
         payload = self._payload
         if payload.get("claims") is not report["claims"]:
             payload = self._payload = {**payload, "claims": report["claims"]}
             payload["claims_events"] = report["events"]
+            # When this feed first saw these claims: within a poll of their build.
+            payload["claims_at"] = time.time()
             for key in ("simulated", "state"):
                 if key in report:
                     payload[key] = report[key]
@@ -157,7 +159,7 @@ def register_screen(
     registry: CollectorRegistry,
     report: Callable[[float], dict[str, Any]],
     scope: Callable[[], dict[str, Any]],
-    source: Callable[[], tuple[Ledger, OperatorBoard | None]],
+    partitions: Callable[[], Sequence[tuple[Ledger, OperatorBoard]]],
     version: Callable[[], Hashable],
     valid: Callable[[], int],
     report_max_age_s: float,
@@ -167,10 +169,10 @@ def register_screen(
 
     `report(max_age_s)` is this worker's cached report (the /metrics families read it at most
     `report_max_age_s` old, as the other collectors do), `scope` says which partitions it
-    holds, `source`, `version` and `valid` give its state (`ScreenFeed`).
+    holds, `partitions`, `version` and `valid` give its state (`ScreenFeed`).
     """
     registry.register(ScreenCollector(lambda: report(report_max_age_s)))
-    feed = ScreenFeed(source, version, report, valid, claims_min_age_s=report_max_age_s)
+    feed = ScreenFeed(partitions, version, report, valid, claims_min_age_s=report_max_age_s)
     page = page_html()
 
     @app.page("/screen")
@@ -210,8 +212,6 @@ def register_screen(
 
 _JSON: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _JSON_TYPE: Final[str] = "application/json"
-#: Operator sections /screen/data leaves out (in /report; at 200,000 events most of its bytes).
-_NOT_ON_THE_PAGE: Final[frozenset[str]] = frozenset({"sessions", "histograms"})
 
 #: The worker's views, for its index page `/`.
 INDEX: Final[dict[str, Any]] = {

@@ -351,7 +351,7 @@ class WorkerViews:
                 "partitions": sorted(state.partitions),
                 "every_partition": self.holds_every_partition(),
             },
-            state.view,
+            lambda: [(held.ledger, held.board) for _p, held in sorted(state.partitions.items())],
             lambda: state.version,
             lambda: sum(held.ledger.counts.valid for held in state.partitions.values()),
             settings.report_max_age_s,

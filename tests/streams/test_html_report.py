@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,24 +14,11 @@ import pytest
 from agents.core.html import AFTER_COLOUR, BEFORE_COLOUR, MEMBER_COLOUR, TIER_COLOUR
 from streams.cli import main
 from streams.tools.analyze import analyze_file
-from tests.conftest import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "fixtures" / "xhs.jsonl"
 PLOTS = ("plot-orders-by-minute", "plot-conversion", "plot-watch-price-tier", "plot-watch-members")
 WINDOW = (1280, 4000)
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found:
-        return found
-    message = "chromium is not installed (Debian: apt-get install chromium; scripts/setup.sh)"
-    if in_ci():
-        pytest.fail(f"{message}; under CI a missing chromium fails the run", pytrace=False)
-    pytest.skip(message)
 
 
 def headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -101,12 +87,14 @@ def fixture_report() -> dict[str, Any]:
     return report
 
 
-def test_chromium_renders_every_plot(fixture_report: dict[str, Any], tmp_path: Path) -> None:
+def test_chromium_renders_every_plot(
+    fixture_report: dict[str, Any], tmp_path: Path, chromium: str
+) -> None:
     from PIL import Image
 
     from agents.core.html import render_html
 
-    browser = chromium()
+    browser = chromium
     page = tmp_path / "report.html"
     page.write_text(render_html(fixture_report, source=FIXTURE.name), encoding="utf-8")
     png = tmp_path / "report.png"

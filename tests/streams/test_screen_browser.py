@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ import pytest
 
 from streams.tools.drain import fetch_json
 from streams.tools.worker_process import WorkerProcess
-from tests.conftest import in_ci
 from tests.support.cli import livepulse_path, user_env
 from tests.support.live import FIXTURES, drain, fixture_truth, run_settings, running_worker
 
@@ -47,18 +45,6 @@ HEADLINE = (
 )
 #: xhs spans ~60.7 days of event time: about 10.5 s of replay at this speed-up.
 SPEEDUP = 500_000
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found:
-        return found
-    message = "chromium is not installed (Debian: apt-get install chromium; scripts/setup.sh)"
-    if in_ci():
-        pytest.fail(f"{message}; under CI a missing chromium fails the run", pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -139,7 +125,9 @@ def mismatches(
     return problems
 
 
-def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -> None:
+def test_screen_follows_the_worker_live(
+    worker: WorkerProcess, tmp_path: Path, chromium: str
+) -> None:
     from playwright.sync_api import Route, sync_playwright
 
     base = worker.base_url
@@ -154,7 +142,7 @@ def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -
         route.fulfill(response=response)
 
     with contextlib.ExitStack() as stack, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.on("request", lambda request: requests.append(request.url))
@@ -278,3 +266,73 @@ def test_screen_follows_the_worker_live(worker: WorkerProcess, tmp_path: Path) -
     assert requests, "the page made no request"
     outside = [url for url in requests if not url.startswith(f"{base}/")]
     assert outside == [], f"requests beyond the worker: {outside}"
+
+
+def test_with_two_workers_the_screen_shows_every_partition_merged(
+    kafka_bootstrap: str, tmp_path: Path, chromium: str
+) -> None:
+    """Two workers of one app id share the partitions: the screen of either one says so in its
+    banner and shows the merged figures of every partition, equal to `/report?scope=global`
+    and to the fixture's truth file once the replay is drained."""
+    import asyncio
+
+    from playwright.sync_api import sync_playwright
+
+    from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+    from tests.support.live import fixture_lines, replay_lines, truth_mismatches
+    from tests.test_scaleout import FIXTURE, PARTITIONS, Fleet, merged_report
+
+    settings = run_settings(kafka_bootstrap, "screen-scale", partitions=PARTITIONS)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    errors: list[str] = []
+    try:
+        for name in ("a", "b"):
+            fleet.start(name)
+        for worker in fleet.workers:
+            worker.wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        lines = fixture_lines(FIXTURE)
+        replay_lines(settings, tmp_path / "all.jsonl", lines)
+        # The changelog holds every partition's drained state.
+        truth = fixture_truth(FIXTURE)
+        assert truth_mismatches(merged_report(settings), truth, lines) == []
+        base = fleet.workers[0].base_url
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1600})
+                page.on(
+                    "console",
+                    lambda m: errors.append(m.text) if m.type == "error" else None,
+                )
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.goto(f"{base}/screen")
+                page.click("#lang-en")
+                # The worker's merged report refreshes every few seconds: wait for every event.
+                valid = str(truth["events"]["valid"])
+                page.wait_for_function(
+                    "(v) => document.body.dataset.valid === v", arg=valid, timeout=60_000
+                )
+                assert page.get_attribute("#scope", "data-scope") == "global"
+                assert "every partition" in page.inner_text("#scope")
+                merged = fetch_json(f"{base}/report?scope=global", timeout_s=60)
+                assert merged["events"]["valid"] == truth["events"]["valid"]
+                assert truth_mismatches(merged, truth, lines) == []
+                assert mismatches(shown(page), merged, None) == []
+                room = sorted(merged["operator"]["rooms"])[0]
+                page.select_option("#level", f"room:{room}")
+                assert mismatches(shown(page), merged, room) == []
+                # Each worker holds a share only: neither's own state is the whole.
+                shares = [
+                    fetch_json(f"{w.base_url}/screen/data", timeout_s=30) for w in fleet.workers
+                ]
+                assert all(0 < s["events"]["valid"] < int(valid) for s in shares)
+            finally:
+                browser.close()
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert errors == []

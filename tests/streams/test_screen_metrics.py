@@ -75,7 +75,7 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
 
     version = [0]
     feed = ScreenFeed(
-        lambda: (ledger, board), lambda: version[0], cached_report, lambda: ledger.counts.valid
+        lambda: [(ledger, board)], lambda: version[0], cached_report, lambda: ledger.counts.valid
     )
     first = feed.get()
     for section in ("events", "screen", "claims"):
@@ -86,10 +86,10 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     }
     assert orjson.loads(feed.body())["operator"] == first["operator"]
     # A change within the interval: the same data; once it is over, rebuilt.
-    feed.build_s = 0.1  # a quick build: the interval is the 1 s floor
+    feed.build_s = 0.05  # a quick build: the interval is the 0.5 s floor
     version[0] += 1
     assert feed.get() is first
-    feed._built_at -= 1.0
+    feed._built_at -= 0.5
     assert feed.get() is not first
     feed.report_build_s = 0.0
     # A slow build (2 s) spaces the rebuilds to 2 / 0.2 = 10 s, not 1.
@@ -108,3 +108,31 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     feed._report_valid = ledger.counts.valid // 2
     feed.get()
     assert asked[-1] == pytest.approx(60.0, rel=1e-3)
+
+
+def test_screen_feed_rebuilds_after_a_build_at_the_very_start() -> None:
+    """A page opened before the events flow: its first build sees a handful of events; when
+    200,000 have come, the next refresh is still at most the interval away (it was minutes:
+    the last build's cost scaled by the events' growth)."""
+    from agents.core import Ledger, OperatorBoard
+    from schemas import decode_text
+    from streams.runtime.screen import ScreenFeed
+
+    ledger, board = Ledger(), OperatorBoard()
+    valid = [1]
+    version = [0]
+    feed = ScreenFeed(
+        lambda: [(ledger, board)],
+        lambda: version[0],
+        lambda _age: {"claims": {}, "events": ledger.counts.as_dict()},
+        lambda: valid[0],
+    )
+    first = feed.get()
+    feed.build_s = 0.002
+    valid[0], version[0] = 200_000, 1
+    line = FIXTURE.read_text("utf-8").splitlines()[0]
+    event = decode_text(line)
+    assert ledger.apply(event)  # type: ignore[arg-type]
+    board.observe(event)  # type: ignore[arg-type]
+    feed._built_at -= feed.interval_s
+    assert feed.get()["events"]["valid"] == 1 != first["events"]["valid"]

@@ -159,3 +159,51 @@ def test_a_folded_sessions_viewers_per_minute_are_those_of_its_records(name: str
         assert _present_by_minute(session, middle, 7) == from_records[n // 2 : n // 2 + 7]
         checked += sum(from_records) > 0
     assert checked >= 20
+
+
+def test_the_pages_operator_figures_are_the_references_without_the_detail() -> None:
+    """What the live screen asks for (`snapshot(detail=False)`: no per-session figures, no
+    histograms) gives every level's figures of the independent reference, mid-broadcast."""
+    from streams.tools.simulator.operator_truth import operator_truth
+
+    stream = lines("xhs")[: int(len(lines("xhs")) * 0.3)]
+    ledger, board = feed(stream)
+    page = board.snapshot(ledger, detail=False)
+    assert "sessions" not in page and "histograms" not in page
+    truth = operator_truth(stream)
+    problems: list[str] = []
+    for level in ("overall", "rooms", "merchants", "watermark_ts", "late_events"):
+        _same(level, page[level], truth[level], problems)
+    assert problems == []
+    assert page["overall"]["orders"] > 0 and len(page["rooms"]) > 1
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_folded_sessions_leave_the_screen_and_its_tables_stay_exact(name: str) -> None:
+    """With the default dedupe window the ledger folds closed sessions as the stream goes
+    (it spans weeks): the screen folds their products and sources into room and merchant
+    totals at the same moment, so the sessions it keeps stop growing with the stream, and
+    every figure is still the reference's."""
+    from agents.core.ingest import ingest
+
+    week_ms = 7 * 86_400_000
+    stream = lines(name)
+    ledger, board = Ledger(week_ms), OperatorBoard()
+    kept_over_time: list[int] = []
+    for i, line in enumerate(stream):
+        ingest(line.encode(), ledger, board)
+        if i % 500 == 0:
+            screen = board.screen
+            kept_over_time.append(len(set(screen.skus) | set(screen.first_entry)))
+            assert len(screen.minutes) <= screen.retained_minutes
+    screen = board.screen
+    started = [s for s in ledger.sessions.values() if s.started_ts is not None]
+    assert ledger.folded_sessions > 0.8 * len(started)
+    assert len(screen.folded) == ledger.folded_sessions
+    assert screen.after_fold_events == 0  # the references' figures need none (see screen.py)
+    # Per-session state only for the sessions not folded; it stopped growing with the stream.
+    kept = set(screen.skus) | set(screen.first_entry) | set(screen.source_entries)
+    assert kept.isdisjoint(screen.folded)
+    assert len(kept) <= len(ledger.sessions) - ledger.folded_sessions
+    assert max(kept_over_time) < 0.5 * len(started), kept_over_time
+    assert mismatches(board.screen.snapshot(ledger), screen_truth(stream)) == []
