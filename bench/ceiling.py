@@ -1,8 +1,10 @@
 """Contender (a), the ceiling: a plain aiokafka batch consumer (`getmany`) feeding the metric core.
 
-Per record: `schemas.decode` (one pydantic validation from bytes), `Ledger.apply`,
-`OperatorBoard.observe`, as the worker does, with no faust, no dead-letter publishing, no
-Prometheus. Prints one JSON line: records, first and last consumed (wall clock, s).
+Per record: `schemas.decode` (one pydantic validation from bytes), `Ledger.apply` (under the
+worker's dedupe window), `OperatorBoard.observe`, as the worker does, with no faust, no
+dead-letter publishing, no Prometheus. With `--transport-only`, contender (t): the same
+consumer doing nothing per record (the limit Python's Kafka client reaches here). Prints one
+JSON line: records, first and last consumed (wall clock, s).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from streams.runtime.settings import ISOLATION_LEVEL, Settings
 
 
 async def consume(
-    settings: Settings, group: str, expect: int, timeout_s: float
+    settings: Settings, group: str, expect: int, timeout_s: float, transport_only: bool = False
 ) -> dict[str, float]:
     consumer = AIOKafkaConsumer(
         *settings.source_topics,
@@ -34,7 +36,8 @@ async def consume(
         max_partition_fetch_bytes=8 * 1024 * 1024,
         **settings.kafka_client_kwargs(),
     )
-    ledger, board = Ledger(), OperatorBoard(settings.window_grace_ms)
+    ledger = Ledger(settings.dedupe_window_ms)
+    board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
     # The worker's paced garbage collection too, so (c)/(a) compares the consuming paths.
     pacer = GcPacer(settings.gc_pace_records).install() if settings.gc_pace_records else None
     if pacer is not None:
@@ -49,8 +52,9 @@ async def consume(
             if batches and first is None:
                 first = time.time()
             for records in batches.values():
-                for record in records:
-                    ingest(record.value, ledger, board)
+                if not transport_only:
+                    for record in records:
+                        ingest(record.value, ledger, board)
                 seen += len(records)
                 if pacer is not None:
                     pacer.after(len(records))
@@ -67,9 +71,12 @@ def main() -> None:
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--transport-only", action="store_true")
     args = parser.parse_args()
     settings = Settings(bootstrap=args.bootstrap, topic_prefix=args.prefix)
-    result = asyncio.run(consume(settings, args.group, args.expect, args.timeout))
+    result = asyncio.run(
+        consume(settings, args.group, args.expect, args.timeout, args.transport_only)
+    )
     print(json.dumps(result), flush=True)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import resource
@@ -155,23 +156,32 @@ def settled_snapshot_stats(worker: WorkerProcess, timeout_s: float = 20.0) -> di
         time.sleep(0.25)
 
 
-def run_ceiling(settings: Settings, expect: int, log: Path) -> Run:
-    """(a) the plain aiokafka batch consumer, in a child process."""
+def run_ceiling(
+    settings: Settings,
+    expect: int,
+    log: Path,
+    module: str = "bench.ceiling",
+    extra: tuple[str, ...] = (),
+) -> Run:
+    """(a) the plain aiokafka batch consumer, in a child process; or another contender that
+    takes the same options and prints the same JSON line (`module`: (t) is `bench.ceiling
+    --transport-only`, (q) is `bench.quix`)."""
     out = log.with_suffix(".json")
     with log.open("ab") as err, out.open("wb") as stdout:
         process = subprocess.Popen(  # noqa: S603 (our interpreter and module)
             [
                 sys.executable,
                 "-m",
-                "bench.ceiling",
+                module,
                 "--prefix",
                 settings.topic_prefix,
                 "--group",
-                f"bench-ceiling-{uuid.uuid4().hex[:8]}",
+                f"bench-{module.rpartition('.')[2]}-{uuid.uuid4().hex[:8]}",
                 "--expect",
                 str(expect),
                 "--bootstrap",
                 settings.bootstrap,
+                *extra,
             ],
             stdout=stdout,
             stderr=err,
@@ -297,6 +307,15 @@ def run_worker(settings: Settings, expect: int, log: Path, pythonpath: Path | No
     return _as_run(result, sampler)
 
 
+def quix_missing() -> str | None:
+    """Why the Quix Streams contender (q) cannot run here, or None when it can."""
+    # Looked up, not imported: the harness itself has no use for it (only bench/quix.py's
+    # process imports it).
+    if importlib.util.find_spec("quixstreams") is None:
+        return "quixstreams is not installed (pip install -e '.[dev,bench]')"
+    return None
+
+
 def baseline_tree(ref: str) -> Path:
     """The package sources at git `ref`, extracted into a temporary directory."""
     target = Path(tempfile.mkdtemp(prefix="livepulse-baseline-"))
@@ -329,10 +348,19 @@ def measure_throughput(
     variants: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     contenders: dict[str, Callable[[int], Run]] = {
+        "t_transport": lambda i: run_ceiling(
+            settings, expect, logs / f"transport-{i}.log", extra=("--transport-only",)
+        ),
         "a_ceiling": lambda i: run_ceiling(settings, expect, logs / f"ceiling-{i}.log"),
         "b_naive_faust": lambda i: run_naive(settings, expect, logs / f"naive-{i}.log"),
         "c_worker": lambda i: run_worker(settings, expect, logs / f"worker-{i}.log"),
     }
+    if quix_missing() is None:
+        contenders["q_quix"] = lambda i: run_ceiling(
+            settings, expect, logs / f"quix-{i}.log", module="bench.quix"
+        )
+    else:
+        print(f"bench: no Quix Streams contender: {quix_missing()}", flush=True)
 
     def varied(name: str, update: dict[str, Any]) -> Callable[[int], Run]:
         own = settings.model_copy(update=update)

@@ -88,6 +88,10 @@ _PRESENCE_TOPICS: tuple[int, ...] = tuple(
 _INTERACTIONS: int = _TOPIC_OF["interaction"]
 #: Event ids are filed and dropped by the hour of their event time.
 _ID_BUCKET_MS = 3_600_000
+#: `Ledger.apply`'s dispatch, as tuples: `isinstance(event, A | B)` builds a union object on
+#: every call (issue 19: it runs once per record).
+_VIEW_EVENTS = (ViewerJoined, ViewerLeft)
+_GROUP_EVENTS = (GroupJoined, GroupLeft)
 
 #: Bits of a packed presence record (`Presence`) that hold the ledger's arrival number.
 _SEQ_BITS = 48
@@ -127,7 +131,10 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         self._packed: dict[str, int | tuple[int, ...] | list[int]] = {}
 
     def add(self, user: str, ts: int, seq: int, joined: bool) -> None:
-        record = _pack(ts, seq, joined)
+        # `_pack`, inlined (once per view event).
+        if not 0 <= seq < _SEQ_LIMIT:
+            raise OverflowError(f"arrival number {seq} does not fit in {_SEQ_BITS} bits")
+        record = (((ts << _SEQ_BITS) | seq) << 1) | joined
         held = self._packed.get(user)
         if held is None:
             self._packed[user] = record
@@ -528,7 +535,7 @@ class Ledger:
                 self.counts.expired += 1
                 self.refused_as = "expired"
                 return False
-        key = _id_key(event.event_id)
+        key = int.from_bytes(b"\x01" + event.event_id.encode(), "big")  # _id_key, inlined
         if key in self._seen_ids:
             self.counts.duplicates += 1
             self.refused_as = "duplicate"
@@ -550,7 +557,13 @@ class Ledger:
                     self.counts.future += 1
                 else:
                     self.newest_ts[topic] = ts
-                    if self._drop_ids_below((ts - window) // _ID_BUCKET_MS, topic):
+                    below = (ts - window) // _ID_BUCKET_MS
+                    # `_drop_ids_below`'s own first test, here: the horizon moves on nearly
+                    # every record, its hour once an hour (issue 19: a call per record saved).
+                    kept_from = self._kept_from_hour[topic]
+                    if (kept_from is None or below > kept_from) and self._drop_ids_below(
+                        below, topic
+                    ):
                         self._fold_closed_sessions()
                         if topic == _INTERACTIONS:
                             self._fold_questions()
@@ -558,7 +571,7 @@ class Ledger:
         self._seq += 1
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
-        if isinstance(event, ViewerJoined | ViewerLeft):
+        if isinstance(event, _VIEW_EVENTS):
             session = self._session(event.session_id, ts)
             session.presence.add(event.user_id, ts, self._seq, isinstance(event, ViewerJoined))
         elif isinstance(event, Interaction):
@@ -607,7 +620,7 @@ class Ledger:
                 session.ended_ts = ts
                 if self.dedupe_window_ms is not None and isinstance(session.presence, Presence):
                     self._ended_unfolded[event.session_id] = ts
-        elif isinstance(event, GroupJoined | GroupLeft):
+        elif isinstance(event, _GROUP_EVENTS):
             member = (event.merchant_id, event.user_id)
             joined = isinstance(event, GroupJoined)
             self.group_events.setdefault(member, []).append((ts, self._seq, event.group_id, joined))

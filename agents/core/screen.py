@@ -190,10 +190,11 @@ class ScreenState:
     def observe(self, event: Event) -> None:
         """Take one accepted (non-duplicate) event: O(items) work."""
         ts = event.ts
-        if self.watermark is None or ts > self.watermark:
-            old_cutoff = self.cutoff()
+        watermark = self.watermark
+        if watermark is None or ts > watermark:
             self.watermark = ts
-            if old_cutoff != self.cutoff():
+            # The cutoff moves only when the watermark's minute does (`cutoff`).
+            if watermark is None or ts // MINUTE_MS != watermark // MINUTE_MS:
                 self._expire()
         if self.folded:
             folded_sid = getattr(event, "session_id", None)
@@ -246,8 +247,9 @@ class ScreenState:
 
     def _minute(self, ts: int, sid: str) -> MinuteCounts | None:
         minute = ts // MINUTE_MS
-        cutoff = self.cutoff()
-        if cutoff is not None and minute < cutoff:
+        watermark = self.watermark  # set: `observe` saw this event first
+        # `cutoff`, inlined (once per entry, click and order).
+        if watermark is not None and minute <= watermark // MINUTE_MS - self.retained_minutes:
             return None  # older than the curves reach
         by_session = self.minutes.get(minute)
         if by_session is None:

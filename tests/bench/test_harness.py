@@ -12,6 +12,7 @@ import pytest
 
 from bench import core
 from bench.report import render
+from bench.run import quix_missing
 from schemas import Rejection, decode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +85,10 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
     results = json.loads(out.with_suffix(".json").read_text())
     throughput = results["throughput"]
     assert throughput["records"] == 3000
-    for contender in ("a_ceiling", "b_naive_faust", "c_worker"):
+    for contender in ("t_transport", "a_ceiling", "b_naive_faust", "c_worker"):
         assert throughput[contender]["records_per_s"]["median"] > 0
+    # The Quix Streams peer runs where the optional `bench` group is installed.
+    assert ("q_quix" in throughput) == (quix_missing() is None)
     for share in ("50%", "80%"):
         row = results["latency"][share]
         assert row["p99_ms"]["median"] is not None

@@ -1,0 +1,106 @@
+"""The core's hot path in one process, no broker (issue 19): CPU seconds, to compare trees.
+
+    python -m bench.hotpath ingest FILE [--window-s 604800] [--passes 1]
+    python -m bench.hotpath report FILE
+    python -m bench.hotpath batch-decode FILE [--valid-only]
+
+FILE: a stream of JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`).
+`ingest`: `agents.core.ingest.ingest` over every line into `Ledger(window)` + `OperatorBoard`,
+CPU microseconds per record (to compare commits, run this file as a script from another
+checkout's directory, `PYTHONSAFEPATH=1 PYTHONPATH=<checkout> python <this tree>/bench/hotpath.py
+ingest FILE`, interleaved with this tree's: bench/RESULTS.md, Session 7; a checkout from
+issue 17 on, whose `Ledger` takes a dedupe window). `report`: CPU
+seconds of `build_report` over that state (what `/report` and a `/metrics` scrape build on the
+worker's event loop) against the ingest's. `batch-decode`: one `list[Event]` validation per
+1,000 values against one call per value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.ingest import ingest
+
+
+def _lines(path: Path) -> list[bytes]:
+    return [line.encode() for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _cpu(run: Callable[[], object]) -> float:
+    began = time.process_time()
+    run()
+    return time.process_time() - began
+
+
+def _ingested(values: list[bytes], window_ms: int | None) -> tuple[Ledger, OperatorBoard]:
+    ledger, board = Ledger(window_ms), OperatorBoard()
+    for value in values:
+        ingest(value, ledger, board)
+    return ledger, board
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.hotpath")
+    parser.add_argument("what", choices=("ingest", "report", "batch-decode"))
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--window-s", type=int, default=7 * 86_400)
+    parser.add_argument("--passes", type=int, default=1)
+    parser.add_argument("--valid-only", action="store_true")
+    args = parser.parse_args()
+    values = _lines(args.file)
+    window_ms = args.window_s * 1000 or None
+    if args.what == "ingest":
+        for _ in range(args.passes):
+            seconds = _cpu(lambda: _ingested(values, window_ms))
+            print(f"{len(values)} records: {1e6 * seconds / len(values):.2f} us CPU per record")
+    elif args.what == "report":
+        held: list[tuple[Ledger, OperatorBoard]] = []
+        ingest_s = _cpu(lambda: held.append(_ingested(values, window_ms)))
+        ledger, board = held[0]
+        builds = [_cpu(lambda: build_report(ledger, board)) for _ in range(3)]
+        print(
+            f"{len(values)} records: ingest {ingest_s:.2f} s CPU; build_report "
+            f"{min(builds):.2f} s CPU (min of 3, max {max(builds):.2f}) = "
+            f"{min(builds) / ingest_s:.0%} of the ingest"
+        )
+    else:
+        _batch_decode(values[:100_000], args.valid_only)
+
+
+def _batch_decode(values: list[bytes], valid_only: bool) -> None:
+    from pydantic import TypeAdapter  # noqa: PLC0415 (only this measurement)
+
+    from schemas import Rejection, decode  # noqa: PLC0415
+    from schemas.events import Event  # noqa: PLC0415
+
+    if valid_only:
+        values = [v for v in values if not isinstance(decode(v), Rejection)]
+    many = TypeAdapter(list[Event]).validator.validate_json
+
+    def one_by_one() -> None:
+        for value in values:
+            decode(value)
+
+    def in_chunks(size: int = 1000) -> None:
+        for i in range(0, len(values), size):
+            chunk = values[i : i + size]
+            try:
+                many(b"[" + b",".join(chunk) + b"]")
+            except ValueError:  # pydantic's ValidationError: one bad value, each on its own
+                for value in chunk:
+                    decode(value)
+
+    per = min(_cpu(one_by_one) for _ in range(3))
+    batched = min(_cpu(in_chunks) for _ in range(3))
+    print(
+        f"{len(values)} values: one call each {per:.2f} s CPU, 1,000 per call {batched:.2f} s "
+        f"CPU = {batched / per:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

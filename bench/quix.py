@@ -1,0 +1,74 @@
+"""Contender (q), a peer: a Quix Streams application doing the worker's per-record work.
+
+One `StreamingDataFrame` per contract topic (values as bytes), and per record the core's
+`agents.core.ingest.ingest` (`schemas.decode`, `Ledger.apply` under the worker's dedupe
+window, `OperatorBoard.observe`), as the worker and (a) do: what a data engineer would write
+with Quix Streams for the same figures. Quix's own machinery (librdkafka through
+confluent-kafka, its row and context objects, at-least-once checkpoints every 5 s) is what
+is measured against the worker's. Stateless (the ledger lives in the process, as in (a)), so
+no RocksDB store or changelog topic is created. Prints one JSON line: records, first and last
+consumed (wall clock, s), valid.
+
+Quix Streams is in the optional `bench` dependency group (pyproject.toml), pinned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from typing import Any
+
+from quixstreams import Application
+
+from agents.core import Ledger, OperatorBoard
+from agents.core.ingest import ingest
+from streams.runtime.settings import Settings
+
+
+def consume(settings: Settings, group: str, expect: int, timeout_s: float) -> dict[str, Any]:
+    app = Application(
+        broker_address=settings.bootstrap,
+        consumer_group=group,
+        auto_offset_reset="earliest",
+        auto_create_topics=False,
+        use_changelog_topics=False,
+        loglevel=logging.WARNING,
+    )
+    ledger = Ledger(settings.dedupe_window_ms)
+    board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    seen = 0
+    first: float | None = None
+
+    def step(value: bytes) -> None:
+        nonlocal seen, first
+        if first is None:
+            first = time.time()
+        ingest(value, ledger, board)
+        seen += 1
+        if seen >= expect:
+            app.stop()
+
+    for name in settings.source_topics:
+        sdf = app.dataframe(app.topic(name, value_deserializer="bytes"))
+        sdf.update(step)
+    app.run(timeout=timeout_s)
+    last = time.time()
+    return {"records": seen, "first": first or last, "last": last, "valid": ledger.counts.valid}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+    settings = Settings(bootstrap=args.bootstrap, topic_prefix=args.prefix)
+    print(json.dumps(consume(settings, args.group, args.expect, args.timeout)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
