@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +19,7 @@ from agents.core.claims import CLAIMS_BY_ID
 from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.metrics import CLAIM_FUNCTIONS, Measurement, _Facts, compute_claims
 from streams.tools.analyze import analyze_records
-from streams.tools.simulator import generate, get_scenario
+from streams.tools.simulator import Scenario, generate, get_scenario
 from streams.tools.simulator import truth as reference
 from streams.tools.simulator.truth import Stream
 
@@ -235,6 +238,49 @@ class Replicates:
     report_seconds: float
 
 
+#: Processes that measure runs side by side (each run is independent and seeded, so the
+#: results are the same whatever the number): one per CPU this process may use, at most 4;
+#: `LIVEPULSE_TEST_PROCESSES=1` measures them one after another in this process.
+PROCESSES_ENV = "LIVEPULSE_TEST_PROCESSES"
+
+
+def measure_processes() -> int:
+    """How many processes `measure_runs` spreads its runs over."""
+    wanted = os.environ.get(PROCESSES_ENV, "").strip()
+    if wanted:
+        return max(1, int(wanted))
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+@dataclass(frozen=True, slots=True)
+class _Measure:
+    """What measuring one run needs (picklable, for the worker processes)."""
+
+    spec: Scenario
+    scale: float
+    wanted: tuple[str, ...]
+    all_claims: bool
+
+    def __call__(self, run: Run) -> tuple[dict[str, Measurement], dict[str, Stat], float]:
+        lines = generate(self.spec, seed=run.world, scale=self.scale, run_seed=run.days).lines
+        ledger = analyze_records(line.encode() for line in lines)
+        started = time.perf_counter()
+        if self.all_claims:
+            claims = compute_claims(ledger)
+        else:
+            facts = _Facts(ledger)
+            core = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
+            claims = {claim_id: core[claim_id](facts) for claim_id in self.wanted}
+        report_seconds = time.perf_counter() - started
+        stream = reference.read_stream(lines)
+        figures = reference.compute_claims(stream)
+        stats = {
+            claim_id: TRUTH_RULES[claim_id].extract(figures[claim_id], stream)
+            for claim_id in self.wanted
+        }
+        return claims, stats, report_seconds
+
+
 def measure_runs(
     scenario: str,
     runs: Sequence[Run],
@@ -245,28 +291,27 @@ def measure_runs(
     """Generate, decode and measure each run (the same path as `livepulse analyze`).
 
     `days` lengthens (or shortens) the scenario's streams; `claim_ids` measures only those
-    claims (the others are absent from `measured` and `stats`)."""
+    claims (the others are absent from `measured` and `stats`). The runs are spread over
+    `measure_processes()` processes; the results are in the order of `runs` either way."""
     spec = get_scenario(scenario)
     if days is not None:
         spec = dataclasses.replace(spec, days=days)
     wanted = list(TRUTH_RULES) if claim_ids is None else list(claim_ids)
     out = Replicates(list(runs), [], {claim_id: [] for claim_id in wanted}, 0.0)
-    core = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
-    for run in runs:
-        lines = generate(spec, seed=run.world, scale=scale, run_seed=run.days).lines
-        ledger = analyze_records(line.encode() for line in lines)
-        started = time.perf_counter()
-        if claim_ids is None:
-            claims = compute_claims(ledger)
-        else:
-            facts = _Facts(ledger)
-            claims = {claim_id: core[claim_id](facts) for claim_id in wanted}
-        out.report_seconds += time.perf_counter() - started
+    measure = _Measure(spec, scale, tuple(wanted), claim_ids is None)
+    processes = min(measure_processes(), len(runs))
+    if processes > 1:
+        # Forked: the children start with everything imported; nothing else runs meanwhile.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            results = list(pool.map(measure, runs, chunksize=4))
+    else:
+        results = [measure(run) for run in runs]
+    for claims, stats, report_seconds in results:
         out.measured.append(claims)
-        stream = reference.read_stream(lines)
-        figures = reference.compute_claims(stream)
+        out.report_seconds += report_seconds
         for claim_id in wanted:
-            out.stats[claim_id].append(TRUTH_RULES[claim_id].extract(figures[claim_id], stream))
+            out.stats[claim_id].append(stats[claim_id])
     return out
 
 
