@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +19,7 @@ from streams.tools.analyze import analyze_records
 from streams.tools.simulator import Scenario, generate, get_scenario
 from streams.tools.simulator import truth as reference
 from streams.tools.simulator.truth import Stream
+from tests.support.processes import map_in_processes
 
 FloatArray = npt.NDArray[np.float64]
 # What a replicate contributes to the truth: totals to add up, or raw pairs to pool.
@@ -238,20 +236,6 @@ class Replicates:
     report_seconds: float
 
 
-#: Processes that measure runs side by side (each run is independent and seeded, so the
-#: results are the same whatever the number): one per CPU this process may use, at most 4;
-#: `LIVEPULSE_TEST_PROCESSES=1` measures them one after another in this process.
-PROCESSES_ENV = "LIVEPULSE_TEST_PROCESSES"
-
-
-def measure_processes() -> int:
-    """How many processes `measure_runs` spreads its runs over."""
-    wanted = os.environ.get(PROCESSES_ENV, "").strip()
-    if wanted:
-        return max(1, int(wanted))
-    return max(1, min(4, len(os.sched_getaffinity(0))))
-
-
 @dataclass(frozen=True, slots=True)
 class _Measure:
     """What measuring one run needs (picklable, for the worker processes)."""
@@ -291,23 +275,15 @@ def measure_runs(
     """Generate, decode and measure each run (the same path as `livepulse analyze`).
 
     `days` lengthens (or shortens) the scenario's streams; `claim_ids` measures only those
-    claims (the others are absent from `measured` and `stats`). The runs are spread over
-    `measure_processes()` processes; the results are in the order of `runs` either way."""
+    claims (the others are absent from `measured` and `stats`). The runs are measured side by
+    side in worker processes (`tests.support.processes`), in the order of `runs`."""
     spec = get_scenario(scenario)
     if days is not None:
         spec = dataclasses.replace(spec, days=days)
     wanted = list(TRUTH_RULES) if claim_ids is None else list(claim_ids)
     out = Replicates(list(runs), [], {claim_id: [] for claim_id in wanted}, 0.0)
     measure = _Measure(spec, scale, tuple(wanted), claim_ids is None)
-    processes = min(measure_processes(), len(runs))
-    if processes > 1:
-        # Forked: the children start with everything imported; nothing else runs meanwhile.
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            results = list(pool.map(measure, runs, chunksize=4))
-    else:
-        results = [measure(run) for run in runs]
-    for claims, stats, report_seconds in results:
+    for claims, stats, report_seconds in map_in_processes(measure, runs, chunksize=4):
         out.measured.append(claims)
         out.report_seconds += report_seconds
         for claim_id in wanted:
