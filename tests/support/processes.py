@@ -36,5 +36,9 @@ def map_in_processes(
     if count <= 1:
         return [fn(item) for item in items]
     # Forked: the children start with everything imported; the parent only waits meanwhile.
-    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork")) as pool:
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"))
+    try:
         return list(pool.map(fn, items, chunksize=chunksize))
+    finally:
+        # On a failure or a test's timeout, drop the work not started instead of finishing it.
+        pool.shutdown(wait=True, cancel_futures=True)

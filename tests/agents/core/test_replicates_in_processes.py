@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -46,5 +48,8 @@ def test_map_in_processes_keeps_the_order_and_the_count_is_set_by_the_variable(
     monkeypatch.setenv(PROCESSES_ENV, "3")
     assert processes() == 3
     assert map_in_processes(abs, list(range(-20, 0))) == list(range(20, 0, -1))
+    # A failure in a worker process is the caller's (the pool is shut down, nothing leaks).
+    with pytest.raises(ValueError, match="math domain error"):
+        map_in_processes(math.log, [1.0, 0.0, 2.0] * 4)
     monkeypatch.delenv(PROCESSES_ENV)
     assert 1 <= processes() <= 4
