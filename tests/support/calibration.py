@@ -527,6 +527,12 @@ class Cell:
         return self.verdicts.get(verdict, 0) / self.runs if self.runs else math.nan
 
 
+def observed_of(spec: StreamSpec) -> float | None:
+    """The observed figure of the claim `spec` is written for (`spec.claim_id`)."""
+    assert spec.claim_id is not None
+    return _FUNCTIONS[spec.claim_id](_Facts(analyze_records(records(spec)))).observed
+
+
 def _verdict_of_spec(spec: StreamSpec) -> str:
     assert spec.claim_id is not None
     return verdict_of(spec.claim_id, spec)
