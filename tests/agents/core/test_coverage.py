@@ -35,7 +35,6 @@ from agents.core.stats import (
     wilson_interval,
 )
 from tests.support.coverage import (
-    PROCESSES_ENV,
     TRUTH_RULES,
     ClaimCoverage,
     Replicates,
@@ -171,25 +170,6 @@ def test_interval_coverage_on_full_size_streams(scenario: str, claim_id: str) ->
     assert decisive >= 0.5 * result.judged, summary_row(result)
     low, _high = acceptance_band(decisive, truth_error_ratio=result.truth_error_ratio())
     assert decisive_coverage >= low, summary_row(result)
-
-
-def test_runs_measured_in_several_processes_are_those_measured_in_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`measure_runs` spreads runs over processes: same measurements, same truth shares, same
-    order as one after another (3 small xhs streams, of 2 worlds)."""
-    runs = [Run(1000, 50_000), Run(1000, 50_001), Run(1001, 50_100)]
-    monkeypatch.setenv(PROCESSES_ENV, "1")
-    alone = measure_runs("xhs", runs, 0.05)
-    monkeypatch.setenv(PROCESSES_ENV, "2")
-    spread = measure_runs("xhs", runs, 0.05)
-    assert spread.runs == alone.runs
-    assert spread.measured == alone.measured
-    assert any(m.interval is not None for claims in alone.measured for m in claims.values())
-    for claim_id, stats in alone.stats.items():
-        assert len(spread.stats[claim_id]) == len(stats) == 3
-        for got, want in zip(spread.stats[claim_id], stats, strict=True):
-            np.testing.assert_array_equal(got, want)
 
 
 def test_acceptance_band_is_the_central_binomial_range() -> None:
