@@ -916,6 +916,30 @@ def _cell(value: object, kind: str) -> str:
     return f"<td>{_e(shown)}</td>"
 
 
+def _figures_table(
+    fig_id: str,
+    key_title: str,
+    columns: Sequence[tuple[str, str, str]],
+    rows: Iterable[tuple[str, Mapping[str, Any]]],
+    caption: str,
+    *,
+    scroll: bool = False,
+) -> str:
+    """A figure with a table of one row per key: the key's cell (HTML), then one cell per
+    column `(title, field, kind)` with the row's figure for `field` shown as `kind`."""
+    head = f"<th>{_e(key_title)}</th>" + "".join(f"<th>{_e(title)}</th>" for title, _, _ in columns)
+    body = "".join(
+        f"<tr>{key_cell}"
+        + "".join(_cell(figures.get(field), kind) for _, field, kind in columns)
+        + "</tr>"
+        for key_cell, figures in rows
+    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if scroll:
+        table = f'<div class="scroll">{table}</div>'
+    return f'<figure id="{_e(fig_id)}">{table}<figcaption>{_e(caption)}</figcaption></figure>'
+
+
 def sources_table(report: Mapping[str, Any]) -> str:
     """Where the viewers came from (`screen.sources.overall`), or a note that it is missing."""
     screen = report.get("screen")
@@ -923,27 +947,25 @@ def sources_table(report: Mapping[str, Any]) -> str:
     if not isinstance(sources, Mapping) or not sources:
         body = _empty("No entry sources in this report (a worker older than the live screen?).")
         return f'<figure id="table-sources">{body}</figure>'
-    rows = []
-    for source, figures in sources.items():
-        figures = figures if isinstance(figures, Mapping) else {}
-        rows.append(
-            f"<tr><td>{_e(SOURCE_TITLES.get(str(source), source))}</td>"
-            + _cell(figures.get("entries"), "int")
-            + _cell(figures.get("viewers"), "int")
-            + _cell(figures.get("buyers"), "int")
-            + _cell(figures.get("conversion"), "pct")
-            + _cell(figures.get("gmv_cny"), "cny")
-            + "</tr>"
+    rows = [
+        (
+            f"<td>{_e(SOURCE_TITLES.get(str(source), source))}</td>",
+            figures if isinstance(figures, Mapping) else {},
         )
+        for source, figures in sources.items()
+    ]
+    columns = (
+        ("Entries", "entries", "int"),
+        ("Viewers", "viewers", "int"),
+        ("Buyers", "buyers", "int"),
+        ("Conversion", "conversion", "pct"),
+        ("GMV (CNY)", "gmv_cny", "cny"),
+    )
     caption = (
         "viewer_joined.source: entries, viewers by their first entry in a session, those "
         "viewers' buyers, conversion and GMV (CNY)."
     )
-    return (
-        '<figure id="table-sources"><table><thead><tr><th>Source</th><th>Entries</th>'
-        "<th>Viewers</th><th>Buyers</th><th>Conversion</th><th>GMV (CNY)</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table><figcaption>{_e(caption)}</figcaption></figure>"
-    )
+    return _figures_table("table-sources", "Source", columns, rows, caption)
 
 
 def products_table(report: Mapping[str, Any], room_id: str | None = None) -> str:
@@ -958,32 +980,26 @@ def products_table(report: Mapping[str, Any], room_id: str | None = None) -> str
     if not isinstance(products, Mapping):
         body = _empty("No products table in this report (a worker older than the live screen?).")
         return f'<figure id="{_e(fig_id)}">{body}</figure>'
-    rows = []
     lines = [*products.get("top", []), {"sku_id": "(other)", **(products.get("other") or {})}]
-    for line in lines:
-        if not isinstance(line, Mapping):
-            continue
-        rows.append(
-            f'<tr><td class="id">{_e(line.get("sku_id", ""))}</td>'
-            + _cell(line.get("clicks"), "int")
-            + _cell(line.get("clickers"), "int")
-            + _cell(line.get("orders"), "int")
-            + _cell(line.get("units"), "int")
-            + _cell(line.get("gmv_cny"), "cny")
-            + _cell(line.get("click_to_order"), "pct")
-            + "</tr>"
-        )
+    rows = [
+        (f'<td class="id">{_e(line.get("sku_id", ""))}</td>', line)
+        for line in lines
+        if isinstance(line, Mapping)
+    ]
+    columns = (
+        ("Clicks", "clicks", "int"),
+        ("Clickers", "clickers", "int"),
+        ("Orders", "orders", "int"),
+        ("Units", "units", "int"),
+        ("GMV (CNY)", "gmv_cny", "cny"),
+        ("Click to order", "click_to_order", "pct"),
+    )
     caption = (
         f"{int(products.get('skus') or 0):,} products in session orders or clicks, the top "
         f"{len(lines) - 1} by GMV (unit price x quantity of their order lines, CNY); click to "
         "order = clickers who ordered the product / its clickers."
     )
-    return (
-        f'<figure id="{_e(fig_id)}"><div class="scroll"><table><thead><tr><th>sku_id</th>'
-        "<th>Clicks</th><th>Clickers</th><th>Orders</th><th>Units</th><th>GMV (CNY)</th>"
-        f"<th>Click to order</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
+    return _figures_table(fig_id, "sku_id", columns, rows, caption, scroll=True)
 
 
 # ---------------------------------------------------------------- page

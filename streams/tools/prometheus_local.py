@@ -16,10 +16,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
-from streams.tools.worker_process import free_port, terminate
+from streams.tools.worker_process import LoggedChild, free_port
 
 #: The project's rule files (recording rules and alerts), as the compose stack loads them.
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
@@ -55,7 +54,7 @@ def render_config(
     return json.dumps(config, indent=2)
 
 
-class LocalPrometheus:
+class LocalPrometheus(LoggedChild):
     """`prometheus` scraping `targets` (host:port), loading `rule_files`; always stop() it."""
 
     def __init__(
@@ -66,6 +65,7 @@ class LocalPrometheus:
         interval_s: float = 1.0,
         binary: str | None = None,
     ) -> None:
+        super().__init__()
         found = binary or prometheus_binary()
         if found is None:
             raise PrometheusFailed("no `prometheus` binary (Debian: apt-get install prometheus)")
@@ -76,10 +76,8 @@ class LocalPrometheus:
         )
         self.interval_s = interval_s
         self.port = 0  # picked by start()
-        self.process: subprocess.Popen[bytes] | None = None
         self._config = Path()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -102,7 +100,7 @@ class LocalPrometheus:
         self._config.write_text(
             render_config(self.targets, self.rule_files, self.interval_s), encoding="utf-8"
         )
-        self._log = (work / "prometheus.log").open("wb")
+        log = self.open_log(work / "prometheus.log", "wb")
         for attempt in range(attempts):
             self.port = free_port()
             self.process = subprocess.Popen(  # noqa: S603 (the installed server, our arguments)
@@ -114,7 +112,7 @@ class LocalPrometheus:
                     "--log.level=warn",
                 ],
                 stdin=subprocess.DEVNULL,
-                stdout=self._log,
+                stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -182,29 +180,8 @@ class LocalPrometheus:
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM (SIGKILL after `timeout_s`), then remove the storage; the exit code."""
-        code = terminate(self.process, timeout_s) if self.process is not None else None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        code = super().stop(timeout_s)
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
         return code
-
-    def tail(self, lines: int = 30) -> str:
-        path = self.log_path
-        if path is None or not path.exists():
-            return "(no log)"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def __enter__(self) -> LocalPrometheus:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal, Self
 
 from streams.runtime.settings import Settings
 from streams.tools.drain import fetch_json
@@ -60,7 +60,57 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock.close()
 
 
-class WorkerProcess:
+class LoggedChild:
+    """A child process whose output goes to a log file: `tail()` reads the end of that log,
+    `stop()` terminates the process and closes the log, and the object is a context manager
+    (`start()` on entering, `stop()` on leaving). Subclasses start the process in `start()`."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._log_file: Path | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def open_log(self, path: Path, mode: Literal["ab", "wb"] = "ab") -> IO[bytes]:
+        """Open `path` as the log the child writes to (`stop()` closes it, `tail()` reads it)."""
+        self._log_file = path
+        self._log = path.open(mode)
+        return self._log
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout_s`; return the exit code (None if never started)."""
+        code = terminate(self.process, timeout_s) if self.process is not None else None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def tail(self, lines: int = 30) -> str:
+        """The last `lines` lines of the log, or "(no log)"."""
+        if self._log_file is None:
+            return "(no log)"
+        try:
+            text = self._log_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class WorkerProcess(LoggedChild):
     """`python -m streams.commands.worker` with `settings`, its output in `log_path`.
 
     Use as a context manager, or call `start()` and `stop()`; `stop()` is always safe to call.
@@ -75,6 +125,7 @@ class WorkerProcess:
         extra_args: tuple[str, ...] = (),
         cwd: Path | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         #: Working directory of the child; `python -m` puts it first on sys.path, so a
         #: different source tree must be run from its own directory (PYTHONPATH comes after).
@@ -82,8 +133,6 @@ class WorkerProcess:
         self.extra_args = extra_args
         self.log_path = log_path
         self.loglevel = loglevel
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -111,12 +160,12 @@ class WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
         env.update(self.settings.to_env())
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
+        log = self.open_log(self.log_path)
         self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             self.command(),
             stdin=subprocess.DEVNULL,
             cwd=self.cwd,
-            stdout=self._log,
+            stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # a Ctrl-C in the terminal reaches the parent only
@@ -151,30 +200,3 @@ class WorkerProcess:
                     f"{self.log_path}:\n{self.tail()}"
                 )
             time.sleep(0.25)
-
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout_s`; return the exit code (None if never started)."""
-        code = terminate(self.process, timeout_s) if self.process is not None else None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return code
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> WorkerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -56,6 +56,7 @@ from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.metrics import CLAIM_FUNCTIONS, _Facts
 from agents.core.report import claim_verdict
 from streams.tools.analyze import analyze_records
+from tests.support.processes import map_in_processes
 
 T0 = 1_719_835_200_000  # 2024-07-01 20:00 CST
 MINUTE = 60_000
@@ -526,14 +527,27 @@ class Cell:
         return self.verdicts.get(verdict, 0) / self.runs if self.runs else math.nan
 
 
+def observed_of(spec: StreamSpec) -> float | None:
+    """The observed figure of the claim `spec` is written for (`spec.claim_id`)."""
+    assert spec.claim_id is not None
+    return _FUNCTIONS[spec.claim_id](_Facts(analyze_records(records(spec)))).observed
+
+
+def _verdict_of_spec(spec: StreamSpec) -> str:
+    assert spec.claim_id is not None
+    return verdict_of(spec.claim_id, spec)
+
+
 def run_cell(claim_id: str, world: str, days: int, runs: int, seed: int = 0) -> Cell:
-    """`runs` streams of `days` days with the claim's parameter set to the world's value."""
+    """`runs` streams of `days` days with the claim's parameter set to the world's value
+    (measured side by side in worker processes, `tests.support.processes`)."""
     truth, holds = worlds(CLAIMS_BY_ID[claim_id])[world]
     cell = Cell(claim_id, world, truth, holds, days)
-    for k in range(runs):
-        params = dict(DEFAULTS) | {claim_id: truth}
-        spec = StreamSpec(days, seed * 1_000_003 + k * 7919 + days, params, claim_id)
-        verdict = verdict_of(claim_id, spec)
+    specs = [
+        StreamSpec(days, seed * 1_000_003 + k * 7919 + days, DEFAULTS | {claim_id: truth}, claim_id)
+        for k in range(runs)
+    ]
+    for verdict in map_in_processes(_verdict_of_spec, specs):
         cell.verdicts[verdict] = cell.verdicts.get(verdict, 0) + 1
     return cell
 

@@ -16,9 +16,10 @@ from agents.core.claims import CLAIMS_BY_ID
 from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.metrics import CLAIM_FUNCTIONS, Measurement, _Facts, compute_claims
 from streams.tools.analyze import analyze_records
-from streams.tools.simulator import generate, get_scenario
+from streams.tools.simulator import Scenario, generate, get_scenario
 from streams.tools.simulator import truth as reference
 from streams.tools.simulator.truth import Stream
+from tests.support.processes import map_in_processes
 
 FloatArray = npt.NDArray[np.float64]
 # What a replicate contributes to the truth: totals to add up, or raw pairs to pool.
@@ -235,6 +236,35 @@ class Replicates:
     report_seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Measure:
+    """What measuring one run needs (picklable, for the worker processes)."""
+
+    spec: Scenario
+    scale: float
+    wanted: tuple[str, ...]
+    all_claims: bool
+
+    def __call__(self, run: Run) -> tuple[dict[str, Measurement], dict[str, Stat], float]:
+        lines = generate(self.spec, seed=run.world, scale=self.scale, run_seed=run.days).lines
+        ledger = analyze_records(line.encode() for line in lines)
+        started = time.perf_counter()
+        if self.all_claims:
+            claims = compute_claims(ledger)
+        else:
+            facts = _Facts(ledger)
+            core = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
+            claims = {claim_id: core[claim_id](facts) for claim_id in self.wanted}
+        report_seconds = time.perf_counter() - started
+        stream = reference.read_stream(lines)
+        figures = reference.compute_claims(stream)
+        stats = {
+            claim_id: TRUTH_RULES[claim_id].extract(figures[claim_id], stream)
+            for claim_id in self.wanted
+        }
+        return claims, stats, report_seconds
+
+
 def measure_runs(
     scenario: str,
     runs: Sequence[Run],
@@ -245,28 +275,19 @@ def measure_runs(
     """Generate, decode and measure each run (the same path as `livepulse analyze`).
 
     `days` lengthens (or shortens) the scenario's streams; `claim_ids` measures only those
-    claims (the others are absent from `measured` and `stats`)."""
+    claims (the others are absent from `measured` and `stats`). The runs are measured side by
+    side in worker processes (`tests.support.processes`), in the order of `runs`."""
     spec = get_scenario(scenario)
     if days is not None:
         spec = dataclasses.replace(spec, days=days)
     wanted = list(TRUTH_RULES) if claim_ids is None else list(claim_ids)
     out = Replicates(list(runs), [], {claim_id: [] for claim_id in wanted}, 0.0)
-    core = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
-    for run in runs:
-        lines = generate(spec, seed=run.world, scale=scale, run_seed=run.days).lines
-        ledger = analyze_records(line.encode() for line in lines)
-        started = time.perf_counter()
-        if claim_ids is None:
-            claims = compute_claims(ledger)
-        else:
-            facts = _Facts(ledger)
-            claims = {claim_id: core[claim_id](facts) for claim_id in wanted}
-        out.report_seconds += time.perf_counter() - started
+    measure = _Measure(spec, scale, tuple(wanted), claim_ids is None)
+    for claims, stats, report_seconds in map_in_processes(measure, runs, chunksize=4):
         out.measured.append(claims)
-        stream = reference.read_stream(lines)
-        figures = reference.compute_claims(stream)
+        out.report_seconds += report_seconds
         for claim_id in wanted:
-            out.stats[claim_id].append(TRUTH_RULES[claim_id].extract(figures[claim_id], stream))
+            out.stats[claim_id].append(stats[claim_id])
     return out
 
 

@@ -10,7 +10,7 @@ See `generate.py` for how each parameter is used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Final, Literal
 
@@ -171,82 +171,93 @@ class Scenario:
     noise: NoiseSpec = field(default_factory=NoiseSpec)
 
 
-_XHS_MERCHANTS: Final[tuple[MerchantSpec, ...]] = (
-    MerchantSpec(
-        merchant_id="m-1",
-        rooms=(("r-1", "buyer"), ("r-2", "merchant")),
-        categories=(("apparel", 0.7), ("shoes", 0.15), ("accessories", 0.15)),
-        price_median_cny=420.0,
-        price_sigma=0.65,
-        catalog_size=60,
-        groups=3,
-        fans=160,
-        initial_members=45,
-        evening_start_hour=19.5,
+# What the merchants `m-1`, `m-2`, `m-3` have in common in both scenarios (one per merchant):
+# catalog size, group chats, fans, usual evening start (CST hours).
+_CATALOG_SIZES: Final = (60, 40, 50)
+_GROUPS: Final = (3, 2, 2)
+_FANS: Final = (160, 140, 140)
+_EVENING_START_HOURS: Final = (19.5, 20.0, 20.5)
+
+
+def _merchants(
+    *,
+    rooms: tuple[tuple[tuple[str, HostKind], ...], ...],
+    categories: tuple[tuple[tuple[str, float], ...], ...],
+    price_median_cny: tuple[float, ...],
+    price_sigma: tuple[float, ...],
+    initial_members: tuple[int, ...],
+) -> tuple[MerchantSpec, ...]:
+    """Merchants `m-1`, `m-2`, `m-3` with what a scenario sets for each (one value per merchant
+    in each argument), on the layout both scenarios share."""
+    columns = zip(
+        rooms,
+        categories,
+        price_median_cny,
+        price_sigma,
+        initial_members,
+        _CATALOG_SIZES,
+        _GROUPS,
+        _FANS,
+        _EVENING_START_HOURS,
+        strict=True,
+    )
+    return tuple(
+        MerchantSpec(
+            merchant_id=f"m-{k}",
+            rooms=room,
+            categories=category,
+            price_median_cny=median,
+            price_sigma=sigma,
+            catalog_size=catalog_size,
+            groups=groups,
+            fans=fans,
+            initial_members=members,
+            evening_start_hour=evening_start,
+        )
+        for k, (
+            room,
+            category,
+            median,
+            sigma,
+            members,
+            catalog_size,
+            groups,
+            fans,
+            evening_start,
+        ) in enumerate(columns, start=1)
+    )
+
+
+_XHS_MERCHANTS: Final = _merchants(
+    rooms=(
+        (("r-1", "buyer"), ("r-2", "merchant")),
+        (("r-3", "creator"),),
+        (("r-4", "merchant"), ("r-5", "buyer")),
     ),
-    MerchantSpec(
-        merchant_id="m-2",
-        rooms=(("r-3", "creator"),),
-        categories=(("beauty", 0.65), ("apparel", 0.2), ("home", 0.15)),
-        price_median_cny=260.0,
-        price_sigma=0.6,
-        catalog_size=40,
-        groups=2,
-        fans=140,
-        initial_members=28,
-        evening_start_hour=20.0,
+    categories=(
+        (("apparel", 0.7), ("shoes", 0.15), ("accessories", 0.15)),
+        (("beauty", 0.65), ("apparel", 0.2), ("home", 0.15)),
+        (("home", 0.5), ("jewelry", 0.3), ("apparel", 0.2)),
     ),
-    MerchantSpec(
-        merchant_id="m-3",
-        rooms=(("r-4", "merchant"), ("r-5", "buyer")),
-        categories=(("home", 0.5), ("jewelry", 0.3), ("apparel", 0.2)),
-        price_median_cny=650.0,
-        price_sigma=0.75,
-        catalog_size=50,
-        groups=2,
-        fans=140,
-        initial_members=28,
-        evening_start_hour=20.5,
-    ),
+    price_median_cny=(420.0, 260.0, 650.0),
+    price_sigma=(0.65, 0.6, 0.75),
+    initial_members=(45, 28, 28),
 )
 
-_IMPULSE_MERCHANTS: Final[tuple[MerchantSpec, ...]] = (
-    MerchantSpec(
-        merchant_id="m-1",
-        rooms=(("r-1", "merchant"), ("r-2", "merchant")),
-        categories=(("apparel", 0.6), ("shoes", 0.2), ("accessories", 0.2)),
-        price_median_cny=89.0,
-        price_sigma=0.6,
-        catalog_size=60,
-        groups=3,
-        fans=160,
-        initial_members=40,
-        evening_start_hour=19.5,
+_IMPULSE_MERCHANTS: Final = _merchants(
+    rooms=(
+        (("r-1", "merchant"), ("r-2", "merchant")),
+        (("r-3", "creator"),),
+        (("r-4", "merchant"), ("r-5", "creator")),
     ),
-    MerchantSpec(
-        merchant_id="m-2",
-        rooms=(("r-3", "creator"),),
-        categories=(("food", 0.6), ("beauty", 0.25), ("apparel", 0.15)),
-        price_median_cny=49.0,
-        price_sigma=0.55,
-        catalog_size=40,
-        groups=2,
-        fans=140,
-        initial_members=25,
-        evening_start_hour=20.0,
+    categories=(
+        (("apparel", 0.6), ("shoes", 0.2), ("accessories", 0.2)),
+        (("food", 0.6), ("beauty", 0.25), ("apparel", 0.15)),
+        (("home", 0.6), ("electronics", 0.25), ("apparel", 0.15)),
     ),
-    MerchantSpec(
-        merchant_id="m-3",
-        rooms=(("r-4", "merchant"), ("r-5", "creator")),
-        categories=(("home", 0.6), ("electronics", 0.25), ("apparel", 0.15)),
-        price_median_cny=119.0,
-        price_sigma=0.7,
-        catalog_size=50,
-        groups=2,
-        fans=140,
-        initial_members=25,
-        evening_start_hour=20.5,
-    ),
+    price_median_cny=(89.0, 49.0, 119.0),
+    price_sigma=(0.6, 0.55, 0.7),
+    initial_members=(40, 25, 25),
 )
 
 _KINDS: Final[tuple[tuple[str, float], ...]] = (
@@ -342,20 +353,13 @@ XHS: Final[Scenario] = Scenario(
     refund_reasons=_REASONS,
 )
 
-IMPULSE: Final[Scenario] = Scenario(
+# Where impulse differs from xhs; the calendar, the population and the rest are xhs's.
+IMPULSE: Final[Scenario] = replace(
+    XHS,
     name="impulse",
     summary="Flash-sale rooms: deals at the start, snap decisions, groups make no difference",
     merchants=_IMPULSE_MERCHANTS,
-    start_date=date(2024, 7, 1),
-    days=61,
-    promo_days=(date(2024, 7, 18), date(2024, 7, 24), date(2024, 8, 8), date(2024, 8, 10)),
-    promo_traffic=3.0,
-    promo_buy_factor=1.5,
-    population=5000,
-    stream_prob=0.3,
-    weekend_stream_prob=0.45,
     session_minutes_median=75.0,
-    session_minutes_sigma=0.3,
     session_minutes_range=(30.0, 180.0),
     attend_member=0.04,
     attend_fan=0.04,
@@ -373,14 +377,10 @@ IMPULSE: Final[Scenario] = Scenario(
     fan_dwell_factor=1.0,
     rejoins_per_hour=1.0,
     away_median_minutes=2.0,
-    leave_at_close_prob=0.7,
-    engage_prob=0.3,
     member_engage_factor=1.0,
     interactions_per_minute=0.1,
-    interaction_kinds=_KINDS,
     answer_prob=0.5,
     reply_median_seconds=45.0,
-    reply_sigma=1.0,
     second_reply_prob=0.05,
     products_per_session=(6, 10),
     first_intro_minutes=(0.0, 1.0),
@@ -390,18 +390,15 @@ IMPULSE: Final[Scenario] = Scenario(
     flash_appeal_factor=6.0,
     flash_price_factor=0.6,
     flash_decision_factor=1.0,
-    buy_appeal=0.006,
     price_elasticity=0.6,
     engaged_buy_factor=1.3,
     member_buy_factor=1.0,
     repeat_order_factor=0.4,
     decision_median_minutes=0.5,
     decision_price_exponent=0.0,
-    decision_sigma=0.6,
     bundle_prob=0.1,
     quantity_two_prob=0.15,
     post_session_prob=0.03,
-    post_session_mean_hours=12.0,
     card_click_prob=0.2,  # deal cards are pushed on screen
     buyer_click_prob=0.8,  # a flash deal is often grabbed from the pinned button
     click_later_prob=0.005,  # the deal price ends with the room
@@ -411,13 +408,11 @@ IMPULSE: Final[Scenario] = Scenario(
     offsession_buyer_daily=0.001,
     fan_group_join_daily=0.003,
     buyer_invite_prob=0.0,
-    second_group_prob=0.15,
-    group_leave_daily=0.004,
     refund_prob=0.15,
     apparel_refund_prob=0.2,
     apparel_size_share=0.35,
-    refund_reasons=_REASONS,
 )
+
 
 SCENARIOS: Final[dict[str, Scenario]] = {s.name: s for s in (XHS, IMPULSE)}
 

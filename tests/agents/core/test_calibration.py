@@ -33,12 +33,14 @@ from tests.support.calibration import (
     OWN_STREAMS,
     Cell,
     StreamSpec,
+    observed_of,
     records,
     run_cell,
     table_row,
     worlds,
     wrong_limit,
 )
+from tests.support.processes import map_in_processes
 
 FULL_ENV = "LIVEPULSE_COVERAGE_FULL"
 # CI: every claim's worlds on 4-day streams; the two claims redefined on 2026-12-02 (their
@@ -89,16 +91,17 @@ def test_the_own_streams_set_the_truth_they_say(claim_id: str) -> None:
     # Each claim with a stream of its own, at its default and at a world off the claim, over
     # four 30-day streams: the mean figure lands near the parameter (the stream means spread
     # by about 3-6% of the value, so the mean of four by half that).
-    functions = {**CLAIM_FUNCTIONS, **EXTENDED_CLAIM_FUNCTIONS}
     off = min(worlds(CLAIMS_BY_ID[claim_id]).values())[0]
-    for want in (DEFAULTS[claim_id], off):
-        params = dict(DEFAULTS) | {claim_id: want}
-        got = [
-            functions[claim_id](
-                _Facts(analyze_records(records(StreamSpec(30, seed, params, claim_id))))
-            ).observed
-            for seed in range(4)
-        ]
+    wants = (DEFAULTS[claim_id], off)
+    specs = [
+        StreamSpec(30, seed, DEFAULTS | {claim_id: want}, claim_id)
+        for want in wants
+        for seed in range(4)
+    ]
+    observed = map_in_processes(observed_of, specs)  # side by side, in order
+    for k, want in enumerate(wants):
+        got = observed[4 * k : 4 * k + 4]
+        assert None not in got, (claim_id, got)
         assert sum(got) / len(got) == pytest.approx(want, rel=0.08, abs=0.03), (claim_id, got)
 
 

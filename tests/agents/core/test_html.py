@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agents.core import Ledger, build_report
-from agents.core.html import ROOM_COLUMNS, nice_ticks, render_html
+from agents.core.html import ROOM_COLUMNS, nice_ticks, products_table, render_html, sources_table
 from schemas import event_adapter
 
 T0 = 1_721_800_800_000
@@ -200,17 +200,18 @@ def test_no_external_references_and_no_scripts() -> None:
 
 
 class TableText(HTMLParser):
-    """The text of each cell of the table inside `#table-rooms`, row by row."""
+    """The text of each cell of the table inside `#<figure_id>`, row by row."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, figure_id: str = "table-rooms") -> None:
         super().__init__(convert_charrefs=True)
+        self.figure_id = figure_id
         self.rows: list[list[str]] = []
         self._in_rooms = 0
         self._cell: list[str] | None = None
         self.feed(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "figure" and ("id", "table-rooms") in attrs:
+        if tag == "figure" and ("id", self.figure_id) in attrs:
             self._in_rooms = 1
         elif self._in_rooms and tag == "tr":
             self.rows.append([])
@@ -253,6 +254,50 @@ def test_rooms_table_shows_every_numeric_figure_known_ones_first() -> None:
     assert big["new figure share"] == "30.0%"
     small = dict(zip(header, body[1], strict=True))
     assert small["GMV (CNY)"] == "99.00" and small["Unique viewers"] == "–"
+
+
+def test_sources_and_products_tables_put_each_figure_under_its_column() -> None:
+    feed = {"entries": 1200, "viewers": 900, "buyers": 45, "conversion": 0.05, "gmv_cny": 12345.6}
+    top = {
+        "sku_id": "k-9",
+        "clicks": 40,
+        "clickers": 30,
+        "orders": 6,
+        "units": 7,
+        "gmv_cny": 840.5,
+        "click_to_order": 0.2,
+    }
+    products = {"skus": 3, "top": [top, "not a line"], "other": {"clicks": 2, "units": 1}}
+    report = {
+        "screen": {
+            "sources": {"overall": {"feed": feed, HOSTILE: {"entries": 3}}},
+            "products": {"overall": products, "rooms": {"r-1": {"top": [top]}}},
+        }
+    }
+    sources = TableText(sources_table(report), "table-sources").rows
+    assert sources == [
+        ["Source", "Entries", "Viewers", "Buyers", "Conversion", "GMV (CNY)"],
+        ["Feed", "1,200", "900", "45", "5.0%", "12,346"],
+        [HOSTILE, "3", "–", "–", "–", "–"],
+    ]
+    header = ["sku_id", "Clicks", "Clickers", "Orders", "Units", "GMV (CNY)", "Click to order"]
+    overall = products_table(report)
+    assert TableText(overall, "table-products").rows == [
+        header,
+        ["k-9", "40", "30", "6", "7", "840.50", "20.0%"],
+        ["(other)", "2", "–", "–", "1", "–", "–"],
+    ]
+    assert "the top 2 by GMV" in overall and "3 products" in overall
+    room = products_table(report, "r-1")
+    assert TableText(room, "table-products-r-1").rows == [
+        header,
+        ["k-9", "40", "30", "6", "7", "840.50", "20.0%"],
+        ["(other)", "–", "–", "–", "–", "–", "–"],
+    ]
+    # The products tables scroll sideways; the sources table does not.
+    assert '<div class="scroll"><table>' in overall and "scroll" not in sources_table(report)
+    assert HOSTILE not in sources_table(report)  # escaped
+    assert "No entry sources" in sources_table({}) and "No products" in products_table({})
 
 
 def test_without_an_operator_section_the_page_says_so() -> None:
