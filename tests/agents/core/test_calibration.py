@@ -13,7 +13,8 @@ CI runs a few streams per cell, with a binomial tolerance that still fails a rul
 as long again for the five with streams of their own (`OWN_STREAM_CLAIMS`; for
 `group_repurchase_30d` the days are days of first orders, and 31 more follow):
 `LIVEPULSE_COVERAGE_FULL=1 .venv/bin/python -m pytest tests/agents/core/test_calibration.py -s
--k full`.
+-k full --timeout 3600` (a 30-day `group_spend_multiple` cell can take past pytest's default
+600 s on a loaded machine).
 """
 
 from __future__ import annotations
