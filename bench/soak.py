@@ -6,7 +6,8 @@ through decode -> `Ledger.apply` -> `OperatorBoard.observe` (the worker's core, 
 and every `--sample-days` days of event time samples the process RSS, the snapshot bytes
 (`persist.dump_state`, what the worker writes to its changelog), the ids the dedupe set holds
 and the throughput of the days since the last sample (dump time excluded). At the end the
-report's claims and cumulative operator figures are compared with the truth (1e-9).
+report's claims and cumulative operator figures are compared with the truth (1e-9; the
+sketched figures, `reply_latency`'s p50/p95 once questions fold, within the sketch's 1%).
 
     python -m bench.soak --days 150 --scale 4 --window-days 7 --out bench/soak-7d.json
 
