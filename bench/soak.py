@@ -6,7 +6,8 @@ through decode -> `Ledger.apply` -> `OperatorBoard.observe` (the worker's core, 
 and every `--sample-days` days of event time samples the process RSS, the snapshot bytes
 (`persist.dump_state`, what the worker writes to its changelog), the ids the dedupe set holds
 and the throughput of the days since the last sample (dump time excluded). At the end the
-report's claims and cumulative operator figures are compared with the truth (1e-9).
+report's claims and cumulative operator figures are compared with the truth (1e-9; the
+sketched figures, `reply_latency`'s p50/p95 once questions fold, within the sketch's 1%).
 
     python -m bench.soak --days 150 --scale 4 --window-days 7 --out bench/soak-7d.json
 
@@ -35,6 +36,7 @@ from typing import Any
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import FoldedPresence
 from agents.core.persist import dump_state
+from agents.core.sketch import RELATIVE_ACCURACY
 from bench.proc import rss_bytes
 from schemas import Rejection, decode
 from streams.runtime.settings import Settings
@@ -48,10 +50,19 @@ from streams.tools.worker_process import WorkerProcess, free_port
 
 DAY_MS = 86_400_000
 REL_TOL = 1e-9
+#: Figures read from a sketch once anything is folded into it (agents/core/sketch.py): within
+#: its relative accuracy of the truth, not 1e-9. (The sketch's bound is on the order
+#: statistics around the quantile; on a long stream they are within a fraction of a percent of
+#: each other, so the figure is within it too.)
+SKETCHED: dict[str, float] = {
+    "reply_latency.detail.p50_seconds": RELATIVE_ACCURACY,
+    "reply_latency.detail.p95_seconds": RELATIVE_ACCURACY,
+}
 
 
 def mismatches(path: str, got: Any, want: Any, out: list[str]) -> None:
-    """Where `got` differs from `want` (numbers to 1e-9), every key of `want` checked."""
+    """Where `got` differs from `want` (numbers to 1e-9, a sketched one to its bound), every
+    key of `want` checked."""
     if isinstance(want, dict):
         if not isinstance(got, dict):
             out.append(f"{path}: {got!r} is not a mapping")
@@ -59,7 +70,7 @@ def mismatches(path: str, got: Any, want: Any, out: list[str]) -> None:
         for key, value in want.items():
             mismatches(f"{path}.{key}", got.get(key), value, out)
     elif isinstance(want, float) and isinstance(got, int | float) and not isinstance(got, bool):
-        if not math.isclose(got, want, rel_tol=REL_TOL, abs_tol=1e-12):
+        if not math.isclose(got, want, rel_tol=SKETCHED.get(path, REL_TOL), abs_tol=1e-12):
             out.append(f"{path}: {got!r} != {want!r}")
     elif got != want:
         out.append(f"{path}: {got!r} != {want!r}")

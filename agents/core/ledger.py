@@ -88,6 +88,19 @@ _PRESENCE_TOPICS: tuple[int, ...] = tuple(
 _INTERACTIONS: int = _TOPIC_OF["interaction"]
 #: Event ids are filed and dropped by the hour of their event time.
 _ID_BUCKET_MS = 3_600_000
+
+#: `reply_latency`'s bars: a question answered within 3 s (the claim's) and within 3 min.
+REPLY_BAR_MS: Final[int] = 3_000
+OLD_REPLY_BAR_MS: Final[int] = 180_000
+#: The operator's first-reply latency histogram: upper bounds in seconds, one more for +Inf.
+REPLY_LATENCY_BOUNDS_S: Final[tuple[float, ...]] = (1, 3, 10, 30, 60, 120, 300, 600, 1800)
+#: A folded session's answered questions (`Ledger.folded_replies`), a list of ints: how many,
+#: how many within `REPLY_BAR_MS`, the sum of their latencies in ms, then the count per
+#: bucket of `REPLY_LATENCY_BOUNDS_S` (not cumulative, the last above every bound).
+FOLDED_ANSWERED: Final[int] = 0
+FOLDED_WITHIN_3S: Final[int] = 1
+FOLDED_SUM_MS: Final[int] = 2
+FOLDED_BUCKETS: Final[int] = 3
 #: `Ledger.apply`'s dispatch, as tuples: `isinstance(event, A | B)` builds a union object on
 #: every call (issue 19: it runs once per record).
 _VIEW_EVENTS = (ViewerJoined, ViewerLeft)
@@ -221,6 +234,16 @@ def _held(records: list[int]) -> int | tuple[int, ...] | list[int]:
 
 #: Bits of a folded (session, user)'s watch time in its packed int (`FoldedPresence`).
 _WATCH_BITS = 42
+
+
+def reply_bucket(latency_ms: int) -> int:
+    """The index of a latency's bucket in `REPLY_LATENCY_BOUNDS_S` (the first bound it is at
+    most, in seconds; one past the last above every bound)."""
+    seconds = latency_ms / 1000
+    for i, bound in enumerate(REPLY_LATENCY_BOUNDS_S):
+        if seconds <= bound:
+            return i
+    return len(REPLY_LATENCY_BOUNDS_S)
 
 
 class FoldedPresence:
@@ -440,9 +463,10 @@ class Ledger:
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
         # ts, kept apart so a reply may arrive before (or without) its question. With a window,
         # both are held only for the answer horizon (`_fold_questions`): per hour of `ts`, the
-        # questions and the replies filed then; what is folded is kept per session as the
-        # count of questions and the latencies (ms) of the answered ones, and a reply that
-        # answered nothing held is counted in `unmatched_replies`.
+        # questions and the replies filed then; what is folded is kept per session as counts
+        # (`folded_questions`, `folded_replies`), overall as the count answered within 3 min
+        # and the latencies' sketch (`folded_figures.reply_latency_s`), never one value per
+        # question; a reply that answered nothing held is counted in `unmatched_replies`.
         self.questions: dict[str, tuple[int, str]] = {}
         self.first_reply_ts: dict[str, int] = {}
         #: The sketched part of the figures not exact from bounded state (`agents.core.sketch`):
@@ -451,7 +475,8 @@ class Ledger:
         self._question_hours: dict[int, list[str]] = {}
         self._reply_hours: dict[int, list[str]] = {}
         self.folded_questions: dict[str, int] = {}
-        self.folded_latencies_ms: dict[str, list[int]] = {}
+        self.folded_replies: dict[str, list[int]] = {}
+        self.folded_within_3min = 0
         self.unmatched_replies = 0
 
     def reject(self, reason: str) -> None:
@@ -480,9 +505,17 @@ class Ledger:
             self.set_future_tolerance(None)
         if "folded_figures" not in state:  # nor sketches: nothing was folded into one
             self.folded_figures = FoldedFigures()
+        if "folded_latencies_ms" in state:  # version 3: every folded latency kept, summed now
+            latencies: dict[str, list[int]] = self.__dict__.pop("folded_latencies_ms")
+            self.folded_replies = {}
+            self.folded_within_3min = 0
+            for sid, answered_ms in latencies.items():
+                for latency_ms in answered_ms:
+                    self._fold_answer(sid, latency_ms)
         if "folded_questions" not in state:  # version 1 or 2: every question held
             self.folded_questions = {}
-            self.folded_latencies_ms = {}
+            self.folded_replies = {}
+            self.folded_within_3min = 0
             self.unmatched_replies = 0
             self._question_hours = {}
             self._reply_hours = {}
@@ -655,12 +688,13 @@ class Ledger:
         return window is None or abs(replied_ts - asked_ts) <= window
 
     def reply_latencies_by_session(self) -> dict[str, tuple[int, list[int]]]:
-        """Per session id (sorted) of the questions: (questions, the first-reply latencies in
-        ms of the answered ones), held and folded together (`reply_latency`'s definition)."""
+        """Per session id (sorted) of the questions: (questions, held and folded together;
+        the first-reply latencies in ms of the held answered ones) (`reply_latency`'s
+        definition). The folded answered ones are in `folded_replies` (per session: counts,
+        sum and histogram buckets), `folded_within_3min` and `folded_figures.reply_latency_s`.
+        """
         asked: dict[str, int] = dict(self.folded_questions)
-        latencies: dict[str, list[int]] = {
-            sid: list(found) for sid, found in self.folded_latencies_ms.items()
-        }
+        latencies: dict[str, list[int]] = {}
         first_reply = self.first_reply_ts
         for question_id, (asked_ts, sid) in self.questions.items():
             asked[sid] = asked.get(sid, 0) + 1
@@ -698,7 +732,7 @@ class Ledger:
                 self.folded_questions[sid] = self.folded_questions.get(sid, 0) + 1
                 if self.answers(asked_ts, replied_ts):
                     assert replied_ts is not None
-                    self.folded_latencies_ms.setdefault(sid, []).append(replied_ts - asked_ts)
+                    self._fold_answer(sid, replied_ts - asked_ts)
                 elif replied_ts is not None:
                     self.unmatched_replies += 1
         for hour in [h for h in self._reply_hours if h < below_hour]:
@@ -709,6 +743,23 @@ class Ledger:
                 if replied_ts is not None and replied_ts // _ID_BUCKET_MS < below_hour:
                     del first_reply[question_id]
                     self.unmatched_replies += 1
+
+    def _fold_answer(self, sid: str, latency_ms: int) -> None:
+        """One answered question of session `sid` folded: into its session's counts (exact:
+        `reply_latency`'s clustered interval and the operator's histogram read them), the
+        overall count within 3 min (exact), and the sketch of the latencies in seconds (p50
+        and p95, within its bound)."""
+        summary = self.folded_replies.get(sid)
+        if summary is None:
+            summary = self.folded_replies[sid] = [0] * (
+                FOLDED_BUCKETS + len(REPLY_LATENCY_BOUNDS_S) + 1
+            )
+        summary[FOLDED_ANSWERED] += 1
+        summary[FOLDED_WITHIN_3S] += latency_ms <= REPLY_BAR_MS
+        summary[FOLDED_SUM_MS] += latency_ms
+        summary[FOLDED_BUCKETS + reply_bucket(latency_ms)] += 1
+        self.folded_within_3min += latency_ms <= OLD_REPLY_BAR_MS
+        self.folded_figures.reply_latency_s.add(latency_ms / 1000)
 
     def _fold_closed_sessions(self) -> None:
         """Fold the presence of every started session whose end is older than the horizons of

@@ -126,8 +126,14 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         # and their replies share its record key, so one input folds each).
         for sid, asked_count in ledger.folded_questions.items():
             merged.folded_questions[sid] = merged.folded_questions.get(sid, 0) + asked_count
-        for sid, latencies in ledger.folded_latencies_ms.items():
-            merged.folded_latencies_ms.setdefault(sid, []).extend(latencies)
+        for sid, summary in ledger.folded_replies.items():
+            mine = merged.folded_replies.get(sid)
+            merged.folded_replies[sid] = (
+                list(summary)
+                if mine is None
+                else [a + b for a, b in zip(mine, summary, strict=True)]
+            )
+        merged.folded_within_3min += ledger.folded_within_3min
         merged.unmatched_replies += ledger.unmatched_replies
         for filed, into in (
             (ledger._question_hours, merged._question_hours),

@@ -8,7 +8,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from agents.core.ledger import FoldedPresence, Ledger, OrderFact, RefundFact, SessionFacts
+from agents.core.ledger import (
+    FOLDED_BUCKETS,
+    FOLDED_SUM_MS,
+    REPLY_LATENCY_BOUNDS_S,
+    FoldedPresence,
+    Ledger,
+    OrderFact,
+    RefundFact,
+    SessionFacts,
+)
 from agents.core.screen import ScreenState
 from agents.core.timeline import presence_minutes, watch_intervals
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
@@ -40,7 +49,7 @@ WINDOW_FIGURES: Final[tuple[str, ...]] = (
 WATCH_TIME_BOUNDS_S: Final[tuple[float, ...]] = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 ORDER_TIME_BOUNDS_S: Final[tuple[float, ...]] = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
 # 3 s is the claimed bound of `reply_latency` (ks-gravity-2023).
-REPLY_LATENCY_BOUNDS_S: Final[tuple[float, ...]] = (1, 3, 10, 30, 60, 120, 300, 600, 1800)
+# `REPLY_LATENCY_BOUNDS_S` is the ledger's: its fold of questions counts by these buckets.
 
 DEFINITIONS: Final[dict[str, str]] = {
     "session": "a session_id with a session_started (claims.md); its room and merchant are the "
@@ -138,6 +147,9 @@ class _Parts:
     orders_by_minute: Counter[int] = field(default_factory=Counter)
     order_offsets_ms: list[int] = field(default_factory=list)
     reply_latency_ms: list[int] = field(default_factory=list)
+    #: The folded answered questions' latencies: [sum in ms, count per reply bucket] (the
+    #: ledger's `folded_replies` without its counts), added to `reply_latency_ms`'s histogram.
+    reply_folded: list[int] = field(default_factory=lambda: [0] * (len(REPLY_LATENCY_BOUNDS_S) + 2))
     windows: dict[str, _WindowParts] = field(
         default_factory=lambda: {name: _WindowParts() for name in WINDOW_NAMES}
     )
@@ -162,6 +174,9 @@ class _Parts:
         self.orders_by_minute.update(other.orders_by_minute)
         self.order_offsets_ms.extend(other.order_offsets_ms)
         self.reply_latency_ms.extend(other.reply_latency_ms)
+        self.reply_folded = [
+            a + b for a, b in zip(self.reply_folded, other.reply_folded, strict=True)
+        ]
         for name, window in other.windows.items():
             self.windows[name].add(window)
 
@@ -191,10 +206,13 @@ def _peak(diff: Counter[int]) -> int:
     return peak
 
 
-def _histogram(values_ms: Iterable[int], bounds_s: Sequence[float]) -> dict[str, Any]:
-    """Cumulative counts per upper bound (the last is +Inf) and the sum, in seconds."""
-    counts = [0] * (len(bounds_s) + 1)
-    total_ms = 0
+def _histogram(
+    values_ms: Iterable[int], bounds_s: Sequence[float], folded: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Cumulative counts per upper bound (the last is +Inf) and the sum, in seconds; `folded`
+    ([sum in ms, count per bucket]) the values already bucketed (folded out of the ledger)."""
+    counts = [0] * (len(bounds_s) + 1) if folded is None else list(folded[1:])
+    total_ms = 0 if folded is None else folded[0]
     for value_ms in values_ms:
         seconds = value_ms / 1000
         total_ms += value_ms
@@ -358,6 +376,12 @@ class OperatorBoard:
                 ledger.group_events, sid, session, refunds_by_session.get(sid, [])
             )
             parts.reply_latency_ms = replies_by_session.get(sid, [])
+            folded_replies = ledger.folded_replies.get(sid)
+            if folded_replies is not None:
+                parts.reply_folded = [
+                    folded_replies[FOLDED_SUM_MS],
+                    *folded_replies[FOLDED_BUCKETS:],
+                ]
             if sid in session_windows:
                 parts.windows = session_windows[sid]
             room_id, merchant_id = session.room_id or "", session.merchant_id or ""
@@ -578,6 +602,12 @@ def _reply_latencies_by_session(ledger: Ledger) -> dict[str, list[int]]:
     }
 
 
+def _level_histogram(parts: _Parts, attribute: str, bounds: Sequence[float]) -> dict[str, Any]:
+    """The histogram of one level's `attribute` (the reply latencies with their folded part)."""
+    folded = parts.reply_folded if attribute == "reply_latency_ms" else None
+    return _histogram(getattr(parts, attribute), bounds, folded)
+
+
 def _histograms(levels: dict[str, Any]) -> dict[str, Any]:
     """Watch time per viewer pair, order time since start and first-reply latency, per level
     (for /metrics)."""
@@ -590,13 +620,13 @@ def _histograms(levels: dict[str, Any]) -> dict[str, Any]:
         overall: _Parts = levels["overall"]
         out[name] = {
             "bounds": list(bounds),
-            "overall": _histogram(getattr(overall, attribute), bounds),
+            "overall": _level_histogram(overall, attribute, bounds),
             "merchants": {
-                mid: _histogram(getattr(p, attribute), bounds)
+                mid: _level_histogram(p, attribute, bounds)
                 for mid, p in sorted(levels["merchants"].items())
             },
             "rooms": {
-                rid: _histogram(getattr(p, attribute), bounds)
+                rid: _level_histogram(p, attribute, bounds)
                 for rid, p in sorted(levels["rooms"].items())
             },
         }

@@ -52,8 +52,11 @@ MAGIC: Final[bytes] = b"LPst"
 #: with no window (every id kept, as it was written).
 #: 3: questions and replies are folded past their answer horizon (issue 17, second step). A
 #: version 1 or 2 state still loads: its held questions are filed to fold in time.
-VERSION: Final[int] = 3
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3})
+#: 4: a folded question keeps no latency: per session counts, sum and histogram buckets
+#: (`Ledger.folded_replies`), the latencies in the sketch. A version 3 state's folded latency
+#: lists are converted into them when it loads.
+VERSION: Final[int] = 4
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -163,7 +166,7 @@ def _check_shape(ledger: Ledger, board: OperatorBoard) -> None:
         (getattr(ledger, "questions", None), dict),
         (getattr(ledger, "first_reply_ts", None), dict),
         (getattr(ledger, "folded_questions", None), dict),
-        (getattr(ledger, "folded_latencies_ms", None), dict),
+        (getattr(ledger, "folded_replies", None), dict),
         (getattr(board, "windows", None), EventTimeWindows),
         (getattr(board, "follows", None), dict),
         (getattr(board, "product_clicks", None), dict),

@@ -4,6 +4,8 @@ figure is what a ledger that keeps every id gives."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import pickle
 import zlib
@@ -16,7 +18,10 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import TOPICS, FoldedPresence
 from agents.core.merge import merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
+from agents.core.sketch import QuantileSketch
+from agents.core.stats import percentile
 from schemas import Rejection, decode, event_adapter
+from tests.agents.core.test_sketch import _reference, _within_bound
 
 REPO = Path(__file__).resolve().parents[3]
 T0 = 1_721_800_800_000
@@ -113,7 +118,11 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
         "unmatched_replies": 0,
     }
     del week["retention"], everything["retention"]
-    assert week == everything
+    # The answered latencies of folded questions are in the sketch: p50/p95 within its bound
+    # of the truth reference's latencies (exact with nothing folded); every other figure exact.
+    reply = everything["claims"]["reply_latency"]["detail"]
+    assert reply["p50_seconds"] == percentile(_truth_latencies(name), 0.5)
+    assert _exact_part(week, name) == _exact_part(everything, name)
     hour = _report(records, 10 * 60_000)
     assert hour["retention"]["expired"] > 0
     assert hour["events"]["valid"] == everything["events"]["valid"] - hour["retention"]["expired"]
@@ -174,6 +183,25 @@ def _without_retention(report: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in report.items() if key != "retention"}
 
 
+@functools.cache
+def _truth_latencies(name: str) -> list[float]:
+    """The fixture's answered latencies in seconds, sorted, from the truth reference."""
+    lines = (REPO / "fixtures" / name).read_text(encoding="utf-8").splitlines()
+    latencies: list[float] = _reference(lines)["latencies"]
+    return latencies
+
+
+def _exact_part(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """The report without its retention and reply p50/p95, those checked first: once
+    questions fold they are read from the sketch, within its bound of the truth reference
+    (agents/core/sketch.py); every other figure is exact."""
+    out = copy.deepcopy(_without_retention(report))
+    reply = out["claims"]["reply_latency"]["detail"]
+    for key, q in (("p50_seconds", 0.5), ("p95_seconds", 0.95)):
+        assert _within_bound(reply.pop(key), _truth_latencies(name), q), key
+    return out
+
+
 @pytest.mark.parametrize("name", ["xhs.jsonl", "impulse.jsonl"])
 def test_closed_sessions_fold_and_every_figure_stays_exact(name: str) -> None:
     """A 2-day window over the 60-day fixture (no event is that late within its topic): the
@@ -197,7 +225,7 @@ def test_closed_sessions_fold_and_every_figure_stays_exact(name: str) -> None:
     assert ledger.unmatched_replies == 0
     folded = build_report(ledger, board)
     assert folded["retention"]["folded_sessions"] == ledger.folded_sessions
-    assert _without_retention(folded) == _without_retention(everything)
+    assert _exact_part(folded, name) == _exact_part(everything, name)
 
     restored = build_report(*load_state(dump_state(ledger, board)))
     assert restored == folded
@@ -207,7 +235,7 @@ def test_closed_sessions_fold_and_every_figure_stays_exact(name: str) -> None:
     parts = [_feed([e for _t, _k, e in part], 2 * DAY) for part in split(stream, 3)]
     merged = build_report(merge_ledgers([p[0] for p in parts]), merge_boards([p[1] for p in parts]))
     assert sum(p[0].folded_sessions for p in parts) > 0
-    assert _without_retention(merged) == _without_retention(everything)
+    assert _exact_part(merged, name) == _exact_part(everything, name)
 
 
 @pytest.mark.parametrize("name", ["xhs.jsonl", "impulse.jsonl"])
@@ -230,9 +258,10 @@ def test_a_shuffled_stream_folds_to_the_same_figures(name: str) -> None:
     ledger, board = _feed(jittered, 2 * DAY)
     assert ledger.counts.expired == 0 and ledger.folded_sessions > 0
     assert sum(ledger.folded_questions.values()) > 0
-    shuffled = build_report(ledger, board)
+    shuffled = _exact_part(build_report(ledger, board), name)
+    exact = _exact_part(everything, name)
     for key in ("events", "claims", "distributions"):
-        assert shuffled[key] == everything[key], key
+        assert shuffled[key] == exact[key], key
 
 
 def test_a_view_after_the_fold_counts_as_an_entry_and_adds_no_watch_time() -> None:
@@ -315,7 +344,13 @@ def test_questions_fold_past_the_answer_horizon_and_a_later_reply_is_counted() -
     # ... and at T0 + 2 days + 1 hour the first hour's questions and replies are past it.
     assert ledger.apply(question(T0 + 2 * DAY + HOUR, "q5", sid="s3"))
     assert ledger.folded_questions == {"s1": 2, "s2": 1}
-    assert ledger.folded_latencies_ms == {"s1": [2_000], "s2": [99_000]}
+    # [answered, within 3 s, sum ms, per reply bucket (1, 3, 10, 30, 60, 120 s, ...)]
+    assert ledger.folded_replies == {
+        "s1": [1, 1, 2_000, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+        "s2": [1, 0, 99_000, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+    }
+    assert ledger.folded_within_3min == 2
+    assert ledger.folded_figures.reply_latency_s.count == 2
     assert set(ledger.questions) == {"q4", "q5"} and set(ledger.first_reply_ts) == set()
     assert ledger.unmatched_replies == 1  # the reply to a question never asked
 
@@ -356,7 +391,8 @@ def test_a_version_2_state_loads_and_its_held_questions_fold_in_time() -> None:
     ledger.apply(reply(T0 + 1_000, "q-orphan"))
     for name in (
         "folded_questions",
-        "folded_latencies_ms",
+        "folded_replies",
+        "folded_within_3min",
         "unmatched_replies",
         "_question_hours",
         "_reply_hours",
@@ -367,7 +403,88 @@ def test_a_version_2_state_loads_and_its_held_questions_fold_in_time() -> None:
     assert restored.folded_questions == {} and restored.unmatched_replies == 0
     assert restored.apply(question(T0 + 3 * DAY, "q2"))
     assert restored.folded_questions == {"s1": 1}
-    assert restored.folded_latencies_ms == {"s1": [1_000]}
+    assert restored.folded_replies == {"s1": [1, 1, 1_000, 1, *[0] * 9]}
     assert restored.unmatched_replies == 1
     again, _board = load_state(dump_state(restored, OperatorBoard()))
-    assert again.folded_latencies_ms == {"s1": [1_000]} and again.unmatched_replies == 1
+    assert again.folded_replies == {"s1": [1, 1, 1_000, 1, *[0] * 9]}
+    assert again.unmatched_replies == 1
+
+
+def _answered_questions(ledger: Ledger, count: int, start_ts: int) -> list[int]:
+    """`count` questions over 4 sessions, each answered (37 distinct latencies from 200 ms to
+    ~6 min, so the sketch's bins are the same for any count); returns the latencies in ms."""
+    latencies = []
+    for i in range(count):
+        asked_ts = start_ts + i * 10_000
+        latency_ms = 200 + (i % 37) * 9_700
+        sid = f"s{i % 4}"
+        if i < 4:
+            assert ledger.apply(started(start_ts - 1_000, sid))
+        assert ledger.apply(question(asked_ts, f"q{start_ts}-{i}", sid=sid))
+        assert ledger.apply(reply(asked_ts + latency_ms, f"q{start_ts}-{i}", sid=sid))
+        latencies.append(latency_ms)
+    return latencies
+
+
+def _folded(count: int) -> tuple[Ledger, list[int]]:
+    """A ledger with a day's window that has folded `count` answered questions."""
+    ledger = Ledger(dedupe_window_ms=DAY)
+    latencies = _answered_questions(ledger, count, T0)
+    assert ledger.apply(question(T0 + 10 * DAY, "q-last", sid="s9"))  # folds the rest
+    assert sum(ledger.folded_questions.values()) == count and len(ledger.questions) == 1
+    return ledger, latencies
+
+
+def _question_fold_bytes(ledger: Ledger) -> int:
+    return len(
+        pickle.dumps(
+            (
+                ledger.folded_questions,
+                getattr(ledger, "folded_replies", None),
+                getattr(ledger, "folded_latencies_ms", None),
+                ledger.folded_figures.reply_latency_s,
+            )
+        )
+    )
+
+
+def test_the_question_fold_does_not_grow_with_the_answered_questions() -> None:
+    """Ten times the answered questions folded, the same few sessions: the state kept for
+    them is per session counts and a sketch whose bins follow the latencies' range, not one
+    value per question; the counts are exact and p50/p95 within the sketch's bound."""
+    small, _latencies = _folded(400)
+    large, latencies = _folded(4_000)
+    assert _question_fold_bytes(large) <= _question_fold_bytes(small) * 1.1
+    detail = _reply_detail(large)
+    assert detail["questions"] == 4_001 and detail["answered"] == 4_000
+    assert detail["answered_within_3s"] == sum(ms <= 3_000 for ms in latencies)
+    assert detail["answered_within_3min"] == sum(ms <= 180_000 for ms in latencies)
+    ordered = sorted(ms / 1000 for ms in latencies)
+    assert _within_bound(detail["p50_seconds"], ordered, 0.5)
+    assert _within_bound(detail["p95_seconds"], ordered, 0.95)
+    # The operator's reply histogram (started sessions'): the folded buckets and sum, exact.
+    histogram = OperatorBoard().snapshot(large)["histograms"]["reply_latency_seconds"]
+    bounds = histogram["bounds"]
+    assert histogram["overall"] == {
+        "counts": [sum(ms / 1000 <= bound for ms in latencies) for bound in bounds]
+        + [len(latencies)],
+        "sum": sum(latencies) / 1000,
+    }
+
+
+def test_a_version_3_state_loads_its_folded_latencies_as_counts_and_sketch() -> None:
+    """A version 3 state kept every folded latency per session; loaded, they become the
+    counts, the 3 min count and the sketch, and the figures are the ones it gave."""
+    ledger, latencies = _folded(300)
+    expected = _reply_detail(ledger)
+    by_session: dict[str, list[int]] = {}
+    for i, latency_ms in enumerate(latencies):
+        by_session.setdefault(f"s{i % 4}", []).append(latency_ms)
+    ledger.folded_latencies_ms = by_session  # type: ignore[attr-defined]
+    del ledger.folded_replies, ledger.folded_within_3min
+    ledger.folded_figures.reply_latency_s = QuantileSketch()
+    blob = MAGIC + bytes([3]) + zlib.compress(pickle.dumps((ledger, OperatorBoard()), protocol=5))
+    restored, _board = load_state(blob)
+    assert not hasattr(restored, "folded_latencies_ms")
+    assert _reply_detail(restored) == expected
+    assert restored.folded_figures.reply_latency_s.count == 300
