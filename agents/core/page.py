@@ -38,6 +38,7 @@ from agents.core.screen import (
     PRODUCTS_TOP_N,
     _add_rows,
     _present_by_minute,
+    minute_curves,
     products_figures,
     sources_figures,
 )
@@ -350,32 +351,7 @@ def _screen(
     def curves(sids: list[str]) -> dict[str, list[Any]]:
         if first_minute is None:
             return {name: [] for name in CURVES}
-        wanted = set(sids)
-        entries, clicks, orders, gmv_cents = (
-            [0] * retained,
-            [0] * retained,
-            [0] * retained,
-            [0] * retained,
-        )
-        for i, sid, counts in minute_rows:
-            if sid in wanted:
-                entries[i] += counts.entries
-                clicks[i] += counts.product_clicks
-                orders[i] += counts.orders
-                gmv_cents[i] += counts.gmv_cents
-        viewers = [0] * retained
-        for sid in sids:
-            by_minute = present.get(sid)
-            if by_minute is not None:
-                for i, count in enumerate(by_minute):
-                    viewers[i] += count
-        return {
-            "viewers": viewers,
-            "entries": entries,
-            "product_clicks": clicks,
-            "orders": orders,
-            "gmv_cny": [cents / 100 for cents in gmv_cents],
-        }
+        return minute_curves(minute_rows, sids, present, retained)
 
     return {
         "definitions": {

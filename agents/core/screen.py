@@ -21,7 +21,7 @@ and their buyers by source stay as folded); `after_fold_events` counts such even
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -360,31 +360,13 @@ class ScreenState:
         n = self.retained_minutes
         if first is None:
             return {name: [] for name in CURVES}
-        entries, clicks, orders, gmv_cents = [0] * n, [0] * n, [0] * n, [0] * n
-        wanted = set(sids)
-        for minute, by_session in self.minutes.items():
-            i = minute - first
-            if not 0 <= i < n:
-                continue
-            for sid, counts in by_session.items():
-                if sid in wanted:
-                    entries[i] += counts.entries
-                    clicks[i] += counts.product_clicks
-                    orders[i] += counts.orders
-                    gmv_cents[i] += counts.gmv_cents
-        viewers = [0] * n
-        for sid in sids:
-            by_minute = present.get(sid)
-            if by_minute is not None:
-                for i, count in enumerate(by_minute):
-                    viewers[i] += count
-        return {
-            "viewers": viewers,
-            "entries": entries,
-            "product_clicks": clicks,
-            "orders": orders,
-            "gmv_cny": [cents / 100 for cents in gmv_cents],
-        }
+        rows = (
+            (minute - first, sid, counts)
+            for minute, by_session in self.minutes.items()
+            if 0 <= minute - first < n
+            for sid, counts in by_session.items()
+        )
+        return minute_curves(rows, sids, present, n)
 
     def session_sources(self, sid: str, session: SessionFacts) -> dict[str, list[int]]:
         """One session's sources: source -> [entries, viewers, buyers, GMV cents]."""
@@ -610,3 +592,34 @@ def merge_screens(screens: Sequence[ScreenState]) -> ScreenState:
             _add_rows(merged.folded_products.setdefault(room, {}), rows)
         merged.after_fold_events += screen.after_fold_events
     return merged
+
+
+def minute_curves(
+    rows: Iterable[tuple[int, str, MinuteCounts]],
+    sids: Sequence[str],
+    present: Mapping[str, list[int]],
+    n: int,
+) -> dict[str, list[Any]]:
+    """The per-minute curves of the sessions `sids`: `rows` are (minute index, session id,
+    its `MinuteCounts`) and `present` each session's viewers online by minute index."""
+    entries, clicks, orders, gmv_cents = [0] * n, [0] * n, [0] * n, [0] * n
+    wanted = set(sids)
+    for i, sid, counts in rows:
+        if sid in wanted:
+            entries[i] += counts.entries
+            clicks[i] += counts.product_clicks
+            orders[i] += counts.orders
+            gmv_cents[i] += counts.gmv_cents
+    viewers = [0] * n
+    for sid in sids:
+        by_minute = present.get(sid)
+        if by_minute is not None:
+            for i, count in enumerate(by_minute):
+                viewers[i] += count
+    return {
+        "viewers": viewers,
+        "entries": entries,
+        "product_clicks": clicks,
+        "orders": orders,
+        "gmv_cny": [cents / 100 for cents in gmv_cents],
+    }
