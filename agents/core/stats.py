@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Hashable, Sequence
 from statistics import NormalDist
 from typing import Final, Literal
@@ -18,6 +19,8 @@ BOOTSTRAP_SEED: Final[int] = 20240724
 FloatArray = npt.NDArray[np.float64]
 BootstrapMethod = Literal["bca", "percentile"]
 _NORMAL: Final = NormalDist()
+#: The log of the largest float: `exp` of anything at or above it overflows.
+_LOG_FLOAT_MAX: Final[float] = math.log(sys.float_info.max)
 
 
 def wilson_interval(successes: float, trials: float, z: float = Z95) -> tuple[float, float] | None:
@@ -364,7 +367,10 @@ def day_ratio_intervals(
     log scale keeps the interval positive and longer above than below. A bootstrap cannot be
     used here: at a Bonferroni level such as 1 - 0.05/30 from 5-8 sessions it has too few
     distinct resamples to reach the tail (it gave AOV intervals from -1,200 to 40,000 CNY).
-    None for a group with fewer than 2 clusters or a ratio that is not positive.
+    None for a group with fewer than 2 clusters or a ratio that is not positive, and for one
+    whose upper end is past the largest float (e.g. 2 sessions at a Bonferroni level over 150
+    days: t on 1 degree of freedom is ~18,000): such an interval says as little as none, and
+    the verdict reads both alike (neither wholly below nor wholly at or above the bar).
     """
     arrays = [np.asarray(rows, dtype=np.float64).reshape(-1, 2) for rows in groups]
     rel_sq = m_sq = 0.0
@@ -388,6 +394,9 @@ def day_ratio_intervals(
         pooled_rel = math.sqrt(g / (g - 1) * pooled * float(data[:, 1] @ data[:, 1]))
         rel = max(se / r, pooled_rel / float(data[:, 1].sum()))
         half = student_t_quantile((1 + level) / 2, g - 1) * rel
+        if half + math.log(r) >= _LOG_FLOAT_MAX:
+            out.append(None)
+            continue
         out.append((r * math.exp(-half), r * math.exp(half)))
     return out
 

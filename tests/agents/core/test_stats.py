@@ -292,3 +292,15 @@ def test_day_ratio_intervals_by_hand() -> None:
     # A Bonferroni level widens it: t on 1 df at 1 - 0.05/(2 * 4).
     wide = day_ratio_intervals([[(50.0, 1.0), (150.0, 1.0)]], level=1 - 0.05 / 4)[0]
     assert wide is not None and b is not None and wide[0] < b[0] and wide[1] > b[1]
+
+
+def test_a_day_interval_past_the_largest_float_is_none_not_an_error() -> None:
+    # Two sessions of very different AOV at the Bonferroni level of 150 judged days: t on 1
+    # degree of freedom is ~18,000, and exp(t * se_rel) overflowed (the worker's /report
+    # answered 500 in a 150-day soak). The other day keeps its interval.
+    level = 1 - 0.05 / 150
+    found = day_ratio_intervals(
+        [[(100_000.0, 1.0), (1.0, 1.0)], [(50.0, 1.0), (150.0, 1.0), (100.0, 1.0)]], level=level
+    )
+    assert found[0] is None
+    assert found[1] is not None and math.isfinite(found[1][1])
