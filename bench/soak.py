@@ -398,7 +398,8 @@ def worker_soak(
     consumed are taken to be the file's first ones), a sample: the worker process's RSS, the
     sum of its partitions' latest snapshot bytes, its records/s since the last sample and how
     far the replay is ahead of it. A last sample once it has consumed everything and
-    snapshotted every partition. Then its /report is compared with the truth."""
+    snapshotted every partition (no records/s: its period includes that wait). Then its
+    /report is compared with the truth."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -447,10 +448,12 @@ def worker_soak(
         stalled_since: float | None = None
         seen = 0
 
-        def sample(status: dict[str, Any], day: float) -> None:
+        def sample(status: dict[str, Any], day: float, final: bool = False) -> None:
             nonlocal last_records, last_t
             now = time.monotonic()
             records = int(status["records"])
+            # The last sample's period includes the wait for the drain and the snapshots.
+            rate = (records - last_records) / (now - last_t) if records > last_records else None
             samples.append(
                 {
                     "day": round(day, 2),
@@ -461,9 +464,7 @@ def worker_soak(
                         p["last_snapshot_bytes"] for p in status["partitions"].values()
                     )
                     / 1e6,
-                    "records_per_s": (records - last_records) / (now - last_t)
-                    if records > last_records
-                    else None,
+                    "records_per_s": None if final else rate,
                     "behind": max(published.lines - records, 0),
                 }
             )
@@ -504,7 +505,7 @@ def worker_soak(
         ):
             time.sleep(1.0)
             status = worker.status()
-        sample(status, (newest_ts[-1] - first_ts) / DAY_MS)
+        sample(status, (newest_ts[-1] - first_ts) / DAY_MS, final=True)
         report_began = time.perf_counter()
         report = fetch_json(f"{worker.base_url}/report", timeout_s=1800)
         report_s = time.perf_counter() - report_began
