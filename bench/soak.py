@@ -363,16 +363,24 @@ def soak(
     }
 
 
+class _Stopped(Exception):
+    """The soak ended before its replay (it failed): the replay stops at its next line."""
+
+
 class _Published(Progress):
-    """The replay's count of lines handed to the producer so far (no progress bar)."""
+    """The replay's count of lines handed to the producer so far (no progress bar); setting
+    `stop` ends the replay (so that it does not re-create the topics the soak deletes)."""
 
     def __init__(self) -> None:
         super().__init__(stream=io.StringIO())
         self.lines = 0
         self.summary: ReplaySummary | None = None
+        self.stop = False
 
     def update(self, summary: ReplaySummary, started: float, force: bool = False) -> None:
         self.lines = summary.lines
+        if self.stop:
+            raise _Stopped
 
     def finish(self, summary: ReplaySummary) -> None:
         self.lines, self.summary = summary.lines, summary
@@ -424,6 +432,7 @@ def worker_soak(
     asyncio.run(create_topics(settings, all_topics(settings)))
     worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log")
     samples: list[dict[str, Any]] = []
+    report_error = ""
     published = _Published()
     failure: list[BaseException] = []
 
@@ -432,15 +441,17 @@ def worker_soak(
             asyncio.run(
                 replay(stream, settings, rate=rate, create_topics=False, progress=published)
             )
+        except _Stopped:
+            pass
         except BaseException as exc:  # noqa: BLE001 - reported by the sampling loop
             failure.append(exc)
 
+    replayer = threading.Thread(target=replay_all, name="soak-replay")
     try:
         worker.start()
         worker.wait_ready(timeout_s=120)
         assert worker.process is not None
         pid = worker.process.pid
-        replayer = threading.Thread(target=replay_all, name="soak-replay")
         replay_began = time.monotonic()
         replayer.start()
         last_records, last_t = 0, time.monotonic()
@@ -476,6 +487,10 @@ def worker_soak(
             done = not replayer.is_alive()
             if failure:
                 raise RuntimeError(f"the replay failed: {failure[0]!r}") from failure[0]
+            if not worker.alive():
+                raise RuntimeError(
+                    f"the worker exited (log {worker.log_path}); its log ends:\n{worker.tail()}"
+                )
             status = worker.status()
             records = int(status["records"])
             summary = published.summary if done else None
@@ -507,9 +522,15 @@ def worker_soak(
             status = worker.status()
         sample(status, (newest_ts[-1] - first_ts) / DAY_MS, final=True)
         report_began = time.perf_counter()
-        report = fetch_json(f"{worker.base_url}/report", timeout_s=1800)
+        try:
+            report: dict[str, Any] | None = fetch_json(f"{worker.base_url}/report", timeout_s=1800)
+        except OSError as exc:  # an HTTP error too: the samples are still worth keeping
+            report, report_error = None, f"{exc!r}; the worker's log: {worker.log_path}"
         report_s = time.perf_counter() - report_began
     finally:
+        published.stop = True
+        if replayer.ident is not None:
+            replayer.join(timeout=60)
         worker.stop()
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))
@@ -525,8 +546,12 @@ def worker_soak(
         "machine": machine(),
         "wall_s": time.perf_counter() - run_began,
         "report_s": report_s,
-        "retention": report.get("retention"),
-        "truth_mismatches": truth_mismatches(report, truth),
+        "retention": report.get("retention") if report is not None else None,
+        "truth_mismatches": (
+            truth_mismatches(report, truth)
+            if report is not None
+            else [f"/report failed: {report_error}"]
+        ),
         "growth": growth_after(samples, horizon_days(window_days)),
         "samples": samples,
     }

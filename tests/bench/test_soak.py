@@ -17,7 +17,7 @@ from bench.soak import growth_after, horizon_days, plot, soak
 from tests.bench.test_svgplot import read_back
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Opt-in: the worker soak's dry run starts a worker on the real broker (~15 s here).
+#: Opt-in: the worker soak's dry run starts a worker on the real broker (~30 s here).
 WORKER_ENV = "LIVEPULSE_SOAK_WORKER"
 
 
@@ -83,7 +83,7 @@ def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get(WORKER_ENV), reason=f"~15 s: set {WORKER_ENV}=1")
+@pytest.mark.skipif(not os.environ.get(WORKER_ENV), reason=f"~30 s: set {WORKER_ENV}=1")
 def test_the_worker_soak_runs_as_documented(kafka_bootstrap: str, tmp_path: Path) -> None:
     """`python -m bench.soak --worker` as a user runs it, at a tiny scale and unpaced: a real
     worker on the real broker consumes the whole stream, its /report equals the truth, and
