@@ -117,6 +117,13 @@ def horizon_days(window_days: float) -> float:
     return THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS + window_days
 
 
+def _snapshot_day(sample: dict[str, Any]) -> float | None:
+    """The event day of the sample's snapshot bytes: the sample's own (the core dumps at the
+    sample) or, for a worker, of the oldest of its partitions' latest snapshots."""
+    day: float | None = sample.get("snapshot_day", sample["day"])
+    return day
+
+
 def _pct(before: float | None, after: float | None) -> float | None:
     if before is None or after is None or before <= 0:
         return None
@@ -127,9 +134,12 @@ def growth_after(samples: list[dict[str, Any]], horizon_day: float) -> dict[str,
     """The issue's targets, from the samples at or after `horizon_day`: RSS and snapshot bytes
     from the first such sample to the last, in %; throughput as the median records/s of the
     later half of those samples against the earlier half, in % (samples in which nothing
-    was consumed, e.g. a worker waiting for its replay, left out). None where there are not
-    two samples to compare (a stream shorter than the horizon)."""
+    was consumed, e.g. a worker waiting for its replay, left out). The snapshot from the first
+    sample whose snapshot was taken at or after the horizon (`snapshot_day`: a worker's
+    latest snapshots can be older than the sample). None where there are not two samples to
+    compare (a stream shorter than the horizon)."""
     after = [s for s in samples if s["day"] >= horizon_day]
+    snapshots = [s for s in samples if (_snapshot_day(s) or -1.0) >= horizon_day]
     rates = [s["records_per_s"] for s in after if s.get("records_per_s")]
     half = len(rates) // 2
     growth: dict[str, Any] = {
@@ -138,12 +148,15 @@ def growth_after(samples: list[dict[str, Any]], horizon_day: float) -> dict[str,
         "to_day": after[-1]["day"] if len(after) >= 2 else None,
         "rss_pct": None,
         "snapshot_pct": None,
+        "snapshot_from_day": None,
         "records_per_s_pct": None,
     }
     if len(after) >= 2:
         first, last = after[0], after[-1]
         growth["rss_pct"] = _pct(first["rss_mb"], last["rss_mb"])
-        growth["snapshot_pct"] = _pct(first["snapshot_mb"], last["snapshot_mb"])
+    if len(snapshots) >= 2:
+        growth["snapshot_from_day"] = _snapshot_day(snapshots[0])
+        growth["snapshot_pct"] = _pct(snapshots[0]["snapshot_mb"], snapshots[-1]["snapshot_mb"])
     if half:
         growth["records_per_s_pct"] = _pct(
             statistics.median(rates[:half]), statistics.median(rates[half:])
@@ -162,7 +175,7 @@ def table(result: dict[str, Any]) -> str:
     worker = result.get("mode") == "worker"
     head = ["event day", "records", "RSS MB", "snapshot MB", "records/s"]
     if worker:
-        head.append("replay ahead (records)")
+        head += ["snapshot of day", "replay ahead (records)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for sample in result["samples"]:
         rate = sample.get("records_per_s")
@@ -174,7 +187,8 @@ def table(result: dict[str, Any]) -> str:
             "-" if rate is None else f"{rate:,.0f}",
         ]
         if worker:
-            row.append(f"{sample.get('behind', 0):,}")
+            taken = sample.get("snapshot_day")
+            row += ["-" if taken is None else f"{taken:g}", f"{sample.get('behind', 0):,}"]
         lines.append("| " + " | ".join(row) + " |")
     growth = result["growth"]
 
@@ -190,8 +204,8 @@ def table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"After the longest horizon (day {growth['horizon_day']:g}; {span}): RSS "
-        f"{pct('rss_pct')} (target < "
-        f"{TARGET_PCT:g}%), snapshot {pct('snapshot_pct')} (flat), throughput "
+        f"{pct('rss_pct')} (target < {TARGET_PCT:g}%), snapshot {pct('snapshot_pct')} (flat; "
+        f"from the snapshot of day {growth.get('snapshot_from_day', '-')}), throughput "
         f"{pct('records_per_s_pct')} (flat: later half of the samples' median records/s "
         "against the earlier half's).",
         f"Truth: {len(result['truth_mismatches'])} mismatches.",
@@ -213,7 +227,13 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     horizon = first.get("growth", {}).get("horizon_day") or horizon_days(first["window_days"])
 
     def series(key: str) -> list[Series]:
-        return [Series(label(r), [(s["day"], s.get(key)) for s in r["samples"]]) for r in results]
+        def x(sample: dict[str, Any]) -> float | None:
+            return _snapshot_day(sample) if key == "snapshot_mb" else sample["day"]
+
+        return [
+            Series(label(r), [(day, s.get(key)) for s in r["samples"] if (day := x(s)) is not None])
+            for r in results
+        ]
 
     title = (
         f"soak: xhs, {first['days']} days x{first['scale']:g}, window "
@@ -458,6 +478,9 @@ def worker_soak(
         next_day = sample_days
         stalled_since: float | None = None
         seen = 0
+        # Per partition: its snapshot count and the event day when it last changed (the day
+        # its latest snapshot was taken, to within a poll).
+        snapshot_taken: dict[str, tuple[int, float]] = {}
 
         def sample(status: dict[str, Any], day: float, final: bool = False) -> None:
             nonlocal last_records, last_t
@@ -475,6 +498,11 @@ def worker_soak(
                         p["last_snapshot_bytes"] for p in status["partitions"].values()
                     )
                     / 1e6,
+                    "snapshot_day": (
+                        round(min(d for _, d in snapshot_taken.values()), 2)
+                        if len(snapshot_taken) == len(status["partitions"])
+                        else None
+                    ),
                     "records_per_s": None if final else rate,
                     "behind": max(published.lines - records, 0),
                 }
@@ -499,6 +527,10 @@ def worker_soak(
                 break
             consumed = min(records, len(newest_ts)) - 1
             day = (newest_ts[max(consumed, 0)] - first_ts) / DAY_MS
+            for partition, held in status["partitions"].items():
+                count = held["snapshots"]
+                if count and snapshot_taken.get(partition, (0, 0.0))[0] != count:
+                    snapshot_taken[partition] = (count, day)
             if day >= next_day:
                 sample(status, day)
                 while next_day <= day:
@@ -520,7 +552,9 @@ def worker_soak(
         ):
             time.sleep(1.0)
             status = worker.status()
-        sample(status, (newest_ts[-1] - first_ts) / DAY_MS, final=True)
+        last_day = (newest_ts[-1] - first_ts) / DAY_MS
+        snapshot_taken = {p: (h["snapshots"], last_day) for p, h in status["partitions"].items()}
+        sample(status, last_day, final=True)
         report_began = time.perf_counter()
         try:
             report: dict[str, Any] | None = fetch_json(f"{worker.base_url}/report", timeout_s=1800)

@@ -73,6 +73,12 @@ def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
     # [5000] against the median of [4800, 4000]
     assert math.isclose(growth["records_per_s_pct"], (4_400 / 5_000 - 1) * 100)
     assert growth["targets_met"] == {"rss": False, "snapshot": False, "records_per_s": False}
+    # A worker's snapshot bytes count from the first snapshot taken at or after the horizon.
+    days = [None, 31.0, 79.0, 118.0, 150.0]
+    taken = [dict(s, snapshot_day=d) for s, d in zip(samples, days, strict=True)]
+    late = growth_after(taken, 40.0)
+    assert late["snapshot_from_day"] == 79.0 and math.isclose(late["snapshot_pct"], 50.0)
+    assert late["rss_pct"] == growth["rss_pct"]
     flat = [dict(s, rss_mb=100.0, snapshot_mb=2.0, records_per_s=5_000.0) for s in samples]
     assert growth_after(flat, 40.0)["targets_met"] == {
         "rss": True,
