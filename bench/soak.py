@@ -417,6 +417,7 @@ def worker_soak(
     bootstrap: str,
     rate: float | None,
     poll_s: float,
+    snapshot_interval_s: float | None = 2.0,
     stall_s: float = 600.0,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
@@ -448,6 +449,15 @@ def worker_soak(
         web_port=free_port(),
         data_dir=Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
         dedupe_window_s=window_days * 86_400,
+        # A busy partition's snapshot every `snapshot_interval_s` whatever it costs, so that
+        # the snapshot bytes follow event time (by default a worker takes one at most every
+        # 10 s and only while snapshots take under 10% of the time: at 5,000 records/s of
+        # this stream that is one every few weeks of event time). None: the defaults.
+        **(
+            {"snapshot_interval_s": snapshot_interval_s, "snapshot_max_share": 1.0}
+            if snapshot_interval_s
+            else {}
+        ),
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log")
@@ -503,6 +513,7 @@ def worker_soak(
                         if len(snapshot_taken) == len(status["partitions"])
                         else None
                     ),
+                    "snapshot_days": {p: round(d, 2) for p, (_, d) in snapshot_taken.items()},
                     "records_per_s": None if final else rate,
                     "behind": max(published.lines - records, 0),
                 }
@@ -621,6 +632,13 @@ def main() -> None:
         "--poll-s", type=float, default=1.0, help="seconds between reads of the worker's /status"
     )
     parser.add_argument(
+        "--snapshot-interval-s",
+        type=float,
+        default=2.0,
+        help="--worker: snapshot a busy partition this often, whatever it costs (0: the "
+        "worker's own settings, LIVEPULSE_SNAPSHOT_*)",
+    )
+    parser.add_argument(
         "--replot", type=Path, metavar="RUN.json", help="redraw a saved run (no new run)"
     )
     parser.add_argument(
@@ -632,8 +650,10 @@ def main() -> None:
         help="also draw this saved run on the plot's axes (repeatable)",
     )
     args = parser.parse_args()
-    if args.rate < 0 or args.sample_days <= 0 or args.poll_s <= 0:
-        parser.error("--rate must be >= 0, --sample-days and --poll-s > 0")
+    if args.rate < 0 or args.snapshot_interval_s < 0:
+        parser.error("--rate and --snapshot-interval-s must be >= 0")
+    if args.sample_days <= 0 or args.poll_s <= 0:
+        parser.error("--sample-days and --poll-s must be > 0")
     stream = args.stream or Path(
         f"/tmp/livepulse-soak-{args.days}d-x{args.scale}-s{args.seed}.jsonl"  # noqa: S108
     )
@@ -658,6 +678,7 @@ def main() -> None:
                 bootstrap=args.bootstrap,
                 rate=args.rate or None,
                 poll_s=args.poll_s,
+                snapshot_interval_s=args.snapshot_interval_s or None,
             )
         else:
             result = soak(
