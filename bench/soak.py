@@ -654,6 +654,9 @@ def main() -> None:
         parser.error("--rate and --snapshot-interval-s must be >= 0")
     if args.sample_days <= 0 or args.poll_s <= 0:
         parser.error("--sample-days and --poll-s must be > 0")
+    for saved in [*([args.replot] if args.replot else []), *args.compare]:
+        if not saved.is_file():
+            parser.error(f"{saved}: no such file (a JSON written by --out)")
     stream = args.stream or Path(
         f"/tmp/livepulse-soak-{args.days}d-x{args.scale}-s{args.seed}.jsonl"  # noqa: S108
     )
