@@ -109,11 +109,12 @@ def truth_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str]
 
 
 def horizon_days(window_days: float) -> float:
-    """The longest retention horizon, in days of event time: a user's orders are read by the
-    30-day repurchase window (a monthly spend window closes sooner), a session's orders until
-    its post-live tail (3 days) has passed, and each of those only becomes final once the
-    dedupe window (the horizon every fold waits for, docs/design.md) has passed it too. After
-    it, state that follows what is live stops growing."""
+    """The longest retention horizon, in days of event time: an order can still change a
+    figure for its user's 30-day repurchase window and its session's 3-day post-live tail
+    (a calendar month's spend closes within 31 days, inside that sum), and becomes final
+    only once the dedupe window (the horizon every fold waits for, docs/design.md) has
+    passed too: 40 days at the default 7-day window. After it, state that follows what is
+    live should stop growing. (A fold that keeps orders longer moves it: change it here.)"""
     return THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS + window_days
 
 
