@@ -9,7 +9,6 @@ JSON line: records, first and last consumed (wall clock, s).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -18,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.ingest import ingest
+from bench.shared import consumed, contender_parser, contender_settings
 from streams.runtime.gcpace import GcPacer
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
 
@@ -61,19 +61,14 @@ async def consume(
         last = time.time()
     finally:
         await consumer.stop()
-    return {"records": seen, "first": first or last, "last": last, "valid": ledger.counts.valid}
+    return consumed(seen, first, last, ledger.counts.valid)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--prefix", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--expect", type=int, required=True)
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser = contender_parser()
     parser.add_argument("--transport-only", action="store_true")
     args = parser.parse_args()
-    settings = Settings(bootstrap=args.bootstrap, topic_prefix=args.prefix)
+    settings = contender_settings(args)
     result = asyncio.run(
         consume(settings, args.group, args.expect, args.timeout, args.transport_only)
     )

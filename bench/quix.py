@@ -14,7 +14,6 @@ Quix Streams is in the optional `bench` dependency group (pyproject.toml), pinne
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -24,6 +23,7 @@ from quixstreams import Application
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.ingest import ingest
+from bench.shared import consumed, contender_parser, contender_settings
 from streams.runtime.settings import Settings
 
 
@@ -54,20 +54,13 @@ def consume(settings: Settings, group: str, expect: int, timeout_s: float) -> di
         sdf = app.dataframe(app.topic(name, value_deserializer="bytes"))
         sdf.update(step)
     app.run(timeout=timeout_s)
-    last = time.time()
-    return {"records": seen, "first": first or last, "last": last, "valid": ledger.counts.valid}
+    return consumed(seen, first, time.time(), ledger.counts.valid)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--prefix", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--expect", type=int, required=True)
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--timeout", type=float, default=1800.0)
-    args = parser.parse_args()
-    settings = Settings(bootstrap=args.bootstrap, topic_prefix=args.prefix)
-    print(json.dumps(consume(settings, args.group, args.expect, args.timeout)), flush=True)
+    args = contender_parser().parse_args()
+    result = consume(contender_settings(args), args.group, args.expect, args.timeout)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

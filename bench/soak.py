@@ -12,6 +12,13 @@ sketched figures, `reply_latency`'s p50/p95 once questions fold, within the sket
     python -m bench.soak --days 150 --scale 4 --window-days 7 --out bench/soak-7d.json
 
 `--window-days 0` keeps every id for ever (the ledger before issue 17), for comparison.
+`--worker` sends the same stream through a `livepulse worker` on the real broker instead
+(`worker_soak`). Either way the run prints a table (one row per `--sample-days` of event time)
+and the growth after the longest retention horizon (`horizon_days`: RSS, snapshot and
+throughput, in %, the issue's targets), writes them with every sample to `--out` (JSON) and
+draws RSS, snapshot bytes and throughput against event time to `--plot` (SVG, by default
+beside `--out`; `bench.svgplot`). `--replot RUN.json [--compare OTHER.json]` redraws a saved
+run, with another (e.g. a "before") on the same axes.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import io
 import itertools
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,15 +43,18 @@ from pathlib import Path
 from typing import Any
 
 from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.extended import TAIL_DAYS
 from agents.core.ledger import FoldedPresence
+from agents.core.metrics import THIRTY_DAYS_MS
 from agents.core.persist import dump_state
 from agents.core.sketch import RELATIVE_ACCURACY
-from bench.proc import rss_bytes
+from bench.proc import machine, rss_bytes
+from bench.svgplot import Panel, Series, render
 from schemas import Rejection, decode
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.drain import fetch_json, wait_drained
-from streams.tools.replayer import replay
+from streams.tools.replayer import Progress, ReplaySummary, replay
 from streams.tools.simulator.generate import generate, write_lines
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
@@ -50,6 +62,9 @@ from streams.tools.worker_process import WorkerProcess, free_port
 
 DAY_MS = 86_400_000
 REL_TOL = 1e-9
+#: The issue's targets for the growth after the longest horizon, in %: RSS < 10%; the snapshot
+#: and throughput "flat", read here as within 10% either way (throughput: no drop beyond 10%).
+TARGET_PCT = 10.0
 #: Figures read from a sketch once anything is folded into it (agents/core/sketch.py): within
 #: its relative accuracy of the truth, not 1e-9. (The sketch's bound is on the order
 #: statistics around the quantile; on a long stream they are within a fraction of a percent of
@@ -93,6 +108,152 @@ def truth_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str]
     return out
 
 
+def horizon_days(window_days: float) -> float:
+    """The longest retention horizon, in days of event time: an order can still change a
+    figure for its user's 30-day repurchase window and its session's 3-day post-live tail
+    (a calendar month's spend closes within 31 days, inside that sum), and becomes final
+    only once the dedupe window (the horizon every fold waits for, docs/design.md) has
+    passed too: 40 days at the default 7-day window. After it, state that follows what is
+    live should stop growing. (A fold that keeps orders longer moves it: change it here.)"""
+    return THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS + window_days
+
+
+def _snapshot_day(sample: dict[str, Any]) -> float | None:
+    """The event day of the sample's snapshot bytes: the sample's own (the core dumps at the
+    sample) or, for a worker, of the oldest of its partitions' latest snapshots."""
+    day: float | None = sample.get("snapshot_day", sample["day"])
+    return day
+
+
+def _pct(before: float | None, after: float | None) -> float | None:
+    if before is None or after is None or before <= 0:
+        return None
+    return (after - before) / before * 100
+
+
+def growth_after(samples: list[dict[str, Any]], horizon_day: float) -> dict[str, Any]:
+    """The issue's targets, from the samples at or after `horizon_day`: RSS and snapshot bytes
+    from the first such sample to the last, in %; throughput as the median records/s of the
+    later half of those samples against the earlier half, in % (samples in which nothing
+    was consumed, e.g. a worker waiting for its replay, left out). The snapshot from the first
+    sample whose snapshot was taken at or after the horizon (`snapshot_day`: a worker's
+    latest snapshots can be older than the sample). None where there are not two samples to
+    compare (a stream shorter than the horizon)."""
+    after = [s for s in samples if s["day"] >= horizon_day]
+    snapshots = [s for s in samples if (_snapshot_day(s) or -1.0) >= horizon_day]
+    rates = [s["records_per_s"] for s in after if s.get("records_per_s")]
+    half = len(rates) // 2
+    growth: dict[str, Any] = {
+        "horizon_day": horizon_day,
+        "from_day": after[0]["day"] if len(after) >= 2 else None,
+        "to_day": after[-1]["day"] if len(after) >= 2 else None,
+        "rss_pct": None,
+        "snapshot_pct": None,
+        "snapshot_from_day": None,
+        "records_per_s_pct": None,
+    }
+    if len(after) >= 2:
+        first, last = after[0], after[-1]
+        growth["rss_pct"] = _pct(first["rss_mb"], last["rss_mb"])
+    if len(snapshots) >= 2:
+        growth["snapshot_from_day"] = _snapshot_day(snapshots[0])
+        growth["snapshot_pct"] = _pct(snapshots[0]["snapshot_mb"], snapshots[-1]["snapshot_mb"])
+    if half:
+        growth["records_per_s_pct"] = _pct(
+            statistics.median(rates[:half]), statistics.median(rates[half:])
+        )
+    rss, snapshot, rate = growth["rss_pct"], growth["snapshot_pct"], growth["records_per_s_pct"]
+    growth["targets_met"] = {
+        "rss": None if rss is None else rss < TARGET_PCT,
+        "snapshot": None if snapshot is None else abs(snapshot) < TARGET_PCT,
+        "records_per_s": None if rate is None else rate > -TARGET_PCT,
+    }
+    return growth
+
+
+def table(result: dict[str, Any]) -> str:
+    """The run as Markdown: a row per sample, then the growth after the horizon."""
+    worker = result.get("mode") == "worker"
+    head = ["event day", "records", "RSS MB", "snapshot MB", "records/s"]
+    if worker:
+        head += ["snapshot of day", "replay ahead (records)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for sample in result["samples"]:
+        rate = sample.get("records_per_s")
+        row = [
+            f"{sample['day']:g}",
+            f"{sample['records']:,}",
+            f"{sample['rss_mb']:.1f}",
+            f"{sample['snapshot_mb']:.3f}",
+            "-" if rate is None else f"{rate:,.0f}",
+        ]
+        if worker:
+            taken = sample.get("snapshot_day")
+            row += ["-" if taken is None else f"{taken:g}", f"{sample.get('behind', 0):,}"]
+        lines.append("| " + " | ".join(row) + " |")
+    growth = result["growth"]
+
+    def pct(key: str) -> str:
+        value = growth[key]
+        return "-" if value is None else f"{value:+.1f}%"
+
+    span = (
+        f"samples of day {growth['from_day']:g} to {growth['to_day']:g}"
+        if growth["from_day"] is not None
+        else "the stream ends before it"
+    )
+    lines += [
+        "",
+        f"After the longest horizon (day {growth['horizon_day']:g}; {span}): RSS "
+        f"{pct('rss_pct')} (target < {TARGET_PCT:g}%), snapshot {pct('snapshot_pct')} (flat; "
+        f"from the snapshot of day {growth.get('snapshot_from_day', '-')}), throughput "
+        f"{pct('records_per_s_pct')} (flat: later half of the samples' median records/s "
+        "against the earlier half's).",
+        f"Truth: {len(result['truth_mismatches'])} mismatches.",
+    ]
+    return "\n".join(lines)
+
+
+def label(result: dict[str, Any]) -> str:
+    """A run's name in a plot's legend."""
+    where = "worker" if result.get("mode") == "worker" else "core"
+    commit = (result.get("machine") or {}).get("commit")
+    return f"{where} {commit}" if commit else where
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """RSS, snapshot bytes and throughput against event time (days) of one run or more (the
+    first one's horizon marked), as SVG at `path`."""
+    first = results[0]
+    horizon = first.get("growth", {}).get("horizon_day") or horizon_days(first["window_days"])
+
+    def series(key: str) -> list[Series]:
+        def x(sample: dict[str, Any]) -> float | None:
+            return _snapshot_day(sample) if key == "snapshot_mb" else sample["day"]
+
+        return [
+            Series(label(r), [(day, s.get(key)) for s in r["samples"] if (day := x(s)) is not None])
+            for r in results
+        ]
+
+    title = (
+        f"soak: xhs, {first['days']} days x{first['scale']:g}, window "
+        f"{first['window_days']:g} d"
+        + (f", {first['rate']:g} records/s" if first.get("rate") else "")
+    )
+    svg = render(
+        [
+            Panel("RSS (MB)", series("rss_mb")),
+            Panel("snapshot (MB)", series("snapshot_mb")),
+            Panel("throughput (records/s)", series("records_per_s")),
+        ],
+        title=title,
+        x_label="event time (days since the first event)",
+        marker=(horizon, f"longest horizon: day {horizon:g}"),
+    )
+    path.write_text(svg, encoding="utf-8")
+
+
 def prepare(days: int, scale: float, seed: int, out: Path) -> dict[str, float]:
     """Write the stretched scenario's stream to `out` and its truth beside it (run in a child
     process by `soak`, so that the soak's RSS is the core's, not the generator's)."""
@@ -127,6 +288,7 @@ def prepare_in_child(days: int, scale: float, seed: int, stream: Path) -> None:
 def soak(
     days: int, scale: float, window_days: float, sample_days: int, seed: int, stream: Path
 ) -> dict[str, Any]:
+    run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
     truth = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
@@ -197,41 +359,78 @@ def soak(
             next_sample_ts += sample_days * DAY_MS
     handle.close()
     assert first_ts is not None and ledger.max_ts is not None
-    sample((ledger.max_ts - first_ts) / DAY_MS)
+    if not samples or samples[-1]["records"] != lines_read:  # the last batch, if not sampled
+        sample((ledger.max_ts - first_ts) / DAY_MS)
     began = time.perf_counter()
     report = build_report(ledger, board)
     report_s = time.perf_counter() - began
     problems = truth_mismatches(report, truth)
+    horizon = horizon_days(window_days)
     return {
+        "mode": "core",
         "scenario": "xhs",
         "days": days,
         "scale": scale,
         "seed": seed,
         "window_days": window_days,
         "lines": lines_read,
+        "machine": machine(),
+        "wall_s": time.perf_counter() - run_began,
         "report_s": report_s,
         "retention": report["retention"],
         "truth_mismatches": problems,
+        "growth": growth_after(samples, horizon),
         "samples": samples,
     }
+
+
+class _Stopped(Exception):
+    """The soak ended before its replay (it failed): the replay stops at its next line."""
+
+
+class _Published(Progress):
+    """The replay's count of lines handed to the producer so far (no progress bar); setting
+    `stop` ends the replay (so that it does not re-create the topics the soak deletes)."""
+
+    def __init__(self) -> None:
+        super().__init__(stream=io.StringIO())
+        self.lines = 0
+        self.summary: ReplaySummary | None = None
+        self.stop = False
+
+    def update(self, summary: ReplaySummary, started: float, force: bool = False) -> None:
+        self.lines = summary.lines
+        if self.stop:
+            raise _Stopped
+
+    def finish(self, summary: ReplaySummary) -> None:
+        self.lines, self.summary = summary.lines, summary
 
 
 def worker_soak(
     days: int,
     scale: float,
     window_days: float,
+    sample_days: float,
     seed: int,
     stream: Path,
     *,
     bootstrap: str,
-    rate: float,
+    rate: float | None,
     poll_s: float,
+    snapshot_interval_s: float | None = 2.0,
+    stall_s: float = 600.0,
 ) -> dict[str, Any]:
-    """The same stream replayed (`livepulse replay`'s code, `rate` records/s) into a
-    `livepulse worker` on the real broker, its own app id and topics; every `poll_s` the
-    worker's RSS, its partitions' latest snapshot bytes and records/s, against the event time
-    of the lines consumed so far (the replay is in file order and the worker keeps up). At
-    the end its /report is compared with the truth."""
+    """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
+    the broker takes them) into a `livepulse worker` on the real broker, its own app id and
+    topics. Every `poll_s` its /status is read; each time the event time of the lines it has
+    consumed passes another `sample_days` (the replay is in file order, and the records it has
+    consumed are taken to be the file's first ones), a sample: the worker process's RSS, the
+    sum of its partitions' latest snapshot bytes, its records/s since the last sample and how
+    far the replay is ahead of it. A last sample once it has consumed everything and
+    snapshotted every partition (no records/s: its period includes that wait). Then its
+    /report is compared with the truth."""
+    run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
     truth = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
@@ -251,49 +450,133 @@ def worker_soak(
         web_port=free_port(),
         data_dir=Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
         dedupe_window_s=window_days * 86_400,
+        # A busy partition's snapshot every `snapshot_interval_s` whatever it costs, so that
+        # the snapshot bytes follow event time (by default a worker takes one at most every
+        # 10 s and only while snapshots take under 10% of the time: at 5,000 records/s of
+        # this stream that is one every few weeks of event time). None: the defaults.
+        **(
+            {"snapshot_interval_s": snapshot_interval_s, "snapshot_max_share": 1.0}
+            if snapshot_interval_s
+            else {}
+        ),
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log")
     samples: list[dict[str, Any]] = []
+    report_error = ""
+    published = _Published()
+    failure: list[BaseException] = []
+
+    def replay_all() -> None:
+        try:
+            asyncio.run(
+                replay(stream, settings, rate=rate, create_topics=False, progress=published)
+            )
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the sampling loop
+            failure.append(exc)
+
+    replayer = threading.Thread(target=replay_all, name="soak-replay")
     try:
         worker.start()
         worker.wait_ready(timeout_s=120)
         assert worker.process is not None
         pid = worker.process.pid
-        replayer = threading.Thread(
-            target=lambda: asyncio.run(replay(stream, settings, rate=rate, create_topics=False))
-        )
+        replay_began = time.monotonic()
         replayer.start()
         last_records, last_t = 0, time.monotonic()
-        while True:
-            alive = replayer.is_alive()
-            time.sleep(poll_s)
-            status = worker.status()
+        next_day = sample_days
+        stalled_since: float | None = None
+        seen = 0
+        # Per partition: its snapshot count and the event day when it last changed (the day
+        # its latest snapshot was taken, to within a poll).
+        snapshot_taken: dict[str, tuple[int, float]] = {}
+
+        def sample(status: dict[str, Any], day: float, final: bool = False) -> None:
+            nonlocal last_records, last_t
             now = time.monotonic()
             records = int(status["records"])
-            consumed = min(records, len(newest_ts)) - 1
+            # The last sample's period includes the wait for the drain and the snapshots.
+            rate = (records - last_records) / (now - last_t) if records > last_records else None
             samples.append(
                 {
-                    "day": round((newest_ts[max(consumed, 0)] - first_ts) / DAY_MS, 2),
+                    "day": round(day, 2),
+                    "wall_s": round(now - replay_began, 1),
                     "records": records,
                     "rss_mb": rss_bytes(pid) / 1e6,
                     "snapshot_mb": sum(
                         p["last_snapshot_bytes"] for p in status["partitions"].values()
                     )
                     / 1e6,
-                    "records_per_s": (records - last_records) / (now - last_t),
+                    "snapshot_day": (
+                        round(min(d for _, d in snapshot_taken.values()), 2)
+                        if len(snapshot_taken) == len(status["partitions"])
+                        else None
+                    ),
+                    "snapshot_days": {p: round(d, 2) for p, (_, d) in snapshot_taken.items()},
+                    "records_per_s": None if final else rate,
+                    "behind": max(published.lines - records, 0),
                 }
             )
             print(f"bench: soak worker {samples[-1]}", flush=True)
             last_records, last_t = records, now
-            if not alive:
+
+        while True:
+            time.sleep(poll_s)
+            done = not replayer.is_alive()
+            if failure:
+                raise RuntimeError(f"the replay failed: {failure[0]!r}") from failure[0]
+            if not worker.alive():
+                raise RuntimeError(
+                    f"the worker exited (log {worker.log_path}); its log ends:\n{worker.tail()}"
+                )
+            status = worker.status()
+            records = int(status["records"])
+            summary = published.summary if done else None
+            sent = summary.sent + summary.fallback if summary is not None else None
+            if sent is not None and records >= sent:
                 break
+            consumed = min(records, len(newest_ts)) - 1
+            day = (newest_ts[max(consumed, 0)] - first_ts) / DAY_MS
+            for partition, held in status["partitions"].items():
+                count = held["snapshots"]
+                if count and snapshot_taken.get(partition, (0, 0.0))[0] != count:
+                    snapshot_taken[partition] = (count, day)
+            if day >= next_day:
+                sample(status, day)
+                while next_day <= day:
+                    next_day += sample_days
+            if done:  # the worker still catching up: give up if it stops moving
+                moved, seen = records > seen, records
+                stalled_since = None if moved else (stalled_since or time.monotonic())
+                if stalled_since is not None and time.monotonic() - stalled_since > stall_s:
+                    raise RuntimeError(f"the worker stopped at {records:,} records of {sent}")
         replayer.join()
         asyncio.run(
             wait_drained(settings, f"{worker.base_url}/status", settings.source_topics, 600)
         )
-        report = fetch_json(f"{worker.base_url}/report", timeout_s=300)
+        # The last sample once every partition's snapshot covers what it consumed.
+        deadline = time.monotonic() + 120
+        status = worker.status()
+        while time.monotonic() < deadline and any(
+            p["dirty"] for p in status["partitions"].values()
+        ):
+            time.sleep(1.0)
+            status = worker.status()
+        last_day = (newest_ts[-1] - first_ts) / DAY_MS
+        snapshot_taken = {p: (h["snapshots"], last_day) for p, h in status["partitions"].items()}
+        sample(status, last_day, final=True)
+        report_began = time.perf_counter()
+        try:
+            report: dict[str, Any] | None = fetch_json(f"{worker.base_url}/report", timeout_s=1800)
+        except OSError as exc:  # an HTTP error too: the samples are still worth keeping
+            report, report_error = None, f"{exc!r}; the worker's log: {worker.log_path}"
+        report_s = time.perf_counter() - report_began
     finally:
+        published.stop = True
+        if replayer.ident is not None:
+            replayer.join(timeout=60)
         worker.stop()
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))
@@ -306,8 +589,16 @@ def worker_soak(
         "window_days": window_days,
         "rate": rate,
         "lines": len(newest_ts),
-        "retention": report.get("retention"),
-        "truth_mismatches": truth_mismatches(report, truth),
+        "machine": machine(),
+        "wall_s": time.perf_counter() - run_began,
+        "report_s": report_s,
+        "retention": report.get("retention") if report is not None else None,
+        "truth_mismatches": (
+            truth_mismatches(report, truth)
+            if report is not None
+            else [f"/report failed: {report_error}"]
+        ),
+        "growth": growth_after(samples, horizon_days(window_days)),
         "samples": samples,
     }
 
@@ -317,9 +608,14 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=150)
     parser.add_argument("--scale", type=float, default=4.0)
     parser.add_argument("--window-days", type=float, default=7.0, help="0: no dedupe window")
-    parser.add_argument("--sample-days", type=int, default=5)
+    parser.add_argument(
+        "--sample-days", type=float, default=5, help="days of event time between samples"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="the run as JSON (samples, growth, truth)")
+    parser.add_argument(
+        "--plot", type=Path, help="the SVG plot (default: --out's name with .svg, or the stream's)"
+    )
     parser.add_argument(
         "--stream", type=Path, help="the stream file (written with its truth if missing)"
     )
@@ -330,32 +626,77 @@ def main() -> None:
         help="through a `livepulse worker` on the real broker (--bootstrap) instead of the core",
     )
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--rate", type=float, default=5_000.0, help="replay records/s (--worker)")
-    parser.add_argument("--poll-s", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument(
+        "--rate", type=float, default=5_000.0, help="replay records/s (--worker; 0: unpaced)"
+    )
+    parser.add_argument(
+        "--poll-s", type=float, default=1.0, help="seconds between reads of the worker's /status"
+    )
+    parser.add_argument(
+        "--snapshot-interval-s",
+        type=float,
+        default=2.0,
+        help="--worker: snapshot a busy partition this often, whatever it costs (0: the "
+        "worker's own settings, LIVEPULSE_SNAPSHOT_*)",
+    )
+    parser.add_argument(
+        "--replot", type=Path, metavar="RUN.json", help="redraw a saved run (no new run)"
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="OTHER.json",
+        help="also draw this saved run on the plot's axes (repeatable)",
+    )
     args = parser.parse_args()
-    stream = args.stream or Path(f"/tmp/livepulse-soak-{args.days}d-x{args.scale}.jsonl")
+    if args.rate < 0 or args.snapshot_interval_s < 0:
+        parser.error("--rate and --snapshot-interval-s must be >= 0")
+    if args.sample_days <= 0 or args.poll_s <= 0:
+        parser.error("--sample-days and --poll-s must be > 0")
+    for saved in [*([args.replot] if args.replot else []), *args.compare]:
+        if not saved.is_file():
+            parser.error(f"{saved}: no such file (a JSON written by --out)")
+    stream = args.stream or Path(
+        f"/tmp/livepulse-soak-{args.days}d-x{args.scale}-s{args.seed}.jsonl"  # noqa: S108
+    )
     if args.prepare:
         print(json.dumps(prepare(args.days, args.scale, args.seed, stream)), flush=True)
         return
-    if args.worker:
-        result = worker_soak(
-            args.days,
-            args.scale,
-            args.window_days,
-            args.seed,
-            stream,
-            bootstrap=args.bootstrap,
-            rate=args.rate,
-            poll_s=args.poll_s,
+    if args.replot is not None:
+        result = json.loads(args.replot.read_text("utf-8"))
+        result.setdefault(
+            "growth", growth_after(result["samples"], horizon_days(result["window_days"]))
         )
+        plot_path = args.plot or args.replot.with_suffix(".svg")
     else:
-        result = soak(args.days, args.scale, args.window_days, args.sample_days, args.seed, stream)
-    text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n", encoding="utf-8")
+        if args.worker:
+            result = worker_soak(
+                args.days,
+                args.scale,
+                args.window_days,
+                args.sample_days,
+                args.seed,
+                stream,
+                bootstrap=args.bootstrap,
+                rate=args.rate or None,
+                poll_s=args.poll_s,
+                snapshot_interval_s=args.snapshot_interval_s or None,
+            )
+        else:
+            result = soak(
+                args.days, args.scale, args.window_days, args.sample_days, args.seed, stream
+            )
+        plot_path = args.plot or (args.out or stream).with_suffix(".svg")
+        if args.out is not None:
+            args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    others = [json.loads(path.read_text("utf-8")) for path in args.compare]
+    plot([result, *others], plot_path)
+    print(table(result), flush=True)
     print(
-        f"bench: soak {args.days} days x{args.scale}: {result['lines']:,} lines, "
-        f"{len(result['truth_mismatches'])} mismatches with the truth",
+        f"bench: soak {result['days']} days x{result['scale']:g}: {result['lines']:,} lines, "
+        f"{len(result['truth_mismatches'])} mismatches with the truth; plot: {plot_path}",
         flush=True,
     )
 

@@ -5,17 +5,20 @@ logged and on /metrics, and the README's procedure gives back the truth's figure
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.runtime.settings import Settings
 from streams.runtime.topics import end_offsets
 from streams.tools.worker_process import WorkerProcess
 from tests.support.live import (
@@ -31,6 +34,49 @@ from tests.support.live import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RunSettings = Callable[..., Settings]
+
+
+def _own(names: Iterable[str], runs: list[Settings]) -> list[str]:
+    """The topics of these runs: their prefix's (contract, dead-letter, state changelog) and
+    their app ids' and the app ids derived from them (faust's `<app id>-__assignor-__leader`)."""
+    return sorted(
+        name
+        for name in names
+        for run in runs
+        if name.startswith(run.topic_prefix) or name.startswith(f"{run.app_id}-")
+    )
+
+
+@pytest.fixture
+def run_settings_cleaned(kafka_bootstrap: str) -> Iterator[RunSettings]:
+    """`run_settings` for this test; afterwards every topic of its runs is deleted from the
+    shared broker, whichever worker left it (a worker stopped with `delete_topics=False`, or
+    one of another app id on the same topics), and the broker is listed again until none is
+    left. (Only the runs' own names are deleted: other people's runs share the broker.)"""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    before = set(admin.list_topics(timeout=30).topics)
+    runs: list[Settings] = []
+
+    def make(prefix: str, **update: Any) -> Settings:
+        runs.append(run_settings(kafka_bootstrap, prefix, **update))
+        return runs[-1]
+
+    yield make
+    assert not _own(before, runs)  # uuid names: nothing of these runs was there before
+    left = _own(admin.list_topics(timeout=30).topics, runs)
+    if left:
+        for future in admin.delete_topics(left, operation_timeout=30).values():
+            with contextlib.suppress(KafkaException):  # already gone: the listing below checks
+                future.result(timeout=60)
+    deadline = time.monotonic() + 60
+    while True:
+        after = set(admin.list_topics(timeout=30).topics)
+        if not _own(after, runs):
+            break
+        assert time.monotonic() < deadline, f"not deleted: {_own(after, runs)}"
+        time.sleep(0.5)
 
 
 def metrics(worker: WorkerProcess) -> dict[str, list[Any]]:
@@ -49,14 +95,12 @@ def by_topic(samples: list[Any]) -> dict[str, float]:
 
 
 def test_partitions_added_mid_stream_are_reported_and_a_new_app_id_gets_the_truth(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, run_settings_cleaned: RunSettings
 ) -> None:
     """2 -> 4 partitions after half of the fixture: the worker says which partitions it does
     not read (error log, `livepulse_contract_partitions_unread`), their records are in its lag;
     a worker of a new app id (README, "Partitions added") then gives the truth's figures."""
-    settings = run_settings(
-        kafka_bootstrap, "parts", partitions=2, window_grace_s=NO_LATENESS_GRACE_S
-    )
+    settings = run_settings_cleaned("parts", partitions=2, window_grace_s=NO_LATENESS_GRACE_S)
     lines, truth = fixture_lines("xhs"), fixture_truth("xhs")
     half = len(lines) // 2
     with running_worker(settings, tmp_path / "a.log", delete_topics=False) as worker:
@@ -102,12 +146,12 @@ def test_partitions_added_mid_stream_are_reported_and_a_new_app_id_gets_the_trut
 
 
 def test_records_deleted_before_the_worker_read_them_are_counted_as_lost(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, run_settings_cleaned: RunSettings
 ) -> None:
     """Worker stopped after half the fixture, the second half sent, then records deleted up to
     the middle of what it had not read (as retention would): the restarted worker counts
     exactly those records in `livepulse_records_lost_total` and logs them."""
-    settings = run_settings(kafka_bootstrap, "lost")
+    settings = run_settings_cleaned("lost")
     lines = fixture_lines("xhs")
     half = len(lines) // 2
     with running_worker(settings, tmp_path / "a.log", delete_topics=False) as worker:
@@ -142,12 +186,12 @@ def test_records_deleted_before_the_worker_read_them_are_counted_as_lost(
 
 
 def test_topics_deleted_and_recreated_stop_the_worker_and_a_restart_gets_the_truth(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, run_settings_cleaned: RunSettings
 ) -> None:
     """The contract topics deleted and re-created under a worker that had read the xhs
     fixture, then the impulse fixture sent to them: the worker stops with one error and exit
     code 3; restarted with the same app id it reports the impulse truth exactly."""
-    settings = run_settings(kafka_bootstrap, "recreate")
+    settings = run_settings_cleaned("recreate")
     xhs = fixture_lines("xhs")
     impulse, truth = fixture_lines("impulse"), fixture_truth("impulse")
     with running_worker(settings, tmp_path / "a.log", delete_topics=False) as worker:

@@ -427,13 +427,7 @@ def products_figures(sessions: Iterable[dict[str, list[int]]], top_n: int) -> di
     """A level's products table from its sessions' `ScreenState.session_products`."""
     sums: dict[str, list[int]] = {}
     for by_sku in sessions:
-        for sku_id, row in by_sku.items():
-            into = sums.get(sku_id)
-            if into is None:
-                sums[sku_id] = list(row)
-            else:
-                for i, value in enumerate(row):
-                    into[i] += value
+        _add_rows(sums, by_sku)
     rows = {sku: dict(zip(_PRODUCT_SUMS, values, strict=True)) for sku, values in sums.items()}
     ranked = sorted(
         (sku for sku in rows if sku != OTHER_SKU),

@@ -136,6 +136,16 @@ class TopologyWatch:
             if (topic, partition) in self.ends and self.ends[(topic, partition)] < position
         ]
 
+    async def look_for_recreated(
+        self, positions: Callable[[], Mapping[tuple[str, int], int]]
+    ) -> list[tuple[str, int, int, int]]:
+        """`look`, then `recreated` against the positions as they were before it: the batches
+        applied while it awaits the broker move positions past the ends it reads, which is
+        no re-creation (read after it, they stopped a worker under a steady producer)."""
+        held = dict(positions())
+        await self.look()
+        return self.recreated(held)
+
     def unread_lag(self) -> dict[str, int]:
         """Records on the partitions beyond the layout, per topic (none of them is read)."""
         lag: dict[str, int] = {}

@@ -1,17 +1,41 @@
 """`python -m bench.soak` on a short stream longer than its window: the folded state's report
-equals the independent truth reference (the soak's own check), end to end."""
+equals the independent truth reference (the soak's own check), end to end; its plot draws its
+samples; its growth figures are the issue's targets."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from bench.soak import soak
+import pytest
+
+from bench.soak import growth_after, horizon_days, plot, soak
+from tests.bench.test_svgplot import read_back
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Opt-in: the worker soak's dry run starts a worker on the real broker (~30 s here).
+WORKER_ENV = "LIVEPULSE_SOAK_WORKER"
+
+
+def _drawn(svg: str, key: str, samples: list[dict[str, float]]) -> list[tuple[float, float]]:
+    panel = {"rss_mb": "RSS (MB)", "snapshot_mb": "snapshot (MB)"}.get(
+        key, "throughput (records/s)"
+    )
+    (points,) = read_back(svg)[panel]["series"].values()
+    want = [(s["day"], s[key]) for s in samples if s.get(key) is not None]
+    assert len(points) == len(want)
+    return [(x - wx, y - wy) for (x, y), (wx, wy) in zip(points, want, strict=True)]
 
 
 def test_a_stream_longer_than_the_window_reports_the_truth(tmp_path: Path) -> None:
     """Ten simulated days through the core with a one-day window: sessions and questions are
     folded on the way, nothing expires, and every claim's observed value and detail, the
-    event counts and the cumulative operator figures equal `truth.py`'s (1e-9)."""
+    event counts and the cumulative operator figures equal `truth.py`'s (1e-9). Its plot's
+    lines, read back through the axes' tick values, are its samples."""
     result = soak(
         days=10, scale=2.0, window_days=1.0, sample_days=3, seed=5, stream=tmp_path / "s.jsonl"
     )
@@ -19,3 +43,86 @@ def test_a_stream_longer_than_the_window_reports_the_truth(tmp_path: Path) -> No
     assert retention["expired"] == 0 and retention["unmatched_replies"] == 0
     assert retention["folded_sessions"] >= 5 and retention["folded_questions"] >= 10
     assert result["truth_mismatches"] == []
+    # Ten days end before the 34-day horizon: nothing to say about growth after it.
+    assert result["growth"]["horizon_day"] == 34 and result["growth"]["rss_pct"] is None
+    samples = result["samples"]
+    assert len(samples) >= 3 and samples[-1]["records"] == result["lines"]
+    plot([result], tmp_path / "soak.svg")
+    svg = (tmp_path / "soak.svg").read_text()
+    for key in ("rss_mb", "snapshot_mb", "records_per_s"):
+        top = max(s[key] or 0 for s in samples)
+        for dx, dy in _drawn(svg, key, samples):
+            assert abs(dx) < 0.05 and abs(dy) <= 0.005 * top
+
+
+def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
+    """RSS and snapshot from the first sample at or after the horizon to the last; throughput
+    as the later half's median against the earlier half's; samples before the horizon (and
+    with nothing consumed) do not count."""
+    assert horizon_days(7.0) == 40.0 and horizon_days(0.0) == 33.0
+    samples = [
+        {"day": 10.0, "rss_mb": 50.0, "snapshot_mb": 0.1, "records_per_s": 9_000.0},
+        {"day": 40.0, "rss_mb": 100.0, "snapshot_mb": 2.0, "records_per_s": 5_000.0},
+        {"day": 80.0, "rss_mb": 104.0, "snapshot_mb": 2.0, "records_per_s": 4_800.0},
+        {"day": 120.0, "rss_mb": 108.0, "snapshot_mb": 2.5, "records_per_s": 4_000.0},
+        {"day": 150.0, "rss_mb": 112.0, "snapshot_mb": 3.0, "records_per_s": None},
+    ]
+    growth = growth_after(samples, 40.0)
+    assert (growth["from_day"], growth["to_day"]) == (40.0, 150.0)
+    assert math.isclose(growth["rss_pct"], 12.0) and math.isclose(growth["snapshot_pct"], 50.0)
+    # [5000] against the median of [4800, 4000]
+    assert math.isclose(growth["records_per_s_pct"], (4_400 / 5_000 - 1) * 100)
+    assert growth["targets_met"] == {"rss": False, "snapshot": False, "records_per_s": False}
+    # A worker's snapshot bytes count from the first snapshot taken at or after the horizon.
+    days = [None, 31.0, 79.0, 118.0, 150.0]
+    taken = [dict(s, snapshot_day=d) for s, d in zip(samples, days, strict=True)]
+    late = growth_after(taken, 40.0)
+    assert late["snapshot_from_day"] == 79.0 and math.isclose(late["snapshot_pct"], 50.0)
+    assert late["rss_pct"] == growth["rss_pct"]
+    flat = [dict(s, rss_mb=100.0, snapshot_mb=2.0, records_per_s=5_000.0) for s in samples]
+    assert growth_after(flat, 40.0)["targets_met"] == {
+        "rss": True,
+        "snapshot": True,
+        "records_per_s": True,
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(WORKER_ENV), reason=f"~30 s: set {WORKER_ENV}=1")
+def test_the_worker_soak_runs_as_documented(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`python -m bench.soak --worker` as a user runs it, at a tiny scale and unpaced: a real
+    worker on the real broker consumes the whole stream, its /report equals the truth, and
+    the JSON and the SVG hold its samples (RSS and snapshot bytes of the worker)."""
+    out = tmp_path / "worker.json"
+    done = subprocess.run(  # noqa: S603 - this interpreter, this module
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            "--worker",
+            "--days=8",
+            "--scale=1",
+            "--window-days=1",
+            "--sample-days=2",
+            "--rate=0",
+            "--poll-s=0.5",
+            f"--bootstrap={kafka_bootstrap}",
+            f"--stream={tmp_path / 's.jsonl'}",
+            f"--out={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mode"] == "worker" and result["truth_mismatches"] == []
+    last = result["samples"][-1]
+    assert last["records"] == result["lines"] and last["behind"] == 0
+    assert last["rss_mb"] > 20 and last["snapshot_mb"] > 0
+    assert "| event day |" in done.stdout and "0 mismatches with the truth" in done.stdout
+    svg = out.with_suffix(".svg").read_text()
+    assert _drawn(svg, "rss_mb", result["samples"])

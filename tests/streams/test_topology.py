@@ -44,3 +44,21 @@ def test_a_topic_ending_before_the_position_was_recreated() -> None:
     w = watch(4)
     held = {("live.views", 1): 15, ("live.views", 2): 40, ("live.orders", 0): 7}
     assert w.recreated(held) == [("live.views", 2, 20, 40)]
+
+
+async def test_positions_that_move_during_the_look_are_no_recreation() -> None:
+    """Batches applied while the look awaits the broker move positions past the ends it read
+    (a steady producer, a loaded machine): that is no re-creation; a position that was past
+    the end before the look still is (the soak's worker was stopped with exit code 3 by a
+    comparison with the positions read after the look)."""
+    positions = {("live.views", 0): 90, ("live.orders", 0): 150}
+
+    class Broker(TopologyWatch):
+        async def look(self) -> None:
+            self.ends = {("live.views", 0): 100, ("live.orders", 0): 20}
+            positions[("live.views", 0)] = 120  # consumed meanwhile, past the end read
+
+    w = Broker(Settings(), lambda: 4)
+    assert await w.look_for_recreated(lambda: positions) == [("live.orders", 0, 20, 150)]
+    # What the worker did before: positions read after the look.
+    assert w.recreated(positions) == [("live.orders", 0, 20, 150), ("live.views", 0, 100, 120)]
