@@ -97,6 +97,7 @@ _SUMMARY_TOPICS: tuple[int, ...] = tuple(
     TOPICS.index(topic)
     for topic in ("live.sessions", "live.views", "live.orders", "live.interactions", "live.groups")
 )
+_GROUPS: int = TOPICS.index("live.groups")
 #: The topic of questions and their replies (`interaction` events).
 _INTERACTIONS: int = _TOPIC_OF["interaction"]
 #: Event ids are filed and dropped by the hour of their event time.
@@ -656,6 +657,10 @@ class Ledger:
         #: merchants may (one fed every partition: `livepulse analyze`, the soak; not yet a
         #: worker's partition, whose merchants' group events may be keyed to another one).
         self.fold_sessions = fold_sessions
+        #: The ledger whose group events (and groups topic's horizon) fix membership at the
+        #: fold, when not this one: a worker's partition holds its sessions, while their
+        #: merchants' group events are keyed to other partitions. Not part of the state.
+        self.membership_from: Ledger | None = None
         self._init_session_fold()
         #: Sessions folded since the board last took them (`OperatorBoard.take_folded`).
         self.folded_ids: list[str] = []
@@ -692,9 +697,15 @@ class Ledger:
         del reason
         self.counts.rejected += 1
 
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("membership_from", None)  # another ledger, not this one's state
+        return state
+
     def __setstate__(self, state: dict[str, object]) -> None:
         # A state pickled before issue 17 (snapshot version 1) has no window: every id kept.
         self.__dict__.update(state)
+        self.membership_from = None
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -1040,7 +1051,10 @@ class Ledger:
         topics: no event stamped at or before it can be applied any more, and every event
         applicable later is after it (not the session's), so its figures are final, its
         members' membership at its orders and first joins too (docs/design.md)."""
-        horizons = [self.horizon_ts(topic) for topic in _SUMMARY_TOPICS]
+        groups = self.membership_from or self
+        horizons = [
+            (groups if topic == _GROUPS else self).horizon_ts(topic) for topic in _SUMMARY_TOPICS
+        ]
         if any(h is None for h in horizons):
             return
         horizon = min(h for h in horizons if h is not None)
@@ -1060,11 +1074,12 @@ class Ledger:
         ended, started, merchant = session.ended_ts, session.started_ts, session.merchant_id
         last = ended + SESSION_HORIZON_MS
         memberships: dict[str, Membership] = {}
+        group_events = (self.membership_from or self).group_events
 
         def member_at(user: str, ts: int) -> bool:
             found = memberships.get(user)
             if found is None:
-                events = self.group_events.get((merchant, user))
+                events = group_events.get((merchant, user))
                 found = memberships[user] = Membership(events) if events else NEVER_MEMBER
             return found.member_at(ts)
 
