@@ -64,7 +64,10 @@ class ClaimFacts:
         self._session_orders: list[tuple[str, SessionFacts, OrderFact]] = [
             (sid, session, order)
             for sid, session in self.started.items()
-            for order in sorted(session.horizon_orders(), key=order_key)
+            for order in sorted(
+                session.horizon_orders() if ledger.fold_sessions else session.orders,
+                key=order_key,
+            )
         ]
         #: Started sessions summarized for good (`Ledger._summarize`), by session id: their
         #: orders are not among `session_orders`, their sums are in the summary.

@@ -657,6 +657,10 @@ class Ledger:
         #: merchants may (one fed every partition: `livepulse analyze`, the soak; not yet a
         #: worker's partition, whose merchants' group events may be keyed to another one).
         self.fold_sessions = fold_sessions
+        #: The session horizon's rule holds with the session fold only (without it every
+        #: event naming a session is the session's, as before: `_NO_CEILING_MS` is past any
+        #: `ts`); a flag read once per event naming a session.
+        self._session_horizon_ms = SESSION_HORIZON_MS if fold_sessions else _NO_CEILING_MS
         #: The ledger whose group events (and groups topic's horizon) fix membership at the
         #: fold, when not this one: a worker's partition holds its sessions, while their
         #: merchants' group events are keyed to other partitions. Not part of the state.
@@ -718,6 +722,7 @@ class Ledger:
             self.folded_ids = []
         if "fold_sessions" not in state:  # version 4 or older: no session summaries
             self.fold_sessions = False
+            self._session_horizon_ms = _NO_CEILING_MS
             self._init_session_fold()
         if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
             self.counts.expired = 0
@@ -846,14 +851,14 @@ class Ledger:
             self.max_ts = ts
         if isinstance(event, _VIEW_EVENTS):
             session = self._session(event.session_id, ts)
-            if session.ended_ts is None or ts <= session.ended_ts + SESSION_HORIZON_MS:
+            if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
                 session.presence.add(event.user_id, ts, self._seq, isinstance(event, ViewerJoined))
             else:
                 self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         elif isinstance(event, Interaction):
             session = self._session(event.session_id, ts)
             if event.kind != "reply":
-                if session.ended_ts is None or ts <= session.ended_ts + SESSION_HORIZON_MS:
+                if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
                     session.interacting_users.add(event.user_id)
                 else:
                     self.after_session_horizon[_TOPIC_OF[event.type]] += 1
@@ -885,7 +890,7 @@ class Ledger:
             self.orders.append(order)
             if event.session_id is not None:
                 session = self._session(event.session_id, ts)
-                if session.ended_ts is None or ts <= session.ended_ts + SESSION_HORIZON_MS:
+                if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
                     session.orders.append(order)
                 else:  # an order outside a session (still in `orders`)
                     self.after_session_horizon[_TOPIC_OF[event.type]] += 1
@@ -911,7 +916,7 @@ class Ledger:
         elif isinstance(event, ProductClicked):
             # No claim uses clicks, but they are events of the session (its last event).
             session = self._session(event.session_id, ts)
-            if session.ended_ts is not None and ts > session.ended_ts + SESSION_HORIZON_MS:
+            if session.ended_ts is not None and ts > session.ended_ts + self._session_horizon_ms:
                 self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         return True
 

@@ -73,7 +73,10 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     windows = {ledger.dedupe_window_ms for ledger in ledgers}
     # Partitions of one worker share the window; states of workers set differently merge with
     # none (the merged ledger is read, never fed).
-    merged = Ledger(windows.pop() if len(windows) == 1 else None)
+    merged = Ledger(
+        windows.pop() if len(windows) == 1 else None,
+        fold_sessions=bool(ledgers) and all(ledger.fold_sessions for ledger in ledgers),
+    )
     tolerances = {ledger.future_tolerance_ms for ledger in ledgers}
     merged.set_future_tolerance(tolerances.pop() if len(tolerances) == 1 else None)
     # Arrival-number offset of each input: the valid events of the inputs before it.
@@ -150,7 +153,6 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
     """The session fold's ledger-wide state: per-user totals added, earliest first joins per
     (merchant, month), counts summed (a session's summary is in one input, see
     `_merge_session`; its buyers' and members' totals add across inputs exactly)."""
-    merged.fold_sessions = all(ledger.fold_sessions for ledger in ledgers) and bool(ledgers)
     merged.summarized_sessions = sum(ledger.summarized_sessions for ledger in ledgers)
     for ledger in ledgers:
         for topic, count in enumerate(ledger.after_session_horizon):

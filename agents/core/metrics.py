@@ -208,13 +208,15 @@ def _uplift(totals: FloatArray) -> FloatArray:
     return safe_divide(cr_interacting, cr_other)
 
 
-def interaction_pairs(session: SessionFacts) -> tuple[int, int, int, int]:
+def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int, int, int, int]:
     """A session's (viewer) pairs by interaction: interacting buyers, interacting pairs, other
-    buyers, other pairs."""
+    buyers, other pairs (with `horizon`, the session horizon's rule: no buyer by an order
+    after it, as a summary counts them)."""
     summary = session.summary
     if summary is not None:
         return summary.uplift
-    buyers = {order.user_id for order in session.horizon_orders()}
+    orders = session.horizon_orders() if horizon else session.orders
+    buyers = {order.user_id for order in orders}
     ib = ip = ob = op = 0
     for user in session.viewers:
         bought = user in buyers
@@ -231,7 +233,7 @@ def interaction_uplift(facts: _Facts) -> Measurement:
     # One row per session: interacting buyers, interacting pairs, other buyers, other pairs.
     # Only sessions with a `session_started` are sessions (as for "session orders").
     rows = [
-        interaction_pairs(s)
+        interaction_pairs(s, facts.ledger.fold_sessions)
         for _sid, s in facts.started.items()
         if (s.summary.viewers if s.summary is not None else s.viewers)
     ]
