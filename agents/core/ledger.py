@@ -1045,10 +1045,8 @@ class Ledger:
             )
             self.folded_sessions += 1
             self.folded_ids.append(sid)
-            if self.fold_sessions:
+            if self.fold_sessions:  # summarized at a later call, its horizon 3 days later
                 self._awaiting_summary[sid] = ended_ts
-        if self._awaiting_summary:
-            self._summarize_sessions()
 
     def _summarize_sessions(self) -> None:
         """Summarize every folded session whose session horizon (end + `SESSION_HORIZON_MS`)
@@ -1062,9 +1060,11 @@ class Ledger:
         ]
         if any(h is None for h in horizons):
             return
-        horizon = min(h for h in horizons if h is not None)
+        horizon = min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
+        if horizon <= min(self._awaiting_summary.values()):
+            return  # none is due (once an hour of each topic: O(sessions waiting))
         for sid, ended_ts in list(self._awaiting_summary.items()):
-            if ended_ts + SESSION_HORIZON_MS >= horizon:
+            if ended_ts >= horizon:
                 continue
             del self._awaiting_summary[sid]
             session = self.sessions[sid]
