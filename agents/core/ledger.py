@@ -98,6 +98,8 @@ _SUMMARY_TOPICS: tuple[int, ...] = tuple(
     for topic in ("live.sessions", "live.views", "live.orders", "live.interactions", "live.groups")
 )
 _GROUPS: int = TOPICS.index("live.groups")
+_ORDERS: int = TOPICS.index("live.orders")
+_VIEWS: int = TOPICS.index("live.views")
 #: The topic of questions and their replies (`interaction` events).
 _INTERACTIONS: int = _TOPIC_OF["interaction"]
 #: Event ids are filed and dropped by the hour of their event time.
@@ -1090,6 +1092,9 @@ class Ledger:
 
         summary = SessionSummary()
         orders = sorted(session.horizon_orders(), key=lambda order: (order.ts, order.order_id))
+        # Events after the session horizon that came before its end was known: counted now
+        # (the others were at their apply), so the count does not depend on arrival order.
+        self.after_session_horizon[_ORDERS] += len(session.orders) - len(orders)
         pairs: dict[str, list[int]] = {}
         tail = summary.tail
         for order in orders:
@@ -1138,6 +1143,8 @@ class Ledger:
                     totals[i] += value
         summary.days = dict(sorted(summary.days.items()))
         joined = {user: first for user, first in session.first_joins() if first <= last}
+        # A user whose joins all came after the horizon (the fold keeps first joins only).
+        self.after_session_horizon[_VIEWS] += len(presence) - len(joined)
         viewers = set(joined) | session.interacting_users | set(pairs)
         ib = ip = ob = op = 0
         for user in viewers:

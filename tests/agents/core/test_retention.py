@@ -718,3 +718,42 @@ def test_a_version_4_state_loads_without_the_session_fold() -> None:
     assert not restored.fold_sessions and restored.summarized_sessions == 0
     assert restored.month_first_joins == {} and restored.after_session_horizon == [0] * 5
     assert build_report(restored)["retention"]["after_session_horizon"] == 0
+
+
+def test_the_session_horizon_does_not_depend_on_arrival_order() -> None:
+    """A view and an order stamped after the session horizon, arriving before the session's
+    end is known or after it: once the session is summarized the claims and counts are the
+    same (the rule is on event time)."""
+
+    def summarized(late_first: bool) -> dict[str, Any]:
+        ledger = Ledger(dedupe_window_ms=DAY, fold_sessions=True)
+        late = T0 + HOUR + SESSION_HORIZON_MS + 1
+        late_events = [join(late, "u9", event_id="lj"), _order(late, "lo", "u1", "s1")]
+        ledger.apply(started(T0))
+        ledger.apply(ev("group_joined", T0, merchant_id="m1", user_id="u1", group_id="g1"))
+        ledger.apply(join(T0 + 1000, "u1", event_id="j1"))
+        ledger.apply(_order(T0 + 400_000, "o1", "u1", "s1"))
+        ledger.apply(join(T0 + 2000, "u2", event_id="j2"))
+        if late_first:
+            for event in late_events:
+                ledger.apply(event)
+        ledger.apply(ev("session_ended", T0 + HOUR, event_id="end", session_id="s1"))
+        if not late_first:
+            for event in late_events:
+                ledger.apply(event)
+        for day in range(1, 10):  # every topic's horizon past the session horizon
+            ts = T0 + day * DAY
+            ledger.apply(started(ts, f"s{day}"))
+            ledger.apply(join(ts, "w", sid=f"s{day}"))
+            ledger.apply(_order(ts, f"p{day}", "w", f"s{day}"))
+            ledger.apply(ev("interaction", ts, session_id=f"s{day}", user_id="w", kind="like"))
+            ledger.apply(ev("group_joined", ts, merchant_id="m1", user_id="w", group_id="g1"))
+        assert isinstance(ledger.sessions["s1"].presence, SessionSummary)
+        report = build_report(ledger)
+        return {"claims": report["claims"], "retention": report["retention"]}
+
+    before, after = summarized(True), summarized(False)
+    assert before["claims"] == after["claims"]
+    # Counted at the apply when the end was known, else at the summary.
+    assert before["retention"] == after["retention"]
+    assert after["retention"]["after_session_horizon"] == 2
