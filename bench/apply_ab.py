@@ -7,6 +7,8 @@ to a fresh ledger (the default 7-day window, and this tree's default future-stam
 where the tree has one) `--passes` times in one process; a round runs baseline, this tree,
 this tree, baseline (ABBA, so a drift in the machine's load hits both alike), each a process
 of its own. Prints each process's fastest pass and the ratio of the medians of those.
+`LIVEPULSE_BENCH_FOLD_SESSIONS=1`: the ledger summarizes closed sessions where the tree can
+(`Ledger(fold_sessions=True)`, issue 17).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bench.run import ROOT, baseline_tree
 
 # Run in a child with the tree to measure first on sys.path (the baseline's or this one).
 _CHILD = """
-import gc, inspect, sys, time
+import gc, inspect, os, sys, time
 tree, data, passes = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, tree)
 from agents.core import Ledger
@@ -33,6 +35,10 @@ with open(data, "rb") as lines:
 extra = {}
 if "future_tolerance_ms" in inspect.signature(Ledger).parameters:
     extra["future_tolerance_ms"] = 86_400_000
+if os.environ.get("LIVEPULSE_BENCH_FOLD_SESSIONS") and "fold_sessions" in inspect.signature(
+    Ledger
+).parameters:
+    extra["fold_sessions"] = True
 best = float("inf")
 gc.disable()
 for _ in range(passes):

@@ -12,18 +12,21 @@ from agents.core.ledger import (
     FOLDED_WITHIN_3S,
     OLD_REPLY_BAR_MS,
     REPLY_BAR_MS,
+    SESSION_HORIZON_MS,
     OrderFact,
 )
 from agents.core.sketch import quantile
 from agents.core.stats import (
     cluster_wilson_interval,
-    rate_score_interval,
+    rate_score_from_sums,
     two_way_wilson_interval,
 )
 
 DAY_MS: Final[int] = 86_400_000
 TAIL_DAYS: Final[int] = 3
 TAIL_WINDOW_MS: Final[int] = TAIL_DAYS * DAY_MS
+# The session horizon is the tail window: a session's orders after it are not its own.
+assert TAIL_WINDOW_MS == SESSION_HORIZON_MS
 SECOND_MS: Final[int] = 1_000
 # `reply_latency`: the bar claimed (3 s, inclusive) and the old one it is contrasted with are
 # the ledger's `REPLY_BAR_MS` and `OLD_REPLY_BAR_MS` (its fold counts against them).
@@ -93,11 +96,22 @@ def post_live_tail(facts: _Facts) -> Measurement:
     interval that can reach the truth).
     """
     rows: list[tuple[int, int]] = []
-    amounts: list[int] = []
+    # The amounts' count, sum and sum of squares (a summarized session keeps only these).
+    amount_count = amount_sum = amount_squares = 0
     live_orders = tail_orders = 0
     for _sid, session in facts.started.items():
         end = session.ended_ts
         if end is None:
+            continue
+        summary = session.summary
+        if summary is not None:
+            tail_cents, live_cents, tail_n, live_n, count, total, squares = summary.tail
+            rows.append((tail_cents, live_cents))
+            tail_orders += tail_n
+            live_orders += live_n
+            amount_count += count
+            amount_sum += total
+            amount_squares += squares
             continue
         tail_cents = live_cents = 0
         for order in session.orders:
@@ -109,7 +123,9 @@ def post_live_tail(facts: _Facts) -> Measurement:
                 tail_orders += 1
             else:
                 continue
-            amounts.append(order.amount_cents)
+            amount_count += 1
+            amount_sum += order.amount_cents
+            amount_squares += order.amount_cents * order.amount_cents
         rows.append((tail_cents, live_cents))
     tail_total = sum(row[0] for row in rows)
     live_total = sum(row[1] for row in rows)
@@ -117,7 +133,12 @@ def post_live_tail(facts: _Facts) -> Measurement:
     return Measurement(
         observed,
         len(rows),
-        rate_score_interval([(tail, TAIL_DAYS * live) for tail, live in rows], amounts)
+        rate_score_from_sums(
+            [(tail, TAIL_DAYS * live) for tail, live in rows],
+            amount_count,
+            amount_sum,
+            amount_squares,
+        )
         if observed is not None
         else None,
         {

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.core.ledger import Ledger, OrderFact, SessionFacts
+from agents.core.ledger import Ledger, OrderFact, SessionFacts, SessionSummary
 from agents.core.timeline import NEVER_MEMBER, Membership
 
 
@@ -64,14 +64,29 @@ class ClaimFacts:
         self._session_orders: list[tuple[str, SessionFacts, OrderFact]] = [
             (sid, session, order)
             for sid, session in self.started.items()
-            for order in sorted(session.orders, key=order_key)
+            for order in sorted(
+                session.horizon_orders() if ledger.fold_sessions else session.orders,
+                key=order_key,
+            )
+        ]
+        #: Started sessions summarized for good (`Ledger._summarize`), by session id: their
+        #: orders are not among `session_orders`, their sums are in the summary.
+        self._summaries: list[tuple[str, SessionSummary]] = [
+            (sid, session.presence)
+            for sid, session in self.started.items()
+            if isinstance(session.presence, SessionSummary)
         ]
         self._memberships: dict[tuple[str, str], Membership] = {}
 
     def session_orders(self) -> Iterator[tuple[str, SessionFacts, OrderFact]]:
-        """Orders whose session id names a session that has a `session_started`, by session
-        id, then in `order_key` order."""
+        """Orders whose session id names a session that has a `session_started` (held, not
+        summarized, and not after its session horizon), by session id, then in `order_key`
+        order."""
         return iter(self._session_orders)
+
+    def summaries(self) -> Iterator[tuple[str, SessionSummary]]:
+        """The summarized started sessions, by session id."""
+        return iter(self._summaries)
 
     def membership(self, merchant_id: str, user_id: str) -> Membership:
         key = (merchant_id, user_id)

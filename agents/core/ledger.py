@@ -6,10 +6,17 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 from agents.core.sketch import FoldedFigures
-from agents.core.timeline import presence_minutes, watch_intervals, watch_time_ms
+from agents.core.timeline import (
+    NEVER_MEMBER,
+    Membership,
+    presence_minutes,
+    watch_intervals,
+    watch_time_ms,
+)
 from schemas.events import (
     TOPIC_BY_TYPE,
     Event,
@@ -84,6 +91,15 @@ _TOPIC_OF: dict[str, int] = {kind: TOPICS.index(topic) for kind, topic in TOPIC_
 _PRESENCE_TOPICS: tuple[int, ...] = tuple(
     TOPICS.index(topic) for topic in ("live.sessions", "live.views", "live.orders")
 )
+#: The topics whose events can change a closed session's figures up to its session horizon:
+#: the presence topics, interactions (`interaction_uplift`'s viewers) and groups (membership).
+_SUMMARY_TOPICS: tuple[int, ...] = tuple(
+    TOPICS.index(topic)
+    for topic in ("live.sessions", "live.views", "live.orders", "live.interactions", "live.groups")
+)
+_GROUPS: int = TOPICS.index("live.groups")
+_ORDERS: int = TOPICS.index("live.orders")
+_VIEWS: int = TOPICS.index("live.views")
 #: The topic of questions and their replies (`interaction` events).
 _INTERACTIONS: int = _TOPIC_OF["interaction"]
 #: Event ids are filed and dropped by the hour of their event time.
@@ -101,6 +117,52 @@ FOLDED_ANSWERED: Final[int] = 0
 FOLDED_WITHIN_3S: Final[int] = 1
 FOLDED_SUM_MS: Final[int] = 2
 FOLDED_BUCKETS: Final[int] = 3
+
+#: The session horizon (docs/design.md, "Worker state: what is kept"): an event naming a session
+#: stamped more than this after its `session_ended` is not the session's (a view or an
+#: interaction is counted in `after_session_horizon` and changes no session figure; an order is
+#: an order outside a session). The same 3 days as `post_live_tail`'s window.
+SESSION_HORIZON_MS: Final[int] = 3 * 86_400_000
+#: Claims' constants the session fold computes with (`metrics` reads them from here): an order
+#: at or after minute 5 of its session (`orders_after_minute_5`), and the price tiers of
+#: `price_dwell_association` by the order's dearest unit price in cents.
+FIVE_MINUTES_MS: Final[int] = 300_000
+PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
+    ("<200", 200_00),
+    ("200-500", 500_00),
+    ("500-1000", 1000_00),
+    (">=1000", 2**63),
+)
+#: China Standard Time: claims.md's days and months.
+CST: Final = timezone(timedelta(hours=8), "CST")
+_DAY_MS: Final[int] = 86_400_000
+_CST_OFFSET_MS: Final[int] = 8 * 3_600_000
+
+
+def price_tier(price_cents: int) -> str:
+    """The `PRICE_TIERS` name of a dearest unit price in cents."""
+    for name, upper in PRICE_TIERS:
+        if price_cents < upper:
+            return name
+    return PRICE_TIERS[-1][0]
+
+
+def cst_day(ts_ms: int) -> str:
+    """Calendar day in China Standard Time (UTC+8) of an epoch-millisecond timestamp."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m-%d")
+
+
+def cst_month(ts_ms: int) -> str:
+    """Calendar month in China Standard Time (UTC+8), as YYYY-MM."""
+    return cst_day(ts_ms)[:7]
+
+
+def cst_day_start(ts_ms: int) -> int:
+    """The first millisecond of the CST day of `ts_ms` (a folded session's day key: an int,
+    `cst_day` of it gives the day's name)."""
+    return (ts_ms + _CST_OFFSET_MS) // _DAY_MS * _DAY_MS - _CST_OFFSET_MS
+
+
 #: `Ledger.apply`'s dispatch, as tuples: `isinstance(event, A | B)` builds a union object on
 #: every call (issue 19: it runs once per record).
 _VIEW_EVENTS = (ViewerJoined, ViewerLeft)
@@ -354,6 +416,127 @@ class FoldedPresence:
         return out
 
 
+#: Indices of `SessionSummary.share_sums` (the two shares of session orders with a two-way
+#: (session, buyer) interval, `orders_after_minute_5` and `group_order_share`): per pair
+#: (session, buyer) sums over the session's buyers, and the session's own totals.
+SHARE_PAIRS: Final[int] = 0  # (session, buyer) pairs: clusters of the pair clustering
+SHARE_N2: Final[int] = 1  # sum of n^2 over pairs (n: the pair's orders)
+SHARE_AFTER5_H2: Final[int] = 2  # sum of h^2, h: the pair's orders at or after minute 5
+SHARE_AFTER5_HN: Final[int] = 3  # sum of h n
+SHARE_MEMBER_H2: Final[int] = 4  # sum of h^2, h: the pair's orders by a group member
+SHARE_MEMBER_HN: Final[int] = 5  # sum of h n
+#: Indices of a user's running totals of folded session orders (`Ledger.folded_buyers`).
+BUYER_ORDERS: Final[int] = 0
+BUYER_AFTER5: Final[int] = 1
+BUYER_MEMBER: Final[int] = 2
+
+
+class SessionSummary:
+    """A closed session once the session horizon has passed (docs/design.md, "Worker state:
+    what is kept"): what every session claim and its interval read of it, as counts and
+    integer sums, never a value per viewer or per order. It replaces the session's presence;
+    its orders and interacting users are dropped.
+
+    - `orders`, `after_5min`, `member_orders`: its session orders, those at or after minute 5,
+      those by a member of its merchant's group at the order's `ts`; `share_sums` the
+      (session, buyer) pair sums of both shares (`SHARE_*`); per buyer the totals are in the
+      ledger (`Ledger.folded_buyers`), since a buyer orders in many sessions;
+    - `uplift`: `interaction_uplift`'s row (interacting buyers, interacting pairs, other
+      buyers, other pairs) and `viewers`, the session's viewers;
+    - `gmv_cents` and `days` (CST day start ms -> [GMV cents, orders]): `live_aov`'s clusters;
+    - `tail`: `post_live_tail`'s (tail cents, live cents, tail orders, live orders, and the
+      amounts' count, sum and sum of squares);
+    - `dwell`: `group_member_dwell`'s member pairs, their watch ms and its sum of squares (per
+      member the totals are in `Ledger.folded_dwellers`);
+    - `minutes`, `entries`: the operator's concurrency by minute and joins (`FoldedPresence`).
+    """
+
+    __slots__ = (
+        "after_5min",
+        "days",
+        "dwell",
+        "entries",
+        "gmv_cents",
+        "member_orders",
+        "minutes",
+        "orders",
+        "share_sums",
+        "tail",
+        "uplift",
+        "viewers",
+    )
+
+    def __init__(self) -> None:
+        self.viewers = 0
+        self.uplift: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.orders = 0
+        self.after_5min = 0
+        self.member_orders = 0
+        self.share_sums: list[int] = [0] * 6
+        self.gmv_cents = 0
+        self.days: dict[int, list[int]] = {}
+        self.tail: list[int] = [0] * 7
+        self.dwell: list[int] = [0, 0, 0]
+        self.minutes: dict[int, int] = {}
+        self.entries = 0
+
+    def add(self, user: str, ts: int, seq: int, joined: bool) -> None:
+        """A view of the session after its horizon: not the session's (`Ledger.apply` counts
+        it before it gets here)."""
+        del user, ts, seq, joined
+
+    def joined_users(self) -> list[str]:
+        return []
+
+    def watch_ms(self, user: str, until_ts: int | None = None) -> int:
+        del user, until_ts
+        return 0
+
+    def __contains__(self, user: object) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return self.viewers
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name in self.__slots__:
+            setattr(self, name, state[name])
+
+    @classmethod
+    def combined(cls, parts: Sequence[SessionSummary]) -> SessionSummary:
+        """Several summaries of one session id (a producer that keyed its events apart):
+        counts and sums added (exact when each part holds whole (session, buyer) pairs)."""
+        out = cls()
+        for part in parts:
+            out.viewers += part.viewers
+            out.uplift = (
+                out.uplift[0] + part.uplift[0],
+                out.uplift[1] + part.uplift[1],
+                out.uplift[2] + part.uplift[2],
+                out.uplift[3] + part.uplift[3],
+            )
+            out.orders += part.orders
+            out.after_5min += part.after_5min
+            out.member_orders += part.member_orders
+            out.share_sums = [a + b for a, b in zip(out.share_sums, part.share_sums, strict=True)]
+            out.gmv_cents += part.gmv_cents
+            for day, (gmv, n) in part.days.items():
+                held = out.days.setdefault(day, [0, 0])
+                held[0] += gmv
+                held[1] += n
+            out.tail = [a + b for a, b in zip(out.tail, part.tail, strict=True)]
+            out.dwell = [a + b for a, b in zip(out.dwell, part.dwell, strict=True)]
+            minutes = Counter(out.minutes)
+            minutes.update(part.minutes)
+            out.minutes = {minute: n for minute, n in sorted(minutes.items()) if n}
+            out.entries += part.entries
+        out.days = dict(sorted(out.days.items()))
+        return out
+
+
 @dataclass(slots=True)
 class SessionFacts:
     """Everything known about one session id, whatever order its events arrived in."""
@@ -365,7 +548,9 @@ class SessionFacts:
     last_ts: int = -1
     # user -> [(ts, seq, is_join)] in arrival order; sorted by (ts, seq) when used. Folded
     # (`FoldedPresence`) once the session has ended and the horizon has passed its end.
-    presence: Presence | FoldedPresence = field(default_factory=Presence)
+    # Summarized (`SessionSummary`, its orders and interacting users dropped) once the
+    # session horizon (its end + `SESSION_HORIZON_MS`) has passed every topic's horizon.
+    presence: Presence | FoldedPresence | SessionSummary = field(default_factory=Presence)
     interacting_users: set[str] = field(default_factory=set)
     orders: list[OrderFact] = field(default_factory=list)
 
@@ -377,7 +562,7 @@ class SessionFacts:
     def watch_ms(self, user: str, until_ts: int | None = None) -> int:
         """The user's watch time in the session (claims.md), up to `until_ts` when given."""
         presence = self.presence
-        if isinstance(presence, FoldedPresence):
+        if not isinstance(presence, Presence):
             return presence.watch_ms(user, until_ts)
         records = presence.get(user)
         if records is None:
@@ -387,6 +572,8 @@ class SessionFacts:
     def first_joins(self) -> list[tuple[str, int]]:
         """(user, ts of their first join) for each user with a join, by user."""
         presence = self.presence
+        if isinstance(presence, SessionSummary):
+            return []  # summarized: its first joins are in the ledger's sums
         if isinstance(presence, FoldedPresence):
             return sorted((user, presence._users[user] >> _WATCH_BITS) for user in presence._users)
         out: list[tuple[str, int]] = []
@@ -406,6 +593,20 @@ class SessionFacts:
         users |= self.interacting_users
         users.update(order.user_id for order in self.orders)
         return users
+
+    @property
+    def summary(self) -> SessionSummary | None:
+        """The session's summary once it is folded for good (`Ledger._summarize_sessions`)."""
+        presence = self.presence
+        return presence if isinstance(presence, SessionSummary) else None
+
+    def horizon_orders(self) -> list[OrderFact]:
+        """Its orders that are the session's: all of them, less those stamped after the
+        session horizon of an ended session (orders outside a session from then on)."""
+        if self.ended_ts is None:
+            return self.orders
+        last = self.ended_ts + SESSION_HORIZON_MS
+        return [order for order in self.orders if order.ts <= last]
 
 
 class Ledger:
@@ -427,7 +628,10 @@ class Ledger:
     """
 
     def __init__(
-        self, dedupe_window_ms: int | None = None, future_tolerance_ms: int | None = None
+        self,
+        dedupe_window_ms: int | None = None,
+        future_tolerance_ms: int | None = None,
+        fold_sessions: bool = False,
     ) -> None:
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
             raise ValueError(f"dedupe_window_ms must be positive or None, not {dedupe_window_ms}")
@@ -449,6 +653,21 @@ class Ledger:
         # Sessions ended and not folded yet: id -> end ts (`_fold_closed_sessions`).
         self._ended_unfolded: dict[str, int] = {}
         self.folded_sessions = 0
+        #: Whether closed sessions are summarized once their session horizon has passed
+        #: (`_summarize_sessions`). Their group figures are then fixed with the group events
+        #: this ledger holds, so only a ledger that holds every group event of the sessions'
+        #: merchants may (one fed every partition: `livepulse analyze`, the soak; not yet a
+        #: worker's partition, whose merchants' group events may be keyed to another one).
+        self.fold_sessions = fold_sessions
+        #: The session horizon's rule holds with the session fold only (without it every
+        #: event naming a session is the session's, as before: `_NO_CEILING_MS` is past any
+        #: `ts`); a flag read once per event naming a session.
+        self._session_horizon_ms = SESSION_HORIZON_MS if fold_sessions else _NO_CEILING_MS
+        #: The ledger whose group events (and groups topic's horizon) fix membership at the
+        #: fold, when not this one: a worker's partition holds its sessions, while their
+        #: merchants' group events are keyed to other partitions. Not part of the state.
+        self.membership_from: Ledger | None = None
+        self._init_session_fold()
         #: Sessions folded since the board last took them (`OperatorBoard.take_folded`).
         self.folded_ids: list[str] = []
         #: Why `apply` last returned False: "duplicate" or "expired" (for the caller's metrics).
@@ -484,9 +703,15 @@ class Ledger:
         del reason
         self.counts.rejected += 1
 
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("membership_from", None)  # another ledger, not this one's state
+        return state
+
     def __setstate__(self, state: dict[str, object]) -> None:
         # A state pickled before issue 17 (snapshot version 1) has no window: every id kept.
         self.__dict__.update(state)
+        self.membership_from = None
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -497,6 +722,10 @@ class Ledger:
             self.refused_as = ""
         if "folded_ids" not in state:
             self.folded_ids = []
+        if "fold_sessions" not in state:  # version 4 or older: no session summaries
+            self.fold_sessions = False
+            self._session_horizon_ms = _NO_CEILING_MS
+            self._init_session_fold()
         if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
             self.counts.expired = 0
         if not hasattr(self.counts, "future"):
@@ -528,6 +757,24 @@ class Ledger:
                     self._reply_hours.setdefault(replied_ts // _ID_BUCKET_MS, []).append(
                         question_id
                     )
+
+    def _init_session_fold(self) -> None:
+        """The session fold's state, empty (docs/design.md, "Worker state: what is kept")."""
+        #: Per topic, events naming a session stamped after its session horizon: not the
+        #: session's (a view or interaction changes nothing; an order is outside a session).
+        self.after_session_horizon: list[int] = [0 for _ in TOPICS]
+        #: Sessions whose presence is folded and which wait for their session horizon.
+        self._awaiting_summary: dict[str, int] = {}
+        self.summarized_sessions = 0
+        #: user -> running totals over summarized sessions (`BUYER_*`): session orders, those
+        #: at or after minute 5, those by a group member (the buyer clusters of the shares).
+        self.folded_buyers: dict[str, list[int]] = {}
+        #: user -> [watch ms, pairs] over the summarized sessions' group-member pairs
+        #: (`group_member_dwell`'s user rows).
+        self.folded_dwellers: dict[str, list[int]] = {}
+        #: (merchant, CST month of the session's start) -> user -> earliest first join in a
+        #: summarized session of it (`group_spend_multiple`'s population).
+        self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
 
     def set_future_tolerance(self, future_tolerance_ms: int | None) -> None:
         """Cap how far ahead of the wall clock an event may be and still move its topic's
@@ -606,11 +853,17 @@ class Ledger:
             self.max_ts = ts
         if isinstance(event, _VIEW_EVENTS):
             session = self._session(event.session_id, ts)
-            session.presence.add(event.user_id, ts, self._seq, isinstance(event, ViewerJoined))
+            if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
+                session.presence.add(event.user_id, ts, self._seq, isinstance(event, ViewerJoined))
+            else:
+                self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         elif isinstance(event, Interaction):
             session = self._session(event.session_id, ts)
             if event.kind != "reply":
-                session.interacting_users.add(event.user_id)
+                if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
+                    session.interacting_users.add(event.user_id)
+                else:
+                    self.after_session_horizon[_TOPIC_OF[event.type]] += 1
                 if event.kind == "question":
                     self.questions[event.event_id] = (ts, event.session_id)
                     if window is not None:
@@ -639,7 +892,10 @@ class Ledger:
             self.orders.append(order)
             if event.session_id is not None:
                 session = self._session(event.session_id, ts)
-                session.orders.append(order)
+                if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
+                    session.orders.append(order)
+                else:  # an order outside a session (still in `orders`)
+                    self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         elif isinstance(event, SessionStarted):
             session = self._session(event.session_id, ts)
             # A repeated start under a new event id keeps the earliest one.
@@ -661,7 +917,9 @@ class Ledger:
             self.refunds.append(RefundFact(ts, event.order_id, event.amount_cents, event.reason))
         elif isinstance(event, ProductClicked):
             # No claim uses clicks, but they are events of the session (its last event).
-            self._session(event.session_id, ts)
+            session = self._session(event.session_id, ts)
+            if session.ended_ts is not None and ts > session.ended_ts + self._session_horizon_ms:
+                self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         return True
 
     def _drop_ids_below(self, hour: int, topic: int) -> bool:
@@ -767,6 +1025,8 @@ class Ledger:
         no start, end, view or order older than the end can be applied any more, so the
         watch times and first joins are final, and so is every order's watch time up to it
         for the orders before the end."""
+        if self._awaiting_summary:
+            self._summarize_sessions()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
             return
@@ -787,6 +1047,140 @@ class Ledger:
             )
             self.folded_sessions += 1
             self.folded_ids.append(sid)
+            if self.fold_sessions:  # summarized at a later call, its horizon 3 days later
+                self._awaiting_summary[sid] = ended_ts
+
+    def _summarize_sessions(self) -> None:
+        """Summarize every folded session whose session horizon (end + `SESSION_HORIZON_MS`)
+        is older than the horizons of the sessions, views, orders, interactions and groups
+        topics: no event stamped at or before it can be applied any more, and every event
+        applicable later is after it (not the session's), so its figures are final, its
+        members' membership at its orders and first joins too (docs/design.md)."""
+        groups = self.membership_from or self
+        horizons = [
+            (groups if topic == _GROUPS else self).horizon_ts(topic) for topic in _SUMMARY_TOPICS
+        ]
+        if any(h is None for h in horizons):
+            return
+        horizon = min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
+        if horizon <= min(self._awaiting_summary.values()):
+            return  # none is due (once an hour of each topic: O(sessions waiting))
+        for sid, ended_ts in list(self._awaiting_summary.items()):
+            if ended_ts >= horizon:
+                continue
+            del self._awaiting_summary[sid]
+            session = self.sessions[sid]
+            if isinstance(session.presence, FoldedPresence) and session.ended_ts is not None:
+                self._summarize(session, session.presence)
+
+    def _summarize(self, session: SessionFacts, presence: FoldedPresence) -> None:
+        """Replace a closed session's raw facts by its `SessionSummary` (every sum a claim
+        or its interval reads of it, see the class) and the ledger's per-user totals."""
+        assert session.ended_ts is not None and session.started_ts is not None
+        assert session.merchant_id is not None
+        ended, started, merchant = session.ended_ts, session.started_ts, session.merchant_id
+        last = ended + SESSION_HORIZON_MS
+        memberships: dict[str, Membership] = {}
+        group_events = (self.membership_from or self).group_events
+
+        def member_at(user: str, ts: int) -> bool:
+            found = memberships.get(user)
+            if found is None:
+                events = group_events.get((merchant, user))
+                found = memberships[user] = Membership(events) if events else NEVER_MEMBER
+            return found.member_at(ts)
+
+        summary = SessionSummary()
+        orders = sorted(session.horizon_orders(), key=lambda order: (order.ts, order.order_id))
+        # Events after the session horizon that came before its end was known: counted now
+        # (the others were at their apply), so the count does not depend on arrival order.
+        self.after_session_horizon[_ORDERS] += len(session.orders) - len(orders)
+        pairs: dict[str, list[int]] = {}
+        tail = summary.tail
+        for order in orders:
+            after_5min = order.ts - started >= FIVE_MINUTES_MS
+            member = member_at(order.user_id, order.ts)
+            pair = pairs.setdefault(order.user_id, [0, 0, 0])
+            pair[BUYER_ORDERS] += 1
+            pair[BUYER_AFTER5] += after_5min
+            pair[BUYER_MEMBER] += member
+            amount = order.amount_cents
+            summary.gmv_cents += amount
+            day = summary.days.setdefault(cst_day_start(order.ts), [0, 0])
+            day[0] += amount
+            day[1] += 1
+            if order.ts <= ended:  # `post_live_tail`: paid while live, or in the tail
+                tail[1] += amount
+                tail[3] += 1
+            else:
+                tail[0] += amount
+                tail[2] += 1
+            tail[4] += 1
+            tail[5] += amount
+            tail[6] += amount * amount
+            price = order.max_unit_price_cents
+            minutes = presence.watch_ms(order.user_id, until_ts=order.ts) / 60_000
+            self.folded_figures.fold_order(price_tier(price), price, minutes)
+        if orders:
+            self.folded_figures.price_watch_sessions += 1
+        sums = summary.share_sums
+        for user, pair in pairs.items():
+            n, hits_after, hits_member = pair
+            summary.orders += n
+            summary.after_5min += hits_after
+            summary.member_orders += hits_member
+            sums[SHARE_PAIRS] += 1
+            sums[SHARE_N2] += n * n
+            sums[SHARE_AFTER5_H2] += hits_after * hits_after
+            sums[SHARE_AFTER5_HN] += hits_after * n
+            sums[SHARE_MEMBER_H2] += hits_member * hits_member
+            sums[SHARE_MEMBER_HN] += hits_member * n
+            totals = self.folded_buyers.get(user)
+            if totals is None:
+                self.folded_buyers[user] = list(pair)
+            else:
+                for i, value in enumerate(pair):
+                    totals[i] += value
+        summary.days = dict(sorted(summary.days.items()))
+        joined = {user: first for user, first in session.first_joins() if first <= last}
+        # A user whose joins all came after the horizon (the fold keeps first joins only).
+        self.after_session_horizon[_VIEWS] += len(presence) - len(joined)
+        viewers = set(joined) | session.interacting_users | set(pairs)
+        ib = ip = ob = op = 0
+        for user in viewers:
+            bought = user in pairs
+            if user in session.interacting_users:
+                ip += 1
+                ib += bought
+            else:
+                op += 1
+                ob += bought
+        summary.viewers = len(viewers)
+        summary.uplift = (ib, ip, ob, op)
+        month = self.month_first_joins.setdefault((merchant, cst_month(started)), {})
+        dwell = summary.dwell
+        for user, first in joined.items():
+            known = month.get(user)
+            if known is None or first < known:
+                month[user] = first
+            if not member_at(user, first):
+                continue
+            watched = presence.watch_ms(user)
+            dwell[0] += 1
+            dwell[1] += watched
+            dwell[2] += watched * watched
+            row = self.folded_dwellers.get(user)
+            if row is None:
+                self.folded_dwellers[user] = [watched, 1]
+            else:
+                row[0] += watched
+                row[1] += 1
+        summary.minutes = presence.minutes
+        summary.entries = presence.entries
+        session.presence = summary
+        session.orders = []
+        session.interacting_users = set()
+        self.summarized_sessions += 1
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

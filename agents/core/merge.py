@@ -61,6 +61,7 @@ from agents.core.ledger import (
     OrderFact,
     Presence,
     SessionFacts,
+    SessionSummary,
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import merge_screens
@@ -72,7 +73,10 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     windows = {ledger.dedupe_window_ms for ledger in ledgers}
     # Partitions of one worker share the window; states of workers set differently merge with
     # none (the merged ledger is read, never fed).
-    merged = Ledger(windows.pop() if len(windows) == 1 else None)
+    merged = Ledger(
+        windows.pop() if len(windows) == 1 else None,
+        fold_sessions=bool(ledgers) and all(ledger.fold_sessions for ledger in ledgers),
+    )
     tolerances = {ledger.future_tolerance_ms for ledger in ledgers}
     merged.set_future_tolerance(tolerances.pop() if len(tolerances) == 1 else None)
     # Arrival-number offset of each input: the valid events of the inputs before it.
@@ -103,6 +107,7 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         kept = [k for k in (ledger._kept_from_hour[topic] for ledger in ledgers) if k is not None]
         merged._kept_from_hour[topic] = min(kept) if kept else None
     merged.folded_sessions = sum(ledger.folded_sessions for ledger in ledgers)
+    _merge_session_fold(merged, ledgers)
     for ledger in ledgers:
         for sid, ended_ts in ledger._ended_unfolded.items():
             merged._ended_unfolded[sid] = min(ended_ts, merged._ended_unfolded.get(sid, ended_ts))
@@ -144,6 +149,37 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     return merged
 
 
+def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
+    """The session fold's ledger-wide state: per-user totals added, earliest first joins per
+    (merchant, month), counts summed (a session's summary is in one input, see
+    `_merge_session`; its buyers' and members' totals add across inputs exactly)."""
+    merged.summarized_sessions = sum(ledger.summarized_sessions for ledger in ledgers)
+    for ledger in ledgers:
+        for topic, count in enumerate(ledger.after_session_horizon):
+            merged.after_session_horizon[topic] += count
+        for sid, ended_ts in ledger._awaiting_summary.items():
+            merged._awaiting_summary[sid] = min(
+                ended_ts, merged._awaiting_summary.get(sid, ended_ts)
+            )
+        for into, totals in (
+            (merged.folded_buyers, ledger.folded_buyers),
+            (merged.folded_dwellers, ledger.folded_dwellers),
+        ):
+            for user, values in totals.items():
+                held = into.get(user)
+                if held is None:
+                    into[user] = list(values)
+                else:
+                    for i, value in enumerate(values):
+                        held[i] += value
+        for month, joins in ledger.month_first_joins.items():
+            earliest = merged.month_first_joins.setdefault(month, {})
+            for user, ts in joins.items():
+                known = earliest.get(user)
+                if known is None or ts < known:
+                    earliest[user] = ts
+
+
 def _merge_sessions(ledgers: Sequence[Ledger], offsets: Sequence[int]) -> dict[str, SessionFacts]:
     found: dict[str, list[tuple[SessionFacts, int]]] = {}
     for ledger, offset in zip(ledgers, offsets, strict=True):
@@ -172,6 +208,15 @@ def _merge_session(parts: Sequence[tuple[SessionFacts, int]]) -> SessionFacts:
         out.interacting_users.update(session.interacting_users)
         orders.extend(session.orders)
     out.orders = orders
+    summaries = [s.presence for s, _offset in parts if isinstance(s.presence, SessionSummary)]
+    if summaries:
+        # Summarized for good (a session id met in several inputs only when a producer keyed
+        # its events apart): the summaries added; another input's facts of it came after its
+        # session horizon there, and are not the session's.
+        out.presence = SessionSummary.combined(summaries) if len(summaries) > 1 else summaries[0]
+        out.orders = []
+        out.interacting_users = set()
+        return out
     raw = [(s.presence, offset) for s, offset in parts if isinstance(s.presence, Presence)]
     folded = [s.presence for s, _offset in parts if isinstance(s.presence, FoldedPresence)]
     if not folded:

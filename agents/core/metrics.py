@@ -3,39 +3,53 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
 from agents.core.facts import ClaimFacts, Measurement, order_key, ratio
-from agents.core.ledger import Ledger, SessionFacts
+from agents.core.ledger import (
+    BUYER_AFTER5,
+    BUYER_MEMBER,
+    BUYER_ORDERS,
+    CST,
+    FIVE_MINUTES_MS,
+    PRICE_TIERS,
+    SHARE_AFTER5_H2,
+    SHARE_AFTER5_HN,
+    SHARE_MEMBER_H2,
+    SHARE_MEMBER_HN,
+    SHARE_N2,
+    SHARE_PAIRS,
+    Ledger,
+    SessionFacts,
+    cst_day,
+    cst_month,
+    price_tier,
+)
 from agents.core.sketch import quantile, spearman
 from agents.core.stats import (
+    ClusterSums,
     FloatArray,
+    add_cluster_sums,
     cluster_bootstrap_interval,
     cluster_ratio_t_interval,
     cluster_spearman_interval,
+    cluster_sums,
     day_ratio_intervals,
     log_ratio_interval,
     safe_divide,
     spearman_interval,
     spearman_rho,
-    two_way_mean_se,
-    two_way_wilson_interval,
+    two_way_mean_se_from_sums,
+    two_way_wilson_from_sums,
     wilson_interval,
 )
 
-CST: Final = timezone(timedelta(hours=8), "CST")
 MINUTE_MS: Final[int] = 60_000
-FIVE_MINUTES_MS: Final[int] = 5 * MINUTE_MS
 THIRTY_DAYS_MS: Final[int] = 30 * 24 * 3600 * 1000
-# Price tiers of `price_dwell_association`, by the order's highest unit price (cents).
-PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
-    ("<200", 200_00),
-    ("200-500", 500_00),
-    ("500-1000", 1000_00),
-    (">=1000", 2**63),
-)
+# Price tiers of `price_dwell_association` (`PRICE_TIERS`, by the order's highest unit price
+# in cents), the CST calendar (`cst_day`, `cst_month`) and minute 5 live in the ledger, whose
+# session fold computes with them.
 STABLE_DAY_MIN_ORDERS: Final[int] = 30
 AOV_BAR_CNY: Final[float] = 500.0
 # The family error of `live_aov`'s judged days, split evenly over them (Bonferroni).
@@ -45,17 +59,15 @@ DAY_FAMILY_ALPHA: Final[float] = 0.05
 # The claim functions' own names for the shared views and the guarded ratio (agents.core.facts).
 _Facts = ClaimFacts
 _ratio = ratio
-__all__ = ["Measurement", "order_key"]
-
-
-def cst_day(ts_ms: int) -> str:
-    """Calendar day in China Standard Time (UTC+8) of an epoch-millisecond timestamp."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m-%d")
-
-
-def cst_month(ts_ms: int) -> str:
-    """Calendar month in China Standard Time (UTC+8), as YYYY-MM."""
-    return cst_day(ts_ms)[:7]
+__all__ = [
+    "CST",
+    "FIVE_MINUTES_MS",
+    "PRICE_TIERS",
+    "Measurement",
+    "cst_day",
+    "cst_month",
+    "order_key",
+]
 
 
 def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measurement:
@@ -67,24 +79,63 @@ def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measure
 
 
 def _session_proportion(
-    cases: list[tuple[bool, str, str]], hits_key: str, total_key: str
+    facts: _Facts,
+    cases: list[tuple[bool, str, str]],
+    folded: tuple[str, int, int, int],
+    hits_key: str,
+    total_key: str,
 ) -> Measurement:
-    """A share of session orders, each case (hit, session id, buyer). Orders of one session
-    share its timing and audience, and one buyer orders in several sessions, so the interval
-    is Wilson on the effective sample size of the two crossed clusterings."""
+    """A share of session orders, each held case (hit, session id, buyer), plus the summarized
+    sessions' (`folded`: the `SessionSummary` attribute of their hits, the `SHARE_*` indices of
+    its pair sums h^2 and h n, the `BUYER_*` index of the buyers' running hits). Orders of one
+    session share its timing and audience, and one buyer orders in several sessions, so the
+    interval is Wilson on the effective sample size of the two crossed clusterings; its
+    cluster sums are integers, the held cases' and the summarized ones' added exactly."""
+    attribute, h2_index, hn_index, buyer_index = folded
+    by_session: dict[str, list[int]] = {}
+    by_user: dict[str, list[int]] = {}
+    by_pair: dict[tuple[str, str], list[int]] = {}
+    for hit, sid, user in cases:
+        for row in (
+            by_session.setdefault(sid, [0, 0]),
+            by_user.setdefault(user, [0, 0]),
+            by_pair.setdefault((sid, user), [0, 0]),
+        ):
+            row[0] += hit
+            row[1] += 1
     hits = sum(hit for hit, _sid, _user in cases)
     total = len(cases)
-    interval = two_way_wilson_interval(
-        [hit for hit, _sid, _user in cases],
-        [sid for _hit, sid, _user in cases],
-        [user for _hit, _sid, user in cases],
+    pairs: ClusterSums = cluster_sums(by_pair.values())
+    for _sid, summary in facts.summaries():
+        if summary.orders:
+            session_hits = getattr(summary, attribute)
+            by_session[_sid] = [session_hits, summary.orders]
+            hits += session_hits
+            total += summary.orders
+            sums = summary.share_sums
+            pairs = add_cluster_sums(
+                pairs, (sums[SHARE_PAIRS], sums[h2_index], sums[hn_index], sums[SHARE_N2])
+            )
+    for user, running in facts.ledger.folded_buyers.items():
+        held = by_user.get(user)
+        if held is None:
+            by_user[user] = [running[buyer_index], running[BUYER_ORDERS]]
+        else:
+            held[0] += running[buyer_index]
+            held[1] += running[BUYER_ORDERS]
+    interval = (
+        two_way_wilson_from_sums(
+            hits, total, cluster_sums(by_session.values()), cluster_sums(by_user.values()), pairs
+        )
+        if total
+        else None
     )
     return Measurement(
         _ratio(hits, total),
         total,
         interval,
         {hits_key: hits, total_key: total},
-        clusters=len({sid for _hit, sid, _user in cases}),
+        clusters=len(by_session),
     )
 
 
@@ -97,14 +148,11 @@ def orders_after_minute_5(facts: _Facts) -> Measurement:
     for sid, session, order in facts.session_orders():
         assert session.started_ts is not None
         cases.append((order.ts - session.started_ts >= FIVE_MINUTES_MS, sid, order.user_id))
-    return _session_proportion(cases, "after_5min", "session_orders")
+    folded = ("after_5min", SHARE_AFTER5_H2, SHARE_AFTER5_HN, BUYER_AFTER5)
+    return _session_proportion(facts, cases, folded, "after_5min", "session_orders")
 
 
-def _tier(price_cents: int) -> str:
-    for name, upper in PRICE_TIERS:
-        if price_cents < upper:
-            return name
-    return PRICE_TIERS[-1][0]
+_tier = price_tier
 
 
 def price_dwell_association(facts: _Facts) -> Measurement:
@@ -160,10 +208,15 @@ def _uplift(totals: FloatArray) -> FloatArray:
     return safe_divide(cr_interacting, cr_other)
 
 
-def interaction_pairs(session: SessionFacts) -> tuple[int, int, int, int]:
+def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int, int, int, int]:
     """A session's (viewer) pairs by interaction: interacting buyers, interacting pairs, other
-    buyers, other pairs."""
-    buyers = {order.user_id for order in session.orders}
+    buyers, other pairs (with `horizon`, the session horizon's rule: no buyer by an order
+    after it, as a summary counts them)."""
+    summary = session.summary
+    if summary is not None:
+        return summary.uplift
+    orders = session.horizon_orders() if horizon else session.orders
+    buyers = {order.user_id for order in orders}
     ib = ip = ob = op = 0
     for user in session.viewers:
         bought = user in buyers
@@ -179,7 +232,11 @@ def interaction_pairs(session: SessionFacts) -> tuple[int, int, int, int]:
 def interaction_uplift(facts: _Facts) -> Measurement:
     # One row per session: interacting buyers, interacting pairs, other buyers, other pairs.
     # Only sessions with a `session_started` are sessions (as for "session orders").
-    rows = [interaction_pairs(s) for _sid, s in facts.started.items() if s.viewers]
+    rows = [
+        interaction_pairs(s, facts.ledger.fold_sessions)
+        for _sid, s in facts.started.items()
+        if (s.summary.viewers if s.summary is not None else s.viewers)
+    ]
     ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
     cr_i = _ratio(ib, ip)
     cr_n = _ratio(ob, op)
@@ -217,6 +274,17 @@ def live_aov(facts: _Facts) -> Measurement:
         for bucket in (per_session[sid], day_bucket):
             bucket[0] += order.amount_cents
             bucket[1] += 1
+    summarized = False
+    for sid, summary in facts.summaries():
+        if summary.orders:
+            summarized = True
+            per_session[sid] = [summary.gmv_cents, summary.orders]
+            for day_start, (gmv, n) in summary.days.items():
+                per_day[cst_day(day_start)][sid] = [gmv, n]
+    if summarized:  # clusters in session id order, as the held sessions' loop leaves them
+        per_session = defaultdict(lambda: [0, 0], sorted(per_session.items()))
+        for day, sessions in per_day.items():
+            per_day[day] = dict(sorted(sessions.items()))
     gmv_cents = sum(b[0] for b in per_session.values())
     count = sum(b[1] for b in per_session.values())
     observed = gmv_cents / count / 100 if count else None
@@ -264,7 +332,8 @@ def group_order_share(facts: _Facts) -> Measurement:
     for sid, _session, order in facts.session_orders():
         member = facts.membership(order.merchant_id, order.user_id).member_at(order.ts)
         cases.append((member, sid, order.user_id))
-    return _session_proportion(cases, "member_orders", "session_orders")
+    folded = ("member_orders", SHARE_MEMBER_H2, SHARE_MEMBER_HN, BUYER_MEMBER)
+    return _session_proportion(facts, cases, folded, "member_orders", "session_orders")
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:
@@ -288,42 +357,66 @@ def group_repurchase_30d(facts: _Facts) -> Measurement:
 
 
 def group_member_dwell(facts: _Facts) -> Measurement:
-    # One case per (session, member) pair: its watch time, session and user.
-    minutes: list[float] = []
-    sessions: list[str] = []
-    users: list[str] = []
+    # One case per (session, member) pair: its watch time in ms, session and user; the
+    # summarized sessions' pairs as sums (`SessionSummary.dwell`, `Ledger.folded_dwellers`).
+    by_session: dict[str, list[int]] = {}
+    by_user: dict[str, list[int]] = {}
+    pairs = total_ms = squares_ms = 0
     for sid, session in facts.started.items():
         assert session.merchant_id is not None
+        summary = session.summary
+        if summary is not None:
+            count, watched, squares = summary.dwell
+            if count:
+                by_session[sid] = [watched, count]
+                pairs += count
+                total_ms += watched
+                squares_ms += squares
+            continue
         for user, first_join_ts in session.first_joins():
             if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
                 continue
-            minutes.append(session.watch_ms(user) / MINUTE_MS)
-            sessions.append(sid)
-            users.append(user)
+            watched = session.watch_ms(user)
+            for totals, key in ((by_session, sid), (by_user, user)):
+                row = totals.get(key)
+                if row is None:
+                    totals[key] = [watched, 1]
+                else:
+                    row[0] += watched
+                    row[1] += 1
+            pairs += 1
+            total_ms += watched
+            squares_ms += watched * watched
+    for user, (watched, count) in facts.ledger.folded_dwellers.items():
+        row = by_user.get(user)
+        if row is None:
+            by_user[user] = [watched, count]
+        else:
+            row[0] += watched
+            row[1] += count
     # A member's watch habit goes with them to every session they attend, and a session's
     # length and audience with all its members: the pairs are clustered both ways. The
-    # bootstrap-t resamples users (their rows: summed minutes, pairs) for the skew of the mean
-    # of long-tailed times, and its quantiles are scaled by the two-way (session, user) se.
-    per_user: dict[str, list[float]] = {}
-    for user, value in zip(users, minutes, strict=True):
-        row = per_user.setdefault(user, [0.0, 0.0])
-        row[0] += value
-        row[1] += 1
-    pairs = len(minutes)
-    interval = (
-        cluster_ratio_t_interval(
-            list(per_user.values()), se_floor=two_way_mean_se(minutes, sessions, users)
+    # bootstrap-t resamples users (their rows: summed minutes, pairs, by user id) for the skew
+    # of the mean of long-tailed times, and its quantiles are scaled by the two-way (session,
+    # user) se, from integer sums of ms (each pair is its own pair cluster).
+    interval = None
+    if pairs:
+        se_ms = two_way_mean_se_from_sums(
+            total_ms,
+            pairs,
+            cluster_sums(by_session.values()),
+            cluster_sums(by_user.values()),
+            (pairs, squares_ms, total_ms, pairs),
         )
-        if pairs
-        else None
-    )
+        rows = [[watched / MINUTE_MS, count] for _user, (watched, count) in sorted(by_user.items())]
+        interval = cluster_ratio_t_interval(rows, se_floor=se_ms / MINUTE_MS)
     return Measurement(
-        _ratio(sum(minutes), pairs),
+        _ratio(total_ms / MINUTE_MS, pairs),
         pairs,
         interval,
         {"pairs": pairs},
         # The fewer of the two kinds of cluster bounds what the spread between them can say.
-        clusters=min(len(set(sessions)), len(per_user)),
+        clusters=min(len(by_session), len(by_user)),
     )
 
 
@@ -335,6 +428,12 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
         month = cst_month(session.started_ts)
         for user, earliest in session.first_joins():
             key = (session.merchant_id, month, user)
+            if key not in first_join or earliest < first_join[key]:
+                first_join[key] = earliest
+    # Summarized sessions' first joins, per (merchant, month) (`Ledger.month_first_joins`).
+    for (merchant, month), joins in facts.ledger.month_first_joins.items():
+        for user, earliest in joins.items():
+            key = (merchant, month, user)
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
     spend: dict[tuple[str, str, str], int] = defaultdict(int)

@@ -15,8 +15,10 @@ from agents.core.ledger import (
     FoldedPresence,
     Ledger,
     OrderFact,
+    Presence,
     RefundFact,
     SessionFacts,
+    SessionSummary,
 )
 from agents.core.screen import ScreenState
 from agents.core.timeline import presence_minutes, watch_intervals
@@ -500,6 +502,13 @@ class OperatorBoard:
             parts.watch_ms.extend(folded.watch_ms(user) for user in viewers)
             parts.presence_diff.update(folded.minutes)
             viewers_live: set[str] = set()
+        elif isinstance(folded, SessionSummary):
+            # Summarized (`Ledger(fold_sessions=True)`): entries and concurrency are kept, the
+            # per-viewer watch times, buyers and order offsets not yet (docs/design.md, "Worker
+            # state": the board does not read summaries yet, so no worker summarizes).
+            parts.entries += folded.entries
+            parts.presence_diff.update(folded.minutes)
+            viewers_live = set()
         else:
             for records in folded.values():
                 for _ts, _seq, is_join in records:
@@ -507,7 +516,7 @@ class OperatorBoard:
                         parts.entries += 1
             viewers_live = viewers
         for user in viewers_live:
-            assert not isinstance(folded, FoldedPresence)
+            assert isinstance(folded, Presence)
             presence = folded.get(user)
             if presence is None:  # a viewer by an interaction or an order only
                 parts.watch_ms.append(0)

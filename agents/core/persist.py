@@ -41,6 +41,7 @@ from agents.core.ledger import (
     Presence,
     RefundFact,
     SessionFacts,
+    SessionSummary,
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import MinuteCounts, ScreenState, SkuTally
@@ -55,8 +56,11 @@ MAGIC: Final[bytes] = b"LPst"
 #: 4: a folded question keeps no latency: per session counts, sum and histogram buckets
 #: (`Ledger.folded_replies`), the latencies in the sketch. A version 3 state's folded latency
 #: lists are converted into them when it loads.
-VERSION: Final[int] = 4
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4})
+#: 5: closed sessions summarized past their session horizon (`SessionSummary`, the ledger's
+#: per-user totals and `month_first_joins`, `after_session_horizon`). A version 1-4 state
+#: still loads, with nothing summarized and no session fold (`Ledger.__setstate__`).
+VERSION: Final[int] = 5
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -73,6 +77,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         SessionFacts,
         Presence,
         FoldedPresence,
+        SessionSummary,
         OrderFact,
         RefundFact,
         OperatorBoard,

@@ -92,6 +92,10 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             # within it (a reply later than the horizon: counted here, never lost).
             "folded_questions": sum(ledger.folded_questions.values()),
             "unmatched_replies": ledger.unmatched_replies,
+            # Closed sessions summarized past their session horizon (`Ledger(fold_sessions=
+            # True)`), and events naming a session stamped after it: not the session's.
+            "summarized_sessions": ledger.summarized_sessions,
+            "after_session_horizon": sum(ledger.after_session_horizon),
         },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
@@ -217,6 +221,12 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(
             f"        {unmatched:,} replies answered no question within the answer horizon "
             "(the dedupe window)"
+        )
+    after = (report.get("retention") or {}).get("after_session_horizon") or 0
+    if after:
+        lines.append(
+            f"        {after:,} named a session more than 3 days after its end (the session "
+            "horizon: not the session's)"
         )
     if "operator" in report:
         lines.extend(["", render_operator_summary(report["operator"])])

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
 
-from agents.core.ledger import FoldedPresence, Ledger, SessionFacts
+from agents.core.ledger import FoldedPresence, Ledger, SessionFacts, SessionSummary
 from agents.core.windows import MINUTE_MS
 from schemas.events import Event, OrderPaid, ProductClicked, ViewerJoined
 
@@ -500,7 +500,7 @@ def _present_by_minute(session: SessionFacts, first: int, n: int) -> list[int]:
     """
     viewers = [0] * n
     presence = session.presence
-    if isinstance(presence, FoldedPresence):
+    if isinstance(presence, FoldedPresence | SessionSummary):
         # A folded session keeps the same count as a difference array by minute
         # (`FoldedPresence.minutes`, from `timeline.presence_minutes`): sum it up.
         running = 0

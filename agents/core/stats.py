@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from statistics import NormalDist
 from typing import Final, Literal
 
@@ -160,10 +160,80 @@ def _clustered_sum_of_squares(resid: FloatArray, keys: Sequence[Hashable]) -> fl
     return g / (g - 1) * float(sums @ sums) if g > 1 else math.inf
 
 
+#: One clustering's sums (`cluster_sums`): clusters G, and over them the sums of h^2, h n and
+#: n^2 of each cluster's total h (hits, or a value) and its n cases. Integers when the cases
+#: are, so that a sum's parts can be folded apart and added back exactly (docs/design.md,
+#: "Intervals from summaries").
+ClusterSums = tuple[int, int, int, int]
+
+
+def cluster_sums(totals: Iterable[Sequence[int]]) -> ClusterSums:
+    """`ClusterSums` of clusters given by their (h, n) totals."""
+    g = h2 = hn = n2 = 0
+    for h, n in totals:
+        g += 1
+        h2 += h * h
+        hn += h * n
+        n2 += n * n
+    return g, h2, hn, n2
+
+
+def add_cluster_sums(a: ClusterSums, b: ClusterSums) -> ClusterSums:
+    """The sums of two disjoint sets of clusters."""
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]
+
+
+def _residual_sum_of_squares(sums: ClusterSums, total_h: int, cases: int) -> float:
+    """G/(G-1) * sum over clusters of (h_c - p n_c)^2, p = total_h / cases, from the sums:
+    N^2 sum (h - p n)^2 = N^2 sum h^2 - 2 H N sum h n + H^2 sum n^2, exact in integers
+    (`_clustered_sum_of_squares` of the case residuals, without the cases); inf for G < 2."""
+    g, h2, hn, n2 = sums
+    if g <= 1:
+        return math.inf
+    exact = cases * cases * h2 - 2 * total_h * cases * hn + total_h * total_h * n2
+    return g / (g - 1) * (exact / (cases * cases))
+
+
+def _two_way_cluster_pairs(
+    hits: Sequence[float], first: Sequence[Hashable], second: Sequence[Hashable]
+) -> tuple[ClusterSums, ClusterSums, ClusterSums]:
+    """The `ClusterSums` of cases (hit counts or integer values) clustered by `first`, by
+    `second` and by the pair."""
+    out: list[ClusterSums] = []
+    for keys in (first, second, list(zip(first, second, strict=True))):
+        totals: dict[Hashable, list[int]] = {}
+        for hit, key in zip(hits, keys, strict=True):
+            row = totals.get(key)
+            if row is None:
+                totals[key] = [int(hit), 1]
+            else:
+                row[0] += int(hit)
+                row[1] += 1
+        out.append(cluster_sums(totals.values()))
+    return out[0], out[1], out[2]
+
+
 def two_way_wilson_interval(
     hits: Sequence[bool], first: Sequence[Hashable], second: Sequence[Hashable], z: float = Z95
 ) -> tuple[float, float] | None:
-    """Wilson on N / deff with a design effect from two crossed clusterings of the cases.
+    """Wilson on N / deff with a design effect from two crossed clusterings of the cases
+    (`two_way_wilson_from_sums`, whose sums are taken here from the cases)."""
+    if not hits:
+        return None
+    one, two, both = _two_way_cluster_pairs(hits, first, second)
+    return two_way_wilson_from_sums(sum(bool(h) for h in hits), len(hits), one, two, both, z)
+
+
+def two_way_wilson_from_sums(
+    total_hits: int,
+    cases: int,
+    first: ClusterSums,
+    second: ClusterSums,
+    pairs: ClusterSums,
+    z: float = Z95,
+) -> tuple[float, float] | None:
+    """Wilson on N / deff with a design effect from two crossed clusterings of the cases,
+    from their hits, their number and each clustering's `ClusterSums` (hits as h).
 
     Each case (e.g. a session order) belongs to a cluster of `first` (its session) and one
     of `second` (its buyer, who orders in several sessions). The cluster-robust variance of
@@ -175,20 +245,18 @@ def two_way_wilson_interval(
     between sessions, and Wilson on its cases would silently pass for the clustered interval.
     With one cluster of `second` (one buyer), the one-way variance by `first` is used.
     """
-    n = len(hits)
-    if n == 0 or len(set(first)) < 2:
+    n = cases
+    if n == 0 or first[0] < 2:
         return None
-    h = np.asarray(hits, dtype=np.float64)
-    p = float(h.mean())
+    p = total_hits / n
     binomial = p * (1 - p) / n
     deff = 1.0
     if binomial > 0:
-        resid = h - p
-        one_way = _clustered_sum_of_squares(resid, first)
-        by_second = _clustered_sum_of_squares(resid, second)
+        one_way = _residual_sum_of_squares(first, total_hits, n)
+        by_second = _residual_sum_of_squares(second, total_hits, n)
         if math.isfinite(by_second):
-            pairs = list(zip(first, second, strict=True))
-            robust = (one_way + by_second - _clustered_sum_of_squares(resid, pairs)) / (n * n)
+            both = _residual_sum_of_squares(pairs, total_hits, n)
+            robust = (one_way + by_second - both) / (n * n)
         else:
             robust = one_way / (n * n)
         if math.isfinite(robust):
@@ -429,6 +497,25 @@ def two_way_mean_se(
     return math.sqrt(total) / n
 
 
+def two_way_mean_se_from_sums(
+    total: int, cases: int, first: ClusterSums, second: ClusterSums, pairs: ClusterSums
+) -> float:
+    """`two_way_mean_se` of integer case values from their total, their number and each
+    clustering's `ClusterSums` (a cluster's summed values as h): exact sums, so that the
+    sums of folded cases can be added to the held ones (docs/design.md)."""
+    if cases < 2:
+        return math.nan
+    one = _residual_sum_of_squares(first, total, cases)
+    two = _residual_sum_of_squares(second, total, cases)
+    both = _residual_sum_of_squares(pairs, total, cases)
+    if not (math.isfinite(one) and math.isfinite(two) and math.isfinite(both)):
+        return math.nan
+    variance = one + two - both
+    if variance <= 0:
+        variance = max(one, two)
+    return math.sqrt(variance) / cases
+
+
 def rate_score_interval(
     clusters: Sequence[Sequence[float]], amounts: Sequence[float], z: float = Z95
 ) -> tuple[float, float] | None:
@@ -447,14 +534,29 @@ def rate_score_interval(
     c = 1 it is the score interval for a Poisson mean. None without exposure or amounts, or
     with fewer than 2 clusters.
     """
-    data = np.asarray(clusters, dtype=np.float64).reshape(-1, 2)
+    whole = [round(a) for a in amounts]
+    if whole == list(amounts):  # integer amounts (cents): their sums exact
+        return rate_score_from_sums(clusters, len(whole), sum(whole), sum(a * a for a in whole), z)
     a = np.asarray(amounts, dtype=np.float64)
+    return rate_score_from_sums(clusters, a.size, float(a.sum()), float(a @ a), z)
+
+
+def rate_score_from_sums(
+    clusters: Sequence[Sequence[float]],
+    count: int,
+    amount_sum: float,
+    amount_squares: float,
+    z: float = Z95,
+) -> tuple[float, float] | None:
+    """`rate_score_interval` from the amounts' count, sum and sum of squares (what a folded
+    session keeps of its orders' amounts)."""
+    data = np.asarray(clusters, dtype=np.float64).reshape(-1, 2)
     total_y, total_m = float(data[:, 0].sum()), float(data[:, 1].sum())
     # One cluster: no design effect can be estimated, and the unclustered interval would
     # silently pass for the clustered one.
-    if total_m <= 0 or a.size == 0 or float(a.sum()) <= 0 or data.shape[0] < 2:
+    if total_m <= 0 or count == 0 or amount_sum <= 0 or data.shape[0] < 2:
         return None
-    c = float(a @ a) / float(a.sum())
+    c = amount_squares / amount_sum
     compound = c * total_y / (total_m * total_m)
     robust = ratio_standard_error(data[:, 0], data[:, 1]) ** 2
     if compound > 0 and math.isfinite(robust):

@@ -304,3 +304,27 @@ def test_a_day_interval_past_the_largest_float_is_none_not_an_error() -> None:
     )
     assert found[0] is None
     assert found[1] is not None and math.isfinite(found[1][1])
+
+
+def test_the_two_way_se_from_integer_sums_is_the_one_from_the_cases() -> None:
+    """Issue 17: a summarized session keeps integer cluster sums, not its cases; the two-way
+    se computed from them (exact in ints) equals the one computed from the residuals."""
+    import random
+
+    from agents.core.stats import cluster_sums, two_way_mean_se_from_sums
+
+    rng = random.Random(7)
+    values = [rng.randrange(0, 7_200_000) for _ in range(300)]
+    sessions = [f"s{rng.randrange(25)}" for _ in values]
+    users = [f"u{rng.randrange(60)}" for _ in values]
+    pairs = list(zip(sessions, users, strict=True))
+    by: list[dict[object, list[int]]] = [{}, {}, {}]
+    for value, keys in zip(values, zip(sessions, users, pairs, strict=True), strict=True):
+        for totals, key in zip(by, keys, strict=True):
+            row = totals.setdefault(key, [0, 0])
+            row[0] += value
+            row[1] += 1
+    got = two_way_mean_se_from_sums(
+        sum(values), len(values), *(cluster_sums(totals.values()) for totals in by)
+    )
+    assert got == pytest.approx(two_way_mean_se(values, sessions, users), rel=1e-12)
