@@ -90,8 +90,10 @@ class ReportCache:
         self._starts = 0
         self._serial = 0
         self._building: asyncio.Task[None] | None = None
-        #: Seconds the last build took (wall clock: the fork, the child's build, the parse).
+        #: Seconds the last build took (wall clock: the fork, the child's build, the parse), and
+        #: when it ended (monotonic).
         self.build_s = 0.0
+        self._ended = 0.0
         #: Builds done, and failed children (after which that request built in-process).
         self.builds = 0
         self.failures = 0
@@ -122,13 +124,17 @@ class ReportCache:
                 self._build_here(version)
             assert self._report is not None
             return self._report
-        if self._report is None or stale:
+        # A child builds at most half the time for scrapes (a build ends, as long again
+        # before the next): on a machine of two cores the other one also serves the broker.
+        if self._report is None or (stale and now - self._ended >= self.build_s):
             self._start()
         return self.labelled()
 
     def labelled(self) -> dict[str, Any]:
-        """The newest report, with `as_of`: when its state was read, its events, how far the
-        state has moved on since (seconds and valid events), and its build time."""
+        """The newest report, with `as_of`: when its state was read (`at`, Unix seconds: its
+        age is the reader's clock minus that, not written in, so that two reads of one report
+        are equal), its valid events, whether the state has changed since (`current`) and by
+        how many valid events (`events_since`), and its build time (`build_s`)."""
         if self._report is None:
             events = self._events()
             return {
@@ -144,10 +150,14 @@ class ReportCache:
         as_of = self._as_of
         age = {
             "current": self._version_of() == self._version,
-            "age_s": round(max(0.0, time.time() - as_of["at"]), 3) if "at" in as_of else None,
             "events_since": max(0, self._events() - as_of["events"]) if "events" in as_of else None,
         }
         return {**self._report, "as_of": {**as_of, **age}}
+
+    def age_s(self) -> float | None:
+        """Seconds since the state behind the newest report was read (None: no report yet)."""
+        at = self._as_of.get("at")
+        return None if at is None else max(0.0, time.time() - at)
 
     async def fresh(self) -> dict[str, Any]:
         """A report covering the state as of this call: the cached one if the state has not
@@ -176,7 +186,8 @@ class ReportCache:
         self._report = self._build(ledger, board)
         self._starts += 1
         self._version, self._built_at, self._serial = version, began, self._starts
-        self.build_s = time.monotonic() - began
+        self._ended = time.monotonic()
+        self.build_s = self._ended - began
         self._as_of = {"at": at, "events": events, "build_s": round(self.build_s, 3)}
         self.builds += 1
 
@@ -218,7 +229,8 @@ class ReportCache:
                 began,
                 serial,
             )
-            self.build_s = time.monotonic() - began
+            self._ended = time.monotonic()
+            self.build_s = self._ended - began
             self._as_of = {"at": at, "events": events, "build_s": round(self.build_s, 3)}
             self.builds += 1
 
@@ -285,7 +297,7 @@ class ReportAgeCollector:
 
     def collect(self) -> Iterator[Metric]:
         families = report_age_families()
-        as_of = self._reports.labelled().get("as_of") or {}
+        as_of = {**(self._reports.labelled().get("as_of") or {}), "age_s": self._reports.age_s()}
         for key, name in (
             ("age_s", "livepulse_report_age_seconds"),
             ("events_since", "livepulse_report_events_behind"),
@@ -646,9 +658,9 @@ class WorkerViews:
                 report = None
                 if max_age_s is not None:
                     newest = views.reports.get(max_age_s)
-                    as_of = newest.get("as_of") or {}
-                    age_s = as_of.get("age_s")
-                    if as_of.get("current") or (age_s is not None and age_s <= max_age_s):
+                    age_s = views.reports.age_s()
+                    current = (newest.get("as_of") or {}).get("current")
+                    if current or (age_s is not None and age_s <= max_age_s):
                         report = newest
                 if report is None:
                     # Built off the event loop: only this request waits.

@@ -117,13 +117,13 @@ async def test_get_serves_the_newest_report_labelled_and_fresh_waits_for_the_sta
     assert newest["as_of"]["events"] == events_then
     assert newest["as_of"]["current"] is False
     assert newest["as_of"]["events_since"] == state.ledger.counts.valid - events_then > 0
-    assert newest["as_of"]["age_s"] >= 0
+    assert 0 <= cache.age_s() < 60 and "age_s" not in newest["as_of"]  # two reads are equal
     state.feed(2000)  # moves on again while that build runs: fresh() waits for the next one
     now = await cache.fresh()
     assert now["as_of"]["events"] == state.ledger.counts.valid
     assert now["as_of"]["current"] is True
     assert _same_json(now, build_report(state.ledger, state.board))
-    assert cache.builds == 3
+    assert cache.builds in (2, 3)  # the scrape-started one only if the last build was long ago
 
 
 async def test_a_build_the_child_fails_is_done_in_process_for_the_waiting_request() -> None:
