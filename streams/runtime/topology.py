@@ -136,6 +136,17 @@ class TopologyWatch:
             if (topic, partition) in self.ends and self.ends[(topic, partition)] < position
         ]
 
+    async def look_for_recreated(
+        self, positions: Callable[[], Mapping[tuple[str, int], int]]
+    ) -> list[tuple[str, int, int, int]]:
+        """`look()`, then `recreated()` against the worker's positions as they were before it:
+        the worker applies batches while the look awaits the broker, so a position read after
+        it may be past the end offsets it read (records produced and consumed meanwhile), and
+        a live topic was taken for a re-created one (a paced replay stopped a worker so)."""
+        held = dict(positions())
+        await self.look()
+        return self.recreated(held)
+
     def unread_lag(self) -> dict[str, int]:
         """Records on the partitions beyond the layout, per topic (none of them is read)."""
         lag: dict[str, int] = {}

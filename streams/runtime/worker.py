@@ -150,11 +150,10 @@ class Worker:
 
     async def _watch_topology(self) -> None:
         try:
-            await self.topology.look()
+            recreated = await self.topology.look_for_recreated(lambda: self.state.positions)
         except Exception as exc:  # the broker away: the next look will tell
             log.warning("could not read the contract topics' partitions: %s", exc)
             return
-        recreated = self.topology.recreated(self.state.positions)
         if recreated and self.exit_code is None:
             topic, partition, end, position = recreated[0]
             log.error(

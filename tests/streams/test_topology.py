@@ -44,3 +44,28 @@ def test_a_topic_ending_before_the_position_was_recreated() -> None:
     w = watch(4)
     held = {("live.views", 1): 15, ("live.views", 2): 40, ("live.orders", 0): 7}
     assert w.recreated(held) == [("live.views", 2, 20, 40)]
+
+
+async def test_positions_that_move_on_while_the_ends_are_read_are_not_a_recreated_topic() -> None:
+    """The worker applies batches while the look awaits the broker: a position read after it
+    may be past the ends it read. Compared with the positions from before the look, a live
+    topic is not taken for a re-created one (a paced bench replay stopped a worker so, with
+    exit code 3); a topic that really ends before them still is."""
+    positions = {("live.views", 1): 15}
+
+    class Moving(TopologyWatch):
+        async def look(self) -> None:
+            self.ends = {("live.views", 1): 18}  # the end offset the broker answered
+            positions[("live.views", 1)] = 21  # 6 more records produced and applied meanwhile
+
+    moving = Moving(Settings(), lambda: 4)
+    assert await moving.look_for_recreated(lambda: positions) == []
+    assert moving.recreated(positions) == [("live.views", 1, 18, 21)]  # the race, as before
+
+    class Recreated(TopologyWatch):
+        async def look(self) -> None:
+            self.ends = {("live.views", 1): 3}
+
+    assert await Recreated(Settings(), lambda: 4).look_for_recreated(lambda: positions) == [
+        ("live.views", 1, 3, 21)
+    ]
