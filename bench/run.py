@@ -30,7 +30,7 @@ from bench.scrape import ScrapeLoad
 from bench.shared import delete_app_topics, summary
 from streams.runtime.settings import Settings
 from streams.runtime.topics import EndOffsets, delete_run_topics
-from streams.tools.drain import fetch
+from streams.tools.drain import fetch, fetch_json
 from streams.tools.replayer import replay
 from streams.tools.worker_process import WorkerProcess, free_port, terminate
 
@@ -443,6 +443,18 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _status(worker: WorkerProcess, deadline: float) -> dict[str, Any]:
+    """The worker's /status, retried until `deadline` (+ 60 s) while it does not answer."""
+    while True:
+        try:
+            status: dict[str, Any] = fetch_json(f"{worker.base_url}/status", timeout_s=30.0)
+            return status
+        except OSError:
+            if time.monotonic() > deadline + 60:
+                raise
+            time.sleep(0.5)
+
+
 def latency_once(
     settings: Settings,
     path: Path,
@@ -489,7 +501,9 @@ def latency_once(
             sent = asyncio.run(replay(path, settings, rate=rate))
             deadline = time.monotonic() + 120
             while True:
-                status = worker.status()
+                # A worker whose event loop builds the report (a baseline, under --scrape) may
+                # not answer for seconds: wait for it rather than give up on the pass.
+                status = _status(worker, deadline)
                 if status["records"] >= n or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
