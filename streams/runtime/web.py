@@ -1,8 +1,10 @@
 """The worker's HTTP views: `/metrics` (Prometheus), `/report` (claims JSON), `/status` (positions).
 
-Every figure is built from the worker's ledger and operator board by `agents.core.build_report`
-when asked; a short cache keeps frequent scrapes from rebuilding it while events keep arriving.
-`WorkerViews` registers the collectors and the pages on one worker's app and registry.
+Every figure is built from the worker's ledger and operator board by `agents.core.build_report`,
+in a child forked from the worker so that the event loop goes on applying batches meanwhile
+(`ReportCache`); scrapes read the newest report and say how old it is, `/report` waits for one
+that covers the state at the request. `WorkerViews` registers the collectors and the pages on
+one worker's app and registry.
 """
 
 from __future__ import annotations
