@@ -468,7 +468,7 @@ def latency_once(
     """One paced run: a fresh worker on empty topics, the replayer at `rate`; its lag summary
     and the rate the replayer really reached (it shares the machine's cores).
 
-    `scrape`: `/metrics` every second and `/report` every 2 s during the run, and `/status`
+    `scrape`: `/metrics` every second and `/report` every 2 s during the run, and `/`
     probed every 50 ms for the event loop's stalls (`bench.scrape.ScrapeLoad`).
 
     `pinned`: the worker on CPU 0 alone, the replayer (this process) and the broker on the
@@ -694,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scrape",
         action="store_true",
         help="latency passes under a scraping load: /metrics every second, /report every 2 s, "
-        "and /status probed every 50 ms for the event loop's longest stall (bench/scrape.py)",
+        "and / probed every 50 ms for the event loop's longest stall (bench/scrape.py)",
     )
     args = parser.parse_args(argv)
 

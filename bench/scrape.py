@@ -4,10 +4,12 @@ Why: `/metrics` and `/report` built the report on the worker's event loop (1.7 s
 200,000 records), so a Prometheus scrape and a dashboard polling `/report` held every batch
 behind them; the latency passes did not scrape, so no figure showed it. `ScrapeLoad` GETs
 `/metrics` every `metrics_every_s` and `/report` every `report_every_s` (each in its own
-thread, as Prometheus and a dashboard would), and probes `/status` every `probe_every_s`:
-`/status` is answered on the event loop at once (a few dicts), so its round trip is how long
-the loop was busy when it came, and the longest one bounds the longest stall from above (any
-tree: the baseline's worker needs no instrumentation for it).
+thread, as Prometheus and a dashboard would), and probes `/` every `probe_every_s`: the index
+is a constant answered on the event loop at once, so its round trip is how long the loop was
+busy when it came, and the longest one bounds the longest stall from above (any tree: the
+baseline's worker needs no instrumentation for it). Not `/status`, which was the probe at
+first: it computes the lag quantiles, and at 20 probes a second it was 8% of the worker's
+samples in a py-spy profile (bench/RESULTS.md, Session 8).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class ScrapeLoad:
         for name, path, every in (
             ("metrics", "/metrics", self.metrics_every_s),
             ("report", "/report", self.report_every_s),
-            ("status", "/status", self.probe_every_s),
+            ("status", "/", self.probe_every_s),
         ):
             if every <= 0:
                 continue
