@@ -12,15 +12,20 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of `pid` so far (its threads included), None if gone."""
+def cpu_seconds(pid: int, children: bool = False) -> float | None:
+    """User + system CPU seconds of `pid` so far (its threads included), None if gone; with
+    `children`, plus those of its children it has waited for (the forked snapshot and report
+    children: their CPU is the worker's work done elsewhere)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces; the fields after it are counted from ')'.
     fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICKS
 
 
 def rss_bytes(pid: int | None = None) -> int:

@@ -26,10 +26,11 @@ from typing import Any
 from bench import core
 from bench.data import dataset, preload
 from bench.proc import Affinities, broker_pid, cpu_seconds, machine, pin, unpin
+from bench.scrape import ScrapeLoad
 from bench.shared import delete_app_topics, summary
 from streams.runtime.settings import Settings
 from streams.runtime.topics import EndOffsets, delete_run_topics
-from streams.tools.drain import fetch
+from streams.tools.drain import fetch, fetch_json
 from streams.tools.replayer import replay
 from streams.tools.worker_process import WorkerProcess, free_port, terminate
 
@@ -442,6 +443,18 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _status(worker: WorkerProcess, deadline: float) -> dict[str, Any]:
+    """The worker's /status, retried until `deadline` (+ 60 s) while it does not answer."""
+    while True:
+        try:
+            status: dict[str, Any] = fetch_json(f"{worker.base_url}/status", timeout_s=30.0)
+            return status
+        except OSError:
+            if time.monotonic() > deadline + 60:
+                raise
+            time.sleep(0.5)
+
+
 def latency_once(
     settings: Settings,
     path: Path,
@@ -450,9 +463,13 @@ def latency_once(
     log: Path,
     pythonpath: Path | None = None,
     pinned: bool = False,
+    scrape: bool = False,
 ) -> dict[str, Any]:
     """One paced run: a fresh worker on empty topics, the replayer at `rate`; its lag summary
     and the rate the replayer really reached (it shares the machine's cores).
+
+    `scrape`: `/metrics` every second and `/report` every 2 s during the run, and `/`
+    probed every 50 ms for the event loop's stalls (`bench.scrape.ScrapeLoad`).
 
     `pinned`: the worker on CPU 0 alone, the replayer (this process) and the broker on the
     others, so the worker's latency is not the producer's CPU contention (on this 2-core
@@ -476,14 +493,22 @@ def latency_once(
                 saved.update(pin(broker, set(cpus[1:])))
         # CPU of the worker and of this process (the replayer) over the paced run: on a
         # machine of 2 shared cores the producer's own CPU competes with the worker's.
-        began, worker_cpu, own_cpu = time.time(), cpu_seconds(worker.process.pid), _self_cpu()
-        sent = asyncio.run(replay(path, settings, rate=rate))
-        deadline = time.monotonic() + 120
-        while True:
-            status = worker.status()
-            if status["records"] >= n or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        pid = worker.process.pid
+        began, worker_cpu, own_cpu = time.time(), cpu_seconds(pid), _self_cpu()
+        with_children = cpu_seconds(pid, children=True)
+        load = ScrapeLoad(worker.base_url).start() if scrape else None
+        try:
+            sent = asyncio.run(replay(path, settings, rate=rate))
+            deadline = time.monotonic() + 120
+            while True:
+                # A worker whose event loop builds the report (a baseline, under --scrape) may
+                # not answer for seconds: wait for it rather than give up on the pass.
+                status = _status(worker, deadline)
+                if status["records"] >= n or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        finally:
+            scraped = load.stop() if load is not None else None
         lag = dict(status["processing_lag"])
         # The longest single garbage collection and the seconds in all of them (a stall
         # holds up every record behind it, so it shows in the tail).
@@ -494,8 +519,14 @@ def latency_once(
         lag["gc_longest_ms"] = gc_clock.get("longest_ms")
         lag["gc_total_s"] = gc_clock.get("total_s")
         wall = time.time() - began
-        worker_used = (cpu_seconds(worker.process.pid) or 0.0) - (worker_cpu or 0.0)
+        worker_used = (cpu_seconds(pid) or 0.0) - (worker_cpu or 0.0)
         lag["worker_cpu_share"] = worker_used / wall
+        # Records per CPU second, the forked children's CPU included (those reaped by now).
+        children_used = (cpu_seconds(pid, children=True) or 0.0) - (with_children or 0.0)
+        lag["records_per_cpu_s"] = status["records"] / children_used if children_used else None
+        lag["children_cpu_s"] = children_used - worker_used
+        if scraped is not None:
+            lag.update(scraped)
         lag["producer_cpu_share"] = (_self_cpu() - own_cpu) / wall
     finally:
         unpin(saved)
@@ -518,6 +549,7 @@ def measure_latency(
     variants: dict[str, dict[str, Any]] | None = None,
     baseline: Path | None = None,
     pinned: bool = False,
+    scrape: bool = False,
 ) -> dict[str, Any]:
     """p50/p99 processing lag of the worker under a paced producer at shares of capacity.
 
@@ -545,7 +577,7 @@ def measure_latency(
                 tree = baseline if name.removesuffix(" pinned") == "baseline" else None
                 log = logs / f"latency{tag.replace(' ', '-')}-{share}-{i}.log"
                 pin_it = name == "pinned" or name.endswith(" pinned")
-                lag = latency_once(settings, path, n, rate, log, tree, pinned=pin_it)
+                lag = latency_once(settings, path, n, rate, log, tree, pinned=pin_it, scrape=scrape)
                 print(
                     f"bench: latency{' ' + name if name else ''} at {share:.0%} ({rate:,.0f}/s) "
                     f"pass {i + 1}: {lag}",
@@ -562,7 +594,20 @@ def measure_latency(
                 "max_ms": summary([r["max_ms"] for r in rs]),
                 **{
                     key: summary([float(r[key]) for r in rs])
-                    for key in ("worker_p50_ms", "worker_p99_ms", "gc_longest_ms")
+                    for key in (
+                        "worker_p50_ms",
+                        "worker_p99_ms",
+                        "gc_longest_ms",
+                        "gc_total_s",
+                        "records_per_cpu_s",
+                        "children_cpu_s",
+                        "loop_stall_max_ms",
+                        "loop_stall_p99_ms",
+                        "metrics_median_ms",
+                        "metrics_max_ms",
+                        "report_median_ms",
+                        "report_max_ms",
+                    )
                     if all(r.get(key) is not None for r in rs)
                 },
                 "worker_cpu_share": summary([r["worker_cpu_share"] for r in rs]),
@@ -645,6 +690,12 @@ def main(argv: list[str] | None = None) -> int:
         help="latency passes also with the worker on a CPU of its own (the producer and the "
         "broker on the others)",
     )
+    parser.add_argument(
+        "--scrape",
+        action="store_true",
+        help="latency passes under a scraping load: /metrics every second, /report every 2 s, "
+        "and / probed every 50 ms for the event loop's longest stall (bench/scrape.py)",
+    )
     args = parser.parse_args(argv)
 
     results: dict[str, Any] = {
@@ -699,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
             variants,
             baseline,
             pinned=args.pin,
+            scrape=args.scrape,
         )
         results["latency_capacity"] = capacity
     if baseline is not None:

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -115,6 +116,14 @@ def test_worker_report_metrics_and_dead_letters_match_the_truth(
     # record key (the contract's unit of order), so the worker's concurrent reading of the
     # topics gives the same windows as the file order the truth walks.
     assert operator_mismatches(report["operator"], truth["operator"]) == []
+    # Built off the event loop, and labelled as of the state it covers: all of it.
+    assert report["as_of"]["current"] is True and report["as_of"]["events_since"] == 0
+    assert report["as_of"]["events"] == truth["events"]["valid"]
+    # ?max_age_s: the newest report without waiting (the same one: nothing came since).
+    assert fetch_json(f"{worker.base_url}/report?max_age_s=60") == report
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        fetch_json(f"{worker.base_url}/report?max_age_s=soon")
+    assert bad.value.code == 400
 
     # `livepulse report` prints the same JSON, and the same figures as a table.
     as_json = livepulse("report", "--from", worker.base_url, "--json")
@@ -145,6 +154,10 @@ def test_worker_report_metrics_and_dead_letters_match_the_truth(
     overall_entries = truth["operator"]["overall"]["entries"]
     assert [s.value for s in entries if s.labels["level"] == "overall"] == [overall_entries]
     assert sum(s.value for s in entries if s.labels["level"] == "room") == overall_entries
+    # The report behind those families covers every event, and says so.
+    assert [s.value for s in samples["livepulse_report_events_behind"]] == [0.0]
+    assert samples["livepulse_report_age_seconds"][0].value >= 0
+    assert samples["livepulse_report_build_seconds"][0].value > 0
 
     # The dead-letter topic: one record per rejected line, the original bytes and key, and
     # headers that point back at that very record on its source topic.

@@ -270,6 +270,30 @@ def operator_families() -> dict[str, Any]:
     return families
 
 
+def report_age_families() -> dict[str, GaugeMetricFamily]:
+    """How old the report behind the claim and operator families is
+    (`streams.runtime.web.ReportAgeCollector`): it is built off the event loop, in the
+    background, so it trails the live counters."""
+    return {
+        name: GaugeMetricFamily(name, doc)
+        for name, doc in (
+            (
+                "livepulse_report_age_seconds",
+                "Seconds since the worker's state was read for the report behind the claim "
+                "and operator families.",
+            ),
+            (
+                "livepulse_report_events_behind",
+                "Valid events applied since that state was read (0: the report is current).",
+            ),
+            (
+                "livepulse_report_build_seconds",
+                "Wall-clock seconds the latest report build took (in a forked child).",
+            ),
+        )
+    }
+
+
 #: The additive parts of every claim, summed over workers (`streams.runtime.claim_parts`).
 CLAIM_PART_METRIC: Final[str] = "livepulse_claim_part"
 #: Each claim's figure, interval, claimed value and verdict over every partition.

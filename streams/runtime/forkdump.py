@@ -33,6 +33,7 @@ import struct
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -62,6 +63,8 @@ class ForkedDump:
     pid: int
     fd: int
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: What the child makes, for the errors ("snapshot", "report").
+    what: str = "snapshot"
     _reaped: bool = False
 
     def collect(self) -> bytes:
@@ -75,7 +78,7 @@ class ForkedDump:
                     self.kill()
                     self._reap()  # SIGKILL cannot be caught: this returns at once
                     raise ForkDumpError(
-                        f"snapshot child {self.pid} did not finish within {self.timeout_s:.0f} s"
+                        f"{self.what} child {self.pid} did not finish within {self.timeout_s:.0f} s"
                     )
                 ready, _, _ = select.select([self.fd], [], [], min(left, 1.0))
                 if not ready:
@@ -89,13 +92,14 @@ class ForkedDump:
         status = self._reap()
         data = b"".join(chunks)
         if status is not None and status != 0:
-            raise ForkDumpError(f"snapshot child {self.pid} failed ({_describe(status)})")
+            raise ForkDumpError(f"{self.what} child {self.pid} failed ({_describe(status)})")
         if len(data) < _LENGTH.size:
-            raise ForkDumpError(f"snapshot child {self.pid} wrote no dump")
+            raise ForkDumpError(f"{self.what} child {self.pid} wrote no dump")
         (length,) = _LENGTH.unpack_from(data)
         if len(data) - _LENGTH.size != length:
+            written = len(data) - _LENGTH.size
             raise ForkDumpError(
-                f"snapshot child {self.pid} wrote {len(data) - _LENGTH.size:,} of {length:,} bytes"
+                f"{self.what} child {self.pid} wrote {written:,} of {length:,} bytes"
             )
         return data[_LENGTH.size :]
 
@@ -137,6 +141,26 @@ def fork_dump(
     The dump is of the state at this call, whatever the caller changes afterwards. Raises
     OSError if the fork fails (out of processes or memory): the caller falls back or retries.
     """
+    return fork_bytes(lambda: dump_state(ledger, board), timeout_s)
+
+
+def fork_bytes(
+    produce: Callable[[], bytes],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    nice: int = CHILD_NICE,
+    what: str = "snapshot",
+) -> ForkedDump:
+    """Fork a child that writes `produce()` to a pipe; returns at once (`collect()` the bytes).
+
+    Why (besides the snapshots): the report (`agents.core.build_report`, 1.7 s of CPU at
+    200,000 records) is built this way too (`streams.runtime.web.ReportCache`), so it runs on
+    the other core instead of holding up the batches on the worker's event loop.
+
+    `produce` runs in the child, on the process's memory as it was at this call (so on a
+    consistent state, whatever the caller changes afterwards), under the same rules as the
+    snapshot dump (module docstring): no logging, locks, Kafka, RocksDB or event loop. `nice`
+    is added to the worker's niceness in the child. Raises OSError if the fork fails.
+    """
     read_fd, write_fd = os.pipe()
     try:
         with warnings.catch_warnings():
@@ -149,12 +173,12 @@ def fork_dump(
         os.close(write_fd)
         raise
     if pid == 0:  # the child: never returns
-        _child(ledger, board, read_fd, write_fd)
+        _child(produce, nice, read_fd, write_fd)
     os.close(write_fd)
-    return ForkedDump(pid, read_fd, timeout_s)
+    return ForkedDump(pid, read_fd, timeout_s, what)
 
 
-def _child(ledger: Ledger, board: OperatorBoard, read_fd: int, write_fd: int) -> None:
+def _child(produce: Callable[[], bytes], nice: int, read_fd: int, write_fd: int) -> None:
     code = 1
     try:
         os.close(read_fd)
@@ -163,16 +187,16 @@ def _child(ledger: Ledger, board: OperatorBoard, read_fd: int, write_fd: int) ->
         # goes first; the child takes what is left (nice 19: ~1.5% of a contended core, all
         # of an idle one).
         with contextlib.suppress(OSError):
-            os.nice(CHILD_NICE)
-        gc.disable()  # nothing here makes cycles; a collection would only copy pages
-        blob = dump_state(ledger, board)
+            os.nice(nice)
+        gc.disable()  # a collection would only copy pages; the child's garbage dies with it
+        blob = produce()
         _write_all(write_fd, _LENGTH.pack(len(blob)))
         _write_all(write_fd, blob)
         code = 0
     except BaseException:
         # No logging here (its locks may be held by a thread that did not follow the fork).
         with contextlib.suppress(BaseException):
-            os.write(2, f"livepulse snapshot child:\n{traceback.format_exc()}".encode())
+            os.write(2, f"livepulse forked child:\n{traceback.format_exc()}".encode())
     finally:
         os._exit(code)
 

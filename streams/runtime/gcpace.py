@@ -97,12 +97,21 @@ class GcPacer:
 
 @dataclass
 class GcClock:
-    """Collections and the seconds spent in them, per generation (a `gc.callbacks` hook)."""
+    """Collections and the time spent in them, per generation (a `gc.callbacks` hook).
+
+    `seconds` are CPU seconds of the collecting thread (`time.thread_time`), so the GC share of
+    the worker's CPU is read against its CPU time: before, they were wall-clock seconds, and on
+    a loaded machine a collection preempted by other processes counted its waiting too (36.8%
+    "of CPU" in bench/RESULTS.md's Session 7). A collection's pause as the event loop sees it is
+    wall-clock time: `wall_seconds`, and `longest_s` (the longest pause, wall clock).
+    """
 
     collections: list[int] = field(default_factory=lambda: [0, 0, 0])
     seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    wall_seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     longest_s: float = 0.0
     _began: float = 0.0
+    _began_cpu: float = 0.0
     installed: bool = False
 
     def install(self) -> GcClock:
@@ -119,11 +128,14 @@ class GcClock:
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._began = time.perf_counter()
+            self._began_cpu = time.thread_time()
             return
+        cpu = time.thread_time() - self._began_cpu
         took = time.perf_counter() - self._began
         generation = info["generation"]
         self.collections[generation] += 1
-        self.seconds[generation] += took
+        self.seconds[generation] += cpu
+        self.wall_seconds[generation] += took
         self.longest_s = max(self.longest_s, took)
 
     def status(self) -> dict[str, object]:
@@ -131,5 +143,7 @@ class GcClock:
             "collections": list(self.collections),
             "seconds": [round(s, 4) for s in self.seconds],
             "total_s": round(sum(self.seconds), 4),
+            "wall_seconds": [round(s, 4) for s in self.wall_seconds],
+            "total_wall_s": round(sum(self.wall_seconds), 4),
             "longest_ms": round(self.longest_s * 1000, 1),
         }

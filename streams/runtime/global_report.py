@@ -14,13 +14,19 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
+
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import OperatorBoard
 from agents.core.persist import load_state
 from agents.core.report import build_report
+from streams.runtime.forkdump import CAN_FORK, fork_bytes
 from streams.runtime.settings import Settings
 from streams.runtime.statestore import Changelog, Snapshot
 from streams.runtime.topics import end_offsets, partition_counts
+
+#: As the worker serves JSON (`streams.runtime.web`): numpy numbers, non-string keys.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def _build(blobs: list[bytes], settings: Settings) -> dict[str, Any]:
@@ -76,7 +82,18 @@ async def global_report(
             break
         await asyncio.sleep(poll_s)
     blobs = [snapshots[p].blob for p in sorted(snapshots)]
-    if build_in_thread:  # a worker's event loop keeps serving while the report is built
+    if build_in_thread and CAN_FORK:
+        # A worker's event loop keeps serving while the report is built: in a forked child,
+        # not a thread (which held the GIL for most of the build, so the loop crawled).
+        child = fork_bytes(
+            lambda: orjson.dumps(_build(blobs, settings), option=_JSON_OPTIONS), what="report"
+        )
+        try:
+            report = dict(orjson.loads(await asyncio.to_thread(child.collect)))
+        except BaseException:
+            child.kill()
+            raise
+    elif build_in_thread:  # no fork here (Windows): a thread
         report = await asyncio.to_thread(_build, blobs, settings)
     else:
         report = _build(blobs, settings)

@@ -1,8 +1,10 @@
 """The worker's HTTP views: `/metrics` (Prometheus), `/report` (claims JSON), `/status` (positions).
 
-Every figure is built from the worker's ledger and operator board by `agents.core.build_report`
-when asked; a short cache keeps frequent scrapes from rebuilding it while events keep arriving.
-`WorkerViews` registers the collectors and the pages on one worker's app and registry.
+Every figure is built from the worker's ledger and operator board by `agents.core.build_report`,
+in a child forked from the worker so that the event loop goes on applying batches meanwhile
+(`ReportCache`); scrapes read the newest report and say how old it is, `/report` waits for one
+that covers the state at the request. `WorkerViews` registers the collectors and the pages on
+one worker's app and registry.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from streams.runtime.families import (
     WINDOWS,
     claim_families,
     operator_families,
+    report_age_families,
 )
+from streams.runtime.forkdump import CAN_FORK, fork_bytes
 from streams.runtime.global_report import global_report
 from streams.runtime.provenance import mark_if_simulated
 from streams.runtime.screen import register_screen
@@ -39,11 +43,27 @@ from streams.runtime.state import LiveState
 
 log = logging.getLogger(__name__)
 
+#: A report child that has not delivered by then is killed (and the request builds in-process).
+REPORT_TIMEOUT_S: Final[float] = 600.0
+#: The report child's niceness (added to the worker's): the batches go first on a shared core,
+#: but less so than for the snapshot child (19), since a `/report` request may be waiting.
+REPORT_CHILD_NICE: Final[int] = 5
+
 
 class ReportCache:
     """The latest report of a changing state, rebuilt when it has changed and is old enough.
 
     `source` gives the state to report on; `version` changes whenever the state does.
+
+    With `forked` (the worker), a build runs in a child forked from the worker
+    (`streams.runtime.forkdump.fork_bytes`): the child reads the state as it was at the fork
+    (copy-on-write), merges the partitions, builds the report and sends its JSON back, while
+    the event loop goes on applying batches (the build was 1.7 s of CPU at 200,000 records,
+    all of it on the loop: bench/RESULTS.md, Session 8). Then `get` never builds: it returns
+    the newest report (labelled with its `as_of`) and starts a build in the background when the
+    state changed and the report is `max_age_s` old; `fresh()` waits for one that covers the
+    state as of the call. Without `forked`, or where the platform cannot fork, `get` builds
+    in-process (tests, the offline analyzer).
     """
 
     def __init__(
@@ -51,6 +71,10 @@ class ReportCache:
         source: Callable[[], tuple[Ledger, OperatorBoard | None]],
         version: Callable[[], Hashable],
         build: Callable[[Ledger, OperatorBoard | None], dict[str, Any]] = build_report,
+        *,
+        forked: bool = False,
+        events: Callable[[], int] | None = None,
+        timeout_s: float = REPORT_TIMEOUT_S,
     ) -> None:
         self._source = source
         self._version_of = version
@@ -58,6 +82,23 @@ class ReportCache:
         self._report: dict[str, Any] | None = None
         self._version: Hashable = None
         self._built_at = 0.0
+        self.forked = forked and CAN_FORK
+        self._events = events if events is not None else lambda: 0
+        self._timeout_s = timeout_s
+        #: What the newest report covers: the state's wall-clock time and valid events when it
+        #: was read, and how long the build took (s).
+        self._as_of: dict[str, Any] = {}
+        #: Builds started so far, and the start number of the newest report's build.
+        self._starts = 0
+        self._serial = 0
+        self._building: asyncio.Task[None] | None = None
+        #: Seconds the last build took (wall clock: the fork, the child's build, the parse), and
+        #: when it ended (monotonic).
+        self.build_s = 0.0
+        self._ended = 0.0
+        #: Builds done, and failed children (after which that request built in-process).
+        self.builds = 0
+        self.failures = 0
 
     @classmethod
     def of_ledger(cls, ledger: Ledger, board: OperatorBoard | None = None) -> ReportCache:
@@ -70,14 +111,153 @@ class ReportCache:
         return cls(lambda: (ledger, board), version)
 
     def get(self, max_age_s: float = 0.0) -> dict[str, Any]:
-        """The report; a cached one if nothing changed since, or if it is under `max_age_s` old."""
+        """The report; a cached one if nothing changed since, or if it is under `max_age_s` old.
+
+        Forked (and called on a running event loop): the newest report built so far, never
+        built here (a build starts in the
+        background when the state changed and the report is `max_age_s` old); before the first
+        build ends, a report with no claims and no operator section (`as_of` says so).
+        """
         version = self._version_of()
         now = time.monotonic()
-        if self._report is None or (version != self._version and now - self._built_at >= max_age_s):
-            ledger, board = self._source()
-            self._report = self._build(ledger, board)
-            self._version, self._built_at = version, now
-        return self._report
+        stale = version != self._version and now - self._built_at >= max_age_s
+        if not self.forked or not _loop_running():
+            if self._report is None or stale:
+                self._build_here(version)
+            assert self._report is not None
+            return self._report
+        # A child builds at most half the time for scrapes (a build ends, as long again
+        # before the next): on a machine of two cores the other one also serves the broker.
+        if self._report is None or (stale and now - self._ended >= self.build_s):
+            self._start()
+        return self.labelled()
+
+    def labelled(self) -> dict[str, Any]:
+        """The newest report, with `as_of`: when its state was read (`at`, Unix seconds: its
+        age is the reader's clock minus that, not written in, so that two reads of one report
+        are equal), its valid events, whether the state has changed since (`current`) and by
+        how many valid events (`events_since`), and its build time (`build_s`)."""
+        if self._report is None:
+            events = self._events()
+            return {
+                "claims": {},
+                "events": {"valid": events},
+                "as_of": {
+                    "pending": True,
+                    "current": False,
+                    "events": None,
+                    "events_since": events,
+                },
+            }
+        as_of = self._as_of
+        age = {
+            "current": self._version_of() == self._version,
+            "events_since": max(0, self._events() - as_of["events"]) if "events" in as_of else None,
+        }
+        return {**self._report, "as_of": {**as_of, **age}}
+
+    def age_s(self) -> float | None:
+        """Seconds since the state behind the newest report was read (None: no report yet)."""
+        at = self._as_of.get("at")
+        return None if at is None else max(0.0, time.time() - at)
+
+    async def fresh(self) -> dict[str, Any]:
+        """A report covering the state as of this call: the cached one if the state has not
+        changed since it was read, else the next build (the event loop goes on meanwhile)."""
+        if not self.forked:
+            return self.get()
+        version = self._version_of()
+        floor = self._starts  # a build started after this call covers it
+        while not (self._report is not None and (self._version == version or self._serial > floor)):
+            building = self._start()
+            try:
+                await asyncio.shield(building)
+            except Exception as exc:  # the child failed: this once, in-process
+                log.warning("report build in a forked child failed (%s): building in-process", exc)
+                self._build_here(self._version_of())
+        return self.labelled()
+
+    async def first(self) -> None:
+        """Wait until there is a report (the first build), if none was built yet."""
+        if self.forked and self._report is None:
+            await self.fresh()
+
+    def _build_here(self, version: Hashable) -> None:
+        began, at, events = time.monotonic(), time.time(), self._events()
+        ledger, board = self._source()
+        self._report = self._build(ledger, board)
+        self._starts += 1
+        self._version, self._built_at, self._serial = version, began, self._starts
+        self._ended = time.monotonic()
+        self.build_s = self._ended - began
+        self._as_of = {"at": at, "events": events, "build_s": round(self.build_s, 3)}
+        self.builds += 1
+
+    def _start(self) -> asyncio.Task[None]:
+        """The build in flight, or a new one (the fork happens here, between two batches)."""
+        if self._building is not None and not self._building.done():
+            return self._building
+        self._starts += 1
+        serial, version = self._starts, self._version_of()
+        began, at, events = time.monotonic(), time.time(), self._events()
+        source, build = self._source, self._build
+
+        def produce() -> bytes:  # runs in the child, on the state as it was at the fork
+            ledger, board = source()
+            return orjson.dumps(build(ledger, board), option=_JSON_OPTIONS)
+
+        try:
+            child = fork_bytes(produce, self._timeout_s, nice=REPORT_CHILD_NICE, what="report")
+        except OSError as exc:  # out of processes or memory: in-process this time
+            log.warning("fork for the report failed (%r): building in-process", exc)
+
+            async def here() -> None:
+                self._build_here(version)
+
+            self._building = asyncio.ensure_future(here())
+            return self._building
+
+        async def collect() -> None:
+            try:
+                blob = await asyncio.get_running_loop().run_in_executor(None, child.collect)
+            except BaseException:
+                child.kill()
+                self.failures += 1
+                raise
+            report = orjson.loads(blob)
+            self._report, self._version, self._built_at, self._serial = (
+                report,
+                version,
+                began,
+                serial,
+            )
+            self._ended = time.monotonic()
+            self.build_s = self._ended - began
+            self._as_of = {"at": at, "events": events, "build_s": round(self.build_s, 3)}
+            self.builds += 1
+
+        self._building = asyncio.ensure_future(collect())
+        # A build nobody awaits (started by a scrape) must not log "exception never retrieved".
+        self._building.add_done_callback(_retrieve)
+        return self._building
+
+    def stop(self) -> None:
+        """Kill the report child in flight, if any (the worker is stopping)."""
+        if self._building is not None and not self._building.done():
+            self._building.cancel()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # called outside the worker's loop (a test's collector): build here
+        return False
+    return True
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("report build failed: %s", task.exception())
 
 
 class ClaimCollector:
@@ -105,6 +285,28 @@ class ClaimCollector:
                 families["verdict"].add_metric(
                     [claim_id, verdict], 1.0 if claim.get("verdict") == verdict else 0.0
                 )
+        yield from families.values()
+
+
+class ReportAgeCollector:
+    """How old the report behind the claim and operator families is (`ReportCache`)."""
+
+    def __init__(self, reports: ReportCache) -> None:
+        self._reports = reports
+
+    def describe(self) -> Iterator[Metric]:
+        yield from report_age_families().values()
+
+    def collect(self) -> Iterator[Metric]:
+        families = report_age_families()
+        as_of = {**(self._reports.labelled().get("as_of") or {}), "age_s": self._reports.age_s()}
+        for key, name in (
+            ("age_s", "livepulse_report_age_seconds"),
+            ("events_since", "livepulse_report_events_behind"),
+            ("build_s", "livepulse_report_build_seconds"),
+        ):
+            if as_of.get(key) is not None:
+                families[name].add_metric([], float(as_of[key]))
         yield from families.values()
 
 
@@ -290,6 +492,19 @@ class GlobalReports:
 _JSON_OPTIONS: Final[int] = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
+def _max_age(text: str | None) -> float | None:
+    """`/report`'s `max_age_s` (seconds, >= 0), or None when not given."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"max_age_s must be a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"max_age_s must be >= 0 and finite, got {text!r}")
+    return value
+
+
 def _json_body(value: Any) -> bytes:
     return orjson.dumps(value, option=_JSON_OPTIONS)
 
@@ -312,7 +527,14 @@ class WorkerViews:
         self.state = state
         #: Partitions of each contract topic (as checked at the start; None: unknown).
         self.source_partitions = source_partitions
-        self.reports = ReportCache(state.view, lambda: state.version, self._report_of_held)
+        # Built in a forked child (off the event loop) unless snapshots may not fork either.
+        self.reports = ReportCache(
+            state.view,
+            lambda: state.version,
+            self._report_of_held,
+            forked=settings.snapshot_fork,
+            events=lambda: state.counts().valid,
+        )
         self.global_reports = GlobalReports(settings, self._mark_simulated)
         registry = state.metrics.registry
         registry.register(ClaimCollector(self.reports, settings.report_max_age_s))
@@ -328,6 +550,7 @@ class WorkerViews:
         # claims' parts: this worker's report when it holds everything, the leader's merged
         # one otherwise.
         registry.register(GlobalClaimCollector(self.cross_partition_report))
+        registry.register(ReportAgeCollector(self.reports))
         # With the records of partitions no worker reads (`streams.runtime.topology`) added in.
         self.consumer_lag = ConsumerLagCollector(
             # Lambdas: faust creates its consumer on first access, which must wait for the worker.
@@ -409,20 +632,42 @@ class WorkerViews:
 
             async def get(self, request: Any) -> Any:
                 encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+                # The claim and operator families read the newest report, built off the loop
+                # (`ReportCache`); only the very first scrape waits for one.
+                await views.reports.first()
                 return self.bytes(
                     encoder(state.metrics.registry), headers={"Content-Type": content_type}
                 )
 
         @app.page("/report")
         class ReportView(faust.web.View):
-            """The claims report (docs/design.md), as of every event processed so far."""
+            """The claims report (docs/design.md), as of every event processed so far; with
+            `?max_age_s=S`, the newest one built if its state is at most S seconds old."""
 
             async def get(self, request: Any) -> Any:
+                try:
+                    max_age_s = _max_age(request.query.get("max_age_s"))
+                except ValueError as exc:
+                    return self.bytes(
+                        _json_body({"error": str(exc)}),
+                        content_type="application/json",
+                        status=400,
+                    )
                 if request.query.get("scope") == "global":
                     # Every partition, whichever worker holds it: merged from the snapshots.
                     body = await views.global_reports.get(views.settings.report_max_age_s)
                     return self.bytes(_json_body(body), content_type="application/json")
-                return self.bytes(_json_body(views.reports.get()), content_type="application/json")
+                report = None
+                if max_age_s is not None:
+                    newest = views.reports.get(max_age_s)
+                    age_s = views.reports.age_s()
+                    current = (newest.get("as_of") or {}).get("current")
+                    if current or (age_s is not None and age_s <= max_age_s):
+                        report = newest
+                if report is None:
+                    # Built off the event loop: only this request waits.
+                    report = await views.reports.fresh()
+                return self.bytes(_json_body(report), content_type="application/json")
 
         @app.page("/status")
         class StatusView(faust.web.View):

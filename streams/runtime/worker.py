@@ -171,6 +171,7 @@ class Worker:
             os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: snapshots flushed
 
     async def _on_stop(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        self.views.reports.stop()
         await self.dead_letters.settle()
         await self.keeper.flush()
         await self.keeper.changelog.stop()

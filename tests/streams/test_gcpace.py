@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from streams.runtime.gcpace import GcPacer
+from streams.runtime.gcpace import GcClock, GcPacer
 
 
 class _Node:
@@ -75,3 +76,31 @@ def test_the_frozen_count_is_tracked_without_walking_the_frozen_list(pacer: GcPa
         assert pacer.status()["frozen_objects"] == gc.get_freeze_count()
     assert pacer.collections == 4
     del keep
+
+
+def test_the_gc_clock_counts_cpu_time_which_cannot_exceed_the_process_cpu() -> None:
+    """A collection that waits (here: another gc callback that sleeps inside it, as a
+    collection preempted on a loaded machine waits) counts its waiting in `wall_seconds`, not
+    in `seconds`: the GC share of CPU read from `seconds` cannot pass the process's CPU time.
+    Timed by the wall clock (before), `seconds` came to the 0.3 s slept against ~0 of CPU."""
+    clock = GcClock().install()
+
+    def waits(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            time.sleep(0.015)
+
+    gc.callbacks.append(waits)  # after the clock's: inside its start-stop window
+    try:
+        cpu_before = time.process_time()
+        for _ in range(20):
+            gc.collect(0)
+        cpu = time.process_time() - cpu_before
+    finally:
+        gc.callbacks.remove(waits)
+        clock.uninstall()
+    status = clock.status()
+    assert clock.collections[0] == 20
+    assert sum(clock.wall_seconds) >= 20 * 0.015  # the pauses as the event loop saw them
+    assert status["longest_ms"] >= 15
+    assert sum(clock.seconds) <= cpu
+    assert status["total_s"] <= round(cpu, 4) + 1e-4
