@@ -133,7 +133,7 @@ def soak(
     gc.collect()
 
     window_ms = round(window_days * DAY_MS) or None
-    ledger, board = Ledger(window_ms), OperatorBoard()
+    ledger, board = Ledger(window_ms, refund_horizon_ms=90 * DAY_MS), OperatorBoard()  # the default
     samples: list[dict[str, Any]] = []
     first_ts: int | None = None
     next_sample_ts: int | None = None

@@ -61,6 +61,7 @@ from agents.core.ledger import (
     OrderFact,
     Presence,
     SessionFacts,
+    widest_refund_horizon,
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import merge_screens
@@ -73,6 +74,7 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     # Partitions of one worker share the window; states of workers set differently merge with
     # none (the merged ledger is read, never fed).
     merged = Ledger(windows.pop() if len(windows) == 1 else None)
+    merged.refund_horizon_ms = widest_refund_horizon(ledgers)
     tolerances = {ledger.future_tolerance_ms for ledger in ledgers}
     merged.set_future_tolerance(tolerances.pop() if len(tolerances) == 1 else None)
     # Arrival-number offset of each input: the valid events of the inputs before it.
@@ -111,6 +113,23 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     merged.sessions = _merge_sessions(ledgers, offsets)
     merged.orders = [order for ledger in ledgers for order in ledger.orders]
     merged.refunds = [refund for ledger in ledgers for refund in ledger.refunds]
+    for ledger in ledgers:
+        # A (merchant, user)'s first and earliest later order: the two smallest distinct ts
+        # of the inputs' pairs; spend and first joins summed and taken at their minimum.
+        for pair, (first, later) in ledger.first_orders.items():
+            held = merged.first_orders.get(pair)
+            times = {first} if later is None else {first, later}
+            if held is not None:
+                times.update(t for t in held if t is not None)
+            smallest = sorted(times)[:2]
+            merged.first_orders[pair] = (smallest[0], smallest[1] if len(smallest) > 1 else None)
+        for key, cents in ledger.month_spend.items():
+            merged.month_spend[key] = merged.month_spend.get(key, 0) + cents
+        for month_key, joins in ledger.month_first_joins.items():
+            month_joins = merged.month_first_joins.setdefault(month_key, {})
+            for user, ts in joins.items():
+                if user not in month_joins or ts < month_joins[user]:
+                    month_joins[user] = ts
     merged.group_events = _merge_group_events(ledgers, offsets)
     for ledger in ledgers:
         for question_id, asked in ledger.questions.items():
