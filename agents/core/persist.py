@@ -55,8 +55,13 @@ MAGIC: Final[bytes] = b"LPst"
 #: 4: a folded question keeps no latency: per session counts, sum and histogram buckets
 #: (`Ledger.folded_replies`), the latencies in the sketch. A version 3 state's folded latency
 #: lists are converted into them when it loads.
-VERSION: Final[int] = 4
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4})
+#: 6: a ledger keeps, beside its orders, per (merchant, user) the first order's ts and the
+#: earliest later one (`Ledger.first_orders`), per (merchant, CST month, user) the spend
+#: (`month_spend`), the folded sessions' first joins per (merchant, month) (`month_first_joins`)
+#: and its refund horizon. An older state (5 is the session fold's) is filed from the orders it
+#: holds when it loads, with no refund horizon (every refund counted, as it was written).
+VERSION: Final[int] = 6
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
