@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -82,7 +83,16 @@ DAY_MS: Final[int] = 86_400_000
 
 def cst_month(ts_ms: int) -> str:
     """Calendar month in China Standard Time (UTC+8) of an epoch-millisecond ts, as YYYY-MM."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m")
+    return _cst_month_of_day((ts_ms + _CST_OFFSET_MS) // DAY_MS)
+
+
+_CST_OFFSET_MS: Final[int] = 8 * 3_600_000
+
+
+@functools.lru_cache(maxsize=1024)
+def _cst_month_of_day(cst_day: int) -> str:
+    # Once per CST day number, not per order (`Ledger.apply` files every order by month).
+    return datetime.fromtimestamp(cst_day * 86_400, tz=UTC).strftime("%Y-%m")
 
 
 def counted_refunds(

@@ -273,3 +273,11 @@ def test_analyze_takes_the_refund_horizon_from_the_environment() -> None:
         "analyze", FIXTURES / "xhs.jsonl", env=user_env(LIVEPULSE_REFUND_HORIZON_DAYS="-3")
     )
     assert "LIVEPULSE_REFUND_HORIZON_DAYS" in one_error_line(bad, "livepulse analyze")
+
+
+def test_orders_are_filed_by_their_china_standard_time_month() -> None:
+    """The month of an order is its CST (UTC+8) calendar month, to the millisecond."""
+    august_cst = 1_722_441_600_000  # 2024-07-31T16:00:00Z = 2024-08-01 00:00 CST
+    assert cst_month(august_cst - 1) == "2024-07"
+    assert cst_month(august_cst) == "2024-08"
+    assert cst_month(-8 * 3_600_000 - 1) == "1969-12" and cst_month(-8 * 3_600_000) == "1970-01"
