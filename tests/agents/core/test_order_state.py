@@ -281,3 +281,29 @@ def test_orders_are_filed_by_their_china_standard_time_month() -> None:
     assert cst_month(august_cst - 1) == "2024-07"
     assert cst_month(august_cst) == "2024-08"
     assert cst_month(-8 * 3_600_000 - 1) == "1969-12" and cst_month(-8 * 3_600_000) == "1970-01"
+
+
+def test_per_user_column_sums_give_group_spend_multiples_interval() -> None:
+    """What the planned month fold rests on (docs/design.md): `log_ratio_interval` with rows
+    clustered by user equals it fed one row per user, the user's four column sums, unclustered
+    (the influence is summed per cluster, and the Satterthwaite df reads the cluster sums)."""
+    from agents.core.stats import log_ratio_interval
+
+    rng = random.Random(3)
+    rows: list[tuple[float, float, float, float]] = []
+    users: list[str] = []
+    for _ in range(300):
+        user = f"u{rng.randrange(60)}"
+        member = float(rng.random() < 0.3)
+        amount = rng.choice([0.0, 0.0, rng.lognormvariate(4, 1)])
+        rows.append((member * amount, member, amount, 1.0))
+        users.append(user)
+    sums: dict[str, list[float]] = {}
+    for user, row in zip(users, rows, strict=True):
+        into = sums.setdefault(user, [0.0] * 4)
+        for j in range(4):
+            into[j] += row[j]
+    by_rows = log_ratio_interval(rows, (1, -1, -1, 1), clusters=users)
+    by_users = log_ratio_interval(list(sums.values()), (1, -1, -1, 1))
+    assert by_rows is not None and by_users is not None
+    assert by_users == pytest.approx(by_rows, rel=1e-12)
