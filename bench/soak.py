@@ -316,7 +316,10 @@ def soak(
     gc.collect()
 
     window_ms = round(window_days * DAY_MS) or None
-    ledger, board = Ledger(window_ms, fold_sessions=fold_sessions), OperatorBoard()
+    ledger = Ledger(
+        window_ms, refund_horizon_ms=90 * DAY_MS, fold_sessions=fold_sessions
+    )  # the default refund horizon
+    board = OperatorBoard()
     samples: list[dict[str, Any]] = []
     first_ts: int | None = None
     next_sample_ts: int | None = None

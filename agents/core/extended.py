@@ -62,11 +62,13 @@ def _order_share(
 def size_refund_share(facts: _Facts) -> Measurement:
     """Paid orders with an `apparel` item that have a refund with reason `size` / such orders.
 
-    Orders are counted as `order_paid` events (as in the core claims); a refund counts whatever
-    its `ts` (even before its order's) and however many refunds the order has; a refund of an
-    order id never paid counts nowhere; a refund with no reason is not a `size` refund.
+    Orders are counted as `order_paid` events (as in the core claims); a refund counts however
+    many refunds the order has, if it counts at all under the refund horizon (for a payment of
+    its order id at or before it and at most `LIVEPULSE_REFUND_HORIZON_DAYS` before it;
+    `Ledger.refund_counts`); a refund of an order id never paid counts nowhere; a refund with
+    no reason is not a `size` refund.
     """
-    size_refunded = {refund.order_id for refund in facts.ledger.refunds if refund.reason == "size"}
+    size_refunded = {refund.order_id for refund in facts.refunds if refund.reason == "size"}
     apparel = [order for order in facts.orders if order.has_apparel]
     hits = [order.order_id in size_refunded for order in apparel]
     return _order_share(hits, apparel, "size_refunded", "apparel_orders")
@@ -217,7 +219,7 @@ def return_rate(facts: _Facts) -> Measurement:
     first: dict[str, OrderFact] = {}
     for order in facts.orders:
         first.setdefault(order.order_id, order)
-    refunded = {refund.order_id for refund in facts.ledger.refunds}
+    refunded = {refund.order_id for refund in facts.refunds}  # under the refund horizon
     orders = list(first.values())
     hits = [order.order_id in refunded for order in orders]
     return _order_share(hits, orders, "refunded_orders", "paid_orders")

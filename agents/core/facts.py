@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.core.ledger import Ledger, OrderFact, SessionFacts, SessionSummary
+from agents.core.ledger import (
+    Ledger,
+    OrderFact,
+    RefundFact,
+    SessionFacts,
+    SessionSummary,
+    counted_refunds,
+)
 from agents.core.timeline import NEVER_MEMBER, Membership
 
 
@@ -61,6 +68,10 @@ class ClaimFacts:
         }
         #: Every paid order, in `order_key` order.
         self.orders: list[OrderFact] = sorted(ledger.orders, key=order_key)
+        #: The refunds that count under the ledger's refund horizon (`counted_refunds`).
+        self.refunds: list[RefundFact] = counted_refunds(
+            ledger.orders, ledger.refunds, ledger.refund_horizon_ms
+        )[0]
         self._session_orders: list[tuple[str, SessionFacts, OrderFact]] = [
             (sid, session, order)
             for sid, session in self.started.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -78,6 +79,62 @@ class RefundFact:
     reason: str | None
 
 
+#: China Standard Time (UTC+8): claims.md's calendar days and months.
+CST: Final = timezone(timedelta(hours=8), "CST")
+#: `LIVEPULSE_REFUND_HORIZON_DAYS`' default: a refund counts for an order paid at most this
+#: long before it (docs/design.md, "Worker state: what is kept").
+DEFAULT_REFUND_HORIZON_DAYS: Final[int] = 90
+DAY_MS: Final[int] = 86_400_000
+
+
+def cst_month(ts_ms: int) -> str:
+    """Calendar month in China Standard Time (UTC+8) of an epoch-millisecond ts, as YYYY-MM."""
+    return _cst_month_of_day((ts_ms + _CST_OFFSET_MS) // DAY_MS)
+
+
+_CST_OFFSET_MS: Final[int] = 8 * 3_600_000
+
+
+@functools.lru_cache(maxsize=1024)
+def _cst_month_of_day(cst_day: int) -> str:
+    # Once per CST day number, not per order (`Ledger.apply` files every order by month).
+    return datetime.fromtimestamp(cst_day * 86_400, tz=UTC).strftime("%Y-%m")
+
+
+def counted_refunds(
+    orders: Iterable[OrderFact], refunds: Iterable[RefundFact], horizon_ms: int | None
+) -> tuple[list[RefundFact], int, int]:
+    """The refunds that count (`Ledger.refund_counts`: for a payment of their order id at or
+    before them and within the horizon), then how many do not: late (a payment of the id more
+    than the horizon before, none within it) and unmatched (no payment of the id at or
+    before them: never paid, or paid only after the refund)."""
+    paid: dict[str, list[int]] = {}
+    for order in orders:
+        paid.setdefault(order.order_id, []).append(order.ts)
+    counted: list[RefundFact] = []
+    late = unmatched = 0
+    for refund in refunds:
+        times = paid.get(refund.order_id)
+        if times is None:
+            unmatched += 1
+        elif horizon_ms is None or any(t <= refund.ts <= t + horizon_ms for t in times):
+            counted.append(refund)
+        elif any(t < refund.ts - horizon_ms for t in times):
+            late += 1
+        else:
+            unmatched += 1
+    return counted, late, unmatched
+
+
+def widest_refund_horizon(ledgers: Iterable[Ledger]) -> int | None:
+    """The refund horizon of ledgers read together: the widest (None, no horizon, if any has
+    none), so no refund that counts in one of them is dropped."""
+    horizons = [ledger.refund_horizon_ms for ledger in ledgers]
+    if not horizons or any(h is None for h in horizons):
+        return None
+    return max(h for h in horizons if h is not None)
+
+
 #: `Ledger._clock_ceiling_ms` without a cap: above any `ts` a clock gives (a `ts` above it only
 #: costs a call that finds no cap).
 _NO_CEILING_MS: Final[int] = 2**63
@@ -133,10 +190,7 @@ PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
     ("500-1000", 1000_00),
     (">=1000", 2**63),
 )
-#: China Standard Time: claims.md's days and months.
-CST: Final = timezone(timedelta(hours=8), "CST")
 _DAY_MS: Final[int] = 86_400_000
-_CST_OFFSET_MS: Final[int] = 8 * 3_600_000
 
 
 def price_tier(price_cents: int) -> str:
@@ -150,11 +204,6 @@ def price_tier(price_cents: int) -> str:
 def cst_day(ts_ms: int) -> str:
     """Calendar day in China Standard Time (UTC+8) of an epoch-millisecond timestamp."""
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m-%d")
-
-
-def cst_month(ts_ms: int) -> str:
-    """Calendar month in China Standard Time (UTC+8), as YYYY-MM."""
-    return cst_day(ts_ms)[:7]
 
 
 def cst_day_start(ts_ms: int) -> int:
@@ -631,11 +680,17 @@ class Ledger:
         self,
         dedupe_window_ms: int | None = None,
         future_tolerance_ms: int | None = None,
+        refund_horizon_ms: int | None = None,
         fold_sessions: bool = False,
     ) -> None:
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
             raise ValueError(f"dedupe_window_ms must be positive or None, not {dedupe_window_ms}")
+        if refund_horizon_ms is not None and refund_horizon_ms <= 0:
+            raise ValueError(f"refund_horizon_ms must be positive or None, not {refund_horizon_ms}")
         self.counts = EventCounts()
+        #: A refund counts for an order paid at or before it and at most this long before it
+        #: (`refund_counts`); None: for any payment of its order id, whenever (before issue 17).
+        self.refund_horizon_ms = refund_horizon_ms
         self.dedupe_window_ms = dedupe_window_ms
         self.future_tolerance_ms = future_tolerance_ms
         # The wall clock plus the tolerance when last read (`_ahead_of_clock`): a `ts` at or
@@ -677,6 +732,16 @@ class Ledger:
         self.sessions: dict[str, SessionFacts] = {}
         self.orders: list[OrderFact] = []
         self.refunds: list[RefundFact] = []
+        #: Per (merchant, user) who paid: their earliest order's ts and the earliest later one
+        #: (None: none yet), all `group_repurchase_30d` reads of their orders. Two ints a pair,
+        #: whatever the number of orders, and exact in any arrival order (`_note_order`).
+        self.first_orders: dict[tuple[str, str], tuple[int, int | None]] = {}
+        #: Per (merchant, CST month of the order, user): spend in cents (`group_spend_multiple`).
+        self.month_spend: dict[tuple[str, str, str], int] = {}
+        #: (merchant, CST month of a session's start) -> user -> earliest first join, from the
+        #: sessions folded out of `sessions` (`group_spend_multiple`'s population, read with the
+        #: held sessions' first joins).
+        self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
         # (merchant, user) -> [(ts, seq, group_id, is_join)]
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
@@ -757,6 +822,14 @@ class Ledger:
                     self._reply_hours.setdefault(replied_ts // _ID_BUCKET_MS, []).append(
                         question_id
                     )
+        if "month_first_joins" not in state:
+            self.month_first_joins = {}
+        if "first_orders" not in state:  # version 5 or older: filed from the orders held
+            self.refund_horizon_ms = None  # as it was written: every refund counted
+            self.first_orders = {}
+            self.month_spend = {}
+            for order in self.orders:
+                self._note_order(order.merchant_id, order.user_id, order.ts, order.amount_cents)
 
     def _init_session_fold(self) -> None:
         """The session fold's state, empty (docs/design.md, "Worker state: what is kept")."""
@@ -772,9 +845,6 @@ class Ledger:
         #: user -> [watch ms, pairs] over the summarized sessions' group-member pairs
         #: (`group_member_dwell`'s user rows).
         self.folded_dwellers: dict[str, list[int]] = {}
-        #: (merchant, CST month of the session's start) -> user -> earliest first join in a
-        #: summarized session of it (`group_spend_multiple`'s population).
-        self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
 
     def set_future_tolerance(self, future_tolerance_ms: int | None) -> None:
         """Cap how far ahead of the wall clock an event may be and still move its topic's
@@ -890,6 +960,7 @@ class Ledger:
                 distinct_skus=len({item.sku_id for item in event.items}),
             )
             self.orders.append(order)
+            self._note_order(event.merchant_id, event.user_id, ts, event.amount_cents)
             if event.session_id is not None:
                 session = self._session(event.session_id, ts)
                 if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
@@ -921,6 +992,28 @@ class Ledger:
             if session.ended_ts is not None and ts > session.ended_ts + self._session_horizon_ms:
                 self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         return True
+
+    def _note_order(self, merchant_id: str, user_id: str, ts: int, amount_cents: int) -> None:
+        """File one paid order under its (merchant, user) and its (merchant, month, user)."""
+        pair = (merchant_id, user_id)
+        held = self.first_orders.get(pair)
+        if held is None:
+            self.first_orders[pair] = (ts, None)
+        else:
+            first, later = held
+            if ts < first:
+                self.first_orders[pair] = (ts, first)
+            elif ts > first and (later is None or ts < later):
+                self.first_orders[pair] = (first, ts)
+        key = (merchant_id, cst_month(ts), user_id)
+        self.month_spend[key] = self.month_spend.get(key, 0) + amount_cents
+
+    def refund_counts(self, paid_ts: int, refunded_ts: int) -> bool:
+        """Whether a refund at `refunded_ts` counts for a payment of its order at `paid_ts`:
+        at or after it and within the refund horizon (docs/design.md, "Worker state"); any
+        with no horizon."""
+        horizon = self.refund_horizon_ms
+        return horizon is None or paid_ts <= refunded_ts <= paid_ts + horizon
 
     def _drop_ids_below(self, hour: int, topic: int) -> bool:
         """Forget the ids of `topic` filed under hours before `hour` (wholly below the

@@ -62,6 +62,7 @@ from agents.core.ledger import (
     Presence,
     SessionFacts,
     SessionSummary,
+    widest_refund_horizon,
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import merge_screens
@@ -77,6 +78,7 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         windows.pop() if len(windows) == 1 else None,
         fold_sessions=bool(ledgers) and all(ledger.fold_sessions for ledger in ledgers),
     )
+    merged.refund_horizon_ms = widest_refund_horizon(ledgers)
     tolerances = {ledger.future_tolerance_ms for ledger in ledgers}
     merged.set_future_tolerance(tolerances.pop() if len(tolerances) == 1 else None)
     # Arrival-number offset of each input: the valid events of the inputs before it.
@@ -116,6 +118,18 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     merged.sessions = _merge_sessions(ledgers, offsets)
     merged.orders = [order for ledger in ledgers for order in ledger.orders]
     merged.refunds = [refund for ledger in ledgers for refund in ledger.refunds]
+    for ledger in ledgers:
+        # A (merchant, user)'s first and earliest later order: the two smallest distinct ts
+        # of the inputs' pairs; spend and first joins summed and taken at their minimum.
+        for pair, (first, later) in ledger.first_orders.items():
+            held = merged.first_orders.get(pair)
+            times = {first} if later is None else {first, later}
+            if held is not None:
+                times.update(t for t in held if t is not None)
+            smallest = sorted(times)[:2]
+            merged.first_orders[pair] = (smallest[0], smallest[1] if len(smallest) > 1 else None)
+        for key, cents in ledger.month_spend.items():
+            merged.month_spend[key] = merged.month_spend.get(key, 0) + cents
     merged.group_events = _merge_group_events(ledgers, offsets)
     for ledger in ledgers:
         for question_id, asked in ledger.questions.items():

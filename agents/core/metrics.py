@@ -337,21 +337,17 @@ def group_order_share(facts: _Facts) -> Measurement:
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:
-    order_times: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for order in facts.ledger.orders:
-        order_times[(order.merchant_id, order.user_id)].append(order.ts)
     eligible = repurchased = 0
     end_ts = facts.end_ts
-    for (merchant, user), times in sorted(order_times.items()):
-        times.sort()
-        first = times[0]
+    # Per (merchant, user): the first order's ts and the earliest later one (`Ledger.first_orders`).
+    for (merchant, user), (first, later) in sorted(facts.ledger.first_orders.items()):
         if end_ts is None or first + THIRTY_DAYS_MS > end_ts:
             continue
         if not facts.membership(merchant, user).member_at(first):
             continue
         eligible += 1
         # Another order strictly after the first, within 30 days of it (inclusive).
-        if any(first < t <= first + THIRTY_DAYS_MS for t in times[1:]):
+        if later is not None and later <= first + THIRTY_DAYS_MS:
             repurchased += 1
     return _proportion(repurchased, eligible, "repurchased", "eligible")
 
@@ -421,8 +417,12 @@ def group_member_dwell(facts: _Facts) -> Measurement:
 
 
 def group_spend_multiple(facts: _Facts) -> Measurement:
-    # (merchant, month, user) -> first join in a session of that merchant started that month.
+    # (merchant, month, user) -> first join in a session of that merchant started that month:
+    # of the sessions folded out of the ledger (`Ledger.month_first_joins`), then of those held.
     first_join: dict[tuple[str, str, str], int] = {}
+    for (merchant, month), joins in facts.ledger.month_first_joins.items():
+        for user, earliest in joins.items():
+            first_join[(merchant, month, user)] = earliest
     for _sid, session in facts.started.items():
         assert session.merchant_id is not None and session.started_ts is not None
         month = cst_month(session.started_ts)
@@ -430,15 +430,7 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
             key = (session.merchant_id, month, user)
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
-    # Summarized sessions' first joins, per (merchant, month) (`Ledger.month_first_joins`).
-    for (merchant, month), joins in facts.ledger.month_first_joins.items():
-        for user, earliest in joins.items():
-            key = (merchant, month, user)
-            if key not in first_join or earliest < first_join[key]:
-                first_join[key] = earliest
-    spend: dict[tuple[str, str, str], int] = defaultdict(int)
-    for order in facts.ledger.orders:
-        spend[(order.merchant_id, cst_month(order.ts), order.user_id)] += order.amount_cents
+    spend = facts.ledger.month_spend  # (merchant, month, user) -> cents
     # One row per population member: member spend, member flag, spend, 1.
     rows: list[tuple[float, float, float, float]] = []
     users: list[str] = []

@@ -19,6 +19,7 @@ from agents.core.ledger import (
     RefundFact,
     SessionFacts,
     SessionSummary,
+    counted_refunds,
 )
 from agents.core.screen import ScreenState
 from agents.core.timeline import presence_minutes, watch_intervals
@@ -365,7 +366,9 @@ class OperatorBoard:
             for sid, session in ledger.sessions.items()
             if session.started_ts is not None
         }
-        refunds_by_session = self._refunds_by_session(ledger.orders, ledger.refunds, started)
+        refunds_by_session = self._refunds_by_session(
+            ledger.orders, ledger.refunds, started, ledger.refund_horizon_ms
+        )
         replies_by_session = _reply_latencies_by_session(ledger)
         session_windows = self._session_windows(started)
         overall = _Parts()
@@ -420,14 +423,20 @@ class OperatorBoard:
 
     @staticmethod
     def _refunds_by_session(
-        orders: Iterable[OrderFact], refunds: Iterable[RefundFact], started: dict[str, SessionFacts]
+        orders: Iterable[OrderFact],
+        refunds: Iterable[RefundFact],
+        started: dict[str, SessionFacts],
+        refund_horizon_ms: int | None,
     ) -> dict[str, list[int]]:
         """Refund amounts (cents) per session, by the refunded order id's session order.
 
         The earliest session order of an order id by ts; at equal ts the smallest session id
         (only its session is read), not the earlier arrival: arrival order across sessions
-        differs between topics' partitions, and a report is a function of the events.
+        differs between topics' partitions, and a report is a function of the events. Only the
+        refunds that count under the refund horizon (`counted_refunds`), as in the claims.
         """
+        orders = list(orders)
+        refunds = counted_refunds(orders, refunds, refund_horizon_ms)[0]
         first_order: dict[str, OrderFact] = {}
         for order in orders:
             if order.session_id is None or order.session_id not in started:

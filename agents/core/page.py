@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from agents.core.ledger import EventCounts, Ledger, SessionFacts
+from agents.core.ledger import EventCounts, Ledger, SessionFacts, widest_refund_horizon
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import DEFINITIONS as OPERATOR_DEFINITIONS
 from agents.core.operator import WINDOW_MINUTES, OperatorBoard, _Parts
@@ -209,6 +209,7 @@ class PageBuilder:
             chain.from_iterable(ledger.orders for ledger in ledgers),
             chain.from_iterable(ledger.refunds for ledger in ledgers),
             started_all,
+            widest_refund_horizon(ledgers),
         )
         self._kept = {
             id(board): self._kept.get(id(board), (board, {})) for board in boards

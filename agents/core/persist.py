@@ -59,8 +59,13 @@ MAGIC: Final[bytes] = b"LPst"
 #: 5: closed sessions summarized past their session horizon (`SessionSummary`, the ledger's
 #: per-user totals and `month_first_joins`, `after_session_horizon`). A version 1-4 state
 #: still loads, with nothing summarized and no session fold (`Ledger.__setstate__`).
-VERSION: Final[int] = 5
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5})
+#: 6: a ledger keeps, beside its orders, per (merchant, user) the first order's ts and the
+#: earliest later one (`Ledger.first_orders`), per (merchant, CST month, user) the spend
+#: (`month_spend`), the folded sessions' first joins per (merchant, month) (`month_first_joins`)
+#: and its refund horizon. An older state (5 is the session fold's) is filed from the orders it
+#: holds when it loads, with no refund horizon (every refund counted, as it was written).
+VERSION: Final[int] = 6
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -17,7 +17,7 @@ from agents.core.claims import (
     judge_stable,
 )
 from agents.core.distributions import compute_distributions
-from agents.core.ledger import Ledger
+from agents.core.ledger import DAY_MS, Ledger, counted_refunds
 from agents.core.metrics import Measurement, compute_claims
 from agents.core.operator import OperatorBoard, render_operator_summary
 
@@ -69,6 +69,9 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             "detail": m.detail,
             "group": claim.group,
         }
+    _counted, late_refunds, unmatched_refunds = counted_refunds(
+        ledger.orders, ledger.refunds, ledger.refund_horizon_ms
+    )
     report: dict[str, Any] = {
         "claims": claims,
         "interval_scope": INTERVAL_SCOPE,
@@ -96,6 +99,13 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             # True)`), and events naming a session stamped after it: not the session's.
             "summarized_sessions": ledger.summarized_sessions,
             "after_session_horizon": sum(ledger.after_session_horizon),
+            # Refunds that count for no payment: later than the refund horizon after every
+            # payment of their order id, or with no payment at or before them.
+            "refund_horizon_days": (
+                ledger.refund_horizon_ms / DAY_MS if ledger.refund_horizon_ms is not None else None
+            ),
+            "late_refunds": late_refunds,
+            "unmatched_refunds": unmatched_refunds,
         },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.
@@ -227,6 +237,16 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(
             f"        {after:,} named a session more than 3 days after its end (the session "
             "horizon: not the session's)"
+        )
+    retention = report.get("retention") or {}
+    late, unmatched_refunds = retention.get("late_refunds"), retention.get("unmatched_refunds")
+    if late or unmatched_refunds:
+        horizon = retention.get("refund_horizon_days")
+        lines.append(
+            f"        {late or 0:,} refunds later than the refund horizon"
+            + (f" ({horizon:g} days)" if horizon is not None else "")
+            + f" after their order, {unmatched_refunds or 0:,} with no payment of their order "
+            "at or before them: counted nowhere"
         )
     if "operator" in report:
         lines.extend(["", render_operator_summary(report["operator"])])

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # move its topic's horizon (counted in `retention.future`), so one event stamped far in the
     # future cannot expire the events after it. 0: no cap (any `ts` moves the horizon).
     future_tolerance_s: float = Field(default=86_400, ge=0, le=10 * 365 * 86_400)
+    # A refund counts for a payment of its order at or before it and at most this many days
+    # before it; any other refund counts nowhere (the report's `retention.late_refunds` and
+    # `unmatched_refunds`). 0: any payment of its order id, whenever (before issue 17).
+    refund_horizon_days: float = Field(default=90, ge=0, le=10 * 365)
     # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
     label_top_n: int = Field(default=20, ge=0, le=1000)
     # GPM = GMV x 1000 / this: entries (views) or unique viewers.
@@ -151,6 +155,11 @@ class Settings(BaseSettings):
     def future_tolerance_ms(self) -> int | None:
         """`future_tolerance_s` in whole milliseconds, None for 0 (no cap)."""
         return round(self.future_tolerance_s * 1000) or None
+
+    @property
+    def refund_horizon_ms(self) -> int | None:
+        """`refund_horizon_days` in whole milliseconds, None for 0 (no horizon)."""
+        return round(self.refund_horizon_days * 86_400_000) or None
 
     @property
     def source_topics(self) -> tuple[str, ...]:

@@ -45,6 +45,8 @@ class LiveState:
     grace_ms: int = DEFAULT_GRACE_MS
     #: Each partition's ledger's dedupe window (`Settings.dedupe_window_ms`; None: no window).
     dedupe_window_ms: int | None = None
+    #: Each partition's ledger's refund horizon (`Settings.refund_horizon_ms`; None: none).
+    refund_horizon_ms: int | None = None
     #: How far ahead of the wall clock an event may be and still move its topic's horizon
     #: (`Settings.future_tolerance_ms`; None: no cap).
     future_tolerance_ms: int | None = None
@@ -77,7 +79,7 @@ class LiveState:
 
     def new_partition(self) -> PartitionState:
         return PartitionState(
-            Ledger(self.dedupe_window_ms, self.future_tolerance_ms),
+            Ledger(self.dedupe_window_ms, self.future_tolerance_ms, self.refund_horizon_ms),
             OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator),
         )
 
@@ -86,6 +88,7 @@ class LiveState:
         under this worker's dedupe window (a restored one may have been written under another:
         the new window holds for the events from now on)."""
         state.ledger.dedupe_window_ms = self.dedupe_window_ms
+        state.ledger.refund_horizon_ms = self.refund_horizon_ms
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
         self.partitions[partition] = state
         for topic, offset in state.positions.items():

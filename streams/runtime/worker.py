@@ -77,6 +77,7 @@ class Worker:
             grace_ms=settings.window_grace_ms,
             dedupe_window_ms=settings.dedupe_window_ms,
             future_tolerance_ms=settings.future_tolerance_ms,
+            refund_horizon_ms=settings.refund_horizon_ms,
             gpm_denominator=settings.gpm_denominator,
             assigned_only=True,
             metrics=self.metrics,

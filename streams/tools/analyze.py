@@ -50,15 +50,17 @@ def analyze_file(
     board: OperatorBoard | None = None,
     dedupe_window_ms: int | None = None,
     future_tolerance_ms: int | None = None,
+    refund_horizon_ms: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
     The operator board defaults to the default grace and GPM denominator; the ledger has the
     given dedupe window (None: none, every id kept) and cap on how far ahead of the wall clock
-    an event may move its topic's horizon (None: no cap).
+    an event may move its topic's horizon (None: no cap), and refund horizon (None: a refund
+    counts for any payment of its order id).
     """
     started = time.monotonic()
-    ledger = Ledger(dedupe_window_ms, future_tolerance_ms)
+    ledger = Ledger(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
     board = board if board is not None else OperatorBoard()
     records = iter_records(path)
     if progress is not None and on_terminal(progress):

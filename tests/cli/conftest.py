@@ -100,6 +100,8 @@ def cli_worker(
         LIVEPULSE_BOOTSTRAP="127.0.0.1:1",
         # As the demo and the compose stack say it: the topics are filled from this fixture.
         LIVEPULSE_SIMULATED_SOURCE=str(FIXTURES / "xhs.jsonl"),
+        # No option sets it: read from the environment (every fixture refund is within it).
+        LIVEPULSE_REFUND_HORIZON_DAYS="14",
     )
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603 (our own console script)

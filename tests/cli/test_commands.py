@@ -154,6 +154,10 @@ def test_report_from_a_worker(cli_worker: CliWorker, tmp_path: Path) -> None:
     assert as_json.returncode == 0, as_json.stderr
     report = json.loads(as_json.stdout)
     assert report_mismatches(report, truth) == []
+    # The worker's partitions hold refunds and their orders apart (a refund's key is empty):
+    # the merged report applies the environment's refund horizon to every one of them.
+    assert report["retention"]["refund_horizon_days"] == 14
+    assert report["retention"]["late_refunds"] == report["retention"]["unmatched_refunds"] == 0
     saved.write_text(as_json.stdout, encoding="utf-8")
     # A base URL without /report, and the table with an HTML page.
     page = tmp_path / "worker.html"

@@ -153,7 +153,11 @@ def test_report_groups_claims_and_lists_context_never_judged() -> None:
     context_at = table.index("context (not checked)")
     assert core_at < extended_at < table.index("size_refund_share") < context_at
     assert "about 27% of apparel shoppers" in table
-    assert table.rstrip().splitlines()[-1].startswith("events:")
+    # The events line last, then the refund of an order never paid (counted nowhere).
+    *_, events_line, refunds_line = table.rstrip().splitlines()
+    assert events_line.startswith("events:")
+    assert refunds_line.strip().startswith("0 refunds later than the refund horizon after")
+    assert "1 with no payment of their order at or before them" in refunds_line
 
 
 def test_table_of_a_report_without_groups_or_context() -> None:

@@ -314,6 +314,9 @@ def _facts(ledger: Ledger) -> dict[str, Any]:
         "questions": ledger.questions,
         "first_reply_ts": ledger.first_reply_ts,
         "max_ts": ledger.max_ts,
+        "first_orders": ledger.first_orders,
+        "month_spend": ledger.month_spend,
+        "month_first_joins": ledger.month_first_joins,
         "seen": ledger._seen_ids,
         "seq": ledger._seq,
     }
