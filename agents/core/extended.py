@@ -11,6 +11,7 @@ from agents.core.ledger import (
     FOLDED_ANSWERED,
     FOLDED_WITHIN_3S,
     OLD_REPLY_BAR_MS,
+    POST_LIVE_TAIL_MS,
     REPLY_BAR_MS,
     SESSION_HORIZON_MS,
     OrderFact,
@@ -25,8 +26,9 @@ from agents.core.stats import (
 DAY_MS: Final[int] = 86_400_000
 TAIL_DAYS: Final[int] = 3
 TAIL_WINDOW_MS: Final[int] = TAIL_DAYS * DAY_MS
-# The session horizon is the tail window: a session's orders after it are not its own.
-assert TAIL_WINDOW_MS == SESSION_HORIZON_MS
+# The session fold counts tail orders by the ledger's copy; the session horizon (after which a
+# session's orders are not its own) must cover the tail window.
+assert TAIL_WINDOW_MS == POST_LIVE_TAIL_MS <= SESSION_HORIZON_MS
 SECOND_MS: Final[int] = 1_000
 # `reply_latency`: the bar claimed (3 s, inclusive) and the old one it is contrasted with are
 # the ledger's `REPLY_BAR_MS` and `OLD_REPLY_BAR_MS` (its fold counts against them).

@@ -178,8 +178,15 @@ FOLDED_BUCKETS: Final[int] = 3
 #: The session horizon (docs/design.md, "Worker state: what is kept"): an event naming a session
 #: stamped more than this after its `session_ended` is not the session's (a view or an
 #: interaction is counted in `after_session_horizon` and changes no session figure; an order is
-#: an order outside a session). The same 3 days as `post_live_tail`'s window.
-SESSION_HORIZON_MS: Final[int] = 3 * 86_400_000
+#: an order outside a session). 7 days: longer than `post_live_tail`'s 3-day window (which it
+#: must cover) so that the rare tail order a few days late stays the session's (the simulator's
+#: post-session delays are exponential with a 12 h mean: one in ~1,000 is past 3 days, one in
+#: ~10^6 past 7); a session is summarized that much later (docs/design.md, "The session
+#: horizon").
+SESSION_HORIZON_MS: Final[int] = 7 * 86_400_000
+#: `post_live_tail`'s window: a session order paid after the end and at most this long after it
+#: is a tail order (`extended.TAIL_WINDOW_MS` is this).
+POST_LIVE_TAIL_MS: Final[int] = 3 * 86_400_000
 #: Claims' constants the session fold computes with (`metrics` reads them from here): an order
 #: at or after minute 5 of its session (`orders_after_minute_5`), and the price tiers of
 #: `price_dwell_association` by the order's dearest unit price in cents.
@@ -1140,7 +1147,7 @@ class Ledger:
             )
             self.folded_sessions += 1
             self.folded_ids.append(sid)
-            if self.fold_sessions:  # summarized at a later call, its horizon 3 days later
+            if self.fold_sessions:  # summarized at a later call, past its session horizon
                 self._awaiting_summary[sid] = ended_ts
 
     def _summarize_sessions(self) -> None:
@@ -1202,15 +1209,18 @@ class Ledger:
             day = summary.days.setdefault(cst_day_start(order.ts), [0, 0])
             day[0] += amount
             day[1] += 1
-            if order.ts <= ended:  # `post_live_tail`: paid while live, or in the tail
-                tail[1] += amount
-                tail[3] += 1
-            else:
-                tail[0] += amount
-                tail[2] += 1
-            tail[4] += 1
-            tail[5] += amount
-            tail[6] += amount * amount
+            # `post_live_tail`: paid while live, or in the 3-day tail; a session order later
+            # than that (up to the session horizon) counts in neither.
+            if order.ts <= ended + POST_LIVE_TAIL_MS:
+                if order.ts <= ended:
+                    tail[1] += amount
+                    tail[3] += 1
+                else:
+                    tail[0] += amount
+                    tail[2] += 1
+                tail[4] += 1
+                tail[5] += amount
+                tail[6] += amount * amount
             price = order.max_unit_price_cents
             minutes = presence.watch_ms(order.user_id, until_ts=order.ts) / 60_000
             self.folded_figures.fold_order(price_tier(price), price, minutes)

@@ -17,7 +17,7 @@ from agents.core.claims import (
     judge_stable,
 )
 from agents.core.distributions import compute_distributions
-from agents.core.ledger import DAY_MS, Ledger, counted_refunds
+from agents.core.ledger import DAY_MS, SESSION_HORIZON_MS, Ledger, counted_refunds
 from agents.core.metrics import Measurement, compute_claims
 from agents.core.operator import OperatorBoard, render_operator_summary
 
@@ -235,8 +235,8 @@ def render_table(report: dict[str, Any]) -> str:
     after = (report.get("retention") or {}).get("after_session_horizon") or 0
     if after:
         lines.append(
-            f"        {after:,} named a session more than 3 days after its end (the session "
-            "horizon: not the session's)"
+            f"        {after:,} named a session more than {SESSION_HORIZON_MS // DAY_MS} days "
+            "after its end (the session horizon: not the session's)"
         )
     retention = report.get("retention") or {}
     late, unmatched_refunds = retention.get("late_refunds"), retention.get("unmatched_refunds")

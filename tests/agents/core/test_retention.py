@@ -583,7 +583,7 @@ def test_closed_sessions_summarize_and_every_claim_stays_exact(name: str) -> Non
     everything = build_report(_summarizing(decoded, None))
     ledger = _summarizing(decoded, 2 * DAY)
     started = sum(s.started_ts is not None for s in ledger.sessions.values())
-    assert ledger.summarized_sessions >= 0.85 * started
+    assert ledger.summarized_sessions >= 0.75 * started
     assert sum(ledger.after_session_horizon) == 0  # the fixtures have no event that late
     summarized = build_report(ledger)
     assert summarized["retention"]["summarized_sessions"] == ledger.summarized_sessions
@@ -605,7 +605,7 @@ def test_closed_sessions_summarize_and_every_claim_stays_exact(name: str) -> Non
         [e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY
     )
     parts = [_summarizing([e for _t, _k, e in part], 2 * DAY, groups) for part in split(stream, 3)]
-    assert sum(part.summarized_sessions for part in parts) >= 0.85 * started
+    assert sum(part.summarized_sessions for part in parts) >= 0.75 * started
     merged = merge_ledgers([load_state(dump_state(part, OperatorBoard()))[0] for part in parts])
     _check_summarized(build_report(merged), everything, name)
 
@@ -682,7 +682,7 @@ def test_a_summarized_session_does_not_grow_with_its_viewers_or_orders() -> None
 
 
 def test_events_after_the_session_horizon_are_counted_and_not_the_sessions() -> None:
-    """A view, an interaction and an order naming a session more than 3 days after its end:
+    """A view, an interaction and an order naming a session more than 7 days after its end:
     counted, no viewer, buyer or session order; the order is still an order. (Only with the
     session fold: without it every event naming a session is the session's, as before.)"""
     ledger = Ledger(dedupe_window_ms=DAY, fold_sessions=True)
@@ -700,7 +700,7 @@ def test_events_after_the_session_horizon_are_counted_and_not_the_sessions() -> 
     report = build_report(ledger)
     assert report["retention"]["after_session_horizon"] == 3
     assert report["claims"]["orders_after_minute_5"]["n"] == 0
-    assert "3 named a session more than 3 days after its end" in render_table(report)
+    assert "3 named a session more than 7 days after its end" in render_table(report)
 
 
 def test_a_version_4_state_loads_without_the_session_fold() -> None:
@@ -760,3 +760,37 @@ def test_the_session_horizon_does_not_depend_on_arrival_order() -> None:
     # Counted at the apply when the end was known, else at the summary.
     assert before["retention"] == after["retention"]
     assert after["retention"]["after_session_horizon"] == 2
+
+
+def test_an_order_between_the_tail_window_and_the_session_horizon_is_a_session_order() -> None:
+    """An order 5 days after its session's end: past `post_live_tail`'s 3-day window, within
+    the 7-day session horizon. It stays a session order (`orders_after_minute_5`, `live_aov`)
+    and is no tail order, summarized or not (the summary counted it as a tail order when the
+    horizon was the tail window)."""
+    from agents.core.ledger import POST_LIVE_TAIL_MS
+
+    def feed(fold_sessions: bool) -> dict[str, Any]:
+        ledger = Ledger(dedupe_window_ms=DAY, fold_sessions=fold_sessions)
+        ledger.apply(started(T0))
+        ledger.apply(join(T0 + 1000, "u1"))
+        ledger.apply(_order(T0 + 400_000, "o1", "u1", "s1"))
+        ledger.apply(ev("session_ended", T0 + HOUR, session_id="s1"))
+        late = T0 + HOUR + POST_LIVE_TAIL_MS + 2 * DAY
+        assert late < T0 + HOUR + SESSION_HORIZON_MS
+        ledger.apply(_order(late, "o2", "u1", "s1"))
+        for day in range(6, 16):  # after o2 (older would expire); every horizon past the session's
+            ts = T0 + day * DAY
+            ledger.apply(started(ts, f"s{day + 1}"))
+            ledger.apply(join(ts, "w", sid=f"s{day + 1}"))
+            ledger.apply(_order(ts, f"p{day}", "w", f"s{day + 1}"))
+            ledger.apply(ev("interaction", ts, session_id=f"s{day + 1}", user_id="w", kind="like"))
+            ledger.apply(ev("group_joined", ts, merchant_id="m1", user_id="w", group_id="g1"))
+        assert isinstance(ledger.sessions["s1"].presence, SessionSummary) == fold_sessions
+        return build_report(ledger)["claims"]
+
+    summarized, held = feed(True), feed(False)
+    assert held["orders_after_minute_5"]["n"] == 12  # o1, o2 and the ten later sessions' orders
+    assert held["post_live_tail"]["detail"]["tail_orders"] == 0
+    for claim in ("orders_after_minute_5", "live_aov", "post_live_tail"):
+        assert summarized[claim]["observed"] == pytest.approx(held[claim]["observed"], rel=1e-12)
+        assert summarized[claim]["detail"] == held[claim]["detail"]
