@@ -287,6 +287,8 @@ class PageBuilder:
         #: rows summed.
         self._bases: dict[str, _Base] = {}
         self._row_bases: dict[str, _RowBase] = {}
+        #: Level -> (its settled sessions and their builds, their watch times sorted).
+        self._merged: dict[str, tuple[tuple[tuple[str, int], ...], array[int]]] = {}
         self._used_bases: set[str] = set()
         self._builds = 0
         #: Sessions whose parts the last build computed (the rest were kept), and of those
@@ -335,11 +337,12 @@ class PageBuilder:
         self._used_bases.add(key)
         total = base.parts()
         watch_total_ms = base.watch_total_ms
-        watch: list[tuple[Sequence[int], int]] = []
+        watch = self._settled_watch(key, sids, held)
         live: Counter[int] = Counter()
         for sid in sids:
             entry, has_ended = held[sid]
-            watch.extend(entry.watch)
+            if not (has_ended and entry.viewers is None):
+                watch.extend(entry.watch)
             if not has_ended:
                 total.add(entry.parts)
                 watch_total_ms += entry.watch_total_ms
@@ -351,8 +354,26 @@ class PageBuilder:
                 for name, window in windows.items():
                     total.windows[name].add(window)
         return figures(
-            total, watch=(watch_total_ms, _median_of(watch)), peak=base.prefix().peak_with(live)
+            total, watch=(watch_total_ms, _median_of(watch)), peak=base.prefix.peak_with(live)
         )
+
+    def _settled_watch(
+        self, key: str, sids: list[str], held: dict[str, tuple[_Kept, bool]]
+    ) -> list[tuple[Sequence[int], int]]:
+        """The watch times of a level's settled sessions (ended, viewers forgotten) as one
+        sorted array, kept while they stay the same: the medians' selection reads one list
+        for them, not one a session."""
+        settled = [sid for sid in sids if held[sid][1] and held[sid][0].viewers is None]
+        signature = tuple((sid, held[sid][0].built) for sid in settled)
+        merged = self._merged.get(key)
+        if merged is None or merged[0] != signature:
+            values: list[int] = []
+            for sid in settled:
+                for sorted_ms, offset in held[sid][0].watch:
+                    values.extend(sorted_ms if offset == 0 else [v + offset for v in sorted_ms])
+            values.sort()
+            merged = self._merged[key] = (signature, array("q", values))
+        return [(merged[1], 0)]
 
     def _rows(
         self,
@@ -720,6 +741,7 @@ class PageBuilder:
         self._row_bases = {
             key: self._row_bases[key] for key in self._used_bases if key in self._row_bases
         }
+        self._merged = {key: self._merged[key] for key in self._used_bases if key in self._merged}
         self._used_bases = set()
         return {"operator": operator, "screen": screen}
 
@@ -780,10 +802,10 @@ class _Base:
 
     __slots__ = (
         "_members",
-        "_prefix",
+        "_pending",
         "by_minute",
         "paying",
-        "presence",
+        "prefix",
         "sums",
         "watch_total_ms",
     )
@@ -794,9 +816,10 @@ class _Base:
         self.by_minute: Counter[int] = Counter()
         #: Paying user -> in how many of the sessions (a set cannot be subtracted from).
         self.paying: Counter[str] = Counter()
-        self.presence: Counter[int] = Counter()
+        #: Viewers present by minute; the changes to it of one `update`.
+        self.prefix = _Prefix()
+        self._pending: Counter[int] = Counter()
         self.watch_total_ms = 0
-        self._prefix: _Prefix | None = None
 
     def update(self, ended: dict[str, _Kept]) -> None:
         """Hold the sum of `ended`'s parts (session id -> its kept entry)."""
@@ -809,6 +832,9 @@ class _Base:
             if sid not in members:
                 self._count(entry, 1)
                 members[sid] = entry
+        if self._pending:
+            self.prefix.change(self._pending)
+            self._pending.clear()
 
     def _count(self, entry: _Kept, sign: int) -> None:
         parts, sums = entry.parts, self.sums
@@ -817,9 +843,9 @@ class _Base:
         self.watch_total_ms += sign * entry.watch_total_ms
         _count_into(self.by_minute, parts.orders_by_minute, sign)
         _count_into(self.paying, dict.fromkeys(parts.paying_users, 1), sign)
-        if entry.presence:
-            _count_into(self.presence, entry.presence, sign)
-            self._prefix = None
+        pending = self._pending
+        for minute, change in entry.presence.items():
+            pending[minute] += sign * change
 
     def parts(self) -> _Parts:
         """A new `_Parts` holding the sum (to add the live sessions to)."""
@@ -829,11 +855,6 @@ class _Base:
         out.orders_by_minute = Counter(self.by_minute)
         out.paying_users = set(self.paying)
         return out
-
-    def prefix(self) -> _Prefix:
-        if self._prefix is None:
-            self._prefix = _Prefix(self.presence)
-        return self._prefix
 
 
 class _RowBase:
@@ -875,20 +896,57 @@ def _count_into(into: Counter[Any], counts: Mapping[Any, int], sign: int) -> Non
 
 
 class _Prefix:
-    """Viewers present by minute, from a difference array: at each minute that changes it,
-    and the largest (a level's ended sessions, which `peak_with` adds the live ones to)."""
+    """Viewers present by minute from a difference array changed in place (a level's ended
+    sessions'): the minutes that change it, the viewers from each and the largest up to each,
+    recomputed from the earliest minute changed (late events change recent minutes)."""
 
-    __slots__ = ("minutes", "peak", "present")
+    __slots__ = ("_dirty", "diff", "highest", "minutes", "present")
 
-    def __init__(self, diff: Counter[int]) -> None:
-        self.minutes = sorted(minute for minute, change in diff.items() if change)
+    def __init__(self) -> None:
+        self.diff: dict[int, int] = {}
+        self.minutes: list[int] = []
         self.present: list[int] = []
-        running = peak = 0
-        for minute in self.minutes:
+        self.highest: list[int] = []
+        self._dirty: int | None = None
+
+    def change(self, deltas: Mapping[int, int]) -> None:
+        diff, minutes = self.diff, self.minutes
+        for minute, delta in deltas.items():
+            if not delta:
+                continue
+            held = diff.get(minute)
+            if held is None:
+                diff[minute] = delta
+                insort(minutes, minute)
+            elif held + delta:
+                diff[minute] = held + delta
+            else:
+                del diff[minute]
+                del minutes[bisect_left(minutes, minute)]
+            if self._dirty is None or minute < self._dirty:
+                self._dirty = minute
+
+    def _settle(self) -> None:
+        if self._dirty is None:
+            return
+        start = bisect_left(self.minutes, self._dirty)
+        present, highest = self.present, self.highest
+        del present[start:]
+        del highest[start:]
+        running = present[-1] if present else 0
+        top = highest[-1] if highest else 0
+        diff = self.diff
+        for minute in self.minutes[start:]:
             running += diff[minute]
-            self.present.append(running)
-            peak = max(peak, running)
-        self.peak = peak
+            top = max(top, running)
+            present.append(running)
+            highest.append(top)
+        self._dirty = None
+
+    @property
+    def peak(self) -> int:
+        self._settle()
+        return self.highest[-1] if self.highest else 0
 
     def peak_with(self, live: Counter[int]) -> int:
         """`operator._peak` of this difference array plus `live`: the live sessions add
@@ -897,6 +955,7 @@ class _Prefix:
         changes = sorted(minute for minute, change in live.items() if change)
         if not changes:
             return self.peak
+        self._settle()
         minutes, present = self.minutes, self.present
         i = bisect_left(minutes, changes[0])
         high = bisect_right(minutes, changes[-1])
