@@ -6,10 +6,22 @@ products, and first the merge itself. `PageBuilder.build` gives the same two sec
 the partitions' own (ledger, board) pairs, and recomputes a session's parts only when an
 event touched it since the last build (`OperatorBoard.session_changed_at`; for group joins, a
 group event of its merchant at a time the session was live, from any partition's
-`OperatorBoard.group_log`). What is left is bounded by what is
-live or cheap: the level sums, the windows' minute buckets (20 minutes), the curves' minute
-buckets (an hour), viewers per minute of the sessions of the last hour, and the refunds
-(matched to their orders over every partition, as the merged ledger does).
+`OperatorBoard.group_log`), and of a session not folded only the viewers those events touched
+(`OperatorBoard.viewer_log`; `_Viewers` keeps each viewer's part, an open watch interval left
+open against the session's last event, which moves with every event). Per level (overall,
+room, merchant) the ended sessions' sums, presence by minute and table rows are kept and
+changed by the sessions that changed (`_Base`, `_RowBase`); the median watch time is selected
+from the sessions' sorted lists (`_kth`), the peak adds the live sessions' minutes to the
+ended ones' prefix sums (`_Prefix`). What is left is bounded by what is live or cheap: the
+live sessions' sums, the windows' minute buckets (20 minutes), the curves' minute buckets (an
+hour), and the refunds (matched to their orders over every partition, as the merged ledger
+does). The builder's own state per viewer is held only for sessions not folded and, once a
+session has ended, for `SETTLED_BUILDS` builds without change (then its watch times are kept
+as one array and a late event reads its viewers again).
+
+The sessions are read through `SessionFacts` (`presence` as the mapping it is for a session
+not folded, `interacting_users`, `orders`, `started_ts`, `ended_ts`, `last_ts`) and a folded
+one through `OperatorBoard._session_parts`, whatever the ledger keeps of it.
 
 Why it equals the merged build: a session's events share its record key, the session id,
 hence its partition (event-contract.md), so its facts, follows, clicks, minute buckets,
@@ -287,8 +299,8 @@ class PageBuilder:
         #: rows summed.
         self._bases: dict[str, _Base] = {}
         self._row_bases: dict[str, _RowBase] = {}
-        #: Level -> (its settled sessions and their builds, their watch times sorted).
-        self._merged: dict[str, tuple[tuple[tuple[str, int], ...], array[int]]] = {}
+        #: Level -> its settled sessions' watch times.
+        self._merged: dict[str, _Settled] = {}
         self._used_bases: set[str] = set()
         self._builds = 0
         #: Sessions whose parts the last build computed (the rest were kept), and of those
@@ -337,7 +349,8 @@ class PageBuilder:
         self._used_bases.add(key)
         total = base.parts()
         watch_total_ms = base.watch_total_ms
-        watch = self._settled_watch(key, sids, held)
+        settled = self._settled_watch(key, sids, held)
+        watch = [(settled.merged, 0), *settled.added_lists()]
         live: Counter[int] = Counter()
         for sid in sids:
             entry, has_ended = held[sid]
@@ -354,26 +367,22 @@ class PageBuilder:
                 for name, window in windows.items():
                     total.windows[name].add(window)
         return figures(
-            total, watch=(watch_total_ms, _median_of(watch)), peak=base.prefix.peak_with(live)
+            total,
+            watch=(watch_total_ms, _median_of(watch, settled.removed)),
+            peak=base.prefix.peak_with(live),
         )
 
     def _settled_watch(
         self, key: str, sids: list[str], held: dict[str, tuple[_Kept, bool]]
-    ) -> list[tuple[Sequence[int], int]]:
-        """The watch times of a level's settled sessions (ended, viewers forgotten) as one
-        sorted array, kept while they stay the same: the medians' selection reads one list
-        for them, not one a session."""
-        settled = [sid for sid in sids if held[sid][1] and held[sid][0].viewers is None]
-        signature = tuple((sid, held[sid][0].built) for sid in settled)
-        merged = self._merged.get(key)
-        if merged is None or merged[0] != signature:
-            values: list[int] = []
-            for sid in settled:
-                for sorted_ms, offset in held[sid][0].watch:
-                    values.extend(sorted_ms if offset == 0 else [v + offset for v in sorted_ms])
-            values.sort()
-            merged = self._merged[key] = (signature, array("q", values))
-        return [(merged[1], 0)]
+    ) -> _Settled:
+        """The watch times of a level's settled sessions (ended, viewers forgotten)."""
+        settled = self._merged.get(key)
+        if settled is None:
+            settled = self._merged[key] = _Settled()
+        settled.update(
+            {sid: held[sid][0] for sid in sids if held[sid][1] and held[sid][0].viewers is None}
+        )
+        return settled
 
     def _rows(
         self,
@@ -970,33 +979,90 @@ class _Prefix:
         return peak
 
 
-def _median_of(lists: Sequence[tuple[Sequence[int], int]]) -> float | None:
-    """`operator._median` of every value of sorted lists, each plus its offset."""
-    n = sum(len(values) for values, _offset in lists)
+def _median_of(
+    lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int] = ()
+) -> float | None:
+    """`operator._median` of every value of sorted lists, each plus its offset, less the
+    values of `minus` (sorted; each one of theirs)."""
+    n = sum(len(values) for values, _offset in lists) - len(minus)
     if n == 0:
         return None
     h = (n - 1) * 0.5
     i = int(h)
-    low = _kth(lists, i)
+    low = _kth(lists, minus, i)
     if i + 1 >= n:
         return float(low)
-    high = _kth(lists, i + 1)
+    high = _kth(lists, minus, i + 1)
     return low + (h - i) * (high - low)
 
 
-def _kth(lists: Sequence[tuple[Sequence[int], int]], k: int) -> int:
-    """The k-th smallest (from 0) of the values of sorted int lists, each plus its offset: a
-    binary search over the values, counting with bisect (no list is merged or sorted)."""
+def _kth(lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int], k: int) -> int:
+    """The k-th smallest (from 0) of the values of sorted int lists, each plus its offset,
+    less `minus`'s: a binary search over the values, counting with bisect (no list is merged
+    or sorted)."""
     held = [(values, offset) for values, offset in lists if values]
     low = min(values[0] + offset for values, offset in held)
     high = max(values[-1] + offset for values, offset in held)
     while low < high:
         middle = (low + high) // 2
-        if sum(bisect_right(values, middle - offset) for values, offset in held) > k:
+        count = sum(bisect_right(values, middle - offset) for values, offset in held)
+        if count - bisect_right(minus, middle) > k:
             high = middle
         else:
             low = middle + 1
     return low
+
+
+class _Settled:
+    """A level's settled sessions' watch times: one sorted array, the values of the sessions
+    that left it since (`removed`, sorted: taken away when counting) and the sessions that
+    joined since (read as lists of their own), merged again once those are a quarter of it:
+    what this costs per build follows the sessions that settled or changed, not the level."""
+
+    __slots__ = ("_added", "_members", "merged", "removed")
+
+    def __init__(self) -> None:
+        self.merged: array[int] = array("q")
+        self.removed: list[int] = []
+        self._members: dict[str, _Kept] = {}
+        self._added: dict[str, _Kept] = {}
+
+    def update(self, settled: dict[str, _Kept]) -> None:
+        """Hold the watch times of `settled` (session id -> its kept entry)."""
+        members, added = self._members, self._added
+        removed = False
+        for sid, entry in list(members.items()):
+            if settled.get(sid) is not entry:
+                self.removed.extend(_watch_values(entry))
+                del members[sid]
+                removed = True
+        for sid, entry in list(added.items()):
+            if settled.get(sid) is not entry:
+                del added[sid]
+        for sid, entry in settled.items():
+            if sid not in members and sid not in added:
+                added[sid] = entry
+        pending = len(self.removed) + sum(len(values) for values, _ in self.added_lists())
+        if pending and pending * 4 > len(self.merged):
+            values = [
+                v for entry in (*members.values(), *added.values()) for v in _watch_values(entry)
+            ]
+            values.sort()
+            self.merged = array("q", values)
+            self.removed = []
+            members.update(added)
+            added.clear()
+        elif removed:
+            self.removed.sort()
+
+    def added_lists(self) -> list[tuple[Sequence[int], int]]:
+        return [pair for entry in self._added.values() for pair in entry.watch]
+
+
+def _watch_values(entry: _Kept) -> Iterator[int]:
+    for values, offset in entry.watch:
+        for value in values:
+            yield value + offset
 
 
 def _counts(ledgers: Sequence[Ledger]) -> dict[str, int]:

@@ -249,3 +249,26 @@ def test_a_viewer_back_within_a_minute_is_present_in_it_once() -> None:
     assert got["operator"]["overall"]["viewers_peak"] == 1
     assert got["operator"]["overall"]["viewers_current"] == 2
     assert got["screen"]["minutes"]["overall"]["viewers"][-4:] == [1, 1, 1, 1]
+
+
+def test_the_median_selected_from_sorted_lists_is_the_sorted_one() -> None:
+    """`_median_of` (sorted lists with offsets, less a removed sub-multiset) against
+    `operator._median` of the values themselves, at every size from one value up."""
+    import random
+
+    from agents.core.operator import _median
+    from agents.core.page import _median_of
+
+    rng = random.Random(7)
+    for size in range(1, 120):
+        lists: list[tuple[list[int], int]] = []
+        for _ in range(rng.randint(1, 4)):
+            offset = rng.choice((0, 0, 1_719_840_000_000))
+            values = sorted(rng.randint(-5, 3_000) for _ in range(rng.randint(0, size)))
+            lists.append(([v - offset for v in values], offset))
+        every = sorted(v + offset for values, offset in lists for v in values)
+        removed = sorted(rng.sample(every, rng.randint(0, len(every) // 2)))
+        left = list(every)
+        for value in removed:
+            left.remove(value)
+        assert _median_of(lists, removed) == _median(left)
