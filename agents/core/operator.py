@@ -559,9 +559,12 @@ class OperatorBoard:
         parts: _Parts,
         watch: tuple[int, float | None] | None = None,
         peak: int | None = None,
+        paying_users: int | None = None,
     ) -> dict[str, Any]:
-        """A level's figures; `watch` (total and median watch ms) and `peak` when already
-        known (agents/core/page.py keeps them per level), else from `parts`' lists."""
+        """A level's figures; `watch` (total and median watch ms), `peak` and `paying_users`
+        when already known (agents/core/page.py keeps them per level), else from `parts`."""
+        if paying_users is None:
+            paying_users = len(parts.paying_users)
         gmv = parts.gmv_cents / 100
         if watch is None:
             watch_total_ms, median_ms = sum(parts.watch_ms), _median(parts.watch_ms)
@@ -584,14 +587,14 @@ class OperatorBoard:
             "avg_watch_minutes": _ratio(watch_total_ms / MINUTE_MS, parts.unique_viewers),
             "median_watch_minutes": None if median_ms is None else median_ms / MINUTE_MS,
             "buyers": parts.buyers,
-            "paying_users": len(parts.paying_users),
+            "paying_users": paying_users,
             "conversion": _ratio(parts.buyers, parts.unique_viewers),
             "interacting_viewers": parts.interacting_viewers,
             "interaction_rate": _ratio(parts.interacting_viewers, parts.unique_viewers),
             "orders": parts.orders,
             "gmv_cny": gmv,
             "aov_cny": _ratio(gmv, parts.orders),
-            "aov_per_customer_cny": _ratio(gmv, len(parts.paying_users)),
+            "aov_per_customer_cny": _ratio(gmv, paying_users),
             "gpm_cny": _ratio(gmv * 1000, gpm_base),
             "uv_value_cny": _ratio(gmv, parts.unique_viewers),
             "follows": parts.follows,

@@ -216,40 +216,35 @@ def _viewer_of(
     `presence_minutes`' reading, the open interval left open while the session is live)."""
     joins = closed_ms = 0
     marks: list[int] = []
-    last_marked: int | None = None
+    last_marked = -(2**63)  # no minute marked yet
     opened: int | None = None
-
-    def close(start: int, end: int) -> None:
-        nonlocal closed_ms, last_marked
-        if ended_ts is not None and end > ended_ts:
-            end = ended_ts
-        if end <= start:
-            return
-        closed_ms += end - start
-        first, last = start // MINUTE_MS, (end - 1) // MINUTE_MS
-        if last_marked is not None and first <= last_marked:
-            first = last_marked + 1
-        if first <= last:
-            marks.extend((first, last + 1))
-            last_marked = last
-
+    intervals: list[tuple[int, int]] = []
     for ts, _seq, is_join in sorted(records or ()):
         if is_join:
             joins += 1
             if opened is None:
                 opened = ts
         elif opened is not None:
-            close(opened, ts)
+            intervals.append((opened, ts))
             opened = None
+    if opened is not None and ended_ts is not None:  # closed at the end (`close_ts`)
+        intervals.append((opened, ended_ts))
+        opened = None
+    for start, end in intervals:
+        if ended_ts is not None and end > ended_ts:
+            end = ended_ts
+        if end <= start:
+            continue
+        closed_ms += end - start
+        first, last = start // MINUTE_MS, (end - 1) // MINUTE_MS
+        if first <= last_marked:
+            first = last_marked + 1
+        if first <= last:
+            marks.extend((first, last + 1))
+            last_marked = last
     open_first = 0
     if opened is not None:
-        if ended_ts is not None:  # closed at the end (`close_ts`)
-            close(opened, ended_ts)
-            opened = None
-        else:
-            open_first = opened // MINUTE_MS
-            if last_marked is not None and open_first <= last_marked:
-                open_first = last_marked + 1
+        open_first = max(opened // MINUTE_MS, last_marked + 1)
     return _Viewer(joins, closed_ms, opened, open_first, tuple(marks), group_joins)
 
 
@@ -352,11 +347,13 @@ class PageBuilder:
         settled = self._settled_watch(key, sids, held)
         watch = [(settled.merged, 0), *settled.added_lists()]
         live: Counter[int] = Counter()
+        paying_live: set[str] = set()
         for sid in sids:
             entry, has_ended = held[sid]
             if not (has_ended and entry.viewers is None):
                 watch.extend(entry.watch)
             if not has_ended:
+                paying_live |= entry.parts.paying_users
                 total.add(entry.parts)
                 watch_total_ms += entry.watch_total_ms
                 live.update(entry.presence)
@@ -370,6 +367,7 @@ class PageBuilder:
             total,
             watch=(watch_total_ms, _median_of(watch, settled.removed)),
             peak=base.prefix.peak_with(live),
+            paying_users=len(base.paying) + sum(1 for u in paying_live if u not in base.paying),
         )
 
     def _settled_watch(
@@ -857,13 +855,13 @@ class _Base:
             pending[minute] += sign * change
 
     def parts(self) -> _Parts:
-        """A new `_Parts` holding the sum (to add the live sessions to)."""
+        """A new `_Parts` holding the sum but the paying users (to add the live sessions
+        to)."""
         out = _Parts()
         for name, value in self.sums.items():
             setattr(out, name, value)
         out.orders_by_minute = Counter(self.by_minute)
-        out.paying_users = set(self.paying)
-        return out
+        return out  # its paying users are `paying`'s keys: counted, not copied
 
 
 class _RowBase:
@@ -958,24 +956,24 @@ class _Prefix:
         return self.highest[-1] if self.highest else 0
 
     def peak_with(self, live: Counter[int]) -> int:
-        """`operator._peak` of this difference array plus `live`: the live sessions add
-        viewers (never fewer) only between their first and last minute, so the largest sum
-        is this one's or at a minute in that span where either changes."""
+        """`operator._peak` of this difference array plus `live` (the live sessions'): they
+        add viewers (never fewer) only where their own count is above 0, so the largest sum
+        is this one's or, over a stretch where theirs is constant and above 0, theirs plus
+        the largest of this one there."""
         changes = sorted(minute for minute, change in live.items() if change)
-        if not changes:
-            return self.peak
-        self._settle()
+        peak = self.peak  # settles the prefix sums
         minutes, present = self.minutes, self.present
-        i = bisect_left(minutes, changes[0])
-        high = bisect_right(minutes, changes[-1])
-        now = present[i - 1] if i else 0
-        peak, running = self.peak, 0
-        for minute in sorted({*changes, *minutes[i:high]}):
-            while i < high and minutes[i] <= minute:
-                now = present[i]
-                i += 1
-            running += live.get(minute, 0)
-            peak = max(peak, running + now)
+        running = 0
+        for n, minute in enumerate(changes):
+            running += live[minute]
+            if running <= 0 or n + 1 == len(changes):
+                continue  # none of theirs from here on (their changes add up to 0)
+            i = bisect_right(minutes, minute)
+            top = present[i - 1] if i else 0
+            j = bisect_left(minutes, changes[n + 1], lo=i)
+            if j > i:
+                top = max(top, max(present[i:j]))
+            peak = max(peak, running + top)
         return peak
 
 
