@@ -78,6 +78,8 @@ class ReportPoller(threading.Thread):
         self.status = None if status_url is None else StatusWatcher(status_url, self.stopped)
         #: Per fetch of /screen/data (with `status_url`): (events behind, seconds behind).
         self.behind: list[tuple[int, float]] = []
+        #: Per new build the fetches saw (its `serial`): the worker's seconds building it.
+        self.build_s: dict[int, float] = {}
 
     def run(self) -> None:
         if self.status is not None:
@@ -86,9 +88,12 @@ class ReportPoller(threading.Thread):
             with contextlib.suppress(OSError, ValueError):
                 body = fetch(self.url, timeout_s=120)
                 if self.status is not None:
-                    got = self.status.behind(int(json.loads(body)["events"]["valid"]))
+                    data = json.loads(body)
+                    got = self.status.behind(int(data["events"]["valid"]))
                     if got is not None:
                         self.behind.append(got)
+                    if "built_s" in data and "serial" in data:
+                        self.build_s[int(data["serial"])] = float(data["built_s"])
 
 
 class StatusWatcher(threading.Thread):
@@ -183,11 +188,14 @@ def run_pass(
     run = _as_run(result, sampler)
     if poller is not None and poller.behind:
         STALENESS.setdefault(mode, []).extend(poller.behind)
+        BUILDS.setdefault(mode, []).extend(poller.build_s.values())
     return run
 
 
 #: Mode -> (events behind, seconds old) of every /screen/data fetched during its passes.
 STALENESS: dict[str, list[tuple[int, float]]] = {}
+#: Mode -> the worker's seconds per build of the data those fetches saw (one per build).
+BUILDS: dict[str, list[float]] = {}
 
 
 def build_cost(
@@ -363,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_events_behind": max(b for b, _s in seen),
                 "max_seconds_behind": max(s for _b, s in seen),
                 "share_within_1s": sum(s <= 1.0 for _b, s in seen) / len(seen),
+                "worker_build_s": summary(BUILDS.get(mode) or [0.0]),
             }
             for mode, seen in STALENESS.items()
         },
