@@ -14,8 +14,8 @@ apt one driven by Playwright, shows /screen from the moment the worker answers: 
 (a client fetching /report every second: what the page did first, why it no longer does).
 Staleness (`data_poll`, and `data_poll_baseline`: the same against a worker of the tree at git
 `--baseline REF`, side by side): /status is read every 0.2 s while /screen/data is fetched
-every second; a fetch is behind by the records the worker had applied then minus the data's
-valid events, and by the seconds since the worker first had applied as many as the data shows.
+every second; a fetch is behind by the valid events the worker had applied then minus the
+data's, and by the seconds since the worker first had applied more than the data shows.
 Build cost: the same records in-process, split over 4 partitions by the contract's record
 keys as the worker holds them; a page build as it was (merge the partitions, full operator
 snapshot, screen snapshot), the merged one without the per-session figures and histograms,
@@ -97,18 +97,21 @@ class ReportPoller(threading.Thread):
 
 
 class StatusWatcher(threading.Thread):
-    """The worker's applied records over time, from /status every 0.2 s."""
+    """The worker's valid events over time, from /status every 0.2 s (its `events.valid`,
+    what the screen's data counts: its `records` count duplicates and invalid records too,
+    which made every fetch look behind by them and by the time the worker took to read
+    them)."""
 
     def __init__(self, url: str, stopped: threading.Event) -> None:
         super().__init__(daemon=True)
         self.url, self.stopped = url, stopped
-        self.seen: list[tuple[float, int]] = []  # (monotonic s, records), records growing
+        self.seen: list[tuple[float, int]] = []  # (monotonic s, valid events), growing
 
     def run(self) -> None:
         while not self.stopped.wait(0.2):
             with contextlib.suppress(OSError, ValueError):
-                records = int(json.loads(fetch(self.url, timeout_s=120)).get("records", 0))
-                self.seen.append((time.monotonic(), records))
+                status = json.loads(fetch(self.url, timeout_s=120))
+                self.seen.append((time.monotonic(), int(status["events"]["valid"])))
 
     def behind(self, valid: int) -> tuple[int, float] | None:
         """(events, seconds) a page showing `valid` events is behind the worker now (None
@@ -119,7 +122,7 @@ class StatusWatcher(threading.Thread):
         applied = seen[-1][1]
         if valid >= applied:
             return 0, 0.0
-        reached = next((t for t, records in seen if records > valid), seen[-1][0])
+        reached = next((t for t, applied_then in seen if applied_then > valid), seen[-1][0])
         return applied - valid, now - reached
 
 
