@@ -11,7 +11,8 @@ the bench's cached stream), and a build runs on the worker's event loop, so a pa
 rebuilds the operator and screen sections at most every `interval_s` while events flow, from
 the partitions' own states with what no event touched kept from the build before
 (`agents.core.page.PageBuilder`: its cost follows what changed, not the whole state), never
-spending more than a fifth of the time on it; it takes the claims from the worker's cached
+spending more than a fifth of the time on it at the median build's cost (one build held up by
+a pause does not hold the page); it takes the claims from the worker's cached
 report, rebuilt only when it is older than ten times its own build time, and says how old they
 are (`claims_at`, `claims_events`: the page shows "claims as of").
 """
