@@ -17,14 +17,17 @@ worker's event loop) against the ingest's. `batch-decode`: one `list[Event]` val
 build (`agents.core.page.PageBuilder`, what `/screen/data` runs on the event loop) over the
 records split into partitions by the contract's record keys, after the first build at the
 end of all but the last `--builds` x `--step` records, once after each further `--step`:
-CPU seconds per build (to compare trees, run it from another checkout as `ingest` says).
+CPU seconds per build (to compare trees, run it from another checkout as `ingest` says), and
+the memory the builder keeps after its first build.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
+import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +107,12 @@ def _page(
     tail = step * builds
     feed(values[: len(values) - tail])
     builder = PageBuilder()
+    gc.collect()
+    tracemalloc.start()  # what the builder keeps: allocated by its first build, still held
     first_s = _cpu(lambda: builder.build(states))
+    gc.collect()
+    kept_mb = tracemalloc.get_traced_memory()[0] / 1e6
+    tracemalloc.stop()
     seconds: list[float] = []
     recomputed: list[int] = []
     for i in range(builds):
@@ -113,7 +121,8 @@ def _page(
         seconds.append(_cpu(lambda: builder.build(states)))
         recomputed.append(builder.recomputed)
     print(
-        f"{len(values)} records, {partitions} partitions: first build {first_s:.2f} s CPU; "
+        f"{len(values)} records, {partitions} partitions: first build {first_s:.2f} s CPU "
+        f"(the builder keeps {kept_mb:.1f} MB after it, tracemalloc); "
         f"{builds} builds {step:,} records apart: median {statistics.median(seconds):.3f} s "
         f"CPU, max {max(seconds):.3f}, mean {statistics.mean(seconds):.3f} "
         f"(sessions recomputed: median {statistics.median(recomputed):g})"

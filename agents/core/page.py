@@ -503,7 +503,7 @@ class PageBuilder:
                 sources,
                 products,
                 sum(watch_ms),
-                [(sorted(watch_ms), 0)],
+                [(array("q", sorted(watch_ms)), 0)],
                 diff,
                 identity,
                 None,
