@@ -3,6 +3,7 @@
     python -m bench.hotpath ingest FILE [--window-s 604800] [--passes 1]
     python -m bench.hotpath report FILE
     python -m bench.hotpath batch-decode FILE [--valid-only]
+    python -m bench.hotpath page FILE [--step 5000] [--builds 24] [--partitions 4]
 
 FILE: a stream of JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`).
 `ingest`: `agents.core.ingest.ingest` over every line into `Ledger(window)` + `OperatorBoard`,
@@ -12,13 +13,22 @@ ingest FILE`, interleaved with this tree's: bench/RESULTS.md, Session 7; a check
 issue 17 on, whose `Ledger` takes a dedupe window). `report`: CPU
 seconds of `build_report` over that state (what `/report` and a `/metrics` scrape build on the
 worker's event loop) against the ingest's. `batch-decode`: one `list[Event]` validation per
-1,000 values against one call per value.
+1,000 values against one call per value. `page` (issue 18): the live screen's incremental
+build (`agents.core.page.PageBuilder`, what `/screen/data` runs on the event loop) over the
+records split into partitions by the contract's record keys, after the first build at the
+end of all but the last `--builds` x `--step` records, once after each further `--step`:
+CPU seconds per build (to compare trees, run it from another checkout as `ingest` says), and
+the memory the builder keeps after its first build.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import statistics
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,11 +55,14 @@ def _ingested(values: list[bytes], window_ms: int | None) -> tuple[Ledger, Opera
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath")
-    parser.add_argument("what", choices=("ingest", "report", "batch-decode"))
+    parser.add_argument("what", choices=("ingest", "report", "batch-decode", "page"))
     parser.add_argument("file", type=Path)
     parser.add_argument("--window-s", type=int, default=7 * 86_400)
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--valid-only", action="store_true")
+    parser.add_argument("--step", type=int, default=5000)
+    parser.add_argument("--builds", type=int, default=24)
+    parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
     values = _lines(args.file)
     window_ms = args.window_s * 1000 or None
@@ -67,8 +80,53 @@ def main() -> None:
             f"{min(builds):.2f} s CPU (min of 3, max {max(builds):.2f}) = "
             f"{min(builds) / ingest_s:.0%} of the ingest"
         )
+    elif args.what == "page":
+        _page(values, window_ms, args.step, args.builds, args.partitions)
     else:
         _batch_decode(values[:100_000], args.valid_only)
+
+
+def _page(
+    values: list[bytes], window_ms: int | None, step: int, builds: int, partitions: int
+) -> None:
+    import orjson  # noqa: PLC0415 (only this measurement)
+
+    from agents.core.page import PageBuilder  # noqa: PLC0415
+    from schemas.events import record_key  # noqa: PLC0415
+
+    states = [(Ledger(window_ms), OperatorBoard()) for _ in range(partitions)]
+
+    def feed(chunk: list[bytes]) -> None:
+        for value in chunk:
+            try:
+                key = record_key(orjson.loads(value))
+            except (ValueError, TypeError, AttributeError):
+                key = ""
+            ingest(value, *states[zlib.crc32(key.encode()) % partitions])
+
+    tail = step * builds
+    feed(values[: len(values) - tail])
+    builder = PageBuilder()
+    gc.collect()
+    tracemalloc.start()  # what the builder keeps: allocated by its first build, still held
+    first_s = _cpu(lambda: builder.build(states))
+    gc.collect()
+    kept_mb = tracemalloc.get_traced_memory()[0] / 1e6
+    tracemalloc.stop()
+    seconds: list[float] = []
+    recomputed: list[int] = []
+    for i in range(builds):
+        start = len(values) - tail + i * step
+        feed(values[start : start + step])
+        seconds.append(_cpu(lambda: builder.build(states)))
+        recomputed.append(builder.recomputed)
+    print(
+        f"{len(values)} records, {partitions} partitions: first build {first_s:.2f} s CPU "
+        f"(the builder keeps {kept_mb:.1f} MB after it, tracemalloc); "
+        f"{builds} builds {step:,} records apart: median {statistics.median(seconds):.3f} s "
+        f"CPU, max {max(seconds):.3f}, mean {statistics.mean(seconds):.3f} "
+        f"(sessions recomputed: median {statistics.median(recomputed):g})"
+    )
 
 
 def _batch_decode(values: list[bytes], valid_only: bool) -> None:

@@ -14,8 +14,8 @@ apt one driven by Playwright, shows /screen from the moment the worker answers: 
 (a client fetching /report every second: what the page did first, why it no longer does).
 Staleness (`data_poll`, and `data_poll_baseline`: the same against a worker of the tree at git
 `--baseline REF`, side by side): /status is read every 0.2 s while /screen/data is fetched
-every second; a fetch is behind by the records the worker had applied then minus the data's
-valid events, and by the seconds since the worker first had applied as many as the data shows.
+every second; a fetch is behind by the valid events the worker had applied then minus the
+data's, and by the seconds since the worker first had applied more than the data shows.
 Build cost: the same records in-process, split over 4 partitions by the contract's record
 keys as the worker holds them; a page build as it was (merge the partitions, full operator
 snapshot, screen snapshot), the merged one without the per-session figures and histograms,
@@ -78,6 +78,8 @@ class ReportPoller(threading.Thread):
         self.status = None if status_url is None else StatusWatcher(status_url, self.stopped)
         #: Per fetch of /screen/data (with `status_url`): (events behind, seconds behind).
         self.behind: list[tuple[int, float]] = []
+        #: Per new build the fetches saw (its `serial`): the worker's seconds building it.
+        self.build_s: dict[int, float] = {}
 
     def run(self) -> None:
         if self.status is not None:
@@ -86,24 +88,30 @@ class ReportPoller(threading.Thread):
             with contextlib.suppress(OSError, ValueError):
                 body = fetch(self.url, timeout_s=120)
                 if self.status is not None:
-                    got = self.status.behind(int(json.loads(body)["events"]["valid"]))
+                    data = json.loads(body)
+                    got = self.status.behind(int(data["events"]["valid"]))
                     if got is not None:
                         self.behind.append(got)
+                    if "built_s" in data and "serial" in data:
+                        self.build_s[int(data["serial"])] = float(data["built_s"])
 
 
 class StatusWatcher(threading.Thread):
-    """The worker's applied records over time, from /status every 0.2 s."""
+    """The worker's valid events over time, from /status every 0.2 s (its `events.valid`,
+    what the screen's data counts: its `records` count duplicates and invalid records too,
+    which made every fetch look behind by them and by the time the worker took to read
+    them)."""
 
     def __init__(self, url: str, stopped: threading.Event) -> None:
         super().__init__(daemon=True)
         self.url, self.stopped = url, stopped
-        self.seen: list[tuple[float, int]] = []  # (monotonic s, records), records growing
+        self.seen: list[tuple[float, int]] = []  # (monotonic s, valid events), growing
 
     def run(self) -> None:
         while not self.stopped.wait(0.2):
             with contextlib.suppress(OSError, ValueError):
-                records = int(json.loads(fetch(self.url, timeout_s=120)).get("records", 0))
-                self.seen.append((time.monotonic(), records))
+                status = json.loads(fetch(self.url, timeout_s=120))
+                self.seen.append((time.monotonic(), int(status["events"]["valid"])))
 
     def behind(self, valid: int) -> tuple[int, float] | None:
         """(events, seconds) a page showing `valid` events is behind the worker now (None
@@ -114,7 +122,7 @@ class StatusWatcher(threading.Thread):
         applied = seen[-1][1]
         if valid >= applied:
             return 0, 0.0
-        reached = next((t for t, records in seen if records > valid), seen[-1][0])
+        reached = next((t for t, applied_then in seen if applied_then > valid), seen[-1][0])
         return applied - valid, now - reached
 
 
@@ -183,11 +191,14 @@ def run_pass(
     run = _as_run(result, sampler)
     if poller is not None and poller.behind:
         STALENESS.setdefault(mode, []).extend(poller.behind)
+        BUILDS.setdefault(mode, []).extend(poller.build_s.values())
     return run
 
 
 #: Mode -> (events behind, seconds old) of every /screen/data fetched during its passes.
 STALENESS: dict[str, list[tuple[int, float]]] = {}
+#: Mode -> the worker's seconds per build of the data those fetches saw (one per build).
+BUILDS: dict[str, list[float]] = {}
 
 
 def build_cost(
@@ -363,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_events_behind": max(b for b, _s in seen),
                 "max_seconds_behind": max(s for _b, s in seen),
                 "share_within_1s": sum(s <= 1.0 for _b, s in seen) / len(seen),
+                "worker_build_s": summary(BUILDS.get(mode) or [0.0]),
             }
             for mode, seen in STALENESS.items()
         },

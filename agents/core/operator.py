@@ -31,6 +31,7 @@ from schemas.events import (
     OrderPaid,
     ProductClicked,
     ViewerJoined,
+    ViewerLeft,
 )
 
 GpmDenominator = Literal["entries", "unique_viewers"]
@@ -237,6 +238,9 @@ _GROUP_TYPES: Final[frozenset[str]] = frozenset({"group_joined", "group_left"})
 #: Group events remembered for the live screen's incremental build: more between two builds
 #: and it recomputes every session (agents/core/page.py).
 GROUP_LOG_SIZE: Final[int] = 100_000
+#: Viewer events (views, interactions, session orders) remembered for the same build: more
+#: between two builds and it recomputes every viewer of the sessions that changed.
+VIEWER_LOG_SIZE: Final[int] = 100_000
 
 
 def _source(event: Event) -> tuple[str, str]:
@@ -276,14 +280,16 @@ class OperatorBoard:
         self.screen = ScreenState()
         #: What changed when, for the live screen's incremental build (agents/core/page.py):
         #: events observed, per session id the number of the last event that touched it, and
-        #: the latest group events as (number, merchant, ts) (a group join counts in the
-        #: sessions of its merchant live at its ts; not saved with the state).
+        #: the latest group events as (number, merchant, ts, user) (a group join counts in the
+        #: sessions of its merchant live at its ts), and the latest events that can change
+        #: what a (session, user) adds as (number, session id, user) (neither log is saved).
         self.changes = 0
         self.session_changed_at: dict[str, int] = {}
-        self.group_log: deque[tuple[int, str, int]] = deque(maxlen=GROUP_LOG_SIZE)
+        self.group_log: deque[tuple[int, str, int, str]] = deque(maxlen=GROUP_LOG_SIZE)
+        self.viewer_log: deque[tuple[int, str, str]] = deque(maxlen=VIEWER_LOG_SIZE)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "group_log": None}
+        return {**self.__dict__, "group_log": None, "viewer_log": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A board pickled before the incremental screen: nothing known to have changed when.
@@ -292,6 +298,7 @@ class OperatorBoard:
             self.changes = 0
             self.session_changed_at = {}
         self.group_log = deque(maxlen=GROUP_LOG_SIZE)
+        self.viewer_log = deque(maxlen=VIEWER_LOG_SIZE)
 
     @property
     def late_events(self) -> int:
@@ -307,12 +314,14 @@ class OperatorBoard:
         self.changes += 1
         if event.type in _GROUP_TYPES:
             merchant_id: str = getattr(event, "merchant_id")  # noqa: B009
-            self.group_log.append((self.changes, merchant_id, event.ts))
+            user_id: str = getattr(event, "user_id")  # noqa: B009
+            self.group_log.append((self.changes, merchant_id, event.ts, user_id))
         else:
             self.session_changed_at[getattr(event, "session_id", None) or ""] = self.changes
         windows = self.windows
         on_time = windows.admit(event.ts, _source(event))
         if isinstance(event, ViewerJoined):
+            self.viewer_log.append((self.changes, event.session_id, event.user_id))
             if on_time:
                 bucket = windows.bucket(event.ts, event.session_id)
                 bucket.entries += 1
@@ -321,6 +330,7 @@ class OperatorBoard:
             if event.kind == "reply":  # the host's, not a viewer's
                 return
             session_id = event.session_id
+            self.viewer_log.append((self.changes, session_id, event.user_id))
             if event.kind == "follow":
                 self.follows[session_id] = self.follows.get(session_id, 0) + 1
             if on_time:
@@ -328,6 +338,8 @@ class OperatorBoard:
                 bucket.interactions += 1
                 bucket.viewers.add(event.user_id)
         elif isinstance(event, OrderPaid):
+            if event.session_id is not None:
+                self.viewer_log.append((self.changes, event.session_id, event.user_id))
             if event.session_id is not None and on_time:
                 bucket = windows.bucket(event.ts, event.session_id)
                 bucket.orders += 1
@@ -343,6 +355,8 @@ class OperatorBoard:
             clickers.add(event.user_id)
             if on_time:
                 windows.bucket(event.ts, session_id).product_clicks += 1
+        elif isinstance(event, ViewerLeft):
+            self.viewer_log.append((self.changes, event.session_id, event.user_id))
 
     def take_folded(self, ledger: Ledger) -> None:
         """Fold what the screen keeps of the sessions the ledger has just folded (call after
@@ -558,10 +572,22 @@ class OperatorBoard:
         parts.product_clickers = len(self.product_clickers.get(sid, ()))
         return parts
 
-    def _figures(self, parts: _Parts) -> dict[str, Any]:
+    def _figures(
+        self,
+        parts: _Parts,
+        watch: tuple[int, float | None] | None = None,
+        peak: int | None = None,
+        paying_users: int | None = None,
+    ) -> dict[str, Any]:
+        """A level's figures; `watch` (total and median watch ms), `peak` and `paying_users`
+        when already known (agents/core/page.py keeps them per level), else from `parts`."""
+        if paying_users is None:
+            paying_users = len(parts.paying_users)
         gmv = parts.gmv_cents / 100
-        watch_total_ms = sum(parts.watch_ms)
-        median_ms = _median(parts.watch_ms)
+        if watch is None:
+            watch_total_ms, median_ms = sum(parts.watch_ms), _median(parts.watch_ms)
+        else:
+            watch_total_ms, median_ms = watch
         gpm_base = parts.entries if self.gpm_denominator == "entries" else parts.unique_viewers
         by_minute = parts.orders_by_minute
         last_minute = max(by_minute) if by_minute else -1
@@ -574,19 +600,19 @@ class OperatorBoard:
             "entries": parts.entries,
             "unique_viewers": parts.unique_viewers,
             "viewers_current": parts.viewers_current,
-            "viewers_peak": _peak(parts.presence_diff),
+            "viewers_peak": _peak(parts.presence_diff) if peak is None else peak,
             "watch_time_seconds_sum": watch_total_ms / 1000,
             "avg_watch_minutes": _ratio(watch_total_ms / MINUTE_MS, parts.unique_viewers),
             "median_watch_minutes": None if median_ms is None else median_ms / MINUTE_MS,
             "buyers": parts.buyers,
-            "paying_users": len(parts.paying_users),
+            "paying_users": paying_users,
             "conversion": _ratio(parts.buyers, parts.unique_viewers),
             "interacting_viewers": parts.interacting_viewers,
             "interaction_rate": _ratio(parts.interacting_viewers, parts.unique_viewers),
             "orders": parts.orders,
             "gmv_cny": gmv,
             "aov_cny": _ratio(gmv, parts.orders),
-            "aov_per_customer_cny": _ratio(gmv, len(parts.paying_users)),
+            "aov_per_customer_cny": _ratio(gmv, paying_users),
             "gpm_cny": _ratio(gmv * 1000, gpm_base),
             "uv_value_cny": _ratio(gmv, parts.unique_viewers),
             "follows": parts.follows,

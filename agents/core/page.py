@@ -6,10 +6,22 @@ products, and first the merge itself. `PageBuilder.build` gives the same two sec
 the partitions' own (ledger, board) pairs, and recomputes a session's parts only when an
 event touched it since the last build (`OperatorBoard.session_changed_at`; for group joins, a
 group event of its merchant at a time the session was live, from any partition's
-`OperatorBoard.group_log`). What is left is bounded by what is
-live or cheap: the level sums, the windows' minute buckets (20 minutes), the curves' minute
-buckets (an hour), viewers per minute of the sessions of the last hour, and the refunds
-(matched to their orders over every partition, as the merged ledger does).
+`OperatorBoard.group_log`), and of a session not folded only the viewers those events touched
+(`OperatorBoard.viewer_log`; `_Viewers` keeps each viewer's part, an open watch interval left
+open against the session's last event, which moves with every event). Per level (overall,
+room, merchant) the ended sessions' sums, presence by minute and table rows are kept and
+changed by the sessions that changed (`_Base`, `_RowBase`); the median watch time is selected
+from the sessions' sorted lists (`_kth`), the peak adds the live sessions' minutes to the
+ended ones' prefix sums (`_Prefix`). What is left is bounded by what is live or cheap: the
+live sessions' sums, the windows' minute buckets (20 minutes), the curves' minute buckets (an
+hour), and the refunds (matched to their orders over every partition, as the merged ledger
+does). The builder's own state per viewer is held only for sessions not folded and, once a
+session has ended, for `SETTLED_BUILDS` builds without change (then its watch times are kept
+as one array and a late event reads its viewers again).
+
+The sessions are read through `SessionFacts` (`presence` as the mapping it is for a session
+not folded, `interacting_users`, `orders`, `started_ts`, `ended_ts`, `last_ts`) and a folded
+one through `OperatorBoard._session_parts`, whatever the ledger keeps of it.
 
 Why it equals the merged build: a session's events share its record key, the session id,
 hence its partition (event-contract.md), so its facts, follows, clicks, minute buckets,
@@ -24,12 +36,21 @@ tests/agents/core/test_page.py checks the equality while a fixture is fed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from array import array
+from bisect import bisect_left, bisect_right, insort
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from agents.core.ledger import EventCounts, Ledger, SessionFacts, widest_refund_horizon
+from agents.core.ledger import (
+    EventCounts,
+    Ledger,
+    Presence,
+    SessionFacts,
+    widest_refund_horizon,
+)
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import DEFINITIONS as OPERATOR_DEFINITIONS
 from agents.core.operator import WINDOW_MINUTES, OperatorBoard, _Parts
@@ -37,7 +58,6 @@ from agents.core.screen import (
     CURVES,
     PRODUCTS_TOP_N,
     _add_rows,
-    _present_by_minute,
     minute_curves,
     products_figures,
     sources_figures,
@@ -46,6 +66,10 @@ from agents.core.screen import (
     DEFINITIONS as SCREEN_DEFINITIONS,
 )
 from agents.core.windows import MINUTE_MS
+
+#: Builds an ended session's parts stay unchanged before its viewers are forgotten (late
+#: events come soon after an end: until then a change reads only the viewers it touched).
+SETTLED_BUILDS = 20
 
 
 class _PooledGroupEvents(Mapping[tuple[str, str], Sequence[tuple[int, int, str, bool]]]):
@@ -67,19 +91,197 @@ class _PooledGroupEvents(Mapping[tuple[str, str], Sequence[tuple[int, int, str, 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def of(self, key: tuple[str, str]) -> Sequence[tuple[int, int, str, bool]]:
+        """`get(key, ())` without the KeyError `Mapping.get` goes through (once per viewer
+        read)."""
+        found: list[tuple[int, int, str, bool]] | None = None
+        for ledger in self._ledgers:
+            events = ledger.group_events.get(key)
+            if events:
+                found = list(events) if found is None else [*found, *events]
+        return () if found is None else found
+
+
+@dataclass(slots=True, frozen=True)
+class _Viewer:
+    """What one (session, user) of a session not folded adds to the session's figures (the
+    reading of `OperatorBoard._session_parts`, kept so that only the users an event touched
+    are read again)."""
+
+    joins: int
+    #: Watch time in the intervals closed (all of them once the session has ended).
+    closed_ms: int
+    #: Where the interval still open began (a session without end), else None: its watch
+    #: time runs to the session's last event, which moves without this user's events.
+    open_start: int | None
+    #: The first minute the open interval marks (after the closed ones', each minute once).
+    open_first: int
+    #: The closed intervals' minutes as a difference array: +1 at [0::2], -1 at [1::2].
+    marks: tuple[int, ...]
+    group_joins: int
+
+
+class _Viewers:
+    """A not-folded session's viewers, summed as they change: entries, group joins, watch
+    times in sorted lists (the medians select from them), presence by minute."""
+
+    __slots__ = (
+        "closed_ms",
+        "diff",
+        "entries",
+        "fixed",
+        "group_joins",
+        "open_at",
+        "open_keys",
+        "open_starts",
+        "users",
+    )
+
+    def __init__(self) -> None:
+        self.users: dict[str, _Viewer] = {}
+        self.entries = 0
+        self.group_joins = 0
+        self.closed_ms = 0
+        #: The sum of the open intervals' starts.
+        self.open_starts = 0
+        #: Sorted watch ms of the viewers with no interval open.
+        self.fixed: list[int] = []
+        #: Sorted (closed ms - open start) of the viewers with one open: + the last event's ts.
+        self.open_keys: list[int] = []
+        #: The closed intervals' minutes (a difference array).
+        self.diff: Counter[int] = Counter()
+        #: First minute of an open interval -> user -> its start.
+        self.open_at: dict[int, dict[str, int]] = {}
+
+    def put(self, user: str, viewer: _Viewer | None) -> None:
+        """Replace what `user` adds (None: nothing, not a viewer)."""
+        old = self.users.pop(user, None)
+        if old is not None:
+            self._count(user, old, -1)
+        if viewer is not None:
+            self.users[user] = viewer
+            self._count(user, viewer, 1)
+
+    def _count(self, user: str, viewer: _Viewer, sign: int) -> None:
+        self.entries += sign * viewer.joins
+        self.group_joins += sign * viewer.group_joins
+        self.closed_ms += sign * viewer.closed_ms
+        if viewer.open_start is None:
+            _sorted_put(self.fixed, viewer.closed_ms, sign)
+        else:
+            _sorted_put(self.open_keys, viewer.closed_ms - viewer.open_start, sign)
+            self.open_starts += sign * viewer.open_start
+            if sign > 0:
+                self.open_at.setdefault(viewer.open_first, {})[user] = viewer.open_start
+            else:
+                at = self.open_at[viewer.open_first]
+                del at[user]
+                if not at:
+                    del self.open_at[viewer.open_first]
+        diff, marks = self.diff, viewer.marks
+        for i in range(0, len(marks), 2):
+            diff[marks[i]] += sign
+            diff[marks[i + 1]] -= sign
+
+    def built(
+        self, close_ts: int | None
+    ) -> tuple[int, int, list[tuple[Sequence[int], int]], Counter[int]]:
+        """(viewers online, total watch ms, watch lists as (sorted, offset), presence by
+        minute) with the open intervals closed at `close_ts` (None: none is open)."""
+        fixed: list[tuple[Sequence[int], int]] = [(self.fixed, 0)]
+        if close_ts is None or not self.open_keys:
+            return 0, self.closed_ms, fixed, Counter(self.diff)
+        online = len(self.open_keys)
+        total_ms = self.closed_ms + online * close_ts - self.open_starts
+        diff = Counter(self.diff)
+        last = (close_ts - 1) // MINUTE_MS  # `presence_minutes`' last minute of an interval
+        for minute, users in self.open_at.items():
+            if minute < last:
+                marked = len(users)
+            elif minute == last:  # an interval of no length marks nothing
+                marked = sum(1 for start in users.values() if start < close_ts)
+            else:
+                marked = 0
+            if marked:
+                diff[minute] += marked
+                diff[last + 1] -= marked
+        return online, total_ms, [*fixed, (self.open_keys, close_ts)], diff
+
+
+def _sorted_put(values: list[int], value: int, sign: int) -> None:
+    if sign > 0:
+        insort(values, value)
+    else:
+        del values[bisect_left(values, value)]
+
+
+def _viewer_of(
+    records: Sequence[tuple[int, int, bool]] | None, ended_ts: int | None, group_joins: int
+) -> _Viewer:
+    """A viewer's part from their presence records (`timeline.watch_intervals` and
+    `presence_minutes`' reading, the open interval left open while the session is live)."""
+    joins = closed_ms = 0
+    marks: list[int] = []
+    last_marked = -(2**63)  # no minute marked yet
+    opened: int | None = None
+    intervals: list[tuple[int, int]] = []
+    for ts, _seq, is_join in sorted(records or ()):
+        if is_join:
+            joins += 1
+            if opened is None:
+                opened = ts
+        elif opened is not None:
+            intervals.append((opened, ts))
+            opened = None
+    if opened is not None and ended_ts is not None:  # closed at the end (`close_ts`)
+        intervals.append((opened, ended_ts))
+        opened = None
+    for start, end in intervals:
+        if ended_ts is not None and end > ended_ts:
+            end = ended_ts
+        if end <= start:
+            continue
+        closed_ms += end - start
+        first, last = start // MINUTE_MS, (end - 1) // MINUTE_MS
+        if first <= last_marked:
+            first = last_marked + 1
+        if first <= last:
+            marks.extend((first, last + 1))
+            last_marked = last
+    open_first = 0
+    if opened is not None:
+        open_first = max(opened // MINUTE_MS, last_marked + 1)
+    return _Viewer(joins, closed_ms, opened, open_first, tuple(marks), group_joins)
+
 
 @dataclass(slots=True)
 class _Kept:
     """A session's parts as of its last change (refunds and windows are added per build)."""
 
     changed_at: int
-    #: This builder's number of the computation (a level's kept sum names its sessions' ones).
-    serial: int
+    #: The build that computed it (`PageBuilder._builds`).
+    built: int
+    #: The additive parts (watch times and presence are the fields below, not in here).
     parts: _Parts
     sources: dict[str, list[int]]
     products: dict[str, list[int]]
+    watch_total_ms: int
+    #: The viewers' watch ms as sorted lists, each with an offset to add.
+    watch: list[tuple[Sequence[int], int]]
+    #: Viewers present by minute, a difference array.
+    presence: Counter[int]
+    #: (started, ended, room, merchant, folded): a change of any reads every viewer again.
+    identity: tuple[Any, ...]
+    #: The viewers of a session not folded, kept between its changes.
+    viewers: _Viewers | None
     #: (first minute, viewers per minute from it) of the curves, when last asked for.
     present: tuple[int, list[int]] | None = None
+
+    def settle(self) -> None:
+        """Forget the viewers of an ended session (a change reads them all again), keeping
+        their watch times as a compact array."""
+        self.viewers = None
+        self.watch = [(array("q", values), offset) for values, offset in self.watch]
 
 
 class PageBuilder:
@@ -92,15 +294,20 @@ class PageBuilder:
     def __init__(self) -> None:
         #: id(board) -> (the board, its sessions' kept parts).
         self._kept: dict[int, tuple[OperatorBoard, dict[str, _Kept]]] = {}
-        #: id(board) -> its `changes` at the last build (its group events read up to there).
+        #: id(board) -> its `changes` at the last build (its logs read up to there).
         self._read_up_to: dict[int, int] = {}
-        #: Level -> (its ended sessions and their parts' serials, the sum of their parts).
-        self._bases: dict[str, tuple[tuple[tuple[str, int], ...], _Parts]] = {}
+        #: Level -> its ended sessions' parts summed; level of the screen's tables -> their
+        #: rows summed.
+        self._bases: dict[str, _Base] = {}
+        self._row_bases: dict[str, _RowBase] = {}
+        #: Level -> its settled sessions' watch times.
+        self._merged: dict[str, _Settled] = {}
         self._used_bases: set[str] = set()
-        self._serial = 0
-        #: Sessions whose parts the last build computed (the rest were kept): for tests and
-        #: the benchmark.
+        self._builds = 0
+        #: Sessions whose parts the last build computed (the rest were kept), and of those
+        #: the ones read whole (every viewer): for tests and the benchmark.
         self.recomputed = 0
+        self.recomputed_whole = 0
 
     def build(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
         """{"events", "operator", "screen"}: the counts of every partition, and what
@@ -129,37 +336,83 @@ class PageBuilder:
         sids: list[str],
         held: dict[str, tuple[_Kept, bool]],
         extras: dict[str, tuple[list[int], Any]],
-    ) -> _Parts:
-        """A level's parts: the sum of its ended sessions' kept parts (itself kept while none
-        of them changes), the live sessions' added to it, then every session's refunds and
-        windows (which change without the session's events: refunds, the watermark)."""
-        ended = [(sid, held[sid][0].serial) for sid in sids if held[sid][1]]
-        signature = tuple(ended)
+        figures: Callable[..., dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A level's figures: the sum of its ended sessions' kept parts (kept, and changed by
+        the sessions whose parts changed since), the live sessions' added to it, then every
+        session's refunds and windows (which change without the session's events: refunds,
+        the watermark); the median watch time selected from the sessions' sorted lists, the
+        peak from the ended sessions' presence and the live ones' over their own minutes."""
         base = self._bases.get(key)
-        if base is None or base[0] != signature:
-            summed = _Parts()
-            for sid, _serial in ended:
-                summed.add(held[sid][0].parts)
-            base = self._bases[key] = (signature, summed)
+        if base is None:
+            base = self._bases[key] = _Base()
+        base.update({sid: held[sid][0] for sid in sids if held[sid][1]})
         self._used_bases.add(key)
-        total = _Parts()
-        total.add(base[1])  # into an empty one: the Counter and lists are copied at C speed
+        total = base.parts()
+        watch_total_ms = base.watch_total_ms
+        settled = self._settled_watch(key, sids, held)
+        watch = [(settled.merged, 0), *settled.added_lists()]
+        live: Counter[int] = Counter()
+        paying_live: set[str] = set()
         for sid in sids:
             entry, has_ended = held[sid]
+            if not (has_ended and entry.viewers is None):
+                watch.extend(entry.watch)
             if not has_ended:
+                paying_live |= entry.parts.paying_users
                 total.add(entry.parts)
+                watch_total_ms += entry.watch_total_ms
+                live.update(entry.presence)
             session_refunds, windows = extras[sid]
             total.refunds += len(session_refunds)
             total.refunded_cents += sum(session_refunds)
             if windows is not None:
                 for name, window in windows.items():
                     total.windows[name].add(window)
-        return total
+        return figures(
+            total,
+            watch=(watch_total_ms, _median_of(watch, settled.removed)),
+            peak=base.prefix.peak_with(live),
+            paying_users=len(base.paying) + sum(1 for u in paying_live if u not in base.paying),
+        )
 
-    def _forget_group_changes(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> None:
-        """Drop the kept parts of the sessions a group event since the last build may change:
-        of its merchant, live at its ts (`_session_parts` counts a group join then)."""
-        changed: list[tuple[str, int]] = []
+    def _settled_watch(
+        self, key: str, sids: list[str], held: dict[str, tuple[_Kept, bool]]
+    ) -> _Settled:
+        """The watch times of a level's settled sessions (ended, viewers forgotten)."""
+        settled = self._merged.get(key)
+        if settled is None:
+            settled = self._merged[key] = _Settled()
+        settled.update(
+            {sid: held[sid][0] for sid in sids if held[sid][1] and held[sid][0].viewers is None}
+        )
+        return settled
+
+    def _rows(
+        self,
+        key: str,
+        sids: list[str],
+        held: dict[str, tuple[_Kept, bool]],
+        rows_of: Callable[[_Kept], dict[str, list[int]]],
+    ) -> list[dict[str, list[int]]]:
+        """A level's sources or products rows: its ended sessions' summed (kept, and changed
+        by the sessions whose rows changed since), then each live session's."""
+        base = self._row_bases.get(key)
+        if base is None:
+            base = self._row_bases[key] = _RowBase(rows_of)
+        base.update({sid: held[sid][0] for sid in sids if held[sid][1]})
+        self._used_bases.add(key)
+        return [base.rows, *(rows_of(held[sid][0]) for sid in sids if not held[sid][1])]
+
+    def _group_changes(
+        self,
+        states: Sequence[tuple[Ledger, OperatorBoard]],
+        touched: dict[int, dict[str, set[str]] | None],
+    ) -> set[str]:
+        """The sessions a group event since the last build may change (of its merchant, live
+        at its ts: `_session_parts` counts a group join then), its user added to their
+        `touched` ones; those of a board whose viewers are all read anyway are forgotten."""
+        changed: list[tuple[str, int, str]] = []
         everything = False
         for _ledger, board in states:
             read = self._read_up_to.get(id(board))
@@ -169,26 +422,156 @@ class PageBuilder:
             elif log and log[0][0] > read + 1 and len(log) == log.maxlen:
                 everything = True  # more group events than the log keeps
             else:
-                for n, merchant_id, ts in reversed(log):
+                for n, merchant_id, ts, user in reversed(log):
                     if n <= read:
                         break
-                    changed.append((merchant_id, ts))
-        self._read_up_to = {id(board): board.changes for _ledger, board in states}
+                    changed.append((merchant_id, ts, user))
+        forced: set[str] = set()
         if not changed and not everything:
-            return
-        by_merchant: dict[str, list[int]] = {}
-        for merchant_id, ts in changed:
-            by_merchant.setdefault(merchant_id, []).append(ts)
+            return forced
+        by_merchant: dict[str, list[tuple[int, str]]] = {}
+        for merchant_id, ts, user in changed:
+            by_merchant.setdefault(merchant_id, []).append((ts, user))
         for ledger, board in states:
             kept = self._kept[id(board)][1]
+            board_touched = touched[id(board)]
             for sid in list(kept):
                 session = ledger.sessions.get(sid)
                 if session is None or everything:
                     kept.pop(sid)
                     continue
-                times = by_merchant.get(session.merchant_id or "")
-                if times is not None and any(_live_at(session, ts) for ts in times):
-                    kept.pop(sid)
+                for ts, user in by_merchant.get(session.merchant_id or "", ()):
+                    if _live_at(session, ts):
+                        if board_touched is None:
+                            kept.pop(sid)
+                            break
+                        board_touched.setdefault(sid, set()).add(user)
+                        forced.add(sid)
+        return forced
+
+    def _touched(
+        self, states: Sequence[tuple[Ledger, OperatorBoard]]
+    ) -> dict[int, dict[str, set[str]] | None]:
+        """Per board, the (session, users) an event since the last build may have changed
+        the part of (`OperatorBoard.viewer_log`); None: not known, read every viewer."""
+        out: dict[int, dict[str, set[str]] | None] = {}
+        for _ledger, board in states:
+            read = self._read_up_to.get(id(board))
+            log = board.viewer_log
+            if read is None or (log and log[0][0] > read + 1 and len(log) == log.maxlen):
+                out[id(board)] = None
+                continue
+            touched: dict[str, set[str]] = {}
+            for n, sid, user in reversed(log):
+                if n <= read:
+                    break
+                users = touched.get(sid)
+                if users is None:
+                    users = touched[sid] = set()
+                users.add(user)
+            out[id(board)] = touched
+        return out
+
+    def _session(
+        self,
+        board: OperatorBoard,
+        group_events: _PooledGroupEvents,
+        sid: str,
+        session: SessionFacts,
+        kept: _Kept | None,
+        touched: set[str] | None,
+    ) -> _Kept:
+        """A session's parts: of a folded one from `OperatorBoard._session_parts`; of one not
+        folded from its viewers, only the `touched` ones read again when the rest is as
+        `kept` had it (None: every viewer)."""
+        changed_at = board.session_changed_at.get(sid, 0)
+        presence = session.presence
+        folded = not isinstance(presence, Presence)
+        identity = (
+            session.started_ts,
+            session.ended_ts,
+            session.room_id,
+            session.merchant_id,
+            folded,
+        )
+        sources = board.screen.session_sources(sid, session)
+        products = board.screen.session_products(sid)
+        if not isinstance(presence, Presence):  # folded: as the board reads it (ledger.py)
+            self.recomputed_whole += 1
+            parts = board._session_parts(group_events, sid, session, [])
+            watch_ms, parts.watch_ms = parts.watch_ms, []
+            diff, parts.presence_diff = parts.presence_diff, Counter()
+            parts.order_offsets_ms = []  # histograms only: not on the page
+            return _Kept(
+                changed_at,
+                self._builds,
+                parts,
+                sources,
+                products,
+                sum(watch_ms),
+                [(array("q", sorted(watch_ms)), 0)],
+                diff,
+                identity,
+                None,
+            )
+        buyers = {order.user_id for order in session.orders}
+        viewers = None if kept is None or kept.identity != identity else kept.viewers
+        if viewers is None or touched is None:
+            self.recomputed_whole += 1
+            viewers = _Viewers()
+            users: Iterable[str] = {*presence, *session.interacting_users, *buyers}
+        else:
+            users = touched
+        started_ts = session.started_ts
+        assert started_ts is not None  # only started sessions are passed
+        ended_ts = session.ended_ts
+        merchant_id = session.merchant_id or ""
+        interacting = session.interacting_users
+        for user in users:
+            records = presence.get(user)
+            if not (
+                (records is not None and any(is_join for _ts, _seq, is_join in records))
+                or user in interacting
+                or user in buyers
+            ):
+                viewers.put(user, None)
+                continue
+            group_joins = 0
+            for ts, _seq, _group, is_join in group_events.of((merchant_id, user)):
+                if is_join and ts >= started_ts and (ended_ts is None or ts <= ended_ts):
+                    group_joins += 1
+            viewers.put(user, _viewer_of(records, ended_ts, group_joins))
+        online, watch_total_ms, watch, diff = viewers.built(
+            session.last_ts if ended_ts is None else None
+        )
+        parts = _Parts()
+        parts.entries = viewers.entries
+        parts.unique_viewers = len(viewers.users)
+        parts.viewers_current = online
+        parts.group_joins = viewers.group_joins
+        parts.buyers = len(buyers)
+        parts.paying_users = buyers
+        parts.interacting_viewers = len(interacting)
+        parts.orders = len(session.orders)
+        for order in session.orders:  # as `OperatorBoard._session_parts`
+            parts.gmv_cents += order.amount_cents
+            if ended_ts is None or order.ts <= ended_ts:
+                parts.orders_by_minute[max(0, order.ts - started_ts) // MINUTE_MS] += 1
+        parts.follows = board.follows.get(sid, 0)
+        parts.product_clicks = board.product_clicks.get(sid, 0)
+        parts.product_clickers = len(board.product_clickers.get(sid, ()))
+        return _Kept(
+            changed_at,
+            self._builds,
+            parts,
+            sources,
+            products,
+            watch_total_ms,
+            watch,
+            diff,
+            identity,
+            viewers,
+        )
 
     def _incremental(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
         ledgers = [ledger for ledger, _board in states]
@@ -214,14 +597,15 @@ class PageBuilder:
         self._kept = {
             id(board): self._kept.get(id(board), (board, {})) for board in boards
         }  # boards no longer held are forgotten
-        self._forget_group_changes(states)
-        self.recomputed = 0
+        touched = self._touched(states)
+        forced = self._group_changes(states, touched)
+        self._read_up_to = {id(board): board.changes for board in boards}
+        self.recomputed = self.recomputed_whole = 0
+        self._builds += 1
         #: Per session: its kept parts, whether it has ended, its refunds and windows.
         held: dict[str, tuple[_Kept, bool]] = {}
         extras: dict[str, tuple[list[int], Any]] = {}
         levels_of: dict[str, tuple[str, str]] = {}
-        sources: dict[str, dict[str, list[int]]] = {}
-        products: dict[str, dict[str, list[int]]] = {}
         present: dict[str, list[int]] = {}
         minute_rows: list[tuple[int, str, Any]] = []
         for ledger, board in states:
@@ -237,32 +621,34 @@ class PageBuilder:
             windows = board._session_windows(started, watermark)
             for sid in [s for s in kept if s not in started]:
                 del kept[sid]  # no longer held (never, for a started session: kept for ever)
+            board_touched = touched[id(board)]
             for sid in sorted(started):
                 session = started[sid]
-                merchant_id = session.merchant_id or ""
                 entry = kept.get(sid)
-                changed_at = board.session_changed_at.get(sid, 0)
-                if entry is None or entry.changed_at != changed_at:
+                if (
+                    entry is None
+                    or entry.changed_at != board.session_changed_at.get(sid, 0)
+                    or sid in forced
+                ):
                     self.recomputed += 1
-                    self._serial += 1
-                    entry = kept[sid] = _Kept(
-                        changed_at,
-                        self._serial,
-                        board._session_parts(group_events, sid, session, []),
-                        board.screen.session_sources(sid, session),
-                        board.screen.session_products(sid),
+                    users = None if board_touched is None else board_touched.get(sid, set())
+                    entry = kept[sid] = self._session(
+                        board, group_events, sid, session, entry, users
                     )
                 held[sid] = (entry, session.ended_ts is not None)
+                if (
+                    entry.viewers is not None
+                    and session.ended_ts is not None
+                    and self._builds - entry.built >= SETTLED_BUILDS
+                ):
+                    entry.settle()
                 extras[sid] = (refunds.get(sid, []), windows.get(sid))
-                room_id = session.room_id or ""
-                levels_of[sid] = (room_id, merchant_id)
-                sources[sid] = entry.sources
-                products[sid] = entry.products
+                levels_of[sid] = (session.room_id or "", session.merchant_id or "")
                 if first_minute is not None and session.last_ts >= first_minute * MINUTE_MS:
                     if entry.present is None or entry.present[0] != first_minute:
                         entry.present = (
                             first_minute,
-                            _present_by_minute(session, first_minute, retained),
+                            _present_by_minute(entry.presence, first_minute, retained),
                         )
                     present[sid] = entry.present[1]
             if first_minute is not None:
@@ -271,22 +657,13 @@ class PageBuilder:
                         for sid, counts in by_session.items():
                             if sid in started:
                                 minute_rows.append((minute - first_minute, sid, counts))
-        overall = self._level("overall", sorted(held), held, extras)
-        rooms: dict[str, _Parts] = {}
-        merchants: dict[str, _Parts] = {}
-        by_room: dict[str, list[str]] = {}
-        by_merchant: dict[str, list[str]] = {}
-        for sid in sorted(held):
-            room_id, merchant_id = levels_of[sid]
-            by_room.setdefault(room_id, []).append(sid)
-            by_merchant.setdefault(merchant_id, []).append(sid)
-        for room_id, sids in by_room.items():
-            rooms[room_id] = self._level(f"room:{room_id}", sids, held, extras)
-        for merchant_id, sids in by_merchant.items():
-            merchants[merchant_id] = self._level(f"merchant:{merchant_id}", sids, held, extras)
-        self._bases = {key: self._bases[key] for key in self._used_bases}
-        self._used_bases = set()
         figures = first_board._figures
+        everything = sorted(held)
+        groups: dict[str, dict[str, list[str]]] = {"rooms": {}, "merchants": {}}
+        for sid in everything:
+            room_id, merchant_id = levels_of[sid]
+            groups["rooms"].setdefault(room_id, []).append(sid)
+            groups["merchants"].setdefault(merchant_id, []).append(sid)
         operator = {
             "definitions": {
                 **OPERATOR_DEFINITIONS,
@@ -297,9 +674,15 @@ class PageBuilder:
             "watermark_ts": watermark,
             "late_events": sum(b.late_events for b in boards),
             "grace_ms": first_board.windows.grace_ms,
-            "overall": figures(overall),
-            "merchants": {mid: figures(p) for mid, p in sorted(merchants.items())},
-            "rooms": {rid: figures(p) for rid, p in sorted(rooms.items())},
+            "overall": self._level("overall", everything, held, extras, figures),
+            "merchants": {
+                mid: self._level(f"merchants:{mid}", sids, held, extras, figures)
+                for mid, sids in sorted(groups["merchants"].items())
+            },
+            "rooms": {
+                rid: self._level(f"rooms:{rid}", sids, held, extras, figures)
+                for rid, sids in sorted(groups["rooms"].items())
+            },
         }
         folded_sources: dict[tuple[str, str], dict[str, list[int]]] = {}
         folded_products: dict[str, dict[str, list[int]]] = {}
@@ -308,17 +691,81 @@ class PageBuilder:
                 _add_rows(folded_sources.setdefault(level, {}), rows)
             for room, rows in board.screen.folded_products.items():
                 _add_rows(folded_products.setdefault(room, {}), rows)
-        screen = _screen(
-            levels_of,
-            sources,
-            products,
-            (folded_sources, folded_products),
-            present,
-            minute_rows,
-            first_minute,
-            retained,
-        )
+
+        def sources(key: str, sids: list[str]) -> list[dict[str, list[int]]]:
+            return self._rows(f"sources:{key}", sids, held, _sources_of)
+
+        def products(key: str, sids: list[str]) -> list[dict[str, list[int]]]:
+            return self._rows(f"products:{key}", sids, held, _products_of)
+
+        def curves(sids: list[str]) -> dict[str, list[Any]]:
+            if first_minute is None:
+                return {name: [] for name in CURVES}
+            return minute_curves(minute_rows, sids, present, retained)
+
+        screen = {
+            "definitions": {
+                **SCREEN_DEFINITIONS,
+                "top_n": PRODUCTS_TOP_N,
+                "minutes_kept": retained,
+            },
+            "first_minute_ts": None if first_minute is None else first_minute * MINUTE_MS,
+            "minutes": {
+                "overall": curves(everything),
+                **{
+                    key: {lid: curves(sids) for lid, sids in ids.items()}
+                    for key, ids in groups.items()
+                },
+            },
+            "sources": {
+                "overall": sources_figures(
+                    chain(
+                        sources("overall", everything),
+                        (rows for level, rows in folded_sources.items() if level[0] == "rooms"),
+                    )
+                ),
+                **{
+                    key: {
+                        lid: sources_figures(
+                            chain(
+                                sources(f"{key}:{lid}", sids),
+                                [folded_sources.get((key, lid), {})],
+                            )
+                        )
+                        for lid, sids in ids.items()
+                    }
+                    for key, ids in groups.items()
+                },
+            },
+            "products": {
+                "overall": products_figures(
+                    chain(products("overall", everything), folded_products.values()),
+                    PRODUCTS_TOP_N,
+                ),
+                "rooms": {
+                    rid: products_figures(
+                        chain(products(f"rooms:{rid}", sids), [folded_products.get(rid, {})]),
+                        PRODUCTS_TOP_N,
+                    )
+                    for rid, sids in groups["rooms"].items()
+                },
+            },
+        }
+        self._bases = {key: self._bases[key] for key in self._used_bases if key in self._bases}
+        self._row_bases = {
+            key: self._row_bases[key] for key in self._used_bases if key in self._row_bases
+        }
+        self._merged = {key: self._merged[key] for key in self._used_bases if key in self._merged}
+        self._used_bases = set()
         return {"operator": operator, "screen": screen}
+
+
+def _sources_of(entry: _Kept) -> dict[str, list[int]]:
+    return entry.sources
+
+
+def _products_of(entry: _Kept) -> dict[str, list[int]]:
+    return entry.products
 
 
 def _live_at(session: SessionFacts, ts: int) -> bool:
@@ -330,74 +777,297 @@ def _live_at(session: SessionFacts, ts: int) -> bool:
     )
 
 
-def _screen(
-    levels_of: dict[str, tuple[str, str]],
-    sources: dict[str, dict[str, list[int]]],
-    products: dict[str, dict[str, list[int]]],
-    folded: tuple[dict[tuple[str, str], dict[str, list[int]]], dict[str, dict[str, list[int]]]],
-    present: dict[str, list[int]],
-    minute_rows: list[tuple[int, str, Any]],
-    first_minute: int | None,
-    retained: int,
-) -> dict[str, Any]:
-    """`ScreenState.snapshot`'s sections from the sessions' parts and the folded totals."""
-    folded_sources, folded_products = folded
-    everything = sorted(levels_of)
-    groups: dict[str, dict[str, list[str]]] = {"rooms": {}, "merchants": {}}
-    for sid in everything:
-        room_id, merchant_id = levels_of[sid]
-        groups["rooms"].setdefault(room_id, []).append(sid)
-        groups["merchants"].setdefault(merchant_id, []).append(sid)
+def _present_by_minute(presence: Counter[int], first: int, n: int) -> list[int]:
+    """Per minute `first..first+n-1`: the viewers present, from a difference array by minute
+    (`timeline.presence_minutes`: each minute once per viewer, as `screen._present_by_minute`
+    marks them)."""
+    viewers = [0] * n
+    running = 0
+    for minute, change in presence.items():
+        if minute < first:
+            running += change
+        elif minute < first + n:
+            viewers[minute - first] += change
+    for i in range(n):
+        running += viewers[i]
+        viewers[i] = running
+    return viewers
 
-    def curves(sids: list[str]) -> dict[str, list[Any]]:
-        if first_minute is None:
-            return {name: [] for name in CURVES}
-        return minute_curves(minute_rows, sids, present, retained)
 
-    return {
-        "definitions": {
-            **SCREEN_DEFINITIONS,
-            "top_n": PRODUCTS_TOP_N,
-            "minutes_kept": retained,
-        },
-        "first_minute_ts": None if first_minute is None else first_minute * MINUTE_MS,
-        "minutes": {
-            "overall": curves(everything),
-            **{
-                key: {lid: curves(sids) for lid, sids in ids.items()} for key, ids in groups.items()
-            },
-        },
-        "sources": {
-            "overall": sources_figures(
-                chain(
-                    (sources[sid] for sid in everything),
-                    (rows for level, rows in folded_sources.items() if level[0] == "rooms"),
-                )
-            ),
-            **{
-                key: {
-                    lid: sources_figures(
-                        chain((sources[sid] for sid in sids), [folded_sources.get((key, lid), {})])
-                    )
-                    for lid, sids in ids.items()
-                }
-                for key, ids in groups.items()
-            },
-        },
-        "products": {
-            "overall": products_figures(
-                chain((products[sid] for sid in everything), folded_products.values()),
-                PRODUCTS_TOP_N,
-            ),
-            "rooms": {
-                rid: products_figures(
-                    chain((products[sid] for sid in sids), [folded_products.get(rid, {})]),
-                    PRODUCTS_TOP_N,
-                )
-                for rid, sids in groups["rooms"].items()
-            },
-        },
-    }
+#: `_Parts`' additive int fields (a level's sum of its ended sessions' is changed in place).
+_SUMMED: tuple[str, ...] = (
+    "entries",
+    "unique_viewers",
+    "viewers_current",
+    "buyers",
+    "interacting_viewers",
+    "orders",
+    "gmv_cents",
+    "follows",
+    "group_joins",
+    "product_clicks",
+    "product_clickers",
+)
+
+
+class _Base:
+    """A level's ended sessions' parts summed, changed by the sessions that changed: what a
+    level's sum costs follows them, not the level's sessions or viewers."""
+
+    __slots__ = (
+        "_members",
+        "_pending",
+        "by_minute",
+        "paying",
+        "prefix",
+        "sums",
+        "watch_total_ms",
+    )
+
+    def __init__(self) -> None:
+        self._members: dict[str, _Kept] = {}
+        self.sums = dict.fromkeys(_SUMMED, 0)
+        self.by_minute: Counter[int] = Counter()
+        #: Paying user -> in how many of the sessions (a set cannot be subtracted from).
+        self.paying: Counter[str] = Counter()
+        #: Viewers present by minute; the changes to it of one `update`.
+        self.prefix = _Prefix()
+        self._pending: Counter[int] = Counter()
+        self.watch_total_ms = 0
+
+    def update(self, ended: dict[str, _Kept]) -> None:
+        """Hold the sum of `ended`'s parts (session id -> its kept entry)."""
+        members = self._members
+        for sid, entry in list(members.items()):
+            if ended.get(sid) is not entry:
+                self._count(entry, -1)
+                del members[sid]
+        for sid, entry in ended.items():
+            if sid not in members:
+                self._count(entry, 1)
+                members[sid] = entry
+        if self._pending:
+            self.prefix.change(self._pending)
+            self._pending.clear()
+
+    def _count(self, entry: _Kept, sign: int) -> None:
+        parts, sums = entry.parts, self.sums
+        for name in _SUMMED:
+            sums[name] += sign * getattr(parts, name)
+        self.watch_total_ms += sign * entry.watch_total_ms
+        _count_into(self.by_minute, parts.orders_by_minute, sign)
+        _count_into(self.paying, dict.fromkeys(parts.paying_users, 1), sign)
+        pending = self._pending
+        for minute, change in entry.presence.items():
+            pending[minute] += sign * change
+
+    def parts(self) -> _Parts:
+        """A new `_Parts` holding the sum but the paying users (to add the live sessions
+        to)."""
+        out = _Parts()
+        for name, value in self.sums.items():
+            setattr(out, name, value)
+        out.orders_by_minute = Counter(self.by_minute)
+        return out  # its paying users are `paying`'s keys: counted, not copied
+
+
+class _RowBase:
+    """A level's ended sessions' sources or products rows summed, changed by the sessions
+    that changed."""
+
+    __slots__ = ("_members", "_rows_of", "rows")
+
+    def __init__(self, rows_of: Callable[[_Kept], dict[str, list[int]]]) -> None:
+        self._rows_of = rows_of
+        self._members: dict[str, _Kept] = {}
+        self.rows: dict[str, list[int]] = {}
+
+    def update(self, ended: dict[str, _Kept]) -> None:
+        members = self._members
+        for sid, entry in list(members.items()):
+            if ended.get(sid) is not entry:
+                for name, row in self._rows_of(entry).items():
+                    held = self.rows[name]
+                    for i, value in enumerate(row):
+                        held[i] -= value
+                    if not any(held):  # no session has it any more (a row is never all 0)
+                        del self.rows[name]
+                del members[sid]
+        for sid, entry in ended.items():
+            if sid not in members:
+                _add_rows(self.rows, self._rows_of(entry))
+                members[sid] = entry
+
+
+def _count_into(into: Counter[Any], counts: Mapping[Any, int], sign: int) -> None:
+    """Add (sign 1) or take away (-1) `counts`, dropping what falls to 0."""
+    for key, count in counts.items():
+        left = into[key] + sign * count
+        if left:
+            into[key] = left
+        else:
+            del into[key]
+
+
+class _Prefix:
+    """Viewers present by minute from a difference array changed in place (a level's ended
+    sessions'): the minutes that change it, the viewers from each and the largest up to each,
+    recomputed from the earliest minute changed (late events change recent minutes)."""
+
+    __slots__ = ("_dirty", "diff", "highest", "minutes", "present")
+
+    def __init__(self) -> None:
+        self.diff: dict[int, int] = {}
+        self.minutes: list[int] = []
+        self.present: list[int] = []
+        self.highest: list[int] = []
+        self._dirty: int | None = None
+
+    def change(self, deltas: Mapping[int, int]) -> None:
+        diff, minutes = self.diff, self.minutes
+        for minute, delta in deltas.items():
+            if not delta:
+                continue
+            held = diff.get(minute)
+            if held is None:
+                diff[minute] = delta
+                insort(minutes, minute)
+            elif held + delta:
+                diff[minute] = held + delta
+            else:
+                del diff[minute]
+                del minutes[bisect_left(minutes, minute)]
+            if self._dirty is None or minute < self._dirty:
+                self._dirty = minute
+
+    def _settle(self) -> None:
+        if self._dirty is None:
+            return
+        start = bisect_left(self.minutes, self._dirty)
+        present, highest = self.present, self.highest
+        del present[start:]
+        del highest[start:]
+        running = present[-1] if present else 0
+        top = highest[-1] if highest else 0
+        diff = self.diff
+        for minute in self.minutes[start:]:
+            running += diff[minute]
+            top = max(top, running)
+            present.append(running)
+            highest.append(top)
+        self._dirty = None
+
+    @property
+    def peak(self) -> int:
+        self._settle()
+        return self.highest[-1] if self.highest else 0
+
+    def peak_with(self, live: Counter[int]) -> int:
+        """`operator._peak` of this difference array plus `live` (the live sessions'): they
+        add viewers (never fewer) only where their own count is above 0, so the largest sum
+        is this one's or, over a stretch where theirs is constant and above 0, theirs plus
+        the largest of this one there."""
+        changes = sorted(minute for minute, change in live.items() if change)
+        peak = self.peak  # settles the prefix sums
+        minutes, present = self.minutes, self.present
+        running = 0
+        for n, minute in enumerate(changes):
+            running += live[minute]
+            if running <= 0 or n + 1 == len(changes):
+                continue  # none of theirs from here on (their changes add up to 0)
+            i = bisect_right(minutes, minute)
+            top = present[i - 1] if i else 0
+            j = bisect_left(minutes, changes[n + 1], lo=i)
+            if j > i:
+                top = max(top, max(present[i:j]))
+            peak = max(peak, running + top)
+        return peak
+
+
+def _median_of(
+    lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int] = ()
+) -> float | None:
+    """`operator._median` of every value of sorted lists, each plus its offset, less the
+    values of `minus` (sorted; each one of theirs)."""
+    n = sum(len(values) for values, _offset in lists) - len(minus)
+    if n == 0:
+        return None
+    h = (n - 1) * 0.5
+    i = int(h)
+    low = _kth(lists, minus, i)
+    if i + 1 >= n:
+        return float(low)
+    high = _kth(lists, minus, i + 1)
+    return low + (h - i) * (high - low)
+
+
+def _kth(lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int], k: int) -> int:
+    """The k-th smallest (from 0) of the values of sorted int lists, each plus its offset,
+    less `minus`'s: a binary search over the values, counting with bisect (no list is merged
+    or sorted)."""
+    held = [(values, offset) for values, offset in lists if values]
+    low = min(values[0] + offset for values, offset in held)
+    high = max(values[-1] + offset for values, offset in held)
+    while low < high:
+        middle = (low + high) // 2
+        count = sum(bisect_right(values, middle - offset) for values, offset in held)
+        if count - bisect_right(minus, middle) > k:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+class _Settled:
+    """A level's settled sessions' watch times: one sorted array, the values of the sessions
+    that left it since (`removed`, sorted: taken away when counting) and the sessions that
+    joined since (read as lists of their own), merged again once those are a quarter of it:
+    what this costs per build follows the sessions that settled or changed, not the level."""
+
+    __slots__ = ("_added", "_members", "merged", "removed")
+
+    def __init__(self) -> None:
+        self.merged: array[int] = array("q")
+        self.removed: list[int] = []
+        self._members: dict[str, _Kept] = {}
+        self._added: dict[str, _Kept] = {}
+
+    def update(self, settled: dict[str, _Kept]) -> None:
+        """Hold the watch times of `settled` (session id -> its kept entry)."""
+        members, added = self._members, self._added
+        removed = False
+        for sid, entry in list(members.items()):
+            if settled.get(sid) is not entry:
+                self.removed.extend(_watch_values(entry))
+                del members[sid]
+                removed = True
+        for sid, entry in list(added.items()):
+            if settled.get(sid) is not entry:
+                del added[sid]
+        for sid, entry in settled.items():
+            if sid not in members and sid not in added:
+                added[sid] = entry
+        pending = len(self.removed) + sum(len(values) for values, _ in self.added_lists())
+        if pending and pending * 4 > len(self.merged):
+            values = [
+                v for entry in (*members.values(), *added.values()) for v in _watch_values(entry)
+            ]
+            values.sort()
+            self.merged = array("q", values)
+            self.removed = []
+            members.update(added)
+            added.clear()
+        elif removed:
+            self.removed.sort()
+
+    def added_lists(self) -> list[tuple[Sequence[int], int]]:
+        return [pair for entry in self._added.values() for pair in entry.watch]
+
+
+def _watch_values(entry: _Kept) -> Iterator[int]:
+    for values, offset in entry.watch:
+        for value in values:
+            yield value + offset
 
 
 def _counts(ledgers: Sequence[Ledger]) -> dict[str, int]:

@@ -11,14 +11,17 @@ the bench's cached stream), and a build runs on the worker's event loop, so a pa
 rebuilds the operator and screen sections at most every `interval_s` while events flow, from
 the partitions' own states with what no event touched kept from the build before
 (`agents.core.page.PageBuilder`: its cost follows what changed, not the whole state), never
-spending more than a fifth of the time on it; it takes the claims from the worker's cached
+spending more than a fifth of the time on it at the median build's cost (one build held up by
+a pause does not hold the page); it takes the claims from the worker's cached
 report, rebuilt only when it is older than ten times its own build time, and says how old they
 are (`claims_at`, `claims_events`: the page shows "claims as of").
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from importlib import resources
 from typing import Any, Final
@@ -34,6 +37,8 @@ from agents.core.screen import PRODUCTS_TOP_N, SOURCES
 from streams.runtime.families import PRODUCT_FIGURES, SOURCE_FIGURES, screen_families
 
 PAGE_FILE: Final[str] = "screen.html"
+#: Builds whose median cost paces the next (`ScreenFeed.record_build`).
+PACE_BUILDS: Final[int] = 5
 
 
 def page_html() -> bytes:
@@ -99,7 +104,9 @@ class ScreenFeed:
         self._body: bytes | None = None
         self._version: Hashable = None
         self._built_at = 0.0
+        #: What a build costs, for pacing: the median of the last `PACE_BUILDS` builds.
         self.build_s = 0.0
+        self._recent_builds: deque[float] = deque(maxlen=PACE_BUILDS)
         self.report_build_s = 0.0
         self._serial = 0
         self._report_valid = 0
@@ -126,10 +133,11 @@ class ScreenFeed:
             began = time.perf_counter()
             # Per-session figures and histograms are not on the page: not even computed.
             payload: dict[str, Any] = self._builder.build(self._partitions())
-            self.build_s = time.perf_counter() - began
-            payload["built_s"] = self.build_s
+            took = time.perf_counter() - began
+            self.record_build(took)
+            payload["built_s"] = took
             # When the state was read (wall clock, as the page's clock): how old the data is.
-            payload["built_at"] = time.time() - self.build_s
+            payload["built_at"] = time.time() - took
             self._payload, self._version, self._built_at = payload, version, now
             self._body = None
         payload = self._payload
@@ -143,6 +151,14 @@ class ScreenFeed:
                     payload[key] = report[key]
             self._body = None
         return payload
+
+    def record_build(self, seconds: float) -> None:
+        """Take one build's cost into the pacing: the median of the last few, so that one
+        build held up by a pause (a collection of the oldest generation, measured at up to
+        1 s at 1,000,000 events) does not hold the page for five times that, while builds
+        that stay slow still space the rebuilds."""
+        self._recent_builds.append(seconds)
+        self.build_s = statistics.median(self._recent_builds)
 
     def body(self) -> bytes:
         """`get()` as JSON, serialized once per change (the page asks every second), with a

@@ -136,3 +136,18 @@ def test_screen_feed_rebuilds_after_a_build_at_the_very_start() -> None:
     board.observe(event)  # type: ignore[arg-type]
     feed._built_at -= feed.interval_s
     assert feed.get()["events"]["valid"] == 1 != first["events"]["valid"]
+
+
+def test_one_slow_build_does_not_hold_the_page() -> None:
+    """The rebuilds are paced by the median of the last five builds' costs: one build held up
+    (1 s among 0.03 s ones: a collection of the oldest generation at 1,000,000 events) keeps
+    the interval at its floor; builds that stay slow space them (2 / 0.2 = 10 s)."""
+    from streams.runtime.screen import ScreenFeed
+
+    feed = ScreenFeed(lambda: [], lambda: 0, lambda _age: {}, lambda: 0)
+    for seconds in (0.03, 0.03, 1.0):
+        feed.record_build(seconds)
+    assert feed.build_s == 0.03
+    for seconds in (2.0, 2.0, 2.0):
+        feed.record_build(seconds)
+    assert feed.build_s == 2.0

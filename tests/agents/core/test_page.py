@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.core import Ledger, OperatorBoard
+from agents.core import Ledger, OperatorBoard, page
 from agents.core.ingest import ingest
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.page import PageBuilder
@@ -155,3 +155,120 @@ def test_a_late_group_join_changes_an_ended_sessions_room() -> None:
     ingest(later, *states[1])
     assert builder.build(states) == merged_page(states)
     assert builder.recomputed == 0
+
+
+def _random_stream(seed: int) -> list[bytes]:
+    """Two sessions of one merchant, a few users, every kind of event that changes a viewer's
+    part, at times that cross minute boundaries and hit them exactly, arriving in any order."""
+    import random
+
+    rng = random.Random(seed)
+    base = 1_719_840_000_000  # a whole minute
+    events: list[dict[str, Any]] = []
+
+    def add(event_type: str, ts: int, **fields: Any) -> None:
+        events.append({"event_id": f"e{len(events)}", "type": event_type, "ts": ts, **fields})
+
+    for sid, room in (("s-1", "r-1"), ("s-2", "r-2")):
+        add("session_started", base, session_id=sid, room_id=room, merchant_id="m-1")
+    for sid in ("s-1", "s-2"):
+        if rng.random() < 0.5:
+            add("session_ended", base + rng.randrange(60_000, 300_000), session_id=sid)
+    for _ in range(60):
+        sid, user = rng.choice(("s-1", "s-2")), rng.choice(("u-1", "u-2", "u-3", "u-4"))
+        ts = base + rng.choice((0, 60_000, 120_000, 180_000)) + rng.choice((0, 1, 30_000, 59_999))
+        what = rng.choice(("join", "join", "leave", "leave", "talk", "order", "click", "group"))
+        if what == "join":
+            add("viewer_joined", ts, session_id=sid, user_id=user, source="feed")
+        elif what == "leave":
+            add("viewer_left", ts, session_id=sid, user_id=user)
+        elif what == "talk":
+            add("interaction", ts, session_id=sid, user_id=user, kind="comment")
+        elif what == "order":
+            item = {"sku_id": "k-1", "category": "food", "unit_price_cents": 500, "quantity": 1}
+            add(
+                "order_paid",
+                ts,
+                order_id=f"o{len(events)}",
+                session_id=sid,
+                merchant_id="m-1",
+                user_id=user,
+                items=[item],
+                amount_cents=500,
+            )
+        elif what == "click":
+            add("product_clicked", ts, session_id=sid, user_id=user, sku_id="k-1")
+        else:
+            add("group_joined", ts, merchant_id="m-1", group_id="g-1", user_id=user)
+    starts, rest = events[:2], events[2:]
+    rng.shuffle(rest)  # the starts first: the sessions are built from then on
+    return [orjson.dumps(event) for event in (*starts, *rest)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_built_after_every_event_in_any_order(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each viewer's part kept between builds (agents/core/page.py, `_Viewers`): built after
+    every event of a shuffled stream, where joins, leaves, orders and group joins arrive
+    late and the open intervals' end (the session's last event) moves, each build equals the
+    merged build; with odd seeds an ended session's viewers are forgotten after one build
+    without change (`SETTLED_BUILDS`), so that late events read them all again."""
+    if seed % 2:
+        monkeypatch.setattr(page, "SETTLED_BUILDS", 1)
+    states = [(Ledger(), OperatorBoard()) for _ in range(2)]
+    builder = PageBuilder()
+    read_in_part = 0
+    for line in _random_stream(seed):
+        obj = orjson.loads(line)
+        ingest(line, *states[0 if obj["type"].startswith("group") else 1])
+        assert builder.build(states) == merged_page(states)
+        read_in_part += builder.recomputed - builder.recomputed_whole
+    assert read_in_part > 30  # most builds read only the users an event touched
+
+
+def test_a_viewer_back_within_a_minute_is_present_in_it_once() -> None:
+    """A viewer who left and came back in the same minute, their interval still open: that
+    minute counts them once (claims.md's presence), however far the session's last event
+    moves the open interval; a join at the session's last event adds no presence yet."""
+    start = 1_719_840_000_000  # a whole minute
+    stream = [
+        ("session_started", 0, {"room_id": "r-1", "merchant_id": "m-1"}),
+        ("viewer_joined", 10, {"user_id": "u-1"}),
+        ("viewer_left", 30_000, {"user_id": "u-1"}),
+        ("viewer_joined", 40_000, {"user_id": "u-1"}),
+        ("viewer_joined", 200_000, {"user_id": "u-2"}),
+    ]
+    states = [(Ledger(), OperatorBoard())]
+    builder = PageBuilder()
+    got: dict[str, Any] = {}
+    for i, (event_type, offset_ms, fields) in enumerate(stream):
+        event = {"event_id": f"e{i}", "type": event_type, "ts": start + offset_ms}
+        ingest(orjson.dumps({**event, "session_id": "s-1", **fields}), *states[0])
+        got = builder.build(states)
+        assert got == merged_page(states)
+    # u-1 in minutes 0-3 (open to the last event, 200 s in), u-2 joined at that event.
+    assert got["operator"]["overall"]["viewers_peak"] == 1
+    assert got["operator"]["overall"]["viewers_current"] == 2
+    assert got["screen"]["minutes"]["overall"]["viewers"][-4:] == [1, 1, 1, 1]
+
+
+def test_the_median_selected_from_sorted_lists_is_the_sorted_one() -> None:
+    """`_median_of` (sorted lists with offsets, less a removed sub-multiset) against
+    `operator._median` of the values themselves, at every size from one value up."""
+    import random
+
+    from agents.core.operator import _median
+    from agents.core.page import _median_of
+
+    rng = random.Random(7)
+    for size in range(1, 120):
+        lists: list[tuple[list[int], int]] = []
+        for _ in range(rng.randint(1, 4)):
+            offset = rng.choice((0, 0, 1_719_840_000_000))
+            values = sorted(rng.randint(-5, 3_000) for _ in range(rng.randint(0, size)))
+            lists.append(([v - offset for v in values], offset))
+        every = sorted(v + offset for values, offset in lists for v in values)
+        removed = sorted(rng.sample(every, rng.randint(0, len(every) // 2)))
+        left = list(every)
+        for value in removed:
+            left.remove(value)
+        assert _median_of(lists, removed) == _median(left)
