@@ -30,6 +30,7 @@ from agents.core import Ledger
 from agents.core.ingest import Rejected, ingest
 from agents.core.ledger import TOPICS
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
+from streams.runtime.topics import partition_counts
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +152,15 @@ class MembershipReader:
         self.topic = topic
         self.table = table
         self._stopped = False
+        self._task: asyncio.Future[None] | None = None
         #: Set once `run` has returned (stopped, or failed: then the table's horizon stays
         #: None if it had not caught up, and no summary waits on a table that stopped early).
         self.done = asyncio.Event()
+
+    def start(self) -> None:
+        """Start reading in the background (once; later calls do nothing)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
         """Assign every partition, read from the beginning, and keep reading until `stop`."""
@@ -177,7 +184,10 @@ class MembershipReader:
         )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            counts = await partition_counts(self.settings, [self.topic])
+            partitions = range(counts.get(self.topic, 0))
+            if not partitions:
+                raise RuntimeError(f"the groups topic {self.topic} has no partitions")
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -200,18 +210,13 @@ class MembershipReader:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[int]:
-        """The groups topic's partitions (the worker checked the topics exist before starting)."""
-        for _ in range(50):
-            found = consumer.partitions_for_topic(self.topic)
-            if found:
-                return sorted(found)
-            await consumer.topics()  # a metadata request: the topic may be new to this client
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"the groups topic {self.topic} has no partitions")
-
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop reading (within a fetch's wait) and close the consumer."""
         self._stopped = True
+        task = self._task
+        if task is None:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.done.wait(), timeout_s)
+        if not task.done():
+            task.cancel()

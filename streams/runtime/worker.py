@@ -144,8 +144,6 @@ class Worker:
         app.timer(1.0, name="livepulse.snapshots")(self.keeper.tick)
         app.timer(WATCH_EVERY_S, name="livepulse.topology")(self._watch_topology)
         app.task(self._announce)
-        if self.membership_reader is not None:
-            app.task(self.membership_reader.run)
         # mode types its receivers narrower than the async ones it accepts and awaits.
         app.on_before_shutdown.connect(self._on_stop)  # type: ignore[arg-type]
 
@@ -165,6 +163,8 @@ class Worker:
         table, reader = self.membership, self.membership_reader
         if table is None or reader is None or table.caught_up.is_set():
             return
+        # Started here, at the first assignment: faust starts the app's tasks only after it.
+        reader.start()
         waits = [asyncio.ensure_future(e.wait()) for e in (table.caught_up, reader.done)]
         try:
             await asyncio.wait(waits, timeout=MEMBERSHIP_CATCH_UP_S, return_when="FIRST_COMPLETED")
