@@ -722,9 +722,10 @@ class Ledger:
         self.folded_sessions = 0
         #: Whether closed sessions are summarized once their session horizon has passed
         #: (`_summarize_sessions`). Their group figures are then fixed with the group events
-        #: this ledger holds, so only a ledger that holds every group event of the sessions'
-        #: merchants may (one fed every partition: `livepulse analyze`, the soak; not yet a
-        #: worker's partition, whose merchants' group events may be keyed to another one).
+        #: of `membership_from` or, without one, this ledger's, so only a ledger that holds
+        #: every group event of the sessions' merchants may go without (one fed every
+        #: partition: the soak); a worker's partition reads its process's membership table
+        #: (`streams.runtime.membership`).
         self.fold_sessions = fold_sessions
         #: The session horizon's rule holds with the session fold only (without it every
         #: event naming a session is the session's, as before: `_NO_CEILING_MS` is past any

@@ -21,6 +21,7 @@ from streams.runtime.deadletters import DeadLetter, dead_letter
 from streams.runtime.families import WorkerMetrics
 from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.lag import LagHistogram
+from streams.runtime.membership import MembershipTable
 from streams.runtime.partition import PartitionState
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,14 @@ class LiveState:
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
         if self.fold_sessions:  # a state written without the fold summarizes from now on
             state.ledger.fold_sessions_from_now()
+        elif state.ledger.fold_sessions:
+            # It would go on summarizing with its own partition's group events (membership
+            # wrong, for good): refused, never silently wrong.
+            raise RuntimeError(
+                f"partition {partition}'s state was written with LIVEPULSE_FOLD_SESSIONS=true "
+                "and summarizes closed sessions: start the worker with it on again (or on new "
+                "state: another app id or data directory and changelog)"
+            )
         state.ledger.membership_from = self.membership
         self.partitions[partition] = state
         for topic, offset in state.positions.items():
@@ -294,6 +303,10 @@ class LiveState:
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
             "worker_lag": self.worker_lag.summary(),
+            # The worker's table of the whole groups topic (LIVEPULSE_FOLD_SESSIONS), if any.
+            "membership": (
+                self.membership.status() if isinstance(self.membership, MembershipTable) else None
+            ),
             "gc": {
                 "paced": self.gc.status() if self.gc is not None else None,
                 **(self.gc_clock.status() if self.gc_clock is not None else {}),

@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.core import Ledger, build_report
+from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import TOPICS
 from schemas import TOPIC_BY_TYPE, decode, record_key
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.membership import MembershipTable
+from streams.runtime.partition import PartitionState
 from streams.runtime.state import LiveState
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.worker_process import WorkerProcess
@@ -119,6 +120,23 @@ def test_partitions_with_the_table_summarize_exactly_and_wait_for_its_catch_up()
     assert report_mismatches(build_report(early.ledger), fixture_truth(name)) == []
 
 
+def test_a_restored_state_reads_the_table_and_is_refused_without_the_fold() -> None:
+    """A state restored under the fold reads membership from the worker's table (a restored
+    ledger has no `membership_from`: it is not state), one written without it summarizes from
+    now on; a state that summarizes is refused by a worker with the fold off (it would go on
+    summarizing with its partition's own group events)."""
+    table = MembershipTable(DAY, None)
+    folding = LiveState(dedupe_window_ms=DAY, fold_sessions=True, membership=table)
+    for fold in (False, True):
+        restored = PartitionState(Ledger(DAY, fold_sessions=fold), OperatorBoard())
+        folding.install(int(fold), restored)
+        assert restored.ledger.fold_sessions and restored.ledger.membership_from is table
+    plain = LiveState(dedupe_window_ms=DAY)
+    plain.install(0, PartitionState(Ledger(DAY), OperatorBoard()))
+    with pytest.raises(RuntimeError, match="LIVEPULSE_FOLD_SESSIONS"):
+        plain.install(1, PartitionState(Ledger(DAY, fold_sessions=True), OperatorBoard()))
+
+
 @functools.cache
 def _keep_everything(name: str) -> Ledger:
     """The fixture in one ledger keeping every fact (what the summarized reports must equal,
@@ -169,6 +187,8 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
                 status = worker.status()
             finally:
                 worker.stop()  # SIGTERM: snapshots flushed
+        assert status["membership"]["caught_up"], status["membership"]
+        assert status["membership"]["groups_horizon_ts"] is not None
         froms = {p["restored_from"] for p in status["partitions"].values()}
         assert froms <= {"local", "changelog"}, froms
         assert 0 < summarized[0] < summarized[1], summarized
