@@ -80,13 +80,14 @@ def _fed(records: list[RawRecord], table: MembershipTable | None, window_ms: int
 
 
 @pytest.mark.slow
-def test_partitions_with_the_table_summarize_exactly_and_wait_for_its_catch_up() -> None:
-    """3 partition states fed like a worker's (`LiveState`, the xhs fixture split by contract
-    key, a 2-day window): reading membership from the table of every groups partition they
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_partitions_with_the_table_summarize_exactly_and_wait_for_its_catch_up(name: str) -> None:
+    """3 partition states fed like a worker's (`LiveState`, the fixture split by contract key, a
+    2-day window): reading membership from the table of every groups partition they
     summarize closed sessions and every claim equals the truth file's; without it (their own
     group events), `group_order_share` does not; with a table that has not caught up, no
     session is summarized."""
-    name, window_ms = "xhs", 2 * DAY
+    window_ms = 2 * DAY
     records = routed(name, PARTITIONS)
     table = _table(records, window_ms)
     assert table.horizon_ts(_GROUPS) is not None
