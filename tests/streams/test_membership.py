@@ -34,6 +34,8 @@ from tests.support.live import (
     run_settings,
 )
 from tests.support.truth import report_mismatches
+from tests.test_scaleout import PARTITIONS as SCALEOUT_PARTITIONS
+from tests.test_scaleout import Fleet, merged_report
 
 PARTITIONS = 3
 GROUPS = "live.groups"
@@ -195,5 +197,43 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
         assert 0 < summarized[0] < summarized[1], summarized
         _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
     finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Two workers with the fold share 4 partitions, each with its own table of the whole
+    groups topic, started before the replay (the tables read the groups topic as it is
+    written): both summarize, and the report merged over every partition's snapshot (the
+    group leader's) has every claim equal to the truth file."""
+    name = "xhs"
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="membership2",
+        partitions=SCALEOUT_PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=2 * 86_400,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    try:
+        for i in range(2):
+            fleet.start(f"w{i}")
+        for worker in fleet.workers:
+            worker.wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / f"{name}.jsonl", fixture_lines(name))
+        report = merged_report(settings)
+        per_worker = [report_of(w)["retention"]["summarized_sessions"] for w in fleet.workers]
+        assert all(n > 0 for n in per_worker), per_worker
+        assert report["retention"]["summarized_sessions"] == sum(per_worker), per_worker
+        _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
+    finally:
+        fleet.stop()
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))
