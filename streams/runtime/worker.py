@@ -7,7 +7,9 @@ fetches a batch -> `ingest.BatchIngest` -> `state.LiveState.apply_batch` -> per 
 rejection) -> rejections as `deadletters.DeadLetter`s to the `DeadLetterPipeline` -> the
 dead-letter topic. The state keeper (`keeper.StateKeeper`) snapshots each partition's state
 with the positions it covers, after the pipeline settles; `/metrics`, `/report` and `/status`
-(`web.WorkerViews`) read the state when asked.
+(`web.WorkerViews`) read the state when asked. With the session fold
+(`Settings.fold_sessions`), `membership.MembershipReader` also reads every partition of the
+groups topic into the `membership.MembershipTable` the partition ledgers' summaries read.
 """
 
 from __future__ import annotations
