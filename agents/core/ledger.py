@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Final
+from typing import Final, Protocol
 
 from agents.core.sketch import FoldedFigures
 from agents.core.timeline import (
@@ -665,6 +665,18 @@ class SessionFacts:
         return [order for order in self.orders if order.ts <= last]
 
 
+class MembershipSource(Protocol):
+    """Where a ledger's summaries read membership (`Ledger.membership_from`): the group events
+    by (merchant, user), and a horizon per topic of which only the groups topic's is read (no
+    group event stamped before it can be applied any more). A `Ledger` is one; a worker's is
+    its table over every partition of the groups topic (`streams.runtime.membership`)."""
+
+    @property
+    def group_events(self) -> Mapping[tuple[str, str], Sequence[tuple[int, int, str, bool]]]: ...
+
+    def horizon_ts(self, topic: int) -> int | None: ...
+
+
 class Ledger:
     """Facts from decoded events, deduplicated by `event_id`.
 
@@ -717,9 +729,10 @@ class Ledger:
         self.folded_sessions = 0
         #: Whether closed sessions are summarized once their session horizon has passed
         #: (`_summarize_sessions`). Their group figures are then fixed with the group events
-        #: this ledger holds, so only a ledger that holds every group event of the sessions'
-        #: merchants may (one fed every partition: `livepulse analyze`, the soak; not yet a
-        #: worker's partition, whose merchants' group events may be keyed to another one).
+        #: of `membership_from` or, without one, this ledger's, so only a ledger that holds
+        #: every group event of the sessions' merchants may go without (one fed every
+        #: partition: the soak); a worker's partition reads its process's membership table
+        #: (`streams.runtime.membership`).
         self.fold_sessions = fold_sessions
         #: The session horizon's rule holds with the session fold only (without it every
         #: event naming a session is the session's, as before: `_NO_CEILING_MS` is past any
@@ -728,7 +741,7 @@ class Ledger:
         #: The ledger whose group events (and groups topic's horizon) fix membership at the
         #: fold, when not this one: a worker's partition holds its sessions, while their
         #: merchants' group events are keyed to other partitions. Not part of the state.
-        self.membership_from: Ledger | None = None
+        self.membership_from: MembershipSource | None = None
         self._init_session_fold()
         #: Sessions folded since the board last took them (`OperatorBoard.take_folded`).
         self.folded_ids: list[str] = []
@@ -852,6 +865,17 @@ class Ledger:
         #: user -> [watch ms, pairs] over the summarized sessions' group-member pairs
         #: (`group_member_dwell`'s user rows).
         self.folded_dwellers: dict[str, list[int]] = {}
+
+    def fold_sessions_from_now(self) -> None:
+        """Summarize closed sessions from now on (a restored state written without the fold,
+        taken by a worker with it on); the sessions already folded wait for their horizon."""
+        if self.fold_sessions:
+            return
+        self.fold_sessions = True
+        self._session_horizon_ms = SESSION_HORIZON_MS
+        for sid, session in self.sessions.items():
+            if isinstance(session.presence, FoldedPresence) and session.ended_ts is not None:
+                self._awaiting_summary[sid] = session.ended_ts
 
     def set_future_tolerance(self, future_tolerance_ms: int | None) -> None:
         """Cap how far ahead of the wall clock an event may be and still move its topic's

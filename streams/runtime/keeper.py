@@ -74,8 +74,12 @@ class StateKeeper:
         settle: Settle = _settled,
         committer: Committer | None = None,
         source_partitions: int | None = None,
+        before_restore: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.live = live
+        #: Awaited before an assignment's states are restored (the membership table's first
+        #: read of the groups topic, so the partitions' summaries need not wait for it).
+        self.before_restore = before_restore
         self.settings = settings
         self.changelog = changelog
         self.local = local
@@ -130,6 +134,8 @@ class StateKeeper:
             sorted(wanted),
             ", ".join(f"{p}: {n}" for p, n in sorted(by_partition.items())),
         )
+        if self.before_restore is not None:
+            await self.before_restore()
         async with self.lock:
             for partition in sorted(set(self.live.partitions) - wanted):
                 await self._release(partition)  # lost without a revocation (a new generation)

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     # before it; any other refund counts nowhere (the report's `retention.late_refunds` and
     # `unmatched_refunds`). 0: any payment of its order id, whenever (before issue 17).
     refund_horizon_days: float = Field(default=90, ge=0, le=10 * 365)
+    # Summarize each closed session once its session horizon (its end + 3 days) is past every
+    # topic's dedupe window (docs/design.md, "The session horizon"): its viewers, orders and
+    # interacting users are replaced by the sums the claims read. Membership at the summary
+    # comes from a table of the whole groups topic each worker reads (streams/runtime/
+    # membership.py). Off by default until the operator board reads summaries.
+    fold_sessions: bool = False
     # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
     label_top_n: int = Field(default=20, ge=0, le=1000)
     # GPM = GMV x 1000 / this: entries (views) or unique viewers.

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from agents.core import EventCounts, Ledger, OperatorBoard
 from agents.core.ingest import Rejected, ingest
+from agents.core.ledger import MembershipSource
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
 from agents.core.windows import DEFAULT_GRACE_MS
@@ -20,6 +21,7 @@ from streams.runtime.deadletters import DeadLetter, dead_letter
 from streams.runtime.families import WorkerMetrics
 from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.lag import LagHistogram
+from streams.runtime.membership import MembershipTable
 from streams.runtime.partition import PartitionState
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ class LiveState:
     #: (`Settings.future_tolerance_ms`; None: no cap).
     future_tolerance_ms: int | None = None
     gpm_denominator: GpmDenominator = "entries"
+    #: Summarize closed sessions past their session horizon (`Settings.fold_sessions`), with
+    #: membership from `membership` (the worker's table over the whole groups topic).
+    fold_sessions: bool = False
+    membership: MembershipSource | None = None
     assigned_only: bool = False
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
@@ -78,9 +84,15 @@ class LiveState:
     _view: tuple[int, Ledger, OperatorBoard] | None = None
 
     def new_partition(self) -> PartitionState:
+        ledger = Ledger(
+            self.dedupe_window_ms,
+            self.future_tolerance_ms,
+            self.refund_horizon_ms,
+            fold_sessions=self.fold_sessions,
+        )
+        ledger.membership_from = self.membership
         return PartitionState(
-            Ledger(self.dedupe_window_ms, self.future_tolerance_ms, self.refund_horizon_ms),
-            OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator),
+            ledger, OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator)
         )
 
     def install(self, partition: int, state: PartitionState) -> None:
@@ -90,6 +102,17 @@ class LiveState:
         state.ledger.dedupe_window_ms = self.dedupe_window_ms
         state.ledger.refund_horizon_ms = self.refund_horizon_ms
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
+        if self.fold_sessions:  # a state written without the fold summarizes from now on
+            state.ledger.fold_sessions_from_now()
+        elif state.ledger.fold_sessions:
+            # It would go on summarizing with its own partition's group events (membership
+            # wrong, for good): refused, never silently wrong.
+            raise RuntimeError(
+                f"partition {partition}'s state was written with LIVEPULSE_FOLD_SESSIONS=true "
+                "and summarizes closed sessions: start the worker with it on again (or on new "
+                "state: another app id or data directory and changelog)"
+            )
+        state.ledger.membership_from = self.membership
         self.partitions[partition] = state
         for topic, offset in state.positions.items():
             self.positions[(topic, partition)] = offset
@@ -280,6 +303,10 @@ class LiveState:
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
             "worker_lag": self.worker_lag.summary(),
+            # The worker's table of the whole groups topic (LIVEPULSE_FOLD_SESSIONS), if any.
+            "membership": (
+                self.membership.status() if isinstance(self.membership, MembershipTable) else None
+            ),
             "gc": {
                 "paced": self.gc.status() if self.gc is not None else None,
                 **(self.gc_clock.status() if self.gc_clock is not None else {}),

@@ -7,7 +7,9 @@ fetches a batch -> `ingest.BatchIngest` -> `state.LiveState.apply_batch` -> per 
 rejection) -> rejections as `deadletters.DeadLetter`s to the `DeadLetterPipeline` -> the
 dead-letter topic. The state keeper (`keeper.StateKeeper`) snapshots each partition's state
 with the positions it covers, after the pipeline settles; `/metrics`, `/report` and `/status`
-(`web.WorkerViews`) read the state when asked.
+(`web.WorkerViews`) read the state when asked. With the session fold
+(`Settings.fold_sessions`), `membership.MembershipReader` also reads every partition of the
+groups topic into the `membership.MembershipTable` the partition ledgers' summaries read.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from streams.runtime.families import WorkerMetrics
 from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
+from streams.runtime.membership import MembershipReader, MembershipTable
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState
 from streams.runtime.statestore import Changelog, LocalStore
@@ -41,6 +44,10 @@ from streams.runtime.topology import (
 from streams.runtime.web import WorkerViews
 
 log = logging.getLogger("livepulse.worker")
+
+#: How long an assignment waits for the membership table's first read of the groups topic
+#: before restoring anyway (summaries then wait for the table, which is all correctness needs).
+MEMBERSHIP_CATCH_UP_S = 60.0
 
 # faust, mode and aiokafka log every rebalance step and table at INFO; at --loglevel info
 # livepulse's own loggers say what matters and these stay at WARNING.
@@ -73,12 +80,26 @@ class Worker:
         )
         #: Time in the collector (a callback a collection, installed by `run`), for /status.
         self.gc_clock = GcClock()
+        # With the session fold: one membership table over every partition of the groups
+        # topic, read apart from the consumer group, that every partition ledger's summaries
+        # read membership from (streams/runtime/membership.py).
+        self.membership: MembershipTable | None = None
+        self.membership_reader: MembershipReader | None = None
+        if settings.fold_sessions:
+            self.membership = MembershipTable(
+                settings.dedupe_window_ms, settings.future_tolerance_ms
+            )
+            self.membership_reader = MembershipReader(
+                settings, settings.topic("live.groups"), self.membership
+            )
         self.state = LiveState(
             grace_ms=settings.window_grace_ms,
             dedupe_window_ms=settings.dedupe_window_ms,
             future_tolerance_ms=settings.future_tolerance_ms,
             refund_horizon_ms=settings.refund_horizon_ms,
             gpm_denominator=settings.gpm_denominator,
+            fold_sessions=settings.fold_sessions,
+            membership=self.membership,
             assigned_only=True,
             metrics=self.metrics,
             gc=self.gc,
@@ -110,6 +131,7 @@ class Worker:
             settle=self.dead_letters.settle,
             committer=self._commit,
             source_partitions=source_partitions,
+            before_restore=self._membership_caught_up if self.membership is not None else None,
         )
         app.route_batches(self.ingest, self.keeper)
 
@@ -138,6 +160,24 @@ class Worker:
 
     async def _commit(self, positions: dict[SourceTP, int]) -> None:
         await commit_positions(self.app, positions)
+
+    async def _membership_caught_up(self) -> None:
+        table, reader = self.membership, self.membership_reader
+        if table is None or reader is None or table.caught_up.is_set():
+            return
+        # Started here, at the first assignment: faust starts the app's tasks only after it.
+        reader.start()
+        waits = [asyncio.ensure_future(e.wait()) for e in (table.caught_up, reader.done)]
+        try:
+            await asyncio.wait(waits, timeout=MEMBERSHIP_CATCH_UP_S, return_when="FIRST_COMPLETED")
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if not table.caught_up.is_set():
+            log.warning(
+                "the membership table has not read the groups topic yet; partitions restored "
+                "anyway (closed sessions are summarized once it has)"
+            )
 
     async def _announce(self) -> None:
         settings = self.settings
@@ -173,6 +213,8 @@ class Worker:
 
     async def _on_stop(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.views.reports.stop()
+        if self.membership_reader is not None:
+            await self.membership_reader.stop()
         await self.dead_letters.settle()
         await self.keeper.flush()
         await self.keeper.changelog.stop()

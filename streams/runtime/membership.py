@@ -1,0 +1,222 @@
+"""The worker's membership table: every partition of the groups topic, read by each worker
+process apart from its consumer group (like Kafka Streams' GlobalKTable), so that its partition
+ledgers fix membership at a session's summary with every group event of its merchant
+(`Ledger.membership_from`, docs/design.md "Membership at the summary").
+
+Why not faust's `GlobalTable`: it is a table over a changelog written by an agent (here the
+groups topic is the source), needs faust's table recovery and standby assignment, which the
+worker does not use (`table_standby_replicas=0`, its own assignor and drain), and its standby
+partitions were seen not to be read on every worker (faust-streaming issues #212, #283). A
+plain aiokafka consumer with every partition assigned by hand, no group, is all that is needed.
+
+Its state is not snapshotted: it is rebuilt at each start by reading the groups topic from its
+beginning (group events are few: one a join or leave). Read in offset order per partition,
+each partition's ledger makes the same expiry and duplicate decisions as the worker's partition
+ledger of that number, so the table holds what the partition ledgers hold, whichever worker
+holds them; a snapshot would add a second copy of state to keep consistent for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.core import Ledger
+from agents.core.ingest import Rejected, ingest
+from agents.core.ledger import TOPICS
+from streams.runtime.settings import ISOLATION_LEVEL, Settings
+from streams.runtime.topics import partition_counts
+
+log = logging.getLogger(__name__)
+
+_GROUPS: Final[int] = TOPICS.index("live.groups")
+
+GroupEvents = Sequence[tuple[int, int, str, bool]]
+
+
+class _PooledGroupEvents(Mapping[tuple[str, str], GroupEvents]):
+    """The group events of every partition's ledger, by (merchant, user). A member's events
+    are in one partition (group events are keyed by merchant), so a lookup takes the first."""
+
+    def __init__(self, ledgers: Mapping[int, Ledger]) -> None:
+        self._ledgers = ledgers
+
+    def __getitem__(self, key: tuple[str, str]) -> GroupEvents:
+        for ledger in self._ledgers.values():
+            events = ledger.group_events.get(key)
+            if events is not None:
+                return events
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter({key for ledger in self._ledgers.values() for key in ledger.group_events})
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class MembershipTable:
+    """Group events of every partition of the groups topic, a ledger per partition (under the
+    partition ledgers' dedupe window and future tolerance), and the groups horizon summaries
+    wait for (a `agents.core.ledger.MembershipSource`).
+
+    The horizon is None (no summary) until the table has read each partition up to the end it
+    had when the table started (`catch_up_to`, `caught_up`): a partially read topic would
+    otherwise let a summary fix membership without the events still unread.
+    """
+
+    def __init__(self, dedupe_window_ms: int | None, future_tolerance_ms: int | None) -> None:
+        self.dedupe_window_ms = dedupe_window_ms
+        self.future_tolerance_ms = future_tolerance_ms
+        self.ledgers: dict[int, Ledger] = {}
+        self._group_events = _PooledGroupEvents(self.ledgers)
+        #: Partition -> the next offset to read (what the table holds is before it).
+        self.positions: dict[int, int] = {}
+        #: Partition -> the end to reach before the horizon is given (None: not set yet).
+        self._catch_up: dict[int, int] | None = None
+        self.caught_up = asyncio.Event()
+        #: Records applied, and records refused by the decoder (counted and dead-lettered by
+        #: the partition ledger of their partition, not here).
+        self.records = 0
+        self.rejected = 0
+
+    @property
+    def group_events(self) -> Mapping[tuple[str, str], GroupEvents]:
+        return self._group_events
+
+    def horizon_ts(self, topic: int) -> int | None:
+        """The groups topic's horizon: the oldest of the partitions' that hold an event (a
+        group event older than its partition's horizon is expired there, in the table and in
+        the partition ledger alike). None before the catch-up, or with no event at all."""
+        if topic != _GROUPS or not self.caught_up.is_set():
+            return None
+        horizons = [ledger.horizon_ts(_GROUPS) for ledger in self.ledgers.values()]
+        known = [h for h in horizons if h is not None]
+        return min(known) if known else None
+
+    def catch_up_to(self, ends: Mapping[int, int]) -> None:
+        """Give the horizon only once every partition is read up to `ends` (the topic's ends
+        when the table started)."""
+        self._catch_up = dict(ends)
+        self._check_caught_up()
+
+    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
+        """One record of the groups topic's `partition`, in offset order."""
+        if offset < self.positions.get(partition, 0):
+            return  # read before (a fetch after a reconnect)
+        ledger = self.ledgers.get(partition)
+        if ledger is None:
+            ledger = self.ledgers[partition] = Ledger(
+                self.dedupe_window_ms, self.future_tolerance_ms
+            )
+        outcome = ingest(value, ledger, None)
+        self.records += 1
+        self.rejected += isinstance(outcome, Rejected)
+        self.positions[partition] = offset + 1
+
+    def advance(self, partition: int, position: int) -> None:
+        """The consumer's position of `partition` (past transaction markers and gaps)."""
+        if position > self.positions.get(partition, 0):
+            self.positions[partition] = position
+        self._check_caught_up()
+
+    def _check_caught_up(self) -> None:
+        ends = self._catch_up
+        if self.caught_up.is_set() or ends is None:
+            return
+        if all(self.positions.get(p, 0) >= end for p, end in ends.items()):
+            self.caught_up.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "caught_up": self.caught_up.is_set(),
+            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+            "records": self.records,
+            "rejected": self.rejected,
+            "members": sum(len(ledger.group_events) for ledger in self.ledgers.values()),
+            "groups_horizon_ts": self.horizon_ts(_GROUPS),
+        }
+
+
+class MembershipReader:
+    """Reads every partition of the groups topic into a `MembershipTable`, from the beginning,
+    with no consumer group (nothing committed: each start reads it whole again)."""
+
+    def __init__(self, settings: Settings, topic: str, table: MembershipTable) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.table = table
+        self._stopped = False
+        self._task: asyncio.Future[None] | None = None
+        #: Set once `run` has returned (stopped, or failed: then the table's horizon stays
+        #: None if it had not caught up, and no summary waits on a table that stopped early).
+        self.done = asyncio.Event()
+
+    def start(self) -> None:
+        """Start reading in the background (once; later calls do nothing)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        """Assign every partition, read from the beginning, and keep reading until `stop`."""
+        try:
+            await self._read()
+        except Exception:  # the claims stay exact without summaries: logged, not fatal
+            log.exception(
+                "membership table: reading %s failed; no session is summarized", self.topic
+            )
+        finally:
+            self.done.set()
+
+    async def _read(self) -> None:
+        consumer = AIOKafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level=ISOLATION_LEVEL,
+            client_id=f"{self.settings.app_id}-membership",
+            **self.settings.kafka_client_kwargs(),
+        )
+        await consumer.start()
+        try:
+            counts = await partition_counts(self.settings, [self.topic])
+            partitions = range(counts.get(self.topic, 0))
+            if not partitions:
+                raise RuntimeError(f"the groups topic {self.topic} has no partitions")
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            self.table.catch_up_to({tp.partition: end for tp, end in ends.items()})
+            log.info(
+                "membership table: reading %d partitions of %s (%d records to catch up)",
+                len(tps),
+                self.topic,
+                sum(ends.values()),
+            )
+            while not self._stopped:
+                fetched = await consumer.getmany(timeout_ms=500)
+                for tp, records in fetched.items():
+                    for record in records:
+                        self.table.apply(tp.partition, record.offset, record.value)
+                for tp in tps:
+                    self.table.advance(tp.partition, await consumer.position(tp))
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop reading (within a fetch's wait) and close the consumer."""
+        self._stopped = True
+        task = self._task
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), timeout_s)
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,239 @@
+"""Issue 17: the worker's membership table over the whole groups topic
+(streams/runtime/membership.py), so that a worker's partitions summarize closed sessions with
+membership exact: partition states fed like a worker's, and a worker on the real broker with
+`LIVEPULSE_FOLD_SESSIONS`, against the fixtures' truth files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.ledger import TOPICS
+from schemas import TOPIC_BY_TYPE, decode, record_key
+from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.membership import MembershipTable
+from streams.runtime.partition import PartitionState
+from streams.runtime.state import LiveState
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.worker_process import WorkerProcess
+from tests.agents.core.test_merge import FALLBACK, partition_of
+from tests.agents.core.test_retention import DAY, _check_summarized, _summarizing
+from tests.support.live import (
+    drain,
+    fixture_lines,
+    fixture_truth,
+    replay_lines,
+    report_of,
+    run_settings,
+)
+from tests.support.truth import report_mismatches
+from tests.test_scaleout import PARTITIONS as SCALEOUT_PARTITIONS
+from tests.test_scaleout import Fleet, merged_report
+
+PARTITIONS = 3
+GROUPS = "live.groups"
+_GROUPS = TOPICS.index(GROUPS)
+
+
+def routed(name: str, partitions: int) -> list[RawRecord]:
+    """A fixture's lines as a worker's consumer hands them on: contract topic, the partition of
+    their contract key, an offset per (topic, partition), in file order."""
+    out: list[RawRecord] = []
+    offsets: dict[tuple[str, int], int] = {}
+    for line in fixture_lines(name):
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and obj.get("type") in TOPIC_BY_TYPE:
+            topic, key = TOPIC_BY_TYPE[obj["type"]], record_key(obj).encode()
+        else:
+            topic, key = FALLBACK, b""
+        partition = partition_of(key, partitions)
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        out.append(RawRecord(topic, partition, offset, key, line))
+    return out
+
+
+def _table(records: list[RawRecord], window_ms: int) -> MembershipTable:
+    table = MembershipTable(window_ms, None)
+    ends: dict[int, int] = {}
+    for record in records:
+        if record.topic == GROUPS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to(ends)
+    return table
+
+
+def _fed(records: list[RawRecord], table: MembershipTable | None, window_ms: int) -> LiveState:
+    state = LiveState(dedupe_window_ms=window_ms, fold_sessions=True, membership=table)
+    for partition in range(PARTITIONS):  # one batch per partition: each in its offset order
+        state.apply_batch([r for r in records if r.partition == partition])
+    return state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_partitions_with_the_table_summarize_exactly_and_wait_for_its_catch_up(name: str) -> None:
+    """3 partition states fed like a worker's (`LiveState`, the fixture split by contract key, a
+    2-day window): reading membership from the table of every groups partition they
+    summarize closed sessions and every claim equals the truth file's; without it (their own
+    group events), `group_order_share` does not; with a table that has not caught up, no
+    session is summarized."""
+    window_ms = 2 * DAY
+    records = routed(name, PARTITIONS)
+    table = _table(records, window_ms)
+    assert table.horizon_ts(_GROUPS) is not None
+    assert table.records == sum(1 for r in records if r.topic == GROUPS)
+
+    state = _fed(records, table, window_ms)
+    # The table holds the group events the partition ledgers hold, member by member (the same
+    # duplicates and expiries decided per partition).
+    held = {k: v for p in state.partitions.values() for k, v in p.ledger.group_events.items()}
+    assert held.keys() == set(table.group_events)
+    assert all([e[::2] for e in held[k]] == [e[::2] for e in table.group_events[k]] for k in held)
+    summarized = sum(p.ledger.summarized_sessions for p in state.partitions.values())
+    assert summarized > 0
+    report = build_report(state.ledger)
+    assert report["retention"]["summarized_sessions"] == summarized
+    _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
+
+    alone = build_report(_fed(records, None, window_ms).ledger)["claims"]
+    assert alone["group_order_share"]["observed"] != pytest.approx(
+        report["claims"]["group_order_share"]["observed"], rel=1e-9
+    )
+
+    waiting = MembershipTable(window_ms, None)
+    for record in records:
+        if record.topic == GROUPS:
+            waiting.apply(record.partition, record.offset, record.value)
+    waiting.catch_up_to({p: 10**9 for p in range(PARTITIONS)})  # never reached
+    assert waiting.horizon_ts(_GROUPS) is None
+    early = _fed(records, waiting, window_ms)
+    assert sum(p.ledger.summarized_sessions for p in early.partitions.values()) == 0
+    assert report_mismatches(build_report(early.ledger), fixture_truth(name)) == []
+
+
+def test_a_restored_state_reads_the_table_and_is_refused_without_the_fold() -> None:
+    """A state restored under the fold reads membership from the worker's table (a restored
+    ledger has no `membership_from`: it is not state), one written without it summarizes from
+    now on; a state that summarizes is refused by a worker with the fold off (it would go on
+    summarizing with its partition's own group events)."""
+    table = MembershipTable(DAY, None)
+    folding = LiveState(dedupe_window_ms=DAY, fold_sessions=True, membership=table)
+    for fold in (False, True):
+        restored = PartitionState(Ledger(DAY, fold_sessions=fold), OperatorBoard())
+        folding.install(int(fold), restored)
+        assert restored.ledger.fold_sessions and restored.ledger.membership_from is table
+    plain = LiveState(dedupe_window_ms=DAY)
+    plain.install(0, PartitionState(Ledger(DAY), OperatorBoard()))
+    with pytest.raises(RuntimeError, match="LIVEPULSE_FOLD_SESSIONS"):
+        plain.install(1, PartitionState(Ledger(DAY, fold_sessions=True), OperatorBoard()))
+
+
+@functools.cache
+def _keep_everything(name: str) -> Ledger:
+    """The fixture in one ledger keeping every fact (what the summarized reports must equal,
+    besides the truth file)."""
+    return _summarizing([decode(line) for line in fixture_lines(name)], None)
+
+
+# -- a worker on the real broker ----------------------------------------------------------------
+
+
+def _claims_of(worker: WorkerProcess) -> dict[str, Any]:
+    drain(worker, timeout_s=120)
+    return report_of(worker)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`LIVEPULSE_FOLD_SESSIONS=true`, 3 partitions, a 2-day dedupe window: the first half of
+    the xhs fixture replayed, the worker summarizes closed sessions; stopped with SIGTERM, the
+    second half replayed and the worker started again on its state directory (its membership
+    table read again from the groups topic), it summarizes more, and its /report claims equal
+    the truth file (the operator section is not compared: it does not read summaries yet,
+    /work/wt17b)."""
+    name = "xhs"
+    lines = fixture_lines(name)
+    half = len(lines) // 2
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="membership",
+        partitions=PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=2 * 86_400,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    summarized: list[int] = []
+    try:
+        for run, part in (("first", lines[:half]), ("restarted", lines[half:])):
+            replay_lines(settings, tmp_path / f"{run}.jsonl", part)
+            worker = WorkerProcess(settings, tmp_path / f"{run}.log")
+            try:
+                worker.start()
+                worker.wait_ready(timeout_s=90)
+                report = _claims_of(worker)
+                summarized.append(report["retention"]["summarized_sessions"])
+                status = worker.status()
+            finally:
+                worker.stop()  # SIGTERM: snapshots flushed
+        assert status["membership"]["caught_up"], status["membership"]
+        assert status["membership"]["groups_horizon_ts"] is not None
+        froms = {p["restored_from"] for p in status["partitions"].values()}
+        assert froms <= {"local", "changelog"}, froms
+        assert 0 < summarized[0] < summarized[1], summarized
+        _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Two workers with the fold share 4 partitions, each with its own table of the whole
+    groups topic, started before the replay (the tables read the groups topic as it is
+    written): both summarize, and the report merged over every partition's snapshot (the
+    group leader's) has every claim equal to the truth file."""
+    name = "xhs"
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="membership2",
+        partitions=SCALEOUT_PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=2 * 86_400,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    try:
+        for i in range(2):
+            fleet.start(f"w{i}")
+        for worker in fleet.workers:
+            worker.wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / f"{name}.jsonl", fixture_lines(name))
+        report = merged_report(settings)
+        per_worker = [report_of(w)["retention"]["summarized_sessions"] for w in fleet.workers]
+        assert all(n > 0 for n in per_worker), per_worker
+        assert report["retention"]["summarized_sessions"] == sum(per_worker), per_worker
+        _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
