@@ -11,7 +11,11 @@ from typing import Any, Final, Literal
 from agents.core.ledger import (
     FOLDED_BUCKETS,
     FOLDED_SUM_MS,
+    ORDER_TIME_BOUNDS_S,
+    OVERALL_LEVEL,
     REPLY_LATENCY_BOUNDS_S,
+    SHARE_PAIRS,
+    WATCH_TIME_BOUNDS_S,
     FoldedPresence,
     Ledger,
     OrderFact,
@@ -22,6 +26,7 @@ from agents.core.ledger import (
     counted_refunds,
 )
 from agents.core.screen import ScreenState
+from agents.core.sketch import QuantileSketch, quantile
 from agents.core.timeline import presence_minutes, watch_intervals
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
 from schemas.events import (
@@ -48,11 +53,9 @@ WINDOW_FIGURES: Final[tuple[str, ...]] = (
     "buyers",
     "conversion",
 )
-#: Histogram bounds (seconds) for /metrics; 300 s is the `orders_after_minute_5` boundary.
-WATCH_TIME_BOUNDS_S: Final[tuple[float, ...]] = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-ORDER_TIME_BOUNDS_S: Final[tuple[float, ...]] = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
-# 3 s is the claimed bound of `reply_latency` (ks-gravity-2023).
-# `REPLY_LATENCY_BOUNDS_S` is the ledger's: its fold of questions counts by these buckets.
+# Histogram bounds (seconds) for /metrics, `WATCH_TIME_BOUNDS_S`, `ORDER_TIME_BOUNDS_S` and
+# `REPLY_LATENCY_BOUNDS_S` (3 s is the claimed bound of `reply_latency`, ks-gravity-2023), are
+# the ledger's: its folds count by these buckets.
 
 DEFINITIONS: Final[dict[str, str]] = {
     "session": "a session_id with a session_started (claims.md); its room and merchant are the "
@@ -66,7 +69,7 @@ DEFINITIONS: Final[dict[str, str]] = {
     "the room at some moment of that minute",
     "avg_watch_minutes": "total watch time (claims.md) / unique viewers",
     "median_watch_minutes": "median watch time over the viewer pairs (0 for a viewer who "
-    "never joined)",
+    "never joined); above session level, once sessions are summarized, within 1% (a sketch)",
     "buyers": "distinct (session, user) with a session order",
     "paying_users": "distinct user ids with a session order at that level",
     "conversion": "buyers / unique viewers",
@@ -134,10 +137,18 @@ class _Parts:
     unique_viewers: int = 0
     viewers_current: int = 0
     watch_ms: list[int] = field(default_factory=list)
+    #: Summarized sessions' watch times (`SessionSummary.watch`): [sum in ms, count per
+    #: bucket of `WATCH_TIME_BOUNDS_S`]; a summarized session's own exact median; a level's
+    #: sketch of its summarized sessions' values (`Ledger.folded_watch`).
+    watch_folded: list[int] = field(default_factory=lambda: [0] * (len(WATCH_TIME_BOUNDS_S) + 2))
+    watch_median_ms: float | None = None
+    watch_sketch: QuantileSketch | None = None
     #: Event-time minute -> change in the number of pairs present (a difference array).
     presence_diff: Counter[int] = field(default_factory=Counter)
     buyers: int = 0
     paying_users: set[str] = field(default_factory=set)
+    #: A summarized session's paying users (its buyers: their ids are in the levels' sets).
+    paying_count: int | None = None
     interacting_viewers: int = 0
     orders: int = 0
     gmv_cents: int = 0
@@ -149,6 +160,10 @@ class _Parts:
     product_clickers: int = 0
     orders_by_minute: Counter[int] = field(default_factory=Counter)
     order_offsets_ms: list[int] = field(default_factory=list)
+    #: Summarized sessions' order offsets: [sum in ms, count per bucket of the bounds].
+    order_offsets_folded: list[int] = field(
+        default_factory=lambda: [0] * (len(ORDER_TIME_BOUNDS_S) + 2)
+    )
     reply_latency_ms: list[int] = field(default_factory=list)
     #: The folded answered questions' latencies: [sum in ms, count per reply bucket] (the
     #: ledger's `folded_replies` without its counts), added to `reply_latency_ms`'s histogram.
@@ -162,6 +177,9 @@ class _Parts:
         self.unique_viewers += other.unique_viewers
         self.viewers_current += other.viewers_current
         self.watch_ms.extend(other.watch_ms)
+        self.watch_folded = [
+            a + b for a, b in zip(self.watch_folded, other.watch_folded, strict=True)
+        ]
         self.presence_diff.update(other.presence_diff)
         self.buyers += other.buyers
         self.paying_users |= other.paying_users
@@ -176,6 +194,10 @@ class _Parts:
         self.product_clickers += other.product_clickers
         self.orders_by_minute.update(other.orders_by_minute)
         self.order_offsets_ms.extend(other.order_offsets_ms)
+        self.order_offsets_folded = [
+            a + b
+            for a, b in zip(self.order_offsets_folded, other.order_offsets_folded, strict=True)
+        ]
         self.reply_latency_ms.extend(other.reply_latency_ms)
         self.reply_folded = [
             a + b for a, b in zip(self.reply_folded, other.reply_folded, strict=True)
@@ -401,6 +423,15 @@ class OperatorBoard:
             rooms.setdefault(room_id, _Parts()).add(parts)
             merchants.setdefault(merchant_id, _Parts()).add(parts)
             overall.add(parts)
+        # The summarized sessions' part of each level that is not a sum of sessions' parts:
+        # the watch times' sketch and the distinct buyers (`Ledger._summarize_board`).
+        for level, level_parts in (
+            (OVERALL_LEVEL, overall),
+            *((("rooms", rid), p) for rid, p in rooms.items()),
+            *((("merchants", mid), p) for mid, p in merchants.items()),
+        ):
+            level_parts.watch_sketch = ledger.folded_watch.get(level)
+            level_parts.paying_users |= ledger.folded_payers.get(level, set())
         levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
         figures = {
             "definitions": {
@@ -512,12 +543,9 @@ class OperatorBoard:
             parts.presence_diff.update(folded.minutes)
             viewers_live: set[str] = set()
         elif isinstance(folded, SessionSummary):
-            # Summarized (`Ledger(fold_sessions=True)`): entries and concurrency are kept, the
-            # per-viewer watch times, buyers and order offsets not yet (docs/design.md, "Worker
-            # state": the board does not read summaries yet, so no worker summarizes).
-            parts.entries += folded.entries
-            parts.presence_diff.update(folded.minutes)
-            viewers_live = set()
+            # Summarized (`Ledger(fold_sessions=True)`): its viewers, orders and interacting
+            # users are gone, their parts were computed at the summary (`SessionSummary`).
+            return self._summary_parts(sid, folded, refunds)
         else:
             for records in folded.values():
                 for _ts, _seq, is_join in records:
@@ -558,10 +586,42 @@ class OperatorBoard:
         parts.product_clickers = len(self.product_clickers.get(sid, ()))
         return parts
 
+    def _summary_parts(self, sid: str, summary: SessionSummary, refunds: list[int]) -> _Parts:
+        """A summarized session's parts, from its summary and this board's counts."""
+        parts = _Parts()
+        parts.entries = summary.entries
+        parts.presence_diff.update(summary.minutes)
+        parts.unique_viewers = summary.viewers
+        parts.watch_folded = list(summary.watch)
+        parts.watch_median_ms = summary.watch_median_ms
+        parts.buyers = parts.paying_count = summary.share_sums[SHARE_PAIRS]
+        parts.interacting_viewers = summary.uplift[1]
+        parts.orders = summary.orders
+        parts.gmv_cents = summary.gmv_cents
+        parts.orders_by_minute.update(summary.order_minutes)
+        parts.order_offsets_folded = list(summary.order_offsets)
+        parts.follows = self.follows.get(sid, 0)
+        parts.group_joins = summary.group_joins
+        parts.refunds = len(refunds)
+        parts.refunded_cents = sum(refunds)
+        parts.product_clicks = self.product_clicks.get(sid, 0)
+        parts.product_clickers = len(self.product_clickers.get(sid, ()))
+        return parts
+
     def _figures(self, parts: _Parts) -> dict[str, Any]:
         gmv = parts.gmv_cents / 100
-        watch_total_ms = sum(parts.watch_ms)
-        median_ms = _median(parts.watch_ms)
+        watch_total_ms = sum(parts.watch_ms) + parts.watch_folded[0]
+        median_ms: float | None
+        if parts.watch_median_ms is not None:  # a summarized session's own, exact
+            median_ms = parts.watch_median_ms
+        elif parts.watch_sketch is not None and parts.watch_sketch.count:
+            # A level with summarized sessions: within the sketch's bound (sketch.py).
+            median_ms = quantile(0.5, parts.watch_sketch, sorted(parts.watch_ms))
+        else:
+            median_ms = _median(parts.watch_ms)
+        paying_users = (
+            parts.paying_count if parts.paying_count is not None else len(parts.paying_users)
+        )
         gpm_base = parts.entries if self.gpm_denominator == "entries" else parts.unique_viewers
         by_minute = parts.orders_by_minute
         last_minute = max(by_minute) if by_minute else -1
@@ -579,14 +639,14 @@ class OperatorBoard:
             "avg_watch_minutes": _ratio(watch_total_ms / MINUTE_MS, parts.unique_viewers),
             "median_watch_minutes": None if median_ms is None else median_ms / MINUTE_MS,
             "buyers": parts.buyers,
-            "paying_users": len(parts.paying_users),
+            "paying_users": paying_users,
             "conversion": _ratio(parts.buyers, parts.unique_viewers),
             "interacting_viewers": parts.interacting_viewers,
             "interaction_rate": _ratio(parts.interacting_viewers, parts.unique_viewers),
             "orders": parts.orders,
             "gmv_cny": gmv,
             "aov_cny": _ratio(gmv, parts.orders),
-            "aov_per_customer_cny": _ratio(gmv, len(parts.paying_users)),
+            "aov_per_customer_cny": _ratio(gmv, paying_users),
             "gpm_cny": _ratio(gmv * 1000, gpm_base),
             "uv_value_cny": _ratio(gmv, parts.unique_viewers),
             "follows": parts.follows,
@@ -621,8 +681,12 @@ def _reply_latencies_by_session(ledger: Ledger) -> dict[str, list[int]]:
 
 
 def _level_histogram(parts: _Parts, attribute: str, bounds: Sequence[float]) -> dict[str, Any]:
-    """The histogram of one level's `attribute` (the reply latencies with their folded part)."""
-    folded = parts.reply_folded if attribute == "reply_latency_ms" else None
+    """The histogram of one level's `attribute` with its folded part (already bucketed)."""
+    folded = {
+        "reply_latency_ms": parts.reply_folded,
+        "watch_ms": parts.watch_folded,
+        "order_offsets_ms": parts.order_offsets_folded,
+    }[attribute]
     return _histogram(getattr(parts, attribute), bounds, folded)
 
 
