@@ -901,3 +901,35 @@ def test_the_operator_board_and_distributions_read_summarized_sessions(name: str
     )
     assert _operator_against_truth(merged["operator"], truth) > 0
     _distributions_close(merged["distributions"], everything["distributions"])
+
+
+def test_a_version_6_state_loads_its_summaries_without_the_board_parts() -> None:
+    """A state written before the board read summaries (version 6: no `folded_watch`, no
+    board parts in a `SessionSummary`, no distributions' part in `folded_figures`) loads,
+    and its report is built, those parts empty."""
+    ledger = _one_session(100, 50)
+    summary = ledger.sessions["big"].presence
+    assert isinstance(summary, SessionSummary) and summary.watch[0] > 0
+    for name in ("folded_watch", "folded_payers"):
+        delattr(ledger, name)
+    # The pickled forms of before: a summary's slots without the new ones, and the sketch
+    # holder's slots as the default `(None, slots)` pair.
+    new_slots = ("watch", "watch_median_ms", "order_minutes", "order_offsets", "group_joins")
+    old_summary = {n: getattr(summary, n) for n in SessionSummary.__slots__ if n not in new_slots}
+    restored_summary = SessionSummary.__new__(SessionSummary)
+    restored_summary.__setstate__(old_summary)
+    assert restored_summary.watch[0] == 0 and restored_summary.orders == summary.orders
+    figures = ledger.folded_figures
+    old_figures = {
+        n: getattr(figures, n)
+        for n in ("price_watch", "price_watch_sessions", "reply_latency_s", "watch_minutes_by_tier")
+    }
+    restored_figures = type(figures).__new__(type(figures))
+    restored_figures.__setstate__((None, old_figures))
+    assert restored_figures.order_minutes == {} and restored_figures.price_watch_sessions == 1
+    ledger.sessions["big"].presence = restored_summary
+    ledger.folded_figures = restored_figures
+    blob = MAGIC + bytes([6]) + zlib.compress(pickle.dumps((ledger, OperatorBoard()), protocol=5))
+    restored, board = load_state(blob)
+    assert restored.folded_watch == {} and restored.folded_payers == {}
+    assert build_report(restored, board)["operator"]["overall"]["orders"] == 50 + 10
