@@ -423,15 +423,7 @@ class OperatorBoard:
             rooms.setdefault(room_id, _Parts()).add(parts)
             merchants.setdefault(merchant_id, _Parts()).add(parts)
             overall.add(parts)
-        # The summarized sessions' part of each level that is not a sum of sessions' parts:
-        # the watch times' sketch and the distinct buyers (`Ledger._summarize_board`).
-        for level, level_parts in (
-            (OVERALL_LEVEL, overall),
-            *((("rooms", rid), p) for rid, p in rooms.items()),
-            *((("merchants", mid), p) for mid, p in merchants.items()),
-        ):
-            level_parts.watch_sketch = ledger.folded_watch.get(level)
-            level_parts.paying_users |= ledger.folded_payers.get(level, set())
+        add_summarized_levels([ledger], overall, rooms, merchants)
         levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
         figures = {
             "definitions": {
@@ -661,6 +653,36 @@ class OperatorBoard:
             "orders_by_minute": [by_minute.get(m, 0) for m in range(last_minute + 1)],
             "windows": windows,
         }
+
+
+def add_summarized_levels(
+    ledgers: Sequence[Ledger],
+    overall: _Parts,
+    rooms: Mapping[str, _Parts],
+    merchants: Mapping[str, _Parts],
+) -> None:
+    """Give each level the part of its summarized sessions that is not a sum of sessions'
+    parts (`Ledger._summarize_board`): their watch times' sketch (for the median) and their
+    distinct buyers (paying users), from one ledger or every partition's. Idempotent: a
+    level's parts may be given them again (the live screen's cached levels)."""
+    for level, parts in (
+        (OVERALL_LEVEL, overall),
+        *((("rooms", rid), p) for rid, p in rooms.items()),
+        *((("merchants", mid), p) for mid, p in merchants.items()),
+    ):
+        sketches = [
+            ledger.folded_watch[level] for ledger in ledgers if level in ledger.folded_watch
+        ]
+        if len(sketches) > 1:
+            merged = QuantileSketch()
+            for sketch in sketches:
+                merged.merge(sketch)
+            sketches = [merged]
+        parts.watch_sketch = sketches[0] if sketches else None
+        for ledger in ledgers:
+            payers = ledger.folded_payers.get(level)
+            if payers:  # a new set: the level's own may be shared with a cached one
+                parts.paying_users = parts.paying_users | payers
 
 
 def _change(current: float | None, before: float | None) -> float | None:
