@@ -1361,22 +1361,21 @@ class Ledger:
             ("rooms", session.room_id or ""),
             ("merchants", session.merchant_id or ""),
         )
-        sketches = []
-        for level in levels:
-            sketch = self.folded_watch.get(level)
-            if sketch is None:
-                sketch = self.folded_watch[level] = QuantileSketch()
-            sketches.append(sketch)
-            self.folded_payers.setdefault(level, set()).update(buyers)
         watch = summary.watch
         watched_ms: list[int] = []
+        session_sketch = QuantileSketch()  # merged into each level's: bins add, one add a value
         for user in viewers:  # 0 for a viewer by an interaction or an order only
             watched = presence.watch_ms(user)
             watched_ms.append(watched)
             watch[0] += watched
             watch[1 + bucket_of(watched, WATCH_TIME_BOUNDS_S)] += 1
-            for sketch in sketches:
-                sketch.add(watched)
+            session_sketch.add(watched)
+        for level in levels:
+            sketch = self.folded_watch.get(level)
+            if sketch is None:
+                sketch = self.folded_watch[level] = QuantileSketch()
+            sketch.merge(session_sketch)
+            self.folded_payers.setdefault(level, set()).update(buyers)
         watched_ms.sort()
         summary.watch_median_ms = percentile(watched_ms, 0.5)
         offsets = summary.order_offsets
