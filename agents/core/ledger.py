@@ -1332,8 +1332,12 @@ class Ledger:
             else:
                 row[0] += watched
                 row[1] += 1
+        by_membership: dict[str, list[int]] = {"members": [], "others": []}
         for user, first in joined.items():  # the HTML report's watch time by membership
-            self.folded_figures.fold_watch(member_at(user, first), presence.watch_ms(user))
+            group = "members" if member_at(user, first) else "others"
+            by_membership[group].append(presence.watch_ms(user))
+        for group, watch_ms in by_membership.items():
+            self.folded_figures.fold_watch(group, watch_ms)
         self._summarize_board(session, summary, presence, orders, viewers, set(pairs))
         summary.minutes = presence.minutes
         summary.entries = presence.entries
@@ -1369,7 +1373,7 @@ class Ledger:
             watched_ms.append(watched)
             watch[0] += watched
             watch[1 + bucket_of(watched, WATCH_TIME_BOUNDS_S)] += 1
-            session_sketch.add(watched)
+        session_sketch.add_many(watched_ms)
         for level in levels:
             sketch = self.folded_watch.get(level)
             if sketch is None:
