@@ -75,9 +75,11 @@ SKETCHED: dict[str, float] = {
 }
 #: With `--fold-sessions`, `price_dwell_association` is read from the sketches once sessions are
 #: summarized: its medians by tier within the sketch's 1%, its rho from the binned rank table
-#: (no a-priori bound: 1% relative is what is checked here, measured ~0.1% on the fixtures).
+#: (no a-priori bound: 1% relative is what is checked here, measured ~0.1% on the fixtures);
+#: the operator's overall median watch time from its level's sketch (`Ledger.folded_watch`).
 SKETCHED_ONCE_SESSIONS_SUMMARIZE: dict[str, float] = {
     **SKETCHED,
+    "operator.overall.median_watch_minutes": RELATIVE_ACCURACY,
     "price_dwell_association.observed": 0.01,
     **{
         f"price_dwell_association.detail.median_watch_minutes_by_tier.{tier}": RELATIVE_ACCURACY
@@ -119,7 +121,7 @@ def truth_mismatches(
     operator = truth.get("operator", {})
     for level in ("overall",):
         figures = {k: v for k, v in operator.get(level, {}).items() if k != "windows"}
-        mismatches(f"operator.{level}", report["operator"][level], figures, out)
+        mismatches(f"operator.{level}", report["operator"][level], figures, out, sketched)
     return out
 
 

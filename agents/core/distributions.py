@@ -6,8 +6,15 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from agents.core.facts import ClaimFacts
 from agents.core.ledger import Ledger, OrderFact, SessionFacts
-from agents.core.metrics import FIVE_MINUTES_MS, MINUTE_MS, PRICE_TIERS, interaction_pairs
+from agents.core.metrics import (
+    FIVE_MINUTES_MS,
+    MINUTE_MS,
+    PRICE_TIERS,
+    interaction_pairs,
+    orders_after_minute_5,
+)
 from agents.core.sketch import QuantileSketch, quantile
 from agents.core.stats import cluster_wilson_interval, percentile, two_way_wilson_interval
 from agents.core.timeline import NEVER_MEMBER, Membership
@@ -50,7 +57,9 @@ def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dic
 
     `counts[i]` holds orders with `i <= (ts - started) / 1 min < i + 1`; `overflow` those at
     `cap_minutes` or later, `before_start` those paid before their session's start (counted
-    with the orders before minute 5, as the claim does).
+    with the orders before minute 5, as the claim does). Summarized sessions' orders are
+    counted by minute in `folded_figures.order_minutes`; with any, the share and its
+    interval are the claim's, read from their sums (exact).
     """
     counts = [0] * cap_minutes
     overflow = before_start = after = total = 0
@@ -68,6 +77,16 @@ def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dic
             overflow += 1
         else:
             counts[since_ms // MINUTE_MS] += 1
+    folded = ledger.folded_figures.order_minutes
+    for minute, count in folded.items():
+        total += count
+        after += count if minute * MINUTE_MS >= FIVE_MINUTES_MS else 0
+        if minute < 0:
+            before_start += count
+        elif minute >= cap_minutes:
+            overflow += count
+        else:
+            counts[minute] += count
     binned: dict[str, Any] = {
         "bin_minutes": 1,
         "cap_minutes": cap_minutes,
@@ -79,9 +98,12 @@ def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dic
     }
     # The claim's interval (`orders_after_minute_5`): Wilson on the effective sample of orders
     # clustered by session and by buyer, not plain Wilson on orders counted as independent.
-    interval = two_way_wilson_interval(
-        [hit for hit, _s, _u in cases], [s for _h, s, _u in cases], [u for _h, _s, u in cases]
-    )
+    if folded:
+        interval = orders_after_minute_5(ClaimFacts(ledger)).interval
+    else:
+        interval = two_way_wilson_interval(
+            [hit for hit, _s, _u in cases], [s for _h, s, _u in cases], [u for _h, _s, u in cases]
+        )
     return {
         **binned,
         "share_after_5min": after / total if total else None,
@@ -143,9 +165,12 @@ def summarize(values: Sequence[float], folded: QuantileSketch | None = None) -> 
     return summary
 
 
-def histogram_bins(values: Sequence[float]) -> tuple[int, int]:
-    """(bin width in minutes, number of bins) covering the 99th percentile of `values`."""
-    top = percentile(sorted(values), 0.99) or 0.0
+def histogram_bins(
+    values: Sequence[float], folded: QuantileSketch | None = None
+) -> tuple[int, int]:
+    """(bin width in minutes, number of bins) covering the 99th percentile of `values` and
+    the values `folded` (the percentile then within the sketch's bound)."""
+    top = quantile(0.99, folded, sorted(values)) or 0.0
     for width in WATCH_BIN_WIDTHS_MINUTES:
         if top <= width * WATCH_MAX_BINS:
             return width, max(1, math.ceil(top / width))
@@ -153,10 +178,19 @@ def histogram_bins(values: Sequence[float]) -> tuple[int, int]:
     return width, WATCH_MAX_BINS
 
 
-def histogram(values: Sequence[float], width: float, bins: int) -> dict[str, Any]:
-    """Counts of `values` in `[i * width, (i + 1) * width)` for i < bins, and the overflow."""
+def histogram(
+    values: Sequence[float], width: int, bins: int, minute_counts: dict[int, int] | None = None
+) -> dict[str, Any]:
+    """Counts of `values` in `[i * width, (i + 1) * width)` for i < bins, and the overflow;
+    `minute_counts` values already counted per whole minute (exact: a bin is whole minutes)."""
     counts = [0] * bins
     overflow = 0
+    for minute, count in (minute_counts or {}).items():
+        index = minute // width
+        if index >= bins:
+            overflow += count
+        else:
+            counts[max(index, 0)] += count
     for value in values:
         index = int(value // width)
         if index >= bins:
@@ -197,11 +231,19 @@ def watch_minutes_by_membership(ledger: Ledger) -> dict[str, Any]:
             watched = session.watch_ms(user) / MINUTE_MS
             member = members.member_at(session.merchant_id, user, first_join_ts)
             minutes["members" if member else "others"].append(watched)
-    width, bins = histogram_bins(minutes["members"] + minutes["others"])
+    # Summarized sessions' pairs (`Ledger._summarize`): sketched and counted per minute.
+    folded = ledger.folded_figures
+    both = QuantileSketch()
+    for sketch in folded.watch_minutes_by_membership.values():
+        both.merge(sketch)
+    width, bins = histogram_bins(minutes["members"] + minutes["others"], both)
     return {
         "bin_minutes": width,
         "groups": {
-            name: {**summarize(values), "histogram": histogram(values, width, bins)}
+            name: {
+                **summarize(values, folded.watch_minutes_by_membership.get(name)),
+                "histogram": histogram(values, width, bins, folded.watch_minute_counts.get(name)),
+            }
             for name, values in minutes.items()
         },
     }

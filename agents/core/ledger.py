@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final, Protocol
 
-from agents.core.sketch import FoldedFigures
+from agents.core.sketch import FoldedFigures, QuantileSketch
+from agents.core.stats import percentile
 from agents.core.timeline import (
     NEVER_MEMBER,
     Membership,
@@ -174,6 +175,14 @@ FOLDED_ANSWERED: Final[int] = 0
 FOLDED_WITHIN_3S: Final[int] = 1
 FOLDED_SUM_MS: Final[int] = 2
 FOLDED_BUCKETS: Final[int] = 3
+#: The operator's histograms of watch time per viewer pair and of order time since the start:
+#: upper bounds in seconds, one more for +Inf (300 s is `orders_after_minute_5`'s boundary).
+#: Here because a summarized session keeps its counts per bucket (`SessionSummary`).
+WATCH_TIME_BOUNDS_S: Final[tuple[float, ...]] = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+ORDER_TIME_BOUNDS_S: Final[tuple[float, ...]] = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
+#: The operator's levels above the session, as `Ledger.folded_watch` and
+#: `Ledger.folded_payers` key them: ("overall", ""), ("rooms", room id), ("merchants", id).
+OVERALL_LEVEL: Final[tuple[str, str]] = ("overall", "")
 
 #: The session horizon (docs/design.md, "Worker state: what is kept"): an event naming a session
 #: stamped more than this after its `session_ended` is not the session's (a view or an
@@ -191,6 +200,7 @@ POST_LIVE_TAIL_MS: Final[int] = 3 * 86_400_000
 #: at or after minute 5 of its session (`orders_after_minute_5`), and the price tiers of
 #: `price_dwell_association` by the order's dearest unit price in cents.
 FIVE_MINUTES_MS: Final[int] = 300_000
+_MINUTE_MS: Final[int] = 60_000
 PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
     ("<200", 200_00),
     ("200-500", 500_00),
@@ -354,6 +364,16 @@ def _held(records: list[int]) -> int | tuple[int, ...] | list[int]:
 _WATCH_BITS = 42
 
 
+def bucket_of(value_ms: int, bounds_s: Sequence[float]) -> int:
+    """The index of a value's bucket in `bounds_s` (the first bound in seconds it is at most;
+    one past the last above every bound), as the operator's histograms count it."""
+    seconds = value_ms / 1000
+    for i, bound in enumerate(bounds_s):
+        if seconds <= bound:
+            return i
+    return len(bounds_s)
+
+
 def reply_bucket(latency_ms: int) -> int:
     """The index of a latency's bucket in `REPLY_LATENCY_BOUNDS_S` (the first bound it is at
     most, in seconds; one past the last above every bound)."""
@@ -504,7 +524,14 @@ class SessionSummary:
       amounts' count, sum and sum of squares);
     - `dwell`: `group_member_dwell`'s member pairs, their watch ms and its sum of squares (per
       member the totals are in `Ledger.folded_dwellers`);
-    - `minutes`, `entries`: the operator's concurrency by minute and joins (`FoldedPresence`).
+    - `minutes`, `entries`: the operator's concurrency by minute and joins (`FoldedPresence`);
+    - the operator board's other parts of it, final at the summary (its buyers are
+      `share_sums[SHARE_PAIRS]`, its interacting viewers `uplift[1]`): `watch` the viewers'
+      watch times as [sum in ms, count per bucket of `WATCH_TIME_BOUNDS_S`] and
+      `watch_median_ms` their exact median (per room, merchant and overall the values are in
+      `Ledger.folded_watch`'s sketches, the buyers in `Ledger.folded_payers`); `order_minutes`
+      (whole minute since the start -> orders paid by the end) and `order_offsets` ([sum in
+      ms, count per bucket of `ORDER_TIME_BOUNDS_S`]); `group_joins`.
     """
 
     __slots__ = (
@@ -513,13 +540,18 @@ class SessionSummary:
         "dwell",
         "entries",
         "gmv_cents",
+        "group_joins",
         "member_orders",
         "minutes",
+        "order_minutes",
+        "order_offsets",
         "orders",
         "share_sums",
         "tail",
         "uplift",
         "viewers",
+        "watch",
+        "watch_median_ms",
     )
 
     def __init__(self) -> None:
@@ -535,6 +567,11 @@ class SessionSummary:
         self.dwell: list[int] = [0, 0, 0]
         self.minutes: dict[int, int] = {}
         self.entries = 0
+        self.watch: list[int] = [0] * (len(WATCH_TIME_BOUNDS_S) + 2)
+        self.watch_median_ms: float | None = None
+        self.order_minutes: dict[int, int] = {}
+        self.order_offsets: list[int] = [0] * (len(ORDER_TIME_BOUNDS_S) + 2)
+        self.group_joins = 0
 
     def add(self, user: str, ts: int, seq: int, joined: bool) -> None:
         """A view of the session after its horizon: not the session's (`Ledger.apply` counts
@@ -558,8 +595,11 @@ class SessionSummary:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        # A summary from before the board's parts (snapshot version 6): those left empty.
+        self.__init__()  # type: ignore[misc]
         for name in self.__slots__:
-            setattr(self, name, state[name])
+            if name in state:
+                setattr(self, name, state[name])
 
     @classmethod
     def combined(cls, parts: Sequence[SessionSummary]) -> SessionSummary:
@@ -589,7 +629,20 @@ class SessionSummary:
             minutes.update(part.minutes)
             out.minutes = {minute: n for minute, n in sorted(minutes.items()) if n}
             out.entries += part.entries
+            out.watch = [a + b for a, b in zip(out.watch, part.watch, strict=True)]
+            order_minutes = Counter(out.order_minutes)
+            order_minutes.update(part.order_minutes)
+            out.order_minutes = dict(sorted(order_minutes.items()))
+            out.order_offsets = [
+                a + b for a, b in zip(out.order_offsets, part.order_offsets, strict=True)
+            ]
+            out.group_joins += part.group_joins
         out.days = dict(sorted(out.days.items()))
+        # The median of the parts' values together is not in their sums: the largest part's
+        # (a session id summarized in several inputs only when a producer keyed its events
+        # apart; its levels' figures read the sketches, which merge exactly).
+        largest = max(parts, key=lambda part: part.viewers, default=None)
+        out.watch_median_ms = None if largest is None else largest.watch_median_ms
         return out
 
 
@@ -844,6 +897,8 @@ class Ledger:
                     )
         if "month_first_joins" not in state:
             self.month_first_joins = {}
+        if "folded_watch" not in state:  # version 6 or older: the board read no summary
+            self._init_board_fold()
         if "first_orders" not in state:  # version 5 or older: filed from the orders held
             self.refund_horizon_ms = None  # as it was written: every refund counted
             self.first_orders = {}
@@ -865,6 +920,15 @@ class Ledger:
         #: user -> [watch ms, pairs] over the summarized sessions' group-member pairs
         #: (`group_member_dwell`'s user rows).
         self.folded_dwellers: dict[str, list[int]] = {}
+        self._init_board_fold()
+
+    def _init_board_fold(self) -> None:
+        """The operator board's part of the session fold, empty: per level (`OVERALL_LEVEL`,
+        ("rooms", id), ("merchants", id)) of the summarized sessions, the viewers' watch
+        times in ms in a sketch (the level's median within the sketch's bound) and the
+        distinct buyers (the level's paying users: one entry per distinct user)."""
+        self.folded_watch: dict[tuple[str, str], QuantileSketch] = {}
+        self.folded_payers: dict[tuple[str, str], set[str]] = {}
 
     def fold_sessions_from_now(self) -> None:
         """Summarize closed sessions from now on (a restored state written without the fold,
@@ -1302,12 +1366,72 @@ class Ledger:
             else:
                 row[0] += watched
                 row[1] += 1
+        by_membership: dict[str, list[int]] = {"members": [], "others": []}
+        for user, first in joined.items():  # the HTML report's watch time by membership
+            group = "members" if member_at(user, first) else "others"
+            by_membership[group].append(presence.watch_ms(user))
+        for group, watch_ms in by_membership.items():
+            self.folded_figures.fold_watch(group, watch_ms)
+        self._summarize_board(session, summary, presence, orders, viewers, set(pairs))
         summary.minutes = presence.minutes
         summary.entries = presence.entries
         session.presence = summary
         session.orders = []
         session.interacting_users = set()
         self.summarized_sessions += 1
+
+    def _summarize_board(
+        self,
+        session: SessionFacts,
+        summary: SessionSummary,
+        presence: FoldedPresence,
+        orders: Sequence[OrderFact],
+        viewers: set[str],
+        buyers: set[str],
+    ) -> None:
+        """The operator board's parts of a session being summarized (`SessionSummary`), and
+        its levels' sketches and paying users (`folded_watch`, `folded_payers`): what
+        `OperatorBoard` read of its viewers, orders and group events, final now."""
+        assert session.started_ts is not None and session.ended_ts is not None
+        started, ended = session.started_ts, session.ended_ts
+        levels = (
+            OVERALL_LEVEL,
+            ("rooms", session.room_id or ""),
+            ("merchants", session.merchant_id or ""),
+        )
+        watch = summary.watch
+        watched_ms: list[int] = []
+        session_sketch = QuantileSketch()  # merged into each level's: bins add, one add a value
+        for user in viewers:  # 0 for a viewer by an interaction or an order only
+            watched = presence.watch_ms(user)
+            watched_ms.append(watched)
+            watch[0] += watched
+            watch[1 + bucket_of(watched, WATCH_TIME_BOUNDS_S)] += 1
+        session_sketch.add_many(watched_ms)
+        for level in levels:
+            sketch = self.folded_watch.get(level)
+            if sketch is None:
+                sketch = self.folded_watch[level] = QuantileSketch()
+            sketch.merge(session_sketch)
+            self.folded_payers.setdefault(level, set()).update(buyers)
+        watched_ms.sort()
+        summary.watch_median_ms = percentile(watched_ms, 0.5)
+        offsets = summary.order_offsets
+        order_minutes: Counter[int] = Counter()
+        for order in orders:
+            offset = max(0, order.ts - started)
+            offsets[0] += offset
+            offsets[1 + bucket_of(offset, ORDER_TIME_BOUNDS_S)] += 1
+            if order.ts <= ended:
+                order_minutes[offset // _MINUTE_MS] += 1
+            self.folded_figures.fold_order_minute(order.ts - started)
+        summary.order_minutes = dict(sorted(order_minutes.items()))
+        group_events = (self.membership_from or self).group_events
+        merchant = session.merchant_id or ""
+        for user in viewers:
+            for ts, _seq, _group, is_join in group_events.get((merchant, user), ()):
+                if is_join and started <= ts <= ended:
+                    summary.group_joins += 1
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

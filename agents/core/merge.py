@@ -66,6 +66,7 @@ from agents.core.ledger import (
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import merge_screens
+from agents.core.sketch import QuantileSketch
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 
@@ -186,6 +187,14 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
                 else:
                     for i, value in enumerate(values):
                         held[i] += value
+        # The operator's levels: watch-time sketches merged (bin counts add), buyers united.
+        for level, sketch in ledger.folded_watch.items():
+            held_sketch = merged.folded_watch.get(level)
+            if held_sketch is None:
+                held_sketch = merged.folded_watch[level] = QuantileSketch()
+            held_sketch.merge(sketch)
+        for level, payers in ledger.folded_payers.items():
+            merged.folded_payers.setdefault(level, set()).update(payers)
         for month, joins in ledger.month_first_joins.items():
             earliest = merged.month_first_joins.setdefault(month, {})
             for user, ts in joins.items():

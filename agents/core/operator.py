@@ -11,7 +11,11 @@ from typing import Any, Final, Literal
 from agents.core.ledger import (
     FOLDED_BUCKETS,
     FOLDED_SUM_MS,
+    ORDER_TIME_BOUNDS_S,
+    OVERALL_LEVEL,
     REPLY_LATENCY_BOUNDS_S,
+    SHARE_PAIRS,
+    WATCH_TIME_BOUNDS_S,
     FoldedPresence,
     Ledger,
     OrderFact,
@@ -22,6 +26,7 @@ from agents.core.ledger import (
     counted_refunds,
 )
 from agents.core.screen import ScreenState
+from agents.core.sketch import QuantileSketch, quantile
 from agents.core.timeline import presence_minutes, watch_intervals
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
 from schemas.events import (
@@ -49,11 +54,9 @@ WINDOW_FIGURES: Final[tuple[str, ...]] = (
     "buyers",
     "conversion",
 )
-#: Histogram bounds (seconds) for /metrics; 300 s is the `orders_after_minute_5` boundary.
-WATCH_TIME_BOUNDS_S: Final[tuple[float, ...]] = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-ORDER_TIME_BOUNDS_S: Final[tuple[float, ...]] = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
-# 3 s is the claimed bound of `reply_latency` (ks-gravity-2023).
-# `REPLY_LATENCY_BOUNDS_S` is the ledger's: its fold of questions counts by these buckets.
+# Histogram bounds (seconds) for /metrics, `WATCH_TIME_BOUNDS_S`, `ORDER_TIME_BOUNDS_S` and
+# `REPLY_LATENCY_BOUNDS_S` (3 s is the claimed bound of `reply_latency`, ks-gravity-2023), are
+# the ledger's: its folds count by these buckets.
 
 DEFINITIONS: Final[dict[str, str]] = {
     "session": "a session_id with a session_started (claims.md); its room and merchant are the "
@@ -67,7 +70,7 @@ DEFINITIONS: Final[dict[str, str]] = {
     "the room at some moment of that minute",
     "avg_watch_minutes": "total watch time (claims.md) / unique viewers",
     "median_watch_minutes": "median watch time over the viewer pairs (0 for a viewer who "
-    "never joined)",
+    "never joined); above session level, once sessions are summarized, within 1% (a sketch)",
     "buyers": "distinct (session, user) with a session order",
     "paying_users": "distinct user ids with a session order at that level",
     "conversion": "buyers / unique viewers",
@@ -135,10 +138,18 @@ class _Parts:
     unique_viewers: int = 0
     viewers_current: int = 0
     watch_ms: list[int] = field(default_factory=list)
+    #: Summarized sessions' watch times (`SessionSummary.watch`): [sum in ms, count per
+    #: bucket of `WATCH_TIME_BOUNDS_S`]; a summarized session's own exact median; a level's
+    #: sketch of its summarized sessions' values (`Ledger.folded_watch`).
+    watch_folded: list[int] = field(default_factory=lambda: [0] * (len(WATCH_TIME_BOUNDS_S) + 2))
+    watch_median_ms: float | None = None
+    watch_sketch: QuantileSketch | None = None
     #: Event-time minute -> change in the number of pairs present (a difference array).
     presence_diff: Counter[int] = field(default_factory=Counter)
     buyers: int = 0
     paying_users: set[str] = field(default_factory=set)
+    #: A summarized session's paying users (its buyers: their ids are in the levels' sets).
+    paying_count: int | None = None
     interacting_viewers: int = 0
     orders: int = 0
     gmv_cents: int = 0
@@ -150,6 +161,10 @@ class _Parts:
     product_clickers: int = 0
     orders_by_minute: Counter[int] = field(default_factory=Counter)
     order_offsets_ms: list[int] = field(default_factory=list)
+    #: Summarized sessions' order offsets: [sum in ms, count per bucket of the bounds].
+    order_offsets_folded: list[int] = field(
+        default_factory=lambda: [0] * (len(ORDER_TIME_BOUNDS_S) + 2)
+    )
     reply_latency_ms: list[int] = field(default_factory=list)
     #: The folded answered questions' latencies: [sum in ms, count per reply bucket] (the
     #: ledger's `folded_replies` without its counts), added to `reply_latency_ms`'s histogram.
@@ -163,6 +178,9 @@ class _Parts:
         self.unique_viewers += other.unique_viewers
         self.viewers_current += other.viewers_current
         self.watch_ms.extend(other.watch_ms)
+        self.watch_folded = [
+            a + b for a, b in zip(self.watch_folded, other.watch_folded, strict=True)
+        ]
         self.presence_diff.update(other.presence_diff)
         self.buyers += other.buyers
         self.paying_users |= other.paying_users
@@ -177,6 +195,10 @@ class _Parts:
         self.product_clickers += other.product_clickers
         self.orders_by_minute.update(other.orders_by_minute)
         self.order_offsets_ms.extend(other.order_offsets_ms)
+        self.order_offsets_folded = [
+            a + b
+            for a, b in zip(self.order_offsets_folded, other.order_offsets_folded, strict=True)
+        ]
         self.reply_latency_ms.extend(other.reply_latency_ms)
         self.reply_folded = [
             a + b for a, b in zip(self.reply_folded, other.reply_folded, strict=True)
@@ -415,6 +437,7 @@ class OperatorBoard:
             rooms.setdefault(room_id, _Parts()).add(parts)
             merchants.setdefault(merchant_id, _Parts()).add(parts)
             overall.add(parts)
+        add_summarized_levels([ledger], overall, rooms, merchants)
         levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
         figures = {
             "definitions": {
@@ -526,12 +549,9 @@ class OperatorBoard:
             parts.presence_diff.update(folded.minutes)
             viewers_live: set[str] = set()
         elif isinstance(folded, SessionSummary):
-            # Summarized (`Ledger(fold_sessions=True)`): entries and concurrency are kept, the
-            # per-viewer watch times, buyers and order offsets not yet (docs/design.md, "Worker
-            # state": the board does not read summaries yet, so no worker summarizes).
-            parts.entries += folded.entries
-            parts.presence_diff.update(folded.minutes)
-            viewers_live = set()
+            # Summarized (`Ledger(fold_sessions=True)`): its viewers, orders and interacting
+            # users are gone, their parts were computed at the summary (`SessionSummary`).
+            return self._summary_parts(sid, folded, refunds)
         else:
             for records in folded.values():
                 for _ts, _seq, is_join in records:
@@ -572,6 +592,28 @@ class OperatorBoard:
         parts.product_clickers = len(self.product_clickers.get(sid, ()))
         return parts
 
+    def _summary_parts(self, sid: str, summary: SessionSummary, refunds: list[int]) -> _Parts:
+        """A summarized session's parts, from its summary and this board's counts."""
+        parts = _Parts()
+        parts.entries = summary.entries
+        parts.presence_diff.update(summary.minutes)
+        parts.unique_viewers = summary.viewers
+        parts.watch_folded = list(summary.watch)
+        parts.watch_median_ms = summary.watch_median_ms
+        parts.buyers = parts.paying_count = summary.share_sums[SHARE_PAIRS]
+        parts.interacting_viewers = summary.uplift[1]
+        parts.orders = summary.orders
+        parts.gmv_cents = summary.gmv_cents
+        parts.orders_by_minute.update(summary.order_minutes)
+        parts.order_offsets_folded = list(summary.order_offsets)
+        parts.follows = self.follows.get(sid, 0)
+        parts.group_joins = summary.group_joins
+        parts.refunds = len(refunds)
+        parts.refunded_cents = sum(refunds)
+        parts.product_clicks = self.product_clicks.get(sid, 0)
+        parts.product_clickers = len(self.product_clickers.get(sid, ()))
+        return parts
+
     def _figures(
         self,
         parts: _Parts,
@@ -580,14 +622,25 @@ class OperatorBoard:
         paying_users: int | None = None,
     ) -> dict[str, Any]:
         """A level's figures; `watch` (total and median watch ms), `peak` and `paying_users`
-        when already known (agents/core/page.py keeps them per level), else from `parts`."""
-        if paying_users is None:
-            paying_users = len(parts.paying_users)
+        when already known (agents/core/page.py keeps them per level), else from `parts`
+        (with its summarized sessions' sums, sketch and buyers where it has them)."""
         gmv = parts.gmv_cents / 100
-        if watch is None:
-            watch_total_ms, median_ms = sum(parts.watch_ms), _median(parts.watch_ms)
-        else:
+        median_ms: float | None
+        if watch is not None:
             watch_total_ms, median_ms = watch
+        else:
+            watch_total_ms = sum(parts.watch_ms) + parts.watch_folded[0]
+            if parts.watch_median_ms is not None:  # a summarized session's own, exact
+                median_ms = parts.watch_median_ms
+            elif parts.watch_sketch is not None and parts.watch_sketch.count:
+                # A level with summarized sessions: within the sketch's bound (sketch.py).
+                median_ms = quantile(0.5, parts.watch_sketch, sorted(parts.watch_ms))
+            else:
+                median_ms = _median(parts.watch_ms)
+        if paying_users is None:
+            paying_users = (
+                parts.paying_count if parts.paying_count is not None else len(parts.paying_users)
+            )
         gpm_base = parts.entries if self.gpm_denominator == "entries" else parts.unique_viewers
         by_minute = parts.orders_by_minute
         last_minute = max(by_minute) if by_minute else -1
@@ -629,6 +682,36 @@ class OperatorBoard:
         }
 
 
+def add_summarized_levels(
+    ledgers: Sequence[Ledger],
+    overall: _Parts,
+    rooms: Mapping[str, _Parts],
+    merchants: Mapping[str, _Parts],
+) -> None:
+    """Give each level the part of its summarized sessions that is not a sum of sessions'
+    parts (`Ledger._summarize_board`): their watch times' sketch (for the median) and their
+    distinct buyers (paying users), from one ledger or every partition's. Idempotent: a
+    level's parts may be given them again (the live screen's cached levels)."""
+    for level, parts in (
+        (OVERALL_LEVEL, overall),
+        *((("rooms", rid), p) for rid, p in rooms.items()),
+        *((("merchants", mid), p) for mid, p in merchants.items()),
+    ):
+        sketches = [
+            ledger.folded_watch[level] for ledger in ledgers if level in ledger.folded_watch
+        ]
+        if len(sketches) > 1:
+            merged = QuantileSketch()
+            for sketch in sketches:
+                merged.merge(sketch)
+            sketches = [merged]
+        parts.watch_sketch = sketches[0] if sketches else None
+        for ledger in ledgers:
+            payers = ledger.folded_payers.get(level)
+            if payers:  # a new set: the level's own may be shared with a cached one
+                parts.paying_users = parts.paying_users | payers
+
+
 def _change(current: float | None, before: float | None) -> float | None:
     """Relative change against the window before; None when there is nothing to compare to."""
     if current is None or before is None or before == 0:
@@ -647,8 +730,12 @@ def _reply_latencies_by_session(ledger: Ledger) -> dict[str, list[int]]:
 
 
 def _level_histogram(parts: _Parts, attribute: str, bounds: Sequence[float]) -> dict[str, Any]:
-    """The histogram of one level's `attribute` (the reply latencies with their folded part)."""
-    folded = parts.reply_folded if attribute == "reply_latency_ms" else None
+    """The histogram of one level's `attribute` with its folded part (already bucketed)."""
+    folded = {
+        "reply_latency_ms": parts.reply_folded,
+        "watch_ms": parts.watch_folded,
+        "order_offsets_ms": parts.order_offsets_folded,
+    }[attribute]
     return _histogram(getattr(parts, attribute), bounds, folded)
 
 

@@ -64,8 +64,12 @@ MAGIC: Final[bytes] = b"LPst"
 #: (`month_spend`), the folded sessions' first joins per (merchant, month) (`month_first_joins`)
 #: and its refund horizon. An older state (5 is the session fold's) is filed from the orders it
 #: holds when it loads, with no refund horizon (every refund counted, as it was written).
-VERSION: Final[int] = 6
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6})
+#: 7: a summarized session keeps the operator board's parts of it (`SessionSummary.watch`,
+#: ...), the ledger per operator level its summarized sessions' watch-time sketch and buyers
+#: (`folded_watch`, `folded_payers`), `folded_figures` the distributions' part. A version 5
+#: or 6 state loads with those empty (its summaries' board figures lost, as they were then).
+VERSION: Final[int] = 7
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

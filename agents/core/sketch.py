@@ -70,6 +70,30 @@ class QuantileSketch:
         """Fold `count` copies of `value` in."""
         self._sketch.add(value, count)
 
+    def add_many(self, values: Iterable[float]) -> None:
+        """Fold every value in: the state `add` one value at a time leaves, with each bin's
+        count added once (the store's indexing is most of an `add`'s cost)."""
+        sketch = self._sketch
+        mapping = sketch._mapping
+        floor = mapping.min_possible
+        by_key: dict[int, int] = {}
+        for value in values:
+            if value > floor:
+                key = int(mapping.key(value))
+                by_key[key] = by_key.get(key, 0) + 1
+            elif value < -floor:
+                sketch._negative_store.add(mapping.key(-value), 1.0)
+            else:
+                sketch._zero_count += 1.0
+            sketch._count += 1.0
+            sketch._sum += value
+            if value < sketch._min:
+                sketch._min = value
+            if value > sketch._max:
+                sketch._max = value
+        for key, count in by_key.items():
+            sketch._store.add(key, float(count))
+
     def merge(self, other: QuantileSketch) -> None:
         """Fold every value of `other` in (exact: bin counts add)."""
         self._sketch.merge(other._sketch)
@@ -266,16 +290,65 @@ class FoldedFigures:
     - `price_watch`: (dearest unit price in cents, those watch minutes) of the same orders,
       and `price_watch_sessions` the sessions they came from (rho and its interval);
     - `reply_latency_s`: answered questions' first-reply latencies in seconds, folded
-      (`reply_latency`'s p50/p95).
+      (`reply_latency`'s p50/p95);
+    - `watch_minutes_by_membership`: per "members"/"others" the watch minutes of the
+      summarized sessions' (session, user) pairs with a join (the HTML report's watch time by
+      membership: n, mean and max exact, percentiles within the bound), and
+      `watch_minute_counts` the same pairs counted per whole minute (its histogram, exact for
+      any bin width of whole minutes); `order_minutes` the summarized session orders counted
+      per whole minute since their session's start, -1 for those paid before it (the
+      report's orders by minute, exact).
     """
 
-    __slots__ = ("price_watch", "price_watch_sessions", "reply_latency_s", "watch_minutes_by_tier")
+    __slots__ = (
+        "order_minutes",
+        "price_watch",
+        "price_watch_sessions",
+        "reply_latency_s",
+        "watch_minute_counts",
+        "watch_minutes_by_membership",
+        "watch_minutes_by_tier",
+    )
 
     def __init__(self) -> None:
         self.watch_minutes_by_tier: dict[str, QuantileSketch] = {}
         self.price_watch = RankTable()
         self.price_watch_sessions = 0
         self.reply_latency_s = QuantileSketch()
+        self.watch_minutes_by_membership: dict[str, QuantileSketch] = {}
+        self.watch_minute_counts: dict[str, dict[int, int]] = {}
+        self.order_minutes: dict[int, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: Any) -> None:
+        # A state pickled before the summaries' distributions (slots only, no
+        # `__getstate__`: a (None, slots) pair) lacks them: left empty.
+        if isinstance(state, tuple):
+            state = state[1]
+        self.__init__()  # type: ignore[misc]
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def fold_watch(self, group: str, watch_ms: Sequence[int]) -> None:
+        """A summarized session's (session, user) pairs with a join of one membership group
+        ("members", "others"), their watch times final."""
+        if not watch_ms:
+            return
+        sketch = self.watch_minutes_by_membership.get(group)
+        if sketch is None:
+            sketch = self.watch_minutes_by_membership[group] = QuantileSketch()
+        sketch.add_many([watched / 60_000 for watched in watch_ms])
+        counts = self.watch_minute_counts.setdefault(group, {})
+        for watched in watch_ms:
+            minute = watched // 60_000
+            counts[minute] = counts.get(minute, 0) + 1
+
+    def fold_order_minute(self, since_start_ms: int) -> None:
+        """One summarized session order, paid `since_start_ms` after its session's start."""
+        minute = -1 if since_start_ms < 0 else since_start_ms // 60_000
+        self.order_minutes[minute] = self.order_minutes.get(minute, 0) + 1
 
     def fold_order(self, tier: str, price_cents: int, watch_minutes: float) -> None:
         """One session order whose watch time is final, its raw fact about to be dropped."""
@@ -295,6 +368,17 @@ class FoldedFigures:
         self.price_watch.merge(other.price_watch)
         self.price_watch_sessions += other.price_watch_sessions
         self.reply_latency_s.merge(other.reply_latency_s)
+        for group, sketch in other.watch_minutes_by_membership.items():
+            mine = self.watch_minutes_by_membership.get(group)
+            if mine is None:
+                mine = self.watch_minutes_by_membership[group] = QuantileSketch()
+            mine.merge(sketch)
+        for group, counts in other.watch_minute_counts.items():
+            into = self.watch_minute_counts.setdefault(group, {})
+            for minute, count in counts.items():
+                into[minute] = into.get(minute, 0) + count
+        for minute, count in other.order_minutes.items():
+            self.order_minutes[minute] = self.order_minutes.get(minute, 0) + count
 
     @property
     def empty(self) -> bool:

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # before it; any other refund counts nowhere (the report's `retention.late_refunds` and
     # `unmatched_refunds`). 0: any payment of its order id, whenever (before issue 17).
     refund_horizon_days: float = Field(default=90, ge=0, le=10 * 365)
-    # Summarize each closed session once its session horizon (its end + 3 days) is past every
+    # Summarize each closed session once its session horizon (its end + 7 days) is past every
     # topic's dedupe window (docs/design.md, "The session horizon"): its viewers, orders and
     # interacting users are replaced by the sums the claims read. Membership at the summary
     # comes from a table of the whole groups topic each worker reads (streams/runtime/

@@ -10,6 +10,7 @@ import itertools
 import math
 import pickle
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from agents.core.ledger import SESSION_HORIZON_MS, TOPICS, FoldedPresence, Sessi
 from agents.core.merge import merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
 from agents.core.report import render_table
-from agents.core.sketch import QuantileSketch
+from agents.core.sketch import RELATIVE_ACCURACY, QuantileSketch
 from agents.core.stats import percentile
 from schemas import Rejection, decode, event_adapter
 from tests.agents.core.test_sketch import _reference, _within_bound
@@ -794,3 +795,175 @@ def test_an_order_between_the_tail_window_and_the_session_horizon_is_a_session_o
     for claim in ("orders_after_minute_5", "live_aov", "post_live_tail"):
         assert summarized[claim]["observed"] == pytest.approx(held[claim]["observed"], rel=1e-12)
         assert summarized[claim]["detail"] == held[claim]["detail"]
+
+
+# The operator board and the HTML report's distributions read the summaries (issue 17).
+
+#: What the session fold makes sketched on the board: a level's median watch time once it has
+#: summarized sessions (`Ledger.folded_watch`: within the sketch's 1%); a summarized session's
+#: own median is exact (computed at its summary), and so is every other figure.
+_SKETCHED_OPERATOR = "median_watch_minutes"
+#: ... and in the distributions: the watch minutes' percentiles (the folded pairs' sketches).
+_SKETCHED_PERCENTILES = ("p10", "p25", "p50", "p75", "p90")
+
+
+def _summarizing_board(
+    records: list[Any], window_ms: int | None, groups: Ledger | None = None
+) -> tuple[Ledger, OperatorBoard]:
+    ledger = Ledger(window_ms, fold_sessions=window_ms is not None)
+    ledger.membership_from = groups
+    board = OperatorBoard()
+    for decoded in records:
+        if isinstance(decoded, Rejection):
+            ledger.reject(decoded.reason)
+        elif ledger.apply(decoded):
+            board.observe(decoded)
+            if ledger.folded_ids:
+                board.take_folded(ledger)
+    return ledger, board
+
+
+def _operator_against_truth(operator: dict[str, Any], truth: dict[str, Any]) -> int:
+    """Every operator figure equals the truth reference's (windows left out: they depend on
+    arrival order), the levels' medians within the sketch's bound; how many were sketched."""
+    from tests.support.truth import operator_mismatches
+
+    problems = operator_mismatches(operator, truth, cumulative_only=True)
+    sketched = [p for p in problems if f".{_SKETCHED_OPERATOR}:" in p]
+    assert [p for p in problems if p not in sketched] == [], problems[:10]
+    for problem in sketched:
+        assert not problem.startswith("operator.sessions."), problem  # a session's: exact
+        path = problem.split(":")[0].removeprefix("operator.").split(".")
+        got = operator[path[0]] if path[0] == "overall" else operator[path[0]][path[1]]
+        want = truth[path[0]] if path[0] == "overall" else truth[path[0]][path[1]]
+        assert math.isclose(
+            got[_SKETCHED_OPERATOR], want[_SKETCHED_OPERATOR], rel_tol=RELATIVE_ACCURACY
+        ), problem
+    return len(sketched)
+
+
+def _distributions_close(got: dict[str, Any], want: dict[str, Any]) -> None:
+    """The distributions of a summarizing ledger against the keep-everything one's: every
+    figure to 1e-9, the watch minutes' percentiles within the sketch's bound."""
+    got, want = copy.deepcopy(got), copy.deepcopy(want)
+    for section, groups in (
+        ("watch_minutes_by_membership", "groups"),
+        ("watch_minutes_to_order_by_price_tier", "tiers"),
+    ):
+        for name, summary in want[section][groups].items():
+            mine = got[section][groups][name]
+            for key in _SKETCHED_PERCENTILES:
+                a, b = mine.pop(key), summary.pop(key)
+                assert (a is None) == (b is None), (section, name, key)
+                if b is not None:
+                    assert math.isclose(a, b, rel_tol=RELATIVE_ACCURACY), (section, name, key)
+    assert _claims_close(got, want) == []
+
+
+@pytest.mark.parametrize("name", ["xhs.jsonl", "impulse.jsonl"])
+def test_the_operator_board_and_distributions_read_summarized_sessions(name: str) -> None:
+    """With the session fold (2-day window), the operator figures of every session, room,
+    merchant and overall equal the truth reference's (`operator_truth.py`), the levels'
+    median watch times within the sketch's 1%; the distributions equal the keep-everything
+    ledger's (their watch percentiles within 1%) and the HTML report renders the same page
+    once those are set to the exact ones; so after a snapshot round trip, for the stream
+    shuffled, and for it split over 3 partitions (membership from every group event) and
+    merged."""
+    import random
+
+    from agents.core.html import render_html
+    from agents.core.merge import merge_boards
+    from tests.agents.core.test_merge import records, split
+
+    stream = records(name.removesuffix(".jsonl"))
+    decoded = [event for _topic, _key, event in stream]
+    truth = fixture_truth(name.removesuffix(".jsonl"))["operator"]
+    everything = build_report(*_summarizing_board(decoded, None))
+    ledger, board = _summarizing_board(decoded, 2 * DAY)
+    started = sum(s.started_ts is not None for s in ledger.sessions.values())
+    assert ledger.summarized_sessions >= 0.75 * started
+    summarized = build_report(ledger, board)
+    # In file order the windows are the truth's too.
+    from tests.support.truth import operator_mismatches
+
+    full = operator_mismatches(summarized["operator"], truth)
+    assert [p for p in full if f".{_SKETCHED_OPERATOR}:" not in p] == []
+    assert _operator_against_truth(summarized["operator"], truth) > 0  # some sketched
+    _distributions_close(summarized["distributions"], everything["distributions"])
+
+    # The HTML page: with the sketched figures (and what says what was folded) set to the
+    # keep-everything report's, the page is the same, so every exact figure renders the same.
+    page = copy.deepcopy(summarized)
+    for key in ("retention", "distributions"):
+        page[key] = everything[key]
+    page["claims"][_SKETCHED_CLAIM] = everything["claims"][_SKETCHED_CLAIM]
+    page["claims"]["reply_latency"] = everything["claims"]["reply_latency"]
+    for level in ("overall", *(f"{k}.{i}" for k in ("rooms", "merchants") for i in truth[k])):
+        kind, _, level_id = level.partition(".")
+        mine = page["operator"][kind] if kind == "overall" else page["operator"][kind][level_id]
+        exact = everything["operator"][kind]
+        exact = exact if kind == "overall" else exact[level_id]
+        mine[_SKETCHED_OPERATOR] = exact[_SKETCHED_OPERATOR]
+    assert _claims_close(page, everything) == []
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    assert render_html(page, generated_at=when) == render_html(everything, generated_at=when)
+
+    restored = build_report(*load_state(dump_state(ledger, board)))
+    assert restored["operator"] == summarized["operator"]
+    assert restored["distributions"] == summarized["distributions"]
+
+    rng = random.Random(17)
+    jittered = sorted(
+        decoded,
+        key=lambda e: (e.ts if not isinstance(e, Rejection) else 0) + rng.randrange(12 * HOUR),
+    )
+    shuffled = build_report(*_summarizing_board(jittered, 2 * DAY))
+    assert shuffled["retention"]["summarized_sessions"] > 0
+    _operator_against_truth(shuffled["operator"], truth)
+    _distributions_close(shuffled["distributions"], everything["distributions"])
+
+    groups = _summarizing(
+        [e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY
+    )
+    parts = [
+        _summarizing_board([e for _t, _k, e in part], 2 * DAY, groups) for part in split(stream, 3)
+    ]
+    assert sum(part[0].summarized_sessions for part in parts) >= 0.75 * started
+    restored_parts = [load_state(dump_state(*part)) for part in parts]
+    merged = build_report(
+        merge_ledgers([p[0] for p in restored_parts]), merge_boards([p[1] for p in restored_parts])
+    )
+    assert _operator_against_truth(merged["operator"], truth) > 0
+    _distributions_close(merged["distributions"], everything["distributions"])
+
+
+def test_a_version_6_state_loads_its_summaries_without_the_board_parts() -> None:
+    """A state written before the board read summaries (version 6: no `folded_watch`, no
+    board parts in a `SessionSummary`, no distributions' part in `folded_figures`) loads,
+    and its report is built, those parts empty."""
+    ledger = _one_session(100, 50)
+    summary = ledger.sessions["big"].presence
+    assert isinstance(summary, SessionSummary) and summary.watch[0] > 0
+    for name in ("folded_watch", "folded_payers"):
+        delattr(ledger, name)
+    # The pickled forms of before: a summary's slots without the new ones, and the sketch
+    # holder's slots as the default `(None, slots)` pair.
+    new_slots = ("watch", "watch_median_ms", "order_minutes", "order_offsets", "group_joins")
+    old_summary = {n: getattr(summary, n) for n in SessionSummary.__slots__ if n not in new_slots}
+    restored_summary = SessionSummary.__new__(SessionSummary)
+    restored_summary.__setstate__(old_summary)
+    assert restored_summary.watch[0] == 0 and restored_summary.orders == summary.orders
+    figures = ledger.folded_figures
+    old_figures = {
+        n: getattr(figures, n)
+        for n in ("price_watch", "price_watch_sessions", "reply_latency_s", "watch_minutes_by_tier")
+    }
+    restored_figures = type(figures).__new__(type(figures))
+    restored_figures.__setstate__((None, old_figures))
+    assert restored_figures.order_minutes == {} and restored_figures.price_watch_sessions == 1
+    ledger.sessions["big"].presence = restored_summary
+    ledger.folded_figures = restored_figures
+    blob = MAGIC + bytes([6]) + zlib.compress(pickle.dumps((ledger, OperatorBoard()), protocol=5))
+    restored, board = load_state(blob)
+    assert restored.folded_watch == {} and restored.folded_payers == {}
+    assert build_report(restored, board)["operator"]["overall"]["orders"] == 50 + 10

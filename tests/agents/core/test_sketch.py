@@ -241,3 +241,21 @@ def test_a_rank_table_gives_the_exact_rho_without_ties_in_a_bin() -> None:
     halves.merge(RankTable(zip(prices[900:], watch[900:], strict=True)))
     assert halves.cells == table.cells
     assert FoldedFigures().empty
+
+
+def test_adding_many_values_at_once_leaves_the_state_of_adding_them_one_by_one() -> None:
+    """`QuantileSketch.add_many` (a summarized session's values) is `add` in a loop: the same
+    bins, count, sum, min and max, so the same quantiles."""
+    import random
+
+    rng = random.Random(3)
+    values = [0.0] * 7 + [rng.lognormvariate(10, 2) for _ in range(2_000)] + [-1.5, 2.25]
+    one_by_one, at_once = QuantileSketch(), QuantileSketch()
+    for value in values:
+        one_by_one.add(value)
+    at_once.add_many(values)
+    assert at_once == one_by_one and at_once.count == len(values)
+    assert at_once.sum == one_by_one.sum and at_once.max == one_by_one.max
+    assert [at_once.quantile(q) for q in (0, 0.1, 0.5, 0.99, 1)] == [
+        one_by_one.quantile(q) for q in (0, 0.1, 0.5, 0.99, 1)
+    ]
