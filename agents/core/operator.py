@@ -308,7 +308,15 @@ class OperatorBoard:
         self.changes = 0
         self.session_changed_at: dict[str, int] = {}
         self.group_log: deque[tuple[int, str, int, str]] = deque(maxlen=GROUP_LOG_SIZE)
-        self.viewer_log: deque[tuple[int, str, str]] = deque(maxlen=VIEWER_LOG_SIZE)
+        #: Kept only once a live screen reads it (`log_viewers`): a worker nobody watches keeps
+        #: none (100,000 entries per partition were ~9 MB each in the 150-day worker soak).
+        self.viewer_log: deque[tuple[int, str, str]] = deque(maxlen=0)
+
+    def log_viewers(self) -> None:
+        """Keep the viewer log from now on (the live screen's builder calls it at each build:
+        until then a build reads every viewer, as it does after the log overflowed)."""
+        if self.viewer_log.maxlen != VIEWER_LOG_SIZE:
+            self.viewer_log = deque(maxlen=VIEWER_LOG_SIZE)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "group_log": None, "viewer_log": None}
@@ -320,7 +328,7 @@ class OperatorBoard:
             self.changes = 0
             self.session_changed_at = {}
         self.group_log = deque(maxlen=GROUP_LOG_SIZE)
-        self.viewer_log = deque(maxlen=VIEWER_LOG_SIZE)
+        self.viewer_log = deque(maxlen=0)
 
     @property
     def late_events(self) -> int:

@@ -53,7 +53,7 @@ from agents.core.ledger import (
 )
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import DEFINITIONS as OPERATOR_DEFINITIONS
-from agents.core.operator import WINDOW_MINUTES, OperatorBoard, _Parts
+from agents.core.operator import VIEWER_LOG_SIZE, WINDOW_MINUTES, OperatorBoard, _Parts
 from agents.core.screen import (
     CURVES,
     PRODUCTS_TOP_N,
@@ -458,7 +458,11 @@ class PageBuilder:
         for _ledger, board in states:
             read = self._read_up_to.get(id(board))
             log = board.viewer_log
-            if read is None or (log and log[0][0] > read + 1 and len(log) == log.maxlen):
+            board.log_viewers()  # from now on (a board nobody watched kept none)
+            if read is None or log.maxlen != VIEWER_LOG_SIZE:
+                out[id(board)] = None
+                continue
+            if log and log[0][0] > read + 1 and len(log) == log.maxlen:
                 out[id(board)] = None
                 continue
             touched: dict[str, set[str]] = {}

@@ -272,3 +272,25 @@ def test_the_median_selected_from_sorted_lists_is_the_sorted_one() -> None:
         for value in removed:
             left.remove(value)
         assert _median_of(lists, removed) == _median(left)
+
+
+def test_a_board_nobody_watches_keeps_no_viewer_log() -> None:
+    """The viewer log is the live screen's: a worker whose screen is never opened keeps none
+    (in the 150-day worker soak it held ~9 MB per partition); the first build turns it on, and
+    the builds after it read only what it names, with the same figures as the merged build."""
+    from agents.core.operator import VIEWER_LOG_SIZE
+
+    lines = (FIXTURES / "xhs.jsonl").read_bytes().splitlines()
+    half = len(lines) // 2
+    ledger, board = Ledger(), OperatorBoard()
+    for line in lines[:half]:
+        ingest(line, ledger, board)
+    assert len(board.viewer_log) == 0
+    builder = PageBuilder()
+    builder.build([(ledger, board)])
+    for line in lines[half:]:
+        ingest(line, ledger, board)
+    assert 0 < len(board.viewer_log) <= VIEWER_LOG_SIZE
+    got = builder.build([(ledger, board)])
+    assert 0 < builder.recomputed < len(ledger.sessions)  # the log named what changed
+    assert got == merged_page([(ledger, board)])
