@@ -3,6 +3,7 @@ independent references, while a fixture is fed to partitions as the worker holds
 
 from __future__ import annotations
 
+import math
 import zlib
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from agents.core import Ledger, OperatorBoard, page
 from agents.core.ingest import ingest
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.page import PageBuilder
+from agents.core.sketch import RELATIVE_ACCURACY
 from schemas.events import record_key
 from streams.tools.simulator.operator_truth import operator_truth, screen_truth
 from tests.support.truth import _same
@@ -272,3 +274,54 @@ def test_the_median_selected_from_sorted_lists_is_the_sorted_one() -> None:
         for value in removed:
             left.remove(value)
         assert _median_of(lists, removed) == _median(left)
+
+
+DAY_MS = 86_400_000
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_builds_equal_the_merged_build_while_sessions_are_summarized(name: str) -> None:
+    """With the session fold (`fold_sessions`, a 2-day window, membership from every group
+    event as the worker's table gives it): after every chunk the page equals the merged
+    partitions' sections, a session's cached parts replaced at its summary and each level
+    given its summarized sessions' sketch and buyers; at the end it equals the references
+    (the levels' median watch times within the sketch's 1%)."""
+    lines = (FIXTURES / f"{name}.jsonl").read_bytes().splitlines()
+    groups = Ledger(2 * DAY_MS)  # the membership table: every group event
+    states = [(Ledger(2 * DAY_MS, fold_sessions=True), OperatorBoard()) for _ in range(4)]
+    for ledger, _board in states:
+        ledger.membership_from = groups
+    builder = PageBuilder()
+    chunk = len(lines) // 8
+    summarized_while_built = 0
+    for start in range(0, len(lines), chunk):
+        for line in lines[start : start + chunk]:
+            if b'"group_' in line:
+                ingest(line, groups, None)
+            ledger, board = states[partition_of(line)]
+            ingest(line, ledger, board)
+        before = sum(s[0].summarized_sessions for s in states)
+        got = builder.build(states)
+        assert got == merged_page(states)
+        summarized_while_built = max(summarized_while_built, before)
+    assert summarized_while_built > 20, "too few sessions summarized to test anything"
+    assert builder.build(states) == got and builder.recomputed == 0
+    text = [line.decode() for line in lines]
+    truth = operator_truth(text)
+    problems: list[str] = []
+    for level in ("overall", "rooms", "merchants"):
+        _same(level, got["operator"][level], truth[level], problems)
+    sketched = [p for p in problems if ".median_watch_minutes:" in p]
+    assert [p for p in problems if p not in sketched] == []
+    assert sketched, "no level's median read a sketch"
+    for problem in sketched:  # a level with summarized sessions: within the sketch's 1%
+        path = problem.split(":")[0].split(".")
+        mine = got["operator"][path[0]]
+        want = truth[path[0]]
+        if path[0] != "overall":
+            mine, want = mine[path[1]], want[path[1]]
+        assert math.isclose(
+            mine["median_watch_minutes"], want["median_watch_minutes"], rel_tol=RELATIVE_ACCURACY
+        ), problem
+    _same("screen", got["screen"], screen_truth(text), problems := [])
+    assert problems == []
