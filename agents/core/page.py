@@ -21,7 +21,13 @@ as one array and a late event reads its viewers again).
 
 The sessions are read through `SessionFacts` (`presence` as the mapping it is for a session
 not folded, `interacting_users`, `orders`, `started_ts`, `ended_ts`, `last_ts`) and a folded
-one through `OperatorBoard._session_parts`, whatever the ledger keeps of it.
+one through `OperatorBoard._session_parts`, whatever the ledger keeps of it; a summarized one
+(`SessionSummary`, `Ledger(fold_sessions=True)`) too, recomputed when the summary replaces
+its folded presence (its fold stage is in the identity checked each build). A level with
+summarized sessions is given their distinct buyers and watch times' sketch from the ledgers
+(`Ledger.folded_payers`, `folded_watch`), as `operator.add_summarized_levels` gives the
+board's: its median is then the sketch's with the level's other watch times added, which
+costs those values at each build.
 
 Why it equals the merged build: a session's events share its record key, the session id,
 hence its partition (event-contract.md), so its facts, follows, clicks, minute buckets,
