@@ -26,8 +26,8 @@ one through `OperatorBoard._session_parts`, whatever the ledger keeps of it; a s
 its folded presence (its fold stage is in the identity checked each build). A level with
 summarized sessions is given their distinct buyers and watch times' sketch from the ledgers
 (`Ledger.folded_payers`, `folded_watch`), as `operator.add_summarized_levels` gives the
-board's: its median is then the sketch's with the level's other watch times added, which
-costs those values at each build.
+board's: its median is then the sketch's with the level's other watch times added, read
+with bisect over the sorted lists (`QuantileSketch.quantile_adding`), not added.
 
 Why it equals the merged build: a session's events share its record key, the session id,
 hence its partition (event-contract.md), so its facts, follows, clicks, minute buckets,
@@ -808,29 +808,35 @@ def _sketched_median(
 ) -> float | None:
     """`OperatorBoard._figures`' median of a level with summarized sessions: the partitions'
     sketches of their watch times merged, every other value (of sorted lists, each plus its
-    offset, less `minus`'s) added to it (within the sketch's bound)."""
+    offset, less `minus`'s) added to it (within the sketch's bound). The values are counted
+    with bisect, not added (`QuantileSketch.quantile_adding`: the same number), so it costs
+    what `_median_of` does, not the level's viewers."""
     if len(sketches) == 1:
-        merged = sketches[0].copy()
+        merged = sketches[0]
     else:
         merged = QuantileSketch()
         for sketch in sketches:
             merged.merge(sketch)
+    held = [(values, offset) for values, offset in lists if values]
+    added = sum(len(values) for values, _offset in held) - len(minus)
+    most = max((values[-1] + offset for values, offset in held), default=0)
+    if merged.can_add_without_collapse(most):
+
+        def count_at_most(value: int) -> int:
+            return sum(bisect_right(values, value - offset) for values, offset in held) - (
+                bisect_right(minus, value)
+            )
+
+        return merged.quantile_adding(0.5, added, count_at_most, most)
+    merged = merged.copy()  # values beyond the bins' span: added, as the board adds them
     taken = Counter(minus)
-    values: list[int] = []
-    for held, offset in lists:
-        if offset:
-            values.extend(value + offset for value in held)
-        else:
-            values.extend(held)
-    if taken:
-        kept: list[int] = []
+    for values, offset in held:
         for value in values:
+            value += offset
             if taken[value]:
                 taken[value] -= 1
             else:
-                kept.append(value)
-        values = kept
-    merged.add_many(values)
+                merged.add(value)
     return merged.quantile(0.5)
 
 
