@@ -909,15 +909,16 @@ class _Base:
         self._pending: Counter[int] = Counter()
         self.watch_total_ms = 0
         #: The level's summarized sessions' buyers (`Ledger.folded_payers` of every
-        #: partition: each counted once in `paying`), and the sizes of the sets read.
+        #: partition: each counted once in `paying`), and the sets read with their sizes.
         self._summarized_payers: set[str] = set()
-        self._summarized_sizes: tuple[int, ...] = ()
+        self._summarized_sizes: tuple[tuple[int, int], ...] = ()
 
     def take_summarized_payers(self, payers: Sequence[set[str] | None]) -> None:
         """Count the level's summarized sessions' buyers (one set per partition) among its
-        paying users; read again only when a set changed (they only grow while their
-        partition is held: a summary adds buyers)."""
-        sizes = tuple(len(p) if p else 0 for p in payers)
+        paying users; read again only when a set changed (one grows at a summary, another is
+        read after a rebalance): the union then costs the level's summarized buyers, once per
+        summary (a ledger summarizes at most once per hour of each topic's event time)."""
+        sizes = tuple((id(p), len(p)) for p in payers if p)
         if sizes == self._summarized_sizes:
             return
         self._summarized_sizes = sizes
