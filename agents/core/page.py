@@ -828,15 +828,20 @@ def _sketched_median(
             )
 
         return merged.quantile_adding(0.5, added, count_at_most, most)
-    merged = merged.copy()  # values beyond the bins' span: added, as the board adds them
+    # Values beyond the bins' span: added in ascending order, as the board adds them (which
+    # bins are collapsed may depend on the order).
+    merged = merged.copy()
     taken = Counter(minus)
+    kept: list[int] = []
     for values, offset in held:
         for value in values:
             value += offset
             if taken[value]:
                 taken[value] -= 1
             else:
-                merged.add(value)
+                kept.append(value)
+    for value in sorted(kept):
+        merged.add(value)
     return merged.quantile(0.5)
 
 

@@ -335,3 +335,33 @@ def test_builds_equal_the_merged_build_while_sessions_are_summarized(name: str) 
         ), problem
     _same("screen", got["screen"], screen_truth(text), problems := [])
     assert problems == []
+
+
+def test_a_sketched_median_is_the_boards_reading() -> None:
+    """A level with summarized sessions (`page._sketched_median`): the median of their sketch
+    with the level's other watch times added, as `OperatorBoard._figures` reads it
+    (`sketch.quantile`), whether they are counted (values taken away included) or, beyond
+    the bins' span, added."""
+    import random
+
+    from agents.core.sketch import QuantileSketch, quantile
+
+    rng = random.Random(5)
+    for far in (False, True):
+        for _ in range(100):
+            folded = QuantileSketch([rng.randrange(1, 10**6) for _ in range(20)])
+            lists: list[tuple[list[int], int]] = [
+                (
+                    sorted(
+                        10**20 if far and rng.random() < 0.2 else rng.randrange(0, 10**6)
+                        for _ in range(10)
+                    ),
+                    rng.randrange(0, 1000),
+                )
+                for _ in range(3)
+            ]
+            values = sorted(v + offset for held, offset in lists for v in held)
+            minus = sorted(rng.sample(values, 4))
+            for taken in minus:
+                values.remove(taken)
+            assert page._sketched_median([folded], lists, minus) == quantile(0.5, folded, values)
