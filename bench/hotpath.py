@@ -4,6 +4,7 @@
     python -m bench.hotpath report FILE
     python -m bench.hotpath batch-decode FILE [--valid-only]
     python -m bench.hotpath page FILE [--step 5000] [--builds 24] [--partitions 4]
+                                      [--fold-sessions]
 
 FILE: a stream of JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`).
 `ingest`: `agents.core.ingest.ingest` over every line into `Ledger(window)` + `OperatorBoard`,
@@ -18,7 +19,9 @@ build (`agents.core.page.PageBuilder`, what `/screen/data` runs on the event loo
 records split into partitions by the contract's record keys, after the first build at the
 end of all but the last `--builds` x `--step` records, once after each further `--step`:
 CPU seconds per build (to compare trees, run it from another checkout as `ingest` says), and
-the memory the builder keeps after its first build.
+the memory the builder keeps after its first build; `--fold-sessions`: the partitions'
+ledgers summarize closed sessions (`Ledger(fold_sessions=True)`, membership from a ledger of
+every group event, as the worker's table), as a worker with `LIVEPULSE_FOLD_SESSIONS=true`.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=5000)
     parser.add_argument("--builds", type=int, default=24)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--fold-sessions", action="store_true")
     args = parser.parse_args()
     values = _lines(args.file)
     window_ms = args.window_s * 1000 or None
@@ -81,20 +85,30 @@ def main() -> None:
             f"{min(builds) / ingest_s:.0%} of the ingest"
         )
     elif args.what == "page":
-        _page(values, window_ms, args.step, args.builds, args.partitions)
+        _page(values, window_ms, args.step, args.builds, args.partitions, args.fold_sessions)
     else:
         _batch_decode(values[:100_000], args.valid_only)
 
 
 def _page(
-    values: list[bytes], window_ms: int | None, step: int, builds: int, partitions: int
+    values: list[bytes],
+    window_ms: int | None,
+    step: int,
+    builds: int,
+    partitions: int,
+    fold_sessions: bool = False,
 ) -> None:
     import orjson  # noqa: PLC0415 (only this measurement)
 
     from agents.core.page import PageBuilder  # noqa: PLC0415
     from schemas.events import record_key  # noqa: PLC0415
 
-    states = [(Ledger(window_ms), OperatorBoard()) for _ in range(partitions)]
+    states = [
+        (Ledger(window_ms, fold_sessions=fold_sessions), OperatorBoard()) for _ in range(partitions)
+    ]
+    groups = Ledger(window_ms)  # the membership table (streams/runtime/membership.py)
+    for ledger, _board in states:
+        ledger.membership_from = groups if fold_sessions else None
 
     def feed(chunk: list[bytes]) -> None:
         for value in chunk:
@@ -102,6 +116,8 @@ def _page(
                 key = record_key(orjson.loads(value))
             except (ValueError, TypeError, AttributeError):
                 key = ""
+            if fold_sessions and b'"group_' in value:
+                ingest(value, groups, None)
             ingest(value, *states[zlib.crc32(key.encode()) % partitions])
 
     tail = step * builds
@@ -126,6 +142,11 @@ def _page(
         f"{builds} builds {step:,} records apart: median {statistics.median(seconds):.3f} s "
         f"CPU, max {max(seconds):.3f}, mean {statistics.mean(seconds):.3f} "
         f"(sessions recomputed: median {statistics.median(recomputed):g})"
+        + (
+            f"; {sum(ledger.summarized_sessions for ledger, _ in states)} sessions summarized"
+            if fold_sessions
+            else ""
+        )
     )
 
 

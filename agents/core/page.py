@@ -21,7 +21,13 @@ as one array and a late event reads its viewers again).
 
 The sessions are read through `SessionFacts` (`presence` as the mapping it is for a session
 not folded, `interacting_users`, `orders`, `started_ts`, `ended_ts`, `last_ts`) and a folded
-one through `OperatorBoard._session_parts`, whatever the ledger keeps of it.
+one through `OperatorBoard._session_parts`, whatever the ledger keeps of it; a summarized one
+(`SessionSummary`, `Ledger(fold_sessions=True)`) too, recomputed when the summary replaces
+its folded presence (its fold stage is in the identity checked each build). A level with
+summarized sessions is given their distinct buyers and watch times' sketch from the ledgers
+(`Ledger.folded_payers`, `folded_watch`), as `operator.add_summarized_levels` gives the
+board's: its median is then the sketch's with the level's other watch times added, read
+with bisect over the sorted lists (`QuantileSketch.quantile_adding`), not added.
 
 Why it equals the merged build: a session's events share its record key, the session id,
 hence its partition (event-contract.md), so its facts, follows, clicks, minute buckets,
@@ -45,10 +51,12 @@ from itertools import chain
 from typing import Any
 
 from agents.core.ledger import (
+    OVERALL_LEVEL,
     EventCounts,
     Ledger,
     Presence,
     SessionFacts,
+    SessionSummary,
     widest_refund_horizon,
 )
 from agents.core.merge import merge_boards, merge_ledgers
@@ -65,6 +73,7 @@ from agents.core.screen import (
 from agents.core.screen import (
     DEFINITIONS as SCREEN_DEFINITIONS,
 )
+from agents.core.sketch import QuantileSketch
 from agents.core.windows import MINUTE_MS
 
 #: Builds an ended session's parts stay unchanged before its viewers are forgotten (late
@@ -270,7 +279,8 @@ class _Kept:
     watch: list[tuple[Sequence[int], int]]
     #: Viewers present by minute, a difference array.
     presence: Counter[int]
-    #: (started, ended, room, merchant, folded): a change of any reads every viewer again.
+    #: (started, ended, room, merchant, fold stage): a change of any reads every viewer
+    #: again; a change of the stage (`_fold_stage`: the summary) recomputes the session.
     identity: tuple[Any, ...]
     #: The viewers of a session not folded, kept between its changes.
     viewers: _Viewers | None
@@ -337,16 +347,23 @@ class PageBuilder:
         held: dict[str, tuple[_Kept, bool]],
         extras: dict[str, tuple[list[int], Any]],
         figures: Callable[..., dict[str, Any]],
+        ledgers: Sequence[Ledger],
     ) -> dict[str, Any]:
         """A level's figures: the sum of its ended sessions' kept parts (kept, and changed by
         the sessions whose parts changed since), the live sessions' added to it, then every
         session's refunds and windows (which change without the session's events: refunds,
         the watermark); the median watch time selected from the sessions' sorted lists, the
-        peak from the ended sessions' presence and the live ones' over their own minutes."""
+        peak from the ended sessions' presence and the live ones' over their own minutes. A
+        level with summarized sessions is given, as `operator.add_summarized_levels` gives
+        the board's, their distinct buyers and their watch times' sketch (the median then
+        from the sketch with every other value added, as `OperatorBoard._figures` reads it)."""
         base = self._bases.get(key)
         if base is None:
             base = self._bases[key] = _Base()
         base.update({sid: held[sid][0] for sid in sids if held[sid][1]})
+        kind, _, level_id = key.partition(":")
+        level = OVERALL_LEVEL if key == "overall" else (kind, level_id)
+        base.take_summarized_payers([ledger.folded_payers.get(level) for ledger in ledgers])
         self._used_bases.add(key)
         total = base.parts()
         watch_total_ms = base.watch_total_ms
@@ -369,9 +386,16 @@ class PageBuilder:
             if windows is not None:
                 for name, window in windows.items():
                     total.windows[name].add(window)
+        sketches = [
+            found for ledger in ledgers if (found := ledger.folded_watch.get(level)) is not None
+        ]
+        if any(sketch.count for sketch in sketches):
+            median = _sketched_median(sketches, watch, settled.removed)
+        else:
+            median = _median_of(watch, settled.removed)
         return figures(
             total,
-            watch=(watch_total_ms, _median_of(watch, settled.removed)),
+            watch=(watch_total_ms, median),
             peak=base.prefix.peak_with(live),
             paying_users=len(base.paying) + sum(1 for u in paying_live if u not in base.paying),
         )
@@ -490,18 +514,19 @@ class PageBuilder:
         `kept` had it (None: every viewer)."""
         changed_at = board.session_changed_at.get(sid, 0)
         presence = session.presence
-        folded = not isinstance(presence, Presence)
         identity = (
             session.started_ts,
             session.ended_ts,
             session.room_id,
             session.merchant_id,
-            folded,
+            _fold_stage(presence),
         )
         sources = board.screen.session_sources(sid, session)
         products = board.screen.session_products(sid)
         if not isinstance(presence, Presence):  # folded: as the board reads it (ledger.py)
             self.recomputed_whole += 1
+            # Summarized: no watch time per viewer is left, only their sum (its levels' median
+            # reads the ledgers' sketches, `_level`); else one per viewer.
             parts = board._session_parts(group_events, sid, session, [])
             watch_ms, parts.watch_ms = parts.watch_ms, []
             diff, parts.presence_diff = parts.presence_diff, Counter()
@@ -512,8 +537,8 @@ class PageBuilder:
                 parts,
                 sources,
                 products,
-                sum(watch_ms),
-                [(array("q", sorted(watch_ms)), 0)],
+                sum(watch_ms) + parts.watch_folded[0],
+                [(array("q", sorted(watch_ms)), 0)] if watch_ms else [],
                 diff,
                 identity,
                 None,
@@ -633,6 +658,7 @@ class PageBuilder:
                     entry is None
                     or entry.changed_at != board.session_changed_at.get(sid, 0)
                     or sid in forced
+                    or entry.identity[4] != _fold_stage(session.presence)  # summarized since
                 ):
                     self.recomputed += 1
                     users = None if board_touched is None else board_touched.get(sid, set())
@@ -678,13 +704,13 @@ class PageBuilder:
             "watermark_ts": watermark,
             "late_events": sum(b.late_events for b in boards),
             "grace_ms": first_board.windows.grace_ms,
-            "overall": self._level("overall", everything, held, extras, figures),
+            "overall": self._level("overall", everything, held, extras, figures, ledgers),
             "merchants": {
-                mid: self._level(f"merchants:{mid}", sids, held, extras, figures)
+                mid: self._level(f"merchants:{mid}", sids, held, extras, figures, ledgers)
                 for mid, sids in sorted(groups["merchants"].items())
             },
             "rooms": {
-                rid: self._level(f"rooms:{rid}", sids, held, extras, figures)
+                rid: self._level(f"rooms:{rid}", sids, held, extras, figures, ledgers)
                 for rid, sids in sorted(groups["rooms"].items())
             },
         }
@@ -772,6 +798,57 @@ def _products_of(entry: _Kept) -> dict[str, list[int]]:
     return entry.products
 
 
+def _fold_stage(presence: object) -> int:
+    """0 a session's raw presence, 1 folded (`FoldedPresence`), 2 summarized."""
+    if isinstance(presence, Presence):
+        return 0
+    return 2 if isinstance(presence, SessionSummary) else 1
+
+
+def _sketched_median(
+    sketches: Sequence[QuantileSketch],
+    lists: Sequence[tuple[Sequence[int], int]],
+    minus: Sequence[int],
+) -> float | None:
+    """`OperatorBoard._figures`' median of a level with summarized sessions: the partitions'
+    sketches of their watch times merged, every other value (of sorted lists, each plus its
+    offset, less `minus`'s) added to it (within the sketch's bound). The values are counted
+    with bisect, not added (`QuantileSketch.quantile_adding`: the same number), so it costs
+    what `_median_of` does, not the level's viewers."""
+    if len(sketches) == 1:
+        merged = sketches[0]
+    else:
+        merged = QuantileSketch()
+        for sketch in sketches:
+            merged.merge(sketch)
+    held = [(values, offset) for values, offset in lists if values]
+    added = sum(len(values) for values, _offset in held) - len(minus)
+    most = max((values[-1] + offset for values, offset in held), default=0)
+    if merged.can_add_without_collapse(most):
+
+        def count_at_most(value: int) -> int:
+            return sum(bisect_right(values, value - offset) for values, offset in held) - (
+                bisect_right(minus, value)
+            )
+
+        return merged.quantile_adding(0.5, added, count_at_most, most)
+    # Values beyond the bins' span: added in ascending order, as the board adds them (which
+    # bins are collapsed may depend on the order).
+    merged = merged.copy()
+    taken = Counter(minus)
+    kept: list[int] = []
+    for values, offset in held:
+        for value in values:
+            value += offset
+            if taken[value]:
+                taken[value] -= 1
+            else:
+                kept.append(value)
+    for value in sorted(kept):
+        merged.add(value)
+    return merged.quantile(0.5)
+
+
 def _live_at(session: SessionFacts, ts: int) -> bool:
     started_ts = session.started_ts
     return (
@@ -821,6 +898,8 @@ class _Base:
     __slots__ = (
         "_members",
         "_pending",
+        "_summarized_payers",
+        "_summarized_sizes",
         "by_minute",
         "paying",
         "prefix",
@@ -838,6 +917,28 @@ class _Base:
         self.prefix = _Prefix()
         self._pending: Counter[int] = Counter()
         self.watch_total_ms = 0
+        #: The level's summarized sessions' buyers (`Ledger.folded_payers` of every
+        #: partition: each counted once in `paying`), and the sets read with their sizes.
+        self._summarized_payers: set[str] = set()
+        self._summarized_sizes: tuple[tuple[int, int], ...] = ()
+
+    def take_summarized_payers(self, payers: Sequence[set[str] | None]) -> None:
+        """Count the level's summarized sessions' buyers (one set per partition) among its
+        paying users; read again only when a set changed (one grows at a summary, another is
+        read after a rebalance): the union then costs the level's summarized buyers, once per
+        summary (a ledger summarizes at most once per hour of each topic's event time)."""
+        sizes = tuple((id(p), len(p)) for p in payers if p)
+        if sizes == self._summarized_sizes:
+            return
+        self._summarized_sizes = sizes
+        now: set[str] = set()
+        for held in payers:
+            if held:
+                now |= held
+        before = self._summarized_payers
+        _count_into(self.paying, dict.fromkeys(before - now, 1), -1)
+        _count_into(self.paying, dict.fromkeys(now - before, 1), 1)
+        self._summarized_payers = now
 
     def update(self, ended: dict[str, _Kept]) -> None:
         """Hold the sum of `ended`'s parts (session id -> its kept entry)."""

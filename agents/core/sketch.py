@@ -36,8 +36,9 @@ tests/agents/core/test_sketch.py and docs/metrics.md.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ddsketch import LogCollapsingLowestDenseDDSketch
@@ -133,6 +134,73 @@ class QuantileSketch:
             return low
         return low + fraction * (self._value_at_rank(i + 1.5) - low)
 
+    def quantile_adding(
+        self, q: float, added: int, count_at_most: Callable[[int], int], most: int
+    ) -> float | None:
+        """`quantile(q)` of a copy of this sketch with `added` more values added, each a
+        non-negative int, known by `count_at_most(x)` (how many of them are <= x) and an
+        upper bound `most`: the same number, read at the same ranks from the same bins, with
+        no value added (the live screen's levels, agents/core/page.py). None when the copy
+        would be empty, or when it could not be read so (`can_add_without_collapse` false).
+
+        The bin of a rank is found by bisection over the keys: a key's count is this sketch's
+        bins up to it plus the values <= the largest int of that key (`_largest_int_of_key`)."""
+        sketch = self._sketch
+        n = self.count + added
+        if n == 0 or not 0 <= q <= 1 or not self.can_add_without_collapse(most):
+            return None
+        store = sketch._store
+        cumulative: list[float] = []  # this sketch's positive values up to each key
+        running = 0.0
+        for count in store.bins if store.count else ():
+            running += count
+            cumulative.append(running)
+        offset = store.offset
+        live_zeros = count_at_most(0)
+        zeros = round(sketch._zero_count) + live_zeros
+        low_key, high_key = _MAPPING.key(1), _MAPPING.key(max(most, 1))
+        if store.count:
+            low_key, high_key = min(low_key, store.min_key), max(high_key, store.max_key)
+
+        def positives_up_to(key: int) -> float:
+            index = key - offset
+            folded = cumulative[min(index, len(cumulative) - 1)] if index >= 0 and cumulative else 0
+            return folded + count_at_most(_largest_int_of_key(key)) - live_zeros
+
+        def at_rank(rank: int) -> float:
+            if rank < zeros:
+                return 0.0
+            wanted = rank - zeros  # the first key with more positive values up to it
+            low, high = low_key, high_key
+            while low < high:
+                key = (low + high) // 2
+                if positives_up_to(key) > wanted:
+                    high = key
+                else:
+                    low = key + 1
+            return float(_MAPPING.value(low))
+
+        h = (n - 1) * q
+        i = math.floor(h)
+        fraction = h - i
+        low_value = at_rank(i)
+        if fraction == 0 or i + 1 >= n:
+            return low_value
+        return low_value + fraction * (at_rank(i + 1) - low_value)
+
+    def can_add_without_collapse(self, most: int) -> bool:
+        """Whether adding non-negative ints up to `most` keeps every bin (no value below
+        zero held, and the keys from 1 to the largest within `BIN_LIMIT`)."""
+        sketch = self._sketch
+        if sketch._negative_store.count:
+            return False
+        store = sketch._store
+        low = _MAPPING.key(1)
+        high = _MAPPING.key(max(most, 1))
+        if store.count:
+            low, high = min(low, store.min_key), max(high, store.max_key)
+        return high - low + 1 <= BIN_LIMIT
+
     def _value_at_rank(self, rank: float) -> float:
         """The sketch's value of the element at floor(`rank`) (0-based, ascending): the
         library's `get_quantile_value` at a rank rather than a quantile."""
@@ -179,6 +247,24 @@ class QuantileSketch:
 def _bins(store: Any) -> list[tuple[int, float]]:
     """A dense store's non-empty bins as (key, count)."""
     return [(index + store.offset, count) for index, count in enumerate(store.bins) if count != 0]
+
+
+@functools.lru_cache(maxsize=BIN_LIMIT)
+def _largest_int_of_key(key: int) -> int:
+    """The largest int whose bin is `key` or below (0 when none above 0 is): the mapping's own
+    `key` bisected, so exactly the values it would bin there."""
+    if _MAPPING.key(1) > key:
+        return 0
+    low, high = 1, 1
+    while _MAPPING.key(high) <= key:
+        high *= 2
+    while low + 1 < high:  # key(low) <= key < key(high)
+        middle = (low + high) // 2
+        if _MAPPING.key(middle) <= key:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def quantile(q: float, folded: QuantileSketch | None, live: Sequence[float]) -> float | None:

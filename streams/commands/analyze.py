@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         dedupe_window_ms=settings.dedupe_window_ms,
         future_tolerance_ms=settings.future_tolerance_ms,
         refund_horizon_ms=settings.refund_horizon_ms,
+        fold_sessions=settings.fold_sessions,
     )
     mark_if_simulated(report, args.file)
     if args.json:

@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     # topic's dedupe window (docs/design.md, "The session horizon"): its viewers, orders and
     # interacting users are replaced by the sums the claims read. Membership at the summary
     # comes from a table of the whole groups topic each worker reads (streams/runtime/
-    # membership.py). Off by default until the operator board reads summaries.
+    # membership.py). The operator board and the live screen's page read the summaries;
+    # `livepulse analyze` honours it too. Off by default.
     fold_sessions: bool = False
     # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
     label_top_n: int = Field(default=20, ge=0, le=1000)

@@ -51,16 +51,21 @@ def analyze_file(
     dedupe_window_ms: int | None = None,
     future_tolerance_ms: int | None = None,
     refund_horizon_ms: int | None = None,
+    fold_sessions: bool = False,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
     The operator board defaults to the default grace and GPM denominator; the ledger has the
     given dedupe window (None: none, every id kept) and cap on how far ahead of the wall clock
     an event may move its topic's horizon (None: no cap), and refund horizon (None: a refund
-    counts for any payment of its order id).
+    counts for any payment of its order id); with `fold_sessions` it summarizes closed
+    sessions past their session horizon, membership from its own group events (one ledger
+    holds every one of the file's, so it is exact, as the worker's membership table is).
     """
     started = time.monotonic()
-    ledger = Ledger(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
+    ledger = Ledger(
+        dedupe_window_ms, future_tolerance_ms, refund_horizon_ms, fold_sessions=fold_sessions
+    )
     board = board if board is not None else OperatorBoard()
     records = iter_records(path)
     if progress is not None and on_terminal(progress):

@@ -5,12 +5,15 @@ batch reference), never against the pipeline itself."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from agents.core.sketch import RELATIVE_ACCURACY
 from tests.cli.conftest import CliWorker
 from tests.support.cli import FIXTURES, livepulse, one_error_line, table_matches, user_env
 from tests.support.truth import operator_mismatches, report_mismatches
@@ -82,6 +85,51 @@ def test_analyze_takes_the_dedupe_window_from_the_environment() -> None:
     assert f"{expired:,} expired" in table.stdout
     bad = livepulse("analyze", FIXTURES / "xhs.jsonl", env=user_env(LIVEPULSE_DEDUPE_WINDOW_S="-1"))
     assert "LIVEPULSE_DEDUPE_WINDOW_S" in one_error_line(bad, "livepulse analyze")
+
+
+def test_analyze_summarizes_sessions_with_the_session_fold() -> None:
+    """Issue 17: `livepulse analyze` honours LIVEPULSE_FOLD_SESSIONS as the worker does (one
+    ledger holds every group event: membership at the summary is exact). With a 2-day window
+    most of xhs's sessions are summarized and every claim is the truth file's: exact, but the
+    questions' sketched reply p50/p95 and `price_dwell_association` (from its sketches), within
+    their bounds; the operator figures too, the levels' median watch times within 1%."""
+    truth = _truth("xhs")
+    env = user_env(LIVEPULSE_DEDUPE_WINDOW_S="172800", LIVEPULSE_FOLD_SESSIONS="true")
+    result = livepulse("analyze", FIXTURES / "xhs.jsonl", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    retention = report["retention"]
+    assert retention["dedupe_window_s"] == 172800 and retention["expired"] == 0
+    assert retention["summarized_sessions"] > 0.5 * len(truth["operator"]["sessions"])
+    sketched = "claims.price_dwell_association."
+    problems = report_mismatches(report, truth)
+    assert [p for p in problems if not p.startswith(sketched)] == []
+    got, want = (
+        report["claims"]["price_dwell_association"],
+        truth["claims"]["price_dwell_association"],
+    )
+    assert abs(got["observed"] - want["observed"]) < 0.002  # the binned ranks' rho
+    for tier, median in want["median_watch_minutes_by_tier"].items():
+        assert (median is None) == (got["detail"]["median_watch_minutes_by_tier"][tier] is None)
+        if median is not None:
+            assert math.isclose(
+                got["detail"]["median_watch_minutes_by_tier"][tier], median, rel_tol=0.02
+            ), tier
+    operator = operator_mismatches(report["operator"], truth["operator"])
+    medians = [p for p in operator if ".median_watch_minutes:" in p]
+    assert [p for p in operator if p not in medians] == []
+    for problem in medians:  # a level with summarized sessions reads their sketch
+        assert not problem.startswith("operator.sessions."), problem
+        got_s, want_s = (float(x) for x in re.findall(r"(?:report|truth) ([0-9.e+-]+)", problem))
+        assert math.isclose(got_s, want_s, rel_tol=RELATIVE_ACCURACY), problem
+    # Without it, the same window summarizes nothing.
+    plain = livepulse(
+        "analyze",
+        FIXTURES / "xhs.jsonl",
+        "--json",
+        env=user_env(LIVEPULSE_DEDUPE_WINDOW_S="172800"),
+    )
+    assert json.loads(plain.stdout)["retention"]["summarized_sessions"] == 0
 
 
 def test_analyze_of_a_stream_without_truth_file_has_no_simulated_note(tmp_path: Path) -> None:

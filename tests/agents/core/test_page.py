@@ -3,6 +3,7 @@ independent references, while a fixture is fed to partitions as the worker holds
 
 from __future__ import annotations
 
+import math
 import zlib
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from agents.core import Ledger, OperatorBoard, page
 from agents.core.ingest import ingest
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.page import PageBuilder
+from agents.core.sketch import RELATIVE_ACCURACY
 from schemas.events import record_key
 from streams.tools.simulator.operator_truth import operator_truth, screen_truth
 from tests.support.truth import _same
@@ -294,3 +296,94 @@ def test_a_board_nobody_watches_keeps_no_viewer_log() -> None:
     got = builder.build([(ledger, board)])
     assert 0 < builder.recomputed < len(ledger.sessions)  # the log named what changed
     assert got == merged_page([(ledger, board)])
+
+
+DAY_MS = 86_400_000
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_builds_equal_the_merged_build_while_sessions_are_summarized(name: str) -> None:
+    """With the session fold (`fold_sessions`, a 2-day window, membership from every group
+    event as the worker's table gives it): after every chunk the page equals the merged
+    partitions' sections, a session's cached parts replaced at its summary and each level
+    given its summarized sessions' sketch and buyers; at the end it equals the references
+    (the levels' median watch times within the sketch's 1%)."""
+    lines = (FIXTURES / f"{name}.jsonl").read_bytes().splitlines()
+    groups = Ledger(2 * DAY_MS)  # the membership table: every group event
+    states = [(Ledger(2 * DAY_MS, fold_sessions=True), OperatorBoard()) for _ in range(4)]
+    for ledger, _board in states:
+        ledger.membership_from = groups
+    builder = PageBuilder()
+    chunk = len(lines) // 8
+    summarized_while_built = 0
+    for start in range(0, len(lines), chunk):
+        for line in lines[start : start + chunk]:
+            if b'"group_' in line:
+                ingest(line, groups, None)
+            ledger, board = states[partition_of(line)]
+            ingest(line, ledger, board)
+        before = sum(s[0].summarized_sessions for s in states)
+        got = builder.build(states)
+        assert got == merged_page(states)
+        summarized_while_built = max(summarized_while_built, before)
+    assert summarized_while_built > 20, "too few sessions summarized to test anything"
+    assert builder.build(states) == got and builder.recomputed == 0
+    # A rebalance: half the partitions, then all again; each level's paying users count the
+    # summarized buyers of the partitions held (not compared whole: a session's group joins
+    # kept from a build over every partition's group events stay until it changes).
+    half, whole = builder.build(states[:2])["operator"], merged_page(states[:2])["operator"]
+    for kind in ("rooms", "merchants"):
+        assert half[kind].keys() == whole[kind].keys()
+        for level_id, figures in whole[kind].items():
+            assert half[kind][level_id]["paying_users"] == figures["paying_users"]
+    assert half["overall"]["paying_users"] == whole["overall"]["paying_users"]
+    assert builder.build(states) == got
+    text = [line.decode() for line in lines]
+    truth = operator_truth(text)
+    problems: list[str] = []
+    for level in ("overall", "rooms", "merchants"):
+        _same(level, got["operator"][level], truth[level], problems)
+    sketched = [p for p in problems if ".median_watch_minutes:" in p]
+    assert [p for p in problems if p not in sketched] == []
+    assert sketched, "no level's median read a sketch"
+    for problem in sketched:  # a level with summarized sessions: within the sketch's 1%
+        path = problem.split(":")[0].split(".")
+        mine = got["operator"][path[0]]
+        want = truth[path[0]]
+        if path[0] != "overall":
+            mine, want = mine[path[1]], want[path[1]]
+        assert math.isclose(
+            mine["median_watch_minutes"], want["median_watch_minutes"], rel_tol=RELATIVE_ACCURACY
+        ), problem
+    _same("screen", got["screen"], screen_truth(text), problems := [])
+    assert problems == []
+
+
+def test_a_sketched_median_is_the_boards_reading() -> None:
+    """A level with summarized sessions (`page._sketched_median`): the median of their sketch
+    with the level's other watch times added, as `OperatorBoard._figures` reads it
+    (`sketch.quantile`), whether they are counted (values taken away included) or, beyond
+    the bins' span, added."""
+    import random
+
+    from agents.core.sketch import QuantileSketch, quantile
+
+    rng = random.Random(5)
+    for far in (False, True):
+        for _ in range(100):
+            folded = QuantileSketch([rng.randrange(1, 10**6) for _ in range(20)])
+            lists: list[tuple[list[int], int]] = [
+                (
+                    sorted(
+                        10**20 if far and rng.random() < 0.2 else rng.randrange(0, 10**6)
+                        for _ in range(10)
+                    ),
+                    rng.randrange(0, 1000),
+                )
+                for _ in range(3)
+            ]
+            values = sorted(v + offset for held, offset in lists for v in held)
+            minus = sorted(rng.sample(values, 4))
+            for taken in minus:
+                values.remove(taken)
+            assert page._sketched_median([folded], lists, minus) == quantile(0.5, folded, values)

@@ -259,3 +259,33 @@ def test_adding_many_values_at_once_leaves_the_state_of_adding_them_one_by_one()
     assert [at_once.quantile(q) for q in (0, 0.1, 0.5, 0.99, 1)] == [
         one_by_one.quantile(q) for q in (0, 0.1, 0.5, 0.99, 1)
     ]
+
+
+def test_a_quantile_read_with_values_counted_is_the_one_with_them_added() -> None:
+    """`QuantileSketch.quantile_adding` (the live screen's levels, agents/core/page.py): for
+    non-negative int values known only by a count, the very number `quantile` gives with them
+    added to the sketch (zeros, ties, values on bin edges, values or none); and it refuses
+    values whose bins would not all be kept."""
+    import functools
+    from bisect import bisect_right
+
+    rng = random.Random(3)
+    checked = 0
+    for _ in range(600):
+        folded = QuantileSketch(
+            rng.choice([0, rng.randrange(1, 10 ** rng.randrange(1, 8))])
+            for _ in range(rng.randrange(1, 40))
+        )
+        live = sorted(
+            rng.choice([0, rng.randrange(1, 10 ** rng.randrange(1, 8))])
+            for _ in range(rng.randrange(0, 40))
+        )
+        for q in (0.0, 0.1, 0.5, 0.95, 1.0):
+            got = folded.quantile_adding(
+                q, len(live), functools.partial(bisect_right, live), live[-1] if live else 0
+            )
+            assert got is not None and got == quantile(q, folded, live)
+            checked += 1
+    assert checked == 3000
+    assert not QuantileSketch([1]).can_add_without_collapse(10**300)
+    assert QuantileSketch([1]).quantile_adding(0.5, 1, lambda x: int(x >= 10**300), 10**300) is None
