@@ -796,7 +796,8 @@ class Ledger:
         #: merchants' group events are keyed to other partitions. Not part of the state.
         self.membership_from: MembershipSource | None = None
         self._init_session_fold()
-        #: Sessions folded since the board last took them (`OperatorBoard.take_folded`).
+        #: Sessions folded or summarized since the board last took them
+        #: (`OperatorBoard.take_folded`).
         self.folded_ids: list[str] = []
         #: Why `apply` last returned False: "duplicate" or "expired" (for the caller's metrics).
         self.refused_as = ""
@@ -1260,6 +1261,8 @@ class Ledger:
             session = self.sessions[sid]
             if isinstance(session.presence, FoldedPresence) and session.ended_ts is not None:
                 self._summarize(session, session.presence)
+                # For the board too: what it keeps per (session, user) becomes counts.
+                self.folded_ids.append(sid)
 
     def _summarize(self, session: SessionFacts, presence: FoldedPresence) -> None:
         """Replace a closed session's raw facts by its `SessionSummary` (every sum a claim

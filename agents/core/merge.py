@@ -64,7 +64,7 @@ from agents.core.ledger import (
     SessionSummary,
     widest_refund_horizon,
 )
-from agents.core.operator import OperatorBoard
+from agents.core.operator import OperatorBoard, clicker_count
 from agents.core.screen import merge_screens
 from agents.core.sketch import QuantileSketch
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
@@ -300,7 +300,11 @@ def merge_boards(boards: Sequence[OperatorBoard]) -> OperatorBoard:
             merged.product_clicks[sid] = merged.product_clicks.get(sid, 0) + count
         for sid, clickers in board.product_clickers.items():
             known = merged.product_clickers.get(sid)
-            if known is None:
+            if isinstance(clickers, int) or isinstance(known, int):
+                # Summarized (a count): added, exact when one partition held its clicks, as
+                # a producer keying clicks by session does.
+                merged.product_clickers[sid] = clicker_count(known) + clicker_count(clickers)
+            elif known is None:
                 merged.product_clickers[sid] = set(clickers)
             else:
                 known.update(clickers)

@@ -277,6 +277,13 @@ def _source(event: Event) -> tuple[str, str]:
     return TOPIC_BY_TYPE[event_type], key
 
 
+def clicker_count(clickers: set[str] | int | None) -> int:
+    """A session's distinct product clickers, kept as a set or (summarized) as their count."""
+    if clickers is None:
+        return 0
+    return clickers if isinstance(clickers, int) else len(clickers)
+
+
 class OperatorBoard:
     """The state the operator figures need beyond the ledger's facts, and the figures.
 
@@ -297,7 +304,9 @@ class OperatorBoard:
         self.windows = EventTimeWindows(grace_ms)
         self.follows: dict[str, int] = {}
         self.product_clicks: dict[str, int] = {}
-        self.product_clickers: dict[str, set[str]] = {}
+        #: Per session its distinct clickers; once the ledger summarized it, their count
+        #: (`take_folded`: a click naming it now is past its session horizon, not its own).
+        self.product_clickers: dict[str, set[str] | int] = {}
         #: The live screen's curves, products and sources (agents/core/screen.py).
         self.screen = ScreenState()
         #: What changed when, for the live screen's incremental build (agents/core/page.py):
@@ -378,11 +387,12 @@ class OperatorBoard:
                 bucket.viewers.add(event.user_id)
         elif isinstance(event, ProductClicked):
             session_id = event.session_id
-            self.product_clicks[session_id] = self.product_clicks.get(session_id, 0) + 1
             clickers = self.product_clickers.get(session_id)
             if clickers is None:
                 clickers = self.product_clickers[session_id] = set()
-            clickers.add(event.user_id)
+            if not isinstance(clickers, int):  # an int: summarized, the click is not its own
+                self.product_clicks[session_id] = self.product_clicks.get(session_id, 0) + 1
+                clickers.add(event.user_id)
             if on_time:
                 windows.bucket(event.ts, session_id).product_clicks += 1
         elif isinstance(event, ViewerLeft):
@@ -392,7 +402,12 @@ class OperatorBoard:
         """Fold what the screen keeps of the sessions the ledger has just folded (call after
         `Ledger.apply` when `ledger.folded_ids` is not empty; `ingest` does)."""
         for sid in ledger.folded_ids:
-            self.screen.fold_session(sid, ledger.sessions[sid])
+            session = ledger.sessions[sid]
+            self.screen.fold_session(sid, session)
+            clickers = self.product_clickers.get(sid)
+            if isinstance(clickers, set) and session.summary is not None:
+                # Issue 17: a summarized session keeps nothing per (session, user).
+                self.product_clickers[sid] = len(clickers)
             self.changes += 1
             self.session_changed_at[sid] = self.changes  # its screen parts moved
         ledger.folded_ids.clear()
@@ -597,7 +612,7 @@ class OperatorBoard:
         parts.refunds = len(refunds)
         parts.refunded_cents = sum(refunds)
         parts.product_clicks = self.product_clicks.get(sid, 0)
-        parts.product_clickers = len(self.product_clickers.get(sid, ()))
+        parts.product_clickers = clicker_count(self.product_clickers.get(sid))
         return parts
 
     def _summary_parts(self, sid: str, summary: SessionSummary, refunds: list[int]) -> _Parts:
@@ -619,7 +634,7 @@ class OperatorBoard:
         parts.refunds = len(refunds)
         parts.refunded_cents = sum(refunds)
         parts.product_clicks = self.product_clicks.get(sid, 0)
-        parts.product_clickers = len(self.product_clickers.get(sid, ()))
+        parts.product_clickers = clicker_count(self.product_clickers.get(sid))
         return parts
 
     def _figures(

@@ -61,7 +61,13 @@ from agents.core.ledger import (
 )
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import DEFINITIONS as OPERATOR_DEFINITIONS
-from agents.core.operator import VIEWER_LOG_SIZE, WINDOW_MINUTES, OperatorBoard, _Parts
+from agents.core.operator import (
+    VIEWER_LOG_SIZE,
+    WINDOW_MINUTES,
+    OperatorBoard,
+    _Parts,
+    clicker_count,
+)
 from agents.core.screen import (
     CURVES,
     PRODUCTS_TOP_N,
@@ -588,7 +594,7 @@ class PageBuilder:
                 parts.orders_by_minute[max(0, order.ts - started_ts) // MINUTE_MS] += 1
         parts.follows = board.follows.get(sid, 0)
         parts.product_clicks = board.product_clicks.get(sid, 0)
-        parts.product_clickers = len(board.product_clickers.get(sid, ()))
+        parts.product_clickers = clicker_count(board.product_clickers.get(sid))
         return _Kept(
             changed_at,
             self._builds,

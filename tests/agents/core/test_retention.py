@@ -967,3 +967,56 @@ def test_a_version_6_state_loads_its_summaries_without_the_board_parts() -> None
     restored, board = load_state(blob)
     assert restored.folded_watch == {} and restored.folded_payers == {}
     assert build_report(restored, board)["operator"]["overall"]["orders"] == 50 + 10
+
+
+def test_a_summarized_sessions_clickers_are_kept_as_their_count() -> None:
+    """The board's distinct product clickers of a summarized session become their count at the
+    summary (`OperatorBoard.take_folded`): its state does not grow with them (it held a set per
+    session for ever: 142 -> 250 KB of the 150-day soak's state from day 80 to the end), the
+    figures stay, and a click naming it later (past its session horizon) is not its own."""
+
+    def board_after(clickers: int) -> tuple[Ledger, OperatorBoard]:
+        ledger, board = Ledger(dedupe_window_ms=DAY, fold_sessions=True), OperatorBoard()
+
+        def feed(event: Any) -> None:
+            if ledger.apply(event):
+                board.observe(event)
+                if ledger.folded_ids:
+                    board.take_folded(ledger)
+
+        feed(started(T0, "big"))
+        for i in range(clickers):
+            feed(join(T0 + 1000 + i, f"u{i}", sid="big"))
+            click = ev(
+                "product_clicked", T0 + 2000 + i, session_id="big", user_id=f"u{i}", sku_id="k1"
+            )
+            feed(click)
+            feed(
+                ev("product_clicked", T0 + 3000 + i, session_id="big", user_id=f"u{i}", sku_id="k2")
+            )
+        feed(ev("session_ended", T0 + HOUR, session_id="big"))
+        for day in range(1, 11):  # every horizon past the session's
+            ts = T0 + day * DAY
+            feed(started(ts, f"s{day}"))
+            feed(join(ts, "w", sid=f"s{day}"))
+            feed(_order(ts, f"p{day}", "w", f"s{day}"))
+            feed(ev("interaction", ts, session_id=f"s{day}", user_id="w", kind="like"))
+            feed(ev("group_joined", ts, merchant_id="m1", user_id="w", group_id="g1"))
+        assert isinstance(ledger.sessions["big"].presence, SessionSummary)
+        return ledger, board
+
+    small, large = board_after(100), board_after(1000)
+    assert large[1].product_clickers["big"] == 1000
+    # Only the count's int is longer (a byte); as sets, 900 more user ids.
+    assert (
+        len(pickle.dumps(large[1].product_clickers)) - len(pickle.dumps(small[1].product_clickers))
+        <= 4
+    )
+    figures = build_report(*large)["operator"]["sessions"]["big"]
+    assert (figures["product_clicks"], figures["product_clickers"]) == (2000, 1000)
+    ledger, board = large
+    late = ev("product_clicked", T0 + 11 * DAY, session_id="big", user_id="new", sku_id="k1")
+    assert ledger.apply(late)
+    board.observe(late)
+    figures = build_report(ledger, board)["operator"]["sessions"]["big"]
+    assert (figures["product_clicks"], figures["product_clickers"]) == (2000, 1000)
