@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final, Protocol
@@ -221,6 +221,23 @@ def price_tier(price_cents: int) -> str:
 def cst_day(ts_ms: int) -> str:
     """Calendar day in China Standard Time (UTC+8) of an epoch-millisecond timestamp."""
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m-%d")
+
+
+def uplift_counts(
+    viewers: Iterable[str], interacting: Container[str], buyers: Container[str]
+) -> tuple[int, int, int, int]:
+    """A session's `interaction_uplift` row: interacting buyers, interacting viewers, other
+    buyers, other viewers (the held session's claim and its summary count alike)."""
+    ib = ip = ob = op = 0
+    for user in viewers:
+        bought = user in buyers
+        if user in interacting:
+            ip += 1
+            ib += bought
+        else:
+            op += 1
+            ob += bought
+    return ib, ip, ob, op
 
 
 def cst_day_start(ts_ms: int) -> int:
@@ -1340,17 +1357,8 @@ class Ledger:
         # A user whose joins all came after the horizon (the fold keeps first joins only).
         self.after_session_horizon[_VIEWS] += len(presence) - len(joined)
         viewers = set(joined) | session.interacting_users | set(pairs)
-        ib = ip = ob = op = 0
-        for user in viewers:
-            bought = user in pairs
-            if user in session.interacting_users:
-                ip += 1
-                ib += bought
-            else:
-                op += 1
-                ob += bought
         summary.viewers = len(viewers)
-        summary.uplift = (ib, ip, ob, op)
+        summary.uplift = uplift_counts(viewers, session.interacting_users, pairs)
         month = self.month_first_joins.setdefault((merchant, cst_month(started)), {})
         dwell = summary.dwell
         for user, first in joined.items():

@@ -25,6 +25,7 @@ from agents.core.ledger import (
     cst_day,
     cst_month,
     price_tier,
+    uplift_counts,
 )
 from agents.core.sketch import quantile, spearman
 from agents.core.stats import (
@@ -217,16 +218,7 @@ def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int
         return summary.uplift
     orders = session.horizon_orders() if horizon else session.orders
     buyers = {order.user_id for order in orders}
-    ib = ip = ob = op = 0
-    for user in session.viewers:
-        bought = user in buyers
-        if user in session.interacting_users:
-            ip += 1
-            ib += bought
-        else:
-            op += 1
-            ob += bought
-    return ib, ip, ob, op
+    return uplift_counts(session.viewers, session.interacting_users, buyers)
 
 
 def interaction_uplift(facts: _Facts) -> Measurement:
