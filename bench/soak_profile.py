@@ -1,0 +1,265 @@
+"""Where the core's time and state go at two points of a long stream, side by side.
+
+Feeds the soak's stream (`bench.soak`, its `--stream` file) through decode -> `Ledger.apply`
+-> `OperatorBoard.observe` (the session fold on, as `bench.soak --fold-sessions`) and, at each
+`--at` day of event time, keeps the state (`persist.dump_state`) and the records of the next
+`--span` days. Then, in `--rounds` interleaved rounds (A, B, A, B, ...: the shared machine's
+load falls on both alike), restores each state and times its records in CPU seconds
+(`time.process_time`), the garbage collector's passes by generation timed apart
+(`gc.callbacks`); then `--profile-rounds` interleaved cProfile passes of each, whose per-record
+cumulative time per function (the smallest of its passes) is printed side by side. Also the
+state's parts' pickled sizes at each point (zlib level 1, as the snapshot): what grows between
+them.
+
+    python -m bench.soak_profile --stream /tmp/livepulse-soak-150d-x12.0-s1.jsonl \
+        --at 20 --at 140 --span 5 --rounds 5 --out bench/soak-profile-150d-x12.json
+
+A state restored from its snapshot is laid out afresh in memory (no fragmentation of a heap
+that has lived 140 days), so each window's CPU time as measured in the feeding run itself is
+printed too (one measurement each, not interleaved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import itertools
+import json
+import pickle
+import pstats
+import statistics
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from agents.core import Ledger, OperatorBoard
+from agents.core.ledger import SessionSummary
+from agents.core.persist import dump_state, load_state
+from bench.proc import machine
+from schemas import Rejection, decode
+
+DAY_MS = 86_400_000
+
+
+def feed(ledger: Ledger, board: OperatorBoard, records: list[bytes]) -> None:
+    """The soak's per-record path (`bench.soak.soak`)."""
+    for record in records:
+        decoded = decode(record)
+        if isinstance(decoded, Rejection):
+            ledger.reject(decoded.reason)
+        elif ledger.apply(decoded):
+            board.observe(decoded)
+            if ledger.folded_ids:
+                board.take_folded(ledger)
+
+
+def _kb(value: object) -> float:
+    return len(zlib.compress(pickle.dumps(value, protocol=5), 1)) / 1e3
+
+
+def part_sizes(ledger: Ledger, board: OperatorBoard) -> dict[str, float]:
+    """Each part of the state's pickled size in kB (zlib level 1): the ledger's and the
+    board's attributes, the board's screen's slots, and the sessions split into summarized,
+    held ones (ended, and with no end yet: live or never to end), and the screen's and
+    board's per-session parts of the sessions with no end."""
+    sizes: dict[str, float] = {}
+    for name, value in vars(ledger).items():
+        if name != "sessions":
+            sizes[f"ledger.{name}"] = _kb(value)
+    summarized = {
+        s: f for s, f in ledger.sessions.items() if isinstance(f.presence, SessionSummary)
+    }
+    ended = {s: f for s, f in ledger.sessions.items() if s not in summarized and f.ended_ts}
+    open_ = {s: f for s, f in ledger.sessions.items() if f.ended_ts is None}
+    sizes["ledger.sessions (summarized)"] = _kb(summarized)
+    sizes["ledger.sessions (held, ended)"] = _kb(ended)
+    # Live, or never to end (a `session_ended` lost: the simulator's `never_ended_prob`).
+    sizes["ledger.sessions (held, no end)"] = _kb(open_)
+    sizes["board.screen.first_entry (sessions with no end)"] = _kb(
+        {s: v for s, v in board.screen.first_entry.items() if s in open_}
+    )
+    sizes["board.product_clickers (sessions with no end)"] = _kb(
+        {s: v for s, v in board.product_clickers.items() if s in open_}
+    )
+    for name, value in board.__getstate__().items():
+        if name != "screen":
+            sizes[f"board.{name}"] = _kb(value)
+    screen = board.screen
+    for name in type(screen).__slots__:
+        sizes[f"board.screen.{name}"] = _kb(getattr(screen, name))
+    return sizes
+
+
+class _GcTimer:
+    """Seconds spent in the collector's passes by generation, while installed."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.passes = [0, 0, 0]
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.process_time()
+        else:
+            generation = info["generation"]
+            self.seconds[generation] += time.process_time() - self._began
+            self.passes[generation] += 1
+
+
+def timed(blob: bytes, records: list[bytes]) -> dict[str, Any]:
+    """CPU seconds to feed `records` into the state `blob` holds, and the collector's share."""
+    ledger, board = load_state(blob)
+    ledger.fold_sessions = True  # as fed (the flag is state; said again for clarity)
+    gc.collect()
+    timer = _GcTimer()
+    gc.callbacks.append(timer)
+    try:
+        began = time.process_time()
+        feed(ledger, board, records)
+        cpu_s = time.process_time() - began
+    finally:
+        gc.callbacks.remove(timer)
+    return {
+        "cpu_us_per_record": cpu_s / len(records) * 1e6,
+        "gc_share": [s / cpu_s for s in timer.seconds],
+        "gc_passes": timer.passes,
+        "tracked_objects": len(gc.get_objects()),
+    }
+
+
+def profiled(blob: bytes, records: list[bytes]) -> dict[str, tuple[float, float]]:
+    """Per function ("file:line name"): calls per record and cumulative us per record."""
+    ledger, board = load_state(blob)
+    profile = cProfile.Profile()
+    profile.enable()
+    feed(ledger, board, records)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    out: dict[str, tuple[float, float]] = {}
+    for (path, line, name), (_cc, calls, _tt, cumulative, _callers) in stats.items():
+        key = f"{Path(path).name}:{line} {name}"
+        out[key] = (calls / len(records), cumulative / len(records) * 1e6)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--stream", type=Path, required=True, help="a bench.soak stream file")
+    parser.add_argument("--at", type=float, action="append", help="event day (repeatable)")
+    parser.add_argument("--span", type=float, default=5.0, help="days of records timed")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--window-days", type=float, default=7.0)
+    parser.add_argument("--profile-rounds", type=int, default=3, help="cProfile passes each")
+    parser.add_argument("--top", type=int, default=30, help="functions listed per profile")
+    parser.add_argument("--out", type=Path, help="the figures as JSON")
+    args = parser.parse_args()
+    points = sorted(args.at or [20.0, 140.0])
+
+    ledger = Ledger(
+        round(args.window_days * DAY_MS) or None,
+        refund_horizon_ms=90 * DAY_MS,
+        fold_sessions=True,
+    )
+    board = OperatorBoard()
+    first_ts: int | None = None
+    states: dict[float, bytes] = {}
+    windows: dict[float, list[bytes]] = {point: [] for point in points}
+    in_run: dict[float, float] = dict.fromkeys(points, 0.0)
+    sizes: dict[float, dict[str, float]] = {}
+    with args.stream.open("rb") as handle:
+        while batch := [line.rstrip(b"\n") for line in itertools.islice(handle, 500)]:
+            if first_ts is None:  # the first event's ts, as bench.soak's day 0
+                decoded = next(
+                    (d for d in map(decode, batch) if not isinstance(d, Rejection)), None
+                )
+                first_ts = None if decoded is None else decoded.ts
+            day = (
+                None
+                if first_ts is None or ledger.max_ts is None
+                else (ledger.max_ts - first_ts) / DAY_MS
+            )
+            inside = [p for p in points if day is not None and p <= day < p + args.span]
+            for point in points:
+                if day is not None and day >= point and point not in states:
+                    states[point] = dump_state(ledger, board)
+                    sizes[point] = part_sizes(ledger, board)
+            began = time.process_time()
+            feed(ledger, board, batch)
+            for point in inside:
+                in_run[point] += time.process_time() - began
+                windows[point].extend(batch)
+            if day is not None and day >= points[-1] + args.span:
+                break
+    missing = [p for p in points if p not in states or not windows[p]]
+    if missing:
+        parser.error(f"the stream ends before day(s) {missing} + --span")
+
+    runs: dict[float, list[dict[str, Any]]] = {p: [] for p in points}
+    for _ in range(args.rounds):
+        for point in points:
+            runs[point].append(timed(states[point], windows[point]))
+    # cProfile passes interleaved too, each function's figure the smallest of its passes (the
+    # least disturbed by the machine's other load).
+    profiles: dict[float, dict[str, tuple[float, float]]] = {p: {} for p in points}
+    for _ in range(args.profile_rounds):
+        for point in points:
+            for key, (calls, cumulative_us) in profiled(states[point], windows[point]).items():
+                kept = profiles[point].get(key)
+                if kept is None or cumulative_us < kept[1]:
+                    profiles[point][key] = (calls, cumulative_us)
+
+    result: dict[str, Any] = {"machine": machine(), "stream": str(args.stream), "points": {}}
+    for point in points:
+        cpu = [r["cpu_us_per_record"] for r in runs[point]]
+        result["points"][str(point)] = {
+            "records": len(windows[point]),
+            "snapshot_mb": len(states[point]) / 1e6,
+            "cpu_us_per_record": cpu,
+            "median_cpu_us_per_record": statistics.median(cpu),
+            "in_run_cpu_us_per_record": in_run[point] / len(windows[point]) * 1e6,
+            "gc_share_median": [
+                statistics.median(r["gc_share"][g] for r in runs[point]) for g in range(3)
+            ],
+            "gc_passes": runs[point][0]["gc_passes"],
+            "tracked_objects": runs[point][0]["tracked_objects"],
+            "part_kb": sizes[point],
+        }
+    first, last = points[0], points[-1]
+    a, b = profiles[first], profiles[last]
+    ranked = sorted(set(a) | set(b), key=lambda k: -max(a.get(k, (0, 0))[1], b.get(k, (0, 0))[1]))
+    result["profile"] = {key: {"a": a.get(key), "b": b.get(key)} for key in ranked[: args.top]}
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    print(f"| figure | day {first:g} | day {last:g} | ratio |")  # noqa: T201
+    print("|---|---|---|---|")  # noqa: T201
+    pa, pb = result["points"][str(first)], result["points"][str(last)]
+    for label, key in (
+        ("CPU us per record (median of rounds)", "median_cpu_us_per_record"),
+        ("CPU us per record (in the feeding run)", "in_run_cpu_us_per_record"),
+        ("records timed", "records"),
+        ("tracked objects", "tracked_objects"),
+        ("snapshot MB", "snapshot_mb"),
+    ):
+        print(f"| {label} | {pa[key]:,.2f} | {pb[key]:,.2f} | {pb[key] / pa[key]:.3f} |")  # noqa: T201
+    for generation in range(3):
+        print(  # noqa: T201
+            f"| GC gen {generation} share of CPU | {pa['gc_share_median'][generation]:.1%} | "
+            f"{pb['gc_share_median'][generation]:.1%} | |"
+        )
+    print(f"\nper-function cumulative us per record (calls per record), day {first:g} -> {last:g}:")  # noqa: T201
+    for key in ranked[: args.top]:
+        ca, cb = a.get(key, (0.0, 0.0)), b.get(key, (0.0, 0.0))
+        print(f"  {ca[1]:7.2f} ({ca[0]:.3f}) -> {cb[1]:7.2f} ({cb[0]:.3f})  {key}")  # noqa: T201
+    print(f"\nstate parts, kB (zlib 1), day {first:g} -> {last:g}, growing first:")  # noqa: T201
+    sa, sb = pa["part_kb"], pb["part_kb"]
+    for key in sorted(sb, key=lambda k: -(sb[k] - sa.get(k, 0.0))):
+        if sb[key] >= 1 or sa.get(key, 0.0) >= 1:
+            print(f"  {sa.get(key, 0.0):8.1f} -> {sb[key]:8.1f}  {key}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
