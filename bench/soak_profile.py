@@ -170,7 +170,7 @@ def main() -> None:
     in_run: dict[float, float] = dict.fromkeys(points, 0.0)
     sizes: dict[float, dict[str, float]] = {}
     with args.stream.open("rb") as handle:
-        while batch := [line.rstrip(b"\n") for line in itertools.islice(handle, 500)]:
+        while batch := [line.rstrip(b"\n") for line in itertools.islice(handle, 100)]:
             if first_ts is None:  # the first event's ts, as bench.soak's day 0
                 decoded = next(
                     (d for d in map(decode, batch) if not isinstance(d, Rejection)), None
