@@ -413,6 +413,18 @@ def soak(
     }
 
 
+#: How long the soak waits for its worker's /status. `WorkerProcess.status` gives up after 2 s,
+#: which a worker busy at 5,000 records/s on this shared machine at load 25 passed (a 150-day
+#: run failed on it at day 88); the soak is measuring, not probing readiness.
+STATUS_TIMEOUT_S = 30.0
+
+
+def worker_status(worker: WorkerProcess) -> dict[str, Any]:
+    """The worker's /status, waiting up to `STATUS_TIMEOUT_S` for it."""
+    status: dict[str, Any] = fetch_json(f"{worker.base_url}/status", timeout_s=STATUS_TIMEOUT_S)
+    return status
+
+
 class _Stopped(Exception):
     """The soak ended before its replay (it failed): the replay stops at its next line."""
 
@@ -564,7 +576,7 @@ def worker_soak(
                 raise RuntimeError(
                     f"the worker exited (log {worker.log_path}); its log ends:\n{worker.tail()}"
                 )
-            status = worker.status()
+            status = worker_status(worker)
             records = int(status["records"])
             summary = published.summary if done else None
             sent = summary.sent + summary.fallback if summary is not None else None
@@ -591,12 +603,12 @@ def worker_soak(
         )
         # The last sample once every partition's snapshot covers what it consumed.
         deadline = time.monotonic() + 120
-        status = worker.status()
+        status = worker_status(worker)
         while time.monotonic() < deadline and any(
             p["dirty"] for p in status["partitions"].values()
         ):
             time.sleep(1.0)
-            status = worker.status()
+            status = worker_status(worker)
         last_day = (newest_ts[-1] - first_ts) / DAY_MS
         snapshot_taken = {p: (h["snapshots"], last_day) for p, h in status["partitions"].items()}
         sample(status, last_day, final=True)

@@ -9,11 +9,16 @@ import math
 import os
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from bench.soak import growth_after, horizon_days, plot, soak
+from bench.soak import growth_after, horizon_days, plot, soak, worker_status
+from streams.runtime.settings import Settings
+from streams.tools.worker_process import WorkerProcess
 from tests.bench.test_svgplot import read_back
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +90,40 @@ def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
         "snapshot": True,
         "records_per_s": True,
     }
+
+
+class _SlowStatus(BaseHTTPRequestHandler):
+    """A worker's /status that answers after 2.5 s, as a loaded worker's did."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        time.sleep(2.5)
+        body = json.dumps({"records": 7, "partitions": {}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        del format, args
+
+
+def test_the_soak_waits_for_a_slow_status(tmp_path: Path) -> None:
+    """A 150-day worker soak failed at day 88 on `WorkerProcess.status`'s 2-second timeout under
+    load 25: the soak's own read of /status waits for the answer."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowStatus)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        port = server.server_address[1]
+        worker = WorkerProcess(Settings(web_port=port), tmp_path / "worker.log")
+        with pytest.raises(TimeoutError):
+            worker.status()  # what the soak called before
+        assert worker_status(worker) == {"records": 7, "partitions": {}}
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join(timeout=10)
 
 
 @pytest.mark.integration
