@@ -13,6 +13,7 @@ from agents.core.ledger import (
     SessionFacts,
     SessionSummary,
     counted_refunds,
+    order_cluster,
 )
 from agents.core.timeline import NEVER_MEMBER, Membership
 
@@ -94,6 +95,10 @@ class ClaimFacts:
         summarized, and not after its session horizon), by session id, then in `order_key`
         order."""
         return iter(self._session_orders)
+
+    def order_cluster(self, order: OrderFact) -> tuple[str, str]:
+        """The order's first clustering for the order shares (`ledger.order_cluster`)."""
+        return order_cluster(order, self.ledger.sessions, self.ledger.fold_sessions)
 
     def summaries(self) -> Iterator[tuple[str, SessionSummary]]:
         """The summarized started sessions, by session id."""
