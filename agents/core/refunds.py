@@ -66,6 +66,10 @@ class RefundTable:
             self._index = None
         return accepted
 
+    def forget_index(self) -> None:
+        """A refund was applied to a partition directly (`partition(n).apply`)."""
+        self._index = None
+
     def reject(self, number: int, reason: str) -> None:
         self.partition(number).reject(reason)
 

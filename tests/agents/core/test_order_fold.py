@@ -226,7 +226,7 @@ def test_a_version_7_state_loads_with_nothing_folded_and_folds_on() -> None:
     unfolded.apply(started(T0, "big"))
     unfolded.apply(_order(T0 + 1000, "o1", "u1", "big"))
     state = unfolded.__getstate__()
-    for name in ("order_fold", "_order_fold_hour"):
+    for name in ("order_fold", "_order_fold_day"):
         state.pop(name)
     old = Ledger.__new__(Ledger)
     old.__dict__.update(state)

@@ -1,0 +1,130 @@
+"""Issue 17: the worker's refund table over the whole orders topic (streams/runtime/refunds.py),
+so that a worker's partitions fold their orders past the refund horizon with every refund that
+can count for them: partition states fed like a worker's, and a worker on the real broker with
+`LIVEPULSE_FOLD_SESSIONS`, against the fixtures' truth files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from agents.core import build_report
+from agents.core.ledger import TOPICS
+from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.refunds import WorkerRefundTable
+from streams.runtime.state import LiveState
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.worker_process import WorkerProcess
+from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding
+from tests.agents.core.test_retention import _check_summarized
+from tests.streams.test_membership import PARTITIONS, _table, routed
+from tests.support.live import drain, fixture_lines, replay_lines, report_of, run_settings
+
+ORDERS = "live.orders"
+_ORDERS = TOPICS.index(ORDERS)
+
+
+def _refund_table(records: list[RawRecord], caught_up: bool = True) -> WorkerRefundTable:
+    table = WorkerRefundTable(WINDOW, None, REFUND_HORIZON)
+    ends: dict[int, int] = {}
+    for record in records:
+        if record.topic == ORDERS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to(ends if caught_up else {p: 10**9 for p in range(PARTITIONS)})
+    return table
+
+
+def _fed(records: list[RawRecord], refunds: WorkerRefundTable | None) -> LiveState:
+    state = LiveState(
+        dedupe_window_ms=WINDOW,
+        refund_horizon_ms=REFUND_HORIZON,
+        fold_sessions=True,
+        membership=_table(records, WINDOW),
+        refunds=refunds,
+    )
+    for partition in range(PARTITIONS):  # one batch per partition: each in its offset order
+        state.apply_batch([r for r in records if r.partition == partition])
+    return state
+
+
+def test_partitions_with_the_refund_table_fold_their_orders_exactly() -> None:
+    """3 partition states fed like a worker's (`LiveState`, xhs split by contract key, a 2-day
+    window, a 13-day refund horizon): with the table of every orders partition their orders
+    fold, every refund being in the partition of the empty key, and every claim equals the
+    keep-everything ledger's and the truth file's; the table holds the refunds the partition
+    ledgers hold (the same duplicates and expiries); not caught up, it folds nothing."""
+    records = routed("xhs", PARTITIONS)
+    table = _refund_table(records)
+    assert table.refund_fold_ts() is not None
+    state = _fed(records, table)
+    ledgers = [p.ledger for p in state.partitions.values()]
+    keep = _folding([e for _topic, _key, e in _decoded(records)], None)
+    assert sum(ledger.order_fold.orders for ledger in ledgers) >= 0.6 * len(keep.orders)
+    assert sorted(refund.ts for refund in table.table.refunds()) == sorted(
+        refund.ts for refund in keep.refunds
+    )
+    _check_summarized(build_report(state.ledger), build_report(keep), "xhs.jsonl")
+
+    waiting = _fed(records, _refund_table(records, caught_up=False))
+    assert sum(p.ledger.order_fold.orders for p in waiting.partitions.values()) == 0
+
+
+def _decoded(records: list[RawRecord]) -> list[tuple[str, bytes, object]]:
+    from schemas import decode
+
+    return [(r.topic, r.key or b"", decode(r.value or b"")) for r in records]
+
+
+def test_the_table_drops_the_refunds_no_held_order_can_use() -> None:
+    """Once every held ledger's orders horizon and the table's have passed a refund's ts + the
+    refund horizon, the table forgets it (its memory follows the horizon, not the stream)."""
+    records = routed("xhs", PARTITIONS)
+    table = _refund_table(records)
+    held = len(list(table.table.refunds()))
+    table.held_horizons = lambda: [table.table.refund_fold_ts()]
+    table.advance(0, 0)
+    assert 0 < table.table.dropped < held
+    fold_ts = table.refund_fold_ts()
+    assert fold_ts is not None
+    assert all(r.ts >= fold_ts - REFUND_HORIZON for r in table.table.refunds())
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_worker_with_the_fold_folds_orders_and_its_claims_equal_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`LIVEPULSE_FOLD_SESSIONS=true`, 3 partitions, a 2-day window and a 13-day refund
+    horizon, the xhs fixture replayed into a running worker: its refund table reads every
+    orders partition, its partitions fold most orders (their refunds in another partition),
+    and its /report claims, `size_refund_share` and `return_rate` included, equal the
+    keep-everything ledger's and the truth file."""
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="refunds",
+        partitions=PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=WINDOW / 1000,
+        refund_horizon_days=REFUND_HORIZON / 86_400_000,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "xhs.jsonl", fixture_lines("xhs"))
+        drain(worker, timeout_s=120)
+        report = report_of(worker)
+        status = worker.status()
+    finally:
+        worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert status["refunds"]["caught_up"], status["refunds"]
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", PARTITIONS))], None)
+    assert report["retention"]["folded_orders"] >= 0.5 * len(keep.orders), report["retention"]
+    _check_summarized(report, build_report(keep), "xhs.jsonl")
