@@ -56,7 +56,8 @@ def test_partitions_with_the_refund_table_fold_their_orders_exactly() -> None:
     window, a 13-day refund horizon): with the table of every orders partition their orders
     fold, every refund being in the partition of the empty key, and every claim equals the
     keep-everything ledger's and the truth file's; the table holds the refunds the partition
-    ledgers hold (the same duplicates and expiries); not caught up, it folds nothing."""
+    ledgers hold (the same duplicates and expiries); without it the refund claims are wrong; not
+    caught up, it folds nothing."""
     records = routed("xhs", PARTITIONS)
     table = _refund_table(records)
     assert table.refund_fold_ts() is not None
@@ -68,6 +69,11 @@ def test_partitions_with_the_refund_table_fold_their_orders_exactly() -> None:
         refund.ts for refund in keep.refunds
     )
     _check_summarized(build_report(state.ledger), build_report(keep), "xhs.jsonl")
+
+    alone = build_report(_fed(records, None).ledger)["claims"]  # each ledger its own refunds
+    for claim in ("size_refund_share", "return_rate"):
+        want = build_report(keep)["claims"][claim]["observed"]
+        assert alone[claim]["observed"] < 0.8 * want, claim
 
     waiting = _fed(records, _refund_table(records, caught_up=False))
     assert sum(p.ledger.order_fold.orders for p in waiting.partitions.values()) == 0
