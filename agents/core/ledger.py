@@ -955,6 +955,9 @@ class Ledger:
         self._refund_index: dict[str, list[RefundFact]] | None = None
         # The day of `ts` the order fold last ran to (it runs once per day of its horizon).
         self._order_fold_day: int | None = None
+        #: The horizon the order fold last ran at (None: never): every order paid more than
+        #: the refund horizon before it is folded, but those whose cluster was not whole.
+        self.order_fold_ts: int | None = None
         self._init_session_fold()
         #: Sessions folded or summarized since the board last took them
         #: (`OperatorBoard.take_folded`).
@@ -1018,6 +1021,8 @@ class Ledger:
         if "order_fold" not in state:  # version 7 or older: no order folded
             self.order_fold = OrderFold()
             self._order_fold_day = None
+        if "order_fold_ts" not in state:
+            self.order_fold_ts = None
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -1327,6 +1332,7 @@ class Ledger:
         if self._order_fold_day is not None and day <= self._order_fold_day:
             return
         self._order_fold_day = day
+        self.order_fold_ts = horizon
         due = horizon - horizon_ms  # an order paid before it has all its refunds
         sessions, fold_sessions = self.sessions, self.fold_sessions
         clusters: dict[tuple[str, str], list[OrderFact]] = {}

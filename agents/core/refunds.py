@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 from agents.core.ledger import Ledger, RefundFact
 from schemas.events import Event, OrderPaid
@@ -90,16 +90,19 @@ class RefundTable:
         ]
         return min(horizons) if horizons else None
 
-    def drop_below(self, ts: int) -> None:
-        """Forget the refunds stamped before `ts - refund horizon` (call with the oldest
-        horizon an order fold reading this table may still use: then no order it can count
-        for is still unfolded, `Ledger._fold_orders`)."""
+    def drop_below(self, ts: int, keep: Container[str] = ()) -> None:
+        """Forget the refunds stamped before `ts - refund horizon` but those of the order ids
+        in `keep` (call with the oldest horizon an order fold reading this table has folded
+        to, and the order ids still held unfolded: then no order a dropped refund can count
+        for is still to fold, `Ledger._fold_orders`)."""
         horizon_ms = self.refund_horizon_ms
         if horizon_ms is None:
             return
         below = ts - horizon_ms
         for held in self.partitions.values():
-            kept = [refund for refund in held.refunds if refund.ts >= below]
+            kept = [
+                refund for refund in held.refunds if refund.ts >= below or refund.order_id in keep
+            ]
             if len(kept) != len(held.refunds):
                 self.dropped += len(held.refunds) - len(kept)
                 held.refunds = kept

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from agents.core.ingest import Rejected, ingest
-from agents.core.ledger import RefundFact
+from agents.core.ledger import Ledger, RefundFact
 from agents.core.refunds import RefundTable
 
 #: How often (in hours of the table's horizon) the refunds no held order can use are dropped.
@@ -34,12 +34,14 @@ class WorkerRefundTable:
     """A `RefundTable` fed by `MembershipReader` (records with their offsets), and the
     `RefundSource` every partition ledger of the process folds its orders with.
 
-    `held_horizons` gives the orders horizons of the partition ledgers this process holds
-    (`LiveState`): a refund is dropped once the oldest of them and the table's own has passed
-    its `ts` + the refund horizon (`RefundTable.drop_below`), since no order it can count for
-    is then still unfolded in a held ledger. A ledger restored later at an older position
-    (a rebalance) may need refunds dropped before: it folds them as not refunded; the window
-    of that (the restored state's age in event time) is documented, not closed.
+    `held_ledgers` gives the partition ledgers this process holds (`LiveState`): a refund is
+    dropped once the table's horizon and every held ledger's last order fold
+    (`Ledger.order_fold_ts`: a fold is lazy, once a day of its horizon) have passed its `ts` +
+    the refund horizon and no held ledger still holds a payment of its order id (one whose
+    session is not summarized yet folds later, with it), so no order it can count for is
+    still to fold in a held ledger. A ledger restored later at an older position (a
+    rebalance) may need refunds dropped before: it folds them as not refunded; the window of
+    that (the restored state's age in event time) is documented, not closed.
     """
 
     def __init__(
@@ -47,10 +49,10 @@ class WorkerRefundTable:
         dedupe_window_ms: int | None,
         future_tolerance_ms: int | None,
         refund_horizon_ms: int | None,
-        held_horizons: Callable[[], Iterable[int | None]] = lambda: (),
+        held_ledgers: Callable[[], Iterable[Ledger]] = lambda: (),
     ) -> None:
         self.table = RefundTable(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
-        self.held_horizons = held_horizons
+        self.held_ledgers = held_ledgers
         #: Partition -> the next offset to read (what the table holds is before it).
         self.positions: dict[int, int] = {}
         self._catch_up: dict[int, int] | None = None
@@ -106,14 +108,16 @@ class WorkerRefundTable:
         horizon = self.refund_fold_ts()
         if horizon is None:
             return
-        held = list(self.held_horizons())
-        if not held or any(h is None for h in held):
+        ledgers = list(self.held_ledgers())
+        folded = [ledger.order_fold_ts for ledger in ledgers]
+        if not ledgers or any(ts is None for ts in folded):
             return
-        oldest = min([horizon, *(h for h in held if h is not None)])
+        oldest = min([horizon, *(ts for ts in folded if ts is not None)])
         if self._dropped_at is not None and oldest < self._dropped_at + _DROP_EVERY_MS:
             return
         self._dropped_at = oldest
-        self.table.drop_below(oldest)
+        held_ids = {order.order_id for ledger in ledgers for order in ledger.orders}
+        self.table.drop_below(oldest, keep=held_ids)
 
     def status(self) -> dict[str, Any]:
         return {

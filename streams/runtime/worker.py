@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 
+from agents.core import Ledger
 from streams.runtime.app import create_app
 from streams.runtime.batch_consumer import commit_positions
 from streams.runtime.deadletters import DeadLetterPipeline, DeadLetterPublisher, topic_sender
@@ -120,7 +121,7 @@ class Worker:
         )
 
         if self.refunds is not None:  # what its refunds may still be needed by
-            self.refunds.held_horizons = self._held_orders_horizons
+            self.refunds.held_ledgers = self._held_ledgers
         # Rejected records -> the dead-letter topic, in the background, settled before snapshots.
         self.deadletter_topic = raw_topic(app, settings.deadletter)
         given_up = self.metrics.deadletter_failures.labels(settings.deadletter)
@@ -176,9 +177,9 @@ class Worker:
     async def _commit(self, positions: dict[SourceTP, int]) -> None:
         await commit_positions(self.app, positions)
 
-    def _held_orders_horizons(self) -> list[int | None]:
-        """The orders horizon of each partition ledger held here (the refund table's drop)."""
-        return [p.ledger.refund_fold_ts() for p in self.state.partitions.values()]
+    def _held_ledgers(self) -> list[Ledger]:
+        """The partition ledgers held here (what the refund table's drop waits for)."""
+        return [p.ledger for p in self.state.partitions.values()]
 
     async def _membership_caught_up(self) -> None:
         """Before the first assignment's states are restored: start the membership and refund
