@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.core import build_report
+from agents.core import Ledger, build_report
 from agents.core.ledger import TOPICS
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.refunds import WorkerRefundTable
@@ -19,7 +19,7 @@ from streams.runtime.state import LiveState
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.worker_process import WorkerProcess
 from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding
-from tests.agents.core.test_retention import _check_summarized
+from tests.agents.core.test_retention import DAY, T0, _check_summarized
 from tests.streams.test_membership import PARTITIONS, _table, routed
 from tests.support.live import drain, fixture_lines, replay_lines, report_of, run_settings
 
@@ -147,3 +147,60 @@ def test_a_worker_with_the_fold_folds_orders_and_its_claims_equal_the_truth(
     keep = _folding([e for _t, _k, e in _decoded(routed("xhs", PARTITIONS))], None)
     assert report["retention"]["folded_orders"] >= 0.5 * len(keep.orders), report["retention"]
     _check_summarized(report, build_report(keep), "xhs.jsonl")
+
+
+def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
+    """A 20-day live session with an order in its first hour and a refund a day later, a
+    10-day refund horizon: the order is due long before its session is summarized; the table
+    keeps the refund while a held ledger still holds the order (dropping it by the horizons
+    alone, as first written, folded the order unrefunded: the worker soak lost 35 of 1,915
+    refunds), and drops it once the order is folded."""
+    import orjson
+
+    from schemas import decode
+
+    ledger = Ledger(DAY, refund_horizon_ms=10 * DAY, fold_sessions=True)
+    table = WorkerRefundTable(DAY, None, 10 * DAY, held_ledgers=lambda: [ledger])
+    ledger.refunds_from = table
+    ledger.membership_from = ledger
+    table.catch_up_to({0: 0})
+    offset = 0
+    item = {"sku_id": "k1", "quantity": 1, "unit_price_cents": 9900, "category": "apparel"}
+    events: list[dict[str, object]] = [
+        {"type": "session_started", "ts": T0, "session_id": "long", "room_id": "r1",
+         "merchant_id": "m1"},
+        {"type": "order_paid", "ts": T0 + 1000, "order_id": "o1", "session_id": "long",
+         "merchant_id": "m1", "user_id": "u1", "amount_cents": 9900, "items": [item]},
+        {"type": "order_refunded", "ts": T0 + DAY, "order_id": "o1", "amount_cents": 9900,
+         "reason": "size"},
+    ]  # fmt: skip
+    for day in range(1, 40):
+        ts = T0 + day * DAY
+        if day == 20:
+            events.append({"type": "session_ended", "ts": ts, "session_id": "long"})
+        events += [
+            {"type": "session_started", "ts": ts, "session_id": f"s{day}", "room_id": "r2",
+             "merchant_id": "m1"},
+            {"type": "session_ended", "ts": ts + 1, "session_id": f"s{day}"},
+            {"type": "viewer_joined", "ts": ts, "session_id": f"s{day}", "user_id": "w"},
+            {"type": "interaction", "ts": ts, "session_id": f"s{day}", "user_id": "w",
+             "kind": "like"},
+            {"type": "group_joined", "ts": ts, "merchant_id": "m1", "user_id": "w",
+             "group_id": "g1"},
+            {"type": "order_refunded", "ts": ts, "order_id": "none", "amount_cents": 1},
+        ]  # fmt: skip
+    kept_while_held = []
+    for i, fields in enumerate(events):
+        line = orjson.dumps({"event_id": f"e{i}", **fields})
+        ledger.apply(decode(line))  # type: ignore[arg-type]
+        if fields["type"] in ("order_paid", "order_refunded"):
+            table.apply(0, offset, line)
+            offset += 1
+            table.advance(0, offset)
+        if i >= 2 and any(o.order_id == "o1" for o in ledger.orders):  # refunded, held
+            kept_while_held.append(bool(table.refunds_of("o1")))
+    assert kept_while_held and all(kept_while_held)
+    assert ledger.order_fold.orders >= 1 and not any(o.order_id == "o1" for o in ledger.orders)
+    claims = build_report(ledger)["claims"]
+    assert claims["size_refund_share"]["detail"]["size_refunded"] == 1
+    assert table.table.dropped > 0 and not table.refunds_of("o1")
