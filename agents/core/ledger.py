@@ -1315,8 +1315,9 @@ class Ledger:
         stamped before H are decided (counted, late, unmatched) and dropped with it; a refund
         whose id has no held payment is dropped once H has passed its ts + the horizon (no
         payment it can count for can still be unfolded here): unmatched in a ledger that is
-        its own source, else `dropped_refunds` (its orders, if any, are another partition's,
-        which folds them from its source)."""
+        its own source, else `dropped_refunds` once the source has dropped it too (its
+        orders, if any, are another partition's, which folds them from its source, and may
+        hold them unfolded until then)."""
         horizon_ms = self.refund_horizon_ms
         own = self.horizon_ts(_ORDERS)
         if horizon_ms is None or own is None:
@@ -1457,12 +1458,18 @@ class Ledger:
         """Drop the refunds whose id has no held payment once every payment they can count for
         is past the fold (`_fold_orders`)."""
         held_ids = {order.order_id for order in self.orders}
+        source = self.refunds_from
         keep: list[RefundFact] = []
         for refund in self.refunds:
             if refund.ts + horizon_ms >= horizon or refund.order_id in held_ids:
                 keep.append(refund)
-            elif self.refunds_from is None:
+            elif source is None:
                 self.order_fold.unmatched_refunds += 1  # no payment of it at or before it
+            elif refund in source.refunds_of(refund.order_id):
+                # Another partition may still hold its order unfolded (a session not yet
+                # summarized), whose held claims read this copy in a merged report: kept
+                # until the source, which knows its process's held orders, drops it.
+                keep.append(refund)
             else:
                 self.order_fold.dropped_refunds += 1
         if len(keep) != len(self.refunds):

@@ -151,18 +151,25 @@ def test_a_worker_with_the_fold_folds_orders_and_its_claims_equal_the_truth(
 
 def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
     """A 20-day live session with an order in its first hour and a refund a day later, a
-    10-day refund horizon: the order is due long before its session is summarized; the table
-    keeps the refund while a held ledger still holds the order (dropping it by the horizons
-    alone, as first written, folded the order unrefunded: the worker soak lost 35 of 1,915
-    refunds), and drops it once the order is folded."""
+    10-day refund horizon, the order's partition apart from the refunds' (as in a worker):
+    the order is due long before its session is summarized; while its partition holds it,
+    the table keeps the refund (dropping it by the horizons alone, as first written, folded
+    the order unrefunded: the worker soak lost 35 of 1,915 refunds) and so does the refunds'
+    partition (its copy is what the held order's claims read in a merged report: dropped by
+    its horizon alone, 9 more were lost); once the order is folded both drop it."""
     import orjson
 
+    from agents.core.merge import merge_ledgers
     from schemas import decode
 
-    ledger = Ledger(DAY, refund_horizon_ms=10 * DAY, fold_sessions=True)
-    table = WorkerRefundTable(DAY, None, 10 * DAY, held_ledgers=lambda: [ledger])
-    ledger.refunds_from = table
-    ledger.membership_from = ledger
+    def ledger() -> Ledger:
+        return Ledger(DAY, refund_horizon_ms=10 * DAY, fold_sessions=True)
+
+    orders, refunds = ledger(), ledger()  # the session's partition, the empty key's
+    table = WorkerRefundTable(DAY, None, 10 * DAY, held_ledgers=lambda: [orders, refunds])
+    for held in (orders, refunds):
+        held.refunds_from = table
+        held.membership_from = orders
     table.catch_up_to({0: 0})
     offset = 0
     item = {"sku_id": "k1", "quantity": 1, "unit_price_cents": 9900, "category": "apparel"}
@@ -187,20 +194,30 @@ def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
              "kind": "like"},
             {"type": "group_joined", "ts": ts, "merchant_id": "m1", "user_id": "w",
              "group_id": "g1"},
+            {"type": "order_paid", "ts": ts, "order_id": f"p{day}", "merchant_id": "m1",
+             "user_id": "w", "amount_cents": 100, "items": [item]},
             {"type": "order_refunded", "ts": ts, "order_id": "none", "amount_cents": 1},
         ]  # fmt: skip
     kept_while_held = []
     for i, fields in enumerate(events):
         line = orjson.dumps({"event_id": f"e{i}", **fields})
-        ledger.apply(decode(line))  # type: ignore[arg-type]
+        event = decode(line)
+        if fields["type"] == "order_refunded":
+            refunds.apply(event)  # type: ignore[arg-type]
+        else:
+            orders.apply(event)  # type: ignore[arg-type]
         if fields["type"] in ("order_paid", "order_refunded"):
             table.apply(0, offset, line)
             offset += 1
             table.advance(0, offset)
-        if i >= 2 and any(o.order_id == "o1" for o in ledger.orders):  # refunded, held
+        if i >= 2 and any(o.order_id == "o1" for o in orders.orders):  # refunded, held
             kept_while_held.append(bool(table.refunds_of("o1")))
+            if fields["type"] == "group_joined" and fields["ts"] == T0 + 15 * DAY:
+                merged = build_report(merge_ledgers([orders, refunds]))["claims"]
+                assert merged["size_refund_share"]["detail"]["size_refunded"] == 1
     assert kept_while_held and all(kept_while_held)
-    assert ledger.order_fold.orders >= 1 and not any(o.order_id == "o1" for o in ledger.orders)
-    claims = build_report(ledger)["claims"]
+    assert orders.order_fold.orders >= 1 and not any(o.order_id == "o1" for o in orders.orders)
+    claims = build_report(merge_ledgers([orders, refunds]))["claims"]
     assert claims["size_refund_share"]["detail"]["size_refunded"] == 1
     assert table.table.dropped > 0 and not table.refunds_of("o1")
+    assert not any(refund.order_id == "o1" for refund in refunds.refunds)
