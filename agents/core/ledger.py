@@ -765,9 +765,14 @@ def order_cluster(
     return ("session", sid)
 
 
-def first_payment_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
-    """`facts.order_key`: the canonical order of orders (by ts, then every field a claim can
-    read), here for the order fold's first payment of an order id (`return_rate`'s case)."""
+def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
+    """A canonical order of orders: by ts, then every field a claim can read (not `seq`).
+
+    Claims iterate orders in this order, so that a report is a function of the set of events
+    and not of their arrival order across topics and partitions (a case list's order moves
+    the last bits of float sums in the intervals): two orders equal under it are
+    indistinguishable to every claim.
+    """
     return (
         order.ts,
         order.order_id,
@@ -1408,7 +1413,7 @@ class Ledger:
                     case(SIZE_REFUNDS, key, order.user_id, size_refunded)
                 case(BUNDLES, key, order.user_id, order.distinct_skus >= 2)
                 fold.orders += 1
-            first_key, first = min(paid, key=lambda pair: first_payment_key(pair[1]))
+            first_key, first = min(paid, key=lambda pair: order_key(pair[1]))
             case(RETURNS, first_key, first.user_id, bool(counted))
             # The operator's refunds by session: the id's earliest session order's session.
             in_sessions = [
