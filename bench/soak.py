@@ -576,7 +576,10 @@ def worker_soak(
                 raise RuntimeError(
                     f"the worker exited (log {worker.log_path}); its log ends:\n{worker.tail()}"
                 )
-            status = worker.status()
+            try:
+                status = worker.status()
+            except TimeoutError:  # a loaded machine: the worker answers at the next poll
+                continue
             records = int(status["records"])
             summary = published.summary if done else None
             sent = summary.sent + summary.fallback if summary is not None else None
