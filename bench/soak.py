@@ -32,6 +32,7 @@ import io
 import itertools
 import json
 import math
+import pickle
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +304,11 @@ def prepare_in_child(days: int, scale: float, seed: int, stream: Path) -> None:
     )
 
 
+def _packed_kb(part: object) -> float:
+    """A part of the state's size as a snapshot stores it (pickle, zlib level 1), in KB."""
+    return len(zlib.compress(pickle.dumps(part, protocol=5), 1)) / 1e3
+
+
 def soak(
     days: int,
     scale: float,
@@ -354,6 +361,11 @@ def soak(
                 "folded_sessions": folded,
                 "summarized_sessions": ledger.summarized_sessions,
                 "orders": len(ledger.orders),
+                "refunds": len(ledger.refunds),
+                # The order fold's parts (issue 17), pickled as a snapshot writes them.
+                "orders_kb": _packed_kb(ledger.orders),
+                "refunds_kb": _packed_kb(ledger.refunds),
+                "order_fold_kb": _packed_kb(getattr(ledger, "order_fold", None)),
                 "records_per_s": chunk_records / chunk_s if chunk_s else None,
             }
         )

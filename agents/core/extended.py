@@ -8,19 +8,25 @@ from agents.core.facts import ClaimFacts as _Facts
 from agents.core.facts import Measurement
 from agents.core.facts import ratio as _ratio
 from agents.core.ledger import (
+    BUNDLES,
     FOLDED_ANSWERED,
     FOLDED_WITHIN_3S,
     OLD_REPLY_BAR_MS,
     POST_LIVE_TAIL_MS,
     REPLY_BAR_MS,
+    RETURNS,
     SESSION_HORIZON_MS,
+    SIZE_REFUNDS,
     OrderFact,
 )
 from agents.core.sketch import quantile
 from agents.core.stats import (
+    ClusterSums,
+    add_cluster_sums,
+    cluster_sums,
     cluster_wilson_interval,
     rate_score_from_sums,
-    two_way_wilson_interval,
+    two_way_wilson_from_sums,
 )
 
 DAY_MS: Final[int] = 86_400_000
@@ -34,30 +40,60 @@ SECOND_MS: Final[int] = 1_000
 # the ledger's `REPLY_BAR_MS` and `OLD_REPLY_BAR_MS` (its fold counts against them).
 
 
-def _order_cluster(order: OrderFact) -> tuple[str, str]:
-    """An order's session, or the order itself when it has no session (a group-chat link or a
-    reorder is an independent purchase)."""
-    return (
-        ("session", order.session_id) if order.session_id is not None else ("order", order.order_id)
-    )
-
-
 def _order_share(
-    hits: list[bool], orders: list[OrderFact], hits_key: str, total_key: str
+    facts: _Facts,
+    hits: list[bool],
+    orders: list[OrderFact],
+    claim: int,
+    hits_key: str,
+    total_key: str,
 ) -> Measurement:
     """A share of paid orders with Wilson on the effective sample size of two crossed
-    clusterings (`two_way_wilson_interval`): orders of one session share its line-up and
+    clusterings (`two_way_wilson_from_sums`): orders of one session share its line-up and
     audience, and one buyer orders many times (their size, their taste for bundles, their
-    habit of returning). `clusters` counts the first clustering (sessions and lone orders)."""
-    count = sum(hits)
-    total = len(orders)
-    sessions = [_order_cluster(order) for order in orders]
+    habit of returning). `clusters` counts the first clustering (sessions and lone orders,
+    `ledger.order_cluster`). The held orders' cases are added to the folded ones
+    (`Ledger.order_fold`, claim index `claim`: whole clusters and pairs, per buyer running
+    totals), all in integer sums, so the interval is the one of every case together."""
+    fold = facts.ledger.order_fold
+    by_cluster: dict[tuple[str, str], list[int]] = {}
+    by_user: dict[str, list[int]] = {}
+    by_pair: dict[tuple[tuple[str, str], str], list[int]] = {}
+    for hit, order in zip(hits, orders, strict=True):
+        key = facts.order_cluster(order)
+        for row in (
+            by_cluster.setdefault(key, [0, 0]),
+            by_user.setdefault(order.user_id, [0, 0]),
+            by_pair.setdefault((key, order.user_id), [0, 0]),
+        ):
+            row[0] += hit
+            row[1] += 1
+    for user, totals in fold.users.items():
+        h, n = totals[2 * claim], totals[2 * claim + 1]
+        if n:
+            row = by_user.setdefault(user, [0, 0])
+            row[0] += h
+            row[1] += n
+    count = sum(hits) + fold.hits[claim]
+    total = len(orders) + fold.cases[claim]
+    folded_first = fold.first[claim]
+    first: ClusterSums = add_cluster_sums(
+        cluster_sums(by_cluster.values()),
+        (folded_first[0], folded_first[1], folded_first[2], folded_first[3]),
+    )
+    folded_pairs = fold.pairs[claim]
+    pairs: ClusterSums = add_cluster_sums(
+        cluster_sums(by_pair.values()),
+        (folded_pairs[0], folded_pairs[1], folded_pairs[2], folded_pairs[3]),
+    )
     return Measurement(
         _ratio(count, total),
         total,
-        two_way_wilson_interval(hits, sessions, [order.user_id for order in orders]),
+        two_way_wilson_from_sums(count, total, first, cluster_sums(by_user.values()), pairs)
+        if total
+        else None,
         {hits_key: count, total_key: total},
-        clusters=len(set(sessions)),
+        clusters=first[0],
     )
 
 
@@ -73,7 +109,7 @@ def size_refund_share(facts: _Facts) -> Measurement:
     size_refunded = {refund.order_id for refund in facts.refunds if refund.reason == "size"}
     apparel = [order for order in facts.orders if order.has_apparel]
     hits = [order.order_id in size_refunded for order in apparel]
-    return _order_share(hits, apparel, "size_refunded", "apparel_orders")
+    return _order_share(facts, hits, apparel, SIZE_REFUNDS, "size_refunded", "apparel_orders")
 
 
 def bundle_share(facts: _Facts) -> Measurement:
@@ -84,7 +120,7 @@ def bundle_share(facts: _Facts) -> Measurement:
     """
     orders = facts.orders
     hits = [order.distinct_skus >= 2 for order in orders]
-    return _order_share(hits, orders, "bundle_orders", "paid_orders")
+    return _order_share(facts, hits, orders, BUNDLES, "bundle_orders", "paid_orders")
 
 
 def post_live_tail(facts: _Facts) -> Measurement:
@@ -224,7 +260,7 @@ def return_rate(facts: _Facts) -> Measurement:
     refunded = {refund.order_id for refund in facts.refunds}  # under the refund horizon
     orders = list(first.values())
     hits = [order.order_id in refunded for order in orders]
-    return _order_share(hits, orders, "refunded_orders", "paid_orders")
+    return _order_share(facts, hits, orders, RETURNS, "refunded_orders", "paid_orders")
 
 
 EXTENDED_CLAIM_FUNCTIONS: Final = {

@@ -13,6 +13,10 @@ from agents.core.ledger import (
     SessionFacts,
     SessionSummary,
     counted_refunds,
+    order_cluster,
+)
+from agents.core.ledger import (
+    order_key as order_key,
 )
 from agents.core.timeline import NEVER_MEMBER, Membership
 
@@ -34,27 +38,6 @@ class Measurement:
 
 def ratio(num: float, den: float) -> float | None:
     return num / den if den else None
-
-
-def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
-    """A canonical order of orders: by ts, then every field a claim can read (not `seq`).
-
-    Claims iterate orders in this order, so that a report is a function of the set of events
-    and not of their arrival order across topics and partitions (a case list's order moves
-    the last bits of float sums in the intervals): two orders equal under it are
-    indistinguishable to every claim.
-    """
-    return (
-        order.ts,
-        order.order_id,
-        order.session_id or "",
-        order.merchant_id,
-        order.user_id,
-        order.amount_cents,
-        order.max_unit_price_cents,
-        order.has_apparel,
-        order.distinct_skus,
-    )
 
 
 class ClaimFacts:
@@ -94,6 +77,10 @@ class ClaimFacts:
         summarized, and not after its session horizon), by session id, then in `order_key`
         order."""
         return iter(self._session_orders)
+
+    def order_cluster(self, order: OrderFact) -> tuple[str, str]:
+        """The order's first clustering for the order shares (`ledger.order_cluster`)."""
+        return order_cluster(order, self.ledger.sessions, self.ledger.fold_sessions)
 
     def summaries(self) -> Iterator[tuple[str, SessionSummary]]:
         """The summarized started sessions, by session id."""

@@ -735,6 +735,144 @@ class SessionFacts:
         return [order for order in self.orders if order.ts <= last]
 
 
+#: The claims the order fold keeps sums for (`OrderFold`), by index: each a share of paid
+#: orders clustered by (session or lone order) and by buyer (`extended._order_share`).
+ORDER_CLAIMS: Final[tuple[str, ...]] = ("size_refund_share", "bundle_share", "return_rate")
+SIZE_REFUNDS: Final[int] = 0
+BUNDLES: Final[int] = 1
+RETURNS: Final[int] = 2
+
+
+def order_cluster(
+    order: OrderFact, sessions: Mapping[str, SessionFacts], fold_sessions: bool
+) -> tuple[str, str]:
+    """An order's first clustering for the refund and bundle shares: its session, or the order
+    itself when it has none (a group-chat link or a reorder is an independent purchase). With
+    the session fold, an order stamped after its session's horizon is an order outside a
+    session (docs/design.md, "The session horizon"): its own cluster, so that a summarized
+    session's cluster is whole when its orders fold (`Ledger._fold_orders`)."""
+    sid = order.session_id
+    if sid is None:
+        return ("order", order.order_id)
+    if fold_sessions:
+        session = sessions.get(sid)
+        if (
+            session is not None
+            and session.ended_ts is not None
+            and order.ts > session.ended_ts + SESSION_HORIZON_MS
+        ):
+            return ("order", order.order_id)
+    return ("session", sid)
+
+
+def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
+    """A canonical order of orders: by ts, then every field a claim can read (not `seq`).
+
+    Claims iterate orders in this order, so that a report is a function of the set of events
+    and not of their arrival order across topics and partitions (a case list's order moves
+    the last bits of float sums in the intervals): two orders equal under it are
+    indistinguishable to every claim.
+    """
+    return (
+        order.ts,
+        order.order_id,
+        order.session_id or "",
+        order.merchant_id,
+        order.user_id,
+        order.amount_cents,
+        order.max_unit_price_cents,
+        order.has_apparel,
+        order.distinct_skus,
+    )
+
+
+class OrderFold:
+    """The paid orders folded out of a ledger once no refund that can count for them can still
+    come (`Ledger._fold_orders`; docs/design.md, "Worker state: what is kept"): for each of
+    `ORDER_CLAIMS` its hits and cases and the integer `ClusterSums` (clusters, sum h^2, sum h n,
+    sum n^2) of the first clustering (sessions and lone orders) and of the (cluster, buyer)
+    pairs, whole clusters only; per buyer the running (hits, cases) of each claim (the second
+    clustering, added to the held orders' at report time); the refunds the fold decided
+    (counted, late, unmatched, and dropped by a ledger that does not hold their orders);
+    and per session the counted refunds and their cents (the operator's refunds by session).
+    Nothing per order: it grows with sessions and buyers, not with orders.
+    """
+
+    __slots__ = (
+        "cases",
+        "counted_refunds",
+        "dropped_refunds",
+        "first",
+        "hits",
+        "late_refunds",
+        "orders",
+        "pairs",
+        "session_refunds",
+        "unmatched_refunds",
+        "users",
+    )
+
+    def __init__(self) -> None:
+        self.orders = 0
+        self.hits: list[int] = [0] * len(ORDER_CLAIMS)
+        self.cases: list[int] = [0] * len(ORDER_CLAIMS)
+        self.first: list[list[int]] = [[0, 0, 0, 0] for _ in ORDER_CLAIMS]
+        self.pairs: list[list[int]] = [[0, 0, 0, 0] for _ in ORDER_CLAIMS]
+        #: user -> [hits, cases] of each claim in `ORDER_CLAIMS` order (six ints).
+        self.users: dict[str, list[int]] = {}
+        self.counted_refunds = 0
+        self.late_refunds = 0
+        self.unmatched_refunds = 0
+        self.dropped_refunds = 0
+        #: session id -> [counted refunds, their cents], by the refunded order id's earliest
+        #: session order (`OperatorBoard._refunds_by_session`'s rule).
+        self.session_refunds: dict[str, list[int]] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
+        for name in self.__slots__:
+            if name in state:
+                setattr(self, name, state[name])
+
+    def add(self, other: OrderFold) -> None:
+        """Another ledger's fold added (disjoint clusters: partitions of one stream)."""
+        self.orders += other.orders
+        for i in range(len(ORDER_CLAIMS)):
+            self.hits[i] += other.hits[i]
+            self.cases[i] += other.cases[i]
+            self.first[i] = [a + b for a, b in zip(self.first[i], other.first[i], strict=True)]
+            self.pairs[i] = [a + b for a, b in zip(self.pairs[i], other.pairs[i], strict=True)]
+        for user, values in other.users.items():
+            held = self.users.get(user)
+            if held is None:
+                self.users[user] = list(values)
+            else:
+                for i, value in enumerate(values):
+                    held[i] += value
+        self.counted_refunds += other.counted_refunds
+        self.late_refunds += other.late_refunds
+        self.unmatched_refunds += other.unmatched_refunds
+        self.dropped_refunds += other.dropped_refunds
+        for sid, (count, cents) in other.session_refunds.items():
+            held_refunds = self.session_refunds.setdefault(sid, [0, 0])
+            held_refunds[0] += count
+            held_refunds[1] += cents
+
+
+class RefundSource(Protocol):
+    """Where a ledger's order fold reads the refunds of an order id (`Ledger.refunds_from`):
+    every refund applied so far, and the oldest `ts` a refund may have and still be applied
+    (None: any). A `Ledger` is one (a ledger fed every refund: `livepulse analyze`); a worker's
+    is its table over every partition of the orders topic (`agents.core.refunds.RefundTable`)."""
+
+    def refunds_of(self, order_id: str) -> Sequence[RefundFact]: ...
+
+    def refund_fold_ts(self) -> int | None: ...
+
+
 class MembershipSource(Protocol):
     """Where a ledger's summaries read membership (`Ledger.membership_from`): the group events
     by (merchant, user), and a horizon per topic of which only the groups topic's is read (no
@@ -812,6 +950,19 @@ class Ledger:
         #: fold, when not this one: a worker's partition holds its sessions, while their
         #: merchants' group events are keyed to other partitions. Not part of the state.
         self.membership_from: MembershipSource | None = None
+        #: Where the order fold reads refunds and the refund horizon (`RefundSource`), when
+        #: not this ledger: a worker's partition holds its sessions' orders, while refunds
+        #: (no session id, so the empty key) are in another partition. Not part of the state.
+        self.refunds_from: RefundSource | None = None
+        #: The orders folded out of `orders` (`_fold_orders`), and the refunds it decided.
+        self.order_fold = OrderFold()
+        # Own refunds by order id (`refunds_of`), rebuilt after a refund is applied or dropped.
+        self._refund_index: dict[str, list[RefundFact]] | None = None
+        # The day of `ts` the order fold last ran to (it runs once per day of its horizon).
+        self._order_fold_day: int | None = None
+        #: The horizon the order fold last ran at (None: never): every order paid more than
+        #: the refund horizon before it is folded, but those whose cluster was not whole.
+        self.order_fold_ts: int | None = None
         self._init_session_fold()
         #: Sessions folded or summarized since the board last took them
         #: (`OperatorBoard.take_folded`).
@@ -862,12 +1013,21 @@ class Ledger:
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state.pop("membership_from", None)  # another ledger, not this one's state
+        state.pop("refunds_from", None)  # likewise (a worker's refund table)
+        state.pop("_refund_index", None)  # derived from `refunds`
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # A state pickled before issue 17 (snapshot version 1) has no window: every id kept.
         self.__dict__.update(state)
         self.membership_from = None
+        self.refunds_from = None
+        self._refund_index = None
+        if "order_fold" not in state:  # version 7 or older: no order folded
+            self.order_fold = OrderFold()
+            self._order_fold_day = None
+        if "order_fold_ts" not in state:
+            self.order_fold_ts = None
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -1028,6 +1188,8 @@ class Ledger:
                         below, topic
                     ):
                         self._fold_closed_sessions()
+                        if self.fold_sessions and self.refund_horizon_ms is not None:
+                            self._fold_orders()
                         if topic == _INTERACTIONS:
                             self._fold_questions()
         self.counts.valid += 1
@@ -1099,6 +1261,7 @@ class Ledger:
             self.group_events.setdefault(member, []).append((ts, self._seq, event.group_id, joined))
         elif isinstance(event, OrderRefunded):
             self.refunds.append(RefundFact(ts, event.order_id, event.amount_cents, event.reason))
+            self._refund_index = None
         elif isinstance(event, ProductClicked):
             # No claim uses clicks, but they are events of the session (its last event).
             session = self._session(event.session_id, ts)
@@ -1127,6 +1290,196 @@ class Ledger:
         with no horizon."""
         horizon = self.refund_horizon_ms
         return horizon is None or paid_ts <= refunded_ts <= paid_ts + horizon
+
+    def refunds_of(self, order_id: str) -> Sequence[RefundFact]:
+        """The refunds of an order id held (`RefundSource`: a ledger fed every refund)."""
+        index = self._refund_index
+        if index is None:
+            index = self._refund_index = {}
+            for refund in self.refunds:
+                index.setdefault(refund.order_id, []).append(refund)
+        return index.get(order_id, ())
+
+    def refund_fold_ts(self) -> int | None:
+        """The oldest `ts` a refund may have and still be applied here (`RefundSource`): the
+        orders topic's horizon."""
+        return self.horizon_ts(_ORDERS)
+
+    def _fold_orders(self) -> None:
+        """Fold the paid orders whose refunds are final (docs/design.md, "Worker state: what
+        is kept", "The order fold"): with H the older of this ledger's orders horizon and the
+        refund source's (`refunds_from`, or this ledger), an order paid at t folds once
+        t + the refund horizon < H (every refund that can count for it, stamped at most the
+        horizon after it, is applied: a later one is expired) and its cluster is whole: a
+        summarized session's orders (no session order can come any more) or a lone order.
+        An order id folds whole (all its held payments at once, `return_rate` counts it at
+        its first): one of its clusters not yet due holds the others back. Its hits are read
+        from the source's refunds under the horizon (`refund_counts`), its cases are added
+        into `order_fold` (per claim the clusters' and pairs' integer sums, per buyer the
+        running totals), and it leaves `orders`. This ledger's own refunds of a folded id
+        stamped before H are decided (counted, late, unmatched) and dropped with it; a refund
+        whose id has no held payment is dropped once H has passed its ts + the horizon (no
+        payment it can count for can still be unfolded here): unmatched in a ledger that is
+        its own source, else `dropped_refunds` once the source has dropped it too (its
+        orders, if any, are another partition's, which folds them from its source, and may
+        hold them unfolded until then)."""
+        horizon_ms = self.refund_horizon_ms
+        own = self.horizon_ts(_ORDERS)
+        if horizon_ms is None or own is None:
+            return
+        source = self.refunds_from
+        theirs = source.refund_fold_ts() if source is not None else own
+        if theirs is None:
+            return
+        horizon = min(own, theirs)
+        # Once a day of the horizon (each pass reads every held order): an order folds at most
+        # a day late, and the passes cost ~0.1% of the soak's apply time.
+        day = horizon // _DAY_MS
+        if self._order_fold_day is not None and day <= self._order_fold_day:
+            return
+        self._order_fold_day = day
+        self.order_fold_ts = horizon
+        due = horizon - horizon_ms  # an order paid before it has all its refunds
+        sessions, fold_sessions = self.sessions, self.fold_sessions
+        clusters: dict[tuple[str, str], list[OrderFact]] = {}
+        blocked: set[tuple[str, str]] = set()
+        keys_of_id: dict[str, set[tuple[str, str]]] = {}
+        for order in self.orders:
+            key = order_cluster(order, sessions, fold_sessions)
+            clusters.setdefault(key, []).append(order)
+            keys_of_id.setdefault(order.order_id, set()).add(key)
+            if order.ts >= due:
+                blocked.add(key)
+            elif key[0] == "session":
+                session = sessions.get(key[1])
+                if session is None or session.summary is None:
+                    blocked.add(key)  # its session can still get orders
+        changed = bool(blocked)
+        while changed:  # an order id folds whole: a blocked cluster blocks its ids' others
+            changed = False
+            for keys in keys_of_id.values():
+                if keys & blocked and not keys <= blocked:
+                    blocked |= keys
+                    changed = True
+        folding = {key: orders for key, orders in clusters.items() if key not in blocked}
+        if folding:
+            self._fold_clusters(folding, horizon, horizon_ms)
+            self.orders = [
+                order for key, orders in clusters.items() if key in blocked for order in orders
+            ]
+            self.orders.sort(key=lambda order: order.seq)
+        self._drop_unpaid_refunds(horizon, horizon_ms)
+
+    def _fold_clusters(
+        self, folding: Mapping[tuple[str, str], list[OrderFact]], horizon: int, horizon_ms: int
+    ) -> None:
+        """Add whole clusters of orders to `order_fold` (`_fold_orders`)."""
+        fold = self.order_fold
+        source = self.refunds_from or self
+        payments: dict[str, list[tuple[tuple[str, str], OrderFact]]] = {}
+        for key, orders in folding.items():
+            for order in orders:
+                payments.setdefault(order.order_id, []).append((key, order))
+        # Per claim: (cluster) -> [h, n] and (cluster, buyer) -> [h, n] of this pass.
+        by_cluster: list[dict[tuple[str, str], list[int]]] = [{} for _ in ORDER_CLAIMS]
+        by_pair: list[dict[tuple[tuple[str, str], str], list[int]]] = [{} for _ in ORDER_CLAIMS]
+
+        def case(claim: int, key: tuple[str, str], user: str, hit: bool) -> None:
+            for row in (
+                by_cluster[claim].setdefault(key, [0, 0]),
+                by_pair[claim].setdefault((key, user), [0, 0]),
+            ):
+                row[0] += hit
+                row[1] += 1
+            totals = fold.users.get(user)
+            if totals is None:
+                totals = fold.users[user] = [0] * (2 * len(ORDER_CLAIMS))
+            totals[2 * claim] += hit
+            totals[2 * claim + 1] += 1
+            fold.hits[claim] += hit
+            fold.cases[claim] += 1
+
+        own = self._refund_index_or_build()
+        dropped_own: set[int] = set()
+        for order_id, paid in payments.items():
+            counted = [
+                refund
+                for refund in source.refunds_of(order_id)
+                if any(self.refund_counts(order.ts, refund.ts) for _key, order in paid)
+            ]
+            size_refunded = any(refund.reason == "size" for refund in counted)
+            for key, order in paid:
+                if order.has_apparel:
+                    case(SIZE_REFUNDS, key, order.user_id, size_refunded)
+                case(BUNDLES, key, order.user_id, order.distinct_skus >= 2)
+                fold.orders += 1
+            first_key, first = min(paid, key=lambda pair: order_key(pair[1]))
+            case(RETURNS, first_key, first.user_id, bool(counted))
+            # The operator's refunds by session: the id's earliest session order's session.
+            in_sessions = [
+                order
+                for _key, order in paid
+                if order.session_id is not None
+                and (session := self.sessions.get(order.session_id)) is not None
+                and session.started_ts is not None
+            ]
+            if counted and in_sessions:
+                earliest = min(in_sessions, key=lambda o: (o.ts, o.session_id or ""))
+                assert earliest.session_id is not None
+                row = fold.session_refunds.setdefault(earliest.session_id, [0, 0])
+                row[0] += len(counted)
+                row[1] += sum(refund.amount_cents for refund in counted)
+            # This ledger's own refunds of the id stamped before the horizon: final now.
+            for refund in own.get(order_id, ()):
+                if refund.ts >= horizon:
+                    continue  # may still count for a payment to come
+                dropped_own.add(id(refund))
+                if any(self.refund_counts(order.ts, refund.ts) for _key, order in paid):
+                    fold.counted_refunds += 1
+                elif any(order.ts < refund.ts - horizon_ms for _key, order in paid):
+                    fold.late_refunds += 1
+                else:
+                    fold.unmatched_refunds += 1
+        for claim in range(len(ORDER_CLAIMS)):
+            for sums, totals in (
+                (fold.first[claim], by_cluster[claim].values()),
+                (fold.pairs[claim], by_pair[claim].values()),
+            ):
+                for h, n in totals:
+                    sums[0] += 1
+                    sums[1] += h * h
+                    sums[2] += h * n
+                    sums[3] += n * n
+        if dropped_own:
+            self.refunds = [refund for refund in self.refunds if id(refund) not in dropped_own]
+            self._refund_index = None
+
+    def _refund_index_or_build(self) -> dict[str, list[RefundFact]]:
+        self.refunds_of("")
+        assert self._refund_index is not None
+        return self._refund_index
+
+    def _drop_unpaid_refunds(self, horizon: int, horizon_ms: int) -> None:
+        """Drop the refunds whose id has no held payment once every payment they can count for
+        is past the fold (`_fold_orders`)."""
+        held_ids = {order.order_id for order in self.orders}
+        source = self.refunds_from
+        keep: list[RefundFact] = []
+        for refund in self.refunds:
+            if refund.ts + horizon_ms >= horizon or refund.order_id in held_ids:
+                keep.append(refund)
+            elif source is None:
+                self.order_fold.unmatched_refunds += 1  # no payment of it at or before it
+            elif refund in source.refunds_of(refund.order_id):
+                # Another partition may still hold its order unfolded (a session not yet
+                # summarized), whose held claims read this copy in a merged report: kept
+                # until the source, which knows its process's held orders, drops it.
+                keep.append(refund)
+            else:
+                self.order_fold.dropped_refunds += 1
+        if len(keep) != len(self.refunds):
+            self.refunds = keep
+            self._refund_index = None
 
     def _drop_ids_below(self, hour: int, topic: int) -> bool:
         """Forget the ids of `topic` filed under hours before `hour` (wholly below the

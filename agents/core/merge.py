@@ -119,6 +119,8 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     merged.sessions = _merge_sessions(ledgers, offsets)
     merged.orders = [order for ledger in ledgers for order in ledger.orders]
     merged.refunds = [refund for ledger in ledgers for refund in ledger.refunds]
+    for ledger in ledgers:  # the folded orders' sums: each cluster folded in one input
+        merged.order_fold.add(ledger.order_fold)
     for ledger in ledgers:
         # A (merchant, user)'s first and earliest later order: the two smallest distinct ts
         # of the inputs' pairs; spend and first joins summed and taken at their minimum.

@@ -426,7 +426,11 @@ class OperatorBoard:
             if session.started_ts is not None
         }
         refunds_by_session = self._refunds_by_session(
-            ledger.orders, ledger.refunds, started, ledger.refund_horizon_ms
+            ledger.orders,
+            ledger.refunds,
+            started,
+            ledger.refund_horizon_ms,
+            [ledger.order_fold.session_refunds],
         )
         replies_by_session = _reply_latencies_by_session(ledger)
         session_windows = self._session_windows(started)
@@ -437,7 +441,7 @@ class OperatorBoard:
         for sid in sorted(started):
             session = started[sid]
             parts = self._session_parts(
-                ledger.group_events, sid, session, refunds_by_session.get(sid, [])
+                ledger.group_events, sid, session, refunds_by_session.get(sid, (0, 0))
             )
             parts.reply_latency_ms = replies_by_session.get(sid, [])
             folded_replies = ledger.folded_replies.get(sid)
@@ -487,8 +491,10 @@ class OperatorBoard:
         refunds: Iterable[RefundFact],
         started: dict[str, SessionFacts],
         refund_horizon_ms: int | None,
-    ) -> dict[str, list[int]]:
-        """Refund amounts (cents) per session, by the refunded order id's session order.
+        folded: Iterable[Mapping[str, list[int]]] = (),
+    ) -> dict[str, tuple[int, int]]:
+        """Refunds per session (their count and cents), by the refunded order id's session
+        order, with the order fold's (`folded`: each ledger's `order_fold.session_refunds`).
 
         The earliest session order of an order id by ts; at equal ts the smallest session id
         (only its session is read), not the earlier arrival: arrival order across sessions
@@ -504,11 +510,16 @@ class OperatorBoard:
             known = first_order.get(order.order_id)
             if known is None or (order.ts, order.session_id) < (known.ts, known.session_id or ""):
                 first_order[order.order_id] = order
-        by_session: dict[str, list[int]] = {}
+        by_session: dict[str, tuple[int, int]] = {}
         for refund in refunds:
             refunded = first_order.get(refund.order_id)
             if refunded is not None and refunded.session_id is not None:
-                by_session.setdefault(refunded.session_id, []).append(refund.amount_cents)
+                count, cents = by_session.get(refunded.session_id, (0, 0))
+                by_session[refunded.session_id] = (count + 1, cents + refund.amount_cents)
+        for session_refunds in folded:
+            for sid, (folded_count, folded_cents) in session_refunds.items():
+                count, cents = by_session.get(sid, (0, 0))
+                by_session[sid] = (count + folded_count, cents + folded_cents)
         return by_session
 
     def _session_windows(
@@ -556,7 +567,7 @@ class OperatorBoard:
         group_events: Mapping[tuple[str, str], Sequence[tuple[int, int, str, bool]]],
         sid: str,
         session: SessionFacts,
-        refunds: list[int],
+        refunds: tuple[int, int],
     ) -> _Parts:
         parts = _Parts()
         started_ts = session.started_ts
@@ -609,13 +620,12 @@ class OperatorBoard:
             for ts, _seq, _group, is_join in group_events.get((merchant_id, user), ()):
                 if is_join and ts >= started_ts and (ended_ts is None or ts <= ended_ts):
                     parts.group_joins += 1
-        parts.refunds = len(refunds)
-        parts.refunded_cents = sum(refunds)
+        parts.refunds, parts.refunded_cents = refunds
         parts.product_clicks = self.product_clicks.get(sid, 0)
         parts.product_clickers = clicker_count(self.product_clickers.get(sid))
         return parts
 
-    def _summary_parts(self, sid: str, summary: SessionSummary, refunds: list[int]) -> _Parts:
+    def _summary_parts(self, sid: str, summary: SessionSummary, refunds: tuple[int, int]) -> _Parts:
         """A summarized session's parts, from its summary and this board's counts."""
         parts = _Parts()
         parts.entries = summary.entries
@@ -631,8 +641,7 @@ class OperatorBoard:
         parts.order_offsets_folded = list(summary.order_offsets)
         parts.follows = self.follows.get(sid, 0)
         parts.group_joins = summary.group_joins
-        parts.refunds = len(refunds)
-        parts.refunded_cents = sum(refunds)
+        parts.refunds, parts.refunded_cents = refunds
         parts.product_clicks = self.product_clicks.get(sid, 0)
         parts.product_clickers = clicker_count(self.product_clickers.get(sid))
         return parts

@@ -351,7 +351,7 @@ class PageBuilder:
         key: str,
         sids: list[str],
         held: dict[str, tuple[_Kept, bool]],
-        extras: dict[str, tuple[list[int], Any]],
+        extras: dict[str, tuple[tuple[int, int], Any]],
         figures: Callable[..., dict[str, Any]],
         ledgers: Sequence[Ledger],
     ) -> dict[str, Any]:
@@ -387,8 +387,8 @@ class PageBuilder:
                 watch_total_ms += entry.watch_total_ms
                 live.update(entry.presence)
             session_refunds, windows = extras[sid]
-            total.refunds += len(session_refunds)
-            total.refunded_cents += sum(session_refunds)
+            total.refunds += session_refunds[0]
+            total.refunded_cents += session_refunds[1]
             if windows is not None:
                 for name, window in windows.items():
                     total.windows[name].add(window)
@@ -533,7 +533,7 @@ class PageBuilder:
             self.recomputed_whole += 1
             # Summarized: no watch time per viewer is left, only their sum (its levels' median
             # reads the ledgers' sketches, `_level`); else one per viewer.
-            parts = board._session_parts(group_events, sid, session, [])
+            parts = board._session_parts(group_events, sid, session, (0, 0))
             watch_ms, parts.watch_ms = parts.watch_ms, []
             diff, parts.presence_diff = parts.presence_diff, Counter()
             parts.order_offsets_ms = []  # histograms only: not on the page
@@ -628,6 +628,7 @@ class PageBuilder:
             chain.from_iterable(ledger.refunds for ledger in ledgers),
             started_all,
             widest_refund_horizon(ledgers),
+            [ledger.order_fold.session_refunds for ledger in ledgers],
         )
         self._kept = {
             id(board): self._kept.get(id(board), (board, {})) for board in boards
@@ -639,7 +640,7 @@ class PageBuilder:
         self._builds += 1
         #: Per session: its kept parts, whether it has ended, its refunds and windows.
         held: dict[str, tuple[_Kept, bool]] = {}
-        extras: dict[str, tuple[list[int], Any]] = {}
+        extras: dict[str, tuple[tuple[int, int], Any]] = {}
         levels_of: dict[str, tuple[str, str]] = {}
         present: dict[str, list[int]] = {}
         minute_rows: list[tuple[int, str, Any]] = []
@@ -678,7 +679,7 @@ class PageBuilder:
                     and self._builds - entry.built >= SETTLED_BUILDS
                 ):
                     entry.settle()
-                extras[sid] = (refunds.get(sid, []), windows.get(sid))
+                extras[sid] = (refunds.get(sid, (0, 0)), windows.get(sid))
                 levels_of[sid] = (session.room_id or "", session.merchant_id or "")
                 if first_minute is not None and session.last_ts >= first_minute * MINUTE_MS:
                     if entry.present is None or entry.present[0] != first_minute:

@@ -38,6 +38,7 @@ from agents.core.ledger import (
     FoldedPresence,
     Ledger,
     OrderFact,
+    OrderFold,
     Presence,
     RefundFact,
     SessionFacts,
@@ -68,8 +69,10 @@ MAGIC: Final[bytes] = b"LPst"
 #: ...), the ledger per operator level its summarized sessions' watch-time sketch and buyers
 #: (`folded_watch`, `folded_payers`), `folded_figures` the distributions' part. A version 5
 #: or 6 state loads with those empty (its summaries' board figures lost, as they were then).
-VERSION: Final[int] = 7
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7})
+#: 8: paid orders folded past the refund horizon (`Ledger.order_fold`, an `OrderFold`). A
+#: version 1-7 state loads with nothing folded (its orders held, folded in time).
+VERSION: Final[int] = 8
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -87,6 +90,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         Presence,
         FoldedPresence,
         SessionSummary,
+        OrderFold,
         OrderFact,
         RefundFact,
         OperatorBoard,

@@ -104,8 +104,13 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             "refund_horizon_days": (
                 ledger.refund_horizon_ms / DAY_MS if ledger.refund_horizon_ms is not None else None
             ),
-            "late_refunds": late_refunds,
-            "unmatched_refunds": unmatched_refunds,
+            # With the order fold, those the fold decided too; `folded_orders` paid orders
+            # are in its sums (`Ledger.order_fold`), `dropped_refunds` refunds were dropped by
+            # a partition that did not hold their orders (docs/design.md, "The order fold").
+            "late_refunds": late_refunds + ledger.order_fold.late_refunds,
+            "unmatched_refunds": unmatched_refunds + ledger.order_fold.unmatched_refunds,
+            "folded_orders": ledger.order_fold.orders,
+            "dropped_refunds": ledger.order_fold.dropped_refunds,
         },
         "context": [{"source": figure.source, "text": figure.text} for figure in CONTEXT],
         # What the HTML report plots, so it can be drawn from a live worker's /report too.

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -143,14 +143,28 @@ class MembershipTable:
         }
 
 
-class MembershipReader:
-    """Reads every partition of the groups topic into a `MembershipTable`, from the beginning,
-    with no consumer group (nothing committed: each start reads it whole again)."""
+class TopicTable(Protocol):
+    """What `MembershipReader` feeds: a table over every partition of one topic."""
 
-    def __init__(self, settings: Settings, topic: str, table: MembershipTable) -> None:
+    def apply(self, partition: int, offset: int, value: bytes | None) -> None: ...
+
+    def advance(self, partition: int, position: int) -> None: ...
+
+    def catch_up_to(self, ends: Mapping[int, int]) -> None: ...
+
+
+class MembershipReader:
+    """Reads every partition of the groups topic into a `MembershipTable` (or of the orders
+    topic into the refund table, `streams.runtime.refunds`: `name` says which), from the
+    beginning, with no consumer group (nothing committed: each start reads it whole again)."""
+
+    def __init__(
+        self, settings: Settings, topic: str, table: TopicTable, name: str = "membership"
+    ) -> None:
         self.settings = settings
         self.topic = topic
         self.table = table
+        self.name = name
         self._stopped = False
         self._task: asyncio.Future[None] | None = None
         #: Set once `run` has returned (stopped, or failed: then the table's horizon stays
@@ -168,7 +182,9 @@ class MembershipReader:
             await self._read()
         except Exception:  # the claims stay exact without summaries: logged, not fatal
             log.exception(
-                "membership table: reading %s failed; no session is summarized", self.topic
+                "%s table: reading %s failed; nothing waiting on it is folded",
+                self.name,
+                self.topic,
             )
         finally:
             self.done.set()
@@ -179,7 +195,7 @@ class MembershipReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level=ISOLATION_LEVEL,
-            client_id=f"{self.settings.app_id}-membership",
+            client_id=f"{self.settings.app_id}-{self.name}",
             **self.settings.kafka_client_kwargs(),
         )
         await consumer.start()
@@ -187,14 +203,15 @@ class MembershipReader:
             counts = await partition_counts(self.settings, [self.topic])
             partitions = range(counts.get(self.topic, 0))
             if not partitions:
-                raise RuntimeError(f"the groups topic {self.topic} has no partitions")
+                raise RuntimeError(f"the topic {self.topic} has no partitions")
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             self.table.catch_up_to({tp.partition: end for tp, end in ends.items()})
             log.info(
-                "membership table: reading %d partitions of %s (%d records to catch up)",
+                "%s table: reading %d partitions of %s (%d records to catch up)",
+                self.name,
                 len(tps),
                 self.topic,
                 sum(ends.values()),

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from agents.core import EventCounts, Ledger, OperatorBoard
 from agents.core.ingest import Rejected, ingest
-from agents.core.ledger import MembershipSource
+from agents.core.ledger import MembershipSource, RefundSource
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
 from agents.core.windows import DEFAULT_GRACE_MS
@@ -23,6 +23,7 @@ from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.lag import LagHistogram
 from streams.runtime.membership import MembershipTable
 from streams.runtime.partition import PartitionState
+from streams.runtime.refunds import WorkerRefundTable
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ class LiveState:
     #: membership from `membership` (the worker's table over the whole groups topic).
     fold_sessions: bool = False
     membership: MembershipSource | None = None
+    #: With the session fold and a refund horizon, where the partition ledgers fold their
+    #: orders' refunds from (the worker's table over the whole orders topic,
+    #: streams/runtime/refunds.py); None: each ledger its own (the offline analyzer).
+    refunds: RefundSource | None = None
     assigned_only: bool = False
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
@@ -91,6 +96,7 @@ class LiveState:
             fold_sessions=self.fold_sessions,
         )
         ledger.membership_from = self.membership
+        ledger.refunds_from = self.refunds
         return PartitionState(
             ledger, OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator)
         )
@@ -113,6 +119,7 @@ class LiveState:
                 "state: another app id or data directory and changelog)"
             )
         state.ledger.membership_from = self.membership
+        state.ledger.refunds_from = self.refunds
         self.partitions[partition] = state
         for topic, offset in state.positions.items():
             self.positions[(topic, partition)] = offset
@@ -306,6 +313,10 @@ class LiveState:
             # The worker's table of the whole groups topic (LIVEPULSE_FOLD_SESSIONS), if any.
             "membership": (
                 self.membership.status() if isinstance(self.membership, MembershipTable) else None
+            ),
+            # Its table of the whole orders topic (the order fold's refunds), if any.
+            "refunds": (
+                self.refunds.status() if isinstance(self.refunds, WorkerRefundTable) else None
             ),
             "gc": {
                 "paced": self.gc.status() if self.gc is not None else None,

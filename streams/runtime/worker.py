@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 
+from agents.core import Ledger
 from streams.runtime.app import create_app
 from streams.runtime.batch_consumer import commit_positions
 from streams.runtime.deadletters import DeadLetterPipeline, DeadLetterPublisher, topic_sender
@@ -31,6 +32,7 @@ from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
 from streams.runtime.membership import MembershipReader, MembershipTable
+from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState
 from streams.runtime.statestore import Changelog, LocalStore
@@ -85,6 +87,17 @@ class Worker:
         # read membership from (streams/runtime/membership.py).
         self.membership: MembershipTable | None = None
         self.membership_reader: MembershipReader | None = None
+        # With the fold and a refund horizon: one refund table over every partition of the
+        # orders topic, the partition ledgers' order fold reads (streams/runtime/refunds.py).
+        self.refunds: WorkerRefundTable | None = None
+        self.refunds_reader: MembershipReader | None = None
+        if settings.fold_sessions and settings.refund_horizon_ms is not None:
+            self.refunds = WorkerRefundTable(
+                settings.dedupe_window_ms, settings.future_tolerance_ms, settings.refund_horizon_ms
+            )
+            self.refunds_reader = MembershipReader(
+                settings, settings.topic("live.orders"), self.refunds, name="refund"
+            )
         if settings.fold_sessions:
             self.membership = MembershipTable(
                 settings.dedupe_window_ms, settings.future_tolerance_ms
@@ -100,12 +113,15 @@ class Worker:
             gpm_denominator=settings.gpm_denominator,
             fold_sessions=settings.fold_sessions,
             membership=self.membership,
+            refunds=self.refunds,
             assigned_only=True,
             metrics=self.metrics,
             gc=self.gc,
             gc_clock=self.gc_clock,
         )
 
+        if self.refunds is not None:  # what its refunds may still be needed by
+            self.refunds.held_ledgers = self._held_ledgers
         # Rejected records -> the dead-letter topic, in the background, settled before snapshots.
         self.deadletter_topic = raw_topic(app, settings.deadletter)
         given_up = self.metrics.deadletter_failures.labels(settings.deadletter)
@@ -161,23 +177,36 @@ class Worker:
     async def _commit(self, positions: dict[SourceTP, int]) -> None:
         await commit_positions(self.app, positions)
 
+    def _held_ledgers(self) -> list[Ledger]:
+        """The partition ledgers held here (what the refund table's drop waits for)."""
+        return [p.ledger for p in self.state.partitions.values()]
+
     async def _membership_caught_up(self) -> None:
-        table, reader = self.membership, self.membership_reader
-        if table is None or reader is None or table.caught_up.is_set():
-            return
-        # Started here, at the first assignment: faust starts the app's tasks only after it.
-        reader.start()
-        waits = [asyncio.ensure_future(e.wait()) for e in (table.caught_up, reader.done)]
-        try:
-            await asyncio.wait(waits, timeout=MEMBERSHIP_CATCH_UP_S, return_when="FIRST_COMPLETED")
-        finally:
-            for wait in waits:
-                wait.cancel()
-        if not table.caught_up.is_set():
-            log.warning(
-                "the membership table has not read the groups topic yet; partitions restored "
-                "anyway (closed sessions are summarized once it has)"
-            )
+        """Before the first assignment's states are restored: start the membership and refund
+        tables' readers (faust starts the app's tasks only after it) and wait (at most
+        `MEMBERSHIP_CATCH_UP_S` each) for their first read, so that a replay read before the
+        worker started is summarized and folded as it is applied."""
+        for table, reader, what in (
+            (self.membership, self.membership_reader, "membership table has not read the groups"),
+            (self.refunds, self.refunds_reader, "refund table has not read the orders"),
+        ):
+            if table is None or reader is None or table.caught_up.is_set():
+                continue
+            reader.start()
+            waits = [asyncio.ensure_future(e.wait()) for e in (table.caught_up, reader.done)]
+            try:
+                await asyncio.wait(
+                    waits, timeout=MEMBERSHIP_CATCH_UP_S, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            if not table.caught_up.is_set():
+                log.warning(
+                    "the %s topic yet; partitions restored anyway (what waits on it is "
+                    "folded once it has)",
+                    what,
+                )
 
     async def _announce(self) -> None:
         settings = self.settings
@@ -215,6 +244,8 @@ class Worker:
         self.views.reports.stop()
         if self.membership_reader is not None:
             await self.membership_reader.stop()
+        if self.refunds_reader is not None:
+            await self.refunds_reader.stop()
         await self.dead_letters.settle()
         await self.keeper.flush()
         await self.keeper.changelog.stop()

@@ -206,6 +206,7 @@ def test_only_the_state_classes_are_resolved() -> None:
         ("agents.core.ledger", "Presence"),
         ("agents.core.ledger", "OrderFact"),
         ("agents.core.ledger", "RefundFact"),
+        ("agents.core.ledger", "OrderFold"),
         ("agents.core.operator", "OperatorBoard"),
         ("agents.core.windows", "EventTimeWindows"),
         ("agents.core.screen", "ScreenState"),

@@ -126,6 +126,8 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
         "refund_horizon_days": None,
         "late_refunds": 0,
         "unmatched_refunds": 0,
+        "folded_orders": 0,
+        "dropped_refunds": 0,
     }
     del week["retention"], everything["retention"]
     # The answered latencies of folded questions are in the sketch: p50/p95 within its bound

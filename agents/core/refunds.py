@@ -1,0 +1,114 @@
+"""The refund table: every partition's refunds of the orders topic, for the order fold."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Sequence
+
+from agents.core.ledger import Ledger, RefundFact
+from schemas.events import Event, OrderPaid
+
+
+class RefundPartition(Ledger):
+    """One orders partition read as the partition ledger of that number reads it (the same
+    dedupe window, expiry and duplicates, since `Ledger.apply` decides them), keeping only its
+    refunds: an `order_paid` moves the horizon and is remembered as an id within the window,
+    its facts are dropped at once (the table must not grow with orders)."""
+
+    def apply(self, event: Event) -> bool:
+        accepted = super().apply(event)
+        if accepted and isinstance(event, OrderPaid):
+            self.orders.clear()
+            self.first_orders.clear()
+            self.month_spend.clear()
+            self.sessions.clear()
+        return accepted
+
+
+class RefundTable:
+    """The refunds of every partition of the orders topic (`Ledger.refunds_from`: a
+    `RefundSource`), like the membership table's group events: a refund is keyed by no
+    session (`order_refunded` has no `session_id`), so it is in another partition than the
+    orders it refunds, and a partition's order fold reads it here.
+
+    Its horizon (`refund_fold_ts`) is the oldest of its partitions' orders horizons (a
+    partition that has brought no event yet is left out; one that falls idle holds the fold
+    back at its last horizon): no refund stamped before it can still be applied anywhere.
+    `drop_below` forgets the refunds that no order still held can count for.
+    """
+
+    def __init__(
+        self,
+        dedupe_window_ms: int | None,
+        future_tolerance_ms: int | None = None,
+        refund_horizon_ms: int | None = None,
+    ) -> None:
+        self.dedupe_window_ms = dedupe_window_ms
+        self.future_tolerance_ms = future_tolerance_ms
+        self.refund_horizon_ms = refund_horizon_ms
+        self.partitions: dict[int, RefundPartition] = {}
+        #: Refunds dropped (`drop_below`), and the `ts` below which they were.
+        self.dropped = 0
+        self.dropped_below: int | None = None
+        self._index: dict[str, list[RefundFact]] | None = None
+
+    def partition(self, number: int) -> RefundPartition:
+        found = self.partitions.get(number)
+        if found is None:
+            found = self.partitions[number] = RefundPartition(
+                self.dedupe_window_ms, self.future_tolerance_ms, self.refund_horizon_ms
+            )
+        return found
+
+    def apply(self, number: int, event: Event) -> bool:
+        """One decoded record of orders partition `number`, in that partition's offset order."""
+        accepted = self.partition(number).apply(event)
+        if accepted and event.type == "order_refunded":
+            self._index = None
+        return accepted
+
+    def forget_index(self) -> None:
+        """A refund was applied to a partition directly (`partition(n).apply`)."""
+        self._index = None
+
+    def reject(self, number: int, reason: str) -> None:
+        self.partition(number).reject(reason)
+
+    def refunds_of(self, order_id: str) -> Sequence[RefundFact]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for held in self.partitions.values():
+                for refund in held.refunds:
+                    index.setdefault(refund.order_id, []).append(refund)
+        return index.get(order_id, ())
+
+    def refund_fold_ts(self) -> int | None:
+        horizons = [
+            ts
+            for ts in (held.refund_fold_ts() for held in self.partitions.values())
+            if ts is not None
+        ]
+        return min(horizons) if horizons else None
+
+    def drop_below(self, ts: int, keep: Container[str] = ()) -> None:
+        """Forget the refunds stamped before `ts - refund horizon` but those of the order ids
+        in `keep` (call with the oldest horizon an order fold reading this table has folded
+        to, and the order ids still held unfolded: then no order a dropped refund can count
+        for is still to fold, `Ledger._fold_orders`)."""
+        horizon_ms = self.refund_horizon_ms
+        if horizon_ms is None:
+            return
+        below = ts - horizon_ms
+        for held in self.partitions.values():
+            kept = [
+                refund for refund in held.refunds if refund.ts >= below or refund.order_id in keep
+            ]
+            if len(kept) != len(held.refunds):
+                self.dropped += len(held.refunds) - len(kept)
+                held.refunds = kept
+                self._index = None
+        self.dropped_below = below if self.dropped_below is None else max(below, self.dropped_below)
+
+    def refunds(self) -> Iterable[RefundFact]:
+        for held in self.partitions.values():
+            yield from held.refunds

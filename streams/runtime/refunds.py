@@ -1,0 +1,131 @@
+"""The worker's refund table: every partition of the orders topic, read by each worker process
+apart from its consumer group (like the membership table, streams/runtime/membership.py), so
+that its partition ledgers fold their orders with every refund that can count for them
+(`Ledger.refunds_from`, docs/design.md "The order fold").
+
+An `order_refunded` has no `session_id`, so its record key is empty and it lands in one
+partition (or anywhere, from a producer with a null key), while its order is in its session's
+partition: no partition ledger holds both. The table reads every partition in offset order,
+each through its own `agents.core.refunds.RefundPartition` under the partition ledgers' dedupe
+window and future tolerance, so it expires and deduplicates exactly the records the partition
+ledger of that number does, and keeps only the refunds.
+
+Rebuilt at each start by reading the orders topic from its beginning, not snapshotted: see
+docs/design.md "The order fold" for the measured restart cost and why. Its horizon
+(`refund_fold_ts`) is None until it has read every partition up to the end it had at its start
+(a partially read topic would let a fold miss refunds still unread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from agents.core.ingest import Rejected, ingest
+from agents.core.ledger import Ledger, RefundFact
+from agents.core.refunds import RefundTable
+
+#: How often (in hours of the table's horizon) the refunds no held order can use are dropped.
+_DROP_EVERY_MS = 3_600_000
+
+
+class WorkerRefundTable:
+    """A `RefundTable` fed by `MembershipReader` (records with their offsets), and the
+    `RefundSource` every partition ledger of the process folds its orders with.
+
+    `held_ledgers` gives the partition ledgers this process holds (`LiveState`): a refund is
+    dropped once the table's horizon and every held ledger's last order fold
+    (`Ledger.order_fold_ts`: a fold is lazy, once a day of its horizon) have passed its `ts` +
+    the refund horizon and no held ledger still holds a payment of its order id (one whose
+    session is not summarized yet folds later, with it), so no order it can count for is
+    still to fold in a held ledger. A ledger restored later at an older position (a
+    rebalance) may need refunds dropped before: it folds them as not refunded; the window of
+    that (the restored state's age in event time) is documented, not closed.
+    """
+
+    def __init__(
+        self,
+        dedupe_window_ms: int | None,
+        future_tolerance_ms: int | None,
+        refund_horizon_ms: int | None,
+        held_ledgers: Callable[[], Iterable[Ledger]] = lambda: (),
+    ) -> None:
+        self.table = RefundTable(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
+        self.held_ledgers = held_ledgers
+        #: Partition -> the next offset to read (what the table holds is before it).
+        self.positions: dict[int, int] = {}
+        self._catch_up: dict[int, int] | None = None
+        self.caught_up = asyncio.Event()
+        self.records = 0
+        self.rejected = 0
+        self._dropped_at: int | None = None
+
+    # -- RefundSource ---------------------------------------------------------------------
+
+    def refunds_of(self, order_id: str) -> Sequence[RefundFact]:
+        return self.table.refunds_of(order_id)
+
+    def refund_fold_ts(self) -> int | None:
+        """The table's horizon once it has caught up (None before: no order folds)."""
+        if not self.caught_up.is_set():
+            return None
+        return self.table.refund_fold_ts()
+
+    # -- fed by MembershipReader ----------------------------------------------------------
+
+    def catch_up_to(self, ends: Mapping[int, int]) -> None:
+        self._catch_up = dict(ends)
+        self._check_caught_up()
+
+    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
+        """One record of the orders topic's `partition`, in offset order."""
+        if offset < self.positions.get(partition, 0):
+            return  # read before (a fetch after a reconnect)
+        outcome = ingest(value, self.table.partition(partition), None)
+        if outcome is not None and not isinstance(outcome, Rejected):
+            if outcome.type == "order_refunded":
+                self.table.forget_index()
+        self.records += 1
+        self.rejected += isinstance(outcome, Rejected)
+        self.positions[partition] = offset + 1
+
+    def advance(self, partition: int, position: int) -> None:
+        if position > self.positions.get(partition, 0):
+            self.positions[partition] = position
+        self._check_caught_up()
+        self._drop()
+
+    def _check_caught_up(self) -> None:
+        ends = self._catch_up
+        if self.caught_up.is_set() or ends is None:
+            return
+        if all(self.positions.get(p, 0) >= end for p, end in ends.items()):
+            self.caught_up.set()
+
+    def _drop(self) -> None:
+        """Drop the refunds no held order can count for any more (once an hour of horizon)."""
+        horizon = self.refund_fold_ts()
+        if horizon is None:
+            return
+        ledgers = list(self.held_ledgers())
+        folded = [ledger.order_fold_ts for ledger in ledgers]
+        if not ledgers or any(ts is None for ts in folded):
+            return
+        oldest = min([horizon, *(ts for ts in folded if ts is not None)])
+        if self._dropped_at is not None and oldest < self._dropped_at + _DROP_EVERY_MS:
+            return
+        self._dropped_at = oldest
+        held_ids = {order.order_id for ledger in ledgers for order in ledger.orders}
+        self.table.drop_below(oldest, keep=held_ids)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "caught_up": self.caught_up.is_set(),
+            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+            "records": self.records,
+            "rejected": self.rejected,
+            "refunds": sum(1 for _ in self.table.refunds()),
+            "dropped": self.table.dropped,
+            "refund_fold_ts": self.refund_fold_ts(),
+        }

@@ -1,0 +1,223 @@
+"""Issue 17: the worker's refund table over the whole orders topic (streams/runtime/refunds.py),
+so that a worker's partitions fold their orders past the refund horizon with every refund that
+can count for them: partition states fed like a worker's, and a worker on the real broker with
+`LIVEPULSE_FOLD_SESSIONS`, against the fixtures' truth files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from agents.core import Ledger, build_report
+from agents.core.ledger import TOPICS
+from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.refunds import WorkerRefundTable
+from streams.runtime.state import LiveState
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.worker_process import WorkerProcess
+from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding
+from tests.agents.core.test_retention import DAY, T0, _check_summarized
+from tests.streams.test_membership import PARTITIONS, _table, routed
+from tests.support.live import drain, fixture_lines, replay_lines, report_of, run_settings
+
+ORDERS = "live.orders"
+_ORDERS = TOPICS.index(ORDERS)
+
+
+def _refund_table(records: list[RawRecord], caught_up: bool = True) -> WorkerRefundTable:
+    table = WorkerRefundTable(WINDOW, None, REFUND_HORIZON)
+    ends: dict[int, int] = {}
+    for record in records:
+        if record.topic == ORDERS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to(ends if caught_up else {p: 10**9 for p in range(PARTITIONS)})
+    return table
+
+
+def _fed(records: list[RawRecord], refunds: WorkerRefundTable | None) -> LiveState:
+    """Partition states fed like a worker's, batches of 500 records of each partition in turn,
+    the refund table (read ahead of them) dropping what it may after each batch, as the
+    worker's reader does after each fetch."""
+    state = LiveState(
+        dedupe_window_ms=WINDOW,
+        refund_horizon_ms=REFUND_HORIZON,
+        fold_sessions=True,
+        membership=_table(records, WINDOW),
+        refunds=refunds,
+    )
+    if refunds is not None:
+        refunds.held_ledgers = lambda: [p.ledger for p in state.partitions.values()]
+    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
+    for start in range(0, max(len(part) for part in by_partition), 500):
+        for part in by_partition:  # each partition in its offset order
+            state.apply_batch(part[start : start + 500])
+            if refunds is not None:
+                refunds.advance(0, 0)
+    return state
+
+
+def test_partitions_with_the_refund_table_fold_their_orders_exactly() -> None:
+    """3 partition states fed like a worker's (`LiveState`, xhs split by contract key, a 2-day
+    window, a 13-day refund horizon): with the table of every orders partition (read ahead of
+    them, dropping refunds as they fold) their orders fold, every refund being in the
+    partition of the empty key, and every claim equals the
+    keep-everything ledger's and the truth file's; the table holds the refunds the partition
+    ledgers hold (the same duplicates and expiries); without it the refund claims are wrong; not
+    caught up, it folds nothing."""
+    records = routed("xhs", PARTITIONS)
+    table = _refund_table(records)
+    assert table.refund_fold_ts() is not None
+    keep = _folding([e for _topic, _key, e in _decoded(records)], None)
+    assert sorted(refund.ts for refund in table.table.refunds()) == sorted(
+        refund.ts for refund in keep.refunds
+    )
+    state = _fed(records, table)  # the table dropping refunds as the partitions fold
+    assert table.table.dropped > 0
+    ledgers = [p.ledger for p in state.partitions.values()]
+    assert sum(ledger.order_fold.orders for ledger in ledgers) >= 0.6 * len(keep.orders)
+    _check_summarized(build_report(state.ledger), build_report(keep), "xhs.jsonl")
+
+    alone = build_report(_fed(records, None).ledger)["claims"]  # each ledger its own refunds
+    for claim in ("size_refund_share", "return_rate"):
+        want = build_report(keep)["claims"][claim]["observed"]
+        assert alone[claim]["observed"] < 0.8 * want, claim
+
+    waiting = _fed(records, _refund_table(records, caught_up=False))
+    assert sum(p.ledger.order_fold.orders for p in waiting.partitions.values()) == 0
+
+
+def _decoded(records: list[RawRecord]) -> list[tuple[str, bytes, object]]:
+    from schemas import decode
+
+    return [(r.topic, r.key or b"", decode(r.value or b"")) for r in records]
+
+
+def test_the_table_drops_the_refunds_no_held_order_can_use() -> None:
+    """Once every held ledger's last order fold and the table's horizon have passed a refund's
+    ts + the refund horizon and no held ledger holds a payment of its order id, the table
+    forgets it (its memory follows the horizon, not the stream)."""
+    records = routed("xhs", PARTITIONS)
+    table = _refund_table(records)
+    held = len(list(table.table.refunds()))
+    state = _fed(records, table)
+    table.advance(0, 0)
+    assert 0 < table.table.dropped < held
+    held_ids = {o.order_id for p in state.partitions.values() for o in p.ledger.orders}
+    folded_at = min(p.ledger.order_fold_ts or 0 for p in state.partitions.values())
+    for refund in table.table.refunds():
+        assert refund.ts >= folded_at - REFUND_HORIZON or refund.order_id in held_ids
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_worker_with_the_fold_folds_orders_and_its_claims_equal_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`LIVEPULSE_FOLD_SESSIONS=true`, 3 partitions, a 2-day window and a 13-day refund
+    horizon, the xhs fixture replayed into a running worker: its refund table reads every
+    orders partition, its partitions fold most orders (their refunds in another partition),
+    and its /report claims, `size_refund_share` and `return_rate` included, equal the
+    keep-everything ledger's and the truth file."""
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="refunds",
+        partitions=PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=WINDOW / 1000,
+        refund_horizon_days=REFUND_HORIZON / 86_400_000,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "xhs.jsonl", fixture_lines("xhs"))
+        drain(worker, timeout_s=120)
+        report = report_of(worker)
+        status = worker.status()
+    finally:
+        worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert status["refunds"]["caught_up"], status["refunds"]
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", PARTITIONS))], None)
+    assert report["retention"]["folded_orders"] >= 0.5 * len(keep.orders), report["retention"]
+    _check_summarized(report, build_report(keep), "xhs.jsonl")
+
+
+def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
+    """A 20-day live session with an order in its first hour and a refund a day later, a
+    10-day refund horizon, the order's partition apart from the refunds' (as in a worker):
+    the order is due long before its session is summarized; while its partition holds it,
+    the table keeps the refund (dropping it by the horizons alone, as first written, folded
+    the order unrefunded: the worker soak lost 35 of 1,915 refunds) and so does the refunds'
+    partition (its copy is what the held order's claims read in a merged report: dropped by
+    its horizon alone, 9 more were lost); once the order is folded both drop it."""
+    import orjson
+
+    from agents.core.merge import merge_ledgers
+    from schemas import decode
+
+    def ledger() -> Ledger:
+        return Ledger(DAY, refund_horizon_ms=10 * DAY, fold_sessions=True)
+
+    orders, refunds = ledger(), ledger()  # the session's partition, the empty key's
+    table = WorkerRefundTable(DAY, None, 10 * DAY, held_ledgers=lambda: [orders, refunds])
+    for held in (orders, refunds):
+        held.refunds_from = table
+        held.membership_from = orders
+    table.catch_up_to({0: 0})
+    offset = 0
+    item = {"sku_id": "k1", "quantity": 1, "unit_price_cents": 9900, "category": "apparel"}
+    events: list[dict[str, object]] = [
+        {"type": "session_started", "ts": T0, "session_id": "long", "room_id": "r1",
+         "merchant_id": "m1"},
+        {"type": "order_paid", "ts": T0 + 1000, "order_id": "o1", "session_id": "long",
+         "merchant_id": "m1", "user_id": "u1", "amount_cents": 9900, "items": [item]},
+        {"type": "order_refunded", "ts": T0 + DAY, "order_id": "o1", "amount_cents": 9900,
+         "reason": "size"},
+    ]  # fmt: skip
+    for day in range(1, 40):
+        ts = T0 + day * DAY
+        if day == 20:
+            events.append({"type": "session_ended", "ts": ts, "session_id": "long"})
+        events += [
+            {"type": "session_started", "ts": ts, "session_id": f"s{day}", "room_id": "r2",
+             "merchant_id": "m1"},
+            {"type": "session_ended", "ts": ts + 1, "session_id": f"s{day}"},
+            {"type": "viewer_joined", "ts": ts, "session_id": f"s{day}", "user_id": "w"},
+            {"type": "interaction", "ts": ts, "session_id": f"s{day}", "user_id": "w",
+             "kind": "like"},
+            {"type": "group_joined", "ts": ts, "merchant_id": "m1", "user_id": "w",
+             "group_id": "g1"},
+            {"type": "order_paid", "ts": ts, "order_id": f"p{day}", "merchant_id": "m1",
+             "user_id": "w", "amount_cents": 100, "items": [item]},
+            {"type": "order_refunded", "ts": ts, "order_id": "none", "amount_cents": 1},
+        ]  # fmt: skip
+    kept_while_held = []
+    for i, fields in enumerate(events):
+        line = orjson.dumps({"event_id": f"e{i}", **fields})
+        event = decode(line)
+        if fields["type"] == "order_refunded":
+            refunds.apply(event)  # type: ignore[arg-type]
+        else:
+            orders.apply(event)  # type: ignore[arg-type]
+        if fields["type"] in ("order_paid", "order_refunded"):
+            table.apply(0, offset, line)
+            offset += 1
+            table.advance(0, offset)
+        if i >= 2 and any(o.order_id == "o1" for o in orders.orders):  # refunded, held
+            kept_while_held.append(bool(table.refunds_of("o1")))
+            if fields["type"] == "group_joined" and fields["ts"] == T0 + 15 * DAY:
+                merged = build_report(merge_ledgers([orders, refunds]))["claims"]
+                assert merged["size_refund_share"]["detail"]["size_refunded"] == 1
+    assert kept_while_held and all(kept_while_held)
+    assert orders.order_fold.orders >= 1 and not any(o.order_id == "o1" for o in orders.orders)
+    claims = build_report(merge_ledgers([orders, refunds]))["claims"]
+    assert claims["size_refund_share"]["detail"]["size_refunded"] == 1
+    assert table.table.dropped > 0 and not table.refunds_of("o1")
+    assert not any(refund.order_id == "o1" for refund in refunds.refunds)
