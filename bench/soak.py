@@ -32,6 +32,7 @@ import io
 import itertools
 import json
 import math
+import pickle
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,20 @@ def horizon_days(window_days: float) -> float:
     passed too: 40 days at the default 7-day window. After it, state that follows what is
     live should stop growing. (A fold that keeps orders longer moves it: change it here.)"""
     return THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS + window_days
+
+
+def month_state_kb(ledger: Ledger) -> dict[str, float]:
+    """Pickled kB of `group_spend_multiple`'s state: the folded sessions' first joins per
+    (merchant, month), the spend rows per (merchant, month, user) and the closed months'
+    per-user totals (`Ledger.month_folded_users`, absent before issue 17's month fold)."""
+    parts = {
+        "month_first_joins_kb": ledger.month_first_joins,
+        "month_spend_kb": ledger.month_spend,
+        "month_folded_kb": getattr(ledger, "month_folded_users", {}),
+    }
+    return {
+        key: len(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)) / 1e3 for key, value in parts.items()
+    }
 
 
 def _snapshot_day(sample: dict[str, Any]) -> float | None:
@@ -354,6 +369,7 @@ def soak(
                 "folded_sessions": folded,
                 "summarized_sessions": ledger.summarized_sessions,
                 "orders": len(ledger.orders),
+                **month_state_kb(ledger),
                 "records_per_s": chunk_records / chunk_s if chunk_s else None,
             }
         )
