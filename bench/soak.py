@@ -333,9 +333,12 @@ def soak(
     gc.collect()
 
     window_ms = round(window_days * DAY_MS) or None
-    ledger = Ledger(
-        window_ms, refund_horizon_ms=90 * DAY_MS, fold_sessions=fold_sessions
-    )  # the default refund horizon
+    ledger = Ledger(  # the default refund horizon; one ledger: closed months fold too
+        window_ms,
+        refund_horizon_ms=90 * DAY_MS,
+        fold_sessions=fold_sessions,
+        fold_months=fold_sessions,
+    )
     board = OperatorBoard()
     samples: list[dict[str, Any]] = []
     first_ts: int | None = None

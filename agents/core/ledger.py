@@ -246,6 +246,22 @@ def cst_day_start(ts_ms: int) -> int:
     return (ts_ms + _CST_OFFSET_MS) // _DAY_MS * _DAY_MS - _CST_OFFSET_MS
 
 
+def cst_month_end(month: str) -> int:
+    """The first millisecond after the CST calendar month `month` (YYYY-MM, as `cst_month`)."""
+    year, number = int(month[:4]), int(month[5:7])
+    year, number = (year + 1, 1) if number == 12 else (year, number + 1)
+    return int(datetime(year, number, 1, tzinfo=CST).timestamp()) * 1000
+
+
+#: `Ledger.month_folded_users`' columns: a user's `group_spend_multiple` rows of closed
+#: (merchant, month)s summed (the four columns its `log_ratio_interval` reads, in cents and
+#: counts): spend while a member at the first join, member rows, spend, rows.
+MONTH_MEMBER_CENTS: Final[int] = 0
+MONTH_MEMBERS: Final[int] = 1
+MONTH_CENTS: Final[int] = 2
+MONTH_ROWS: Final[int] = 3
+
+
 #: `Ledger.apply`'s dispatch, as tuples: `isinstance(event, A | B)` builds a union object on
 #: every call (issue 19: it runs once per record).
 _VIEW_EVENTS = (ViewerJoined, ViewerLeft)
@@ -771,7 +787,10 @@ class Ledger:
         future_tolerance_ms: int | None = None,
         refund_horizon_ms: int | None = None,
         fold_sessions: bool = False,
+        fold_months: bool = False,
     ) -> None:
+        if fold_months and not fold_sessions:
+            raise ValueError("fold_months needs fold_sessions (a month closes on summaries)")
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
             raise ValueError(f"dedupe_window_ms must be positive or None, not {dedupe_window_ms}")
         if refund_horizon_ms is not None and refund_horizon_ms <= 0:
@@ -833,6 +852,7 @@ class Ledger:
         #: sessions folded out of `sessions` (`group_spend_multiple`'s population, read with the
         #: held sessions' first joins).
         self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
+        self._init_month_fold(fold_months)
         # (merchant, user) -> [(ts, seq, group_id, is_join)]
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
@@ -915,6 +935,8 @@ class Ledger:
                     )
         if "month_first_joins" not in state:
             self.month_first_joins = {}
+        if "month_folded_users" not in state:  # version 7 or older: no month folded
+            self._init_month_fold(False)
         if "folded_watch" not in state:  # version 6 or older: the board read no summary
             self._init_board_fold()
         if "first_orders" not in state:  # version 5 or older: filed from the orders held
@@ -1233,6 +1255,8 @@ class Ledger:
         for the orders before the end."""
         if self._awaiting_summary:
             self._summarize_sessions()
+        if self.fold_months:
+            self._fold_closed_months()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
             return
@@ -1390,6 +1414,95 @@ class Ledger:
         session.orders = []
         session.interacting_users = set()
         self.summarized_sessions += 1
+
+    def _init_month_fold(self, fold_months: bool) -> None:
+        """The closed months' fold of `group_spend_multiple`, empty (docs/design.md, "Worker
+        state: what is kept": closed months)."""
+        #: Whether closed (merchant, month)s fold into per-user totals (`_fold_closed_months`):
+        #: only a ledger that holds every partition's sessions, orders and group events (one
+        #: fed every topic: `livepulse analyze`, the core soak); a partition of a worker holds
+        #: a month's rows in part (its sessions' joins, its orders' spend) and never folds.
+        self.fold_months = fold_months
+        #: user -> their rows of the closed (merchant, month)s summed (`MONTH_*` columns):
+        #: grows with distinct users, not with months.
+        self.month_folded_users: dict[str, list[int]] = {}
+        self.folded_months = 0
+        # The CST day of the last pass's cutoff: a pass at most once a day of event time.
+        self._month_fold_day = -1
+
+    def _fold_closed_months(self) -> None:
+        """Fold every closed (merchant, month) of `group_spend_multiple` into the per-user
+        totals (`month_folded_users`) and drop its rows (`month_first_joins`, `month_spend`).
+
+        A (merchant, month) is closed once the horizons of the sessions, views, orders,
+        interactions and groups topics are past the month's end + the session horizon (no
+        session start or order stamped in it can be applied any more) and every session of
+        the merchant started in it is summarized (its first joins are final: a view after its
+        session horizon is not the session's; and so is membership at them, fixed as at the
+        summary). Its population and each member's spend and membership at the first join
+        are then final, so are its rows; they are summed per user, which is all the claim's
+        observed value and its interval (clustered by user) read of them.
+        """
+        groups = self.membership_from or self
+        horizons = [
+            (groups if topic == _GROUPS else self).horizon_ts(topic) for topic in _SUMMARY_TOPICS
+        ]
+        if any(h is None for h in horizons):
+            return
+        cutoff = min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
+        day = cutoff // DAY_MS
+        if day <= self._month_fold_day:
+            return
+        self._month_fold_day = day
+        closed = {
+            month
+            for month in {key[1] for key in self.month_first_joins}
+            if cst_month_end(month) <= cutoff
+        }
+        closed.update(
+            key[1]
+            for key in self.month_spend
+            if key[1] not in closed and cst_month_end(key[1]) <= cutoff
+        )
+        if not closed:
+            return
+        # A session of a closed month not summarized yet (still live, or ended late) keeps
+        # its merchant's month open: its first joins may still change.
+        held = {
+            (session.merchant_id, cst_month(session.started_ts))
+            for session in self.sessions.values()
+            if session.started_ts is not None
+            and not isinstance(session.presence, SessionSummary)
+            and cst_month(session.started_ts) in closed
+        }
+        memberships: dict[tuple[str, str], Membership] = {}
+
+        def member_at(merchant: str, user: str, ts: int) -> bool:
+            found = memberships.get((merchant, user))
+            if found is None:
+                events = groups.group_events.get((merchant, user))
+                found = Membership(events) if events else NEVER_MEMBER
+                memberships[(merchant, user)] = found
+            return found.member_at(ts)
+
+        spend = self.month_spend
+        totals = self.month_folded_users
+        for key in sorted(k for k in self.month_first_joins if k[1] in closed and k not in held):
+            merchant, month = key
+            for user, joined_ts in self.month_first_joins.pop(key).items():
+                cents = spend.pop((merchant, month, user), 0)
+                member = member_at(merchant, user, joined_ts)
+                row = totals.get(user)
+                if row is None:
+                    row = totals[user] = [0, 0, 0, 0]
+                row[MONTH_MEMBER_CENTS] += cents if member else 0
+                row[MONTH_MEMBERS] += member
+                row[MONTH_CENTS] += cents
+                row[MONTH_ROWS] += 1
+            self.folded_months += 1
+        # Spend of a closed month by users outside its population is read by no figure.
+        for spend_key in [k for k in spend if k[1] in closed and (k[0], k[1]) not in held]:
+            del spend[spend_key]
 
     def _summarize_board(
         self,

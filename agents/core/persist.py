@@ -68,8 +68,11 @@ MAGIC: Final[bytes] = b"LPst"
 #: ...), the ledger per operator level its summarized sessions' watch-time sketch and buyers
 #: (`folded_watch`, `folded_payers`), `folded_figures` the distributions' part. A version 5
 #: or 6 state loads with those empty (its summaries' board figures lost, as they were then).
-VERSION: Final[int] = 7
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7})
+#: 8: closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
+#: (`Ledger.month_folded_users`, `fold_months`). A version 1-7 state loads with none folded
+#: and the month fold off.
+VERSION: Final[int] = 8
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
