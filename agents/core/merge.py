@@ -205,6 +205,11 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
                 if known is None or ts < known:
                     earliest[user] = ts
         merged.folded_months += ledger.folded_months
+        # Month rows held for combining, by (merchant, month), user and source partition.
+        for month_key, users in ledger.month_rows_in.items():
+            into_users = merged.month_rows_in.setdefault(month_key, {})
+            for user, parts in users.items():
+                into_users.setdefault(user, {}).update(parts)
 
 
 def _merge_sessions(ledgers: Sequence[Ledger], offsets: Sequence[int]) -> dict[str, SessionFacts]:

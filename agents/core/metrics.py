@@ -427,6 +427,20 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
     spend = facts.ledger.month_spend  # (merchant, month, user) -> cents
+    if facts.ledger.month_rows_in:
+        # Rows a partition sent on at its month's close, held by their user's owner until
+        # every partition has closed the month: read as the partitions' own rows are.
+        spend = dict(spend)
+        for (merchant, month), users in facts.ledger.month_rows_in.items():
+            for user, parts in users.items():
+                key = (merchant, month, user)
+                for joined_ts, cents in parts.values():
+                    if cents:
+                        spend[key] = spend.get(key, 0) + cents
+                    if joined_ts is not None and (
+                        key not in first_join or joined_ts < first_join[key]
+                    ):
+                        first_join[key] = joined_ts
     # Per user, their rows summed (`MONTH_*` columns, cents and counts): the closed months'
     # (`Ledger.month_folded_users`), then one row per population member of the open ones:
     # member spend, member flag, spend, 1. The held rows go through the same integer sums as

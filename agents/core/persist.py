@@ -37,6 +37,7 @@ from agents.core.ledger import (
     EventCounts,
     FoldedPresence,
     Ledger,
+    MonthClosed,
     OrderFact,
     Presence,
     RefundFact,
@@ -69,8 +70,9 @@ MAGIC: Final[bytes] = b"LPst"
 #: (`folded_watch`, `folded_payers`), `folded_figures` the distributions' part. A version 5
 #: or 6 state loads with those empty (its summaries' board figures lost, as they were then).
 #: 8: closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
-#: (`Ledger.month_folded_users`, `fold_months`). A version 1-7 state loads with none folded
-#: and the month fold off.
+#: (`Ledger.month_folded_users`, `fold_months`), and the cross-partition fold's rows held
+#: for combining and announcements (`MonthClosed`). A version 1-7 state loads with none
+#: folded and the month fold off.
 VERSION: Final[int] = 8
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -90,6 +92,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         Presence,
         FoldedPresence,
         SessionSummary,
+        MonthClosed,
         OrderFact,
         RefundFact,
         OperatorBoard,

@@ -15,7 +15,7 @@ import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import SessionSummary, cst_month, cst_month_end
-from agents.core.persist import MAGIC, load_state
+from agents.core.persist import MAGIC, dump_state, load_state
 from schemas import Rejection, decode
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
@@ -23,6 +23,8 @@ from streams.tools.simulator.truth_file import compute_truth
 from tests.agents.core.test_retention import (
     DAY,
     HOUR,
+    _check_summarized,
+    _summarizing,
     ev,
     join,
 )
@@ -211,3 +213,57 @@ def test_a_version_7_state_loads_with_no_month_folded() -> None:
     assert not restored.fold_months and restored.month_folded_users == {}
     assert restored.folded_months == 0
     assert build_report(restored)["claims"][CLAIM] == want
+
+
+@pytest.mark.parametrize("name", ["xhs"])  # impulse: the same, 5 s more
+def test_closed_months_fold_across_partitions_through_their_users_owners(name: str) -> None:
+    """The fixture split over 3 partitions by its contract keys (membership from every group
+    event, as the worker's table gives it), fed in chunks: after each chunk a partition sends
+    the rows of the months closed on its side to their user's owner (murmur2 of the user id,
+    as an internal topic keyed by user would) and its announcement to every partition, each
+    message delivered twice (a redelivery); the (merchant, month)s one ledger fed everything
+    folds (July 2024's, but a merchant's with a session that never ended) are combined into
+    per-user totals, no partition holds a row of them, and every claim of the merged
+    partitions equals the keep-everything ledger's and the truth reference's (1e-9)."""
+    from agents.core.ledger import MonthRow
+    from agents.core.merge import merge_ledgers
+    from tests.agents.core.test_merge import partition_of, records, split
+
+    stream = records(name)
+    decoded = [event for _topic, _key, event in stream]
+    everything = build_report(_summarizing(decoded, None))
+    groups = _summarizing(
+        [e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY
+    )
+    parts = split(stream, 3)
+    ledgers = [Ledger(2 * DAY, fold_sessions=True) for _ in parts]
+    for ledger in ledgers:
+        ledger.membership_from = groups
+    sent = 0
+    for begin in range(0, max(len(part) for part in parts), 2000):
+        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
+            for _topic, _key, event in part[begin : begin + 2000]:
+                if isinstance(event, Rejection):
+                    ledger.reject(event.reason)
+                else:
+                    ledger.apply(event)
+            for message in ledger.take_closed_month_rows(source) * 2:
+                sent += 1
+                if isinstance(message, MonthRow):
+                    ledgers[partition_of(message.user.encode(), 3)].receive_month_row(message)
+                else:
+                    for owner in ledgers:
+                        owner.receive_month_closed(message, len(ledgers))
+    assert sent > 0
+    assert any(ledger.month_folded_users for ledger in ledgers)
+    one = _summarizing(decoded, 2 * DAY, fold_months=True)  # one ledger fed everything
+    folded = set(_summarizing(decoded, 2 * DAY).month_first_joins) - set(one.month_first_joins)
+    combined = set().union(*(ledger._months_combined for ledger in ledgers))
+    assert combined == folded and any(month == "2024-07" for _m, month in folded)
+    for ledger in ledgers:
+        assert not combined & {*ledger.month_first_joins, *ledger.month_rows_in}
+        assert not any((m, month) in combined for m, month, _u in ledger.month_spend)
+    merged = merge_ledgers(
+        [load_state(dump_state(ledger, OperatorBoard()))[0] for ledger in ledgers]
+    )
+    _check_summarized(build_report(merged), everything, f"{name}.jsonl")
