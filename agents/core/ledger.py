@@ -1576,8 +1576,11 @@ class Ledger:
         the announcements to every owner, rows first (docs/design.md, "Closed months of
         `group_spend_multiple`", across a worker's partitions)."""
         cutoff = self._month_cutoff()
-        if cutoff is None:
+        # Once a day of event time, as the one-ledger fold (a call after every batch costs
+        # one comparison otherwise).
+        if cutoff is None or cutoff // DAY_MS <= self._month_fold_day:
             return []
+        self._month_fold_day = cutoff // DAY_MS
         closed, held = self._closed_months(cutoff)
         out: list[MonthRow | MonthClosed] = []
         spend = self.month_spend

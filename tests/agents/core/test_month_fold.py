@@ -24,6 +24,7 @@ from tests.agents.core.test_retention import (
     DAY,
     HOUR,
     _check_summarized,
+    _claims_close,
     _summarizing,
     ev,
     join,
@@ -240,6 +241,7 @@ def test_closed_months_fold_across_partitions_through_their_users_owners(name: s
     for ledger in ledgers:
         ledger.membership_from = groups
     sent = 0
+    pending_checked = False
     for begin in range(0, max(len(part) for part in parts), 2000):
         for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
             for _topic, _key, event in part[begin : begin + 2000]:
@@ -254,7 +256,15 @@ def test_closed_months_fold_across_partitions_through_their_users_owners(name: s
                 else:
                     for owner in ledgers:
                         owner.receive_month_closed(message, len(ledgers))
-    assert sent > 0
+        if not pending_checked and any(ledger.month_rows_in for ledger in ledgers):
+            # Rows handed over, not combined yet (a source has not closed their month): the
+            # merged report reads them as the partitions' own rows.
+            pending_checked = True
+            fed = [event for part in parts for _t, _k, event in part[: begin + 2000]]
+            want = build_report(_summarizing(fed, None))["claims"][CLAIM]
+            got = build_report(merge_ledgers(ledgers))["claims"][CLAIM]
+            assert _claims_close({CLAIM: got}, {CLAIM: want}) == []
+    assert sent > 0 and pending_checked
     assert any(ledger.month_folded_users for ledger in ledgers)
     one = _summarizing(decoded, 2 * DAY, fold_months=True)  # one ledger fed everything
     folded = set(_summarizing(decoded, 2 * DAY).month_first_joins) - set(one.month_first_joins)
