@@ -137,6 +137,20 @@ def horizon_days(window_days: float) -> float:
     return THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS + window_days
 
 
+def month_state_kb(ledger: Ledger) -> dict[str, float]:
+    """Pickled kB of `group_spend_multiple`'s state: the folded sessions' first joins per
+    (merchant, month), the spend rows per (merchant, month, user) and the closed months'
+    per-user totals (`Ledger.month_folded_users`, absent before issue 17's month fold)."""
+    parts = {
+        "month_first_joins_kb": ledger.month_first_joins,
+        "month_spend_kb": ledger.month_spend,
+        "month_folded_kb": getattr(ledger, "month_folded_users", {}),
+    }
+    return {
+        key: len(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)) / 1e3 for key, value in parts.items()
+    }
+
+
 def _snapshot_day(sample: dict[str, Any]) -> float | None:
     """The event day of the sample's snapshot bytes: the sample's own (the core dumps at the
     sample) or, for a worker, of the oldest of its partitions' latest snapshots."""
@@ -325,9 +339,12 @@ def soak(
     gc.collect()
 
     window_ms = round(window_days * DAY_MS) or None
-    ledger = Ledger(
-        window_ms, refund_horizon_ms=90 * DAY_MS, fold_sessions=fold_sessions
-    )  # the default refund horizon
+    ledger = Ledger(  # the default refund horizon; one ledger: closed months fold too
+        window_ms,
+        refund_horizon_ms=90 * DAY_MS,
+        fold_sessions=fold_sessions,
+        fold_months=fold_sessions,
+    )
     board = OperatorBoard()
     samples: list[dict[str, Any]] = []
     first_ts: int | None = None
@@ -366,6 +383,7 @@ def soak(
                 "orders_kb": _packed_kb(ledger.orders),
                 "refunds_kb": _packed_kb(ledger.refunds),
                 "order_fold_kb": _packed_kb(getattr(ledger, "order_fold", None)),
+                **month_state_kb(ledger),
                 "records_per_s": chunk_records / chunk_s if chunk_s else None,
             }
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from agents.core.sketch import FoldedFigures, QuantileSketch
 from agents.core.stats import percentile
@@ -244,6 +244,52 @@ def cst_day_start(ts_ms: int) -> int:
     """The first millisecond of the CST day of `ts_ms` (a folded session's day key: an int,
     `cst_day` of it gives the day's name)."""
     return (ts_ms + _CST_OFFSET_MS) // _DAY_MS * _DAY_MS - _CST_OFFSET_MS
+
+
+def cst_month_start(month: str) -> int:
+    """The first millisecond of the CST calendar month `month` (YYYY-MM)."""
+    return int(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=CST).timestamp()) * 1000
+
+
+@functools.lru_cache(maxsize=256)
+def cst_month_end(month: str) -> int:
+    """The first millisecond after the CST calendar month `month` (YYYY-MM, as `cst_month`)."""
+    year, number = int(month[:4]), int(month[5:7])
+    year, number = (year + 1, 1) if number == 12 else (year, number + 1)
+    return int(datetime(year, number, 1, tzinfo=CST).timestamp()) * 1000
+
+
+#: `Ledger.month_folded_users`' columns: a user's `group_spend_multiple` rows of closed
+#: (merchant, month)s summed (the four columns its `log_ratio_interval` reads, in cents and
+#: counts): spend while a member at the first join, member rows, spend, rows.
+MONTH_MEMBER_CENTS: Final[int] = 0
+MONTH_MEMBERS: Final[int] = 1
+MONTH_CENTS: Final[int] = 2
+MONTH_ROWS: Final[int] = 3
+
+
+class MonthRow(NamedTuple):
+    """A source partition's part of one (merchant, month, user) row of `group_spend_multiple`
+    (`Ledger.take_closed_month_rows`): the user's earliest first join in its sessions of the
+    merchant started that month (None: none there) and their spend with the merchant that
+    month in its orders."""
+
+    source: int
+    merchant: str
+    month: str
+    user: str
+    first_join_ts: int | None
+    cents: int
+
+
+class MonthClosed(NamedTuple):
+    """A source partition's announcement that every month up to `through` (YYYY-MM) is
+    closed on its side but the (merchant, month)s `still_open` (a session of theirs started
+    in it not summarized); each supersedes the source's earlier ones."""
+
+    source: int
+    through: str
+    still_open: frozenset[tuple[str, str]]
 
 
 #: `Ledger.apply`'s dispatch, as tuples: `isinstance(event, A | B)` builds a union object on
@@ -909,7 +955,10 @@ class Ledger:
         future_tolerance_ms: int | None = None,
         refund_horizon_ms: int | None = None,
         fold_sessions: bool = False,
+        fold_months: bool = False,
     ) -> None:
+        if fold_months and not fold_sessions:
+            raise ValueError("fold_months needs fold_sessions (a month closes on summaries)")
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
             raise ValueError(f"dedupe_window_ms must be positive or None, not {dedupe_window_ms}")
         if refund_horizon_ms is not None and refund_horizon_ms <= 0:
@@ -984,6 +1033,7 @@ class Ledger:
         #: sessions folded out of `sessions` (`group_spend_multiple`'s population, read with the
         #: held sessions' first joins).
         self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
+        self._init_month_fold(fold_months)
         # (merchant, user) -> [(ts, seq, group_id, is_join)]
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
@@ -1075,6 +1125,8 @@ class Ledger:
                     )
         if "month_first_joins" not in state:
             self.month_first_joins = {}
+        if "month_folded_users" not in state:  # version 7 or older: no month folded
+            self._init_month_fold(False)
         if "folded_watch" not in state:  # version 6 or older: the board read no summary
             self._init_board_fold()
         if "first_orders" not in state:  # version 5 or older: filed from the orders held
@@ -1586,6 +1638,8 @@ class Ledger:
         for the orders before the end."""
         if self._awaiting_summary:
             self._summarize_sessions()
+        if self.fold_months:
+            self._fold_closed_months()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
             return
@@ -1743,6 +1797,197 @@ class Ledger:
         session.orders = []
         session.interacting_users = set()
         self.summarized_sessions += 1
+
+    def _init_month_fold(self, fold_months: bool) -> None:
+        """The closed months' fold of `group_spend_multiple`, empty (docs/design.md, "Closed
+        months of `group_spend_multiple`")."""
+        #: Whether closed (merchant, month)s fold into per-user totals (`_fold_closed_months`):
+        #: only a ledger that holds every partition's sessions, orders and group events (one
+        #: fed every topic: `livepulse analyze`, the core soak); a partition of a worker holds
+        #: a month's rows in part (its sessions' joins, its orders' spend) and folds them
+        #: across partitions instead (`take_closed_month_rows`, `receive_month_row`).
+        self.fold_months = fold_months
+        #: user -> their rows of the closed (merchant, month)s summed (`MONTH_*` columns):
+        #: grows with distinct users, not with months.
+        self.month_folded_users: dict[str, list[int]] = {}
+        self.folded_months = 0
+        # The CST day of the last pass's cutoff: a pass at most once a day of event time.
+        self._month_fold_day = -1
+        # As a source partition: its last announcement (`MonthClosed`), None before any.
+        self._month_announced: MonthClosed | None = None
+        #: As the owner of a part of the users (rows keyed by user): (merchant, month) -> user
+        #: -> source partition -> (its earliest first join or None, its spend in cents), held
+        #: until every source has announced the month closed (`receive_month_closed`).
+        self.month_rows_in: dict[tuple[str, str], dict[str, dict[int, tuple[int | None, int]]]]
+        self.month_rows_in = {}
+        # source partition -> its latest announcement.
+        self._month_closed_by: dict[int, MonthClosed] = {}
+        # (merchant, month)s combined here: a row or announcement of one sent again (a source
+        # restored from an older snapshot) is ignored, never added twice.
+        self._months_combined: set[tuple[str, str]] = set()
+
+    def _month_cutoff(self) -> int | None:
+        """The latest CST month end a (merchant, month) may have and be closed: the horizons
+        of the sessions, views, orders, interactions and groups topics less the session
+        horizon (None: a topic has no horizon yet)."""
+        groups = self.membership_from or self
+        horizons = [
+            (groups if topic == _GROUPS else self).horizon_ts(topic) for topic in _SUMMARY_TOPICS
+        ]
+        if any(h is None for h in horizons):
+            return None
+        return min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
+
+    def _closed_months(self, cutoff: int) -> tuple[set[str], set[tuple[str, str]]]:
+        """The months with rows held that end by `cutoff`, and the (merchant, month)s ending
+        by it with a session not summarized yet (still live, or ended late): those stay
+        open, as their first joins may still change."""
+        closed = {
+            month
+            for month in {key[1] for key in self.month_first_joins}
+            if cst_month_end(month) <= cutoff
+        }
+        closed.update(
+            key[1]
+            for key in self.month_spend
+            if key[1] not in closed and cst_month_end(key[1]) <= cutoff
+        )
+        if self._month_announced is not None:  # its open (merchant, month)s, to announce
+            closed.update(month for _merchant, month in self._month_announced.still_open)
+        held = {
+            (session.merchant_id, cst_month(session.started_ts))
+            for session in self.sessions.values()
+            if session.started_ts is not None
+            and session.merchant_id is not None
+            and not isinstance(session.presence, SessionSummary)
+            and cst_month_end(cst_month(session.started_ts)) <= cutoff
+        }
+        return closed, held
+
+    def _member_lookup(self) -> Callable[[str, str, int], bool]:
+        """Membership at a ts by (merchant, user), from the group events that decide it."""
+        groups = self.membership_from or self
+        memberships: dict[tuple[str, str], Membership] = {}
+
+        def member_at(merchant: str, user: str, ts: int) -> bool:
+            found = memberships.get((merchant, user))
+            if found is None:
+                events = groups.group_events.get((merchant, user))
+                found = Membership(events) if events else NEVER_MEMBER
+                memberships[(merchant, user)] = found
+            return found.member_at(ts)
+
+        return member_at
+
+    def _fold_month_row(self, user: str, member: bool, cents: int) -> None:
+        """Add one population row of a closed month into its user's totals."""
+        row = self.month_folded_users.get(user)
+        if row is None:
+            row = self.month_folded_users[user] = [0, 0, 0, 0]
+        row[MONTH_MEMBER_CENTS] += cents if member else 0
+        row[MONTH_MEMBERS] += member
+        row[MONTH_CENTS] += cents
+        row[MONTH_ROWS] += 1
+
+    def _fold_closed_months(self) -> None:
+        """Fold every closed (merchant, month) of `group_spend_multiple` into the per-user
+        totals (`month_folded_users`) and drop its rows (`month_first_joins`, `month_spend`).
+
+        A (merchant, month) is closed once the horizons of the sessions, views, orders,
+        interactions and groups topics are past the month's end + the session horizon (no
+        session start or order stamped in it can be applied any more) and every session of
+        the merchant started in it is summarized (its first joins are final: a view after its
+        session horizon is not the session's; and so is membership at them, fixed as at the
+        summary). Its population and each member's spend and membership at the first join
+        are then final, so are its rows; they are summed per user, which is all the claim's
+        observed value and its interval (clustered by user) read of them.
+        """
+        cutoff = self._month_cutoff()
+        if cutoff is None or cutoff // DAY_MS <= self._month_fold_day:
+            return
+        self._month_fold_day = cutoff // DAY_MS
+        closed, held = self._closed_months(cutoff)
+        if not closed:
+            return
+        member_at = self._member_lookup()
+        spend = self.month_spend
+        for key in sorted(k for k in self.month_first_joins if k[1] in closed and k not in held):
+            merchant, month = key
+            for user, joined_ts in self.month_first_joins.pop(key).items():
+                cents = spend.pop((merchant, month, user), 0)
+                self._fold_month_row(user, member_at(merchant, user, joined_ts), cents)
+            self.folded_months += 1
+        # Spend of a closed month by users outside its population is read by no figure.
+        for spend_key in [k for k in spend if k[1] in closed and (k[0], k[1]) not in held]:
+            del spend[spend_key]
+
+    def take_closed_month_rows(self, source: int) -> list[MonthRow | MonthClosed]:
+        """As partition `source` of a worker: the rows of the (merchant, month)s closed on
+        its side (as `_fold_closed_months` decides, from its own topics' horizons and
+        sessions), dropped here, then for each such month an announcement naming the
+        merchants it still holds open; to be sent on, the rows to their user's owner and
+        the announcements to every owner, rows first (docs/design.md, "Closed months of
+        `group_spend_multiple`", across a worker's partitions)."""
+        cutoff = self._month_cutoff()
+        # Once a day of event time, as the one-ledger fold (a call after every batch costs
+        # one comparison otherwise).
+        if cutoff is None or cutoff // DAY_MS <= self._month_fold_day:
+            return []
+        self._month_fold_day = cutoff // DAY_MS
+        closed, held = self._closed_months(cutoff)
+        out: list[MonthRow | MonthClosed] = []
+        spend = self.month_spend
+        for key in sorted(k for k in self.month_first_joins if k[1] in closed and k not in held):
+            merchant, month = key
+            for user, joined_ts in sorted(self.month_first_joins.pop(key).items()):
+                cents = spend.pop((merchant, month, user), 0)
+                out.append(MonthRow(source, merchant, month, user, joined_ts, cents))
+        # Spend of users with no join here: their join, if any, is in another partition.
+        for spend_key in sorted(k for k in spend if k[1] in closed and (k[0], k[1]) not in held):
+            merchant, month, user = spend_key
+            out.append(MonthRow(source, merchant, month, user, None, spend.pop(spend_key)))
+        through = cst_month(cutoff - 1)
+        if cst_month_end(through) > cutoff:  # the month of the cutoff is not over
+            through = cst_month(cst_month_start(through) - 1)
+        announced = MonthClosed(source, through, frozenset(held))
+        if announced != self._month_announced:
+            out.append(announced)
+            self._month_announced = announced
+        return out
+
+    def receive_month_row(self, row: MonthRow) -> None:
+        """Hold a source partition's row of a (merchant, month) for its user (a row sent
+        again overwrites; one of a month combined here already is ignored)."""
+        key = (row.merchant, row.month)
+        if key in self._months_combined:
+            return
+        users = self.month_rows_in.setdefault(key, {})
+        users.setdefault(row.user, {})[row.source] = (row.first_join_ts, row.cents)
+
+    def receive_month_closed(self, closed: MonthClosed, sources: int) -> None:
+        """Note a source partition's announcement; combine every (merchant, month) held that
+        all `sources` have announced closed: per user the earliest
+        first join over the sources (none: not in the population), the spend summed, and
+        membership at that join, folded into the user's totals."""
+        self._month_closed_by[closed.source] = closed
+        announced = self._month_closed_by.values()
+        if len(announced) < sources:
+            return
+        through = min(each.through for each in announced)
+        still_open = frozenset().union(*(each.still_open for each in announced))
+        ready = sorted(
+            key for key in self.month_rows_in if key[1] <= through and key not in still_open
+        )
+        member_at = self._member_lookup()
+        for key in ready:
+            merchant, _month = key
+            for user, parts in sorted(self.month_rows_in.pop(key).items()):
+                joins = [joined for joined, _cents in parts.values() if joined is not None]
+                if joins:
+                    first = min(joins)
+                    cents = sum(cents for _joined, cents in parts.values())
+                    self._fold_month_row(user, member_at(merchant, user, first), cents)
+            self._months_combined.add(key)
 
     def _summarize_board(
         self,

@@ -181,6 +181,9 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         for into, totals in (
             (merged.folded_buyers, ledger.folded_buyers),
             (merged.folded_dwellers, ledger.folded_dwellers),
+            # Closed months' per-user totals (a month folds only in a ledger that holds all
+            # of it, so no month is in two inputs' totals).
+            (merged.month_folded_users, ledger.month_folded_users),
         ):
             for user, values in totals.items():
                 held = into.get(user)
@@ -203,6 +206,12 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
                 known = earliest.get(user)
                 if known is None or ts < known:
                     earliest[user] = ts
+        merged.folded_months += ledger.folded_months
+        # Month rows held for combining, by (merchant, month), user and source partition.
+        for month_key, users in ledger.month_rows_in.items():
+            into_users = merged.month_rows_in.setdefault(month_key, {})
+            for user, parts in users.items():
+                into_users.setdefault(user, {}).update(parts)
 
 
 def _merge_sessions(ledgers: Sequence[Ledger], offsets: Sequence[int]) -> dict[str, SessionFacts]:

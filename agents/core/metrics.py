@@ -13,6 +13,10 @@ from agents.core.ledger import (
     BUYER_ORDERS,
     CST,
     FIVE_MINUTES_MS,
+    MONTH_CENTS,
+    MONTH_MEMBER_CENTS,
+    MONTH_MEMBERS,
+    MONTH_ROWS,
     PRICE_TIERS,
     SHARE_AFTER5_H2,
     SHARE_AFTER5_HN,
@@ -423,38 +427,66 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
     spend = facts.ledger.month_spend  # (merchant, month, user) -> cents
-    # One row per population member: member spend, member flag, spend, 1.
-    rows: list[tuple[float, float, float, float]] = []
-    users: list[str] = []
-    for key, joined_ts in sorted(first_join.items()):
+    if facts.ledger.month_rows_in:
+        # Rows a partition sent on at its month's close, held by their user's owner until
+        # every partition has closed the month: read as the partitions' own rows are.
+        spend = dict(spend)
+        for (merchant, month), users in facts.ledger.month_rows_in.items():
+            for user, parts in users.items():
+                key = (merchant, month, user)
+                for joined_ts, cents in parts.values():
+                    if cents:
+                        spend[key] = spend.get(key, 0) + cents
+                    if joined_ts is not None and (
+                        key not in first_join or joined_ts < first_join[key]
+                    ):
+                        first_join[key] = joined_ts
+    # Per user, their rows summed (`MONTH_*` columns, cents and counts): the closed months'
+    # (`Ledger.month_folded_users`), then one row per population member of the open ones:
+    # member spend, member flag, spend, 1. The held rows go through the same integer sums as
+    # the folded ones, so the figure and its interval do not depend on what is folded.
+    totals: dict[str, list[int]] = {
+        user: list(row) for user, row in facts.ledger.month_folded_users.items()
+    }
+    for key, joined_ts in first_join.items():
         merchant, _month, user = key
-        amount = spend.get(key, 0) / 100
-        member = 1.0 if facts.membership(merchant, user).member_at(joined_ts) else 0.0
-        rows.append((member * amount, member, amount, 1.0))
-        users.append(user)
-    member_spend = sum(r[0] for r in rows)
-    members = int(sum(r[1] for r in rows))
-    population_spend = sum(r[2] for r in rows)
-    population = len(rows)
-    member_mean = _ratio(member_spend, members)
-    population_mean = _ratio(population_spend, population)
+        cents = spend.get(key, 0)
+        member = facts.membership(merchant, user).member_at(joined_ts)
+        row = totals.get(user)
+        if row is None:
+            row = totals[user] = [0, 0, 0, 0]
+        row[MONTH_MEMBER_CENTS] += cents if member else 0
+        row[MONTH_MEMBERS] += member
+        row[MONTH_CENTS] += cents
+        row[MONTH_ROWS] += 1
+    member_cents = sum(row[MONTH_MEMBER_CENTS] for row in totals.values())
+    members = sum(row[MONTH_MEMBERS] for row in totals.values())
+    population_cents = sum(row[MONTH_CENTS] for row in totals.values())
+    population = sum(row[MONTH_ROWS] for row in totals.values())
+    member_mean = _ratio(member_cents / 100, members)
+    population_mean = _ratio(population_cents / 100, population)
     observed = (
         member_mean / population_mean if member_mean is not None and population_mean else None
     )
+    # (member spend / members) / (spend / population): exponents +1, -1, -1, +1. One user
+    # is in the population of several (merchant, month)s with a spending habit of their own,
+    # so the rows are clustered by user: the interval reads each user's summed row (its
+    # influence is the sum of their rows', tests/agents/core/test_order_state.py), by user id.
+    user_rows = [
+        (row[0] / 100, float(row[1]), row[2] / 100, float(row[3]))
+        for _user, row in sorted(totals.items())
+    ]
     return Measurement(
         observed,
         members,
-        # (member spend / members) / (spend / population): exponents +1, -1, -1, +1. One user
-        # is in the population of several (merchant, month)s with a spending habit of their
-        # own, so the rows are clustered by user.
-        log_ratio_interval(rows, (1, -1, -1, 1), clusters=users) if observed is not None else None,
+        log_ratio_interval(user_rows, (1, -1, -1, 1)) if observed is not None else None,
         {
             "members": members,
             "population": population,
-            "member_spend_cny": member_spend,
-            "population_spend_cny": population_spend,
+            "member_spend_cny": member_cents / 100,
+            "population_spend_cny": population_cents / 100,
         },
-        clusters=len(set(users)),
+        clusters=len(totals),
     )
 
 

@@ -37,6 +37,7 @@ from agents.core.ledger import (
     EventCounts,
     FoldedPresence,
     Ledger,
+    MonthClosed,
     OrderFact,
     OrderFold,
     Presence,
@@ -69,8 +70,11 @@ MAGIC: Final[bytes] = b"LPst"
 #: ...), the ledger per operator level its summarized sessions' watch-time sketch and buyers
 #: (`folded_watch`, `folded_payers`), `folded_figures` the distributions' part. A version 5
 #: or 6 state loads with those empty (its summaries' board figures lost, as they were then).
-#: 8: paid orders folded past the refund horizon (`Ledger.order_fold`, an `OrderFold`). A
-#: version 1-7 state loads with nothing folded (its orders held, folded in time).
+#: 8: paid orders folded past the refund horizon (`Ledger.order_fold`, an `OrderFold`),
+#: closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
+#: (`Ledger.month_folded_users`, `fold_months`), and the cross-partition fold's rows held
+#: for combining and announcements (`MonthClosed`). A version 1-7 state loads with no order
+#: and no month folded (its orders held, folded in time) and the month fold off.
 VERSION: Final[int] = 8
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -91,6 +95,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         FoldedPresence,
         SessionSummary,
         OrderFold,
+        MonthClosed,
         OrderFact,
         RefundFact,
         OperatorBoard,

@@ -60,11 +60,16 @@ def analyze_file(
     an event may move its topic's horizon (None: no cap), and refund horizon (None: a refund
     counts for any payment of its order id); with `fold_sessions` it summarizes closed
     sessions past their session horizon, membership from its own group events (one ledger
-    holds every one of the file's, so it is exact, as the worker's membership table is).
+    holds every one of the file's, so it is exact, as the worker's membership table is) and
+    folds `group_spend_multiple`'s closed months (it holds all of each month's rows).
     """
     started = time.monotonic()
     ledger = Ledger(
-        dedupe_window_ms, future_tolerance_ms, refund_horizon_ms, fold_sessions=fold_sessions
+        dedupe_window_ms,
+        future_tolerance_ms,
+        refund_horizon_ms,
+        fold_sessions=fold_sessions,
+        fold_months=fold_sessions,  # one ledger holds every partition's rows of a month
     )
     board = board if board is not None else OperatorBoard()
     records = iter_records(path)

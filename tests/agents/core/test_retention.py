@@ -123,6 +123,7 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
         "unmatched_replies": 0,
         "summarized_sessions": 0,
         "after_session_horizon": 0,
+        "folded_months": 0,
         "refund_horizon_days": None,
         "late_refunds": 0,
         "unmatched_refunds": 0,
@@ -505,8 +506,13 @@ def test_a_version_3_state_loads_its_folded_latencies_as_counts_and_sketch() -> 
 # Issue 17, the session fold: a closed session summarized past its session horizon.
 
 
-def _summarizing(records: list[Any], window_ms: int | None, groups: Ledger | None = None) -> Ledger:
-    ledger = Ledger(window_ms, fold_sessions=window_ms is not None)
+def _summarizing(
+    records: list[Any],
+    window_ms: int | None,
+    groups: Ledger | None = None,
+    fold_months: bool = False,
+) -> Ledger:
+    ledger = Ledger(window_ms, fold_sessions=window_ms is not None, fold_months=fold_months)
     ledger.membership_from = groups
     for decoded in records:
         if isinstance(decoded, Rejection):
@@ -575,7 +581,9 @@ def test_closed_sessions_summarize_and_every_claim_stays_exact(name: str) -> Non
     observed value, counts and interval are the keep-everything ledger's (1e-9) and the
     truth reference's, `price_dwell_association` within its sketch's bounds; so after a
     snapshot round trip, for the stream shuffled, and for it split over 3 partitions by its
-    contract keys (membership from every group event, `Ledger.membership_from`) and merged."""
+    contract keys (membership from every group event, `Ledger.membership_from`) and merged.
+    The one ledger (not the partitions) folds `group_spend_multiple`'s closed months too
+    (`fold_months`: July 2024, past every horizon + the session horizon by late August)."""
     import random
 
     from agents.core.merge import merge_ledgers
@@ -584,12 +592,14 @@ def test_closed_sessions_summarize_and_every_claim_stays_exact(name: str) -> Non
     stream = records(name.removesuffix(".jsonl"))
     decoded = [event for _topic, _key, event in stream]
     everything = build_report(_summarizing(decoded, None))
-    ledger = _summarizing(decoded, 2 * DAY)
+    ledger = _summarizing(decoded, 2 * DAY, fold_months=True)
+    assert ledger.folded_months >= 1 and ledger.month_folded_users
     started = sum(s.started_ts is not None for s in ledger.sessions.values())
     assert ledger.summarized_sessions >= 0.75 * started
     assert sum(ledger.after_session_horizon) == 0  # the fixtures have no event that late
     summarized = build_report(ledger)
     assert summarized["retention"]["summarized_sessions"] == ledger.summarized_sessions
+    assert summarized["retention"]["folded_months"] == ledger.folded_months
     _check_summarized(summarized, everything, name)
 
     restored, _board = load_state(dump_state(ledger, OperatorBoard()))
@@ -600,8 +610,9 @@ def test_closed_sessions_summarize_and_every_claim_stays_exact(name: str) -> Non
         decoded,
         key=lambda e: (e.ts if not isinstance(e, Rejection) else 0) + rng.randrange(12 * HOUR),
     )
-    shuffled = _summarizing(jittered, 2 * DAY)
+    shuffled = _summarizing(jittered, 2 * DAY, fold_months=True)
     assert shuffled.counts.expired == 0 and shuffled.summarized_sessions > 0
+    assert shuffled.folded_months == ledger.folded_months
     _check_summarized(build_report(shuffled), everything, name)
 
     groups = _summarizing(
