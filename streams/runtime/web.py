@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import Metric
 
 from agents.core import Ledger, build_report
 from agents.core.operator import OperatorBoard
+from agents.core.periods import with_periods
 from streams.runtime.claim_parts import VERDICTS, ClaimPartsCollector, GlobalClaimCollector
 from streams.runtime.consumer_lag import ConsumerLagCollector
 from streams.runtime.families import (
@@ -588,7 +589,7 @@ class WorkerViews:
         return report
 
     def _report_of_held(self, ledger: Ledger, board: OperatorBoard | None) -> dict[str, Any]:
-        report = build_report(ledger, board)
+        report = with_periods(build_report(ledger, board), ledger, self.settings.period_settings)
         # This worker's share: with several workers, `livepulse report --changelog` merges them.
         report["state"] = {"source": "worker", "partitions": sorted(self.state.partitions)}
         return self._mark_simulated(report)

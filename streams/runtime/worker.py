@@ -100,6 +100,7 @@ class Worker:
             gpm_denominator=settings.gpm_denominator,
             fold_sessions=settings.fold_sessions,
             membership=self.membership,
+            periods=settings.period_settings,
             assigned_only=True,
             metrics=self.metrics,
             gc=self.gc,
