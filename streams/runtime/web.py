@@ -286,6 +286,18 @@ class ClaimCollector:
                 families["verdict"].add_metric(
                     [claim_id, verdict], 1.0 if claim.get("verdict") == verdict else 0.0
                 )
+        periods = (report.get("periods") or {}).get("claims") or {}
+        for claim_id, figures in periods.items():
+            latest = {
+                "day": (figures.get("day") or [None])[-1],
+                "month": (figures.get("month") or [None])[-1],
+                "rolling": figures.get("rolling"),
+            }
+            for period, entry in latest.items():
+                for key in ("observed", "ci_low", "ci_high"):
+                    value = (entry or {}).get(key)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        families[f"period_{key}"].add_metric([claim_id, period], float(value))
         yield from families.values()
 
 
