@@ -198,8 +198,11 @@ def _measure(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, Froz
     return _figures(claim_ids, compute_claims(sub))
 
 
-def _in(kind: str, key: str) -> Callable[[int], bool]:
-    return lambda ts: period_key(kind, ts) == key
+def _in(kind: str, ts_in: int) -> Callable[[int], bool]:
+    """The test of whether a `ts` is in the day or month of `ts_in` (its CST bounds)."""
+    start = cst_day_start(ts_in) if kind == DAY else month_start_ms(ts_in)
+    end = _period_end_ms(kind, ts_in)
+    return lambda ts: start <= ts < end
 
 
 def freeze_closed(ledger: Ledger, settings: PeriodSettings) -> int | None:
@@ -215,7 +218,7 @@ def freeze_closed(ledger: Ledger, settings: PeriodSettings) -> int | None:
             for key, ts in wanted[kind].items():
                 if (kind, key) in frozen or _period_end_ms(kind, ts) > closed_to:
                     continue
-                figures = _measure(ledger, _in(kind, key))
+                figures = _measure(ledger, _in(kind, ts))
                 if figures is not None:
                     frozen[(kind, key)] = figures
         _prune(frozen, settings)
@@ -326,11 +329,11 @@ def claim_periods(ledger: Ledger, settings: PeriodSettings) -> dict[str, Any]:
         claim_id: {DAY: [], MONTH: [], ROLLING: None} for claim_id in claim_ids
     }
     for kind in (DAY, MONTH):
-        for key in wanted[kind]:
+        for key, ts in wanted[kind].items():
             figures = ledger.frozen_periods.get((kind, key))
             frozen = figures is not None
             if figures is None:
-                figures = _measure(ledger, _in(kind, key))
+                figures = _measure(ledger, _in(kind, ts))
             for claim_id in claim_ids:
                 figure = None if figures is None else figures.get(claim_id)
                 by_claim[claim_id][kind].append(_entry(figure, period=key, frozen=frozen))

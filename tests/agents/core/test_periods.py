@@ -3,7 +3,12 @@ sub-stream, the same frozen as computed, merged over partitions as one ledger, a
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,12 +29,16 @@ from agents.core.periods import (
 )
 from schemas import Rejection
 from streams.tools.analyze import analyze_records, iter_records
+from streams.tools.simulator.generate import generate, write_lines
 from streams.tools.simulator.period_truth import PeriodCut
+from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth import split_lines
 from tests.agents.core.test_merge import records, split
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 WEEK_MS = 7 * DAY_MS
+#: Set to run the minutes-long checks (every fixture day; a simulated 120-day stream).
+LONG_ENV = "LIVEPULSE_PERIODS_LONG"
 
 
 @cache
@@ -73,10 +82,55 @@ def test_period_figures_equal_the_truth_on_the_period_substream(name: str, kind:
     check_against_truth(name, kind, 8 if kind == DAY else 1)
 
 
-@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"a minute or more: set {LONG_ENV}=1")
 @pytest.mark.parametrize("name", ["xhs", "impulse"])
 def test_every_day_equals_the_truth(name: str) -> None:
     check_against_truth(name, DAY, 1)
+
+
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"minutes long: set {LONG_ENV}=1")
+def test_a_simulated_stream_of_four_months_by_day_and_month(tmp_path: Path) -> None:
+    """A 120-day simulated stream through a summarizing ledger under the default settings:
+    every reported day and month (the frozen ones among them) equals the truth cut to it,
+    and the frozen records are exactly the kept 62 days and the closed months."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=120)
+    stream = tmp_path / "long.jsonl"
+    write_lines(stream, generate(scenario, 3, 0.3).lines)
+    settings = PeriodSettings()
+    ledger = analyze_records(
+        iter_records(stream), attach(Ledger(WEEK_MS, fold_sessions=True), settings)
+    )
+    assert ledger.summarized_sessions > 0
+    assert [kind for kind, _key in ledger.frozen_periods].count(DAY) == settings.days_kept
+    report = claim_periods(ledger, settings)["claims"]
+    truth_cut = PeriodCut(split_lines(stream.read_text()))
+    for kind in (DAY, MONTH):
+        for entry in report["live_aov"][kind]:
+            key = entry["period"]
+            truth = truth_cut.claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+            for claim_id, figures in report.items():
+                mine = next(e for e in figures[kind] if e["period"] == key)
+                assert close(mine["observed"], truth[claim_id]["observed"]), (key, claim_id)
+
+
+def test_livepulse_analyze_shows_the_periods_with_its_setting() -> None:
+    """`livepulse analyze FILE` as a user runs it, with LIVEPULSE_CLAIM_HORIZON_DAYS: the JSON
+    report's rolling horizon is the truth of the last 3 days, and the text has the table."""
+    env = {**os.environ, "LIVEPULSE_CLAIM_HORIZON_DAYS": "3"}
+    command = [sys.executable, "-m", "streams.cli", "analyze", str(FIXTURES / "xhs.jsonl")]
+    done = subprocess.run(  # noqa: S603 - this interpreter, this package
+        [*command, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    periods = json.loads(done.stdout)["periods"]
+    assert periods["horizon_days"] == 3
+    start = periods["rolling_from_ts"]
+    truth = cut("xhs").claims(lambda ts: ts > start)
+    for claim_id, figures in periods["claims"].items():
+        assert close(figures["rolling"]["observed"], truth[claim_id]["observed"]), claim_id
+    text = subprocess.run(  # noqa: S603
+        command, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "claim by period" in text and "last 3 d" in text and "month 2024-08" in text
 
 
 def test_rolling_horizon_equals_the_truth_of_its_last_days() -> None:
