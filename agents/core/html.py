@@ -844,20 +844,27 @@ def _claims_table(entries: Mapping[str, Any]) -> str:
 
 def plot_claim_by_day(claim_id: str, days: Sequence[Any], unit: str) -> str:
     """A small line of a claim's observed value by CST day with each day's 95% interval as a
-    band (docs/metrics.md, "Claims by period"); days with no figure are gaps."""
+    band (docs/metrics.md, "Claims by period"); a day with no figure is skipped."""
     points = [
         (i, _num(d.get("observed")), _num(d.get("ci_low")), _num(d.get("ci_high")))
         for i, d in enumerate(days)
         if isinstance(d, Mapping)
     ]
-    values = [v for _i, *vs in points for v in vs if v is not None]
+    values = [o for _i, o, _l, _h in points if o is not None]
     if not values:
         return _empty("No figure by day yet.")
+    # The axis follows the observed values (a day with few cases has a very wide interval,
+    # which would flatten the line): the band is clipped to it.
     lo, hi = min(values), max(values)
-    ticks = nice_ticks(lo, hi if hi > lo else lo + 1, 4)
-    frame = _Frame(70, 10, 380, 110, 0, max(len(days) - 1, 1), ticks[0], ticks[-1])
-    band_top = [(frame.x(i), frame.y(h)) for i, _o, _l, h in points if h is not None]
-    band_bottom = [(frame.x(i), frame.y(low)) for i, _o, low, _h in points if low is not None]
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    ticks = nice_ticks(lo - pad, hi + pad, 4)
+    frame = _Frame(90, 10, 360, 110, 0, max(len(days) - 1, 1), ticks[0], ticks[-1])
+
+    def clip(value: float) -> float:
+        return frame.y(min(max(value, ticks[0]), ticks[-1]))
+
+    band_top = [(frame.x(i), clip(h)) for i, _o, _l, h in points if h is not None]
+    band_bottom = [(frame.x(i), clip(low)) for i, _o, low, _h in points if low is not None]
     parts = [_y_axis(frame, ticks, "", lambda v: _fmt(v, unit))]
     if band_top and band_bottom:
         outline = band_top + list(reversed(band_bottom))
@@ -871,7 +878,7 @@ def plot_claim_by_day(claim_id: str, days: Sequence[Any], unit: str) -> str:
     )
     first, last = days[0].get("period", ""), days[-1].get("period", "")
     parts.append(_x_axis(frame, [(0, str(first)), (len(days) - 1, str(last))], ""))
-    return _svg(460, 150, f"{claim_id} by day", parts)
+    return _svg(500, 150, f"{claim_id} by day", parts)
 
 
 def claims_by_period(report: Mapping[str, Any]) -> str:

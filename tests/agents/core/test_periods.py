@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from agents.core import Ledger
+from agents.core import Ledger, build_report
+from agents.core.claims import CLAIMS
+from agents.core.html import render_html
 from agents.core.ledger import DAY_MS
 from agents.core.merge import merge_ledgers
 from agents.core.periods import (
@@ -26,6 +28,7 @@ from agents.core.periods import (
     attach,
     claim_periods,
     period_key,
+    with_periods,
 )
 from schemas import Rejection
 from streams.tools.analyze import analyze_records, iter_records
@@ -212,3 +215,16 @@ def test_periods_of_merged_partitions_equal_one_ledger() -> None:
 def test_settings_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="horizon_days"):
         PeriodSettings(horizon_days=0)
+
+
+def test_the_html_report_draws_each_claim_by_day_and_lists_months() -> None:
+    """Self-contained: an inline SVG per claim and its table by month; none without periods."""
+    report = build_report(fed("xhs", Ledger()))
+    assert 'id="periods"' not in render_html(report)
+    page = render_html(with_periods(report, fed("xhs", Ledger()), PeriodSettings()))
+    section = page[page.index('id="periods"') : page.index('id="plots"')]
+    claims = [claim.id for claim in CLAIMS if claim.id not in NOT_PER_PERIOD]
+    for claim_id in claims:
+        block = section[section.index(f'id="period-{claim_id}"') :]
+        assert block.index("<svg") < block.index("2024-07</td>") < block.index("last 7 days")
+    assert "http://" not in section.replace("http://www.w3.org", "")
