@@ -20,17 +20,22 @@ from agents.core.claims import CLAIMS
 from agents.core.html import render_html
 from agents.core.ledger import DAY_MS
 from agents.core.merge import merge_ledgers
+from agents.core.operator import OperatorBoard
 from agents.core.periods import (
     DAY,
     MONTH,
     NOT_PER_PERIOD,
+    PeriodGate,
     PeriodSettings,
     attach,
     claim_periods,
     period_key,
     with_periods,
 )
+from agents.core.persist import dump_state, load_state
 from schemas import Rejection
+from streams.runtime.partition import PartitionState
+from streams.runtime.state import LiveState
 from streams.tools.analyze import analyze_records, iter_records
 from streams.tools.simulator.generate import generate, write_lines
 from streams.tools.simulator.period_truth import PeriodCut
@@ -228,3 +233,16 @@ def test_the_html_report_draws_each_claim_by_day_and_lists_months() -> None:
         block = section[section.index(f'id="period-{claim_id}"') :]
         assert block.index("<svg") < block.index("2024-07</td>") < block.index("last 7 days")
     assert "http://" not in section.replace("http://www.w3.org", "")
+
+
+def test_frozen_periods_survive_a_snapshot_and_the_gate_is_set_again() -> None:
+    """The frozen records are plain data in the snapshot; the gate is not (a callable): a
+    restored ledger has none until `attach` (the worker's `LiveState.install` does)."""
+    ledger = _folding("xhs", PeriodSettings())
+    board = OperatorBoard()
+    restored, _board = load_state(dump_state(ledger, board))
+    assert restored.frozen_periods == ledger.frozen_periods
+    assert restored.period_gate is None and ledger.period_gate is not None
+    state = LiveState(dedupe_window_ms=WEEK_MS, fold_sessions=True, periods=PeriodSettings())
+    state.install(0, PartitionState(restored, board))
+    assert isinstance(restored.period_gate, PeriodGate)
