@@ -110,7 +110,10 @@ class Settings(BaseSettings):
     fold_sessions: bool = False
     # Claims by period (docs/metrics.md, "Claims by period"): the rolling horizon in days of
     # event time before the newest event, and how many closed CST days and months are kept
-    # frozen and reported (as many open ones again at most).
+    # frozen and reported (as many open ones again at most). Off: no claims by period (no
+    # `periods` in the report, no period families, and with the session fold no summary held
+    # back for a month not closed).
+    claim_periods: bool = True
     claim_horizon_days: int = Field(default=7, ge=1, le=3660)
     claim_days_kept: int = Field(default=62, ge=1, le=3660)
     claim_months_kept: int = Field(default=24, ge=1, le=1200)
@@ -171,8 +174,10 @@ class Settings(BaseSettings):
         return round(self.future_tolerance_s * 1000) or None
 
     @property
-    def period_settings(self) -> PeriodSettings:
-        """The claims by period's settings (`agents.core.periods`)."""
+    def period_settings(self) -> PeriodSettings | None:
+        """The claims by period's settings (`agents.core.periods`); None when off."""
+        if not self.claim_periods:
+            return None
         return PeriodSettings(self.claim_horizon_days, self.claim_days_kept, self.claim_months_kept)
 
     @property
