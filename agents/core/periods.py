@@ -227,7 +227,8 @@ def freeze_closed(ledger: Ledger, settings: PeriodSettings) -> int | None:
 
 def held_from(ledger: Ledger, settings: PeriodSettings, closed_to: int | None) -> int | None:
     """The earliest start of a session whose raw facts a period still needs: the first month
-    not closed, or the rolling horizon's start if earlier (None: no horizon, hold all)."""
+    not closed, or the rolling horizon's start if earlier; before any closing horizon, every
+    session (-2**62: none is summarized then anyway); None for an empty ledger."""
     newest = ledger.max_ts
     if newest is None or closed_to is None:
         return None if newest is None else -(2**62)
