@@ -48,6 +48,7 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.extended import TAIL_DAYS
 from agents.core.ledger import FoldedPresence
 from agents.core.metrics import THIRTY_DAYS_MS
+from agents.core.periods import PeriodSettings, attach, with_periods
 from agents.core.persist import dump_state
 from agents.core.sketch import RELATIVE_ACCURACY
 from bench.proc import machine, rss_bytes
@@ -331,6 +332,7 @@ def soak(
     seed: int,
     stream: Path,
     fold_sessions: bool = False,
+    claim_periods: bool = True,
 ) -> dict[str, Any]:
     run_began = time.perf_counter()
     if not stream.exists():
@@ -345,6 +347,9 @@ def soak(
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,
     )
+    periods = PeriodSettings() if claim_periods else None
+    if periods is not None:  # as a worker's partitions: closed periods frozen, then summarized
+        attach(ledger, periods)
     board = OperatorBoard()
     samples: list[dict[str, Any]] = []
     first_ts: int | None = None
@@ -419,7 +424,7 @@ def soak(
     if not samples or samples[-1]["records"] != lines_read:  # the last batch, if not sampled
         sample((ledger.max_ts - first_ts) / DAY_MS)
     began = time.perf_counter()
-    report = build_report(ledger, board)
+    report = with_periods(build_report(ledger, board), ledger, periods)
     report_s = time.perf_counter() - began
     sketched = SKETCHED_ONCE_SESSIONS_SUMMARIZE if ledger.summarized_sessions else SKETCHED
     problems = truth_mismatches(report, truth, sketched)
@@ -432,6 +437,8 @@ def soak(
         "seed": seed,
         "window_days": window_days,
         "fold_sessions": fold_sessions,
+        "claim_periods": claim_periods,
+        "frozen_periods": len(ledger.frozen_periods),
         "lines": lines_read,
         "machine": machine(),
         "wall_s": time.perf_counter() - run_began,
@@ -711,6 +718,12 @@ def main() -> None:
         ),
     )
     parser.add_argument(
+        "--no-claim-periods",
+        action="store_true",
+        help="core: no claims by period (no freezing, summaries not held back; the report "
+        "without `periods`), to compare",
+    )
+    parser.add_argument(
         "--worker",
         action="store_true",
         help="through a `livepulse worker` on the real broker (--bootstrap) instead of the core",
@@ -784,6 +797,7 @@ def main() -> None:
                 args.seed,
                 stream,
                 args.fold_sessions,
+                claim_periods=not args.no_claim_periods,
             )
         plot_path = args.plot or (args.out or stream).with_suffix(".svg")
         if args.out is not None:

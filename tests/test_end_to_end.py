@@ -24,6 +24,9 @@ from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics, end_offsets
 from streams.tools.drain import fetch_json, wait_drained
 from streams.tools.replayer import read_lines, replay
+from streams.tools.simulator.period_truth import PeriodCut
+from streams.tools.simulator.truth import cst_month as truth_month
+from streams.tools.simulator.truth import split_lines
 from streams.tools.worker_process import WorkerProcess, free_port
 from tests.support.live import kill9
 from tests.support.truth import operator_mismatches, report_mismatches
@@ -125,6 +128,27 @@ def test_worker_report_metrics_and_dead_letters_match_the_truth(
         fetch_json(f"{worker.base_url}/report?max_age_s=soon")
     assert bad.value.code == 400
 
+    # Claims by period (docs/metrics.md): every CST month and the rolling horizon equal the
+    # truth reference run on the fixture cut to them (the worker merges its partitions).
+    periods = report["periods"]
+    cut = PeriodCut(split_lines(path.read_text(encoding="utf-8")))
+    start = periods["rolling_from_ts"]
+    cuts = {"rolling": cut.claims(lambda ts: ts > start)}
+    for entry in periods["claims"]["live_aov"]["month"]:
+        key = entry["period"]
+        cuts[key] = cut.claims(lambda ts, key=key: truth_month(ts) == key)
+    for claim_id, figures in periods["claims"].items():
+        for name, period_truth in cuts.items():
+            mine = (
+                figures["rolling"]
+                if name == "rolling"
+                else next(e for e in figures["month"] if e["period"] == name)
+            )
+            expected = period_truth[claim_id]["observed"]
+            assert (mine["observed"] is None) == (expected is None), (claim_id, name)
+            if expected is not None:
+                assert abs(mine["observed"] - expected) <= 1e-9 * max(1, abs(expected))
+
     # `livepulse report` prints the same JSON, and the same figures as a table.
     as_json = livepulse("report", "--from", worker.base_url, "--json")
     assert json.loads(as_json) == report
@@ -141,6 +165,19 @@ def test_worker_report_metrics_and_dead_letters_match_the_truth(
         bounded = {c for c, entry in report["claims"].items() if entry[key] is not None}
         assert defined & bounded <= labelled, gauge
     assert defined <= {s.labels["claim"] for s in samples["livepulse_claim_observed"]}
+    # The latest day's, month's and rolling horizon's figures, by the period's kind only.
+    for kind in ("day", "month", "rolling"):
+        latest = {
+            c: (f[kind] if kind == "rolling" else f[kind][-1]) for c, f in periods["claims"].items()
+        }
+        labelled = {
+            s.labels["claim"]: s.value
+            for s in samples["livepulse_claim_period_observed"]
+            if s.labels["period"] == kind
+        }
+        assert labelled == {
+            c: e["observed"] for c, e in latest.items() if e["observed"] is not None
+        }
     verdicts = [s for s in samples["livepulse_claim_verdict"] if s.value == 1.0]
     assert {s.labels["claim"] for s in verdicts} == set(report["claims"])
     assert sum(s.value for s in samples["livepulse_events_total"]) == truth["events"]["valid"]

@@ -842,6 +842,88 @@ def _claims_table(entries: Mapping[str, Any]) -> str:
     )
 
 
+def plot_claim_by_day(claim_id: str, days: Sequence[Any], unit: str) -> str:
+    """A small line of a claim's observed value by CST day with each day's 95% interval as a
+    band (docs/metrics.md, "Claims by period"); a day with no figure is skipped."""
+    points = [
+        (i, _num(d.get("observed")), _num(d.get("ci_low")), _num(d.get("ci_high")))
+        for i, d in enumerate(days)
+        if isinstance(d, Mapping)
+    ]
+    values = [o for _i, o, _l, _h in points if o is not None]
+    if not values:
+        return _empty("No figure by day yet.")
+    # The axis follows the observed values (a day with few cases has a very wide interval,
+    # which would flatten the line): the band is clipped to it.
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    ticks = nice_ticks(lo - pad, hi + pad, 4)
+    frame = _Frame(90, 10, 360, 110, 0, max(len(days) - 1, 1), ticks[0], ticks[-1])
+
+    def clip(value: float) -> float:
+        return frame.y(min(max(value, ticks[0]), ticks[-1]))
+
+    band_top = [(frame.x(i), clip(h)) for i, _o, _l, h in points if h is not None]
+    band_bottom = [(frame.x(i), clip(low)) for i, _o, low, _h in points if low is not None]
+    parts = [_y_axis(frame, ticks, "", lambda v: _fmt(v, unit))]
+    if band_top and band_bottom:
+        outline = band_top + list(reversed(band_bottom))
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in outline)
+        parts.append(f'<polygon points="{path}" fill="{TIER_COLOUR}" fill-opacity="0.18"/>')
+    line = " ".join(
+        f"{frame.x(i):.1f},{frame.y(o):.1f}" for i, o, _l, _h in points if o is not None
+    )
+    parts.append(
+        f'<polyline points="{line}" fill="none" stroke="{TIER_COLOUR}" stroke-width="1.5"/>'
+    )
+    first, last = days[0].get("period", ""), days[-1].get("period", "")
+    parts.append(_x_axis(frame, [(0, str(first)), (len(days) - 1, str(last))], ""))
+    return _svg(500, 150, f"{claim_id} by day", parts)
+
+
+def claims_by_period(report: Mapping[str, Any]) -> str:
+    """Per claim: its observed value by CST day (a line with its interval) and a table by
+    month and over the rolling horizon; empty when the report has no `periods`."""
+    periods = report.get("periods")
+    if not isinstance(periods, Mapping) or not isinstance(periods.get("claims"), Mapping):
+        return ""
+    horizon = periods.get("horizon_days")
+    parts = [
+        '<h2 id="periods">Claims by period</h2>',
+        f'<p class="meta">Each claim computed on the sessions started in the CST day or month '
+        f"(and over the last {_e(horizon)} days of event time); frozen once closed. "
+        f"{_e(INTERVAL_SCOPE)}</p>",
+        '<div class="plots">',
+    ]
+    for claim_id, figures in periods["claims"].items():
+        registered = CLAIMS_BY_ID.get(str(claim_id))
+        unit = registered.unit if registered else ""
+        rows = [
+            (str(entry.get("period")), entry)
+            for entry in figures.get("month") or []
+            if isinstance(entry, Mapping)
+        ]
+        rolling = figures.get("rolling")
+        if isinstance(rolling, Mapping):
+            rows.append((f"last {horizon} days", rolling))
+        cells = []
+        for name, entry in rows:
+            low, high = entry.get("ci_low"), entry.get("ci_high")
+            ci = f"{_fmt(low, unit)} to {_fmt(high, unit)}" if low is not None else "–"
+            cells.append(
+                f"<tr><td>{_e(name)}</td><td><b>{_e(_fmt(entry.get('observed'), unit))}</b></td>"
+                f"<td>{_e(ci)}</td><td>{_e(entry.get('verdict') or '–')}</td></tr>"
+            )
+        table = (
+            "<table><thead><tr><th>period</th><th>observed</th><th>95% CI</th><th>verdict</th>"
+            "</tr></thead><tbody>" + "".join(cells) + "</tbody></table>"
+        )
+        chart = plot_claim_by_day(str(claim_id), figures.get("day") or [], unit)
+        parts.append(f'<div id="period-{_e(claim_id)}"><h3>{_e(claim_id)}</h3>{chart}{table}</div>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
 def _context_list(context: Sequence[Any]) -> str:
     items = []
     for item in context:
@@ -1030,6 +1112,9 @@ def render_html(
         sections.append(_claims_table(entries))
         if key == "claims":
             sections.append(f'<p class="meta">{_e(INTERVAL_SCOPE)}</p>')
+    by_period = claims_by_period(report)
+    if by_period:
+        sections.append(by_period)
     context = report.get("context")
     if isinstance(context, list | tuple) and context:
         sections.append("<h2>Context (not checkable from the stream)</h2>")

@@ -80,6 +80,9 @@ class RefundFact:
     reason: str | None
 
 
+#: A closed period's frozen claim figure (`agents.core.periods`): observed, ci_low, ci_high,
+#: verdict, n, clusters.
+FrozenFigure = tuple[float | None, float | None, float | None, str, int, int | None]
 #: China Standard Time (UTC+8): claims.md's calendar days and months.
 CST: Final = timezone(timedelta(hours=8), "CST")
 #: `LIVEPULSE_REFUND_HORIZON_DAYS`' default: a refund counts for an order paid at most this
@@ -1012,6 +1015,17 @@ class Ledger:
         #: The horizon the order fold last ran at (None: never): every order paid more than
         #: the refund horizon before it is folded, but those whose cluster was not whole.
         self.order_fold_ts: int | None = None
+        #: Claims by period (`agents.core.periods`): called before sessions are summarized,
+        #: it freezes the closed periods' figures and returns the earliest start of a session
+        #: whose raw facts a period still needs (None: none); such sessions wait. Not part of
+        #: the state (`periods.PeriodGate`).
+        self.period_gate: Callable[[Ledger], int | None] | None = None
+        #: Frozen figures of closed periods: (kind, name) -> claim id -> (observed, ci_low,
+        #: ci_high, verdict, n, clusters), bounded (`agents.core.periods`).
+        self.frozen_periods: dict[
+            tuple[str, str],
+            dict[str, tuple[float | None, float | None, float | None, str, int, int | None]],
+        ] = {}
         self._init_session_fold()
         #: Sessions folded or summarized since the board last took them
         #: (`OperatorBoard.take_folded`).
@@ -1065,6 +1079,7 @@ class Ledger:
         state.pop("membership_from", None)  # another ledger, not this one's state
         state.pop("refunds_from", None)  # likewise (a worker's refund table)
         state.pop("_refund_index", None)  # derived from `refunds`
+        state.pop("period_gate", None)  # a callable set by whoever reads the periods
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -1078,6 +1093,9 @@ class Ledger:
             self._order_fold_day = None
         if "order_fold_ts" not in state:
             self.order_fold_ts = None
+        self.period_gate = None
+        if "frozen_periods" not in state:  # a state from before the claims by period
+            self.frozen_periods = {}
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -1678,9 +1696,13 @@ class Ledger:
         horizon = min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
         if horizon <= min(self._awaiting_summary.values()):
             return  # none is due (once an hour of each topic: O(sessions waiting))
+        held_from = self.period_gate(self) if self.period_gate is not None else None
         for sid, ended_ts in list(self._awaiting_summary.items()):
             if ended_ts >= horizon:
                 continue
+            started_ts = self.sessions[sid].started_ts
+            if held_from is not None and started_ts is not None and started_ts >= held_from:
+                continue  # a period still needs its raw facts (`agents.core.periods`)
             del self._awaiting_summary[sid]
             session = self.sessions[sid]
             if isinstance(session.presence, FoldedPresence) and session.ended_ts is not None:

@@ -110,6 +110,9 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         kept = [k for k in (ledger._kept_from_hour[topic] for ledger in ledgers) if k is not None]
         merged._kept_from_hour[topic] = min(kept) if kept else None
     merged.folded_sessions = sum(ledger.folded_sessions for ledger in ledgers)
+    if len(ledgers) == 1:
+        # Frozen period figures are one ledger's (agents/core/periods.py): they do not add.
+        merged.frozen_periods = dict(ledgers[0].frozen_periods)
     _merge_session_fold(merged, ledgers)
     for ledger in ledgers:
         for sid, ended_ts in ledger._ended_unfolded.items():

@@ -166,6 +166,48 @@ def simulated_note(report: Mapping[str, Any]) -> str | None:
     )
 
 
+def _period_cell(entry: Mapping[str, Any] | None, unit: str) -> str:
+    if not entry or entry.get("observed") is None:
+        return "folded" if entry and entry.get("folded") else "-"
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    ci = "" if low is None or high is None else f" [{_fmt(low, unit)}, {_fmt(high, unit)}]"
+    return f"{_fmt(entry['observed'], unit)}{ci}"
+
+
+def _period_table(periods: Mapping[str, Any]) -> list[str]:
+    """The claims by period (docs/metrics.md): the latest CST day's, the latest month's and
+    the rolling horizon's observed value and 95% interval per claim."""
+    by_claim: Mapping[str, Any] = periods.get("claims") or {}
+    first = next(iter(by_claim.values()), None)
+    if first is None:
+        return []
+    day = (first.get("day") or [{}])[-1].get("period", "-")
+    month = (first.get("month") or [{}])[-1].get("period", "-")
+    header = (
+        "claim by period",
+        f"day {day}",
+        f"month {month}",
+        f"last {periods['horizon_days']} d",
+    )
+    rows: list[tuple[str, ...]] = [header]
+    for claim_id, figures in by_claim.items():
+        unit = CLAIMS_BY_ID[claim_id].unit if claim_id in CLAIMS_BY_ID else ""
+        rows.append(
+            (
+                claim_id,
+                _period_cell((figures.get("day") or [None])[-1], unit),
+                _period_cell((figures.get("month") or [None])[-1], unit),
+                _period_cell(figures.get("rolling"), unit),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    for claim_id, why in (periods.get("not_per_period") or {}).items():
+        out.append(f"{claim_id}: no figure by period ({why})")
+    return out
+
+
 def render_table(report: dict[str, Any]) -> str:
     """A fixed-width table of the report for a terminal: core claims, then extended ones, the
     context figures (not checked), the event counts, and the operator summary if present."""
@@ -209,6 +251,9 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    periods = report.get("periods")
+    if isinstance(periods, dict):
+        lines.extend(["", *_period_table(periods)])
     scope = report.get("interval_scope")
     if isinstance(scope, str):
         lines.extend(["", scope])

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         future_tolerance_ms=settings.future_tolerance_ms,
         refund_horizon_ms=settings.refund_horizon_ms,
         fold_sessions=settings.fold_sessions,
+        periods=settings.period_settings,
     )
     mark_if_simulated(report, args.file)
     if args.json:

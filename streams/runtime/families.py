@@ -170,6 +170,23 @@ def claim_families() -> dict[str, GaugeMetricFamily]:
             "1 for the claim's current verdict, 0 for the others.",
             ["claim", "verdict"],
         ),
+        # Claims by period (docs/metrics.md): the latest CST day, the latest CST month and
+        # the rolling horizon, never a date as a label.
+        "period_observed": gauge(
+            "livepulse_claim_period_observed",
+            "A claim's figure over the latest CST day, month, or the rolling horizon.",
+            ["claim", "period"],
+        ),
+        "period_ci_low": gauge(
+            "livepulse_claim_period_ci_low",
+            "Lower end of the 95% interval of livepulse_claim_period_observed.",
+            ["claim", "period"],
+        ),
+        "period_ci_high": gauge(
+            "livepulse_claim_period_ci_high",
+            "Upper end of the 95% interval of livepulse_claim_period_observed.",
+            ["claim", "period"],
+        ),
     }
 
 

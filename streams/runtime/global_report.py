@@ -18,6 +18,7 @@ import orjson
 
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import OperatorBoard
+from agents.core.periods import with_periods
 from agents.core.persist import load_state
 from agents.core.report import build_report
 from streams.runtime.forkdump import CAN_FORK, fork_bytes
@@ -39,7 +40,7 @@ def _build(blobs: list[bytes], settings: Settings) -> dict[str, Any]:
 
         ledger = Ledger()
         board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
-    return build_report(ledger, board)
+    return with_periods(build_report(ledger, board), ledger, settings.period_settings)
 
 
 async def newest_snapshots(settings: Settings) -> dict[int, Snapshot]:

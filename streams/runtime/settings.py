@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.core.periods import PeriodSettings
 from schemas import TOPIC_BY_TYPE
 
 #: The contract topics (shared/event-contract.md), before any `topic_prefix`.
@@ -107,6 +108,15 @@ class Settings(BaseSettings):
     # membership.py). The operator board and the live screen's page read the summaries;
     # `livepulse analyze` honours it too. Off by default.
     fold_sessions: bool = False
+    # Claims by period (docs/metrics.md, "Claims by period"): the rolling horizon in days of
+    # event time before the newest event, and how many closed CST days and months are kept
+    # frozen and reported (as many open ones again at most). Off: no claims by period (no
+    # `periods` in the report, no period families, and with the session fold no summary held
+    # back for a month not closed).
+    claim_periods: bool = True
+    claim_horizon_days: int = Field(default=7, ge=1, le=3660)
+    claim_days_kept: int = Field(default=62, ge=1, le=3660)
+    claim_months_kept: int = Field(default=24, ge=1, le=1200)
     # /metrics labels name only the top N rooms and merchants by entries; the rest is `other`.
     label_top_n: int = Field(default=20, ge=0, le=1000)
     # GPM = GMV x 1000 / this: entries (views) or unique viewers.
@@ -162,6 +172,13 @@ class Settings(BaseSettings):
     def future_tolerance_ms(self) -> int | None:
         """`future_tolerance_s` in whole milliseconds, None for 0 (no cap)."""
         return round(self.future_tolerance_s * 1000) or None
+
+    @property
+    def period_settings(self) -> PeriodSettings | None:
+        """The claims by period's settings (`agents.core.periods`); None when off."""
+        if not self.claim_periods:
+            return None
+        return PeriodSettings(self.claim_horizon_days, self.claim_days_kept, self.claim_months_kept)
 
     @property
     def refund_horizon_ms(self) -> int | None:

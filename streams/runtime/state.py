@@ -15,6 +15,7 @@ from agents.core.ingest import Rejected, ingest
 from agents.core.ledger import MembershipSource, RefundSource
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
+from agents.core.periods import PeriodSettings, attach
 from agents.core.windows import DEFAULT_GRACE_MS
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, dead_letter
@@ -62,6 +63,9 @@ class LiveState:
     #: orders' refunds from (the worker's table over the whole orders topic,
     #: streams/runtime/refunds.py); None: each ledger its own (the offline analyzer).
     refunds: RefundSource | None = None
+    #: Claims by period: a partition's ledger freezes its closed periods before it summarizes
+    #: their sessions (`periods.attach`; None: no periods).
+    periods: PeriodSettings | None = None
     assigned_only: bool = False
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
@@ -97,6 +101,8 @@ class LiveState:
         )
         ledger.membership_from = self.membership
         ledger.refunds_from = self.refunds
+        if self.periods is not None:
+            attach(ledger, self.periods)
         return PartitionState(
             ledger, OperatorBoard(self.grace_ms, gpm_denominator=self.gpm_denominator)
         )
@@ -108,6 +114,8 @@ class LiveState:
         state.ledger.dedupe_window_ms = self.dedupe_window_ms
         state.ledger.refund_horizon_ms = self.refund_horizon_ms
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
+        if self.periods is not None:  # not part of the state: set again on every restore
+            attach(state.ledger, self.periods)
         if self.fold_sessions:  # a state written without the fold summarizes from now on
             state.ledger.fold_sessions_from_now()
         elif state.ledger.fold_sessions:

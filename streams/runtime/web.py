@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import Metric
 
 from agents.core import Ledger, build_report
 from agents.core.operator import OperatorBoard
+from agents.core.periods import with_periods
 from streams.runtime.claim_parts import VERDICTS, ClaimPartsCollector, GlobalClaimCollector
 from streams.runtime.consumer_lag import ConsumerLagCollector
 from streams.runtime.families import (
@@ -285,6 +286,18 @@ class ClaimCollector:
                 families["verdict"].add_metric(
                     [claim_id, verdict], 1.0 if claim.get("verdict") == verdict else 0.0
                 )
+        periods = (report.get("periods") or {}).get("claims") or {}
+        for claim_id, figures in periods.items():
+            latest = {
+                "day": (figures.get("day") or [None])[-1],
+                "month": (figures.get("month") or [None])[-1],
+                "rolling": figures.get("rolling"),
+            }
+            for period, entry in latest.items():
+                for key in ("observed", "ci_low", "ci_high"):
+                    value = (entry or {}).get(key)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        families[f"period_{key}"].add_metric([claim_id, period], float(value))
         yield from families.values()
 
 
@@ -588,7 +601,7 @@ class WorkerViews:
         return report
 
     def _report_of_held(self, ledger: Ledger, board: OperatorBoard | None) -> dict[str, Any]:
-        report = build_report(ledger, board)
+        report = with_periods(build_report(ledger, board), ledger, self.settings.period_settings)
         # This worker's share: with several workers, `livepulse report --changelog` merges them.
         report["state"] = {"source": "worker", "partitions": sorted(self.state.partitions)}
         return self._mark_simulated(report)

@@ -114,6 +114,7 @@ class Worker:
             fold_sessions=settings.fold_sessions,
             membership=self.membership,
             refunds=self.refunds,
+            periods=settings.period_settings,
             assigned_only=True,
             metrics=self.metrics,
             gc=self.gc,

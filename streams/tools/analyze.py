@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ingest import ingest
+from agents.core.periods import PeriodSettings, attach, with_periods
 from streams.runtime.gcpace import GcPacer
 from streams.tools.progress import count_lines, on_terminal, track
 
@@ -52,6 +53,7 @@ def analyze_file(
     future_tolerance_ms: int | None = None,
     refund_horizon_ms: int | None = None,
     fold_sessions: bool = False,
+    periods: PeriodSettings | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
@@ -61,7 +63,8 @@ def analyze_file(
     counts for any payment of its order id); with `fold_sessions` it summarizes closed
     sessions past their session horizon, membership from its own group events (one ledger
     holds every one of the file's, so it is exact, as the worker's membership table is) and
-    folds `group_spend_multiple`'s closed months (it holds all of each month's rows).
+    folds `group_spend_multiple`'s closed months (it holds all of each month's rows);
+    with `periods` the report has the claims by period (`agents.core.periods`).
     """
     started = time.monotonic()
     ledger = Ledger(
@@ -71,6 +74,8 @@ def analyze_file(
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,  # one ledger holds every partition's rows of a month
     )
+    if periods is not None:
+        attach(ledger, periods)
     board = board if board is not None else OperatorBoard()
     records = iter_records(path)
     if progress is not None and on_terminal(progress):
@@ -78,7 +83,7 @@ def analyze_file(
     pacer = GcPacer(every_records=GC_PACE_RECORDS).install()
     try:
         analyze_records(records, ledger, board, pacer)
-        report = build_report(ledger, board)
+        report = with_periods(build_report(ledger, board), ledger, periods)
     finally:
         pacer.uninstall()
     if progress is not None:

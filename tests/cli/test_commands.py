@@ -100,7 +100,10 @@ def test_analyze_summarizes_sessions_with_the_session_fold() -> None:
     report = json.loads(result.stdout)
     retention = report["retention"]
     assert retention["dedupe_window_s"] == 172800 and retention["expired"] == 0
-    assert retention["summarized_sessions"] > 0.5 * len(truth["operator"]["sessions"])
+    # Fewer than half since the claims by period: the sessions of August (not closed: its
+    # end + 7 days is past the stream's end) wait for their month's figures to freeze.
+    assert retention["summarized_sessions"] > 0.4 * len(truth["operator"]["sessions"])
+    assert report["periods"]["frozen"]["month"] == 1
     sketched = "claims.price_dwell_association."
     problems = report_mismatches(report, truth)
     assert [p for p in problems if not p.startswith(sketched)] == []

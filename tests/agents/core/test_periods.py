@@ -1,0 +1,248 @@
+"""Claims by day, month and rolling horizon: equal to the truth reference on the period's
+sub-stream, the same frozen as computed, merged over partitions as one ledger, and bounded."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.core import Ledger, build_report
+from agents.core.claims import CLAIMS
+from agents.core.html import render_html
+from agents.core.ledger import DAY_MS
+from agents.core.merge import merge_ledgers
+from agents.core.operator import OperatorBoard
+from agents.core.periods import (
+    DAY,
+    MONTH,
+    NOT_PER_PERIOD,
+    PeriodGate,
+    PeriodSettings,
+    attach,
+    claim_periods,
+    period_key,
+    with_periods,
+)
+from agents.core.persist import dump_state, load_state
+from agents.core.report import render_table
+from schemas import Rejection
+from streams.runtime.partition import PartitionState
+from streams.runtime.state import LiveState
+from streams.tools.analyze import analyze_records, iter_records
+from streams.tools.simulator.generate import generate, write_lines
+from streams.tools.simulator.period_truth import PeriodCut
+from streams.tools.simulator.scenarios import get_scenario
+from streams.tools.simulator.truth import split_lines
+from tests.agents.core.test_merge import records, split
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+WEEK_MS = 7 * DAY_MS
+#: Set to run the minutes-long checks (every fixture day; a simulated 120-day stream).
+LONG_ENV = "LIVEPULSE_PERIODS_LONG"
+
+
+@cache
+def cut(name: str) -> PeriodCut:
+    return PeriodCut(split_lines((FIXTURES / f"{name}.jsonl").read_text()))
+
+
+def fed(name: str, ledger: Ledger) -> Ledger:
+    return analyze_records(iter_records(FIXTURES / f"{name}.jsonl"), ledger)
+
+
+@cache
+def plain_periods(name: str) -> dict[str, Any]:
+    return claim_periods(fed(name, Ledger()), PeriodSettings())
+
+
+def close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def check_against_truth(name: str, kind: str, stride: int) -> None:
+    """Every claim's figure of every `stride`-th day or month (and the last) equals `truth.py`
+    run on the fixture cut to that period (an independent filter of the raw lines), to 1e-9."""
+    periods = plain_periods(name)["claims"]
+    keys = [entry["period"] for entry in periods["live_aov"][kind]]
+    assert len(keys) >= (30 if kind == DAY else 2)
+    for key in keys[::stride] + keys[-1:]:
+        truth = cut(name).claims(lambda ts, key=key: period_key(kind, ts) == key)
+        for claim_id, figures in periods.items():
+            mine = next(entry for entry in figures[kind] if entry["period"] == key)
+            assert close(mine["observed"], truth[claim_id]["observed"]), (key, claim_id)
+    assert set(NOT_PER_PERIOD).isdisjoint(periods)
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+@pytest.mark.parametrize("kind", [DAY, MONTH])
+def test_period_figures_equal_the_truth_on_the_period_substream(name: str, kind: str) -> None:
+    """Every month, and every 15th day (every day: the opt-in test below)."""
+    check_against_truth(name, kind, 15 if kind == DAY else 1)
+
+
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"a minute or more: set {LONG_ENV}=1")
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_every_day_equals_the_truth(name: str) -> None:
+    check_against_truth(name, DAY, 1)
+
+
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"minutes long: set {LONG_ENV}=1")
+def test_a_simulated_stream_of_four_months_by_day_and_month(tmp_path: Path) -> None:
+    """A 120-day simulated stream through a summarizing ledger under the default settings:
+    every reported day and month (the frozen ones among them) equals the truth cut to it,
+    and the frozen records are exactly the kept 62 days and the closed months."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=120)
+    stream = tmp_path / "long.jsonl"
+    write_lines(stream, generate(scenario, 3, 0.3).lines)
+    settings = PeriodSettings()
+    ledger = analyze_records(
+        iter_records(stream), attach(Ledger(WEEK_MS, fold_sessions=True), settings)
+    )
+    assert ledger.summarized_sessions > 0
+    assert [kind for kind, _key in ledger.frozen_periods].count(DAY) == settings.days_kept
+    report = claim_periods(ledger, settings)["claims"]
+    truth_cut = PeriodCut(split_lines(stream.read_text()))
+    for kind in (DAY, MONTH):
+        for entry in report["live_aov"][kind]:
+            key = entry["period"]
+            truth = truth_cut.claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+            for claim_id, figures in report.items():
+                mine = next(e for e in figures[kind] if e["period"] == key)
+                assert close(mine["observed"], truth[claim_id]["observed"]), (key, claim_id)
+
+
+def test_livepulse_analyze_shows_the_periods_with_its_setting() -> None:
+    """`livepulse analyze FILE --json` as a user runs it, with LIVEPULSE_CLAIM_HORIZON_DAYS: the
+    report's rolling horizon is the truth of the last 3 days, and its text table has them."""
+    env = {**os.environ, "LIVEPULSE_CLAIM_HORIZON_DAYS": "3"}
+    command = [sys.executable, "-m", "streams.cli", "analyze", str(FIXTURES / "xhs.jsonl")]
+    done = subprocess.run(  # noqa: S603 - this interpreter, this package
+        [*command, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    periods = json.loads(done.stdout)["periods"]
+    assert periods["horizon_days"] == 3
+    start = periods["rolling_from_ts"]
+    truth = cut("xhs").claims(lambda ts: ts > start)
+    for claim_id, figures in periods["claims"].items():
+        assert close(figures["rolling"]["observed"], truth[claim_id]["observed"]), claim_id
+    # The text table (what `analyze` prints without --json) of that very report.
+    text = render_table(json.loads(done.stdout))
+    assert "claim by period" in text and "last 3 d" in text and "month 2024-08" in text
+
+
+def test_rolling_horizon_equals_the_truth_of_its_last_days() -> None:
+    report = plain_periods("xhs")
+    start = report["rolling_from_ts"]
+    truth = cut("xhs").claims(lambda ts: ts > start)
+    for claim_id, figures in report["claims"].items():
+        assert close(figures["rolling"]["observed"], truth[claim_id]["observed"]), claim_id
+
+
+def _folding(name: str, settings: PeriodSettings) -> Ledger:
+    ledger = attach(Ledger(WEEK_MS, fold_sessions=True), settings)
+    return fed(name, ledger)
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_frozen_periods_equal_their_figures_before_freezing(name: str) -> None:
+    """With sessions summarized, the closed periods are frozen first, and what is reported
+    of them equals the keep-everything ledger's figures (observed, interval, verdict)."""
+    ledger = _folding(name, PeriodSettings())
+    assert ledger.summarized_sessions > 0
+    assert ledger.frozen_periods
+    folded = claim_periods(ledger, PeriodSettings())["claims"]
+    plain = plain_periods(name)["claims"]
+    frozen_seen = 0
+    for claim_id, figures in plain.items():
+        for kind in (DAY, MONTH):
+            assert [e["period"] for e in folded[claim_id][kind]] == [
+                e["period"] for e in figures[kind]
+            ]
+            for mine, theirs in zip(folded[claim_id][kind], figures[kind], strict=True):
+                frozen_seen += mine["frozen"]
+                for field in ("observed", "ci_low", "ci_high"):
+                    assert close(mine[field], theirs[field]), (claim_id, mine["period"], field)
+                assert (mine["verdict"], mine["n"]) == (theirs["verdict"], theirs["n"])
+    assert frozen_seen > 0
+
+
+def test_frozen_records_stay_bounded() -> None:
+    """The frozen records are at most the kept days and months, whatever the stream's length:
+    the 61-day fixture keeps as many as a stream of a third of it would."""
+    settings = PeriodSettings(days_kept=5, months_kept=1)
+    ledger = _folding("xhs", settings)
+    kinds = [kind for kind, _key in ledger.frozen_periods]
+    assert kinds.count(DAY) == 5
+    assert kinds.count(MONTH) == 1
+    shown = claim_periods(ledger, settings)["claims"]["live_aov"]
+    # The kept closed ones, then the open ones (at most as many again).
+    assert sum(entry["frozen"] for entry in shown[DAY]) == 5
+    assert len(shown[DAY]) <= 10
+    assert len(shown[MONTH]) == 2
+    # A stream of a third of the days freezes as many days: the count follows the setting.
+    part = iter_records(FIXTURES / "xhs.jsonl")
+    short = attach(Ledger(WEEK_MS, fold_sessions=True), settings)
+    analyze_records(iter(list(part)[: len(cut("xhs")._lines) // 3]), short)
+    assert [kind for kind, _key in short.frozen_periods].count(DAY) == 5
+    assert (
+        len({key for _k, key in short.frozen_periods} & {key for _k, key in ledger.frozen_periods})
+        == 0
+    )
+
+
+def test_periods_of_merged_partitions_equal_one_ledger() -> None:
+    """Three partitions' ledgers merged give every period's figures of the one ledger."""
+    parts = []
+    for part in split(records("xhs"), 3):
+        ledger = Ledger()
+        for _topic, _key, decoded in part:
+            if isinstance(decoded, Rejection):
+                ledger.reject(decoded.reason)
+            else:
+                ledger.apply(decoded)
+        parts.append(ledger)
+    merged = claim_periods(merge_ledgers(parts), PeriodSettings())
+    single = plain_periods("xhs")
+    assert merged["claims"] == single["claims"]
+
+
+def test_settings_refuse_nonsense() -> None:
+    with pytest.raises(ValueError, match="horizon_days"):
+        PeriodSettings(horizon_days=0)
+
+
+def test_the_html_report_draws_each_claim_by_day_and_lists_months() -> None:
+    """Self-contained: an inline SVG per claim and its table by month; none without periods."""
+    report = build_report(fed("xhs", Ledger()))
+    assert 'id="periods"' not in render_html(report)
+    page = render_html(with_periods(report, fed("xhs", Ledger()), PeriodSettings()))
+    section = page[page.index('id="periods"') : page.index('id="plots"')]
+    claims = [claim.id for claim in CLAIMS if claim.id not in NOT_PER_PERIOD]
+    for claim_id in claims:
+        block = section[section.index(f'id="period-{claim_id}"') :]
+        assert block.index("<svg") < block.index("2024-07</td>") < block.index("last 7 days")
+    assert "http://" not in section.replace("http://www.w3.org", "")
+
+
+def test_frozen_periods_survive_a_snapshot_and_the_gate_is_set_again() -> None:
+    """The frozen records are plain data in the snapshot; the gate is not (a callable): a
+    restored ledger has none until `attach` (the worker's `LiveState.install` does)."""
+    ledger = _folding("xhs", PeriodSettings())
+    board = OperatorBoard()
+    restored, _board = load_state(dump_state(ledger, board))
+    assert restored.frozen_periods == ledger.frozen_periods
+    assert restored.period_gate is None and ledger.period_gate is not None
+    state = LiveState(dedupe_window_ms=WEEK_MS, fold_sessions=True, periods=PeriodSettings())
+    state.install(0, PartitionState(restored, board))
+    assert isinstance(restored.period_gate, PeriodGate)
