@@ -176,8 +176,12 @@ def test_every_byte_flip_in_the_header_and_a_sample_of_the_body_is_refused() -> 
             # version's reader takes the newer fields as they are, so the state is the same.
             assert report_json(*load_state(flipped)) == report_json(*load_state(data))
             continue
-        with pytest.raises(StateFormatError):
+        try:
             load_state(flipped)
+        except StateFormatError:
+            continue
+        # Seen twice in whole-suite runs and never alone: say which byte, to find out why.
+        pytest.fail(f"a flip at byte {i} of {len(data)} ({data[i]:#04x}^1) was loaded")
 
 
 def test_a_wrongly_typed_field_is_refused() -> None:
