@@ -18,6 +18,7 @@ from agents.core.page import PageBuilder
 from agents.core.sketch import RELATIVE_ACCURACY
 from schemas.events import record_key
 from streams.tools.simulator.operator_truth import operator_truth, screen_truth
+from tests.support.events import EventList
 from tests.support.truth import _same
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -166,10 +167,8 @@ def _random_stream(seed: int) -> list[bytes]:
 
     rng = random.Random(seed)
     base = 1_719_840_000_000  # a whole minute
-    events: list[dict[str, Any]] = []
-
-    def add(event_type: str, ts: int, **fields: Any) -> None:
-        events.append({"event_id": f"e{len(events)}", "type": event_type, "ts": ts, **fields})
+    events = EventList()
+    add = events.add
 
     for sid, room in (("s-1", "r-1"), ("s-2", "r-2")):
         add("session_started", base, session_id=sid, room_id=room, merchant_id="m-1")
@@ -187,17 +186,7 @@ def _random_stream(seed: int) -> list[bytes]:
         elif what == "talk":
             add("interaction", ts, session_id=sid, user_id=user, kind="comment")
         elif what == "order":
-            item = {"sku_id": "k-1", "category": "food", "unit_price_cents": 500, "quantity": 1}
-            add(
-                "order_paid",
-                ts,
-                order_id=f"o{len(events)}",
-                session_id=sid,
-                merchant_id="m-1",
-                user_id=user,
-                items=[item],
-                amount_cents=500,
-            )
+            events.order(ts, sid, user, 500)
         elif what == "click":
             add("product_clicked", ts, session_id=sid, user_id=user, sku_id="k-1")
         else:
