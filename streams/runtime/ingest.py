@@ -21,6 +21,11 @@ SLICE_S: Final[float] = 0.05
 #: Records applied between two looks at the clock (each slice is one `apply_batch`: its
 #: counters and positions are written per slice, ~0.1% of a slice's cost).
 SLICE_RECORDS: Final[int] = 500
+#: Event loop turns given at each yield. One `sleep(0)` is one turn, and this task's next
+#: step is first in it: a request is a chain of callbacks, each scheduled by the one before
+#: (accept, connection made, data received, the handler's task), so with one turn per yield
+#: a request waited ~4 slices (bench/RESULTS.md, "Live screen", fourth round).
+YIELD_TURNS: Final[int] = 4
 
 
 class BatchIngest:
@@ -53,7 +58,8 @@ class BatchIngest:
                 # The records so far are applied, counted and their positions advanced: what
                 # runs now (a page build, a scrape) reads a state as of a record boundary.
                 self.yields += 1
-                await asyncio.sleep(0)
+                for _turn in range(YIELD_TURNS):
+                    await asyncio.sleep(0)
                 since = clock()
             piece = batch[start : start + SLICE_RECORDS]
             letters += state.apply_batch(piece)
