@@ -15,7 +15,9 @@ apt one driven by Playwright, shows /screen from the moment the worker answers: 
 Staleness (`data_poll`, and `data_poll_baseline`: the same against a worker of the tree at git
 `--baseline REF`, side by side): /status is read every 0.2 s while /screen/data is fetched
 every second; a fetch is behind by the valid events the worker had applied then minus the
-data's, and by the seconds since the worker first had applied more than the data shows.
+data's, and by the seconds since the worker first had applied more than the data shows; each
+fetch's time is kept too, and each /status round trip (answered on the worker's event loop with
+no build: how long the loop was held when it came).
 Build cost: the same records in-process, split over 4 partitions by the contract's record
 keys as the worker holds them; a page build as it was (merge the partitions, full operator
 snapshot, screen snapshot), the merged one without the per-session figures and histograms,
@@ -80,13 +82,17 @@ class ReportPoller(threading.Thread):
         self.behind: list[tuple[int, float]] = []
         #: Per new build the fetches saw (its `serial`): the worker's seconds building it.
         self.build_s: dict[int, float] = {}
+        #: Per fetch: seconds from the request to the whole answer (a build included).
+        self.fetch_s: list[float] = []
 
     def run(self) -> None:
         if self.status is not None:
             self.status.start()
         while not self.stopped.wait(1.0):
             with contextlib.suppress(OSError, ValueError):
+                began = time.monotonic()
                 body = fetch(self.url, timeout_s=120)
+                self.fetch_s.append(time.monotonic() - began)
                 if self.status is not None:
                     data = json.loads(body)
                     got = self.status.behind(int(data["events"]["valid"]))
@@ -106,12 +112,18 @@ class StatusWatcher(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.stopped = url, stopped
         self.seen: list[tuple[float, int]] = []  # (monotonic s, valid events), growing
+        #: Per /status fetch, its round trip: answered on the worker's event loop with no
+        #: build, so how long the loop was held when it came (ingestion, collections).
+        self.rtt_s: list[float] = []
 
     def run(self) -> None:
         while not self.stopped.wait(0.2):
             with contextlib.suppress(OSError, ValueError):
+                began = time.monotonic()
                 status = json.loads(fetch(self.url, timeout_s=120))
-                self.seen.append((time.monotonic(), int(status["events"]["valid"])))
+                now = time.monotonic()
+                self.rtt_s.append(now - began)
+                self.seen.append((now, int(status["events"]["valid"])))
 
     def behind(self, valid: int) -> tuple[int, float] | None:
         """(events, seconds) a page showing `valid` events is behind the worker now (None
@@ -192,6 +204,9 @@ def run_pass(
     if poller is not None and poller.behind:
         STALENESS.setdefault(mode, []).extend(poller.behind)
         BUILDS.setdefault(mode, []).extend(poller.build_s.values())
+        FETCHES.setdefault(mode, []).extend(poller.fetch_s)
+        if poller.status is not None:
+            STATUS_RTT.setdefault(mode, []).extend(poller.status.rtt_s)
     return run
 
 
@@ -199,6 +214,19 @@ def run_pass(
 STALENESS: dict[str, list[tuple[int, float]]] = {}
 #: Mode -> the worker's seconds per build of the data those fetches saw (one per build).
 BUILDS: dict[str, list[float]] = {}
+#: Mode -> seconds each /screen/data fetch took, and each /status fetch's round trip.
+FETCHES: dict[str, list[float]] = {}
+STATUS_RTT: dict[str, list[float]] = {}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, 90th and 99th percentiles and the largest of many single readings."""
+    ranked = sorted(values)
+
+    def at(q: float) -> float:
+        return ranked[min(len(ranked) - 1, int(q * len(ranked)))]
+
+    return {"median": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ranked[-1], "n": len(ranked)}
 
 
 def build_cost(
@@ -375,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
                 "max_seconds_behind": max(s for _b, s in seen),
                 "share_within_1s": sum(s <= 1.0 for _b, s in seen) / len(seen),
                 "worker_build_s": summary(BUILDS.get(mode) or [0.0]),
+                "fetch_s": spread(FETCHES.get(mode) or [0.0]),
+                "status_rtt_s": spread(STATUS_RTT.get(mode) or [0.0]),
+                "status_rtt_within_0_2s": (
+                    sum(r <= 0.2 for r in STATUS_RTT.get(mode, [])) / len(STATUS_RTT[mode])
+                    if STATUS_RTT.get(mode)
+                    else None
+                ),
             }
             for mode, seen in STALENESS.items()
         },

@@ -403,7 +403,12 @@ class OperatorBoard:
         `Ledger.apply` when `ledger.folded_ids` is not empty; `ingest` does)."""
         for sid in ledger.folded_ids:
             session = ledger.sessions[sid]
-            self.screen.fold_session(sid, session)
+            if ledger.fold_sessions and session.summary is None:
+                # Folded, summarized later: an event may still name it until its session
+                # horizon, and the screen's distinct figures need its users (screen.py).
+                self.screen.hold_session(sid, session)
+            else:
+                self.screen.fold_session(sid, session)
             clickers = self.product_clickers.get(sid)
             if isinstance(clickers, set) and session.summary is not None:
                 # Issue 17: a summarized session keeps nothing per (session, user).

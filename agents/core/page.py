@@ -46,7 +46,7 @@ from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
@@ -136,37 +136,25 @@ class _Viewer:
     group_joins: int
 
 
+@dataclass(slots=True, eq=False)
 class _Viewers:
     """A not-folded session's viewers, summed as they change: entries, group joins, watch
     times in sorted lists (the medians select from them), presence by minute."""
 
-    __slots__ = (
-        "closed_ms",
-        "diff",
-        "entries",
-        "fixed",
-        "group_joins",
-        "open_at",
-        "open_keys",
-        "open_starts",
-        "users",
-    )
-
-    def __init__(self) -> None:
-        self.users: dict[str, _Viewer] = {}
-        self.entries = 0
-        self.group_joins = 0
-        self.closed_ms = 0
-        #: The sum of the open intervals' starts.
-        self.open_starts = 0
-        #: Sorted watch ms of the viewers with no interval open.
-        self.fixed: list[int] = []
-        #: Sorted (closed ms - open start) of the viewers with one open: + the last event's ts.
-        self.open_keys: list[int] = []
-        #: The closed intervals' minutes (a difference array).
-        self.diff: Counter[int] = Counter()
-        #: First minute of an open interval -> user -> its start.
-        self.open_at: dict[int, dict[str, int]] = {}
+    users: dict[str, _Viewer] = field(default_factory=dict)
+    entries: int = 0
+    #: Sorted watch ms of the viewers with no interval open.
+    fixed: list[int] = field(default_factory=list)
+    group_joins: int = 0
+    #: Sorted (closed ms - open start) of the viewers with one open: + the last event's ts.
+    open_keys: list[int] = field(default_factory=list)
+    closed_ms: int = 0
+    #: The closed intervals' minutes (a difference array).
+    diff: Counter[int] = field(default_factory=Counter)
+    #: The sum of the open intervals' starts.
+    open_starts: int = 0
+    #: First minute of an open interval -> user -> its start.
+    open_at: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def put(self, user: str, viewer: _Viewer | None) -> None:
         """Replace what `user` adds (None: nothing, not a viewer)."""
@@ -438,12 +426,14 @@ class PageBuilder:
         self,
         states: Sequence[tuple[Ledger, OperatorBoard]],
         touched: dict[int, dict[str, set[str]] | None],
+        regrouped: bool,
     ) -> set[str]:
         """The sessions a group event since the last build may change (of its merchant, live
         at its ts: `_session_parts` counts a group join then), its user added to their
-        `touched` ones; those of a board whose viewers are all read anyway are forgotten."""
+        `touched` ones; those of a board whose viewers are all read anyway are forgotten;
+        with `regrouped` (other partitions' group events than the last build's), all."""
         changed: list[tuple[str, int, str]] = []
-        everything = False
+        everything = regrouped
         for _ledger, board in states:
             read = self._read_up_to.get(id(board))
             log = board.group_log
@@ -630,11 +620,15 @@ class PageBuilder:
             widest_refund_horizon(ledgers),
             [ledger.order_fold.session_refunds for ledger in ledgers],
         )
+        # The boards held changed (a rebalance): the pooled group events are other ones, so
+        # every kept group join may be wrong (the ids compared are of live objects: the old
+        # boards are still in `_kept`).
+        regrouped = bool(self._kept) and self._kept.keys() != {id(board) for board in boards}
         self._kept = {
             id(board): self._kept.get(id(board), (board, {})) for board in boards
         }  # boards no longer held are forgotten
         touched = self._touched(states)
-        forced = self._group_changes(states, touched)
+        forced = self._group_changes(states, touched, regrouped)
         self._read_up_to = {id(board): board.changes for board in boards}
         self.recomputed = self.recomputed_whole = 0
         self._builds += 1
@@ -898,36 +892,24 @@ _SUMMED: tuple[str, ...] = (
 )
 
 
+@dataclass(slots=True, eq=False)
 class _Base:
     """A level's ended sessions' parts summed, changed by the sessions that changed: what a
     level's sum costs follows them, not the level's sessions or viewers."""
 
-    __slots__ = (
-        "_members",
-        "_pending",
-        "_summarized_payers",
-        "_summarized_sizes",
-        "by_minute",
-        "paying",
-        "prefix",
-        "sums",
-        "watch_total_ms",
-    )
-
-    def __init__(self) -> None:
-        self._members: dict[str, _Kept] = {}
-        self.sums = dict.fromkeys(_SUMMED, 0)
-        self.by_minute: Counter[int] = Counter()
-        #: Paying user -> in how many of the sessions (a set cannot be subtracted from).
-        self.paying: Counter[str] = Counter()
-        #: Viewers present by minute; the changes to it of one `update`.
-        self.prefix = _Prefix()
-        self._pending: Counter[int] = Counter()
-        self.watch_total_ms = 0
-        #: The level's summarized sessions' buyers (`Ledger.folded_payers` of every
-        #: partition: each counted once in `paying`), and the sets read with their sizes.
-        self._summarized_payers: set[str] = set()
-        self._summarized_sizes: tuple[tuple[int, int], ...] = ()
+    _members: dict[str, _Kept] = field(default_factory=dict)
+    sums: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_SUMMED, 0))
+    by_minute: Counter[int] = field(default_factory=Counter)
+    #: Paying user -> in how many of the sessions (a set cannot be subtracted from).
+    paying: Counter[str] = field(default_factory=Counter)
+    #: Viewers present by minute; the changes to it of one `update`.
+    prefix: _Prefix = field(default_factory=lambda: _Prefix())
+    _pending: Counter[int] = field(default_factory=Counter)
+    watch_total_ms: int = 0
+    #: The level's summarized sessions' buyers (`Ledger.folded_payers` of every
+    #: partition: each counted once in `paying`), and the sets read with their sizes.
+    _summarized_payers: set[str] = field(default_factory=set)
+    _summarized_sizes: tuple[tuple[int, int], ...] = ()
 
     def take_summarized_payers(self, payers: Sequence[set[str] | None]) -> None:
         """Count the level's summarized sessions' buyers (one set per partition) among its

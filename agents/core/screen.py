@@ -12,10 +12,17 @@ with the session. Mergeable across partitions by `merge_screens`, with the same 
 `merge.merge_windows`: buckets of a minute at or above the merged cutoff got every event of
 that minute in every input.
 
-After the fold (the session ended longer ago than the dedupe window: docs/design.md), an event
-of the session still counts in the totals, exactly in the additive figures (entries, clicks,
-orders, units, GMV of the products) but not in the distinct ones (clickers, buyers, viewers
-and their buyers by source stay as folded); `after_fold_events` counts such events.
+Where the ledger summarizes sessions (`Ledger(fold_sessions=True)`), the screen folds a session
+at its summary, not at the presence fold before it (the end older than the dedupe window):
+between the two a click, an order or a view after the end may still come within the session
+horizon, and the distinct figures need the session's users until then (`hold_session` keeps
+its products, entries and its buyers' spend up to the horizon, `session_sources` reads them at
+the summary, when the ledger no longer has the orders). Past the summary every event still
+applied is past the session horizon, so the distinct figures are final. Without summaries the
+screen folds at the presence fold (bounded, where the ledger is not); an event of the session
+after it still counts in the totals, exactly in the additive figures (entries, clicks, orders,
+units, GMV of the products) but not in the distinct ones (clickers, buyers, viewers and their
+buyers by source stay as folded); `after_fold_events` counts such events.
 """
 
 from __future__ import annotations
@@ -26,7 +33,13 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
 
-from agents.core.ledger import FoldedPresence, Ledger, SessionFacts, SessionSummary
+from agents.core.ledger import (
+    SESSION_HORIZON_MS,
+    FoldedPresence,
+    Ledger,
+    SessionFacts,
+    SessionSummary,
+)
 from agents.core.windows import MINUTE_MS
 from schemas.events import Event, OrderPaid, ProductClicked, ViewerJoined
 
@@ -105,6 +118,7 @@ class ScreenState:
         "folded",
         "folded_products",
         "folded_sources",
+        "held_paid",
         "minutes",
         "retained_minutes",
         "skus",
@@ -134,14 +148,35 @@ class ScreenState:
         #: Room -> sku_id -> folded sessions' sums (`session_products`).
         self.folded_products: dict[str, dict[str, list[int]]] = {}
         self.after_fold_events = 0
+        self._init_held()
+
+    def _init_held(self) -> None:
+        #: Session the ledger folded and will summarize -> (its end, user -> cents paid in
+        #: its orders up to its session horizon): what `session_sources` reads at the summary.
+        self.held_paid: dict[str, tuple[int, dict[str, int]]] = {}
 
     def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
-        # A state saved before sessions were folded here has nothing folded.
+        # A state saved before sessions were folded here has nothing folded (or held).
         _dict, slots = state
         if "folded" not in slots:
             self._init_folded()
+        elif "held_paid" not in slots:
+            self._init_held()
         for name, value in slots.items():
             setattr(self, name, value)
+
+    def hold_session(self, sid: str, session: SessionFacts) -> None:
+        """Keep what the screen has of a session the ledger folded and will summarize past
+        its session horizon, and its buyers' spend up to that horizon (the ledger drops its
+        orders at the summary; `fold_session` then)."""
+        if sid in self.folded or session.ended_ts is None:
+            return
+        last = session.ended_ts + SESSION_HORIZON_MS
+        paid: dict[str, int] = {}
+        for order in session.orders:
+            if order.ts <= last:
+                paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
+        self.held_paid[sid] = (session.ended_ts, paid)
 
     def fold_session(self, sid: str, session: SessionFacts) -> None:
         """Add a session the ledger folded to its room's and merchant's totals and forget its
@@ -149,7 +184,8 @@ class ScreenState:
         if sid in self.folded:
             return
         room, merchant = session.room_id or "", session.merchant_id or ""
-        sources = self.session_sources(sid, session)
+        held = self.held_paid.pop(sid, None)
+        sources = self.session_sources(sid, session, None if held is None else held[1])
         for key in (("rooms", room), ("merchants", merchant)):
             _add_rows(self.folded_sources.setdefault(key, {}), sources)
         _add_rows(self.folded_products.setdefault(room, {}), self.session_products(sid))
@@ -231,6 +267,9 @@ class ScreenState:
                 counts.product_clicks += 1
         elif isinstance(event, OrderPaid) and event.session_id is not None:
             sid = event.session_id
+            held = self.held_paid.get(sid) if self.held_paid else None
+            if held is not None and ts <= held[0] + SESSION_HORIZON_MS:  # as the ledger's
+                held[1][event.user_id] = held[1].get(event.user_id, 0) + event.amount_cents
             seen: set[str] = set()
             for item in event.items:
                 tally = self._sku(sid, item.sku_id)
@@ -368,17 +407,21 @@ class ScreenState:
         )
         return minute_curves(rows, sids, present, n)
 
-    def session_sources(self, sid: str, session: SessionFacts) -> dict[str, list[int]]:
-        """One session's sources: source -> [entries, viewers, buyers, GMV cents]."""
+    def session_sources(
+        self, sid: str, session: SessionFacts, paid: dict[str, int] | None = None
+    ) -> dict[str, list[int]]:
+        """One session's sources: source -> [entries, viewers, buyers, GMV cents], its
+        buyers' spend `paid` (user -> cents) or else from its orders."""
         out: dict[str, list[int]] = {}
         for source, count in self.source_entries.get(sid, {}).items():
             out.setdefault(source, [0, 0, 0, 0])[0] += count
         firsts = self.first_entry.get(sid, {})
         for _ts, source in firsts.values():
             out.setdefault(source, [0, 0, 0, 0])[1] += 1
-        paid: dict[str, int] = {}
-        for order in session.orders:
-            paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
+        if paid is None:
+            paid = {}
+            for order in session.orders:
+                paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
         for user, cents in paid.items():
             first_entry = firsts.get(user)
             if first_entry is not None:
@@ -580,6 +623,8 @@ def merge_screens(screens: Sequence[ScreenState]) -> ScreenState:
         for sid, entries in screen.source_entries.items():
             merged.source_entries.setdefault(sid, Counter()).update(entries)
         merged.folded.update(screen.folded)
+        for sid, (ended_ts, paid) in screen.held_paid.items():
+            merged.held_paid[sid] = (ended_ts, dict(paid))
         for level, rows in screen.folded_sources.items():
             _add_rows(merged.folded_sources.setdefault(level, {}), rows)
         for room, rows in screen.folded_products.items():

@@ -591,6 +591,9 @@ class WorkerViews:
             lambda: state.version,
             lambda: sum(held.ledger.counts.valid for held in state.partitions.values()),
             settings.report_max_age_s,
+            # Built in a forked child, the claims cost the worker's machine that long; the
+            # call itself returns at once.
+            (lambda: self.reports.build_s) if self.reports.forked else None,
         )
 
     def _mark_simulated(self, report: dict[str, Any]) -> dict[str, Any]:

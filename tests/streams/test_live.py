@@ -30,7 +30,7 @@ from streams.runtime.deadletters import (
     DeadLetterPublisher,
     topic_sender,
 )
-from streams.runtime.ingest import BatchIngest
+from streams.runtime.ingest import YIELD_TURNS, BatchIngest
 from streams.runtime.lag import LagHistogram
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState, SourceRecord
@@ -286,6 +286,88 @@ async def test_ingest_dead_letters_a_bad_record_and_counts_a_duplicate_once(
     assert state.positions == {(topic, 0): 4}
     assert sample(state, "livepulse_events_duplicate_total", topic=topic) == 1
     assert sample(state, "livepulse_events_rejected_total", topic=topic, reason="not_json") == 1
+
+
+def _joins(topic: str, n: int) -> list[SourceRecord]:
+    """`n` records over two partitions of `topic`: viewer joins, every 7th not JSON, every 11th
+    a duplicate of the record before it."""
+    batch: list[SourceRecord] = []
+    offsets = [0, 0]
+    for i in range(n):
+        partition = i % 2
+        if i % 7 == 3:
+            value = NOT_JSON
+        elif i % 11 == 5 and batch:
+            value = batch[-1].value
+        else:
+            value = line(
+                event_id=f"j-{i}",
+                type="viewer_joined",
+                ts=T0 + i,
+                session_id=f"s-{partition}",
+                user_id=f"u-{i}",
+            )
+        batch.append(SourceRecord(topic, partition, offsets[partition], b"s", value, T0 + i))
+        offsets[partition] += 1
+    return batch
+
+
+def _seen(state: LiveState) -> tuple[dict[tuple[str, int], int], dict[str, int], int]:
+    return dict(state.positions), state.counts().as_dict(), state.records
+
+
+async def test_ingest_lets_the_event_loop_run_within_a_fetch_at_record_boundaries() -> None:
+    """A fetch of thousands of records is applied in slices, the event loop let run once the
+    fetch has held it `slice_s` (here a clock that moves 10 ms a look): what runs between the
+    slices (a page build, a scrape) sees every figure and position as after the records so far
+    applied in one go, and the fetch ends as one `apply_batch` of it all would (before: one
+    `apply_batch`, the loop held for the whole fetch)."""
+    topic = Settings(topic_prefix="t-").topic("live.views")
+    batch = _joins(topic, 4_000)
+    published: list[DeadLetter] = []
+
+    async def publish(letters: Sequence[DeadLetter]) -> None:
+        published.extend(letters)
+
+    ticks = iter(range(1_000_000))
+    state = LiveState()
+    ingest = BatchIngest(
+        state, DeadLetterPipeline(publish), slice_s=0.025, clock=lambda: next(ticks) / 100
+    )
+    between: list[tuple[dict[tuple[str, int], int], dict[str, int], int]] = []
+    applying = asyncio.Event()
+
+    async def watch() -> None:
+        await applying.wait()
+        while state.records < len(batch):
+            between.append(_seen(state))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.ensure_future(watch())
+    applying.set()
+    await asyncio.sleep(0)  # the watcher waits on the event
+    await ingest(batch, time.time())
+    await ingest.dead_letters.settle()
+    await watcher
+    # A look every slice of 500, 10 ms apart: the loop runs after every third slice.
+    assert ingest.yields == 2
+    seen_mid_fetch = [s for s in between if 0 < s[2] < len(batch)]
+    # Each yield gives the loop several turns (a request's callbacks run one a turn).
+    assert [s[2] for s in seen_mid_fetch] == [1_500] * YIELD_TURNS + [3_000] * YIELD_TURNS
+    for positions, counts, applied in seen_mid_fetch:
+        reference = LiveState()
+        reference.apply_batch(batch[:applied])
+        assert (positions, counts, applied) == _seen(reference)
+    reference = LiveState()
+    letters = reference.apply_batch(batch)
+    assert _seen(state) == _seen(reference)
+    assert [d.headers for d in published] == [d.headers for d in letters]
+    assert state.lag.count == state.worker_lag.count == len(batch)
+    # No time limit reached: one go, as before.
+    whole = BatchIngest(LiveState(), DeadLetterPipeline(publish), slice_s=3600.0)
+    await whole(batch, time.time())
+    await whole.dead_letters.settle()
+    assert whole.yields == 0 and _seen(whole.state) == _seen(reference)
 
 
 def test_the_metric_core_imports_neither_faust_nor_asyncio() -> None:

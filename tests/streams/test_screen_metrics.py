@@ -108,6 +108,23 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     feed._report_valid = ledger.counts.valid // 2
     feed.get()
     assert asked[-1] == pytest.approx(60.0, rel=1e-3)
+    # A report built in a forked child: the call returns at once, the child's build time
+    # paces the claims (before, the call's microseconds did: the claims were rebuilt every
+    # 2 s, a child building them half the time next to the worker).
+    child_build_s = [0.0]
+    forked = ScreenFeed(
+        lambda: [(ledger, board)],
+        lambda: version[0],
+        cached_report,
+        lambda: ledger.counts.valid,
+        report_build_s=lambda: child_build_s[0],
+    )
+    forked.get()
+    assert asked[-1] == 2.0  # no build known yet: the floor
+    child_build_s[0] = 4.0
+    forked.get()  # learns the child's build
+    forked.get()
+    assert asked[-1] == pytest.approx(40.0)
 
 
 def test_screen_feed_rebuilds_after_a_build_at_the_very_start() -> None:

@@ -13,8 +13,10 @@ from agents.core import Ledger, OperatorBoard
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import dump_state, load_state
 from agents.core.screen import SKU_LIMIT, ScreenState
+from agents.core.sketch import RELATIVE_ACCURACY
 from schemas import Rejection, decode_text
 from streams.tools.simulator.operator_truth import screen_truth
+from tests.support.events import EventList
 from tests.support.truth import _same
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -207,3 +209,89 @@ def test_folded_sessions_leave_the_screen_and_its_tables_stay_exact(name: str) -
     assert len(kept) <= len(ledger.sessions) - ledger.folded_sessions
     assert max(kept_over_time) < 0.5 * len(started), kept_over_time
     assert mismatches(board.screen.snapshot(ledger), screen_truth(stream)) == []
+
+
+def test_late_events_between_the_presence_fold_and_the_summary_are_in_the_distinct_counts() -> None:
+    """With sessions summarized (`fold_sessions`, a 1-hour dedupe window): a session's presence
+    is folded an hour after its end, its summary only 7 days (the session horizon) after it.
+    A view, clicks and an order of the session stamped after its end and arriving after the
+    presence fold are applied (their topics' horizons are before them); the screen's distinct
+    figures (the products' clickers and buyers, the sources' viewers and buyers) count them,
+    equal to the reference, before and after the summary (before, the screen folded at the
+    presence fold and counted them in the additive figures only: `after_fold_events`)."""
+    import orjson
+
+    from agents.core.ingest import ingest
+    from agents.core.page import PageBuilder
+    from streams.tools.simulator.operator_truth import operator_truth
+
+    hour, day = 3_600_000, 86_400_000
+    start = 1_719_792_000_000  # a whole hour
+    end = start + hour
+    events = EventList()
+    add, order = events.add, events.order
+
+    def other_session(sid: str, at: int) -> None:
+        """Another room's session at `at`: moves every topic's horizon to `at` - 1 hour."""
+        add("session_started", at, session_id=sid, room_id="r-2", merchant_id="m-1")
+        add("viewer_joined", at, session_id=sid, user_id="u-9", source="feed")
+        add("product_clicked", at, session_id=sid, user_id="u-9", sku_id="k-2")
+        order(at, sid, "u-9", 700)
+        add("group_joined", at, merchant_id="m-1", group_id="g-1", user_id="u-9")
+        add("session_ended", at + 60_000, session_id=sid)
+
+    add("session_started", start, session_id="s-1", room_id="r-1", merchant_id="m-1")
+    add("viewer_joined", start + 1000, session_id="s-1", user_id="u-1", source="feed")
+    add("viewer_joined", start + 2000, session_id="s-1", user_id="u-2", source="follow")
+    add("product_clicked", start + 3000, session_id="s-1", user_id="u-1", sku_id="k-1")
+    order(start + 4000, "s-1", "u-1", 500)
+    add("group_joined", start, merchant_id="m-1", group_id="g-1", user_id="u-1")
+    add("session_ended", end, session_id="s-1")
+    other_session("s-2", end + 2 * hour)  # s-1's presence is folded
+    # Late, after s-1's end, within its session horizon: a new viewer, a new clicker and an
+    # old one, a new buyer (u-2, a viewer) and an old one.
+    add("viewer_joined", end + 90 * 60_000, session_id="s-1", user_id="u-3", source="search")
+    add("product_clicked", end + 80 * 60_000, session_id="s-1", user_id="u-2", sku_id="k-1")
+    add("product_clicked", end + 80 * 60_000, session_id="s-1", user_id="u-1", sku_id="k-1")
+    order(end + 100 * 60_000, "s-1", "u-2", 300)
+    order(end + 100 * 60_000, "s-1", "u-1", 200)
+    stream = [orjson.dumps(event) for event in events]
+    text = [line.decode() for line in stream]
+
+    def fed(lines: list[bytes]) -> tuple[Ledger, OperatorBoard]:
+        ledger, board = Ledger(hour, fold_sessions=True), OperatorBoard()
+        for line in lines:
+            ingest(line, ledger, board)
+        return ledger, board
+
+    ledger, board = fed(stream)
+    assert ledger.folded_sessions == 1 and ledger.summarized_sessions == 0
+    assert ledger.counts.expired == 0
+    assert "s-1" in board.screen.held_paid and board.screen.after_fold_events == 0
+    assert mismatches(board.screen.snapshot(ledger), screen_truth(text)) == []
+    assert PageBuilder().build([(ledger, board)])["screen"] == board.screen.snapshot(ledger)
+    products = board.screen.snapshot(ledger)["products"]["rooms"]["r-1"]["top"][0]
+    assert (products["clickers"], products["buyers"]) == (2, 2)
+
+    # Past s-1's session horizon on every topic: summarized, its screen state folded.
+    other_session("s-3", end + 7 * day + 3 * hour)
+    stream = [orjson.dumps(event) for event in events]
+    text = [line.decode() for line in stream]
+    ledger, board = fed(stream)
+    assert ledger.summarized_sessions >= 1 and ledger.sessions["s-1"].summary is not None
+    screen = board.screen
+    assert "s-1" in screen.folded and "s-1" not in screen.held_paid
+    assert not {"s-1"} & (set(screen.skus) | set(screen.first_entry) | set(screen.source_entries))
+    assert mismatches(screen.snapshot(ledger), screen_truth(text)) == []
+    truth = operator_truth(text)
+    page = PageBuilder().build([(ledger, board)])
+    assert page["screen"] == screen.snapshot(ledger)
+    problems: list[str] = []
+    for level in ("overall", "rooms", "merchants"):
+        _same(level, page["operator"][level], truth[level], problems)
+    # A level with a summarized session reads its median watch time from a sketch (1%).
+    sketched = [p for p in problems if ".median_watch_minutes:" in p]
+    assert problems == sketched
+    for problem in sketched:
+        got, want = (float(v) for v in problem.split("report ")[1].split(" != truth "))
+        assert got == pytest.approx(want, rel=RELATIVE_ACCURACY), problem
