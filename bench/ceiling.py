@@ -17,6 +17,11 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.ingest import ingest
+
+try:  # a fetch decoded at once, as the worker does; the baseline's core ((a0)) may not have it
+    from agents.core.ingest import decode_values, ingest_decoded
+except ImportError:  # a tree before issue 19's Session 9: `ingest` one value at a time
+    decode_values = None  # type: ignore[assignment]
 from bench.shared import consumed, contender_parser, contender_settings
 from streams.runtime.gcpace import GcPacer
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
@@ -53,8 +58,12 @@ async def consume(
                 first = time.time()
             for records in batches.values():
                 if not transport_only:
-                    for record in records:
-                        ingest(record.value, ledger, board)
+                    if decode_values is None:
+                        for record in records:
+                            ingest(record.value, ledger, board)
+                    else:  # a fetch decoded at once, as the worker does (`apply_batch`)
+                        for decoded in decode_values([record.value for record in records]):
+                            ingest_decoded(decoded, ledger, board)
                 seen += len(records)
                 if pacer is not None:
                     pacer.after(len(records))

@@ -7,14 +7,16 @@
                                       [--fold-sessions]
 
 FILE: a stream of JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`).
-`ingest`: `agents.core.ingest.ingest` over every line into `Ledger(window)` + `OperatorBoard`,
-CPU microseconds per record (to compare commits, run this file as a script from another
-checkout's directory, `PYTHONSAFEPATH=1 PYTHONPATH=<checkout> python <this tree>/bench/hotpath.py
-ingest FILE`, interleaved with this tree's: bench/RESULTS.md, Session 7; a checkout from
-issue 17 on, whose `Ledger` takes a dedupe window). `report`: CPU
-seconds of `build_report` over that state (what `/report` and a `/metrics` scrape build on the
-worker's event loop) against the ingest's. `batch-decode`: one `list[Event]` validation per
-1,000 values against one call per value. `page` (issue 18): the live screen's incremental
+`ingest`: the core's ingest over every line into `Ledger(window)` + `OperatorBoard`, 500 values
+decoded at once (`decode_values`, as the worker decodes a fetch; one by one with `ingest` in a
+tree without it), CPU microseconds per record (to compare commits, run this file as a script
+from another checkout's directory, `PYTHONSAFEPATH=1 PYTHONPATH=<checkout> python <this
+tree>/bench/hotpath.py ingest FILE`, interleaved with this tree's: bench/RESULTS.md, Session 7;
+a checkout from issue 17 on, whose `Ledger` takes a dedupe window). `report`: CPU seconds of
+`build_report` over that state (what `/report` and a `/metrics` scrape build on the worker's
+event loop) against the ingest's. `batch-decode`: `schemas.decode_many` (a fetch's values in
+one validator call) in fetches of 100, 500 and 2,000 values against `schemas.decode` per value.
+`page` (issue 18): the live screen's incremental
 build (`agents.core.page.PageBuilder`, what `/screen/data` runs on the event loop) over the
 records split into partitions by the contract's record keys, after the first build at the
 end of all but the last `--builds` x `--step` records, once after each further `--step`:
@@ -38,6 +40,9 @@ from pathlib import Path
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ingest import ingest
 
+#: Values per decode call in `ingest` (a typical fetch of the worker, 4 partitions).
+_FETCH = 500
+
 
 def _lines(path: Path) -> list[bytes]:
     return [line.encode() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -51,8 +56,15 @@ def _cpu(run: Callable[[], object]) -> float:
 
 def _ingested(values: list[bytes], window_ms: int | None) -> tuple[Ledger, OperatorBoard]:
     ledger, board = Ledger(window_ms), OperatorBoard()
-    for value in values:
-        ingest(value, ledger, board)
+    try:  # a fetch (500 values) decoded at once, as the worker does, where the tree can
+        from agents.core.ingest import decode_values, ingest_decoded  # noqa: PLC0415
+    except ImportError:  # a tree before issue 19's Session 9: one value at a time
+        for value in values:
+            ingest(value, ledger, board)
+        return ledger, board
+    for i in range(0, len(values), _FETCH):
+        for decoded in decode_values(values[i : i + _FETCH]):
+            ingest_decoded(decoded, ledger, board)
     return ledger, board
 
 
@@ -151,34 +163,28 @@ def _page(
 
 
 def _batch_decode(values: list[bytes], valid_only: bool) -> None:
-    from pydantic import TypeAdapter  # noqa: PLC0415 (only this measurement)
-
-    from schemas import Rejection, decode  # noqa: PLC0415
-    from schemas.events import Event  # noqa: PLC0415
+    from schemas import Rejection, decode, decode_many  # noqa: PLC0415 (only this measurement)
 
     if valid_only:
         values = [v for v in values if not isinstance(decode(v), Rejection)]
-    many = TypeAdapter(list[Event]).validator.validate_json
 
     def one_by_one() -> None:
         for value in values:
             decode(value)
 
-    def in_chunks(size: int = 1000) -> None:
-        for i in range(0, len(values), size):
-            chunk = values[i : i + size]
-            try:
-                many(b"[" + b",".join(chunk) + b"]")
-            except ValueError:  # pydantic's ValidationError: one bad value, each on its own
-                for value in chunk:
-                    decode(value)
+    def in_fetches(size: int) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(0, len(values), size):
+                decode_many(values[i : i + size])
+
+        return run
 
     per = min(_cpu(one_by_one) for _ in range(3))
-    batched = min(_cpu(in_chunks) for _ in range(3))
-    print(
-        f"{len(values)} values: one call each {per:.2f} s CPU, 1,000 per call {batched:.2f} s "
-        f"CPU = {batched / per:.2f}x"
-    )
+    line = f"{len(values)} values: one call each {per:.2f} s CPU"
+    for size in (100, 500, 2000):
+        batched = min(_cpu(in_fetches(size)) for _ in range(3))
+        line += f"; decode_many of {size:,}: {batched:.2f} s = {batched / per:.2f}x"
+    print(line)
 
 
 if __name__ == "__main__":

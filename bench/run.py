@@ -163,11 +163,16 @@ def run_ceiling(
     log: Path,
     module: str = "bench.ceiling",
     extra: tuple[str, ...] = (),
+    pythonpath: Path | None = None,
 ) -> Run:
     """(a) the plain aiokafka batch consumer, in a child process; or another contender that
     takes the same options and prints the same JSON line (`module`: (t) is `bench.ceiling
-    --transport-only`, (q) is `bench.quix`)."""
+    --transport-only`, (q) is `bench.quix`); `pythonpath`: the baseline's tree, its own
+    `bench.ceiling` and core ((a0))."""
     out = log.with_suffix(".json")
+    env = _env(pythonpath)
+    if pythonpath is not None:
+        env["PYTHONSAFEPATH"] = "1"  # not this tree first on sys.path (`start_worker`)
     with log.open("ab") as err, out.open("wb") as stdout:
         process = subprocess.Popen(  # noqa: S603 (our interpreter and module)
             [
@@ -186,7 +191,7 @@ def run_ceiling(
             ],
             stdout=stdout,
             stderr=err,
-            env=_env(None),
+            env=env,
         )
         sampler = Sampler(process.pid, broker_pid())
 
@@ -347,6 +352,7 @@ def measure_throughput(
     baseline: Path | None,
     gc_default: bool = False,
     variants: dict[str, dict[str, Any]] | None = None,
+    naive: bool = True,
 ) -> dict[str, Any]:
     contenders: dict[str, Callable[[int], Run]] = {
         "t_transport": lambda i: run_ceiling(
@@ -356,6 +362,12 @@ def measure_throughput(
         "b_naive_faust": lambda i: run_naive(settings, expect, logs / f"naive-{i}.log"),
         "c_worker": lambda i: run_worker(settings, expect, logs / f"worker-{i}.log"),
     }
+    if not naive:
+        del contenders["b_naive_faust"]
+    if baseline is not None:  # the ceiling of the baseline's own core, beside (c0)
+        contenders["a0_ceiling_baseline"] = lambda i: run_ceiling(
+            settings, expect, logs / f"ceiling-baseline-{i}.log", pythonpath=baseline
+        )
     if quix_missing() is None:
         contenders["q_quix"] = lambda i: run_ceiling(
             settings, expect, logs / f"quix-{i}.log", module="bench.quix"
@@ -659,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         action="append",
         default=[],
-        choices=("throughput", "latency", "state", "scaling", "scaleout"),
+        choices=("throughput", "latency", "state", "scaling", "scaleout", "naive"),
     )
     parser.add_argument(
         "--gc-default",
@@ -723,7 +735,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if "throughput" not in args.skip:
                 results["throughput"] = measure_throughput(
-                    settings, expect, args.repeat, logs, baseline, args.gc_default, variants
+                    settings,
+                    expect,
+                    args.repeat,
+                    logs,
+                    baseline,
+                    args.gc_default,
+                    variants,
+                    naive="naive" not in args.skip,
                 )
                 results["throughput"]["records"] = expect
                 results["throughput"]["dataset"] = str(path)

@@ -1,6 +1,13 @@
 """Pydantic v2 models of the livepulse event contract (wire format v1) and its decoder."""
 
-from schemas.decode import MAX_RECORD_BYTES, Rejection, RejectReason, decode, decode_text
+from schemas.decode import (
+    MAX_RECORD_BYTES,
+    Rejection,
+    RejectReason,
+    decode,
+    decode_many,
+    decode_text,
+)
 from schemas.events import (
     EVENT_TYPES,
     TOPIC_BY_TYPE,
@@ -41,6 +48,7 @@ __all__ = [
     "ViewerJoined",
     "ViewerLeft",
     "decode",
+    "decode_many",
     "decode_text",
     "event_adapter",
     "record_key",

@@ -4,12 +4,13 @@ the offline analyzer and the benchmark (no transport: the caller dead-letters a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from agents.core.ledger import Ledger
 from agents.core.operator import OperatorBoard
-from schemas import Event, Rejection, decode
+from schemas import Event, Rejection, decode, decode_many
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +41,38 @@ def ingest(
     core raised on it (counted as rejected; the caller dead-letters it). Never raises for a
     record: it runs once per record on the worker's hot path.
     """
-    if value is None:
-        rejected = _NULL_VALUE
+    return ingest_decoded(_NULL_VALUE if value is None else decode(value), ledger, board)
+
+
+def decode_values(values: Sequence[bytes | None]) -> list[Event | Rejection | Rejected]:
+    """Decode a fetch's record values at once (`schemas.decode_many`: one validator call for
+    the valid ones), for `ingest_decoded` one by one: the same as `ingest` on each value."""
+    if None not in values:
+        return decode_many(values)  # type: ignore[arg-type, return-value]  # no None in it
+    present = [value for value in values if value is not None]
+    decoded = iter(decode_many(present))
+    return [_NULL_VALUE if value is None else next(decoded) for value in values]
+
+
+def ingest_decoded(
+    decoded: Event | Rejection | Rejected, ledger: Ledger, board: OperatorBoard | None
+) -> Event | Rejected | None:
+    """`ingest` of a value already decoded (by `decode_values`, `schemas.decode`)."""
+    if isinstance(decoded, Rejected):
+        rejected = decoded
+    elif isinstance(decoded, Rejection):
+        rejected = Rejected(decoded.reason, decoded.detail)
     else:
-        decoded = decode(value)
-        if isinstance(decoded, Rejection):
-            rejected = Rejected(decoded.reason, decoded.detail)
-        else:
-            try:
-                if ledger.apply(decoded):
-                    if board is not None:
-                        board.observe(decoded)
-                        if ledger.folded_ids:  # sessions closed for good: fold the screen's
-                            board.take_folded(ledger)
-                    return decoded
-                return None
-            except Exception as exc:  # a bug in the core must not stop the stream
-                log.exception("the core failed on a %s event", decoded.type)
-                rejected = Rejected(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+        try:
+            if ledger.apply(decoded):
+                if board is not None:
+                    board.observe(decoded)
+                    if ledger.folded_ids:  # sessions closed for good: fold the screen's
+                        board.take_folded(ledger)
+                return decoded
+            return None
+        except Exception as exc:  # a bug in the core must not stop the stream
+            log.exception("the core failed on a %s event", decoded.type)
+            rejected = Rejected(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
     ledger.reject(rejected.reason)
     return rejected

@@ -351,14 +351,17 @@ class OperatorBoard:
         """Take one accepted (non-duplicate) event: O(1) work."""
         self.screen.observe(event)
         self.changes += 1
-        if event.type in _GROUP_TYPES:
-            merchant_id: str = getattr(event, "merchant_id")  # noqa: B009
+        # `_source(event)` inlined: its record key is what the logs below are keyed by too.
+        event_type = event.type
+        if event_type in _GROUP_TYPES:
+            key: str = getattr(event, "merchant_id")  # noqa: B009
             user_id: str = getattr(event, "user_id")  # noqa: B009
-            self.group_log.append((self.changes, merchant_id, event.ts, user_id))
+            self.group_log.append((self.changes, key, event.ts, user_id))
         else:
-            self.session_changed_at[getattr(event, "session_id", None) or ""] = self.changes
+            key = getattr(event, "session_id", None) or ""
+            self.session_changed_at[key] = self.changes
         windows = self.windows
-        on_time = windows.admit(event.ts, _source(event))
+        on_time = windows.admit(event.ts, (TOPIC_BY_TYPE[event_type], key))
         if isinstance(event, ViewerJoined):
             self.viewer_log.append((self.changes, event.session_id, event.user_id))
             if on_time:

@@ -63,6 +63,25 @@ SOURCES: Final[tuple[str, ...]] = (
     "unspecified",
 )
 CURVES: Final[tuple[str, ...]] = ("viewers", "entries", "product_clicks", "orders", "gmv_cny")
+#: A user's first entry into a session, `(ts, source)`, is kept packed in one int (issue 19: a
+#: tuple and its `ts` were ~90 of the bytes each concurrent viewer costs):
+#: `ts << _SOURCE_BITS | rank of the source`, ranks in the sources' alphabetical order, so
+#: comparing packed entries compares `(ts, source)` as the tuples did.
+_SOURCE_BY_RANK: Final[tuple[str, ...]] = tuple(sorted(SOURCES))
+_SOURCE_RANK: Final[dict[str, int]] = {source: rank for rank, source in enumerate(_SOURCE_BY_RANK)}
+_SOURCE_BITS: Final[int] = (len(SOURCES) - 1).bit_length()
+_SOURCE_MASK: Final[int] = (1 << _SOURCE_BITS) - 1
+
+
+def _pack_entry(ts: int, source: str) -> int:
+    """`(ts, source)` of a first entry as one int (`_SOURCE_BY_RANK`)."""
+    return ts << _SOURCE_BITS | _SOURCE_RANK[source]
+
+
+def _entry_source(entry: int) -> str:
+    """The source of a packed first entry."""
+    return _SOURCE_BY_RANK[entry & _SOURCE_MASK]
+
 
 DEFINITIONS: Final[dict[str, str]] = {
     "minutes": "per event-time minute of the last hour (ending with the largest ts seen): "
@@ -133,8 +152,9 @@ class ScreenState:
         self.minutes: dict[int, dict[str, MinuteCounts]] = {}
         #: Session id -> sku_id -> tally.
         self.skus: dict[str, dict[str, SkuTally]] = {}
-        #: Session id -> user -> (ts, source) of the user's earliest entry.
-        self.first_entry: dict[str, dict[str, tuple[int, str]]] = {}
+        #: Session id -> user -> (ts, source) of the user's earliest entry, packed
+        #: (`_pack_entry`).
+        self.first_entry: dict[str, dict[str, int]] = {}
         #: Session id -> source -> entries.
         self.source_entries: dict[str, Counter[str]] = {}
         self._init_folded()
@@ -164,6 +184,10 @@ class ScreenState:
             self._init_held()
         for name, value in slots.items():
             setattr(self, name, value)
+        for firsts in self.first_entry.values():  # saved before entries were packed
+            for user, entry in firsts.items():
+                if isinstance(entry, tuple):
+                    firsts[user] = _pack_entry(*entry)
 
     def hold_session(self, sid: str, session: SessionFacts) -> None:
         """Keep what the screen has of a session the ledger folded and will summarize past
@@ -253,8 +277,9 @@ class ScreenState:
                 firsts = self.first_entry[sid] = {}
             known = firsts.get(event.user_id)
             # At equal ts the smaller source name: a function of the events, not their order.
-            if known is None or (ts, source) < known:
-                firsts[event.user_id] = (ts, source)
+            entry = ts << _SOURCE_BITS | _SOURCE_RANK[source]  # `_pack_entry`, inlined
+            if known is None or entry < known:
+                firsts[event.user_id] = entry
             counts = self._minute(ts, sid)
             if counts is not None:
                 counts.entries += 1
@@ -416,8 +441,8 @@ class ScreenState:
         for source, count in self.source_entries.get(sid, {}).items():
             out.setdefault(source, [0, 0, 0, 0])[0] += count
         firsts = self.first_entry.get(sid, {})
-        for _ts, source in firsts.values():
-            out.setdefault(source, [0, 0, 0, 0])[1] += 1
+        for entry in firsts.values():
+            out.setdefault(_entry_source(entry), [0, 0, 0, 0])[1] += 1
         if paid is None:
             paid = {}
             for order in session.orders:
@@ -425,7 +450,7 @@ class ScreenState:
         for user, cents in paid.items():
             first_entry = firsts.get(user)
             if first_entry is not None:
-                row = out.setdefault(first_entry[1], [0, 0, 0, 0])
+                row = out.setdefault(_entry_source(first_entry), [0, 0, 0, 0])
                 row[2] += 1
                 row[3] += cents
         return out

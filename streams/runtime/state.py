@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from agents.core import EventCounts, Ledger, OperatorBoard
-from agents.core.ingest import Rejected, ingest
+from agents.core.ingest import Rejected, decode_values, ingest_decoded
 from agents.core.ledger import MembershipSource, RefundSource
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
@@ -198,7 +198,9 @@ class LiveState:
         applied: list[SourceRecord] = []
         part: PartitionState | None = None
         part_no = -1
-        for record in records:
+        # The whole fetch decoded at once (issue 19: one validator call for its valid values).
+        decoded = decode_values([record.value for record in records])
+        for record, value in zip(records, decoded, strict=True):
             if record.partition != part_no:
                 part_no = record.partition
                 part = partitions.get(part_no)
@@ -209,7 +211,7 @@ class LiveState:
                 continue
             applied.append(record)
             future_before = part.ledger.counts.future
-            outcome = ingest(record.value, part.ledger, part.board)
+            outcome = ingest_decoded(value, part.ledger, part.board)
             if outcome is None:  # refused by the ledger: seen before, or older than its window
                 if part.ledger.refused_as == "expired":
                     expired[record.topic] += 1

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas import MAX_RECORD_BYTES, Rejection, decode, event_adapter
+from schemas import MAX_RECORD_BYTES, Rejection, decode, decode_many, event_adapter
 from schemas.decode import REJECT_REASONS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -342,3 +342,55 @@ def test_a_long_id_within_the_record_limit_is_valid(length: int) -> None:
     assert (length <= 128) == (
         not isinstance(decode(json.dumps(dict(obj, event_id="e" * length)).encode()), Rejection)
     )
+
+
+# --- a fetch decoded at once (issue 19) --------------------------------------------------------
+
+
+def _same(batched: list[Any], one_by_one: list[Any]) -> None:
+    assert len(batched) == len(one_by_one)
+    for got, want in zip(batched, one_by_one, strict=True):
+        assert type(got) is type(want)
+        assert got == want  # a Rejection: the same reason and detail
+        if not isinstance(want, Rejection):
+            assert got.model_fields_set == want.model_fields_set
+
+
+@settings(FUZZ, max_examples=150)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(VALID).map(lambda obj: json.dumps(obj).encode()),
+            mutated_bytes(),
+        ),
+        max_size=12,
+    )
+)
+@example([json.dumps(VALID[0]).encode(), b"not json", json.dumps(VALID[1]).encode()])
+def test_a_fetch_decodes_as_its_records_one_by_one(values: list[bytes]) -> None:
+    """`decode_many` gives, in order, exactly what `decode` gives each value: the same events,
+    and for every bad one the same reason and detail, whatever its neighbours."""
+    _same(decode_many(values), [decode(raw) for raw in values])
+
+
+def test_a_fetch_never_lets_neighbours_make_a_record() -> None:
+    """Values that are not JSON on their own stay rejected even where, joined with commas into
+    one array, they would read as two good events (so a fetch is never validated as a join)."""
+    first, second = (json.dumps(obj, separators=(",", ":")) for obj in VALID[:2])
+    halves = [
+        f"{first},{second[:-1]}".encode(),  # one whole event and the second but its last brace
+        b'"pad":0}',  # the rest of the second, after the comma a join puts between them
+    ]
+    joined = json.loads(b"[" + b",".join(halves) + b"]")
+    assert len(joined) == 2 and [contract_valid(json.dumps(o).encode()) for o in joined] == [
+        True,
+        True,
+    ]
+    decoded = decode_many(halves)
+    assert [d.reason for d in decoded if isinstance(d, Rejection)] == ["not_json", "not_json"]
+    too_large = json.dumps(VALID[0]).encode() + b" " * MAX_RECORD_BYTES
+    _same(
+        decode_many([json.dumps(VALID[0]).encode(), too_large, *halves]),
+        [decode(raw) for raw in (json.dumps(VALID[0]).encode(), too_large, *halves)],
+    )
+    assert decode_many([]) == []

@@ -4,10 +4,13 @@ and the dead-letter pipeline built directly, a worker built from settings withou
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,8 +18,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from prometheus_client import generate_latest
 
-from agents.core import Ledger, build_report
-from agents.core.ingest import PROCESSING_ERROR
+from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.ingest import PROCESSING_ERROR, Rejected, ingest
 from agents.core.periods import PeriodSettings, with_periods
 from streams.runtime.deadletters import (
     H_DETAIL,
@@ -37,6 +40,7 @@ from streams.runtime.state import LiveState, SourceRecord
 from streams.runtime.web import ClaimCollector, ReportCache
 
 T0 = 1_721_800_800_000
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def line(**fields: Any) -> bytes:
@@ -111,6 +115,44 @@ def test_valid_events_reach_the_ledger_and_invalid_ones_become_dead_letters() ->
         )
         == 1
     )
+
+
+def test_a_fetch_with_bad_records_among_good_is_applied_as_its_records_one_by_one() -> None:
+    """Issue 19: a fetch is decoded in one validator call; whatever bad records sit among its
+    good ones, the state takes the same events and dead-letters the same records, each with
+    the reason and detail that `ingest` gives it alone."""
+    lines = (FIXTURES / "xhs.jsonl").read_bytes().splitlines()[:600]
+    bad = [NOT_JSON, MISSING_FIELD, b"", b"[1]", b'{"type":"dance","event_id":"x","ts":1}', None]
+    for seed in range(3):
+        rng = random.Random(seed)
+        values: list[bytes | None] = list(lines)
+        for value in rng.sample(bad, k=rng.randint(1, len(bad))):
+            values.insert(rng.randrange(len(values) + 1), value)
+        state = LiveState(dedupe_window_ms=7 * 86_400_000)
+        letters = state.apply_batch(records("live.views", *values))
+
+        ledger, board = Ledger(7 * 86_400_000), OperatorBoard()
+        outcomes = [ingest(value, ledger, board) for value in values]
+        expected = [
+            (offset, outcome.reason, outcome.detail)
+            for offset, outcome in enumerate(outcomes)
+            if isinstance(outcome, Rejected)
+        ]
+        assert len(expected) >= 1
+        assert [
+            (
+                int(header(letter, H_SOURCE_OFFSET)),
+                header(letter, H_REASON),
+                header(letter, H_DETAIL),
+            )
+            for letter in letters
+        ] == expected
+        part = state.partitions[0]
+        assert part.ledger.counts.as_dict() == ledger.counts.as_dict()
+        assert part.ledger.counts == ledger.counts
+        assert json.dumps(build_report(part.ledger, part.board), sort_keys=True) == json.dumps(
+            build_report(ledger, board), sort_keys=True
+        )
 
 
 def test_an_event_older_than_the_dedupe_window_is_expired_not_a_duplicate() -> None:

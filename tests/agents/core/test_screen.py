@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from functools import cache
 from pathlib import Path
@@ -12,7 +13,14 @@ import pytest
 from agents.core import Ledger, OperatorBoard
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import dump_state, load_state
-from agents.core.screen import SKU_LIMIT, ScreenState
+from agents.core.screen import (
+    _SOURCE_BITS,
+    _SOURCE_BY_RANK,
+    SKU_LIMIT,
+    SOURCES,
+    ScreenState,
+    _entry_source,
+)
 from agents.core.sketch import RELATIVE_ACCURACY
 from schemas import Rejection, decode_text
 from streams.tools.simulator.operator_truth import screen_truth
@@ -20,6 +28,7 @@ from tests.support.events import EventList
 from tests.support.truth import _same
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+T0 = 1_721_800_800_000
 
 
 @cache
@@ -92,6 +101,36 @@ def test_screen_survives_a_state_round_trip_and_an_old_state_loads() -> None:
     old_ledger, old_board = load_state(dump_state(ledger, board))
     assert isinstance(old_board.screen, ScreenState)
     assert old_board.screen.watermark is None
+
+
+def test_a_state_saved_before_first_entries_were_packed_loads_the_same() -> None:
+    """Issue 19 packs each (ts, source) first entry into one int; a snapshot written with the
+    tuples still loads, into the same screen."""
+    ledger, board = feed(lines("impulse"))
+    before = board.screen.snapshot(ledger)
+    firsts = board.screen.first_entry
+    assert firsts and all(type(e) is int for users in firsts.values() for e in users.values())
+    for users in firsts.values():
+        for user, entry in users.items():
+            users[user] = (entry >> _SOURCE_BITS, _entry_source(entry))  # type: ignore[assignment]
+    loaded_ledger, loaded_board = load_state(dump_state(ledger, board))
+    assert loaded_board.screen.snapshot(loaded_ledger) == before
+    assert all(
+        type(e) is int for users in loaded_board.screen.first_entry.values() for e in users.values()
+    )
+
+
+def test_a_first_entry_at_equal_ts_is_the_smaller_source_name_in_any_order() -> None:
+    base = {"type": "viewer_joined", "ts": T0, "session_id": "s-1", "user_id": "u-1"}
+    joins = [
+        json.dumps({**base, "event_id": f"e-{source}", "source": source})
+        for source in ("short_video", "search", "feed", "follow")
+    ]
+    for order in (joins, joins[::-1]):
+        _ledger, board = feed(order)
+        assert _entry_source(board.screen.first_entry["s-1"]["u-1"]) == "feed"
+        assert board.screen.first_entry["s-1"]["u-1"] >> _SOURCE_BITS == T0
+    assert _SOURCE_BY_RANK == tuple(sorted(SOURCES))
 
 
 def test_minute_buckets_are_bounded_by_event_time() -> None:
