@@ -98,6 +98,9 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             # Closed sessions summarized past their session horizon (`Ledger(fold_sessions=
             # True)`), and events naming a session stamped after it: not the session's.
             "summarized_sessions": ledger.summarized_sessions,
+            # Of them, started sessions with no end abandoned: no event for the session horizon
+            # behind every topic's horizon (docs/design.md, "The session horizon").
+            "abandoned_sessions": ledger.abandoned_sessions,
             "after_session_horizon": sum(ledger.after_session_horizon),
             # Closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
             # (`Ledger(fold_months=True)`: a ledger holding every partition).
