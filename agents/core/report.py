@@ -292,7 +292,14 @@ def render_table(report: dict[str, Any]) -> str:
     if after:
         lines.append(
             f"        {after:,} named a session more than {SESSION_HORIZON_MS // DAY_MS} days "
-            "after its end (the session horizon: not the session's)"
+            "after its end, or an abandoned one's newest event (the session horizon: not the "
+            "session's)"
+        )
+    abandoned = (report.get("retention") or {}).get("abandoned_sessions") or 0
+    if abandoned:
+        lines.append(
+            f"        {abandoned:,} sessions that never ended abandoned (no event naming them "
+            f"for {SESSION_HORIZON_MS // DAY_MS} days behind every topic's horizon: summarized)"
         )
     retention = report.get("retention") or {}
     late, unmatched_refunds = retention.get("late_refunds"), retention.get("unmatched_refunds")

@@ -10,6 +10,7 @@ from typing import Any
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import SESSION_HORIZON_MS, FoldedPresence, Presence, SessionSummary
+from agents.core.report import render_table
 from schemas import Rejection, decode_text
 from streams.tools.simulator.operator_truth import compute_operator
 from streams.tools.simulator.truth import abandon_sessions, compute_claims, read_stream
@@ -114,6 +115,7 @@ def test_a_session_that_never_ends_is_abandoned_and_equals_the_truth_with_the_ru
     # The view, the interaction, the order and the end ten days later: not the session's.
     assert report["retention"]["abandoned_sessions"] == 1
     assert report["retention"]["after_session_horizon"] == 4
+    assert "1 sessions that never ended abandoned" in render_table(report)
     # s1 and the others of days 1-11 (their end + 7 days behind day 20 - the window).
     assert report["retention"]["summarized_sessions"] == 1 + 11
     assert isinstance(ledger.sessions["s0"].presence, Presence)  # no start: left as it is
