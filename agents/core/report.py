@@ -98,8 +98,9 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             # Closed sessions summarized past their session horizon (`Ledger(fold_sessions=
             # True)`), and events naming a session stamped after it: not the session's.
             "summarized_sessions": ledger.summarized_sessions,
-            # Of them, started sessions with no end abandoned: no event for the session horizon
-            # behind every topic's horizon (docs/design.md, "The session horizon").
+            # Started sessions with no end abandoned: their newest event + the session horizon
+            # behind every topic's horizon (docs/design.md, "The session horizon"); folded at
+            # once, in `summarized_sessions` too once summarized.
             "abandoned_sessions": ledger.abandoned_sessions,
             "after_session_horizon": sum(ledger.after_session_horizon),
             # Closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
@@ -298,8 +299,9 @@ def render_table(report: dict[str, Any]) -> str:
     abandoned = (report.get("retention") or {}).get("abandoned_sessions") or 0
     if abandoned:
         lines.append(
-            f"        {abandoned:,} sessions that never ended abandoned (no event naming them "
-            f"for {SESSION_HORIZON_MS // DAY_MS} days behind every topic's horizon: summarized)"
+            f"        {abandoned:,} sessions that never ended abandoned (their newest event + "
+            f"{SESSION_HORIZON_MS // DAY_MS} days behind every topic's horizon: folded like "
+            "ended sessions)"
         )
     retention = report.get("retention") or {}
     late, unmatched_refunds = retention.get("late_refunds"), retention.get("unmatched_refunds")

@@ -119,6 +119,8 @@ def test_a_session_that_never_ends_is_abandoned_and_equals_the_truth_with_the_ru
     # s1 and the others of days 1-11 (their end + 7 days behind day 20 - the window).
     assert report["retention"]["summarized_sessions"] == 1 + 11
     assert isinstance(ledger.sessions["s0"].presence, Presence)  # no start: left as it is
+    # The screen keeps no first entry of it any more, only its room's and merchant's totals.
+    assert "s1" in board.screen.folded and "s1" not in board.screen.first_entry
 
     stream = read_stream(lines)
     plain = compute_claims(stream)
