@@ -46,7 +46,7 @@ from typing import Any
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.extended import TAIL_DAYS
-from agents.core.ledger import FoldedPresence
+from agents.core.ledger import SESSION_HORIZON_MS, FoldedPresence
 from agents.core.metrics import THIRTY_DAYS_MS
 from agents.core.periods import PeriodSettings, attach, with_periods
 from agents.core.persist import dump_state
@@ -303,6 +303,36 @@ def prepare(days: int, scale: float, seed: int, out: Path) -> dict[str, float]:
     return {"generate_s": generate_s, "truth_s": truth_s, "lines": len(lines)}
 
 
+def truth_of(stream: Path, window_ms: int | None, fold_sessions: bool) -> dict[str, Any]:
+    """The stream's truth; with the session fold, under its rule for sessions that never end
+    (`truth.abandon_sessions`, computed once in a child process and kept beside the stream)."""
+    if not fold_sessions or window_ms is None:
+        truth: dict[str, Any] = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
+        return truth
+    path = stream.with_suffix(f".abandon-{window_ms}.truth.json")
+    if not path.exists():
+        code = (
+            "import sys; from bench.soak import write_rule_truth as w; w(sys.argv[1], sys.argv[2])"
+        )
+        subprocess.run([sys.executable, "-c", code, str(stream), str(window_ms)], check=True)  # noqa: S603
+    ruled: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return ruled
+
+
+def write_rule_truth(stream: str, window_ms: str) -> None:
+    """`truth_of`'s child: the truth under the rule, written beside the stream."""
+    path = Path(stream)
+    lines = path.read_text("utf-8").splitlines()
+    plain = json.loads(path.with_suffix(".truth.json").read_text("utf-8"))
+    truth = compute_truth(
+        lines,
+        scenario=plain["scenario"],
+        seed=plain["seed"],
+        abandon=(SESSION_HORIZON_MS, int(window_ms)),
+    )
+    path.with_suffix(f".abandon-{window_ms}.truth.json").write_text(json.dumps(truth), "utf-8")
+
+
 def prepare_in_child(days: int, scale: float, seed: int, stream: Path) -> None:
     subprocess.run(  # noqa: S603 - this interpreter, this module
         [
@@ -337,7 +367,7 @@ def soak(
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
-    truth = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
+    truth = truth_of(stream, round(window_days * DAY_MS) or None, fold_sessions)
     gc.collect()
 
     window_ms = round(window_days * DAY_MS) or None
@@ -512,7 +542,7 @@ def worker_soak(
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
-    truth = json.loads(stream.with_suffix(".truth.json").read_text("utf-8"))
+    truth = truth_of(stream, round(window_days * DAY_MS) or None, fold_sessions)
     newest_ts: list[int] = []  # the newest event time among the first i + 1 lines
     newest = 0
     with stream.open("rb") as handle:

@@ -728,6 +728,24 @@ class SessionFacts:
     presence: Presence | FoldedPresence | SessionSummary = field(default_factory=Presence)
     interacting_users: set[str] = field(default_factory=set)
     orders: list[OrderFact] = field(default_factory=list)
+    #: With the session fold, a started session with no `session_ended` is abandoned once its
+    #: newest event + `SESSION_HORIZON_MS` is behind every summary topic's horizon
+    #: (`Ledger._abandon_sessions`): its newest event's `ts` then, fixed (`last_ts` stops
+    #: there), and its session horizon is that + `SESSION_HORIZON_MS`. Still a session with
+    #: no end for every claim. None: not abandoned.
+    abandoned_ts: int | None = None
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        # Pickled as (None, slots); one pickled before `abandoned_ts` lacks it: not abandoned.
+        self.abandoned_ts = None
+        for name, value in state[1].items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def horizon_from(self) -> int | None:
+        """What its session horizon counts from: its end, or the newest event it was abandoned
+        at (None: neither, every event naming it is the session's)."""
+        return self.ended_ts if self.ended_ts is not None else self.abandoned_ts
 
     @property
     def close_ts(self) -> int:
@@ -778,9 +796,10 @@ class SessionFacts:
     def horizon_orders(self) -> list[OrderFact]:
         """Its orders that are the session's: all of them, less those stamped after the
         session horizon of an ended session (orders outside a session from then on)."""
-        if self.ended_ts is None:
+        end = self.horizon_from
+        if end is None:
             return self.orders
-        last = self.ended_ts + SESSION_HORIZON_MS
+        last = end + SESSION_HORIZON_MS
         return [order for order in self.orders if order.ts <= last]
 
 
@@ -805,11 +824,8 @@ def order_cluster(
         return ("order", order.order_id)
     if fold_sessions:
         session = sessions.get(sid)
-        if (
-            session is not None
-            and session.ended_ts is not None
-            and order.ts > session.ended_ts + SESSION_HORIZON_MS
-        ):
+        end = None if session is None else session.horizon_from
+        if end is not None and order.ts > end + SESSION_HORIZON_MS:
             return ("order", order.order_id)
     return ("session", sid)
 
@@ -1110,6 +1126,8 @@ class Ledger:
             self.fold_sessions = False
             self._session_horizon_ms = _NO_CEILING_MS
             self._init_session_fold()
+        if "abandoned_sessions" not in state:  # a state from before the abandoned-session rule
+            self.abandoned_sessions = 0
         if not hasattr(self.counts, "expired"):  # an EventCounts pickled before the field
             self.counts.expired = 0
         if not hasattr(self.counts, "future"):
@@ -1162,6 +1180,8 @@ class Ledger:
         #: Sessions whose presence is folded and which wait for their session horizon.
         self._awaiting_summary: dict[str, int] = {}
         self.summarized_sessions = 0
+        #: Started sessions with no end abandoned (`_abandon_sessions`), summarized like ended ones.
+        self.abandoned_sessions = 0
         #: user -> running totals over summarized sessions (`BUYER_*`): session orders, those
         #: at or after minute 5, those by a group member (the buyer clusters of the shares).
         self.folded_buyers: dict[str, list[int]] = {}
@@ -1268,14 +1288,20 @@ class Ledger:
             self.max_ts = ts
         if isinstance(event, _VIEW_EVENTS):
             session = self._session(event.session_id, ts)
-            if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
+            end = session.ended_ts
+            if end is None:
+                end = session.abandoned_ts
+            if end is None or ts <= end + self._session_horizon_ms:
                 session.presence.add(event.user_id, ts, self._seq, isinstance(event, ViewerJoined))
             else:
                 self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         elif isinstance(event, Interaction):
             session = self._session(event.session_id, ts)
             if event.kind != "reply":
-                if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
+                end = session.ended_ts
+                if end is None:
+                    end = session.abandoned_ts
+                if end is None or ts <= end + self._session_horizon_ms:
                     session.interacting_users.add(event.user_id)
                 else:
                     self.after_session_horizon[_TOPIC_OF[event.type]] += 1
@@ -1308,7 +1334,8 @@ class Ledger:
             self._note_order(event.merchant_id, event.user_id, ts, event.amount_cents)
             if event.session_id is not None:
                 session = self._session(event.session_id, ts)
-                if session.ended_ts is None or ts <= session.ended_ts + self._session_horizon_ms:
+                end = session.horizon_from
+                if end is None or ts <= end + self._session_horizon_ms:
                     session.orders.append(order)
                 else:  # an order outside a session (still in `orders`)
                     self.after_session_horizon[_TOPIC_OF[event.type]] += 1
@@ -1321,7 +1348,11 @@ class Ledger:
                 session.merchant_id = event.merchant_id
         elif isinstance(event, SessionEnded):
             session = self._session(event.session_id, ts)
-            if session.ended_ts is None or ts < session.ended_ts:
+            if session.abandoned_ts is not None:
+                # Abandoned: only an end stamped past its session horizon can still be applied
+                # (any earlier one is expired), and it is not the session's.
+                self.after_session_horizon[_TOPIC_OF[event.type]] += 1
+            elif session.ended_ts is None or ts < session.ended_ts:
                 session.ended_ts = ts
                 if self.dedupe_window_ms is not None and isinstance(session.presence, Presence):
                     self._ended_unfolded[event.session_id] = ts
@@ -1335,7 +1366,8 @@ class Ledger:
         elif isinstance(event, ProductClicked):
             # No claim uses clicks, but they are events of the session (its last event).
             session = self._session(event.session_id, ts)
-            if session.ended_ts is not None and ts > session.ended_ts + self._session_horizon_ms:
+            end = session.horizon_from
+            if end is not None and ts > end + self._session_horizon_ms:
                 self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         return True
 
@@ -1656,6 +1688,8 @@ class Ledger:
         for the orders before the end."""
         if self._awaiting_summary:
             self._summarize_sessions()
+        if self.fold_sessions:  # after: the board takes an abandoned session's facts first
+            self._abandon_sessions()
         if self.fold_months:
             self._fold_closed_months()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
@@ -1681,6 +1715,47 @@ class Ledger:
             if self.fold_sessions:  # summarized at a later call, past its session horizon
                 self._awaiting_summary[sid] = ended_ts
 
+    def _summary_horizon(self) -> int | None:
+        """The latest `ts` whose session horizon (+ `SESSION_HORIZON_MS`) is behind every summary
+        topic's horizon, the groups' of `membership_from` included (None: a topic has none)."""
+        groups = self.membership_from or self
+        horizons = [
+            (groups if topic == _GROUPS else self).horizon_ts(topic) for topic in _SUMMARY_TOPICS
+        ]
+        if any(h is None for h in horizons):
+            return None
+        return min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
+
+    def _abandon_sessions(self) -> None:
+        """Abandon every started session with no end whose newest event + the session horizon
+        is behind every summary topic's horizon (docs/design.md, "The session horizon"): no
+        event stamped up to that can be applied any more, so every event naming it from now
+        on is past its session horizon and not the session's. Its presence is folded as it
+        stands (intervals still open close at its newest event, as a never-ended session's
+        always do) and it waits for its summary like an ended one. O(sessions held), once per
+        hour of the horizons; a session with no `session_started` is left as it is."""
+        horizon = self._summary_horizon()
+        if horizon is None:
+            return
+        for sid, session in self.sessions.items():
+            presence = session.presence
+            if (
+                session.ended_ts is not None
+                or session.abandoned_ts is not None
+                or session.started_ts is None
+                or session.last_ts >= horizon
+                or not isinstance(presence, Presence)
+            ):
+                continue
+            session.abandoned_ts = last = session.last_ts
+            session.presence = FoldedPresence.fold(
+                presence, last, None, [(order.user_id, order.ts) for order in session.orders]
+            )
+            self.abandoned_sessions += 1
+            self.folded_sessions += 1
+            self.folded_ids.append(sid)
+            self._awaiting_summary[sid] = last
+
     def _summarize_sessions(self) -> None:
         """Summarize every folded session whose session horizon (end + `SESSION_HORIZON_MS`)
         is older than the horizons of the sessions, views, orders, interactions and groups
@@ -1705,7 +1780,7 @@ class Ledger:
                 continue  # a period still needs its raw facts (`agents.core.periods`)
             del self._awaiting_summary[sid]
             session = self.sessions[sid]
-            if isinstance(session.presence, FoldedPresence) and session.ended_ts is not None:
+            if isinstance(session.presence, FoldedPresence) and session.horizon_from is not None:
                 self._summarize(session, session.presence)
                 # For the board too: what it keeps per (session, user) becomes counts.
                 self.folded_ids.append(sid)
@@ -1713,10 +1788,11 @@ class Ledger:
     def _summarize(self, session: SessionFacts, presence: FoldedPresence) -> None:
         """Replace a closed session's raw facts by its `SessionSummary` (every sum a claim
         or its interval reads of it, see the class) and the ledger's per-user totals."""
-        assert session.ended_ts is not None and session.started_ts is not None
+        horizon_from = session.horizon_from
+        assert horizon_from is not None and session.started_ts is not None
         assert session.merchant_id is not None
         ended, started, merchant = session.ended_ts, session.started_ts, session.merchant_id
-        last = ended + SESSION_HORIZON_MS
+        last = horizon_from + SESSION_HORIZON_MS
         memberships: dict[str, Membership] = {}
         group_events = (self.membership_from or self).group_events
 
@@ -1747,8 +1823,9 @@ class Ledger:
             day[0] += amount
             day[1] += 1
             # `post_live_tail`: paid while live, or in the 3-day tail; a session order later
-            # than that (up to the session horizon) counts in neither.
-            if order.ts <= ended + POST_LIVE_TAIL_MS:
+            # than that (up to the session horizon) counts in neither; nor, having no end, does
+            # an abandoned session's.
+            if ended is not None and order.ts <= ended + POST_LIVE_TAIL_MS:
                 if order.ts <= ended:
                     tail[1] += amount
                     tail[3] += 1
@@ -2023,8 +2100,9 @@ class Ledger:
         """The operator board's parts of a session being summarized (`SessionSummary`), and
         its levels' sketches and paying users (`folded_watch`, `folded_payers`): what
         `OperatorBoard` read of its viewers, orders and group events, final now."""
-        assert session.started_ts is not None and session.ended_ts is not None
-        started, ended = session.started_ts, session.ended_ts
+        # An abandoned session (no end) counts what a never-ended one does up to its newest event.
+        started, ended = session.started_ts, session.horizon_from
+        assert started is not None and ended is not None
         levels = (
             OVERALL_LEVEL,
             ("rooms", session.room_id or ""),
@@ -2068,6 +2146,6 @@ class Ledger:
         session = self.sessions.get(session_id)
         if session is None:
             session = self.sessions[session_id] = SessionFacts()
-        if ts > session.last_ts:
-            session.last_ts = ts
+        if ts > session.last_ts and session.abandoned_ts is None:
+            session.last_ts = ts  # its newest event; fixed once abandoned
         return session

@@ -174,6 +174,7 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
     (merchant, month), counts summed (a session's summary is in one input, see
     `_merge_session`; its buyers' and members' totals add across inputs exactly)."""
     merged.summarized_sessions = sum(ledger.summarized_sessions for ledger in ledgers)
+    merged.abandoned_sessions = sum(ledger.abandoned_sessions for ledger in ledgers)
     for ledger in ledgers:
         for topic, count in enumerate(ledger.after_session_horizon):
             merged.after_session_horizon[topic] += count
@@ -235,6 +236,8 @@ def _merge_session(parts: Sequence[tuple[SessionFacts, int]]) -> SessionFacts:
             out.ended_ts is None or session.ended_ts < out.ended_ts
         ):
             out.ended_ts = session.ended_ts
+        if session.abandoned_ts is not None:  # its newest event where it was abandoned
+            out.abandoned_ts = max(out.abandoned_ts or session.abandoned_ts, session.abandoned_ts)
         out.last_ts = max(out.last_ts, session.last_ts)
         out.interacting_users.update(session.interacting_users)
         orders.extend(session.orders)

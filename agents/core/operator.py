@@ -82,7 +82,8 @@ DEFINITIONS: Final[dict[str, str]] = {
     "uv_value_cny": "GMV / unique viewers",
     "follows": "interactions of kind follow",
     "group_joins": "group_joined events of a session viewer into the session's merchant's "
-    "groups with started_ts <= ts <= ended_ts (no upper bound while live)",
+    "groups with started_ts <= ts <= ended_ts (no upper bound while live; an abandoned "
+    "session's stop at its newest event)",
     "refunds": "order_refunded events whose order_id is a session order's (the earliest by "
     "ts with that id)",
     "net_gmv_cny": "GMV - refunded CNY",
@@ -624,9 +625,11 @@ class OperatorBoard:
                 parts.orders_by_minute[offset // MINUTE_MS] += 1
         parts.follows = self.follows.get(sid, 0)
         merchant_id = session.merchant_id or ""
+        # An abandoned session's (ledger.py: no end) stop at its newest event, as its summary's.
+        joins_until = session.horizon_from
         for user in viewers:
             for ts, _seq, _group, is_join in group_events.get((merchant_id, user), ()):
-                if is_join and ts >= started_ts and (ended_ts is None or ts <= ended_ts):
+                if is_join and ts >= started_ts and (joins_until is None or ts <= joins_until):
                     parts.group_joins += 1
         parts.refunds, parts.refunded_cents = refunds
         parts.product_clicks = self.product_clicks.get(sid, 0)

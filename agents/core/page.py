@@ -549,7 +549,7 @@ class PageBuilder:
             users = touched
         started_ts = session.started_ts
         assert started_ts is not None  # only started sessions are passed
-        ended_ts = session.ended_ts
+        ended_ts = session.ended_ts  # never abandoned: abandoning folds its presence
         merchant_id = session.merchant_id or ""
         interacting = session.interacting_users
         for user in users:
@@ -666,7 +666,8 @@ class PageBuilder:
                     entry = kept[sid] = self._session(
                         board, group_events, sid, session, entry, users
                     )
-                held[sid] = (entry, session.ended_ts is not None)
+                # Ended, or abandoned (ledger.py: summarized with no end): no longer live.
+                held[sid] = (entry, session.horizon_from is not None)
                 if (
                     entry.viewers is not None
                     and session.ended_ts is not None
@@ -852,11 +853,8 @@ def _sketched_median(
 
 def _live_at(session: SessionFacts, ts: int) -> bool:
     started_ts = session.started_ts
-    return (
-        started_ts is not None
-        and ts >= started_ts
-        and (session.ended_ts is None or ts <= session.ended_ts)
-    )
+    end = session.horizon_from  # an abandoned session's group joins stop at its newest event
+    return started_ts is not None and ts >= started_ts and (end is None or ts <= end)
 
 
 def _present_by_minute(presence: Counter[int], first: int, n: int) -> list[int]:

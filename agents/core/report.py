@@ -98,6 +98,10 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             # Closed sessions summarized past their session horizon (`Ledger(fold_sessions=
             # True)`), and events naming a session stamped after it: not the session's.
             "summarized_sessions": ledger.summarized_sessions,
+            # Started sessions with no end abandoned: their newest event + the session horizon
+            # behind every topic's horizon (docs/design.md, "The session horizon"); folded at
+            # once, in `summarized_sessions` too once summarized.
+            "abandoned_sessions": ledger.abandoned_sessions,
             "after_session_horizon": sum(ledger.after_session_horizon),
             # Closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
             # (`Ledger(fold_months=True)`: a ledger holding every partition).
@@ -289,7 +293,15 @@ def render_table(report: dict[str, Any]) -> str:
     if after:
         lines.append(
             f"        {after:,} named a session more than {SESSION_HORIZON_MS // DAY_MS} days "
-            "after its end (the session horizon: not the session's)"
+            "after its end, or an abandoned one's newest event (the session horizon: not the "
+            "session's)"
+        )
+    abandoned = (report.get("retention") or {}).get("abandoned_sessions") or 0
+    if abandoned:
+        lines.append(
+            f"        {abandoned:,} sessions that never ended abandoned (their newest event + "
+            f"{SESSION_HORIZON_MS // DAY_MS} days behind every topic's horizon: folded like "
+            "ended sessions)"
         )
     retention = report.get("retention") or {}
     late, unmatched_refunds = retention.get("late_refunds"), retention.get("unmatched_refunds")

@@ -71,6 +71,19 @@ def fixture_truth(name: str) -> dict[str, Any]:
     return truth
 
 
+def fixture_operator_truth_folding(name: str, window_ms: int) -> dict[str, Any]:
+    """The fixture's operator truth under the session fold's rule for sessions that never end
+    (`truth.abandon_sessions` with `window_ms`: the truth file holds the rule-free one)."""
+    from agents.core.ledger import SESSION_HORIZON_MS
+    from streams.tools.simulator.operator_truth import compute_operator
+    from streams.tools.simulator.truth import abandon_sessions, read_stream
+
+    text = (FIXTURES / f"{name}.jsonl").read_text("utf-8")
+    stream = read_stream(text.splitlines())
+    abandon_sessions(stream, SESSION_HORIZON_MS, window_ms)
+    return compute_operator(stream)
+
+
 def write_lines(path: Path, lines: Iterable[bytes]) -> Path:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     return path

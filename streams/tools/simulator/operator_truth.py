@@ -173,10 +173,11 @@ def level_figures(
         # an interval open, a leave closes or finds none open), and the session has not ended.
         views = stream.views.get((sid, user), [])
         inside = bool(views) and views[-1][2]
-        if inside and sid not in stream.ended_ts:
+        if inside and sid not in stream.ended_ts and sid not in stream.abandoned_ts:
             current += 1
         start = stream.started[sid]
-        ended = stream.ended_ts.get(sid)
+        # An abandoned session (`truth.abandon_sessions`) counts them up to its newest event.
+        ended = stream.ended_ts.get(sid, stream.abandoned_ts.get(sid))
         for ts, _position, _group, is_join in stream.group_events.get(
             (start.merchant_id, user), []
         ):

@@ -52,6 +52,7 @@ from datetime import date, timedelta
 from typing import Any, Final
 
 from schemas import (
+    TOPIC_BY_TYPE,
     Event,
     GroupJoined,
     GroupLeft,
@@ -188,6 +189,9 @@ class Stream:
     group_events: dict[MerchantUser, list[tuple[int, int, str, bool]]] = field(default_factory=dict)
     orders: list[tuple[int, OrderPaid]] = field(default_factory=list)
     end_ts: int = 0
+    #: Sessions abandoned under the session fold's rule (`abandon_sessions`): id -> the `ts`
+    #: of its newest event then. Empty unless that rule is asked for.
+    abandoned_ts: dict[str, int] = field(default_factory=dict)
 
 
 def read_stream(lines: Iterable[str]) -> Stream:
@@ -247,6 +251,62 @@ def _index(stream: Stream) -> None:
         view_list.sort()
     for group_list in stream.group_events.values():
         group_list.sort()
+
+
+def abandon_sessions(stream: Stream, session_horizon_ms: int, window_ms: int) -> None:
+    """Apply the session fold's rule for sessions that never end (docs/design.md, "The session
+    horizon"), in place: a session with a `session_started` and no `session_ended` is
+    abandoned at an event naming it when the next event naming it (by `ts`, its end included:
+    an end after such a gap is not the session's either) is more than
+    `session_horizon_ms` + `window_ms` later, or none comes and the stream's every summary
+    topic (all five contract topics) reaches past that. An event naming
+    it stamped more than `session_horizon_ms` after that is not the session's: a view, an
+    interaction or a click is dropped, an order stays an order with no session. Read in event
+    time, so it holds for a stream whose events arrive within the window of their `ts`
+    order (the fixtures, the simulator)."""
+    limit = session_horizon_ms + window_ms
+    newest_by_topic: dict[str, int] = {}
+    for _position, event in stream.events:
+        topic = TOPIC_BY_TYPE[event.type]  # every contract topic is one the fold waits for
+        newest_by_topic[topic] = max(newest_by_topic.get(topic, event.ts), event.ts)
+    reach = (
+        min(newest_by_topic.values())
+        if len(newest_by_topic) == len(set(TOPIC_BY_TYPE.values()))
+        else None
+    )
+    naming: dict[str, list[int]] = {}
+    for _position, event in stream.events:
+        session_id = getattr(event, "session_id", None)
+        if isinstance(session_id, str):
+            naming.setdefault(session_id, []).append(event.ts)
+    cut: dict[str, int] = {}
+    for session_id in stream.started:
+        ended = stream.ended_ts.get(session_id)
+        times = sorted(naming[session_id])
+        for newest, following in zip(times, [*times[1:], None], strict=True):
+            if ended is not None and newest >= ended:
+                break  # ended before any gap that long: an ended session
+            if (following is not None and following > newest + limit) or (
+                following is None and reach is not None and reach > newest + limit
+            ):
+                cut[session_id] = newest
+                break
+    if not cut:
+        return
+    kept: list[tuple[int, Event]] = []
+    for position, event in stream.events:
+        session_id = getattr(event, "session_id", None)
+        abandoned_at = cut.get(session_id) if isinstance(session_id, str) else None
+        if abandoned_at is not None and event.ts > abandoned_at + session_horizon_ms:
+            if not isinstance(event, OrderPaid):
+                continue  # not the session's
+            event = event.model_copy(update={"session_id": None})
+        kept.append((position, event))
+    rebuilt = Stream(stream.counts, kept)
+    _index(rebuilt)
+    for name in ("events", "started", "ended_ts", "last_ts", "views", "group_events", "orders"):
+        setattr(stream, name, getattr(rebuilt, name))
+    stream.abandoned_ts = cut
 
 
 # --------------------------------------------------------------------------- definitions

@@ -6,12 +6,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.tools.simulator.operator_truth import compute_operator
-from streams.tools.simulator.truth import compute_claims, read_stream
+from streams.tools.simulator.truth import abandon_sessions, compute_claims, read_stream
 
 
-def compute_truth(lines: Sequence[str], *, scenario: str, seed: int) -> dict[str, Any]:
-    """The truth file's content (docs/design.md, "Truth file") for a stream's lines."""
+def compute_truth(
+    lines: Sequence[str],
+    *,
+    scenario: str,
+    seed: int,
+    abandon: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """The truth file's content (docs/design.md, "Truth file") for a stream's lines; with
+    `abandon` (session horizon ms, dedupe window ms), under the session fold's rule for
+    sessions that never end (`truth.abandon_sessions`)."""
     stream = read_stream(lines)
+    if abandon is not None:
+        abandon_sessions(stream, *abandon)
     counts = stream.counts
     return {
         "scenario": scenario,

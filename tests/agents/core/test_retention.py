@@ -25,7 +25,7 @@ from agents.core.sketch import RELATIVE_ACCURACY, QuantileSketch
 from agents.core.stats import percentile
 from schemas import Rejection, decode, event_adapter
 from tests.agents.core.test_sketch import _reference, _within_bound
-from tests.support.live import fixture_truth
+from tests.support.live import fixture_operator_truth_folding, fixture_truth
 from tests.support.truth import report_mismatches
 
 REPO = Path(__file__).resolve().parents[3]
@@ -122,6 +122,7 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
         "folded_questions": 0,
         "unmatched_replies": 0,
         "summarized_sessions": 0,
+        "abandoned_sessions": 0,
         "after_session_horizon": 0,
         "folded_months": 0,
         "refund_horizon_days": None,
@@ -890,7 +891,8 @@ def test_the_operator_board_and_distributions_read_summarized_sessions(name: str
 
     stream = records(name.removesuffix(".jsonl"))
     decoded = [event for _topic, _key, event in stream]
-    truth = fixture_truth(name.removesuffix(".jsonl"))["operator"]
+    # The truth under the fold's rule: the sessions that never end are abandoned (issue 17).
+    truth = fixture_operator_truth_folding(name.removesuffix(".jsonl"), 2 * DAY)
     everything = build_report(*_summarizing_board(decoded, None))
     ledger, board = _summarizing_board(decoded, 2 * DAY)
     started = sum(s.started_ts is not None for s in ledger.sessions.values())
@@ -911,6 +913,15 @@ def test_the_operator_board_and_distributions_read_summarized_sessions(name: str
         page[key] = everything[key]
     page["claims"][_SKETCHED_CLAIM] = everything["claims"][_SKETCHED_CLAIM]
     page["claims"]["reply_latency"] = everything["claims"]["reply_latency"]
+    # ... and what the rule for sessions that never end changes (checked against the truth
+    # with the rule above): their viewers in the room now and group joins after their newest
+    # event, set to the keep-everything report's.
+    for kind in ("rooms", "merchants", "sessions"):
+        for level_id, figures in page["operator"][kind].items():
+            for name in ("viewers_current", "group_joins"):
+                figures[name] = everything["operator"][kind][level_id][name]
+    for name in ("viewers_current", "group_joins"):
+        page["operator"]["overall"][name] = everything["operator"]["overall"][name]
     for level in ("overall", *(f"{k}.{i}" for k in ("rooms", "merchants") for i in truth[k])):
         kind, _, level_id = level.partition(".")
         mine = page["operator"][kind] if kind == "overall" else page["operator"][kind][level_id]
