@@ -193,14 +193,16 @@ class ScreenState:
         """Keep what the screen has of a session the ledger folded and will summarize past
         its session horizon, and its buyers' spend up to that horizon (the ledger drops its
         orders at the summary; `fold_session` then)."""
-        if sid in self.folded or session.ended_ts is None:
+        # Its end, or, for a session that never ended, the newest event it was abandoned at.
+        horizon_from = session.horizon_from
+        if sid in self.folded or horizon_from is None:
             return
-        last = session.ended_ts + SESSION_HORIZON_MS
+        last = horizon_from + SESSION_HORIZON_MS
         paid: dict[str, int] = {}
         for order in session.orders:
             if order.ts <= last:
                 paid[order.user_id] = paid.get(order.user_id, 0) + order.amount_cents
-        self.held_paid[sid] = (session.ended_ts, paid)
+        self.held_paid[sid] = (horizon_from, paid)
 
     def fold_session(self, sid: str, session: SessionFacts) -> None:
         """Add a session the ledger folded to its room's and merchant's totals and forget its
