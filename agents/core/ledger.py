@@ -814,6 +814,14 @@ def order_cluster(
     return ("session", sid)
 
 
+def _period_stamp(order: OrderFact, sessions: Mapping[str, SessionFacts]) -> int:
+    """The `ts` that places an order in a period (`agents.core.periods`): its session's start,
+    or its own `ts` when it names no started session."""
+    session = sessions.get(order.session_id) if order.session_id is not None else None
+    started = None if session is None else session.started_ts
+    return order.ts if started is None else started
+
+
 def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
     """A canonical order of orders: by ts, then every field a claim can read (not `seq`).
 
@@ -922,6 +930,17 @@ class RefundSource(Protocol):
     def refund_fold_ts(self) -> int | None: ...
 
 
+class PeriodHook(Protocol):
+    """`Ledger.period_gate` (`agents.core.periods.PeriodGate`): called before sessions are
+    summarized, and before orders fold (at `order_fold_ts`, set first); each freezes what
+    has closed and returns the earliest period stamp (a session's start, a sessionless order's
+    `ts`) whose raw facts a period still needs (None: none)."""
+
+    def __call__(self, ledger: Ledger) -> int | None: ...
+
+    def orders_held_from(self, ledger: Ledger) -> int | None: ...
+
+
 class MembershipSource(Protocol):
     """Where a ledger's summaries read membership (`Ledger.membership_from`): the group events
     by (merchant, user), and a horizon per topic of which only the groups topic's is read (no
@@ -1017,9 +1036,10 @@ class Ledger:
         self.order_fold_ts: int | None = None
         #: Claims by period (`agents.core.periods`): called before sessions are summarized,
         #: it freezes the closed periods' figures and returns the earliest start of a session
-        #: whose raw facts a period still needs (None: none); such sessions wait. Not part of
-        #: the state (`periods.PeriodGate`).
-        self.period_gate: Callable[[Ledger], int | None] | None = None
+        #: whose raw facts a period still needs (None: none); such sessions wait. Called
+        #: before orders fold too (`PeriodHook.orders_held_from`): the orders of a period whose
+        #: refund claims are not frozen yet wait. Not part of the state (`periods.PeriodGate`).
+        self.period_gate: PeriodHook | None = None
         #: Frozen figures of closed periods: (kind, name) -> claim id -> (observed, ci_low,
         #: ci_high, verdict, n, clusters), bounded (`agents.core.periods`).
         self.frozen_periods: dict[
@@ -1411,6 +1431,10 @@ class Ledger:
         self.order_fold_ts = horizon
         due = horizon - horizon_ms  # an order paid before it has all its refunds
         sessions, fold_sessions = self.sessions, self.fold_sessions
+        # Orders of a period whose refund claims are not frozen yet stay (`agents.core.periods`):
+        # those of sessions started from `held_from`, and sessionless ones paid from it.
+        gate = self.period_gate
+        held_from = gate.orders_held_from(self) if gate is not None else None
         clusters: dict[tuple[str, str], list[OrderFact]] = {}
         blocked: set[tuple[str, str]] = set()
         keys_of_id: dict[str, set[tuple[str, str]]] = {}
@@ -1419,6 +1443,8 @@ class Ledger:
             clusters.setdefault(key, []).append(order)
             keys_of_id.setdefault(order.order_id, set()).add(key)
             if order.ts >= due:
+                blocked.add(key)
+            elif held_from is not None and _period_stamp(order, sessions) >= held_from:
                 blocked.add(key)
             elif key[0] == "session":
                 session = sessions.get(key[1])
