@@ -1359,6 +1359,23 @@ class Ledger:
                 self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         return True
 
+    def fold_due(self) -> bool:
+        """Run the folds the horizons allow now (closed sessions' presence and summaries with
+        the period gate, closed months, orders), as `apply` does when a topic's horizon
+        crosses an hour: for a ledger whose sources (`membership_from`, `refunds_from`) moved
+        on while it applied nothing (the worker calls it for its idle partitions, else a
+        summary waits for a record that may never come). True when something was folded."""
+
+        def done() -> tuple[object, ...]:
+            frozen = sum(len(figures) for figures in self.frozen_periods.values())
+            return (self.folded_sessions, self.summarized_sessions, self.order_fold_ts, frozen)
+
+        before = done()
+        self._fold_closed_sessions()
+        if self.fold_sessions and self.refund_horizon_ms is not None:
+            self._fold_orders()
+        return done() != before
+
     def _note_order(self, merchant_id: str, user_id: str, ts: int, amount_cents: int) -> None:
         """File one paid order under its (merchant, user) and its (merchant, month, user)."""
         pair = (merchant_id, user_id)
