@@ -401,13 +401,17 @@ def claim_periods(ledger: Ledger, settings: PeriodSettings) -> dict[str, Any]:
         for key, ts in wanted[kind].items():
             figures = ledger.frozen_periods.get((kind, key))
             frozen = figures is not None
+            live: tuple[str, ...] = ()  # claims of a frozen period still computed
             if figures is None:
                 figures = _measure(ledger, _in(kind, ts))
             elif REFUND_CLAIMS[0] not in figures:  # refunds may still come: from held facts
                 figures = {**figures, **_measure_refunds(ledger, _in_key(kind, key))}
+                live = REFUND_CLAIMS
             for claim_id in claim_ids:
                 figure = None if figures is None else figures.get(claim_id)
-                by_claim[claim_id][kind].append(_entry(figure, period=key, frozen=frozen))
+                by_claim[claim_id][kind].append(
+                    _entry(figure, period=key, frozen=frozen and claim_id not in live)
+                )
     newest = ledger.max_ts
     rolling_from = None if newest is None else newest - settings.horizon_days * DAY_MS
     if rolling_from is not None:

@@ -307,6 +307,9 @@ def test_a_refund_after_the_period_closed_still_counts(tmp_path: Path) -> None:
     before = next(e for e in plain[DAY] if e["period"] == day)["observed"]
     after = next(e for e in report["size_refund_share"][DAY] if e["period"] == day)
     assert after["observed"] > before
+    # Its refund horizon has passed by the stream's end: frozen in the second stage, after
+    # the late refund.
+    assert set(REFUND_CLAIMS) <= set(ledger.frozen_periods[(DAY, day)]) and after["frozen"]
 
 
 def test_refund_claims_freeze_once_the_refund_horizon_passed_and_orders_wait() -> None:
