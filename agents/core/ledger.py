@@ -932,13 +932,16 @@ class RefundSource(Protocol):
 
 class PeriodHook(Protocol):
     """`Ledger.period_gate` (`agents.core.periods.PeriodGate`): called before sessions are
-    summarized, and before orders fold (at `order_fold_ts`, set first); each freezes what
-    has closed and returns the earliest period stamp (a session's start, a sessionless order's
-    `ts`) whose raw facts a period still needs (None: none)."""
+    summarized (it freezes what has closed), and before orders fold: `orders_held_from` at the
+    fold's horizon (cheap), then `freeze` when the fold runs. `__call__` and `orders_held_from`
+    return the earliest period stamp (a session's start, a sessionless order's `ts`) whose raw
+    facts a period still needs (None: none)."""
 
     def __call__(self, ledger: Ledger) -> int | None: ...
 
-    def orders_held_from(self, ledger: Ledger) -> int | None: ...
+    def orders_held_from(self, ledger: Ledger, fold_horizon: int) -> int | None: ...
+
+    def freeze(self, ledger: Ledger) -> None: ...
 
 
 class MembershipSource(Protocol):
@@ -1031,6 +1034,9 @@ class Ledger:
         self._refund_index: dict[str, list[RefundFact]] | None = None
         # The day of `ts` the order fold last ran to (it runs once per day of its horizon).
         self._order_fold_day: int | None = None
+        # The period gate's bound on the orders at that pass (`PeriodHook.orders_held_from`): a
+        # new bound runs the fold again within the day. Not part of the state.
+        self._order_fold_held: int | None = None
         #: The horizon the order fold last ran at (None: never): every order paid more than
         #: the refund horizon before it is folded, but those whose cluster was not whole.
         self.order_fold_ts: int | None = None
@@ -1100,6 +1106,7 @@ class Ledger:
         state.pop("refunds_from", None)  # likewise (a worker's refund table)
         state.pop("_refund_index", None)  # derived from `refunds`
         state.pop("period_gate", None)  # a callable set by whoever reads the periods
+        state.pop("_order_fold_held", None)  # the gate's, as it
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -1114,6 +1121,7 @@ class Ledger:
         if "order_fold_ts" not in state:
             self.order_fold_ts = None
         self.period_gate = None
+        self._order_fold_held = None
         if "frozen_periods" not in state:  # a state from before the claims by period
             self.frozen_periods = {}
         if "dedupe_window_ms" not in state:
@@ -1442,16 +1450,24 @@ class Ledger:
         # Once a day of the horizon (each pass reads every held order): an order folds at most
         # a day late, and the passes cost ~0.1% of the soak's apply time.
         day = horizon // _DAY_MS
-        if self._order_fold_day is not None and day <= self._order_fold_day:
+        # Orders of a period whose refund claims are not frozen yet stay (`agents.core.periods`):
+        # those of sessions started from `held_from`, and sessionless ones paid from it. The
+        # bound moves with the membership table's horizon too, which may catch up within a day.
+        gate = self.period_gate
+        held_from = gate.orders_held_from(self, horizon) if gate is not None else None
+        if (
+            self._order_fold_day is not None
+            and day <= self._order_fold_day
+            and held_from == self._order_fold_held
+        ):
             return
         self._order_fold_day = day
+        self._order_fold_held = held_from
         self.order_fold_ts = horizon
+        if gate is not None:
+            gate.freeze(self)  # both stages, before any order of theirs folds
         due = horizon - horizon_ms  # an order paid before it has all its refunds
         sessions, fold_sessions = self.sessions, self.fold_sessions
-        # Orders of a period whose refund claims are not frozen yet stay (`agents.core.periods`):
-        # those of sessions started from `held_from`, and sessionless ones paid from it.
-        gate = self.period_gate
-        held_from = gate.orders_held_from(self) if gate is not None else None
         clusters: dict[tuple[str, str], list[OrderFact]] = {}
         blocked: set[tuple[str, str]] = set()
         keys_of_id: dict[str, set[tuple[str, str]]] = {}

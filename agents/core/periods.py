@@ -168,12 +168,14 @@ def closing_horizon(ledger: Ledger) -> int | None:
     return min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
 
 
-def refund_closing_horizon(ledger: Ledger) -> int | None:
+def refund_closing_horizon(ledger: Ledger, fold_ts: int | None = None) -> int | None:
     """The time up to which every period ending before it has its refund claims final: the
-    order fold's horizon (`Ledger.order_fold_ts`: no refund older can be applied) less the
-    refund horizon and the session horizon (a period's orders come up to the session horizon
-    after its end); None without a refund horizon or before the order fold has run."""
-    horizon_ms, fold_ts = ledger.refund_horizon_ms, ledger.order_fold_ts
+    order fold's horizon (`fold_ts`, by default `Ledger.order_fold_ts`: no refund older can be
+    applied) less the refund horizon and the session horizon (a period's orders come up to
+    the session horizon after its end); None without a refund horizon or before the order
+    fold has run."""
+    horizon_ms = ledger.refund_horizon_ms
+    fold_ts = ledger.order_fold_ts if fold_ts is None else fold_ts
     if horizon_ms is None or fold_ts is None:
         return None
     return fold_ts - horizon_ms - SESSION_HORIZON_MS
@@ -299,18 +301,21 @@ class PeriodGate:
         self.settings = settings
         self._closed_day: int | None = None
 
-    def orders_held_from(self, ledger: Ledger) -> int | None:
-        """Freeze what has closed (both stages), then return the earliest period stamp whose
-        orders must stay raw (`Ledger._fold_orders`): the first month whose figures or refund
-        claims are not frozen yet, or the rolling horizon's start if earlier."""
-        freeze_closed(ledger, self.settings)
-        refunds_to = refund_closing_horizon(ledger)
+    def orders_held_from(self, ledger: Ledger, fold_horizon: int) -> int | None:
+        """The earliest period stamp whose orders must stay raw when the order fold runs at
+        `fold_horizon` (`Ledger._fold_orders`): the first month whose figures or refund claims
+        are not closed, or the rolling horizon's start if earlier."""
+        refunds_to = refund_closing_horizon(ledger, fold_horizon)
         closed_to = closing_horizon(ledger)
         newest = ledger.max_ts
         if refunds_to is None or closed_to is None or newest is None:
             return -(2**62)  # no period closed for good: every order stays
         rolling_from = newest - self.settings.horizon_days * DAY_MS
         return min(rolling_from, month_start_ms(min(refunds_to, closed_to)))
+
+    def freeze(self, ledger: Ledger) -> None:
+        """Freeze what has closed, both stages (before the order fold folds their orders)."""
+        freeze_closed(ledger, self.settings)
 
     def __call__(self, ledger: Ledger) -> int | None:
         closed_to = closing_horizon(ledger)
