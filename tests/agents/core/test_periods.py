@@ -18,7 +18,7 @@ import pytest
 from agents.core import Ledger, build_report
 from agents.core.claims import CLAIMS
 from agents.core.html import render_html
-from agents.core.ledger import DAY_MS
+from agents.core.ledger import DAY_MS, cst_month_start
 from agents.core.merge import merge_ledgers
 from agents.core.operator import OperatorBoard
 from agents.core.periods import (
@@ -35,7 +35,7 @@ from agents.core.periods import (
 )
 from agents.core.persist import dump_state, load_state
 from agents.core.report import render_table
-from schemas import Rejection, decode_text
+from schemas import GroupJoined, GroupLeft, Rejection, decode, decode_text
 from streams.runtime.partition import PartitionState
 from streams.runtime.state import LiveState
 from streams.tools.analyze import analyze_records, iter_records
@@ -339,3 +339,32 @@ def test_without_a_refund_horizon_refund_claims_are_never_frozen() -> None:
         for figures in ledger.frozen_periods.values()
         for claim in REFUND_CLAIMS
     )
+
+
+def test_orders_fold_once_a_lagging_membership_source_moves() -> None:
+    """A worker's partition reads the groups horizon from its membership table, which may lag
+    at a replay's end: with the table at 2024-07-20 no month closes and every order is held;
+    once it has caught up (no record follows), the idle fold (`Ledger.fold_due`) freezes
+    July in both stages and folds its orders the same day of the horizon (before: not until
+    the next day of it, which no record brought)."""
+    settings = PeriodSettings()
+    records = list(iter_records(FIXTURES / "xhs.jsonl"))
+    cutoff = cst_month_start("2024-07") + 19 * DAY_MS
+    early, late = [], []
+    for record in records:
+        decoded = decode(record)
+        if isinstance(decoded, GroupJoined | GroupLeft):
+            (early if decoded.ts < cutoff else late).append(decoded)
+    table = Ledger(WEEK_MS)
+    for event in early:
+        table.apply(event)
+    ledger = attach(Ledger(WEEK_MS, refund_horizon_ms=10 * DAY_MS, fold_sessions=True), settings)
+    ledger.membership_from = table
+    analyze_records(iter(records), ledger)
+    assert ledger.order_fold.cases[2] == 0 and (MONTH, "2024-07") not in ledger.frozen_periods
+    for event in late:
+        table.apply(event)
+    assert ledger.fold_due()
+    assert set(REFUND_CLAIMS) <= set(ledger.frozen_periods[(MONTH, "2024-07")])
+    assert ledger.order_fold.cases[2] > 0
+    assert not ledger.fold_due()  # nothing more to fold until something moves
