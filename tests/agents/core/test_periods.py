@@ -368,3 +368,28 @@ def test_orders_fold_once_a_lagging_membership_source_moves() -> None:
     assert set(REFUND_CLAIMS) <= set(ledger.frozen_periods[(MONTH, "2024-07")])
     assert ledger.order_fold.cases[2] > 0
     assert not ledger.fold_due()  # nothing more to fold until something moves
+
+
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"a quarter minute: set {LONG_ENV}=1")
+def test_a_simulated_stream_of_four_months_with_a_refund_horizon(tmp_path: Path) -> None:
+    """The 120-day stream with a 30-day refund horizon: orders fold, refund claims freeze in
+    their second stage, and every reported day's and month's claim equals the truth cut."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=120)
+    stream = tmp_path / "long.jsonl"
+    write_lines(stream, generate(scenario, 3, 0.3).lines)
+    settings = PeriodSettings()
+    ledger = Ledger(WEEK_MS, refund_horizon_ms=30 * DAY_MS, fold_sessions=True)
+    analyze_records(iter_records(stream), attach(ledger, settings))
+    assert ledger.order_fold.cases[2] > 0
+    report = claim_periods(ledger, settings)["claims"]
+    truth_cut = PeriodCut(split_lines(stream.read_text()))
+    second_stage = 0
+    for kind in (DAY, MONTH):
+        for entry in report["live_aov"][kind]:
+            key = entry["period"]
+            truth = truth_cut.claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+            for claim_id, figures in report.items():
+                mine = next(e for e in figures[kind] if e["period"] == key)
+                assert close(mine["observed"], truth[claim_id]["observed"]), (key, claim_id)
+                second_stage += claim_id in REFUND_CLAIMS and mine["frozen"]
+    assert second_stage > 0
