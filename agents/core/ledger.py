@@ -830,6 +830,14 @@ def order_cluster(
     return ("session", sid)
 
 
+def _period_stamp(order: OrderFact, sessions: Mapping[str, SessionFacts]) -> int:
+    """The `ts` that places an order in a period (`agents.core.periods`): its session's start,
+    or its own `ts` when it names no started session."""
+    session = sessions.get(order.session_id) if order.session_id is not None else None
+    started = None if session is None else session.started_ts
+    return order.ts if started is None else started
+
+
 def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool, int]:
     """A canonical order of orders: by ts, then every field a claim can read (not `seq`).
 
@@ -938,6 +946,20 @@ class RefundSource(Protocol):
     def refund_fold_ts(self) -> int | None: ...
 
 
+class PeriodHook(Protocol):
+    """`Ledger.period_gate` (`agents.core.periods.PeriodGate`): called before sessions are
+    summarized (it freezes what has closed), and before orders fold: `orders_held_from` at the
+    fold's horizon (cheap), then `freeze` when the fold runs. `__call__` and `orders_held_from`
+    return the earliest period stamp (a session's start, a sessionless order's `ts`) whose raw
+    facts a period still needs (None: none)."""
+
+    def __call__(self, ledger: Ledger) -> int | None: ...
+
+    def orders_held_from(self, ledger: Ledger, fold_horizon: int) -> int | None: ...
+
+    def freeze(self, ledger: Ledger) -> None: ...
+
+
 class MembershipSource(Protocol):
     """Where a ledger's summaries read membership (`Ledger.membership_from`): the group events
     by (merchant, user), and a horizon per topic of which only the groups topic's is read (no
@@ -1028,14 +1050,18 @@ class Ledger:
         self._refund_index: dict[str, list[RefundFact]] | None = None
         # The day of `ts` the order fold last ran to (it runs once per day of its horizon).
         self._order_fold_day: int | None = None
+        # The period gate's bound on the orders at that pass (`PeriodHook.orders_held_from`): a
+        # new bound runs the fold again within the day. Not part of the state.
+        self._order_fold_held: int | None = None
         #: The horizon the order fold last ran at (None: never): every order paid more than
         #: the refund horizon before it is folded, but those whose cluster was not whole.
         self.order_fold_ts: int | None = None
         #: Claims by period (`agents.core.periods`): called before sessions are summarized,
         #: it freezes the closed periods' figures and returns the earliest start of a session
-        #: whose raw facts a period still needs (None: none); such sessions wait. Not part of
-        #: the state (`periods.PeriodGate`).
-        self.period_gate: Callable[[Ledger], int | None] | None = None
+        #: whose raw facts a period still needs (None: none); such sessions wait. Called
+        #: before orders fold too (`PeriodHook.orders_held_from`): the orders of a period whose
+        #: refund claims are not frozen yet wait. Not part of the state (`periods.PeriodGate`).
+        self.period_gate: PeriodHook | None = None
         #: Frozen figures of closed periods: (kind, name) -> claim id -> (observed, ci_low,
         #: ci_high, verdict, n, clusters), bounded (`agents.core.periods`).
         self.frozen_periods: dict[
@@ -1096,6 +1122,7 @@ class Ledger:
         state.pop("refunds_from", None)  # likewise (a worker's refund table)
         state.pop("_refund_index", None)  # derived from `refunds`
         state.pop("period_gate", None)  # a callable set by whoever reads the periods
+        state.pop("_order_fold_held", None)  # the gate's, as it
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -1110,6 +1137,7 @@ class Ledger:
         if "order_fold_ts" not in state:
             self.order_fold_ts = None
         self.period_gate = None
+        self._order_fold_held = None
         if "frozen_periods" not in state:  # a state from before the claims by period
             self.frozen_periods = {}
         if "dedupe_window_ms" not in state:
@@ -1371,6 +1399,23 @@ class Ledger:
                 self.after_session_horizon[_TOPIC_OF[event.type]] += 1
         return True
 
+    def fold_due(self) -> bool:
+        """Run the folds the horizons allow now (closed sessions' presence and summaries with
+        the period gate, closed months, orders), as `apply` does when a topic's horizon
+        crosses an hour: for a ledger whose sources (`membership_from`, `refunds_from`) moved
+        on while it applied nothing (the worker calls it for its idle partitions, else a
+        summary waits for a record that may never come). True when something was folded."""
+
+        def done() -> tuple[object, ...]:
+            frozen = sum(len(figures) for figures in self.frozen_periods.values())
+            return (self.folded_sessions, self.summarized_sessions, self.order_fold_ts, frozen)
+
+        before = done()
+        self._fold_closed_sessions()
+        if self.fold_sessions and self.refund_horizon_ms is not None:
+            self._fold_orders()
+        return done() != before
+
     def _note_order(self, merchant_id: str, user_id: str, ts: int, amount_cents: int) -> None:
         """File one paid order under its (merchant, user) and its (merchant, month, user)."""
         pair = (merchant_id, user_id)
@@ -1437,10 +1482,22 @@ class Ledger:
         # Once a day of the horizon (each pass reads every held order): an order folds at most
         # a day late, and the passes cost ~0.1% of the soak's apply time.
         day = horizon // _DAY_MS
-        if self._order_fold_day is not None and day <= self._order_fold_day:
+        # Orders of a period whose refund claims are not frozen yet stay (`agents.core.periods`):
+        # those of sessions started from `held_from`, and sessionless ones paid from it. The
+        # bound moves with the membership table's horizon too, which may catch up within a day.
+        gate = self.period_gate
+        held_from = gate.orders_held_from(self, horizon) if gate is not None else None
+        if (
+            self._order_fold_day is not None
+            and day <= self._order_fold_day
+            and held_from == self._order_fold_held
+        ):
             return
         self._order_fold_day = day
+        self._order_fold_held = held_from
         self.order_fold_ts = horizon
+        if gate is not None:
+            gate.freeze(self)  # both stages, before any order of theirs folds
         due = horizon - horizon_ms  # an order paid before it has all its refunds
         sessions, fold_sessions = self.sessions, self.fold_sessions
         clusters: dict[tuple[str, str], list[OrderFact]] = {}
@@ -1451,6 +1508,8 @@ class Ledger:
             clusters.setdefault(key, []).append(order)
             keys_of_id.setdefault(order.order_id, set()).add(key)
             if order.ts >= due:
+                blocked.add(key)
+            elif held_from is not None and _period_stamp(order, sessions) >= held_from:
                 blocked.add(key)
             elif key[0] == "session":
                 session = sessions.get(key[1])

@@ -11,7 +11,12 @@ order 30 days after its first ones).
 A period is closed once its end plus the session horizon is older than every topic's dedupe
 horizon: no event of it can be applied any more. A closed period's figures are frozen into the
 ledger (`Ledger.frozen_periods`: per claim the observed value, interval, verdict and counts,
-plain tuples) and read from there; a bounded number are kept (`PeriodSettings`).
+plain tuples) and read from there; a bounded number are kept (`PeriodSettings`). The claims
+reading refunds (`REFUND_CLAIMS`) are frozen in a second stage, once the period's end plus the
+session horizon and the refund horizon is behind the order fold's horizon (every refund that
+can count for its orders is applied); until then they are computed from the held orders and
+refunds (held raw for that: `PeriodGate.orders_held_from`), and without a refund horizon never
+frozen.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from agents.core.claims import CLAIMS
+from agents.core.extended import return_rate, size_refund_share
+from agents.core.facts import ClaimFacts
 from agents.core.ledger import (
     DAY_MS,
     SESSION_HORIZON_MS,
@@ -32,6 +39,8 @@ from agents.core.ledger import (
     cst_day,
     cst_day_start,
     cst_month,
+    cst_month_end,
+    cst_month_start,
 )
 from agents.core.metrics import Measurement, compute_claims
 from agents.core.report import claim_verdict
@@ -45,6 +54,9 @@ NOT_PER_PERIOD: Final[dict[str, str]] = {
         "order, so the rate would read ~0; whole-stream figure only"
     ),
 }
+#: The claims reading refunds: a refund counts up to the refund horizon after its order, long
+#: after the period closed, so they are frozen only once that horizon has passed too.
+REFUND_CLAIMS: Final[tuple[str, ...]] = ("size_refund_share", "return_rate")
 #: `LIVEPULSE_CLAIM_HORIZON_DAYS`' default: the rolling horizon, in days of event time.
 DEFAULT_HORIZON_DAYS: Final[int] = 7
 #: How many of the latest CST days and months are reported and kept frozen.
@@ -156,6 +168,19 @@ def closing_horizon(ledger: Ledger) -> int | None:
     return min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
 
 
+def refund_closing_horizon(ledger: Ledger, fold_ts: int | None = None) -> int | None:
+    """The time up to which every period ending before it has its refund claims final: the
+    order fold's horizon (`fold_ts`, by default `Ledger.order_fold_ts`: no refund older can be
+    applied) less the refund horizon and the session horizon (a period's orders come up to
+    the session horizon after its end); None without a refund horizon or before the order
+    fold has run."""
+    horizon_ms = ledger.refund_horizon_ms
+    fold_ts = ledger.order_fold_ts if fold_ts is None else fold_ts
+    if horizon_ms is None or fold_ts is None:
+        return None
+    return fold_ts - horizon_ms - SESSION_HORIZON_MS
+
+
 def _period_stamps(ledger: Ledger) -> Iterable[int]:
     """The `ts` that place facts in periods: session starts, and orders and questions naming
     no started session."""
@@ -198,6 +223,31 @@ def _measure(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, Froz
     return _figures(claim_ids, compute_claims(sub))
 
 
+def _measure_refunds(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure]:
+    """The period's `REFUND_CLAIMS` figures from the held orders and refunds: they read no
+    session fact a summary drops (an order keeps its session id, a summarized session its
+    start and end), so they are exact while the period's orders are held."""
+    facts = ClaimFacts(period_ledger(ledger, in_period))
+    return _figures(
+        REFUND_CLAIMS,
+        {"size_refund_share": size_refund_share(facts), "return_rate": return_rate(facts)},
+    )
+
+
+def _in_key(kind: str, key: str) -> Callable[[int], bool]:
+    """The test of whether a `ts` is in the day (`YYYY-MM-DD`) or month (`YYYY-MM`) `key`."""
+    if kind == DAY:
+        start = cst_month_start(key[:7]) + (int(key[8:10]) - 1) * DAY_MS
+        end = start + DAY_MS
+    else:
+        start, end = cst_month_start(key), cst_month_end(key)
+    return lambda ts: start <= ts < end
+
+
+def _key_end_ms(kind: str, key: str) -> int:
+    return cst_month_start(key[:7]) + int(key[8:10]) * DAY_MS if kind == DAY else cst_month_end(key)
+
+
 def _in(kind: str, ts_in: int) -> Callable[[int], bool]:
     """The test of whether a `ts` is in the day or month of `ts_in` (its CST bounds)."""
     start = cst_day_start(ts_in) if kind == DAY else month_start_ms(ts_in)
@@ -220,8 +270,15 @@ def freeze_closed(ledger: Ledger, settings: PeriodSettings) -> int | None:
                     continue
                 figures = _measure(ledger, _in(kind, ts))
                 if figures is not None:
+                    for claim_id in REFUND_CLAIMS:  # the second stage's (module docstring)
+                        del figures[claim_id]
                     frozen[(kind, key)] = figures
         _prune(frozen, settings)
+    refunds_to = refund_closing_horizon(ledger)
+    if refunds_to is not None:
+        for (kind, key), figures in frozen.items():
+            if REFUND_CLAIMS[0] not in figures and _key_end_ms(kind, key) <= refunds_to:
+                figures.update(_measure_refunds(ledger, _in_key(kind, key)))
     return held_from(ledger, settings, closed_to)
 
 
@@ -243,6 +300,22 @@ class PeriodGate:
     def __init__(self, settings: PeriodSettings) -> None:
         self.settings = settings
         self._closed_day: int | None = None
+
+    def orders_held_from(self, ledger: Ledger, fold_horizon: int) -> int | None:
+        """The earliest period stamp whose orders must stay raw when the order fold runs at
+        `fold_horizon` (`Ledger._fold_orders`): the first month whose figures or refund claims
+        are not closed, or the rolling horizon's start if earlier."""
+        refunds_to = refund_closing_horizon(ledger, fold_horizon)
+        closed_to = closing_horizon(ledger)
+        newest = ledger.max_ts
+        if refunds_to is None or closed_to is None or newest is None:
+            return -(2**62)  # no period closed for good: every order stays
+        rolling_from = newest - self.settings.horizon_days * DAY_MS
+        return min(rolling_from, month_start_ms(min(refunds_to, closed_to)))
+
+    def freeze(self, ledger: Ledger) -> None:
+        """Freeze what has closed, both stages (before the order fold folds their orders)."""
+        freeze_closed(ledger, self.settings)
 
     def __call__(self, ledger: Ledger) -> int | None:
         closed_to = closing_horizon(ledger)
@@ -333,11 +406,17 @@ def claim_periods(ledger: Ledger, settings: PeriodSettings) -> dict[str, Any]:
         for key, ts in wanted[kind].items():
             figures = ledger.frozen_periods.get((kind, key))
             frozen = figures is not None
+            live: tuple[str, ...] = ()  # claims of a frozen period still computed
             if figures is None:
                 figures = _measure(ledger, _in(kind, ts))
+            elif REFUND_CLAIMS[0] not in figures:  # refunds may still come: from held facts
+                figures = {**figures, **_measure_refunds(ledger, _in_key(kind, key))}
+                live = REFUND_CLAIMS
             for claim_id in claim_ids:
                 figure = None if figures is None else figures.get(claim_id)
-                by_claim[claim_id][kind].append(_entry(figure, period=key, frozen=frozen))
+                by_claim[claim_id][kind].append(
+                    _entry(figure, period=key, frozen=frozen and claim_id not in live)
+                )
     newest = ledger.max_ts
     rolling_from = None if newest is None else newest - settings.horizon_days * DAY_MS
     if rolling_from is not None:

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from agents.core import EventCounts, Ledger, OperatorBoard
 from agents.core.ingest import Rejected, decode_values, ingest_decoded
-from agents.core.ledger import MembershipSource, RefundSource
+from agents.core.ledger import TOPICS, MembershipSource, RefundSource
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
 from agents.core.periods import PeriodSettings, attach
@@ -27,6 +27,8 @@ from streams.runtime.partition import PartitionState
 from streams.runtime.refunds import WorkerRefundTable
 
 log = logging.getLogger(__name__)
+
+_GROUPS: Final[int] = TOPICS.index("live.groups")
 
 _SUMMARY_EVERY_S: Final[float] = 30.0
 
@@ -91,6 +93,8 @@ class LiveState:
     _first_reasons: set[tuple[str, str]] = field(default_factory=set)
     _last_summary: float = field(default_factory=time.monotonic)
     _view: tuple[int, Ledger, OperatorBoard] | None = None
+    #: Partition -> what its idle fold last saw (`fold_idle`): tried again only once it changed.
+    _idle_seen: dict[int, tuple[object, ...]] = field(default_factory=dict)
 
     def new_partition(self) -> PartitionState:
         ledger = Ledger(
@@ -241,6 +245,36 @@ class LiveState:
         if self.gc is not None:
             self.gc.after(len(records))
         return letters
+
+    def fold_idle(self, idle_s: float) -> int:
+        """Run the folds due (`Ledger.fold_due`) in each partition that has applied nothing
+        for `idle_s`: a summary (and the period freeze before it) waits for the membership
+        table's groups horizon, an order fold for the refund table's, and these move on
+        without the partition applying a record (at the end of a replay, a quiet topic). Tried
+        again only once the partition, the membership or the refund table moved; a partition
+        folded is dirty (its snapshot follows). Returns how many folded."""
+        if not self.fold_sessions:
+            return 0
+        now = time.monotonic()
+        groups = None if self.membership is None else self.membership.horizon_ts(_GROUPS)
+        refunds = None if self.refunds is None else self.refunds.refund_fold_ts()
+        folded = 0
+        for partition, part in self.partitions.items():
+            if now - part.applied_at < idle_s:
+                continue
+            ledger = part.ledger
+            seen = (groups, refunds, ledger.counts.valid, ledger.max_ts)
+            if self._idle_seen.get(partition) == seen:
+                continue
+            self._idle_seen[partition] = seen
+            if ledger.fold_due():
+                if ledger.folded_ids:  # the board's share of the sessions folded (as `ingest`)
+                    part.board.take_folded(ledger)
+                part.dirty = True
+                folded += 1
+        if folded:
+            self.version += 1
+        return folded
 
     def _advance(self, records: Iterable[SourceRecord]) -> None:
         positions, partitions = self.positions, self.partitions

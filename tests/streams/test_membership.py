@@ -16,6 +16,7 @@ import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import TOPICS
+from agents.core.periods import PeriodSettings
 from schemas import TOPIC_BY_TYPE, decode, record_key
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.membership import MembershipTable
@@ -123,6 +124,45 @@ def test_partitions_with_the_table_summarize_exactly_and_wait_for_its_catch_up(n
     assert report_mismatches(build_report(early.ledger), fixture_truth(name)) == []
 
 
+@pytest.mark.slow
+def test_idle_partitions_summarize_once_a_lagging_table_catches_up() -> None:
+    """The end of a fast replay: the partitions applied every record while the table had read
+    no group event (no groups horizon, nothing summarized, with the claims by period on);
+    the table then catches up, and no record follows. The idle fold (`LiveState.fold_idle`,
+    the keeper's tick) summarizes them, freezes the closed periods first, marks the
+    partitions dirty, and every claim equals the truth file's."""
+    window_ms = 2 * DAY
+    records = routed("xhs", PARTITIONS)
+    table = MembershipTable(window_ms, None)
+    groups = [r for r in records if r.topic == GROUPS]
+    ends = {r.partition: r.offset + 1 for r in groups}
+    table.catch_up_to(ends)
+    state = LiveState(
+        dedupe_window_ms=window_ms, fold_sessions=True, membership=table, periods=PeriodSettings()
+    )
+    for partition in range(PARTITIONS):
+        state.apply_batch([r for r in records if r.partition == partition])
+    parts = state.partitions.values()
+    assert sum(p.ledger.summarized_sessions for p in parts) == 0
+    assert state.fold_idle(0.0) == 0  # the table has not caught up: nothing to do yet
+    for record in groups:
+        table.apply(record.partition, record.offset, record.value)
+    for partition, end in ends.items():
+        table.advance(partition, end)
+    for part in parts:
+        part.dirty = False
+    assert state.fold_idle(3600.0) == 0  # not idle for an hour: left alone
+    assert state.fold_idle(0.0) > 0
+    assert all(p.ledger.summarized_sessions > 0 and p.dirty for p in parts)
+    assert all(p.ledger.frozen_periods for p in parts)
+    assert state.fold_idle(0.0) == 0  # nothing moved since: not tried again
+    report = build_report(state.ledger)
+    assert report["retention"]["summarized_sessions"] == sum(
+        p.ledger.summarized_sessions for p in parts
+    )
+    _check_summarized(report, build_report(_keep_everything("xhs")), "xhs.jsonl")
+
+
 def test_a_restored_state_reads_the_table_and_is_refused_without_the_fold() -> None:
     """A state restored under the fold reads membership from the worker's table (a restored
     ledger has no `membership_from`: it is not state), one written without it summarizes from
@@ -220,12 +260,9 @@ def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
         partitions=SCALEOUT_PARTITIONS,
         fold_sessions=True,
         dedupe_window_s=2 * 86_400,
-        # Without the claims by period: with them July's sessions are summarized in one burst
-        # once July has closed, which a partition notices only when it applies a record after
-        # the membership table's groups horizon has passed July's end + 7 days; at the end of
-        # a fast replay the table may still lag, and a worker then summarized none (seen in 2
-        # of 3 runs; not re-tried when idle, as for every summary).
-        claim_periods=False,
+        # With the claims by period (the default): July's sessions are summarized in one burst
+        # once July has closed, which the membership table may show only after a partition's
+        # last record at the end of a fast replay: the idle fold (`LiveState.fold_idle`) does it.
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     fleet = Fleet(settings, tmp_path)
