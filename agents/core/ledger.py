@@ -1410,11 +1410,15 @@ class Ledger:
             frozen = sum(len(figures) for figures in self.frozen_periods.values())
             return (self.folded_sessions, self.summarized_sessions, self.order_fold_ts, frozen)
 
-        before = done()
-        self._fold_closed_sessions()
-        if self.fold_sessions and self.refund_horizon_ms is not None:
-            self._fold_orders()
-        return done() != before
+        before = step = done()
+        while True:  # until nothing moves: a session abandoned in one pass is summarized next
+            self._fold_closed_sessions()
+            if self.fold_sessions and self.refund_horizon_ms is not None:
+                self._fold_orders()
+            now = done()
+            if now == step:
+                return now != before
+            step = now
 
     def _note_order(self, merchant_id: str, user_id: str, ts: int, amount_cents: int) -> None:
         """File one paid order under its (merchant, user) and its (merchant, month, user)."""
