@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agents.core import build_report
 from agents.core.ledger import MonthClosed, MonthRow
+from schemas import decode as decode_event
 from streams.runtime.monthrows import decode, encode, owner_of
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
@@ -89,9 +92,52 @@ def test_a_worker_folds_closed_months_across_partitions_through_a_restart(
     assert {p["restored_from"] for p in restarted.values()} <= {"local", "changelog"}, restarted
     sent = [s["month_rows"] for s in statuses]
     assert sum(s["sent_rows"] for s in sent) > 0 and sent[1]["received"] > 0, sent
-    assert report["retention"]["folded_months"] > 0, report["retention"]
-    from agents.core import build_report
-    from schemas import decode as decode_event
-
-    everything = build_report(_summarizing([decode_event(line) for line in lines], None))
+    decoded = [decode_event(line) for line in lines]
+    # As many (merchant, month)s combined as one ledger fed everything folds (July's of the
+    # merchants with every session ended).
+    one = _summarizing(decoded, 2 * DAY, fold_months=True)
+    assert report["retention"]["folded_months"] == one.folded_months > 0, report["retention"]
+    everything = build_report(_summarizing(decoded, None))
     _check_summarized(report, everything, "xhs.jsonl")
+
+
+def test_a_take_s_announcement_waits_for_its_rows_and_for_earlier_takes() -> None:
+    """The sender's order on the wire: a take's rows acknowledged before its announcement is
+    sent (to every partition), and a later take after an earlier one, however slow the
+    broker acknowledges; `settle` returns once everything submitted is acknowledged."""
+    from streams.runtime.monthrows import MonthRowSender
+
+    sent: list[tuple[str, int]] = []
+    acked: list[tuple[str, int]] = []
+
+    class SlowTopic:
+        async def send(self, key: bytes | None, value: bytes, partition: int) -> Any:
+            kind = str(decode(value).__class__.__name__)
+            if kind == "MonthClosed":  # every row sent so far acknowledged first
+                rows = [s for s in sent if s[0] == "MonthRow"]
+                assert len(rows) == len([a for a in acked if a[0] == "MonthRow"])
+            sent.append((kind, partition))
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            async def ack() -> None:
+                await asyncio.sleep(0.01 if kind == "MonthRow" else 0)
+                acked.append((kind, partition))
+                future.set_result(None)
+
+            asyncio.ensure_future(ack())
+            return future
+
+    async def run() -> None:
+        sender = MonthRowSender(SlowTopic(), 3, lambda n: None)
+        row = MonthRow(0, "m-1", "2024-07", "u-1", 5, 10)
+        closed = MonthClosed(0, "2024-07", frozenset())
+        sender.submit([row, row._replace(user="u-2"), closed])
+        sender.submit([row._replace(month="2024-08"), closed._replace(through="2024-08")])
+        await sender.settle()
+        assert sender.sent_rows == 3 and sender.sent_announcements == 6
+
+    asyncio.run(run())
+    kinds = [kind for kind, _partition in sent]
+    assert kinds == ["MonthRow"] * 2 + ["MonthClosed"] * 3 + ["MonthRow"] + ["MonthClosed"] * 3
+    assert sorted(p for kind, p in sent[2:5]) == [0, 1, 2]
+    assert len(acked) == len(sent)
