@@ -138,8 +138,9 @@ async def create_month_rows_topic(
     if counts.get(name) != partitions:
         raise TopicLayoutError(
             f"the month-rows topic {name} has {counts.get(name)} partitions, not the contract "
-            f"topics' {partitions}: delete it (its rows are re-sent from the states) or use "
-            "another app id"
+            f"topics' {partitions} (partition p's rows are read into partition p's state): "
+            "use another app id (and new state), or re-create it with the contract topics' "
+            "count once every row on it has been read"
         )
     return True
 
