@@ -228,3 +228,29 @@ def test_a_take_s_announcement_waits_for_its_rows_and_for_earlier_takes() -> Non
     assert kinds == ["MonthRow"] * owners + ["MonthClosed"] * 3 + ["MonthRow"] + ["MonthClosed"] * 3
     assert sorted(p for kind, p in sent[owners : owners + 3]) == [0, 1, 2]
     assert len(acked) == len(sent)
+
+
+@pytest.mark.integration
+def test_a_month_rows_topic_with_another_partition_count_is_refused(
+    kafka_bootstrap: str,
+) -> None:
+    """The worker's start creates the month-rows topic with the contract topics' count, and
+    refuses one found with another (partition p's rows must reach partition p's state); with
+    the session fold off there is no such topic."""
+    from streams.runtime.topics import TopicLayoutError, create_month_rows_topic, partition_counts
+
+    settings = _fold_settings(kafka_bootstrap)
+    topic = settings.month_rows_topic
+    assert topic is not None and topic in settings.state_topics
+    off = settings.model_copy(update={"fold_sessions": False})
+    assert off.month_rows_topic is None and off.state_topics == off.source_topics
+    assert asyncio.run(create_month_rows_topic(off, PARTITIONS)) is False
+    try:
+        assert asyncio.run(create_month_rows_topic(settings, PARTITIONS)) is True
+        assert asyncio.run(partition_counts(settings, [topic])) == {topic: PARTITIONS}
+        asyncio.run(create_month_rows_topic(settings, PARTITIONS))  # found as it should be
+        with pytest.raises(TopicLayoutError, match="has 3 partitions, not the contract"):
+            asyncio.run(create_month_rows_topic(settings, PARTITIONS + 1))
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
