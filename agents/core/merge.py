@@ -205,6 +205,9 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
                 if known is None or ts < known:
                     earliest[user] = ts
         merged.folded_months += ledger.folded_months
+        # Months combined across a worker's partitions: each owner combines its users' rows
+        # of one, so the report counts the union (`folded_months` + its size).
+        merged._months_combined |= ledger._months_combined
         # Month rows held for combining, by (merchant, month), user and source partition.
         for month_key, users in ledger.month_rows_in.items():
             into_users = merged.month_rows_in.setdefault(month_key, {})

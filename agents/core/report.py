@@ -104,8 +104,9 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             "abandoned_sessions": ledger.abandoned_sessions,
             "after_session_horizon": sum(ledger.after_session_horizon),
             # Closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
-            # (`Ledger(fold_months=True)`: a ledger holding every partition).
-            "folded_months": ledger.folded_months,
+            # (`Ledger(fold_months=True)`: a ledger holding every partition), or combined
+            # across a worker's partitions from the month-rows topic (`receive_month_closed`).
+            "folded_months": ledger.folded_months + len(ledger._months_combined),
             # Refunds that count for no payment: later than the refund horizon after every
             # payment of their order id, or with no payment at or before them.
             "refund_horizon_days": (

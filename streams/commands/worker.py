@@ -99,6 +99,7 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> int:
         all_topics,
         check_copartitioned,
         create_changelog,
+        create_month_rows_topic,
         create_topics,
     )
 
@@ -110,6 +111,7 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> int:
             await create_topics(settings, all_topics(settings))
             await create_changelog(settings)
             counts = await check_copartitioned(settings)
+            await create_month_rows_topic(settings, counts[settings.source_topics[0]])
             return counts[settings.source_topics[0]]
         except (TopicLayoutError, BrokerAccessDenied):
             raise

@@ -10,6 +10,7 @@ from typing import Final
 
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPipeline
+from streams.runtime.monthrows import MonthRowExchange
 from streams.runtime.state import LiveState
 
 #: How long applying one fetch may hold the event loop before it lets the other tasks run
@@ -36,12 +37,15 @@ class BatchIngest:
         self,
         state: LiveState,
         dead_letters: DeadLetterPipeline,
+        month_rows: MonthRowExchange | None = None,
         *,
         slice_s: float = SLICE_S,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.state = state
         self.dead_letters = dead_letters
+        #: With the session fold: the month-rows topic's records in, closed months' rows out.
+        self.month_rows = month_rows
         self.slice_s = slice_s
         self._clock = clock
         #: Times a fetch let the event loop run before it was all applied (for tests, /status).
@@ -51,6 +55,11 @@ class BatchIngest:
         """Apply one fetched batch (on the event loop since `received_at`, wall clock) and hand
         its dead letters to the publishing pipeline."""
         state, clock = self.state, self._clock
+        month_rows = self.month_rows
+        if month_rows is not None:
+            received, batch = month_rows.split(batch)
+            if received:
+                month_rows.receive(received)
         letters: list[DeadLetter] = []
         since = clock()
         for start in range(0, len(batch), SLICE_RECORDS):
@@ -66,6 +75,8 @@ class BatchIngest:
             now = time.time()
             state.lag.observe(now, [r.timestamp / 1000.0 for r in piece if r.timestamp is not None])
             state.worker_lag.observe_many(now - received_at, len(piece))
+        if month_rows is not None:
+            month_rows.take()
         if letters:
             await self.dead_letters.submit(letters)
         state.maybe_log_summary()

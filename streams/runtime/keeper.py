@@ -117,7 +117,7 @@ class StateKeeper:
         A partition already installed keeps its state; one that is not is restored from the
         newest snapshot (parked in memory, the local store, the changelog), or starts empty.
         """
-        sources = set(self.settings.source_topics)
+        sources = set(self.settings.state_topics)
         # Only the contract topics carry state (not faust's own, such as its leader topic), and
         # only the partitions the state was laid out for: partitions added since are not read
         # (streams.runtime.topology says so, in the log and on /metrics).
@@ -172,7 +172,7 @@ class StateKeeper:
 
     async def revoke(self, tps: Iterable[SourceTP]) -> None:
         """Snapshot and park the partitions among `tps` (the worker no longer owns them)."""
-        sources = set(self.settings.source_topics)
+        sources = set(self.settings.state_topics)
         async with self.lock:
             revoked = {p for t, p in tps if t in sources}
             for partition in sorted(revoked & set(self.live.partitions)):

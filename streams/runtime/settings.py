@@ -191,6 +191,22 @@ class Settings(BaseSettings):
         return tuple(self.topic(name) for name in self.contract_topics)
 
     @property
+    def month_rows_topic(self) -> str | None:
+        """The broker-side name of the worker group's internal topic of `group_spend_multiple`'s
+        closed-month rows (one per app id, like the changelog), None without the session fold
+        (streams/runtime/monthrows.py)."""
+        if not self.fold_sessions:
+            return None
+        return self.topic(f"{self.app_id}-month-rows")
+
+    @property
+    def state_topics(self) -> tuple[str, ...]:
+        """The topics whose partition p is read into partition p's state: the contract topics,
+        and with the session fold the month-rows topic."""
+        month_rows = self.month_rows_topic
+        return self.source_topics if month_rows is None else (*self.source_topics, month_rows)
+
+    @property
     def deadletter(self) -> str:
         """The broker-side name of the dead-letter topic."""
         return self.topic(self.deadletter_topic)

@@ -69,6 +69,9 @@ class LiveState:
     #: their sessions (`periods.attach`; None: no periods).
     periods: PeriodSettings | None = None
     assigned_only: bool = False
+    #: With the session fold, the worker's month-rows exchange (`streams.runtime.monthrows.
+    #: MonthRowExchange`, which imports this module), for /status.
+    month_rows: Any = None
     partitions: dict[int, PartitionState] = field(default_factory=dict)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     #: (topic, partition) -> the next offset to process there, over the installed partitions.
@@ -276,6 +279,10 @@ class LiveState:
             self.version += 1
         return folded
 
+    def advance(self, records: Iterable[SourceRecord]) -> None:
+        """Move positions past `records`, applied elsewhere (the month-rows topic's)."""
+        self._advance(records)
+
     def _advance(self, records: Iterable[SourceRecord]) -> None:
         positions, partitions = self.positions, self.partitions
         now = time.monotonic()
@@ -362,6 +369,8 @@ class LiveState:
             "refunds": (
                 self.refunds.status() if isinstance(self.refunds, WorkerRefundTable) else None
             ),
+            # The closed months' rows sent and received (LIVEPULSE_FOLD_SESSIONS), if any.
+            "month_rows": self.month_rows.status() if self.month_rows is not None else None,
             "gc": {
                 "paced": self.gc.status() if self.gc is not None else None,
                 **(self.gc_clock.status() if self.gc_clock is not None else {}),

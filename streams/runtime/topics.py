@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -100,6 +100,49 @@ async def create_changelog(settings: Settings, *, timeout_s: float = 30.0) -> bo
         return True
     finally:
         await admin.close()
+
+
+#: The month-rows topic's configuration: not compacted (a user's key carries a row of each of
+#: their (merchant, month)s, which compaction would reduce to the last), kept 7 days: a row is
+#: read within seconds, and a partition restored from a snapshot re-reads the rows after the
+#: snapshot's position, which a snapshot a few minutes old finds on the broker.
+MONTH_ROWS_CONFIGS: Final[dict[str, str]] = {
+    "cleanup.policy": "delete",
+    "retention.ms": str(7 * 86_400_000),
+}
+
+
+async def create_month_rows_topic(
+    settings: Settings, partitions: int, *, timeout_s: float = 30.0
+) -> bool:
+    """Create the month-rows topic (`Settings.month_rows_topic`, with the session fold) with
+    `partitions` (the contract topics' count: partition p's rows are read into partition p's
+    state) if it is missing; refuse one laid out with another count."""
+    name = settings.month_rows_topic
+    if name is None:
+        return False
+    admin = await _admin(settings)
+    try:
+        if name not in set(await admin.list_topics()):
+            brokers = (await admin.describe_cluster())["brokers"]
+            replication = min(3, max(1, len(brokers)))
+            topic = NewTopic(name, partitions, replication, topic_configs=MONTH_ROWS_CONFIGS)
+            response = await admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
+            for topic_name, code, *_ in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise for_code(code)(f"creating topic {topic_name}")
+            await _wait_for_leaders(admin, [name], timeout_s)
+    finally:
+        await admin.close()
+    counts = await partition_counts(settings, [name])
+    if counts.get(name) != partitions:
+        raise TopicLayoutError(
+            f"the month-rows topic {name} has {counts.get(name)} partitions, not the contract "
+            f"topics' {partitions} (partition p's rows are read into partition p's state): "
+            "use another app id (and new state), or re-create it with the contract topics' "
+            "count once every row on it has been read"
+        )
+    return True
 
 
 async def _start(consumer: AIOKafkaConsumer) -> None:
@@ -210,7 +253,10 @@ async def delete_run_topics(settings: Settings) -> list[str]:
     finally:
         await admin.close()
     own = {name for name in existing if name.startswith(f"{settings.app_id}-")}
-    mine = (set(all_topics(settings)) | {settings.changelog}) & existing
+    internal = {settings.changelog}
+    if settings.month_rows_topic is not None:
+        internal.add(settings.month_rows_topic)
+    mine = (set(all_topics(settings)) | internal) & existing
     return await delete_topics(settings, sorted(mine | own))
 
 

@@ -32,6 +32,7 @@ from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
 from streams.runtime.membership import MembershipReader, MembershipTable
+from streams.runtime.monthrows import MonthRowExchange, MonthRowSender
 from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState
@@ -129,10 +130,25 @@ class Worker:
         self.publisher = DeadLetterPublisher(topic_sender(self.deadletter_topic), given_up.inc)
         self.dead_letters = DeadLetterPipeline(self.publisher.publish)
 
+        #: The topics the consumer subscribes (`run` adds them to the app): the contract
+        #: topics, and with the session fold the month-rows topic.
+        self.source_topics = {name: raw_topic(app, name) for name in settings.state_topics}
+        # With the session fold: group_spend_multiple's closed months folded across the
+        # partitions through the month-rows topic (streams/runtime/monthrows.py), read by this
+        # consumer group into the partitions' states like a contract topic.
+        self.month_rows: MonthRowExchange | None = None
+        month_topic = settings.month_rows_topic
+        if month_topic is not None:
+            sender = MonthRowSender(
+                self.source_topics[month_topic],
+                source_partitions or settings.partitions,
+                self._month_rows_given_up,
+            )
+            self.month_rows = MonthRowExchange(self.state, month_topic, sender)
+            self.state.month_rows = self.month_rows
+
         # Each fetched batch -> the state (and its dead letters -> the pipeline).
-        self.ingest = BatchIngest(self.state, self.dead_letters)
-        #: The contract topics the consumer subscribes (`run` adds them to the app).
-        self.source_topics = {name: raw_topic(app, name) for name in settings.source_topics}
+        self.ingest = BatchIngest(self.state, self.dead_letters, self.month_rows)
 
         # The contract topics as the broker has them: partitions added since, records deleted.
         self.topology = TopologyWatch(settings, lambda: self.source_partitions)
@@ -145,7 +161,7 @@ class Worker:
             LocalStore(settings.state_dir),
             end_offsets=self._source_ends,
             log_starts=self.topology.log_starts,
-            settle=self.dead_letters.settle,
+            settle=self._settle,
             committer=self._commit,
             source_partitions=source_partitions,
             before_restore=self._membership_caught_up if self.membership is not None else None,
@@ -174,6 +190,20 @@ class Worker:
             for tp, o in ends.items()
             if (tp.topic, tp.partition) in wanted
         }
+
+    async def _settle(self) -> None:
+        """What a snapshot waits for: the dead letters and the month rows taken out of the
+        states it dumps, on the broker (acks=all)."""
+        await self.dead_letters.settle()
+        if self.month_rows is not None:
+            await self.month_rows.sender.settle()
+
+    @staticmethod
+    def _month_rows_given_up(count: int) -> None:
+        log.error(
+            "%d month rows refused for good by the broker: group_spend_multiple misses them",
+            count,
+        )
 
     async def _commit(self, positions: dict[SourceTP, int]) -> None:
         await commit_positions(self.app, positions)
@@ -247,7 +277,7 @@ class Worker:
             await self.membership_reader.stop()
         if self.refunds_reader is not None:
             await self.refunds_reader.stop()
-        await self.dead_letters.settle()
+        await self._settle()
         await self.keeper.flush()
         await self.keeper.changelog.stop()
         if self.keeper.local is not None:

@@ -1,0 +1,200 @@
+"""The cross-partition fold of `group_spend_multiple`'s closed months, run through Kafka as
+Kafka Streams repartitions (docs/design.md, "Closed months of `group_spend_multiple`").
+
+With the session fold a partition ledger holds a (merchant, month)'s rows in part (its
+sessions' first joins, its orders' spend). After each batch every held partition's ledger
+gives the rows of the months closed on its side (`Ledger.take_closed_month_rows`, at most once
+a day of event time) and an announcement of what it still holds open; they are produced to the
+worker group's month-rows topic (`Settings.month_rows_topic`): a row to the partition of its
+user (Kafka's default partitioner over the user id, so partition p of the topic holds the rows
+of the users partition p's ledger owns), an announcement to every partition, rows acknowledged
+before their announcement is sent. The topic is read by the same consumer group into partition
+p's state (`Settings.state_topics`, the keeper's assignment): its records go to
+`Ledger.receive_month_row` / `receive_month_closed`, which combine a month once every source
+partition announced it closed, membership from the worker's table.
+
+A snapshot that drops a partition's taken rows is written only after they are on the broker:
+the keeper settles `MonthRowSender` (as it settles the dead letters) before it dumps a state.
+A crash before the snapshot restores the rows and the older position; they are taken and sent
+again, which the owner absorbs (a row sent again overwrites, a combined month ignores it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+from aiokafka.partitioner import murmur2
+
+from agents.core.ledger import MonthClosed, MonthRow
+from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.deadletters import DeadLetter, DeadLetterPublisher
+from streams.runtime.state import LiveState
+
+log = logging.getLogger(__name__)
+
+
+def owner_of(user: str, partitions: int) -> int:
+    """The partition that owns `user`'s rows: Kafka's default partitioner over the user id."""
+    return int(murmur2(user.encode()) & 0x7FFFFFFF) % partitions
+
+
+#: The most rows one record of the month-rows topic carries (~80 bytes each: well under the
+#: producer's 1 MB request limit). One record per owner partition and take, not one per row:
+#: a row a record made a take of 1,400 rows 1,400 sends, which slowed the event loop enough
+#: that the membership and refund tables' readers (on the same loop) fell behind the batches.
+ROWS_PER_RECORD: Final[int] = 2000
+
+
+def encode(message: MonthRow | MonthClosed) -> bytes:
+    """A row or an announcement as a compact JSON array (`decode` reads it back)."""
+    if isinstance(message, MonthRow):
+        return encode_rows([message])
+    still_open = sorted([merchant, month] for merchant, month in message.still_open)
+    return json.dumps(
+        ["closed", message.source, message.through, still_open], separators=(",", ":")
+    ).encode()
+
+
+def encode_rows(rows: Sequence[MonthRow]) -> bytes:
+    """Rows (for one owner partition) as one compact JSON array."""
+    return json.dumps(["rows", [list(row) for row in rows]], separators=(",", ":")).encode()
+
+
+def decode(value: bytes | None) -> list[MonthRow | MonthClosed]:
+    """What `encode` / `encode_rows` wrote; nothing for anything else (logged: nothing but
+    workers write here)."""
+    try:
+        data = json.loads(value or b"")
+        if data[0] == "rows":
+            return [
+                MonthRow(int(source), merchant, month, user, joined, int(cents))
+                for source, merchant, month, user, joined, cents in data[1]
+            ]
+        if data[0] == "closed":
+            open_pairs = frozenset((m, month) for m, month in data[3])
+            return [MonthClosed(int(data[1]), str(data[2]), open_pairs)]
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        log.warning("month-rows record not understood (%r): skipped", exc)
+        return []
+    log.warning("month-rows record of unknown kind %r: skipped", data[0])
+    return []
+
+
+class MonthRowSender:
+    """Produces the taken rows and announcements, one take after another (a later take's
+    announcement never overtakes an earlier take's rows), each take's rows acknowledged
+    (acks=all, retried while the broker is away) before its announcements are sent.
+    `settle()` waits for everything submitted so far (the keeper, before a snapshot)."""
+
+    def __init__(self, topic: Any, partitions: int, on_given_up: Any) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self._rows = DeadLetterPublisher(self._send, on_given_up)
+        self._last: asyncio.Future[None] | None = None
+        self.sent_rows = 0
+        self.sent_announcements = 0
+
+    async def _send(self, message: DeadLetter) -> Any:
+        # A DeadLetter carries the bytes; the partition rides in its one header.
+        partition = int(message.headers[0][1])
+        delivery = await self.topic.send(key=message.key, value=message.value, partition=partition)
+        return await delivery
+
+    def submit(self, messages: Sequence[MonthRow | MonthClosed]) -> None:
+        by_owner: dict[int, list[MonthRow]] = {}
+        announcements: list[DeadLetter] = []
+        for message in messages:
+            if isinstance(message, MonthRow):
+                by_owner.setdefault(owner_of(message.user, self.partitions), []).append(message)
+            else:
+                value = encode(message)
+                for partition in range(self.partitions):
+                    announcements.append(DeadLetter(None, value, [("p", b"%d" % partition)]))
+        rows = [
+            DeadLetter(None, encode_rows(owned[at : at + ROWS_PER_RECORD]), [("p", b"%d" % p)])
+            for p, owned in sorted(by_owner.items())
+            for at in range(0, len(owned), ROWS_PER_RECORD)
+        ]
+        count = sum(len(owned) for owned in by_owner.values())
+        previous = self._last
+        self._last = asyncio.ensure_future(self._publish(previous, rows, count, announcements))
+
+    async def _publish(
+        self,
+        previous: asyncio.Future[None] | None,
+        rows: list[DeadLetter],
+        count: int,
+        announcements: list[DeadLetter],
+    ) -> None:
+        if previous is not None:
+            await previous
+        if rows:
+            await self._rows.publish(rows)
+            self.sent_rows += count
+        if announcements:
+            await self._rows.publish(announcements)
+            self.sent_announcements += len(announcements)
+
+    async def settle(self) -> None:
+        while self._last is not None:
+            last = self._last
+            await last
+            if self._last is last:
+                self._last = None
+
+
+class MonthRowExchange:
+    """The worker's part of the exchange: `receive` applies the month-rows topic's records of a
+    batch to their partitions' ledgers, `take` gives each held ledger's closed rows to the
+    sender."""
+
+    def __init__(self, state: LiveState, topic: str, sender: MonthRowSender) -> None:
+        self.state = state
+        self.topic = topic
+        self.sender = sender
+        self.received = 0
+
+    def split(self, batch: Sequence[RawRecord]) -> tuple[list[RawRecord], list[RawRecord]]:
+        """The batch's records of the month-rows topic, and the others."""
+        topic = self.topic
+        mine = [record for record in batch if record.topic == topic]
+        if not mine:
+            return [], list(batch)
+        return mine, [record for record in batch if record.topic != topic]
+
+    def receive(self, records: Sequence[RawRecord]) -> None:
+        state = self.state
+        sources = self.sender.partitions
+        applied: list[RawRecord] = []
+        for record in records:
+            part = state.partitions.get(record.partition)
+            if part is None or record.offset < part.positions.get(record.topic, 0):
+                state.skipped += 1
+                continue
+            for message in decode(record.value):
+                if isinstance(message, MonthRow):
+                    part.ledger.receive_month_row(message)
+                else:
+                    part.ledger.receive_month_closed(message, sources)
+            applied.append(record)
+        self.received += len(applied)
+        state.advance(applied)
+
+    def take(self) -> None:
+        for partition, part in self.state.partitions.items():
+            messages = part.ledger.take_closed_month_rows(partition)
+            if messages:
+                part.dirty = True
+                self.sender.submit(messages)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "received": self.received,
+            "sent_rows": self.sender.sent_rows,
+            "sent_announcements": self.sender.sent_announcements,
+        }

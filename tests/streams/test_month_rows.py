@@ -1,0 +1,256 @@
+"""Issue 17: `group_spend_multiple`'s closed months folded across a worker's partitions through
+the month-rows topic (streams/runtime/monthrows.py): the encoding, and a worker with
+`LIVEPULSE_FOLD_SESSIONS` on the real broker, stopped and restarted on its state mid-stream,
+against the fixture's truth file (and, opt-in, a 100-day simulated stream against the
+simulator's truth reference)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.core import build_report
+from agents.core.ledger import MonthClosed, MonthRow
+from schemas import decode as decode_event
+from streams.runtime.monthrows import decode, encode, encode_rows, owner_of
+from streams.runtime.settings import Settings
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.drain import wait_drained
+from streams.tools.simulator.generate import generate
+from streams.tools.simulator.scenarios import get_scenario
+from streams.tools.simulator.truth_file import compute_truth
+from streams.tools.worker_process import WorkerProcess
+from tests.agents.core.test_merge import partition_of
+from tests.agents.core.test_retention import (
+    _SKETCHED_CLAIM,
+    DAY,
+    _check_summarized,
+    _claims_close,
+    _summarizing,
+)
+from tests.streams.test_membership import PARTITIONS
+from tests.support.live import fixture_lines, replay_lines, report_of, run_settings
+
+CLAIM = "group_spend_multiple"
+#: Set to run the 100-day simulated stream's worker test (a minute).
+LONG_ENV = "LIVEPULSE_MONTH_ROWS_LONG"
+
+
+def test_rows_and_announcements_read_back_as_written() -> None:
+    row = MonthRow(2, "m-1", "2024-07", "u-7", 1_719_792_020_971, 12_345)
+    none = MonthRow(0, "m-2", "2024-07", "u-8", None, 99)
+    closed = MonthClosed(1, "2024-07", frozenset({("m-1", "2024-07"), ("m-3", "2024-06")}))
+    empty = MonthClosed(1, "2024-08", frozenset())
+    for message in (row, none, closed, empty):
+        assert decode(encode(message)) == [message]
+    assert decode(encode_rows([row, none])) == [row, none]
+    assert decode(b"not json") == decode(b'["other"]') == decode(None) == []
+
+
+def test_a_row_goes_to_the_partition_kafka_gives_its_user() -> None:
+    for user in ("u-1", "u-4274", "u-1531", "用户-9"):
+        assert owner_of(user, 3) == partition_of(user.encode(), 3)
+
+
+def _settled(settings: Settings, worker: WorkerProcess) -> None:
+    """Drained: the contract topics, then the month-rows topic (rows are produced after the
+    batch that closed their month, announcements after their rows), twice over."""
+    url = f"{worker.base_url}/status"
+    asyncio.run(wait_drained(settings, url, settings.source_topics, 120))
+    for _ in range(2):
+        asyncio.run(wait_drained(settings, url, settings.state_topics, 120, quiet_s=2.0))
+
+
+@functools.cache
+def _simulated(days: int, scale: float, seed: int) -> tuple[list[bytes], dict[str, Any]]:
+    """The simulated xhs scenario stretched to `days` (several CST months), and its truth
+    (the independent reference, streams/tools/simulator/truth.py)."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=days)
+    lines = generate(scenario, seed, scale).lines
+    truth = compute_truth(lines, scenario="xhs", seed=seed)
+    return [line.encode() for line in lines], truth
+
+
+def _run_with_restart(
+    settings: Settings, runs: list[list[list[bytes]]], tmp_path: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A worker per run (each stopped with SIGTERM, the next restarted on its state
+    directory), each fed its chunks in turn, drained after each; the last /report and each
+    run's /status."""
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    statuses: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+    try:
+        for part, chunks in enumerate(runs):
+            worker = WorkerProcess(settings, tmp_path / f"worker-{part}.log")
+            try:
+                worker.start()
+                worker.wait_ready(timeout_s=90)
+                for index, chunk in enumerate(chunks):
+                    replay_lines(settings, tmp_path / f"run-{part}-{index}.jsonl", chunk)
+                    _settled(settings, worker)
+                report = report_of(worker)
+                statuses.append(worker.status())
+            finally:
+                assert worker.stop() == 0, worker.tail()
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    restarted = statuses[-1]["partitions"]
+    assert {p["restored_from"] for p in restarted.values()} <= {"local", "changelog"}, restarted
+    return report, statuses
+
+
+def _fold_settings(bootstrap: str) -> Settings:
+    settings = run_settings(
+        bootstrap,
+        prefix="monthrows",
+        partitions=PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=2 * DAY / 1000,
+    )
+    assert settings.month_rows_topic is not None
+    return settings
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_worker_folds_closed_months_across_partitions_through_a_restart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`LIVEPULSE_FOLD_SESSIONS=true`, 3 partitions, a 2-day window: the xhs fixture (July and
+    August 2024) replayed into a worker stopped with SIGTERM after 3/4 of it and restarted on
+    its state directory. Rows are sent before the restart and after it, combined by their
+    users' owners: as many (merchant, month)s as one ledger fed everything folds
+    (`retention.folded_months`: July's, but a merchant's with a session that never ended),
+    and every claim, `group_spend_multiple` included, equals the keep-everything ledger's and
+    the truth file: no row lost or counted twice across the restart."""
+    lines = fixture_lines("xhs")
+    split = len(lines) * 3 // 4
+    report, statuses = _run_with_restart(
+        _fold_settings(kafka_bootstrap), [[lines[:split]], [lines[split:]]], tmp_path
+    )
+    sent = [s["month_rows"] for s in statuses]
+    assert all(s["sent_rows"] > 0 for s in sent) and sent[1]["received"] > 0, sent
+    decoded = [decode_event(line) for line in lines]
+    one = _summarizing(decoded, 2 * DAY, fold_months=True)
+    assert report["retention"]["folded_months"] == one.folded_months > 0, report["retention"]
+    _check_summarized(report, build_report(_summarizing(decoded, None)), "xhs.jsonl")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"a minute long: set {LONG_ENV}=1")
+def test_a_worker_folds_three_months_of_a_simulated_stream_through_a_restart(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """100 simulated days of the xhs scenario (July to early October 2024, 9k records), the
+    worker restarted after 3/4 of them (fed in 3 pieces): as many (merchant, month)s combined
+    as one ledger fed everything folds, of at least two months, and `group_spend_multiple`
+    equal to the truth reference's (streams/tools/simulator/truth.py) and, with every other
+    exact claim and its interval, to the keep-everything ledger's. (Before the restart no row
+    is sent here: the groups topic's partition 1 has no group event after early August, so
+    the membership table's groups horizon, the oldest of its partitions', holds every
+    summary back until later events reach it; docs/design.md.)"""
+    lines, truth = _simulated(100, 0.3, 5)
+    quarter = len(lines) // 4
+    runs = [[lines[i * quarter : (i + 1) * quarter] for i in range(3)], [lines[3 * quarter :]]]
+    report, statuses = _run_with_restart(_fold_settings(kafka_bootstrap), runs, tmp_path)
+    assert statuses[-1]["month_rows"]["sent_rows"] > 0, statuses[-1]["month_rows"]
+    decoded = [decode_event(line) for line in lines]
+    one = _summarizing(decoded, 2 * DAY, fold_months=True)  # one ledger fed everything
+    combined = report["retention"]["folded_months"]
+    assert combined == one.folded_months >= 2, (combined, one.folded_months)
+    assert len({month for _m, month in _folded(decoded, one)}) >= 2
+    everything = build_report(_summarizing(decoded, None))["claims"]
+    got = report["claims"]
+    for key in ("p50_seconds", "p95_seconds"):  # the folded questions' sketch: test_retention
+        del got["reply_latency"]["detail"][key], everything["reply_latency"]["detail"][key]
+    exact = [claim for claim in everything if claim != _SKETCHED_CLAIM]
+    assert _claims_close({c: got[c] for c in exact}, {c: everything[c] for c in exact}) == []
+    want = truth["claims"][CLAIM]
+    for key in ("members", "population", "member_spend_cny", "population_spend_cny"):
+        assert got[CLAIM]["detail"][key] == pytest.approx(want[key], rel=1e-12), key
+    assert got[CLAIM]["observed"] == pytest.approx(want["observed"], rel=1e-9)
+
+
+def _folded(decoded: list[Any], one: Any) -> set[tuple[str, str]]:
+    """The (merchant, month)s one ledger fed everything folds out of its rows."""
+    kept = _summarizing(decoded, 2 * DAY)
+    return set(kept.month_first_joins) - set(one.month_first_joins)
+
+
+def test_a_take_s_announcement_waits_for_its_rows_and_for_earlier_takes() -> None:
+    """The sender's order on the wire: a take's rows acknowledged before its announcement is
+    sent (to every partition), and a later take after an earlier one, however slow the
+    broker acknowledges; `settle` returns once everything submitted is acknowledged."""
+    from streams.runtime.monthrows import MonthRowSender
+
+    sent: list[tuple[str, int]] = []
+    acked: list[tuple[str, int]] = []
+
+    class SlowTopic:
+        async def send(self, key: bytes | None, value: bytes, partition: int) -> Any:
+            kind = str(decode(value)[0].__class__.__name__)
+            if kind == "MonthClosed":  # every row sent so far acknowledged first
+                rows = [s for s in sent if s[0] == "MonthRow"]
+                assert len(rows) == len([a for a in acked if a[0] == "MonthRow"])
+            sent.append((kind, partition))
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            async def ack() -> None:
+                await asyncio.sleep(0.01 if kind == "MonthRow" else 0)
+                acked.append((kind, partition))
+                future.set_result(None)
+
+            asyncio.ensure_future(ack())
+            return future
+
+    async def run() -> None:
+        sender = MonthRowSender(SlowTopic(), 3, lambda n: None)
+        row = MonthRow(0, "m-1", "2024-07", "u-1", 5, 10)
+        closed = MonthClosed(0, "2024-07", frozenset())
+        sender.submit([row, row._replace(user="u-2"), closed])
+        sender.submit([row._replace(month="2024-08"), closed._replace(through="2024-08")])
+        await sender.settle()
+        assert sender.sent_rows == 3 and sender.sent_announcements == 6
+
+    asyncio.run(run())
+    kinds = [kind for kind, _partition in sent]
+    owners = len({owner_of(user, 3) for user in ("u-1", "u-2")})  # a record per owner
+    assert kinds == ["MonthRow"] * owners + ["MonthClosed"] * 3 + ["MonthRow"] + ["MonthClosed"] * 3
+    assert sorted(p for kind, p in sent[owners : owners + 3]) == [0, 1, 2]
+    assert len(acked) == len(sent)
+
+
+@pytest.mark.integration
+def test_a_month_rows_topic_with_another_partition_count_is_refused(
+    kafka_bootstrap: str,
+) -> None:
+    """The worker's start creates the month-rows topic with the contract topics' count, and
+    refuses one found with another (partition p's rows must reach partition p's state); with
+    the session fold off there is no such topic."""
+    from streams.runtime.topics import TopicLayoutError, create_month_rows_topic, partition_counts
+
+    settings = _fold_settings(kafka_bootstrap)
+    topic = settings.month_rows_topic
+    assert topic is not None and topic in settings.state_topics
+    off = settings.model_copy(update={"fold_sessions": False})
+    assert off.month_rows_topic is None and off.state_topics == off.source_topics
+    assert asyncio.run(create_month_rows_topic(off, PARTITIONS)) is False
+    try:
+        assert asyncio.run(create_month_rows_topic(settings, PARTITIONS)) is True
+        assert asyncio.run(partition_counts(settings, [topic])) == {topic: PARTITIONS}
+        asyncio.run(create_month_rows_topic(settings, PARTITIONS))  # found as it should be
+        with pytest.raises(TopicLayoutError, match="has 3 partitions, not the contract"):
+            asyncio.run(create_month_rows_topic(settings, PARTITIONS + 1))
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
