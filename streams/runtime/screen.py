@@ -144,7 +144,9 @@ class ScreenFeed:
             payload["built_s"] = took
             # When the state was read (wall clock, as the page's clock): how old the data is.
             payload["built_at"] = time.time() - took
-            self._payload, self._version, self._built_at = payload, version, now
+            # Paced from the build's end: a build slower than the interval (a loaded machine)
+            # does not make the next call rebuild at once.
+            self._payload, self._version, self._built_at = payload, version, time.monotonic()
             self._body = None
         payload = self._payload
         if payload.get("claims") is not report["claims"]:
