@@ -46,6 +46,7 @@ from typing import Any
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.extended import TAIL_DAYS
+from agents.core.ingest import Rejected, ingest
 from agents.core.ledger import SESSION_HORIZON_MS, FoldedPresence
 from agents.core.metrics import THIRTY_DAYS_MS
 from agents.core.periods import PeriodSettings, attach, with_periods
@@ -53,7 +54,6 @@ from agents.core.persist import dump_state
 from agents.core.sketch import RELATIVE_ACCURACY
 from bench.proc import machine, rss_bytes
 from bench.svgplot import Panel, Series, render
-from schemas import Rejection, decode
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.drain import fetch_json, wait_drained
@@ -432,16 +432,10 @@ def soak(
         lines_read += len(batch)
         began = time.perf_counter()
         for record in batch:
-            decoded = decode(record)
-            if isinstance(decoded, Rejection):
-                ledger.reject(decoded.reason)
-            elif ledger.apply(decoded):
-                board.observe(decoded)
-                if ledger.folded_ids:  # as `agents.core.ingest` does
-                    board.take_folded(ledger)
-                if first_ts is None:
-                    first_ts = decoded.ts
-                    next_sample_ts = first_ts + sample_days * DAY_MS
+            counted = ingest(record, ledger, board)
+            if first_ts is None and counted is not None and not isinstance(counted, Rejected):
+                first_ts = counted.ts
+                next_sample_ts = first_ts + sample_days * DAY_MS
         chunk_s += time.perf_counter() - began
         chunk_records += len(batch)
         if ledger.max_ts is None or first_ts is None or next_sample_ts is None:

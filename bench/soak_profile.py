@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.core import Ledger, OperatorBoard
+from agents.core.ingest import ingest
 from agents.core.ledger import SessionSummary
 from agents.core.persist import dump_state, load_state
 from bench.proc import machine
@@ -46,13 +47,7 @@ DAY_MS = 86_400_000
 def feed(ledger: Ledger, board: OperatorBoard, records: list[bytes]) -> None:
     """The soak's per-record path (`bench.soak.soak`)."""
     for record in records:
-        decoded = decode(record)
-        if isinstance(decoded, Rejection):
-            ledger.reject(decoded.reason)
-        elif ledger.apply(decoded):
-            board.observe(decoded)
-            if ledger.folded_ids:
-                board.take_folded(ledger)
+        ingest(record, ledger, board)
 
 
 def _kb(value: object) -> float:

@@ -14,6 +14,7 @@ from agents.core.report import render_table
 from schemas import Rejection, decode_text
 from streams.tools.simulator.operator_truth import compute_operator
 from streams.tools.simulator.truth import abandon_sessions, compute_claims, read_stream
+from tests.support.events import apparel_order
 from tests.support.truth import report_mismatches
 
 T0 = 1_721_800_800_000
@@ -34,17 +35,7 @@ class _Lines:
         self.lines.append(json.dumps({"event_id": event_id, "type": type_, "ts": ts, **fields}))
 
     def order(self, ts: int, order_id: str, user: str, sid: str | None) -> None:
-        item = {"sku_id": "k1", "quantity": 1, "unit_price_cents": 9900, "category": "apparel"}
-        self.add(
-            "order_paid",
-            ts,
-            order_id=order_id,
-            session_id=sid,
-            merchant_id="m1",
-            user_id=user,
-            amount_cents=9900,
-            items=[item],
-        )
+        self.add("order_paid", ts, **apparel_order(order_id, sid, user))
 
     def day_of_others(self, day: int) -> None:
         """An ended session of the same merchant on `day`: every topic's horizon moves."""

@@ -29,18 +29,13 @@ from tests.agents.core.test_retention import (
     ev,
     join,
 )
+from tests.support.events import apparel_order
 
 CLAIM = "group_spend_multiple"
 
 
 def _folding(records: list[Any], window_ms: int, fold_months: bool = True) -> Ledger:
-    ledger = Ledger(window_ms, fold_sessions=True, fold_months=fold_months)
-    for decoded in records:
-        if isinstance(decoded, Rejection):
-            ledger.reject(decoded.reason)
-        else:
-            ledger.apply(decoded)
-    return ledger
+    return _summarizing(records, window_ms, fold_months=fold_months)
 
 
 def _open_months(ledger: Ledger) -> set[tuple[str, str]]:
@@ -132,17 +127,7 @@ _JULY = 1_719_763_200_000  # 2024-07-01 00:00 CST
 
 
 def _paid(ts: int, order_id: str, user: str, sid: str, cents: int) -> Any:
-    item = {"sku_id": "k1", "quantity": 1, "unit_price_cents": cents, "category": "apparel"}
-    return ev(
-        "order_paid",
-        ts,
-        order_id=order_id,
-        session_id=sid,
-        merchant_id="m1",
-        user_id=user,
-        amount_cents=cents,
-        items=[item],
-    )
+    return ev("order_paid", ts, **apparel_order(order_id, sid, user, cents))
 
 
 def _heartbeat(ledger: Ledger, ts: int, tag: str) -> None:

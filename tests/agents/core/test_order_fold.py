@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pickle
-import random
 import zlib
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.agents.core.test_retention import (
     ev,
     started,
 )
+from tests.support.events import jittered
 from tests.support.live import fixture_operator_truth_folding, fixture_truth
 
 #: Longer than the fixtures' longest refund delay (11.9 days), so every refund counts as it
@@ -104,12 +104,7 @@ def test_orders_fold_past_the_refund_horizon_and_every_claim_stays_exact(name: s
     restored, _board = load_state(dump_state(ledger, OperatorBoard()))
     assert build_report(restored)["claims"] == folded["claims"]
 
-    rng = random.Random(17)
-    jittered = sorted(
-        decoded,
-        key=lambda e: (e.ts if not isinstance(e, Rejection) else 0) + rng.randrange(12 * HOUR),
-    )
-    shuffled = _folding(jittered, WINDOW)
+    shuffled = _folding(jittered(decoded, 12 * HOUR), WINDOW)
     assert shuffled.counts.expired == 0 and shuffled.order_fold.orders > 0
     _check_summarized(build_report(shuffled), everything, name)
 
@@ -153,14 +148,20 @@ def _one_session_orders(orders: int) -> Ledger:
             ledger.apply(ev("order_refunded", T0 + DAY + i, **refund))
     ledger.apply(ev("session_ended", T0 + HOUR, session_id="big"))
     for day in range(1, 31):
-        ts = T0 + day * DAY
-        ledger.apply(started(ts, f"s{day}"))
-        ledger.apply(ev("session_ended", ts + 1, session_id=f"s{day}"))
-        ledger.apply(ev("viewer_joined", ts, session_id=f"s{day}", user_id="w"))
-        ledger.apply(ev("interaction", ts, session_id=f"s{day}", user_id="w", kind="like"))
-        ledger.apply(ev("group_joined", ts, merchant_id="m1", user_id="w", group_id="g1"))
-        ledger.apply(ev("order_refunded", ts, order_id="none", amount_cents=1))  # moves orders
+        _another_rooms_day(ledger, day)
     return ledger
+
+
+def _another_rooms_day(ledger: Ledger, day: int) -> None:
+    """A short session of another room `day` days after T0, with an event on every topic (a
+    refund of no order moves the orders' horizon)."""
+    ts = T0 + day * DAY
+    ledger.apply(started(ts, f"s{day}"))
+    ledger.apply(ev("session_ended", ts + 1, session_id=f"s{day}"))
+    ledger.apply(ev("viewer_joined", ts, session_id=f"s{day}", user_id="w"))
+    ledger.apply(ev("interaction", ts, session_id=f"s{day}", user_id="w", kind="like"))
+    ledger.apply(ev("group_joined", ts, merchant_id="m1", user_id="w", group_id="g1"))
+    ledger.apply(ev("order_refunded", ts, order_id="none", amount_cents=1))
 
 
 def test_a_folded_orders_state_does_not_grow_with_orders() -> None:
@@ -193,16 +194,10 @@ def test_an_order_id_paid_again_after_its_fold_is_a_new_order() -> None:
         ledger.apply(ev("order_refunded", T0 + DAY, order_id="o1", amount_cents=9900))
         ledger.apply(ev("session_ended", T0 + HOUR, session_id="a"))
         for day in range(1, 40):
-            ts = T0 + day * DAY
-            ledger.apply(started(ts, f"s{day}"))
-            ledger.apply(ev("session_ended", ts + 1, session_id=f"s{day}"))
-            ledger.apply(ev("viewer_joined", ts, session_id=f"s{day}", user_id="w"))
-            ledger.apply(ev("interaction", ts, session_id=f"s{day}", user_id="w", kind="like"))
-            ledger.apply(ev("group_joined", ts, merchant_id="m1", user_id="w", group_id="g1"))
-            ledger.apply(ev("order_refunded", ts, order_id="none", amount_cents=1))
+            _another_rooms_day(ledger, day)
             if day == 20:
                 assert ledger.order_fold.orders in (0, 1)
-                ledger.apply(_order(ts, "o1", "u1", f"s{day}"))  # paid again, 20 days on
+                ledger.apply(_order(T0 + day * DAY, "o1", "u1", f"s{day}"))  # paid again
         return ledger
 
     folded = feed(Ledger(dedupe_window_ms=DAY, refund_horizon_ms=10 * DAY, fold_sessions=True))

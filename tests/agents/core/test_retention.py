@@ -25,6 +25,7 @@ from agents.core.sketch import RELATIVE_ACCURACY, QuantileSketch
 from agents.core.stats import percentile
 from schemas import Rejection, decode, event_adapter
 from tests.agents.core.test_sketch import _reference, _within_bound
+from tests.support.events import apparel_order, jittered
 from tests.support.live import fixture_operator_truth_folding, fixture_truth
 from tests.support.truth import report_mismatches
 
@@ -258,18 +259,11 @@ def test_a_shuffled_stream_folds_to_the_same_figures(name: str) -> None:
     fixture's own lateness still inside the 2-day window): the folds happen at other
     moments, yet the claims, the event counts and the distributions are the keep-everything
     ledger's of the file as it is (the operator's windows depend on arrival by design)."""
-    import random
-
     from tests.agents.core.test_merge import records
 
     decoded = [event for _topic, _key, event in records(name.removesuffix(".jsonl"))]
     everything = build_report(*_feed(decoded, None))
-    rng = random.Random(17)
-    jittered = sorted(
-        decoded,
-        key=lambda e: (e.ts if not isinstance(e, Rejection) else 0) + rng.randrange(12 * HOUR),
-    )
-    ledger, board = _feed(jittered, 2 * DAY)
+    ledger, board = _feed(jittered(decoded, 12 * HOUR), 2 * DAY)
     assert ledger.counts.expired == 0 and ledger.folded_sessions > 0
     assert sum(ledger.folded_questions.values()) > 0
     shuffled = _exact_part(build_report(ledger, board), name)
@@ -585,8 +579,6 @@ def test_closed_sessions_summarize_and_every_claim_stays_exact(name: str) -> Non
     contract keys (membership from every group event, `Ledger.membership_from`) and merged.
     The one ledger (not the partitions) folds `group_spend_multiple`'s closed months too
     (`fold_months`: July 2024, past every horizon + the session horizon by late August)."""
-    import random
-
     from agents.core.merge import merge_ledgers
     from tests.agents.core.test_merge import records, split
 
@@ -606,12 +598,7 @@ def test_closed_sessions_summarize_and_every_claim_stays_exact(name: str) -> Non
     restored, _board = load_state(dump_state(ledger, OperatorBoard()))
     assert build_report(restored)["claims"] == summarized["claims"]
 
-    rng = random.Random(17)
-    jittered = sorted(
-        decoded,
-        key=lambda e: (e.ts if not isinstance(e, Rejection) else 0) + rng.randrange(12 * HOUR),
-    )
-    shuffled = _summarizing(jittered, 2 * DAY, fold_months=True)
+    shuffled = _summarizing(jittered(decoded, 12 * HOUR), 2 * DAY, fold_months=True)
     assert shuffled.counts.expired == 0 and shuffled.summarized_sessions > 0
     assert shuffled.folded_months == ledger.folded_months
     _check_summarized(build_report(shuffled), everything, name)
@@ -666,17 +653,7 @@ def _one_session(viewers: int, orders: int, fold_sessions: bool = True) -> Ledge
 
 
 def _order(ts: int, order_id: str, user: str, sid: str) -> Any:
-    item = {"sku_id": "k1", "quantity": 1, "unit_price_cents": 9900, "category": "apparel"}
-    return ev(
-        "order_paid",
-        ts,
-        order_id=order_id,
-        session_id=sid,
-        merchant_id="m1",
-        user_id=user,
-        amount_cents=9900,
-        items=[item],
-    )
+    return ev("order_paid", ts, **apparel_order(order_id, sid, user))
 
 
 def test_a_summarized_session_does_not_grow_with_its_viewers_or_orders() -> None:
@@ -883,8 +860,6 @@ def test_the_operator_board_and_distributions_read_summarized_sessions(name: str
     once those are set to the exact ones; so after a snapshot round trip, for the stream
     shuffled, and for it split over 3 partitions (membership from every group event) and
     merged."""
-    import random
-
     from agents.core.html import render_html
     from agents.core.merge import merge_boards
     from tests.agents.core.test_merge import records, split
@@ -936,12 +911,7 @@ def test_the_operator_board_and_distributions_read_summarized_sessions(name: str
     assert restored["operator"] == summarized["operator"]
     assert restored["distributions"] == summarized["distributions"]
 
-    rng = random.Random(17)
-    jittered = sorted(
-        decoded,
-        key=lambda e: (e.ts if not isinstance(e, Rejection) else 0) + rng.randrange(12 * HOUR),
-    )
-    shuffled = build_report(*_summarizing_board(jittered, 2 * DAY))
+    shuffled = build_report(*_summarizing_board(jittered(decoded, 12 * HOUR), 2 * DAY))
     assert shuffled["retention"]["summarized_sessions"] > 0
     _operator_against_truth(shuffled["operator"], truth)
     _distributions_close(shuffled["distributions"], everything["distributions"])
