@@ -143,7 +143,9 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
         sub.refunds = [
             refund for order_id in sorted(kept_ids) for refund in source.refunds_of(order_id)
         ]
-    sub.group_events = ledger.group_events
+    # Membership as the session summaries read it: a worker's partition holds its sessions,
+    # their merchants' group events are in its membership table (other partitions' records).
+    sub.group_events = (ledger.membership_from or ledger).group_events  # type: ignore[assignment]
     sub.questions = {
         question_id: (ts, sid)
         for question_id, (ts, sid) in ledger.questions.items()
