@@ -524,7 +524,7 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
                 total_ms += watched
                 squares_ms += squares
             continue
-        for user, first_join_ts in session.first_joins():
+        for user, first_join_ts in facts.first_joins(sid):
             if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
                 continue
             watched = session.watch_ms(user)
@@ -612,10 +612,10 @@ def group_spend_multiple_part(facts: _Facts) -> SpendPart:
     for (merchant, month), joins in facts.ledger.month_first_joins.items():
         for user, earliest in joins.items():
             first_join[(merchant, month, user)] = earliest
-    for _sid, session in facts.started.items():
+    for sid, session in facts.started.items():
         assert session.merchant_id is not None and session.started_ts is not None
         month = cst_month(session.started_ts)
-        for user, earliest in session.first_joins():
+        for user, earliest in facts.first_joins(sid):
             key = (session.merchant_id, month, user)
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
