@@ -1072,6 +1072,9 @@ class Ledger:
         #: (kind, name) -> claim id -> part, so that partitions' closed periods merge into the
         #: figure of the whole stream (`periods.merge_frozen`).
         self.frozen_parts: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Per kind ("day", "month") the newest frozen period dropped (beyond the kept ones):
+        #: a merge must not take the other partitions' parts of it for the whole stream's.
+        self.frozen_dropped: dict[str, str] = {}
         self._init_session_fold()
         #: Sessions folded or summarized since the board last took them
         #: (`OperatorBoard.take_folded`).
@@ -1146,6 +1149,7 @@ class Ledger:
             self.frozen_periods = {}
         if "frozen_parts" not in state:  # version 8: frozen figures only, which do not merge
             self.frozen_parts = {}
+            self.frozen_dropped = {}
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]

@@ -251,7 +251,19 @@ def _finish(parts: Parts) -> dict[str, FrozenFigure]:
 
 
 def _compact(parts: Parts) -> Parts:
-    return {c: CLAIM_PARTS[c].compact(part) for c, part in parts.items()}
+    """The parts to keep: bounded (`ClaimParts.compact`), and their rows of ints as tuples,
+    which the garbage collector stops tracking (a frozen record holds one per user)."""
+    return {c: _untracked(CLAIM_PARTS[c].compact(part)) for c, part in parts.items()}
+
+
+def _untracked(value: Any) -> Any:
+    if isinstance(value, list) and all(type(item) is int for item in value):
+        return tuple(value)
+    if isinstance(value, dict):
+        return {key: _untracked(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_untracked(item) for item in value)
+    return value
 
 
 def _measure(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure] | None:
@@ -305,6 +317,8 @@ def merge_frozen(
             if (kind, key) in ledger.frozen_periods:
                 break  # frozen without parts (version 8): no exact merge
             if key not in stamped[kind]:
+                if key <= ledger.frozen_dropped.get(kind, ""):
+                    break  # frozen and dropped here (beyond its kept periods): no parts left
                 continue  # no facts of this period here
             raw = _parts(ledger, _in_key(kind, key), FIRST_STAGE)
             if raw is None:
@@ -365,7 +379,7 @@ def freeze_closed(ledger: Ledger, settings: PeriodSettings) -> int | None:
                 if parts is not None:
                     frozen[(kind, key)] = _finish(parts)
                     ledger.frozen_parts[(kind, key)] = _compact(parts)
-        _prune(frozen, ledger.frozen_parts, settings)
+        _prune(ledger, settings)
     refunds_to = refund_closing_horizon(ledger)
     if refunds_to is not None:
         for (kind, key), figures in frozen.items():
@@ -460,16 +474,14 @@ def attach(ledger: Ledger, settings: PeriodSettings) -> Ledger:
     return ledger
 
 
-def _prune(
-    frozen: dict[tuple[str, str], dict[str, FrozenFigure]],
-    parts: dict[tuple[str, str], Parts],
-    settings: PeriodSettings,
-) -> None:
+def _prune(ledger: Ledger, settings: PeriodSettings) -> None:
+    frozen = ledger.frozen_periods
     for kind, kept in ((DAY, settings.days_kept), (MONTH, settings.months_kept)):
         keys = sorted(key for k, key in frozen if k == kind)
         for key in keys[: max(0, len(keys) - kept)]:
             del frozen[(kind, key)]
-            parts.pop((kind, key), None)
+            ledger.frozen_parts.pop((kind, key), None)
+            ledger.frozen_dropped[kind] = max(key, ledger.frozen_dropped.get(kind, ""))
 
 
 def _kept_keys(
