@@ -478,3 +478,17 @@ def test_frozen_periods_of_partitions_merge_into_the_whole_streams_figures() -> 
         ledger.frozen_parts = {}
     bare = claim_periods(merge_ledgers(restored), PeriodSettings())["claims"]
     assert any(entry.get("folded") for entry in bare["live_aov"][MONTH])
+
+
+def test_a_version_8_state_loads_with_frozen_figures_and_no_parts() -> None:
+    """A snapshot of version 8 (frozen figures, no parts) loads: read alone its figures stand;
+    merged with another partition its closed period is left out (no exact merge)."""
+    ledger = Ledger(WEEK_MS, fold_sessions=True)
+    figure = (0.5, 0.4, 0.6, "inconclusive", 10, 3)
+    ledger.frozen_periods[(DAY, "2024-07-01")] = {"live_aov": figure}
+    del ledger.frozen_parts, ledger.frozen_dropped  # as version 8 pickled it
+    blob = dump_state(ledger, OperatorBoard())
+    restored, _board = load_state(blob[:4] + bytes([8]) + blob[5:])
+    assert restored.frozen_parts == {} and restored.frozen_dropped == {}
+    assert merge_ledgers([restored]).frozen_periods == {(DAY, "2024-07-01"): {"live_aov": figure}}
+    assert merge_ledgers([restored, Ledger(WEEK_MS)]).frozen_periods == {}
