@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from agents.core.facts import ClaimFacts as _Facts
@@ -19,7 +20,7 @@ from agents.core.ledger import (
     SIZE_REFUNDS,
     OrderFact,
 )
-from agents.core.sketch import quantile
+from agents.core.sketch import QuantileSketch, quantile
 from agents.core.stats import (
     ClusterSums,
     add_cluster_sums,
@@ -40,14 +41,14 @@ SECOND_MS: Final[int] = 1_000
 # the ledger's `REPLY_BAR_MS` and `OLD_REPLY_BAR_MS` (its fold counts against them).
 
 
+#: An order share as mergeable parts: hits, cases, the `ClusterSums` of the first clustering
+#: (sessions and lone orders) and of the (cluster, buyer) pairs, per buyer (hits, cases).
+OrderSharePart = tuple[int, int, ClusterSums, ClusterSums, dict[str, list[int]]]
+
+
 def _order_share(
-    facts: _Facts,
-    hits: list[bool],
-    orders: list[OrderFact],
-    claim: int,
-    hits_key: str,
-    total_key: str,
-) -> Measurement:
+    facts: _Facts, hits: list[bool], orders: list[OrderFact], claim: int
+) -> OrderSharePart:
     """A share of paid orders with Wilson on the effective sample size of two crossed
     clusterings (`two_way_wilson_from_sums`): orders of one session share its line-up and
     audience, and one buyer orders many times (their size, their taste for bundles, their
@@ -86,6 +87,11 @@ def _order_share(
         cluster_sums(by_pair.values()),
         (folded_pairs[0], folded_pairs[1], folded_pairs[2], folded_pairs[3]),
     )
+    return count, total, first, pairs, by_user
+
+
+def order_share_from_part(part: OrderSharePart, hits_key: str, total_key: str) -> Measurement:
+    count, total, first, pairs, by_user = part
     return Measurement(
         _ratio(count, total),
         total,
@@ -97,7 +103,7 @@ def _order_share(
     )
 
 
-def size_refund_share(facts: _Facts) -> Measurement:
+def size_refund_share_part(facts: _Facts) -> OrderSharePart:
     """Paid orders with an `apparel` item that have a refund with reason `size` / such orders.
 
     Orders are counted as `order_paid` events (as in the core claims); a refund counts however
@@ -109,10 +115,18 @@ def size_refund_share(facts: _Facts) -> Measurement:
     size_refunded = {refund.order_id for refund in facts.refunds if refund.reason == "size"}
     apparel = [order for order in facts.orders if order.has_apparel]
     hits = [order.order_id in size_refunded for order in apparel]
-    return _order_share(facts, hits, apparel, SIZE_REFUNDS, "size_refunded", "apparel_orders")
+    return _order_share(facts, hits, apparel, SIZE_REFUNDS)
 
 
-def bundle_share(facts: _Facts) -> Measurement:
+def size_refund_share(facts: _Facts) -> Measurement:
+    return size_refund_share_from_part(size_refund_share_part(facts))
+
+
+def size_refund_share_from_part(part: OrderSharePart) -> Measurement:
+    return order_share_from_part(part, "size_refunded", "apparel_orders")
+
+
+def bundle_share_part(facts: _Facts) -> OrderSharePart:
     """Paid orders (events, in or out of a session) with >= 2 distinct `sku_id`s / paid orders.
 
     Pooled over merchants: "a merchant's orders" is read as the share every merchant is claimed
@@ -120,10 +134,27 @@ def bundle_share(facts: _Facts) -> Measurement:
     """
     orders = facts.orders
     hits = [order.distinct_skus >= 2 for order in orders]
-    return _order_share(facts, hits, orders, BUNDLES, "bundle_orders", "paid_orders")
+    return _order_share(facts, hits, orders, BUNDLES)
+
+
+def bundle_share_from_part(part: OrderSharePart) -> Measurement:
+    return order_share_from_part(part, "bundle_orders", "paid_orders")
+
+
+def bundle_share(facts: _Facts) -> Measurement:
+    return bundle_share_from_part(bundle_share_part(facts))
+
+
+#: `post_live_tail` as parts: per ended session (tail cents, live cents), and the live and
+#: tail orders' counts and the amounts' count, sum and sum of squares.
+TailPart = tuple[dict[str, tuple[int, int]], tuple[int, int, int, int, int]]
 
 
 def post_live_tail(facts: _Facts) -> Measurement:
+    return post_live_tail_from_part(post_live_tail_part(facts))
+
+
+def post_live_tail_part(facts: _Facts) -> TailPart:
     """GMV of session orders paid in (end, end + 3 days] / 3 / GMV of those paid at or before end.
 
     Over sessions with a `session_started` and a `session_ended` (a session that never ended
@@ -135,18 +166,18 @@ def post_live_tail(facts: _Facts) -> Measurement:
     interval with the sessions' design effect (a tail of a few orders, or none, still gets an
     interval that can reach the truth).
     """
-    rows: list[tuple[int, int]] = []
+    rows: dict[str, tuple[int, int]] = {}
     # The amounts' count, sum and sum of squares (a summarized session keeps only these).
     amount_count = amount_sum = amount_squares = 0
     live_orders = tail_orders = 0
-    for _sid, session in facts.started.items():
+    for sid, session in facts.started.items():
         end = session.ended_ts
         if end is None:
             continue
         summary = session.summary
         if summary is not None:
             tail_cents, live_cents, tail_n, live_n, count, total, squares = summary.tail
-            rows.append((tail_cents, live_cents))
+            rows[sid] = (tail_cents, live_cents)
             tail_orders += tail_n
             live_orders += live_n
             amount_count += count
@@ -166,7 +197,13 @@ def post_live_tail(facts: _Facts) -> Measurement:
             amount_count += 1
             amount_sum += order.amount_cents
             amount_squares += order.amount_cents * order.amount_cents
-        rows.append((tail_cents, live_cents))
+        rows[sid] = (tail_cents, live_cents)
+    return rows, (live_orders, tail_orders, amount_count, amount_sum, amount_squares)
+
+
+def post_live_tail_from_part(part: TailPart) -> Measurement:
+    by_session, (live_orders, tail_orders, amount_count, amount_sum, amount_squares) = part
+    rows = [by_session[sid] for sid in sorted(by_session)]
     tail_total = sum(row[0] for row in rows)
     live_total = sum(row[1] for row in rows)
     observed = _ratio(tail_total, TAIL_DAYS * live_total)
@@ -192,7 +229,18 @@ def post_live_tail(facts: _Facts) -> Measurement:
     )
 
 
+#: `reply_latency` as parts: per session [answered within 3 s, questions], the answered
+#: folded count and those within 3 min, the held latencies (ms) and the folded ones' sketch
+#: (s). A frozen period keeps its latencies sketched (`compact_reply_part`): its p50/p95
+#: (not shown by period) are then within the sketch's bound; the share is exact.
+ReplyPart = tuple[dict[str, list[float]], int, int, list[int], QuantileSketch]
+
+
 def reply_latency(facts: _Facts) -> Measurement:
+    return reply_latency_from_part(reply_latency_part(facts))
+
+
+def reply_latency_part(facts: _Facts) -> ReplyPart:
     """Share of all questions answered within 3 s (observed); beside it p50/p95 (seconds) of
     the answered latencies, the unanswered share and the share answered within 3 min.
 
@@ -223,6 +271,34 @@ def reply_latency(facts: _Facts) -> Measurement:
         per_session[sid] = [float(within_3s_here), float(asked)]
         latencies_ms.extend(answered_ms)
         within_3min += sum(ms <= OLD_REPLY_BAR_MS for ms in answered_ms)
+    return per_session, answered, within_3min, latencies_ms, ledger.folded_figures.reply_latency_s
+
+
+def compact_reply_part(part: ReplyPart) -> ReplyPart:
+    """The part with its held latencies folded into a new sketch (bounded)."""
+    sketch = part[4].copy()
+    sketch.add_many(latency / SECOND_MS for latency in part[3])
+    return part[0], part[1], part[2], [], sketch
+
+
+def merge_reply_parts(parts: Sequence[ReplyPart]) -> ReplyPart:
+    per_session: dict[str, list[float]] = {}
+    answered = within_3min = 0
+    latencies_ms: list[int] = []
+    sketch = QuantileSketch()
+    for part in parts:
+        for sid, row in part[0].items():
+            held = per_session.get(sid)
+            per_session[sid] = list(row) if held is None else [held[0] + row[0], held[1] + row[1]]
+        answered += part[1]
+        within_3min += part[2]
+        latencies_ms.extend(part[3])
+        sketch.merge(part[4])
+    return per_session, answered, within_3min, latencies_ms, sketch
+
+
+def reply_latency_from_part(part: ReplyPart) -> Measurement:
+    per_session, answered, within_3min, latencies_ms, folded_latencies = part
     latencies = sorted(latency / SECOND_MS for latency in latencies_ms)
     questions = int(sum(row[1] for row in per_session.values()))
     answered += len(latencies)
@@ -240,14 +316,14 @@ def reply_latency(facts: _Facts) -> Measurement:
             "unanswered_share": _ratio(questions - answered, questions),
             "share_within_3min": _ratio(within_3min, questions),
             # Latencies folded out of the ledger are in its sketch (agents/core/sketch.py).
-            "p50_seconds": quantile(0.5, ledger.folded_figures.reply_latency_s, latencies),
-            "p95_seconds": quantile(0.95, ledger.folded_figures.reply_latency_s, latencies),
+            "p50_seconds": quantile(0.5, folded_latencies, latencies),
+            "p95_seconds": quantile(0.95, folded_latencies, latencies),
         },
         clusters=len(per_session),
     )
 
 
-def return_rate(facts: _Facts) -> Measurement:
+def return_rate_part(facts: _Facts) -> OrderSharePart:
     """Distinct refunded `order_id`s that were paid / distinct paid `order_id`s (report only).
 
     Each distinct order id is one case, clustered by the session and buyer of its first
@@ -260,7 +336,15 @@ def return_rate(facts: _Facts) -> Measurement:
     refunded = {refund.order_id for refund in facts.refunds}  # under the refund horizon
     orders = list(first.values())
     hits = [order.order_id in refunded for order in orders]
-    return _order_share(facts, hits, orders, RETURNS, "refunded_orders", "paid_orders")
+    return _order_share(facts, hits, orders, RETURNS)
+
+
+def return_rate_from_part(part: OrderSharePart) -> Measurement:
+    return order_share_from_part(part, "refunded_orders", "paid_orders")
+
+
+def return_rate(facts: _Facts) -> Measurement:
+    return return_rate_from_part(return_rate_part(facts))
 
 
 EXTENDED_CLAIM_FUNCTIONS: Final = {

@@ -71,6 +71,7 @@ class ClaimFacts:
             if isinstance(session.presence, SessionSummary)
         ]
         self._memberships: dict[tuple[str, str], Membership] = {}
+        self._first_joins: dict[str, list[tuple[str, int]]] = {}
 
     def session_orders(self) -> Iterator[tuple[str, SessionFacts, OrderFact]]:
         """Orders whose session id names a session that has a `session_started` (held, not
@@ -85,6 +86,14 @@ class ClaimFacts:
     def summaries(self) -> Iterator[tuple[str, SessionSummary]]:
         """The summarized started sessions, by session id."""
         return iter(self._summaries)
+
+    def first_joins(self, sid: str) -> list[tuple[str, int]]:
+        """`SessionFacts.first_joins` of a started session, computed once for every claim
+        (`group_member_dwell`, `group_spend_multiple`: it sorts each viewer's presence)."""
+        found = self._first_joins.get(sid)
+        if found is None:
+            found = self._first_joins[sid] = self.started[sid].first_joins()
+        return found
 
     def membership(self, merchant_id: str, user_id: str) -> Membership:
         key = (merchant_id, user_id)

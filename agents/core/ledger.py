@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.sketch import FoldedFigures, QuantileSketch
 from agents.core.stats import percentile
@@ -1068,6 +1068,13 @@ class Ledger:
             tuple[str, str],
             dict[str, tuple[float | None, float | None, float | None, str, int, int | None]],
         ] = {}
+        #: The mergeable parts of the frozen figures (`metrics.CLAIM_PARTS`, compacted):
+        #: (kind, name) -> claim id -> part, so that partitions' closed periods merge into the
+        #: figure of the whole stream (`periods.merge_frozen`).
+        self.frozen_parts: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Per kind ("day", "month") the newest frozen period dropped (beyond the kept ones):
+        #: a merge must not take the other partitions' parts of it for the whole stream's.
+        self.frozen_dropped: dict[str, str] = {}
         self._init_session_fold()
         #: Sessions folded or summarized since the board last took them
         #: (`OperatorBoard.take_folded`).
@@ -1140,6 +1147,9 @@ class Ledger:
         self._order_fold_held = None
         if "frozen_periods" not in state:  # a state from before the claims by period
             self.frozen_periods = {}
+        if "frozen_parts" not in state:  # version 8: frozen figures only, which do not merge
+            self.frozen_parts = {}
+            self.frozen_dropped = {}
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]

@@ -65,6 +65,7 @@ from agents.core.ledger import (
     widest_refund_horizon,
 )
 from agents.core.operator import OperatorBoard, clicker_count
+from agents.core.periods import merge_frozen
 from agents.core.screen import _add_rows, merge_screens
 from agents.core.sketch import QuantileSketch
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
@@ -110,9 +111,8 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
         kept = [k for k in (ledger._kept_from_hour[topic] for ledger in ledgers) if k is not None]
         merged._kept_from_hour[topic] = min(kept) if kept else None
     merged.folded_sessions = sum(ledger.folded_sessions for ledger in ledgers)
-    if len(ledgers) == 1:
-        # Frozen period figures are one ledger's (agents/core/periods.py): they do not add.
-        merged.frozen_periods = dict(ledgers[0].frozen_periods)
+    # Closed periods: the inputs' frozen parts added, the figures finished from them.
+    merged.frozen_periods, merged.frozen_parts = merge_frozen(ledgers)
     _merge_session_fold(merged, ledgers)
     for ledger in ledgers:
         for sid, ended_ts in ledger._ended_unfolded.items():

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Final
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
-from agents.core.extended import EXTENDED_CLAIM_FUNCTIONS
+from agents.core.extended import (
+    EXTENDED_CLAIM_FUNCTIONS,
+    TailPart,
+    bundle_share_from_part,
+    bundle_share_part,
+    compact_reply_part,
+    merge_reply_parts,
+    post_live_tail_from_part,
+    post_live_tail_part,
+    reply_latency_from_part,
+    reply_latency_part,
+    return_rate_from_part,
+    return_rate_part,
+    size_refund_share_from_part,
+    size_refund_share_part,
+)
 from agents.core.facts import ClaimFacts, Measurement, order_key, ratio
 from agents.core.ledger import (
     BUYER_AFTER5,
@@ -31,7 +48,7 @@ from agents.core.ledger import (
     price_tier,
     uplift_counts,
 )
-from agents.core.sketch import quantile, spearman
+from agents.core.sketch import FoldedFigures, quantile, spearman
 from agents.core.stats import (
     ClusterSums,
     FloatArray,
@@ -75,6 +92,10 @@ __all__ = [
 ]
 
 
+def _same(part: Any) -> Any:
+    return part
+
+
 def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measurement:
     """A share of independent cases with its Wilson interval, and both counts under the truth
     file's names."""
@@ -83,18 +104,20 @@ def _proportion(hits: int, total: int, hits_key: str, total_key: str) -> Measure
     )
 
 
-def _session_proportion(
-    facts: _Facts,
-    cases: list[tuple[bool, str, str]],
-    folded: tuple[str, int, int, int],
-    hits_key: str,
-    total_key: str,
-) -> Measurement:
+#: A share of session orders as mergeable parts (`_session_proportion_part`): hits, cases, the
+#: `ClusterSums` of the session clusters and of the (session, buyer) pairs, and per buyer the
+#: (hits, cases) row. Sessions and pairs are whole in one partition (a session's record key),
+#: so their sums add; a buyer orders in several, so their rows add per user (docs/metrics.md,
+#: "Claims by period": merged partitions).
+SharePart = tuple[int, int, ClusterSums, ClusterSums, dict[str, list[int]]]
+
+
+def _session_proportion_part(
+    facts: _Facts, cases: list[tuple[bool, str, str]], folded: tuple[str, int, int, int]
+) -> SharePart:
     """A share of session orders, each held case (hit, session id, buyer), plus the summarized
     sessions' (`folded`: the `SessionSummary` attribute of their hits, the `SHARE_*` indices of
-    its pair sums h^2 and h n, the `BUYER_*` index of the buyers' running hits). Orders of one
-    session share its timing and audience, and one buyer orders in several sessions, so the
-    interval is Wilson on the effective sample size of the two crossed clusterings; its
+    its pair sums h^2 and h n, the `BUYER_*` index of the buyers' running hits), as parts: its
     cluster sums are integers, the held cases' and the summarized ones' added exactly."""
     attribute, h2_index, hn_index, buyer_index = folded
     by_session: dict[str, list[int]] = {}
@@ -128,10 +151,42 @@ def _session_proportion(
         else:
             held[0] += running[buyer_index]
             held[1] += running[BUYER_ORDERS]
+    return hits, total, cluster_sums(by_session.values()), pairs, by_user
+
+
+def add_user_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
+    """Per-user rows of integers added into `into` (copies: `rows` is not shared)."""
+    for user, row in rows.items():
+        held = into.get(user)
+        if held is None:
+            into[user] = list(row)
+        else:
+            for i, value in enumerate(row):
+                held[i] += value
+
+
+def merge_share_parts(parts: Sequence[SharePart]) -> SharePart:
+    """Parts of disjoint sessions (partitions, or days of a month) added."""
+    hits = total = 0
+    sessions: ClusterSums = (0, 0, 0, 0)
+    pairs: ClusterSums = (0, 0, 0, 0)
+    users: dict[str, list[int]] = {}
+    for part in parts:
+        hits += part[0]
+        total += part[1]
+        sessions = add_cluster_sums(sessions, part[2])
+        pairs = add_cluster_sums(pairs, part[3])
+        add_user_rows(users, part[4])
+    return hits, total, sessions, pairs, users
+
+
+def share_from_part(part: SharePart, hits_key: str, total_key: str) -> Measurement:
+    """The share and its interval: Wilson on the effective sample size of the two crossed
+    clusterings (orders of one session share its timing and audience, and one buyer orders in
+    several sessions), from the integer sums."""
+    hits, total, sessions, pairs, by_user = part
     interval = (
-        two_way_wilson_from_sums(
-            hits, total, cluster_sums(by_session.values()), cluster_sums(by_user.values()), pairs
-        )
+        two_way_wilson_from_sums(hits, total, sessions, cluster_sums(by_user.values()), pairs)
         if total
         else None
     )
@@ -140,7 +195,7 @@ def _session_proportion(
         total,
         interval,
         {hits_key: hits, total_key: total},
-        clusters=len(by_session),
+        clusters=sessions[0],
     )
 
 
@@ -148,36 +203,80 @@ def _close_ts(session: SessionFacts) -> int:
     return session.ended_ts if session.ended_ts is not None else session.last_ts
 
 
-def orders_after_minute_5(facts: _Facts) -> Measurement:
+def orders_after_minute_5_part(facts: _Facts) -> SharePart:
     cases: list[tuple[bool, str, str]] = []
     for sid, session, order in facts.session_orders():
         assert session.started_ts is not None
         cases.append((order.ts - session.started_ts >= FIVE_MINUTES_MS, sid, order.user_id))
     folded = ("after_5min", SHARE_AFTER5_H2, SHARE_AFTER5_HN, BUYER_AFTER5)
-    return _session_proportion(facts, cases, folded, "after_5min", "session_orders")
+    return _session_proportion_part(facts, cases, folded)
+
+
+def orders_after_minute_5_from_part(part: SharePart) -> Measurement:
+    return share_from_part(part, "after_5min", "session_orders")
+
+
+def orders_after_minute_5(facts: _Facts) -> Measurement:
+    return orders_after_minute_5_from_part(orders_after_minute_5_part(facts))
 
 
 _tier = price_tier
 
 
-def price_dwell_association(facts: _Facts) -> Measurement:
-    prices: list[float] = []
+#: `price_dwell_association` as parts: the held session orders' (dearest unit price in cents,
+#: watch minutes, session id), and the sketched part (`FoldedFigures`: the orders folded out).
+#: Raw pairs are not bounded: a frozen period keeps its pairs sketched (`compact_price_part`),
+#: so a period merged over partitions reads rho from the merged `RankTable`, within its bound.
+PricePart = tuple[list[int], list[float], list[str], FoldedFigures]
+
+
+def price_dwell_part(facts: _Facts) -> PricePart:
+    prices: list[int] = []
     watch_minutes: list[float] = []
-    by_tier: dict[str, list[float]] = {name: [] for name, _ in PRICE_TIERS}
     order_sessions: list[str] = []
     for sid, session, order in facts.session_orders():
         order_sessions.append(sid)
         watched = session.watch_ms(order.user_id, until_ts=order.ts)
-        minutes = watched / MINUTE_MS
         prices.append(order.max_unit_price_cents)
-        watch_minutes.append(minutes)
-        by_tier[_tier(order.max_unit_price_cents)].append(minutes)
+        watch_minutes.append(watched / MINUTE_MS)
     # Orders folded out of the ledger (their watch time final) are in its sketches
     # (agents/core/sketch.py): with none, every figure here is exact.
-    folded = facts.ledger.folded_figures
+    return prices, watch_minutes, order_sessions, facts.ledger.folded_figures
+
+
+def compact_price_part(part: PricePart) -> PricePart:
+    """The part with its raw pairs folded into a new sketch (bounded: a frozen period's)."""
+    prices, minutes, sessions, folded = part
+    sketch = FoldedFigures()
+    sketch.merge(folded)
+    for price, watched in zip(prices, minutes, strict=True):
+        sketch.fold_order(_tier(price), price, watched)
+    sketch.price_watch_sessions += len(set(sessions))
+    return [], [], [], sketch
+
+
+def merge_price_parts(parts: Sequence[PricePart]) -> PricePart:
+    sketch = FoldedFigures()
+    prices: list[int] = []
+    minutes: list[float] = []
+    sessions: list[str] = []
+    for part in parts:
+        prices.extend(part[0])
+        minutes.extend(part[1])
+        sessions.extend(part[2])
+        sketch.merge(part[3])
+    return prices, minutes, sessions, sketch
+
+
+def price_dwell_from_part(part: PricePart) -> Measurement:
+    prices, watch_minutes, order_sessions, folded = part
+    by_tier: dict[str, list[float]] = {name: [] for name, _ in PRICE_TIERS}
+    for price, minutes in zip(prices, watch_minutes, strict=True):
+        by_tier[_tier(price)].append(minutes)
     n = len(prices) + folded.price_watch.count
     clusters = len(set(order_sessions)) + folded.price_watch_sessions
     interval: tuple[float, float] | None
+    rho: float | None
     if folded.price_watch.count == 0:
         rho = spearman_rho(prices, watch_minutes)
         # Clustered by session: orders of one session are not independent pairs.
@@ -207,6 +306,10 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     )
 
 
+def price_dwell_association(facts: _Facts) -> Measurement:
+    return price_dwell_from_part(price_dwell_part(facts))
+
+
 def _uplift(totals: FloatArray) -> FloatArray:
     cr_interacting = safe_divide(totals[:, 0], totals[:, 1])
     cr_other = safe_divide(totals[:, 2], totals[:, 3])
@@ -225,14 +328,36 @@ def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int
     return uplift_counts(session.viewers, session.interacting_users, buyers)
 
 
-def interaction_uplift(facts: _Facts) -> Measurement:
-    # One row per session: interacting buyers, interacting pairs, other buyers, other pairs.
+#: `interaction_uplift` as parts: per session with viewers its row (interacting buyers,
+#: interacting pairs, other buyers, other pairs), by session id.
+UpliftPart = dict[str, tuple[int, int, int, int]]
+
+
+def interaction_uplift_part(facts: _Facts) -> UpliftPart:
     # Only sessions with a `session_started` are sessions (as for "session orders").
-    rows = [
-        interaction_pairs(s, facts.ledger.fold_sessions)
-        for _sid, s in facts.started.items()
+    return {
+        sid: interaction_pairs(s, facts.ledger.fold_sessions)
+        for sid, s in facts.started.items()
         if (s.summary.viewers if s.summary is not None else s.viewers)
-    ]
+    }
+
+
+def merge_session_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-session rows of disjoint sessions united (a session id in two parts, a producer
+    that keyed it apart: its rows added, as `SessionSummary.combined` does)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for sid, row in part.items():
+            held = out.get(sid)
+            out[sid] = (
+                row if held is None else type(row)(a + b for a, b in zip(held, row, strict=True))
+            )
+    return out
+
+
+def interaction_uplift_from_part(part: UpliftPart) -> Measurement:
+    # One row per session, by session id.
+    rows = [part[sid] for sid in sorted(part)]
     ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
     cr_i = _ratio(ib, ip)
     cr_n = _ratio(ob, op)
@@ -253,7 +378,44 @@ def interaction_uplift(facts: _Facts) -> Measurement:
     )
 
 
+def interaction_uplift(facts: _Facts) -> Measurement:
+    return interaction_uplift_from_part(interaction_uplift_part(facts))
+
+
+#: `live_aov` as parts: per session [GMV cents, orders], and per CST day per session the same
+#: (a session running past midnight is a cluster of each day it has orders in).
+AovPart = tuple[dict[str, list[int]], dict[str, dict[str, list[int]]]]
+
+
+def live_aov_part(facts: _Facts) -> AovPart:
+    per_session: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_day: dict[str, dict[str, list[int]]] = defaultdict(dict)
+    for sid, _session, order in facts.session_orders():
+        day_bucket = per_day[cst_day(order.ts)].setdefault(sid, [0, 0])
+        for bucket in (per_session[sid], day_bucket):
+            bucket[0] += order.amount_cents
+            bucket[1] += 1
+    for sid, summary in facts.summaries():
+        if summary.orders:
+            per_session[sid] = [summary.gmv_cents, summary.orders]
+            for day_start, (gmv, n) in summary.days.items():
+                per_day[cst_day(day_start)][sid] = [gmv, n]
+    return dict(per_session), dict(per_day)
+
+
+def merge_aov_parts(parts: Sequence[AovPart]) -> AovPart:
+    per_day: dict[str, dict[str, list[int]]] = {}
+    for part in parts:
+        for day, sessions in part[1].items():
+            per_day[day] = merge_session_rows([per_day.get(day, {}), sessions])
+    return merge_session_rows([part[0] for part in parts]), per_day
+
+
 def live_aov(facts: _Facts) -> Measurement:
+    return live_aov_from_part(live_aov_part(facts))
+
+
+def live_aov_from_part(part: AovPart) -> Measurement:
     """Session GMV / session orders (CNY), overall and per CST day, with the intervals the
     verdict rests on (claims.md): the overall 95% interval, and for each judged day (>= 30
     session orders) an interval clustered by session at 1 - 0.05 / k (`day_ratio_intervals`),
@@ -261,26 +423,10 @@ def live_aov(facts: _Facts) -> Measurement:
     with >= 95%).
     A judged day with orders from one session only has no interval (no spread between rooms
     to speak from): it can never count as at or above the bar."""
-    per_session: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    # day -> session -> [GMV cents, orders]: a session running past midnight is a cluster of
-    # each day it has orders in.
-    per_day: dict[str, dict[str, list[int]]] = defaultdict(dict)
-    for sid, _session, order in facts.session_orders():
-        day_bucket = per_day[cst_day(order.ts)].setdefault(sid, [0, 0])
-        for bucket in (per_session[sid], day_bucket):
-            bucket[0] += order.amount_cents
-            bucket[1] += 1
-    summarized = False
-    for sid, summary in facts.summaries():
-        if summary.orders:
-            summarized = True
-            per_session[sid] = [summary.gmv_cents, summary.orders]
-            for day_start, (gmv, n) in summary.days.items():
-                per_day[cst_day(day_start)][sid] = [gmv, n]
-    if summarized:  # clusters in session id order, as the held sessions' loop leaves them
-        per_session = defaultdict(lambda: [0, 0], sorted(per_session.items()))
-        for day, sessions in per_day.items():
-            per_day[day] = dict(sorted(sessions.items()))
+    # Clusters in session id order (the held sessions' loop's, the summaries' and the merged
+    # parts' alike).
+    per_session = dict(sorted(part[0].items()))
+    per_day = {day: dict(sorted(sessions.items())) for day, sessions in part[1].items()}
     gmv_cents = sum(b[0] for b in per_session.values())
     count = sum(b[1] for b in per_session.values())
     observed = gmv_cents / count / 100 if count else None
@@ -323,13 +469,21 @@ def live_aov(facts: _Facts) -> Measurement:
     )
 
 
-def group_order_share(facts: _Facts) -> Measurement:
+def group_order_share_part(facts: _Facts) -> SharePart:
     cases: list[tuple[bool, str, str]] = []
     for sid, _session, order in facts.session_orders():
         member = facts.membership(order.merchant_id, order.user_id).member_at(order.ts)
         cases.append((member, sid, order.user_id))
     folded = ("member_orders", SHARE_MEMBER_H2, SHARE_MEMBER_HN, BUYER_MEMBER)
-    return _session_proportion(facts, cases, folded, "member_orders", "session_orders")
+    return _session_proportion_part(facts, cases, folded)
+
+
+def group_order_share_from_part(part: SharePart) -> Measurement:
+    return share_from_part(part, "member_orders", "session_orders")
+
+
+def group_order_share(facts: _Facts) -> Measurement:
+    return group_order_share_from_part(group_order_share_part(facts))
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:
@@ -348,7 +502,12 @@ def group_repurchase_30d(facts: _Facts) -> Measurement:
     return _proportion(repurchased, eligible, "repurchased", "eligible")
 
 
-def group_member_dwell(facts: _Facts) -> Measurement:
+#: `group_member_dwell` as parts: pairs, their watch ms and its sum of squares, the
+#: `ClusterSums` of the sessions' (watch ms, pairs), and per member user the same row.
+DwellPart = tuple[int, int, int, ClusterSums, dict[str, list[int]]]
+
+
+def group_member_dwell_part(facts: _Facts) -> DwellPart:
     # One case per (session, member) pair: its watch time in ms, session and user; the
     # summarized sessions' pairs as sums (`SessionSummary.dwell`, `Ledger.folded_dwellers`).
     by_session: dict[str, list[int]] = {}
@@ -365,7 +524,7 @@ def group_member_dwell(facts: _Facts) -> Measurement:
                 total_ms += watched
                 squares_ms += squares
             continue
-        for user, first_join_ts in session.first_joins():
+        for user, first_join_ts in facts.first_joins(sid):
             if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
                 continue
             watched = session.watch_ms(user)
@@ -386,6 +545,28 @@ def group_member_dwell(facts: _Facts) -> Measurement:
         else:
             row[0] += watched
             row[1] += count
+    return pairs, total_ms, squares_ms, cluster_sums(by_session.values()), by_user
+
+
+def merge_dwell_parts(parts: Sequence[DwellPart]) -> DwellPart:
+    pairs = total_ms = squares_ms = 0
+    sessions: ClusterSums = (0, 0, 0, 0)
+    users: dict[str, list[int]] = {}
+    for part in parts:
+        pairs += part[0]
+        total_ms += part[1]
+        squares_ms += part[2]
+        sessions = add_cluster_sums(sessions, part[3])
+        add_user_rows(users, part[4])
+    return pairs, total_ms, squares_ms, sessions, users
+
+
+def group_member_dwell(facts: _Facts) -> Measurement:
+    return group_member_dwell_from_part(group_member_dwell_part(facts))
+
+
+def group_member_dwell_from_part(part: DwellPart) -> Measurement:
+    pairs, total_ms, squares_ms, sessions, by_user = part
     # A member's watch habit goes with them to every session they attend, and a session's
     # length and audience with all its members: the pairs are clustered both ways. The
     # bootstrap-t resamples users (their rows: summed minutes, pairs, by user id) for the skew
@@ -396,7 +577,7 @@ def group_member_dwell(facts: _Facts) -> Measurement:
         se_ms = two_way_mean_se_from_sums(
             total_ms,
             pairs,
-            cluster_sums(by_session.values()),
+            sessions,
             cluster_sums(by_user.values()),
             (pairs, squares_ms, total_ms, pairs),
         )
@@ -408,21 +589,33 @@ def group_member_dwell(facts: _Facts) -> Measurement:
         interval,
         {"pairs": pairs},
         # The fewer of the two kinds of cluster bounds what the spread between them can say.
-        clusters=min(len(by_session), len(by_user)),
+        clusters=min(sessions[0], len(by_user)),
     )
 
 
-def group_spend_multiple(facts: _Facts) -> Measurement:
+#: `group_spend_multiple` as parts: per user the closed months' summed rows (`MONTH_*`), and
+#: of the open ones per (merchant, month, user) the earliest first join with whether the user
+#: was a member then, and the spend in cents. A user's first join of a month may be in
+#: several partitions' sessions: merged, the earliest wins (its membership with it) and spend
+#: adds; a key with spend and no join anywhere is not in the population.
+SpendPart = tuple[
+    dict[str, list[int]],
+    dict[tuple[str, str, str], tuple[int, bool]],
+    dict[tuple[str, str, str], int],
+]
+
+
+def group_spend_multiple_part(facts: _Facts) -> SpendPart:
     # (merchant, month, user) -> first join in a session of that merchant started that month:
     # of the sessions folded out of the ledger (`Ledger.month_first_joins`), then of those held.
     first_join: dict[tuple[str, str, str], int] = {}
     for (merchant, month), joins in facts.ledger.month_first_joins.items():
         for user, earliest in joins.items():
             first_join[(merchant, month, user)] = earliest
-    for _sid, session in facts.started.items():
+    for sid, session in facts.started.items():
         assert session.merchant_id is not None and session.started_ts is not None
         month = cst_month(session.started_ts)
-        for user, earliest in session.first_joins():
+        for user, earliest in facts.first_joins(sid):
             key = (session.merchant_id, month, user)
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
@@ -441,17 +634,42 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
                         key not in first_join or joined_ts < first_join[key]
                     ):
                         first_join[key] = joined_ts
+    joined_at = {
+        key: (joined_ts, facts.membership(key[0], key[2]).member_at(joined_ts))
+        for key, joined_ts in first_join.items()
+    }
+    return facts.ledger.month_folded_users, joined_at, spend
+
+
+def merge_spend_parts(parts: Sequence[SpendPart]) -> SpendPart:
+    folded: dict[str, list[int]] = {}
+    joins: dict[tuple[str, str, str], tuple[int, bool]] = {}
+    spend: dict[tuple[str, str, str], int] = {}
+    for part in parts:
+        add_user_rows(folded, part[0])
+        for key, joined in part[1].items():
+            held = joins.get(key)
+            if held is None or joined[0] < held[0]:
+                joins[key] = joined
+        for key, cents in part[2].items():
+            spend[key] = spend.get(key, 0) + cents
+    return folded, joins, spend
+
+
+def group_spend_multiple(facts: _Facts) -> Measurement:
+    return group_spend_multiple_from_part(group_spend_multiple_part(facts))
+
+
+def group_spend_multiple_from_part(part: SpendPart) -> Measurement:
+    folded, joins, spend = part
     # Per user, their rows summed (`MONTH_*` columns, cents and counts): the closed months'
     # (`Ledger.month_folded_users`), then one row per population member of the open ones:
     # member spend, member flag, spend, 1. The held rows go through the same integer sums as
     # the folded ones, so the figure and its interval do not depend on what is folded.
-    totals: dict[str, list[int]] = {
-        user: list(row) for user, row in facts.ledger.month_folded_users.items()
-    }
-    for key, joined_ts in first_join.items():
-        merchant, _month, user = key
+    totals: dict[str, list[int]] = {user: list(row) for user, row in folded.items()}
+    for key, (_joined_ts, member) in joins.items():
+        user = key[2]
         cents = spend.get(key, 0)
-        member = facts.membership(merchant, user).member_at(joined_ts)
         row = totals.get(user)
         if row is None:
             row = totals[user] = [0, 0, 0, 0]
@@ -499,6 +717,63 @@ CLAIM_FUNCTIONS: Final = {
     "group_repurchase_30d": group_repurchase_30d,
     "group_member_dwell": group_member_dwell,
     "group_spend_multiple": group_spend_multiple,
+}
+
+
+def merge_tail_parts(parts: Sequence[TailPart]) -> TailPart:
+    sums = [0, 0, 0, 0, 0]
+    for part in parts:
+        for i, value in enumerate(part[1]):
+            sums[i] += value
+    rows = merge_session_rows([part[0] for part in parts])
+    return rows, (sums[0], sums[1], sums[2], sums[3], sums[4])
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimParts:
+    """A claim split into mergeable parts (docs/metrics.md, "Claims by period": merged
+    partitions): `part` of a ledger's facts; `merge` of parts of disjoint sub-streams (the
+    partitions of one stream, the days of a month) is the part of their union; `finish` is
+    the claim's `Measurement` of a part (`finish(part(facts))` is the claim function's); and
+    `compact` bounds a part to keep (the raw pairs of a rank correlation and the held reply
+    latencies sketched; identity for the others, which hold counts and integer sums only)."""
+
+    part: Callable[[_Facts], Any]
+    merge: Callable[[Sequence[Any]], Any]
+    finish: Callable[[Any], Measurement]
+    compact: Callable[[Any], Any] = _same
+
+
+#: Every claim with a period figure (not `group_repurchase_30d`: agents/core/periods.py).
+CLAIM_PARTS: Final[dict[str, ClaimParts]] = {
+    "orders_after_minute_5": ClaimParts(
+        orders_after_minute_5_part, merge_share_parts, orders_after_minute_5_from_part
+    ),
+    "price_dwell_association": ClaimParts(
+        price_dwell_part, merge_price_parts, price_dwell_from_part, compact_price_part
+    ),
+    "interaction_uplift": ClaimParts(
+        interaction_uplift_part, merge_session_rows, interaction_uplift_from_part
+    ),
+    "live_aov": ClaimParts(live_aov_part, merge_aov_parts, live_aov_from_part),
+    "group_order_share": ClaimParts(
+        group_order_share_part, merge_share_parts, group_order_share_from_part
+    ),
+    "group_member_dwell": ClaimParts(
+        group_member_dwell_part, merge_dwell_parts, group_member_dwell_from_part
+    ),
+    "group_spend_multiple": ClaimParts(
+        group_spend_multiple_part, merge_spend_parts, group_spend_multiple_from_part
+    ),
+    "size_refund_share": ClaimParts(
+        size_refund_share_part, merge_share_parts, size_refund_share_from_part
+    ),
+    "bundle_share": ClaimParts(bundle_share_part, merge_share_parts, bundle_share_from_part),
+    "post_live_tail": ClaimParts(post_live_tail_part, merge_tail_parts, post_live_tail_from_part),
+    "reply_latency": ClaimParts(
+        reply_latency_part, merge_reply_parts, reply_latency_from_part, compact_reply_part
+    ),
+    "return_rate": ClaimParts(return_rate_part, merge_share_parts, return_rate_from_part),
 }
 
 

@@ -21,13 +21,12 @@ frozen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from agents.core.claims import CLAIMS
-from agents.core.extended import return_rate, size_refund_share
 from agents.core.facts import ClaimFacts
 from agents.core.ledger import (
     DAY_MS,
@@ -42,7 +41,7 @@ from agents.core.ledger import (
     cst_month_end,
     cst_month_start,
 )
-from agents.core.metrics import Measurement, compute_claims
+from agents.core.metrics import CLAIM_PARTS, Measurement
 from agents.core.report import claim_verdict
 
 _CST_OFFSET_MS: Final[int] = 8 * 3_600_000
@@ -137,7 +136,16 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
         for refund in ledger.refunds
         if refund.order_id in kept_ids or (refund.order_id not in paid and in_period(refund.ts))
     ]
-    sub.group_events = ledger.group_events
+    source = ledger.refunds_from
+    if source is not None:
+        # A worker's partition: its orders' refunds are in the refund table (another
+        # partition's records), as the order fold reads them.
+        sub.refunds = [
+            refund for order_id in sorted(kept_ids) for refund in source.refunds_of(order_id)
+        ]
+    # Membership as the session summaries read it: a worker's partition holds its sessions,
+    # their merchants' group events are in its membership table (other partitions' records).
+    sub.group_events = (ledger.membership_from or ledger).group_events  # type: ignore[assignment]
     sub.questions = {
         question_id: (ts, sid)
         for question_id, (ts, sid) in ledger.questions.items()
@@ -213,25 +221,119 @@ def _figures(claim_ids: Iterable[str], measured: dict[str, Measurement]) -> dict
     return out
 
 
-def _measure(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure] | None:
-    """The period's figures, or None when some session of it is summarized (its raw facts
-    gone: a period's figures need them, docs/metrics.md)."""
+#: The claims with a period figure, in the registry's order.
+PERIOD_CLAIMS: Final[tuple[str, ...]] = tuple(
+    claim.id for claim in CLAIMS if claim.id not in NOT_PER_PERIOD
+)
+#: Frozen at a period's close (the refund claims in a second stage).
+FIRST_STAGE: Final[tuple[str, ...]] = tuple(c for c in PERIOD_CLAIMS if c not in REFUND_CLAIMS)
+#: The claim whose frozen part is sketched (`metrics.compact_price_part`): a month's figure
+#: alone is taken from its facts (exact), not from its days' parts.
+SKETCHED: Final[str] = "price_dwell_association"
+
+Parts = dict[str, Any]
+
+
+def _parts(
+    ledger: Ledger, in_period: Callable[[int], bool], claim_ids: Iterable[str]
+) -> Parts | None:
+    """The period's raw parts of `claim_ids` (`metrics.CLAIM_PARTS`), or None when some
+    session of it is summarized (its raw facts gone: a period's parts need them)."""
     sub = period_ledger(ledger, in_period)
     if any(isinstance(s.presence, SessionSummary) for s in sub.sessions.values()):
         return None
-    claim_ids = [claim.id for claim in CLAIMS if claim.id not in NOT_PER_PERIOD]
-    return _figures(claim_ids, compute_claims(sub))
+    facts = ClaimFacts(sub)
+    return {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in claim_ids}
+
+
+def _finish(parts: Parts) -> dict[str, FrozenFigure]:
+    return _figures(parts, {c: CLAIM_PARTS[c].finish(part) for c, part in parts.items()})
+
+
+def _compact(parts: Parts) -> Parts:
+    """The parts to keep: bounded (`ClaimParts.compact`), and their rows of ints as tuples,
+    which the garbage collector stops tracking (a frozen record holds one per user)."""
+    return {c: _untracked(CLAIM_PARTS[c].compact(part)) for c, part in parts.items()}
+
+
+def _untracked(value: Any) -> Any:
+    if isinstance(value, list) and all(type(item) is int for item in value):
+        return tuple(value)
+    if isinstance(value, dict):
+        return {key: _untracked(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_untracked(item) for item in value)
+    return value
+
+
+def _measure(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure] | None:
+    """The period's figures from its facts, or None when some session of it is summarized."""
+    parts = _parts(ledger, in_period, PERIOD_CLAIMS)
+    return None if parts is None else _finish(parts)
 
 
 def _measure_refunds(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure]:
     """The period's `REFUND_CLAIMS` figures from the held orders and refunds: they read no
     session fact a summary drops (an order keeps its session id, a summarized session its
     start and end), so they are exact while the period's orders are held."""
+    return _finish(_refund_parts(ledger, in_period))
+
+
+def _refund_parts(ledger: Ledger, in_period: Callable[[int], bool]) -> Parts:
     facts = ClaimFacts(period_ledger(ledger, in_period))
-    return _figures(
-        REFUND_CLAIMS,
-        {"size_refund_share": size_refund_share(facts), "return_rate": return_rate(facts)},
-    )
+    return {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in REFUND_CLAIMS}
+
+
+def merge_frozen(
+    ledgers: Sequence[Ledger],
+) -> tuple[dict[tuple[str, str], dict[str, FrozenFigure]], dict[tuple[str, str], Parts]]:
+    """The frozen periods of several partitions' ledgers merged (`merge.merge_ledgers`): for
+    each period some input froze, the parts of every input added (an input that has not
+    frozen it yet gives the parts of its raw facts for it; one with no facts in it, none) and
+    the figures finished from them: the figures of the whole stream's period, exact where the
+    claim is from counts and integer sums (all but `price_dwell_association`, read from the
+    merged sketch). A period some input can give no parts for (it summarized its sessions
+    without parts: a state of snapshot version 8) is left out (reported `"folded": true`).
+    The refund claims are merged where every input has frozen them (else the report computes
+    them from the merged held orders, as for one ledger)."""
+    if len(ledgers) == 1:
+        return dict(ledgers[0].frozen_periods), dict(ledgers[0].frozen_parts)
+    keys = sorted({key for ledger in ledgers for key in ledger.frozen_periods})
+    stamps = [_found(ledger) for ledger in ledgers]
+    figures_out: dict[tuple[str, str], dict[str, FrozenFigure]] = {}
+    parts_out: dict[tuple[str, str], Parts] = {}
+    for kind, key in keys:
+        first: list[Parts] = []
+        refunds: list[Parts] | None = []
+        for ledger, stamped in zip(ledgers, stamps, strict=True):
+            frozen = ledger.frozen_parts.get((kind, key))
+            if frozen is not None and all(c in frozen for c in FIRST_STAGE):
+                first.append({c: frozen[c] for c in FIRST_STAGE})
+                if refunds is not None and all(c in frozen for c in REFUND_CLAIMS):
+                    refunds.append({c: frozen[c] for c in REFUND_CLAIMS})
+                else:
+                    refunds = None
+                continue
+            if (kind, key) in ledger.frozen_periods:
+                break  # frozen without parts (version 8): no exact merge
+            if key not in stamped[kind]:
+                if key <= ledger.frozen_dropped.get(kind, ""):
+                    break  # frozen and dropped here (beyond its kept periods): no parts left
+                continue  # no facts of this period here
+            raw = _parts(ledger, _in_key(kind, key), FIRST_STAGE)
+            if raw is None:
+                break
+            first.append(_compact(raw))
+            refunds = None  # not frozen here: the report computes them from held orders
+        else:
+            merged = {c: CLAIM_PARTS[c].merge([p[c] for p in first]) for c in FIRST_STAGE}
+            if refunds:
+                merged.update(
+                    {c: CLAIM_PARTS[c].merge([p[c] for p in refunds]) for c in REFUND_CLAIMS}
+                )
+            parts_out[(kind, key)] = merged
+            figures_out[(kind, key)] = _finish(merged)
+    return figures_out, parts_out
 
 
 def _in_key(kind: str, key: str) -> Callable[[int], bool]:
@@ -257,29 +359,68 @@ def _in(kind: str, ts_in: int) -> Callable[[int], bool]:
 
 def freeze_closed(ledger: Ledger, settings: PeriodSettings) -> int | None:
     """Freeze the figures of every closed day and month not frozen yet into
-    `ledger.frozen_periods`, drop the frozen ones beyond the kept counts, and return the
-    earliest start ts of a session whose raw facts a period still needs (the ledger does not
-    summarize it: `Ledger.period_gate`); None when nothing is held back."""
+    `ledger.frozen_periods`, with their mergeable parts (`ledger.frozen_parts`), drop the
+    frozen ones beyond the kept counts, and return the earliest start ts of a session whose
+    raw facts a period still needs (the ledger does not summarize it: `Ledger.period_gate`);
+    None when nothing is held back. A day's parts are taken from its facts; a month's are its
+    days' parts added (each fact is in one day), but for `SKETCHED`, from its facts."""
     closed_to = closing_horizon(ledger)
     frozen = ledger.frozen_periods
     if closed_to is not None:
-        wanted = _kept_keys(ledger, settings)
+        found = _found(ledger)
+        wanted = _kept_keys(ledger, settings, found)
         for kind in (DAY, MONTH):
             for key, ts in wanted[kind].items():
                 if (kind, key) in frozen or _period_end_ms(kind, ts) > closed_to:
                     continue
-                figures = _measure(ledger, _in(kind, ts))
-                if figures is not None:
-                    for claim_id in REFUND_CLAIMS:  # the second stage's (module docstring)
-                        del figures[claim_id]
-                    frozen[(kind, key)] = figures
-        _prune(frozen, settings)
+                parts = _month_of_days(ledger, key, found) if kind == MONTH else None
+                if parts is None:
+                    parts = _parts(ledger, _in(kind, ts), FIRST_STAGE)
+                if parts is not None:
+                    frozen[(kind, key)] = _finish(parts)
+                    ledger.frozen_parts[(kind, key)] = _compact(parts)
+        _prune(ledger, settings)
     refunds_to = refund_closing_horizon(ledger)
     if refunds_to is not None:
         for (kind, key), figures in frozen.items():
             if REFUND_CLAIMS[0] not in figures and _key_end_ms(kind, key) <= refunds_to:
-                figures.update(_measure_refunds(ledger, _in_key(kind, key)))
+                parts = _refund_parts(ledger, _in_key(kind, key))
+                figures.update(_finish(parts))
+                ledger.frozen_parts.setdefault((kind, key), {}).update(_compact(parts))
     return held_from(ledger, settings, closed_to)
+
+
+def _month_of_days(ledger: Ledger, month: str, found: dict[str, dict[str, int]]) -> Parts | None:
+    """The month's first-stage parts from its days' frozen parts and `SKETCHED`'s from its
+    facts; None when some day of it with facts has no frozen parts (pruned, or frozen by a
+    state of snapshot version 8)."""
+    days = [day for day in found[DAY] if day.startswith(month)]
+    day_parts = [ledger.frozen_parts.get((DAY, day)) for day in days]
+    if not days or any(p is None or any(c not in p for c in FIRST_STAGE) for p in day_parts):
+        return None
+    sketched = _parts(ledger, _in_key(MONTH, month), (SKETCHED,))
+    if sketched is None:
+        return None
+    parts = {
+        c: CLAIM_PARTS[c].merge([p[c] for p in day_parts if p is not None])
+        for c in FIRST_STAGE
+        if c != SKETCHED
+    }
+    parts[SKETCHED] = sketched[SKETCHED]
+    return {c: parts[c] for c in FIRST_STAGE}
+
+
+def _found(ledger: Ledger) -> dict[str, dict[str, int]]:
+    """Per kind, the periods with facts held, each with a `ts` in it (one scan of the stamps;
+    a day's name formatted once per day)."""
+    days: dict[int, int] = {}
+    for ts in _period_stamps(ledger):
+        days.setdefault(cst_day_start(ts), ts)
+    out: dict[str, dict[str, int]] = {DAY: {}, MONTH: {}}
+    for start, ts in days.items():
+        out[DAY].setdefault(period_key(DAY, start), ts)
+        out[MONTH].setdefault(period_key(MONTH, start), ts)
+    return out
 
 
 def held_from(ledger: Ledger, settings: PeriodSettings, closed_to: int | None) -> int | None:
@@ -333,24 +474,24 @@ def attach(ledger: Ledger, settings: PeriodSettings) -> Ledger:
     return ledger
 
 
-def _prune(
-    frozen: dict[tuple[str, str], dict[str, FrozenFigure]], settings: PeriodSettings
-) -> None:
+def _prune(ledger: Ledger, settings: PeriodSettings) -> None:
+    frozen = ledger.frozen_periods
     for kind, kept in ((DAY, settings.days_kept), (MONTH, settings.months_kept)):
         keys = sorted(key for k, key in frozen if k == kind)
         for key in keys[: max(0, len(keys) - kept)]:
             del frozen[(kind, key)]
+            ledger.frozen_parts.pop((kind, key), None)
+            ledger.frozen_dropped[kind] = max(key, ledger.frozen_dropped.get(kind, ""))
 
 
-def _kept_keys(ledger: Ledger, settings: PeriodSettings) -> dict[str, dict[str, int]]:
+def _kept_keys(
+    ledger: Ledger, settings: PeriodSettings, stamped: dict[str, dict[str, int]] | None = None
+) -> dict[str, dict[str, int]]:
     """Per kind, the periods reported, with a `ts` in each (-1: known only frozen), oldest
     first: the latest `days_kept` (`months_kept`) closed ones and as many open ones."""
     closed_to = closing_horizon(ledger)
     out: dict[str, dict[str, int]] = {DAY: {}, MONTH: {}}
-    found: dict[str, dict[str, int]] = {DAY: {}, MONTH: {}}
-    for ts in _period_stamps(ledger):
-        found[DAY].setdefault(period_key(DAY, ts), ts)
-        found[MONTH].setdefault(period_key(MONTH, ts), ts)
+    found = {kind: dict(keys) for kind, keys in (stamped or _found(ledger)).items()}
     for kind, kept in ((DAY, settings.days_kept), (MONTH, settings.months_kept)):
         for k, key in ledger.frozen_periods:
             if k == kind:

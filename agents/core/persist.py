@@ -75,8 +75,11 @@ MAGIC: Final[bytes] = b"LPst"
 #: (`Ledger.month_folded_users`, `fold_months`), and the cross-partition fold's rows held
 #: for combining and announcements (`MonthClosed`). A version 1-7 state loads with no order
 #: and no month folded (its orders held, folded in time) and the month fold off.
-VERSION: Final[int] = 8
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
+#: 9: a closed period's frozen figures come with their mergeable parts (`Ledger.frozen_parts`,
+#: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
+#: with none: its frozen periods read alone as before, and merged show `"folded": true`.
+VERSION: Final[int] = 9
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

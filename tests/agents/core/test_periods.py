@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from functools import cache
@@ -196,6 +197,9 @@ def test_frozen_records_stay_bounded() -> None:
     kinds = [kind for kind, _key in ledger.frozen_periods]
     assert kinds.count(DAY) == 5
     assert kinds.count(MONTH) == 1
+    # What was dropped is remembered, for a merge (`periods.merge_frozen`).
+    kept_days = [key for kind, key in ledger.frozen_periods if kind == DAY]
+    assert "2024-07" < ledger.frozen_dropped[DAY] < min(kept_days)
     shown = claim_periods(ledger, settings)["claims"]["live_aov"]
     # The kept closed ones, then the open ones (at most as many again).
     assert sum(entry["frozen"] for entry in shown[DAY]) == 5
@@ -395,3 +399,98 @@ def test_a_simulated_stream_of_four_months_with_a_refund_horizon(tmp_path: Path)
         claim_periods(ledger, settings)["claims"], stream
     )
     assert any(claim_id in REFUND_CLAIMS and mine["frozen"] for claim_id, mine in compared)
+
+
+def _partition_with_periods(part: list[Any], groups: Ledger, table: Any, seed: int) -> Ledger:
+    """A worker's partition with the fold and the claims by period: its records jittered by
+    up to 12 h (each source's order not kept), membership and refunds from every partition."""
+    from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW
+
+    ledger = Ledger(WINDOW, refund_horizon_ms=REFUND_HORIZON, fold_sessions=True)
+    attach(ledger, PeriodSettings())
+    ledger.membership_from = groups
+    ledger.refunds_from = table
+    rng = random.Random(seed)
+    jittered = sorted(
+        (event for _topic, _key, event in part),
+        key=lambda e: (0 if isinstance(e, Rejection) else e.ts) + rng.randrange(12 * 3_600_000),
+    )
+    for event in jittered:
+        if isinstance(event, Rejection):
+            ledger.reject(event.reason)
+        else:
+            ledger.apply(event)
+    return ledger
+
+
+def test_frozen_periods_of_partitions_merge_into_the_whole_streams_figures() -> None:
+    """xhs split over 3 partitions by record key, each shuffled and folding with the claims by
+    period (2-day window, 13-day refund horizon: sessions summarized, periods frozen in both
+    stages, orders folded), merged as a worker's report and the global one merge them: every
+    reported day and month has a figure (none `folded`), and every claim's figure equals the
+    truth of the period's sub-stream to 1e-9; `price_dwell_association`, whose frozen parts
+    are sketched (a `RankTable`: a day of few orders moved 0.043), within 0.1 of it. Without
+    the parts, the closed periods with summarized sessions read `"folded": true`."""
+    from tests.agents.core.test_order_fold import WINDOW, _folding, _refund_table
+
+    stream = records("xhs")
+    decoded = [event for _topic, _key, event in stream]
+    groups = _folding([e for e in decoded if getattr(e, "type", "").startswith("group_")], WINDOW)
+    parts = split(stream, 3)
+    table = _refund_table(parts)
+    ledgers = [
+        _partition_with_periods(part, groups, table, seed) for seed, part in enumerate(parts)
+    ]
+    assert all(ledger.summarized_sessions > 0 and ledger.frozen_parts for ledger in ledgers)
+    assert any(set(REFUND_CLAIMS) <= set(figures) for figures in ledgers[0].frozen_periods.values())
+    restored = [load_state(dump_state(ledger, OperatorBoard()))[0] for ledger in ledgers]
+    merged = merge_ledgers(restored)
+    report = claim_periods(merged, PeriodSettings())["claims"]
+    frozen_seen = 0
+    for kind in (DAY, MONTH):
+        keys = [entry["period"] for entry in report["live_aov"][kind]]
+        assert len(keys) >= (30 if kind == DAY else 2)
+        # Every month and every 10th day (each truth cut runs truth.py); every day with
+        # LIVEPULSE_PERIODS_LONG=1.
+        stride = 1 if kind == MONTH or os.environ.get(LONG_ENV) else 10
+        for key in keys[::stride] + keys[-1:]:
+            truth = cut("xhs").claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+            for claim_id, figures in report.items():
+                mine = next(e for e in figures[kind] if e["period"] == key)
+                assert not mine.get("folded"), (key, claim_id)
+                frozen_seen += mine["frozen"]
+                expected = truth[claim_id]["observed"]
+                sketched = claim_id == "price_dwell_association" and expected is not None
+                if sketched and mine["frozen"]:
+                    assert abs(mine["observed"] - expected) <= 0.1, (key, mine, expected)
+                else:
+                    assert close(mine["observed"], expected), (key, claim_id)
+    assert frozen_seen > 50
+    # A partition that froze a day and dropped it (beyond its kept days) while the others keep
+    # it: the merged day is left out, never the others' parts alone as the whole stream's.
+    oldest = min(key for kind, key in restored[0].frozen_periods if kind == DAY)
+    for kept in (restored[0].frozen_periods, restored[0].frozen_parts):
+        del kept[(DAY, oldest)]
+    restored[0].frozen_dropped[DAY] = oldest  # as `periods._prune` leaves it
+    assert (DAY, oldest) in restored[1].frozen_periods
+    assert (DAY, oldest) not in merge_ledgers(restored).frozen_periods
+    # The same partitions without their parts (a snapshot version 8's frozen records): the
+    # closed periods whose sessions are summarized have no figure.
+    for ledger in restored:
+        ledger.frozen_parts = {}
+    bare = claim_periods(merge_ledgers(restored), PeriodSettings())["claims"]
+    assert any(entry.get("folded") for entry in bare["live_aov"][MONTH])
+
+
+def test_a_version_8_state_loads_with_frozen_figures_and_no_parts() -> None:
+    """A snapshot of version 8 (frozen figures, no parts) loads: read alone its figures stand;
+    merged with another partition its closed period is left out (no exact merge)."""
+    ledger = Ledger(WEEK_MS, fold_sessions=True)
+    figure = (0.5, 0.4, 0.6, "inconclusive", 10, 3)
+    ledger.frozen_periods[(DAY, "2024-07-01")] = {"live_aov": figure}
+    del ledger.frozen_parts, ledger.frozen_dropped  # as version 8 pickled it
+    blob = dump_state(ledger, OperatorBoard())
+    restored, _board = load_state(blob[:4] + bytes([8]) + blob[5:])
+    assert restored.frozen_parts == {} and restored.frozen_dropped == {}
+    assert merge_ledgers([restored]).frozen_periods == {(DAY, "2024-07-01"): {"live_aov": figure}}
+    assert merge_ledgers([restored, Ledger(WEEK_MS)]).frozen_periods == {}
