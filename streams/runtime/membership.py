@@ -60,21 +60,14 @@ class _PooledGroupEvents(Mapping[tuple[str, str], GroupEvents]):
         return sum(1 for _ in self)
 
 
-class MembershipTable:
-    """Group events of every partition of the groups topic, a ledger per partition (under the
-    partition ledgers' dedupe window and future tolerance), and the groups horizon summaries
-    wait for (a `agents.core.ledger.MembershipSource`).
+class ReadTable:
+    """What the membership and refund tables share as `MembershipReader` feeds them: the
+    position read of each partition, the records applied and refused, and `caught_up`, set
+    once every partition is read up to the ends the topic had when the reader started (a
+    partially read topic must not give a horizon). `_ingest` applies one record's value to
+    the table's state of its partition and returns `ingest`'s outcome."""
 
-    The horizon is None (no summary) until the table has read each partition up to the end it
-    had when the table started (`catch_up_to`, `caught_up`): a partially read topic would
-    otherwise let a summary fix membership without the events still unread.
-    """
-
-    def __init__(self, dedupe_window_ms: int | None, future_tolerance_ms: int | None) -> None:
-        self.dedupe_window_ms = dedupe_window_ms
-        self.future_tolerance_ms = future_tolerance_ms
-        self.ledgers: dict[int, Ledger] = {}
-        self._group_events = _PooledGroupEvents(self.ledgers)
+    def __init__(self) -> None:
         #: Partition -> the next offset to read (what the table holds is before it).
         self.positions: dict[int, int] = {}
         #: Partition -> the end to reach before the horizon is given (None: not set yet).
@@ -85,19 +78,8 @@ class MembershipTable:
         self.records = 0
         self.rejected = 0
 
-    @property
-    def group_events(self) -> Mapping[tuple[str, str], GroupEvents]:
-        return self._group_events
-
-    def horizon_ts(self, topic: int) -> int | None:
-        """The groups topic's horizon: the oldest of the partitions' that hold an event (a
-        group event older than its partition's horizon is expired there, in the table and in
-        the partition ledger alike). None before the catch-up, or with no event at all."""
-        if topic != _GROUPS or not self.caught_up.is_set():
-            return None
-        horizons = [ledger.horizon_ts(_GROUPS) for ledger in self.ledgers.values()]
-        known = [h for h in horizons if h is not None]
-        return min(known) if known else None
+    def _ingest(self, partition: int, value: bytes | None) -> object:
+        raise NotImplementedError
 
     def catch_up_to(self, ends: Mapping[int, int]) -> None:
         """Give the horizon only once every partition is read up to `ends` (the topic's ends
@@ -106,15 +88,10 @@ class MembershipTable:
         self._check_caught_up()
 
     def apply(self, partition: int, offset: int, value: bytes | None) -> None:
-        """One record of the groups topic's `partition`, in offset order."""
+        """One record of the topic's `partition`, in offset order."""
         if offset < self.positions.get(partition, 0):
             return  # read before (a fetch after a reconnect)
-        ledger = self.ledgers.get(partition)
-        if ledger is None:
-            ledger = self.ledgers[partition] = Ledger(
-                self.dedupe_window_ms, self.future_tolerance_ms
-            )
-        outcome = ingest(value, ledger, None)
+        outcome = self._ingest(partition, value)
         self.records += 1
         self.rejected += isinstance(outcome, Rejected)
         self.positions[partition] = offset + 1
@@ -131,6 +108,46 @@ class MembershipTable:
             return
         if all(self.positions.get(p, 0) >= end for p, end in ends.items()):
             self.caught_up.set()
+
+
+class MembershipTable(ReadTable):
+    """Group events of every partition of the groups topic, a ledger per partition (under the
+    partition ledgers' dedupe window and future tolerance), and the groups horizon summaries
+    wait for (a `agents.core.ledger.MembershipSource`).
+
+    The horizon is None (no summary) until the table has read each partition up to the end it
+    had when the table started (`catch_up_to`, `caught_up`): a partially read topic would
+    otherwise let a summary fix membership without the events still unread.
+    """
+
+    def __init__(self, dedupe_window_ms: int | None, future_tolerance_ms: int | None) -> None:
+        super().__init__()
+        self.dedupe_window_ms = dedupe_window_ms
+        self.future_tolerance_ms = future_tolerance_ms
+        self.ledgers: dict[int, Ledger] = {}
+        self._group_events = _PooledGroupEvents(self.ledgers)
+
+    @property
+    def group_events(self) -> Mapping[tuple[str, str], GroupEvents]:
+        return self._group_events
+
+    def horizon_ts(self, topic: int) -> int | None:
+        """The groups topic's horizon: the oldest of the partitions' that hold an event (a
+        group event older than its partition's horizon is expired there, in the table and in
+        the partition ledger alike). None before the catch-up, or with no event at all."""
+        if topic != _GROUPS or not self.caught_up.is_set():
+            return None
+        horizons = [ledger.horizon_ts(_GROUPS) for ledger in self.ledgers.values()]
+        known = [h for h in horizons if h is not None]
+        return min(known) if known else None
+
+    def _ingest(self, partition: int, value: bytes | None) -> object:
+        ledger = self.ledgers.get(partition)
+        if ledger is None:
+            ledger = self.ledgers[partition] = Ledger(
+                self.dedupe_window_ms, self.future_tolerance_ms
+            )
+        return ingest(value, ledger, None)
 
     def status(self) -> dict[str, Any]:
         return {

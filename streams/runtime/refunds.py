@@ -18,19 +18,19 @@ docs/design.md "The order fold" for the measured restart cost and why. Its horiz
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agents.core.ingest import Rejected, ingest
 from agents.core.ledger import Ledger, RefundFact
 from agents.core.refunds import RefundTable
+from streams.runtime.membership import ReadTable
 
 #: How often (in hours of the table's horizon) the refunds no held order can use are dropped.
 _DROP_EVERY_MS = 3_600_000
 
 
-class WorkerRefundTable:
+class WorkerRefundTable(ReadTable):
     """A `RefundTable` fed by `MembershipReader` (records with their offsets), and the
     `RefundSource` every partition ledger of the process folds its orders with.
 
@@ -51,14 +51,9 @@ class WorkerRefundTable:
         refund_horizon_ms: int | None,
         held_ledgers: Callable[[], Iterable[Ledger]] = lambda: (),
     ) -> None:
+        super().__init__()
         self.table = RefundTable(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
         self.held_ledgers = held_ledgers
-        #: Partition -> the next offset to read (what the table holds is before it).
-        self.positions: dict[int, int] = {}
-        self._catch_up: dict[int, int] | None = None
-        self.caught_up = asyncio.Event()
-        self.records = 0
-        self.rejected = 0
         self._dropped_at: int | None = None
 
     # -- RefundSource ---------------------------------------------------------------------
@@ -74,34 +69,16 @@ class WorkerRefundTable:
 
     # -- fed by MembershipReader ----------------------------------------------------------
 
-    def catch_up_to(self, ends: Mapping[int, int]) -> None:
-        self._catch_up = dict(ends)
-        self._check_caught_up()
-
-    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
-        """One record of the orders topic's `partition`, in offset order."""
-        if offset < self.positions.get(partition, 0):
-            return  # read before (a fetch after a reconnect)
+    def _ingest(self, partition: int, value: bytes | None) -> object:
         outcome = ingest(value, self.table.partition(partition), None)
         if outcome is not None and not isinstance(outcome, Rejected):
             if outcome.type == "order_refunded":
                 self.table.forget_index()
-        self.records += 1
-        self.rejected += isinstance(outcome, Rejected)
-        self.positions[partition] = offset + 1
+        return outcome
 
     def advance(self, partition: int, position: int) -> None:
-        if position > self.positions.get(partition, 0):
-            self.positions[partition] = position
-        self._check_caught_up()
+        super().advance(partition, position)
         self._drop()
-
-    def _check_caught_up(self) -> None:
-        ends = self._catch_up
-        if self.caught_up.is_set() or ends is None:
-            return
-        if all(self.positions.get(p, 0) >= end for p, end in ends.items()):
-            self.caught_up.set()
 
     def _drop(self) -> None:
         """Drop the refunds no held order can count for any more (once an hour of horizon)."""
