@@ -154,7 +154,16 @@ class LiveState:
         if cached is not None and cached[0] == self.version:
             return cached[1], cached[2]
         states = [self.partitions[p] for p in sorted(self.partitions)]
-        if len(states) == 1:
+        # Month rows taken and not yet held by their owner here (streams/runtime/monthrows.py):
+        # in no partition's ledger meanwhile, so the merged view holds them as received.
+        in_flight = self.month_rows.in_flight() if self.month_rows is not None else []
+        if in_flight and states:
+            ledger = merge_ledgers([s.ledger for s in states])
+            board = merge_boards([s.board for s in states]) if len(states) > 1 else states[0].board
+            for row in in_flight:
+                users = ledger.month_rows_in.setdefault((row.merchant, row.month), {})
+                users.setdefault(row.user, {})[row.source] = (row.first_join_ts, row.cents)
+        elif len(states) == 1:
             ledger, board = states[0].ledger, states[0].board
         elif not states:
             empty = self.new_partition()
