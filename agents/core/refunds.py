@@ -50,6 +50,9 @@ class RefundTable:
         self.dropped = 0
         self.dropped_below: int | None = None
         self._index: dict[str, list[RefundFact]] | None = None
+        #: Order ids a ledger reading this table folded, while a refund of theirs is held:
+        #: a partition's copy of such a refund is decided, not unmatched (`decided`).
+        self.folded_ids: set[str] = set()
 
     def partition(self, number: int) -> RefundPartition:
         found = self.partitions.get(number)
@@ -82,6 +85,13 @@ class RefundTable:
                     index.setdefault(refund.order_id, []).append(refund)
         return index.get(order_id, ())
 
+    def note_folded(self, order_id: str) -> None:
+        self.folded_ids.add(order_id)
+
+    def decided(self, order_id: str) -> bool:
+        """Whether an order of `order_id` was folded with this table's refunds of it."""
+        return order_id in self.folded_ids
+
     def refund_fold_ts(self) -> int | None:
         horizons = [
             ts
@@ -108,6 +118,8 @@ class RefundTable:
                 held.refunds = kept
                 self._index = None
         self.dropped_below = below if self.dropped_below is None else max(below, self.dropped_below)
+        if self.folded_ids:
+            self.folded_ids &= {refund.order_id for refund in self.refunds()}
 
     def refunds(self) -> Iterable[RefundFact]:
         for held in self.partitions.values():

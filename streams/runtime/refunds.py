@@ -50,16 +50,25 @@ class WorkerRefundTable(ReadTable):
         future_tolerance_ms: int | None,
         refund_horizon_ms: int | None,
         held_ledgers: Callable[[], Iterable[Ledger]] = lambda: (),
+        on_dropped: Callable[[list[Ledger]], None] = lambda changed: None,
     ) -> None:
         super().__init__()
         self.table = RefundTable(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
         self.held_ledgers = held_ledgers
+        #: Called with the held ledgers whose copies of refunds the table dropped went too.
+        self.on_dropped = on_dropped
         self._dropped_at: int | None = None
 
     # -- RefundSource ---------------------------------------------------------------------
 
     def refunds_of(self, order_id: str) -> Sequence[RefundFact]:
         return self.table.refunds_of(order_id)
+
+    def note_folded(self, order_id: str) -> None:
+        self.table.note_folded(order_id)
+
+    def decided(self, order_id: str) -> bool:
+        return self.table.decided(order_id)
 
     def refund_fold_ts(self) -> int | None:
         """The table's horizon once it has caught up (None before: no order folds)."""
@@ -94,7 +103,15 @@ class WorkerRefundTable(ReadTable):
             return
         self._dropped_at = oldest
         held_ids = {order.order_id for ledger in ledgers for order in ledger.orders}
+        dropped = self.table.dropped
         self.table.drop_below(oldest, keep=held_ids)
+        if self.table.dropped != dropped:
+            # The partitions' own copies of them (the empty key's partition holds them) go
+            # now, not at their next fold (once a day of horizon): meanwhile a report counted
+            # them as unmatched refunds (no payment held; their orders folded).
+            changed = [ledger for ledger in ledgers if ledger.drop_refunds_the_source_dropped()]
+            if changed:
+                self.on_dropped(changed)
 
     def status(self) -> dict[str, Any]:
         return {

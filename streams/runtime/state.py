@@ -171,6 +171,8 @@ class LiveState:
         else:
             ledger = merge_ledgers([s.ledger for s in states])
             board = merge_boards([s.board for s in states])
+        if len(states) > 1 and isinstance(self.refunds, WorkerRefundTable):
+            _leave_out_decided_refunds(ledger, self.refunds)
         self._view = (self.version, ledger, board)
         return ledger, board
 
@@ -385,3 +387,17 @@ class LiveState:
                 **(self.gc_clock.status() if self.gc_clock is not None else {}),
             },
         }
+
+
+def _leave_out_decided_refunds(merged: Ledger, table: WorkerRefundTable) -> None:
+    """Leave out of a merged view the refunds a partition still holds whose order id another
+    partition here folded with the refund table and no partition holds a payment of: they are
+    decided (counted or late in that fold), and a report counted them in
+    `retention.unmatched_refunds` (no payment held). No claim reads a refund of an id with no
+    held payment. An id folded by another worker's partition is not known here: its copies
+    still count as unmatched until their partition drops them (docs/design.md)."""
+    held_ids = {order.order_id for order in merged.orders}
+    kept = [r for r in merged.refunds if r.order_id in held_ids or not table.decided(r.order_id)]
+    if len(kept) != len(merged.refunds):
+        merged.refunds = kept
+        merged._refund_index = None
