@@ -156,9 +156,13 @@ def test_the_table_drops_the_refunds_no_held_order_can_use() -> None:
         assert refund.ts >= folded_at - REFUND_HORIZON or refund.order_id in held_ids
 
 
-#: Opt-in: this worker test failed once in a fresh-clone CI run under load (2026-12-03, after
-#: the session's merges; it passed 3 of 3 on its branch). Until the cause is found (the idle
-#: fold's timing against the refund and membership tables), it runs only when asked.
+#: Opt-in: this worker test failed once in a fresh-clone CI run under load (2026-12-03, with a
+#: 30 s wait; its values were not kept). Not reproduced since (4 of 4 passed with two CPU
+#: burners, load 14-17: 68-110 s each). A cause found by reading: the report was taken after
+#: draining the contract topics only, while month rows taken from the partitions were still
+#: on their way to their owners (in no ledger: `group_spend_multiple` 4.879 against 4.708);
+#: they are in the report now (streams/runtime/monthrows.py `in_flight`). It stays opt-in
+#: because it takes ~28 s alone on this machine, above the default suite's ~20 s budget.
 REFUND_WORKER_ENV = "LIVEPULSE_REFUND_WORKER"
 
 
@@ -214,6 +218,8 @@ def test_a_worker_with_the_fold_folds_orders_and_its_claims_equal_the_truth(
     assert status["refunds"]["caught_up"], status["refunds"]
     assert 0.95 * july <= folded <= july < len(keep.orders), (folded, july)
     _check_summarized(report, build_report(keep), "xhs.jsonl")
+    retention = report["retention"]
+    assert (retention["late_refunds"], retention["unmatched_refunds"]) == _refund_fates("xhs")
 
 
 def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
