@@ -92,13 +92,19 @@ class RefundTable:
         """Whether an order of `order_id` was folded with this table's refunds of it."""
         return order_id in self.folded_ids
 
-    def refund_fold_ts(self) -> int | None:
-        horizons = [
-            ts
-            for ts in (held.refund_fold_ts() for held in self.partitions.values())
+    def refund_fold_ts(self, quiet: Container[int] = ()) -> int | None:
+        """The oldest of the partitions' orders horizons, leaving out the partitions in
+        `quiet` (read to their end with no record for a while: `WorkerRefundTable`) unless
+        every partition is: then the newest (an idle partition does not hold the fold back)."""
+        horizons = {
+            number: ts
+            for number, ts in ((n, held.refund_fold_ts()) for n, held in self.partitions.items())
             if ts is not None
-        ]
-        return min(horizons) if horizons else None
+        }
+        if not horizons:
+            return None
+        active = [ts for number, ts in horizons.items() if number not in quiet]
+        return min(active) if active else max(horizons.values())
 
     def drop_below(self, ts: int, keep: Container[str] = ()) -> None:
         """Forget the refunds stamped before `ts - refund horizon` but those of the order ids

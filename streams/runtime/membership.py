@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -77,9 +78,20 @@ class ReadTable:
         #: the partition ledger of their partition, not here).
         self.records = 0
         self.rejected = 0
+        #: Partition -> since when (`time.monotonic()`) it has been read up to its high-water
+        #: mark with no record since (`quiet_for`): absent while records come.
+        self._quiet_since: dict[int, float] = {}
 
     def _ingest(self, partition: int, value: bytes | None) -> object:
         raise NotImplementedError
+
+    def quiet_for(self, partition: int, now: float | None = None) -> float:
+        """How long `partition` has been read to its high-water mark with no new record (0:
+        records are coming, or its high-water mark is not known)."""
+        since = self._quiet_since.get(partition)
+        if since is None:
+            return 0.0
+        return (time.monotonic() if now is None else now) - since
 
     def catch_up_to(self, ends: Mapping[int, int]) -> None:
         """Give the horizon only once every partition is read up to `ends` (the topic's ends
@@ -92,14 +104,20 @@ class ReadTable:
         if offset < self.positions.get(partition, 0):
             return  # read before (a fetch after a reconnect)
         outcome = self._ingest(partition, value)
+        self._quiet_since.pop(partition, None)
         self.records += 1
         self.rejected += isinstance(outcome, Rejected)
         self.positions[partition] = offset + 1
 
-    def advance(self, partition: int, position: int) -> None:
-        """The consumer's position of `partition` (past transaction markers and gaps)."""
+    def advance(self, partition: int, position: int, highwater: int | None = None) -> None:
+        """The consumer's position of `partition` (past transaction markers and gaps), and
+        the partition's high-water mark as of the last fetch (None: not known)."""
         if position > self.positions.get(partition, 0):
             self.positions[partition] = position
+        if highwater is not None and self.positions.get(partition, 0) >= highwater:
+            self._quiet_since.setdefault(partition, time.monotonic())
+        else:
+            self._quiet_since.pop(partition, None)
         self._check_caught_up()
 
     def _check_caught_up(self) -> None:
@@ -165,7 +183,7 @@ class TopicTable(Protocol):
 
     def apply(self, partition: int, offset: int, value: bytes | None) -> None: ...
 
-    def advance(self, partition: int, position: int) -> None: ...
+    def advance(self, partition: int, position: int, highwater: int | None = None) -> None: ...
 
     def catch_up_to(self, ends: Mapping[int, int]) -> None: ...
 
@@ -239,7 +257,8 @@ class MembershipReader:
                     for record in records:
                         self.table.apply(tp.partition, record.offset, record.value)
                 for tp in tps:
-                    self.table.advance(tp.partition, await consumer.position(tp))
+                    position = await consumer.position(tp)
+                    self.table.advance(tp.partition, position, consumer.highwater(tp))
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()

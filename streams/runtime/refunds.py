@@ -18,6 +18,7 @@ docs/design.md "The order fold" for the measured restart cost and why. Its horiz
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -51,6 +52,7 @@ class WorkerRefundTable(ReadTable):
         refund_horizon_ms: int | None,
         held_ledgers: Callable[[], Iterable[Ledger]] = lambda: (),
         on_dropped: Callable[[list[Ledger]], None] = lambda changed: None,
+        idle_s: float | None = None,
     ) -> None:
         super().__init__()
         self.table = RefundTable(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
@@ -58,6 +60,13 @@ class WorkerRefundTable(ReadTable):
         #: Called with the held ledgers whose copies of refunds the table dropped went too.
         self.on_dropped = on_dropped
         self._dropped_at: int | None = None
+        #: A partition read to its high-water mark with no record for this long (wall clock)
+        #: no longer holds the horizon back (`refund_fold_ts`); None: it always does.
+        self.idle_s = idle_s
+        #: The newest horizon given so far, and the refunds applied stamped before it (an
+        #: idle partition's late refund: an order it counts for may be folded without it).
+        self._given: int | None = None
+        self.after_fold = 0
 
     # -- RefundSource ---------------------------------------------------------------------
 
@@ -74,7 +83,15 @@ class WorkerRefundTable(ReadTable):
         """The table's horizon once it has caught up (None before: no order folds)."""
         if not self.caught_up.is_set():
             return None
-        return self.table.refund_fold_ts()
+        idle_s = self.idle_s
+        quiet: set[int] = set()
+        if idle_s is not None:
+            now = time.monotonic()
+            quiet = {p for p in self.table.partitions if self.quiet_for(p, now) >= idle_s}
+        horizon = self.table.refund_fold_ts(quiet)
+        if horizon is not None and (self._given is None or horizon > self._given):
+            self._given = horizon
+        return horizon
 
     # -- fed by MembershipReader ----------------------------------------------------------
 
@@ -83,10 +100,12 @@ class WorkerRefundTable(ReadTable):
         if outcome is not None and not isinstance(outcome, Rejected):
             if outcome.type == "order_refunded":
                 self.table.forget_index()
+                if self._given is not None and outcome.ts < self._given:
+                    self.after_fold += 1
         return outcome
 
-    def advance(self, partition: int, position: int) -> None:
-        super().advance(partition, position)
+    def advance(self, partition: int, position: int, highwater: int | None = None) -> None:
+        super().advance(partition, position, highwater)
         self._drop()
 
     def _drop(self) -> None:
@@ -122,4 +141,5 @@ class WorkerRefundTable(ReadTable):
             "refunds": sum(1 for _ in self.table.refunds()),
             "dropped": self.table.dropped,
             "refund_fold_ts": self.refund_fold_ts(),
+            "after_fold": self.after_fold,
         }

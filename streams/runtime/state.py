@@ -154,16 +154,7 @@ class LiveState:
         if cached is not None and cached[0] == self.version:
             return cached[1], cached[2]
         states = [self.partitions[p] for p in sorted(self.partitions)]
-        # Month rows taken and not yet held by their owner here (streams/runtime/monthrows.py):
-        # in no partition's ledger meanwhile, so the merged view holds them as received.
-        in_flight = self.month_rows.in_flight() if self.month_rows is not None else []
-        if in_flight and states:
-            ledger = merge_ledgers([s.ledger for s in states])
-            board = merge_boards([s.board for s in states]) if len(states) > 1 else states[0].board
-            for row in in_flight:
-                users = ledger.month_rows_in.setdefault((row.merchant, row.month), {})
-                users.setdefault(row.user, {})[row.source] = (row.first_join_ts, row.cents)
-        elif len(states) == 1:
+        if len(states) == 1:
             ledger, board = states[0].ledger, states[0].board
         elif not states:
             empty = self.new_partition()
@@ -173,6 +164,21 @@ class LiveState:
             board = merge_boards([s.board for s in states])
         if len(states) > 1 and isinstance(self.refunds, WorkerRefundTable):
             _leave_out_decided_refunds(ledger, self.refunds)
+        # Month rows taken and not yet held by their owner here (streams/runtime/monthrows.py):
+        # in no partition's ledger meanwhile, so the view holds them as received.
+        in_flight = self.month_rows.in_flight() if self.month_rows is not None else []
+        if in_flight:
+            if len(states) == 1:  # the partition's own ledger: a shallow copy, its rows apart
+                # (not copy.copy: pickling's __getstate__ leaves out the tables it reads)
+                own, ledger = ledger, object.__new__(Ledger)
+                ledger.__dict__.update(own.__dict__)
+                ledger.month_rows_in = {
+                    key: {user: dict(parts) for user, parts in users.items()}
+                    for key, users in ledger.month_rows_in.items()
+                }
+            for row in in_flight:
+                users = ledger.month_rows_in.setdefault((row.merchant, row.month), {})
+                users.setdefault(row.user, {})[row.source] = (row.first_join_ts, row.cents)
         self._view = (self.version, ledger, board)
         return ledger, board
 

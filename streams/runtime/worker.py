@@ -94,7 +94,10 @@ class Worker:
         self.refunds_reader: MembershipReader | None = None
         if settings.fold_sessions and settings.refund_horizon_ms is not None:
             self.refunds = WorkerRefundTable(
-                settings.dedupe_window_ms, settings.future_tolerance_ms, settings.refund_horizon_ms
+                settings.dedupe_window_ms,
+                settings.future_tolerance_ms,
+                settings.refund_horizon_ms,
+                idle_s=settings.refund_idle_s or None,
             )
             self.refunds_reader = MembershipReader(
                 settings, settings.topic("live.orders"), self.refunds, name="refund"

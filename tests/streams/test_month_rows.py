@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +307,14 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
     assert exchange.in_flight() == []
     assert _claim(state) == pytest.approx(want, rel=1e-9)
 
-    exchange._in_flight = [(0, rows[0])]
+    for partition in (1, 2):  # one partition left: the view is a copy of its ledger
+        state.drop(partition)
+    late = MonthRow(1, "m-x", "2024-09", "u-x", None, 5)
+    exchange._in_flight = [(0, late)]
+    state.version += 1
+    assert state.ledger.month_rows_in[("m-x", "2024-09")] == {"u-x": {1: (None, 5)}}
+    assert ("m-x", "2024-09") not in state.partitions[0].ledger.month_rows_in
+    assert state.ledger.membership_from is state.partitions[0].ledger.membership_from
     state.drop(0)  # the owner moved away: its next holder reads the row
     assert exchange.in_flight() == []
 
@@ -324,3 +332,108 @@ def _truth_claim() -> float:
     truth = json.loads((FIXTURES / "xhs.truth.json").read_text())
     observed: float = truth["claims"][CLAIM]["observed"]
     return observed
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"two workers, ~1 min: set {LONG_ENV}=1")
+def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Two workers with the fold share 4 partitions (2 each), started before the xhs fixture
+    is replayed: each sends rows of its partitions' closed months and receives rows for its
+    users from the other's (the month-rows topic's partition p read with partition p's
+    state); once the topics are drained, the report merged over every partition's snapshot
+    combines as many (merchant, month)s as one ledger fed everything folds and its
+    `group_spend_multiple`, with every other claim, equals the truth file."""
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet, merged_report
+
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="monthrows2",
+        partitions=FOUR,
+        fold_sessions=True,
+        dedupe_window_s=2 * DAY / 1000,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    lines = fixture_lines("xhs")
+    try:
+        for i in range(2):
+            fleet.start(f"w{i}")
+        for worker in fleet.workers:
+            worker.wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / "xhs.jsonl", lines)
+        for worker in fleet.workers:
+            _settled(settings, worker)
+        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
+        report = merged_report(settings)
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert all(s["sent_rows"] > 0 and s["received"] > 0 for s in statuses), statuses
+    decoded = [decode_event(line) for line in lines]
+    one = _summarizing(decoded, 2 * DAY, fold_months=True)
+    assert report["retention"]["folded_months"] == one.folded_months > 0, report["retention"]
+    _check_summarized(report, build_report(_summarizing(decoded, None)), "xhs.jsonl")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"~1 min: set {LONG_ENV}=1")
+def test_a_worker_killed_after_sending_rows_restarts_to_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A worker with the fold (3 partitions) fed 3/4 of xhs, killed with SIGKILL (its process
+    group, forked snapshot children included) as soon as the contract topics are read and
+    rows have been sent (no clean shutdown: rows on the broker whose source snapshot may not
+    be written, or snapshots written before their owner read the rows), then restarted on its
+    state directory and fed the rest: what it restores is taken and sent again or read again,
+    never lost nor counted twice, and every claim equals the truth file."""
+    import signal
+
+    settings = _fold_settings(kafka_bootstrap)
+    lines = fixture_lines("xhs")
+    split = len(lines) * 3 // 4
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    try:
+        first = WorkerProcess(settings, tmp_path / "worker-0.log")
+        try:
+            first.start()
+            first.wait_ready(timeout_s=90)
+            replay_lines(settings, tmp_path / "run-0.jsonl", lines[:split])
+            url = f"{first.base_url}/status"
+            asyncio.run(wait_drained(settings, url, settings.source_topics, 120))
+            for _ in range(200):  # the batch that closes July sends its rows within moments
+                sent = first.status()["month_rows"]
+                if sent["sent_rows"] > 0:
+                    break
+                time.sleep(0.05)
+            assert first.process is not None
+            os.killpg(first.process.pid, signal.SIGKILL)
+            first.process.wait(timeout=30)
+        finally:
+            first.stop()
+        assert sent["sent_rows"] > 0, sent
+        second = WorkerProcess(settings, tmp_path / "worker-1.log")
+        try:
+            second.start()
+            second.wait_ready(timeout_s=90)
+            replay_lines(settings, tmp_path / "run-1.jsonl", lines[split:])
+            _settled(settings, second)
+            report = report_of(second)
+            status = second.status()
+        finally:
+            assert second.stop() == 0, second.tail()
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert status["month_rows"]["received"] > 0, status["month_rows"]
+    decoded = [decode_event(line) for line in lines]
+    one = _summarizing(decoded, 2 * DAY, fold_months=True)
+    assert report["retention"]["folded_months"] == one.folded_months > 0, report["retention"]
+    _check_summarized(report, build_report(_summarizing(decoded, None)), "xhs.jsonl")

@@ -294,3 +294,123 @@ def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
     assert claims["size_refund_share"]["detail"]["size_refunded"] == 1
     assert table.table.dropped > 0 and not table.refunds_of("o1")
     assert not any(refund.order_id == "o1" for refund in refunds.refunds)
+
+
+def test_an_idle_orders_partition_stops_holding_the_horizon_once_quiet_for_idle_s() -> None:
+    """The table's horizon is the oldest of its partitions' orders horizons: a partition read
+    to its high-water mark with no record for `idle_s` is left out (every one idle: the
+    newest); a record brings it back; one still behind its high-water mark, or with the rule
+    off, always holds it; a refund applied afterwards stamped before a horizon given is
+    counted (`after_fold`)."""
+    import orjson
+
+    def line(i: int, kind: str, ts: int) -> bytes:
+        fields = (
+            {"type": "order_paid", "order_id": f"o{i}", "merchant_id": "m", "user_id": "u",
+             "amount_cents": 100, "items": [{"sku_id": "k", "quantity": 1,
+             "unit_price_cents": 100, "category": "apparel"}]}
+            if kind == "paid"
+            else {"type": "order_refunded", "order_id": "o0", "amount_cents": 100}
+        )  # fmt: skip
+        return orjson.dumps({"event_id": f"e{i}", "ts": ts, **fields})
+
+    def fed(idle_s: float | None) -> WorkerRefundTable:
+        table = WorkerRefundTable(DAY, None, 10 * DAY, idle_s=idle_s)
+        table.catch_up_to({0: 1, 1: 1})
+        table.apply(0, 0, line(0, "paid", T0))  # partition 0: one order, then nothing
+        table.advance(0, 1, highwater=1)
+        table.apply(1, 0, line(1, "paid", T0 + 30 * DAY))  # partition 1 goes on
+        table.advance(1, 1, highwater=2)  # behind its high-water mark: not idle
+        return table
+
+    held = fed(None)
+    assert held.refund_fold_ts() == T0 - DAY  # partition 0 holds it
+    table = fed(0.2)
+    assert table.refund_fold_ts() == T0 - DAY  # not quiet long enough yet
+    time.sleep(0.25)
+    assert table.refund_fold_ts() == T0 + 29 * DAY  # partition 0 left out
+    assert held.refund_fold_ts() == T0 - DAY
+    table.advance(1, 1, highwater=1)
+    time.sleep(0.25)  # both idle: the newest
+    assert table.refund_fold_ts() == T0 + 29 * DAY
+    table.apply(0, 1, line(2, "refund", T0 + DAY))  # a late refund in the idle partition
+    table.advance(0, 2, highwater=2)
+    assert table.after_fold == 1 and table.status()["after_fold"] == 1
+    assert table.refund_fold_ts() == T0 - DAY + DAY  # partition 0 back in, moved by it
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get(REFUND_WORKER_ENV), reason=f"~40 s worker run: set {REFUND_WORKER_ENV}=1"
+)
+def test_a_worker_folds_orders_past_an_orders_partition_gone_quiet(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The xhs fixture with the order payments of one orders partition (2 of 3, not the
+    refunds') stopped after 10 July: without the idle rule that partition's horizon (8 July)
+    holds every order's fold (with `LIVEPULSE_REFUND_IDLE_S=0` this test folds none); with
+    `LIVEPULSE_REFUND_IDLE_S=2` the worker folds the July orders of the two other partitions
+    once it has been quiet for 2 s, and its refund and bundle claims equal the
+    keep-everything ledger's of the same lines; no refund came after a fold."""
+    import orjson
+
+    from schemas import decode
+    from schemas.events import record_key
+    from tests.agents.core.test_merge import partition_of
+
+    july_11 = 1_720_656_000_000  # 2024-07-11 00:00 UTC: 6 of its 99 payments before
+    lines: list[bytes] = []
+    quiet: set[str] = set()  # the order ids of the quiet partition: their horizon is stuck
+    for line in fixture_lines("xhs"):
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            event = None
+        if isinstance(event, dict) and event.get("type") == "order_paid":
+            if partition_of(record_key(event).encode(), PARTITIONS) == 2:
+                if event.get("ts", 0) > july_11:
+                    continue
+                quiet.add(event.get("order_id"))
+        lines.append(line)
+    assert len(lines) < len(fixture_lines("xhs")) - 50
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="refundidle",
+        partitions=PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=WINDOW / 1000,
+        refund_horizon_days=REFUND_HORIZON / 86_400_000,
+        refund_idle_s=2,
+    )
+    keep = _folding([decode(line) for line in lines], None)
+    august = cst_month_start("2024-08")
+    july = sum(
+        _period_stamp(order, keep.sessions) < august and order.order_id not in quiet
+        for order in keep.orders
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "xhs-quiet.jsonl", lines)
+        drain(worker, timeout_s=120)
+        deadline = time.monotonic() + 120
+        while True:
+            report = report_of(worker)
+            folded = report["retention"]["folded_orders"]
+            if folded >= 0.95 * july or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        status = worker.status()
+    finally:
+        worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert status["refunds"]["after_fold"] == 0, status["refunds"]
+    assert len(quiet) == 6 and 0.95 * july <= folded and july > 100, (folded, july)
+    got, want = report["claims"], build_report(keep)["claims"]
+    for claim in ("size_refund_share", "return_rate", "bundle_share"):
+        for key in ("observed", "ci_low", "ci_high", "n"):
+            assert got[claim][key] == pytest.approx(want[claim][key], rel=1e-9), (claim, key)
