@@ -186,6 +186,8 @@ class MonthRowExchange:
             applied.append(record)
         self.received += len(applied)
         state.advance(applied)
+        if applied and self._in_flight:
+            self.in_flight()  # forget the rows their owners hold now (a view may be forked)
 
     def take(self) -> None:
         partitions = self.state.partitions
@@ -231,5 +233,5 @@ class MonthRowExchange:
             "received": self.received,
             "sent_rows": self.sender.sent_rows,
             "sent_announcements": self.sender.sent_announcements,
-            "in_flight_rows": len(self._in_flight),
+            "in_flight_rows": len(self.in_flight()),
         }

@@ -10,6 +10,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,47 @@ def test_the_table_drops_the_refunds_no_held_order_can_use() -> None:
 REFUND_WORKER_ENV = "LIVEPULSE_REFUND_WORKER"
 
 
+def _fold_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS, **more: Any) -> Any:
+    """A run's settings with the fold, a 2-day window and a 13-day refund horizon."""
+    return run_settings(
+        bootstrap,
+        prefix=prefix,
+        partitions=partitions,
+        fold_sessions=True,
+        dedupe_window_s=WINDOW / 1000,
+        refund_horizon_days=REFUND_HORIZON / 86_400_000,
+        **more,
+    )
+
+
+def _run_until_folded(
+    settings: Any, lines: list[bytes], july: int, tmp_path: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A worker fed `lines` (its topics created, then deleted), drained, then its /report
+    polled (up to 120 s) until it has folded 95% of `july` orders: the last report and its
+    /status."""
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "lines.jsonl", lines)
+        drain(worker, timeout_s=120)
+        deadline = time.monotonic() + 120
+        while True:
+            report = report_of(worker)
+            if report["retention"]["folded_orders"] >= 0.95 * july:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        return report, worker.status()
+    finally:
+        worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.skipif(
@@ -180,41 +222,17 @@ def test_a_worker_with_the_fold_folds_orders_and_its_claims_equal_the_truth(
     partition; August's wait for its refund claims by period),
     and its /report claims, `size_refund_share` and `return_rate` included, equal the
     keep-everything ledger's and the truth file."""
-    settings = run_settings(
-        kafka_bootstrap,
-        prefix="refunds",
-        partitions=PARTITIONS,
-        fold_sessions=True,
-        dedupe_window_s=WINDOW / 1000,
-        refund_horizon_days=REFUND_HORIZON / 86_400_000,
-    )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
-        replay_lines(settings, tmp_path / "xhs.jsonl", fixture_lines("xhs"))
-        drain(worker, timeout_s=120)
-        # With the claims by period (default on), an order waits until its period's refund
-        # claims are frozen (agents/core/periods.py): July's orders fold (its end + 7 days +
-        # the refund horizon is behind the orders horizon), August's are held. The membership
-        # table may reach July's close only after the last record: the worker's idle fold
-        # (`LiveState.fold_idle`, ~1 s after a partition's last record) folds them then.
-        keep = _folding([e for _t, _k, e in _decoded(routed("xhs", PARTITIONS))], None)
-        august = cst_month_start("2024-08")
-        july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
-        deadline = time.monotonic() + 120
-        while True:
-            report = report_of(worker)
-            folded = report["retention"]["folded_orders"]
-            if folded >= 0.95 * july or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        status = worker.status()
-    finally:
-        worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
+    settings = _fold_settings(kafka_bootstrap, "refunds")
+    # With the claims by period (default on), an order waits until its period's refund claims
+    # are frozen (agents/core/periods.py): July's orders fold (its end + 7 days + the refund
+    # horizon is behind the orders horizon), August's are held. The membership table may
+    # reach July's close only after the last record: the worker's idle fold
+    # (`LiveState.fold_idle`, ~1 s after a partition's last record) folds them then.
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", PARTITIONS))], None)
+    august = cst_month_start("2024-08")
+    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
+    report, status = _run_until_folded(settings, fixture_lines("xhs"), july, tmp_path)
+    folded = report["retention"]["folded_orders"]
     assert status["refunds"]["caught_up"], status["refunds"]
     assert 0.95 * july <= folded <= july < len(keep.orders), (folded, july)
     _check_summarized(report, build_report(keep), "xhs.jsonl")
@@ -374,43 +392,74 @@ def test_a_worker_folds_orders_past_an_orders_partition_gone_quiet(
                 quiet.add(event.get("order_id"))
         lines.append(line)
     assert len(lines) < len(fixture_lines("xhs")) - 50
-    settings = run_settings(
-        kafka_bootstrap,
-        prefix="refundidle",
-        partitions=PARTITIONS,
-        fold_sessions=True,
-        dedupe_window_s=WINDOW / 1000,
-        refund_horizon_days=REFUND_HORIZON / 86_400_000,
-        refund_idle_s=2,
-    )
+    settings = _fold_settings(kafka_bootstrap, "refundidle", refund_idle_s=2)
     keep = _folding([decode(line) for line in lines], None)
     august = cst_month_start("2024-08")
     july = sum(
         _period_stamp(order, keep.sessions) < august and order.order_id not in quiet
         for order in keep.orders
     )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
-        replay_lines(settings, tmp_path / "xhs-quiet.jsonl", lines)
-        drain(worker, timeout_s=120)
-        deadline = time.monotonic() + 120
-        while True:
-            report = report_of(worker)
-            folded = report["retention"]["folded_orders"]
-            if folded >= 0.95 * july or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        status = worker.status()
-    finally:
-        worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
+    report, status = _run_until_folded(settings, lines, july, tmp_path)
+    folded = report["retention"]["folded_orders"]
     assert status["refunds"]["after_fold"] == 0, status["refunds"]
     assert len(quiet) == 6 and 0.95 * july <= folded and july > 100, (folded, july)
     got, want = report["claims"], build_report(keep)["claims"]
     for claim in ("size_refund_share", "return_rate", "bundle_share"):
         for key in ("observed", "ci_low", "ci_high", "n"):
             assert got[claim][key] == pytest.approx(want[claim][key], rel=1e-9), (claim, key)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get(REFUND_WORKER_ENV), reason=f"~2 min, two workers: set {REFUND_WORKER_ENV}=1"
+)
+@pytest.mark.xfail(
+    strict=False,
+    reason="the rebalance gap (docs/design.md, the order fold's limits): failed 2 of 2, the "
+    "merged report's size_refund_share 0.1076 against 0.1211, return_rate 0.1387 against 0.1588",
+)
+def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The fold with 4 partitions: one worker reads the first half of xhs, a second joins (two
+    of the partitions move to it, restored from their snapshots, and its own refund table reads
+    the whole orders topic), then the second half: the report merged over every partition's
+    snapshot folds July's orders and its claims equal the keep-everything ledger's and the
+    truth file, and no refund came after a fold in either table."""
+    from tests.streams.test_month_rows import _fleet_settled
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet, merged_report
+
+    settings = _fold_settings(kafka_bootstrap, "refundmove", FOUR)
+    lines = fixture_lines("xhs")
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", FOUR))], None)
+    august = cst_month_start("2024-08")
+    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    try:
+        first = fleet.start("w0")
+        first.wait_ready(timeout_s=120)
+        replay_lines(settings, tmp_path / "first.jsonl", lines[: len(lines) // 2])
+        drain(first, timeout_s=120)
+        fleet.start("w1").wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / "second.jsonl", lines[len(lines) // 2 :])
+        _fleet_settled(settings, fleet.workers)
+        deadline = time.monotonic() + 120
+        while True:
+            report = merged_report(settings)
+            folded = report["retention"]["folded_orders"]
+            if folded >= 0.95 * july or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        tables = [worker.status()["refunds"] for worker in fleet.workers]
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert all(t["caught_up"] and t["after_fold"] == 0 for t in tables), tables
+    assert 0.95 * july <= folded <= july, (folded, july, report["retention"])
+    _check_summarized(report, build_report(keep), "xhs.jsonl")
