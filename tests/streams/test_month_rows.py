@@ -148,11 +148,13 @@ def _run_with_restart(
     return report, statuses
 
 
-def _fold_settings(bootstrap: str) -> Settings:
+def _fold_settings(
+    bootstrap: str, prefix: str = "monthrows", partitions: int = PARTITIONS
+) -> Settings:
     settings = run_settings(
         bootstrap,
-        prefix="monthrows",
-        partitions=PARTITIONS,
+        prefix=prefix,
+        partitions=partitions,
         fold_sessions=True,
         dedupe_window_s=2 * DAY / 1000,
     )
@@ -385,13 +387,7 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
     from tests.test_scaleout import PARTITIONS as FOUR
     from tests.test_scaleout import Fleet, merged_report
 
-    settings = run_settings(
-        kafka_bootstrap,
-        prefix="monthrows2",
-        partitions=FOUR,
-        fold_sessions=True,
-        dedupe_window_s=2 * DAY / 1000,
-    )
+    settings = _fold_settings(kafka_bootstrap, "monthrows2", FOUR)
     asyncio.run(create_topics(settings, all_topics(settings)))
     fleet = Fleet(settings, tmp_path)
     lines = fixture_lines("xhs")
