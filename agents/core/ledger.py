@@ -945,6 +945,10 @@ class RefundSource(Protocol):
 
     def refund_fold_ts(self) -> int | None: ...
 
+    def note_folded(self, order_id: str) -> None:
+        """A ledger reading this source folded `order_id` with its refunds here (they are
+        decided: a copy held by another partition is no unmatched refund)."""
+
 
 class PeriodHook(Protocol):
     """`Ledger.period_gate` (`agents.core.periods.PeriodGate`): called before sessions are
@@ -1466,6 +1470,9 @@ class Ledger:
         orders topic's horizon."""
         return self.horizon_ts(_ORDERS)
 
+    def note_folded(self, order_id: str) -> None:
+        """`RefundSource`: a ledger fed every refund decides its own at the fold."""
+
     def _fold_orders(self) -> None:
         """Fold the paid orders whose refunds are final (docs/design.md, "Worker state: what
         is kept", "The order fold"): with H the older of this ledger's orders horizon and the
@@ -1577,9 +1584,12 @@ class Ledger:
         own = self._refund_index_or_build()
         dropped_own: set[int] = set()
         for order_id, paid in payments.items():
+            of_id = source.refunds_of(order_id)
+            if of_id and source is not self:
+                source.note_folded(order_id)
             counted = [
                 refund
-                for refund in source.refunds_of(order_id)
+                for refund in of_id
                 if any(self.refund_counts(order.ts, refund.ts) for _key, order in paid)
             ]
             size_refunded = any(refund.reason == "size" for refund in counted)
@@ -1633,6 +1643,18 @@ class Ledger:
         self.refunds_of("")
         assert self._refund_index is not None
         return self._refund_index
+
+    def drop_refunds_the_source_dropped(self) -> bool:
+        """Run the last order fold's drop of refunds with no held payment again, now (the
+        refund source has just dropped some: this ledger's copies of them, decided by the
+        fold that read the source, or never matched, go at once instead of at its next fold,
+        and a report meanwhile does not count them as unmatched). True if any went."""
+        horizon, horizon_ms = self.order_fold_ts, self.refund_horizon_ms
+        if horizon is None or horizon_ms is None or self.refunds_from is None:
+            return False
+        held = len(self.refunds)
+        self._drop_unpaid_refunds(horizon, horizon_ms)
+        return len(self.refunds) != held
 
     def _drop_unpaid_refunds(self, horizon: int, horizon_ms: int) -> None:
         """Drop the refunds whose id has no held payment once every payment they can count for

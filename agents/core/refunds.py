@@ -50,6 +50,9 @@ class RefundTable:
         self.dropped = 0
         self.dropped_below: int | None = None
         self._index: dict[str, list[RefundFact]] | None = None
+        #: Order ids a ledger reading this table folded, while a refund of theirs is held:
+        #: a partition's copy of such a refund is decided, not unmatched (`decided`).
+        self.folded_ids: set[str] = set()
 
     def partition(self, number: int) -> RefundPartition:
         found = self.partitions.get(number)
@@ -82,13 +85,26 @@ class RefundTable:
                     index.setdefault(refund.order_id, []).append(refund)
         return index.get(order_id, ())
 
-    def refund_fold_ts(self) -> int | None:
-        horizons = [
-            ts
-            for ts in (held.refund_fold_ts() for held in self.partitions.values())
+    def note_folded(self, order_id: str) -> None:
+        self.folded_ids.add(order_id)
+
+    def decided(self, order_id: str) -> bool:
+        """Whether an order of `order_id` was folded with this table's refunds of it."""
+        return order_id in self.folded_ids
+
+    def refund_fold_ts(self, quiet: Container[int] = ()) -> int | None:
+        """The oldest of the partitions' orders horizons, leaving out the partitions in
+        `quiet` (read to their end with no record for a while: `WorkerRefundTable`) unless
+        every partition is: then the newest (an idle partition does not hold the fold back)."""
+        horizons = {
+            number: ts
+            for number, ts in ((n, held.refund_fold_ts()) for n, held in self.partitions.items())
             if ts is not None
-        ]
-        return min(horizons) if horizons else None
+        }
+        if not horizons:
+            return None
+        active = [ts for number, ts in horizons.items() if number not in quiet]
+        return min(active) if active else max(horizons.values())
 
     def drop_below(self, ts: int, keep: Container[str] = ()) -> None:
         """Forget the refunds stamped before `ts - refund horizon` but those of the order ids
@@ -108,6 +124,8 @@ class RefundTable:
                 held.refunds = kept
                 self._index = None
         self.dropped_below = below if self.dropped_below is None else max(below, self.dropped_below)
+        if self.folded_ids:
+            self.folded_ids &= {refund.order_id for refund in self.refunds()}
 
     def refunds(self) -> Iterable[RefundFact]:
         for held in self.partitions.values():

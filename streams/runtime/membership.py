@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -60,7 +61,74 @@ class _PooledGroupEvents(Mapping[tuple[str, str], GroupEvents]):
         return sum(1 for _ in self)
 
 
-class MembershipTable:
+class ReadTable:
+    """What the membership and refund tables share as `MembershipReader` feeds them: the
+    position read of each partition, the records applied and refused, and `caught_up`, set
+    once every partition is read up to the ends the topic had when the reader started (a
+    partially read topic must not give a horizon). `_ingest` applies one record's value to
+    the table's state of its partition and returns `ingest`'s outcome."""
+
+    def __init__(self) -> None:
+        #: Partition -> the next offset to read (what the table holds is before it).
+        self.positions: dict[int, int] = {}
+        #: Partition -> the end to reach before the horizon is given (None: not set yet).
+        self._catch_up: dict[int, int] | None = None
+        self.caught_up = asyncio.Event()
+        #: Records applied, and records refused by the decoder (counted and dead-lettered by
+        #: the partition ledger of their partition, not here).
+        self.records = 0
+        self.rejected = 0
+        #: Partition -> since when (`time.monotonic()`) it has been read up to its high-water
+        #: mark with no record since (`quiet_for`): absent while records come.
+        self._quiet_since: dict[int, float] = {}
+
+    def _ingest(self, partition: int, value: bytes | None) -> object:
+        raise NotImplementedError
+
+    def quiet_for(self, partition: int, now: float | None = None) -> float:
+        """How long `partition` has been read to its high-water mark with no new record (0:
+        records are coming, or its high-water mark is not known)."""
+        since = self._quiet_since.get(partition)
+        if since is None:
+            return 0.0
+        return (time.monotonic() if now is None else now) - since
+
+    def catch_up_to(self, ends: Mapping[int, int]) -> None:
+        """Give the horizon only once every partition is read up to `ends` (the topic's ends
+        when the table started)."""
+        self._catch_up = dict(ends)
+        self._check_caught_up()
+
+    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
+        """One record of the topic's `partition`, in offset order."""
+        if offset < self.positions.get(partition, 0):
+            return  # read before (a fetch after a reconnect)
+        outcome = self._ingest(partition, value)
+        self._quiet_since.pop(partition, None)
+        self.records += 1
+        self.rejected += isinstance(outcome, Rejected)
+        self.positions[partition] = offset + 1
+
+    def advance(self, partition: int, position: int, highwater: int | None = None) -> None:
+        """The consumer's position of `partition` (past transaction markers and gaps), and
+        the partition's high-water mark as of the last fetch (None: not known)."""
+        if position > self.positions.get(partition, 0):
+            self.positions[partition] = position
+        if highwater is not None and self.positions.get(partition, 0) >= highwater:
+            self._quiet_since.setdefault(partition, time.monotonic())
+        else:
+            self._quiet_since.pop(partition, None)
+        self._check_caught_up()
+
+    def _check_caught_up(self) -> None:
+        ends = self._catch_up
+        if self.caught_up.is_set() or ends is None:
+            return
+        if all(self.positions.get(p, 0) >= end for p, end in ends.items()):
+            self.caught_up.set()
+
+
+class MembershipTable(ReadTable):
     """Group events of every partition of the groups topic, a ledger per partition (under the
     partition ledgers' dedupe window and future tolerance), and the groups horizon summaries
     wait for (a `agents.core.ledger.MembershipSource`).
@@ -71,19 +139,11 @@ class MembershipTable:
     """
 
     def __init__(self, dedupe_window_ms: int | None, future_tolerance_ms: int | None) -> None:
+        super().__init__()
         self.dedupe_window_ms = dedupe_window_ms
         self.future_tolerance_ms = future_tolerance_ms
         self.ledgers: dict[int, Ledger] = {}
         self._group_events = _PooledGroupEvents(self.ledgers)
-        #: Partition -> the next offset to read (what the table holds is before it).
-        self.positions: dict[int, int] = {}
-        #: Partition -> the end to reach before the horizon is given (None: not set yet).
-        self._catch_up: dict[int, int] | None = None
-        self.caught_up = asyncio.Event()
-        #: Records applied, and records refused by the decoder (counted and dead-lettered by
-        #: the partition ledger of their partition, not here).
-        self.records = 0
-        self.rejected = 0
 
     @property
     def group_events(self) -> Mapping[tuple[str, str], GroupEvents]:
@@ -99,38 +159,13 @@ class MembershipTable:
         known = [h for h in horizons if h is not None]
         return min(known) if known else None
 
-    def catch_up_to(self, ends: Mapping[int, int]) -> None:
-        """Give the horizon only once every partition is read up to `ends` (the topic's ends
-        when the table started)."""
-        self._catch_up = dict(ends)
-        self._check_caught_up()
-
-    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
-        """One record of the groups topic's `partition`, in offset order."""
-        if offset < self.positions.get(partition, 0):
-            return  # read before (a fetch after a reconnect)
+    def _ingest(self, partition: int, value: bytes | None) -> object:
         ledger = self.ledgers.get(partition)
         if ledger is None:
             ledger = self.ledgers[partition] = Ledger(
                 self.dedupe_window_ms, self.future_tolerance_ms
             )
-        outcome = ingest(value, ledger, None)
-        self.records += 1
-        self.rejected += isinstance(outcome, Rejected)
-        self.positions[partition] = offset + 1
-
-    def advance(self, partition: int, position: int) -> None:
-        """The consumer's position of `partition` (past transaction markers and gaps)."""
-        if position > self.positions.get(partition, 0):
-            self.positions[partition] = position
-        self._check_caught_up()
-
-    def _check_caught_up(self) -> None:
-        ends = self._catch_up
-        if self.caught_up.is_set() or ends is None:
-            return
-        if all(self.positions.get(p, 0) >= end for p, end in ends.items()):
-            self.caught_up.set()
+        return ingest(value, ledger, None)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -148,7 +183,7 @@ class TopicTable(Protocol):
 
     def apply(self, partition: int, offset: int, value: bytes | None) -> None: ...
 
-    def advance(self, partition: int, position: int) -> None: ...
+    def advance(self, partition: int, position: int, highwater: int | None = None) -> None: ...
 
     def catch_up_to(self, ends: Mapping[int, int]) -> None: ...
 
@@ -222,7 +257,8 @@ class MembershipReader:
                     for record in records:
                         self.table.apply(tp.partition, record.offset, record.value)
                 for tp in tps:
-                    self.table.advance(tp.partition, await consumer.position(tp))
+                    position = await consumer.position(tp)
+                    self.table.advance(tp.partition, position, consumer.highwater(tp))
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()

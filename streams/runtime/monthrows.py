@@ -157,6 +157,9 @@ class MonthRowExchange:
         self.topic = topic
         self.sender = sender
         self.received = 0
+        #: Rows taken here for an owner partition held here, until that owner holds them
+        #: (`in_flight`): what a report built meanwhile adds (they are in no ledger then).
+        self._in_flight: list[tuple[int, MonthRow]] = []
 
     def split(self, batch: Sequence[RawRecord]) -> tuple[list[RawRecord], list[RawRecord]]:
         """The batch's records of the month-rows topic, and the others."""
@@ -183,13 +186,46 @@ class MonthRowExchange:
             applied.append(record)
         self.received += len(applied)
         state.advance(applied)
+        if applied and self._in_flight:
+            self.in_flight()  # forget the rows their owners hold now (a view may be forked)
 
     def take(self) -> None:
-        for partition, part in self.state.partitions.items():
+        partitions = self.state.partitions
+        for partition, part in partitions.items():
             messages = part.ledger.take_closed_month_rows(partition)
             if messages:
                 part.dirty = True
+                self.state.version += 1  # a view built before the take holds them as rows
                 self.sender.submit(messages)
+                for message in messages:
+                    if isinstance(message, MonthRow):
+                        owner = owner_of(message.user, self.sender.partitions)
+                        if owner in partitions:
+                            self._in_flight.append((owner, message))
+
+    def in_flight(self) -> list[MonthRow]:
+        """The rows taken here and not yet held by their owner partition, held here (sent, or
+        still to be sent): a report adds them, so no figure misses them between the take and
+        the owner's read (seconds under load). A row leaves once its owner holds it (in
+        `month_rows_in`, or its month combined there) or the owner is no longer held here
+        (its next holder reads it from the topic, and shows it from then on)."""
+        if not self._in_flight:
+            return []
+        partitions = self.state.partitions
+        kept: list[tuple[int, MonthRow]] = []
+        for owner, row in self._in_flight:
+            part = partitions.get(owner)
+            if part is None:
+                continue
+            ledger = part.ledger
+            key = (row.merchant, row.month)
+            if key in ledger._months_combined:
+                continue
+            if row.source in ledger.month_rows_in.get(key, {}).get(row.user, {}):
+                continue
+            kept.append((owner, row))
+        self._in_flight = kept
+        return [row for _owner, row in kept]
 
     def status(self) -> dict[str, Any]:
         return {
@@ -197,4 +233,5 @@ class MonthRowExchange:
             "received": self.received,
             "sent_rows": self.sender.sent_rows,
             "sent_announcements": self.sender.sent_announcements,
+            "in_flight_rows": len(self.in_flight()),
         }

@@ -18,19 +18,20 @@ docs/design.md "The order fold" for the measured restart cost and why. Its horiz
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agents.core.ingest import Rejected, ingest
 from agents.core.ledger import Ledger, RefundFact
 from agents.core.refunds import RefundTable
+from streams.runtime.membership import ReadTable
 
 #: How often (in hours of the table's horizon) the refunds no held order can use are dropped.
 _DROP_EVERY_MS = 3_600_000
 
 
-class WorkerRefundTable:
+class WorkerRefundTable(ReadTable):
     """A `RefundTable` fed by `MembershipReader` (records with their offsets), and the
     `RefundSource` every partition ledger of the process folds its orders with.
 
@@ -50,58 +51,62 @@ class WorkerRefundTable:
         future_tolerance_ms: int | None,
         refund_horizon_ms: int | None,
         held_ledgers: Callable[[], Iterable[Ledger]] = lambda: (),
+        on_dropped: Callable[[list[Ledger]], None] = lambda changed: None,
+        idle_s: float | None = None,
     ) -> None:
+        super().__init__()
         self.table = RefundTable(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
         self.held_ledgers = held_ledgers
-        #: Partition -> the next offset to read (what the table holds is before it).
-        self.positions: dict[int, int] = {}
-        self._catch_up: dict[int, int] | None = None
-        self.caught_up = asyncio.Event()
-        self.records = 0
-        self.rejected = 0
+        #: Called with the held ledgers whose copies of refunds the table dropped went too.
+        self.on_dropped = on_dropped
         self._dropped_at: int | None = None
+        #: A partition read to its high-water mark with no record for this long (wall clock)
+        #: no longer holds the horizon back (`refund_fold_ts`); None: it always does.
+        self.idle_s = idle_s
+        #: The newest horizon given so far, and the refunds applied stamped before it (an
+        #: idle partition's late refund: an order it counts for may be folded without it).
+        self._given: int | None = None
+        self.after_fold = 0
 
     # -- RefundSource ---------------------------------------------------------------------
 
     def refunds_of(self, order_id: str) -> Sequence[RefundFact]:
         return self.table.refunds_of(order_id)
 
+    def note_folded(self, order_id: str) -> None:
+        self.table.note_folded(order_id)
+
+    def decided(self, order_id: str) -> bool:
+        return self.table.decided(order_id)
+
     def refund_fold_ts(self) -> int | None:
         """The table's horizon once it has caught up (None before: no order folds)."""
         if not self.caught_up.is_set():
             return None
-        return self.table.refund_fold_ts()
+        idle_s = self.idle_s
+        quiet: set[int] = set()
+        if idle_s is not None:
+            now = time.monotonic()
+            quiet = {p for p in self.table.partitions if self.quiet_for(p, now) >= idle_s}
+        horizon = self.table.refund_fold_ts(quiet)
+        if horizon is not None and (self._given is None or horizon > self._given):
+            self._given = horizon
+        return horizon
 
     # -- fed by MembershipReader ----------------------------------------------------------
 
-    def catch_up_to(self, ends: Mapping[int, int]) -> None:
-        self._catch_up = dict(ends)
-        self._check_caught_up()
-
-    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
-        """One record of the orders topic's `partition`, in offset order."""
-        if offset < self.positions.get(partition, 0):
-            return  # read before (a fetch after a reconnect)
+    def _ingest(self, partition: int, value: bytes | None) -> object:
         outcome = ingest(value, self.table.partition(partition), None)
         if outcome is not None and not isinstance(outcome, Rejected):
             if outcome.type == "order_refunded":
                 self.table.forget_index()
-        self.records += 1
-        self.rejected += isinstance(outcome, Rejected)
-        self.positions[partition] = offset + 1
+                if self._given is not None and outcome.ts < self._given:
+                    self.after_fold += 1
+        return outcome
 
-    def advance(self, partition: int, position: int) -> None:
-        if position > self.positions.get(partition, 0):
-            self.positions[partition] = position
-        self._check_caught_up()
+    def advance(self, partition: int, position: int, highwater: int | None = None) -> None:
+        super().advance(partition, position, highwater)
         self._drop()
-
-    def _check_caught_up(self) -> None:
-        ends = self._catch_up
-        if self.caught_up.is_set() or ends is None:
-            return
-        if all(self.positions.get(p, 0) >= end for p, end in ends.items()):
-            self.caught_up.set()
 
     def _drop(self) -> None:
         """Drop the refunds no held order can count for any more (once an hour of horizon)."""
@@ -117,7 +122,17 @@ class WorkerRefundTable:
             return
         self._dropped_at = oldest
         held_ids = {order.order_id for ledger in ledgers for order in ledger.orders}
+        dropped = self.table.dropped
         self.table.drop_below(oldest, keep=held_ids)
+        if self.table.dropped != dropped and len(ledgers) >= len(self._catch_up or {}):
+            # The partitions' own copies of them (the empty key's partition holds them) go
+            # now, not at their next fold (once a day of horizon): meanwhile a report counted
+            # them as unmatched refunds (no payment held; their orders folded). Only in a
+            # worker holding every orders partition: with several, another worker may still
+            # hold an order of theirs unfolded, whose figure in a merged report reads the copy.
+            changed = [ledger for ledger in ledgers if ledger.drop_refunds_the_source_dropped()]
+            if changed:
+                self.on_dropped(changed)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -128,4 +143,5 @@ class WorkerRefundTable:
             "refunds": sum(1 for _ in self.table.refunds()),
             "dropped": self.table.dropped,
             "refund_fold_ts": self.refund_fold_ts(),
+            "after_fold": self.after_fold,
         }

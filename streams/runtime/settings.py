@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     # before it; any other refund counts nowhere (the report's `retention.late_refunds` and
     # `unmatched_refunds`). 0: any payment of its order id, whenever (before issue 17).
     refund_horizon_days: float = Field(default=90, ge=0, le=10 * 365)
+    # With the session fold: an orders partition the worker's refund table has read to its
+    # end with no new record for this many seconds (wall clock) no longer holds the order fold
+    # back at its last horizon (docs/design.md, "The order fold": as Kafka Streams stops
+    # waiting for an empty partition after `max.task.idle.ms`). A refund it gets later,
+    # stamped before the fold's horizon, is counted (`/status` refunds.after_fold). 0: an idle
+    # partition holds the fold until it moves.
+    refund_idle_s: float = Field(default=300, ge=0, le=30 * 86_400)
     # Summarize each closed session once its session horizon (its end + 7 days) is past every
     # topic's dedupe window (docs/design.md, "The session horizon"): its viewers, orders and
     # interacting users are replaced by the sums the claims read. Membership at the summary

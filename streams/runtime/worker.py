@@ -94,7 +94,10 @@ class Worker:
         self.refunds_reader: MembershipReader | None = None
         if settings.fold_sessions and settings.refund_horizon_ms is not None:
             self.refunds = WorkerRefundTable(
-                settings.dedupe_window_ms, settings.future_tolerance_ms, settings.refund_horizon_ms
+                settings.dedupe_window_ms,
+                settings.future_tolerance_ms,
+                settings.refund_horizon_ms,
+                idle_s=settings.refund_idle_s or None,
             )
             self.refunds_reader = MembershipReader(
                 settings, settings.topic("live.orders"), self.refunds, name="refund"
@@ -124,6 +127,7 @@ class Worker:
 
         if self.refunds is not None:  # what its refunds may still be needed by
             self.refunds.held_ledgers = self._held_ledgers
+            self.refunds.on_dropped = self._refunds_dropped
         # Rejected records -> the dead-letter topic, in the background, settled before snapshots.
         self.deadletter_topic = raw_topic(app, settings.deadletter)
         given_up = self.metrics.deadletter_failures.labels(settings.deadletter)
@@ -211,6 +215,14 @@ class Worker:
     def _held_ledgers(self) -> list[Ledger]:
         """The partition ledgers held here (what the refund table's drop waits for)."""
         return [p.ledger for p in self.state.partitions.values()]
+
+    def _refunds_dropped(self, changed: list[Ledger]) -> None:
+        """Partition ledgers that dropped refunds with the refund table: their snapshots and
+        the merged view follow."""
+        for part in self.state.partitions.values():
+            if any(part.ledger is ledger for ledger in changed):
+                part.dirty = True
+        self.state.version += 1
 
     async def _membership_caught_up(self) -> None:
         """Before the first assignment's states are restored: start the membership and refund

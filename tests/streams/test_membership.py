@@ -190,6 +190,16 @@ def _keep_everything(name: str) -> Ledger:
 # -- a worker on the real broker ----------------------------------------------------------------
 
 
+def start_balanced(fleet: Fleet, workers: int) -> None:
+    """Start `workers` workers of `fleet` and wait until each holds some of the partitions."""
+    for i in range(workers):
+        fleet.start(f"w{i}")
+    for worker in fleet.workers:
+        worker.wait_ready(timeout_s=120)
+    held = fleet.wait_balanced()
+    assert len(held) == workers and all(held.values()), held
+
+
 def _claims_of(worker: WorkerProcess) -> dict[str, Any]:
     drain(worker, timeout_s=120)
     return report_of(worker)
@@ -267,12 +277,7 @@ def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
     asyncio.run(create_topics(settings, all_topics(settings)))
     fleet = Fleet(settings, tmp_path)
     try:
-        for i in range(2):
-            fleet.start(f"w{i}")
-        for worker in fleet.workers:
-            worker.wait_ready(timeout_s=120)
-        held = fleet.wait_balanced()
-        assert len(held) == 2 and all(held.values()), held
+        start_balanced(fleet, 2)
         replay_lines(settings, tmp_path / f"{name}.jsonl", fixture_lines(name))
         report = merged_report(settings)
         per_worker = [report_of(w)["retention"]["summarized_sessions"] for w in fleet.workers]

@@ -10,6 +10,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,14 @@ def test_partitions_with_the_refund_table_fold_their_orders_exactly() -> None:
     assert table.table.dropped > 0
     ledgers = [p.ledger for p in state.partitions.values()]
     assert sum(ledger.order_fold.orders for ledger in ledgers) >= 0.6 * len(keep.orders)
-    _check_summarized(build_report(state.ledger), build_report(keep), "xhs.jsonl")
+    report = build_report(state.ledger)
+    _check_summarized(report, build_report(keep), "xhs.jsonl")
+    # The refunds no payment counts for, counted from the raw lines (71 refunds, none late or
+    # unmatched): the partitions' copies of refunds whose orders another partition folded
+    # with the table are not unmatched (they were: 25 of xhs's 71, in a report meanwhile).
+    retention = report["retention"]
+    assert (retention["late_refunds"], retention["unmatched_refunds"]) == _refund_fates("xhs")
+    assert retention["dropped_refunds"] > 0
 
     alone = build_report(_fed(records, None).ledger)["claims"]  # each ledger its own refunds
     for claim in ("size_refund_share", "return_rate"):
@@ -90,6 +98,41 @@ def test_partitions_with_the_refund_table_fold_their_orders_exactly() -> None:
 
     waiting = _fed(records, _refund_table(records, caught_up=False))
     assert sum(p.ledger.order_fold.orders for p in waiting.partitions.values()) == 0
+
+
+def _refund_fates(name: str) -> tuple[int, int]:
+    """From the fixture's lines alone: its refunds (each event id once) that are late (a
+    payment of their order id more than the refund horizon before, none within it) and
+    unmatched (no payment of the id at or before them)."""
+    import orjson
+
+    paid: dict[str, list[int]] = {}
+    refunds: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for line in fixture_lines(name):
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict) or event.get("event_id") in seen:
+            continue
+        if event.get("type") == "order_paid":
+            paid.setdefault(event["order_id"], []).append(event["ts"])
+        elif event.get("type") == "order_refunded":
+            refunds.append((event["order_id"], event["ts"]))
+        else:
+            continue
+        seen.add(event["event_id"])
+    late = unmatched = 0
+    for order_id, ts in refunds:
+        times = paid.get(order_id, [])
+        if not any(t <= ts <= t + REFUND_HORIZON for t in times):
+            if any(t < ts - REFUND_HORIZON for t in times):
+                late += 1
+            else:
+                unmatched += 1
+    assert len(refunds) > 50
+    return late, unmatched
 
 
 def _decoded(records: list[RawRecord]) -> list[tuple[str, bytes, object]]:
@@ -114,10 +157,55 @@ def test_the_table_drops_the_refunds_no_held_order_can_use() -> None:
         assert refund.ts >= folded_at - REFUND_HORIZON or refund.order_id in held_ids
 
 
-#: Opt-in: this worker test failed once in a fresh-clone CI run under load (2026-12-03, after
-#: the session's merges; it passed 3 of 3 on its branch). Until the cause is found (the idle
-#: fold's timing against the refund and membership tables), it runs only when asked.
+#: Opt-in: this worker test failed once in a fresh-clone CI run under load (2026-12-03, with a
+#: 30 s wait; its values were not kept). Not reproduced since (4 of 4 passed with two CPU
+#: burners, load 14-17: 68-110 s each). A cause found by reading: the report was taken after
+#: draining the contract topics only, while month rows taken from the partitions were still
+#: on their way to their owners (in no ledger: `group_spend_multiple` 4.879 against 4.708);
+#: they are in the report now (streams/runtime/monthrows.py `in_flight`). It stays opt-in
+#: because it takes ~28 s alone on this machine, above the default suite's ~20 s budget.
 REFUND_WORKER_ENV = "LIVEPULSE_REFUND_WORKER"
+
+
+def _fold_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS, **more: Any) -> Any:
+    """A run's settings with the fold, a 2-day window and a 13-day refund horizon."""
+    return run_settings(
+        bootstrap,
+        prefix=prefix,
+        partitions=partitions,
+        fold_sessions=True,
+        dedupe_window_s=WINDOW / 1000,
+        refund_horizon_days=REFUND_HORIZON / 86_400_000,
+        **more,
+    )
+
+
+def _run_until_folded(
+    settings: Any, lines: list[bytes], july: int, tmp_path: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A worker fed `lines` (its topics created, then deleted), drained, then its /report
+    polled (up to 120 s) until it has folded 95% of `july` orders: the last report and its
+    /status."""
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "lines.jsonl", lines)
+        drain(worker, timeout_s=120)
+        deadline = time.monotonic() + 120
+        while True:
+            report = report_of(worker)
+            if report["retention"]["folded_orders"] >= 0.95 * july:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        return report, worker.status()
+    finally:
+        worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
 
 
 @pytest.mark.integration
@@ -134,44 +222,22 @@ def test_a_worker_with_the_fold_folds_orders_and_its_claims_equal_the_truth(
     partition; August's wait for its refund claims by period),
     and its /report claims, `size_refund_share` and `return_rate` included, equal the
     keep-everything ledger's and the truth file."""
-    settings = run_settings(
-        kafka_bootstrap,
-        prefix="refunds",
-        partitions=PARTITIONS,
-        fold_sessions=True,
-        dedupe_window_s=WINDOW / 1000,
-        refund_horizon_days=REFUND_HORIZON / 86_400_000,
-    )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
-        replay_lines(settings, tmp_path / "xhs.jsonl", fixture_lines("xhs"))
-        drain(worker, timeout_s=120)
-        # With the claims by period (default on), an order waits until its period's refund
-        # claims are frozen (agents/core/periods.py): July's orders fold (its end + 7 days +
-        # the refund horizon is behind the orders horizon), August's are held. The membership
-        # table may reach July's close only after the last record: the worker's idle fold
-        # (`LiveState.fold_idle`, ~1 s after a partition's last record) folds them then.
-        keep = _folding([e for _t, _k, e in _decoded(routed("xhs", PARTITIONS))], None)
-        august = cst_month_start("2024-08")
-        july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
-        deadline = time.monotonic() + 120
-        while True:
-            report = report_of(worker)
-            folded = report["retention"]["folded_orders"]
-            if folded >= 0.95 * july or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        status = worker.status()
-    finally:
-        worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
+    settings = _fold_settings(kafka_bootstrap, "refunds")
+    # With the claims by period (default on), an order waits until its period's refund claims
+    # are frozen (agents/core/periods.py): July's orders fold (its end + 7 days + the refund
+    # horizon is behind the orders horizon), August's are held. The membership table may
+    # reach July's close only after the last record: the worker's idle fold
+    # (`LiveState.fold_idle`, ~1 s after a partition's last record) folds them then.
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", PARTITIONS))], None)
+    august = cst_month_start("2024-08")
+    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
+    report, status = _run_until_folded(settings, fixture_lines("xhs"), july, tmp_path)
+    folded = report["retention"]["folded_orders"]
     assert status["refunds"]["caught_up"], status["refunds"]
     assert 0.95 * july <= folded <= july < len(keep.orders), (folded, july)
     _check_summarized(report, build_report(keep), "xhs.jsonl")
+    retention = report["retention"]
+    assert (retention["late_refunds"], retention["unmatched_refunds"]) == _refund_fates("xhs")
 
 
 def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
@@ -246,3 +312,154 @@ def test_the_table_keeps_a_refund_whose_order_waits_for_its_session() -> None:
     assert claims["size_refund_share"]["detail"]["size_refunded"] == 1
     assert table.table.dropped > 0 and not table.refunds_of("o1")
     assert not any(refund.order_id == "o1" for refund in refunds.refunds)
+
+
+def test_an_idle_orders_partition_stops_holding_the_horizon_once_quiet_for_idle_s() -> None:
+    """The table's horizon is the oldest of its partitions' orders horizons: a partition read
+    to its high-water mark with no record for `idle_s` is left out (every one idle: the
+    newest); a record brings it back; one still behind its high-water mark, or with the rule
+    off, always holds it; a refund applied afterwards stamped before a horizon given is
+    counted (`after_fold`)."""
+    import orjson
+
+    def line(i: int, kind: str, ts: int) -> bytes:
+        fields = (
+            {"type": "order_paid", "order_id": f"o{i}", "merchant_id": "m", "user_id": "u",
+             "amount_cents": 100, "items": [{"sku_id": "k", "quantity": 1,
+             "unit_price_cents": 100, "category": "apparel"}]}
+            if kind == "paid"
+            else {"type": "order_refunded", "order_id": "o0", "amount_cents": 100}
+        )  # fmt: skip
+        return orjson.dumps({"event_id": f"e{i}", "ts": ts, **fields})
+
+    def fed(idle_s: float | None) -> WorkerRefundTable:
+        table = WorkerRefundTable(DAY, None, 10 * DAY, idle_s=idle_s)
+        table.catch_up_to({0: 1, 1: 1})
+        table.apply(0, 0, line(0, "paid", T0))  # partition 0: one order, then nothing
+        table.advance(0, 1, highwater=1)
+        table.apply(1, 0, line(1, "paid", T0 + 30 * DAY))  # partition 1 goes on
+        table.advance(1, 1, highwater=2)  # behind its high-water mark: not idle
+        return table
+
+    held = fed(None)
+    assert held.refund_fold_ts() == T0 - DAY  # partition 0 holds it
+    table = fed(0.2)
+    assert table.refund_fold_ts() == T0 - DAY  # not quiet long enough yet
+    time.sleep(0.25)
+    assert table.refund_fold_ts() == T0 + 29 * DAY  # partition 0 left out
+    assert held.refund_fold_ts() == T0 - DAY
+    table.advance(1, 1, highwater=1)
+    time.sleep(0.25)  # both idle: the newest
+    assert table.refund_fold_ts() == T0 + 29 * DAY
+    table.apply(0, 1, line(2, "refund", T0 + DAY))  # a late refund in the idle partition
+    table.advance(0, 2, highwater=2)
+    assert table.after_fold == 1 and table.status()["after_fold"] == 1
+    assert table.refund_fold_ts() == T0 - DAY + DAY  # partition 0 back in, moved by it
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get(REFUND_WORKER_ENV), reason=f"~40 s worker run: set {REFUND_WORKER_ENV}=1"
+)
+def test_a_worker_folds_orders_past_an_orders_partition_gone_quiet(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The xhs fixture with the order payments of one orders partition (2 of 3, not the
+    refunds') stopped after 10 July: without the idle rule that partition's horizon (8 July)
+    holds every order's fold (with `LIVEPULSE_REFUND_IDLE_S=0` this test folds none); with
+    `LIVEPULSE_REFUND_IDLE_S=2` the worker folds the July orders of the two other partitions
+    once it has been quiet for 2 s, and its refund and bundle claims equal the
+    keep-everything ledger's of the same lines; no refund came after a fold."""
+    import orjson
+
+    from schemas import decode
+    from schemas.events import record_key
+    from tests.agents.core.test_merge import partition_of
+
+    july_11 = 1_720_656_000_000  # 2024-07-11 00:00 UTC: 6 of its 99 payments before
+    lines: list[bytes] = []
+    quiet: set[str] = set()  # the order ids of the quiet partition: their horizon is stuck
+    for line in fixture_lines("xhs"):
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            event = None
+        if isinstance(event, dict) and event.get("type") == "order_paid":
+            if partition_of(record_key(event).encode(), PARTITIONS) == 2:
+                if event.get("ts", 0) > july_11:
+                    continue
+                quiet.add(event.get("order_id"))
+        lines.append(line)
+    assert len(lines) < len(fixture_lines("xhs")) - 50
+    settings = _fold_settings(kafka_bootstrap, "refundidle", refund_idle_s=2)
+    keep = _folding([decode(line) for line in lines], None)
+    august = cst_month_start("2024-08")
+    july = sum(
+        _period_stamp(order, keep.sessions) < august and order.order_id not in quiet
+        for order in keep.orders
+    )
+    report, status = _run_until_folded(settings, lines, july, tmp_path)
+    folded = report["retention"]["folded_orders"]
+    assert status["refunds"]["after_fold"] == 0, status["refunds"]
+    assert len(quiet) == 6 and 0.95 * july <= folded and july > 100, (folded, july)
+    got, want = report["claims"], build_report(keep)["claims"]
+    for claim in ("size_refund_share", "return_rate", "bundle_share"):
+        for key in ("observed", "ci_low", "ci_high", "n"):
+            assert got[claim][key] == pytest.approx(want[claim][key], rel=1e-9), (claim, key)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get(REFUND_WORKER_ENV), reason=f"~2 min, two workers: set {REFUND_WORKER_ENV}=1"
+)
+@pytest.mark.xfail(
+    strict=False,
+    reason="the rebalance gap (docs/design.md, the order fold's limits): failed 2 of 2, the "
+    "merged report's size_refund_share 0.1076 against 0.1211, return_rate 0.1387 against 0.1588",
+)
+def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The fold with 4 partitions: one worker reads the first half of xhs, a second joins (two
+    of the partitions move to it, restored from their snapshots, and its own refund table reads
+    the whole orders topic), then the second half: the report merged over every partition's
+    snapshot folds July's orders and its claims equal the keep-everything ledger's and the
+    truth file, and no refund came after a fold in either table."""
+    from tests.streams.test_month_rows import _fleet_settled
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet, merged_report
+
+    settings = _fold_settings(kafka_bootstrap, "refundmove", FOUR)
+    lines = fixture_lines("xhs")
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", FOUR))], None)
+    august = cst_month_start("2024-08")
+    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    try:
+        first = fleet.start("w0")
+        first.wait_ready(timeout_s=120)
+        replay_lines(settings, tmp_path / "first.jsonl", lines[: len(lines) // 2])
+        drain(first, timeout_s=120)
+        fleet.start("w1").wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / "second.jsonl", lines[len(lines) // 2 :])
+        _fleet_settled(settings, fleet.workers)
+        deadline = time.monotonic() + 120
+        while True:
+            report = merged_report(settings)
+            folded = report["retention"]["folded_orders"]
+            if folded >= 0.95 * july or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        tables = [worker.status()["refunds"] for worker in fleet.workers]
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert all(t["caught_up"] and t["after_fold"] == 0 for t in tables), tables
+    assert 0.95 * july <= folded <= july, (folded, july, report["retention"])
+    _check_summarized(report, build_report(keep), "xhs.jsonl")
