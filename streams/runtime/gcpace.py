@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 #: Generation thresholds while pacing. gen0 at 10,000 allocations instead of 700: every fact
@@ -95,6 +96,10 @@ class GcPacer:
         }
 
 
+#: Collections `GcClock`'s p99s are read over (the newest: a bounded window, not every one).
+GC_RECENT = 4096
+
+
 @dataclass
 class GcClock:
     """Collections and the time spent in them, per generation (a `gc.callbacks` hook).
@@ -104,12 +109,21 @@ class GcClock:
     a loaded machine a collection preempted by other processes counted its waiting too (36.8%
     "of CPU" in bench/RESULTS.md's Session 7). A collection's pause as the event loop sees it is
     wall-clock time: `wall_seconds`, and `longest_s` (the longest pause, wall clock).
+
+    On a shared machine a pause's wall clock is mostly the waits for a core of a thread that
+    was preempted inside it (bench/RESULTS.md, Session 10: 35-67 ms wall for collections of
+    1.5-4 ms of CPU at a load average of 16), which would stall the loop just as long outside a
+    collection. What the collector itself costs a pause is its CPU time: `longest_cpu_s`, and
+    the p99 of both over the last `GC_RECENT` collections.
     """
 
     collections: list[int] = field(default_factory=lambda: [0, 0, 0])
     seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     wall_seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     longest_s: float = 0.0
+    longest_cpu_s: float = 0.0
+    #: (wall, CPU) seconds of the newest `GC_RECENT` collections.
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=GC_RECENT))
     _began: float = 0.0
     _began_cpu: float = 0.0
     installed: bool = False
@@ -137,8 +151,12 @@ class GcClock:
         self.seconds[generation] += cpu
         self.wall_seconds[generation] += took
         self.longest_s = max(self.longest_s, took)
+        self.longest_cpu_s = max(self.longest_cpu_s, cpu)
+        self.recent.append((took, cpu))
 
     def status(self) -> dict[str, object]:
+        walls = sorted(took for took, _cpu in self.recent)
+        cpus = sorted(cpu for _took, cpu in self.recent)
         return {
             "collections": list(self.collections),
             "seconds": [round(s, 4) for s in self.seconds],
@@ -146,4 +164,14 @@ class GcClock:
             "wall_seconds": [round(s, 4) for s in self.wall_seconds],
             "total_wall_s": round(sum(self.wall_seconds), 4),
             "longest_ms": round(self.longest_s * 1000, 1),
+            "longest_cpu_ms": round(self.longest_cpu_s * 1000, 2),
+            "p99_ms": round(_p99(walls) * 1000, 1),
+            "p99_cpu_ms": round(_p99(cpus) * 1000, 2),
         }
+
+
+def _p99(ordered: list[float]) -> float:
+    """The 99th percentile (nearest rank) of sorted values; 0 for none."""
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, (99 * len(ordered) + 99) // 100 - 1)]
