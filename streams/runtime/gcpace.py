@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 #: Generation thresholds while pacing. gen0 at 10,000 allocations instead of 700: every fact
@@ -46,6 +48,12 @@ class GcPacer:
     #: Paced collections and full passes done, for /status.
     collections: int = 0
     full_passes: int = 0
+    #: CPU seconds of `start`'s collection (start-up's heap, before any record: the worker
+    #: starts it before its `GcClock`, so that it is not counted as a pause of the stream).
+    start_cpu_s: float = 0.0
+    #: Objects frozen unwalked after a state was restored (`restoring`), and how many times.
+    restored_objects: int = 0
+    restores: int = 0
 
     def install(self) -> GcPacer:
         """Set the thresholds (once; `uninstall` restores the previous ones)."""
@@ -56,9 +64,38 @@ class GcPacer:
 
     def start(self) -> None:
         """Collect and freeze what exists now (after start-up's imports), once."""
+        began = time.thread_time()
         gc.collect()
         gc.freeze()
+        self.start_cpu_s = time.thread_time() - began
         self.frozen = gc.get_freeze_count()
+
+    @contextmanager
+    def restoring(self) -> Iterator[None]:
+        """Around building state from a snapshot: no collection while it is built, then what
+        was built is frozen without being walked.
+
+        Why: a restore allocates the whole state at once, so CPython's thresholds fire gen-2
+        collections over the growing heap inside it, and the next paced collection walks all
+        of it (one pause proportional to the state). Objects just unpickled hold no garbage
+        cycle (a pickle builds only what the state references, `tests/agents/core/
+        test_no_cycles.py` says the core keeps none), so none is frozen by skipping the walk;
+        an object of the rest of the process that was young at that moment is frozen with
+        them and reclaimed, if it ever becomes cyclic garbage, by the next full pass.
+        """
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+            # Built whole (a failed restore freezes nothing: its leftovers are collected).
+            built = len(gc.get_objects())  # the young generations only: not the frozen list
+            gc.freeze()
+            self.frozen += built
+            self.restored_objects += built
+            self.restores += 1
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def uninstall(self) -> None:
         """Restore the thresholds and unfreeze everything this process froze."""
@@ -88,11 +125,14 @@ class GcPacer:
             gc.freeze()
             self.frozen = self._frozen_at_full = gc.get_freeze_count()
 
-    def status(self) -> dict[str, int]:
+    def status(self) -> dict[str, float]:
         return {
             "paced_collections": self.collections,
             "full_passes": self.full_passes,
             "frozen_objects": self.frozen,
+            "start_cpu_ms": round(self.start_cpu_s * 1000, 1),
+            "restores": self.restores,
+            "restored_objects": self.restored_objects,
         }
 
 
