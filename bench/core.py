@@ -145,9 +145,13 @@ def warm_up() -> tuple[Ledger, OperatorBoard]:
     return ledger, board
 
 
-def state_once(viewers: int, traced: bool, warm: bool = True) -> dict[str, float]:
+def state_once(
+    viewers: int, traced: bool, warm: bool = True, by_line: int = 0
+) -> dict[str, object]:
     """Memory of the core with `viewers` concurrent viewers (rooms of 1,000, nobody left);
-    `warm`: after `warm_up` (a running worker's steady state), else from a fresh process."""
+    `warm`: after `warm_up` (a running worker's steady state), else from a fresh process;
+    `by_line` (traced): also the lines that allocated the most of what is kept, bytes per
+    viewer, that many."""
     rooms = max(1, viewers // 1000)
     records = stream(rooms, viewers // rooms, 1, leave=False)
     warmed = warm_up() if warm else None
@@ -158,9 +162,15 @@ def state_once(viewers: int, traced: bool, warm: bool = True) -> dict[str, float
     ledger, board = Ledger(), OperatorBoard()
     apply(records, ledger, board)
     gc.collect()
-    out: dict[str, float] = {"records": len(records), "viewers": viewers}
+    out: dict[str, object] = {"records": len(records), "viewers": viewers}
     if traced:
         out["traced_bytes"] = tracemalloc.get_traced_memory()[0]
+        if by_line:
+            stats = tracemalloc.take_snapshot().statistics("lineno")[:by_line]
+            out["by_line"] = [
+                [f"{s.traceback[0].filename}:{s.traceback[0].lineno}", round(s.size / viewers, 1)]
+                for s in stats
+            ]
         tracemalloc.stop()
     else:
         out["rss_bytes"] = rss_bytes() - rss0
@@ -277,9 +287,13 @@ def main() -> None:
     state = sub.add_parser("state")
     state.add_argument("viewers", type=int)
     state.add_argument("mode", choices=[mode for _, mode in STATE_MODES])
+    state.add_argument(
+        "--by-line", type=int, default=0, metavar="N", help="traced: the N lines keeping most"
+    )
     args = parser.parse_args()
     traced = args.mode.startswith("traced")
-    print(json.dumps(state_once(args.viewers, traced, warm=args.mode != "traced-cold")))
+    warm = args.mode != "traced-cold"
+    print(json.dumps(state_once(args.viewers, traced, warm=warm, by_line=args.by_line)))
 
 
 if __name__ == "__main__":
