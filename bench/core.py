@@ -272,6 +272,49 @@ def measure_scaling(repeat: int) -> dict[str, object]:
     return out
 
 
+def gc_pauses(pace_records: int, rooms: int, days: int) -> dict[str, object]:
+    """The core's garbage collections under the worker's pacer (`pace_records`; 0: CPython's
+    default collector) over `stream(rooms, 1000, days)` in batches of 1,000: count, longest and
+    p99 of each collection's wall-clock and CPU (thread) time in ms, and their CPU total."""
+    records = stream(rooms, 1000, days)
+    timed: list[tuple[float, float]] = []
+    began = [0.0, 0.0]
+
+    def clock(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[:] = [time.perf_counter(), time.thread_time()]
+        else:
+            timed.append((time.perf_counter() - began[0], time.thread_time() - began[1]))
+
+    ledger, board = Ledger(), OperatorBoard()
+    pacer = GcPacer(every_records=pace_records).install() if pace_records else None
+    if pacer is not None:
+        pacer.start()
+    gc.callbacks.append(clock)
+    try:
+        for start in range(0, len(records), 1000):
+            apply(records[start : start + 1000], ledger, board, None)
+            if pacer is not None:
+                pacer.after(1000)
+    finally:
+        gc.callbacks.remove(clock)
+        if pacer is not None:
+            pacer.uninstall()
+
+    def longest_p99(values: list[float]) -> list[float]:
+        values = sorted(values) or [0.0]
+        return [round(values[-1] * 1000, 2), round(values[(99 * len(values)) // 100] * 1000, 2)]
+
+    return {
+        "records": len(records),
+        "pace_records": pace_records,
+        "collections": len(timed),
+        "wall_longest_p99_ms": longest_p99([wall for wall, _ in timed]),
+        "cpu_longest_p99_ms": longest_p99([cpu for _, cpu in timed]),
+        "cpu_total_ms": round(sum(cpu for _, cpu in timed) * 1000, 1),
+    }
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     return {
         "median": statistics.median(values),
@@ -290,7 +333,14 @@ def main() -> None:
     state.add_argument(
         "--by-line", type=int, default=0, metavar="N", help="traced: the N lines keeping most"
     )
+    pauses = sub.add_parser("gc", help="the core's collections under the worker's pacer")
+    pauses.add_argument("--pace", type=int, default=50_000, help="records; 0: CPython's own")
+    pauses.add_argument("--rooms", type=int, default=100)
+    pauses.add_argument("--days", type=int, default=2)
     args = parser.parse_args()
+    if args.what == "gc":
+        print(json.dumps(gc_pauses(args.pace, args.rooms, args.days)))
+        return
     traced = args.mode.startswith("traced")
     warm = args.mode != "traced-cold"
     print(json.dumps(state_once(args.viewers, traced, warm=warm, by_line=args.by_line)))
