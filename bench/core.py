@@ -145,9 +145,13 @@ def warm_up() -> tuple[Ledger, OperatorBoard]:
     return ledger, board
 
 
-def state_once(viewers: int, traced: bool, warm: bool = True) -> dict[str, float]:
+def state_once(
+    viewers: int, traced: bool, warm: bool = True, by_line: int = 0
+) -> dict[str, object]:
     """Memory of the core with `viewers` concurrent viewers (rooms of 1,000, nobody left);
-    `warm`: after `warm_up` (a running worker's steady state), else from a fresh process."""
+    `warm`: after `warm_up` (a running worker's steady state), else from a fresh process;
+    `by_line` (traced): also the lines that allocated the most of what is kept, bytes per
+    viewer, that many."""
     rooms = max(1, viewers // 1000)
     records = stream(rooms, viewers // rooms, 1, leave=False)
     warmed = warm_up() if warm else None
@@ -158,9 +162,15 @@ def state_once(viewers: int, traced: bool, warm: bool = True) -> dict[str, float
     ledger, board = Ledger(), OperatorBoard()
     apply(records, ledger, board)
     gc.collect()
-    out: dict[str, float] = {"records": len(records), "viewers": viewers}
+    out: dict[str, object] = {"records": len(records), "viewers": viewers}
     if traced:
         out["traced_bytes"] = tracemalloc.get_traced_memory()[0]
+        if by_line:
+            stats = tracemalloc.take_snapshot().statistics("lineno")[:by_line]
+            out["by_line"] = [
+                [f"{s.traceback[0].filename}:{s.traceback[0].lineno}", round(s.size / viewers, 1)]
+                for s in stats
+            ]
         tracemalloc.stop()
     else:
         out["rss_bytes"] = rss_bytes() - rss0
@@ -262,6 +272,49 @@ def measure_scaling(repeat: int) -> dict[str, object]:
     return out
 
 
+def gc_pauses(pace_records: int, rooms: int, days: int) -> dict[str, object]:
+    """The core's garbage collections under the worker's pacer (`pace_records`; 0: CPython's
+    default collector) over `stream(rooms, 1000, days)` in batches of 1,000: count, longest and
+    p99 of each collection's wall-clock and CPU (thread) time in ms, and their CPU total."""
+    records = stream(rooms, 1000, days)
+    timed: list[tuple[float, float]] = []
+    began = [0.0, 0.0]
+
+    def clock(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[:] = [time.perf_counter(), time.thread_time()]
+        else:
+            timed.append((time.perf_counter() - began[0], time.thread_time() - began[1]))
+
+    ledger, board = Ledger(), OperatorBoard()
+    pacer = GcPacer(every_records=pace_records).install() if pace_records else None
+    if pacer is not None:
+        pacer.start()
+    gc.callbacks.append(clock)
+    try:
+        for start in range(0, len(records), 1000):
+            apply(records[start : start + 1000], ledger, board, None)
+            if pacer is not None:
+                pacer.after(1000)
+    finally:
+        gc.callbacks.remove(clock)
+        if pacer is not None:
+            pacer.uninstall()
+
+    def longest_p99(values: list[float]) -> list[float]:
+        values = sorted(values) or [0.0]
+        return [round(values[-1] * 1000, 2), round(values[(99 * len(values)) // 100] * 1000, 2)]
+
+    return {
+        "records": len(records),
+        "pace_records": pace_records,
+        "collections": len(timed),
+        "wall_longest_p99_ms": longest_p99([wall for wall, _ in timed]),
+        "cpu_longest_p99_ms": longest_p99([cpu for _, cpu in timed]),
+        "cpu_total_ms": round(sum(cpu for _, cpu in timed) * 1000, 1),
+    }
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     return {
         "median": statistics.median(values),
@@ -277,9 +330,20 @@ def main() -> None:
     state = sub.add_parser("state")
     state.add_argument("viewers", type=int)
     state.add_argument("mode", choices=[mode for _, mode in STATE_MODES])
+    state.add_argument(
+        "--by-line", type=int, default=0, metavar="N", help="traced: the N lines keeping most"
+    )
+    pauses = sub.add_parser("gc", help="the core's collections under the worker's pacer")
+    pauses.add_argument("--pace", type=int, default=50_000, help="records; 0: CPython's own")
+    pauses.add_argument("--rooms", type=int, default=100)
+    pauses.add_argument("--days", type=int, default=2)
     args = parser.parse_args()
+    if args.what == "gc":
+        print(json.dumps(gc_pauses(args.pace, args.rooms, args.days)))
+        return
     traced = args.mode.startswith("traced")
-    print(json.dumps(state_once(args.viewers, traced, warm=args.mode != "traced-cold")))
+    warm = args.mode != "traced-cold"
+    print(json.dumps(state_once(args.viewers, traced, warm=warm, by_line=args.by_line)))
 
 
 if __name__ == "__main__":

@@ -163,11 +163,12 @@ def render(results: dict[str, Any]) -> str:
             "`processing_lag`). In the worker: the part from the batch reaching the worker's "
             "event loop (fetched) to applied (`/status` `worker_lag`); the rest is the "
             "producer's linger and event loop, the broker and the fetch. GC: the longest "
-            "single collection in the worker.",
+            "single collection in the worker, wall clock (waits for a core included) and CPU "
+            "time (the collector's own cost), and the p99 of the collections' CPU time.",
             "",
             "| load | rate (records/s) | records | p50 ms | p99 ms | max ms | in the worker: "
-            "p50 ms | p99 ms | GC longest ms |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "p50 ms | p99 ms | GC longest ms | GC longest CPU ms | GC p99 CPU ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         rows = [("", lat)] + list(lat.get("variants", {}).items())
         for name, by_share in rows:
@@ -180,7 +181,13 @@ def render(results: dict[str, Any]) -> str:
                     f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | "
                     + " | ".join(
                         _fmt(r[key]) if key in r else "-"
-                        for key in ("worker_p50_ms", "worker_p99_ms", "gc_longest_ms")
+                        for key in (
+                            "worker_p50_ms",
+                            "worker_p99_ms",
+                            "gc_longest_ms",
+                            "gc_longest_cpu_ms",
+                            "gc_p99_cpu_ms",
+                        )
                     )
                     + " |"
                 )

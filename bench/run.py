@@ -529,6 +529,10 @@ def latency_once(
         lag["worker_p99_ms"] = worker_lag.get("p99_ms")
         gc_clock = status.get("gc") or {}
         lag["gc_longest_ms"] = gc_clock.get("longest_ms")
+        # The collector's own share of its pauses: CPU time (a wall-clock pause on a shared
+        # machine is mostly waits for a core; streams/runtime/gcpace.py, GcClock).
+        lag["gc_longest_cpu_ms"] = gc_clock.get("longest_cpu_ms")
+        lag["gc_p99_cpu_ms"] = gc_clock.get("p99_cpu_ms")
         lag["gc_total_s"] = gc_clock.get("total_s")
         wall = time.time() - began
         worker_used = (cpu_seconds(pid) or 0.0) - (worker_cpu or 0.0)
@@ -610,6 +614,8 @@ def measure_latency(
                         "worker_p50_ms",
                         "worker_p99_ms",
                         "gc_longest_ms",
+                        "gc_longest_cpu_ms",
+                        "gc_p99_cpu_ms",
                         "gc_total_s",
                         "records_per_cpu_s",
                         "children_cpu_s",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 #: Generation thresholds while pacing. gen0 at 10,000 allocations instead of 700: every fact
@@ -45,6 +48,12 @@ class GcPacer:
     #: Paced collections and full passes done, for /status.
     collections: int = 0
     full_passes: int = 0
+    #: CPU seconds of `start`'s collection (start-up's heap, before any record: the worker
+    #: starts it before its `GcClock`, so that it is not counted as a pause of the stream).
+    start_cpu_s: float = 0.0
+    #: Objects frozen unwalked after a state was restored (`restoring`), and how many times.
+    restored_objects: int = 0
+    restores: int = 0
 
     def install(self) -> GcPacer:
         """Set the thresholds (once; `uninstall` restores the previous ones)."""
@@ -55,9 +64,38 @@ class GcPacer:
 
     def start(self) -> None:
         """Collect and freeze what exists now (after start-up's imports), once."""
+        began = time.thread_time()
         gc.collect()
         gc.freeze()
+        self.start_cpu_s = time.thread_time() - began
         self.frozen = gc.get_freeze_count()
+
+    @contextmanager
+    def restoring(self) -> Iterator[None]:
+        """Around building state from a snapshot: no collection while it is built, then what
+        was built is frozen without being walked.
+
+        Why: a restore allocates the whole state at once, so CPython's thresholds fire gen-2
+        collections over the growing heap inside it, and the next paced collection walks all
+        of it (one pause proportional to the state). Objects just unpickled hold no garbage
+        cycle (a pickle builds only what the state references, `tests/agents/core/
+        test_no_cycles.py` says the core keeps none), so none is frozen by skipping the walk;
+        an object of the rest of the process that was young at that moment is frozen with
+        them and reclaimed, if it ever becomes cyclic garbage, by the next full pass.
+        """
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+            # Built whole (a failed restore freezes nothing: its leftovers are collected).
+            built = len(gc.get_objects())  # the young generations only: not the frozen list
+            gc.freeze()
+            self.frozen += built
+            self.restored_objects += built
+            self.restores += 1
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def uninstall(self) -> None:
         """Restore the thresholds and unfreeze everything this process froze."""
@@ -87,12 +125,19 @@ class GcPacer:
             gc.freeze()
             self.frozen = self._frozen_at_full = gc.get_freeze_count()
 
-    def status(self) -> dict[str, int]:
+    def status(self) -> dict[str, float]:
         return {
             "paced_collections": self.collections,
             "full_passes": self.full_passes,
             "frozen_objects": self.frozen,
+            "start_cpu_ms": round(self.start_cpu_s * 1000, 1),
+            "restores": self.restores,
+            "restored_objects": self.restored_objects,
         }
+
+
+#: Collections `GcClock`'s p99s are read over (the newest: a bounded window, not every one).
+GC_RECENT = 4096
 
 
 @dataclass
@@ -104,12 +149,21 @@ class GcClock:
     a loaded machine a collection preempted by other processes counted its waiting too (36.8%
     "of CPU" in bench/RESULTS.md's Session 7). A collection's pause as the event loop sees it is
     wall-clock time: `wall_seconds`, and `longest_s` (the longest pause, wall clock).
+
+    On a shared machine a pause's wall clock is mostly the waits for a core of a thread that
+    was preempted inside it (bench/RESULTS.md, Session 10: 35-67 ms wall for collections of
+    1.5-4 ms of CPU at a load average of 16), which would stall the loop just as long outside a
+    collection. What the collector itself costs a pause is its CPU time: `longest_cpu_s`, and
+    the p99 of both over the last `GC_RECENT` collections.
     """
 
     collections: list[int] = field(default_factory=lambda: [0, 0, 0])
     seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     wall_seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     longest_s: float = 0.0
+    longest_cpu_s: float = 0.0
+    #: (wall, CPU) seconds of the newest `GC_RECENT` collections.
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=GC_RECENT))
     _began: float = 0.0
     _began_cpu: float = 0.0
     installed: bool = False
@@ -137,8 +191,12 @@ class GcClock:
         self.seconds[generation] += cpu
         self.wall_seconds[generation] += took
         self.longest_s = max(self.longest_s, took)
+        self.longest_cpu_s = max(self.longest_cpu_s, cpu)
+        self.recent.append((took, cpu))
 
     def status(self) -> dict[str, object]:
+        walls = sorted(took for took, _cpu in self.recent)
+        cpus = sorted(cpu for _took, cpu in self.recent)
         return {
             "collections": list(self.collections),
             "seconds": [round(s, 4) for s in self.seconds],
@@ -146,4 +204,14 @@ class GcClock:
             "wall_seconds": [round(s, 4) for s in self.wall_seconds],
             "total_wall_s": round(sum(self.wall_seconds), 4),
             "longest_ms": round(self.longest_s * 1000, 1),
+            "longest_cpu_ms": round(self.longest_cpu_s * 1000, 2),
+            "p99_ms": round(_p99(walls) * 1000, 1),
+            "p99_cpu_ms": round(_p99(cpus) * 1000, 2),
         }
+
+
+def _p99(ordered: list[float]) -> float:
+    """The 99th percentile (nearest rank) of sorted values; 0 for none."""
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, (99 * len(ordered) + 99) // 100 - 1)]

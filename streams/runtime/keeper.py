@@ -207,7 +207,11 @@ class StateKeeper:
             if best is not None and await self._stale(best):
                 best = None
             if best is not None:
-                ledger, board = load_state(best.blob)
+                if self.live.gc is not None:  # frozen as built, never walked (gcpace.py)
+                    with self.live.gc.restoring():
+                        ledger, board = load_state(best.blob)
+                else:
+                    ledger, board = load_state(best.blob)
                 state = PartitionState(
                     ledger,
                     board,

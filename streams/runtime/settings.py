@@ -60,8 +60,10 @@ class Settings(BaseSettings):
     batch_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     # Paced garbage collection (streams/runtime/gcpace.py): every this many records, collect what is
     # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
-    # 0 leaves CPython's default collector alone.
-    gc_pace_records: int = Field(default=50_000, ge=0, le=100_000_000)
+    # 0 leaves CPython's default collector alone. 10,000 (50,000 before issue 19's Session 10):
+    # the longest collection in the worker follows what survives between two, 0.36-0.60x of
+    # 50,000's in 4 interleaved pairs, 6-7 ms of CPU in the quieter ones (bench/RESULTS.md).
+    gc_pace_records: int = Field(default=10_000, ge=0, le=100_000_000)
     # A worker that stops heartbeating (killed, a lost host) leaves the group after this long,
     # and its partitions move on (faust's default is 60 s).
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)

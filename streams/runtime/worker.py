@@ -303,10 +303,12 @@ class Worker:
         # without autodiscovery: everything is attached above.
         app.worker_init()
         app.worker_init_post_autodiscover()
-        self.gc_clock.install()
         if self.gc is not None:
             # Start-up's objects (modules, faust's app) are frozen now, the ledger's as it grows.
+            # Before the clock: this one walk of start-up's heap (45-60 ms of CPU) happens before
+            # any record and is the pacer's `start_cpu_ms`, not a pause of the stream.
             self.gc.install().start()
+        self.gc_clock.install()
         if loglevel != "debug":
             for name in _CHATTY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)

@@ -26,6 +26,14 @@ def test_core_measurements_at_a_tiny_size() -> None:
     assert state["viewers"] == 2000 and state["traced_bytes"] > 0
     cold = core.state_once(2000, traced=True, warm=False)
     assert cold["records"] == state["records"] and cold["traced_bytes"] > 0
+    lines = core.state_once(2000, traced=True, by_line=3)["by_line"]
+    # The lines keeping most, bytes per viewer, largest first, within the traced total.
+    assert len(lines) == 3 and lines[0][1] >= lines[1][1] >= lines[2][1] > 0
+    assert sum(per_viewer for _line, per_viewer in lines) * 2000 <= state["traced_bytes"] * 1.1
+    pauses = core.gc_pauses(1_000, rooms=2, days=1)
+    assert pauses["collections"] > 0
+    # A collection's CPU time is part of its wall-clock time, never more.
+    assert pauses["cpu_longest_p99_ms"][0] <= pauses["wall_longest_p99_ms"][0] + 0.01
     cost = core.scaling_once(rooms=2, viewers=2000, days=1)
     assert cost["records"] > core.PROBE and cost["us_per_event_probe"] > 0
 
