@@ -21,6 +21,8 @@ ROOTS = [
     "Ledger",
     "OperatorBoard",
     "MembershipTable",
+    "WorkerRefundTable",
+    "MonthRowExchange",
     "PageBuilder",
     "Fetcher",
     "AIOKafkaProducer",
