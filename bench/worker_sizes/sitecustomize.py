@@ -17,16 +17,19 @@ import sys
 import threading
 import time
 
+# The process-wide tables first: each partition ledger reaches them (`membership_from`,
+# `refunds_from`), so after the ledgers they would count as the ledgers'. The month-rows
+# exchange reaches the whole live state: last.
 ROOTS = [
-    "Ledger",
-    "OperatorBoard",
     "MembershipTable",
     "WorkerRefundTable",
-    "MonthRowExchange",
+    "Ledger",
+    "OperatorBoard",
     "PageBuilder",
     "Fetcher",
     "AIOKafkaProducer",
     "MessageAccumulator",
+    "MonthRowExchange",
 ]
 
 
