@@ -17,19 +17,19 @@ import sys
 import threading
 import time
 
-# The process-wide tables first: each partition ledger reaches them (`membership_from`,
-# `refunds_from`), so after the ledgers they would count as the ledgers'. The month-rows
-# exchange reaches the whole live state: last.
+# In this order an object reached from several roots counts in the first: the partition
+# ledgers reach the process-wide tables (`membership_from`, `refunds_from`) and a table can
+# reach the live state, so their split between these roots is not meaningful; the sum is.
 ROOTS = [
-    "MembershipTable",
-    "WorkerRefundTable",
     "Ledger",
     "OperatorBoard",
+    "MembershipTable",
+    "WorkerRefundTable",
+    "MonthRowExchange",
     "PageBuilder",
     "Fetcher",
     "AIOKafkaProducer",
     "MessageAccumulator",
-    "MonthRowExchange",
 ]
 
 
