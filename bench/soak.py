@@ -128,14 +128,39 @@ def truth_mismatches(
     return out
 
 
-def horizon_days(window_days: float) -> float:
-    """The longest retention horizon, in days of event time: an order can still change a
-    figure for its user's 30-day repurchase window and its session's 3-day post-live tail
-    (a calendar month's spend closes within 31 days, inside that sum), and becomes final
-    only once the dedupe window (the horizon every fold waits for, docs/design.md) has
-    passed too: 40 days at the default 7-day window. After it, state that follows what is
-    live should stop growing. (A fold that keeps orders longer moves it: change it here.)"""
-    return THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS + window_days
+#: The refund horizon the soak's ledgers and workers run with (the default,
+#: `LIVEPULSE_REFUND_HORIZON_DAYS`), in days.
+REFUND_HORIZON_DAYS = 90
+#: The longest calendar month, in days: with the claims by period, an order stays raw until
+#: its whole month's refund claims are frozen (`PeriodGate.orders_held_from`).
+MONTH_DAYS = 31
+
+
+def horizon_days(
+    window_days: float, fold_sessions: bool = False, claim_periods: bool = False
+) -> float:
+    """The longest retention horizon, in days of event time, after which state that follows
+    what is live should stop growing. Without the session fold: an order can still change a
+    figure for its user's 30-day repurchase window and its session's 3-day post-live tail (a
+    calendar month's spend closes within 31 days, inside that sum), and becomes final only
+    once the dedupe window (the horizon every fold waits for, docs/design.md) has passed too:
+    40 days at the default 7-day window (orders are then kept whole for ever). With it, paid
+    orders are held for the refund horizon (90 days) before they fold ("The order fold"): 97
+    days; and with the claims by period too (a worker's default, the core soak's unless
+    `--no-claim-periods`), an order waits until its month's refund claims freeze, up to a
+    month more: 128 days. (A fold that keeps anything longer moves it: change it here.)"""
+    base = THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS
+    if fold_sessions:
+        base = max(base, REFUND_HORIZON_DAYS + (MONTH_DAYS if claim_periods else 0))
+    return base + window_days
+
+
+def _horizon_of(result: dict[str, Any]) -> float:
+    """`horizon_days` of a saved run (a worker runs with the claims by period; a run saved
+    before the flags were recorded: without the fold)."""
+    fold = bool(result.get("fold_sessions"))
+    periods = result.get("claim_periods", result.get("mode") == "worker")
+    return horizon_days(result["window_days"], fold, bool(periods))
 
 
 def month_state_kb(ledger: Ledger) -> dict[str, float]:
@@ -259,7 +284,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     """RSS, snapshot bytes and throughput against event time (days) of one run or more (the
     first one's horizon marked), as SVG at `path`."""
     first = results[0]
-    horizon = first.get("growth", {}).get("horizon_day") or horizon_days(first["window_days"])
+    horizon = first.get("growth", {}).get("horizon_day") or _horizon_of(first)
 
     def series(key: str) -> list[Series]:
         def x(sample: dict[str, Any]) -> float | None:
@@ -373,7 +398,7 @@ def soak(
     window_ms = round(window_days * DAY_MS) or None
     ledger = Ledger(  # the default refund horizon; one ledger: closed months fold too
         window_ms,
-        refund_horizon_ms=90 * DAY_MS,
+        refund_horizon_ms=REFUND_HORIZON_DAYS * DAY_MS,
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,
     )
@@ -452,7 +477,7 @@ def soak(
     report_s = time.perf_counter() - began
     sketched = SKETCHED_ONCE_SESSIONS_SUMMARIZE if ledger.summarized_sessions else SKETCHED
     problems = truth_mismatches(report, truth, sketched)
-    horizon = horizon_days(window_days)
+    horizon = horizon_days(window_days, fold_sessions, claim_periods)
     return {
         "mode": "core",
         "scenario": "xhs",
@@ -700,6 +725,7 @@ def worker_soak(
         "report_s": report_s,
         "retention": report.get("retention") if report is not None else None,
         "fold_sessions": fold_sessions,
+        "claim_periods": settings.claim_periods,
         "truth_mismatches": (
             truth_mismatches(
                 report,
@@ -711,7 +737,9 @@ def worker_soak(
             if report is not None
             else [f"/report failed: {report_error}"]
         ),
-        "growth": growth_after(samples, horizon_days(window_days)),
+        "growth": growth_after(
+            samples, horizon_days(window_days, fold_sessions, settings.claim_periods)
+        ),
         "samples": samples,
     }
 
@@ -793,9 +821,7 @@ def main() -> None:
         return
     if args.replot is not None:
         result = json.loads(args.replot.read_text("utf-8"))
-        result.setdefault(
-            "growth", growth_after(result["samples"], horizon_days(result["window_days"]))
-        )
+        result.setdefault("growth", growth_after(result["samples"], _horizon_of(result)))
         plot_path = args.plot or args.replot.with_suffix(".svg")
     else:
         if args.worker:

@@ -8,8 +8,10 @@ load falls on both alike), restores each state and times its records in CPU seco
 (`time.process_time`), the garbage collector's passes by generation timed apart
 (`gc.callbacks`); then `--profile-rounds` interleaved cProfile passes of each, whose per-record
 cumulative time per function (the smallest of its passes) is printed side by side. Also the
-state's parts' pickled sizes at each point (zlib level 1, as the snapshot): what grows between
-them.
+state's parts' pickled sizes at each point (zlib level 1, as the snapshot) and their sizes in
+memory (`sys.getsizeof` over what each reaches, as RSS holds them): what grows between them.
+The state is the one `bench.soak --fold-sessions` keeps (closed months folded, claims by
+period attached; `--no-claim-periods` as there).
 
     python -m bench.soak_profile --stream /tmp/livepulse-soak-150d-x12.0-s1.jsonl \
         --at 20 --at 140 --span 5 --rounds 5 --out bench/soak-profile-150d-x12.json
@@ -29,7 +31,9 @@ import json
 import pickle
 import pstats
 import statistics
+import sys
 import time
+import types
 import zlib
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from typing import Any
 from agents.core import Ledger, OperatorBoard
 from agents.core.ingest import ingest
 from agents.core.ledger import SessionSummary
+from agents.core.periods import PeriodSettings, attach
 from agents.core.persist import dump_state, load_state
 from bench.proc import machine
 from schemas import Rejection, decode
@@ -48,6 +53,18 @@ def feed(ledger: Ledger, board: OperatorBoard, records: list[bytes]) -> None:
     """The soak's per-record path (`bench.soak.soak`)."""
     for record in records:
         ingest(record, ledger, board)
+
+
+#: The claims by period attached to every ledger fed (`main`: off with --no-claim-periods).
+_PERIODS: list[PeriodSettings] = [PeriodSettings()]
+
+
+def _restore(blob: bytes) -> tuple[Ledger, OperatorBoard]:
+    """A state kept by `main`, with its claims by period attached again (not in the state)."""
+    ledger, board = load_state(blob)
+    for settings in _PERIODS:
+        attach(ledger, settings)
+    return ledger, board
 
 
 def _kb(value: object) -> float:
@@ -87,6 +104,44 @@ def part_sizes(ledger: Ledger, board: OperatorBoard) -> dict[str, float]:
     return sizes
 
 
+def _deep_bytes(root: object, seen: set[int]) -> int:
+    """`sys.getsizeof` summed over the objects reachable from `root` (`gc.get_referents`)
+    not in `seen` (which it extends), classes, modules and functions left out."""
+    total = 0
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType | types.FunctionType):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def part_memory(ledger: Ledger, board: OperatorBoard) -> dict[str, float]:
+    """Each part of the state's size in memory in kB (`sys.getsizeof` over what it reaches):
+    what RSS holds of it, where the pickled sizes (`part_sizes`) are what a snapshot holds.
+    An object reached from several parts (a user id string in several per-user tables) is
+    counted once, in the first part in this order: the ledger's attributes as `vars` lists
+    them, the sessions split as in `part_sizes`, then the board's; `total` is the sum."""
+    seen: set[int] = set()
+    sizes: dict[str, float] = {}
+    summarized = {
+        s: f for s, f in ledger.sessions.items() if isinstance(f.presence, SessionSummary)
+    }
+    held = {s: f for s, f in ledger.sessions.items() if s not in summarized}
+    sizes["ledger.sessions (summarized)"] = _deep_bytes(summarized, seen) / 1e3
+    sizes["ledger.sessions (held)"] = _deep_bytes(held, seen) / 1e3
+    for name, value in vars(ledger).items():
+        if name not in ("sessions", "period_gate", "membership_from", "refunds_from"):
+            sizes[f"ledger.{name}"] = _deep_bytes(value, seen) / 1e3
+    for name, value in board.__getstate__().items():
+        sizes[f"board.{name}"] = _deep_bytes(value, seen) / 1e3
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
 class _GcTimer:
     """Seconds spent in the collector's passes by generation, while installed."""
 
@@ -106,7 +161,7 @@ class _GcTimer:
 
 def timed(blob: bytes, records: list[bytes]) -> dict[str, Any]:
     """CPU seconds to feed `records` into the state `blob` holds, and the collector's share."""
-    ledger, board = load_state(blob)
+    ledger, board = _restore(blob)
     ledger.fold_sessions = True  # as fed (the flag is state; said again for clarity)
     gc.collect()
     timer = _GcTimer()
@@ -127,7 +182,7 @@ def timed(blob: bytes, records: list[bytes]) -> dict[str, Any]:
 
 def profiled(blob: bytes, records: list[bytes]) -> dict[str, tuple[float, float]]:
     """Per function ("file:line name"): calls per record and cumulative us per record."""
-    ledger, board = load_state(blob)
+    ledger, board = _restore(blob)
     profile = cProfile.Profile()
     profile.enable()
     feed(ledger, board, records)
@@ -150,20 +205,34 @@ def main() -> None:
     parser.add_argument("--profile-rounds", type=int, default=3, help="cProfile passes each")
     parser.add_argument("--top", type=int, default=30, help="functions listed per profile")
     parser.add_argument("--out", type=Path, help="the figures as JSON")
+    parser.add_argument(
+        "--no-claim-periods",
+        action="store_true",
+        help="no claims by period (as bench.soak's flag): summaries not held for their month",
+    )
     args = parser.parse_args()
     points = sorted(args.at or [20.0, 140.0])
 
+    # The state `bench.soak --fold-sessions` keeps: one ledger, so closed months fold too, and
+    # the claims by period attached as a worker's partitions have them (a summary waits for
+    # its month's freeze).
     ledger = Ledger(
         round(args.window_days * DAY_MS) or None,
         refund_horizon_ms=90 * DAY_MS,
         fold_sessions=True,
+        fold_months=True,
     )
+    if args.no_claim_periods:
+        _PERIODS.clear()
+    for settings in _PERIODS:
+        attach(ledger, settings)
     board = OperatorBoard()
     first_ts: int | None = None
     states: dict[float, bytes] = {}
     windows: dict[float, list[bytes]] = {point: [] for point in points}
     in_run: dict[float, float] = dict.fromkeys(points, 0.0)
     sizes: dict[float, dict[str, float]] = {}
+    memory: dict[float, dict[str, float]] = {}
     with args.stream.open("rb") as handle:
         while batch := [line.rstrip(b"\n") for line in itertools.islice(handle, 100)]:
             if first_ts is None:  # the first event's ts, as bench.soak's day 0
@@ -181,6 +250,7 @@ def main() -> None:
                 if day is not None and day >= point and point not in states:
                     states[point] = dump_state(ledger, board)
                     sizes[point] = part_sizes(ledger, board)
+                    memory[point] = part_memory(ledger, board)
             began = time.process_time()
             feed(ledger, board, batch)
             for point in inside:
@@ -221,6 +291,7 @@ def main() -> None:
             "gc_passes": runs[point][0]["gc_passes"],
             "tracked_objects": runs[point][0]["tracked_objects"],
             "part_kb": sizes[point],
+            "part_memory_kb": memory[point],
         }
     first, last = points[0], points[-1]
     a, b = profiles[first], profiles[last]
@@ -254,6 +325,11 @@ def main() -> None:
     for key in sorted(sb, key=lambda k: -(sb[k] - sa.get(k, 0.0))):
         if sb[key] >= 1 or sa.get(key, 0.0) >= 1:
             print(f"  {sa.get(key, 0.0):8.1f} -> {sb[key]:8.1f}  {key}")  # noqa: T201
+    print(f"\nstate parts in memory, kB (getsizeof), day {first:g} -> {last:g}, growing first:")  # noqa: T201
+    ma, mb = pa["part_memory_kb"], pb["part_memory_kb"]
+    for key in sorted(mb, key=lambda k: -(mb[k] - ma.get(k, 0.0))):
+        if mb[key] >= 10 or ma.get(key, 0.0) >= 10:
+            print(f"  {ma.get(key, 0.0):8.0f} -> {mb[key]:8.0f}  {key}")  # noqa: T201
 
 
 if __name__ == "__main__":

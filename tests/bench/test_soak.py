@@ -65,6 +65,11 @@ def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
     as the later half's median against the earlier half's; samples before the horizon (and
     with nothing consumed) do not count."""
     assert horizon_days(7.0) == 40.0 and horizon_days(0.0) == 33.0
+    # With the session fold, paid orders are held for the 90-day refund horizon (+ the
+    # window), and with the claims by period until their month's refund claims freeze.
+    assert horizon_days(7.0, fold_sessions=True) == 97.0
+    assert horizon_days(7.0, fold_sessions=True, claim_periods=True) == 128.0
+    assert horizon_days(7.0, claim_periods=True) == 40.0
     samples = [
         {"day": 10.0, "rss_mb": 50.0, "snapshot_mb": 0.1, "records_per_s": 9_000.0},
         {"day": 40.0, "rss_mb": 100.0, "snapshot_mb": 2.0, "records_per_s": 5_000.0},

@@ -60,11 +60,32 @@ def test_two_days_are_timed_side_by_side(stream: Path, tmp_path: Path) -> None:
     # The orders are kept whole (not folded): six more days of them pickle larger.
     early, late = result["points"]["3.0"]["part_kb"], result["points"]["9.0"]["part_kb"]
     assert late["ledger.orders"] > 1.5 * early["ledger.orders"]
+    # The state is `bench.soak --fold-sessions`' own: claims by period attached, so closed
+    # days are frozen by day 9 (a 1-day window; none without the periods, as before).
+    assert late["ledger.frozen_periods"] > 2 * early["ledger.frozen_periods"]
+    # Sizes in memory too, of the same parts: the held orders grow there as well, and the
+    # parts add up to the total.
+    early_mem = result["points"]["3.0"]["part_memory_kb"]
+    late_mem = result["points"]["9.0"]["part_memory_kb"]
+    assert late_mem["ledger.orders"] > 1.5 * early_mem["ledger.orders"] > 0
+    parts = sum(v for k, v in late_mem.items() if k != "total")
+    assert late_mem["total"] == pytest.approx(parts) and late_mem["total"] > 100
     # Every event the core applies goes through `Ledger.apply` once: its calls per record are
     # those of the records applied (a few duplicates and rejects are not).
     apply = next(v for k, v in result["profile"].items() if k.endswith(" apply"))
     for calls_per_record, cumulative_us in (apply["a"], apply["b"]):
         assert 0.9 <= calls_per_record <= 1.0 and cumulative_us > 0
+
+
+def test_without_claim_periods_nothing_is_frozen(stream: Path, tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    done = _profile(
+        stream, "--at", "3", "--at", "9", "--span", "1", "--rounds", "1",
+        "--profile-rounds", "0", "--window-days", "1", "--no-claim-periods", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    late = json.loads(out.read_text())["points"]["9.0"]["part_kb"]
+    assert late["ledger.frozen_periods"] < 0.05
 
 
 def test_a_day_past_the_stream_is_refused(stream: Path) -> None:
