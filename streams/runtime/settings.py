@@ -106,8 +106,9 @@ class Settings(BaseSettings):
     # interacting users are replaced by the sums the claims read. Membership at the summary
     # comes from a table of the whole groups topic each worker reads (streams/runtime/
     # membership.py). The operator board and the live screen's page read the summaries;
-    # `livepulse analyze` honours it too. Off by default.
-    fold_sessions: bool = False
+    # `livepulse analyze` honours it too. On by default (a stream never ends: bounded state);
+    # `LIVEPULSE_FOLD_SESSIONS=false` keeps every closed session's raw facts, as before.
+    fold_sessions: bool = True
     # Claims by period (docs/metrics.md, "Claims by period"): the rolling horizon in days of
     # event time before the newest event, and how many closed CST days and months are kept
     # frozen and reported (as many open ones again at most). Off: no claims by period (no
