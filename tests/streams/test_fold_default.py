@@ -14,6 +14,7 @@ import pytest
 
 from agents.core import build_report
 from streams.runtime.settings import Settings
+from streams.runtime.state import LiveState, SourceRecord
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.worker_process import WorkerProcess
 from tests.agents.core.test_retention import _check_summarized
@@ -30,6 +31,21 @@ def test_the_fold_is_on_by_default_and_can_be_turned_off(monkeypatch: pytest.Mon
     assert Settings().fold_sessions and Settings().month_rows_topic is not None
     monkeypatch.setenv("LIVEPULSE_FOLD_SESSIONS", "false")
     assert not Settings().fold_sessions and Settings().month_rows_topic is None
+
+
+def test_month_rows_move_positions_but_are_not_counted_as_records() -> None:
+    """With the fold (the default) a worker also reads its month-rows topic: /status' `records`
+    stays the contract records (as its valid, rejected and duplicate counts add up to; the
+    scale-out test sums it over workers against the fixture's lines), the rows being counted in
+    `month_rows`; their positions move all the same."""
+    from tests.streams.test_live import ORDER, START, records
+
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER))
+    state.advance([SourceRecord("app-month-rows", 0, 0, b"u-1", b"{}")])
+    counts = state.status()["events"]
+    assert state.status()["records"] == 2 == sum(counts.values())
+    assert state.positions[("app-month-rows", 0)] == 1
 
 
 @pytest.mark.integration
