@@ -20,7 +20,7 @@ from streams.tools.drain import DrainResult, fetch_json, wait_drained
 from streams.tools.replayer import ReplaySummary, read_lines, replay
 from streams.tools.simulator.operator_truth import operator_truth
 from streams.tools.worker_process import WorkerProcess, free_port
-from tests.support.truth import operator_mismatches, report_mismatches
+from tests.support.truth import operator_mismatches, report_mismatches, summarized
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
 # Longer than any fixture's span of event time: no event is late in any arrival order, so the
@@ -125,13 +125,39 @@ def truth_mismatches(
     """
     expected = {**truth, "events": events if events is not None else truth["events"]}
     problems = report_mismatches(report, expected)
-    operator = truth["operator"]
-    if no_lateness:
-        operator = operator_truth(
-            [line.decode() for line in lines], grace_ms=NO_LATENESS_GRACE_S * 1000
-        )
-    problems += operator_mismatches(report["operator"], operator)
+    grace_ms = NO_LATENESS_GRACE_S * 1000 if no_lateness else None
+    operator = operator_truth_for(report, lines, truth["operator"], grace_ms=grace_ms)
+    problems += operator_mismatches(
+        report["operator"], operator, sketched_medians=summarized(report)
+    )
     return problems
+
+
+def operator_truth_for(
+    report: dict[str, Any],
+    lines: list[bytes],
+    truth: dict[str, Any],
+    *,
+    grace_ms: int | None = None,
+) -> dict[str, Any]:
+    """The operator truth `report` is to equal: `truth` (a truth file's, rule-free), or, where
+    the report abandoned sessions that never ended (`LIVEPULSE_FOLD_SESSIONS`, on by default),
+    the reference under that rule with the report's dedupe window (docs/design.md, "The
+    session horizon"); with `grace_ms`, computed with that grace."""
+    from agents.core.ledger import SESSION_HORIZON_MS
+    from streams.tools.simulator.operator_truth import compute_operator
+    from streams.tools.simulator.truth import abandon_sessions, read_stream
+
+    retention = report.get("retention") or {}
+    if not retention.get("abandoned_sessions"):
+        if grace_ms is None:
+            return truth
+        return operator_truth([line.decode() for line in lines], grace_ms=grace_ms)
+    stream = read_stream([line.decode() for line in lines])
+    abandon_sessions(stream, SESSION_HORIZON_MS, round(retention["dedupe_window_s"] * 1000))
+    if grace_ms is None:
+        return compute_operator(stream)
+    return compute_operator(stream, grace_ms=grace_ms)
 
 
 class Stopwatch:
