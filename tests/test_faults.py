@@ -319,7 +319,10 @@ def test_a_future_stamped_event_on_the_broker_expires_nothing(
     }
     stamped = [*lines[:middle], json.dumps(future).encode(), *lines[middle:]]
     truth = compute_truth([line.decode() for line in stamped], scenario=FIXTURE, seed=0)
-    settings = run_settings(kafka_bootstrap, "future")
+    # The fold off: with it the view, stamped a year after its session's end, is
+    # past the session horizon and not the session's (README, "An event after its session's
+    # horizon"), which the rule-free truth reference does not model.
+    settings = run_settings(kafka_bootstrap, "future", fold_sessions=False)
     assert settings.future_tolerance_s == 86_400
     with running_worker(settings, tmp_path / "worker.log") as worker:
         replay_lines(settings, tmp_path / "stamped.jsonl", stamped)

@@ -27,6 +27,7 @@ from streams.tools.drain import fetch_json, wait_drained
 from streams.tools.prometheus_local import LocalPrometheus, PrometheusFailed, prometheus_binary
 from streams.tools.replayer import replay
 from streams.tools.worker_process import WorkerProcess, free_port
+from tests.support.truth import SKETCHED_RHO_TOLERANCE
 from tests.test_prometheus_rules import ALERTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -143,6 +144,11 @@ def test_scraped_counters_and_claim_gauges_equal_the_truth(stack: Stack) -> None
     assert values(rejected, "") == {"": events["rejected"]}
     observed = values(query("livepulse_claim_observed"), "claim")
     for claim_id, expected in stack.truth["claims"].items():
+        if claim_id == "price_dwell_association" and stack.worker.settings.fold_sessions:
+            # The session fold (on by default) summarizes the fixture's sessions past the
+            # horizon: rho from its sketches (docs/metrics.md, "Sketched figures").
+            assert abs(observed[claim_id] - expected["observed"]) <= SKETCHED_RHO_TOLERANCE
+            continue
         assert math.isclose(observed[claim_id], expected["observed"], rel_tol=1e-9), claim_id
     # Every contract topic has a lag series, and the drained worker has nothing left.
     lag = values(query("livepulse_consumer_lag_records"), "topic")

@@ -61,8 +61,11 @@ async def newest_snapshots(settings: Settings) -> dict[int, Snapshot]:
 
 
 async def uncovered(settings: Settings, snapshots: dict[int, Snapshot]) -> int:
-    """Records in the contract topics that no snapshot covers yet."""
-    ends = await end_offsets(settings, settings.source_topics)
+    """Records in the topics read into the partitions' states that no snapshot covers yet: the
+    contract topics, and with the session fold the month-rows topic (a closed month's rows
+    leave their sender's snapshot once acknowledged, so until the receiver's snapshot covers
+    them a merged report would be without them)."""
+    ends = await end_offsets(settings, settings.state_topics)
     behind = 0
     for tp, end in ends.items():
         snapshot = snapshots.get(tp.partition)

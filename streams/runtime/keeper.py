@@ -204,7 +204,8 @@ class StateKeeper:
             start = local.offset + 1 if local is not None and local.offset is not None else 0
             remote = await self.changelog.read_newest(partition, start)
             best = newest([local, remote])
-            if best is not None and await self._stale(best):
+            stale = best is not None and await self._stale(best)
+            if stale:
                 best = None
             if best is not None:
                 if self.live.gc is not None:  # frozen as built, never walked (gcpace.py)
@@ -226,6 +227,14 @@ class StateKeeper:
                     self.local.save(best)
             else:
                 state = self.live.new_partition()
+                month_rows = self.settings.month_rows_topic
+                if stale and month_rows is not None and self.end_offsets is not None:
+                    # The month-rows topic was not re-created with the contract topics: its
+                    # rows are of the deleted topics' records; the new state starts past them.
+                    ends = await self.end_offsets([(month_rows, partition)])
+                    end = ends.get((month_rows, partition))
+                    if end:
+                        state.positions[month_rows] = end
         state.restored_from = source
         state.restored_s = time.monotonic() - started
         state.dirty = False

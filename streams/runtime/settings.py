@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     # interacting users are replaced by the sums the claims read. Membership at the summary
     # comes from a table of the whole groups topic each worker reads (streams/runtime/
     # membership.py). The operator board and the live screen's page read the summaries;
-    # `livepulse analyze` honours it too. Off by default.
+    # `livepulse analyze` honours it too. Off by default for now (measured on against off:
+    # bench/RESULTS.md, "Session 10 (issue 17)": 0.48-0.67x records/s, RSS higher over 60 days).
     fold_sessions: bool = False
     # Claims by period (docs/metrics.md, "Claims by period"): the rolling horizon in days of
     # event time before the newest event, and how many closed CST days and months are kept

@@ -297,10 +297,12 @@ class LiveState:
         return folded
 
     def advance(self, records: Iterable[SourceRecord]) -> None:
-        """Move positions past `records`, applied elsewhere (the month-rows topic's)."""
-        self._advance(records)
+        """Move positions past `records`, applied elsewhere (the month-rows topic's: internal
+        records, not counted in `records`, which counts the contract topics' like the event
+        counts do; `/status`' `month_rows` counts them)."""
+        self._advance(records, count=False)
 
-    def _advance(self, records: Iterable[SourceRecord]) -> None:
+    def _advance(self, records: Iterable[SourceRecord], *, count: bool = True) -> None:
         positions, partitions = self.positions, self.partitions
         now = time.monotonic()
         n = 0
@@ -314,7 +316,8 @@ class LiveState:
             part.applied_at = now
         if n:
             self.version += 1
-        self.records += n
+        if count:
+            self.records += n
         self.last_applied_at = time.time()
 
     def skip_to(self, positions: Mapping[tuple[str, int], int]) -> int:

@@ -20,7 +20,7 @@ from streams.tools.drain import DrainResult, fetch_json, wait_drained
 from streams.tools.replayer import ReplaySummary, read_lines, replay
 from streams.tools.simulator.operator_truth import operator_truth
 from streams.tools.worker_process import WorkerProcess, free_port
-from tests.support.truth import operator_mismatches, report_mismatches
+from tests.support.truth import operator_mismatches, report_mismatches, summarized
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
 # Longer than any fixture's span of event time: no event is late in any arrival order, so the
@@ -115,6 +115,7 @@ def truth_mismatches(
     *,
     events: dict[str, int] | None = None,
     no_lateness: bool = False,
+    partitions: int | None = None,
 ) -> list[str]:
     """Where `report` differs from the truth: claims, the event counts (`events` if the run's
     counts differ from the file's by design) and the operator figures, windows and late count
@@ -125,13 +126,86 @@ def truth_mismatches(
     """
     expected = {**truth, "events": events if events is not None else truth["events"]}
     problems = report_mismatches(report, expected)
-    operator = truth["operator"]
-    if no_lateness:
-        operator = operator_truth(
-            [line.decode() for line in lines], grace_ms=NO_LATENESS_GRACE_S * 1000
-        )
-    problems += operator_mismatches(report["operator"], operator)
+    grace_ms = NO_LATENESS_GRACE_S * 1000 if no_lateness else None
+    operator = operator_truth_for(
+        report, lines, truth["operator"], grace_ms=grace_ms, partitions=partitions
+    )
+    problems += operator_mismatches(
+        report["operator"], operator, sketched_medians=summarized(report)
+    )
     return problems
+
+
+def operator_truth_for(
+    report: dict[str, Any],
+    lines: list[bytes],
+    truth: dict[str, Any],
+    *,
+    grace_ms: int | None = None,
+    partitions: int | None = None,
+) -> dict[str, Any]:
+    """The operator truth `report` is to equal: `truth` (a truth file's, rule-free), or, where
+    the report abandoned sessions that never ended (`LIVEPULSE_FOLD_SESSIONS`, on by default),
+    the reference under that rule with the report's dedupe window (docs/design.md, "The
+    session horizon"); with `grace_ms`, computed with that grace. With `partitions` (a
+    worker's), each partition's sessions are abandoned by that partition's horizons (its
+    contract records, and the whole groups topic: the membership table's), as its ledger does;
+    without, those the report's `state` names (a worker's /report, the merged report), or the
+    whole stream's where it names none (one ledger: `livepulse analyze`)."""
+    from agents.core.ledger import SESSION_HORIZON_MS
+    from streams.tools.simulator.operator_truth import compute_operator
+    from streams.tools.simulator.truth import abandon_sessions, read_stream
+
+    retention = report.get("retention") or {}
+    if not retention.get("abandoned_sessions"):
+        if grace_ms is None:
+            return truth
+        return operator_truth([line.decode() for line in lines], grace_ms=grace_ms)
+    window_ms = round(retention["dedupe_window_s"] * 1000)
+    cut: dict[str, int] | None = None
+    if partitions is None:
+        held = (report.get("state") or {}).get("partitions")
+        partitions = len(held) if held else None
+    if partitions is not None:
+        cut = {}
+        for part in _by_partition(lines, partitions):
+            sub = read_stream([line.decode() for line in part])
+            abandon_sessions(sub, SESSION_HORIZON_MS, window_ms)
+            cut.update(sub.abandoned_ts)
+    stream = read_stream([line.decode() for line in lines])
+    abandon_sessions(stream, SESSION_HORIZON_MS, window_ms, cut)
+    if grace_ms is None:
+        return compute_operator(stream)
+    return compute_operator(stream, grace_ms=grace_ms)
+
+
+def _by_partition(lines: list[bytes], partitions: int) -> list[list[bytes]]:
+    """Per partition, the lines a worker's partition applies: those its contract key routes to
+    it (Kafka's default partitioner), and every `group_joined`/`group_left` line (its groups
+    horizon is the membership table's, over the whole groups topic)."""
+    import orjson
+
+    from schemas import TOPIC_BY_TYPE, record_key
+    from tests.agents.core.test_merge import partition_of
+
+    parts: list[list[bytes]] = [[] for _ in range(partitions)]
+    for line in lines:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict) or obj.get("type") not in TOPIC_BY_TYPE:
+            continue
+        if TOPIC_BY_TYPE[obj["type"]] == "live.groups":
+            for part in parts:
+                part.append(line)
+            continue
+        try:
+            key = record_key(obj).encode()
+        except (KeyError, TypeError, ValueError):
+            continue
+        parts[partition_of(key, partitions)].append(line)
+    return parts
 
 
 class Stopwatch:

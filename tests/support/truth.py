@@ -17,6 +17,25 @@ SKETCHED_ONCE_QUESTIONS_FOLD: frozenset[str] = frozenset(
     {"claims.reply_latency.detail.p50_seconds", "claims.reply_latency.detail.p95_seconds"}
 )
 
+#: Once a worker's sessions are summarized (`LIVEPULSE_FOLD_SESSIONS`, on by default, and a
+#: fixture longer than the window + the 7-day session horizon), `price_dwell_association` is
+#: read from its sketches (docs/metrics.md, "Sketched figures"): its medians by price tier
+#: within the sketch's relative accuracy, and rho, which has no a-priori bound, within
+#: `SKETCHED_RHO_TOLERANCE` of the exact one (measured 0.0004-0.0005 on the fixtures).
+SKETCHED_ONCE_SESSIONS_SUMMARIZE: frozenset[str] = frozenset(
+    f"claims.price_dwell_association.detail.median_watch_minutes_by_tier.{tier}"
+    for tier in ("<200", "200-500", "500-1000", ">=1000")
+)
+SKETCHED_RHO_TOLERANCE = 0.002
+#: ... and so is the operator's median watch time of a level (overall, a room, a merchant)
+#: with summarized sessions, within the sketch's relative accuracy (a session's own is exact).
+SKETCHED_OPERATOR_FIGURE = "median_watch_minutes"
+
+
+def summarized(report: dict[str, Any]) -> bool:
+    """Whether `report` reads summarized sessions (its sketched figures are not exact)."""
+    return bool((report.get("retention") or {}).get("summarized_sessions"))
+
 
 def _same(
     path: str, got: Any, want: Any, problems: list[str], sketched: frozenset[str] = frozenset()
@@ -56,6 +75,8 @@ def report_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str
     problems: list[str] = []
     folded = (report.get("retention") or {}).get("folded_questions", 0)
     sketched = SKETCHED_ONCE_QUESTIONS_FOLD if folded else frozenset()
+    if summarized(report):
+        sketched |= SKETCHED_ONCE_SESSIONS_SUMMARIZE
     _same("events", report.get("events"), truth["events"], problems)
     # Both ways: a claim the report makes but the truth file lacks (an old truth file) is a gap.
     for claim_id in report["claims"]:
@@ -66,23 +87,42 @@ def report_mismatches(report: dict[str, Any], truth: dict[str, Any]) -> list[str
         if entry is None:
             problems.append(f"claims.{claim_id}: missing from the report")
             continue
-        _same(f"claims.{claim_id}.observed", entry["observed"], expected["observed"], problems)
+        if claim_id == "price_dwell_association" and summarized(report):
+            rho, exact = entry["observed"], expected["observed"]
+            if (rho is None) != (exact is None) or (
+                rho is not None and abs(rho - exact) > SKETCHED_RHO_TOLERANCE
+            ):
+                problems.append(f"claims.{claim_id}.observed: report {rho!r} != truth {exact!r}")
+        else:
+            _same(f"claims.{claim_id}.observed", entry["observed"], expected["observed"], problems)
         details = {k: v for k, v in expected.items() if k != "observed"}
         _same(f"claims.{claim_id}.detail", entry.get("detail", {}), details, problems, sketched)
     return problems
 
 
 def operator_mismatches(
-    operator: dict[str, Any] | None, truth: dict[str, Any], *, cumulative_only: bool = False
+    operator: dict[str, Any] | None,
+    truth: dict[str, Any],
+    *,
+    cumulative_only: bool = False,
+    sketched_medians: bool = False,
 ) -> list[str]:
     """Where an operator section disagrees with a truth file's `"operator"` section.
 
     With `cumulative_only`, the event-time windows, the late count and the grace they depend on
-    are not compared (they depend on arrival order, see tests/test_end_to_end.py).
+    are not compared (they depend on arrival order, see tests/test_end_to_end.py). With
+    `sketched_medians` (the report's sessions are summarized), the levels' median watch times
+    within the sketch's relative accuracy (a session's own stays exact).
     """
     if operator is None:
         return ["operator: missing from the report"]
     problems: list[str] = []
+    sketched: frozenset[str] = frozenset()
+    if sketched_medians:
+        paths = ["operator.overall", "operator.overall.-"] + [  # "-": `cumulative_only`'s
+            f"operator.{kind}.{level}" for kind in ("rooms", "merchants") for level in truth[kind]
+        ]
+        sketched = frozenset(f"{path}.{SKETCHED_OPERATOR_FIGURE}" for path in paths)
     for key, want in truth.items():
         if cumulative_only and key in ("late_events", "grace_ms"):
             continue
@@ -92,7 +132,7 @@ def operator_mismatches(
             for level_id, figures in levels.items():
                 got = (got_levels or {}).get(level_id)
                 trimmed = {k: v for k, v in figures.items() if k != "windows"}
-                _same(f"operator.{key}.{level_id}", got, trimmed, problems)
+                _same(f"operator.{key}.{level_id}", got, trimmed, problems, sketched)
             continue
-        _same(f"operator.{key}", operator.get(key), want, problems)
+        _same(f"operator.{key}", operator.get(key), want, problems, sketched)
     return problems

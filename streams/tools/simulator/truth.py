@@ -253,7 +253,9 @@ def _index(stream: Stream) -> None:
         group_list.sort()
 
 
-def abandon_sessions(stream: Stream, session_horizon_ms: int, window_ms: int) -> None:
+def abandon_sessions(
+    stream: Stream, session_horizon_ms: int, window_ms: int, cut: dict[str, int] | None = None
+) -> None:
     """Apply the session fold's rule for sessions that never end (docs/design.md, "The session
     horizon"), in place: a session with a `session_started` and no `session_ended` is
     abandoned at an event naming it when the next event naming it (by `ts`, its end included:
@@ -263,8 +265,32 @@ def abandon_sessions(stream: Stream, session_horizon_ms: int, window_ms: int) ->
     it stamped more than `session_horizon_ms` after that is not the session's: a view, an
     interaction or a click is dropped, an order stays an order with no session. Read in event
     time, so it holds for a stream whose events arrive within the window of their `ts`
-    order (the fixtures, the simulator)."""
-    limit = session_horizon_ms + window_ms
+    order (the fixtures, the simulator). With `cut` (session id -> the `ts` it is abandoned
+    at, as found on other streams: a worker's partitions, each with its own horizons), those
+    sessions are abandoned instead of the ones this stream's horizons give."""
+    if cut is None:
+        cut = _abandoned(stream, session_horizon_ms + window_ms)
+    if not cut:
+        return
+    kept: list[tuple[int, Event]] = []
+    for position, event in stream.events:
+        session_id = getattr(event, "session_id", None)
+        abandoned_at = cut.get(session_id) if isinstance(session_id, str) else None
+        if abandoned_at is not None and event.ts > abandoned_at + session_horizon_ms:
+            if not isinstance(event, OrderPaid):
+                continue  # not the session's
+            event = event.model_copy(update={"session_id": None})
+        kept.append((position, event))
+    rebuilt = Stream(stream.counts, kept)
+    _index(rebuilt)
+    for name in ("events", "started", "ended_ts", "last_ts", "views", "group_events", "orders"):
+        setattr(stream, name, getattr(rebuilt, name))
+    stream.abandoned_ts = cut
+
+
+def _abandoned(stream: Stream, limit: int) -> dict[str, int]:
+    """`abandon_sessions`' cut of `stream`: session id -> the newest `ts` before its gap."""
+
     newest_by_topic: dict[str, int] = {}
     for _position, event in stream.events:
         topic = TOPIC_BY_TYPE[event.type]  # every contract topic is one the fold waits for
@@ -291,22 +317,7 @@ def abandon_sessions(stream: Stream, session_horizon_ms: int, window_ms: int) ->
             ):
                 cut[session_id] = newest
                 break
-    if not cut:
-        return
-    kept: list[tuple[int, Event]] = []
-    for position, event in stream.events:
-        session_id = getattr(event, "session_id", None)
-        abandoned_at = cut.get(session_id) if isinstance(session_id, str) else None
-        if abandoned_at is not None and event.ts > abandoned_at + session_horizon_ms:
-            if not isinstance(event, OrderPaid):
-                continue  # not the session's
-            event = event.model_copy(update={"session_id": None})
-        kept.append((position, event))
-    rebuilt = Stream(stream.counts, kept)
-    _index(rebuilt)
-    for name in ("events", "started", "ended_ts", "last_ts", "views", "group_events", "orders"):
-        setattr(stream, name, getattr(rebuilt, name))
-    stream.abandoned_ts = cut
+    return cut
 
 
 # --------------------------------------------------------------------------- definitions

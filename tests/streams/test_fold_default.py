@@ -1,0 +1,132 @@
+"""Issue 17: `LIVEPULSE_FOLD_SESSIONS` (off by default for now). What a deployment that turns
+it on does: a worker that ran with the fold off (its state keeps every closed session's raw
+facts), stopped and started again with the fold on on the same state, summarizes from then on
+(`Ledger.fold_sessions_from_now`), and its claims equal the truth file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from agents.core import build_report
+from streams.runtime.settings import Settings
+from streams.runtime.state import LiveState, SourceRecord
+from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.worker_process import WorkerProcess
+from tests.agents.core.test_retention import _check_summarized
+from tests.streams.test_membership import PARTITIONS, _claims_of, _keep_everything
+from tests.support.live import fixture_lines, replay_lines, run_settings
+
+FOLD_RESTORE_ENV = "LIVEPULSE_FOLD_RESTORE"
+
+
+def test_the_fold_is_off_by_default_and_can_be_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off unless `LIVEPULSE_FOLD_SESSIONS=true` says otherwise (with it, the month-rows
+    topic too)."""
+    monkeypatch.delenv("LIVEPULSE_FOLD_SESSIONS", raising=False)
+    assert not Settings().fold_sessions and Settings().month_rows_topic is None
+    monkeypatch.setenv("LIVEPULSE_FOLD_SESSIONS", "true")
+    assert Settings().fold_sessions and Settings().month_rows_topic is not None
+
+
+def test_month_rows_move_positions_but_are_not_counted_as_records() -> None:
+    """With the fold a worker also reads its month-rows topic: /status' `records`
+    stays the contract records (as its valid, rejected and duplicate counts add up to; the
+    scale-out test sums it over workers against the fixture's lines), the rows being counted in
+    `month_rows`; their positions move all the same."""
+    from tests.streams.test_live import ORDER, START, records
+
+    state = LiveState()
+    state.apply_batch(records("live.orders", START, ORDER))
+    state.advance([SourceRecord("app-month-rows", 0, 0, b"u-1", b"{}")])
+    counts = state.status()["events"]
+    assert state.status()["records"] == 2 == sum(counts.values())
+    assert state.positions[("app-month-rows", 0)] == 1
+
+
+@pytest.mark.integration
+def test_a_month_row_no_snapshot_covers_holds_the_merged_report_back(kafka_bootstrap: str) -> None:
+    """`livepulse report --changelog` waits until no record read into a partition's state is
+    uncovered by its snapshot: with the fold, the month-rows topic's too. Its rows leave their
+    sender's snapshot once acknowledged; a merged report read before a receiver's snapshot
+    covers them lacked them while saying it covered everything (`test_scaleout`'s SIGKILL
+    test: `group_spend_multiple`'s population spend 27,773 against the truth's 31,888)."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.runtime.global_report import uncovered
+    from streams.runtime.topics import create_month_rows_topic
+
+    settings = run_settings(kafka_bootstrap, prefix="uncovered", partitions=1, fold_sessions=True)
+    assert settings.month_rows_topic is not None
+
+    async def run() -> int:
+        await create_topics(settings, all_topics(settings))
+        await create_month_rows_topic(settings, 1)
+        producer = AIOKafkaProducer(**settings.kafka_client_kwargs())
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.month_rows_topic, b"{}", key=b"u-1")
+        finally:
+            await producer.stop()
+        return await uncovered(settings, {})
+
+    try:
+        assert asyncio.run(run()) == 1
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get(FOLD_RESTORE_ENV), reason=f"two worker runs: set {FOLD_RESTORE_ENV}=1"
+)
+def test_a_state_written_with_the_fold_off_summarizes_once_restarted_with_it_on(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """3 partitions, a 2-day dedupe window: the first half of the xhs fixture through a
+    worker with `LIVEPULSE_FOLD_SESSIONS=false` (nothing summarized, no month-rows topic),
+    stopped with SIGTERM; the second half replayed and the worker started again on its state
+    directory with the fold on: its partitions are restored, not rebuilt, it
+    summarizes the sessions closed before and after the restart, and its /report claims
+    equal the keep-everything ledger's and the truth file."""
+    name = "xhs"
+    lines = fixture_lines(name)
+    half = len(lines) // 2
+    on = run_settings(
+        kafka_bootstrap,
+        prefix="foldon",
+        partitions=PARTITIONS,
+        dedupe_window_s=2 * 86_400,
+        fold_sessions=True,
+    )
+    off = on.model_copy(update={"fold_sessions": False})
+    asyncio.run(create_topics(on, all_topics(on)))
+    reports, statuses = [], []
+    try:
+        for settings, part in ((off, lines[:half]), (on, lines[half:])):
+            run = "on" if settings.fold_sessions else "off"
+            replay_lines(settings, tmp_path / f"{run}.jsonl", part)
+            worker = WorkerProcess(settings, tmp_path / f"{run}.log")
+            try:
+                worker.start()
+                worker.wait_ready(timeout_s=120)
+                reports.append(_claims_of(worker))
+                statuses.append(worker.status())
+            finally:
+                worker.stop()  # SIGTERM: snapshots flushed
+        assert reports[0]["retention"]["summarized_sessions"] == 0
+        assert reports[0]["retention"].get("folded_months", 0) == 0
+        froms = {p["restored_from"] for p in statuses[1]["partitions"].values()}
+        assert froms <= {"local", "changelog"}, froms
+        assert statuses[1]["membership"]["caught_up"], statuses[1]["membership"]
+        assert reports[1]["retention"]["summarized_sessions"] > 0
+        _check_summarized(reports[1], build_report(_keep_everything(name)), f"{name}.jsonl")
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(on))
