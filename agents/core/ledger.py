@@ -1521,6 +1521,18 @@ class Ledger:
             gate.freeze(self)  # both stages, before any order of theirs folds
         due = horizon - horizon_ms  # an order paid before it has all its refunds
         sessions, fold_sessions = self.sessions, self.fold_sessions
+        # Only an order paid before `due` and stamped before `held_from` can fold: without one
+        # the pass folds nothing, and the cluster walk below (every held order, ids joined
+        # across clusters) is skipped. With the claims by period that is nearly every pass:
+        # the gate holds a month's orders until its refund claims freeze, so a ledger walked
+        # ~10,000 held orders a day and folded some once a month (issue 17, bench/RESULTS.md
+        # "Soak"). This test reads two fields of each held order.
+        if not any(
+            order.ts < due and (held_from is None or _period_stamp(order, sessions) < held_from)
+            for order in self.orders
+        ):
+            self._drop_unpaid_refunds(horizon, horizon_ms)
+            return
         clusters: dict[tuple[str, str], list[OrderFact]] = {}
         blocked: set[tuple[str, str]] = set()
         keys_of_id: dict[str, set[tuple[str, str]]] = {}

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import agents.core.ledger as ledger_module
 from agents.core import Ledger, build_report
 from agents.core.claims import CLAIMS
 from agents.core.html import render_html
@@ -494,3 +495,36 @@ def test_a_version_8_state_loads_with_frozen_figures_and_no_parts() -> None:
     assert restored.frozen_parts == {} and restored.frozen_dropped == {}
     assert merge_ledgers([restored]).frozen_periods == {(DAY, "2024-07-01"): {"live_aov": figure}}
     assert merge_ledgers([restored, Ledger(WEEK_MS)]).frozen_periods == {}
+
+
+def test_an_order_fold_pass_walks_the_held_orders_only_when_some_can_fold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the claims by period the gate holds a month's orders until its refund claims
+    freeze, so most of the daily order-fold passes can fold nothing: such a pass must not walk
+    every held order into clusters (issue 17: ~10,000 held orders walked a day on the 150-day
+    soak, a quarter of its CPU). Counted in `order_cluster` calls, not time: at most one walk
+    of the held orders per pass that folds something (before: one per pass, 12,402 visits
+    here for 447 orders and one pass that folded)."""
+    visits = [0]
+    folding_passes = [0]
+    real_cluster = ledger_module.order_cluster
+    real_fold = Ledger._fold_clusters
+
+    def counted_cluster(*args: Any) -> tuple[str, str]:
+        visits[0] += 1
+        return real_cluster(*args)
+
+    def counted_fold(self: Ledger, *args: Any) -> None:
+        folding_passes[0] += 1
+        real_fold(self, *args)
+
+    monkeypatch.setattr(ledger_module, "order_cluster", counted_cluster)
+    monkeypatch.setattr(Ledger, "_fold_clusters", counted_fold)
+    ledger = attach(
+        Ledger(WEEK_MS, refund_horizon_ms=10 * DAY_MS, fold_sessions=True), PeriodSettings()
+    )
+    fed("xhs", ledger)
+    held_max = ledger.order_fold.orders + len(ledger.orders)  # every order the ledger paid
+    assert folding_passes[0] >= 1 and ledger.order_fold.orders > 0
+    assert visits[0] <= folding_passes[0] * held_max, (visits[0], folding_passes[0], held_max)
