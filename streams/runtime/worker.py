@@ -170,7 +170,12 @@ class Worker:
 
         # What /metrics, /report and /status read.
         self.views = WorkerViews(
-            app, settings, self.state, source_partitions, unread_lag=self.topology.unread_lag
+            app,
+            settings,
+            self.state,
+            source_partitions,
+            unread_lag=self.topology.unread_lag,
+            batch_lock=self.keeper.lock,
         )
         self.metrics.registry.register(
             UnreadPartitionsCollector(self.topology.unread, list(settings.source_topics))

@@ -168,3 +168,79 @@ def test_one_slow_build_does_not_hold_the_page() -> None:
     for seconds in (2.0, 2.0, 2.0):
         feed.record_build(seconds)
     assert feed.build_s == 2.0
+
+
+async def test_the_page_is_built_in_a_thread_while_the_loop_answers_and_no_record_is_applied() -> (
+    None
+):
+    """With the batch lock, `/screen/data` builds the page in a thread: the event loop goes on
+    (a `/status` is answered, counted in loop turns while the build is held in progress), no
+    record is applied meanwhile (an ingest waits for the lock, so the build reads a state that
+    holds still), a second request waits for the same build, and the page is the report's."""
+    import asyncio
+    import threading
+
+    from agents.core import Ledger, OperatorBoard, build_report
+    from schemas import Rejection, decode_text
+    from streams.runtime.screen import ScreenFeed
+
+    ledger, board = Ledger(), OperatorBoard()
+    for line in FIXTURE.read_text("utf-8").splitlines():
+        event = decode_text(line)
+        if isinstance(event, Rejection):
+            ledger.reject(event.reason)
+        elif ledger.apply(event):
+            board.observe(event)
+    report = build_report(ledger, board)
+    lock = asyncio.Lock()
+    feed = ScreenFeed(
+        lambda: [(ledger, board)],
+        lambda: ledger.counts.valid,
+        lambda _age: report,
+        lambda: ledger.counts.valid,
+        lock=lock,
+    )
+    entered, release = threading.Event(), threading.Event()
+    real_build = feed._builder.build
+
+    def held_build(states: Any) -> dict[str, Any]:
+        entered.set()
+        release.wait(60)  # only a guard: a build on the loop would never be released
+        return real_build(states)
+
+    feed._builder.build = held_build  # type: ignore[method-assign]
+    first = asyncio.ensure_future(feed.fresh_body())
+    for _ in range(1000):  # until the build is in its thread
+        if entered.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert entered.is_set() and feed.building
+    second = asyncio.ensure_future(feed.fresh_body())
+    applied = 0
+
+    async def apply_a_record() -> None:
+        nonlocal applied
+        async with lock:
+            applied += 1
+
+    ingest = asyncio.ensure_future(apply_a_record())
+    turns = 0
+    for _ in range(50):  # /status: answered on the loop while the build is in progress
+        await asyncio.sleep(0)
+        turns += feed.building
+    assert turns == 50
+    assert applied == 0 and not first.done() and not second.done()
+    release.set()
+    body = await first
+    assert await second == body
+    await ingest
+    assert applied == 1 and feed.thread_builds == 1 and not feed.building
+    page = orjson.loads(body)
+    for section in ("events", "screen", "claims"):
+        assert page[section] == orjson.loads(orjson.dumps(report[section])), section
+    assert page["operator"] == orjson.loads(
+        orjson.dumps(
+            {k: v for k, v in report["operator"].items() if k not in ("sessions", "histograms")},
+            option=orjson.OPT_NON_STR_KEYS,
+        )
+    )
