@@ -6,8 +6,8 @@ changelog) when this worker holds only a share of the partitions, which `/screen
 
 Why not `/report` itself: a report's claims cost far more than the operator figures (at 200,000
 events, 6.3 s against 1.6 s for the operator section and 0.2 s for the screen's; measured with
-the bench's cached stream), and a page rebuilding `/report` every second stops the worker
-(`python -m bench.screen` measured it). `ScreenFeed`
+the bench's cached stream), and a build runs on the worker's event loop, so a page rebuilding
+`/report` every second stops the worker (`python -m bench.screen` measured it). `ScreenFeed`
 rebuilds the operator and screen sections at most every `interval_s` while events flow, from
 the partitions' own states with what no event touched kept from the build before
 (`agents.core.page.PageBuilder`: its cost follows what changed, not the whole state), never
@@ -15,15 +15,6 @@ spending more than a fifth of the time on it at the median build's cost (one bui
 a pause does not hold the page); it takes the claims from the worker's cached
 report, rebuilt only when it is older than ten times its own build time, and says how old they
 are (`claims_at`, `claims_events`: the page shows "claims as of").
-
-In the worker the page is built in a thread under the batch consumer's lock (`ScreenFeed.fresh`):
-no record is applied during a build, so it reads a state that holds still (and equals
-`/report` of that state), while the event loop goes on answering `/status` and `/metrics` and
-talking to the broker (a build on the loop held it up to 3.2 s at 1,000,000 events; the GIL
-hands the loop a turn every 5 ms, `sys.getswitchinterval`). Why not a forked child, as the
-report: `PageBuilder` keeps each session's parts between builds, and a child's builder dies
-with it, so each child would build the whole state (1.3 s of CPU at 1,000,000 events against
-0.08-0.2 s for a build after what changed), already over the second the page may lag.
 """
 
 from __future__ import annotations
