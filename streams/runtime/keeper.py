@@ -391,9 +391,7 @@ class StateKeeper:
         """Snapshot the most overdue partition that is due (called about every second): one a
         tick, so a worker's partitions are not all dumped in one stall. First the folds due
         in idle partitions (`LiveState.fold_idle`), so the snapshot of one gone idle has them."""
-        async with self.lock:  # the state changes under the lock only: the screen's page is
-            # built in a thread under it (streams/runtime/screen.py)
-            self.live.fold_idle(self.settings.snapshot_idle_s)
+        self.live.fold_idle(self.settings.snapshot_idle_s)
         if self._writing is not None and not self._writing.done():
             return
         now = time.monotonic()

@@ -19,7 +19,6 @@ are (`claims_at`, `claims_events`: the page shows "claims as of").
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from collections import deque
@@ -96,16 +95,8 @@ class ScreenFeed:
         claims_share: float = 0.1,
         claims_min_age_s: float = 2.0,
         report_build_s: Callable[[], float] | None = None,
-        lock: asyncio.Lock | None = None,
     ) -> None:
         self._partitions, self._version_of, self._report = partitions, version, report
-        #: The lock under which records are applied (the batch consumer's): with it, `fresh`
-        #: builds in a thread, the state held still by the lock; without, on the caller's.
-        self._lock = lock
-        self._building: asyncio.Future[None] | None = None
-        self._in_thread = False
-        #: Builds run in the thread so far.
-        self.thread_builds = 0
         #: The report's own build time, where it is built elsewhere (a forked child: the call
         #: returns the newest report at once, so its duration says nothing of the build).
         self._report_build_s = report_build_s
@@ -125,87 +116,7 @@ class ScreenFeed:
         self._report_valid = 0
 
     def get(self) -> dict[str, Any]:
-        """The page's data: the operator and screen sections, the claims and where they stand
-        (a build due runs here, on the caller's thread: tests, or no lock to build under)."""
-        report = self._claims_report()
-        version = self._version_of()
-        if self._due(version):
-            self._built(*self._timed_build(self._partitions()), version)
-        return self._with_claims(report)
-
-    async def fresh(self) -> dict[str, Any]:
-        """`get()`, with a build due run in a thread under `lock` (the batch consumer's: no
-        record is applied meanwhile, so the state it reads holds still), so that the event loop
-        goes on answering `/status`, `/metrics` and the broker while the page is built; one
-        build at a time (a request that comes meanwhile waits for the same one)."""
-        if self._lock is None:
-            return self.get()
-        report = self._claims_report()
-        if self._due(self._version_of()):
-            building = self._building
-            if building is None or building.done():
-                building = self._building = asyncio.ensure_future(self._build_in_thread())
-                # A build whose requests all went away must not log "never retrieved".
-                building.add_done_callback(_retrieve)
-            await asyncio.shield(building)  # the build's error, if any, is this request's
-        return self._with_claims(report)
-
-    async def _build_in_thread(self) -> None:
-        assert self._lock is not None
-        async with self._lock:
-            # Read under the lock: the state and its version as the build will see them.
-            states = list(self._partitions())
-            version = self._version_of()
-            if not self._due(version):  # built by a request served while this one waited
-                return
-            self.thread_builds += 1
-            self._in_thread = True
-            try:
-                payload, wall_s = await asyncio.get_running_loop().run_in_executor(
-                    None, self._timed_build, states
-                )
-            finally:
-                self._in_thread = False
-            self._built(payload, wall_s, version)
-
-    def _timed_build(
-        self, states: Sequence[tuple[Ledger, OperatorBoard]]
-    ) -> tuple[dict[str, Any], float]:
-        """The page's sections of `states` and the seconds the build took (wall clock)."""
-        began = time.perf_counter()
-        # Per-session figures and histograms are not on the page: not even computed.
-        payload: dict[str, Any] = self._builder.build(states)
-        return payload, time.perf_counter() - began
-
-    @property
-    def building(self) -> bool:
-        """Whether a build is running in its thread now (for tests)."""
-        return self._in_thread
-
-    def _due(self, version: Hashable) -> bool:
-        """Whether the page's data is to be built again for `version` of the state: never
-        built, or the state changed and the last build ended `wait_s` ago."""
-        if self._payload is None:
-            return True
-        # The last builds' cost, not scaled by the events since: a build follows what changed
-        # (PageBuilder), and scaling by the growth since a build at the very start (a few
-        # events) put the next one minutes away (measured: the page showed 0 of 200,000).
-        wait_s = max(self.interval_s, self.build_s / self.share)
-        return version != self._version and time.monotonic() - self._built_at >= wait_s
-
-    def _built(self, payload: dict[str, Any], wall_s: float, version: Hashable) -> None:
-        # Paced by the wall time: what ingestion waits for under the lock.
-        self.record_build(wall_s)
-        payload["built_s"] = wall_s
-        # When the state was read (wall clock, as the page's clock): how old the data is.
-        payload["built_at"] = time.time() - wall_s
-        # Paced from the build's end: a build slower than the interval (a loaded machine)
-        # does not make the next call rebuild at once.
-        self._payload, self._version, self._built_at = payload, version, time.monotonic()
-        self._body = None
-
-    def _claims_report(self) -> dict[str, Any]:
-        """The worker's cached report (its claims), asked no fresher than its build allows."""
+        """The page's data: the operator and screen sections, the claims and where they stand."""
         # The report first: a call that rebuilds it takes its time, which sets how old it may
         # get (a call answered from the cache takes microseconds).
         # A build's cost grows with the state: the last one's, scaled by the events since.
@@ -218,11 +129,26 @@ class ScreenFeed:
             took = self._report_build_s()
         if took > 0.01 and took != self.report_build_s:
             self.report_build_s, self._report_valid = took, valid
-        return report
-
-    def _with_claims(self, report: dict[str, Any]) -> dict[str, Any]:
+        version = self._version_of()
+        now = time.monotonic()
+        # The last build's cost, not scaled by the events since: a build follows what changed
+        # (PageBuilder), and scaling by the growth since a build at the very start (a few
+        # events) put the next one minutes away (measured: the page showed 0 of 200,000).
+        wait_s = max(self.interval_s, self.build_s / self.share)
+        if self._payload is None or (version != self._version and now - self._built_at >= wait_s):
+            began = time.perf_counter()
+            # Per-session figures and histograms are not on the page: not even computed.
+            payload: dict[str, Any] = self._builder.build(self._partitions())
+            took = time.perf_counter() - began
+            self.record_build(took)
+            payload["built_s"] = took
+            # When the state was read (wall clock, as the page's clock): how old the data is.
+            payload["built_at"] = time.time() - took
+            # Paced from the build's end: a build slower than the interval (a loaded machine)
+            # does not make the next call rebuild at once.
+            self._payload, self._version, self._built_at = payload, version, time.monotonic()
+            self._body = None
         payload = self._payload
-        assert payload is not None
         if payload.get("claims") is not report["claims"]:
             payload = self._payload = {**payload, "claims": report["claims"]}
             payload["claims_events"] = report["events"]
@@ -245,22 +171,11 @@ class ScreenFeed:
     def body(self) -> bytes:
         """`get()` as JSON, serialized once per change (the page asks every second), with a
         `serial` that changes with it (the page skips drawing the same data again)."""
-        return self._serialized(self.get())
-
-    async def fresh_body(self) -> bytes:
-        """`body()` of `fresh()`: what `/screen/data` answers."""
-        return self._serialized(await self.fresh())
-
-    def _serialized(self, payload: dict[str, Any]) -> bytes:
+        payload = self.get()
         if self._body is None:
             self._serial += 1
             self._body = orjson.dumps({**payload, "serial": self._serial}, option=_JSON)
         return self._body
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 def register_screen(
@@ -273,7 +188,6 @@ def register_screen(
     valid: Callable[[], int],
     report_max_age_s: float,
     report_build_s: Callable[[], float] | None = None,
-    lock: asyncio.Lock | None = None,
 ) -> ScreenFeed:
     """Serve `/`, `/screen`, `/screen/data` and `/screen/scope` on the worker and add the
     screen's /metrics families; return the page's data feed.
@@ -281,8 +195,7 @@ def register_screen(
     `report(max_age_s)` is this worker's cached report (the /metrics families read it at most
     `report_max_age_s` old, as the other collectors do), `scope` says which partitions it
     holds, `partitions`, `version` and `valid` give its state (`ScreenFeed`), `report_build_s`
-    the seconds the report's last build took where it is built in a child, `lock` the one
-    records are applied under (the page is then built in a thread, off the event loop).
+    the seconds the report's last build took where it is built in a child.
     """
     registry.register(ScreenCollector(lambda: report(report_max_age_s)))
     feed = ScreenFeed(
@@ -292,7 +205,6 @@ def register_screen(
         valid,
         claims_min_age_s=report_max_age_s,
         report_build_s=report_build_s,
-        lock=lock,
     )
     page = page_html()
 
@@ -319,7 +231,7 @@ def register_screen(
         """The page's data (`ScreenFeed`): /report's operator, screen and claims sections."""
 
         async def get(self, request: Any) -> Any:
-            return self.bytes(await feed.fresh_body(), content_type=_JSON_TYPE)
+            return self.bytes(feed.body(), content_type=_JSON_TYPE)
 
     @app.page("/screen/scope")
     class ScopeView(faust.web.View):

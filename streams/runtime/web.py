@@ -534,7 +534,6 @@ class WorkerViews:
         source_partitions: int | None,
         *,
         unread_lag: Callable[[], Mapping[str, int]] | None = None,
-        batch_lock: asyncio.Lock | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -595,8 +594,6 @@ class WorkerViews:
             # Built in a forked child, the claims cost the worker's machine that long; the
             # call itself returns at once.
             (lambda: self.reports.build_s) if self.reports.forked else None,
-            # The page is built in a thread while no record is applied (batch_lock).
-            lock=batch_lock,
         )
 
     def _mark_simulated(self, report: dict[str, Any]) -> dict[str, Any]:

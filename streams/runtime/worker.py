@@ -170,12 +170,7 @@ class Worker:
 
         # What /metrics, /report and /status read.
         self.views = WorkerViews(
-            app,
-            settings,
-            self.state,
-            source_partitions,
-            unread_lag=self.topology.unread_lag,
-            batch_lock=self.keeper.lock,
+            app, settings, self.state, source_partitions, unread_lag=self.topology.unread_lag
         )
         self.metrics.registry.register(
             UnreadPartitionsCollector(self.topology.unread, list(settings.source_topics))
