@@ -98,9 +98,11 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> int:
         TopicLayoutError,
         all_topics,
         check_copartitioned,
+        check_orders_retention,
         create_changelog,
         create_month_rows_topic,
         create_topics,
+        orders_retention_needed_ms,
     )
 
     deadline = time.monotonic() + wait_s
@@ -112,6 +114,15 @@ async def _prepare_topics(settings: Settings, wait_s: float) -> int:
             await create_changelog(settings)
             counts = await check_copartitioned(settings)
             await create_month_rows_topic(settings, counts[settings.source_topics[0]])
+            try:
+                warning = await check_orders_retention(settings)
+            except Exception as exc:  # a broker that refuses DescribeConfigs: say so, go on
+                warning = f"could not read the orders topic's retention.ms ({one_line(exc)})"
+                if orders_retention_needed_ms(settings) is None:
+                    warning = None
+            if warning:
+                log.warning("%s", warning)
+                print(f"livepulse worker: warning: {warning}", file=sys.stderr)
             return counts[settings.source_topics[0]]
         except (TopicLayoutError, BrokerAccessDenied):
             raise

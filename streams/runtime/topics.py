@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import for_code
 from aiokafka.structs import TopicPartition
 
@@ -30,6 +31,29 @@ _UNKNOWN_TOPIC = 3
 def all_topics(settings: Settings) -> tuple[str, ...]:
     """The broker-side names of every topic livepulse uses: the contract topics and dead letter."""
     return (*settings.source_topics, settings.deadletter)
+
+
+#: The contract topic the refund table is rebuilt from at each start (streams/runtime/refunds.py).
+ORDERS_TOPIC: Final[str] = "live.orders"
+
+
+def orders_retention_needed_ms(settings: Settings) -> int | None:
+    """How long the orders topic must keep its records, or None when nothing depends on it:
+    with the session fold and a refund horizon each worker rebuilds its refund table from the
+    whole orders topic at each start, and a refund counts up to the refund horizon after its
+    order, which may itself be up to the dedupe window late (README, "State")."""
+    horizon = settings.refund_horizon_ms
+    if not settings.fold_sessions or horizon is None:
+        return None
+    return horizon + (settings.dedupe_window_ms or 0)
+
+
+def _topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """The configuration a topic livepulse creates gets beyond the broker's defaults."""
+    needed = orders_retention_needed_ms(settings)
+    if needed is not None and name == settings.topic(ORDERS_TOPIC):
+        return {"retention.ms": str(needed)}
+    return {}
 
 
 async def _admin(settings: Settings) -> AIOKafkaAdminClient:
@@ -56,7 +80,15 @@ async def create_topics(
         created: list[str] = []
         if missing:
             response = await admin.create_topics(
-                [NewTopic(name, settings.partitions, replication) for name in missing],
+                [
+                    NewTopic(
+                        name,
+                        settings.partitions,
+                        replication,
+                        topic_configs=_topic_configs(settings, name),
+                    )
+                    for name in missing
+                ],
                 timeout_ms=int(timeout_s * 1000),
             )
             for topic, code, *_ in response.topic_errors:
@@ -70,6 +102,47 @@ async def create_topics(
         return created
     finally:
         await admin.close()
+
+
+async def orders_retention_ms(settings: Settings) -> int | None:
+    """The orders topic's `retention.ms` on the broker (-1: kept for ever), or None when it
+    cannot be read (no such topic, or the broker refuses to describe it)."""
+    name = settings.topic(ORDERS_TOPIC)
+    admin = await _admin(settings)
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, {"retention.ms": None})]
+        )
+    finally:
+        await admin.close()
+    for response in responses:
+        for code, _message, _kind, resource, entries in (r[:5] for r in response.resources):
+            if code != 0 or resource != name:
+                continue
+            for entry in entries:
+                if entry[0] == "retention.ms" and entry[1] is not None:
+                    return int(entry[1])
+    return None
+
+
+async def check_orders_retention(settings: Settings) -> str | None:
+    """A warning when the orders topic keeps its records for less than the refund table needs
+    (`orders_retention_needed_ms`), else None: a worker restarted later would rebuild its
+    table without the refunds the broker deleted, and fold orders without them."""
+    needed = orders_retention_needed_ms(settings)
+    if needed is None:
+        return None
+    kept = await orders_retention_ms(settings)
+    if kept is None or kept < 0 or kept >= needed:
+        return None
+    return (
+        f"the orders topic {settings.topic(ORDERS_TOPIC)} keeps records {kept / 86_400_000:g} "
+        f"days (retention.ms={kept}), less than the refund horizon + the dedupe window "
+        f"({needed / 86_400_000:g} days) the session fold's refund table is rebuilt from at "
+        f"each start: a restarted worker would miss older refunds. Raise it, e.g. "
+        f"kafka-configs.sh --alter --entity-type topics --entity-name "
+        f"{settings.topic(ORDERS_TOPIC)} --add-config retention.ms={needed}"
+    )
 
 
 class TopicLayoutError(RuntimeError):
