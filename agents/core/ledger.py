@@ -2035,14 +2035,8 @@ class Ledger:
     def _month_cutoff(self) -> int | None:
         """The latest CST month end a (merchant, month) may have and be closed: the horizons
         of the sessions, views, orders, interactions and groups topics less the session
-        horizon (None: a topic has no horizon yet)."""
-        groups = self.membership_from or self
-        horizons = [
-            (groups if topic == _GROUPS else self).horizon_ts(topic) for topic in _SUMMARY_TOPICS
-        ]
-        if any(h is None for h in horizons):
-            return None
-        return min(h for h in horizons if h is not None) - SESSION_HORIZON_MS
+        horizon (None: a topic has no horizon yet): the summaries' own horizon."""
+        return self._summary_horizon()
 
     def _closed_months(self, cutoff: int) -> tuple[set[str], set[tuple[str, str]]]:
         """The months with rows held that end by `cutoff`, and the (merchant, month)s ending
