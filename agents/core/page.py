@@ -15,9 +15,10 @@ from the sessions' sorted lists (`_kth`), the peak adds the live sessions' minut
 ended ones' prefix sums (`_Prefix`). What is left is bounded by what is live or cheap: the
 live sessions' sums, the windows' minute buckets (20 minutes), the curves' minute buckets (an
 hour), and the refunds (matched to their orders over every partition, as the merged ledger
-does). The builder's own state per viewer is held only for sessions not folded and, once a
-session has ended, for `SETTLED_BUILDS` builds without change (then its watch times are kept
-as one array and a late event reads its viewers again).
+does, with each partition's orders read once: `_RefundMatch`). The builder's own state per
+viewer is held only for sessions not folded and, once a session has ended, for
+`SETTLED_BUILDS` builds without change (then its watch times are kept as one array and a
+late event reads its viewers again).
 
 The sessions are read through `SessionFacts` (`presence` as the mapping it is for a session
 not folded, `interacting_users`, `orders`, `started_ts`, `ended_ts`, `last_ts`) and a folded
