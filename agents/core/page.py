@@ -15,9 +15,10 @@ from the sessions' sorted lists (`_kth`), the peak adds the live sessions' minut
 ended ones' prefix sums (`_Prefix`). What is left is bounded by what is live or cheap: the
 live sessions' sums, the windows' minute buckets (20 minutes), the curves' minute buckets (an
 hour), and the refunds (matched to their orders over every partition, as the merged ledger
-does). The builder's own state per viewer is held only for sessions not folded and, once a
-session has ended, for `SETTLED_BUILDS` builds without change (then its watch times are kept
-as one array and a late event reads its viewers again).
+does, with each partition's orders read once: `_RefundMatch`). The builder's own state per
+viewer is held only for sessions not folded and, once a session has ended, for
+`SETTLED_BUILDS` builds without change (then its watch times are kept as one array and a
+late event reads its viewers again).
 
 The sessions are read through `SessionFacts` (`presence` as the mapping it is for a session
 not folded, `interacting_users`, `orders`, `started_ts`, `ended_ts`, `last_ts`) and a folded
@@ -54,6 +55,7 @@ from agents.core.ledger import (
     OVERALL_LEVEL,
     EventCounts,
     Ledger,
+    OrderFact,
     Presence,
     SessionFacts,
     SessionSummary,
@@ -257,6 +259,85 @@ def _viewer_of(
     return _Viewer(joins, closed_ms, opened, open_first, tuple(marks), group_joins)
 
 
+class _RefundMatch:
+    """`OperatorBoard._refunds_by_session` over every partition, with each ledger's orders
+    read once: the payments by order id are kept between builds and only the orders appended
+    since the last build are read (a build walked every held order to match a few thousand
+    refunds: half its time at 1,000,000 events, bench/RESULTS.md "Live screen", sixth round).
+    A ledger's `orders` is appended to, or replaced whole (the order fold, a restore): a list
+    not the one read, shorter, or whose last order read is another object is read again from
+    the start, with every other. What it keeps is one entry per order id the ledgers hold
+    (their own `OrderFact`s, not copies)."""
+
+    def __init__(self) -> None:
+        #: Per ledger: its orders list as read, how many were read, the last one read.
+        self._read: list[tuple[list[OrderFact], int, OrderFact | None]] = []
+        #: Order id -> its payment, or its payments when several (in the order read).
+        self._paid: dict[str, OrderFact | list[OrderFact]] = {}
+
+    def _take_orders(self, ledgers: Sequence[Ledger]) -> None:
+        lists = [ledger.orders for ledger in ledgers]
+        again = len(lists) != len(self._read) or any(
+            orders is not read or len(orders) < n or (n > 0 and orders[n - 1] is not last)
+            for orders, (read, n, last) in zip(lists, self._read, strict=True)
+        )
+        if again:
+            self._paid = {}
+            self._read = [(orders, 0, None) for orders in lists]
+        paid = self._paid
+        for i, (orders, n, _last) in enumerate(self._read):
+            if len(orders) == n:
+                continue
+            for order in orders[n:]:
+                known = paid.get(order.order_id)
+                if known is None:
+                    paid[order.order_id] = order
+                elif isinstance(known, list):
+                    known.append(order)
+                else:
+                    paid[order.order_id] = [known, order]
+            self._read[i] = (orders, len(orders), orders[-1])
+
+    def by_session(
+        self, ledgers: Sequence[Ledger], started: Mapping[str, SessionFacts]
+    ) -> dict[str, tuple[int, int]]:
+        """Refunds per started session (count, cents), as `OperatorBoard._refunds_by_session`
+        of the ledgers' orders and refunds chained, their widest refund horizon and their
+        order folds' session refunds give."""
+        self._take_orders(ledgers)
+        horizon_ms = widest_refund_horizon(ledgers)
+        paid = self._paid
+        by_session: dict[str, tuple[int, int]] = {}
+        for ledger in ledgers:
+            for refund in ledger.refunds:
+                known = paid.get(refund.order_id)
+                if known is None:
+                    continue  # unmatched
+                orders = (known,) if isinstance(known, OrderFact) else known
+                if horizon_ms is not None and not any(
+                    order.ts <= refund.ts <= order.ts + horizon_ms for order in orders
+                ):
+                    continue  # late or unmatched (`counted_refunds`)
+                # The earliest session order of the id by ts, then session id.
+                first: tuple[int, str] | None = None
+                for order in orders:
+                    sid = order.session_id
+                    if (
+                        sid is not None
+                        and sid in started
+                        and (first is None or (order.ts, sid) < first)
+                    ):
+                        first = (order.ts, sid)
+                if first is not None:
+                    count, cents = by_session.get(first[1], (0, 0))
+                    by_session[first[1]] = (count + 1, cents + refund.amount_cents)
+        for ledger in ledgers:
+            for sid, (folded_count, folded_cents) in ledger.order_fold.session_refunds.items():
+                count, cents = by_session.get(sid, (0, 0))
+                by_session[sid] = (count + folded_count, cents + folded_cents)
+        return by_session
+
+
 @dataclass(slots=True)
 class _Kept:
     """A session's parts as of its last change (refunds and windows are added per build)."""
@@ -307,6 +388,7 @@ class PageBuilder:
         #: Level -> its settled sessions' watch times.
         self._merged: dict[str, _Settled] = {}
         self._used_bases: set[str] = set()
+        self._refunds = _RefundMatch()
         self._builds = 0
         #: Sessions whose parts the last build computed (the rest were kept), and of those
         #: the ones read whole (every viewer): for tests and the benchmark.
@@ -613,13 +695,7 @@ class PageBuilder:
             for sid, session in ledger.sessions.items():
                 if session.started_ts is not None:
                     started_all[sid] = session
-        refunds = OperatorBoard._refunds_by_session(
-            chain.from_iterable(ledger.orders for ledger in ledgers),
-            chain.from_iterable(ledger.refunds for ledger in ledgers),
-            started_all,
-            widest_refund_horizon(ledgers),
-            [ledger.order_fold.session_refunds for ledger in ledgers],
-        )
+        refunds = self._refunds.by_session(ledgers, started_all)
         # The boards held changed (a rebalance): the pooled group events are other ones, so
         # every kept group join may be wrong (the ids compared are of live objects: the old
         # boards are still in `_kept`).

@@ -217,6 +217,54 @@ def test_built_after_every_event_in_any_order(seed: int, monkeypatch: pytest.Mon
     assert read_in_part > 30  # most builds read only the users an event touched
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_refunds_matched_between_builds_equal_the_merged_build(seed: int) -> None:
+    """The refunds per session are matched with each partition's orders read once
+    (`page._RefundMatch`): built after every event of a shuffled stream where refunds come
+    before or after their orders (on the refunds' partition), within and past the refund
+    horizon, an order id is paid in two sessions at one time, a session starts after its
+    orders and refunds, and a partition's orders are replaced between builds (the order fold,
+    a restore), each build equals the merged build."""
+    import random
+
+    rng = random.Random(seed)
+    base, day = 1_719_840_000_000, 86_400_000
+    events = EventList()  # one list: its event ids are unique
+    events.add("session_started", base + 5_000, session_id="s-2", room_id="r-2", merchant_id="m-1")
+    # s-1, the first by id of a twin pair, starts in the second half, after refunds of it.
+    events.add("session_started", base, session_id="s-1", room_id="r-1", merchant_id="m-1")
+    paid: list[str] = []
+    for n in range(14):
+        sid, user = rng.choice(("s-1", "s-2")), rng.choice(("u-1", "u-2", "u-3"))
+        events.order(base + rng.randrange(0, 600_000), sid, user, 100 * (n + 1))
+        paid.append(events[-1]["order_id"])
+        if n % 5 == 0:  # the same id paid in the other session at the same time
+            other = {"s-1": "s-2"}.get(sid, "s-1")
+            events.append({**events[-1], "event_id": f"t{n}", "session_id": other})
+    for n, order_id in enumerate([*paid, "o-never"]):
+        late = rng.choice((0, 0, 2 * day))  # past a 1-day horizon
+        ts = base + 600_000 + late + rng.randrange(0, 60_000)
+        events.add("order_refunded", ts, order_id=order_id, amount_cents=50 + n, reason="size")
+    rest = events[2:]
+    rng.shuffle(rest)
+    rest.insert(rng.randrange(len(rest) // 2, len(rest)), events[1])
+    events = EventList([events[0], *rest])
+    states = [(Ledger(refund_horizon_ms=day), OperatorBoard()) for _ in range(2)]
+    builder = PageBuilder()
+    refunded = 0
+    for i, event in enumerate(events):
+        ingest(orjson.dumps(event), *states[0 if event["type"] == "order_refunded" else 1])
+        if i == len(events) // 3:  # as the order fold does: a new list, one order less
+            held = states[1][0].orders
+            ids = [order.order_id for order in held]
+            once = next(n for n, order_id in enumerate(ids) if ids.count(order_id) == 1)
+            states[1][0].orders = held[:once] + held[once + 1 :]
+        got = builder.build(states)
+        assert got == merged_page(states)
+        refunded = max(refunded, got["operator"]["overall"]["refunds"])
+    assert refunded > 0
+
+
 def test_a_viewer_back_within_a_minute_is_present_in_it_once() -> None:
     """A viewer who left and came back in the same minute, their interval still open: that
     minute counts them once (claims.md's presence), however far the session's last event
