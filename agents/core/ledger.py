@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
-from agents.core.sketch import FoldedFigures, QuantileSketch
+from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
 from agents.core.stats import percentile
 from agents.core.timeline import (
     NEVER_MEMBER,
@@ -1207,6 +1207,9 @@ class Ledger:
             self._init_month_fold(False)
         if "folded_watch" not in state:  # version 6 or older: the board read no summary
             self._init_board_fold()
+        for level, payers in self.folded_payers.items():  # version 9 or older: plain sets
+            if isinstance(payers, set):
+                self.folded_payers[level] = DistinctUsers.of(payers)
         if "first_orders" not in state:  # version 5 or older: filed from the orders held
             self.refund_horizon_ms = None  # as it was written: every refund counted
             self.first_orders = {}
@@ -1236,9 +1239,10 @@ class Ledger:
         """The operator board's part of the session fold, empty: per level (`OVERALL_LEVEL`,
         ("rooms", id), ("merchants", id)) of the summarized sessions, the viewers' watch
         times in ms in a sketch (the level's median within the sketch's bound) and the
-        distinct buyers (the level's paying users: one entry per distinct user)."""
+        distinct buyers (the level's paying users: exact up to `DISTINCT_EXACT_LIMIT`, then
+        a HyperLogLog within its stated error, agents/core/sketch.py)."""
         self.folded_watch: dict[tuple[str, str], QuantileSketch] = {}
-        self.folded_payers: dict[tuple[str, str], set[str]] = {}
+        self.folded_payers: dict[tuple[str, str], DistinctUsers] = {}
 
     def fold_sessions_from_now(self) -> None:
         """Summarize closed sessions from now on (a restored state written without the fold,
@@ -2223,7 +2227,10 @@ class Ledger:
             if sketch is None:
                 sketch = self.folded_watch[level] = QuantileSketch()
             sketch.merge(session_sketch)
-            self.folded_payers.setdefault(level, set()).update(buyers)
+            payers = self.folded_payers.get(level)
+            if payers is None:
+                payers = self.folded_payers[level] = DistinctUsers()
+            payers.update(buyers)
         watched_ms.sort()
         summary.watch_median_ms = percentile(watched_ms, 0.5)
         offsets = summary.order_offsets

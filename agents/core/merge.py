@@ -67,7 +67,7 @@ from agents.core.ledger import (
 from agents.core.operator import OperatorBoard, clicker_count
 from agents.core.periods import merge_frozen
 from agents.core.screen import _add_rows, merge_screens
-from agents.core.sketch import QuantileSketch
+from agents.core.sketch import DistinctUsers, QuantileSketch
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 
@@ -197,7 +197,10 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
                 held_sketch = merged.folded_watch[level] = QuantileSketch()
             held_sketch.merge(sketch)
         for level, payers in ledger.folded_payers.items():
-            merged.folded_payers.setdefault(level, set()).update(payers)
+            held_payers = merged.folded_payers.get(level)
+            if held_payers is None:
+                held_payers = merged.folded_payers[level] = DistinctUsers()
+            held_payers.merge(payers)
         for month, joins in ledger.month_first_joins.items():
             earliest = merged.month_first_joins.setdefault(month, {})
             for user, ts in joins.items():
