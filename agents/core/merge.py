@@ -190,6 +190,19 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             (merged.month_folded_users, ledger.month_folded_users),
         ):
             _add_rows(into, totals)
+        # The user horizon's retired clusters (each partition retires its own rows: a user
+        # retired in one and kept in another is two clusters, docs/design.md).
+        merged.retired_users += ledger.retired_users
+        for retired_into, retired in (
+            (merged.retired_buyers, ledger.retired_buyers),
+            (merged.retired_dwellers, ledger.retired_dwellers),
+            (merged.retired_spend, ledger.retired_spend),
+        ):
+            for i, value in enumerate(retired):
+                retired_into[i] += value
+        for user, ts in ledger.user_last_ts.items():
+            if ts > merged.user_last_ts.get(user, ts - 1):
+                merged.user_last_ts[user] = ts
         # The operator's levels: watch-time sketches merged (bin counts add), buyers united.
         for level, sketch in ledger.folded_watch.items():
             held_sketch = merged.folded_watch.get(level)

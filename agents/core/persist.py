@@ -79,7 +79,9 @@ MAGIC: Final[bytes] = b"LPst"
 #: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
 #: 10: a level's summarized buyers (`Ledger.folded_payers`) are a `DistinctUsers` (exact up
-#: to its limit, then a HyperLogLog). A version 7-9 state's sets are wrapped when it loads.
+#: to its limit, then a HyperLogLog), and the user horizon's state (`Ledger.user_last_ts`,
+#: the retired users' sums). A version 7-9 state's sets are wrapped when it loads, and it
+#: loads with no user horizon (its users kept; the worker's setting applies from then on).
 VERSION: Final[int] = 10
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
