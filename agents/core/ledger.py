@@ -1472,7 +1472,10 @@ class Ledger:
         """File one paid order under its (merchant, user) and its (merchant, month, user)."""
         pair = (merchant_id, user_id)
         held = self.first_orders.get(pair)
-        if held is None:
+        if held is None and pair in self.bought_before:  # its first order's outcome folded
+            if ts > self.bought_before[pair]:
+                self.bought_before[pair] = ts
+        elif held is None:
             self.first_orders[pair] = (ts, None)
         else:
             first, later = held
@@ -1833,7 +1836,9 @@ class Ledger:
             self._abandon_sessions()
         if self.fold_months:
             self._fold_closed_months()
-        if self.user_horizon_ms is not None and self.user_last_ts:
+        if self.fold_months and self.first_orders:
+            self._fold_first_orders()
+        if self.user_horizon_ms is not None and (self.user_last_ts or self.bought_before):
             self.retire_idle_users()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
@@ -2059,6 +2064,38 @@ class Ledger:
         self.retired_spend: list[int] = [0] * len(SPEND_MOMENTS)
         # The CST day of the last pass's cutoff: a pass at most once a day of event time.
         self._user_retire_day = -1
+        #: `group_repurchase_30d`'s (merchant, user) pairs whose outcome is final (first
+        #: order + 30 days behind the summaries' horizon), folded into counts: [eligible,
+        #: repurchased] (`_fold_first_orders`; with `fold_months` only: one ledger that
+        #: holds every order of its users, since a first order is a minimum over partitions).
+        self.repurchase_folded: list[int] = [0, 0]
+        #: Those pairs -> their latest order's `ts`: "this user already bought from this
+        #: merchant" (a later order is not a first one). Dropped with the user horizon once
+        #: that is older than it (then a later order counts as a first one again).
+        self.bought_before: dict[tuple[str, str], int] = {}
+        self.forgotten_pairs = 0
+        self._first_fold_day = -1
+
+    def _fold_first_orders(self) -> None:
+        """Fold every (merchant, user) whose first order + 30 days is behind the summaries'
+        horizon (`_month_cutoff`: no order stamped at or before it, nor a group event
+        deciding membership at the first order, can be applied any more): whether it is
+        eligible (a member at the first order) and repurchased is final, counted in
+        `repurchase_folded`; the pair is kept only as bought before. Once a day."""
+        cutoff = self._month_cutoff()
+        if cutoff is None or cutoff // DAY_MS <= self._first_fold_day:
+            return
+        self._first_fold_day = cutoff // DAY_MS
+        member_at = self._member_lookup()
+        window = 30 * DAY_MS
+        for pair, (first, later) in list(self.first_orders.items()):
+            if first + window >= cutoff:
+                continue
+            del self.first_orders[pair]
+            if member_at(pair[0], pair[1], first):
+                self.repurchase_folded[0] += 1
+                self.repurchase_folded[1] += later is not None and later <= first + window
+            self.bought_before[pair] = later if later is not None else first
 
     def _touch_user(self, user: str, ts: int) -> None:
         if self.user_horizon_ms is None:
@@ -2080,6 +2117,10 @@ class Ledger:
             return 0
         self._user_retire_day = cutoff // DAY_MS
         cut = cutoff - self.user_horizon_ms
+        forgotten = [pair for pair, ts in self.bought_before.items() if ts < cut]
+        for pair in forgotten:
+            del self.bought_before[pair]
+        self.forgotten_pairs += len(forgotten)
         idle = [user for user, ts in self.user_last_ts.items() if ts < cut]
         buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
         for user in idle:

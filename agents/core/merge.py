@@ -200,6 +200,12 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         ):
             for i, value in enumerate(retired):
                 retired_into[i] += value
+        merged.repurchase_folded[0] += ledger.repurchase_folded[0]
+        merged.repurchase_folded[1] += ledger.repurchase_folded[1]
+        merged.forgotten_pairs += ledger.forgotten_pairs
+        for pair, ts in ledger.bought_before.items():
+            if ts > merged.bought_before.get(pair, ts - 1):
+                merged.bought_before[pair] = ts
         for user, ts in ledger.user_last_ts.items():
             if ts > merged.user_last_ts.get(user, ts - 1):
                 merged.user_last_ts[user] = ts

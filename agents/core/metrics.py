@@ -505,7 +505,8 @@ def group_order_share(facts: _Facts) -> Measurement:
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:
-    eligible = repurchased = 0
+    # The pairs whose outcome is final, folded (`Ledger.repurchase_folded`), then those held.
+    eligible, repurchased = facts.ledger.repurchase_folded
     end_ts = facts.end_ts
     # Per (merchant, user): the first order's ts and the earliest later one (`Ledger.first_orders`).
     for (merchant, user), (first, later) in sorted(facts.ledger.first_orders.items()):
