@@ -757,15 +757,19 @@ def add_summarized_levels(
                 merged.merge(sketch)
             sketches = [merged]
         parts.watch_sketch = sketches[0] if sketches else None
-        for ledger in ledgers:
-            payers = ledger.folded_payers.get(level)
-            if payers is None:
-                continue
-            if payers.exact is not None:
-                if payers.exact:  # a new set: the level's own may be shared with a cached one
-                    parts.paying_users = parts.paying_users | payers.exact
-            else:  # a new sketch too (merging twice is merging once: register maxima)
-                parts.payers_sketch = _merged_payers(parts.payers_sketch, payers)
+        found = [p for ledger in ledgers if (p := ledger.folded_payers.get(level)) is not None]
+        if not found:
+            continue
+        # United as `merge_ledgers` unites them: exact within the limit, else one sketch.
+        united = found[0] if len(found) == 1 else DistinctUsers()
+        if len(found) > 1:
+            for payers in found:
+                united.merge(payers)
+        if united.exact is not None:
+            if united.exact:  # a new set: the level's own may be shared with a cached one
+                parts.paying_users = parts.paying_users | united.exact
+        else:  # a new sketch too (merging twice is merging once: register maxima)
+            parts.payers_sketch = _merged_payers(parts.payers_sketch, united)
 
 
 def _merged_payers(held: DistinctUsers | None, more: DistinctUsers) -> DistinctUsers:

@@ -932,18 +932,14 @@ class _Base:
         if sizes == self._summarized_sizes:
             return
         self._summarized_sizes = sizes
-        now: set[str] = set()
-        sketch: DistinctUsers | None = None
+        # United as `merge_ledgers` unites them (so the page counts what the merged board
+        # does): exact while the union is within the limit, else one sketch of them all.
+        united = DistinctUsers()
         for held in payers:
-            if held is None:
-                continue
-            if held.exact is not None:
-                now |= held.exact
-            else:
-                if sketch is None:
-                    sketch = DistinctUsers(held.limit, held.precision)
-                sketch.merge(held)
-        self.summarized_sketch = sketch
+            if held is not None:
+                united.merge(held)
+        now: set[str] = united.exact if united.exact is not None else set()
+        self.summarized_sketch = None if united.exact is not None else united
         before = self._summarized_payers
         _count_into(self.paying, dict.fromkeys(before - now, 1), -1)
         _count_into(self.paying, dict.fromkeys(now - before, 1), 1)

@@ -168,3 +168,44 @@ def test_paying_users_of_a_long_stream_with_the_default_precision(
     ledger, board = _board(lines, window_ms)
     assert any(p.sketched for p in ledger.folded_payers.values())
     _paying_users_within_bound(build_report(ledger, board)["operator"], truth)
+
+
+def test_the_page_counts_sketched_payers_as_the_merged_board_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The live screen's page (`PageBuilder`) over 4 partitions with the session fold and a
+    limit of 5 ids: after every chunk its levels' paying users equal the merged partitions'
+    board's (the same ids into the same registers), sketched levels included, and within
+    the bound of the operator truth at the end."""
+    from pathlib import Path
+
+    from agents.core.ingest import ingest
+    from agents.core.page import PageBuilder
+    from tests.agents.core.test_page import merged_page
+    from tests.agents.core.test_page import partition_of as page_partition
+    from tests.support.live import fixture_operator_truth_folding
+
+    monkeypatch.setattr(DistinctUsers.__init__, "__defaults__", (5, 8))
+    fixtures = Path(__file__).resolve().parents[3] / "fixtures"
+    lines = (fixtures / "xhs.jsonl").read_bytes().splitlines()
+    groups = Ledger(2 * DAY)
+    states = [(Ledger(2 * DAY, fold_sessions=True), OperatorBoard()) for _ in range(4)]
+    for ledger, _board in states:
+        ledger.membership_from = groups
+    builder = PageBuilder()
+    chunk = len(lines) // 8
+    for start in range(0, len(lines), chunk):
+        for line in lines[start : start + chunk]:
+            if b'"group_' in line:
+                ingest(line, groups, None)
+            ledger, board = states[page_partition(line)]
+            ingest(line, ledger, board)
+        got = builder.build(states)
+        want = merged_page(states)
+        for kind in ("rooms", "merchants"):
+            for level, figures in want["operator"][kind].items():
+                assert got["operator"][kind][level]["paying_users"] == figures["paying_users"]
+        overall = got["operator"]["overall"]["paying_users"]
+        assert overall == want["operator"]["overall"]["paying_users"]
+    assert any(p.sketched for s in states for p in s[0].folded_payers.values())
+    _paying_users_within_bound(got["operator"], fixture_operator_truth_folding("xhs", 2 * DAY))
