@@ -33,7 +33,7 @@ PARTS = (
     "folded_dwellers",
     "first_orders",
     "bought_before",
-    "user_last_ts",
+    "user_last_day",
     "folded_payers",
 )
 CLAIMS = (

@@ -1233,7 +1233,7 @@ class Ledger:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
             self._init_month_fold(False)
-        if "user_last_ts" not in state:  # version 9 or older: users kept for ever
+        if "user_last_day" not in state:  # version 9 or older: users kept for ever
             self._init_user_horizon(None)
         if "folded_watch" not in state:  # version 6 or older: the board read no summary
             self._init_board_fold()
@@ -1473,8 +1473,8 @@ class Ledger:
         pair = (merchant_id, user_id)
         held = self.first_orders.get(pair)
         if held is None and pair in self.bought_before:  # its first order's outcome folded
-            if ts > self.bought_before[pair]:
-                self.bought_before[pair] = ts
+            if ts // DAY_MS > self.bought_before[pair]:
+                self.bought_before[pair] = ts // DAY_MS
         elif held is None:
             self.first_orders[pair] = (ts, None)
         else:
@@ -1838,7 +1838,7 @@ class Ledger:
             self._fold_closed_months()
         if self.fold_months and self.first_orders:
             self._fold_first_orders()
-        if self.user_horizon_ms is not None and (self.user_last_ts or self.bought_before):
+        if self.user_horizon_ms is not None and (self.user_last_day or self.bought_before):
             self.retire_idle_users()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
@@ -2053,8 +2053,9 @@ class Ledger:
         #: last changed at an event stamped more than this before the summaries' horizon is
         #: retired (`retire_idle_users`); None: every user's rows kept for ever.
         self.user_horizon_ms = user_horizon_ms
-        #: user -> the latest event `ts` their folded rows were changed at (with a horizon).
-        self.user_last_ts: dict[str, int] = {}
+        #: user -> the latest day (`ts // DAY_MS`) of an event their folded rows were changed
+        #: at (with a horizon; a day number pickles in 3 bytes, a ts in 9).
+        self.user_last_day: dict[str, int] = {}
         self.retired_users = 0
         #: The retired users' buyer rows as cluster sums (`RETIRED_*` columns).
         self.retired_buyers: list[int] = [0] * 6
@@ -2069,9 +2070,9 @@ class Ledger:
         #: repurchased] (`_fold_first_orders`; with `fold_months` only: one ledger that
         #: holds every order of its users, since a first order is a minimum over partitions).
         self.repurchase_folded: list[int] = [0, 0]
-        #: Those pairs -> their latest order's `ts`: "this user already bought from this
-        #: merchant" (a later order is not a first one). Dropped with the user horizon once
-        #: that is older than it (then a later order counts as a first one again).
+        #: Those pairs -> their latest order's day (`ts // DAY_MS`): "this user already bought
+        #: from this merchant" (a later order is not a first one). Dropped with the user
+        #: horizon once that is older than it (a later order then counts as a first one).
         self.bought_before: dict[tuple[str, str], int] = {}
         self.forgotten_pairs = 0
         self._first_fold_day = -1
@@ -2095,14 +2096,15 @@ class Ledger:
             if member_at(pair[0], pair[1], first):
                 self.repurchase_folded[0] += 1
                 self.repurchase_folded[1] += later is not None and later <= first + window
-            self.bought_before[pair] = later if later is not None else first
+            self.bought_before[pair] = (later if later is not None else first) // DAY_MS
 
     def _touch_user(self, user: str, ts: int) -> None:
         if self.user_horizon_ms is None:
             return
-        last = self.user_last_ts.get(user)
-        if last is None or ts > last:
-            self.user_last_ts[user] = ts
+        day = ts // DAY_MS
+        last = self.user_last_day.get(user)
+        if last is None or day > last:
+            self.user_last_day[user] = day
 
     def retire_idle_users(self) -> int:
         """Retire every user whose folded rows last changed more than the user horizon
@@ -2116,15 +2118,15 @@ class Ledger:
         if cutoff is None or cutoff // DAY_MS <= self._user_retire_day:
             return 0
         self._user_retire_day = cutoff // DAY_MS
-        cut = cutoff - self.user_horizon_ms
-        forgotten = [pair for pair, ts in self.bought_before.items() if ts < cut]
+        cut = (cutoff - self.user_horizon_ms) // DAY_MS  # the first day still kept
+        forgotten = [pair for pair, day in self.bought_before.items() if day < cut]
         for pair in forgotten:
             del self.bought_before[pair]
         self.forgotten_pairs += len(forgotten)
-        idle = [user for user, ts in self.user_last_ts.items() if ts < cut]
+        idle = [user for user, day in self.user_last_day.items() if day < cut]
         buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
         for user in idle:
-            del self.user_last_ts[user]
+            del self.user_last_day[user]
             bought = self.folded_buyers.pop(user, None)
             if bought is not None:
                 n = bought[BUYER_ORDERS]

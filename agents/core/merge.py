@@ -206,9 +206,9 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         for pair, ts in ledger.bought_before.items():
             if ts > merged.bought_before.get(pair, ts - 1):
                 merged.bought_before[pair] = ts
-        for user, ts in ledger.user_last_ts.items():
-            if ts > merged.user_last_ts.get(user, ts - 1):
-                merged.user_last_ts[user] = ts
+        for user, ts in ledger.user_last_day.items():
+            if ts > merged.user_last_day.get(user, ts - 1):
+                merged.user_last_day[user] = ts
         # The operator's levels: watch-time sketches merged (bin counts add), buyers united.
         for level, sketch in ledger.folded_watch.items():
             held_sketch = merged.folded_watch.get(level)

@@ -79,7 +79,7 @@ MAGIC: Final[bytes] = b"LPst"
 #: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
 #: 10: a level's summarized buyers (`Ledger.folded_payers`) are a `DistinctUsers` (exact up
-#: to its limit, then a HyperLogLog), and the user horizon's state (`Ledger.user_last_ts`,
+#: to its limit, then a HyperLogLog), and the user horizon's state (`Ledger.user_last_day`,
 #: the retired users' sums). A version 7-9 state's sets are wrapped when it loads, and it
 #: loads with no user horizon (its users kept; the worker's setting applies from then on).
 VERSION: Final[int] = 10

@@ -174,7 +174,7 @@ def test_partitions_retire_their_own_users_and_merge_into_the_same_figures() -> 
 
 def test_a_version_9_state_loads_with_no_user_retired_and_its_payers_wrapped() -> None:
     """A state written before the user horizon and the payers' sketch (version 9: no
-    `user_last_ts`, no retired sums, the levels' payers as sets) loads: no user retired,
+    `user_last_day`, no retired sums, the levels' payers as sets) loads: no user retired,
     the horizon off until the worker sets it, and the payers counted as before."""
     import pickle
     import zlib
@@ -192,7 +192,7 @@ def test_a_version_9_state_loads_with_no_user_retired_and_its_payers_wrapped() -
     want = build_report(ledger, OperatorBoard())["claims"]
     for name in (
         "user_horizon_ms",
-        "user_last_ts",
+        "user_last_day",
         "retired_users",
         "retired_buyers",
         "retired_dwellers",
