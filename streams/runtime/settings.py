@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.core.ledger import DEFAULT_USER_HORIZON_DAYS
 from agents.core.periods import PeriodSettings
 from schemas import TOPIC_BY_TYPE
 
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
     # rows the intervals cluster by user) have not changed for this many days of event time
     # is retired into the intervals' cluster sums and their rows dropped (docs/design.md,
     # "The user horizon"). 0: every user's rows kept for ever.
-    user_horizon_days: float = Field(default=180, ge=0, le=10 * 365)
+    user_horizon_days: float = Field(default=DEFAULT_USER_HORIZON_DAYS, ge=0, le=10 * 365)
     # With the session fold: an orders partition the worker's refund table has read to its
     # end with no new record for this many seconds (wall clock) no longer holds the order fold
     # back at its last horizon (docs/design.md, "The order fold": as Kafka Streams stops

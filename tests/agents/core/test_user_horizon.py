@@ -230,3 +230,17 @@ def test_first_orders_fold_into_exact_counts_and_the_horizon_forgets_idle_buyers
     assert want["eligible"] <= detail["eligible"] <= want["eligible"] + forgetting.forgotten_pairs
     assert detail["eligible"] - want["eligible"] <= 0.1 * want["eligible"]
     assert _ledger(records, 180).forgotten_pairs == 0
+
+
+def test_the_workers_partitions_take_the_setting() -> None:
+    """`LIVEPULSE_USER_HORIZON_DAYS` reaches each partition's ledger, new or restored (0: off)."""
+    from streams.runtime.settings import Settings
+    from streams.runtime.state import LiveState
+
+    assert Settings().user_horizon_ms == 180 * DAY
+    assert Settings(user_horizon_days=0).user_horizon_ms is None
+    state = LiveState(user_horizon_ms=Settings(user_horizon_days=30).user_horizon_ms)
+    assert state.new_partition().ledger.user_horizon_ms == 30 * DAY
+    restored = LiveState().new_partition()
+    state.install(0, restored)
+    assert restored.ledger.user_horizon_ms == 30 * DAY
