@@ -210,6 +210,12 @@ def main() -> None:
         action="store_true",
         help="no claims by period (as bench.soak's flag): summaries not held for their month",
     )
+    parser.add_argument(
+        "--user-horizon-days",
+        type=float,
+        default=180.0,
+        help="the ledger's user horizon (LIVEPULSE_USER_HORIZON_DAYS; 0: users kept for ever)",
+    )
     args = parser.parse_args()
     points = sorted(args.at or [20.0, 140.0])
 
@@ -221,6 +227,7 @@ def main() -> None:
         refund_horizon_ms=90 * DAY_MS,
         fold_sessions=True,
         fold_months=True,
+        user_horizon_ms=round(args.user_horizon_days * DAY_MS) or None,
     )
     if args.no_claim_periods:
         _PERIODS.clear()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
-from agents.core.sketch import FoldedFigures, QuantileSketch
+from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
 from agents.core.stats import percentile
 from agents.core.timeline import (
     NEVER_MEMBER,
@@ -571,6 +571,30 @@ SHARE_MEMBER_HN: Final[int] = 5  # sum of h n
 BUYER_ORDERS: Final[int] = 0
 BUYER_AFTER5: Final[int] = 1
 BUYER_MEMBER: Final[int] = 2
+#: The user id under which a part's per-user rows carry the retired users' cluster sums
+#: (`Ledger.retire_idle_users`): the empty id, which the event contract rules out.
+RETIRED_USERS: Final[str] = ""
+#: `Ledger.retired_buyers`' columns: clusters G, then over them sums of n^2, h^2 and h n of
+#: the orders at or after minute 5, h^2 and h n of the members' orders (n: the user's orders).
+RETIRED_G, RETIRED_N2, RETIRED_AFTER5_H2, RETIRED_AFTER5_HN = 0, 1, 2, 3
+RETIRED_MEMBER_H2, RETIRED_MEMBER_HN = 4, 5
+#: `LIVEPULSE_USER_HORIZON_DAYS`' default: a user whose folded rows have not changed for this
+#: long is retired into the intervals' cluster sums (longer than every fixture and truth test).
+DEFAULT_USER_HORIZON_DAYS: Final[int] = 180
+#: The moments of `group_spend_multiple`'s 4-column user rows kept for the retired users:
+#: G, the first, second and fourth moments (index tuples of the columns, in this order).
+SPEND_MOMENTS: Final[tuple[tuple[int, ...], ...]] = (
+    (),
+    *((j,) for j in range(4)),
+    *((j, k) for j in range(4) for k in range(j, 4)),
+    *(
+        (j, k, l, m)
+        for j in range(4)
+        for k in range(j, 4)
+        for l in range(k, 4)  # noqa: E741 - the moment's indices
+        for m in range(l, 4)
+    ),
+)
 
 
 class SessionSummary:
@@ -1001,7 +1025,10 @@ class Ledger:
         refund_horizon_ms: int | None = None,
         fold_sessions: bool = False,
         fold_months: bool = False,
+        user_horizon_ms: int | None = None,
     ) -> None:
+        if user_horizon_ms is not None and user_horizon_ms <= 0:
+            raise ValueError(f"user_horizon_ms must be positive or None, not {user_horizon_ms}")
         if fold_months and not fold_sessions:
             raise ValueError("fold_months needs fold_sessions (a month closes on summaries)")
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
@@ -1101,6 +1128,7 @@ class Ledger:
         #: held sessions' first joins).
         self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
         self._init_month_fold(fold_months)
+        self._init_user_horizon(user_horizon_ms)
         # (merchant, user) -> [(ts, seq, group_id, is_join)]
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
@@ -1205,8 +1233,13 @@ class Ledger:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
             self._init_month_fold(False)
+        if "user_last_day" not in state:  # version 9 or older: users kept for ever
+            self._init_user_horizon(None)
         if "folded_watch" not in state:  # version 6 or older: the board read no summary
             self._init_board_fold()
+        for level, payers in self.folded_payers.items():  # version 9 or older: plain sets
+            if isinstance(payers, set):
+                self.folded_payers[level] = DistinctUsers.of(payers)
         if "first_orders" not in state:  # version 5 or older: filed from the orders held
             self.refund_horizon_ms = None  # as it was written: every refund counted
             self.first_orders = {}
@@ -1236,9 +1269,10 @@ class Ledger:
         """The operator board's part of the session fold, empty: per level (`OVERALL_LEVEL`,
         ("rooms", id), ("merchants", id)) of the summarized sessions, the viewers' watch
         times in ms in a sketch (the level's median within the sketch's bound) and the
-        distinct buyers (the level's paying users: one entry per distinct user)."""
+        distinct buyers (the level's paying users: exact up to `DISTINCT_EXACT_LIMIT`, then
+        a HyperLogLog within its stated error, agents/core/sketch.py)."""
         self.folded_watch: dict[tuple[str, str], QuantileSketch] = {}
-        self.folded_payers: dict[tuple[str, str], set[str]] = {}
+        self.folded_payers: dict[tuple[str, str], DistinctUsers] = {}
 
     def fold_sessions_from_now(self) -> None:
         """Summarize closed sessions from now on (a restored state written without the fold,
@@ -1438,7 +1472,10 @@ class Ledger:
         """File one paid order under its (merchant, user) and its (merchant, month, user)."""
         pair = (merchant_id, user_id)
         held = self.first_orders.get(pair)
-        if held is None:
+        if held is None and pair in self.bought_before:  # its first order's outcome folded
+            if ts // DAY_MS > self.bought_before[pair]:
+                self.bought_before[pair] = ts // DAY_MS
+        elif held is None:
             self.first_orders[pair] = (ts, None)
         else:
             first, later = held
@@ -1799,6 +1836,10 @@ class Ledger:
             self._abandon_sessions()
         if self.fold_months:
             self._fold_closed_months()
+        if self.fold_months and self.first_orders:
+            self._fold_first_orders()
+        if self.user_horizon_ms is not None and (self.user_last_day or self.bought_before):
+            self.retire_idle_users()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
             return
@@ -1965,6 +2006,7 @@ class Ledger:
             else:
                 for i, value in enumerate(pair):
                     totals[i] += value
+            self._touch_user(user, started)
         summary.days = dict(sorted(summary.days.items()))
         joined = {user: first for user, first in session.first_joins() if first <= last}
         # A user whose joins all came after the horizon (the fold keeps first joins only).
@@ -1990,6 +2032,7 @@ class Ledger:
             else:
                 row[0] += watched
                 row[1] += 1
+            self._touch_user(user, first)
         by_membership: dict[str, list[int]] = {"members": [], "others": []}
         for user, first in joined.items():  # the HTML report's watch time by membership
             group = "members" if member_at(user, first) else "others"
@@ -2003,6 +2046,113 @@ class Ledger:
         session.orders = []
         session.interacting_users = set()
         self.summarized_sessions += 1
+
+    def _init_user_horizon(self, user_horizon_ms: int | None) -> None:
+        """The user horizon's state, empty (docs/design.md, "The user horizon")."""
+        #: A user whose folded rows (`folded_buyers`, `folded_dwellers`, `month_folded_users`)
+        #: last changed at an event stamped more than this before the summaries' horizon is
+        #: retired (`retire_idle_users`); None: every user's rows kept for ever.
+        self.user_horizon_ms = user_horizon_ms
+        #: user -> the latest day (`ts // DAY_MS`) of an event their folded rows were changed
+        #: at (with a horizon; a day number pickles in 3 bytes, a ts in 9).
+        self.user_last_day: dict[str, int] = {}
+        self.retired_users = 0
+        #: The retired users' buyer rows as cluster sums (`RETIRED_*` columns).
+        self.retired_buyers: list[int] = [0] * 6
+        #: The retired users' dweller rows as `ClusterSums` (G, sum w^2, sum w n, sum n^2).
+        self.retired_dwellers: list[int] = [0] * 4
+        #: The retired users' month rows' moments (`SPEND_MOMENTS`).
+        self.retired_spend: list[int] = [0] * len(SPEND_MOMENTS)
+        # The CST day of the last pass's cutoff: a pass at most once a day of event time.
+        self._user_retire_day = -1
+        #: `group_repurchase_30d`'s (merchant, user) pairs whose outcome is final (first
+        #: order + 30 days behind the summaries' horizon), folded into counts: [eligible,
+        #: repurchased] (`_fold_first_orders`; with `fold_months` only: one ledger that
+        #: holds every order of its users, since a first order is a minimum over partitions).
+        self.repurchase_folded: list[int] = [0, 0]
+        #: Those pairs -> their latest order's day (`ts // DAY_MS`): "this user already bought
+        #: from this merchant" (a later order is not a first one). Dropped with the user
+        #: horizon once that is older than it (a later order then counts as a first one).
+        self.bought_before: dict[tuple[str, str], int] = {}
+        self.forgotten_pairs = 0
+        self._first_fold_day = -1
+
+    def _fold_first_orders(self) -> None:
+        """Fold every (merchant, user) whose first order + 30 days is behind the summaries'
+        horizon (`_month_cutoff`: no order stamped at or before it, nor a group event
+        deciding membership at the first order, can be applied any more): whether it is
+        eligible (a member at the first order) and repurchased is final, counted in
+        `repurchase_folded`; the pair is kept only as bought before. Once a day."""
+        cutoff = self._month_cutoff()
+        if cutoff is None or cutoff // DAY_MS <= self._first_fold_day:
+            return
+        self._first_fold_day = cutoff // DAY_MS
+        member_at = self._member_lookup()
+        window = 30 * DAY_MS
+        for pair, (first, later) in list(self.first_orders.items()):
+            if first + window >= cutoff:
+                continue
+            del self.first_orders[pair]
+            if member_at(pair[0], pair[1], first):
+                self.repurchase_folded[0] += 1
+                self.repurchase_folded[1] += later is not None and later <= first + window
+            self.bought_before[pair] = (later if later is not None else first) // DAY_MS
+
+    def _touch_user(self, user: str, ts: int) -> None:
+        if self.user_horizon_ms is None:
+            return
+        day = ts // DAY_MS
+        last = self.user_last_day.get(user)
+        if last is None or day > last:
+            self.user_last_day[user] = day
+
+    def retire_idle_users(self) -> int:
+        """Retire every user whose folded rows last changed more than the user horizon
+        before the summaries' horizon (`_month_cutoff`): their rows leave `folded_buyers`,
+        `folded_dwellers` and `month_folded_users` and are added into the retired users'
+        cluster sums and moments, which the intervals read as clusters of their own. Every
+        observed value is unchanged (the rows' totals stay in the sums); a user who comes
+        back starts a new cluster. Once a day of event time; how many were retired."""
+        assert self.user_horizon_ms is not None
+        cutoff = self._month_cutoff()
+        if cutoff is None or cutoff // DAY_MS <= self._user_retire_day:
+            return 0
+        self._user_retire_day = cutoff // DAY_MS
+        cut = (cutoff - self.user_horizon_ms) // DAY_MS  # the first day still kept
+        forgotten = [pair for pair, day in self.bought_before.items() if day < cut]
+        for pair in forgotten:
+            del self.bought_before[pair]
+        self.forgotten_pairs += len(forgotten)
+        idle = [user for user, day in self.user_last_day.items() if day < cut]
+        buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
+        for user in idle:
+            del self.user_last_day[user]
+            bought = self.folded_buyers.pop(user, None)
+            if bought is not None:
+                n = bought[BUYER_ORDERS]
+                after5, member = bought[BUYER_AFTER5], bought[BUYER_MEMBER]
+                buyers[RETIRED_G] += 1
+                buyers[RETIRED_N2] += n * n
+                buyers[RETIRED_AFTER5_H2] += after5 * after5
+                buyers[RETIRED_AFTER5_HN] += after5 * n
+                buyers[RETIRED_MEMBER_H2] += member * member
+                buyers[RETIRED_MEMBER_HN] += member * n
+            dwelled = self.folded_dwellers.pop(user, None)
+            if dwelled is not None:
+                watched, count = dwelled
+                dwellers[0] += 1
+                dwellers[1] += watched * watched
+                dwellers[2] += watched * count
+                dwellers[3] += count * count
+            row = self.month_folded_users.pop(user, None)
+            if row is not None:
+                for i, columns in enumerate(SPEND_MOMENTS):
+                    product = 1
+                    for j in columns:
+                        product *= row[j]
+                    spend[i] += product
+        self.retired_users += len(idle)
+        return len(idle)
 
     def _init_month_fold(self, fold_months: bool) -> None:
         """The closed months' fold of `group_spend_multiple`, empty (docs/design.md, "Closed
@@ -2079,8 +2229,9 @@ class Ledger:
 
         return member_at
 
-    def _fold_month_row(self, user: str, member: bool, cents: int) -> None:
+    def _fold_month_row(self, user: str, member: bool, cents: int, joined_ts: int) -> None:
         """Add one population row of a closed month into its user's totals."""
+        self._touch_user(user, joined_ts)
         row = self.month_folded_users.get(user)
         if row is None:
             row = self.month_folded_users[user] = [0, 0, 0, 0]
@@ -2115,7 +2266,7 @@ class Ledger:
             merchant, month = key
             for user, joined_ts in self.month_first_joins.pop(key).items():
                 cents = spend.pop((merchant, month, user), 0)
-                self._fold_month_row(user, member_at(merchant, user, joined_ts), cents)
+                self._fold_month_row(user, member_at(merchant, user, joined_ts), cents, joined_ts)
             self.folded_months += 1
         # Spend of a closed month by users outside its population is read by no figure.
         for spend_key in [k for k in spend if k[1] in closed and (k[0], k[1]) not in held]:
@@ -2186,7 +2337,7 @@ class Ledger:
                 if joins:
                     first = min(joins)
                     cents = sum(cents for _joined, cents in parts.values())
-                    self._fold_month_row(user, member_at(merchant, user, first), cents)
+                    self._fold_month_row(user, member_at(merchant, user, first), cents, first)
             self._months_combined.add(key)
 
     def _summarize_board(
@@ -2223,7 +2374,10 @@ class Ledger:
             if sketch is None:
                 sketch = self.folded_watch[level] = QuantileSketch()
             sketch.merge(session_sketch)
-            self.folded_payers.setdefault(level, set()).update(buyers)
+            payers = self.folded_payers.get(level)
+            if payers is None:
+                payers = self.folded_payers[level] = DistinctUsers()
+            payers.update(buyers)
         watched_ms.sort()
         summary.watch_median_ms = percentile(watched_ms, 0.5)
         offsets = summary.order_offsets

@@ -67,7 +67,7 @@ from agents.core.ledger import (
 from agents.core.operator import OperatorBoard, clicker_count
 from agents.core.periods import merge_frozen
 from agents.core.screen import _add_rows, merge_screens
-from agents.core.sketch import QuantileSketch
+from agents.core.sketch import DistinctUsers, QuantileSketch
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 
@@ -190,6 +190,25 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             (merged.month_folded_users, ledger.month_folded_users),
         ):
             _add_rows(into, totals)
+        # The user horizon's retired clusters (each partition retires its own rows: a user
+        # retired in one and kept in another is two clusters, docs/design.md).
+        merged.retired_users += ledger.retired_users
+        for retired_into, retired in (
+            (merged.retired_buyers, ledger.retired_buyers),
+            (merged.retired_dwellers, ledger.retired_dwellers),
+            (merged.retired_spend, ledger.retired_spend),
+        ):
+            for i, value in enumerate(retired):
+                retired_into[i] += value
+        merged.repurchase_folded[0] += ledger.repurchase_folded[0]
+        merged.repurchase_folded[1] += ledger.repurchase_folded[1]
+        merged.forgotten_pairs += ledger.forgotten_pairs
+        for pair, ts in ledger.bought_before.items():
+            if ts > merged.bought_before.get(pair, ts - 1):
+                merged.bought_before[pair] = ts
+        for user, ts in ledger.user_last_day.items():
+            if ts > merged.user_last_day.get(user, ts - 1):
+                merged.user_last_day[user] = ts
         # The operator's levels: watch-time sketches merged (bin counts add), buyers united.
         for level, sketch in ledger.folded_watch.items():
             held_sketch = merged.folded_watch.get(level)
@@ -197,7 +216,10 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
                 held_sketch = merged.folded_watch[level] = QuantileSketch()
             held_sketch.merge(sketch)
         for level, payers in ledger.folded_payers.items():
-            merged.folded_payers.setdefault(level, set()).update(payers)
+            held_payers = merged.folded_payers.get(level)
+            if held_payers is None:
+                held_payers = merged.folded_payers[level] = DistinctUsers()
+            held_payers.merge(payers)
         for month, joins in ledger.month_first_joins.items():
             earliest = merged.month_first_joins.setdefault(month, {})
             for user, ts in joins.items():

@@ -35,12 +35,20 @@ from agents.core.ledger import (
     MONTH_MEMBERS,
     MONTH_ROWS,
     PRICE_TIERS,
+    RETIRED_AFTER5_H2,
+    RETIRED_AFTER5_HN,
+    RETIRED_G,
+    RETIRED_MEMBER_H2,
+    RETIRED_MEMBER_HN,
+    RETIRED_N2,
+    RETIRED_USERS,
     SHARE_AFTER5_H2,
     SHARE_AFTER5_HN,
     SHARE_MEMBER_H2,
     SHARE_MEMBER_HN,
     SHARE_N2,
     SHARE_PAIRS,
+    SPEND_MOMENTS,
     Ledger,
     SessionFacts,
     cst_day,
@@ -59,11 +67,13 @@ from agents.core.stats import (
     cluster_sums,
     day_ratio_intervals,
     log_ratio_interval,
+    ratio_se_from_sums,
     safe_divide,
     spearman_interval,
     spearman_rho,
     two_way_mean_se_from_sums,
     two_way_wilson_from_sums,
+    user_cluster_sums,
     wilson_interval,
 )
 
@@ -151,6 +161,14 @@ def _session_proportion_part(
         else:
             held[0] += running[buyer_index]
             held[1] += running[BUYER_ORDERS]
+    retired = facts.ledger.retired_buyers
+    if retired[RETIRED_G]:  # the retired users' clusters, as `ClusterSums` (stats.py)
+        h2, hn = (
+            (RETIRED_AFTER5_H2, RETIRED_AFTER5_HN)
+            if buyer_index == BUYER_AFTER5
+            else (RETIRED_MEMBER_H2, RETIRED_MEMBER_HN)
+        )
+        by_user[RETIRED_USERS] = [retired[RETIRED_G], retired[h2], retired[hn], retired[RETIRED_N2]]
     return hits, total, cluster_sums(by_session.values()), pairs, by_user
 
 
@@ -186,7 +204,7 @@ def share_from_part(part: SharePart, hits_key: str, total_key: str) -> Measureme
     several sessions), from the integer sums."""
     hits, total, sessions, pairs, by_user = part
     interval = (
-        two_way_wilson_from_sums(hits, total, sessions, cluster_sums(by_user.values()), pairs)
+        two_way_wilson_from_sums(hits, total, sessions, user_cluster_sums(by_user), pairs)
         if total
         else None
     )
@@ -487,7 +505,8 @@ def group_order_share(facts: _Facts) -> Measurement:
 
 
 def group_repurchase_30d(facts: _Facts) -> Measurement:
-    eligible = repurchased = 0
+    # The pairs whose outcome is final, folded (`Ledger.repurchase_folded`), then those held.
+    eligible, repurchased = facts.ledger.repurchase_folded
     end_ts = facts.end_ts
     # Per (merchant, user): the first order's ts and the earliest later one (`Ledger.first_orders`).
     for (merchant, user), (first, later) in sorted(facts.ledger.first_orders.items()):
@@ -545,6 +564,8 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
         else:
             row[0] += watched
             row[1] += count
+    if facts.ledger.retired_dwellers[0]:  # the retired users' clusters, as `ClusterSums`
+        by_user[RETIRED_USERS] = list(facts.ledger.retired_dwellers)
     return pairs, total_ms, squares_ms, cluster_sums(by_session.values()), by_user
 
 
@@ -578,18 +599,32 @@ def group_member_dwell_from_part(part: DwellPart) -> Measurement:
             total_ms,
             pairs,
             sessions,
-            cluster_sums(by_user.values()),
+            user_cluster_sums(by_user),
             (pairs, squares_ms, total_ms, pairs),
         )
-        rows = [[watched / MINUTE_MS, count] for _user, (watched, count) in sorted(by_user.items())]
-        interval = cluster_ratio_t_interval(rows, se_floor=se_ms / MINUTE_MS)
+        # The bootstrap-t resamples the kept users' rows only (a retired user's row is gone:
+        # a bootstrap needs every cluster's): its t* quantiles bring their skew, scaled by the
+        # two-way se above, which counts the retired users' clusters too (docs/design.md).
+        rows = [
+            [watched / MINUTE_MS, count]
+            for user, (watched, count, *_) in sorted(by_user.items())
+            if user != RETIRED_USERS
+        ]
+        whole = None
+        if RETIRED_USERS in by_user:  # centred and scaled by every user's clusters
+            by_users = user_cluster_sums(by_user)
+            whole = (
+                total_ms / pairs / MINUTE_MS,
+                ratio_se_from_sums(by_users, total_ms, pairs) / MINUTE_MS,
+            )
+        interval = cluster_ratio_t_interval(rows, se_floor=se_ms / MINUTE_MS, whole=whole)
     return Measurement(
         _ratio(total_ms / MINUTE_MS, pairs),
         pairs,
         interval,
         {"pairs": pairs},
         # The fewer of the two kinds of cluster bounds what the spread between them can say.
-        clusters=min(sessions[0], len(by_user)),
+        clusters=min(sessions[0], user_cluster_sums(by_user)[0]),
     )
 
 
@@ -638,7 +673,10 @@ def group_spend_multiple_part(facts: _Facts) -> SpendPart:
         key: (joined_ts, facts.membership(key[0], key[2]).member_at(joined_ts))
         for key, joined_ts in first_join.items()
     }
-    return facts.ledger.month_folded_users, joined_at, spend
+    folded = facts.ledger.month_folded_users
+    if facts.ledger.retired_spend[0]:  # the retired users' moments under the empty id
+        folded = {**folded, RETIRED_USERS: list(facts.ledger.retired_spend)}
+    return folded, joined_at, spend
 
 
 def merge_spend_parts(parts: Sequence[SpendPart]) -> SpendPart:
@@ -666,7 +704,10 @@ def group_spend_multiple_from_part(part: SpendPart) -> Measurement:
     # (`Ledger.month_folded_users`), then one row per population member of the open ones:
     # member spend, member flag, spend, 1. The held rows go through the same integer sums as
     # the folded ones, so the figure and its interval do not depend on what is folded.
-    totals: dict[str, list[int]] = {user: list(row) for user, row in folded.items()}
+    totals: dict[str, list[int]] = {
+        user: list(row) for user, row in folded.items() if user != RETIRED_USERS
+    }
+    retired = folded.get(RETIRED_USERS)  # the retired users' moments (`SPEND_MOMENTS`)
     for key, (_joined_ts, member) in joins.items():
         user = key[2]
         cents = spend.get(key, 0)
@@ -677,10 +718,11 @@ def group_spend_multiple_from_part(part: SpendPart) -> Measurement:
         row[MONTH_MEMBERS] += member
         row[MONTH_CENTS] += cents
         row[MONTH_ROWS] += 1
-    member_cents = sum(row[MONTH_MEMBER_CENTS] for row in totals.values())
-    members = sum(row[MONTH_MEMBERS] for row in totals.values())
-    population_cents = sum(row[MONTH_CENTS] for row in totals.values())
-    population = sum(row[MONTH_ROWS] for row in totals.values())
+    first = retired[1:5] if retired is not None else [0, 0, 0, 0]
+    member_cents = sum(row[MONTH_MEMBER_CENTS] for row in totals.values()) + first[0]
+    members = sum(row[MONTH_MEMBERS] for row in totals.values()) + first[1]
+    population_cents = sum(row[MONTH_CENTS] for row in totals.values()) + first[2]
+    population = sum(row[MONTH_ROWS] for row in totals.values()) + first[3]
     member_mean = _ratio(member_cents / 100, members)
     population_mean = _ratio(population_cents / 100, population)
     observed = (
@@ -697,15 +739,34 @@ def group_spend_multiple_from_part(part: SpendPart) -> Measurement:
     return Measurement(
         observed,
         members,
-        log_ratio_interval(user_rows, (1, -1, -1, 1)) if observed is not None else None,
+        (
+            log_ratio_interval(user_rows, (1, -1, -1, 1), retired=_scaled_moments(retired))
+            if observed is not None
+            else None
+        ),
         {
             "members": members,
             "population": population,
             "member_spend_cny": member_cents / 100,
             "population_spend_cny": population_cents / 100,
         },
-        clusters=len(totals),
+        clusters=len(totals) + (retired[0] if retired is not None else 0),
     )
+
+
+def _scaled_moments(retired: list[int] | None) -> list[float] | None:
+    """The retired users' spend moments in the interval's units (cents as CNY, as the
+    rows given to `log_ratio_interval`), None without any."""
+    if retired is None or not retired[0]:
+        return None
+    scale = (0.01, 1.0, 0.01, 1.0)
+    out: list[float] = []
+    for columns, value in zip(SPEND_MOMENTS, retired, strict=True):
+        factor = 1.0
+        for j in columns:
+            factor *= scale[j]
+        out.append(value * factor)
+    return out
 
 
 CLAIM_FUNCTIONS: Final = {

@@ -26,7 +26,7 @@ from agents.core.ledger import (
     counted_refunds,
 )
 from agents.core.screen import ScreenState
-from agents.core.sketch import QuantileSketch, quantile
+from agents.core.sketch import DistinctUsers, QuantileSketch, quantile
 from agents.core.timeline import presence_minutes, watch_intervals
 from agents.core.windows import DEFAULT_GRACE_MS, MINUTE_MS, EventTimeWindows
 from schemas.events import (
@@ -151,6 +151,9 @@ class _Parts:
     paying_users: set[str] = field(default_factory=set)
     #: A summarized session's paying users (its buyers: their ids are in the levels' sets).
     paying_count: int | None = None
+    #: A level's summarized sessions' buyers once past the exact limit (`DistinctUsers`
+    #: sketched): the level's paying users are then this sketch's count with `paying_users`.
+    payers_sketch: DistinctUsers | None = None
     interacting_viewers: int = 0
     orders: int = 0
     gmv_cents: int = 0
@@ -185,6 +188,8 @@ class _Parts:
         self.presence_diff.update(other.presence_diff)
         self.buyers += other.buyers
         self.paying_users |= other.paying_users
+        if other.payers_sketch is not None:
+            self.payers_sketch = _merged_payers(self.payers_sketch, other.payers_sketch)
         self.interacting_viewers += other.interacting_viewers
         self.orders += other.orders
         self.gmv_cents += other.gmv_cents
@@ -681,9 +686,12 @@ class OperatorBoard:
             else:
                 median_ms = _median(parts.watch_ms)
         if paying_users is None:
-            paying_users = (
-                parts.paying_count if parts.paying_count is not None else len(parts.paying_users)
-            )
+            if parts.payers_sketch is not None:  # within the sketch's bound (sketch.py)
+                paying_users = parts.payers_sketch.count_with(parts.paying_users)
+            elif parts.paying_count is not None:
+                paying_users = parts.paying_count
+            else:
+                paying_users = len(parts.paying_users)
         gpm_base = parts.entries if self.gpm_denominator == "entries" else parts.unique_viewers
         by_minute = parts.orders_by_minute
         last_minute = max(by_minute) if by_minute else -1
@@ -749,10 +757,26 @@ def add_summarized_levels(
                 merged.merge(sketch)
             sketches = [merged]
         parts.watch_sketch = sketches[0] if sketches else None
-        for ledger in ledgers:
-            payers = ledger.folded_payers.get(level)
-            if payers:  # a new set: the level's own may be shared with a cached one
-                parts.paying_users = parts.paying_users | payers
+        found = [p for ledger in ledgers if (p := ledger.folded_payers.get(level)) is not None]
+        if not found:
+            continue
+        # United as `merge_ledgers` unites them: exact within the limit, else one sketch.
+        united = found[0] if len(found) == 1 else DistinctUsers()
+        if len(found) > 1:
+            for payers in found:
+                united.merge(payers)
+        if united.exact is not None:
+            if united.exact:  # a new set: the level's own may be shared with a cached one
+                parts.paying_users = parts.paying_users | united.exact
+        else:  # a new sketch too (merging twice is merging once: register maxima)
+            parts.payers_sketch = _merged_payers(parts.payers_sketch, united)
+
+
+def _merged_payers(held: DistinctUsers | None, more: DistinctUsers) -> DistinctUsers:
+    """A new count of both (neither is changed)."""
+    merged = DistinctUsers(more.limit, more.precision) if held is None else held.copy()
+    merged.merge(more)
+    return merged
 
 
 def _change(current: float | None, before: float | None) -> float | None:

@@ -81,7 +81,7 @@ from agents.core.screen import (
 from agents.core.screen import (
     DEFINITIONS as SCREEN_DEFINITIONS,
 )
-from agents.core.sketch import QuantileSketch
+from agents.core.sketch import DistinctUsers, QuantileSketch
 from agents.core.windows import MINUTE_MS
 
 #: Builds an ended session's parts stay unchanged before its viewers are forgotten (late
@@ -473,7 +473,7 @@ class PageBuilder:
             total,
             watch=(watch_total_ms, median),
             peak=base.prefix.peak_with(live),
-            paying_users=len(base.paying) + sum(1 for u in paying_live if u not in base.paying),
+            paying_users=base.paying_count(paying_live),
         )
 
     def _settled_watch(
@@ -984,20 +984,38 @@ class _Base:
     #: partition: each counted once in `paying`), and the sets read with their sizes.
     _summarized_payers: set[str] = field(default_factory=set)
     _summarized_sizes: tuple[tuple[int, int], ...] = ()
+    #: The sketched ones (`DistinctUsers` past its exact limit) merged, not in `paying`.
+    summarized_sketch: DistinctUsers | None = None
 
-    def take_summarized_payers(self, payers: Sequence[set[str] | None]) -> None:
+    def paying_count(self, live: set[str]) -> int:
+        """The level's distinct paying users: those counted in `paying` and the live
+        sessions' `live`, with the sketched summarized ones (then within the sketch's bound)."""
+        if self.summarized_sketch is not None:
+            return self.summarized_sketch.count_with(chain(self.paying, live))
+        return len(self.paying) + sum(1 for u in live if u not in self.paying)
+
+    def take_summarized_payers(self, payers: Sequence[DistinctUsers | None]) -> None:
         """Count the level's summarized sessions' buyers (one set per partition) among its
         paying users; read again only when a set changed (one grows at a summary, another is
         read after a rebalance): the union then costs the level's summarized buyers, once per
         summary (a ledger summarizes at most once per hour of each topic's event time)."""
-        sizes = tuple((id(p), len(p)) for p in payers if p)
+        # A sketch's registers only grow: their sum changes whenever they do.
+        sizes = tuple(
+            (id(p), len(p.exact) if p.exact is not None else -sum(p.registers or b""))
+            for p in payers
+            if p is not None
+        )
         if sizes == self._summarized_sizes:
             return
         self._summarized_sizes = sizes
-        now: set[str] = set()
+        # United as `merge_ledgers` unites them (so the page counts what the merged board
+        # does): exact while the union is within the limit, else one sketch of them all.
+        united = DistinctUsers()
         for held in payers:
-            if held:
-                now |= held
+            if held is not None:
+                united.merge(held)
+        now: set[str] = united.exact if united.exact is not None else set()
+        self.summarized_sketch = None if united.exact is not None else united
         before = self._summarized_payers
         _count_into(self.paying, dict.fromkeys(before - now, 1), -1)
         _count_into(self.paying, dict.fromkeys(now - before, 1), 1)

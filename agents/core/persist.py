@@ -47,7 +47,7 @@ from agents.core.ledger import (
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import MinuteCounts, ScreenState, SkuTally
-from agents.core.sketch import FoldedFigures, QuantileSketch, RankTable
+from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch, RankTable
 from agents.core.windows import EventTimeWindows, MinuteBucket
 
 MAGIC: Final[bytes] = b"LPst"
@@ -78,8 +78,12 @@ MAGIC: Final[bytes] = b"LPst"
 #: 9: a closed period's frozen figures come with their mergeable parts (`Ledger.frozen_parts`,
 #: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
-VERSION: Final[int] = 9
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})
+#: 10: a level's summarized buyers (`Ledger.folded_payers`) are a `DistinctUsers` (exact up
+#: to its limit, then a HyperLogLog), and the user horizon's state (`Ledger.user_last_day`,
+#: the retired users' sums). A version 7-9 state's sets are wrapped when it loads, and it
+#: loads with no user horizon (its users kept; the worker's setting applies from then on).
+VERSION: Final[int] = 10
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -110,6 +114,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         FoldedFigures,
         QuantileSketch,
         RankTable,
+        DistinctUsers,
         Counter,
     )
 }

@@ -37,6 +37,7 @@ tests/agents/core/test_sketch.py and docs/metrics.md.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
@@ -469,3 +470,166 @@ class FoldedFigures:
     @property
     def empty(self) -> bool:
         return self.price_watch.count == 0 and self.reply_latency_s.count == 0
+
+
+#: `DistinctUsers`: ids kept exactly up to this many, then a HyperLogLog (a level's distinct
+#: paying users: exact on every stream whose levels have fewer, the fixtures' and the truth
+#: tests').
+DISTINCT_EXACT_LIMIT: Final[int] = 10_000
+#: The HyperLogLog's precision p: m = 2^p one-byte registers (16 KiB), relative standard error
+#: 1.04 / sqrt(m) = 0.81%.
+DISTINCT_PRECISION: Final[int] = 14
+_HASH_BITS: Final[int] = 64
+_ALPHA_INF: Final[float] = 1 / (2 * math.log(2))
+
+
+def _user_hash(user: str) -> int:
+    """A 64-bit hash of a user id, the same in every process (Python's `hash` is salted per
+    process, and partitions' sketches must agree to merge)."""
+    return int.from_bytes(hashlib.blake2b(user.encode(), digest_size=8).digest(), "big")
+
+
+class DistinctUsers:
+    """A mergeable count of distinct user ids: the ids themselves up to `limit`, then a
+    HyperLogLog (Flajolet, Fusy, Gandouet and Meunier 2007) of m = 2^`precision` registers,
+    read with Ertl's improved estimator ("New cardinality estimation algorithms for
+    HyperLogLog sketches", 2017, algorithm 6), which is unbiased across the whole range
+    without the empirical bias tables of HLL++ (hand-written: the kept Python HyperLogLogs
+    either use Python's salted `hash` or the original estimator's biased mid range).
+
+    **Error bound.** Exact while at most `limit` ids were added; then the count's relative
+    standard error is 1.04 / sqrt(m) (0.81% at p = 14), and the count is within 3 of those of
+    the truth with probability ~99.7%. Merging (register maxima, or ids added) is exact: the
+    merge of partitions' sketches is the sketch of their union, in any order. The size is
+    bounded by max(`limit` ids, m bytes) whatever the stream.
+    """
+
+    __slots__ = ("exact", "limit", "precision", "registers")
+
+    def __init__(
+        self, limit: int = DISTINCT_EXACT_LIMIT, precision: int = DISTINCT_PRECISION
+    ) -> None:
+        self.limit = limit
+        self.precision = precision
+        #: The ids, while exact; None once sketched.
+        self.exact: set[str] | None = set()
+        #: The registers once sketched (each the largest rank seen in its bucket).
+        self.registers: bytearray | None = None
+
+    @classmethod
+    def of(cls, users: Iterable[str], limit: int = DISTINCT_EXACT_LIMIT) -> DistinctUsers:
+        out = cls(limit)
+        out.update(users)
+        return out
+
+    @property
+    def sketched(self) -> bool:
+        return self.registers is not None
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def update(self, users: Iterable[str]) -> None:
+        """Add user ids."""
+        if self.exact is not None:
+            self.exact.update(users)
+            if len(self.exact) > self.limit:
+                self._to_sketch()
+            return
+        for user in users:
+            self._add_hashed(_user_hash(user))
+
+    def merge(self, other: DistinctUsers) -> None:
+        """Add another count's ids (of the same precision): the count of the union."""
+        if other.exact is not None:
+            self.update(other.exact)
+            return
+        assert other.registers is not None and other.precision == self.precision
+        if self.exact is not None:
+            self._to_sketch()
+        registers = self.registers
+        assert registers is not None
+        for i, rank in enumerate(other.registers):
+            if rank > registers[i]:
+                registers[i] = rank
+
+    def copy(self) -> DistinctUsers:
+        out = DistinctUsers(self.limit, self.precision)
+        out.exact = None if self.exact is None else set(self.exact)
+        out.registers = None if self.registers is None else bytearray(self.registers)
+        return out
+
+    def count(self) -> int:
+        """The number of distinct ids: exact, or the sketch's estimate rounded."""
+        if self.exact is not None:
+            return len(self.exact)
+        assert self.registers is not None
+        return round(_hll_estimate(self.registers, _HASH_BITS - self.precision))
+
+    def count_with(self, users: Iterable[str]) -> int:
+        """The count of these ids and `users` together (`users` not kept)."""
+        if self.exact is not None:
+            return len(self.exact.union(users))
+        union = self.copy()
+        union.update(users)
+        return union.count()
+
+    def _to_sketch(self) -> None:
+        assert self.exact is not None
+        self.registers = bytearray(1 << self.precision)
+        users, self.exact = self.exact, None
+        for user in users:
+            self._add_hashed(_user_hash(user))
+
+    def _add_hashed(self, hashed: int) -> None:
+        assert self.registers is not None
+        q = _HASH_BITS - self.precision
+        index = hashed >> q
+        rest = hashed & ((1 << q) - 1)
+        # The rank: 1 + the leading zeros of the q low bits (q + 1 when all are zero).
+        rank = q - rest.bit_length() + 1
+        if rank > self.registers[index]:
+            self.registers[index] = rank
+
+
+def _hll_estimate(registers: bytearray, q: int) -> float:
+    """Ertl's improved raw estimator of a HyperLogLog's cardinality (registers in 0..q+1)."""
+    m = len(registers)
+    counts = [0] * (q + 2)
+    for rank in registers:
+        counts[rank] += 1
+    if counts[0] == m:
+        return 0.0
+    z = m * _tau(1 - counts[q + 1] / m)
+    for k in range(q, 0, -1):
+        z = 0.5 * (z + counts[k])
+    z += m * _sigma(counts[0] / m)
+    return _ALPHA_INF * m * m / z
+
+
+def _sigma(x: float) -> float:
+    """x + sum_k>=1 x^(2^k) 2^(k-1) (Ertl, eq. 21); x < 1."""
+    if x == 1:
+        return math.inf
+    y, z = 1.0, x
+    while True:
+        x *= x
+        before = z
+        z += x * y
+        y += y
+        if z == before:
+            return z
+
+
+def _tau(x: float) -> float:
+    """(1 - x - sum_k>=1 (1 - x^(2^-k))^2 2^-k) / 3 (Ertl, eq. 23)."""
+    if x in (0.0, 1.0):
+        return 0.0
+    y, z = 1.0, 1 - x
+    while True:
+        x = math.sqrt(x)
+        before = z
+        y *= 0.5
+        z -= (1 - x) ** 2 * y
+        if z == before:
+            return z / 3

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from statistics import NormalDist
 from typing import Final, Literal
 
@@ -176,6 +177,16 @@ def cluster_sums(totals: Iterable[Sequence[int]]) -> ClusterSums:
         hn += h * n
         n2 += n * n
     return g, h2, hn, n2
+
+
+def user_cluster_sums(by_user: Mapping[str, Sequence[int]]) -> ClusterSums:
+    """`ClusterSums` of per-user (h, n) rows, with the retired users' clusters that a part
+    carries as their `ClusterSums` under the empty user id (`ledger.RETIRED_USERS`)."""
+    retired = by_user.get("")
+    sums = cluster_sums(row for user, row in by_user.items() if user != "")
+    if retired is None:
+        return sums
+    return add_cluster_sums(sums, (retired[0], retired[1], retired[2], retired[3]))
 
 
 def add_cluster_sums(a: ClusterSums, b: ClusterSums) -> ClusterSums:
@@ -370,6 +381,7 @@ def cluster_ratio_t_interval(
     seed: int = BOOTSTRAP_SEED,
     level: float = 0.95,
     se_floor: float = 0.0,
+    whole: tuple[float, float] | None = None,
 ) -> tuple[float, float] | None:
     """Studentized (bootstrap-t) interval over clusters for a ratio of totals sum(y) / sum(m).
 
@@ -386,6 +398,11 @@ def cluster_ratio_t_interval(
     rows are users, and users' visits also share sessions), the larger two-way standard error
     (`two_way_mean_se`) scales the t* quantiles instead of the one-way se; the t* distribution
     still brings the skew of the one-way resampling.
+
+    `whole`: (R, se) of a larger set of clusters of which `clusters` are the ones still held
+    as rows (the user horizon's kept users; the retired ones are in sums only): the interval
+    is then centred on that R and scaled by that se (or `se_floor`), the t* quantiles taken
+    from the held rows' resampling (docs/design.md, "The user horizon").
     """
     data = np.asarray(clusters, dtype=np.float64)
     g = data.shape[0]
@@ -405,6 +422,9 @@ def cluster_ratio_t_interval(
     se = ratio_standard_error(y, m)
     if not (math.isfinite(r) and math.isfinite(se)) or se <= 0:
         return None
+    center = r
+    if whole is not None and math.isfinite(whole[1]):
+        center, se = whole
     scale = max(se, se_floor) if math.isfinite(se_floor) else se
     rng = np.random.default_rng(seed)
     weights = bootstrap_weights(rng, g, replicates)
@@ -414,7 +434,15 @@ def cluster_ratio_t_interval(
     if t.size < replicates // 2:
         return None
     t_low, t_high = np.quantile(t, [(1 - level) / 2, (1 + level) / 2])
-    return r - float(t_high) * scale, r - float(t_low) * scale
+    return center - float(t_high) * scale, center - float(t_low) * scale
+
+
+def ratio_se_from_sums(sums: ClusterSums, total: int, cases: int) -> float:
+    """`ratio_standard_error` of integer cluster totals (h: value, n: cases) from their
+    `ClusterSums`, the ratio total / cases; inf with fewer than 2 clusters."""
+    if cases == 0:
+        return math.nan
+    return math.sqrt(_residual_sum_of_squares(sums, total, cases)) / cases
 
 
 def day_ratio_intervals(
@@ -623,6 +651,7 @@ def log_ratio_interval(
     z: float = Z95,
     clusters: Sequence[Hashable] | None = None,
     small_sample: bool = True,
+    retired: Sequence[float] | None = None,
 ) -> tuple[float, float] | None:
     """Delta-method interval for a product of column totals raised to +/-1, e.g. (A/B)/(C/D).
 
@@ -639,7 +668,15 @@ def log_ratio_interval(
     carried by a handful of spenders: the estimate of se is then itself uncertain, and too
     small exactly when the sample missed the big spenders; z covered 86% there, t(nu) 92%.
     With many spenders nu is large and q is z.
+
+    `retired`: more clusters given by their moments instead of rows (the user horizon's
+    retired users, docs/design.md): G, then the sums of x_j, x_j x_k and x_j x_k x_l x_m
+    over them (`moment_columns` of the rows' width, in its order). The interval is the one
+    those G rows would give (exactly, up to rounding); the exponents must sum to 0 (so the
+    mean influence is 0 and the moments need no centring), as a ratio of ratios' do.
     """
+    if retired is not None and retired[0]:
+        return _log_ratio_interval_with_moments(rows, exponents, retired, z, small_sample)
     data = np.asarray(rows, dtype=np.float64)
     if data.shape[0] < 2:
         return None
@@ -657,6 +694,76 @@ def log_ratio_interval(
     log_r = float(np.log(totals) @ signs)
     if small_sample:
         z = student_t_quantile(_NORMAL.cdf(z), satterthwaite_df(influence - influence.mean()))
+    return math.exp(log_r - z * se), math.exp(log_r + z * se)
+
+
+def moment_columns(width: int) -> list[tuple[int, ...]]:
+    """The column index tuples whose products' sums `log_ratio_interval`'s `retired` holds:
+    (), each j, each j <= k, each j <= k <= l <= m."""
+    return [
+        (),
+        *itertools.combinations_with_replacement(range(width), 1),
+        *itertools.combinations_with_replacement(range(width), 2),
+        *itertools.combinations_with_replacement(range(width), 4),
+    ]
+
+
+def _log_ratio_interval_with_moments(
+    rows: Sequence[Sequence[float]],
+    exponents: Sequence[int],
+    retired: Sequence[float],
+    z: float,
+    small_sample: bool,
+) -> tuple[float, float] | None:
+    """`log_ratio_interval` of `rows` (each its own cluster) and the clusters in `retired`."""
+    signs = np.asarray(exponents, dtype=np.float64)
+    if float(signs.sum()) != 0:
+        raise ValueError("moments need exponents that sum to 0")
+    width = signs.size
+    columns = moment_columns(width)
+    if len(retired) != len(columns):
+        raise ValueError(f"{len(columns)} moments expected, not {len(retired)}")
+    moments = dict(zip(columns, retired, strict=True))
+    data = np.asarray(rows, dtype=np.float64).reshape(-1, width)
+    totals = data.sum(axis=0) + np.array([moments[(j,)] for j in range(width)])
+    if np.any(totals <= 0):
+        return None
+    a = signs / totals
+    influence = data @ a
+    g = influence.size + int(retired[0])
+    if g < 2:
+        return None
+
+    def retired_power_sum(order: int) -> float:
+        # The sum over the retired clusters of u^order, u = sum_j a_j x_j: each index
+        # multiset's moment times its multinomial count.
+        out = 0.0
+        for combo in itertools.combinations_with_replacement(range(width), order):
+            count = math.factorial(order)
+            for j in set(combo):
+                count //= math.factorial(combo.count(j))
+            coefficient = float(count)
+            for j in combo:
+                coefficient *= float(a[j])
+            out += coefficient * moments[combo]
+        return out
+
+    sum_u = float(influence.sum()) + retired_power_sum(1)
+    sum_u2 = float(influence @ influence) + retired_power_sum(2)
+    variance = (sum_u2 - sum_u * sum_u / g) / (g - 1)
+    se = math.sqrt(max(variance, 0.0) * g)
+    log_r = float(np.log(totals) @ signs)
+    if small_sample:
+        # `satterthwaite_df` from the sums of u^2 and u^4 (the mean influence is 0).
+        sum_u4 = float((influence**4).sum()) + retired_power_sum(4)
+        spread = g / (g - 1) * (sum_u4 - sum_u2 * sum_u2 / g)
+        if g < 3:
+            df = 1.0
+        elif spread <= 0:
+            df = float(g - 1)
+        else:
+            df = float(min(g - 1, max(1.0, 2 * sum_u2**2 / spread)))
+        z = student_t_quantile(_NORMAL.cdf(z), df)
     return math.exp(log_r - z * se), math.exp(log_r + z * se)
 
 

@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.core.ledger import DEFAULT_USER_HORIZON_DAYS
 from agents.core.periods import PeriodSettings
 from schemas import TOPIC_BY_TYPE
 
@@ -103,6 +104,11 @@ class Settings(BaseSettings):
     # before it; any other refund counts nowhere (the report's `retention.late_refunds` and
     # `unmatched_refunds`). 0: any payment of its order id, whenever (before issue 17).
     refund_horizon_days: float = Field(default=90, ge=0, le=10 * 365)
+    # With the session fold: a user whose folded per-user rows (the buyer, dweller and month
+    # rows the intervals cluster by user) have not changed for this many days of event time
+    # is retired into the intervals' cluster sums and their rows dropped (docs/design.md,
+    # "The user horizon"). 0: every user's rows kept for ever.
+    user_horizon_days: float = Field(default=DEFAULT_USER_HORIZON_DAYS, ge=0, le=10 * 365)
     # With the session fold: an orders partition the worker's refund table has read to its
     # end with no new record for this many seconds (wall clock) no longer holds the order fold
     # back at its last horizon (docs/design.md, "The order fold": as Kafka Streams stops
@@ -189,6 +195,11 @@ class Settings(BaseSettings):
         if not self.claim_periods:
             return None
         return PeriodSettings(self.claim_horizon_days, self.claim_days_kept, self.claim_months_kept)
+
+    @property
+    def user_horizon_ms(self) -> int | None:
+        """`user_horizon_days` in whole milliseconds, None for 0 (users kept for ever)."""
+        return round(self.user_horizon_days * 86_400_000) or None
 
     @property
     def refund_horizon_ms(self) -> int | None:
