@@ -1715,34 +1715,34 @@ class Ledger:
         for old in [h for h in hours if h < hour]:
             seen.difference_update(hours.pop(old))
         if len(self._seen_runs):
-            self._seen_runs.expire(self._kept_from_hour)
+            self._seen_runs.expire(topic, self._kept_from_hour)
         return True
 
     def _compact_seen_ids(self) -> None:
         """Move the ids of `_seen_ids` into `_seen_runs` (16 bytes and a tag each), but those
         too long for its keys (and, with a window, any not filed by hour), which stay."""
         runs = self._seen_runs
-        stay: set[int] = set()
-        moved: list[tuple[int, int]] = []
+        seen = self._seen_ids
+        moved: list[tuple[list[int], int]] = []
         if self.dedupe_window_ms is None:
-            for key in self._seen_ids:
-                if key < KEY_LIMIT:
-                    moved.append((key, 0))
-                else:
-                    stay.add(key)
+            moved.append(([key for key in seen if key < KEY_LIMIT], 0))
+            stay = {key for key in seen if key >= KEY_LIMIT}
         else:
-            filed: set[int] = set()
+            filed = 0
+            stay = set()
             for topic, hours in enumerate(self._id_hours):
                 for hour, keys in list(hours.items()):
-                    long_keys = [key for key in keys if key >= KEY_LIMIT]
-                    tag = hour * TOPIC_SLOTS + topic
-                    moved.extend((key, tag) for key in keys if key < KEY_LIMIT)
-                    filed.update(keys)
-                    if long_keys:
-                        hours[hour] = long_keys
+                    filed += len(keys)
+                    short_keys = [key for key in keys if key < KEY_LIMIT]
+                    moved.append((short_keys, hour * TOPIC_SLOTS + topic))
+                    if len(short_keys) < len(keys):
+                        hours[hour] = [key for key in keys if key >= KEY_LIMIT]
+                        stay.update(hours[hour])
                     else:
                         del hours[hour]
-            stay = {key for key in self._seen_ids if key >= KEY_LIMIT or key not in filed}
+            if filed != len(seen):  # ids not filed by hour (none, unless a state had some)
+                moved_keys = {key for keys, _tag in moved for key in keys}
+                stay |= {key for key in seen if key not in moved_keys}
         if moved:
             runs.absorb(moved, self._kept_from_hour)
         self._seen_ids = stay

@@ -13,7 +13,7 @@ stay in the set.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -47,18 +47,28 @@ def _positions(keys: _Keys, bits: int) -> tuple[npt.NDArray[np.uint64], ...]:
         return (mixed * np.uint64(_SPREAD)) >> shift, (mixed * np.uint64(_SPREAD2)) >> shift
 
 
+def _key_order(keys: _Keys, *then: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """The order that sorts 16-byte keys (then by `then`), sorted as two integer columns (numpy
+    sorts fixed-width bytes ~20x slower than integers)."""
+    halves = keys.view(">u8").reshape(-1, 2)
+    return np.lexsort((*then, halves[:, 1].astype(np.uint64), halves[:, 0].astype(np.uint64)))
+
+
 class SeenRuns:
     """Event ids moved out of the ledger's set: sorted 16-byte keys, their tags, a filter."""
 
-    __slots__ = ("_bits", "_filter", "keys", "tag_counts", "tags")
+    __slots__ = ("_bits", "_dead", "_filter", "_scanned_to", "hour_counts", "keys", "tags")
 
     def __init__(self) -> None:
         self.keys: _Keys = np.empty(0, dtype="S16")
         self.tags: _Tags = np.empty(0, dtype=np.int32)
-        #: How many keys each tag has (to know, when hours expire, how many are dead).
-        self.tag_counts: dict[int, int] = {}
+        #: Per topic, hour -> how many keys it has (to know, as hours expire, how many are
+        #: dead), and how many are dead as of `_scanned_to` (per topic the first hour kept then).
+        self.hour_counts: list[dict[int, int]] = [{} for _ in range(TOPIC_SLOTS)]
+        self._dead = 0
+        self._scanned_to: list[int | None] = [None] * TOPIC_SLOTS
         self._bits = 0
-        self._filter = b""
+        self._filter = bytearray()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -74,7 +84,7 @@ class SeenRuns:
         self.tags = np.frombuffer(tags, dtype=np.int32).copy()
         if len(self.keys) != len(self.tags):
             raise ValueError("seen ids: keys and tags differ in length")
-        self._count_tags()
+        self._count_tags([None] * TOPIC_SLOTS)  # counted dead when their hours expire next
         self._build_filter()
 
     def might_hold(self, key: int) -> bool:
@@ -102,12 +112,20 @@ class SeenRuns:
         first = kept_from[tag % TOPIC_SLOTS]
         return first is None or tag // TOPIC_SLOTS >= first
 
-    def absorb(self, keys: Iterable[tuple[int, int]], kept_from: Sequence[int | None]) -> None:
-        """Take `(key, tag)`s (each key below `KEY_LIMIT`; a key already here keeps the
-        newer tag), dropping the keys whose hour is out of their topic's window."""
-        pairs = list(keys)
-        new_keys = np.array([key.to_bytes(16, "big") for key, _tag in pairs], dtype="S16")
-        new_tags = np.array([tag for _key, tag in pairs], dtype=np.int32)
+    def absorb(
+        self, filed: Iterable[tuple[Sequence[int], int]], kept_from: Sequence[int | None]
+    ) -> None:
+        """Take keys (each below `KEY_LIMIT`) filed under a tag, `(keys, tag)`s; a key already
+        here keeps the newer tag."""
+        blobs: list[bytes] = []
+        lengths: list[int] = []
+        tag_list: list[int] = []
+        for keys, tag in filed:
+            blobs.append(b"".join([key.to_bytes(16, "big") for key in keys]))
+            lengths.append(len(keys))
+            tag_list.append(tag)
+        new_keys: _Keys = np.frombuffer(b"".join(blobs), dtype="S16")
+        new_tags: _Tags = np.repeat(np.array(tag_list, dtype=np.int32), lengths)
         if not len(new_keys):
             return
         if not len(self.keys):
@@ -115,48 +133,50 @@ class SeenRuns:
             return
         # Inserted into the sorted array (a copy, no sort of what is held): a batch is small
         # beside the array, so this is ~10x cheaper than sorting both.
-        order = np.lexsort((new_tags, new_keys))
+        order = _key_order(new_keys)
         new_keys, new_tags = new_keys[order], new_tags[order]
         last = np.ones(len(new_keys), dtype=bool)
         last[:-1] = new_keys[1:] != new_keys[:-1]
         new_keys, new_tags = new_keys[last], new_tags[last]
         at = np.searchsorted(self.keys, new_keys)
-        found = self.keys[np.minimum(at, len(self.keys) - 1)] == new_keys
-        if found.any():  # held already (a dead key met again): the newer tag
-            held = at[found]
-            old_tags = self.tags[held]
-            newer = np.maximum(old_tags, new_tags[found])
-            self._count(old_tags, -1)
-            self._count(newer, 1)
-            self.tags[held] = newer
-        fresh = ~found
-        self.keys = np.insert(self.keys, at[fresh], new_keys[fresh])
-        self.tags = np.insert(self.tags, at[fresh], new_tags[fresh])
-        self._count(new_tags[fresh], 1)
+        if (self.keys[np.minimum(at, len(self.keys) - 1)] == new_keys).any():
+            # A dead key met again (rare): merged whole, which recounts the tags.
+            self._merge(new_keys, new_tags, kept_from)
+            return
+        self.keys = np.insert(self.keys, at, new_keys)
+        self.tags = np.insert(self.tags, at, new_tags)
+        self._count(new_tags)
         if self._fits(len(self.keys)):
-            self._set_bits(new_keys[fresh])
+            self._set_bits(new_keys)
         else:
             self._build_filter()
 
-    def _count(self, tags: _Tags, sign: int) -> None:
+    def _count(self, tags: _Tags) -> None:
         values, counts = np.unique(tags, return_counts=True)
-        held = self.tag_counts
-        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-            left = held.get(value, 0) + sign * count
-            if left:
-                held[value] = left
-            else:
-                held.pop(value, None)
+        for tag, count in zip(values.tolist(), counts.tolist(), strict=True):
+            hours = self.hour_counts[tag % TOPIC_SLOTS]
+            hour = tag // TOPIC_SLOTS
+            hours[hour] = hours.get(hour, 0) + count
 
-    def expire(self, kept_from: Sequence[int | None]) -> None:
-        """Drop the keys out of their topic's window once they are at least half of those
-        held (until then a dead key only costs its bytes and is never found: `holds`)."""
-        dead = sum(
-            count
-            for tag, count in self.tag_counts.items()
-            if (first := kept_from[tag % TOPIC_SLOTS]) is not None and tag // TOPIC_SLOTS < first
-        )
-        if dead and 2 * dead >= len(self.keys):
+    def expire(self, topic: int, kept_from: Sequence[int | None]) -> None:
+        """`topic`'s first hour kept moved to `kept_from[topic]`: drop the keys out of their
+        topic's window once they are at least half of those held (until then a dead key only
+        costs its bytes and is never found: `holds`)."""
+        first = kept_from[topic]
+        scanned = self._scanned_to[topic]
+        if first is None or (scanned is not None and first <= scanned):
+            return
+        hours = self.hour_counts[topic]
+        if scanned is not None and first - scanned <= len(hours):
+            self._dead += sum(hours.get(hour, 0) for hour in range(scanned, first))
+        else:
+            self._dead += sum(
+                n
+                for hour, n in hours.items()
+                if hour < first and (scanned is None or hour >= scanned)
+            )
+        self._scanned_to[topic] = first
+        if self._dead and 2 * self._dead >= len(self.keys):
             self._merge(np.empty(0, dtype="S16"), np.empty(0, dtype=np.int32), kept_from)
 
     def live_keys(self, kept_from: Sequence[int | None]) -> list[tuple[int, int]]:
@@ -180,8 +200,9 @@ class SeenRuns:
         if len(parts) == 1 and list(parts[0][1]) == list(kept_from):
             only = parts[0][0]
             out.keys, out.tags = only.keys.copy(), only.tags.copy()
-            out.tag_counts = dict(only.tag_counts)
-            out._bits, out._filter = only._bits, only._filter
+            out.hour_counts = [dict(hours) for hours in only.hour_counts]
+            out._dead, out._scanned_to = only._dead, list(only._scanned_to)
+            out._bits, out._filter = only._bits, bytearray(only._filter)
             return out
         live = [cls._live_mask(part.tags, part_kept) for part, part_kept in parts]
         keys = np.concatenate(
@@ -206,7 +227,7 @@ class SeenRuns:
         tags = np.concatenate([self.tags, new_tags])
         live = self._live_mask(tags, kept_from)
         keys, tags = keys[live], tags[live]
-        order = np.lexsort((tags, keys))  # by key, then tag: of equal keys the newest last
+        order = _key_order(keys, tags)  # by key, then tag: of equal keys the newest last
         keys, tags = keys[order], tags[order]
         if len(keys) > 1:
             last = np.ones(len(keys), dtype=bool)
@@ -216,15 +237,18 @@ class SeenRuns:
         # or when it is too small for the keys, else the new keys' bits are added.
         rebuild = len(keys) < len(self.keys) + len(new_keys) or not self._fits(len(keys))
         self.keys, self.tags = keys, tags
-        self._count_tags()
+        self._count_tags(kept_from)
         if rebuild:
             self._build_filter()
         else:
             self._set_bits(new_keys)
 
-    def _count_tags(self) -> None:
-        values, counts = np.unique(self.tags, return_counts=True)
-        self.tag_counts = {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+    def _count_tags(self, kept_from: Sequence[int | None]) -> None:
+        """Count the tags afresh, with no key dead (those held are all inside `kept_from`)."""
+        self.hour_counts = [{} for _ in range(TOPIC_SLOTS)]
+        self._count(self.tags)
+        self._dead = 0
+        self._scanned_to = [*kept_from, *[None] * (TOPIC_SLOTS - len(kept_from))]
 
     def _fits(self, n: int) -> bool:
         return bool(self._bits) and (
@@ -234,21 +258,20 @@ class SeenRuns:
     def _build_filter(self) -> None:
         n = len(self.keys)
         if not n:
-            self._bits, self._filter = 0, b""
+            self._bits, self._filter = 0, bytearray()
             return
         wanted = max(_MIN_FILTER_BITS, n * _BITS_PER_KEY * 2)  # room to grow before a rebuild
         self._bits = min(_MAX_FILTER_LOG2, (wanted - 1).bit_length())
-        self._filter = bytes(1 << (self._bits - 3))
+        self._filter = bytearray(1 << (self._bits - 3))
         self._set_bits(self.keys)
 
     def _set_bits(self, keys: _Keys) -> None:
         if not len(keys):
             return
-        table = np.frombuffer(self._filter, dtype=np.uint8).copy()
+        table = np.frombuffer(self._filter, dtype=np.uint8)  # a view: set in place
         for positions in _positions(keys, self._bits):
             np.bitwise_or.at(
                 table,
                 (positions >> np.uint64(3)).astype(np.intp),
-                (np.uint8(1) << (positions & np.uint64(7)).astype(np.uint8)),
+                np.left_shift(np.uint8(1), (positions & np.uint64(7)).astype(np.uint8)),
             )
-        self._filter = table.tobytes()

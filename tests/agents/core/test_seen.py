@@ -45,7 +45,7 @@ def test_the_filter_has_no_false_negative_and_few_false_positives() -> None:
     runs = SeenRuns()
     kept: list[int | None] = [None] * len(TOPICS)
     for start in range(0, len(held), 5_000):  # in batches: the filter grows and is rebuilt
-        runs.absorb([(_key(i), 0) for i in held[start : start + 5_000]], kept)
+        runs.absorb([([_key(i) for i in held[start : start + 5_000]], 0)], kept)
     assert len(runs) == len(held)
     assert all(runs.might_hold(_key(i)) and runs.holds(_key(i), kept) for i in held)
     assert not any(runs.holds(_key(i), kept) for i in others)
