@@ -1301,7 +1301,9 @@ class Ledger:
         key = int.from_bytes(b"\x01" + event.event_id.encode(), "big")  # _id_key, inlined
         seen = self._seen_ids
         runs = self._seen_runs
-        if key in seen or (runs.might_hold(key) and runs.holds(key, self._kept_from_hour)):
+        if key in seen or (
+            key <= runs.max_key and runs.might_hold(key) and runs.holds(key, self._kept_from_hour)
+        ):
             self.counts.duplicates += 1
             self.refused_as = "duplicate"
             return False

@@ -57,10 +57,23 @@ def _key_order(keys: _Keys, *then: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
 class SeenRuns:
     """Event ids moved out of the ledger's set: sorted 16-byte keys, their tags, a filter."""
 
-    __slots__ = ("_bits", "_dead", "_filter", "_scanned_to", "hour_counts", "keys", "tags")
+    __slots__ = (
+        "_bits",
+        "_dead",
+        "_filter",
+        "_scanned_to",
+        "hour_counts",
+        "keys",
+        "max_key",
+        "tags",
+    )
 
     def __init__(self) -> None:
         self.keys: _Keys = np.empty(0, dtype="S16")
+        #: The largest key held (-1: none): a key above it is not here, whatever the filter
+        #: says (one comparison: ids that grow, as the simulator's or time-ordered ones, skip
+        #: the filter).
+        self.max_key = -1
         self.tags: _Tags = np.empty(0, dtype=np.int32)
         #: Per topic, hour -> how many keys it has (to know, as hours expire, how many are
         #: dead), and how many are dead as of `_scanned_to` (per topic the first hour kept then).
@@ -82,6 +95,7 @@ class SeenRuns:
         self.__init__()  # type: ignore[misc]
         self.keys = np.frombuffer(keys, dtype="S16").copy()
         self.tags = np.frombuffer(tags, dtype=np.int32).copy()
+        self._note_max()
         if len(self.keys) != len(self.tags):
             raise ValueError("seen ids: keys and tags differ in length")
         self._count_tags([None] * TOPIC_SLOTS)  # counted dead when their hours expire next
@@ -145,11 +159,18 @@ class SeenRuns:
             return
         self.keys = np.insert(self.keys, at, new_keys)
         self.tags = np.insert(self.tags, at, new_tags)
+        self._note_max()
         self._count(new_tags)
         if self._fits(len(self.keys)):
             self._set_bits(new_keys)
         else:
             self._build_filter()
+
+    def _note_max(self) -> None:
+        keys = self.keys
+        self.max_key = (
+            int.from_bytes(bytes(keys[-1]).ljust(16, b"\x00"), "big") if len(keys) else -1
+        )
 
     def _count(self, tags: _Tags) -> None:
         values, counts = np.unique(tags, return_counts=True)
@@ -200,6 +221,7 @@ class SeenRuns:
         if len(parts) == 1 and list(parts[0][1]) == list(kept_from):
             only = parts[0][0]
             out.keys, out.tags = only.keys.copy(), only.tags.copy()
+            out.max_key = only.max_key
             out.hour_counts = [dict(hours) for hours in only.hour_counts]
             out._dead, out._scanned_to = only._dead, list(only._scanned_to)
             out._bits, out._filter = only._bits, bytearray(only._filter)
@@ -237,6 +259,7 @@ class SeenRuns:
         # or when it is too small for the keys, else the new keys' bits are added.
         rebuild = len(keys) < len(self.keys) + len(new_keys) or not self._fits(len(keys))
         self.keys, self.tags = keys, tags
+        self._note_max()
         self._count_tags(kept_from)
         if rebuild:
             self._build_filter()
