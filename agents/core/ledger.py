@@ -1750,6 +1750,10 @@ class Ledger:
         self._seen_ids = stay
         self._seen_batch = max(MIN_BATCH, len(runs) // 4) + len(stay)
 
+    def seen_id_count(self) -> int:
+        """How many event ids are remembered (`seen_ids`' size, without building it)."""
+        return len(self._seen_ids) + self._seen_runs.live_count()
+
     def seen_ids(self) -> set[int]:
         """Every event id remembered (each as `_id_key` of it): the set's and the runs' held
         inside their window."""

@@ -200,6 +200,11 @@ class SeenRuns:
         if self._dead and 2 * self._dead >= len(self.keys):
             self._merge(np.empty(0, dtype="S16"), np.empty(0, dtype=np.int32), kept_from)
 
+    def live_count(self) -> int:
+        """How many keys are held inside their window (the dead ones counted as the window
+        moved; after a restore, until each topic's window next moves, none is counted dead)."""
+        return len(self.keys) - self._dead
+
     def live_keys(self, kept_from: Sequence[int | None]) -> list[tuple[int, int]]:
         """Every `(key, tag)` held inside its window (merges, tests)."""
         live = self._live_mask(self.tags, kept_from)

@@ -106,6 +106,7 @@ def test_an_id_out_of_the_window_is_forgotten_in_the_runs_as_in_the_set() -> Non
         assert ledger.apply(join(T0 + 71 * HOUR, event_id))
     kept = len(ledger.seen_ids())
     assert 24 * per_hour <= kept <= 26 * per_hour + 1
+    assert ledger.seen_id_count() == kept
     assert len(ledger._seen_runs) <= 2 * kept
 
 
