@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
-from agents.core.seen import KEY_LIMIT, MIN_BATCH, TOPIC_SLOTS, SeenRuns
+from agents.core.seen import KEY_LIMIT, MIN_BATCH, TAG_LIMIT, TOPIC_SLOTS, SeenRuns
 from agents.core.sketch import FoldedFigures, QuantileSketch
 from agents.core.stats import percentile
 from agents.core.timeline import (
@@ -1735,6 +1735,9 @@ class Ledger:
             for topic, hours in enumerate(self._id_hours):
                 for hour, keys in list(hours.items()):
                     filed += len(keys)
+                    if not 0 <= hour * TOPIC_SLOTS + topic < TAG_LIMIT:
+                        stay.update(keys)  # stamped past year ~32,000: its tag does not fit
+                        continue
                     short_keys = [key for key in keys if key < KEY_LIMIT]
                     moved.append((short_keys, hour * TOPIC_SLOTS + topic))
                     if len(short_keys) < len(keys):

@@ -20,8 +20,11 @@ import numpy.typing as npt
 
 #: Keys below this fit the array's 16 bytes.
 KEY_LIMIT: Final[int] = 1 << 128
-#: A key's tag: `hour * TOPIC_SLOTS + topic` (hour of its event's `ts`, `ts // 3_600_000`).
+#: A key's tag: `hour * TOPIC_SLOTS + topic` (hour of its event's `ts`, `ts // 3_600_000`),
+#: below `TAG_LIMIT` (an int32: `ts` before the year ~32,000; an id stamped later stays in the
+#: ledger's set).
 TOPIC_SLOTS: Final[int] = 8
+TAG_LIMIT: Final[int] = 1 << 31
 #: Filter bits per key at least (two bits set a key: ~1.4% false positives when full).
 _BITS_PER_KEY: Final[int] = 16
 _MIN_FILTER_BITS: Final[int] = 1 << 16

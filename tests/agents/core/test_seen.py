@@ -110,6 +110,21 @@ def test_an_id_out_of_the_window_is_forgotten_in_the_runs_as_in_the_set() -> Non
     assert len(ledger._seen_runs) <= 2 * kept
 
 
+def test_ids_stamped_too_far_ahead_for_a_tag_stay_in_the_set() -> None:
+    """An event stamped past the year ~32,000 (valid: `ts` has no upper bound) is applied;
+    its id's hour does not fit a tag, so it stays in the set, and its copy is a duplicate
+    (the future-stamp cap keeps it from expiring what follows, as a worker's does)."""
+    ledger = Ledger(dedupe_window_ms=DAY, future_tolerance_ms=DAY)
+    far = 2**62
+    assert ledger.apply(join(far, "far-1"))
+    for i in range(2 * MIN_BATCH):
+        assert ledger.apply(join(T0 + i * 1_000, f"e-{i}"))
+    assert len(ledger._seen_runs) >= MIN_BATCH
+    assert _key("far-1") in ledger._seen_ids
+    assert not ledger.apply(join(far, "far-1"))
+    assert not ledger.apply(join(T0 + 5_000, "e-5"))
+
+
 def test_a_version_9_state_loads_and_its_ids_are_still_known() -> None:
     ledger = Ledger(dedupe_window_ms=DAY)
     for i in range(500):
