@@ -433,7 +433,7 @@ def soak(
                 "rss_growth_mb": (rss_bytes() - rss_start) / 1e6,
                 "snapshot_mb": len(blob) / 1e6,
                 "dump_s": dump_s,
-                "ids_kept": len(ledger._seen_ids),
+                "ids_kept": ledger.seen_id_count(),
                 "sessions": len(ledger.sessions),
                 "folded_sessions": folded,
                 "summarized_sessions": ledger.summarized_sessions,

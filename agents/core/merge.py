@@ -67,6 +67,7 @@ from agents.core.ledger import (
 from agents.core.operator import OperatorBoard, clicker_count
 from agents.core.periods import merge_frozen
 from agents.core.screen import _add_rows, merge_screens
+from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, QuantileSketch
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
@@ -110,6 +111,10 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
                 hours.setdefault(hour, []).extend(keys)
         kept = [k for k in (ledger._kept_from_hour[topic] for ledger in ledgers) if k is not None]
         merged._kept_from_hour[topic] = min(kept) if kept else None
+    merged._seen_runs = SeenRuns.combined(
+        [(ledger._seen_runs, ledger._kept_from_hour) for ledger in ledgers],
+        merged._kept_from_hour,
+    )
     merged.folded_sessions = sum(ledger.folded_sessions for ledger in ledgers)
     # Closed periods: the inputs' frozen parts added, the figures finished from them.
     merged.frozen_periods, merged.frozen_parts = merge_frozen(ledgers)

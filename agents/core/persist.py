@@ -47,6 +47,7 @@ from agents.core.ledger import (
 )
 from agents.core.operator import OperatorBoard
 from agents.core.screen import MinuteCounts, ScreenState, SkuTally
+from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch, RankTable
 from agents.core.windows import EventTimeWindows, MinuteBucket
 
@@ -78,10 +79,14 @@ MAGIC: Final[bytes] = b"LPst"
 #: 9: a closed period's frozen figures come with their mergeable parts (`Ledger.frozen_parts`,
 #: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
-#: 10: a level's summarized buyers (`Ledger.folded_payers`) are a `DistinctUsers` (exact up
-#: to its limit, then a HyperLogLog), and the user horizon's state (`Ledger.user_last_day`,
-#: the retired users' sums). A version 7-9 state's sets are wrapped when it loads, and it
-#: loads with no user horizon (its users kept; the worker's setting applies from then on).
+#: 10 (session 11; one version for these changes, merged together):
+#:     - a level's summarized buyers (`Ledger.folded_payers`) are a `DistinctUsers` (exact up to
+#:       its limit, then a HyperLogLog), and the user horizon's state (`Ledger.user_last_day`,
+#:       the retired users' sums). A version 7-9 state's sets are wrapped when it loads, and it
+#:       loads with no user horizon (its users kept; the worker's setting applies from then on);
+#:     - most remembered event ids are out of the ledger's set, as 16-byte keys in a sorted
+#:       array with their topic and hour (`Ledger._seen_runs`, a `SeenRuns`, pickled as bytes).
+#:       A version 1-9 state loads with every id in the set, moved out as new ones come.
 VERSION: Final[int] = 10
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -115,6 +120,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         QuantileSketch,
         RankTable,
         DistinctUsers,
+        SeenRuns,
         Counter,
     )
 }
@@ -188,6 +194,7 @@ def _check_shape(ledger: Ledger, board: OperatorBoard) -> None:
         (getattr(ledger, "counts", None), EventCounts),
         (getattr(ledger, "_seen_ids", None), set),
         (getattr(ledger, "_id_hours", None), list),
+        (getattr(ledger, "_seen_runs", None), SeenRuns),
         (getattr(ledger, "newest_ts", None), list),
         (getattr(ledger, "_seq", None), int),
         (getattr(ledger, "sessions", None), dict),

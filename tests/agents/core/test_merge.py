@@ -317,6 +317,6 @@ def _facts(ledger: Ledger) -> dict[str, Any]:
         "first_orders": ledger.first_orders,
         "month_spend": ledger.month_spend,
         "month_first_joins": ledger.month_first_joins,
-        "seen": ledger._seen_ids,
+        "seen": ledger.seen_ids(),
         "seq": ledger._seq,
     }

@@ -219,6 +219,7 @@ def test_only_the_state_classes_are_resolved() -> None:
         ("agents.core.sketch", "FoldedFigures"),
         ("agents.core.sketch", "QuantileSketch"),
         ("agents.core.sketch", "RankTable"),
+        ("agents.core.seen", "SeenRuns"),
         ("collections", "Counter"),
     }
     assert needed <= names <= needed | {("agents.core.windows", "MinuteBucket")}

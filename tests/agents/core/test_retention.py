@@ -82,11 +82,13 @@ def test_the_ids_kept_follow_the_window_not_the_stream() -> None:
         for i in range(per_day):
             event = join(T0 + day * DAY + i * (DAY // per_day), f"u{i}", sid=f"s{day}")
             assert windowed.apply(event) and unbounded.apply(event)
-    assert len(unbounded._seen_ids) == 60 * per_day
-    kept = len(windowed._seen_ids)
+    assert len(unbounded.seen_ids()) == 60 * per_day
+    kept = len(windowed.seen_ids())
     assert 2 * per_day <= kept <= 2 * per_day + per_day // 24 + 1
     views = windowed._id_hours[TOPICS.index("live.views")]
-    assert sum(len(ids) for ids in views.values()) == kept
+    # Held: the set's ids, filed by hour, and those moved to the runs (issue 19), whose dead
+    # keys are dropped once they are half of them.
+    assert sum(len(ids) for ids in views.values()) + len(windowed._seen_runs) <= 2 * kept
 
 
 def _fixture_records(name: str) -> list[bytes]:
@@ -148,7 +150,7 @@ def test_the_state_round_trips_with_its_window_and_a_version_1_state_still_loads
     for hour in range(50):
         ledger.apply(join(T0 + hour * HOUR, f"u{hour}"))
     got, _board = load_state(dump_state(ledger, OperatorBoard()))
-    assert got.dedupe_window_ms == DAY and got._seen_ids == ledger._seen_ids
+    assert got.dedupe_window_ms == DAY and got.seen_ids() == ledger.seen_ids()
     assert got._id_hours == ledger._id_hours and got.newest_ts == ledger.newest_ts
     assert not got.apply(join(T0, "late"))  # expired after the restore as before it
     assert got.counts.expired == 1
@@ -175,7 +177,7 @@ def test_partitions_with_a_window_merge_into_the_single_ledger() -> None:
     merged = merge_ledgers(parts)
     assert merged.dedupe_window_ms == DAY
     assert merged.newest_ts == single.newest_ts
-    assert merged._seen_ids == set().union(*(p._seen_ids for p in parts))
+    assert merged.seen_ids() == set().union(*(p.seen_ids() for p in parts))
     assert build_report(merged) == build_report(single)
 
 
