@@ -6,6 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+#: The latency table's columns read from the worker (its lag and GC clock), in the table's
+#: order: `bench.run` summarizes these (and more) per share of capacity, the table shows them.
+WORKER_LATENCY_COLUMNS = (
+    "worker_p50_ms",
+    "worker_p99_ms",
+    "gc_longest_ms",
+    "gc_longest_cpu_ms",
+    "gc_p99_cpu_ms",
+)
+
 NAMES = {
     "t_transport": "(t) aiokafka getmany alone, nothing per record (the transport's limit)",
     "a_ceiling": "(a) aiokafka getmany + core (ceiling)",
@@ -180,14 +190,7 @@ def render(results: dict[str, Any]) -> str:
                     f"| {share} of (c)'s capacity{who} | {r['rate']:,.0f} | {r['records']:,} | "
                     f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | "
                     + " | ".join(
-                        _fmt(r[key]) if key in r else "-"
-                        for key in (
-                            "worker_p50_ms",
-                            "worker_p99_ms",
-                            "gc_longest_ms",
-                            "gc_longest_cpu_ms",
-                            "gc_p99_cpu_ms",
-                        )
+                        _fmt(r[key]) if key in r else "-" for key in WORKER_LATENCY_COLUMNS
                     )
                     + " |"
                 )

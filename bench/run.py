@@ -26,6 +26,7 @@ from typing import Any
 from bench import core
 from bench.data import dataset, preload
 from bench.proc import Affinities, broker_pid, cpu_seconds, machine, pin, unpin
+from bench.report import WORKER_LATENCY_COLUMNS, write
 from bench.scrape import ScrapeLoad
 from bench.shared import delete_app_topics, summary
 from streams.runtime.settings import Settings
@@ -611,11 +612,7 @@ def measure_latency(
                 **{
                     key: summary([float(r[key]) for r in rs])
                     for key in (
-                        "worker_p50_ms",
-                        "worker_p99_ms",
-                        "gc_longest_ms",
-                        "gc_longest_cpu_ms",
-                        "gc_p99_cpu_ms",
+                        *WORKER_LATENCY_COLUMNS,
                         "gc_total_s",
                         "records_per_cpu_s",
                         "children_cpu_s",
@@ -784,8 +781,6 @@ def main(argv: list[str] | None = None) -> int:
         results["state"] = core.measure_state([10_000, 100_000], args.repeat)
     if "scaling" not in args.skip:
         results["scaling"] = core.measure_scaling(args.repeat)
-    from bench.report import write
-
     write(results, args.out)
     print(f"bench: wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0

@@ -8,6 +8,9 @@ tree first on `PYTHONPATH`) to compare them: CPU time is less moved by the share
 load than `bench.soak`'s wall-clock records/s.
 
     python -m bench.soak_cpu --stream /tmp/livepulse-soak-150d-x12.0-s1.jsonl --from-day 100
+
+`--no-fold` feeds it as `bench.soak` without `--fold-sessions` does (the worker's default:
+claims by period attached, nothing folded), to compare the fold on against off.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ def main() -> None:
     parser.add_argument("--stream", type=Path, required=True, help="a bench.soak stream file")
     parser.add_argument("--from-day", type=float, default=100.0)
     parser.add_argument("--window-days", type=float, default=7.0)
+    parser.add_argument(
+        "--no-fold", action="store_true", help="the session fold off (`fold_sessions=False`)"
+    )
     args = parser.parse_args()
     ledger = Ledger(
         round(args.window_days * DAY_MS),
         refund_horizon_ms=REFUND_HORIZON_DAYS * DAY_MS,
-        fold_sessions=True,
-        fold_months=True,
+        fold_sessions=not args.no_fold,
+        fold_months=not args.no_fold,
     )
     attach(ledger, PeriodSettings())
     board = OperatorBoard()
@@ -54,6 +60,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "fold": not args.no_fold,
                 "from_day": args.from_day,
                 "records": counted,
                 "cpu_s": round(cpu_s, 3),

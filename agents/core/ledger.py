@@ -598,7 +598,24 @@ SPEND_MOMENTS: Final[tuple[tuple[int, ...], ...]] = (
 )
 
 
-class SessionSummary:
+class _PickledBySlot:
+    """Pickled as its slots by name, and restored over a fresh instance: a slot a state from
+    an older version lacks keeps its default (a summary from before the board's parts,
+    snapshot version 6, gets them empty)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
+        for name in self.__slots__:
+            if name in state:
+                setattr(self, name, state[name])
+
+
+class SessionSummary(_PickledBySlot):
     """A closed session once the session horizon has passed (docs/design.md, "Worker state:
     what is kept"): what every session claim and its interval read of it, as counts and
     integer sums, never a value per viewer or per order. It replaces the session's presence;
@@ -681,16 +698,6 @@ class SessionSummary:
 
     def __len__(self) -> int:
         return self.viewers
-
-    def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        # A summary from before the board's parts (snapshot version 6): those left empty.
-        self.__init__()  # type: ignore[misc]
-        for name in self.__slots__:
-            if name in state:
-                setattr(self, name, state[name])
 
     @classmethod
     def combined(cls, parts: Sequence[SessionSummary]) -> SessionSummary:
@@ -884,7 +891,7 @@ def order_key(order: OrderFact) -> tuple[int, str, str, str, str, int, int, bool
     )
 
 
-class OrderFold:
+class OrderFold(_PickledBySlot):
     """The paid orders folded out of a ledger once no refund that can count for them can still
     come (`Ledger._fold_orders`; docs/design.md, "Worker state: what is kept"): for each of
     `ORDER_CLAIMS` its hits and cases and the integer `ClusterSums` (clusters, sum h^2, sum h n,
@@ -925,15 +932,6 @@ class OrderFold:
         #: session id -> [counted refunds, their cents], by the refunded order id's earliest
         #: session order (`OperatorBoard._refunds_by_session`'s rule).
         self.session_refunds: dict[str, list[int]] = {}
-
-    def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__()  # type: ignore[misc]
-        for name in self.__slots__:
-            if name in state:
-                setattr(self, name, state[name])
 
     def add(self, other: OrderFold) -> None:
         """Another ledger's fold added (disjoint clusters: partitions of one stream)."""

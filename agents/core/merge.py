@@ -64,9 +64,10 @@ from agents.core.ledger import (
     SessionSummary,
     widest_refund_horizon,
 )
+from agents.core.metrics import add_user_rows
 from agents.core.operator import OperatorBoard, clicker_count
 from agents.core.periods import merge_frozen
-from agents.core.screen import _add_rows, merge_screens
+from agents.core.screen import merge_screens
 from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, QuantileSketch
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
@@ -194,7 +195,7 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             # of it, so no month is in two inputs' totals).
             (merged.month_folded_users, ledger.month_folded_users),
         ):
-            _add_rows(into, totals)
+            add_user_rows(into, totals)
         # The user horizon's retired clusters (each partition retires its own rows: a user
         # retired in one and kept in another is two clusters, docs/design.md).
         merged.retired_users += ledger.retired_users

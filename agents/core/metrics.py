@@ -173,7 +173,8 @@ def _session_proportion_part(
 
 
 def add_user_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
-    """Per-user rows of integers added into `into` (copies: `rows` is not shared)."""
+    """Rows of integers by key (a user's; the screen's by source or SKU) added into `into`
+    (copies: `rows` is not shared)."""
     for user, row in rows.items():
         held = into.get(user)
         if held is None:

@@ -62,6 +62,7 @@ from agents.core.ledger import (
     widest_refund_horizon,
 )
 from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.metrics import add_user_rows
 from agents.core.operator import DEFINITIONS as OPERATOR_DEFINITIONS
 from agents.core.operator import (
     VIEWER_LOG_SIZE,
@@ -73,7 +74,6 @@ from agents.core.operator import (
 from agents.core.screen import (
     CURVES,
     PRODUCTS_TOP_N,
-    _add_rows,
     minute_curves,
     products_figures,
     sources_figures,
@@ -796,9 +796,9 @@ class PageBuilder:
         folded_products: dict[str, dict[str, list[int]]] = {}
         for board in boards:  # the sessions folded (agents/core/screen.py), per partition
             for level, rows in board.screen.folded_sources.items():
-                _add_rows(folded_sources.setdefault(level, {}), rows)
+                add_user_rows(folded_sources.setdefault(level, {}), rows)
             for room, rows in board.screen.folded_products.items():
-                _add_rows(folded_products.setdefault(room, {}), rows)
+                add_user_rows(folded_products.setdefault(room, {}), rows)
 
         def sources(key: str, sids: list[str]) -> list[dict[str, list[int]]]:
             return self._rows(f"sources:{key}", sids, held, _sources_of)
@@ -1081,7 +1081,7 @@ class _RowBase:
                 del members[sid]
         for sid, entry in ended.items():
             if sid not in members:
-                _add_rows(self.rows, self._rows_of(entry))
+                add_user_rows(self.rows, self._rows_of(entry))
                 members[sid] = entry
 
 

@@ -40,6 +40,7 @@ from agents.core.ledger import (
     SessionFacts,
     SessionSummary,
 )
+from agents.core.metrics import add_user_rows
 from agents.core.windows import MINUTE_MS
 from schemas.events import Event, OrderPaid, ProductClicked, ViewerJoined
 
@@ -213,8 +214,8 @@ class ScreenState:
         held = self.held_paid.pop(sid, None)
         sources = self.session_sources(sid, session, None if held is None else held[1])
         for key in (("rooms", room), ("merchants", merchant)):
-            _add_rows(self.folded_sources.setdefault(key, {}), sources)
-        _add_rows(self.folded_products.setdefault(room, {}), self.session_products(sid))
+            add_user_rows(self.folded_sources.setdefault(key, {}), sources)
+        add_user_rows(self.folded_products.setdefault(room, {}), self.session_products(sid))
         self.folded[sid] = (room, merchant)
         self.skus.pop(sid, None)
         self.first_entry.pop(sid, None)
@@ -499,7 +500,7 @@ def products_figures(sessions: Iterable[dict[str, list[int]]], top_n: int) -> di
     """A level's products table from its sessions' `ScreenState.session_products`."""
     sums: dict[str, list[int]] = {}
     for by_sku in sessions:
-        _add_rows(sums, by_sku)
+        add_user_rows(sums, by_sku)
     rows = {sku: dict(zip(_PRODUCT_SUMS, values, strict=True)) for sku, values in sums.items()}
     ranked = sorted(
         (sku for sku in rows if sku != OTHER_SKU),
@@ -514,16 +515,6 @@ def products_figures(sessions: Iterable[dict[str, list[int]]], top_n: int) -> di
         "top": [{"sku_id": sku, **_product_figures(rows[sku])} for sku in ranked[:top_n]],
         "other": _product_figures(other),
     }
-
-
-def _add_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
-    for name, row in rows.items():
-        held = into.get(name)
-        if held is None:
-            into[name] = list(row)
-        else:
-            for i, value in enumerate(row):
-                held[i] += value
 
 
 def _count_minute(counts: MinuteCounts, event: Event) -> None:
@@ -655,9 +646,9 @@ def merge_screens(screens: Sequence[ScreenState]) -> ScreenState:
         for sid, (ended_ts, paid) in screen.held_paid.items():
             merged.held_paid[sid] = (ended_ts, dict(paid))
         for level, rows in screen.folded_sources.items():
-            _add_rows(merged.folded_sources.setdefault(level, {}), rows)
+            add_user_rows(merged.folded_sources.setdefault(level, {}), rows)
         for room, rows in screen.folded_products.items():
-            _add_rows(merged.folded_products.setdefault(room, {}), rows)
+            add_user_rows(merged.folded_products.setdefault(room, {}), rows)
         merged.after_fold_events += screen.after_fold_events
     return merged
 

@@ -3,6 +3,7 @@ sub-stream, the same frozen as computed, merged over partitions as one ledger, a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 import agents.core.ledger as ledger_module
+import agents.core.periods as periods_module
 from agents.core import Ledger, build_report
 from agents.core.claims import CLAIMS
 from agents.core.html import render_html
@@ -528,3 +530,37 @@ def test_an_order_fold_pass_walks_the_held_orders_only_when_some_can_fold(
     held_max = ledger.order_fold.orders + len(ledger.orders)  # every order the ledger paid
     assert folding_passes[0] >= 1 and ledger.order_fold.orders > 0
     assert visits[0] <= folding_passes[0] * held_max, (visits[0], folding_passes[0], held_max)
+
+
+def test_the_gate_scans_the_held_facts_for_closed_periods_once_a_day_and_misses_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate is asked by the summaries and by the order fold, each once a day of its
+    horizon; the periods can close only when the closing horizon crosses a CST day start, so
+    the scan of every held fact for the closed periods (`periods._found`) must run at most
+    once per day of the stream, not once per asker (issue 17: 96 scans over 50 days of the
+    150-day soak before, 44 after). And nothing it skipped was due: freezing again at the end
+    freezes nothing new and changes no figure."""
+    scans = [0]
+    real_found = periods_module._found
+
+    def counted_found(ledger: Ledger) -> dict[str, dict[str, int]]:
+        scans[0] += 1
+        return real_found(ledger)
+
+    monkeypatch.setattr(periods_module, "_found", counted_found)
+    settings = PeriodSettings()
+    ledger = attach(Ledger(WEEK_MS, refund_horizon_ms=10 * DAY_MS, fold_sessions=True), settings)
+    fed("xhs", ledger)
+    stamps = []
+    for line in (FIXTURES / "xhs.jsonl").read_text().splitlines():
+        with contextlib.suppress(ValueError):  # the fixture's invalid lines
+            record = json.loads(line)
+            if isinstance(record, dict) and type(record.get("ts")) is int:
+                stamps.append(record["ts"])
+    days = (max(stamps) - min(stamps)) // DAY_MS + 2
+    assert ledger.frozen_periods, "the fixture closes no period: the test shows nothing"
+    assert scans[0] <= days, (scans[0], days)
+    frozen = {key: dict(figures) for key, figures in ledger.frozen_periods.items()}
+    periods_module.freeze_closed(ledger, settings)
+    assert ledger.frozen_periods == frozen
