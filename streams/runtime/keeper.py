@@ -403,8 +403,13 @@ class StateKeeper:
     async def tick(self) -> None:
         """Snapshot the most overdue partition that is due (called about every second): one a
         tick, so a worker's partitions are not all dumped in one stall. First the folds due
-        in idle partitions (`LiveState.fold_idle`), so the snapshot of one gone idle has them."""
+        in idle partitions (`LiveState.fold_idle`), so the snapshot of one gone idle has them,
+        and the month rows they closed (`MonthRowExchange.take`, else run after a batch only:
+        a month that closes on a partition's side after its last batch, once the membership
+        table's horizon has caught up, was never announced, so no owner ever combined it)."""
         self.live.fold_idle(self.settings.snapshot_idle_s)
+        if self.live.month_rows is not None:
+            self.live.month_rows.take()  # at most once a day of each ledger's horizon
         if self._writing is not None and not self._writing.done():
             return
         now = time.monotonic()

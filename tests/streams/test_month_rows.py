@@ -372,6 +372,75 @@ def _truth_claim() -> float:
     return observed
 
 
+def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_keeper() -> None:
+    """3 partition states fed xhs like a worker's (a 2-day window), each batch followed by the
+    exchange's take, while the membership table has not caught up yet (no groups horizon: no
+    month can close); it catches up after the last record, as under load it may: the
+    keeper's next tick (the idle fold, then the take) sends every partition's rows and
+    announcement, and once delivered the owners combine as many months as one ledger fed
+    everything. Before, the take ran after a batch only, so no month was ever announced and
+    none combined: the two-worker broker test's failure (no folded month, 2 of 6 runs)."""
+    from streams.runtime.keeper import StateKeeper
+    from streams.runtime.membership import MembershipTable
+    from streams.runtime.monthrows import MonthRowExchange
+    from streams.runtime.state import LiveState
+    from tests.streams.test_membership import GROUPS, routed
+    from tests.support.memory import MemoryChangelog
+
+    class HeldSender:
+        partitions, sent_rows, sent_announcements = PARTITIONS, 0, 0
+
+        def __init__(self) -> None:
+            self.taken: list[MonthRow | MonthClosed] = []
+
+        def submit(self, messages: list[MonthRow | MonthClosed]) -> None:
+            self.taken += messages
+
+    records = routed("xhs", PARTITIONS)
+    table = MembershipTable(2 * DAY, None)
+    ends: dict[int, int] = {}
+    for record in records:
+        if record.topic == GROUPS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to({p: end + 1 for p, end in ends.items()})  # one record still unread
+    state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
+    sender = HeldSender()
+    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
+    state.month_rows = exchange
+    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
+    for start in range(0, max(len(part) for part in by_partition), 500):
+        for part in by_partition:
+            state.apply_batch(part[start : start + 500])
+            exchange.take()
+    assert sender.taken == []  # no groups horizon, no closed month
+    table.catch_up_to(ends)  # the table reaches the end after the partitions' last batch
+    for part in state.partitions.values():
+        part.applied_at -= 60  # idle
+    keeper = StateKeeper(state, Settings(snapshot_fork=False), MemoryChangelog(), None)
+
+    async def tick() -> None:
+        await keeper.tick()
+        await keeper.wait_for_write()
+
+    asyncio.run(tick())
+    announced = {m.source for m in sender.taken if isinstance(m, MonthClosed)}
+    assert announced == set(range(PARTITIONS)), sender.taken[-5:]
+    held = [state.partitions[p].ledger for p in range(PARTITIONS)]
+    for message in sender.taken:  # delivered: rows to their owner, announcements to all
+        if isinstance(message, MonthRow):
+            held[owner_of(message.user, PARTITIONS)].receive_month_row(message)
+        else:
+            for ledger in held:
+                ledger.receive_month_closed(message, PARTITIONS)
+    one = _summarizing([decode_event(r.value or b"") for r in records], 2 * DAY, fold_months=True)
+    assert one.folded_months > 0
+    combined = {key for ledger in held for key in ledger._months_combined}
+    assert len(combined) == one.folded_months
+    state.version += 1
+    assert _claim(state) == pytest.approx(_truth_claim(), rel=1e-9)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"two workers, ~1 min: set {LONG_ENV}=1")
