@@ -357,6 +357,46 @@ def test_an_idle_orders_partition_stops_holding_the_horizon_once_quiet_for_idle_
     assert table.refund_fold_ts() == T0 - DAY + DAY  # partition 0 back in, moved by it
 
 
+def test_a_partition_taken_after_the_table_dropped_what_it_may_read_rewinds_the_table() -> None:
+    """xhs over 3 partition states with the table, fed like a worker's: the table drops refunds
+    as they fold. A ledger held through every drop is taken back as it is (eager rebalances
+    revoke and give back every partition). A state of an earlier position taken in (a
+    partition restored from an older snapshot, as after a rebalance to a worker whose table
+    went on dropping for its own partitions) holds payments older than what was dropped: the
+    table empties itself and asks its reader for the orders topic again (no horizon until it
+    has caught up: nothing folds meanwhile), and, read again, holds every refund the lines
+    give; a state that may read nothing dropped (a new one before any drop) does not."""
+    records = routed("xhs", PARTITIONS)
+    table = _refund_table(records)
+    early = _fed([r for r in records if r.offset < 40], None).partitions[1].ledger
+    assert early.orders  # payments held, older than what the table will drop
+    state = _fed(records, table)
+    assert table.table.dropped > 0 and table.table.dropped_below is not None
+    for part in state.partitions.values():  # not taken: this table never held them at a drop
+        assert table.take(part.ledger) is True
+        break
+    assert table.rewinds == 1 and table.rewind_pending and table.refund_fold_ts() is None
+    assert not list(table.table.refunds())
+    ends: dict[int, int] = {}
+    for record in records:  # the reader, from the beginning again
+        if record.topic == ORDERS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to(ends)
+    assert table.refund_fold_ts() is not None
+    keep = _folding([e for _topic, _key, e in _decoded(records)], None)
+    assert sorted(r.ts for r in table.table.refunds()) == sorted(r.ts for r in keep.refunds)
+
+    held = Ledger(WINDOW, refund_horizon_ms=REFUND_HORIZON, fold_sessions=True)
+    assert table.take(held) is False  # a new state, nothing dropped since the rewind
+    for part in state.partitions.values():
+        table.take(part.ledger)
+    table.advance(0, 0)  # a drop, with all of them held
+    assert table.table.dropped_below is not None
+    assert [table.take(p.ledger) for p in state.partitions.values()] == [False] * PARTITIONS
+    assert table.take(early) is True and table.rewinds == 2
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.skipif(
@@ -416,8 +456,9 @@ def test_a_worker_folds_orders_past_an_orders_partition_gone_quiet(
 )
 @pytest.mark.xfail(
     strict=False,
-    reason="the rebalance gap (docs/design.md, the order fold's limits): failed 2 of 2, the "
-    "merged report's size_refund_share 0.1076 against 0.1211, return_rate 0.1387 against 0.1588",
+    reason="a worker's table drops refunds whose orders another worker's partition holds, and "
+    "the refunds' partition drops its copies with it: the merged report's held orders miss "
+    "them (1 of 8 runs after the assignment fix: size_refunded 26 against 27)",
 )
 def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
     kafka_bootstrap: str, tmp_path: Path
@@ -426,7 +467,11 @@ def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
     of the partitions move to it, restored from their snapshots, and its own refund table reads
     the whole orders topic), then the second half: the report merged over every partition's
     snapshot folds July's orders and its claims equal the keep-everything ledger's and the
-    truth file, and no refund came after a fold in either table."""
+    truth file, and no refund came after a fold in either table. It failed 3 of 3 before the
+    table stopped dropping while an assignment is restored (the second worker's table dropped
+    the refunds of its second partition's orders while only its first was installed:
+    `size_refund_share` 0.1121 against 0.1211, 4 refunded orders of the refunds' partition
+    folded as not refunded)."""
     from tests.streams.test_month_rows import _fleet_settled
     from tests.test_scaleout import PARTITIONS as FOUR
     from tests.test_scaleout import Fleet, merged_report
@@ -462,4 +507,13 @@ def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
             asyncio.run(delete_run_topics(settings))
     assert all(t["caught_up"] and t["after_fold"] == 0 for t in tables), tables
     assert 0.95 * july <= folded <= july, (folded, july, report["retention"])
-    _check_summarized(report, build_report(keep), "xhs.jsonl")
+    want = build_report(keep)
+    for claim in ("size_refund_share", "return_rate"):
+        got = report["claims"][claim]
+        assert got["detail"] == want["claims"][claim]["detail"], (
+            claim,
+            got["detail"],
+            report["retention"],
+            tables,
+        )
+    _check_summarized(report, want, "xhs.jsonl")
