@@ -1048,6 +1048,9 @@ class Ledger:
         #: not this ledger: a worker's partition holds its sessions' orders, while refunds
         #: (no session id, so the empty key) are in another partition. Not part of the state.
         self.refunds_from: RefundSource | None = None
+        #: In a state loaded from a snapshot: the refund source's refunds of the payments it
+        #: held when dumped (`__getstate__`, read by `merge`); empty in a live one.
+        self.borrowed_refunds: dict[str, list[RefundFact]] = {}
         #: The orders folded out of `orders` (`_fold_orders`), and the refunds it decided.
         self.order_fold = OrderFold()
         # Own refunds by order id (`refunds_of`), rebuilt after a refund is applied or dropped.
@@ -1129,6 +1132,17 @@ class Ledger:
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
+        # The refund source's refunds of the payments held here (snapshot v10): a worker's
+        # table holds them, the partition of the refunds' key may not any more (another
+        # worker's table dropped them, not knowing this partition holds the order), and a
+        # report merged from snapshots (no table) reads them for the held orders (`merge`).
+        source = self.refunds_from
+        borrowed: dict[str, list[RefundFact]] = {}
+        if source is not None and source is not self:
+            for order in self.orders:
+                if order.order_id not in borrowed:
+                    borrowed[order.order_id] = list(source.refunds_of(order.order_id))
+        state["borrowed_refunds"] = {oid: refunds for oid, refunds in borrowed.items() if refunds}
         state.pop("membership_from", None)  # another ledger, not this one's state
         state.pop("refunds_from", None)  # likewise (a worker's refund table)
         state.pop("_refund_index", None)  # derived from `refunds`
@@ -1147,6 +1161,8 @@ class Ledger:
             self._order_fold_day = None
         if "order_fold_ts" not in state:
             self.order_fold_ts = None
+        if "borrowed_refunds" not in state:  # version 9 or older
+            self.borrowed_refunds = {}
         self.period_gate = None
         self._order_fold_held = None
         if "frozen_periods" not in state:  # a state from before the claims by period

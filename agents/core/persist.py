@@ -78,8 +78,11 @@ MAGIC: Final[bytes] = b"LPst"
 #: 9: a closed period's frozen figures come with their mergeable parts (`Ledger.frozen_parts`,
 #: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
-VERSION: Final[int] = 9
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})
+#: 10: a ledger read from a worker's refund table carries that table's refunds of the
+#: payments it holds (`Ledger.borrowed_refunds`), for a report merged from snapshots. A
+#: version 1-9 state loads with none (its held orders read the partitions' own refunds).
+VERSION: Final[int] = 10
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
