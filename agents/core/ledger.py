@@ -2035,6 +2035,9 @@ class Ledger:
         self.folded_months = 0
         # The CST day of the last pass's cutoff: a pass at most once a day of event time.
         self._month_fold_day = -1
+        # As a source partition: `summarized_sessions` at its last take (a take runs again
+        # when it moved, within the day: `take_closed_month_rows`; absent in a v9 state).
+        self._month_take_summarized = 0
         # As a source partition: its last announcement (`MonthClosed`), None before any.
         self._month_announced: MonthClosed | None = None
         #: As the owner of a part of the users (rows keyed by user): (merchant, month) -> user
@@ -2146,10 +2149,18 @@ class Ledger:
         `group_spend_multiple`", across a worker's partitions)."""
         cutoff = self._month_cutoff()
         # Once a day of event time, as the one-ledger fold (a call after every batch costs
-        # one comparison otherwise).
-        if cutoff is None or cutoff // DAY_MS <= self._month_fold_day:
+        # one comparison otherwise), and again when sessions were summarized since: a take
+        # may come after the horizons moved and before the sessions they close are summarized
+        # (the membership table's horizon moves no fold), and its announcement holds their
+        # months open until a later take says otherwise (two workers: no month combined).
+        summarized = self.summarized_sessions
+        if cutoff is None or (
+            cutoff // DAY_MS <= self._month_fold_day
+            and summarized == getattr(self, "_month_take_summarized", summarized)
+        ):
             return []
         self._month_fold_day = cutoff // DAY_MS
+        self._month_take_summarized = summarized
         closed, held = self._closed_months(cutoff)
         out: list[MonthRow | MonthClosed] = []
         spend = self.month_spend
