@@ -474,7 +474,6 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
         start_balanced(fleet, 2)
         replay_lines(settings, tmp_path / "xhs.jsonl", lines)
         _fleet_settled(settings, fleet.workers)
-        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
         one = _summarizing(decoded, 2 * DAY, fold_months=True)
         deadline = time.monotonic() + 60
         while True:  # the owners' snapshots after their last rows (the merge reads snapshots)
@@ -484,6 +483,8 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
             if time.monotonic() > deadline:
                 break
             time.sleep(1)
+        # After the wait: a month closed by the idle fold is taken at the keeper's tick.
+        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
     finally:
         fleet.stop()
         with contextlib.suppress(Exception):
