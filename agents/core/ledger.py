@@ -1136,7 +1136,8 @@ class Ledger:
         # table holds them, the partition of the refunds' key may not any more (another
         # worker's table dropped them, not knowing this partition holds the order), and a
         # report merged from snapshots (no table) reads them for the held orders (`merge`).
-        source = self.refunds_from
+        # (absent from a ledger whose dict was filled from another's state, as tests do)
+        source: RefundSource | None = getattr(self, "refunds_from", None)
         borrowed: dict[str, list[RefundFact]] = {}
         if source is not None and source is not self:
             for order in self.orders:
