@@ -569,3 +569,68 @@ def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
             tables,
         )
     _check_summarized(report, want, "xhs.jsonl")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get(REFUND_WORKER_ENV), reason=f"~2 min, two workers: set {REFUND_WORKER_ENV}=1"
+)
+def test_partitions_coming_back_to_a_worker_whose_table_dropped_make_it_read_the_orders_again(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The fold with 4 partitions: one worker reads the first third of xhs, a second joins and
+    takes two partitions for the second third, then stops: its two partitions come back to
+    the first worker from their snapshots, whose July orders (held by the claims by period)
+    may read refunds the first worker's table dropped while it held only its two (it knew
+    nothing of theirs), so that table reads the orders topic again (`refunds.rewinds`); after
+    the last third the report merged over the snapshots folds July's orders and its claims
+    equal the keep-everything ledger's and the truth file."""
+    from tests.streams.test_month_rows import _fleet_settled
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet, merged_report
+
+    settings = _fold_settings(kafka_bootstrap, "refundback", FOUR)
+    lines = fixture_lines("xhs")
+    third = len(lines) // 3
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", FOUR))], None)
+    august = cst_month_start("2024-08")
+    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    try:
+        first = fleet.start("w0")
+        first.wait_ready(timeout_s=120)
+        replay_lines(settings, tmp_path / "first.jsonl", lines[:third])
+        drain(first, timeout_s=120)
+        second = fleet.start("w1")
+        second.wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / "second.jsonl", lines[third : 2 * third])
+        _fleet_settled(settings, fleet.workers)
+        dropped = first.status()["refunds"]["dropped"]
+        second.stop()
+        assert fleet.wait_balanced() == {0: set(range(FOUR))}
+        replay_lines(settings, tmp_path / "third.jsonl", lines[2 * third :])
+        _fleet_settled(settings, [first])
+        deadline = time.monotonic() + 120
+        while True:
+            report = merged_report(settings)
+            folded = report["retention"]["folded_orders"]
+            if folded >= 0.95 * july or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        table = first.status()["refunds"]
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert dropped > 0 and table["rewinds"] >= 1, (dropped, table)
+    assert table["caught_up"] and table["after_fold"] == 0, table
+    assert 0.95 * july <= folded <= july, (folded, july, report["retention"])
+    want = build_report(keep)
+    for claim in ("size_refund_share", "return_rate"):
+        got = report["claims"][claim]
+        assert got["detail"] == want["claims"][claim]["detail"], (claim, got["detail"], table)
+    _check_summarized(report, want, "xhs.jsonl")
