@@ -1078,6 +1078,9 @@ class Ledger:
         #: not this ledger: a worker's partition holds its sessions' orders, while refunds
         #: (no session id, so the empty key) are in another partition. Not part of the state.
         self.refunds_from: RefundSource | None = None
+        #: In a state loaded from a snapshot: the refund source's refunds of the payments it
+        #: held when dumped (`__getstate__`, read by `merge`); empty in a live one.
+        self.borrowed_refunds: dict[str, list[RefundFact]] = {}
         #: The orders folded out of `orders` (`_fold_orders`), and the refunds it decided.
         self.order_fold = OrderFold()
         # Own refunds by order id (`refunds_of`), rebuilt after a refund is applied or dropped.
@@ -1160,6 +1163,18 @@ class Ledger:
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
+        # The refund source's refunds of the payments held here (snapshot v10): a worker's
+        # table holds them, the partition of the refunds' key may not any more (another
+        # worker's table dropped them, not knowing this partition holds the order), and a
+        # report merged from snapshots (no table) reads them for the held orders (`merge`).
+        # (absent from a ledger whose dict was filled from another's state, as tests do)
+        source: RefundSource | None = getattr(self, "refunds_from", None)
+        borrowed: dict[str, list[RefundFact]] = {}
+        if source is not None and source is not self:
+            for order in self.orders:
+                if order.order_id not in borrowed:
+                    borrowed[order.order_id] = list(source.refunds_of(order.order_id))
+        state["borrowed_refunds"] = {oid: refunds for oid, refunds in borrowed.items() if refunds}
         state.pop("membership_from", None)  # another ledger, not this one's state
         state.pop("refunds_from", None)  # likewise (a worker's refund table)
         state.pop("_refund_index", None)  # derived from `refunds`
@@ -1178,6 +1193,8 @@ class Ledger:
             self._order_fold_day = None
         if "order_fold_ts" not in state:
             self.order_fold_ts = None
+        if "borrowed_refunds" not in state:  # version 9 or older
+            self.borrowed_refunds = {}
         self.period_gate = None
         self._order_fold_held = None
         if "frozen_periods" not in state:  # a state from before the claims by period
@@ -2227,6 +2244,9 @@ class Ledger:
         self.folded_months = 0
         # The CST day of the last pass's cutoff: a pass at most once a day of event time.
         self._month_fold_day = -1
+        # As a source partition: `summarized_sessions` at its last take (a take runs again
+        # when it moved, within the day: `take_closed_month_rows`; absent in a v9 state).
+        self._month_take_summarized = 0
         # As a source partition: its last announcement (`MonthClosed`), None before any.
         self._month_announced: MonthClosed | None = None
         #: As the owner of a part of the users (rows keyed by user): (merchant, month) -> user
@@ -2339,10 +2359,18 @@ class Ledger:
         `group_spend_multiple`", across a worker's partitions)."""
         cutoff = self._month_cutoff()
         # Once a day of event time, as the one-ledger fold (a call after every batch costs
-        # one comparison otherwise).
-        if cutoff is None or cutoff // DAY_MS <= self._month_fold_day:
+        # one comparison otherwise), and again when sessions were summarized since: a take
+        # may come after the horizons moved and before the sessions they close are summarized
+        # (the membership table's horizon moves no fold), and its announcement holds their
+        # months open until a later take says otherwise (two workers: no month combined).
+        summarized = self.summarized_sessions
+        if cutoff is None or (
+            cutoff // DAY_MS <= self._month_fold_day
+            and summarized == getattr(self, "_month_take_summarized", summarized)
+        ):
             return []
         self._month_fold_day = cutoff // DAY_MS
+        self._month_take_summarized = summarized
         closed, held = self._closed_months(cutoff)
         out: list[MonthRow | MonthClosed] = []
         spend = self.month_spend

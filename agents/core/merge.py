@@ -52,6 +52,7 @@ cutoff, neither keeps anything. Buckets of one (minute, session) in several inpu
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from agents.core.ledger import (
@@ -60,6 +61,7 @@ from agents.core.ledger import (
     Ledger,
     OrderFact,
     Presence,
+    RefundFact,
     SessionFacts,
     SessionSummary,
     widest_refund_horizon,
@@ -128,6 +130,7 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     merged.sessions = _merge_sessions(ledgers, offsets)
     merged.orders = [order for ledger in ledgers for order in ledger.orders]
     merged.refunds = [refund for ledger in ledgers for refund in ledger.refunds]
+    merged.refunds += _borrowed_missing(ledgers, merged.refunds)
     for ledger in ledgers:  # the folded orders' sums: each cluster folded in one input
         merged.order_fold.add(ledger.order_fold)
     for ledger in ledgers:
@@ -412,3 +415,27 @@ def _add_bucket(into: MinuteBucket, other: MinuteBucket) -> None:
     into.gmv_cents += other.gmv_cents
     into.viewers |= other.viewers
     into.buyers |= other.buyers
+
+
+def _borrowed_missing(ledgers: Sequence[Ledger], held: Sequence[RefundFact]) -> list[RefundFact]:
+    """The refunds a snapshot's held payments borrowed from its worker's refund table
+    (`Ledger.borrowed_refunds`, snapshot v10) that no input holds as its own: the refunds'
+    partition drops its copy once its own worker's table does, and that table knows only its
+    own worker's held orders. Of each order id held, as many of each refund as the input
+    that borrowed most of it (two inputs may hold payments of one id) less those held."""
+    wanted: dict[str, Counter[RefundFact]] = {}
+    for ledger in ledgers:
+        borrowed: dict[str, list[RefundFact]] = getattr(ledger, "borrowed_refunds", {})
+        if not borrowed:
+            continue
+        for order_id in {order.order_id for order in ledger.orders}:
+            refunds = borrowed.get(order_id)
+            if refunds:
+                wanted[order_id] = wanted.get(order_id, Counter()) | Counter(refunds)
+    if not wanted:
+        return []
+    have = Counter(refund for refund in held if refund.order_id in wanted)
+    missing = Counter[RefundFact]()
+    for counts in wanted.values():
+        missing += counts - have
+    return sorted(missing.elements(), key=lambda r: (r.ts, r.order_id, r.amount_cents))

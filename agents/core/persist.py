@@ -86,7 +86,10 @@ MAGIC: Final[bytes] = b"LPst"
 #:       loads with no user horizon (its users kept; the worker's setting applies from then on);
 #:     - most remembered event ids are out of the ledger's set, as 16-byte keys in a sorted
 #:       array with their topic and hour (`Ledger._seen_runs`, a `SeenRuns`, pickled as bytes).
-#:       A version 1-9 state loads with every id in the set, moved out as new ones come.
+#:       A version 1-9 state loads with every id in the set, moved out as new ones come;
+#:     - a ledger read from a worker's refund table carries that table's refunds of the
+#:       payments it holds (`Ledger.borrowed_refunds`), for a report merged from snapshots. A
+#:       version 1-9 state loads with none (its held orders read the partitions' own refunds).
 VERSION: Final[int] = 10
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1

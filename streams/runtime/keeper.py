@@ -75,8 +75,14 @@ class StateKeeper:
         committer: Committer | None = None,
         source_partitions: int | None = None,
         before_restore: Callable[[], Awaitable[None]] | None = None,
+        installed: Callable[[PartitionState], None] | None = None,
     ) -> None:
         self.live = live
+        #: Called with each state installed (restored or new), once it is in `live`.
+        self.installed = installed
+        #: True while an assignment is under way (from its call until its states are all
+        #: installed): what is held is changing (the refund table drops nothing meanwhile).
+        self.assigning = False
         #: Awaited before an assignment's states are restored (the membership table's first
         #: read of the groups topic, so the partitions' summaries need not wait for it).
         self.before_restore = before_restore
@@ -134,15 +140,19 @@ class StateKeeper:
             sorted(wanted),
             ", ".join(f"{p}: {n}" for p, n in sorted(by_partition.items())),
         )
-        if self.before_restore is not None:
-            await self.before_restore()
-        async with self.lock:
-            for partition in sorted(set(self.live.partitions) - wanted):
-                await self._release(partition)  # lost without a revocation (a new generation)
-            for partition in sorted(wanted - set(self.live.partitions)):
-                await self._restore(partition)
-            self.parked.clear()
-            return {(t, p): self.live.partitions[p].positions.get(t, 0) for t, p in tps}
+        self.assigning = True
+        try:
+            if self.before_restore is not None:
+                await self.before_restore()
+            async with self.lock:
+                for partition in sorted(set(self.live.partitions) - wanted):
+                    await self._release(partition)  # lost without a revocation (new generation)
+                for partition in sorted(wanted - set(self.live.partitions)):
+                    await self._restore(partition)
+                self.parked.clear()
+                return {(t, p): self.live.partitions[p].positions.get(t, 0) for t, p in tps}
+        finally:
+            self.assigning = False
 
     def held_positions(self) -> dict[SourceTP, int]:
         """The next offset of every source partition whose state this worker holds."""
@@ -240,6 +250,8 @@ class StateKeeper:
         state.dirty = False
         state.snapshot_at = time.monotonic()
         self.live.install(partition, state)
+        if self.installed is not None:
+            self.installed(state)
         self.counters.restores.labels(source).inc()
         log.info(
             "partition %d: state from %s (%d events, generation %d) in %.3f s",
@@ -403,8 +415,13 @@ class StateKeeper:
     async def tick(self) -> None:
         """Snapshot the most overdue partition that is due (called about every second): one a
         tick, so a worker's partitions are not all dumped in one stall. First the folds due
-        in idle partitions (`LiveState.fold_idle`), so the snapshot of one gone idle has them."""
+        in idle partitions (`LiveState.fold_idle`), so the snapshot of one gone idle has them,
+        and the month rows they closed (`MonthRowExchange.take`, else run after a batch only:
+        a month that closes on a partition's side after its last batch, once the membership
+        table's horizon has caught up, was never announced, so no owner ever combined it)."""
         self.live.fold_idle(self.settings.snapshot_idle_s)
+        if self.live.month_rows is not None:
+            self.live.month_rows.take()  # at most once a day of each ledger's horizon
         if self._writing is not None and not self._writing.done():
             return
         now = time.monotonic()

@@ -81,9 +81,23 @@ class ReadTable:
         #: Partition -> since when (`time.monotonic()`) it has been read up to its high-water
         #: mark with no record since (`quiet_for`): absent while records come.
         self._quiet_since: dict[int, float] = {}
+        #: Set by `rewind` (the table emptied): the reader reads the topic from its beginning
+        #: again, and clears it when it has sought there.
+        self.rewind_pending = False
+        self.rewinds = 0
 
     def _ingest(self, partition: int, value: bytes | None) -> object:
         raise NotImplementedError
+
+    def rewind(self) -> None:
+        """Empty the table and have it read again from the topic's beginning (no horizon until
+        it has caught up again, as at its start): subclasses empty their own state too."""
+        self.positions = {}
+        self._catch_up = None
+        self.caught_up.clear()
+        self._quiet_since = {}
+        self.rewind_pending = True
+        self.rewinds += 1
 
     def quiet_for(self, partition: int, now: float | None = None) -> float:
         """How long `partition` has been read to its high-water mark with no new record (0:
@@ -187,6 +201,9 @@ class TopicTable(Protocol):
 
     def catch_up_to(self, ends: Mapping[int, int]) -> None: ...
 
+    #: Set when the table was emptied (`ReadTable.rewind`): read from the beginning again.
+    rewind_pending: bool
+
 
 class MembershipReader:
     """Reads every partition of the groups topic into a `MembershipTable` (or of the orders
@@ -251,14 +268,25 @@ class MembershipReader:
                 self.topic,
                 sum(ends.values()),
             )
+            table = self.table
             while not self._stopped:
+                if table.rewind_pending:  # emptied (a rebalance): the whole topic again
+                    table.rewind_pending = False
+                    await consumer.seek_to_beginning(*tps)
+                    ends = await consumer.end_offsets(tps)
+                    table.catch_up_to({tp.partition: end for tp, end in ends.items()})
+                    log.info("%s table: reading %s again from its beginning", self.name, self.topic)
                 fetched = await consumer.getmany(timeout_ms=500)
+                if table.rewind_pending:
+                    continue  # fetched from before the rewind: read again after the seek
                 for tp, records in fetched.items():
                     for record in records:
-                        self.table.apply(tp.partition, record.offset, record.value)
+                        table.apply(tp.partition, record.offset, record.value)
                 for tp in tps:
                     position = await consumer.position(tp)
-                    self.table.advance(tp.partition, position, consumer.highwater(tp))
+                    if table.rewind_pending:
+                        break
+                    table.advance(tp.partition, position, consumer.highwater(tp))
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()

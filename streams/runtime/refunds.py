@@ -18,14 +18,20 @@ docs/design.md "The order fold" for the measured restart cost and why. Its horiz
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agents.core.ingest import Rejected, ingest
-from agents.core.ledger import Ledger, RefundFact
+from agents.core.ledger import TOPICS, Ledger, RefundFact
 from agents.core.refunds import RefundTable
 from streams.runtime.membership import ReadTable
+
+log = logging.getLogger(__name__)
+
+_ORDERS = TOPICS.index("live.orders")
 
 #: How often (in hours of the table's horizon) the refunds no held order can use are dropped.
 _DROP_EVERY_MS = 3_600_000
@@ -35,14 +41,16 @@ class WorkerRefundTable(ReadTable):
     """A `RefundTable` fed by `MembershipReader` (records with their offsets), and the
     `RefundSource` every partition ledger of the process folds its orders with.
 
-    `held_ledgers` gives the partition ledgers this process holds (`LiveState`): a refund is
-    dropped once the table's horizon and every held ledger's last order fold
-    (`Ledger.order_fold_ts`: a fold is lazy, once a day of its horizon) have passed its `ts` +
-    the refund horizon and no held ledger still holds a payment of its order id (one whose
-    session is not summarized yet folds later, with it), so no order it can count for is
-    still to fold in a held ledger. A ledger restored later at an older position (a
-    rebalance) may need refunds dropped before: it folds them as not refunded; the window of
-    that (the restored state's age in event time) is documented, not closed.
+    `held_ledgers` gives the partition ledgers this process holds (`LiveState`), or None while
+    that is changing (an assignment's states are being restored): a refund is dropped once the
+    table's horizon and every held ledger's last order fold (`Ledger.order_fold_ts`: a fold is
+    lazy, once a day of its horizon) have passed its `ts` + the refund horizon and no held
+    ledger still holds a payment of its order id (one whose session is not summarized yet
+    folds later, with it), so no order it can count for is still to fold in a held ledger.
+    A ledger installed here later (a rebalance: restored from a snapshot, or parked while
+    another worker's) was not among them: `take` checks whether it may still read a refund
+    dropped meanwhile, and if so the table is emptied and reads the orders topic again from
+    its beginning (`rewind`, as at a start: no order folds until it has caught up).
     """
 
     def __init__(
@@ -50,7 +58,7 @@ class WorkerRefundTable(ReadTable):
         dedupe_window_ms: int | None,
         future_tolerance_ms: int | None,
         refund_horizon_ms: int | None,
-        held_ledgers: Callable[[], Iterable[Ledger]] = lambda: (),
+        held_ledgers: Callable[[], Iterable[Ledger] | None] = lambda: (),
         on_dropped: Callable[[list[Ledger]], None] = lambda changed: None,
         idle_s: float | None = None,
     ) -> None:
@@ -67,6 +75,9 @@ class WorkerRefundTable(ReadTable):
         #: idle partition's late refund: an order it counts for may be folded without it).
         self._given: int | None = None
         self.after_fold = 0
+        #: The ledgers held at every drop since the table was filled (`take`, `_drop`): none
+        #: of what they may read was dropped.
+        self._kept_for: weakref.WeakSet[Ledger] = weakref.WeakSet()
 
     # -- RefundSource ---------------------------------------------------------------------
 
@@ -93,6 +104,41 @@ class WorkerRefundTable(ReadTable):
             self._given = horizon
         return horizon
 
+    # -- partitions coming in -------------------------------------------------------------
+
+    def take(self, ledger: Ledger) -> bool:
+        """A partition ledger installed in this process (assigned): if it may read a refund
+        this table has dropped while it was not held here (one stamped at or after the oldest
+        payment it holds, or the oldest its orders topic may still apply: a refund counts only
+        for a payment at or before it), the table is emptied and read again from the orders
+        topic's beginning (`rewind`). True if it was."""
+        if ledger in self._kept_for:
+            return False
+        below = self.table.dropped_below
+        horizon = ledger.horizon_ts(_ORDERS)
+        oldest = min((order.ts for order in ledger.orders), default=horizon)
+        reads_from = oldest if horizon is None or oldest is None else min(oldest, horizon)
+        if below is None or (reads_from is not None and reads_from >= below):
+            self._kept_for.add(ledger)
+            return False
+        log.info(
+            "refund table: a partition taken here may read refunds dropped (stamped before %d); "
+            "reading the orders topic again",
+            below,
+        )
+        self.rewind()
+        self._kept_for.add(ledger)
+        return True
+
+    def rewind(self) -> None:
+        super().rewind()
+        table = self.table
+        self.table = RefundTable(
+            table.dedupe_window_ms, table.future_tolerance_ms, table.refund_horizon_ms
+        )
+        self.table.dropped = table.dropped
+        self._dropped_at = None
+
     # -- fed by MembershipReader ----------------------------------------------------------
 
     def _ingest(self, partition: int, value: bytes | None) -> object:
@@ -100,7 +146,11 @@ class WorkerRefundTable(ReadTable):
         if outcome is not None and not isinstance(outcome, Rejected):
             if outcome.type == "order_refunded":
                 self.table.forget_index()
-                if self._given is not None and outcome.ts < self._given:
+                if (
+                    self._given is not None
+                    and outcome.ts < self._given
+                    and self.caught_up.is_set()  # not one read again (`rewind`)
+                ):
                     self.after_fold += 1
         return outcome
 
@@ -113,7 +163,10 @@ class WorkerRefundTable(ReadTable):
         horizon = self.refund_fold_ts()
         if horizon is None:
             return
-        ledgers = list(self.held_ledgers())
+        held = self.held_ledgers()
+        if held is None:  # an assignment's states are being restored: not known yet
+            return
+        ledgers = list(held)
         folded = [ledger.order_fold_ts for ledger in ledgers]
         if not ledgers or any(ts is None for ts in folded):
             return
@@ -124,6 +177,8 @@ class WorkerRefundTable(ReadTable):
         held_ids = {order.order_id for ledger in ledgers for order in ledger.orders}
         dropped = self.table.dropped
         self.table.drop_below(oldest, keep=held_ids)
+        # A ledger not held now misses what this drop took (`take`).
+        self._kept_for = weakref.WeakSet(ledger for ledger in ledgers if ledger in self._kept_for)
         if self.table.dropped != dropped and len(ledgers) >= len(self._catch_up or {}):
             # The partitions' own copies of them (the empty key's partition holds them) go
             # now, not at their next fold (once a day of horizon): meanwhile a report counted
@@ -144,4 +199,5 @@ class WorkerRefundTable(ReadTable):
             "dropped": self.table.dropped,
             "refund_fold_ts": self.refund_fold_ts(),
             "after_fold": self.after_fold,
+            "rewinds": self.rewinds,
         }

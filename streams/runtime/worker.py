@@ -33,6 +33,7 @@ from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
 from streams.runtime.membership import MembershipReader, MembershipTable
 from streams.runtime.monthrows import MonthRowExchange, MonthRowSender
+from streams.runtime.partition import PartitionState
 from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState
@@ -170,6 +171,7 @@ class Worker:
             committer=self._commit,
             source_partitions=source_partitions,
             before_restore=self._membership_caught_up if self.membership is not None else None,
+            installed=self._installed if self.refunds is not None else None,
         )
         app.route_batches(self.ingest, self.keeper)
 
@@ -213,9 +215,18 @@ class Worker:
     async def _commit(self, positions: dict[SourceTP, int]) -> None:
         await commit_positions(self.app, positions)
 
-    def _held_ledgers(self) -> list[Ledger]:
-        """The partition ledgers held here (what the refund table's drop waits for)."""
+    def _held_ledgers(self) -> list[Ledger] | None:
+        """The partition ledgers held here (what the refund table's drop waits for); None
+        while an assignment is under way (a partition being restored is in none of them)."""
+        if self.keeper.assigning:
+            return None
         return [p.ledger for p in self.state.partitions.values()]
+
+    def _installed(self, state: PartitionState) -> None:
+        """A partition's state installed here: the refund table checks it has every refund
+        the state may still fold with (else it reads the orders topic again)."""
+        if self.refunds is not None:
+            self.refunds.take(state.ledger)
 
     def _refunds_dropped(self, changed: list[Ledger]) -> None:
         """Partition ledgers that dropped refunds with the refund table: their snapshots and

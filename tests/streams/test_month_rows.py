@@ -372,6 +372,84 @@ def _truth_claim() -> float:
     return observed
 
 
+def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_keeper() -> None:
+    """3 partition states fed xhs like a worker's (a 2-day window), each batch followed by the
+    exchange's take, while the membership table has not caught up yet (no groups horizon: no
+    month can close); it catches up after the last record, as under load it may: the
+    keeper's next tick (the idle fold, then the take) sends every partition's rows and
+    announcement, and once delivered the owners combine as many months as one ledger fed
+    everything. Before, the take ran after a batch only, so no month was ever announced and
+    none combined. And a take between the table's catch-up and the summaries it allows (a
+    batch of the month-rows topic) announces July held open: the take after the summaries
+    must come within the same day of horizon (it was once a day only, so the months stayed
+    open for good: the two-worker broker test's 'no folded month', with p2 and p3
+    announcing every July merchant open, their sessions summarized since)."""
+    from streams.runtime.keeper import StateKeeper
+    from streams.runtime.membership import MembershipTable
+    from streams.runtime.monthrows import MonthRowExchange
+    from streams.runtime.state import LiveState
+    from tests.streams.test_membership import GROUPS, routed
+    from tests.support.memory import MemoryChangelog
+
+    class HeldSender:
+        partitions, sent_rows, sent_announcements = PARTITIONS, 0, 0
+
+        def __init__(self) -> None:
+            self.taken: list[MonthRow | MonthClosed] = []
+
+        def submit(self, messages: list[MonthRow | MonthClosed]) -> None:
+            self.taken += messages
+
+    records = routed("xhs", PARTITIONS)
+    table = MembershipTable(2 * DAY, None)
+    ends: dict[int, int] = {}
+    for record in records:
+        if record.topic == GROUPS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to({p: end + 1 for p, end in ends.items()})  # one record still unread
+    state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
+    sender = HeldSender()
+    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
+    state.month_rows = exchange
+    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
+    for start in range(0, max(len(part) for part in by_partition), 500):
+        for part in by_partition:
+            state.apply_batch(part[start : start + 500])
+            exchange.take()
+    assert sender.taken == []  # no groups horizon, no closed month
+    table.catch_up_to(ends)  # the table reaches the end after the partitions' last batch
+    exchange.take()  # a batch then (the other worker's announcements): July closed on every
+    # side, its sessions not yet summarized (the table's horizon moves no fold): held open
+    opened = [m for m in sender.taken if isinstance(m, MonthClosed) and m.still_open]
+    assert opened and all(m.through == "2024-07" for m in opened), opened
+    for part in state.partitions.values():
+        part.applied_at -= 60  # idle
+    keeper = StateKeeper(state, Settings(snapshot_fork=False), MemoryChangelog(), None)
+
+    async def tick() -> None:
+        await keeper.tick()
+        await keeper.wait_for_write()
+
+    asyncio.run(tick())
+    last = {m.source: m for m in sender.taken if isinstance(m, MonthClosed)}
+    assert sorted(last) == list(range(PARTITIONS)), sender.taken[-5:]
+    assert not any(m.still_open for m in last.values()), last  # the summaries closed them
+    held = [state.partitions[p].ledger for p in range(PARTITIONS)]
+    for message in sender.taken:  # delivered: rows to their owner, announcements to all
+        if isinstance(message, MonthRow):
+            held[owner_of(message.user, PARTITIONS)].receive_month_row(message)
+        else:
+            for ledger in held:
+                ledger.receive_month_closed(message, PARTITIONS)
+    one = _summarizing([decode_event(r.value or b"") for r in records], 2 * DAY, fold_months=True)
+    assert one.folded_months > 0
+    combined = {key for ledger in held for key in ledger._months_combined}
+    assert len(combined) == one.folded_months
+    state.version += 1
+    assert _claim(state) == pytest.approx(_truth_claim(), rel=1e-9)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"two workers, ~1 min: set {LONG_ENV}=1")
@@ -396,7 +474,6 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
         start_balanced(fleet, 2)
         replay_lines(settings, tmp_path / "xhs.jsonl", lines)
         _fleet_settled(settings, fleet.workers)
-        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
         one = _summarizing(decoded, 2 * DAY, fold_months=True)
         deadline = time.monotonic() + 60
         while True:  # the owners' snapshots after their last rows (the merge reads snapshots)
@@ -406,6 +483,8 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
             if time.monotonic() > deadline:
                 break
             time.sleep(1)
+        # After the wait: a month closed by the idle fold is taken at the keeper's tick.
+        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
     finally:
         fleet.stop()
         with contextlib.suppress(Exception):
