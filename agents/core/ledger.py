@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.sketch import FoldedFigures, QuantileSketch
-from agents.core.stats import percentile
+from agents.core.stats import add_moments, percentile, row_moments
 from agents.core.timeline import (
     NEVER_MEMBER,
     Membership,
@@ -224,6 +224,10 @@ def price_tier(price_cents: int) -> str:
 def cst_day(ts_ms: int) -> str:
     """Calendar day in China Standard Time (UTC+8) of an epoch-millisecond timestamp."""
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m-%d")
+
+
+#: Columns of an `interaction_uplift` row (`uplift_counts`).
+UPLIFT_COLUMNS: Final[int] = 4
 
 
 def uplift_counts(
@@ -1201,6 +1205,8 @@ class Ledger:
                     self._reply_hours.setdefault(replied_ts // _ID_BUCKET_MS, []).append(
                         question_id
                     )
+        if "folded_uplift" not in state:  # version 9 or older: from the summaries held
+            self._init_uplift_fold()
         if "month_first_joins" not in state:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
@@ -1230,7 +1236,25 @@ class Ledger:
         #: user -> [watch ms, pairs] over the summarized sessions' group-member pairs
         #: (`group_member_dwell`'s user rows).
         self.folded_dwellers: dict[str, list[int]] = {}
+        self._init_uplift_fold()
         self._init_board_fold()
+
+    def _init_uplift_fold(self) -> None:
+        """`interaction_uplift`'s summarized sessions (`folded_uplift`): the moments of their
+        rows, from the summaries held (none in a fresh ledger; a version 9 state's)."""
+        #: The `stats.row_moments` of the summarized started sessions' `interaction_uplift`
+        #: rows (those with viewers): what the claim's interval reads of them, whatever their
+        #: number (`metrics.interaction_uplift_part`).
+        self.folded_uplift: tuple[int, ...] = row_moments(
+            (
+                s.presence.uplift
+                for s in vars(self).get("sessions", {}).values()
+                if isinstance(s.presence, SessionSummary)
+                and s.started_ts is not None
+                and s.presence.viewers
+            ),
+            UPLIFT_COLUMNS,
+        )
 
     def _init_board_fold(self) -> None:
         """The operator board's part of the session fold, empty: per level (`OVERALL_LEVEL`,
@@ -1972,6 +1996,10 @@ class Ledger:
         viewers = set(joined) | session.interacting_users | set(pairs)
         summary.viewers = len(viewers)
         summary.uplift = uplift_counts(viewers, session.interacting_users, pairs)
+        if viewers:  # `interaction_uplift` reads it from the ledger's moments from now on
+            self.folded_uplift = add_moments(
+                [self.folded_uplift, row_moments([summary.uplift], UPLIFT_COLUMNS)]
+            )
         month = self.month_first_joins.setdefault((merchant, cst_month(started)), {})
         dwell = summary.dwell
         for user, first in joined.items():

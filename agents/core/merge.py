@@ -68,6 +68,7 @@ from agents.core.operator import OperatorBoard, clicker_count
 from agents.core.periods import merge_frozen
 from agents.core.screen import _add_rows, merge_screens
 from agents.core.sketch import QuantileSketch
+from agents.core.stats import add_moments
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 
@@ -182,6 +183,8 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             merged._awaiting_summary[sid] = min(
                 ended_ts, merged._awaiting_summary.get(sid, ended_ts)
             )
+        # `interaction_uplift`'s summarized rows: each session is summarized in one input.
+        merged.folded_uplift = add_moments([merged.folded_uplift, ledger.folded_uplift])
         for into, totals in (
             (merged.folded_buyers, ledger.folded_buyers),
             (merged.folded_dwellers, ledger.folded_dwellers),

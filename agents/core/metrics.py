@@ -41,6 +41,7 @@ from agents.core.ledger import (
     SHARE_MEMBER_HN,
     SHARE_N2,
     SHARE_PAIRS,
+    UPLIFT_COLUMNS,
     Ledger,
     SessionFacts,
     cst_day,
@@ -51,15 +52,16 @@ from agents.core.ledger import (
 from agents.core.sketch import FoldedFigures, quantile, spearman
 from agents.core.stats import (
     ClusterSums,
-    FloatArray,
     add_cluster_sums,
-    cluster_bootstrap_interval,
+    add_moments,
     cluster_ratio_t_interval,
     cluster_spearman_interval,
     cluster_sums,
     day_ratio_intervals,
+    empty_moments,
     log_ratio_interval,
-    safe_divide,
+    moments_log_ratio_interval,
+    row_moments,
     spearman_interval,
     spearman_rho,
     two_way_mean_se_from_sums,
@@ -310,12 +312,6 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     return price_dwell_from_part(price_dwell_part(facts))
 
 
-def _uplift(totals: FloatArray) -> FloatArray:
-    cr_interacting = safe_divide(totals[:, 0], totals[:, 1])
-    cr_other = safe_divide(totals[:, 2], totals[:, 3])
-    return safe_divide(cr_interacting, cr_other)
-
-
 def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int, int, int, int]:
     """A session's (viewer) pairs by interaction: interacting buyers, interacting pairs, other
     buyers, other pairs (with `horizon`, the session horizon's rule: no buyer by an order
@@ -328,18 +324,44 @@ def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int
     return uplift_counts(session.viewers, session.interacting_users, buyers)
 
 
-#: `interaction_uplift` as parts: per session with viewers its row (interacting buyers,
-#: interacting pairs, other buyers, other pairs), by session id.
-UpliftPart = dict[str, tuple[int, int, int, int]]
+#: `interaction_uplift` as parts: per held session with viewers its row (interacting buyers,
+#: interacting pairs, other buyers, other pairs) by session id, and the `stats.row_moments`
+#: of the rows folded out of the sessions (`Ledger.folded_uplift`, a frozen period's).
+UpliftPart = tuple[dict[str, tuple[int, int, int, int]], tuple[int, ...]]
+#: The exponents of the ratio of ratios (IB / IP) / (OB / OP) over a row's columns.
+UPLIFT_EXPONENTS: Final[tuple[int, int, int, int]] = (1, -1, -1, 1)
 
 
 def interaction_uplift_part(facts: _Facts) -> UpliftPart:
-    # Only sessions with a `session_started` are sessions (as for "session orders").
-    return {
+    # Only sessions with a `session_started` are sessions (as for "session orders"). A
+    # summarized session's row is in the ledger's moments (`Ledger._summarize`).
+    rows = {
         sid: interaction_pairs(s, facts.ledger.fold_sessions)
         for sid, s in facts.started.items()
-        if (s.summary.viewers if s.summary is not None else s.viewers)
+        if s.summary is None and s.viewers
     }
+    return rows, facts.ledger.folded_uplift
+
+
+def _uplift_part(part: UpliftPart | dict[str, tuple[int, int, int, int]]) -> UpliftPart:
+    """A part as this version keeps it; a snapshot version 9 frozen part is its rows only."""
+    if isinstance(part, dict):
+        return part, empty_moments(UPLIFT_COLUMNS)
+    return part
+
+
+def merge_uplift_parts(parts: Sequence[UpliftPart]) -> UpliftPart:
+    """Rows by session united (`merge_session_rows`), folded moments added: exact when each
+    folded session was folded in one part (a session's events share its record key)."""
+    held = [_uplift_part(part) for part in parts]
+    rows = merge_session_rows([part[0] for part in held])
+    return rows, add_moments([empty_moments(UPLIFT_COLUMNS), *(part[1] for part in held)])
+
+
+def compact_uplift_part(part: UpliftPart) -> UpliftPart:
+    """A frozen period's part bounded: its rows folded into its moments."""
+    rows, folded = _uplift_part(part)
+    return {}, add_moments([folded, row_moments(rows.values(), UPLIFT_COLUMNS)])
 
 
 def merge_session_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -356,16 +378,21 @@ def merge_session_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def interaction_uplift_from_part(part: UpliftPart) -> Measurement:
-    # One row per session, by session id.
-    rows = [part[sid] for sid in sorted(part)]
-    ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
+    # The held rows' moments with the folded ones: the same figure and interval whether a
+    # session is held or folded, in one ledger or over merged partitions (docs/metrics.md).
+    rows, folded = _uplift_part(part)
+    moments = add_moments(
+        [folded, row_moments((rows[sid] for sid in sorted(rows)), UPLIFT_COLUMNS)]
+    )
+    clusters = moments[0]
+    ib, ip, ob, op = moments[1 : 1 + UPLIFT_COLUMNS]
     cr_i = _ratio(ib, ip)
     cr_n = _ratio(ob, op)
     observed = cr_i / cr_n if cr_i is not None and cr_n else None
     return Measurement(
         observed,
         ip + op,
-        cluster_bootstrap_interval(rows, _uplift) if observed is not None else None,
+        moments_log_ratio_interval(moments, UPLIFT_EXPONENTS) if observed is not None else None,
         {
             "interacting_pairs": ip,
             "interacting_buyers": ib,
@@ -374,7 +401,7 @@ def interaction_uplift_from_part(part: UpliftPart) -> Measurement:
             "cr_interacting": cr_i,
             "cr_other": cr_n,
         },
-        clusters=len(rows),
+        clusters=clusters,
     )
 
 
@@ -753,7 +780,10 @@ CLAIM_PARTS: Final[dict[str, ClaimParts]] = {
         price_dwell_part, merge_price_parts, price_dwell_from_part, compact_price_part
     ),
     "interaction_uplift": ClaimParts(
-        interaction_uplift_part, merge_session_rows, interaction_uplift_from_part
+        interaction_uplift_part,
+        merge_uplift_parts,
+        interaction_uplift_from_part,
+        compact_uplift_part,
     ),
     "live_aov": ClaimParts(live_aov_part, merge_aov_parts, live_aov_from_part),
     "group_order_share": ClaimParts(

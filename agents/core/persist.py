@@ -78,8 +78,12 @@ MAGIC: Final[bytes] = b"LPst"
 #: 9: a closed period's frozen figures come with their mergeable parts (`Ledger.frozen_parts`,
 #: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
-VERSION: Final[int] = 9
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})
+#: 10: `interaction_uplift`'s summarized sessions are folded into the ledger's moments of
+#: their rows (`Ledger.folded_uplift`), and a frozen period's uplift part is its moments
+#: (`metrics.UpliftPart`). A version 1-9 state loads with the moments taken from the summaries
+#: it holds, and a version 9 frozen part (its rows by session) is read as rows.
+VERSION: Final[int] = 10
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -772,3 +773,101 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     if i + 1 >= n:
         return float(sorted_values[-1])
     return float(sorted_values[i] + (h - i) * (sorted_values[i + 1] - sorted_values[i]))
+
+
+#: Row moments (`row_moments`): the monomials of a row's columns of degree 1 to
+#: `MOMENT_DEGREE`, each index tuple in `combinations_with_replacement` order.
+MOMENT_DEGREE: Final[int] = 4
+
+
+def _monomials(columns: int) -> list[tuple[int, ...]]:
+    return [
+        combo
+        for degree in range(1, MOMENT_DEGREE + 1)
+        for combo in itertools.combinations_with_replacement(range(columns), degree)
+    ]
+
+
+def empty_moments(columns: int) -> tuple[int, ...]:
+    """The moments of no rows: (clusters, then one sum per monomial of `_monomials`)."""
+    return (0,) * (1 + len(_monomials(columns)))
+
+
+def row_moments(rows: Iterable[Sequence[int]], columns: int) -> tuple[int, ...]:
+    """Mergeable moments of integer rows, one row per cluster: their count and, for every
+    monomial of the columns up to degree `MOMENT_DEGREE`, its sum over the rows (exact
+    integers, so that the moments of disjoint sets of rows add: `add_moments`)."""
+    monomials = _monomials(columns)
+    out = [0] * (1 + len(monomials))
+    for row in rows:
+        out[0] += 1
+        for k, combo in enumerate(monomials, start=1):
+            product = 1
+            for column in combo:
+                product *= row[column]
+            out[k] += product
+    return tuple(out)
+
+
+def add_moments(parts: Iterable[Sequence[int]]) -> tuple[int, ...]:
+    """The moments of the union of disjoint sets of rows: their moments added."""
+    out: list[int] | None = None
+    for part in parts:
+        out = list(part) if out is None else [a + b for a, b in zip(out, part, strict=True)]
+    if out is None:
+        raise ValueError("no moments to add")
+    return tuple(out)
+
+
+def _power_sums(moments: Sequence[int], weights: FloatArray) -> list[float]:
+    """sum over rows of (weights . row)^d for d = 1..MOMENT_DEGREE, from the moments."""
+    sums = [0.0] * (MOMENT_DEGREE + 1)
+    for combo, value in zip(_monomials(weights.size), moments[1:], strict=True):
+        if not value:
+            continue
+        # (w . x)^d expanded: each sorted index tuple once, times its multinomial count.
+        count = math.factorial(len(combo))
+        for column in set(combo):
+            count //= math.factorial(combo.count(column))
+        coefficient = float(count)
+        for column in combo:
+            coefficient *= float(weights[column])
+        sums[len(combo)] += coefficient * value
+    return sums
+
+
+def moments_log_ratio_interval(
+    moments: Sequence[int], exponents: Sequence[int], z: float = Z95, small_sample: bool = True
+) -> tuple[float, float] | None:
+    """`log_ratio_interval` of the rows whose `row_moments` these are, each row its own
+    cluster, from the moments alone (so from bounded, mergeable state).
+
+    The influence of row g on the log of prod(total_j ** e_j) is u_g = w . x_g with w_j =
+    e_j / total_j, linear in the row given the totals, so sum(u^d) is a polynomial in the
+    moments of degree d: d = 2 gives the variance, d = 4 Satterthwaite's degrees of freedom
+    (with d = 1 and 3 to centre them)."""
+    clusters = int(moments[0])
+    signs = np.asarray(exponents, dtype=np.float64)
+    columns = signs.size
+    if clusters < 2:
+        return None
+    totals = np.asarray(moments[1 : 1 + columns], dtype=np.float64)
+    if np.any(totals <= 0):
+        return None
+    _zero, s1, s2, s3, s4 = _power_sums(moments, signs / totals)
+    n = float(clusters)
+    mean = s1 / n
+    # Centred power sums of the influences (the mean is 0 up to rounding when the exponents
+    # add up to 0, as a ratio of ratios' do).
+    c2 = max(0.0, s2 - n * mean * mean)
+    c4 = s4 - 4 * mean * s3 + 6 * mean**2 * s2 - 4 * mean**3 * s1 + n * mean**4
+    se = math.sqrt(c2 * n / (n - 1))
+    log_r = float(np.log(totals) @ signs)
+    if small_sample:
+        if clusters < 3:
+            df = 1.0
+        else:
+            spread = n / (n - 1) * (c4 - c2 * c2 / n)
+            df = float(n - 1) if spread <= 0 else min(n - 1, max(1.0, 2 * c2 * c2 / spread))
+        z = student_t_quantile(_NORMAL.cdf(z), df)
+    return math.exp(log_r - z * se), math.exp(log_r + z * se)
