@@ -575,6 +575,14 @@ SHARE_MEMBER_HN: Final[int] = 5  # sum of h n
 BUYER_ORDERS: Final[int] = 0
 BUYER_AFTER5: Final[int] = 1
 BUYER_MEMBER: Final[int] = 2
+#: The shares of session orders folded per summarized session (`Ledger.folded_shares`): the
+#: `SessionSummary` attribute of its hits, the `SHARE_*` indices of its pair sums h^2 and h n.
+#: Each folded row: hits, orders, then the session clustering's `ClusterSums` (1, h^2, h n,
+#: n^2), then the pair clustering's (pairs, sum h^2, sum h n, sum n^2).
+FOLDED_SHARES: Final[tuple[tuple[str, int, int], ...]] = (
+    ("after_5min", SHARE_AFTER5_H2, SHARE_AFTER5_HN),
+    ("member_orders", SHARE_MEMBER_H2, SHARE_MEMBER_HN),
+)
 
 
 class SessionSummary:
@@ -1205,8 +1213,8 @@ class Ledger:
                     self._reply_hours.setdefault(replied_ts // _ID_BUCKET_MS, []).append(
                         question_id
                     )
-        if "folded_uplift" not in state:  # version 9 or older: from the summaries held
-            self._init_uplift_fold()
+        if "folded_uplift" not in state:  # version 9 or older: summed from the summaries held
+            self._init_summary_sums()
         if "month_first_joins" not in state:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
@@ -1236,12 +1244,13 @@ class Ledger:
         #: user -> [watch ms, pairs] over the summarized sessions' group-member pairs
         #: (`group_member_dwell`'s user rows).
         self.folded_dwellers: dict[str, list[int]] = {}
-        self._init_uplift_fold()
+        self._init_summary_sums()
         self._init_board_fold()
 
-    def _init_uplift_fold(self) -> None:
-        """`interaction_uplift`'s summarized sessions (`folded_uplift`): the moments of their
-        rows, from the summaries held (none in a fresh ledger; a version 9 state's)."""
+    def _init_summary_sums(self) -> None:
+        """The summarized sessions' clusters as ledger-level sums, which the claims read
+        instead of the summaries: `interaction_uplift`'s rows' moments (`folded_uplift`), the
+        shares' and the member dwell's cluster sums."""
         #: The `stats.row_moments` of the summarized started sessions' `interaction_uplift`
         #: rows (those with viewers): what the claim's interval reads of them, whatever their
         #: number (`metrics.interaction_uplift_part`).
@@ -1255,6 +1264,33 @@ class Ledger:
             ),
             UPLIFT_COLUMNS,
         )
+        #: The share claims' and `group_member_dwell`'s sums over the summarized sessions
+        #: (`FOLDED_SHARES`, `folded_dwell`), which their parts add as they add a held
+        #: session's: from the summaries held (none in a fresh ledger; a version 9 state's).
+        self.folded_shares: dict[str, tuple[int, ...]] = {}
+        self.folded_dwell: tuple[int, ...] = (0,) * 7
+        for session in vars(self).get("sessions", {}).values():
+            if isinstance(session.presence, SessionSummary) and session.started_ts is not None:
+                self._fold_session_sums(session.presence)
+
+    def _fold_session_sums(self, summary: SessionSummary) -> None:
+        """A summarized session's share and dwell clusters added to the ledger's sums (exact
+        integers: the claims' intervals read a session only through them)."""
+        if summary.orders:
+            sums = summary.share_sums
+            for attribute, h2_index, hn_index in FOLDED_SHARES:
+                hits, n = getattr(summary, attribute), summary.orders
+                row: tuple[int, ...] = (hits, n, 1, hits * hits, hits * n, n * n)
+                row += (sums[SHARE_PAIRS],)
+                row += (sums[h2_index], sums[hn_index], sums[SHARE_N2])
+                held = self.folded_shares.get(attribute)
+                self.folded_shares[attribute] = (
+                    row if held is None else tuple(a + b for a, b in zip(held, row, strict=True))
+                )
+        pairs, watched, squares = summary.dwell
+        if pairs:
+            dwell = (pairs, watched, squares, 1, watched * watched, watched * pairs, pairs * pairs)
+            self.folded_dwell = tuple(a + b for a, b in zip(self.folded_dwell, dwell, strict=True))
 
     def _init_board_fold(self) -> None:
         """The operator board's part of the session fold, empty: per level (`OVERALL_LEVEL`,
@@ -2018,6 +2054,7 @@ class Ledger:
             else:
                 row[0] += watched
                 row[1] += 1
+        self._fold_session_sums(summary)
         by_membership: dict[str, list[int]] = {"members": [], "others": []}
         for user, first in joined.items():  # the HTML report's watch time by membership
             group = "members" if member_at(user, first) else "others"

@@ -39,8 +39,6 @@ from agents.core.ledger import (
     SHARE_AFTER5_HN,
     SHARE_MEMBER_H2,
     SHARE_MEMBER_HN,
-    SHARE_N2,
-    SHARE_PAIRS,
     UPLIFT_COLUMNS,
     Ledger,
     SessionFacts,
@@ -121,7 +119,7 @@ def _session_proportion_part(
     sessions' (`folded`: the `SessionSummary` attribute of their hits, the `SHARE_*` indices of
     its pair sums h^2 and h n, the `BUYER_*` index of the buyers' running hits), as parts: its
     cluster sums are integers, the held cases' and the summarized ones' added exactly."""
-    attribute, h2_index, hn_index, buyer_index = folded
+    attribute, _h2_index, _hn_index, buyer_index = folded  # the pair sums: `FOLDED_SHARES`
     by_session: dict[str, list[int]] = {}
     by_user: dict[str, list[int]] = {}
     by_pair: dict[tuple[str, str], list[int]] = {}
@@ -136,16 +134,15 @@ def _session_proportion_part(
     hits = sum(hit for hit, _sid, _user in cases)
     total = len(cases)
     pairs: ClusterSums = cluster_sums(by_pair.values())
-    for _sid, summary in facts.summaries():
-        if summary.orders:
-            session_hits = getattr(summary, attribute)
-            by_session[_sid] = [session_hits, summary.orders]
-            hits += session_hits
-            total += summary.orders
-            sums = summary.share_sums
-            pairs = add_cluster_sums(
-                pairs, (sums[SHARE_PAIRS], sums[h2_index], sums[hn_index], sums[SHARE_N2])
-            )
+    sessions = cluster_sums(by_session.values())
+    # The summarized sessions' clusters, folded into the ledger's sums at their summary.
+    folded_row = facts.ledger.folded_shares.get(attribute)
+    if folded_row is not None:
+        hits += folded_row[0]
+        total += folded_row[1]
+        g, h2, hn, n2, pair_g, pair_h2, pair_hn, pair_n2 = folded_row[2:]
+        sessions = add_cluster_sums(sessions, (g, h2, hn, n2))
+        pairs = add_cluster_sums(pairs, (pair_g, pair_h2, pair_hn, pair_n2))
     for user, running in facts.ledger.folded_buyers.items():
         held = by_user.get(user)
         if held is None:
@@ -153,7 +150,7 @@ def _session_proportion_part(
         else:
             held[0] += running[buyer_index]
             held[1] += running[BUYER_ORDERS]
-    return hits, total, cluster_sums(by_session.values()), pairs, by_user
+    return hits, total, sessions, pairs, by_user
 
 
 def add_user_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
@@ -359,8 +356,11 @@ def merge_uplift_parts(parts: Sequence[UpliftPart]) -> UpliftPart:
 
 
 def compact_uplift_part(part: UpliftPart) -> UpliftPart:
-    """A frozen period's part bounded: its rows folded into its moments."""
+    """A frozen period's part bounded: its rows folded into its moments, unless they are
+    fewer numbers than the moments (a day of a few sessions), which then stay as they are."""
     rows, folded = _uplift_part(part)
+    if not any(folded) and len(rows) * UPLIFT_COLUMNS <= len(folded):
+        return rows, folded
     return {}, add_moments([folded, row_moments(rows.values(), UPLIFT_COLUMNS)])
 
 
@@ -542,14 +542,7 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
     pairs = total_ms = squares_ms = 0
     for sid, session in facts.started.items():
         assert session.merchant_id is not None
-        summary = session.summary
-        if summary is not None:
-            count, watched, squares = summary.dwell
-            if count:
-                by_session[sid] = [watched, count]
-                pairs += count
-                total_ms += watched
-                squares_ms += squares
+        if session.summary is not None:  # its pairs are in the ledger's `folded_dwell`
             continue
         for user, first_join_ts in facts.first_joins(sid):
             if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
@@ -572,7 +565,11 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
         else:
             row[0] += watched
             row[1] += count
-    return pairs, total_ms, squares_ms, cluster_sums(by_session.values()), by_user
+    folded = facts.ledger.folded_dwell
+    sessions = add_cluster_sums(
+        cluster_sums(by_session.values()), (folded[3], folded[4], folded[5], folded[6])
+    )
+    return pairs + folded[0], total_ms + folded[1], squares_ms + folded[2], sessions, by_user
 
 
 def merge_dwell_parts(parts: Sequence[DwellPart]) -> DwellPart:

@@ -25,6 +25,7 @@ from agents.core.merge import merge_ledgers
 from agents.core.metrics import (
     CLAIM_PARTS,
     compact_uplift_part,
+    compute_claims,
     interaction_uplift,
     interaction_uplift_part,
 )
@@ -129,8 +130,11 @@ def _fixture_rows(name: str) -> list[Row]:
     return rows
 
 
-def _ledger(events: list[object], window_ms: int | None = None) -> Ledger:
+def _ledger(
+    events: list[object], window_ms: int | None = None, groups: Ledger | None = None
+) -> Ledger:
     ledger = Ledger(window_ms, fold_sessions=window_ms is not None)
+    ledger.membership_from = groups  # a partition's membership table (every group event)
     for event in events:
         if isinstance(event, Rejection):
             ledger.reject(event.reason)
@@ -162,7 +166,9 @@ def test_the_claims_interval_is_the_reference_from_the_lines_however_the_state_i
     restored, _board = load_state(dump_state(folded, OperatorBoard()))
     assert _close(interaction_uplift(ClaimFacts(restored)).interval, want)
 
-    parts = [_ledger([e for _t, _k, e in part], 2 * DAY) for part in split(stream, 3)]
+    groups = _ledger([e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY)
+    parts = [_ledger([e for _t, _k, e in part], 2 * DAY, groups) for part in split(stream, 3)]
+    assert all(part.folded_uplift[0] > 0 for part in parts)
     merged = merge_ledgers(parts)
     assert merged.folded_uplift == add_moments([p.folded_uplift for p in parts])
     assert _close(interaction_uplift(ClaimFacts(merged)).interval, want)
@@ -171,12 +177,18 @@ def test_the_claims_interval_is_the_reference_from_the_lines_however_the_state_i
     raw = [uplift.part(ClaimFacts(p)) for p in parts]
     assert _close(uplift.finish(uplift.merge(raw)).interval, want)
     compact = [compact_uplift_part(part) for part in raw]
-    assert all(rows == {} for rows, _m in compact)
+    assert all(rows == {} for rows, _m in compact)  # folded sessions' moments: moments
+    three = {"x": (1, 9, 0, 30), "y": (0, 4, 1, 25), "z": (2, 7, 0, 41)}
+    few = compact_uplift_part((three, raw[0][1]))  # beside folded moments: folded too
+    assert few[0] == {} and few[1][0] == 3 + raw[0][1][0]
     assert _close(uplift.finish(uplift.merge(compact)).interval, want)
 
 
 def test_a_frozen_part_does_not_grow_with_its_sessions() -> None:
     rows = {f"s{k}": (k % 3, 30 + k % 7, k % 2, 90 + k % 11) for k in range(5000)}
+    # A part of fewer rows than the moments' numbers keeps them (a day of a few sessions).
+    three = {k: rows[k] for k in list(rows)[:3]}
+    assert compact_uplift_part((three, row_moments([], 4))) == (three, row_moments([], 4))
     small = compact_uplift_part(({k: rows[k] for k in list(rows)[:50]}, row_moments([], 4)))
     large = compact_uplift_part((rows, row_moments([], 4)))
     size = [len(zlib.compress(pickle.dumps(part, protocol=5), 1)) for part in (small, large)]
@@ -185,7 +197,8 @@ def test_a_frozen_part_does_not_grow_with_its_sessions() -> None:
 
 def test_a_version_9_frozen_part_and_summaries_still_read() -> None:
     """A snapshot version 9 kept a frozen period's uplift part as its rows by session, and a
-    ledger's summaries without the moments: both read as this version's."""
+    ledger's summaries without the ledger-level sums (the uplift moments, the shares' and the
+    member dwell's cluster sums): both read as this version's."""
     rows = {"a": (1, 10, 0, 40), "b": (0, 5, 2, 60), "c": (3, 12, 1, 33)}
     uplift = CLAIM_PARTS["interaction_uplift"]
     old = uplift.finish(rows)  # type: ignore[arg-type]
@@ -199,8 +212,13 @@ def test_a_version_9_frozen_part_and_summaries_still_read() -> None:
     folded = _ledger([event for _topic, _key, event in stream], 2 * DAY)
     want = interaction_uplift(ClaimFacts(folded)).interval
     state = folded.__getstate__()
-    del state["folded_uplift"]
+    for name in ("folded_uplift", "folded_shares", "folded_dwell"):
+        del state[name]
     old_ledger = Ledger.__new__(Ledger)
     old_ledger.__setstate__(state)
     assert old_ledger.folded_uplift == folded.folded_uplift
+    assert old_ledger.folded_shares == folded.folded_shares
+    assert old_ledger.folded_dwell == folded.folded_dwell and folded.folded_dwell[0] > 0
     assert _close(interaction_uplift(ClaimFacts(old_ledger)).interval, want)
+    # Every claim of the version 9 state read as this version's is the same.
+    assert compute_claims(old_ledger) == compute_claims(folded)
