@@ -228,6 +228,8 @@ def cst_day(ts_ms: int) -> str:
 
 #: Columns of an `interaction_uplift` row (`uplift_counts`).
 UPLIFT_COLUMNS: Final[int] = 4
+#: Columns of a `post_live_tail` row: tail cents, live cents.
+TAIL_COLUMNS: Final[int] = 2
 
 
 def uplift_counts(
@@ -1269,13 +1271,23 @@ class Ledger:
         #: session's: from the summaries held (none in a fresh ledger; a version 9 state's).
         self.folded_shares: dict[str, tuple[int, ...]] = {}
         self.folded_dwell: tuple[int, ...] = (0,) * 7
+        #: `post_live_tail`'s summarized ended sessions: live orders, tail orders, the
+        #: amounts' count, sum and sum of squares, then the `row_moments` of their (tail
+        #: cents, live cents) rows.
+        self.folded_tail: tuple[int, ...] = (0,) * 5 + row_moments([], TAIL_COLUMNS)
         for session in vars(self).get("sessions", {}).values():
             if isinstance(session.presence, SessionSummary) and session.started_ts is not None:
-                self._fold_session_sums(session.presence)
+                self._fold_session_sums(session.presence, session.ended_ts is not None)
 
-    def _fold_session_sums(self, summary: SessionSummary) -> None:
-        """A summarized session's share and dwell clusters added to the ledger's sums (exact
-        integers: the claims' intervals read a session only through them)."""
+    def _fold_session_sums(self, summary: SessionSummary, ended: bool) -> None:
+        """A summarized session's share, dwell and (`ended`) tail clusters added to the
+        ledger's sums (exact integers: the claims' intervals read a session only through
+        them)."""
+        if ended:
+            tail_cents, live_cents, tail_n, live_n, count, total, squares = summary.tail
+            tail_row: tuple[int, ...] = (live_n, tail_n, count, total, squares)
+            tail_row += row_moments([(tail_cents, live_cents)], TAIL_COLUMNS)
+            self.folded_tail = tuple(a + b for a, b in zip(self.folded_tail, tail_row, strict=True))
         if summary.orders:
             sums = summary.share_sums
             for attribute, h2_index, hn_index in FOLDED_SHARES:
@@ -2054,7 +2066,7 @@ class Ledger:
             else:
                 row[0] += watched
                 row[1] += 1
-        self._fold_session_sums(summary)
+        self._fold_session_sums(summary, ended is not None)
         by_membership: dict[str, list[int]] = {"members": [], "others": []}
         for user, first in joined.items():  # the HTML report's watch time by membership
             group = "members" if member_at(user, first) else "others"

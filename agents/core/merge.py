@@ -194,6 +194,9 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         merged.folded_dwell = tuple(
             a + b for a, b in zip(merged.folded_dwell, ledger.folded_dwell, strict=True)
         )
+        merged.folded_tail = tuple(
+            a + b for a, b in zip(merged.folded_tail, ledger.folded_tail, strict=True)
+        )
         for into, totals in (
             (merged.folded_buyers, ledger.folded_buyers),
             (merged.folded_dwellers, ledger.folded_dwellers),

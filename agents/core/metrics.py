@@ -13,6 +13,7 @@ from agents.core.extended import (
     bundle_share_from_part,
     bundle_share_part,
     compact_reply_part,
+    compact_tail_part,
     merge_reply_parts,
     post_live_tail_from_part,
     post_live_tail_part,
@@ -22,6 +23,7 @@ from agents.core.extended import (
     return_rate_part,
     size_refund_share_from_part,
     size_refund_share_part,
+    tail_part,
 )
 from agents.core.facts import ClaimFacts, Measurement, order_key, ratio
 from agents.core.ledger import (
@@ -39,6 +41,7 @@ from agents.core.ledger import (
     SHARE_AFTER5_HN,
     SHARE_MEMBER_H2,
     SHARE_MEMBER_HN,
+    TAIL_COLUMNS,
     UPLIFT_COLUMNS,
     Ledger,
     SessionFacts,
@@ -745,12 +748,15 @@ CLAIM_FUNCTIONS: Final = {
 
 
 def merge_tail_parts(parts: Sequence[TailPart]) -> TailPart:
+    """Rows by session united, sums and folded moments added (as `merge_uplift_parts`)."""
+    held = [tail_part(part) for part in parts]
     sums = [0, 0, 0, 0, 0]
-    for part in parts:
+    for part in held:
         for i, value in enumerate(part[1]):
             sums[i] += value
-    rows = merge_session_rows([part[0] for part in parts])
-    return rows, (sums[0], sums[1], sums[2], sums[3], sums[4])
+    rows = merge_session_rows([part[0] for part in held])
+    moments = add_moments([row_moments([], TAIL_COLUMNS), *(part[2] for part in held)])
+    return rows, (sums[0], sums[1], sums[2], sums[3], sums[4]), moments
 
 
 @dataclass(frozen=True, slots=True)
@@ -796,7 +802,9 @@ CLAIM_PARTS: Final[dict[str, ClaimParts]] = {
         size_refund_share_part, merge_share_parts, size_refund_share_from_part
     ),
     "bundle_share": ClaimParts(bundle_share_part, merge_share_parts, bundle_share_from_part),
-    "post_live_tail": ClaimParts(post_live_tail_part, merge_tail_parts, post_live_tail_from_part),
+    "post_live_tail": ClaimParts(
+        post_live_tail_part, merge_tail_parts, post_live_tail_from_part, compact_tail_part
+    ),
     "reply_latency": ClaimParts(
         reply_latency_part, merge_reply_parts, reply_latency_from_part, compact_reply_part
     ),

@@ -6,6 +6,7 @@ import itertools
 import math
 import sys
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from fractions import Fraction
 from statistics import NormalDist
 from typing import Final, Literal
 
@@ -557,9 +558,46 @@ def rate_score_from_sums(
     # silently pass for the clustered one.
     if total_m <= 0 or count == 0 or amount_sum <= 0 or data.shape[0] < 2:
         return None
+    robust = ratio_standard_error(data[:, 0], data[:, 1]) ** 2
+    return _rate_score(total_y, total_m, robust, amount_sum, amount_squares, z)
+
+
+def rate_score_from_moments(
+    moments: Sequence[int],
+    scale: int,
+    count: int,
+    amount_sum: int,
+    amount_squares: int,
+    z: float = Z95,
+) -> tuple[float, float] | None:
+    """`rate_score_from_sums` of the clusters (y_g, scale x_g) whose (y, x) integer rows have
+    these `row_moments`: the cluster-robust variance needs only G and the sums of y, x, y^2,
+    y x, x^2, and sum((y - R m)^2) = (M^2 Syy - 2 Y M Sym + Y^2 Smm) / M^2 is computed in
+    exact integers (so from bounded, mergeable state, to the last bit of the rows')."""
+    g, total_y, total_x, syy, syx, sxx = (int(v) for v in moments[:6])
+    total_m = scale * total_x
+    if total_m <= 0 or count == 0 or amount_sum <= 0 or g < 2:
+        return None
+    residual_ss = Fraction(
+        total_m * total_m * syy
+        - 2 * total_y * total_m * scale * syx
+        + total_y * total_y * scale * scale * sxx,
+        total_m * total_m,
+    )
+    robust = g / (g - 1) * float(residual_ss) / (float(total_m) * float(total_m))
+    return _rate_score(float(total_y), float(total_m), robust, amount_sum, amount_squares, z)
+
+
+def _rate_score(
+    total_y: float,
+    total_m: float,
+    robust: float,
+    amount_sum: float,
+    amount_squares: float,
+    z: float,
+) -> tuple[float, float] | None:
     c = amount_squares / amount_sum
     compound = c * total_y / (total_m * total_m)
-    robust = ratio_standard_error(data[:, 0], data[:, 1]) ** 2
     if compound > 0 and math.isfinite(robust):
         c *= max(1.0, robust / compound)
     half = z * math.sqrt(c * total_y + z * z * c * c / 4)

@@ -30,7 +30,12 @@ from agents.core.metrics import (
     interaction_uplift_part,
 )
 from agents.core.persist import dump_state, load_state
-from agents.core.stats import add_moments, moments_log_ratio_interval, row_moments
+from agents.core.stats import (
+    add_moments,
+    moments_log_ratio_interval,
+    rate_score_interval,
+    row_moments,
+)
 from schemas import Interaction, OrderPaid, Rejection, ViewerJoined
 from streams.tools.simulator.truth import read_stream
 from tests.agents.core.test_merge import records, split
@@ -212,13 +217,60 @@ def test_a_version_9_frozen_part_and_summaries_still_read() -> None:
     folded = _ledger([event for _topic, _key, event in stream], 2 * DAY)
     want = interaction_uplift(ClaimFacts(folded)).interval
     state = folded.__getstate__()
-    for name in ("folded_uplift", "folded_shares", "folded_dwell"):
+    for name in ("folded_uplift", "folded_shares", "folded_dwell", "folded_tail"):
         del state[name]
     old_ledger = Ledger.__new__(Ledger)
     old_ledger.__setstate__(state)
     assert old_ledger.folded_uplift == folded.folded_uplift
     assert old_ledger.folded_shares == folded.folded_shares
     assert old_ledger.folded_dwell == folded.folded_dwell and folded.folded_dwell[0] > 0
+    assert old_ledger.folded_tail == folded.folded_tail and folded.folded_tail[5] > 0
     assert _close(interaction_uplift(ClaimFacts(old_ledger)).interval, want)
     # Every claim of the version 9 state read as this version's is the same.
     assert compute_claims(old_ledger) == compute_claims(folded)
+
+
+def _tail_rows(ledger: Ledger) -> tuple[list[tuple[int, int]], list[int]]:
+    """Per started, ended session (tail cents, live cents), and the orders' amounts, from a
+    keep-everything ledger's raw orders (claims.md's rule)."""
+    rows, amounts = [], []
+    for _sid, session in sorted(ledger.sessions.items()):
+        end = session.ended_ts
+        if session.started_ts is None or end is None:
+            continue
+        tail = live = 0
+        for order in session.orders:
+            if order.ts <= end:
+                live += order.amount_cents
+            elif order.ts <= end + 3 * DAY:
+                tail += order.amount_cents
+            else:
+                continue
+            amounts.append(order.amount_cents)
+        rows.append((tail, live))
+    return rows, amounts
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_post_live_tails_interval_from_moments_is_the_rows_one(name: str) -> None:
+    """`post_live_tail`'s summarized sessions fold into the ledger's moments of their (tail,
+    live) rows: the interval equals the score interval computed from the raw rows
+    (`rate_score_interval`, the rows' own cluster-robust se), held, summarized and merged."""
+    stream = records(name)
+    decoded = [event for _topic, _key, event in stream]
+    rows, amounts = _tail_rows(_ledger(decoded))
+    want = rate_score_interval([(tail, 3 * live) for tail, live in rows], amounts)
+    assert want is not None
+    post_live_tail = CLAIM_PARTS["post_live_tail"]
+    folded = _ledger(decoded, 2 * DAY)
+    assert folded.folded_tail[5] > 0  # summarized sessions' rows folded
+    groups = _ledger([e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY)
+    parts = [_ledger([e for _t, _k, e in part], 2 * DAY, groups) for part in split(stream, 3)]
+    for ledger in (_ledger(decoded), folded, merge_ledgers(parts)):
+        measured = post_live_tail.finish(post_live_tail.part(ClaimFacts(ledger)))
+        assert measured.clusters == len(rows)
+        assert _close(measured.interval, want)
+    compact = [post_live_tail.compact(post_live_tail.part(ClaimFacts(p))) for p in parts]
+    assert _close(post_live_tail.finish(post_live_tail.merge(compact)).interval, want)
+    old = ({"a": (0, 50_000), "b": (2_000, 80_000)}, (3, 1, 4, 132_000, 5_000_000_000))
+    assert post_live_tail.finish(old).clusters == 2  # a version 9 frozen part still reads
