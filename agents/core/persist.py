@@ -80,9 +80,11 @@ MAGIC: Final[bytes] = b"LPst"
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
 #: 10: `interaction_uplift`'s summarized sessions are folded into the ledger's moments of
 #: their rows (`Ledger.folded_uplift`), the shares' and `group_member_dwell`'s into cluster
-#: sums (`folded_shares`, `folded_dwell`), and a frozen period's uplift part is its moments
-#: (`metrics.UpliftPart`). A version 1-9 state loads with those sums taken from the summaries
-#: it holds, and a version 9 frozen part (its rows by session) is read as rows.
+#: sums (`folded_shares`, `folded_dwell`), `post_live_tail`'s into sums and moments
+#: (`folded_tail`), and a frozen period's uplift and tail parts hold moments
+#: (`metrics.UpliftPart`, `extended.TailPart`). A version 1-9 state loads with those sums
+#: taken from the summaries it holds, and a version 9 frozen part (its rows by session, no
+#: moments) is read as rows.
 VERSION: Final[int] = 10
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
