@@ -18,15 +18,18 @@ from agents.core.ledger import (
     RETURNS,
     SESSION_HORIZON_MS,
     SIZE_REFUNDS,
+    TAIL_COLUMNS,
     OrderFact,
 )
 from agents.core.sketch import QuantileSketch, quantile
 from agents.core.stats import (
     ClusterSums,
     add_cluster_sums,
+    add_moments,
     cluster_sums,
     cluster_wilson_interval,
-    rate_score_from_sums,
+    rate_score_from_moments,
+    row_moments,
     two_way_wilson_from_sums,
 )
 
@@ -147,7 +150,7 @@ def bundle_share(facts: _Facts) -> Measurement:
 
 #: `post_live_tail` as parts: per ended session (tail cents, live cents), and the live and
 #: tail orders' counts and the amounts' count, sum and sum of squares.
-TailPart = tuple[dict[str, tuple[int, int]], tuple[int, int, int, int, int]]
+TailPart = tuple[dict[str, tuple[int, int]], tuple[int, int, int, int, int], tuple[int, ...]]
 
 
 def post_live_tail(facts: _Facts) -> Measurement:
@@ -174,15 +177,7 @@ def post_live_tail_part(facts: _Facts) -> TailPart:
         end = session.ended_ts
         if end is None:
             continue
-        summary = session.summary
-        if summary is not None:
-            tail_cents, live_cents, tail_n, live_n, count, total, squares = summary.tail
-            rows[sid] = (tail_cents, live_cents)
-            tail_orders += tail_n
-            live_orders += live_n
-            amount_count += count
-            amount_sum += total
-            amount_squares += squares
+        if session.summary is not None:  # its row and sums are in the ledger's `folded_tail`
             continue
         tail_cents = live_cents = 0
         for order in session.orders:
@@ -198,34 +193,57 @@ def post_live_tail_part(facts: _Facts) -> TailPart:
             amount_sum += order.amount_cents
             amount_squares += order.amount_cents * order.amount_cents
         rows[sid] = (tail_cents, live_cents)
-    return rows, (live_orders, tail_orders, amount_count, amount_sum, amount_squares)
+    folded = facts.ledger.folded_tail
+    live_orders += folded[0]
+    tail_orders += folded[1]
+    amount_count += folded[2]
+    amount_sum += folded[3]
+    amount_squares += folded[4]
+    sums = (live_orders, tail_orders, amount_count, amount_sum, amount_squares)
+    return rows, sums, folded[5:]
+
+
+def tail_part(part: TailPart | tuple[dict[str, tuple[int, int]], tuple[int, ...]]) -> TailPart:
+    """A part as this version keeps it; a snapshot version 9 frozen part has no moments."""
+    if len(part) == 2:
+        rows, (live_n, tail_n, count, total, squares) = part[0], part[1]
+        return rows, (live_n, tail_n, count, total, squares), row_moments([], TAIL_COLUMNS)
+    return part
+
+
+def compact_tail_part(part: TailPart) -> TailPart:
+    """A frozen period's part bounded: its rows folded into its moments, unless they are
+    fewer numbers than the moments (a day of a few sessions), which then stay as they are."""
+    rows, sums, folded = tail_part(part)
+    if not any(folded) and len(rows) * TAIL_COLUMNS <= len(folded):
+        return rows, sums, folded
+    return {}, sums, add_moments([folded, row_moments(rows.values(), TAIL_COLUMNS)])
 
 
 def post_live_tail_from_part(part: TailPart) -> Measurement:
-    by_session, (live_orders, tail_orders, amount_count, amount_sum, amount_squares) = part
-    rows = [by_session[sid] for sid in sorted(by_session)]
-    tail_total = sum(row[0] for row in rows)
-    live_total = sum(row[1] for row in rows)
+    # The held rows' moments with the folded ones: the same figure and interval whether a
+    # session is held or summarized, in one ledger or over merged partitions.
+    by_session, sums, folded = tail_part(part)
+    live_orders, tail_orders, amount_count, amount_sum, amount_squares = sums
+    moments = add_moments(
+        [folded, row_moments((by_session[sid] for sid in sorted(by_session)), TAIL_COLUMNS)]
+    )
+    sessions, tail_total, live_total = moments[0], moments[1], moments[2]
     observed = _ratio(tail_total, TAIL_DAYS * live_total)
     return Measurement(
         observed,
-        len(rows),
-        rate_score_from_sums(
-            [(tail, TAIL_DAYS * live) for tail, live in rows],
-            amount_count,
-            amount_sum,
-            amount_squares,
-        )
+        sessions,
+        rate_score_from_moments(moments, TAIL_DAYS, amount_count, amount_sum, amount_squares)
         if observed is not None
         else None,
         {
-            "sessions": len(rows),
+            "sessions": sessions,
             "live_orders": live_orders,
             "tail_orders": tail_orders,
             "live_gmv_cny": live_total / 100,
             "tail_gmv_cny": tail_total / 100,
         },
-        clusters=len(rows),
+        clusters=sessions,
     )
 
 

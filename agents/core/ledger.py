@@ -12,7 +12,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.seen import KEY_LIMIT, MIN_BATCH, TAG_LIMIT, TOPIC_SLOTS, SeenRuns
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
-from agents.core.stats import percentile
+from agents.core.stats import add_moments, percentile, row_moments
 from agents.core.timeline import (
     NEVER_MEMBER,
     Membership,
@@ -225,6 +225,12 @@ def price_tier(price_cents: int) -> str:
 def cst_day(ts_ms: int) -> str:
     """Calendar day in China Standard Time (UTC+8) of an epoch-millisecond timestamp."""
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(CST).strftime("%Y-%m-%d")
+
+
+#: Columns of an `interaction_uplift` row (`uplift_counts`).
+UPLIFT_COLUMNS: Final[int] = 4
+#: Columns of a `post_live_tail` row: tail cents, live cents.
+TAIL_COLUMNS: Final[int] = 2
 
 
 def uplift_counts(
@@ -595,6 +601,14 @@ SPEND_MOMENTS: Final[tuple[tuple[int, ...], ...]] = (
         for l in range(k, 4)  # noqa: E741 - the moment's indices
         for m in range(l, 4)
     ),
+)
+#: The shares of session orders folded per summarized session (`Ledger.folded_shares`): the
+#: `SessionSummary` attribute of its hits, the `SHARE_*` indices of its pair sums h^2 and h n.
+#: Each folded row: hits, orders, then the session clustering's `ClusterSums` (1, h^2, h n,
+#: n^2), then the pair clustering's (pairs, sum h^2, sum h n, sum n^2).
+FOLDED_SHARES: Final[tuple[tuple[str, int, int], ...]] = (
+    ("after_5min", SHARE_AFTER5_H2, SHARE_AFTER5_HN),
+    ("member_orders", SHARE_MEMBER_H2, SHARE_MEMBER_HN),
 )
 
 
@@ -1252,6 +1266,8 @@ class Ledger:
                     self._reply_hours.setdefault(replied_ts // _ID_BUCKET_MS, []).append(
                         question_id
                     )
+        if "folded_uplift" not in state:  # version 9 or older: summed from the summaries held
+            self._init_summary_sums()
         if "month_first_joins" not in state:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
@@ -1286,7 +1302,63 @@ class Ledger:
         #: user -> [watch ms, pairs] over the summarized sessions' group-member pairs
         #: (`group_member_dwell`'s user rows).
         self.folded_dwellers: dict[str, list[int]] = {}
+        self._init_summary_sums()
         self._init_board_fold()
+
+    def _init_summary_sums(self) -> None:
+        """The summarized sessions' clusters as ledger-level sums, which the claims read
+        instead of the summaries: `interaction_uplift`'s rows' moments (`folded_uplift`), the
+        shares' and the member dwell's cluster sums."""
+        #: The `stats.row_moments` of the summarized started sessions' `interaction_uplift`
+        #: rows (those with viewers): what the claim's interval reads of them, whatever their
+        #: number (`metrics.interaction_uplift_part`).
+        self.folded_uplift: tuple[int, ...] = row_moments(
+            (
+                s.presence.uplift
+                for s in vars(self).get("sessions", {}).values()
+                if isinstance(s.presence, SessionSummary)
+                and s.started_ts is not None
+                and s.presence.viewers
+            ),
+            UPLIFT_COLUMNS,
+        )
+        #: The share claims' and `group_member_dwell`'s sums over the summarized sessions
+        #: (`FOLDED_SHARES`, `folded_dwell`), which their parts add as they add a held
+        #: session's: from the summaries held (none in a fresh ledger; a version 9 state's).
+        self.folded_shares: dict[str, tuple[int, ...]] = {}
+        self.folded_dwell: tuple[int, ...] = (0,) * 7
+        #: `post_live_tail`'s summarized ended sessions: live orders, tail orders, the
+        #: amounts' count, sum and sum of squares, then the `row_moments` of their (tail
+        #: cents, live cents) rows.
+        self.folded_tail: tuple[int, ...] = (0,) * 5 + row_moments([], TAIL_COLUMNS)
+        for session in vars(self).get("sessions", {}).values():
+            if isinstance(session.presence, SessionSummary) and session.started_ts is not None:
+                self._fold_session_sums(session.presence, session.ended_ts is not None)
+
+    def _fold_session_sums(self, summary: SessionSummary, ended: bool) -> None:
+        """A summarized session's share, dwell and (`ended`) tail clusters added to the
+        ledger's sums (exact integers: the claims' intervals read a session only through
+        them)."""
+        if ended:
+            tail_cents, live_cents, tail_n, live_n, count, total, squares = summary.tail
+            tail_row: tuple[int, ...] = (live_n, tail_n, count, total, squares)
+            tail_row += row_moments([(tail_cents, live_cents)], TAIL_COLUMNS)
+            self.folded_tail = tuple(a + b for a, b in zip(self.folded_tail, tail_row, strict=True))
+        if summary.orders:
+            sums = summary.share_sums
+            for attribute, h2_index, hn_index in FOLDED_SHARES:
+                hits, n = getattr(summary, attribute), summary.orders
+                row: tuple[int, ...] = (hits, n, 1, hits * hits, hits * n, n * n)
+                row += (sums[SHARE_PAIRS],)
+                row += (sums[h2_index], sums[hn_index], sums[SHARE_N2])
+                held = self.folded_shares.get(attribute)
+                self.folded_shares[attribute] = (
+                    row if held is None else tuple(a + b for a, b in zip(held, row, strict=True))
+                )
+        pairs, watched, squares = summary.dwell
+        if pairs:
+            dwell = (pairs, watched, squares, 1, watched * watched, watched * pairs, pairs * pairs)
+            self.folded_dwell = tuple(a + b for a, b in zip(self.folded_dwell, dwell, strict=True))
 
     def _init_board_fold(self) -> None:
         """The operator board's part of the session fold, empty: per level (`OVERALL_LEVEL`,
@@ -2089,6 +2161,10 @@ class Ledger:
         viewers = set(joined) | session.interacting_users | set(pairs)
         summary.viewers = len(viewers)
         summary.uplift = uplift_counts(viewers, session.interacting_users, pairs)
+        if viewers:  # `interaction_uplift` reads it from the ledger's moments from now on
+            self.folded_uplift = add_moments(
+                [self.folded_uplift, row_moments([summary.uplift], UPLIFT_COLUMNS)]
+            )
         month = self.month_first_joins.setdefault((merchant, cst_month(started)), {})
         dwell = summary.dwell
         for user, first in joined.items():
@@ -2108,6 +2184,7 @@ class Ledger:
                 row[0] += watched
                 row[1] += 1
             self._touch_user(user, first)
+        self._fold_session_sums(summary, ended is not None)
         by_membership: dict[str, list[int]] = {"members": [], "others": []}
         for user, first in joined.items():  # the HTML report's watch time by membership
             group = "members" if member_at(user, first) else "others"

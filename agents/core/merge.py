@@ -72,6 +72,7 @@ from agents.core.periods import merge_frozen
 from agents.core.screen import merge_screens
 from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, QuantileSketch
+from agents.core.stats import add_moments
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
 
 
@@ -191,6 +192,20 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             merged._awaiting_summary[sid] = min(
                 ended_ts, merged._awaiting_summary.get(sid, ended_ts)
             )
+        # `interaction_uplift`'s summarized rows: each session is summarized in one input.
+        merged.folded_uplift = add_moments([merged.folded_uplift, ledger.folded_uplift])
+        # The shares' and the member dwell's cluster sums of the summarized sessions, likewise.
+        for attribute, row in ledger.folded_shares.items():
+            held = merged.folded_shares.get(attribute)
+            merged.folded_shares[attribute] = (
+                row if held is None else tuple(a + b for a, b in zip(held, row, strict=True))
+            )
+        merged.folded_dwell = tuple(
+            a + b for a, b in zip(merged.folded_dwell, ledger.folded_dwell, strict=True)
+        )
+        merged.folded_tail = tuple(
+            a + b for a, b in zip(merged.folded_tail, ledger.folded_tail, strict=True)
+        )
         for into, totals in (
             (merged.folded_buyers, ledger.folded_buyers),
             (merged.folded_dwellers, ledger.folded_dwellers),

@@ -13,6 +13,7 @@ from agents.core.extended import (
     bundle_share_from_part,
     bundle_share_part,
     compact_reply_part,
+    compact_tail_part,
     merge_reply_parts,
     post_live_tail_from_part,
     post_live_tail_part,
@@ -22,6 +23,7 @@ from agents.core.extended import (
     return_rate_part,
     size_refund_share_from_part,
     size_refund_share_part,
+    tail_part,
 )
 from agents.core.facts import ClaimFacts, Measurement, order_key, ratio
 from agents.core.ledger import (
@@ -46,9 +48,9 @@ from agents.core.ledger import (
     SHARE_AFTER5_HN,
     SHARE_MEMBER_H2,
     SHARE_MEMBER_HN,
-    SHARE_N2,
-    SHARE_PAIRS,
     SPEND_MOMENTS,
+    TAIL_COLUMNS,
+    UPLIFT_COLUMNS,
     Ledger,
     SessionFacts,
     cst_day,
@@ -59,16 +61,17 @@ from agents.core.ledger import (
 from agents.core.sketch import FoldedFigures, quantile, spearman
 from agents.core.stats import (
     ClusterSums,
-    FloatArray,
     add_cluster_sums,
-    cluster_bootstrap_interval,
+    add_moments,
     cluster_ratio_t_interval,
     cluster_spearman_interval,
     cluster_sums,
     day_ratio_intervals,
+    empty_moments,
     log_ratio_interval,
+    moments_log_ratio_interval,
     ratio_se_from_sums,
-    safe_divide,
+    row_moments,
     spearman_interval,
     spearman_rho,
     two_way_mean_se_from_sums,
@@ -129,7 +132,7 @@ def _session_proportion_part(
     sessions' (`folded`: the `SessionSummary` attribute of their hits, the `SHARE_*` indices of
     its pair sums h^2 and h n, the `BUYER_*` index of the buyers' running hits), as parts: its
     cluster sums are integers, the held cases' and the summarized ones' added exactly."""
-    attribute, h2_index, hn_index, buyer_index = folded
+    attribute, _h2_index, _hn_index, buyer_index = folded  # the pair sums: `FOLDED_SHARES`
     by_session: dict[str, list[int]] = {}
     by_user: dict[str, list[int]] = {}
     by_pair: dict[tuple[str, str], list[int]] = {}
@@ -144,16 +147,15 @@ def _session_proportion_part(
     hits = sum(hit for hit, _sid, _user in cases)
     total = len(cases)
     pairs: ClusterSums = cluster_sums(by_pair.values())
-    for _sid, summary in facts.summaries():
-        if summary.orders:
-            session_hits = getattr(summary, attribute)
-            by_session[_sid] = [session_hits, summary.orders]
-            hits += session_hits
-            total += summary.orders
-            sums = summary.share_sums
-            pairs = add_cluster_sums(
-                pairs, (sums[SHARE_PAIRS], sums[h2_index], sums[hn_index], sums[SHARE_N2])
-            )
+    sessions = cluster_sums(by_session.values())
+    # The summarized sessions' clusters, folded into the ledger's sums at their summary.
+    folded_row = facts.ledger.folded_shares.get(attribute)
+    if folded_row is not None:
+        hits += folded_row[0]
+        total += folded_row[1]
+        g, h2, hn, n2, pair_g, pair_h2, pair_hn, pair_n2 = folded_row[2:]
+        sessions = add_cluster_sums(sessions, (g, h2, hn, n2))
+        pairs = add_cluster_sums(pairs, (pair_g, pair_h2, pair_hn, pair_n2))
     for user, running in facts.ledger.folded_buyers.items():
         held = by_user.get(user)
         if held is None:
@@ -169,7 +171,7 @@ def _session_proportion_part(
             else (RETIRED_MEMBER_H2, RETIRED_MEMBER_HN)
         )
         by_user[RETIRED_USERS] = [retired[RETIRED_G], retired[h2], retired[hn], retired[RETIRED_N2]]
-    return hits, total, cluster_sums(by_session.values()), pairs, by_user
+    return hits, total, sessions, pairs, by_user
 
 
 def add_user_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
@@ -329,12 +331,6 @@ def price_dwell_association(facts: _Facts) -> Measurement:
     return price_dwell_from_part(price_dwell_part(facts))
 
 
-def _uplift(totals: FloatArray) -> FloatArray:
-    cr_interacting = safe_divide(totals[:, 0], totals[:, 1])
-    cr_other = safe_divide(totals[:, 2], totals[:, 3])
-    return safe_divide(cr_interacting, cr_other)
-
-
 def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int, int, int, int]:
     """A session's (viewer) pairs by interaction: interacting buyers, interacting pairs, other
     buyers, other pairs (with `horizon`, the session horizon's rule: no buyer by an order
@@ -347,18 +343,47 @@ def interaction_pairs(session: SessionFacts, horizon: bool = False) -> tuple[int
     return uplift_counts(session.viewers, session.interacting_users, buyers)
 
 
-#: `interaction_uplift` as parts: per session with viewers its row (interacting buyers,
-#: interacting pairs, other buyers, other pairs), by session id.
-UpliftPart = dict[str, tuple[int, int, int, int]]
+#: `interaction_uplift` as parts: per held session with viewers its row (interacting buyers,
+#: interacting pairs, other buyers, other pairs) by session id, and the `stats.row_moments`
+#: of the rows folded out of the sessions (`Ledger.folded_uplift`, a frozen period's).
+UpliftPart = tuple[dict[str, tuple[int, int, int, int]], tuple[int, ...]]
+#: The exponents of the ratio of ratios (IB / IP) / (OB / OP) over a row's columns.
+UPLIFT_EXPONENTS: Final[tuple[int, int, int, int]] = (1, -1, -1, 1)
 
 
 def interaction_uplift_part(facts: _Facts) -> UpliftPart:
-    # Only sessions with a `session_started` are sessions (as for "session orders").
-    return {
+    # Only sessions with a `session_started` are sessions (as for "session orders"). A
+    # summarized session's row is in the ledger's moments (`Ledger._summarize`).
+    rows = {
         sid: interaction_pairs(s, facts.ledger.fold_sessions)
         for sid, s in facts.started.items()
-        if (s.summary.viewers if s.summary is not None else s.viewers)
+        if s.summary is None and s.viewers
     }
+    return rows, facts.ledger.folded_uplift
+
+
+def _uplift_part(part: UpliftPart | dict[str, tuple[int, int, int, int]]) -> UpliftPart:
+    """A part as this version keeps it; a snapshot version 9 frozen part is its rows only."""
+    if isinstance(part, dict):
+        return part, empty_moments(UPLIFT_COLUMNS)
+    return part
+
+
+def merge_uplift_parts(parts: Sequence[UpliftPart]) -> UpliftPart:
+    """Rows by session united (`merge_session_rows`), folded moments added: exact when each
+    folded session was folded in one part (a session's events share its record key)."""
+    held = [_uplift_part(part) for part in parts]
+    rows = merge_session_rows([part[0] for part in held])
+    return rows, add_moments([empty_moments(UPLIFT_COLUMNS), *(part[1] for part in held)])
+
+
+def compact_uplift_part(part: UpliftPart) -> UpliftPart:
+    """A frozen period's part bounded: its rows folded into its moments, unless they are
+    fewer numbers than the moments (a day of a few sessions), which then stay as they are."""
+    rows, folded = _uplift_part(part)
+    if not any(folded) and len(rows) * UPLIFT_COLUMNS <= len(folded):
+        return rows, folded
+    return {}, add_moments([folded, row_moments(rows.values(), UPLIFT_COLUMNS)])
 
 
 def merge_session_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -375,16 +400,21 @@ def merge_session_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def interaction_uplift_from_part(part: UpliftPart) -> Measurement:
-    # One row per session, by session id.
-    rows = [part[sid] for sid in sorted(part)]
-    ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
+    # The held rows' moments with the folded ones: the same figure and interval whether a
+    # session is held or folded, in one ledger or over merged partitions (docs/metrics.md).
+    rows, folded = _uplift_part(part)
+    moments = add_moments(
+        [folded, row_moments((rows[sid] for sid in sorted(rows)), UPLIFT_COLUMNS)]
+    )
+    clusters = moments[0]
+    ib, ip, ob, op = moments[1 : 1 + UPLIFT_COLUMNS]
     cr_i = _ratio(ib, ip)
     cr_n = _ratio(ob, op)
     observed = cr_i / cr_n if cr_i is not None and cr_n else None
     return Measurement(
         observed,
         ip + op,
-        cluster_bootstrap_interval(rows, _uplift) if observed is not None else None,
+        moments_log_ratio_interval(moments, UPLIFT_EXPONENTS) if observed is not None else None,
         {
             "interacting_pairs": ip,
             "interacting_buyers": ib,
@@ -393,7 +423,7 @@ def interaction_uplift_from_part(part: UpliftPart) -> Measurement:
             "cr_interacting": cr_i,
             "cr_other": cr_n,
         },
-        clusters=len(rows),
+        clusters=clusters,
     )
 
 
@@ -535,14 +565,7 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
     pairs = total_ms = squares_ms = 0
     for sid, session in facts.started.items():
         assert session.merchant_id is not None
-        summary = session.summary
-        if summary is not None:
-            count, watched, squares = summary.dwell
-            if count:
-                by_session[sid] = [watched, count]
-                pairs += count
-                total_ms += watched
-                squares_ms += squares
+        if session.summary is not None:  # its pairs are in the ledger's `folded_dwell`
             continue
         for user, first_join_ts in facts.first_joins(sid):
             if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
@@ -567,7 +590,11 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
             row[1] += count
     if facts.ledger.retired_dwellers[0]:  # the retired users' clusters, as `ClusterSums`
         by_user[RETIRED_USERS] = list(facts.ledger.retired_dwellers)
-    return pairs, total_ms, squares_ms, cluster_sums(by_session.values()), by_user
+    folded = facts.ledger.folded_dwell
+    sessions = add_cluster_sums(
+        cluster_sums(by_session.values()), (folded[3], folded[4], folded[5], folded[6])
+    )
+    return pairs + folded[0], total_ms + folded[1], squares_ms + folded[2], sessions, by_user
 
 
 def merge_dwell_parts(parts: Sequence[DwellPart]) -> DwellPart:
@@ -783,12 +810,15 @@ CLAIM_FUNCTIONS: Final = {
 
 
 def merge_tail_parts(parts: Sequence[TailPart]) -> TailPart:
+    """Rows by session united, sums and folded moments added (as `merge_uplift_parts`)."""
+    held = [tail_part(part) for part in parts]
     sums = [0, 0, 0, 0, 0]
-    for part in parts:
+    for part in held:
         for i, value in enumerate(part[1]):
             sums[i] += value
-    rows = merge_session_rows([part[0] for part in parts])
-    return rows, (sums[0], sums[1], sums[2], sums[3], sums[4])
+    rows = merge_session_rows([part[0] for part in held])
+    moments = add_moments([row_moments([], TAIL_COLUMNS), *(part[2] for part in held)])
+    return rows, (sums[0], sums[1], sums[2], sums[3], sums[4]), moments
 
 
 @dataclass(frozen=True, slots=True)
@@ -815,7 +845,10 @@ CLAIM_PARTS: Final[dict[str, ClaimParts]] = {
         price_dwell_part, merge_price_parts, price_dwell_from_part, compact_price_part
     ),
     "interaction_uplift": ClaimParts(
-        interaction_uplift_part, merge_session_rows, interaction_uplift_from_part
+        interaction_uplift_part,
+        merge_uplift_parts,
+        interaction_uplift_from_part,
+        compact_uplift_part,
     ),
     "live_aov": ClaimParts(live_aov_part, merge_aov_parts, live_aov_from_part),
     "group_order_share": ClaimParts(
@@ -831,7 +864,9 @@ CLAIM_PARTS: Final[dict[str, ClaimParts]] = {
         size_refund_share_part, merge_share_parts, size_refund_share_from_part
     ),
     "bundle_share": ClaimParts(bundle_share_part, merge_share_parts, bundle_share_from_part),
-    "post_live_tail": ClaimParts(post_live_tail_part, merge_tail_parts, post_live_tail_from_part),
+    "post_live_tail": ClaimParts(
+        post_live_tail_part, merge_tail_parts, post_live_tail_from_part, compact_tail_part
+    ),
     "reply_latency": ClaimParts(
         reply_latency_part, merge_reply_parts, reply_latency_from_part, compact_reply_part
     ),

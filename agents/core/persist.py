@@ -89,7 +89,14 @@ MAGIC: Final[bytes] = b"LPst"
 #:       A version 1-9 state loads with every id in the set, moved out as new ones come;
 #:     - a ledger read from a worker's refund table carries that table's refunds of the
 #:       payments it holds (`Ledger.borrowed_refunds`), for a report merged from snapshots. A
-#:       version 1-9 state loads with none (its held orders read the partitions' own refunds).
+#:       version 1-9 state loads with none (its held orders read the partitions' own refunds);
+#:     - `interaction_uplift`'s summarized sessions are folded into the ledger's moments of
+#:       their rows (`Ledger.folded_uplift`), the shares' and `group_member_dwell`'s into cluster
+#:       sums (`folded_shares`, `folded_dwell`), `post_live_tail`'s into sums and moments
+#:       (`folded_tail`), and a frozen period's uplift and tail parts hold moments
+#:       (`metrics.UpliftPart`, `extended.TailPart`). A version 1-9 state loads with those sums
+#:       taken from the summaries it holds, and a version 9 frozen part (its rows by session, no
+#:       moments) is read as rows.
 VERSION: Final[int] = 10
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1

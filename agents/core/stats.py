@@ -6,6 +6,7 @@ import itertools
 import math
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from fractions import Fraction
 from statistics import NormalDist
 from typing import Final, Literal
 
@@ -584,9 +585,46 @@ def rate_score_from_sums(
     # silently pass for the clustered one.
     if total_m <= 0 or count == 0 or amount_sum <= 0 or data.shape[0] < 2:
         return None
+    robust = ratio_standard_error(data[:, 0], data[:, 1]) ** 2
+    return _rate_score(total_y, total_m, robust, amount_sum, amount_squares, z)
+
+
+def rate_score_from_moments(
+    moments: Sequence[int],
+    scale: int,
+    count: int,
+    amount_sum: int,
+    amount_squares: int,
+    z: float = Z95,
+) -> tuple[float, float] | None:
+    """`rate_score_from_sums` of the clusters (y_g, scale x_g) whose (y, x) integer rows have
+    these `row_moments`: the cluster-robust variance needs only G and the sums of y, x, y^2,
+    y x, x^2, and sum((y - R m)^2) = (M^2 Syy - 2 Y M Sym + Y^2 Smm) / M^2 is computed in
+    exact integers (so from bounded, mergeable state, to the last bit of the rows')."""
+    g, total_y, total_x, syy, syx, sxx = (int(v) for v in moments[:6])
+    total_m = scale * total_x
+    if total_m <= 0 or count == 0 or amount_sum <= 0 or g < 2:
+        return None
+    residual_ss = Fraction(
+        total_m * total_m * syy
+        - 2 * total_y * total_m * scale * syx
+        + total_y * total_y * scale * scale * sxx,
+        total_m * total_m,
+    )
+    robust = g / (g - 1) * float(residual_ss) / (float(total_m) * float(total_m))
+    return _rate_score(float(total_y), float(total_m), robust, amount_sum, amount_squares, z)
+
+
+def _rate_score(
+    total_y: float,
+    total_m: float,
+    robust: float,
+    amount_sum: float,
+    amount_squares: float,
+    z: float,
+) -> tuple[float, float] | None:
     c = amount_squares / amount_sum
     compound = c * total_y / (total_m * total_m)
-    robust = ratio_standard_error(data[:, 0], data[:, 1]) ** 2
     if compound > 0 and math.isfinite(robust):
         c *= max(1.0, robust / compound)
     half = z * math.sqrt(c * total_y + z * z * c * c / 4)
@@ -879,3 +917,101 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     if i + 1 >= n:
         return float(sorted_values[-1])
     return float(sorted_values[i] + (h - i) * (sorted_values[i + 1] - sorted_values[i]))
+
+
+#: Row moments (`row_moments`): the monomials of a row's columns of degree 1 to
+#: `MOMENT_DEGREE`, each index tuple in `combinations_with_replacement` order.
+MOMENT_DEGREE: Final[int] = 4
+
+
+def _monomials(columns: int) -> list[tuple[int, ...]]:
+    return [
+        combo
+        for degree in range(1, MOMENT_DEGREE + 1)
+        for combo in itertools.combinations_with_replacement(range(columns), degree)
+    ]
+
+
+def empty_moments(columns: int) -> tuple[int, ...]:
+    """The moments of no rows: (clusters, then one sum per monomial of `_monomials`)."""
+    return (0,) * (1 + len(_monomials(columns)))
+
+
+def row_moments(rows: Iterable[Sequence[int]], columns: int) -> tuple[int, ...]:
+    """Mergeable moments of integer rows, one row per cluster: their count and, for every
+    monomial of the columns up to degree `MOMENT_DEGREE`, its sum over the rows (exact
+    integers, so that the moments of disjoint sets of rows add: `add_moments`)."""
+    monomials = _monomials(columns)
+    out = [0] * (1 + len(monomials))
+    for row in rows:
+        out[0] += 1
+        for k, combo in enumerate(monomials, start=1):
+            product = 1
+            for column in combo:
+                product *= row[column]
+            out[k] += product
+    return tuple(out)
+
+
+def add_moments(parts: Iterable[Sequence[int]]) -> tuple[int, ...]:
+    """The moments of the union of disjoint sets of rows: their moments added."""
+    out: list[int] | None = None
+    for part in parts:
+        out = list(part) if out is None else [a + b for a, b in zip(out, part, strict=True)]
+    if out is None:
+        raise ValueError("no moments to add")
+    return tuple(out)
+
+
+def _power_sums(moments: Sequence[int], weights: FloatArray) -> list[float]:
+    """sum over rows of (weights . row)^d for d = 1..MOMENT_DEGREE, from the moments."""
+    sums = [0.0] * (MOMENT_DEGREE + 1)
+    for combo, value in zip(_monomials(weights.size), moments[1:], strict=True):
+        if not value:
+            continue
+        # (w . x)^d expanded: each sorted index tuple once, times its multinomial count.
+        count = math.factorial(len(combo))
+        for column in set(combo):
+            count //= math.factorial(combo.count(column))
+        coefficient = float(count)
+        for column in combo:
+            coefficient *= float(weights[column])
+        sums[len(combo)] += coefficient * value
+    return sums
+
+
+def moments_log_ratio_interval(
+    moments: Sequence[int], exponents: Sequence[int], z: float = Z95, small_sample: bool = True
+) -> tuple[float, float] | None:
+    """`log_ratio_interval` of the rows whose `row_moments` these are, each row its own
+    cluster, from the moments alone (so from bounded, mergeable state).
+
+    The influence of row g on the log of prod(total_j ** e_j) is u_g = w . x_g with w_j =
+    e_j / total_j, linear in the row given the totals, so sum(u^d) is a polynomial in the
+    moments of degree d: d = 2 gives the variance, d = 4 Satterthwaite's degrees of freedom
+    (with d = 1 and 3 to centre them)."""
+    clusters = int(moments[0])
+    signs = np.asarray(exponents, dtype=np.float64)
+    columns = signs.size
+    if clusters < 2:
+        return None
+    totals = np.asarray(moments[1 : 1 + columns], dtype=np.float64)
+    if np.any(totals <= 0):
+        return None
+    _zero, s1, s2, s3, s4 = _power_sums(moments, signs / totals)
+    n = float(clusters)
+    mean = s1 / n
+    # Centred power sums of the influences (the mean is 0 up to rounding when the exponents
+    # add up to 0, as a ratio of ratios' do).
+    c2 = max(0.0, s2 - n * mean * mean)
+    c4 = s4 - 4 * mean * s3 + 6 * mean**2 * s2 - 4 * mean**3 * s1 + n * mean**4
+    se = math.sqrt(c2 * n / (n - 1))
+    log_r = float(np.log(totals) @ signs)
+    if small_sample:
+        if clusters < 3:
+            df = 1.0
+        else:
+            spread = n / (n - 1) * (c4 - c2 * c2 / n)
+            df = float(n - 1) if spread <= 0 else min(n - 1, max(1.0, 2 * c2 * c2 / spread))
+        z = student_t_quantile(_NORMAL.cdf(z), df)
+    return math.exp(log_r - z * se), math.exp(log_r + z * se)
