@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
+from agents.core.concurrency import LevelCurve, peak_of
 from agents.core.sketch import FoldedFigures, QuantileSketch
 from agents.core.stats import percentile
 from agents.core.timeline import (
@@ -590,7 +591,9 @@ class SessionSummary:
       amounts' count, sum and sum of squares);
     - `dwell`: `group_member_dwell`'s member pairs, their watch ms and its sum of squares (per
       member the totals are in `Ledger.folded_dwellers`);
-    - `minutes`, `entries`: the operator's concurrency by minute and joins (`FoldedPresence`);
+    - `entries`: the operator's joins (`FoldedPresence`) and `peak` the session's own
+      concurrency peak: its concurrency by minute is added to its levels' curves
+      (`Ledger.board_curves`), `minutes` is left empty (a version 9 state's are moved there);
     - the operator board's other parts of it, final at the summary (its buyers are
       `share_sums[SHARE_PAIRS]`, its interacting viewers `uplift[1]`): `watch` the viewers'
       watch times as [sum in ms, count per bucket of `WATCH_TIME_BOUNDS_S`] and
@@ -612,6 +615,7 @@ class SessionSummary:
         "order_minutes",
         "order_offsets",
         "orders",
+        "peak",
         "share_sums",
         "tail",
         "uplift",
@@ -632,6 +636,7 @@ class SessionSummary:
         self.tail: list[int] = [0] * 7
         self.dwell: list[int] = [0, 0, 0]
         self.minutes: dict[int, int] = {}
+        self.peak = 0
         self.entries = 0
         self.watch: list[int] = [0] * (len(WATCH_TIME_BOUNDS_S) + 2)
         self.watch_median_ms: float | None = None
@@ -658,7 +663,7 @@ class SessionSummary:
         return self.viewers
 
     def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # A summary from before the board's parts (snapshot version 6): those left empty.
@@ -666,6 +671,8 @@ class SessionSummary:
         for name in self.__slots__:
             if name in state:
                 setattr(self, name, state[name])
+        if "peak" not in state:  # version 9 or older: its minutes (moved by the ledger's load)
+            self.peak = peak_of(self.minutes)[0]
 
     @classmethod
     def combined(cls, parts: Sequence[SessionSummary]) -> SessionSummary:
@@ -695,6 +702,9 @@ class SessionSummary:
             minutes.update(part.minutes)
             out.minutes = {minute: n for minute, n in sorted(minutes.items()) if n}
             out.entries += part.entries
+            # Its parts' minutes are in the levels' curves: the session's own peak is at
+            # least the largest part's (a producer that keyed its views apart).
+            out.peak = max(out.peak, part.peak)
             out.watch = [a + b for a, b in zip(out.watch, part.watch, strict=True)]
             order_minutes = Counter(out.order_minutes)
             order_minutes.update(part.order_minutes)
@@ -1001,6 +1011,7 @@ class Ledger:
         refund_horizon_ms: int | None = None,
         fold_sessions: bool = False,
         fold_months: bool = False,
+        board_horizon_ms: int | None = None,
     ) -> None:
         if fold_months and not fold_sessions:
             raise ValueError("fold_months needs fold_sessions (a month closes on summaries)")
@@ -1012,6 +1023,10 @@ class Ledger:
         #: A refund counts for an order paid at or before it and at most this long before it
         #: (`refund_counts`); None: for any payment of its order id, whenever (before issue 17).
         self.refund_horizon_ms = refund_horizon_ms
+        #: With the session fold, the operator levels' concurrency by minute older than this
+        #: before the newest event (and final) is settled into each level's peak
+        #: (`_settle_board_curves`); None: every minute kept.
+        self.board_horizon_ms = board_horizon_ms
         self.dedupe_window_ms = dedupe_window_ms
         self.future_tolerance_ms = future_tolerance_ms
         # The wall clock plus the tolerance when last read (`_ahead_of_clock`): a `ts` at or
@@ -1207,6 +1222,14 @@ class Ledger:
             self._init_month_fold(False)
         if "folded_watch" not in state:  # version 6 or older: the board read no summary
             self._init_board_fold()
+        if "board_curves" not in state:  # version 9 or older: the minutes in the summaries
+            self.board_horizon_ms = None
+            self._init_board_curves()
+            for session in self.sessions.values():
+                summary = session.presence
+                if isinstance(summary, SessionSummary):
+                    self._add_board_minutes(session, summary.minutes)
+                    summary.minutes = {}
         if "first_orders" not in state:  # version 5 or older: filed from the orders held
             self.refund_horizon_ms = None  # as it was written: every refund counted
             self.first_orders = {}
@@ -1239,6 +1262,16 @@ class Ledger:
         distinct buyers (the level's paying users: one entry per distinct user)."""
         self.folded_watch: dict[tuple[str, str], QuantileSketch] = {}
         self.folded_payers: dict[tuple[str, str], set[str]] = {}
+        self._init_board_curves()
+
+    def _init_board_curves(self) -> None:
+        """The operator levels' concurrency curves (`LevelCurve`), empty."""
+        #: Per level its summarized sessions' concurrency by minute, the minutes past the
+        #: board horizon settled into the level's peak (`LevelCurve`).
+        self.board_curves: dict[tuple[str, str], LevelCurve] = {}
+        #: Summarized sessions' minutes that came before their level's settled minutes (0
+        #: unless the settling rule is broken; a test holds it at 0).
+        self.board_minutes_late = 0
 
     def fold_sessions_from_now(self) -> None:
         """Summarize closed sessions from now on (a restored state written without the fold,
@@ -1879,6 +1912,7 @@ class Ledger:
         if horizon <= min(self._awaiting_summary.values()):
             return  # none is due (once an hour of each topic: O(sessions waiting))
         held_from = self.period_gate(self) if self.period_gate is not None else None
+        summarized = False
         for sid, ended_ts in list(self._awaiting_summary.items()):
             if ended_ts >= horizon:
                 continue
@@ -1891,6 +1925,9 @@ class Ledger:
                 self._summarize(session, session.presence)
                 # For the board too: what it keeps per (session, user) becomes counts.
                 self.folded_ids.append(sid)
+                summarized = True
+        if summarized and self.board_horizon_ms is not None:
+            self._settle_board_curves(horizon)
 
     def _summarize(self, session: SessionFacts, presence: FoldedPresence) -> None:
         """Replace a closed session's raw facts by its `SessionSummary` (every sum a claim
@@ -1997,7 +2034,8 @@ class Ledger:
         for group, watch_ms in by_membership.items():
             self.folded_figures.fold_watch(group, watch_ms)
         self._summarize_board(session, summary, presence, orders, viewers, set(pairs))
-        summary.minutes = presence.minutes
+        summary.peak = peak_of(presence.minutes)[0]
+        self._add_board_minutes(session, presence.minutes)
         summary.entries = presence.entries
         session.presence = summary
         session.orders = []
@@ -2242,6 +2280,43 @@ class Ledger:
             for ts, _seq, _group, is_join in group_events.get((merchant, user), ()):
                 if is_join and started <= ts <= ended:
                     summary.group_joins += 1
+
+    def _add_board_minutes(self, session: SessionFacts, minutes: Mapping[int, int]) -> None:
+        """Add a summarized session's concurrency by minute to its levels' curves."""
+        if not minutes:
+            return
+        for level in (
+            OVERALL_LEVEL,
+            ("rooms", session.room_id or ""),
+            ("merchants", session.merchant_id or ""),
+        ):
+            curve = self.board_curves.get(level)
+            if curve is None:
+                curve = self.board_curves[level] = LevelCurve()
+            self.board_minutes_late += curve.add(minutes)
+
+    def _settle_board_curves(self, summary_horizon: int) -> None:
+        """Settle the levels' minutes that are final and older than the board horizon
+        (docs/design.md, "The board's concurrency by minute"): a minute is final once no
+        session that can still add to it is unsummarized. Every event applied from now on is
+        stamped after `summary_horizon`, so a session not seen yet adds nothing before it; a
+        session held unsummarized adds nothing before its earliest presence record. O(sessions
+        held), at a summary pass that summarized something."""
+        assert self.board_horizon_ms is not None and self.max_ts is not None
+        before = min(summary_horizon, self.max_ts - self.board_horizon_ms) // _MINUTE_MS
+        for session in self.sessions.values():
+            presence = session.presence
+            if isinstance(presence, SessionSummary):
+                continue
+            if isinstance(presence, FoldedPresence):
+                if presence.minutes:
+                    before = min(before, min(presence.minutes))
+                continue
+            for user in presence:
+                for ts, _seq, _joined in presence[user]:
+                    before = min(before, ts // _MINUTE_MS)
+        for curve in self.board_curves.values():
+            curve.settle(before)
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

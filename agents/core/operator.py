@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
     FOLDED_BUCKETS,
     FOLDED_SUM_MS,
@@ -147,6 +148,9 @@ class _Parts:
     watch_sketch: QuantileSketch | None = None
     #: Event-time minute -> change in the number of pairs present (a difference array).
     presence_diff: Counter[int] = field(default_factory=Counter)
+    #: The peak when known apart from `presence_diff` (not added up by `add`): a summarized
+    #: session's own, or a level's with its summarized sessions' curve (`add_level_curves`).
+    peak: int | None = None
     buyers: int = 0
     paying_users: set[str] = field(default_factory=set)
     #: A summarized session's paying users (its buyers: their ids are in the levels' sets).
@@ -474,6 +478,7 @@ class OperatorBoard:
             merchants.setdefault(merchant_id, _Parts()).add(parts)
             overall.add(parts)
         add_summarized_levels([ledger], overall, rooms, merchants)
+        add_level_curves([ledger], overall, rooms, merchants)
         levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
         figures = {
             "definitions": {
@@ -640,7 +645,7 @@ class OperatorBoard:
         """A summarized session's parts, from its summary and this board's counts."""
         parts = _Parts()
         parts.entries = summary.entries
-        parts.presence_diff.update(summary.minutes)
+        parts.peak = summary.peak  # its minutes are in its levels' curves (`board_curves`)
         parts.unique_viewers = summary.viewers
         parts.watch_folded = list(summary.watch)
         parts.watch_median_ms = summary.watch_median_ms
@@ -696,7 +701,13 @@ class OperatorBoard:
             "entries": parts.entries,
             "unique_viewers": parts.unique_viewers,
             "viewers_current": parts.viewers_current,
-            "viewers_peak": _peak(parts.presence_diff) if peak is None else peak,
+            "viewers_peak": (
+                peak
+                if peak is not None
+                else parts.peak
+                if parts.peak is not None
+                else _peak(parts.presence_diff)
+            ),
             "watch_time_seconds_sum": watch_total_ms / 1000,
             "avg_watch_minutes": _ratio(watch_total_ms / MINUTE_MS, parts.unique_viewers),
             "median_watch_minutes": None if median_ms is None else median_ms / MINUTE_MS,
@@ -753,6 +764,34 @@ def add_summarized_levels(
             payers = ledger.folded_payers.get(level)
             if payers:  # a new set: the level's own may be shared with a cached one
                 parts.paying_users = parts.paying_users | payers
+
+
+def level_curve(ledgers: Sequence[Ledger], level: tuple[str, str]) -> LevelCurve | None:
+    """A level's summarized sessions' concurrency curve, from one ledger or every
+    partition's (`LevelCurve.merged`); None: the level has none."""
+    curves = [found for ledger in ledgers if (found := ledger.board_curves.get(level))]
+    if len(curves) > 1:
+        return LevelCurve.merged(curves)
+    return curves[0] if curves else None
+
+
+def add_level_curves(
+    ledgers: Sequence[Ledger],
+    overall: _Parts,
+    rooms: Mapping[str, _Parts],
+    merchants: Mapping[str, _Parts],
+) -> None:
+    """Give each level its peak with its summarized sessions' concurrency curve
+    (`Ledger.board_curves`: their minutes not in the sessions' parts) added to the minutes
+    of its other sessions (`presence_diff`). Idempotent."""
+    for level, parts in (
+        (OVERALL_LEVEL, overall),
+        *((("rooms", rid), p) for rid, p in rooms.items()),
+        *((("merchants", mid), p) for mid, p in merchants.items()),
+    ):
+        curve = level_curve(ledgers, level)
+        if curve is not None:
+            parts.peak = curve.level_peak(parts.presence_diff)[0]
 
 
 def _change(current: float | None, before: float | None) -> float | None:

@@ -33,6 +33,7 @@ import zlib
 from collections import Counter
 from typing import Final
 
+from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
     EventCounts,
     FoldedPresence,
@@ -78,8 +79,12 @@ MAGIC: Final[bytes] = b"LPst"
 #: 9: a closed period's frozen figures come with their mergeable parts (`Ledger.frozen_parts`,
 #: `metrics.CLAIM_PARTS`), so that partitions' closed periods merge. A version 1-8 state loads
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
-VERSION: Final[int] = 9
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})
+#: 10: a summarized session's concurrency by minute is in its levels' curves
+#: (`Ledger.board_curves`, `LevelCurve`: minutes past the board horizon settled into each
+#: level's peak), the summary keeps its own peak (`SessionSummary.peak`). A version 1-9 state
+#: loads with its summaries' minutes moved into the curves, none settled, no board horizon.
+VERSION: Final[int] = 10
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -97,6 +102,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         Presence,
         FoldedPresence,
         SessionSummary,
+        LevelCurve,
         OrderFold,
         MonthClosed,
         OrderFact,
