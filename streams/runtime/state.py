@@ -53,6 +53,8 @@ class LiveState:
     dedupe_window_ms: int | None = None
     #: Each partition's ledger's refund horizon (`Settings.refund_horizon_ms`; None: none).
     refund_horizon_ms: int | None = None
+    #: Each partition's ledger's board horizon (`Settings.board_horizon_ms`; None: none).
+    board_horizon_ms: int | None = None
     #: How far ahead of the wall clock an event may be and still move its topic's horizon
     #: (`Settings.future_tolerance_ms`; None: no cap).
     future_tolerance_ms: int | None = None
@@ -105,6 +107,7 @@ class LiveState:
             self.future_tolerance_ms,
             self.refund_horizon_ms,
             fold_sessions=self.fold_sessions,
+            board_horizon_ms=self.board_horizon_ms,
         )
         ledger.membership_from = self.membership
         ledger.refunds_from = self.refunds
@@ -120,6 +123,7 @@ class LiveState:
         the new window holds for the events from now on)."""
         state.ledger.dedupe_window_ms = self.dedupe_window_ms
         state.ledger.refund_horizon_ms = self.refund_horizon_ms
+        state.ledger.board_horizon_ms = self.board_horizon_ms
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
         if self.periods is not None:  # not part of the state: set again on every restore
             attach(state.ledger, self.periods)

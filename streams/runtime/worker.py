@@ -114,6 +114,7 @@ class Worker:
             dedupe_window_ms=settings.dedupe_window_ms,
             future_tolerance_ms=settings.future_tolerance_ms,
             refund_horizon_ms=settings.refund_horizon_ms,
+            board_horizon_ms=settings.board_horizon_ms,
             gpm_denominator=settings.gpm_denominator,
             fold_sessions=settings.fold_sessions,
             membership=self.membership,
