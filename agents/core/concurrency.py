@@ -31,7 +31,7 @@ class LevelCurve:
     every minute's count: a settled minute's count can no longer change.
     """
 
-    __slots__ = ("diff", "peak", "peak_minute", "present", "settled_to")
+    __slots__ = ("bounded", "diff", "peak", "peak_minute", "present", "settled_to")
 
     def __init__(self) -> None:
         self.diff: dict[int, int] = {}
@@ -39,6 +39,9 @@ class LevelCurve:
         self.present = 0
         self.peak = 0
         self.peak_minute: int | None = None
+        #: Merged from several inputs of which one had settled minutes: its peak is a lower
+        #: bound (`merged`).
+        self.bounded = False
 
     def __getstate__(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -68,18 +71,21 @@ class LevelCurve:
         return early
 
     def settle(self, before: int) -> int:
-        """Fold every minute before `before` into `present` and the peak; how many were folded."""
+        """Fold every minute before `before` into `present` and the peak; how many were folded.
+        The kept minutes are copied into a new dict (a dict never shrinks as keys are popped:
+        the settled minutes' slots would stay allocated)."""
         if self.settled_to is not None and before <= self.settled_to:
             return 0
-        diff = self.diff
-        done = sorted(minute for minute in diff if minute < before)
+        done = sorted((minute, n) for minute, n in self.diff.items() if minute < before)
         present = self.present
-        for minute in done:
-            present += diff.pop(minute)
+        for minute, change in done:
+            present += change
             if present > self.peak:
                 self.peak, self.peak_minute = present, minute
         self.present = present
         self.settled_to = before
+        if done:
+            self.diff = {minute: n for minute, n in self.diff.items() if minute >= before}
         return len(done)
 
     def as_diff(self) -> Counter[int]:
@@ -109,6 +115,10 @@ class LevelCurve:
         each input's, a lower bound)."""
         out = cls()
         diff: Counter[int] = Counter()
+        curves = list(curves)
+        out.bounded = len(curves) > 1 and any(
+            curve.settled_to is not None or curve.bounded for curve in curves
+        )
         for curve in curves:
             diff.update(curve.as_diff())
             if curve.peak > out.peak:

@@ -205,6 +205,9 @@ POST_LIVE_TAIL_MS: Final[int] = 3 * 86_400_000
 #: `price_dwell_association` by the order's dearest unit price in cents.
 FIVE_MINUTES_MS: Final[int] = 300_000
 _MINUTE_MS: Final[int] = 60_000
+#: The board's curves settle once their settled minutes can move on by a day or more
+#: (`Ledger._settle_board_curves`).
+_SETTLE_STEP_MINUTES: Final[int] = 24 * 60
 PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
     ("<200", 200_00),
     ("200-500", 500_00),
@@ -2304,6 +2307,10 @@ class Ledger:
         held), at a summary pass that summarized something."""
         assert self.board_horizon_ms is not None and self.max_ts is not None
         before = min(summary_horizon, self.max_ts - self.board_horizon_ms) // _MINUTE_MS
+        overall = self.board_curves.get(OVERALL_LEVEL)  # every session's level: the furthest
+        if overall is not None and overall.settled_to is not None:
+            if before < overall.settled_to + _SETTLE_STEP_MINUTES:
+                return  # at most once a day of event time: each pass walks the kept minutes
         for session in self.sessions.values():
             presence = session.presence
             if isinstance(presence, SessionSummary):

@@ -3,24 +3,31 @@ into their peaks past the board horizon, the peaks still the truth's."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pickle
 import random
 import zlib
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.concurrency import LevelCurve, peak_of
-from agents.core.ledger import OVERALL_LEVEL, SessionSummary
+from agents.core.ingest import ingest
+from agents.core.ledger import OVERALL_LEVEL, SESSION_HORIZON_MS, SessionSummary
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
 from schemas import Rejection
+from streams.tools.simulator.generate import generate
+from streams.tools.simulator.scenarios import get_scenario
 from tests.agents.core.test_merge import records, split
 from tests.support.live import fixture_operator_truth_folding
 from tests.support.truth import operator_mismatches
 
+REPO_FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 HOUR = 3_600_000
 DAY = 24 * HOUR
 
@@ -122,7 +129,9 @@ def test_levels_settled_past_the_board_horizon_keep_the_truths_peaks(name: str) 
     unbounded, _ = _board_ledger(decoded, 2 * DAY, None)
     all_minutes = sum(len(curve.diff) for curve in unbounded.board_curves.values())
     assert kept_minutes < 0.25 * all_minutes, (kept_minutes, all_minutes)
-    operator = build_report(ledger, board)["operator"]
+    report = build_report(ledger, board)
+    operator = report["operator"]
+    assert report["retention"]["board_peaks_bounded"] == 0  # one ledger: exact
     problems = operator_mismatches(operator, truth, cumulative_only=True)
     assert [p for p in problems if "median_watch_minutes" not in p] == [], problems[:10]
     assert _peaks(operator) == _peaks(build_report(unbounded, OperatorBoard())["operator"])
@@ -152,13 +161,16 @@ def test_partitions_merge_to_the_truths_peaks_within_the_horizon_and_bounded_pas
             for part in split(stream, 3)
         ]
         restored = [load_state(dump_state(*part)) for part in parts]
-        merged = build_report(
+        merged_report = build_report(
             merge_ledgers([p[0] for p in restored]), merge_boards([p[1] for p in restored])
-        )["operator"]
+        )
+        merged = merged_report["operator"]
         got = _peaks(merged)
+        bounded = merged_report["retention"]["board_peaks_bounded"]
         if horizon is None:
-            assert got == want
+            assert got == want and bounded == 0
             continue
+        assert bounded > 0
         alone = [_peaks(build_report(*p)["operator"]) for p in restored]
         for level, value in want.items():
             floor = max(peaks.get(level, 0) for peaks in alone)
@@ -201,3 +213,71 @@ def test_a_version_9_state_loads_its_summaries_minutes_into_the_curves(
     assert restored.board_horizon_ms is None and restored.board_curves
     assert all(c.settled_to is None for c in restored.board_curves.values())
     assert _peaks(build_report(restored, restored_board)["operator"]) == want
+
+
+LONG_ENV = "LIVEPULSE_BOARD_LONG"
+
+
+def _simulated_board_check(tmp_path: Path, days: int, scale: float, horizon_days: int) -> None:
+    """A simulated xhs stream of `days` through a summarizing ledger (7-day window) with a
+    board horizon of `horizon_days`: minutes settled, and every level's and session's peak
+    and every other cumulative operator figure equal the truth reference computed from the
+    stream's lines (operator_truth.py, the fold's rule for sessions that never end), the
+    sketched medians left out (test_retention checks their bound)."""
+    from streams.tools.simulator.operator_truth import compute_operator
+    from streams.tools.simulator.truth import abandon_sessions, read_stream
+
+    scenario = dataclasses.replace(get_scenario("xhs"), days=days)
+    lines = generate(scenario, 5, scale).lines
+    ledger = Ledger(7 * DAY, fold_sessions=True, board_horizon_ms=horizon_days * DAY)
+    board = OperatorBoard()
+    for line in lines:
+        ingest(line.encode(), ledger, board)
+    curve = ledger.board_curves[OVERALL_LEVEL]
+    assert curve.settled_to is not None and ledger.board_minutes_late == 0
+    span_minutes = (ledger.max_ts or 0) // 60_000 - curve.settled_to
+    assert span_minutes <= (horizon_days + 30) * 24 * 60  # the kept minutes follow the horizon
+    stream = read_stream(list(lines))
+    abandon_sessions(stream, SESSION_HORIZON_MS, 7 * DAY)
+    truth = compute_operator(stream)
+    operator = build_report(ledger, board)["operator"]
+    problems = operator_mismatches(operator, truth, cumulative_only=True)
+    assert [p for p in problems if "median_watch_minutes" not in p] == [], problems[:10]
+    del tmp_path
+
+
+def test_a_simulated_stream_of_four_months_keeps_the_truths_peaks(tmp_path: Path) -> None:
+    _simulated_board_check(tmp_path, 120, 0.5, 10)
+
+
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"minutes long: set {LONG_ENV}=1")
+def test_a_larger_simulated_stream_of_eight_months_keeps_the_truths_peaks(tmp_path: Path) -> None:
+    _simulated_board_check(tmp_path, 240, 2.0, 30)
+
+
+def test_the_live_screens_page_reads_the_settled_curves() -> None:
+    """The live screen's page builder (agents/core/page.py) over one summarizing ledger with a
+    3-day board horizon: after every chunk its levels' peaks equal the board's (the same
+    state), and at the end the truth's."""
+    from agents.core.page import PageBuilder
+    from tests.agents.core.test_page import merged_page
+
+    lines = (REPO_FIXTURES / "xhs.jsonl").read_bytes().splitlines()
+    ledger = Ledger(2 * DAY, fold_sessions=True, board_horizon_ms=3 * DAY)
+    board = OperatorBoard()
+    builder = PageBuilder()
+    chunk = len(lines) // 8
+    for start in range(0, len(lines), chunk):
+        for line in lines[start : start + chunk]:
+            ingest(line, ledger, board)
+        got = builder.build([(ledger, board)])
+        assert _level_peaks(got["operator"]) == _level_peaks(
+            merged_page([(ledger, board)])["operator"]
+        )
+    assert ledger.board_curves[OVERALL_LEVEL].settled_to is not None
+    truth = fixture_operator_truth_folding("xhs", 2 * DAY)
+    assert _level_peaks(got["operator"]) == _level_peaks(truth)
+
+
+def _level_peaks(operator: dict[str, Any]) -> dict[str, int]:
+    return _peaks({**operator, "sessions": {}})
