@@ -451,6 +451,13 @@ class OperatorBoard:
         rooms: dict[str, _Parts] = {}
         merchants: dict[str, _Parts] = {}
         sessions_out: dict[str, Any] = {}
+        # Summarized sessions that ended (or were abandoned) longer than the board horizon
+        # before the newest event leave the sessions table; their levels still count them.
+        horizon_ms = ledger.board_horizon_ms
+        table_from = (
+            None if horizon_ms is None or ledger.max_ts is None else ledger.max_ts - horizon_ms
+        )
+        folded_out = 0
         for sid in sorted(started):
             session = started[sid]
             parts = self._session_parts(
@@ -466,7 +473,15 @@ class OperatorBoard:
             if sid in session_windows:
                 parts.windows = session_windows[sid]
             room_id, merchant_id = session.room_id or "", session.merchant_id or ""
-            if detail:
+            horizon_from = session.horizon_from
+            if (
+                table_from is not None
+                and horizon_from is not None
+                and horizon_from < table_from
+                and session.summary is not None
+            ):
+                folded_out += 1
+            elif detail:
                 sessions_out[sid] = {
                     **self._figures(parts),
                     "room_id": room_id,
@@ -496,6 +511,7 @@ class OperatorBoard:
         }
         if detail:
             figures["sessions"] = sessions_out
+            figures["sessions_folded_out"] = folded_out
             figures["histograms"] = _histograms(levels)
         return figures
 
