@@ -989,6 +989,20 @@ class MembershipSource(Protocol):
     def horizon_ts(self, topic: int) -> int | None: ...
 
 
+def _groups_joined(ordered: Sequence[tuple[int, int, str, bool]], until_ts: int) -> set[str]:
+    """The groups a user is in after their (sorted) group events stamped at or before
+    `until_ts` (`timeline.Membership`'s reading)."""
+    joined: set[str] = set()
+    for ts, _seq, group_id, is_join in ordered:
+        if ts > until_ts:
+            break
+        if is_join:
+            joined.add(group_id)
+        else:
+            joined.discard(group_id)
+    return joined
+
+
 class Ledger:
     """Facts from decoded events, deduplicated by `event_id`.
 
@@ -1119,8 +1133,12 @@ class Ledger:
         #: held sessions' first joins).
         self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
         self._init_month_fold(fold_months)
-        # (merchant, user) -> [(ts, seq, group_id, is_join)]
+        # (merchant, user) -> [(ts, seq, group_id, is_join)]; in a ledger that holds every
+        # partition (`fold_months`), compacted before the oldest `ts` a lookup can still ask
+        # (`_compact_group_events`).
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
+        #: The cutoff the group events were last compacted at (None: never).
+        self.groups_compacted_to: int | None = None
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
         # ts, kept apart so a reply may arrive before (or without) its question. With a window,
         # both are held only for the answer horizon (`_fold_questions`): per hour of `ts`, the
@@ -1219,6 +1237,8 @@ class Ledger:
                     self._reply_hours.setdefault(replied_ts // _ID_BUCKET_MS, []).append(
                         question_id
                     )
+        if "groups_compacted_to" not in state:  # version 9 or older: every group event held
+            self.groups_compacted_to = None
         if "month_first_joins" not in state:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
@@ -1835,6 +1855,7 @@ class Ledger:
             self._abandon_sessions()
         if self.fold_months:
             self._fold_closed_months()
+            self._compact_group_events()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
             return
@@ -2283,6 +2304,75 @@ class Ledger:
             for ts, _seq, _group, is_join in group_events.get((merchant, user), ()):
                 if is_join and started <= ts <= ended:
                     summary.group_joins += 1
+
+    def _group_lookup_floor(self) -> int | None:
+        """The oldest `ts` a "member at ts" lookup can still ask of any (merchant, user) but at
+        their first order (None: a topic has no horizon yet): every summary topic's horizon
+        (an event applied later is stamped after it: a group event, a session's start or
+        view, an order that could become a pair's first), every unsummarized session's
+        start, orders and presence records (its summary and the board read membership and
+        group joins from then on), and the unfolded months' first joins
+        (`group_spend_multiple`'s population)."""
+        horizons = [self.horizon_ts(topic) for topic in _SUMMARY_TOPICS]
+        if any(h is None for h in horizons):
+            return None
+        floor = min(h for h in horizons if h is not None)
+        for session in self.sessions.values():
+            presence = session.presence
+            if isinstance(presence, SessionSummary):
+                continue
+            if session.started_ts is not None:
+                floor = min(floor, session.started_ts)
+            for order in session.orders:
+                floor = min(floor, order.ts)
+            if isinstance(presence, FoldedPresence):
+                for user in presence.joined_users():
+                    first = presence.first_join_ts(user)
+                    if first is not None:
+                        floor = min(floor, first)
+            else:
+                for user in presence:
+                    for ts, _seq, _joined in presence[user]:
+                        floor = min(floor, ts)
+        for joins in self.month_first_joins.values():
+            if joins:
+                floor = min(floor, min(joins.values()))
+        return floor
+
+    def _compact_group_events(self) -> None:
+        """Replace each (merchant, user)'s group events before the lookup floor (and before
+        their first order with the merchant, which `group_repurchase_30d` asks about at any
+        age) by their state there: one join per group still joined, stamped just before it,
+        or nothing when they were in no group (the pair is dropped). Membership at any `ts`
+        from that stamp on is what the whole history gives (docs/design.md, "The board's
+        concurrency by minute", group events). Only in a ledger holding every partition
+        (`fold_months`: a partition cannot know the others' lookups); at most once a day of
+        event time (each pass walks every pair)."""
+        floor = self._group_lookup_floor()
+        if floor is None:
+            return
+        done = self.groups_compacted_to
+        if done is not None and floor < done + _DAY_MS:
+            return
+        self.groups_compacted_to = floor
+        group_events = self.group_events
+        for pair in list(group_events):
+            events = group_events[pair]
+            if all(seq == 0 for ts, seq, _group, _join in events if ts < floor):
+                continue  # nothing before the floor, or only what was compacted before
+            ordered = sorted(events)
+            first = self.first_orders.get(pair)
+            asked = first[0] if first is not None and first[0] < floor - 1 else None
+            at_floor = _groups_joined(ordered, floor - 1)
+            at_first = _groups_joined(ordered, asked) if asked is not None else set()
+            kept = [(asked, 0, group, True) for group in sorted(at_first) if asked is not None]
+            kept.extend((floor - 1, 0, group, False) for group in sorted(at_first - at_floor))
+            kept.extend((floor - 1, 0, group, True) for group in sorted(at_floor - at_first))
+            kept.extend(event for event in ordered if event[0] >= floor)
+            if kept:
+                group_events[pair] = kept
+            else:
+                del group_events[pair]
 
     def _add_board_minutes(self, session: SessionFacts, minutes: Mapping[int, int]) -> None:
         """Add a summarized session's concurrency by minute to its levels' curves."""
