@@ -1137,8 +1137,10 @@ class Ledger:
         # partition (`fold_months`), compacted before the oldest `ts` a lookup can still ask
         # (`_compact_group_events`).
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
-        #: The cutoff the group events were last compacted at (None: never).
+        #: The cutoff the group events were last compacted at (None: never), and the summary
+        #: topics' horizon when it was last sought (the search walks every held session).
         self.groups_compacted_to: int | None = None
+        self._groups_sought_at: int | None = None
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
         # ts, kept apart so a reply may arrive before (or without) its question. With a window,
         # both are held only for the answer horizon (`_fold_questions`): per hour of `ts`, the
@@ -1239,6 +1241,7 @@ class Ledger:
                     )
         if "groups_compacted_to" not in state:  # version 9 or older: every group event held
             self.groups_compacted_to = None
+            self._groups_sought_at = None
         if "month_first_joins" not in state:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
@@ -2348,6 +2351,14 @@ class Ledger:
         concurrency by minute", group events). Only in a ledger holding every partition
         (`fold_months`: a partition cannot know the others' lookups); at most once a day of
         event time (each pass walks every pair)."""
+        horizons = [self.horizon_ts(topic) for topic in _SUMMARY_TOPICS]
+        if any(h is None for h in horizons):
+            return
+        horizon = min(h for h in horizons if h is not None)
+        sought = self._groups_sought_at
+        if sought is not None and horizon < sought + _DAY_MS:
+            return  # sought at most once a day of event time (the floor is at most the horizon)
+        self._groups_sought_at = horizon
         floor = self._group_lookup_floor()
         if floor is None:
             return
