@@ -206,6 +206,12 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30, help="functions listed per profile")
     parser.add_argument("--out", type=Path, help="the figures as JSON")
     parser.add_argument(
+        "--board-horizon-days",
+        type=float,
+        default=90.0,
+        help="the operator levels' minutes kept (LIVEPULSE_BOARD_HORIZON_DAYS; 0: every one)",
+    )
+    parser.add_argument(
         "--no-claim-periods",
         action="store_true",
         help="no claims by period (as bench.soak's flag): summaries not held for their month",
@@ -228,6 +234,7 @@ def main() -> None:
         fold_sessions=True,
         fold_months=True,
         user_horizon_ms=round(args.user_horizon_days * DAY_MS) or None,
+        board_horizon_ms=round(args.board_horizon_days * DAY_MS) or None,
     )
     if args.no_claim_periods:
         _PERIODS.clear()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
+from agents.core.concurrency import LevelCurve, peak_of
 from agents.core.seen import KEY_LIMIT, MIN_BATCH, TAG_LIMIT, TOPIC_SLOTS, SeenRuns
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
 from agents.core.stats import add_moments, percentile, row_moments
@@ -205,6 +206,9 @@ POST_LIVE_TAIL_MS: Final[int] = 3 * 86_400_000
 #: `price_dwell_association` by the order's dearest unit price in cents.
 FIVE_MINUTES_MS: Final[int] = 300_000
 _MINUTE_MS: Final[int] = 60_000
+#: The board's curves settle once their settled minutes can move on by a day or more
+#: (`Ledger._settle_board_curves`).
+_SETTLE_STEP_MINUTES: Final[int] = 24 * 60
 PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
     ("<200", 200_00),
     ("200-500", 500_00),
@@ -646,7 +650,9 @@ class SessionSummary(_PickledBySlot):
       amounts' count, sum and sum of squares);
     - `dwell`: `group_member_dwell`'s member pairs, their watch ms and its sum of squares (per
       member the totals are in `Ledger.folded_dwellers`);
-    - `minutes`, `entries`: the operator's concurrency by minute and joins (`FoldedPresence`);
+    - `entries`: the operator's joins (`FoldedPresence`) and `peak` the session's own
+      concurrency peak: its concurrency by minute is added to its levels' curves
+      (`Ledger.board_curves`), `minutes` is left empty (a version 9 state's are moved there);
     - the operator board's other parts of it, final at the summary (its buyers are
       `share_sums[SHARE_PAIRS]`, its interacting viewers `uplift[1]`): `watch` the viewers'
       watch times as [sum in ms, count per bucket of `WATCH_TIME_BOUNDS_S`] and
@@ -668,6 +674,7 @@ class SessionSummary(_PickledBySlot):
         "order_minutes",
         "order_offsets",
         "orders",
+        "peak",
         "share_sums",
         "tail",
         "uplift",
@@ -688,6 +695,7 @@ class SessionSummary(_PickledBySlot):
         self.tail: list[int] = [0] * 7
         self.dwell: list[int] = [0, 0, 0]
         self.minutes: dict[int, int] = {}
+        self.peak = 0
         self.entries = 0
         self.watch: list[int] = [0] * (len(WATCH_TIME_BOUNDS_S) + 2)
         self.watch_median_ms: float | None = None
@@ -712,6 +720,11 @@ class SessionSummary(_PickledBySlot):
 
     def __len__(self) -> int:
         return self.viewers
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        super().__setstate__(state)
+        if "peak" not in state:  # version 9 or older: its minutes (moved by the ledger's load)
+            self.peak = peak_of(self.minutes)[0]
 
     @classmethod
     def combined(cls, parts: Sequence[SessionSummary]) -> SessionSummary:
@@ -741,6 +754,9 @@ class SessionSummary(_PickledBySlot):
             minutes.update(part.minutes)
             out.minutes = {minute: n for minute, n in sorted(minutes.items()) if n}
             out.entries += part.entries
+            # Its parts' minutes are in the levels' curves: the session's own peak is at
+            # least the largest part's (a producer that keyed its views apart).
+            out.peak = max(out.peak, part.peak)
             out.watch = [a + b for a, b in zip(out.watch, part.watch, strict=True)]
             order_minutes = Counter(out.order_minutes)
             order_minutes.update(part.order_minutes)
@@ -1013,6 +1029,20 @@ class MembershipSource(Protocol):
     def horizon_ts(self, topic: int) -> int | None: ...
 
 
+def _groups_joined(ordered: Sequence[tuple[int, int, str, bool]], until_ts: int) -> set[str]:
+    """The groups a user is in after their (sorted) group events stamped at or before
+    `until_ts` (`timeline.Membership`'s reading)."""
+    joined: set[str] = set()
+    for ts, _seq, group_id, is_join in ordered:
+        if ts > until_ts:
+            break
+        if is_join:
+            joined.add(group_id)
+        else:
+            joined.discard(group_id)
+    return joined
+
+
 class Ledger:
     """Facts from decoded events, deduplicated by `event_id`.
 
@@ -1039,6 +1069,7 @@ class Ledger:
         fold_sessions: bool = False,
         fold_months: bool = False,
         user_horizon_ms: int | None = None,
+        board_horizon_ms: int | None = None,
     ) -> None:
         if user_horizon_ms is not None and user_horizon_ms <= 0:
             raise ValueError(f"user_horizon_ms must be positive or None, not {user_horizon_ms}")
@@ -1052,6 +1083,10 @@ class Ledger:
         #: A refund counts for an order paid at or before it and at most this long before it
         #: (`refund_counts`); None: for any payment of its order id, whenever (before issue 17).
         self.refund_horizon_ms = refund_horizon_ms
+        #: With the session fold, the operator levels' concurrency by minute older than this
+        #: before the newest event (and final) is settled into each level's peak
+        #: (`_settle_board_curves`); None: every minute kept.
+        self.board_horizon_ms = board_horizon_ms
         self.dedupe_window_ms = dedupe_window_ms
         self.future_tolerance_ms = future_tolerance_ms
         # The wall clock plus the tolerance when last read (`_ahead_of_clock`): a `ts` at or
@@ -1149,8 +1184,14 @@ class Ledger:
         self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
         self._init_month_fold(fold_months)
         self._init_user_horizon(user_horizon_ms)
-        # (merchant, user) -> [(ts, seq, group_id, is_join)]
+        # (merchant, user) -> [(ts, seq, group_id, is_join)]; in a ledger that holds every
+        # partition (`fold_months`), compacted before the oldest `ts` a lookup can still ask
+        # (`_compact_group_events`).
         self.group_events: dict[tuple[str, str], list[tuple[int, int, str, bool]]] = {}
+        #: The cutoff the group events were last compacted at (None: never), and the summary
+        #: topics' horizon when it was last sought (the search walks every held session).
+        self.groups_compacted_to: int | None = None
+        self._groups_sought_at: int | None = None
         # `question` event id -> (ts, session_id), and a question's id -> its earliest reply's
         # ts, kept apart so a reply may arrive before (or without) its question. With a window,
         # both are held only for the answer horizon (`_fold_questions`): per hour of `ts`, the
@@ -1268,6 +1309,9 @@ class Ledger:
                     )
         if "folded_uplift" not in state:  # version 9 or older: summed from the summaries held
             self._init_summary_sums()
+        if "groups_compacted_to" not in state:  # version 9 or older: every group event held
+            self.groups_compacted_to = None
+            self._groups_sought_at = None
         if "month_first_joins" not in state:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
@@ -1279,6 +1323,14 @@ class Ledger:
         for level, payers in self.folded_payers.items():  # version 9 or older: plain sets
             if isinstance(payers, set):
                 self.folded_payers[level] = DistinctUsers.of(payers)
+        if "board_curves" not in state:  # version 9 or older: the minutes in the summaries
+            self.board_horizon_ms = None
+            self._init_board_curves()
+            for session in self.sessions.values():
+                summary = session.presence
+                if isinstance(summary, SessionSummary):
+                    self._add_board_minutes(session, summary.minutes)
+                    summary.minutes = {}
         if "first_orders" not in state:  # version 5 or older: filed from the orders held
             self.refund_horizon_ms = None  # as it was written: every refund counted
             self.first_orders = {}
@@ -1368,6 +1420,16 @@ class Ledger:
         a HyperLogLog within its stated error, agents/core/sketch.py)."""
         self.folded_watch: dict[tuple[str, str], QuantileSketch] = {}
         self.folded_payers: dict[tuple[str, str], DistinctUsers] = {}
+        self._init_board_curves()
+
+    def _init_board_curves(self) -> None:
+        """The operator levels' concurrency curves (`LevelCurve`), empty."""
+        #: Per level its summarized sessions' concurrency by minute, the minutes past the
+        #: board horizon settled into the level's peak (`LevelCurve`).
+        self.board_curves: dict[tuple[str, str], LevelCurve] = {}
+        #: Summarized sessions' minutes that came before their level's settled minutes (0
+        #: unless the settling rule is broken; a test holds it at 0).
+        self.board_minutes_late = 0
 
     def fold_sessions_from_now(self) -> None:
         """Summarize closed sessions from now on (a restored state written without the fold,
@@ -1983,6 +2045,7 @@ class Ledger:
             self._abandon_sessions()
         if self.fold_months:
             self._fold_closed_months()
+            self._compact_group_events()
         if self.fold_months and self.first_orders:
             self._fold_first_orders()
         if self.user_horizon_ms is not None and (self.user_last_day or self.bought_before):
@@ -2067,6 +2130,7 @@ class Ledger:
         if horizon <= min(self._awaiting_summary.values()):
             return  # none is due (once an hour of each topic: O(sessions waiting))
         held_from = self.period_gate(self) if self.period_gate is not None else None
+        summarized = False
         for sid, ended_ts in list(self._awaiting_summary.items()):
             if ended_ts >= horizon:
                 continue
@@ -2079,6 +2143,9 @@ class Ledger:
                 self._summarize(session, session.presence)
                 # For the board too: what it keeps per (session, user) becomes counts.
                 self.folded_ids.append(sid)
+                summarized = True
+        if summarized and self.board_horizon_ms is not None:
+            self._settle_board_curves(horizon)
 
     def _summarize(self, session: SessionFacts, presence: FoldedPresence) -> None:
         """Replace a closed session's raw facts by its `SessionSummary` (every sum a claim
@@ -2192,7 +2259,8 @@ class Ledger:
         for group, watch_ms in by_membership.items():
             self.folded_figures.fold_watch(group, watch_ms)
         self._summarize_board(session, summary, presence, orders, viewers, set(pairs))
-        summary.minutes = presence.minutes
+        summary.peak = peak_of(presence.minutes)[0]
+        self._add_board_minutes(session, presence.minutes)
         summary.entries = presence.entries
         session.presence = summary
         session.orders = []
@@ -2559,6 +2627,124 @@ class Ledger:
             for ts, _seq, _group, is_join in group_events.get((merchant, user), ()):
                 if is_join and started <= ts <= ended:
                     summary.group_joins += 1
+
+    def _group_lookup_floor(self) -> int | None:
+        """The oldest `ts` a "member at ts" lookup can still ask of any (merchant, user) but at
+        their first order (None: a topic has no horizon yet): every summary topic's horizon
+        (an event applied later is stamped after it: a group event, a session's start or
+        view, an order that could become a pair's first), every unsummarized session's
+        start, orders and presence records (its summary and the board read membership and
+        group joins from then on), and the unfolded months' first joins
+        (`group_spend_multiple`'s population)."""
+        horizons = [self.horizon_ts(topic) for topic in _SUMMARY_TOPICS]
+        if any(h is None for h in horizons):
+            return None
+        floor = min(h for h in horizons if h is not None)
+        for session in self.sessions.values():
+            presence = session.presence
+            if isinstance(presence, SessionSummary):
+                continue
+            if session.started_ts is not None:
+                floor = min(floor, session.started_ts)
+            for order in session.orders:
+                floor = min(floor, order.ts)
+            if isinstance(presence, FoldedPresence):
+                for user in presence.joined_users():
+                    first = presence.first_join_ts(user)
+                    if first is not None:
+                        floor = min(floor, first)
+            else:
+                for user in presence:
+                    for ts, _seq, _joined in presence[user]:
+                        floor = min(floor, ts)
+        for joins in self.month_first_joins.values():
+            if joins:
+                floor = min(floor, min(joins.values()))
+        return floor
+
+    def _compact_group_events(self) -> None:
+        """Replace each (merchant, user)'s group events before the lookup floor (and before
+        their first order with the merchant, which `group_repurchase_30d` asks about at any
+        age) by their state there: one join per group still joined, stamped just before it,
+        or nothing when they were in no group (the pair is dropped). Membership at any `ts`
+        from that stamp on is what the whole history gives (docs/design.md, "The board's
+        concurrency by minute", group events). Only in a ledger holding every partition
+        (`fold_months`: a partition cannot know the others' lookups); at most once a day of
+        event time (each pass walks every pair)."""
+        horizons = [self.horizon_ts(topic) for topic in _SUMMARY_TOPICS]
+        if any(h is None for h in horizons):
+            return
+        horizon = min(h for h in horizons if h is not None)
+        sought = self._groups_sought_at
+        if sought is not None and horizon < sought + _DAY_MS:
+            return  # sought at most once a day of event time (the floor is at most the horizon)
+        self._groups_sought_at = horizon
+        floor = self._group_lookup_floor()
+        if floor is None:
+            return
+        done = self.groups_compacted_to
+        if done is not None and floor < done + _DAY_MS:
+            return
+        self.groups_compacted_to = floor
+        group_events = self.group_events
+        for pair in list(group_events):
+            events = group_events[pair]
+            if all(seq == 0 for ts, seq, _group, _join in events if ts < floor):
+                continue  # nothing before the floor, or only what was compacted before
+            ordered = sorted(events)
+            first = self.first_orders.get(pair)
+            asked = first[0] if first is not None and first[0] < floor - 1 else None
+            at_floor = _groups_joined(ordered, floor - 1)
+            at_first = _groups_joined(ordered, asked) if asked is not None else set()
+            kept = [(asked, 0, group, True) for group in sorted(at_first) if asked is not None]
+            kept.extend((floor - 1, 0, group, False) for group in sorted(at_first - at_floor))
+            kept.extend((floor - 1, 0, group, True) for group in sorted(at_floor - at_first))
+            kept.extend(event for event in ordered if event[0] >= floor)
+            if kept:
+                group_events[pair] = kept
+            else:
+                del group_events[pair]
+
+    def _add_board_minutes(self, session: SessionFacts, minutes: Mapping[int, int]) -> None:
+        """Add a summarized session's concurrency by minute to its levels' curves."""
+        if not minutes:
+            return
+        for level in (
+            OVERALL_LEVEL,
+            ("rooms", session.room_id or ""),
+            ("merchants", session.merchant_id or ""),
+        ):
+            curve = self.board_curves.get(level)
+            if curve is None:
+                curve = self.board_curves[level] = LevelCurve()
+            self.board_minutes_late += curve.add(minutes)
+
+    def _settle_board_curves(self, summary_horizon: int) -> None:
+        """Settle the levels' minutes that are final and older than the board horizon
+        (docs/design.md, "The board's concurrency by minute"): a minute is final once no
+        session that can still add to it is unsummarized. Every event applied from now on is
+        stamped after `summary_horizon`, so a session not seen yet adds nothing before it; a
+        session held unsummarized adds nothing before its earliest presence record. O(sessions
+        held), at a summary pass that summarized something."""
+        assert self.board_horizon_ms is not None and self.max_ts is not None
+        before = min(summary_horizon, self.max_ts - self.board_horizon_ms) // _MINUTE_MS
+        overall = self.board_curves.get(OVERALL_LEVEL)  # every session's level: the furthest
+        if overall is not None and overall.settled_to is not None:
+            if before < overall.settled_to + _SETTLE_STEP_MINUTES:
+                return  # at most once a day of event time: each pass walks the kept minutes
+        for session in self.sessions.values():
+            presence = session.presence
+            if isinstance(presence, SessionSummary):
+                continue
+            if isinstance(presence, FoldedPresence):
+                if presence.minutes:
+                    before = min(before, min(presence.minutes))
+                continue
+            for user in presence:
+                for ts, _seq, _joined in presence[user]:
+                    before = min(before, ts // _MINUTE_MS)
+        for curve in self.board_curves.values():
+            curve.settle(before)
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

@@ -55,6 +55,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
     EventCounts,
     FoldedPresence,
@@ -244,6 +245,7 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             if held_payers is None:
                 held_payers = merged.folded_payers[level] = DistinctUsers()
             held_payers.merge(payers)
+        merged.board_minutes_late += ledger.board_minutes_late
         for month, joins in ledger.month_first_joins.items():
             earliest = merged.month_first_joins.setdefault(month, {})
             for user, ts in joins.items():
@@ -259,6 +261,15 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             into_users = merged.month_rows_in.setdefault(month_key, {})
             for user, parts in users.items():
                 into_users.setdefault(user, {}).update(parts)
+    # The levels' concurrency curves: kept minutes added, the settled peaks' largest
+    # (`LevelCurve.merged`: exact from the latest settled minute on).
+    levels = {level for ledger in ledgers for level in ledger.board_curves}
+    for level in levels:
+        merged.board_curves[level] = LevelCurve.merged(
+            [found for ledger in ledgers if (found := ledger.board_curves.get(level))]
+        )
+    horizons = {ledger.board_horizon_ms for ledger in ledgers}
+    merged.board_horizon_ms = horizons.pop() if len(horizons) == 1 else None
 
 
 def _merge_sessions(ledgers: Sequence[Ledger], offsets: Sequence[int]) -> dict[str, SessionFacts]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
     FOLDED_BUCKETS,
     FOLDED_SUM_MS,
@@ -147,6 +148,9 @@ class _Parts:
     watch_sketch: QuantileSketch | None = None
     #: Event-time minute -> change in the number of pairs present (a difference array).
     presence_diff: Counter[int] = field(default_factory=Counter)
+    #: The peak when known apart from `presence_diff` (not added up by `add`): a summarized
+    #: session's own, or a level's with its summarized sessions' curve (`add_level_curves`).
+    peak: int | None = None
     buyers: int = 0
     paying_users: set[str] = field(default_factory=set)
     #: A summarized session's paying users (its buyers: their ids are in the levels' sets).
@@ -452,6 +456,13 @@ class OperatorBoard:
         rooms: dict[str, _Parts] = {}
         merchants: dict[str, _Parts] = {}
         sessions_out: dict[str, Any] = {}
+        # Summarized sessions that ended (or were abandoned) longer than the board horizon
+        # before the newest event leave the sessions table; their levels still count them.
+        horizon_ms = ledger.board_horizon_ms
+        table_from = (
+            None if horizon_ms is None or ledger.max_ts is None else ledger.max_ts - horizon_ms
+        )
+        folded_out = 0
         for sid in sorted(started):
             session = started[sid]
             parts = self._session_parts(
@@ -467,7 +478,15 @@ class OperatorBoard:
             if sid in session_windows:
                 parts.windows = session_windows[sid]
             room_id, merchant_id = session.room_id or "", session.merchant_id or ""
-            if detail:
+            horizon_from = session.horizon_from
+            if (
+                table_from is not None
+                and horizon_from is not None
+                and horizon_from < table_from
+                and session.summary is not None
+            ):
+                folded_out += 1
+            elif detail:
                 sessions_out[sid] = {
                     **self._figures(parts),
                     "room_id": room_id,
@@ -479,6 +498,7 @@ class OperatorBoard:
             merchants.setdefault(merchant_id, _Parts()).add(parts)
             overall.add(parts)
         add_summarized_levels([ledger], overall, rooms, merchants)
+        add_level_curves([ledger], overall, rooms, merchants)
         levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
         figures = {
             "definitions": {
@@ -496,6 +516,7 @@ class OperatorBoard:
         }
         if detail:
             figures["sessions"] = sessions_out
+            figures["sessions_folded_out"] = folded_out
             figures["histograms"] = _histograms(levels)
         return figures
 
@@ -645,7 +666,7 @@ class OperatorBoard:
         """A summarized session's parts, from its summary and this board's counts."""
         parts = _Parts()
         parts.entries = summary.entries
-        parts.presence_diff.update(summary.minutes)
+        parts.peak = summary.peak  # its minutes are in its levels' curves (`board_curves`)
         parts.unique_viewers = summary.viewers
         parts.watch_folded = list(summary.watch)
         parts.watch_median_ms = summary.watch_median_ms
@@ -704,7 +725,13 @@ class OperatorBoard:
             "entries": parts.entries,
             "unique_viewers": parts.unique_viewers,
             "viewers_current": parts.viewers_current,
-            "viewers_peak": _peak(parts.presence_diff) if peak is None else peak,
+            "viewers_peak": (
+                peak
+                if peak is not None
+                else parts.peak
+                if parts.peak is not None
+                else _peak(parts.presence_diff)
+            ),
             "watch_time_seconds_sum": watch_total_ms / 1000,
             "avg_watch_minutes": _ratio(watch_total_ms / MINUTE_MS, parts.unique_viewers),
             "median_watch_minutes": None if median_ms is None else median_ms / MINUTE_MS,
@@ -777,6 +804,34 @@ def _merged_payers(held: DistinctUsers | None, more: DistinctUsers) -> DistinctU
     merged = DistinctUsers(more.limit, more.precision) if held is None else held.copy()
     merged.merge(more)
     return merged
+
+
+def level_curve(ledgers: Sequence[Ledger], level: tuple[str, str]) -> LevelCurve | None:
+    """A level's summarized sessions' concurrency curve, from one ledger or every
+    partition's (`LevelCurve.merged`); None: the level has none."""
+    curves = [found for ledger in ledgers if (found := ledger.board_curves.get(level))]
+    if len(curves) > 1:
+        return LevelCurve.merged(curves)
+    return curves[0] if curves else None
+
+
+def add_level_curves(
+    ledgers: Sequence[Ledger],
+    overall: _Parts,
+    rooms: Mapping[str, _Parts],
+    merchants: Mapping[str, _Parts],
+) -> None:
+    """Give each level its peak with its summarized sessions' concurrency curve
+    (`Ledger.board_curves`: their minutes not in the sessions' parts) added to the minutes
+    of its other sessions (`presence_diff`). Idempotent."""
+    for level, parts in (
+        (OVERALL_LEVEL, overall),
+        *((("rooms", rid), p) for rid, p in rooms.items()),
+        *((("merchants", mid), p) for mid, p in merchants.items()),
+    ):
+        curve = level_curve(ledgers, level)
+        if curve is not None:
+            parts.peak = curve.level_peak(parts.presence_diff)[0]
 
 
 def _change(current: float | None, before: float | None) -> float | None:

@@ -70,6 +70,7 @@ from agents.core.operator import (
     OperatorBoard,
     _Parts,
     clicker_count,
+    level_curve,
 )
 from agents.core.screen import (
     CURVES,
@@ -462,6 +463,10 @@ class PageBuilder:
             if windows is not None:
                 for name, window in windows.items():
                     total.windows[name].add(window)
+        # The summarized sessions' minutes are their levels' curves (`Ledger.board_curves`).
+        curve = level_curve(ledgers, level)
+        if curve is not None:
+            live.update(curve.as_diff())
         sketches = [
             found for ledger in ledgers if (found := ledger.folded_watch.get(level)) is not None
         ]
@@ -472,7 +477,7 @@ class PageBuilder:
         return figures(
             total,
             watch=(watch_total_ms, median),
-            peak=base.prefix.peak_with(live),
+            peak=max(base.prefix.peak_with(live), 0 if curve is None else curve.peak),
             paying_users=base.paying_count(paying_live),
         )
 

@@ -33,6 +33,7 @@ import zlib
 from collections import Counter
 from typing import Final
 
+from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
     EventCounts,
     FoldedPresence,
@@ -96,7 +97,13 @@ MAGIC: Final[bytes] = b"LPst"
 #:       (`folded_tail`), and a frozen period's uplift and tail parts hold moments
 #:       (`metrics.UpliftPart`, `extended.TailPart`). A version 1-9 state loads with those sums
 #:       taken from the summaries it holds, and a version 9 frozen part (its rows by session, no
-#:       moments) is read as rows.
+#:       moments) is read as rows;
+#:     - a summarized session's concurrency by minute is in its levels' curves
+#:       (`Ledger.board_curves`, `LevelCurve`: minutes past the board horizon settled into each
+#:       level's peak), the summary keeps its own peak (`SessionSummary.peak`); a ledger holding
+#:       every partition compacts its group events (`Ledger.groups_compacted_to`). A version 1-9
+#:       state loads with its summaries' minutes moved into the curves, none settled, no board
+#:       horizon, nothing compacted.
 VERSION: Final[int] = 10
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -116,6 +123,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         Presence,
         FoldedPresence,
         SessionSummary,
+        LevelCurve,
         OrderFold,
         MonthClosed,
         OrderFact,

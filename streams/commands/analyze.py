@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         refund_horizon_ms=settings.refund_horizon_ms,
         fold_sessions=settings.fold_sessions,
         periods=settings.period_settings,
+        board_horizon_ms=settings.board_horizon_ms,
     )
     mark_if_simulated(report, args.file)
     if args.json:

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     # `livepulse analyze` honours it too. Off by default for now (measured on against off:
     # bench/RESULTS.md, "Session 10 (issue 17)": 0.48-0.67x records/s, RSS higher over 60 days).
     fold_sessions: bool = False
+    # With the session fold: the operator levels' concurrency by minute (every room's,
+    # merchant's and the overall peak viewers) is kept per minute for this many days of event
+    # time before the newest event; older minutes, once no session can still add to them, are
+    # settled into each level's peak (docs/design.md, "The board's concurrency by minute"). The
+    # peaks stay exact in one ledger; merged over partitions, a level settled in several is at
+    # least each one's. 0: every minute kept.
+    board_horizon_days: float = Field(default=90, ge=0, le=10 * 365)
     # Claims by period (docs/metrics.md, "Claims by period"): the rolling horizon in days of
     # event time before the newest event, and how many closed CST days and months are kept
     # frozen and reported (as many open ones again at most). Off: no claims by period (no
@@ -200,6 +207,11 @@ class Settings(BaseSettings):
     def user_horizon_ms(self) -> int | None:
         """`user_horizon_days` in whole milliseconds, None for 0 (users kept for ever)."""
         return round(self.user_horizon_days * 86_400_000) or None
+
+    @property
+    def board_horizon_ms(self) -> int | None:
+        """`board_horizon_days` in whole milliseconds, None for 0 (every minute kept)."""
+        return round(self.board_horizon_days * 86_400_000) or None
 
     @property
     def refund_horizon_ms(self) -> int | None:

@@ -55,6 +55,8 @@ class LiveState:
     refund_horizon_ms: int | None = None
     #: Each partition's ledger's user horizon (`Settings.user_horizon_ms`; None: none).
     user_horizon_ms: int | None = None
+    #: Each partition's ledger's board horizon (`Settings.board_horizon_ms`; None: none).
+    board_horizon_ms: int | None = None
     #: How far ahead of the wall clock an event may be and still move its topic's horizon
     #: (`Settings.future_tolerance_ms`; None: no cap).
     future_tolerance_ms: int | None = None
@@ -108,6 +110,7 @@ class LiveState:
             self.refund_horizon_ms,
             fold_sessions=self.fold_sessions,
             user_horizon_ms=self.user_horizon_ms,
+            board_horizon_ms=self.board_horizon_ms,
         )
         ledger.membership_from = self.membership
         ledger.refunds_from = self.refunds
@@ -124,6 +127,7 @@ class LiveState:
         state.ledger.dedupe_window_ms = self.dedupe_window_ms
         state.ledger.refund_horizon_ms = self.refund_horizon_ms
         state.ledger.user_horizon_ms = self.user_horizon_ms
+        state.ledger.board_horizon_ms = self.board_horizon_ms
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
         if self.periods is not None:  # not part of the state: set again on every restore
             attach(state.ledger, self.periods)

@@ -58,6 +58,7 @@ def analyze_file(
     refund_horizon_ms: int | None = None,
     fold_sessions: bool = False,
     periods: PeriodSettings | None = None,
+    board_horizon_ms: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
@@ -68,7 +69,8 @@ def analyze_file(
     sessions past their session horizon, membership from its own group events (one ledger
     holds every one of the file's, so it is exact, as the worker's membership table is) and
     folds `group_spend_multiple`'s closed months (it holds all of each month's rows);
-    with `periods` the report has the claims by period (`agents.core.periods`).
+    with `periods` the report has the claims by period (`agents.core.periods`); with
+    `board_horizon_ms` too, the operator levels' minutes older are settled into their peaks.
     """
     started = time.monotonic()
     ledger = Ledger(
@@ -77,6 +79,7 @@ def analyze_file(
         refund_horizon_ms,
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,  # one ledger holds every partition's rows of a month
+        board_horizon_ms=board_horizon_ms,
     )
     if periods is not None:
         attach(ledger, periods)

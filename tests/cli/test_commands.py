@@ -314,3 +314,24 @@ def test_replay_pacing_and_fallback(kafka_bootstrap: str, tmp_path: Path) -> Non
             from streams.runtime.topics import delete_topics
 
             asyncio.run(delete_topics(settings, [f"{prefix}live.junk"]))
+
+
+def test_analyze_settles_the_board_past_its_horizon() -> None:
+    """Issue 17: `livepulse analyze` with LIVEPULSE_FOLD_SESSIONS and a 3-day
+    LIVEPULSE_BOARD_HORIZON_DAYS on xhs (2-day window): the sessions ended longer ago leave the
+    operator's sessions table (`sessions_folded_out`), and every level's peak viewers and the
+    listed sessions' figures are the truth's (the fold's rule for sessions that never end)."""
+    env = user_env(
+        LIVEPULSE_DEDUPE_WINDOW_S="172800",
+        LIVEPULSE_FOLD_SESSIONS="true",
+        LIVEPULSE_BOARD_HORIZON_DAYS="3",
+    )
+    result = livepulse("analyze", FIXTURES / "xhs.jsonl", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    operator = json.loads(result.stdout)["operator"]
+    truth = fixture_operator_truth_folding("xhs", 172_800_000)
+    listed = operator["sessions"]
+    assert operator["sessions_folded_out"] == len(truth["sessions"]) - len(listed) > 0
+    truth["sessions"] = {sid: f for sid, f in truth["sessions"].items() if sid in listed}
+    problems = operator_mismatches(operator, truth)
+    assert [p for p in problems if ".median_watch_minutes:" not in p] == []

@@ -126,6 +126,7 @@ def test_a_window_longer_than_the_lateness_changes_no_figure(name: str) -> None:
         "unmatched_replies": 0,
         "summarized_sessions": 0,
         "abandoned_sessions": 0,
+        "board_peaks_bounded": 0,
         "after_session_horizon": 0,
         "folded_months": 0,
         "refund_horizon_days": None,
