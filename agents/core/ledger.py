@@ -624,7 +624,8 @@ class _PickledBySlot:
     __slots__: tuple[str, ...] = ()
 
     def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        # A slot left unset (a test writing an older version's state) is left out.
+        return {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__()  # type: ignore[misc]
