@@ -344,6 +344,26 @@ def _id_key(event_id: str) -> int:
     return int.from_bytes(b"\x01" + event_id.encode(), "big")
 
 
+#: In the dedupe set an id with a `wide_key` is that key plus `_WIDE_TAG` (read once, when it
+#: arrives): from `_WIDE_TAG` to `_WIDE_END` (256-bit ints), where no `_id_key` is (theirs
+#: have `8 * k + 1` bits), so the set's keys stay one-to-one with the ids.
+_WIDE_TAG: Final[int] = 1 << 255
+_WIDE_END: Final[int] = 1 << 256
+
+
+def _set_key(key: int) -> int:
+    """An `_id_key` as the dedupe set holds it (`_WIDE_TAG`)."""
+    if key < KEY_LIMIT or _WIDE_TAG <= key < _WIDE_END:
+        return key
+    wide = wide_key(key.to_bytes((key.bit_length() + 7) // 8, "big")[1:].decode())
+    return key if wide < 0 else _WIDE_TAG + wide
+
+
+def _from_set_key(key: int) -> int:
+    """`_set_key`'s inverse."""
+    return _id_key(wide_id(key - _WIDE_TAG)) if _WIDE_TAG <= key < _WIDE_END else key
+
+
 class Presence(Mapping[str, list[tuple[int, int, bool]]]):
     """user -> [(ts, seq, is_join)] in arrival order (sort by (ts, seq) to use), stored packed.
 
@@ -1272,6 +1292,10 @@ class Ledger:
             self._seen_batch = MIN_BATCH
         if "_seen_wide" not in state:  # version 1-9 or an early 10: the long ids in the set
             self._seen_wide = SeenRuns(WIDE_BYTES)
+            self._seen_ids = {_set_key(key) for key in self._seen_ids}
+            for hours in getattr(self, "_id_hours", []):  # none before version 2
+                for hour, keys in hours.items():
+                    hours[hour] = [_set_key(key) for key in keys]
         if "frozen_parts" not in state:  # version 8: frozen figures only, which do not merge
             self.frozen_parts = {}
             self.frozen_dropped = {}
@@ -1496,7 +1520,13 @@ class Ledger:
                 self.counts.expired += 1
                 self.refused_as = "expired"
                 return False
-        key = int.from_bytes(b"\x01" + event.event_id.encode(), "big")  # _id_key, inlined
+        event_id = event.event_id
+        key = int.from_bytes(b"\x01" + event_id.encode(), "big")  # _id_key, inlined
+        wide = -1
+        if key >= KEY_LIMIT:  # `_set_key`, from the str
+            wide = wide_key(event_id)
+            if wide >= 0:
+                key = _WIDE_TAG + wide
         seen = self._seen_ids
         runs = self._seen_runs
         if (
@@ -1506,11 +1536,7 @@ class Ledger:
                 and runs.might_hold(key)
                 and runs.holds(key, self._kept_from_hour)
             )
-            or (
-                key >= KEY_LIMIT
-                and self._seen_wide.max_key >= 0
-                and self._holds_wide(event.event_id)
-            )
+            or (wide >= 0 and self._holds_wide(wide))
         ):
             self.counts.duplicates += 1
             self.refused_as = "duplicate"
@@ -1933,20 +1959,17 @@ class Ledger:
             self._seen_wide.expire(topic, self._kept_from_hour)
         return True
 
-    def _holds_wide(self, event_id: str) -> bool:
-        """Whether `event_id` (too long for the runs' 16 bytes) is in the wide runs."""
+    def _holds_wide(self, key: int) -> bool:
+        """Whether the wide runs hold `key` (a `wide_key`)."""
         wide = self._seen_wide
-        key = wide_key(event_id)
         return (
-            0 <= key <= wide.max_key
-            and wide.might_hold(key)
-            and wide.holds(key, self._kept_from_hour)
+            key <= wide.max_key and wide.might_hold(key) and wide.holds(key, self._kept_from_hour)
         )
 
     @staticmethod
     def _split_keys(keys: Iterable[int]) -> tuple[list[int], list[int], list[int]]:
-        """`_id_key`s as those that fit the runs, the `wide_key`s of those the wide runs take,
-        and the rest (which stay in the set)."""
+        """The set's keys as those that fit the runs, the `wide_key`s of those the wide runs
+        take, and the rest (which stay in the set)."""
         short: list[int] = []
         wide: list[int] = []
         rest: list[int] = []
@@ -1954,9 +1977,8 @@ class Ledger:
             if key < KEY_LIMIT:
                 short.append(key)
                 continue
-            wide_form = wide_key(key.to_bytes((key.bit_length() + 7) // 8, "big")[1:].decode())
-            if wide_form >= 0:
-                wide.append(wide_form)
+            if _WIDE_TAG <= key < _WIDE_END:
+                wide.append(key - _WIDE_TAG)
             else:
                 rest.append(key)
         return short, wide, rest
@@ -1994,14 +2016,16 @@ class Ledger:
                         del hours[hour]
             if filed != len(seen):  # ids not filed by hour (none, unless a state had some)
                 moved_keys = {key for keys, _tag in moved for key in keys}
-                moved_keys |= {_id_key(wide_id(key)) for keys, _tag in moved_wide for key in keys}
+                moved_keys |= {_WIDE_TAG + key for keys, _tag in moved_wide for key in keys}
                 stay |= {key for key in seen if key not in moved_keys}
         if moved:
             runs.absorb(moved, self._kept_from_hour)
         if moved_wide:
             self._seen_wide.absorb(moved_wide, self._kept_from_hour)
         self._seen_ids = stay
-        held = len(runs) + len(self._seen_wide)
+        # Ids that stay count in the step (ids all too long would otherwise be rescanned
+        # every `MIN_BATCH` ids: quadratic).
+        held = len(runs) + len(self._seen_wide) + len(stay)
         self._seen_batch = max(MIN_BATCH, held // 4) + len(stay)
 
     def seen_id_count(self) -> int:
@@ -2012,7 +2036,7 @@ class Ledger:
         """Every event id remembered (each as `_id_key` of it): the set's and the runs' held
         inside their window."""
         return (
-            self._seen_ids
+            {_from_set_key(key) for key in self._seen_ids}
             | {key for key, _tag in self._seen_runs.live_keys(self._kept_from_hour)}
             | {
                 _id_key(wide_id(key))

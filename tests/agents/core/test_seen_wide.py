@@ -141,7 +141,9 @@ def test_every_shape_is_deduplicated_exactly_through_snapshots_and_merges() -> N
         assert ledger.counts.duplicates == truth_duplicates
         assert ledger.counts.valid == len(truth_seen)
         assert len(ledger._seen_wide) > len(wide) - 2 * MIN_BATCH  # moved in batches
-        assert not any(_key(event_id) in ledger._seen_ids for event_id in early & wide)
+        kept = ledger._kept_from_hour
+        assert all(ledger._seen_wide.holds(wide_key(event_id), kept) for event_id in early & wide)
+        assert len(ledger._seen_ids) < len(long_others) + ledger._seen_batch // 2
         assert {_key(event_id) for event_id in long_others} <= ledger._seen_ids
         assert ledger.seen_ids() == {_key(event_id) for event_id in truth_seen}
         assert ledger.seen_id_count() == len(truth_seen)
@@ -165,7 +167,14 @@ def test_an_early_version_10_state_without_wide_keys_loads() -> None:
     ledger = Ledger(dedupe_window_ms=DAY)
     for i, event_id in enumerate(ids[:500]):
         ledger.apply(join(T0 + i * 1_000, event_id))
-    del ledger._seen_wide  # as this session's version 10 before the wide keys
+    # As this session's version 10 before the wide keys: no wide run, the set's keys `_id_key`s.
+    del ledger._seen_wide
+    as_before = {(1 << 255) + wide_key(event_id): _key(event_id) for event_id in ids[:500]}
+    assert set(as_before) == ledger._seen_ids  # the set's keys now
+    ledger._seen_ids = set(as_before.values())
+    for hours in ledger._id_hours:
+        for hour, keys in hours.items():
+            hours[hour] = [as_before[key] for key in keys]
     blob = MAGIC + bytes([10]) + zlib.compress(pickle.dumps((ledger, OperatorBoard()), protocol=5))
     restored, _board = load_state(blob)
     assert not restored.apply(join(T0 + 7_000, ids[7]))
