@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -113,12 +115,38 @@ def session_records(
     return [orjson.dumps(body) for body in out]
 
 
-def stream(rooms: int, viewers: int, days: int, *, leave: bool = True) -> list[bytes]:
+#: `stream`'s id shapes: the simulator's (`e-N`, growing) or UUIDs as a random version 4's
+#: (36 characters, lower case, in no order), the same for the same record in any run.
+ID_SHAPES: tuple[str, ...] = ("short", "uuid")
+_SHORT_ID = re.compile(rb'"event_id":"e-([0-9]+)"')
+
+
+def _uuid_id(match: re.Match[bytes]) -> bytes:
+    digest = bytearray(hashlib.blake2b(match[1], digest_size=16).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x40  # version 4
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC's variant
+    hexed = digest.hex().encode()
+    return b'"event_id":"%s-%s-%s-%s-%s"' % (
+        hexed[:8],
+        hexed[8:12],
+        hexed[12:16],
+        hexed[16:20],
+        hexed[20:],
+    )
+
+
+def stream(
+    rooms: int, viewers: int, days: int, *, leave: bool = True, ids: str = "short"
+) -> list[bytes]:
     counter = iter(range(1, 1 << 62))
     records: list[bytes] = []
     for day in range(days):
         for room in range(rooms):
             records.extend(session_records(day, room, viewers, counter, leave=leave))
+    if ids == "uuid":
+        records = [_SHORT_ID.sub(_uuid_id, line) for line in records]
+    elif ids != "short":
+        raise ValueError(f"ids: one of {ID_SHAPES}")
     return records
 
 
@@ -146,14 +174,14 @@ def warm_up() -> tuple[Ledger, OperatorBoard]:
 
 
 def state_once(
-    viewers: int, traced: bool, warm: bool = True, by_line: int = 0
+    viewers: int, traced: bool, warm: bool = True, by_line: int = 0, ids: str = "short"
 ) -> dict[str, object]:
     """Memory of the core with `viewers` concurrent viewers (rooms of 1,000, nobody left);
     `warm`: after `warm_up` (a running worker's steady state), else from a fresh process;
     `by_line` (traced): also the lines that allocated the most of what is kept, bytes per
-    viewer, that many."""
+    viewer, that many; `ids`: the event ids' shape (`ID_SHAPES`)."""
     rooms = max(1, viewers // 1000)
-    records = stream(rooms, viewers // rooms, 1, leave=False)
+    records = stream(rooms, viewers // rooms, 1, leave=False, ids=ids)
     warmed = warm_up() if warm else None
     gc.collect()
     rss0 = rss_bytes()
@@ -162,7 +190,7 @@ def state_once(
     ledger, board = Ledger(), OperatorBoard()
     apply(records, ledger, board)
     gc.collect()
-    out: dict[str, object] = {"records": len(records), "viewers": viewers}
+    out: dict[str, object] = {"records": len(records), "viewers": viewers, "ids": ids}
     if traced:
         out["traced_bytes"] = tracemalloc.get_traced_memory()[0]
         if by_line:
@@ -333,6 +361,13 @@ def main() -> None:
     state.add_argument(
         "--by-line", type=int, default=0, metavar="N", help="traced: the N lines keeping most"
     )
+    state.add_argument("--ids", choices=ID_SHAPES, default="short", help="the event ids' shape")
+    lines = sub.add_parser("lines", help="write stream(ROOMS, VIEWERS, DAYS) as JSON lines")
+    lines.add_argument("file", type=Path)
+    lines.add_argument("--rooms", type=int, default=100)
+    lines.add_argument("--viewers", type=int, default=1000)
+    lines.add_argument("--days", type=int, default=2)
+    lines.add_argument("--ids", choices=ID_SHAPES, default="short")
     pauses = sub.add_parser("gc", help="the core's collections under the worker's pacer")
     pauses.add_argument("--pace", type=int, default=50_000, help="records; 0: CPython's own")
     pauses.add_argument("--rooms", type=int, default=100)
@@ -341,9 +376,15 @@ def main() -> None:
     if args.what == "gc":
         print(json.dumps(gc_pauses(args.pace, args.rooms, args.days)))
         return
+    if args.what == "lines":
+        records = stream(args.rooms, args.viewers, args.days, ids=args.ids)
+        args.file.write_bytes(b"".join(line + b"\n" for line in records))
+        print(json.dumps({"records": len(records), "file": str(args.file)}))
+        return
     traced = args.mode.startswith("traced")
     warm = args.mode != "traced-cold"
-    print(json.dumps(state_once(args.viewers, traced, warm=warm, by_line=args.by_line)))
+    state = state_once(args.viewers, traced, warm=warm, by_line=args.by_line, ids=args.ids)
+    print(json.dumps(state))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,16 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.concurrency import LevelCurve, peak_of
-from agents.core.seen import KEY_LIMIT, MIN_BATCH, TAG_LIMIT, TOPIC_SLOTS, SeenRuns
+from agents.core.seen import (
+    KEY_LIMIT,
+    MIN_BATCH,
+    TAG_LIMIT,
+    TOPIC_SLOTS,
+    WIDE_BYTES,
+    SeenRuns,
+    wide_id,
+    wide_key,
+)
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
 from agents.core.stats import add_moments, percentile, row_moments
 from agents.core.timeline import (
@@ -333,6 +342,26 @@ def _id_key(event_id: str) -> int:
     """An event id as an int, one-to-one: its UTF-8 bytes read as a base-256 number behind a
     leading 1 byte (which keeps ids that differ only by leading NUL characters apart)."""
     return int.from_bytes(b"\x01" + event_id.encode(), "big")
+
+
+#: In the dedupe set an id with a `wide_key` is that key plus `_WIDE_TAG` (read once, when it
+#: arrives): from `_WIDE_TAG` to `_WIDE_END` (256-bit ints), where no `_id_key` is (theirs
+#: have `8 * k + 1` bits), so the set's keys stay one-to-one with the ids.
+_WIDE_TAG: Final[int] = 1 << 255
+_WIDE_END: Final[int] = 1 << 256
+
+
+def _set_key(key: int) -> int:
+    """An `_id_key` as the dedupe set holds it (`_WIDE_TAG`)."""
+    if key < KEY_LIMIT or _WIDE_TAG <= key < _WIDE_END:
+        return key
+    wide = wide_key(key.to_bytes((key.bit_length() + 7) // 8, "big")[1:].decode())
+    return key if wide < 0 else _WIDE_TAG + wide
+
+
+def _from_set_key(key: int) -> int:
+    """`_set_key`'s inverse."""
+    return _id_key(wide_id(key - _WIDE_TAG)) if _WIDE_TAG <= key < _WIDE_END else key
 
 
 class Presence(Mapping[str, list[tuple[int, int, bool]]]):
@@ -1099,6 +1128,9 @@ class Ledger:
         # The ids moved out of `_seen_ids` once it holds `_seen_batch` (`_compact_seen_ids`):
         # ~22 bytes an id against ~75 in the set (issue 19).
         self._seen_runs = SeenRuns()
+        # Those too long for its keys with a shape `wide_key` reads (UUIDs, ULIDs): ~31 bytes
+        # an id against ~100 in the set.
+        self._seen_wide = SeenRuns(WIDE_BYTES)
         self._seen_batch = MIN_BATCH
         # With a window: per topic, hour of `ts` -> the ids first seen with it, to drop them
         # from `_seen_ids` once the hour is wholly below the topic's horizon; and per topic the
@@ -1258,6 +1290,12 @@ class Ledger:
         if "_seen_runs" not in state:  # version 9 or older: every id remembered in the set
             self._seen_runs = SeenRuns()
             self._seen_batch = MIN_BATCH
+        if "_seen_wide" not in state:  # version 1-9 or an early 10: the long ids in the set
+            self._seen_wide = SeenRuns(WIDE_BYTES)
+            self._seen_ids = {_set_key(key) for key in self._seen_ids}
+            for hours in getattr(self, "_id_hours", []):  # none before version 2
+                for hour, keys in hours.items():
+                    hours[hour] = [_set_key(key) for key in keys]
         if "frozen_parts" not in state:  # version 8: frozen figures only, which do not merge
             self.frozen_parts = {}
             self.frozen_dropped = {}
@@ -1482,11 +1520,23 @@ class Ledger:
                 self.counts.expired += 1
                 self.refused_as = "expired"
                 return False
-        key = int.from_bytes(b"\x01" + event.event_id.encode(), "big")  # _id_key, inlined
+        event_id = event.event_id
+        key = int.from_bytes(b"\x01" + event_id.encode(), "big")  # _id_key, inlined
+        wide = -1
+        if key >= KEY_LIMIT:  # `_set_key`, from the str
+            wide = wide_key(event_id)
+            if wide >= 0:
+                key = _WIDE_TAG + wide
         seen = self._seen_ids
         runs = self._seen_runs
-        if key in seen or (
-            key <= runs.max_key and runs.might_hold(key) and runs.holds(key, self._kept_from_hour)
+        if (
+            key in seen
+            or (
+                key <= runs.max_key
+                and runs.might_hold(key)
+                and runs.holds(key, self._kept_from_hour)
+            )
+            or (wide >= 0 and self._holds_wide(wide))
         ):
             self.counts.duplicates += 1
             self.refused_as = "duplicate"
@@ -1905,17 +1955,47 @@ class Ledger:
             seen.difference_update(hours.pop(old))
         if len(self._seen_runs):
             self._seen_runs.expire(topic, self._kept_from_hour)
+        if len(self._seen_wide):
+            self._seen_wide.expire(topic, self._kept_from_hour)
         return True
 
+    def _holds_wide(self, key: int) -> bool:
+        """Whether the wide runs hold `key` (a `wide_key`)."""
+        wide = self._seen_wide
+        return (
+            key <= wide.max_key and wide.might_hold(key) and wide.holds(key, self._kept_from_hour)
+        )
+
+    @staticmethod
+    def _split_keys(keys: Iterable[int]) -> tuple[list[int], list[int], list[int]]:
+        """The set's keys as those that fit the runs, the `wide_key`s of those the wide runs
+        take, and the rest (which stay in the set)."""
+        short: list[int] = []
+        wide: list[int] = []
+        rest: list[int] = []
+        for key in keys:
+            if key < KEY_LIMIT:
+                short.append(key)
+                continue
+            if _WIDE_TAG <= key < _WIDE_END:
+                wide.append(key - _WIDE_TAG)
+            else:
+                rest.append(key)
+        return short, wide, rest
+
     def _compact_seen_ids(self) -> None:
-        """Move the ids of `_seen_ids` into `_seen_runs` (16 bytes and a tag each), but those
-        too long for its keys (and, with a window, any not filed by hour), which stay."""
+        """Move the ids of `_seen_ids` into `_seen_runs` (16 bytes and a tag each) or, too long
+        for its keys, with a shape `wide_key` reads, into `_seen_wide` (24 bytes and a tag); the
+        others (and, with a window, any not filed by hour) stay."""
         runs = self._seen_runs
         seen = self._seen_ids
         moved: list[tuple[list[int], int]] = []
+        moved_wide: list[tuple[list[int], int]] = []
         if self.dedupe_window_ms is None:
-            moved.append(([key for key in seen if key < KEY_LIMIT], 0))
-            stay = {key for key in seen if key >= KEY_LIMIT}
+            short, wide, rest = self._split_keys(seen)
+            moved.append((short, 0))
+            moved_wide.append((wide, 0))
+            stay = set(rest)
         else:
             filed = 0
             stay = set()
@@ -1925,31 +2005,44 @@ class Ledger:
                     if not 0 <= hour * TOPIC_SLOTS + topic < TAG_LIMIT:
                         stay.update(keys)  # stamped past year ~32,000: its tag does not fit
                         continue
-                    short_keys = [key for key in keys if key < KEY_LIMIT]
-                    moved.append((short_keys, hour * TOPIC_SLOTS + topic))
-                    if len(short_keys) < len(keys):
-                        hours[hour] = [key for key in keys if key >= KEY_LIMIT]
-                        stay.update(hours[hour])
+                    short, wide, rest = self._split_keys(keys)
+                    moved.append((short, hour * TOPIC_SLOTS + topic))
+                    if wide:
+                        moved_wide.append((wide, hour * TOPIC_SLOTS + topic))
+                    if rest:
+                        hours[hour] = rest
+                        stay.update(rest)
                     else:
                         del hours[hour]
             if filed != len(seen):  # ids not filed by hour (none, unless a state had some)
                 moved_keys = {key for keys, _tag in moved for key in keys}
+                moved_keys |= {_WIDE_TAG + key for keys, _tag in moved_wide for key in keys}
                 stay |= {key for key in seen if key not in moved_keys}
         if moved:
             runs.absorb(moved, self._kept_from_hour)
+        if moved_wide:
+            self._seen_wide.absorb(moved_wide, self._kept_from_hour)
         self._seen_ids = stay
-        self._seen_batch = max(MIN_BATCH, len(runs) // 4) + len(stay)
+        # Ids that stay count in the step (ids all too long would otherwise be rescanned
+        # every `MIN_BATCH` ids: quadratic).
+        held = len(runs) + len(self._seen_wide) + len(stay)
+        self._seen_batch = max(MIN_BATCH, held // 4) + len(stay)
 
     def seen_id_count(self) -> int:
         """How many event ids are remembered (`seen_ids`' size, without building it)."""
-        return len(self._seen_ids) + self._seen_runs.live_count()
+        return len(self._seen_ids) + self._seen_runs.live_count() + self._seen_wide.live_count()
 
     def seen_ids(self) -> set[int]:
         """Every event id remembered (each as `_id_key` of it): the set's and the runs' held
         inside their window."""
-        return self._seen_ids | {
-            key for key, _tag in self._seen_runs.live_keys(self._kept_from_hour)
-        }
+        return (
+            {_from_set_key(key) for key in self._seen_ids}
+            | {key for key, _tag in self._seen_runs.live_keys(self._kept_from_hour)}
+            | {
+                _id_key(wide_id(key))
+                for key, _tag in self._seen_wide.live_keys(self._kept_from_hour)
+            }
+        )
 
     def answers(self, asked_ts: int, replied_ts: int | None) -> bool:
         """Whether a question's earliest reply answers it: with a window, only within the

@@ -71,7 +71,7 @@ from agents.core.metrics import add_user_rows
 from agents.core.operator import OperatorBoard, clicker_count
 from agents.core.periods import merge_frozen
 from agents.core.screen import merge_screens
-from agents.core.seen import SeenRuns
+from agents.core.seen import WIDE_BYTES, SeenRuns
 from agents.core.sketch import DistinctUsers, QuantileSketch
 from agents.core.stats import add_moments
 from agents.core.windows import MINUTE_MS, EventTimeWindows, MinuteBucket
@@ -119,6 +119,11 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
     merged._seen_runs = SeenRuns.combined(
         [(ledger._seen_runs, ledger._kept_from_hour) for ledger in ledgers],
         merged._kept_from_hour,
+    )
+    merged._seen_wide = SeenRuns.combined(
+        [(ledger._seen_wide, ledger._kept_from_hour) for ledger in ledgers],
+        merged._kept_from_hour,
+        WIDE_BYTES,
     )
     merged.folded_sessions = sum(ledger.folded_sessions for ledger in ledgers)
     # Closed periods: the inputs' frozen parts added, the figures finished from them.

@@ -87,7 +87,11 @@ MAGIC: Final[bytes] = b"LPst"
 #:       loads with no user horizon (its users kept; the worker's setting applies from then on);
 #:     - most remembered event ids are out of the ledger's set, as 16-byte keys in a sorted
 #:       array with their topic and hour (`Ledger._seen_runs`, a `SeenRuns`, pickled as bytes).
-#:       A version 1-9 state loads with every id in the set, moved out as new ones come;
+#:       Ids of 16 UTF-8 bytes or more shaped as a UUID or ULID (behind a prefix of up to 7
+#:       bytes) are 24-byte keys in a second array (`Ledger._seen_wide`, `seen.wide_key`; added
+#:       within version 10 before its release: a version 10 state without it loads with those
+#:       ids in the set, as a version 1-9 state loads with every id there, moved out as new
+#:       ones come);
 #:     - a ledger read from a worker's refund table carries that table's refunds of the
 #:       payments it holds (`Ledger.borrowed_refunds`), for a report merged from snapshots. A
 #:       version 1-9 state loads with none (its held orders read the partitions' own refunds);
@@ -213,6 +217,7 @@ def _check_shape(ledger: Ledger, board: OperatorBoard) -> None:
         (getattr(ledger, "_seen_ids", None), set),
         (getattr(ledger, "_id_hours", None), list),
         (getattr(ledger, "_seen_runs", None), SeenRuns),
+        (getattr(ledger, "_seen_wide", None), SeenRuns),
         (getattr(ledger, "newest_ts", None), list),
         (getattr(ledger, "_seq", None), int),
         (getattr(ledger, "sessions", None), dict),

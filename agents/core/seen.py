@@ -6,12 +6,17 @@ and ~2-4 (the filter's bits). The ledger keeps its newest ids in its set (`Ledge
 and moves them here in batches (`SeenRuns.absorb`); a lookup first reads the filter (a Bloom
 filter of two bits a key, no false negatives), and only when both bits are set searches the
 array, so an id is found exactly: the keys are the ids themselves (`Ledger`'s `_id_key`, which
-is one-to-one), never a hash. Ids whose key does not fit 16 bytes (15 UTF-8 bytes or more)
+is one-to-one), never a hash. Ids whose key does not fit 16 bytes (16 UTF-8 bytes or more)
+go to a second run of 24-byte keys (`WIDE_BYTES`) when they have one of the long shapes real
+producers send, read by `wide_key` (exact and reversible: `wide_id`): a canonical UUID (36
+characters, all lower- or all upper-case hex) or a ULID (26 Crockford base-32 characters, all
+upper or all lower), behind a prefix of at most 7 UTF-8 bytes (`ord-`, `evt_`...). Other ids
 stay in the set.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -20,6 +25,8 @@ import numpy.typing as npt
 
 #: Keys below this fit the array's 16 bytes.
 KEY_LIMIT: Final[int] = 1 << 128
+#: The wide runs' key width (`wide_key`'s keys are below `1 << 187`).
+WIDE_BYTES: Final[int] = 24
 #: A key's tag: `hour * TOPIC_SLOTS + topic` (hour of its event's `ts`, `ts // 3_600_000`),
 #: below `TAG_LIMIT` (an int32: `ts` before the year ~32,000; an id stamped later stays in the
 #: ledger's set).
@@ -40,25 +47,104 @@ MIN_BATCH: Final[int] = 4096
 _Keys = npt.NDArray[np.bytes_]
 _Tags = npt.NDArray[np.int32]
 
+#: `wide_key`'s shapes: the body (the id's last 36 or 26 characters), all lower-case (a body
+#: with no letter is read as this one) or all upper-case; the flags of each.
+_UUID_LOWER: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_UPPER: Final = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
+_ULID_UPPER: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+_ULID_LOWER: Final = re.compile(r"[0-7][0-9a-hjkmnp-tv-z]{25}")
+_UUID_LOWER_FLAG, _UUID_UPPER_FLAG, _ULID_LOWER_FLAG, _ULID_UPPER_FLAG = 0, 1, 2, 3
+_CROCKFORD: Final[str] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DIGITS32: Final[str] = "0123456789abcdefghijklmnopqrstuv"  # int(..., 32)'s digits
+_FROM_CROCKFORD: Final = str.maketrans(_CROCKFORD + _CROCKFORD.lower(), _DIGITS32 * 2)
+#: A prefix's UTF-8 bytes behind a 1 byte (one-to-one, as `Ledger`'s `_id_key`): 7 at most.
+_PREFIX_BITS: Final[int] = 57
+_MAX_PREFIX: Final[int] = 7
+_BODY_MASK: Final[int] = (1 << 128) - 1
+
+
+def wide_key(event_id: str) -> int:
+    """`event_id` as a wide key (below `1 << 187`), or -1 if it has none of the shapes: its
+    flags (shape and case), its prefix and its body's 128 bits, so one-to-one (`wide_id`
+    gives the id back; two ids differing in case differ in flags or are not read)."""
+    size = len(event_id)
+    flags = -1
+    if size >= 36:
+        body = event_id[-36:]
+        if _UUID_LOWER.fullmatch(body):
+            flags = _UUID_LOWER_FLAG
+        elif _UUID_UPPER.fullmatch(body):
+            flags = _UUID_UPPER_FLAG
+        if flags >= 0:
+            value = int(body.replace("-", ""), 16)
+            prefix = event_id[:-36]
+    if flags < 0 and size >= 26:
+        body = event_id[-26:]
+        if _ULID_UPPER.fullmatch(body):
+            flags = _ULID_UPPER_FLAG
+        elif _ULID_LOWER.fullmatch(body):
+            flags = _ULID_LOWER_FLAG
+        if flags >= 0:
+            value = int(body.translate(_FROM_CROCKFORD), 32)
+            prefix = event_id[:-26]
+    if flags < 0:
+        return -1
+    if not prefix:
+        return (((flags << _PREFIX_BITS) | 1) << 128) | value
+    raw = prefix.encode()
+    if len(raw) > _MAX_PREFIX:
+        return -1
+    return (((flags << _PREFIX_BITS) | int.from_bytes(b"\x01" + raw, "big")) << 128) | value
+
+
+def wide_id(key: int) -> str:
+    """The event id whose `wide_key` is `key`."""
+    value = key & _BODY_MASK
+    head = key >> 128
+    flags = head >> _PREFIX_BITS
+    prefix = (head & ((1 << _PREFIX_BITS) - 1)).to_bytes(8, "big").lstrip(b"\x00")[1:].decode()
+    if flags in (_UUID_LOWER_FLAG, _UUID_UPPER_FLAG):
+        hexed = f"{value:032x}"
+        if flags == _UUID_UPPER_FLAG:
+            hexed = hexed.upper()
+        body = f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
+    else:
+        digits = []
+        for _ in range(26):
+            digits.append(_CROCKFORD[value & 31])
+            value >>= 5
+        body = "".join(reversed(digits))
+        if flags == _ULID_LOWER_FLAG:
+            body = body.lower()
+    return prefix + body
+
+
+def _columns(keys: _Keys) -> npt.NDArray[np.uint64]:
+    """Keys as their 8-byte words, most significant first (one row a key)."""
+    return keys.view(">u8").reshape(-1, keys.dtype.itemsize // 8).astype(np.uint64)
+
 
 def _positions(keys: _Keys, bits: int) -> tuple[npt.NDArray[np.uint64], ...]:
     """Each key's two filter bits, as `SeenRuns.might_hold` computes them for one."""
-    halves = keys.view(">u8").reshape(-1, 2).astype(np.uint64)
-    mixed = halves[:, 0] ^ halves[:, 1]
+    words = _columns(keys)
+    mixed = words[:, -1].copy()
+    for column in range(words.shape[1] - 1):
+        mixed ^= words[:, column]
     shift = np.uint64(64 - bits)
     with np.errstate(over="ignore"):
         return (mixed * np.uint64(_SPREAD)) >> shift, (mixed * np.uint64(_SPREAD2)) >> shift
 
 
 def _key_order(keys: _Keys, *then: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
-    """The order that sorts 16-byte keys (then by `then`), sorted as two integer columns (numpy
+    """The order that sorts keys (then by `then`), sorted as integer columns of 8 bytes (numpy
     sorts fixed-width bytes ~20x slower than integers)."""
-    halves = keys.view(">u8").reshape(-1, 2)
-    return np.lexsort((*then, halves[:, 1].astype(np.uint64), halves[:, 0].astype(np.uint64)))
+    words = _columns(keys)
+    return np.lexsort((*then, *(words[:, column] for column in reversed(range(words.shape[1])))))
 
 
 class SeenRuns:
-    """Event ids moved out of the ledger's set: sorted 16-byte keys, their tags, a filter."""
+    """Event ids moved out of the ledger's set: sorted keys of `width` bytes (16, or
+    `WIDE_BYTES` for `wide_key`'s), their tags, a filter."""
 
     __slots__ = (
         "_bits",
@@ -69,10 +155,14 @@ class SeenRuns:
         "keys",
         "max_key",
         "tags",
+        "width",
     )
 
-    def __init__(self) -> None:
-        self.keys: _Keys = np.empty(0, dtype="S16")
+    def __init__(self, width: int = 16) -> None:
+        if width not in (16, WIDE_BYTES):
+            raise ValueError(f"seen ids: keys of {width} bytes")
+        self.width = width
+        self.keys: _Keys = np.empty(0, dtype=f"S{width}")
         #: The largest key held (-1: none): a key above it is not here, whatever the filter
         #: says (one comparison: ids that grow, as the simulator's or time-ordered ones, skip
         #: the filter).
@@ -89,14 +179,17 @@ class SeenRuns:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getstate__(self) -> tuple[bytes, bytes]:
+    def __getstate__(self) -> tuple[bytes, bytes] | tuple[bytes, bytes, int]:
         # Plain bytes: the state's unpickler resolves no numpy global (agents.core.persist).
-        return self.keys.tobytes(), self.tags.tobytes()
+        if self.width == 16:
+            return self.keys.tobytes(), self.tags.tobytes()
+        return self.keys.tobytes(), self.tags.tobytes(), self.width
 
-    def __setstate__(self, state: tuple[bytes, bytes]) -> None:
-        keys, tags = state
-        self.__init__()  # type: ignore[misc]
-        self.keys = np.frombuffer(keys, dtype="S16").copy()
+    def __setstate__(self, state: tuple[bytes, bytes] | tuple[bytes, bytes, int]) -> None:
+        keys, tags = state[0], state[1]
+        width = state[2] if len(state) > 2 else 16
+        self.__init__(width)  # type: ignore[misc]
+        self.keys = np.frombuffer(keys, dtype=f"S{width}").copy()
         self.tags = np.frombuffer(tags, dtype=np.int32).copy()
         self._note_max()
         if len(self.keys) != len(self.tags):
@@ -109,7 +202,7 @@ class SeenRuns:
         bits = self._bits
         if not bits:
             return False
-        mixed = (key ^ (key >> 64)) & _MASK64
+        mixed = (key ^ (key >> 64) ^ (key >> 128)) & _MASK64  # 16-byte keys: the last is 0
         shift = 64 - bits
         first = (mixed * _SPREAD & _MASK64) >> shift
         second = (mixed * _SPREAD2 & _MASK64) >> shift
@@ -119,11 +212,12 @@ class SeenRuns:
     def holds(self, key: int, kept_from: Sequence[int | None]) -> bool:
         """Whether `key` is here with a tag still inside its topic's window (`kept_from`: per
         topic the first hour kept, None: every hour)."""
-        if key >= KEY_LIMIT:
+        width = self.width
+        if key >= 1 << (8 * width):
             return False
-        wanted = key.to_bytes(16, "big")
+        wanted = key.to_bytes(width, "big")
         at = int(np.searchsorted(self.keys, wanted))
-        if at == len(self.keys) or bytes(self.keys[at]).ljust(16, b"\x00") != wanted:
+        if at == len(self.keys) or bytes(self.keys[at]).ljust(width, b"\x00") != wanted:
             return False
         tag = int(self.tags[at])
         first = kept_from[tag % TOPIC_SLOTS]
@@ -132,16 +226,17 @@ class SeenRuns:
     def absorb(
         self, filed: Iterable[tuple[Sequence[int], int]], kept_from: Sequence[int | None]
     ) -> None:
-        """Take keys (each below `KEY_LIMIT`) filed under a tag, `(keys, tag)`s; a key already
-        here keeps the newer tag."""
+        """Take keys (each below `1 << 8 * width`) filed under a tag, `(keys, tag)`s; a key
+        already here keeps the newer tag."""
+        width = self.width
         blobs: list[bytes] = []
         lengths: list[int] = []
         tag_list: list[int] = []
         for keys, tag in filed:
-            blobs.append(b"".join([key.to_bytes(16, "big") for key in keys]))
+            blobs.append(b"".join([key.to_bytes(width, "big") for key in keys]))
             lengths.append(len(keys))
             tag_list.append(tag)
-        new_keys: _Keys = np.frombuffer(b"".join(blobs), dtype="S16")
+        new_keys: _Keys = np.frombuffer(b"".join(blobs), dtype=self.keys.dtype)
         new_tags: _Tags = np.repeat(np.array(tag_list, dtype=np.int32), lengths)
         if not len(new_keys):
             return
@@ -172,7 +267,7 @@ class SeenRuns:
     def _note_max(self) -> None:
         keys = self.keys
         self.max_key = (
-            int.from_bytes(bytes(keys[-1]).ljust(16, b"\x00"), "big") if len(keys) else -1
+            int.from_bytes(bytes(keys[-1]).ljust(self.width, b"\x00"), "big") if len(keys) else -1
         )
 
     def _count(self, tags: _Tags) -> None:
@@ -201,7 +296,7 @@ class SeenRuns:
             )
         self._scanned_to[topic] = first
         if self._dead and 2 * self._dead >= len(self.keys):
-            self._merge(np.empty(0, dtype="S16"), np.empty(0, dtype=np.int32), kept_from)
+            self._merge(np.empty(0, dtype=self.keys.dtype), np.empty(0, dtype=np.int32), kept_from)
 
     def live_count(self) -> int:
         """How many keys are held inside their window (the dead ones counted as the window
@@ -212,18 +307,23 @@ class SeenRuns:
         """Every `(key, tag)` held inside its window (merges, tests)."""
         live = self._live_mask(self.tags, kept_from)
         return [
-            (int.from_bytes(bytes(key).ljust(16, b"\x00"), "big"), int(tag))
+            (int.from_bytes(bytes(key).ljust(self.width, b"\x00"), "big"), int(tag))
             for key, tag in zip(self.keys[live], self.tags[live], strict=True)
         ]
 
     @classmethod
     def combined(
-        cls, parts: Sequence[tuple[SeenRuns, Sequence[int | None]]], kept_from: Sequence[int | None]
+        cls,
+        parts: Sequence[tuple[SeenRuns, Sequence[int | None]]],
+        kept_from: Sequence[int | None],
+        width: int = 16,
     ) -> SeenRuns:
         """The keys of several parts (each with its own window's `kept_from`) in one, a key
         in several with its newest tag (the largest), kept inside `kept_from`'s window (merged
         ledgers)."""
-        out = cls()
+        out = cls(width)
+        if any(part.width != width for part, _kept in parts):
+            raise ValueError("seen ids: runs of different widths")
         if not parts:
             return out
         if len(parts) == 1 and list(parts[0][1]) == list(kept_from):
