@@ -27,6 +27,27 @@ SETTLED_RUNS_KEPT: Final[int] = 4096
 _EARLIEST: Final[int] = -(2**62)
 
 
+def _keep_largest(
+    runs: list[tuple[int, int, int]], gaps: list[int], kept: int
+) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """The `kept` runs of the largest counts, in time order, and the gaps around them (`gaps[i]`:
+    the largest count between run i - 1 and run i, the last one after the last run), a dropped
+    run's count and its gaps joined into the gap it leaves."""
+    keep = set(sorted(range(len(runs)), key=lambda i: runs[i][0], reverse=True)[:kept])
+    out_runs: list[tuple[int, int, int]] = []
+    out_gaps: list[int] = []
+    gap = gaps[0]
+    for i, run in enumerate(runs):
+        if i in keep:
+            out_gaps.append(gap)
+            out_runs.append(run)
+            gap = gaps[i + 1]
+        else:
+            gap = max(gap, run[0], gaps[i + 1])
+    out_gaps.append(gap)
+    return out_runs, out_gaps
+
+
 class LevelCurve:
     """One operator level's concurrency by minute from its summarized sessions (docs/design.md,
     "The board's concurrency by minute").
@@ -41,8 +62,10 @@ class LevelCurve:
 
     For a merge over partitions (whose minutes add, then the maximum is taken) the settled
     minutes keep `runs`: the `SETTLED_RUNS_KEPT` runs of the largest counts, as (count, first
-    minute, minute after the last) flattened into 64-bit integers, and `dropped`, the largest
-    count of a settled run not kept (every settled minute outside `runs` counts at most that).
+    minute, minute after the last) flattened into 64-bit integers, in time order, and `gaps`:
+    for each stretch of settled minutes between kept runs (before the first, after the last up
+    to `settled_to`) the largest count of a run dropped there (every minute in it counts at
+    most that); `dropped` is the largest of them.
     `slack` is only a merged curve's: a difference array of the largest amount its minutes may
     lack (`merged`).
     """
@@ -51,6 +74,7 @@ class LevelCurve:
         "bounded",
         "diff",
         "dropped",
+        "gaps",
         "peak",
         "peak_minute",
         "present",
@@ -67,6 +91,7 @@ class LevelCurve:
         self.peak_minute: int | None = None
         self.runs: array[int] = array("q")
         self.dropped = 0
+        self.gaps: array[int] = array("q")
         self.slack: dict[int, int] = {}
         #: Merged from several inputs and its peak not certain: a minute's upper bound (its
         #: kept counts + `slack`) beats the largest kept sum (`merged`).
@@ -75,6 +100,7 @@ class LevelCurve:
     def __getstate__(self) -> dict[str, object]:
         state = {name: getattr(self, name) for name in self.__slots__}
         state["runs"] = self.runs.tobytes()  # an array's own pickle names a global
+        state["gaps"] = self.gaps.tobytes()
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -82,11 +108,14 @@ class LevelCurve:
         for name in self.__slots__:
             if name in state:
                 setattr(self, name, state[name])
-        if "runs" in state:
-            self.runs = array("q")
-            self.runs.frombytes(state["runs"])  # type: ignore[arg-type]
-        elif self.settled_to is not None:
+        for name in ("runs", "gaps"):
+            if name in state:
+                setattr(self, name, array("q"))
+                getattr(self, name).frombytes(state[name])
+        if "runs" not in state and self.settled_to is not None:
             self.dropped = self.peak  # settled before runs were kept: each minute at most it
+        if "gaps" not in state and self.settled_to is not None:
+            self.gaps = array("q", [self.dropped] * (len(self.runs) // 3 + 1))
 
     def add(self, minutes: Mapping[int, int]) -> int:
         """Add a summarized session's minutes; how many fell before `settled_to` (0 unless the
@@ -115,23 +144,27 @@ class LevelCurve:
             return 0
         done = sorted((minute, n) for minute, n in self.diff.items() if minute < before)
         present = self.present
-        runs = self._run_list()
-        # The run entering the settled minutes continues from the last settling.
+        runs = self._run_list()  # in time order
+        gaps = list(self.gaps) or [0] * (len(runs) + 1)
+        # The run entering the settled minutes continues from the last settling; the tail
+        # gap (after the last kept run) comes before the first new run, none between new ones.
         run_start = self.settled_to
         for minute, change in done:
             if run_start is not None and present > 0 and minute > run_start:
                 runs.append((present, run_start, minute))
+                gaps.append(0)
             present += change
             run_start = minute
             if present > self.peak:
                 self.peak, self.peak_minute = present, minute
         if run_start is not None and present > 0 and before > run_start:
             runs.append((present, run_start, before))
+            gaps.append(0)
         if len(runs) > SETTLED_RUNS_KEPT:
-            runs.sort(reverse=True)
-            self.dropped = max(self.dropped, runs[SETTLED_RUNS_KEPT][0])
-            del runs[SETTLED_RUNS_KEPT:]
+            runs, gaps = _keep_largest(runs, gaps, SETTLED_RUNS_KEPT)
+            self.dropped = max(gaps)
         self.runs = array("q", [value for run in runs for value in run])
+        self.gaps = array("q", gaps)
         self.present = present
         self.settled_to = before
         if done:
@@ -164,7 +197,8 @@ class LevelCurve:
     def _known_and_slack(self) -> tuple[Counter[int], Counter[int]]:
         """Difference arrays of every minute's known count (the kept minutes from
         `settled_to` on, the kept runs before it, 0 elsewhere) and of how much more it may
-        be (`dropped` on a settled minute outside the runs; a merged curve's `slack`)."""
+        be (its gap's largest dropped count on a settled minute outside the runs; a merged
+        curve's `slack`)."""
         known: Counter[int] = Counter(self.diff)
         slack: Counter[int] = Counter(self.slack)
         settled_to = self.settled_to
@@ -175,13 +209,17 @@ class LevelCurve:
         for count, first, end in runs:
             known[first] += count
             known[end] -= count
-        if self.dropped:
-            # From before any minute to `settled_to`, less the runs (disjoint).
-            slack[_EARLIEST] += self.dropped
-            slack[settled_to] -= self.dropped
-            for _count, first, end in runs:
-                slack[first] -= self.dropped
-                slack[end] += self.dropped
+        if any(self.gaps):
+            # Each gap between kept runs (from before any minute, to `settled_to`) at most
+            # its largest dropped count.
+            previous_end = _EARLIEST
+            for gap, (_count, first, end) in zip(
+                self.gaps, [*runs, (0, settled_to, settled_to)], strict=True
+            ):
+                if gap:
+                    slack[previous_end] += gap
+                    slack[first] -= gap
+                previous_end = end
         return known, slack
 
     @classmethod

@@ -254,10 +254,11 @@ def test_merged_settled_curves_bound_the_peak_and_are_exact_when_not_bounded(
     curve.add({10: 2, 20: -2})
     curve.settle(30)
     state = curve.__getstate__()
-    del state["runs"]
+    del state["runs"], state["gaps"]
     old = LevelCurve.__new__(LevelCurve)
     old.__setstate__(state)
-    assert old.dropped == 2 and not old.runs
+    assert old.dropped == 2 and not old.runs and list(old.gaps) == [2]
+    assert LevelCurve.merged([old, LevelCurve()]).ceiling() == 2
 
 
 def test_a_version_9_state_loads_its_summaries_minutes_into_the_curves(
