@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 
 def peak_of(diff: Mapping[int, int]) -> tuple[int, int | None]:
@@ -18,6 +20,34 @@ def peak_of(diff: Mapping[int, int]) -> tuple[int, int | None]:
     return peak, at
 
 
+#: How many settled runs (a run: consecutive minutes at one count) each level keeps, the
+#: largest counts first, for a merge over partitions (`LevelCurve.merged`).
+SETTLED_RUNS_KEPT: Final[int] = 4096
+#: A minute before every event's (where a settled curve's slack starts).
+_EARLIEST: Final[int] = -(2**62)
+
+
+def _keep_largest(
+    runs: list[tuple[int, int, int]], gaps: list[int], kept: int
+) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """The `kept` runs of the largest counts, in time order, and the gaps around them (`gaps[i]`:
+    the largest count between run i - 1 and run i, the last one after the last run), a dropped
+    run's count and its gaps joined into the gap it leaves."""
+    keep = set(sorted(range(len(runs)), key=lambda i: runs[i][0], reverse=True)[:kept])
+    out_runs: list[tuple[int, int, int]] = []
+    out_gaps: list[int] = []
+    gap = gaps[0]
+    for i, run in enumerate(runs):
+        if i in keep:
+            out_gaps.append(gap)
+            out_runs.append(run)
+            gap = gaps[i + 1]
+        else:
+            gap = max(gap, run[0], gaps[i + 1])
+    out_gaps.append(gap)
+    return out_runs, out_gaps
+
+
 class LevelCurve:
     """One operator level's concurrency by minute from its summarized sessions (docs/design.md,
     "The board's concurrency by minute").
@@ -29,9 +59,29 @@ class LevelCurve:
     over them, at `peak_minute`. The level's peak is then the larger of `peak` and the running
     maximum of `present` + `diff` + the unsummarized sessions' minutes, exactly the peak of
     every minute's count: a settled minute's count can no longer change.
+
+    For a merge over partitions (whose minutes add, then the maximum is taken) the settled
+    minutes keep `runs`: the `SETTLED_RUNS_KEPT` runs of the largest counts, as (count, first
+    minute, minute after the last) flattened into 64-bit integers, in time order, and `gaps`:
+    for each stretch of settled minutes between kept runs (before the first, after the last up
+    to `settled_to`) the largest count of a run dropped there (every minute in it counts at
+    most that); `dropped` is the largest of them.
+    `slack` is only a merged curve's: a difference array of the largest amount its minutes may
+    lack (`merged`).
     """
 
-    __slots__ = ("bounded", "diff", "peak", "peak_minute", "present", "settled_to")
+    __slots__ = (
+        "bounded",
+        "diff",
+        "dropped",
+        "gaps",
+        "peak",
+        "peak_minute",
+        "present",
+        "runs",
+        "settled_to",
+        "slack",
+    )
 
     def __init__(self) -> None:
         self.diff: dict[int, int] = {}
@@ -39,18 +89,33 @@ class LevelCurve:
         self.present = 0
         self.peak = 0
         self.peak_minute: int | None = None
-        #: Merged from several inputs of which one had settled minutes: its peak is a lower
-        #: bound (`merged`).
+        self.runs: array[int] = array("q")
+        self.dropped = 0
+        self.gaps: array[int] = array("q")
+        self.slack: dict[int, int] = {}
+        #: Merged from several inputs and its peak not certain: a minute's upper bound (its
+        #: kept counts + `slack`) beats the largest kept sum (`merged`).
         self.bounded = False
 
     def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["runs"] = self.runs.tobytes()  # an array's own pickle names a global
+        state["gaps"] = self.gaps.tobytes()
+        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__()  # type: ignore[misc]
         for name in self.__slots__:
             if name in state:
                 setattr(self, name, state[name])
+        for name in ("runs", "gaps"):
+            if name in state:
+                setattr(self, name, array("q"))
+                getattr(self, name).frombytes(state[name])
+        if "runs" not in state and self.settled_to is not None:
+            self.dropped = self.peak  # settled before runs were kept: each minute at most it
+        if "gaps" not in state and self.settled_to is not None:
+            self.gaps = array("q", [self.dropped] * (len(self.runs) // 3 + 1))
 
     def add(self, minutes: Mapping[int, int]) -> int:
         """Add a summarized session's minutes; how many fell before `settled_to` (0 unless the
@@ -71,17 +136,35 @@ class LevelCurve:
         return early
 
     def settle(self, before: int) -> int:
-        """Fold every minute before `before` into `present` and the peak; how many were folded.
-        The kept minutes are copied into a new dict (a dict never shrinks as keys are popped:
-        the settled minutes' slots would stay allocated)."""
+        """Fold every minute before `before` into `present` and the peak, keeping the runs of
+        the largest counts (`runs`); how many were folded. The kept minutes are copied into a
+        new dict (a dict never shrinks as keys are popped: the settled minutes' slots would
+        stay allocated)."""
         if self.settled_to is not None and before <= self.settled_to:
             return 0
         done = sorted((minute, n) for minute, n in self.diff.items() if minute < before)
         present = self.present
+        runs = self._run_list()  # in time order
+        gaps = list(self.gaps) or [0] * (len(runs) + 1)
+        # The run entering the settled minutes continues from the last settling; the tail
+        # gap (after the last kept run) comes before the first new run, none between new ones.
+        run_start = self.settled_to
         for minute, change in done:
+            if run_start is not None and present > 0 and minute > run_start:
+                runs.append((present, run_start, minute))
+                gaps.append(0)
             present += change
+            run_start = minute
             if present > self.peak:
                 self.peak, self.peak_minute = present, minute
+        if run_start is not None and present > 0 and before > run_start:
+            runs.append((present, run_start, before))
+            gaps.append(0)
+        if len(runs) > SETTLED_RUNS_KEPT:
+            runs, gaps = _keep_largest(runs, gaps, SETTLED_RUNS_KEPT)
+            self.dropped = max(gaps)
+        self.runs = array("q", [value for run in runs for value in run])
+        self.gaps = array("q", gaps)
         self.present = present
         self.settled_to = before
         if done:
@@ -106,22 +189,64 @@ class LevelCurve:
             return self.peak, self.peak_minute
         return peak, at
 
+    def _run_list(self) -> list[tuple[int, int, int]]:
+        """The kept settled runs as (count, first minute, minute after the last)."""
+        runs = self.runs
+        return [(runs[i], runs[i + 1], runs[i + 2]) for i in range(0, len(runs), 3)]
+
+    def _known_and_slack(self) -> tuple[Counter[int], Counter[int]]:
+        """Difference arrays of every minute's known count (the kept minutes from
+        `settled_to` on, the kept runs before it, 0 elsewhere) and of how much more it may
+        be (its gap's largest dropped count on a settled minute outside the runs; a merged
+        curve's `slack`)."""
+        known: Counter[int] = Counter(self.diff)
+        slack: Counter[int] = Counter(self.slack)
+        settled_to = self.settled_to
+        if settled_to is None:
+            return known, slack
+        known[settled_to] += self.present
+        runs = self._run_list()
+        for count, first, end in runs:
+            known[first] += count
+            known[end] -= count
+        if any(self.gaps):
+            # Each gap between kept runs (from before any minute, to `settled_to`) at most
+            # its largest dropped count.
+            previous_end = _EARLIEST
+            for gap, (_count, first, end) in zip(
+                self.gaps, [*runs, (0, settled_to, settled_to)], strict=True
+            ):
+                if gap:
+                    slack[previous_end] += gap
+                    slack[first] -= gap
+                previous_end = end
+        return known, slack
+
     @classmethod
     def merged(cls, curves: Iterable[LevelCurve]) -> LevelCurve:
-        """Several ledgers' curves of one level (partitions): the kept minutes add, settled
-        counts entering them too, and the peak is the largest settled one. Exact for every
-        minute from the latest `settled_to` on; a level settled in more than one input has
-        its earlier minutes' sum no longer (docs/design.md: the merged peak is then at least
-        each input's, a lower bound)."""
+        """Several ledgers' curves of one level (partitions): each minute's known counts add
+        (kept minutes, kept settled runs), and so do the amounts they may lack (`slack`). The
+        peak of the known sums is at most the truth and the peak with the slack at least it:
+        when they are equal the peak is exact, else `bounded` (docs/design.md)."""
         out = cls()
-        diff: Counter[int] = Counter()
-        curves = list(curves)
-        out.bounded = len(curves) > 1 and any(
-            curve.settled_to is not None or curve.bounded for curve in curves
-        )
+        known: Counter[int] = Counter()
+        slack: Counter[int] = Counter()
         for curve in curves:
-            diff.update(curve.as_diff())
+            more_known, more_slack = curve._known_and_slack()
+            known.update(more_known)
+            slack.update(more_slack)
             if curve.peak > out.peak:
                 out.peak, out.peak_minute = curve.peak, curve.peak_minute
-        out.diff = {minute: n for minute, n in diff.items() if n}
+        out.diff = {minute: n for minute, n in known.items() if n}
+        out.slack = {minute: n for minute, n in slack.items() if n}
+        out.bounded = bool(out.slack) and out.ceiling() > out.level_peak()[0]
         return out
+
+    def ceiling(self) -> int:
+        """The largest count a minute may have: the peak with each minute's `slack` added (a
+        merged curve's; the peak itself where there is none)."""
+        if not self.slack:
+            return self.level_peak()[0]
+        upper = self.as_diff()
+        upper.update(self.slack)
+        return max(peak_of(upper)[0], self.peak)

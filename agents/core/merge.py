@@ -266,8 +266,8 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             into_users = merged.month_rows_in.setdefault(month_key, {})
             for user, parts in users.items():
                 into_users.setdefault(user, {}).update(parts)
-    # The levels' concurrency curves: kept minutes added, the settled peaks' largest
-    # (`LevelCurve.merged`: exact from the latest settled minute on).
+    # The levels' concurrency curves: known counts by minute added (kept minutes, settled
+    # runs kept), with what a minute may lack (`LevelCurve.merged`: exact unless `bounded`).
     levels = {level for ledger in ledgers for level in ledger.board_curves}
     for level in levels:
         merged.board_curves[level] = LevelCurve.merged(

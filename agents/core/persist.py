@@ -104,10 +104,11 @@ MAGIC: Final[bytes] = b"LPst"
 #:       moments) is read as rows;
 #:     - a summarized session's concurrency by minute is in its levels' curves
 #:       (`Ledger.board_curves`, `LevelCurve`: minutes past the board horizon settled into each
-#:       level's peak), the summary keeps its own peak (`SessionSummary.peak`); a ledger holding
-#:       every partition compacts its group events (`Ledger.groups_compacted_to`). A version 1-9
-#:       state loads with its summaries' minutes moved into the curves, none settled, no board
-#:       horizon, nothing compacted.
+#:       level's peak and its largest settled runs; a curve written before the runs loads
+#:       with its settled minutes bounded by its peak), the summary keeps its own peak
+#:       (`SessionSummary.peak`); a ledger holding every partition compacts its group events
+#:       (`Ledger.groups_compacted_to`). A version 1-9 state loads with its summaries' minutes
+#:       moved into the curves, none settled, no board horizon, nothing compacted.
 VERSION: Final[int] = 10
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
 _HEADER: Final[int] = len(MAGIC) + 1

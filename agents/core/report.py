@@ -102,9 +102,9 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             # behind every topic's horizon (docs/design.md, "The session horizon"); folded at
             # once, in `summarized_sessions` too once summarized.
             "abandoned_sessions": ledger.abandoned_sessions,
-            # Operator levels whose peak viewers is a lower bound: merged from partitions of
-            # which one had settled minutes past the board horizon (docs/design.md, "The
-            # board's concurrency by minute"); 0 in one ledger.
+            # Operator levels whose peak viewers is a lower bound: merged from partitions
+            # whose settled minutes outside their kept runs could give a larger sum
+            # (docs/design.md, "The board's concurrency by minute"); 0 in one ledger.
             "board_peaks_bounded": sum(curve.bounded for curve in ledger.board_curves.values()),
             "after_session_horizon": sum(ledger.after_session_horizon),
             # Closed (merchant, month)s of `group_spend_multiple` folded into per-user totals

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agents.core import Ledger, OperatorBoard, build_report
+from agents.core import Ledger, OperatorBoard, build_report, concurrency
 from agents.core.concurrency import LevelCurve, peak_of
 from agents.core.ingest import ingest
 from agents.core.ledger import OVERALL_LEVEL, SESSION_HORIZON_MS, SessionSummary
@@ -158,11 +158,15 @@ def _table_of(
     return {**truth, "sessions": {sid: f for sid, f in truth["sessions"].items() if sid in listed}}
 
 
-def test_partitions_merge_to_the_truths_peaks_within_the_horizon_and_bounded_past_it() -> None:
-    """xhs over 3 partitions (membership from every group event), merged: with the board
-    horizon longer than the stream every level's peak is the truth's; with a 3-day one a
-    level settled in several partitions has its settled minutes' sum no longer, and its
-    merged peak lies between the largest partition's and the truth's (docs/design.md)."""
+def test_partitions_merge_to_the_truths_peaks_within_and_past_the_horizon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """xhs over 3 partitions (membership from every group event), merged after a snapshot
+    round trip: with the board horizon longer than the stream and with a 3-day one (levels
+    settled in every partition, their largest settled runs kept) every level's peak is the
+    truth's and none is bounded. With 8 runs kept a level may be bounded: its merged peak then
+    lies between the largest partition's and the truth's, the truth at most its `ceiling`,
+    and an unbounded level's is the truth's (docs/design.md)."""
     stream = records("xhs")
     decoded = [event for _topic, _key, event in stream]
     truth = fixture_operator_truth_folding("xhs", 2 * DAY)
@@ -174,30 +178,87 @@ def test_partitions_merge_to_the_truths_peaks_within_the_horizon_and_bounded_pas
     groups, _ = _board_ledger(
         [e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY, None
     )
-    for horizon in (None, 3 * DAY):
+    for horizon, runs_kept in ((None, None), (3 * DAY, None), (3 * DAY, 8)):
+        if runs_kept is not None:
+            monkeypatch.setattr(concurrency, "SETTLED_RUNS_KEPT", runs_kept)
         parts = [
             _board_ledger([e for _t, _k, e in part], 2 * DAY, horizon, groups)
             for part in split(stream, 3)
         ]
         restored = [load_state(dump_state(*part)) for part in parts]
-        merged_report = build_report(
-            merge_ledgers([p[0] for p in restored]), merge_boards([p[1] for p in restored])
-        )
+        merged_ledger = merge_ledgers([p[0] for p in restored])
+        merged_report = build_report(merged_ledger, merge_boards([p[1] for p in restored]))
         merged = merged_report["operator"]
         got = _peaks(merged)
         bounded = merged_report["retention"]["board_peaks_bounded"]
+        settled = [c for p in restored for c in p[0].board_curves.values() if c.settled_to]
         if horizon is None:
-            assert got == want and bounded == 0
+            assert got == want and bounded == 0 and not settled
             continue
-        assert bounded > 0
+        assert settled and merged["sessions_folded_out"] > 0
+        assert all(len(c.runs) <= 3 * concurrency.SETTLED_RUNS_KEPT for c in settled)
+        if runs_kept is None:
+            assert bounded == 0
+            assert got == {k: v for k, v in want.items() if k in got}
+            continue
+        assert bounded > 0 and any(c.dropped for c in settled)
         alone = [_peaks(build_report(*p)["operator"]) for p in restored]
         for level, value in want.items():
-            if level.startswith("sessions.") and level not in got:
-                continue  # out of the table (`sessions_folded_out`)
+            if level.startswith("sessions.") or level not in got:
+                continue
+            kind, _, level_id = level.partition(".")
+            curve = merged_ledger.board_curves[
+                OVERALL_LEVEL if level == "overall" else (kind, level_id)
+            ]
             floor = max(peaks.get(level, 0) for peaks in alone)
-            assert floor <= got[level] <= value, level
+            assert floor <= got[level] <= value <= curve.ceiling(), level
+            if not curve.bounded:
+                assert got[level] == value, level
         assert all(got[k] == v for k, v in want.items() if k.startswith("sessions.") and k in got)
-        assert merged["sessions_folded_out"] > 0
+
+
+def test_merged_settled_curves_bound_the_peak_and_are_exact_when_not_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Random sessions spread over 3 partitions' curves, each settled at its own pace with a
+    few runs kept: the merged curve's peak is at most the peak of every minute summed (the
+    running sum here), its `ceiling` at least it, and equal to it unless `bounded`; with
+    every run kept, exact. A curve pickled before runs were kept loads with its settled
+    minutes bounded by its peak."""
+    rng = random.Random(11)
+    exact = 0
+    for trial in range(300):
+        monkeypatch.setattr(concurrency, "SETTLED_RUNS_KEPT", rng.choice([1, 3, 10, 10_000]))
+        curves = [LevelCurve() for _ in range(3)]
+        everything: Counter[int] = Counter()
+        clocks = [0, 0, 0]
+        for _session in range(rng.randint(1, 60)):
+            part = rng.randrange(3)
+            clocks[part] += rng.randint(0, 30)
+            minutes = _diff(rng, clocks[part], clocks[part] + rng.randint(0, 90))
+            assert curves[part].add(minutes) == 0
+            everything.update(minutes)
+            if rng.random() < 0.3:
+                curves[part].settle(clocks[part])
+        merged = LevelCurve.merged(curves)
+        truth = _running_peak(everything, {})
+        assert merged.level_peak()[0] <= truth <= merged.ceiling(), trial
+        if not merged.bounded:
+            assert merged.level_peak()[0] == truth, trial
+            exact += 1
+        if concurrency.SETTLED_RUNS_KEPT == 10_000:
+            assert not merged.bounded
+        assert LevelCurve.merged([merged, LevelCurve()]).ceiling() == merged.ceiling()
+    assert 0 < exact < 300
+    curve = LevelCurve()
+    curve.add({10: 2, 20: -2})
+    curve.settle(30)
+    state = curve.__getstate__()
+    del state["runs"], state["gaps"]
+    old = LevelCurve.__new__(LevelCurve)
+    old.__setstate__(state)
+    assert old.dropped == 2 and not old.runs and list(old.gaps) == [2]
+    assert LevelCurve.merged([old, LevelCurve()]).ceiling() == 2
 
 
 def test_a_version_9_state_loads_its_summaries_minutes_into_the_curves(

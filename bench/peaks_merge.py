@@ -1,0 +1,106 @@
+"""A soak stream over partitions with a short board horizon, merged: which levels' merged peaks
+are bounded (their peak and ceiling), and the merged peaks against one ledger keeping every
+minute (docs/design.md, "The board's concurrency by minute").
+
+    python -m bench.peaks_merge --stream /tmp/s11-board-soak-240d-x4.jsonl [--runs-kept N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from agents.core import Ledger, OperatorBoard, build_report, concurrency
+from agents.core.ingest import ingest_decoded
+from agents.core.merge import merge_boards, merge_ledgers
+from schemas import TOPIC_BY_TYPE, Event, Rejection, decode, record_key
+
+DAY_MS = 86_400_000
+
+
+def _fed(
+    decoded: list[Event | Rejection],
+    window_days: int,
+    horizon_days: int | None,
+    groups: Ledger | None = None,
+) -> tuple[Ledger, OperatorBoard]:
+    ledger = Ledger(
+        window_days * DAY_MS,
+        fold_sessions=True,
+        board_horizon_ms=None if horizon_days is None else horizon_days * DAY_MS,
+    )
+    ledger.membership_from = groups
+    board = OperatorBoard()
+    for event in decoded:
+        ingest_decoded(event, ledger, board)
+    return ledger, board
+
+
+def _level_peaks(ledger: Ledger, board: OperatorBoard) -> dict[str, int]:
+    operator = build_report(ledger, board)["operator"]
+    out = {"overall": operator["overall"]["viewers_peak"]}
+    for kind in ("rooms", "merchants"):
+        for level_id, figures in operator[kind].items():
+            out[f"{kind}:{level_id}"] = figures["viewers_peak"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stream", type=Path, required=True, help="a bench.soak stream file")
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--window-days", type=int, default=7)
+    parser.add_argument("--board-horizon-days", type=int, default=8)
+    parser.add_argument("--runs-kept", type=int, help="SETTLED_RUNS_KEPT (default: the code's)")
+    args = parser.parse_args()
+    if args.runs_kept is not None:
+        concurrency.SETTLED_RUNS_KEPT = args.runs_kept  # type: ignore[misc]
+    started = time.monotonic()
+    keyed: list[tuple[bytes, Event | Rejection]] = []
+    for raw in args.stream.read_bytes().splitlines():
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        known = isinstance(obj, dict) and obj.get("type") in TOPIC_BY_TYPE
+        keyed.append((record_key(obj).encode() if known else b"", decode(raw)))
+    decoded = [event for _key, event in keyed]
+    groups, _ = _fed(
+        [e for e in decoded if getattr(e, "type", "").startswith("group_")], args.window_days, None
+    )
+    parts: list[list[Event | Rejection]] = [[] for _ in range(args.partitions)]
+    for key, event in keyed:
+        parts[(murmur2(key) & 0x7FFFFFFF) % args.partitions].append(event)
+    fed = [_fed(part, args.window_days, args.board_horizon_days, groups) for part in parts]
+    ledgers = [ledger for ledger, _board in fed]
+    merged = merge_ledgers(ledgers)
+    got = _level_peaks(merged, merge_boards([board for _ledger, board in fed]))
+    # One ledger keeping every minute: exact (tests/agents/core/test_board_fold.py).
+    want = _level_peaks(*_fed(decoded, args.window_days, None))
+    levels = {}
+    for level, curve in merged.board_curves.items():
+        name = ":".join(level) if level[1] else level[0]
+        levels[name] = {
+            "merged_peak": got.get(name),
+            "ceiling": curve.ceiling(),
+            "bounded": curve.bounded,
+            "one_ledger_every_minute": want.get(name),
+        }
+    runs = [len(c.runs) // 3 for ledger in ledgers for c in ledger.board_curves.values()]
+    out = {
+        "runs_kept": concurrency.SETTLED_RUNS_KEPT,
+        "bounded": sum(c.bounded for c in merged.board_curves.values()),
+        "levels": levels,
+        "largest_runs_held": max(runs, default=0),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
