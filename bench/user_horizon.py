@@ -33,7 +33,6 @@ PARTS = (
     "folded_dwellers",
     "first_orders",
     "bought_before",
-    "user_last_day",
     "folded_payers",
 )
 CLAIMS = (
