@@ -25,6 +25,7 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ingest import ingest
 from bench.proc import machine
 from bench.soak import REFUND_HORIZON_DAYS
+from bench.soak_profile import _deep_bytes
 
 DAY_MS = 86_400_000
 PARTS = (
@@ -46,6 +47,11 @@ CLAIMS = (
 
 def _kb(part: object) -> float:
     return len(zlib.compress(pickle.dumps(part, protocol=5), 1)) / 1e3
+
+
+def _memory_kb(ledger: Ledger) -> dict[str, float]:
+    seen: set[int] = set()
+    return {name: round(_deep_bytes(getattr(ledger, name), seen) / 1e3, 1) for name in PARTS}
 
 
 def main() -> None:
@@ -85,6 +91,9 @@ def main() -> None:
             "forgotten_pairs": ledger.forgotten_pairs,
             "parts_kb": {name: round(_kb(getattr(ledger, name)), 1) for name in PARTS},
             "parts_entries": {name: len(getattr(ledger, name)) for name in PARTS},
+            # In memory (`sys.getsizeof` over what each reaches; a user id string counted in
+            # the first part that reaches it, in `PARTS`' order).
+            "parts_memory_kb": _memory_kb(ledger),
             "claims": {
                 name: {k: claims[name].get(k) for k in ("observed", "ci_low", "ci_high", "detail")}
                 for name in CLAIMS
