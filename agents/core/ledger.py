@@ -2370,7 +2370,7 @@ class Ledger:
         (one list of the final length: no over-allocation from a later append)."""
         if self.user_horizon_ms is None:
             return list(values)
-        return [*values, _day_of(ts)]
+        return list(values) + [_day_of(ts)]  # exact: `[*values, day]` over-allocates
 
     def _touch_row(self, row: list[int], column: int, ts: int) -> None:
         """Move a per-user row's last-day `column` on to the day of `ts` (with a horizon;
