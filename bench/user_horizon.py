@@ -3,10 +3,11 @@
 Feeds a `bench.soak` stream (its `--stream` file) record by record to one ledger per
 `--horizon` (days; 0: every user kept), as `bench.soak --fold-sessions` keeps its one ledger
 (closed months folded, the refund horizon; no claims by period, which hold no per-user row
-the horizon retires), then prints per horizon the per-user parts' pickled sizes (zlib level 1,
-as the snapshot) and entries, the users retired and pairs forgotten, and the claims the
-horizon touches: observed value, interval, its width against the first horizon's, and
-`group_repurchase_30d`'s counts against the stream's truth file.
+the horizon retires), then prints per horizon the per-user parts' pickled sizes (zlib level
+1, as the snapshot), sizes in memory (`sys.getsizeof` over what each reaches) and entries,
+the users retired and pairs forgotten, and the claims the horizon touches: observed value,
+interval, its width against the first horizon's, and `group_repurchase_30d`'s counts against
+the stream's truth file.
 
     python -m bench.user_horizon --stream /tmp/s11-soak-300d-x12.jsonl --horizon 0 \
         --horizon 180 --horizon 60 --out bench/user-horizon-300d-x12.json
