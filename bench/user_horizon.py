@@ -3,10 +3,11 @@
 Feeds a `bench.soak` stream (its `--stream` file) record by record to one ledger per
 `--horizon` (days; 0: every user kept), as `bench.soak --fold-sessions` keeps its one ledger
 (closed months folded, the refund horizon; no claims by period, which hold no per-user row
-the horizon retires), then prints per horizon the per-user parts' pickled sizes (zlib level 1,
-as the snapshot) and entries, the users retired and pairs forgotten, and the claims the
-horizon touches: observed value, interval, its width against the first horizon's, and
-`group_repurchase_30d`'s counts against the stream's truth file.
+the horizon retires), then prints per horizon the per-user parts' pickled sizes (zlib level
+1, as the snapshot), sizes in memory (`sys.getsizeof` over what each reaches) and entries,
+the users retired and pairs forgotten, and the claims the horizon touches: observed value,
+interval, its width against the first horizon's, and `group_repurchase_30d`'s counts against
+the stream's truth file.
 
     python -m bench.user_horizon --stream /tmp/s11-soak-300d-x12.jsonl --horizon 0 \
         --horizon 180 --horizon 60 --out bench/user-horizon-300d-x12.json
@@ -25,6 +26,7 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ingest import ingest
 from bench.proc import machine
 from bench.soak import REFUND_HORIZON_DAYS
+from bench.soak_profile import _deep_bytes
 
 DAY_MS = 86_400_000
 PARTS = (
@@ -33,7 +35,6 @@ PARTS = (
     "folded_dwellers",
     "first_orders",
     "bought_before",
-    "user_last_day",
     "folded_payers",
 )
 CLAIMS = (
@@ -47,6 +48,11 @@ CLAIMS = (
 
 def _kb(part: object) -> float:
     return len(zlib.compress(pickle.dumps(part, protocol=5), 1)) / 1e3
+
+
+def _memory_kb(ledger: Ledger) -> dict[str, float]:
+    seen: set[int] = set()
+    return {name: round(_deep_bytes(getattr(ledger, name), seen) / 1e3, 1) for name in PARTS}
 
 
 def main() -> None:
@@ -86,6 +92,9 @@ def main() -> None:
             "forgotten_pairs": ledger.forgotten_pairs,
             "parts_kb": {name: round(_kb(getattr(ledger, name)), 1) for name in PARTS},
             "parts_entries": {name: len(getattr(ledger, name)) for name in PARTS},
+            # In memory (`sys.getsizeof` over what each reaches; a user id string counted in
+            # the first part that reaches it, in `PARTS`' order).
+            "parts_memory_kb": _memory_kb(ledger),
             "claims": {
                 name: {k: claims[name].get(k) for k in ("observed", "ci_low", "ci_high", "detail")}
                 for name in CLAIMS

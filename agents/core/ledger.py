@@ -100,6 +100,16 @@ CST: Final = timezone(timedelta(hours=8), "CST")
 #: long before it (docs/design.md, "Worker state: what is kept").
 DEFAULT_REFUND_HORIZON_DAYS: Final[int] = 90
 DAY_MS: Final[int] = 86_400_000
+#: Day numbers as shared int objects: the per-user rows' last-day columns (`BUYER_LAST_DAY`)
+#: point at one object per day rather than one each (28 bytes a row); a day a key, so this
+#: grows by one a day of event time, not with users or records.
+_DAYS: dict[int, int] = {}
+
+
+def _day_of(ts: int) -> int:
+    """The day number of `ts` (`ts // DAY_MS`), as the shared object of that day."""
+    day = ts // DAY_MS
+    return _DAYS.setdefault(day, day)
 
 
 def cst_month(ts_ms: int) -> str:
@@ -289,6 +299,13 @@ MONTH_MEMBER_CENTS: Final[int] = 0
 MONTH_MEMBERS: Final[int] = 1
 MONTH_CENTS: Final[int] = 2
 MONTH_ROWS: Final[int] = 3
+#: With a user horizon (`Ledger.user_horizon_ms`), each per-user row carries one more column
+#: after its own: the latest day (`ts // DAY_MS`) of an event the row was changed at. The
+#: user's last active day is the maximum over their rows (`Ledger.retire_idle_users`), and
+#: merging takes the maximum of the column, not the sum (`metrics.add_user_rows`).
+MONTH_LAST_DAY: Final[int] = 4
+#: `Ledger.folded_dwellers`' last-day column (after watch ms and pairs).
+DWELL_LAST_DAY: Final[int] = 2
 
 
 class MonthRow(NamedTuple):
@@ -611,6 +628,8 @@ SHARE_MEMBER_HN: Final[int] = 5  # sum of h n
 BUYER_ORDERS: Final[int] = 0
 BUYER_AFTER5: Final[int] = 1
 BUYER_MEMBER: Final[int] = 2
+#: Its last-day column, with a user horizon only (`MONTH_LAST_DAY`).
+BUYER_LAST_DAY: Final[int] = 3
 #: The user id under which a part's per-user rows carry the retired users' cluster sums
 #: (`Ledger.retire_idle_users`): the empty id, which the event contract rules out.
 RETIRED_USERS: Final[str] = ""
@@ -1355,8 +1374,29 @@ class Ledger:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
             self._init_month_fold(False)
-        if "user_last_day" not in state:  # version 9 or older: users kept for ever
+        if "retired_users" not in state:  # version 9 or older: users kept for ever
             self._init_user_horizon(None)
+        last_days = state.get("user_last_day")
+        if isinstance(last_days, dict):  # an early version 10: the last days in a dict
+            del self.__dict__["user_last_day"]
+            for user, day in last_days.items():
+                for held, column in (
+                    (self.folded_buyers, BUYER_LAST_DAY),
+                    (self.folded_dwellers, DWELL_LAST_DAY),
+                    (self.month_folded_users, MONTH_LAST_DAY),
+                ):
+                    row = held.get(user)
+                    if row is not None and len(row) == column:
+                        row.append(day)
+        if self.user_horizon_ms is not None:  # one int object per day, not per row
+            for held, column in (
+                (self.folded_buyers, BUYER_LAST_DAY),
+                (self.folded_dwellers, DWELL_LAST_DAY),
+                (self.month_folded_users, MONTH_LAST_DAY),
+            ):
+                for row in held.values():
+                    if len(row) > column:
+                        row[column] = _DAYS.setdefault(row[column], row[column])
         if "folded_watch" not in state:  # version 6 or older: the board read no summary
             self._init_board_fold()
         for level, payers in self.folded_payers.items():  # version 9 or older: plain sets
@@ -2142,7 +2182,12 @@ class Ledger:
             self._compact_group_events()
         if self.fold_months and self.first_orders:
             self._fold_first_orders()
-        if self.user_horizon_ms is not None and (self.user_last_day or self.bought_before):
+        if self.user_horizon_ms is not None and (
+            self.folded_buyers
+            or self.folded_dwellers
+            or self.month_folded_users
+            or self.bought_before
+        ):
             self.retire_idle_users()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
@@ -2310,11 +2355,11 @@ class Ledger:
             sums[SHARE_MEMBER_HN] += hits_member * n
             totals = self.folded_buyers.get(user)
             if totals is None:
-                self.folded_buyers[user] = list(pair)
+                self.folded_buyers[user] = self._user_row(pair, started)
             else:
                 for i, value in enumerate(pair):
                     totals[i] += value
-            self._touch_user(user, started)
+                self._touch_row(totals, BUYER_LAST_DAY, started)
         summary.days = dict(sorted(summary.days.items()))
         joined = {user: first for user, first in session.first_joins() if first <= last}
         # A user whose joins all came after the horizon (the fold keeps first joins only).
@@ -2340,11 +2385,11 @@ class Ledger:
             dwell[2] += watched * watched
             row = self.folded_dwellers.get(user)
             if row is None:
-                self.folded_dwellers[user] = [watched, 1]
+                self.folded_dwellers[user] = self._user_row((watched, 1), first)
             else:
                 row[0] += watched
                 row[1] += 1
-            self._touch_user(user, first)
+                self._touch_row(row, DWELL_LAST_DAY, first)
         self._fold_session_sums(summary, ended is not None)
         by_membership: dict[str, list[int]] = {"members": [], "others": []}
         for user, first in joined.items():  # the HTML report's watch time by membership
@@ -2367,9 +2412,10 @@ class Ledger:
         #: last changed at an event stamped more than this before the summaries' horizon is
         #: retired (`retire_idle_users`); None: every user's rows kept for ever.
         self.user_horizon_ms = user_horizon_ms
-        #: user -> the latest day (`ts // DAY_MS`) of an event their folded rows were changed
-        #: at (with a horizon; a day number pickles in 3 bytes, a ts in 9).
-        self.user_last_day: dict[str, int] = {}
+        #: Each user's last active day is kept in their rows: with a horizon, every row of
+        #: `folded_buyers`, `folded_dwellers` and `month_folded_users` ends with the latest
+        #: day (`ts // DAY_MS`, 3 bytes pickled) of an event it was changed at
+        #: (`BUYER_LAST_DAY`, `DWELL_LAST_DAY`, `MONTH_LAST_DAY`; `_user_row`, `_touch_row`).
         self.retired_users = 0
         #: The retired users' buyer rows as cluster sums (`RETIRED_*` columns).
         self.retired_buyers: list[int] = [0] * 6
@@ -2412,13 +2458,45 @@ class Ledger:
                 self.repurchase_folded[1] += later is not None and later <= first + window
             self.bought_before[pair] = (later if later is not None else first) // DAY_MS
 
-    def _touch_user(self, user: str, ts: int) -> None:
+    def _user_row(self, values: tuple[int, ...] | list[int], ts: int) -> list[int]:
+        """A new per-user row of `values`, with the day of `ts` after them with a horizon
+        (one list of the final length: no over-allocation from a later append)."""
+        if self.user_horizon_ms is None:
+            return list(values)
+        return list(values) + [_day_of(ts)]  # exact: `[*values, day]` over-allocates
+
+    def _touch_row(self, row: list[int], column: int, ts: int) -> None:
+        """Move a per-user row's last-day `column` on to the day of `ts` (with a horizon;
+        a row written before the horizon was set gets the column)."""
         if self.user_horizon_ms is None:
             return
         day = ts // DAY_MS
-        last = self.user_last_day.get(user)
-        if last is None or day > last:
-            self.user_last_day[user] = day
+        if len(row) <= column:
+            row.append(_day_of(ts))
+        elif day > row[column]:
+            row[column] = _day_of(ts)
+
+    def _idle_users(self, cut: int) -> list[str]:
+        """The users whose rows carry a last day, all of them before the day `cut`."""
+        rows = (
+            (self.folded_buyers, BUYER_LAST_DAY),
+            (self.folded_dwellers, DWELL_LAST_DAY),
+            (self.month_folded_users, MONTH_LAST_DAY),
+        )
+        idle: set[str] = set()
+        for held, column in rows:
+            idle.update(
+                user for user, row in held.items() if len(row) > column and row[column] < cut
+            )
+        for held, column in rows:  # active in another row: kept
+            idle.difference_update(
+                [
+                    user
+                    for user in idle
+                    if len(row := held.get(user, ())) > column and row[column] >= cut
+                ]
+            )
+        return sorted(idle)
 
     def retire_idle_users(self) -> int:
         """Retire every user whose folded rows last changed more than the user horizon
@@ -2437,10 +2515,9 @@ class Ledger:
         for pair in forgotten:
             del self.bought_before[pair]
         self.forgotten_pairs += len(forgotten)
-        idle = [user for user, day in self.user_last_day.items() if day < cut]
+        idle = self._idle_users(cut)
         buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
         for user in idle:
-            del self.user_last_day[user]
             bought = self.folded_buyers.pop(user, None)
             if bought is not None:
                 n = bought[BUYER_ORDERS]
@@ -2453,7 +2530,7 @@ class Ledger:
                 buyers[RETIRED_MEMBER_HN] += member * n
             dwelled = self.folded_dwellers.pop(user, None)
             if dwelled is not None:
-                watched, count = dwelled
+                watched, count = dwelled[0], dwelled[1]
                 dwellers[0] += 1
                 dwellers[1] += watched * watched
                 dwellers[2] += watched * count
@@ -2548,10 +2625,11 @@ class Ledger:
 
     def _fold_month_row(self, user: str, member: bool, cents: int, joined_ts: int) -> None:
         """Add one population row of a closed month into its user's totals."""
-        self._touch_user(user, joined_ts)
         row = self.month_folded_users.get(user)
         if row is None:
-            row = self.month_folded_users[user] = [0, 0, 0, 0]
+            row = self.month_folded_users[user] = self._user_row((0, 0, 0, 0), joined_ts)
+        else:
+            self._touch_row(row, MONTH_LAST_DAY, joined_ts)
         row[MONTH_MEMBER_CENTS] += cents if member else 0
         row[MONTH_MEMBERS] += member
         row[MONTH_CENTS] += cents

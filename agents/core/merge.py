@@ -57,6 +57,9 @@ from collections.abc import Sequence
 
 from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
+    BUYER_LAST_DAY,
+    DWELL_LAST_DAY,
+    MONTH_LAST_DAY,
     EventCounts,
     FoldedPresence,
     Ledger,
@@ -212,14 +215,16 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         merged.folded_tail = tuple(
             a + b for a, b in zip(merged.folded_tail, ledger.folded_tail, strict=True)
         )
-        for into, totals in (
-            (merged.folded_buyers, ledger.folded_buyers),
-            (merged.folded_dwellers, ledger.folded_dwellers),
+        for into, totals, last_day in (
+            (merged.folded_buyers, ledger.folded_buyers, BUYER_LAST_DAY),
+            (merged.folded_dwellers, ledger.folded_dwellers, DWELL_LAST_DAY),
             # Closed months' per-user totals (a month folds only in a ledger that holds all
             # of it, so no month is in two inputs' totals).
-            (merged.month_folded_users, ledger.month_folded_users),
+            (merged.month_folded_users, ledger.month_folded_users, MONTH_LAST_DAY),
         ):
-            add_user_rows(into, totals)
+            # With a user horizon each row ends with the user's last day there: the latest
+            # of the partitions', not their sum.
+            add_user_rows(into, totals, last_day)
         # The user horizon's retired clusters (each partition retires its own rows: a user
         # retired in one and kept in another is two clusters, docs/design.md).
         merged.retired_users += ledger.retired_users
@@ -236,9 +241,6 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         for pair, ts in ledger.bought_before.items():
             if ts > merged.bought_before.get(pair, ts - 1):
                 merged.bought_before[pair] = ts
-        for user, ts in ledger.user_last_day.items():
-            if ts > merged.user_last_day.get(user, ts - 1):
-                merged.user_last_day[user] = ts
         # The operator's levels: watch-time sketches merged (bin counts add), buyers united.
         for level, sketch in ledger.folded_watch.items():
             held_sketch = merged.folded_watch.get(level)

@@ -33,6 +33,7 @@ from agents.core.ledger import (
     CST,
     FIVE_MINUTES_MS,
     MONTH_CENTS,
+    MONTH_LAST_DAY,
     MONTH_MEMBER_CENTS,
     MONTH_MEMBERS,
     MONTH_ROWS,
@@ -174,16 +175,26 @@ def _session_proportion_part(
     return hits, total, sessions, pairs, by_user
 
 
-def add_user_rows(into: dict[str, list[int]], rows: dict[str, list[int]]) -> None:
+def add_user_rows(
+    into: dict[str, list[int]], rows: dict[str, list[int]], last_day: int | None = None
+) -> None:
     """Rows of integers by key (a user's; the screen's by source or SKU) added into `into`
-    (copies: `rows` is not shared)."""
+    (copies: `rows` is not shared). `last_day`: the index of a per-user row's last-day
+    column (`ledger.BUYER_LAST_DAY`), where present the maximum of the two rows', not the sum
+    (the retired users' row, `RETIRED_USERS`, is moments: summed whole)."""
     for user, row in rows.items():
         held = into.get(user)
         if held is None:
             into[user] = list(row)
-        else:
-            for i, value in enumerate(row):
-                held[i] += value
+            continue
+        summed = len(row) if last_day is None or user == RETIRED_USERS else last_day
+        for i, value in enumerate(row[:summed]):
+            held[i] += value
+        if len(row) > summed:
+            if len(held) > summed:
+                held[summed] = max(held[summed], row[summed])
+            else:
+                held.append(row[summed])
 
 
 def merge_share_parts(parts: Sequence[SharePart]) -> SharePart:
@@ -581,7 +592,8 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
             pairs += 1
             total_ms += watched
             squares_ms += watched * watched
-    for user, (watched, count) in facts.ledger.folded_dwellers.items():
+    for user, dwelled in facts.ledger.folded_dwellers.items():
+        watched, count = dwelled[0], dwelled[1]  # (then the last day, with a user horizon)
         row = by_user.get(user)
         if row is None:
             by_user[user] = [watched, count]
@@ -712,7 +724,7 @@ def merge_spend_parts(parts: Sequence[SpendPart]) -> SpendPart:
     joins: dict[tuple[str, str, str], tuple[int, bool]] = {}
     spend: dict[tuple[str, str, str], int] = {}
     for part in parts:
-        add_user_rows(folded, part[0])
+        add_user_rows(folded, part[0], MONTH_LAST_DAY)
         for key, joined in part[1].items():
             held = joins.get(key)
             if held is None or joined[0] < held[0]:

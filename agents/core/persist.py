@@ -82,9 +82,12 @@ MAGIC: Final[bytes] = b"LPst"
 #: with none: its frozen periods read alone as before, and merged show `"folded": true`.
 #: 10 (session 11; one version for these changes, merged together):
 #:     - a level's summarized buyers (`Ledger.folded_payers`) are a `DistinctUsers` (exact up to
-#:       its limit, then a HyperLogLog), and the user horizon's state (`Ledger.user_last_day`,
-#:       the retired users' sums). A version 7-9 state's sets are wrapped when it loads, and it
-#:       loads with no user horizon (its users kept; the worker's setting applies from then on);
+#:       its limit, then a HyperLogLog), and the user horizon's state (each per-user row's
+#:       last-day column, `ledger.BUYER_LAST_DAY`, and the retired users' sums). A version 7-9
+#:       state's sets are wrapped when it loads, and it loads with no user horizon (its users
+#:       kept; the worker's setting applies from then on). Version 10 is unreleased and was
+#:       changed within the session: its first form kept the last days in a dict
+#:       (`Ledger.user_last_day`), which loads with them moved into the rows;
 #:     - most remembered event ids are out of the ledger's set, as 16-byte keys in a sorted
 #:       array with their topic and hour (`Ledger._seen_runs`, a `SeenRuns`, pickled as bytes).
 #:       Ids of 16 UTF-8 bytes or more shaped as a UUID or ULID (behind a prefix of up to 7

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         fold_sessions=settings.fold_sessions,
         periods=settings.period_settings,
         board_horizon_ms=settings.board_horizon_ms,
+        user_horizon_ms=settings.user_horizon_ms,
     )
     mark_if_simulated(report, args.file)
     if args.json:

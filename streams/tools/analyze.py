@@ -59,6 +59,7 @@ def analyze_file(
     fold_sessions: bool = False,
     periods: PeriodSettings | None = None,
     board_horizon_ms: int | None = None,
+    user_horizon_ms: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
@@ -70,7 +71,10 @@ def analyze_file(
     holds every one of the file's, so it is exact, as the worker's membership table is) and
     folds `group_spend_multiple`'s closed months (it holds all of each month's rows);
     with `periods` the report has the claims by period (`agents.core.periods`); with
-    `board_horizon_ms` too, the operator levels' minutes older are settled into their peaks.
+    `board_horizon_ms` too, the operator levels' minutes older are settled into their peaks;
+    with `user_horizon_ms` (and the fold), users idle that long are retired into the
+    intervals' cluster sums (`Ledger.retire_idle_users`), and a decided repurchase pair is
+    remembered as "bought before" only that long.
     """
     started = time.monotonic()
     ledger = Ledger(
@@ -80,6 +84,7 @@ def analyze_file(
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,  # one ledger holds every partition's rows of a month
         board_horizon_ms=board_horizon_ms,
+        user_horizon_ms=user_horizon_ms,
     )
     if periods is not None:
         attach(ledger, periods)

@@ -92,6 +92,28 @@ def test_analyze_takes_the_dedupe_window_from_the_environment() -> None:
     assert "LIVEPULSE_DEDUPE_WINDOW_S" in one_error_line(bad, "livepulse analyze")
 
 
+def test_analyze_retires_idle_users_past_the_user_horizon() -> None:
+    """Issue 17: `livepulse analyze` honours LIVEPULSE_USER_HORIZON_DAYS with the session fold
+    as the worker does. An hour's horizon retires xhs's users between their sessions: every
+    user-clustered claim's observed value is still the truth file's (1e-9), and its interval,
+    which now counts a returning user as a new cluster, differs from the one with no horizon
+    (`0`), which is the run that keeps every user."""
+    truth = _truth("xhs")
+    base = {"LIVEPULSE_DEDUPE_WINDOW_S": "172800", "LIVEPULSE_FOLD_SESSIONS": "true"}
+    reports = {}
+    for days in ("0", "0.0417"):
+        env = user_env(**base, LIVEPULSE_USER_HORIZON_DAYS=days)
+        result = livepulse("analyze", FIXTURES / "xhs.jsonl", "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        reports[days] = json.loads(result.stdout)["claims"]
+    for claim_id in ("orders_after_minute_5", "group_order_share", "group_member_dwell"):
+        kept, retired = reports["0"][claim_id], reports["0.0417"][claim_id]
+        want = truth["claims"][claim_id]["observed"]
+        assert math.isclose(retired["observed"], want, rel_tol=1e-9), claim_id
+        assert math.isclose(kept["observed"], want, rel_tol=1e-9), claim_id
+        assert (retired["ci_low"], retired["ci_high"]) != (kept["ci_low"], kept["ci_high"])
+
+
 def test_analyze_summarizes_sessions_with_the_session_fold() -> None:
     """Issue 17: `livepulse analyze` honours LIVEPULSE_FOLD_SESSIONS as the worker does (one
     ledger holds every group event: membership at the summary is exact). With a 2-day window

@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from agents.core import Ledger, build_report
-from agents.core.ledger import SPEND_MOMENTS
+from agents.core.ledger import (
+    BUYER_LAST_DAY,
+    DWELL_LAST_DAY,
+    MONTH_LAST_DAY,
+    SPEND_MOMENTS,
+)
 from agents.core.merge import merge_ledgers
 from agents.core.persist import dump_state, load_state
 from agents.core.stats import (
@@ -174,7 +179,7 @@ def test_partitions_retire_their_own_users_and_merge_into_the_same_figures() -> 
 
 def test_a_version_9_state_loads_with_no_user_retired_and_its_payers_wrapped() -> None:
     """A state written before the user horizon and the payers' sketch (version 9: no
-    `user_last_day`, no retired sums, the levels' payers as sets) loads: no user retired,
+    last-day columns, no retired sums, the levels' payers as sets) loads: no user retired,
     the horizon off until the worker sets it, and the payers counted as before."""
     import pickle
     import zlib
@@ -192,7 +197,6 @@ def test_a_version_9_state_loads_with_no_user_retired_and_its_payers_wrapped() -
     want = build_report(ledger, OperatorBoard())["claims"]
     for name in (
         "user_horizon_ms",
-        "user_last_day",
         "retired_users",
         "retired_buyers",
         "retired_dwellers",
@@ -244,3 +248,89 @@ def test_the_workers_partitions_take_the_setting() -> None:
     restored = LiveState().new_partition()
     state.install(0, restored)
     assert restored.ledger.user_horizon_ms == 30 * DAY
+
+
+def test_merged_partitions_keep_each_users_latest_day_not_the_sum() -> None:
+    """A user's last active day is a column of their rows (`BUYER_LAST_DAY`, ...): merging
+    partitions takes its maximum, every other column's sum. Two partitions' rows by hand,
+    then the 150-day stream over 3 partitions with a horizon longer than it (no one retired):
+    each merged buyer and dweller row that counts what the one ledger's does has its day (a
+    session, and so a user's orders and first join in it, is in one partition), which a sum
+    would exceed for every user seen in two partitions."""
+    day = 20_000
+    a, b = Ledger(None, user_horizon_ms=60 * DAY), Ledger(None, user_horizon_ms=60 * DAY)
+    a.folded_buyers = {"u": [2, 1, 0, day], "v": [1, 1, 1, day + 3]}
+    b.folded_buyers = {"u": [1, 0, 1, day + 7]}
+    a.folded_dwellers = {"u": [5_000, 1, day + 9]}
+    b.folded_dwellers = {"u": [1_000, 2, day + 2]}
+    a.month_folded_users = {"u": [100, 1, 300, 2, day + 1]}
+    b.month_folded_users = {"u": [0, 0, 50, 1, day + 4]}
+    merged = merge_ledgers([a, b])
+    assert merged.folded_buyers == {"u": [3, 1, 1, day + 7], "v": [1, 1, 1, day + 3]}
+    assert merged.folded_dwellers == {"u": [6_000, 3, day + 9]}
+    assert merged.month_folded_users == {"u": [100, 1, 350, 3, day + 4]}
+
+    from tests.agents.core.test_merge import partition_of
+
+    records, _truth = _stream(150, 1.0, 5)
+    one = _ledger(records, 1_000)
+    parts: list[list[Any]] = [[], [], []]
+    for record in records:
+        if isinstance(record, Rejection):
+            continue
+        if record.type.startswith("group_"):
+            for part in parts:
+                part.append(record)
+            continue
+        key = getattr(record, "session_id", None) or ""
+        parts[partition_of(key.encode(), 3)].append(record)
+    ledgers = [_ledger(part, 1_000) for part in parts]
+    assert one.retired_users == 0 and all(ledger.retired_users == 0 for ledger in ledgers)
+    merged = merge_ledgers(ledgers)
+    for rows, want, column in (
+        (merged.folded_buyers, one.folded_buyers, BUYER_LAST_DAY),
+        (merged.folded_dwellers, one.folded_dwellers, DWELL_LAST_DAY),
+    ):
+        # (a partition's last sessions may be summarized later than the one ledger's: the
+        # days compared where the two rows count the same)
+        same = [user for user, row in rows.items() if want.get(user, [])[:column] == row[:column]]
+        assert len(same) > 0.9 * len(want)
+        assert all(rows[user][column] == want[user][column] for user in same)
+    in_two = [
+        user
+        for user in one.folded_buyers
+        if sum(user in ledger.folded_buyers for ledger in ledgers) > 1
+    ]
+    assert in_two  # users whose day a sum would overstate
+
+
+def test_a_state_with_the_last_days_in_a_dict_loads_them_into_the_rows() -> None:
+    """Version 10 as first written this session kept the last days in a dict
+    (`user_last_day`) beside the rows: such a state loads with each day moved into the
+    user's rows (so the user's latest day, which the retirement reads, is the dict's)."""
+    import pickle
+    import zlib
+
+    from agents.core.persist import MAGIC
+
+    records, _truth = _stream(60, 1.0, 5)
+    ledger = _ledger(records, 1_000)
+    assert ledger.folded_buyers and ledger.month_folded_users
+    days: dict[str, int] = {}
+    for rows, column in (
+        (ledger.folded_buyers, BUYER_LAST_DAY),
+        (ledger.folded_dwellers, DWELL_LAST_DAY),
+        (ledger.month_folded_users, MONTH_LAST_DAY),
+    ):
+        for user, row in rows.items():
+            days[user] = max(days.get(user, row[column]), row.pop(column))
+    ledger.user_last_day = days  # type: ignore[attr-defined]
+    blob = MAGIC + bytes([10]) + zlib.compress(pickle.dumps((ledger, _board()), protocol=5))
+    restored, _ = load_state(blob)
+    assert not hasattr(restored, "user_last_day")
+    for rows, column in (
+        (restored.folded_buyers, BUYER_LAST_DAY),
+        (restored.folded_dwellers, DWELL_LAST_DAY),
+        (restored.month_folded_users, MONTH_LAST_DAY),
+    ):
+        assert all(row[column] == days[user] for user, row in rows.items())
