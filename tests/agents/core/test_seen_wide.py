@@ -8,33 +8,16 @@ import pickle
 import random
 import uuid
 import zlib
-from typing import Any
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.merge import merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
 from agents.core.seen import MIN_BATCH, wide_id, wide_key
-from schemas import event_adapter
+from tests.agents.core.test_seen import _key, join
 
 T0 = 1_721_800_800_000
 DAY = 86_400_000
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def join(ts: int, event_id: str, user: str = "u1", sid: str = "s1") -> Any:
-    return event_adapter.validate_python(
-        {
-            "type": "viewer_joined",
-            "event_id": event_id,
-            "ts": ts,
-            "session_id": sid,
-            "user_id": user,
-        }
-    )
-
-
-def _key(event_id: str) -> int:
-    return int.from_bytes(b"\x01" + event_id.encode(), "big")
 
 
 def _uuid(rng: random.Random) -> str:

@@ -49,6 +49,24 @@ def _moments(rows: list[list[float]]) -> list[float]:
     return out
 
 
+def _by_session(records: list[Any], partitions: int) -> list[list[Any]]:
+    """The valid records split by session id as the topics' keys would, with every group
+    event copied into each part."""
+    from tests.agents.core.test_merge import partition_of
+
+    parts: list[list[Any]] = [[] for _ in range(partitions)]
+    for record in records:
+        if isinstance(record, Rejection):
+            continue
+        if record.type.startswith("group_"):
+            for part in parts:
+                part.append(record)
+            continue
+        key = getattr(record, "session_id", None) or ""
+        parts[partition_of(key.encode(), partitions)].append(record)
+    return parts
+
+
 def test_the_ledgers_moment_order_is_the_intervals() -> None:
     assert list(SPEND_MOMENTS) == moment_columns(4)
 
@@ -153,20 +171,9 @@ def test_partitions_retire_their_own_users_and_merge_into_the_same_figures() -> 
     one active in another is two clusters there: measured 7% narrower for
     `group_order_share`). (`group_spend_multiple`'s months fold across a worker's partitions
     through their owner's month rows, not by this split: test_month_fold.)"""
-    from tests.agents.core.test_merge import partition_of
-
     records, _truth = _stream(150, 1.0, 5)
     one = build_report(_ledger(records, 60))["claims"]
-    parts: list[list[Any]] = [[], [], []]
-    for record in records:
-        if isinstance(record, Rejection):
-            continue
-        if record.type.startswith("group_"):
-            for part in parts:
-                part.append(record)
-            continue
-        key = getattr(record, "session_id", None) or ""
-        parts[partition_of(key.encode(), 3)].append(record)
+    parts = _by_session(records, 3)
     ledgers = [_ledger(part, 60) for part in parts]
     assert sum(ledger.retired_users for ledger in ledgers) > 0
     merged = build_report(merge_ledgers(ledgers))["claims"]
@@ -270,20 +277,9 @@ def test_merged_partitions_keep_each_users_latest_day_not_the_sum() -> None:
     assert merged.folded_dwellers == {"u": [6_000, 3, day + 9]}
     assert merged.month_folded_users == {"u": [100, 1, 350, 3, day + 4]}
 
-    from tests.agents.core.test_merge import partition_of
-
     records, _truth = _stream(150, 1.0, 5)
     one = _ledger(records, 1_000)
-    parts: list[list[Any]] = [[], [], []]
-    for record in records:
-        if isinstance(record, Rejection):
-            continue
-        if record.type.startswith("group_"):
-            for part in parts:
-                part.append(record)
-            continue
-        key = getattr(record, "session_id", None) or ""
-        parts[partition_of(key.encode(), 3)].append(record)
+    parts = _by_session(records, 3)
     ledgers = [_ledger(part, 1_000) for part in parts]
     assert one.retired_users == 0 and all(ledger.retired_users == 0 for ledger in ledgers)
     merged = merge_ledgers(ledgers)
