@@ -212,6 +212,11 @@ def main() -> None:
         help="the operator levels' minutes kept (LIVEPULSE_BOARD_HORIZON_DAYS; 0: every one)",
     )
     parser.add_argument(
+        "--retire-summaries",
+        action="store_true",
+        help="retire summaries past the board horizon (Ledger.retire_summaries)",
+    )
+    parser.add_argument(
         "--no-claim-periods",
         action="store_true",
         help="no claims by period (as bench.soak's flag): summaries not held for their month",
@@ -236,6 +241,7 @@ def main() -> None:
         user_horizon_ms=round(args.user_horizon_days * DAY_MS) or None,
         board_horizon_ms=round(args.board_horizon_days * DAY_MS) or None,
     )
+    ledger.retire_summaries = args.retire_summaries  # state: restored with it
     if args.no_claim_periods:
         _PERIODS.clear()
     for settings in _PERIODS:
