@@ -1481,6 +1481,8 @@ class Ledger:
         #: (session id, room id, merchant id) retired since the board last took them.
         self.retired_ids: list[tuple[str, str, str]] = []
         self.retired_sessions = 0
+        #: What the last retire pass saw (`_retire_summaries`).
+        self._retire_tried: tuple[int, ...] = ()
 
     def _init_summary_sums(self) -> None:
         """The summarized sessions' clusters as ledger-level sums, which the claims read
@@ -1656,6 +1658,8 @@ class Ledger:
                             self._fold_orders()
                         if topic == _INTERACTIONS:
                             self._fold_questions()
+                        if self.retire_summaries:
+                            self._retire_summaries()
         if len(seen) >= self._seen_batch:
             self._compact_seen_ids()
         self.counts.valid += 1
@@ -1763,6 +1767,8 @@ class Ledger:
             self._fold_closed_sessions()
             if self.fold_sessions and self.refund_horizon_ms is not None:
                 self._fold_orders()
+            if self.retire_summaries:
+                self._retire_summaries()
             now = done()
             if now == step:
                 return now != before
@@ -2948,6 +2954,17 @@ class Ledger:
         still move). With `retire_summaries` off, nothing is retired."""
         if not self.retire_summaries or self.board_horizon_ms is None or self.max_ts is None:
             return
+        # Tried again once a summary, an order fold or a question fold may have freed one, or
+        # a day of event time passed (the table's cut moved): each try walks the sessions.
+        moved = (
+            self.summarized_sessions,
+            self.order_fold.orders,
+            len(self.questions),
+            self.max_ts // DAY_MS,
+        )
+        if moved == self._retire_tried:
+            return
+        self._retire_tried = moved
         table_from = self.max_ts - self.board_horizon_ms
         due = [
             sid

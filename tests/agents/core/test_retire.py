@@ -13,11 +13,14 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.distributions import conversion_by_interaction
 from agents.core.ledger import SessionSummary
 from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.periods import DAY as PERIOD_DAY
+from agents.core.periods import MONTH, PeriodSettings, attach, claim_periods, period_key
 from agents.core.persist import dump_state, load_state
 from schemas import Rejection
 from tests.agents.core.test_board_fold import _table_of
 from tests.agents.core.test_merge import records, split
 from tests.agents.core.test_order_fold import REFUND_HORIZON, _refund_table
+from tests.agents.core.test_periods import close, cut
 from tests.agents.core.test_retention import _check_summarized, _summarizing
 from tests.support.live import fixture_operator_truth_folding, fixture_truth
 from tests.support.truth import SKETCHED_OPERATOR_FIGURE, operator_mismatches
@@ -28,7 +31,11 @@ BOARD_HORIZON = 3 * DAY
 
 
 def _retiring(
-    decoded: list[Any], retire: bool, groups: Ledger | None = None, refunds: Any = None
+    decoded: list[Any],
+    retire: bool,
+    groups: Ledger | None = None,
+    refunds: Any = None,
+    periods: PeriodSettings | None = None,
 ) -> tuple[Ledger, OperatorBoard]:
     """A summarizing ledger whose orders fold past the refund horizon (a session retires
     once none of its orders is held), with its board."""
@@ -41,13 +48,15 @@ def _retiring(
     ledger.retire_summaries = retire
     ledger.membership_from = groups
     ledger.refunds_from = refunds
+    if periods is not None:  # a summary then waits for its month's freeze
+        attach(ledger, periods)
     board = OperatorBoard()
     for event in decoded:
         if isinstance(event, Rejection):
             ledger.reject(event.reason)
         elif ledger.apply(event):
             board.observe(event)
-            if ledger.folded_ids:
+            if ledger.folded_ids or ledger.retired_ids:
                 board.take_folded(ledger)
     return ledger, board
 
@@ -126,3 +135,29 @@ def test_retired_summaries_leave_every_figure_the_truths(name: str) -> None:
     merged = build_report(merged_ledger, merge_boards([b for _part, b in parts]))
     _check_summarized(merged, everything, f"{name}.jsonl")
     assert _operator_problems(merged, operator_truth, merged_ledger) == []
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_retired_summaries_under_claims_by_period_keep_every_period_the_truths(name: str) -> None:
+    """With the claims by period attached (a summary waits for its month's freeze, so a
+    session retires only once its month is frozen): sessions are retired, every claim equals
+    the keep-everything ledger's and the truth file's, and every day's and month's figure
+    equals `truth.py` run on the fixture cut to that period (to 1e-9)."""
+    stream = records(name)
+    decoded = [event for _topic, _key, event in stream]
+    settings = PeriodSettings()
+    ledger, board = _retiring(decoded, True, periods=settings)
+    assert ledger.retired_sessions > 0 and ledger.frozen_periods
+    report = build_report(ledger, board)
+    _check_summarized(report, build_report(_summarizing(decoded, None)), f"{name}.jsonl")
+    periods = claim_periods(ledger, settings)["claims"]
+    compared = 0
+    for kind in (PERIOD_DAY, MONTH):
+        for entry in periods["live_aov"][kind]:
+            key = entry["period"]
+            truth = cut(name).claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+            for claim_id, figures in periods.items():
+                mine = next(e for e in figures[kind] if e["period"] == key)
+                assert close(mine["observed"], truth[claim_id]["observed"]), (key, claim_id)
+                compared += 1
+    assert compared > 0
