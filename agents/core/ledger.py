@@ -2954,17 +2954,12 @@ class Ledger:
         still move). With `retire_summaries` off, nothing is retired."""
         if not self.retire_summaries or self.board_horizon_ms is None or self.max_ts is None:
             return
-        # Tried again once a summary, an order fold or a question fold may have freed one, or
-        # a day of event time passed (the table's cut moved): each try walks the sessions.
-        moved = (
-            self.summarized_sessions,
-            self.order_fold.orders,
-            len(self.questions),
-            self.max_ts // DAY_MS,
-        )
-        if moved == self._retire_tried:
+        # At most once a day of event time: each try walks the sessions and the held orders
+        # and questions (an order fold moves many times a day; a day's wait costs nothing).
+        day = self.max_ts // DAY_MS
+        if self._retire_tried == (day,):
             return
-        self._retire_tried = moved
+        self._retire_tried = (day,)
         table_from = self.max_ts - self.board_horizon_ms
         due = [
             sid
