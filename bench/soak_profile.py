@@ -212,6 +212,11 @@ def main() -> None:
         help="the operator levels' minutes kept (LIVEPULSE_BOARD_HORIZON_DAYS; 0: every one)",
     )
     parser.add_argument(
+        "--retire-summaries",
+        action="store_true",
+        help="retire summaries past the board horizon (Ledger.retire_summaries)",
+    )
+    parser.add_argument(
         "--no-claim-periods",
         action="store_true",
         help="no claims by period (as bench.soak's flag): summaries not held for their month",
@@ -236,6 +241,7 @@ def main() -> None:
         user_horizon_ms=round(args.user_horizon_days * DAY_MS) or None,
         board_horizon_ms=round(args.board_horizon_days * DAY_MS) or None,
     )
+    ledger.retire_summaries = args.retire_summaries  # state: restored with it
     if args.no_claim_periods:
         _PERIODS.clear()
     for settings in _PERIODS:
@@ -247,6 +253,7 @@ def main() -> None:
     in_run: dict[float, float] = dict.fromkeys(points, 0.0)
     sizes: dict[float, dict[str, float]] = {}
     memory: dict[float, dict[str, float]] = {}
+    counts: dict[float, dict[str, int]] = {}
     with args.stream.open("rb") as handle:
         while batch := [line.rstrip(b"\n") for line in itertools.islice(handle, 100)]:
             if first_ts is None:  # the first event's ts, as bench.soak's day 0
@@ -265,6 +272,12 @@ def main() -> None:
                     states[point] = dump_state(ledger, board)
                     sizes[point] = part_sizes(ledger, board)
                     memory[point] = part_memory(ledger, board)
+                    counts[point] = {
+                        "summaries_held": sum(
+                            isinstance(f.presence, SessionSummary) for f in ledger.sessions.values()
+                        ),
+                        "summaries_retired": ledger.retired_sessions,
+                    }
             began = time.process_time()
             feed(ledger, board, batch)
             for point in inside:
@@ -306,6 +319,7 @@ def main() -> None:
             "tracked_objects": runs[point][0]["tracked_objects"],
             "part_kb": sizes[point],
             "part_memory_kb": memory[point],
+            "summaries": counts[point],
         }
     first, last = points[0], points[-1]
     a, b = profiles[first], profiles[last]
@@ -325,6 +339,9 @@ def main() -> None:
         ("snapshot MB", "snapshot_mb"),
     ):
         print(f"| {label} | {pa[key]:,.2f} | {pb[key]:,.2f} | {pb[key] / pa[key]:.3f} |")  # noqa: T201
+    for key in ("summaries_held", "summaries_retired"):
+        held_a, held_b = pa["summaries"][key], pb["summaries"][key]
+        print(f"| {key.replace('_', ' ')} | {held_a:,} | {held_b:,} | |")  # noqa: T201
     for generation in range(3):
         print(  # noqa: T201
             f"| GC gen {generation} share of CPU | {pa['gc_share_median'][generation]:.1%} | "

@@ -16,7 +16,13 @@ from agents.core.metrics import (
     orders_after_minute_5,
 )
 from agents.core.sketch import QuantileSketch, quantile
-from agents.core.stats import cluster_wilson_interval, percentile, two_way_wilson_interval
+from agents.core.stats import (
+    cluster_sums,
+    cluster_wilson_from_sums,
+    cluster_wilson_interval,
+    percentile,
+    two_way_wilson_interval,
+)
 from agents.core.timeline import NEVER_MEMBER, Membership
 
 # Orders are binned one per minute since the session's start up to this cap; later ones
@@ -112,13 +118,23 @@ def orders_by_minute(ledger: Ledger, cap_minutes: int = ORDER_MINUTE_CAP) -> dic
     }
 
 
-def _session_share(rows: Sequence[tuple[int, int]]) -> dict[str, Any]:
+def _session_share(
+    rows: Sequence[tuple[int, int]], retired: Sequence[int] = (0,) * 6
+) -> dict[str, Any]:
     """A share of (session, viewer) pairs, rows (hits, pairs) per session, with Wilson on the
     effective sample of pairs clustered by session (`cluster_wilson_interval`): the viewers
-    of one session share its host and line-up. No interval from one session."""
+    of one session share its host and line-up. No interval from one session. `retired`: the
+    retired sessions' clusters as sums (G, hits, pairs, hits^2, hits pairs, pairs^2)."""
     sessions = [(hits, pairs) for hits, pairs in rows if pairs]
     hits, total = sum(r[0] for r in sessions), sum(r[1] for r in sessions)
-    interval = cluster_wilson_interval([r[0] for r in sessions], [r[1] for r in sessions])
+    if retired[0]:
+        g, h2, hn, n2 = cluster_sums(sessions)
+        hits, total = hits + retired[1], total + retired[2]
+        interval = cluster_wilson_from_sums(
+            hits, total, (g + retired[0], h2 + retired[3], hn + retired[4], n2 + retired[5])
+        )
+    else:
+        interval = cluster_wilson_interval([r[0] for r in sessions], [r[1] for r in sessions])
     return {
         "rate": hits / total if total else None,
         "ci_low": interval[0] if interval else None,
@@ -131,8 +147,19 @@ def conversion_by_interaction(ledger: Ledger) -> dict[str, Any]:
     each with its session-clustered 95% interval."""
     rows = [interaction_pairs(session) for _sid, session in _started(ledger)]
     ib, ip, ob, op = (sum(col) for col in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
-    interacting = {"pairs": ip, "buyers": ib, **_session_share([(r[0], r[1]) for r in rows])}
-    other = {"pairs": op, "buyers": ob, **_session_share([(r[2], r[3]) for r in rows])}
+    # Retired sessions (`Ledger._retire_summaries`): per rate their clusters' sums.
+    retired = ledger.retired_conversion
+    ib, ip, ob, op = ib + retired[1], ip + retired[2], ob + retired[7], op + retired[8]
+    interacting = {
+        "pairs": ip,
+        "buyers": ib,
+        **_session_share([(r[0], r[1]) for r in rows], retired[0:6]),
+    }
+    other = {
+        "pairs": op,
+        "buyers": ob,
+        **_session_share([(r[2], r[3]) for r in rows], retired[6:12]),
+    }
     cr_i, cr_n = interacting["rate"], other["rate"]
     return {
         "interacting": interacting,

@@ -67,7 +67,8 @@ def ingest_decoded(
             if ledger.apply(decoded):
                 if board is not None:
                     board.observe(decoded)
-                    if ledger.folded_ids:  # sessions closed for good: fold the screen's
+                    # Sessions folded, summarized or retired: the board's share of them.
+                    if ledger.folded_ids or ledger.retired_ids:
                         board.take_folded(ledger)
                 return decoded
             return None

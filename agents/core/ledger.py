@@ -682,6 +682,29 @@ class _PickledBySlot:
                 setattr(self, name, state[name])
 
 
+#: Columns of a level's retired summaries (`Ledger.retired_levels`, `Ledger._retire_summaries`):
+#: what the operator board adds of a session past its table (`OperatorBoard._summary_parts`),
+#: then its watch times' [sum in ms, count per bucket of `WATCH_TIME_BOUNDS_S`], its order
+#: offsets' (`ORDER_TIME_BOUNDS_S`) and its folded answered questions' [sum in ms, count per
+#: bucket of `REPLY_LATENCY_BOUNDS_S`].
+(
+    RETIRED_SESSIONS,
+    RETIRED_ENTRIES,
+    RETIRED_VIEWERS,
+    RETIRED_BUYERS,
+    RETIRED_INTERACTING,
+    RETIRED_ORDERS,
+    RETIRED_GMV,
+    RETIRED_GROUP_JOINS,
+    RETIRED_REFUNDS,
+    RETIRED_REFUNDED,
+) = range(10)
+RETIRED_WATCH: Final[int] = 10
+RETIRED_OFFSETS: Final[int] = RETIRED_WATCH + len(WATCH_TIME_BOUNDS_S) + 2
+RETIRED_REPLIES: Final[int] = RETIRED_OFFSETS + len(ORDER_TIME_BOUNDS_S) + 2
+RETIRED_COLUMNS: Final[int] = RETIRED_REPLIES + len(REPLY_LATENCY_BOUNDS_S) + 2
+
+
 class SessionSummary(_PickledBySlot):
     """A closed session once the session horizon has passed (docs/design.md, "Worker state:
     what is kept"): what every session claim and its interval read of it, as counts and
@@ -1328,6 +1351,8 @@ class Ledger:
             self.refused_as = ""
         if "folded_ids" not in state:
             self.folded_ids = []
+        if "retired_levels" not in state:  # version 10 or older: nothing retired
+            self._init_retired()
         if "fold_sessions" not in state:  # version 4 or older: no session summaries
             self.fold_sessions = False
             self._session_horizon_ms = _NO_CEILING_MS
@@ -1435,6 +1460,29 @@ class Ledger:
         self.folded_dwellers: dict[str, list[int]] = {}
         self._init_summary_sums()
         self._init_board_fold()
+        self._init_retired()
+
+    def _init_retired(self) -> None:
+        """Summaries retired past the board horizon (`_retire_summaries`), none yet."""
+        #: Retire summaries at all (`_retire_summaries`; off: every summary kept, as before).
+        self.retire_summaries = vars(self).get("retire_summaries", False)
+        #: Per level (`OVERALL_LEVEL`, ("rooms", id), ("merchants", id)) the retired
+        #: sessions' board parts (`RETIRED_*` columns) and their orders by minute since start.
+        self.retired_levels: dict[tuple[str, str], list[int]] = {}
+        self.retired_order_minutes: dict[tuple[str, str], dict[int, int]] = {}
+        #: `live_aov`: per retired started session with orders its [GMV cents, orders] (the
+        #: overall interval's bootstrap resamples sessions over the whole stream), and per CST
+        #: day (start ms) the sums of its (session, day) clusters: G, y, m, y^2, y m, m^2.
+        self.retired_aov_rows: dict[str, tuple[int, int]] = {}
+        self.retired_aov_days: dict[int, list[int]] = {}
+        #: The HTML report's conversion by interaction: per rate (interacting, other) the
+        #: sessions with pairs of it and the sums of hits, pairs, hits^2, hits pairs, pairs^2.
+        self.retired_conversion: list[int] = [0] * 12
+        #: (session id, room id, merchant id) retired since the board last took them.
+        self.retired_ids: list[tuple[str, str, str]] = []
+        self.retired_sessions = 0
+        #: What the last retire pass saw (`_retire_summaries`).
+        self._retire_tried: tuple[int, ...] = ()
 
     def _init_summary_sums(self) -> None:
         """The summarized sessions' clusters as ledger-level sums, which the claims read
@@ -1610,6 +1658,8 @@ class Ledger:
                             self._fold_orders()
                         if topic == _INTERACTIONS:
                             self._fold_questions()
+                        if self.retire_summaries:
+                            self._retire_summaries()
         if len(seen) >= self._seen_batch:
             self._compact_seen_ids()
         self.counts.valid += 1
@@ -1717,6 +1767,8 @@ class Ledger:
             self._fold_closed_sessions()
             if self.fold_sessions and self.refund_horizon_ms is not None:
                 self._fold_orders()
+            if self.retire_summaries:
+                self._retire_summaries()
             now = done()
             if now == step:
                 return now != before
@@ -2285,6 +2337,7 @@ class Ledger:
                 summarized = True
         if summarized and self.board_horizon_ms is not None:
             self._settle_board_curves(horizon)
+            self._retire_summaries()
 
     def _summarize(self, session: SessionFacts, presence: FoldedPresence) -> None:
         """Replace a closed session's raw facts by its `SessionSummary` (every sum a claim
@@ -2890,6 +2943,87 @@ class Ledger:
             if curve is None:
                 curve = self.board_curves[level] = LevelCurve()
             self.board_minutes_late += curve.add(minutes)
+
+    def _retire_summaries(self) -> None:
+        """Drop the summaries of sessions that left the operator's sessions table (their
+        horizon older than the board horizon before the newest event) and whose month is
+        frozen (a summary waits for it), each one's contribution to every reader kept in
+        bounded totals (docs/design.md, "Retired summaries"): its levels' board parts
+        (`retired_levels`), `live_aov`'s row and day sums, the conversion bars' sums. A
+        session with an order or a question still held waits (its refunds and replies may
+        still move). With `retire_summaries` off, nothing is retired."""
+        if not self.retire_summaries or self.board_horizon_ms is None or self.max_ts is None:
+            return
+        # At most once a day of event time: each try walks the sessions and the held orders
+        # and questions (an order fold moves many times a day; a day's wait costs nothing).
+        day = self.max_ts // DAY_MS
+        if self._retire_tried == (day,):
+            return
+        self._retire_tried = (day,)
+        table_from = self.max_ts - self.board_horizon_ms
+        due = [
+            sid
+            for sid, session in self.sessions.items()
+            if isinstance(session.presence, SessionSummary)
+            and session.started_ts is not None
+            and session.horizon_from is not None
+            and session.horizon_from < table_from
+        ]
+        if not due:
+            return
+        busy = {order.session_id for order in self.orders}
+        busy.update(sid for _ts, sid in self.questions.values())
+        busy.update(self.folded_ids)  # the board has not taken its summary yet
+        for sid in due:
+            if sid not in busy:
+                self._retire(sid, self.sessions.pop(sid))
+
+    def _retire(self, sid: str, session: SessionFacts) -> None:
+        summary = session.presence
+        assert isinstance(summary, SessionSummary)
+        room, merchant = session.room_id or "", session.merchant_id or ""
+        row = [0] * RETIRED_COLUMNS
+        row[RETIRED_SESSIONS] = 1
+        row[RETIRED_ENTRIES] = summary.entries
+        row[RETIRED_VIEWERS] = summary.viewers
+        row[RETIRED_BUYERS] = summary.share_sums[SHARE_PAIRS]
+        row[RETIRED_INTERACTING] = summary.uplift[1]
+        row[RETIRED_ORDERS] = summary.orders
+        row[RETIRED_GMV] = summary.gmv_cents
+        row[RETIRED_GROUP_JOINS] = summary.group_joins
+        refunds = self.order_fold.session_refunds.pop(sid, None)
+        if refunds is not None:
+            row[RETIRED_REFUNDS], row[RETIRED_REFUNDED] = refunds
+        row[RETIRED_WATCH:RETIRED_OFFSETS] = summary.watch
+        row[RETIRED_OFFSETS:RETIRED_REPLIES] = summary.order_offsets
+        replies = self.folded_replies.get(sid)  # kept: `reply_latency` clusters by session
+        if replies is not None:
+            row[RETIRED_REPLIES:] = [replies[FOLDED_SUM_MS], *replies[FOLDED_BUCKETS:]]
+        for level in (OVERALL_LEVEL, ("rooms", room), ("merchants", merchant)):
+            held = self.retired_levels.get(level)
+            self.retired_levels[level] = (
+                row.copy() if held is None else [a + b for a, b in zip(held, row, strict=True)]
+            )
+            if summary.order_minutes:
+                minutes = self.retired_order_minutes.setdefault(level, {})
+                for minute, n in summary.order_minutes.items():
+                    minutes[minute] = minutes.get(minute, 0) + n
+        if summary.orders:
+            self.retired_aov_rows[sid] = (summary.gmv_cents, summary.orders)
+            for day_start, (gmv, n) in summary.days.items():
+                sums = self.retired_aov_days.setdefault(day_start, [0] * 6)
+                for index, value in enumerate((1, gmv, n, gmv * gmv, gmv * n, n * n)):
+                    sums[index] += value
+        if summary.viewers:
+            for offset, (hits, pairs) in ((0, summary.uplift[0:2]), (6, summary.uplift[2:4])):
+                if pairs:
+                    conversion = self.retired_conversion
+                    for index, value in enumerate(
+                        (1, hits, pairs, hits * hits, hits * pairs, pairs * pairs)
+                    ):
+                        conversion[offset + index] += value
+        self.retired_ids.append((sid, room, merchant))
+        self.retired_sessions += 1
 
     def _settle_board_curves(self, summary_horizon: int) -> None:
         """Settle the levels' minutes that are final and older than the board horizon

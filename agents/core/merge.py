@@ -277,6 +277,31 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         )
     horizons = {ledger.board_horizon_ms for ledger in ledgers}
     merged.board_horizon_ms = horizons.pop() if len(horizons) == 1 else None
+    _merge_retired(merged, ledgers)
+
+
+def _merge_retired(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
+    """The retired summaries' totals added (`Ledger._retire_summaries`: a session is retired
+    in the one input that summarized it). Retiring stays off in the merged ledger (a report,
+    not a state that goes on)."""
+    for ledger in ledgers:
+        merged.retired_sessions += ledger.retired_sessions
+        for level, row in ledger.retired_levels.items():
+            held = merged.retired_levels.get(level)
+            merged.retired_levels[level] = (
+                list(row) if held is None else [a + b for a, b in zip(held, row, strict=True)]
+            )
+        for level, minutes in ledger.retired_order_minutes.items():
+            into = merged.retired_order_minutes.setdefault(level, {})
+            for minute, n in minutes.items():
+                into[minute] = into.get(minute, 0) + n
+        merged.retired_aov_rows.update(ledger.retired_aov_rows)
+        for day_start, sums in ledger.retired_aov_days.items():
+            into_sums = merged.retired_aov_days.setdefault(day_start, [0] * len(sums))
+            for i, value in enumerate(sums):
+                into_sums[i] += value
+        for i, value in enumerate(ledger.retired_conversion):
+            merged.retired_conversion[i] += value
 
 
 def _merge_sessions(ledgers: Sequence[Ledger], offsets: Sequence[int]) -> dict[str, SessionFacts]:
@@ -386,6 +411,12 @@ def merge_boards(boards: Sequence[OperatorBoard]) -> OperatorBoard:
                 merged.product_clickers[sid] = set(clickers)
             else:
                 known.update(clickers)
+        # Retired sessions' counts per level (`OperatorBoard.take_retired`) added.
+        for level, row in board.retired_levels.items():
+            held = merged.retired_levels.get(level)
+            merged.retired_levels[level] = (
+                list(row) if held is None else [a + b for a, b in zip(held, row, strict=True)]
+            )
     return merged
 
 

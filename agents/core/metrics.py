@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -68,6 +68,7 @@ from agents.core.stats import (
     cluster_spearman_interval,
     cluster_sums,
     day_ratio_intervals,
+    day_ratio_intervals_from_sums,
     empty_moments,
     log_ratio_interval,
     moments_log_ratio_interval,
@@ -460,7 +461,32 @@ def live_aov_part(facts: _Facts) -> AovPart:
             per_session[sid] = [summary.gmv_cents, summary.orders]
             for day_start, (gmv, n) in summary.days.items():
                 per_day[cst_day(day_start)][sid] = [gmv, n]
+    # Retired summaries (`Ledger._retire_summaries`): their rows, and per day the sums of
+    # their clusters under `RETIRED_AOV` (added by `merge_session_rows` like a row).
+    ledger = facts.ledger
+    for sid, (gmv, n) in ledger.retired_aov_rows.items():
+        per_session[sid] = [gmv, n]
+    for day_start, sums in ledger.retired_aov_days.items():
+        per_day[cst_day(day_start)][RETIRED_AOV] = list(sums)
     return dict(per_session), dict(per_day)
+
+
+#: The key of a day's retired (session, day) clusters in `AovPart`'s days: their sums G, y, m,
+#: y^2, y m, m^2 (`ratio_sums`), not a session's row.
+RETIRED_AOV: Final[str] = ""
+
+
+def _day_sums(sessions: Mapping[str, Sequence[int]]) -> tuple[int, int, int, int, int, int]:
+    """A day's clusters as `ratio_sums`: its sessions' rows with its retired clusters' sums."""
+    g = y = m = y2 = ym = m2 = 0
+    for sid, row in sessions.items():
+        if sid == RETIRED_AOV:
+            g, y, m = g + row[0], y + row[1], m + row[2]
+            y2, ym, m2 = y2 + row[3], ym + row[4], m2 + row[5]
+        else:
+            g, y, m = g + 1, y + row[0], m + row[1]
+            y2, ym, m2 = y2 + row[0] * row[0], ym + row[0] * row[1], m2 + row[1] * row[1]
+    return g, y, m, y2, ym, m2
 
 
 def merge_aov_parts(parts: Sequence[AovPart]) -> AovPart:
@@ -493,16 +519,20 @@ def live_aov_from_part(part: AovPart) -> Measurement:
     interval = cluster_ratio_t_interval(list(per_session.values()))
     if interval is not None:
         interval = (interval[0] / 100, interval[1] / 100)
-    day_totals = {
-        day: (sum(b[0] for b in sessions.values()), sum(b[1] for b in sessions.values()))
-        for day, sessions in sorted(per_day.items())
-    }
+    retired = any(RETIRED_AOV in sessions for sessions in per_day.values())
+    day_sums = {day: _day_sums(sessions) for day, sessions in sorted(per_day.items())}
+    day_totals = {day: (sums[1], sums[2]) for day, sums in day_sums.items()}
     judged_days = [day for day, (_gmv, n) in day_totals.items() if n >= STABLE_DAY_MIN_ORDERS]
     day_level = 1 - DAY_FAMILY_ALPHA / len(judged_days) if judged_days else None
     day_intervals: dict[str, list[float] | None] = {}
     if day_level is not None:
-        found = day_ratio_intervals(
-            [list(per_day[day].values()) for day in judged_days], level=day_level
+        # With retired sessions the days' sums (exact integers) give the same intervals.
+        found = (
+            day_ratio_intervals_from_sums([day_sums[day] for day in judged_days], day_level)
+            if retired
+            else day_ratio_intervals(
+                [list(per_day[day].values()) for day in judged_days], level=day_level
+            )
         )
         for day, iv in zip(judged_days, found, strict=True):
             day_intervals[day] = [iv[0] / 100, iv[1] / 100] if iv is not None else None

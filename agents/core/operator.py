@@ -15,6 +15,20 @@ from agents.core.ledger import (
     ORDER_TIME_BOUNDS_S,
     OVERALL_LEVEL,
     REPLY_LATENCY_BOUNDS_S,
+    RETIRED_BUYERS,
+    RETIRED_COLUMNS,
+    RETIRED_ENTRIES,
+    RETIRED_GMV,
+    RETIRED_GROUP_JOINS,
+    RETIRED_INTERACTING,
+    RETIRED_OFFSETS,
+    RETIRED_ORDERS,
+    RETIRED_REFUNDED,
+    RETIRED_REFUNDS,
+    RETIRED_REPLIES,
+    RETIRED_SESSIONS,
+    RETIRED_VIEWERS,
+    RETIRED_WATCH,
     SHARE_PAIRS,
     WATCH_TIME_BOUNDS_S,
     FoldedPresence,
@@ -313,6 +327,9 @@ class OperatorBoard:
         self.gpm_denominator: GpmDenominator = gpm_denominator
         self.windows = EventTimeWindows(grace_ms)
         self.follows: dict[str, int] = {}
+        #: Per level the retired sessions' follows, product clicks and clickers
+        #: (`take_retired`).
+        self.retired_levels: dict[tuple[str, str], list[int]] = {}
         self.product_clicks: dict[str, int] = {}
         #: Per session its distinct clickers; once the ledger summarized it, their count
         #: (`take_folded`: a click naming it now is past its session horizon, not its own).
@@ -346,6 +363,8 @@ class OperatorBoard:
         if "changes" not in state:
             self.changes = 0
             self.session_changed_at = {}
+        if "retired_levels" not in state:  # version 10 or older: nothing retired
+            self.retired_levels = {}
         self.group_log = deque(maxlen=GROUP_LOG_SIZE)
         self.viewer_log = deque(maxlen=0)
 
@@ -429,6 +448,29 @@ class OperatorBoard:
             self.changes += 1
             self.session_changed_at[sid] = self.changes  # its screen parts moved
         ledger.folded_ids.clear()
+        self.take_retired(ledger)
+
+    def take_retired(self, ledger: Ledger) -> None:
+        """Fold this board's per-session counts of the sessions the ledger has retired
+        (`Ledger._retire_summaries`) into its levels' totals (`retired_levels`: follows,
+        product clicks, product clickers), as the ledger folds its own parts of them."""
+        if not ledger.retired_ids:
+            return
+        retired = self.retired_levels
+        for sid, room, merchant in ledger.retired_ids:
+            clickers = self.product_clickers.pop(sid, None)
+            row = (
+                self.follows.pop(sid, 0),
+                self.product_clicks.pop(sid, 0),
+                clicker_count(clickers),
+            )
+            self.session_changed_at.pop(sid, None)
+            for level in (OVERALL_LEVEL, ("rooms", room), ("merchants", merchant)):
+                held = retired.get(level)
+                retired[level] = (
+                    list(row) if held is None else [a + b for a, b in zip(held, row, strict=True)]
+                )
+        ledger.retired_ids.clear()
 
     # ------------------------------------------------------------------ snapshot
 
@@ -497,6 +539,7 @@ class OperatorBoard:
             rooms.setdefault(room_id, _Parts()).add(parts)
             merchants.setdefault(merchant_id, _Parts()).add(parts)
             overall.add(parts)
+        folded_out += add_retired_levels([ledger], [self], overall, rooms, merchants)
         add_summarized_levels([ledger], overall, rooms, merchants)
         add_level_curves([ledger], overall, rooms, merchants)
         levels = {"overall": overall, "merchants": merchants, "rooms": rooms}
@@ -758,6 +801,58 @@ class OperatorBoard:
             "orders_by_minute": [by_minute.get(m, 0) for m in range(last_minute + 1)],
             "windows": windows,
         }
+
+
+def add_retired_levels(
+    ledgers: Sequence[Ledger],
+    boards: Sequence[OperatorBoard],
+    overall: _Parts,
+    rooms: dict[str, _Parts],
+    merchants: dict[str, _Parts],
+) -> int:
+    """Add to each level the parts of its retired sessions (`Ledger.retired_levels`, the
+    boards' `retired_levels`), as their summaries' `_summary_parts` added them; a level with
+    only retired sessions is created. Returns the retired sessions (left out of the sessions
+    table, as `sessions_folded_out` counts them)."""
+    retired_sessions = 0
+    by_level: dict[tuple[str, str], _Parts] = {}
+    for ledger in ledgers:
+        for level, row in ledger.retired_levels.items():
+            parts = by_level.setdefault(level, _Parts())
+            parts.entries += row[RETIRED_ENTRIES]
+            parts.unique_viewers += row[RETIRED_VIEWERS]
+            parts.buyers += row[RETIRED_BUYERS]
+            parts.interacting_viewers += row[RETIRED_INTERACTING]
+            parts.orders += row[RETIRED_ORDERS]
+            parts.gmv_cents += row[RETIRED_GMV]
+            parts.group_joins += row[RETIRED_GROUP_JOINS]
+            parts.refunds += row[RETIRED_REFUNDS]
+            parts.refunded_cents += row[RETIRED_REFUNDED]
+            for name, first, end in (
+                ("watch_folded", RETIRED_WATCH, RETIRED_OFFSETS),
+                ("order_offsets_folded", RETIRED_OFFSETS, RETIRED_REPLIES),
+                ("reply_folded", RETIRED_REPLIES, RETIRED_COLUMNS),
+            ):
+                held = getattr(parts, name)
+                setattr(parts, name, [a + b for a, b in zip(held, row[first:end], strict=True)])
+            parts.orders_by_minute.update(ledger.retired_order_minutes.get(level, {}))
+            if level == OVERALL_LEVEL:
+                retired_sessions += row[RETIRED_SESSIONS]
+    for board in boards:
+        for level, (follows, clicks, clickers) in board.retired_levels.items():
+            parts = by_level.setdefault(level, _Parts())
+            parts.follows += follows
+            parts.product_clicks += clicks
+            parts.product_clickers += clickers
+    for level, parts in by_level.items():
+        kind, level_id = level
+        if level == OVERALL_LEVEL:
+            overall.add(parts)
+        elif kind == "rooms":
+            rooms.setdefault(level_id, _Parts()).add(parts)
+        else:
+            merchants.setdefault(level_id, _Parts()).add(parts)
+    return retired_sessions
 
 
 def add_summarized_levels(

@@ -112,8 +112,12 @@ MAGIC: Final[bytes] = b"LPst"
 #:       (`SessionSummary.peak`); a ledger holding every partition compacts its group events
 #:       (`Ledger.groups_compacted_to`). A version 1-9 state loads with its summaries' minutes
 #:       moved into the curves, none settled, no board horizon, nothing compacted.
-VERSION: Final[int] = 10
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+#: 11: summaries past the board horizon retired into per-level totals and `live_aov`'s and
+#:     the conversion bars' sums (`Ledger.retired_levels`, `retired_aov_rows`,
+#:     `retired_aov_days`, `retired_conversion`; the board's `retired_levels`). A version
+#:     1-10 state loads with nothing retired and retiring off.
+VERSION: Final[int] = 11
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -206,6 +206,24 @@ def _residual_sum_of_squares(sums: ClusterSums, total_h: int, cases: int) -> flo
     return g / (g - 1) * (exact / (cases * cases))
 
 
+def cluster_wilson_from_sums(
+    hits: int, cases: int, sums: ClusterSums, z: float = Z95
+) -> tuple[float, float] | None:
+    """`cluster_wilson_interval` of clusters given by their `ClusterSums` (hits as h): the
+    same design effect, its residual sum of squares in exact integers."""
+    g = sums[0]
+    if cases <= 0 or g < 2:
+        return None
+    p = hits / cases
+    binomial = p * (1 - p) / cases
+    deff = 1.0
+    if binomial > 0:
+        robust = _residual_sum_of_squares(sums, hits, cases) / (cases * cases)
+        deff = max(1.0, robust / binomial)
+    n_eff = cases / deff
+    return modified_wilson_interval(hits / cases * n_eff, n_eff, z)
+
+
 def _two_way_cluster_pairs(
     hits: Sequence[float], first: Sequence[Hashable], second: Sequence[Hashable]
 ) -> tuple[ClusterSums, ClusterSums, ClusterSums]:
@@ -490,6 +508,49 @@ def day_ratio_intervals(
             continue
         pooled_rel = math.sqrt(g / (g - 1) * pooled * float(data[:, 1] @ data[:, 1]))
         rel = max(se / r, pooled_rel / float(data[:, 1].sum()))
+        half = student_t_quantile((1 + level) / 2, g - 1) * rel
+        if half + math.log(r) >= _LOG_FLOAT_MAX:
+            out.append(None)
+            continue
+        out.append((r * math.exp(-half), r * math.exp(half)))
+    return out
+
+
+#: A ratio's clusters as integer sums: G, y, m, y^2, y m, m^2 (`day_ratio_intervals_from_sums`).
+RatioSums = tuple[int, int, int, int, int, int]
+
+
+def _ratio_rss(sums: RatioSums) -> float:
+    """sum over the clusters of (y_g - R m_g)^2, R = y / m, from their sums: computed in
+    exact integers as (m^2 sum y^2 - 2 y m sum y m + y^2 sum m^2) / m^2."""
+    _g, y, m, y2, ym, m2 = sums
+    return (m * m * y2 - 2 * y * m * ym + y * y * m2) / (m * m)
+
+
+def day_ratio_intervals_from_sums(
+    groups: Sequence[RatioSums], level: float = 0.95
+) -> list[tuple[float, float] | None]:
+    """`day_ratio_intervals` of groups given by their clusters' `RatioSums` (a day whose
+    sessions were retired into sums): the same intervals, each residual sum of squares
+    from exact integers."""
+    rel_sq = m_sq = 0.0
+    ratios: list[float] = []
+    for g, y, m, _y2, _ym, m2 in groups:
+        r = y / m if m > 0 else math.nan
+        ratios.append(r)
+        if r > 0 and g >= 2:
+            rel_sq += _ratio_rss((g, y, m, _y2, _ym, m2)) / (r * r)
+            m_sq += float(m2)
+    pooled = rel_sq / m_sq if m_sq > 0 else 0.0
+    out: list[tuple[float, float] | None] = []
+    for sums, r in zip(groups, ratios, strict=True):
+        g, _y, m, _y2, _ym, m2 = sums
+        if g < 2 or m == 0 or not r > 0:
+            out.append(None)
+            continue
+        se = math.sqrt(g / (g - 1) * max(_ratio_rss(sums), 0.0)) / m
+        pooled_rel = math.sqrt(g / (g - 1) * pooled * m2)
+        rel = max(se / r, pooled_rel / m)
         half = student_t_quantile((1 + level) / 2, g - 1) * rel
         if half + math.log(r) >= _LOG_FLOAT_MAX:
             out.append(None)

@@ -296,7 +296,7 @@ class LiveState:
                 continue
             self._idle_seen[partition] = seen
             if ledger.fold_due():
-                if ledger.folded_ids:  # the board's share of the sessions folded (as `ingest`)
+                if ledger.folded_ids or ledger.retired_ids:  # the board's share (as `ingest`)
                     part.board.take_folded(ledger)
                 part.dirty = True
                 folded += 1

@@ -13,8 +13,11 @@ from agents.core.stats import (
     bca_levels,
     cluster_bootstrap_interval,
     cluster_ratio_t_interval,
+    cluster_sums,
+    cluster_wilson_from_sums,
     cluster_wilson_interval,
     day_ratio_intervals,
+    day_ratio_intervals_from_sums,
     design_effect,
     gamma_cdf,
     jackknife_acceleration,
@@ -328,3 +331,33 @@ def test_the_two_way_se_from_integer_sums_is_the_one_from_the_cases() -> None:
         sum(values), len(values), *(cluster_sums(totals.values()) for totals in by)
     )
     assert got == pytest.approx(two_way_mean_se(values, sessions, users), rel=1e-12)
+
+
+def test_the_day_intervals_and_the_clustered_wilson_from_sums_are_those_from_rows() -> None:
+    """Retired summaries give `live_aov`'s days and the conversion bars as integer sums: the
+    intervals from them equal those from the rows (1e-12), on random skewed days, one of one
+    session (no interval) and a Bonferroni level."""
+    rng = random.Random(7)
+    days = [
+        [(rng.randint(1, 9) * rng.randint(100, 90_000), rng.randint(1, 9)) for _ in range(g)]
+        for g in (1, 2, 5, 8, 13, 40)
+    ]
+    sums = [
+        (len(d), *(sum(v) for v in zip(*[(y, m, y * y, y * m, m * m) for y, m in d], strict=True)))
+        for d in days
+    ]
+    for level in (0.95, 1 - 0.05 / 6):
+        want = day_ratio_intervals(days, level=level)
+        got = day_ratio_intervals_from_sums(sums, level)  # type: ignore[arg-type]
+        assert want[0] is None and got[0] is None
+        for a, b in zip(got[1:], want[1:], strict=True):
+            assert a is not None and b is not None
+            assert a == pytest.approx(b, rel=1e-12)
+    for rows in ([(3, 40), (0, 12), (9, 51), (1, 7)], [(0, 5), (2, 9)], [(4, 4)]):
+        hits, trials = [h for h, _n in rows], [n for _h, n in rows]
+        want_wilson = cluster_wilson_interval(hits, trials)
+        got_wilson = cluster_wilson_from_sums(sum(hits), sum(trials), cluster_sums(rows))
+        if want_wilson is None:
+            assert got_wilson is None
+        else:
+            assert got_wilson == pytest.approx(want_wilson, rel=1e-12)
