@@ -277,6 +277,7 @@ class MonthRowExchange:
         return [row for _owner, row in kept]
 
     def status(self) -> dict[str, Any]:
+        ledgers = [part.ledger for part in self.state.partitions.values()]
         return {
             "topic": self.topic,
             "received": self.received,
@@ -284,4 +285,11 @@ class MonthRowExchange:
             "sent_first_orders": self.sender.sent_first_orders,
             "sent_announcements": self.sender.sent_announcements,
             "in_flight_rows": len(self.in_flight()),
+            # `group_repurchase_30d`'s pairs in the partitions here: held as a source (not
+            # sent yet), held as the owner (not decided yet), decided as the owner.
+            "first_orders": {
+                "held": sum(len(ledger.first_orders) for ledger in ledgers),
+                "at_owner": sum(len(ledger.first_orders_in) for ledger in ledgers),
+                "decided": sum(len(ledger.pairs_decided) for ledger in ledgers),
+            },
         }
