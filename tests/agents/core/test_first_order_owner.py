@@ -58,14 +58,21 @@ def _groups(stream: tuple[Any, ...]) -> Ledger:
     return groups
 
 
-def _feed(stream: tuple[Any, ...], exchange: bool, twice: bool = False) -> tuple[list[Ledger], int]:
+def _feed(
+    stream: tuple[Any, ...],
+    exchange: bool,
+    twice: bool = False,
+    user_horizon_ms: int | None = None,
+) -> tuple[list[Ledger], int]:
     """The stream split over the partitions by contract key, fed in chunks; with `exchange`,
     after each chunk each partition's taken pairs go to their user's owner (murmur2 of the user
     id, as the month-rows topic keyed by user) and its announcement to every partition (each
     message twice with `twice`: a redelivery). The ledgers, and how many pairs were sent."""
     groups = _groups(stream)
     parts = split(stream, PARTITIONS)
-    ledgers = [Ledger(WINDOW_MS, fold_sessions=True) for _ in parts]
+    ledgers = [
+        Ledger(WINDOW_MS, fold_sessions=True, user_horizon_ms=user_horizon_ms) for _ in parts
+    ]
     for ledger in ledgers:
         ledger.membership_from = groups
     sent = 0
@@ -122,6 +129,23 @@ def test_pairs_decided_at_their_owner_give_the_truths_figure_and_interval() -> N
     # One partition read alone (a one-partition view) still counts its decided pairs once.
     alone = build_report(ledgers[0])["claims"][CLAIM]["detail"]
     assert alone["eligible"] >= ledgers[0].repurchase_folded[0]
+
+
+@pytest.mark.slow
+def test_with_a_user_horizon_a_forgotten_pair_counts_again_at_most_once_a_forgetting() -> None:
+    """A 20-day user horizon (`LIVEPULSE_USER_HORIZON_DAYS`, 180 by default in the worker)
+    over 150 days: the owners forget decided pairs idle that long, so a user who comes back
+    to a merchant after it counts as a new first order, as in one ledger (docs/design.md, "The
+    user horizon"): the eligible pairs are at least the truth's and exceed it by at most the
+    pairs forgotten."""
+    stream, truth = _simulated(150, 0.3, 5)
+    ledgers, _sent = _feed(stream, exchange=True, user_horizon_ms=20 * DAY_MS)
+    merged = merge_ledgers(ledgers)
+    forgotten = merged.forgotten_pairs
+    got = build_report(merged)["claims"][CLAIM]["detail"]
+    want = truth["claims"][CLAIM]
+    assert forgotten > 0
+    assert want["eligible"] <= got["eligible"] <= want["eligible"] + forgotten
 
 
 def test_an_owner_decides_a_pair_only_when_no_source_can_still_change_it() -> None:
