@@ -179,3 +179,35 @@ def test_an_owner_decides_a_pair_only_when_no_source_can_still_change_it() -> No
     assert not owner.first_orders_in and owner.pairs_decided[("m", "u")] == 25
     owner.first_orders[("m", "u")] = (70 * day, None)  # a later order held at a source
     assert ("m", "u") not in owner.first_order_pairs()
+
+
+def test_a_version_10_state_loads_with_no_pair_sent_and_sends_them_after() -> None:
+    """A partition state written before the exchange (version 10: no `first_orders_in`,
+    `pairs_decided`) loads with its pairs held as a source and nothing at an owner; its next
+    take sends every pair old enough, which its owner decides as usual."""
+    import pickle
+    import zlib
+
+    from agents.core.persist import MAGIC
+
+    stream, _truth = _simulated(150, 0.3, 5)
+    ledgers, _sent = _feed(stream, exchange=False)
+    old = ledgers[0]
+    held = dict(old.first_orders)
+    for name in (
+        "first_orders_in",
+        "pairs_decided",
+        "_firsts_closed_by",
+        "_first_take_day",
+        "_first_decide_day",
+    ):
+        del old.__dict__[name]
+    blob = MAGIC + bytes([10]) + zlib.compress(pickle.dumps((old, OperatorBoard()), protocol=5))
+    restored, _board = load_state(blob)
+    restored.membership_from = old.membership_from  # the worker's table, not pickled
+    assert restored.first_orders == held and restored.first_orders_in == {}
+    assert restored.pairs_decided == {} and restored._first_take_day == -1
+    taken = restored.take_first_orders(0)
+    assert isinstance(taken[-1], FirstsClosed) and len(taken) > 1
+    assert all(isinstance(message, FirstOrder) for message in taken[:-1])
+    assert len(restored.first_orders) == len(held) - (len(taken) - 1)
