@@ -2556,10 +2556,7 @@ class Ledger:
         for pair in forgotten:
             del self.bought_before[pair]
         self.forgotten_pairs += len(forgotten)
-        forgotten = [pair for pair, day in self.pairs_decided.items() if day < cut]
-        for pair in forgotten:
-            del self.pairs_decided[pair]
-        self.forgotten_pairs += len(forgotten)
+        self._forget_decided_pairs()
         idle = self._idle_users(cut)
         buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
         for user in idle:
@@ -2803,6 +2800,8 @@ class Ledger:
         self.pairs_decided: dict[tuple[str, str], int] = {}
         # As the owner: source partition -> its latest announced cutoff (`FirstsClosed`).
         self._firsts_closed_by: dict[int, int] = {}
+        # As the owner: how many source partitions there are (from `receive_firsts_closed`).
+        self._first_sources = 0
         # The CST day of the last take's cutoff (as a source) and of the last decision's
         # (as the owner): each at most once a day of event time.
         self._first_take_day = -1
@@ -2823,10 +2822,11 @@ class Ledger:
         self._first_take_day = cutoff // DAY_MS
         window = 30 * DAY_MS
         out: list[FirstOrder | FirstsClosed] = []
-        for pair, (first, later) in sorted(self.first_orders.items()):
-            if first + window >= cutoff:
-                continue
-            del self.first_orders[pair]
+        held = self.first_orders
+        # The due pairs only, sorted (a sort of every held pair cost ~1 us a record).
+        due = sorted(pair for pair, (first, _later) in held.items() if first + window < cutoff)
+        for pair in due:
+            first, later = held.pop(pair)
             out.append(FirstOrder(source, pair[0], pair[1], first, later))
         out.append(FirstsClosed(source, cutoff))
         return out
@@ -2837,6 +2837,12 @@ class Ledger:
         its latest day on."""
         pair = (part.merchant, part.user)
         decided = self.pairs_decided.get(pair)
+        if decided is not None and self._forgets_after(decided, part.first_ts):
+            # Back after the user horizon (+ 30 days: what a source's part may lag by): a new
+            # first order, whenever the part arrives (`_forget_decided_pairs`).
+            del self.pairs_decided[pair]
+            self.forgotten_pairs += 1
+            decided = None
         if decided is not None:
             latest = (part.later_ts if part.later_ts is not None else part.first_ts) // DAY_MS
             if latest > decided:
@@ -2856,6 +2862,7 @@ class Ledger:
         partition counts them (`metrics.group_repurchase_30d`)."""
         if closed.cutoff_ts > self._firsts_closed_by.get(closed.source, closed.cutoff_ts - 1):
             self._firsts_closed_by[closed.source] = closed.cutoff_ts
+        self._first_sources = sources
         if len(self._firsts_closed_by) < sources or not self.first_orders_in:
             return
         cutoff = min(self._firsts_closed_by.values())
@@ -2864,14 +2871,39 @@ class Ledger:
         self._first_decide_day = cutoff // DAY_MS
         window = 30 * DAY_MS
         member_at = self._member_lookup()
-        for pair, (first, later) in sorted(self.first_orders_in.items()):
-            if first + 2 * window >= cutoff:
-                continue
-            del self.first_orders_in[pair]
+        inbox = self.first_orders_in
+        due = sorted(pair for pair, (first, _later) in inbox.items() if first + 2 * window < cutoff)
+        for pair in due:
+            first, later = inbox.pop(pair)
             if member_at(pair[0], pair[1], first):
                 self.repurchase_folded[0] += 1
                 self.repurchase_folded[1] += later is not None and later <= first + window
             self.pairs_decided[pair] = (later if later is not None else first) // DAY_MS
+
+    def _forgets_after(self, decided_day: int, first_ts: int) -> bool:
+        """Whether a part whose first order is at `first_ts` comes back to a pair decided with
+        its latest order on `decided_day` after the user horizon + 30 days (None: never)."""
+        if self.user_horizon_ms is None:
+            return False
+        return first_ts // DAY_MS > decided_day + (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS
+
+    def _forget_decided_pairs(self) -> None:
+        """Drop the decided pairs no part can come back to within the user horizon + 30 days:
+        a part not received yet has its first order at or after the smallest announced cutoff
+        - 30 days, so one more than that after the pair's latest day is a new first order
+        whether the pair is held or not (`receive_first_order`). With every source announced
+        only: the owner's own cutoff may run far ahead of a source's (partitions move at
+        their own pace), and forgetting by it made the count depend on that pace."""
+        if self.user_horizon_ms is None or not self.pairs_decided:
+            return
+        if not self._firsts_closed_by or len(self._firsts_closed_by) < self._first_sources:
+            return
+        reach = min(self._firsts_closed_by.values()) - 30 * DAY_MS
+        cut = reach // DAY_MS - (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS - 1
+        forgotten = [pair for pair, day in self.pairs_decided.items() if day < cut]
+        for pair in forgotten:
+            del self.pairs_decided[pair]
+        self.forgotten_pairs += len(forgotten)
 
     def first_order_pairs(self) -> dict[tuple[str, str], tuple[int, int | None]]:
         """Every (merchant, user) pair not decided yet -> its first order's ts and earliest

@@ -198,6 +198,7 @@ def test_a_version_10_state_loads_with_no_pair_sent_and_sends_them_after() -> No
         "first_orders_in",
         "pairs_decided",
         "_firsts_closed_by",
+        "_first_sources",
         "_first_take_day",
         "_first_decide_day",
     ):
