@@ -548,6 +548,7 @@ def worker_soak(
     snapshot_interval_s: float | None = 2.0,
     stall_s: float = 600.0,
     fold_sessions: bool = False,
+    web_port: int = 0,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -575,7 +576,7 @@ def worker_soak(
         bootstrap=bootstrap,
         app_id=run,
         topic_prefix=f"{run}.",
-        web_port=free_port(),
+        web_port=web_port or free_port(),
         data_dir=Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
         dedupe_window_s=window_days * 86_400,
         # `LIVEPULSE_FOLD_SESSIONS`: the partitions summarize closed sessions (with the
@@ -782,6 +783,9 @@ def main() -> None:
     )
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument(
+        "--web-port", type=int, default=0, help="--worker: its web port (0: a free one)"
+    )
+    parser.add_argument(
         "--rate", type=float, default=5_000.0, help="replay records/s (--worker; 0: unpaced)"
     )
     parser.add_argument(
@@ -836,6 +840,7 @@ def main() -> None:
                 rate=args.rate or None,
                 poll_s=args.poll_s,
                 snapshot_interval_s=args.snapshot_interval_s or None,
+                web_port=args.web_port,
                 fold_sessions=args.fold_sessions,
             )
         else:

@@ -322,6 +322,21 @@ class MonthRow(NamedTuple):
     cents: int
 
 
+def two_earliest(
+    held: tuple[int, int | None] | None, first: int, later: int | None
+) -> tuple[int, int | None]:
+    """The two earliest distinct times of a pair's `held` (first, later) and another part's
+    (None: none later): all `group_repurchase_30d` reads of a (merchant, user)'s orders. Any
+    order of adding, and adding a part again, gives the same."""
+    times = {first} if later is None else {first, later}
+    if held is not None:
+        times.add(held[0])
+        if held[1] is not None:
+            times.add(held[1])
+    earliest = sorted(times)[:2]
+    return earliest[0], earliest[1] if len(earliest) > 1 else None
+
+
 class MonthClosed(NamedTuple):
     """A source partition's announcement that every month up to `through` (YYYY-MM) is
     closed on its side but the (merchant, month)s `still_open` (a session of theirs started
@@ -330,6 +345,28 @@ class MonthClosed(NamedTuple):
     source: int
     through: str
     still_open: frozenset[tuple[str, str]]
+
+
+class FirstOrder(NamedTuple):
+    """A source partition's part of one (merchant, user)'s `group_repurchase_30d` pair
+    (`Ledger.take_first_orders`): the earliest order `ts` of the pair in its orders and the
+    earliest later one (None: none), final there for every order up to first + 30 days."""
+
+    source: int
+    merchant: str
+    user: str
+    first_ts: int
+    later_ts: int | None
+
+
+class FirstsClosed(NamedTuple):
+    """A source partition's announcement that every (merchant, user) pair of its own whose
+    first order + 30 days is before `cutoff_ts` has been sent (`FirstOrder`), and that no
+    order stamped at or before `cutoff_ts` can reach it any more; each supersedes the
+    source's earlier ones."""
+
+    source: int
+    cutoff_ts: int
 
 
 #: `Ledger.apply`'s dispatch, as tuples: `isinstance(event, A | B)` builds a union object on
@@ -1258,6 +1295,7 @@ class Ledger:
         #: held sessions' first joins).
         self.month_first_joins: dict[tuple[str, str], dict[str, int]] = {}
         self._init_month_fold(fold_months)
+        self._init_first_order_exchange()
         self._init_user_horizon(user_horizon_ms)
         # (merchant, user) -> [(ts, seq, group_id, is_join)]; in a ledger that holds every
         # partition (`fold_months`), compacted before the oldest `ts` a lookup can still ask
@@ -1399,6 +1437,8 @@ class Ledger:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
             self._init_month_fold(False)
+        if "first_orders_in" not in state:  # version 10 or older: no pair sent to an owner
+            self._init_first_order_exchange()
         if "retired_users" not in state:  # version 9 or older: users kept for ever
             self._init_user_horizon(None)
         last_days = state.get("user_last_day")
@@ -2239,6 +2279,7 @@ class Ledger:
             or self.folded_dwellers
             or self.month_folded_users
             or self.bought_before
+            or self.pairs_decided
         ):
             self.retire_idle_users()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
@@ -2568,6 +2609,7 @@ class Ledger:
         for pair in forgotten:
             del self.bought_before[pair]
         self.forgotten_pairs += len(forgotten)
+        self._forget_decided_pairs()
         idle = self._idle_users(cut)
         buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
         for user in idle:
@@ -2795,6 +2837,140 @@ class Ledger:
                     cents = sum(cents for _joined, cents in parts.values())
                     self._fold_month_row(user, member_at(merchant, user, first), cents, first)
             self._months_combined.add(key)
+
+    def _init_first_order_exchange(self) -> None:
+        """`group_repurchase_30d`'s pairs across a worker's partitions, empty (docs/design.md,
+        "First orders at an owner partition")."""
+        #: As the owner of a part of the users (pairs keyed by user): (merchant, user) -> the
+        #: two earliest distinct order times of the parts the sources sent (`two_earliest`),
+        #: held until every source's announced cutoff is past the first + 60 days
+        #: (`receive_firsts_closed`).
+        self.first_orders_in: dict[tuple[str, str], tuple[int, int | None]] = {}
+        #: As the owner: the pairs decided here (counted in `repurchase_folded`) -> their latest
+        #: order's day known here: a part sent later is not a first order (it is ignored), and
+        #: a source's pair still held is left out of the report (`first_order_pairs`). Dropped
+        #: with the user horizon, as `bought_before` is.
+        self.pairs_decided: dict[tuple[str, str], int] = {}
+        # As the owner: source partition -> its latest announced cutoff (`FirstsClosed`).
+        self._firsts_closed_by: dict[int, int] = {}
+        # As the owner: how many source partitions there are (from `receive_firsts_closed`).
+        self._first_sources = 0
+        # The CST day of the last take's cutoff (as a source) and of the last decision's
+        # (as the owner): each at most once a day of event time.
+        self._first_take_day = -1
+        self._first_decide_day = -1
+
+    def take_first_orders(self, source: int) -> list[FirstOrder | FirstsClosed]:
+        """As partition `source` of a worker: every (merchant, user) pair held whose first order
+        + 30 days is before the summaries' horizon (`_month_cutoff`: no order stamped at or
+        before it can be applied any more, so the pair's first order and earliest later one
+        are final here up to first + 30 days), dropped here, then an announcement of the
+        cutoff; to be sent on, the pairs to their user's owner and the announcement to every
+        owner, pairs first. A later order here starts the pair again, after the cutoff: its
+        owner ignores it once decided, and adds its times before. At most once a day of event
+        time."""
+        cutoff = self._month_cutoff()
+        if cutoff is None or cutoff // DAY_MS <= self._first_take_day:
+            return []
+        self._first_take_day = cutoff // DAY_MS
+        window = 30 * DAY_MS
+        out: list[FirstOrder | FirstsClosed] = []
+        held = self.first_orders
+        # The due pairs only, sorted (a sort of every held pair cost ~1 us a record).
+        due = sorted(pair for pair, (first, _later) in held.items() if first + window < cutoff)
+        for pair in due:
+            first, later = held.pop(pair)
+            out.append(FirstOrder(source, pair[0], pair[1], first, later))
+        out.append(FirstsClosed(source, cutoff))
+        return out
+
+    def receive_first_order(self, part: FirstOrder) -> None:
+        """Add a source partition's part of a pair for its user (the two earliest distinct
+        times kept: a part sent again changes nothing); one of a pair decided here only moves
+        its latest day on."""
+        pair = (part.merchant, part.user)
+        decided = self.pairs_decided.get(pair)
+        if decided is not None and self._forgets_after(decided, part.first_ts):
+            # Back after the user horizon (+ 30 days: what a source's part may lag by): a new
+            # first order, whenever the part arrives (`_forget_decided_pairs`).
+            del self.pairs_decided[pair]
+            self.forgotten_pairs += 1
+            decided = None
+        if decided is not None:
+            latest = (part.later_ts if part.later_ts is not None else part.first_ts) // DAY_MS
+            if latest > decided:
+                self.pairs_decided[pair] = latest
+            return
+        inbox = self.first_orders_in
+        inbox[pair] = two_earliest(inbox.get(pair), part.first_ts, part.later_ts)
+
+    def receive_firsts_closed(self, closed: FirstsClosed, sources: int) -> None:
+        """Note a source partition's announcement; once all `sources` have announced, decide
+        every pair held whose first order t1 (the earliest over the parts) + 60 days is before
+        each source's cutoff: a source sends a pair once its own first + 30 days is before its
+        cutoff, so a part not received has its first order after t1 + 30 days, outside the
+        repurchase window, and the parts received give the pair's two earliest distinct order
+        times up to t1 + 30 days. Eligible (a member at t1) and repurchased (the earliest later
+        order within 30 days) are counted in `repurchase_folded`, as one ledger fed every
+        partition counts them (`metrics.group_repurchase_30d`)."""
+        if closed.cutoff_ts > self._firsts_closed_by.get(closed.source, closed.cutoff_ts - 1):
+            self._firsts_closed_by[closed.source] = closed.cutoff_ts
+        self._first_sources = sources
+        if len(self._firsts_closed_by) < sources or not self.first_orders_in:
+            return
+        cutoff = min(self._firsts_closed_by.values())
+        if cutoff // DAY_MS <= self._first_decide_day:
+            return
+        self._first_decide_day = cutoff // DAY_MS
+        window = 30 * DAY_MS
+        member_at = self._member_lookup()
+        inbox = self.first_orders_in
+        due = sorted(pair for pair, (first, _later) in inbox.items() if first + 2 * window < cutoff)
+        for pair in due:
+            first, later = inbox.pop(pair)
+            if member_at(pair[0], pair[1], first):
+                self.repurchase_folded[0] += 1
+                self.repurchase_folded[1] += later is not None and later <= first + window
+            self.pairs_decided[pair] = (later if later is not None else first) // DAY_MS
+
+    def _forgets_after(self, decided_day: int, first_ts: int) -> bool:
+        """Whether a part whose first order is at `first_ts` comes back to a pair decided with
+        its latest order on `decided_day` after the user horizon + 30 days (None: never)."""
+        if self.user_horizon_ms is None:
+            return False
+        return first_ts // DAY_MS > decided_day + (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS
+
+    def _forget_decided_pairs(self) -> None:
+        """Drop the decided pairs no part can come back to within the user horizon + 30 days:
+        a part not received yet has its first order at or after the smallest announced cutoff
+        - 30 days, so one more than that after the pair's latest day is a new first order
+        whether the pair is held or not (`receive_first_order`). With every source announced
+        only: the owner's own cutoff may run far ahead of a source's (partitions move at
+        their own pace), and forgetting by it made the count depend on that pace."""
+        if self.user_horizon_ms is None or not self.pairs_decided:
+            return
+        if not self._firsts_closed_by or len(self._firsts_closed_by) < self._first_sources:
+            return
+        reach = min(self._firsts_closed_by.values()) - 30 * DAY_MS
+        cut = reach // DAY_MS - (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS - 1
+        forgotten = [pair for pair, day in self.pairs_decided.items() if day < cut]
+        for pair in forgotten:
+            del self.pairs_decided[pair]
+        self.forgotten_pairs += len(forgotten)
+
+    def first_order_pairs(self) -> dict[tuple[str, str], tuple[int, int | None]]:
+        """Every (merchant, user) pair not decided yet -> its first order's ts and earliest
+        later one: the pairs held here and those received as an owner, merged
+        (`two_earliest`), less the pairs decided here (`pairs_decided`: a part a source
+        still holds of one is a later order, not a first one)."""
+        if not self.first_orders_in and not self.pairs_decided:
+            return self.first_orders
+        decided = self.pairs_decided
+        pairs = {pair: held for pair, held in self.first_orders.items() if pair not in decided}
+        for pair, (first, later) in self.first_orders_in.items():
+            if pair not in decided:
+                pairs[pair] = two_earliest(pairs.get(pair), first, later)
+        return pairs
 
     def _summarize_board(
         self,

@@ -580,8 +580,9 @@ def group_repurchase_30d(facts: _Facts) -> Measurement:
     # The pairs whose outcome is final, folded (`Ledger.repurchase_folded`), then those held.
     eligible, repurchased = facts.ledger.repurchase_folded
     end_ts = facts.end_ts
-    # Per (merchant, user): the first order's ts and the earliest later one (`Ledger.first_orders`).
-    for (merchant, user), (first, later) in sorted(facts.ledger.first_orders.items()):
+    # Per (merchant, user): the first order's ts and the earliest later one (`Ledger.first_orders`,
+    # with a worker's the parts an owner partition holds: `Ledger.first_order_pairs`).
+    for (merchant, user), (first, later) in sorted(facts.ledger.first_order_pairs().items()):
         if end_ts is None or first + THIRTY_DAYS_MS > end_ts:
             continue
         if not facts.membership(merchant, user).member_at(first):

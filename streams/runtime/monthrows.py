@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from aiokafka.partitioner import murmur2
 
-from agents.core.ledger import MonthClosed, MonthRow
+from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow, two_earliest
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPublisher
 from streams.runtime.state import LiveState
@@ -49,22 +49,33 @@ def owner_of(user: str, partitions: int) -> int:
 ROWS_PER_RECORD: Final[int] = 2000
 
 
-def encode(message: MonthRow | MonthClosed) -> bytes:
+#: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows and
+#: `group_repurchase_30d`'s first orders (each to its user's owner), and their announcements
+#: (to every partition).
+Message = MonthRow | MonthClosed | FirstOrder | FirstsClosed
+#: The messages that go to their user's owner partition.
+Row = MonthRow | FirstOrder
+
+
+def encode(message: Message) -> bytes:
     """A row or an announcement as a compact JSON array (`decode` reads it back)."""
-    if isinstance(message, MonthRow):
+    if isinstance(message, MonthRow | FirstOrder):
         return encode_rows([message])
+    if isinstance(message, FirstsClosed):
+        return json.dumps(["firsts-closed", message.source, message.cutoff_ts]).encode()
     still_open = sorted([merchant, month] for merchant, month in message.still_open)
     return json.dumps(
         ["closed", message.source, message.through, still_open], separators=(",", ":")
     ).encode()
 
 
-def encode_rows(rows: Sequence[MonthRow]) -> bytes:
-    """Rows (for one owner partition) as one compact JSON array."""
-    return json.dumps(["rows", [list(row) for row in rows]], separators=(",", ":")).encode()
+def encode_rows(rows: Sequence[Row]) -> bytes:
+    """Rows (for one owner partition, all of one kind) as one compact JSON array."""
+    kind = "firsts" if rows and isinstance(rows[0], FirstOrder) else "rows"
+    return json.dumps([kind, [list(row) for row in rows]], separators=(",", ":")).encode()
 
 
-def decode(value: bytes | None) -> list[MonthRow | MonthClosed]:
+def decode(value: bytes | None) -> list[Message]:
     """What `encode` / `encode_rows` wrote; nothing for anything else (logged: nothing but
     workers write here)."""
     try:
@@ -74,6 +85,15 @@ def decode(value: bytes | None) -> list[MonthRow | MonthClosed]:
                 MonthRow(int(source), merchant, month, user, joined, int(cents))
                 for source, merchant, month, user, joined, cents in data[1]
             ]
+        if data[0] == "firsts":
+            return [
+                FirstOrder(
+                    int(source), merchant, user, int(first), None if later is None else int(later)
+                )
+                for source, merchant, user, first, later in data[1]
+            ]
+        if data[0] == "firsts-closed":
+            return [FirstsClosed(int(data[1]), int(data[2]))]
         if data[0] == "closed":
             open_pairs = frozenset((m, month) for m, month in data[3])
             return [MonthClosed(int(data[1]), str(data[2]), open_pairs)]
@@ -96,6 +116,7 @@ class MonthRowSender:
         self._rows = DeadLetterPublisher(self._send, on_given_up)
         self._last: asyncio.Future[None] | None = None
         self.sent_rows = 0
+        self.sent_first_orders = 0
         self.sent_announcements = 0
 
     async def _send(self, message: DeadLetter) -> Any:
@@ -104,37 +125,49 @@ class MonthRowSender:
         delivery = await self.topic.send(key=message.key, value=message.value, partition=partition)
         return await delivery
 
-    def submit(self, messages: Sequence[MonthRow | MonthClosed]) -> None:
+    def submit(self, messages: Sequence[Message]) -> None:
         by_owner: dict[int, list[MonthRow]] = {}
+        firsts_by_owner: dict[int, list[FirstOrder]] = {}
         announcements: list[DeadLetter] = []
         for message in messages:
             if isinstance(message, MonthRow):
                 by_owner.setdefault(owner_of(message.user, self.partitions), []).append(message)
+            elif isinstance(message, FirstOrder):
+                owner = owner_of(message.user, self.partitions)
+                firsts_by_owner.setdefault(owner, []).append(message)
             else:
                 value = encode(message)
                 for partition in range(self.partitions):
                     announcements.append(DeadLetter(None, value, [("p", b"%d" % partition)]))
+        owned_rows: list[tuple[int, Sequence[Row]]] = [
+            *sorted(by_owner.items()),
+            *sorted(firsts_by_owner.items()),
+        ]
         rows = [
             DeadLetter(None, encode_rows(owned[at : at + ROWS_PER_RECORD]), [("p", b"%d" % p)])
-            for p, owned in sorted(by_owner.items())
+            for p, owned in owned_rows
             for at in range(0, len(owned), ROWS_PER_RECORD)
         ]
         count = sum(len(owned) for owned in by_owner.values())
+        firsts = sum(len(owned) for owned in firsts_by_owner.values())
         previous = self._last
-        self._last = asyncio.ensure_future(self._publish(previous, rows, count, announcements))
+        self._last = asyncio.ensure_future(
+            self._publish(previous, rows, (count, firsts), announcements)
+        )
 
     async def _publish(
         self,
         previous: asyncio.Future[None] | None,
         rows: list[DeadLetter],
-        count: int,
+        counts: tuple[int, int],
         announcements: list[DeadLetter],
     ) -> None:
         if previous is not None:
             await previous
         if rows:
             await self._rows.publish(rows)
-            self.sent_rows += count
+            self.sent_rows += counts[0]
+            self.sent_first_orders += counts[1]
         if announcements:
             await self._rows.publish(announcements)
             self.sent_announcements += len(announcements)
@@ -159,7 +192,7 @@ class MonthRowExchange:
         self.received = 0
         #: Rows taken here for an owner partition held here, until that owner holds them
         #: (`in_flight`): what a report built meanwhile adds (they are in no ledger then).
-        self._in_flight: list[tuple[int, MonthRow]] = []
+        self._in_flight: list[tuple[int, Row]] = []
 
     def split(self, batch: Sequence[RawRecord]) -> tuple[list[RawRecord], list[RawRecord]]:
         """The batch's records of the month-rows topic, and the others."""
@@ -181,6 +214,10 @@ class MonthRowExchange:
             for message in decode(record.value):
                 if isinstance(message, MonthRow):
                     part.ledger.receive_month_row(message)
+                elif isinstance(message, FirstOrder):
+                    part.ledger.receive_first_order(message)
+                elif isinstance(message, FirstsClosed):
+                    part.ledger.receive_firsts_closed(message, sources)
                 else:
                     part.ledger.receive_month_closed(message, sources)
             applied.append(record)
@@ -192,18 +229,21 @@ class MonthRowExchange:
     def take(self) -> None:
         partitions = self.state.partitions
         for partition, part in partitions.items():
-            messages = part.ledger.take_closed_month_rows(partition)
+            messages: list[Message] = [
+                *part.ledger.take_closed_month_rows(partition),
+                *part.ledger.take_first_orders(partition),
+            ]
             if messages:
                 part.dirty = True
                 self.state.version += 1  # a view built before the take holds them as rows
                 self.sender.submit(messages)
                 for message in messages:
-                    if isinstance(message, MonthRow):
+                    if isinstance(message, MonthRow | FirstOrder):
                         owner = owner_of(message.user, self.sender.partitions)
                         if owner in partitions:
                             self._in_flight.append((owner, message))
 
-    def in_flight(self) -> list[MonthRow]:
+    def in_flight(self) -> list[Row]:
         """The rows taken here and not yet held by their owner partition, held here (sent, or
         still to be sent): a report adds them, so no figure misses them between the take and
         the owner's read (seconds under load). A row leaves once its owner holds it (in
@@ -212,12 +252,21 @@ class MonthRowExchange:
         if not self._in_flight:
             return []
         partitions = self.state.partitions
-        kept: list[tuple[int, MonthRow]] = []
+        kept: list[tuple[int, Row]] = []
         for owner, row in self._in_flight:
             part = partitions.get(owner)
             if part is None:
                 continue
             ledger = part.ledger
+            if isinstance(row, FirstOrder):  # held by the owner, or its pair decided there
+                pair = (row.merchant, row.user)
+                held = ledger.first_orders_in.get(pair)
+                if pair in ledger.pairs_decided or (
+                    held is not None and two_earliest(held, row.first_ts, row.later_ts) == held
+                ):
+                    continue
+                kept.append((owner, row))
+                continue
             key = (row.merchant, row.month)
             if key in ledger._months_combined:
                 continue
@@ -228,10 +277,19 @@ class MonthRowExchange:
         return [row for _owner, row in kept]
 
     def status(self) -> dict[str, Any]:
+        ledgers = [part.ledger for part in self.state.partitions.values()]
         return {
             "topic": self.topic,
             "received": self.received,
             "sent_rows": self.sender.sent_rows,
+            "sent_first_orders": self.sender.sent_first_orders,
             "sent_announcements": self.sender.sent_announcements,
             "in_flight_rows": len(self.in_flight()),
+            # `group_repurchase_30d`'s pairs in the partitions here: held as a source (not
+            # sent yet), held as the owner (not decided yet), decided as the owner.
+            "first_orders": {
+                "held": sum(len(ledger.first_orders) for ledger in ledgers),
+                "at_owner": sum(len(ledger.first_orders_in) for ledger in ledgers),
+                "decided": sum(len(ledger.pairs_decided) for ledger in ledgers),
+            },
         }

@@ -12,7 +12,13 @@ from typing import Any, Final
 
 from agents.core import EventCounts, Ledger, OperatorBoard
 from agents.core.ingest import Rejected, decode_values, ingest_decoded
-from agents.core.ledger import TOPICS, MembershipSource, RefundSource
+from agents.core.ledger import (
+    TOPICS,
+    FirstOrder,
+    MembershipSource,
+    RefundSource,
+    two_earliest,
+)
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
 from agents.core.periods import PeriodSettings, attach
@@ -184,7 +190,12 @@ class LiveState:
                     key: {user: dict(parts) for user, parts in users.items()}
                     for key, users in ledger.month_rows_in.items()
                 }
+                ledger.first_orders_in = dict(ledger.first_orders_in)
             for row in in_flight:
+                if isinstance(row, FirstOrder):  # a pair's part: `Ledger.first_order_pairs`
+                    pair, inbox = (row.merchant, row.user), ledger.first_orders_in
+                    inbox[pair] = two_earliest(inbox.get(pair), row.first_ts, row.later_ts)
+                    continue
                 users = ledger.month_rows_in.setdefault((row.merchant, row.month), {})
                 users.setdefault(row.user, {})[row.source] = (row.first_join_ts, row.cents)
         self._view = (self.version, ledger, board)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from agents.core import build_report
-from agents.core.ledger import MonthClosed, MonthRow
+from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow
 from schemas import decode as decode_event
 from streams.runtime.monthrows import decode, encode, encode_rows, owner_of
 from streams.runtime.settings import Settings
@@ -218,6 +218,19 @@ def test_a_worker_folds_three_months_of_a_simulated_stream_through_a_restart(
     for key in ("members", "population", "member_spend_cny", "population_spend_cny"):
         assert got[CLAIM]["detail"][key] == pytest.approx(want[key], rel=1e-12), key
     assert got[CLAIM]["observed"] == pytest.approx(want["observed"], rel=1e-9)
+    # `group_repurchase_30d`'s pairs decided at their owners (first order 60 days behind every
+    # partition's cutoff), the rest held: the truth's figure and counts all the same.
+    firsts = statuses[-1]["month_rows"]["first_orders"]
+    assert statuses[-1]["month_rows"]["sent_first_orders"] > 0 and firsts["decided"] > 0, firsts
+    _check_repurchase(got, truth)
+
+
+def _check_repurchase(got: dict[str, Any], truth: dict[str, Any]) -> None:
+    """`group_repurchase_30d` of a report against the truth reference (simulator/truth.py)."""
+    want = truth["claims"]["group_repurchase_30d"]
+    detail = got["group_repurchase_30d"]["detail"]
+    assert (detail["eligible"], detail["repurchased"]) == (want["eligible"], want["repurchased"])
+    assert got["group_repurchase_30d"]["observed"] == pytest.approx(want["observed"], rel=1e-9)
 
 
 def _folded(decoded: list[Any], one: Any) -> set[tuple[str, str]]:
@@ -308,7 +321,7 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
     from tests.streams.test_membership import _table, routed
 
     class HeldSender:
-        partitions, sent_rows, sent_announcements = PARTITIONS, 0, 0
+        partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
 
         def __init__(self) -> None:
             self.taken: list[MonthRow | MonthClosed] = []
@@ -329,21 +342,23 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
             state.apply_batch(part[start : start + 500])
             exchange.take()
     rows = [m for m in sender.taken if isinstance(m, MonthRow)]
-    assert len(rows) > 100 and exchange.status()["in_flight_rows"] == len(rows)
+    firsts = [m for m in sender.taken if isinstance(m, FirstOrder)]
+    assert len(rows) > 100 and len(firsts) > 10
+    assert exchange.status()["in_flight_rows"] == len(rows) + len(firsts)
     want = _truth_claim()
     assert _claim(state) == pytest.approx(want, rel=1e-9)
+    # The first orders taken (in no ledger meanwhile) are in the view too.
+    repurchase = _truth_claim("group_repurchase_30d")
+    assert _claim(state, "group_repurchase_30d") == pytest.approx(repurchase, rel=1e-9)
     held = [state.partitions[p].ledger for p in range(PARTITIONS)]
     assert not any(ledger.month_rows_in for ledger in held)  # the rows are in no ledger
 
     for message in sender.taken:  # now delivered: rows to their owner, announcements to all
-        if isinstance(message, MonthRow):
-            held[owner_of(message.user, PARTITIONS)].receive_month_row(message)
-        else:
-            for ledger in held:
-                ledger.receive_month_closed(message, PARTITIONS)
+        _deliver(message, held)
     state.version += 1
     assert exchange.in_flight() == []
     assert _claim(state) == pytest.approx(want, rel=1e-9)
+    assert _claim(state, "group_repurchase_30d") == pytest.approx(repurchase, rel=1e-9)
 
     for partition in (1, 2):  # one partition left: the view is a copy of its ledger
         state.drop(partition)
@@ -357,18 +372,32 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
     assert exchange.in_flight() == []
 
 
-def _claim(state: Any) -> float:
-    observed: float = build_report(state.ledger)["claims"][CLAIM]["observed"]
+def _deliver(message: Any, held: list[Any]) -> None:
+    """A taken message delivered: a row to its user's owner, an announcement to every one."""
+    if isinstance(message, MonthRow):
+        held[owner_of(message.user, PARTITIONS)].receive_month_row(message)
+    elif isinstance(message, FirstOrder):
+        held[owner_of(message.user, PARTITIONS)].receive_first_order(message)
+    elif isinstance(message, FirstsClosed):
+        for ledger in held:
+            ledger.receive_firsts_closed(message, PARTITIONS)
+    else:
+        for ledger in held:
+            ledger.receive_month_closed(message, PARTITIONS)
+
+
+def _claim(state: Any, claim: str = CLAIM) -> float:
+    observed: float = build_report(state.ledger)["claims"][claim]["observed"]
     return observed
 
 
-def _truth_claim() -> float:
+def _truth_claim(claim: str = CLAIM) -> float:
     import json
 
     from tests.support.live import FIXTURES
 
     truth = json.loads((FIXTURES / "xhs.truth.json").read_text())
-    observed: float = truth["claims"][CLAIM]["observed"]
+    observed: float = truth["claims"][claim]["observed"]
     return observed
 
 
@@ -392,7 +421,7 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
     from tests.support.memory import MemoryChangelog
 
     class HeldSender:
-        partitions, sent_rows, sent_announcements = PARTITIONS, 0, 0
+        partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
 
         def __init__(self) -> None:
             self.taken: list[MonthRow | MonthClosed] = []
@@ -437,11 +466,7 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
     assert not any(m.still_open for m in last.values()), last  # the summaries closed them
     held = [state.partitions[p].ledger for p in range(PARTITIONS)]
     for message in sender.taken:  # delivered: rows to their owner, announcements to all
-        if isinstance(message, MonthRow):
-            held[owner_of(message.user, PARTITIONS)].receive_month_row(message)
-        else:
-            for ledger in held:
-                ledger.receive_month_closed(message, PARTITIONS)
+        _deliver(message, held)
     one = _summarizing([decode_event(r.value or b"") for r in records], 2 * DAY, fold_months=True)
     assert one.folded_months > 0
     combined = {key for ledger in held for key in ledger._months_combined}
@@ -494,6 +519,51 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
     assert sum(s["sent_rows"] for s in statuses) > 0, statuses
     assert all(s["received"] > 0 for s in statuses), statuses
     _check_month_fold(report, lines)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"two workers, ~1 min: set {LONG_ENV}=1")
+def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Two workers with the fold share 4 partitions (2 each) over 100 simulated days: each
+    partition sends its (merchant, user) pairs of `group_repurchase_30d` to the user's owner,
+    which may be held by the other worker; once drained, pairs were decided at their owners
+    in both workers and the report merged over every partition's snapshot gives the truth
+    reference's `group_repurchase_30d` (figure and counts) and the keep-everything ledger's
+    interval."""
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet, merged_report
+
+    settings = _fold_settings(kafka_bootstrap, "firsts2", FOUR)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    lines, truth = _simulated(100, 0.3, 5)
+    decoded = [decode_event(line) for line in lines]
+    everything = build_report(_summarizing(decoded, None))["claims"]["group_repurchase_30d"]
+    try:
+        start_balanced(fleet, 2)
+        replay_lines(settings, tmp_path / "sim.jsonl", lines)
+        _fleet_settled(settings, fleet.workers)
+        deadline = time.monotonic() + 60
+        while True:  # the owners' snapshots after their last decisions (the merge reads them)
+            report = merged_report(settings)
+            got = report["claims"]["group_repurchase_30d"]
+            if got["detail"]["eligible"] == everything["detail"]["eligible"]:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert all(s["first_orders"]["decided"] > 0 for s in statuses), statuses
+    _check_repurchase(report["claims"], truth)
+    for key in ("ci_low", "ci_high"):
+        assert got[key] == pytest.approx(everything[key], rel=1e-9), key
 
 
 @pytest.mark.integration

@@ -1,0 +1,214 @@
+"""Issue 17: `group_repurchase_30d`'s (merchant, user) pairs across a worker's partitions,
+decided at their user's owner partition (`Ledger.take_first_orders`, `receive_first_order`,
+`receive_firsts_closed`): the figure, its counts and its interval equal the truth reference's
+and today's merged report, and a partition no longer keeps every pair it has seen."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.ledger import DAY_MS, FirstOrder, FirstsClosed
+from agents.core.merge import merge_ledgers
+from agents.core.persist import dump_state, load_state
+from schemas import TOPIC_BY_TYPE, Rejection, decode, record_key
+from streams.tools.simulator.generate import generate
+from streams.tools.simulator.scenarios import get_scenario
+from streams.tools.simulator.truth_file import compute_truth
+from tests.agents.core.test_merge import FALLBACK, partition_of, split
+
+CLAIM = "group_repurchase_30d"
+PARTITIONS = 3
+WINDOW_MS = 2 * DAY_MS
+
+
+@functools.cache
+def _simulated(days: int, scale: float, seed: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The xhs scenario stretched to `days`, routed as the replayer routes it (contract topic,
+    key, decoded), and its truth (the independent reference, simulator/truth.py)."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=days)
+    lines = generate(scenario, seed, scale).lines
+    truth = compute_truth(lines, scenario="xhs", seed=seed)
+    out = []
+    for line in lines:
+        raw = line.encode()
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and obj.get("type") in TOPIC_BY_TYPE:
+            topic, key = TOPIC_BY_TYPE[obj["type"]], record_key(obj).encode()
+        else:
+            topic, key = FALLBACK, b""
+        out.append((topic, key, decode(raw)))
+    return tuple(out), truth
+
+
+def _groups(stream: tuple[Any, ...]) -> Ledger:
+    """Every group event in one ledger: the membership the worker's table gives each partition."""
+    groups = Ledger(WINDOW_MS, fold_sessions=True)
+    for _topic, _key, event in stream:
+        if not isinstance(event, Rejection) and getattr(event, "type", "").startswith("group_"):
+            groups.apply(event)
+    return groups
+
+
+def _feed(
+    stream: tuple[Any, ...],
+    exchange: bool,
+    twice: bool = False,
+    user_horizon_ms: int | None = None,
+) -> tuple[list[Ledger], int]:
+    """The stream split over the partitions by contract key, fed in chunks; with `exchange`,
+    after each chunk each partition's taken pairs go to their user's owner (murmur2 of the user
+    id, as the month-rows topic keyed by user) and its announcement to every partition (each
+    message twice with `twice`: a redelivery). The ledgers, and how many pairs were sent."""
+    groups = _groups(stream)
+    parts = split(stream, PARTITIONS)
+    ledgers = [
+        Ledger(WINDOW_MS, fold_sessions=True, user_horizon_ms=user_horizon_ms) for _ in parts
+    ]
+    for ledger in ledgers:
+        ledger.membership_from = groups
+    sent = 0
+    for begin in range(0, max(len(part) for part in parts), 1000):
+        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
+            for _topic, _key, event in part[begin : begin + 1000]:
+                if isinstance(event, Rejection):
+                    ledger.reject(event.reason)
+                else:
+                    ledger.apply(event)
+            if not exchange:
+                continue
+            for message in ledger.take_first_orders(source) * (2 if twice else 1):
+                if isinstance(message, FirstOrder):
+                    sent += 1
+                    owner = ledgers[partition_of(message.user.encode(), PARTITIONS)]
+                    owner.receive_first_order(message)
+                else:
+                    assert isinstance(message, FirstsClosed)
+                    for each in ledgers:
+                        each.receive_firsts_closed(message, PARTITIONS)
+    return ledgers, sent
+
+
+@pytest.mark.slow
+def test_pairs_decided_at_their_owner_give_the_truths_figure_and_interval() -> None:
+    """150 simulated days of xhs over 3 partitions (a 2-day window, the session fold): with the
+    exchange (every message delivered twice) the pairs whose first order is 60 days behind
+    every partition's horizon are decided at their owner and leave the partitions, and
+    `group_repurchase_30d`'s observed value, counts and Wilson interval of the merged report
+    (through a snapshot of each partition) equal the truth reference's and those of the same
+    partitions without the exchange (today's merged report: every pair kept)."""
+    stream, truth = _simulated(150, 0.3, 5)
+    kept, _ = _feed(stream, exchange=False)
+    ledgers, sent = _feed(stream, exchange=True, twice=True)
+    decided = sum(ledger.repurchase_folded[0] for ledger in ledgers)
+    assert sent > 0 and decided > 0 and all(ledger.pairs_decided for ledger in ledgers)
+    # Each partition held every pair it saw; now only the undecided ones, here or at an owner.
+    held_before = sum(len(ledger.first_orders) for ledger in kept)
+    held_after = sum(len(ledger.first_orders) + len(ledger.first_orders_in) for ledger in ledgers)
+    assert held_after < 0.6 * held_before, (held_after, held_before)
+
+    want = truth["claims"][CLAIM]
+    today = build_report(merge_ledgers(kept))["claims"][CLAIM]
+    restored = [load_state(dump_state(ledger, OperatorBoard()))[0] for ledger in ledgers]
+    for ledger in restored:
+        ledger.membership_from = ledgers[0].membership_from
+    got = build_report(merge_ledgers(restored))["claims"][CLAIM]
+    assert got["detail"]["eligible"] == want["eligible"] == today["detail"]["eligible"]
+    assert got["detail"]["repurchased"] == want["repurchased"] == today["detail"]["repurchased"]
+    assert got["observed"] == pytest.approx(want["observed"], rel=1e-9)
+    for key in ("observed", "ci_low", "ci_high", "n"):
+        assert got[key] == pytest.approx(today[key], rel=1e-9), key
+    # One partition read alone (a one-partition view) still counts its decided pairs once.
+    alone = build_report(ledgers[0])["claims"][CLAIM]["detail"]
+    assert alone["eligible"] >= ledgers[0].repurchase_folded[0]
+
+
+@pytest.mark.slow
+def test_with_a_user_horizon_a_forgotten_pair_counts_again_at_most_once_a_forgetting() -> None:
+    """A 20-day user horizon (`LIVEPULSE_USER_HORIZON_DAYS`, 180 by default in the worker)
+    over 150 days: the owners forget decided pairs idle that long, so a user who comes back
+    to a merchant after it counts as a new first order, as in one ledger (docs/design.md, "The
+    user horizon"): the eligible pairs are at least the truth's and exceed it by at most the
+    pairs forgotten."""
+    stream, truth = _simulated(150, 0.3, 5)
+    ledgers, _sent = _feed(stream, exchange=True, user_horizon_ms=20 * DAY_MS)
+    merged = merge_ledgers(ledgers)
+    forgotten = merged.forgotten_pairs
+    got = build_report(merged)["claims"][CLAIM]["detail"]
+    want = truth["claims"][CLAIM]
+    assert forgotten > 0
+    assert want["eligible"] <= got["eligible"] <= want["eligible"] + forgotten
+
+
+def test_an_owner_decides_a_pair_only_when_no_source_can_still_change_it() -> None:
+    """A pair's first order at day 0 in partition 0, its repurchase at day 20 in partition 1,
+    which sends it only once its own first + 30 days (day 50) is behind its cutoff: the owner
+    must not decide at a cutoff of day 31 (partition 1 has announced nothing for the pair
+    yet); it decides once every source is past day 60, repurchased; a part sent again after
+    is ignored, and a source's later order of a decided pair is left out of the report."""
+    owner = Ledger(WINDOW_MS, fold_sessions=True)
+    member_since: dict[tuple[str, str], int] = {("m", "u"): 0}
+
+    def lookup() -> Any:
+        return lambda merchant, user, ts: member_since.get((merchant, user), ts + 1) <= ts
+
+    owner._member_lookup = lookup  # type: ignore[method-assign]
+    day = DAY_MS
+    owner.receive_first_order(FirstOrder(0, "m", "u", 0, None))
+    for source in (0, 1):
+        owner.receive_firsts_closed(FirstsClosed(source, 31 * day), 2)
+    assert owner.repurchase_folded == [0, 0] and ("m", "u") in owner.first_orders_in
+    for source in (0, 1):
+        owner.receive_firsts_closed(FirstsClosed(source, 55 * day), 2)
+    assert owner.repurchase_folded == [0, 0]  # partition 1's day-20 order not sent yet
+    owner.receive_first_order(FirstOrder(1, "m", "u", 20 * day, 25 * day))
+    owner.receive_firsts_closed(FirstsClosed(0, 61 * day), 2)
+    assert owner.repurchase_folded == [0, 0]  # partition 1 still at day 55
+    owner.receive_firsts_closed(FirstsClosed(1, 61 * day), 2)
+    assert owner.repurchase_folded == [1, 1]  # a member at day 0, bought again at day 20
+    assert ("m", "u") in owner.pairs_decided and not owner.first_orders_in
+    owner.receive_first_order(FirstOrder(1, "m", "u", 20 * day, 25 * day))  # sent again
+    assert not owner.first_orders_in and owner.pairs_decided[("m", "u")] == 25
+    owner.first_orders[("m", "u")] = (70 * day, None)  # a later order held at a source
+    assert ("m", "u") not in owner.first_order_pairs()
+
+
+def test_a_version_10_state_loads_with_no_pair_sent_and_sends_them_after() -> None:
+    """A partition state written before the exchange (version 10: no `first_orders_in`,
+    `pairs_decided`) loads with its pairs held as a source and nothing at an owner; its next
+    take sends every pair old enough, which its owner decides as usual."""
+    import pickle
+    import zlib
+
+    from agents.core.persist import MAGIC
+
+    stream, _truth = _simulated(150, 0.3, 5)
+    ledgers, _sent = _feed(stream, exchange=False)
+    old = ledgers[0]
+    held = dict(old.first_orders)
+    for name in (
+        "first_orders_in",
+        "pairs_decided",
+        "_firsts_closed_by",
+        "_first_sources",
+        "_first_take_day",
+        "_first_decide_day",
+    ):
+        del old.__dict__[name]
+    blob = MAGIC + bytes([10]) + zlib.compress(pickle.dumps((old, OperatorBoard()), protocol=5))
+    restored, _board = load_state(blob)
+    restored.membership_from = old.membership_from  # the worker's table, not pickled
+    assert restored.first_orders == held and restored.first_orders_in == {}
+    assert restored.pairs_decided == {} and restored._first_take_day == -1
+    taken = restored.take_first_orders(0)
+    assert isinstance(taken[-1], FirstsClosed) and len(taken) > 1
+    assert all(isinstance(message, FirstOrder) for message in taken[:-1])
+    assert len(restored.first_orders) == len(held) - (len(taken) - 1)
