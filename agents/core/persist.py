@@ -112,14 +112,14 @@ MAGIC: Final[bytes] = b"LPst"
 #:       (`SessionSummary.peak`); a ledger holding every partition compacts its group events
 #:       (`Ledger.groups_compacted_to`). A version 1-9 state loads with its summaries' minutes
 #:       moved into the curves, none settled, no board horizon, nothing compacted.
-#: 11 (session 12): summaries past the board horizon retired into per-level totals and `live_aov`'s and
-#:     the conversion bars' sums (`Ledger.retired_levels`, `retired_aov_rows`,
-#:     `retired_aov_days`, `retired_conversion`; the board's `retired_levels`). A version
-#:     1-10 state loads with nothing retired and retiring off.
-#:       and a worker partition sends its (merchant, user) pairs of
-#:     `group_repurchase_30d` to their user's owner partition (`Ledger.take_first_orders`), which
-#:     holds them (`Ledger.first_orders_in`) until it decides them into `repurchase_folded`
-#:     (`pairs_decided`, `receive_firsts_closed`). A version 1-10 state loads with none sent.
+#: 11 (session 12): summaries past the board horizon retired into per-level totals and
+#:     `live_aov`'s and the conversion bars' sums (`Ledger.retired_levels`,
+#:     `retired_aov_rows`, `retired_aov_days`, `retired_conversion`; the board's
+#:     `retired_levels`); and a worker partition sends its (merchant, user) pairs of
+#:     `group_repurchase_30d` to their user's owner partition (`Ledger.take_first_orders`),
+#:     which holds them (`Ledger.first_orders_in`) until it decides them into
+#:     `repurchase_folded` (`pairs_decided`, `receive_firsts_closed`). A version 1-10 state
+#:     loads with nothing retired, retiring off and no pair sent.
 VERSION: Final[int] = 11
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
