@@ -5,7 +5,15 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Container,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
@@ -1201,11 +1209,9 @@ class Ledger:
         #: refund claims are not frozen yet wait. Not part of the state (`periods.PeriodGate`).
         self.period_gate: PeriodHook | None = None
         #: Frozen figures of closed periods: (kind, name) -> claim id -> (observed, ci_low,
-        #: ci_high, verdict, n, clusters), bounded (`agents.core.periods`).
-        self.frozen_periods: dict[
-            tuple[str, str],
-            dict[str, tuple[float | None, float | None, float | None, str, int, int | None]],
-        ] = {}
+        #: ci_high, verdict, n, clusters), bounded (`agents.core.periods`; a value is a
+        #: `periods.FrozenFigures`, finishing a figure from its part when first read).
+        self.frozen_periods: dict[tuple[str, str], MutableMapping[str, FrozenFigure]] = {}
         #: The mergeable parts of the frozen figures (`metrics.CLAIM_PARTS`, compacted):
         #: (kind, name) -> claim id -> part, so that partitions' closed periods merge into the
         #: figure of the whole stream (`periods.merge_frozen`).

@@ -47,6 +47,7 @@ from agents.core.ledger import (
     SessionSummary,
 )
 from agents.core.operator import OperatorBoard
+from agents.core.periods import FrozenFigures
 from agents.core.screen import MinuteCounts, ScreenState, SkuTally
 from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch, RankTable
@@ -112,8 +113,12 @@ MAGIC: Final[bytes] = b"LPst"
 #:       (`SessionSummary.peak`); a ledger holding every partition compacts its group events
 #:       (`Ledger.groups_compacted_to`). A version 1-9 state loads with its summaries' minutes
 #:       moved into the curves, none settled, no board horizon, nothing compacted.
-VERSION: Final[int] = 10
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+#: 11 (session 12): a frozen period's figures are a `periods.FrozenFigures`, which keeps the
+#:    figures not read yet as their parts (shared with `Ledger.frozen_parts`) and finishes each
+#:    on its first read. A version 1-10 state loads with its frozen figures as plain dicts,
+#:    all finished (a refund stage frozen later adds its figures to them finished).
+VERSION: Final[int] = 11
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -147,6 +152,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         RankTable,
         DistinctUsers,
         SeenRuns,
+        FrozenFigures,
         Counter,
     )
 }
