@@ -401,6 +401,20 @@ def _refund_parts(ledger: Ledger, in_period: Callable[[int], bool]) -> Parts:
     return {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in REFUND_CLAIMS}
 
 
+def finish_frozen(ledger: Ledger) -> int:
+    """Finish every frozen figure of `ledger` not read yet (`FrozenFigures`) and keep it there;
+    return how many. For a process that reads the ledger elsewhere (the worker's report, built
+    in a forked child that cannot write a figure back): called in the parent before the fork,
+    it finishes each figure once, not once per report."""
+    finished = 0
+    for figures in ledger.frozen_periods.values():
+        if isinstance(figures, FrozenFigures) and figures.unfinished():
+            finished += figures.unfinished()
+            for claim_id in list(figures):
+                figures[claim_id]
+    return finished
+
+
 def merge_frozen(
     ledgers: Sequence[Ledger],
 ) -> tuple[dict[tuple[str, str], MutableMapping[str, FrozenFigure]], dict[tuple[str, str], Parts]]:
