@@ -21,6 +21,7 @@ frozen.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -401,17 +402,23 @@ def _refund_parts(ledger: Ledger, in_period: Callable[[int], bool]) -> Parts:
     return {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in REFUND_CLAIMS}
 
 
-def finish_frozen(ledger: Ledger) -> int:
-    """Finish every frozen figure of `ledger` not read yet (`FrozenFigures`) and keep it there;
-    return how many. For a process that reads the ledger elsewhere (the worker's report, built
-    in a forked child that cannot write a figure back): called in the parent before the fork,
-    it finishes each figure once, not once per report."""
+def finish_frozen(ledger: Ledger, budget_s: float | None = None) -> int:
+    """Finish the frozen figures of `ledger` not read yet (`FrozenFigures`) and keep them
+    there, newest period first; return how many. With `budget_s`, stop after the first period
+    that took the CPU time past it (the rest wait for the next call). For a process that reads
+    the ledger elsewhere (the worker's report, built in a forked child that cannot write a
+    figure back): called in the parent before the fork, it finishes each figure once, not
+    once per report."""
+    began = time.process_time()
     finished = 0
-    for figures in ledger.frozen_periods.values():
+    for key in sorted(ledger.frozen_periods, key=lambda k: (k[1], k[0]), reverse=True):
+        figures = ledger.frozen_periods[key]
         if isinstance(figures, FrozenFigures) and figures.unfinished():
             finished += figures.unfinished()
             for claim_id in list(figures):
                 figures[claim_id]
+            if budget_s is not None and time.process_time() - began >= budget_s:
+                break
     return finished
 
 

@@ -49,6 +49,9 @@ REPORT_TIMEOUT_S: Final[float] = 600.0
 #: The report child's niceness (added to the worker's): the batches go first on a shared core,
 #: but less so than for the snapshot child (19), since a `/report` request may be waiting.
 REPORT_CHILD_NICE: Final[int] = 5
+#: CPU seconds a report may spend finishing a single partition's frozen figures in the worker
+#: before its fork (`WorkerViews._finish_frozen_figures`): a day's are ~20 ms.
+FINISH_BUDGET_S: Final[float] = 0.05
 
 
 class ReportCache:
@@ -614,12 +617,14 @@ class WorkerViews:
     def _finish_frozen_figures(self) -> None:
         """Before a forked report: with one partition held its ledger is the report's, whose
         frozen figures the child would finish at every report and could not keep; finished
-        here, each once (those of the days frozen since the last report). With several, the
-        report finishes the merged parts' figures (`periods.merge_frozen`) and never reads a
-        partition's own: nothing to do."""
+        here, each once (those of the days frozen since the last report), at most
+        `FINISH_BUDGET_S` of CPU a report, on the event loop (after a restore the state holds
+        up to 62 days' unread: ~1.3 s; the child finishes the rest meanwhile, as before). With
+        several, the report finishes the merged parts' figures (`periods.merge_frozen`) and
+        never reads a partition's own: nothing to do."""
         if len(self.state.partitions) == 1:
             (held,) = self.state.partitions.values()
-            finish_frozen(held.ledger)
+            finish_frozen(held.ledger, FINISH_BUDGET_S)
 
     def _report_of_held(self, ledger: Ledger, board: OperatorBoard | None) -> dict[str, Any]:
         report = with_periods(build_report(ledger, board), ledger, self.settings.period_settings)

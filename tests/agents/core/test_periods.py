@@ -650,3 +650,28 @@ def test_a_version_10_state_loads_with_its_frozen_figures_finished() -> None:
     restored, _board = load_state(blob[:4] + bytes([10]) + blob[5:])
     assert restored.frozen_periods == {(DAY, "2024-07-01"): {"live_aov": figure}}
     assert type(restored.frozen_periods[(DAY, "2024-07-01")]) is dict
+
+
+def test_finishing_frozen_figures_within_a_budget_goes_newest_first_and_catches_up() -> None:
+    """`finish_frozen` with a budget (the worker's, before a forked report) stops after the
+    period that used it up: with none, after one period (the newest), and repeated calls
+    finish the rest; every figure then equals a ledger's read directly."""
+    ledger = _folding("xhs", PeriodSettings())
+    waiting = {
+        key: f.unfinished()
+        for key, f in ledger.frozen_periods.items()
+        if isinstance(f, periods_module.FrozenFigures) and f.unfinished()
+    }
+    assert len(waiting) > 2
+    newest = max(waiting, key=lambda k: (k[1], k[0]))
+    assert periods_module.finish_frozen(ledger, 0.0) == waiting[newest]
+    left = [k for k, f in ledger.frozen_periods.items() if f.unfinished()]  # type: ignore[attr-defined]
+    assert newest not in left and len(left) == len(waiting) - 1
+    calls = 1
+    while periods_module.finish_frozen(ledger, 0.0):
+        calls += 1
+    assert calls == len(waiting)
+    fresh = _folding("xhs", PeriodSettings())
+    assert {k: dict(f) for k, f in ledger.frozen_periods.items()} == {
+        k: dict(f) for k, f in fresh.frozen_periods.items()
+    }
