@@ -47,6 +47,7 @@ from agents.core.ledger import (
     SessionSummary,
 )
 from agents.core.operator import OperatorBoard
+from agents.core.periods import FrozenFigures
 from agents.core.screen import MinuteCounts, ScreenState, SkuTally
 from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch, RankTable
@@ -119,7 +120,11 @@ MAGIC: Final[bytes] = b"LPst"
 #:     `group_repurchase_30d` to their user's owner partition (`Ledger.take_first_orders`),
 #:     which holds them (`Ledger.first_orders_in`) until it decides them into
 #:     `repurchase_folded` (`pairs_decided`, `receive_firsts_closed`). A version 1-10 state
-#:     loads with nothing retired, retiring off and no pair sent.
+#:     loads with nothing retired, retiring off and no pair sent. A frozen period's figures
+#:     are a `periods.FrozenFigures`, which keeps the figures not read yet as their parts
+#:     (shared with `Ledger.frozen_parts`) and finishes each on its first read; a version 1-10
+#:     state loads with its frozen figures as plain dicts, all finished (a refund stage
+#:     frozen later adds its figures to them finished).
 VERSION: Final[int] = 11
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -155,6 +160,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         RankTable,
         DistinctUsers,
         SeenRuns,
+        FrozenFigures,
         Counter,
     )
 }

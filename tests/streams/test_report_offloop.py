@@ -16,6 +16,13 @@ import pytest
 import streams.runtime.forkdump as forkdump
 from agents.core import Ledger
 from agents.core.operator import OperatorBoard
+from agents.core.periods import (
+    FrozenFigures,
+    PeriodSettings,
+    attach,
+    finish_frozen,
+    with_periods,
+)
 from agents.core.report import build_report
 from streams.runtime.web import ReportCache
 from streams.tools.analyze import analyze_records, iter_records
@@ -157,3 +164,43 @@ def test_without_a_running_loop_get_builds_in_process() -> None:
     state.feed(100)
     report = state.cache().get()
     assert _same_json(report, build_report(state.ledger, state.board))
+
+
+async def test_frozen_figures_are_finished_in_the_parent_once_not_in_every_child() -> None:
+    """A forked child cannot keep the frozen figures it finishes (`periods.FrozenFigures`):
+    the worker finishes them in the parent before the fork (`before_fork`), so each is
+    finished once, and the child's report holds the figures the parent keeps (equal, as
+    served, to a report built in-process from a ledger never read before)."""
+
+    xhs = FIXTURE.with_name("xhs.jsonl")
+    settings = PeriodSettings()
+
+    def folded() -> Ledger:
+        ledger = attach(Ledger(7 * 86_400_000, fold_sessions=True), settings)
+        return analyze_records(iter_records(xhs), ledger)
+
+    ledger, board = folded(), OperatorBoard()
+
+    def unfinished() -> int:
+        return sum(
+            f.unfinished() for f in ledger.frozen_periods.values() if isinstance(f, FrozenFigures)
+        )
+
+    assert unfinished() > 0
+    calls = []
+
+    def before() -> None:
+        calls.append(finish_frozen(ledger))
+
+    cache = ReportCache(
+        lambda: (ledger, board),
+        lambda: 1,
+        lambda led, brd: with_periods(build_report(led, brd), led, settings),
+        forked=True,
+        before_fork=before,
+    )
+    report = await cache.fresh()
+    assert calls and calls[0] > 0 and unfinished() == 0
+    fresh = folded()
+    expected = with_periods(build_report(fresh, OperatorBoard()), fresh, settings)
+    assert _same_json(report, expected)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agents.core.ledger import Presence, _id_key
+from agents.core.ledger import FoldedPresence, Presence, _id_key
 
 
 def test_reads_back_every_record_in_arrival_order() -> None:
@@ -27,6 +27,28 @@ def test_reads_back_every_record_in_arrival_order() -> None:
     assert set(presence.joined_users()) == {
         user for user, records in plain.items() if any(joined for _, _, joined in records)
     }
+
+
+def test_the_earliest_record_and_first_join_equal_a_scan_of_every_record() -> None:
+    """`Presence.earliest_ts` and `FoldedPresence.earliest_join_ts` (the group compaction's
+    lookup floor reads them instead of every record, issue 17) give what a scan of the
+    decoded records gives: ts of any sign, leaves before joins, users with leaves only."""
+    rng = random.Random(11)
+    assert Presence().earliest_ts() is None
+    for _round in range(30):
+        presence, plain = Presence(), {}
+        # One session's times: any sign, within a watch time the packing holds.
+        base = rng.choice([0, -(10**13), 1_719_792_020_971, 2**40])
+        for seq in range(1, rng.randrange(2, 400)):
+            user = f"u-{rng.randrange(40)}"
+            ts = base + rng.randrange(-5_000, 5_000)
+            joined = rng.random() < 0.4
+            presence.add(user, ts, seq, joined)
+            plain.setdefault(user, []).append((ts, seq, joined))
+        assert presence.earliest_ts() == min(ts for rows in plain.values() for ts, _, _ in rows)
+        folded = FoldedPresence.fold(presence, base + 10_000, None, [])
+        joins = [ts for rows in plain.values() for ts, _, joined in rows if joined]
+        assert folded.earliest_join_ts() == (min(joins) if joins else None)
 
 
 def test_single_leave_is_not_a_join() -> None:
