@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from agents.core.seen import (
     wide_key,
 )
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
+from agents.core.slots import INT64_MAX, INT64_MIN, int64s_from_bytes, int64s_to_bytes, slot_int
 from agents.core.stats import add_moments, percentile, row_moments
 from agents.core.timeline import (
     NEVER_MEMBER,
@@ -382,59 +384,141 @@ def _from_set_key(key: int) -> int:
 
 
 class Presence(Mapping[str, list[tuple[int, int, bool]]]):
-    """user -> [(ts, seq, is_join)] in arrival order (sort by (ts, seq) to use), stored packed.
+    """user -> [(ts, seq, is_join)] in arrival order (sort by (ts, seq) to use), stored by slot.
 
-    Why: one entry per (session, user) is most of the ledger's state per viewer. A user's
-    records are kept as one int (the usual single join) or a tuple of ints, not a list of
-    tuples of ints (~40 bytes instead of ~210 a record); reading decodes them.
+    Why: one entry per (session, user) is most of the ledger's state per viewer. A user gets a
+    slot (`agents.core.slots`: the user's dict entry holds a slot int every session shares) and
+    their first record is two int64s at that slot (its `ts`, and `seq << 1 | joined`); further
+    records (a leave, a rejoin) are packed ints in an overflow by slot, one int (one more
+    record) or a tuple of ints, a list past `_TUPLE_MAX`. ~42 B for a viewer who is there
+    against ~62 for one int in a dict (and ~210 for a list of tuples); reading decodes them.
+    Slots follow first arrival, so iterating the users is iterating the slots in order.
     """
 
-    __slots__ = ("_packed",)
+    __slots__ = ("_slots", "_ts", "_sj", "_more")
 
     def __init__(self) -> None:
-        self._packed: dict[str, int | tuple[int, ...] | list[int]] = {}
+        self._slots: dict[str, int] = {}
+        #: The first record of each slot: its ts, and `seq << 1 | joined` (-1: the first
+        #: record is in `_more`, a ts outside int64).
+        self._ts: array[int] = array("q")
+        self._sj: array[int] = array("q")
+        #: slot -> the records after the first (packed as `_pack`), in arrival order.
+        self._more: dict[int, int | tuple[int, ...] | list[int]] = {}
 
     def add(self, user: str, ts: int, seq: int, joined: bool) -> None:
-        # `_pack`, inlined (once per view event).
         if not 0 <= seq < _SEQ_LIMIT:
             raise OverflowError(f"arrival number {seq} does not fit in {_SEQ_BITS} bits")
+        slots = self._slots
+        slot = slots.get(user)
+        if slot is None:
+            sj = self._sj
+            slot = slots[user] = slot_int(len(sj))
+            if INT64_MIN <= ts <= INT64_MAX:
+                self._ts.append(ts)
+                sj.append(seq << 1 | joined)
+            else:
+                self._ts.append(0)
+                sj.append(-1)
+                self._more[slot] = (((ts << _SEQ_BITS) | seq) << 1) | joined
+            return
+        # `_pack`, inlined (once per view event).
         record = (((ts << _SEQ_BITS) | seq) << 1) | joined
-        held = self._packed.get(user)
+        more = self._more
+        held = more.get(slot)
         if held is None:
-            self._packed[user] = record
+            more[slot] = record
         elif isinstance(held, int):
-            self._packed[user] = (held, record)
+            more[slot] = (held, record)
         elif isinstance(held, list):
             held.append(record)
         elif len(held) < _TUPLE_MAX:
-            self._packed[user] = (*held, record)
+            more[slot] = (*held, record)
         else:
-            self._packed[user] = [*held, record]
+            more[slot] = [*held, record]
+
+    def _records(self, slot: int) -> list[int]:
+        """A slot's records, packed (`_pack`), in arrival order."""
+        sj = self._sj[slot]
+        out = [] if sj < 0 else [(self._ts[slot] << (_SEQ_BITS + 1)) | sj]
+        held = self._more.get(slot)
+        if held is not None:
+            if isinstance(held, int):
+                out.append(held)
+            else:
+                out.extend(held)
+        return out
 
     def joined_users(self) -> list[str]:
         """The users with at least one join record."""
-        return [
-            user
-            for user, held in self._packed.items()
-            if (held & 1 if isinstance(held, int) else any(record & 1 for record in held))
-        ]
+        more = self._more
+        out: list[str] = []
+        for slot, (user, sj) in enumerate(zip(self._slots, self._sj, strict=True)):
+            if sj >= 0 and sj & 1:
+                out.append(user)
+                continue
+            held = more.get(slot)
+            if held is not None and (
+                held & 1 if isinstance(held, int) else any(record & 1 for record in held)
+            ):
+                out.append(user)
+        return out
 
     def __getitem__(self, user: str) -> list[tuple[int, int, bool]]:
-        held = self._packed[user]
-        if isinstance(held, int):
-            return [_unpack(held)]
+        slot = self._slots[user]
+        sj = self._sj[slot]
+        held = self._more.get(slot)
+        if held is None and sj >= 0:  # the usual viewer: one record
+            return [(self._ts[slot], sj >> 1, bool(sj & 1))]
         # _unpack inlined: reports decode every record of every session.
         shift, mask = _SEQ_BITS + 1, _SEQ_LIMIT - 1
-        return [(r >> shift, (r >> 1) & mask, bool(r & 1)) for r in held]
+        return [(r >> shift, (r >> 1) & mask, bool(r & 1)) for r in self._records(slot)]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._packed)
+        return iter(self._slots)
 
     def __len__(self) -> int:
-        return len(self._packed)
+        return len(self._slots)
 
     def __contains__(self, user: object) -> bool:
-        return user in self._packed
+        return user in self._slots
+
+    def __getstate__(self) -> dict[str, object]:
+        # The users in slot order (the slot ints are shared, `slot_int`, not pickled), the
+        # arrays as little-endian bytes, the overflow by slot number.
+        return {
+            "users": list(self._slots),
+            "ts": int64s_to_bytes(self._ts),
+            "sj": int64s_to_bytes(self._sj),
+            "more": self._more,
+        }
+
+    def __setstate__(self, state: object) -> None:
+        self.__init__()  # type: ignore[misc]
+        if isinstance(state, tuple):  # version 10 and older: (None, {"_packed": user -> held})
+            for user, held in state[1]["_packed"].items():
+                self._put(user, [held] if isinstance(held, int) else list(held))
+            return
+        assert isinstance(state, dict)
+        self._slots = {user: slot_int(n) for n, user in enumerate(state["users"])}
+        self._ts = int64s_from_bytes(state["ts"])
+        self._sj = int64s_from_bytes(state["sj"])
+        self._more = {slot_int(slot): held for slot, held in state["more"].items()}
+
+    def _put(self, user: str, records: list[int]) -> None:
+        """A user new to this presence with their packed records, in arrival order."""
+        first, rest = records[0], records[1:]
+        slot = self._slots[user] = slot_int(len(self._sj))
+        ts = first >> (_SEQ_BITS + 1)
+        if INT64_MIN <= ts <= INT64_MAX:
+            self._ts.append(ts)
+            self._sj.append(first & ((_SEQ_LIMIT << 1) - 1))
+        else:
+            self._ts.append(0)
+            self._sj.append(-1)
+            rest = records
+        if rest:
+            self._more[slot] = _held(rest)
 
     @classmethod
     def merged(cls, parts: Sequence[tuple[Presence, int]]) -> Presence:
@@ -445,32 +529,28 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         records with that part's offset added to their arrival numbers, so that they sort
         as `(ts, then the part's order, then the part's own arrival order)`.
         """
-        out = cls()
-        packed = out._packed
-        if len(parts) == 1:
-            for user, held in parts[0][0]._packed.items():
-                packed[user] = list(held) if isinstance(held, list) else held
-            return out
         owners: dict[str, int] = {}
         for presence, _offset in parts:
-            for user in presence._packed:
+            for user in presence._slots:
                 owners[user] = owners.get(user, 0) + 1
+        gathered: dict[str, list[int]] = {}
         for presence, offset in parts:
             shift = offset << 1  # a packed record's arrival number starts at bit 1
-            for user, held in presence._packed.items():
-                if owners[user] == 1:
-                    packed[user] = list(held) if isinstance(held, list) else held
-                    continue
-                records = [held] if isinstance(held, int) else list(held)
-                for record in records:
-                    if (record >> 1) % _SEQ_LIMIT + offset >= _SEQ_LIMIT:
-                        raise OverflowError(f"arrival numbers do not fit in {_SEQ_BITS} bits")
-                shifted = [record + shift for record in records]
-                earlier = packed.get(user)
-                if earlier is not None:
-                    before = [earlier] if isinstance(earlier, int) else list(earlier)
-                    shifted = before + shifted
-                packed[user] = _held(shifted)
+            for user, slot in presence._slots.items():
+                records = presence._records(slot)
+                if owners[user] > 1:
+                    for record in records:
+                        if (record >> 1) % _SEQ_LIMIT + offset >= _SEQ_LIMIT:
+                            raise OverflowError(f"arrival numbers do not fit in {_SEQ_BITS} bits")
+                    records = [record + shift for record in records]
+                earlier = gathered.get(user)
+                if earlier is None:
+                    gathered[user] = records
+                else:
+                    earlier.extend(records)
+        out = cls()
+        for user, records in gathered.items():
+            out._put(user, records)
         return out
 
 

@@ -112,8 +112,11 @@ MAGIC: Final[bytes] = b"LPst"
 #:       (`SessionSummary.peak`); a ledger holding every partition compacts its group events
 #:       (`Ledger.groups_compacted_to`). A version 1-9 state loads with its summaries' minutes
 #:       moved into the curves, none settled, no board horizon, nothing compacted.
-VERSION: Final[int] = 10
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+#: 11 (session 12): a session's presence is held by slot (`ledger.Presence`: the users in slot
+#:   order, the first records as two int64 arrays, the others by slot). A version 1-10 state
+#:   loads with each user's packed records put in slots in the order they were held.
+VERSION: Final[int] = 11
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
