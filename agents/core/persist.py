@@ -47,7 +47,7 @@ from agents.core.ledger import (
     SessionSummary,
 )
 from agents.core.operator import OperatorBoard
-from agents.core.screen import MinuteCounts, ScreenState, SkuTally
+from agents.core.screen import FirstEntries, MinuteCounts, ScreenState, SkuTally
 from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch, RankTable
 from agents.core.windows import EventTimeWindows, MinuteBucket
@@ -114,7 +114,8 @@ MAGIC: Final[bytes] = b"LPst"
 #:       moved into the curves, none settled, no board horizon, nothing compacted.
 #: 11 (session 12): a session's presence is held by slot (`ledger.Presence`: the users in slot
 #:   order, the first records as two int64 arrays, the others by slot). A version 1-10 state
-#:   loads with each user's packed records put in slots in the order they were held.
+#:   loads with each user's packed records put in slots in the order they were held. The
+#:   screen's first entries likewise (`screen.FirstEntries`), loaded from a dict as they were.
 VERSION: Final[int] = 11
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -143,6 +144,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         EventTimeWindows,
         MinuteBucket,
         ScreenState,
+        FirstEntries,
         MinuteCounts,
         SkuTally,
         FoldedFigures,
