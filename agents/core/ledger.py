@@ -7,6 +7,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
@@ -401,10 +402,15 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
     Slots follow first arrival, so iterating the users is iterating the slots in order.
     """
 
-    __slots__ = ("_slots", "_ts", "_sj", "_more")
+    __slots__ = ("_slots", "_ts", "_sj", "_more", "_flags", "_interacting_only")
 
     def __init__(self) -> None:
         self._slots: dict[str, int] = {}
+        #: Per slot, 1 if the user interacted (`interact`; a byte, where a set entry and the
+        #: interaction's own copy of the user id were ~25 B a viewer).
+        self._flags = bytearray()
+        #: Interacting users with no record (yet): a join moves them to their slot's flag.
+        self._interacting_only: set[str] = set()
         #: The first record of each slot: its ts, and `seq << 1 | joined` (-1: the first
         #: record is in `_more`, a ts outside int64).
         self._ts: array[int] = array("q")
@@ -420,6 +426,11 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         if slot is None:
             sj = self._sj
             slot = slots[user] = slot_int(len(sj))
+            if self._interacting_only and user in self._interacting_only:
+                self._interacting_only.discard(user)
+                self._flags.append(1)
+            else:
+                self._flags.append(0)
             if INT64_MIN <= ts <= INT64_MAX:
                 self._ts.append(ts)
                 sj.append(seq << 1 | joined)
@@ -442,6 +453,30 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
             more[slot] = (*held, record)
         else:
             more[slot] = [*held, record]
+
+    def interact(self, user: str) -> None:
+        """Note a (non-reply) interaction of `user` in the session."""
+        slot = self._slots.get(user)
+        if slot is None:
+            self._interacting_only.add(user)
+        else:
+            self._flags[slot] = 1
+
+    def interacting(self, user: object) -> bool:
+        """Whether `user` interacted (`interact`)."""
+        slot = self._slots.get(user)  # type: ignore[call-overload]
+        return user in self._interacting_only if slot is None else bool(self._flags[slot])
+
+    def interacting_users(self) -> Iterator[str]:
+        """The interacting users: those with records in slot order, then the others."""
+        flags = self._flags
+        for slot, user in enumerate(self._slots):
+            if flags[slot]:
+                yield user
+        yield from self._interacting_only
+
+    def interacting_count(self) -> int:
+        return len(self._flags) - self._flags.count(0) + len(self._interacting_only)
 
     def _records(self, slot: int) -> list[int]:
         """A slot's records, packed (`_pack`), in arrival order."""
@@ -497,6 +532,8 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
             "ts": int64s_to_bytes(self._ts),
             "sj": int64s_to_bytes(self._sj),
             "more": self._more,
+            "flags": bytes(self._flags),
+            "interacting_only": self._interacting_only,
         }
 
     def __setstate__(self, state: object) -> None:
@@ -510,11 +547,14 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         self._ts = int64s_from_bytes(state["ts"])
         self._sj = int64s_from_bytes(state["sj"])
         self._more = {slot_int(slot): held for slot, held in state["more"].items()}
+        self._flags = bytearray(state["flags"])
+        self._interacting_only = state["interacting_only"]
 
     def _put(self, user: str, records: list[int]) -> None:
         """A user new to this presence with their packed records, in arrival order."""
         first, rest = records[0], records[1:]
         slot = self._slots[user] = slot_int(len(self._sj))
+        self._flags.append(0)
         ts = first >> (_SEQ_BITS + 1)
         if INT64_MIN <= ts <= INT64_MAX:
             self._ts.append(ts)
@@ -558,6 +598,39 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         for user, records in gathered.items():
             out._put(user, records)
         return out
+
+
+class InteractingUsers(AbstractSet[str]):
+    """A session's interacting users (`SessionFacts.interacting_users`) while its presence is
+    held raw: a view of the presence's flags (`Presence.interact`), added to with `add` and
+    `update` as the set it replaces. It keeps its presence: a view still reads (and takes)
+    the same users after the session's presence is replaced; the ledger turns it into a set
+    then (`SessionFacts.settle_interacting`), so the raw presence is freed."""
+
+    __slots__ = ("_presence",)
+
+    def __init__(self, presence: Presence) -> None:
+        self._presence = presence
+
+    @classmethod
+    def _from_iterable(cls, users: Iterable[Any]) -> set[Any]:
+        return set(users)  # `|`, `&`, `-` give plain sets
+
+    def add(self, user: str) -> None:
+        self._presence.interact(user)
+
+    def update(self, users: Iterable[str]) -> None:
+        for user in users:
+            self._presence.interact(user)
+
+    def __contains__(self, user: object) -> bool:
+        return self._presence.interacting(user)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._presence.interacting_users()
+
+    def __len__(self) -> int:
+        return self._presence.interacting_count()
 
 
 def _held(records: list[int]) -> int | tuple[int, ...] | list[int]:
@@ -923,7 +996,8 @@ class SessionFacts:
     # Summarized (`SessionSummary`, its orders and interacting users dropped) once the
     # session horizon (its end + `SESSION_HORIZON_MS`) has passed every topic's horizon.
     presence: Presence | FoldedPresence | SessionSummary = field(default_factory=Presence)
-    interacting_users: set[str] = field(default_factory=set)
+    #: A view of the raw presence's flags (`InteractingUsers`) while it is held, else a set.
+    interacting_users: set[str] | InteractingUsers = field(default_factory=set)
     orders: list[OrderFact] = field(default_factory=list)
     #: With the session fold, a started session with no `session_ended` is abandoned once its
     #: newest event + `SESSION_HORIZON_MS` is behind every summary topic's horizon
@@ -931,6 +1005,15 @@ class SessionFacts:
     #: there), and its session horizon is that + `SESSION_HORIZON_MS`. Still a session with
     #: no end for every claim. None: not abandoned.
     abandoned_ts: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.presence, Presence) and not self.interacting_users:
+            self.interacting_users = InteractingUsers(self.presence)
+
+    def settle_interacting(self) -> None:
+        """The interacting users as a set of their own (before the raw presence is replaced)."""
+        if isinstance(self.interacting_users, InteractingUsers):
+            self.interacting_users = set(self.interacting_users)
 
     def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
         # Pickled as (None, slots); one pickled before `abandoned_ts` lacks it: not abandoned.
@@ -980,7 +1063,7 @@ class SessionFacts:
         Derived when read rather than kept as a set of its own (one more set entry per viewer).
         """
         users = set(self.presence.joined_users())
-        users |= self.interacting_users
+        users.update(self.interacting_users)
         users.update(order.user_id for order in self.orders)
         return users
 
@@ -2292,6 +2375,7 @@ class Ledger:
             presence = session.presence
             if session.started_ts is None or not isinstance(presence, Presence):
                 continue  # no session for any claim: left as it is
+            session.settle_interacting()
             session.presence = FoldedPresence.fold(
                 presence,
                 session.close_ts,
@@ -2336,6 +2420,7 @@ class Ledger:
             ):
                 continue
             session.abandoned_ts = last = session.last_ts
+            session.settle_interacting()
             session.presence = FoldedPresence.fold(
                 presence, last, None, [(order.user_id, order.ts) for order in session.orders]
             )
@@ -2455,7 +2540,9 @@ class Ledger:
         joined = {user: first for user, first in session.first_joins() if first <= last}
         # A user whose joins all came after the horizon (the fold keeps first joins only).
         self.after_session_horizon[_VIEWS] += len(presence) - len(joined)
-        viewers = set(joined) | session.interacting_users | set(pairs)
+        viewers = set(joined)
+        viewers.update(session.interacting_users)
+        viewers.update(pairs)
         summary.viewers = len(viewers)
         summary.uplift = uplift_counts(viewers, session.interacting_users, pairs)
         if viewers:  # `interaction_uplift` reads it from the ledger's moments from now on

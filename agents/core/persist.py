@@ -37,6 +37,7 @@ from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
     EventCounts,
     FoldedPresence,
+    InteractingUsers,
     Ledger,
     MonthClosed,
     OrderFact,
@@ -114,7 +115,9 @@ MAGIC: Final[bytes] = b"LPst"
 #:       moved into the curves, none settled, no board horizon, nothing compacted.
 #: 11 (session 12): a session's presence is held by slot (`ledger.Presence`: the users in slot
 #:   order, the first records as two int64 arrays, the others by slot). A version 1-10 state
-#:   loads with each user's packed records put in slots in the order they were held. The
+#:   loads with each user's packed records put in slots in the order they were held, its
+#:   sessions' interacting users left in their sets (a view of the presence's flags,
+#:   `ledger.InteractingUsers`, in a session started after it). The
 #:   screen's first entries likewise (`screen.FirstEntries`), loaded from a dict as they were.
 VERSION: Final[int] = 11
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
@@ -133,6 +136,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         EventCounts,
         SessionFacts,
         Presence,
+        InteractingUsers,
         FoldedPresence,
         SessionSummary,
         LevelCurve,

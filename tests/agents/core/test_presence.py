@@ -85,3 +85,34 @@ def test_a_presence_pickled_before_slots_loads_the_same(monkeypatch: pytest.Monk
     assert got.joined_users() == presence.joined_users()
     got.add("u-new", 5, 5_000, True)
     assert got["u-new"] == [(5, 5_000, True)]
+
+
+def test_interacting_users_are_a_set_whoever_came_first() -> None:
+    """The interacting flag by slot answers as the set it replaces: users who interacted
+    before, after or without a join, any number of times; through a snapshot; and once the
+    session's presence is folded, as a set of their own."""
+    import pickle
+
+    from agents.core.ledger import InteractingUsers, SessionFacts
+
+    rng = random.Random(5)
+    session, plain = SessionFacts(), set()
+    assert isinstance(session.interacting_users, InteractingUsers)
+    for seq in range(1, 3_000):
+        user = f"u-{rng.randrange(400)}"
+        if rng.random() < 0.3:
+            session.interacting_users.add(user)
+            plain.add(user)
+        else:
+            session.presence.add(user, seq * 10, seq, rng.random() < 0.7)  # type: ignore[call-arg]
+    view = session.interacting_users
+    assert set(view) == plain and len(view) == len(plain) and sorted(view) == sorted(plain)
+    assert all(user in view for user in plain) and "u-nobody" not in view
+    assert (view | {"x"}) == plain | {"x"} and view & {"u-1", "u-2"} == plain & {"u-1", "u-2"}
+    copy = pickle.loads(pickle.dumps(session))
+    assert isinstance(copy.interacting_users, InteractingUsers)
+    assert (
+        copy.interacting_users._presence is copy.presence and set(copy.interacting_users) == plain
+    )
+    session.settle_interacting()
+    assert type(session.interacting_users) is set and session.interacting_users == plain
