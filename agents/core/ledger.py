@@ -6,7 +6,7 @@ import functools
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -2181,9 +2181,11 @@ class Ledger:
         )
 
     @staticmethod
-    def _split_keys(keys: Iterable[int]) -> tuple[list[int], list[int], list[int]]:
+    def _split_keys(keys: Collection[int]) -> tuple[list[int], list[int], list[int]]:
         """The set's keys as those that fit the runs, the `wide_key`s of those the wide runs
         take, and the rest (which stay in the set)."""
+        if max(keys, default=-1) < KEY_LIMIT:  # every key fits (the usual batch): no loop
+            return list(keys), [], []
         short: list[int] = []
         wide: list[int] = []
         rest: list[int] = []
