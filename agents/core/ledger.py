@@ -27,7 +27,14 @@ from agents.core.seen import (
     wide_key,
 )
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
-from agents.core.slots import INT64_MAX, INT64_MIN, int64s_from_bytes, int64s_to_bytes, slot_int
+from agents.core.slots import (
+    INT64_MAX,
+    INT64_MIN,
+    SLOTS,
+    int64s_from_bytes,
+    int64s_to_bytes,
+    slot_int,
+)
 from agents.core.stats import add_moments, percentile, row_moments
 from agents.core.timeline import (
     NEVER_MEMBER,
@@ -425,7 +432,8 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         slot = slots.get(user)
         if slot is None:
             sj = self._sj
-            slot = slots[user] = slot_int(len(sj))
+            n = len(sj)
+            slot = slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
             if self._interacting_only and user in self._interacting_only:
                 self._interacting_only.discard(user)
                 self._flags.append(1)
@@ -1806,7 +1814,11 @@ class Ledger:
                 if end is None:
                     end = session.abandoned_ts
                 if end is None or ts <= end + self._session_horizon_ms:
-                    session.interacting_users.add(event.user_id)
+                    interacting = session.interacting_users
+                    if type(interacting) is InteractingUsers:  # its `add`, inlined
+                        interacting._presence.interact(event.user_id)
+                    else:
+                        interacting.add(event.user_id)
                 else:
                     self.after_session_horizon[_TOPIC_OF[event.type]] += 1
                 if event.kind == "question":

@@ -45,6 +45,7 @@ from agents.core.metrics import add_user_rows
 from agents.core.slots import (
     INT64_MAX,
     INT64_MIN,
+    SLOTS,
     int64s_from_bytes,
     int64s_to_bytes,
     slot_int,
@@ -127,18 +128,22 @@ class FirstEntries(Mapping[str, int]):
     def offer(self, user: str, entry: int) -> None:
         """Keep `entry` as the user's if it is their first or smaller than the one held."""
         slot = self._slots.get(user)
-        fits = INT64_MIN <= entry <= INT64_MAX
         if slot is None:
             entries = self._entries
-            slot = self._slots[user] = slot_int(len(entries))
-            entries.append(entry if fits else 0)
-            if not fits:
+            n = len(entries)
+            slot = self._slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
+            if INT64_MIN <= entry <= INT64_MAX:
+                entries.append(entry)
+            else:
+                entries.append(0)
                 self._wide[slot] = entry
         elif entry < self._at(slot):
-            self._entries[slot] = entry if fits else 0
-            if fits:
-                self._wide.pop(slot, None)
+            if INT64_MIN <= entry <= INT64_MAX:
+                self._entries[slot] = entry
+                if self._wide:
+                    self._wide.pop(slot, None)
             else:
+                self._entries[slot] = 0
                 self._wide[slot] = entry
 
     def _at(self, slot: int) -> int:

@@ -13,8 +13,9 @@ import sys
 from array import array
 from typing import Final
 
-#: Slot `n` is `_SHARED[n]`; grown by doubling, never shrunk (`slot_int`).
-_SHARED: list[int] = list(range(1024))
+#: Slot `n` is `SLOTS[n]`; grown by doubling, never shrunk, only by `slot_int` (a table may
+#: read `SLOTS[n]` itself when `n < len(SLOTS)`: a call saved per new viewer).
+SLOTS: list[int] = list(range(1024))
 
 #: An `array("q")`'s bounds: a value outside is kept in a table's overflow instead.
 INT64_MIN: Final[int] = -(1 << 63)
@@ -23,7 +24,7 @@ INT64_MAX: Final[int] = (1 << 63) - 1
 
 def slot_int(n: int) -> int:
     """The slot number `n` as the one int object every table shares."""
-    shared = _SHARED
+    shared = SLOTS
     if n >= len(shared):
         shared.extend(range(len(shared), 2 * n + 1))
     return shared[n]
