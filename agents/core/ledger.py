@@ -413,8 +413,8 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
 
     def __init__(self) -> None:
         self._slots: dict[str, int] = {}
-        #: Per slot, 1 if the user interacted (`interact`; a byte, where a set entry and the
-        #: interaction's own copy of the user id were ~25 B a viewer).
+        #: Per slot, 1 if the user interacted (`interact`; a byte, where a set entry was 8-27 B
+        #: a viewer); as long as the last flagged slot (the slots after it: 0).
         self._flags = bytearray()
         #: Interacting users with no record (yet): a join moves them to their slot's flag.
         self._interacting_only: set[str] = set()
@@ -436,16 +436,15 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
             slot = slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
             if self._interacting_only and user in self._interacting_only:
                 self._interacting_only.discard(user)
-                self._flags.append(1)
-            else:
-                self._flags.append(0)
-            if INT64_MIN <= ts <= INT64_MAX:
+                self._flag(slot)
+            try:  # a ts outside int64 (the contract allows it, no clock gives it): overflow
                 self._ts.append(ts)
-                sj.append(seq << 1 | joined)
-            else:
+            except OverflowError:
                 self._ts.append(0)
                 sj.append(-1)
                 self._more[slot] = (((ts << _SEQ_BITS) | seq) << 1) | joined
+            else:
+                sj.append(seq << 1 | joined)
             return
         # `_pack`, inlined (once per view event).
         record = (((ts << _SEQ_BITS) | seq) << 1) | joined
@@ -468,18 +467,26 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         if slot is None:
             self._interacting_only.add(user)
         else:
-            self._flags[slot] = 1
+            self._flag(slot)
+
+    def _flag(self, slot: int) -> None:
+        flags = self._flags
+        if slot >= len(flags):
+            flags.extend(bytes(slot + 1 - len(flags)))
+        flags[slot] = 1
 
     def interacting(self, user: object) -> bool:
         """Whether `user` interacted (`interact`)."""
         slot = self._slots.get(user)  # type: ignore[call-overload]
-        return user in self._interacting_only if slot is None else bool(self._flags[slot])
+        if slot is None:
+            return user in self._interacting_only
+        return slot < len(self._flags) and bool(self._flags[slot])
 
     def interacting_users(self) -> Iterator[str]:
         """The interacting users: those with records in slot order, then the others."""
-        flags = self._flags
-        for slot, user in enumerate(self._slots):
-            if flags[slot]:
+        # The slots past the last flagged one: 0.
+        for user, flag in zip(self._slots, self._flags, strict=False):
+            if flag:
                 yield user
         yield from self._interacting_only
 
@@ -562,7 +569,6 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         """A user new to this presence with their packed records, in arrival order."""
         first, rest = records[0], records[1:]
         slot = self._slots[user] = slot_int(len(self._sj))
-        self._flags.append(0)
         ts = first >> (_SEQ_BITS + 1)
         if INT64_MIN <= ts <= INT64_MAX:
             self._ts.append(ts)

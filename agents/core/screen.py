@@ -132,9 +132,9 @@ class FirstEntries(Mapping[str, int]):
             entries = self._entries
             n = len(entries)
             slot = self._slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
-            if INT64_MIN <= entry <= INT64_MAX:
+            try:
                 entries.append(entry)
-            else:
+            except OverflowError:  # outside int64
                 entries.append(0)
                 self._wide[slot] = entry
         elif entry < self._at(slot):
