@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import time
+from array import array
 from collections import Counter
 from collections.abc import (
     Callable,
+    Collection,
     Container,
     Iterable,
     Iterator,
@@ -14,12 +16,16 @@ from collections.abc import (
     MutableMapping,
     Sequence,
 )
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.concurrency import LevelCurve, peak_of
 from agents.core.seen import (
+    _MASK64,
+    _SPREAD,
+    _SPREAD2,
     KEY_LIMIT,
     MIN_BATCH,
     TAG_LIMIT,
@@ -30,6 +36,14 @@ from agents.core.seen import (
     wide_key,
 )
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
+from agents.core.slots import (
+    INT64_MAX,
+    INT64_MIN,
+    SLOTS,
+    int64s_from_bytes,
+    int64s_to_bytes,
+    slot_int,
+)
 from agents.core.stats import add_moments, percentile, row_moments
 from agents.core.timeline import (
     NEVER_MEMBER,
@@ -410,6 +424,9 @@ def _id_key(event_id: str) -> int:
 #: arrives): from `_WIDE_TAG` to `_WIDE_END` (256-bit ints), where no `_id_key` is (theirs
 #: have `8 * k + 1` bits), so the set's keys stay one-to-one with the ids.
 _WIDE_TAG: Final[int] = 1 << 255
+#: A key below this is its own 64-bit mix in the seen runs' filter (`SeenRuns.might_hold`:
+#: the xor of its 64-bit words is the key itself).
+_FILTER_DIRECT: Final[int] = 1 << 64
 _WIDE_END: Final[int] = 1 << 256
 
 
@@ -427,68 +444,203 @@ def _from_set_key(key: int) -> int:
 
 
 class Presence(Mapping[str, list[tuple[int, int, bool]]]):
-    """user -> [(ts, seq, is_join)] in arrival order (sort by (ts, seq) to use), stored packed.
+    """user -> [(ts, seq, is_join)] in arrival order (sort by (ts, seq) to use), stored by slot.
 
-    Why: one entry per (session, user) is most of the ledger's state per viewer. A user's
-    records are kept as one int (the usual single join) or a tuple of ints, not a list of
-    tuples of ints (~40 bytes instead of ~210 a record); reading decodes them.
+    Why: one entry per (session, user) is most of the ledger's state per viewer. A user gets a
+    slot (`agents.core.slots`: the user's dict entry holds a slot int every session shares) and
+    their first record is two int64s at that slot (its `ts`, and `seq << 1 | joined`); further
+    records (a leave, a rejoin) are packed ints in an overflow by slot, one int (one more
+    record) or a tuple of ints, a list past `_TUPLE_MAX`. ~42 B for a viewer who is there
+    against ~62 for one int in a dict (and ~210 for a list of tuples); reading decodes them.
+    Slots follow first arrival, so iterating the users is iterating the slots in order.
     """
 
-    __slots__ = ("_packed",)
+    __slots__ = ("_slots", "_ts", "_sj", "_more", "_flags", "_interacting_only")
 
     def __init__(self) -> None:
-        self._packed: dict[str, int | tuple[int, ...] | list[int]] = {}
+        self._slots: dict[str, int] = {}
+        #: Per slot, 1 if the user interacted (`interact`; a byte, where a set entry was 8-27 B
+        #: a viewer); as long as the last flagged slot (the slots after it: 0).
+        self._flags = bytearray()
+        #: Interacting users with no record (yet): a join moves them to their slot's flag.
+        self._interacting_only: set[str] = set()
+        #: The first record of each slot: its ts, and `seq << 1 | joined` (-1: the first
+        #: record is in `_more`, a ts outside int64).
+        self._ts: array[int] = array("q")
+        self._sj: array[int] = array("q")
+        #: slot -> the records after the first (packed as `_pack`), in arrival order.
+        self._more: dict[int, int | tuple[int, ...] | list[int]] = {}
 
     def add(self, user: str, ts: int, seq: int, joined: bool) -> None:
-        # `_pack`, inlined (once per view event).
         if not 0 <= seq < _SEQ_LIMIT:
             raise OverflowError(f"arrival number {seq} does not fit in {_SEQ_BITS} bits")
+        slots = self._slots
+        slot = slots.get(user)
+        if slot is None:
+            sj = self._sj
+            n = len(sj)
+            slot = slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
+            if self._interacting_only and user in self._interacting_only:
+                self._interacting_only.discard(user)
+                self._flag(slot)
+            try:  # a ts outside int64 (the contract allows it, no clock gives it): overflow
+                self._ts.append(ts)
+            except OverflowError:
+                self._ts.append(0)
+                sj.append(-1)
+                self._more[slot] = (((ts << _SEQ_BITS) | seq) << 1) | joined
+            else:
+                sj.append(seq << 1 | joined)
+            return
+        # `_pack`, inlined (once per view event).
         record = (((ts << _SEQ_BITS) | seq) << 1) | joined
-        held = self._packed.get(user)
+        more = self._more
+        held = more.get(slot)
         if held is None:
-            self._packed[user] = record
+            more[slot] = record
         elif isinstance(held, int):
-            self._packed[user] = (held, record)
+            more[slot] = (held, record)
         elif isinstance(held, list):
             held.append(record)
         elif len(held) < _TUPLE_MAX:
-            self._packed[user] = (*held, record)
+            more[slot] = (*held, record)
         else:
-            self._packed[user] = [*held, record]
+            more[slot] = [*held, record]
+
+    def interact(self, user: str) -> None:
+        """Note a (non-reply) interaction of `user` in the session."""
+        slot = self._slots.get(user)
+        if slot is None:
+            self._interacting_only.add(user)
+        else:
+            self._flag(slot)
+
+    def _flag(self, slot: int) -> None:
+        flags = self._flags
+        if slot >= len(flags):
+            flags.extend(bytes(slot + 1 - len(flags)))
+        flags[slot] = 1
+
+    def interacting(self, user: object) -> bool:
+        """Whether `user` interacted (`interact`)."""
+        slot = self._slots.get(user)  # type: ignore[call-overload]
+        if slot is None:
+            return user in self._interacting_only
+        return slot < len(self._flags) and bool(self._flags[slot])
+
+    def interacting_users(self) -> Iterator[str]:
+        """The interacting users: those with records in slot order, then the others."""
+        # The slots past the last flagged one: 0.
+        for user, flag in zip(self._slots, self._flags, strict=False):
+            if flag:
+                yield user
+        yield from self._interacting_only
+
+    def interacting_count(self) -> int:
+        return len(self._flags) - self._flags.count(0) + len(self._interacting_only)
+
+    def _records(self, slot: int) -> list[int]:
+        """A slot's records, packed (`_pack`), in arrival order."""
+        sj = self._sj[slot]
+        out = [] if sj < 0 else [(self._ts[slot] << (_SEQ_BITS + 1)) | sj]
+        held = self._more.get(slot)
+        if held is not None:
+            if isinstance(held, int):
+                out.append(held)
+            else:
+                out.extend(held)
+        return out
 
     def earliest_ts(self) -> int | None:
-        """The oldest `ts` of any record (None: no record): the least packed int, which sorts
-        as `(ts, seq, joined)`, decoded once (`Ledger._group_lookup_floor`, once a day)."""
+        """The oldest `ts` of any record (None: no record): the least of the slots' first
+        records' and of the overflow's packed ints, which sort as `(ts, seq, joined)`
+        (`Ledger._group_lookup_floor`, once a day)."""
+        # A slot's first record (`_ts`, where `_sj` is not -1), then the overflow's records.
+        firsts = [ts for ts, sj in zip(self._ts, self._sj, strict=True) if sj >= 0]
         least = min(
-            (held if isinstance(held, int) else min(held) for held in self._packed.values()),
+            (held if isinstance(held, int) else min(held) for held in self._more.values()),
             default=None,
         )
-        return None if least is None else least >> (_SEQ_BITS + 1)
+        later = None if least is None else least >> (_SEQ_BITS + 1)
+        earliest = min(firsts, default=None)
+        if earliest is None or (later is not None and later < earliest):
+            return later
+        return earliest
 
     def joined_users(self) -> list[str]:
         """The users with at least one join record."""
-        return [
-            user
-            for user, held in self._packed.items()
-            if (held & 1 if isinstance(held, int) else any(record & 1 for record in held))
-        ]
+        more = self._more
+        out: list[str] = []
+        for slot, (user, sj) in enumerate(zip(self._slots, self._sj, strict=True)):
+            if sj >= 0 and sj & 1:
+                out.append(user)
+                continue
+            held = more.get(slot)
+            if held is not None and (
+                held & 1 if isinstance(held, int) else any(record & 1 for record in held)
+            ):
+                out.append(user)
+        return out
 
     def __getitem__(self, user: str) -> list[tuple[int, int, bool]]:
-        held = self._packed[user]
-        if isinstance(held, int):
-            return [_unpack(held)]
+        slot = self._slots[user]
+        sj = self._sj[slot]
+        held = self._more.get(slot)
+        if held is None and sj >= 0:  # the usual viewer: one record
+            return [(self._ts[slot], sj >> 1, bool(sj & 1))]
         # _unpack inlined: reports decode every record of every session.
         shift, mask = _SEQ_BITS + 1, _SEQ_LIMIT - 1
-        return [(r >> shift, (r >> 1) & mask, bool(r & 1)) for r in held]
+        return [(r >> shift, (r >> 1) & mask, bool(r & 1)) for r in self._records(slot)]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._packed)
+        return iter(self._slots)
 
     def __len__(self) -> int:
-        return len(self._packed)
+        return len(self._slots)
 
     def __contains__(self, user: object) -> bool:
-        return user in self._packed
+        return user in self._slots
+
+    def __getstate__(self) -> dict[str, object]:
+        # The users in slot order (the slot ints are shared, `slot_int`, not pickled), the
+        # arrays as little-endian bytes, the overflow by slot number.
+        return {
+            "users": list(self._slots),
+            "ts": int64s_to_bytes(self._ts),
+            "sj": int64s_to_bytes(self._sj),
+            "more": self._more,
+            "flags": bytes(self._flags),
+            "interacting_only": self._interacting_only,
+        }
+
+    def __setstate__(self, state: object) -> None:
+        self.__init__()  # type: ignore[misc]
+        if isinstance(state, tuple):  # version 10 and older: (None, {"_packed": user -> held})
+            for user, held in state[1]["_packed"].items():
+                self._put(user, [held] if isinstance(held, int) else list(held))
+            return
+        assert isinstance(state, dict)
+        self._slots = {user: slot_int(n) for n, user in enumerate(state["users"])}
+        self._ts = int64s_from_bytes(state["ts"])
+        self._sj = int64s_from_bytes(state["sj"])
+        self._more = {slot_int(slot): held for slot, held in state["more"].items()}
+        self._flags = bytearray(state["flags"])
+        self._interacting_only = state["interacting_only"]
+
+    def _put(self, user: str, records: list[int]) -> None:
+        """A user new to this presence with their packed records, in arrival order."""
+        first, rest = records[0], records[1:]
+        slot = self._slots[user] = slot_int(len(self._sj))
+        ts = first >> (_SEQ_BITS + 1)
+        if INT64_MIN <= ts <= INT64_MAX:
+            self._ts.append(ts)
+            self._sj.append(first & ((_SEQ_LIMIT << 1) - 1))
+        else:
+            self._ts.append(0)
+            self._sj.append(-1)
+            rest = records
+        if rest:
+            self._more[slot] = _held(rest)
 
     @classmethod
     def merged(cls, parts: Sequence[tuple[Presence, int]]) -> Presence:
@@ -499,33 +651,62 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         records with that part's offset added to their arrival numbers, so that they sort
         as `(ts, then the part's order, then the part's own arrival order)`.
         """
-        out = cls()
-        packed = out._packed
-        if len(parts) == 1:
-            for user, held in parts[0][0]._packed.items():
-                packed[user] = list(held) if isinstance(held, list) else held
-            return out
         owners: dict[str, int] = {}
         for presence, _offset in parts:
-            for user in presence._packed:
+            for user in presence._slots:
                 owners[user] = owners.get(user, 0) + 1
+        gathered: dict[str, list[int]] = {}
         for presence, offset in parts:
             shift = offset << 1  # a packed record's arrival number starts at bit 1
-            for user, held in presence._packed.items():
-                if owners[user] == 1:
-                    packed[user] = list(held) if isinstance(held, list) else held
-                    continue
-                records = [held] if isinstance(held, int) else list(held)
-                for record in records:
-                    if (record >> 1) % _SEQ_LIMIT + offset >= _SEQ_LIMIT:
-                        raise OverflowError(f"arrival numbers do not fit in {_SEQ_BITS} bits")
-                shifted = [record + shift for record in records]
-                earlier = packed.get(user)
-                if earlier is not None:
-                    before = [earlier] if isinstance(earlier, int) else list(earlier)
-                    shifted = before + shifted
-                packed[user] = _held(shifted)
+            for user, slot in presence._slots.items():
+                records = presence._records(slot)
+                if owners[user] > 1:
+                    for record in records:
+                        if (record >> 1) % _SEQ_LIMIT + offset >= _SEQ_LIMIT:
+                            raise OverflowError(f"arrival numbers do not fit in {_SEQ_BITS} bits")
+                    records = [record + shift for record in records]
+                earlier = gathered.get(user)
+                if earlier is None:
+                    gathered[user] = records
+                else:
+                    earlier.extend(records)
+        out = cls()
+        for user, records in gathered.items():
+            out._put(user, records)
         return out
+
+
+class InteractingUsers(AbstractSet[str]):
+    """A session's interacting users (`SessionFacts.interacting_users`) while its presence is
+    held raw: a view of the presence's flags (`Presence.interact`), added to with `add` and
+    `update` as the set it replaces. It keeps its presence: a view still reads (and takes)
+    the same users after the session's presence is replaced; the ledger turns it into a set
+    then (`SessionFacts.settle_interacting`), so the raw presence is freed."""
+
+    __slots__ = ("_presence",)
+
+    def __init__(self, presence: Presence) -> None:
+        self._presence = presence
+
+    @classmethod
+    def _from_iterable(cls, users: Iterable[Any]) -> set[Any]:
+        return set(users)  # `|`, `&`, `-` give plain sets
+
+    def add(self, user: str) -> None:
+        self._presence.interact(user)
+
+    def update(self, users: Iterable[str]) -> None:
+        for user in users:
+            self._presence.interact(user)
+
+    def __contains__(self, user: object) -> bool:
+        return self._presence.interacting(user)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._presence.interacting_users()
+
+    def __len__(self) -> int:
+        return self._presence.interacting_count()
 
 
 def _held(records: list[int]) -> int | tuple[int, ...] | list[int]:
@@ -920,7 +1101,8 @@ class SessionFacts:
     # Summarized (`SessionSummary`, its orders and interacting users dropped) once the
     # session horizon (its end + `SESSION_HORIZON_MS`) has passed every topic's horizon.
     presence: Presence | FoldedPresence | SessionSummary = field(default_factory=Presence)
-    interacting_users: set[str] = field(default_factory=set)
+    #: A view of the raw presence's flags (`InteractingUsers`) while it is held, else a set.
+    interacting_users: set[str] | InteractingUsers = field(default_factory=set)
     orders: list[OrderFact] = field(default_factory=list)
     #: With the session fold, a started session with no `session_ended` is abandoned once its
     #: newest event + `SESSION_HORIZON_MS` is behind every summary topic's horizon
@@ -928,6 +1110,15 @@ class SessionFacts:
     #: there), and its session horizon is that + `SESSION_HORIZON_MS`. Still a session with
     #: no end for every claim. None: not abandoned.
     abandoned_ts: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.presence, Presence) and not self.interacting_users:
+            self.interacting_users = InteractingUsers(self.presence)
+
+    def settle_interacting(self) -> None:
+        """The interacting users as a set of their own (before the raw presence is replaced)."""
+        if isinstance(self.interacting_users, InteractingUsers):
+            self.interacting_users = set(self.interacting_users)
 
     def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
         # Pickled as (None, slots); one pickled before `abandoned_ts` lacks it: not abandoned.
@@ -977,7 +1168,7 @@ class SessionFacts:
         Derived when read rather than kept as a set of its own (one more set entry per viewer).
         """
         users = set(self.presence.joined_users())
-        users |= self.interacting_users
+        users.update(self.interacting_users)
         users.update(order.user_id for order in self.orders)
         return users
 
@@ -1678,15 +1869,20 @@ class Ledger:
                 key = _WIDE_TAG + wide
         seen = self._seen_ids
         runs = self._seen_runs
-        if (
-            key in seen
-            or (
-                key <= runs.max_key
-                and runs.might_hold(key)
-                and runs.holds(key, self._kept_from_hour)
-            )
-            or (wide >= 0 and self._holds_wide(wide))
-        ):
+        duplicate = key in seen
+        if not duplicate and key <= runs.max_key and runs._bits:
+            # `runs.might_hold`, inlined (issue 19: on a stream whose ids come out of order,
+            # as the simulator's, half the new ids read the filter; the call was ~a quarter).
+            mixed = key if key < _FILTER_DIRECT else (key ^ (key >> 64) ^ (key >> 128)) & _MASK64
+            shift = 64 - runs._bits
+            first = (mixed * _SPREAD & _MASK64) >> shift
+            table = runs._filter
+            if table[first >> 3] >> (first & 7) & 1:
+                second = (mixed * _SPREAD2 & _MASK64) >> shift
+                duplicate = bool(table[second >> 3] >> (second & 7) & 1) and runs.holds(
+                    key, self._kept_from_hour
+                )
+        if duplicate or (wide >= 0 and self._holds_wide(wide)):
             self.counts.duplicates += 1
             self.refused_as = "duplicate"
             return False
@@ -1743,7 +1939,11 @@ class Ledger:
                 if end is None:
                     end = session.abandoned_ts
                 if end is None or ts <= end + self._session_horizon_ms:
-                    session.interacting_users.add(event.user_id)
+                    interacting = session.interacting_users
+                    if type(interacting) is InteractingUsers:  # its `add`, inlined
+                        interacting._presence.interact(event.user_id)
+                    else:
+                        interacting.add(event.user_id)
                 else:
                     self.after_session_horizon[_TOPIC_OF[event.type]] += 1
                 if event.kind == "question":
@@ -2120,9 +2320,11 @@ class Ledger:
         )
 
     @staticmethod
-    def _split_keys(keys: Iterable[int]) -> tuple[list[int], list[int], list[int]]:
+    def _split_keys(keys: Collection[int]) -> tuple[list[int], list[int], list[int]]:
         """The set's keys as those that fit the runs, the `wide_key`s of those the wide runs
         take, and the rest (which stay in the set)."""
+        if max(keys, default=-1) < KEY_LIMIT:  # every key fits (the usual batch): no loop
+            return list(keys), [], []
         short: list[int] = []
         wide: list[int] = []
         rest: list[int] = []
@@ -2315,6 +2517,7 @@ class Ledger:
             presence = session.presence
             if session.started_ts is None or not isinstance(presence, Presence):
                 continue  # no session for any claim: left as it is
+            session.settle_interacting()
             session.presence = FoldedPresence.fold(
                 presence,
                 session.close_ts,
@@ -2359,6 +2562,7 @@ class Ledger:
             ):
                 continue
             session.abandoned_ts = last = session.last_ts
+            session.settle_interacting()
             session.presence = FoldedPresence.fold(
                 presence, last, None, [(order.user_id, order.ts) for order in session.orders]
             )
@@ -2479,7 +2683,9 @@ class Ledger:
         joined = {user: first for user, first in session.first_joins() if first <= last}
         # A user whose joins all came after the horizon (the fold keeps first joins only).
         self.after_session_horizon[_VIEWS] += len(presence) - len(joined)
-        viewers = set(joined) | session.interacting_users | set(pairs)
+        viewers = set(joined)
+        viewers.update(session.interacting_users)
+        viewers.update(pairs)
         summary.viewers = len(viewers)
         summary.uplift = uplift_counts(viewers, session.interacting_users, pairs)
         if viewers:  # `interaction_uplift` reads it from the ledger's moments from now on

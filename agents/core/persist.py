@@ -37,6 +37,7 @@ from agents.core.concurrency import LevelCurve
 from agents.core.ledger import (
     EventCounts,
     FoldedPresence,
+    InteractingUsers,
     Ledger,
     MonthClosed,
     OrderFact,
@@ -48,7 +49,7 @@ from agents.core.ledger import (
 )
 from agents.core.operator import OperatorBoard
 from agents.core.periods import FrozenFigures
-from agents.core.screen import MinuteCounts, ScreenState, SkuTally
+from agents.core.screen import FirstEntries, MinuteCounts, ScreenState, SkuTally
 from agents.core.seen import SeenRuns
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch, RankTable
 from agents.core.windows import EventTimeWindows, MinuteBucket
@@ -125,6 +126,12 @@ MAGIC: Final[bytes] = b"LPst"
 #:     (shared with `Ledger.frozen_parts`) and finishes each on its first read; a version 1-10
 #:     state loads with its frozen figures as plain dicts, all finished (a refund stage
 #:     frozen later adds its figures to them finished).
+#:       A session's presence is held by slot (`ledger.Presence`: the users in slot
+#:     order, the first records as two int64 arrays, the others by slot). A version 1-10 state
+#:     loads with each user's packed records put in slots in the order they were held, its
+#:     sessions' interacting users left in their sets (a view of the presence's flags,
+#:     `ledger.InteractingUsers`, in a session started after it). The
+#:     screen's first entries likewise (`screen.FirstEntries`), loaded from a dict as they were.
 VERSION: Final[int] = 11
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -142,6 +149,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         EventCounts,
         SessionFacts,
         Presence,
+        InteractingUsers,
         FoldedPresence,
         SessionSummary,
         LevelCurve,
@@ -153,6 +161,7 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         EventTimeWindows,
         MinuteBucket,
         ScreenState,
+        FirstEntries,
         MinuteCounts,
         SkuTally,
         FoldedFigures,

@@ -27,8 +27,9 @@ buyers by source stay as folded); `after_fold_events` counts such events.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -41,6 +42,14 @@ from agents.core.ledger import (
     SessionSummary,
 )
 from agents.core.metrics import add_user_rows
+from agents.core.slots import (
+    INT64_MAX,
+    INT64_MIN,
+    SLOTS,
+    int64s_from_bytes,
+    int64s_to_bytes,
+    slot_int,
+)
 from agents.core.windows import MINUTE_MS
 from schemas.events import Event, OrderPaid, ProductClicked, ViewerJoined
 
@@ -99,6 +108,90 @@ DEFINITIONS: Final[dict[str, str]] = {
 }
 
 
+class FirstEntries(Mapping[str, int]):
+    """One session's first entry per user (`_pack_entry`), held by slot: the user's dict entry
+    holds a slot int every table shares (`agents.core.slots`) and the entry is an int64 at that
+    slot (one past int64, a ts the contract allows but no clock gives, in an overflow).
+
+    Why: a dict of packed ints cost a 32-B int and a dict entry per viewer; this, 8 B and the
+    entry (issue 19).
+    """
+
+    __slots__ = ("_slots", "_entries", "_wide")
+
+    def __init__(self) -> None:
+        self._slots: dict[str, int] = {}
+        self._entries: array[int] = array("q")
+        #: slot -> an entry outside int64 (its `_entries` value is unused).
+        self._wide: dict[int, int] = {}
+
+    def offer(self, user: str, entry: int) -> None:
+        """Keep `entry` as the user's if it is their first or smaller than the one held."""
+        slot = self._slots.get(user)
+        if slot is None:
+            entries = self._entries
+            n = len(entries)
+            slot = self._slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
+            try:
+                entries.append(entry)
+            except OverflowError:  # outside int64
+                entries.append(0)
+                self._wide[slot] = entry
+        elif entry < self._at(slot):
+            if INT64_MIN <= entry <= INT64_MAX:
+                self._entries[slot] = entry
+                if self._wide:
+                    self._wide.pop(slot, None)
+            else:
+                self._entries[slot] = 0
+                self._wide[slot] = entry
+
+    def _at(self, slot: int) -> int:
+        if self._wide:
+            wide = self._wide.get(slot)
+            if wide is not None:
+                return wide
+        return self._entries[slot]
+
+    def __getitem__(self, user: str) -> int:
+        return self._at(self._slots[user])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._slots)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._slots
+
+    def sources(self) -> Counter[int]:
+        """Viewers by the rank of their first entry's source (`_SOURCE_BY_RANK`)."""
+        if not self._wide:
+            return Counter(map(_SOURCE_MASK.__and__, self._entries))
+        return Counter(self[user] & _SOURCE_MASK for user in self._slots)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {
+            "users": list(self._slots),
+            "entries": int64s_to_bytes(self._entries),
+            "wide": self._wide,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._slots = {user: slot_int(n) for n, user in enumerate(state["users"])}
+        self._entries = int64s_from_bytes(state["entries"])
+        self._wide = {slot_int(slot): entry for slot, entry in state["wide"].items()}
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[str, int]]) -> FirstEntries:
+        """From (user, packed entry) pairs: each user's smallest."""
+        out = cls()
+        for user, entry in entries:
+            out.offer(user, entry)
+        return out
+
+
 @dataclass(slots=True)
 class MinuteCounts:
     """What one session did in one event-time minute."""
@@ -154,8 +247,8 @@ class ScreenState:
         #: Session id -> sku_id -> tally.
         self.skus: dict[str, dict[str, SkuTally]] = {}
         #: Session id -> user -> (ts, source) of the user's earliest entry, packed
-        #: (`_pack_entry`).
-        self.first_entry: dict[str, dict[str, int]] = {}
+        #: (`_pack_entry`), by slot (`FirstEntries`).
+        self.first_entry: dict[str, FirstEntries] = {}
         #: Session id -> source -> entries.
         self.source_entries: dict[str, Counter[str]] = {}
         self._init_folded()
@@ -185,10 +278,13 @@ class ScreenState:
             self._init_held()
         for name, value in slots.items():
             setattr(self, name, value)
-        for firsts in self.first_entry.values():  # saved before entries were packed
-            for user, entry in firsts.items():
-                if isinstance(entry, tuple):
-                    firsts[user] = _pack_entry(*entry)
+        for sid, firsts in self.first_entry.items():
+            if isinstance(firsts, dict):  # saved before slots (state version 10 and older)
+                self.first_entry[sid] = FirstEntries.of(
+                    # saved before entries were packed: (ts, source)
+                    (user, _pack_entry(*entry) if isinstance(entry, tuple) else entry)
+                    for user, entry in firsts.items()
+                )
 
     def hold_session(self, sid: str, session: SessionFacts) -> None:
         """Keep what the screen has of a session the ledger folded and will summarize past
@@ -277,12 +373,9 @@ class ScreenState:
             entries[source] += 1
             firsts = self.first_entry.get(sid)
             if firsts is None:
-                firsts = self.first_entry[sid] = {}
-            known = firsts.get(event.user_id)
+                firsts = self.first_entry[sid] = FirstEntries()
             # At equal ts the smaller source name: a function of the events, not their order.
-            entry = ts << _SOURCE_BITS | _SOURCE_RANK[source]  # `_pack_entry`, inlined
-            if known is None or entry < known:
-                firsts[event.user_id] = entry
+            firsts.offer(event.user_id, ts << _SOURCE_BITS | _SOURCE_RANK[source])
             counts = self._minute(ts, sid)
             if counts is not None:
                 counts.entries += 1
@@ -443,10 +536,10 @@ class ScreenState:
         out: dict[str, list[int]] = {}
         for source, count in self.source_entries.get(sid, {}).items():
             out.setdefault(source, [0, 0, 0, 0])[0] += count
-        firsts = self.first_entry.get(sid, {})
+        firsts = self.first_entry.get(sid) or FirstEntries()
         # Counted by the source's rank without a Python call per viewer (a page build reads
         # every viewer of each session that changed: 14% of a build at 1,000,000 events).
-        for rank, viewers in Counter(map(_SOURCE_MASK.__and__, firsts.values())).items():
+        for rank, viewers in firsts.sources().items():
             out.setdefault(_SOURCE_BY_RANK[rank], [0, 0, 0, 0])[1] += viewers
         if paid is None:
             paid = {}
@@ -635,11 +728,11 @@ def merge_screens(screens: Sequence[ScreenState]) -> ScreenState:
             for sku_id, tally in tallies.items():
                 into.setdefault(sku_id, SkuTally()).add(tally)
         for sid, firsts in screen.first_entry.items():
-            into_firsts = merged.first_entry.setdefault(sid, {})
+            into_firsts = merged.first_entry.get(sid)
+            if into_firsts is None:
+                into_firsts = merged.first_entry[sid] = FirstEntries()
             for user, entry in firsts.items():
-                known = into_firsts.get(user)
-                if known is None or entry < known:
-                    into_firsts[user] = entry
+                into_firsts.offer(user, entry)
         for sid, entries in screen.source_entries.items():
             merged.source_entries.setdefault(sid, Counter()).update(entries)
         merged.folded.update(screen.folded)

@@ -180,7 +180,13 @@ def test_every_byte_flip_in_the_header_and_a_sample_of_the_body_is_refused() -> 
             load_state(flipped)
         except StateFormatError:
             continue
-        # Seen twice in whole-suite runs and never alone: say which byte, to find out why.
+        # A flip deflate does not read (a bit of a Huffman table's unused code, found at byte
+        # 8,194 of a 163,732-byte state, 0xd0^1) inflates to the same pickle: the same state,
+        # rightly loaded. Any other flip that loads is a failure.
+        if i >= len(MAGIC) + 1 and zlib.decompress(flipped[len(MAGIC) + 1 :]) == zlib.decompress(
+            data[len(MAGIC) + 1 :]
+        ):
+            continue
         pytest.fail(f"a flip at byte {i} of {len(data)} ({data[i]:#04x}^1) was loaded")
 
 
@@ -208,12 +214,14 @@ def test_only_the_state_classes_are_resolved() -> None:
         ("agents.core.ledger", "EventCounts"),
         ("agents.core.ledger", "SessionFacts"),
         ("agents.core.ledger", "Presence"),
+        ("agents.core.ledger", "InteractingUsers"),
         ("agents.core.ledger", "OrderFact"),
         ("agents.core.ledger", "RefundFact"),
         ("agents.core.ledger", "OrderFold"),
         ("agents.core.operator", "OperatorBoard"),
         ("agents.core.windows", "EventTimeWindows"),
         ("agents.core.screen", "ScreenState"),
+        ("agents.core.screen", "FirstEntries"),
         ("agents.core.screen", "MinuteCounts"),
         ("agents.core.screen", "SkuTally"),
         ("agents.core.sketch", "FoldedFigures"),

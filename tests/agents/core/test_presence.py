@@ -72,3 +72,69 @@ def test_event_id_keys_are_one_to_one() -> None:
     for event_id, key in zip(ids, keys, strict=True):
         raw = key.to_bytes((key.bit_length() + 7) // 8, "big")
         assert raw[0] == 1 and raw[1:].decode() == event_id
+
+
+def test_a_presence_pickled_before_slots_loads_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version 10 state holds a presence as `(None, {"_packed": user -> int | tuple | list})`
+    (the default pickle of the old slotted class): it loads into slots, the same records."""
+    import pickle
+    import zlib
+
+    from agents.core import Ledger, OperatorBoard
+    from agents.core.ledger import _held, _pack
+    from agents.core.persist import MAGIC, load_state
+
+    rng = random.Random(11)
+    ledger = Ledger()
+    session = ledger._session("s-1", 7)
+    presence = session.presence
+    assert isinstance(presence, Presence)
+    for seq in range(1, 2_000):
+        user = f"u-{rng.randrange(150)}"
+        # One first record with a ts past int64 (kept in the overflow).
+        ts = rng.choice([0, -(10**13), 1_719_792_020_971, 2**70]) + rng.randrange(3)
+        presence.add(user, ts, seq, rng.random() < 0.5)
+    plain = dict(presence.items())
+    assert any(records[0][0] >= 2**63 for records in plain.values())
+    old = {user: _held([_pack(*r) for r in records]) for user, records in plain.items()}
+    with monkeypatch.context() as patched:
+        patched.setattr(Presence, "__getstate__", lambda self: (None, {"_packed": old}))
+        pickled = pickle.dumps((ledger, OperatorBoard()), protocol=5)
+    restored, _board = load_state(MAGIC + bytes([10]) + zlib.compress(pickled))
+    got = restored.sessions["s-1"].presence
+    assert isinstance(got, Presence)
+    assert list(got) == list(plain) and dict(got.items()) == plain
+    assert got.joined_users() == presence.joined_users()
+    got.add("u-new", 5, 5_000, True)
+    assert got["u-new"] == [(5, 5_000, True)]
+
+
+def test_interacting_users_are_a_set_whoever_came_first() -> None:
+    """The interacting flag by slot answers as the set it replaces: users who interacted
+    before, after or without a join, any number of times; through a snapshot; and once the
+    session's presence is folded, as a set of their own."""
+    import pickle
+
+    from agents.core.ledger import InteractingUsers, SessionFacts
+
+    rng = random.Random(5)
+    session, plain = SessionFacts(), set()
+    assert isinstance(session.interacting_users, InteractingUsers)
+    for seq in range(1, 3_000):
+        user = f"u-{rng.randrange(400)}"
+        if rng.random() < 0.3:
+            session.interacting_users.add(user)
+            plain.add(user)
+        else:
+            session.presence.add(user, seq * 10, seq, rng.random() < 0.7)  # type: ignore[call-arg]
+    view = session.interacting_users
+    assert set(view) == plain and len(view) == len(plain) and sorted(view) == sorted(plain)
+    assert all(user in view for user in plain) and "u-nobody" not in view
+    assert (view | {"x"}) == plain | {"x"} and view & {"u-1", "u-2"} == plain & {"u-1", "u-2"}
+    copy = pickle.loads(pickle.dumps(session))
+    assert isinstance(copy.interacting_users, InteractingUsers)
+    assert (
+        copy.interacting_users._presence is copy.presence and set(copy.interacting_users) == plain
+    )
+    session.settle_interacting()
+    assert type(session.interacting_users) is set and session.interacting_users == plain

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,10 @@ from agents.core.screen import (
     _SOURCE_BY_RANK,
     SKU_LIMIT,
     SOURCES,
+    FirstEntries,
     ScreenState,
     _entry_source,
+    _pack_entry,
 )
 from agents.core.sketch import RELATIVE_ACCURACY
 from schemas import Rejection, decode_text
@@ -103,21 +107,47 @@ def test_screen_survives_a_state_round_trip_and_an_old_state_loads() -> None:
     assert old_board.screen.watermark is None
 
 
-def test_a_state_saved_before_first_entries_were_packed_loads_the_same() -> None:
-    """Issue 19 packs each (ts, source) first entry into one int; a snapshot written with the
-    tuples still loads, into the same screen."""
+@pytest.mark.parametrize("form", ["packed", "tuples"])
+def test_a_state_saved_before_first_entries_were_by_slot_loads_the_same(form: str) -> None:
+    """Issue 19 packs each (ts, source) first entry into one int, then holds a session's by slot
+    (`FirstEntries`, state version 11); a snapshot written with a dict of packed ints (version
+    10) or of the tuples (before) still loads, into the same screen."""
     ledger, board = feed(lines("impulse"))
     before = board.screen.snapshot(ledger)
     firsts = board.screen.first_entry
     assert firsts and all(type(e) is int for users in firsts.values() for e in users.values())
-    for users in firsts.values():
-        for user, entry in users.items():
-            users[user] = (entry >> _SOURCE_BITS, _entry_source(entry))  # type: ignore[assignment]
+    for sid, users in firsts.items():
+        firsts[sid] = {  # type: ignore[assignment]
+            user: entry if form == "packed" else (entry >> _SOURCE_BITS, _entry_source(entry))
+            for user, entry in users.items()
+        }
     loaded_ledger, loaded_board = load_state(dump_state(ledger, board))
     assert loaded_board.screen.snapshot(loaded_ledger) == before
-    assert all(
-        type(e) is int for users in loaded_board.screen.first_entry.values() for e in users.values()
-    )
+    loaded = loaded_board.screen.first_entry
+    assert all(type(users) is FirstEntries for users in loaded.values())
+    assert {sid: dict(users) for sid, users in loaded.items()} == {
+        sid: {
+            user: entry if form == "packed" else _pack_entry(*entry)
+            for user, entry in users.items()  # type: ignore[attr-defined]
+        }
+        for sid, users in firsts.items()
+    }
+
+
+def test_first_entries_keep_each_users_smallest_in_and_past_int64() -> None:
+    rng = random.Random(3)
+    firsts, plain = FirstEntries(), {}
+    for _ in range(3_000):
+        user = f"u-{rng.randrange(200)}"
+        entry = rng.choice([0, -(2**63), 2**63 - 1, 2**64, -(2**66), 1 << 45]) + rng.randrange(
+            -3, 3
+        )
+        firsts.offer(user, entry)
+        plain[user] = min(plain.get(user, entry), entry)
+    assert list(firsts) == list(plain) and dict(firsts) == plain
+    assert firsts.sources() == Counter(entry & 7 for entry in plain.values())
+    copy = pickle.loads(pickle.dumps(firsts))
+    assert list(copy) == list(plain) and dict(copy) == plain
 
 
 def test_a_first_entry_at_equal_ts_is_the_smaller_source_name_in_any_order() -> None:
