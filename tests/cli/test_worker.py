@@ -86,7 +86,16 @@ def test_replay_said_what_it_sent(cli_worker: CliWorker) -> None:
 def test_a_second_worker_on_the_same_data_dir_is_refused(cli_worker: CliWorker) -> None:
     options = cli_worker.options()
     options[options.index("--web-port") + 1] = str(free_port())
-    result = livepulse("worker", *options, "--broker-wait", "20", timeout=120)
+    # The first worker's refund horizon too: a longer one would also warn (rightly) that its
+    # orders topic keeps records too short a time for the session fold.
+    result = livepulse(
+        "worker",
+        *options,
+        "--broker-wait",
+        "20",
+        env=user_env(LIVEPULSE_REFUND_HORIZON_DAYS="14"),
+        timeout=120,
+    )
     line = one_error_line(result, "livepulse worker:")
     assert str(cli_worker.data_dir) in line
     assert "data directory of its own" in line

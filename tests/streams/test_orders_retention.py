@@ -76,9 +76,11 @@ def test_a_worker_with_the_fold_warns_of_a_short_orders_retention(
 ) -> None:
     """`livepulse worker` as a process with `LIVEPULSE_FOLD_SESSIONS=true` over topics made
     with the broker's 7 days: it starts, and its output says the orders topic is too short."""
-    settings = run_settings(kafka_bootstrap, prefix="retention", partitions=1)
-    asyncio.run(create_topics(settings, all_topics(settings)))  # the fold off: 7 days
-    folding = settings.model_copy(update={"fold_sessions": True})
+    folding = run_settings(kafka_bootstrap, prefix="retention", partitions=1).model_copy(
+        update={"fold_sessions": True}
+    )
+    unfolded = folding.model_copy(update={"fold_sessions": False})
+    asyncio.run(create_topics(unfolded, all_topics(unfolded)))  # the fold off: 7 days
     worker = WorkerProcess(folding, tmp_path / "worker.log")
     try:
         worker.start()
