@@ -326,7 +326,9 @@ def merge_frozen(
         first: list[Parts] = []
         refunds: list[Parts] | None = []
         for ledger, stamped in zip(ledgers, stamps, strict=True):
-            frozen = ledger.frozen_parts.get((kind, key))
+            # A ledger holding every partition folds its parts' rows (`_fold_settled`): they
+            # add to no other ledger's.
+            frozen = None if ledger.fold_months else ledger.frozen_parts.get((kind, key))
             if frozen is not None and all(c in frozen for c in FIRST_STAGE):
                 first.append({c: frozen[c] for c in FIRST_STAGE})
                 if refunds is not None and all(c in frozen for c in REFUND_CLAIMS):
@@ -411,7 +413,25 @@ def freeze_closed(
                 parts = _refund_parts(ledger, _in_key(kind, key))
                 figures.update(_finish(parts))
                 ledger.frozen_parts.setdefault((kind, key), {}).update(_compact(parts))
+    if ledger.fold_months and (first_stage or refund_stage):
+        _fold_settled(ledger)
     return held_from(ledger, settings, closed_to)
+
+
+def _fold_settled(ledger: Ledger) -> None:
+    """In a ledger holding every partition (`Ledger.fold_months`: its frozen parts merge
+    with no other ledger's, `merge_frozen`), fold the frozen parts no merge needs any more
+    (`ClaimParts.fold`: per-user rows into the sums or moments their intervals read, the
+    same figures): every frozen month's, and every day's whose month is frozen (a month's
+    first-stage parts are its days' merged, `_month_of_days`, the days' last use). The folds
+    are idempotent: a part already folded is kept as it is (after a restore too)."""
+    frozen = ledger.frozen_periods
+    parts = ledger.frozen_parts
+    for kind, key in list(parts):
+        if kind == MONTH or (MONTH, key[:7]) in frozen:
+            parts[(kind, key)] = {
+                c: _untracked(CLAIM_PARTS[c].fold(part)) for c, part in parts[(kind, key)].items()
+            }
 
 
 def _month_of_days(ledger: Ledger, month: str, found: dict[str, dict[str, int]]) -> Parts | None:

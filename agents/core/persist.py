@@ -112,8 +112,15 @@ MAGIC: Final[bytes] = b"LPst"
 #:       (`SessionSummary.peak`); a ledger holding every partition compacts its group events
 #:       (`Ledger.groups_compacted_to`). A version 1-9 state loads with its summaries' minutes
 #:       moved into the curves, none settled, no board horizon, nothing compacted.
-VERSION: Final[int] = 10
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
+#: 11 (session 12): in a ledger holding every partition (`Ledger.fold_months`), a frozen
+#:     month's parts and its days' are folded (`periods._fold_settled`, `ClaimParts.fold`):
+#:     the shares' per-user rows into cluster sums under `ledger.RETIRED_USERS`,
+#:     `group_spend_multiple`'s rows and joins into moments, `group_member_dwell`'s rows into
+#:     cluster sums with its bootstrap's t* quantiles (a sixth item: `metrics.FoldedDwellPart`).
+#:     A version 10 or older state loads as it was written and its parts are folded at the
+#:     next freeze.
+VERSION: Final[int] = 11
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -1,0 +1,174 @@
+"""Frozen period parts folded in a ledger holding every partition (`periods._fold_settled`):
+bounded, whatever the users of the period, and finishing to the same figures."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agents.core.periods as periods_module
+from agents.core import Ledger
+from agents.core.ledger import DAY_MS, RETIRED_USERS
+from agents.core.metrics import (
+    CLAIM_PARTS,
+    Measurement,
+    fold_dwell_part,
+    fold_share_part,
+    fold_spend_part,
+    group_member_dwell_from_part,
+    group_spend_multiple_from_part,
+    merge_dwell_parts,
+    share_from_part,
+)
+from agents.core.periods import DAY, MONTH, PeriodSettings, attach, merge_frozen
+from agents.core.stats import cluster_sums
+from streams.tools.analyze import analyze_records, iter_records
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+WEEK_MS = 7 * DAY_MS
+#: The claims whose parts hold per-user rows, folded (`ClaimParts.fold`).
+FOLDED = (
+    "orders_after_minute_5",
+    "group_order_share",
+    "group_member_dwell",
+    "group_spend_multiple",
+    "size_refund_share",
+    "bundle_share",
+    "return_rate",
+)
+
+
+def close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def same(a: Measurement, b: Measurement) -> bool:
+    if (a.interval is None) != (b.interval is None):
+        return False
+    ends = zip(a.interval or (), b.interval or (), strict=True)
+    return (
+        close(a.observed, b.observed)
+        and a.n == b.n
+        and a.clusters == b.clusters
+        and all(close(x, y) for x, y in ends)
+    )
+
+
+@cache
+def ledgers(name: str) -> tuple[Ledger, Ledger]:
+    """The fixture through one ledger holding every partition, with the claims by period:
+    its parts folded, and the same with the fold stubbed out (every row kept)."""
+    out = []
+    for fold in (True, False):
+        saved = periods_module._fold_settled
+        if not fold:
+            periods_module._fold_settled = lambda ledger: None
+        try:
+            ledger = Ledger(
+                WEEK_MS, refund_horizon_ms=14 * DAY_MS, fold_sessions=True, fold_months=True
+            )
+            attach(ledger, PeriodSettings())
+            out.append(analyze_records(iter_records(FIXTURES / f"{name}.jsonl"), ledger))
+        finally:
+            periods_module._fold_settled = saved
+    return out[0], out[1]
+
+
+def user_rows(part: Any) -> int:
+    """The per-user rows of a part (its dicts keyed by user id or by (merchant, month, user)),
+    the retired users' sums apart."""
+    if isinstance(part, dict):
+        return sum(1 for key in part if key != RETIRED_USERS)
+    if isinstance(part, list | tuple):
+        return sum(user_rows(item) for item in part if isinstance(item, dict | list | tuple))
+    return 0
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_settled_parts_fold_to_the_same_figures_and_hold_no_user_row(name: str) -> None:
+    folded, kept = ledgers(name)
+    assert folded.frozen_periods == kept.frozen_periods  # the figures are the raw parts'
+    settled = [
+        period
+        for period in folded.frozen_parts
+        if period[0] == MONTH or (MONTH, period[1][:7]) in folded.frozen_periods
+    ]
+    assert any(kind == MONTH for kind, _key in settled)
+    assert any(kind == DAY for kind, _key in settled)
+    compared = 0
+    for period in settled:
+        for claim_id in FOLDED:
+            if claim_id not in folded.frozen_parts[period]:
+                continue  # a refund claim not frozen yet
+            part, rows = folded.frozen_parts[period][claim_id], kept.frozen_parts[period][claim_id]
+            assert user_rows(part) == 0, (period, claim_id)
+            finish = CLAIM_PARTS[claim_id].finish
+            assert same(finish(part), finish(rows)), (period, claim_id)
+            figure = folded.frozen_periods[period][claim_id]
+            assert close(finish(part).observed, figure[0]), (period, claim_id)
+            compared += user_rows(rows) > 0
+    assert compared > 20
+    # The days of the month not frozen yet keep their rows: the month's merge needs them.
+    open_days = [
+        period
+        for period in folded.frozen_parts
+        if period[0] == DAY and (MONTH, period[1][:7]) not in folded.frozen_periods
+    ]
+    assert open_days
+    for period in open_days:
+        for claim_id in FOLDED:
+            held = folded.frozen_parts[period].get(claim_id)
+            assert held == kept.frozen_parts[period].get(claim_id), (period, claim_id)
+
+
+@pytest.mark.parametrize("name", ["xhs"])
+def test_folded_parts_are_smaller_and_do_not_merge(name: str) -> None:
+    folded, kept = ledgers(name)
+    size = len(pickle.dumps(folded.frozen_parts))
+    assert size < 0.8 * len(pickle.dumps(kept.frozen_parts))
+    # Merged with another ledger, a ledger holding every partition gives no parts (its rows
+    # are folded): its periods are left out (reported folded), never merged wrong.
+    other = Ledger(WEEK_MS, fold_sessions=True, fold_months=True)
+    figures, parts = merge_frozen([folded, other])
+    assert figures == {} and parts == {}
+    month = next(period for period in folded.frozen_parts if period[0] == MONTH)
+    with pytest.raises(ValueError, match="does not merge"):
+        merge_dwell_parts([folded.frozen_parts[month]["group_member_dwell"]])
+
+
+def test_each_fold_gives_the_rows_interval_on_random_rows() -> None:
+    rng = random.Random(7)
+    for users in (2, 3, 40, 400):
+        by_user = {f"u{i}": [rng.randint(0, 3), rng.randint(3, 6)] for i in range(users)}
+        sessions = cluster_sums([[rng.randint(0, 5), rng.randint(5, 9)] for _ in range(7)])
+        hits = sum(row[0] for row in by_user.values())
+        total = sum(row[1] for row in by_user.values())
+        share = (hits, total, sessions, sessions, by_user)
+        assert same(
+            share_from_part(fold_share_part(share), "h", "n"), share_from_part(share, "h", "n")
+        )
+        watch = {
+            f"u{i}": [int(rng.lognormvariate(13, 1.2)), rng.randint(1, 4)] for i in range(users)
+        }
+        pairs = sum(row[1] for row in watch.values())
+        total_ms = sum(row[0] for row in watch.values())
+        squares = sum(row[0] * row[0] for row in watch.values())
+        dwell = (pairs, total_ms, squares, sessions, watch)
+        assert same(
+            group_member_dwell_from_part(fold_dwell_part(dwell)),
+            group_member_dwell_from_part(dwell),
+        ), users
+        joins = {("m", "2024-07", f"u{i}"): (i, rng.random() < 0.3) for i in range(users)}
+        spend = {key: rng.choice((0, 0, rng.randint(100, 90_000))) for key in joins}
+        part = ({}, joins, spend)
+        folded = fold_spend_part(part)
+        assert folded[1] == {} and folded[2] == {} and list(folded[0]) == [RETIRED_USERS]
+        assert same(group_spend_multiple_from_part(folded), group_spend_multiple_from_part(part))
