@@ -831,13 +831,24 @@ def fold_spend_part(part: SpendPart) -> SpendPart:
     if not joins and not spend and not any(user != RETIRED_USERS for user in folded):
         return part
     moments = list(folded.get(RETIRED_USERS, [0] * len(SPEND_MOMENTS)))
-    for row in _spend_user_rows(part).values():
-        for i, columns in enumerate(SPEND_MOMENTS):
-            product = 1
-            for j in columns:
-                product *= row[j]
-            moments[i] += product
+    # Each row's products of `SPEND_MOMENTS` (a fourth-degree one as two pairs' products),
+    # summed column by column: exact integers, once per user of a closed month.
+    products = [
+        (1, *r, *pair, *(pair[a] * pair[b] for a, b in _SPEND_QUADS))
+        for r in (row[:4] for row in _spend_user_rows(part).values())
+        for pair in ([r[j] * r[k] for j, k in _SPEND_PAIRS],)
+    ]
+    for i, column in enumerate(zip(*products, strict=True)):
+        moments[i] += sum(column)
     return {RETIRED_USERS: moments}, {}, {}
+
+
+#: `SPEND_MOMENTS`' second-degree index pairs, and each fourth-degree one as the positions of
+#: two of them in that list (`fold_spend_part`).
+_SPEND_PAIRS: Final[tuple[tuple[int, ...], ...]] = tuple(c for c in SPEND_MOMENTS if len(c) == 2)
+_SPEND_QUADS: Final[tuple[tuple[int, int], ...]] = tuple(
+    (_SPEND_PAIRS.index(c[:2]), _SPEND_PAIRS.index(c[2:])) for c in SPEND_MOMENTS if len(c) == 4
+)
 
 
 def group_spend_multiple_from_part(part: SpendPart) -> Measurement:

@@ -426,12 +426,14 @@ def _fold_settled(ledger: Ledger) -> None:
     first-stage parts are its days' merged, `_month_of_days`, the days' last use). The folds
     are idempotent: a part already folded is kept as it is (after a restore too)."""
     frozen = ledger.frozen_periods
-    parts = ledger.frozen_parts
-    for kind, key in list(parts):
+    for (kind, key), parts in ledger.frozen_parts.items():
         if kind == MONTH or (MONTH, key[:7]) in frozen:
-            parts[(kind, key)] = {
-                c: _untracked(CLAIM_PARTS[c].fold(part)) for c, part in parts[(kind, key)].items()
-            }
+            # Once a day: a part folded already is returned as it is, and left in place (no
+            # new dict to track, nothing walked).
+            for claim_id, part in parts.items():
+                folded = CLAIM_PARTS[claim_id].fold(part)
+                if folded is not part:
+                    parts[claim_id] = _untracked(folded)
 
 
 def _month_of_days(ledger: Ledger, month: str, found: dict[str, dict[str, int]]) -> Parts | None:
