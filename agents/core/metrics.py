@@ -631,7 +631,9 @@ def merge_dwell_parts(parts: Sequence[DwellPart]) -> DwellPart:
     sessions: ClusterSums = (0, 0, 0, 0)
     users: dict[str, list[int]] = {}
     for part in parts:
-        if len(part) > 5:  # its bootstrap's rows are gone: no merged interval from it
+        if len(part) > 5 and RETIRED_USERS in part[4]:
+            # Folded: its bootstrap's rows are gone, no merged interval from it. (A period's
+            # raw part has no retired users: `periods.period_ledger` is a fresh ledger.)
             raise ValueError("a folded group_member_dwell part does not merge")
         pairs += part[0]
         total_ms += part[1]
@@ -661,12 +663,22 @@ def fold_dwell_part(part: DwellPart | FoldedDwellPart) -> FoldedDwellPart:
     and se come from the sums, so the same figure and interval (to rounding), bounded. Only
     for a part whose users are whole in it and which is never merged again
     (`ClaimParts.fold`); a folded part does not merge (`merge_dwell_parts`)."""
+    pairs, total_ms, squares_ms, sessions, by_user, quantiles = dwell_with_quantiles(part)
+    if not any(user != RETIRED_USERS for user in by_user):
+        return part if len(part) > 5 else (pairs, total_ms, squares_ms, sessions, by_user, None)
+    folded = {RETIRED_USERS: list(user_cluster_sums(by_user))}
+    return pairs, total_ms, squares_ms, sessions, folded, quantiles
+
+
+def dwell_with_quantiles(part: DwellPart | FoldedDwellPart) -> FoldedDwellPart:
+    """The part with its bootstrap's t* quantiles as a sixth item (its rows kept, so it
+    still merges): `finish` then reads them, and `fold_dwell_part` runs no bootstrap again
+    (`periods.freeze_closed` in a ledger holding every partition: one bootstrap a period)."""
     if len(part) > 5:
         return part
     pairs, total_ms, squares_ms, sessions, by_user = part[:5]
     quantiles = cluster_ratio_t_quantiles(_dwell_rows(by_user)) if pairs else None
-    folded = {RETIRED_USERS: list(user_cluster_sums(by_user))} if by_user else {}
-    return pairs, total_ms, squares_ms, sessions, folded, quantiles
+    return pairs, total_ms, squares_ms, sessions, by_user, quantiles
 
 
 def group_member_dwell_from_part(part: DwellPart | FoldedDwellPart) -> Measurement:
@@ -714,7 +726,7 @@ def _folded_dwell_from_part(part: FoldedDwellPart) -> Measurement:
     the sums, scaled by the two-way se (or the users' one-way se, the larger), with the
     kept t* quantiles (`cluster_ratio_t_interval` of the rows it was folded from)."""
     pairs, total_ms, squares_ms, sessions, by_user, quantiles = part
-    users = user_cluster_sums(by_user)
+    users = user_cluster_sums(by_user)  # rows, or their sums once folded
     interval = None
     if pairs and quantiles is not None:
         se_ms = two_way_mean_se_from_sums(

@@ -41,7 +41,7 @@ from agents.core.ledger import (
     cst_month_end,
     cst_month_start,
 )
-from agents.core.metrics import CLAIM_PARTS, Measurement
+from agents.core.metrics import CLAIM_PARTS, Measurement, dwell_with_quantiles
 from agents.core.report import claim_verdict
 
 _CST_OFFSET_MS: Final[int] = 8 * 3_600_000
@@ -238,6 +238,8 @@ FIRST_STAGE: Final[tuple[str, ...]] = tuple(c for c in PERIOD_CLAIMS if c not in
 #: The claim whose frozen part is sketched (`metrics.compact_price_part`): a month's figure
 #: alone is taken from its facts (exact), not from its days' parts.
 SKETCHED: Final[str] = "price_dwell_association"
+#: The claim whose bootstrap a ledger holding every partition keeps with its frozen part.
+DWELL: Final[str] = "group_member_dwell"
 
 Parts = dict[str, Any]
 
@@ -403,6 +405,8 @@ def freeze_closed(
                 if parts is None:
                     parts = _parts(ledger, _in(kind, ts), FIRST_STAGE)
                 if parts is not None:
+                    if ledger.fold_months:  # its bootstrap once, for the figure and the fold
+                        parts[DWELL] = dwell_with_quantiles(parts[DWELL])
                     frozen[(kind, key)] = _finish(parts)
                     ledger.frozen_parts[(kind, key)] = _compact(parts)
         _prune(ledger, settings)
