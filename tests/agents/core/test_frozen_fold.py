@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import agents.core.periods as periods_module
-from agents.core import Ledger
+from agents.core import Ledger, OperatorBoard
 from agents.core.ledger import DAY_MS, RETIRED_USERS
 from agents.core.metrics import (
     CLAIM_PARTS,
@@ -27,6 +27,7 @@ from agents.core.metrics import (
     share_from_part,
 )
 from agents.core.periods import DAY, MONTH, PeriodSettings, attach, merge_frozen
+from agents.core.persist import dump_state, load_state
 from agents.core.stats import cluster_sums
 from streams.tools.analyze import analyze_records, iter_records
 
@@ -174,3 +175,20 @@ def test_each_fold_gives_the_rows_interval_on_random_rows() -> None:
         folded = fold_spend_part(part)
         assert folded[1] == {} and folded[2] == {} and list(folded[0]) == [RETIRED_USERS]
         assert same(group_spend_multiple_from_part(folded), group_spend_multiple_from_part(part))
+
+
+def test_folded_parts_survive_a_snapshot_and_a_restored_state_folds_its_own() -> None:
+    """Version 11 keeps the folded parts as they are; a state whose parts were never folded
+    (as a version 10 state's) has them folded at its next freeze, to the same figures."""
+    folded, kept = ledgers("xhs")
+    restored, _board = load_state(dump_state(folded, OperatorBoard()))
+    assert pickle.dumps(restored.frozen_parts) == pickle.dumps(folded.frozen_parts)
+    unfolded, _board = load_state(dump_state(kept, OperatorBoard()))
+    periods_module._fold_settled(unfolded)
+    for period, parts in folded.frozen_parts.items():
+        for claim_id in FOLDED:
+            if claim_id in parts:
+                finish = CLAIM_PARTS[claim_id].finish
+                mine = unfolded.frozen_parts[period][claim_id]
+                assert same(finish(mine), finish(parts[claim_id])), (period, claim_id)
+                assert user_rows(mine) == user_rows(parts[claim_id]), (period, claim_id)
