@@ -49,7 +49,13 @@ from agents.core.extended import TAIL_DAYS
 from agents.core.ingest import Rejected, ingest
 from agents.core.ledger import SESSION_HORIZON_MS, FoldedPresence
 from agents.core.metrics import THIRTY_DAYS_MS
-from agents.core.periods import PeriodSettings, attach, with_periods
+from agents.core.periods import (
+    DEFAULT_DAYS_KEPT,
+    DEFAULT_MONTHS_KEPT,
+    PeriodSettings,
+    attach,
+    with_periods,
+)
 from agents.core.persist import dump_state
 from agents.core.sketch import RELATIVE_ACCURACY
 from bench.proc import machine, rss_bytes
@@ -136,8 +142,17 @@ REFUND_HORIZON_DAYS = 90
 MONTH_DAYS = 31
 
 
+#: The session horizon (`ledger.SESSION_HORIZON_MS`), in days: a period closes this long
+#: (and the dedupe window) after its end.
+SESSION_HORIZON_DAYS = 7
+
+
 def horizon_days(
-    window_days: float, fold_sessions: bool = False, claim_periods: bool = False
+    window_days: float,
+    fold_sessions: bool = False,
+    claim_periods: bool = False,
+    days_kept: int = DEFAULT_DAYS_KEPT,
+    months_kept: int = DEFAULT_MONTHS_KEPT,
 ) -> float:
     """The longest retention horizon, in days of event time, after which state that follows
     what is live should stop growing. Without the session fold: an order can still change a
@@ -148,10 +163,19 @@ def horizon_days(
     orders are held for the refund horizon (90 days) before they fold ("The order fold"): 97
     days; and with the claims by period too (a worker's default, the core soak's unless
     `--no-claim-periods`), an order waits until its month's refund claims freeze, up to a
-    month more: 128 days. (A fold that keeps anything longer moves it: change it here.)"""
+    month more: 128 days. The frozen periods are a horizon too: their records (and parts)
+    grow until `days_kept` days and `months_kept` months are frozen, the last of them closed
+    a session horizon (and the window) after its end, the first month possibly a partial one:
+    `max(days_kept + 1, (months_kept + 1) * 31) + 7` days (+ the window); 789 days at the
+    defaults (62 days, 24 months: `LIVEPULSE_CLAIM_DAYS_KEPT`, `..._MONTHS_KEPT`), so a soak
+    of 300 days passes it only with fewer kept (`--months-kept`). (A fold that keeps anything
+    longer moves it: change it here.)"""
     base = THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS
     if fold_sessions:
         base = max(base, REFUND_HORIZON_DAYS + (MONTH_DAYS if claim_periods else 0))
+        if claim_periods:
+            kept = max(days_kept + 1, (months_kept + 1) * MONTH_DAYS) + SESSION_HORIZON_DAYS
+            base = max(base, kept)
     return base + window_days
 
 
@@ -160,7 +184,13 @@ def _horizon_of(result: dict[str, Any]) -> float:
     before the flags were recorded: without the fold)."""
     fold = bool(result.get("fold_sessions"))
     periods = result.get("claim_periods", result.get("mode") == "worker")
-    return horizon_days(result["window_days"], fold, bool(periods))
+    return horizon_days(
+        result["window_days"],
+        fold,
+        bool(periods),
+        result.get("days_kept", DEFAULT_DAYS_KEPT),
+        result.get("months_kept", DEFAULT_MONTHS_KEPT),
+    )
 
 
 def month_state_kb(ledger: Ledger) -> dict[str, float]:
@@ -388,6 +418,8 @@ def soak(
     stream: Path,
     fold_sessions: bool = False,
     claim_periods: bool = True,
+    days_kept: int = DEFAULT_DAYS_KEPT,
+    months_kept: int = DEFAULT_MONTHS_KEPT,
 ) -> dict[str, Any]:
     run_began = time.perf_counter()
     if not stream.exists():
@@ -402,7 +434,9 @@ def soak(
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,
     )
-    periods = PeriodSettings() if claim_periods else None
+    periods = (
+        PeriodSettings(days_kept=days_kept, months_kept=months_kept) if claim_periods else None
+    )
     if periods is not None:  # as a worker's partitions: closed periods frozen, then summarized
         attach(ledger, periods)
     board = OperatorBoard()
@@ -477,7 +511,7 @@ def soak(
     report_s = time.perf_counter() - began
     sketched = SKETCHED_ONCE_SESSIONS_SUMMARIZE if ledger.summarized_sessions else SKETCHED
     problems = truth_mismatches(report, truth, sketched)
-    horizon = horizon_days(window_days, fold_sessions, claim_periods)
+    horizon = horizon_days(window_days, fold_sessions, claim_periods, days_kept, months_kept)
     return {
         "mode": "core",
         "scenario": "xhs",
@@ -487,6 +521,8 @@ def soak(
         "window_days": window_days,
         "fold_sessions": fold_sessions,
         "claim_periods": claim_periods,
+        "days_kept": days_kept,
+        "months_kept": months_kept,
         "frozen_periods": len(ledger.frozen_periods),
         "lines": lines_read,
         "machine": machine(),
@@ -549,6 +585,8 @@ def worker_soak(
     stall_s: float = 600.0,
     fold_sessions: bool = False,
     web_port: int = 0,
+    days_kept: int = DEFAULT_DAYS_KEPT,
+    months_kept: int = DEFAULT_MONTHS_KEPT,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -582,6 +620,9 @@ def worker_soak(
         # `LIVEPULSE_FOLD_SESSIONS`: the partitions summarize closed sessions (with the
         # membership table over the whole groups topic).
         fold_sessions=fold_sessions,
+        # `LIVEPULSE_CLAIM_DAYS_KEPT`, `..._MONTHS_KEPT`: the frozen periods' horizon.
+        claim_days_kept=days_kept,
+        claim_months_kept=months_kept,
         # A busy partition's snapshot every `snapshot_interval_s` whatever it costs, so that
         # the snapshot bytes follow event time (by default a worker takes one at most every
         # 10 s and only while snapshots take under 10% of the time: at 5,000 records/s of
@@ -727,6 +768,8 @@ def worker_soak(
         "retention": report.get("retention") if report is not None else None,
         "fold_sessions": fold_sessions,
         "claim_periods": settings.claim_periods,
+        "days_kept": days_kept,
+        "months_kept": months_kept,
         "truth_mismatches": (
             truth_mismatches(
                 report,
@@ -739,7 +782,10 @@ def worker_soak(
             else [f"/report failed: {report_error}"]
         ),
         "growth": growth_after(
-            samples, horizon_days(window_days, fold_sessions, settings.claim_periods)
+            samples,
+            horizon_days(
+                window_days, fold_sessions, settings.claim_periods, days_kept, months_kept
+            ),
         ),
         "samples": samples,
     }
@@ -775,6 +821,19 @@ def main() -> None:
         action="store_true",
         help="core: no claims by period (no freezing, summaries not held back; the report "
         "without `periods`), to compare",
+    )
+    parser.add_argument(
+        "--days-kept",
+        type=int,
+        default=DEFAULT_DAYS_KEPT,
+        help="CST days of claims by period kept frozen (LIVEPULSE_CLAIM_DAYS_KEPT)",
+    )
+    parser.add_argument(
+        "--months-kept",
+        type=int,
+        default=DEFAULT_MONTHS_KEPT,
+        help="CST months kept frozen (LIVEPULSE_CLAIM_MONTHS_KEPT; the horizon counts them: "
+        "`horizon_days`)",
     )
     parser.add_argument(
         "--worker",
@@ -842,6 +901,8 @@ def main() -> None:
                 snapshot_interval_s=args.snapshot_interval_s or None,
                 web_port=args.web_port,
                 fold_sessions=args.fold_sessions,
+                days_kept=args.days_kept,
+                months_kept=args.months_kept,
             )
         else:
             result = soak(
@@ -853,6 +914,8 @@ def main() -> None:
                 stream,
                 args.fold_sessions,
                 claim_periods=not args.no_claim_periods,
+                days_kept=args.days_kept,
+                months_kept=args.months_kept,
             )
         plot_path = args.plot or (args.out or stream).with_suffix(".svg")
         if args.out is not None:

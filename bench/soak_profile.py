@@ -104,6 +104,32 @@ def part_sizes(ledger: Ledger, board: OperatorBoard) -> dict[str, float]:
     return sizes
 
 
+def _keyed_rows(value: object) -> int:
+    """The entries of the dicts within `value` (per-user, per-session or per-key rows): what
+    a part holds that grows with the users and sessions of its period."""
+    if isinstance(value, dict):
+        return len(value) + sum(_keyed_rows(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_keyed_rows(item) for item in value if isinstance(item, dict | list | tuple))
+    return 0
+
+
+def frozen_part_sizes(ledger: Ledger) -> dict[str, dict[str, float]]:
+    """`Ledger.frozen_parts` by period kind and claim: the periods frozen, each claim's parts'
+    pickled kB (zlib level 1, each part alone, summed over the periods), the largest one
+    period's, and their keyed rows (`_keyed_rows`) summed: what the frozen parts cost."""
+    out: dict[str, dict[str, float]] = {}
+    for (kind, _key), parts in ledger.frozen_parts.items():
+        out.setdefault(kind, {})["periods"] = out.get(kind, {}).get("periods", 0) + 1
+        for claim, part in parts.items():
+            size = _kb(part)
+            row = out.setdefault(f"{kind}.{claim}", {"kb": 0.0, "max_kb": 0.0, "rows": 0})
+            row["kb"] += size
+            row["max_kb"] = max(row["max_kb"], size)
+            row["rows"] += _keyed_rows(part)
+    return out
+
+
 def _deep_bytes(root: object, seen: set[int]) -> int:
     """`sys.getsizeof` summed over the objects reachable from `root` (`gc.get_referents`)
     not in `seen` (which it extends), classes, modules and functions left out."""
@@ -217,6 +243,18 @@ def main() -> None:
         help="retire summaries past the board horizon (Ledger.retire_summaries)",
     )
     parser.add_argument(
+        "--days-kept",
+        type=int,
+        default=PeriodSettings().days_kept,
+        help="CST days kept frozen (LIVEPULSE_CLAIM_DAYS_KEPT)",
+    )
+    parser.add_argument(
+        "--months-kept",
+        type=int,
+        default=PeriodSettings().months_kept,
+        help="CST months kept frozen (LIVEPULSE_CLAIM_MONTHS_KEPT)",
+    )
+    parser.add_argument(
         "--no-claim-periods",
         action="store_true",
         help="no claims by period (as bench.soak's flag): summaries not held for their month",
@@ -242,6 +280,7 @@ def main() -> None:
         board_horizon_ms=round(args.board_horizon_days * DAY_MS) or None,
     )
     ledger.retire_summaries = args.retire_summaries  # state: restored with it
+    _PERIODS[:] = [PeriodSettings(days_kept=args.days_kept, months_kept=args.months_kept)]
     if args.no_claim_periods:
         _PERIODS.clear()
     for settings in _PERIODS:
@@ -254,6 +293,7 @@ def main() -> None:
     sizes: dict[float, dict[str, float]] = {}
     memory: dict[float, dict[str, float]] = {}
     counts: dict[float, dict[str, int]] = {}
+    frozen_sizes: dict[float, dict[str, dict[str, float]]] = {}
     with args.stream.open("rb") as handle:
         while batch := [line.rstrip(b"\n") for line in itertools.islice(handle, 100)]:
             if first_ts is None:  # the first event's ts, as bench.soak's day 0
@@ -278,6 +318,7 @@ def main() -> None:
                         ),
                         "summaries_retired": ledger.retired_sessions,
                     }
+                    frozen_sizes[point] = frozen_part_sizes(ledger)
             began = time.process_time()
             feed(ledger, board, batch)
             for point in inside:
@@ -320,6 +361,7 @@ def main() -> None:
             "part_kb": sizes[point],
             "part_memory_kb": memory[point],
             "summaries": counts[point],
+            "frozen_parts_by_claim": frozen_sizes[point],
         }
     first, last = points[0], points[-1]
     a, b = profiles[first], profiles[last]
@@ -361,6 +403,21 @@ def main() -> None:
     for key in sorted(mb, key=lambda k: -(mb[k] - ma.get(k, 0.0))):
         if mb[key] >= 10 or ma.get(key, 0.0) >= 10:
             print(f"  {ma.get(key, 0.0):8.0f} -> {mb[key]:8.0f}  {key}")  # noqa: T201
+    fa, fb = pa["frozen_parts_by_claim"], pb["frozen_parts_by_claim"]
+    print(  # noqa: T201
+        f"\nfrozen parts by kind and claim, day {first:g} -> {last:g}: periods; "
+        "kB, largest one kB, keyed rows"
+    )
+    for key in sorted(fb, key=lambda k: -fb[k].get("kb", 0.0)):
+        if "kb" not in fb[key]:
+            print(f"  {fa.get(key, {}).get('periods', 0):g} -> {fb[key]['periods']:g}  {key}")  # noqa: T201
+            continue
+        ra = fa.get(key, {"kb": 0.0, "max_kb": 0.0, "rows": 0})
+        rb = fb[key]
+        print(  # noqa: T201
+            f"  {ra['kb']:8.1f} -> {rb['kb']:8.1f} kB; {ra['max_kb']:6.1f} -> {rb['max_kb']:6.1f}"
+            f" kB; {ra['rows']:7,} -> {rb['rows']:7,} rows  {key}"
+        )
 
 
 if __name__ == "__main__":

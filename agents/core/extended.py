@@ -31,6 +31,7 @@ from agents.core.stats import (
     rate_score_from_moments,
     row_moments,
     two_way_wilson_from_sums,
+    user_cluster_sums,
 )
 
 DAY_MS: Final[int] = 86_400_000
@@ -98,7 +99,7 @@ def order_share_from_part(part: OrderSharePart, hits_key: str, total_key: str) -
     return Measurement(
         _ratio(count, total),
         total,
-        two_way_wilson_from_sums(count, total, first, cluster_sums(by_user.values()), pairs)
+        two_way_wilson_from_sums(count, total, first, user_cluster_sums(by_user), pairs)
         if total
         else None,
         {hits_key: count, total_key: total},

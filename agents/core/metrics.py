@@ -65,6 +65,7 @@ from agents.core.stats import (
     add_cluster_sums,
     add_moments,
     cluster_ratio_t_interval,
+    cluster_ratio_t_quantiles,
     cluster_spearman_interval,
     cluster_sums,
     day_ratio_intervals,
@@ -76,6 +77,7 @@ from agents.core.stats import (
     row_moments,
     spearman_interval,
     spearman_rho,
+    t_interval,
     two_way_mean_se_from_sums,
     two_way_wilson_from_sums,
     user_cluster_sums,
@@ -211,6 +213,16 @@ def merge_share_parts(parts: Sequence[SharePart]) -> SharePart:
         pairs = add_cluster_sums(pairs, part[3])
         add_user_rows(users, part[4])
     return hits, total, sessions, pairs, users
+
+
+def fold_share_part(part: SharePart) -> SharePart:
+    """The part with its per-user rows folded into their `ClusterSums` under the retired
+    users' id (`RETIRED_USERS`): the same figure and interval (integer sums), bounded. Only
+    for a part whose users are whole in it (`ClaimParts.fold`)."""
+    hits, total, sessions, pairs, by_user = part
+    if not any(user != RETIRED_USERS for user in by_user):
+        return part
+    return hits, total, sessions, pairs, {RETIRED_USERS: list(user_cluster_sums(by_user))}
 
 
 def share_from_part(part: SharePart, hits_key: str, total_key: str) -> Measurement:
@@ -595,8 +607,13 @@ def group_repurchase_30d(facts: _Facts) -> Measurement:
 
 
 #: `group_member_dwell` as parts: pairs, their watch ms and its sum of squares, the
-#: `ClusterSums` of the sessions' (watch ms, pairs), and per member user the same row.
+#: `ClusterSums` of the sessions' (watch ms, pairs), and per member user the same row. A
+#: folded part (`fold_dwell_part`) has its users' rows as `ClusterSums` under
+#: `RETIRED_USERS` and a sixth item: its bootstrap's t* quantiles, or None for no interval.
 DwellPart = tuple[int, int, int, ClusterSums, dict[str, list[int]]]
+FoldedDwellPart = tuple[
+    int, int, int, ClusterSums, dict[str, list[int]], tuple[float, float] | None
+]
 
 
 def group_member_dwell_part(facts: _Facts) -> DwellPart:
@@ -645,6 +662,10 @@ def merge_dwell_parts(parts: Sequence[DwellPart]) -> DwellPart:
     sessions: ClusterSums = (0, 0, 0, 0)
     users: dict[str, list[int]] = {}
     for part in parts:
+        if len(part) > 5 and RETIRED_USERS in part[4]:
+            # Folded: its bootstrap's rows are gone, no merged interval from it. (A period's
+            # raw part has no retired users: `periods.period_ledger` is a fresh ledger.)
+            raise ValueError("a folded group_member_dwell part does not merge")
         pairs += part[0]
         total_ms += part[1]
         squares_ms += part[2]
@@ -657,8 +678,44 @@ def group_member_dwell(facts: _Facts) -> Measurement:
     return group_member_dwell_from_part(group_member_dwell_part(facts))
 
 
-def group_member_dwell_from_part(part: DwellPart) -> Measurement:
-    pairs, total_ms, squares_ms, sessions, by_user = part
+def _dwell_rows(by_user: dict[str, list[int]]) -> list[list[float]]:
+    """The bootstrap's rows: the kept users' (minutes, pairs), by user id (a retired user's
+    row is gone)."""
+    return [
+        [watched / MINUTE_MS, count]
+        for user, (watched, count, *_) in sorted(by_user.items())
+        if user != RETIRED_USERS
+    ]
+
+
+def fold_dwell_part(part: DwellPart | FoldedDwellPart) -> FoldedDwellPart:
+    """The part with its per-user rows folded into their `ClusterSums` and its bootstrap
+    kept as the t* quantiles of those rows (`stats.cluster_ratio_t_quantiles`): the centre
+    and se come from the sums, so the same figure and interval (to rounding), bounded. Only
+    for a part whose users are whole in it and which is never merged again
+    (`ClaimParts.fold`); a folded part does not merge (`merge_dwell_parts`)."""
+    pairs, total_ms, squares_ms, sessions, by_user, quantiles = dwell_with_quantiles(part)
+    if not any(user != RETIRED_USERS for user in by_user):
+        return part if len(part) > 5 else (pairs, total_ms, squares_ms, sessions, by_user, None)
+    folded = {RETIRED_USERS: list(user_cluster_sums(by_user))}
+    return pairs, total_ms, squares_ms, sessions, folded, quantiles
+
+
+def dwell_with_quantiles(part: DwellPart | FoldedDwellPart) -> FoldedDwellPart:
+    """The part with its bootstrap's t* quantiles as a sixth item (its rows kept, so it
+    still merges): `finish` then reads them, and `fold_dwell_part` runs no bootstrap again
+    (`periods.freeze_closed` in a ledger holding every partition: one bootstrap a period)."""
+    if len(part) > 5:
+        return part
+    pairs, total_ms, squares_ms, sessions, by_user = part[:5]
+    quantiles = cluster_ratio_t_quantiles(_dwell_rows(by_user)) if pairs else None
+    return pairs, total_ms, squares_ms, sessions, by_user, quantiles
+
+
+def group_member_dwell_from_part(part: DwellPart | FoldedDwellPart) -> Measurement:
+    if len(part) > 5:
+        return _folded_dwell_from_part(part)
+    pairs, total_ms, squares_ms, sessions, by_user = part[:5]
     # A member's watch habit goes with them to every session they attend, and a session's
     # length and audience with all its members: the pairs are clustered both ways. The
     # bootstrap-t resamples users (their rows: summed minutes, pairs, by user id) for the skew
@@ -676,11 +733,7 @@ def group_member_dwell_from_part(part: DwellPart) -> Measurement:
         # The bootstrap-t resamples the kept users' rows only (a retired user's row is gone:
         # a bootstrap needs every cluster's): its t* quantiles bring their skew, scaled by the
         # two-way se above, which counts the retired users' clusters too (docs/design.md).
-        rows = [
-            [watched / MINUTE_MS, count]
-            for user, (watched, count, *_) in sorted(by_user.items())
-            if user != RETIRED_USERS
-        ]
+        rows = _dwell_rows(by_user)
         whole = None
         if RETIRED_USERS in by_user:  # centred and scaled by every user's clusters
             by_users = user_cluster_sums(by_user)
@@ -696,6 +749,28 @@ def group_member_dwell_from_part(part: DwellPart) -> Measurement:
         {"pairs": pairs},
         # The fewer of the two kinds of cluster bounds what the spread between them can say.
         clusters=min(sessions[0], user_cluster_sums(by_user)[0]),
+    )
+
+
+def _folded_dwell_from_part(part: FoldedDwellPart) -> Measurement:
+    """`group_member_dwell_from_part` of a folded part: the interval centred on the ratio of
+    the sums, scaled by the two-way se (or the users' one-way se, the larger), with the
+    kept t* quantiles (`cluster_ratio_t_interval` of the rows it was folded from)."""
+    pairs, total_ms, squares_ms, sessions, by_user, quantiles = part
+    users = user_cluster_sums(by_user)  # rows, or their sums once folded
+    interval = None
+    if pairs and quantiles is not None:
+        se_ms = two_way_mean_se_from_sums(
+            total_ms, pairs, sessions, users, (pairs, squares_ms, total_ms, pairs)
+        )
+        se = ratio_se_from_sums(users, total_ms, pairs) / MINUTE_MS
+        interval = t_interval(total_ms / pairs / MINUTE_MS, se, quantiles, se_ms / MINUTE_MS)
+    return Measurement(
+        _ratio(total_ms / MINUTE_MS, pairs),
+        pairs,
+        interval,
+        {"pairs": pairs},
+        clusters=min(sessions[0], users[0]),
     )
 
 
@@ -769,16 +844,13 @@ def group_spend_multiple(facts: _Facts) -> Measurement:
     return group_spend_multiple_from_part(group_spend_multiple_part(facts))
 
 
-def group_spend_multiple_from_part(part: SpendPart) -> Measurement:
+def _spend_user_rows(part: SpendPart) -> dict[str, list[int]]:
+    """Per user, their rows summed (`MONTH_*` columns): the folded ones, then one row per
+    population member of the open (merchant, month)s (the retired users' moments apart)."""
     folded, joins, spend = part
-    # Per user, their rows summed (`MONTH_*` columns, cents and counts): the closed months'
-    # (`Ledger.month_folded_users`), then one row per population member of the open ones:
-    # member spend, member flag, spend, 1. The held rows go through the same integer sums as
-    # the folded ones, so the figure and its interval do not depend on what is folded.
     totals: dict[str, list[int]] = {
         user: list(row) for user, row in folded.items() if user != RETIRED_USERS
     }
-    retired = folded.get(RETIRED_USERS)  # the retired users' moments (`SPEND_MOMENTS`)
     for key, (_joined_ts, member) in joins.items():
         user = key[2]
         cents = spend.get(key, 0)
@@ -789,6 +861,47 @@ def group_spend_multiple_from_part(part: SpendPart) -> Measurement:
         row[MONTH_MEMBERS] += member
         row[MONTH_CENTS] += cents
         row[MONTH_ROWS] += 1
+    return totals
+
+
+def fold_spend_part(part: SpendPart) -> SpendPart:
+    """The part with every user's summed row folded into the retired users' moments
+    (`SPEND_MOMENTS`, under `RETIRED_USERS`), which `log_ratio_interval` reads as those
+    rows: the same figure and interval (to rounding), bounded. Only for a part whose users
+    and (merchant, month)s are whole in it (`ClaimParts.fold`): no join or spend is left to
+    merge with another part's."""
+    folded, joins, spend = part
+    if not joins and not spend and not any(user != RETIRED_USERS for user in folded):
+        return part
+    moments = list(folded.get(RETIRED_USERS, [0] * len(SPEND_MOMENTS)))
+    # Each row's products of `SPEND_MOMENTS` (a fourth-degree one as two pairs' products),
+    # summed column by column: exact integers, once per user of a closed month.
+    products = [
+        (1, *r, *pair, *(pair[a] * pair[b] for a, b in _SPEND_QUADS))
+        for r in (row[:4] for row in _spend_user_rows(part).values())
+        for pair in ([r[j] * r[k] for j, k in _SPEND_PAIRS],)
+    ]
+    for i, column in enumerate(zip(*products, strict=True)):
+        moments[i] += sum(column)
+    return {RETIRED_USERS: moments}, {}, {}
+
+
+#: `SPEND_MOMENTS`' second-degree index pairs, and each fourth-degree one as the positions of
+#: two of them in that list (`fold_spend_part`).
+_SPEND_PAIRS: Final[tuple[tuple[int, ...], ...]] = tuple(c for c in SPEND_MOMENTS if len(c) == 2)
+_SPEND_QUADS: Final[tuple[tuple[int, int], ...]] = tuple(
+    (_SPEND_PAIRS.index(c[:2]), _SPEND_PAIRS.index(c[2:])) for c in SPEND_MOMENTS if len(c) == 4
+)
+
+
+def group_spend_multiple_from_part(part: SpendPart) -> Measurement:
+    folded = part[0]
+    # Per user, their rows summed (`MONTH_*` columns, cents and counts): the closed months'
+    # (`Ledger.month_folded_users`), then one row per population member of the open ones:
+    # member spend, member flag, spend, 1. The held rows go through the same integer sums as
+    # the folded ones, so the figure and its interval do not depend on what is folded.
+    totals = _spend_user_rows(part)
+    retired = folded.get(RETIRED_USERS)  # the retired users' moments (`SPEND_MOMENTS`)
     first = retired[1:5] if retired is not None else [0, 0, 0, 0]
     member_cents = sum(row[MONTH_MEMBER_CENTS] for row in totals.values()) + first[0]
     members = sum(row[MONTH_MEMBERS] for row in totals.values()) + first[1]
@@ -869,20 +982,29 @@ class ClaimParts:
     """A claim split into mergeable parts (docs/metrics.md, "Claims by period": merged
     partitions): `part` of a ledger's facts; `merge` of parts of disjoint sub-streams (the
     partitions of one stream, the days of a month) is the part of their union; `finish` is
-    the claim's `Measurement` of a part (`finish(part(facts))` is the claim function's); and
+    the claim's `Measurement` of a part (`finish(part(facts))` is the claim function's);
     `compact` bounds a part to keep (the raw pairs of a rank correlation and the held reply
-    latencies sketched; identity for the others, which hold counts and integer sums only)."""
+    latencies sketched; identity for the others, which hold counts and integer sums only);
+    and `fold` bounds a compacted part whose clusters are whole in it and which no merge
+    needs any more (a ledger holding every partition, once the month is frozen:
+    `periods.freeze_closed`): its per-user rows folded into the sums or moments the interval
+    reads, so that `finish` gives the same figure (to rounding); identity where the part
+    holds no per-user row."""
 
     part: Callable[[_Facts], Any]
     merge: Callable[[Sequence[Any]], Any]
     finish: Callable[[Any], Measurement]
     compact: Callable[[Any], Any] = _same
+    fold: Callable[[Any], Any] = _same
 
 
 #: Every claim with a period figure (not `group_repurchase_30d`: agents/core/periods.py).
 CLAIM_PARTS: Final[dict[str, ClaimParts]] = {
     "orders_after_minute_5": ClaimParts(
-        orders_after_minute_5_part, merge_share_parts, orders_after_minute_5_from_part
+        orders_after_minute_5_part,
+        merge_share_parts,
+        orders_after_minute_5_from_part,
+        fold=fold_share_part,
     ),
     "price_dwell_association": ClaimParts(
         price_dwell_part, merge_price_parts, price_dwell_from_part, compact_price_part
@@ -895,25 +1017,35 @@ CLAIM_PARTS: Final[dict[str, ClaimParts]] = {
     ),
     "live_aov": ClaimParts(live_aov_part, merge_aov_parts, live_aov_from_part),
     "group_order_share": ClaimParts(
-        group_order_share_part, merge_share_parts, group_order_share_from_part
+        group_order_share_part, merge_share_parts, group_order_share_from_part, fold=fold_share_part
     ),
     "group_member_dwell": ClaimParts(
-        group_member_dwell_part, merge_dwell_parts, group_member_dwell_from_part
+        group_member_dwell_part,
+        merge_dwell_parts,
+        group_member_dwell_from_part,
+        fold=fold_dwell_part,
     ),
     "group_spend_multiple": ClaimParts(
-        group_spend_multiple_part, merge_spend_parts, group_spend_multiple_from_part
+        group_spend_multiple_part,
+        merge_spend_parts,
+        group_spend_multiple_from_part,
+        fold=fold_spend_part,
     ),
     "size_refund_share": ClaimParts(
-        size_refund_share_part, merge_share_parts, size_refund_share_from_part
+        size_refund_share_part, merge_share_parts, size_refund_share_from_part, fold=fold_share_part
     ),
-    "bundle_share": ClaimParts(bundle_share_part, merge_share_parts, bundle_share_from_part),
+    "bundle_share": ClaimParts(
+        bundle_share_part, merge_share_parts, bundle_share_from_part, fold=fold_share_part
+    ),
     "post_live_tail": ClaimParts(
         post_live_tail_part, merge_tail_parts, post_live_tail_from_part, compact_tail_part
     ),
     "reply_latency": ClaimParts(
         reply_latency_part, merge_reply_parts, reply_latency_from_part, compact_reply_part
     ),
-    "return_rate": ClaimParts(return_rate_part, merge_share_parts, return_rate_from_part),
+    "return_rate": ClaimParts(
+        return_rate_part, merge_share_parts, return_rate_from_part, fold=fold_share_part
+    ),
 }
 
 

@@ -42,7 +42,7 @@ from agents.core.ledger import (
     cst_month_end,
     cst_month_start,
 )
-from agents.core.metrics import CLAIM_PARTS, Measurement
+from agents.core.metrics import CLAIM_PARTS, Measurement, dwell_with_quantiles
 from agents.core.report import claim_verdict
 
 _CST_OFFSET_MS: Final[int] = 8 * 3_600_000
@@ -260,6 +260,12 @@ class FrozenFigures(MutableMapping[str, FrozenFigure]):
         self._figures.pop(claim_id, None)
         self._parts[claim_id] = part
 
+    def repoint(self, claim_id: str, part: Any) -> None:
+        """If `claim_id`'s figure is not finished yet, finish it from `part` when first read
+        (a kept part replaced by one giving the same figure: `_fold_settled`)."""
+        if claim_id in self._parts:
+            self._parts[claim_id] = part
+
     def take(self, other: FrozenFigures) -> None:
         """Add `other`'s figures, unfinished ones unfinished."""
         self._figures.update(other._figures)
@@ -319,6 +325,8 @@ FIRST_STAGE: Final[tuple[str, ...]] = tuple(c for c in PERIOD_CLAIMS if c not in
 #: The claim whose frozen part is sketched (`metrics.compact_price_part`): a month's figure
 #: alone is taken from its facts (exact), not from its days' parts.
 SKETCHED: Final[str] = "price_dwell_association"
+#: The claim whose bootstrap a ledger holding every partition keeps with its frozen part.
+DWELL: Final[str] = "group_member_dwell"
 
 Parts = dict[str, Any]
 
@@ -444,7 +452,9 @@ def merge_frozen(
         first: list[Parts] = []
         refunds: list[Parts] | None = []
         for ledger, stamped in zip(ledgers, stamps, strict=True):
-            frozen = ledger.frozen_parts.get((kind, key))
+            # A ledger holding every partition folds its parts' rows (`_fold_settled`): they
+            # add to no other ledger's.
+            frozen = None if ledger.fold_months else ledger.frozen_parts.get((kind, key))
             if frozen is not None and all(c in frozen for c in FIRST_STAGE):
                 first.append({c: frozen[c] for c in FIRST_STAGE})
                 if refunds is not None and all(c in frozen for c in REFUND_CLAIMS):
@@ -519,6 +529,8 @@ def freeze_closed(
                 if parts is None:
                     parts = _parts(ledger, _in(kind, ts), FIRST_STAGE)
                 if parts is not None:
+                    if ledger.fold_months:  # its bootstrap once, for the figure and the fold
+                        parts[DWELL] = dwell_with_quantiles(parts[DWELL])
                     frozen[(kind, key)], ledger.frozen_parts[(kind, key)] = _frozen(parts)
         _prune(ledger, settings)
     refunds_to = refund_closing_horizon(ledger)
@@ -531,7 +543,32 @@ def freeze_closed(
                 else:  # a plain dict (restored from snapshot version 10 or older)
                     figures.update(added)
                 ledger.frozen_parts.setdefault((kind, key), {}).update(kept)
+    if ledger.fold_months and (first_stage or refund_stage):
+        _fold_settled(ledger)
     return held_from(ledger, settings, closed_to)
+
+
+def _fold_settled(ledger: Ledger) -> None:
+    """In a ledger holding every partition (`Ledger.fold_months`: its frozen parts merge
+    with no other ledger's, `merge_frozen`), fold the frozen parts no merge needs any more
+    (`ClaimParts.fold`: per-user rows into the sums or moments their intervals read, the
+    same figures): every frozen month's, and every day's whose month is frozen (a month's
+    first-stage parts are its days' merged, `_month_of_days`, the days' last use). The folds
+    are idempotent: a part already folded is kept as it is (after a restore too)."""
+    frozen = ledger.frozen_periods
+    for (kind, key), parts in ledger.frozen_parts.items():
+        if kind == MONTH or (MONTH, key[:7]) in frozen:
+            figures = frozen.get((kind, key))
+            # Once a day: a part folded already is returned as it is, and left in place (no
+            # new dict to track, nothing walked).
+            for claim_id, part in parts.items():
+                folded = CLAIM_PARTS[claim_id].fold(part)
+                if folded is not part:
+                    parts[claim_id] = _untracked(folded)
+                    if isinstance(figures, FrozenFigures):
+                        # A figure not read yet is finished from the folded part (the same
+                        # figure): the raw rows are let go, in memory and in snapshots.
+                        figures.repoint(claim_id, parts[claim_id])
 
 
 def _month_of_days(ledger: Ledger, month: str, found: dict[str, dict[str, int]]) -> Parts | None:

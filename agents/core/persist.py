@@ -126,12 +126,19 @@ MAGIC: Final[bytes] = b"LPst"
 #:     (shared with `Ledger.frozen_parts`) and finishes each on its first read; a version 1-10
 #:     state loads with its frozen figures as plain dicts, all finished (a refund stage
 #:     frozen later adds its figures to them finished).
-#:       A session's presence is held by slot (`ledger.Presence`: the users in slot
+#:     A session's presence is held by slot (`ledger.Presence`: the users in slot
 #:     order, the first records as two int64 arrays, the others by slot). A version 1-10 state
 #:     loads with each user's packed records put in slots in the order they were held, its
 #:     sessions' interacting users left in their sets (a view of the presence's flags,
 #:     `ledger.InteractingUsers`, in a session started after it). The
 #:     screen's first entries likewise (`screen.FirstEntries`), loaded from a dict as they were.
+#:     In a ledger holding every partition (`Ledger.fold_months`), a frozen
+#:     month's parts and its days' are folded (`periods._fold_settled`, `ClaimParts.fold`):
+#:     the shares' per-user rows into cluster sums under `ledger.RETIRED_USERS`,
+#:     `group_spend_multiple`'s rows and joins into moments, `group_member_dwell`'s rows into
+#:     cluster sums with its bootstrap's t* quantiles (a sixth item: `metrics.FoldedDwellPart`).
+#:     A version 10 or older state loads as it was written and its parts are folded at the
+#:     next freeze.
 VERSION: Final[int] = 11
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
 _HEADER: Final[int] = len(MAGIC) + 1

@@ -423,6 +423,37 @@ def cluster_ratio_t_interval(
     is then centred on that R and scaled by that se (or `se_floor`), the t* quantiles taken
     from the held rows' resampling (docs/design.md, "The user horizon").
     """
+    quantiles = cluster_ratio_t_quantiles(clusters, replicates, seed, level)
+    if quantiles is None:
+        return None
+    data = np.asarray(clusters, dtype=np.float64)
+    y, m = data[:, 0], data[:, 1]
+    center = float(y.sum() / m.sum())
+    se = ratio_standard_error(y, m)
+    if whole is not None and math.isfinite(whole[1]):
+        center, se = whole
+    return t_interval(center, se, quantiles, se_floor)
+
+
+def t_interval(
+    center: float, se: float, quantiles: tuple[float, float], se_floor: float = 0.0
+) -> tuple[float, float]:
+    """[R - t*_hi s, R - t*_lo s] of `cluster_ratio_t_interval`, s the larger of `se` and
+    `se_floor`, from the t* quantiles (`cluster_ratio_t_quantiles`)."""
+    scale = max(se, se_floor) if math.isfinite(se_floor) else se
+    t_low, t_high = quantiles
+    return center - t_high * scale, center - t_low * scale
+
+
+def cluster_ratio_t_quantiles(
+    clusters: Sequence[Sequence[float]],
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float] | None:
+    """The t* quantiles (lower, upper) of `cluster_ratio_t_interval`'s resampling of
+    `clusters`, None where it has no interval: all the interval keeps of the rows once its
+    centre and se are known from sums (a frozen part folded into them, `metrics`)."""
     data = np.asarray(clusters, dtype=np.float64)
     g = data.shape[0]
     if g < 2:
@@ -441,10 +472,6 @@ def cluster_ratio_t_interval(
     se = ratio_standard_error(y, m)
     if not (math.isfinite(r) and math.isfinite(se)) or se <= 0:
         return None
-    center = r
-    if whole is not None and math.isfinite(whole[1]):
-        center, se = whole
-    scale = max(se, se_floor) if math.isfinite(se_floor) else se
     rng = np.random.default_rng(seed)
     weights = bootstrap_weights(rng, g, replicates)
     boot, boot_se = ratio_and_se(weights @ cols)
@@ -453,7 +480,7 @@ def cluster_ratio_t_interval(
     if t.size < replicates // 2:
         return None
     t_low, t_high = np.quantile(t, [(1 - level) / 2, (1 + level) / 2])
-    return center - float(t_high) * scale, center - float(t_low) * scale
+    return float(t_low), float(t_high)
 
 
 def ratio_se_from_sums(sums: ClusterSums, total: int, cases: int) -> float:

@@ -68,7 +68,12 @@ def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
     # With the session fold, paid orders are held for the 90-day refund horizon (+ the
     # window), and with the claims by period until their month's refund claims freeze.
     assert horizon_days(7.0, fold_sessions=True) == 97.0
-    assert horizon_days(7.0, fold_sessions=True, claim_periods=True) == 128.0
+    # ... and until the kept frozen periods are all frozen: 24 months by default, each of the
+    # 25 months (the first partial) closing a session horizon and the window after its end.
+    assert horizon_days(7.0, fold_sessions=True, claim_periods=True) == 25 * 31 + 7 + 7.0
+    assert horizon_days(7.0, True, True, days_kept=62, months_kept=2) == 128.0
+    assert horizon_days(7.0, True, True, days_kept=62, months_kept=6) == 7 * 31 + 7 + 7.0
+    assert horizon_days(7.0, True, True, days_kept=200, months_kept=1) == 201 + 7 + 7.0
     assert horizon_days(7.0, claim_periods=True) == 40.0
     samples = [
         {"day": 10.0, "rss_mb": 50.0, "snapshot_mb": 0.1, "records_per_s": 9_000.0},
