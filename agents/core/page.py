@@ -395,6 +395,8 @@ class PageBuilder:
         #: the ones read whole (every viewer): for tests and the benchmark.
         self.recomputed = 0
         self.recomputed_whole = 0
+        #: (session, user) parts the last build read (of the sessions not folded).
+        self.viewers_read = 0
 
     def build(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
         """{"events", "operator", "screen"}: the counts of every partition, and what
@@ -512,7 +514,7 @@ class PageBuilder:
     def _group_changes(
         self,
         states: Sequence[tuple[Ledger, OperatorBoard]],
-        touched: dict[int, dict[str, set[str]] | None],
+        touched: dict[int, dict[str, dict[str, bool]] | None],
         regrouped: bool,
     ) -> set[str]:
         """The sessions a group event since the last build may change (of its merchant, live
@@ -552,16 +554,18 @@ class PageBuilder:
                         if board_touched is None:
                             kept.pop(sid)
                             break
-                        board_touched.setdefault(sid, set()).add(user)
+                        board_touched.setdefault(sid, {})[user] = True  # its group joins
                         forced.add(sid)
         return forced
 
     def _touched(
         self, states: Sequence[tuple[Ledger, OperatorBoard]]
-    ) -> dict[int, dict[str, set[str]] | None]:
+    ) -> dict[int, dict[str, dict[str, bool]] | None]:
         """Per board, the (session, users) an event since the last build may have changed
-        the part of (`OperatorBoard.viewer_log`); None: not known, read every viewer."""
-        out: dict[int, dict[str, set[str]] | None] = {}
+        the part of (`OperatorBoard.viewer_log`), each with whether a join or leave did (else
+        only interactions or orders: they change the part of a user not yet counted, never
+        of one counted); None: not known, read every viewer."""
+        out: dict[int, dict[str, dict[str, bool]] | None] = {}
         for _ledger, board in states:
             read = self._read_up_to.get(id(board))
             log = board.viewer_log
@@ -572,14 +576,15 @@ class PageBuilder:
             if log and log[0][0] > read + 1 and len(log) == log.maxlen:
                 out[id(board)] = None
                 continue
-            touched: dict[str, set[str]] = {}
-            for n, sid, user in reversed(log):
+            touched: dict[str, dict[str, bool]] = {}
+            for n, sid, user, presence in reversed(log):
                 if n <= read:
                     break
                 users = touched.get(sid)
                 if users is None:
-                    users = touched[sid] = set()
-                users.add(user)
+                    users = touched[sid] = {}
+                if presence or user not in users:
+                    users[user] = presence
             out[id(board)] = touched
         return out
 
@@ -590,11 +595,13 @@ class PageBuilder:
         sid: str,
         session: SessionFacts,
         kept: _Kept | None,
-        touched: set[str] | None,
+        touched: Mapping[str, bool] | None,
     ) -> _Kept:
         """A session's parts: of a folded one from `OperatorBoard._session_parts`; of one not
         folded from its viewers, only the `touched` ones read again when the rest is as
-        `kept` had it (None: every viewer)."""
+        `kept` had it (None: every viewer); of those, a user touched only by interactions or
+        orders (`touched[user]` False) only when not yet counted: their presence records and
+        group joins, all a counted viewer's part is made of, are as read before."""
         changed_at = board.session_changed_at.get(sid, 0)
         presence = session.presence
         identity = (
@@ -633,13 +640,15 @@ class PageBuilder:
             viewers = _Viewers()
             users: Iterable[str] = {*presence, *session.interacting_users, *buyers}
         else:
-            users = touched
+            counted = viewers.users
+            users = [user for user, full in touched.items() if full or user not in counted]
         started_ts = session.started_ts
         assert started_ts is not None  # only started sessions are passed
         ended_ts = session.ended_ts  # never abandoned: abandoning folds its presence
         merchant_id = session.merchant_id or ""
         interacting = session.interacting_users
         for user in users:
+            self.viewers_read += 1
             records = presence.get(user)
             if not (
                 (records is not None and any(is_join for _ts, _seq, is_join in records))
@@ -711,7 +720,7 @@ class PageBuilder:
         touched = self._touched(states)
         forced = self._group_changes(states, touched, regrouped)
         self._read_up_to = {id(board): board.changes for board in boards}
-        self.recomputed = self.recomputed_whole = 0
+        self.recomputed = self.recomputed_whole = self.viewers_read = 0
         self._builds += 1
         #: Per session: its kept parts, whether it has ended, its refunds and windows.
         held: dict[str, tuple[_Kept, bool]] = {}
@@ -743,7 +752,7 @@ class PageBuilder:
                     or entry.identity[4] != _fold_stage(session.presence)  # summarized since
                 ):
                     self.recomputed += 1
-                    users = None if board_touched is None else board_touched.get(sid, set())
+                    users = None if board_touched is None else board_touched.get(sid, {})
                     entry = kept[sid] = self._session(
                         board, group_events, sid, session, entry, users
                     )

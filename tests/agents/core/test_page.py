@@ -265,6 +265,49 @@ def test_refunds_matched_between_builds_equal_the_merged_build(seed: int) -> Non
     assert refunded > 0
 
 
+def test_an_interaction_or_order_reads_a_viewer_only_when_not_yet_counted() -> None:
+    """The viewer log says which kind of event touched a (session, user): an interaction or
+    an order by a viewer already counted cannot change their part (their presence records
+    and group joins), so the build reads no viewer for it; the same by a user not yet
+    counted (no join: counted by the interaction or order alone), or a join or leave, reads
+    that one. Each build equals the merged build."""
+    base = 1_719_840_000_000
+    events = EventList()
+    events.add("session_started", base, session_id="s-1", room_id="r-1", merchant_id="m-1")
+    events.add("viewer_joined", base + 1_000, session_id="s-1", user_id="u-1", source="feed")
+    states = [(Ledger(), OperatorBoard())]
+    builder = PageBuilder()
+
+    def feed_and_build(*new: dict[str, Any]) -> int:
+        for event in new:
+            ingest(orjson.dumps(event), *states[0])
+        assert builder.build(states) == merged_page(states)
+        return builder.viewers_read
+
+    feed_and_build(*events)
+    steps = [
+        # (what is added, viewers the build reads)
+        (("interaction", {"user_id": "u-1", "kind": "comment"}), 0),  # counted: skipped
+        (("order", "u-1"), 0),
+        (("interaction", {"user_id": "u-2", "kind": "like"}), 1),  # not yet counted
+        (("interaction", {"user_id": "u-2", "kind": "comment"}), 0),  # counted since
+        (("order", "u-3"), 1),  # a buyer who never joined
+        (("viewer_left", {"user_id": "u-1"}), 1),  # a leave changes the watch time
+        (("viewer_joined", {"user_id": "u-2", "source": "search"}), 1),
+    ]
+    for n, (step, reads) in enumerate(steps):
+        ts = base + 10_000 * (n + 1)
+        if step[0] == "order":
+            events.order(ts, "s-1", str(step[1]), 500)
+        else:
+            fields = dict(step[1])  # type: ignore[arg-type]
+            events.add(step[0], ts, session_id="s-1", **fields)
+        assert feed_and_build(events[-1]) == reads, step
+    got = builder.build(states)
+    assert got["operator"]["overall"]["unique_viewers"] == 3
+    assert got["operator"]["overall"]["viewers_current"] == 1  # u-2 (u-1 left, u-3 bought)
+
+
 def test_a_viewer_back_within_a_minute_is_present_in_it_once() -> None:
     """A viewer who left and came back in the same minute, their interval still open: that
     minute counts them once (claims.md's presence), however far the session's last event
