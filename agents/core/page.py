@@ -52,6 +52,7 @@ from itertools import chain
 from typing import Any
 
 from agents.core.ledger import (
+    _SEQ_BITS,
     OVERALL_LEVEL,
     EventCounts,
     Ledger,
@@ -221,18 +222,34 @@ def _sorted_put(values: list[int], value: int, sign: int) -> None:
         del values[bisect_left(values, value)]
 
 
-def _viewer_of(
-    records: Sequence[tuple[int, int, bool]] | None, ended_ts: int | None, group_joins: int
-) -> _Viewer:
-    """A viewer's part from their presence records (`timeline.watch_intervals` and
-    `presence_minutes`' reading, the open interval left open while the session is live)."""
+def _packed_records(presence: Presence, user: str) -> Sequence[int]:
+    """A user's presence records as `Presence` packs them (ts, then arrival number, then
+    join: ledger.py), sorted: their order is that of the (ts, seq, is_join) tuples, and
+    reading them needs no tuple per record (once per viewer read)."""
+    held = presence._packed.get(user)
+    if held is None:
+        return ()
+    if isinstance(held, int):
+        return (held,)
+    return sorted(held)
+
+
+_TS_SHIFT = _SEQ_BITS + 1  # a packed record's ts is above its arrival number and join bit
+
+
+def _viewer_of(records: Sequence[int], ended_ts: int | None, group_joins: int) -> _Viewer:
+    """A viewer's part from their presence records (sorted, packed: `_packed_records`), as
+    `timeline.watch_intervals` and `presence_minutes` read them, the open interval left open
+    while the session is live."""
     joins = closed_ms = 0
     marks: list[int] = []
     last_marked = -(2**63)  # no minute marked yet
     opened: int | None = None
     intervals: list[tuple[int, int]] = []
-    for ts, _seq, is_join in sorted(records or ()):
-        if is_join:
+    shift = _TS_SHIFT
+    for record in records:
+        ts = record >> shift
+        if record & 1:
             joins += 1
             if opened is None:
                 opened = ts
@@ -649,12 +666,8 @@ class PageBuilder:
         interacting = session.interacting_users
         for user in users:
             self.viewers_read += 1
-            records = presence.get(user)
-            if not (
-                (records is not None and any(is_join for _ts, _seq, is_join in records))
-                or user in interacting
-                or user in buyers
-            ):
+            records = _packed_records(presence, user)
+            if not (any(record & 1 for record in records) or user in interacting or user in buyers):
                 viewers.put(user, None)
                 continue
             group_joins = 0
