@@ -157,6 +157,55 @@ def test_screen_feed_rebuilds_after_a_build_at_the_very_start() -> None:
     assert feed.get()["events"]["valid"] == 1 != first["events"]["valid"]
 
 
+def test_screen_feed_rebuilds_before_the_data_is_a_second_old(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a page fetches, the data is rebuilt before what is served is over a second old
+    (`max_age_s` less `AGE_MARGIN_S`), even when the share (a fifth of the time at the
+    median build's cost) would wait longer; never more than `age_share` of the time, and a
+    build that cannot keep a second (slower than that) is paced by the share alone. Data
+    of a state that did not change is as of now, however long ago it was built."""
+    from streams.runtime.screen import AGE_MARGIN_S, ScreenFeed
+
+    version = [0]
+    report: dict[str, Any] = {"claims": {}, "events": {}}
+    feed = ScreenFeed(lambda: [], lambda: version[0], lambda _age: report, lambda: 0)
+    monkeypatch.setattr(feed, "record_build", lambda _seconds: None)  # `build_s` as set
+
+    def aged(seconds: float) -> None:  # the last build began and ended `seconds` ago
+        feed._read_at -= seconds
+        feed._built_at -= seconds
+
+    first = feed.get()
+    feed.build_s = 0.3  # the share waits 0.3 / 0.2 = 1.5 s
+    version[0] += 1
+    aged(0.5)
+    assert feed.get() is first  # 0.5 s old: served as it is
+    aged(feed.max_age_s - AGE_MARGIN_S - 0.5)
+    second = feed.get()
+    assert second is not first and feed.age_builds == 1  # rebuilt by its age
+    # Unchanged since: however old the build, the data is the state's as of the last call.
+    aged(1.0)
+    assert feed.get() is second
+    version[0] += 1
+    assert feed.get() is second  # as of the previous call: not yet old
+    # At most `age_share` (half) of the time: a 0.6 s build waits 1.2 s after the last.
+    feed.build_s = 0.6
+    aged(0.0)
+    feed._read_at -= 1.0
+    assert feed.get() is second
+    aged(0.2)
+    third = feed.get()
+    assert third is not second and feed.age_builds == 2
+    # A build slower than the age it must keep: the share alone (0.9 / 0.2 = 4.5 s).
+    feed.build_s = 0.9
+    version[0] += 1
+    aged(4.0)
+    assert feed.get() is third
+    aged(0.5)
+    assert feed.get() is not third and feed.age_builds == 2
+
+
 def test_one_slow_build_does_not_hold_the_page() -> None:
     """The rebuilds are paced by the median of the last five builds' costs: one build held up
     (1 s among 0.03 s ones: a collection of the oldest generation at 1,000,000 events) keeps
