@@ -1210,8 +1210,27 @@ def _median_of(
     low = _kth(lists, minus, i)
     if i + 1 >= n:
         return float(low)
-    high = _kth(lists, minus, i + 1)
+    high = _next_kth(lists, minus, i + 1, low)
     return low + (h - i) * (high - low)
+
+
+def _next_kth(
+    lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int], k: int, below: int
+) -> int:
+    """`_kth(lists, minus, k)` given `below`, the (k-1)-th: itself when it is held more than
+    k times, else the next value held, stepped to from it (a second binary search cost as
+    much as the first: half of a level's median)."""
+    held = [(values, offset) for values, offset in lists if values]
+    value = below
+    while True:
+        count = sum(bisect_right(values, value - offset) for values, offset in held)
+        if count - bisect_right(minus, value) > k:
+            return value
+        value = min(
+            values[j] + offset
+            for values, offset in held
+            if (j := bisect_right(values, value - offset)) < len(values)
+        )
 
 
 def _kth(lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int], k: int) -> int:
