@@ -408,6 +408,10 @@ class PageBuilder:
         self._used_bases: set[str] = set()
         self._refunds = _RefundMatch()
         self._builds = 0
+        #: The screen's sources and products tables as last computed; whether the last build
+        #: computed them (else they are of an earlier one).
+        self._tables: dict[str, Any] | None = None
+        self.tables_fresh = True
         #: Sessions whose parts the last build computed (the rest were kept), and of those
         #: the ones read whole (every viewer): for tests and the benchmark.
         self.recomputed = 0
@@ -415,10 +419,14 @@ class PageBuilder:
         #: (session, user) parts the last build read (of the sessions not folded).
         self.viewers_read = 0
 
-    def build(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
+    def build(
+        self, states: Sequence[tuple[Ledger, OperatorBoard]], *, tables: bool = True
+    ) -> dict[str, Any]:
         """{"events", "operator", "screen"}: the counts of every partition, and what
         `board.snapshot(ledger, detail=False)` and `board.screen.snapshot(ledger)` of the
-        merged partitions give."""
+        merged partitions give; with `tables` False, the screen's `sources` and `products`
+        are the last build's that computed them (`tables_fresh` False after: the caller says
+        how old they are), the rest as of now."""
         events = _counts([ledger for ledger, _board in states])
         seen: set[str] = set()
         total = 0
@@ -427,6 +435,7 @@ class PageBuilder:
             seen.update(ledger.sessions)
         if not states or len(seen) != total:  # a session in several partitions: merge them
             self._kept.clear()
+            self._tables, self.tables_fresh = None, True
             ledger = merge_ledgers([s[0] for s in states])
             board = merge_boards([s[1] for s in states])
             return {
@@ -434,7 +443,7 @@ class PageBuilder:
                 "operator": board.snapshot(ledger, detail=False),
                 "screen": board.screen.snapshot(ledger),
             }
-        return {"events": events, **self._incremental(states)}
+        return {"events": events, **self._incremental(states, tables)}
 
     def _level(
         self,
@@ -707,7 +716,9 @@ class PageBuilder:
             viewers,
         )
 
-    def _incremental(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
+    def _incremental(
+        self, states: Sequence[tuple[Ledger, OperatorBoard]], tables: bool
+    ) -> dict[str, Any]:
         ledgers = [ledger for ledger, _board in states]
         boards = [board for _ledger, board in states]
         first_board = boards[0]
@@ -819,9 +830,11 @@ class PageBuilder:
                 for rid, sids in sorted(groups["rooms"].items())
             },
         }
+        if self._tables is None:
+            tables = True  # none built yet
         folded_sources: dict[tuple[str, str], dict[str, list[int]]] = {}
         folded_products: dict[str, dict[str, list[int]]] = {}
-        for board in boards:  # the sessions folded (agents/core/screen.py), per partition
+        for board in boards if tables else ():  # the sessions folded (screen.py), per partition
             for level, rows in board.screen.folded_sources.items():
                 add_user_rows(folded_sources.setdefault(level, {}), rows)
             for room, rows in board.screen.folded_products.items():
@@ -852,6 +865,36 @@ class PageBuilder:
                     for key, ids in groups.items()
                 },
             },
+        }
+        if not tables:
+            assert self._tables is not None
+            screen.update(self._tables)
+            self._used_bases.update(self._row_bases)  # kept: they catch up at the next
+        else:
+            self._tables = self._tables_of(
+                groups, everything, folded_sources, folded_products, sources, products
+            )
+            screen.update(self._tables)
+        self.tables_fresh = tables
+        self._bases = {key: self._bases[key] for key in self._used_bases if key in self._bases}
+        self._row_bases = {
+            key: self._row_bases[key] for key in self._used_bases if key in self._row_bases
+        }
+        self._merged = {key: self._merged[key] for key in self._used_bases if key in self._merged}
+        self._used_bases = set()
+        return {"operator": operator, "screen": screen}
+
+    @staticmethod
+    def _tables_of(
+        groups: dict[str, dict[str, list[str]]],
+        everything: list[str],
+        folded_sources: dict[tuple[str, str], dict[str, list[int]]],
+        folded_products: dict[str, dict[str, list[int]]],
+        sources: Callable[[str, list[str]], list[dict[str, list[int]]]],
+        products: Callable[[str, list[str]], list[dict[str, list[int]]]],
+    ) -> dict[str, Any]:
+        """The screen's entry sources and products tables of every level."""
+        return {
             "sources": {
                 "overall": sources_figures(
                     chain(
@@ -886,13 +929,6 @@ class PageBuilder:
                 },
             },
         }
-        self._bases = {key: self._bases[key] for key in self._used_bases if key in self._bases}
-        self._row_bases = {
-            key: self._row_bases[key] for key in self._used_bases if key in self._row_bases
-        }
-        self._merged = {key: self._merged[key] for key in self._used_bases if key in self._merged}
-        self._used_bases = set()
-        return {"operator": operator, "screen": screen}
 
 
 def _sources_of(entry: _Kept) -> dict[str, list[int]]:

@@ -91,6 +91,40 @@ def test_incremental_builds_equal_the_merged_build_while_fed(
     assert problems == []
 
 
+def test_builds_without_the_tables_keep_them_as_of_the_last_build_with() -> None:
+    """`build(tables=False)` (the feed refreshes the sources and products tables every few
+    builds): everything else equals the merged build now, the tables equal the merged build
+    at the last build that computed them (`tables_fresh` says which); the next build with
+    them equals the merged build whole, however many builds skipped them."""
+    lines = (FIXTURES / "xhs.jsonl").read_bytes().splitlines()
+    states = [(Ledger(), OperatorBoard()) for _ in range(PARTITIONS)]
+    builder = PageBuilder()
+    chunk = len(lines) // 12
+    tables_then: dict[str, Any] = {}
+    skipped_stale = 0
+    for n, start in enumerate(range(0, len(lines), chunk)):
+        for line in lines[start : start + chunk]:
+            ledger, board = states[partition_of(line)]
+            ingest(line, ledger, board)
+        with_tables = n % 3 == 0
+        got = builder.build(states, tables=with_tables)
+        want = merged_page(states)
+        assert builder.tables_fresh is with_tables
+        tables = ("sources", "products")
+        if with_tables:
+            assert got == want
+            tables_then = {key: want["screen"][key] for key in tables}
+        else:
+            assert {k: v for k, v in got.items() if k != "screen"} == {
+                k: v for k, v in want.items() if k != "screen"
+            }
+            for key, value in want["screen"].items():
+                assert got["screen"][key] == (tables_then[key] if key in tables else value)
+            skipped_stale += any(tables_then[key] != want["screen"][key] for key in tables)
+    assert skipped_stale >= 3  # the skipped builds' tables were behind
+    assert builder.build(states, tables=True) == merged_page(states)
+
+
 def test_a_session_in_two_partitions_is_built_from_the_merge() -> None:
     """A producer that broke the record keys: the build falls back to the merge, equal."""
     lines = (FIXTURES / "xhs.jsonl").read_bytes().splitlines()[:3000]
