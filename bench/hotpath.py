@@ -4,7 +4,7 @@
     python -m bench.hotpath report FILE
     python -m bench.hotpath batch-decode FILE [--valid-only]
     python -m bench.hotpath page FILE [--step 5000] [--builds 24] [--partitions 4]
-                                      [--fold-sessions]
+                                      [--fold-sessions] [--tables-every N]
 
 FILE: a stream of JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`).
 `ingest`: the core's ingest over every line into `Ledger(window)` + `OperatorBoard`, 500 values
@@ -23,7 +23,9 @@ end of all but the last `--builds` x `--step` records, once after each further `
 CPU seconds per build (to compare trees, run it from another checkout as `ingest` says), and
 the memory the builder keeps after its first build; `--fold-sessions`: the partitions'
 ledgers summarize closed sessions (`Ledger(fold_sessions=True)`, membership from a ledger of
-every group event, as the worker's table), as a worker with `LIVEPULSE_FOLD_SESSIONS=true`.
+every group event, as the worker's table), as a worker with `LIVEPULSE_FOLD_SESSIONS=true`;
+`--tables-every N`: the sources and products tables computed by one build in N, as the
+worker's feed does (`streams.runtime.screen.TABLES_EVERY`; 1, the default, every build).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=5000)
     parser.add_argument("--builds", type=int, default=24)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--tables-every", type=int, default=1)
     parser.add_argument("--fold-sessions", action="store_true")
     args = parser.parse_args()
     values = _lines(args.file)
@@ -97,7 +100,15 @@ def main() -> None:
             f"{min(builds) / ingest_s:.0%} of the ingest"
         )
     elif args.what == "page":
-        _page(values, window_ms, args.step, args.builds, args.partitions, args.fold_sessions)
+        _page(
+            values,
+            window_ms,
+            args.step,
+            args.builds,
+            args.partitions,
+            args.fold_sessions,
+            args.tables_every,
+        )
     else:
         _batch_decode(values[:100_000], args.valid_only)
 
@@ -109,6 +120,7 @@ def _page(
     builds: int,
     partitions: int,
     fold_sessions: bool = False,
+    tables_every: int = 1,
 ) -> None:
     import orjson  # noqa: PLC0415 (only this measurement)
 
@@ -146,7 +158,8 @@ def _page(
     for i in range(builds):
         start = len(values) - tail + i * step
         feed(values[start : start + step])
-        seconds.append(_cpu(lambda: builder.build(states)))
+        tables = (i + 1) % tables_every == 0
+        seconds.append(_cpu(lambda: builder.build(states, tables=tables)))  # noqa: B023
         recomputed.append(builder.recomputed)
     print(
         f"{len(values)} records, {partitions} partitions: first build {first_s:.2f} s CPU "

@@ -285,7 +285,10 @@ _GROUP_TYPES: Final[frozenset[str]] = frozenset({"group_joined", "group_left"})
 #: and it recomputes every session (agents/core/page.py).
 GROUP_LOG_SIZE: Final[int] = 100_000
 #: Viewer events (views, interactions, session orders) remembered for the same build: more
-#: between two builds and it recomputes every viewer of the sessions that changed.
+#: between two builds and it recomputes every viewer of the sessions that changed. Each says
+#: whether it can change a viewer already counted (a join or leave: their watch intervals)
+#: or only make one counted (an interaction, an order: agents/core/page.py skips reading
+#: such a viewer again when they already are).
 VIEWER_LOG_SIZE: Final[int] = 100_000
 
 
@@ -340,13 +343,14 @@ class OperatorBoard:
         #: events observed, per session id the number of the last event that touched it, and
         #: the latest group events as (number, merchant, ts, user) (a group join counts in the
         #: sessions of its merchant live at its ts), and the latest events that can change
-        #: what a (session, user) adds as (number, session id, user) (neither log is saved).
+        #: what a (session, user) adds as (number, session id, user, presence: a join or
+        #: leave, else an interaction or order) (neither log is saved).
         self.changes = 0
         self.session_changed_at: dict[str, int] = {}
         self.group_log: deque[tuple[int, str, int, str]] = deque(maxlen=GROUP_LOG_SIZE)
         #: Kept only once a live screen reads it (`log_viewers`): a worker nobody watches keeps
         #: none (100,000 entries per partition were ~9 MB each in the 150-day worker soak).
-        self.viewer_log: deque[tuple[int, str, str]] = deque(maxlen=0)
+        self.viewer_log: deque[tuple[int, str, str, bool]] = deque(maxlen=0)
 
     def log_viewers(self) -> None:
         """Keep the viewer log from now on (the live screen's builder calls it at each build:
@@ -392,7 +396,7 @@ class OperatorBoard:
         windows = self.windows
         on_time = windows.admit(event.ts, (TOPIC_BY_TYPE[event_type], key))
         if isinstance(event, ViewerJoined):
-            self.viewer_log.append((self.changes, event.session_id, event.user_id))
+            self.viewer_log.append((self.changes, event.session_id, event.user_id, True))
             if on_time:
                 bucket = windows.bucket(event.ts, event.session_id)
                 bucket.entries += 1
@@ -401,7 +405,7 @@ class OperatorBoard:
             if event.kind == "reply":  # the host's, not a viewer's
                 return
             session_id = event.session_id
-            self.viewer_log.append((self.changes, session_id, event.user_id))
+            self.viewer_log.append((self.changes, session_id, event.user_id, False))
             if event.kind == "follow":
                 self.follows[session_id] = self.follows.get(session_id, 0) + 1
             if on_time:
@@ -410,7 +414,7 @@ class OperatorBoard:
                 bucket.viewers.add(event.user_id)
         elif isinstance(event, OrderPaid):
             if event.session_id is not None:
-                self.viewer_log.append((self.changes, event.session_id, event.user_id))
+                self.viewer_log.append((self.changes, event.session_id, event.user_id, False))
             if event.session_id is not None and on_time:
                 bucket = windows.bucket(event.ts, event.session_id)
                 bucket.orders += 1
@@ -428,7 +432,7 @@ class OperatorBoard:
             if on_time:
                 windows.bucket(event.ts, session_id).product_clicks += 1
         elif isinstance(event, ViewerLeft):
-            self.viewer_log.append((self.changes, event.session_id, event.user_id))
+            self.viewer_log.append((self.changes, event.session_id, event.user_id, True))
 
     def take_folded(self, ledger: Ledger) -> None:
         """Fold what the screen keeps of the sessions the ledger has just folded (call after

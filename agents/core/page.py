@@ -52,6 +52,7 @@ from itertools import chain
 from typing import Any
 
 from agents.core.ledger import (
+    _SEQ_BITS,
     OVERALL_LEVEL,
     EventCounts,
     Ledger,
@@ -221,18 +222,34 @@ def _sorted_put(values: list[int], value: int, sign: int) -> None:
         del values[bisect_left(values, value)]
 
 
-def _viewer_of(
-    records: Sequence[tuple[int, int, bool]] | None, ended_ts: int | None, group_joins: int
-) -> _Viewer:
-    """A viewer's part from their presence records (`timeline.watch_intervals` and
-    `presence_minutes`' reading, the open interval left open while the session is live)."""
+def _packed_records(presence: Presence, user: str) -> Sequence[int]:
+    """A user's presence records as `Presence` packs them (ts, then arrival number, then
+    join: ledger.py), sorted: their order is that of the (ts, seq, is_join) tuples, and
+    reading them needs no tuple per record (once per viewer read)."""
+    held = presence._packed.get(user)
+    if held is None:
+        return ()
+    if isinstance(held, int):
+        return (held,)
+    return sorted(held)
+
+
+_TS_SHIFT = _SEQ_BITS + 1  # a packed record's ts is above its arrival number and join bit
+
+
+def _viewer_of(records: Sequence[int], ended_ts: int | None, group_joins: int) -> _Viewer:
+    """A viewer's part from their presence records (sorted, packed: `_packed_records`), as
+    `timeline.watch_intervals` and `presence_minutes` read them, the open interval left open
+    while the session is live."""
     joins = closed_ms = 0
     marks: list[int] = []
     last_marked = -(2**63)  # no minute marked yet
     opened: int | None = None
     intervals: list[tuple[int, int]] = []
-    for ts, _seq, is_join in sorted(records or ()):
-        if is_join:
+    shift = _TS_SHIFT
+    for record in records:
+        ts = record >> shift
+        if record & 1:
             joins += 1
             if opened is None:
                 opened = ts
@@ -391,15 +408,25 @@ class PageBuilder:
         self._used_bases: set[str] = set()
         self._refunds = _RefundMatch()
         self._builds = 0
+        #: The screen's sources and products tables as last computed; whether the last build
+        #: computed them (else they are of an earlier one).
+        self._tables: dict[str, Any] | None = None
+        self.tables_fresh = True
         #: Sessions whose parts the last build computed (the rest were kept), and of those
         #: the ones read whole (every viewer): for tests and the benchmark.
         self.recomputed = 0
         self.recomputed_whole = 0
+        #: (session, user) parts the last build read (of the sessions not folded).
+        self.viewers_read = 0
 
-    def build(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
+    def build(
+        self, states: Sequence[tuple[Ledger, OperatorBoard]], *, tables: bool = True
+    ) -> dict[str, Any]:
         """{"events", "operator", "screen"}: the counts of every partition, and what
         `board.snapshot(ledger, detail=False)` and `board.screen.snapshot(ledger)` of the
-        merged partitions give."""
+        merged partitions give; with `tables` False, the screen's `sources` and `products`
+        are the last build's that computed them (`tables_fresh` False after: the caller says
+        how old they are), the rest as of now."""
         events = _counts([ledger for ledger, _board in states])
         seen: set[str] = set()
         total = 0
@@ -408,6 +435,7 @@ class PageBuilder:
             seen.update(ledger.sessions)
         if not states or len(seen) != total:  # a session in several partitions: merge them
             self._kept.clear()
+            self._tables, self.tables_fresh = None, True
             ledger = merge_ledgers([s[0] for s in states])
             board = merge_boards([s[1] for s in states])
             return {
@@ -415,7 +443,7 @@ class PageBuilder:
                 "operator": board.snapshot(ledger, detail=False),
                 "screen": board.screen.snapshot(ledger),
             }
-        return {"events": events, **self._incremental(states)}
+        return {"events": events, **self._incremental(states, tables)}
 
     def _level(
         self,
@@ -512,7 +540,7 @@ class PageBuilder:
     def _group_changes(
         self,
         states: Sequence[tuple[Ledger, OperatorBoard]],
-        touched: dict[int, dict[str, set[str]] | None],
+        touched: dict[int, dict[str, dict[str, bool]] | None],
         regrouped: bool,
     ) -> set[str]:
         """The sessions a group event since the last build may change (of its merchant, live
@@ -552,16 +580,18 @@ class PageBuilder:
                         if board_touched is None:
                             kept.pop(sid)
                             break
-                        board_touched.setdefault(sid, set()).add(user)
+                        board_touched.setdefault(sid, {})[user] = True  # its group joins
                         forced.add(sid)
         return forced
 
     def _touched(
         self, states: Sequence[tuple[Ledger, OperatorBoard]]
-    ) -> dict[int, dict[str, set[str]] | None]:
+    ) -> dict[int, dict[str, dict[str, bool]] | None]:
         """Per board, the (session, users) an event since the last build may have changed
-        the part of (`OperatorBoard.viewer_log`); None: not known, read every viewer."""
-        out: dict[int, dict[str, set[str]] | None] = {}
+        the part of (`OperatorBoard.viewer_log`), each with whether a join or leave did (else
+        only interactions or orders: they change the part of a user not yet counted, never
+        of one counted); None: not known, read every viewer."""
+        out: dict[int, dict[str, dict[str, bool]] | None] = {}
         for _ledger, board in states:
             read = self._read_up_to.get(id(board))
             log = board.viewer_log
@@ -572,14 +602,15 @@ class PageBuilder:
             if log and log[0][0] > read + 1 and len(log) == log.maxlen:
                 out[id(board)] = None
                 continue
-            touched: dict[str, set[str]] = {}
-            for n, sid, user in reversed(log):
+            touched: dict[str, dict[str, bool]] = {}
+            for n, sid, user, presence in reversed(log):
                 if n <= read:
                     break
                 users = touched.get(sid)
                 if users is None:
-                    users = touched[sid] = set()
-                users.add(user)
+                    users = touched[sid] = {}
+                if presence or user not in users:
+                    users[user] = presence
             out[id(board)] = touched
         return out
 
@@ -590,11 +621,13 @@ class PageBuilder:
         sid: str,
         session: SessionFacts,
         kept: _Kept | None,
-        touched: set[str] | None,
+        touched: Mapping[str, bool] | None,
     ) -> _Kept:
         """A session's parts: of a folded one from `OperatorBoard._session_parts`; of one not
         folded from its viewers, only the `touched` ones read again when the rest is as
-        `kept` had it (None: every viewer)."""
+        `kept` had it (None: every viewer); of those, a user touched only by interactions or
+        orders (`touched[user]` False) only when not yet counted: their presence records and
+        group joins, all a counted viewer's part is made of, are as read before."""
         changed_at = board.session_changed_at.get(sid, 0)
         presence = session.presence
         identity = (
@@ -633,19 +666,17 @@ class PageBuilder:
             viewers = _Viewers()
             users: Iterable[str] = {*presence, *session.interacting_users, *buyers}
         else:
-            users = touched
+            counted = viewers.users
+            users = [user for user, full in touched.items() if full or user not in counted]
         started_ts = session.started_ts
         assert started_ts is not None  # only started sessions are passed
         ended_ts = session.ended_ts  # never abandoned: abandoning folds its presence
         merchant_id = session.merchant_id or ""
         interacting = session.interacting_users
         for user in users:
-            records = presence.get(user)
-            if not (
-                (records is not None and any(is_join for _ts, _seq, is_join in records))
-                or user in interacting
-                or user in buyers
-            ):
+            self.viewers_read += 1
+            records = _packed_records(presence, user)
+            if not (any(record & 1 for record in records) or user in interacting or user in buyers):
                 viewers.put(user, None)
                 continue
             group_joins = 0
@@ -685,7 +716,9 @@ class PageBuilder:
             viewers,
         )
 
-    def _incremental(self, states: Sequence[tuple[Ledger, OperatorBoard]]) -> dict[str, Any]:
+    def _incremental(
+        self, states: Sequence[tuple[Ledger, OperatorBoard]], tables: bool
+    ) -> dict[str, Any]:
         ledgers = [ledger for ledger, _board in states]
         boards = [board for _ledger, board in states]
         first_board = boards[0]
@@ -711,7 +744,7 @@ class PageBuilder:
         touched = self._touched(states)
         forced = self._group_changes(states, touched, regrouped)
         self._read_up_to = {id(board): board.changes for board in boards}
-        self.recomputed = self.recomputed_whole = 0
+        self.recomputed = self.recomputed_whole = self.viewers_read = 0
         self._builds += 1
         #: Per session: its kept parts, whether it has ended, its refunds and windows.
         held: dict[str, tuple[_Kept, bool]] = {}
@@ -743,7 +776,7 @@ class PageBuilder:
                     or entry.identity[4] != _fold_stage(session.presence)  # summarized since
                 ):
                     self.recomputed += 1
-                    users = None if board_touched is None else board_touched.get(sid, set())
+                    users = None if board_touched is None else board_touched.get(sid, {})
                     entry = kept[sid] = self._session(
                         board, group_events, sid, session, entry, users
                     )
@@ -797,9 +830,11 @@ class PageBuilder:
                 for rid, sids in sorted(groups["rooms"].items())
             },
         }
+        if self._tables is None:
+            tables = True  # none built yet
         folded_sources: dict[tuple[str, str], dict[str, list[int]]] = {}
         folded_products: dict[str, dict[str, list[int]]] = {}
-        for board in boards:  # the sessions folded (agents/core/screen.py), per partition
+        for board in boards if tables else ():  # the sessions folded (screen.py), per partition
             for level, rows in board.screen.folded_sources.items():
                 add_user_rows(folded_sources.setdefault(level, {}), rows)
             for room, rows in board.screen.folded_products.items():
@@ -830,6 +865,36 @@ class PageBuilder:
                     for key, ids in groups.items()
                 },
             },
+        }
+        if not tables:
+            assert self._tables is not None
+            screen.update(self._tables)
+            self._used_bases.update(self._row_bases)  # kept: they catch up at the next
+        else:
+            self._tables = self._tables_of(
+                groups, everything, folded_sources, folded_products, sources, products
+            )
+            screen.update(self._tables)
+        self.tables_fresh = tables
+        self._bases = {key: self._bases[key] for key in self._used_bases if key in self._bases}
+        self._row_bases = {
+            key: self._row_bases[key] for key in self._used_bases if key in self._row_bases
+        }
+        self._merged = {key: self._merged[key] for key in self._used_bases if key in self._merged}
+        self._used_bases = set()
+        return {"operator": operator, "screen": screen}
+
+    @staticmethod
+    def _tables_of(
+        groups: dict[str, dict[str, list[str]]],
+        everything: list[str],
+        folded_sources: dict[tuple[str, str], dict[str, list[int]]],
+        folded_products: dict[str, dict[str, list[int]]],
+        sources: Callable[[str, list[str]], list[dict[str, list[int]]]],
+        products: Callable[[str, list[str]], list[dict[str, list[int]]]],
+    ) -> dict[str, Any]:
+        """The screen's entry sources and products tables of every level."""
+        return {
             "sources": {
                 "overall": sources_figures(
                     chain(
@@ -864,13 +929,6 @@ class PageBuilder:
                 },
             },
         }
-        self._bases = {key: self._bases[key] for key in self._used_bases if key in self._bases}
-        self._row_bases = {
-            key: self._row_bases[key] for key in self._used_bases if key in self._row_bases
-        }
-        self._merged = {key: self._merged[key] for key in self._used_bases if key in self._merged}
-        self._used_bases = set()
-        return {"operator": operator, "screen": screen}
 
 
 def _sources_of(entry: _Kept) -> dict[str, list[int]]:
@@ -1188,8 +1246,27 @@ def _median_of(
     low = _kth(lists, minus, i)
     if i + 1 >= n:
         return float(low)
-    high = _kth(lists, minus, i + 1)
+    high = _next_kth(lists, minus, i + 1, low)
     return low + (h - i) * (high - low)
+
+
+def _next_kth(
+    lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int], k: int, below: int
+) -> int:
+    """`_kth(lists, minus, k)` given `below`, the (k-1)-th: itself when it is held more than
+    k times, else the next value held, stepped to from it (a second binary search cost as
+    much as the first: half of a level's median)."""
+    held = [(values, offset) for values, offset in lists if values]
+    value = below
+    while True:
+        count = sum(bisect_right(values, value - offset) for values, offset in held)
+        if count - bisect_right(minus, value) > k:
+            return value
+        value = min(
+            values[j] + offset
+            for values, offset in held
+            if (j := bisect_right(values, value - offset)) < len(values)
+        )
 
 
 def _kth(lists: Sequence[tuple[Sequence[int], int]], minus: Sequence[int], k: int) -> int:

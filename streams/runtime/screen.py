@@ -12,7 +12,14 @@ rebuilds the operator and screen sections at most every `interval_s` while event
 the partitions' own states with what no event touched kept from the build before
 (`agents.core.page.PageBuilder`: its cost follows what changed, not the whole state), never
 spending more than a fifth of the time on it at the median build's cost (one build held up by
-a pause does not hold the page); it takes the claims from the worker's cached
+a pause does not hold the page), and more when the data served would otherwise be over
+`max_age_s` (a second) old: a fetch that finds the data older than that less `AGE_MARGIN_S`
+rebuilds it, as long as builds take at most `age_share` (half) of the time and a build is
+quicker than the age it must keep (else the share alone paces them). Builds run only when a
+page fetches: a worker nobody watches builds nothing. The sources and products tables are
+computed by one build in `TABLES_EVERY` (the others keep the last ones, served with their own
+as-of, `tables_events` and `tables_at`, which the page shows next to them), and by the next
+fetch once the state stops changing. It takes the claims from the worker's cached
 report, rebuilt only when it is older than ten times its own build time, and says how old they
 are (`claims_at`, `claims_events`: the page shows "claims as of").
 """
@@ -39,6 +46,13 @@ from streams.runtime.families import PRODUCT_FIGURES, SOURCE_FIGURES, screen_fam
 PAGE_FILE: Final[str] = "screen.html"
 #: Builds whose median cost paces the next (`ScreenFeed.record_build`).
 PACE_BUILDS: Final[int] = 5
+#: Builds between two that compute the sources and products tables (`PageBuilder.build`'s
+#: `tables`): the other builds serve the last ones with their as-of (`tables_events`,
+#: `tables_at`; the page says it). A state that stopped changing gets them at once.
+TABLES_EVERY: Final[int] = 4
+#: How much younger than `ScreenFeed.max_age_s` the data a fetch is served must be to be
+#: served as it is (the answer's own way to the page; the page's next poll is a second on).
+AGE_MARGIN_S: Final[float] = 0.15
 
 
 def page_html() -> bytes:
@@ -92,6 +106,8 @@ class ScreenFeed:
         *,
         interval_s: float = 0.5,
         share: float = 0.2,
+        max_age_s: float = 1.0,
+        age_share: float = 0.5,
         claims_share: float = 0.1,
         claims_min_age_s: float = 2.0,
         report_build_s: Callable[[], float] | None = None,
@@ -104,10 +120,18 @@ class ScreenFeed:
         self._valid = valid
         self.interval_s, self.share, self.claims_min_age_s = interval_s, share, claims_min_age_s
         self.claims_share = claims_share
+        self.max_age_s, self.age_share = max_age_s, age_share
         self._payload: dict[str, Any] | None = None
         self._body: bytes | None = None
         self._version: Hashable = None
         self._built_at = 0.0
+        #: When the served data's state was read (monotonic: the last build's start).
+        self._read_at = 0.0
+        #: Builds made because the data was getting old (the share alone would have waited).
+        self.age_builds = 0
+        #: Builds since the last that computed the tables; their as-of (events, wall time).
+        self._since_tables = 0
+        self._tables_as_of: tuple[Any, float] | None = None
         #: What a build costs, for pacing: the median of the last `PACE_BUILDS` builds.
         self.build_s = 0.0
         self._recent_builds: deque[float] = deque(maxlen=PACE_BUILDS)
@@ -131,19 +155,43 @@ class ScreenFeed:
             self.report_build_s, self._report_valid = took, valid
         version = self._version_of()
         now = time.monotonic()
+        if version == self._version:
+            self._read_at = now  # nothing new since: the data is the state's as of now
         # The last build's cost, not scaled by the events since: a build follows what changed
         # (PageBuilder), and scaling by the growth since a build at the very start (a few
         # events) put the next one minutes away (measured: the page showed 0 of 200,000).
-        wait_s = max(self.interval_s, self.build_s / self.share)
-        if self._payload is None or (version != self._version and now - self._built_at >= wait_s):
+        since_s = now - self._built_at
+        due = since_s >= max(self.interval_s, self.build_s / self.share)
+        by_age = (
+            # The data's age: rebuilt before it is served over `max_age_s` old, within the
+            # larger share, by a build quicker than the age it must keep (else it cannot).
+            not due
+            and self.build_s < self.max_age_s - AGE_MARGIN_S
+            and now - self._read_at >= self.max_age_s - AGE_MARGIN_S
+            and since_s >= self.build_s / self.age_share
+        )
+        # The tables behind a state that no longer changes: built now, whole (once).
+        quiet = version == self._version and not self._builder.tables_fresh
+        if self._payload is None or (version != self._version and (due or by_age)) or quiet:
+            self.age_builds += by_age
+            self._read_at = now
+            tables = quiet or self._since_tables + 1 >= TABLES_EVERY
             began = time.perf_counter()
             # Per-session figures and histograms are not on the page: not even computed.
-            payload: dict[str, Any] = self._builder.build(self._partitions())
+            payload: dict[str, Any] = self._builder.build(self._partitions(), tables=tables)
             took = time.perf_counter() - began
             self.record_build(took)
             payload["built_s"] = took
             # When the state was read (wall clock, as the page's clock): how old the data is.
             payload["built_at"] = time.time() - took
+            if self._builder.tables_fresh or self._tables_as_of is None:
+                self._since_tables = 0
+                self._tables_as_of = (payload["events"], payload["built_at"])
+            else:
+                self._since_tables += 1
+            # The sources and products tables' own as-of (older than the rest between builds
+            # that compute them): the page says it next to them.
+            payload["tables_events"], payload["tables_at"] = self._tables_as_of
             # Paced from the build's end: a build slower than the interval (a loaded machine)
             # does not make the next call rebuild at once.
             self._payload, self._version, self._built_at = payload, version, time.monotonic()

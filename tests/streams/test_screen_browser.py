@@ -174,7 +174,7 @@ def test_screen_follows_the_worker_live(
             )
             # While it runs: the figures change, and are those of the report served last.
             seen_valid: list[int] = []
-            checked = 0
+            checked = tables_compared = 0
             deadline = time.monotonic() + 120
             while replay.poll() is None and time.monotonic() < deadline:
                 page.wait_for_timeout(1500)
@@ -184,12 +184,25 @@ def test_screen_follows_the_worker_live(
                     continue
                 assert valid in served, f"the page shows {valid} valid events, never served"
                 assert mismatches(values, served[valid], None) == []
+                # The sources and products tables are refreshed every few builds: the page
+                # says their own as-of, and they are those served when the state was that.
+                as_of = served[valid]["tables_events"]["valid"]
+                assert page.get_attribute("body", "data-tables-valid") == str(as_of)
+                if as_of != valid:
+                    assert as_of < valid
+                    assert "as of" in page.inner_text("#sources-title")
+                    then = served.get(as_of)
+                    if then is not None and then["tables_events"]["valid"] == as_of:
+                        for key in ("sources", "products"):
+                            assert served[valid]["screen"][key] == then["screen"][key], key
+                        tables_compared += 1
                 seen_valid.append(valid)
                 checked += 1
             assert replay.wait(timeout=60) == 0, replay_log.read_text("utf-8")
             assert checked >= 4, f"only {checked} refreshes checked during the replay"
             assert len(set(seen_valid)) >= 3, f"the figures hardly changed: {seen_valid}"
             assert seen_valid == sorted(seen_valid)
+            print(f"tables older than the rest, compared with their as-of: {tables_compared}")
 
             # Drained: the page catches up within a refresh and equals a report fetched now,
             # which equals the fixture's truth file (the count of valid events).
@@ -201,6 +214,7 @@ def test_screen_follows_the_worker_live(
             # Within a few refreshes, the figures and the claims are the latest.
             page.wait_for_function(
                 "(v) => document.body.dataset.valid === v"
+                " && document.body.dataset.tablesValid === v"
                 " && document.getElementById('claims-note').textContent === ''",
                 arg=str(valid_now),
                 timeout=6000,

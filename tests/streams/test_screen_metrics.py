@@ -94,9 +94,11 @@ def test_screen_feed_is_the_report_and_paces_its_rebuilds() -> None:
     feed._built_at -= 0.5
     assert feed.get() is not first
     feed.report_build_s = 0.0
-    # A slow build (2 s) spaces the rebuilds to 2 / 0.2 = 10 s, not 1.
-    feed.build_s = 2.0
+    # A slow build (2 s) spaces the rebuilds to 2 / 0.2 = 10 s, not 1. (This call builds the
+    # tables the last build left out: the state has not changed since, `TABLES_EVERY`.)
     rebuilt = feed.get()
+    assert rebuilt["tables_events"] == rebuilt["events"]
+    feed.build_s = 2.0
     version[0] += 1
     feed._built_at -= 5.0
     assert feed.get() is rebuilt
@@ -155,6 +157,103 @@ def test_screen_feed_rebuilds_after_a_build_at_the_very_start() -> None:
     board.observe(event)  # type: ignore[arg-type]
     feed._built_at -= feed.interval_s
     assert feed.get()["events"]["valid"] == 1 != first["events"]["valid"]
+
+
+def test_screen_feed_rebuilds_before_the_data_is_a_second_old(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a page fetches, the data is rebuilt before what is served is over a second old
+    (`max_age_s` less `AGE_MARGIN_S`), even when the share (a fifth of the time at the
+    median build's cost) would wait longer; never more than `age_share` of the time, and a
+    build that cannot keep a second (slower than that) is paced by the share alone. Data
+    of a state that did not change is as of now, however long ago it was built."""
+    from streams.runtime.screen import AGE_MARGIN_S, ScreenFeed
+
+    version = [0]
+    report: dict[str, Any] = {"claims": {}, "events": {}}
+    feed = ScreenFeed(lambda: [], lambda: version[0], lambda _age: report, lambda: 0)
+    monkeypatch.setattr(feed, "record_build", lambda _seconds: None)  # `build_s` as set
+
+    def aged(seconds: float) -> None:  # the last build began and ended `seconds` ago
+        feed._read_at -= seconds
+        feed._built_at -= seconds
+
+    first = feed.get()
+    feed.build_s = 0.3  # the share waits 0.3 / 0.2 = 1.5 s
+    version[0] += 1
+    aged(0.5)
+    assert feed.get() is first  # 0.5 s old: served as it is
+    aged(feed.max_age_s - AGE_MARGIN_S - 0.5)
+    second = feed.get()
+    assert second is not first and feed.age_builds == 1  # rebuilt by its age
+    # Unchanged since: however old the build, the data is the state's as of the last call.
+    aged(1.0)
+    assert feed.get() is second
+    version[0] += 1
+    assert feed.get() is second  # as of the previous call: not yet old
+    # At most `age_share` (half) of the time: a 0.6 s build waits 1.2 s after the last.
+    feed.build_s = 0.6
+    aged(0.0)
+    feed._read_at -= 1.0
+    assert feed.get() is second
+    aged(0.2)
+    third = feed.get()
+    assert third is not second and feed.age_builds == 2
+    # A build slower than the age it must keep: the share alone (0.9 / 0.2 = 4.5 s).
+    feed.build_s = 0.9
+    version[0] += 1
+    aged(4.0)
+    assert feed.get() is third
+    aged(0.5)
+    assert feed.get() is not third and feed.age_builds == 2
+
+
+def test_screen_feed_refreshes_the_tables_every_few_builds_with_their_as_of() -> None:
+    """The sources and products tables are computed by one build in `TABLES_EVERY`; the
+    others serve the last ones with that build's events and time (`tables_events`,
+    `tables_at`), which are then the tables of `build_report` over the state of those
+    events; once the state stops changing the next fetch gets them as of now, equal to the
+    report's."""
+    from agents.core import Ledger, OperatorBoard, build_report
+    from schemas import Rejection, decode_text
+    from streams.runtime.screen import TABLES_EVERY, ScreenFeed
+
+    ledger, board = Ledger(), OperatorBoard()
+    version = [0]
+    feed = ScreenFeed(
+        lambda: [(ledger, board)],
+        lambda: version[0],
+        lambda _age: {"claims": {}, "events": {}},
+        lambda: ledger.counts.valid,
+    )
+    lines = FIXTURE.read_text("utf-8").splitlines()
+    chunk = len(lines) // (3 * TABLES_EVERY)
+    tables_then: dict[int, dict[str, Any]] = {}  # valid events -> the report's tables then
+    stale = 0
+    for start in range(0, len(lines), chunk):
+        for line in lines[start : start + chunk]:
+            event = decode_text(line)
+            if isinstance(event, Rejection):
+                ledger.reject(event.reason)
+            elif ledger.apply(event):
+                board.observe(event)
+        version[0] += 1
+        feed._built_at -= 60.0  # due
+        report = build_report(ledger, board)
+        tables_then[ledger.counts.valid] = {k: report["screen"][k] for k in ("sources", "products")}
+        got = feed.get()
+        assert got["events"] == report["events"]
+        assert got["screen"]["minutes"] == report["screen"]["minutes"]  # as of now
+        as_of = got["tables_events"]["valid"]
+        for key, value in tables_then[as_of].items():
+            assert got["screen"][key] == value, key
+        stale += as_of != ledger.counts.valid
+    assert stale >= 2 * (len(tables_then) // TABLES_EVERY)
+    # The state stopped changing: the next fetch builds the tables now, at once (no pacing).
+    quiet = feed.get()
+    assert quiet["tables_events"] == quiet["events"]
+    report = build_report(ledger, board)
+    assert quiet["screen"] == report["screen"]
 
 
 def test_one_slow_build_does_not_hold_the_page() -> None:

@@ -91,6 +91,40 @@ def test_incremental_builds_equal_the_merged_build_while_fed(
     assert problems == []
 
 
+def test_builds_without_the_tables_keep_them_as_of_the_last_build_with() -> None:
+    """`build(tables=False)` (the feed refreshes the sources and products tables every few
+    builds): everything else equals the merged build now, the tables equal the merged build
+    at the last build that computed them (`tables_fresh` says which); the next build with
+    them equals the merged build whole, however many builds skipped them."""
+    lines = (FIXTURES / "xhs.jsonl").read_bytes().splitlines()
+    states = [(Ledger(), OperatorBoard()) for _ in range(PARTITIONS)]
+    builder = PageBuilder()
+    chunk = len(lines) // 12
+    tables_then: dict[str, Any] = {}
+    skipped_stale = 0
+    for n, start in enumerate(range(0, len(lines), chunk)):
+        for line in lines[start : start + chunk]:
+            ledger, board = states[partition_of(line)]
+            ingest(line, ledger, board)
+        with_tables = n % 3 == 0
+        got = builder.build(states, tables=with_tables)
+        want = merged_page(states)
+        assert builder.tables_fresh is with_tables
+        tables = ("sources", "products")
+        if with_tables:
+            assert got == want
+            tables_then = {key: want["screen"][key] for key in tables}
+        else:
+            assert {k: v for k, v in got.items() if k != "screen"} == {
+                k: v for k, v in want.items() if k != "screen"
+            }
+            for key, value in want["screen"].items():
+                assert got["screen"][key] == (tables_then[key] if key in tables else value)
+            skipped_stale += any(tables_then[key] != want["screen"][key] for key in tables)
+    assert skipped_stale >= 3  # the skipped builds' tables were behind
+    assert builder.build(states, tables=True) == merged_page(states)
+
+
 def test_a_session_in_two_partitions_is_built_from_the_merge() -> None:
     """A producer that broke the record keys: the build falls back to the merge, equal."""
     lines = (FIXTURES / "xhs.jsonl").read_bytes().splitlines()[:3000]
@@ -263,6 +297,49 @@ def test_refunds_matched_between_builds_equal_the_merged_build(seed: int) -> Non
         assert got == merged_page(states)
         refunded = max(refunded, got["operator"]["overall"]["refunds"])
     assert refunded > 0
+
+
+def test_an_interaction_or_order_reads_a_viewer_only_when_not_yet_counted() -> None:
+    """The viewer log says which kind of event touched a (session, user): an interaction or
+    an order by a viewer already counted cannot change their part (their presence records
+    and group joins), so the build reads no viewer for it; the same by a user not yet
+    counted (no join: counted by the interaction or order alone), or a join or leave, reads
+    that one. Each build equals the merged build."""
+    base = 1_719_840_000_000
+    events = EventList()
+    events.add("session_started", base, session_id="s-1", room_id="r-1", merchant_id="m-1")
+    events.add("viewer_joined", base + 1_000, session_id="s-1", user_id="u-1", source="feed")
+    states = [(Ledger(), OperatorBoard())]
+    builder = PageBuilder()
+
+    def feed_and_build(*new: dict[str, Any]) -> int:
+        for event in new:
+            ingest(orjson.dumps(event), *states[0])
+        assert builder.build(states) == merged_page(states)
+        return builder.viewers_read
+
+    feed_and_build(*events)
+    steps = [
+        # (what is added, viewers the build reads)
+        (("interaction", {"user_id": "u-1", "kind": "comment"}), 0),  # counted: skipped
+        (("order", "u-1"), 0),
+        (("interaction", {"user_id": "u-2", "kind": "like"}), 1),  # not yet counted
+        (("interaction", {"user_id": "u-2", "kind": "comment"}), 0),  # counted since
+        (("order", "u-3"), 1),  # a buyer who never joined
+        (("viewer_left", {"user_id": "u-1"}), 1),  # a leave changes the watch time
+        (("viewer_joined", {"user_id": "u-2", "source": "search"}), 1),
+    ]
+    for n, (step, reads) in enumerate(steps):
+        ts = base + 10_000 * (n + 1)
+        if step[0] == "order":
+            events.order(ts, "s-1", str(step[1]), 500)
+        else:
+            fields = dict(step[1])  # type: ignore[arg-type]
+            events.add(step[0], ts, session_id="s-1", **fields)
+        assert feed_and_build(events[-1]) == reads, step
+    got = builder.build(states)
+    assert got["operator"]["overall"]["unique_viewers"] == 3
+    assert got["operator"]["overall"]["viewers_current"] == 1  # u-2 (u-1 left, u-3 bought)
 
 
 def test_a_viewer_back_within_a_minute_is_present_in_it_once() -> None:
