@@ -539,6 +539,12 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
     def interacting_count(self) -> int:
         return len(self._flags) - self._flags.count(0) + len(self._interacting_only)
 
+    def packed(self, user: str) -> list[int]:
+        """`user`'s records packed (`_pack`: they sort as `(ts, seq, joined)`), in arrival
+        order; empty if none (the live screen's page reads them so, `page._packed_records`)."""
+        slot = self._slots.get(user)
+        return [] if slot is None else self._records(slot)
+
     def _records(self, slot: int) -> list[int]:
         """A slot's records, packed (`_pack`), in arrival order."""
         sj = self._sj[slot]

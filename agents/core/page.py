@@ -226,12 +226,10 @@ def _packed_records(presence: Presence, user: str) -> Sequence[int]:
     """A user's presence records as `Presence` packs them (ts, then arrival number, then
     join: ledger.py), sorted: their order is that of the (ts, seq, is_join) tuples, and
     reading them needs no tuple per record (once per viewer read)."""
-    held = presence._packed.get(user)
-    if held is None:
-        return ()
-    if isinstance(held, int):
-        return (held,)
-    return sorted(held)
+    held = presence.packed(user)
+    if len(held) > 1:
+        held.sort()
+    return held
 
 
 _TS_SHIFT = _SEQ_BITS + 1  # a packed record's ts is above its arrival number and join bit
