@@ -121,3 +121,15 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
     text = out.read_text()
     assert "(c)/(a)" in text and "p99 ms" in text and "Scale-out" in text
     assert render(results) in text
+
+
+def test_a_summary_of_no_measurement_is_nan_not_an_error() -> None:
+    """A pass too short for the CPU clock gives no records-per-CPU-second figure: the run
+    reports it as NaN with n = 0 instead of stopping (it did, under load, in the test above)."""
+    import math
+
+    from bench.shared import summary
+
+    empty = summary([])
+    assert empty["n"] == 0 and all(math.isnan(empty[k]) for k in ("median", "min", "max"))
+    assert summary([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
