@@ -50,6 +50,11 @@ PACE_BUILDS: Final[int] = 5
 #: `tables`): the other builds serve the last ones with their as-of (`tables_events`,
 #: `tables_at`; the page says it). A state that stopped changing gets them at once.
 TABLES_EVERY: Final[int] = 4
+#: ... but only while a build costs this much or more (the median of the last few): below it
+#: (a live room at a real producer's rate) every build computes them, so that they are as
+#: fresh as the rest of the page; the skipping is for a worker catching up (1,000,000 events
+#: replayed, builds of 0.1-0.3 s).
+TABLES_ALWAYS_UNDER_S: Final[float] = 0.05
 #: How much younger than `ScreenFeed.max_age_s` the data a fetch is served must be to be
 #: served as it is (the answer's own way to the page; the page's next poll is a second on).
 AGE_MARGIN_S: Final[float] = 0.15
@@ -111,8 +116,10 @@ class ScreenFeed:
         claims_share: float = 0.1,
         claims_min_age_s: float = 2.0,
         report_build_s: Callable[[], float] | None = None,
+        tables_always_under_s: float = TABLES_ALWAYS_UNDER_S,
     ) -> None:
         self._partitions, self._version_of, self._report = partitions, version, report
+        self.tables_always_under_s = tables_always_under_s
         #: The report's own build time, where it is built elsewhere (a forked child: the call
         #: returns the newest report at once, so its duration says nothing of the build).
         self._report_build_s = report_build_s
@@ -175,7 +182,11 @@ class ScreenFeed:
         if self._payload is None or (version != self._version and (due or by_age)) or quiet:
             self.age_builds += by_age
             self._read_at = now
-            tables = quiet or self._since_tables + 1 >= TABLES_EVERY
+            tables = (
+                quiet
+                or self._since_tables + 1 >= TABLES_EVERY
+                or self.build_s < self.tables_always_under_s
+            )
             began = time.perf_counter()
             # Per-session figures and histograms are not on the page: not even computed.
             payload: dict[str, Any] = self._builder.build(self._partitions(), tables=tables)
