@@ -835,7 +835,7 @@ class PageBuilder:
             for kind in ("rooms", "merchants")
         }
 
-        def level(kind: str, level_id: str) -> dict[str, Any]:
+        def level_figures(kind: str, level_id: str) -> dict[str, Any]:
             return self._level(
                 f"{kind}:{level_id}",
                 groups[kind].get(level_id, []),
@@ -859,8 +859,8 @@ class PageBuilder:
             "overall": self._level(
                 "overall", everything, held, extras, figures, ledgers, retired_overall
             ),
-            "merchants": {mid: level("merchants", mid) for mid in levels["merchants"]},
-            "rooms": {rid: level("rooms", rid) for rid in levels["rooms"]},
+            "merchants": {mid: level_figures("merchants", mid) for mid in levels["merchants"]},
+            "rooms": {rid: level_figures("rooms", rid) for rid in levels["rooms"]},
         }
         if self._tables is None:
             tables = True  # none built yet
