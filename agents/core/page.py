@@ -28,7 +28,10 @@ its folded presence (its fold stage is in the identity checked each build). A le
 summarized sessions is given their distinct buyers and watch times' sketch from the ledgers
 (`Ledger.folded_payers`, `folded_watch`), as `operator.add_summarized_levels` gives the
 board's: its median is then the sketch's with the level's other watch times added, read
-with bisect over the sorted lists (`QuantileSketch.quantile_adding`), not added.
+with bisect over the sorted lists (`QuantileSketch.quantile_adding`), not added. The
+retired sessions (`Ledger.retire_summaries`) are read as the board reads them, their levels'
+totals (`operator.add_retired_levels`): a room or merchant with only retired sessions is
+still listed.
 
 Why it equals the merged build: a session's events share its record key, the session id,
 hence its partition (event-contract.md), so its facts, follows, clicks, minute buckets,
@@ -70,6 +73,7 @@ from agents.core.operator import (
     WINDOW_MINUTES,
     OperatorBoard,
     _Parts,
+    add_retired_levels,
     clicker_count,
     level_curve,
 )
@@ -451,6 +455,7 @@ class PageBuilder:
         extras: dict[str, tuple[tuple[int, int], Any]],
         figures: Callable[..., dict[str, Any]],
         ledgers: Sequence[Ledger],
+        retired: _Parts | None = None,
     ) -> dict[str, Any]:
         """A level's figures: the sum of its ended sessions' kept parts (kept, and changed by
         the sessions whose parts changed since), the live sessions' added to it, then every
@@ -459,7 +464,9 @@ class PageBuilder:
         peak from the ended sessions' presence and the live ones' over their own minutes. A
         level with summarized sessions is given, as `operator.add_summarized_levels` gives
         the board's, their distinct buyers and their watch times' sketch (the median then
-        from the sketch with every other value added, as `OperatorBoard._figures` reads it)."""
+        from the sketch with every other value added, as `OperatorBoard._figures` reads it).
+        `retired`: the level's retired sessions' parts (`operator.add_retired_levels`), added
+        as the board adds them; their watch times are in the level's sketch already."""
         base = self._bases.get(key)
         if base is None:
             base = self._bases[key] = _Base()
@@ -489,6 +496,9 @@ class PageBuilder:
             if windows is not None:
                 for name, window in windows.items():
                     total.windows[name].add(window)
+        if retired is not None:
+            total.add(retired)
+            watch_total_ms += retired.watch_folded[0]
         # The summarized sessions' minutes are their levels' curves (`Ledger.board_curves`).
         curve = level_curve(ledgers, level)
         if curve is not None:
@@ -808,6 +818,34 @@ class PageBuilder:
             room_id, merchant_id = levels_of[sid]
             groups["rooms"].setdefault(room_id, []).append(sid)
             groups["merchants"].setdefault(merchant_id, []).append(sid)
+        # The retired sessions' parts per level (`Ledger._retire_summaries`): a room or
+        # merchant whose sessions are all retired is still listed (the screen's curves and
+        # tables, which read only the sessions held, are not given it, as the merged build).
+        retired_overall: _Parts | None = None
+        retired: dict[str, dict[str, _Parts]] = {"rooms": {}, "merchants": {}}
+        if any(ledger.retired_levels for ledger in ledgers) or any(
+            board.retired_levels for board in boards
+        ):
+            retired_overall = _Parts()
+            add_retired_levels(
+                ledgers, boards, retired_overall, retired["rooms"], retired["merchants"]
+            )
+        levels = {
+            kind: sorted(groups[kind].keys() | retired[kind].keys())
+            for kind in ("rooms", "merchants")
+        }
+
+        def level_figures(kind: str, level_id: str) -> dict[str, Any]:
+            return self._level(
+                f"{kind}:{level_id}",
+                groups[kind].get(level_id, []),
+                held,
+                extras,
+                figures,
+                ledgers,
+                retired[kind].get(level_id),
+            )
+
         operator = {
             "definitions": {
                 **OPERATOR_DEFINITIONS,
@@ -818,15 +856,11 @@ class PageBuilder:
             "watermark_ts": watermark,
             "late_events": sum(b.late_events for b in boards),
             "grace_ms": first_board.windows.grace_ms,
-            "overall": self._level("overall", everything, held, extras, figures, ledgers),
-            "merchants": {
-                mid: self._level(f"merchants:{mid}", sids, held, extras, figures, ledgers)
-                for mid, sids in sorted(groups["merchants"].items())
-            },
-            "rooms": {
-                rid: self._level(f"rooms:{rid}", sids, held, extras, figures, ledgers)
-                for rid, sids in sorted(groups["rooms"].items())
-            },
+            "overall": self._level(
+                "overall", everything, held, extras, figures, ledgers, retired_overall
+            ),
+            "merchants": {mid: level_figures("merchants", mid) for mid in levels["merchants"]},
+            "rooms": {rid: level_figures("rooms", rid) for rid in levels["rooms"]},
         }
         if self._tables is None:
             tables = True  # none built yet

@@ -68,7 +68,8 @@ class LiveState:
     future_tolerance_ms: int | None = None
     gpm_denominator: GpmDenominator = "entries"
     #: Summarize closed sessions past their session horizon (`Settings.fold_sessions`), with
-    #: membership from `membership` (the worker's table over the whole groups topic).
+    #: membership from `membership` (the worker's table over the whole groups topic), and
+    #: retire the summaries past the board horizon (`Ledger.retire_summaries`).
     fold_sessions: bool = False
     membership: MembershipSource | None = None
     #: With the session fold and a refund horizon, where the partition ledgers fold their
@@ -120,6 +121,9 @@ class LiveState:
         )
         ledger.membership_from = self.membership
         ledger.refunds_from = self.refunds
+        # Summaries past the board horizon retired into their levels' totals (the page and
+        # /report read them: docs/design.md, "Retired summaries"), wherever the fold is on.
+        ledger.retire_summaries = self.fold_sessions
         if self.periods is not None:
             attach(ledger, self.periods)
         return PartitionState(
@@ -139,6 +143,8 @@ class LiveState:
             attach(state.ledger, self.periods)
         if self.fold_sessions:  # a state written without the fold summarizes from now on
             state.ledger.fold_sessions_from_now()
+            # A state written before retiring (version 10 or older) retires from now on.
+            state.ledger.retire_summaries = True
         elif state.ledger.fold_sessions:
             # It would go on summarizing with its own partition's group events (membership
             # wrong, for good): refused, never silently wrong.

@@ -71,7 +71,8 @@ def analyze_file(
     holds every one of the file's, so it is exact, as the worker's membership table is) and
     folds `group_spend_multiple`'s closed months (it holds all of each month's rows);
     with `periods` the report has the claims by period (`agents.core.periods`); with
-    `board_horizon_ms` too, the operator levels' minutes older are settled into their peaks;
+    `board_horizon_ms` too, the operator levels' minutes older are settled into their peaks
+    and, with the fold, the summaries of the sessions past it retired into their levels' totals;
     with `user_horizon_ms` (and the fold), users idle that long are retired into the
     intervals' cluster sums (`Ledger.retire_idle_users`), and a decided repurchase pair is
     remembered as "bought before" only that long.
@@ -86,6 +87,7 @@ def analyze_file(
         board_horizon_ms=board_horizon_ms,
         user_horizon_ms=user_horizon_ms,
     )
+    ledger.retire_summaries = fold_sessions  # past the board horizon, as the worker
     if periods is not None:
         attach(ledger, periods)
     board = board if board is not None else OperatorBoard()

@@ -34,6 +34,53 @@ def test_the_fold_is_on_by_default_and_can_be_turned_off(monkeypatch: pytest.Mon
     assert not Settings().fold_sessions and Settings().month_rows_topic is None
 
 
+def test_the_worker_and_analyze_retire_summaries_wherever_the_fold_is_on() -> None:
+    """A worker's partitions retire summaries past the board horizon with the fold on (new
+    ones, and restored ones written before retiring, as a version 10 state loads), never
+    with it off; `livepulse analyze` likewise: on xhs with a 3-day board horizon it retires
+    sessions and its claims equal the keep-everything report's and the truth's, its levels
+    the operator truth (the sketched medians within 1%)."""
+    from agents.core import OperatorBoard
+    from agents.core.sketch import RELATIVE_ACCURACY
+    from streams.tools.analyze import analyze_file
+    from tests.agents.core.test_page import FIXTURES
+    from tests.support.live import fixture_operator_truth_folding
+    from tests.support.truth import _same
+
+    day = 86_400_000
+    on = LiveState(fold_sessions=True, board_horizon_ms=3 * day)
+    assert on.new_partition().ledger.retire_summaries
+    restored = LiveState(fold_sessions=True).new_partition()
+    restored.ledger.retire_summaries = False  # as a state of version 10 or older loads
+    on.install(0, restored)
+    assert restored.ledger.retire_summaries
+    assert not LiveState(fold_sessions=False).new_partition().ledger.retire_summaries
+
+    options = {
+        "dedupe_window_ms": 2 * day,
+        "refund_horizon_ms": 13 * day,
+        "fold_sessions": True,
+    }
+    board = OperatorBoard()
+    report = analyze_file(FIXTURES / "xhs.jsonl", board=board, board_horizon_ms=3 * day, **options)
+    assert board.retired_levels  # the ledger retired sessions (the board took their share)
+    everything = analyze_file(FIXTURES / "xhs.jsonl", dedupe_window_ms=None)
+    _check_summarized(report, everything, "xhs.jsonl")
+    truth = fixture_operator_truth_folding("xhs", 2 * day)
+    problems: list[str] = []
+    for level in ("overall", "rooms", "merchants"):
+        _same(level, report["operator"][level], truth[level], problems)
+    for problem in problems:
+        assert ".median_watch_minutes:" in problem, problem
+        path = problem.split(":")[0].split(".")
+        mine, want = report["operator"][path[0]], truth[path[0]]
+        if path[0] != "overall":
+            mine, want = mine[path[1]], want[path[1]]
+        assert abs(mine["median_watch_minutes"] / want["median_watch_minutes"] - 1) <= (
+            RELATIVE_ACCURACY
+        ), problem
+
+
 def test_month_rows_move_positions_but_are_not_counted_as_records() -> None:
     """With the fold a worker also reads its month-rows topic: /status' `records`
     stays the contract records (as its valid, rejected and duplicate counts add up to; the

@@ -503,3 +503,89 @@ def test_a_sketched_median_is_the_boards_reading() -> None:
             for taken in minus:
                 values.remove(taken)
             assert page._sketched_median([folded], lists, minus) == quantile(0.5, folded, values)
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_builds_equal_the_report_while_summaries_are_retired(name: str) -> None:
+    """With summaries retired past a 3-day board horizon (`Ledger.retire_summaries`, as the
+    worker runs it: membership from every group event, a 13-day refund horizon with the
+    refund table over every partition): after every chunk the page equals the merged
+    partitions' sections (`/report`'s), the levels given their retired sessions' totals and
+    the rooms and merchants whose sessions are all retired still listed; at the end every
+    level equals the operator truth (the levels' median watch times within the sketch's 1%)."""
+    from agents.core.ingest import ingest_decoded
+    from agents.core.refunds import RefundTable
+    from schemas import Rejection
+    from tests.agents.core.test_merge import partition_of as key_partition
+    from tests.agents.core.test_merge import records
+
+    refund_horizon_ms = 13 * DAY_MS
+    stream = records(name)
+    groups = Ledger(2 * DAY_MS)  # the membership table: every group event
+    refunds = RefundTable(2 * DAY_MS, refund_horizon_ms=refund_horizon_ms)
+    states = [
+        (
+            Ledger(
+                2 * DAY_MS,
+                refund_horizon_ms=refund_horizon_ms,
+                fold_sessions=True,
+                board_horizon_ms=3 * DAY_MS,
+            ),
+            OperatorBoard(),
+        )
+        for _ in range(PARTITIONS)
+    ]
+    for ledger, _board in states:
+        ledger.membership_from = groups
+        ledger.refunds_from = refunds
+        ledger.retire_summaries = True
+    builder = PageBuilder()
+    chunk = len(stream) // 8
+    for start in range(0, len(stream), chunk):
+        for topic, key, decoded in stream[start : start + chunk]:
+            number = key_partition(key, PARTITIONS)
+            if getattr(decoded, "type", "").startswith("group_"):
+                ingest_decoded(decoded, groups, None)
+            if topic == "live.orders":
+                if isinstance(decoded, Rejection):
+                    refunds.reject(number, decoded.reason)
+                else:
+                    refunds.apply(number, decoded)
+            ledger, board = states[number]
+            ingest_decoded(decoded, ledger, board)
+        got = builder.build(states)
+        assert got == merged_page(states)
+    assert sum(ledger.retired_sessions for ledger, _board in states) > 20, "too few retired"
+    assert builder.build(states) == got and builder.recomputed == 0
+    # A worker holding one partition (a rebalance): some room or merchant has only retired
+    # sessions there, and is listed with them, as in the merged build.
+    retired_only_levels = 0
+    for state in states:
+        alone = builder.build([state])
+        assert alone == merged_page([state])
+        held = {
+            (kind, level_id)
+            for session in state[0].sessions.values()
+            if session.started_ts is not None
+            for kind, level_id in (
+                ("rooms", session.room_id or ""),
+                ("merchants", session.merchant_id or ""),
+            )
+        }
+        listed = {(kind, i) for kind in ("rooms", "merchants") for i in alone["operator"][kind]}
+        retired_only_levels += len(listed - held)
+    assert retired_only_levels > 0, "no room or merchant had only retired sessions"
+    assert builder.build(states) == got
+    truth = fixture_operator_truth_folding(name, 2 * DAY_MS)
+    problems: list[str] = []
+    for level in ("overall", "rooms", "merchants"):
+        _same(level, got["operator"][level], truth[level], problems)
+    for problem in problems:  # a level with summarized sessions: within the sketch's 1%
+        assert ".median_watch_minutes:" in problem, problem
+        path = problem.split(":")[0].split(".")
+        mine, want = got["operator"][path[0]], truth[path[0]]
+        if path[0] != "overall":
+            mine, want = mine[path[1]], want[path[1]]
+        assert math.isclose(
+            mine["median_watch_minutes"], want["median_watch_minutes"], rel_tol=RELATIVE_ACCURACY
+        ), problem
