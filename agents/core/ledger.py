@@ -40,6 +40,7 @@ from agents.core.slots import (
     INT64_MAX,
     INT64_MIN,
     SLOTS,
+    SlotKeys,
     int64s_from_bytes,
     int64s_to_bytes,
     slot_int,
@@ -443,7 +444,7 @@ def _from_set_key(key: int) -> int:
     return _id_key(wide_id(key - _WIDE_TAG)) if _WIDE_TAG <= key < _WIDE_END else key
 
 
-class Presence(Mapping[str, list[tuple[int, int, bool]]]):
+class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
     """user -> [(ts, seq, is_join)] in arrival order (sort by (ts, seq) to use), stored by slot.
 
     Why: one entry per (session, user) is most of the ledger's state per viewer. A user gets a
@@ -597,15 +598,6 @@ class Presence(Mapping[str, list[tuple[int, int, bool]]]):
         # _unpack inlined: reports decode every record of every session.
         shift, mask = _SEQ_BITS + 1, _SEQ_LIMIT - 1
         return [(r >> shift, (r >> 1) & mask, bool(r & 1)) for r in self._records(slot)]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._slots)
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def __contains__(self, user: object) -> bool:
-        return user in self._slots
 
     def __getstate__(self) -> dict[str, object]:
         # The users in slot order (the slot ints are shared, `slot_int`, not pickled), the

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -46,6 +46,7 @@ from agents.core.slots import (
     INT64_MAX,
     INT64_MIN,
     SLOTS,
+    SlotKeys,
     int64s_from_bytes,
     int64s_to_bytes,
     slot_int,
@@ -108,7 +109,7 @@ DEFINITIONS: Final[dict[str, str]] = {
 }
 
 
-class FirstEntries(Mapping[str, int]):
+class FirstEntries(SlotKeys, Mapping[str, int]):
     """One session's first entry per user (`_pack_entry`), held by slot: the user's dict entry
     holds a slot int every table shares (`agents.core.slots`) and the entry is an int64 at that
     slot (one past int64, a ts the contract allows but no clock gives, in an overflow).
@@ -155,15 +156,6 @@ class FirstEntries(Mapping[str, int]):
 
     def __getitem__(self, user: str) -> int:
         return self._at(self._slots[user])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._slots)
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def __contains__(self, user: object) -> bool:
-        return user in self._slots
 
     def sources(self) -> Counter[int]:
         """Viewers by the rank of their first entry's source (`_SOURCE_BY_RANK`)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from array import array
+from collections.abc import Iterator
 from typing import Final
 
 #: Slot `n` is `SLOTS[n]`; grown by doubling, never shrunk, only by `slot_int` (a table may
@@ -46,3 +47,21 @@ def int64s_from_bytes(raw: bytes) -> array[int]:
     if sys.byteorder != "little":
         values.byteswap()
     return values
+
+
+class SlotKeys:
+    """What a table kept by slot (`_slots`: user -> slot, in slot order) answers of its users
+    for `Mapping` (`ledger.Presence`, `screen.FirstEntries`): iteration in slot order, size and
+    membership, none of them reading the arrays."""
+
+    __slots__ = ()
+    _slots: dict[str, int]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._slots)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._slots
