@@ -43,20 +43,25 @@ GROUPS = "live.groups"
 _GROUPS = TOPICS.index(GROUPS)
 
 
+def topic_and_key(line: str | bytes) -> tuple[str, bytes]:
+    """A line's contract topic and record key, as `livepulse replay` routes it (a line with
+    no contract type: the fallback topic, no key)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        obj = None
+    if isinstance(obj, dict) and obj.get("type") in TOPIC_BY_TYPE:
+        return TOPIC_BY_TYPE[obj["type"]], record_key(obj).encode()
+    return FALLBACK, b""
+
+
 def routed(name: str, partitions: int) -> list[RawRecord]:
     """A fixture's lines as a worker's consumer hands them on: contract topic, the partition of
     their contract key, an offset per (topic, partition), in file order."""
     out: list[RawRecord] = []
     offsets: dict[tuple[str, int], int] = {}
     for line in fixture_lines(name):
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and obj.get("type") in TOPIC_BY_TYPE:
-            topic, key = TOPIC_BY_TYPE[obj["type"]], record_key(obj).encode()
-        else:
-            topic, key = FALLBACK, b""
+        topic, key = topic_and_key(line)
         partition = partition_of(key, partitions)
         offset = offsets.get((topic, partition), 0)
         offsets[(topic, partition)] = offset + 1

@@ -9,18 +9,18 @@ import dataclasses
 import functools
 from typing import Any
 
-import orjson
 import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import DAY_MS, FirstOrder, FirstsClosed
 from agents.core.merge import merge_ledgers
 from agents.core.persist import dump_state, load_state
-from schemas import TOPIC_BY_TYPE, Rejection, decode, record_key
+from schemas import Rejection, decode
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
-from tests.agents.core.test_merge import FALLBACK, partition_of, split
+from tests.agents.core.test_merge import partition_of, split
+from tests.streams.test_membership import topic_and_key
 
 CLAIM = "group_repurchase_30d"
 PARTITIONS = 3
@@ -37,14 +37,7 @@ def _simulated(days: int, scale: float, seed: int) -> tuple[tuple[Any, ...], dic
     out = []
     for line in lines:
         raw = line.encode()
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and obj.get("type") in TOPIC_BY_TYPE:
-            topic, key = TOPIC_BY_TYPE[obj["type"]], record_key(obj).encode()
-        else:
-            topic, key = FALLBACK, b""
+        topic, key = topic_and_key(raw)
         out.append((topic, key, decode(raw)))
     return tuple(out), truth
 
