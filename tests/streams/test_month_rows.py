@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,22 @@ def _fold_settings(
     )
     assert settings.month_rows_topic is not None
     return settings
+
+
+def _merged_once(
+    settings: Settings, done: Callable[[dict[str, Any]], bool], timeout_s: float = 60
+) -> dict[str, Any]:
+    """The report merged over every partition's snapshot (`test_scaleout.merged_report`),
+    read again every second until `done` says it has what the test waits for, or
+    `timeout_s` passed (the last one read, for the test's assertions to judge)."""
+    from tests.test_scaleout import merged_report
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = merged_report(settings)
+        if done(report) or time.monotonic() > deadline:
+            return report
+        time.sleep(1)
 
 
 @pytest.mark.integration
@@ -488,7 +505,7 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
     (merchant, month)s as one ledger fed everything folds and its `group_spend_multiple`,
     with every other claim, equals the truth file."""
     from tests.test_scaleout import PARTITIONS as FOUR
-    from tests.test_scaleout import Fleet, merged_report
+    from tests.test_scaleout import Fleet
 
     settings = _fold_settings(kafka_bootstrap, "monthrows2", FOUR)
     asyncio.run(create_topics(settings, all_topics(settings)))
@@ -500,14 +517,10 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
         replay_lines(settings, tmp_path / "xhs.jsonl", lines)
         _fleet_settled(settings, fleet.workers)
         one = _summarizing(decoded, 2 * DAY, fold_months=True)
-        deadline = time.monotonic() + 60
-        while True:  # the owners' snapshots after their last rows (the merge reads snapshots)
-            report = merged_report(settings)
-            if report["retention"]["folded_months"] >= one.folded_months:
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        # The owners' snapshots after their last rows (the merge reads snapshots).
+        report = _merged_once(
+            settings, lambda r: r["retention"]["folded_months"] >= one.folded_months
+        )
         # After the wait: a month closed by the idle fold is taken at the keeper's tick.
         statuses = [worker.status()["month_rows"] for worker in fleet.workers]
     finally:
@@ -534,7 +547,7 @@ def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
     reference's `group_repurchase_30d` (figure and counts) and the keep-everything ledger's
     interval."""
     from tests.test_scaleout import PARTITIONS as FOUR
-    from tests.test_scaleout import Fleet, merged_report
+    from tests.test_scaleout import Fleet
 
     settings = _fold_settings(kafka_bootstrap, "firsts2", FOUR)
     asyncio.run(create_topics(settings, all_topics(settings)))
@@ -546,15 +559,12 @@ def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
         start_balanced(fleet, 2)
         replay_lines(settings, tmp_path / "sim.jsonl", lines)
         _fleet_settled(settings, fleet.workers)
-        deadline = time.monotonic() + 60
-        while True:  # the owners' snapshots after their last decisions (the merge reads them)
-            report = merged_report(settings)
-            got = report["claims"]["group_repurchase_30d"]
-            if got["detail"]["eligible"] == everything["detail"]["eligible"]:
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        # The owners' snapshots after their last decisions (the merge reads them).
+        eligible = everything["detail"]["eligible"]
+        report = _merged_once(
+            settings,
+            lambda r: r["claims"]["group_repurchase_30d"]["detail"]["eligible"] == eligible,
+        )
         statuses = [worker.status()["month_rows"] for worker in fleet.workers]
     finally:
         fleet.stop()
@@ -562,6 +572,7 @@ def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
             asyncio.run(delete_run_topics(settings))
     assert all(s["first_orders"]["decided"] > 0 for s in statuses), statuses
     _check_repurchase(report["claims"], truth)
+    got = report["claims"]["group_repurchase_30d"]
     for key in ("ci_low", "ci_high"):
         assert got[key] == pytest.approx(everything[key], rel=1e-9), key
 
