@@ -103,9 +103,17 @@ def drain(worker: WorkerProcess, timeout_s: float = 90.0) -> DrainResult:
     )
 
 
-def report_of(worker: WorkerProcess) -> dict[str, Any]:
-    report: dict[str, Any] = fetch_json(f"{worker.base_url}/report", timeout_s=60)
-    return report
+def report_of(worker: WorkerProcess, settle_s: float = 60) -> dict[str, Any]:
+    """The worker's `/report` once its state has settled (`as_of.current`: nothing changed
+    since it was built), read again every half second for at most `settle_s`: with the
+    session fold (the default) its partitions' internal month-rows and first-order exchange
+    and the membership table's catch-up run on after the contract topics drain."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        report: dict[str, Any] = fetch_json(f"{worker.base_url}/report", timeout_s=60)
+        if (report.get("as_of") or {}).get("current") or time.monotonic() > deadline:
+            return report
+        time.sleep(0.5)
 
 
 def truth_mismatches(
