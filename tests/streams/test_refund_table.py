@@ -501,6 +501,23 @@ def test_a_worker_folds_orders_past_an_orders_partition_gone_quiet(
             assert got[claim][key] == pytest.approx(want[claim][key], rel=1e-9), (claim, key)
 
 
+def _four_partitions_xhs(
+    kafka_bootstrap: str, name: str, tmp_path: Path
+) -> tuple[Any, Ledger, int, Any]:
+    """The fold's settings over 4 partitions with their topics made, the keep-everything
+    ledger of xhs routed to them, how many of its orders are July's (those the fold folds),
+    and a fleet of workers to start."""
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet
+
+    settings = _fold_settings(kafka_bootstrap, name, FOUR)
+    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", FOUR))], None)
+    august = cst_month_start("2024-08")
+    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    return settings, keep, july, Fleet(settings, tmp_path)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.skipif(
@@ -521,16 +538,10 @@ def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
     orders' refunds (the refunds' partition had dropped copies another worker's held
     August orders needed: 26 size refunds against 27)."""
     from tests.streams.test_month_rows import _fleet_settled
-    from tests.test_scaleout import PARTITIONS as FOUR
-    from tests.test_scaleout import Fleet, merged_report
+    from tests.test_scaleout import merged_report
 
-    settings = _fold_settings(kafka_bootstrap, "refundmove", FOUR)
+    settings, keep, july, fleet = _four_partitions_xhs(kafka_bootstrap, "refundmove", tmp_path)
     lines = fixture_lines("xhs")
-    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", FOUR))], None)
-    august = cst_month_start("2024-08")
-    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    fleet = Fleet(settings, tmp_path)
     try:
         first = fleet.start("w0")
         first.wait_ready(timeout_s=120)
@@ -584,16 +595,11 @@ def test_partitions_coming_back_to_a_worker_whose_table_dropped_make_it_read_the
     equal the keep-everything ledger's and the truth file."""
     from tests.streams.test_month_rows import _fleet_settled
     from tests.test_scaleout import PARTITIONS as FOUR
-    from tests.test_scaleout import Fleet, merged_report
+    from tests.test_scaleout import merged_report
 
-    settings = _fold_settings(kafka_bootstrap, "refundback", FOUR)
+    settings, keep, july, fleet = _four_partitions_xhs(kafka_bootstrap, "refundback", tmp_path)
     lines = fixture_lines("xhs")
     third = len(lines) // 3
-    keep = _folding([e for _t, _k, e in _decoded(routed("xhs", FOUR))], None)
-    august = cst_month_start("2024-08")
-    july = sum(_period_stamp(order, keep.sessions) < august for order in keep.orders)
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    fleet = Fleet(settings, tmp_path)
     try:
         first = fleet.start("w0")
         first.wait_ready(timeout_s=120)

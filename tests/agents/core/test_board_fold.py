@@ -90,15 +90,21 @@ def _board_ledger(
 ) -> tuple[Ledger, OperatorBoard]:
     ledger = Ledger(window_ms, fold_sessions=True, board_horizon_ms=board_horizon_ms)
     ledger.membership_from = groups
+    return ledger, feed_board(ledger, decoded)
+
+
+def feed_board(ledger: Ledger, decoded: list[Any]) -> OperatorBoard:
+    """Apply `decoded` (events and rejections) to `ledger` and a new board, handing the board
+    the sessions the ledger folds or retires as it goes, as the worker does."""
     board = OperatorBoard()
     for event in decoded:
         if isinstance(event, Rejection):
             ledger.reject(event.reason)
         elif ledger.apply(event):
             board.observe(event)
-            if ledger.folded_ids:
+            if ledger.folded_ids or ledger.retired_ids:
                 board.take_folded(ledger)
-    return ledger, board
+    return board
 
 
 def _peaks(operator: dict[str, Any]) -> dict[str, int]:

@@ -16,8 +16,7 @@ from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.periods import DAY as PERIOD_DAY
 from agents.core.periods import MONTH, PeriodSettings, attach, claim_periods, period_key
 from agents.core.persist import dump_state, load_state
-from schemas import Rejection
-from tests.agents.core.test_board_fold import _table_of
+from tests.agents.core.test_board_fold import _table_of, feed_board
 from tests.agents.core.test_merge import records, split
 from tests.agents.core.test_order_fold import REFUND_HORIZON, _refund_table
 from tests.agents.core.test_periods import close, cut
@@ -50,15 +49,7 @@ def _retiring(
     ledger.refunds_from = refunds
     if periods is not None:  # a summary then waits for its month's freeze
         attach(ledger, periods)
-    board = OperatorBoard()
-    for event in decoded:
-        if isinstance(event, Rejection):
-            ledger.reject(event.reason)
-        elif ledger.apply(event):
-            board.observe(event)
-            if ledger.folded_ids or ledger.retired_ids:
-                board.take_folded(ledger)
-    return ledger, board
+    return ledger, feed_board(ledger, decoded)
 
 
 def _summaries(ledger: Ledger) -> int:
