@@ -228,6 +228,8 @@ class StateKeeper:
         parked = self.parked.pop(partition, None)
         source = "new"
         state: PartitionState | None = None
+        #: Whether the state starts afresh because its snapshot is ahead of the topics.
+        stale = False
         if parked is not None and parked.head_offset is not None:
             newer = await self.changelog.read_newest(partition, parked.head_offset + 1)
             if newer is None or newer.head.records <= sum(parked.positions.values()):

@@ -209,6 +209,9 @@ async def test_a_partition_started_afresh_over_a_stale_snapshot_replaces_it_at_o
     await second.assign([1, 2, 3])
     await second.assign(range(4))
     assert second.state.partitions[0].restored_from == "changelog"
+    await second.revoke([1])
+    await second.assign(range(4))  # given back by the same rebalance
+    assert second.state.partitions[1].restored_from == "memory"
     assert second.recreated == [] and not second.keeper.halted
     await second.drain()
     await second.dead_letters.settle()
