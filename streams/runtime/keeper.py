@@ -35,6 +35,9 @@ Committer = Callable[[dict[SourceTP, int]], Awaitable[Any]]
 EndOffsets = Callable[[Iterable[SourceTP]], Awaitable[dict[SourceTP, int]]]
 #: Log start offsets of source partitions (`streams.runtime.topology.TopologyWatch.log_starts`).
 LogStarts = Callable[[list[SourceTP]], Awaitable[dict[SourceTP, int]]]
+#: Told (topic, partition, end, position) when a restore finds the contract topics re-created
+#: under a worker that has run on them before (`StateKeeper.halt`): the worker stops.
+Recreated = Callable[[str, int, int, int], None]
 
 
 class SnapshotLog(Protocol):
@@ -76,8 +79,18 @@ class StateKeeper:
         source_partitions: int | None = None,
         before_restore: Callable[[], Awaitable[None]] | None = None,
         installed: Callable[[PartitionState], None] | None = None,
+        recreated: Recreated | None = None,
     ) -> None:
         self.live = live
+        #: Told when an assignment after this worker's first finds a snapshot of topics
+        #: re-created since (`halt`); None: nobody to tell (the keeper halts all the same).
+        self.recreated = recreated
+        #: Set by `halt`: the contract topics were re-created under this worker, whose other
+        #: states and tables are of the deleted topics; nothing is snapshotted any more.
+        self.halted = False
+        #: Whether an assignment of this worker has completed (a stale snapshot found later is
+        #: a re-creation under the running worker, not one it started after).
+        self._assigned_once = False
         #: Called with each state installed (restored or new), once it is in `live`.
         self.installed = installed
         #: True while an assignment is under way (from its call until its states are all
@@ -150,9 +163,19 @@ class StateKeeper:
                 for partition in sorted(wanted - set(self.live.partitions)):
                     await self._restore(partition)
                 self.parked.clear()
+                self._assigned_once = True
                 return {(t, p): self.live.partitions[p].positions.get(t, 0) for t, p in tps}
         finally:
             self.assigning = False
+
+    def halt(self) -> None:
+        """The contract topics were re-created under this worker: snapshot nothing from now on
+        (its states, tables and month rows are of the deleted topics, or mix them with the new
+        ones); the worker stops and a restart starts every partition from the new topics."""
+        if not self.halted:
+            # Not "re-created": the worker logs that once, as its error (tests count it).
+            log.warning("contract topics recreated: this worker snapshots nothing more")
+        self.halted = True
 
     def held_positions(self) -> dict[SourceTP, int]:
         """The next offset of every source partition whose state this worker holds."""
@@ -205,6 +228,8 @@ class StateKeeper:
         parked = self.parked.pop(partition, None)
         source = "new"
         state: PartitionState | None = None
+        #: Whether the state starts afresh because its snapshot is ahead of the topics.
+        stale = False
         if parked is not None and parked.head_offset is not None:
             newer = await self.changelog.read_newest(partition, parked.head_offset + 1)
             if newer is None or newer.head.records <= sum(parked.positions.values()):
@@ -214,9 +239,33 @@ class StateKeeper:
             start = local.offset + 1 if local is not None and local.offset is not None else 0
             remote = await self.changelog.read_newest(partition, start)
             best = newest([local, remote])
-            stale = best is not None and await self._stale(best)
-            if stale:
-                best = None
+            # A snapshot ahead of the topics (re-created since) is set aside; one written after
+            # it may be of the new topics (a restarted worker's): the changelog ranks snapshots
+            # by the records they cover, so the stale one, of the longer deleted topics, ranks
+            # first until the new topics outgrow them.
+            ahead: tuple[str, int, int] | None = None
+            while best is not None:
+                found = await self._stale(best)
+                if found is None:
+                    break
+                ahead = ahead or found
+                after = best.offset
+                best = (
+                    None
+                    if after is None
+                    else await self.changelog.read_newest(partition, after + 1)
+                )
+            stale = ahead is not None and best is None
+            if ahead is not None and stale and self._assigned_once and not self.halted:
+                # Re-created under this running worker: its membership and refund tables
+                # skipped the new topics' records below their old positions, its other states
+                # are of the deleted topics and their month rows went to this partition. A
+                # state started here from the new topics would mix both worlds, and its
+                # snapshot (not ahead of the new topics) would be restored as sound by the
+                # restart. Stop instead; the restart starts every partition afresh.
+                self.halt()
+                if self.recreated is not None:
+                    self.recreated(ahead[0], partition, ahead[1], ahead[2])
             if best is not None:
                 if self.live.gc is not None:  # frozen as built, never walked (gcpace.py)
                     with self.live.gc.restoring():
@@ -233,7 +282,7 @@ class StateKeeper:
                     snapshot_bytes=best.head.size,
                 )
                 source = "local" if best is local else "changelog"
-                if best is remote and self.local is not None:
+                if best is not local and self.local is not None:
                     self.local.save(best)
             else:
                 state = self.live.new_partition()
@@ -247,7 +296,10 @@ class StateKeeper:
                         state.positions[month_rows] = end
         state.restored_from = source
         state.restored_s = time.monotonic() - started
-        state.dirty = False
+        # A state started afresh over a stale snapshot is snapshotted at once (it is idle), so
+        # the stale one is never read again here: a later restore of this partition (a
+        # rebalance before it applied anything) takes the new one, with its month-rows start.
+        state.dirty = stale and not self.halted
         state.snapshot_at = time.monotonic()
         self.live.install(partition, state)
         if self.installed is not None:
@@ -262,10 +314,11 @@ class StateKeeper:
             state.restored_s,
         )
 
-    async def _stale(self, snapshot: Snapshot) -> bool:
-        """Whether `snapshot` covers offsets past the sources' ends: topics recreated since."""
+    async def _stale(self, snapshot: Snapshot) -> tuple[str, int, int] | None:
+        """Whether `snapshot` covers offsets past the sources' ends (topics recreated since):
+        the first such (topic, end, position), or None."""
         if self.end_offsets is None:
-            return False
+            return None
         partition = snapshot.head.partition
         ends = await self.end_offsets([(t, partition) for t in snapshot.head.positions])
         for topic, position in snapshot.head.positions.items():
@@ -279,8 +332,8 @@ class StateKeeper:
                     position,
                     end,
                 )
-                return True
-        return False
+                return topic, end, position
+        return None
 
     # -- snapshots --------------------------------------------------------------------------
 
@@ -294,6 +347,8 @@ class StateKeeper:
         (`streams.runtime.forkdump`), so batches wait for the fork alone, not for the dump.
         """
         await self.wait_for_write()
+        if self.halted:
+            return  # topics re-created under this worker: nothing of it is kept (`halt`)
         started = time.monotonic()
         # The dead letters of every record the snapshot covers are on the broker first.
         await self.settle()

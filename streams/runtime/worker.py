@@ -173,6 +173,7 @@ class Worker:
             source_partitions=source_partitions,
             before_restore=self._membership_caught_up if self.membership is not None else None,
             installed=self._installed if self.refunds is not None else None,
+            recreated=self._keeper_found_recreated,
         )
         app.route_batches(self.ingest, self.keeper)
 
@@ -280,21 +281,38 @@ class Worker:
         except Exception as exc:  # the broker away: the next look will tell
             log.warning("could not read the contract topics' partitions: %s", exc)
             return
-        if recreated and self.exit_code is None:
+        if recreated:
             topic, partition, end, position = recreated[0]
-            log.error(
-                "%s partition %d ends at offset %d, before this worker's position %d (%d "
-                "partitions alike): the topic was deleted and re-created; stopping (exit code "
-                "%d) so that a restart reads the re-created topics from the beginning",
-                topic,
-                partition,
-                end,
-                position,
-                len(recreated),
-                RECREATED_EXIT,
-            )
-            self.exit_code = RECREATED_EXIT
-            os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: snapshots flushed
+            self._stop_recreated(topic, partition, end, position, len(recreated))
+
+    def _keeper_found_recreated(self, topic: str, partition: int, end: int, position: int) -> None:
+        """A rebalance gave this worker a partition whose snapshot is ahead of a re-created
+        topic (`StateKeeper.halt`): the same stop as the topology watch's, before its look."""
+        self._stop_recreated(topic, partition, end, position, 1)
+
+    def _stop_recreated(
+        self, topic: str, partition: int, end: int, position: int, count: int
+    ) -> None:
+        """Stop with `RECREATED_EXIT` (once), snapshotting nothing more: this worker's states
+        and its membership and refund tables are of the deleted topics (the tables skip the
+        new topics' records below their old positions), so nothing it builds from now on is
+        kept; the restart reads the re-created topics from the beginning."""
+        self.keeper.halt()
+        if self.exit_code is not None:
+            return
+        log.error(
+            "%s partition %d ends at offset %d, before this worker's position %d (%d "
+            "partitions alike): the topic was deleted and re-created; stopping (exit code "
+            "%d) so that a restart reads the re-created topics from the beginning",
+            topic,
+            partition,
+            end,
+            position,
+            count,
+            RECREATED_EXIT,
+        )
+        self.exit_code = RECREATED_EXIT
+        os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: no snapshot (`keeper.halt`)
 
     async def _on_stop(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.views.reports.stop()

@@ -138,3 +138,83 @@ async def test_a_snapshot_waits_for_the_dead_letters_of_the_records_it_covers() 
     await asyncio.wait_for(flushing, timeout=10.0)
     assert len(acked) == TRUTH["events"]["rejected"]
     assert worker.keeper.changelog.writes == 4  # type: ignore[attr-defined]
+
+
+IMPULSE = ROOT / "fixtures" / "impulse.jsonl"
+IMPULSE_TRUTH: dict[str, Any] = json.loads((ROOT / "fixtures" / "impulse.truth.json").read_text())
+
+
+def recreate_with_impulse(topics: MemoryTopics) -> None:
+    """The contract topics deleted and re-created, then the impulse fixture sent to them (its
+    views and interactions partitions end before xhs's: the snapshots of xhs are ahead)."""
+    fresh = MemoryTopics(SETTINGS, partitions=topics.partitions)
+    assert fresh.replay(IMPULSE) == IMPULSE_TRUTH["lines"]
+    topics.logs = fresh.logs
+
+
+async def test_a_rebalance_over_re_created_topics_stops_the_worker_that_read_the_old_ones() -> None:
+    """A worker that read xhs, its topics then re-created with impulse, gets partition 0 back
+    from the changelog in a rebalance (not from memory): the snapshot is ahead of the topics.
+    Starting it afresh there would build it beside the deleted topics' states and tables (with
+    the fold, its membership table skips the new groups records below its old positions, its
+    other partitions send it month rows of the deleted topics), and its snapshot, not ahead of
+    the new topics, would be restored as sound: the CI's restart missed 174 of group_spend_
+    multiple's population so. The keeper tells the worker (which stops) and snapshots nothing
+    more; the restarted worker starts every partition afresh and gets impulse's truth."""
+    topics, changelog = fixture_topics(), MemoryChangelog()
+    first = MemoryWorker(SETTINGS, topics, changelog)
+    await first.assign(range(4))
+    await first.drain()
+    await first.keeper.flush()
+    assert changelog.writes == 4
+    recreate_with_impulse(topics)
+    await first.revoke([0])
+    await first.assign([1, 2, 3])  # partition 0 is no longer parked here
+    await first.assign(range(4))
+    [(topic, partition, end, position)] = first.recreated
+    assert partition == 0 and topic in SETTINGS.source_topics
+    assert end == len(topics.logs[(topic, 0)]) < position
+    assert first.keeper.halted
+    await first.drain()  # the stop is under way: what it applies meanwhile is never kept
+    await first.keeper.flush()
+    assert changelog.writes == 4
+
+    second = MemoryWorker(SETTINGS, topics, changelog)
+    await second.assign(range(4))
+    assert {p.restored_from for p in second.state.partitions.values()} == {"new"}
+    assert second.recreated == [] and not second.keeper.halted
+    await second.drain()
+    await second.dead_letters.settle()
+    report = report_of(second)
+    assert report["events"] == IMPULSE_TRUTH["events"]
+    assert report_mismatches(report, IMPULSE_TRUTH) == []
+
+
+async def test_a_partition_started_afresh_over_a_stale_snapshot_replaces_it_at_once() -> None:
+    """The restarted worker's fresh partitions are snapshotted at their first chance (they are
+    idle and dirty), so a rebalance that gives one back from the changelog before it applied a
+    record finds that snapshot, not the stale one: the worker is not stopped as if the topics
+    had been re-created under it."""
+    topics, changelog = fixture_topics(), MemoryChangelog()
+    first = MemoryWorker(SETTINGS, topics, changelog)
+    await first.assign(range(4))
+    await first.drain()
+    await first.keeper.flush()
+    recreate_with_impulse(topics)
+
+    second = MemoryWorker(SETTINGS, topics, changelog)
+    await second.assign(range(4))
+    assert all(p.dirty for p in second.state.partitions.values())
+    await second.revoke([0])  # before it applied anything: snapshotted, as it is dirty
+    await second.assign([1, 2, 3])
+    await second.assign(range(4))
+    assert second.state.partitions[0].restored_from == "changelog"
+    await second.revoke([1])
+    await second.assign(range(4))  # given back by the same rebalance
+    assert second.state.partitions[1].restored_from == "memory"
+    assert second.recreated == [] and not second.keeper.halted
+    await second.drain()
+    await second.dead_letters.settle()
+    report = report_of(second)
+    assert report["events"] == IMPULSE_TRUTH["events"]
+    assert report_mismatches(report, IMPULSE_TRUTH) == []

@@ -61,6 +61,10 @@ class MemoryTopics:
         wanted = set(range(self.partitions) if partitions is None else partitions)
         return sorted(tp for tp in self.logs if tp[1] in wanted)
 
+    async def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The end of each of `tps` held here (`StateKeeper.end_offsets`)."""
+        return {tp: len(self.logs[tp]) for tp in tps if tp in self.logs}
+
 
 class MemoryChangelog:
     """Snapshots kept as the changelog topic keeps them: heads in offset order per partition."""
@@ -106,14 +110,19 @@ class MemoryWorker:
         self.dead_letters = DeadLetterPipeline(self._publish)
         self.ingest = BatchIngest(self.state, self.dead_letters)
         self.committed: dict[TP, int] = {}
+        #: What the keeper told of topics re-created under this worker (topic, partition,
+        #: end, position), as `Worker` is told before it stops.
+        self.recreated: list[tuple[str, int, int, int]] = []
         self.keeper = StateKeeper(
             self.state,
             settings,
             changelog,
             local,
+            end_offsets=topics.end_offsets,
             settle=self.dead_letters.settle,
             committer=self._commit,
             source_partitions=topics.partitions,
+            recreated=lambda *told: self.recreated.append(told),
         )
         #: The consumer's fetch position of each assigned partition.
         self.fetch_positions: dict[TP, int] = {}
