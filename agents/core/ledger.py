@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.concurrency import LevelCurve, peak_of
+from agents.core.pairs import PairDays
 from agents.core.seen import (
     _MASK64,
     _SPREAD,
@@ -1391,9 +1392,12 @@ class Ledger:
         fold_months: bool = False,
         user_horizon_ms: int | None = None,
         board_horizon_ms: int | None = None,
+        pair_horizon_ms: int | None = None,
     ) -> None:
         if user_horizon_ms is not None and user_horizon_ms <= 0:
             raise ValueError(f"user_horizon_ms must be positive or None, not {user_horizon_ms}")
+        if pair_horizon_ms is not None and pair_horizon_ms <= 0:
+            raise ValueError(f"pair_horizon_ms must be positive or None, not {pair_horizon_ms}")
         if fold_months and not fold_sessions:
             raise ValueError("fold_months needs fold_sessions (a month closes on summaries)")
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
@@ -1507,6 +1511,12 @@ class Ledger:
         self._init_month_fold(fold_months)
         self._init_first_order_exchange()
         self._init_user_horizon(user_horizon_ms)
+        #: `group_repurchase_30d`'s decided pairs idle (no order) this long before the
+        #: summaries' horizon are forgotten (`forget_idle_pairs`: a later order then counts as a
+        #: first one again); None, the default: every decided pair kept, exact (claims.md asks
+        #: for the *first* order at any age; docs/design.md, "First orders").
+        self.pair_horizon_ms = pair_horizon_ms
+        self._pair_forget_day = -1
         # (merchant, user) -> [(ts, seq, group_id, is_join)]; in a ledger that holds every
         # partition (`fold_months`), compacted before the oldest `ts` a lookup can still ask
         # (`_compact_group_events`).
@@ -1651,6 +1661,12 @@ class Ledger:
             self._init_first_order_exchange()
         if "retired_users" not in state:  # version 9 or older: users kept for ever
             self._init_user_horizon(None)
+        if "pair_horizon_ms" not in state:  # version 11 or older: forgot by the user horizon
+            self.pair_horizon_ms = None  # the owner of the state sets it (`LiveState.restore`)
+            self._pair_forget_day = -1
+        for name in ("bought_before", "pairs_decided"):  # version 11 or older: dicts
+            if not isinstance(self.__dict__[name], PairDays):
+                self.__dict__[name] = PairDays(self.__dict__[name])
         last_days = state.get("user_last_day")
         if isinstance(last_days, dict):  # an early version 10: the last days in a dict
             del self.__dict__["user_last_day"]
@@ -2037,8 +2053,9 @@ class Ledger:
         """File one paid order under its (merchant, user) and its (merchant, month, user)."""
         pair = (merchant_id, user_id)
         held = self.first_orders.get(pair)
-        if held is None and pair in self.bought_before:  # its first order's outcome folded
-            if ts // DAY_MS > self.bought_before[pair]:
+        bought = self.bought_before.get(pair) if held is None and self.bought_before else None
+        if bought is not None:  # its first order's outcome folded
+            if ts // DAY_MS > bought:  # its latest day: only the pair horizon reads it
                 self.bought_before[pair] = ts // DAY_MS
         elif held is None:
             self.first_orders[pair] = (ts, None)
@@ -2496,13 +2513,11 @@ class Ledger:
         if self.fold_months and self.first_orders:
             self._fold_first_orders()
         if self.user_horizon_ms is not None and (
-            self.folded_buyers
-            or self.folded_dwellers
-            or self.month_folded_users
-            or self.bought_before
-            or self.pairs_decided
+            self.folded_buyers or self.folded_dwellers or self.month_folded_users
         ):
             self.retire_idle_users()
+        if self.pair_horizon_ms is not None and (self.bought_before or self.pairs_decided):
+            self.forget_idle_pairs()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
             return
@@ -2750,9 +2765,10 @@ class Ledger:
         #: holds every order of its users, since a first order is a minimum over partitions).
         self.repurchase_folded: list[int] = [0, 0]
         #: Those pairs -> their latest order's day (`ts // DAY_MS`): "this user already bought
-        #: from this merchant" (a later order is not a first one). Dropped with the user
-        #: horizon once that is older than it (a later order then counts as a first one).
-        self.bought_before: dict[tuple[str, str], int] = {}
+        #: from this merchant" (a later order is not a first one). Kept for ever by default
+        #: (`PairDays`: 18 bytes a pair); with the opt-in pair horizon (`pair_horizon_ms`),
+        #: dropped once that is older than it (a later order then counts as a first one).
+        self.bought_before = PairDays()
         self.forgotten_pairs = 0
         self._first_fold_day = -1
 
@@ -2830,11 +2846,6 @@ class Ledger:
             return 0
         self._user_retire_day = cutoff // DAY_MS
         cut = (cutoff - self.user_horizon_ms) // DAY_MS  # the first day still kept
-        forgotten = [pair for pair, day in self.bought_before.items() if day < cut]
-        for pair in forgotten:
-            del self.bought_before[pair]
-        self.forgotten_pairs += len(forgotten)
-        self._forget_decided_pairs()
         idle = self._idle_users(cut)
         buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
         for user in idle:
@@ -3074,8 +3085,8 @@ class Ledger:
         #: As the owner: the pairs decided here (counted in `repurchase_folded`) -> their latest
         #: order's day known here: a part sent later is not a first order (it is ignored), and
         #: a source's pair still held is left out of the report (`first_order_pairs`). Dropped
-        #: with the user horizon, as `bought_before` is.
-        self.pairs_decided: dict[tuple[str, str], int] = {}
+        #: with the opt-in pair horizon only, as `bought_before` is (`PairDays`).
+        self.pairs_decided = PairDays()
         # As the owner: source partition -> its latest announced cutoff (`FirstsClosed`).
         self._firsts_closed_by: dict[int, int] = {}
         # As the owner: how many source partitions there are (from `receive_firsts_closed`).
@@ -3116,7 +3127,7 @@ class Ledger:
         pair = (part.merchant, part.user)
         decided = self.pairs_decided.get(pair)
         if decided is not None and self._forgets_after(decided, part.first_ts):
-            # Back after the user horizon (+ 30 days: what a source's part may lag by): a new
+            # Back after the pair horizon (+ 30 days: what a source's part may lag by): a new
             # first order, whenever the part arrives (`_forget_decided_pairs`).
             del self.pairs_decided[pair]
             self.forgotten_pairs += 1
@@ -3160,28 +3171,43 @@ class Ledger:
 
     def _forgets_after(self, decided_day: int, first_ts: int) -> bool:
         """Whether a part whose first order is at `first_ts` comes back to a pair decided with
-        its latest order on `decided_day` after the user horizon + 30 days (None: never)."""
-        if self.user_horizon_ms is None:
+        its latest order on `decided_day` after the pair horizon + 30 days (None: never)."""
+        if self.pair_horizon_ms is None:
             return False
-        return first_ts // DAY_MS > decided_day + (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS
+        return first_ts // DAY_MS > decided_day + (self.pair_horizon_ms + 30 * DAY_MS) // DAY_MS
+
+    def forget_idle_pairs(self) -> int:
+        """With the opt-in pair horizon (`pair_horizon_ms`): forget the decided pairs whose
+        latest order's day is more than it before the summaries' horizon (`bought_before`),
+        and those an owner holds that no part can come back to within it
+        (`_forget_decided_pairs`). A user who buys again from the merchant after that counts
+        as a first order again: eligible pairs are then at least the truth's and exceed it by
+        at most `forgotten_pairs`. Once a day of event time; how many were forgotten."""
+        assert self.pair_horizon_ms is not None
+        cutoff = self._month_cutoff()
+        if cutoff is None or cutoff // DAY_MS <= self._pair_forget_day:
+            return 0
+        self._pair_forget_day = cutoff // DAY_MS
+        before = self.forgotten_pairs
+        forgotten = self.bought_before.forget_before((cutoff - self.pair_horizon_ms) // DAY_MS)
+        self.forgotten_pairs += forgotten
+        self._forget_decided_pairs()
+        return self.forgotten_pairs - before
 
     def _forget_decided_pairs(self) -> None:
-        """Drop the decided pairs no part can come back to within the user horizon + 30 days:
+        """Drop the decided pairs no part can come back to within the pair horizon + 30 days:
         a part not received yet has its first order at or after the smallest announced cutoff
         - 30 days, so one more than that after the pair's latest day is a new first order
         whether the pair is held or not (`receive_first_order`). With every source announced
         only: the owner's own cutoff may run far ahead of a source's (partitions move at
         their own pace), and forgetting by it made the count depend on that pace."""
-        if self.user_horizon_ms is None or not self.pairs_decided:
+        if self.pair_horizon_ms is None or not self.pairs_decided:
             return
         if not self._firsts_closed_by or len(self._firsts_closed_by) < self._first_sources:
             return
         reach = min(self._firsts_closed_by.values()) - 30 * DAY_MS
-        cut = reach // DAY_MS - (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS - 1
-        forgotten = [pair for pair, day in self.pairs_decided.items() if day < cut]
-        for pair in forgotten:
-            del self.pairs_decided[pair]
-        self.forgotten_pairs += len(forgotten)
+        cut = reach // DAY_MS - (self.pair_horizon_ms + 30 * DAY_MS) // DAY_MS - 1
+        self.forgotten_pairs += self.pairs_decided.forget_before(cut)
 
     def first_order_pairs(self) -> dict[tuple[str, str], tuple[int, int | None]]:
         """Every (merchant, user) pair not decided yet -> its first order's ts and earliest
