@@ -23,6 +23,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.concurrency import LevelCurve, peak_of
 from agents.core.pairs import PairDays
+from agents.core.sample import AOV_SAMPLE_SIZE, bottom_k
 from agents.core.seen import (
     _MASK64,
     _SPREAD,
@@ -216,6 +217,17 @@ REPLY_BAR_MS: Final[int] = 3_000
 OLD_REPLY_BAR_MS: Final[int] = 180_000
 #: The operator's first-reply latency histogram: upper bounds in seconds, one more for +Inf.
 REPLY_LATENCY_BOUNDS_S: Final[tuple[float, ...]] = (1, 3, 10, 30, 60, 120, 300, 600, 1800)
+#: `reply_latency`'s retired sessions (`Ledger.retired_replies`): how many sessions, their
+#: questions answered within 3 s, questions and answered ones, and the sums of within^2,
+#: within x questions and questions^2 over them (`stats.ClusterSums` with the first).
+RETIRED_REPLY_G: Final[int] = 0
+RETIRED_REPLY_WITHIN_3S: Final[int] = 1
+RETIRED_REPLY_QUESTIONS: Final[int] = 2
+RETIRED_REPLY_ANSWERED: Final[int] = 3
+RETIRED_REPLY_H2: Final[int] = 4
+RETIRED_REPLY_HN: Final[int] = 5
+RETIRED_REPLY_N2: Final[int] = 6
+RETIRED_REPLY_COLUMNS: Final[int] = 7
 #: A folded session's answered questions (`Ledger.folded_replies`), a list of ints: how many,
 #: how many within `REPLY_BAR_MS`, the sum of their latencies in ms, then the count per
 #: bucket of `REPLY_LATENCY_BOUNDS_S` (not cumulative, the last above every bound).
@@ -1611,6 +1623,12 @@ class Ledger:
             self.folded_ids = []
         if "retired_levels" not in state:  # version 10 or older: nothing retired
             self._init_retired()
+        if "retired_replies" not in state:  # version 11 or older: retired sessions' rows kept
+            self.__dict__["retired_replies"] = [0] * RETIRED_REPLY_COLUMNS
+        if "retired_aov_sums" not in state:  # version 11 or older: every retired row kept
+            self.__dict__["retired_aov_sums"] = [0] * 6
+            if len(self.retired_aov_rows) > 2 * AOV_SAMPLE_SIZE:
+                self.trim_aov_rows()
         if "fold_sessions" not in state:  # version 4 or older: no session summaries
             self.fold_sessions = False
             self._session_horizon_ms = _NO_CEILING_MS
@@ -1736,14 +1754,21 @@ class Ledger:
         #: sessions' board parts (`RETIRED_*` columns) and their orders by minute since start.
         self.retired_levels: dict[tuple[str, str], list[int]] = {}
         self.retired_order_minutes: dict[tuple[str, str], dict[int, int]] = {}
-        #: `live_aov`: per retired started session with orders its [GMV cents, orders] (the
-        #: overall interval's bootstrap resamples sessions over the whole stream), and per CST
-        #: day (start ms) the sums of its (session, day) clusters: G, y, m, y^2, y m, m^2.
+        #: `live_aov`: per retired started session with orders its [GMV cents, orders], for
+        #: at most twice `AOV_SAMPLE_SIZE` sessions: past that, trimmed to the sample's (the
+        #: overall interval's t* quantiles resample it: `agents/core/sample.py`) and the
+        #: others added into `retired_aov_sums` (G, y, m, y^2, y m, m^2: its centre and se);
+        #: and per CST day (start ms) the sums of its (session, day) clusters, the same six.
         self.retired_aov_rows: dict[str, tuple[int, int]] = {}
+        self.retired_aov_sums: list[int] = [0] * 6
         self.retired_aov_days: dict[int, list[int]] = {}
         #: The HTML report's conversion by interaction: per rate (interacting, other) the
         #: sessions with pairs of it and the sums of hits, pairs, hits^2, hits pairs, pairs^2.
         self.retired_conversion: list[int] = [0] * 12
+        #: `reply_latency`: the retired sessions' folded questions (`folded_questions`,
+        #: `folded_replies`, dropped at the retirement) as `RETIRED_REPLY_*` sums: the share
+        #: and its session-clustered interval are exact from them (`stats.ClusterSums`).
+        self.retired_replies: list[int] = [0] * RETIRED_REPLY_COLUMNS
         #: (session id, room id, merchant id) retired since the board last took them.
         self.retired_ids: list[tuple[str, str, str]] = []
         self.retired_sessions = 0
@@ -3423,9 +3448,18 @@ class Ledger:
             row[RETIRED_REFUNDS], row[RETIRED_REFUNDED] = refunds
         row[RETIRED_WATCH:RETIRED_OFFSETS] = summary.watch
         row[RETIRED_OFFSETS:RETIRED_REPLIES] = summary.order_offsets
-        replies = self.folded_replies.get(sid)  # kept: `reply_latency` clusters by session
+        replies = self.folded_replies.pop(sid, None)
         if replies is not None:
             row[RETIRED_REPLIES:] = [replies[FOLDED_SUM_MS], *replies[FOLDED_BUCKETS:]]
+        asked = self.folded_questions.pop(sid, 0)  # none held: the session waited for them
+        if asked:
+            hits = replies[FOLDED_WITHIN_3S] if replies is not None else 0
+            answered = replies[FOLDED_ANSWERED] if replies is not None else 0
+            sums = self.retired_replies
+            for index, value in enumerate(
+                (1, hits, asked, answered, hits * hits, hits * asked, asked * asked)
+            ):
+                sums[index] += value
         for level in (OVERALL_LEVEL, ("rooms", room), ("merchants", merchant)):
             held = self.retired_levels.get(level)
             self.retired_levels[level] = (
@@ -3437,6 +3471,8 @@ class Ledger:
                     minutes[minute] = minutes.get(minute, 0) + n
         if summary.orders:
             self.retired_aov_rows[sid] = (summary.gmv_cents, summary.orders)
+            if len(self.retired_aov_rows) > 2 * AOV_SAMPLE_SIZE:
+                self.trim_aov_rows()
             for day_start, (gmv, n) in summary.days.items():
                 sums = self.retired_aov_days.setdefault(day_start, [0] * 6)
                 for index, value in enumerate((1, gmv, n, gmv * gmv, gmv * n, n * n)):
@@ -3451,6 +3487,18 @@ class Ledger:
                         conversion[offset + index] += value
         self.retired_ids.append((sid, room, merchant))
         self.retired_sessions += 1
+
+    def trim_aov_rows(self) -> None:
+        """Keep the retired `live_aov` rows of the sample (`sample.bottom_k`), the others
+        added into `retired_aov_sums`: the overall figure, centre and se stay exact."""
+        rows = self.retired_aov_rows
+        kept = bottom_k(rows, AOV_SAMPLE_SIZE)
+        sums = self.retired_aov_sums
+        for sid, (gmv, n) in rows.items():
+            if sid not in kept:
+                for index, value in enumerate((1, gmv, n, gmv * gmv, gmv * n, n * n)):
+                    sums[index] += value
+        self.retired_aov_rows = kept
 
     def _settle_board_curves(self, summary_horizon: int) -> None:
         """Settle the levels' minutes that are final and older than the board horizon

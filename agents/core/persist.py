@@ -144,7 +144,10 @@ MAGIC: Final[bytes] = b"LPst"
 #:     `pairs_decided`) are a `pairs.PairDays` (16-byte user keys and 2-byte days in sorted
 #:     arrays per merchant), kept for ever unless the opt-in pair horizon is set
 #:     (`Ledger.pair_horizon_ms`). A version 1-11 state loads with its dicts converted and no
-#:     pair horizon (the worker sets its own: `LiveState.install`).
+#:     pair horizon (the worker sets its own: `LiveState.install`). `live_aov`'s retired rows
+#:     past twice `sample.AOV_SAMPLE_SIZE` are trimmed into sums (`Ledger.retired_aov_sums`),
+#:     and a retired session's `reply_latency` rows folded into `Ledger.retired_replies`; a
+#:     version 1-11 state loads with those sums empty (its rows trimmed if that many).
 VERSION: Final[int] = 12
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 _HEADER: Final[int] = len(MAGIC) + 1
