@@ -6,7 +6,8 @@ Two set-ups over one `bench.soak` stream, each with the session fold, a 7-day wi
 90-day refund horizon and the worker's default user horizon (180 days): one ledger holding
 every partition (`fold_months`: its decided pairs are `bought_before`, as `livepulse analyze`
 and the core soak keep them), and 3 partition ledgers with the first orders' exchange (as
-`bench.first_orders_cpu`: the owners' `pairs_decided`). Prints per set-up the pairs held, their
+`bench.first_orders_cpu`: the owners' `pairs_decided`; no refund horizon there, see
+`partitions`). Prints per set-up the pairs held, their
 pickled bytes (zlib level 1, as the snapshot) and their bytes in memory (`tracemalloc` over
 unpickling them), bytes per pair, the pairs forgotten, and the figure's counts against the
 stream's truth file. Uses only what 7bbe69e has too, so the same file runs on main (`git
@@ -47,10 +48,10 @@ def _sizes(part: object) -> dict[str, float]:
     return {"pickled_bytes": len(zlib.compress(blob, 1)), "memory_bytes": memory}
 
 
-def _ledger(**options: Any) -> Ledger:
+def _ledger(refund_horizon_ms: int | None, **options: Any) -> Ledger:
     return Ledger(
         7 * DAY_MS,
-        refund_horizon_ms=REFUND_HORIZON_DAYS * DAY_MS,
+        refund_horizon_ms=refund_horizon_ms,
         fold_sessions=True,
         user_horizon_ms=180 * DAY_MS,
         **options,
@@ -58,7 +59,7 @@ def _ledger(**options: Any) -> Ledger:
 
 
 def core(stream: Path) -> tuple[Ledger, dict[str, Any]]:
-    ledger = _ledger(fold_months=True)
+    ledger = _ledger(REFUND_HORIZON_DAYS * DAY_MS, fold_months=True)
     with stream.open("rb") as handle:
         for line in handle:
             ingest(line.rstrip(b"\n"), ledger, None)
@@ -67,21 +68,32 @@ def core(stream: Path) -> tuple[Ledger, dict[str, Any]]:
 
 
 def _groups(parts: list[list[Any]]) -> Ledger:
-    """Every group event in one ledger with no dedupe window (`bench.first_orders_cpu`'s has a
-    7-day one and is fed partition after partition, so it expires most of the others' events:
-    right for its CPU figures, not for the figure): the membership the worker's table gives."""
-    groups = Ledger()
-    for part in parts:
-        for event in part:
-            if not isinstance(event, Rejection) and getattr(event, "type", "").startswith("group_"):
-                groups.apply(event)
+    """Every group event in one ledger with the partitions' 7-day window, fed in `ts` order
+    (`bench.first_orders_cpu`'s is fed partition after partition, so it expires most of the
+    others' events: right for its CPU figures, not for the figure; with no window it would
+    have no horizon, and the partitions' summaries none either): the worker's table."""
+    events = sorted(
+        (
+            event
+            for part in parts
+            for event in part
+            if not isinstance(event, Rejection) and getattr(event, "type", "").startswith("group_")
+        ),
+        key=lambda event: event.ts,
+    )
+    groups = Ledger(7 * DAY_MS, fold_sessions=True)
+    for event in events:
+        groups.apply(event)
     return groups
 
 
 def partitions(stream: Path) -> tuple[Ledger, dict[str, Any]]:
     parts = routed(stream, 10**9)
     groups = _groups(parts)
-    ledgers = [_ledger() for _ in parts]
+    # No refund horizon here: without the worker's refund table a partition's held orders
+    # hold its summaries' horizon back, and no pair would ever be sent (as in
+    # `bench.first_orders_cpu` and tests/agents/core/test_first_order_owner.py).
+    ledgers = [_ledger(None) for _ in parts]
     for ledger in ledgers:
         ledger.membership_from = groups
     for start in range(0, max(len(part) for part in parts), 2000):
