@@ -18,7 +18,7 @@ from typing import Final, TypeVar
 
 #: How many sessions' rows `live_aov`'s overall t* quantiles are read from once there are
 #: more (docs/design.md, "Retired summaries"; the error this costs: bench/RESULTS.md,
-#: "Session 13 (issue 17): first orders and `live_aov`").
+#: "Session 13 (issue 17)", `live_aov`'s overall interval).
 AOV_SAMPLE_SIZE: Final[int] = 4096
 
 _Row = TypeVar("_Row")
