@@ -268,6 +268,24 @@ def test_the_workers_partitions_take_the_setting() -> None:
     assert restored.ledger.user_horizon_ms == 30 * DAY
 
 
+def test_the_first_order_horizon_is_off_by_default_and_reaches_the_partitions() -> None:
+    """`LIVEPULSE_FIRST_ORDER_HORIZON_DAYS` (0 by default: every decided pair kept) reaches
+    each partition's ledger, new or restored, apart from the user horizon."""
+    from streams.runtime.settings import Settings
+    from streams.runtime.state import LiveState
+
+    assert Settings().first_order_horizon_ms is None
+    assert LiveState().new_partition().ledger.pair_horizon_ms is None
+    days = Settings(first_order_horizon_days=30).first_order_horizon_ms
+    assert days == 30 * DAY
+    state = LiveState(pair_horizon_ms=days)
+    assert state.new_partition().ledger.pair_horizon_ms == 30 * DAY
+    assert state.new_partition().ledger.user_horizon_ms is None
+    restored = LiveState().new_partition()
+    state.install(0, restored)
+    assert restored.ledger.pair_horizon_ms == 30 * DAY
+
+
 def test_merged_partitions_keep_each_users_latest_day_not_the_sum() -> None:
     """A user's last active day is a column of their rows (`BUYER_LAST_DAY`, ...): merging
     partitions takes its maximum, every other column's sum. Two partitions' rows by hand,
