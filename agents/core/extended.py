@@ -15,6 +15,13 @@ from agents.core.ledger import (
     OLD_REPLY_BAR_MS,
     POST_LIVE_TAIL_MS,
     REPLY_BAR_MS,
+    RETIRED_REPLY_ANSWERED,
+    RETIRED_REPLY_G,
+    RETIRED_REPLY_H2,
+    RETIRED_REPLY_HN,
+    RETIRED_REPLY_N2,
+    RETIRED_REPLY_QUESTIONS,
+    RETIRED_REPLY_WITHIN_3S,
     RETURNS,
     SESSION_HORIZON_MS,
     SIZE_REFUNDS,
@@ -27,6 +34,7 @@ from agents.core.stats import (
     add_cluster_sums,
     add_moments,
     cluster_sums,
+    cluster_wilson_from_sums,
     cluster_wilson_interval,
     rate_score_from_moments,
     row_moments,
@@ -251,8 +259,13 @@ def post_live_tail_from_part(part: TailPart) -> Measurement:
 #: `reply_latency` as parts: per session [answered within 3 s, questions], the answered
 #: folded count and those within 3 min, the held latencies (ms) and the folded ones' sketch
 #: (s). A frozen period keeps its latencies sketched (`compact_reply_part`): its p50/p95
-#: (not shown by period) are then within the sketch's bound; the share is exact.
+#: (not shown by period) are then within the sketch's bound; the share is exact. Retired
+#: sessions (`Ledger.retired_replies`) are one row under `RETIRED_REPLIES`: [answered within
+#: 3 s, questions, sessions, sum within^2, sum within x questions, sum questions^2].
 ReplyPart = tuple[dict[str, list[float]], int, int, list[int], QuantileSketch]
+#: The key of the retired sessions' row in `ReplyPart`'s sessions (the contract rules out an
+#: empty session id).
+RETIRED_REPLIES: Final[str] = ""
 
 
 def reply_latency(facts: _Facts) -> Measurement:
@@ -290,6 +303,20 @@ def reply_latency_part(facts: _Facts) -> ReplyPart:
         per_session[sid] = [float(within_3s_here), float(asked)]
         latencies_ms.extend(answered_ms)
         within_3min += sum(ms <= OLD_REPLY_BAR_MS for ms in answered_ms)
+    retired = ledger.retired_replies
+    if retired[RETIRED_REPLY_G]:
+        per_session[RETIRED_REPLIES] = [
+            float(retired[column])
+            for column in (
+                RETIRED_REPLY_WITHIN_3S,
+                RETIRED_REPLY_QUESTIONS,
+                RETIRED_REPLY_G,
+                RETIRED_REPLY_H2,
+                RETIRED_REPLY_HN,
+                RETIRED_REPLY_N2,
+            )
+        ]
+        answered += retired[RETIRED_REPLY_ANSWERED]
     return per_session, answered, within_3min, latencies_ms, ledger.folded_figures.reply_latency_s
 
 
@@ -308,7 +335,9 @@ def merge_reply_parts(parts: Sequence[ReplyPart]) -> ReplyPart:
     for part in parts:
         for sid, row in part[0].items():
             held = per_session.get(sid)
-            per_session[sid] = list(row) if held is None else [held[0] + row[0], held[1] + row[1]]
+            per_session[sid] = (
+                list(row) if held is None else [a + b for a, b in zip(held, row, strict=True)]
+            )
         answered += part[1]
         within_3min += part[2]
         latencies_ms.extend(part[3])
@@ -322,11 +351,24 @@ def reply_latency_from_part(part: ReplyPart) -> Measurement:
     questions = int(sum(row[1] for row in per_session.values()))
     answered += len(latencies)
     within_3s = int(sum(row[0] for row in per_session.values()))
-    rows = list(per_session.values())
+    retired = per_session.get(RETIRED_REPLIES)
+    clusters = len(per_session)
+    if retired is None:
+        rows = list(per_session.values())
+        interval = cluster_wilson_interval([r[0] for r in rows], [r[1] for r in rows])
+    else:  # the held sessions' rows with the retired ones' sums: the same, exact integers
+        g, h2, hn, n2 = (int(value) for value in retired[2:6])
+        for sid, row in per_session.items():
+            if sid != RETIRED_REPLIES:
+                hits, asked = row
+                g += 1
+                h2, hn, n2 = h2 + int(hits * hits), hn + int(hits * asked), n2 + int(asked * asked)
+        clusters = g
+        interval = cluster_wilson_from_sums(within_3s, questions, (g, h2, hn, n2))
     return Measurement(
         _ratio(within_3s, questions),
         questions,
-        cluster_wilson_interval([r[0] for r in rows], [r[1] for r in rows]),
+        interval,
         {
             "questions": questions,
             "answered": answered,
@@ -338,7 +380,7 @@ def reply_latency_from_part(part: ReplyPart) -> Measurement:
             "p50_seconds": quantile(0.5, folded_latencies, latencies),
             "p95_seconds": quantile(0.95, folded_latencies, latencies),
         },
-        clusters=len(per_session),
+        clusters=clusters,
     )
 
 

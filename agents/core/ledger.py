@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
 from agents.core.concurrency import LevelCurve, peak_of
+from agents.core.pairs import PairDays
+from agents.core.sample import AOV_SAMPLE_SIZE, bottom_k
 from agents.core.seen import (
     _MASK64,
     _SPREAD,
@@ -215,6 +217,17 @@ REPLY_BAR_MS: Final[int] = 3_000
 OLD_REPLY_BAR_MS: Final[int] = 180_000
 #: The operator's first-reply latency histogram: upper bounds in seconds, one more for +Inf.
 REPLY_LATENCY_BOUNDS_S: Final[tuple[float, ...]] = (1, 3, 10, 30, 60, 120, 300, 600, 1800)
+#: `reply_latency`'s retired sessions (`Ledger.retired_replies`): how many sessions, their
+#: questions answered within 3 s, questions and answered ones, and the sums of within^2,
+#: within x questions and questions^2 over them (`stats.ClusterSums` with the first).
+RETIRED_REPLY_G: Final[int] = 0
+RETIRED_REPLY_WITHIN_3S: Final[int] = 1
+RETIRED_REPLY_QUESTIONS: Final[int] = 2
+RETIRED_REPLY_ANSWERED: Final[int] = 3
+RETIRED_REPLY_H2: Final[int] = 4
+RETIRED_REPLY_HN: Final[int] = 5
+RETIRED_REPLY_N2: Final[int] = 6
+RETIRED_REPLY_COLUMNS: Final[int] = 7
 #: A folded session's answered questions (`Ledger.folded_replies`), a list of ints: how many,
 #: how many within `REPLY_BAR_MS`, the sum of their latencies in ms, then the count per
 #: bucket of `REPLY_LATENCY_BOUNDS_S` (not cumulative, the last above every bound).
@@ -1391,9 +1404,12 @@ class Ledger:
         fold_months: bool = False,
         user_horizon_ms: int | None = None,
         board_horizon_ms: int | None = None,
+        pair_horizon_ms: int | None = None,
     ) -> None:
         if user_horizon_ms is not None and user_horizon_ms <= 0:
             raise ValueError(f"user_horizon_ms must be positive or None, not {user_horizon_ms}")
+        if pair_horizon_ms is not None and pair_horizon_ms <= 0:
+            raise ValueError(f"pair_horizon_ms must be positive or None, not {pair_horizon_ms}")
         if fold_months and not fold_sessions:
             raise ValueError("fold_months needs fold_sessions (a month closes on summaries)")
         if dedupe_window_ms is not None and dedupe_window_ms <= 0:
@@ -1507,6 +1523,12 @@ class Ledger:
         self._init_month_fold(fold_months)
         self._init_first_order_exchange()
         self._init_user_horizon(user_horizon_ms)
+        #: `group_repurchase_30d`'s decided pairs idle (no order) this long before the
+        #: summaries' horizon are forgotten (`forget_idle_pairs`: a later order then counts as a
+        #: first one again); None, the default: every decided pair kept, exact (claims.md asks
+        #: for the *first* order at any age; docs/design.md, "First orders").
+        self.pair_horizon_ms = pair_horizon_ms
+        self._pair_forget_day = -1
         # (merchant, user) -> [(ts, seq, group_id, is_join)]; in a ledger that holds every
         # partition (`fold_months`), compacted before the oldest `ts` a lookup can still ask
         # (`_compact_group_events`).
@@ -1601,6 +1623,12 @@ class Ledger:
             self.folded_ids = []
         if "retired_levels" not in state:  # version 10 or older: nothing retired
             self._init_retired()
+        if "retired_replies" not in state:  # version 11 or older: retired sessions' rows kept
+            self.__dict__["retired_replies"] = [0] * RETIRED_REPLY_COLUMNS
+        if "retired_aov_sums" not in state:  # version 11 or older: every retired row kept
+            self.__dict__["retired_aov_sums"] = [0] * 6
+            if len(self.retired_aov_rows) > 2 * AOV_SAMPLE_SIZE:
+                self.trim_aov_rows()
         if "fold_sessions" not in state:  # version 4 or older: no session summaries
             self.fold_sessions = False
             self._session_horizon_ms = _NO_CEILING_MS
@@ -1651,6 +1679,12 @@ class Ledger:
             self._init_first_order_exchange()
         if "retired_users" not in state:  # version 9 or older: users kept for ever
             self._init_user_horizon(None)
+        if "pair_horizon_ms" not in state:  # version 11 or older: forgot by the user horizon
+            self.pair_horizon_ms = None  # the owner of the state sets it (`LiveState.restore`)
+            self._pair_forget_day = -1
+        for name in ("bought_before", "pairs_decided"):  # version 11 or older: dicts
+            if not isinstance(self.__dict__[name], PairDays):
+                self.__dict__[name] = PairDays(self.__dict__[name])
         last_days = state.get("user_last_day")
         if isinstance(last_days, dict):  # an early version 10: the last days in a dict
             del self.__dict__["user_last_day"]
@@ -1720,14 +1754,21 @@ class Ledger:
         #: sessions' board parts (`RETIRED_*` columns) and their orders by minute since start.
         self.retired_levels: dict[tuple[str, str], list[int]] = {}
         self.retired_order_minutes: dict[tuple[str, str], dict[int, int]] = {}
-        #: `live_aov`: per retired started session with orders its [GMV cents, orders] (the
-        #: overall interval's bootstrap resamples sessions over the whole stream), and per CST
-        #: day (start ms) the sums of its (session, day) clusters: G, y, m, y^2, y m, m^2.
+        #: `live_aov`: per retired started session with orders its [GMV cents, orders], for
+        #: at most twice `AOV_SAMPLE_SIZE` sessions: past that, trimmed to the sample's (the
+        #: overall interval's t* quantiles resample it: `agents/core/sample.py`) and the
+        #: others added into `retired_aov_sums` (G, y, m, y^2, y m, m^2: its centre and se);
+        #: and per CST day (start ms) the sums of its (session, day) clusters, the same six.
         self.retired_aov_rows: dict[str, tuple[int, int]] = {}
+        self.retired_aov_sums: list[int] = [0] * 6
         self.retired_aov_days: dict[int, list[int]] = {}
         #: The HTML report's conversion by interaction: per rate (interacting, other) the
         #: sessions with pairs of it and the sums of hits, pairs, hits^2, hits pairs, pairs^2.
         self.retired_conversion: list[int] = [0] * 12
+        #: `reply_latency`: the retired sessions' folded questions (`folded_questions`,
+        #: `folded_replies`, dropped at the retirement) as `RETIRED_REPLY_*` sums: the share
+        #: and its session-clustered interval are exact from them (`stats.ClusterSums`).
+        self.retired_replies: list[int] = [0] * RETIRED_REPLY_COLUMNS
         #: (session id, room id, merchant id) retired since the board last took them.
         self.retired_ids: list[tuple[str, str, str]] = []
         self.retired_sessions = 0
@@ -2037,8 +2078,9 @@ class Ledger:
         """File one paid order under its (merchant, user) and its (merchant, month, user)."""
         pair = (merchant_id, user_id)
         held = self.first_orders.get(pair)
-        if held is None and pair in self.bought_before:  # its first order's outcome folded
-            if ts // DAY_MS > self.bought_before[pair]:
+        bought = self.bought_before.get(pair) if held is None and self.bought_before else None
+        if bought is not None:  # its first order's outcome folded
+            if ts // DAY_MS > bought:  # its latest day: only the pair horizon reads it
                 self.bought_before[pair] = ts // DAY_MS
         elif held is None:
             self.first_orders[pair] = (ts, None)
@@ -2496,13 +2538,11 @@ class Ledger:
         if self.fold_months and self.first_orders:
             self._fold_first_orders()
         if self.user_horizon_ms is not None and (
-            self.folded_buyers
-            or self.folded_dwellers
-            or self.month_folded_users
-            or self.bought_before
-            or self.pairs_decided
+            self.folded_buyers or self.folded_dwellers or self.month_folded_users
         ):
             self.retire_idle_users()
+        if self.pair_horizon_ms is not None and (self.bought_before or self.pairs_decided):
+            self.forget_idle_pairs()
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if not self._ended_unfolded or any(h is None for h in horizons):
             return
@@ -2750,9 +2790,10 @@ class Ledger:
         #: holds every order of its users, since a first order is a minimum over partitions).
         self.repurchase_folded: list[int] = [0, 0]
         #: Those pairs -> their latest order's day (`ts // DAY_MS`): "this user already bought
-        #: from this merchant" (a later order is not a first one). Dropped with the user
-        #: horizon once that is older than it (a later order then counts as a first one).
-        self.bought_before: dict[tuple[str, str], int] = {}
+        #: from this merchant" (a later order is not a first one). Kept for ever by default
+        #: (`PairDays`: 18 bytes a pair); with the opt-in pair horizon (`pair_horizon_ms`),
+        #: dropped once that is older than it (a later order then counts as a first one).
+        self.bought_before = PairDays()
         self.forgotten_pairs = 0
         self._first_fold_day = -1
 
@@ -2830,11 +2871,6 @@ class Ledger:
             return 0
         self._user_retire_day = cutoff // DAY_MS
         cut = (cutoff - self.user_horizon_ms) // DAY_MS  # the first day still kept
-        forgotten = [pair for pair, day in self.bought_before.items() if day < cut]
-        for pair in forgotten:
-            del self.bought_before[pair]
-        self.forgotten_pairs += len(forgotten)
-        self._forget_decided_pairs()
         idle = self._idle_users(cut)
         buyers, dwellers, spend = self.retired_buyers, self.retired_dwellers, self.retired_spend
         for user in idle:
@@ -3074,8 +3110,8 @@ class Ledger:
         #: As the owner: the pairs decided here (counted in `repurchase_folded`) -> their latest
         #: order's day known here: a part sent later is not a first order (it is ignored), and
         #: a source's pair still held is left out of the report (`first_order_pairs`). Dropped
-        #: with the user horizon, as `bought_before` is.
-        self.pairs_decided: dict[tuple[str, str], int] = {}
+        #: with the opt-in pair horizon only, as `bought_before` is (`PairDays`).
+        self.pairs_decided = PairDays()
         # As the owner: source partition -> its latest announced cutoff (`FirstsClosed`).
         self._firsts_closed_by: dict[int, int] = {}
         # As the owner: how many source partitions there are (from `receive_firsts_closed`).
@@ -3116,7 +3152,7 @@ class Ledger:
         pair = (part.merchant, part.user)
         decided = self.pairs_decided.get(pair)
         if decided is not None and self._forgets_after(decided, part.first_ts):
-            # Back after the user horizon (+ 30 days: what a source's part may lag by): a new
+            # Back after the pair horizon (+ 30 days: what a source's part may lag by): a new
             # first order, whenever the part arrives (`_forget_decided_pairs`).
             del self.pairs_decided[pair]
             self.forgotten_pairs += 1
@@ -3160,28 +3196,43 @@ class Ledger:
 
     def _forgets_after(self, decided_day: int, first_ts: int) -> bool:
         """Whether a part whose first order is at `first_ts` comes back to a pair decided with
-        its latest order on `decided_day` after the user horizon + 30 days (None: never)."""
-        if self.user_horizon_ms is None:
+        its latest order on `decided_day` after the pair horizon + 30 days (None: never)."""
+        if self.pair_horizon_ms is None:
             return False
-        return first_ts // DAY_MS > decided_day + (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS
+        return first_ts // DAY_MS > decided_day + (self.pair_horizon_ms + 30 * DAY_MS) // DAY_MS
+
+    def forget_idle_pairs(self) -> int:
+        """With the opt-in pair horizon (`pair_horizon_ms`): forget the decided pairs whose
+        latest order's day is more than it before the summaries' horizon (`bought_before`),
+        and those an owner holds that no part can come back to within it
+        (`_forget_decided_pairs`). A user who buys again from the merchant after that counts
+        as a first order again: eligible pairs are then at least the truth's and exceed it by
+        at most `forgotten_pairs`. Once a day of event time; how many were forgotten."""
+        assert self.pair_horizon_ms is not None
+        cutoff = self._month_cutoff()
+        if cutoff is None or cutoff // DAY_MS <= self._pair_forget_day:
+            return 0
+        self._pair_forget_day = cutoff // DAY_MS
+        before = self.forgotten_pairs
+        forgotten = self.bought_before.forget_before((cutoff - self.pair_horizon_ms) // DAY_MS)
+        self.forgotten_pairs += forgotten
+        self._forget_decided_pairs()
+        return self.forgotten_pairs - before
 
     def _forget_decided_pairs(self) -> None:
-        """Drop the decided pairs no part can come back to within the user horizon + 30 days:
+        """Drop the decided pairs no part can come back to within the pair horizon + 30 days:
         a part not received yet has its first order at or after the smallest announced cutoff
         - 30 days, so one more than that after the pair's latest day is a new first order
         whether the pair is held or not (`receive_first_order`). With every source announced
         only: the owner's own cutoff may run far ahead of a source's (partitions move at
         their own pace), and forgetting by it made the count depend on that pace."""
-        if self.user_horizon_ms is None or not self.pairs_decided:
+        if self.pair_horizon_ms is None or not self.pairs_decided:
             return
         if not self._firsts_closed_by or len(self._firsts_closed_by) < self._first_sources:
             return
         reach = min(self._firsts_closed_by.values()) - 30 * DAY_MS
-        cut = reach // DAY_MS - (self.user_horizon_ms + 30 * DAY_MS) // DAY_MS - 1
-        forgotten = [pair for pair, day in self.pairs_decided.items() if day < cut]
-        for pair in forgotten:
-            del self.pairs_decided[pair]
-        self.forgotten_pairs += len(forgotten)
+        cut = reach // DAY_MS - (self.pair_horizon_ms + 30 * DAY_MS) // DAY_MS - 1
+        self.forgotten_pairs += self.pairs_decided.forget_before(cut)
 
     def first_order_pairs(self) -> dict[tuple[str, str], tuple[int, int | None]]:
         """Every (merchant, user) pair not decided yet -> its first order's ts and earliest
@@ -3397,9 +3448,18 @@ class Ledger:
             row[RETIRED_REFUNDS], row[RETIRED_REFUNDED] = refunds
         row[RETIRED_WATCH:RETIRED_OFFSETS] = summary.watch
         row[RETIRED_OFFSETS:RETIRED_REPLIES] = summary.order_offsets
-        replies = self.folded_replies.get(sid)  # kept: `reply_latency` clusters by session
+        replies = self.folded_replies.pop(sid, None)
         if replies is not None:
             row[RETIRED_REPLIES:] = [replies[FOLDED_SUM_MS], *replies[FOLDED_BUCKETS:]]
+        asked = self.folded_questions.pop(sid, 0)  # none held: the session waited for them
+        if asked:
+            hits = replies[FOLDED_WITHIN_3S] if replies is not None else 0
+            answered = replies[FOLDED_ANSWERED] if replies is not None else 0
+            sums = self.retired_replies
+            for index, value in enumerate(
+                (1, hits, asked, answered, hits * hits, hits * asked, asked * asked)
+            ):
+                sums[index] += value
         for level in (OVERALL_LEVEL, ("rooms", room), ("merchants", merchant)):
             held = self.retired_levels.get(level)
             self.retired_levels[level] = (
@@ -3411,6 +3471,8 @@ class Ledger:
                     minutes[minute] = minutes.get(minute, 0) + n
         if summary.orders:
             self.retired_aov_rows[sid] = (summary.gmv_cents, summary.orders)
+            if len(self.retired_aov_rows) > 2 * AOV_SAMPLE_SIZE:
+                self.trim_aov_rows()
             for day_start, (gmv, n) in summary.days.items():
                 sums = self.retired_aov_days.setdefault(day_start, [0] * 6)
                 for index, value in enumerate((1, gmv, n, gmv * gmv, gmv * n, n * n)):
@@ -3425,6 +3487,18 @@ class Ledger:
                         conversion[offset + index] += value
         self.retired_ids.append((sid, room, merchant))
         self.retired_sessions += 1
+
+    def trim_aov_rows(self) -> None:
+        """Keep the retired `live_aov` rows of the sample (`sample.bottom_k`), the others
+        added into `retired_aov_sums`: the overall figure, centre and se stay exact."""
+        rows = self.retired_aov_rows
+        kept = bottom_k(rows, AOV_SAMPLE_SIZE)
+        sums = self.retired_aov_sums
+        for sid, (gmv, n) in rows.items():
+            if sid not in kept:
+                for index, value in enumerate((1, gmv, n, gmv * gmv, gmv * n, n * n)):
+                    sums[index] += value
+        self.retired_aov_rows = kept
 
     def _settle_board_curves(self, summary_horizon: int) -> None:
         """Settle the levels' minutes that are final and older than the board horizon

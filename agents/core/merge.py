@@ -306,6 +306,10 @@ def _merge_retired(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             for minute, n in minutes.items():
                 into[minute] = into.get(minute, 0) + n
         merged.retired_aov_rows.update(ledger.retired_aov_rows)
+        for i, value in enumerate(ledger.retired_aov_sums):
+            merged.retired_aov_sums[i] += value
+        for i, value in enumerate(ledger.retired_replies):
+            merged.retired_replies[i] += value
         for day_start, sums in ledger.retired_aov_days.items():
             into_sums = merged.retired_aov_days.setdefault(day_start, [0] * len(sums))
             for i, value in enumerate(sums):

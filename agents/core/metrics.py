@@ -59,6 +59,7 @@ from agents.core.ledger import (
     price_tier,
     uplift_counts,
 )
+from agents.core.sample import AOV_SAMPLE_SIZE, bottom_k
 from agents.core.sketch import FoldedFigures, quantile, spearman
 from agents.core.stats import (
     ClusterSums,
@@ -456,7 +457,9 @@ def interaction_uplift(facts: _Facts) -> Measurement:
 
 
 #: `live_aov` as parts: per session [GMV cents, orders], and per CST day per session the same
-#: (a session running past midnight is a cluster of each day it has orders in).
+#: (a session running past midnight is a cluster of each day it has orders in). Retired
+#: sessions trimmed out of the sample (`Ledger.trim_aov_rows`) are one row of their sums G, y,
+#: m, y^2, y m, m^2 under `RETIRED_AOV`, in the sessions as in each day.
 AovPart = tuple[dict[str, list[int]], dict[str, dict[str, list[int]]]]
 
 
@@ -478,6 +481,8 @@ def live_aov_part(facts: _Facts) -> AovPart:
     ledger = facts.ledger
     for sid, (gmv, n) in ledger.retired_aov_rows.items():
         per_session[sid] = [gmv, n]
+    if ledger.retired_aov_sums[0]:
+        per_session[RETIRED_AOV] = list(ledger.retired_aov_sums)
     for day_start, sums in ledger.retired_aov_days.items():
         per_day[cst_day(day_start)][RETIRED_AOV] = list(sums)
     return dict(per_session), dict(per_day)
@@ -525,10 +530,10 @@ def live_aov_from_part(part: AovPart) -> Measurement:
     # parts' alike).
     per_session = dict(sorted(part[0].items()))
     per_day = {day: dict(sorted(sessions.items())) for day, sessions in part[1].items()}
-    gmv_cents = sum(b[0] for b in per_session.values())
-    count = sum(b[1] for b in per_session.values())
+    overall = _day_sums(per_session)
+    clusters, gmv_cents, count = overall[0], overall[1], overall[2]
     observed = gmv_cents / count / 100 if count else None
-    interval = cluster_ratio_t_interval(list(per_session.values()))
+    interval = _aov_interval(per_session, overall)
     if interval is not None:
         interval = (interval[0] / 100, interval[1] / 100)
     retired = any(RETIRED_AOV in sessions for sessions in per_day.values())
@@ -567,8 +572,27 @@ def live_aov_from_part(part: AovPart) -> Measurement:
                 day for day, iv in day_intervals.items() if iv is not None and iv[0] >= AOV_BAR_CNY
             ],
         },
-        clusters=len(per_session),
+        clusters=clusters,
     )
+
+
+def _aov_interval(
+    per_session: Mapping[str, Sequence[int]], overall: tuple[int, int, int, int, int, int]
+) -> tuple[float, float] | None:
+    """`live_aov`'s overall interval in cents: the bootstrap-t over sessions
+    (`cluster_ratio_t_interval`). With at most `AOV_SAMPLE_SIZE` sessions, over their rows, as
+    always; with more, its centre and se from the sessions' exact sums and its t* quantiles
+    from the sample's rows (`sample.bottom_k`: the same sessions in a ledger and in merged
+    partitions), the rows past it not kept (`Ledger.trim_aov_rows`)."""
+    rows = {sid: row for sid, row in per_session.items() if sid != RETIRED_AOV}
+    if overall[0] <= AOV_SAMPLE_SIZE:
+        return cluster_ratio_t_interval(list(rows.values()))
+    sample = bottom_k(rows, AOV_SAMPLE_SIZE)
+    g, y, m, y2, ym, m2 = overall
+    if not m:
+        return None
+    se = ratio_se_from_sums((g, y2, ym, m2), y, m)  # from exact integers
+    return cluster_ratio_t_interval([sample[sid] for sid in sorted(sample)], whole=(y / m, se))
 
 
 def group_order_share_part(facts: _Facts) -> SharePart:

@@ -48,6 +48,7 @@ from agents.core.ledger import (
     SessionSummary,
 )
 from agents.core.operator import OperatorBoard
+from agents.core.pairs import MerchantPairs, PairDays
 from agents.core.periods import FrozenFigures
 from agents.core.screen import FirstEntries, MinuteCounts, ScreenState, SkuTally
 from agents.core.seen import SeenRuns
@@ -139,8 +140,16 @@ MAGIC: Final[bytes] = b"LPst"
 #:     cluster sums with its bootstrap's t* quantiles (a sixth item: `metrics.FoldedDwellPart`).
 #:     A version 10 or older state loads as it was written and its parts are folded at the
 #:     next freeze.
-VERSION: Final[int] = 11
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+#: 12 (session 13): `group_repurchase_30d`'s decided pairs (`Ledger.bought_before`,
+#:     `pairs_decided`) are a `pairs.PairDays` (16-byte user keys and 2-byte days in sorted
+#:     arrays per merchant), kept for ever unless the opt-in pair horizon is set
+#:     (`Ledger.pair_horizon_ms`). A version 1-11 state loads with its dicts converted and no
+#:     pair horizon (the worker sets its own: `LiveState.install`). `live_aov`'s retired rows
+#:     past twice `sample.AOV_SAMPLE_SIZE` are trimmed into sums (`Ledger.retired_aov_sums`),
+#:     and a retired session's `reply_latency` rows folded into `Ledger.retired_replies`; a
+#:     version 1-11 state loads with those sums empty (its rows trimmed if that many).
+VERSION: Final[int] = 12
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
@@ -177,6 +186,8 @@ _ALLOWED: Final[dict[tuple[str, str], type]] = {
         DistinctUsers,
         SeenRuns,
         FrozenFigures,
+        PairDays,
+        MerchantPairs,
         Counter,
     )
 }

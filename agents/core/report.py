@@ -17,7 +17,13 @@ from agents.core.claims import (
     judge_stable,
 )
 from agents.core.distributions import compute_distributions
-from agents.core.ledger import DAY_MS, SESSION_HORIZON_MS, Ledger, counted_refunds
+from agents.core.ledger import (
+    DAY_MS,
+    RETIRED_REPLY_QUESTIONS,
+    SESSION_HORIZON_MS,
+    Ledger,
+    counted_refunds,
+)
 from agents.core.metrics import Measurement, compute_claims
 from agents.core.operator import OperatorBoard, render_operator_summary
 
@@ -93,7 +99,8 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             "folded_sessions": ledger.folded_sessions,
             # Questions folded past the answer horizon, and replies that answered no question
             # within it (a reply later than the horizon: counted here, never lost).
-            "folded_questions": sum(ledger.folded_questions.values()),
+            "folded_questions": sum(ledger.folded_questions.values())
+            + ledger.retired_replies[RETIRED_REPLY_QUESTIONS],
             "unmatched_replies": ledger.unmatched_replies,
             # Closed sessions summarized past their session horizon (`Ledger(fold_sessions=
             # True)`), and events naming a session stamped after it: not the session's.

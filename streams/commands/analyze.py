@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         periods=settings.period_settings,
         board_horizon_ms=settings.board_horizon_ms,
         user_horizon_ms=settings.user_horizon_ms,
+        pair_horizon_ms=settings.first_order_horizon_ms,
     )
     mark_if_simulated(report, args.file)
     if args.json:

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     # is retired into the intervals' cluster sums and their rows dropped (docs/design.md,
     # "The user horizon"). 0: every user's rows kept for ever.
     user_horizon_days: float = Field(default=DEFAULT_USER_HORIZON_DAYS, ge=0, le=10 * 365)
+    # With the session fold: `group_repurchase_30d`'s decided (merchant, user) pairs with no
+    # order for this many days of event time are forgotten, and a user who buys from the
+    # merchant again after that counts as a first order again (eligible pairs then exceed the
+    # exact count by at most the pairs forgotten: docs/design.md, "First orders"). 0, the
+    # default: every decided pair kept (18 bytes a pair), exact as claims.md defines it.
+    first_order_horizon_days: float = Field(default=0, ge=0, le=10 * 365)
     # With the session fold: an orders partition the worker's refund table has read to its
     # end with no new record for this many seconds (wall clock) no longer holds the order fold
     # back at its last horizon (docs/design.md, "The order fold": as Kafka Streams stops
@@ -209,6 +215,12 @@ class Settings(BaseSettings):
     def user_horizon_ms(self) -> int | None:
         """`user_horizon_days` in whole milliseconds, None for 0 (users kept for ever)."""
         return round(self.user_horizon_days * 86_400_000) or None
+
+    @property
+    def first_order_horizon_ms(self) -> int | None:
+        """`first_order_horizon_days` in whole milliseconds, None for 0 (every decided
+        (merchant, user) pair kept)."""
+        return round(self.first_order_horizon_days * 86_400_000) or None
 
     @property
     def board_horizon_ms(self) -> int | None:

@@ -61,6 +61,9 @@ class LiveState:
     refund_horizon_ms: int | None = None
     #: Each partition's ledger's user horizon (`Settings.user_horizon_ms`; None: none).
     user_horizon_ms: int | None = None
+    #: Each partition's ledger's first-order pair horizon (`Settings.first_order_horizon_ms`;
+    #: None: every decided pair kept).
+    pair_horizon_ms: int | None = None
     #: Each partition's ledger's board horizon (`Settings.board_horizon_ms`; None: none).
     board_horizon_ms: int | None = None
     #: How far ahead of the wall clock an event may be and still move its topic's horizon
@@ -118,6 +121,7 @@ class LiveState:
             fold_sessions=self.fold_sessions,
             user_horizon_ms=self.user_horizon_ms,
             board_horizon_ms=self.board_horizon_ms,
+            pair_horizon_ms=self.pair_horizon_ms,
         )
         ledger.membership_from = self.membership
         ledger.refunds_from = self.refunds
@@ -137,6 +141,7 @@ class LiveState:
         state.ledger.dedupe_window_ms = self.dedupe_window_ms
         state.ledger.refund_horizon_ms = self.refund_horizon_ms
         state.ledger.user_horizon_ms = self.user_horizon_ms
+        state.ledger.pair_horizon_ms = self.pair_horizon_ms
         state.ledger.board_horizon_ms = self.board_horizon_ms
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
         if self.periods is not None:  # not part of the state: set again on every restore

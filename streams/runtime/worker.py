@@ -116,6 +116,7 @@ class Worker:
             future_tolerance_ms=settings.future_tolerance_ms,
             refund_horizon_ms=settings.refund_horizon_ms,
             user_horizon_ms=settings.user_horizon_ms,
+            pair_horizon_ms=settings.first_order_horizon_ms,
             board_horizon_ms=settings.board_horizon_ms,
             gpm_denominator=settings.gpm_denominator,
             fold_sessions=settings.fold_sessions,

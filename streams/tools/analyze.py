@@ -60,6 +60,7 @@ def analyze_file(
     periods: PeriodSettings | None = None,
     board_horizon_ms: int | None = None,
     user_horizon_ms: int | None = None,
+    pair_horizon_ms: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
@@ -74,8 +75,9 @@ def analyze_file(
     `board_horizon_ms` too, the operator levels' minutes older are settled into their peaks
     and, with the fold, the summaries of the sessions past it retired into their levels' totals;
     with `user_horizon_ms` (and the fold), users idle that long are retired into the
-    intervals' cluster sums (`Ledger.retire_idle_users`), and a decided repurchase pair is
-    remembered as "bought before" only that long.
+    intervals' cluster sums (`Ledger.retire_idle_users`); every decided repurchase pair is
+    remembered as "bought before", or with `pair_horizon_ms` only that long after its latest
+    order (`Ledger.forget_idle_pairs`).
     """
     started = time.monotonic()
     ledger = Ledger(
@@ -86,6 +88,7 @@ def analyze_file(
         fold_months=fold_sessions,  # one ledger holds every partition's rows of a month
         board_horizon_ms=board_horizon_ms,
         user_horizon_ms=user_horizon_ms,
+        pair_horizon_ms=pair_horizon_ms,
     )
     ledger.retire_summaries = fold_sessions  # past the board horizon, as the worker
     if periods is not None:

@@ -56,6 +56,7 @@ def _feed(
     exchange: bool,
     twice: bool = False,
     user_horizon_ms: int | None = None,
+    pair_horizon_ms: int | None = None,
 ) -> tuple[list[Ledger], int]:
     """The stream split over the partitions by contract key, fed in chunks; with `exchange`,
     after each chunk each partition's taken pairs go to their user's owner (murmur2 of the user
@@ -64,7 +65,13 @@ def _feed(
     groups = _groups(stream)
     parts = split(stream, PARTITIONS)
     ledgers = [
-        Ledger(WINDOW_MS, fold_sessions=True, user_horizon_ms=user_horizon_ms) for _ in parts
+        Ledger(
+            WINDOW_MS,
+            fold_sessions=True,
+            user_horizon_ms=user_horizon_ms,
+            pair_horizon_ms=pair_horizon_ms,
+        )
+        for _ in parts
     ]
     for ledger in ledgers:
         ledger.membership_from = groups
@@ -125,14 +132,30 @@ def test_pairs_decided_at_their_owner_give_the_truths_figure_and_interval() -> N
 
 
 @pytest.mark.slow
-def test_with_a_user_horizon_a_forgotten_pair_counts_again_at_most_once_a_forgetting() -> None:
+def test_with_a_short_user_horizon_the_owners_keep_every_decided_pair_exactly() -> None:
     """A 20-day user horizon (`LIVEPULSE_USER_HORIZON_DAYS`, 180 by default in the worker)
-    over 150 days: the owners forget decided pairs idle that long, so a user who comes back
-    to a merchant after it counts as a new first order, as in one ledger (docs/design.md, "The
-    user horizon"): the eligible pairs are at least the truth's and exceed it by at most the
-    pairs forgotten."""
+    over 150 days, no pair horizon (the default): the owners forget no decided pair, so a
+    user who comes back to a merchant long after their first order is not a first order
+    again, and `group_repurchase_30d`'s counts equal the truth reference's exactly."""
     stream, truth = _simulated(150, 0.3, 5)
     ledgers, _sent = _feed(stream, exchange=True, user_horizon_ms=20 * DAY_MS)
+    merged = merge_ledgers(ledgers)
+    assert merged.forgotten_pairs == 0 and sum(len(x.pairs_decided) for x in ledgers) > 0
+    got = build_report(merged)["claims"][CLAIM]
+    want = truth["claims"][CLAIM]
+    assert got["detail"] == {"eligible": want["eligible"], "repurchased": want["repurchased"]}
+    assert got["observed"] == pytest.approx(want["observed"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_with_a_pair_horizon_a_forgotten_pair_counts_again_at_most_once_a_forgetting() -> None:
+    """The opt-in 20-day pair horizon (`LIVEPULSE_FIRST_ORDER_HORIZON_DAYS`) over 150 days:
+    the owners forget decided pairs idle that long, so a user who comes back to a merchant
+    after it counts as a new first order, as in one ledger (docs/design.md, "First orders"):
+    the eligible pairs are at least the truth's and exceed it by at most the pairs
+    forgotten."""
+    stream, truth = _simulated(150, 0.3, 5)
+    ledgers, _sent = _feed(stream, exchange=True, pair_horizon_ms=20 * DAY_MS)
     merged = merge_ledgers(ledgers)
     forgotten = merged.forgotten_pairs
     got = build_report(merged)["claims"][CLAIM]["detail"]

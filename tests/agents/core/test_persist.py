@@ -228,9 +228,12 @@ def test_only_the_state_classes_are_resolved() -> None:
         ("agents.core.sketch", "QuantileSketch"),
         ("agents.core.sketch", "RankTable"),
         ("agents.core.seen", "SeenRuns"),
+        ("agents.core.pairs", "PairDays"),
         ("collections", "Counter"),
     }
-    assert needed <= names <= needed | {("agents.core.windows", "MinuteBucket")}
+    # A merchant's decided pairs only once a pair is decided (`Ledger.bought_before`).
+    optional = {("agents.core.windows", "MinuteBucket"), ("agents.core.pairs", "MerchantPairs")}
+    assert needed <= names <= needed | optional
     assert names <= set(_ALLOWED)
 
 
