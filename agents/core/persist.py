@@ -139,8 +139,13 @@ MAGIC: Final[bytes] = b"LPst"
 #:     cluster sums with its bootstrap's t* quantiles (a sixth item: `metrics.FoldedDwellPart`).
 #:     A version 10 or older state loads as it was written and its parts are folded at the
 #:     next freeze.
-VERSION: Final[int] = 11
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+#: 12: a worker partition's frozen parts' per-user rows of `period_rows.ROUTED` are taken
+#:     once their month is frozen and folded at the user's owner partition
+#:     (`agents.core.period_rows`; `Ledger.periods_frozen_to`, `period_rows_sent_through`,
+#:     `period_rows_in`, `period_sources_through`, `period_users`). A version 11 or older
+#:     state loads with none taken or held: its next take sends every frozen month's rows.
+VERSION: Final[int] = 12
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

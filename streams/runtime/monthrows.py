@@ -30,6 +30,14 @@ from typing import Any, Final
 from aiokafka.partitioner import murmur2
 
 from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow, two_earliest
+from agents.core.period_rows import (
+    PeriodRows,
+    PeriodsClosed,
+    folded_through,
+    receive_period_rows,
+    receive_periods_closed,
+    take_period_rows,
+)
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPublisher
 from streams.runtime.state import LiveState
@@ -52,9 +60,9 @@ ROWS_PER_RECORD: Final[int] = 2000
 #: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows and
 #: `group_repurchase_30d`'s first orders (each to its user's owner), and their announcements
 #: (to every partition).
-Message = MonthRow | MonthClosed | FirstOrder | FirstsClosed
+Message = MonthRow | MonthClosed | FirstOrder | FirstsClosed | PeriodRows | PeriodsClosed
 #: The messages that go to their user's owner partition.
-Row = MonthRow | FirstOrder
+Row = MonthRow | FirstOrder | PeriodRows
 
 
 def encode(message: Message) -> bytes:
@@ -63,6 +71,10 @@ def encode(message: Message) -> bytes:
         return encode_rows([message])
     if isinstance(message, FirstsClosed):
         return json.dumps(["firsts-closed", message.source, message.cutoff_ts]).encode()
+    if isinstance(message, PeriodRows):
+        return encode_period_rows([message])
+    if isinstance(message, PeriodsClosed):
+        return json.dumps(["periods-closed", message.source, message.through]).encode()
     still_open = sorted([merchant, month] for merchant, month in message.still_open)
     return json.dumps(
         ["closed", message.source, message.through, still_open], separators=(",", ":")
@@ -73,6 +85,11 @@ def encode_rows(rows: Sequence[Row]) -> bytes:
     """Rows (for one owner partition, all of one kind) as one compact JSON array."""
     kind = "firsts" if rows and isinstance(rows[0], FirstOrder) else "rows"
     return json.dumps([kind, [list(row) for row in rows]], separators=(",", ":")).encode()
+
+
+def encode_period_rows(rows: Sequence[PeriodRows]) -> bytes:
+    """Frozen periods' per-user rows (for one owner partition) as one compact JSON array."""
+    return json.dumps(["periods", [list(row) for row in rows]], separators=(",", ":")).encode()
 
 
 def decode(value: bytes | None) -> list[Message]:
@@ -92,6 +109,13 @@ def decode(value: bytes | None) -> list[Message]:
                 )
                 for source, merchant, user, first, later in data[1]
             ]
+        if data[0] == "periods":
+            return [
+                PeriodRows(int(source), str(kind), str(key), str(claim), dict(rows))
+                for source, kind, key, claim, rows in data[1]
+            ]
+        if data[0] == "periods-closed":
+            return [PeriodsClosed(int(data[1]), str(data[2]))]
         if data[0] == "firsts-closed":
             return [FirstsClosed(int(data[1]), int(data[2]))]
         if data[0] == "closed":
@@ -102,6 +126,22 @@ def decode(value: bytes | None) -> list[Message]:
         return []
     log.warning("month-rows record of unknown kind %r: skipped", data[0])
     return []
+
+
+def _chunks(rows: Sequence[PeriodRows]) -> list[list[PeriodRows]]:
+    """Periods' rows for one owner, a record's worth (`ROWS_PER_RECORD` users) at a time."""
+    chunks: list[list[PeriodRows]] = [[]]
+    users = 0
+    for message in rows:
+        items = list(message.rows.items())
+        for at in range(0, len(items), ROWS_PER_RECORD):
+            piece = dict(items[at : at + ROWS_PER_RECORD])
+            if users + len(piece) > ROWS_PER_RECORD and chunks[-1]:
+                chunks.append([])
+                users = 0
+            chunks[-1].append(message._replace(rows=piece))
+            users += len(piece)
+    return [chunk for chunk in chunks if chunk]
 
 
 class MonthRowSender:
@@ -128,9 +168,13 @@ class MonthRowSender:
     def submit(self, messages: Sequence[Message]) -> None:
         by_owner: dict[int, list[MonthRow]] = {}
         firsts_by_owner: dict[int, list[FirstOrder]] = {}
+        periods_by_owner: dict[int, list[PeriodRows]] = {}
         announcements: list[DeadLetter] = []
         for message in messages:
-            if isinstance(message, MonthRow):
+            if isinstance(message, PeriodRows):
+                for owner, owned_part in self._by_owner(message).items():
+                    periods_by_owner.setdefault(owner, []).append(owned_part)
+            elif isinstance(message, MonthRow):
                 by_owner.setdefault(owner_of(message.user, self.partitions), []).append(message)
             elif isinstance(message, FirstOrder):
                 owner = owner_of(message.user, self.partitions)
@@ -148,12 +192,23 @@ class MonthRowSender:
             for p, owned in owned_rows
             for at in range(0, len(owned), ROWS_PER_RECORD)
         ]
+        rows += [
+            DeadLetter(None, encode_period_rows(chunk), [("p", b"%d" % p)])
+            for p, owned_periods in sorted(periods_by_owner.items())
+            for chunk in _chunks(owned_periods)
+        ]
         count = sum(len(owned) for owned in by_owner.values())
         firsts = sum(len(owned) for owned in firsts_by_owner.values())
         previous = self._last
         self._last = asyncio.ensure_future(
             self._publish(previous, rows, (count, firsts), announcements)
         )
+
+    def _by_owner(self, message: PeriodRows) -> dict[int, PeriodRows]:
+        split: dict[int, dict[str, Any]] = {}
+        for user, row in message.rows.items():
+            split.setdefault(owner_of(user, self.partitions), {})[user] = row
+        return {owner: message._replace(rows=rows) for owner, rows in split.items()}
 
     async def _publish(
         self,
@@ -218,6 +273,10 @@ class MonthRowExchange:
                     part.ledger.receive_first_order(message)
                 elif isinstance(message, FirstsClosed):
                     part.ledger.receive_firsts_closed(message, sources)
+                elif isinstance(message, PeriodRows):
+                    receive_period_rows(part.ledger, message, sources)
+                elif isinstance(message, PeriodsClosed):
+                    receive_periods_closed(part.ledger, message, sources)
                 else:
                     part.ledger.receive_month_closed(message, sources)
             applied.append(record)
@@ -232,6 +291,7 @@ class MonthRowExchange:
             messages: list[Message] = [
                 *part.ledger.take_closed_month_rows(partition),
                 *part.ledger.take_first_orders(partition),
+                *take_period_rows(part.ledger, partition),
             ]
             if messages:
                 part.dirty = True
@@ -242,6 +302,10 @@ class MonthRowExchange:
                         owner = owner_of(message.user, self.sender.partitions)
                         if owner in partitions:
                             self._in_flight.append((owner, message))
+                    elif isinstance(message, PeriodRows):
+                        for owner, owned_part in self.sender._by_owner(message).items():
+                            if owner in partitions:
+                                self._in_flight.append((owner, owned_part))
 
     def in_flight(self) -> list[Row]:
         """The rows taken here and not yet held by their owner partition, held here (sent, or
@@ -258,6 +322,14 @@ class MonthRowExchange:
             if part is None:
                 continue
             ledger = part.ledger
+            if isinstance(row, PeriodRows):  # held by the owner, or folded there
+                inbox = ledger.period_rows_in.get((row.kind, row.key), {}).get(row.source, {})
+                if row.key[:7] <= folded_through(ledger, self.sender.partitions) or all(
+                    user in inbox.get(row.claim, {}) for user in row.rows
+                ):
+                    continue
+                kept.append((owner, row))
+                continue
             if isinstance(row, FirstOrder):  # held by the owner, or its pair decided there
                 pair = (row.merchant, row.user)
                 held = ledger.first_orders_in.get(pair)
