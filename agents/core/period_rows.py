@@ -221,7 +221,7 @@ def prune_owned(ledger: Ledger, kind: str, kept_from: str) -> None:
             del held[period]
 
 
-def entries(ledger: Ledger) -> Mapping[str, int]:
+def period_entries(ledger: Ledger) -> Mapping[str, int]:
     """Counts for a worker's status: rows held as an owner, periods folded as one."""
     return {
         "rows_held": sum(

@@ -34,6 +34,7 @@ from agents.core.period_rows import (
     PeriodRows,
     PeriodsClosed,
     folded_through,
+    period_entries,
     receive_period_rows,
     receive_periods_closed,
     take_period_rows,
@@ -157,6 +158,8 @@ class MonthRowSender:
         self._last: asyncio.Future[None] | None = None
         self.sent_rows = 0
         self.sent_first_orders = 0
+        #: Frozen periods' per-user rows sent (one a user, period and claim).
+        self.sent_period_rows = 0
         self.sent_announcements = 0
 
     async def _send(self, message: DeadLetter) -> Any:
@@ -199,9 +202,10 @@ class MonthRowSender:
         ]
         count = sum(len(owned) for owned in by_owner.values())
         firsts = sum(len(owned) for owned in firsts_by_owner.values())
+        periods = sum(len(m.rows) for owned in periods_by_owner.values() for m in owned)
         previous = self._last
         self._last = asyncio.ensure_future(
-            self._publish(previous, rows, (count, firsts), announcements)
+            self._publish(previous, rows, (count, firsts, periods), announcements)
         )
 
     def _by_owner(self, message: PeriodRows) -> dict[int, PeriodRows]:
@@ -214,7 +218,7 @@ class MonthRowSender:
         self,
         previous: asyncio.Future[None] | None,
         rows: list[DeadLetter],
-        counts: tuple[int, int],
+        counts: tuple[int, int, int],
         announcements: list[DeadLetter],
     ) -> None:
         if previous is not None:
@@ -223,6 +227,7 @@ class MonthRowSender:
             await self._rows.publish(rows)
             self.sent_rows += counts[0]
             self.sent_first_orders += counts[1]
+            self.sent_period_rows += counts[2]
         if announcements:
             await self._rows.publish(announcements)
             self.sent_announcements += len(announcements)
@@ -355,6 +360,15 @@ class MonthRowExchange:
             "received": self.received,
             "sent_rows": self.sender.sent_rows,
             "sent_first_orders": self.sender.sent_first_orders,
+            # Frozen periods' per-user rows (agents/core/period_rows.py): sent from the
+            # partitions here, held and folded at them as owners.
+            "period_rows": {
+                "sent": self.sender.sent_period_rows,
+                "held_at_owner": sum(period_entries(ledger)["rows_held"] for ledger in ledgers),
+                "periods_folded": sum(
+                    period_entries(ledger)["periods_folded"] for ledger in ledgers
+                ),
+            },
             "sent_announcements": self.sender.sent_announcements,
             "in_flight_rows": len(self.in_flight()),
             # `group_repurchase_30d`'s pairs in the partitions here: held as a source (not
