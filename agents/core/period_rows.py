@@ -122,12 +122,18 @@ def _month_before(ts_ms: int) -> str:
     return cst_month(cst_month_start(cst_month(ts_ms)) - 1)
 
 
-def take_period_rows(ledger: Ledger, source: int) -> list[PeriodRows | PeriodsClosed]:
-    """As partition `source` of a worker: the per-user rows of the `ROUTED` claims' frozen
-    parts of every month frozen here since the last take (the month's and its days'),
-    dropped from the parts, then the announcement; nothing until a further month is frozen.
-    Each figure not read yet is finished first from the whole part (a partition's own figure,
-    its report's when it is the worker's only one)."""
+def take_period_rows(
+    ledger: Ledger, source: int, partitions: int = 1
+) -> list[PeriodRows | PeriodsClosed]:
+    """As partition `source` of `partitions` of a worker: the per-user rows of the `ROUTED`
+    claims' frozen parts of every month frozen here since the last take (the month's and its
+    days'), dropped from the parts, then the announcement; nothing until a further month is
+    frozen. With one partition its own figures are its report's: each not read yet is
+    finished first from the whole part. With several, a partition's own figure of a routed
+    claim is no figure of the stream (its users' rows are in other partitions too) and only
+    its own report of it alone reads it: it is dropped (that report shows the period
+    `folded`), since finishing it would cost the take most of its time (the spend's interval
+    over every user row) for nothing the merged report reads."""
     frozen_to = ledger.periods_frozen_to
     if frozen_to is None:
         return []
@@ -148,7 +154,10 @@ def take_period_rows(ledger: Ledger, source: int) -> list[PeriodRows | PeriodsCl
             if not rows:
                 continue
             if figures is not None and claim in figures:
-                figures[claim]  # finished from the rows (FrozenFigures keeps it)
+                if partitions == 1:
+                    figures[claim]  # finished from the rows (FrozenFigures keeps it)
+                else:
+                    del figures[claim]
             parts[claim] = kept
             out.append(PeriodRows(source, kind, key, claim, rows))
     ledger.period_rows_sent_through = through

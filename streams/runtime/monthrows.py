@@ -296,7 +296,7 @@ class MonthRowExchange:
             messages: list[Message] = [
                 *part.ledger.take_closed_month_rows(partition),
                 *part.ledger.take_first_orders(partition),
-                *take_period_rows(part.ledger, partition),
+                *take_period_rows(part.ledger, partition, self.sender.partitions),
             ]
             if messages:
                 part.dirty = True

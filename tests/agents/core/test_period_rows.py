@@ -55,11 +55,12 @@ def _deliver(ledgers: list[Ledger], message: PeriodRows | PeriodsClosed) -> None
 
 
 @cache
-def _fed(exchange: bool) -> tuple[Ledger, ...]:
+def _fed(exchange: bool, take_as: int = PARTITIONS) -> tuple[Ledger, ...]:
     """xhs over 3 partitions by record key, each jittered by up to 12 h and folding with the
     claims by period (2-day window, 13-day refund horizon), fed 500 records at a time in
     turn; with `exchange`, after each turn each partition's taken rows and announcement are
-    delivered, every message twice (a redelivery), the second time after the next turn."""
+    delivered, every message twice (a redelivery), the second time after the next turn
+    (`take_as`: the partitions the take is told the worker has)."""
     from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding, _refund_table
 
     stream = records("xhs")
@@ -99,7 +100,7 @@ def _fed(exchange: bool) -> tuple[Ledger, ...]:
         again = [
             message
             for source, ledger in enumerate(ledgers)
-            for message in take_period_rows(ledger, source)
+            for message in take_period_rows(ledger, source, take_as)
         ]
         for message in again:
             _deliver(ledgers, message)
@@ -145,6 +146,11 @@ def test_routed_rows_give_todays_merged_figures_and_the_truth() -> None:
     before = sum(_user_rows(ledger) for ledger in kept)
     after = sum(_user_rows(ledger) for ledger in routed)
     assert before > 0 and after < 0.5 * before, (after, before)
+
+    # A partition alone has no figure of a routed claim for a taken period (its users' rows
+    # are elsewhere too): shown `folded`, never a figure without their clusters.
+    alone = claim_periods(routed[0], PeriodSettings())["claims"]["bundle_share"][MONTH]
+    assert next(e for e in alone if e["period"] == "2024-07")["folded"]
 
     got = _merged_periods(routed)
     want = _merged_periods(kept)
@@ -194,3 +200,17 @@ def test_an_owner_folds_a_period_only_once_every_source_announced_it() -> None:
     assert not owner.period_rows_in and owner.period_users[(DAY, "2024-07-03")]["bundle_share"] == (
         folded
     )
+
+
+def test_a_partition_that_is_its_workers_only_one_keeps_its_own_figures() -> None:
+    """Told it is the only partition (its report reads its own frozen figures), a take
+    finishes them from the whole parts before cutting the rows: the same figures as the same
+    partition without the exchange."""
+    alone = claim_periods(_fed(True, 1)[0], PeriodSettings())["claims"]
+    kept = claim_periods(_fed(False)[0], PeriodSettings())["claims"]
+    for claim_id in ROUTED:
+        mine = next(e for e in alone[claim_id][MONTH] if e["period"] == "2024-07")
+        want = next(e for e in kept[claim_id][MONTH] if e["period"] == "2024-07")
+        assert mine["frozen"] and not mine.get("folded")
+        for key in FIGURE_KEYS:
+            assert _close(mine[key], want[key]), (claim_id, key)
