@@ -201,6 +201,15 @@ def receive_periods_closed(ledger: Ledger, message: PeriodsClosed, sources: int)
                     merge = CLAIM_PARTS[claim].merge
                     part = CLAIM_PARTS[claim].fold(merge([folded[claim], part]))
                 folded[claim] = part
+    # Only the latest kept days and months (`PeriodSettings`, from the ledger's gate): the
+    # sources keep no older ones, and an owner with no frozen period of its own never prunes
+    # them at its freeze (`periods._prune`).
+    settings = getattr(ledger.period_gate, "settings", None)
+    if settings is not None:
+        for kind, kept in (("day", settings.days_kept), ("month", settings.months_kept)):
+            keys = sorted(key for k, key in ledger.period_users if k == kind)
+            if len(keys) > kept:
+                prune_owned(ledger, kind, keys[-kept])
 
 
 def owner_parts(ledger: Ledger, period: tuple[str, str]) -> dict[str, list[Any]]:

@@ -214,3 +214,14 @@ def test_a_partition_that_is_its_workers_only_one_keeps_its_own_figures() -> Non
         assert mine["frozen"] and not mine.get("folded")
         for key in FIGURE_KEYS:
             assert _close(mine[key], want[key]), (claim_id, key)
+
+
+def test_an_owner_keeps_only_the_kept_periods_folded() -> None:
+    """An owner (with the claims by period: its gate's settings) folding 5 days of rows with
+    3 days kept holds the latest 3, even with no frozen period of its own."""
+    owner = attach(Ledger(), PeriodSettings(days_kept=3))
+    for day in range(1, 6):
+        key = f"2024-07-{day:02d}"
+        receive_period_rows(owner, PeriodRows(0, DAY, key, "bundle_share", {"u": [1, 1]}), 1)
+    receive_periods_closed(owner, PeriodsClosed(0, "2024-07"), 1)
+    assert sorted(owner.period_users) == [(DAY, f"2024-07-{day:02d}") for day in (3, 4, 5)]
