@@ -1499,6 +1499,7 @@ class Ledger:
         #: Per kind ("day", "month") the newest frozen period dropped (beyond the kept ones):
         #: a merge must not take the other partitions' parts of it for the whole stream's.
         self.frozen_dropped: dict[str, str] = {}
+        self._init_period_rows()
         self._init_session_fold()
         #: Sessions folded or summarized since the board last took them
         #: (`OperatorBoard.take_folded`).
@@ -1611,6 +1612,8 @@ class Ledger:
         if "frozen_parts" not in state:  # version 8: frozen figures only, which do not merge
             self.frozen_parts = {}
             self.frozen_dropped = {}
+        if "period_rows_in" not in state:  # version 11 or older: no rows routed
+            self._init_period_rows()
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -2900,6 +2903,20 @@ class Ledger:
                     spend[i] += product
         self.retired_users += len(idle)
         return len(idle)
+
+    def _init_period_rows(self) -> None:
+        """A worker partition's frozen parts' per-user rows routed to their user's owner
+        partition (`agents.core.period_rows`)."""
+        #: As a source: the closing horizon at the last first-stage freeze
+        #: (`periods.freeze_closed`), and the last month whose rows were taken.
+        self.periods_frozen_to: int | None = None
+        self.period_rows_sent_through = ""
+        #: As the owner: (kind, period) -> source partition -> claim -> user -> row, until
+        #: every source has announced the period's month (`period_sources_through`); then
+        #: folded into `period_users`, (kind, period) -> claim -> folded part.
+        self.period_rows_in: dict[tuple[str, str], dict[int, dict[str, dict[str, Any]]]] = {}
+        self.period_sources_through: dict[int, str] = {}
+        self.period_users: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _init_month_fold(self, fold_months: bool) -> None:
         """The closed months' fold of `group_spend_multiple`, empty (docs/design.md, "Closed

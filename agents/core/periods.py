@@ -43,6 +43,7 @@ from agents.core.ledger import (
     cst_month_start,
 )
 from agents.core.metrics import CLAIM_PARTS, Measurement, dwell_with_quantiles
+from agents.core.period_rows import PeriodRows, owner_parts, prune_owned, routes_rows, rows_part
 from agents.core.report import claim_verdict
 
 _CST_OFFSET_MS: Final[int] = 8 * 3_600_000
@@ -442,8 +443,10 @@ def merge_frozen(
     without parts: a state of snapshot version 8) is left out (reported `"folded": true`).
     The refund claims are merged where every input has frozen them (else the report computes
     them from the merged held orders, as for one ledger)."""
-    if len(ledgers) == 1:
+    if len(ledgers) == 1 and not ledgers[0].period_users and not ledgers[0].period_rows_in:
+        # (A partition's own figures were finished before its rows were taken.)
         return dict(ledgers[0].frozen_periods), dict(ledgers[0].frozen_parts)
+    routed = routes_rows(ledgers)
     keys = sorted({key for ledger in ledgers for key in ledger.frozen_periods})
     stamps = [_found(ledger) for ledger in ledgers]
     figures_out: dict[tuple[str, str], MutableMapping[str, FrozenFigure]] = {}
@@ -474,7 +477,17 @@ def merge_frozen(
             first.append(_compact(raw))
             refunds = None  # not frozen here: the report computes them from held orders
         else:
-            merged = {c: CLAIM_PARTS[c].merge([p[c] for p in first]) for c in FIRST_STAGE}
+            # The owners' parts of the users whose rows the partitions sent them
+            # (agents/core/period_rows.py): each user's rows are in one place, so they add.
+            owned: dict[str, list[Any]] = {}
+            if routed:
+                for ledger in ledgers:
+                    for claim, extra in owner_parts(ledger, (kind, key)).items():
+                        owned.setdefault(claim, []).extend(extra)
+            merged = {
+                c: CLAIM_PARTS[c].merge([p[c] for p in first] + owned.get(c, []))
+                for c in FIRST_STAGE
+            }
             if refunds:
                 merged.update(
                     {c: CLAIM_PARTS[c].merge([p[c] for p in refunds]) for c in REFUND_CLAIMS}
@@ -482,6 +495,26 @@ def merge_frozen(
             parts_out[(kind, key)] = merged
             figures_out[(kind, key)] = _finish(merged)
     return figures_out, parts_out
+
+
+def add_rows_in_flight(merged: Ledger, rows: Sequence[PeriodRows]) -> None:
+    """Period rows taken and not yet held by their owner, added to a merged ledger's frozen
+    parts (a worker's view over several partitions: `merge_ledgers` gave those parts), and
+    the figures of the parts they change finished anew."""
+    touched: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        parts = merged.frozen_parts.get((row.kind, row.key))
+        if parts is None or row.claim not in parts:
+            continue
+        merge = CLAIM_PARTS[row.claim].merge
+        parts[row.claim] = merge([parts[row.claim], rows_part(row.claim, [row.rows])])
+        touched.setdefault((row.kind, row.key), set()).add(row.claim)
+    for period, claims in touched.items():
+        figures = merged.frozen_periods.get(period)
+        if figures is None:
+            continue
+        added = _finish({c: merged.frozen_parts[period][c] for c in claims})
+        merged.frozen_periods[period] = FrozenFigures({**figures, **added})
 
 
 def _in_key(kind: str, key: str) -> Callable[[int], bool]:
@@ -532,6 +565,9 @@ def freeze_closed(
                     if ledger.fold_months:  # its bootstrap once, for the figure and the fold
                         parts[DWELL] = dwell_with_quantiles(parts[DWELL])
                     frozen[(kind, key)], ledger.frozen_parts[(kind, key)] = _frozen(parts)
+        # Every period ending by then is frozen here: a worker's take sends their rows
+        # (`period_rows.take_period_rows`).
+        ledger.periods_frozen_to = closed_to
         _prune(ledger, settings)
     refunds_to = refund_closing_horizon(ledger)
     if refunds_to is not None and refund_stage:
@@ -680,6 +716,8 @@ def _prune(ledger: Ledger, settings: PeriodSettings) -> None:
             del frozen[(kind, key)]
             ledger.frozen_parts.pop((kind, key), None)
             ledger.frozen_dropped[kind] = max(key, ledger.frozen_dropped.get(kind, ""))
+        if keys[: max(0, len(keys) - kept)]:  # an owner's parts of the periods dropped
+            prune_owned(ledger, kind, keys[max(0, len(keys) - kept)])
 
 
 def _kept_keys(

@@ -22,14 +22,25 @@ again, which the owner absorbs (a row sent again overwrites, a combined month ig
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
+import orjson
 from aiokafka.partitioner import murmur2
 
 from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow, two_earliest
+from agents.core.period_rows import (
+    PeriodRows,
+    PeriodsClosed,
+    folded_through,
+    period_entries,
+    receive_period_rows,
+    receive_periods_closed,
+    take_period_rows,
+)
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPublisher
 from streams.runtime.state import LiveState
@@ -42,6 +53,11 @@ def owner_of(user: str, partitions: int) -> int:
     return int(murmur2(user.encode()) & 0x7FFFFFFF) % partitions
 
 
+#: `owner_of` for the frozen periods' rows: a user is in many days' parts of a month, and
+#: aiokafka's murmur2 is pure Python (~1.5 us a user); bounded, the recent users kept.
+_owner_cached = functools.lru_cache(maxsize=1 << 16)(owner_of)
+
+
 #: The most rows one record of the month-rows topic carries (~80 bytes each: well under the
 #: producer's 1 MB request limit). One record per owner partition and take, not one per row:
 #: a row a record made a take of 1,400 rows 1,400 sends, which slowed the event loop enough
@@ -52,9 +68,9 @@ ROWS_PER_RECORD: Final[int] = 2000
 #: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows and
 #: `group_repurchase_30d`'s first orders (each to its user's owner), and their announcements
 #: (to every partition).
-Message = MonthRow | MonthClosed | FirstOrder | FirstsClosed
+Message = MonthRow | MonthClosed | FirstOrder | FirstsClosed | PeriodRows | PeriodsClosed
 #: The messages that go to their user's owner partition.
-Row = MonthRow | FirstOrder
+Row = MonthRow | FirstOrder | PeriodRows
 
 
 def encode(message: Message) -> bytes:
@@ -63,6 +79,10 @@ def encode(message: Message) -> bytes:
         return encode_rows([message])
     if isinstance(message, FirstsClosed):
         return json.dumps(["firsts-closed", message.source, message.cutoff_ts]).encode()
+    if isinstance(message, PeriodRows):
+        return encode_period_rows([message])
+    if isinstance(message, PeriodsClosed):
+        return json.dumps(["periods-closed", message.source, message.through]).encode()
     still_open = sorted([merchant, month] for merchant, month in message.still_open)
     return json.dumps(
         ["closed", message.source, message.through, still_open], separators=(",", ":")
@@ -75,11 +95,18 @@ def encode_rows(rows: Sequence[Row]) -> bytes:
     return json.dumps([kind, [list(row) for row in rows]], separators=(",", ":")).encode()
 
 
+def encode_period_rows(rows: Sequence[PeriodRows]) -> bytes:
+    """Frozen periods' per-user rows (for one owner partition) as one compact JSON array
+    (orjson: a month's take is some 100k rows, and the stdlib's codec cost the event loop
+    most of the exchange's time)."""
+    return orjson.dumps(["periods", [list(row) for row in rows]])
+
+
 def decode(value: bytes | None) -> list[Message]:
     """What `encode` / `encode_rows` wrote; nothing for anything else (logged: nothing but
     workers write here)."""
     try:
-        data = json.loads(value or b"")
+        data = orjson.loads(value or b"")
         if data[0] == "rows":
             return [
                 MonthRow(int(source), merchant, month, user, joined, int(cents))
@@ -92,16 +119,47 @@ def decode(value: bytes | None) -> list[Message]:
                 )
                 for source, merchant, user, first, later in data[1]
             ]
+        if data[0] == "periods":
+            return [
+                PeriodRows(int(source), str(kind), str(key), str(claim), dict(rows))
+                for source, kind, key, claim, rows in data[1]
+            ]
+        if data[0] == "periods-closed":
+            return [PeriodsClosed(int(data[1]), str(data[2]))]
         if data[0] == "firsts-closed":
             return [FirstsClosed(int(data[1]), int(data[2]))]
         if data[0] == "closed":
             open_pairs = frozenset((m, month) for m, month in data[3])
             return [MonthClosed(int(data[1]), str(data[2]), open_pairs)]
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, orjson.JSONDecodeError) as exc:
         log.warning("month-rows record not understood (%r): skipped", exc)
         return []
     log.warning("month-rows record of unknown kind %r: skipped", data[0])
     return []
+
+
+def split_by_owner(message: PeriodRows, partitions: int) -> dict[int, PeriodRows]:
+    """A period's rows split by their users' owner partitions."""
+    split: dict[int, dict[str, Any]] = {}
+    for user, row in message.rows.items():
+        split.setdefault(_owner_cached(user, partitions), {})[user] = row
+    return {owner: message._replace(rows=rows) for owner, rows in split.items()}
+
+
+def _chunks(rows: Sequence[PeriodRows]) -> list[list[PeriodRows]]:
+    """Periods' rows for one owner, a record's worth (`ROWS_PER_RECORD` users) at a time."""
+    chunks: list[list[PeriodRows]] = [[]]
+    users = 0
+    for message in rows:
+        items = list(message.rows.items())
+        for at in range(0, len(items), ROWS_PER_RECORD):
+            piece = dict(items[at : at + ROWS_PER_RECORD])
+            if users + len(piece) > ROWS_PER_RECORD and chunks[-1]:
+                chunks.append([])
+                users = 0
+            chunks[-1].append(message._replace(rows=piece))
+            users += len(piece)
+    return [chunk for chunk in chunks if chunk]
 
 
 class MonthRowSender:
@@ -117,6 +175,8 @@ class MonthRowSender:
         self._last: asyncio.Future[None] | None = None
         self.sent_rows = 0
         self.sent_first_orders = 0
+        #: Frozen periods' per-user rows sent (one a user, period and claim).
+        self.sent_period_rows = 0
         self.sent_announcements = 0
 
     async def _send(self, message: DeadLetter) -> Any:
@@ -128,9 +188,13 @@ class MonthRowSender:
     def submit(self, messages: Sequence[Message]) -> None:
         by_owner: dict[int, list[MonthRow]] = {}
         firsts_by_owner: dict[int, list[FirstOrder]] = {}
+        periods_by_owner: dict[int, list[PeriodRows]] = {}
         announcements: list[DeadLetter] = []
         for message in messages:
-            if isinstance(message, MonthRow):
+            if isinstance(message, PeriodRows):
+                for owner, owned_part in split_by_owner(message, self.partitions).items():
+                    periods_by_owner.setdefault(owner, []).append(owned_part)
+            elif isinstance(message, MonthRow):
                 by_owner.setdefault(owner_of(message.user, self.partitions), []).append(message)
             elif isinstance(message, FirstOrder):
                 owner = owner_of(message.user, self.partitions)
@@ -148,18 +212,24 @@ class MonthRowSender:
             for p, owned in owned_rows
             for at in range(0, len(owned), ROWS_PER_RECORD)
         ]
+        rows += [
+            DeadLetter(None, encode_period_rows(chunk), [("p", b"%d" % p)])
+            for p, owned_periods in sorted(periods_by_owner.items())
+            for chunk in _chunks(owned_periods)
+        ]
         count = sum(len(owned) for owned in by_owner.values())
         firsts = sum(len(owned) for owned in firsts_by_owner.values())
+        periods = sum(len(m.rows) for owned in periods_by_owner.values() for m in owned)
         previous = self._last
         self._last = asyncio.ensure_future(
-            self._publish(previous, rows, (count, firsts), announcements)
+            self._publish(previous, rows, (count, firsts, periods), announcements)
         )
 
     async def _publish(
         self,
         previous: asyncio.Future[None] | None,
         rows: list[DeadLetter],
-        counts: tuple[int, int],
+        counts: tuple[int, int, int],
         announcements: list[DeadLetter],
     ) -> None:
         if previous is not None:
@@ -168,6 +238,7 @@ class MonthRowSender:
             await self._rows.publish(rows)
             self.sent_rows += counts[0]
             self.sent_first_orders += counts[1]
+            self.sent_period_rows += counts[2]
         if announcements:
             await self._rows.publish(announcements)
             self.sent_announcements += len(announcements)
@@ -218,6 +289,10 @@ class MonthRowExchange:
                     part.ledger.receive_first_order(message)
                 elif isinstance(message, FirstsClosed):
                     part.ledger.receive_firsts_closed(message, sources)
+                elif isinstance(message, PeriodRows):
+                    receive_period_rows(part.ledger, message, sources)
+                elif isinstance(message, PeriodsClosed):
+                    receive_periods_closed(part.ledger, message, sources)
                 else:
                     part.ledger.receive_month_closed(message, sources)
             applied.append(record)
@@ -232,6 +307,7 @@ class MonthRowExchange:
             messages: list[Message] = [
                 *part.ledger.take_closed_month_rows(partition),
                 *part.ledger.take_first_orders(partition),
+                *take_period_rows(part.ledger, partition, self.sender.partitions),
             ]
             if messages:
                 part.dirty = True
@@ -242,6 +318,11 @@ class MonthRowExchange:
                         owner = owner_of(message.user, self.sender.partitions)
                         if owner in partitions:
                             self._in_flight.append((owner, message))
+                    elif isinstance(message, PeriodRows):
+                        pieces = split_by_owner(message, self.sender.partitions)
+                        for owner, owned_part in pieces.items():
+                            if owner in partitions:
+                                self._in_flight.append((owner, owned_part))
 
     def in_flight(self) -> list[Row]:
         """The rows taken here and not yet held by their owner partition, held here (sent, or
@@ -258,6 +339,17 @@ class MonthRowExchange:
             if part is None:
                 continue
             ledger = part.ledger
+            if isinstance(row, PeriodRows):  # held by the owner, or folded there
+                inbox = ledger.period_rows_in.get((row.kind, row.key), {}).get(row.source, {})
+                # A piece's users go out in order in the owner's records, read in order: its
+                # last user held, all are (one lookup: this runs after every batch of the
+                # topic, with a month's ~1,000 pieces in flight).
+                if row.key[:7] <= folded_through(ledger, self.sender.partitions) or (
+                    not row.rows or next(reversed(row.rows)) in inbox.get(row.claim, {})
+                ):
+                    continue
+                kept.append((owner, row))
+                continue
             if isinstance(row, FirstOrder):  # held by the owner, or its pair decided there
                 pair = (row.merchant, row.user)
                 held = ledger.first_orders_in.get(pair)
@@ -283,6 +375,15 @@ class MonthRowExchange:
             "received": self.received,
             "sent_rows": self.sender.sent_rows,
             "sent_first_orders": self.sender.sent_first_orders,
+            # Frozen periods' per-user rows (agents/core/period_rows.py): sent from the
+            # partitions here, held and folded at them as owners.
+            "period_rows": {
+                "sent": self.sender.sent_period_rows,
+                "held_at_owner": sum(period_entries(ledger)["rows_held"] for ledger in ledgers),
+                "periods_folded": sum(
+                    period_entries(ledger)["periods_folded"] for ledger in ledgers
+                ),
+            },
             "sent_announcements": self.sender.sent_announcements,
             "in_flight_rows": len(self.in_flight()),
             # `group_repurchase_30d`'s pairs in the partitions here: held as a source (not

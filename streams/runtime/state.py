@@ -21,7 +21,8 @@ from agents.core.ledger import (
 )
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
-from agents.core.periods import PeriodSettings, attach
+from agents.core.period_rows import PeriodRows
+from agents.core.periods import PeriodSettings, add_rows_in_flight, attach
 from agents.core.windows import DEFAULT_GRACE_MS
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, dead_letter
@@ -202,7 +203,12 @@ class LiveState:
                     for key, users in ledger.month_rows_in.items()
                 }
                 ledger.first_orders_in = dict(ledger.first_orders_in)
+            periods = [row for row in in_flight if isinstance(row, PeriodRows)]
+            if periods and len(states) > 1:  # (one: its own figures were finished before)
+                add_rows_in_flight(ledger, periods)
             for row in in_flight:
+                if isinstance(row, PeriodRows):
+                    continue
                 if isinstance(row, FirstOrder):  # a pair's part: `Ledger.first_order_pairs`
                     pair, inbox = (row.merchant, row.user), ledger.first_orders_in
                     inbox[pair] = two_earliest(inbox.get(pair), row.first_ts, row.later_ts)

@@ -20,8 +20,14 @@ import pytest
 
 from agents.core import build_report
 from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow
+from agents.core.period_rows import (
+    PeriodRows,
+    PeriodsClosed,
+    receive_period_rows,
+    receive_periods_closed,
+)
 from schemas import decode as decode_event
-from streams.runtime.monthrows import decode, encode, encode_rows, owner_of
+from streams.runtime.monthrows import decode, encode, encode_rows, owner_of, split_by_owner
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.drain import wait_drained
@@ -339,6 +345,7 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
 
     class HeldSender:
         partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
+        sent_period_rows = 0
 
         def __init__(self) -> None:
             self.taken: list[MonthRow | MonthClosed] = []
@@ -346,9 +353,14 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
         def submit(self, messages: list[MonthRow | MonthClosed]) -> None:
             self.taken += messages
 
+    from agents.core.periods import PeriodSettings
+
     records = routed("xhs", PARTITIONS)
     state = LiveState(
-        dedupe_window_ms=2 * DAY, fold_sessions=True, membership=_table(records, 2 * DAY)
+        dedupe_window_ms=2 * DAY,
+        fold_sessions=True,
+        membership=_table(records, 2 * DAY),
+        periods=PeriodSettings(),  # the claims by period, as a worker's: period rows taken
     )
     sender = HeldSender()
     exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
@@ -360,10 +372,18 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
             exchange.take()
     rows = [m for m in sender.taken if isinstance(m, MonthRow)]
     firsts = [m for m in sender.taken if isinstance(m, FirstOrder)]
-    assert len(rows) > 100 and len(firsts) > 10
-    assert exchange.status()["in_flight_rows"] == len(rows) + len(firsts)
+    # The frozen periods' rows (agents/core/period_rows.py), one piece per owner.
+    periods = [
+        piece
+        for m in sender.taken
+        if isinstance(m, PeriodRows)
+        for piece in split_by_owner(m, PARTITIONS).values()
+    ]
+    assert len(rows) > 100 and len(firsts) > 10 and periods
+    assert exchange.status()["in_flight_rows"] == len(rows) + len(firsts) + len(periods)
     want = _truth_claim()
     assert _claim(state) == pytest.approx(want, rel=1e-9)
+    in_flight_periods = _period_figures(state)
     # The first orders taken (in no ledger meanwhile) are in the view too.
     repurchase = _truth_claim("group_repurchase_30d")
     assert _claim(state, "group_repurchase_30d") == pytest.approx(repurchase, rel=1e-9)
@@ -376,6 +396,12 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
     assert exchange.in_flight() == []
     assert _claim(state) == pytest.approx(want, rel=1e-9)
     assert _claim(state, "group_repurchase_30d") == pytest.approx(repurchase, rel=1e-9)
+    # The period figures with their rows in flight are those with the rows at their owners.
+    delivered = _period_figures(state)
+    assert in_flight_periods.keys() == delivered.keys() and delivered
+    for key, figures in delivered.items():
+        for got, want_figure in zip(in_flight_periods[key], figures, strict=True):
+            assert got == want_figure or got == pytest.approx(want_figure, rel=1e-9), key
 
     for partition in (1, 2):  # one partition left: the view is a copy of its ledger
         state.drop(partition)
@@ -389,9 +415,31 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
     assert exchange.in_flight() == []
 
 
+def _period_figures(state: Any) -> dict[tuple[str, str, str], list[float | None]]:
+    """The frozen periods' figures of the routed claims in the state's view (observed and
+    interval)."""
+    from agents.core.period_rows import ROUTED
+    from agents.core.periods import PeriodSettings, claim_periods
+
+    claims = claim_periods(state.ledger, PeriodSettings())["claims"]
+    return {
+        (claim, kind, entry["period"]): [entry["observed"], entry["ci_low"], entry["ci_high"]]
+        for claim in ROUTED
+        for kind in ("day", "month")
+        for entry in claims[claim][kind]
+        if entry["frozen"]
+    }
+
+
 def _deliver(message: Any, held: list[Any]) -> None:
     """A taken message delivered: a row to its user's owner, an announcement to every one."""
-    if isinstance(message, MonthRow):
+    if isinstance(message, PeriodRows):
+        for owner, piece in split_by_owner(message, PARTITIONS).items():
+            receive_period_rows(held[owner], piece, PARTITIONS)
+    elif isinstance(message, PeriodsClosed):
+        for ledger in held:
+            receive_periods_closed(ledger, message, PARTITIONS)
+    elif isinstance(message, MonthRow):
         held[owner_of(message.user, PARTITIONS)].receive_month_row(message)
     elif isinstance(message, FirstOrder):
         held[owner_of(message.user, PARTITIONS)].receive_first_order(message)
@@ -439,6 +487,7 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
 
     class HeldSender:
         partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
+        sent_period_rows = 0
 
         def __init__(self) -> None:
             self.taken: list[MonthRow | MonthClosed] = []

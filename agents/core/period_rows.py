@@ -1,0 +1,252 @@
+"""A worker partition's frozen period parts' per-user rows, folded at the user's owner partition.
+
+In a worker each partition is its own ledger and a user's rows of a frozen day or month are
+split over partitions, so a partition cannot fold them into sums (`periods._fold_settled`
+folds them only in a ledger holding every partition). Here a partition takes, once a month
+of its own is frozen, the per-user rows of that month's and its days' parts of the claims in
+`ROUTED` (`take_period_rows`), finishing first its own figures not read yet (they are its
+report's when it is the only partition); the worker sends each user's rows to the user's
+owner partition over the month-rows topic, then announces to every partition that its months
+through one are sent (`PeriodsClosed`, as `MonthClosed` does for `group_spend_multiple`'s
+closed months). The owner holds the rows it receives (`Ledger.period_rows_in`, a row sent
+again overwrites) and, once every source partition has announced a period's month, folds
+them (`ClaimParts.fold`: the same sums and moments `_fold_settled` keeps) into
+`Ledger.period_users`. The merged report (`periods.merge_frozen`) adds, for each period, the
+partitions' stripped parts, the owners' folded parts and the rows still held by an owner:
+each user's rows are in exactly one of those places, and the parts add exactly (integer
+cluster sums and moments over disjoint users).
+
+Not routed: `group_member_dwell` (its bootstrap-t resamples every user of the period; an
+owner holds only its own), the refund claims (frozen in a second stage, months later), and
+the per-session rows and sketches (bounded by the period's sessions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple
+
+from agents.core.ledger import RETIRED_USERS, Ledger, cst_month, cst_month_start
+from agents.core.metrics import (
+    CLAIM_PARTS,
+    SharePart,
+    SpendPart,
+    fold_share_part,
+    fold_spend_part,
+    merge_share_parts,
+    merge_spend_parts,
+)
+
+#: The share claims whose per-user rows are routed (first stage: frozen with the period).
+SHARES: Final[tuple[str, ...]] = ("orders_after_minute_5", "group_order_share", "bundle_share")
+SPEND: Final[str] = "group_spend_multiple"
+#: The claims whose frozen parts' per-user rows go to the user's owner partition.
+ROUTED: Final[tuple[str, ...]] = (*SHARES, SPEND)
+
+#: A user's rows of one claim's part: a share's (hits, cases); the spend's (merchant, month,
+#: first join ts or None, member then or None, cents) per key of theirs.
+UserRows = dict[str, Any]
+
+
+class PeriodRows(NamedTuple):
+    """A source partition's per-user rows of one frozen period's claim part, for the users
+    one owner partition owns."""
+
+    source: int
+    kind: str
+    key: str
+    claim: str
+    rows: UserRows
+
+
+class PeriodsClosed(NamedTuple):
+    """A source partition's announcement that the rows of every frozen period of a month up
+    to `through` (YYYY-MM) have been sent; each supersedes the source's earlier ones."""
+
+    source: int
+    through: str
+
+
+def split_part(claim: str, part: Any) -> tuple[Any, UserRows]:
+    """The part without its per-user rows, and those rows by user (a retired users' row, in
+    a part restored from a ledger that folded it, stays in the part)."""
+    if claim == SPEND:
+        folded, joins, spend = part
+        rows: dict[str, list[list[Any]]] = {}
+        for (merchant, month, user), (joined_ts, member) in joins.items():
+            rows.setdefault(user, []).append(
+                [merchant, month, joined_ts, member, spend.get((merchant, month, user), 0)]
+            )
+        for (merchant, month, user), cents in spend.items():
+            if (merchant, month, user) not in joins:
+                rows.setdefault(user, []).append([merchant, month, None, None, cents])
+        return (folded, {}, {}), rows
+    hits, total, sessions, pairs, by_user = part
+    kept = {u: row for u, row in by_user.items() if u == RETIRED_USERS}
+    users = {u: list(row) for u, row in by_user.items() if u != RETIRED_USERS}
+    return (hits, total, sessions, pairs, kept), users
+
+
+def rows_part(claim: str, rows: Iterable[UserRows]) -> Any:
+    """A part holding only the given users' rows (several sources' rows of the same users
+    merged as their parts merge)."""
+    if claim == SPEND:
+        spend_parts: list[SpendPart] = []
+        for by_user in rows:
+            joins: dict[tuple[str, str, str], tuple[int, bool]] = {}
+            spend: dict[tuple[str, str, str], int] = {}
+            for user, keyed in by_user.items():
+                for merchant, month, joined_ts, member, cents in keyed:
+                    key = (merchant, month, user)
+                    if joined_ts is not None:
+                        joins[key] = (int(joined_ts), bool(member))
+                    if cents:
+                        spend[key] = int(cents)
+            spend_parts.append(({}, joins, spend))
+        return merge_spend_parts(spend_parts)
+    share_parts: list[SharePart] = [
+        (0, 0, (0, 0, 0, 0), (0, 0, 0, 0), {u: [int(v) for v in row] for u, row in r.items()})
+        for r in rows
+    ]
+    return merge_share_parts(share_parts)
+
+
+def fold_rows(claim: str, rows: Iterable[UserRows]) -> Any:
+    """The owner's folded part of its users' rows of a period (every source's)."""
+    part = rows_part(claim, rows)
+    return fold_spend_part(part) if claim == SPEND else fold_share_part(part)
+
+
+def _month_before(ts_ms: int) -> str:
+    """The last CST month that ends at or before `ts_ms`."""
+    return cst_month(cst_month_start(cst_month(ts_ms)) - 1)
+
+
+def take_period_rows(
+    ledger: Ledger, source: int, partitions: int = 1
+) -> list[PeriodRows | PeriodsClosed]:
+    """As partition `source` of `partitions` of a worker: the per-user rows of the `ROUTED`
+    claims' frozen parts of every month frozen here since the last take (the month's and its
+    days'), dropped from the parts, then the announcement; nothing until a further month is
+    frozen. With one partition its own figures are its report's: each not read yet is
+    finished first from the whole part. With several, a partition's own figure of a routed
+    claim is no figure of the stream (its users' rows are in other partitions too) and only
+    its own report of it alone reads it: it is dropped (that report shows the period
+    `folded`), since finishing it would cost the take most of its time (the spend's interval
+    over every user row) for nothing the merged report reads."""
+    frozen_to = ledger.periods_frozen_to
+    if frozen_to is None:
+        return []
+    through = _month_before(frozen_to)
+    if through <= ledger.period_rows_sent_through:
+        return []
+    out: list[PeriodRows | PeriodsClosed] = []
+    for (kind, key), parts in sorted(ledger.frozen_parts.items()):
+        month = key[:7]
+        if month <= ledger.period_rows_sent_through or month > through:
+            continue
+        figures = ledger.frozen_periods.get((kind, key))
+        for claim in ROUTED:
+            part = parts.get(claim)
+            if part is None:
+                continue
+            kept, rows = split_part(claim, part)
+            if not rows:
+                continue
+            if figures is not None and claim in figures:
+                if partitions == 1:
+                    figures[claim]  # finished from the rows (FrozenFigures keeps it)
+                else:
+                    del figures[claim]
+            parts[claim] = kept
+            out.append(PeriodRows(source, kind, key, claim, rows))
+    ledger.period_rows_sent_through = through
+    out.append(PeriodsClosed(source, through))
+    return out
+
+
+def folded_through(ledger: Ledger, sources: int) -> str:
+    """The month through which every source partition has sent its rows ("" none yet): the
+    owner's periods of those months are folded."""
+    held = ledger.period_sources_through
+    return min((held.get(source, "") for source in range(sources)), default="")
+
+
+def receive_period_rows(ledger: Ledger, message: PeriodRows, sources: int) -> None:
+    """As the owner: hold a source's rows of a period (sent again: overwritten per user);
+    rows of a period every source has announced are folded already (ignored)."""
+    if message.key[:7] <= folded_through(ledger, sources):
+        return
+    period = (message.kind, message.key)
+    held = ledger.period_rows_in.setdefault(period, {}).setdefault(message.source, {})
+    held.setdefault(message.claim, {}).update(message.rows)
+
+
+def receive_periods_closed(ledger: Ledger, message: PeriodsClosed, sources: int) -> None:
+    """As the owner: note a source's announcement, and fold each period held whose month
+    every source has announced (`fold_rows`, added to any folded before)."""
+    held = ledger.period_sources_through
+    if message.through <= held.get(message.source, ""):
+        return
+    held[message.source] = message.through
+    through = folded_through(ledger, sources)
+    for period in sorted(p for p in ledger.period_rows_in if p[1][:7] <= through):
+        by_source = ledger.period_rows_in.pop(period)
+        folded = ledger.period_users.setdefault(period, {})
+        for claim in ROUTED:
+            rows = [claims[claim] for claims in by_source.values() if claim in claims]
+            if rows:
+                part = fold_rows(claim, rows)
+                if claim in folded:
+                    merge = CLAIM_PARTS[claim].merge
+                    part = CLAIM_PARTS[claim].fold(merge([folded[claim], part]))
+                folded[claim] = part
+    # Only the latest kept days and months (`PeriodSettings`, from the ledger's gate): the
+    # sources keep no older ones, and an owner with no frozen period of its own never prunes
+    # them at its freeze (`periods._prune`).
+    settings = getattr(ledger.period_gate, "settings", None)
+    if settings is not None:
+        for kind, kept in (("day", settings.days_kept), ("month", settings.months_kept)):
+            keys = sorted(key for k, key in ledger.period_users if k == kind)
+            if len(keys) > kept:
+                prune_owned(ledger, kind, keys[-kept])
+
+
+def owner_parts(ledger: Ledger, period: tuple[str, str]) -> dict[str, list[Any]]:
+    """What an owner adds to a period's merged parts, by claim: its folded part and the
+    rows it still holds (each source's as a part)."""
+    out: dict[str, list[Any]] = {}
+    for claim, part in ledger.period_users.get(period, {}).items():
+        out.setdefault(claim, []).append(part)
+    for claims in ledger.period_rows_in.get(period, {}).values():
+        for claim, rows in claims.items():
+            out.setdefault(claim, []).append(rows_part(claim, [rows]))
+    return out
+
+
+def routes_rows(ledgers: Sequence[Ledger]) -> bool:
+    """Whether any of `ledgers` took or received period rows (their parts need the owners')."""
+    return any(
+        ledger.period_rows_sent_through or ledger.period_rows_in or ledger.period_users
+        for ledger in ledgers
+    )
+
+
+def prune_owned(ledger: Ledger, kind: str, kept_from: str) -> None:
+    """Drop the owner's folded parts and held rows of `kind`'s periods before `kept_from`."""
+    for held in (ledger.period_users, ledger.period_rows_in):
+        for period in [p for p in held if p[0] == kind and p[1] < kept_from]:
+            del held[period]
+
+
+def period_entries(ledger: Ledger) -> Mapping[str, int]:
+    """Counts for a worker's status: rows held as an owner, periods folded as one."""
+    return {
+        "rows_held": sum(
+            len(rows)
+            for by_source in ledger.period_rows_in.values()
+            for claims in by_source.values()
+            for rows in claims.values()
+        ),
+        "periods_folded": len(ledger.period_users),
+    }

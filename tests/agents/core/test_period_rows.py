@@ -1,0 +1,227 @@
+"""Issue 17: a worker partition's frozen period parts' per-user rows, sent to their user's
+owner partition and folded there (`agents.core.period_rows`): the merged report's period
+figures and intervals equal those of today's merge (every partition keeping its rows) and
+the truth of the period's sub-stream, with every message delivered twice, and the partitions
+no longer keep those rows."""
+
+from __future__ import annotations
+
+import math
+import random
+from functools import cache
+from typing import Any
+
+from agents.core import Ledger
+from agents.core.ledger import RETIRED_USERS
+from agents.core.merge import merge_ledgers
+from agents.core.operator import OperatorBoard
+from agents.core.period_rows import (
+    ROUTED,
+    SPEND,
+    PeriodRows,
+    PeriodsClosed,
+    receive_period_rows,
+    receive_periods_closed,
+    take_period_rows,
+)
+from agents.core.periods import DAY, MONTH, PeriodSettings, attach, claim_periods, period_key
+from agents.core.persist import dump_state, load_state
+from schemas import Rejection
+from tests.agents.core.test_merge import partition_of, records, split
+from tests.agents.core.test_periods import cut
+
+PARTITIONS = 3
+FIGURE_KEYS = ("observed", "ci_low", "ci_high", "n", "clusters", "verdict")
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(a == b)
+
+
+def _deliver(ledgers: list[Ledger], message: PeriodRows | PeriodsClosed) -> None:
+    """As the worker's sender and exchange: a row to its user's owner (murmur2 of the user
+    id, as the month-rows topic keyed by user), an announcement to every partition."""
+    if isinstance(message, PeriodsClosed):
+        for ledger in ledgers:
+            receive_periods_closed(ledger, message, PARTITIONS)
+        return
+    by_owner: dict[int, dict[str, Any]] = {}
+    for user, row in message.rows.items():
+        by_owner.setdefault(partition_of(user.encode(), PARTITIONS), {})[user] = row
+    for owner, rows in by_owner.items():
+        receive_period_rows(ledgers[owner], message._replace(rows=rows), PARTITIONS)
+
+
+@cache
+def _fed(exchange: bool, take_as: int = PARTITIONS) -> tuple[Ledger, ...]:
+    """xhs over 3 partitions by record key, each jittered by up to 12 h and folding with the
+    claims by period (2-day window, 13-day refund horizon), fed 500 records at a time in
+    turn; with `exchange`, after each turn each partition's taken rows and announcement are
+    delivered, every message twice (a redelivery), the second time after the next turn
+    (`take_as`: the partitions the take is told the worker has)."""
+    from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding, _refund_table
+
+    stream = records("xhs")
+    decoded = [event for _topic, _key, event in stream]
+    groups = _folding([e for e in decoded if getattr(e, "type", "").startswith("group_")], WINDOW)
+    parts = split(stream, PARTITIONS)
+    table = _refund_table(parts)
+    ledgers: list[Ledger] = []
+    feeds: list[list[Any]] = []
+    for seed, part in enumerate(parts):
+        ledger = Ledger(WINDOW, refund_horizon_ms=REFUND_HORIZON, fold_sessions=True)
+        attach(ledger, PeriodSettings())
+        ledger.membership_from = groups
+        ledger.refunds_from = table
+        rng = random.Random(seed)
+        feeds.append(
+            sorted(
+                (event for _topic, _key, event in part),
+                key=lambda e, rng=rng: (
+                    (0 if isinstance(e, Rejection) else e.ts) + rng.randrange(12 * 3_600_000)
+                ),
+            )
+        )
+        ledgers.append(ledger)
+    again: list[PeriodRows | PeriodsClosed] = []
+    for begin in range(0, max(len(f) for f in feeds), 500):
+        for ledger, events in zip(ledgers, feeds, strict=True):
+            for event in events[begin : begin + 500]:
+                if isinstance(event, Rejection):
+                    ledger.reject(event.reason)
+                else:
+                    ledger.apply(event)
+        if not exchange:
+            continue
+        for message in again:
+            _deliver(ledgers, message)
+        again = [
+            message
+            for source, ledger in enumerate(ledgers)
+            for message in take_period_rows(ledger, source, take_as)
+        ]
+        for message in again:
+            _deliver(ledgers, message)
+    for message in again:
+        _deliver(ledgers, message)
+    return tuple(ledgers)
+
+
+def _merged_periods(ledgers: tuple[Ledger, ...]) -> dict[str, Any]:
+    restored = [load_state(dump_state(ledger, OperatorBoard()))[0] for ledger in ledgers]
+    for ledger, original in zip(restored, ledgers, strict=True):
+        ledger.membership_from = original.membership_from
+        ledger.refunds_from = original.refunds_from
+    return claim_periods(merge_ledgers(restored), PeriodSettings())["claims"]
+
+
+def _user_rows(ledger: Ledger) -> int:
+    """Per-user rows of the routed claims in a partition's frozen parts."""
+    count = 0
+    for parts in ledger.frozen_parts.values():
+        for claim in ROUTED:
+            part = parts.get(claim)
+            if part is None:
+                continue
+            if claim == SPEND:
+                count += len(part[1]) + len(part[2])
+            else:
+                count += sum(1 for user in part[4] if user != RETIRED_USERS)
+    return count
+
+
+def test_routed_rows_give_todays_merged_figures_and_the_truth() -> None:
+    """Every reported day and month of every claim: the same observed value, interval, n,
+    clusters and verdict as the same partitions merged without the exchange (to 1e-9), each
+    month and every 10th day's observed value equal to the truth of its sub-stream (truth.py
+    on the fixture's lines cut to the period; the sketched `price_dwell_association` within
+    0.1, as test_periods holds it); and the rows left the partitions."""
+    routed = _fed(True)
+    kept = _fed(False)
+    assert all(ledger.period_rows_sent_through for ledger in routed)
+    assert sum(len(ledger.period_users) for ledger in routed) > 0
+    assert not any(ledger.period_rows_in for ledger in routed)  # every month announced: folded
+    before = sum(_user_rows(ledger) for ledger in kept)
+    after = sum(_user_rows(ledger) for ledger in routed)
+    assert before > 0 and after < 0.5 * before, (after, before)
+
+    # A partition alone has no figure of a routed claim for a taken period (its users' rows
+    # are elsewhere too): shown `folded`, never a figure without their clusters.
+    alone = claim_periods(routed[0], PeriodSettings())["claims"]["bundle_share"][MONTH]
+    assert next(e for e in alone if e["period"] == "2024-07")["folded"]
+
+    got = _merged_periods(routed)
+    want = _merged_periods(kept)
+    compared = 0
+    for claim_id, figures in want.items():
+        for kind in (DAY, MONTH):
+            assert [e["period"] for e in got[claim_id][kind]] == [
+                e["period"] for e in figures[kind]
+            ]
+            for mine, today in zip(got[claim_id][kind], figures[kind], strict=True):
+                assert not mine.get("folded"), (claim_id, mine)
+                for key in FIGURE_KEYS:
+                    assert _close(mine[key], today[key]), (claim_id, mine["period"], key)
+                compared += mine["frozen"]
+    assert compared > 100
+    for kind in (DAY, MONTH):
+        keys = [entry["period"] for entry in got["live_aov"][kind]]
+        for key in keys[:: 1 if kind == MONTH else 10]:
+            truth = cut("xhs").claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+            for claim_id in ROUTED:
+                mine = next(e for e in got[claim_id][kind] if e["period"] == key)
+                expected = truth[claim_id]["observed"]
+                if expected is None or mine["observed"] is None:
+                    assert mine["observed"] is expected, (claim_id, key)
+                else:
+                    assert math.isclose(mine["observed"], expected, rel_tol=1e-9), (claim_id, key)
+
+
+def test_an_owner_folds_a_period_only_once_every_source_announced_it() -> None:
+    """Rows of a day from two sources: held until both announced its month (a row sent again
+    overwrites, never adds); folded then, and rows sent after are ignored."""
+    owner = Ledger()
+    rows = PeriodRows(0, DAY, "2024-07-03", "bundle_share", {"u": [1, 2]})
+    receive_period_rows(owner, rows, 2)
+    receive_period_rows(owner, rows, 2)  # redelivered
+    receive_period_rows(owner, PeriodRows(1, DAY, "2024-07-03", "bundle_share", {"u": [0, 1]}), 2)
+    receive_periods_closed(owner, PeriodsClosed(0, "2024-07"), 2)
+    assert (DAY, "2024-07-03") in owner.period_rows_in and not owner.period_users
+    receive_periods_closed(owner, PeriodsClosed(1, "2024-06"), 2)
+    assert not owner.period_users
+    receive_periods_closed(owner, PeriodsClosed(1, "2024-07"), 2)
+    assert not owner.period_rows_in
+    folded = owner.period_users[(DAY, "2024-07-03")]["bundle_share"]
+    # One user with (1 + 0) hits of (2 + 1) cases: G = 1, h^2 = 1, h n = 3, n^2 = 9.
+    assert folded[4] == {RETIRED_USERS: [1, 1, 3, 9]}
+    receive_period_rows(owner, rows, 2)  # sent again after the fold
+    assert not owner.period_rows_in and owner.period_users[(DAY, "2024-07-03")]["bundle_share"] == (
+        folded
+    )
+
+
+def test_a_partition_that_is_its_workers_only_one_keeps_its_own_figures() -> None:
+    """Told it is the only partition (its report reads its own frozen figures), a take
+    finishes them from the whole parts before cutting the rows: the same figures as the same
+    partition without the exchange."""
+    alone = claim_periods(_fed(True, 1)[0], PeriodSettings())["claims"]
+    kept = claim_periods(_fed(False)[0], PeriodSettings())["claims"]
+    for claim_id in ROUTED:
+        mine = next(e for e in alone[claim_id][MONTH] if e["period"] == "2024-07")
+        want = next(e for e in kept[claim_id][MONTH] if e["period"] == "2024-07")
+        assert mine["frozen"] and not mine.get("folded")
+        for key in FIGURE_KEYS:
+            assert _close(mine[key], want[key]), (claim_id, key)
+
+
+def test_an_owner_keeps_only_the_kept_periods_folded() -> None:
+    """An owner (with the claims by period: its gate's settings) folding 5 days of rows with
+    3 days kept holds the latest 3, even with no frozen period of its own."""
+    owner = attach(Ledger(), PeriodSettings(days_kept=3))
+    for day in range(1, 6):
+        key = f"2024-07-{day:02d}"
+        receive_period_rows(owner, PeriodRows(0, DAY, key, "bundle_share", {"u": [1, 1]}), 1)
+    receive_periods_closed(owner, PeriodsClosed(0, "2024-07"), 1)
+    assert sorted(owner.period_users) == [(DAY, f"2024-07-{day:02d}") for day in (3, 4, 5)]
