@@ -139,8 +139,11 @@ MAGIC: Final[bytes] = b"LPst"
 #:     cluster sums with its bootstrap's t* quantiles (a sixth item: `metrics.FoldedDwellPart`).
 #:     A version 10 or older state loads as it was written and its parts are folded at the
 #:     next freeze.
-VERSION: Final[int] = 11
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+#: 12 (session 13): a worker partition's `GroupFloor`s read from every source partition
+#:     (`Ledger.group_floors_by`), by which it compacts its group events
+#:     (`Ledger.receive_group_floor`). A version 1-11 state loads with none read.
+VERSION: Final[int] = 12
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

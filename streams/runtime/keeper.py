@@ -299,6 +299,12 @@ class StateKeeper:
         await self.settle()
         positions = dict(state.positions)
         generation = state.generation + 1
+        # The group lookup floor of the state dumped, announced once it is written.
+        floor = (
+            None
+            if self.live.month_rows is None
+            else state.ledger.group_floor_announcement(partition)
+        )
         if background and self.fork:
             try:
                 forked = fork_dump(state.ledger, state.board)
@@ -309,7 +315,9 @@ class StateKeeper:
                 state.dirty = False
                 self._paused(state, started)
                 self._writing = asyncio.ensure_future(
-                    self._write_forked(partition, state, forked, positions, generation, started)
+                    self._write_forked(
+                        partition, state, forked, positions, generation, started, floor
+                    )
                 )
                 return
         try:
@@ -320,7 +328,7 @@ class StateKeeper:
         head = new_head(partition, generation, blob, positions)
         state.dirty = False
         self._paused(state, started)
-        write = self._write(partition, state, head, blob, started)
+        write = self._write(partition, state, head, blob, started, floor)
         if background:
             self._writing = asyncio.ensure_future(write)
         else:
@@ -341,6 +349,7 @@ class StateKeeper:
         positions: dict[str, int],
         generation: int,
         started: float,
+        floor: Any = None,
     ) -> None:
         try:
             blob = await asyncio.get_running_loop().run_in_executor(None, forked.collect)
@@ -354,10 +363,16 @@ class StateKeeper:
                 return
             raise
         head = new_head(partition, generation, blob, positions)
-        await self._write(partition, state, head, blob, started)
+        await self._write(partition, state, head, blob, started, floor)
 
     async def _write(
-        self, partition: int, state: PartitionState, head: Any, blob: bytes, started: float
+        self,
+        partition: int,
+        state: PartitionState,
+        head: Any,
+        blob: bytes,
+        started: float,
+        floor: Any = None,
     ) -> None:
         try:
             offset = await self.changelog.write(head, blob, previous=state.head)
@@ -377,6 +392,8 @@ class StateKeeper:
         state.snapshot_at, state.snapshot_s = time.monotonic(), elapsed
         state.snapshot_bytes = len(blob)
         state.snapshots += 1
+        if floor is not None:
+            state.group_floor_saved = floor
         self.counters.snapshots.labels("ok").inc()
         if self.committer is not None:
             try:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from agents.core import build_report
-from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow
+from agents.core.ledger import FirstOrder, FirstsClosed, GroupFloor, MonthClosed, MonthRow
 from schemas import decode as decode_event
 from streams.runtime.monthrows import decode, encode, encode_rows, owner_of
 from streams.runtime.settings import Settings
@@ -50,7 +50,8 @@ def test_rows_and_announcements_read_back_as_written() -> None:
     none = MonthRow(0, "m-2", "2024-07", "u-8", None, 99)
     closed = MonthClosed(1, "2024-07", frozenset({("m-1", "2024-07"), ("m-3", "2024-06")}))
     empty = MonthClosed(1, "2024-08", frozenset())
-    for message in (row, none, closed, empty):
+    floors = (GroupFloor(2, 1_719_792_000_000, 1_719_705_600_000), GroupFloor(0, None, None))
+    for message in (row, none, closed, empty, *floors):
         assert decode(encode(message)) == [message]
     assert decode(encode_rows([row, none])) == [row, none]
     assert decode(b"not json") == decode(b'["other"]') == decode(None) == []
