@@ -330,4 +330,17 @@ class MonthRowExchange:
                 str(p): part.ledger.groups_compacted_to
                 for p, part in sorted(self.state.partitions.items())
             },
+            # Per partition here: the `GroupFloor` it last announced, and those it has read
+            # (source -> [own, in flight]).
+            "group_floors": {
+                str(p): {
+                    "announced": None
+                    if part.group_floor_sent is None
+                    else list(part.group_floor_sent[1:]),
+                    "read": {
+                        str(s): list(f) for s, f in sorted(part.ledger.group_floors_by.items())
+                    },
+                }
+                for p, part in sorted(self.state.partitions.items())
+            },
         }

@@ -38,7 +38,13 @@ from tests.agents.core.test_retention import (
     _summarizing,
 )
 from tests.streams.test_membership import PARTITIONS, start_balanced
-from tests.support.live import fixture_lines, replay_lines, report_of, run_settings
+from tests.support.live import (
+    fixture_lines,
+    operator_truth_for,
+    replay_lines,
+    report_of,
+    run_settings,
+)
 
 CLAIM = "group_spend_multiple"
 #: Set to run the 100-day simulated stream's worker test (a minute).
@@ -240,7 +246,7 @@ def test_a_worker_folds_three_months_of_a_simulated_stream_through_a_restart(
     # partition's cutoff), the rest held: the truth's figure and counts all the same.
     firsts = statuses[-1]["month_rows"]["first_orders"]
     assert statuses[-1]["month_rows"]["sent_first_orders"] > 0 and firsts["decided"] > 0, firsts
-    _check_repurchase(got, truth)
+    _check_groups_compacted(report, [statuses[-1]["month_rows"]], lines, truth)
 
 
 def _check_repurchase(got: dict[str, Any], truth: dict[str, Any]) -> None:
@@ -249,6 +255,39 @@ def _check_repurchase(got: dict[str, Any], truth: dict[str, Any]) -> None:
     detail = got["group_repurchase_30d"]["detail"]
     assert (detail["eligible"], detail["repurchased"]) == (want["eligible"], want["repurchased"])
     assert got["group_repurchase_30d"]["observed"] == pytest.approx(want["observed"], rel=1e-9)
+
+
+def _check_groups_compacted(
+    report: dict[str, Any], statuses: list[dict[str, Any]], lines: list[bytes], truth: Any
+) -> None:
+    """The partitions compacted their group events (`Ledger.receive_group_floor`: a cutoff,
+    and fewer group events held than the stream has), and the group figures that read them
+    equal the truth reference's: the four group claims and the board's `group_joins`."""
+    cutoffs = [c for s in statuses for c in s["groups_compacted_to"].values() if c is not None]
+    assert cutoffs, statuses
+    stream_groups = sum(b'"type":"group_' in line for line in lines)
+    assert sum(s["group_events"] for s in statuses) < stream_groups, statuses
+    got = report["claims"]
+    for claim in ("group_order_share", "group_member_dwell", "group_spend_multiple"):
+        want = truth["claims"][claim]["observed"]
+        assert got[claim]["observed"] == pytest.approx(want, rel=1e-9), claim
+    _check_repurchase(got, truth)
+    operator = operator_truth_for(report, lines, truth["operator"])
+    assert report["operator"]["overall"]["group_joins"] == operator["overall"]["group_joins"]
+
+
+def _compacted(workers: list[WorkerProcess], timeout_s: float = 90) -> dict[str, Any]:
+    """The workers' `month_rows` statuses once some partition has compacted its group events
+    (or `timeout_s` passed): a floor is announced after the snapshot that follows the batch
+    that moved it, and a partition's in-flight floor after it read every source's, so the
+    compaction comes a few idle snapshots after the topics drain."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = {str(i): w.status()["month_rows"] for i, w in enumerate(workers)}
+        cutoffs = [c for s in statuses.values() for c in s["groups_compacted_to"].values()]
+        if any(c is not None for c in cutoffs) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(1)
 
 
 def _folded(decoded: list[Any], one: Any) -> set[tuple[str, str]]:
@@ -572,7 +611,9 @@ def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))
     assert all(s["first_orders"]["decided"] > 0 for s in statuses), statuses
-    _check_repurchase(report["claims"], truth)
+    # The group events compacted across the two workers' partitions (a rebalance: the second
+    # worker took half the partitions from the first), the group figures the truth's.
+    _check_groups_compacted(report, statuses, lines, truth)
     got = report["claims"]["group_repurchase_30d"]
     for key in ("ci_low", "ci_high"):
         assert got[key] == pytest.approx(everything[key], rel=1e-9), key
@@ -630,3 +671,53 @@ def test_a_worker_killed_after_sending_rows_restarts_to_the_truth(
             asyncio.run(delete_run_topics(settings))
     assert status["month_rows"]["received"] > 0, status["month_rows"]
     _check_month_fold(report, lines)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"two workers, ~2 min: set {LONG_ENV}=1")
+def test_group_events_compact_through_a_rebalance_to_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """150 simulated days over 4 partitions: one worker with the fold reads the first 2/3 and
+    compacts its partitions' group events by every partition's floor; a second worker joins
+    (half the partitions move to it, restored from their snapshots, their floors announced
+    again from there) and the rest is replayed. The report merged over every partition's
+    snapshot holds fewer group events than the stream and its group claims and `group_joins`
+    equal the truth reference's (`_check_groups_compacted`)."""
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet
+
+    settings = _fold_settings(kafka_bootstrap, "groupfloor", FOUR)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    lines, truth = _simulated(150, 0.3, 5)
+    half = len(lines) * 2 // 3
+    try:
+        first = fleet.start("w0")
+        first.wait_ready(timeout_s=120)
+        replay_lines(settings, tmp_path / "first.jsonl", lines[:half])
+        _fleet_settled(settings, fleet.workers)
+        before = _compacted([first])["0"]
+        fleet.start("w1").wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / "second.jsonl", lines[half:])
+        _fleet_settled(settings, fleet.workers)
+        _compacted(fleet.workers)
+        _fleet_settled(settings, fleet.workers)
+        eligible = truth["claims"]["group_repurchase_30d"]["eligible"]
+        report = _merged_once(
+            settings,
+            lambda r: r["claims"]["group_repurchase_30d"]["detail"]["eligible"] == eligible,
+        )
+        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert any(c is not None for c in before["groups_compacted_to"].values()), (
+        before["groups_compacted_to"],
+        before["group_floors"],
+    )
+    _check_groups_compacted(report, statuses, lines, truth)
