@@ -721,3 +721,69 @@ def test_group_events_compact_through_a_rebalance_to_the_truth(
         before["group_floors"],
     )
     _check_groups_compacted(report, statuses, lines, truth)
+
+
+def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written() -> None:
+    """3 partition states fed xhs like a worker's, each batch followed by the exchange's take:
+    no `GroupFloor` goes out before a snapshot, nor after one whose write failed; once the
+    keeper has written a partition's snapshot, the next take announces the floor of the
+    state written (the one a restore gives back: a partition restored from it asks nothing
+    older than it announced), once."""
+    from agents.core.persist import load_state
+    from streams.runtime.keeper import StateKeeper
+    from streams.runtime.membership import MembershipTable
+    from streams.runtime.monthrows import MonthRowExchange
+    from streams.runtime.state import LiveState
+    from tests.streams.test_membership import GROUPS, routed
+    from tests.support.memory import MemoryChangelog
+
+    class HeldSender:
+        partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
+
+        def __init__(self) -> None:
+            self.taken: list[Any] = []
+
+        def submit(self, messages: list[Any]) -> None:
+            self.taken += messages
+
+    class FailingChangelog(MemoryChangelog):
+        async def write(self, head: Any, blob: bytes, previous: Any = None) -> int:
+            raise OSError("the broker is away")
+
+    records = routed("xhs", PARTITIONS)
+    table = MembershipTable(2 * DAY, None)
+    ends: dict[int, int] = {}
+    for record in records:
+        if record.topic == GROUPS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to(ends)
+    state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
+    sender = HeldSender()
+    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
+    state.month_rows = exchange
+    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
+    for start in range(0, max(len(part) for part in by_partition), 500):
+        for part in by_partition:
+            state.apply_batch(part[start : start + 500])
+            exchange.take()
+
+    def floors() -> list[GroupFloor]:
+        return [m for m in sender.taken if isinstance(m, GroupFloor)]
+
+    assert floors() == []  # nothing snapshotted yet
+    keeper = StateKeeper(state, Settings(snapshot_fork=False), FailingChangelog(), None)
+    asyncio.run(keeper.flush())
+    exchange.take()
+    assert floors() == []  # the snapshots were not written
+    changelog = keeper.changelog = MemoryChangelog()  # the broker back
+    asyncio.run(keeper.flush())
+    exchange.take()
+    sent = {floor.source: floor for floor in floors()}
+    assert sorted(sent) == list(range(PARTITIONS)) and len(floors()) == PARTITIONS
+    for partition, floor in sent.items():
+        written, _board = load_state(changelog.records[partition][-1].blob)
+        assert floor == written.group_floor_announcement(partition)
+        assert floor.own_ts is not None and floor.inflight_ts is None  # nothing read yet
+    exchange.take()
+    assert len(floors()) == PARTITIONS  # announced once
