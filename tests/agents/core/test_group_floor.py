@@ -270,3 +270,20 @@ def test_a_partitions_in_flight_floor_is_the_oldest_own_floor_it_has_read_of_eve
     assert ledger.group_floor_announcement(1) == GroupFloor(1, own, own - 3 * DAY_MS)
     ledger.receive_group_floor(GroupFloor(0, None, None), 2)  # a source not known again
     assert ledger.group_floor_announcement(1).inflight_ts is None
+
+
+def test_a_state_written_before_the_floors_loads_with_none_read() -> None:
+    """A version 11 state (no `group_floors_by`) loads with no floor read, announces none in
+    flight, and compacts once every partition has announced again."""
+    stream, _lines = _simulated(30, 0.3, 5)
+    ledger = Ledger(WINDOW_MS, fold_sessions=True)
+    for _topic, _key, event in stream:
+        if not isinstance(event, Rejection):
+            ledger.apply(event)
+    del ledger.__dict__["group_floors_by"], ledger.__dict__["_group_floor_sources"]
+    restored, _board = load_state(dump_state(ledger, OperatorBoard()))
+    assert restored.group_floors_by == {}
+    own = restored.worker_group_floor()
+    assert restored.group_floor_announcement(0) == GroupFloor(0, own, None)
+    restored.receive_group_floor(GroupFloor(0, own, own), 1)
+    assert restored.groups_compacted_to == own
