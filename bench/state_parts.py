@@ -51,6 +51,8 @@ def parts_of(data_dir: Path, app_id: str | None) -> dict[str, Any]:
                     "bytes": len(pickle.dumps(value, protocol=5)),
                     "entries": len(value),
                 }
+                if name == "group_events":  # entries are (merchant, user) pairs
+                    row[name]["events"] = sum(len(events) for events in value.values())
             out["partitions"][partition] = row
             partition += 1
     finally:
@@ -60,8 +62,8 @@ def parts_of(data_dir: Path, app_id: str | None) -> dict[str, Any]:
         for name, value in row.items():
             if isinstance(value, dict):
                 into = total.setdefault(name, {"bytes": 0, "entries": 0})
-                into["bytes"] += value["bytes"]
-                into["entries"] += value["entries"]
+                for key, count in value.items():
+                    into[key] = into.get(key, 0) + count
             else:
                 total[name] = total.get(name, 0) + value
     return out

@@ -405,6 +405,21 @@ class FirstsClosed(NamedTuple):
     cutoff_ts: int
 
 
+class GroupFloor(NamedTuple):
+    """A worker partition's announcement of the "member at ts" lookups it may still ask
+    (`Ledger.group_floor_announcement`), as of its last snapshot written: `own_ts`, the oldest
+    `ts` its own held state or an event still to be applied to it may look up (None: not
+    known yet), and `inflight_ts`, the oldest every source partition had announced as its
+    own when this one read it (the rows and first orders in flight to it are no older; None:
+    not every source read yet). Each supersedes the source's earlier ones; every partition
+    compacts its group events before the oldest of all partitions' two
+    (`Ledger.receive_group_floor`)."""
+
+    source: int
+    own_ts: int | None
+    inflight_ts: int | None
+
+
 #: `Ledger.apply`'s dispatch, as tuples: `isinstance(event, A | B)` builds a union object on
 #: every call (issue 19: it runs once per record).
 _VIEW_EVENTS = (ViewerJoined, ViewerLeft)
@@ -1680,6 +1695,8 @@ class Ledger:
             self._init_month_fold(False)
         if "first_orders_in" not in state:  # version 10 or older: no pair sent to an owner
             self._init_first_order_exchange()
+        elif "group_floors_by" not in state:  # version 11 or older: no floor read
+            self._init_group_floors()
         if "retired_users" not in state:  # version 9 or older: users kept for ever
             self._init_user_horizon(None)
         if "pair_horizon_ms" not in state:  # version 11 or older: forgot by the user horizon
@@ -3137,6 +3154,15 @@ class Ledger:
         # (as the owner): each at most once a day of event time.
         self._first_take_day = -1
         self._first_decide_day = -1
+        self._init_group_floors()
+
+    def _init_group_floors(self) -> None:
+        """The group events' compaction across a worker's partitions, nothing read yet
+        (docs/design.md, "Group events compacted", in a worker)."""
+        #: Source partition -> its latest `GroupFloor` (own, in flight), read from the
+        #: month-rows topic; and how many source partitions there are.
+        self.group_floors_by: dict[int, tuple[int | None, int | None]] = {}
+        self._group_floor_sources = 0
 
     def take_first_orders(self, source: int) -> list[FirstOrder | FirstsClosed]:
         """As partition `source` of a worker: every (merchant, user) pair held whose first order
@@ -3333,7 +3359,12 @@ class Ledger:
         horizons = [self.horizon_ts(topic) for topic in _SUMMARY_TOPICS]
         if any(h is None for h in horizons):
             return None
-        floor = min(h for h in horizons if h is not None)
+        return self._held_lookup_floor(min(h for h in horizons if h is not None))
+
+    def _held_lookup_floor(self, floor: int) -> int:
+        """`floor`, or the oldest `ts` a lookup may ask of the held state if older: every
+        unsummarized session's start, orders and presence records, and the unfolded months'
+        first joins (`_group_lookup_floor`, `worker_group_floor`)."""
         for session in self.sessions.values():
             presence = session.presence
             if isinstance(presence, SessionSummary):
@@ -3380,6 +3411,11 @@ class Ledger:
         if done is not None and floor < done + _DAY_MS:
             return
         self.groups_compacted_to = floor
+        self._compact_groups_before(floor)
+
+    def _compact_groups_before(self, floor: int) -> None:
+        """Each (merchant, user)'s group events before `floor` replaced by their state there
+        (and at their first order held here, when older): `_compact_group_events`."""
         group_events = self.group_events
         for pair in list(group_events):
             events = group_events[pair]
@@ -3398,6 +3434,62 @@ class Ledger:
                 group_events[pair] = kept
             else:
                 del group_events[pair]
+
+    def worker_group_floor(self) -> int | None:
+        """As a worker partition: the oldest `ts` a "member at ts" lookup of a report merged
+        over partitions may still ask because of this partition (None: a presence topic has
+        no horizon yet): the sessions, views and orders topics' horizons (a start, view or
+        order applied later is stamped after them; group events and interactions add no
+        lookup), the held sessions and unfolded months' first joins (`_held_lookup_floor`),
+        the rows held as an owner (`month_rows_in`' first joins), and the first orders of
+        the `group_repurchase_30d` pairs not decided (`first_orders`, `first_orders_in`: a
+        report asks membership at them). Rounded down to a whole day (UTC), so that a
+        partition announces a new floor at most once a day of event time (lower is safe)."""
+        horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
+        if any(h is None for h in horizons):
+            return None
+        floor = self._held_lookup_floor(min(h for h in horizons if h is not None))
+        for held in (self.first_orders, self.first_orders_in):
+            if held:
+                floor = min(floor, min(first for first, _later in held.values()))
+        for users in self.month_rows_in.values():
+            for parts in users.values():
+                for joined, _cents in parts.values():
+                    if joined is not None and joined < floor:
+                        floor = joined
+        return floor // _DAY_MS * _DAY_MS
+
+    def group_floor_announcement(self, source: int) -> GroupFloor:
+        """As partition `source` of a worker: its `GroupFloor` now (to be sent only once the
+        state it was taken from is snapshotted: a partition restored from its snapshot asks
+        nothing older)."""
+        read = self.group_floors_by
+        sources = self._group_floor_sources
+        owns = [own for own, _inflight in read.values()]
+        inflight = (
+            min(own for own in owns if own is not None)
+            if sources and len(read) >= sources and all(own is not None for own in owns)
+            else None
+        )
+        return GroupFloor(source, self.worker_group_floor(), inflight)
+
+    def receive_group_floor(self, floor: GroupFloor, sources: int) -> None:
+        """Note a source partition's `GroupFloor`; once all `sources` have announced both
+        of theirs, compact the group events held here before the oldest of them and of this
+        partition's groups horizon (a group event applied later is stamped after it), at most
+        once a day of that floor (docs/design.md, "Group events compacted", in a worker)."""
+        self.group_floors_by[floor.source] = (floor.own_ts, floor.inflight_ts)
+        self._group_floor_sources = sources
+        floors = [ts for pair in self.group_floors_by.values() for ts in pair]
+        groups = self.horizon_ts(_GROUPS)
+        if len(self.group_floors_by) < sources or groups is None or None in floors:
+            return
+        cut = min(groups, *(ts for ts in floors if ts is not None))
+        done = self.groups_compacted_to
+        if done is not None and cut < done + _DAY_MS:
+            return
+        self.groups_compacted_to = cut
+        self._compact_groups_before(cut)
 
     def _add_board_minutes(self, session: SessionFacts, minutes: Mapping[int, int]) -> None:
         """Add a summarized session's concurrency by minute to its levels' curves."""

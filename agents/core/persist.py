@@ -153,6 +153,9 @@ MAGIC: Final[bytes] = b"LPst"
 #:     (`agents.core.period_rows`; `Ledger.periods_frozen_to`, `period_rows_sent_through`,
 #:     `period_rows_in`, `period_sources_through`, `period_users`). A version 11 or older
 #:     state loads with none taken or held: its next take sends every frozen month's rows.
+#:     Also in 12: a worker partition's `GroupFloor`s read from every source partition
+#:     (`Ledger.group_floors_by`), by which it compacts its group events
+#:     (`Ledger.receive_group_floor`). A version 1-11 state loads with none read.
 VERSION: Final[int] = 12
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 _HEADER: Final[int] = len(MAGIC) + 1

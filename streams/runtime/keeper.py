@@ -354,6 +354,12 @@ class StateKeeper:
         await self.settle()
         positions = dict(state.positions)
         generation = state.generation + 1
+        # The group lookup floor of the state dumped, announced once it is written.
+        floor = (
+            None
+            if self.live.month_rows is None
+            else state.ledger.group_floor_announcement(partition)
+        )
         if background and self.fork:
             try:
                 forked = fork_dump(state.ledger, state.board)
@@ -364,7 +370,9 @@ class StateKeeper:
                 state.dirty = False
                 self._paused(state, started)
                 self._writing = asyncio.ensure_future(
-                    self._write_forked(partition, state, forked, positions, generation, started)
+                    self._write_forked(
+                        partition, state, forked, positions, generation, started, floor
+                    )
                 )
                 return
         try:
@@ -375,7 +383,7 @@ class StateKeeper:
         head = new_head(partition, generation, blob, positions)
         state.dirty = False
         self._paused(state, started)
-        write = self._write(partition, state, head, blob, started)
+        write = self._write(partition, state, head, blob, started, floor)
         if background:
             self._writing = asyncio.ensure_future(write)
         else:
@@ -396,6 +404,7 @@ class StateKeeper:
         positions: dict[str, int],
         generation: int,
         started: float,
+        floor: Any = None,
     ) -> None:
         try:
             blob = await asyncio.get_running_loop().run_in_executor(None, forked.collect)
@@ -409,10 +418,16 @@ class StateKeeper:
                 return
             raise
         head = new_head(partition, generation, blob, positions)
-        await self._write(partition, state, head, blob, started)
+        await self._write(partition, state, head, blob, started, floor)
 
     async def _write(
-        self, partition: int, state: PartitionState, head: Any, blob: bytes, started: float
+        self,
+        partition: int,
+        state: PartitionState,
+        head: Any,
+        blob: bytes,
+        started: float,
+        floor: Any = None,
     ) -> None:
         try:
             offset = await self.changelog.write(head, blob, previous=state.head)
@@ -432,6 +447,8 @@ class StateKeeper:
         state.snapshot_at, state.snapshot_s = time.monotonic(), elapsed
         state.snapshot_bytes = len(blob)
         state.snapshots += 1
+        if floor is not None:
+            state.group_floor_saved = floor
         self.counters.snapshots.labels("ok").inc()
         if self.committer is not None:
             try:

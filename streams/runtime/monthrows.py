@@ -31,7 +31,14 @@ from typing import Any, Final
 import orjson
 from aiokafka.partitioner import murmur2
 
-from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow, two_earliest
+from agents.core.ledger import (
+    FirstOrder,
+    FirstsClosed,
+    GroupFloor,
+    MonthClosed,
+    MonthRow,
+    two_earliest,
+)
 from agents.core.period_rows import (
     PeriodRows,
     PeriodsClosed,
@@ -67,8 +74,10 @@ ROWS_PER_RECORD: Final[int] = 2000
 
 #: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows and
 #: `group_repurchase_30d`'s first orders (each to its user's owner), and their announcements
-#: (to every partition).
-Message = MonthRow | MonthClosed | FirstOrder | FirstsClosed | PeriodRows | PeriodsClosed
+#: (to every partition), and the partitions' group lookup floors (to every partition).
+Message = (
+    MonthRow | MonthClosed | FirstOrder | FirstsClosed | PeriodRows | PeriodsClosed | GroupFloor
+)
 #: The messages that go to their user's owner partition.
 Row = MonthRow | FirstOrder | PeriodRows
 
@@ -83,6 +92,10 @@ def encode(message: Message) -> bytes:
         return encode_period_rows([message])
     if isinstance(message, PeriodsClosed):
         return json.dumps(["periods-closed", message.source, message.through]).encode()
+    if isinstance(message, GroupFloor):
+        return json.dumps(
+            ["group-floor", message.source, message.own_ts, message.inflight_ts]
+        ).encode()
     still_open = sorted([merchant, month] for merchant, month in message.still_open)
     return json.dumps(
         ["closed", message.source, message.through, still_open], separators=(",", ":")
@@ -128,6 +141,15 @@ def decode(value: bytes | None) -> list[Message]:
             return [PeriodsClosed(int(data[1]), str(data[2]))]
         if data[0] == "firsts-closed":
             return [FirstsClosed(int(data[1]), int(data[2]))]
+        if data[0] == "group-floor":
+            own, inflight = data[2], data[3]
+            return [
+                GroupFloor(
+                    int(data[1]),
+                    None if own is None else int(own),
+                    None if inflight is None else int(inflight),
+                )
+            ]
         if data[0] == "closed":
             open_pairs = frozenset((m, month) for m, month in data[3])
             return [MonthClosed(int(data[1]), str(data[2]), open_pairs)]
@@ -293,6 +315,8 @@ class MonthRowExchange:
                     receive_period_rows(part.ledger, message, sources)
                 elif isinstance(message, PeriodsClosed):
                     receive_periods_closed(part.ledger, message, sources)
+                elif isinstance(message, GroupFloor):
+                    part.ledger.receive_group_floor(message, sources)
                 else:
                     part.ledger.receive_month_closed(message, sources)
             applied.append(record)
@@ -323,6 +347,12 @@ class MonthRowExchange:
                         for owner, owned_part in pieces.items():
                             if owner in partitions:
                                 self._in_flight.append((owner, owned_part))
+            # The group lookup floor of the state last snapshotted, once (not a change of
+            # state: announcing it makes nothing dirty, or each snapshot would call another).
+            floor = part.group_floor_saved
+            if floor is not None and floor != part.group_floor_sent:
+                part.group_floor_sent = floor
+                self.sender.submit([floor])
 
     def in_flight(self) -> list[Row]:
         """The rows taken here and not yet held by their owner partition, held here (sent, or
@@ -392,5 +422,28 @@ class MonthRowExchange:
                 "held": sum(len(ledger.first_orders) for ledger in ledgers),
                 "at_owner": sum(len(ledger.first_orders_in) for ledger in ledgers),
                 "decided": sum(len(ledger.pairs_decided) for ledger in ledgers),
+            },
+            # The group events held in the partitions here (compacted before the oldest
+            # `GroupFloor` of every partition: `Ledger.receive_group_floor`), and each
+            # partition's compaction cutoff (None: not compacted yet).
+            "group_events": sum(
+                len(events) for ledger in ledgers for events in ledger.group_events.values()
+            ),
+            "groups_compacted_to": {
+                str(p): part.ledger.groups_compacted_to
+                for p, part in sorted(self.state.partitions.items())
+            },
+            # Per partition here: the `GroupFloor` it last announced, and those it has read
+            # (source -> [own, in flight]).
+            "group_floors": {
+                str(p): {
+                    "announced": None
+                    if part.group_floor_sent is None
+                    else list(part.group_floor_sent[1:]),
+                    "read": {
+                        str(s): list(f) for s, f in sorted(part.ledger.group_floors_by.items())
+                    },
+                }
+                for p, part in sorted(self.state.partitions.items())
             },
         }

@@ -43,6 +43,11 @@ class PartitionState:
     snapshot_pause_s: float = 0.0
     snapshot_bytes: int = 0
     snapshots: int = 0
+    #: The ledger's `GroupFloor` as of the last snapshot written (with the month-rows
+    #: exchange), and the last one sent on (`MonthRowExchange.take`): a floor is announced
+    #: only once a state that asks nothing older is on the changelog.
+    group_floor_saved: Any = None
+    group_floor_sent: Any = None
 
     def status(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from agents.core import build_report
-from agents.core.ledger import FirstOrder, FirstsClosed, MonthClosed, MonthRow
+from agents.core.ledger import FirstOrder, FirstsClosed, GroupFloor, MonthClosed, MonthRow
 from agents.core.period_rows import (
     PeriodRows,
     PeriodsClosed,
@@ -44,7 +44,13 @@ from tests.agents.core.test_retention import (
     _summarizing,
 )
 from tests.streams.test_membership import PARTITIONS, start_balanced
-from tests.support.live import fixture_lines, replay_lines, report_of, run_settings
+from tests.support.live import (
+    fixture_lines,
+    operator_truth_for,
+    replay_lines,
+    report_of,
+    run_settings,
+)
 
 CLAIM = "group_spend_multiple"
 #: Set to run the 100-day simulated stream's worker test (a minute).
@@ -56,7 +62,8 @@ def test_rows_and_announcements_read_back_as_written() -> None:
     none = MonthRow(0, "m-2", "2024-07", "u-8", None, 99)
     closed = MonthClosed(1, "2024-07", frozenset({("m-1", "2024-07"), ("m-3", "2024-06")}))
     empty = MonthClosed(1, "2024-08", frozenset())
-    for message in (row, none, closed, empty):
+    floors = (GroupFloor(2, 1_719_792_000_000, 1_719_705_600_000), GroupFloor(0, None, None))
+    for message in (row, none, closed, empty, *floors):
         assert decode(encode(message)) == [message]
     assert decode(encode_rows([row, none])) == [row, none]
     assert decode(b"not json") == decode(b'["other"]') == decode(None) == []
@@ -245,7 +252,7 @@ def test_a_worker_folds_three_months_of_a_simulated_stream_through_a_restart(
     # partition's cutoff), the rest held: the truth's figure and counts all the same.
     firsts = statuses[-1]["month_rows"]["first_orders"]
     assert statuses[-1]["month_rows"]["sent_first_orders"] > 0 and firsts["decided"] > 0, firsts
-    _check_repurchase(got, truth)
+    _check_groups_compacted(report, [statuses[-1]["month_rows"]], lines, truth)
 
 
 def _check_repurchase(got: dict[str, Any], truth: dict[str, Any]) -> None:
@@ -254,6 +261,39 @@ def _check_repurchase(got: dict[str, Any], truth: dict[str, Any]) -> None:
     detail = got["group_repurchase_30d"]["detail"]
     assert (detail["eligible"], detail["repurchased"]) == (want["eligible"], want["repurchased"])
     assert got["group_repurchase_30d"]["observed"] == pytest.approx(want["observed"], rel=1e-9)
+
+
+def _check_groups_compacted(
+    report: dict[str, Any], statuses: list[dict[str, Any]], lines: list[bytes], truth: Any
+) -> None:
+    """The partitions compacted their group events (`Ledger.receive_group_floor`: a cutoff,
+    and fewer group events held than the stream has), and the group figures that read them
+    equal the truth reference's: the four group claims and the board's `group_joins`."""
+    cutoffs = [c for s in statuses for c in s["groups_compacted_to"].values() if c is not None]
+    assert cutoffs, statuses
+    stream_groups = sum(b'"type":"group_' in line for line in lines)
+    assert sum(s["group_events"] for s in statuses) < stream_groups, statuses
+    got = report["claims"]
+    for claim in ("group_order_share", "group_member_dwell", "group_spend_multiple"):
+        want = truth["claims"][claim]["observed"]
+        assert got[claim]["observed"] == pytest.approx(want, rel=1e-9), claim
+    _check_repurchase(got, truth)
+    operator = operator_truth_for(report, lines, truth["operator"])
+    assert report["operator"]["overall"]["group_joins"] == operator["overall"]["group_joins"]
+
+
+def _compacted(workers: list[WorkerProcess], timeout_s: float = 90) -> dict[str, Any]:
+    """The workers' `month_rows` statuses once some partition has compacted its group events
+    (or `timeout_s` passed): a floor is announced after the snapshot that follows the batch
+    that moved it, and a partition's in-flight floor after it read every source's, so the
+    compaction comes a few idle snapshots after the topics drain."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = {str(i): w.status()["month_rows"] for i, w in enumerate(workers)}
+        cutoffs = [c for s in statuses.values() for c in s["groups_compacted_to"].values()]
+        if any(c is not None for c in cutoffs) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(1)
 
 
 def _folded(decoded: list[Any], one: Any) -> set[tuple[str, str]]:
@@ -620,7 +660,9 @@ def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))
     assert all(s["first_orders"]["decided"] > 0 for s in statuses), statuses
-    _check_repurchase(report["claims"], truth)
+    # The group events compacted across the two workers' partitions (a rebalance: the second
+    # worker took half the partitions from the first), the group figures the truth's.
+    _check_groups_compacted(report, statuses, lines, truth)
     got = report["claims"]["group_repurchase_30d"]
     for key in ("ci_low", "ci_high"):
         assert got[key] == pytest.approx(everything[key], rel=1e-9), key
@@ -678,3 +720,119 @@ def test_a_worker_killed_after_sending_rows_restarts_to_the_truth(
             asyncio.run(delete_run_topics(settings))
     assert status["month_rows"]["received"] > 0, status["month_rows"]
     _check_month_fold(report, lines)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"two workers, ~2 min: set {LONG_ENV}=1")
+def test_group_events_compact_through_a_rebalance_to_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """150 simulated days over 4 partitions: one worker with the fold reads the first 2/3 and
+    compacts its partitions' group events by every partition's floor; a second worker joins
+    (half the partitions move to it, restored from their snapshots, their floors announced
+    again from there) and the rest is replayed. The report merged over every partition's
+    snapshot holds fewer group events than the stream and its group claims and `group_joins`
+    equal the truth reference's (`_check_groups_compacted`)."""
+    from tests.test_scaleout import PARTITIONS as FOUR
+    from tests.test_scaleout import Fleet
+
+    settings = _fold_settings(kafka_bootstrap, "groupfloor", FOUR)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    lines, truth = _simulated(150, 0.3, 5)
+    half = len(lines) * 2 // 3
+    try:
+        first = fleet.start("w0")
+        first.wait_ready(timeout_s=120)
+        replay_lines(settings, tmp_path / "first.jsonl", lines[:half])
+        _fleet_settled(settings, fleet.workers)
+        before = _compacted([first])["0"]
+        fleet.start("w1").wait_ready(timeout_s=120)
+        held = fleet.wait_balanced()
+        assert len(held) == 2 and all(held.values()), held
+        replay_lines(settings, tmp_path / "second.jsonl", lines[half:])
+        _fleet_settled(settings, fleet.workers)
+        _compacted(fleet.workers)
+        _fleet_settled(settings, fleet.workers)
+        eligible = truth["claims"]["group_repurchase_30d"]["eligible"]
+        report = _merged_once(
+            settings,
+            lambda r: r["claims"]["group_repurchase_30d"]["detail"]["eligible"] == eligible,
+        )
+        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert any(c is not None for c in before["groups_compacted_to"].values()), (
+        before["groups_compacted_to"],
+        before["group_floors"],
+    )
+    _check_groups_compacted(report, statuses, lines, truth)
+
+
+def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written() -> None:
+    """3 partition states fed xhs like a worker's, each batch followed by the exchange's take:
+    no `GroupFloor` goes out before a snapshot, nor after one whose write failed; once the
+    keeper has written a partition's snapshot, the next take announces the floor of the
+    state written (the one a restore gives back: a partition restored from it asks nothing
+    older than it announced), once."""
+    from agents.core.persist import load_state
+    from streams.runtime.keeper import StateKeeper
+    from streams.runtime.membership import MembershipTable
+    from streams.runtime.monthrows import MonthRowExchange
+    from streams.runtime.state import LiveState
+    from tests.streams.test_membership import GROUPS, routed
+    from tests.support.memory import MemoryChangelog
+
+    class HeldSender:
+        partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
+
+        def __init__(self) -> None:
+            self.taken: list[Any] = []
+
+        def submit(self, messages: list[Any]) -> None:
+            self.taken += messages
+
+    class FailingChangelog(MemoryChangelog):
+        async def write(self, head: Any, blob: bytes, previous: Any = None) -> int:
+            raise OSError("the broker is away")
+
+    records = routed("xhs", PARTITIONS)
+    table = MembershipTable(2 * DAY, None)
+    ends: dict[int, int] = {}
+    for record in records:
+        if record.topic == GROUPS:
+            table.apply(record.partition, record.offset, record.value)
+            ends[record.partition] = record.offset + 1
+    table.catch_up_to(ends)
+    state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
+    sender = HeldSender()
+    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
+    state.month_rows = exchange
+    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
+    for start in range(0, max(len(part) for part in by_partition), 500):
+        for part in by_partition:
+            state.apply_batch(part[start : start + 500])
+            exchange.take()
+
+    def floors() -> list[GroupFloor]:
+        return [m for m in sender.taken if isinstance(m, GroupFloor)]
+
+    assert floors() == []  # nothing snapshotted yet
+    keeper = StateKeeper(state, Settings(snapshot_fork=False), FailingChangelog(), None)
+    asyncio.run(keeper.flush())
+    exchange.take()
+    assert floors() == []  # the snapshots were not written
+    changelog = keeper.changelog = MemoryChangelog()  # the broker back
+    asyncio.run(keeper.flush())
+    exchange.take()
+    sent = {floor.source: floor for floor in floors()}
+    assert sorted(sent) == list(range(PARTITIONS)) and len(floors()) == PARTITIONS
+    for partition, floor in sent.items():
+        written, _board = load_state(changelog.records[partition][-1].blob)
+        assert floor == written.group_floor_announcement(partition)
+        assert floor.own_ts is not None and floor.inflight_ts is None  # nothing read yet
+    exchange.take()
+    assert len(floors()) == PARTITIONS  # announced once
