@@ -148,8 +148,8 @@ MAGIC: Final[bytes] = b"LPst"
 #:     past twice `sample.AOV_SAMPLE_SIZE` are trimmed into sums (`Ledger.retired_aov_sums`),
 #:     and a retired session's `reply_latency` rows folded into `Ledger.retired_replies`; a
 #:     version 1-11 state loads with those sums empty (its rows trimmed if that many).
-#:     Also in 12: a worker partition's frozen parts' per-user rows of `period_rows.ROUTED` are taken
-#:     once their month is frozen and folded at the user's owner partition
+#:     Also in 12: a worker partition's frozen parts' per-user rows of `period_rows.ROUTED`
+#:     are taken once their month is frozen and folded at the user's owner partition
 #:     (`agents.core.period_rows`; `Ledger.periods_frozen_to`, `period_rows_sent_through`,
 #:     `period_rows_in`, `period_sources_through`, `period_users`). A version 11 or older
 #:     state loads with none taken or held: its next take sends every frozen month's rows.
