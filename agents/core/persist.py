@@ -139,8 +139,11 @@ MAGIC: Final[bytes] = b"LPst"
 #:     cluster sums with its bootstrap's t* quantiles (a sixth item: `metrics.FoldedDwellPart`).
 #:     A version 10 or older state loads as it was written and its parts are folded at the
 #:     next freeze.
-VERSION: Final[int] = 11
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+#: 12 (session 13): the dedupe runs hold the ids shaped `prefix` + digits as 8-byte keys
+#:     (`seen.narrow_key`; `SeenRuns` pickles them as two more byte strings). A version 1-11
+#:     state loads with those ids' 16-byte keys narrowed at load.
+VERSION: Final[int] = 12
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
