@@ -244,6 +244,7 @@ def load_state(data: bytes, max_size: int = MAX_STATE_BYTES) -> tuple[Ledger, Op
     if "screen" not in vars(board):  # a state saved before the live screen: curves start now
         board.screen = ScreenState()
     _check_shape(ledger, board)
+    board.screen.share_slots(ledger)  # one user -> slot table a live viewer, as when saved
     return ledger, board
 
 

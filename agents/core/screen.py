@@ -191,6 +191,23 @@ class FirstEntries(Mapping[str, int]):
         self._wide = {slot_int(n): wide[slot] for n, (_, slot) in enumerate(users) if slot in wide}
         self._shared = False
 
+    def share(self, slots: dict[str, int]) -> bool:
+        """Read the presence's table `slots` from now on if it has every user held here (a
+        state just loaded: each saved its own users), the entries laid out by its slots;
+        False (nothing changed) if not."""
+        if self._shared or not all(user in slots for user in self._slots):
+            return False
+        size = max((slots[user] for user in self._slots), default=-1) + 1
+        entries = array("q", (_NO_ENTRY,)) * size
+        wide: dict[int, int] = {}
+        for user, slot in self._slots.items():
+            shared = slots[user]
+            entries[shared] = self._entries[slot]
+            if slot in self._wide:
+                wide[shared] = self._wide[slot]
+        self._slots, self._entries, self._wide, self._shared = slots, entries, wide, True
+        return True
+
     def _slot(self, user: object) -> int | None:
         slot: int | None = self._slots.get(user)  # type: ignore[call-overload]
         if slot is None or slot >= len(self._entries) or self._entries[slot] == _NO_ENTRY:
@@ -361,6 +378,14 @@ class ScreenState:
                     (user, _pack_entry(*entry) if isinstance(entry, tuple) else entry)
                     for user, entry in firsts.items()
                 )
+
+    def share_slots(self, ledger: Ledger) -> None:
+        """Let each session's first entries read its raw presence's slot table in `ledger`
+        again (`FirstEntries.share`), as before the state was saved."""
+        for sid, firsts in self.first_entry.items():
+            slots = ledger.presence_slots(sid)
+            if slots is not None:
+                firsts.share(slots)
 
     def hold_session(self, sid: str, session: SessionFacts) -> None:
         """Keep what the screen has of a session the ledger folded and will summarize past

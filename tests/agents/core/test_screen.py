@@ -183,6 +183,29 @@ def test_first_entries_sharing_a_presences_slots_are_each_users_smallest() -> No
         copy = pickle.loads(pickle.dumps(firsts))
         assert dict(copy) == plain and len(copy) == len(plain)
         assert copy.sources() == firsts.sources()
+        # Loaded, it reads the presence's table again when that has all its users.
+        assert copy.share(presence.slot_table()) is (detach_at is None)
+        assert dict(copy) == plain and copy.sources() == firsts.sources()
+        copy.offer("w-1", 5)
+        assert copy["w-1"] == 5 and "w-1" not in presence and len(copy) == len(plain) + 1
+
+
+def test_a_loaded_screen_reads_the_presences_slot_tables_again() -> None:
+    """Each session's first entries are saved with their own users; loaded, those of a
+    session with a raw presence read its table again, the same entries, the same screen."""
+    ledger, board = feed(lines("xhs")[:4000])
+    firsts = board.screen.first_entry
+    assert any(users._shared for users in firsts.values())
+    loaded_ledger, loaded_board = load_state(dump_state(ledger, board))
+    loaded = loaded_board.screen.first_entry
+    assert {sid: dict(users) for sid, users in loaded.items()} == {
+        sid: dict(users) for sid, users in firsts.items()
+    }
+    for sid, users in loaded.items():
+        assert users._shared is (loaded_ledger.presence_slots(sid) is not None)
+        if users._shared:
+            assert users._slots is loaded_ledger.presence_slots(sid)
+    assert loaded_board.screen.snapshot(loaded_ledger) == board.screen.snapshot(ledger)
 
 
 def test_a_first_entry_at_equal_ts_is_the_smaller_source_name_in_any_order() -> None:
