@@ -153,6 +153,8 @@ _NARROW_SHIFT: Final[int] = 40
 _NARROW_VALUE: Final[int] = (1 << _NARROW_SHIFT) - 1
 _Narrow = npt.NDArray[np.uint64]
 _TEN: Final = np.array([10**k for k in range(_NARROW_DIGITS)], dtype=np.uint64)
+_TEN_FROM_LEFT: Final = np.array([10**k for k in reversed(range(_NARROW_DIGITS))], dtype=np.int64)
+_PLACES_FROM_RIGHT: Final = np.arange(_NARROW_DIGITS - 1, -1, -1)
 
 
 def narrow_key(key: int) -> int:
@@ -181,17 +183,17 @@ def _narrow_keys(keys: _Keys) -> tuple[npt.NDArray[np.bool_], _Narrow]:
     raw = np.frombuffer(keys.tobytes(), dtype=np.uint8).reshape(-1, 16)
     rows = np.arange(len(raw))
     digit = (raw >= 0x30) & (raw <= 0x39)
-    digits = np.cumprod(digit[:, ::-1], axis=1).sum(axis=1)  # the trailing digits
+    # The trailing digits: up to the last byte that is not one (the leading 1 byte at least).
+    digits = np.argmin(digit[:, ::-1], axis=1)
     marker = (raw != 0).argmax(axis=1)  # the leading 1 byte
     prefix = 15 - marker - digits
     lead = raw[rows, np.clip(16 - digits, 0, 15)]
     ok = (digits >= 1) & (digits <= _NARROW_DIGITS) & (prefix <= _NARROW_PREFIX)
     ok &= (digits == 1) | (lead != 0x30)
-    value = np.zeros(len(raw), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(_NARROW_DIGITS):
-            place = raw[:, 15 - k].astype(np.uint64) - np.uint64(0x30)
-            value += np.where(k < digits, place * _TEN[k], np.uint64(0))
+    # The last `_NARROW_DIGITS` bytes' digits times their powers of ten, those in the digits.
+    places = raw[:, 16 - _NARROW_DIGITS :].astype(np.int64) - 0x30
+    places *= _PLACES_FROM_RIGHT[None, :] < digits[:, None]
+    value = (places @ _TEN_FROM_LEFT).astype(np.uint64)
     # The prefix's `_id_key`: the bytes from the leading 1 byte to the digits (zeros before).
     last = np.clip(15 - digits, 2, 15)
     code = (
@@ -384,6 +386,7 @@ class SeenRuns:
             return
         new_narrow: _Narrow = np.empty(0, dtype=np.uint64)
         new_narrow_tags: _Tags = np.empty(0, dtype=np.int32)
+        every_new = new_keys  # their 16-byte keys: the filter's bits
         if width == 16:
             fits, narrow = _narrow_keys(new_keys)
             if fits.any():
@@ -414,8 +417,7 @@ class SeenRuns:
         self._count(new_tags)
         self._count(new_narrow_tags)
         if self._fits(len(self)):
-            self._set_bits(new_keys)
-            self._set_narrow_bits(new_narrow)
+            self._set_bits(every_new)
         else:
             self._build_filter()
 
