@@ -152,19 +152,28 @@ class FirstEntries(Mapping[str, int]):
                 entries = self._entries
             n = len(entries)
             slot = self._slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
-        elif slot < len(entries):
-            held = entries[slot]
-            if held != _NO_ENTRY:
-                if entry < (self._wide.get(slot, held) if self._wide else held):
+        else:
+            n = len(entries)
+            if slot < n:
+                held = entries[slot]
+                if held == _NO_ENTRY:  # a slot of the shared table with no entry yet
+                    self._count += 1
+                    self._set(slot, entry)
+                elif entry < (self._wide.get(slot, held) if self._wide else held):
                     self._set(slot, entry)
                 return
-        else:  # a slot of the shared table past the last one offered
-            entries.extend(array("q", (_NO_ENTRY,)) * (slot - len(entries)))
-            entries.append(_NO_ENTRY)
-        if slot == len(entries):
-            entries.append(_NO_ENTRY)
+            if slot > n:  # slots of the shared table with no entry before it
+                entries.extend(array("q", (_NO_ENTRY,)) * (slot - n))
+        # The usual viewer: the next slot (a new one, or the join the presence just took).
         self._count += 1
-        self._set(slot, entry)
+        if entry != _NO_ENTRY:
+            try:
+                entries.append(entry)
+                return
+            except OverflowError:  # outside int64
+                pass
+        entries.append(0)
+        self._wide[slot] = entry
 
     def _set(self, slot: int, entry: int) -> None:
         try:
