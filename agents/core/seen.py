@@ -155,6 +155,10 @@ _Narrow = npt.NDArray[np.uint64]
 _TEN: Final = np.array([10**k for k in range(_NARROW_DIGITS)], dtype=np.uint64)
 _TEN_FROM_LEFT: Final = np.array([10**k for k in reversed(range(_NARROW_DIGITS))], dtype=np.int64)
 _PLACES_FROM_RIGHT: Final = np.arange(_NARROW_DIGITS - 1, -1, -1)
+#: 0-9999 as four ASCII digits (zero-padded), big-endian in a uint64 (`_narrow_words`).
+_ASCII4: Final = np.array(
+    [int.from_bytes(f"{n:04d}".encode(), "big") for n in range(10_000)], dtype=np.uint64
+)
 
 
 def narrow_key(key: int) -> int:
@@ -181,25 +185,27 @@ def narrow_id_key(narrow: int) -> int:
 def _narrow_keys(keys: _Keys) -> tuple[npt.NDArray[np.bool_], _Narrow]:
     """`narrow_key` of each 16-byte key, at once: which have one, and theirs (0 where not)."""
     raw = np.frombuffer(keys.tobytes(), dtype=np.uint8).reshape(-1, 16)
-    rows = np.arange(len(raw))
     digit = (raw >= 0x30) & (raw <= 0x39)
     # The trailing digits: up to the last byte that is not one (the leading 1 byte at least).
     digits = np.argmin(digit[:, ::-1], axis=1)
-    marker = (raw != 0).argmax(axis=1)  # the leading 1 byte
-    prefix = 15 - marker - digits
-    lead = raw[rows, np.clip(16 - digits, 0, 15)]
-    ok = (digits >= 1) & (digits <= _NARROW_DIGITS) & (prefix <= _NARROW_PREFIX)
-    ok &= (digits == 1) | (lead != 0x30)
+    marker = np.argmax(raw != 0, axis=1)  # the leading 1 byte
+    ok = (digits >= 1) & (digits <= _NARROW_DIGITS) & (15 - marker - digits <= _NARROW_PREFIX)
     # The last `_NARROW_DIGITS` bytes' digits times their powers of ten, those in the digits.
-    places = raw[:, 16 - _NARROW_DIGITS :].astype(np.int64) - 0x30
-    places *= _PLACES_FROM_RIGHT[None, :] < digits[:, None]
-    value = (places @ _TEN_FROM_LEFT).astype(np.uint64)
-    # The prefix's `_id_key`: the bytes from the leading 1 byte to the digits (zeros before).
-    last = np.clip(15 - digits, 2, 15)
-    code = (
-        raw[rows, last].astype(np.uint64)
-        | raw[rows, last - 1].astype(np.uint64) << np.uint64(8)
-        | raw[rows, last - 2].astype(np.uint64) << np.uint64(16)
+    tail = raw[:, 16 - _NARROW_DIGITS :] - np.uint8(0x30)
+    tail *= _PLACES_FROM_RIGHT[None, :] < digits[:, None]
+    value = (tail @ _TEN_FROM_LEFT).astype(np.uint64)
+    # No leading zero: as many decimal digits as bytes (a single "0" aside).
+    ok &= (digits == 1) | (value >= _TEN[np.clip(digits - 1, 0, _NARROW_DIGITS - 1)])
+    # The prefix's `_id_key`: the 16-byte key without its digits (`key >> 8 * digits`).
+    words = keys.view(">u8").reshape(-1, 2).astype(np.uint64)
+    high, low = words[:, 0], words[:, 1]
+    small = digits < 8
+    down = np.where(small, 8 * digits, 0).astype(np.uint64)
+    up = np.where(small & (digits > 0), 64 - 8 * digits, 0).astype(np.uint64)
+    code = np.where(
+        small,
+        (low >> down) | np.where(digits > 0, high << up, np.uint64(0)),
+        high >> np.where(small, 0, 8 * (digits - 8)).astype(np.uint64),
     )
     return ok, np.where(ok, code << np.uint64(_NARROW_SHIFT) | value, np.uint64(0))
 
@@ -208,23 +214,20 @@ def _narrow_words(narrow: _Narrow) -> tuple[_Narrow, _Narrow]:
     """`narrow_id_key` of each, at once, as the 16-byte key's two 64-bit words (high, low)."""
     code = narrow >> np.uint64(_NARROW_SHIFT)
     value = narrow & np.uint64(_NARROW_VALUE)
-    digits = np.ones(len(narrow), dtype=np.uint64)
-    for k in range(1, _NARROW_DIGITS):
-        digits += value >= _TEN[k]
-    high = np.zeros(len(narrow), dtype=np.uint64)
-    low = np.zeros(len(narrow), dtype=np.uint64)
-    for k in range(_NARROW_DIGITS):
-        byte = np.where(k < digits, value // _TEN[k] % np.uint64(10) + np.uint64(0x30), 0)
-        byte = byte.astype(np.uint64)
-        if k < 8:
-            low |= byte << np.uint64(8 * k)
-        else:
-            high |= byte << np.uint64(8 * (k - 8))
+    digits = np.maximum(np.searchsorted(_TEN, value, side="right"), 1).astype(np.int64)
+    # The value's 12 digits zero-padded, as ASCII, 4 at a time (`_ASCII4`), then cut to its own.
+    four = np.uint64(10_000)
+    rest = value // four
+    low = _ASCII4[(rest % four).astype(np.intp)] << np.uint64(32)
+    low |= _ASCII4[(value % four).astype(np.intp)]
+    high = _ASCII4[(rest // four).astype(np.intp)]
     small = digits < 8  # the prefix starts in the low word
-    shift = np.where(small, 8 * digits, 0).astype(np.uint64)
-    low |= np.where(small, code << shift, np.uint64(0))
-    up = np.where(small, 64 - 8 * digits.astype(np.int64), 0).astype(np.uint64)
-    over = np.where(small, 0, 8 * (digits.astype(np.int64) - 8)).astype(np.uint64)
+    cut = np.where(small, 8 * digits, 0).astype(np.uint64)
+    low &= np.where(small, (np.uint64(1) << cut) - np.uint64(1), ~np.uint64(0))
+    over = np.where(small, 0, 8 * (digits - 8)).astype(np.uint64)
+    high = np.where(small, 0, high & ((np.uint64(1) << over) - np.uint64(1))).astype(np.uint64)
+    low |= np.where(small, code << cut, np.uint64(0))
+    up = np.where(small, 64 - 8 * digits, 0).astype(np.uint64)
     high |= np.where(small, code >> up, code << over)
     return high, low
 
