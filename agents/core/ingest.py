@@ -66,7 +66,7 @@ def ingest_decoded(
         try:
             if ledger.apply(decoded):
                 if board is not None:
-                    board.observe(decoded)
+                    board.observe(decoded, ledger)
                     # Sessions folded, summarized or retired: the board's share of them.
                     if ledger.folded_ids or ledger.retired_ids:
                         board.take_folded(ledger)

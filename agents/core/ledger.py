@@ -536,6 +536,11 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
         else:
             more[slot] = [*held, record]
 
+    def slot_table(self) -> dict[str, int]:
+        """user -> slot, for a table by slot of the same session to read and not write
+        (`screen.FirstEntries`: one dict entry a viewer, not one per table)."""
+        return self._slots
+
     def interact(self, user: str) -> None:
         """Note a (non-reply) interaction of `user` in the session."""
         slot = self._slots.get(user)
@@ -1571,6 +1576,14 @@ class Ledger:
         self.folded_replies: dict[str, list[int]] = {}
         self.folded_within_3min = 0
         self.unmatched_replies = 0
+
+    def presence_slots(self, session_id: str) -> dict[str, int] | None:
+        """The session's raw presence's user -> slot table (`Presence.slot_table`), or None
+        when it has no raw presence (unknown, folded, summarized)."""
+        session = self.sessions.get(session_id)
+        if session is None or not isinstance(session.presence, Presence):
+            return None
+        return session.presence.slot_table()
 
     def reject(self, reason: str) -> None:
         """Count one invalid record (the reason is for the caller's metrics and dead letter)."""

@@ -380,9 +380,10 @@ class OperatorBoard:
     def watermark(self) -> int | None:
         return self.windows.watermark
 
-    def observe(self, event: Event) -> None:
-        """Take one accepted (non-duplicate) event: O(1) work."""
-        self.screen.observe(event)
+    def observe(self, event: Event, ledger: Ledger | None = None) -> None:
+        """Take one accepted (non-duplicate) event: O(1) work. `ledger`, the one that
+        accepted it (`ingest` gives it): the screen then shares its per-session slot tables."""
+        self.screen.observe(event, ledger)
         self.changes += 1
         # `_source(event)` inlined: its record key is what the logs below are keyed by too.
         event_type = event.type

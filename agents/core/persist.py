@@ -156,6 +156,9 @@ MAGIC: Final[bytes] = b"LPst"
 #:     Also in 12: a worker partition's `GroupFloor`s read from every source partition
 #:     (`Ledger.group_floors_by`), by which it compacts its group events
 #:     (`Ledger.receive_group_floor`). A version 1-11 state loads with none read.
+#:     Also in 12: the dedupe runs hold the ids shaped `prefix` + digits as 8-byte keys
+#:     (`seen.narrow_key`; `SeenRuns` pickles them as two more byte strings). A version 1-11
+#:     state loads with those ids' 16-byte keys narrowed at load.
 VERSION: Final[int] = 12
 _READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 _HEADER: Final[int] = len(MAGIC) + 1
@@ -260,6 +263,7 @@ def load_state(data: bytes, max_size: int = MAX_STATE_BYTES) -> tuple[Ledger, Op
     if "screen" not in vars(board):  # a state saved before the live screen: curves start now
         board.screen = ScreenState()
     _check_shape(ledger, board)
+    board.screen.share_slots(ledger)  # one user -> slot table a live viewer, as when saved
     return ledger, board
 
 

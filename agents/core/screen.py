@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Final
@@ -43,10 +43,8 @@ from agents.core.ledger import (
 )
 from agents.core.metrics import add_user_rows
 from agents.core.slots import (
-    INT64_MAX,
     INT64_MIN,
     SLOTS,
-    SlotKeys,
     int64s_from_bytes,
     int64s_to_bytes,
     slot_int,
@@ -109,71 +107,183 @@ DEFINITIONS: Final[dict[str, str]] = {
 }
 
 
-class FirstEntries(SlotKeys, Mapping[str, int]):
+#: A `FirstEntries` array value for a slot with no entry (a user of the shared table with no
+#: join seen here: a leave only, or a join the presence took and the screen has not yet). A
+#: real entry of that value is kept in the overflow, as one outside int64 is.
+_NO_ENTRY: Final[int] = INT64_MIN
+
+
+class FirstEntries(Mapping[str, int]):
     """One session's first entry per user (`_pack_entry`), held by slot: the user's dict entry
     holds a slot int every table shares (`agents.core.slots`) and the entry is an int64 at that
     slot (one past int64, a ts the contract allows but no clock gives, in an overflow).
 
-    Why: a dict of packed ints cost a 32-B int and a dict entry per viewer; this, 8 B and the
-    entry (issue 19).
+    The user -> slot dict is the session's raw presence's (`Ledger` presence, given as
+    `slots`) while every user offered is in it: the ledger takes a join before the screen
+    does, so a viewer costs the screen 8 B and no dict entry of its own. A user not in that
+    table (a join after the presence folded) makes the entries take a table of their own
+    (`_own`), which the presence never writes. Users of the shared table with no entry here
+    (`_NO_ENTRY`: those with a leave only) are not keys of this mapping.
+
+    Why: a dict of packed ints cost a 32-B int and a dict entry per viewer; a dict of its own
+    by slot, 8 B and the entry (26 B a viewer); sharing the presence's, 8 B (issue 19).
     """
 
-    __slots__ = ("_slots", "_entries", "_wide")
+    __slots__ = ("_slots", "_entries", "_wide", "_count", "_shared")
 
-    def __init__(self) -> None:
-        self._slots: dict[str, int] = {}
+    def __init__(self, slots: dict[str, int] | None = None) -> None:
+        #: user -> slot: the presence's (`_shared`, read only here) or this table's own.
+        self._slots: dict[str, int] = {} if slots is None else slots
+        self._shared = slots is not None
+        #: Per slot its entry, `_NO_ENTRY` for none; as long as the last slot offered.
         self._entries: array[int] = array("q")
-        #: slot -> an entry outside int64 (its `_entries` value is unused).
+        #: slot -> an entry outside int64 or equal to `_NO_ENTRY` (its `_entries` value: 0).
         self._wide: dict[int, int] = {}
+        #: Users with an entry.
+        self._count = 0
 
     def offer(self, user: str, entry: int) -> None:
         """Keep `entry` as the user's if it is their first or smaller than the one held."""
         slot = self._slots.get(user)
+        entries = self._entries
         if slot is None:
-            entries = self._entries
+            if self._shared:
+                self._own()
+                entries = self._entries
             n = len(entries)
             slot = self._slots[user] = SLOTS[n] if n < len(SLOTS) else slot_int(n)
+        else:
+            n = len(entries)
+            if slot < n:
+                held = entries[slot]
+                if held == _NO_ENTRY:  # a slot of the shared table with no entry yet
+                    self._count += 1
+                    self._set(slot, entry)
+                elif entry < (self._wide.get(slot, held) if self._wide else held):
+                    self._set(slot, entry)
+                return
+            if slot > n:  # slots of the shared table with no entry before it
+                entries.extend(array("q", (_NO_ENTRY,)) * (slot - n))
+        # The usual viewer: the next slot (a new one, or the join the presence just took).
+        self._count += 1
+        if entry != _NO_ENTRY:
             try:
                 entries.append(entry)
+                return
             except OverflowError:  # outside int64
-                entries.append(0)
-                self._wide[slot] = entry
-        elif entry < self._at(slot):
-            if INT64_MIN <= entry <= INT64_MAX:
-                self._entries[slot] = entry
-                if self._wide:
-                    self._wide.pop(slot, None)
-            else:
-                self._entries[slot] = 0
-                self._wide[slot] = entry
+                pass
+        entries.append(0)
+        self._wide[slot] = entry
 
-    def _at(self, slot: int) -> int:
+    def _set(self, slot: int, entry: int) -> None:
+        try:
+            if entry == _NO_ENTRY:
+                raise OverflowError
+            self._entries[slot] = entry
+        except OverflowError:  # outside int64, or the marker's value
+            self._entries[slot] = 0
+            self._wide[slot] = entry
+        else:
+            if self._wide:
+                self._wide.pop(slot, None)
+
+    def _own(self) -> None:
+        """Stop sharing the presence's table: one of this table's own, its users only."""
+        entries, wide = self._entries, self._wide
+        users = [
+            (user, slot)
+            for user, slot in self._slots.items()
+            if slot < len(entries) and entries[slot] != _NO_ENTRY
+        ]
+        self._slots = {user: slot_int(n) for n, (user, _) in enumerate(users)}
+        self._entries = array("q", (entries[slot] for _, slot in users))
+        self._wide = {slot_int(n): wide[slot] for n, (_, slot) in enumerate(users) if slot in wide}
+        self._shared = False
+
+    def share(self, slots: dict[str, int]) -> bool:
+        """Read the presence's table `slots` from now on if it has every user held here (a
+        state just loaded: each saved its own users), the entries laid out by its slots;
+        False (nothing changed) if not."""
+        if self._shared or not all(user in slots for user in self._slots):
+            return False
+        size = max((slots[user] for user in self._slots), default=-1) + 1
+        entries = array("q", (_NO_ENTRY,)) * size
+        wide: dict[int, int] = {}
+        for user, slot in self._slots.items():
+            shared = slots[user]
+            entries[shared] = self._entries[slot]
+            if slot in self._wide:
+                wide[shared] = self._wide[slot]
+        self._slots, self._entries, self._wide, self._shared = slots, entries, wide, True
+        return True
+
+    def _slot(self, user: object) -> int | None:
+        slot: int | None = self._slots.get(user)  # type: ignore[call-overload]
+        if slot is None or slot >= len(self._entries) or self._entries[slot] == _NO_ENTRY:
+            return None
+        return slot
+
+    def __getitem__(self, user: str) -> int:
+        slot = self._slot(user)
+        if slot is None:
+            raise KeyError(user)
         if self._wide:
             wide = self._wide.get(slot)
             if wide is not None:
                 return wide
         return self._entries[slot]
 
-    def __getitem__(self, user: str) -> int:
-        return self._at(self._slots[user])
+    def __contains__(self, user: object) -> bool:
+        return self._slot(user) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        if not self._shared:
+            return iter(self._slots)
+        entries = self._entries
+        return (
+            user
+            for user, slot in self._slots.items()
+            if slot < len(entries) and entries[slot] != _NO_ENTRY
+        )
+
+    def __len__(self) -> int:
+        return self._count
 
     def sources(self) -> Counter[int]:
         """Viewers by the rank of their first entry's source (`_SOURCE_BY_RANK`)."""
-        if not self._wide:
-            return Counter(map(_SOURCE_MASK.__and__, self._entries))
-        return Counter(self[user] & _SOURCE_MASK for user in self._slots)
+        if self._wide:
+            return Counter(self[user] & _SOURCE_MASK for user in self)
+        ranks = Counter(map(_SOURCE_MASK.__and__, self._entries))
+        absent = len(self._entries) - self._count  # `_NO_ENTRY` & the mask: rank 0
+        if absent:
+            ranks[0] -= absent
+            if not ranks[0]:
+                del ranks[0]
+        return ranks
 
     def __getstate__(self) -> dict[str, object]:
+        # Its own users only, in slot order (a shared table is the presence's to save).
+        users = list(self)
         return {
-            "users": list(self._slots),
-            "entries": int64s_to_bytes(self._entries),
-            "wide": self._wide,
+            "users": users,
+            "entries": int64s_to_bytes(array("q", (self._entries[self._slots[u]] for u in users))),
+            "wide": {
+                n: self._wide[self._slots[user]]
+                for n, user in enumerate(users)
+                if self._slots[user] in self._wide
+            },
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._slots = {user: slot_int(n) for n, user in enumerate(state["users"])}
         self._entries = int64s_from_bytes(state["entries"])
         self._wide = {slot_int(slot): entry for slot, entry in state["wide"].items()}
+        self._count = len(self._slots)
+        self._shared = False
+        if _NO_ENTRY in self._entries:  # saved before the marker: an entry of its value
+            for slot, entry in enumerate(self._entries):
+                if entry == _NO_ENTRY:
+                    self._set(slot_int(slot), entry)
 
     @classmethod
     def of(cls, entries: Iterable[tuple[str, int]]) -> FirstEntries:
@@ -278,6 +388,14 @@ class ScreenState:
                     for user, entry in firsts.items()
                 )
 
+    def share_slots(self, ledger: Ledger) -> None:
+        """Let each session's first entries read its raw presence's slot table in `ledger`
+        again (`FirstEntries.share`), as before the state was saved."""
+        for sid, firsts in self.first_entry.items():
+            slots = ledger.presence_slots(sid)
+            if slots is not None:
+                firsts.share(slots)
+
     def hold_session(self, sid: str, session: SessionFacts) -> None:
         """Keep what the screen has of a session the ledger folded and will summarize past
         its session horizon, and its buyers' spend up to that horizon (the ledger drops its
@@ -338,8 +456,9 @@ class ScreenState:
             return None
         return self.watermark // MINUTE_MS - self.retained_minutes + 1
 
-    def observe(self, event: Event) -> None:
-        """Take one accepted (non-duplicate) event: O(items) work."""
+    def observe(self, event: Event, ledger: Ledger | None = None) -> None:
+        """Take one accepted (non-duplicate) event: O(items) work. `ledger`, the one that
+        accepted it: a session's first entries then share its raw presence's slot table."""
         ts = event.ts
         watermark = self.watermark
         if watermark is None or ts > watermark:
@@ -365,7 +484,9 @@ class ScreenState:
             entries[source] += 1
             firsts = self.first_entry.get(sid)
             if firsts is None:
-                firsts = self.first_entry[sid] = FirstEntries()
+                firsts = self.first_entry[sid] = FirstEntries(
+                    None if ledger is None else ledger.presence_slots(sid)
+                )
             # At equal ts the smaller source name: a function of the events, not their order.
             firsts.offer(event.user_id, ts << _SOURCE_BITS | _SOURCE_RANK[source])
             counts = self._minute(ts, sid)

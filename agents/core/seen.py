@@ -11,7 +11,9 @@ go to a second run of 24-byte keys (`WIDE_BYTES`) when they have one of the long
 producers send, read by `wide_key` (exact and reversible: `wide_id`): a canonical UUID (36
 characters, all lower- or all upper-case hex) or a ULID (26 Crockford base-32 characters, all
 upper or all lower), behind a prefix of at most 7 UTF-8 bytes (`ord-`, `evt_`...). Other ids
-stay in the set.
+stay in the set. Of the 16-byte keys, ids shaped `prefix` + digits (at most 2 bytes of prefix,
+1-12 digits, no leading zero: the simulator's `e-123456`) are held as 8-byte keys
+(`narrow_key`, exact and reversible): 12 bytes an id with its tag where 20 were (issue 19).
 """
 
 from __future__ import annotations
@@ -142,9 +144,126 @@ def _key_order(keys: _Keys, *then: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
     return np.lexsort((*then, *(words[:, column] for column in reversed(range(words.shape[1])))))
 
 
+#: `narrow_key`'s shape: an id of at most `_NARROW_PREFIX` UTF-8 bytes of prefix then 1 to
+#: `_NARROW_DIGITS` ASCII digits with no leading zero (the simulator's `e-123456`): the
+#: prefix's `_id_key` (below `1 << 24`) above the digits' value (below `1 << _NARROW_SHIFT`).
+_NARROW_PREFIX: Final[int] = 2
+_NARROW_DIGITS: Final[int] = 12
+_NARROW_SHIFT: Final[int] = 40
+_NARROW_VALUE: Final[int] = (1 << _NARROW_SHIFT) - 1
+_Narrow = npt.NDArray[np.uint64]
+_TEN: Final = np.array([10**k for k in range(_NARROW_DIGITS)], dtype=np.uint64)
+_TEN_FROM_LEFT: Final = np.array([10**k for k in reversed(range(_NARROW_DIGITS))], dtype=np.int64)
+_PLACES_FROM_RIGHT: Final = np.arange(_NARROW_DIGITS - 1, -1, -1)
+#: 0-9999 as four ASCII digits (zero-padded), big-endian in a uint64 (`_narrow_words`).
+_ASCII4: Final = np.array(
+    [int.from_bytes(f"{n:04d}".encode(), "big") for n in range(10_000)], dtype=np.uint64
+)
+
+
+def narrow_key(key: int) -> int:
+    """The 8-byte key (below `1 << 64`) of the id whose 16-byte key (`Ledger`'s `_id_key`) is
+    `key`, or -1 if the id is not shaped `prefix` + digits (`_NARROW_PREFIX`): one-to-one on
+    the ids it reads (`narrow_id_key` gives `key` back)."""
+    if not 0 < key < KEY_LIMIT:
+        return -1
+    body = key.to_bytes(16, "big").lstrip(b"\x00")[1:]  # behind the leading 1 byte
+    digits = len(body) - len(body.rstrip(b"0123456789"))
+    if not 1 <= digits <= _NARROW_DIGITS or len(body) - digits > _NARROW_PREFIX:
+        return -1
+    if digits > 1 and body[-digits] == 0x30:  # a leading zero: "e-07" is not "e-7"
+        return -1
+    return ((key >> (8 * digits)) << _NARROW_SHIFT) | int(body[-digits:])
+
+
+def narrow_id_key(narrow: int) -> int:
+    """`narrow_key`'s inverse: the 16-byte key."""
+    digits = str(narrow & _NARROW_VALUE).encode()
+    return ((narrow >> _NARROW_SHIFT) << (8 * len(digits))) | int.from_bytes(digits, "big")
+
+
+def _narrow_keys(keys: _Keys) -> tuple[npt.NDArray[np.bool_], _Narrow]:
+    """`narrow_key` of each 16-byte key, at once: which have one, and theirs (0 where not)."""
+    raw = np.frombuffer(keys.tobytes(), dtype=np.uint8).reshape(-1, 16)
+    digit = (raw >= 0x30) & (raw <= 0x39)
+    # The trailing digits: up to the last byte that is not one (the leading 1 byte at least).
+    digits = np.argmin(digit[:, ::-1], axis=1)
+    marker = np.argmax(raw != 0, axis=1)  # the leading 1 byte
+    ok = (digits >= 1) & (digits <= _NARROW_DIGITS) & (15 - marker - digits <= _NARROW_PREFIX)
+    # The last `_NARROW_DIGITS` bytes' digits times their powers of ten, those in the digits.
+    tail = raw[:, 16 - _NARROW_DIGITS :] - np.uint8(0x30)
+    tail *= _PLACES_FROM_RIGHT[None, :] < digits[:, None]
+    value = (tail @ _TEN_FROM_LEFT).astype(np.uint64)
+    # No leading zero: as many decimal digits as bytes (a single "0" aside).
+    ok &= (digits == 1) | (value >= _TEN[np.clip(digits - 1, 0, _NARROW_DIGITS - 1)])
+    # The prefix's `_id_key`: the 16-byte key without its digits (`key >> 8 * digits`).
+    words = keys.view(">u8").reshape(-1, 2).astype(np.uint64)
+    high, low = words[:, 0], words[:, 1]
+    small = digits < 8
+    down = np.where(small, 8 * digits, 0).astype(np.uint64)
+    up = np.where(small & (digits > 0), 64 - 8 * digits, 0).astype(np.uint64)
+    code = np.where(
+        small,
+        (low >> down) | np.where(digits > 0, high << up, np.uint64(0)),
+        high >> np.where(small, 0, 8 * (digits - 8)).astype(np.uint64),
+    )
+    return ok, np.where(ok, code << np.uint64(_NARROW_SHIFT) | value, np.uint64(0))
+
+
+def _narrow_words(narrow: _Narrow) -> tuple[_Narrow, _Narrow]:
+    """`narrow_id_key` of each, at once, as the 16-byte key's two 64-bit words (high, low)."""
+    code = narrow >> np.uint64(_NARROW_SHIFT)
+    value = narrow & np.uint64(_NARROW_VALUE)
+    digits = np.maximum(np.searchsorted(_TEN, value, side="right"), 1).astype(np.int64)
+    # The value's 12 digits zero-padded, as ASCII, 4 at a time (`_ASCII4`), then cut to its own.
+    four = np.uint64(10_000)
+    rest = value // four
+    low = _ASCII4[(rest % four).astype(np.intp)] << np.uint64(32)
+    low |= _ASCII4[(value % four).astype(np.intp)]
+    high = _ASCII4[(rest // four).astype(np.intp)]
+    small = digits < 8  # the prefix starts in the low word
+    cut = np.where(small, 8 * digits, 0).astype(np.uint64)
+    low &= np.where(small, (np.uint64(1) << cut) - np.uint64(1), ~np.uint64(0))
+    over = np.where(small, 0, 8 * (digits - 8)).astype(np.uint64)
+    high = np.where(small, 0, high & ((np.uint64(1) << over) - np.uint64(1))).astype(np.uint64)
+    low |= np.where(small, code << cut, np.uint64(0))
+    up = np.where(small, 64 - 8 * digits, 0).astype(np.uint64)
+    high |= np.where(small, code >> up, code << over)
+    return high, low
+
+
+def _narrow_as_keys(narrow: _Narrow) -> _Keys:
+    """The 16-byte keys (`S16`) of narrow keys."""
+    high, low = _narrow_words(narrow)
+    words = np.empty((len(narrow), 2), dtype=">u8")
+    words[:, 0], words[:, 1] = high, low
+    return words.reshape(-1).view("S16")
+
+
+def _last_of_equal(
+    keys: npt.NDArray[Any], tags: _Tags, order: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[Any], _Tags]:
+    """`keys` and their tags in `order` (which sorts the keys), of equal keys the last only."""
+    keys, tags = keys[order], tags[order]
+    if len(keys) > 1:
+        last = np.ones(len(keys), dtype=bool)
+        last[:-1] = keys[1:] != keys[:-1]
+        keys, tags = keys[last], tags[last]
+    return keys, tags
+
+
+def _meets(held: npt.NDArray[Any], at: npt.NDArray[np.intp], new: npt.NDArray[Any]) -> bool:
+    """Whether any of the sorted `new` keys is in `held` (`at`: their `searchsorted`)."""
+    if not len(held) or not len(new):
+        return False
+    return bool((held[np.minimum(at, len(held) - 1)] == new).any())
+
+
 class SeenRuns:
     """Event ids moved out of the ledger's set: sorted keys of `width` bytes (16, or
-    `WIDE_BYTES` for `wide_key`'s), their tags, a filter."""
+    `WIDE_BYTES` for `wide_key`'s), their tags, a filter. Of 16-byte keys, those of ids shaped
+    as `narrow_key` reads are held as 8-byte keys instead (`narrow`, `narrow_tags`, sorted):
+    12 bytes an id where 20 were; the filter and `max_key` read every key as its 16-byte one."""
 
     __slots__ = (
         "_bits",
@@ -154,6 +273,8 @@ class SeenRuns:
         "hour_counts",
         "keys",
         "max_key",
+        "narrow",
+        "narrow_tags",
         "tags",
         "width",
     )
@@ -168,6 +289,8 @@ class SeenRuns:
         #: the filter).
         self.max_key = -1
         self.tags: _Tags = np.empty(0, dtype=np.int32)
+        self.narrow: _Narrow = np.empty(0, dtype=np.uint64)
+        self.narrow_tags: _Tags = np.empty(0, dtype=np.int32)
         #: Per topic, hour -> how many keys it has (to know, as hours expire, how many are
         #: dead), and how many are dead as of `_scanned_to` (per topic the first hour kept then).
         self.hour_counts: list[dict[int, int]] = [{} for _ in range(TOPIC_SLOTS)]
@@ -177,23 +300,38 @@ class SeenRuns:
         self._filter = bytearray()
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.keys) + len(self.narrow)
 
-    def __getstate__(self) -> tuple[bytes, bytes] | tuple[bytes, bytes, int]:
+    def __getstate__(self) -> tuple[bytes, ...] | tuple[bytes, bytes, int]:
         # Plain bytes: the state's unpickler resolves no numpy global (agents.core.persist).
-        if self.width == 16:
+        if self.width != 16:
+            return self.keys.tobytes(), self.tags.tobytes(), self.width
+        if not len(self.narrow):
             return self.keys.tobytes(), self.tags.tobytes()
-        return self.keys.tobytes(), self.tags.tobytes(), self.width
+        narrow = self.narrow.astype("<u8").tobytes()
+        return self.keys.tobytes(), self.tags.tobytes(), narrow, self.narrow_tags.tobytes()
 
-    def __setstate__(self, state: tuple[bytes, bytes] | tuple[bytes, bytes, int]) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        # (keys, tags), (keys, tags, width) or, with narrow keys (version 12), (keys, tags,
+        # narrow, narrow tags); 16-byte keys of a state written before narrow ones: narrowed.
         keys, tags = state[0], state[1]
-        width = state[2] if len(state) > 2 else 16
+        width = state[2] if len(state) == 3 else 16
         self.__init__(width)  # type: ignore[misc]
         self.keys = np.frombuffer(keys, dtype=f"S{width}").copy()
         self.tags = np.frombuffer(tags, dtype=np.int32).copy()
-        self._note_max()
         if len(self.keys) != len(self.tags):
             raise ValueError("seen ids: keys and tags differ in length")
+        if len(state) == 4:
+            self.narrow = np.frombuffer(state[2], dtype="<u8").astype(np.uint64)
+            self.narrow_tags = np.frombuffer(state[3], dtype=np.int32).copy()
+            if len(self.narrow) != len(self.narrow_tags):
+                raise ValueError("seen ids: narrow keys and tags differ in length")
+        elif width == 16 and len(self.keys):
+            fits, narrow = _narrow_keys(self.keys)
+            order = np.argsort(narrow[fits], kind="stable")
+            self.narrow, self.narrow_tags = narrow[fits][order], self.tags[fits][order]
+            self.keys, self.tags = self.keys[~fits], self.tags[~fits]
+        self._note_max()
         self._count_tags([None] * TOPIC_SLOTS)  # counted dead when their hours expire next
         self._build_filter()
 
@@ -215,11 +353,18 @@ class SeenRuns:
         width = self.width
         if key >= 1 << (8 * width):
             return False
-        wanted = key.to_bytes(width, "big")
-        at = int(np.searchsorted(self.keys, wanted))
-        if at == len(self.keys) or bytes(self.keys[at]).ljust(width, b"\x00") != wanted:
-            return False
-        tag = int(self.tags[at])
+        narrow = narrow_key(key) if width == 16 else -1
+        if narrow >= 0:
+            at = int(np.searchsorted(self.narrow, np.uint64(narrow)))
+            if at == len(self.narrow) or int(self.narrow[at]) != narrow:
+                return False
+            tag = int(self.narrow_tags[at])
+        else:
+            wanted = key.to_bytes(width, "big")
+            at = int(np.searchsorted(self.keys, wanted))
+            if at == len(self.keys) or bytes(self.keys[at]).ljust(width, b"\x00") != wanted:
+                return False
+            tag = int(self.tags[at])
         first = kept_from[tag % TOPIC_SLOTS]
         return first is None or tag // TOPIC_SLOTS >= first
 
@@ -232,35 +377,50 @@ class SeenRuns:
         blobs: list[bytes] = []
         lengths: list[int] = []
         tag_list: list[int] = []
+        batch_max = -1
         for keys, tag in filed:
             blobs.append(b"".join([key.to_bytes(width, "big") for key in keys]))
             lengths.append(len(keys))
             tag_list.append(tag)
+            batch_max = max(batch_max, max(keys, default=-1))
         new_keys: _Keys = np.frombuffer(b"".join(blobs), dtype=self.keys.dtype)
         new_tags: _Tags = np.repeat(np.array(tag_list, dtype=np.int32), lengths)
         if not len(new_keys):
             return
-        if not len(self.keys):
-            self._merge(new_keys, new_tags, kept_from)
+        new_narrow: _Narrow = np.empty(0, dtype=np.uint64)
+        new_narrow_tags: _Tags = np.empty(0, dtype=np.int32)
+        every_new = new_keys  # their 16-byte keys: the filter's bits
+        if width == 16:
+            fits, narrow = _narrow_keys(new_keys)
+            if fits.any():
+                new_narrow, new_narrow_tags = narrow[fits], new_tags[fits]
+                new_keys, new_tags = new_keys[~fits], new_tags[~fits]
+        if not len(self):
+            self._merge(new_keys, new_tags, kept_from, new_narrow, new_narrow_tags)
             return
-        # Inserted into the sorted array (a copy, no sort of what is held): a batch is small
-        # beside the array, so this is ~10x cheaper than sorting both.
-        order = _key_order(new_keys)
-        new_keys, new_tags = new_keys[order], new_tags[order]
-        last = np.ones(len(new_keys), dtype=bool)
-        last[:-1] = new_keys[1:] != new_keys[:-1]
-        new_keys, new_tags = new_keys[last], new_tags[last]
+        # Inserted into the sorted arrays (a copy, no sort of what is held): a batch is small
+        # beside the arrays, so this is ~10x cheaper than sorting both.
+        new_keys, new_tags = _last_of_equal(new_keys, new_tags, _key_order(new_keys))
+        new_narrow, new_narrow_tags = _last_of_equal(
+            new_narrow, new_narrow_tags, np.argsort(new_narrow, kind="stable")
+        )
         at = np.searchsorted(self.keys, new_keys)
-        if (self.keys[np.minimum(at, len(self.keys) - 1)] == new_keys).any():
+        narrow_at = np.searchsorted(self.narrow, new_narrow)
+        if _meets(self.keys, at, new_keys) or _meets(self.narrow, narrow_at, new_narrow):
             # A dead key met again (rare): merged whole, which recounts the tags.
-            self._merge(new_keys, new_tags, kept_from)
+            self._merge(new_keys, new_tags, kept_from, new_narrow, new_narrow_tags)
             return
-        self.keys = np.insert(self.keys, at, new_keys)
-        self.tags = np.insert(self.tags, at, new_tags)
-        self._note_max()
+        if len(new_keys):
+            self.keys = np.insert(self.keys, at, new_keys)
+            self.tags = np.insert(self.tags, at, new_tags)
+        if len(new_narrow):
+            self.narrow = np.insert(self.narrow, narrow_at, new_narrow)
+            self.narrow_tags = np.insert(self.narrow_tags, narrow_at, new_narrow_tags)
+        self.max_key = max(self.max_key, batch_max)
         self._count(new_tags)
-        if self._fits(len(self.keys)):
-            self._set_bits(new_keys)
+        self._count(new_narrow_tags)
+        if self._fits(len(self)):
+            self._set_bits(every_new)
         else:
             self._build_filter()
 
@@ -269,6 +429,10 @@ class SeenRuns:
         self.max_key = (
             int.from_bytes(bytes(keys[-1]).ljust(self.width, b"\x00"), "big") if len(keys) else -1
         )
+        if len(self.narrow):  # sorted by narrow key, not by the 16-byte one: read them all
+            high, low = _narrow_words(self.narrow)
+            top = int(np.lexsort((low, high))[-1])
+            self.max_key = max(self.max_key, int(high[top]) << 64 | int(low[top]))
 
     def _count(self, tags: _Tags) -> None:
         values, counts = np.unique(tags, return_counts=True)
@@ -295,20 +459,26 @@ class SeenRuns:
                 if hour < first and (scanned is None or hour >= scanned)
             )
         self._scanned_to[topic] = first
-        if self._dead and 2 * self._dead >= len(self.keys):
+        if self._dead and 2 * self._dead >= len(self):
             self._merge(np.empty(0, dtype=self.keys.dtype), np.empty(0, dtype=np.int32), kept_from)
 
     def live_count(self) -> int:
         """How many keys are held inside their window (the dead ones counted as the window
         moved; after a restore, until each topic's window next moves, none is counted dead)."""
-        return len(self.keys) - self._dead
+        return len(self) - self._dead
 
     def live_keys(self, kept_from: Sequence[int | None]) -> list[tuple[int, int]]:
         """Every `(key, tag)` held inside its window (merges, tests)."""
         live = self._live_mask(self.tags, kept_from)
+        narrow_live = self._live_mask(self.narrow_tags, kept_from)
         return [
             (int.from_bytes(bytes(key).ljust(self.width, b"\x00"), "big"), int(tag))
             for key, tag in zip(self.keys[live], self.tags[live], strict=True)
+        ] + [
+            (narrow_id_key(int(key)), int(tag))
+            for key, tag in zip(
+                self.narrow[narrow_live], self.narrow_tags[narrow_live], strict=True
+            )
         ]
 
     @classmethod
@@ -329,6 +499,7 @@ class SeenRuns:
         if len(parts) == 1 and list(parts[0][1]) == list(kept_from):
             only = parts[0][0]
             out.keys, out.tags = only.keys.copy(), only.tags.copy()
+            out.narrow, out.narrow_tags = only.narrow.copy(), only.narrow_tags.copy()
             out.max_key = only.max_key
             out.hour_counts = [dict(hours) for hours in only.hour_counts]
             out._dead, out._scanned_to = only._dead, list(only._scanned_to)
@@ -341,7 +512,14 @@ class SeenRuns:
         tags = np.concatenate(
             [part.tags[mask] for (part, _kept), mask in zip(parts, live, strict=True)]
         )
-        out._merge(keys, tags, kept_from)
+        narrow_live = [cls._live_mask(part.narrow_tags, part_kept) for part, part_kept in parts]
+        narrow = np.concatenate(
+            [part.narrow[mask] for (part, _kept), mask in zip(parts, narrow_live, strict=True)]
+        )
+        narrow_tags = np.concatenate(
+            [part.narrow_tags[mask] for (part, _kept), mask in zip(parts, narrow_live, strict=True)]
+        )
+        out._merge(keys, tags, kept_from, narrow, narrow_tags)
         return out
 
     @staticmethod
@@ -352,32 +530,47 @@ class SeenRuns:
                 live &= ~((tags % TOPIC_SLOTS == topic) & (tags // TOPIC_SLOTS < first))
         return live
 
-    def _merge(self, new_keys: _Keys, new_tags: _Tags, kept_from: Sequence[int | None]) -> None:
+    def _merge(
+        self,
+        new_keys: _Keys,
+        new_tags: _Tags,
+        kept_from: Sequence[int | None],
+        new_narrow: _Narrow | None = None,
+        new_narrow_tags: _Tags | None = None,
+    ) -> None:
+        if new_narrow is None or new_narrow_tags is None:
+            new_narrow, new_narrow_tags = np.empty(0, np.uint64), np.empty(0, np.int32)
+        held = len(self) + len(new_keys) + len(new_narrow)
         keys = np.concatenate([self.keys, new_keys])
         tags = np.concatenate([self.tags, new_tags])
         live = self._live_mask(tags, kept_from)
         keys, tags = keys[live], tags[live]
-        order = _key_order(keys, tags)  # by key, then tag: of equal keys the newest last
-        keys, tags = keys[order], tags[order]
-        if len(keys) > 1:
-            last = np.ones(len(keys), dtype=bool)
-            last[:-1] = keys[1:] != keys[:-1]
-            keys, tags = keys[last], tags[last]
+        # By key, then tag: of equal keys the newest last.
+        keys, tags = _last_of_equal(keys, tags, _key_order(keys, tags))
+        narrow = np.concatenate([self.narrow, new_narrow])
+        narrow_tags = np.concatenate([self.narrow_tags, new_narrow_tags])
+        live = self._live_mask(narrow_tags, kept_from)
+        narrow, narrow_tags = narrow[live], narrow_tags[live]
+        narrow, narrow_tags = _last_of_equal(narrow, narrow_tags, np.lexsort((narrow_tags, narrow)))
         # The filter only gains bits: rebuilt when keys were dropped (their bits would stay)
         # or when it is too small for the keys, else the new keys' bits are added.
-        rebuild = len(keys) < len(self.keys) + len(new_keys) or not self._fits(len(keys))
+        kept = len(keys) + len(narrow)
+        rebuild = kept < held or not self._fits(kept)
         self.keys, self.tags = keys, tags
+        self.narrow, self.narrow_tags = narrow, narrow_tags
         self._note_max()
         self._count_tags(kept_from)
         if rebuild:
             self._build_filter()
         else:
             self._set_bits(new_keys)
+            self._set_narrow_bits(new_narrow)
 
     def _count_tags(self, kept_from: Sequence[int | None]) -> None:
         """Count the tags afresh, with no key dead (those held are all inside `kept_from`)."""
         self.hour_counts = [{} for _ in range(TOPIC_SLOTS)]
         self._count(self.tags)
+        self._count(self.narrow_tags)
         self._dead = 0
         self._scanned_to = [*kept_from, *[None] * (TOPIC_SLOTS - len(kept_from))]
 
@@ -387,7 +580,7 @@ class SeenRuns:
         )
 
     def _build_filter(self) -> None:
-        n = len(self.keys)
+        n = len(self)
         if not n:
             self._bits, self._filter = 0, bytearray()
             return
@@ -395,6 +588,11 @@ class SeenRuns:
         self._bits = min(_MAX_FILTER_LOG2, (wanted - 1).bit_length())
         self._filter = bytearray(1 << (self._bits - 3))
         self._set_bits(self.keys)
+        self._set_narrow_bits(self.narrow)
+
+    def _set_narrow_bits(self, narrow: _Narrow) -> None:
+        if len(narrow):
+            self._set_bits(_narrow_as_keys(narrow))
 
     def _set_bits(self, keys: _Keys) -> None:
         if not len(keys):

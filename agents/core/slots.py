@@ -51,8 +51,9 @@ def int64s_from_bytes(raw: bytes) -> array[int]:
 
 class SlotKeys:
     """What a table kept by slot (`_slots`: user -> slot, in slot order) answers of its users
-    for `Mapping` (`ledger.Presence`, `screen.FirstEntries`): iteration in slot order, size and
-    membership, none of them reading the arrays."""
+    for `Mapping` (`ledger.Presence`; `screen.FirstEntries` reads a presence's table and
+    answers these itself): iteration in slot order, size and membership, none of them reading
+    the arrays."""
 
     __slots__ = ()
     _slots: dict[str, int]

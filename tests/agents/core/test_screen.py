@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from agents.core import Ledger, OperatorBoard
+from agents.core.ledger import Presence
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import dump_state, load_state
 from agents.core.screen import (
@@ -48,7 +49,7 @@ def feed(stream: Any) -> tuple[Ledger, OperatorBoard]:
             ledger.reject(event.reason)
             continue
         if ledger.apply(event):
-            board.observe(event)
+            board.observe(event, ledger)  # as `ingest`: first entries by the presence's slots
     return ledger, board
 
 
@@ -148,6 +149,63 @@ def test_first_entries_keep_each_users_smallest_in_and_past_int64() -> None:
     assert firsts.sources() == Counter(entry & 7 for entry in plain.values())
     copy = pickle.loads(pickle.dumps(firsts))
     assert list(copy) == list(plain) and dict(copy) == plain
+
+
+def test_first_entries_sharing_a_presences_slots_are_each_users_smallest() -> None:
+    """Issue 19: a session's first entries read its raw presence's user -> slot table, which
+    also holds users with no entry (a leave only) and grows between offers; a user the table
+    lacks (a join after the presence folded) gives the entries a table of their own, which the
+    presence's later users do not enter. Against a plain dict of each user's smallest."""
+    rng = random.Random(19)
+    for detach_at in (None, 900, 0):
+        presence = Presence()
+        firsts, plain = FirstEntries(presence.slot_table()), {}
+        for step in range(3_000):
+            if rng.random() < 0.3:  # a leave: the presence's, not an entry (u-300 on: only)
+                presence.add(f"u-{rng.randrange(400)}", T0 + step, step, False)
+                continue
+            user = f"u-{rng.randrange(300)}"
+            if detach_at is None or step < detach_at:
+                presence.add(user, T0 + step, step, True)  # the ledger takes the join first
+            else:  # the presence folded: joins of its users and of new ones (v-)
+                user = f"{rng.choice('uv')}-{rng.randrange(300)}"
+            entry = rng.choice([0, -(2**63), 2**63 - 1, 2**64, T0 << _SOURCE_BITS])
+            entry += rng.randrange(-3, 3)
+            firsts.offer(user, entry)
+            plain[user] = min(plain.get(user, entry), entry)
+        assert firsts._shared is (detach_at is None)
+        assert dict(firsts) == plain and len(firsts) == len(plain)
+        assert set(firsts) == set(plain) and all(user in firsts for user in plain)
+        leave_only = set(presence) - set(plain)
+        assert leave_only and not any(user in firsts for user in leave_only)
+        assert firsts.get(next(iter(leave_only))) is None
+        assert firsts.sources() == Counter(entry & 7 for entry in plain.values())
+        copy = pickle.loads(pickle.dumps(firsts))
+        assert dict(copy) == plain and len(copy) == len(plain)
+        assert copy.sources() == firsts.sources()
+        # Loaded, it reads the presence's table again when that has all its users.
+        assert copy.share(presence.slot_table()) is (detach_at is None)
+        assert dict(copy) == plain and copy.sources() == firsts.sources()
+        copy.offer("w-1", 5)
+        assert copy["w-1"] == 5 and "w-1" not in presence and len(copy) == len(plain) + 1
+
+
+def test_a_loaded_screen_reads_the_presences_slot_tables_again() -> None:
+    """Each session's first entries are saved with their own users; loaded, those of a
+    session with a raw presence read its table again, the same entries, the same screen."""
+    ledger, board = feed(lines("xhs")[:4000])
+    firsts = board.screen.first_entry
+    assert any(users._shared for users in firsts.values())
+    loaded_ledger, loaded_board = load_state(dump_state(ledger, board))
+    loaded = loaded_board.screen.first_entry
+    assert {sid: dict(users) for sid, users in loaded.items()} == {
+        sid: dict(users) for sid, users in firsts.items()
+    }
+    for sid, users in loaded.items():
+        assert users._shared is (loaded_ledger.presence_slots(sid) is not None)
+        if users._shared:
+            assert users._slots is loaded_ledger.presence_slots(sid)
+    assert loaded_board.screen.snapshot(loaded_ledger) == board.screen.snapshot(ledger)
 
 
 def test_a_first_entry_at_equal_ts_is_the_smaller_source_name_in_any_order() -> None:

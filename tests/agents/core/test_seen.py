@@ -9,11 +9,20 @@ import random
 import zlib
 from typing import Any
 
+import numpy as np
+
 from agents.core import Ledger, OperatorBoard
 from agents.core.ledger import TOPICS
 from agents.core.merge import merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
-from agents.core.seen import KEY_LIMIT, MIN_BATCH, SeenRuns
+from agents.core.seen import (
+    KEY_LIMIT,
+    MIN_BATCH,
+    SeenRuns,
+    _narrow_as_keys,
+    narrow_id_key,
+    narrow_key,
+)
 from schemas import event_adapter
 
 T0 = 1_721_800_800_000
@@ -155,3 +164,100 @@ def test_partitions_runs_merge_into_the_union_of_their_ids() -> None:
     merged = merge_ledgers(parts)
     assert merged.seen_ids() == truth
     assert not merged.apply(join(T0 + 3 * 10_000, "e-3"))
+
+
+def _narrow_truth(event_id: str) -> int:
+    """`narrow_key` from the string: the prefix (at most 2 UTF-8 bytes) and the trailing
+    digits (1 to 12, no leading zero), or -1."""
+    digits = len(event_id) - len(event_id.rstrip("0123456789"))
+    prefix, tail = event_id[: len(event_id) - digits], event_id[len(event_id) - digits :]
+    if not 1 <= digits <= 12 or len(prefix.encode()) > 2 or (digits > 1 and tail[0] == "0"):
+        return -1
+    return (_key(prefix) << 40) | int(tail)
+
+
+def _narrow_ids(rng: random.Random, n: int) -> list[str]:
+    """Ids shaped `prefix` + digits and near-misses: leading zeros, 13 digits, 3-byte and
+    non-ASCII prefixes, digits only, none."""
+    out: list[str] = []
+    for i in range(n):
+        number = rng.randrange(10 ** rng.randrange(1, 14))
+        prefix = rng.choice(["e-", "e-", "e-", "", "x", "é", "ab-", "e-0", "ü-", "-"])
+        out.append(prefix + (str(number) if i % 9 else f"0{number}"))
+    return list(dict.fromkeys(out))
+
+
+def test_narrow_keys_are_the_strings_shape_and_reversible() -> None:
+    rng = random.Random(13)
+    edges = ["0", "7", "e-0", "e-00", "e-999999999999", "e-"]
+    ids = list(dict.fromkeys(_narrow_ids(rng, 30_000) + edges))
+    keys = [_key(event_id) for event_id in ids]
+    truth = [_narrow_truth(event_id) for event_id in ids]
+    assert sum(t >= 0 for t in truth) > len(ids) // 3 and sum(t < 0 for t in truth) > 1000
+    assert [narrow_key(key) for key in keys] == truth
+    assert all(narrow_id_key(t) == key for t, key in zip(truth, keys, strict=True) if t >= 0)
+    assert len({t for t in truth if t >= 0}) == sum(t >= 0 for t in truth)  # one-to-one
+    assert all(t < 1 << 64 for t in truth)
+    # The runs' whole-batch reading (numpy) is the same.
+    runs = SeenRuns()
+    fit = [key for key in keys if key < KEY_LIMIT]
+    runs.absorb([(fit, 5)], [None] * 8)
+    assert sorted(runs.narrow.tolist()) == sorted(t for t in truth if t >= 0)
+    assert len(runs.keys) == len(fit) - sum(t >= 0 for t in truth)
+    assert runs.max_key == max(fit)
+    assert sorted(key for key, _tag in runs.live_keys([None] * 8)) == sorted(fit)
+
+
+def test_narrow_and_other_ids_are_deduplicated_exactly_past_windows_and_snapshots() -> None:
+    """Ids of both kinds, a third sent again later, under a 1-day window over 4 days: the
+    duplicates and the ids remembered are a plain set's of the strings, after a snapshot, one
+    written before narrow keys (its 16-byte keys narrowed at load), and a merge."""
+    rng = random.Random(31)
+    ids = _narrow_ids(rng, 16_000)
+    sent = [(T0 + i * 20_000, event_id) for i, event_id in enumerate(ids)]
+    sent += [(ts + rng.randint(1, 300) * 20_000, event_id) for ts, event_id in sent[::3]]
+    sent.sort(key=lambda pair: pair[0])  # copies within 100 minutes, ids over ~4 days
+    ledger, parts = Ledger(dedupe_window_ms=DAY), [Ledger(dedupe_window_ms=DAY) for _ in range(2)]
+    first: dict[str, int] = {}
+    for n, (ts, event_id) in enumerate(sent):
+        assert ledger.apply(join(ts, event_id)) is (event_id not in first)
+        first.setdefault(event_id, ts)
+        parts[n % 2].apply(join(ts, event_id))
+    assert ledger.counts.duplicates == len(sent) - len(ids)
+    assert len(ledger._seen_runs.narrow) > 1000 and len(ledger._seen_runs.keys) > 1000
+    last = sent[-1][0]
+
+    # Ids are remembered by the hour of their ts, from the first hour the ledger keeps (the
+    # horizon's own or the one before; not what is tested here).
+    def remembered(ledger: Ledger) -> set[int]:
+        (kept_from,) = [hour for hour in ledger._kept_from_hour if hour is not None]
+        assert (last - DAY) // HOUR - 1 <= kept_from <= (last - DAY) // HOUR
+        return {_key(i) for i, ts in first.items() if ts // HOUR >= kept_from}
+
+    assert ledger.seen_ids() == remembered(ledger)
+    truth = first
+    restored, _board = load_state(dump_state(ledger, OperatorBoard()))
+    runs = ledger._seen_runs
+    before = SeenRuns()  # as pickled before narrow keys: every key in 16 bytes
+    before.__setstate__(
+        (
+            np.sort(np.concatenate([runs.keys, _narrow_as_keys(runs.narrow)])).tobytes(),
+            np.concatenate([runs.tags, runs.narrow_tags])[
+                np.argsort(np.concatenate([runs.keys, _narrow_as_keys(runs.narrow)]))
+            ].tobytes(),
+        )
+    )
+    assert sorted(before.live_keys([None] * 8)) == sorted(runs.live_keys([None] * 8))
+    assert len(before.narrow) == len(runs.narrow)
+    merged = merge_ledgers(parts)
+    assert restored.seen_ids() == remembered(restored)
+    # A merge keeps the parts' sets whole (ids of the hour before its horizon too, as before
+    # narrow keys): every id it must remember, and only ids sent.
+    assert remembered(merged) <= merged.seen_ids() <= {_key(i) for i in first}
+    for copy in (restored, merged):
+        for event_id in list(truth)[-3000::7]:  # inside the window: a duplicate
+            assert not copy.apply(join(last, event_id))
+    for event_id in ["e-0", "e-1", "e-07", "é1", "e-1234567890123"]:
+        if event_id not in truth:
+            assert restored.apply(join(last, event_id))
+            assert not restored.apply(join(last, event_id))
