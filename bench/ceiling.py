@@ -22,10 +22,6 @@ try:  # a fetch decoded at once, as the worker does; the baseline's core ((a0)) 
     from agents.core.ingest import decode_values, ingest_decoded
 except ImportError:  # a tree before issue 19's Session 9: `ingest` one value at a time
     decode_values = None  # type: ignore[assignment]
-try:  # and its ids looked up at once (issue 19, Session 13), where the tree can
-    from agents.core.ingest import look_up_fetch
-except ImportError:
-    look_up_fetch = None  # type: ignore[assignment]
 from bench.shared import consumed, contender_parser, contender_settings
 from streams.runtime.gcpace import GcPacer
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
@@ -66,10 +62,7 @@ async def consume(
                         for record in records:
                             ingest(record.value, ledger, board)
                     else:  # a fetch decoded at once, as the worker does (`apply_batch`)
-                        fetch = decode_values([record.value for record in records])
-                        if look_up_fetch is not None:
-                            look_up_fetch(fetch, ledger)
-                        for decoded in fetch:
+                        for decoded in decode_values([record.value for record in records]):
                             ingest_decoded(decoded, ledger, board)
                 seen += len(records)
                 if pacer is not None:

@@ -64,15 +64,8 @@ def _ingested(values: list[bytes], window_ms: int | None) -> tuple[Ledger, Opera
         for value in values:
             ingest(value, ledger, board)
         return ledger, board
-    try:  # the fetch's ids looked up at once (issue 19, Session 13), where the tree can
-        from agents.core.ingest import look_up_fetch  # noqa: PLC0415
-    except ImportError:
-        look_up_fetch = None  # type: ignore[assignment]
     for i in range(0, len(values), _FETCH):
-        fetch = decode_values(values[i : i + _FETCH])
-        if look_up_fetch is not None:
-            look_up_fetch(fetch, ledger)
-        for decoded in fetch:
+        for decoded in decode_values(values[i : i + _FETCH]):
             ingest_decoded(decoded, ledger, board)
     return ledger, board
 

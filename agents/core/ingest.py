@@ -54,14 +54,6 @@ def decode_values(values: Sequence[bytes | None]) -> list[Event | Rejection | Re
     return [_NULL_VALUE if value is None else next(decoded) for value in values]
 
 
-def look_up_fetch(decoded: Sequence[Event | Rejection | Rejected], ledger: Ledger) -> None:
-    """Before a fetch's decoded values go to `ledger` one by one (`ingest_decoded`): their
-    events' ids looked up in its dedupe at once (`Ledger.look_up_ids`; issue 19)."""
-    ledger.look_up_ids(
-        [value.event_id for value in decoded if not isinstance(value, (Rejection, Rejected))]
-    )
-
-
 def ingest_decoded(
     decoded: Event | Rejection | Rejected, ledger: Ledger, board: OperatorBoard | None
 ) -> Event | Rejected | None:

@@ -151,7 +151,6 @@ class SeenRuns:
         "_dead",
         "_filter",
         "_scanned_to",
-        "answers",
         "hour_counts",
         "keys",
         "max_key",
@@ -176,10 +175,6 @@ class SeenRuns:
         self._scanned_to: list[int | None] = [None] * TOPIC_SLOTS
         self._bits = 0
         self._filter = bytearray()
-        #: A fetch's ids looked up at once (`look_up`): id -> its key's tag here, or -1 if the
-        #: key is not here. Valid while the keys do not change: emptied whenever they do
-        #: (`absorb`, `_merge`), so an id not in it is looked up alone. Not pickled.
-        self.answers: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -214,42 +209,6 @@ class SeenRuns:
         table = self._filter
         return bool(table[first >> 3] >> (first & 7) & 1 and table[second >> 3] >> (second & 7) & 1)
 
-    def look_up(self, event_ids: Sequence[str]) -> None:
-        """Look a fetch's ids up at once (issue 19): when every id's key (`Ledger`'s
-        `_id_key`: a 1 byte and its UTF-8 bytes) fits 16 bytes, each id gets its key's tag
-        here, or -1 if its key is not here, in `answers` (`Ledger.apply` reads them there and
-        checks the tag against the window, as `holds` does). The filter is read for every id
-        in one vectorized pass, and only the ids it does not rule out are searched, with one
-        `np.searchsorted`. A fetch with an id too long for the keys, or runs of `WIDE_BYTES`
-        keys, get no answers (each id looked up alone)."""
-        self.answers = {}
-        n = len(event_ids)
-        if not n or not self._bits or self.width != 16:
-            return
-        blob = b"".join([(b"\x01" + id_.encode()).rjust(16, b"\x00") for id_ in event_ids])
-        if len(blob) != 16 * n:  # an id of 16 UTF-8 bytes or more
-            return
-        keys: _Keys = np.frombuffer(blob, dtype="S16")
-        table = np.frombuffer(self._filter, dtype=np.uint8)
-        first, second = _positions(keys, self._bits)
-        three, seven = np.uint64(3), np.uint64(7)
-        hit = (
-            table[(first >> three).astype(np.intp)] >> (first & seven).astype(np.uint8)
-            & table[(second >> three).astype(np.intp)] >> (second & seven).astype(np.uint8)
-            & 1
-        )
-        answers = dict.fromkeys(event_ids, -1)
-        rows = np.flatnonzero(hit)
-        if len(rows):
-            wanted = keys[rows]
-            where = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
-            found = self.keys[where] == wanted
-            for row, tag in zip(
-                rows[found].tolist(), self.tags[where[found]].tolist(), strict=True
-            ):
-                answers[event_ids[row]] = tag
-        self.answers = answers
-
     def holds(self, key: int, kept_from: Sequence[int | None]) -> bool:
         """Whether `key` is here with a tag still inside its topic's window (`kept_from`: per
         topic the first hour kept, None: every hour)."""
@@ -281,7 +240,6 @@ class SeenRuns:
         new_tags: _Tags = np.repeat(np.array(tag_list, dtype=np.int32), lengths)
         if not len(new_keys):
             return
-        self.answers = {}
         if not len(self.keys):
             self._merge(new_keys, new_tags, kept_from)
             return
@@ -395,7 +353,6 @@ class SeenRuns:
         return live
 
     def _merge(self, new_keys: _Keys, new_tags: _Tags, kept_from: Sequence[int | None]) -> None:
-        self.answers = {}
         keys = np.concatenate([self.keys, new_keys])
         tags = np.concatenate([self.tags, new_tags])
         live = self._live_mask(tags, kept_from)

@@ -23,7 +23,6 @@ from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
 from agents.core.periods import PeriodSettings, attach
 from agents.core.windows import DEFAULT_GRACE_MS
-from schemas import Rejection
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, dead_letter
 from streams.runtime.families import WorkerMetrics
@@ -38,8 +37,6 @@ log = logging.getLogger(__name__)
 _GROUPS: Final[int] = TOPICS.index("live.groups")
 
 _SUMMARY_EVERY_S: Final[float] = 30.0
-#: What `decode_values` gives for a value that is not an event.
-_NOT_EVENTS: Final = (Rejection, Rejected)
 
 #: One record of a contract topic, as consumed: (topic, partition, offset, key, value,
 #: timestamp, headers). The batch consumer builds these, and `apply_batch` takes them as they
@@ -252,18 +249,6 @@ class LiveState:
         part_no = -1
         # The whole fetch decoded at once (issue 19: one validator call for its valid values).
         decoded = decode_values([record.value for record in records])
-        # Each partition's event ids looked up in its dedupe at once (issue 19).
-        ids_of: dict[int, list[str]] = {}
-        for record, value in zip(records, decoded, strict=True):
-            if not isinstance(value, _NOT_EVENTS):
-                ids = ids_of.get(record.partition)
-                if ids is None:
-                    ids = ids_of[record.partition] = []
-                ids.append(value.event_id)
-        for part_no, ids in ids_of.items():
-            held = partitions.get(part_no)
-            if held is not None:
-                held.ledger.look_up_ids(ids)
         for record, value in zip(records, decoded, strict=True):
             if record.partition != part_no:
                 part_no = record.partition

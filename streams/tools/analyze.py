@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agents.core import Ledger, OperatorBoard, build_report
-from agents.core.ingest import decode_values, ingest_decoded, look_up_fetch
+from agents.core.ingest import decode_values, ingest_decoded
 from agents.core.periods import PeriodSettings, attach, with_periods
 from streams.runtime.gcpace import GcPacer
 from streams.tools.progress import count_lines, on_terminal, track
@@ -42,9 +42,7 @@ def analyze_records(
     # Decoded 1,000 at a time, as the worker decodes a fetch (`decode_values`).
     records = iter(records)
     while chunk := list(itertools.islice(records, _PACE_STEP)):
-        fetch = decode_values(chunk)
-        look_up_fetch(fetch, ledger)  # its ids in the dedupe at once (issue 19)
-        for decoded in fetch:
+        for decoded in decode_values(chunk):
             ingest_decoded(decoded, ledger, board)
         if pacer is not None and len(chunk) == _PACE_STEP:
             pacer.after(_PACE_STEP)
