@@ -396,13 +396,13 @@ class OperatorBoard:
             self.session_changed_at[key] = self.changes
         windows = self.windows
         on_time = windows.admit(event.ts, (TOPIC_BY_TYPE[event_type], key))
-        if isinstance(event, ViewerJoined):
+        if type(event) is ViewerJoined:
             self.viewer_log.append((self.changes, event.session_id, event.user_id, True))
             if on_time:
                 bucket = windows.bucket(event.ts, event.session_id)
                 bucket.entries += 1
                 bucket.viewers.add(event.user_id)
-        elif isinstance(event, Interaction):
+        elif type(event) is Interaction:
             if event.kind == "reply":  # the host's, not a viewer's
                 return
             session_id = event.session_id
@@ -413,7 +413,7 @@ class OperatorBoard:
                 bucket = windows.bucket(event.ts, session_id)
                 bucket.interactions += 1
                 bucket.viewers.add(event.user_id)
-        elif isinstance(event, OrderPaid):
+        elif type(event) is OrderPaid:
             if event.session_id is not None:
                 self.viewer_log.append((self.changes, event.session_id, event.user_id, False))
             if event.session_id is not None and on_time:
@@ -422,7 +422,7 @@ class OperatorBoard:
                 bucket.gmv_cents += event.amount_cents
                 bucket.buyers.add(event.user_id)
                 bucket.viewers.add(event.user_id)
-        elif isinstance(event, ProductClicked):
+        elif type(event) is ProductClicked:
             session_id = event.session_id
             clickers = self.product_clickers.get(session_id)
             if clickers is None:
@@ -432,7 +432,7 @@ class OperatorBoard:
                 clickers.add(event.user_id)
             if on_time:
                 windows.bucket(event.ts, session_id).product_clicks += 1
-        elif isinstance(event, ViewerLeft):
+        elif type(event) is ViewerLeft:
             self.viewer_log.append((self.changes, event.session_id, event.user_id, True))
 
     def take_folded(self, ledger: Ledger) -> None:

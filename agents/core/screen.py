@@ -471,12 +471,16 @@ class ScreenState:
             if folded_sid in self.folded:
                 assert folded_sid is not None
                 self._after_fold(event, folded_sid)
-                if isinstance(event, ViewerJoined | ProductClicked | OrderPaid):
+                if (
+                    type(event) is ViewerJoined
+                    or type(event) is ProductClicked
+                    or type(event) is OrderPaid
+                ):
                     counts = self._minute(ts, folded_sid)
                     if counts is not None:
                         _count_minute(counts, event)
                 return
-        if isinstance(event, ViewerJoined):
+        if type(event) is ViewerJoined:
             sid, source = event.session_id, event.source or "unspecified"
             entries = self.source_entries.get(sid)
             if entries is None:
@@ -492,14 +496,14 @@ class ScreenState:
             counts = self._minute(ts, sid)
             if counts is not None:
                 counts.entries += 1
-        elif isinstance(event, ProductClicked):
+        elif type(event) is ProductClicked:
             tally = self._sku(event.session_id, event.sku_id)
             tally.clicks += 1
             tally.clickers.add(event.user_id)
             counts = self._minute(ts, event.session_id)
             if counts is not None:
                 counts.product_clicks += 1
-        elif isinstance(event, OrderPaid) and event.session_id is not None:
+        elif type(event) is OrderPaid and event.session_id is not None:
             sid = event.session_id
             held = self.held_paid.get(sid) if self.held_paid else None
             if held is not None and ts <= held[0] + SESSION_HORIZON_MS:  # as the ledger's

@@ -258,6 +258,12 @@ class LiveState:
         applied: list[SourceRecord] = []
         part: PartitionState | None = None
         part_no = -1
+        # The partition's objects, read once per run of its records (issue 19: the loop runs
+        # once per record; a fetch comes in runs of one partition's records).
+        ledger: Ledger | None = None
+        board: OperatorBoard | None = None
+        positions: dict[str, int] = {}
+        counts = EventCounts()
         # The whole fetch decoded at once (issue 19: one validator call for its valid values).
         decoded = decode_values([record.value for record in records])
         for record, value in zip(records, decoded, strict=True):
@@ -266,32 +272,36 @@ class LiveState:
                 part = partitions.get(part_no)
                 if part is None and not self.assigned_only:
                     part = partitions[part_no] = self.new_partition()
-            if part is None or record.offset < part.positions.get(record.topic, 0):
+                if part is not None:
+                    ledger, board, positions = part.ledger, part.board, part.positions
+                    counts = ledger.counts
+            topic = record.topic
+            if ledger is None or part is None or record.offset < positions.get(topic, 0):
                 self.skipped += 1
                 continue
             applied.append(record)
-            future_before = part.ledger.counts.future
-            outcome = ingest_decoded(value, part.ledger, part.board)
+            future_before = counts.future
+            outcome = ingest_decoded(value, ledger, board)
             if outcome is None:  # refused by the ledger: seen before, or older than its window
-                if part.ledger.refused_as == "expired":
-                    expired[record.topic] += 1
+                if ledger.refused_as == "expired":
+                    expired[topic] += 1
                 else:
-                    duplicates[record.topic] += 1
+                    duplicates[topic] += 1
                 continue
-            if not isinstance(outcome, Rejected):
-                counted[(record.topic, outcome.type)] += 1
-                if part.ledger.counts.future != future_before:
-                    future[record.topic] += 1
+            if not isinstance(outcome, Rejected):  # a plain class: no metaclass call
+                counted[(topic, outcome.type)] += 1
+                if counts.future != future_before:
+                    future[topic] += 1
                 continue
             reason, detail = outcome.reason, outcome.detail
-            rejected[(record.topic, reason)] += 1
+            rejected[(topic, reason)] += 1
             letters.append(dead_letter(record, reason, detail))
-            if (record.topic, reason) not in self._first_reasons:
-                self._first_reasons.add((record.topic, reason))
+            if (topic, reason) not in self._first_reasons:
+                self._first_reasons.add((topic, reason))
                 log.info(
                     "first %s record on %s (partition %d offset %d): %s",
                     reason,
-                    record.topic,
+                    topic,
                     record.partition,
                     record.offset,
                     detail[:200],
@@ -341,13 +351,21 @@ class LiveState:
     def _advance(self, records: Iterable[SourceRecord], *, count: bool = True) -> None:
         positions, partitions = self.positions, self.partitions
         now = time.monotonic()
+        # Each (topic, partition)'s newest offset first (issue 19: a loop of two reads a
+        # record; the positions and the partitions' flags are then written once each).
+        newest: dict[tuple[str, int], int] = {}
         n = 0
         for record in records:
             n += 1
-            part = partitions[record.partition]
-            if record.offset >= part.positions.get(record.topic, 0):
-                part.positions[record.topic] = record.offset + 1
-                positions[(record.topic, record.partition)] = record.offset + 1
+            key = (record.topic, record.partition)
+            offset = record.offset
+            if newest.get(key, -1) < offset:
+                newest[key] = offset
+        for (topic, partition), offset in newest.items():
+            part = partitions[partition]
+            if offset >= part.positions.get(topic, 0):
+                part.positions[topic] = offset + 1
+                positions[(topic, partition)] = offset + 1
             part.dirty = True
             part.applied_at = now
         if n:

@@ -215,6 +215,36 @@ def test_assigned_only_skips_unheld_partitions_and_records_before_the_position()
     assert dropped is restored and state.positions == {} and state.partitions == {}
 
 
+def test_a_fetch_interleaving_partitions_and_topics_moves_each_position_to_its_newest() -> None:
+    """One batch whose records switch partition and topic (and one partition's offsets not in
+    order, an unheld partition between): each held (topic, partition) position is past its
+    newest offset, each record is counted once, and the unheld one's are skipped (the truth
+    is read off the records as written here)."""
+    state = LiveState(assigned_only=True)
+    state.install(0, state.new_partition())
+    state.install(1, state.new_partition())
+    fetch = [
+        SourceRecord("live.sessions", 0, 7, b"s-1", START),
+        SourceRecord("live.orders", 1, 3, b"s-1", ORDER),
+        SourceRecord("live.orders", 2, 9, b"s-1", ORDER),  # partition 2: not held
+        SourceRecord("live.orders", 1, 5, b"s-1", NOT_JSON),
+        SourceRecord("live.orders", 1, 4, b"s-1", ORDER),  # a copy, an older offset
+        SourceRecord("live.sessions", 1, 2, b"s-1", START),
+    ]
+    letters = state.apply_batch(fetch)
+    assert [header(letter, H_REASON) for letter in letters] == ["not_json"]
+    assert state.positions == {
+        ("live.sessions", 0): 8,
+        ("live.orders", 1): 6,
+        ("live.sessions", 1): 3,
+    }
+    assert state.partitions[1].positions == {"live.orders": 6, "live.sessions": 3}
+    assert state.skipped == 1 and state.records == 5
+    assert state.counts().as_dict() == {"valid": 3, "rejected": 1, "duplicates": 1}
+    assert sample(state, "livepulse_events_duplicate_total", topic="live.orders") == 1
+    assert state.partitions[0].dirty and state.partitions[1].dirty
+
+
 def test_an_event_that_breaks_the_ledger_is_dead_lettered_and_the_batch_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
