@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Final
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.core.ledger import GroupFloor
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import OperatorBoard
 from agents.core.periods import with_periods
 from agents.core.persist import load_state
 from agents.core.report import build_report
 from streams.runtime.forkdump import CAN_FORK, fork_bytes
-from streams.runtime.settings import Settings
+from streams.runtime.monthrows import decode
+from streams.runtime.settings import ISOLATION_LEVEL, Settings
 from streams.runtime.statestore import Changelog, Snapshot
 from streams.runtime.topics import end_offsets, partition_counts
+
+#: How long `uncovered` reads the month-rows records no snapshot covers before it counts the
+#: rest unread.
+READ_TIMEOUT_S: Final[float] = 30.0
 
 #: As the worker serves JSON (`streams.runtime.web`): numpy numbers, non-string keys.
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -64,14 +71,74 @@ async def uncovered(settings: Settings, snapshots: dict[int, Snapshot]) -> int:
     """Records in the topics read into the partitions' states that no snapshot covers yet: the
     contract topics, and with the session fold the month-rows topic (a closed month's rows
     leave their sender's snapshot once acknowledged, so until the receiver's snapshot covers
-    them a merged report would be without them)."""
+    them a merged report would be without them). A month-rows record holding only group
+    floors is not counted: a floor changes no figure (it lets a partition drop group events
+    no figure reads any more), and each snapshot announces one to every partition, so a
+    stopped worker's partitions end with floors no snapshot of theirs will ever cover."""
     ends = await end_offsets(settings, settings.state_topics)
     behind = 0
+    month_rows: dict[TopicPartition, tuple[int, int]] = {}
     for tp, end in ends.items():
         snapshot = snapshots.get(tp.partition)
         covered = snapshot.head.positions.get(tp.topic, 0) if snapshot is not None else 0
-        behind += max(0, end - covered)
+        if end <= covered:
+            continue
+        if tp.topic == settings.month_rows_topic:
+            month_rows[tp] = (covered, end)
+        else:
+            behind += end - covered
+    if month_rows:
+        behind += await _uncovered_month_rows(settings, month_rows)
     return behind
+
+
+async def _uncovered_month_rows(
+    settings: Settings, ranges: dict[TopicPartition, tuple[int, int]]
+) -> int:
+    """The month-rows records in `ranges` ([covered, end) of each partition) that hold any
+    message but a group floor (an unreadable one counts: it may be anything)."""
+    consumer = AIOKafkaConsumer(
+        client_id="livepulse-uncovered",
+        enable_auto_commit=False,
+        isolation_level=ISOLATION_LEVEL,
+        auto_offset_reset="earliest",
+        **settings.kafka_client_kwargs(),
+    )
+    await consumer.start()
+    counted = 0
+    try:
+        consumer.assign(list(ranges))
+        beginnings = await consumer.beginning_offsets(list(ranges))
+        for tp, (covered, _end) in ranges.items():
+            # Records deleted by retention before they were read are counted as they were.
+            counted += max(0, beginnings[tp] - covered)
+            consumer.seek(tp, max(covered, beginnings[tp]))
+        pending = {tp: max(covered, beginnings[tp]) for tp, (covered, _end) in ranges.items()}
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while pending and time.monotonic() < deadline:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                end = ranges[tp][1]
+                for record in records:
+                    if record.offset >= end:
+                        break
+                    pending[tp] = record.offset + 1
+                    if not _floors_only(record.value):
+                        counted += 1
+            for tp in list(pending):
+                # Past the end (a transaction marker may be the last offset): done.
+                if await consumer.position(tp) >= ranges[tp][1]:
+                    del pending[tp]
+        # Not read in time (a broker away): counted as they are.
+        counted += sum(ranges[tp][1] - offset for tp, offset in pending.items())
+    finally:
+        await consumer.stop()
+    return int(counted)
+
+
+def _floors_only(value: bytes | None) -> bool:
+    messages = decode(value)  # [] for a record it cannot read
+    return bool(messages) and all(isinstance(message, GroupFloor) for message in messages)
 
 
 async def global_report(

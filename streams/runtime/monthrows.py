@@ -299,12 +299,15 @@ class MonthRowExchange:
         state = self.state
         sources = self.sender.partitions
         applied: list[RawRecord] = []
+        floors_only = True
         for record in records:
             part = state.partitions.get(record.partition)
             if part is None or record.offset < part.positions.get(record.topic, 0):
                 state.skipped += 1
                 continue
             for message in decode(record.value):
+                if not isinstance(message, GroupFloor):
+                    floors_only = False
                 if isinstance(message, MonthRow):
                     part.ledger.receive_month_row(message)
                 elif isinstance(message, FirstOrder):
@@ -321,7 +324,11 @@ class MonthRowExchange:
                     part.ledger.receive_month_closed(message, sources)
             applied.append(record)
         self.received += len(applied)
-        state.advance(applied)
+        # A group floor only lets a partition drop group events no figure reads any more: the
+        # state moves on (positions, a snapshot to write) but every report built before it
+        # stays current (each snapshot announces a floor, and the floors read after the
+        # contract topics drain made a settled worker's report look stale for seconds).
+        state.advance(applied, changes=not floors_only)
         if applied and self._in_flight:
             self.in_flight()  # forget the rows their owners hold now (a view may be forked)
 

@@ -342,13 +342,16 @@ class LiveState:
             self.version += 1
         return folded
 
-    def advance(self, records: Iterable[SourceRecord]) -> None:
+    def advance(self, records: Iterable[SourceRecord], *, changes: bool = True) -> None:
         """Move positions past `records`, applied elsewhere (the month-rows topic's: internal
         records, not counted in `records`, which counts the contract topics' like the event
-        counts do; `/status`' `month_rows` counts them)."""
-        self._advance(records, count=False)
+        counts do; `/status`' `month_rows` counts them). With `changes` false they changed no
+        figure (group floors): views and reports built before stay current."""
+        self._advance(records, count=False, changes=changes)
 
-    def _advance(self, records: Iterable[SourceRecord], *, count: bool = True) -> None:
+    def _advance(
+        self, records: Iterable[SourceRecord], *, count: bool = True, changes: bool = True
+    ) -> None:
         positions, partitions = self.positions, self.partitions
         now = time.monotonic()
         # Each (topic, partition)'s newest offset first (issue 19: a loop of two reads a
@@ -368,7 +371,7 @@ class LiveState:
                 positions[(topic, partition)] = offset + 1
             part.dirty = True
             part.applied_at = now
-        if n:
+        if n and changes:
             self.version += 1
         if count:
             self.records += n
