@@ -205,6 +205,8 @@ _SUMMARY_TOPICS: tuple[int, ...] = tuple(
     for topic in ("live.sessions", "live.views", "live.orders", "live.interactions", "live.groups")
 )
 _GROUPS: int = TOPICS.index("live.groups")
+#: Later than any `ts`: a floor no held lookup lowered (`Ledger.held_group_floor`).
+_NO_FLOOR: int = 1 << 62
 _ORDERS: int = TOPICS.index("live.orders")
 _VIEWS: int = TOPICS.index("live.views")
 #: The topic of questions and their replies (`interaction` events).
@@ -3495,6 +3497,14 @@ class Ledger:
                     if joined is not None and joined < floor:
                         floor = joined
         return floor
+
+    def held_group_floor(self) -> int | None:
+        """The oldest `ts` a "member at ts" lookup of the state held here may ask (None:
+        none): its held sessions, months' first joins, first orders and owner rows, no
+        horizon (a report merged over partitions asks these; `global_report` checks them
+        against the others' compaction)."""
+        floor = self._held_group_floor(_NO_FLOOR)
+        return None if floor == _NO_FLOOR else floor
 
     def idle_group_floor(self, source: int) -> int | None:
         """As partition `source` of a worker that has applied no event for a while (the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from agents.core.ledger import (
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import dump_state, load_state
 from schemas import TOPIC_BY_TYPE, Rejection, decode
+from streams.runtime.global_report import floors_behind
 from streams.runtime.membership import MembershipTable
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.operator_truth import operator_truth
@@ -99,13 +101,19 @@ class _Partitions:
         for partition, queue in enumerate(in_flight):
             for message in queue:
                 later.deliver(partition, message)
+        if self.compacts:  # no state looks up membership older than a compaction
+            assert floors_behind(dict(enumerate(later.ledgers))) == []
         for ledger in later.ledgers:
             ledger.membership_from = groups
         return build_report(merge_ledgers(later.ledgers), merge_boards(later.boards))
 
 
 def _exchanged(
-    stream: tuple[Any, ...], seed: int, checks: int, quiet: tuple[int, int] | None = None
+    stream: tuple[Any, ...],
+    seed: int,
+    checks: int,
+    quiet: tuple[int, int] | None = None,
+    at_check: Callable[[_Partitions, _Partitions], None] | None = None,
 ) -> tuple[_Partitions, _Partitions, MembershipTable, int]:
     """The stream split over the partitions by contract key and fed in chunks, twice: to
     partitions that compact by the floors and to partitions that keep every group event, with
@@ -119,7 +127,7 @@ def _exchanged(
     first, as the worker's reads ahead of its partitions. With `quiet` (partition, ts), that
     partition gets none of its contract events stamped from ts on (it goes idle) and announces
     idle floors once a chunk brought it nothing (`idle=True`, as the keeper after
-    `group_floor_idle_s`)."""
+    `group_floor_idle_s`). `at_check` is called with both runs at each check."""
     parts = split(stream, PARTITIONS)
     if quiet is not None:
         number, quiet_ts = quiet
@@ -181,6 +189,8 @@ def _exchanged(
             got, want = compacting.report(groups, queues), keeping.report(groups, queues)
             assert got["claims"] == want["claims"] and got["operator"] == want["operator"]
             compared += 1
+            if at_check is not None:
+                at_check(compacting, keeping)
     for _round in range(3):  # then, as the keeper's ticks do: take, announce, read it all
         for source in range(len(parts)):
             ledger = compacting.ledgers[source]
