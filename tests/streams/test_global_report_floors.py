@@ -84,6 +84,11 @@ def test_a_source_snapshot_older_than_a_compaction_it_allowed_is_read_again(
         {p: load_state(s.blob)[0] for p, s in late["compacting"].items()}
     )
 
+    # The same built in a forked child, as a worker's /report?scope=global builds it.
+    reads[:] = [mixed["compacting"], late["compacting"]]
+    report = asyncio.run(module.global_report(settings, build_in_thread=True, poll_s=0.0))
+    assert report["claims"] == newest["claims"] and report["state"]["floor_rereads"] == 1
+
     # A mix read again unchanged (nothing newer on the changelog): built then, and named.
     reads[:] = [mixed["compacting"]]
     report = asyncio.run(module.global_report(settings, poll_s=0.0))
