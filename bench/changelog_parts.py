@@ -14,11 +14,13 @@ import json
 import pickle
 import sys
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.core import Ledger, OperatorBoard
 from agents.core.persist import load_state
 from bench.soak_profile import part_sizes
 from streams.runtime.settings import Settings
@@ -61,6 +63,34 @@ async def read_all(settings: Settings, partition: int) -> list[tuple[SnapshotHea
     return found
 
 
+T = TypeVar("T")
+
+
+def newest_at(
+    snapshots: Sequence[tuple[SnapshotHead, bytes]],
+    day: float,
+    restore: Callable[[bytes], tuple[float, T]],
+) -> tuple[float, bytes, T] | None:
+    """The newest of `snapshots` (in the order written, so their event days rise) whose event
+    day is at or before `day`, as (its day, its bytes, what `restore` made of it), by
+    bisection: each probe restores one state."""
+    low, high, best = 0, len(snapshots) - 1, None
+    while low <= high:
+        middle = (low + high) // 2
+        blob = snapshots[middle][1]
+        snap_day, restored = restore(blob)
+        if snap_day <= day:
+            best, low = (snap_day, blob, restored), middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def _restored(blob: bytes, first_ts: int) -> tuple[float, tuple[Ledger, OperatorBoard]]:
+    ledger, board = load_state(blob)
+    return ((ledger.max_ts or first_ts) - first_ts) / DAY_MS, (ledger, board)
+
+
 def _kb(value: object) -> float:
     return len(zlib.compress(pickle.dumps(value, protocol=5), 1)) / 1000
 
@@ -85,24 +115,15 @@ def main() -> None:
         taken: dict[int, float] = {}
         total = 0
         for p, snapshots in per_partition.items():
-            # snapshots are in the order written, so their event days rise: the newest one
-            # at or before `day` by bisection (each probe restores one state)
-            low, high, best = 0, len(snapshots) - 1, None
-            while low <= high:
-                middle = (low + high) // 2
-                ledger, board = load_state(snapshots[middle][1])
-                snap_day = ((ledger.max_ts or first_ts) - first_ts) / DAY_MS
-                if snap_day <= day:
-                    best, low = (snap_day, snapshots[middle][1], ledger, board), middle + 1
-                else:
-                    high = middle - 1
+            best = newest_at(snapshots, day, lambda blob: _restored(blob, first_ts))
             if best is None:
                 continue
-            taken[p] = round(best[0], 2)
-            total += len(best[1])
-            for name, kb in part_sizes(best[2], best[3]).items():
+            snap_day, blob, (ledger, board) = best
+            taken[p] = round(snap_day, 2)
+            total += len(blob)
+            for name, kb in part_sizes(ledger, board).items():
                 parts[name] = parts.get(name, 0.0) + kb
-            for claim_parts in best[2].frozen_parts.values():
+            for claim_parts in ledger.frozen_parts.values():
                 for claim_id, part in claim_parts.items():
                     claims[claim_id] = claims.get(claim_id, 0.0) + _kb(part)
         out["at"][str(day)] = {
