@@ -195,8 +195,12 @@ class GcClock:
         self.recent.append((took, cpu))
 
     def status(self) -> dict[str, object]:
-        walls = sorted(took for took, _cpu in self.recent)
-        cpus = sorted(cpu for _took, cpu in self.recent)
+        # One copy in C under the GIL: the callback runs in whichever thread collects (faust's
+        # consumer thread too), and a Python loop over the deque let it append mid-iteration
+        # ("deque mutated during iteration": a 500 from /status under load).
+        recent = list(self.recent)
+        walls = sorted(took for took, _cpu in recent)
+        cpus = sorted(cpu for _took, cpu in recent)
         return {
             "collections": list(self.collections),
             "seconds": [round(s, 4) for s in self.seconds],

@@ -139,3 +139,38 @@ def test_a_failed_restore_freezes_nothing(pacer: GcPacer) -> None:
         raise ValueError("truncated snapshot")
     assert gc.isenabled() and pacer.restores == 0
     assert id(half) in {id(o) for o in gc.get_objects()}  # still young: collectable
+
+
+def test_the_gc_clock_status_reads_while_another_thread_collects() -> None:
+    """The clock's callback runs in whichever thread collects (faust's consumer thread too):
+    `status()` must not iterate the recent pauses while it appends. A fold-off bench pass got a
+    500 from /status with "deque mutated during iteration"; with the old loops over the deque
+    this failed ~1 call in 6 here."""
+    import sys
+    import threading
+
+    clock = GcClock()
+    for i in range(2000):
+        clock.recent.append((0.001 * i, 0.0005 * i))
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            clock.recent.append((0.002, 0.001))
+
+    writer = threading.Thread(target=collect)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    writer.start()
+    errors: list[RuntimeError] = []
+    try:
+        for _ in range(2000):
+            try:
+                clock.status()
+            except RuntimeError as exc:
+                errors.append(exc)
+    finally:
+        stop.set()
+        writer.join()
+        sys.setswitchinterval(interval)
+    assert errors == []
