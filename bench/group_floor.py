@@ -51,10 +51,11 @@ def run(stream: Path, partitions: int, window_days: float, every_days: float) ->
                 continue
             routed.append((_partition_of(key, partitions), decode(raw)))
     table = MembershipTable(window_ms, None)
+    # A groups partition's ledger is made at its first event: one with none yet is left out
+    # of the table's horizon, as the worker's table leaves out one gone idle.
     table.caught_up.set()
     ledgers = [Ledger(window_ms, fold_sessions=True) for _ in range(partitions)]
-    for partition, ledger in enumerate(ledgers):
-        table.ledgers[partition] = Ledger(window_ms)
+    for ledger in ledgers:
         ledger.membership_from = table
     applied_groups = 0
     first_ts: int | None = None
@@ -105,7 +106,7 @@ def run(stream: Path, partitions: int, window_days: float, every_days: float) ->
         for partition, part in enumerate(parts):
             for event in part:
                 if not isinstance(event, Rejection) and event.type.startswith("group_"):
-                    table.ledgers[partition].apply(event)
+                    table.ledgers.setdefault(partition, Ledger(window_ms)).apply(event)
         for partition, part in enumerate(parts):
             ledger = ledgers[partition]
             for event in part:

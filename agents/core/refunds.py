@@ -92,15 +92,21 @@ class RefundTable:
         """Whether an order of `order_id` was folded with this table's refunds of it."""
         return order_id in self.folded_ids
 
-    def refund_fold_ts(self, quiet: Container[int] = ()) -> int | None:
+    def refund_fold_ts(
+        self, quiet: Container[int] = (), partitions: Iterable[int] = ()
+    ) -> int | None:
         """The oldest of the partitions' orders horizons, leaving out the partitions in
         `quiet` (read to their end with no record for a while: `WorkerRefundTable`) unless
-        every partition is: then the newest (an idle partition does not hold the fold back)."""
+        every partition is: then the newest (an idle partition does not hold the fold back).
+        A partition of `partitions` (every one of the topic, read or not) with no event yet
+        and not quiet holds it back (None): any refund may still come there."""
         horizons = {
             number: ts
             for number, ts in ((n, held.refund_fold_ts()) for n, held in self.partitions.items())
             if ts is not None
         }
+        if any(number not in horizons and number not in quiet for number in partitions):
+            return None
         if not horizons:
             return None
         active = [ts for number, ts in horizons.items() if number not in quiet]

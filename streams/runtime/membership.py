@@ -68,9 +68,19 @@ class ReadTable:
     partially read topic must not give a horizon). `_ingest` applies one record's value to
     the table's state of its partition and returns `ingest`'s outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_s: float | None = None) -> None:
+        #: A partition read to its high-water mark with no record for this long (wall clock,
+        #: counted while the topic moves: `idle`) no longer holds the table's horizon back;
+        #: None: it always does.
+        self.idle_s = idle_s
         #: Partition -> the next offset to read (what the table holds is before it).
         self.positions: dict[int, int] = {}
+        #: Every partition of the topic (from `catch_up_to`), read or not.
+        self.partition_numbers: set[int] = set()
+        #: When (`time.monotonic()`) the topic last brought a record, and when its records
+        #: last resumed after a spell of `idle_s` with none in any partition (`idle`).
+        self._last_record_at: float | None = None
+        self._resumed_at: float | None = None
         #: Partition -> the end to reach before the horizon is given (None: not set yet).
         self._catch_up: dict[int, int] | None = None
         self.caught_up = asyncio.Event()
@@ -107,10 +117,26 @@ class ReadTable:
             return 0.0
         return (time.monotonic() if now is None else now) - since
 
+    def idle(self, now: float | None = None) -> set[int]:
+        """The partitions left out of the table's horizon: read to their high-water mark with
+        no record for `idle_s`, counted from when they went quiet or from when the topic's
+        records last resumed after a spell of `idle_s` with none anywhere, whichever is later.
+        So idle time counts only while the topic moves: a topic written partition after
+        partition (a producer sending each whole in turn, or a backfill after a pause) does
+        not leave out the partitions not reached yet, however long it was quiet before
+        (Kafka Streams starts its `max.task.idle.ms` wait when a task has records on some
+        partitions and none on another: KIP-695)."""
+        idle_s, resumed = self.idle_s, self._resumed_at
+        if idle_s is None or resumed is None or not self._quiet_since:
+            return set()
+        now = time.monotonic() if now is None else now
+        return {p for p, since in self._quiet_since.items() if now - max(since, resumed) >= idle_s}
+
     def catch_up_to(self, ends: Mapping[int, int]) -> None:
         """Give the horizon only once every partition is read up to `ends` (the topic's ends
         when the table started)."""
         self._catch_up = dict(ends)
+        self.partition_numbers.update(ends)
         self._check_caught_up()
 
     def apply(self, partition: int, offset: int, value: bytes | None) -> None:
@@ -119,6 +145,12 @@ class ReadTable:
             return  # read before (a fetch after a reconnect)
         outcome = self._ingest(partition, value)
         self._quiet_since.pop(partition, None)
+        if self.idle_s is not None:
+            now = time.monotonic()
+            last = self._last_record_at
+            if last is None or now - last >= self.idle_s:
+                self._resumed_at = now  # the topic moves again: idle time counts from here
+            self._last_record_at = now
         self.records += 1
         self.rejected += isinstance(outcome, Rejected)
         self.positions[partition] = offset + 1
@@ -149,29 +181,64 @@ class MembershipTable(ReadTable):
 
     The horizon is None (no summary) until the table has read each partition up to the end it
     had when the table started (`catch_up_to`, `caught_up`): a partially read topic would
-    otherwise let a summary fix membership without the events still unread.
+    otherwise let a summary fix membership without the events still unread. After that it is
+    the oldest of the partitions' groups horizons, and a partition with no event yet holds it
+    back (None) like an old horizon does: any group event may still come there. A partition
+    `idle` (read to its end with no record for `idle_s` while the topic moved) is left out of
+    the oldest; if every partition with an event is, the newest of theirs holds.
     """
 
-    def __init__(self, dedupe_window_ms: int | None, future_tolerance_ms: int | None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        dedupe_window_ms: int | None,
+        future_tolerance_ms: int | None,
+        idle_s: float | None = None,
+    ) -> None:
+        super().__init__(idle_s)
         self.dedupe_window_ms = dedupe_window_ms
         self.future_tolerance_ms = future_tolerance_ms
         self.ledgers: dict[int, Ledger] = {}
         self._group_events = _PooledGroupEvents(self.ledgers)
+        #: The newest horizon given so far, and the group events applied stamped before it
+        #: (an idle partition's late events: a session summarized before may have missed them).
+        self._given: int | None = None
+        self.after_horizon = 0
 
     @property
     def group_events(self) -> Mapping[tuple[str, str], GroupEvents]:
         return self._group_events
 
     def horizon_ts(self, topic: int) -> int | None:
-        """The groups topic's horizon: the oldest of the partitions' that hold an event (a
-        group event older than its partition's horizon is expired there, in the table and in
-        the partition ledger alike). None before the catch-up, or with no event at all."""
-        if topic != _GROUPS or not self.caught_up.is_set():
+        """The groups topic's horizon: the oldest of its partitions' (a group event older than
+        its partition's horizon is expired there, in the table and in the partition ledger
+        alike), but the `idle` partitions'. None before the catch-up, while a partition not
+        idle has no event yet (read or not: one a producer has not reached), or with no
+        event at all."""
+        horizon = self._horizon()
+        if horizon is not None and (self._given is None or horizon > self._given):
+            self._given = horizon
+        return horizon
+
+    def _horizon(self) -> int | None:
+        if not self.caught_up.is_set():
             return None
-        horizons = [ledger.horizon_ts(_GROUPS) for ledger in self.ledgers.values()]
-        known = [h for h in horizons if h is not None]
-        return min(known) if known else None
+        idle = self.idle()
+        active: list[int] = []
+        quiet: list[int] = []
+        ledgers = self.ledgers
+        for partition in self.partition_numbers | ledgers.keys():
+            ledger = ledgers.get(partition)
+            horizon = None if ledger is None else ledger.horizon_ts(_GROUPS)
+            if partition in idle:
+                if horizon is not None:
+                    quiet.append(horizon)
+            elif horizon is None:
+                return None
+            else:
+                active.append(horizon)
+        if active:
+            return min(active)
+        return max(quiet) if quiet else None
 
     def _ingest(self, partition: int, value: bytes | None) -> object:
         ledger = self.ledgers.get(partition)
@@ -179,7 +246,17 @@ class MembershipTable(ReadTable):
             ledger = self.ledgers[partition] = Ledger(
                 self.dedupe_window_ms, self.future_tolerance_ms
             )
-        return ingest(value, ledger, None)
+        outcome = ingest(value, ledger, None)
+        given = self._given
+        if (
+            given is not None
+            and outcome is not None
+            and not isinstance(outcome, Rejected)
+            and outcome.ts < given
+            and self.caught_up.is_set()  # not one read again (`rewind`)
+        ):
+            self.after_horizon += 1
+        return outcome
 
     def status(self) -> dict[str, Any]:
         return {
@@ -188,7 +265,9 @@ class MembershipTable(ReadTable):
             "records": self.records,
             "rejected": self.rejected,
             "members": sum(len(ledger.group_events) for ledger in self.ledgers.values()),
-            "groups_horizon_ts": self.horizon_ts(_GROUPS),
+            "groups_horizon_ts": self._horizon(),
+            "idle_partitions": sorted(self.idle()),
+            "after_horizon": self.after_horizon,
         }
 
 

@@ -19,7 +19,6 @@ docs/design.md "The order fold" for the measured restart cost and why. Its horiz
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -62,15 +61,12 @@ class WorkerRefundTable(ReadTable):
         on_dropped: Callable[[list[Ledger]], None] = lambda changed: None,
         idle_s: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(idle_s)
         self.table = RefundTable(dedupe_window_ms, future_tolerance_ms, refund_horizon_ms)
         self.held_ledgers = held_ledgers
         #: Called with the held ledgers whose copies of refunds the table dropped went too.
         self.on_dropped = on_dropped
         self._dropped_at: int | None = None
-        #: A partition read to its high-water mark with no record for this long (wall clock)
-        #: no longer holds the horizon back (`refund_fold_ts`); None: it always does.
-        self.idle_s = idle_s
         #: The newest horizon given so far, and the refunds applied stamped before it (an
         #: idle partition's late refund: an order it counts for may be folded without it).
         self._given: int | None = None
@@ -94,12 +90,10 @@ class WorkerRefundTable(ReadTable):
         """The table's horizon once it has caught up (None before: no order folds)."""
         if not self.caught_up.is_set():
             return None
-        idle_s = self.idle_s
-        quiet: set[int] = set()
-        if idle_s is not None:
-            now = time.monotonic()
-            quiet = {p for p in self.table.partitions if self.quiet_for(p, now) >= idle_s}
-        horizon = self.table.refund_fold_ts(quiet)
+        # A partition read to its high-water mark with no record for `idle_s` while the topic
+        # moved (`ReadTable.idle`) no longer holds the horizon back; one with no event yet
+        # and not idle does.
+        horizon = self.table.refund_fold_ts(self.idle(), self.partition_numbers)
         if horizon is not None and (self._given is None or horizon > self._given):
             self._given = horizon
         return horizon

@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     # stamped before the fold's horizon, is counted (`/status` refunds.after_fold). 0: an idle
     # partition holds the fold until it moves.
     refund_idle_s: float = Field(default=300, ge=0, le=30 * 86_400)
+    # With the session fold: a groups partition the worker's membership table has read to its
+    # end with no new record for this many seconds, counted while the groups topic moves, no
+    # longer holds summaries back (docs/design.md, "Membership at the summary"); until then a
+    # groups partition with no event yet holds every summary back. A group event it gets later,
+    # stamped before the horizon given, is counted (`/status` membership.after_horizon). 0: a
+    # quiet or empty groups partition holds every summary until it moves.
+    groups_idle_s: float = Field(default=300, ge=0, le=30 * 86_400)
     # Summarize each closed session once its session horizon (its end + 7 days) is past every
     # topic's dedupe window (docs/design.md, "The session horizon"): its viewers, orders and
     # interacting users are replaced by the sums the claims read. Membership at the summary

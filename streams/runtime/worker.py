@@ -105,7 +105,9 @@ class Worker:
             )
         if settings.fold_sessions:
             self.membership = MembershipTable(
-                settings.dedupe_window_ms, settings.future_tolerance_ms
+                settings.dedupe_window_ms,
+                settings.future_tolerance_ms,
+                idle_s=settings.groups_idle_s or None,
             )
             self.membership_reader = MembershipReader(
                 settings, settings.topic("live.groups"), self.membership

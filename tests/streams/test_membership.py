@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,54 @@ def test_idle_partitions_summarize_once_a_lagging_table_catches_up() -> None:
     _check_summarized(report, build_report(_keep_everything("xhs")), "xhs.jsonl")
 
 
+def _group_line(i: int, ts: int) -> bytes:
+    return orjson.dumps(
+        {"event_id": f"g{i}", "type": "group_joined", "ts": ts, "merchant_id": "m",
+         "user_id": f"u{i}", "group_id": "g"}
+    )  # fmt: skip
+
+
+def test_a_groups_partition_not_reached_yet_holds_the_horizon_until_idle_while_others_move() -> (
+    None
+):
+    """The groups topic written partition after partition (librdkafka sends each topic's batch
+    whole; a backfill): the table caught up on an empty topic long ago, partition 0 brings
+    events, partitions 1 and 2 have none yet. They hold the horizon back (None: any group
+    event may still come there) however long the topic was quiet before; only once they
+    have been read to their end with no record for `idle_s` while the topic moved are they
+    left out; a partition's first event, stamped before the horizon given, is counted
+    (`after_horizon`) and brings it back; with the rule off an empty partition always holds
+    it."""
+    T0 = 1_751_328_000_000
+    for idle_s in (0.2, None):
+        table = MembershipTable(DAY, None, idle_s=idle_s)
+        table.catch_up_to({0: 0, 1: 0, 2: 0})  # an empty topic: caught up at once
+        for partition in range(3):
+            table.advance(partition, 0, highwater=0)
+        assert table.caught_up.is_set() and table.horizon_ts(_GROUPS) is None
+        time.sleep(0.25)  # quiet for longer than idle_s, with nothing written anywhere
+        for i in range(3):
+            table.apply(0, i, _group_line(i, T0 + i * DAY))
+        table.advance(0, 3, highwater=3)
+        for partition in (1, 2):
+            table.advance(partition, 0, highwater=0)
+        assert table.idle() == set()
+        assert table.horizon_ts(_GROUPS) is None  # partitions 1 and 2 not reached yet
+        time.sleep(0.25)
+        if idle_s is None:
+            assert table.horizon_ts(_GROUPS) is None
+            continue
+        assert table.idle() == {0, 1, 2}
+        assert table.horizon_ts(_GROUPS) == T0 + 2 * DAY - DAY  # every one idle: the newest
+        table.apply(1, 0, _group_line(9, T0))  # its first event, late
+        table.advance(1, 1, highwater=1)
+        assert table.after_horizon == 1 and table.status()["after_horizon"] == 1
+        # The topic moved again after a quiet spell: partition 2 (empty) holds it once more.
+        assert table.idle() == set() and table.horizon_ts(_GROUPS) is None
+        time.sleep(0.25)
+        assert table.horizon_ts(_GROUPS) == T0 + 2 * DAY - DAY
+
+
 def test_a_restored_state_reads_the_table_and_is_refused_without_the_fold() -> None:
     """A state restored under the fold reads membership from the worker's table (a restored
     ledger has no `membership_from`: it is not state), one written without it summarizes from
@@ -205,9 +254,18 @@ def start_balanced(fleet: Fleet, workers: int) -> None:
     assert len(held) == workers and all(held.values()), held
 
 
-def _claims_of(worker: WorkerProcess) -> dict[str, Any]:
+def _claims_of(worker: WorkerProcess, summarized: int | None = None) -> dict[str, Any]:
+    """The worker's settled /report once drained; with `summarized`, the first with more
+    sessions summarized than that (read again for at most 60 s: a summary may wait for an
+    idle groups partition, `LIVEPULSE_GROUPS_IDLE_S`, after the drain)."""
     drain(worker, timeout_s=120)
-    return report_of(worker)
+    deadline = time.monotonic() + 60
+    while True:
+        report = report_of(worker)
+        done = report["retention"]["summarized_sessions"] > (summarized or 0)
+        if summarized is None or done or time.monotonic() > deadline:
+            return report
+        time.sleep(0.5)
 
 
 @pytest.mark.integration
@@ -233,6 +291,9 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
         # Without the claims by period, whose summaries wait for a closed month: the fixture's
         # first half closes none, so nothing would be summarized before the restart.
         claim_periods=False,
+        # Groups partition 0 gets no event of the fixture: it holds summaries back until
+        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 300 s by default).
+        groups_idle_s=2,
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     summarized: list[int] = []
@@ -243,7 +304,8 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
             try:
                 worker.start()
                 worker.wait_ready(timeout_s=90)
-                report = _claims_of(worker)
+                # Summaries come once groups partition 0 is idle, after the drain.
+                report = _claims_of(worker, summarized=summarized[-1] if summarized else 0)
                 summarized.append(report["retention"]["summarized_sessions"])
                 status = worker.status()
             finally:
@@ -278,6 +340,9 @@ def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
         # With the claims by period (the default): July's sessions are summarized in one burst
         # once July has closed, which the membership table may show only after a partition's
         # last record at the end of a fast replay: the idle fold (`LiveState.fold_idle`) does it.
+        # Groups partitions 2 and 3 get no event of the fixture: they hold summaries back until
+        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 300 s by default).
+        groups_idle_s=2,
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     fleet = Fleet(settings, tmp_path)
@@ -291,5 +356,67 @@ def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
         _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
     finally:
         fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_groups_topic_written_last_partition_by_partition_summarizes_with_every_group_event(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The topics out of step as librdkafka writes them (each topic's batch whole, in turn) to
+    a worker with the fold started long before: every other topic first, the groups topic
+    quiet for longer than `LIVEPULSE_GROUPS_IDLE_S`; then the groups events of one partition
+    and, later, of another (the third gets none). While a groups partition holds no event and
+    has not been idle for that long since the groups topic moved, no session is summarized
+    (with only the first partition's events, sessions whose members' events are in the other
+    would be summarized without them); once every partition has events or is idle, sessions
+    are summarized and every claim equals the truth file's."""
+    name, idle_s = "xhs", 8
+    lines = fixture_lines(name)
+    by_partition: dict[int, list[bytes]] = {}
+    rest: list[bytes] = []
+    for line in lines:
+        topic, key = topic_and_key(line)
+        if topic == GROUPS:
+            by_partition.setdefault(partition_of(key, PARTITIONS), []).append(line)
+        else:
+            rest.append(line)
+    assert len(by_partition) == 2, sorted(by_partition)  # one partition gets none
+    first, second = sorted(by_partition, key=lambda p: -len(by_partition[p]))
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="groupslast",
+        partitions=PARTITIONS,
+        fold_sessions=True,
+        dedupe_window_s=2 * 86_400,
+        claim_periods=False,  # summaries then wait for nothing but the horizons
+        groups_idle_s=idle_s,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "rest.jsonl", rest)
+        drain(worker, timeout_s=120)
+        time.sleep(idle_s + 1)  # the groups topic quiet for longer than the idle time
+        replay_lines(settings, tmp_path / "first.jsonl", by_partition[first])
+        drain(worker, timeout_s=120)
+        time.sleep(2)  # the keeper's idle fold runs meanwhile (every second)
+        early = report_of(worker)
+        status = worker.status()["membership"]
+        assert status["positions"][str(first)] == len(by_partition[first]), status
+        assert status["groups_horizon_ts"] is None, status
+        assert early["retention"]["summarized_sessions"] == 0
+        replay_lines(settings, tmp_path / "second.jsonl", by_partition[second])
+        report = _claims_of(worker, summarized=0)
+        assert report["retention"]["summarized_sessions"] > 0
+        assert worker.status()["membership"]["after_horizon"] == 0
+        assert report_mismatches(report, fixture_truth(name)) == []
+        _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
+    finally:
+        worker.stop()
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))

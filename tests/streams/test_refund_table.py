@@ -223,7 +223,9 @@ REFUND_WORKER_ENV = "LIVEPULSE_REFUND_WORKER"
 
 
 def _fold_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS, **more: Any) -> Any:
-    """A run's settings with the fold, a 2-day window and a 13-day refund horizon."""
+    """A run's settings with the fold, a 2-day window, a 13-day refund horizon, and a groups
+    partition with no event (xhs has none in one of 3) left out of the summaries' horizon
+    after 2 s (`LIVEPULSE_GROUPS_IDLE_S`: 300 s by default)."""
     return run_settings(
         bootstrap,
         prefix=prefix,
@@ -231,7 +233,7 @@ def _fold_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS, **
         fold_sessions=True,
         dedupe_window_s=WINDOW / 1000,
         refund_horizon_days=REFUND_HORIZON / 86_400_000,
-        **more,
+        **{"groups_idle_s": 2, **more},
     )
 
 
@@ -407,6 +409,32 @@ def test_an_idle_orders_partition_stops_holding_the_horizon_once_quiet_for_idle_
     table.advance(0, 2, highwater=2)
     assert table.after_fold == 1 and table.status()["after_fold"] == 1
     assert table.refund_fold_ts() == T0 - DAY + DAY  # partition 0 back in, moved by it
+
+
+def test_an_orders_partition_not_reached_yet_holds_the_fold_until_idle_while_others_move() -> None:
+    """An orders partition with no record yet (the orders topic written partition after
+    partition) holds the table's horizon back (None: any refund may still come there), even
+    after the topic was quiet for longer than `idle_s` before its first record; it is left
+    out once read to its end with no record for `idle_s` since the topic moved; with the
+    rule off it always holds the fold."""
+    import orjson
+
+    paid = orjson.dumps(
+        {"event_id": "e0", "type": "order_paid", "ts": T0, "order_id": "o0", "merchant_id": "m",
+         "user_id": "u", "amount_cents": 100, "items": [{"sku_id": "k", "quantity": 1,
+         "unit_price_cents": 100, "category": "apparel"}]}
+    )  # fmt: skip
+    for idle_s in (0.2, None):
+        table = WorkerRefundTable(DAY, None, 10 * DAY, idle_s=idle_s)
+        table.catch_up_to({0: 0, 1: 0})
+        table.advance(1, 0, highwater=0)
+        time.sleep(0.25)  # quiet before anything was written
+        table.apply(0, 0, paid)
+        table.advance(0, 1, highwater=1)
+        table.advance(1, 0, highwater=0)
+        assert table.refund_fold_ts() is None  # partition 1 not reached yet
+        time.sleep(0.25)
+        assert table.refund_fold_ts() == (None if idle_s is None else T0 - DAY)
 
 
 def test_a_partition_taken_after_the_table_dropped_what_it_may_read_rewinds_the_table() -> None:

@@ -116,9 +116,9 @@ def _exchanged(
     first, as the worker's reads ahead of its partitions."""
     parts = split(stream, PARTITIONS)
     groups = MembershipTable(WINDOW_MS, None)
+    # A groups partition's ledger is made at its first event: one with none yet is left out
+    # of the table's horizon, as the worker's table leaves out one gone idle.
     groups.caught_up.set()
-    for partition in range(PARTITIONS):
-        groups.ledgers[partition] = Ledger(WINDOW_MS)
 
     def partitions(compacts: bool) -> _Partitions:
         ledgers = [Ledger(WINDOW_MS, fold_sessions=True) for _ in parts]
@@ -136,7 +136,7 @@ def _exchanged(
         for partition, part in enumerate(parts):
             for _topic, _key, event in part[begin : begin + CHUNK]:
                 if not isinstance(event, Rejection) and event.type.startswith("group_"):
-                    groups.ledgers[partition].apply(event)
+                    groups.ledgers.setdefault(partition, Ledger(WINDOW_MS)).apply(event)
         for source, part in enumerate(parts):
             taken = []
             for run in (compacting, keeping):
