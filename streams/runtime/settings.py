@@ -134,9 +134,11 @@ class Settings(BaseSettings):
     # interacting users are replaced by the sums the claims read. Membership at the summary
     # comes from a table of the whole groups topic each worker reads (streams/runtime/
     # membership.py). The operator board and the live screen's page read the summaries;
-    # `livepulse analyze` honours it too. Off by default for now (measured on against off:
-    # bench/RESULTS.md, "Session 10 (issue 17)": 0.48-0.67x records/s, RSS higher over 60 days).
-    fold_sessions: bool = False
+    # `livepulse analyze` honours it too. On by default: a stream never ends,
+    # and without it every closed session's raw facts are kept for ever (`false` keeps them:
+    # the figures claims.md defines exactly, at the cost of a state that grows with every
+    # record; bench/RESULTS.md, "Session 12 (issue 17)", measures on against off).
+    fold_sessions: bool = True
     # With the session fold: the operator levels' concurrency by minute (every room's,
     # merchant's and the overall peak viewers) is kept per minute for this many days of event
     # time before the newest event; older minutes, once no session can still add to them, are

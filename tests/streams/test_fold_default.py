@@ -1,7 +1,8 @@
-"""Issue 17: `LIVEPULSE_FOLD_SESSIONS` (off by default for now). What a deployment that turns
-it on does: a worker that ran with the fold off (its state keeps every closed session's raw
-facts), stopped and started again with the fold on on the same state, summarizes from then on
-(`Ledger.fold_sessions_from_now`), and its claims equal the truth file."""
+"""Issue 17: `LIVEPULSE_FOLD_SESSIONS` (on by default since session 12). What a deployment
+that turns it on over an old state does: a worker that ran with the fold off (its state keeps
+every closed session's raw facts), stopped and started again with the fold on on the same
+state, summarizes from then on (`Ledger.fold_sessions_from_now`), and its claims equal the
+truth file."""
 
 from __future__ import annotations
 
@@ -24,13 +25,13 @@ from tests.support.live import fixture_lines, replay_lines, run_settings
 FOLD_RESTORE_ENV = "LIVEPULSE_FOLD_RESTORE"
 
 
-def test_the_fold_is_off_by_default_and_can_be_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Off unless `LIVEPULSE_FOLD_SESSIONS=true` says otherwise (with it, the month-rows
+def test_the_fold_is_on_by_default_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On unless `LIVEPULSE_FOLD_SESSIONS=false` says otherwise (with it, the month-rows
     topic too)."""
     monkeypatch.delenv("LIVEPULSE_FOLD_SESSIONS", raising=False)
-    assert not Settings().fold_sessions and Settings().month_rows_topic is None
-    monkeypatch.setenv("LIVEPULSE_FOLD_SESSIONS", "true")
     assert Settings().fold_sessions and Settings().month_rows_topic is not None
+    monkeypatch.setenv("LIVEPULSE_FOLD_SESSIONS", "false")
+    assert not Settings().fold_sessions and Settings().month_rows_topic is None
 
 
 def test_the_worker_and_analyze_retire_summaries_wherever_the_fold_is_on() -> None:
