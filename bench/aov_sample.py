@@ -17,7 +17,7 @@ import numpy as np
 
 from agents.core.metrics import RETIRED_AOV, _aov_interval
 from agents.core.sample import AOV_SAMPLE_SIZE, bottom_k
-from agents.core.stats import cluster_ratio_t_interval
+from agents.core.stats import cluster_ratio_t_interval, ratio_sums
 
 
 def _rows(sessions: int, seed: int, sigma: float) -> dict[str, list[int]]:
@@ -28,15 +28,6 @@ def _rows(sessions: int, seed: int, sigma: float) -> dict[str, list[int]]:
         amounts = np.round(rng.lognormal(10.5, sigma, n)).astype(np.int64)
         rows[f"s-{seed}-{index}"] = [int(amounts.sum()), int(n)]
     return rows
-
-
-def _sums(rows: dict[str, list[int]]) -> tuple[int, int, int, int, int, int]:
-    sums = [0] * 6
-    for y, m in rows.values():
-        for index, value in enumerate((1, y, m, y * y, y * m, m * m)):
-            sums[index] += value
-    g, y, m, y2, ym, m2 = sums
-    return g, y, m, y2, ym, m2
 
 
 def _error(got: tuple[float, float], every: tuple[float, float]) -> float:
@@ -62,9 +53,9 @@ def main() -> None:
                 sample = bottom_k(rows, AOV_SAMPLE_SIZE)
                 part: dict[str, list[int]] = dict(sample)
                 rest = {sid: row for sid, row in rows.items() if sid not in sample}
-                part[RETIRED_AOV] = list(_sums(rest))
+                part[RETIRED_AOV] = list(ratio_sums(rest.values()))
                 began = time.process_time()
-                got = _aov_interval(dict(sorted(part.items())), _sums(rows))
+                got = _aov_interval(dict(sorted(part.items())), ratio_sums(rows.values()))
                 sample_cpu = time.process_time() - began
                 assert got is not None
                 spread = []

@@ -547,6 +547,19 @@ def day_ratio_intervals(
 RatioSums = tuple[int, int, int, int, int, int]
 
 
+def ratio_sums(clusters: Iterable[Sequence[int]]) -> RatioSums:
+    """`RatioSums` of clusters given by their (y, m) totals (e.g. a session's GMV and orders)."""
+    g = y = m = y2 = ym = m2 = 0
+    for cy, cm in clusters:
+        g += 1
+        y += cy
+        m += cm
+        y2 += cy * cy
+        ym += cy * cm
+        m2 += cm * cm
+    return g, y, m, y2, ym, m2
+
+
 def _ratio_rss(sums: RatioSums) -> float:
     """sum over the clusters of (y_g - R m_g)^2, R = y / m, from their sums: computed in
     exact integers as (m^2 sum y^2 - 2 y m sum y m + y^2 sum m^2) / m^2."""

@@ -152,6 +152,17 @@ def recreate_with_impulse(topics: MemoryTopics) -> None:
     topics.logs = fresh.logs
 
 
+async def assert_reads_impulse_unstopped(worker: MemoryWorker) -> None:
+    """A worker started over the re-created topics (`recreate_with_impulse`) is not stopped as
+    if they had been re-created under it, and reads impulse's truth."""
+    assert worker.recreated == [] and not worker.keeper.halted
+    await worker.drain()
+    await worker.dead_letters.settle()
+    report = report_of(worker)
+    assert report["events"] == IMPULSE_TRUTH["events"]
+    assert report_mismatches(report, IMPULSE_TRUTH) == []
+
+
 async def test_a_rebalance_over_re_created_topics_stops_the_worker_that_read_the_old_ones() -> None:
     """A worker that read xhs, its topics then re-created with impulse, gets partition 0 back
     from the changelog in a rebalance (not from memory): the snapshot is ahead of the topics.
@@ -182,12 +193,7 @@ async def test_a_rebalance_over_re_created_topics_stops_the_worker_that_read_the
     second = MemoryWorker(SETTINGS, topics, changelog)
     await second.assign(range(4))
     assert {p.restored_from for p in second.state.partitions.values()} == {"new"}
-    assert second.recreated == [] and not second.keeper.halted
-    await second.drain()
-    await second.dead_letters.settle()
-    report = report_of(second)
-    assert report["events"] == IMPULSE_TRUTH["events"]
-    assert report_mismatches(report, IMPULSE_TRUTH) == []
+    await assert_reads_impulse_unstopped(second)
 
 
 async def test_a_partition_started_afresh_over_a_stale_snapshot_replaces_it_at_once() -> None:
@@ -212,9 +218,4 @@ async def test_a_partition_started_afresh_over_a_stale_snapshot_replaces_it_at_o
     await second.revoke([1])
     await second.assign(range(4))  # given back by the same rebalance
     assert second.state.partitions[1].restored_from == "memory"
-    assert second.recreated == [] and not second.keeper.halted
-    await second.drain()
-    await second.dead_letters.settle()
-    report = report_of(second)
-    assert report["events"] == IMPULSE_TRUTH["events"]
-    assert report_mismatches(report, IMPULSE_TRUTH) == []
+    await assert_reads_impulse_unstopped(second)

@@ -13,15 +13,14 @@ import pytest
 
 import agents.core.ledger as ledger_module
 import agents.core.metrics as metrics_module
-from agents.core import Ledger, build_report
-from agents.core.merge import merge_ledgers
+from agents.core import build_report
 from agents.core.metrics import RETIRED_AOV, _aov_interval
 from agents.core.persist import dump_state, load_state
 from agents.core.sample import bottom_k, id_rank
-from agents.core.stats import cluster_ratio_t_interval, ratio_se_from_sums
+from agents.core.stats import cluster_ratio_t_interval, ratio_se_from_sums, ratio_sums
 from schemas import Rejection
-from tests.agents.core.test_merge import records, split
-from tests.agents.core.test_retire import _retiring
+from tests.agents.core.test_merge import records
+from tests.agents.core.test_retire import _merged_retiring, _retiring
 from tests.support.live import fixture_truth
 
 SMALL_SAMPLE = 32
@@ -45,15 +44,6 @@ def _session_rows(decoded: list[Any]) -> dict[str, list[int]]:
             row[0] += event.amount_cents
             row[1] += 1
     return rows
-
-
-def _sums(rows: dict[str, list[int]]) -> tuple[int, int, int, int, int, int]:
-    sums = [0] * 6
-    for y, m in rows.values():
-        for index, value in enumerate((1, y, m, y * y, y * m, m * m)):
-            sums[index] += value
-    g, y, m, y2, ym, m2 = sums
-    return g, y, m, y2, ym, m2
 
 
 def test_the_sample_is_the_ids_ranked_smallest_and_merges() -> None:
@@ -98,7 +88,7 @@ def test_retired_sessions_past_the_sample_keep_the_figure_and_the_intervals_cent
     assert report["detail"]["per_day"] == pytest.approx(truth["per_day"], rel=1e-9)
     assert report["n"] == truth["session_orders"] and report["clusters"] == len(rows)
 
-    g, y, m, y2, ym, m2 = _sums(rows)
+    g, y, m, y2, ym, m2 = ratio_sums(rows.values())
     sample = bottom_k(rows, SMALL_SAMPLE)
     want = cluster_ratio_t_interval(
         [sample[sid] for sid in sorted(sample)],
@@ -111,14 +101,7 @@ def test_retired_sessions_past_the_sample_keep_the_figure_and_the_intervals_cent
     assert (
         build_report(restored)["claims"]["live_aov"] == build_report(ledger)["claims"]["live_aov"]
     )
-    groups = Ledger(2 * 86_400_000, fold_sessions=True)
-    for event in decoded:
-        if getattr(event, "type", "").startswith("group_"):
-            groups.apply(event)
-    parts = [
-        _retiring([e for _t, _k, e in part], True, groups=groups)[0] for part in split(stream, 3)
-    ]
-    merged = build_report(merge_ledgers(parts))["claims"]["live_aov"]
+    merged = build_report(_merged_retiring(stream))["claims"]["live_aov"]
     for key in ("observed", "ci_low", "ci_high", "n", "clusters"):
         assert merged[key] == pytest.approx(report[key], rel=1e-9), key
 
@@ -141,8 +124,8 @@ def test_a_sampled_interval_is_within_its_stated_error_of_every_rows() -> None:
             assert every is not None
             sample = bottom_k(rows, 4096)
             part: dict[str, list[int]] = dict(sample)
-            part[RETIRED_AOV] = list(_sums({s: r for s, r in rows.items() if s not in sample}))
-            got = _aov_interval(dict(sorted(part.items())), _sums(rows))
+            part[RETIRED_AOV] = list(ratio_sums(r for s, r in rows.items() if s not in sample))
+            got = _aov_interval(dict(sorted(part.items())), ratio_sums(rows.values()))
             assert got is not None
             half = (every[1] - every[0]) / 2
             assert abs(got[0] - every[0]) <= 0.35 * half, (sigma, seed)

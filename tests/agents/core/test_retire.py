@@ -5,6 +5,7 @@ while the summaries held follow the horizon, not the stream (issue 17)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from agents.core.periods import DAY as PERIOD_DAY
 from agents.core.periods import MONTH, PeriodSettings, attach, claim_periods, period_key
 from agents.core.persist import dump_state, load_state
 from tests.agents.core.test_board_fold import _table_of, feed_board
-from tests.agents.core.test_merge import records, split
+from tests.agents.core.test_merge import Record, records, split
 from tests.agents.core.test_order_fold import REFUND_HORIZON, _refund_table
 from tests.agents.core.test_periods import close, cut
 from tests.agents.core.test_retention import _check_summarized, _summarizing
@@ -50,6 +51,20 @@ def _retiring(
     if periods is not None:  # a summary then waits for its month's freeze
         attach(ledger, periods)
     return ledger, feed_board(ledger, decoded)
+
+
+def _merged_retiring(stream: Sequence[Record]) -> Ledger:
+    """The stream split into 3 partitions, each a retiring `_retiring` ledger whose membership
+    is one ledger of every group event, merged: what a claim of the retiring ledger must equal
+    over partitions."""
+    groups = Ledger(WINDOW, fold_sessions=True)
+    for _topic, _key, event in stream:
+        if getattr(event, "type", "").startswith("group_"):
+            groups.apply(event)
+    parts = [
+        _retiring([e for _t, _k, e in part], True, groups=groups)[0] for part in split(stream, 3)
+    ]
+    return merge_ledgers(parts)
 
 
 def _summaries(ledger: Ledger) -> int:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from agents.core import Ledger, build_report
-from agents.core.merge import merge_ledgers
+from agents.core import build_report
 from agents.core.persist import dump_state, load_state
-from tests.agents.core.test_merge import records, split
-from tests.agents.core.test_retire import _retiring
+from tests.agents.core.test_merge import records
+from tests.agents.core.test_retire import _merged_retiring, _retiring
 from tests.support.live import fixture_truth
 
 CLAIM = "reply_latency"
@@ -41,13 +40,6 @@ def test_retired_sessions_reply_rows_fold_into_exact_sums(name: str) -> None:
 
     restored, _board = load_state(dump_state(ledger, board))
     assert build_report(restored)["claims"][CLAIM] == build_report(ledger)["claims"][CLAIM]
-    groups = Ledger(2 * 86_400_000, fold_sessions=True)
-    for event in decoded:
-        if getattr(event, "type", "").startswith("group_"):
-            groups.apply(event)
-    parts = [
-        _retiring([e for _t, _k, e in part], True, groups=groups)[0] for part in split(stream, 3)
-    ]
-    merged = build_report(merge_ledgers(parts))["claims"][CLAIM]
+    merged = build_report(_merged_retiring(stream))["claims"][CLAIM]
     for key in ("observed", "ci_low", "ci_high", "n", "clusters"):
         assert merged[key] == pytest.approx(want[key], rel=1e-9), key

@@ -27,6 +27,7 @@ from agents.core.stats import (
     poisson_lower_bound,
     rate_score_interval,
     ratio_standard_error,
+    ratio_sums,
     safe_divide,
     satterthwaite_df,
     spearman_interval,
@@ -346,6 +347,7 @@ def test_the_day_intervals_and_the_clustered_wilson_from_sums_are_those_from_row
         (len(d), *(sum(v) for v in zip(*[(y, m, y * y, y * m, m * m) for y, m in d], strict=True)))
         for d in days
     ]
+    assert [ratio_sums(d) for d in days] == sums
     for level in (0.95, 1 - 0.05 / 6):
         want = day_ratio_intervals(days, level=level)
         got = day_ratio_intervals_from_sums(sums, level)  # type: ignore[arg-type]
