@@ -292,7 +292,7 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
         # first half closes none, so nothing would be summarized before the restart.
         claim_periods=False,
         # Groups partition 0 gets no event of the fixture: it holds summaries back until
-        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 300 s by default).
+        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 60 s by default).
         groups_idle_s=2,
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
@@ -341,7 +341,7 @@ def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
         # once July has closed, which the membership table may show only after a partition's
         # last record at the end of a fast replay: the idle fold (`LiveState.fold_idle`) does it.
         # Groups partitions 2 and 3 get no event of the fixture: they hold summaries back until
-        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 300 s by default).
+        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 60 s by default).
         groups_idle_s=2,
     )
     asyncio.run(create_topics(settings, all_topics(settings)))

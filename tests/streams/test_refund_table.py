@@ -225,7 +225,7 @@ REFUND_WORKER_ENV = "LIVEPULSE_REFUND_WORKER"
 def _fold_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS, **more: Any) -> Any:
     """A run's settings with the fold, a 2-day window, a 13-day refund horizon, and a groups
     partition with no event (xhs has none in one of 3) left out of the summaries' horizon
-    after 2 s (`LIVEPULSE_GROUPS_IDLE_S`: 300 s by default)."""
+    after 2 s (`LIVEPULSE_GROUPS_IDLE_S`: 60 s by default)."""
     return run_settings(
         bootstrap,
         prefix=prefix,
