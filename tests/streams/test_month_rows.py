@@ -859,3 +859,55 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     closed = encode(FirstsClosed(0, 0))
     exchange.receive([RawRecord("rows", 0, len(sent), None, closed)])
     assert state.version == version + 1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"~1 min: set {LONG_ENV}=1")
+def test_an_empty_partition_announces_idle_group_floors_in_a_worker(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """100 simulated days of xhs with every record of partition 2 left out (an empty
+    partition: no horizon, no floor of its own, which held every partition's compaction for
+    ever) into a 3-partition worker with `LIVEPULSE_GROUP_FLOOR_IDLE_S=2`: partition 2 goes
+    idle, is snapshotted and announces an idle floor (`/status` month_rows.group_floors'
+    `idle`), so the partitions holding group events set a compaction cutoff (held at the
+    first month by the months partition 2 never closes: docs/design.md), no event is counted
+    behind a floor, and the group claims and `group_joins` equal the truth reference's of the
+    records replayed."""
+    from tests.streams.test_membership import topic_and_key
+
+    lines, _truth = _simulated(100, 0.3, 5)
+    kept = [line for line in lines if partition_of(topic_and_key(line)[1], PARTITIONS) != 2]
+    assert 0 < len(kept) < len(lines)
+    truth = compute_truth([line.decode() for line in kept], scenario="xhs", seed=5)
+    settings = _fold_settings(kafka_bootstrap, "groupidle").model_copy(
+        update={"group_floor_idle_s": 2.0}
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "kept.jsonl", kept)
+        _settled(settings, worker)
+        status = _compacted([worker])["0"]
+        _settled(settings, worker)
+        report = report_of(worker)
+        status = worker.status()["month_rows"]
+    finally:
+        assert worker.stop() == 0, worker.tail()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    floors = status["group_floors"]
+    assert floors["2"]["idle"] is True and floors["2"]["announced"][0] is not None, floors
+    cutoffs = [c for c in status["groups_compacted_to"].values() if c is not None]
+    assert cutoffs, status["groups_compacted_to"]
+    assert status["after_group_floor"] == 0
+    got = report["claims"]
+    for claim in ("group_order_share", "group_member_dwell", "group_spend_multiple"):
+        want = truth["claims"][claim]["observed"]
+        assert got[claim]["observed"] == pytest.approx(want, rel=1e-9), claim
+    _check_repurchase(got, truth)
+    operator = operator_truth_for(report, kept, truth["operator"])
+    assert report["operator"]["overall"]["group_joins"] == operator["overall"]["group_joins"]
