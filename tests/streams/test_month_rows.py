@@ -780,10 +780,9 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     older than it announced), once."""
     from agents.core.persist import load_state
     from streams.runtime.keeper import StateKeeper
-    from streams.runtime.membership import MembershipTable
     from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
-    from tests.streams.test_membership import GROUPS, routed
+    from tests.streams.test_membership import _table, routed
     from tests.support.memory import MemoryChangelog
 
     class HeldSender:
@@ -800,13 +799,7 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
             raise OSError("the broker is away")
 
     records = routed("xhs", PARTITIONS)
-    table = MembershipTable(2 * DAY, None)
-    ends: dict[int, int] = {}
-    for record in records:
-        if record.topic == GROUPS:
-            table.apply(record.partition, record.offset, record.value)
-            ends[record.partition] = record.offset + 1
-    table.catch_up_to(ends)
+    table = _table(records, 2 * DAY)
     state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
     sender = HeldSender()
     exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
