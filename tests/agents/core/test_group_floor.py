@@ -70,6 +70,16 @@ def _simulated(days: int, scale: float, seed: int) -> tuple[tuple[Any, ...], lis
     return tuple(out), lines
 
 
+def _fed_30_days() -> Ledger:
+    """One ledger with the session fold fed 30 simulated days (every event, in stream order)."""
+    stream, _lines = _simulated(30, 0.3, 5)
+    ledger = Ledger(WINDOW_MS, fold_sessions=True)
+    for _topic, _key, event in stream:
+        if not isinstance(event, Rejection):
+            ledger.apply(event)
+    return ledger
+
+
 @dataclasses.dataclass
 class _Partitions:
     """A worker's partition ledgers and boards; `compacts`: whether they read the floors."""
@@ -309,11 +319,7 @@ def test_an_idle_floor_follows_the_newest_floor_read_never_past_the_held_lookups
     oldest lookup of the state it holds (here its first month's first joins, its floor when
     active too) nor below that floor; a partition holding nothing follows the others'. The
     newest floor announced is kept (`group_floor_given`), in its snapshot too."""
-    stream, _lines = _simulated(30, 0.3, 5)
-    ledger = Ledger(WINDOW_MS, fold_sessions=True)
-    for _topic, _key, event in stream:
-        if not isinstance(event, Rejection):
-            ledger.apply(event)
+    ledger = _fed_30_days()
     own = ledger.worker_group_floor()
     assert own is not None
     first_join = min(min(joins.values()) for joins in ledger.month_first_joins.values() if joins)
@@ -403,11 +409,7 @@ def test_a_partitions_in_flight_floor_is_the_oldest_own_floor_it_has_read_of_eve
     that it has not read yet) is no older than the oldest own floor it has read of each
     source (read in order from its own topic partition, after their rows): its `inflight_ts`,
     None until every source is read; its `own_ts` none of that."""
-    stream, _lines = _simulated(30, 0.3, 5)
-    ledger = Ledger(WINDOW_MS, fold_sessions=True)
-    for _topic, _key, event in stream:
-        if not isinstance(event, Rejection):
-            ledger.apply(event)
+    ledger = _fed_30_days()
     own = ledger.worker_group_floor()
     assert own is not None and own % DAY_MS == 0
     assert ledger.group_floor_announcement(1) == GroupFloor(1, own, None)
@@ -422,11 +424,7 @@ def test_a_partitions_in_flight_floor_is_the_oldest_own_floor_it_has_read_of_eve
 def test_a_state_written_before_the_floors_loads_with_none_read() -> None:
     """A version 11 state (no `group_floors_by`) loads with no floor read, announces none in
     flight, and compacts once every partition has announced again."""
-    stream, _lines = _simulated(30, 0.3, 5)
-    ledger = Ledger(WINDOW_MS, fold_sessions=True)
-    for _topic, _key, event in stream:
-        if not isinstance(event, Rejection):
-            ledger.apply(event)
+    ledger = _fed_30_days()
     del ledger.__dict__["group_floors_by"], ledger.__dict__["_group_floor_sources"]
     restored, _board = load_state(dump_state(ledger, OperatorBoard()))
     assert restored.group_floors_by == {}
