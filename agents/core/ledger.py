@@ -205,6 +205,8 @@ _SUMMARY_TOPICS: tuple[int, ...] = tuple(
     for topic in ("live.sessions", "live.views", "live.orders", "live.interactions", "live.groups")
 )
 _GROUPS: int = TOPICS.index("live.groups")
+#: Later than any `ts`: a floor no held lookup lowered (`Ledger.held_group_floor`).
+_NO_FLOOR: int = 1 << 62
 _ORDERS: int = TOPICS.index("live.orders")
 _VIEWS: int = TOPICS.index("live.views")
 #: The topic of questions and their replies (`interaction` events).
@@ -1712,6 +1714,8 @@ class Ledger:
             self._init_first_order_exchange()
         elif "group_floors_by" not in state:  # version 11 or older: no floor read
             self._init_group_floors()
+        if "group_floor_given" not in state:  # before session 14: no idle floor announced
+            self._init_group_floor_given()
         if "retired_users" not in state:  # version 9 or older: users kept for ever
             self._init_user_horizon(None)
         if "pair_horizon_ms" not in state:  # version 11 or older: forgot by the user horizon
@@ -1962,6 +1966,10 @@ class Ledger:
             return False
         seen.add(key)
         if window is not None:
+            if ts < self.group_floor_given and topic in _PRESENCE_TOPICS:
+                # Behind an idle floor this partition announced: a lookup of it may read
+                # group events the others compacted (docs/design.md, "Group events compacted").
+                self.after_group_floor += 1
             hours = self._id_hours[topic]
             hour = ts // _ID_BUCKET_MS
             filed = hours.get(hour)
@@ -3178,6 +3186,16 @@ class Ledger:
         #: month-rows topic; and how many source partitions there are.
         self.group_floors_by: dict[int, tuple[int | None, int | None]] = {}
         self._group_floor_sources = 0
+        self._init_group_floor_given()
+
+    def _init_group_floor_given(self) -> None:
+        """No own floor announced yet, so no event counted as applied behind one."""
+        #: The newest own floor this partition has announced (-1: none). Only an idle
+        #: partition's floor (`group_floor_announcement(idle=True)`) can pass its horizons, so
+        #: an event applied later stamped before it may look up membership the others have
+        #: compacted: counted in `after_group_floor` (per presence topic event applied).
+        self.group_floor_given = -1
+        self.after_group_floor = 0
 
     def take_first_orders(self, source: int) -> list[FirstOrder | FirstsClosed]:
         """As partition `source` of a worker: every (merchant, user) pair held whose first order
@@ -3463,7 +3481,13 @@ class Ledger:
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if any(h is None for h in horizons):
             return None
-        floor = self._held_lookup_floor(min(h for h in horizons if h is not None))
+        floor = self._held_group_floor(min(h for h in horizons if h is not None))
+        return floor // _DAY_MS * _DAY_MS
+
+    def _held_group_floor(self, floor: int) -> int:
+        """`floor`, or the oldest `ts` a lookup of the state held here may ask if older (no
+        horizon: what is held, not what may still come; `worker_group_floor`)."""
+        floor = self._held_lookup_floor(floor)
         for held in (self.first_orders, self.first_orders_in):
             if held:
                 floor = min(floor, min(first for first, _later in held.values()))
@@ -3472,12 +3496,45 @@ class Ledger:
                 for joined, _cents in parts.values():
                     if joined is not None and joined < floor:
                         floor = joined
-        return floor // _DAY_MS * _DAY_MS
+        return floor
 
-    def group_floor_announcement(self, source: int) -> GroupFloor:
+    def held_group_floor(self) -> int | None:
+        """The oldest `ts` a "member at ts" lookup of the state held here may ask (None:
+        none): its held sessions, months' first joins, first orders and owner rows, no
+        horizon (a report merged over partitions asks these; `global_report` checks them
+        against the others' compaction)."""
+        floor = self._held_group_floor(_NO_FLOOR)
+        return None if floor == _NO_FLOOR else floor
+
+    def idle_group_floor(self, source: int) -> int | None:
+        """As partition `source` of a worker that has applied no event for a while (the
+        worker's `LIVEPULSE_GROUP_FLOOR_IDLE_S`): the own floor it announces then. Its
+        horizons no longer hold the others back, as the refund table's idle rule leaves a
+        quiet orders partition out: it follows the newest own floor it has read of the other
+        partitions (so an idle partition holds no one back that an active one does not, and
+        when every one is idle the newest holds), never past the lookups of the state it holds
+        (`_held_group_floor`: its held sessions, months' first joins, first orders and owner
+        rows are still read at every report) nor below its floor when active. None while it
+        knows no floor at all (its own nor any other's)."""
+        own = self.worker_group_floor()
+        others = [
+            floor
+            for number, (floor, _inflight) in self.group_floors_by.items()
+            if number != source and floor is not None
+        ]
+        if own is not None:
+            others.append(own)
+        if not others:
+            return own
+        held = self._held_group_floor(max(others)) // _DAY_MS * _DAY_MS
+        return held if own is None else max(own, held)
+
+    def group_floor_announcement(self, source: int, *, idle: bool = False) -> GroupFloor:
         """As partition `source` of a worker: its `GroupFloor` now (to be sent only once the
         state it was taken from is snapshotted: a partition restored from its snapshot asks
-        nothing older)."""
+        nothing older). With `idle`, its own floor is `idle_group_floor`; the newest own
+        floor announced is noted (`group_floor_given`: an event applied later stamped before
+        it is counted in `after_group_floor`)."""
         read = self.group_floors_by
         sources = self._group_floor_sources
         owns = [own for own, _inflight in read.values()]
@@ -3486,7 +3543,10 @@ class Ledger:
             if sources and len(read) >= sources and all(own is not None for own in owns)
             else None
         )
-        return GroupFloor(source, self.worker_group_floor(), inflight)
+        own_ts = self.idle_group_floor(source) if idle else self.worker_group_floor()
+        if own_ts is not None and own_ts > self.group_floor_given:
+            self.group_floor_given = own_ts
+        return GroupFloor(source, own_ts, inflight)
 
     def receive_group_floor(self, floor: GroupFloor, sources: int) -> None:
         """Note a source partition's `GroupFloor`; once all `sources` have announced both

@@ -355,11 +355,13 @@ class StateKeeper:
         positions = dict(state.positions)
         generation = state.generation + 1
         # The group lookup floor of the state dumped, announced once it is written.
+        idle = self.group_floor_idle(state, time.monotonic())
         floor = (
             None
             if self.live.month_rows is None
-            else state.ledger.group_floor_announcement(partition)
+            else state.ledger.group_floor_announcement(partition, idle=idle)
         )
+        state.group_floor_idle = idle
         if background and self.fork:
             try:
                 forked = fork_dump(state.ledger, state.board)
@@ -484,6 +486,12 @@ class StateKeeper:
             return False
         return since >= settings.snapshot_interval_s
 
+    def group_floor_idle(self, state: PartitionState, now: float) -> bool:
+        """Whether `state`'s partition has applied no contract record for
+        `group_floor_idle_s` (0: never idle), so announces an idle group floor."""
+        idle_s = self.settings.group_floor_idle_s
+        return idle_s > 0 and now - state.events_at >= idle_s
+
     async def tick(self) -> None:
         """Snapshot the most overdue partition that is due (called about every second): one a
         tick, so a worker's partitions are not all dumped in one stall. First the folds due
@@ -497,6 +505,11 @@ class StateKeeper:
         if self._writing is not None and not self._writing.done():
             return
         now = time.monotonic()
+        if self.live.month_rows is not None:
+            for state in self.live.partitions.values():
+                if not state.group_floor_idle and self.group_floor_idle(state, now):
+                    # Gone idle: snapshotted once more, to announce its idle group floor.
+                    state.dirty = True
         due = [
             (state.snapshot_at, partition, state)
             for partition, state in self.live.partitions.items()

@@ -440,6 +440,9 @@ class MonthRowExchange:
                 str(p): part.ledger.groups_compacted_to
                 for p, part in sorted(self.state.partitions.items())
             },
+            # Events applied behind an idle floor their partition had announced (their
+            # membership lookups may read group events already compacted elsewhere).
+            "after_group_floor": sum(ledger.after_group_floor for ledger in ledgers),
             # Per partition here: the `GroupFloor` it last announced, and those it has read
             # (source -> [own, in flight]).
             "group_floors": {
@@ -447,6 +450,9 @@ class MonthRowExchange:
                     "announced": None
                     if part.group_floor_sent is None
                     else list(part.group_floor_sent[1:]),
+                    # Whether the floor last snapshotted was taken idle (its horizons left
+                    # out: `Settings.group_floor_idle_s`).
+                    "idle": part.group_floor_idle,
                     "read": {
                         str(s): list(f) for s, f in sorted(part.ledger.group_floors_by.items())
                     },

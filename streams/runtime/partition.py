@@ -37,6 +37,10 @@ class PartitionState:
     head: Any = None
     #: monotonic() of the last record applied and of the last snapshot; its duration and size.
     applied_at: float = field(default_factory=time.monotonic)
+    #: monotonic() of the last record of a contract topic applied (since the state was made or
+    #: restored): the month-rows topic's records move `applied_at`, not this; a partition
+    #: quiet here for `Settings.group_floor_idle_s` announces an idle group floor.
+    events_at: float = field(default_factory=time.monotonic)
     snapshot_at: float = field(default_factory=time.monotonic)
     snapshot_s: float = 0.0
     #: How long the latest snapshot held up batches (settle + dump, or + fork only).
@@ -48,6 +52,10 @@ class PartitionState:
     #: only once a state that asks nothing older is on the changelog.
     group_floor_saved: Any = None
     group_floor_sent: Any = None
+    #: Whether the floor last dumped was taken as idle (`Keeper`): a partition that goes idle
+    #: is snapshotted once more, so that its idle floor is announced even if nothing else
+    #: comes to it.
+    group_floor_idle: bool = False
 
     def status(self) -> dict[str, Any]:
         return {

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     # 60 s: a producer writing partition after partition (librdkafka's batches) reaches each
     # within seconds, and summaries that wait change no figure.
     groups_idle_s: float = Field(default=60, ge=0, le=30 * 86_400)
+    # With the session fold: a partition that has applied no record of the contract topics
+    # for this many seconds (wall clock) announces an idle group floor (docs/design.md, "Group
+    # events compacted", in a worker): its horizons no longer hold the other partitions'
+    # group compaction back, only the lookups of the state it holds do (the refund table's
+    # idle rule, `refund_idle_s`, for the group floors). An event it applies later stamped
+    # before the floor it announced is counted (`/status` month_rows.after_group_floor): its
+    # membership lookups may read group events already compacted. 0: an idle partition holds
+    # every partition's compaction at its horizons until it gets a record.
+    group_floor_idle_s: float = Field(default=300, ge=0, le=30 * 86_400)
     # Summarize each closed session once its session horizon (its end + 7 days) is past every
     # topic's dedupe window (docs/design.md, "The session horizon"): its viewers, orders and
     # interacting users are replaced by the sums the claims read. Membership at the summary

@@ -371,6 +371,8 @@ class LiveState:
                 positions[(topic, partition)] = offset + 1
             part.dirty = True
             part.applied_at = now
+            if count:  # a contract topic's record (not the month-rows topic's)
+                part.events_at = now
         if n and changes:
             self.version += 1
         if count:

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ from tests.support.live import (
     report_of,
     run_settings,
 )
+from tests.test_scaleout import PARTITIONS as FOUR
+from tests.test_scaleout import Fleet
 
 CLAIM = "group_spend_multiple"
 #: Set to run the 100-day simulated stream's worker test (a minute).
@@ -195,6 +197,39 @@ def _merged_once(
         time.sleep(1)
 
 
+@contextlib.contextmanager
+def _two_worker_run(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> Iterator[tuple[Settings, Fleet]]:
+    """The settings of a run with the fold over 4 partitions (`test_scaleout`'s, for two
+    workers), its topics created, and a `Fleet` of workers on them (none started); on leaving,
+    every worker stopped and the run's topics deleted."""
+    settings = _fold_settings(kafka_bootstrap, prefix, FOUR)
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    fleet = Fleet(settings, tmp_path)
+    try:
+        yield settings, fleet
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+def _merged_with_statuses(
+    settings: Settings, workers: list[WorkerProcess], done: Callable[[dict[str, Any]], bool]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The merged report once `done` (`_merged_once`: the owners' snapshots after their last
+    rows or decisions, the merge reads snapshots), then every worker's `month_rows` status,
+    read after that wait (a month closed by the idle fold is taken at the keeper's tick)."""
+    report = _merged_once(settings, done)
+    return report, [worker.status()["month_rows"] for worker in workers]
+
+
+def _repurchase_eligible(eligible: int) -> Callable[[dict[str, Any]], bool]:
+    """`_merged_once`'s `done`: `group_repurchase_30d` counts `eligible` pairs."""
+    return lambda r: r["claims"]["group_repurchase_30d"]["detail"]["eligible"] == eligible
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_worker_folds_closed_months_across_partitions_through_a_restart(
@@ -276,6 +311,12 @@ def _check_groups_compacted(
     assert cutoffs, statuses
     stream_groups = sum(b'"type":"group_' in line for line in lines)
     assert sum(s["group_events"] for s in statuses) < stream_groups, statuses
+    _check_group_figures(report, lines, truth)
+
+
+def _check_group_figures(report: dict[str, Any], lines: list[bytes], truth: Any) -> None:
+    """The four group claims and the board's `group_joins` of `report` equal the truth
+    reference's of `lines`."""
     got = report["claims"]
     for claim in ("group_order_share", "group_member_dwell", "group_spend_multiple"):
         want = truth["claims"][claim]["observed"]
@@ -596,29 +637,18 @@ def test_two_workers_exchange_month_rows_and_the_merged_figure_equals_the_truth(
     topics are drained, the report merged over every partition's snapshot combines as many
     (merchant, month)s as one ledger fed everything folds and its `group_spend_multiple`,
     with every other claim, equals the truth file."""
-    from tests.test_scaleout import PARTITIONS as FOUR
-    from tests.test_scaleout import Fleet
-
-    settings = _fold_settings(kafka_bootstrap, "monthrows2", FOUR)
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    fleet = Fleet(settings, tmp_path)
     lines = fixture_lines("xhs")
     decoded = [decode_event(line) for line in lines]
-    try:
+    with _two_worker_run(kafka_bootstrap, "monthrows2", tmp_path) as (settings, fleet):
         start_balanced(fleet, 2)
         replay_lines(settings, tmp_path / "xhs.jsonl", lines)
         _fleet_settled(settings, fleet.workers)
         one = _summarizing(decoded, 2 * DAY, fold_months=True)
-        # The owners' snapshots after their last rows (the merge reads snapshots).
-        report = _merged_once(
-            settings, lambda r: r["retention"]["folded_months"] >= one.folded_months
+        report, statuses = _merged_with_statuses(
+            settings,
+            fleet.workers,
+            lambda r: r["retention"]["folded_months"] >= one.folded_months,
         )
-        # After the wait: a month closed by the idle fold is taken at the keeper's tick.
-        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
-    finally:
-        fleet.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     # Rows were sent (by one worker at least: on xhs the other's partitions may close months
     # with no row) and each worker read records of the topic, its partitions' share.
     assert sum(s["sent_rows"] for s in statuses) > 0, statuses
@@ -638,30 +668,17 @@ def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
     in both workers and the report merged over every partition's snapshot gives the truth
     reference's `group_repurchase_30d` (figure and counts) and the keep-everything ledger's
     interval."""
-    from tests.test_scaleout import PARTITIONS as FOUR
-    from tests.test_scaleout import Fleet
-
-    settings = _fold_settings(kafka_bootstrap, "firsts2", FOUR)
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    fleet = Fleet(settings, tmp_path)
     lines, truth = _simulated(100, 0.3, 5)
     decoded = [decode_event(line) for line in lines]
     everything = build_report(_summarizing(decoded, None))["claims"]["group_repurchase_30d"]
-    try:
+    with _two_worker_run(kafka_bootstrap, "firsts2", tmp_path) as (settings, fleet):
         start_balanced(fleet, 2)
         replay_lines(settings, tmp_path / "sim.jsonl", lines)
         _fleet_settled(settings, fleet.workers)
-        # The owners' snapshots after their last decisions (the merge reads them).
         eligible = everything["detail"]["eligible"]
-        report = _merged_once(
-            settings,
-            lambda r: r["claims"]["group_repurchase_30d"]["detail"]["eligible"] == eligible,
+        report, statuses = _merged_with_statuses(
+            settings, fleet.workers, _repurchase_eligible(eligible)
         )
-        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
-    finally:
-        fleet.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     assert all(s["first_orders"]["decided"] > 0 for s in statuses), statuses
     # The group events compacted across the two workers' partitions (a rebalance: the second
     # worker took half the partitions from the first), the group figures the truth's.
@@ -737,15 +754,9 @@ def test_group_events_compact_through_a_rebalance_to_the_truth(
     again from there) and the rest is replayed. The report merged over every partition's
     snapshot holds fewer group events than the stream and its group claims and `group_joins`
     equal the truth reference's (`_check_groups_compacted`)."""
-    from tests.test_scaleout import PARTITIONS as FOUR
-    from tests.test_scaleout import Fleet
-
-    settings = _fold_settings(kafka_bootstrap, "groupfloor", FOUR)
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    fleet = Fleet(settings, tmp_path)
     lines, truth = _simulated(150, 0.3, 5)
     half = len(lines) * 2 // 3
-    try:
+    with _two_worker_run(kafka_bootstrap, "groupfloor", tmp_path) as (settings, fleet):
         first = fleet.start("w0")
         first.wait_ready(timeout_s=120)
         replay_lines(settings, tmp_path / "first.jsonl", lines[:half])
@@ -759,15 +770,9 @@ def test_group_events_compact_through_a_rebalance_to_the_truth(
         _compacted(fleet.workers)
         _fleet_settled(settings, fleet.workers)
         eligible = truth["claims"]["group_repurchase_30d"]["eligible"]
-        report = _merged_once(
-            settings,
-            lambda r: r["claims"]["group_repurchase_30d"]["detail"]["eligible"] == eligible,
+        report, statuses = _merged_with_statuses(
+            settings, fleet.workers, _repurchase_eligible(eligible)
         )
-        statuses = [worker.status()["month_rows"] for worker in fleet.workers]
-    finally:
-        fleet.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     assert any(c is not None for c in before["groups_compacted_to"].values()), (
         before["groups_compacted_to"],
         before["group_floors"],
@@ -783,10 +788,9 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     older than it announced), once."""
     from agents.core.persist import load_state
     from streams.runtime.keeper import StateKeeper
-    from streams.runtime.membership import MembershipTable
     from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
-    from tests.streams.test_membership import GROUPS, routed
+    from tests.streams.test_membership import _table, routed
     from tests.support.memory import MemoryChangelog
 
     class HeldSender:
@@ -803,13 +807,7 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
             raise OSError("the broker is away")
 
     records = routed("xhs", PARTITIONS)
-    table = MembershipTable(2 * DAY, None)
-    ends: dict[int, int] = {}
-    for record in records:
-        if record.topic == GROUPS:
-            table.apply(record.partition, record.offset, record.value)
-            ends[record.partition] = record.offset + 1
-    table.catch_up_to(ends)
+    table = _table(records, 2 * DAY)
     state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
     sender = HeldSender()
     exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
@@ -862,3 +860,49 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     closed = encode(FirstsClosed(0, 0))
     exchange.receive([RawRecord("rows", 0, len(sent), None, closed)])
     assert state.version == version + 1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"~1 min: set {LONG_ENV}=1")
+def test_an_empty_partition_announces_idle_group_floors_in_a_worker(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """100 simulated days of xhs with every record of partition 2 left out (an empty
+    partition: no horizon, no floor of its own, which held every partition's compaction for
+    ever) into a 3-partition worker with `LIVEPULSE_GROUP_FLOOR_IDLE_S=2`: partition 2 goes
+    idle, is snapshotted and announces an idle floor (`/status` month_rows.group_floors'
+    `idle`), so the partitions holding group events set a compaction cutoff (held at the
+    first month by the months partition 2 never closes: docs/design.md), no event is counted
+    behind a floor, and the group claims and `group_joins` equal the truth reference's of the
+    records replayed."""
+    from tests.streams.test_membership import topic_and_key
+
+    lines, _truth = _simulated(100, 0.3, 5)
+    kept = [line for line in lines if partition_of(topic_and_key(line)[1], PARTITIONS) != 2]
+    assert 0 < len(kept) < len(lines)
+    truth = compute_truth([line.decode() for line in kept], scenario="xhs", seed=5)
+    settings = _fold_settings(kafka_bootstrap, "groupidle").model_copy(
+        update={"group_floor_idle_s": 2.0}
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "kept.jsonl", kept)
+        _settled(settings, worker)
+        status = _compacted([worker])["0"]
+        _settled(settings, worker)
+        report = report_of(worker)
+        status = worker.status()["month_rows"]
+    finally:
+        assert worker.stop() == 0, worker.tail()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    floors = status["group_floors"]
+    assert floors["2"]["idle"] is True and floors["2"]["announced"][0] is not None, floors
+    cutoffs = [c for c in status["groups_compacted_to"].values() if c is not None]
+    assert cutoffs, status["groups_compacted_to"]
+    assert status["after_group_floor"] == 0
+    _check_group_figures(report, kept, truth)

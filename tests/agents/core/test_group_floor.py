@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,10 +24,12 @@ from agents.core.ledger import (
     GroupFloor,
     MonthClosed,
     MonthRow,
+    cst_month,
 )
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import dump_state, load_state
-from schemas import Rejection, decode
+from schemas import TOPIC_BY_TYPE, Rejection, decode
+from streams.runtime.global_report import floors_behind
 from streams.runtime.membership import MembershipTable
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.operator_truth import operator_truth
@@ -47,6 +50,8 @@ GROUP_CLAIMS = (
 )
 
 TOPIC_GROUPS = TOPICS.index("live.groups")
+#: The topics whose events may add a "member at ts" lookup (a session start, a view, an order).
+PRESENCE = {TOPICS.index(topic) for topic in ("live.sessions", "live.views", "live.orders")}
 
 Message = MonthRow | MonthClosed | FirstOrder | FirstsClosed | GroupFloor
 
@@ -63,6 +68,16 @@ def _simulated(days: int, scale: float, seed: int) -> tuple[tuple[Any, ...], lis
         topic, key = topic_and_key(raw)
         out.append((topic, key, decode(raw)))
     return tuple(out), lines
+
+
+def _fed_30_days() -> Ledger:
+    """One ledger with the session fold fed 30 simulated days (every event, in stream order)."""
+    stream, _lines = _simulated(30, 0.3, 5)
+    ledger = Ledger(WINDOW_MS, fold_sessions=True)
+    for _topic, _key, event in stream:
+        if not isinstance(event, Rejection):
+            ledger.apply(event)
+    return ledger
 
 
 @dataclasses.dataclass
@@ -96,13 +111,19 @@ class _Partitions:
         for partition, queue in enumerate(in_flight):
             for message in queue:
                 later.deliver(partition, message)
+        if self.compacts:  # no state looks up membership older than a compaction
+            assert floors_behind(dict(enumerate(later.ledgers))) == []
         for ledger in later.ledgers:
             ledger.membership_from = groups
         return build_report(merge_ledgers(later.ledgers), merge_boards(later.boards))
 
 
 def _exchanged(
-    stream: tuple[Any, ...], seed: int, checks: int
+    stream: tuple[Any, ...],
+    seed: int,
+    checks: int,
+    quiet: tuple[int, int] | None = None,
+    at_check: Callable[[_Partitions, _Partitions], None] | None = None,
 ) -> tuple[_Partitions, _Partitions, MembershipTable, int]:
     """The stream split over the partitions by contract key and fed in chunks, twice: to
     partitions that compact by the floors and to partitions that keep every group event, with
@@ -113,8 +134,18 @@ def _exchanged(
     a random part of what is queued for it, the rest staying in flight. At `checks` points
     the two merged reports, every message in flight read, are equal. The membership table (a
     ledger per groups partition, `streams.runtime.membership`) reads each chunk's group events
-    first, as the worker's reads ahead of its partitions."""
+    first, as the worker's reads ahead of its partitions. With `quiet` (partition, ts), that
+    partition gets none of its contract events stamped from ts on (it goes idle) and announces
+    idle floors once a chunk brought it nothing (`idle=True`, as the keeper after
+    `group_floor_idle_s`). `at_check` is called with both runs at each check."""
     parts = split(stream, PARTITIONS)
+    if quiet is not None:
+        number, quiet_ts = quiet
+        parts[number] = [
+            (topic, key, event)
+            for topic, key, event in parts[number]
+            if isinstance(event, Rejection) or event.ts < quiet_ts
+        ]
     groups = MembershipTable(WINDOW_MS, None)
     # A groups partition's ledger is made at its first event: one with none yet is left out
     # of the table's horizon, as the worker's table leaves out one gone idle.
@@ -149,11 +180,14 @@ def _exchanged(
                 taken.append(
                     [*ledger.take_closed_month_rows(source), *ledger.take_first_orders(source)]
                 )
+            # Idle: the quiet partition, once a chunk brought it nothing.
+            idle = quiet is not None and source == quiet[0] and begin >= len(part)
             floors = [
-                run.ledgers[source].group_floor_announcement(source)
+                run.ledgers[source].group_floor_announcement(source, idle=idle)
                 for run in (compacting, keeping)
             ]
-            assert taken[0] == taken[1] and floors[0].own_ts == floors[1].own_ts
+            # (An idle floor follows the floors read, which the keeping partitions ignore.)
+            assert taken[0] == taken[1] and (idle or floors[0].own_ts == floors[1].own_ts)
             _route([*taken[0], floors[0]], queues)
         for partition, queue in enumerate(queues):
             read = rng.randint(0, len(queue))
@@ -165,6 +199,8 @@ def _exchanged(
             got, want = compacting.report(groups, queues), keeping.report(groups, queues)
             assert got["claims"] == want["claims"] and got["operator"] == want["operator"]
             compared += 1
+            if at_check is not None:
+                at_check(compacting, keeping)
     for _round in range(3):  # then, as the keeper's ticks do: take, announce, read it all
         for source in range(len(parts)):
             ledger = compacting.ledgers[source]
@@ -173,7 +209,9 @@ def _exchanged(
                 *keeping.ledgers[source].take_closed_month_rows(source),
                 *keeping.ledgers[source].take_first_orders(source),
             ]
-            _route([*messages, ledger.group_floor_announcement(source)], queues)
+            idle = quiet is not None and source == quiet[0]
+            _route([*messages, ledger.group_floor_announcement(source, idle=idle)], queues)
+            keeping.ledgers[source].group_floor_announcement(source, idle=idle)
         for partition, queue in enumerate(queues):
             for message in queue:
                 compacting.deliver(partition, message)
@@ -226,6 +264,121 @@ def test_partitions_compact_their_group_events_by_every_partitions_floor_exactly
     assert got["operator"]["overall"]["group_joins"] == reference["overall"]["group_joins"]
 
 
+@pytest.mark.slow
+def test_an_empty_partition_announcing_idle_floors_no_longer_stops_every_compaction() -> None:
+    """The 150 days over 3 partitions, partition 2 getting no event at all (an empty
+    partition: no horizon, so no floor of its own). Without the idle rule no partition ever
+    compacts; announcing idle floors it follows the others', and they compact, though only
+    up to the first month it never announced closed (their months' rows held at their owners:
+    docs/design.md, "Group events compacted", Limits); the merged reports equal the
+    keep-everything partitions' and no event is counted behind a floor."""
+    stream, _lines = _simulated(150, 0.3, 5)
+    stuck, _keeping, _groups, _compared = _exchanged_without_idle(stream)
+    assert all(ledger.groups_compacted_to is None for ledger in stuck.ledgers)
+
+    compacting, keeping, groups, compared = _exchanged(stream, 3, 2, quiet=(2, 0))
+    assert compared == 2
+    idle = compacting.ledgers[2]
+    given = idle.group_floor_given
+    holding = [ledger for ledger in compacting.ledgers[:2] if ledger.horizon_ts(TOPIC_GROUPS)]
+    assert holding
+    # The others compact now, but only up to their own floors, which the months the empty
+    # partition never announces closed hold at the stream's first month (their rows stay at
+    # their owners, `month_rows_in`, until every source has closed it): the remaining gap.
+    first_month = min(month for ledger in compacting.ledgers for _m, month in ledger.month_rows_in)
+    for ledger in holding:
+        cutoff = ledger.groups_compacted_to
+        assert cutoff is not None and cutoff <= given, cutoff
+        floors = [ts for pair in ledger.group_floors_by.values() for ts in pair if ts]
+        assert cutoff == min(floors)
+        assert cst_month(cutoff + DAY_MS) == first_month
+    assert all(ledger.after_group_floor == 0 for ledger in compacting.ledgers)
+    got = compacting.report(groups, [[] for _ in range(PARTITIONS)])
+    want = keeping.report(groups, [[] for _ in range(PARTITIONS)])
+    assert got["claims"] == want["claims"] and got["operator"] == want["operator"]
+
+
+def _exchanged_without_idle(
+    stream: tuple[Any, ...],
+) -> tuple[_Partitions, _Partitions, MembershipTable, int]:
+    """`_exchanged` with partition 2 getting no event but never announcing idle (as with
+    `group_floor_idle_s` 0)."""
+    original = Ledger.group_floor_announcement
+
+    def never_idle(self: Ledger, source: int, *, idle: bool = False) -> GroupFloor:
+        return original(self, source)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Ledger, "group_floor_announcement", never_idle)
+        return _exchanged(stream, 3, 0, quiet=(2, 0))
+
+
+def test_an_idle_floor_follows_the_newest_floor_read_never_past_the_held_lookups() -> None:
+    """An idle partition's own floor: the newest own floor it has read of the others (its own
+    horizons left out, its own announcement read back not among them), but never past the
+    oldest lookup of the state it holds (here its first month's first joins, its floor when
+    active too) nor below that floor; a partition holding nothing follows the others'. The
+    newest floor announced is kept (`group_floor_given`), in its snapshot too."""
+    ledger = _fed_30_days()
+    own = ledger.worker_group_floor()
+    assert own is not None
+    first_join = min(min(joins.values()) for joins in ledger.month_first_joins.values() if joins)
+    assert own == first_join // DAY_MS * DAY_MS  # what it holds bounds it, not its horizons
+    assert ledger.idle_group_floor(1) == own  # nothing read: its own
+    ledger.receive_group_floor(GroupFloor(1, own + 400 * DAY_MS, None), 3)  # itself
+    ledger.receive_group_floor(GroupFloor(0, own - 5 * DAY_MS, None), 3)
+    assert ledger.idle_group_floor(1) == own  # never below its own
+    ledger.receive_group_floor(GroupFloor(2, own + 300 * DAY_MS, None), 3)
+    assert ledger.idle_group_floor(1) == own  # never past what it holds
+
+    empty = Ledger(WINDOW_MS, fold_sessions=True)
+    assert empty.idle_group_floor(1) is None  # nothing known
+    empty.receive_group_floor(GroupFloor(1, own + 400 * DAY_MS, None), 3)  # itself
+    assert empty.idle_group_floor(1) is None
+    empty.receive_group_floor(GroupFloor(0, own - 5 * DAY_MS, None), 3)
+    empty.receive_group_floor(GroupFloor(2, own + 3 * DAY_MS + 7, None), 3)
+    assert empty.idle_group_floor(1) == own + 3 * DAY_MS  # the newest others', to a day
+    assert empty.group_floor_announcement(1).own_ts is None
+    assert empty.group_floor_given == -1
+    assert empty.group_floor_announcement(1, idle=True).own_ts == own + 3 * DAY_MS
+    assert empty.group_floor_given == own + 3 * DAY_MS
+    empty.receive_group_floor(GroupFloor(2, own, None), 3)  # an older one now: not given
+    assert empty.group_floor_announcement(1, idle=True).own_ts == own
+    assert empty.group_floor_given == own + 3 * DAY_MS
+    restored, _board = load_state(dump_state(empty, OperatorBoard()))
+    assert restored.group_floor_given == own + 3 * DAY_MS and restored.after_group_floor == 0
+    del empty.__dict__["group_floor_given"], empty.__dict__["after_group_floor"]
+    older, _board = load_state(dump_state(empty, OperatorBoard()))  # a session 13 state
+    assert older.group_floor_given == -1 and older.after_group_floor == 0
+
+
+def test_an_event_applied_behind_an_idle_floor_is_counted() -> None:
+    """A partition that announced an idle floor (holding nothing: its floor is the others'
+    newest) then gets its events late: each is applied as before (no figure of its own
+    changes), and those of the presence topics (sessions, views, orders: they add a "member at
+    ts" lookup) stamped before the newest floor it announced are counted in
+    `after_group_floor`, since a partition may have compacted the group events they look up;
+    the rest, and every event of a partition that never announced idle, are not."""
+    stream, _lines = _simulated(30, 0.3, 5)
+    events = [event for *_, event in stream if not isinstance(event, Rejection)]
+    floor = min(event.ts for event in events) + 12 * DAY_MS
+    floor -= floor % DAY_MS
+    idle, active = Ledger(WINDOW_MS, fold_sessions=True), Ledger(WINDOW_MS, fold_sessions=True)
+    for ledger in (idle, active):
+        ledger.receive_group_floor(GroupFloor(0, floor, None), 2)
+    assert idle.group_floor_announcement(1, idle=True).own_ts == floor
+    assert active.group_floor_announcement(1).own_ts is None  # no horizon yet
+    counted = 0
+    for event in events:
+        applied = idle.apply(event)
+        assert active.apply(event) == applied
+        if applied and event.ts < floor and TOPICS.index(TOPIC_BY_TYPE[event.type]) in PRESENCE:
+            counted += 1
+    assert 0 < counted < len(events)
+    assert idle.after_group_floor == counted and active.after_group_floor == 0
+    assert build_report(idle, OperatorBoard()) == build_report(active, OperatorBoard())
+
+
 def test_no_partition_compacts_before_every_partition_announced_both_floors() -> None:
     """A floor missing (a partition not announced yet, or one whose lookups are not known:
     None) holds the compaction back; once every partition's two are in, the group events are
@@ -256,11 +409,7 @@ def test_a_partitions_in_flight_floor_is_the_oldest_own_floor_it_has_read_of_eve
     that it has not read yet) is no older than the oldest own floor it has read of each
     source (read in order from its own topic partition, after their rows): its `inflight_ts`,
     None until every source is read; its `own_ts` none of that."""
-    stream, _lines = _simulated(30, 0.3, 5)
-    ledger = Ledger(WINDOW_MS, fold_sessions=True)
-    for _topic, _key, event in stream:
-        if not isinstance(event, Rejection):
-            ledger.apply(event)
+    ledger = _fed_30_days()
     own = ledger.worker_group_floor()
     assert own is not None and own % DAY_MS == 0
     assert ledger.group_floor_announcement(1) == GroupFloor(1, own, None)
@@ -275,11 +424,7 @@ def test_a_partitions_in_flight_floor_is_the_oldest_own_floor_it_has_read_of_eve
 def test_a_state_written_before_the_floors_loads_with_none_read() -> None:
     """A version 11 state (no `group_floors_by`) loads with no floor read, announces none in
     flight, and compacts once every partition has announced again."""
-    stream, _lines = _simulated(30, 0.3, 5)
-    ledger = Ledger(WINDOW_MS, fold_sessions=True)
-    for _topic, _key, event in stream:
-        if not isinstance(event, Rejection):
-            ledger.apply(event)
+    ledger = _fed_30_days()
     del ledger.__dict__["group_floors_by"], ledger.__dict__["_group_floor_sources"]
     restored, _board = load_state(dump_state(ledger, OperatorBoard()))
     assert restored.group_floors_by == {}
