@@ -40,10 +40,13 @@ from agents.core.ledger import (
     two_earliest,
 )
 from agents.core.period_rows import (
+    NO_DWELL_ROUTED,
+    WHOLE_PERIOD,
     PeriodRows,
     PeriodsClosed,
     folded_through,
     period_entries,
+    period_owner_key,
     receive_period_rows,
     receive_periods_closed,
     take_period_rows,
@@ -91,7 +94,9 @@ def encode(message: Message) -> bytes:
     if isinstance(message, PeriodRows):
         return encode_period_rows([message])
     if isinstance(message, PeriodsClosed):
-        return json.dumps(["periods-closed", message.source, message.through]).encode()
+        return json.dumps(
+            ["periods-closed", message.source, message.through, message.dwell_after]
+        ).encode()
     if isinstance(message, GroupFloor):
         return json.dumps(
             ["group-floor", message.source, message.own_ts, message.inflight_ts]
@@ -138,7 +143,9 @@ def decode(value: bytes | None) -> list[Message]:
                 for source, kind, key, claim, rows in data[1]
             ]
         if data[0] == "periods-closed":
-            return [PeriodsClosed(int(data[1]), str(data[2]))]
+            # (Without its fourth item: written by a worker that routed no dwell rows.)
+            dwell_after = str(data[3]) if len(data) > 3 else NO_DWELL_ROUTED
+            return [PeriodsClosed(int(data[1]), str(data[2]), dwell_after)]
         if data[0] == "firsts-closed":
             return [FirstsClosed(int(data[1]), int(data[2]))]
         if data[0] == "group-floor":
@@ -161,7 +168,10 @@ def decode(value: bytes | None) -> list[Message]:
 
 
 def split_by_owner(message: PeriodRows, partitions: int) -> dict[int, PeriodRows]:
-    """A period's rows split by their users' owner partitions."""
+    """A period's rows split by their users' owner partitions (`WHOLE_PERIOD`'s whole, to
+    the period's owner: `period_rows.period_owner_key`)."""
+    if message.claim in WHOLE_PERIOD:
+        return {_owner_cached(period_owner_key(message.kind, message.key), partitions): message}
     split: dict[int, dict[str, Any]] = {}
     for user, row in message.rows.items():
         split.setdefault(_owner_cached(user, partitions), {})[user] = row

@@ -74,6 +74,30 @@ def test_a_row_goes_to_the_partition_kafka_gives_its_user() -> None:
         assert owner_of(user, 3) == partition_of(user.encode(), 3)
 
 
+def test_a_periods_dwell_rows_go_whole_to_the_periods_owner() -> None:
+    """`group_member_dwell`'s rows of a period go, every user's, to the partition Kafka gives
+    the period's key (its bootstrap resamples them all); a share's to their users' owners.
+    An announcement reads back with the month its dwell rows start after, and one written
+    by a worker that routed none (no fourth item) as routing none."""
+    from agents.core.period_rows import NO_DWELL_ROUTED, period_owner_key
+
+    users = {f"u-{i}": [60_000 * i, 1] for i in range(40)}
+    owners = set()
+    for day in range(1, 11):
+        key = f"2024-07-{day:02d}"
+        pieces = split_by_owner(PeriodRows(1, "day", key, "group_member_dwell", users), 3)
+        owner = partition_of(period_owner_key("day", key).encode(), 3)
+        assert list(pieces) == [owner] and pieces[owner].rows == users
+        owners.add(owner)
+    assert owners == {0, 1, 2}
+    shares = split_by_owner(PeriodRows(1, "day", "2024-07-01", "bundle_share", users), 3)
+    assert len(shares) == 3
+    for message in (PeriodsClosed(2, "2024-07", ""), PeriodsClosed(0, "2024-08", "2024-07")):
+        assert decode(encode(message)) == [message]
+    old = PeriodsClosed(1, "2024-07", NO_DWELL_ROUTED)
+    assert decode(b'["periods-closed",1,"2024-07"]') == [old]
+
+
 def _settled(settings: Settings, worker: WorkerProcess) -> None:
     """Drained: the contract topics, then the month-rows topic (rows are produced after the
     batch that closed their month, announcements after their rows), twice over."""
