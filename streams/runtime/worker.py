@@ -322,6 +322,13 @@ class Worker:
         if self.refunds_reader is not None:
             await self.refunds_reader.stop()
         await self._settle()
+        if self.month_rows is not None:
+            # What the consumer had not fetched (this worker's own last announcements among
+            # them): in the final snapshots, not left for a restart to read.
+            try:
+                await self.month_rows.read_to_end(self.settings)
+            except Exception as exc:  # the broker away: a restart reads them
+                log.warning("stopping: the month-rows records left unread: %r", exc)
         await self.keeper.flush()
         await self.keeper.changelog.stop()
         if self.keeper.local is not None:

@@ -370,6 +370,54 @@ def test_a_take_s_announcement_waits_for_its_rows_and_for_earlier_takes() -> Non
 
 
 @pytest.mark.integration
+@pytest.mark.slow
+def test_a_worker_stopped_as_it_drains_snapshots_its_last_announcements(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The xhs fixture preloaded, a worker with the fold started on it and stopped (SIGTERM)
+    as soon as it has read the contract topics, as the bench's fleet stops its workers: the
+    take after its last batch sends announcements to every partition, its own too, after its
+    consumer's last fetch. Its final snapshots cover every month-rows record
+    (`global_report.uncovered` is 0; before `MonthRowExchange.read_to_end` a stopped worker
+    left them to whoever restarted on the state, and the bench harness' scale-out counted
+    them), and the month-rows topic has records beyond group floors."""
+    from streams.runtime.global_report import newest_snapshots, uncovered
+    from streams.runtime.topics import end_offsets
+
+    settings = _fold_settings(kafka_bootstrap, prefix="monthrows-stop")
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        replay_lines(settings, tmp_path / "xhs.jsonl", fixture_lines("xhs"))
+        ends = {
+            f"{tp.topic}:{tp.partition}": end
+            for tp, end in asyncio.run(end_offsets(settings, settings.source_topics)).items()
+        }
+        worker.start()
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                positions = worker.status().get("positions", {})
+                if all(positions.get(tp, 0) >= end for tp, end in ends.items()):
+                    break
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.05)
+        assert worker.stop() == 0, worker.tail()
+        snapshots = asyncio.run(newest_snapshots(settings))
+        assert asyncio.run(uncovered(settings, snapshots)) == 0, [
+            s.head.positions for s in snapshots.values()
+        ]
+        assert settings.month_rows_topic is not None
+        month_rows = asyncio.run(end_offsets(settings, [settings.month_rows_topic]))
+        assert sum(month_rows.values()) > 0
+    finally:
+        with contextlib.suppress(Exception):
+            worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+@pytest.mark.integration
 def test_a_month_rows_topic_with_another_partition_count_is_refused(
     kafka_bootstrap: str,
 ) -> None:
