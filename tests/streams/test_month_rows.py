@@ -375,12 +375,12 @@ def test_a_worker_stopped_as_it_drains_snapshots_its_last_announcements(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """The xhs fixture preloaded, a worker with the fold started on it and stopped (SIGTERM)
-    as soon as it has read the contract topics, as the bench's fleet stops its workers: the
-    take after its last batch sends announcements to every partition, its own too, after its
-    consumer's last fetch. Its final snapshots cover every month-rows record
-    (`global_report.uncovered` is 0; before `MonthRowExchange.read_to_end` a stopped worker
-    left them to whoever restarted on the state, and the bench harness' scale-out counted
-    them), and the month-rows topic has records beyond group floors."""
+    as soon as it has read the contract topics and sent announcements, as the bench's fleet
+    stops its workers: the take after its last batch (or at a keeper tick) sends them to
+    every partition, its own too, after its consumer's last fetch. Its final snapshots cover
+    every month-rows record (`global_report.uncovered` is 0; before
+    `MonthRowExchange.read_to_end` a stopped worker left them to whoever restarted on the
+    state, and the bench harness' scale-out counted them)."""
     from streams.runtime.global_report import newest_snapshots, uncovered
     from streams.runtime.topics import end_offsets
 
@@ -397,8 +397,13 @@ def test_a_worker_stopped_as_it_drains_snapshots_its_last_announcements(
         deadline = time.monotonic() + 90
         while True:
             with contextlib.suppress(OSError, ValueError):
-                positions = worker.status().get("positions", {})
-                if all(positions.get(tp, 0) >= end for tp, end in ends.items()):
+                status = worker.status()
+                positions = status.get("positions", {})
+                # Drained, and announcements sent (at once here; with a groups horizon held
+                # back until its partitions go idle, by a keeper tick a few seconds later).
+                if all(positions.get(tp, 0) >= end for tp, end in ends.items()) and (
+                    status.get("month_rows") or {}
+                ).get("sent_announcements", 0):
                     break
             assert time.monotonic() < deadline, worker.tail()
             time.sleep(0.05)
