@@ -1646,6 +1646,9 @@ class Ledger:
             self.frozen_dropped = {}
         if "period_rows_in" not in state:  # version 11 or older: no rows routed
             self._init_period_rows()
+        if "period_dwell_after" not in state:  # version 12: no dwell rows routed
+            self.period_dwell_after = self.period_rows_sent_through
+            self.__dict__["period_dwell_after_by"] = {}
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -2951,11 +2954,17 @@ class Ledger:
         #: (`periods.freeze_closed`), and the last month whose rows were taken.
         self.periods_frozen_to: int | None = None
         self.period_rows_sent_through = ""
+        #: The last month whose `group_member_dwell` rows were not taken (`period_rows.
+        #: WHOLE_PERIOD`: "" for a state that routes them from the start; a state of snapshot
+        #: version 12 routed none of the months it had sent).
+        self.period_dwell_after = ""
         #: As the owner: (kind, period) -> source partition -> claim -> user -> row, until
         #: every source has announced the period's month (`period_sources_through`); then
         #: folded into `period_users`, (kind, period) -> claim -> folded part.
         self.period_rows_in: dict[tuple[str, str], dict[int, dict[str, dict[str, Any]]]] = {}
         self.period_sources_through: dict[int, str] = {}
+        #: As the owner: each source's announced `period_dwell_after`.
+        self.period_dwell_after_by: dict[int, str] = {}
         self.period_users: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _init_month_fold(self, fold_months: bool) -> None:

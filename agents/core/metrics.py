@@ -681,21 +681,36 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
     return pairs + folded[0], total_ms + folded[1], squares_ms + folded[2], sessions, by_user
 
 
-def merge_dwell_parts(parts: Sequence[DwellPart]) -> DwellPart:
+def merge_dwell_parts(
+    parts: Sequence[DwellPart | FoldedDwellPart],
+) -> DwellPart | FoldedDwellPart:
+    """The parts of disjoint sub-streams added. A folded part (its users' rows folded with
+    their bootstrap, `fold_dwell_part`) adds only to parts holding no user rows: then it
+    holds every user of the union (a period's rows folded at its owner partition,
+    agents/core/period_rows.py, and the sources' parts without them), and the sum is folded."""
     pairs = total_ms = squares_ms = 0
     sessions: ClusterSums = (0, 0, 0, 0)
     users: dict[str, list[int]] = {}
+    whole: FoldedDwellPart | None = None
     for part in parts:
         if len(part) > 5 and RETIRED_USERS in part[4]:
-            # Folded: its bootstrap's rows are gone, no merged interval from it. (A period's
-            # raw part has no retired users: `periods.period_ledger` is a fresh ledger.)
-            raise ValueError("a folded group_member_dwell part does not merge")
+            # Folded: its bootstrap's rows are gone, no merged interval with other rows. (A
+            # period's raw part has no retired users: `periods.period_ledger` is a fresh
+            # ledger.)
+            if whole is not None:
+                raise ValueError("two folded group_member_dwell parts do not merge")
+            whole = part
+        else:
+            add_user_rows(users, part[4])
         pairs += part[0]
         total_ms += part[1]
         squares_ms += part[2]
         sessions = add_cluster_sums(sessions, part[3])
-        add_user_rows(users, part[4])
-    return pairs, total_ms, squares_ms, sessions, users
+    if whole is None:
+        return pairs, total_ms, squares_ms, sessions, users
+    if users:
+        raise ValueError("a folded group_member_dwell part does not merge with user rows")
+    return pairs, total_ms, squares_ms, sessions, whole[4], whole[5]
 
 
 def group_member_dwell(facts: _Facts) -> Measurement:
@@ -717,7 +732,8 @@ def fold_dwell_part(part: DwellPart | FoldedDwellPart) -> FoldedDwellPart:
     kept as the t* quantiles of those rows (`stats.cluster_ratio_t_quantiles`): the centre
     and se come from the sums, so the same figure and interval (to rounding), bounded. Only
     for a part whose users are whole in it and which is never merged again
-    (`ClaimParts.fold`); a folded part does not merge (`merge_dwell_parts`)."""
+    (`ClaimParts.fold`); a folded part merges only with parts holding no user rows
+    (`merge_dwell_parts`)."""
     pairs, total_ms, squares_ms, sessions, by_user, quantiles = dwell_with_quantiles(part)
     if not any(user != RETIRED_USERS for user in by_user):
         return part if len(part) > 5 else (pairs, total_ms, squares_ms, sessions, by_user, None)
@@ -732,7 +748,10 @@ def dwell_with_quantiles(part: DwellPart | FoldedDwellPart) -> FoldedDwellPart:
     if len(part) > 5:
         return part
     pairs, total_ms, squares_ms, sessions, by_user = part[:5]
-    quantiles = cluster_ratio_t_quantiles(_dwell_rows(by_user)) if pairs else None
+    # From the rows, not the pairs: an owner partition's part of a period holds the rows and
+    # no pairs (the sources keep those sums: agents/core/period_rows.py).
+    rows = _dwell_rows(by_user)
+    quantiles = cluster_ratio_t_quantiles(rows) if rows else None
     return pairs, total_ms, squares_ms, sessions, by_user, quantiles
 
 

@@ -16,9 +16,18 @@ partitions' stripped parts, the owners' folded parts and the rows still held by 
 each user's rows are in exactly one of those places, and the parts add exactly (integer
 cluster sums and moments over disjoint users).
 
-Not routed: `group_member_dwell` (its bootstrap-t resamples every user of the period; an
-owner holds only its own), the refund claims (frozen in a second stage, months later), and
-the per-session rows and sketches (bounded by the period's sessions).
+`group_member_dwell` (`WHOLE_PERIOD`) is routed whole instead: its bootstrap-t resamples
+every user of the period, so a period's rows from every source go to one partition, the
+period's owner (Kafka's partitioner over `period_owner_key`), which folds them with that
+bootstrap once (`fold_dwell_part`: user cluster sums and the t* quantiles; the sources keep
+the pairs', watch times' and sessions' sums, which add). A source restored from a snapshot
+of version 12 routed no dwell rows of the months it had sent (`Ledger.period_dwell_after`,
+announced with its `PeriodsClosed`): an owner folds a period's dwell rows only once every
+source says it routed that month's, else it holds them as rows, which merge exactly with the
+rows that source kept.
+
+Not routed: the refund claims (frozen in a second stage, months later), and the per-session
+rows and sketches (bounded by the period's sessions).
 """
 
 from __future__ import annotations
@@ -29,10 +38,13 @@ from typing import Any, Final, NamedTuple
 from agents.core.ledger import RETIRED_USERS, Ledger, cst_month, cst_month_start
 from agents.core.metrics import (
     CLAIM_PARTS,
+    DwellPart,
     SharePart,
     SpendPart,
+    fold_dwell_part,
     fold_share_part,
     fold_spend_part,
+    merge_dwell_parts,
     merge_share_parts,
     merge_spend_parts,
 )
@@ -40,12 +52,27 @@ from agents.core.metrics import (
 #: The share claims whose per-user rows are routed (first stage: frozen with the period).
 SHARES: Final[tuple[str, ...]] = ("orders_after_minute_5", "group_order_share", "bundle_share")
 SPEND: Final[str] = "group_spend_multiple"
-#: The claims whose frozen parts' per-user rows go to the user's owner partition.
-ROUTED: Final[tuple[str, ...]] = (*SHARES, SPEND)
+DWELL: Final[str] = "group_member_dwell"
+#: The claims whose frozen parts' per-user rows go, whole, to the period's owner partition
+#: (`period_owner_key`): their interval resamples every user of the period.
+WHOLE_PERIOD: Final[tuple[str, ...]] = (DWELL,)
+#: The claims whose frozen parts' per-user rows are taken: to the user's owner partition,
+#: but `WHOLE_PERIOD`'s to the period's.
+ROUTED: Final[tuple[str, ...]] = (*SHARES, SPEND, *WHOLE_PERIOD)
+#: A source's `period_dwell_after` in an announcement of a state that routes none (an
+#: announcement of snapshot version 12's code): after every month.
+NO_DWELL_ROUTED: Final[str] = "~"
 
 #: A user's rows of one claim's part: a share's (hits, cases); the spend's (merchant, month,
-#: first join ts or None, member then or None, cents) per key of theirs.
+#: first join ts or None, member then or None, cents) per key of theirs; the dwell's
+#: (watch ms, pairs).
 UserRows = dict[str, Any]
+
+
+def period_owner_key(kind: str, key: str) -> str:
+    """The message key whose partition (Kafka's default partitioner) owns a period's
+    `WHOLE_PERIOD` rows: the days of a month spread over the partitions."""
+    return f"{kind}/{key}"
 
 
 class PeriodRows(NamedTuple):
@@ -61,10 +88,12 @@ class PeriodRows(NamedTuple):
 
 class PeriodsClosed(NamedTuple):
     """A source partition's announcement that the rows of every frozen period of a month up
-    to `through` (YYYY-MM) have been sent; each supersedes the source's earlier ones."""
+    to `through` (YYYY-MM) have been sent; each supersedes the source's earlier ones.
+    `dwell_after`: its `WHOLE_PERIOD` rows were sent only for the months after it."""
 
     source: int
     through: str
+    dwell_after: str = ""
 
 
 def split_part(claim: str, part: Any) -> tuple[Any, UserRows]:
@@ -81,6 +110,11 @@ def split_part(claim: str, part: Any) -> tuple[Any, UserRows]:
             if (merchant, month, user) not in joins:
                 rows.setdefault(user, []).append([merchant, month, None, None, cents])
         return (folded, {}, {}), rows
+    if claim == DWELL:
+        pairs, total_ms, squares_ms, sessions, by_user = part[:5]
+        kept = {u: row for u, row in by_user.items() if u == RETIRED_USERS}
+        users = {u: list(row) for u, row in by_user.items() if u != RETIRED_USERS}
+        return (pairs, total_ms, squares_ms, sessions, kept), users
     hits, total, sessions, pairs, by_user = part
     kept = {u: row for u, row in by_user.items() if u == RETIRED_USERS}
     users = {u: list(row) for u, row in by_user.items() if u != RETIRED_USERS}
@@ -104,6 +138,12 @@ def rows_part(claim: str, rows: Iterable[UserRows]) -> Any:
                         spend[key] = int(cents)
             spend_parts.append(({}, joins, spend))
         return merge_spend_parts(spend_parts)
+    if claim == DWELL:
+        dwell_parts: list[DwellPart] = [
+            (0, 0, 0, (0, 0, 0, 0), {u: [int(v) for v in row] for u, row in r.items()})
+            for r in rows
+        ]
+        return merge_dwell_parts(dwell_parts)
     share_parts: list[SharePart] = [
         (0, 0, (0, 0, 0, 0), (0, 0, 0, 0), {u: [int(v) for v in row] for u, row in r.items()})
         for r in rows
@@ -114,6 +154,8 @@ def rows_part(claim: str, rows: Iterable[UserRows]) -> Any:
 def fold_rows(claim: str, rows: Iterable[UserRows]) -> Any:
     """The owner's folded part of its users' rows of a period (every source's)."""
     part = rows_part(claim, rows)
+    if claim == DWELL:
+        return fold_dwell_part(part)  # the period's bootstrap, once (every user's rows here)
     return fold_spend_part(part) if claim == SPEND else fold_share_part(part)
 
 
@@ -141,6 +183,7 @@ def take_period_rows(
     if through <= ledger.period_rows_sent_through:
         return []
     out: list[PeriodRows | PeriodsClosed] = []
+    dwell_after = ledger.period_dwell_after
     for (kind, key), parts in sorted(ledger.frozen_parts.items()):
         month = key[:7]
         if month <= ledger.period_rows_sent_through or month > through:
@@ -148,7 +191,7 @@ def take_period_rows(
         figures = ledger.frozen_periods.get((kind, key))
         for claim in ROUTED:
             part = parts.get(claim)
-            if part is None:
+            if part is None or (claim in WHOLE_PERIOD and month <= dwell_after):
                 continue
             kept, rows = split_part(claim, part)
             if not rows:
@@ -161,7 +204,7 @@ def take_period_rows(
             parts[claim] = kept
             out.append(PeriodRows(source, kind, key, claim, rows))
     ledger.period_rows_sent_through = through
-    out.append(PeriodsClosed(source, through))
+    out.append(PeriodsClosed(source, through, dwell_after))
     return out
 
 
@@ -189,18 +232,36 @@ def receive_periods_closed(ledger: Ledger, message: PeriodsClosed, sources: int)
     if message.through <= held.get(message.source, ""):
         return
     held[message.source] = message.through
+    ledger.period_dwell_after_by[message.source] = message.dwell_after
     through = folded_through(ledger, sources)
+    # The last month some source did not route `WHOLE_PERIOD`'s rows of (a state restored
+    # from snapshot version 12): the rows of its periods and before are held, not folded.
+    dwell_after = max(
+        (ledger.period_dwell_after_by.get(s, NO_DWELL_ROUTED) for s in range(sources)),
+        default="",
+    )
     for period in sorted(p for p in ledger.period_rows_in if p[1][:7] <= through):
-        by_source = ledger.period_rows_in.pop(period)
-        folded = ledger.period_users.setdefault(period, {})
+        by_source = ledger.period_rows_in[period]
         for claim in ROUTED:
-            rows = [claims[claim] for claims in by_source.values() if claim in claims]
-            if rows:
-                part = fold_rows(claim, rows)
-                if claim in folded:
-                    merge = CLAIM_PARTS[claim].merge
-                    part = CLAIM_PARTS[claim].fold(merge([folded[claim], part]))
-                folded[claim] = part
+            if claim in WHOLE_PERIOD and period[1][:7] <= dwell_after:
+                continue
+            rows = [claims.pop(claim) for claims in by_source.values() if claim in claims]
+            if not rows:
+                continue
+            part = fold_rows(claim, rows)
+            folded = ledger.period_users.setdefault(period, {})
+            if claim in folded:
+                if claim in WHOLE_PERIOD:
+                    # Folded before (a worker rescaled: the announcements start anew): a
+                    # folded dwell part does not merge, the first fold is kept.
+                    continue
+                merge = CLAIM_PARTS[claim].merge
+                part = CLAIM_PARTS[claim].fold(merge([folded[claim], part]))
+            folded[claim] = part
+        for source in [s for s, claims in by_source.items() if not claims]:
+            del by_source[source]
+        if not by_source:
+            del ledger.period_rows_in[period]
     # Only the latest kept days and months (`PeriodSettings`, from the ledger's gate): the
     # sources keep no older ones, and an owner with no frozen period of its own never prunes
     # them at its freeze (`periods._prune`).

@@ -159,8 +159,16 @@ MAGIC: Final[bytes] = b"LPst"
 #:     Also in 12: the dedupe runs hold the ids shaped `prefix` + digits as 8-byte keys
 #:     (`seen.narrow_key`; `SeenRuns` pickles them as two more byte strings). A version 1-11
 #:     state loads with those ids' 16-byte keys narrowed at load.
-VERSION: Final[int] = 12
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+#: 13 (session 14): a worker partition's frozen parts' `group_member_dwell` rows are routed
+#:     too (`period_rows.WHOLE_PERIOD`: a period's rows from every source to the period's
+#:     owner partition, folded there with its bootstrap), for the months after
+#:     `Ledger.period_dwell_after`, announced with each `PeriodsClosed`; an owner keeps each
+#:     source's (`period_dwell_after_by`). A version 12 state loads with its months sent so
+#:     far not routed (`period_dwell_after` = its `period_rows_sent_through`: their rows stay
+#:     in its parts) and no source's announced (an owner folds no dwell rows until every
+#:     source announces again); a version 11 or older state routes every month.
+VERSION: Final[int] = 13
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

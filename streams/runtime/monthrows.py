@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from agents.core.ledger import (
@@ -40,16 +41,20 @@ from agents.core.ledger import (
     two_earliest,
 )
 from agents.core.period_rows import (
+    NO_DWELL_ROUTED,
+    WHOLE_PERIOD,
     PeriodRows,
     PeriodsClosed,
     folded_through,
     period_entries,
+    period_owner_key,
     receive_period_rows,
     receive_periods_closed,
     take_period_rows,
 )
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPublisher
+from streams.runtime.settings import ISOLATION_LEVEL, Settings
 from streams.runtime.state import LiveState
 
 log = logging.getLogger(__name__)
@@ -72,6 +77,11 @@ _owner_cached = functools.lru_cache(maxsize=1 << 16)(owner_of)
 ROWS_PER_RECORD: Final[int] = 2000
 
 
+#: How long a stopping worker reads the month-rows records its consumer had not fetched
+#: (`MonthRowExchange.read_to_end`) before it snapshots without the rest.
+STOP_READ_S: Final[float] = 10.0
+
+
 #: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows and
 #: `group_repurchase_30d`'s first orders (each to its user's owner), and their announcements
 #: (to every partition), and the partitions' group lookup floors (to every partition).
@@ -91,7 +101,9 @@ def encode(message: Message) -> bytes:
     if isinstance(message, PeriodRows):
         return encode_period_rows([message])
     if isinstance(message, PeriodsClosed):
-        return json.dumps(["periods-closed", message.source, message.through]).encode()
+        return json.dumps(
+            ["periods-closed", message.source, message.through, message.dwell_after]
+        ).encode()
     if isinstance(message, GroupFloor):
         return json.dumps(
             ["group-floor", message.source, message.own_ts, message.inflight_ts]
@@ -138,7 +150,9 @@ def decode(value: bytes | None) -> list[Message]:
                 for source, kind, key, claim, rows in data[1]
             ]
         if data[0] == "periods-closed":
-            return [PeriodsClosed(int(data[1]), str(data[2]))]
+            # (Without its fourth item: written by a worker that routed no dwell rows.)
+            dwell_after = str(data[3]) if len(data) > 3 else NO_DWELL_ROUTED
+            return [PeriodsClosed(int(data[1]), str(data[2]), dwell_after)]
         if data[0] == "firsts-closed":
             return [FirstsClosed(int(data[1]), int(data[2]))]
         if data[0] == "group-floor":
@@ -161,7 +175,10 @@ def decode(value: bytes | None) -> list[Message]:
 
 
 def split_by_owner(message: PeriodRows, partitions: int) -> dict[int, PeriodRows]:
-    """A period's rows split by their users' owner partitions."""
+    """A period's rows split by their users' owner partitions (`WHOLE_PERIOD`'s whole, to
+    the period's owner: `period_rows.period_owner_key`)."""
+    if message.claim in WHOLE_PERIOD:
+        return {_owner_cached(period_owner_key(message.kind, message.key), partitions): message}
     split: dict[int, dict[str, Any]] = {}
     for user, row in message.rows.items():
         split.setdefault(_owner_cached(user, partitions), {})[user] = row
@@ -331,6 +348,61 @@ class MonthRowExchange:
         state.advance(applied, changes=not floors_only)
         if applied and self._in_flight:
             self.in_flight()  # forget the rows their owners hold now (a view may be forked)
+
+    async def read_to_end(self, settings: Settings, timeout_s: float = STOP_READ_S) -> int:
+        """The worker is stopping, its consumer stopped and its own sends settled: apply the
+        month-rows records of the partitions held here up to the topic's end, so that the
+        final snapshots cover them; return how many were applied. A take right before the
+        stop (after the last batch, or at a keeper tick) sends its announcements to every
+        partition, this worker's own too, and the consumer stopped before it fetched them:
+        no snapshot of theirs would ever cover them (`global_report.uncovered` counted them,
+        and a merged report lacked what they fold, until a worker restarted on the state)."""
+        held = {
+            TopicPartition(self.topic, p): part.positions.get(self.topic, 0)
+            for p, part in self.state.partitions.items()
+        }
+        if not held:
+            return 0
+        consumer = AIOKafkaConsumer(
+            client_id="livepulse-month-rows-stop",
+            enable_auto_commit=False,
+            isolation_level=ISOLATION_LEVEL,
+            auto_offset_reset="earliest",
+            **settings.kafka_client_kwargs(),
+        )
+        await consumer.start()
+        applied = 0
+        try:
+            consumer.assign(list(held))
+            ends = await consumer.end_offsets(list(held))
+            pending = {tp: ends[tp] for tp, position in held.items() if ends[tp] > position}
+            for tp in pending:
+                consumer.seek(tp, held[tp])
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while pending and asyncio.get_running_loop().time() < deadline:
+                batches = await consumer.getmany(*pending, timeout_ms=500)
+                records = [
+                    RawRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                    for tp, rs in batches.items()
+                    for r in rs
+                    if r.offset < pending[tp]
+                ]
+                if records:
+                    self.receive(records)
+                    applied += len(records)
+                for tp in list(pending):
+                    if await consumer.position(tp) >= pending[tp]:
+                        del pending[tp]
+            if pending:
+                log.warning(
+                    "stopping: %d month-rows partitions not read to their end in %.0f s (the "
+                    "next worker holding them reads the rest)",
+                    len(pending),
+                    timeout_s,
+                )
+        finally:
+            await consumer.stop()
+        return applied
 
     def take(self) -> None:
         partitions = self.state.partitions

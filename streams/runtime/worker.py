@@ -32,7 +32,7 @@ from streams.runtime.gcpace import GcClock, GcPacer
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
 from streams.runtime.membership import MembershipReader, MembershipTable
-from streams.runtime.monthrows import MonthRowExchange, MonthRowSender
+from streams.runtime.monthrows import STOP_READ_S, MonthRowExchange, MonthRowSender
 from streams.runtime.partition import PartitionState
 from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.settings import Settings
@@ -324,6 +324,16 @@ class Worker:
         if self.refunds_reader is not None:
             await self.refunds_reader.stop()
         await self._settle()
+        if self.month_rows is not None:
+            # What the consumer had not fetched (this worker's own last announcements among
+            # them): in the final snapshots, not left for a restart to read.
+            try:
+                # Bounded as a whole: a consumer's start waits longer for a broker away.
+                await asyncio.wait_for(
+                    self.month_rows.read_to_end(self.settings), timeout=2 * STOP_READ_S
+                )
+            except Exception as exc:  # the broker away, or too slow: a restart reads them
+                log.warning("stopping: the month-rows records left unread: %r", exc)
         await self.keeper.flush()
         await self.keeper.changelog.stop()
         if self.keeper.local is not None:

@@ -76,6 +76,30 @@ def test_a_row_goes_to_the_partition_kafka_gives_its_user() -> None:
         assert owner_of(user, 3) == partition_of(user.encode(), 3)
 
 
+def test_a_periods_dwell_rows_go_whole_to_the_periods_owner() -> None:
+    """`group_member_dwell`'s rows of a period go, every user's, to the partition Kafka gives
+    the period's key (its bootstrap resamples them all); a share's to their users' owners.
+    An announcement reads back with the month its dwell rows start after, and one written
+    by a worker that routed none (no fourth item) as routing none."""
+    from agents.core.period_rows import NO_DWELL_ROUTED, period_owner_key
+
+    users = {f"u-{i}": [60_000 * i, 1] for i in range(40)}
+    owners = set()
+    for day in range(1, 11):
+        key = f"2024-07-{day:02d}"
+        pieces = split_by_owner(PeriodRows(1, "day", key, "group_member_dwell", users), 3)
+        owner = partition_of(period_owner_key("day", key).encode(), 3)
+        assert list(pieces) == [owner] and pieces[owner].rows == users
+        owners.add(owner)
+    assert owners == {0, 1, 2}
+    shares = split_by_owner(PeriodRows(1, "day", "2024-07-01", "bundle_share", users), 3)
+    assert len(shares) == 3
+    for message in (PeriodsClosed(2, "2024-07", ""), PeriodsClosed(0, "2024-08", "2024-07")):
+        assert decode(encode(message)) == [message]
+    old = PeriodsClosed(1, "2024-07", NO_DWELL_ROUTED)
+    assert decode(b'["periods-closed",1,"2024-07"]') == [old]
+
+
 def _settled(settings: Settings, worker: WorkerProcess) -> None:
     """Drained: the contract topics, then the month-rows topic (rows are produced after the
     batch that closed their month, announcements after their rows), twice over."""
@@ -387,6 +411,59 @@ def test_a_take_s_announcement_waits_for_its_rows_and_for_earlier_takes() -> Non
     assert kinds == ["MonthRow"] * owners + ["MonthClosed"] * 3 + ["MonthRow"] + ["MonthClosed"] * 3
     assert sorted(p for kind, p in sent[owners : owners + 3]) == [0, 1, 2]
     assert len(acked) == len(sent)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_worker_stopped_as_it_drains_snapshots_its_last_announcements(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The xhs fixture preloaded, a worker with the fold started on it and stopped (SIGTERM)
+    as soon as it has read the contract topics and sent announcements, as the bench's fleet
+    stops its workers: the take after its last batch (or at a keeper tick) sends them to
+    every partition, its own too, after its consumer's last fetch. Its final snapshots cover
+    every month-rows record (`global_report.uncovered` is 0; before
+    `MonthRowExchange.read_to_end` a stopped worker left them to whoever restarted on the
+    state, and the bench harness' scale-out counted them)."""
+    from streams.runtime.global_report import newest_snapshots, uncovered
+    from streams.runtime.topics import end_offsets
+
+    settings = _fold_settings(kafka_bootstrap, prefix="monthrows-stop")
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        replay_lines(settings, tmp_path / "xhs.jsonl", fixture_lines("xhs"))
+        ends = {
+            f"{tp.topic}:{tp.partition}": end
+            for tp, end in asyncio.run(end_offsets(settings, settings.source_topics)).items()
+        }
+        worker.start()
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                status = worker.status()
+                positions = status.get("positions", {})
+                # Drained, and announcements sent (at once here; with a groups horizon held
+                # back until its partitions go idle, by a keeper tick a few seconds later).
+                if all(positions.get(tp, 0) >= end for tp, end in ends.items()) and (
+                    status.get("month_rows") or {}
+                ).get("sent_announcements", 0):
+                    break
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.05)
+        assert worker.stop() == 0, worker.tail()
+        snapshots = asyncio.run(newest_snapshots(settings))
+        assert asyncio.run(uncovered(settings, snapshots)) == 0, [
+            s.head.positions for s in snapshots.values()
+        ]
+        assert settings.month_rows_topic is not None
+        month_rows = asyncio.run(end_offsets(settings, [settings.month_rows_topic]))
+        assert sum(month_rows.values()) > 0
+    finally:
+        with contextlib.suppress(Exception):
+            worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
 
 
 @pytest.mark.integration

@@ -157,8 +157,11 @@ def test_folded_parts_are_smaller_and_do_not_merge(name: str) -> None:
     figures, parts = merge_frozen([folded, other])
     assert figures == {} and parts == {}
     month = next(period for period in folded.frozen_parts if period[0] == MONTH)
-    with pytest.raises(ValueError, match="does not merge"):
-        merge_dwell_parts([folded.frozen_parts[month]["group_member_dwell"]])
+    dwell = folded.frozen_parts[month]["group_member_dwell"]
+    raw = kept.frozen_parts[month]["group_member_dwell"]
+    for parts_of_two in ([dwell, dwell], [dwell, raw]):
+        with pytest.raises(ValueError, match="not merge"):
+            merge_dwell_parts(parts_of_two)
 
 
 def test_each_fold_gives_the_rows_interval_on_random_rows() -> None:

@@ -16,16 +16,20 @@ from agents.core.ledger import RETIRED_USERS
 from agents.core.merge import merge_ledgers
 from agents.core.operator import OperatorBoard
 from agents.core.period_rows import (
+    DWELL,
+    NO_DWELL_ROUTED,
     ROUTED,
     SPEND,
+    WHOLE_PERIOD,
     PeriodRows,
     PeriodsClosed,
+    period_owner_key,
     receive_period_rows,
     receive_periods_closed,
     take_period_rows,
 )
 from agents.core.periods import DAY, MONTH, PeriodSettings, attach, claim_periods, period_key
-from agents.core.persist import dump_state, load_state
+from agents.core.persist import MAGIC, dump_state, load_state
 from schemas import Rejection
 from tests.agents.core.test_merge import partition_of, records, split
 from tests.agents.core.test_periods import cut
@@ -42,10 +46,16 @@ def _close(a: Any, b: Any) -> bool:
 
 def _deliver(ledgers: list[Ledger], message: PeriodRows | PeriodsClosed) -> None:
     """As the worker's sender and exchange: a row to its user's owner (murmur2 of the user
-    id, as the month-rows topic keyed by user), an announcement to every partition."""
+    id, as the month-rows topic keyed by user), `group_member_dwell`'s rows of a period whole
+    to the period's owner (murmur2 of `period_owner_key`), an announcement to every
+    partition."""
     if isinstance(message, PeriodsClosed):
         for ledger in ledgers:
             receive_periods_closed(ledger, message, PARTITIONS)
+        return
+    if message.claim in WHOLE_PERIOD:
+        owner = partition_of(period_owner_key(message.kind, message.key).encode(), PARTITIONS)
+        receive_period_rows(ledgers[owner], message, PARTITIONS)
         return
     by_owner: dict[int, dict[str, Any]] = {}
     for user, row in message.rows.items():
@@ -54,13 +64,27 @@ def _deliver(ledgers: list[Ledger], message: PeriodRows | PeriodsClosed) -> None
         receive_period_rows(ledgers[owner], message._replace(rows=rows), PARTITIONS)
 
 
+def _as_version_12(ledger: Ledger) -> Ledger:
+    """`ledger` through a snapshot of version 12 (no dwell rows routed: no
+    `period_dwell_after`), restored as a worker restores a partition."""
+    del ledger.period_dwell_after, ledger.period_dwell_after_by
+    data = dump_state(ledger, OperatorBoard())
+    restored = load_state(data[: len(MAGIC)] + bytes([12]) + data[len(MAGIC) + 1 :])[0]
+    attach(restored, PeriodSettings())
+    restored.membership_from = ledger.membership_from
+    restored.refunds_from = ledger.refunds_from
+    return restored
+
+
 @cache
-def _fed(exchange: bool, take_as: int = PARTITIONS) -> tuple[Ledger, ...]:
+def _fed(exchange: bool, take_as: int = PARTITIONS, upgraded: bool = False) -> tuple[Ledger, ...]:
     """xhs over 3 partitions by record key, each jittered by up to 12 h and folding with the
     claims by period (2-day window, 13-day refund horizon), fed 500 records at a time in
     turn; with `exchange`, after each turn each partition's taken rows and announcement are
     delivered, every message twice (a redelivery), the second time after the next turn
-    (`take_as`: the partitions the take is told the worker has)."""
+    (`take_as`: the partitions the take is told the worker has). `upgraded`: the partitions
+    route no dwell rows (as snapshot version 12's code) until the first turn whose take
+    sent rows, then are restored from version 12 snapshots (`_as_version_12`) and go on."""
     from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding, _refund_table
 
     stream = records("xhs")
@@ -73,6 +97,8 @@ def _fed(exchange: bool, take_as: int = PARTITIONS) -> tuple[Ledger, ...]:
     for seed, part in enumerate(parts):
         ledger = Ledger(WINDOW, refund_horizon_ms=REFUND_HORIZON, fold_sessions=True)
         attach(ledger, PeriodSettings())
+        if upgraded:
+            ledger.period_dwell_after = NO_DWELL_ROUTED
         ledger.membership_from = groups
         ledger.refunds_from = table
         rng = random.Random(seed)
@@ -104,6 +130,9 @@ def _fed(exchange: bool, take_as: int = PARTITIONS) -> tuple[Ledger, ...]:
         ]
         for message in again:
             _deliver(ledgers, message)
+        if upgraded and any(isinstance(m, PeriodRows) for m in again):
+            ledgers = [_as_version_12(ledger) for ledger in ledgers]
+            upgraded = False
     for message in again:
         _deliver(ledgers, message)
     return tuple(ledgers)
@@ -127,9 +156,39 @@ def _user_rows(ledger: Ledger) -> int:
                 continue
             if claim == SPEND:
                 count += len(part[1]) + len(part[2])
+            elif claim == DWELL:
+                count += sum(1 for user in part[4] if user != RETIRED_USERS)
             else:
                 count += sum(1 for user in part[4] if user != RETIRED_USERS)
     return count
+
+
+def _same_periods(got: dict[str, Any], want: dict[str, Any]) -> int:
+    """Assert every reported day and month of every claim has the same observed value,
+    interval, n, clusters and verdict in both (to 1e-9); the frozen ones compared."""
+    compared = 0
+    for claim_id, figures in want.items():
+        for kind in (DAY, MONTH):
+            assert [e["period"] for e in got[claim_id][kind]] == [
+                e["period"] for e in figures[kind]
+            ]
+            for mine, today in zip(got[claim_id][kind], figures[kind], strict=True):
+                assert not mine.get("folded"), (claim_id, mine)
+                for key in FIGURE_KEYS:
+                    assert _close(mine[key], today[key]), (claim_id, mine["period"], key)
+                compared += mine["frozen"]
+    return compared
+
+
+def _dwell_rows(ledgers: tuple[Ledger, ...]) -> int:
+    """`group_member_dwell`'s per-user rows in the partitions' frozen parts of the months
+    taken (July: August's days are frozen, its month is not)."""
+    return sum(
+        sum(1 for user in parts[DWELL][4] if user != RETIRED_USERS)
+        for ledger in ledgers
+        for (_kind, key), parts in ledger.frozen_parts.items()
+        if DWELL in parts and key[:7] <= "2024-07"
+    )
 
 
 def test_routed_rows_give_todays_merged_figures_and_the_truth() -> None:
@@ -152,20 +211,18 @@ def test_routed_rows_give_todays_merged_figures_and_the_truth() -> None:
     alone = claim_periods(routed[0], PeriodSettings())["claims"]["bundle_share"][MONTH]
     assert next(e for e in alone if e["period"] == "2024-07")["folded"]
 
+    assert _dwell_rows(routed) == 0 and _dwell_rows(kept) > 0  # every month taken
+    # Each period's dwell rows folded whole at one owner (its bootstrap once, there).
+    dwell_owners = {
+        period: owner
+        for owner, ledger in enumerate(routed)
+        for period, claims in ledger.period_users.items()
+        if DWELL in claims
+    }
+    assert len(dwell_owners) > 20 and len(set(dwell_owners.values())) == PARTITIONS
+
     got = _merged_periods(routed)
-    want = _merged_periods(kept)
-    compared = 0
-    for claim_id, figures in want.items():
-        for kind in (DAY, MONTH):
-            assert [e["period"] for e in got[claim_id][kind]] == [
-                e["period"] for e in figures[kind]
-            ]
-            for mine, today in zip(got[claim_id][kind], figures[kind], strict=True):
-                assert not mine.get("folded"), (claim_id, mine)
-                for key in FIGURE_KEYS:
-                    assert _close(mine[key], today[key]), (claim_id, mine["period"], key)
-                compared += mine["frozen"]
-    assert compared > 100
+    assert _same_periods(got, _merged_periods(kept)) > 100
     for kind in (DAY, MONTH):
         keys = [entry["period"] for entry in got["live_aov"][kind]]
         for key in keys[:: 1 if kind == MONTH else 10]:
@@ -225,3 +282,24 @@ def test_an_owner_keeps_only_the_kept_periods_folded() -> None:
         receive_period_rows(owner, PeriodRows(0, DAY, key, "bundle_share", {"u": [1, 1]}), 1)
     receive_periods_closed(owner, PeriodsClosed(0, "2024-07"), 1)
     assert sorted(owner.period_users) == [(DAY, f"2024-07-{day:02d}") for day in (3, 4, 5)]
+
+
+def test_a_version_12_state_keeps_the_dwell_rows_of_the_months_it_sent() -> None:
+    """Partitions restored from version 12 snapshots after the first take (one partition
+    had sent its July rows then, without the dwell's; the others had not): the months sent
+    keep their dwell rows at that partition, the others' rows of those months are held as
+    rows at the period's owner, never folded without them, and the merged report is still
+    today's."""
+    upgraded = _fed(True, upgraded=True)
+    kept = _fed(False)
+    assert 0 < _dwell_rows(upgraded) < _dwell_rows(kept)
+    folded = [claims for ledger in upgraded for claims in ledger.period_users.values()]
+    assert folded and not any(DWELL in claims for claims in folded)
+    held = [
+        claims
+        for ledger in upgraded
+        for by_source in ledger.period_rows_in.values()
+        for claims in by_source.values()
+    ]
+    assert held and all(list(claims) == [DWELL] for claims in held)
+    assert _same_periods(_merged_periods(upgraded), _merged_periods(kept)) > 100

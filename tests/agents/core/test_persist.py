@@ -247,3 +247,20 @@ def test_a_zlib_bomb_is_refused_before_it_inflates() -> None:
     with pytest.raises(StateFormatError, match="inflates past"):
         load_state(bomb, max_size=1_000_000)
     assert load_state(data, max_size=len(pickle.dumps((ledger, board), protocol=5)))
+
+
+def test_a_version_12_state_loads_with_its_sent_months_dwell_rows_not_routed() -> None:
+    """A state of version 12 (no `period_dwell_after`: its code routed no
+    `group_member_dwell` rows) loads routing them only after the months it had sent, and as
+    an owner with no source's announcement of it (agents/core/period_rows.py)."""
+    ledger = Ledger()
+    ledger.period_rows_sent_through = "2024-07"
+    ledger.period_sources_through = {0: "2024-07", 1: "2024-06"}
+    del ledger.period_dwell_after, ledger.period_dwell_after_by
+    data = dump_state(ledger, OperatorBoard())
+    restored = load_state(data[: len(MAGIC)] + bytes([12]) + data[len(MAGIC) + 1 :])[0]
+    assert restored.period_dwell_after == "2024-07"
+    assert restored.period_dwell_after_by == {}
+    assert restored.period_sources_through == {0: "2024-07", 1: "2024-06"}
+    fresh = load_state(dump_state(Ledger(), OperatorBoard()))[0]
+    assert fresh.period_dwell_after == "" and fresh.period_dwell_after_by == {}
