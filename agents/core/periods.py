@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, Final
 
 from agents.core.claims import CLAIMS
@@ -141,7 +142,14 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     kept_ids = {order.order_id for order in sub.orders}
     source = ledger.refunds_from
     if source is None:
-        paid = {order.order_id for order in ledger.orders}
+        # Whether an id was ever paid matters only for the period's refunds of no kept order:
+        # the held orders are tested against those few ids, not all put in a set (issue 19).
+        outside = {
+            refund.order_id
+            for refund in ledger.refunds
+            if refund.order_id not in kept_ids and in_period(refund.ts)
+        }
+        paid = {order.order_id for order in ledger.orders if order.order_id in outside}
         sub.refunds = [
             refund
             for refund in ledger.refunds
@@ -374,6 +382,8 @@ def _frozen(parts: Parts) -> tuple[FrozenFigures, Parts]:
 #: The items a tuple may hold and be kept as it is (`_untracked`): nothing in it to convert.
 _SCALARS: Final[frozenset[type]] = frozenset((int, float, bool, str, type(None)))
 _INTS: Final[frozenset[type]] = frozenset((int,))
+_LIST: Final[frozenset[type]] = frozenset((list,))
+_TUPLE: Final[frozenset[type]] = frozenset((tuple,))
 
 
 def _untracked(value: Any) -> Any:
@@ -383,6 +393,17 @@ def _untracked(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(value) if set(map(type, value)) <= _INTS else value
     if isinstance(value, dict):
+        # A part's per-user dict holds rows of one shape (ints, int lists, scalar tuples):
+        # told whole by the types of its values and their items, no call a row (issue 19:
+        # ~2,600 calls a frozen day were half of keeping its parts). Anything else, a row
+        # at a time as before.
+        kinds = set(map(type, value.values()))
+        if kinds <= _SCALARS:
+            return dict(value)
+        if kinds == _LIST and set(map(type, chain.from_iterable(value.values()))) <= _INTS:
+            return dict(zip(value, map(tuple, value.values()), strict=True))
+        if kinds == _TUPLE and set(map(type, chain.from_iterable(value.values()))) <= _SCALARS:
+            return dict(value)
         return {
             key: item if type(item) in _SCALARS else _untracked(item) for key, item in value.items()
         }
