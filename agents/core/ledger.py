@@ -2767,12 +2767,14 @@ class Ledger:
             )
         month = self.month_first_joins.setdefault((merchant, cst_month(started)), {})
         dwell = summary.dwell
+        members: set[str] = set()  # member at their first join: looked up once a user
         for user, first in joined.items():
             known = month.get(user)
             if known is None or first < known:
                 month[user] = first
             if not member_at(user, first):
                 continue
+            members.add(user)
             watched = presence.watch_ms(user)
             dwell[0] += 1
             dwell[1] += watched
@@ -2786,8 +2788,8 @@ class Ledger:
                 self._touch_row(row, DWELL_LAST_DAY, first)
         self._fold_session_sums(summary, ended is not None)
         by_membership: dict[str, list[int]] = {"members": [], "others": []}
-        for user, first in joined.items():  # the HTML report's watch time by membership
-            group = "members" if member_at(user, first) else "others"
+        for user in joined:  # the HTML report's watch time by membership
+            group = "members" if user in members else "others"
             by_membership[group].append(presence.watch_ms(user))
         for group, watch_ms in by_membership.items():
             self.folded_figures.fold_watch(group, watch_ms)

@@ -654,13 +654,18 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
             if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
                 continue
             watched = session.watch_ms(user)
-            for totals, key in ((by_session, sid), (by_user, user)):
-                row = totals.get(key)
-                if row is None:
-                    totals[key] = [watched, 1]
-                else:
-                    row[0] += watched
-                    row[1] += 1
+            row = by_session.get(sid)  # the two rows written out: no tuple a pair
+            if row is None:
+                by_session[sid] = [watched, 1]
+            else:
+                row[0] += watched
+                row[1] += 1
+            row = by_user.get(user)
+            if row is None:
+                by_user[user] = [watched, 1]
+            else:
+                row[0] += watched
+                row[1] += 1
             pairs += 1
             total_ms += watched
             squares_ms += watched * watched
