@@ -126,12 +126,9 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     }
     kept = sub.sessions
 
-    def belongs(sid: str | None, ts: int) -> bool:
-        return sid in kept if sid is not None and sid in started else in_period(ts)
-
-    # `belongs` written out (a day is frozen from every held order, ~10,000 with the fold:
-    # issue 17's cost per record): a kept session's, or one naming no started session (None
-    # is no session id) in the period. `kept` is within `started`.
+    # What belongs to the period, written out (a day is frozen from every held order, ~10,000
+    # with the fold: issue 17's cost per record): a kept session's, or one naming no started
+    # session (None is no session id) in the period. `kept` is within `started`.
     sub.orders = [
         order
         for order in ledger.orders
@@ -164,10 +161,11 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     # Membership as the session summaries read it: a worker's partition holds its sessions,
     # their merchants' group events are in its membership table (other partitions' records).
     sub.group_events = (ledger.membership_from or ledger).group_events  # type: ignore[assignment]
+    # The same for every held question (once a frozen day), no call a question (issue 19).
     sub.questions = {
         question_id: (ts, sid)
         for question_id, (ts, sid) in ledger.questions.items()
-        if belongs(sid, ts)
+        if (sid in kept if sid is not None and sid in started else in_period(ts))
     }
     sub.first_reply_ts = ledger.first_reply_ts
     # Folded questions are kept per session (no ts): those of a started session follow it.
