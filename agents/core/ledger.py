@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import (
     Callable,
@@ -757,12 +758,10 @@ _WATCH_BITS = 42
 
 def bucket_of(value_ms: int, bounds_s: Sequence[float]) -> int:
     """The index of a value's bucket in `bounds_s` (the first bound in seconds it is at most;
-    one past the last above every bound), as the operator's histograms count it."""
-    seconds = value_ms / 1000
-    for i, bound in enumerate(bounds_s):
-        if seconds <= bound:
-            return i
-    return len(bounds_s)
+    one past the last above every bound), as the operator's histograms count it. The bounds
+    ascend (`WATCH_TIME_BOUNDS_S`, `ORDER_TIME_BOUNDS_S`): found by bisection (issue 19: once
+    per viewer and order of every session summarized)."""
+    return bisect_left(bounds_s, value_ms / 1000)
 
 
 def reply_bucket(latency_ms: int) -> int:
