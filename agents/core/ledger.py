@@ -3652,9 +3652,11 @@ class Ledger:
                 if presence.minutes:
                     before = min(before, min(presence.minutes))
                 continue
-            for user in presence:
-                for ts, _seq, _joined in presence[user]:
-                    before = min(before, ts // _MINUTE_MS)
+            # Its oldest record's minute: the least packed int (issue 19: each user's records
+            # decoded here cost more than the rest of the pass).
+            earliest = presence.earliest_ts()
+            if earliest is not None:
+                before = min(before, earliest // _MINUTE_MS)
         for curve in self.board_curves.values():
             curve.settle(before)
 
