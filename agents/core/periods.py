@@ -205,19 +205,19 @@ def refund_closing_horizon(ledger: Ledger, fold_ts: int | None = None) -> int | 
     return fold_ts - horizon_ms - SESSION_HORIZON_MS
 
 
-def _period_stamps(ledger: Ledger) -> Iterable[int]:
+def _period_stamps(ledger: Ledger) -> list[int]:
     """The `ts` that place facts in periods: session starts, and orders and questions naming
-    no started session."""
+    no started session (comprehensions, not a generator: every held order and question at
+    each freeze; issue 19)."""
     started = {sid for sid, s in ledger.sessions.items() if s.started_ts is not None}
-    for session in ledger.sessions.values():
-        if session.started_ts is not None:
-            yield session.started_ts
-    for order in ledger.orders:
-        if order.session_id is None or order.session_id not in started:
-            yield order.ts
-    for ts, sid in ledger.questions.values():
-        if sid not in started:
-            yield ts
+    stamps = [s.started_ts for s in ledger.sessions.values() if s.started_ts is not None]
+    stamps += [
+        order.ts
+        for order in ledger.orders
+        if order.session_id is None or order.session_id not in started
+    ]
+    stamps += [ts for ts, sid in ledger.questions.values() if sid not in started]
+    return stamps
 
 
 _BY_ID: Final[dict[str, Any]] = {claim.id: claim for claim in CLAIMS}
