@@ -3,6 +3,7 @@ off, over the same decoded stream, in one process (issue 19, session 15).
 
     python -m bench.fold_cpu FILE [--rounds 3] [--lines N]
     python -m bench.fold_cpu FILE --profile on [--top 40]
+    python -m bench.fold_cpu FILE --once on|off|none      # under valgrind --tool=callgrind
 
 FILE: JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`). The lines are
 decoded once (`decode_values`, 500 at a time, as the worker decodes a fetch; not timed), then
@@ -16,7 +17,9 @@ included, a full collection before each pass) and the on/off ratio per round, as
 To compare trees, run this file as a script with the other checkout first on `PYTHONPATH`
 (`PYTHONSAFEPATH=1 PYTHONPATH=<checkout> python <this tree>/bench/fold_cpu.py FILE`),
 alternating with this tree's runs. `--profile on|off`: one cProfile pass of that mode
-instead, the `--top` functions by internal time (us per record).
+instead, the `--top` functions by internal time (us per record). `--once MODE`: one pass
+(`none`: the decoding only), to count instructions with callgrind, which the machine's load
+does not move: (pass's instructions - none's) / records.
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--lines", type=int, default=0, help="the first N lines (0: all)")
     parser.add_argument("--profile", choices=("on", "off"))
+    parser.add_argument(
+        "--once",
+        choices=("on", "off", "none"),
+        help="one pass of that mode and nothing else (none: decode only), for callgrind",
+    )
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--label", default="")
     parser.add_argument("--dump", type=Path, help="with --profile: also write the pstats here")
@@ -88,6 +96,10 @@ def main() -> int:
         lines = lines[: args.lines]
     parts = _decoded(lines)
     n = len(lines)
+    if args.once:
+        cpu = 0.0 if args.once == "none" else _pass(parts, args.once == "on")
+        print(json.dumps({"label": args.label, "mode": args.once, "us": cpu / n * 1e6}))
+        return 0
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
