@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import (
     Callable,
@@ -759,12 +760,10 @@ _WATCH_BITS = 42
 
 def bucket_of(value_ms: int, bounds_s: Sequence[float]) -> int:
     """The index of a value's bucket in `bounds_s` (the first bound in seconds it is at most;
-    one past the last above every bound), as the operator's histograms count it."""
-    seconds = value_ms / 1000
-    for i, bound in enumerate(bounds_s):
-        if seconds <= bound:
-            return i
-    return len(bounds_s)
+    one past the last above every bound), as the operator's histograms count it. The bounds
+    ascend (`WATCH_TIME_BOUNDS_S`, `ORDER_TIME_BOUNDS_S`): found by bisection (issue 19: once
+    per viewer and order of every session summarized)."""
+    return bisect_left(bounds_s, value_ms / 1000)
 
 
 def reply_bucket(latency_ms: int) -> int:
@@ -2361,6 +2360,12 @@ class Ledger:
     def _drop_unpaid_refunds(self, horizon: int, horizon_ms: int) -> None:
         """Drop the refunds whose id has no held payment once every payment they can count for
         is past the fold (`_fold_orders`)."""
+        # Only a refund stamped before the fold's horizon less the refund horizon can go:
+        # with none (every pass of a ledger younger than that horizon), no set of every held
+        # order's id is built (issue 19: a daily pass over ~10,000 held orders).
+        due = horizon - horizon_ms
+        if all(refund.ts >= due for refund in self.refunds):
+            return
         held_ids = {order.order_id for order in self.orders}
         source = self.refunds_from
         keep: list[RefundFact] = []
@@ -2778,12 +2783,14 @@ class Ledger:
             )
         month = self.month_first_joins.setdefault((merchant, cst_month(started)), {})
         dwell = summary.dwell
+        members: set[str] = set()  # member at their first join: looked up once a user
         for user, first in joined.items():
             known = month.get(user)
             if known is None or first < known:
                 month[user] = first
             if not member_at(user, first):
                 continue
+            members.add(user)
             watched = presence.watch_ms(user)
             dwell[0] += 1
             dwell[1] += watched
@@ -2797,8 +2804,8 @@ class Ledger:
                 self._touch_row(row, DWELL_LAST_DAY, first)
         self._fold_session_sums(summary, ended is not None)
         by_membership: dict[str, list[int]] = {"members": [], "others": []}
-        for user, first in joined.items():  # the HTML report's watch time by membership
-            group = "members" if member_at(user, first) else "others"
+        for user in joined:  # the HTML report's watch time by membership
+            group = "members" if user in members else "others"
             by_membership[group].append(presence.watch_ms(user))
         for group, watch_ms in by_membership.items():
             self.folded_figures.fold_watch(group, watch_ms)
@@ -3714,9 +3721,11 @@ class Ledger:
                 if presence.minutes:
                     before = min(before, min(presence.minutes))
                 continue
-            for user in presence:
-                for ts, _seq, _joined in presence[user]:
-                    before = min(before, ts // _MINUTE_MS)
+            # Its oldest record's minute: the least packed int (issue 19: each user's records
+            # decoded here cost more than the rest of the pass).
+            earliest = presence.earliest_ts()
+            if earliest is not None:
+                before = min(before, earliest // _MINUTE_MS)
         for curve in self.board_curves.values():
             curve.settle(before)
 

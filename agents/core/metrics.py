@@ -646,21 +646,28 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
     by_session: dict[str, list[int]] = {}
     by_user: dict[str, list[int]] = {}
     pairs = total_ms = squares_ms = 0
+    membership = facts.membership
     for sid, session in facts.started.items():
-        assert session.merchant_id is not None
+        merchant = session.merchant_id
+        assert merchant is not None
         if session.summary is not None:  # its pairs are in the ledger's `folded_dwell`
             continue
         for user, first_join_ts in facts.first_joins(sid):
-            if not facts.membership(session.merchant_id, user).member_at(first_join_ts):
+            if not membership(merchant, user).member_at(first_join_ts):
                 continue
             watched = session.watch_ms(user)
-            for totals, key in ((by_session, sid), (by_user, user)):
-                row = totals.get(key)
-                if row is None:
-                    totals[key] = [watched, 1]
-                else:
-                    row[0] += watched
-                    row[1] += 1
+            row = by_session.get(sid)  # the two rows written out: no tuple a pair
+            if row is None:
+                by_session[sid] = [watched, 1]
+            else:
+                row[0] += watched
+                row[1] += 1
+            row = by_user.get(user)
+            if row is None:
+                by_user[user] = [watched, 1]
+            else:
+                row[0] += watched
+                row[1] += 1
             pairs += 1
             total_ms += watched
             squares_ms += watched * watched

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, Final
 
 from agents.core.claims import CLAIMS
@@ -125,12 +126,9 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     }
     kept = sub.sessions
 
-    def belongs(sid: str | None, ts: int) -> bool:
-        return sid in kept if sid is not None and sid in started else in_period(ts)
-
-    # `belongs` written out (a day is frozen from every held order, ~10,000 with the fold:
-    # issue 17's cost per record): a kept session's, or one naming no started session (None
-    # is no session id) in the period. `kept` is within `started`.
+    # What belongs to the period, written out (a day is frozen from every held order, ~10,000
+    # with the fold: issue 17's cost per record): a kept session's, or one naming no started
+    # session (None is no session id) in the period. `kept` is within `started`.
     sub.orders = [
         order
         for order in ledger.orders
@@ -141,7 +139,14 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     kept_ids = {order.order_id for order in sub.orders}
     source = ledger.refunds_from
     if source is None:
-        paid = {order.order_id for order in ledger.orders}
+        # Whether an id was ever paid matters only for the period's refunds of no kept order:
+        # the held orders are tested against those few ids, not all put in a set (issue 19).
+        outside = {
+            refund.order_id
+            for refund in ledger.refunds
+            if refund.order_id not in kept_ids and in_period(refund.ts)
+        }
+        paid = {order.order_id for order in ledger.orders if order.order_id in outside}
         sub.refunds = [
             refund
             for refund in ledger.refunds
@@ -156,10 +161,11 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     # Membership as the session summaries read it: a worker's partition holds its sessions,
     # their merchants' group events are in its membership table (other partitions' records).
     sub.group_events = (ledger.membership_from or ledger).group_events  # type: ignore[assignment]
+    # The same for every held question (once a frozen day), no call a question (issue 19).
     sub.questions = {
         question_id: (ts, sid)
         for question_id, (ts, sid) in ledger.questions.items()
-        if belongs(sid, ts)
+        if (sid in kept if sid is not None and sid in started else in_period(ts))
     }
     sub.first_reply_ts = ledger.first_reply_ts
     # Folded questions are kept per session (no ts): those of a started session follow it.
@@ -199,19 +205,19 @@ def refund_closing_horizon(ledger: Ledger, fold_ts: int | None = None) -> int | 
     return fold_ts - horizon_ms - SESSION_HORIZON_MS
 
 
-def _period_stamps(ledger: Ledger) -> Iterable[int]:
+def _period_stamps(ledger: Ledger) -> list[int]:
     """The `ts` that place facts in periods: session starts, and orders and questions naming
-    no started session."""
+    no started session (comprehensions, not a generator: every held order and question at
+    each freeze; issue 19)."""
     started = {sid for sid, s in ledger.sessions.items() if s.started_ts is not None}
-    for session in ledger.sessions.values():
-        if session.started_ts is not None:
-            yield session.started_ts
-    for order in ledger.orders:
-        if order.session_id is None or order.session_id not in started:
-            yield order.ts
-    for ts, sid in ledger.questions.values():
-        if sid not in started:
-            yield ts
+    stamps = [s.started_ts for s in ledger.sessions.values() if s.started_ts is not None]
+    stamps += [
+        order.ts
+        for order in ledger.orders
+        if order.session_id is None or order.session_id not in started
+    ]
+    stamps += [ts for ts, sid in ledger.questions.values() if sid not in started]
+    return stamps
 
 
 _BY_ID: Final[dict[str, Any]] = {claim.id: claim for claim in CLAIMS}
@@ -374,6 +380,8 @@ def _frozen(parts: Parts) -> tuple[FrozenFigures, Parts]:
 #: The items a tuple may hold and be kept as it is (`_untracked`): nothing in it to convert.
 _SCALARS: Final[frozenset[type]] = frozenset((int, float, bool, str, type(None)))
 _INTS: Final[frozenset[type]] = frozenset((int,))
+_LIST: Final[frozenset[type]] = frozenset((list,))
+_TUPLE: Final[frozenset[type]] = frozenset((tuple,))
 
 
 def _untracked(value: Any) -> Any:
@@ -383,6 +391,17 @@ def _untracked(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(value) if set(map(type, value)) <= _INTS else value
     if isinstance(value, dict):
+        # A part's per-user dict holds rows of one shape (ints, int lists, scalar tuples):
+        # told whole by the types of its values and their items, no call a row (issue 19:
+        # ~2,600 calls a frozen day were half of keeping its parts). Anything else, a row
+        # at a time as before.
+        kinds = set(map(type, value.values()))
+        if kinds <= _SCALARS:
+            return dict(value)
+        if kinds == _LIST and set(map(type, chain.from_iterable(value.values()))) <= _INTS:
+            return dict(zip(value, map(tuple, value.values()), strict=True))
+        if kinds == _TUPLE and set(map(type, chain.from_iterable(value.values()))) <= _SCALARS:
+            return dict(value)
         return {
             key: item if type(item) in _SCALARS else _untracked(item) for key, item in value.items()
         }
