@@ -641,6 +641,7 @@ def worker_soak(
     user_horizon_days: float | None = None,
     board_horizon_days: float | None = None,
     first_order_horizon_days: float | None = None,
+    keep_topics: bool = False,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -654,7 +655,8 @@ def worker_soak(
     `first_order_horizon_days` are the worker's `LIVEPULSE_USER_HORIZON_DAYS`,
     `..._BOARD_HORIZON_DAYS` and `..._FIRST_ORDER_HORIZON_DAYS` (None: its defaults, 180, 90
     and 0); the growth is measured after every horizon they and the rest bound
-    (`horizon_days`)."""
+    (`horizon_days`). `keep_topics`: the run's topics are left on the broker (its changelog
+    for `bench.changelog_parts --run <the result's "run">`; delete them after)."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -820,10 +822,13 @@ def worker_soak(
         if replayer.ident is not None:
             replayer.join(timeout=60)
         worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
+        if not keep_topics:
+            with contextlib.suppress(Exception):
+                asyncio.run(delete_run_topics(settings))
     return {
         "mode": "worker",
+        "run": run,
+        "data_dir": str(settings.data_dir),
         "scenario": "xhs",
         "days": days,
         "scale": scale,
@@ -932,6 +937,11 @@ def main() -> None:
         "set, the repurchase figures may exceed the truth's)",
     )
     parser.add_argument(
+        "--keep-topics",
+        action="store_true",
+        help="--worker: leave the run's topics on the broker (for bench.changelog_parts)",
+    )
+    parser.add_argument(
         "--worker",
         action="store_true",
         help="through a `livepulse worker` on the real broker (--bootstrap) instead of the core",
@@ -1002,6 +1012,7 @@ def main() -> None:
                 user_horizon_days=args.user_horizon_days,
                 board_horizon_days=args.board_horizon_days,
                 first_order_horizon_days=args.first_order_horizon_days,
+                keep_topics=args.keep_topics,
             )
         else:
             result = soak(
