@@ -342,10 +342,19 @@ def table(result: dict[str, Any]) -> str:
 
 
 def label(result: dict[str, Any]) -> str:
-    """A run's name in a plot's legend."""
+    """A run's name in a plot's legend: where, the commit, and the user and board horizons
+    and months kept where the run recorded them (runs of one commit differ by those)."""
     where = "worker" if result.get("mode") == "worker" else "core"
     commit = (result.get("machine") or {}).get("commit")
-    return f"{where} {commit}" if commit else where
+    name = f"{where} {commit}" if commit else where
+    settings = [
+        f"{tag}{result[key]:g}"
+        for key, tag in (("user_horizon_days", "U"), ("board_horizon_days", "B"))
+        if result.get(key)
+    ]
+    if settings and result.get("fold_sessions"):
+        name += f" ({' '.join(settings)} m{result.get('months_kept', DEFAULT_MONTHS_KEPT)})"
+    return name
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
