@@ -651,6 +651,7 @@ def worker_soak(
     board_horizon_days: float | None = None,
     first_order_horizon_days: float | None = None,
     keep_topics: bool = False,
+    groups_idle_s: float | None = None,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -665,7 +666,11 @@ def worker_soak(
     `..._BOARD_HORIZON_DAYS` and `..._FIRST_ORDER_HORIZON_DAYS` (None: its defaults, 180, 90
     and 0); the growth is measured after every horizon they and the rest bound
     (`horizon_days`). `keep_topics`: the run's topics are left on the broker (its changelog
-    for `bench.changelog_parts --run <the result's "run">`; delete them after)."""
+    for `bench.changelog_parts --run <the result's "run">`; delete them after).
+    `groups_idle_s`: the worker's `LIVEPULSE_GROUPS_IDLE_S` (None: its default, 60 s). It is
+    wall time: with fewer merchants than partitions a groups partition stays empty and holds
+    every summary back that long, which at 5,000 records/s of the 300-day stream is ~80 days
+    of event time (session 15: the worker's RSS steps up ~90 MB when they are released)."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -703,6 +708,7 @@ def worker_soak(
             )
             if value is not None
         },
+        **({"groups_idle_s": groups_idle_s} if groups_idle_s is not None else {}),
         # A busy partition's snapshot every `snapshot_interval_s` whatever it costs, so that
         # the snapshot bytes follow event time (by default a worker takes one at most every
         # 10 s and only while snapshots take under 10% of the time: at 5,000 records/s of
@@ -856,6 +862,7 @@ def worker_soak(
         "user_horizon_days": settings.user_horizon_days,
         "board_horizon_days": settings.board_horizon_days,
         "first_order_horizon_days": settings.first_order_horizon_days,
+        "groups_idle_s": settings.groups_idle_s,
         "truth_mismatches": (
             truth_mismatches(
                 report,
@@ -946,6 +953,12 @@ def main() -> None:
         "set, the repurchase figures may exceed the truth's)",
     )
     parser.add_argument(
+        "--groups-idle-s",
+        type=float,
+        help="--worker: LIVEPULSE_GROUPS_IDLE_S (default 60 s of wall time: ~80 days of the "
+        "300-day stream at 5,000 records/s while an empty groups partition holds summaries)",
+    )
+    parser.add_argument(
         "--keep-topics",
         action="store_true",
         help="--worker: leave the run's topics on the broker (for bench.changelog_parts)",
@@ -1022,6 +1035,7 @@ def main() -> None:
                 board_horizon_days=args.board_horizon_days,
                 first_order_horizon_days=args.first_order_horizon_days,
                 keep_topics=args.keep_topics,
+                groups_idle_s=args.groups_idle_s,
             )
         else:
             result = soak(
