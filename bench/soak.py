@@ -153,6 +153,9 @@ def horizon_days(
     claim_periods: bool = False,
     days_kept: int = DEFAULT_DAYS_KEPT,
     months_kept: int = DEFAULT_MONTHS_KEPT,
+    user_horizon_days: float | None = None,
+    board_horizon_days: float | None = None,
+    first_order_horizon_days: float | None = None,
 ) -> float:
     """The longest retention horizon, in days of event time, after which state that follows
     what is live should stop growing. Without the session fold: an order can still change a
@@ -168,28 +171,63 @@ def horizon_days(
     a session horizon (and the window) after its end, the first month possibly a partial one:
     `max(days_kept + 1, (months_kept + 1) * 31) + 7` days (+ the window); 789 days at the
     defaults (62 days, 24 months: `LIVEPULSE_CLAIM_DAYS_KEPT`, `..._MONTHS_KEPT`), so a soak
-    of 300 days passes it only with fewer kept (`--months-kept`). (A fold that keeps anything
-    longer moves it: change it here.)"""
+    of 300 days passes it only with fewer kept (`--months-kept`).
+
+    With the fold, three more horizons bound state (None: not in the run):
+    - the user horizon (`LIVEPULSE_USER_HORIZON_DAYS`, 180 days in a worker by default; the
+      core soak's ledger has none unless given): a user's folded rows retire once their last
+      day is that long before the summaries' horizon (the newest event less the session
+      horizon and the window), so the rows held fill for `user_horizon_days + 7` (+ the
+      window) and then follow the users active within it;
+    - the board horizon (`LIVEPULSE_BOARD_HORIZON_DAYS`, 90 by default): the levels' minutes
+      and the held session summaries are kept that long before the newest event (a summary
+      also until its month freezes, within the frozen periods' horizon above). The settled
+      runs the curves keep for the merge are capped by count (`SETTLED_RUNS_KEPT` a curve),
+      not by time: they fill toward that cap at the stream's pace, which no horizon counts;
+    - the first-order pair horizon (`LIVEPULSE_FIRST_ORDER_HORIZON_DAYS`, off by default:
+      decided pairs kept for ever, growing with distinct (merchant, buyer) pairs): a pair
+      decides 30 days after its first order and is forgotten once its latest order is that
+      long before the summaries' horizon: `max(30, days) + 7` (+ the window).
+    (A fold that keeps anything longer moves it: change it here.)"""
     base = THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS
     if fold_sessions:
         base = max(base, REFUND_HORIZON_DAYS + (MONTH_DAYS if claim_periods else 0))
         if claim_periods:
             kept = max(days_kept + 1, (months_kept + 1) * MONTH_DAYS) + SESSION_HORIZON_DAYS
             base = max(base, kept)
+        if user_horizon_days:
+            base = max(base, user_horizon_days + SESSION_HORIZON_DAYS)
+        if board_horizon_days:
+            base = max(base, board_horizon_days)
+        if first_order_horizon_days:
+            base = max(base, max(30, first_order_horizon_days) + SESSION_HORIZON_DAYS)
     return base + window_days
+
+
+#: A worker's defaults for the horizons `horizon_days` counts beyond the orders' and the
+#: frozen periods' (`Settings`): a saved worker run that did not record them ran with these.
+WORKER_HORIZONS: dict[str, float] = {
+    "user_horizon_days": Settings.model_fields["user_horizon_days"].default,
+    "board_horizon_days": Settings.model_fields["board_horizon_days"].default,
+    "first_order_horizon_days": Settings.model_fields["first_order_horizon_days"].default,
+}
 
 
 def _horizon_of(result: dict[str, Any]) -> float:
     """`horizon_days` of a saved run (a worker runs with the claims by period; a run saved
-    before the flags were recorded: without the fold)."""
+    before the flags were recorded: without the fold; a worker run saved before its user,
+    board and pair horizons were recorded: with the worker's defaults)."""
     fold = bool(result.get("fold_sessions"))
-    periods = result.get("claim_periods", result.get("mode") == "worker")
+    worker = result.get("mode") == "worker"
+    periods = result.get("claim_periods", worker)
+    defaults = WORKER_HORIZONS if worker else {}
     return horizon_days(
         result["window_days"],
         fold,
         bool(periods),
         result.get("days_kept", DEFAULT_DAYS_KEPT),
         result.get("months_kept", DEFAULT_MONTHS_KEPT),
+        **{key: result.get(key, defaults.get(key)) for key in WORKER_HORIZONS},
     )
 
 
@@ -304,10 +342,19 @@ def table(result: dict[str, Any]) -> str:
 
 
 def label(result: dict[str, Any]) -> str:
-    """A run's name in a plot's legend."""
+    """A run's name in a plot's legend: where, the commit, and the user and board horizons
+    and months kept where the run recorded them (runs of one commit differ by those)."""
     where = "worker" if result.get("mode") == "worker" else "core"
     commit = (result.get("machine") or {}).get("commit")
-    return f"{where} {commit}" if commit else where
+    name = f"{where} {commit}" if commit else where
+    settings = [
+        f"{tag}{result[key]:g}"
+        for key, tag in (("user_horizon_days", "U"), ("board_horizon_days", "B"))
+        if result.get(key)
+    ]
+    if settings and result.get("fold_sessions"):
+        name += f" ({' '.join(settings)} m{result.get('months_kept', DEFAULT_MONTHS_KEPT)})"
+    return name
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -420,6 +467,7 @@ def soak(
     claim_periods: bool = True,
     days_kept: int = DEFAULT_DAYS_KEPT,
     months_kept: int = DEFAULT_MONTHS_KEPT,
+    user_horizon_days: float | None = None,
 ) -> dict[str, Any]:
     run_began = time.perf_counter()
     if not stream.exists():
@@ -433,6 +481,8 @@ def soak(
         refund_horizon_ms=REFUND_HORIZON_DAYS * DAY_MS,
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,
+        # None (the core soak's default): every user's folded rows kept, as before.
+        user_horizon_ms=round(user_horizon_days * DAY_MS) if user_horizon_days else None,
     )
     periods = (
         PeriodSettings(days_kept=days_kept, months_kept=months_kept) if claim_periods else None
@@ -511,7 +561,14 @@ def soak(
     report_s = time.perf_counter() - began
     sketched = SKETCHED_ONCE_SESSIONS_SUMMARIZE if ledger.summarized_sessions else SKETCHED
     problems = truth_mismatches(report, truth, sketched)
-    horizon = horizon_days(window_days, fold_sessions, claim_periods, days_kept, months_kept)
+    horizon = horizon_days(
+        window_days,
+        fold_sessions,
+        claim_periods,
+        days_kept,
+        months_kept,
+        user_horizon_days if fold_sessions else None,
+    )
     return {
         "mode": "core",
         "scenario": "xhs",
@@ -523,6 +580,9 @@ def soak(
         "claim_periods": claim_periods,
         "days_kept": days_kept,
         "months_kept": months_kept,
+        "user_horizon_days": user_horizon_days or None,
+        "board_horizon_days": None,
+        "first_order_horizon_days": None,
         "frozen_periods": len(ledger.frozen_periods),
         "lines": lines_read,
         "machine": machine(),
@@ -587,6 +647,11 @@ def worker_soak(
     web_port: int = 0,
     days_kept: int = DEFAULT_DAYS_KEPT,
     months_kept: int = DEFAULT_MONTHS_KEPT,
+    user_horizon_days: float | None = None,
+    board_horizon_days: float | None = None,
+    first_order_horizon_days: float | None = None,
+    keep_topics: bool = False,
+    groups_idle_s: float | None = None,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -596,7 +661,16 @@ def worker_soak(
     sum of its partitions' latest snapshot bytes, its records/s since the last sample and how
     far the replay is ahead of it. A last sample once it has consumed everything and
     snapshotted every partition (no records/s: its period includes that wait). Then its
-    /report is compared with the truth."""
+    /report is compared with the truth. `user_horizon_days`, `board_horizon_days` and
+    `first_order_horizon_days` are the worker's `LIVEPULSE_USER_HORIZON_DAYS`,
+    `..._BOARD_HORIZON_DAYS` and `..._FIRST_ORDER_HORIZON_DAYS` (None: its defaults, 180, 90
+    and 0); the growth is measured after every horizon they and the rest bound
+    (`horizon_days`). `keep_topics`: the run's topics are left on the broker (its changelog
+    for `bench.changelog_parts --run <the result's "run">`; delete them after).
+    `groups_idle_s`: the worker's `LIVEPULSE_GROUPS_IDLE_S` (None: its default, 60 s). It is
+    wall time: with fewer merchants than partitions a groups partition stays empty and holds
+    every summary back that long, which at 5,000 records/s of the 300-day stream is ~80 days
+    of event time (session 15: the worker's RSS steps up ~90 MB when they are released)."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -623,6 +697,18 @@ def worker_soak(
         # `LIVEPULSE_CLAIM_DAYS_KEPT`, `..._MONTHS_KEPT`: the frozen periods' horizon.
         claim_days_kept=days_kept,
         claim_months_kept=months_kept,
+        # `LIVEPULSE_USER_HORIZON_DAYS`, `..._BOARD_HORIZON_DAYS`,
+        # `..._FIRST_ORDER_HORIZON_DAYS`: the other horizons the state is bounded by.
+        **{
+            key: value
+            for key, value in (
+                ("user_horizon_days", user_horizon_days),
+                ("board_horizon_days", board_horizon_days),
+                ("first_order_horizon_days", first_order_horizon_days),
+            )
+            if value is not None
+        },
+        **({"groups_idle_s": groups_idle_s} if groups_idle_s is not None else {}),
         # A busy partition's snapshot every `snapshot_interval_s` whatever it costs, so that
         # the snapshot bytes follow event time (by default a worker takes one at most every
         # 10 s and only while snapshots take under 10% of the time: at 5,000 records/s of
@@ -751,10 +837,13 @@ def worker_soak(
         if replayer.ident is not None:
             replayer.join(timeout=60)
         worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
+        if not keep_topics:
+            with contextlib.suppress(Exception):
+                asyncio.run(delete_run_topics(settings))
     return {
         "mode": "worker",
+        "run": run,
+        "data_dir": str(settings.data_dir),
         "scenario": "xhs",
         "days": days,
         "scale": scale,
@@ -770,6 +859,10 @@ def worker_soak(
         "claim_periods": settings.claim_periods,
         "days_kept": days_kept,
         "months_kept": months_kept,
+        "user_horizon_days": settings.user_horizon_days,
+        "board_horizon_days": settings.board_horizon_days,
+        "first_order_horizon_days": settings.first_order_horizon_days,
+        "groups_idle_s": settings.groups_idle_s,
         "truth_mismatches": (
             truth_mismatches(
                 report,
@@ -784,7 +877,14 @@ def worker_soak(
         "growth": growth_after(
             samples,
             horizon_days(
-                window_days, fold_sessions, settings.claim_periods, days_kept, months_kept
+                window_days,
+                fold_sessions,
+                settings.claim_periods,
+                days_kept,
+                months_kept,
+                settings.user_horizon_days,
+                settings.board_horizon_days,
+                settings.first_order_horizon_days,
             ),
         ),
         "samples": samples,
@@ -834,6 +934,34 @@ def main() -> None:
         default=DEFAULT_MONTHS_KEPT,
         help="CST months kept frozen (LIVEPULSE_CLAIM_MONTHS_KEPT; the horizon counts them: "
         "`horizon_days`)",
+    )
+    parser.add_argument(
+        "--user-horizon-days",
+        type=float,
+        help="retire a user's folded rows after this many idle days (with --fold-sessions; "
+        "--worker: LIVEPULSE_USER_HORIZON_DAYS, default 180; core: none unless given)",
+    )
+    parser.add_argument(
+        "--board-horizon-days",
+        type=float,
+        help="--worker: LIVEPULSE_BOARD_HORIZON_DAYS (default 90)",
+    )
+    parser.add_argument(
+        "--first-order-horizon-days",
+        type=float,
+        help="--worker: LIVEPULSE_FIRST_ORDER_HORIZON_DAYS (default 0: pairs kept for ever; "
+        "set, the repurchase figures may exceed the truth's)",
+    )
+    parser.add_argument(
+        "--groups-idle-s",
+        type=float,
+        help="--worker: LIVEPULSE_GROUPS_IDLE_S (default 60 s of wall time: ~80 days of the "
+        "300-day stream at 5,000 records/s while an empty groups partition holds summaries)",
+    )
+    parser.add_argument(
+        "--keep-topics",
+        action="store_true",
+        help="--worker: leave the run's topics on the broker (for bench.changelog_parts)",
     )
     parser.add_argument(
         "--worker",
@@ -903,6 +1031,11 @@ def main() -> None:
                 fold_sessions=args.fold_sessions,
                 days_kept=args.days_kept,
                 months_kept=args.months_kept,
+                user_horizon_days=args.user_horizon_days,
+                board_horizon_days=args.board_horizon_days,
+                first_order_horizon_days=args.first_order_horizon_days,
+                keep_topics=args.keep_topics,
+                groups_idle_s=args.groups_idle_s,
             )
         else:
             result = soak(
@@ -916,6 +1049,7 @@ def main() -> None:
                 claim_periods=not args.no_claim_periods,
                 days_kept=args.days_kept,
                 months_kept=args.months_kept,
+                user_horizon_days=args.user_horizon_days,
             )
         plot_path = args.plot or (args.out or stream).with_suffix(".svg")
         if args.out is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import growth_after, horizon_days, plot, soak, worker_status
+from bench.soak import _horizon_of, growth_after, horizon_days, plot, soak, worker_status
 from streams.runtime.settings import Settings
 from streams.tools.worker_process import WorkerProcess
 from tests.bench.test_svgplot import read_back
@@ -100,6 +100,30 @@ def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
         "snapshot": True,
         "records_per_s": True,
     }
+
+
+def test_the_horizon_counts_the_user_board_and_pair_horizons() -> None:
+    """With the fold, the user horizon (rows fill for it + the session horizon + the window),
+    the board horizon and an opt-in first-order pair horizon (decided 30 days after the first
+    order) move the horizon when they are the longest; without the fold they bound nothing.
+    A saved worker run without them ran with the worker's defaults (180-day users)."""
+    periods = {"fold_sessions": True, "claim_periods": True, "days_kept": 62, "months_kept": 3}
+    assert horizon_days(7.0, **periods) == 4 * 31 + 7 + 7.0  # 138: session 14's
+    # The worker's default 180-day user horizon is the longest then: rows fill to day 194.
+    assert horizon_days(7.0, **periods, user_horizon_days=180) == 180 + 7 + 7.0
+    assert horizon_days(7.0, **periods, user_horizon_days=60) == 138.0
+    assert horizon_days(7.0, True, False, user_horizon_days=100) == 100 + 7 + 7.0
+    assert horizon_days(7.0, **periods, board_horizon_days=150) == 150 + 7.0
+    assert horizon_days(7.0, **periods, board_horizon_days=90) == 138.0
+    assert horizon_days(7.0, **periods, first_order_horizon_days=10) == 138.0
+    assert horizon_days(7.0, **periods, first_order_horizon_days=200) == 200 + 7 + 7.0
+    # 0 is "none" (kept for ever, `Settings`' 0), as None.
+    assert horizon_days(7.0, **periods, user_horizon_days=0, first_order_horizon_days=0) == 138
+    assert horizon_days(7.0, user_horizon_days=180, board_horizon_days=150) == 40.0
+    saved = {"mode": "worker", "window_days": 7.0, **periods}
+    assert _horizon_of(saved) == 194.0
+    assert _horizon_of({**saved, "user_horizon_days": 45.0}) == 138.0
+    assert _horizon_of({**saved, "mode": "core"}) == 138.0
 
 
 class _SlowStatus(BaseHTTPRequestHandler):
