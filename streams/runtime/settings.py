@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # The broker holds a fetch of the batch path until `batch_fetch_min_bytes` are there or
     # `batch_fetch_wait_ms` has passed (streams.runtime.batch_consumer, FETCH_MIN_BYTES). While
     # any assigned partition is idle (an empty topic, a drained one) that is one fetch request
-    # per wait: ~85 a second at 10 ms, ~0.4 ms of the worker's CPU each (bench/RESULTS.md,
+    # per wait: ~90 a second at 10 ms, ~0.4 ms of the worker's CPU each (bench/RESULTS.md,
     # Session 14, "the worker's transport, fetch by fetch").
     batch_fetch_min_bytes: int = Field(default=1024 * 1024, ge=1, le=256 * 1024 * 1024)
     batch_fetch_wait_ms: int = Field(default=10, ge=1, le=60_000)
