@@ -46,7 +46,7 @@ def broker_credentials(settings: Settings) -> Any:
 def create_app(settings: Settings) -> BatchApp:
     """A faust app configured from `settings` alone (faust's own environment variables, such as
     `WEB_PORT` or `BROKER_URL`, would otherwise override these arguments: `env={}`)."""
-    return BatchApp(
+    app = BatchApp(
         settings.app_id,
         env={},
         origin="streams.runtime.app",
@@ -81,3 +81,6 @@ def create_app(settings: Settings) -> BatchApp:
         table_standby_replicas=0,
         web_enabled=True,
     )
+    app.fetch_min_bytes = settings.batch_fetch_min_bytes
+    app.fetch_wait_ms = settings.batch_fetch_wait_ms
+    return app

@@ -109,6 +109,14 @@ class PartitionHooks(Protocol):
     async def skip_to(self, positions: dict[tuple[str, int], int]) -> int: ...
 
 
+#: Latency (bench/NOTES.md): the broker holds a fetch until this many bytes are there or
+#: `FETCH_MAX_WAIT_MS` has passed. faust asks for 1 byte and 1,500 ms: the fetch sent while a
+#: batch is being applied returns at once with the few records there, and the records that
+#: arrive during the rest of the batch wait a whole further cycle for the next fetch.
+FETCH_MIN_BYTES: Final[int] = 1024 * 1024
+FETCH_MAX_WAIT_MS: Final[int] = 10
+
+
 class BatchApp(faust.App):
     """faust's App, carrying what its batch consumer hands each fetch to (`batch_handler`) and
     asks of partition state (`partition_hooks`); the worker's composition root
@@ -116,6 +124,10 @@ class BatchApp(faust.App):
 
     batch_handler: BatchHandler | None = None
     partition_hooks: PartitionHooks | None = None
+    #: The batch consumer's fetch: the broker holds it until this many bytes are there or
+    #: `fetch_wait_ms` has passed (`create_app` sets them from the settings).
+    fetch_min_bytes: int = FETCH_MIN_BYTES
+    fetch_wait_ms: int = FETCH_MAX_WAIT_MS
 
     def route_batches(self, handler: BatchHandler, hooks: PartitionHooks | None) -> None:
         """Hand every fetched batch to `handler`, under `hooks.lock`, with `hooks` restoring and
@@ -131,14 +143,6 @@ async def commit_positions(app: faust.App, positions: dict[tuple[str, int], int]
     if offsets:
         consumer: Any = app.consumer
         await consumer._commit(offsets)
-
-
-#: Latency (bench/NOTES.md): the broker holds a fetch until this many bytes are there or
-#: `FETCH_MAX_WAIT_MS` has passed. faust asks for 1 byte and 1,500 ms: the fetch sent while a
-#: batch is being applied returns at once with the few records there, and the records that
-#: arrive during the rest of the batch wait a whole further cycle for the next fetch.
-FETCH_MIN_BYTES: Final[int] = 1024 * 1024
-FETCH_MAX_WAIT_MS: Final[int] = 10
 
 
 class CommittedConsumerThread(AIOKafkaConsumerThread):
@@ -178,8 +182,14 @@ class BatchConsumerThread(CommittedConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_min_bytes = FETCH_MIN_BYTES  # read when its fetcher starts
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        app = self.app
+        # Read when its fetcher starts.
+        if isinstance(app, BatchApp):
+            consumer._fetch_min_bytes = app.fetch_min_bytes
+            consumer._fetch_max_wait_ms = app.fetch_wait_ms
+        else:
+            consumer._fetch_min_bytes = FETCH_MIN_BYTES
+            consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         # Read by AIOKafkaConsumer.start() when it builds its group coordinator.
         consumer._partition_assignment_strategy = (self.app.assignor,)
         self._assignor = self.app.assignor

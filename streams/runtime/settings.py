@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     # The most a fetch brings per partition with batch ingestion (buffer memory is up to this
     # times the assigned partitions).
     batch_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # The broker holds a fetch of the batch path until `batch_fetch_min_bytes` are there or
+    # `batch_fetch_wait_ms` has passed (streams.runtime.batch_consumer, FETCH_MIN_BYTES). While
+    # any assigned partition is idle (an empty topic, a drained one) that is one fetch request
+    # per wait: ~90 a second at 10 ms, ~0.4 ms of the worker's CPU each (bench/RESULTS.md,
+    # Session 14, "the worker's transport, fetch by fetch").
+    batch_fetch_min_bytes: int = Field(default=1024 * 1024, ge=1, le=256 * 1024 * 1024)
+    batch_fetch_wait_ms: int = Field(default=10, ge=1, le=60_000)
     # Paced garbage collection (streams/runtime/gcpace.py): every this many records, collect what is
     # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
     # 0 leaves CPython's default collector alone. 10,000 (50,000 before issue 19's Session 10):

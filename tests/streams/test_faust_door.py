@@ -179,3 +179,12 @@ def test_no_other_module_reaches_into_the_door_s_private_names() -> None:
             if used:
                 elsewhere[str(path.relative_to(REPO))] = sorted(used)
     assert elsewhere == {}
+
+
+def test_the_fetch_settings_reach_the_batch_consumer() -> None:
+    # The settings' defaults are the door's constants (settings.py cannot import them).
+    defaults = Settings()
+    assert defaults.batch_fetch_min_bytes == batch_consumer.FETCH_MIN_BYTES
+    assert defaults.batch_fetch_wait_ms == batch_consumer.FETCH_MAX_WAIT_MS
+    app = create_app(Settings(batch_fetch_min_bytes=4096, batch_fetch_wait_ms=250))
+    assert (app.fetch_min_bytes, app.fetch_wait_ms) == (4096, 250)
