@@ -300,18 +300,9 @@ def test_a_worker_folds_three_months_of_a_simulated_stream_through_a_restart(
     # Groups partition 1 gets no group event after early August: its floor holds every
     # partition's compaction until it announces an idle one (`LIVEPULSE_GROUP_FLOOR_IDLE_S`).
     settings = _fold_settings(kafka_bootstrap, group_floor_idle_s=2)
-    stream_groups = sum(b'"type":"group_' in line for line in lines)
-
-    def dropped(worker: WorkerProcess) -> None:
-        """Until the partitions have compacted group events (idle floors come after the
-        drain, then their exchange), for at most 60 s."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if worker.status()["month_rows"]["group_events"] < stream_groups:
-                return
-            time.sleep(1)
-
-    report, statuses = _run_with_restart(settings, runs, tmp_path, dropped)
+    report, statuses = _run_with_restart(
+        settings, runs, tmp_path, lambda worker: _groups_dropped([worker], lines)
+    )
     assert statuses[-1]["month_rows"]["sent_rows"] > 0, statuses[-1]["month_rows"]
     decoded = [decode_event(line) for line in lines]
     one = _summarizing(decoded, 2 * DAY, fold_months=True)  # one ledger fed everything
@@ -366,6 +357,23 @@ def _check_group_figures(report: dict[str, Any], lines: list[bytes], truth: Any)
     _check_repurchase(got, truth)
     operator = operator_truth_for(report, lines, truth["operator"])
     assert report["operator"]["overall"]["group_joins"] == operator["overall"]["group_joins"]
+
+
+def _groups_dropped(
+    workers: list[WorkerProcess], lines: list[bytes], timeout_s: float = 60
+) -> list[dict[str, Any]]:
+    """The workers' `month_rows` statuses once their partitions hold fewer group events than
+    `lines` have (idle floors come a few seconds after the drain, then their exchange); the
+    last read after `timeout_s`."""
+    stream_groups = sum(b'"type":"group_' in line for line in lines)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = [worker.status()["month_rows"] for worker in workers]
+        if sum(s["group_events"] for s in statuses) < stream_groups:
+            return statuses
+        if time.monotonic() > deadline:
+            return statuses
+        time.sleep(1)
 
 
 def _compacted(workers: list[WorkerProcess], timeout_s: float = 90) -> dict[str, Any]:
@@ -774,6 +782,7 @@ def test_two_workers_decide_first_orders_at_their_owners_to_the_truth(
         start_balanced(fleet, 2)
         replay_lines(settings, tmp_path / "sim.jsonl", lines)
         _fleet_settled(settings, fleet.workers)
+        _groups_dropped(fleet.workers, lines)  # then the report and statuses after it
         eligible = everything["detail"]["eligible"]
         report, statuses = _merged_with_statuses(
             settings, fleet.workers, _repurchase_eligible(eligible)
