@@ -89,7 +89,7 @@ class ReadTable:
         self.records = 0
         self.rejected = 0
         #: Partition -> since when (`time.monotonic()`) it has been read up to its high-water
-        #: mark with no record since (`quiet_for`): absent while records come.
+        #: mark with no record since (`idle`): absent while records come.
         self._quiet_since: dict[int, float] = {}
         #: Set by `rewind` (the table emptied): the reader reads the topic from its beginning
         #: again, and clears it when it has sought there.
@@ -108,14 +108,6 @@ class ReadTable:
         self._quiet_since = {}
         self.rewind_pending = True
         self.rewinds += 1
-
-    def quiet_for(self, partition: int, now: float | None = None) -> float:
-        """How long `partition` has been read to its high-water mark with no new record (0:
-        records are coming, or its high-water mark is not known)."""
-        since = self._quiet_since.get(partition)
-        if since is None:
-            return 0.0
-        return (time.monotonic() if now is None else now) - since
 
     def idle(self, now: float | None = None) -> set[int]:
         """The partitions left out of the table's horizon: read to their high-water mark with
