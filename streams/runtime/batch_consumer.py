@@ -148,12 +148,24 @@ async def commit_positions(app: faust.App, positions: dict[tuple[str, int], int]
 class CommittedConsumerThread(AIOKafkaConsumerThread):
     """faust's consumer thread, reading with `ISOLATION_LEVEL` (faust passes read_uncommitted
     unless the app is exactly-once, which livepulse does not use: its state carries its
-    positions, streams.runtime.keeper)."""
+    positions, streams.runtime.keeper), and seeking in its own thread."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._isolation_level = ISOLATION_LEVEL  # read when its fetcher starts
         return consumer
+
+    async def seek_in_thread(self, partition: TP, offset: int) -> None:
+        """Seek `partition` from the consumer's own thread.
+
+        faust's `seek` calls aiokafka's `AIOKafkaConsumer.seek` from the caller's loop, while
+        the fetch (`getmany`) runs `Fetcher.fetched_records` in this thread: the seek's
+        `Fetcher.seek_to` deletes the partition's buffered records (`_records[tp]`) under the
+        fetch, which then fails with a KeyError at its own `del self._records[tp]` and stops
+        the worker (the family of robinhood/aiokafka#19). faust's `seek_to_committed` and
+        `seek_to_beginning` already go through `call_thread`; this does the same for a seek.
+        """
+        await self.call_thread(self._ensure_consumer().seek, partition, offset)
 
 
 class CommittedConsumer(AIOKafkaFaustConsumer):
@@ -161,6 +173,13 @@ class CommittedConsumer(AIOKafkaFaustConsumer):
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return CommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        thread = self._thread
+        if isinstance(thread, CommittedConsumerThread):
+            await thread.seek_in_thread(partition, offset)
+        else:  # pragma: no cover (every consumer here runs a CommittedConsumerThread)
+            await super()._seek(partition, offset)
 
 
 class CommittedTransport(AIOKafkaTransport):

@@ -61,6 +61,9 @@ def test_faust_consumer_methods_the_door_overrides_or_calls_have_its_signatures(
     assert params(FaustConsumer.perform_seek) == ["self"]
     assert params(FaustConsumer.on_partitions_revoked) == ["self", "revoked"]
     assert params(FaustConsumer.seek) == ["self", "partition", "offset"]
+    assert params(FaustConsumer._seek) == ["self", "partition", "offset"]
+    assert "self._seek(" in inspect.getsource(FaustConsumer.seek)
+    assert "_seek" in vars(batch_consumer.CommittedConsumer)
     for method in ("_drain_messages", "_wait_next_records", "_commit", "perform_seek"):
         assert inspect.iscoroutinefunction(getattr(FaustConsumer, method)), method
     assert params(AIOKafkaConsumerThread._create_worker_consumer) == ["self", "transport"]
@@ -131,6 +134,35 @@ async def test_the_worker_consumer_has_the_private_state_the_door_reads(
         assert isinstance(kafka_consumer._client, AIOKafkaClient)
     finally:
         await kafka_consumer.stop()
+
+
+async def test_a_seek_runs_in_the_consumer_thread(faust_consumer: Any) -> None:
+    """aiokafka's seek empties the fetcher's buffer for the partition (`Fetcher.seek_to`); the
+    fetch runs in the consumer's thread, so a seek from the worker's loop raced it and crashed
+    the worker with a KeyError in `fetched_records`. The seek goes through `call_thread`."""
+    consumer = faust_consumer
+    thread = consumer._thread
+    seeks: list[tuple[Any, int, bool]] = []
+    in_thread = False
+
+    class KafkaConsumer:
+        def seek(self, tp: Any, offset: int) -> None:
+            seeks.append((tp, offset, in_thread))
+
+    async def call_thread(method: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal in_thread
+        in_thread = True
+        try:
+            return method(*args, **kwargs)
+        finally:
+            in_thread = False
+
+    thread._consumer = KafkaConsumer()
+    thread.call_thread = call_thread
+    tp = batch_consumer.TP("live.views", 1)
+    await consumer.seek(tp, 42)
+    assert seeks == [(tp, 42, True)]
+    assert consumer._read_offset[tp] == 42  # faust's own bookkeeping is kept
 
 
 def private_names(tree: ast.AST) -> set[str]:
