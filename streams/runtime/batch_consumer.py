@@ -32,6 +32,9 @@ faust-streaming (`faust.transport.consumer.Consumer`, `faust.transport.drivers.a
   overridden to build the aiokafka consumer with other options; faust's sets the thread's
   `_assignor` to round robin for an app without tables, ours to `app.assignor` to match.
 - `Consumer.perform_seek()` / `on_partitions_revoked(revoked)`: overridden (restore / snapshot).
+- `Consumer._seek(partition, offset)` (called by `Consumer.seek`) and the thread's
+  `call_thread`, `_ensure_consumer()`: a seek runs in the consumer's thread, where the fetch
+  runs (`CommittedConsumerThread.seek_in_thread`).
 - `faust.transport.drivers.TRANSPORTS.aliases`: registers the two URL schemes.
 
 aiokafka (`AIOKafkaConsumer`), attributes read by `start()` when it builds its fetcher and group
