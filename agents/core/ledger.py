@@ -3545,6 +3545,41 @@ class Ledger:
         held = self._held_group_floor(max(others)) // _DAY_MS * _DAY_MS
         return held if own is None else max(own, held)
 
+    def follow_idle_horizons(self, source: int) -> bool:
+        """As partition `source` of a worker that has read its topics to their end and applied
+        no event for a while (the worker's `LIVEPULSE_HORIZON_IDLE_S`): move its horizons up
+        to the newest summaries' horizon another partition has announced (`FirstsClosed`), so
+        that its own cutoffs follow the others' instead of holding them for good. A partition
+        that gets no more records keeps its horizons, so it never announces its months closed
+        (`MonthClosed`) nor its first orders' cutoff, and every owner then holds the other
+        partitions' month rows and undecided pairs, and every partition its group events, for
+        as long as the stream runs (docs/design.md, "Idle horizons follow the others'").
+
+        Each topic's newest `ts` is raised to where its horizon gives that summaries' horizon
+        (`_summary_horizon`: + the session horizon + the dedupe window); the groups topic's
+        too unless the summaries read the worker's membership table (`membership_from`),
+        which has an idle rule of its own. Nothing else changes: what the horizons close is
+        closed by the folds, takes and floors as for any partition, and an event applied later
+        stamped before its topic's new horizon is expired, counted as any late event
+        (`counts.expired`). Like the idle group floor it follows the newest, so an idle
+        partition holds no one back that an active one does not, and it never passes the
+        newest partition's own horizons: it only follows. True if a horizon moved."""
+        window = self.dedupe_window_ms
+        others = [ts for number, ts in self._firsts_closed_by.items() if number != source]
+        if window is None or not others:
+            return False
+        target = max(others) + SESSION_HORIZON_MS + window
+        moved = False
+        newest = self.newest_ts
+        for topic in range(len(TOPICS)):
+            if topic == _GROUPS and self.membership_from is not None:
+                continue
+            current = newest[topic]
+            if current is None or current < target:
+                newest[topic] = target
+                moved = True
+        return moved
+
     def group_floor_announcement(self, source: int, *, idle: bool = False) -> GroupFloor:
         """As partition `source` of a worker: its `GroupFloor` now (to be sent only once the
         state it was taken from is snapshotted: a partition restored from its snapshot asks

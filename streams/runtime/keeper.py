@@ -80,8 +80,13 @@ class StateKeeper:
         before_restore: Callable[[], Awaitable[None]] | None = None,
         installed: Callable[[PartitionState], None] | None = None,
         recreated: Recreated | None = None,
+        caught_up: Callable[[int], bool] | None = None,
     ) -> None:
         self.live = live
+        #: Whether a partition has read each contract topic to the end the consumer knows
+        #: (its idle horizons follow the others' only then: `LiveState.follow_idle_horizons`);
+        #: None: never followed.
+        self.caught_up = caught_up
         #: Told when an assignment after this worker's first finds a snapshot of topics
         #: re-created since (`halt`); None: nobody to tell (the keeper halts all the same).
         self.recreated = recreated
@@ -494,11 +499,15 @@ class StateKeeper:
 
     async def tick(self) -> None:
         """Snapshot the most overdue partition that is due (called about every second): one a
-        tick, so a worker's partitions are not all dumped in one stall. First the folds due
-        in idle partitions (`LiveState.fold_idle`), so the snapshot of one gone idle has them,
-        and the month rows they closed (`MonthRowExchange.take`, else run after a batch only:
-        a month that closes on a partition's side after its last batch, once the membership
-        table's horizon has caught up, was never announced, so no owner ever combined it)."""
+        tick, so a worker's partitions are not all dumped in one stall. First the horizons of
+        idle partitions read to their end follow the others' (`LiveState.follow_idle_horizons`,
+        with the month-rows exchange), then the folds due in idle partitions
+        (`LiveState.fold_idle`), so the snapshot of one gone idle has them, and the month rows
+        they closed (`MonthRowExchange.take`, else run after a batch only: a month that closes
+        on a partition's side after its last batch, once the membership table's horizon has
+        caught up, was never announced, so no owner ever combined it)."""
+        if self.live.month_rows is not None and self.caught_up is not None:
+            self.live.follow_idle_horizons(self.settings.horizon_idle_s, self.caught_up)
         self.live.fold_idle(self.settings.snapshot_idle_s)
         if self.live.month_rows is not None:
             self.live.month_rows.take()  # at most once a day of each ledger's horizon

@@ -525,6 +525,9 @@ class MonthRowExchange:
                     # Whether the floor last snapshotted was taken idle (its horizons left
                     # out: `Settings.group_floor_idle_s`).
                     "idle": part.group_floor_idle,
+                    # How often its horizons followed the others' while idle and read to
+                    # its end (`Settings.horizon_idle_s`).
+                    "horizons_followed": part.horizons_followed,
                     "read": {
                         str(s): list(f) for s, f in sorted(part.ledger.group_floors_by.items())
                     },

@@ -56,6 +56,10 @@ class PartitionState:
     #: is snapshotted once more, so that its idle floor is announced even if nothing else
     #: comes to it.
     group_floor_idle: bool = False
+    #: How often its horizons followed the other partitions' while it was idle and read to
+    #: its end (`LiveState.follow_idle_horizons`, `Settings.horizon_idle_s`), since made or
+    #: restored.
+    horizons_followed: int = 0
 
     def status(self) -> dict[str, Any]:
         return {

@@ -147,6 +147,16 @@ class Settings(BaseSettings):
     # membership lookups may read group events already compacted. 0: an idle partition holds
     # every partition's compaction at its horizons until it gets a record.
     group_floor_idle_s: float = Field(default=300, ge=0, le=30 * 86_400)
+    # With the session fold: a partition that has applied no record of the contract topics
+    # for this many seconds (wall clock) and has read each of them to its end moves its
+    # horizons up to the newest summaries' horizon another partition announced (docs/
+    # design.md, "Idle horizons follow the others'"), so that it announces its months
+    # closed and its first orders' cutoff as the others do: without it a partition that
+    # gets no more records (a topic with more partitions than rooms) holds the other
+    # partitions' month rows, first orders and group events for as long as the stream runs.
+    # An event it applies later stamped before its topic's new horizon is expired
+    # (`counts.expired`), as any late event. 0: its horizons move only with its own events.
+    horizon_idle_s: float = Field(default=300, ge=0, le=30 * 86_400)
     # Summarize each closed session once its session horizon (its end + 7 days) is past every
     # topic's dedupe window (docs/design.md, "The session horizon"): its viewers, orders and
     # interacting users are replaced by the sums the claims read. Membership at the summary

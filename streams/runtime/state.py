@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -341,6 +341,29 @@ class LiveState:
         if folded:
             self.version += 1
         return folded
+
+    def follow_idle_horizons(self, idle_s: float, caught_up: Callable[[int], bool]) -> int:
+        """Move the horizons of each partition that has applied no contract record for
+        `idle_s` (0: never) and has read its topics to their end (`caught_up`) up to the newest
+        summaries' horizon another partition announced (`Ledger.follow_idle_horizons`), so
+        that its folds, months and first orders close as the others' do (the idle fold and
+        the take that follow run them). A partition whose horizons moved is dirty. Returns how
+        many moved."""
+        if not self.fold_sessions or idle_s <= 0:
+            return 0
+        now = time.monotonic()
+        moved = 0
+        for partition, part in self.partitions.items():
+            if now - part.events_at < idle_s or not caught_up(partition):
+                continue
+            if part.ledger.follow_idle_horizons(partition):
+                part.horizons_followed += 1
+                part.dirty = True
+                self._idle_seen.pop(partition, None)  # the idle fold looks again
+                moved += 1
+        if moved:
+            self.version += 1
+        return moved
 
     def advance(self, records: Iterable[SourceRecord], *, changes: bool = True) -> None:
         """Move positions past `records`, applied elsewhere (the month-rows topic's: internal

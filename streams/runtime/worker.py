@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from agents.core import Ledger
 from streams.runtime.app import create_app
@@ -177,6 +178,7 @@ class Worker:
             before_restore=self._membership_caught_up if self.membership is not None else None,
             installed=self._installed if self.refunds is not None else None,
             recreated=self._keeper_found_recreated,
+            caught_up=self._caught_up,
         )
         app.route_batches(self.ingest, self.keeper)
 
@@ -193,6 +195,21 @@ class Worker:
         app.task(self._announce)
         # mode types its receivers narrower than the async ones it accepts and awaits.
         app.on_before_shutdown.connect(self._on_stop)  # type: ignore[arg-type]
+
+    def _caught_up(self, partition: int) -> bool:
+        """Whether partition `partition` of every contract topic has been processed up to the
+        end the consumer last saw (its highwater); False while one is not known (not fetched
+        yet, or not assigned here)."""
+        consumer = self.app.consumer
+        positions = self.state.positions
+        for topic in self.settings.source_topics:
+            try:
+                end = consumer.highwater(TP(topic, partition))
+            except Exception:  # not assigned here (a rebalance under way)
+                return False
+            if end is None or positions.get((topic, partition), 0) < end:
+                return False
+        return True
 
     async def _source_ends(self, tps: Iterable[SourceTP]) -> dict[SourceTP, int]:
         wanted = set(tps)

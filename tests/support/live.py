@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,7 @@ def operator_truth_for(
     *,
     grace_ms: int | None = None,
     partitions: int | None = None,
+    followers: Collection[int] = (),
 ) -> dict[str, Any]:
     """The operator truth `report` is to equal: `truth` (a truth file's, rule-free), or, where
     the report abandoned sessions that never ended (`LIVEPULSE_FOLD_SESSIONS`, on by default),
@@ -159,7 +160,10 @@ def operator_truth_for(
     worker's), each partition's sessions are abandoned by that partition's horizons (its
     contract records, and the whole groups topic: the membership table's), as its ledger does;
     without, those the report's `state` names (a worker's /report, the merged report), or the
-    whole stream's where it names none (one ledger: `livepulse analyze`)."""
+    whole stream's where it names none (one ledger: `livepulse analyze`). The partitions in
+    `followers` went idle and their horizons followed the others' (`LIVEPULSE_HORIZON_IDLE_S`,
+    `Ledger.follow_idle_horizons`): their sessions are abandoned by the whole stream's
+    horizons (the newest partition's), which the others' announcements carry."""
     from agents.core.ledger import SESSION_HORIZON_MS
     from streams.tools.simulator.operator_truth import compute_operator
     from streams.tools.simulator.truth import abandon_sessions, read_stream
@@ -176,8 +180,14 @@ def operator_truth_for(
         partitions = len(held) if held else None
     if partitions is not None:
         cut = {}
-        for part in _by_partition(lines, partitions):
+        for number, part in enumerate(_by_partition(lines, partitions)):
             sub = read_stream([line.decode() for line in part])
+            if number in followers:
+                own = set(sub.started)
+                sub = read_stream([line.decode() for line in lines])
+                abandon_sessions(sub, SESSION_HORIZON_MS, window_ms)
+                cut.update((sid, ts) for sid, ts in sub.abandoned_ts.items() if sid in own)
+                continue
             abandon_sessions(sub, SESSION_HORIZON_MS, window_ms)
             cut.update(sub.abandoned_ts)
     stream = read_stream([line.decode() for line in lines])

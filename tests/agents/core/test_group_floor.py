@@ -18,6 +18,7 @@ import pytest
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import (
     DAY_MS,
+    SESSION_HORIZON_MS,
     TOPICS,
     FirstOrder,
     FirstsClosed,
@@ -27,6 +28,7 @@ from agents.core.ledger import (
     cst_month,
 )
 from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.periods import SKETCHED
 from agents.core.persist import dump_state, load_state
 from schemas import TOPIC_BY_TYPE, Rejection, decode
 from streams.runtime.global_report import floors_behind
@@ -124,6 +126,7 @@ def _exchanged(
     checks: int,
     quiet: tuple[int, int] | None = None,
     at_check: Callable[[_Partitions, _Partitions], None] | None = None,
+    follow: bool = False,
 ) -> tuple[_Partitions, _Partitions, MembershipTable, int]:
     """The stream split over the partitions by contract key and fed in chunks, twice: to
     partitions that compact by the floors and to partitions that keep every group event, with
@@ -137,7 +140,9 @@ def _exchanged(
     first, as the worker's reads ahead of its partitions. With `quiet` (partition, ts), that
     partition gets none of its contract events stamped from ts on (it goes idle) and announces
     idle floors once a chunk brought it nothing (`idle=True`, as the keeper after
-    `group_floor_idle_s`). `at_check` is called with both runs at each check."""
+    `group_floor_idle_s`), and with `follow` its horizons follow the others' first (then its
+    folds run: `LiveState.follow_idle_horizons` and `fold_idle`, as the keeper after
+    `horizon_idle_s`). `at_check` is called with both runs at each check."""
     parts = split(stream, PARTITIONS)
     if quiet is not None:
         number, quiet_ts = quiet
@@ -170,6 +175,8 @@ def _exchanged(
                     groups.ledgers.setdefault(partition, Ledger(WINDOW_MS)).apply(event)
         for source, part in enumerate(parts):
             taken = []
+            # Idle: the quiet partition, once a chunk brought it nothing.
+            idle = quiet is not None and source == quiet[0] and begin >= len(part)
             for run in (compacting, keeping):
                 ledger, board = run.ledgers[source], run.boards[source]
                 for _topic, _key, event in part[begin : begin + CHUNK]:
@@ -177,11 +184,13 @@ def _exchanged(
                         ledger.reject(event.reason)
                     elif ledger.apply(event):
                         board.observe(event)
+                if idle and follow:
+                    _groups_partition_idle(groups, source)
+                    if ledger.follow_idle_horizons(source):
+                        ledger.fold_due()
                 taken.append(
                     [*ledger.take_closed_month_rows(source), *ledger.take_first_orders(source)]
                 )
-            # Idle: the quiet partition, once a chunk brought it nothing.
-            idle = quiet is not None and source == quiet[0] and begin >= len(part)
             floors = [
                 run.ledgers[source].group_floor_announcement(source, idle=idle)
                 for run in (compacting, keeping)
@@ -203,13 +212,17 @@ def _exchanged(
                 at_check(compacting, keeping)
     for _round in range(3):  # then, as the keeper's ticks do: take, announce, read it all
         for source in range(len(parts)):
+            idle = quiet is not None and source == quiet[0]
+            if idle and follow:
+                for run in (compacting, keeping):
+                    if run.ledgers[source].follow_idle_horizons(source):
+                        run.ledgers[source].fold_due()
             ledger = compacting.ledgers[source]
             messages = [*ledger.take_closed_month_rows(source), *ledger.take_first_orders(source)]
             assert messages == [
                 *keeping.ledgers[source].take_closed_month_rows(source),
                 *keeping.ledgers[source].take_first_orders(source),
             ]
-            idle = quiet is not None and source == quiet[0]
             _route([*messages, ledger.group_floor_announcement(source, idle=idle)], queues)
             keeping.ledgers[source].group_floor_announcement(source, idle=idle)
         for partition, queue in enumerate(queues):
@@ -218,6 +231,17 @@ def _exchanged(
                 keeping.deliver(partition, message)
             queue.clear()
     return compacting, keeping, groups, compared
+
+
+def _groups_partition_idle(groups: MembershipTable, partition: int) -> None:
+    """The membership table leaves the groups topic's `partition` out of its horizon, as the
+    worker's once the partition has been read to its end with no record for
+    `groups_idle_s` (`ReadTable.idle`; here at once)."""
+    if groups.idle_s is None:
+        groups.idle_s = 0.0
+        groups._resumed_at = 0.0  # the topic moved (the other partitions' records)
+    groups.advance(partition, 0, 0)
+    assert partition in groups.idle()
 
 
 def _route(messages: list[Message], queues: list[list[Message]]) -> None:
@@ -296,6 +320,95 @@ def test_an_empty_partition_announcing_idle_floors_no_longer_stops_every_compact
     got = compacting.report(groups, [[] for _ in range(PARTITIONS)])
     want = keeping.report(groups, [[] for _ in range(PARTITIONS)])
     assert got["claims"] == want["claims"] and got["operator"] == want["operator"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quiet_day", [0, 60])
+def test_an_idle_partition_whose_horizons_follow_the_others_closes_its_months_and_pairs(
+    quiet_day: int,
+) -> None:
+    """The 150 days over 3 partitions, partition 2 getting no event at all (`quiet_day` 0) or
+    none after day 60, and once idle its horizons following the others'
+    (`Ledger.follow_idle_horizons`, the worker's `LIVEPULSE_HORIZON_IDLE_S`): it announces its
+    months closed and its first orders' cutoff as the others do, so the owners combine every
+    month but the last ones and decide the pairs as for active partitions, and the group
+    events compact past day 60 (without it they stop at the first month: the test above). The
+    merged reports equal the keep-everything partitions', and the claims and the group
+    joins equal the truth reference's of the records fed."""
+    stream, lines = _simulated(150, 0.3, 5)
+    start = min(event.ts for *_, event in stream if not isinstance(event, Rejection))
+    quiet_ts = start + quiet_day * DAY_MS
+    compacting, keeping, groups, compared = _exchanged(
+        stream, 3, 2, quiet=(2, quiet_ts), follow=True
+    )
+    assert compared == 2
+    last_month = cst_month(max(e.ts for *_, e in stream if not isinstance(e, Rejection)))
+    held = {month for ledger in compacting.ledgers for _m, month in ledger.month_rows_in}
+    assert len(held) <= 1 and max(held, default=last_month) == last_month, held  # the last
+    follower = compacting.ledgers[2]
+    others = max(follower._firsts_closed_by[s] for s in (0, 1))
+    assert follower._firsts_closed_by[2] == others  # its cutoff is the newest of the others'
+    holding = [ledger for ledger in compacting.ledgers if ledger.horizon_ts(TOPIC_GROUPS)]
+    assert holding
+    for ledger in holding:
+        cutoff = ledger.groups_compacted_to
+        assert cutoff is not None, ledger
+        # The quiet one's own groups horizon stays (the membership table reads its groups
+        # partition: a late group event is applied there and here alike); it gets none more.
+        own = ledger.horizon_ts(TOPIC_GROUPS)
+        assert cutoff > start + 60 * DAY_MS or cutoff == own, (cutoff - start) / DAY_MS
+    assert all(ledger.after_group_floor == 0 for ledger in compacting.ledgers)
+    got = compacting.report(groups, [[] for _ in range(PARTITIONS)])
+    want = keeping.report(groups, [[] for _ in range(PARTITIONS)])
+    assert got["claims"] == want["claims"] and got["operator"] == want["operator"]
+    kept = [
+        line
+        for line, (_topic, key, event) in zip(lines, stream, strict=True)
+        if isinstance(event, Rejection) or partition_of(key, PARTITIONS) != 2 or event.ts < quiet_ts
+    ]
+    assert len(kept) < len(lines)
+    truth = compute_truth(kept, scenario="xhs", seed=5)["claims"]
+    for claim, figure in truth.items():
+        observed = got["claims"][claim]["observed"]
+        if figure["observed"] is None or observed is None:
+            assert observed == figure["observed"], claim
+        elif claim == SKETCHED:  # from its summarized sessions' sketches (docs/design.md)
+            assert abs(observed - figure["observed"]) < 0.005, (observed, figure)
+        else:
+            assert observed == pytest.approx(figure["observed"], rel=1e-9, abs=1e-12), claim
+    raw = [line.encode() for line in kept]
+    reference = operator_truth_for(
+        got, raw, operator_truth(kept), partitions=PARTITIONS, followers=(2,)
+    )
+    assert got["operator"]["overall"]["group_joins"] == reference["overall"]["group_joins"]
+
+
+def test_a_partition_that_followed_expires_events_behind_its_new_horizons() -> None:
+    """Following moves each topic's horizon (the groups topic's too when the ledger reads no
+    membership table) up to the newest others' cutoff + the session horizon; never down, and
+    not at all before another partition announced one (its own announcement does not
+    count). An event applied later stamped before its topic's new horizon is expired and
+    counted (`counts.expired`), as any late event."""
+    ledger = _fed_30_days()
+    horizon = ledger._summary_horizon()
+    assert horizon is not None
+    assert not ledger.follow_idle_horizons(1)  # nothing read
+    ledger.receive_firsts_closed(FirstsClosed(1, horizon + 50 * DAY_MS), 3)  # itself
+    assert not ledger.follow_idle_horizons(1)
+    ledger.receive_firsts_closed(FirstsClosed(0, horizon - DAY_MS), 3)
+    assert not ledger.follow_idle_horizons(1)  # behind it: nothing moves
+    ledger.receive_firsts_closed(FirstsClosed(2, horizon + 10 * DAY_MS), 3)
+    assert ledger.follow_idle_horizons(1)
+    assert ledger._summary_horizon() == horizon + 10 * DAY_MS
+    assert all(ledger.horizon_ts(t) == horizon + 10 * DAY_MS + SESSION_HORIZON_MS for t in (0, 1))
+    assert not ledger.follow_idle_horizons(1)  # there already
+    stream, _lines = _simulated(30, 0.3, 5)
+    late = next(e for *_, e in reversed(stream) if not isinstance(e, Rejection))
+    expired = ledger.counts.expired
+    assert late.ts < horizon + 10 * DAY_MS and not ledger.apply(
+        late.model_copy(update={"event_id": "late-1"})
+    )
+    assert ledger.counts.expired == expired + 1
 
 
 def _exchanged_without_idle(
