@@ -43,6 +43,8 @@ coordinator, set on the consumer faust builds before it starts:
   `_partition_assignment_strategy` (faust's co-partitioning assignor instead of round robin).
 - `_subscription.subscription.assignment` (`.tps`, `.state_value(tp)` with
   `.has_valid_position`, `.position`): where the consumer will read next (`_skip_gaps`).
+- `_fetcher._fetch_min_bytes`, `_fetcher._fetch_max_wait_ms`: read each time the fetcher builds
+  a request; `BatchConsumer._fetch_mode` switches them between the busy and idle settings.
 - `_client.force_metadata_update()`: refreshes a topic's partitions (`force_metadata_update`
   below, for `streams.runtime.topics.partition_counts`).
 """
@@ -118,6 +120,11 @@ class PartitionHooks(Protocol):
 #: arrive during the rest of the batch wait a whole further cycle for the next fetch.
 FETCH_MIN_BYTES: Final[int] = 1024 * 1024
 FETCH_MAX_WAIT_MS: Final[int] = 10
+#: An idle consumer's fetch (`BatchConsumer._fetch_mode`): the broker answers it as soon as one
+#: byte is there, else after this wait. With the busy settings above a worker whose partitions
+#: are all drained sends a fetch every 10 ms that comes back empty: ~90 a second, ~0.04 of a
+#: core idle (bench/RESULTS.md, Session 14, "the worker's transport, fetch by fetch").
+FETCH_IDLE_WAIT_MS: Final[int] = 500
 
 
 class BatchApp(faust.App):
@@ -131,6 +138,8 @@ class BatchApp(faust.App):
     #: `fetch_wait_ms` has passed (`create_app` sets them from the settings).
     fetch_min_bytes: int = FETCH_MIN_BYTES
     fetch_wait_ms: int = FETCH_MAX_WAIT_MS
+    #: While no fetch brings records: 1 byte, at most this wait (0: never; `_fetch_mode`).
+    fetch_idle_wait_ms: int = FETCH_IDLE_WAIT_MS
 
     def route_batches(self, handler: BatchHandler, hooks: PartitionHooks | None) -> None:
         """Hand every fetched batch to `handler`, under `hooks.lock`, with `hooks` restoring and
@@ -221,6 +230,11 @@ class BatchConsumerThread(CommittedConsumerThread):
 class BatchConsumer(CommittedConsumer):
     """faust's aiokafka consumer with a batch drain loop instead of the per-message one."""
 
+    #: Whether the fetcher has the busy fetch settings (`_fetch_mode`), and how many times
+    #: they were switched.
+    _fetch_busy: bool = True
+    fetch_modes: int = 0
+
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -230,6 +244,7 @@ class BatchConsumer(CommittedConsumer):
         try:
             while not (stopped() or fetcher_stopped()):
                 records, active = await self._wait_next_records(1.0)
+                self._fetch_mode(busy=bool(records))
                 if records is None or self.should_stop:
                     await asyncio.sleep(0)
                     continue
@@ -253,6 +268,39 @@ class BatchConsumer(CommittedConsumer):
 
     def _hooks(self) -> PartitionHooks | None:
         return self.app.partition_hooks if isinstance(self.app, BatchApp) else None
+
+    @property
+    def fetch_idle(self) -> bool:
+        """Whether the fetcher has the idle fetch settings (`_fetch_mode`)."""
+        return not self._fetch_busy
+
+    def _fetch_mode(self, *, busy: bool) -> None:
+        """Set the fetcher's next requests to the busy settings (`fetch_min_bytes`,
+        `fetch_wait_ms`: large fetches while records flow) or, after a `getmany` that waited
+        its second with nothing, the idle ones (1 byte, `fetch_idle_wait_ms`): the broker then
+        holds a fetch until a record comes, instead of the fetcher sending one every
+        `fetch_wait_ms` that comes back empty. The first fetch to bring records sets the busy
+        ones back, so a stream's batches are as before; the first record after a quiet spell
+        comes as soon as it is there. aiokafka reads both attributes each time it builds a
+        fetch request (`Fetcher._get_actions_per_node`) in the consumer's thread; an int set
+        from here is seen by the next request."""
+        app = self.app
+        idle_wait = app.fetch_idle_wait_ms if isinstance(app, BatchApp) else 0
+        if not idle_wait or busy == self._fetch_busy:
+            return
+        consumer = getattr(self._thread, "_consumer", None)
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is None:
+            return
+        self._fetch_busy = busy
+        assert isinstance(app, BatchApp)
+        if busy:
+            fetcher._fetch_min_bytes = app.fetch_min_bytes
+            fetcher._fetch_max_wait_ms = app.fetch_wait_ms
+        else:
+            fetcher._fetch_min_bytes = 1
+            fetcher._fetch_max_wait_ms = idle_wait
+        self.fetch_modes += 1
 
     async def _process(self, records: Any, active: set[TP] | None) -> None:
         handler = self.app.batch_handler if isinstance(self.app, BatchApp) else None

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # Session 14, "the worker's transport, fetch by fetch").
     batch_fetch_min_bytes: int = Field(default=1024 * 1024, ge=1, le=256 * 1024 * 1024)
     batch_fetch_wait_ms: int = Field(default=10, ge=1, le=60_000)
+    # Once the consumer has waited a second with no record on any partition, its fetches ask
+    # for 1 byte and wait up to this long instead (so the broker answers as soon as a record
+    # is there, and an idle worker sends ~2 fetches a second, not ~90), until a fetch brings
+    # records again (streams.runtime.batch_consumer, `BatchConsumer._fetch_mode`). 0: the
+    # fetch settings above always.
+    batch_fetch_idle_wait_ms: int = Field(default=500, ge=0, le=60_000)
     # Paced garbage collection (streams/runtime/gcpace.py): every this many records, collect what is
     # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
     # 0 leaves CPython's default collector alone. 10,000 (50,000 before issue 19's Session 10):

@@ -477,6 +477,19 @@ def _assigned(worker_app: Any) -> list[str]:
         return []
 
 
+def _fetch_mode(worker_app: Any) -> dict[str, Any]:
+    """The batch consumer's fetch settings now: `idle` (1 byte, `batch_fetch_idle_wait_ms`,
+    after a second with no record) or busy, and how many times they were switched."""
+    try:
+        consumer = worker_app.consumer
+    except Exception:  # no consumer yet (starting up)
+        return {"idle": False, "switches": 0}
+    return {
+        "idle": bool(getattr(consumer, "fetch_idle", False)),
+        "switches": getattr(consumer, "fetch_modes", 0),
+    }
+
+
 def ready(worker_app: Any) -> bool:
     """Whether the worker is running with its partitions assigned (not rebalancing)."""
     try:
@@ -713,5 +726,10 @@ class WorkerViews:
             """Per-partition positions (next offset to process), event counts and readiness."""
 
             async def get(self, request: Any) -> Any:
-                body = {**state.status(), "ready": ready(app), "assigned": _assigned(app)}
+                body = {
+                    **state.status(),
+                    "ready": ready(app),
+                    "assigned": _assigned(app),
+                    "fetch": _fetch_mode(app),
+                }
                 return self.bytes(_json_body(body), content_type="application/json")

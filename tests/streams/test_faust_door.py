@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiokafka
 import pytest
 from aiokafka.client import AIOKafkaClient
+from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.subscription_state import Assignment, SubscriptionState, TopicPartitionState
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import TRANSPORTS
@@ -163,6 +165,36 @@ async def test_a_seek_runs_in_the_consumer_thread(faust_consumer: Any) -> None:
     await consumer.seek(tp, 42)
     assert seeks == [(tp, 42, True)]
     assert consumer._read_offset[tp] == 42  # faust's own bookkeeping is kept
+
+
+async def test_an_idle_consumer_fetches_with_the_idle_settings_until_records_come(
+    faust_consumer: Any,
+) -> None:
+    """After a `getmany` that waited its second with nothing, the fetcher's next requests ask
+    for 1 byte and wait `fetch_idle_wait_ms` (the broker answers when a record is there: no
+    fetch every 10 ms coming back empty); the first batch sets the busy settings back. With
+    `fetch_idle_wait_ms` 0 they never change. aiokafka builds each request from the two."""
+    source = inspect.getsource(Fetcher._get_actions_per_node)
+    assert "self._fetch_max_wait_ms" in source and "self._fetch_min_bytes" in source
+    consumer = faust_consumer
+    app = consumer.app
+    assert app.fetch_idle_wait_ms == batch_consumer.FETCH_IDLE_WAIT_MS > app.fetch_wait_ms
+    fetcher = SimpleNamespace(_fetch_min_bytes=app.fetch_min_bytes, _fetch_max_wait_ms=10)
+    consumer._thread._consumer = SimpleNamespace(_fetcher=fetcher)
+    consumer._fetch_mode(busy=True)
+    assert consumer.fetch_modes == 0  # busy already
+    consumer._fetch_mode(busy=False)
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (1, app.fetch_idle_wait_ms)
+    consumer._fetch_mode(busy=False)
+    consumer._fetch_mode(busy=True)
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (
+        app.fetch_min_bytes,
+        app.fetch_wait_ms,
+    )
+    assert consumer.fetch_modes == 2
+    app.fetch_idle_wait_ms = 0
+    consumer._fetch_mode(busy=False)
+    assert fetcher._fetch_max_wait_ms == app.fetch_wait_ms and consumer.fetch_modes == 2
 
 
 def private_names(tree: ast.AST) -> set[str]:

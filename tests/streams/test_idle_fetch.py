@@ -1,0 +1,57 @@
+"""Issue 19: an idle worker's fetches (`BatchConsumer._fetch_mode`, its idle wait setting).
+
+A `livepulse worker` (`LIVEPULSE_BATCH_FETCH_IDLE_WAIT_MS`, 500 ms) whose topics are empty
+switches its fetcher to the idle settings (1 byte, the idle wait) after a second with no
+record, and back to the busy ones when records come; every record replayed then is applied.
+The CPU it saves is measured by bench/idle_fetch.py, not here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.tools.drain import wait_drained
+from tests.support.live import (
+    fixture_lines,
+    fixture_truth,
+    replay_lines,
+    run_settings,
+    running_worker,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _status_until(
+    worker: Any, done: Callable[[dict[str, Any]], bool], timeout_s: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status: dict[str, Any] = worker.status()
+        if done(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+def test_an_idle_worker_fetches_with_the_idle_settings_until_records_come(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = run_settings(kafka_bootstrap, prefix="idlefetch")
+    lines = fixture_lines("impulse")
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        idle = _status_until(worker, lambda s: s["fetch"]["idle"])
+        assert idle["fetch"]["idle"] is True and idle["fetch"]["switches"] >= 1, idle["fetch"]
+        replay_lines(settings, tmp_path / "impulse.jsonl", lines)
+        url = f"{worker.base_url}/status"
+        asyncio.run(wait_drained(settings, url, settings.source_topics, 120))
+        status = worker.status()
+        # Busy again for the records (then idle again a second after they stop).
+        assert status["fetch"]["switches"] >= idle["fetch"]["switches"] + 1, status["fetch"]
+        assert status["events"] == fixture_truth("impulse")["events"]  # every record applied
+        again = _status_until(worker, lambda s: s["fetch"]["idle"])
+        assert again["fetch"]["idle"] is True, again["fetch"]
