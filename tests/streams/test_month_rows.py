@@ -518,6 +518,81 @@ def test_a_month_rows_topic_with_another_partition_count_is_refused(
             asyncio.run(delete_run_topics(settings))
 
 
+@pytest.mark.integration
+def test_read_ranges_hands_over_each_partitions_records_from_its_start_to_its_end(
+    kafka_bootstrap: str,
+) -> None:
+    """`monthrows.read_ranges`, the reader of a stopping worker and of the merged report's
+    `uncovered`: each partition's records from its start and below its end (given, or the
+    partition's end now) in offset order, the ones written there; none read with no time
+    left, each partition then unread from its start."""
+    from aiokafka import AIOKafkaProducer, TopicPartition
+
+    from streams.runtime.monthrows import read_ranges
+    from streams.runtime.topics import create_month_rows_topic
+
+    settings = _fold_settings(kafka_bootstrap, prefix="monthrows-ranges")
+    topic = settings.month_rows_topic
+    assert topic is not None
+    written = {p: [f"{p}-{i}".encode() for i in range(6)] for p in range(PARTITIONS)}
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+
+    async def run() -> list[tuple[list[Any], Any]]:
+        await create_month_rows_topic(settings, PARTITIONS)
+        producer = AIOKafkaProducer(**settings.kafka_client_kwargs())
+        await producer.start()
+        try:
+            for partition, values in written.items():
+                for value in values:
+                    await producer.send_and_wait(topic, value, partition=partition)
+        finally:
+            await producer.stop()
+        reads = []
+        for starts, ends, timeout_s in (
+            ({tps[0]: 2, tps[1]: 0, tps[2]: 6}, {tps[0]: 5, tps[1]: 6, tps[2]: 6}, 30.0),
+            ({tps[1]: 4}, None, 30.0),  # to the end now
+            ({tps[0]: 2, tps[1]: 0}, {tps[0]: 5, tps[1]: 6}, 0.0),
+        ):
+            taken: list[Any] = []
+            read = await read_ranges(
+                settings,
+                "test-ranges",
+                starts,
+                taken.extend,
+                ends=ends,
+                timeout_s=timeout_s,
+                poll_ms=200,
+            )
+            reads.append((taken, read))
+        return reads
+
+    try:
+        ranged, to_end, no_time = asyncio.run(run())
+        # Nothing deleted by retention: every partition read begins at 0.
+        assert ranged[1].beginnings == {tp: 0 for tp in tps}
+        assert to_end[1].beginnings == {tps[1]: 0}
+        assert no_time[1].beginnings == {tps[0]: 0, tps[1]: 0}
+        by_partition = {
+            tp.partition: [(r.offset, r.value) for r in ranged[0] if r.partition == tp.partition]
+            for tp in tps
+        }
+        assert by_partition == {
+            0: [(2, written[0][2]), (3, written[0][3]), (4, written[0][4])],
+            1: list(enumerate(written[1])),
+            2: [],
+        }
+        assert ranged[1].unread == {}
+        assert [(r.partition, r.offset, r.value) for r in to_end[0]] == [
+            (1, 4, written[1][4]),
+            (1, 5, written[1][5]),
+        ]
+        assert to_end[1].unread == {}
+        assert no_time[0] == [] and no_time[1].unread == {tps[0]: (2, 5), tps[1]: (0, 6)}
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
 @pytest.mark.slow
 def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None:
     """3 partition states fed like a worker's (xhs split by contract key, a 2-day window, the
