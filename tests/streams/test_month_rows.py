@@ -34,7 +34,7 @@ from streams.tools.drain import wait_drained
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
-from streams.tools.worker_process import WorkerProcess
+from streams.tools.worker_process import WorkerProcess, port_is_free
 from tests.agents.core.test_merge import partition_of
 from tests.agents.core.test_retention import (
     _SKETCHED_CLAIM,
@@ -885,6 +885,15 @@ def test_a_worker_killed_after_sending_rows_restarts_to_the_truth(
             assert first.process is not None
             os.killpg(first.process.pid, signal.SIGKILL)
             first.process.wait(timeout=30)
+        # A snapshot child killed with it may still hold the web port once the worker is
+        # reaped (it is still leaving, its copy of the memory first): the second worker's
+        # start refused "port in use" 3 times in 5 here. Waited for (a start after 30 s
+        # says so again).
+        deadline = time.monotonic() + 30
+        while not port_is_free(settings.web_host, settings.web_port):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert sent["sent_rows"] > 0, sent
         with started_worker(settings, tmp_path / "worker-1.log", check_exit=True) as second:
             replay_lines(settings, tmp_path / "run-1.jsonl", lines[split:])

@@ -69,16 +69,19 @@ def started_worker(
     check_exit: bool = False,
 ) -> Iterator[WorkerProcess]:
     """A ready worker process for `settings` on topics made already; stopped (SIGTERM: its
-    snapshots flushed) afterwards, with `check_exit` asserting that it exited with 0."""
+    snapshots flushed) afterwards, with `check_exit` asserting that it exited with 0 (when the
+    block raised, that is what the test reports: the worker is stopped all the same)."""
     process = WorkerProcess(settings, log_path, loglevel=loglevel)
     try:
         process.start()
         process.wait_ready(timeout_s=90)
         yield process
-    finally:
-        code = process.stop()
-        if check_exit:
-            assert code == 0, process.tail()
+    except BaseException:
+        process.stop()
+        raise
+    code = process.stop()
+    if check_exit:
+        assert code == 0, process.tail()
 
 
 @contextlib.contextmanager
