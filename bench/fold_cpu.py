@@ -5,21 +5,22 @@ off, over the same decoded stream, in one process (issue 19, session 15).
     python -m bench.fold_cpu FILE --profile on [--top 40]
     python -m bench.fold_cpu FILE --once on|off|none      # under valgrind --tool=callgrind
 
-FILE: JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`). The lines are
-decoded once (`decode_values`, 500 at a time, as the worker decodes a fetch; not timed), then
-each pass feeds them through `ingest_decoded` into fresh partition states built as a worker
-builds them (`streams.runtime.state.LiveState.new_partition` under the default `Settings`:
-window, refund, user, board and pair horizons, claims by period attached, summaries retired),
-fold on or off: one ledger holding every record, membership from its own group events (as
-`livepulse analyze`). Passes run on, off, off, on per round
-(ABBA) and print process CPU microseconds per record (`time.process_time`, collector
-included, a full collection before each pass) and the on/off ratio per round, as JSON lines.
-To compare trees, run this file as a script with the other checkout first on `PYTHONPATH`
-(`PYTHONSAFEPATH=1 PYTHONPATH=<checkout> python <this tree>/bench/fold_cpu.py FILE`),
-alternating with this tree's runs. `--profile on|off`: one cProfile pass of that mode
-instead, the `--top` functions by internal time (us per record). `--once MODE`: one pass
-(`none`: the decoding only), to count instructions with callgrind, which the machine's load
-does not move: (pass's instructions - none's) / records.
+FILE: JSON lines (a bench data file, `~/.cache/livepulse/bench/*.jsonl`). The lines are decoded
+once (`decode_values`, 500 at a time, as the worker decodes a fetch; not timed), then each pass
+feeds them through `ingest_decoded` into fresh partition states built as a worker builds them
+(`streams.runtime.state.LiveState.from_settings` under the default `Settings`, then
+`new_partition`: window, refund, user, board and pair horizons, claims by period attached,
+summaries retired), fold on or off: one ledger holding every record, membership from its own
+group events (as `livepulse analyze`). Passes run on, off, off, on per round (ABBA) and print
+process CPU microseconds per record (`time.process_time`, collector included, a full collection
+before each pass) and the on/off ratio per round, as JSON lines. To compare trees, run this
+file as a script with the other checkout first on `PYTHONPATH` (`PYTHONSAFEPATH=1
+PYTHONPATH=<checkout> python <this tree>/bench/fold_cpu.py FILE`), alternating with this tree's
+runs; a checkout without `LiveState.from_settings` (before session 16) takes this file as of
+e81b971, which builds the same state field by field. `--profile on|off`: one cProfile pass of
+that mode instead, the `--top` functions by internal time (us per record). `--once MODE`: one
+pass (`none`: the decoding only), to count instructions with callgrind, which the machine's
+load does not move: (pass's instructions - none's) / records.
 """
 
 from __future__ import annotations
@@ -43,19 +44,7 @@ _FETCH = 500
 
 
 def _state(fold: bool) -> LiveState:
-    settings = Settings()
-    return LiveState(
-        grace_ms=settings.window_grace_ms,
-        dedupe_window_ms=settings.dedupe_window_ms,
-        future_tolerance_ms=settings.future_tolerance_ms,
-        refund_horizon_ms=settings.refund_horizon_ms,
-        user_horizon_ms=settings.user_horizon_ms,
-        pair_horizon_ms=settings.first_order_horizon_ms,
-        board_horizon_ms=settings.board_horizon_ms,
-        gpm_denominator=settings.gpm_denominator,
-        fold_sessions=fold,
-        periods=settings.period_settings,
-    )
+    return LiveState.from_settings(Settings(), fold_sessions=fold)
 
 
 def _decoded(lines: list[bytes]) -> list[Any]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from agents.core.ledger import GroupFloor, Ledger
 from agents.core.merge import merge_boards, merge_ledgers
@@ -31,8 +31,8 @@ from agents.core.periods import with_periods
 from agents.core.persist import load_state
 from agents.core.report import build_report
 from streams.runtime.forkdump import CAN_FORK, fork_bytes
-from streams.runtime.monthrows import decode
-from streams.runtime.settings import ISOLATION_LEVEL, Settings
+from streams.runtime.monthrows import decode, read_ranges
+from streams.runtime.settings import Settings
 from streams.runtime.statestore import Changelog, Snapshot
 from streams.runtime.topics import end_offsets, partition_counts
 
@@ -139,42 +139,27 @@ async def _uncovered_month_rows(
 ) -> int:
     """The month-rows records in `ranges` ([covered, end) of each partition) that hold any
     message but a group floor (an unreadable one counts: it may be anything)."""
-    consumer = AIOKafkaConsumer(
-        client_id="livepulse-uncovered",
-        enable_auto_commit=False,
-        isolation_level=ISOLATION_LEVEL,
-        auto_offset_reset="earliest",
-        **settings.kafka_client_kwargs(),
-    )
-    await consumer.start()
     counted = 0
-    try:
-        consumer.assign(list(ranges))
-        beginnings = await consumer.beginning_offsets(list(ranges))
-        for tp, (covered, _end) in ranges.items():
-            # Records deleted by retention before they were read are counted as they were.
-            counted += max(0, beginnings[tp] - covered)
-            consumer.seek(tp, max(covered, beginnings[tp]))
-        pending = {tp: max(covered, beginnings[tp]) for tp, (covered, _end) in ranges.items()}
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while pending and time.monotonic() < deadline:
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                end = ranges[tp][1]
-                for record in records:
-                    if record.offset >= end:
-                        break
-                    pending[tp] = record.offset + 1
-                    if not _floors_only(record.value):
-                        counted += 1
-            for tp in list(pending):
-                # Past the end (a transaction marker may be the last offset): done.
-                if await consumer.position(tp) >= ranges[tp][1]:
-                    del pending[tp]
-        # Not read in time (a broker away): counted as they are.
-        counted += sum(ranges[tp][1] - offset for tp, offset in pending.items())
-    finally:
-        await consumer.stop()
+
+    def take(records: list[Any]) -> None:
+        nonlocal counted
+        counted += sum(1 for record in records if not _floors_only(record.value))
+
+    starts = {tp: covered for tp, (covered, _end) in ranges.items()}
+    ends = {tp: end for tp, (_covered, end) in ranges.items()}
+    read = await read_ranges(
+        settings,
+        "livepulse-uncovered",
+        starts,
+        take,
+        ends=ends,
+        timeout_s=READ_TIMEOUT_S,
+        poll_ms=1000,
+    )
+    # Records deleted by retention before they were read are counted as they were.
+    counted += sum(max(0, read.beginnings[tp] - covered) for tp, covered in starts.items())
+    # Not read in time (a broker away): counted as they are.
+    counted += sum(end - at for at, end in read.unread.values())
     return int(counted)
 
 

@@ -25,7 +25,8 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -201,6 +202,76 @@ def _chunks(rows: Sequence[PeriodRows]) -> list[list[PeriodRows]]:
     return [chunk for chunk in chunks if chunk]
 
 
+@dataclass
+class RangesRead:
+    """What `read_ranges` read: each partition's first offset on the broker (the records
+    before it deleted by retention), and the partitions not read to their end in time, each
+    with the offset the reading stopped at and its end."""
+
+    beginnings: dict[TopicPartition, int]
+    unread: dict[TopicPartition, tuple[int, int]]
+
+
+async def read_ranges(
+    settings: Settings,
+    client_id: str,
+    starts: Mapping[TopicPartition, int],
+    take: Callable[[list[Any]], None],
+    *,
+    ends: Mapping[TopicPartition, int] | None = None,
+    timeout_s: float,
+    poll_ms: int,
+) -> RangesRead:
+    """Read each partition of `starts` from its start (its first offset on the broker if
+    retention deleted past it) up to its end (`ends`; None: its end offset now), with a
+    consumer of its own (no group, no commits, read committed), handing the records of each
+    fetch below their ends to `take`, until every partition is read to its end or `timeout_s`
+    passed. A partition with nothing from its start to its end is not read. The month-rows
+    topic's two readers besides the worker's consumer: a stopping worker's
+    (`MonthRowExchange.read_to_end`) and the merged report's (`global_report.uncovered`)."""
+    consumer = AIOKafkaConsumer(
+        client_id=client_id,
+        enable_auto_commit=False,
+        isolation_level=ISOLATION_LEVEL,
+        auto_offset_reset="earliest",
+        **settings.kafka_client_kwargs(),
+    )
+    await consumer.start()
+    try:
+        tps = list(starts)
+        consumer.assign(tps)
+        if ends is None:
+            ends = await consumer.end_offsets(tps)
+        beginnings = await consumer.beginning_offsets(tps)
+        # Partition -> the next offset to read there, while it is read.
+        pending: dict[TopicPartition, int] = {}
+        for tp, start in starts.items():
+            start = max(start, beginnings[tp])
+            if ends[tp] > start:
+                consumer.seek(tp, start)
+                pending[tp] = start
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while pending and loop.time() < deadline:
+            batches = await consumer.getmany(*pending, timeout_ms=poll_ms)
+            taken = []
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    pending[tp] = record.offset + 1
+                    taken.append(record)
+            if taken:
+                take(taken)
+            for tp in list(pending):
+                # Past the end (a transaction marker may be the last offset): done.
+                if await consumer.position(tp) >= ends[tp]:
+                    del pending[tp]
+        return RangesRead(beginnings, {tp: (at, ends[tp]) for tp, at in pending.items()})
+    finally:
+        await consumer.stop()
+
+
 class MonthRowSender:
     """Produces the taken rows and announcements, one take after another (a later take's
     announcement never overtakes an earlier take's rows), each take's rows acknowledged
@@ -363,45 +434,28 @@ class MonthRowExchange:
         }
         if not held:
             return 0
-        consumer = AIOKafkaConsumer(
-            client_id="livepulse-month-rows-stop",
-            enable_auto_commit=False,
-            isolation_level=ISOLATION_LEVEL,
-            auto_offset_reset="earliest",
-            **settings.kafka_client_kwargs(),
-        )
-        await consumer.start()
         applied = 0
-        try:
-            consumer.assign(list(held))
-            ends = await consumer.end_offsets(list(held))
-            pending = {tp: ends[tp] for tp, position in held.items() if ends[tp] > position}
-            for tp in pending:
-                consumer.seek(tp, held[tp])
-            deadline = asyncio.get_running_loop().time() + timeout_s
-            while pending and asyncio.get_running_loop().time() < deadline:
-                batches = await consumer.getmany(*pending, timeout_ms=500)
-                records = [
+
+        def take(records: list[Any]) -> None:
+            nonlocal applied
+            self.receive(
+                [
                     RawRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-                    for tp, rs in batches.items()
-                    for r in rs
-                    if r.offset < pending[tp]
+                    for r in records
                 ]
-                if records:
-                    self.receive(records)
-                    applied += len(records)
-                for tp in list(pending):
-                    if await consumer.position(tp) >= pending[tp]:
-                        del pending[tp]
-            if pending:
-                log.warning(
-                    "stopping: %d month-rows partitions not read to their end in %.0f s (the "
-                    "next worker holding them reads the rest)",
-                    len(pending),
-                    timeout_s,
-                )
-        finally:
-            await consumer.stop()
+            )
+            applied += len(records)
+
+        read = await read_ranges(
+            settings, "livepulse-month-rows-stop", held, take, timeout_s=timeout_s, poll_ms=500
+        )
+        if read.unread:
+            log.warning(
+                "stopping: %d month-rows partitions not read to their end in %.0f s (the "
+                "next worker holding them reads the rest)",
+                len(read.unread),
+                timeout_s,
+            )
         return applied
 
     def take(self) -> None:

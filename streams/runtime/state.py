@@ -32,6 +32,7 @@ from streams.runtime.lag import LagHistogram
 from streams.runtime.membership import MembershipTable
 from streams.runtime.partition import PartitionState
 from streams.runtime.refunds import WorkerRefundTable
+from streams.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,27 @@ class LiveState:
     _view: tuple[int, Ledger, OperatorBoard] | None = None
     #: Partition -> what its idle fold last saw (`fold_idle`): tried again only once it changed.
     _idle_seen: dict[int, tuple[object, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **fields: Any) -> LiveState:
+        """A state under `settings`: its window grace, dedupe window, future tolerance, the
+        refund, user, pair and board horizons, the GPM denominator, the session fold and the
+        claims by period. `fields` sets the rest (the worker's tables, metrics, collector,
+        `assigned_only`) or overrides one of those (the fold bench's `fold_sessions`)."""
+        values: dict[str, Any] = {
+            "grace_ms": settings.window_grace_ms,
+            "dedupe_window_ms": settings.dedupe_window_ms,
+            "future_tolerance_ms": settings.future_tolerance_ms,
+            "refund_horizon_ms": settings.refund_horizon_ms,
+            "user_horizon_ms": settings.user_horizon_ms,
+            "pair_horizon_ms": settings.first_order_horizon_ms,
+            "board_horizon_ms": settings.board_horizon_ms,
+            "gpm_denominator": settings.gpm_denominator,
+            "fold_sessions": settings.fold_sessions,
+            "periods": settings.period_settings,
+        }
+        values.update(fields)
+        return cls(**values)
 
     def new_partition(self) -> PartitionState:
         ledger = Ledger(

@@ -113,19 +113,10 @@ class Worker:
             self.membership_reader = MembershipReader(
                 settings, settings.topic("live.groups"), self.membership
             )
-        self.state = LiveState(
-            grace_ms=settings.window_grace_ms,
-            dedupe_window_ms=settings.dedupe_window_ms,
-            future_tolerance_ms=settings.future_tolerance_ms,
-            refund_horizon_ms=settings.refund_horizon_ms,
-            user_horizon_ms=settings.user_horizon_ms,
-            pair_horizon_ms=settings.first_order_horizon_ms,
-            board_horizon_ms=settings.board_horizon_ms,
-            gpm_denominator=settings.gpm_denominator,
-            fold_sessions=settings.fold_sessions,
+        self.state = LiveState.from_settings(
+            settings,
             membership=self.membership,
             refunds=self.refunds,
-            periods=settings.period_settings,
             assigned_only=True,
             metrics=self.metrics,
             gc=self.gc,

@@ -183,6 +183,47 @@ def test_a_redelivered_event_is_counted_once() -> None:
     assert state.positions == {("live.orders", 0): 3}
 
 
+def test_a_state_from_settings_takes_their_windows_horizons_fold_and_periods() -> None:
+    """`LiveState.from_settings` (the worker's and the fold bench's state): each setting in
+    the unit the state takes, written out here by hand; the keywords set the rest."""
+    day = 86_400_000
+    settings = Settings(
+        window_grace_s=30,
+        dedupe_window_s=2 * 86_400,
+        future_tolerance_s=60,
+        refund_horizon_days=10,
+        user_horizon_days=20,
+        first_order_horizon_days=40,
+        board_horizon_days=5,
+        gpm_denominator="unique_viewers",
+        fold_sessions=True,
+        claim_horizon_days=3,
+        claim_days_kept=9,
+        claim_months_kept=4,
+    )
+    state = LiveState.from_settings(settings, assigned_only=True)
+    assert (state.grace_ms, state.dedupe_window_ms, state.future_tolerance_ms) == (
+        30_000,
+        2 * day,
+        60_000,
+    )
+    assert (state.refund_horizon_ms, state.user_horizon_ms, state.pair_horizon_ms) == (
+        10 * day,
+        20 * day,
+        40 * day,
+    )
+    assert state.board_horizon_ms == 5 * day and state.gpm_denominator == "unique_viewers"
+    assert state.fold_sessions and state.assigned_only
+    assert state.periods == PeriodSettings(horizon_days=3, days_kept=9, months_kept=4)
+    ledger = state.new_partition().ledger
+    assert ledger.pair_horizon_ms == 40 * day and ledger.retire_summaries
+    # A keyword overrides its setting; the settings' zeros and offs come through as None.
+    off = Settings(first_order_horizon_days=0, future_tolerance_s=0, claim_periods=False)
+    plain = LiveState.from_settings(off, fold_sessions=False)
+    assert not plain.fold_sessions and not plain.assigned_only
+    assert plain.pair_horizon_ms is plain.future_tolerance_ms is plain.periods is None
+
+
 def test_state_is_kept_per_partition_and_merged_for_the_report() -> None:
     state = LiveState()
     state.apply_batch(records("live.sessions", START))

@@ -5,8 +5,6 @@ membership exact: partition states fed like a worker's, and a worker on the real
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import time
 from pathlib import Path
@@ -23,7 +21,6 @@ from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.membership import MembershipTable
 from streams.runtime.partition import PartitionState
 from streams.runtime.state import LiveState
-from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.worker_process import WorkerProcess
 from tests.agents.core.test_merge import FALLBACK, partition_of
 from tests.agents.core.test_retention import DAY, _check_summarized, _summarizing
@@ -31,9 +28,12 @@ from tests.support.live import (
     drain,
     fixture_lines,
     fixture_truth,
+    fold_settings,
     replay_lines,
     report_of,
-    run_settings,
+    run_topics,
+    running_worker,
+    started_worker,
 )
 from tests.support.truth import report_mismatches
 from tests.test_scaleout import PARTITIONS as SCALEOUT_PARTITIONS
@@ -282,43 +282,30 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
     name = "xhs"
     lines = fixture_lines(name)
     half = len(lines) // 2
-    settings = run_settings(
+    # Groups partition 0 gets no event of the fixture: it holds summaries back until idle.
+    settings = fold_settings(
         kafka_bootstrap,
-        prefix="membership",
-        partitions=PARTITIONS,
-        fold_sessions=True,
-        dedupe_window_s=2 * 86_400,
+        "membership",
+        PARTITIONS,
         # Without the claims by period, whose summaries wait for a closed month: the fixture's
         # first half closes none, so nothing would be summarized before the restart.
         claim_periods=False,
-        # Groups partition 0 gets no event of the fixture: it holds summaries back until
-        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 60 s by default).
-        groups_idle_s=2,
     )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    summarized: list[int] = []
-    try:
+    with run_topics(settings):
+        summarized: list[int] = []
         for run, part in (("first", lines[:half]), ("restarted", lines[half:])):
             replay_lines(settings, tmp_path / f"{run}.jsonl", part)
-            worker = WorkerProcess(settings, tmp_path / f"{run}.log")
-            try:
-                worker.start()
-                worker.wait_ready(timeout_s=90)
+            with started_worker(settings, tmp_path / f"{run}.log") as worker:
                 # Summaries come once groups partition 0 is idle, after the drain.
                 report = _claims_of(worker, summarized=summarized[-1] if summarized else 0)
                 summarized.append(report["retention"]["summarized_sessions"])
                 status = worker.status()
-            finally:
-                worker.stop()  # SIGTERM: snapshots flushed
         assert status["membership"]["caught_up"], status["membership"]
         assert status["membership"]["groups_horizon_ts"] is not None
         froms = {p["restored_from"] for p in status["partitions"].values()}
         assert froms <= {"local", "changelog"}, froms
         assert 0 < summarized[0] < summarized[1], summarized
         _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
 
 
 @pytest.mark.integration
@@ -331,33 +318,24 @@ def test_two_workers_fed_live_summarize_and_the_merged_claims_equal_the_truth(
     written): both summarize, and the report merged over every partition's snapshot (the
     group leader's) has every claim equal to the truth file."""
     name = "xhs"
-    settings = run_settings(
-        kafka_bootstrap,
-        prefix="membership2",
-        partitions=SCALEOUT_PARTITIONS,
-        fold_sessions=True,
-        dedupe_window_s=2 * 86_400,
-        # With the claims by period (the default): July's sessions are summarized in one burst
-        # once July has closed, which the membership table may show only after a partition's
-        # last record at the end of a fast replay: the idle fold (`LiveState.fold_idle`) does it.
-        # Groups partitions 2 and 3 get no event of the fixture: they hold summaries back until
-        # idle (`LIVEPULSE_GROUPS_IDLE_S`, 60 s by default).
-        groups_idle_s=2,
-    )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    fleet = Fleet(settings, tmp_path)
-    try:
-        start_balanced(fleet, 2)
-        replay_lines(settings, tmp_path / f"{name}.jsonl", fixture_lines(name))
-        report = merged_report(settings)
-        per_worker = [report_of(w)["retention"]["summarized_sessions"] for w in fleet.workers]
-        assert all(n > 0 for n in per_worker), per_worker
-        assert report["retention"]["summarized_sessions"] == sum(per_worker), per_worker
-        _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
-    finally:
-        fleet.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
+    # With the claims by period (the default): July's sessions are summarized in one burst
+    # once July has closed, which the membership table may show only after a partition's
+    # last record at the end of a fast replay: the idle fold (`LiveState.fold_idle`) does it.
+    # Groups partitions 2 and 3 get no event of the fixture: they hold summaries back until
+    # idle.
+    settings = fold_settings(kafka_bootstrap, "membership2", SCALEOUT_PARTITIONS)
+    with run_topics(settings):
+        fleet = Fleet(settings, tmp_path)
+        try:
+            start_balanced(fleet, 2)
+            replay_lines(settings, tmp_path / f"{name}.jsonl", fixture_lines(name))
+            report = merged_report(settings)
+            per_worker = [report_of(w)["retention"]["summarized_sessions"] for w in fleet.workers]
+            assert all(n > 0 for n in per_worker), per_worker
+            assert report["retention"]["summarized_sessions"] == sum(per_worker), per_worker
+            _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
+        finally:
+            fleet.stop()
 
 
 @pytest.mark.integration
@@ -385,20 +363,14 @@ def test_a_groups_topic_written_last_partition_by_partition_summarizes_with_ever
             rest.append(line)
     assert len(by_partition) == 2, sorted(by_partition)  # one partition gets none
     first, second = sorted(by_partition, key=lambda p: -len(by_partition[p]))
-    settings = run_settings(
+    settings = fold_settings(
         kafka_bootstrap,
-        prefix="groupslast",
-        partitions=PARTITIONS,
-        fold_sessions=True,
-        dedupe_window_s=2 * 86_400,
+        "groupslast",
+        PARTITIONS,
         claim_periods=False,  # summaries then wait for nothing but the horizons
         groups_idle_s=idle_s,
     )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
+    with running_worker(settings, tmp_path / "worker.log") as worker:
         replay_lines(settings, tmp_path / "rest.jsonl", rest)
         drain(worker, timeout_s=120)
         time.sleep(idle_s + 1)  # the groups topic quiet for longer than the idle time
@@ -416,7 +388,3 @@ def test_a_groups_topic_written_last_partition_by_partition_summarizes_with_ever
         assert worker.status()["membership"]["after_horizon"] == 0
         assert report_mismatches(report, fixture_truth(name)) == []
         _check_summarized(report, build_report(_keep_everything(name)), f"{name}.jsonl")
-    finally:
-        worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))

@@ -34,7 +34,7 @@ from streams.tools.drain import wait_drained
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
-from streams.tools.worker_process import WorkerProcess
+from streams.tools.worker_process import WorkerProcess, port_is_free
 from tests.agents.core.test_merge import partition_of
 from tests.agents.core.test_retention import (
     _SKETCHED_CLAIM,
@@ -46,10 +46,13 @@ from tests.agents.core.test_retention import (
 from tests.streams.test_membership import PARTITIONS, start_balanced
 from tests.support.live import (
     fixture_lines,
+    fold_settings,
     operator_truth_for,
     replay_lines,
     report_of,
-    run_settings,
+    run_topics,
+    running_worker,
+    started_worker,
 )
 from tests.test_scaleout import PARTITIONS as FOUR
 from tests.test_scaleout import Fleet
@@ -167,26 +170,18 @@ def _run_with_restart(
     """A worker per run (each stopped with SIGTERM, the next restarted on its state
     directory), each fed its chunks in turn, drained after each, then `settle`d; the last
     /report and each run's /status."""
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    statuses: list[dict[str, Any]] = []
-    report: dict[str, Any] = {}
-    try:
+    with run_topics(settings):
+        statuses: list[dict[str, Any]] = []
+        report: dict[str, Any] = {}
         for part, chunks in enumerate(runs):
-            worker = WorkerProcess(settings, tmp_path / f"worker-{part}.log")
-            try:
-                worker.start()
-                worker.wait_ready(timeout_s=90)
+            log_path = tmp_path / f"worker-{part}.log"
+            with started_worker(settings, log_path, check_exit=True) as worker:
                 for index, chunk in enumerate(chunks):
                     replay_lines(settings, tmp_path / f"run-{part}-{index}.jsonl", chunk)
                     _settled(settings, worker)
                 settle(worker)
                 report = report_of(worker)
                 statuses.append(worker.status())
-            finally:
-                assert worker.stop() == 0, worker.tail()
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     restarted = statuses[-1]["partitions"]
     assert {p["restored_from"] for p in restarted.values()} <= {"local", "changelog"}, restarted
     return report, statuses
@@ -195,16 +190,7 @@ def _run_with_restart(
 def _fold_settings(
     bootstrap: str, prefix: str = "monthrows", partitions: int = PARTITIONS, **more: Any
 ) -> Settings:
-    settings = run_settings(
-        bootstrap,
-        prefix=prefix,
-        partitions=partitions,
-        fold_sessions=True,
-        dedupe_window_s=2 * DAY / 1000,
-        # A groups partition with no event of the fixture (xhs: one of 3) holds summaries
-        # back until idle (`LIVEPULSE_GROUPS_IDLE_S`, 60 s by default).
-        **{"groups_idle_s": 2, **more},
-    )
+    settings = fold_settings(bootstrap, prefix, partitions, **more)
     assert settings.month_rows_topic is not None
     return settings
 
@@ -233,14 +219,12 @@ def _two_worker_run(
     workers; `more` settings), its topics created, and a `Fleet` of workers on them (none
     started); on leaving, every worker stopped and the run's topics deleted."""
     settings = _fold_settings(kafka_bootstrap, prefix, FOUR, **more)
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    fleet = Fleet(settings, tmp_path)
-    try:
-        yield settings, fleet
-    finally:
-        fleet.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
+    with run_topics(settings):
+        fleet = Fleet(settings, tmp_path)
+        try:
+            yield settings, fleet
+        finally:
+            fleet.stop()
 
 
 def _merged_with_statuses(
@@ -513,6 +497,81 @@ def test_a_month_rows_topic_with_another_partition_count_is_refused(
         asyncio.run(create_month_rows_topic(settings, PARTITIONS))  # found as it should be
         with pytest.raises(TopicLayoutError, match="has 3 partitions, not the contract"):
             asyncio.run(create_month_rows_topic(settings, PARTITIONS + 1))
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+@pytest.mark.integration
+def test_read_ranges_hands_over_each_partitions_records_from_its_start_to_its_end(
+    kafka_bootstrap: str,
+) -> None:
+    """`monthrows.read_ranges`, the reader of a stopping worker and of the merged report's
+    `uncovered`: each partition's records from its start and below its end (given, or the
+    partition's end now) in offset order, the ones written there; none read with no time
+    left, each partition then unread from its start."""
+    from aiokafka import AIOKafkaProducer, TopicPartition
+
+    from streams.runtime.monthrows import read_ranges
+    from streams.runtime.topics import create_month_rows_topic
+
+    settings = _fold_settings(kafka_bootstrap, prefix="monthrows-ranges")
+    topic = settings.month_rows_topic
+    assert topic is not None
+    written = {p: [f"{p}-{i}".encode() for i in range(6)] for p in range(PARTITIONS)}
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+
+    async def run() -> list[tuple[list[Any], Any]]:
+        await create_month_rows_topic(settings, PARTITIONS)
+        producer = AIOKafkaProducer(**settings.kafka_client_kwargs())
+        await producer.start()
+        try:
+            for partition, values in written.items():
+                for value in values:
+                    await producer.send_and_wait(topic, value, partition=partition)
+        finally:
+            await producer.stop()
+        reads = []
+        for starts, ends, timeout_s in (
+            ({tps[0]: 2, tps[1]: 0, tps[2]: 6}, {tps[0]: 5, tps[1]: 6, tps[2]: 6}, 30.0),
+            ({tps[1]: 4}, None, 30.0),  # to the end now
+            ({tps[0]: 2, tps[1]: 0}, {tps[0]: 5, tps[1]: 6}, 0.0),
+        ):
+            taken: list[Any] = []
+            read = await read_ranges(
+                settings,
+                "test-ranges",
+                starts,
+                taken.extend,
+                ends=ends,
+                timeout_s=timeout_s,
+                poll_ms=200,
+            )
+            reads.append((taken, read))
+        return reads
+
+    try:
+        ranged, to_end, no_time = asyncio.run(run())
+        # Nothing deleted by retention: every partition read begins at 0.
+        assert ranged[1].beginnings == {tp: 0 for tp in tps}
+        assert to_end[1].beginnings == {tps[1]: 0}
+        assert no_time[1].beginnings == {tps[0]: 0, tps[1]: 0}
+        by_partition = {
+            tp.partition: [(r.offset, r.value) for r in ranged[0] if r.partition == tp.partition]
+            for tp in tps
+        }
+        assert by_partition == {
+            0: [(2, written[0][2]), (3, written[0][3]), (4, written[0][4])],
+            1: list(enumerate(written[1])),
+            2: [],
+        }
+        assert ranged[1].unread == {}
+        assert [(r.partition, r.offset, r.value) for r in to_end[0]] == [
+            (1, 4, written[1][4]),
+            (1, 5, written[1][5]),
+        ]
+        assert to_end[1].unread == {}
+        assert no_time[0] == [] and no_time[1].unread == {tps[0]: (2, 5), tps[1]: (0, 6)}
     finally:
         with contextlib.suppress(Exception):
             asyncio.run(delete_run_topics(settings))
@@ -813,12 +872,8 @@ def test_a_worker_killed_after_sending_rows_restarts_to_the_truth(
     settings = _fold_settings(kafka_bootstrap)
     lines = fixture_lines("xhs")
     split = len(lines) * 3 // 4
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    try:
-        first = WorkerProcess(settings, tmp_path / "worker-0.log")
-        try:
-            first.start()
-            first.wait_ready(timeout_s=90)
+    with run_topics(settings):
+        with started_worker(settings, tmp_path / "worker-0.log") as first:
             replay_lines(settings, tmp_path / "run-0.jsonl", lines[:split])
             url = f"{first.base_url}/status"
             asyncio.run(wait_drained(settings, url, settings.source_topics, 120))
@@ -830,22 +885,21 @@ def test_a_worker_killed_after_sending_rows_restarts_to_the_truth(
             assert first.process is not None
             os.killpg(first.process.pid, signal.SIGKILL)
             first.process.wait(timeout=30)
-        finally:
-            first.stop()
+        # A snapshot child killed with it may still hold the web port once the worker is
+        # reaped (it is still leaving, its copy of the memory first): the second worker's
+        # start refused "port in use" 3 times in 5 here. Waited for (a start after 30 s
+        # says so again).
+        deadline = time.monotonic() + 30
+        while not port_is_free(settings.web_host, settings.web_port):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert sent["sent_rows"] > 0, sent
-        second = WorkerProcess(settings, tmp_path / "worker-1.log")
-        try:
-            second.start()
-            second.wait_ready(timeout_s=90)
+        with started_worker(settings, tmp_path / "worker-1.log", check_exit=True) as second:
             replay_lines(settings, tmp_path / "run-1.jsonl", lines[split:])
             _settled(settings, second)
             report = report_of(second)
             status = second.status()
-        finally:
-            assert second.stop() == 0, second.tail()
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     assert status["month_rows"]["received"] > 0, status["month_rows"]
     _check_month_fold(report, lines)
 
@@ -993,21 +1047,13 @@ def test_an_empty_partition_announces_idle_group_floors_in_a_worker(
     settings = _fold_settings(kafka_bootstrap, "groupidle").model_copy(
         update={"group_floor_idle_s": 2.0}
     )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
+    with running_worker(settings, tmp_path / "worker.log", check_exit=True) as worker:
         replay_lines(settings, tmp_path / "kept.jsonl", kept)
         _settled(settings, worker)
         status = _compacted([worker])["0"]
         _settled(settings, worker)
         report = report_of(worker)
         status = worker.status()["month_rows"]
-    finally:
-        assert worker.stop() == 0, worker.tail()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     floors = status["group_floors"]
     assert floors["2"]["idle"] is True and floors["2"]["announced"][0] is not None, floors
     cutoffs = [c for c in status["groups_compacted_to"].values() if c is not None]

@@ -20,11 +20,17 @@ from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.state import LiveState
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
-from streams.tools.worker_process import WorkerProcess
 from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding
 from tests.agents.core.test_retention import DAY, T0, _check_summarized
 from tests.streams.test_membership import PARTITIONS, _table, routed
-from tests.support.live import drain, fixture_lines, replay_lines, report_of, run_settings
+from tests.support.live import (
+    drain,
+    fixture_lines,
+    fold_settings,
+    replay_lines,
+    report_of,
+    running_worker,
+)
 
 ORDERS = "live.orders"
 _ORDERS = TOPICS.index(ORDERS)
@@ -223,17 +229,16 @@ REFUND_WORKER_ENV = "LIVEPULSE_REFUND_WORKER"
 
 
 def _fold_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS, **more: Any) -> Any:
-    """A run's settings with the fold, a 2-day window, a 13-day refund horizon, and a groups
-    partition with no event (xhs has none in one of 3) left out of the summaries' horizon
-    after 2 s (`LIVEPULSE_GROUPS_IDLE_S`: 60 s by default)."""
-    return run_settings(
+    """A run's settings with the fold (`fold_settings`: a 2-day window, an idle groups
+    partition left out after 2 s) and a 13-day refund horizon, the in-memory tests' window
+    and horizon."""
+    return fold_settings(
         bootstrap,
-        prefix=prefix,
-        partitions=partitions,
-        fold_sessions=True,
+        prefix,
+        partitions,
         dedupe_window_s=WINDOW / 1000,
         refund_horizon_days=REFUND_HORIZON / 86_400_000,
-        **{"groups_idle_s": 2, **more},
+        **more,
     )
 
 
@@ -243,11 +248,7 @@ def _run_until_folded(
     """A worker fed `lines` (its topics created, then deleted), drained, then its /report
     polled (up to 120 s) until it has folded 95% of `july` orders: the last report and its
     /status."""
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
+    with running_worker(settings, tmp_path / "worker.log") as worker:
         replay_lines(settings, tmp_path / "lines.jsonl", lines)
         drain(worker, timeout_s=120)
         deadline = time.monotonic() + 120
@@ -259,10 +260,6 @@ def _run_until_folded(
                 break
             time.sleep(0.5)
         return report, worker.status()
-    finally:
-        worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
 
 
 @pytest.mark.integration

@@ -44,22 +44,77 @@ def run_settings(bootstrap: str, prefix: str = "faults", **update: Any) -> Setti
     return Settings(**fields)
 
 
+def fold_settings(bootstrap: str, prefix: str, partitions: int, **more: Any) -> Settings:
+    """`run_settings` of a run with the session fold over `partitions` partitions: a 2-day
+    dedupe window (the fixtures' closed sessions are summarized), and a groups partition with
+    no event (xhs has none in one of 3) left out of the summaries' horizon after 2 s
+    (`LIVEPULSE_GROUPS_IDLE_S`, 60 s by default). `more` sets other settings or overrides
+    these."""
+    fields: dict[str, Any] = {
+        "partitions": partitions,
+        "fold_sessions": True,
+        "dedupe_window_s": 2 * 86_400,
+        "groups_idle_s": 2,
+        **more,
+    }
+    return run_settings(bootstrap, prefix=prefix, **fields)
+
+
 @contextlib.contextmanager
-def running_worker(
-    settings: Settings, log_path: Path, *, loglevel: str = "info", delete_topics: bool = True
+def started_worker(
+    settings: Settings,
+    log_path: Path,
+    *,
+    loglevel: str = "info",
+    check_exit: bool = False,
 ) -> Iterator[WorkerProcess]:
-    """A ready worker process for `settings`; stopped (and its topics deleted) afterwards."""
-    asyncio.run(create_topics(settings, all_topics(settings)))
+    """A ready worker process for `settings` on topics made already; stopped (SIGTERM: its
+    snapshots flushed) afterwards, with `check_exit` asserting that it exited with 0 (when the
+    block raised, that is what the test reports: the worker is stopped all the same)."""
     process = WorkerProcess(settings, log_path, loglevel=loglevel)
     try:
         process.start()
         process.wait_ready(timeout_s=90)
         yield process
-    finally:
+    except BaseException:
         process.stop()
+        raise
+    code = process.stop()
+    if check_exit:
+        assert code == 0, process.tail()
+
+
+@contextlib.contextmanager
+def run_topics(settings: Settings) -> Iterator[Settings]:
+    """The run's topics (`all_topics`) made for the block and deleted after it (a deletion
+    that fails is let be: no other run uses the names of this one's)."""
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    try:
+        yield settings
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+
+
+@contextlib.contextmanager
+def running_worker(
+    settings: Settings,
+    log_path: Path,
+    *,
+    loglevel: str = "info",
+    delete_topics: bool = True,
+    check_exit: bool = False,
+) -> Iterator[WorkerProcess]:
+    """A ready worker process for `settings`, its topics made; stopped (`started_worker`) and
+    its topics deleted (`run_topics`) afterwards."""
+    with contextlib.ExitStack() as stack:
         if delete_topics:
-            with contextlib.suppress(Exception):
-                asyncio.run(delete_run_topics(settings))
+            stack.enter_context(run_topics(settings))
+        else:
+            asyncio.run(create_topics(settings, all_topics(settings)))
+        yield stack.enter_context(
+            started_worker(settings, log_path, loglevel=loglevel, check_exit=check_exit)
+        )
 
 
 def fixture_lines(name: str) -> list[bytes]:
