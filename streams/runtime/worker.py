@@ -120,6 +120,8 @@ class Worker:
             user_horizon_ms=settings.user_horizon_ms,
             pair_horizon_ms=settings.first_order_horizon_ms,
             board_horizon_ms=settings.board_horizon_ms,
+            board_runs_kept=settings.board_runs_kept,
+            distinct_limit=settings.distinct_exact_limit,
             gpm_denominator=settings.gpm_denominator,
             fold_sessions=settings.fold_sessions,
             membership=self.membership,
