@@ -139,19 +139,21 @@ def test_the_horizon_counts_the_user_board_and_pair_horizons() -> None:
 def test_a_lowered_distinct_limit_compares_the_paying_users_within_the_sketchs_bound() -> None:
     """With `--distinct-exact-limit` (the worker's levels' buyers sketched past it) the overall
     paying users and per-customer AOV are compared within 4 of the sketch's relative standard
-    errors, not to 1e-9; without it (or before any session is summarized) exactly."""
+    errors, not to 1e-9 (the paying users an int: 9,010 against the truth's 9,012 was a
+    mismatch in session 16's soak); without it (or before any session is summarized)
+    exactly."""
     truth = {
         "events": {},
         "claims": {},
-        "operator": {"overall": {"paying_users": 9439.0, "aov_per_customer_cny": 100.0}},
+        "operator": {"overall": {"paying_users": 9439, "aov_per_customer_cny": 100.0}},
     }
 
     def report(paying: float, aov: float) -> dict[str, object]:
         overall = {"paying_users": paying, "aov_per_customer_cny": aov}
         return {"events": {}, "claims": {}, "operator": {"overall": overall}}
 
-    near = report(9439.0 * (1 + DISTINCT_BOUND / 2), 100.0 / (1 + DISTINCT_BOUND / 2))
-    far = report(9439.0 * (1 + 2 * DISTINCT_BOUND), 100.0)
+    near = report(round(9439 * (1 + DISTINCT_BOUND / 2)), 100.0 / (1 + DISTINCT_BOUND / 2))
+    far = report(round(9439 * (1 + 2 * DISTINCT_BOUND)), 100.0)
     assert 0.02 < DISTINCT_BOUND < 0.04  # 4 x 0.81%
     assert truth_mismatches(near, truth, sketched_paths(True, 1000)) == []
     assert len(truth_mismatches(far, truth, sketched_paths(True, 1000))) == 1
