@@ -3,6 +3,12 @@ are bounded (their peak and ceiling), and the merged peaks against one ledger ke
 minute (docs/design.md, "The board's concurrency by minute").
 
     python -m bench.peaks_merge --stream /tmp/s11-board-soak-240d-x4.jsonl [--runs-kept N]
+        [--runs-per-day K --retire-after-days D]
+
+`--runs-per-day`: what a time rule would give instead of the count (session 16, issue 17): each
+partition's settled runs older than `--retire-after-days` before its settled minutes are cut to
+the K of the largest counts of each CST day (the others joined into the gaps), as a curve
+keeping a per-day summary would hold them, before the merge.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from array import array
 from pathlib import Path
 
 import orjson
@@ -21,6 +28,39 @@ from agents.core.merge import merge_boards, merge_ledgers
 from schemas import TOPIC_BY_TYPE, Event, Rejection, decode, record_key
 
 DAY_MS = 86_400_000
+_DAY_MINUTES = 24 * 60
+_CST_OFFSET_MINUTES = 8 * 60
+
+
+def keep_per_day(curve: concurrency.LevelCurve, retire_before: int, per_day: int) -> None:
+    """Cut `curve`'s settled runs ending at or before minute `retire_before` to the `per_day`
+    of the largest counts (the earliest of equal ones) of each CST day of their first minute,
+    a dropped run's count and gaps joined into the gap it leaves (as `_keep_largest` does)."""
+    runs = curve._run_list()
+    gaps = list(curve.gaps) or [0] * (len(runs) + 1)
+    by_day: dict[int, list[int]] = {}
+    keep: set[int] = set()
+    for i, (_count, first, end) in enumerate(runs):
+        if end > retire_before:
+            keep.add(i)
+        else:
+            by_day.setdefault((first + _CST_OFFSET_MINUTES) // _DAY_MINUTES, []).append(i)
+    for indices in by_day.values():
+        keep.update(sorted(indices, key=lambda i: -runs[i][0])[:per_day])
+    out_runs: list[tuple[int, int, int]] = []
+    out_gaps: list[int] = []
+    gap = gaps[0]
+    for i, run in enumerate(runs):
+        if i in keep:
+            out_gaps.append(gap)
+            out_runs.append(run)
+            gap = gaps[i + 1]
+        else:
+            gap = max(gap, run[0], gaps[i + 1])
+    out_gaps.append(gap)
+    curve.runs = array("q", [value for run in out_runs for value in run])
+    curve.gaps = array("q", out_gaps)
+    curve.dropped = max(out_gaps)
 
 
 def _fed(
@@ -57,6 +97,15 @@ def main() -> None:
     parser.add_argument("--window-days", type=int, default=7)
     parser.add_argument("--board-horizon-days", type=int, default=8)
     parser.add_argument("--runs-kept", type=int, help="SETTLED_RUNS_KEPT (default: the code's)")
+    parser.add_argument(
+        "--runs-per-day", type=int, help="what-if: runs kept per CST day once retired"
+    )
+    parser.add_argument(
+        "--retire-after-days",
+        type=float,
+        default=0.0,
+        help="what-if: runs retire this long before a curve's settled minutes (default 0)",
+    )
     args = parser.parse_args()
     if args.runs_kept is not None:
         concurrency.SETTLED_RUNS_KEPT = args.runs_kept  # type: ignore[misc]
@@ -78,6 +127,12 @@ def main() -> None:
         parts[(murmur2(key) & 0x7FFFFFFF) % args.partitions].append(event)
     fed = [_fed(part, args.window_days, args.board_horizon_days, groups) for part in parts]
     ledgers = [ledger for ledger, _board in fed]
+    if args.runs_per_day is not None:
+        for ledger in ledgers:
+            for curve in ledger.board_curves.values():
+                if curve.settled_to is not None:
+                    retire_before = curve.settled_to - round(args.retire_after_days * _DAY_MINUTES)
+                    keep_per_day(curve, retire_before, args.runs_per_day)
     merged = merge_ledgers(ledgers)
     got = _level_peaks(merged, merge_boards([board for _ledger, board in fed]))
     # One ledger keeping every minute: exact (tests/agents/core/test_board_fold.py).
@@ -94,6 +149,9 @@ def main() -> None:
     runs = [len(c.runs) // 3 for ledger in ledgers for c in ledger.board_curves.values()]
     out = {
         "runs_kept": concurrency.SETTLED_RUNS_KEPT,
+        "runs_per_day": args.runs_per_day,
+        "retire_after_days": args.retire_after_days if args.runs_per_day is not None else None,
+        "runs_held": sum(runs),
         "bounded": sum(c.bounded for c in merged.board_curves.values()),
         "levels": levels,
         "largest_runs_held": max(runs, default=0),

@@ -42,7 +42,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.extended import TAIL_DAYS
@@ -57,7 +57,7 @@ from agents.core.periods import (
     with_periods,
 )
 from agents.core.persist import dump_state
-from agents.core.sketch import RELATIVE_ACCURACY
+from agents.core.sketch import DISTINCT_PRECISION, RELATIVE_ACCURACY
 from bench.proc import machine, rss_bytes
 from bench.svgplot import Panel, Series, render
 from streams.runtime.settings import Settings
@@ -97,6 +97,25 @@ SKETCHED_ONCE_SESSIONS_SUMMARIZE: dict[str, float] = {
 }
 
 
+#: A level's paying users once its summarized buyers are sketched (`--distinct-exact-limit`
+#: below the stream's payers): within 4 relative standard errors of the HyperLogLog (1.04 /
+#: sqrt(2^14) = 0.81%), as tests/agents/core/test_distinct.py checks; so is the per-customer AOV
+#: divided by them.
+DISTINCT_BOUND: Final[float] = 4 * 1.04 / math.sqrt(1 << DISTINCT_PRECISION)
+
+
+def sketched_paths(summarized: bool, distinct_exact_limit: int | None = None) -> dict[str, float]:
+    """The figures read from a sketch and their relative bounds: `SKETCHED`, or once sessions
+    are summarized `SKETCHED_ONCE_SESSIONS_SUMMARIZE`; with a `distinct_exact_limit` given
+    (the worker's `LIVEPULSE_DISTINCT_EXACT_LIMIT`) the overall paying users and per-customer
+    AOV too (`DISTINCT_BOUND`: a level past the limit is sketched)."""
+    out = dict(SKETCHED_ONCE_SESSIONS_SUMMARIZE if summarized else SKETCHED)
+    if summarized and distinct_exact_limit is not None:
+        for figure in ("paying_users", "aov_per_customer_cny"):
+            out[f"operator.overall.{figure}"] = DISTINCT_BOUND
+    return out
+
+
 def mismatches(
     path: str, got: Any, want: Any, out: list[str], sketched: dict[str, float] = SKETCHED
 ) -> None:
@@ -108,7 +127,10 @@ def mismatches(
             return
         for key, value in want.items():
             mismatches(f"{path}.{key}", got.get(key), value, out, sketched)
-    elif isinstance(want, float) and isinstance(got, int | float) and not isinstance(got, bool):
+    elif (isinstance(want, float) or (isinstance(want, int) and path in sketched)) and (
+        isinstance(got, int | float) and not isinstance(got, bool | None)
+    ):
+        # A sketched count (an int, as the paying users) is within its bound too.
         if not math.isclose(got, want, rel_tol=sketched.get(path, REL_TOL), abs_tol=1e-12):
             out.append(f"{path}: {got!r} != {want!r}")
     elif got != want:
@@ -182,8 +204,12 @@ def horizon_days(
     - the board horizon (`LIVEPULSE_BOARD_HORIZON_DAYS`, 90 by default): the levels' minutes
       and the held session summaries are kept that long before the newest event (a summary
       also until its month freezes, within the frozen periods' horizon above). The settled
-      runs the curves keep for the merge are capped by count (`SETTLED_RUNS_KEPT` a curve),
-      not by time: they fill toward that cap at the stream's pace, which no horizon counts;
+      runs the curves keep for the merge are bounded by count (`LIVEPULSE_BOARD_RUNS_KEPT`,
+      4,096 a curve), not by time (a peak over the whole stream merged over partitions needs
+      its minutes aligned, whenever they were: docs/design.md): they fill toward that bound
+      at the stream's pace, which no horizon counts (`--board-runs-kept` lowers it so that a
+      run reaches it), as the levels' summarized buyers fill toward
+      `LIVEPULSE_DISTINCT_EXACT_LIMIT` ids (`--distinct-exact-limit`);
     - the first-order pair horizon (`LIVEPULSE_FIRST_ORDER_HORIZON_DAYS`, off by default:
       decided pairs kept for ever, growing with distinct (merchant, buyer) pairs): a pair
       decides 30 days after its first order and is forgotten once its latest order is that
@@ -652,6 +678,8 @@ def worker_soak(
     first_order_horizon_days: float | None = None,
     keep_topics: bool = False,
     groups_idle_s: float | None = None,
+    board_runs_kept: int | None = None,
+    distinct_exact_limit: int | None = None,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -670,7 +698,12 @@ def worker_soak(
     `groups_idle_s`: the worker's `LIVEPULSE_GROUPS_IDLE_S` (None: its default, 60 s). It is
     wall time: with fewer merchants than partitions a groups partition stays empty and holds
     every summary back that long, which at 5,000 records/s of the 300-day stream is ~80 days
-    of event time (session 15: the worker's RSS steps up ~90 MB when they are released)."""
+    of event time (session 15: the worker's RSS steps up ~90 MB when they are released).
+    `board_runs_kept` and `distinct_exact_limit`: the worker's `LIVEPULSE_BOARD_RUNS_KEPT` and
+    `LIVEPULSE_DISTINCT_EXACT_LIMIT` (None: 4,096 and 10,000), the bounds of the two parts of
+    its state that no horizon counts (the levels' settled runs and summarized buyers): lower
+    ones reach them within the run (the paying users are then compared within
+    `DISTINCT_BOUND`)."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -705,6 +738,8 @@ def worker_soak(
                 ("user_horizon_days", user_horizon_days),
                 ("board_horizon_days", board_horizon_days),
                 ("first_order_horizon_days", first_order_horizon_days),
+                ("board_runs_kept", board_runs_kept),
+                ("distinct_exact_limit", distinct_exact_limit),
             )
             if value is not None
         },
@@ -863,13 +898,16 @@ def worker_soak(
         "board_horizon_days": settings.board_horizon_days,
         "first_order_horizon_days": settings.first_order_horizon_days,
         "groups_idle_s": settings.groups_idle_s,
+        "board_runs_kept": settings.board_runs_kept,
+        "distinct_exact_limit": settings.distinct_exact_limit,
         "truth_mismatches": (
             truth_mismatches(
                 report,
                 truth,
-                SKETCHED_ONCE_SESSIONS_SUMMARIZE
-                if (report.get("retention") or {}).get("summarized_sessions")
-                else SKETCHED,
+                sketched_paths(
+                    bool((report.get("retention") or {}).get("summarized_sessions")),
+                    distinct_exact_limit,
+                ),
             )
             if report is not None
             else [f"/report failed: {report_error}"]
@@ -959,6 +997,17 @@ def main() -> None:
         "300-day stream at 5,000 records/s while an empty groups partition holds summaries)",
     )
     parser.add_argument(
+        "--board-runs-kept",
+        type=int,
+        help="--worker: LIVEPULSE_BOARD_RUNS_KEPT (default 4,096 settled runs a level's curve)",
+    )
+    parser.add_argument(
+        "--distinct-exact-limit",
+        type=int,
+        help="--worker: LIVEPULSE_DISTINCT_EXACT_LIMIT (default 10,000 buyer ids a level, then "
+        "a 16 KiB sketch; lower, the paying users are compared within DISTINCT_BOUND)",
+    )
+    parser.add_argument(
         "--keep-topics",
         action="store_true",
         help="--worker: leave the run's topics on the broker (for bench.changelog_parts)",
@@ -1036,6 +1085,8 @@ def main() -> None:
                 first_order_horizon_days=args.first_order_horizon_days,
                 keep_topics=args.keep_topics,
                 groups_idle_s=args.groups_idle_s,
+                board_runs_kept=args.board_runs_kept,
+                distinct_exact_limit=args.distinct_exact_limit,
             )
         else:
             result = soak(

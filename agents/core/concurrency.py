@@ -20,8 +20,9 @@ def peak_of(diff: Mapping[int, int]) -> tuple[int, int | None]:
     return peak, at
 
 
-#: How many settled runs (a run: consecutive minutes at one count) each level keeps, the
-#: largest counts first, for a merge over partitions (`LevelCurve.merged`).
+#: How many settled runs (a run: consecutive minutes at one count) each level keeps by default,
+#: the largest counts first, for a merge over partitions (`LevelCurve.merged`); a ledger's
+#: `board_runs_kept` (`LIVEPULSE_BOARD_RUNS_KEPT`) overrides it.
 SETTLED_RUNS_KEPT: Final[int] = 4096
 #: A minute before every event's (where a settled curve's slack starts).
 _EARLIEST: Final[int] = -(2**62)
@@ -135,11 +136,11 @@ class LevelCurve:
                 diff.pop(minute, None)
         return early
 
-    def settle(self, before: int) -> int:
-        """Fold every minute before `before` into `present` and the peak, keeping the runs of
-        the largest counts (`runs`); how many were folded. The kept minutes are copied into a
-        new dict (a dict never shrinks as keys are popped: the settled minutes' slots would
-        stay allocated)."""
+    def settle(self, before: int, kept: int | None = None) -> int:
+        """Fold every minute before `before` into `present` and the peak, keeping the `kept`
+        runs of the largest counts (`runs`; None: `SETTLED_RUNS_KEPT`); how many were folded.
+        The kept minutes are copied into a new dict (a dict never shrinks as keys are popped:
+        the settled minutes' slots would stay allocated)."""
         if self.settled_to is not None and before <= self.settled_to:
             return 0
         done = sorted((minute, n) for minute, n in self.diff.items() if minute < before)
@@ -160,8 +161,9 @@ class LevelCurve:
         if run_start is not None and present > 0 and before > run_start:
             runs.append((present, run_start, before))
             gaps.append(0)
-        if len(runs) > SETTLED_RUNS_KEPT:
-            runs, gaps = _keep_largest(runs, gaps, SETTLED_RUNS_KEPT)
+        kept = SETTLED_RUNS_KEPT if kept is None else kept
+        if len(runs) > kept:
+            runs, gaps = _keep_largest(runs, gaps, kept)
             self.dropped = max(gaps)
         self.runs = array("q", [value for run in runs for value in run])
         self.gaps = array("q", gaps)

@@ -1418,6 +1418,14 @@ class Ledger:
     `ts` moves the horizon.
     """
 
+    #: A level's summarized buyers (`folded_payers`) are kept as ids up to this many, then a
+    #: HyperLogLog (`LIVEPULSE_DISTINCT_EXACT_LIMIT`; `set_distinct_limit`); None:
+    #: `sketch.DISTINCT_EXACT_LIMIT`. Not pickled: the owner sets it again at every install.
+    distinct_limit: int | None = None
+    #: The settled runs each level's curve keeps for a merge over partitions
+    #: (`LIVEPULSE_BOARD_RUNS_KEPT`); None: `concurrency.SETTLED_RUNS_KEPT`. Not pickled.
+    board_runs_kept: int | None = None
+
     def __init__(
         self,
         dedupe_window_ms: int | None = None,
@@ -1612,6 +1620,9 @@ class Ledger:
         state.pop("_refund_index", None)  # derived from `refunds`
         state.pop("period_gate", None)  # a callable set by whoever reads the periods
         state.pop("_order_fold_held", None)  # the gate's, as it
+        # Settings of the ledger's owner, set again at every install (`LiveState.install`).
+        state.pop("distinct_limit", None)
+        state.pop("board_runs_kept", None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -3376,7 +3387,10 @@ class Ledger:
             sketch.merge(session_sketch)
             payers = self.folded_payers.get(level)
             if payers is None:
-                payers = self.folded_payers[level] = DistinctUsers()
+                limit = self.distinct_limit
+                payers = self.folded_payers[level] = (
+                    DistinctUsers() if limit is None else DistinctUsers(limit)
+                )
             payers.update(buyers)
         watched_ms.sort()
         summary.watch_median_ms = percentile(watched_ms, 0.5)
@@ -3617,6 +3631,14 @@ class Ledger:
         self.groups_compacted_to = cut
         self._compact_groups_before(cut)
 
+    def set_distinct_limit(self, limit: int) -> None:
+        """Keep each level's summarized buyers as ids up to `limit` from now on: a level
+        holding more is sketched at once (docs/design.md, "The user horizon and the distinct
+        payers")."""
+        self.distinct_limit = limit
+        for payers in self.folded_payers.values():
+            payers.set_limit(limit)
+
     def _add_board_minutes(self, session: SessionFacts, minutes: Mapping[int, int]) -> None:
         """Add a summarized session's concurrency by minute to its levels' curves."""
         if not minutes:
@@ -3762,7 +3784,7 @@ class Ledger:
             if earliest is not None:
                 before = min(before, earliest // _MINUTE_MS)
         for curve in self.board_curves.values():
-            curve.settle(before)
+            curve.settle(before, self.board_runs_kept)
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

@@ -539,6 +539,13 @@ class DistinctUsers:
         for user in users:
             self._add_hashed(_user_hash(user))
 
+    def set_limit(self, limit: int) -> None:
+        """Keep ids exactly up to `limit` from now on: sketched at once if more are held (a
+        sketched count stays sketched whatever the limit)."""
+        self.limit = limit
+        if self.exact is not None and len(self.exact) > limit:
+            self._to_sketch()
+
     def merge(self, other: DistinctUsers) -> None:
         """Add another count's ids (of the same precision): the count of the union."""
         if other.exact is not None:

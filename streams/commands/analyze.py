@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         board_horizon_ms=settings.board_horizon_ms,
         user_horizon_ms=settings.user_horizon_ms,
         pair_horizon_ms=settings.first_order_horizon_ms,
+        board_runs_kept=settings.board_runs_kept,
+        distinct_limit=settings.distinct_exact_limit,
     )
     mark_if_simulated(report, args.file)
     if args.json:

@@ -180,6 +180,16 @@ class Settings(BaseSettings):
     # peaks stay exact in one ledger; merged over partitions, a level settled in several is at
     # least each one's. 0: every minute kept.
     board_horizon_days: float = Field(default=90, ge=0, le=10 * 365)
+    # With the session fold: the settled runs (consecutive minutes at one count) each level's
+    # curve keeps, the largest counts first, for a merge over partitions: its state's bound
+    # (32 bytes a run), whatever the stream's length (docs/design.md, "The board's concurrency
+    # by minute"). Fewer: a merged peak more often a lower bound (`board_peaks_bounded`).
+    board_runs_kept: int = Field(default=4096, ge=1, le=1 << 20)
+    # With the session fold: each level's summarized buyers (its `paying_users`) are kept as
+    # ids up to this many, then as a 16 KiB HyperLogLog (0.81% relative standard error):
+    # the bound of that state whatever the stream's length (docs/design.md, "The user horizon
+    # and the distinct payers").
+    distinct_exact_limit: int = Field(default=10_000, ge=1, le=10_000_000)
     # Claims by period (docs/metrics.md, "Claims by period"): the rolling horizon in days of
     # event time before the newest event, and how many closed CST days and months are kept
     # frozen and reported (as many open ones again at most). Off: no claims by period (no

@@ -68,6 +68,12 @@ class LiveState:
     pair_horizon_ms: int | None = None
     #: Each partition's ledger's board horizon (`Settings.board_horizon_ms`; None: none).
     board_horizon_ms: int | None = None
+    #: Each partition's ledger's settled runs kept a level (`Settings.board_runs_kept`; None:
+    #: `concurrency.SETTLED_RUNS_KEPT`) and its levels' buyers kept as ids
+    #: (`Settings.distinct_exact_limit`; None: `sketch.DISTINCT_EXACT_LIMIT`): not pickled,
+    #: set at every install.
+    board_runs_kept: int | None = None
+    distinct_limit: int | None = None
     #: How far ahead of the wall clock an event may be and still move its topic's horizon
     #: (`Settings.future_tolerance_ms`; None: no cap).
     future_tolerance_ms: int | None = None
@@ -118,7 +124,8 @@ class LiveState:
     @classmethod
     def from_settings(cls, settings: Settings, **fields: Any) -> LiveState:
         """A state under `settings`: its window grace, dedupe window, future tolerance, the
-        refund, user, pair and board horizons, the GPM denominator, the session fold and the
+        refund, user, pair and board horizons, the levels' runs kept and distinct limit, the
+        GPM denominator, the session fold and the
         claims by period. `fields` sets the rest (the worker's tables, metrics, collector,
         `assigned_only`) or overrides one of those (the fold bench's `fold_sessions`)."""
         values: dict[str, Any] = {
@@ -129,6 +136,8 @@ class LiveState:
             "user_horizon_ms": settings.user_horizon_ms,
             "pair_horizon_ms": settings.first_order_horizon_ms,
             "board_horizon_ms": settings.board_horizon_ms,
+            "board_runs_kept": settings.board_runs_kept,
+            "distinct_limit": settings.distinct_exact_limit,
             "gpm_denominator": settings.gpm_denominator,
             "fold_sessions": settings.fold_sessions,
             "periods": settings.period_settings,
@@ -148,6 +157,8 @@ class LiveState:
         )
         ledger.membership_from = self.membership
         ledger.refunds_from = self.refunds
+        ledger.board_runs_kept = self.board_runs_kept
+        ledger.distinct_limit = self.distinct_limit
         # Summaries past the board horizon retired into their levels' totals (the page and
         # /report read them: docs/design.md, "Retired summaries"), wherever the fold is on.
         ledger.retire_summaries = self.fold_sessions
@@ -166,6 +177,9 @@ class LiveState:
         state.ledger.user_horizon_ms = self.user_horizon_ms
         state.ledger.pair_horizon_ms = self.pair_horizon_ms
         state.ledger.board_horizon_ms = self.board_horizon_ms
+        state.ledger.board_runs_kept = self.board_runs_kept
+        if self.distinct_limit is not None:
+            state.ledger.set_distinct_limit(self.distinct_limit)
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
         if self.periods is not None:  # not part of the state: set again on every restore
             attach(state.ledger, self.periods)

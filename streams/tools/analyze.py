@@ -61,6 +61,8 @@ def analyze_file(
     board_horizon_ms: int | None = None,
     user_horizon_ms: int | None = None,
     pair_horizon_ms: int | None = None,
+    board_runs_kept: int | None = None,
+    distinct_limit: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
@@ -77,7 +79,9 @@ def analyze_file(
     with `user_horizon_ms` (and the fold), users idle that long are retired into the
     intervals' cluster sums (`Ledger.retire_idle_users`); every decided repurchase pair is
     remembered as "bought before", or with `pair_horizon_ms` only that long after its latest
-    order (`Ledger.forget_idle_pairs`).
+    order (`Ledger.forget_idle_pairs`); `board_runs_kept` and `distinct_limit` bound the
+    levels' settled runs and summarized buyers (`Ledger.board_runs_kept`, `distinct_limit`;
+    None: the defaults).
     """
     started = time.monotonic()
     ledger = Ledger(
@@ -91,6 +95,9 @@ def analyze_file(
         pair_horizon_ms=pair_horizon_ms,
     )
     ledger.retire_summaries = fold_sessions  # past the board horizon, as the worker
+    ledger.board_runs_kept = board_runs_kept
+    if distinct_limit is not None:
+        ledger.set_distinct_limit(distinct_limit)
     if periods is not None:
         attach(ledger, periods)
     board = board if board is not None else OperatorBoard()

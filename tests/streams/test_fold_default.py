@@ -81,6 +81,62 @@ def test_the_worker_and_analyze_retire_summaries_wherever_the_fold_is_on() -> No
         ), problem
 
 
+def test_the_levels_runs_kept_and_distinct_limit_are_settings_given_to_every_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`LIVEPULSE_BOARD_RUNS_KEPT` and `LIVEPULSE_DISTINCT_EXACT_LIMIT` (defaults 4,096 and
+    10,000: the code's) reach every partition's ledger, new or restored (they are not in the
+    snapshot: a restored one gets this worker's), a restored level over the limit sketched;
+    `livepulse analyze` applies them too: on xhs with a limit of 5 ids and a 3-day board
+    horizon with 8 runs kept, its levels' buyers are sketched, its paying users within the
+    sketch's bound of the truth's and the overall peak (one ledger: exact whatever runs are
+    kept) the truth's."""
+    from agents.core import OperatorBoard
+    from agents.core.concurrency import SETTLED_RUNS_KEPT
+    from agents.core.persist import dump_state, load_state
+    from agents.core.sketch import DISTINCT_EXACT_LIMIT, DistinctUsers
+    from streams.tools.analyze import analyze_file
+    from tests.agents.core.test_distinct import _paying_users_within_bound
+    from tests.agents.core.test_page import FIXTURES
+    from tests.support.live import fixture_operator_truth_folding
+
+    for name in ("LIVEPULSE_BOARD_RUNS_KEPT", "LIVEPULSE_DISTINCT_EXACT_LIMIT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().board_runs_kept == SETTLED_RUNS_KEPT
+    assert Settings().distinct_exact_limit == DISTINCT_EXACT_LIMIT
+    monkeypatch.setenv("LIVEPULSE_BOARD_RUNS_KEPT", "8")
+    monkeypatch.setenv("LIVEPULSE_DISTINCT_EXACT_LIMIT", "5")
+    settings = Settings()
+    assert (settings.board_runs_kept, settings.distinct_exact_limit) == (8, 5)
+
+    state = LiveState(fold_sessions=True, board_runs_kept=8, distinct_limit=5)
+    ledger = state.new_partition().ledger
+    assert (ledger.board_runs_kept, ledger.distinct_limit) == (8, 5)
+    written = LiveState(fold_sessions=True).new_partition()
+    payers = written.ledger.folded_payers[("overall", "")] = DistinctUsers()
+    payers.update(["u-1", "u-2", "u-3", "u-4", "u-5", "u-6"])
+    restored = type(written)(*load_state(dump_state(written.ledger, written.board)))
+    assert restored.ledger.board_runs_kept is None and restored.ledger.distinct_limit is None
+    state.install(0, restored)
+    assert (restored.ledger.board_runs_kept, restored.ledger.distinct_limit) == (8, 5)
+    assert restored.ledger.folded_payers[("overall", "")].sketched
+
+    day = 86_400_000
+    board = OperatorBoard()
+    report = analyze_file(
+        FIXTURES / "xhs.jsonl",
+        board=board,
+        dedupe_window_ms=2 * day,
+        fold_sessions=True,
+        board_horizon_ms=3 * day,
+        board_runs_kept=8,
+        distinct_limit=5,
+    )
+    truth = fixture_operator_truth_folding("xhs", 2 * day)
+    assert _paying_users_within_bound(report["operator"], truth) > 0
+    assert report["operator"]["overall"]["viewers_peak"] == truth["overall"]["viewers_peak"]
+
+
 def test_month_rows_move_positions_but_are_not_counted_as_records() -> None:
     """With the fold a worker also reads its month-rows topic: /status' `records`
     stays the contract records (as its valid, rejected and duplicate counts add up to; the

@@ -370,3 +370,74 @@ def test_the_live_screens_page_reads_the_settled_curves() -> None:
 
 def _level_peaks(operator: dict[str, Any]) -> dict[str, int]:
     return _peaks({**operator, "sessions": {}})
+
+
+def test_a_ledgers_runs_kept_bounds_its_settled_runs() -> None:
+    """xhs over 3 partitions with a 3-day board horizon, each ledger keeping 8 settled runs
+    a level (`Ledger.board_runs_kept`, `LIVEPULSE_BOARD_RUNS_KEPT`; not pickled, the owner
+    sets it again): after every eighth of the stream no curve holds more than 8 runs, so the
+    settled part's bytes stop growing once a curve has that many (measured: the same at the
+    end as when it first had them), where with the default the runs go on growing; merged,
+    each level's peak lies between the largest partition's and the truth's, the truth at most
+    its ceiling, and an unbounded level's is the truth's."""
+    stream = records("xhs")
+    decoded = [event for _topic, _key, event in stream]
+    truth = fixture_operator_truth_folding("xhs", 2 * DAY)
+    groups, _ = _board_ledger(
+        [e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY, None
+    )
+    fed: dict[int | None, list[tuple[Ledger, OperatorBoard]]] = {}
+    first_full: dict[tuple[int, tuple[str, str]], int] = {}
+    for kept in (None, 8):
+        parts = []
+        for index, part in enumerate(split(stream, 3)):
+            ledger = Ledger(2 * DAY, fold_sessions=True, board_horizon_ms=3 * DAY)
+            ledger.membership_from = groups
+            ledger.board_runs_kept = kept
+            events = [e for _t, _k, e in part]
+            board = OperatorBoard()
+            for n, event in enumerate(events):
+                if isinstance(event, Rejection):
+                    ledger.reject(event.reason)
+                elif ledger.apply(event):
+                    board.observe(event)
+                    if ledger.folded_ids or ledger.retired_ids:
+                        board.take_folded(ledger)
+                if n % (len(events) // 8) != 0 and n != len(events) - 1:
+                    continue
+                for level, curve in ledger.board_curves.items():
+                    held = len(curve.runs) * curve.runs.itemsize
+                    if kept is not None:
+                        assert len(curve.runs) <= 3 * kept, level
+                        if len(curve.runs) == 3 * kept:
+                            first_full.setdefault((index, level), held)
+            parts.append((ledger, board))
+        fed[kept] = parts
+    bounded = fed[8]
+    assert first_full and all(
+        len(bounded[index][0].board_curves[level].runs) * 8 == held
+        for (index, level), held in first_full.items()
+    )
+    runs = {
+        kept: sum(len(c.runs) for p in parts for c in p[0].board_curves.values())
+        for kept, parts in fed.items()
+    }
+    assert runs[None] > runs[8]
+    restored = [load_state(dump_state(*part)) for part in bounded]
+    assert all(p[0].board_runs_kept is None for p in restored)
+    merged_ledger = merge_ledgers([p[0] for p in bounded])
+    merged = build_report(merged_ledger, merge_boards([p[1] for p in bounded]))["operator"]
+    got = _peaks(merged)
+    alone = [_peaks(build_report(*p)["operator"]) for p in bounded]
+    for kind in ("overall", "rooms", "merchants"):
+        for level_id, figures in (
+            {"": truth["overall"]}.items() if kind == "overall" else truth[kind].items()
+        ):
+            name = kind if kind == "overall" else f"{kind}.{level_id}"
+            curve = merged_ledger.board_curves[
+                OVERALL_LEVEL if kind == "overall" else (kind, level_id)
+            ]
+            floor = max(peaks.get(name, 0) for peaks in alone)
+            assert floor <= got[name] <= figures["viewers_peak"] <= curve.ceiling(), name
+            if not curve.bounded:
+                assert got[name] == figures["viewers_peak"], name

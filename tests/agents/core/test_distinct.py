@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import math
 import os
+import pickle
 import random
 from typing import Any
 
@@ -209,3 +210,53 @@ def test_the_page_counts_sketched_payers_as_the_merged_board_does(
         assert overall == want["operator"]["overall"]["paying_users"]
     assert any(p.sketched for s in states for p in s[0].folded_payers.values())
     _paying_users_within_bound(got["operator"], fixture_operator_truth_folding("xhs", 2 * DAY))
+
+
+def test_a_ledgers_distinct_limit_bounds_its_payers_state_and_keeps_the_bound() -> None:
+    """A simulated xhs stream (60 days) through a summarizing ledger whose levels keep at
+    most 20 buyer ids (`Ledger.set_distinct_limit`, `LIVEPULSE_DISTINCT_EXACT_LIMIT`): the
+    pickled payers stop growing once every level is sketched (measured after each tenth of
+    the stream: equal from then on), while with the default limit the same levels' sets go
+    on growing (here they stay smaller than the sketches: a short stream's few buyers);
+    each level's paying users within 4 relative standard errors of the truth reference. The
+    limit is not pickled: a restored ledger is given it again."""
+    window_ms = 2 * DAY
+    lines = _simulated(60, 1.0, 7)
+    stream = read_stream(lines)
+    abandon_sessions(stream, SESSION_HORIZON_MS, window_ms)
+    truth = compute_operator(stream)
+
+    def fed(limit: int | None) -> tuple[Ledger, OperatorBoard, list[int]]:
+        ledger = Ledger(window_ms, fold_sessions=True)
+        if limit is not None:
+            ledger.set_distinct_limit(limit)
+        board = OperatorBoard()
+        sizes: list[int] = []
+        tenth = len(lines) // 10
+        for start in range(0, len(lines), tenth):
+            for line in lines[start : start + tenth]:
+                decoded = decode(line.encode())
+                if isinstance(decoded, Rejection):
+                    ledger.reject(decoded.reason)
+                elif ledger.apply(decoded):
+                    board.observe(decoded)
+                    if ledger.folded_ids:
+                        board.take_folded(ledger)
+            sizes.append(len(pickle.dumps(ledger.folded_payers)))
+        return ledger, board, sizes
+
+    bounded, board, sizes = fed(20)
+    everything, _board, exact_sizes = fed(None)
+    assert all(p.sketched for p in bounded.folded_payers.values())
+    assert not any(p.sketched for p in everything.folded_payers.values())
+    # Once sketched (the same levels from then on), the payers' bytes stay as they are.
+    first = next(i for i in range(len(sizes)) if sizes[i] == sizes[-1])
+    assert first < len(sizes) - 3 and set(sizes[first:]) == {sizes[-1]}
+    assert exact_sizes[-1] > exact_sizes[first]  # the ids kept growing meanwhile
+    _paying_users_within_bound(build_report(bounded, board)["operator"], truth)
+
+    restored, _restored_board = load_state(dump_state(bounded, board))
+    assert restored.distinct_limit is None  # the owner's setting, not the state's
+    plain, _plain_board = load_state(dump_state(everything, _board))
+    plain.set_distinct_limit(20)
+    assert all(p.sketched and p.limit == 20 for p in plain.folded_payers.values())
