@@ -1320,9 +1320,9 @@ class OrderFold(_PickledBySlot):
         self.cases: list[int] = [0] * len(ORDER_CLAIMS)
         self.first: list[list[int]] = [[0, 0, 0, 0] for _ in ORDER_CLAIMS]
         self.pairs: list[list[int]] = [[0, 0, 0, 0] for _ in ORDER_CLAIMS]
-        #: The buyers' rows (`ORDER_ROW`: [hits, cases] of each claim in `ORDER_CLAIMS` order,
-        #: then the latest day, `ts // DAY_MS`, of a case's order) travel to their buyer's
-        #: owner partition (docs/design.md, "The order fold's buyers at their owner"). As a
+        #: The buyers' rows ([hits, cases] of each claim in `ORDER_CLAIMS` order, then at
+        #: `ORDER_LAST_DAY` the latest day, `ts // DAY_MS`, of a case's order) travel to their
+        #: buyer's owner partition (docs/design.md, "The order fold's buyers at their owner"). As a
         #: source: CST month of the case's order -> user -> row, until the month is final here
         #: (`take`); "" holds the rows of a state of snapshot version 13 or older.
         self.months: dict[str, dict[str, list[int]]] = {}
