@@ -138,3 +138,81 @@ def test_a_buyer_with_orders_in_both_partitions_has_one_row_at_the_owner(
         assert user not in other.users
         assert all(user not in rows for rows in other.months.values())
         assert all(user not in rows for rows in other.rows_in.values())
+
+
+@pytest.mark.slow
+def test_buyer_rows_in_flight_are_in_the_view_until_their_owner_holds_them() -> None:
+    """3 partition states fed like a worker's (xhs split by contract key, a 2-day window, a
+    13-day refund horizon, the refund table over every partition), each batch followed by the
+    exchange's take, the sender holding every take: the buyer rows taken are in no ledger, yet
+    the view's `size_refund_share`, `bundle_share` and `return_rate` equal the truth file's
+    (their intervals the keep-everything ledger's); once delivered to their owners (and the
+    announcements to all), nothing is in flight and the figures are the same."""
+    from agents.core import Ledger, build_report
+    from agents.core.ledger import ORDER_CLAIMS, OrderUsers, OrderUsersClosed
+    from agents.core.refunds import RefundTable
+    from streams.runtime.monthrows import MonthRowExchange
+    from streams.runtime.state import LiveState
+    from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW
+    from tests.streams.test_membership import _table, routed
+    from tests.support.live import fixture_truth
+
+    class HeldSender:
+        partitions, sent_rows, sent_first_orders, sent_announcements = 3, 0, 0, 0
+        sent_period_rows = sent_order_users = 0
+
+        def __init__(self) -> None:
+            self.taken: list[Any] = []
+
+        def submit(self, messages: list[Any]) -> None:
+            self.taken += messages
+
+    records = routed("xhs", 3)
+    table = RefundTable(WINDOW, refund_horizon_ms=REFUND_HORIZON)
+    keep = Ledger(None)
+    for record in records:
+        event = decode(record.value)
+        if not isinstance(event, Rejection):
+            keep.apply(event)
+            if record.topic == "live.orders":
+                table.apply(record.partition, event)
+    state = LiveState(
+        dedupe_window_ms=WINDOW,
+        fold_sessions=True,
+        membership=_table(records, WINDOW),
+        refund_horizon_ms=REFUND_HORIZON,
+        refunds=table,
+    )
+    sender = HeldSender()
+    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
+    state.month_rows = exchange
+    by_partition = [[r for r in records if r.partition == p] for p in range(3)]
+    for start in range(0, max(len(part) for part in by_partition), 500):
+        for part in by_partition:
+            state.apply_batch(part[start : start + 500])
+            exchange.take()
+    rows = [m for m in sender.taken if isinstance(m, OrderUsers)]
+    held = [state.partitions[p].ledger for p in range(3)]
+    assert len(rows) > 50 and not any(ledger.order_fold.rows_in for ledger in held)
+    truth = fixture_truth("xhs")["claims"]
+    everything = build_report(keep)["claims"]
+
+    def check() -> None:
+        claims = build_report(state.ledger)["claims"]
+        for claim in ORDER_CLAIMS:
+            assert claims[claim]["observed"] == pytest.approx(truth[claim]["observed"], rel=1e-9)
+            for key in ("observed", "ci_low", "ci_high", "n"):
+                assert claims[claim][key] == pytest.approx(everything[claim][key], rel=1e-9)
+
+    assert sum(isinstance(row, OrderUsers) for row in exchange.in_flight()) == len(rows)
+    check()
+    for message in sender.taken:  # delivered: rows to their owner, announcements to all
+        if isinstance(message, OrderUsers):
+            held[owner_of(message.user, 3)].receive_order_users(message)
+        elif isinstance(message, OrderUsersClosed):
+            for ledger in held:
+                ledger.receive_order_users_closed(message, 3)
+    state.version += 1
+    assert not any(isinstance(row, OrderUsers) for row in exchange.in_flight())
+    assert sum(len(ledger.order_fold.users) for ledger in held) > 0
+    check()
