@@ -101,6 +101,11 @@ def part_sizes(ledger: Ledger, board: OperatorBoard) -> dict[str, float]:
     screen = board.screen
     for name in type(screen).__slots__:
         sizes[f"board.screen.{name}"] = _kb(getattr(screen, name))
+    # The order fold by slot (its buyer rows as a source, `months`, and at their owner,
+    # `rows_in` and `users`, apart from the rest: issue 17, session 16).
+    fold = ledger.order_fold
+    for name in type(fold).__slots__:
+        sizes[f"ledger.order_fold.{name}"] = _kb(getattr(fold, name))
     return sizes
 
 

@@ -22,6 +22,7 @@ from agents.core.ledger import (
     RETIRED_REPLY_N2,
     RETIRED_REPLY_QUESTIONS,
     RETIRED_REPLY_WITHIN_3S,
+    RETIRED_USERS,
     RETURNS,
     SESSION_HORIZON_MS,
     SIZE_REFUNDS,
@@ -67,7 +68,9 @@ def _order_share(
     habit of returning). `clusters` counts the first clustering (sessions and lone orders,
     `ledger.order_cluster`). The held orders' cases are added to the folded ones
     (`Ledger.order_fold`, claim index `claim`: whole clusters and pairs, per buyer running
-    totals), all in integer sums, so the interval is the one of every case together."""
+    totals wherever held, the buyers retired past the user horizon as their `ClusterSums`
+    under `RETIRED_USERS`), all in integer sums, so the interval is the one of every case
+    together."""
     fold = facts.ledger.order_fold
     by_cluster: dict[tuple[str, str], list[int]] = {}
     by_user: dict[str, list[int]] = {}
@@ -81,12 +84,15 @@ def _order_share(
         ):
             row[0] += hit
             row[1] += 1
-    for user, totals in fold.users.items():
+    for user, totals in fold.user_rows():
         h, n = totals[2 * claim], totals[2 * claim + 1]
         if n:
             row = by_user.setdefault(user, [0, 0])
             row[0] += h
             row[1] += n
+    retired = fold.retired[claim]
+    if retired[0]:  # the retired buyers' clusters, as `ClusterSums` (stats.user_cluster_sums)
+        by_user[RETIRED_USERS] = list(retired)
     count = sum(hits) + fold.hits[claim]
     total = len(orders) + fold.cases[claim]
     folded_first = fold.first[claim]

@@ -1228,6 +1228,9 @@ ORDER_CLAIMS: Final[tuple[str, ...]] = ("size_refund_share", "bundle_share", "re
 SIZE_REFUNDS: Final[int] = 0
 BUNDLES: Final[int] = 1
 RETURNS: Final[int] = 2
+#: A buyer's row of the order fold (`OrderFold.users`, `months`, `rows_in`): [hits, cases]
+#: of each claim, then at this index the latest day (`ts // DAY_MS`) of a case's order.
+ORDER_LAST_DAY: Final[int] = 2 * len(ORDER_CLAIMS)
 
 
 def order_cluster(
@@ -1297,9 +1300,16 @@ class OrderFold(_PickledBySlot):
         "first",
         "hits",
         "late_refunds",
+        "months",
         "orders",
+        "owner_through",
         "pairs",
+        "retired",
+        "retired_users",
+        "rows_in",
+        "sent_through",
         "session_refunds",
+        "through_by",
         "unmatched_refunds",
         "users",
     )
@@ -1310,8 +1320,27 @@ class OrderFold(_PickledBySlot):
         self.cases: list[int] = [0] * len(ORDER_CLAIMS)
         self.first: list[list[int]] = [[0, 0, 0, 0] for _ in ORDER_CLAIMS]
         self.pairs: list[list[int]] = [[0, 0, 0, 0] for _ in ORDER_CLAIMS]
-        #: user -> [hits, cases] of each claim in `ORDER_CLAIMS` order (six ints).
+        #: The buyers' rows ([hits, cases] of each claim in `ORDER_CLAIMS` order, then at
+        #: `ORDER_LAST_DAY` the latest day, `ts // DAY_MS`, of a case's order) travel to their
+        #: buyer's owner partition (docs/design.md, "The order fold's buyers at their owner"). As a
+        #: source: CST month of the case's order -> user -> row, until the month is final here
+        #: (`take`); "" holds the rows of a state of snapshot version 13 or older.
+        self.months: dict[str, dict[str, list[int]]] = {}
+        #: As the owner: (source, month) -> user -> row, until the source announces the month
+        #: sent (`receive_closed`; a row sent again overwrites); then summed into `users`.
+        self.rows_in: dict[tuple[int, str], dict[str, list[int]]] = {}
+        #: As the owner: user -> row, the rows of every month its sources announced summed
+        #: (the last day their maximum), until the user is retired (`_retire`).
         self.users: dict[str, list[int]] = {}
+        #: As the owner: source -> the last month it announced sent (`OrderUsersClosed`).
+        self.through_by: dict[int, str] = {}
+        #: As the owner: the smallest announced month at the last retirement pass ("": none).
+        self.owner_through = ""
+        #: As a source: the last month announced (None: none yet).
+        self.sent_through: str | None = None
+        #: The retired buyers' rows as `ClusterSums` [G, sum h^2, sum h n, sum n^2] per claim.
+        self.retired: list[list[int]] = [[0, 0, 0, 0] for _ in ORDER_CLAIMS]
+        self.retired_users = 0
         self.counted_refunds = 0
         self.late_refunds = 0
         self.unmatched_refunds = 0
@@ -1328,13 +1357,13 @@ class OrderFold(_PickledBySlot):
             self.cases[i] += other.cases[i]
             self.first[i] = [a + b for a, b in zip(self.first[i], other.first[i], strict=True)]
             self.pairs[i] = [a + b for a, b in zip(self.pairs[i], other.pairs[i], strict=True)]
-        for user, values in other.users.items():
-            held = self.users.get(user)
-            if held is None:
-                self.users[user] = list(values)
-            else:
-                for i, value in enumerate(values):
-                    held[i] += value
+        # A merged view: every buyer row of the other's, wherever it is held there (as a
+        # source, received or summed at the owner), summed into `users` (one place each).
+        for user, row in other.user_rows():
+            self.add_row(user, row)
+        for i, sums in enumerate(other.retired):
+            self.retired[i] = [a + b for a, b in zip(self.retired[i], sums, strict=True)]
+        self.retired_users += other.retired_users
         self.counted_refunds += other.counted_refunds
         self.late_refunds += other.late_refunds
         self.unmatched_refunds += other.unmatched_refunds
@@ -1343,6 +1372,122 @@ class OrderFold(_PickledBySlot):
             held_refunds = self.session_refunds.setdefault(sid, [0, 0])
             held_refunds[0] += count
             held_refunds[1] += cents
+
+    def case(self, claim: int, user: str, hit: bool, ts: int) -> None:
+        """One folded case of `claim` for `user`, whose order is stamped `ts`: into the user's
+        row of the order's CST month (as a source, `months`)."""
+        users = self.months.get(month := cst_month(ts))
+        if users is None:
+            users = self.months[month] = {}
+        row = users.get(user)
+        day = ts // DAY_MS
+        if row is None:
+            row = users[user] = [0] * ORDER_LAST_DAY + [_day_of(ts)]
+        elif day > row[ORDER_LAST_DAY]:
+            row[ORDER_LAST_DAY] = _day_of(ts)
+        row[2 * claim] += hit
+        row[2 * claim + 1] += 1
+
+    def add_row(self, user: str, row: Sequence[int]) -> None:
+        """A buyer's row added into `users` (the counts summed, the last day the later)."""
+        held = self.users.get(user)
+        if held is None:
+            self.users[user] = list(row)
+            return
+        for i in range(ORDER_LAST_DAY):
+            held[i] += row[i]
+        if row[ORDER_LAST_DAY] > held[ORDER_LAST_DAY]:
+            held[ORDER_LAST_DAY] = row[ORDER_LAST_DAY]
+
+    def user_rows(self) -> Iterator[tuple[str, list[int]]]:
+        """Every buyer row held here: as a source (not sent yet), received as the owner (not
+        announced yet) and summed as the owner; a buyer may have several (they add)."""
+        yield from self.users.items()
+        for held in (self.months, self.rows_in):
+            for users in held.values():
+                yield from users.items()
+
+    def take(self, source: int, bound: int) -> list[OrderUsers | OrderUsersClosed]:
+        """As partition `source`: the rows of every month that ends by `bound` (no case of an
+        order stamped before it can be folded here any more: `Ledger.take_order_users`),
+        dropped here, then an announcement of the last such month; nothing if that month
+        was announced already."""
+        through = cst_month(bound - 1)
+        if cst_month_end(through) > bound:  # the month of the bound is not over
+            through = cst_month(cst_month_start(through) - 1)
+        if self.sent_through is not None and through <= self.sent_through:
+            return []
+        out: list[OrderUsers | OrderUsersClosed] = []
+        for month in sorted(m for m in self.months if m <= through):
+            for user, row in sorted(self.months.pop(month).items()):
+                out.append(OrderUsers(source, month, user, tuple(row)))
+        out.append(OrderUsersClosed(source, through))
+        self.sent_through = through
+        return out
+
+    def receive(self, part: OrderUsers) -> None:
+        """Hold a source's row of a month for its user (a row sent again overwrites; one of a
+        month the source announced sent already is a redelivery, ignored)."""
+        through = self.through_by.get(part.source)
+        if through is not None and part.month <= through:
+            return
+        self.rows_in.setdefault((part.source, part.month), {})[part.user] = list(part.row)
+
+    def receive_closed(self, closed: OrderUsersClosed, sources: int, horizon_ms: int | None) -> int:
+        """Note a source's announcement: its rows of the months it covers are summed into
+        `users`. Once all `sources` have announced, with C the smallest announced month (every
+        row of a month up to C is here; any row still to come is of an order stamped after
+        C), retire each buyer whose last day is at least `horizon_ms` before C's end: their
+        row is added into `retired` and dropped. How many were retired."""
+        held = self.through_by.get(closed.source)
+        if held is None or closed.through > held:
+            self.through_by[closed.source] = closed.through
+            for key in sorted(k for k in self.rows_in if k[0] == closed.source):
+                if key[1] <= closed.through:
+                    for user, row in self.rows_in.pop(key).items():
+                        self.add_row(user, row)
+        if len(self.through_by) < sources or horizon_ms is None:
+            return 0
+        through = min(self.through_by.values())
+        if through <= self.owner_through:
+            return 0
+        self.owner_through = through
+        return self._retire((cst_month_end(through) - horizon_ms) // DAY_MS)
+
+    def _retire(self, cut: int) -> int:
+        """Retire the buyers whose last day is before the day `cut` into `retired`."""
+        idle = [user for user, row in self.users.items() if row[ORDER_LAST_DAY] < cut]
+        for user in idle:
+            row = self.users.pop(user)
+            for claim, sums in enumerate(self.retired):
+                h, n = row[2 * claim], row[2 * claim + 1]
+                if n:
+                    sums[0] += 1
+                    sums[1] += h * h
+                    sums[2] += h * n
+                    sums[3] += n * n
+        self.retired_users += len(idle)
+        return len(idle)
+
+
+class OrderUsers(NamedTuple):
+    """A source partition's row of one buyer's folded order cases of one CST month
+    (`OrderFold.take`), final there: [hits, cases] of each of `ORDER_CLAIMS`, then the latest
+    day of a case's order (`ORDER_LAST_DAY`)."""
+
+    source: int
+    month: str
+    user: str
+    row: tuple[int, ...]
+
+
+class OrderUsersClosed(NamedTuple):
+    """A source partition's announcement that its buyers' rows of every month up to
+    `through` are sent (`OrderUsers`) and that no order stamped in them can fold there any
+    more; each supersedes the source's earlier ones."""
+
+    source: int
+    through: str
 
 
 class RefundSource(Protocol):
@@ -1513,6 +1658,8 @@ class Ledger:
         #: The horizon the order fold last ran at (None: never): every order paid more than
         #: the refund horizon before it is folded, but those whose cluster was not whole.
         self.order_fold_ts: int | None = None
+        # The fold horizon at the last `take_order_users` (None: none taken).
+        self._order_take_ts: int | None = None
         #: Claims by period (`agents.core.periods`): called before sessions are summarized,
         #: it freezes the closed periods' figures and returns the earliest start of a session
         #: whose raw facts a period still needs (None: none); such sessions wait. Called
@@ -1636,6 +1783,13 @@ class Ledger:
             self._order_fold_day = None
         if "order_fold_ts" not in state:
             self.order_fold_ts = None
+        if "_order_take_ts" not in state:  # version 13 or older: every buyer's row kept here
+            self._order_take_ts = None
+            fold = self.order_fold
+            if fold.users:  # six ints each, this partition's part: sent on as month ""
+                day = _day_of(self.order_fold_ts or 0)
+                fold.months[""] = {user: [*row, day] for user, row in fold.users.items()}
+                fold.users = {}
         if "borrowed_refunds" not in state:  # version 9 or older
             self.borrowed_refunds = {}
         self.period_gate = None
@@ -2008,6 +2162,8 @@ class Ledger:
                         self._fold_closed_sessions()
                         if self.fold_sessions and self.refund_horizon_ms is not None:
                             self._fold_orders()
+                            if self.fold_months:
+                                self._own_order_users()
                         if topic == _INTERACTIONS:
                             self._fold_questions()
                         if self.retire_summaries:
@@ -2123,6 +2279,8 @@ class Ledger:
             self._fold_closed_sessions()
             if self.fold_sessions and self.refund_horizon_ms is not None:
                 self._fold_orders()
+                if self.fold_months:
+                    self._own_order_users()
             if self.retire_summaries:
                 self._retire_summaries()
             now = done()
@@ -2264,6 +2422,42 @@ class Ledger:
             self.orders.sort(key=lambda order: order.seq)
         self._drop_unpaid_refunds(horizon, horizon_ms)
 
+    def take_order_users(self, source: int) -> list[OrderUsers | OrderUsersClosed]:
+        """As partition `source` of a worker: the order fold's buyer rows of every CST month
+        final here, dropped here, then an announcement of the last such month
+        (`OrderFold.take`); to be sent on, the rows to their buyer's owner and the
+        announcement to every owner, rows first (docs/design.md, "The order fold's buyers at
+        their owner"). A month is final once it ends by the last fold's due time (its
+        horizon less the refund horizon: an order stamped before it can no longer be
+        applied) and by the earliest order still held here (which may fold later). Once a
+        fold's horizon, when it moved."""
+        fold_ts, horizon_ms = self.order_fold_ts, self.refund_horizon_ms
+        if fold_ts is None or horizon_ms is None or fold_ts == self._order_take_ts:
+            return []
+        self._order_take_ts = fold_ts
+        bound = fold_ts - horizon_ms
+        if self.orders:
+            bound = min(bound, min(order.ts for order in self.orders))
+        return self.order_fold.take(source, bound)
+
+    def receive_order_users(self, part: OrderUsers) -> None:
+        """As the owner: hold a source partition's buyer row (`OrderFold.receive`)."""
+        self.order_fold.receive(part)
+
+    def receive_order_users_closed(self, closed: OrderUsersClosed, sources: int) -> int:
+        """As the owner: note a source partition's announcement, and retire the buyers idle for
+        the user horizon once every source has announced (`OrderFold.receive_closed`)."""
+        return self.order_fold.receive_closed(closed, sources, self.user_horizon_ms)
+
+    def _own_order_users(self) -> None:
+        """A ledger fed every partition (`fold_months`: `livepulse analyze`) is its buyers'
+        only source and their owner: its final months' rows go straight to itself."""
+        for message in self.take_order_users(0):
+            if isinstance(message, OrderUsers):
+                self.receive_order_users(message)
+            else:
+                self.receive_order_users_closed(message, 1)
+
     def _fold_clusters(
         self, folding: Mapping[tuple[str, str], list[OrderFact]], horizon: int, horizon_ms: int
     ) -> None:
@@ -2278,18 +2472,14 @@ class Ledger:
         by_cluster: list[dict[tuple[str, str], list[int]]] = [{} for _ in ORDER_CLAIMS]
         by_pair: list[dict[tuple[tuple[str, str], str], list[int]]] = [{} for _ in ORDER_CLAIMS]
 
-        def case(claim: int, key: tuple[str, str], user: str, hit: bool) -> None:
+        def case(claim: int, key: tuple[str, str], user: str, hit: bool, ts: int) -> None:
             for row in (
                 by_cluster[claim].setdefault(key, [0, 0]),
                 by_pair[claim].setdefault((key, user), [0, 0]),
             ):
                 row[0] += hit
                 row[1] += 1
-            totals = fold.users.get(user)
-            if totals is None:
-                totals = fold.users[user] = [0] * (2 * len(ORDER_CLAIMS))
-            totals[2 * claim] += hit
-            totals[2 * claim + 1] += 1
+            fold.case(claim, user, hit, ts)
             fold.hits[claim] += hit
             fold.cases[claim] += 1
 
@@ -2307,11 +2497,11 @@ class Ledger:
             size_refunded = any(refund.reason == "size" for refund in counted)
             for key, order in paid:
                 if order.has_apparel:
-                    case(SIZE_REFUNDS, key, order.user_id, size_refunded)
-                case(BUNDLES, key, order.user_id, order.distinct_skus >= 2)
+                    case(SIZE_REFUNDS, key, order.user_id, size_refunded, order.ts)
+                case(BUNDLES, key, order.user_id, order.distinct_skus >= 2, order.ts)
                 fold.orders += 1
             first_key, first = min(paid, key=lambda pair: order_key(pair[1]))
-            case(RETURNS, first_key, first.user_id, bool(counted))
+            case(RETURNS, first_key, first.user_id, bool(counted), first.ts)
             # The operator's refunds by session: the id's earliest session order's session.
             in_sessions = [
                 order

@@ -167,8 +167,14 @@ MAGIC: Final[bytes] = b"LPst"
 #:     far not routed (`period_dwell_after` = its `period_rows_sent_through`: their rows stay
 #:     in its parts) and no source's announced (an owner folds no dwell rows until every
 #:     source announces again); a version 11 or older state routes every month.
-VERSION: Final[int] = 13
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
+#: 14 (session 16): the order fold's buyer rows (`OrderFold`) are kept by CST month as a
+#:     source (`months`) and sent to their buyer's owner partition once final there, summed
+#:     at the owner (`rows_in`, `users`, each row with its last day after the six counts) and
+#:     retired past the user horizon into per-claim `ClusterSums` (`retired`). A version 8-13
+#:     state loads with its buyers' rows (this partition's parts, six ints) as the month ""
+#:     of `months`, their last day the state's last fold, sent on at its next take.
+VERSION: Final[int] = 14
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -39,6 +39,8 @@ from agents.core.ledger import (
     GroupFloor,
     MonthClosed,
     MonthRow,
+    OrderUsers,
+    OrderUsersClosed,
     two_earliest,
 )
 from agents.core.period_rows import (
@@ -83,20 +85,31 @@ ROWS_PER_RECORD: Final[int] = 2000
 STOP_READ_S: Final[float] = 10.0
 
 
-#: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows and
-#: `group_repurchase_30d`'s first orders (each to its user's owner), and their announcements
-#: (to every partition), and the partitions' group lookup floors (to every partition).
+#: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows,
+#: `group_repurchase_30d`'s first orders and the order fold's buyer rows (each to its user's
+#: owner), and their announcements (to every partition), and the partitions' group lookup
+#: floors (to every partition).
 Message = (
-    MonthRow | MonthClosed | FirstOrder | FirstsClosed | PeriodRows | PeriodsClosed | GroupFloor
+    MonthRow
+    | MonthClosed
+    | FirstOrder
+    | FirstsClosed
+    | OrderUsers
+    | OrderUsersClosed
+    | PeriodRows
+    | PeriodsClosed
+    | GroupFloor
 )
 #: The messages that go to their user's owner partition.
-Row = MonthRow | FirstOrder | PeriodRows
+Row = MonthRow | FirstOrder | OrderUsers | PeriodRows
 
 
 def encode(message: Message) -> bytes:
     """A row or an announcement as a compact JSON array (`decode` reads it back)."""
-    if isinstance(message, MonthRow | FirstOrder):
+    if isinstance(message, MonthRow | FirstOrder | OrderUsers):
         return encode_rows([message])
+    if isinstance(message, OrderUsersClosed):
+        return json.dumps(["order-users-closed", message.source, message.through]).encode()
     if isinstance(message, FirstsClosed):
         return json.dumps(["firsts-closed", message.source, message.cutoff_ts]).encode()
     if isinstance(message, PeriodRows):
@@ -116,7 +129,11 @@ def encode(message: Message) -> bytes:
 
 
 def encode_rows(rows: Sequence[Row]) -> bytes:
-    """Rows (for one owner partition, all of one kind) as one compact JSON array."""
+    """Rows (for one owner partition, all of one kind) as one compact JSON array (a buyer
+    row of the order fold flat: source, month, user, then its seven ints)."""
+    if rows and isinstance(rows[0], OrderUsers):
+        flat = [[r.source, r.month, r.user, *r.row] for r in rows if isinstance(r, OrderUsers)]
+        return json.dumps(["order-users", flat], separators=(",", ":")).encode()
     kind = "firsts" if rows and isinstance(rows[0], FirstOrder) else "rows"
     return json.dumps([kind, [list(row) for row in rows]], separators=(",", ":")).encode()
 
@@ -145,6 +162,13 @@ def decode(value: bytes | None) -> list[Message]:
                 )
                 for source, merchant, user, first, later in data[1]
             ]
+        if data[0] == "order-users":
+            return [
+                OrderUsers(int(item[0]), str(item[1]), str(item[2]), tuple(map(int, item[3:])))
+                for item in data[1]
+            ]
+        if data[0] == "order-users-closed":
+            return [OrderUsersClosed(int(data[1]), str(data[2]))]
         if data[0] == "periods":
             return [
                 PeriodRows(int(source), str(kind), str(key), str(claim), dict(rows))
@@ -285,6 +309,8 @@ class MonthRowSender:
         self._last: asyncio.Future[None] | None = None
         self.sent_rows = 0
         self.sent_first_orders = 0
+        #: The order fold's buyer rows sent (one a buyer and month).
+        self.sent_order_users = 0
         #: Frozen periods' per-user rows sent (one a user, period and claim).
         self.sent_period_rows = 0
         self.sent_announcements = 0
@@ -298,6 +324,7 @@ class MonthRowSender:
     def submit(self, messages: Sequence[Message]) -> None:
         by_owner: dict[int, list[MonthRow]] = {}
         firsts_by_owner: dict[int, list[FirstOrder]] = {}
+        buyers_by_owner: dict[int, list[OrderUsers]] = {}
         periods_by_owner: dict[int, list[PeriodRows]] = {}
         announcements: list[DeadLetter] = []
         for message in messages:
@@ -309,6 +336,9 @@ class MonthRowSender:
             elif isinstance(message, FirstOrder):
                 owner = owner_of(message.user, self.partitions)
                 firsts_by_owner.setdefault(owner, []).append(message)
+            elif isinstance(message, OrderUsers):
+                owner = _owner_cached(message.user, self.partitions)
+                buyers_by_owner.setdefault(owner, []).append(message)
             else:
                 value = encode(message)
                 for partition in range(self.partitions):
@@ -316,6 +346,7 @@ class MonthRowSender:
         owned_rows: list[tuple[int, Sequence[Row]]] = [
             *sorted(by_owner.items()),
             *sorted(firsts_by_owner.items()),
+            *sorted(buyers_by_owner.items()),
         ]
         rows = [
             DeadLetter(None, encode_rows(owned[at : at + ROWS_PER_RECORD]), [("p", b"%d" % p)])
@@ -330,16 +361,17 @@ class MonthRowSender:
         count = sum(len(owned) for owned in by_owner.values())
         firsts = sum(len(owned) for owned in firsts_by_owner.values())
         periods = sum(len(m.rows) for owned in periods_by_owner.values() for m in owned)
+        buyers = sum(len(owned) for owned in buyers_by_owner.values())
         previous = self._last
         self._last = asyncio.ensure_future(
-            self._publish(previous, rows, (count, firsts, periods), announcements)
+            self._publish(previous, rows, (count, firsts, periods, buyers), announcements)
         )
 
     async def _publish(
         self,
         previous: asyncio.Future[None] | None,
         rows: list[DeadLetter],
-        counts: tuple[int, int, int],
+        counts: tuple[int, int, int, int],
         announcements: list[DeadLetter],
     ) -> None:
         if previous is not None:
@@ -349,6 +381,7 @@ class MonthRowSender:
             self.sent_rows += counts[0]
             self.sent_first_orders += counts[1]
             self.sent_period_rows += counts[2]
+            self.sent_order_users += counts[3]
         if announcements:
             await self._rows.publish(announcements)
             self.sent_announcements += len(announcements)
@@ -402,6 +435,10 @@ class MonthRowExchange:
                     part.ledger.receive_first_order(message)
                 elif isinstance(message, FirstsClosed):
                     part.ledger.receive_firsts_closed(message, sources)
+                elif isinstance(message, OrderUsers):
+                    part.ledger.receive_order_users(message)
+                elif isinstance(message, OrderUsersClosed):
+                    part.ledger.receive_order_users_closed(message, sources)
                 elif isinstance(message, PeriodRows):
                     receive_period_rows(part.ledger, message, sources)
                 elif isinstance(message, PeriodsClosed):
@@ -464,6 +501,7 @@ class MonthRowExchange:
             messages: list[Message] = [
                 *part.ledger.take_closed_month_rows(partition),
                 *part.ledger.take_first_orders(partition),
+                *part.ledger.take_order_users(partition),
                 *take_period_rows(part.ledger, partition, self.sender.partitions),
             ]
             if messages:
@@ -471,7 +509,7 @@ class MonthRowExchange:
                 self.state.version += 1  # a view built before the take holds them as rows
                 self.sender.submit(messages)
                 for message in messages:
-                    if isinstance(message, MonthRow | FirstOrder):
+                    if isinstance(message, MonthRow | FirstOrder | OrderUsers):
                         owner = owner_of(message.user, self.sender.partitions)
                         if owner in partitions:
                             self._in_flight.append((owner, message))
@@ -513,6 +551,15 @@ class MonthRowExchange:
                     continue
                 kept.append((owner, row))
                 continue
+            if isinstance(row, OrderUsers):  # held by the owner, or its month summed there
+                fold = ledger.order_fold
+                through = fold.through_by.get(row.source)
+                if (through is not None and row.month <= through) or row.user in fold.rows_in.get(
+                    (row.source, row.month), {}
+                ):
+                    continue
+                kept.append((owner, row))
+                continue
             if isinstance(row, FirstOrder):  # held by the owner, or its pair decided there
                 pair = (row.merchant, row.user)
                 held = ledger.first_orders_in.get(pair)
@@ -538,6 +585,20 @@ class MonthRowExchange:
             "received": self.received,
             "sent_rows": self.sender.sent_rows,
             "sent_first_orders": self.sender.sent_first_orders,
+            # The order fold's buyer rows in the partitions here: held as a source (not sent
+            # yet), held as the owner (received, summed), retired as the owner; and sent.
+            "order_users": {
+                "sent": self.sender.sent_order_users,
+                "held": sum(
+                    len(users) for ledger in ledgers for users in ledger.order_fold.months.values()
+                ),
+                "at_owner": sum(
+                    len(ledger.order_fold.users)
+                    + sum(len(u) for u in ledger.order_fold.rows_in.values())
+                    for ledger in ledgers
+                ),
+                "retired": sum(ledger.order_fold.retired_users for ledger in ledgers),
+            },
             # Frozen periods' per-user rows (agents/core/period_rows.py): sent from the
             # partitions here, held and folded at them as owners.
             "period_rows": {

@@ -3,6 +3,7 @@ its partition (`PartitionState`), through the core's `ingest`, rejections as dea
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ from agents.core.ledger import (
     TOPICS,
     FirstOrder,
     MembershipSource,
+    OrderUsers,
     RefundSource,
     two_earliest,
 )
@@ -239,11 +241,16 @@ class LiveState:
                     for key, users in ledger.month_rows_in.items()
                 }
                 ledger.first_orders_in = dict(ledger.first_orders_in)
+                ledger.order_fold = copy.copy(ledger.order_fold)
+                ledger.order_fold.users = {u: list(r) for u, r in own.order_fold.users.items()}
             periods = [row for row in in_flight if isinstance(row, PeriodRows)]
             if periods and len(states) > 1:  # (one: its own figures were finished before)
                 add_rows_in_flight(ledger, periods)
             for row in in_flight:
                 if isinstance(row, PeriodRows):
+                    continue
+                if isinstance(row, OrderUsers):  # a buyer's row: summed with the owner's
+                    ledger.order_fold.add_row(row.user, row.row)
                     continue
                 if isinstance(row, FirstOrder):  # a pair's part: `Ledger.first_order_pairs`
                     pair, inbox = (row.merchant, row.user), ledger.first_orders_in

@@ -591,7 +591,7 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
 
     class HeldSender:
         partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
-        sent_period_rows = 0
+        sent_period_rows = sent_order_users = 0
 
         def __init__(self) -> None:
             self.taken: list[MonthRow | MonthClosed] = []
@@ -733,7 +733,7 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
 
     class HeldSender:
         partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
-        sent_period_rows = 0
+        sent_period_rows = sent_order_users = 0
 
         def __init__(self) -> None:
             self.taken: list[MonthRow | MonthClosed] = []

@@ -1,0 +1,201 @@
+"""Issue 17: the order fold's buyer rows (`OrderFold`) at their buyer's owner partition and
+retired past the user horizon (`Ledger.take_order_users`, `receive_order_users`,
+`receive_order_users_closed`): a partition no longer keeps a row for every buyer it has seen,
+and the order claims' intervals stay the truth reference's when no buyer returns after the
+horizon."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import Any
+
+import pytest
+
+from agents.core import Ledger, OperatorBoard, build_report
+from agents.core.ledger import (
+    DAY_MS,
+    ORDER_CLAIMS,
+    OrderFold,
+    OrderUsers,
+    OrderUsersClosed,
+)
+from agents.core.merge import merge_ledgers
+from agents.core.persist import dump_state, load_state
+from schemas import Rejection, decode
+from streams.tools.simulator.generate import generate
+from streams.tools.simulator.scenarios import get_scenario
+from streams.tools.simulator.truth_file import compute_truth
+from tests.agents.core.test_merge import partition_of, split
+from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _refund_table
+from tests.streams.test_membership import topic_and_key
+
+PARTITIONS = 3
+HORIZON_MS = 45 * DAY_MS
+#: A user id stands for a new buyer every this many days (`_renamed`): shorter than the
+#: horizon, so that no buyer comes back after it.
+EPOCH_MS = 30 * DAY_MS
+
+
+def _renamed(line: str) -> str:
+    """The event with its user id made a new one per `EPOCH_MS` block of its `ts` (a line
+    that is no event with both, as the stream's malformed ones, as it is)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(event, dict) or not isinstance(event.get("user_id"), str):
+        return line
+    if not isinstance(event.get("ts"), int):
+        return line
+    event["user_id"] = f"{event['user_id']}.{event['ts'] // EPOCH_MS}"
+    return json.dumps(event, separators=(",", ":"))
+
+
+@functools.cache
+def _stream() -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """150 simulated days of xhs whose buyers never come back after the horizon, routed as the
+    replayer routes them, and the truth reference's claims of those very lines."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=150)
+    lines = [_renamed(line) for line in generate(scenario, 5, 0.3).lines]
+    truth = compute_truth(lines, scenario="xhs", seed=5)
+    out = []
+    for line in lines:
+        raw = line.encode()
+        topic, key = topic_and_key(raw)
+        out.append((topic, key, decode(raw)))
+    return tuple(out), truth
+
+
+def _ledger(**kwargs: Any) -> Ledger:
+    return Ledger(WINDOW, refund_horizon_ms=REFUND_HORIZON, fold_sessions=True, **kwargs)
+
+
+def _apply(ledger: Ledger, events: Any) -> None:
+    for _topic, _key, event in events:
+        if isinstance(event, Rejection):
+            ledger.reject(event.reason)
+        else:
+            ledger.apply(event)
+
+
+def _partitions(stream: tuple[Any, ...], user_horizon_ms: int | None) -> tuple[list[Ledger], int]:
+    """The stream over 3 partitions with the refund table over all of them (as a worker's) and
+    the exchange: after each chunk each partition's taken rows go to their buyer's owner
+    (murmur2 of the user id, as the month-rows topic) and its announcement to every partition,
+    each message twice (a redelivery). The ledgers, and how many rows were sent."""
+    parts = split(stream, PARTITIONS)
+    groups = _ledger()
+    _apply(groups, [item for item in stream if getattr(item[2], "type", "").startswith("group_")])
+    table = _refund_table(parts)
+    ledgers = [_ledger(user_horizon_ms=user_horizon_ms) for _ in parts]
+    for ledger in ledgers:
+        ledger.refunds_from = table
+        ledger.membership_from = groups
+    sent = 0
+    for begin in range(0, max(len(part) for part in parts), 1000):
+        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
+            _apply(ledger, part[begin : begin + 1000])
+            for message in ledger.take_order_users(source) * 2:
+                if isinstance(message, OrderUsers):
+                    sent += 1
+                    owner = ledgers[partition_of(message.user.encode(), PARTITIONS)]
+                    owner.receive_order_users(message)
+                else:
+                    assert isinstance(message, OrderUsersClosed)
+                    for each in ledgers:
+                        each.receive_order_users_closed(message, PARTITIONS)
+    return ledgers, sent
+
+
+def _check_claims(got: dict[str, Any], truth: dict[str, Any], everything: dict[str, Any]) -> None:
+    """The order claims' observed values and counts are the truth reference's; their
+    intervals (which the truth file does not give) the keep-everything ledger's (no window,
+    nothing folded: every order held, clustered at report time)."""
+    for claim in ORDER_CLAIMS:
+        want = truth["claims"][claim]
+        assert got[claim]["observed"] == pytest.approx(want["observed"], rel=1e-9), claim
+        assert got[claim]["detail"] == {k: v for k, v in want.items() if k != "observed"}
+        for key in ("observed", "ci_low", "ci_high", "n"):
+            assert got[claim][key] == pytest.approx(everything[claim][key], rel=1e-9), (claim, key)
+
+
+@pytest.mark.slow
+def test_buyers_rows_go_to_their_owner_and_retire_at_the_horizon_with_the_truths_intervals() -> (
+    None
+):
+    """Over 3 partitions with a 45-day user horizon: every buyer row leaves its source once
+    its month is final there, no partition holds a row of a buyer another owns, the owners
+    retire the buyers idle for the horizon (over 40% of 150 days' buyers), and `size_refund_share`,
+    `bundle_share` and `return_rate` equal the truth reference's (their intervals the
+    keep-everything ledger's), also
+    after a snapshot of each partition; so does one ledger fed everything (`fold_months`, as
+    `livepulse analyze`), its own owner."""
+    stream, truth = _stream()
+    keep = Ledger(None)
+    _apply(keep, stream)
+    everything = build_report(keep)["claims"]
+    assert all(everything[claim]["ci_low"] is not None for claim in ORDER_CLAIMS)
+    ledgers, sent = _partitions(stream, HORIZON_MS)
+    folds = [ledger.order_fold for ledger in ledgers]
+    retired = sum(fold.retired_users for fold in folds)
+    buyers = {
+        event.user_id for _t, _k, event in stream if getattr(event, "type", "") == "order_paid"
+    }
+    at_owners = sum(len(fold.users) for fold in folds)
+    assert sent > 0 and retired > 0.4 * len(buyers), (sent, retired, len(buyers))
+    assert at_owners + sum(len(u) for f in folds for u in f.months.values()) < 0.6 * len(buyers)
+    for number, fold in enumerate(folds):  # as owner: only its own buyers
+        assert all(partition_of(user.encode(), PARTITIONS) == number for user in fold.users)
+        assert fold.sent_through is not None  # every partition announced
+        assert all(month > fold.sent_through for month in fold.months)  # sent once final
+    _check_claims(build_report(merge_ledgers(ledgers))["claims"], truth, everything)
+    restored = [load_state(dump_state(ledger, OperatorBoard()))[0] for ledger in ledgers]
+    _check_claims(build_report(merge_ledgers(restored))["claims"], truth, everything)
+
+    one = _ledger(fold_months=True, user_horizon_ms=HORIZON_MS)
+    _apply(one, stream)
+    assert one.order_fold.retired_users > 0.4 * len(buyers) and not one.order_fold.rows_in
+    _check_claims(build_report(one)["claims"], truth, everything)
+
+
+def test_a_buyer_is_retired_only_once_every_source_is_past_the_horizon() -> None:
+    """A buyer's row of July from source 0 reaches the owner; source 1 has announced nothing:
+    nothing retires. Once both have announced through October (the buyer's last day is more
+    than 45 days before November), the row retires into the claims' `ClusterSums` (its
+    counts squared whole: one cluster), and a redelivered row of July is ignored; a row of
+    November (the buyer back after the horizon) starts a new one."""
+    fold = OrderFold()
+    july = 1_720_000_000_000  # 2024-07-03
+    row = (1, 2, 0, 3, 1, 1, july // DAY_MS)
+    fold.receive(OrderUsers(0, "2024-07", "u", row))
+    fold.receive(OrderUsers(0, "2024-07", "u", row))  # sent again: overwrites
+    assert fold.receive_closed(OrderUsersClosed(0, "2024-10"), 2, HORIZON_MS) == 0
+    assert fold.users == {"u": list(row)} and not fold.rows_in
+    assert fold.receive_closed(OrderUsersClosed(1, "2024-07"), 2, HORIZON_MS) == 0  # Aug open
+    assert fold.receive_closed(OrderUsersClosed(1, "2024-10"), 2, HORIZON_MS) == 1
+    assert not fold.users and fold.retired == [[1, 1, 2, 4], [1, 0, 0, 9], [1, 1, 1, 1]]
+    fold.receive(OrderUsers(0, "2024-07", "u", row))  # redelivered after the announcement
+    assert not fold.rows_in and not fold.users
+    fold.receive(OrderUsers(1, "2024-11", "u", row))
+    assert fold.rows_in == {(1, "2024-11"): {"u": list(row)}}
+
+
+def test_a_version_13_state_sends_its_buyers_rows_at_its_next_take() -> None:
+    """A state written before the routing (six ints a buyer in `OrderFold.users`) loads with
+    them as the month "" of its rows as a source, taken at its next fold, with the last
+    fold's day."""
+    ledger = _ledger()
+    ledger.order_fold.users = {"u": [1, 2, 0, 3, 1, 1]}
+    ledger.order_fold_ts = 1_720_000_000_000
+    state = ledger.__getstate__()
+    del state["_order_take_ts"]
+    restored = object.__new__(Ledger)
+    restored.__setstate__(state)
+    fold = restored.order_fold
+    assert not fold.users and fold.months == {"": {"u": [1, 2, 0, 3, 1, 1, 19_907]}}
+    restored.order_fold_ts += DAY_MS
+    taken = restored.take_order_users(2)
+    assert taken[0] == OrderUsers(2, "", "u", (1, 2, 0, 3, 1, 1, 19_907)) and not fold.months
+    assert isinstance(taken[-1], OrderUsersClosed)
