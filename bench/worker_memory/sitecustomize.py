@@ -16,8 +16,9 @@ forks a child which, at nice 19, on its copy of the heap (the worker is held onl
   each counted once: first those reachable from each root class in ROOTS (the state's, the
   Kafka clients'), then the rest; in total, by root and by type (the top types), and split at
   pymalloc's 512-byte limit;
-- with `PYTHONTRACEMALLOC` set, a tracemalloc snapshot dumped beside FILE
-  (`FILE.tm-<seconds>`), to compare two with `Snapshot.compare_to`.
+- with MEM_HOOK_TRACE=1 (tracemalloc started in the worker a second after it starts; in a
+  run of its own: it slows the worker), the traced MB and the 60 source lines whose live
+  blocks hold the most (`traced_top`: line, MB, blocks).
 
     MEM_HOOK_OUT=/tmp/mem.jsonl PYTHONPATH=bench/worker_memory:. python -m bench.soak --worker ...
 
@@ -242,10 +243,14 @@ def _child(out, t, parent, walk):
     import tracemalloc
 
     if tracemalloc.is_tracing():
-        traced, peak = tracemalloc.get_traced_memory()
+        traced, _peak = tracemalloc.get_traced_memory()
         rec["traced_mb"] = traced / 1e6
-        tracemalloc.take_snapshot().dump(f"{out}.tm-{round(t)}")
-        tracemalloc.stop()  # the walk below is not to be traced
+        snapshot = tracemalloc.take_snapshot()
+        tracemalloc.stop()  # what follows is not to be traced
+        rec["traced_top"] = [
+            [str(stat.traceback[0]), round(stat.size / 1e6, 3), stat.count]
+            for stat in snapshot.statistics("lineno")[:60]
+        ]
     if walk:
         rec.update(_objects())
     with open(out, "a") as f:
@@ -264,6 +269,8 @@ def _run():
     import tracemalloc  # noqa: F401
 
     _libc()
+    if os.environ.get("MEM_HOOK_TRACE"):
+        tracemalloc.start()  # the worker only (PYTHONTRACEMALLOC would trace the soak too)
     out = os.environ["MEM_HOOK_OUT"]
     began = time.time()
     walked = -1e9
