@@ -59,12 +59,13 @@ class GcPacer:
 
     Memory: after a paced collection, at most every `trim_every_s` seconds, the memory glibc
     holds free is given back to the system (`release_free_memory`). Why: the worker's RSS
-    follows the high-water mark of what it allocates for a moment (a batch's records, a
-    month's rows in flight, a burst of session summaries), not what it keeps. glibc keeps what
-    such a peak freed: in the 300-day soak 40-57 MB free in its arenas at the end (a thread
-    arena 12-18 MB of its 18.6 MB free, the main heap's top 10-20 MB, which glibc's own trim
-    leaves once large blocks have raised its thresholds), ~30 MB of the worker's RSS growth
-    after the last horizon (bench/RESULTS.md, "Session 16 (issue 17)"). 0: never.
+    follows the high-water mark of what it holds for a moment (the fetched record sets not
+    consumed yet, a fetch's records decoded at once, a month's rows in flight), not what it
+    keeps, and glibc keeps what such a peak freed: 44-59 MB free in its arenas at the end of
+    the 300-day soak, 14-41 MB of it whole pages a trim gives back (the main heap's top, which
+    glibc's own trim leaves once large blocks have raised its threshold; a thread arena mostly
+    free). With the trim the RSS falls after a peak, which it never did without; the peaks
+    still set it (bench/RESULTS.md, "Session 16 (issue 17)"). 0: never.
     """
 
     every_records: int = 50_000
