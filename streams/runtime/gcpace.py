@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import time
 from collections import deque
@@ -13,6 +14,29 @@ from dataclasses import dataclass, field
 #: the ledger keeps survives its young collections, so fewer, larger ones cost less per object
 #: (bench/NOTES.md, "Garbage collection"); gen1/gen2 stay at CPython's defaults.
 THRESHOLDS: tuple[int, int, int] = (10_000, 10, 10)
+
+
+def _malloc_trim() -> ctypes._NamedFuncPointer | None:
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS, Windows)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols: its C library
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+#: `malloc_trim` if the process has it (looked up once).
+MALLOC_TRIM = _malloc_trim()
+
+
+def release_free_memory() -> bool:
+    """Give the memory glibc's arenas hold free back to the system (`malloc_trim(0)`: the top
+    of every arena's heap and the whole pages inside its free chunks); False where there is no
+    `malloc_trim`. Python objects' memory is not touched: pymalloc's own arenas (objects up to
+    512 bytes) are returned only when empty, whatever glibc does."""
+    if MALLOC_TRIM is None:
+        return False
+    MALLOC_TRIM(0)
+    return True
 
 
 @dataclass
@@ -32,6 +56,16 @@ class GcPacer:
     frozen again. That is geometric, so the full passes' total work stays within
     full_growth / (full_growth - 1) of the final state size (CPython's own rule, 25% growth,
     walks ~5 times it).
+
+    Memory: after a paced collection, at most every `trim_every_s` seconds, the memory glibc
+    holds free is given back to the system (`release_free_memory`). Why: the worker's RSS
+    follows the high-water mark of what it holds for a moment (the fetched record sets not
+    consumed yet, a fetch's records decoded at once, a month's rows in flight), not what it
+    keeps, and glibc keeps what such a peak freed: 44-59 MB free in its arenas at the end of
+    the 300-day soak, 14-41 MB of it whole pages a trim gives back (the main heap's top, which
+    glibc's own trim leaves once large blocks have raised its threshold; a thread arena mostly
+    free). With the trim the RSS falls after a peak, which it never did without; the peaks
+    still set it (bench/RESULTS.md, "Session 16 (issue 17)"). 0: never.
     """
 
     every_records: int = 50_000
@@ -54,6 +88,13 @@ class GcPacer:
     #: Objects frozen unwalked after a state was restored (`restoring`), and how many times.
     restored_objects: int = 0
     restores: int = 0
+    #: Seconds between two trims of glibc's free memory after paced collections (0: none).
+    trim_every_s: float = 0.0
+    #: Trims done, and their CPU time (the thread's: the event loop waits for it).
+    trims: int = 0
+    trim_cpu_s: float = 0.0
+    longest_trim_cpu_s: float = 0.0
+    _trimmed_at: float = field(default=float("-inf"), repr=False)
 
     def install(self) -> GcPacer:
         """Set the thresholds (once; `uninstall` restores the previous ones)."""
@@ -124,6 +165,20 @@ class GcPacer:
             gc.collect()
             gc.freeze()
             self.frozen = self._frozen_at_full = gc.get_freeze_count()
+        if self.trim_every_s and time.monotonic() - self._trimmed_at >= self.trim_every_s:
+            self.trim()
+
+    def trim(self) -> None:
+        """Give glibc's free memory back now (`release_free_memory`), timed for /status."""
+        began = time.thread_time()
+        if not release_free_memory():
+            self.trim_every_s = 0.0  # nothing to call: stop asking
+            return
+        took = time.thread_time() - began
+        self._trimmed_at = time.monotonic()
+        self.trims += 1
+        self.trim_cpu_s += took
+        self.longest_trim_cpu_s = max(self.longest_trim_cpu_s, took)
 
     def status(self) -> dict[str, float]:
         return {
@@ -133,6 +188,9 @@ class GcPacer:
             "start_cpu_ms": round(self.start_cpu_s * 1000, 1),
             "restores": self.restores,
             "restored_objects": self.restored_objects,
+            "malloc_trims": self.trims,
+            "malloc_trim_cpu_ms": round(self.trim_cpu_s * 1000, 1),
+            "longest_malloc_trim_cpu_ms": round(self.longest_trim_cpu_s * 1000, 2),
         }
 
 

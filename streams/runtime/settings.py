@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     # the longest collection in the worker follows what survives between two, 0.36-0.60x of
     # 50,000's in 4 interleaved pairs, 6-7 ms of CPU in the quieter ones (bench/RESULTS.md).
     gc_pace_records: int = Field(default=10_000, ge=0, le=100_000_000)
+    # After a paced collection, at most this often, the memory glibc's arenas hold free is
+    # given back to the system (`malloc_trim(0)`, streams/runtime/gcpace.py): the RSS can then
+    # fall after a peak of what the worker allocated for a moment (bench/RESULTS.md, "Session
+    # 16 (issue 17)"). 0: never; nothing without glibc or the pacing.
+    malloc_trim_s: float = Field(default=10.0, ge=0, le=86_400)
     # A worker that stops heartbeating (killed, a lost host) leaves the group after this long,
     # and its partitions move on (faust's default is 60 s).
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)

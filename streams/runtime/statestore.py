@@ -149,6 +149,16 @@ def _better(candidate: SnapshotHead, current: SnapshotHead | None) -> bool:
     return current is None or _rank(candidate) > _rank(current)
 
 
+#: The local store's RocksDB memtable size (`write_buffer_size`; RocksDB's default is 64 MiB,
+#: two of them). A memtable keeps every version written to it until it is flushed, so with
+#: the default the worker's heap held every snapshot saved since the last flush: 35 MB of 124
+#: snapshots at the end of the 300-day soak, up to 128 MB (bench/RESULTS.md, "Session 16
+#: (issue 17)"), invisible to Python's own accounting. The store only keeps each partition's
+#: last snapshot and is read on a restore, so small memtables cost a flush every few
+#: snapshots and bound that memory to ~2x this.
+LOCAL_STORE_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+
+
 class LocalStore:
     """The worker's RocksDB store (rocksdict, raw bytes only): the last snapshot of each partition.
 
@@ -160,8 +170,10 @@ class LocalStore:
         from rocksdict import Options, Rdict
 
         path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.set_write_buffer_size(LOCAL_STORE_WRITE_BUFFER_BYTES)
         try:
-            self._db = Rdict(str(path), Options(raw_mode=True))
+            self._db = Rdict(str(path), options)
         except Exception as exc:
             raise StateStoreError(
                 f"cannot open the state store {path}: {exc} (each worker needs a data "
@@ -197,6 +209,10 @@ class LocalStore:
         batch.put(f"{partition}/blob".encode(), snapshot.blob)
         batch.put(_head_key(partition), json.dumps(meta).encode())
         self._db.write(batch)
+
+    def memtable_bytes(self) -> int:
+        """The bytes RocksDB's memtables hold now (`rocksdb.cur-size-all-mem-tables`)."""
+        return int(self._db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
 
     def close(self) -> None:
         self._db.close()

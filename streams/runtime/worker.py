@@ -81,7 +81,9 @@ class Worker:
         self.metrics.initialise_series(settings)
         #: Paced garbage collection after each batch (installed by `run`; None: CPython's own).
         self.gc = (
-            GcPacer(every_records=settings.gc_pace_records) if settings.gc_pace_records else None
+            GcPacer(every_records=settings.gc_pace_records, trim_every_s=settings.malloc_trim_s)
+            if settings.gc_pace_records
+            else None
         )
         #: Time in the collector (a callback a collection, installed by `run`), for /status.
         self.gc_clock = GcClock()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from streams.runtime.gcpace import GcClock, GcPacer
+from streams.runtime.gcpace import MALLOC_TRIM, GcClock, GcPacer
 
 
 class _Node:
@@ -174,3 +175,31 @@ def test_the_gc_clock_status_reads_while_another_thread_collects() -> None:
         writer.join()
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(
+    MALLOC_TRIM is None or not os.path.exists("/proc/self/statm"), reason="glibc on Linux only"
+)
+def test_a_paced_collection_gives_glibcs_free_memory_back(pacer: GcPacer) -> None:
+    # 80 MB in blocks over pymalloc's 512 bytes (glibc's), then one more that stays: freed,
+    # the 80 MB are a hole below it, which glibc keeps (it only trims the top of its heap).
+    blocks = [bytes(4_000) for _ in range(20_000)]
+    pin = bytes(4_000)
+    del blocks
+    held = _rss_bytes()
+    pacer.after(1_000)  # trim_every_s = 0: a collection, no trim
+    assert pacer.trims == 0
+    assert _rss_bytes() > held - 20e6
+    pacer.trim_every_s = 3_600.0
+    pacer.after(1_000)
+    assert pacer.trims == 1
+    assert _rss_bytes() < held - 60e6
+    pacer.after(1_000)  # within the hour: no second trim
+    assert pacer.trims == 1
+    assert pacer.status()["malloc_trims"] == 1
+    del pin

@@ -11,6 +11,7 @@ import pytest
 from streams.runtime.settings import Settings
 from streams.runtime.statestore import (
     CHUNK_BYTES,
+    LOCAL_STORE_WRITE_BUFFER_BYTES,
     Changelog,
     LocalStore,
     Snapshot,
@@ -43,6 +44,24 @@ def test_local_store_round_trip_and_lock(tmp_path: Path) -> None:
     reopened = LocalStore(tmp_path / "state")
     again = reopened.load(3)
     assert again is not None and again.blob == blob
+    reopened.close()
+
+
+def test_the_local_stores_memtables_stay_bounded_by_its_write_buffer(tmp_path: Path) -> None:
+    # A RocksDB memtable keeps every version written until it is flushed: with RocksDB's
+    # default 64 MiB buffers, 40 snapshots of 1 MB each stayed in the worker's heap.
+    store = LocalStore(tmp_path / "state")
+    blobs = [_blob(1_000_000, seed) for seed in range(40)]
+    for seq, blob in enumerate(blobs):
+        store.save(Snapshot(new_head(0, seq, blob, {"live.views": seq}), blob, seq))
+    assert store.memtable_bytes() <= 2 * LOCAL_STORE_WRITE_BUFFER_BYTES + 1_100_000
+    assert store.memtable_bytes() < 20_000_000  # the 40 MB written, most of it flushed
+    loaded = store.load(0)
+    assert loaded is not None and loaded.blob == blobs[-1] and loaded.offset == 39
+    store.close()
+    reopened = LocalStore(tmp_path / "state")  # what a restart reads: the last one
+    again = reopened.load(0)
+    assert again is not None and again.blob == blobs[-1]
     reopened.close()
 
 
