@@ -13,7 +13,9 @@ feeds them through `ingest_decoded` into fresh partition states built as a worke
 summaries retired), fold on or off: one ledger holding every record, membership from its own
 group events (as `livepulse analyze`). Passes run on, off, off, on per round (ABBA) and print
 process CPU microseconds per record (`time.process_time`, collector included, a full collection
-before each pass) and the on/off ratio per round, as JSON lines. To compare trees, run this
+before each pass) and the on/off ratio per round, as JSON lines, with the part of each fold-on
+pass spent in the period freeze (`periods.freeze_closed`, timed around each call:
+`on_freeze_us`; session 16). To compare trees, run this
 file as a script with the other checkout first on `PYTHONPATH` (`PYTHONSAFEPATH=1
 PYTHONPATH=<checkout> python <this tree>/bench/fold_cpu.py FILE`), alternating with this tree's
 runs; a checkout without `LiveState.from_settings` (before session 16) takes this file as of
@@ -36,11 +38,29 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.core import periods
 from agents.core.ingest import decode_values, ingest_decoded
 from streams.runtime.settings import Settings
 from streams.runtime.state import LiveState
 
 _FETCH = 500
+#: CPU seconds spent in `periods.freeze_closed` since the pass began (`_time_the_freeze`).
+_FREEZE_S = [0.0]
+
+
+def _time_the_freeze() -> None:
+    """Time every call of the period freeze (`periods.freeze_closed`, called by the period
+    gate through the module) into `_FREEZE_S`: the part of a pass the freeze is (issue 19)."""
+    freeze = periods.freeze_closed
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.process_time()
+        try:
+            return freeze(*args, **kwargs)
+        finally:
+            _FREEZE_S[0] += time.process_time() - began
+
+    periods.freeze_closed = timed
 
 
 def _state(fold: bool) -> LiveState:
@@ -59,6 +79,7 @@ def _pass(events: list[Any], fold: bool) -> float:
     state = _state(fold).new_partition()
     ledger, board = state.ledger, state.board
     gc.collect()
+    _FREEZE_S[0] = 0.0
     began = time.process_time()
     for event in events:
         ingest_decoded(event, ledger, board)
@@ -109,11 +130,14 @@ def main() -> int:
         return 0
     on: list[float] = []
     off: list[float] = []
+    _time_the_freeze()
     for number in range(args.rounds):
         a = _pass(parts, True)
+        freeze_a = _FREEZE_S[0]
         b = _pass(parts, False)
         c = _pass(parts, False)
         d = _pass(parts, True)
+        freeze_d = _FREEZE_S[0]
         on += [a / n * 1e6, d / n * 1e6]
         off += [b / n * 1e6, c / n * 1e6]
         print(
@@ -124,6 +148,8 @@ def main() -> int:
                     "on_us": [round(a / n * 1e6, 3), round(d / n * 1e6, 3)],
                     "off_us": [round(b / n * 1e6, 3), round(c / n * 1e6, 3)],
                     "on_over_off": round((a + d) / (b + c), 4),
+                    "on_freeze_us": [round(freeze_a / n * 1e6, 3), round(freeze_d / n * 1e6, 3)],
+                    "on_freeze_share": round((freeze_a + freeze_d) / (a + d), 4),
                 }
             ),
             flush=True,

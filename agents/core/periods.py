@@ -21,8 +21,9 @@ frozen.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -36,6 +37,7 @@ from agents.core.ledger import (
     TOPICS,
     FrozenFigure,
     Ledger,
+    OrderFact,
     SessionSummary,
     cst_day,
     cst_day_start,
@@ -107,33 +109,63 @@ def _period_end_ms(kind: str, ts_ms: int) -> int:
     return cst_day_start(ts_ms) + DAY_MS if kind == DAY else month_end_ms(ts_ms)
 
 
-def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
+class Span:
+    """The test of whether a `ts` is in a period, `start <= ts < end`, with its bounds kept:
+    `period_ledger` compares them inline over every held fact instead of calling the test
+    for each (issue 19: a day's freeze walks every held order, question and refund)."""
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+
+    def __call__(self, ts: int) -> bool:
+        return self.start <= ts < self.end
+
+    def __repr__(self) -> str:
+        return f"Span({self.start}, {self.end})"
+
+
+#: Past every `ts` (a rolling horizon's period has no end).
+_NO_END: Final[int] = 2**62
+
+
+def period_ledger(ledger: Ledger, in_period: Span) -> Ledger:
     """A ledger holding the facts of one period's sub-stream (module docstring), sharing the
-    input's objects (read it, never feed it): sessions whose start `in_period` says yes to,
-    their orders and questions; orders and questions naming no started session by their own
-    `ts`; the refunds of the kept orders' ids (and a refund of an id never paid by its `ts`);
-    every group event."""
+    input's objects (read it, never feed it): sessions whose start is `in_period`, their
+    orders and questions; orders and questions naming no started session by their own `ts`;
+    the refunds of the kept orders' ids (and a refund of an id never paid by its `ts`); every
+    group event."""
     sub = Ledger(
         ledger.dedupe_window_ms,
         refund_horizon_ms=ledger.refund_horizon_ms,
         fold_sessions=ledger.fold_sessions,
     )
+    start, end = in_period.start, in_period.end
     started = {sid for sid, s in ledger.sessions.items() if s.started_ts is not None}
     sub.sessions = {
         sid: s
         for sid, s in ledger.sessions.items()
-        if s.started_ts is not None and in_period(s.started_ts)
+        if s.started_ts is not None and start <= s.started_ts < end
     }
     kept = sub.sessions
 
-    # What belongs to the period, written out (a day is frozen from every held order, ~10,000
-    # with the fold: issue 17's cost per record): a kept session's, or one naming no started
-    # session (None is no session id) in the period. `kept` is within `started`.
-    sub.orders = [
-        order
-        for order in ledger.orders
-        if order.session_id in kept or (order.session_id not in started and in_period(order.ts))
-    ]
+    # What belongs to the period: a kept session's order, or one naming no started session
+    # (None is no session id) in the period. `kept` is within `started`. With a period gate,
+    # from its index of the held orders (`HeldOrders`: a day's freeze read every held order,
+    # up to 7,000 here, twice to find its ~150; issue 19), else written out.
+    gate = ledger.period_gate
+    held = gate.held_orders(ledger.orders) if isinstance(gate, PeriodGate) else None
+    if held is not None:
+        sub.orders = held.of_period(kept, started, start, end)
+    else:
+        sub.orders = [
+            order
+            for order in ledger.orders
+            if order.session_id in kept
+            or (order.session_id not in started and start <= order.ts < end)
+        ]
     for order in sub.orders:
         sub._note_order(order.merchant_id, order.user_id, order.ts, order.amount_cents)
     kept_ids = {order.order_id for order in sub.orders}
@@ -144,13 +176,17 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
         outside = {
             refund.order_id
             for refund in ledger.refunds
-            if refund.order_id not in kept_ids and in_period(refund.ts)
+            if refund.order_id not in kept_ids and start <= refund.ts < end
         }
-        paid = {order.order_id for order in ledger.orders if order.order_id in outside}
+        if held is not None:
+            paid = outside & held.ids
+        else:
+            paid = {order.order_id for order in ledger.orders if order.order_id in outside}
         sub.refunds = [
             refund
             for refund in ledger.refunds
-            if refund.order_id in kept_ids or (refund.order_id not in paid and in_period(refund.ts))
+            if refund.order_id in kept_ids
+            or (refund.order_id not in paid and start <= refund.ts < end)
         ]
     else:
         # A worker's partition: its orders' refunds are in the refund table (another
@@ -165,7 +201,7 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     sub.questions = {
         question_id: (ts, sid)
         for question_id, (ts, sid) in ledger.questions.items()
-        if (sid in kept if sid is not None and sid in started else in_period(ts))
+        if (sid in kept if sid is not None and sid in started else start <= ts < end)
     }
     sub.first_reply_ts = ledger.first_reply_ts
     # Folded questions are kept per session (no ts): those of a started session follow it.
@@ -176,6 +212,100 @@ def period_ledger(ledger: Ledger, in_period: Callable[[int], bool]) -> Ledger:
     # the input's end stands in (no scan of every group event per period).
     sub.max_ts = ledger.max_ts
     return sub
+
+
+class HeldOrders:
+    """A ledger's held orders (`Ledger.orders`) by session id and by the CST day of their own
+    `ts`, each with its place in the list, and their ids: `period_ledger` takes a period's
+    orders from here (issue 19). Kept by the ledger's `PeriodGate` (not part of the state)
+    and brought up to date at each use by reading only the orders appended since; rebuilt
+    whole when the list is not the one indexed or not that one grown (the order fold writes
+    a new list, a restore another)."""
+
+    __slots__ = ("_last", "_list", "_seen", "by_day", "by_session", "ids", "sessionless")
+
+    def __init__(self) -> None:
+        self._list: list[OrderFact] | None = None
+        #: How many of `_list` are indexed, and the last of them (to tell an emptied and
+        #: refilled list from the one indexed).
+        self._seen = 0
+        self._last: OrderFact | None = None
+        #: Session id -> (place in the list, order), by place.
+        self.by_session: dict[str, list[tuple[int, OrderFact]]] = {}
+        #: CST day number (`(ts + 8 h) // DAY_MS`) -> (place, order), by place.
+        self.by_day: dict[int, list[tuple[int, OrderFact]]] = {}
+        #: (place, order) of the orders naming no session, by place.
+        self.sessionless: list[tuple[int, OrderFact]] = []
+        #: Every held order's id.
+        self.ids: set[str] = set()
+
+    def sync(self, orders: list[OrderFact]) -> HeldOrders:
+        """Index the orders appended to `orders` since the last call (all of them when it is
+        another list, or has fewer orders, or another order where the last indexed was)."""
+        seen = self._seen
+        if (
+            orders is not self._list
+            or len(orders) < seen
+            or (seen and orders[seen - 1] is not self._last)
+        ):
+            self._list, seen = orders, 0
+            self.by_session, self.by_day, self.ids, self.sessionless = {}, {}, set(), []
+        by_session, by_day, sessionless = self.by_session, self.by_day, self.sessionless
+        for place in range(seen, len(orders)):
+            order = orders[place]
+            entry = (place, order)
+            if order.session_id is not None:
+                found = by_session.get(order.session_id)
+                if found is None:
+                    by_session[order.session_id] = [entry]
+                else:
+                    found.append(entry)
+            else:
+                sessionless.append(entry)
+            day = (order.ts + _CST_OFFSET_MS) // DAY_MS
+            found = by_day.get(day)
+            if found is None:
+                by_day[day] = [entry]
+            else:
+                found.append(entry)
+        self.ids.update(order.order_id for order in orders[seen:])
+        self._seen = len(orders)
+        self._last = orders[-1] if orders else None
+        return self
+
+    def of_period(
+        self, kept: Mapping[str, Any], started: set[str], start: int, end: int
+    ) -> list[OrderFact]:
+        """The orders of the sessions `kept` and those naming no session in `started` with
+        `start <= ts < end`, in the list's order (what `period_ledger` wrote out)."""
+        first = (start + _CST_OFFSET_MS) // DAY_MS
+        last = (end - 1 + _CST_OFFSET_MS) // DAY_MS
+        picked = [entry for sid in kept for entry in self.by_session.get(sid, ())]
+        picked += [
+            entry
+            for day, entries in self.by_day.items()
+            if first <= day <= last
+            for entry in entries
+            if entry[1].session_id not in started and start <= entry[1].ts < end
+        ]
+        picked.sort(key=_place)
+        return [order for _place_, order in picked]
+
+    def unstarted_ts(self, started: set[str]) -> list[int]:
+        """The `ts` of the orders naming no session in `started`, in the list's order."""
+        picked = list(self.sessionless)
+        picked += [
+            entry
+            for sid, entries in self.by_session.items()
+            if sid not in started
+            for entry in entries
+        ]
+        picked.sort(key=_place)
+        return [order.ts for _place_, order in picked]
+
+
+def _place(entry: tuple[int, OrderFact]) -> int:
+    return entry[0]
 
 
 def closing_horizon(ledger: Ledger) -> int | None:
@@ -207,15 +337,20 @@ def refund_closing_horizon(ledger: Ledger, fold_ts: int | None = None) -> int | 
 
 def _period_stamps(ledger: Ledger) -> list[int]:
     """The `ts` that place facts in periods: session starts, and orders and questions naming
-    no started session (comprehensions, not a generator: every held order and question at
-    each freeze; issue 19)."""
+    no started session (comprehensions, not a generator: every held question at each
+    freeze; the orders from the period gate's index, `HeldOrders`, when there is one: issue
+    19)."""
     started = {sid for sid, s in ledger.sessions.items() if s.started_ts is not None}
     stamps = [s.started_ts for s in ledger.sessions.values() if s.started_ts is not None]
-    stamps += [
-        order.ts
-        for order in ledger.orders
-        if order.session_id is None or order.session_id not in started
-    ]
+    gate = ledger.period_gate
+    if isinstance(gate, PeriodGate):  # from its index of the held orders (`HeldOrders`)
+        stamps += gate.held_orders(ledger.orders).unstarted_ts(started)
+    else:
+        stamps += [
+            order.ts
+            for order in ledger.orders
+            if order.session_id is None or order.session_id not in started
+        ]
     stamps += [ts for ts, sid in ledger.questions.values() if sid not in started]
     return stamps
 
@@ -338,9 +473,7 @@ DWELL: Final[str] = "group_member_dwell"
 Parts = dict[str, Any]
 
 
-def _parts(
-    ledger: Ledger, in_period: Callable[[int], bool], claim_ids: Iterable[str]
-) -> Parts | None:
+def _parts(ledger: Ledger, in_period: Span, claim_ids: Iterable[str]) -> Parts | None:
     """The period's raw parts of `claim_ids` (`metrics.CLAIM_PARTS`), or None when some
     session of it is summarized (its raw facts gone: a period's parts need them)."""
     sub = period_ledger(ledger, in_period)
@@ -412,20 +545,20 @@ def _untracked(value: Any) -> Any:
     return value
 
 
-def _measure(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure] | None:
+def _measure(ledger: Ledger, in_period: Span) -> dict[str, FrozenFigure] | None:
     """The period's figures from its facts, or None when some session of it is summarized."""
     parts = _parts(ledger, in_period, PERIOD_CLAIMS)
     return None if parts is None else _finish(parts)
 
 
-def _measure_refunds(ledger: Ledger, in_period: Callable[[int], bool]) -> dict[str, FrozenFigure]:
+def _measure_refunds(ledger: Ledger, in_period: Span) -> dict[str, FrozenFigure]:
     """The period's `REFUND_CLAIMS` figures from the held orders and refunds: they read no
     session fact a summary drops (an order keeps its session id, a summarized session its
     start and end), so they are exact while the period's orders are held."""
     return _finish(_refund_parts(ledger, in_period))
 
 
-def _refund_parts(ledger: Ledger, in_period: Callable[[int], bool]) -> Parts:
+def _refund_parts(ledger: Ledger, in_period: Span) -> Parts:
     facts = ClaimFacts(period_ledger(ledger, in_period))
     return {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in REFUND_CLAIMS}
 
@@ -536,25 +669,24 @@ def add_rows_in_flight(merged: Ledger, rows: Sequence[PeriodRows]) -> None:
         merged.frozen_periods[period] = FrozenFigures({**figures, **added})
 
 
-def _in_key(kind: str, key: str) -> Callable[[int], bool]:
+def _in_key(kind: str, key: str) -> Span:
     """The test of whether a `ts` is in the day (`YYYY-MM-DD`) or month (`YYYY-MM`) `key`."""
     if kind == DAY:
         start = cst_month_start(key[:7]) + (int(key[8:10]) - 1) * DAY_MS
         end = start + DAY_MS
     else:
         start, end = cst_month_start(key), cst_month_end(key)
-    return lambda ts: start <= ts < end
+    return Span(start, end)
 
 
 def _key_end_ms(kind: str, key: str) -> int:
     return cst_month_start(key[:7]) + int(key[8:10]) * DAY_MS if kind == DAY else cst_month_end(key)
 
 
-def _in(kind: str, ts_in: int) -> Callable[[int], bool]:
+def _in(kind: str, ts_in: int) -> Span:
     """The test of whether a `ts` is in the day or month of `ts_in` (its CST bounds)."""
     start = cst_day_start(ts_in) if kind == DAY else month_start_ms(ts_in)
-    end = _period_end_ms(kind, ts_in)
-    return lambda ts: start <= ts < end
+    return Span(start, _period_end_ms(kind, ts_in))
 
 
 def freeze_closed(
@@ -649,14 +781,25 @@ def _month_of_days(ledger: Ledger, month: str, found: dict[str, dict[str, int]])
 def _found(ledger: Ledger) -> dict[str, dict[str, int]]:
     """Per kind, the periods with facts held, each with a `ts` in it (one scan of the stamps;
     a day's name formatted once per day)."""
-    days: dict[int, int] = {}
-    for ts in _period_stamps(ledger):
-        days.setdefault(cst_day_start(ts), ts)
+    stamps = _period_stamps(ledger)
+    # Each stamp's CST day number in one comprehension, not a call a stamp (issue 19: every
+    # held order and question at each freeze); the days in the order of their first stamp,
+    # each with that first stamp (of the reversed pairs, the first one's `ts` is left).
+    numbers = [(ts + _CST_OFFSET_MS) // DAY_MS for ts in stamps]
+    first = dict(zip(reversed(numbers), reversed(stamps), strict=True))
     out: dict[str, dict[str, int]] = {DAY: {}, MONTH: {}}
-    for start, ts in days.items():
-        out[DAY].setdefault(period_key(DAY, start), ts)
-        out[MONTH].setdefault(period_key(MONTH, start), ts)
+    for number in dict.fromkeys(numbers):
+        ts = first[number]
+        out[DAY].setdefault(_day_name(number), ts)
+        out[MONTH].setdefault(cst_month(ts), ts)
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_name(number: int) -> str:
+    """`cst_day` of the CST day number `number`, formatted once a day, not at each freeze
+    (`_found`: every held day's name at each, ~60 here)."""
+    return cst_day(number * DAY_MS - _CST_OFFSET_MS)
 
 
 def held_from(ledger: Ledger, settings: PeriodSettings, closed_to: int | None) -> int | None:
@@ -679,6 +822,11 @@ class PeriodGate:
         self.settings = settings
         #: The CST days of the closing and refund closing horizons at the last freeze.
         self._frozen_at: tuple[int | None, int | None] | None = None
+        self._held = HeldOrders()
+
+    def held_orders(self, orders: list[OrderFact]) -> HeldOrders:
+        """The index of the ledger's held orders `orders` (`HeldOrders`), up to date."""
+        return self._held.sync(orders)
 
     def _freeze_due(self, ledger: Ledger) -> None:
         # The summaries' call and the order fold's each came once a day of their horizons,
@@ -816,8 +964,8 @@ def claim_periods(ledger: Ledger, settings: PeriodSettings) -> dict[str, Any]:
     newest = ledger.max_ts
     rolling_from = None if newest is None else newest - settings.horizon_days * DAY_MS
     if rolling_from is not None:
-        start = rolling_from
-        figures = _measure(ledger, lambda ts: ts > start)
+        # After `rolling_from` (every `ts` is an int), with no end.
+        figures = _measure(ledger, Span(rolling_from + 1, _NO_END))
         for claim_id in claim_ids:
             figure = None if figures is None else figures.get(claim_id)
             by_claim[claim_id][ROLLING] = _entry(figure)

@@ -675,3 +675,67 @@ def test_finishing_frozen_figures_within_a_budget_goes_newest_first_and_catches_
     assert {k: dict(f) for k, f in ledger.frozen_periods.items()} == {
         k: dict(f) for k, f in fresh.frozen_periods.items()
     }
+
+
+def test_a_period_s_orders_from_the_gate_s_index_equal_those_written_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The period gate's index of the held orders (`HeldOrders`, issue 19) gives every
+    period's sub-ledger the orders, refunds and stamps a scan of every held order gives,
+    object for object and in the same order, at each freeze of xhs with a 10-day refund
+    horizon (orders fold: the index is rebuilt from the fold's new list) and at the report."""
+    original = periods_module.period_ledger
+    stamps = periods_module._period_stamps
+    seen = {"calls": 0, "lists": set()}
+
+    def written_out(ledger: Ledger, call: Any, *args: Any) -> Any:
+        gate, ledger.period_gate = ledger.period_gate, None
+        try:
+            return call(ledger, *args)
+        finally:
+            ledger.period_gate = gate
+
+    def both(ledger: Ledger, span: periods_module.Span) -> Ledger:
+        assert isinstance(ledger.period_gate, PeriodGate)
+        sub = original(ledger, span)
+        plain = written_out(ledger, original, span)
+        assert [id(o) for o in sub.orders] == [id(o) for o in plain.orders]
+        assert [id(r) for r in sub.refunds] == [id(r) for r in plain.refunds]
+        assert sub.questions == plain.questions and sub.sessions == plain.sessions
+        assert stamps(ledger) == written_out(ledger, stamps)
+        seen["calls"] += 1
+        seen["lists"].add(id(ledger.orders))
+        return sub
+
+    monkeypatch.setattr(periods_module, "period_ledger", both)
+    settings = PeriodSettings()
+    ledger = attach(Ledger(WEEK_MS, refund_horizon_ms=10 * DAY_MS, fold_sessions=True), settings)
+    fed("xhs", ledger)
+    assert ledger.order_fold.cases[0] + ledger.order_fold.cases[2] > 0  # orders folded
+    claim_periods(ledger, settings)  # the report's periods: the rolling horizon's too
+    assert seen["calls"] > 40 and len(seen["lists"]) > 1
+
+
+def test_the_held_orders_index_follows_appends_and_a_list_emptied_and_refilled() -> None:
+    """`HeldOrders.sync` reads only what was appended since, and rebuilds when the list it
+    indexed was emptied and refilled in place (as long as before, or longer)."""
+    ledger = fed("xhs", Ledger())
+    orders = list(ledger.orders[:300])
+    index = periods_module.HeldOrders()
+
+    def by_day(held: periods_module.HeldOrders) -> dict[int, list[int]]:
+        return {day: [id(o) for _p, o in entries] for day, entries in held.by_day.items()}
+
+    index.sync(orders[:100])
+    grown = orders[:100]
+    index.sync(grown)
+    grown += orders[100:200]
+    index.sync(grown)
+    whole = periods_module.HeldOrders().sync(grown)
+    assert by_day(index) == by_day(whole) and index.ids == whole.ids
+    assert index.sessionless == whole.sessionless
+    grown[:] = orders[50:300]  # emptied and refilled: longer than before, other orders
+    index.sync(grown)
+    again = periods_module.HeldOrders().sync(grown)
+    assert by_day(index) == by_day(again) and index.ids == again.ids
+    assert {o.order_id for o in orders[:50]} - index.ids
