@@ -18,15 +18,12 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
-from streams.tools.worker_process import WorkerProcess, free_port
+from streams.tools.worker_process import WorkerProcess, isolated_settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -41,17 +38,10 @@ def idle_share(
     bootstrap: str, idle_wait_ms: int | None, settle_s: float, measure_s: float
 ) -> float:
     """One idle worker's CPU share of a core over `measure_s` (None: the default setting)."""
-    run = f"idlefetch-{uuid.uuid4().hex[:10]}"
-    fields: dict[str, Any] = {
-        "bootstrap": bootstrap,
-        "app_id": run,
-        "topic_prefix": f"{run}.",
-        "web_port": free_port(),
-        "data_dir": Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
-    }
+    fields: dict[str, Any] = {}
     if idle_wait_ms is not None:
         fields["batch_fetch_idle_wait_ms"] = idle_wait_ms
-    settings = Settings(**fields)
+    settings = isolated_settings(bootstrap, "idlefetch", **fields)
     asyncio.run(create_topics(settings, all_topics(settings)))
     log = Path(settings.data_dir) / "worker.log"
     worker = WorkerProcess(settings, log)

@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +47,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now."""
     (port,) = free_ports(1, host)
     return port
+
+
+def isolated_settings(bootstrap: str, prefix: str, **update: Any) -> Settings:
+    """Settings of a run nobody else uses: its own app id and topic prefix (`prefix` and a
+    random suffix), a free web port and a state store in a temporary directory of its own
+    (apart from the repository's data/), with `update` on top."""
+    run = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    fields: dict[str, Any] = {
+        "bootstrap": bootstrap,
+        "app_id": run,
+        "topic_prefix": f"{run}.",
+        "web_port": free_port(),
+        "data_dir": Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
+        **update,
+    }
+    return Settings(**fields)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.drain import DrainResult, fetch_json, wait_drained
 from streams.tools.replayer import ReplaySummary, read_lines, replay
 from streams.tools.simulator.operator_truth import operator_truth
-from streams.tools.worker_process import WorkerProcess, free_port
+from streams.tools.worker_process import WorkerProcess, isolated_settings
 from tests.support.truth import operator_mismatches, report_mismatches, summarized
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
@@ -30,18 +28,9 @@ NO_LATENESS_GRACE_S = 10 * 365 * 86_400
 
 
 def run_settings(bootstrap: str, prefix: str = "faults", **update: Any) -> Settings:
-    """Settings of a run nobody else uses: its own app id, topic prefix and web port."""
-    run = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    fields: dict[str, Any] = {
-        "bootstrap": bootstrap,
-        "app_id": run,
-        "topic_prefix": f"{run}.",
-        "web_port": free_port(),
-        # Each run's state store apart from the repository's data/ (removed with the temp dir).
-        "data_dir": Path(tempfile.mkdtemp(prefix=f"livepulse-{run}-")),
-        **update,
-    }
-    return Settings(**fields)
+    """Settings of a run nobody else uses: its own app id, topic prefix and web port
+    (`isolated_settings`)."""
+    return isolated_settings(bootstrap, prefix, **update)
 
 
 def fold_settings(bootstrap: str, prefix: str, partitions: int, **more: Any) -> Settings:
