@@ -1,7 +1,7 @@
 """The month-rows exchange between a worker's partition ledgers, in process (no broker): a
-stream routed as the replayer routes it, each message read as `MonthRowExchange` reads it, and
-partitions fed in chunks with their taken messages sent to their owner or to every partition
-after each chunk."""
+stream routed as the replayer routes it, and partitions fed in chunks with their taken
+messages sent after each chunk to their user's owner (`monthrows.owner_of`) or to every
+partition, each read as the worker reads it (`monthrows.deliver`)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agents.core import Ledger
-from agents.core.ledger import (
-    FirstOrder,
-    FirstsClosed,
-    GroupFloor,
-    MonthClosed,
-    MonthRow,
-    OrderUsers,
-    OrderUsersClosed,
-)
 from schemas import Rejection, decode
-from tests.agents.core.test_merge import partition_of
+from streams.runtime.monthrows import Message, Row, deliver, owner_of
 from tests.streams.test_membership import topic_and_key
-
-#: A message of the month-rows topic that these tests exchange.
-Message = (
-    MonthRow | MonthClosed | FirstOrder | FirstsClosed | OrderUsers | OrderUsersClosed | GroupFloor
-)
-#: The messages read by their user's owner partition alone (the others go to every partition).
-OWNED = (MonthRow, FirstOrder, OrderUsers)
 
 
 def routed(lines: Iterable[str]) -> tuple[tuple[Any, ...], ...]:
@@ -49,31 +33,6 @@ def apply(ledger: Ledger, events: Iterable[tuple[Any, ...]]) -> None:
             ledger.apply(event)
 
 
-def owner_of(message: MonthRow | FirstOrder | OrderUsers, partitions: int) -> int:
-    """The partition that reads a message of one user: murmur2 of the user id (the month-rows
-    topic keyed by user)."""
-    return partition_of(message.user.encode(), partitions)
-
-
-def deliver(ledger: Ledger, message: Message, partitions: int) -> None:
-    """One message of the month-rows topic, read by `ledger`'s partition (`MonthRowExchange`)."""
-    if isinstance(message, MonthRow):
-        ledger.receive_month_row(message)
-    elif isinstance(message, MonthClosed):
-        ledger.receive_month_closed(message, partitions)
-    elif isinstance(message, FirstOrder):
-        ledger.receive_first_order(message)
-    elif isinstance(message, FirstsClosed):
-        ledger.receive_firsts_closed(message, partitions)
-    elif isinstance(message, OrderUsers):
-        ledger.receive_order_users(message)
-    elif isinstance(message, OrderUsersClosed):
-        ledger.receive_order_users_closed(message, partitions)
-    else:
-        assert isinstance(message, GroupFloor), message
-        ledger.receive_group_floor(message, partitions)
-
-
 def exchanged(
     ledgers: Sequence[Ledger],
     parts: Sequence[Sequence[tuple[Any, ...]]],
@@ -92,9 +51,10 @@ def exchanged(
             if take is None:
                 continue
             for message in list(take(ledger, source)) * copies:
-                if isinstance(message, OWNED):
+                if isinstance(message, Row):
                     sent += 1
-                    deliver(ledgers[owner_of(message, len(ledgers))], message, len(ledgers))
+                    owner = owner_of(message.user, len(ledgers))
+                    deliver(ledgers[owner], message, len(ledgers))
                 else:
                     for each in ledgers:
                         deliver(each, message, len(ledgers))

@@ -33,12 +33,13 @@ from agents.core.persist import dump_state, load_state
 from schemas import TOPIC_BY_TYPE, Rejection
 from streams.runtime.global_report import floors_behind
 from streams.runtime.membership import MembershipTable
+from streams.runtime.monthrows import Row, deliver, owner_of
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.operator_truth import operator_truth
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
 from tests.agents.core.test_merge import partition_of, split
-from tests.support.exchange import OWNED, deliver, owner_of, routed
+from tests.support.exchange import routed
 from tests.support.live import operator_truth_for
 
 PARTITIONS = 3
@@ -234,8 +235,8 @@ def _groups_partition_idle(groups: MembershipTable, partition: int) -> None:
 def _route(messages: list[Message], queues: list[list[Message]]) -> None:
     """Rows and first orders to their user's owner, announcements to every partition."""
     for message in messages:
-        if isinstance(message, OWNED):
-            queues[owner_of(message, PARTITIONS)].append(message)
+        if isinstance(message, Row):
+            queues[owner_of(message.user, PARTITIONS)].append(message)
         else:
             for queue in queues:
                 queue.append(message)
