@@ -35,7 +35,8 @@ _CST_OFFSET_MINUTES = 8 * 60
 def keep_per_day(curve: concurrency.LevelCurve, retire_before: int, per_day: int) -> None:
     """Cut `curve`'s settled runs ending at or before minute `retire_before` to the `per_day`
     of the largest counts (the earliest of equal ones) of each CST day of their first minute,
-    a dropped run's count and gaps joined into the gap it leaves (as `_keep_largest` does)."""
+    a dropped run's count and gaps joined into the gap it leaves (`concurrency.keep_runs`, as
+    the curve's own cut to its largest runs)."""
     runs = curve._run_list()
     gaps = list(curve.gaps) or [0] * (len(runs) + 1)
     by_day: dict[int, list[int]] = {}
@@ -47,17 +48,7 @@ def keep_per_day(curve: concurrency.LevelCurve, retire_before: int, per_day: int
             by_day.setdefault((first + _CST_OFFSET_MINUTES) // _DAY_MINUTES, []).append(i)
     for indices in by_day.values():
         keep.update(sorted(indices, key=lambda i: -runs[i][0])[:per_day])
-    out_runs: list[tuple[int, int, int]] = []
-    out_gaps: list[int] = []
-    gap = gaps[0]
-    for i, run in enumerate(runs):
-        if i in keep:
-            out_gaps.append(gap)
-            out_runs.append(run)
-            gap = gaps[i + 1]
-        else:
-            gap = max(gap, run[0], gaps[i + 1])
-    out_gaps.append(gap)
+    out_runs, out_gaps = concurrency.keep_runs(runs, gaps, keep)
     curve.runs = array("q", [value for run in out_runs for value in run])
     curve.gaps = array("q", out_gaps)
     curve.dropped = max(out_gaps)

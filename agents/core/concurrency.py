@@ -35,6 +35,14 @@ def _keep_largest(
     the largest count between run i - 1 and run i, the last one after the last run), a dropped
     run's count and its gaps joined into the gap it leaves."""
     keep = set(sorted(range(len(runs)), key=lambda i: runs[i][0], reverse=True)[:kept])
+    return keep_runs(runs, gaps, keep)
+
+
+def keep_runs(
+    runs: list[tuple[int, int, int]], gaps: list[int], keep: set[int]
+) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """The runs whose indices are in `keep`, in time order, and the gaps around them (as
+    `_keep_largest`'s), each other run's count and its gaps joined into the gap it leaves."""
     out_runs: list[tuple[int, int, int]] = []
     out_gaps: list[int] = []
     gap = gaps[0]

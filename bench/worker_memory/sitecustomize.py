@@ -14,8 +14,8 @@ forks a child which, at nice 19, on its copy of the heap (the worker is held onl
 - `sys._debugmallocstats()`: pymalloc's arenas, the bytes in its allocated and free blocks;
 - `sys.getsizeof` over every object reachable from the collector's lists (unfrozen first),
   each counted once: first those reachable from each root class in ROOTS (the state's, the
-  Kafka clients'), then the rest; in total, by root and by type (the top types), and split at
-  pymalloc's 512-byte limit;
+  Kafka clients'; bench/worker_probe.py, shared with bench/worker_sizes), then the rest; in
+  total, by root and by type (the top types), and split at pymalloc's 512-byte limit;
 - with MEM_HOOK_TRACE=1 (tracemalloc started in the worker a second after it starts; in a
   run of its own: it slows the worker), the traced MB and the 60 source lines whose live
   blocks hold the most (`traced_top`: line, MB, blocks).
@@ -27,10 +27,18 @@ itself it raises the /status timeout to 30 s and stamps each sample it prints wi
 time (`at`), to match the probe's lines (`at` too) to event days.
 """
 
+import importlib.util
 import os
 import sys
-import threading
 import time
+
+# The probes' shared parts (ROOTS, the loop, the fork, the walk, the soak's patch), by path.
+_spec = importlib.util.spec_from_file_location(
+    "worker_probe",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "worker_probe.py"),
+)
+probe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(probe)
 
 SMALL = 512  # pymalloc serves requests up to this many bytes; larger ones go to malloc
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -169,28 +177,10 @@ def _arenas():
     return arenas
 
 
-#: Root classes whose reachable objects are counted first, in this order (an object reached
-#: from several counts in the first; bench/worker_sizes' list): the state, then the clients'.
-ROOTS = [
-    "Ledger",
-    "OperatorBoard",
-    "MembershipTable",
-    "WorkerRefundTable",
-    "MonthRowExchange",
-    "PageBuilder",
-    "Fetcher",
-    "AIOKafkaProducer",
-    "MessageAccumulator",
-]
-SKIP = ("module", "function", "method", "frame", "code", "builtin_function_or_method")
-
-
 def _objects():
     import collections
-    import gc
 
-    gc.unfreeze()  # the worker freezes its heap (gcpace): frozen objects are not listed
-    listed = gc.get_objects()
+    listed = probe.listed()
     seen = set()
     by_type = collections.Counter()
     count = collections.Counter()
@@ -198,25 +188,18 @@ def _objects():
 
     def walk(starts, skip=()):
         total = 0
-        stack = list(starts)
-        while stack:
-            o = stack.pop()
-            if id(o) in seen or (skip and (isinstance(o, type) or type(o).__name__ in skip)):
-                continue
-            seen.add(id(o))
+        for o in probe.reachable(starts, seen, skip):
             s = sys.getsizeof(o)
             n = type(o).__name__
             by_type[n] += s
             count[n] += 1
             sizes["small" if s <= SMALL else "large"] += s
             total += s
-            stack.extend(gc.get_referents(o))
         return total
 
     roots = {}
-    for name in ROOTS:
-        found = [o for o in listed if type(o).__name__ == name]
-        roots[name] = [len(found), round(walk(found, SKIP) / 1e6, 3)]
+    for name, found in probe.by_root(listed).items():
+        roots[name] = [len(found), round(walk(found, probe.SKIP) / 1e6, 3)]
     roots["rest"] = [0, round(walk(listed) / 1e6, 3)]
     return {
         "objects": len(seen),
@@ -258,8 +241,7 @@ def _child(out, t, parent, walk):
 
 
 def _run():
-    time.sleep(1.0)
-    if not any(a.endswith("commands/worker.py") for a in sys.argv):
+    if not probe.in_worker():
         return
     import collections  # noqa: F401 - imported before the forks, not in each child
     import ctypes  # noqa: F401
@@ -272,14 +254,11 @@ def _run():
     if os.environ.get("MEM_HOOK_TRACE"):
         tracemalloc.start()  # the worker only (PYTHONTRACEMALLOC would trace the soak too)
     out = os.environ["MEM_HOOK_OUT"]
-    began = time.time()
     walked = -1e9
     walker = 0  # a walking child still running: the next samples do not walk, nor wait for it
-    while True:
-        time.sleep(float(os.environ.get("MEM_HOOK_EVERY", "30")))
-        if os.getpid() != pid:
-            return
-        t = time.time() - began
+
+    def take(pid, t):
+        nonlocal walked, walker
         parent = {
             "rss_mb": _rss(pid) / 1e6,
             "smaps_mb": _smaps(pid),
@@ -291,46 +270,13 @@ def _run():
             walker = 0
         walk = not walker and t - walked >= float(os.environ.get("MEM_HOOK_WALK_EVERY", "0"))
         walked = t if walk else walked
-        child = os.fork()
-        if child == 0:
-            try:
-                os.nice(19)
-                _child(out, t, parent, walk)
-            finally:
-                os._exit(0)
+        child = probe.forked(lambda: _child(out, t, parent, walk))
         if walk:
             walker = child
         else:
             os.waitpid(child, 0)
 
-
-def _patch_soak():
-    time.sleep(0.5)
-    if "bench.soak" not in " ".join(sys.argv) and not any(
-        a.endswith("bench/soak.py") for a in sys.argv
-    ):
-        return
-    import builtins
-    from typing import Any
-
-    import streams.tools.worker_process as wp
-    from streams.tools.drain import fetch_json
-
-    def status(self) -> dict[str, Any]:
-        return fetch_json(f"{self.base_url}/status", timeout_s=30.0)
-
-    wp.WorkerProcess.status = status
-    plain = builtins.print
-
-    def stamped(*args: Any, **kwargs: Any) -> None:
-        if args and isinstance(args[0], str) and args[0].startswith("bench: soak worker"):
-            args = (f"{args[0]} at={time.time():.1f}", *args[1:])
-        plain(*args, **kwargs)
-
-    builtins.print = stamped
+    probe.sample("MEM_HOOK_EVERY", take)
 
 
-if os.environ.get("MEM_HOOK_OUT"):
-    pid = os.getpid()
-    threading.Thread(target=_run, daemon=True).start()
-    threading.Thread(target=_patch_soak, daemon=True).start()
+probe.start("MEM_HOOK_OUT", _run, stamp=True)

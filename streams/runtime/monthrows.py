@@ -37,6 +37,7 @@ from agents.core.ledger import (
     FirstOrder,
     FirstsClosed,
     GroupFloor,
+    Ledger,
     MonthClosed,
     MonthRow,
     OrderUsers,
@@ -197,6 +198,29 @@ def decode(value: bytes | None) -> list[Message]:
         return []
     log.warning("month-rows record of unknown kind %r: skipped", data[0])
     return []
+
+
+def deliver(ledger: Ledger, message: Message, sources: int) -> None:
+    """One message of the topic into the ledger of the partition that reads it (`sources`:
+    the partitions that announce)."""
+    if isinstance(message, MonthRow):
+        ledger.receive_month_row(message)
+    elif isinstance(message, FirstOrder):
+        ledger.receive_first_order(message)
+    elif isinstance(message, FirstsClosed):
+        ledger.receive_firsts_closed(message, sources)
+    elif isinstance(message, OrderUsers):
+        ledger.receive_order_users(message)
+    elif isinstance(message, OrderUsersClosed):
+        ledger.receive_order_users_closed(message, sources)
+    elif isinstance(message, PeriodRows):
+        receive_period_rows(ledger, message, sources)
+    elif isinstance(message, PeriodsClosed):
+        receive_periods_closed(ledger, message, sources)
+    elif isinstance(message, GroupFloor):
+        ledger.receive_group_floor(message, sources)
+    else:
+        ledger.receive_month_closed(message, sources)
 
 
 def split_by_owner(message: PeriodRows, partitions: int) -> dict[int, PeriodRows]:
@@ -429,24 +453,7 @@ class MonthRowExchange:
             for message in decode(record.value):
                 if not isinstance(message, GroupFloor):
                     floors_only = False
-                if isinstance(message, MonthRow):
-                    part.ledger.receive_month_row(message)
-                elif isinstance(message, FirstOrder):
-                    part.ledger.receive_first_order(message)
-                elif isinstance(message, FirstsClosed):
-                    part.ledger.receive_firsts_closed(message, sources)
-                elif isinstance(message, OrderUsers):
-                    part.ledger.receive_order_users(message)
-                elif isinstance(message, OrderUsersClosed):
-                    part.ledger.receive_order_users_closed(message, sources)
-                elif isinstance(message, PeriodRows):
-                    receive_period_rows(part.ledger, message, sources)
-                elif isinstance(message, PeriodsClosed):
-                    receive_periods_closed(part.ledger, message, sources)
-                elif isinstance(message, GroupFloor):
-                    part.ledger.receive_group_floor(message, sources)
-                else:
-                    part.ledger.receive_month_closed(message, sources)
+                deliver(part.ledger, message, sources)
             applied.append(record)
         self.received += len(applied)
         # A group floor only lets a partition drop group events no figure reads any more: the

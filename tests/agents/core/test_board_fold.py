@@ -20,10 +20,10 @@ from agents.core.ingest import ingest
 from agents.core.ledger import OVERALL_LEVEL, SESSION_HORIZON_MS, SessionSummary
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import MAGIC, dump_state, load_state
-from schemas import Rejection
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from tests.agents.core.test_merge import records, split
+from tests.support.board import observe
 from tests.support.live import fixture_operator_truth_folding
 from tests.support.truth import operator_mismatches
 
@@ -98,12 +98,7 @@ def feed_board(ledger: Ledger, decoded: list[Any]) -> OperatorBoard:
     the sessions the ledger folds or retires as it goes, as the worker does."""
     board = OperatorBoard()
     for event in decoded:
-        if isinstance(event, Rejection):
-            ledger.reject(event.reason)
-        elif ledger.apply(event):
-            board.observe(event)
-            if ledger.folded_ids or ledger.retired_ids:
-                board.take_folded(ledger)
+        observe(ledger, board, event)
     return board
 
 
@@ -397,12 +392,7 @@ def test_a_ledgers_runs_kept_bounds_its_settled_runs() -> None:
             events = [e for _t, _k, e in part]
             board = OperatorBoard()
             for n, event in enumerate(events):
-                if isinstance(event, Rejection):
-                    ledger.reject(event.reason)
-                elif ledger.apply(event):
-                    board.observe(event)
-                    if ledger.folded_ids or ledger.retired_ids:
-                        board.take_folded(ledger)
+                observe(ledger, board, event)
                 if n % (len(events) // 8) != 0 and n != len(events) - 1:
                     continue
                 for level, curve in ledger.board_curves.items():

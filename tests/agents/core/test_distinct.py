@@ -19,11 +19,12 @@ from agents.core.ledger import SESSION_HORIZON_MS
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.persist import dump_state, load_state
 from agents.core.sketch import DistinctUsers
-from schemas import TOPIC_BY_TYPE, Rejection, decode, record_key
+from schemas import TOPIC_BY_TYPE, decode, record_key
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.operator_truth import compute_operator
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth import abandon_sessions, read_stream
+from tests.support.board import observe
 
 DAY = 86_400_000
 
@@ -86,13 +87,7 @@ def _board(lines: list[str], window_ms: int) -> tuple[Ledger, OperatorBoard]:
     ledger = Ledger(window_ms, fold_sessions=True)
     board = OperatorBoard()
     for line in lines:
-        decoded = decode(line.encode())
-        if isinstance(decoded, Rejection):
-            ledger.reject(decoded.reason)
-        elif ledger.apply(decoded):
-            board.observe(decoded)
-            if ledger.folded_ids:
-                board.take_folded(ledger)
+        observe(ledger, board, decode(line.encode()), retired=False)
     return ledger, board
 
 
@@ -235,13 +230,7 @@ def test_a_ledgers_distinct_limit_bounds_its_payers_state_and_keeps_the_bound() 
         tenth = len(lines) // 10
         for start in range(0, len(lines), tenth):
             for line in lines[start : start + tenth]:
-                decoded = decode(line.encode())
-                if isinstance(decoded, Rejection):
-                    ledger.reject(decoded.reason)
-                elif ledger.apply(decoded):
-                    board.observe(decoded)
-                    if ledger.folded_ids:
-                        board.take_folded(ledger)
+                observe(ledger, board, decode(line.encode()), retired=False)
             sizes.append(len(pickle.dumps(ledger.folded_payers)))
         return ledger, board, sizes
 

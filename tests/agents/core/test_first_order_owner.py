@@ -15,12 +15,12 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import DAY_MS, FirstOrder, FirstsClosed
 from agents.core.merge import merge_ledgers
 from agents.core.persist import dump_state, load_state
-from schemas import Rejection, decode
+from schemas import Rejection
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
-from tests.agents.core.test_merge import partition_of, split
-from tests.streams.test_membership import topic_and_key
+from tests.agents.core.test_merge import split
+from tests.support.exchange import exchanged, routed
 
 CLAIM = "group_repurchase_30d"
 PARTITIONS = 3
@@ -33,13 +33,7 @@ def _simulated(days: int, scale: float, seed: int) -> tuple[tuple[Any, ...], dic
     key, decoded), and its truth (the independent reference, simulator/truth.py)."""
     scenario = dataclasses.replace(get_scenario("xhs"), days=days)
     lines = generate(scenario, seed, scale).lines
-    truth = compute_truth(lines, scenario="xhs", seed=seed)
-    out = []
-    for line in lines:
-        raw = line.encode()
-        topic, key = topic_and_key(raw)
-        out.append((topic, key, decode(raw)))
-    return tuple(out), truth
+    return routed(lines), compute_truth(lines, scenario="xhs", seed=seed)
 
 
 def _groups(stream: tuple[Any, ...]) -> Ledger:
@@ -75,25 +69,8 @@ def _feed(
     ]
     for ledger in ledgers:
         ledger.membership_from = groups
-    sent = 0
-    for begin in range(0, max(len(part) for part in parts), 1000):
-        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
-            for _topic, _key, event in part[begin : begin + 1000]:
-                if isinstance(event, Rejection):
-                    ledger.reject(event.reason)
-                else:
-                    ledger.apply(event)
-            if not exchange:
-                continue
-            for message in ledger.take_first_orders(source) * (2 if twice else 1):
-                if isinstance(message, FirstOrder):
-                    sent += 1
-                    owner = ledgers[partition_of(message.user.encode(), PARTITIONS)]
-                    owner.receive_first_order(message)
-                else:
-                    assert isinstance(message, FirstsClosed)
-                    for each in ledgers:
-                        each.receive_firsts_closed(message, PARTITIONS)
+    take = (lambda ledger, source: ledger.take_first_orders(source)) if exchange else None
+    sent = exchanged(ledgers, parts, take, 2 if twice else 1)
     return ledgers, sent
 
 

@@ -30,15 +30,16 @@ from agents.core.ledger import (
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.periods import SKETCHED
 from agents.core.persist import dump_state, load_state
-from schemas import TOPIC_BY_TYPE, Rejection, decode
+from schemas import TOPIC_BY_TYPE, Rejection
 from streams.runtime.global_report import floors_behind
 from streams.runtime.membership import MembershipTable
+from streams.runtime.monthrows import Row, deliver, owner_of
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.operator_truth import operator_truth
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
 from tests.agents.core.test_merge import partition_of, split
-from tests.streams.test_membership import topic_and_key
+from tests.support.exchange import routed
 from tests.support.live import operator_truth_for
 
 PARTITIONS = 3
@@ -64,12 +65,7 @@ def _simulated(days: int, scale: float, seed: int) -> tuple[tuple[Any, ...], lis
     key, decoded), and its lines (for the truth reference)."""
     scenario = dataclasses.replace(get_scenario("xhs"), days=days)
     lines = generate(scenario, seed, scale).lines
-    out = []
-    for line in lines:
-        raw = line.encode()
-        topic, key = topic_and_key(raw)
-        out.append((topic, key, decode(raw)))
-    return tuple(out), lines
+    return routed(lines), lines
 
 
 def _fed_30_days() -> Ledger:
@@ -91,18 +87,10 @@ class _Partitions:
     boards: list[OperatorBoard]
 
     def deliver(self, partition: int, message: Message) -> None:
-        """One message of the month-rows topic, read by `partition` (`MonthRowExchange`)."""
-        ledger = self.ledgers[partition]
-        if isinstance(message, MonthRow):
-            ledger.receive_month_row(message)
-        elif isinstance(message, FirstOrder):
-            ledger.receive_first_order(message)
-        elif isinstance(message, FirstsClosed):
-            ledger.receive_firsts_closed(message, PARTITIONS)
-        elif isinstance(message, MonthClosed):
-            ledger.receive_month_closed(message, PARTITIONS)
-        elif self.compacts:
-            ledger.receive_group_floor(message, PARTITIONS)
+        """One message of the month-rows topic, read by `partition` (`MonthRowExchange`); a
+        floor only by partitions that compact."""
+        if self.compacts or not isinstance(message, GroupFloor):
+            deliver(self.ledgers[partition], message, PARTITIONS)
 
     def report(self, groups: MembershipTable, in_flight: list[list[Message]]) -> dict[str, Any]:
         """The report merged over a snapshot of each partition once every message in flight
@@ -247,8 +235,8 @@ def _groups_partition_idle(groups: MembershipTable, partition: int) -> None:
 def _route(messages: list[Message], queues: list[list[Message]]) -> None:
     """Rows and first orders to their user's owner, announcements to every partition."""
     for message in messages:
-        if isinstance(message, MonthRow | FirstOrder):
-            queues[partition_of(message.user.encode(), PARTITIONS)].append(message)
+        if isinstance(message, Row):
+            queues[owner_of(message.user, PARTITIONS)].append(message)
         else:
             for queue in queues:
                 queue.append(message)

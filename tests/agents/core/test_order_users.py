@@ -23,13 +23,12 @@ from agents.core.ledger import (
 )
 from agents.core.merge import merge_ledgers
 from agents.core.persist import dump_state, load_state
-from schemas import Rejection, decode
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
 from tests.agents.core.test_merge import partition_of, split
 from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _refund_table
-from tests.streams.test_membership import topic_and_key
+from tests.support.exchange import apply, exchanged, routed
 
 PARTITIONS = 3
 HORIZON_MS = 45 * DAY_MS
@@ -59,25 +58,11 @@ def _stream() -> tuple[tuple[Any, ...], dict[str, Any]]:
     replayer routes them, and the truth reference's claims of those very lines."""
     scenario = dataclasses.replace(get_scenario("xhs"), days=150)
     lines = [_renamed(line) for line in generate(scenario, 5, 0.3).lines]
-    truth = compute_truth(lines, scenario="xhs", seed=5)
-    out = []
-    for line in lines:
-        raw = line.encode()
-        topic, key = topic_and_key(raw)
-        out.append((topic, key, decode(raw)))
-    return tuple(out), truth
+    return routed(lines), compute_truth(lines, scenario="xhs", seed=5)
 
 
 def _ledger(**kwargs: Any) -> Ledger:
     return Ledger(WINDOW, refund_horizon_ms=REFUND_HORIZON, fold_sessions=True, **kwargs)
-
-
-def _apply(ledger: Ledger, events: Any) -> None:
-    for _topic, _key, event in events:
-        if isinstance(event, Rejection):
-            ledger.reject(event.reason)
-        else:
-            ledger.apply(event)
 
 
 def _partitions(stream: tuple[Any, ...], user_horizon_ms: int | None) -> tuple[list[Ledger], int]:
@@ -87,25 +72,13 @@ def _partitions(stream: tuple[Any, ...], user_horizon_ms: int | None) -> tuple[l
     each message twice (a redelivery). The ledgers, and how many rows were sent."""
     parts = split(stream, PARTITIONS)
     groups = _ledger()
-    _apply(groups, [item for item in stream if getattr(item[2], "type", "").startswith("group_")])
+    apply(groups, [item for item in stream if getattr(item[2], "type", "").startswith("group_")])
     table = _refund_table(parts)
     ledgers = [_ledger(user_horizon_ms=user_horizon_ms) for _ in parts]
     for ledger in ledgers:
         ledger.refunds_from = table
         ledger.membership_from = groups
-    sent = 0
-    for begin in range(0, max(len(part) for part in parts), 1000):
-        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
-            _apply(ledger, part[begin : begin + 1000])
-            for message in ledger.take_order_users(source) * 2:
-                if isinstance(message, OrderUsers):
-                    sent += 1
-                    owner = ledgers[partition_of(message.user.encode(), PARTITIONS)]
-                    owner.receive_order_users(message)
-                else:
-                    assert isinstance(message, OrderUsersClosed)
-                    for each in ledgers:
-                        each.receive_order_users_closed(message, PARTITIONS)
+    sent = exchanged(ledgers, parts, lambda ledger, source: ledger.take_order_users(source), 2)
     return ledgers, sent
 
 
@@ -134,7 +107,7 @@ def test_buyers_rows_go_to_their_owner_and_retire_at_the_horizon_with_the_truths
     `livepulse analyze`), its own owner."""
     stream, truth = _stream()
     keep = Ledger(None)
-    _apply(keep, stream)
+    apply(keep, stream)
     everything = build_report(keep)["claims"]
     assert all(everything[claim]["ci_low"] is not None for claim in ORDER_CLAIMS)
     ledgers, sent = _partitions(stream, HORIZON_MS)
@@ -155,7 +128,7 @@ def test_buyers_rows_go_to_their_owner_and_retire_at_the_horizon_with_the_truths
     _check_claims(build_report(merge_ledgers(restored))["claims"], truth, everything)
 
     one = _ledger(fold_months=True, user_horizon_ms=HORIZON_MS)
-    _apply(one, stream)
+    apply(one, stream)
     assert one.order_fold.retired_users > 0.4 * len(buyers) and not one.order_fold.rows_in
     _check_claims(build_report(one)["claims"], truth, everything)
 

@@ -25,6 +25,7 @@ from agents.core.sketch import RELATIVE_ACCURACY, QuantileSketch
 from agents.core.stats import percentile
 from schemas import Rejection, decode, event_adapter
 from tests.agents.core.test_sketch import _reference, _within_bound
+from tests.support.board import observe
 from tests.support.events import apparel_order, jittered
 from tests.support.live import fixture_operator_truth_folding, fixture_truth
 from tests.support.truth import report_mismatches
@@ -808,12 +809,7 @@ def _summarizing_board(
     ledger.membership_from = groups
     board = OperatorBoard()
     for decoded in records:
-        if isinstance(decoded, Rejection):
-            ledger.reject(decoded.reason)
-        elif ledger.apply(decoded):
-            board.observe(decoded)
-            if ledger.folded_ids:
-                board.take_folded(ledger)
+        observe(ledger, board, decoded, retired=False)
     return ledger, board
 
 
