@@ -605,6 +605,16 @@ class MonthRowExchange:
                     for ledger in ledgers
                 ),
                 "retired": sum(ledger.order_fold.retired_users for ledger in ledgers),
+                # Per partition here, as the owner: the last month every source has announced
+                # (its rows all summed; None: a source has not announced yet).
+                "owner_through": {
+                    str(p): (
+                        min(part.ledger.order_fold.through_by.values())
+                        if len(part.ledger.order_fold.through_by) == self.sender.partitions
+                        else None
+                    )
+                    for p, part in sorted(self.state.partitions.items())
+                },
             },
             # Frozen periods' per-user rows (agents/core/period_rows.py): sent from the
             # partitions here, held and folded at them as owners.
