@@ -17,6 +17,8 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import (
     DAY_MS,
     ORDER_CLAIMS,
+    FirstOrder,
+    FirstsClosed,
     OrderFold,
     OrderUsers,
     OrderUsersClosed,
@@ -199,3 +201,129 @@ def test_a_version_13_state_sends_its_buyers_rows_at_its_next_take() -> None:
     taken = restored.take_order_users(2)
     assert taken[0] == OrderUsers(2, "", "u", (1, 2, 0, 3, 1, 1, 19_907)) and not fold.months
     assert isinstance(taken[-1], OrderUsersClosed)
+
+
+@functools.cache
+def _stream_lines() -> tuple[tuple[Any, ...], tuple[str, ...]]:
+    """`_stream`'s routed events and their lines (for the truth of a part of them)."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=150)
+    lines = tuple(_renamed(line) for line in generate(scenario, 5, 0.3).lines)
+    out = []
+    for line in lines:
+        raw = line.encode()
+        topic, key = topic_and_key(raw)
+        out.append((topic, key, decode(raw)))
+    return tuple(out), lines
+
+
+def _kept(item: tuple[Any, ...], quiet_ts: int, orders: bool) -> bool:
+    """Whether partition 2 gets `item`: not stamped from `quiet_ts` on and, unless `orders`,
+    not of the orders topic."""
+    topic, _key, event = item
+    if not orders and topic == "live.orders":
+        return False
+    return isinstance(event, Rejection) or event.ts < quiet_ts
+
+
+def _followed(
+    stream: tuple[Any, ...], quiet_ts: int, orders: bool = True
+) -> tuple[list[Ledger], list[bool]]:
+    """`_partitions` with partition 2 getting none of its events stamped from `quiet_ts` on
+    (none at all if that is the stream's start; without `orders`, no order event at all),
+    the first orders and their announcements exchanged too, and partition 2, once a chunk
+    brings it nothing, following the others' horizons before its take
+    (`Ledger.follow_idle_horizons`, then `fold_due`: as the keeper after
+    `LIVEPULSE_HORIZON_IDLE_S`). Then three rounds of the keeper's ticks. The ledgers, and
+    which of them announced an order-user month."""
+    parts = split(stream, PARTITIONS)
+    parts[2] = [item for item in parts[2] if _kept(item, quiet_ts, orders)]
+    groups = _ledger()
+    fed = [item for part in parts for item in part]
+    _apply(groups, [item for item in fed if getattr(item[2], "type", "").startswith("group_")])
+    table = _refund_table(parts)
+    # The worker's refund table leaves out an orders partition read to its end with no record
+    # for `LIVEPULSE_GROUPS_IDLE_S` (`WorkerRefundTable`, `ReadTable.idle`): here partition 2
+    # once a chunk brings it nothing.
+    quiet: set[int] = set()
+    table.refund_fold_ts = functools.partial(table.refund_fold_ts, quiet)  # type: ignore[method-assign]
+    ledgers = [_ledger(user_horizon_ms=HORIZON_MS) for _ in parts]
+    for ledger in ledgers:
+        ledger.refunds_from = table
+        ledger.membership_from = groups
+    announced = [False] * PARTITIONS
+
+    def exchange(source: int) -> None:
+        ledger = ledgers[source]
+        for message in [*ledger.take_order_users(source), *ledger.take_first_orders(source)]:
+            if isinstance(message, OrderUsers):
+                ledgers[partition_of(message.user.encode(), PARTITIONS)].receive_order_users(
+                    message
+                )
+            elif isinstance(message, OrderUsersClosed):
+                announced[source] = True
+                for each in ledgers:
+                    each.receive_order_users_closed(message, PARTITIONS)
+            elif isinstance(message, FirstOrder):
+                owner = ledgers[partition_of(message.user.encode(), PARTITIONS)]
+                owner.receive_first_order(message)
+            else:
+                assert isinstance(message, FirstsClosed)
+                for each in ledgers:
+                    each.receive_firsts_closed(message, PARTITIONS)
+
+    def follow(source: int) -> None:
+        if ledgers[source].follow_idle_horizons(source):
+            ledgers[source].fold_due()
+
+    for begin in range(0, max(len(part) for part in parts), 1000):
+        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
+            _apply(ledger, part[begin : begin + 1000])
+            if source == 2 and (begin >= len(part) or not orders):
+                quiet.add(source)  # its orders partition: read to its end, no record
+            if source == 2 and begin >= len(part) and orders:
+                follow(source)
+            exchange(source)
+    quiet.add(2)
+    for _round in range(3):
+        if orders:  # (without, its sessions are taken to go on: it is never idle)
+            follow(2)
+        for source in range(PARTITIONS):
+            exchange(source)
+    return ledgers, announced
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quiet_day", [0, 60])
+def test_a_partition_without_orders_that_follows_announces_and_the_owners_retire(
+    quiet_day: int,
+) -> None:
+    """Over 3 partitions with a 45-day user horizon, partition 2 empty (no event at all), or
+    quiet from day 60 (no order, nor any event, after it), following the others' horizons
+    once idle: it announces its order-user months too, so the owners retire buyers (over 40%
+    of the buyers of the records fed) and the order claims equal `truth.py`'s figures of the
+    records fed (their intervals the keep-everything ledger's)."""
+    stream, lines = _stream_lines()
+    start = min(e.ts for _t, _k, e in stream if not isinstance(e, Rejection))
+    quiet_ts = start + quiet_day * DAY_MS
+    fed_lines = [
+        line
+        for line, (_topic, key, event) in zip(lines, stream, strict=True)
+        if partition_of(key, PARTITIONS) != 2
+        or (not isinstance(event, Rejection) and event.ts < quiet_ts)
+    ]
+    truth = compute_truth(fed_lines, scenario="xhs", seed=5)
+    ledgers, announced = _followed(stream, quiet_ts)
+    fed = [
+        item
+        for item in stream
+        if partition_of(item[1], PARTITIONS) != 2
+        or (not isinstance(item[2], Rejection) and item[2].ts < quiet_ts)
+    ]
+    keep = Ledger(None)
+    _apply(keep, fed)
+    everything = build_report(keep)["claims"]
+    buyers = {e.user_id for _t, _k, e in fed if getattr(e, "type", "") == "order_paid"}
+    retired = sum(ledger.order_fold.retired_users for ledger in ledgers)
+    assert announced == [True, True, True]
+    assert retired > 0.4 * len(buyers), (retired, len(buyers))
+    _check_claims(build_report(merge_ledgers(ledgers))["claims"], truth, everything)
