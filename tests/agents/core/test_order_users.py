@@ -247,7 +247,7 @@ def _followed(
     _apply(groups, [item for item in fed if getattr(item[2], "type", "").startswith("group_")])
     table = _refund_table(parts)
     # The worker's refund table leaves out an orders partition read to its end with no record
-    # for `LIVEPULSE_GROUPS_IDLE_S` (`WorkerRefundTable`, `ReadTable.idle`): here partition 2
+    # for `LIVEPULSE_REFUND_IDLE_S` (`WorkerRefundTable`, `ReadTable.idle`): here partition 2
     # once a chunk brings it no order.
     quiet: set[int] = set()
     table.refund_fold_ts = functools.partial(table.refund_fold_ts, quiet)  # type: ignore[method-assign]
