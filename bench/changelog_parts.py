@@ -113,6 +113,10 @@ def main() -> None:
         parts: dict[str, float] = {}
         claims: dict[str, float] = {}
         taken: dict[int, float] = {}
+        # The order fold's buyers by where their rows are (session 17): summed at their
+        # owners, received there and not announced yet, at the sources; and retired.
+        buyers = {"at_owners": 0, "received": 0, "at_sources": 0, "retired": 0}
+        announced: list[str] = []
         total = 0
         for p, snapshots in per_partition.items():
             best = newest_at(snapshots, day, lambda blob: _restored(blob, first_ts))
@@ -121,6 +125,12 @@ def main() -> None:
             snap_day, blob, (ledger, board) = best
             taken[p] = round(snap_day, 2)
             total += len(blob)
+            fold = ledger.order_fold
+            buyers["at_owners"] += len(fold.users)
+            buyers["received"] += sum(len(users) for users in fold.rows_in.values())
+            buyers["at_sources"] += sum(len(users) for users in fold.months.values())
+            buyers["retired"] += fold.retired_users
+            announced.append(fold.owner_through)
             for name, kb in part_sizes(ledger, board).items():
                 parts[name] = parts.get(name, 0.0) + kb
             for claim_parts in ledger.frozen_parts.values():
@@ -129,6 +139,9 @@ def main() -> None:
         out["at"][str(day)] = {
             "snapshot_days": taken,
             "snapshot_kb": total / 1000,
+            "order_fold_buyers": buyers,
+            # The oldest month every source had announced at an owner's last retirement.
+            "owners_through": min(announced, default=""),
             "parts_kb": {k: round(v, 1) for k, v in sorted(parts.items(), key=lambda i: -i[1])},
             "frozen_by_claim_kb": {
                 k: round(v, 1) for k, v in sorted(claims.items(), key=lambda i: -i[1])

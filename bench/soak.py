@@ -167,6 +167,9 @@ MONTH_DAYS = 31
 #: The session horizon (`ledger.SESSION_HORIZON_MS`), in days: a period closes this long
 #: (and the dedupe window) after its end.
 SESSION_HORIZON_DAYS = 7
+#: The order fold's passes run once a day of its horizon, and an owner compares a buyer's
+#: last whole day (`OrderFold._retire`): up to 2 days more before a buyer retires.
+ORDER_OWNER_SLACK_DAYS = 2
 
 
 def horizon_days(
@@ -178,6 +181,7 @@ def horizon_days(
     user_horizon_days: float | None = None,
     board_horizon_days: float | None = None,
     first_order_horizon_days: float | None = None,
+    refund_horizon_days: float = REFUND_HORIZON_DAYS,
 ) -> float:
     """The longest retention horizon, in days of event time, after which state that follows
     what is live should stop growing. Without the session fold: an order can still change a
@@ -185,12 +189,13 @@ def horizon_days(
     calendar month's spend closes within 31 days, inside that sum), and becomes final only
     once the dedupe window (the horizon every fold waits for, docs/design.md) has passed too:
     40 days at the default 7-day window (orders are then kept whole for ever). With it, paid
-    orders are held for the refund horizon (90 days) before they fold ("The order fold"): 97
-    days; and with the claims by period too (a worker's default, the core soak's unless
-    `--no-claim-periods`), an order waits until its month's refund claims freeze, up to a
-    month more: 128 days. The frozen periods are a horizon too: their records (and parts)
-    grow until `days_kept` days and `months_kept` months are frozen, the last of them closed
-    a session horizon (and the window) after its end, the first month possibly a partial one:
+    orders are held for the refund horizon (`refund_horizon_days`, 90 by default:
+    `LIVEPULSE_REFUND_HORIZON_DAYS`) before they fold ("The order fold"): 97 days; and with the
+    claims by period too (a worker's default, the core soak's unless `--no-claim-periods`), an
+    order waits until its month's refund claims freeze, up to a month more: 128 days. The
+    frozen periods are a horizon too: their records (and parts) grow until `days_kept` days
+    and `months_kept` months are frozen, the last of them closed a session horizon (and the
+    window) after its end, the first month possibly a partial one:
     `max(days_kept + 1, (months_kept + 1) * 31) + 7` days (+ the window); 789 days at the
     defaults (62 days, 24 months: `LIVEPULSE_CLAIM_DAYS_KEPT`, `..._MONTHS_KEPT`), so a soak
     of 300 days passes it only with fewer kept (`--months-kept`).
@@ -214,15 +219,34 @@ def horizon_days(
       decided pairs kept for ever, growing with distinct (merchant, buyer) pairs): a pair
       decides 30 days after its first order and is forgotten once its latest order is that
       long before the summaries' horizon: `max(30, days) + 7` (+ the window).
+
+    The user horizon bounds the order fold's buyers later than the other user rows: a buyer's
+    row reaches its owner only with its CST month's announcement (`OrderFold.take`), and a
+    source announces a month once it ends by the earliest order it still holds and by the
+    fold's due time (`Ledger.take_order_users`). With the claims by period the gate holds the
+    orders of every month from the one the refund claims are still open in
+    (`PeriodGate.orders_held_from`: the fold's horizon, the newest event less the window,
+    less the refund horizon and the session horizon), so the month announced ends at that
+    month's start, up to 31 days earlier (without the gate: at the start of the due time's
+    month). The owner retires a buyer whose last day is before that end less the user
+    horizon (`OrderFold.receive_closed`), the fold runs once a day of its horizon, and a
+    buyer's last day is a whole day: the first buyers retire, and the owners' rows stop
+    filling, at `refund_horizon_days + 7 + 31 + user_horizon_days + 2` (+ the window; no 7
+    without the gate): 175 days with a 45-day user horizon at the default refund horizon
+    (182 with a 7-day window), past the other horizons of a 300-day soak's settings.
     (A fold that keeps anything longer moves it: change it here.)"""
     base = THIRTY_DAYS_MS / DAY_MS + TAIL_DAYS
     if fold_sessions:
-        base = max(base, REFUND_HORIZON_DAYS + (MONTH_DAYS if claim_periods else 0))
+        base = max(base, refund_horizon_days + (MONTH_DAYS if claim_periods else 0))
         if claim_periods:
             kept = max(days_kept + 1, (months_kept + 1) * MONTH_DAYS) + SESSION_HORIZON_DAYS
             base = max(base, kept)
         if user_horizon_days:
             base = max(base, user_horizon_days + SESSION_HORIZON_DAYS)
+            if refund_horizon_days:  # the order fold's buyers at their owners
+                gate = SESSION_HORIZON_DAYS if claim_periods else 0
+                lag = refund_horizon_days + gate + MONTH_DAYS + ORDER_OWNER_SLACK_DAYS
+                base = max(base, lag + user_horizon_days)
         if board_horizon_days:
             base = max(base, board_horizon_days)
         if first_order_horizon_days:
@@ -242,7 +266,8 @@ WORKER_HORIZONS: dict[str, float] = {
 def _horizon_of(result: dict[str, Any]) -> float:
     """`horizon_days` of a saved run (a worker runs with the claims by period; a run saved
     before the flags were recorded: without the fold; a worker run saved before its user,
-    board and pair horizons were recorded: with the worker's defaults)."""
+    board and pair horizons were recorded: with the worker's defaults; a run saved before its
+    refund horizon was: the default 90 days)."""
     fold = bool(result.get("fold_sessions"))
     worker = result.get("mode") == "worker"
     periods = result.get("claim_periods", worker)
@@ -254,6 +279,7 @@ def _horizon_of(result: dict[str, Any]) -> float:
         result.get("days_kept", DEFAULT_DAYS_KEPT),
         result.get("months_kept", DEFAULT_MONTHS_KEPT),
         **{key: result.get(key, defaults.get(key)) for key in WORKER_HORIZONS},
+        refund_horizon_days=result.get("refund_horizon_days", REFUND_HORIZON_DAYS),
     )
 
 
@@ -494,6 +520,7 @@ def soak(
     days_kept: int = DEFAULT_DAYS_KEPT,
     months_kept: int = DEFAULT_MONTHS_KEPT,
     user_horizon_days: float | None = None,
+    refund_horizon_days: float = REFUND_HORIZON_DAYS,
 ) -> dict[str, Any]:
     run_began = time.perf_counter()
     if not stream.exists():
@@ -502,9 +529,9 @@ def soak(
     gc.collect()
 
     window_ms = round(window_days * DAY_MS) or None
-    ledger = Ledger(  # the default refund horizon; one ledger: closed months fold too
+    ledger = Ledger(  # one ledger: closed months fold too, and it owns its buyers' rows
         window_ms,
-        refund_horizon_ms=REFUND_HORIZON_DAYS * DAY_MS,
+        refund_horizon_ms=round(refund_horizon_days * DAY_MS) or None,
         fold_sessions=fold_sessions,
         fold_months=fold_sessions,
         # None (the core soak's default): every user's folded rows kept, as before.
@@ -594,6 +621,7 @@ def soak(
         days_kept,
         months_kept,
         user_horizon_days if fold_sessions else None,
+        refund_horizon_days=refund_horizon_days,
     )
     return {
         "mode": "core",
@@ -607,6 +635,7 @@ def soak(
         "days_kept": days_kept,
         "months_kept": months_kept,
         "user_horizon_days": user_horizon_days or None,
+        "refund_horizon_days": refund_horizon_days,
         "board_horizon_days": None,
         "first_order_horizon_days": None,
         "frozen_periods": len(ledger.frozen_periods),
@@ -680,6 +709,7 @@ def worker_soak(
     groups_idle_s: float | None = None,
     board_runs_kept: int | None = None,
     distinct_exact_limit: int | None = None,
+    refund_horizon_days: float | None = None,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -703,7 +733,10 @@ def worker_soak(
     `LIVEPULSE_DISTINCT_EXACT_LIMIT` (None: 4,096 and 10,000), the bounds of the two parts of
     its state that no horizon counts (the levels' settled runs and summarized buyers): lower
     ones reach them within the run (the paying users are then compared within
-    `DISTINCT_BOUND`)."""
+    `DISTINCT_BOUND`). `refund_horizon_days`: the worker's `LIVEPULSE_REFUND_HORIZON_DAYS`
+    (None: its default, 90); the simulated refunds come within 12 days of their order, so a
+    horizon above that changes no figure and brings the order fold's owners' lag
+    (`horizon_days`) inside a shorter run."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -738,6 +771,7 @@ def worker_soak(
                 ("user_horizon_days", user_horizon_days),
                 ("board_horizon_days", board_horizon_days),
                 ("first_order_horizon_days", first_order_horizon_days),
+                ("refund_horizon_days", refund_horizon_days),
                 ("board_runs_kept", board_runs_kept),
                 ("distinct_exact_limit", distinct_exact_limit),
             )
@@ -897,6 +931,7 @@ def worker_soak(
         "user_horizon_days": settings.user_horizon_days,
         "board_horizon_days": settings.board_horizon_days,
         "first_order_horizon_days": settings.first_order_horizon_days,
+        "refund_horizon_days": settings.refund_horizon_days,
         "groups_idle_s": settings.groups_idle_s,
         "board_runs_kept": settings.board_runs_kept,
         "distinct_exact_limit": settings.distinct_exact_limit,
@@ -923,6 +958,7 @@ def worker_soak(
                 settings.user_horizon_days,
                 settings.board_horizon_days,
                 settings.first_order_horizon_days,
+                settings.refund_horizon_days,
             ),
         ),
         "samples": samples,
@@ -989,6 +1025,14 @@ def main() -> None:
         type=float,
         help="--worker: LIVEPULSE_FIRST_ORDER_HORIZON_DAYS (default 0: pairs kept for ever; "
         "set, the repurchase figures may exceed the truth's)",
+    )
+    parser.add_argument(
+        "--refund-horizon-days",
+        type=float,
+        help="the refund horizon (core: 90 unless given; --worker: "
+        "LIVEPULSE_REFUND_HORIZON_DAYS, default 90): the order fold's owners retire buyers "
+        "only after it, a month and the user horizon (`horizon_days`). The simulated refunds "
+        "come within 12 days of their order",
     )
     parser.add_argument(
         "--groups-idle-s",
@@ -1087,6 +1131,7 @@ def main() -> None:
                 groups_idle_s=args.groups_idle_s,
                 board_runs_kept=args.board_runs_kept,
                 distinct_exact_limit=args.distinct_exact_limit,
+                refund_horizon_days=args.refund_horizon_days,
             )
         else:
             result = soak(
@@ -1101,6 +1146,11 @@ def main() -> None:
                 days_kept=args.days_kept,
                 months_kept=args.months_kept,
                 user_horizon_days=args.user_horizon_days,
+                refund_horizon_days=(
+                    REFUND_HORIZON_DAYS
+                    if args.refund_horizon_days is None
+                    else args.refund_horizon_days
+                ),
             )
         plot_path = args.plot or (args.out or stream).with_suffix(".svg")
         if args.out is not None:

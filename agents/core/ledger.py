@@ -3784,6 +3784,34 @@ class Ledger:
                 moved = True
         return moved
 
+    def follow_idle_orders(self, source: int) -> bool:
+        """As partition `source` of a worker whose orders topic partition is read to its end
+        with no record for a while (the refund table's idle rule, `ReadTable.idle`) while the
+        partition's other topics still bring events (a room that sells nothing; else
+        `follow_idle_horizons` does it all): raise the orders topic's newest `ts` to where
+        the others' summaries horizon puts it (`follow_idle_horizons`' target), but never
+        past this partition's own newest event of another contract topic. Without it a
+        partition that never gets an order has no orders horizon, so its order fold never
+        runs and it never announces its buyers' months (`OrderUsersClosed`), and no owner
+        ever retires a buyer (docs/design.md, "The order fold's buyers at their owner").
+        An order applied later stamped before the new horizon is expired, as in
+        `follow_idle_horizons`. True if it moved."""
+        window = self.dedupe_window_ms
+        others = [ts for number, ts in self._firsts_closed_by.items() if number != source]
+        own = [
+            ts
+            for topic, ts in enumerate(self.newest_ts)
+            if ts is not None and topic != _ORDERS and topic != _GROUPS
+        ]
+        if window is None or not others or not own:
+            return False
+        target = min(max(others) + SESSION_HORIZON_MS + window, max(own))
+        current = self.newest_ts[_ORDERS]
+        if current is not None and current >= target:
+            return False
+        self.newest_ts[_ORDERS] = target
+        return True
+
     def group_floor_announcement(self, source: int, *, idle: bool = False) -> GroupFloor:
         """As partition `source` of a worker: its `GroupFloor` now (to be sent only once the
         state it was taken from is snapshotted: a partition restored from its snapshot asks

@@ -390,20 +390,38 @@ class LiveState:
         `idle_s` (0: never) and has read its topics to their end (`caught_up`) up to the newest
         summaries' horizon another partition announced (`Ledger.follow_idle_horizons`), so
         that its folds, months and first orders close as the others' do (the idle fold and
-        the take that follow run them). A partition whose horizons moved is dirty. Returns how
-        many moved."""
+        the take that follow run them). One read to its end that still applies records but
+        whose orders partition the refund table leaves out as idle moves its orders horizon
+        alone (`Ledger.follow_idle_orders`, its order fold run at once), so that it announces
+        its buyers' months and the owners retire. A partition whose horizons moved is dirty.
+        Returns how many moved."""
         if not self.fold_sessions or idle_s <= 0:
             return 0
         now = time.monotonic()
         moved = 0
+        # Orders partitions the refund table leaves out as idle (read to their end with no
+        # record for its `idle_s` while the topic moved, `ReadTable.idle`).
+        refunds = self.refunds
+        orders_idle = refunds.idle() if isinstance(refunds, WorkerRefundTable) else set()
         for partition, part in self.partitions.items():
-            if now - part.events_at < idle_s or not caught_up(partition):
+            if not caught_up(partition):
                 continue
-            if part.ledger.follow_idle_horizons(partition):
-                part.horizons_followed += 1
-                part.dirty = True
+            ledger = part.ledger
+            if now - part.events_at >= idle_s:
+                if not ledger.follow_idle_horizons(partition):
+                    continue
                 self._idle_seen.pop(partition, None)  # the idle fold looks again
-                moved += 1
+            elif partition in orders_idle and ledger.follow_idle_orders(partition):
+                # Still applying records, but no order for a while (a room that sells
+                # nothing): its orders horizon follows alone, and its order fold runs now
+                # (the idle fold skips a partition that applies records).
+                if ledger.fold_due() and (ledger.folded_ids or ledger.retired_ids):
+                    part.board.take_folded(ledger)
+            else:
+                continue
+            part.horizons_followed += 1
+            part.dirty = True
+            moved += 1
         if moved:
             self.version += 1
         return moved

@@ -4,6 +4,7 @@ samples; its growth figures are the issue's targets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -16,8 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from agents.core import Ledger
+from agents.core.ledger import DAY_MS
+from agents.core.periods import PeriodSettings, attach
 from bench.soak import (
     DISTINCT_BOUND,
+    MONTH_DAYS,
+    REFUND_HORIZON_DAYS,
     _horizon_of,
     growth_after,
     horizon_days,
@@ -27,7 +33,10 @@ from bench.soak import (
     truth_mismatches,
     worker_status,
 )
+from schemas import Rejection, decode
 from streams.runtime.settings import Settings
+from streams.tools.simulator.generate import generate
+from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.worker_process import WorkerProcess
 from tests.bench.test_svgplot import read_back
 
@@ -119,10 +128,12 @@ def test_the_horizon_counts_the_user_board_and_pair_horizons() -> None:
     A saved worker run without them ran with the worker's defaults (180-day users)."""
     periods = {"fold_sessions": True, "claim_periods": True, "days_kept": 62, "months_kept": 3}
     assert horizon_days(7.0, **periods) == 4 * 31 + 7 + 7.0  # 138: session 14's
-    # The worker's default 180-day user horizon is the longest then: rows fill to day 194.
-    assert horizon_days(7.0, **periods, user_horizon_days=180) == 180 + 7 + 7.0
-    assert horizon_days(7.0, **periods, user_horizon_days=60) == 138.0
-    assert horizon_days(7.0, True, False, user_horizon_days=100) == 100 + 7 + 7.0
+    # With a user horizon the order fold's owners are the longest (their lag counted in
+    # `test_the_horizon_counts_the_order_fold_owners_lag`): with the worker's default 180
+    # days its buyers fill to day 317.
+    assert horizon_days(7.0, **periods, user_horizon_days=180) == 90 + 7 + 31 + 180 + 2 + 7.0
+    assert horizon_days(7.0, **periods, user_horizon_days=60) == 90 + 7 + 31 + 60 + 2 + 7.0
+    assert horizon_days(7.0, True, False, user_horizon_days=100) == 90 + 31 + 100 + 2 + 7.0
     assert horizon_days(7.0, **periods, board_horizon_days=150) == 150 + 7.0
     assert horizon_days(7.0, **periods, board_horizon_days=90) == 138.0
     assert horizon_days(7.0, **periods, first_order_horizon_days=10) == 138.0
@@ -131,9 +142,40 @@ def test_the_horizon_counts_the_user_board_and_pair_horizons() -> None:
     assert horizon_days(7.0, **periods, user_horizon_days=0, first_order_horizon_days=0) == 138
     assert horizon_days(7.0, user_horizon_days=180, board_horizon_days=150) == 40.0
     saved = {"mode": "worker", "window_days": 7.0, **periods}
-    assert _horizon_of(saved) == 194.0
-    assert _horizon_of({**saved, "user_horizon_days": 45.0}) == 138.0
+    assert _horizon_of(saved) == 317.0
+    assert _horizon_of({**saved, "user_horizon_days": 45.0}) == 182.0
     assert _horizon_of({**saved, "mode": "core"}) == 138.0
+
+
+def test_the_horizon_counts_the_order_fold_owners_lag() -> None:
+    """A core soak's ledger (its own buyers' owner, the claims by period, a 20-day user
+    horizon, a 1-day window) over 170 simulated days: the owner retires its first buyer, and
+    its buyers stop only filling, after the refund horizon and a month more than the user
+    horizon and the orders' own horizon gave (day 122: the buyers' rows reach the owner only
+    once their month is announced, `OrderFold.take`), and no later than `horizon_days`."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=170)
+    ledger = Ledger(
+        DAY_MS,
+        refund_horizon_ms=REFUND_HORIZON_DAYS * DAY_MS,
+        fold_sessions=True,
+        fold_months=True,
+        user_horizon_ms=20 * DAY_MS,
+    )
+    attach(ledger, PeriodSettings(days_kept=31, months_kept=1))
+    first_ts = first_retired = None
+    for line in generate(scenario, 3, 0.2).lines:
+        event = decode(line.encode())
+        if isinstance(event, Rejection):
+            continue
+        ledger.apply(event)
+        first_ts = event.ts if first_ts is None else first_ts
+        if first_retired is None and ledger.order_fold.retired_users:
+            assert ledger.max_ts is not None
+            first_retired = (ledger.max_ts - first_ts) / DAY_MS
+    assert first_retired is not None
+    before = max(REFUND_HORIZON_DAYS + MONTH_DAYS, 20 + 7) + 1  # the orders', the users'
+    assert before == 122
+    assert before < first_retired <= horizon_days(1.0, True, True, 31, 1, user_horizon_days=20)
 
 
 def test_a_lowered_distinct_limit_compares_the_paying_users_within_the_sketchs_bound() -> None:

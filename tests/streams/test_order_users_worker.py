@@ -17,6 +17,7 @@ import pytest
 from agents.core.ledger import (
     BUNDLES,
     DAY_MS,
+    ORDER_CLAIMS,
     ORDER_LAST_DAY,
     RETURNS,
     SIZE_REFUNDS,
@@ -27,11 +28,12 @@ from schemas import Rejection, decode
 from streams.runtime.global_report import newest_snapshots
 from streams.runtime.monthrows import owner_of
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
+from streams.tools.simulator.truth_file import compute_truth
 from streams.tools.worker_process import WorkerProcess
 from tests.agents.core.test_merge import partition_of
 from tests.streams.test_membership import topic_and_key
 from tests.streams.test_month_rows import _fold_settings, _settled
-from tests.support.live import fixture_lines, replay_lines
+from tests.support.live import fixture_lines, replay_lines, report_of
 
 PARTITIONS = 2
 
@@ -227,3 +229,74 @@ def test_buyer_rows_in_flight_are_in_the_view_until_their_owner_holds_them() -> 
     assert not any(isinstance(row, OrderUsers) for row in exchange.in_flight())
     assert sum(len(ledger.order_fold.users) for ledger in held) > 0
     check()
+
+
+def test_a_partition_that_gets_no_order_announces_its_buyers_months(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """100 simulated days of xhs with partition 2's orders topic records left out (rooms that
+    sell nothing) into a 3-partition worker with a 13-day refund horizon, whole idle
+    partitions never following within the run (`LIVEPULSE_HORIZON_IDLE_S=600`) and the
+    refund table's idle rule at 2 s: partition 2 keeps applying records, so only its orders
+    horizon can follow (`Ledger.follow_idle_orders`, counted in `horizons_followed`), and
+    then it announces its buyers' months (`OrderUsersClosed`) to every owner as the others
+    do: without it, it never announced, and no owner could ever retire a buyer (the
+    retirement itself: tests/agents/core/test_order_users.py). The order claims equal the
+    truth reference's of the records replayed."""
+    from tests.streams.test_month_rows import _simulated
+
+    partitions = 3
+    lines, _truth = _simulated(100, 0.3, 5)
+    kept = [
+        line
+        for line in lines
+        if topic_and_key(line)[0] != "live.orders"
+        or partition_of(topic_and_key(line)[1], partitions) != 2
+    ]
+    assert 0 < len(kept) < len(lines)
+    truth = compute_truth([line.decode() for line in kept], scenario="xhs", seed=5)
+    settings = _fold_settings(
+        kafka_bootstrap,
+        "noorders",
+        partitions,
+        horizon_idle_s=600.0,
+        refund_idle_s=2.0,
+        refund_horizon_days=13,
+        user_horizon_days=10,
+    )
+    asyncio.run(create_topics(settings, all_topics(settings)))
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_ready(timeout_s=90)
+        replay_lines(settings, tmp_path / "kept.jsonl", kept)
+        _settled(settings, worker)
+        deadline = time.monotonic() + 60
+        while True:  # partition 2's orders partition idle for 2 s, then its take
+            followed = worker.status()["month_rows"]["group_floors"]["2"]["horizons_followed"]
+            if followed or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        _settled(settings, worker)
+        report = report_of(worker)
+        status = worker.status()["month_rows"]
+        assert worker.stop() == 0, worker.tail()
+        snapshots = asyncio.run(newest_snapshots(settings))
+        folds = {p: load_state(snapshot.blob)[0].order_fold for p, snapshot in snapshots.items()}
+    finally:
+        with contextlib.suppress(Exception):
+            worker.stop()
+        with contextlib.suppress(Exception):
+            asyncio.run(delete_run_topics(settings))
+    assert status["group_floors"]["2"]["horizons_followed"] >= 1, status["group_floors"]
+    assert sorted(folds) == [0, 1, 2]
+    assert folds[2].sent_through is not None and not folds[2].months  # it has no buyer
+    # As far as the others (its bound is its fold's due time alone: it holds no order).
+    assert folds[2].sent_through >= max(folds[0].sent_through or "", folds[1].sent_through or "")
+    for fold in folds.values():  # every owner has its announcement
+        assert fold.through_by.get(2) == folds[2].sent_through, fold.through_by
+    for claim in ORDER_CLAIMS:
+        want = truth["claims"][claim]
+        got = report["claims"][claim]
+        assert got["observed"] == pytest.approx(want["observed"], rel=1e-9), claim
+        assert got["detail"] == {k: v for k, v in want.items() if k != "observed"}, claim

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report
-from agents.core.ledger import TOPICS, _period_stamp, cst_month_start
+from agents.core.ledger import TOPICS, FirstsClosed, _period_stamp, cst_month_start
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.state import LiveState
@@ -432,6 +432,45 @@ def test_an_orders_partition_not_reached_yet_holds_the_fold_until_idle_while_oth
         assert table.refund_fold_ts() is None  # partition 1 not reached yet
         time.sleep(0.25)
         assert table.refund_fold_ts() == (None if idle_s is None else T0 - DAY)
+
+
+def test_a_partition_applying_records_with_an_idle_orders_partition_follows_for_its_orders() -> (
+    None
+):
+    """`LiveState.follow_idle_horizons`: a partition still applying records (not idle) whose
+    orders partition the refund table leaves out as idle, read to its end (`caught_up`),
+    moves its orders horizon alone (`Ledger.follow_idle_orders`, up to its own newest
+    session event here), is counted and dirty; not while it is not read to its end, nor when
+    the table has no idle rule (its orders partition then always holds the fold)."""
+    import orjson
+
+    started = orjson.dumps(
+        {"event_id": "s0", "type": "session_started", "ts": T0, "session_id": "s",
+         "room_id": "r", "merchant_id": "m"}
+    )  # fmt: skip
+    for idle_s in (0.0, None):
+        table = WorkerRefundTable(DAY, None, 10 * DAY, idle_s=idle_s)
+        table.catch_up_to({0: 0, 1: 0})
+        table.apply(0, 0, orjson.dumps({"event_id": "x", "type": "order_refunded", "ts": T0,
+                                        "order_id": "o", "amount_cents": 1}))  # fmt: skip
+        table.advance(0, 1, highwater=1)
+        table.advance(1, 0, highwater=0)  # partition 1: no order at all
+        state = LiveState(
+            dedupe_window_ms=DAY, refund_horizon_ms=10 * DAY, fold_sessions=True, refunds=table
+        )
+        state.apply_batch([RawRecord("live.sessions", 1, 0, b"s", started)])
+        ledger = state.partitions[1].ledger
+        ledger.receive_firsts_closed(FirstsClosed(0, T0 - 20 * DAY), 2)
+        assert ledger.horizon_ts(_ORDERS) is None
+        assert state.follow_idle_horizons(300.0, lambda partition: False) == 0
+        moved = state.follow_idle_horizons(300.0, lambda partition: True)
+        if idle_s is None:
+            assert moved == 0 and ledger.horizon_ts(_ORDERS) is None
+            continue
+        assert moved == 1 and state.partitions[1].horizons_followed == 1
+        assert state.partitions[1].dirty
+        assert ledger.horizon_ts(_ORDERS) == T0 - 20 * DAY + 7 * DAY  # + session horizon
+        assert state.follow_idle_horizons(300.0, lambda partition: True) == 0  # there already
 
 
 def test_a_partition_taken_after_the_table_dropped_what_it_may_read_rewinds_the_table() -> None:

@@ -17,12 +17,18 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import (
     DAY_MS,
     ORDER_CLAIMS,
+    SESSION_HORIZON_MS,
+    TOPICS,
+    FirstOrder,
+    FirstsClosed,
     OrderFold,
     OrderUsers,
     OrderUsersClosed,
 )
 from agents.core.merge import merge_ledgers
 from agents.core.persist import dump_state, load_state
+from schemas import Rejection
+from schemas.events import OrderItem, OrderPaid, SessionStarted
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
@@ -172,3 +178,165 @@ def test_a_version_13_state_sends_its_buyers_rows_at_its_next_take() -> None:
     taken = restored.take_order_users(2)
     assert taken[0] == OrderUsers(2, "", "u", (1, 2, 0, 3, 1, 1, 19_907)) and not fold.months
     assert isinstance(taken[-1], OrderUsersClosed)
+
+
+@functools.cache
+def _stream_lines() -> tuple[tuple[Any, ...], tuple[str, ...]]:
+    """`_stream`'s routed events and their lines (for the truth of a part of them)."""
+    scenario = dataclasses.replace(get_scenario("xhs"), days=150)
+    lines = tuple(_renamed(line) for line in generate(scenario, 5, 0.3).lines)
+    return routed(lines), lines
+
+
+def _kept(item: tuple[Any, ...], quiet_ts: int, orders: bool) -> bool:
+    """Whether partition 2 gets `item`: not stamped from `quiet_ts` on and, unless `orders`,
+    not of the orders topic."""
+    topic, _key, event = item
+    if not orders and topic == "live.orders":
+        return False
+    return isinstance(event, Rejection) or event.ts < quiet_ts
+
+
+def _followed(
+    stream: tuple[Any, ...], quiet_ts: int, orders: bool = True, follow_orders: bool = True
+) -> tuple[list[Ledger], list[bool]]:
+    """`_partitions` with partition 2 getting none of its events stamped from `quiet_ts` on
+    (none at all if that is the stream's start), the first orders and their announcements
+    exchanged too, and partition 2, once a chunk brings it nothing, following the others'
+    horizons before its take (`Ledger.follow_idle_horizons`, then `fold_due`: as the keeper
+    after `LIVEPULSE_HORIZON_IDLE_S`). Without `orders` it gets every event but its orders
+    (it is never idle) and, with `follow_orders`, its orders horizon follows alone
+    (`Ledger.follow_idle_orders`, as the keeper once its orders partition is idle). Then
+    three rounds of the keeper's ticks. The ledgers, and which of them announced an
+    order-user month."""
+    parts = split(stream, PARTITIONS)
+    parts[2] = [item for item in parts[2] if _kept(item, quiet_ts, orders)]
+    groups = _ledger()
+    fed = [item for part in parts for item in part]
+    apply(groups, [item for item in fed if getattr(item[2], "type", "").startswith("group_")])
+    table = _refund_table(parts)
+    # The worker's refund table leaves out an orders partition read to its end with no record
+    # for `LIVEPULSE_REFUND_IDLE_S` (`WorkerRefundTable`, `ReadTable.idle`): here partition 2
+    # once a chunk brings it no order.
+    quiet: set[int] = set()
+    table.refund_fold_ts = functools.partial(table.refund_fold_ts, quiet)  # type: ignore[method-assign]
+    ledgers = [_ledger(user_horizon_ms=HORIZON_MS) for _ in parts]
+    for ledger in ledgers:
+        ledger.refunds_from = table
+        ledger.membership_from = groups
+    announced = [False] * PARTITIONS
+
+    def exchange(source: int) -> None:
+        ledger = ledgers[source]
+        for message in [*ledger.take_order_users(source), *ledger.take_first_orders(source)]:
+            if isinstance(message, OrderUsers):
+                ledgers[partition_of(message.user.encode(), PARTITIONS)].receive_order_users(
+                    message
+                )
+            elif isinstance(message, OrderUsersClosed):
+                announced[source] = True
+                for each in ledgers:
+                    each.receive_order_users_closed(message, PARTITIONS)
+            elif isinstance(message, FirstOrder):
+                owner = ledgers[partition_of(message.user.encode(), PARTITIONS)]
+                owner.receive_first_order(message)
+            else:
+                assert isinstance(message, FirstsClosed)
+                for each in ledgers:
+                    each.receive_firsts_closed(message, PARTITIONS)
+
+    def follow(idle: bool) -> None:
+        ledger = ledgers[2]
+        if idle and orders and ledger.follow_idle_horizons(2):
+            ledger.fold_due()
+        elif not orders and follow_orders and ledger.follow_idle_orders(2):
+            ledger.fold_due()
+
+    for begin in range(0, max(len(part) for part in parts), 1000):
+        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
+            apply(ledger, part[begin : begin + 1000])
+            if source == 2 and (begin >= len(part) or not orders):
+                quiet.add(source)  # its orders partition: read to its end, no record
+                follow(begin >= len(part))
+            exchange(source)
+    quiet.add(2)
+    for _round in range(3):
+        follow(True)
+        for source in range(PARTITIONS):
+            exchange(source)
+    return ledgers, announced
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("quiet_day", "orders"), [(0, True), (60, True), (1000, False)])
+def test_a_partition_without_orders_that_follows_announces_and_the_owners_retire(
+    quiet_day: int, orders: bool
+) -> None:
+    """Over 3 partitions with a 45-day user horizon, partition 2 empty (no event at all), or
+    quiet from day 60 (no order, nor any event, after it), following the others' horizons
+    once idle, or getting every event but its orders (a room that sells nothing), its
+    orders horizon following alone: it announces its order-user months too, so the owners
+    retire buyers (over 40% of the buyers of the records fed) and the order claims equal
+    `truth.py`'s figures of the records fed (their intervals the keep-everything ledger's)."""
+    stream, lines = _stream_lines()
+    start = min(e.ts for _t, _k, e in stream if not isinstance(e, Rejection))
+    quiet_ts = start + quiet_day * DAY_MS
+    fed_at = [
+        partition_of(item[1], PARTITIONS) != 2 or _kept(item, quiet_ts, orders) for item in stream
+    ]
+    truth = compute_truth(
+        [line for line, keep in zip(lines, fed_at, strict=True) if keep], scenario="xhs", seed=5
+    )
+    ledgers, announced = _followed(stream, quiet_ts, orders)
+    fed = [item for item, keep in zip(stream, fed_at, strict=True) if keep]
+    keep = Ledger(None)
+    apply(keep, fed)
+    everything = build_report(keep)["claims"]
+    buyers = {e.user_id for _t, _k, e in fed if getattr(e, "type", "") == "order_paid"}
+    retired = sum(ledger.order_fold.retired_users for ledger in ledgers)
+    assert announced == [True, True, True]
+    assert retired > 0.4 * len(buyers), (retired, len(buyers))
+    _check_claims(build_report(merge_ledgers(ledgers))["claims"], truth, everything)
+    assert ledgers[2].counts.expired == 0  # none of its events was behind a followed horizon
+
+
+@pytest.mark.slow
+def test_a_partition_with_events_but_no_order_holds_every_owner_unless_its_orders_follow() -> None:
+    """Partition 2 gets every event of its sessions but no order: it is never idle, so it
+    never follows; without its orders horizon following alone (`follow_idle_orders`) that
+    horizon never starts, it never announces an order-user month, and no owner retires a
+    buyer for as long as the stream runs."""
+    stream, _lines = _stream_lines()
+    start = min(e.ts for _t, _k, e in stream if not isinstance(e, Rejection))
+    ledgers, announced = _followed(stream, start + 1000 * DAY_MS, False, follow_orders=False)
+    assert announced == [True, True, False]
+    assert sum(ledger.order_fold.retired_users for ledger in ledgers) == 0
+
+
+def test_an_idle_orders_topic_follows_the_others_never_past_its_own_newest_event() -> None:
+    """`Ledger.follow_idle_orders`: nothing before another partition has announced its
+    summaries' horizon or before this one has an event of another contract topic; then the
+    orders topic's newest `ts` goes to that horizon + the session horizon + the window, but
+    no further than the partition's own newest event; it never moves back, and an order
+    stamped before the new horizon is expired."""
+    ledger = _ledger()
+    t = 1_720_000_000_000
+    assert not ledger.follow_idle_orders(1)  # nothing read
+    ledger.receive_firsts_closed(FirstsClosed(0, t - 30 * DAY_MS), 2)
+    ledger.receive_firsts_closed(FirstsClosed(1, t + 900 * DAY_MS), 2)  # itself: left out
+    assert not ledger.follow_idle_orders(1)  # no event of its own
+    started = {"session_id": "s", "room_id": "r", "merchant_id": "m"}
+    assert ledger.apply(SessionStarted(event_id="e1", type="session_started", ts=t, **started))
+    assert ledger.follow_idle_orders(1)
+    target = t - 30 * DAY_MS + SESSION_HORIZON_MS + WINDOW
+    assert ledger.horizon_ts(TOPICS.index("live.orders")) == target - WINDOW
+    assert not ledger.follow_idle_orders(1)  # there already
+    ledger.receive_firsts_closed(FirstsClosed(0, t), 2)
+    assert ledger.follow_idle_orders(1)
+    assert ledger.horizon_ts(TOPICS.index("live.orders")) == t - WINDOW  # its own newest
+    item = OrderItem(sku_id="k", category="c", unit_price_cents=100, quantity=1)
+    paid = {"session_id": "s", "merchant_id": "m", "user_id": "u", "amount_cents": 100}
+    late = OrderPaid(
+        event_id="o1", type="order_paid", ts=t - WINDOW - 1, order_id="o", items=[item], **paid
+    )
+    assert not ledger.apply(late) and ledger.counts.expired == 1
