@@ -35,6 +35,7 @@ from agents.core.ledger import (
     DAY_MS,
     SESSION_HORIZON_MS,
     TOPICS,
+    FoundMembers,
     FrozenFigure,
     Ledger,
     OrderFact,
@@ -44,12 +45,19 @@ from agents.core.ledger import (
     cst_month,
     cst_month_end,
     cst_month_start,
+    late_group_events,
 )
 from agents.core.metrics import CLAIM_PARTS, Measurement, dwell_with_quantiles
 from agents.core.period_rows import PeriodRows, owner_parts, prune_owned, routes_rows, rows_part
 from agents.core.report import claim_verdict
 
 _CST_OFFSET_MS: Final[int] = 8 * 3_600_000
+#: The topics whose horizons make a first join's membership final (`PeriodGate.note_members`).
+_VIEWS: Final[int] = TOPICS.index("live.views")
+_ORDERS: Final[int] = TOPICS.index("live.orders")
+_GROUPS: Final[int] = TOPICS.index("live.groups")
+#: Before any `ts`: nothing found before it (`PeriodGate.note_members`).
+_NO_TS: Final[int] = -(2**62)
 
 #: Claims with no figure per period, and why (the report says so beside them).
 NOT_PER_PERIOD: Final[dict[str, str]] = {
@@ -473,14 +481,22 @@ DWELL: Final[str] = "group_member_dwell"
 Parts = dict[str, Any]
 
 
-def _parts(ledger: Ledger, in_period: Span, claim_ids: Iterable[str]) -> Parts | None:
+def _parts(
+    ledger: Ledger, in_period: Span, claim_ids: Iterable[str], note_members: bool = False
+) -> Parts | None:
     """The period's raw parts of `claim_ids` (`metrics.CLAIM_PARTS`), or None when some
-    session of it is summarized (its raw facts gone: a period's parts need them)."""
+    session of it is summarized (its raw facts gone: a period's parts need them).
+    `note_members`: the membership at each first join its sessions' parts looked up is kept
+    by the ledger's `PeriodGate` for their summaries (`PeriodGate.note_members`)."""
     sub = period_ledger(ledger, in_period)
     if any(isinstance(s.presence, SessionSummary) for s in sub.sessions.values()):
         return None
     facts = ClaimFacts(sub)
-    return {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in claim_ids}
+    parts = {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in claim_ids}
+    gate = ledger.period_gate
+    if note_members and ledger.fold_sessions and isinstance(gate, PeriodGate):
+        gate.note_members(ledger, facts)
+    return parts
 
 
 def _finish(parts: Parts) -> dict[str, FrozenFigure]:
@@ -711,7 +727,7 @@ def freeze_closed(
                     continue
                 parts = _month_of_days(ledger, key, found) if kind == MONTH else None
                 if parts is None:
-                    parts = _parts(ledger, _in(kind, ts), FIRST_STAGE)
+                    parts = _parts(ledger, _in(kind, ts), FIRST_STAGE, note_members=True)
                 if parts is not None:
                     if ledger.fold_months:  # its bootstrap once, for the figure and the fold
                         parts[DWELL] = dwell_with_quantiles(parts[DWELL])
@@ -823,10 +839,60 @@ class PeriodGate:
         #: The CST days of the closing and refund closing horizons at the last freeze.
         self._frozen_at: tuple[int | None, int | None] | None = None
         self._held = HeldOrders()
+        #: Session id -> what the freeze of its day found of its membership lookups, for its
+        #: summary (`note_members`).
+        self._members: dict[str, FoundMembers] = {}
 
     def held_orders(self, orders: list[OrderFact]) -> HeldOrders:
         """The index of the ledger's held orders `orders` (`HeldOrders`), up to date."""
         return self._held.sync(orders)
+
+    def note_members(self, ledger: Ledger, facts: ClaimFacts) -> None:
+        """Keep what a day's parts found of its sessions' membership (`ClaimFacts.
+        member_joins`, `member_orders`) for the sessions' summaries, which look the same up
+        (`Ledger._summarize`; issue 19: once a pair, not twice): what is final only
+        (`FoundMembers`), as of the ledger's horizons now. Not part of the state: a restored
+        ledger's summaries look every pair up."""
+        source = ledger.membership_from or ledger
+        groups = source.horizon_ts(_GROUPS)
+        views, orders = ledger.horizon_ts(_VIEWS), ledger.horizon_ts(_ORDERS)
+        if groups is None or views is None or orders is None:
+            return
+        joins_to, orders_to = min(views, groups), min(orders, groups)
+        ordered: dict[str, set[tuple[str, int]]] = {}
+        members = facts.looked_up_orders()
+        if members is not None:
+            for (sid, _session, order), member in zip(facts.session_orders(), members, strict=True):
+                if member and order.ts < orders_to:
+                    ordered.setdefault(sid, set()).add((order.user_id, order.ts))
+        if members is None:
+            orders_to = _NO_TS  # none looked up: the summary looks them up
+        late = late_group_events(source)
+        sessions = facts.started
+        for sid, found in facts.looked_up().items():
+            joined = frozenset(
+                [user for user, first, member in found if member and first < joins_to]
+            )
+            # Its orders looked up were those up to its session horizon then
+            # (`SessionFacts.horizon_orders`): one after it may be the session's later.
+            horizon_from = sessions[sid].horizon_from
+            session_orders_to = (
+                orders_to
+                if horizon_from is None
+                else min(orders_to, horizon_from + SESSION_HORIZON_MS + 1)
+            )
+            self._members[sid] = FoundMembers(
+                joins_to, joined, session_orders_to, frozenset(ordered.get(sid, ())), late
+            )
+        # A session the ledger no longer holds (dropped before its summary): let go.
+        if len(self._members) > 2 * len(ledger.sessions):
+            held = ledger.sessions
+            self._members = {sid: found for sid, found in self._members.items() if sid in held}
+
+    def members_found(self, sid: str) -> FoundMembers | None:
+        """What the freeze of the session's day found of its membership (`note_members`),
+        let go; None: nothing kept."""
+        return self._members.pop(sid, None)
 
     def _freeze_due(self, ledger: Ledger) -> None:
         # The summaries' call and the order fold's each came once a day of their horizons,

@@ -1,0 +1,162 @@
+"""A held session's membership lookups, done once: the period freeze of its day keeps what it
+found (`periods.PeriodGate.note_members`, `ledger.FoundMembers`) and the session's summary
+reads it instead of looking the same (session, viewer) pairs and orders up again (issue 19)."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agents.core.ledger as ledger_module
+from agents.core import Ledger, build_report
+from agents.core.ledger import DAY_MS, FoundMembers
+from agents.core.periods import PeriodGate, PeriodSettings, attach
+from agents.core.timeline import Membership
+from streams.tools.analyze import analyze_records, iter_records
+from streams.tools.simulator.truth import Stream, is_member, read_stream, split_lines
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+WEEK_MS = 7 * DAY_MS
+#: The claims that read membership at a first join or an order.
+MEMBER_CLAIMS = ("group_member_dwell", "group_spend_multiple", "group_order_share")
+
+
+@cache
+def stream(name: str) -> Stream:
+    return read_stream(split_lines((FIXTURES / f"{name}.jsonl").read_text()))
+
+
+def folded(name: str, found: list[tuple[str, FoundMembers | None]] | None = None) -> Ledger:
+    """The fixture through a fold-on ledger with claims by period; with `found`, every
+    summary's `members_found` answer is appended to it."""
+    ledger = attach(Ledger(WEEK_MS, fold_sessions=True), PeriodSettings())
+    gate = ledger.period_gate
+    assert isinstance(gate, PeriodGate)
+    if found is not None:
+        original = gate.members_found
+
+        def recorded(sid: str) -> FoundMembers | None:
+            answer = original(sid)
+            found.append((sid, answer))
+            return answer
+
+        gate.members_found = recorded  # type: ignore[method-assign]
+    return analyze_records(iter_records(FIXTURES / f"{name}.jsonl"), ledger)
+
+
+def claims(ledger: Ledger) -> dict[str, Any]:
+    return {c: build_report(ledger)["claims"][c] for c in MEMBER_CLAIMS}
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_what_the_freeze_found_is_each_pair_s_membership_by_the_truth(name: str) -> None:
+    """Every summary gets what its day's freeze found, and each (viewer, first join) and
+    (buyer, order) before the found horizons is a member there exactly when `truth.py`'s
+    membership over the whole fixture says so."""
+    found: list[tuple[str, FoundMembers | None]] = []
+    ledger = folded(name, found)
+    truth = stream(name)
+    assert len(found) == ledger.summarized_sessions > 40
+    assert all(answer is not None for _sid, answer in found)
+    joins = orders = members = 0
+    for sid, answer in found:
+        assert answer is not None
+        merchant = truth.started[sid].merchant_id
+        first_joins = {
+            user: min(ts for ts, _position, is_join in views if is_join)
+            for (session, user), views in truth.views.items()
+            if session == sid and any(is_join for _ts, _position, is_join in views)
+        }
+        before = {user: ts for user, ts in first_joins.items() if ts < answer.joins_to}
+        assert answer.joined <= set(before)
+        for user, ts in before.items():
+            assert (user in answer.joined) == is_member(truth, merchant, user, ts), (sid, user)
+            joins += 1
+        session_orders = [
+            order
+            for _position, order in truth.orders
+            if order.session_id == sid and order.ts < answer.orders_to
+        ]
+        paid = {(order.user_id, order.ts) for order in session_orders}
+        assert answer.ordered <= paid
+        for order in session_orders:
+            member = is_member(truth, merchant, order.user_id, order.ts)
+            assert ((order.user_id, order.ts) in answer.ordered) == member, (sid, order)
+            orders += 1
+        members += len(answer.joined) + len(answer.ordered)
+    assert joins > 300 and orders > 100 and members > 50
+
+
+class CountedMembership(Membership):
+    """`Membership`, counting how many are built (one a (merchant, user) a summary looks up)."""
+
+    built = 0
+
+    def __init__(self, group_events: Any) -> None:
+        CountedMembership.built += 1
+        super().__init__(group_events)
+
+
+def summary_lookups(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, Any]]:
+    """The memberships built by the summaries of the fixture's fold-on pass, and its claims."""
+    monkeypatch.setattr(ledger_module, "Membership", CountedMembership)
+    summarize = Ledger._summarize
+    built = [0]
+
+    def counted(self: Ledger, *args: Any) -> None:
+        before = CountedMembership.built
+        summarize(self, *args)
+        built[0] += CountedMembership.built - before
+
+    monkeypatch.setattr(Ledger, "_summarize", counted)
+    ledger = folded(name)
+    monkeypatch.undo()
+    return built[0], claims(ledger)
+
+
+def same_claims(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def close(x: Any, y: Any) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return math.isclose(x, y, rel_tol=1e-12)
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(close(x[k], y[k]) for k in x)
+        if isinstance(x, list | tuple) and isinstance(y, list | tuple):
+            return len(x) == len(y) and all(close(p, q) for p, q in zip(x, y, strict=True))
+        return bool(x == y)
+
+    return close(a, b)
+
+
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_summaries_look_up_only_what_the_freeze_did_not_find(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With what the freezes found, the summaries build almost no membership (the others:
+    pairs after a found horizon); without it (the gate answering nothing, as after a
+    restore), they look every pair up again. The three membership claims are the same
+    either way."""
+    with_found, figures = summary_lookups(name, monkeypatch)
+    monkeypatch.setattr(PeriodGate, "members_found", lambda self, sid: None)
+    without, plain = summary_lookups(name, monkeypatch)
+    assert without > 100 and with_found <= without // 10
+    assert same_claims(figures, plain)
+
+
+def test_a_late_group_event_count_moved_since_the_freeze_drops_what_it_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A membership source that applied a group event stamped before a horizon it gave
+    (a worker's table: an idle partition's late event) after the freeze: the summary looks
+    every pair up again rather than read what the freeze found before it."""
+    with_found, figures = summary_lookups("xhs", monkeypatch)
+    # The summaries' count (the freezes' is 0: a ledger applies no late event).
+    monkeypatch.setattr(ledger_module, "late_group_events", lambda source: 1)
+    moved, moved_figures = summary_lookups("xhs", monkeypatch)
+    monkeypatch.setattr(PeriodGate, "members_found", lambda self, sid: None)
+    without, _plain = summary_lookups("xhs", monkeypatch)
+    assert moved == without > with_found
+    assert same_claims(figures, moved_figures)
