@@ -1,6 +1,7 @@
-"""A held session's membership lookups, done once: the period freeze of its day keeps what it
-found (`periods.PeriodGate.note_members`, `ledger.FoundMembers`) and the session's summary
-reads it instead of looking the same (session, viewer) pairs and orders up again (issue 19)."""
+"""What a day's freeze found, not done again (issue 19): a held session's membership lookups,
+kept by the period gate for the session's summary (`periods.PeriodGate.note_members`,
+`ledger.FoundMembers`), and the days' raw `price_dwell_association` rows, kept for their
+month's part (`PeriodGate.month_price`) instead of a month's sub-ledger of its facts."""
 
 from __future__ import annotations
 
@@ -14,9 +15,17 @@ import pytest
 import agents.core.ledger as ledger_module
 from agents.core import Ledger, build_report
 from agents.core.ledger import DAY_MS, FoundMembers
-from agents.core.periods import PeriodGate, PeriodSettings, attach
+from agents.core.periods import (
+    MONTH,
+    PeriodGate,
+    PeriodSettings,
+    attach,
+    claim_periods,
+    period_key,
+)
 from agents.core.timeline import Membership
 from streams.tools.analyze import analyze_records, iter_records
+from streams.tools.simulator.period_truth import PeriodCut
 from streams.tools.simulator.truth import Stream, is_member, read_stream, split_lines
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -160,3 +169,42 @@ def test_a_late_group_event_count_moved_since_the_freeze_drops_what_it_found(
     without, _plain = summary_lookups("xhs", monkeypatch)
     assert moved == without > with_found
     assert same_claims(figures, moved_figures)
+
+
+@pytest.mark.parametrize("fold", [True, False])
+@pytest.mark.parametrize("name", ["xhs", "impulse"])
+def test_a_month_s_price_dwell_from_its_days_rows_equals_the_truth(
+    name: str, fold: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each month frozen takes `price_dwell_association` from its days' kept rows (none from
+    its facts), and its rho and median minutes per tier equal `truth.py` on the fixture cut
+    to the month; its interval (resampled by session) equals the one from the month's facts,
+    which the rows are in the order of."""
+    from_days: list[str] = []
+    original = PeriodGate.month_price
+
+    def recorded(self: PeriodGate, month: str, days: Any) -> Any:
+        price = original(self, month, days)
+        if price is not None:
+            from_days.append(month)
+        return price
+
+    monkeypatch.setattr(PeriodGate, "month_price", recorded)
+    ledger = attach(Ledger(WEEK_MS, fold_sessions=fold), PeriodSettings())
+    analyze_records(iter_records(FIXTURES / f"{name}.jsonl"), ledger)
+    claim_periods(ledger, PeriodSettings())  # without the fold, the freeze is the report's
+    months = sorted(key for kind, key in ledger.frozen_periods if kind == MONTH)
+    assert months and from_days == months
+    monkeypatch.undo()
+    cut = PeriodCut(split_lines((FIXTURES / f"{name}.jsonl").read_text()))
+    plain = attach(Ledger(WEEK_MS, fold_sessions=fold), PeriodSettings())
+    monkeypatch.setattr(PeriodGate, "month_price", lambda self, month, days: None)
+    analyze_records(iter_records(FIXTURES / f"{name}.jsonl"), plain)
+    claim_periods(plain, PeriodSettings())
+    for month in months:
+        truth = cut.claims(lambda ts, month=month: period_key(MONTH, ts) == month)
+        mine = ledger.frozen_periods[(MONTH, month)]["price_dwell_association"]
+        facts = plain.frozen_periods[(MONTH, month)]["price_dwell_association"]
+        observed = truth["price_dwell_association"]["observed"]
+        assert math.isclose(mine[0], observed, rel_tol=1e-9), (month, mine, observed)
+        assert mine == facts, month
