@@ -913,6 +913,10 @@ class PeriodGate:
         prices, minutes, sessions, folded = part
         if not folded.price_watch.count:  # a period's sub-ledger folds nothing
             self._day_prices[day] = (prices, minutes, sessions)
+        # A month holds 31 days at most: more are days of a month frozen without asking (a
+        # restored state's); the oldest are let go (their month's part from its facts).
+        for old in sorted(self._day_prices)[: max(0, len(self._day_prices) - 62)]:
+            del self._day_prices[old]
 
     def month_price(self, month: str, days: Sequence[str]) -> PricePart | None:
         """The month's raw `SKETCHED` part from its days' (`days`: those with facts), let go

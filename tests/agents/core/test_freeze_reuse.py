@@ -23,6 +23,7 @@ from agents.core.periods import (
     claim_periods,
     period_key,
 )
+from agents.core.sketch import FoldedFigures
 from agents.core.timeline import Membership
 from streams.tools.analyze import analyze_records, iter_records
 from streams.tools.simulator.period_truth import PeriodCut
@@ -208,3 +209,26 @@ def test_a_month_s_price_dwell_from_its_days_rows_equals_the_truth(
         observed = truth["price_dwell_association"]["observed"]
         assert math.isclose(mine[0], observed, rel_tol=1e-9), (month, mine, observed)
         assert mine == facts, month
+
+
+def test_the_kept_day_rows_are_let_go_with_their_month_or_past_two_months_of_days() -> None:
+    """A month's freeze takes and lets go every kept day of it, and returns None (its part
+    from its facts) when a day with facts was not kept; days of months never frozen here are
+    let go beyond 62, the oldest first."""
+    gate = PeriodGate(PeriodSettings())
+    empty = FoldedFigures()
+    days = [f"2024-{month:02d}-{day:02d}" for month in (1, 2, 3) for day in range(1, 29)]
+    for number, day in enumerate(days):
+        gate.note_day_price(day, ([number], [float(number)], [f"s{number:03d}"], empty))
+    assert sorted(gate._day_prices) == days[-62:]  # 84 noted: January's first 22 let go
+    assert gate.month_price("2024-01", days[:28]) is None  # some not kept: from facts
+    assert not any(day.startswith("2024-01") for day in gate._day_prices)
+    prices, minutes, sessions, folded = gate.month_price("2024-02", days[28:56]) or (
+        (),
+        (),
+        (),
+        None,
+    )
+    assert list(prices) == list(range(28, 56)) and sessions == [f"s{n:03d}" for n in range(28, 56)]
+    assert folded is not None and not folded.price_watch.count
+    assert sorted(gate._day_prices) == days[56:]
