@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,8 @@ class ClaimFacts:
         ]
         self._memberships: dict[tuple[str, str], Membership] = {}
         self._first_joins: dict[str, list[tuple[str, int]]] = {}
+        self._member_joins: dict[str, list[tuple[str, int, bool]]] = {}
+        self._member_orders: list[bool] | None = None
 
     def session_orders(self) -> Iterator[tuple[str, SessionFacts, OrderFact]]:
         """Orders whose session id names a session that has a `session_started` (held, not
@@ -94,6 +96,44 @@ class ClaimFacts:
         if found is None:
             found = self._first_joins[sid] = self.started[sid].first_joins()
         return found
+
+    def member_joins(self, sid: str) -> list[tuple[str, int, bool]]:
+        """(user, ts of their first join, member of the session's merchant's group then) for
+        each user of `first_joins(sid)`: the one membership lookup a (session, viewer) pair
+        gets, read by `group_member_dwell` (member at the first join) and `group_spend_multiple`
+        (member at the month's first join, which is some session's first join), and by a
+        period freeze for the session's summary later (`periods.PeriodGate.note_members`;
+        issue 19)."""
+        found = self._member_joins.get(sid)
+        if found is None:
+            merchant = self.started[sid].merchant_id
+            assert merchant is not None
+            membership = self.membership
+            found = self._member_joins[sid] = [
+                (user, first, membership(merchant, user).member_at(first))
+                for user, first in self.first_joins(sid)
+            ]
+        return found
+
+    def looked_up(self) -> Mapping[str, list[tuple[str, int, bool]]]:
+        """The sessions `member_joins` was read for, with what it found."""
+        return self._member_joins
+
+    def member_orders(self) -> list[bool]:
+        """For each of `session_orders()`, in its order: whether the buyer was a member of
+        the order's merchant's group at the order's `ts` (`group_order_share`), looked up once
+        (a period freeze keeps them for the sessions' summaries, as `member_joins`)."""
+        if self._member_orders is None:
+            membership = self.membership
+            self._member_orders = [
+                membership(order.merchant_id, order.user_id).member_at(order.ts)
+                for _sid, _session, order in self._session_orders
+            ]
+        return self._member_orders
+
+    def looked_up_orders(self) -> list[bool] | None:
+        """`member_orders()` if it was read, else None."""
+        return self._member_orders
 
     def membership(self, merchant_id: str, user_id: str) -> Membership:
         key = (merchant_id, user_id)

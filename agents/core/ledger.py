@@ -1518,6 +1518,53 @@ class PeriodHook(Protocol):
 
     def freeze(self, ledger: Ledger) -> None: ...
 
+    def members_found(self, sid: str) -> FoundMembers | None:
+        """What the freeze of the session's day found of its members, let go (None: nothing
+        kept, the summary looks every pair up)."""
+        ...
+
+
+class FoundMembers:
+    """What a period freeze found of one held session's membership lookups, kept (not in the
+    state) for the session's summary, which would look the same up again (issue 19: one
+    lookup a (session, viewer) pair and a session order, not two; `periods.PeriodGate`).
+    Only what is final is kept: the lookups at `ts` before both the groups topic's horizon
+    (no group event deciding them can come any more) and the horizon of the topic of what was
+    looked up at (views: no earlier first join can come, so a user's first join before it is
+    the one looked up; orders: every session order before it was looked up, and for a
+    session with a horizon then, before that + 1 ms: its orders then)."""
+
+    __slots__ = ("joined", "joins_to", "late", "ordered", "orders_to")
+
+    def __init__(
+        self,
+        joins_to: int,
+        joined: frozenset[str],
+        orders_to: int,
+        ordered: frozenset[tuple[str, int]],
+        late: int,
+    ) -> None:
+        #: The users whose first join is before `joins_to` and who were members then.
+        self.joins_to = joins_to
+        self.joined = joined
+        #: The (buyer, ts) of the session's orders before `orders_to` whose buyer was a member.
+        self.orders_to = orders_to
+        self.ordered = ordered
+        #: The membership source's count of late group events applied (`late_group_events`)
+        #: when it was found: another count, and the summary looks every pair up again.
+        self.late = late
+
+
+def late_group_events(source: MembershipSource) -> int:
+    """How many group events a membership source applied stamped before a horizon it had
+    given (a worker's table: an idle partition's late events, `after_horizon`; a ledger
+    applies none)."""
+    return int(getattr(source, "after_horizon", 0))
+
+
+#: Nothing found: every lookup of the summary done again (`Ledger._summarize`).
+_NOTHING_FOUND = FoundMembers(-(1 << 62), frozenset(), -(1 << 62), frozenset(), 0)
+
 
 class MembershipSource(Protocol):
     """Where a ledger's summaries read membership (`Ledger.membership_from`): the group events
@@ -2887,7 +2934,7 @@ class Ledger:
             del self._awaiting_summary[sid]
             session = self.sessions[sid]
             if isinstance(session.presence, FoldedPresence) and session.horizon_from is not None:
-                self._summarize(session, session.presence)
+                self._summarize(session, session.presence, sid)
                 # For the board too: what it keeps per (session, user) becomes counts.
                 self.folded_ids.append(sid)
                 summarized = True
@@ -2895,7 +2942,7 @@ class Ledger:
             self._settle_board_curves(horizon)
             self._retire_summaries()
 
-    def _summarize(self, session: SessionFacts, presence: FoldedPresence) -> None:
+    def _summarize(self, session: SessionFacts, presence: FoldedPresence, sid: str) -> None:
         """Replace a closed session's raw facts by its `SessionSummary` (every sum a claim
         or its interval reads of it, see the class) and the ledger's per-user totals."""
         horizon_from = session.horizon_from
@@ -2913,6 +2960,13 @@ class Ledger:
                 found = memberships[user] = Membership(events) if events else NEVER_MEMBER
             return found.member_at(ts)
 
+        # What the freeze of the session's day found, final then (`FoundMembers`): not looked
+        # up again (issue 19).
+        gate = self.period_gate
+        found = gate.members_found(sid) if gate is not None else None
+        if found is None or found.late != late_group_events(self.membership_from or self):
+            found = _NOTHING_FOUND
+        orders_to, ordered = found.orders_to, found.ordered
         summary = SessionSummary()
         orders = sorted(session.horizon_orders(), key=lambda order: (order.ts, order.order_id))
         # Events after the session horizon that came before its end was known: counted now
@@ -2922,7 +2976,11 @@ class Ledger:
         tail = summary.tail
         for order in orders:
             after_5min = order.ts - started >= FIVE_MINUTES_MS
-            member = member_at(order.user_id, order.ts)
+            member = (
+                (order.user_id, order.ts) in ordered
+                if order.ts < orders_to
+                else member_at(order.user_id, order.ts)
+            )
             pair = pairs.setdefault(order.user_id, [0, 0, 0])
             pair[BUYER_ORDERS] += 1
             pair[BUYER_AFTER5] += after_5min
@@ -2985,11 +3043,12 @@ class Ledger:
         month = self.month_first_joins.setdefault((merchant, cst_month(started)), {})
         dwell = summary.dwell
         members: set[str] = set()  # member at their first join: looked up once a user
+        joins_to, joined_members = found.joins_to, found.joined
         for user, first in joined.items():
             known = month.get(user)
             if known is None or first < known:
                 month[user] = first
-            if not member_at(user, first):
+            if not (user in joined_members if first < joins_to else member_at(user, first)):
                 continue
             members.add(user)
             watched = presence.watch_ms(user)

@@ -596,10 +596,12 @@ def _aov_interval(
 
 
 def group_order_share_part(facts: _Facts) -> SharePart:
-    cases: list[tuple[bool, str, str]] = []
-    for sid, _session, order in facts.session_orders():
-        member = facts.membership(order.merchant_id, order.user_id).member_at(order.ts)
-        cases.append((member, sid, order.user_id))
+    cases = [
+        (member, sid, order.user_id)
+        for (sid, _session, order), member in zip(
+            facts.session_orders(), facts.member_orders(), strict=True
+        )
+    ]
     folded = ("member_orders", SHARE_MEMBER_H2, SHARE_MEMBER_HN, BUYER_MEMBER)
     return _session_proportion_part(facts, cases, folded)
 
@@ -646,14 +648,12 @@ def group_member_dwell_part(facts: _Facts) -> DwellPart:
     by_session: dict[str, list[int]] = {}
     by_user: dict[str, list[int]] = {}
     pairs = total_ms = squares_ms = 0
-    membership = facts.membership
     for sid, session in facts.started.items():
-        merchant = session.merchant_id
-        assert merchant is not None
         if session.summary is not None:  # its pairs are in the ledger's `folded_dwell`
             continue
-        for user, first_join_ts in facts.first_joins(sid):
-            if not membership(merchant, user).member_at(first_join_ts):
+        # Membership at each first join, looked up once for this claim and the next.
+        for user, _first, member in facts.member_joins(sid):
+            if not member:
                 continue
             watched = session.watch_ms(user)
             row = by_session.get(sid)  # the two rows written out: no tuple a pair
@@ -843,13 +843,18 @@ def group_spend_multiple_part(facts: _Facts) -> SpendPart:
     for (merchant, month), joins in facts.ledger.month_first_joins.items():
         for user, earliest in joins.items():
             first_join[(merchant, month, user)] = earliest
+    # Membership at a held session's first join, as `group_member_dwell` looked it up: a
+    # key's earliest join is some session's first join, so its membership is that pair's (at
+    # the same `ts`, whichever pair). The keys whose earliest is elsewhere are looked up.
+    member_of: dict[tuple[str, str, str], tuple[int, bool]] = {}
     for sid, session in facts.started.items():
         assert session.merchant_id is not None and session.started_ts is not None
         month = cst_month(session.started_ts)
-        for user, earliest in facts.first_joins(sid):
+        for user, earliest, member in facts.member_joins(sid):
             key = (session.merchant_id, month, user)
             if key not in first_join or earliest < first_join[key]:
                 first_join[key] = earliest
+                member_of[key] = (earliest, member)
     spend = facts.ledger.month_spend  # (merchant, month, user) -> cents
     if facts.ledger.month_rows_in:
         # Rows a partition sent on at its month's close, held by their user's owner until
@@ -866,7 +871,12 @@ def group_spend_multiple_part(facts: _Facts) -> SpendPart:
                     ):
                         first_join[key] = joined_ts
     joined_at = {
-        key: (joined_ts, facts.membership(key[0], key[2]).member_at(joined_ts))
+        key: (
+            joined_ts,
+            found[1]
+            if (found := member_of.get(key)) is not None and found[0] == joined_ts
+            else facts.membership(key[0], key[2]).member_at(joined_ts),
+        )
         for key, joined_ts in first_join.items()
     }
     folded = facts.ledger.month_folded_users

@@ -35,6 +35,7 @@ from agents.core.ledger import (
     DAY_MS,
     SESSION_HORIZON_MS,
     TOPICS,
+    FoundMembers,
     FrozenFigure,
     Ledger,
     OrderFact,
@@ -44,12 +45,20 @@ from agents.core.ledger import (
     cst_month,
     cst_month_end,
     cst_month_start,
+    late_group_events,
 )
-from agents.core.metrics import CLAIM_PARTS, Measurement, dwell_with_quantiles
+from agents.core.metrics import CLAIM_PARTS, Measurement, PricePart, dwell_with_quantiles
 from agents.core.period_rows import PeriodRows, owner_parts, prune_owned, routes_rows, rows_part
 from agents.core.report import claim_verdict
+from agents.core.sketch import FoldedFigures
 
 _CST_OFFSET_MS: Final[int] = 8 * 3_600_000
+#: The topics whose horizons make a first join's membership final (`PeriodGate.note_members`).
+_VIEWS: Final[int] = TOPICS.index("live.views")
+_ORDERS: Final[int] = TOPICS.index("live.orders")
+_GROUPS: Final[int] = TOPICS.index("live.groups")
+#: Before any `ts`: nothing found before it (`PeriodGate.note_members`).
+_NO_TS: Final[int] = -(2**62)
 
 #: Claims with no figure per period, and why (the report says so beside them).
 NOT_PER_PERIOD: Final[dict[str, str]] = {
@@ -308,6 +317,10 @@ def _place(entry: tuple[int, OrderFact]) -> int:
     return entry[0]
 
 
+def _session_of(row: tuple[str, int, float]) -> str:
+    return row[0]
+
+
 def closing_horizon(ledger: Ledger) -> int | None:
     """The time up to which every period ending `SESSION_HORIZON_MS` before it is closed: the
     oldest dedupe horizon over every topic (the groups topic's from the ledger's membership
@@ -465,7 +478,8 @@ PERIOD_CLAIMS: Final[tuple[str, ...]] = tuple(
 #: Frozen at a period's close (the refund claims in a second stage).
 FIRST_STAGE: Final[tuple[str, ...]] = tuple(c for c in PERIOD_CLAIMS if c not in REFUND_CLAIMS)
 #: The claim whose frozen part is sketched (`metrics.compact_price_part`): a month's figure
-#: alone is taken from its facts (exact), not from its days' parts.
+#: alone is not taken from its days' frozen parts but from their raw rows, kept by the period
+#: gate until the month is frozen (`PeriodGate.month_price`), or from its facts (exact).
 SKETCHED: Final[str] = "price_dwell_association"
 #: The claim whose bootstrap a ledger holding every partition keeps with its frozen part.
 DWELL: Final[str] = "group_member_dwell"
@@ -473,14 +487,22 @@ DWELL: Final[str] = "group_member_dwell"
 Parts = dict[str, Any]
 
 
-def _parts(ledger: Ledger, in_period: Span, claim_ids: Iterable[str]) -> Parts | None:
+def _parts(
+    ledger: Ledger, in_period: Span, claim_ids: Iterable[str], note_members: bool = False
+) -> Parts | None:
     """The period's raw parts of `claim_ids` (`metrics.CLAIM_PARTS`), or None when some
-    session of it is summarized (its raw facts gone: a period's parts need them)."""
+    session of it is summarized (its raw facts gone: a period's parts need them).
+    `note_members`: the membership at each first join its sessions' parts looked up is kept
+    by the ledger's `PeriodGate` for their summaries (`PeriodGate.note_members`)."""
     sub = period_ledger(ledger, in_period)
     if any(isinstance(s.presence, SessionSummary) for s in sub.sessions.values()):
         return None
     facts = ClaimFacts(sub)
-    return {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in claim_ids}
+    parts = {claim_id: CLAIM_PARTS[claim_id].part(facts) for claim_id in claim_ids}
+    gate = ledger.period_gate
+    if note_members and ledger.fold_sessions and isinstance(gate, PeriodGate):
+        gate.note_members(ledger, facts)
+    return parts
 
 
 def _finish(parts: Parts) -> dict[str, FrozenFigure]:
@@ -697,7 +719,8 @@ def freeze_closed(
     frozen ones beyond the kept counts, and return the earliest start ts of a session whose
     raw facts a period still needs (the ledger does not summarize it: `Ledger.period_gate`);
     None when nothing is held back. A day's parts are taken from its facts; a month's are its
-    days' parts added (each fact is in one day), but for `SKETCHED`, from its facts.
+    days' parts added (each fact is in one day), but for `SKETCHED`, from its days' raw rows
+    the gate kept (`PeriodGate.month_price`), or else from its facts.
     `first_stage`, `refund_stage` False: that stage is skipped (`PeriodGate`: its horizon has
     crossed no day start since it last ran)."""
     closed_to = closing_horizon(ledger)
@@ -711,10 +734,13 @@ def freeze_closed(
                     continue
                 parts = _month_of_days(ledger, key, found) if kind == MONTH else None
                 if parts is None:
-                    parts = _parts(ledger, _in(kind, ts), FIRST_STAGE)
+                    parts = _parts(ledger, _in(kind, ts), FIRST_STAGE, note_members=True)
                 if parts is not None:
                     if ledger.fold_months:  # its bootstrap once, for the figure and the fold
                         parts[DWELL] = dwell_with_quantiles(parts[DWELL])
+                    gate = ledger.period_gate
+                    if kind == DAY and isinstance(gate, PeriodGate):
+                        gate.note_day_price(key, parts[SKETCHED])
                     frozen[(kind, key)], ledger.frozen_parts[(kind, key)] = _frozen(parts)
         # Every period ending by then is frozen here: a worker's take sends their rows
         # (`period_rows.take_period_rows`).
@@ -760,21 +786,26 @@ def _fold_settled(ledger: Ledger) -> None:
 
 def _month_of_days(ledger: Ledger, month: str, found: dict[str, dict[str, int]]) -> Parts | None:
     """The month's first-stage parts from its days' frozen parts and `SKETCHED`'s from its
-    facts; None when some day of it with facts has no frozen parts (pruned, or frozen by a
-    state of snapshot version 8)."""
+    days' raw rows (`PeriodGate.month_price`; issue 19: not a month's sub-ledger of every
+    held fact), or from its facts when some were not kept; None when some day of it with
+    facts has no frozen parts (pruned, or frozen by a state of snapshot version 8)."""
     days = [day for day in found[DAY] if day.startswith(month)]
     day_parts = [ledger.frozen_parts.get((DAY, day)) for day in days]
     if not days or any(p is None or any(c not in p for c in FIRST_STAGE) for p in day_parts):
         return None
-    sketched = _parts(ledger, _in_key(MONTH, month), (SKETCHED,))
-    if sketched is None:
-        return None
+    gate = ledger.period_gate
+    price = gate.month_price(month, days) if isinstance(gate, PeriodGate) else None
+    if price is None:
+        sketched = _parts(ledger, _in_key(MONTH, month), (SKETCHED,))
+        if sketched is None:
+            return None
+        price = sketched[SKETCHED]
     parts = {
         c: CLAIM_PARTS[c].merge([p[c] for p in day_parts if p is not None])
         for c in FIRST_STAGE
         if c != SKETCHED
     }
-    parts[SKETCHED] = sketched[SKETCHED]
+    parts[SKETCHED] = price
     return {c: parts[c] for c in FIRST_STAGE}
 
 
@@ -823,10 +854,102 @@ class PeriodGate:
         #: The CST days of the closing and refund closing horizons at the last freeze.
         self._frozen_at: tuple[int | None, int | None] | None = None
         self._held = HeldOrders()
+        #: Session id -> what the freeze of its day found of its membership lookups, for its
+        #: summary (`note_members`).
+        self._members: dict[str, FoundMembers] = {}
+        #: A frozen day (`YYYY-MM-DD`) of a month not frozen yet -> its raw `SKETCHED` part's
+        #: rows (prices, watch minutes, session ids), for the month's (`month_price`).
+        self._day_prices: dict[str, tuple[list[int], list[float], list[str]]] = {}
 
     def held_orders(self, orders: list[OrderFact]) -> HeldOrders:
         """The index of the ledger's held orders `orders` (`HeldOrders`), up to date."""
         return self._held.sync(orders)
+
+    def note_members(self, ledger: Ledger, facts: ClaimFacts) -> None:
+        """Keep what a day's parts found of its sessions' membership (`ClaimFacts.
+        member_joins`, `member_orders`) for the sessions' summaries, which look the same up
+        (`Ledger._summarize`; issue 19: once a pair, not twice): what is final only
+        (`FoundMembers`), as of the ledger's horizons now. Not part of the state: a restored
+        ledger's summaries look every pair up."""
+        source = ledger.membership_from or ledger
+        groups = source.horizon_ts(_GROUPS)
+        views, orders = ledger.horizon_ts(_VIEWS), ledger.horizon_ts(_ORDERS)
+        if groups is None or views is None or orders is None:
+            return
+        joins_to, orders_to = min(views, groups), min(orders, groups)
+        ordered: dict[str, set[tuple[str, int]]] = {}
+        members = facts.looked_up_orders()
+        if members is not None:
+            for (sid, _session, order), member in zip(facts.session_orders(), members, strict=True):
+                if member and order.ts < orders_to:
+                    ordered.setdefault(sid, set()).add((order.user_id, order.ts))
+        if members is None:
+            orders_to = _NO_TS  # none looked up: the summary looks them up
+        late = late_group_events(source)
+        sessions = facts.started
+        for sid, found in facts.looked_up().items():
+            joined = frozenset(
+                [user for user, first, member in found if member and first < joins_to]
+            )
+            # Its orders looked up were those up to its session horizon then
+            # (`SessionFacts.horizon_orders`): one after it may be the session's later.
+            horizon_from = sessions[sid].horizon_from
+            session_orders_to = (
+                orders_to
+                if horizon_from is None
+                else min(orders_to, horizon_from + SESSION_HORIZON_MS + 1)
+            )
+            self._members[sid] = FoundMembers(
+                joins_to, joined, session_orders_to, frozenset(ordered.get(sid, ())), late
+            )
+        # A session the ledger no longer holds (dropped before its summary): let go.
+        if len(self._members) > 2 * len(ledger.sessions):
+            held = ledger.sessions
+            self._members = {sid: found for sid, found in self._members.items() if sid in held}
+
+    def note_day_price(self, day: str, part: PricePart) -> None:
+        """Keep a frozen day's raw `SKETCHED` part (its orders' rows, before `_frozen` sketches
+        them) until its month is frozen (`month_price`)."""
+        prices, minutes, sessions, folded = part
+        if not folded.price_watch.count:  # a period's sub-ledger folds nothing
+            self._day_prices[day] = (prices, minutes, sessions)
+        # A month holds 31 days at most: more are days of a month frozen without asking (a
+        # restored state's); the oldest are let go (their month's part from its facts).
+        for old in sorted(self._day_prices)[: max(0, len(self._day_prices) - 62)]:
+            del self._day_prices[old]
+
+    def month_price(self, month: str, days: Sequence[str]) -> PricePart | None:
+        """The month's raw `SKETCHED` part from its days' (`days`: those with facts), let go
+        with every kept day of the month; None unless every one of them was kept (after a
+        restore: not part of the state), and then the month's part is taken from its facts.
+        Its rows are in the order the month's facts give them: a session's orders are all in
+        its start's day, by `order_key` there, and the sessions by id (a stable sort of the
+        days' rows by session id), so the figure and its resampled interval are the same."""
+        kept = [self._day_prices.get(day) for day in days]
+        for day in [day for day in self._day_prices if day.startswith(month)]:
+            del self._day_prices[day]
+        if any(found is None for found in kept):
+            return None
+        rows = sorted(
+            (
+                (sid, price, minutes)
+                for found in kept
+                if found is not None
+                for price, minutes, sid in zip(found[0], found[1], found[2], strict=True)
+            ),
+            key=_session_of,
+        )
+        return (
+            [price for _sid, price, _minutes in rows],
+            [minutes for _sid, _price, minutes in rows],
+            [sid for sid, _price, _minutes in rows],
+            FoldedFigures(),
+        )
+
+    def members_found(self, sid: str) -> FoundMembers | None:
+        """What the freeze of the session's day found of its membership (`note_members`),
+        let go; None: nothing kept."""
+        return self._members.pop(sid, None)
 
     def _freeze_due(self, ledger: Ledger) -> None:
         # The summaries' call and the order fold's each came once a day of their horizons,
