@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 
 _GROUPS: Final[int] = TOPICS.index("live.groups")
 
+#: Records a table decodes at once (`ReadTable.apply_fetch`). A reader's fetch at a start is
+#: the whole buffered topic (thousands of records a partition): decoded whole, its events
+#: were all alive together, and the worker's drain after it ran 4-6% fewer records per CPU
+#: second than before in four runs; in slices of 500, 1.05x in one (bench/RESULTS.md,
+#: "Session 17"; why is not established).
+DECODE_SLICE: Final[int] = 500
+
 GroupEvents = Sequence[tuple[int, int, str, bool]]
 
 
@@ -142,10 +149,10 @@ class ReadTable:
     ) -> None:
         """A fetch's records of the topic's `partition`, in offset order (`offsets[i]` is
         `values[i]`'s), those read before left out (a fetch after a reconnect). Their values
-        are decoded at once, as the worker's batch path decodes a fetch (`decode_values`: one
-        validator call for the valid ones, each other one decoded again alone for its reason,
-        so a bad record is counted as rejected with it and nothing around it is lost), then
-        applied one by one in their order (issue 19)."""
+        are decoded `DECODE_SLICE` at a time, as the worker's batch path decodes a fetch
+        (`decode_values`: one validator call for the valid ones, each other one decoded again
+        alone for its reason, so a bad record is counted as rejected with it and nothing
+        around it is lost), then applied one by one in their order (issue 19)."""
         start, position = 0, self.positions.get(partition, 0)
         while start < len(offsets) and offsets[start] < position:
             start += 1
@@ -154,8 +161,9 @@ class ReadTable:
         if start:
             offsets, values = offsets[start:], values[start:]
         rejected = 0
-        for decoded in decode_values(values):
-            rejected += isinstance(self._ingest(partition, decoded), Rejected)
+        for first in range(0, len(values), DECODE_SLICE):
+            for decoded in decode_values(values[first : first + DECODE_SLICE]):
+                rejected += isinstance(self._ingest(partition, decoded), Rejected)
         self._quiet_since.pop(partition, None)
         if self.idle_s is not None:
             now = time.monotonic()  # the fetch's records came together

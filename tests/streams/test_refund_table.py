@@ -207,7 +207,9 @@ def _refund_rows(refunds: Any) -> list[tuple[int, str, int, str]]:
 
 
 @pytest.mark.parametrize("topic", [ORDERS, GROUPS])
-def test_a_fetch_decoded_at_once_rejects_its_bad_records_alone(topic: str) -> None:
+def test_a_fetch_decoded_at_once_rejects_its_bad_records_alone(
+    topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 19: a table decodes a fetch at once (`ReadTable.apply_fetch`, `decode_values`).
     The xhs fixture's records of the topic (its own junk among them) fetched 50 at a time,
     with three bad records put in the middle of one fetch (not JSON, a null value, a record
@@ -216,8 +218,12 @@ def test_a_fetch_decoded_at_once_rejects_its_bad_records_alone(topic: str) -> No
     worker's own partition ledger dead-letters it with its reason), and every valid one is
     applied: the refunds or group
     events held are the keep-everything ledger's of the fixture, and so are those of a table
-    fed record by record (`apply`); a fetch read again is left out."""
+    fed record by record (`apply`); a fetch read again is left out. Slices of 13
+    (`DECODE_SLICE`), so that the bad records straddle two."""
     from schemas import Rejection, decode
+    from streams.runtime import membership
+
+    monkeypatch.setattr(membership, "DECODE_SLICE", 13)
 
     records = routed("xhs", PARTITIONS)
     kind = "order_refunded" if topic == ORDERS else "group_joined"
