@@ -41,7 +41,7 @@ _GROUPS: Final[int] = TOPICS.index("live.groups")
 #: Records a table decodes at once (`ReadTable.apply_fetch`). A reader's fetch at a start is
 #: the whole buffered topic (thousands of records a partition): decoded whole, its events
 #: were all alive together, and the worker's drain after it ran 4-6% fewer records per CPU
-#: second than before in four runs; in slices of 500, 1.05x in one (bench/RESULTS.md,
+#: second than before in four runs; in slices of 500, 1.05x and 1.03x in two (bench/RESULTS.md,
 #: "Session 17"; why is not established).
 DECODE_SLICE: Final[int] = 500
 
