@@ -1,6 +1,8 @@
 """What rebuilding the worker's refund table costs at a start (issue 17): every orders-topic
 record of a stream decoded and applied into a `WorkerRefundTable` (no broker: the fetch comes
-on top). Usage: `python -m bench.refund_restart STREAM.jsonl [...]`."""
+on top), fetch by fetch as the reader hands them (up to `FETCH` records of one partition,
+`WorkerRefundTable.apply_fetch`: each decoded at once, since session 17). Usage:
+`python -m bench.refund_restart STREAM.jsonl [...]`."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from streams.runtime.refunds import WorkerRefundTable
 
 DAY_MS = 86_400_000
 PARTITIONS = 4
+FETCH = 500
 
 
 def measure(path: Path) -> str:
@@ -32,13 +35,16 @@ def measure(path: Path) -> str:
             if isinstance(obj, dict) and TOPIC_BY_TYPE.get(obj.get("type")) == "live.orders":
                 key = record_key(obj).encode()  # Kafka's default partitioner
                 orders.append(((murmur2(key) & 0x7FFFFFFF) % PARTITIONS, line))
-    table = WorkerRefundTable(7 * DAY_MS, None, 90 * DAY_MS)
-    offsets: dict[int, int] = {}
-    began = time.perf_counter()
+    parts: dict[int, list[bytes | None]] = {}
     for partition, line in orders:
-        offset = offsets.get(partition, 0)
-        offsets[partition] = offset + 1
-        table.apply(partition, offset, line)
+        parts.setdefault(partition, []).append(line)
+    table = WorkerRefundTable(7 * DAY_MS, None, 90 * DAY_MS)
+    began = time.perf_counter()
+    for start in range(0, max(map(len, parts.values()), default=0), FETCH):
+        for partition, values in parts.items():
+            chunk = values[start : start + FETCH]
+            if chunk:
+                table.apply_fetch(partition, range(start, start + len(chunk)), chunk)
     took = time.perf_counter() - began
     held = sum(1 for _ in table.table.refunds())
     return (

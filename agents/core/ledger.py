@@ -1617,6 +1617,11 @@ class Ledger:
     #: The settled runs each level's curve keeps for a merge over partitions
     #: (`LIVEPULSE_BOARD_RUNS_KEPT`); None: `concurrency.SETTLED_RUNS_KEPT`. Not pickled.
     board_runs_kept: int | None = None
+    #: Whether an applied `order_paid` is kept as facts (`orders`, `first_orders`,
+    #: `month_spend`, its session's orders); a class's choice, not pickled. Not in a ledger that
+    #: needs of a payment only its id (dedupe) and its `ts` (the orders horizon), which `apply`
+    #: decides before any fact: `agents.core.refunds.RefundPartition` (issue 19).
+    keeps_orders: bool = True
 
     def __init__(
         self,
@@ -2256,7 +2261,7 @@ class Ledger:
                     self.first_reply_ts[event.reply_to] = ts
                     if window is not None:
                         self._reply_hours.setdefault(ts // _ID_BUCKET_MS, []).append(event.reply_to)
-        elif type(event) is OrderPaid:
+        elif type(event) is OrderPaid and self.keeps_orders:
             order = OrderFact(
                 seq=self._seq,
                 ts=ts,

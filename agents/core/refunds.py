@@ -5,23 +5,33 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Sequence
 
 from agents.core.ledger import Ledger, RefundFact
-from schemas.events import Event, OrderPaid
+from schemas import TOPIC_BY_TYPE
+from schemas.events import Event
 
 
 class RefundPartition(Ledger):
     """One orders partition read as the partition ledger of that number reads it (the same
     dedupe window, expiry and duplicates, since `Ledger.apply` decides them), keeping only its
-    refunds: an `order_paid` moves the horizon and is remembered as an id within the window,
-    its facts are dropped at once (the table must not grow with orders)."""
+    refunds: an `order_paid` is taken as what the table needs of it, its id (remembered within
+    the window, so a copy of it is a duplicate here as there) and its `ts` (the orders horizon,
+    `refund_fold_ts`); no order fact is made (`Ledger.keeps_orders`: the table must not grow
+    with orders, and it spent most of its time making and clearing them, issue 19)."""
 
-    def apply(self, event: Event) -> bool:
-        accepted = super().apply(event)
-        if accepted and isinstance(event, OrderPaid):
-            self.orders.clear()
-            self.first_orders.clear()
-            self.month_spend.clear()
-            self.sessions.clear()
-        return accepted
+    keeps_orders = False
+
+    def drop_facts(self) -> None:
+        """Drop what an event of another topic sent to the orders topic made here (a session,
+        its presence): its id is kept, as the partition ledger keeps it, its facts are not
+        the table's (`RefundTable.apply`)."""
+        self.orders.clear()
+        self.first_orders.clear()
+        self.month_spend.clear()
+        self.sessions.clear()
+        self._ended_unfolded.clear()
+
+
+#: The event types of the orders topic: any other applied there is dropped (`drop_facts`).
+_ORDERS_TYPES = frozenset(kind for kind, topic in TOPIC_BY_TYPE.items() if topic == "live.orders")
 
 
 class RefundTable:
@@ -64,14 +74,19 @@ class RefundTable:
 
     def apply(self, number: int, event: Event) -> bool:
         """One decoded record of orders partition `number`, in that partition's offset order."""
-        accepted = self.partition(number).apply(event)
-        if accepted and event.type == "order_refunded":
-            self._index = None
+        held = self.partition(number)
+        accepted = held.apply(event)
+        if accepted:
+            self.applied(held, event.type)
         return accepted
 
-    def forget_index(self) -> None:
-        """A refund was applied to a partition directly (`partition(n).apply`)."""
-        self._index = None
+    def applied(self, held: RefundPartition, kind: str) -> None:
+        """An event of type `kind` was applied to partition `held` (here or directly, with
+        `partition(n).apply`): a refund is indexed anew, another topic's event's facts go."""
+        if kind == "order_refunded":
+            self._index = None
+        elif kind not in _ORDERS_TYPES:
+            held.drop_facts()
 
     def reject(self, number: int, reason: str) -> None:
         self.partition(number).reject(reason)

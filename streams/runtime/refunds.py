@@ -23,9 +23,10 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from agents.core.ingest import Rejected, ingest
+from agents.core.ingest import Rejected, ingest_decoded
 from agents.core.ledger import TOPICS, Ledger, RefundFact
 from agents.core.refunds import RefundTable
+from schemas import Event, Rejection
 from streams.runtime.membership import ReadTable
 
 log = logging.getLogger(__name__)
@@ -135,17 +136,21 @@ class WorkerRefundTable(ReadTable):
 
     # -- fed by MembershipReader ----------------------------------------------------------
 
-    def _ingest(self, partition: int, value: bytes | None) -> object:
-        outcome = ingest(value, self.table.partition(partition), None)
+    def _ingest(self, partition: int, decoded: Event | Rejection | Rejected) -> object:
+        table = self.table
+        held = table.partition(partition)
+        outcome = ingest_decoded(decoded, held, None)
         if outcome is not None and not isinstance(outcome, Rejected):
-            if outcome.type == "order_refunded":
-                self.table.forget_index()
-                if (
-                    self._given is not None
-                    and outcome.ts < self._given
-                    and self.caught_up.is_set()  # not one read again (`rewind`)
-                ):
-                    self.after_fold += 1
+            kind = outcome.type
+            if kind != "order_paid":
+                table.applied(held, kind)
+            if (
+                kind == "order_refunded"
+                and self._given is not None
+                and outcome.ts < self._given
+                and self.caught_up.is_set()  # not one read again (`rewind`)
+            ):
+                self.after_fold += 1
         return outcome
 
     def advance(self, partition: int, position: int, highwater: int | None = None) -> None:

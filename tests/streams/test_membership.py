@@ -70,13 +70,30 @@ def routed(name: str, partitions: int) -> list[RawRecord]:
     return out
 
 
+def fetched(
+    records: list[RawRecord], topic: str, size: int = 100
+) -> list[tuple[int, list[int], list[bytes | None]]]:
+    """The topic's records as `MembershipReader` hands a table its fetches: (partition,
+    offsets, values) of up to `size` records of one partition, the partitions in turn."""
+    parts: dict[int, list[RawRecord]] = {}
+    for record in records:
+        if record.topic == topic:
+            parts.setdefault(record.partition, []).append(record)
+    out: list[tuple[int, list[int], list[bytes | None]]] = []
+    for start in range(0, max(map(len, parts.values()), default=0), size):
+        for partition, held in sorted(parts.items()):
+            chunk = held[start : start + size]
+            if chunk:
+                out.append((partition, [r.offset for r in chunk], [r.value for r in chunk]))
+    return out
+
+
 def _table(records: list[RawRecord], window_ms: int) -> MembershipTable:
     table = MembershipTable(window_ms, None)
     ends: dict[int, int] = {}
-    for record in records:
-        if record.topic == GROUPS:
-            table.apply(record.partition, record.offset, record.value)
-            ends[record.partition] = record.offset + 1
+    for partition, offsets, values in fetched(records, GROUPS):
+        table.apply_fetch(partition, offsets, values)
+        ends[partition] = offsets[-1] + 1
     table.catch_up_to(ends)
     return table
 

@@ -22,7 +22,7 @@ from streams.runtime.state import LiveState
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding
 from tests.agents.core.test_retention import DAY, T0, _check_summarized
-from tests.streams.test_membership import PARTITIONS, _table, routed
+from tests.streams.test_membership import GROUPS, PARTITIONS, _table, fetched, routed
 from tests.support.live import (
     drain,
     fixture_lines,
@@ -39,10 +39,9 @@ _ORDERS = TOPICS.index(ORDERS)
 def _refund_table(records: list[RawRecord], caught_up: bool = True) -> WorkerRefundTable:
     table = WorkerRefundTable(WINDOW, None, REFUND_HORIZON)
     ends: dict[int, int] = {}
-    for record in records:
-        if record.topic == ORDERS:
-            table.apply(record.partition, record.offset, record.value)
-            ends[record.partition] = record.offset + 1
+    for partition, offsets, values in fetched(records, ORDERS):
+        table.apply_fetch(partition, offsets, values)
+        ends[partition] = offsets[-1] + 1
     table.catch_up_to(ends if caught_up else {p: 10**9 for p in range(PARTITIONS)})
     return table
 
@@ -201,6 +200,85 @@ def _decoded(records: list[RawRecord]) -> list[tuple[str, bytes, object]]:
     from schemas import decode
 
     return [(r.topic, r.key or b"", decode(r.value or b"")) for r in records]
+
+
+def _refund_rows(refunds: Any) -> list[tuple[int, str, int, str]]:
+    return sorted((r.ts, r.order_id, r.amount_cents, str(r.reason)) for r in refunds)
+
+
+@pytest.mark.parametrize("topic", [ORDERS, GROUPS])
+def test_a_fetch_decoded_at_once_rejects_its_bad_records_alone(
+    topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: a table decodes a fetch at once (`ReadTable.apply_fetch`, `decode_values`).
+    The xhs fixture's records of the topic (its own junk among them) fetched 50 at a time,
+    with three bad records put in the middle of one fetch (not JSON, a null value, a record
+    of the topic's type missing a field): every record the decoder refuses alone
+    (`schemas.decode`) is counted rejected, in the table and its partition's ledger there (the
+    worker's own partition ledger dead-letters it with its reason), and every valid one is
+    applied: the refunds or group
+    events held are the keep-everything ledger's of the fixture, and so are those of a table
+    fed record by record (`apply`); a fetch read again is left out. Slices of 13
+    (`DECODE_SLICE`), so that the bad records straddle two."""
+    from schemas import Rejection, decode
+    from streams.runtime import membership
+
+    monkeypatch.setattr(membership, "DECODE_SLICE", 13)
+
+    records = routed("xhs", PARTITIONS)
+    kind = "order_refunded" if topic == ORDERS else "group_joined"
+    bad: list[bytes | None] = [b"{not json", None, b'{"event_id":"x1","type":"%s"}' % kind.encode()]
+
+    def table() -> Any:
+        return (
+            WorkerRefundTable(WINDOW, None, REFUND_HORIZON)
+            if topic == ORDERS
+            else _table([], WINDOW)
+        )
+
+    def held(fed: Any) -> list[Any]:
+        if topic == ORDERS:
+            return _refund_rows(fed.table.refunds())
+        return sorted(
+            (key, sorted(events))
+            for ledger in fed.ledgers.values()
+            for key, events in ledger.group_events.items()
+        )
+
+    fetches = fetched(records, topic, 50)
+    at_once, one_by_one = table(), table()
+    middle = len(fetches) // 2
+    for i, (partition, offsets, values) in enumerate(fetches):
+        if i == middle:  # the bad records in the middle of this fetch, offsets shifted after
+            cut = len(values) // 2
+            values = values[:cut] + bad + values[cut:]
+            offsets = list(range(offsets[0], offsets[0] + len(values)))
+        elif fetches[middle][0] == partition and i > middle:
+            offsets = [offset + len(bad) for offset in offsets]
+        at_once.apply_fetch(partition, offsets, values)
+        at_once.apply_fetch(partition, offsets[:3], values[:3])  # read again: left out
+        for offset, value in zip(offsets, values, strict=True):
+            one_by_one.apply(partition, offset, value)
+    lines = [r.value for r in records if r.topic == topic]
+    refused = sum(value is None or isinstance(decode(value), Rejection) for value in lines + bad)
+    assert refused >= len(bad) + 1  # the fixture's own junk too
+    ledgers = at_once.table.partitions if topic == ORDERS else at_once.ledgers
+    assert at_once.rejected == refused == sum(p.counts.rejected for p in ledgers.values())
+    assert at_once.records == len(lines) + len(bad)
+    keep = _folding([e for t, _key, e in _decoded(records) if t == topic], None)
+    want = (
+        _refund_rows(keep.refunds)
+        if topic == ORDERS
+        else sorted((key, sorted(events)) for key, events in keep.group_events.items())
+    )
+    assert held(at_once) == held(one_by_one) and len(want) > 0
+    if topic == ORDERS:
+        assert held(at_once) == want
+    else:  # group events hold the ledger's sequence numbers: compare without them
+        strip = lambda rows: [(k, [(ts, g, j) for ts, _s, g, j in e]) for k, e in rows]  # noqa: E731
+        assert strip(held(at_once)) == strip(want)
+    assert at_once.positions == one_by_one.positions
+    assert (at_once.records, at_once.rejected) == (one_by_one.records, one_by_one.rejected)
 
 
 def test_the_table_drops_the_refunds_no_held_order_can_use() -> None:

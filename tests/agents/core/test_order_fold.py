@@ -26,7 +26,7 @@ from tests.agents.core.test_retention import (
     ev,
     started,
 )
-from tests.support.events import jittered
+from tests.support.events import apparel_order, jittered
 from tests.support.live import fixture_operator_truth_folding, fixture_truth
 
 #: Longer than the fixtures' longest refund delay (11.9 days), so every refund counts as it
@@ -134,6 +134,44 @@ def test_without_the_refund_table_a_partition_folds_its_orders_unrefunded() -> N
     truth = fixture_truth("xhs")["claims"]
     for claim in ("size_refund_share", "return_rate"):
         assert claims[claim]["observed"] < 0.8 * truth[claim]["observed"], claim
+
+
+def test_a_refund_partition_takes_an_order_paid_as_its_id_and_ts_only() -> None:
+    """Issue 19: a refund-table partition keeps no fact of an `order_paid` (no order, buyer,
+    month spend or session) but decides every record as the partition ledger of its number
+    does: a copy of a payment is a duplicate (even as a refund with its event id), one older
+    than the window is expired, one stamped far ahead moves no horizon, and the orders horizon
+    is the newest payment's; an event of another topic sent there leaves only its id. Counts
+    by construction: 4 payments, 1 refund and 1 stray viewer event valid, 3 duplicates, 1
+    expired, 1 ahead of the clock."""
+    ahead = 4_000_000_000_000  # year 2096: far past the wall clock
+    stream = [
+        _order(T0, "o1", "u1", "s1"),
+        ev("order_paid", T0 + HOUR, "p2", **apparel_order("o2", None, "u2")),
+        ev("order_paid", T0 + HOUR, "p2", **apparel_order("o2", None, "u2")),  # a copy
+        ev("order_refunded", T0 + 2 * HOUR, "p2", order_id="o2", amount_cents=1),  # its id
+        ev("order_refunded", T0 + 3 * HOUR, "r1", order_id="o1", amount_cents=9900),
+        ev("order_paid", ahead, "p3", **apparel_order("o3", "s1", "u3")),
+        ev("viewer_joined", T0 + 3 * HOUR, "v1", session_id="s9", user_id="u9"),  # stray
+        ev("viewer_joined", T0 + 3 * HOUR, "v1", session_id="s9", user_id="u9"),  # its copy
+        ev("order_paid", T0 + 3 * DAY, "p4", **apparel_order("o4", "s2", "u4")),
+        ev("order_paid", T0, "p5", **apparel_order("o5", "s1", "u5")),  # older than the window
+    ]
+    ledger = Ledger(dedupe_window_ms=DAY, future_tolerance_ms=DAY, refund_horizon_ms=10 * DAY)
+    table = RefundTable(DAY, DAY, 10 * DAY)
+    for event in stream:
+        assert table.apply(0, event) == ledger.apply(event), event
+    part = table.partition(0)
+    assert (part.counts.valid, part.counts.duplicates, part.counts.expired) == (6, 3, 1)
+    assert part.counts.future == 1
+    assert part.counts == ledger.counts
+    assert part.refund_fold_ts() == ledger.refund_fold_ts() == T0 + 3 * DAY - DAY
+    assert table.refund_fold_ts() == T0 + 2 * DAY
+    assert [refund.order_id for refund in table.refunds_of("o1")] == ["o1"]
+    assert table.refunds_of("o2") == ()
+    # The partition ledger keeps the payments; the table's partition nothing of them.
+    assert len(ledger.orders) == 4 and ledger.first_orders and ledger.sessions
+    assert (part.orders, part.first_orders, part.month_spend, part.sessions) == ([], {}, {}, {})
 
 
 def _one_session_orders(orders: int) -> Ledger:
