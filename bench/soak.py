@@ -680,6 +680,7 @@ def worker_soak(
     groups_idle_s: float | None = None,
     board_runs_kept: int | None = None,
     distinct_exact_limit: int | None = None,
+    worker_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -703,7 +704,8 @@ def worker_soak(
     `LIVEPULSE_DISTINCT_EXACT_LIMIT` (None: 4,096 and 10,000), the bounds of the two parts of
     its state that no horizon counts (the levels' settled runs and summarized buyers): lower
     ones reach them within the run (the paying users are then compared within
-    `DISTINCT_BOUND`)."""
+    `DISTINCT_BOUND`). `worker_settings`: any other `Settings` fields of the worker (as
+    `--worker-setting`, e.g. its fetch bounds), on top of the rest."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -753,6 +755,7 @@ def worker_soak(
             if snapshot_interval_s
             else {}
         ),
+        **(worker_settings or {}),
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log")
@@ -900,6 +903,7 @@ def worker_soak(
         "groups_idle_s": settings.groups_idle_s,
         "board_runs_kept": settings.board_runs_kept,
         "distinct_exact_limit": settings.distinct_exact_limit,
+        "worker_settings": {key: getattr(settings, key) for key in worker_settings or {}},
         "truth_mismatches": (
             truth_mismatches(
                 report,
@@ -927,6 +931,17 @@ def worker_soak(
         ),
         "samples": samples,
     }
+
+
+def worker_setting(text: str) -> tuple[str, Any]:
+    """`FIELD=VALUE` -> (FIELD, the value validated by `Settings`)."""
+    field, sep, value = text.partition("=")
+    if not sep or field not in Settings.model_fields:
+        raise argparse.ArgumentTypeError(f"expected a Settings FIELD=VALUE, got {text!r}")
+    try:
+        return field, getattr(Settings.model_validate({field: value}), field)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
 
 
 def main() -> None:
@@ -1035,6 +1050,15 @@ def main() -> None:
         "worker's own settings, LIVEPULSE_SNAPSHOT_*)",
     )
     parser.add_argument(
+        "--worker-setting",
+        type=worker_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="--worker: also this `Settings` field of the worker (repeatable; e.g. "
+        "batch_fetch_max_bytes=4194304, LIVEPULSE_BATCH_FETCH_MAX_BYTES)",
+    )
+    parser.add_argument(
         "--replot", type=Path, metavar="RUN.json", help="redraw a saved run (no new run)"
     )
     parser.add_argument(
@@ -1087,6 +1111,7 @@ def main() -> None:
                 groups_idle_s=args.groups_idle_s,
                 board_runs_kept=args.board_runs_kept,
                 distinct_exact_limit=args.distinct_exact_limit,
+                worker_settings=dict(args.worker_setting),
             )
         else:
             result = soak(

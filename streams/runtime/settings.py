@@ -56,9 +56,16 @@ class Settings(BaseSettings):
     # records goes to the ledger in one call, below faust's per-message stream path (about
     # 75 us a record here, bench/NOTES.md).
     batch_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
-    # The most a fetch brings per partition with batch ingestion (buffer memory is up to this
-    # times the assigned partitions).
+    # The most a fetch brings per partition with batch ingestion (aiokafka's
+    # `max_partition_fetch_bytes`, through faust's `consumer_max_fetch_size`): what the
+    # consumer holds fetched and not yet handed on is up to this times the assigned
+    # partitions, and a partition is fetched again while others' records are still held.
     batch_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # The most one fetch request brings over all its partitions (aiokafka's `fetch_max_bytes`,
+    # 50 MiB unless set; the broker still returns a first record batch larger than it). With
+    # one broker one request is in flight at a time, so this bounds each step by which the
+    # fetched and undelivered record sets grow (bench/RESULTS.md, "Session 17 (issue 17)").
+    batch_fetch_max_bytes: int = Field(default=50 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     # The broker holds a fetch of the batch path until `batch_fetch_min_bytes` are there or
     # `batch_fetch_wait_ms` has passed (streams.runtime.batch_consumer, FETCH_MIN_BYTES). While
     # any assigned partition is idle (an empty topic, a drained one) that is one fetch request
