@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> BatchApp:
         # 1 MiB a partition left the consumer waiting on fetches (~50k records/s at 0.5 core,
         # bench/NOTES.md) and chose 8 MiB; Session 17 measured 1 MiB a partition and 4 MiB a
         # request draining a backlog at as many records per CPU second as 8 MiB and 50 MiB,
-        # ~65 MB lower at its peak, on a loaded machine (bench/RESULTS.md, "Session 17").
+        # 63 MB lower at its peak, on a loaded machine (bench/RESULTS.md, "Session 17").
         consumer_max_fetch_size=settings.batch_fetch_bytes,
         # The producer publishes dead letters only, awaited before the batch is acked: a
         # linger would be paid by every batch that has one (bench/NOTES.md).

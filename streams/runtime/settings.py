@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # fetched and not yet applied are up to `batch_fetch_bytes` times the assigned partitions
     # (20 MiB for 20), arriving at most `batch_fetch_max_bytes` a request. 1 MiB and 4 MiB
     # (8 MiB and aiokafka's 50 MiB before issue 17's Session 17): draining a backlog of
-    # 300,000 records the worker's peak RSS was ~65 MB lower for as many records per CPU
+    # 300,000 records the worker's peak RSS was 63 MB lower for as many records per CPU
     # second (bench/RESULTS.md, "Session 17 (issue 17)").
     batch_fetch_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     batch_fetch_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
