@@ -28,6 +28,18 @@ def cpu_seconds(pid: int, children: bool = False) -> float | None:
     return ticks / _TICKS
 
 
+def peak_rss_bytes(pid: int) -> int | None:
+    """The highest resident set size `pid` has had so far (`VmHWM`), None if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None
+
+
 def rss_bytes(pid: int | None = None) -> int:
     """Resident set size of `pid` (this process by default)."""
     statm = Path(f"/proc/{pid or os.getpid()}/statm").read_text().split()

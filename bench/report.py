@@ -117,6 +117,12 @@ def render(results: dict[str, Any]) -> str:
             if key.startswith("c_") and key != "c_worker":
                 cv = t[key]["records_per_s"]["median"]
                 lines.append(f"- {names[key]}: /(a) = {cv / a:.0%}, /(c) = {cv / c:.2f}x")
+        peaks = [key for key in names if key in t and "peak_rss_mb" in t[key]]
+        if peaks:
+            lines.append(
+                "- the worker's peak RSS draining the backlog (`VmHWM`, MB): "
+                + "; ".join(f"{names[key]} {_fmt(t[key]['peak_rss_mb'], '.0f')}" for key in peaks)
+            )
         if "c1_worker_gc_default" in t:
             c1 = t["c1_worker_gc_default"]["records_per_cpu_s"]["median"]
             c_cpu = t["c_worker"]["records_per_cpu_s"]["median"]

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import core
 from bench.data import dataset, preload
-from bench.proc import Affinities, broker_pid, cpu_seconds, machine, pin, unpin
+from bench.proc import Affinities, broker_pid, cpu_seconds, machine, peak_rss_bytes, pin, unpin
 from bench.report import WORKER_LATENCY_COLUMNS, write
 from bench.scrape import ScrapeLoad
 from bench.shared import delete_app_topics, summary
@@ -52,6 +52,9 @@ class Run:
     #: The worker's state snapshots (`snapshot_stats`): during the window, and after it went
     #: idle (the idle snapshot of the whole state), when it reports them.
     snapshots: dict[str, Any] | None = None
+    #: The worker's highest RSS in MB (`VmHWM`) when it had consumed everything: what it held
+    #: at once draining the backlog (the fetched record sets among it), when it reports it.
+    peak_rss_mb: float | None = None
 
     @property
     def rate(self) -> float:
@@ -113,7 +116,15 @@ def _as_run(result: dict[str, Any], sampler: Sampler) -> Run:
     first, last = float(result["first"]), float(result["last"])
     cpu, broker = sampler.between(first, last)
     gc_s = result.get("gc_s")
-    return Run(int(result["records"]), last - first, cpu, broker, gc_s, result.get("snapshots"))
+    return Run(
+        int(result["records"]),
+        last - first,
+        cpu,
+        broker,
+        gc_s,
+        result.get("snapshots"),
+        result.get("peak_rss_mb"),
+    )
 
 
 def _metric(text: str, name: str) -> float | None:
@@ -302,6 +313,8 @@ def run_worker(settings: Settings, expect: int, log: Path, pythonpath: Path | No
 
     try:
         result = _watch(worker.process, sampler, done, 3600)
+        peak = peak_rss_bytes(worker.process.pid)
+        result["peak_rss_mb"] = peak / 1e6 if peak is not None else None
         # Snapshots written while draining (they cost throughput), then the idle snapshot of
         # the whole state about a second later (its size and duration).
         during = snapshot_stats(worker)
@@ -399,7 +412,9 @@ def measure_throughput(
             print(
                 f"bench: {name} pass {i + 1}/{repeat}: {run.rate:,.0f} records/s "
                 f"({run.records:,} in {run.seconds:.2f} s; CPU {run.cpu_s / run.seconds:.0%}, "
-                f"broker {run.broker_cpu_s / run.seconds:.0%})",
+                f"broker {run.broker_cpu_s / run.seconds:.0%}"
+                + (f"; peak RSS {run.peak_rss_mb:.0f} MB" if run.peak_rss_mb is not None else "")
+                + ")",
                 flush=True,
             )
     out: dict[str, Any] = {}
@@ -411,6 +426,9 @@ def measure_throughput(
             "broker_cpu_share": summary([r.broker_cpu_s / r.seconds for r in rs]),
             "seconds": summary([r.seconds for r in rs]),
         }
+        peaks = [r.peak_rss_mb for r in rs if r.peak_rss_mb is not None]
+        if peaks:
+            out[name]["peak_rss_mb"] = summary(peaks)
         gc_shares = [r.gc_s / r.cpu_s for r in rs if r.gc_s is not None and r.cpu_s > 0]
         if gc_shares:
             # Start-up's collections are in gc_s too; they are milliseconds.

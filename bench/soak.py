@@ -710,6 +710,7 @@ def worker_soak(
     board_runs_kept: int | None = None,
     distinct_exact_limit: int | None = None,
     refund_horizon_days: float | None = None,
+    worker_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -736,7 +737,9 @@ def worker_soak(
     `DISTINCT_BOUND`). `refund_horizon_days`: the worker's `LIVEPULSE_REFUND_HORIZON_DAYS`
     (None: its default, 90); the simulated refunds come within 12 days of their order, so a
     horizon above that changes no figure and brings the order fold's owners' lag
-    (`horizon_days`) inside a shorter run."""
+    (`horizon_days`) inside a shorter run.
+    `worker_settings`: any other `Settings` fields of the worker (as `--worker-setting`, e.g.
+    its fetch bounds), on top of the rest."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream)
@@ -787,6 +790,7 @@ def worker_soak(
             if snapshot_interval_s
             else {}
         ),
+        **(worker_settings or {}),
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
     worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log")
@@ -935,6 +939,7 @@ def worker_soak(
         "groups_idle_s": settings.groups_idle_s,
         "board_runs_kept": settings.board_runs_kept,
         "distinct_exact_limit": settings.distinct_exact_limit,
+        "worker_settings": {key: getattr(settings, key) for key in worker_settings or {}},
         "truth_mismatches": (
             truth_mismatches(
                 report,
@@ -963,6 +968,17 @@ def worker_soak(
         ),
         "samples": samples,
     }
+
+
+def worker_setting(text: str) -> tuple[str, Any]:
+    """`FIELD=VALUE` -> (FIELD, the value validated by `Settings`)."""
+    field, sep, value = text.partition("=")
+    if not sep or field not in Settings.model_fields:
+        raise argparse.ArgumentTypeError(f"expected a Settings FIELD=VALUE, got {text!r}")
+    try:
+        return field, getattr(Settings.model_validate({field: value}), field)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
 
 
 def main() -> None:
@@ -1079,6 +1095,15 @@ def main() -> None:
         "worker's own settings, LIVEPULSE_SNAPSHOT_*)",
     )
     parser.add_argument(
+        "--worker-setting",
+        type=worker_setting,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="--worker: also this `Settings` field of the worker (repeatable; e.g. "
+        "batch_fetch_max_bytes=4194304, LIVEPULSE_BATCH_FETCH_MAX_BYTES)",
+    )
+    parser.add_argument(
         "--replot", type=Path, metavar="RUN.json", help="redraw a saved run (no new run)"
     )
     parser.add_argument(
@@ -1132,6 +1157,7 @@ def main() -> None:
                 board_runs_kept=args.board_runs_kept,
                 distinct_exact_limit=args.distinct_exact_limit,
                 refund_horizon_days=args.refund_horizon_days,
+                worker_settings=dict(args.worker_setting),
             )
         else:
             result = soak(

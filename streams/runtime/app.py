@@ -68,8 +68,12 @@ def create_app(settings: Settings) -> BatchApp:
         broker_commit_every=10_000,
         broker_commit_interval=2.0,
         broker_max_poll_records=settings.batch_max_records,
-        # faust's default 1 MiB a partition left the batch consumer waiting on fetches half the
-        # time (0.5 core, ~50k records/s); 8 MiB kept it busy (~98k/s at 1 core, bench/NOTES.md).
+        # aiokafka's `max_partition_fetch_bytes`; the bound of a whole request, which faust does
+        # not pass, is set by the batch consumer (`BatchApp.fetch_max_bytes`). Issue 6 found
+        # 1 MiB a partition left the consumer waiting on fetches (~50k records/s at 0.5 core,
+        # bench/NOTES.md) and chose 8 MiB; Session 17 measured 1 MiB a partition and 4 MiB a
+        # request draining a backlog at as many records per CPU second as 8 MiB and 50 MiB,
+        # 63 MB lower at its peak, on a loaded machine (bench/RESULTS.md, "Session 17").
         consumer_max_fetch_size=settings.batch_fetch_bytes,
         # The producer publishes dead letters only, awaited before the batch is acked: a
         # linger would be paid by every batch that has one (bench/NOTES.md).
@@ -83,5 +87,6 @@ def create_app(settings: Settings) -> BatchApp:
     )
     app.fetch_min_bytes = settings.batch_fetch_min_bytes
     app.fetch_wait_ms = settings.batch_fetch_wait_ms
+    app.fetch_max_bytes = settings.batch_fetch_max_bytes
     app.fetch_idle_wait_ms = settings.batch_fetch_idle_wait_ms
     return app

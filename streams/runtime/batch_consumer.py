@@ -40,11 +40,15 @@ faust-streaming (`faust.transport.consumer.Consumer`, `faust.transport.drivers.a
 aiokafka (`AIOKafkaConsumer`), attributes read by `start()` when it builds its fetcher and group
 coordinator, set on the consumer faust builds before it starts:
 - `_isolation_level` (read_committed), `_fetch_min_bytes`, `_fetch_max_wait_ms` (latency),
-  `_partition_assignment_strategy` (faust's co-partitioning assignor instead of round robin).
+  `_fetch_max_bytes` (the bound of one fetch request over its partitions; faust passes only
+  the per-partition `max_partition_fetch_bytes`), `_partition_assignment_strategy` (faust's
+  co-partitioning assignor instead of round robin).
 - `_subscription.subscription.assignment` (`.tps`, `.state_value(tp)` with
   `.has_valid_position`, `.position`): where the consumer will read next (`_skip_gaps`).
 - `_fetcher._fetch_min_bytes`, `_fetcher._fetch_max_wait_ms`: read each time the fetcher builds
   a request; `BatchConsumer._fetch_mode` switches them between the busy and idle settings.
+- `_fetcher._fetch_max_bytes`, `_fetcher._max_partition_fetch_bytes`: also read for each
+  request; `BatchConsumer.fetch_bounds` reports them (`/status` `fetch`).
 - `_client.force_metadata_update()`: refreshes a topic's partitions (`force_metadata_update`
   below, for `streams.runtime.topics.partition_counts`).
 """
@@ -138,6 +142,8 @@ class BatchApp(faust.App):
     #: `fetch_wait_ms` has passed (`create_app` sets them from the settings).
     fetch_min_bytes: int = FETCH_MIN_BYTES
     fetch_wait_ms: int = FETCH_MAX_WAIT_MS
+    #: The most one fetch request brings over its partitions (None: aiokafka's 50 MiB).
+    fetch_max_bytes: int | None = None
     #: While no fetch brings records: 1 byte, at most this wait (0: never; `_fetch_mode`).
     fetch_idle_wait_ms: int = FETCH_IDLE_WAIT_MS
 
@@ -201,8 +207,9 @@ class CommittedTransport(AIOKafkaTransport):
 
 
 class BatchConsumerThread(CommittedConsumerThread):
-    """faust's consumer thread, with a short fetch wait and a large minimum fetch, and faust's
-    co-partitioning assignor (and `ISOLATION_LEVEL`).
+    """faust's consumer thread, with a short fetch wait and a large minimum fetch, the app's
+    bound of a fetch request's bytes, and faust's co-partitioning assignor (and
+    `ISOLATION_LEVEL`).
 
     faust-streaming uses aiokafka's round-robin assignor unless the app has changelog tables,
     and round robin splits partition p of the five contract topics over different workers.
@@ -218,6 +225,8 @@ class BatchConsumerThread(CommittedConsumerThread):
         if isinstance(app, BatchApp):
             consumer._fetch_min_bytes = app.fetch_min_bytes
             consumer._fetch_max_wait_ms = app.fetch_wait_ms
+            if app.fetch_max_bytes is not None:
+                consumer._fetch_max_bytes = app.fetch_max_bytes
         else:
             consumer._fetch_min_bytes = FETCH_MIN_BYTES
             consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
@@ -273,6 +282,18 @@ class BatchConsumer(CommittedConsumer):
     def fetch_idle(self) -> bool:
         """Whether the fetcher has the idle fetch settings (`_fetch_mode`)."""
         return not self._fetch_busy
+
+    @property
+    def fetch_bounds(self) -> dict[str, int | None]:
+        """The byte bounds the started fetcher builds its requests with (`max_bytes`: one
+        request over its partitions, `partition_max_bytes`: each partition's part); None
+        before it has started."""
+        consumer = getattr(self._thread, "_consumer", None)
+        fetcher = getattr(consumer, "_fetcher", None)
+        return {
+            "max_bytes": getattr(fetcher, "_fetch_max_bytes", None),
+            "partition_max_bytes": getattr(fetcher, "_max_partition_fetch_bytes", None),
+        }
 
     def _fetch_mode(self, *, busy: bool) -> None:
         """Set the fetcher's next requests to the busy settings (`fetch_min_bytes`,

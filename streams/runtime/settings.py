@@ -56,9 +56,19 @@ class Settings(BaseSettings):
     # records goes to the ledger in one call, below faust's per-message stream path (about
     # 75 us a record here, bench/NOTES.md).
     batch_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
-    # The most a fetch brings per partition with batch ingestion (buffer memory is up to this
-    # times the assigned partitions).
-    batch_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # The most a fetch brings per partition with batch ingestion (aiokafka's
+    # `max_partition_fetch_bytes`, through faust's `consumer_max_fetch_size`), and the most
+    # one fetch request brings over all its partitions (aiokafka's `fetch_max_bytes`; the
+    # broker still returns a first record batch larger than either). A partition whose
+    # records are held is not fetched again until they are handed on, and the others are
+    # fetched meanwhile (one request in flight per broker): the record sets the worker holds
+    # fetched and not yet applied are up to `batch_fetch_bytes` times the assigned partitions
+    # (20 MiB for 20), arriving at most `batch_fetch_max_bytes` a request. 1 MiB and 4 MiB
+    # (8 MiB and aiokafka's 50 MiB before issue 17's Session 17): draining a backlog of
+    # 300,000 records the worker's peak RSS was 63 MB lower for as many records per CPU
+    # second (bench/RESULTS.md, "Session 17 (issue 17)").
+    batch_fetch_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    batch_fetch_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     # The broker holds a fetch of the batch path until `batch_fetch_min_bytes` are there or
     # `batch_fetch_wait_ms` has passed (streams.runtime.batch_consumer, FETCH_MIN_BYTES). While
     # any assigned partition is idle (an empty topic, a drained one) that is one fetch request

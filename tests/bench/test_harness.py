@@ -136,3 +136,28 @@ def test_a_summary_of_no_measurement_is_nan_not_an_error() -> None:
     empty = summary([])
     assert empty["n"] == 0 and all(math.isnan(empty[k]) for k in ("median", "min", "max"))
     assert summary([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+
+
+def test_peak_rss_is_the_high_water_mark_of_the_process() -> None:
+    from bench.proc import peak_rss_bytes, rss_bytes
+
+    before = peak_rss_bytes(os.getpid())
+    assert before is not None and before >= rss_bytes()
+    # 64 MB touched, then freed (a block that large is its own mapping, given back at once):
+    # the RSS falls again, the peak stays where it was.
+    held = bytearray(64 * 1024 * 1024)
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    touched = rss_bytes()
+    del held
+    after = rss_bytes()
+    assert after < touched - 60 * 1024 * 1024
+    peak = peak_rss_bytes(os.getpid())
+    # The kernel's counters lag by a few pages (its per-thread batches): within 4 MiB.
+    assert (
+        peak is not None and touched - 4 * 1024 * 1024 <= peak and peak > after + 56 * 1024 * 1024
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True
+    )
+    assert peak_rss_bytes(int(child.stdout)) is None  # gone

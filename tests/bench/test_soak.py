@@ -4,6 +4,7 @@ samples; its growth figures are the issue's targets."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -31,6 +32,7 @@ from bench.soak import (
     sketched_paths,
     soak,
     truth_mismatches,
+    worker_setting,
     worker_status,
 )
 from schemas import Rejection, decode
@@ -276,3 +278,11 @@ def test_the_worker_soak_runs_as_documented(kafka_bootstrap: str, tmp_path: Path
     assert "| event day |" in done.stdout and "0 mismatches with the truth" in done.stdout
     svg = out.with_suffix(".svg").read_text()
     assert _drawn(svg, "rss_mb", result["samples"])
+
+
+def test_a_worker_setting_is_validated_by_the_settings() -> None:
+    assert worker_setting("batch_fetch_max_bytes=4194304") == ("batch_fetch_max_bytes", 4194304)
+    assert worker_setting("fold_sessions=false") == ("fold_sessions", False)
+    for bad in ("batch_fetch_max_bytes", "no_such_field=1", "batch_fetch_max_bytes=1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            worker_setting(bad)  # no value, not a setting, below the setting's bound

@@ -86,9 +86,14 @@ def test_aiokafka_reads_the_attributes_the_door_sets_when_it_starts() -> None:
         "_isolation_level",
         "_fetch_min_bytes",
         "_fetch_max_wait_ms",
+        "_fetch_max_bytes",
+        "_max_partition_fetch_bytes",
         "_partition_assignment_strategy",
     ):
         assert f"self.{attribute}" in start, attribute
+    # The fetcher builds every request from its own copies of the byte bounds.
+    requests = inspect.getsource(Fetcher._get_actions_per_node)
+    assert "self._fetch_max_bytes" in requests and "self._max_partition_fetch_bytes" in requests
     assert callable(AIOKafkaClient.force_metadata_update)
     assert params(AIOKafkaClient.force_metadata_update) == ["self"]
     assert isinstance(vars(SubscriptionState)["subscription"], property)
@@ -130,6 +135,10 @@ async def test_the_worker_consumer_has_the_private_state_the_door_reads(
         assert kafka_consumer._isolation_level == ISOLATION_LEVEL
         assert kafka_consumer._fetch_min_bytes == batch_consumer.FETCH_MIN_BYTES
         assert kafka_consumer._fetch_max_wait_ms == batch_consumer.FETCH_MAX_WAIT_MS
+        defaults = Settings()
+        assert kafka_consumer._fetch_max_bytes == defaults.batch_fetch_max_bytes
+        assert kafka_consumer._max_partition_fetch_bytes == defaults.batch_fetch_bytes
+        assert consumer.fetch_bounds == {"max_bytes": None, "partition_max_bytes": None}
         assert kafka_consumer._partition_assignment_strategy == (consumer.app.assignor,)
         assert thread._assignor is consumer.app.assignor
         assert kafka_consumer._subscription.subscription is None  # nothing subscribed yet
@@ -224,6 +233,8 @@ def test_no_other_module_reaches_into_the_door_s_private_names() -> None:
         "_isolation_level",
         "_fetch_min_bytes",
         "_fetch_max_wait_ms",
+        "_fetch_max_bytes",
+        "_max_partition_fetch_bytes",
         "_partition_assignment_strategy",
         "_assignor",
         "_subscription",
@@ -250,5 +261,8 @@ def test_the_fetch_settings_reach_the_batch_consumer() -> None:
     defaults = Settings()
     assert defaults.batch_fetch_min_bytes == batch_consumer.FETCH_MIN_BYTES
     assert defaults.batch_fetch_wait_ms == batch_consumer.FETCH_MAX_WAIT_MS
-    app = create_app(Settings(batch_fetch_min_bytes=4096, batch_fetch_wait_ms=250))
-    assert (app.fetch_min_bytes, app.fetch_wait_ms) == (4096, 250)
+    app = create_app(
+        Settings(batch_fetch_min_bytes=4096, batch_fetch_wait_ms=250, batch_fetch_max_bytes=1 << 20)
+    )
+    assert (app.fetch_min_bytes, app.fetch_wait_ms, app.fetch_max_bytes) == (4096, 250, 1 << 20)
+    assert app.conf.consumer_max_fetch_size == Settings().batch_fetch_bytes
