@@ -6,7 +6,6 @@ counts read from the stream itself."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,11 @@ from agents.core.persist import load_state
 from schemas import Rejection, decode
 from streams.runtime.global_report import newest_snapshots
 from streams.runtime.monthrows import owner_of
-from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.simulator.truth_file import compute_truth
-from streams.tools.worker_process import WorkerProcess
 from tests.agents.core.test_merge import partition_of
 from tests.streams.test_membership import topic_and_key
 from tests.streams.test_month_rows import _fold_settings, _settled
-from tests.support.live import fixture_lines, replay_lines, report_of
+from tests.support.live import fixture_lines, replay_lines, report_of, running_worker
 
 PARTITIONS = 2
 
@@ -112,11 +109,7 @@ def test_a_buyer_with_orders_in_both_partitions_has_one_row_at_the_owner(
         refund_horizon_days=13,
         refund_idle_s=2,
     )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
+    with running_worker(settings, tmp_path / "worker.log") as worker:
         replay_lines(settings, tmp_path / "xhs.jsonl", lines)
         _settled(settings, worker)
         # July is final at a partition once the refund table's idle rule (2 s) moves its
@@ -133,11 +126,6 @@ def test_a_buyer_with_orders_in_both_partitions_has_one_row_at_the_owner(
         assert worker.stop() == 0, worker.tail()
         snapshots = asyncio.run(newest_snapshots(settings))
         folds = {p: load_state(snapshot.blob)[0].order_fold for p, snapshot in snapshots.items()}
-    finally:
-        with contextlib.suppress(Exception):
-            worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     assert status["sent"] > 0 and status["retired"] == 0, status
     assert sorted(folds) == [0, 1] and all(
         f.through_by == {0: "2024-07", 1: "2024-07"} for f in folds.values()
@@ -264,11 +252,7 @@ def test_a_partition_that_gets_no_order_announces_its_buyers_months(
         refund_horizon_days=13,
         user_horizon_days=10,
     )
-    asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
-    try:
-        worker.start()
-        worker.wait_ready(timeout_s=90)
+    with running_worker(settings, tmp_path / "worker.log") as worker:
         replay_lines(settings, tmp_path / "kept.jsonl", kept)
         _settled(settings, worker)
         deadline = time.monotonic() + 60
@@ -283,11 +267,6 @@ def test_a_partition_that_gets_no_order_announces_its_buyers_months(
         assert worker.stop() == 0, worker.tail()
         snapshots = asyncio.run(newest_snapshots(settings))
         folds = {p: load_state(snapshot.blob)[0].order_fold for p, snapshot in snapshots.items()}
-    finally:
-        with contextlib.suppress(Exception):
-            worker.stop()
-        with contextlib.suppress(Exception):
-            asyncio.run(delete_run_topics(settings))
     assert status["group_floors"]["2"]["horizons_followed"] >= 1, status["group_floors"]
     assert sorted(folds) == [0, 1, 2]
     assert folds[2].sent_through is not None and not folds[2].months  # it has no buyer
