@@ -60,7 +60,7 @@ from agents.core.ledger import (
     uplift_counts,
 )
 from agents.core.sample import AOV_SAMPLE_SIZE, bottom_k
-from agents.core.sketch import FoldedFigures, quantile, spearman
+from agents.core.sketch import FoldedFigures, quantile, spearman_bounded
 from agents.core.stats import (
     ClusterSums,
     add_cluster_sums,
@@ -333,10 +333,11 @@ def price_dwell_from_part(part: PricePart) -> Measurement:
         )
     else:
         live = [(int(price), minutes) for price, minutes in zip(prices, watch_minutes, strict=True)]
-        rho = spearman(folded.price_watch, live, None)
+        rho, bound = spearman_bounded(folded.price_watch, live, None)
         # The pairs the cluster bootstrap resamples are gone: Fisher-z with one observation
-        # per session, wider than any clustering of the orders within them.
-        interval = spearman_interval(rho, clusters) if rho is not None else None
+        # per session, wider than any clustering of the orders within them, and widened by
+        # how far the binned rho (its ties) can be from the pairs' exact rho.
+        interval = spearman_interval(rho, clusters, bound=bound) if rho is not None else None
     return Measurement(
         rho,
         n,
