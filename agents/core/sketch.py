@@ -485,8 +485,9 @@ def _rekeyed(x: int, y: int, level: int, to_level: int) -> tuple[int, int]:
 
 
 def _steps(level: int) -> tuple[int, int]:
-    """A level's (x step, y shift): y first, then x and y in turn (measured on the soak
-    stream, bench.rank_grid: coarsening y alone for longer gave no smaller bound)."""
+    """A level's (x step, y shift): y first, then x and y in turn (on the soak stream's
+    pairs, bench.rank_grid, coarsening y alone for two or three levels first gave the same
+    bound at 8,192 cells and no consistently smaller one at 4,096)."""
     return level // 2, (level + 1) // 2
 
 
