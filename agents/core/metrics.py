@@ -60,7 +60,7 @@ from agents.core.ledger import (
     uplift_counts,
 )
 from agents.core.sample import AOV_SAMPLE_SIZE, bottom_k
-from agents.core.sketch import FoldedFigures, quantile, spearman
+from agents.core.sketch import FoldedFigures, quantile, spearman_bounded
 from agents.core.stats import (
     ClusterSums,
     add_cluster_sums,
@@ -323,6 +323,7 @@ def price_dwell_from_part(part: PricePart) -> Measurement:
     clusters = len(set(order_sessions)) + folded.price_watch_sessions
     interval: tuple[float, float] | None
     rho: float | None
+    bound: float | None = None
     if folded.price_watch.count == 0:
         rho = spearman_rho(prices, watch_minutes)
         # Clustered by session: orders of one session are not independent pairs.
@@ -333,23 +334,21 @@ def price_dwell_from_part(part: PricePart) -> Measurement:
         )
     else:
         live = [(int(price), minutes) for price, minutes in zip(prices, watch_minutes, strict=True)]
-        rho = spearman(folded.price_watch, live, None)
+        rho, bound = spearman_bounded(folded.price_watch, live, None)
         # The pairs the cluster bootstrap resamples are gone: Fisher-z with one observation
-        # per session, wider than any clustering of the orders within them.
-        interval = spearman_interval(rho, clusters) if rho is not None else None
-    return Measurement(
-        rho,
-        n,
-        interval,
-        {
-            "n": n,
-            "median_watch_minutes_by_tier": {
-                name: quantile(0.5, folded.watch_minutes_by_tier.get(name), sorted(values))
-                for name, values in by_tier.items()
-            },
+        # per session, wider than any clustering of the orders within them, and widened by
+        # how far the binned rho (its ties) can be from the pairs' exact rho.
+        interval = spearman_interval(rho, clusters, bound=bound) if rho is not None else None
+    detail: dict[str, Any] = {
+        "n": n,
+        "median_watch_minutes_by_tier": {
+            name: quantile(0.5, folded.watch_minutes_by_tier.get(name), sorted(values))
+            for name, values in by_tier.items()
         },
-        clusters=clusters,
-    )
+    }
+    if bound is not None:  # read from the rank table: how far from the exact rho it can be
+        detail["rho_bound"] = bound
+    return Measurement(rho, n, interval, detail, clusters=clusters)
 
 
 def price_dwell_association(facts: _Facts) -> Measurement:

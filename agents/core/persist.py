@@ -173,8 +173,12 @@ MAGIC: Final[bytes] = b"LPst"
 #:     retired past the user horizon into per-claim `ClusterSums` (`retired`). A version 8-13
 #:     state loads with its buyers' rows (this partition's parts, six ints) as the month ""
 #:     of `months`, their last day the state's last fold, sent on at its next take.
-VERSION: Final[int] = 14
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14})
+#: 15 (session 18): `sketch.RankTable` (`folded_figures.price_watch`, a frozen period's
+#:     price part) holds at most a limit of cells, coarsening past it, and pickles its cells
+#:     with its `level` and `limit`. A version 1-14 table (its cells only) loads at level 0
+#:     with the default limit, coarsened at load if it holds more cells.
+VERSION: Final[int] = 15
+_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -28,10 +28,18 @@ the largest and the smallest non-zero magnitude; beyond that the smallest bins a
 **Spearman's rho** (`RankTable`): the rank correlation of (price, watch time) pairs from counts
 per (price in cents, watch-time bin of the same mapping): prices are ranked exactly (a price is
 an integer number of cents, and a catalogue has few distinct ones), watch times by bin, tied
-within a bin (average ranks). The table's size follows the distinct prices times the bins used
-(at most `BIN_LIMIT` per price), not the orders. Its error is not bounded a priori (ties
-within a bin can move ranks); measured against the exact rho on long simulated streams in
-tests/agents/core/test_sketch.py and docs/metrics.md.
+within a bin (average ranks). The table holds at most `limit` cells (`RANK_CELL_LIMIT`, 8,192,
+~33 kB pickled): past it, it coarsens, merging watch bins, then price bins (on the same
+mapping), two at a time in turn, so its size is bounded whatever the stream's length and
+catalogue; under it, it is the 2%-wide grid (the same rho as before the limit).
+
+**Error bound (rho).** `RankTable.bound`, computed from the table: a bin of c pairs replaces c
+consecutive exact ranks by their mean, a sum of squares of at most (c^3 - c) / 12 lost; with d
+an axis' share of the exact ranks' variance so lost (at most W / (S + W), W those summed, S the
+binned ranks' sum of squares), |rho - exact rho| <= sqrt(2 (1 - sqrt(1 - d_x))) +
+sqrt(2 (1 - sqrt(1 - d_y))) (~ sqrt(d_x) + sqrt(d_y); d_x = 0 while prices are exact). It is a
+worst case (the ranks within every bin ordered as the other axis); measured errors are 15-400
+times smaller (docs/metrics.md, "Sketched figures").
 """
 
 from __future__ import annotations
@@ -291,28 +299,91 @@ def watch_bin(value: float) -> int:
 
 _ZERO_BIN: Final[int] = int(_MAPPING.key(_MAPPING.min_possible)) - 1
 
+#: `RankTable`'s default most cells (`LIVEPULSE_RANK_CELL_LIMIT`): ~33 kB pickled at most.
+RANK_CELL_LIMIT: Final[int] = 8192
+#: The fewest cells a limit may be: at the coarsest levels every key is 0 or -1 on each axis.
+RANK_CELL_FLOOR: Final[int] = 4
+
 
 class RankTable:
     """Counts of (x, y bin) pairs: Spearman's rho of pairs from bounded, mergeable state.
 
     x is kept exact (an int such as a price in cents), y (>= 0, e.g. watch minutes) by
-    `watch_bin`."""
+    `watch_bin`, while at most `limit` cells are held (None: no limit). When an `add` or a
+    `merge` would hold more, the table coarsens (`level` up by one until it fits): level L
+    merges y's bins 2^ceil(L/2) at a time (`watch_bin` >> ceil(L/2): 4%, 8%, 16% ... wide)
+    and, from L = 2, bins x too, by the same logarithmic mapping 2^(floor(L/2) - 1) bins at a
+    time (2%, 4%, 8% ... wide). Each level's cells are unions of the level below's, so a
+    table coarsens by re-keying its cells, and two tables merge at the coarser level of the
+    two (the finer one re-keyed) under the smaller limit of the two (an empty table takes the
+    other's). Its level is then always the least at which all its pairs fit in its limit, so
+    the merge of partitions' tables is the table of the union, whatever the order.
 
-    __slots__ = ("cells",)
+    A table that never held more than `limit` cells is at level 0: its cells, and so its rho,
+    are the 2%-wide grid's, as before the limit. `bound` states how far its rho can be from
+    the exact rho of the pairs it counts."""
 
-    def __init__(self, pairs: Iterable[tuple[int, float]] = ()) -> None:
+    __slots__ = ("cells", "level", "limit")
+
+    def __init__(
+        self, pairs: Iterable[tuple[int, float]] = (), limit: int | None = RANK_CELL_LIMIT
+    ) -> None:
         self.cells: dict[tuple[int, int], int] = {}
+        #: How coarse the cells are (0: x exact, y 2%-wide bins; see the class).
+        self.level = 0
+        #: The most cells held (None: no limit); at least `RANK_CELL_FLOOR`.
+        self.limit = _checked_limit(limit)
         for x, y in pairs:
             self.add(x, y)
 
     def add(self, x: int, y: float, count: int = 1) -> None:
-        cell = (x, watch_bin(y))
-        self.cells[cell] = self.cells.get(cell, 0) + count
+        level = self.level
+        if level == 0:
+            cell = (x, watch_bin(y))
+        else:
+            x_step, y_shift = _steps(level)
+            cell = (_x_key(x, x_step), watch_bin(y) >> y_shift)
+        cells = self.cells
+        cells[cell] = cells.get(cell, 0) + count
+        if self.limit is not None and len(cells) > self.limit:
+            self._coarsen(level + 1)
 
     def merge(self, other: RankTable) -> None:
+        """Add `other`'s pairs: at the coarser level of the two, under the smaller limit (an
+        empty table's limit is not counted), coarser again if the union holds more cells."""
+        if not other.cells:
+            return
+        if not self.cells:
+            self.limit = other.limit
+        elif other.limit is not None and (self.limit is None or other.limit < self.limit):
+            self.limit = other.limit
+        if other.level > self.level:
+            self._coarsen(other.level)
         cells = self.cells
-        for cell, count in other.cells.items():
+        for (x, y), count in other.cells.items():
+            cell = _rekeyed(x, y, other.level, self.level)
             cells[cell] = cells.get(cell, 0) + count
+        if self.limit is not None and len(cells) > self.limit:
+            self._coarsen(self.level + 1)
+
+    def set_limit(self, limit: int | None) -> None:
+        """Hold at most `limit` cells from now on: coarsened at once if more are held (a
+        coarsened table stays as coarse whatever the limit)."""
+        self.limit = _checked_limit(limit)
+        if limit is not None and len(self.cells) > limit:
+            self._coarsen(self.level + 1)
+
+    def _coarsen(self, level: int) -> None:
+        """Re-key the cells at `level`, then at the next levels while they are over the limit."""
+        while True:
+            cells: dict[tuple[int, int], int] = {}
+            for (x, y), count in self.cells.items():
+                cell = _rekeyed(x, y, self.level, level)
+                cells[cell] = cells.get(cell, 0) + count
+            self.cells, self.level = cells, level
+            if self.limit is None or len(cells) <= self.limit:
+                return
+            level += 1
 
     @property
     def count(self) -> int:
@@ -321,6 +392,39 @@ class RankTable:
     def rho(self) -> float | None:
         """Spearman's rho of the binned pairs (Pearson's r of average ranks, ties within a
         bin); None if undefined (fewer than two pairs, or one rank only on an axis)."""
+        moments = self._moments()
+        return None if moments is None else moments[0]
+
+    def bound(self) -> float | None:
+        """How far `rho` can be from the exact rho of the pairs counted (Spearman's, average
+        ranks for exact ties), whatever they were; None when `rho` is.
+
+        A bin of c pairs holds the c consecutive exact ranks it replaces by their mean, so the
+        exact ranks' sum of squares about the bins' means is at most (c^3 - c) / 12 (that of c
+        distinct ranks; exact ties only lower it); on x at level 0 a bin is one exact value
+        (none). With S the binned ranks' sum of squares about their mean and W that bound
+        summed over an axis' bins, the exact ranks' share of variance within the bins is
+        d <= W / (S + W) (the binned ranks are the exact ones projected on the bins), so the
+        unit vector of the centred exact ranks is within sqrt(2 (1 - sqrt(1 - d))) of the
+        binned ones'; rho being their inner product, |rho - exact| is at most that distance
+        on x plus that on y (capped at 2)."""
+        moments = self._moments()
+        if moments is None:
+            return None
+        _rho, sxx, syy, margin_x, margin_y = moments
+        within_y = sum((c * c * c - c) / 12 for c in margin_y.values())
+        within_x = (
+            0.0
+            if _steps(self.level)[0] == 0
+            else sum((c * c * c - c) / 12 for c in margin_x.values())
+        )
+        return min(2.0, _unit_distance(sxx, within_x) + _unit_distance(syy, within_y))
+
+    def _moments(
+        self,
+    ) -> tuple[float, float, float, dict[int, int], dict[int, int]] | None:
+        """(rho, the binned ranks' sums of squares on x and y, the margins), None if rho is
+        undefined."""
         n = self.count
         if n < 2:
             return None
@@ -337,7 +441,63 @@ class RankTable:
         sxx = sum(count * (rank_x[x] - mean) ** 2 for x, count in margin_x.items())
         syy = sum(count * (rank_y[y] - mean) ** 2 for y, count in margin_y.items())
         denom = math.sqrt(sxx * syy)
-        return None if denom == 0 else sxy / denom
+        if denom == 0:
+            return None
+        return sxy / denom, sxx, syy, margin_x, margin_y
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cells": self.cells, "level": self.level, "limit": self.limit}
+
+    def __setstate__(self, state: Any) -> None:
+        # A table pickled before the limit (state version 14 or older: slots only, no
+        # `__getstate__`, a (None, {"cells": ...}) pair) is a level-0 table: it takes the
+        # default limit, coarsened now if it holds more cells (the worker's setting is applied
+        # again at its install).
+        if isinstance(state, tuple):
+            state = state[1]
+        self.cells = state["cells"]
+        self.level = state.get("level", 0)
+        self.limit = state.get("limit", RANK_CELL_LIMIT)
+        if self.limit is not None and len(self.cells) > self.limit:
+            self._coarsen(self.level + 1)
+
+
+def _checked_limit(limit: int | None) -> int | None:
+    if limit is not None and limit < RANK_CELL_FLOOR:
+        raise ValueError(f"a rank table holds at least {RANK_CELL_FLOOR} cells, not {limit}")
+    return limit
+
+
+def _x_key(x: int, step: int) -> int:
+    """x's key at x step `step` (a level's floor(L / 2)): x itself at 0, else its
+    `watch_bin` >> (step - 1)."""
+    return x if step == 0 else watch_bin(x) >> (step - 1)
+
+
+def _rekeyed(x: int, y: int, level: int, to_level: int) -> tuple[int, int]:
+    """A cell's key at level `to_level` (>= `level`) from its key at `level`."""
+    if to_level == level:
+        return x, y
+    (step, shift), (to_step, to_shift) = _steps(level), _steps(to_level)
+    if to_step != step:
+        x = _x_key(x, to_step) if step == 0 else x >> (to_step - step)
+    return x, y >> (to_shift - shift)
+
+
+def _steps(level: int) -> tuple[int, int]:
+    """A level's (x step, y shift): y first, then x and y in turn (on the soak stream's
+    pairs, bench.rank_grid, coarsening y alone for two or three levels first gave the same
+    bound at 8,192 cells and no consistently smaller one at 4,096)."""
+    return level // 2, (level + 1) // 2
+
+
+def _unit_distance(binned: float, within: float) -> float:
+    """The distance between the unit vectors of centred exact ranks and of their projection
+    on the bins, at most: sqrt(2 (1 - sqrt(1 - d))), d = within / (binned + within)."""
+    if within <= 0:
+        return 0.0
+    share = within / (binned + within)
+    return math.sqrt(2 * (1 - math.sqrt(1 - share)))
 
 
 def _average_ranks(margin: dict[int, int]) -> dict[int, float]:
@@ -357,13 +517,21 @@ def spearman(
     """Spearman's rho over the folded pairs and the `live` ones: `exact` (the caller's exact
     rho of the live pairs) when nothing is folded, else the binned rho of the folded table
     with the live pairs added."""
+    return spearman_bounded(folded, live, exact)[0]
+
+
+def spearman_bounded(
+    folded: RankTable | None, live: Sequence[tuple[int, float]], exact: float | None
+) -> tuple[float | None, float]:
+    """`spearman` with how far it can be from the exact rho of all the pairs: 0 when nothing
+    is folded, else the table's `RankTable.bound` (0 when rho is None)."""
     if folded is None or folded.count == 0:
-        return exact
+        return exact, 0.0
     table = RankTable()
     table.merge(folded)
     for x, y in live:
         table.add(x, y)
-    return table.rho()
+    return table.rho(), table.bound() or 0.0
 
 
 class FoldedFigures:

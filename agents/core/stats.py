@@ -943,17 +943,22 @@ def spearman_rho(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return float(dx @ dy) / denom
 
 
-def spearman_interval(rho: float, n: int, z: float = Z95) -> tuple[float, float] | None:
+def spearman_interval(
+    rho: float, n: int, z: float = Z95, bound: float = 0.0
+) -> tuple[float, float] | None:
     """Fisher-z interval for Spearman's rho, standard error sqrt(1.06 / (n - 3)).
 
     Fieller, Hartley and Pearson (1957) give var(z) ~ 1.06/(n-3) for rank correlations.
+    With `bound` (rho known only within it of the rho of the pairs, e.g. a binned rho,
+    `sketch.RankTable.bound`): the union of the intervals around every rho within it, i.e.
+    from the lower end around rho - bound to the upper end around rho + bound.
     """
     if n < 4:
         return None
-    clipped = min(max(rho, -0.999999), 0.999999)
-    centre = math.atanh(clipped)
     half = z * math.sqrt(1.06 / (n - 3))
-    return math.tanh(centre - half), math.tanh(centre + half)
+    low = math.atanh(min(max(rho - bound, -0.999999), 0.999999))
+    high = math.atanh(min(max(rho + bound, -0.999999), 0.999999))
+    return math.tanh(low - half), math.tanh(high + half)
 
 
 def _ranks(values: FloatArray) -> FloatArray:

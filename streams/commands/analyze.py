@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         pair_horizon_ms=settings.first_order_horizon_ms,
         board_runs_kept=settings.board_runs_kept,
         distinct_limit=settings.distinct_exact_limit,
+        rank_cell_limit=settings.rank_cell_limit,
     )
     mark_if_simulated(report, args.file)
     if args.json:

@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     # the bound of that state whatever the stream's length (docs/design.md, "The user horizon
     # and the distinct payers").
     distinct_exact_limit: int = Field(default=10_000, ge=1, le=10_000_000)
+    # With the session fold: the most cells of `price_dwell_association`'s folded rank table
+    # (`sketch.RankTable`, `sketch.RANK_CELL_LIMIT`), coarsened past it: the bound of that
+    # state whatever the stream's length, rho within the table's stated bound
+    # (docs/metrics.md, "Sketched figures").
+    rank_cell_limit: int = Field(default=8192, ge=4, le=1 << 24)
     # Claims by period (docs/metrics.md, "Claims by period"): the rolling horizon in days of
     # event time before the newest event, and how many closed CST days and months are kept
     # frozen and reported (as many open ones again at most). Off: no claims by period (no

@@ -76,6 +76,9 @@ class LiveState:
     #: set at every install.
     board_runs_kept: int | None = None
     distinct_limit: int | None = None
+    #: Each partition's ledger's folded rank table's most cells (`Settings.rank_cell_limit`;
+    #: None: `sketch.RANK_CELL_LIMIT`): pickled with the table, set again at every install.
+    rank_cell_limit: int | None = None
     #: How far ahead of the wall clock an event may be and still move its topic's horizon
     #: (`Settings.future_tolerance_ms`; None: no cap).
     future_tolerance_ms: int | None = None
@@ -140,6 +143,7 @@ class LiveState:
             "board_horizon_ms": settings.board_horizon_ms,
             "board_runs_kept": settings.board_runs_kept,
             "distinct_limit": settings.distinct_exact_limit,
+            "rank_cell_limit": settings.rank_cell_limit,
             "gpm_denominator": settings.gpm_denominator,
             "fold_sessions": settings.fold_sessions,
             "periods": settings.period_settings,
@@ -161,6 +165,8 @@ class LiveState:
         ledger.refunds_from = self.refunds
         ledger.board_runs_kept = self.board_runs_kept
         ledger.distinct_limit = self.distinct_limit
+        if self.rank_cell_limit is not None:
+            ledger.folded_figures.price_watch.set_limit(self.rank_cell_limit)
         # Summaries past the board horizon retired into their levels' totals (the page and
         # /report read them: docs/design.md, "Retired summaries"), wherever the fold is on.
         ledger.retire_summaries = self.fold_sessions
@@ -182,6 +188,8 @@ class LiveState:
         state.ledger.board_runs_kept = self.board_runs_kept
         if self.distinct_limit is not None:
             state.ledger.set_distinct_limit(self.distinct_limit)
+        if self.rank_cell_limit is not None:
+            state.ledger.folded_figures.price_watch.set_limit(self.rank_cell_limit)
         state.ledger.set_future_tolerance(self.future_tolerance_ms)
         if self.periods is not None:  # not part of the state: set again on every restore
             attach(state.ledger, self.periods)

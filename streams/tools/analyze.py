@@ -63,6 +63,7 @@ def analyze_file(
     pair_horizon_ms: int | None = None,
     board_runs_kept: int | None = None,
     distinct_limit: int | None = None,
+    rank_cell_limit: int | None = None,
 ) -> dict[str, Any]:
     """The claims and operator report of one fixture file, computed without a broker.
 
@@ -81,7 +82,8 @@ def analyze_file(
     remembered as "bought before", or with `pair_horizon_ms` only that long after its latest
     order (`Ledger.forget_idle_pairs`); `board_runs_kept` and `distinct_limit` bound the
     levels' settled runs and summarized buyers (`Ledger.board_runs_kept`, `distinct_limit`;
-    None: the defaults).
+    None: the defaults), `rank_cell_limit` the folded rank table's cells
+    (`sketch.RankTable.limit`; None: `sketch.RANK_CELL_LIMIT`).
     """
     started = time.monotonic()
     ledger = Ledger(
@@ -98,6 +100,8 @@ def analyze_file(
     ledger.board_runs_kept = board_runs_kept
     if distinct_limit is not None:
         ledger.set_distinct_limit(distinct_limit)
+    if rank_cell_limit is not None:
+        ledger.folded_figures.price_watch.set_limit(rank_cell_limit)
     if periods is not None:
         attach(ledger, periods)
     board = board if board is not None else OperatorBoard()

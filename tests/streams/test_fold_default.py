@@ -137,6 +137,58 @@ def test_the_levels_runs_kept_and_distinct_limit_are_settings_given_to_every_par
     assert report["operator"]["overall"]["viewers_peak"] == truth["overall"]["viewers_peak"]
 
 
+def test_the_rank_cell_limit_is_a_setting_given_to_every_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`LIVEPULSE_RANK_CELL_LIMIT` (default 8,192: the code's) reaches every partition's
+    folded rank table, new or restored (a restored table over it coarsened at install);
+    `livepulse analyze` applies it too: on xhs folded with a 2-day window and a limit of 64
+    cells, `price_dwell_association`'s rho is read from a coarsened table, within its stated
+    `rho_bound` of the truth file's exact rho, the interval widened by it."""
+    from agents.core.persist import dump_state, load_state
+    from agents.core.sketch import RANK_CELL_LIMIT
+    from streams.tools.analyze import analyze_file
+    from tests.agents.core.test_page import FIXTURES
+    from tests.support.live import fixture_truth
+
+    monkeypatch.delenv("LIVEPULSE_RANK_CELL_LIMIT", raising=False)
+    assert Settings().rank_cell_limit == RANK_CELL_LIMIT
+    monkeypatch.setenv("LIVEPULSE_RANK_CELL_LIMIT", "64")
+    assert Settings().rank_cell_limit == 64
+
+    state = LiveState(fold_sessions=True, rank_cell_limit=64)
+    assert state.new_partition().ledger.folded_figures.price_watch.limit == 64
+    written = LiveState(fold_sessions=True).new_partition()
+    table = written.ledger.folded_figures.price_watch
+    for i in range(200):
+        table.add(10_000 + 100 * i, 1.0 + i)
+    restored = type(written)(*load_state(dump_state(written.ledger, written.board)))
+    restored_table = restored.ledger.folded_figures.price_watch
+    assert (restored_table.limit, restored_table.level) == (RANK_CELL_LIMIT, 0)
+    state.install(0, restored)
+    assert restored_table.limit == 64 and restored_table.level > 0
+    assert len(restored_table.cells) <= 64 and restored_table.count == 200
+
+    day = 86_400_000
+    exact = fixture_truth("xhs")["claims"]["price_dwell_association"]["observed"]
+    for limit in (None, 64):
+        report = analyze_file(
+            FIXTURES / "xhs.jsonl",
+            dedupe_window_ms=2 * day,
+            fold_sessions=True,
+            rank_cell_limit=limit,
+        )
+        price = report["claims"]["price_dwell_association"]
+        bound = price["detail"]["rho_bound"]
+        assert abs(price["observed"] - exact) <= bound
+        if limit is None:
+            unbounded = price
+        else:
+            assert price["observed"] != unbounded["observed"]
+            assert bound > unbounded["detail"]["rho_bound"]
+            assert price["ci_low"] < unbounded["ci_low"] and price["ci_high"] > unbounded["ci_high"]
+
+
 def test_month_rows_move_positions_but_are_not_counted_as_records() -> None:
     """With the fold a worker also reads its month-rows topic: /status' `records`
     stays the contract records (as its valid, rejected and duplicate counts add up to; the

@@ -20,8 +20,9 @@ SKETCHED_ONCE_QUESTIONS_FOLD: frozenset[str] = frozenset(
 #: Once a worker's sessions are summarized (`LIVEPULSE_FOLD_SESSIONS`, on by default, and a
 #: fixture longer than the window + the 7-day session horizon), `price_dwell_association` is
 #: read from its sketches (docs/metrics.md, "Sketched figures"): its medians by price tier
-#: within the sketch's relative accuracy, and rho, which has no a-priori bound, within
-#: `SKETCHED_RHO_TOLERANCE` of the exact one (measured 0.0004-0.0005 on the fixtures).
+#: within the sketch's relative accuracy, and rho within `SKETCHED_RHO_TOLERANCE` of the
+#: exact one (measured 0.0004-0.0005 on the fixtures, at level 0 of the rank table; its
+#: stated bound, `RankTable.bound`, is ~0.011 there).
 SKETCHED_ONCE_SESSIONS_SUMMARIZE: frozenset[str] = frozenset(
     f"claims.price_dwell_association.detail.median_watch_minutes_by_tier.{tier}"
     for tier in ("<200", "200-500", "500-1000", ">=1000")

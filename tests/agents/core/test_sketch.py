@@ -16,16 +16,18 @@ import pytest
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.facts import ClaimFacts
 from agents.core.merge import merge_ledgers
-from agents.core.metrics import PRICE_TIERS, _tier
+from agents.core.metrics import PRICE_TIERS, _tier, price_dwell_part
 from agents.core.persist import dump_state, load_state
 from agents.core.sketch import (
+    RANK_CELL_LIMIT,
     RELATIVE_ACCURACY,
     FoldedFigures,
     QuantileSketch,
     RankTable,
     quantile,
+    spearman_bounded,
 )
-from agents.core.stats import percentile
+from agents.core.stats import percentile, spearman_interval, spearman_rho
 from schemas import Interaction
 from streams.tools.analyze import analyze_records
 from streams.tools.simulator import generate, get_scenario, truth
@@ -166,12 +168,17 @@ def _reference(lines: list[str]) -> dict[str, Any]:
     }
 
 
-def _check_folded_stream(lines: list[str], keep_days: int) -> dict[str, float]:
-    """Fold all but the last `keep_days` of a stream into the sketches; the figures against
-    the truth reference. Returns the errors measured."""
+def _check_folded_stream(
+    lines: list[str], keep_days: int, cell_limit: int | None = None
+) -> dict[str, float]:
+    """Fold all but the last `keep_days` of a stream into the sketches (the rank table at
+    most `cell_limit` cells: coarsened past it); the figures against the truth reference.
+    Returns the errors measured (and the rank table's stated bound, level and cells)."""
     reference = _reference(lines)
     ledger, board = Ledger(), OperatorBoard()
     analyze_records((line.encode() for line in lines), ledger, board)
+    if cell_limit is not None:
+        ledger.folded_figures.price_watch.set_limit(cell_limit)
     orders, latencies = _fold(ledger, reference["end_ts"] - keep_days * DAY_MS)
     total_orders = sum(len(values) for values in reference["tiers"].values())
     assert orders > total_orders // 2 and latencies > len(reference["latencies"]) // 2
@@ -180,7 +187,25 @@ def _check_folded_stream(lines: list[str], keep_days: int) -> dict[str, float]:
     boxes = report["distributions"]["watch_minutes_to_order_by_price_tier"]["tiers"]
     price_dwell, reply = claims["price_dwell_association"], claims["reply_latency"]
     errors = {"rho": abs(price_dwell["observed"] - reference["rho"])}
-    assert errors["rho"] <= RHO_TOLERANCE
+    # The rank table's stated bound (`RankTable.bound`) on the folded and live pairs together,
+    # against the truth's exact rho; its Fisher-z interval holds the one around the exact rho.
+    _prices, _minutes, sessions, folded = price_dwell_part(ClaimFacts(ledger))
+    live = [(int(x), y) for x, y in zip(_prices, _minutes, strict=True)]
+    rho, bound = spearman_bounded(folded.price_watch, live, None)
+    assert rho == price_dwell["observed"]
+    assert errors["rho"] <= bound
+    errors["rho bound"] = bound
+    errors["level"] = folded.price_watch.level
+    errors["cells"] = len(folded.price_watch.cells)
+    assert errors["cells"] <= (cell_limit or RANK_CELL_LIMIT)
+    if cell_limit is None:
+        assert errors["rho"] <= RHO_TOLERANCE
+    exact_interval = spearman_interval(
+        reference["rho"], len(set(sessions)) + folded.price_watch_sessions
+    )
+    assert exact_interval is not None
+    assert price_dwell["ci_low"] <= exact_interval[0] + 1e-12
+    assert exact_interval[1] <= price_dwell["ci_high"] + 1e-12
     assert price_dwell["n"] == total_orders
     for name, values in reference["tiers"].items():
         sketched = price_dwell["detail"]["median_watch_minutes_by_tier"][name]
@@ -211,7 +236,21 @@ def test_a_folded_fixture_is_within_the_bound_of_the_truth() -> None:
     """The xhs fixture (60 days): everything but its last 7 days folded."""
     lines = (REPO / "fixtures" / "xhs.jsonl").read_text(encoding="utf-8").splitlines()
     errors = _check_folded_stream(lines, keep_days=7)
-    assert max(v for k, v in errors.items() if k != "rho") <= RELATIVE_ACCURACY
+    assert errors["level"] == 0  # under the limit: the 2%-wide grid, today's rho
+    assert max(v for k, v in errors.items() if not k.startswith(("rho", "level", "cells"))) <= (
+        RELATIVE_ACCURACY
+    )
+
+
+@pytest.mark.parametrize("cell_limit", [128, 256])
+def test_a_coarsened_rank_table_is_within_its_bound_of_the_truth(cell_limit: int) -> None:
+    """The xhs fixture folded as above into a rank table of few cells (the default's 8,192
+    are reached only by far longer streams: bench.rank_grid): coarsened, its rho is within
+    the table's stated bound of the truth's exact rho, and the interval holds the exact
+    rho's."""
+    lines = (REPO / "fixtures" / "xhs.jsonl").read_text(encoding="utf-8").splitlines()
+    errors = _check_folded_stream(lines, keep_days=7, cell_limit=cell_limit)
+    assert errors["level"] > 0 and errors["cells"] <= cell_limit
 
 
 @pytest.mark.slow
@@ -226,6 +265,8 @@ def test_long_folded_streams_are_within_the_bound_of_the_truth(
     lines = generate(get_scenario(scenario), seed, scale).lines
     errors = _check_folded_stream(list(lines), keep_days=3)
     print(f"{scenario} seed {seed} x{scale}: {len(lines)} lines, errors {errors}")  # noqa: T201
+    errors = _check_folded_stream(list(lines), keep_days=3, cell_limit=1024)
+    print(f"  at 1,024 cells: {errors}")  # noqa: T201
 
 
 def test_a_rank_table_gives_the_exact_rho_without_ties_in_a_bin() -> None:
@@ -289,3 +330,114 @@ def test_a_quantile_read_with_values_counted_is_the_one_with_them_added() -> Non
     assert checked == 3000
     assert not QuantileSketch([1]).can_add_without_collapse(10**300)
     assert QuantileSketch([1]).quantile_adding(0.5, 1, lambda x: int(x >= 10**300), 10**300) is None
+
+
+def _pairs(n: int, seed: int) -> list[tuple[int, float]]:
+    """A catalogue's prices (cents) and long-tailed watch minutes rising with the price."""
+    rng = random.Random(seed)
+    prices = [rng.randrange(990, 300_000, 10) for _ in range(300)]
+    pairs = []
+    for _ in range(n):
+        price = rng.choice(prices)
+        pairs.append((price, rng.lognormvariate(1 + price / 100_000, 1.3)))
+    return pairs
+
+
+def test_a_rank_table_under_its_limit_is_the_grid_of_before() -> None:
+    """Never over its limit, a table is at level 0: the cells (and so the rho) of the
+    unbounded 2%-wide grid."""
+    pairs = _pairs(3000, 1)
+    unbounded = RankTable(pairs, limit=None)
+    bounded = RankTable(pairs, limit=len(unbounded.cells))
+    assert bounded.level == 0 and bounded.cells == unbounded.cells
+    assert bounded.rho() == unbounded.rho()
+    assert RankTable(pairs, limit=len(unbounded.cells) - 1).level > 0
+    with pytest.raises(ValueError, match="at least"):
+        RankTable(limit=3)
+
+
+def test_a_coarsened_rank_table_is_within_its_bound_and_merges_to_the_union() -> None:
+    """Past its limit a table coarsens: at most `limit` cells, rho within `bound` of the
+    exact rho (`stats.spearman_rho`, average ranks); partitions' tables of different levels
+    and limits merge, in any order, into the table of the union at the smaller limit."""
+    pairs = _pairs(40_000, 2)
+    exact = spearman_rho([x for x, _ in pairs], [y for _, y in pairs])
+    assert exact is not None
+    levels = set()
+    for limit in (16, 64, 512, 2048, 8192):
+        table = RankTable(pairs, limit=limit)
+        rho, bound = table.rho(), table.bound()
+        assert rho is not None and bound is not None
+        assert len(table.cells) <= limit and table.count == len(pairs)
+        assert abs(rho - exact) <= bound, (limit, rho, exact, bound)
+        levels.add(table.level)
+    assert len(levels) == 5  # each limit a different coarsening
+    parts = [
+        RankTable(pairs[:1000], limit=4096),  # level 0
+        RankTable(pairs[1000:21_000], limit=1024),
+        RankTable(pairs[21_000:], limit=2048),
+    ]
+    assert len({part.level for part in parts}) == 3
+    whole = RankTable(pairs, limit=1024)
+    for order in ((0, 1, 2), (2, 1, 0), (1, 0, 2)):
+        merged = RankTable()
+        for index in order:
+            merged.merge(pickle.loads(pickle.dumps(parts[index])))
+        assert merged.limit == 1024
+        assert (merged.level, merged.cells) == (whole.level, whole.cells)
+
+
+def test_a_rank_table_pickled_before_the_limit_loads_at_level_zero() -> None:
+    """A state version 14 table (slots only: its cells) loads at level 0 under the default
+    limit, coarsened at load when it holds more cells."""
+    small = RankTable(_pairs(500, 3), limit=None)
+    big = RankTable(_pairs(60_000, 4), limit=None)
+    assert len(big.cells) > RANK_CELL_LIMIT
+    for table in (small, big):
+        old = RankTable.__new__(RankTable)
+        old.__setstate__((None, {"cells": dict(table.cells)}))
+        assert old.limit == RANK_CELL_LIMIT and old.count == table.count
+        if table is small:
+            assert old.level == 0 and old.cells == table.cells
+        else:
+            assert old.level > 0 and len(old.cells) <= RANK_CELL_LIMIT
+            assert (old.level, old.cells) == (
+                (bounded := RankTable(_pairs(60_000, 4))).level,
+                bounded.cells,
+            )
+
+
+def test_a_widened_fisher_interval_holds_every_rho_within_the_bound() -> None:
+    base = spearman_interval(0.3, 200)
+    assert base is not None and spearman_interval(0.3, 200, bound=0.0) == base
+    wide = spearman_interval(-0.9, 200, bound=0.05)
+    assert wide is not None
+    for rho in (-0.95, -0.92, -0.9, -0.88, -0.85):
+        inner = spearman_interval(rho, 200)
+        assert inner is not None and wide[0] <= inner[0] and inner[1] <= wide[1]
+
+
+def test_the_rank_bound_holds_where_ranks_within_a_bin_follow_the_other_axis() -> None:
+    """`RankTable.bound` is a worst case, not a measurement: on small tables coarsened hard,
+    with watch times ordered within their bins as the prices (the case it is tight for) or
+    not, and with prices tied or not, |rho - exact| never exceeds it."""
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(600):
+        n = rng.randrange(5, 200)
+        if rng.random() < 0.3:
+            xs = [rng.choice([100, 101, 102, 5000, 5100, 5200, 9999]) for _ in range(n)]
+        else:
+            xs = [rng.randrange(100, 100_000) for _ in range(n)]
+        if rng.random() < 0.5:
+            ys = [1 + (x % 997) / 50 + rng.random() / 100 for x in xs]
+        else:
+            ys = [rng.lognormvariate(0, 1) for _ in xs]
+        exact = spearman_rho(xs, ys)
+        table = RankTable(zip(xs, ys, strict=True), limit=rng.choice([4, 8, 16, 64, None]))
+        rho, bound = table.rho(), table.bound()
+        if exact is None or rho is None:
+            continue
+        assert bound is not None and abs(rho - exact) <= bound + 1e-12
+        checked += 1
+    assert checked > 500
