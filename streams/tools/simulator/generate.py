@@ -32,6 +32,10 @@ in time order:
   without a session id). Buyers are invited into a group after an order; fans join groups and
   members leave them now and then. Refunds follow orders by hours to days, `size` most often
   for apparel and shoes.
+- Opt-in, for soaks of a steady live volume (`scenarios.steady`): past buyers lapse after
+  `buyer_lapse_days` without an order, and with `even_schedule` each room streams on its share
+  of evenings evenly rather than by a draw each evening. Unset (every named scenario), neither
+  draws anything, so the streams are the same bytes as without them.
 
 Contract noise is always on (`NoiseSpec`): redeliveries, junk lines of every rejected kind,
 topics drifting a few seconds apart with per-record jitter and a few late records (a session's
