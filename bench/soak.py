@@ -66,6 +66,7 @@ from streams.tools.drain import fetch_json, wait_drained
 from streams.tools.replayer import Progress, ReplaySummary, replay
 from streams.tools.simulator.generate import generate, write_lines
 from streams.tools.simulator.scenarios import get_scenario
+from streams.tools.simulator.scenarios import steady as steady_scenario
 from streams.tools.simulator.truth_file import compute_truth
 from streams.tools.worker_process import WorkerProcess, free_port
 
@@ -442,10 +443,16 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     path.write_text(svg, encoding="utf-8")
 
 
-def prepare(days: int, scale: float, seed: int, out: Path) -> dict[str, float]:
+def prepare(
+    days: int, scale: float, seed: int, out: Path, steady: bool = False
+) -> dict[str, float]:
     """Write the stretched scenario's stream to `out` and its truth beside it (run in a child
-    process by `soak`, so that the soak's RSS is the core's, not the generator's)."""
+    process by `soak`, so that the soak's RSS is the core's, not the generator's). `steady`:
+    the scenario with a stationary population (`scenarios.steady`: past buyers lapse, members
+    leave), so that what is live stops growing after a warm-up."""
     scenario = dataclasses.replace(get_scenario("xhs"), days=days)
+    if steady:
+        scenario = steady_scenario(scenario)
     began = time.perf_counter()
     lines = generate(scenario, seed, scale).lines
     generate_s = time.perf_counter() - began
@@ -487,7 +494,9 @@ def write_rule_truth(stream: str, window_ms: str) -> None:
     path.with_suffix(f".abandon-{window_ms}.truth.json").write_text(json.dumps(truth), "utf-8")
 
 
-def prepare_in_child(days: int, scale: float, seed: int, stream: Path) -> None:
+def prepare_in_child(
+    days: int, scale: float, seed: int, stream: Path, steady: bool = False
+) -> None:
     subprocess.run(  # noqa: S603 - this interpreter, this module
         [
             sys.executable,
@@ -498,6 +507,7 @@ def prepare_in_child(days: int, scale: float, seed: int, stream: Path) -> None:
             f"--scale={scale}",
             f"--seed={seed}",
             f"--stream={stream}",
+            *(["--steady"] if steady else []),
         ],
         check=True,
     )
@@ -521,10 +531,11 @@ def soak(
     months_kept: int = DEFAULT_MONTHS_KEPT,
     user_horizon_days: float | None = None,
     refund_horizon_days: float = REFUND_HORIZON_DAYS,
+    steady: bool = False,
 ) -> dict[str, Any]:
     run_began = time.perf_counter()
     if not stream.exists():
-        prepare_in_child(days, scale, seed, stream)
+        prepare_in_child(days, scale, seed, stream, steady)
     truth = truth_of(stream, round(window_days * DAY_MS) or None, fold_sessions)
     gc.collect()
 
@@ -629,6 +640,7 @@ def soak(
         "days": days,
         "scale": scale,
         "seed": seed,
+        "steady": steady,
         "window_days": window_days,
         "fold_sessions": fold_sessions,
         "claim_periods": claim_periods,
@@ -711,6 +723,7 @@ def worker_soak(
     distinct_exact_limit: int | None = None,
     refund_horizon_days: float | None = None,
     worker_settings: dict[str, Any] | None = None,
+    steady: bool = False,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -739,10 +752,11 @@ def worker_soak(
     horizon above that changes no figure and brings the order fold's owners' lag
     (`horizon_days`) inside a shorter run.
     `worker_settings`: any other `Settings` fields of the worker (as `--worker-setting`, e.g.
-    its fetch bounds), on top of the rest."""
+    its fetch bounds), on top of the rest. `steady`: the stream, if it has to be written, is
+    the one with a stationary population (`prepare`)."""
     run_began = time.perf_counter()
     if not stream.exists():
-        prepare_in_child(days, scale, seed, stream)
+        prepare_in_child(days, scale, seed, stream, steady)
     truth = truth_of(stream, round(window_days * DAY_MS) or None, fold_sessions)
     newest_ts: list[int] = []  # the newest event time among the first i + 1 lines
     newest = 0
@@ -921,6 +935,7 @@ def worker_soak(
         "days": days,
         "scale": scale,
         "seed": seed,
+        "steady": steady,
         "window_days": window_days,
         "rate": rate,
         "lines": len(newest_ts),
@@ -998,6 +1013,13 @@ def main() -> None:
         "--stream", type=Path, help="the stream file (written with its truth if missing)"
     )
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="a stream with a stationary population (past buyers lapse after 60 days without "
+        "an order, group members stay 50 days on average; `scenarios.steady`), so that what "
+        "is live is flat after a warm-up; its default --stream ends in -steady.jsonl",
+    )
     parser.add_argument(
         "--fold-sessions",
         action="store_true",
@@ -1123,10 +1145,12 @@ def main() -> None:
         if not saved.is_file():
             parser.error(f"{saved}: no such file (a JSON written by --out)")
     stream = args.stream or Path(
-        f"/tmp/livepulse-soak-{args.days}d-x{args.scale}-s{args.seed}.jsonl"  # noqa: S108
+        f"/tmp/livepulse-soak-{args.days}d-x{args.scale}-s{args.seed}"  # noqa: S108
+        f"{'-steady' if args.steady else ''}.jsonl"
     )
     if args.prepare:
-        print(json.dumps(prepare(args.days, args.scale, args.seed, stream)), flush=True)
+        prepared = prepare(args.days, args.scale, args.seed, stream, args.steady)
+        print(json.dumps(prepared), flush=True)
         return
     if args.replot is not None:
         result = json.loads(args.replot.read_text("utf-8"))
@@ -1158,6 +1182,7 @@ def main() -> None:
                 distinct_exact_limit=args.distinct_exact_limit,
                 refund_horizon_days=args.refund_horizon_days,
                 worker_settings=dict(args.worker_setting),
+                steady=args.steady,
             )
         else:
             result = soak(
@@ -1177,6 +1202,7 @@ def main() -> None:
                     if args.refund_horizon_days is None
                     else args.refund_horizon_days
                 ),
+                steady=args.steady,
             )
         plot_path = args.plot or (args.out or stream).with_suffix(".svg")
         if args.out is not None:

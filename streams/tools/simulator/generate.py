@@ -32,6 +32,10 @@ in time order:
   without a session id). Buyers are invited into a group after an order; fans join groups and
   members leave them now and then. Refunds follow orders by hours to days, `size` most often
   for apparel and shoes.
+- Opt-in, for soaks of a steady live volume (`scenarios.steady`): past buyers lapse after
+  `buyer_lapse_days` without an order, and with `even_schedule` each room streams on its share
+  of evenings evenly rather than by a draw each evening. Unset (every named scenario), neither
+  draws anything, so the streams are the same bytes as without them.
 
 Contract noise is always on (`NoiseSpec`): redeliveries, junk lines of every rejected kind,
 topics drifting a few seconds apart with per-record jitter and a few late records (a session's
@@ -183,7 +187,9 @@ class _Merchant:
     fan_set: set[int]  # membership tests only, never iterated
     # user -> the groups they are in now, with when they joined each.
     joined: dict[int, dict[str, int]] = field(default_factory=dict)
-    past_buyers: dict[int, None] = field(default_factory=dict)  # insertion-ordered set
+    # user -> the ts of their latest order (insertion-ordered: by first order, or by the
+    # first order since they last lapsed, `Scenario.buyer_lapse_days`).
+    past_buyers: dict[int, int] = field(default_factory=dict)
 
     def is_member(self, user: int) -> bool:
         return bool(self.joined.get(user))
@@ -251,6 +257,8 @@ class _World:
             for _ in range(n_users)
         ]
         self.merchants = [self._merchant(spec) for spec in scenario.merchants]
+        # room -> its credit of evenings (`Scenario.even_schedule`), from a random start.
+        self.schedule_credit: dict[str, float] = {}
 
     # ------------------------------------------------------------------ ids and records
 
@@ -399,7 +407,7 @@ class _World:
         )
         self._emit("order_paid", ts, session_id or "", fields)
         self.orders += 1
-        merchant.past_buyers[user] = None
+        merchant.past_buyers[user] = max(ts, merchant.past_buyers.get(user, ts))
         self._maybe_refund(order_id, ts, products, items, amount)
         if (
             session_id is not None
@@ -436,6 +444,17 @@ class _World:
     def _pick_product(self, merchant: _Merchant) -> _Product:
         weights = [p.appeal * self._price_factor(merchant, p) for p in merchant.catalog]
         return self.rng.choices(merchant.catalog, weights=weights)[0]
+
+    def _lapse_buyers(self, day_start: int) -> None:
+        """Past buyers with no order in the last `buyer_lapse_days` stop coming back (no
+        randomness drawn: the scenario without a lapse gives the same stream as before)."""
+        if self.s.buyer_lapse_days is None:
+            return
+        cutoff = day_start - round(self.s.buyer_lapse_days * DAY_MS)
+        for merchant in self.merchants:
+            lapsed = [user for user, last in merchant.past_buyers.items() if last < cutoff]
+            for user in lapsed:
+                del merchant.past_buyers[user]
 
     def _offsession_orders(self, day_start: int) -> None:
         rng = self.rng
@@ -490,7 +509,14 @@ class _World:
         for merchant in self.merchants:
             for index, (room_id, host_kind) in enumerate(merchant.spec.rooms):
                 chance = 1.0 if promo else (s.weekend_stream_prob if weekend else s.stream_prob)
-                if rng.random() >= chance:
+                if s.even_schedule:
+                    if room_id not in self.schedule_credit:
+                        self.schedule_credit[room_id] = rng.random()
+                    self.schedule_credit[room_id] += chance
+                    if self.schedule_credit[room_id] < 1.0:
+                        continue
+                    self.schedule_credit[room_id] -= 1.0
+                elif rng.random() >= chance:
                     continue
                 hour = merchant.spec.evening_start_hour + 1.5 * index + rng.gauss(0, 0.25)
                 start = day_start + round(hour * HOUR_MS) + rng.randint(0, 59_999)
@@ -881,6 +907,7 @@ class _World:
                 progress(f"day {day_index + 1}/{s.days}: {len(self.records)} events so far")
             day = s.start_date + timedelta(days=day_index)
             day_start = cst_midnight_ms(day)
+            self._lapse_buyers(day_start)
             self._group_churn(day_start, first_day=day_index == 0)
             promo = day in s.promo_days
             traffic = s.promo_traffic if promo else 1.0

@@ -169,6 +169,15 @@ class Scenario:
     refund_reasons: tuple[tuple[str, float], ...]  # for the rest
 
     noise: NoiseSpec = field(default_factory=NoiseSpec)
+    # A past buyer stops coming back (drops out of the merchant's past buyers: no more
+    # past-buyer visits or reorders) after this many days without an order; None: never (a
+    # merchant's past buyers only accumulate). `steady` sets it.
+    buyer_lapse_days: float | None = None
+    # Each room streams on its share of evenings evenly (a credit of `stream_prob` or
+    # `weekend_stream_prob` an evening, a session whenever it reaches 1) instead of by a draw
+    # each evening, so that the sessions in any few weeks are as many as their mean (the
+    # draws' count of a month varies by ~15%). `steady` sets it.
+    even_schedule: bool = False
 
 
 # What the merchants `m-1`, `m-2`, `m-3` have in common in both scenarios (one per merchant):
@@ -412,6 +421,40 @@ IMPULSE: Final[Scenario] = replace(
     apparel_refund_prob=0.2,
     apparel_size_share=0.35,
 )
+
+
+#: `steady`'s population: past buyers lapse after this many days without an order, and a
+#: member leaves each group with this probability a day (a mean stay of 67 days, where
+#: `group_leave_daily`'s 0.004 is 250 days). At 0.015 the members who leave a day about
+#: equal those who join, from the first day's members on (measured: xhs at scale 4, members
+#: 450-500 over 300 days).
+STEADY_BUYER_LAPSE_DAYS: Final[float] = 60.0
+STEADY_GROUP_LEAVE_DAILY: Final[float] = 0.015
+
+
+def steady(scenario: Scenario) -> Scenario:
+    """`scenario` with a stationary population, for soaks of a steady live volume (issue 17).
+
+    By default a merchant's past buyers only accumulate (each comes back and reorders for
+    ever, and each order makes more of them) and group members leave so seldom (a mean stay
+    of 250 days) that membership is still rising after 300 days, so what is live (buyers
+    active, orders, members) grows with the stream's length. Here past buyers lapse after
+    `STEADY_BUYER_LAPSE_DAYS` without an order and members leave at
+    `STEADY_GROUP_LEAVE_DAILY`, so after a warm-up as many lapse and leave as arrive and
+    join. The rate is steady too: no sale days (their traffic, three times a day's, fills
+    the pools and would take months to drain) and an even schedule (`even_schedule`).
+    Everything else (the rooms and their share of evenings, what a visitor does, the contract
+    noise) is the scenario's own; the casual viewers already come from a fixed population.
+    """
+    return replace(
+        scenario,
+        name=f"{scenario.name}-steady",
+        summary=f"{scenario.summary}; a steady rate and a stationary population",
+        promo_days=(),
+        buyer_lapse_days=STEADY_BUYER_LAPSE_DAYS,
+        group_leave_daily=STEADY_GROUP_LEAVE_DAILY,
+        even_schedule=True,
+    )
 
 
 SCENARIOS: Final[dict[str, Scenario]] = {s.name: s for s in (XHS, IMPULSE)}
