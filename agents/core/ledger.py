@@ -1707,11 +1707,23 @@ class Ledger:
         # The period gate's bound on the orders at that pass (`PeriodHook.orders_held_from`): a
         # new bound runs the fold again within the day. Not part of the state.
         self._order_fold_held: int | None = None
+        # The sessions whose missing summary alone held back a cluster of orders due at that
+        # pass (None: not known, as in a restored state: any summary counts). Their summary
+        # runs the fold again within the day (`_order_fold_unblocked`): else those orders, and
+        # so their month's announcement (`take_order_users`), waited for the next day of the
+        # orders horizon, which a partition whose orders stopped never reaches (issue 17,
+        # session 18: an abandoned session is summarized a pass after the one that abandons
+        # it). Not part of the state.
+        self._order_fold_waits: set[str] | None = set()
+        self._order_fold_unblocked = False
         #: The horizon the order fold last ran at (None: never): every order paid more than
         #: the refund horizon before it is folded, but those whose cluster was not whole.
         self.order_fold_ts: int | None = None
         # The fold horizon at the last `take_order_users` (None: none taken).
         self._order_take_ts: int | None = None
+        # The orders folded by then (`OrderFold.orders`): a pass at the same horizon that
+        # folded more may let a month be announced. Not part of the state (None: take again).
+        self._order_take_folded: int | None = None
         #: Claims by period (`agents.core.periods`): called before sessions are summarized,
         #: it freezes the closed periods' figures and returns the earliest start of a session
         #: whose raw facts a period still needs (None: none); such sessions wait. Called
@@ -1819,6 +1831,9 @@ class Ledger:
         state.pop("_refund_index", None)  # derived from `refunds`
         state.pop("period_gate", None)  # a callable set by whoever reads the periods
         state.pop("_order_fold_held", None)  # the gate's, as it
+        state.pop("_order_fold_waits", None)  # known at the next pass
+        state.pop("_order_fold_unblocked", None)
+        state.pop("_order_take_folded", None)
         # Settings of the ledger's owner, set again at every install (`LiveState.install`).
         state.pop("distinct_limit", None)
         state.pop("board_runs_kept", None)
@@ -1846,6 +1861,9 @@ class Ledger:
             self.borrowed_refunds = {}
         self.period_gate = None
         self._order_fold_held = None
+        self._order_fold_waits = None  # not known: the next summary runs the fold again
+        self._order_fold_unblocked = False
+        self._order_take_folded = None
         if "frozen_periods" not in state:  # a state from before the claims by period
             self.frozen_periods = {}
         if "_seen_runs" not in state:  # version 9 or older: every id remembered in the set
@@ -2422,10 +2440,14 @@ class Ledger:
             self._order_fold_day is not None
             and day <= self._order_fold_day
             and held_from == self._order_fold_held
+            and not self._order_fold_unblocked
         ):
             return
         self._order_fold_day = day
         self._order_fold_held = held_from
+        self._order_fold_unblocked = False
+        waits: set[str] = set()
+        self._order_fold_waits = waits
         self.order_fold_ts = horizon
         if gate is not None:
             gate.freeze(self)  # both stages, before any order of theirs folds
@@ -2458,6 +2480,7 @@ class Ledger:
                 session = sessions.get(key[1])
                 if session is None or session.summary is None:
                     blocked.add(key)  # its session can still get orders
+                    waits.add(key[1])  # its summary runs the fold again
         changed = bool(blocked)
         while changed:  # an order id folds whole: a blocked cluster blocks its ids' others
             changed = False
@@ -2482,11 +2505,18 @@ class Ledger:
         their owner"). A month is final once it ends by the last fold's due time (its
         horizon less the refund horizon: an order stamped before it can no longer be
         applied) and by the earliest order still held here (which may fold later). Once a
-        fold's horizon, when it moved."""
+        fold's horizon, when it moved or a fold at the same horizon folded more (a session
+        summarized after the pass of its day: `_order_fold_unblocked`)."""
         fold_ts, horizon_ms = self.order_fold_ts, self.refund_horizon_ms
-        if fold_ts is None or horizon_ms is None or fold_ts == self._order_take_ts:
+        folded = self.order_fold.orders
+        if (
+            fold_ts is None
+            or horizon_ms is None
+            or (fold_ts == self._order_take_ts and folded == self._order_take_folded)
+        ):
             return []
         self._order_take_ts = fold_ts
+        self._order_take_folded = folded
         bound = fold_ts - horizon_ms
         if self.orders:
             bound = min(bound, min(order.ts for order in self.orders))
@@ -2943,6 +2973,9 @@ class Ledger:
                 # For the board too: what it keeps per (session, user) becomes counts.
                 self.folded_ids.append(sid)
                 summarized = True
+                waits = self._order_fold_waits
+                if waits is None or sid in waits:  # orders due wait for it: fold again
+                    self._order_fold_unblocked = True
         if summarized and self.board_horizon_ms is not None:
             self._settle_board_curves(horizon)
             self._retire_summaries()

@@ -230,7 +230,14 @@ def test_a_partition_that_gets_no_order_announces_its_buyers_months(
     then it announces its buyers' months (`OrderUsersClosed`) to every owner as the others
     do: without it, it never announced, and no owner could ever retire a buyer (the
     retirement itself: tests/agents/core/test_order_users.py). The order claims equal the
-    truth reference's of the records replayed."""
+    truth reference's of the records replayed.
+
+    The replay outruns the tables' idle rules, so partition 0 (no group event) has no groups
+    horizon until it ends: its first order fold then runs in the pass that abandons its July
+    sessions that never ended (s-40, s-57), summarized a pass later at the same horizon. Every
+    partition announces the same month (August: September's refund claims are still open),
+    every owner has it from every source, and the owners retire buyers (session 18: at
+    a07cee1 partition 0 stayed at June, holding o-36 and o-56, and none retired)."""
     from tests.streams.test_month_rows import _simulated
 
     partitions = 3
@@ -268,6 +275,11 @@ def test_a_partition_that_gets_no_order_announces_its_buyers_months(
         snapshots = asyncio.run(newest_snapshots(settings))
         folds = {p: load_state(snapshot.blob)[0].order_fold for p, snapshot in snapshots.items()}
     assert status["group_floors"]["2"]["horizons_followed"] >= 1, status["group_floors"]
+    through = {p: fold.sent_through for p, fold in folds.items()}
+    assert through == {0: "2024-08", 1: "2024-08", 2: "2024-08"}, through
+    owners = status["order_users"]["owner_through"]
+    assert owners == {"0": "2024-08", "1": "2024-08", "2": "2024-08"}, owners
+    assert status["order_users"]["retired"] > 0, status["order_users"]
     assert sorted(folds) == [0, 1, 2]
     assert folds[2].sent_through is not None and not folds[2].months  # it has no buyer
     # As far as the others (its bound is its fold's due time alone: it holds no order).

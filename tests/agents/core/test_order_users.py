@@ -24,11 +24,22 @@ from agents.core.ledger import (
     OrderFold,
     OrderUsers,
     OrderUsersClosed,
+    cst_month,
+    order_cluster,
 )
 from agents.core.merge import merge_ledgers
+from agents.core.periods import PeriodSettings, attach
 from agents.core.persist import dump_state, load_state
 from schemas import Rejection
-from schemas.events import OrderItem, OrderPaid, SessionStarted
+from schemas.events import (
+    GroupJoined,
+    Interaction,
+    OrderItem,
+    OrderPaid,
+    SessionStarted,
+    ViewerJoined,
+    ViewerLeft,
+)
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.simulator.truth_file import compute_truth
@@ -340,3 +351,167 @@ def test_an_idle_orders_topic_follows_the_others_never_past_its_own_newest_event
         event_id="o1", type="order_paid", ts=t - WINDOW - 1, order_id="o", items=[item], **paid
     )
     assert not ledger.apply(late) and ledger.counts.expired == 1
+
+
+class _HeldBack:
+    """The groups source as a worker's membership table gives it while a replay outruns its
+    idle rule (a groups partition with no event holds the horizon, `LIVEPULSE_GROUPS_IDLE_S`):
+    no groups horizon until `released`, so no session is abandoned or summarized before."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.released = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    def horizon_ts(self, topic: int) -> int | None:
+        return self.ledger.horizon_ts(topic) if self.released else None
+
+
+def _unfoldable(ledger: Ledger) -> list[str]:
+    """The held orders of `ledger` that its order fold could fold now (`Ledger._fold_orders`'
+    rules, read again here): paid more than the refund horizon before its last horizon,
+    stamped before the period gate's bound, in a summarized session or none, and no payment
+    of the same id held back. Empty once the fold has run after every summary."""
+    fold_ts, horizon_ms = ledger.order_fold_ts, ledger.refund_horizon_ms
+    assert fold_ts is not None and horizon_ms is not None
+    gate = ledger.period_gate
+    held_from = gate.orders_held_from(ledger, fold_ts) if gate is not None else None
+    due = fold_ts - horizon_ms
+    held: dict[str, list[bool]] = {}
+    for order in ledger.orders:
+        session = ledger.sessions.get(order.session_id) if order.session_id else None
+        stamp = order.ts if session is None or session.started_ts is None else session.started_ts
+        cluster = order_cluster(order, ledger.sessions, ledger.fold_sessions)
+        held.setdefault(order.order_id, []).append(
+            order.ts < due
+            and (held_from is None or stamp < held_from)
+            and (cluster[0] == "order" or (session is not None and session.summary is not None))
+        )
+    return sorted(order_id for order_id, ready in held.items() if all(ready))
+
+
+@pytest.mark.slow
+def test_orders_of_a_session_summarized_after_the_days_fold_fold_without_a_new_day() -> None:
+    """The "September session" stall (issue 17, session 18): 150 days over 3 partitions, with
+    the worker's claims by period, fed while the groups horizon is held back (a worker's
+    membership table while a replay outruns its idle rule), then released with every topic at
+    its end. Until then no period closes, so every order is held. The first order fold that
+    can fold runs in the pass that abandons the sessions that never ended. They are
+    summarized a pass later, at the same horizon. At a07cee1 (main) the fold ran again only
+    at a new day of its horizon or a new bound of the period gate, and the horizon no longer
+    moves: their orders (o-36, o-56, o-77 among them) stayed held for good. Their partition
+    announced nothing past the month before theirs (June), and no owner retired a buyer. Now
+    no order the fold's rules allow stays held, every partition announces the same month, the
+    owners retire over 40% of the buyers, and the order claims equal `truth.py`'s."""
+    stream, truth = _stream()
+    parts = split(stream, PARTITIONS)
+    groups = _ledger()
+    apply(groups, [item for item in stream if getattr(item[2], "type", "").startswith("group_")])
+    held = _HeldBack(groups)
+    table = _refund_table(parts)
+    ledgers = [_ledger(user_horizon_ms=HORIZON_MS) for _ in parts]
+    for ledger in ledgers:
+        ledger.refunds_from = table
+        ledger.membership_from = held  # type: ignore[assignment]
+        attach(ledger, PeriodSettings(7, 62, 24))  # the worker's default claims by period
+    announced: list[list[str]] = [[] for _ in parts]
+
+    def exchange(source: int) -> None:
+        for message in ledgers[source].take_order_users(source):
+            if isinstance(message, OrderUsers):
+                owner = ledgers[partition_of(message.user.encode(), PARTITIONS)]
+                owner.receive_order_users(message)
+            else:
+                announced[source].append(message.through)
+                for each in ledgers:
+                    each.receive_order_users_closed(message, PARTITIONS)
+
+    for begin in range(0, max(len(part) for part in parts), 200):
+        for source, (ledger, part) in enumerate(zip(ledgers, parts, strict=True)):
+            apply(ledger, part[begin : begin + 200])
+            exchange(source)
+    # Held back: no period closes (no groups horizon), so every order stays held.
+    assert all(max(months) <= "2024-06" for months in announced), announced
+    held.released = True
+    for _round in range(3):  # the keeper's ticks: the folds due, then the take
+        for source, ledger in enumerate(ledgers):
+            ledger.fold_due()
+            exchange(source)
+    assert all(ledger.abandoned_sessions > 0 for ledger in ledgers)
+    assert [_unfoldable(ledger) for ledger in ledgers] == [[], [], []]
+    through = [ledger.order_fold.sent_through for ledger in ledgers]
+    assert through[0] is not None and through == [through[0]] * PARTITIONS, through
+    for ledger in ledgers:  # each partition's first held order is after what it announced
+        assert all(cst_month(order.ts) > through[0] for order in ledger.orders)
+    buyers = {e.user_id for _t, _k, e in stream if getattr(e, "type", "") == "order_paid"}
+    retired = sum(ledger.order_fold.retired_users for ledger in ledgers)
+    assert retired > 0.4 * len(buyers), (retired, len(buyers))
+    keep = Ledger(None)
+    apply(keep, stream)
+    everything = build_report(keep)["claims"]
+    _check_claims(build_report(merge_ledgers(ledgers))["claims"], truth, everything)
+
+
+def test_a_fold_at_the_same_horizon_after_a_summary_announces_the_month() -> None:
+    """One ledger, its orders topic stopped at 20 August: the order of a July session that
+    never ended is due (the refund horizon has passed it) but its session is not summarized,
+    so July is not announced. The other topics then move on: one pass abandons the session,
+    the next summarizes it, both at the same orders horizon. Its order folds at that second
+    pass, and the next take announces July (at main neither came before the orders horizon
+    reached another day)."""
+    ledger = _ledger()
+    t = 1_720_540_800_000  # 2024-07-10 00:00 CST
+    item = OrderItem(sku_id="k", category="c", unit_price_cents=100, quantity=1)
+    paid = {"merchant_id": "m", "amount_cents": 100, "items": [item]}
+    started = {"room_id": "r", "merchant_id": "m"}
+    events: list[Any] = [
+        SessionStarted(event_id="e1", type="session_started", ts=t, session_id="s1", **started),
+        OrderPaid(
+            event_id="e2",
+            type="order_paid",
+            ts=t + 600_000,
+            order_id="o1",
+            session_id="s1",
+            user_id="u",
+            **paid,
+        ),
+        OrderPaid(
+            event_id="e3", type="order_paid", ts=t + 41 * DAY_MS, order_id="o2", user_id="v", **paid
+        ),
+    ]
+    for event in events:
+        assert ledger.apply(event)
+    assert ledger.order_fold_ts is not None
+    assert [m for m in ledger.take_order_users(0) if isinstance(m, OrderUsersClosed)] == [
+        OrderUsersClosed(0, "2024-06")
+    ]
+    fold_ts = ledger.order_fold_ts
+    later = t + 42 * DAY_MS
+    for event in [
+        SessionStarted(event_id="e4", type="session_started", ts=later, session_id="s2", **started),
+        ViewerJoined(event_id="e5", type="viewer_joined", ts=later, session_id="s2", user_id="w"),
+        Interaction(
+            event_id="e6", type="interaction", ts=later, session_id="s2", user_id="w", kind="like"
+        ),
+        GroupJoined(
+            event_id="e7", type="group_joined", ts=later, merchant_id="m", group_id="g", user_id="w"
+        ),
+    ]:
+        assert ledger.apply(event)
+    session = ledger.sessions["s1"]
+    assert session.abandoned_ts is not None and session.summary is None  # this pass abandoned it
+    assert not ledger.take_order_users(0)  # nothing new
+    left = ViewerLeft(
+        event_id="e8", type="viewer_left", ts=later + 2 * 3_600_000, session_id="s2", user_id="w"
+    )
+    assert ledger.apply(left)  # the next hour: it is summarized
+    assert session.summary is not None
+    assert ledger.order_fold_ts == fold_ts  # the orders horizon has not moved
+    assert [order.order_id for order in ledger.orders] == ["o2"]  # o1 folded
+    taken = ledger.take_order_users(0)
+    assert taken == [
+        OrderUsers(0, "2024-07", "u", (0, 0, 0, 1, 0, 1, (t + 600_000) // DAY_MS)),
+        OrderUsersClosed(0, "2024-07"),
+    ]
