@@ -250,10 +250,15 @@ class BatchConsumerThread(CommittedConsumerThread):
 class BatchConsumer(CommittedConsumer):
     """faust's aiokafka consumer with a batch drain loop instead of the per-message one."""
 
-    #: The fetcher's fetch settings now (`_fetch_mode`: "busy", "behind" or "idle"), and how
-    #: many times they were switched.
+    #: The fetcher's fetch settings now (`_fetch_mode`: "busy", "behind" or "idle"), how many
+    #: times they were switched, and how many times to each.
     _fetch_state: str = "busy"
     fetch_modes: int = 0
+    fetch_entered: dict[str, int]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_entered = {"busy": 0, "behind": 0, "idle": 0}
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -360,6 +365,7 @@ class BatchConsumer(CommittedConsumer):
         fetcher._fetch_min_bytes = min_bytes
         fetcher._fetch_max_wait_ms = wait_ms
         self.fetch_modes += 1
+        self.fetch_entered[state] += 1
 
     async def _process(self, records: Any, active: set[TP] | None) -> None:
         handler = self.app.batch_handler if isinstance(self.app, BatchApp) else None

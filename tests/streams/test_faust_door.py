@@ -243,6 +243,7 @@ async def test_a_consumer_behind_fetches_with_the_behind_wait_until_a_batch_is_n
     consumer._fetch_mode(busy=False)
     assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (1, app.fetch_idle_wait_ms)
     assert consumer.fetch_idle and consumer.fetch_modes == 4
+    assert consumer.fetch_entered == {"busy": 1, "behind": 2, "idle": 1}
     app.fetch_behind_wait_ms = 0
     consumer._fetch_mode(busy=True, behind=True)
     assert fetcher._fetch_max_wait_ms == app.fetch_wait_ms and not consumer.fetch_behind
