@@ -134,9 +134,10 @@ FETCH_IDLE_WAIT_MS: Final[int] = 500
 #: records are fetched and waiting): the partitions not holding fetched records are then only
 #: the empty ones (the month-rows topic's, faust's assignor topic's, drained ones), and a fetch
 #: of them waits this long instead of `FETCH_MAX_WAIT_MS`. At 10 ms such fetches came back empty
-#: ~25-100 times a second while the worker drained a backlog, ~0.4-0.6 ms of its CPU each
-#: (bench/RESULTS.md, "Session 18 (issue 19): the worker's transport"); a partition with records
-#: on the broker still comes at once (the broker answers when `FETCH_MIN_BYTES` are there).
+#: 22-27 times a second while the worker drained a backlog on a loaded machine (up to ~100 with
+#: a core of its own), 0.6-1.1 ms of its CPU each (bench/RESULTS.md, "Session 18 (issue 19): the
+#: worker's transport"); a partition with records on the broker still comes at once (the broker
+#: answers when `FETCH_MIN_BYTES` are there).
 FETCH_BEHIND_WAIT_MS: Final[int] = 100
 
 

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     # While the consumer is behind (its last fetch handed on a whole `batch_max_records`
     # batch), its fetches wait up to this long instead of `batch_fetch_wait_ms`: they are then
     # of the partitions holding no fetched records, drained or empty ones, and came back empty
-    # every 10 ms, 0.6-0.9 us of the worker's CPU a record drained (bench/RESULTS.md, "Session
+    # every 10 ms, 0.9-1.2 us of the worker's CPU a record drained (bench/RESULTS.md, "Session
     # 18 (issue 19)"); a partition with records on the broker still comes at once. Back to
     # `batch_fetch_wait_ms` with the first fetch that is not a whole batch. 0: never.
     batch_fetch_behind_wait_ms: int = Field(default=100, ge=0, le=60_000)
