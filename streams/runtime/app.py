@@ -89,4 +89,5 @@ def create_app(settings: Settings) -> BatchApp:
     app.fetch_wait_ms = settings.batch_fetch_wait_ms
     app.fetch_max_bytes = settings.batch_fetch_max_bytes
     app.fetch_idle_wait_ms = settings.batch_fetch_idle_wait_ms
+    app.fetch_behind_wait_ms = settings.batch_fetch_behind_wait_ms
     return app

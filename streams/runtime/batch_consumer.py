@@ -46,7 +46,8 @@ coordinator, set on the consumer faust builds before it starts:
 - `_subscription.subscription.assignment` (`.tps`, `.state_value(tp)` with
   `.has_valid_position`, `.position`): where the consumer will read next (`_skip_gaps`).
 - `_fetcher._fetch_min_bytes`, `_fetcher._fetch_max_wait_ms`: read each time the fetcher builds
-  a request; `BatchConsumer._fetch_mode` switches them between the busy and idle settings.
+  a request; `BatchConsumer._fetch_mode` switches them between the busy, behind and idle
+  settings.
 - `_fetcher._fetch_max_bytes`, `_fetcher._max_partition_fetch_bytes`: also read for each
   request; `BatchConsumer.fetch_bounds` reports them (`/status` `fetch`).
 - `_client.force_metadata_update()`: refreshes a topic's partitions (`force_metadata_update`
@@ -129,6 +130,15 @@ FETCH_MAX_WAIT_MS: Final[int] = 10
 #: are all drained sends a fetch every 10 ms that comes back empty: ~90 a second, ~0.04 of a
 #: core idle (bench/RESULTS.md, Session 14, "the worker's transport, fetch by fetch").
 FETCH_IDLE_WAIT_MS: Final[int] = 500
+#: A consumer behind (`BatchConsumer._fetch_mode`: its last `getmany` was a whole batch, so more
+#: records are fetched and waiting): the partitions not holding fetched records are then only
+#: the empty ones (the month-rows topic's, faust's assignor topic's, drained ones), and a fetch
+#: of them waits this long instead of `FETCH_MAX_WAIT_MS`. At 10 ms such fetches came back empty
+#: 22-27 times a second while the worker drained a backlog on a loaded machine (up to ~100 with
+#: a core of its own), 0.6-1.1 ms of its CPU each (bench/RESULTS.md, "Session 18 (issue 19): the
+#: worker's transport"); a partition with records on the broker still comes at once (the broker
+#: answers when `FETCH_MIN_BYTES` are there).
+FETCH_BEHIND_WAIT_MS: Final[int] = 100
 
 
 class BatchApp(faust.App):
@@ -146,6 +156,8 @@ class BatchApp(faust.App):
     fetch_max_bytes: int | None = None
     #: While no fetch brings records: 1 byte, at most this wait (0: never; `_fetch_mode`).
     fetch_idle_wait_ms: int = FETCH_IDLE_WAIT_MS
+    #: While each `getmany` is a whole batch: `fetch_min_bytes`, at most this wait (0: never).
+    fetch_behind_wait_ms: int = FETCH_BEHIND_WAIT_MS
 
     def route_batches(self, handler: BatchHandler, hooks: PartitionHooks | None) -> None:
         """Hand every fetched batch to `handler`, under `hooks.lock`, with `hooks` restoring and
@@ -239,10 +251,15 @@ class BatchConsumerThread(CommittedConsumerThread):
 class BatchConsumer(CommittedConsumer):
     """faust's aiokafka consumer with a batch drain loop instead of the per-message one."""
 
-    #: Whether the fetcher has the busy fetch settings (`_fetch_mode`), and how many times
-    #: they were switched.
-    _fetch_busy: bool = True
+    #: The fetcher's fetch settings now (`_fetch_mode`: "busy", "behind" or "idle"), how many
+    #: times they were switched, and how many times to each.
+    _fetch_state: str = "busy"
     fetch_modes: int = 0
+    fetch_entered: dict[str, int]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_entered = {"busy": 0, "behind": 0, "idle": 0}
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -253,7 +270,9 @@ class BatchConsumer(CommittedConsumer):
         try:
             while not (stopped() or fetcher_stopped()):
                 records, active = await self._wait_next_records(1.0)
-                self._fetch_mode(busy=bool(records))
+                fetched = sum(map(len, records.values())) if records else 0
+                whole = self._batch_records()
+                self._fetch_mode(busy=bool(fetched), behind=whole is not None and fetched >= whole)
                 if records is None or self.should_stop:
                     await asyncio.sleep(0)
                     continue
@@ -278,10 +297,21 @@ class BatchConsumer(CommittedConsumer):
     def _hooks(self) -> PartitionHooks | None:
         return self.app.partition_hooks if isinstance(self.app, BatchApp) else None
 
+    def _batch_records(self) -> int | None:
+        """The most records one `getmany` hands on (faust's `broker_max_poll_records`; None:
+        no bound, so no `getmany` counts as a whole batch)."""
+        limit = self.app.conf.broker_max_poll_records
+        return int(limit) if limit else None
+
     @property
     def fetch_idle(self) -> bool:
         """Whether the fetcher has the idle fetch settings (`_fetch_mode`)."""
-        return not self._fetch_busy
+        return self._fetch_state == "idle"
+
+    @property
+    def fetch_behind(self) -> bool:
+        """Whether the fetcher has the behind fetch settings (`_fetch_mode`)."""
+        return self._fetch_state == "behind"
 
     @property
     def fetch_bounds(self) -> dict[str, int | None]:
@@ -295,33 +325,48 @@ class BatchConsumer(CommittedConsumer):
             "partition_max_bytes": getattr(fetcher, "_max_partition_fetch_bytes", None),
         }
 
-    def _fetch_mode(self, *, busy: bool) -> None:
-        """Set the fetcher's next requests to the busy settings (`fetch_min_bytes`,
-        `fetch_wait_ms`: large fetches while records flow) or, after a `getmany` that waited
-        its second with nothing, the idle ones (1 byte, `fetch_idle_wait_ms`): the broker then
-        holds a fetch until a record comes, instead of the fetcher sending one every
-        `fetch_wait_ms` that comes back empty. The first fetch to bring records sets the busy
-        ones back, so a stream's batches are as before; the first record after a quiet spell
-        comes as soon as it is there. aiokafka reads both attributes each time it builds a
-        fetch request (`Fetcher._get_actions_per_node`) in the consumer's thread; an int set
-        from here is seen by the next request."""
+    def _fetch_mode(self, *, busy: bool, behind: bool = False) -> None:
+        """Set the fetcher's next requests to the settings of what the last `getmany` brought.
+
+        - Records (`busy`): `fetch_min_bytes`, `fetch_wait_ms` (large fetches while records
+          flow, each record waiting at most 10 ms at a low rate).
+        - A whole batch (`behind`: more records are fetched and waiting, or on the broker):
+          `fetch_min_bytes`, `fetch_behind_wait_ms`. A partition holding fetched records is
+          not fetched again (aiokafka, `Fetcher._get_actions_per_node`), so the fetches sent
+          meanwhile are of the others, and once those are drained or empty (the month-rows
+          topic's, faust's assignor topic's) each came back empty after `fetch_wait_ms`, sent
+          again at once: the worker's own CPU spent on fetches while it is behind. A partition
+          with records on the broker still comes at once (`fetch_min_bytes` of them are there).
+        - Nothing for a whole `getmany` wait (a second): 1 byte, `fetch_idle_wait_ms` (the
+          broker holds a fetch until a record comes, instead of the fetcher sending one every
+          `fetch_wait_ms` that comes back empty).
+
+        The first `getmany` that is not a whole batch sets the busy ones back, so a live
+        stream's batches are as before; the first record after a quiet spell comes as soon as
+        it is there. With `fetch_idle_wait_ms` (`fetch_behind_wait_ms`) 0 the idle (behind)
+        settings are never used. aiokafka reads both attributes each time it builds a fetch
+        request (`Fetcher._get_actions_per_node`) in the consumer's thread; an int set from
+        here is seen by the next request (one in flight keeps the wait it was sent with)."""
         app = self.app
-        idle_wait = app.fetch_idle_wait_ms if isinstance(app, BatchApp) else 0
-        if not idle_wait or busy == self._fetch_busy:
+        if not isinstance(app, BatchApp):
+            return
+        if busy and behind and app.fetch_behind_wait_ms:
+            state, min_bytes, wait_ms = "behind", app.fetch_min_bytes, app.fetch_behind_wait_ms
+        elif busy or not app.fetch_idle_wait_ms:
+            state, min_bytes, wait_ms = "busy", app.fetch_min_bytes, app.fetch_wait_ms
+        else:
+            state, min_bytes, wait_ms = "idle", 1, app.fetch_idle_wait_ms
+        if state == self._fetch_state:
             return
         consumer = getattr(self._thread, "_consumer", None)
         fetcher = getattr(consumer, "_fetcher", None)
         if fetcher is None:
             return
-        self._fetch_busy = busy
-        assert isinstance(app, BatchApp)
-        if busy:
-            fetcher._fetch_min_bytes = app.fetch_min_bytes
-            fetcher._fetch_max_wait_ms = app.fetch_wait_ms
-        else:
-            fetcher._fetch_min_bytes = 1
-            fetcher._fetch_max_wait_ms = idle_wait
+        self._fetch_state = state
+        fetcher._fetch_min_bytes = min_bytes
+        fetcher._fetch_max_wait_ms = wait_ms
         self.fetch_modes += 1
+        self.fetch_entered[state] += 1
 
     async def _process(self, records: Any, active: set[TP] | None) -> None:
         handler = self.app.batch_handler if isinstance(self.app, BatchApp) else None

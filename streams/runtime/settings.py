@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     # records again (streams.runtime.batch_consumer, `BatchConsumer._fetch_mode`). 0: the
     # fetch settings above always.
     batch_fetch_idle_wait_ms: int = Field(default=500, ge=0, le=60_000)
+    # While the consumer is behind (its last fetch handed on a whole `batch_max_records`
+    # batch), its fetches wait up to this long instead of `batch_fetch_wait_ms`: they are then
+    # of the partitions holding no fetched records, drained or empty ones, and came back empty
+    # every 10 ms, 0.9-1.2 us of the worker's CPU a record drained (bench/RESULTS.md, "Session
+    # 18 (issue 19)"); a partition with records on the broker still comes at once. Back to
+    # `batch_fetch_wait_ms` with the first fetch that is not a whole batch. 0: never.
+    batch_fetch_behind_wait_ms: int = Field(default=100, ge=0, le=60_000)
     # Paced garbage collection (streams/runtime/gcpace.py): every this many records, collect what is
     # young and freeze the survivors, so full collections stop re-walking the ledger's facts;
     # 0 leaves CPython's default collector alone. 10,000 (50,000 before issue 19's Session 10):

@@ -479,17 +479,27 @@ def _assigned(worker_app: Any) -> list[str]:
 
 def _fetch_mode(worker_app: Any) -> dict[str, Any]:
     """The batch consumer's fetch settings now: `idle` (1 byte, `batch_fetch_idle_wait_ms`,
-    after a second with no record) or busy, how many times they were switched, and the byte
+    after a second with no record), `behind` (`batch_fetch_behind_wait_ms`, after a whole
+    batch) or busy, how many times they were switched (`entered`: to each), and the byte
     bounds its requests are built with (`max_bytes`, `partition_max_bytes`: the fetcher's own,
     None until it has started)."""
     try:
         consumer = worker_app.consumer
     except Exception:  # no consumer yet (starting up)
-        return {"idle": False, "switches": 0, "max_bytes": None, "partition_max_bytes": None}
+        return {
+            "idle": False,
+            "behind": False,
+            "switches": 0,
+            "entered": {},
+            "max_bytes": None,
+            "partition_max_bytes": None,
+        }
     bounds = getattr(consumer, "fetch_bounds", {})
     return {
         "idle": bool(getattr(consumer, "fetch_idle", False)),
+        "behind": bool(getattr(consumer, "fetch_behind", False)),
         "switches": getattr(consumer, "fetch_modes", 0),
+        "entered": dict(getattr(consumer, "fetch_entered", {})),
         "max_bytes": bounds.get("max_bytes"),
         "partition_max_bytes": bounds.get("partition_max_bytes"),
     }

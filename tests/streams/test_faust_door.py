@@ -206,6 +206,49 @@ async def test_an_idle_consumer_fetches_with_the_idle_settings_until_records_com
     assert fetcher._fetch_max_wait_ms == app.fetch_wait_ms and consumer.fetch_modes == 2
 
 
+async def test_a_consumer_behind_fetches_with_the_behind_wait_until_a_batch_is_not_whole(
+    faust_consumer: Any,
+) -> None:
+    """After a `getmany` that handed on a whole batch (`broker_max_poll_records`: more records
+    are fetched and waiting), the fetcher's next requests wait `fetch_behind_wait_ms` with the
+    busy minimum: they are of the partitions holding no fetched records (aiokafka fetches a
+    partition again only once its records are handed on, one request a broker in flight), and
+    came back empty every `fetch_wait_ms`. The first batch that is not whole sets the busy wait
+    back; nothing at all, the idle settings; `fetch_behind_wait_ms` 0, never."""
+    actions = inspect.getsource(Fetcher._get_actions_per_node)
+    assert "if tp in self._records:" in actions and "elif node_id in self._in_flight:" in actions
+    assert "max_records -= len(drained[tp])" in inspect.getsource(Fetcher.fetched_records)
+    consumer = faust_consumer
+    app = consumer.app
+    assert app.fetch_behind_wait_ms == batch_consumer.FETCH_BEHIND_WAIT_MS > app.fetch_wait_ms
+    assert app.fetch_behind_wait_ms == Settings().batch_fetch_behind_wait_ms
+    assert consumer._batch_records() == app.conf.broker_max_poll_records == 10_000
+    fetcher = SimpleNamespace(_fetch_min_bytes=app.fetch_min_bytes, _fetch_max_wait_ms=10)
+    consumer._thread._consumer = SimpleNamespace(_fetcher=fetcher)
+    consumer._fetch_mode(busy=True, behind=True)
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (
+        app.fetch_min_bytes,
+        app.fetch_behind_wait_ms,
+    )
+    assert consumer.fetch_behind and not consumer.fetch_idle and consumer.fetch_modes == 1
+    consumer._fetch_mode(busy=True, behind=True)
+    assert consumer.fetch_modes == 1  # behind already
+    consumer._fetch_mode(busy=True)
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (
+        app.fetch_min_bytes,
+        app.fetch_wait_ms,
+    )
+    assert not consumer.fetch_behind and consumer.fetch_modes == 2
+    consumer._fetch_mode(busy=True, behind=True)
+    consumer._fetch_mode(busy=False)
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == (1, app.fetch_idle_wait_ms)
+    assert consumer.fetch_idle and consumer.fetch_modes == 4
+    assert consumer.fetch_entered == {"busy": 1, "behind": 2, "idle": 1}
+    app.fetch_behind_wait_ms = 0
+    consumer._fetch_mode(busy=True, behind=True)
+    assert fetcher._fetch_max_wait_ms == app.fetch_wait_ms and not consumer.fetch_behind
+
+
 def private_names(tree: ast.AST) -> set[str]:
     """`x._name` attribute uses in a module, other than on `self`/`cls` (the module's own)."""
     names = set()

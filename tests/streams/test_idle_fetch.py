@@ -1,9 +1,12 @@
-"""Issue 19: an idle worker's fetches (`BatchConsumer._fetch_mode`, its idle wait setting).
+"""Issue 19: an idle worker's fetches and a worker's behind (`BatchConsumer._fetch_mode`, its idle
+and behind wait settings).
 
 A `livepulse worker` (`LIVEPULSE_BATCH_FETCH_IDLE_WAIT_MS`, 500 ms) whose topics are empty
 switches its fetcher to the idle settings (1 byte, the idle wait) after a second with no
 record, and back to the busy ones when records come; every record replayed then is applied.
-The CPU it saves is measured by bench/idle_fetch.py, not here."""
+A worker started behind a whole fixture, with small batches, switches to the behind wait while
+its batches are whole and back once one is not, and applies every record. The CPU they save
+is measured by bench/idle_fetch.py and bench/run.py, not here."""
 
 from __future__ import annotations
 
@@ -55,3 +58,27 @@ def test_an_idle_worker_fetches_with_the_idle_settings_until_records_come(
         assert status["events"] == fixture_truth("impulse")["events"]  # every record applied
         again = _status_until(worker, lambda s: s["fetch"]["idle"])
         assert again["fetch"]["idle"] is True, again["fetch"]
+
+
+def test_a_worker_behind_fetches_with_the_behind_wait_and_applies_every_record(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Batches of 200 records: every `getmany` of the fixture's backlog is a whole one. A
+    # behind wait of 2 s, 20 times the default: a fetch held that long still loses nothing.
+    settings = run_settings(
+        kafka_bootstrap,
+        prefix="behindfetch",
+        batch_max_records=200,
+        batch_fetch_behind_wait_ms=2000,
+    )
+    lines = fixture_lines("xhs")
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        replay_lines(settings, tmp_path / "xhs.jsonl", lines)
+        url = f"{worker.base_url}/status"
+        asyncio.run(wait_drained(settings, url, settings.source_topics, 180))
+        status = worker.status()
+        entered = status["fetch"]["entered"]
+        assert entered["behind"] >= 1 and entered["busy"] >= 1, status["fetch"]
+        assert status["events"] == fixture_truth("xhs")["events"]  # every record applied
+        # Not behind once drained: the first batch that is not whole set the busy wait back.
+        assert status["fetch"]["behind"] is False, status["fetch"]
