@@ -55,6 +55,10 @@ class Run:
     #: The worker's highest RSS in MB (`VmHWM`) when it had consumed everything: what it held
     #: at once draining the backlog (the fetched record sets among it), when it reports it.
     peak_rss_mb: float | None = None
+    #: The worker's longest collection over the drain, wall clock and CPU (its /status `gc`),
+    #: when it reports them.
+    gc_longest_ms: float | None = None
+    gc_longest_cpu_ms: float | None = None
 
     @property
     def rate(self) -> float:
@@ -124,6 +128,8 @@ def _as_run(result: dict[str, Any], sampler: Sampler) -> Run:
         gc_s,
         result.get("snapshots"),
         result.get("peak_rss_mb"),
+        result.get("gc_longest_ms"),
+        result.get("gc_longest_cpu_ms"),
     )
 
 
@@ -307,8 +313,15 @@ def run_worker(settings: Settings, expect: int, log: Path, pythonpath: Path | No
         if records >= expect:
             first = status.get("first_applied_at") or seen["first"]
             last = status.get("last_applied_at") or now - POLL_S / 2
-            gc_s = (status.get("gc") or {}).get("total_s")
-            return {"records": records, "first": first, "last": last, "gc_s": gc_s}
+            gc_clock = status.get("gc") or {}
+            return {
+                "records": records,
+                "first": first,
+                "last": last,
+                "gc_s": gc_clock.get("total_s"),
+                "gc_longest_ms": gc_clock.get("longest_ms"),
+                "gc_longest_cpu_ms": gc_clock.get("longest_cpu_ms"),
+            }
         return None
 
     try:
@@ -433,6 +446,10 @@ def measure_throughput(
         if gc_shares:
             # Start-up's collections are in gc_s too; they are milliseconds.
             out[name]["gc_share_of_cpu"] = summary(gc_shares)
+        for key in ("gc_longest_ms", "gc_longest_cpu_ms"):
+            longest = [getattr(r, key) for r in rs if getattr(r, key) is not None]
+            if longest:
+                out[name][key] = summary([float(v) for v in longest])
         snaps = [r.snapshots for r in rs if r.snapshots is not None]
         if snaps:
             out[name]["snapshots"] = {

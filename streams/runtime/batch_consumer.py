@@ -158,12 +158,22 @@ class BatchApp(faust.App):
     fetch_idle_wait_ms: int = FETCH_IDLE_WAIT_MS
     #: While each `getmany` is a whole batch: `fetch_min_bytes`, at most this wait (0: never).
     fetch_behind_wait_ms: int = FETCH_BEHIND_WAIT_MS
+    #: Called after each fetch is handled, once its records are released (the worker's paced
+    #: collection, `streams.runtime.gcpace.GcPacer.between`).
+    between_batches: Callable[[], object] | None = None
 
-    def route_batches(self, handler: BatchHandler, hooks: PartitionHooks | None) -> None:
+    def route_batches(
+        self,
+        handler: BatchHandler,
+        hooks: PartitionHooks | None,
+        between: Callable[[], object] | None = None,
+    ) -> None:
         """Hand every fetched batch to `handler`, under `hooks.lock`, with `hooks` restoring and
-        snapshotting partition state on rebalances."""
+        snapshotting partition state on rebalances; call `between` after each, with the
+        fetch's records no longer held."""
         self.batch_handler = handler
         self.partition_hooks = hooks
+        self.between_batches = between
 
 
 async def commit_positions(app: faust.App, positions: dict[tuple[str, int], int]) -> None:
@@ -282,6 +292,16 @@ class BatchConsumer(CommittedConsumer):
                     await self._seek_positions(None)
                     continue
                 await self._process(records, active)
+                # The fetch (aiokafka's records, the batch `_process` built of them) is freed
+                # here, before the paced collection `between_batches` may run: collected with
+                # it alive, it was most of what a collection walked (GcPacer, "Deferred"). Its
+                # lists are dropped from the dict itself: faust's consumer thread still holds
+                # the dict it returned until its next fetch.
+                if isinstance(records, dict):
+                    records.clear()
+                records = None
+                if isinstance(self.app, BatchApp) and self.app.between_batches is not None:
+                    self.app.between_batches()
                 await self._skip_gaps(active)
                 # Yield between batches so the web views and the commit timer get their turn.
                 await asyncio.sleep(0)

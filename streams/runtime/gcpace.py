@@ -14,6 +14,24 @@ from dataclasses import dataclass, field
 #: the ledger keeps survives its young collections, so fewer, larger ones cost less per object
 #: (bench/NOTES.md, "Garbage collection"); gen1/gen2 stay at CPython's defaults.
 THRESHOLDS: tuple[int, int, int] = (10_000, 10, 10)
+#: Young-generation threshold a fetched record (`young_threshold`): a fetch of N records holds
+#: ~2N young objects at once (aiokafka's record and the worker's `RawRecord` each), and
+#: ~2.5x that keeps CPython's young collections from walking them.
+GC_YOUNG_PER_RECORD = 5
+
+
+def young_threshold(batch_records: int, configured: int = 0) -> int:
+    """The young generation's threshold for a worker fetching `batch_records` records at a
+    time: `configured` if set, else `GC_YOUNG_PER_RECORD` per record (never below
+    `THRESHOLDS`' 10,000)."""
+    if configured:
+        return configured
+    return max(THRESHOLDS[0], GC_YOUNG_PER_RECORD * batch_records)
+
+
+#: A deferred pacer (`GcPacer.deferred`) collects in `after` anyway once this many intervals
+#: have gone by with no `between`.
+DEFER_LIMIT = 4
 
 
 def _malloc_trim() -> ctypes._NamedFuncPointer | None:
@@ -57,6 +75,18 @@ class GcPacer:
     full_growth / (full_growth - 1) of the final state size (CPython's own rule, 25% growth,
     walks ~5 times it).
 
+    Deferred (`deferred`, the worker's): `after` only counts, and the collection that is due
+    runs at the next `between`, which the batch consumer calls once a fetch is applied and
+    released. Why: collected inside the batch (`after`, from `LiveState.apply_batch`), a paced
+    collection walked the fetch still held, ~10,000 aiokafka `ConsumerRecord`s and ~10,000
+    `RawRecord`s of ~21,000 young objects (4-21 ms of CPU each in a worker behind, where every
+    paced collection falls inside a 10,000-record fetch), and froze them: freed by their
+    reference counts right after, they still counted in `frozen`, which then grew ~20,000 a
+    paced collection whatever the state kept, and set off a full pass over the whole heap
+    every ~20 of them (74-95 ms of CPU each; bench/RESULTS.md, "Session 18 (issue 19)"). A
+    caller that never calls `between` still gets its collections: `after` runs the one due
+    once `DEFER_LIMIT` intervals have gone by without one.
+
     Memory: after a paced collection, at most every `trim_every_s` seconds, the memory glibc
     holds free is given back to the system (`release_free_memory`). Why: the worker's RSS
     follows the high-water mark of what it holds for a moment (the fetched record sets not
@@ -95,6 +125,10 @@ class GcPacer:
     trim_cpu_s: float = 0.0
     longest_trim_cpu_s: float = 0.0
     _trimmed_at: float = field(default=float("-inf"), repr=False)
+    #: Whether `after` leaves the collection due to `between` (see above).
+    deferred: bool = False
+    #: Paced collections run by `between`, with no fetched batch alive (of `collections`).
+    between_collections: int = 0
 
     def install(self) -> GcPacer:
         """Set the thresholds (once; `uninstall` restores the previous ones)."""
@@ -146,10 +180,31 @@ class GcPacer:
         gc.unfreeze()
 
     def after(self, records: int) -> None:
-        """Call after applying `records` records (a batch); collects when one is due."""
+        """Call after applying `records` records (a batch); collects when one is due, or, if
+        `deferred`, leaves it to `between` (unless `DEFER_LIMIT` intervals went by)."""
         self._since += records
         if self._since < self.every_records:
             return
+        if self.deferred and self._since < DEFER_LIMIT * self.every_records:
+            return
+        self._collect()
+
+    @property
+    def due(self) -> bool:
+        """Whether a paced collection is due (`every_records` applied since the last)."""
+        return self._since >= self.every_records
+
+    def between(self) -> bool:
+        """Call between batches, with no fetched record held: runs the paced collection if one
+        is due. Returns whether it did."""
+        if self._since < self.every_records:
+            return False
+        self.between_collections += 1
+        self._collect()
+        return True
+
+    def _collect(self) -> None:
+        """The paced collection: collect, freeze the survivors (and a full pass when due)."""
         self._since = 0
         self.collections += 1
         gc.collect()
@@ -183,6 +238,7 @@ class GcPacer:
     def status(self) -> dict[str, float]:
         return {
             "paced_collections": self.collections,
+            "between_batches": self.between_collections,
             "full_passes": self.full_passes,
             "frozen_objects": self.frozen,
             "start_cpu_ms": round(self.start_cpu_s * 1000, 1),

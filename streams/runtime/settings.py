@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     # the longest collection in the worker follows what survives between two, 0.36-0.60x of
     # 50,000's in 4 interleaved pairs, 6-7 ms of CPU in the quieter ones (bench/RESULTS.md).
     gc_pace_records: int = Field(default=10_000, ge=0, le=100_000_000)
+    # The young generation's threshold while pacing (net allocations of tracked objects
+    # between two automatic young collections); 0: `GC_YOUNG_PER_RECORD` times
+    # `batch_max_records` (50,000 at 10,000 records a fetch), so that a fetch's own records
+    # (an aiokafka record and a `RawRecord` each) set off none, and the paced collection between
+    # fetches, with the fetch freed, does the young generation's work (bench/RESULTS.md,
+    # "Session 18 (issue 19)"). CPython's default is 700; the pacer's before was 10,000.
+    gc_young_threshold: int = Field(default=0, ge=0, le=100_000_000)
     # After a paced collection, at most this often, the memory glibc's arenas hold free is
     # given back to the system (`malloc_trim(0)`, streams/runtime/gcpace.py): the RSS can then
     # fall after a peak of what the worker allocated for a moment (bench/RESULTS.md, "Session

@@ -29,7 +29,7 @@ from streams.runtime.app import create_app
 from streams.runtime.batch_consumer import commit_positions
 from streams.runtime.deadletters import DeadLetterPipeline, DeadLetterPublisher, topic_sender
 from streams.runtime.families import WorkerMetrics
-from streams.runtime.gcpace import GcClock, GcPacer
+from streams.runtime.gcpace import THRESHOLDS, GcClock, GcPacer, young_threshold
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
 from streams.runtime.membership import MembershipReader, MembershipTable
@@ -81,7 +81,16 @@ class Worker:
         self.metrics.initialise_series(settings)
         #: Paced garbage collection after each batch (installed by `run`; None: CPython's own).
         self.gc = (
-            GcPacer(every_records=settings.gc_pace_records, trim_every_s=settings.malloc_trim_s)
+            GcPacer(
+                every_records=settings.gc_pace_records,
+                trim_every_s=settings.malloc_trim_s,
+                deferred=True,  # collected between fetches (`route_batches` below)
+                thresholds=(
+                    young_threshold(settings.batch_max_records, settings.gc_young_threshold),
+                    THRESHOLDS[1],
+                    THRESHOLDS[2],
+                ),
+            )
             if settings.gc_pace_records
             else None
         )
@@ -173,7 +182,9 @@ class Worker:
             recreated=self._keeper_found_recreated,
             caught_up=self._caught_up,
         )
-        app.route_batches(self.ingest, self.keeper)
+        app.route_batches(
+            self.ingest, self.keeper, self.gc.between if self.gc is not None else None
+        )
 
         # What /metrics, /report and /status read.
         self.views = WorkerViews(

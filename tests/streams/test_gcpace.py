@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.runtime.gcpace import MALLOC_TRIM, GcClock, GcPacer
+from streams.runtime.gcpace import DEFER_LIMIT, MALLOC_TRIM, GcClock, GcPacer, young_threshold
 
 
 class _Node:
@@ -77,6 +77,55 @@ def test_the_frozen_count_is_tracked_without_walking_the_frozen_list(pacer: GcPa
         assert pacer.status()["frozen_objects"] == gc.get_freeze_count()
     assert pacer.collections == 4
     del keep
+
+
+def test_a_deferred_pacer_collects_between_batches_with_the_batch_freed(pacer: GcPacer) -> None:
+    """`deferred`: the collection due after a batch waits for `between`, when the batch's
+    records are gone, so it neither walks them nor counts them as frozen. Collected inside
+    the batch (as before), the 5,000 records alive then were frozen and counted, and went on
+    counting after they were freed."""
+    pacer.after(1_000)  # the test process's heap frozen first, as start-up's in a worker
+    pacer.deferred = True
+    dead = _cycle()
+    frozen_before = gc.get_freeze_count()
+    batch = [[i] for i in range(5_000)]  # a fetch's records, alive while it is applied
+    pacer.after(1_000)
+    assert pacer.due and pacer.collections == 1 and dead() is not None
+    del batch
+    assert pacer.between() and pacer.collections == 2 and pacer.between_collections == 1
+    assert dead() is None and not pacer.due
+    assert gc.get_freeze_count() - frozen_before < 5_000  # the batch was not frozen
+    assert abs(pacer.frozen - gc.get_freeze_count()) < 100  # its count not inflated by it
+    assert not pacer.between()  # nothing due: no collection
+    assert pacer.collections == 2
+
+
+def test_an_undeferred_pacer_freezes_and_counts_the_batch_alive_in_it(pacer: GcPacer) -> None:
+    """What `deferred` changes: collected inside the batch, its records are frozen with the
+    state, and still counted once freed (the count the full passes are set off by)."""
+    pacer.after(1_000)
+    frozen_before = gc.get_freeze_count()
+    batch = [[i] for i in range(5_000)]
+    pacer.after(1_000)
+    assert gc.get_freeze_count() - frozen_before >= 5_000
+    del batch
+    assert pacer.frozen >= gc.get_freeze_count() + 5_000
+
+
+def test_a_deferred_pacer_with_no_between_still_collects(pacer: GcPacer) -> None:
+    pacer.deferred = True
+    dead = _cycle()
+    for _ in range(DEFER_LIMIT - 1):
+        pacer.after(1_000)
+    assert pacer.collections == 0 and dead() is not None
+    pacer.after(1_000)  # DEFER_LIMIT intervals with no `between`: collected here
+    assert pacer.collections == 1 and pacer.between_collections == 0 and dead() is None
+
+
+def test_the_young_threshold_follows_the_fetch_size() -> None:
+    assert young_threshold(10_000) == 50_000  # the worker's default fetch
+    assert young_threshold(100) == 10_000  # never below the pacer's former threshold
+    assert young_threshold(10_000, configured=7_000) == 7_000
 
 
 def test_the_gc_clock_counts_cpu_time_which_cannot_exceed_the_process_cpu() -> None:
