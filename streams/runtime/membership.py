@@ -44,7 +44,8 @@ _GROUPS: Final[int] = TOPICS.index("live.groups")
 #: keeps none: the table only counts it).
 REFUSED: Final[str] = "refused"
 
-#: Records a table decodes at once (`ReadTable.apply_fetch`). A reader's fetch at a start is
+#: Records a table decodes at once on the event path (`ReadTable.plain` False; the plain path,
+#: the default since session 18, decodes each value alone). A reader's fetch at a start is
 #: the whole buffered topic (thousands of records a partition): decoded whole, its events
 #: were all alive together, and the worker's drain after it ran 4-6% fewer records per CPU
 #: second than before in four runs; in slices of 500, 1.05x and 1.03x in two (bench/RESULTS.md,
