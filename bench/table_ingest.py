@@ -16,6 +16,11 @@ line (`time.process_time`, a full collection before each pass), as JSON lines. T
 trees, run this file with the other checkout first on `PYTHONPATH` (`PYTHONSAFEPATH=1
 PYTHONPATH=<checkout> python <this tree>/bench/table_ingest.py FILE`), alternating processes.
 `--profile`: one cProfile pass of that table, the `--top` functions by internal time.
+
+`--paths plain,events` (session 18): each table read both ways in the same process, the
+passes alternating (the order swapped every other round): through the plain decode
+(`ReadTable.plain`, the default since session 18) and through event objects (`plain` False, as
+before). A tree without `ReadTable.plain` has one path, whatever is asked.
 """
 
 from __future__ import annotations
@@ -88,8 +93,10 @@ def _feed(table: Any, fetches: list[Fetch]) -> None:
         table.advance(partition, offsets[-1] + 1, None)
 
 
-def _pass(make: Callable[[], ReadTable], fetches: list[Fetch]) -> float:
+def _pass(make: Callable[[], ReadTable], fetches: list[Fetch], path: str = "") -> float:
     table = make()
+    if path:
+        table.plain = path == "plain"  # an attribute of the instance: this pass only
     gc.collect()
     began = time.process_time()
     _feed(table, fetches)
@@ -104,6 +111,9 @@ def main() -> int:
     parser.add_argument("--profile", choices=("refund", "membership"))
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--paths", default="", help="comma-separated: plain, events (default: the tree's own)"
+    )
     args = parser.parse_args()
     lines = args.file.read_bytes().splitlines()
     tables = _tables(Settings())
@@ -111,27 +121,33 @@ def main() -> int:
         "refund": _fetches(lines, "live.orders", args.fetch),
         "membership": _fetches(lines, "live.groups", args.fetch),
     }
+    paths = [path for path in args.paths.split(",") if path]
+    if not hasattr(ReadTable, "plain"):
+        paths = []
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        _pass(tables[args.profile], fetches[args.profile])
+        _pass(tables[args.profile], fetches[args.profile], paths[0] if paths else "")
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
         return 0
     for round_no in range(args.rounds):
+        turn = (paths if round_no % 2 == 0 else paths[::-1]) or [""]
         for name, make in tables.items():
-            records = sum(len(offsets) for _, offsets, _ in fetches[name])
-            cpu = _pass(make, fetches[name])
-            row = {
-                "label": args.label,
-                "round": round_no,
-                "table": name,
-                "records": records,
-                "lines": len(lines),
-                "us_a_record": round(cpu / records * 1e6, 3),
-                "us_a_line": round(cpu / len(lines) * 1e6, 4),
-            }
-            print(json.dumps(row), flush=True)  # noqa: T201
+            for path in turn:
+                records = sum(len(offsets) for _, offsets, _ in fetches[name])
+                cpu = _pass(make, fetches[name], path)
+                row = {
+                    "label": args.label,
+                    "round": round_no,
+                    "table": name,
+                    "path": path,
+                    "records": records,
+                    "lines": len(lines),
+                    "us_a_record": round(cpu / records * 1e6, 3),
+                    "us_a_line": round(cpu / len(lines) * 1e6, 4),
+                }
+                print(json.dumps(row), flush=True)  # noqa: T201
     return 0
 
 

@@ -136,6 +136,18 @@ class WorkerRefundTable(ReadTable):
 
     # -- fed by MembershipReader ----------------------------------------------------------
 
+    def _apply_values(self, partition: int, values: Sequence[bytes | None]) -> int:
+        if not self.plain:
+            return super()._apply_values(partition, values)
+        table = self.table
+        held = table.partition(partition)
+        refunds = len(held.refunds)
+        rejected, late = self._apply_plain(held, partition, values, self._given, "order_refunded")
+        self.after_fold += late
+        if len(held.refunds) != refunds:
+            table.applied(held, "order_refunded")  # indexed anew
+        return rejected
+
     def _ingest(self, partition: int, decoded: Event | Rejection | Rejected) -> object:
         table = self.table
         held = table.partition(partition)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from schemas import MAX_RECORD_BYTES, Rejection, decode, decode_many, event_adapter
 from schemas.decode import REJECT_REASONS
+from schemas.plain import decode_plain
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -394,3 +395,48 @@ def test_a_fetch_never_lets_neighbours_make_a_record() -> None:
         [decode(raw) for raw in (json.dumps(VALID[0]).encode(), too_large, *halves)],
     )
     assert decode_many([]) == []
+
+
+# --- the tables' plain decode (session 18, issue 19) --------------------------------------------
+
+
+def check_plain(raw: bytes) -> None:
+    """`decode_plain` refuses exactly what `decode` refuses, and its dict is the event's
+    fields (`model_dump`: defaults filled in, extra fields left out, items as dicts)."""
+    plain = decode_plain(raw)
+    event = decode(raw)
+    if isinstance(event, Rejection):
+        assert plain is None, f"plain accepted what the decoder rejected ({event}): {raw[:300]!r}"
+    else:
+        assert plain == event.model_dump(), raw[:300]
+
+
+def test_the_plain_decode_reads_the_fixtures_as_the_decoder() -> None:
+    """Every line of both fixtures (their junk among them), and the too-large record."""
+    lines = [
+        line
+        for name in ("xhs", "impulse")
+        for line in (FIXTURES / f"{name}.jsonl").read_bytes().splitlines()
+    ]
+    refused = sum(decode_plain(line) is None for line in lines)
+    assert refused > 10
+    for line in lines:
+        check_plain(line)
+    check_plain(json.dumps(VALID[0]).encode() + b" " * MAX_RECORD_BYTES)
+
+
+@FUZZ
+@given(mutated_objects())
+@example([VALID[0]])
+@example({"type": "order_paid"})
+def test_structural_mutations_are_decoded_plain_as_the_decoder_decodes_them(obj: Any) -> None:
+    check_plain(json.dumps(obj).encode())
+
+
+@settings(FUZZ, max_examples=600)
+@given(mutated_bytes())
+@example(b"")
+@example(b"\xff")
+@example(b"null")
+def test_byte_mutations_are_decoded_plain_as_the_decoder_decodes_them(raw: bytes) -> None:
+    check_plain(raw)
