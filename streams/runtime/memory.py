@@ -71,6 +71,37 @@ def _mallinfo2() -> Any:
 #: `mallinfo2` if the process has it (looked up once).
 MALLINFO2 = _mallinfo2()
 
+#: glibc's `mallopt` parameter for the size from which a block is mapped on its own.
+M_MMAP_THRESHOLD = -3
+#: The threshold `set_mmap_threshold` set in this process (None: glibc's own, dynamic).
+mmap_threshold: int | None = None
+
+
+def set_mmap_threshold(size: int) -> bool:
+    """Map every block of `size` bytes or more on its own, and keep that threshold fixed
+    (glibc's `mallopt(M_MMAP_THRESHOLD, size)`); False where there is no `mallopt` or glibc
+    refuses the size (above 32 MiB on 64-bit).
+
+    Why: by default glibc starts at 128 KiB but raises the threshold to the size of any
+    mapped block freed (up to 32 MiB), so after the first few large buffers (a fetch's
+    record sets, a snapshot's bytes, a month's rows encoded) every later one comes from its
+    arenas, and what they leave free between the blocks still in use stays in the worker's
+    RSS: glibc's free bytes grew 9-13 MB after the horizon of the 200-day soak, 10-30 MB of
+    them at any time (bench/RESULTS.md, "Session 18 (issue 17)"). A fixed threshold (which
+    also fixes glibc's own trim threshold, `M_TRIM_THRESHOLD`, at its 128 KiB default)
+    gives a large block's pages back when it is freed."""
+    global mmap_threshold
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    if not mallopt(M_MMAP_THRESHOLD, size):
+        return False
+    mmap_threshold = size
+    return True
+
 
 def _pymalloc_calls() -> Any:
     """The C library's `tmpfile`, `fflush`, `fileno` and `fclose` and CPython's
@@ -224,6 +255,8 @@ def memory_status() -> dict[str, Any]:
         "python_blocks": sys.getallocatedblocks(),
         "pymalloc": pymalloc,
         "glibc": glibc,
+        # The fixed threshold set (`LIVEPULSE_MALLOC_MMAP_THRESHOLD_KB`), None: glibc's own.
+        "mmap_threshold_kb": None if mmap_threshold is None else mmap_threshold // 1024,
         "rest_mb": rest,
         "forked_children": len(children),
         "forked_copied_mb": round(copied_kb * 1024 / _MB, 2),

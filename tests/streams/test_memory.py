@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from streams.runtime.memory import MALLINFO2, memory_status
+from streams.runtime.settings import Settings
 from tests.support.live import (
     drain,
     fixture_lines,
@@ -105,12 +108,47 @@ def test_a_forked_child_and_the_pages_it_copies_are_counted() -> None:
     assert memory_status()["forked_children"] == 0
 
 
+#: In a fresh interpreter: a 1 MiB block mapped and freed, then how many more blocks glibc maps
+#: for the next 1 MiB one (with "fixed": after `set_mmap_threshold(128 KiB)`).
+_NEXT_BLOCK_MAPPED = """
+import sys
+from streams.runtime import memory
+if sys.argv[1] == "fixed":
+    assert memory.set_mmap_threshold(128 * 1024)
+first = bytes(1_048_576)
+del first
+before = memory.glibc_heap()["mmapped_blocks"]
+second = bytes(1_048_576)
+print(memory.glibc_heap()["mmapped_blocks"] - before, memory.memory_status()["mmap_threshold_kb"])
+"""
+
+
+@pytest.mark.skipif(MALLINFO2 is None, reason="glibc >= 2.33 only")
+@pytest.mark.parametrize(
+    ("mode", "mapped", "reported"), [("dynamic", "0", "None"), ("fixed", "1", "128")]
+)
+def test_a_fixed_mmap_threshold_maps_every_large_block(
+    mode: str, mapped: str, reported: str
+) -> None:
+    # glibc's own threshold rises to a freed mapped block's size: the next one comes from its
+    # arenas (and what it leaves free there stays). Fixed, the next one is mapped again.
+    done = subprocess.run(  # noqa: S603 - this interpreter, a script of this file's
+        [sys.executable, "-c", _NEXT_BLOCK_MAPPED, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.stdout.split() == [mapped, reported]
+
+
 @pytest.mark.integration
 @linux_only
 def test_a_workers_status_reports_its_memory_as_the_state_grows(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    settings = run_settings(kafka_bootstrap, prefix="memory")
+    settings = run_settings(kafka_bootstrap, prefix="memory", malloc_mmap_threshold_kb=256)
     with (
         run_topics(settings),
         started_worker(settings, tmp_path / "worker.log") as worker,
@@ -124,6 +162,9 @@ def test_a_workers_status_reports_its_memory_as_the_state_grows(
     # The worker's own reading is its process's (not the caller's): within what moved between
     # the two reads.
     assert abs(held["rss_mb"] - kernel) < 0.15 * kernel
+    # The fixed mmap threshold reached the worker (its own setting: not the default's).
+    assert Settings().malloc_mmap_threshold_kb != 256
+    assert held["mmap_threshold_kb"] == (256 if MALLINFO2 is not None else None)
     # 18,414 records' state held: at least a block of Python's for each.
     assert held["python_blocks"] - empty["python_blocks"] >= 18_414
     assert held["rss_mb"] > empty["rss_mb"]
