@@ -86,10 +86,11 @@ def set_mmap_threshold(size: int) -> bool:
     mapped block freed (up to 32 MiB), so after the first few large buffers (a fetch's
     record sets, a snapshot's bytes, a month's rows encoded) every later one comes from its
     arenas, and what they leave free between the blocks still in use stays in the worker's
-    RSS: glibc's free bytes grew 9-13 MB after the horizon of the 200-day soak, 10-30 MB of
-    them at any time (bench/RESULTS.md, "Session 18 (issue 17)"). A fixed threshold (which
-    also fixes glibc's own trim threshold, `M_TRIM_THRESHOLD`, at its 128 KiB default)
-    gives a large block's pages back when it is freed."""
+    RSS: in the 200-day soaks' last month glibc's free bytes were 18-35 MB, grown by 1-22 MB
+    since the horizon, against 4-8 MB and 0.6-2.4 MB with the threshold fixed at 128 KiB
+    (bench/RESULTS.md, "Session 18 (issue 17)"). A fixed threshold (which also fixes
+    glibc's own trim threshold, `M_TRIM_THRESHOLD`, at its 128 KiB default) gives a large
+    block's pages back when it is freed."""
     global mmap_threshold
     try:
         mallopt = ctypes.CDLL(None).mallopt
