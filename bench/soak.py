@@ -406,6 +406,10 @@ def label(result: dict[str, Any]) -> str:
     ]
     if settings and result.get("fold_sessions"):
         name += f" ({' '.join(settings)} m{result.get('months_kept', DEFAULT_MONTHS_KEPT)})"
+    # Runs side by side that differ by a worker setting or its environment (session 18 on).
+    extra = {**(result.get("worker_settings") or {}), **(result.get("worker_env") or {})}
+    if extra:
+        name += " " + " ".join(f"{key}={value}" for key, value in sorted(extra.items()))
     return name
 
 
