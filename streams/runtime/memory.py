@@ -87,7 +87,7 @@ def set_mmap_threshold(size: int) -> bool:
     record sets, a snapshot's bytes, a month's rows encoded) every later one comes from its
     arenas, and what they leave free between the blocks still in use stays in the worker's
     RSS: in the 200-day soaks' last month glibc's free bytes were 18-35 MB, grown by 1-22 MB
-    since the horizon, against 4-8 MB and 0.6-2.4 MB with the threshold fixed at 128 KiB
+    since the horizon, against 4-8 MB and 0.1-2.4 MB with the threshold fixed at 128 KiB
     (bench/RESULTS.md, "Session 18 (issue 17)"). A fixed threshold (which also fixes
     glibc's own trim threshold, `M_TRIM_THRESHOLD`, at its 128 KiB default) gives a large
     block's pages back when it is freed."""

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # when the worker starts. 0: glibc's own threshold, which rises to the largest block
     # freed, so the worker's large transient buffers come from its arenas and what they
     # leave free stays in the RSS. 128 (glibc's own starting value, kept): glibc's free bytes
-    # 4-8 MB instead of 18-35 MB in the 200-day soaks' last month, their RSS 10 MB lower on
+    # 4-8 MB instead of 18-35 MB in the 200-day soaks' last month, their RSS 13 MB lower on
     # average paced and 21 MB unpaced, records per CPU second within the runs' noise
     # (bench/RESULTS.md, "Session 18 (issue 17)"). Nothing without glibc.
     malloc_mmap_threshold_kb: int = Field(default=128, ge=0, le=32 * 1024)
