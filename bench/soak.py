@@ -58,7 +58,7 @@ from agents.core.periods import (
 )
 from agents.core.persist import dump_state
 from agents.core.sketch import DISTINCT_PRECISION, RELATIVE_ACCURACY
-from bench.proc import machine, rss_bytes
+from bench.proc import cpu_seconds, machine, rss_bytes
 from bench.svgplot import Panel, Series, render
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
@@ -407,6 +407,10 @@ def label(result: dict[str, Any]) -> str:
     ]
     if settings and result.get("fold_sessions"):
         name += f" ({' '.join(settings)} m{result.get('months_kept', DEFAULT_MONTHS_KEPT)})"
+    # Runs side by side that differ by a worker setting or its environment (session 18 on).
+    extra = {**(result.get("worker_settings") or {}), **(result.get("worker_env") or {})}
+    if extra:
+        name += " " + " ".join(f"{key}={value}" for key, value in sorted(extra.items()))
     return name
 
 
@@ -724,6 +728,7 @@ def worker_soak(
     refund_horizon_days: float | None = None,
     worker_settings: dict[str, Any] | None = None,
     steady: bool = False,
+    worker_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The same stream replayed (`livepulse replay`'s code, `rate` records/s; None: as fast as
     the broker takes them) into a `livepulse worker` on the real broker, its own app id and
@@ -753,7 +758,11 @@ def worker_soak(
     (`horizon_days`) inside a shorter run.
     `worker_settings`: any other `Settings` fields of the worker (as `--worker-setting`, e.g.
     its fetch bounds), on top of the rest. `steady`: the stream, if it has to be written, is
-    the one with a stationary population (`prepare`)."""
+    the one with a stationary population (`prepare`).
+    `worker_env`: environment variables of the worker
+    process only (as `--worker-env`, e.g. glibc's `MALLOC_ARENA_MAX=2`). Each sample keeps
+    the worker's /status `memory` (streams/runtime/memory.py: where its RSS is) and its
+    `malloc_trim` count."""
     run_began = time.perf_counter()
     if not stream.exists():
         prepare_in_child(days, scale, seed, stream, steady)
@@ -807,7 +816,7 @@ def worker_soak(
         **(worker_settings or {}),
     )
     asyncio.run(create_topics(settings, all_topics(settings)))
-    worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log")
+    worker = WorkerProcess(settings, Path(tempfile.gettempdir()) / f"{run}.log", env=worker_env)
     samples: list[dict[str, Any]] = []
     report_error = ""
     published = _Published()
@@ -863,6 +872,13 @@ def worker_soak(
                     "snapshot_days": {p: round(d, 2) for p, (_, d) in snapshot_taken.items()},
                     "records_per_s": None if final else rate,
                     "behind": max(published.lines - records, 0),
+                    # Where the RSS is, as the worker reports it (None before session 18).
+                    "memory": status.get("memory"),
+                    # The worker's CPU seconds so far, its reaped forked children's included.
+                    "cpu_s": cpu_seconds(pid, children=True),
+                    "malloc_trims": ((status.get("gc") or {}).get("paced") or {}).get(
+                        "malloc_trims"
+                    ),
                 }
             )
             print(f"bench: soak worker {samples[-1]}", flush=True)
@@ -955,6 +971,7 @@ def worker_soak(
         "board_runs_kept": settings.board_runs_kept,
         "distinct_exact_limit": settings.distinct_exact_limit,
         "worker_settings": {key: getattr(settings, key) for key in worker_settings or {}},
+        "worker_env": dict(worker_env or {}),
         "truth_mismatches": (
             truth_mismatches(
                 report,
@@ -994,6 +1011,16 @@ def worker_setting(text: str) -> tuple[str, Any]:
         return field, getattr(Settings.model_validate({field: value}), field)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from exc
+
+
+def worker_env(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` -> (NAME, VALUE): an environment variable of the worker process."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or name.startswith("LIVEPULSE_"):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE (not LIVEPULSE_*: --worker-setting), got {text!r}"
+        )
+    return name, value
 
 
 def main() -> None:
@@ -1126,6 +1153,15 @@ def main() -> None:
         "batch_fetch_max_bytes=4194304, LIVEPULSE_BATCH_FETCH_MAX_BYTES)",
     )
     parser.add_argument(
+        "--worker-env",
+        type=worker_env,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="--worker: an environment variable of the worker process only (repeatable; e.g. "
+        "MALLOC_ARENA_MAX=2, PYTHONMALLOC=malloc)",
+    )
+    parser.add_argument(
         "--replot", type=Path, metavar="RUN.json", help="redraw a saved run (no new run)"
     )
     parser.add_argument(
@@ -1183,6 +1219,7 @@ def main() -> None:
                 refund_horizon_days=args.refund_horizon_days,
                 worker_settings=dict(args.worker_setting),
                 steady=args.steady,
+                worker_env=dict(args.worker_env),
             )
         else:
             result = soak(

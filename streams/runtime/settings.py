@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     # fall after a peak of what the worker allocated for a moment (bench/RESULTS.md, "Session
     # 16 (issue 17)"). 0: never; nothing without glibc or the pacing.
     malloc_trim_s: float = Field(default=10.0, ge=0, le=86_400)
+    # Blocks of this many KiB or more are mapped on their own and given back when freed, at a
+    # fixed threshold (glibc's `mallopt(M_MMAP_THRESHOLD)`, streams/runtime/memory.py), set
+    # when the worker starts. 0: glibc's own threshold, which rises to the largest block
+    # freed, so the worker's large transient buffers come from its arenas and what they
+    # leave free stays in the RSS. 128 (glibc's own starting value, kept): glibc's free bytes
+    # 4-8 MB instead of 18-35 MB in the 200-day soaks' last month, their RSS 13 MB lower on
+    # average paced and 21 MB unpaced, records per CPU second within the runs' noise
+    # (bench/RESULTS.md, "Session 18 (issue 17)"). Nothing without glibc.
+    malloc_mmap_threshold_kb: int = Field(default=128, ge=0, le=32 * 1024)
     # A worker that stops heartbeating (killed, a lost host) leaves the group after this long,
     # and its partitions move on (faust's default is 60 s).
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)

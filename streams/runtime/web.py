@@ -37,6 +37,7 @@ from streams.runtime.families import (
 )
 from streams.runtime.forkdump import CAN_FORK, fork_bytes
 from streams.runtime.global_report import global_report
+from streams.runtime.memory import memory_status
 from streams.runtime.provenance import mark_if_simulated
 from streams.runtime.screen import register_screen
 from streams.runtime.settings import Settings
@@ -746,5 +747,7 @@ class WorkerViews:
                     "ready": ready(app),
                     "assigned": _assigned(app),
                     "fetch": _fetch_mode(app),
+                    # Where the process's RSS is (streams/runtime/memory.py).
+                    "memory": memory_status(),
                 }
                 return self.bytes(_json_body(body), content_type="application/json")

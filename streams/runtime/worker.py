@@ -33,6 +33,7 @@ from streams.runtime.gcpace import THRESHOLDS, GcClock, GcPacer, young_threshold
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.keeper import SourceTP, StateKeeper
 from streams.runtime.membership import MembershipReader, MembershipTable
+from streams.runtime.memory import set_mmap_threshold
 from streams.runtime.monthrows import STOP_READ_S, MonthRowExchange, MonthRowSender
 from streams.runtime.partition import PartitionState
 from streams.runtime.refunds import WorkerRefundTable
@@ -71,6 +72,8 @@ class Worker:
     def __init__(self, settings: Settings, *, source_partitions: int | None) -> None:
         self.settings = settings
         self.source_partitions = source_partitions
+        if settings.malloc_mmap_threshold_kb:  # before the threads and their buffers
+            set_mmap_threshold(settings.malloc_mmap_threshold_kb * 1024)
         #: Set when the worker stops itself for a reason its exit code tells (the topology).
         self.exit_code: int | None = None
         self.app = app = create_app(settings)

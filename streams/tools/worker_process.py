@@ -142,9 +142,13 @@ class WorkerProcess(LoggedChild):
         loglevel: str = "info",
         extra_args: tuple[str, ...] = (),
         cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        #: Other environment variables of the child (e.g. glibc's `MALLOC_ARENA_MAX`,
+        #: `PYTHONMALLOC`), on top of this process's.
+        self.env = dict(env or {})
         #: Working directory of the child; `python -m` puts it first on sys.path, so a
         #: different source tree must be run from its own directory (PYTHONPATH comes after).
         self.cwd = cwd
@@ -177,6 +181,7 @@ class WorkerProcess(LoggedChild):
             )
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPULSE_")}
         env.update(self.settings.to_env())
+        env.update(self.env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.open_log(self.log_path)
         self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)

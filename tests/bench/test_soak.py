@@ -32,6 +32,7 @@ from bench.soak import (
     sketched_paths,
     soak,
     truth_mismatches,
+    worker_env,
     worker_setting,
     worker_status,
 )
@@ -39,7 +40,7 @@ from schemas import Rejection, decode
 from streams.runtime.settings import Settings
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
-from streams.tools.worker_process import WorkerProcess
+from streams.tools.worker_process import WorkerProcess, free_port
 from tests.bench.test_svgplot import read_back
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,6 +263,7 @@ def test_the_worker_soak_runs_as_documented(kafka_bootstrap: str, tmp_path: Path
             f"--bootstrap={kafka_bootstrap}",
             f"--stream={tmp_path / 's.jsonl'}",
             f"--out={out}",
+            "--worker-env=MALLOC_ARENA_MAX=2",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -275,9 +277,40 @@ def test_the_worker_soak_runs_as_documented(kafka_bootstrap: str, tmp_path: Path
     last = result["samples"][-1]
     assert last["records"] == result["lines"] and last["behind"] == 0
     assert last["rss_mb"] > 20 and last["snapshot_mb"] > 0
+    # Where the RSS is, as the worker reported it, and its CPU (session 18).
+    assert last["memory"]["python_blocks"] > 0 and last["cpu_s"] > 0
+    assert abs(last["memory"]["rss_mb"] - last["rss_mb"]) < 0.2 * last["rss_mb"]
+    assert result["worker_env"] == {"MALLOC_ARENA_MAX": "2"}
     assert "| event day |" in done.stdout and "0 mismatches with the truth" in done.stdout
     svg = out.with_suffix(".svg").read_text()
     assert _drawn(svg, "rss_mb", result["samples"])
+
+
+def test_a_worker_env_is_a_name_and_value_and_not_a_setting() -> None:
+    assert worker_env("MALLOC_ARENA_MAX=2") == ("MALLOC_ARENA_MAX", "2")
+    assert worker_env("PYTHONMALLOC=malloc") == ("PYTHONMALLOC", "malloc")
+    for bad in ("MALLOC_ARENA_MAX", "=2", "LIVEPULSE_MALLOC_TRIM_S=0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            worker_env(bad)
+
+
+def test_the_worker_process_gets_its_own_environment(tmp_path: Path) -> None:
+    """`--worker-env` reaches the worker's process (and not the caller's)."""
+    worker = WorkerProcess(
+        Settings(web_port=free_port()), tmp_path / "env.log", env={"S18_ALLOC_PROBE": "yes"}
+    )
+    worker.command = lambda: [  # type: ignore[method-assign]
+        sys.executable,
+        "-c",
+        "import os; print(os.environ.get('S18_ALLOC_PROBE'), os.environ.get('LIVEPULSE_WEB_PORT'))",
+    ]
+    worker.start()
+    assert worker.process is not None
+    assert worker.process.wait(timeout=60) == 0
+    worker.stop()
+    printed = (tmp_path / "env.log").read_text().split()
+    assert printed[0] == "yes" and printed[1] == str(worker.settings.web_port)
+    assert "S18_ALLOC_PROBE" not in os.environ
 
 
 def test_a_worker_setting_is_validated_by_the_settings() -> None:
