@@ -32,6 +32,7 @@ from bench.soak import (
     sketched_paths,
     soak,
     truth_mismatches,
+    truth_of,
     worker_env,
     worker_setting,
     worker_status,
@@ -42,6 +43,7 @@ from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
 from streams.tools.worker_process import WorkerProcess, free_port
 from tests.bench.test_svgplot import read_back
+from tests.support.live import operator_truth_for
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Opt-in: the worker soak's dry run starts a worker on the real broker (~30 s here).
@@ -204,6 +206,59 @@ def test_a_lowered_distinct_limit_compares_the_paying_users_within_the_sketchs_b
     assert len(truth_mismatches(far, truth, sketched_paths(True, 1000))) == 1
     assert len(truth_mismatches(near, truth, sketched_paths(True))) == 2
     assert len(truth_mismatches(near, truth, sketched_paths(False, 1000))) == 2
+
+
+def test_a_workers_truth_abandons_each_partitions_sessions_by_its_own_horizons(
+    tmp_path: Path,
+) -> None:
+    """A worker's partition abandons a session that never ended by its own horizons (README,
+    `LIVEPULSE_FOLD_SESSIONS`), so near the stream's end it can keep live a session the whole
+    stream's horizons abandon: session 18's 200-day worker soak reported `viewers_current`
+    127 and `group_joins` 1,346 against a truth cut by the whole stream (80, 1,341; session
+    s-336, newest event at day 185.6, never ended). The worker soak's truth
+    (`truth_of(..., partitions)`) is the tests' per-partition reference, and on xhs over 4
+    partitions the README's figures (2 viewers now, 68 group joins; one ledger: 0, 67)."""
+    for name in ("xhs.jsonl", "xhs.truth.json"):
+        (tmp_path / name).write_bytes((ROOT / "fixtures" / name).read_bytes())
+    stream = tmp_path / "xhs.jsonl"
+    window_ms = 7 * DAY_MS
+    whole = truth_of(stream, window_ms, True)["operator"]["overall"]
+    by_partition = truth_of(stream, window_ms, True, 4)["operator"]["overall"]
+    rule_free = json.loads((tmp_path / "xhs.truth.json").read_text())
+    report = {"retention": {"abandoned_sessions": 1, "dedupe_window_s": window_ms / 1000}}
+    lines = stream.read_bytes().splitlines()
+    reference = operator_truth_for(report, lines, rule_free, partitions=4)["overall"]
+    assert {k: v for k, v in by_partition.items() if k != "windows"} == {
+        k: v for k, v in reference.items() if k != "windows"
+    }
+    assert (by_partition["viewers_current"], by_partition["group_joins"]) == (2, 68)
+    assert (whole["viewers_current"], whole["group_joins"]) == (0, 67)
+    # Each kept beside the stream under its own name.
+    assert (tmp_path / f"xhs.abandon-{window_ms}-p4.truth.json").exists()
+    assert (tmp_path / f"xhs.abandon-{window_ms}.truth.json").exists()
+
+
+def test_a_bounded_merged_peak_is_compared_as_a_lower_bound() -> None:
+    """Where the report counts a merged peak bounded (`retention.board_peaks_bounded`), the
+    overall `viewers_peak` is a lower bound of the truth (session 18's soak: 340 against
+    350, ceiling 402 in `bench.peaks_merge`): at most the truth passes, above it does not;
+    with none bounded it is exact."""
+    truth = {"events": {}, "claims": {}, "operator": {"overall": {"viewers_peak": 350}}}
+
+    def report(peak: int, bounded: int) -> dict[str, object]:
+        return {
+            "events": {},
+            "claims": {},
+            "operator": {"overall": {"viewers_peak": peak}},
+            "retention": {"board_peaks_bounded": bounded},
+        }
+
+    assert truth_mismatches(report(340, 3), truth) == []
+    assert truth_mismatches(report(350, 3), truth) == []
+    assert truth_mismatches(report(351, 3), truth) == [
+        "operator.overall.viewers_peak: 351 > 350 (a lower bound)"
+    ]
+    assert truth_mismatches(report(340, 0), truth) == ["operator.overall.viewers_peak: 340 != 350"]
 
 
 class _SlowStatus(BaseHTTPRequestHandler):

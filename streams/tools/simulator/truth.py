@@ -65,6 +65,7 @@ from schemas import (
     ViewerJoined,
     ViewerLeft,
     decode_text,
+    record_key,
 )
 
 MINUTE_MS: Final[int] = 60_000
@@ -317,6 +318,42 @@ def _abandoned(stream: Stream, limit: int) -> dict[str, int]:
             ):
                 cut[session_id] = newest
                 break
+    return cut
+
+
+def partition_cut(
+    lines: Sequence[str], partitions: int, session_horizon_ms: int, window_ms: int
+) -> dict[str, int]:
+    """`abandon_sessions`' cut as a worker with `partitions` partitions finds it (README,
+    `LIVEPULSE_FOLD_SESSIONS`: "a worker's partition abandons by its own horizons"): each
+    partition's sessions cut by that partition's horizons alone, over the lines its record key
+    routes to (Kafka's default partitioner: murmur2 of `schemas.record_key`, an order with no
+    session keyed empty) and every `group_joined`/`group_left` line (its groups horizon is the
+    membership table's, over the whole groups topic). Near a finite stream's end a partition
+    whose newest line on some topic is older than the stream's keeps a session live that the
+    whole stream's horizons would abandon. Assumes no partition went idle long enough for its
+    horizons to follow the others' (`LIVEPULSE_HORIZON_IDLE_S`)."""
+    import json
+
+    from aiokafka.partitioner import murmur2
+
+    parts: list[list[str]] = [[] for _ in range(partitions)]
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict) or obj.get("type") not in TOPIC_BY_TYPE:
+            continue
+        if obj["type"] in ("group_joined", "group_left"):
+            for part in parts:
+                part.append(line)
+            continue
+        key = record_key(obj).encode()
+        parts[(murmur2(key) & 0x7FFFFFFF) % partitions].append(line)
+    cut: dict[str, int] = {}
+    for part in parts:
+        cut.update(_abandoned(read_stream(part), session_horizon_ms + window_ms))
     return cut
 
 
