@@ -36,10 +36,7 @@ def truth_pairs(lines: list[str]) -> tuple[int, list[tuple[int, int, float]]]:
     stream = truth.read_stream(lines)
     start = min(event.ts for _position, event in stream.events)
     pairs: list[tuple[int, int, float]] = []
-    for order in truth.session_orders(stream):
-        assert order.session_id is not None
-        price = max(item.unit_price_cents for item in order.items)
-        watched = truth.watch_ms(stream, order.session_id, order.user_id, until_ts=order.ts)
+    for order, price, watched in truth.order_price_watch(stream):
         pairs.append((order.ts, price, watched / MINUTE_MS))
     pairs.sort(key=lambda pair: pair[0])
     return start, pairs
