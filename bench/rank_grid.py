@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import zlib
 from pathlib import Path
 from typing import Any
 
 from agents.core.sketch import RankTable
 from agents.core.stats import spearman_rho
+from bench.soak_profile import packed_bytes
 from streams.tools.simulator import truth
 
 DAY_MS = 86_400_000
@@ -56,7 +55,7 @@ def measure(pairs: list[tuple[int, float]], limit: int) -> dict[str, Any]:
         "bound": table.bound(),
         "level": table.level,
         "cells": len(table.cells),
-        "bytes": len(zlib.compress(pickle.dumps(table, protocol=5), 1)),
+        "bytes": packed_bytes(table),
     }
 
 
