@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import pickle
 import sys
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.persist import load_state
-from bench.soak_profile import part_sizes
+from bench.soak_profile import packed_kb, part_sizes
 from streams.runtime.settings import Settings
 from streams.runtime.statestore import SnapshotHead, _assemble, _head_key
 
@@ -91,10 +89,6 @@ def _restored(blob: bytes, first_ts: int) -> tuple[float, tuple[Ledger, Operator
     return ((ledger.max_ts or first_ts) - first_ts) / DAY_MS, (ledger, board)
 
 
-def _kb(value: object) -> float:
-    return len(zlib.compress(pickle.dumps(value, protocol=5), 1)) / 1000
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True, help="the run's app id (soak-XXXXXXXXXX)")
@@ -135,7 +129,7 @@ def main() -> None:
                 parts[name] = parts.get(name, 0.0) + kb
             for claim_parts in ledger.frozen_parts.values():
                 for claim_id, part in claim_parts.items():
-                    claims[claim_id] = claims.get(claim_id, 0.0) + _kb(part)
+                    claims[claim_id] = claims.get(claim_id, 0.0) + packed_kb(part)
         out["at"][str(day)] = {
             "snapshot_days": taken,
             "snapshot_kb": total / 1000,

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
 from agents.core.persist import load_state
-from bench.soak_profile import part_sizes
+from bench.soak_profile import packed_kb, part_sizes
 from streams.runtime.statestore import LocalStore
-
-
-def _kb(value: object) -> float:
-    return len(zlib.compress(pickle.dumps(value, protocol=5), 1)) / 1000
 
 
 def frozen_parts(data_dir: Path) -> dict[str, Any]:
@@ -40,11 +34,11 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
                 parts[name] = parts.get(name, 0.0) + kb
             for claim_parts in ledger.frozen_parts.values():
                 for claim_id, part in claim_parts.items():
-                    claims[claim_id] = claims.get(claim_id, 0.0) + _kb(part)
+                    claims[claim_id] = claims.get(claim_id, 0.0) + packed_kb(part)
             for name in ("period_users", "period_rows_in"):
                 if name in ledger.__dict__:
                     key = f"(owner) {name}"
-                    claims[key] = claims.get(key, 0.0) + _kb(ledger.__dict__[name])
+                    claims[key] = claims.get(key, 0.0) + packed_kb(ledger.__dict__[name])
             partitions += 1
     finally:
         store.close()

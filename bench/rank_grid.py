@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import zlib
 from pathlib import Path
 from typing import Any
 
 from agents.core.sketch import RankTable
 from agents.core.stats import spearman_rho
+from bench.soak_profile import packed_bytes
 from streams.tools.simulator import truth
 
 DAY_MS = 86_400_000
@@ -36,10 +35,7 @@ def truth_pairs(lines: list[str]) -> tuple[int, list[tuple[int, int, float]]]:
     stream = truth.read_stream(lines)
     start = min(event.ts for _position, event in stream.events)
     pairs: list[tuple[int, int, float]] = []
-    for order in truth.session_orders(stream):
-        assert order.session_id is not None
-        price = max(item.unit_price_cents for item in order.items)
-        watched = truth.watch_ms(stream, order.session_id, order.user_id, until_ts=order.ts)
+    for order, price, watched in truth.order_price_watch(stream):
         pairs.append((order.ts, price, watched / MINUTE_MS))
     pairs.sort(key=lambda pair: pair[0])
     return start, pairs
@@ -59,7 +55,7 @@ def measure(pairs: list[tuple[int, float]], limit: int) -> dict[str, Any]:
         "bound": table.bound(),
         "level": table.level,
         "cells": len(table.cells),
-        "bytes": len(zlib.compress(pickle.dumps(table, protocol=5), 1)),
+        "bytes": packed_bytes(table),
     }
 
 

@@ -40,7 +40,6 @@ import tempfile
 import threading
 import time
 import uuid
-import zlib
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,6 +58,7 @@ from agents.core.periods import (
 from agents.core.persist import dump_state
 from agents.core.sketch import DISTINCT_PRECISION, RELATIVE_ACCURACY
 from bench.proc import cpu_seconds, machine, rss_bytes
+from bench.soak_profile import packed_kb
 from bench.svgplot import Panel, Series, render
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
@@ -539,11 +539,6 @@ def prepare_in_child(
     )
 
 
-def _packed_kb(part: object) -> float:
-    """A part of the state's size as a snapshot stores it (pickle, zlib level 1), in KB."""
-    return len(zlib.compress(pickle.dumps(part, protocol=5), 1)) / 1e3
-
-
 def soak(
     days: int,
     scale: float,
@@ -614,9 +609,9 @@ def soak(
                 "orders": len(ledger.orders),
                 "refunds": len(ledger.refunds),
                 # The order fold's parts (issue 17), pickled as a snapshot writes them.
-                "orders_kb": _packed_kb(ledger.orders),
-                "refunds_kb": _packed_kb(ledger.refunds),
-                "order_fold_kb": _packed_kb(getattr(ledger, "order_fold", None)),
+                "orders_kb": packed_kb(ledger.orders),
+                "refunds_kb": packed_kb(ledger.refunds),
+                "order_fold_kb": packed_kb(getattr(ledger, "order_fold", None)),
                 **month_state_kb(ledger),
                 "records_per_s": chunk_records / chunk_s if chunk_s else None,
             }

@@ -67,8 +67,14 @@ def _restore(blob: bytes) -> tuple[Ledger, OperatorBoard]:
     return ledger, board
 
 
-def _kb(value: object) -> float:
-    return len(zlib.compress(pickle.dumps(value, protocol=5), 1)) / 1e3
+def packed_bytes(value: object) -> int:
+    """`value`'s size as the snapshot packs it: its pickle (protocol 5), zlib level 1."""
+    return len(zlib.compress(pickle.dumps(value, protocol=5), 1))
+
+
+def packed_kb(value: object) -> float:
+    """`packed_bytes` in kB (the state benches' part sizes)."""
+    return packed_bytes(value) / 1e3
 
 
 def part_sizes(ledger: Ledger, board: OperatorBoard) -> dict[str, float]:
@@ -79,33 +85,33 @@ def part_sizes(ledger: Ledger, board: OperatorBoard) -> dict[str, float]:
     sizes: dict[str, float] = {}
     for name, value in vars(ledger).items():
         if name != "sessions":
-            sizes[f"ledger.{name}"] = _kb(value)
+            sizes[f"ledger.{name}"] = packed_kb(value)
     summarized = {
         s: f for s, f in ledger.sessions.items() if isinstance(f.presence, SessionSummary)
     }
     ended = {s: f for s, f in ledger.sessions.items() if s not in summarized and f.ended_ts}
     open_ = {s: f for s, f in ledger.sessions.items() if f.ended_ts is None}
-    sizes["ledger.sessions (summarized)"] = _kb(summarized)
-    sizes["ledger.sessions (held, ended)"] = _kb(ended)
+    sizes["ledger.sessions (summarized)"] = packed_kb(summarized)
+    sizes["ledger.sessions (held, ended)"] = packed_kb(ended)
     # Live, or never to end (a `session_ended` lost: the simulator's `never_ended_prob`).
-    sizes["ledger.sessions (held, no end)"] = _kb(open_)
-    sizes["board.screen.first_entry (sessions with no end)"] = _kb(
+    sizes["ledger.sessions (held, no end)"] = packed_kb(open_)
+    sizes["board.screen.first_entry (sessions with no end)"] = packed_kb(
         {s: v for s, v in board.screen.first_entry.items() if s in open_}
     )
-    sizes["board.product_clickers (sessions with no end)"] = _kb(
+    sizes["board.product_clickers (sessions with no end)"] = packed_kb(
         {s: v for s, v in board.product_clickers.items() if s in open_}
     )
     for name, value in board.__getstate__().items():
         if name != "screen":
-            sizes[f"board.{name}"] = _kb(value)
+            sizes[f"board.{name}"] = packed_kb(value)
     screen = board.screen
     for name in type(screen).__slots__:
-        sizes[f"board.screen.{name}"] = _kb(getattr(screen, name))
+        sizes[f"board.screen.{name}"] = packed_kb(getattr(screen, name))
     # The order fold by slot (its buyer rows as a source, `months`, and at their owner,
     # `rows_in` and `users`, apart from the rest: issue 17, session 16).
     fold = ledger.order_fold
     for name in type(fold).__slots__:
-        sizes[f"ledger.order_fold.{name}"] = _kb(getattr(fold, name))
+        sizes[f"ledger.order_fold.{name}"] = packed_kb(getattr(fold, name))
     return sizes
 
 
@@ -127,7 +133,7 @@ def frozen_part_sizes(ledger: Ledger) -> dict[str, dict[str, float]]:
     for (kind, _key), parts in ledger.frozen_parts.items():
         out.setdefault(kind, {})["periods"] = out.get(kind, {}).get("periods", 0) + 1
         for claim, part in parts.items():
-            size = _kb(part)
+            size = packed_kb(part)
             row = out.setdefault(f"{kind}.{claim}", {"kb": 0.0, "max_kb": 0.0, "rows": 0})
             row["kb"] += size
             row["max_kb"] = max(row["max_kb"], size)

@@ -10,7 +10,8 @@ fetches included) until the table has caught up is printed a table record, as JS
 PREFIX: the topics' prefix (`Settings.topic_prefix`), e.g. those `python -m bench ...
 --keep-topics` preloaded. `--paths`: each table read through the plain decode and through
 event objects (`ReadTable.plain`), alternating, the order swapped every other round; a tree
-without `ReadTable.plain` has one path.
+without `ReadTable.plain` has one path. The tables and the paths' turns are
+`bench.table_ingest`'s (`tables`, `read_paths`, `turn`).
 """
 
 from __future__ import annotations
@@ -23,22 +24,14 @@ import sys
 import time
 from typing import Any
 
-from streams.runtime.membership import MembershipReader, MembershipTable, ReadTable
-from streams.runtime.refunds import WorkerRefundTable
+from bench.table_ingest import TOPICS, made, read_paths, tables, turn
+from streams.runtime.membership import MembershipReader
 from streams.runtime.settings import Settings
 
 
 async def _catch_up(settings: Settings, name: str, path: str) -> dict[str, Any]:
-    if name == "refund":
-        table: Any = WorkerRefundTable(
-            settings.dedupe_window_ms, settings.future_tolerance_ms, settings.refund_horizon_ms
-        )
-        topic = settings.topic("live.orders")
-    else:
-        table = MembershipTable(settings.dedupe_window_ms, settings.future_tolerance_ms)
-        topic = settings.topic("live.groups")
-    if path:
-        table.plain = path == "plain"
+    table: Any = made(tables(settings)[name], path)
+    topic = settings.topic(TOPICS[name])
     reader = MembershipReader(settings, topic, table, name=name)
     gc.collect()
     began_cpu, began = time.process_time(), time.perf_counter()
@@ -70,15 +63,12 @@ def main() -> int:
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     settings = Settings(bootstrap=args.bootstrap, topic_prefix=args.prefix)
-    paths = [path for path in args.paths.split(",") if path]
-    if not hasattr(ReadTable, "plain"):
-        paths = []
-    for name in ("refund", "membership"):  # a first connection and its imports: not counted
+    paths = read_paths(args.paths)
+    for name in TOPICS:  # a first connection and its imports: not counted
         asyncio.run(_catch_up(settings, name, paths[0] if paths else ""))
     for round_no in range(args.rounds):
-        turn = (paths if round_no % 2 == 0 else paths[::-1]) or [""]
-        for name in ("refund", "membership"):
-            for path in turn:
+        for name in TOPICS:
+            for path in turn(paths, round_no):
                 row = asyncio.run(_catch_up(settings, name, path))
                 row = {"label": args.label, "round": round_no, **row}
                 print(json.dumps(row), flush=True)  # noqa: T201

@@ -71,7 +71,13 @@ def _fetches(lines: list[bytes], topic: str, size: int) -> list[Fetch]:
     return fetches
 
 
-def _tables(settings: Settings) -> dict[str, Callable[[], ReadTable]]:
+#: The topic each table reads.
+TOPICS = {"refund": "live.orders", "membership": "live.groups"}
+
+
+def tables(settings: Settings) -> dict[str, Callable[[], ReadTable]]:
+    """A fresh table of each kind (`TOPICS`) under the window, tolerance and refund horizon of
+    `settings`, as the worker makes them."""
     return {
         "refund": lambda: WorkerRefundTable(
             settings.dedupe_window_ms, settings.future_tolerance_ms, settings.refund_horizon_ms
@@ -93,10 +99,29 @@ def _feed(table: Any, fetches: list[Fetch]) -> None:
         table.advance(partition, offsets[-1] + 1, None)
 
 
-def _pass(make: Callable[[], ReadTable], fetches: list[Fetch], path: str = "") -> float:
+def read_paths(text: str) -> list[str]:
+    """`--paths` (comma-separated: plain, events) as a list; none in a tree without
+    `ReadTable.plain`, which has one path."""
+    paths = [path for path in text.split(",") if path]
+    return paths if hasattr(ReadTable, "plain") else []
+
+
+def turn(paths: list[str], round_no: int) -> list[str]:
+    """The paths of round `round_no`, in order, swapped every other round (the tree's own
+    path alone, "", where there are none)."""
+    return (paths if round_no % 2 == 0 else paths[::-1]) or [""]
+
+
+def made(make: Callable[[], ReadTable], path: str) -> ReadTable:
+    """A table from `make` read through `path` (plain, events; "": the tree's default)."""
     table = make()
     if path:
-        table.plain = path == "plain"  # an attribute of the instance: this pass only
+        table.plain = path == "plain"  # an attribute of the instance: this table only
+    return table
+
+
+def _pass(make: Callable[[], ReadTable], fetches: list[Fetch], path: str = "") -> float:
+    table = made(make, path)
     gc.collect()
     began = time.process_time()
     _feed(table, fetches)
@@ -116,25 +141,19 @@ def main() -> int:
     )
     args = parser.parse_args()
     lines = args.file.read_bytes().splitlines()
-    tables = _tables(Settings())
-    fetches = {
-        "refund": _fetches(lines, "live.orders", args.fetch),
-        "membership": _fetches(lines, "live.groups", args.fetch),
-    }
-    paths = [path for path in args.paths.split(",") if path]
-    if not hasattr(ReadTable, "plain"):
-        paths = []
+    makers = tables(Settings())
+    fetches = {name: _fetches(lines, topic, args.fetch) for name, topic in TOPICS.items()}
+    paths = read_paths(args.paths)
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        _pass(tables[args.profile], fetches[args.profile], paths[0] if paths else "")
+        _pass(makers[args.profile], fetches[args.profile], paths[0] if paths else "")
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
         return 0
     for round_no in range(args.rounds):
-        turn = (paths if round_no % 2 == 0 else paths[::-1]) or [""]
-        for name, make in tables.items():
-            for path in turn:
+        for name, make in makers.items():
+            for path in turn(paths, round_no):
                 records = sum(len(offsets) for _, offsets, _ in fetches[name])
                 cpu = _pass(make, fetches[name], path)
                 row = {

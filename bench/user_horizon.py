@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ingest import ingest
 from bench.proc import machine
 from bench.soak import REFUND_HORIZON_DAYS
-from bench.soak_profile import _deep_bytes
+from bench.soak_profile import _deep_bytes, packed_kb
 
 DAY_MS = 86_400_000
 PARTS = (
@@ -44,10 +42,6 @@ CLAIMS = (
     "group_spend_multiple",
     "group_repurchase_30d",
 )
-
-
-def _kb(part: object) -> float:
-    return len(zlib.compress(pickle.dumps(part, protocol=5), 1)) / 1e3
 
 
 def _memory_kb(ledger: Ledger) -> dict[str, float]:
@@ -90,7 +84,7 @@ def main() -> None:
         row: dict[str, Any] = {
             "retired_users": ledger.retired_users,
             "forgotten_pairs": ledger.forgotten_pairs,
-            "parts_kb": {name: round(_kb(getattr(ledger, name)), 1) for name in PARTS},
+            "parts_kb": {name: round(packed_kb(getattr(ledger, name)), 1) for name in PARTS},
             "parts_entries": {name: len(getattr(ledger, name)) for name in PARTS},
             # In memory (`sys.getsizeof` over what each reaches; a user id string counted in
             # the first part that reaches it, in `PARTS`' order).

@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
-import zlib
 from pathlib import Path
 from typing import Any
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.ingest import ingest
 from agents.core.periods import PeriodSettings, attach
+from bench.soak_profile import packed_kb
 
 DAY_MS = 86_400_000
 
 
 def _kb(value: object) -> float:
-    return round(len(zlib.compress(pickle.dumps(value, protocol=5), 1)) / 1e3, 1)
+    return round(packed_kb(value), 1)
 
 
 def whole_stream_parts(ledger: Ledger) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from streams.runtime.memory import libc_function
 
 #: Generation thresholds while pacing. gen0 at 10,000 allocations instead of 700: every fact
 #: the ledger keeps survives its young collections, so fewer, larger ones cost less per object
@@ -34,16 +35,8 @@ def young_threshold(batch_records: int, configured: int = 0) -> int:
 DEFER_LIMIT = 4
 
 
-def _malloc_trim() -> ctypes._NamedFuncPointer | None:
-    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS, Windows)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim  # the process's own symbols: its C library
-    except (AttributeError, OSError, TypeError):
-        return None
-
-
-#: `malloc_trim` if the process has it (looked up once).
-MALLOC_TRIM = _malloc_trim()
+#: glibc's `malloc_trim` if the process has it (looked up once; None on musl, macOS, Windows).
+MALLOC_TRIM = libc_function("malloc_trim")
 
 
 def release_free_memory() -> bool:

@@ -323,6 +323,7 @@ class MembershipTable(ReadTable):
         return max(quiet) if quiet else None
 
     def _ledger(self, partition: int) -> Ledger:
+        """The table's ledger of `partition`, made on its first record."""
         ledger = self.ledgers.get(partition)
         if ledger is None:
             ledger = self.ledgers[partition] = Ledger(
@@ -340,12 +341,7 @@ class MembershipTable(ReadTable):
         return rejected
 
     def _ingest(self, partition: int, decoded: Event | Rejection | Rejected) -> object:
-        ledger = self.ledgers.get(partition)
-        if ledger is None:
-            ledger = self.ledgers[partition] = Ledger(
-                self.dedupe_window_ms, self.future_tolerance_ms
-            )
-        outcome = ingest_decoded(decoded, ledger, None)
+        outcome = ingest_decoded(decoded, self._ledger(partition), None)
         given = self._given
         if (
             given is not None

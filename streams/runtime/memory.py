@@ -40,6 +40,15 @@ from typing import Any
 _MB = 1e6
 
 
+def libc_function(name: str) -> Any:
+    """The C library's function `name` (looked up among the process's own symbols: its C
+    library), or None where it has none (musl, macOS, Windows, an older glibc)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
 class _MallInfo2(ctypes.Structure):
     """glibc's `struct mallinfo2` (glibc >= 2.33), every field a `size_t` of bytes or counts."""
 
@@ -59,9 +68,8 @@ class _MallInfo2(ctypes.Structure):
 
 def _mallinfo2() -> Any:
     """glibc's `mallinfo2`, or None where the C library has none (musl, macOS, glibc < 2.33)."""
-    try:
-        function = ctypes.CDLL(None).mallinfo2  # the process's own symbols: its C library
-    except (AttributeError, OSError, TypeError):
+    function = libc_function("mallinfo2")
+    if function is None:
         return None
     function.restype = _MallInfo2
     function.argtypes = []
@@ -92,9 +100,8 @@ def set_mmap_threshold(size: int) -> bool:
     glibc's own trim threshold, `M_TRIM_THRESHOLD`, at its 128 KiB default) gives a large
     block's pages back when it is freed."""
     global mmap_threshold
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError, TypeError):
+    mallopt = libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

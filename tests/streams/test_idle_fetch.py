@@ -10,7 +10,6 @@ is measured by bench/idle_fetch.py and bench/run.py, not here."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from streams.tools.drain import wait_drained
 from tests.support.live import (
+    drain,
     fixture_lines,
     fixture_truth,
     replay_lines,
@@ -50,8 +49,7 @@ def test_an_idle_worker_fetches_with_the_idle_settings_until_records_come(
         idle = _status_until(worker, lambda s: s["fetch"]["idle"])
         assert idle["fetch"]["idle"] is True and idle["fetch"]["switches"] >= 1, idle["fetch"]
         replay_lines(settings, tmp_path / "impulse.jsonl", lines)
-        url = f"{worker.base_url}/status"
-        asyncio.run(wait_drained(settings, url, settings.source_topics, 120))
+        drain(worker, timeout_s=120)
         status = worker.status()
         # Busy again for the records (then idle again a second after they stop).
         assert status["fetch"]["switches"] >= idle["fetch"]["switches"] + 1, status["fetch"]
@@ -74,8 +72,7 @@ def test_a_worker_behind_fetches_with_the_behind_wait_and_applies_every_record(
     lines = fixture_lines("xhs")
     with running_worker(settings, tmp_path / "worker.log") as worker:
         replay_lines(settings, tmp_path / "xhs.jsonl", lines)
-        url = f"{worker.base_url}/status"
-        asyncio.run(wait_drained(settings, url, settings.source_topics, 180))
+        drain(worker, timeout_s=180)
         status = worker.status()
         entered = status["fetch"]["entered"]
         assert entered["behind"] >= 1 and entered["busy"] >= 1, status["fetch"]

@@ -88,6 +88,25 @@ def fetched(
     return out
 
 
+def with_inserted(
+    fetches: list[tuple[int, list[int], list[bytes | None]]], extra: list[bytes | None]
+) -> list[tuple[int, list[int], list[bytes | None]]]:
+    """`fetches` with the values `extra` put in the middle of the middle fetch (as the broker
+    would hand them on had they been produced there): that fetch's offsets run on through
+    them, and its partition's later fetches' offsets are shifted by as many."""
+    middle = len(fetches) // 2
+    out = []
+    for i, (partition, offsets, values) in enumerate(fetches):
+        if i == middle:
+            cut = len(values) // 2
+            values = values[:cut] + extra + values[cut:]
+            offsets = list(range(offsets[0], offsets[0] + len(values)))
+        elif fetches[middle][0] == partition and i > middle:
+            offsets = [offset + len(extra) for offset in offsets]
+        out.append((partition, offsets, values))
+    return out
+
+
 def _table(records: list[RawRecord], window_ms: int) -> MembershipTable:
     table = MembershipTable(window_ms, None)
     ends: dict[int, int] = {}

@@ -22,7 +22,14 @@ from streams.runtime.state import LiveState
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding
 from tests.agents.core.test_retention import DAY, T0, _check_summarized
-from tests.streams.test_membership import GROUPS, PARTITIONS, _table, fetched, routed
+from tests.streams.test_membership import (
+    GROUPS,
+    PARTITIONS,
+    _table,
+    fetched,
+    routed,
+    with_inserted,
+)
 from tests.support.live import (
     drain,
     fixture_lines,
@@ -245,16 +252,9 @@ def test_a_fetch_decoded_at_once_rejects_its_bad_records_alone(
             for key, events in ledger.group_events.items()
         )
 
-    fetches = fetched(records, topic, 50)
     at_once, one_by_one = table(), table()
-    middle = len(fetches) // 2
-    for i, (partition, offsets, values) in enumerate(fetches):
-        if i == middle:  # the bad records in the middle of this fetch, offsets shifted after
-            cut = len(values) // 2
-            values = values[:cut] + bad + values[cut:]
-            offsets = list(range(offsets[0], offsets[0] + len(values)))
-        elif fetches[middle][0] == partition and i > middle:
-            offsets = [offset + len(bad) for offset in offsets]
+    # The bad records in the middle of the middle fetch, offsets shifted after them.
+    for partition, offsets, values in with_inserted(fetched(records, topic, 50), bad):
         at_once.apply_fetch(partition, offsets, values)
         at_once.apply_fetch(partition, offsets[:3], values[:3])  # read again: left out
         for offset, value in zip(offsets, values, strict=True):

@@ -19,7 +19,7 @@ from streams.runtime.membership import MembershipTable, ReadTable
 from streams.runtime.refunds import WorkerRefundTable
 from streams.tools.simulator.truth import read_stream
 from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW
-from tests.streams.test_membership import GROUPS, PARTITIONS, fetched, routed
+from tests.streams.test_membership import GROUPS, PARTITIONS, fetched, routed, with_inserted
 
 ORDERS = "live.orders"
 
@@ -67,19 +67,7 @@ def _records(name: str, topic: str) -> list[tuple[int, list[int], list[bytes | N
     """The fixture's fetches of `topic` (50 records), with `_bad_and_odd` in the middle of
     one, offsets shifted after it."""
     records: list[RawRecord] = routed(name, PARTITIONS)
-    fetches = fetched(records, topic, 50)
-    extra = _bad_and_odd(topic)
-    middle = len(fetches) // 2
-    out = []
-    for i, (partition, offsets, values) in enumerate(fetches):
-        if i == middle:
-            cut = len(values) // 2
-            values = values[:cut] + extra + values[cut:]
-            offsets = list(range(offsets[0], offsets[0] + len(values)))
-        elif fetches[middle][0] == partition and i > middle:
-            offsets = [offset + len(extra) for offset in offsets]
-        out.append((partition, offsets, values))
-    return out
+    return with_inserted(fetched(records, topic, 50), _bad_and_odd(topic))
 
 
 def _table(topic: str, window: int | None, plain: bool) -> Any:

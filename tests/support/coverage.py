@@ -82,12 +82,9 @@ def _dwell_totals(figures: dict[str, Any], _stream: Stream) -> Stat:
 def _price_watch_pairs(_figures: dict[str, Any], stream: Stream) -> Stat:
     """(highest unit price, watch time before paying) of every session order, by the
     reference's own reading of the stream."""
-    rows: list[tuple[float, float]] = []
-    for order in reference.session_orders(stream):
-        assert order.session_id is not None
-        top = max(item.unit_price_cents for item in order.items)
-        watched = reference.watch_ms(stream, order.session_id, order.user_id, until_ts=order.ts)
-        rows.append((float(top), float(watched)))
+    rows = [
+        (float(top), float(watched)) for _o, top, watched in reference.order_price_watch(stream)
+    ]
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 

@@ -417,6 +417,19 @@ def session_orders(stream: Stream) -> list[OrderPaid]:
     ]
 
 
+def order_price_watch(stream: Stream) -> list[tuple[OrderPaid, int, int]]:
+    """Every session order (`session_orders`, in their order) with its dearest unit price in
+    cents and its buyer's watch time in its session up to it, in ms: the pairs of
+    `price_dwell_association`."""
+    pairs: list[tuple[OrderPaid, int, int]] = []
+    for order in session_orders(stream):
+        assert order.session_id is not None
+        top_price = max(item.unit_price_cents for item in order.items)
+        watch = watch_ms(stream, order.session_id, order.user_id, until_ts=order.ts)
+        pairs.append((order, top_price, watch))
+    return pairs
+
+
 def orders_after_minute_5(stream: Stream) -> dict[str, Any]:
     orders = session_orders(stream)
     after = 0
@@ -435,10 +448,7 @@ def price_dwell_association(stream: Stream) -> dict[str, Any]:
     prices: list[float] = []
     watched: list[float] = []
     by_tier: dict[str, list[float]] = {tier: [] for tier in PRICE_TIERS}
-    for order in session_orders(stream):
-        assert order.session_id is not None
-        top_price = max(item.unit_price_cents for item in order.items)
-        watch = watch_ms(stream, order.session_id, order.user_id, until_ts=order.ts)
+    for _order, top_price, watch in order_price_watch(stream):
         prices.append(top_price)
         watched.append(watch)
         by_tier[price_tier(top_price)].append(watch)

@@ -82,11 +82,12 @@ def _ledger(**kwargs: Any) -> Ledger:
     return Ledger(WINDOW, refund_horizon_ms=REFUND_HORIZON, fold_sessions=True, **kwargs)
 
 
-def _partitions(stream: tuple[Any, ...], user_horizon_ms: int | None) -> tuple[list[Ledger], int]:
-    """The stream over 3 partitions with the refund table over all of them (as a worker's) and
-    the exchange: after each chunk each partition's taken rows go to their buyer's owner
-    (murmur2 of the user id, as the month-rows topic) and its announcement to every partition,
-    each message twice (a redelivery). The ledgers, and how many rows were sent."""
+def _wired(
+    stream: tuple[Any, ...], user_horizon_ms: int | None
+) -> tuple[list[list[Any]], Ledger, list[Ledger]]:
+    """The stream split over 3 partitions, and a ledger a partition reading the refund table
+    over all of them (as a worker's) and, as its membership, one ledger of every group event.
+    The parts, the groups ledger and the partitions' ledgers."""
     parts = split(stream, PARTITIONS)
     groups = _ledger()
     apply(groups, [item for item in stream if getattr(item[2], "type", "").startswith("group_")])
@@ -95,6 +96,15 @@ def _partitions(stream: tuple[Any, ...], user_horizon_ms: int | None) -> tuple[l
     for ledger in ledgers:
         ledger.refunds_from = table
         ledger.membership_from = groups
+    return parts, groups, ledgers
+
+
+def _partitions(stream: tuple[Any, ...], user_horizon_ms: int | None) -> tuple[list[Ledger], int]:
+    """The stream over 3 partitions with the refund table over all of them (as a worker's) and
+    the exchange: after each chunk each partition's taken rows go to their buyer's owner
+    (murmur2 of the user id, as the month-rows topic) and its announcement to every partition,
+    each message twice (a redelivery). The ledgers, and how many rows were sent."""
+    parts, _groups, ledgers = _wired(stream, user_horizon_ms)
     sent = exchanged(ledgers, parts, lambda ledger, source: ledger.take_order_users(source), 2)
     return ledgers, sent
 
@@ -406,14 +416,9 @@ def test_orders_of_a_session_summarized_after_the_days_fold_fold_without_a_new_d
     no order the fold's rules allow stays held, every partition announces the same month, the
     owners retire over 40% of the buyers, and the order claims equal `truth.py`'s."""
     stream, truth = _stream()
-    parts = split(stream, PARTITIONS)
-    groups = _ledger()
-    apply(groups, [item for item in stream if getattr(item[2], "type", "").startswith("group_")])
+    parts, groups, ledgers = _wired(stream, HORIZON_MS)
     held = _HeldBack(groups)
-    table = _refund_table(parts)
-    ledgers = [_ledger(user_horizon_ms=HORIZON_MS) for _ in parts]
     for ledger in ledgers:
-        ledger.refunds_from = table
         ledger.membership_from = held  # type: ignore[assignment]
         attach(ledger, PeriodSettings(7, 62, 24))  # the worker's default claims by period
     announced: list[list[str]] = [[] for _ in parts]

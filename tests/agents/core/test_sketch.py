@@ -136,10 +136,7 @@ def _reference(lines: list[str]) -> dict[str, Any]:
     (price, watch) pairs' rho, and the answered questions' latencies in seconds."""
     stream = read_stream(lines)
     tiers: dict[str, list[float]] = {name: [] for name, _ in PRICE_TIERS}
-    for order in truth.session_orders(stream):
-        assert order.session_id is not None
-        price = max(item.unit_price_cents for item in order.items)
-        watched = truth.watch_ms(stream, order.session_id, order.user_id, until_ts=order.ts)
+    for _order, price, watched in truth.order_price_watch(stream):
         tiers[truth.price_tier(price)].append(watched / MINUTE_MS)
     asked: dict[str, int] = {}
     replies: dict[str, int] = {}
