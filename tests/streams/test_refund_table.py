@@ -566,9 +566,13 @@ def test_a_partition_taken_after_the_table_dropped_what_it_may_read_rewinds_the_
     assert early.orders  # payments held, older than what the table will drop
     state = _fed(records, table)
     assert table.table.dropped > 0 and table.table.dropped_below is not None
-    for part in state.partitions.values():  # not taken: this table never held them at a drop
-        assert table.take(part.ledger) is True
-        break
+    # A state of an earlier position (as restored from an older snapshot): it holds payments
+    # older than what the table dropped, so it may read a dropped refund. (The states fed
+    # beside the table need not: their order fold, which runs as sessions are summarized,
+    # may have folded every payment older than the drop; what they hold is taken as it is.)
+    oldest = min(order.ts for order in early.orders)
+    assert table.table.dropped_below is not None and oldest < table.table.dropped_below
+    assert table.take(early) is True
     assert table.rewinds == 1 and table.rewind_pending and table.refund_fold_ts() is None
     assert not list(table.table.refunds())
     ends: dict[int, int] = {}
