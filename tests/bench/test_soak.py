@@ -374,3 +374,24 @@ def test_a_worker_setting_is_validated_by_the_settings() -> None:
     for bad in ("batch_fetch_max_bytes", "no_such_field=1", "batch_fetch_max_bytes=1"):
         with pytest.raises(argparse.ArgumentTypeError):
             worker_setting(bad)  # no value, not a setting, below the setting's bound
+
+
+def test_rho_from_a_coarsened_rank_table_is_compared_within_the_reports_bound() -> None:
+    """rho read from the rank table is compared within 1% relative or the report's own
+    `detail.rho_bound`, the wider (session 18's steady soak at `rank_cell_limit=1024`: 0.27349
+    against the truth's 0.27728, a 1.4% difference inside its stated bound); past the bound,
+    or with no bound given, 1% as before."""
+    claim = "price_dwell_association"
+    truth = {"events": {}, "claims": {claim: {"observed": 0.27728}}, "operator": {}}
+
+    def report(rho: float, bound: float | None) -> dict[str, object]:
+        detail = {} if bound is None else {"rho_bound": bound}
+        claims = {claim: {"observed": rho, "detail": detail}}
+        return {"events": {}, "claims": claims, "operator": {"overall": {}}}
+
+    sketched = sketched_paths(True)
+    assert truth_mismatches(report(0.27349, 0.02), truth, sketched) == []
+    assert len(truth_mismatches(report(0.27349, 0.002), truth, sketched)) == 1
+    assert len(truth_mismatches(report(0.27349, None), truth, sketched)) == 1
+    assert truth_mismatches(report(0.2770, 0.0001), truth, sketched) == []  # within 1%
+    assert len(truth_mismatches(report(0.30, 0.02), truth, sketched)) == 1
