@@ -69,6 +69,20 @@ class _PooledGroupEvents(Mapping[tuple[str, str], GroupEvents]):
                 return events
         raise KeyError(key)
 
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        """`Mapping.get` without its `KeyError`: a lookup (a viewer's membership at a
+        session's summary and its period's freeze) of a user with no group event raised and
+        caught one (issue 19, session 18: 0.3 us such a lookup against 0.8; 36,471 of the
+        84,042 lookups over the bench's 300,000 records)."""
+        for ledger in self._ledgers.values():
+            events = ledger.group_events.get(key)
+            if events is not None:
+                return events
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter({key for ledger in self._ledgers.values() for key in ledger.group_events})
 

@@ -16,7 +16,7 @@ import pytest
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ledger import TOPICS
 from agents.core.periods import PeriodSettings
-from schemas import TOPIC_BY_TYPE, decode, record_key
+from schemas import TOPIC_BY_TYPE, Rejection, decode, record_key
 from streams.runtime.batch_consumer import RawRecord
 from streams.runtime.membership import MembershipTable
 from streams.runtime.partition import PartitionState
@@ -164,6 +164,41 @@ def test_partitions_with_the_table_summarize_exactly_and_wait_for_its_catch_up(n
     early = _fed(records, waiting, window_ms)
     assert sum(p.ledger.summarized_sessions for p in early.partitions.values()) == 0
     assert report_mismatches(build_report(early.ledger), fixture_truth(name)) == []
+
+
+def test_the_tables_group_events_are_each_members_events_of_the_groups_topic() -> None:
+    """What a summary and a period freeze look up (`MembershipTable.group_events`, issue 19:
+    its `get` and `in` without `Mapping.get`'s `KeyError`) is, member by member, the valid
+    group events of the fixture's groups topic (the first copy of each event id: no window),
+    whichever partition holds them; a member with none has no entry by any of the three."""
+    records = routed("xhs", PARTITIONS)
+    expected: dict[tuple[str, str], list[tuple[int, str, bool]]] = {}
+    seen: set[str] = set()
+    for record in records:
+        event = decode(record.value) if record.topic == GROUPS else None
+        if event is None or isinstance(event, Rejection) or event.event_id in seen:
+            continue
+        seen.add(event.event_id)
+        member = (event.merchant_id, event.user_id)  # type: ignore[union-attr]
+        joined = event.type == "group_joined"
+        expected.setdefault(member, []).append((event.ts, event.group_id, joined))  # type: ignore[union-attr]
+    assert len(expected) > 50
+    pooled = MembershipTable(None, None)
+    for partition, offsets, values in fetched(records, GROUPS):
+        pooled.apply_fetch(partition, offsets, values)
+    events = pooled.group_events
+    assert set(events) == expected.keys()
+    for member, want in expected.items():
+        assert member in events
+        got = events.get(member)
+        assert got is events[member]
+        assert sorted((ts, group, joined) for ts, _seq, group, joined in got) == sorted(want)
+    for absent in (("no-such-merchant", "u-1"), (next(iter(expected))[0], "no-such-user")):
+        assert absent not in events
+        assert events.get(absent) is None
+        assert events.get(absent, ()) == ()
+        with pytest.raises(KeyError):
+            events[absent]
 
 
 @pytest.mark.slow
