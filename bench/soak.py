@@ -179,6 +179,21 @@ def truth_mismatches(
     return out
 
 
+def bounded_peaks(report: dict[str, Any]) -> dict[str, list[int]]:
+    """Each operator level whose merged peak is a lower bound, as `[viewers_peak,
+    viewers_peak_ceiling]` ("overall", "rooms:ID", "merchants:ID"; {} when every peak is
+    exact or the report has no operator section): kept in a worker soak's result."""
+    operator = report.get("operator") or {}
+    levels = [("overall", operator.get("overall") or {})]
+    for kind in ("rooms", "merchants"):
+        levels += [(f"{kind}:{i}", f) for i, f in sorted((operator.get(kind) or {}).items())]
+    return {
+        name: [figures["viewers_peak"], figures["viewers_peak_ceiling"]]
+        for name, figures in levels
+        if "viewers_peak_ceiling" in figures
+    }
+
+
 #: The refund horizon the soak's ledgers and workers run with (the default,
 #: `LIVEPULSE_REFUND_HORIZON_DAYS`), in days.
 REFUND_HORIZON_DAYS = 90
@@ -992,6 +1007,7 @@ def worker_soak(
         "wall_s": time.perf_counter() - run_began,
         "report_s": report_s,
         "retention": report.get("retention") if report is not None else None,
+        "bounded_peaks": bounded_peaks(report) if report is not None else None,
         "fold_sessions": fold_sessions,
         "claim_periods": settings.claim_periods,
         "days_kept": days_kept,

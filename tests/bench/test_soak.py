@@ -26,6 +26,7 @@ from bench.soak import (
     MONTH_DAYS,
     REFUND_HORIZON_DAYS,
     _horizon_of,
+    bounded_peaks,
     growth_after,
     horizon_days,
     plot,
@@ -269,6 +270,14 @@ def test_a_bounded_merged_peak_is_compared_within_its_ceiling() -> None:
         "operator.overall.viewers_peak: 340 != 350"
     ]
     assert truth_mismatches(report(350, None, 3), truth) == []
+    # A worker soak's result keeps which levels were bounded, with both ends.
+    both = report(340, 402)
+    operator = both["operator"]
+    assert isinstance(operator, dict)
+    operator["merchants"] = {"m-1": {"viewers_peak": 256, "viewers_peak_ceiling": 267}}
+    operator["rooms"] = {"r-1": {"viewers_peak": 9}}
+    assert bounded_peaks(both) == {"overall": [340, 402], "merchants:m-1": [256, 267]}
+    assert bounded_peaks(report(350, None)) == {}
 
 
 class _SlowStatus(BaseHTTPRequestHandler):
