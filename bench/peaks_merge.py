@@ -72,13 +72,15 @@ def _fed(
     return ledger, board
 
 
-def _level_peaks(ledger: Ledger, board: OperatorBoard) -> dict[str, int]:
+def _level_peaks(ledger: Ledger, board: OperatorBoard, key: str = "viewers_peak") -> dict[str, int]:
+    """Each level's `key` in the report's operator figures (a level without it left out:
+    `viewers_peak_ceiling` is only where the peak is a lower bound)."""
     operator = build_report(ledger, board)["operator"]
-    out = {"overall": operator["overall"]["viewers_peak"]}
+    levels = {"overall": operator["overall"]}
     for kind in ("rooms", "merchants"):
         for level_id, figures in operator[kind].items():
-            out[f"{kind}:{level_id}"] = figures["viewers_peak"]
-    return out
+            levels[f"{kind}:{level_id}"] = figures
+    return {name: figures[key] for name, figures in levels.items() if key in figures}
 
 
 def main() -> None:
@@ -125,7 +127,9 @@ def main() -> None:
                     retire_before = curve.settled_to - round(args.retire_after_days * _DAY_MINUTES)
                     keep_per_day(curve, retire_before, args.runs_per_day)
     merged = merge_ledgers(ledgers)
-    got = _level_peaks(merged, merge_boards([board for _ledger, board in fed]))
+    merged_board = merge_boards([board for _ledger, board in fed])
+    got = _level_peaks(merged, merged_board)
+    reported = _level_peaks(merged, merged_board, "viewers_peak_ceiling")
     # One ledger keeping every minute: exact (tests/agents/core/test_board_fold.py).
     want = _level_peaks(*_fed(decoded, args.window_days, None))
     levels = {}
@@ -134,6 +138,8 @@ def main() -> None:
         levels[name] = {
             "merged_peak": got.get(name),
             "ceiling": curve.ceiling(),
+            # The report's (with the live sessions' minutes; None where the peak is exact).
+            "report_ceiling": reported.get(name),
             "bounded": curve.bounded,
             "one_ledger_every_minute": want.get(name),
         }

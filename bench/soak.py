@@ -143,11 +143,12 @@ def truth_mismatches(
     report: dict[str, Any], truth: dict[str, Any], sketched: dict[str, float] = SKETCHED
 ) -> list[str]:
     """The report's events, claims (observed and detail) and cumulative operator figures
-    against the truth file's content. Where the report counts a level's merged peak bounded
-    (`retention.board_peaks_bounded`: over partitions, a minute some partition dropped from
-    its `LIVEPULSE_BOARD_RUNS_KEPT` settled runs could sum above the peak found; docs/design.md,
-    "The board's concurrency by minute"), that peak is a lower bound, and the report does not
-    say which level's: the overall `viewers_peak` is then checked to be at most the truth."""
+    against the truth file's content. A level's merged peak that the report gives a
+    `viewers_peak_ceiling` (over partitions, a minute some partition dropped from its
+    `LIVEPULSE_BOARD_RUNS_KEPT` settled runs could sum above the peak found; counted in
+    `retention.board_peaks_bounded`; docs/design.md, "The board's concurrency by minute") is
+    a lower bound: the truth is then checked to lie between the peak and that ceiling; a peak
+    with none is exact."""
     out: list[str] = []
     mismatches("events", report["events"], truth["events"], out)
     for claim_id, expected in truth["claims"].items():
@@ -165,16 +166,32 @@ def truth_mismatches(
         detail = {k: v for k, v in expected.items() if k != "observed"}
         mismatches(f"{claim_id}.detail", entry["detail"], detail, out, sketched)
     operator = truth.get("operator", {})
-    bounded = bool((report.get("retention") or {}).get("board_peaks_bounded"))
     for level in ("overall",):
         figures = {k: v for k, v in operator.get(level, {}).items() if k != "windows"}
-        if bounded and "viewers_peak" in figures:
+        got_figures = dict(report["operator"][level])
+        ceiling = got_figures.pop("viewers_peak_ceiling", None)
+        if ceiling is not None and "viewers_peak" in figures:
             want = figures.pop("viewers_peak")
-            got = report["operator"][level].get("viewers_peak")
-            if not isinstance(got, int) or got > want:
-                out.append(f"operator.{level}.viewers_peak: {got!r} > {want!r} (a lower bound)")
-        mismatches(f"operator.{level}", report["operator"][level], figures, out, sketched)
+            got = got_figures.pop("viewers_peak", None)
+            if not (isinstance(got, int) and isinstance(ceiling, int) and got <= want <= ceiling):
+                out.append(f"operator.{level}.viewers_peak: {want!r} not in [{got!r}, {ceiling!r}]")
+        mismatches(f"operator.{level}", got_figures, figures, out, sketched)
     return out
+
+
+def bounded_peaks(report: dict[str, Any]) -> dict[str, list[int]]:
+    """Each operator level whose merged peak is a lower bound, as `[viewers_peak,
+    viewers_peak_ceiling]` ("overall", "rooms:ID", "merchants:ID"; {} when every peak is
+    exact or the report has no operator section): kept in a worker soak's result."""
+    operator = report.get("operator") or {}
+    levels = [("overall", operator.get("overall") or {})]
+    for kind in ("rooms", "merchants"):
+        levels += [(f"{kind}:{i}", f) for i, f in sorted((operator.get(kind) or {}).items())]
+    return {
+        name: [figures["viewers_peak"], figures["viewers_peak_ceiling"]]
+        for name, figures in levels
+        if "viewers_peak_ceiling" in figures
+    }
 
 
 #: The refund horizon the soak's ledgers and workers run with (the default,
@@ -990,6 +1007,7 @@ def worker_soak(
         "wall_s": time.perf_counter() - run_began,
         "report_s": report_s,
         "retention": report.get("retention") if report is not None else None,
+        "bounded_peaks": bounded_peaks(report) if report is not None else None,
         "fold_sessions": fold_sessions,
         "claim_periods": settings.claim_periods,
         "days_kept": days_kept,

@@ -252,11 +252,15 @@ class LevelCurve:
         out.bounded = bool(out.slack) and out.ceiling() > out.level_peak()[0]
         return out
 
-    def ceiling(self) -> int:
+    def ceiling(self, live: Mapping[int, int] | None = None) -> int:
         """The largest count a minute may have: the peak with each minute's `slack` added (a
-        merged curve's; the peak itself where there is none)."""
+        merged curve's; the peak itself where there is none), with `live` (the unsummarized
+        sessions' minutes, as `level_peak`): the true peak is between `level_peak(live)` and
+        this."""
         if not self.slack:
-            return self.level_peak()[0]
+            return self.level_peak(live)[0]
         upper = self.as_diff()
         upper.update(self.slack)
+        if live:
+            upper.update(live)
         return max(peak_of(upper)[0], self.peak)

@@ -35,6 +35,9 @@ ROOM_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
     ("entries", "Entries", "int"),
     ("unique_viewers", "Unique viewers", "int"),
     ("viewers_peak", "Peak viewers", "int"),
+    # Only a room whose peak merged over partitions is a lower bound has one (the column is
+    # left out when no room has).
+    ("viewers_peak_ceiling", "Peak at most", "int"),
     ("avg_watch_minutes", "Avg watch (min)", "min"),
     ("buyers", "Buyers", "int"),
     ("conversion", "Conversion", "pct"),
@@ -971,6 +974,7 @@ def rooms_table(report: Mapping[str, Any]) -> str:
     caption = (
         f"{len(rooms):,} rooms, by GMV. Figures from the report's operator section; "
         "amounts in CNY, rates as shares of the room's viewers or clicks."
+        + _bounded_peaks_note(operator if isinstance(operator, Mapping) else {})
     )
     return (
         '<figure id="table-rooms" class="wide"><div class="scroll"><table><thead><tr>'
@@ -978,6 +982,31 @@ def rooms_table(report: Mapping[str, Any]) -> str:
         + "</tr></thead><tbody>"
         + "".join(rows)
         + f"</tbody></table></div><figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _bounded_peaks_note(operator: Mapping[str, Any]) -> str:
+    """A sentence naming each level whose peak viewers is a lower bound (merged over
+    partitions) with its ceiling (`viewers_peak_ceiling`), or "" when every peak is exact."""
+    levels: list[tuple[str, Any]] = [("overall", operator.get("overall"))]
+    for kind, title in (("merchants", "merchant"), ("rooms", "room")):
+        by_id = operator.get(kind)
+        if isinstance(by_id, Mapping):
+            levels += [(f"{title} {level_id}", by_id[level_id]) for level_id in sorted(by_id)]
+    bounded = []
+    for name, figures in levels:
+        if not isinstance(figures, Mapping):
+            continue
+        peak, ceiling = _num(figures.get("viewers_peak")), _num(figures.get("viewers_peak_ceiling"))
+        if peak is not None and ceiling is not None:
+            bounded.append(f"{name} {_fmt_room(peak, 'int')} to {_fmt_room(ceiling, 'int')}")
+    if not bounded:
+        return ""
+    return (
+        " Peak viewers merged over partitions is a lower bound, the true peak between it and "
+        "its ceiling (minutes a partition dropped from its kept runs), for: "
+        + "; ".join(bounded)
+        + "."
     )
 
 

@@ -83,6 +83,9 @@ DEFINITIONS: Final[dict[str, str]] = {
     "interval in a session without session_ended",
     "viewers_peak": "the largest count, over event-time minutes, of (session, user) pairs in "
     "the room at some moment of that minute",
+    "viewers_peak_ceiling": "only where viewers_peak merged over partitions is a lower bound "
+    "(retention.board_peaks_bounded): the largest the level's peak can be given the settled "
+    "minutes a partition dropped",
     "avg_watch_minutes": "total watch time (claims.md) / unique viewers",
     "median_watch_minutes": "median watch time over the viewer pairs (0 for a viewer who "
     "never joined); above session level, once sessions are summarized, within 1% (a sketch)",
@@ -165,6 +168,10 @@ class _Parts:
     #: The peak when known apart from `presence_diff` (not added up by `add`): a summarized
     #: session's own, or a level's with its summarized sessions' curve (`add_level_curves`).
     peak: int | None = None
+    #: A level's peak's ceiling when its merged curve leaves the peak a lower bound
+    #: (`LevelCurve.ceiling` above `peak`: a minute a partition dropped could sum above it);
+    #: None when the peak is exact.
+    peak_ceiling: int | None = None
     buyers: int = 0
     paying_users: set[str] = field(default_factory=set)
     #: A summarized session's paying users (its buyers: their ids are in the levels' sets).
@@ -780,6 +787,12 @@ class OperatorBoard:
                 if parts.peak is not None
                 else _peak(parts.presence_diff)
             ),
+            # Only where that peak is a lower bound (merged over partitions; docs/metrics.md).
+            **(
+                {"viewers_peak_ceiling": parts.peak_ceiling}
+                if peak is None and parts.peak_ceiling is not None
+                else {}
+            ),
             "watch_time_seconds_sum": watch_total_ms / 1000,
             "avg_watch_minutes": _ratio(watch_total_ms / MINUTE_MS, parts.unique_viewers),
             "median_watch_minutes": None if median_ms is None else median_ms / MINUTE_MS,
@@ -932,6 +945,9 @@ def add_level_curves(
         curve = level_curve(ledgers, level)
         if curve is not None:
             parts.peak = curve.level_peak(parts.presence_diff)[0]
+            # Only a merged curve has slack (minutes a partition dropped from its kept runs).
+            ceiling = curve.ceiling(parts.presence_diff) if curve.slack else parts.peak
+            parts.peak_ceiling = ceiling if ceiling > parts.peak else None
 
 
 def _change(current: float | None, before: float | None) -> float | None:

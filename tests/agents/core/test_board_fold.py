@@ -16,6 +16,7 @@ import pytest
 
 from agents.core import Ledger, OperatorBoard, build_report, concurrency
 from agents.core.concurrency import LevelCurve, peak_of
+from agents.core.html import render_html
 from agents.core.ingest import ingest
 from agents.core.ledger import OVERALL_LEVEL, SESSION_HORIZON_MS, SessionSummary
 from agents.core.merge import merge_boards, merge_ledgers
@@ -216,6 +217,70 @@ def test_partitions_merge_to_the_truths_peaks_within_and_past_the_horizon(
             if not curve.bounded:
                 assert got[level] == value, level
         assert all(got[k] == v for k, v in want.items() if k.startswith("sessions.") and k in got)
+
+
+def _level_figures(operator: dict[str, Any], kind: str, level_id: str) -> dict[str, Any]:
+    """A level's operator figures ({} where the report has not that level)."""
+    return dict(operator[kind] if kind == "overall" else operator[kind].get(level_id, {}))
+
+
+def test_the_report_gives_a_bounded_merged_peak_its_ceiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """xhs over 3 partitions with a 3-day board horizon and 8 settled runs kept, merged: each
+    operator level whose merged peak is a lower bound carries `viewers_peak_ceiling` in the
+    JSON report, above its peak, with the truth's peak between the two and the ceiling at
+    most the partitions' peaks summed (no minute can sum above those); a level with none has
+    the truth's peak. The HTML report names each bounded level with its ceiling, and the
+    rooms table has the column. One ledger gives no ceiling (its peaks are exact)."""
+    monkeypatch.setattr(concurrency, "SETTLED_RUNS_KEPT", 8)
+    stream = records("xhs")
+    decoded = [event for _topic, _key, event in stream]
+    truth = fixture_operator_truth_folding("xhs", 2 * DAY)
+    groups, _ = _board_ledger(
+        [e for e in decoded if getattr(e, "type", "").startswith("group_")], 2 * DAY, None
+    )
+    parts = [
+        _board_ledger([e for _t, _k, e in part], 2 * DAY, 3 * DAY, groups)
+        for part in split(stream, 3)
+    ]
+    merged_report = build_report(
+        merge_ledgers([p[0] for p in parts]), merge_boards([p[1] for p in parts])
+    )
+    operator = merged_report["operator"]
+    alone = [build_report(*p)["operator"] for p in parts]
+    ceilings: dict[str, tuple[int, int]] = {}
+    for kind in ("overall", "rooms", "merchants"):
+        levels = {"": truth["overall"]} if kind == "overall" else truth[kind]
+        for level_id, figures in levels.items():
+            got = _level_figures(operator, kind, level_id)
+            want = figures["viewers_peak"]
+            name = kind if kind == "overall" else f"{kind}.{level_id}"
+            if "viewers_peak_ceiling" not in got:
+                assert got["viewers_peak"] == want, name
+                continue
+            peak, ceiling = got["viewers_peak"], got["viewers_peak_ceiling"]
+            ceilings[name] = (peak, ceiling)
+            summed = sum(
+                _level_figures(report, kind, level_id).get("viewers_peak", 0) for report in alone
+            )
+            assert peak < ceiling and peak <= want <= ceiling <= summed, name
+    assert ceilings, "no level bounded: the fixture no longer tests the ceiling"
+    # Here the levels counted bounded (their settled curves alone) are those with a ceiling:
+    # no unsummarized session's minute meets a dropped one (measured: all 9 levels).
+    assert len(ceilings) == merged_report["retention"]["board_peaks_bounded"]
+    # One ledger's peaks are exact: no level of a partition's report has a ceiling.
+    assert not any(
+        "viewers_peak_ceiling" in figures
+        for report in alone
+        for figures in [report["overall"], *report["rooms"].values(), *report["merchants"].values()]
+    )
+    html = render_html(merged_report)
+    for name, (peak, ceiling) in ceilings.items():
+        shown = name.replace("rooms.", "room ").replace("merchants.", "merchant ")
+        assert f"{shown} {peak:,} to {ceiling:,}" in html, name
+    if any(name.startswith("rooms.") for name in ceilings):
+        assert "Peak at most" in html
 
 
 def test_merged_settled_curves_bound_the_peak_and_are_exact_when_not_bounded(
