@@ -185,8 +185,8 @@ def run_ceiling(
 ) -> Run:
     """(a) the plain aiokafka batch consumer, in a child process; or another contender that
     takes the same options and prints the same JSON line (`module`: (t) is `bench.ceiling
-    --transport-only`, (q) is `bench.quix`); `pythonpath`: the baseline's tree, its own
-    `bench.ceiling` and core ((a0))."""
+    --transport-only`, (w) `bench.ceiling --worker-state`, (q) is `bench.quix`);
+    `pythonpath`: the baseline's tree, its own `bench.ceiling` and core ((a0))."""
     out = log.with_suffix(".json")
     env = _env(pythonpath)
     if pythonpath is not None:
@@ -386,6 +386,10 @@ def measure_throughput(
             settings, expect, logs / f"transport-{i}.log", extra=("--transport-only",)
         ),
         "a_ceiling": lambda i: run_ceiling(settings, expect, logs / f"ceiling-{i}.log"),
+        # (a)'s transport with the worker's state and batch handler: (c)'s like-for-like ceiling.
+        "w_worker_state": lambda i: run_ceiling(
+            settings, expect, logs / f"worker-state-{i}.log", extra=("--worker-state",)
+        ),
         "b_naive_faust": lambda i: run_naive(settings, expect, logs / f"naive-{i}.log"),
         "c_worker": lambda i: run_worker(settings, expect, logs / f"worker-{i}.log"),
     }
