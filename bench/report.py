@@ -121,6 +121,13 @@ def render(results: dict[str, Any]) -> str:
             )
         cpu_c = t["c_worker"]["records_per_cpu_s"]["median"]
         lines.append(f"- (c) records per CPU second: {cpu_c:,.0f} (target >= 200,000)")
+        counted = [key for key in ("a_ceiling", "w_worker_state") if "valid" in t.get(key, {})]
+        if counted:  # (a)'s one ledger refuses a partition's records behind another's window
+            lines.append(
+                "- valid events counted: "
+                + "; ".join(f"{names[key][:3]} {_fmt(t[key]['valid'])}" for key in counted)
+                + f" of {t['records']:,} records"
+            )
         for key in names:
             if key.startswith("c_") and key != "c_worker":
                 cv = t[key]["records_per_s"]["median"]

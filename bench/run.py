@@ -59,6 +59,10 @@ class Run:
     #: when it reports them.
     gc_longest_ms: float | None = None
     gc_longest_cpu_ms: float | None = None
+    #: Valid events the contender counted, when it reports them (the in-process contenders:
+    #: (a)'s one ledger over every partition refuses records of a partition behind another
+    #: by more than its dedupe window as expired, so it counts fewer than (w) and (c)).
+    valid: int | None = None
 
     @property
     def rate(self) -> float:
@@ -130,6 +134,7 @@ def _as_run(result: dict[str, Any], sampler: Sampler) -> Run:
         result.get("peak_rss_mb"),
         result.get("gc_longest_ms"),
         result.get("gc_longest_cpu_ms"),
+        int(result["valid"]) if result.get("valid") is not None else None,
     )
 
 
@@ -431,6 +436,7 @@ def measure_throughput(
                 f"({run.records:,} in {run.seconds:.2f} s; CPU {run.cpu_s / run.seconds:.0%}, "
                 f"broker {run.broker_cpu_s / run.seconds:.0%}"
                 + (f"; peak RSS {run.peak_rss_mb:.0f} MB" if run.peak_rss_mb is not None else "")
+                + (f"; {run.valid:,} valid" if run.valid is not None else "")
                 + ")",
                 flush=True,
             )
@@ -446,6 +452,9 @@ def measure_throughput(
         peaks = [r.peak_rss_mb for r in rs if r.peak_rss_mb is not None]
         if peaks:
             out[name]["peak_rss_mb"] = summary(peaks)
+        valid = [float(r.valid) for r in rs if r.valid is not None]
+        if valid:
+            out[name]["valid"] = summary(valid)
         gc_shares = [r.gc_s / r.cpu_s for r in rs if r.gc_s is not None and r.cpu_s > 0]
         if gc_shares:
             # Start-up's collections are in gc_s too; they are milliseconds.
