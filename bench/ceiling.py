@@ -186,6 +186,10 @@ async def consume_worker_state(
         "partitions": len(state.partitions),
         # Partition ledgers summarizing closed sessions (the fold), and what the tables read.
         "folding": sum(p.ledger.fold_sessions for p in state.partitions.values()),
+        # Sessions summarized: none until the membership table's horizon covers every groups
+        # partition (one with no record counts as idle only after `groups_idle_s`, as in
+        # the worker), so a short pass may run the fold's cheap parts only.
+        "summarized": sum(p.ledger.summarized_sessions for p in state.partitions.values()),
         "table_records": {topic: table.records for topic, table in tables.items()},
     }
 
