@@ -5,6 +5,20 @@ worker's dedupe window), `OperatorBoard.observe`, as the worker does, with no fa
 dead-letter publishing, no Prometheus. With `--transport-only`, contender (t): the same
 consumer doing nothing per record (the limit Python's Kafka client reaches here). Prints one
 JSON line: records, first and last consumed (wall clock, s).
+
+With `--worker-state`, contender (w): the same consumer with the worker's per-record work
+(issue 19, Session 18: (a)'s one `Ledger(dedupe window)` has no session fold, no claims by
+period, no horizons and no tables, which cost ~2.4 us of the ~7 us a record between (a) and
+(c)). A `LiveState` under the default `Settings` (`LiveState.from_settings`, as the worker's
+`streams.runtime.worker` builds it): a partition state per partition (`new_partition`: the
+fold, claims by period, the horizons), each fetch handed whole to the worker's own batch
+handler (`streams.runtime.ingest.BatchIngest`: `apply_batch` 500 records at a time, the lag
+histograms, dead letters submitted to a pipeline whose publish does nothing). With the fold,
+the membership and refund tables (`MembershipTable`, `WorkerRefundTable`) read the groups and
+orders topics' records of the same fetch before it is applied (the worker reads them with
+consumers of their own). Left out: faust, the dead letters' publishing, the month-rows
+exchange (its topic and sender), snapshots, Prometheus' endpoint, the worker's deferred
+collection between fetches ((a)'s pacer, told by `apply_batch`, paces both alike).
 """
 
 from __future__ import annotations
@@ -12,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
@@ -23,14 +39,19 @@ try:  # a fetch decoded at once, as the worker does; the baseline's core ((a0)) 
 except ImportError:  # a tree before issue 19's Session 9: `ingest` one value at a time
     decode_values = None  # type: ignore[assignment]
 from bench.shared import consumed, contender_parser, contender_settings
+from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.deadletters import DeadLetter, DeadLetterPipeline
 from streams.runtime.gcpace import GcPacer
+from streams.runtime.ingest import BatchIngest
+from streams.runtime.membership import MembershipTable
+from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
+from streams.runtime.state import LiveState
 
 
-async def consume(
-    settings: Settings, group: str, expect: int, timeout_s: float, transport_only: bool = False
-) -> dict[str, float]:
-    consumer = AIOKafkaConsumer(
+def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
+    """The transport every contender here reads with: `getmany` of up to 10,000 records."""
+    return AIOKafkaConsumer(
         *settings.source_topics,
         group_id=group,
         auto_offset_reset="earliest",
@@ -41,12 +62,23 @@ async def consume(
         max_partition_fetch_bytes=8 * 1024 * 1024,
         **settings.kafka_client_kwargs(),
     )
-    ledger = Ledger(settings.dedupe_window_ms)
-    board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
-    # The worker's paced garbage collection too, so (c)/(a) compares the consuming paths.
+
+
+def _pacer(settings: Settings) -> GcPacer | None:
+    """The worker's paced garbage collection too, so (c)/(a) compares the consuming paths."""
     pacer = GcPacer(settings.gc_pace_records).install() if settings.gc_pace_records else None
     if pacer is not None:
         pacer.start()
+    return pacer
+
+
+async def consume(
+    settings: Settings, group: str, expect: int, timeout_s: float, transport_only: bool = False
+) -> dict[str, float]:
+    consumer = _consumer(settings, group)
+    ledger = Ledger(settings.dedupe_window_ms)
+    board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    pacer = _pacer(settings)
     await consumer.start()
     seen = 0
     first: float | None = None
@@ -73,14 +105,116 @@ async def consume(
     return consumed(seen, first, last, ledger.counts.valid)
 
 
+async def _no_publish(letters: Sequence[DeadLetter]) -> None:
+    """(w) publishes no dead letter (nor does (a)): the pipeline's tasks do nothing."""
+
+
+def worker_state(
+    settings: Settings,
+) -> tuple[LiveState, MembershipTable | None, WorkerRefundTable | None]:
+    """(w)'s state as the worker builds it (`streams.runtime.worker`), without faust: the
+    partition states created by their first record (the worker installs them on assignment),
+    the membership table with the fold, and the refund table with the fold and a refund
+    horizon, both counted caught up at once (what they read comes in (w)'s own fetches)."""
+    membership: MembershipTable | None = None
+    refunds: WorkerRefundTable | None = None
+    if settings.fold_sessions:
+        window, tolerance = settings.dedupe_window_ms, settings.future_tolerance_ms
+        membership = MembershipTable(window, tolerance, idle_s=settings.groups_idle_s or None)
+        if settings.refund_horizon_ms is not None:
+            refunds = WorkerRefundTable(
+                window, tolerance, settings.refund_horizon_ms, idle_s=settings.refund_idle_s or None
+            )
+        for table in (membership, refunds):
+            if table is not None:
+                table.catch_up_to(dict.fromkeys(range(settings.partitions), 0))
+    pacer = _pacer(settings)
+    state = LiveState.from_settings(settings, membership=membership, refunds=refunds, gc=pacer)
+    if refunds is not None:  # what its refunds may still be needed by (the worker's rule)
+        refunds.held_ledgers = lambda: [p.ledger for p in state.partitions.values()]
+    return state, membership, refunds
+
+
+async def consume_worker_state(
+    settings: Settings, group: str, expect: int, timeout_s: float
+) -> dict[str, Any]:
+    """(w): (a)'s transport, each fetch through the worker's state and batch handler."""
+    consumer = _consumer(settings, group)
+    state, membership, refunds = worker_state(settings)
+    ingest = BatchIngest(state, DeadLetterPipeline(_no_publish))
+    # The tables' topics, as the worker's readers of them read them.
+    tables = {
+        settings.topic(name): table
+        for name, table in (("live.groups", membership), ("live.orders", refunds))
+        if table is not None
+    }
+    await consumer.start()
+    seen = 0
+    first: float | None = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < expect and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            if not batches:
+                continue
+            received_at = time.time()
+            if first is None:
+                first = received_at
+            # One batch of every partition's records, as the worker's batch consumer builds it.
+            batch: list[RawRecord] = []
+            for tp, records in batches.items():
+                table = tables.get(tp.topic)
+                if table is not None:
+                    table.apply_fetch(
+                        tp.partition, [r.offset for r in records], [r.value for r in records]
+                    )
+                batch.extend(
+                    RawRecord(
+                        r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, r.headers
+                    )
+                    for r in records
+                )
+            await ingest(batch, received_at)
+            seen += len(batch)
+        last = time.time()
+        await ingest.dead_letters.settle()
+    finally:
+        await consumer.stop()
+    counts = state.counts()
+    return {
+        **consumed(seen, first, last, counts.valid),
+        "rejected": counts.rejected,
+        "duplicates": counts.duplicates,
+        "expired": counts.expired,
+        "partitions": len(state.partitions),
+        # Partition ledgers summarizing closed sessions (the fold), and what the tables read.
+        "folding": sum(p.ledger.fold_sessions for p in state.partitions.values()),
+        # Sessions summarized: none until the membership table's horizon covers every groups
+        # partition. The worker's reader leaves out one with no record after `groups_idle_s`
+        # of the topic moving; (w)'s tables are never told a partition is quiet, so never
+        # here: a stream whose group events miss a partition summarizes nothing in (w), and
+        # nothing in the worker's drain shorter than `groups_idle_s` (the bench's at 100,000).
+        "summarized": sum(p.ledger.summarized_sessions for p in state.partitions.values()),
+        "table_records": {topic: table.records for topic, table in tables.items()},
+    }
+
+
 def main() -> None:
     parser = contender_parser()
-    parser.add_argument("--transport-only", action="store_true")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--transport-only", action="store_true", help="(t): nothing per record")
+    mode.add_argument(
+        "--worker-state", action="store_true", help="(w): the worker's state and batch handler"
+    )
     args = parser.parse_args()
     settings = contender_settings(args)
-    result = asyncio.run(
-        consume(settings, args.group, args.expect, args.timeout, args.transport_only)
-    )
+    result: dict[str, Any]
+    if args.worker_state:
+        result = asyncio.run(consume_worker_state(settings, args.group, args.expect, args.timeout))
+    else:
+        result = asyncio.run(
+            consume(settings, args.group, args.expect, args.timeout, args.transport_only)
+        )
     print(json.dumps(result), flush=True)
 
 

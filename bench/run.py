@@ -59,6 +59,10 @@ class Run:
     #: when it reports them.
     gc_longest_ms: float | None = None
     gc_longest_cpu_ms: float | None = None
+    #: Valid events the contender counted, when it reports them (the in-process contenders:
+    #: (a)'s one ledger over every partition refuses records of a partition behind another
+    #: by more than its dedupe window as expired, so it counts fewer than (w) and (c)).
+    valid: int | None = None
 
     @property
     def rate(self) -> float:
@@ -130,6 +134,7 @@ def _as_run(result: dict[str, Any], sampler: Sampler) -> Run:
         result.get("peak_rss_mb"),
         result.get("gc_longest_ms"),
         result.get("gc_longest_cpu_ms"),
+        int(result["valid"]) if result.get("valid") is not None else None,
     )
 
 
@@ -185,8 +190,8 @@ def run_ceiling(
 ) -> Run:
     """(a) the plain aiokafka batch consumer, in a child process; or another contender that
     takes the same options and prints the same JSON line (`module`: (t) is `bench.ceiling
-    --transport-only`, (q) is `bench.quix`); `pythonpath`: the baseline's tree, its own
-    `bench.ceiling` and core ((a0))."""
+    --transport-only`, (w) `bench.ceiling --worker-state`, (q) is `bench.quix`);
+    `pythonpath`: the baseline's tree, its own `bench.ceiling` and core ((a0))."""
     out = log.with_suffix(".json")
     env = _env(pythonpath)
     if pythonpath is not None:
@@ -386,6 +391,10 @@ def measure_throughput(
             settings, expect, logs / f"transport-{i}.log", extra=("--transport-only",)
         ),
         "a_ceiling": lambda i: run_ceiling(settings, expect, logs / f"ceiling-{i}.log"),
+        # (a)'s transport with the worker's state and batch handler: (c)'s like-for-like ceiling.
+        "w_worker_state": lambda i: run_ceiling(
+            settings, expect, logs / f"worker-state-{i}.log", extra=("--worker-state",)
+        ),
         "b_naive_faust": lambda i: run_naive(settings, expect, logs / f"naive-{i}.log"),
         "c_worker": lambda i: run_worker(settings, expect, logs / f"worker-{i}.log"),
     }
@@ -427,6 +436,7 @@ def measure_throughput(
                 f"({run.records:,} in {run.seconds:.2f} s; CPU {run.cpu_s / run.seconds:.0%}, "
                 f"broker {run.broker_cpu_s / run.seconds:.0%}"
                 + (f"; peak RSS {run.peak_rss_mb:.0f} MB" if run.peak_rss_mb is not None else "")
+                + (f"; {run.valid:,} valid" if run.valid is not None else "")
                 + ")",
                 flush=True,
             )
@@ -442,6 +452,9 @@ def measure_throughput(
         peaks = [r.peak_rss_mb for r in rs if r.peak_rss_mb is not None]
         if peaks:
             out[name]["peak_rss_mb"] = summary(peaks)
+        valid = [float(r.valid) for r in rs if r.valid is not None]
+        if valid:
+            out[name]["valid"] = summary(valid)
         gc_shares = [r.gc_s / r.cpu_s for r in rs if r.gc_s is not None and r.cpu_s > 0]
         if gc_shares:
             # Start-up's collections are in gc_s too; they are milliseconds.

@@ -100,7 +100,7 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
     results = json.loads(out.with_suffix(".json").read_text())
     throughput = results["throughput"]
     assert throughput["records"] == 3000
-    for contender in ("t_transport", "a_ceiling", "b_naive_faust", "c_worker"):
+    for contender in ("t_transport", "a_ceiling", "w_worker_state", "b_naive_faust", "c_worker"):
         assert throughput[contender]["records_per_s"]["median"] > 0
     # The Quix Streams peer runs where the optional `bench` group is installed.
     assert ("q_quix" in throughput) == (quix_missing() is None)
@@ -122,7 +122,7 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
     assert scaleout["1"]["global_uncovered"] == [0]
     assert scaleout["2"]["global_uncovered"] == [0]
     text = out.read_text()
-    assert "(c)/(a)" in text and "p99 ms" in text and "Scale-out" in text
+    assert "(c)/(a)" in text and "(c)/(w)" in text and "p99 ms" in text and "Scale-out" in text
     assert render(results) in text
 
 
