@@ -30,13 +30,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def contender(
-    settings: Settings, expect: int, *extra: str, env: dict[str, str] | None = None
+    settings: Settings,
+    expect: int,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    module: str = "bench.ceiling",
 ) -> dict[str, Any]:
-    """One run of `bench.ceiling` over the run's topics, its JSON line (`env`: settings of
-    its own, `LIVEPULSE_...`)."""
+    """One run of `bench.ceiling` (or `module`, taking its options) over the run's topics,
+    its JSON line (`env`: settings of its own, `LIVEPULSE_...`)."""
     done = subprocess.run(
         [
-            sys.executable, "-m", "bench.ceiling", "--prefix", settings.topic_prefix,
+            sys.executable, "-m", module, "--prefix", settings.topic_prefix,
             "--group", f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}", "--expect", str(expect),
             "--bootstrap", settings.bootstrap, "--timeout", "120", *extra,
         ],
@@ -87,3 +91,23 @@ def test_the_ceiling_contenders_count_the_truths_events(kafka_bootstrap: str) ->
     groups = settings.topic("live.groups")
     assert idle["idle"][groups] == list(range(Settings().partitions))
     assert idle["summarized"] > 0
+
+
+def test_the_quix_contender_counts_the_truths_events(kafka_bootstrap: str) -> None:
+    """(q), the Quix Streams peer, a ledger per partition as (a) (since session 19; with one
+    ledger it counted about three fifths of the bench's stream): the impulse fixture's events
+    as its truth file has them. Only where the `bench` extras are installed."""
+    from bench.run import quix_missing
+
+    missing = quix_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    lines, truth = fixture_lines("impulse"), fixture_truth("impulse")
+    settings = Settings(bootstrap=kafka_bootstrap, topic_prefix=f"qceil-{uuid.uuid4().hex[:8]}.")
+    preload(FIXTURES / "impulse.jsonl", settings)
+    try:
+        q = contender(settings, len(lines), module="bench.quix")
+    finally:
+        asyncio.run(delete_run_topics(settings))
+    assert q["records"] == len(lines)
+    assert q["valid"] == truth["events"]["valid"]
