@@ -2,9 +2,12 @@
 
 Per record: `schemas.decode` (one pydantic validation from bytes), `Ledger.apply` (under the
 worker's dedupe window), `OperatorBoard.observe`, as the worker does, with no faust, no
-dead-letter publishing, no Prometheus. With `--transport-only`, contender (t): the same
-consumer doing nothing per record (the limit Python's Kafka client reaches here). Prints one
-JSON line: records, first and last consumed (wall clock, s).
+dead-letter publishing, no Prometheus; a ledger and a board per partition, as the worker's
+`LiveState` (Session 19: a single ledger over every partition refused as expired two thirds
+of the bench's stream, the records of a partition fetched after another's later days). With
+`--transport-only`, contender (t): the same consumer doing nothing per record (the limit
+Python's Kafka client reaches here). Prints one JSON line: records, first and last consumed
+(wall clock, s), the events counted valid, rejected, duplicate and expired.
 
 With `--worker-state`, contender (w): the same consumer with the worker's per-record work
 (issue 19, Session 18: (a)'s one `Ledger(dedupe window)` has no session fold, no claims by
@@ -16,7 +19,11 @@ handler (`streams.runtime.ingest.BatchIngest`: `apply_batch` 500 records at a ti
 histograms, dead letters submitted to a pipeline whose publish does nothing). With the fold,
 the membership and refund tables (`MembershipTable`, `WorkerRefundTable`) read the groups and
 orders topics' records of the same fetch before it is applied (the worker reads them with
-consumers of their own). Left out: faust, the dead letters' publishing, the month-rows
+consumers of their own), and after each fetch, as the worker's readers, each partition of
+theirs is told its position and high-water mark (`ReadTable.advance`), so one read to its
+end with no record for `groups_idle_s` (`refund_idle_s`) while the topic moves is left out
+of the table's horizon (`ReadTable.idle`) and the sessions it held back are summarized.
+Left out: faust, the dead letters' publishing, the month-rows
 exchange (its topic and sender), snapshots, Prometheus' endpoint, the worker's deferred
 collection between fetches ((a)'s pacer, told by `apply_batch`, paces both alike).
 """
@@ -76,8 +83,11 @@ async def consume(
     settings: Settings, group: str, expect: int, timeout_s: float, transport_only: bool = False
 ) -> dict[str, float]:
     consumer = _consumer(settings, group)
-    ledger = Ledger(settings.dedupe_window_ms)
-    board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    # A ledger and a board per partition, as the worker's `LiveState` holds them (partition
+    # `p` of every source topic in one): a single ledger over every partition refused as
+    # expired the records of a partition a fetch brought after another's later days (about
+    # two thirds of the bench's stream, Session 18), so (a) did less than the worker.
+    parts: dict[int, tuple[Ledger, OperatorBoard]] = {}
     pacer = _pacer(settings)
     await consumer.start()
     seen = 0
@@ -88,8 +98,12 @@ async def consume(
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             if batches and first is None:
                 first = time.time()
-            for records in batches.values():
+            for tp, records in batches.items():
                 if not transport_only:
+                    part = parts.get(tp.partition)
+                    if part is None:
+                        part = parts[tp.partition] = _partition(settings)
+                    ledger, board = part
                     if decode_values is None:
                         for record in records:
                             ingest(record.value, ledger, board)
@@ -102,7 +116,21 @@ async def consume(
         last = time.time()
     finally:
         await consumer.stop()
-    return consumed(seen, first, last, ledger.counts.valid)
+    ledgers = [ledger for ledger, _ in parts.values()]
+    return {
+        **consumed(seen, first, last, sum(ledger.counts.valid for ledger in ledgers)),
+        "rejected": sum(ledger.counts.rejected for ledger in ledgers),
+        "duplicates": sum(ledger.counts.duplicates for ledger in ledgers),
+        "expired": sum(ledger.counts.expired for ledger in ledgers),
+        "partitions": len(parts),
+    }
+
+
+def _partition(settings: Settings) -> tuple[Ledger, OperatorBoard]:
+    """(a)'s state of one partition: a `Ledger(dedupe window)` (no fold, no claims by period,
+    no horizons: the core alone) and its operator board."""
+    board = OperatorBoard(settings.window_grace_ms, gpm_denominator=settings.gpm_denominator)
+    return Ledger(settings.dedupe_window_ms), board
 
 
 async def _no_publish(letters: Sequence[DeadLetter]) -> None:
@@ -155,6 +183,19 @@ async def consume_worker_state(
     try:
         while seen < expect and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for tp, records in batches.items():
+                table = tables.get(tp.topic)
+                if table is not None:
+                    table.apply_fetch(
+                        tp.partition, [r.offset for r in records], [r.value for r in records]
+                    )
+            # The worker's idle rule: its readers tell their table every partition's position
+            # and high-water mark after each fetch, an empty one too (`MembershipReader._read`).
+            for tp in consumer.assignment():
+                table = tables.get(tp.topic)
+                if table is not None:
+                    position = await consumer.position(tp)
+                    table.advance(tp.partition, position, consumer.highwater(tp))
             if not batches:
                 continue
             received_at = time.time()
@@ -162,12 +203,7 @@ async def consume_worker_state(
                 first = received_at
             # One batch of every partition's records, as the worker's batch consumer builds it.
             batch: list[RawRecord] = []
-            for tp, records in batches.items():
-                table = tables.get(tp.topic)
-                if table is not None:
-                    table.apply_fetch(
-                        tp.partition, [r.offset for r in records], [r.value for r in records]
-                    )
+            for records in batches.values():
                 batch.extend(
                     RawRecord(
                         r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, r.headers
@@ -190,11 +226,11 @@ async def consume_worker_state(
         # Partition ledgers summarizing closed sessions (the fold), and what the tables read.
         "folding": sum(p.ledger.fold_sessions for p in state.partitions.values()),
         # Sessions summarized: none until the membership table's horizon covers every groups
-        # partition. The worker's reader leaves out one with no record after `groups_idle_s`
-        # of the topic moving; (w)'s tables are never told a partition is quiet, so never
-        # here: a stream whose group events miss a partition summarizes nothing in (w), and
-        # nothing in the worker's drain shorter than `groups_idle_s` (the bench's at 100,000).
+        # partition, or leaves out those idle (no record for `groups_idle_s` of the topic
+        # moving, as the worker's reader): a stream whose group events miss a partition
+        # summarizes nothing in a pass shorter than that (the bench's at 100,000).
         "summarized": sum(p.ledger.summarized_sessions for p in state.partitions.values()),
+        "idle": {topic: sorted(table.idle()) for topic, table in tables.items()},
         "table_records": {topic: table.records for topic, table in tables.items()},
     }
 

@@ -744,10 +744,13 @@ class OperatorBoard:
         watch: tuple[int, float | None] | None = None,
         peak: int | None = None,
         paying_users: int | None = None,
+        peak_ceiling: int | None = None,
     ) -> dict[str, Any]:
         """A level's figures; `watch` (total and median watch ms), `peak` and `paying_users`
         when already known (agents/core/page.py keeps them per level), else from `parts`
-        (with its summarized sessions' sums, sketch and buyers where it has them)."""
+        (with its summarized sessions' sums, sketch and buyers where it has them).
+        `peak_ceiling`, with `peak`: the most that peak can be (the page's, as
+        `add_level_curves` gives `parts.peak_ceiling`), given where it is above it."""
         gmv = parts.gmv_cents / 100
         median_ms: float | None
         if watch is not None:
@@ -791,6 +794,8 @@ class OperatorBoard:
             **(
                 {"viewers_peak_ceiling": parts.peak_ceiling}
                 if peak is None and parts.peak_ceiling is not None
+                else {"viewers_peak_ceiling": peak_ceiling}
+                if peak is not None and peak_ceiling is not None and peak_ceiling > peak
                 else {}
             ),
             "watch_time_seconds_sum": watch_total_ms / 1000,

@@ -510,11 +510,21 @@ class PageBuilder:
             median = _sketched_median(sketches, watch, settled.removed)
         else:
             median = _median_of(watch, settled.removed)
+        peak = max(base.prefix.peak_with(live), 0 if curve is None else curve.peak)
+        ceiling: int | None = None
+        if curve is not None and curve.slack:
+            # A merged curve's minutes may lack what partitions dropped from their kept runs:
+            # the same peak with each minute's `slack` added is the most it can be, as
+            # `LevelCurve.ceiling` gives the report's (`operator.add_level_curves`).
+            upper = Counter(live)
+            upper.update(curve.slack)
+            ceiling = max(base.prefix.peak_with(upper), curve.peak)
         return figures(
             total,
             watch=(watch_total_ms, median),
-            peak=max(base.prefix.peak_with(live), 0 if curve is None else curve.peak),
+            peak=peak,
             paying_users=base.paying_count(paying_live),
+            peak_ceiling=ceiling,
         )
 
     def _settled_watch(

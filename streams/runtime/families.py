@@ -268,6 +268,12 @@ def operator_families() -> dict[str, Any]:
         "Peak concurrent viewers over 1-minute buckets (for `other`, the largest).",
         labels=labels,
     )
+    families["livepulse_viewers_peak_ceiling"] = GaugeMetricFamily(
+        "livepulse_viewers_peak_ceiling",
+        "The most livepulse_viewers_peak can be, only where that peak merged over partitions "
+        "is a lower bound (never for `other`).",
+        labels=labels,
+    )
     for name, doc in OPERATOR_RATIOS:
         families[name] = GaugeMetricFamily(name, doc, labels=labels)
     for figure, name in WINDOW_GAUGES:

@@ -454,6 +454,11 @@ class OperatorCollector:
             for key, name, _doc, _counter in OPERATOR_SUMS:
                 families[name].add_metric(labels, f[key])
             families["livepulse_viewers_peak"].add_metric(labels, f["viewers_peak"])
+            # Only a level whose merged peak is a lower bound (`other` folds none: its peak is
+            # the largest of its levels', a floor of theirs together whatever each holds).
+            ceiling = f.get("viewers_peak_ceiling")
+            if ceiling is not None:
+                families["livepulse_viewers_peak_ceiling"].add_metric(labels, ceiling)
             for name, value in _derived(f, gpm_denominator).items():
                 if value is not None:
                     families[name].add_metric(labels, value)

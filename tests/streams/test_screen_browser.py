@@ -108,6 +108,13 @@ def mismatches(
     for room_id, figures in operator["rooms"].items():
         for key in ("entries", "orders", "gmv_cny", "conversion", "viewers_current"):
             check(f"room.{room_id}.{key}", figures[key])
+    # A peak merged over partitions that is a lower bound shows its ceiling; an exact one none.
+    rooms = ((f"room.{room_id}", figures) for room_id, figures in operator["rooms"].items())
+    for name, figures in (("overall", operator["overall"]), ("focus", focus), *rooms):
+        if "viewers_peak_ceiling" in figures:
+            check(f"{name}.viewers_peak_ceiling", figures["viewers_peak_ceiling"])
+        elif f"{name}.viewers_peak_ceiling" in values:
+            problems.append(f"{name}.viewers_peak_ceiling: on the page, not in the report")
     curves = screen["minutes"]["overall" if room is None else "rooms"]
     curves = curves if room is None else curves[room]
     for key in ("viewers", "entries", "orders", "gmv_cny"):

@@ -117,3 +117,32 @@ def test_labels_never_carry_an_unbounded_id(report: dict[str, Any]) -> None:
     assert {k for series in samples.values() for s in series for k in s.labels} <= {
         "level", "id", "window", "le"
     }  # fmt: skip
+
+
+def test_a_peaks_ceiling_is_exported_only_where_the_report_gives_one(
+    report: dict[str, Any],
+) -> None:
+    """`livepulse_viewers_peak_ceiling` beside `livepulse_viewers_peak`, same labels: a sample
+    for each labelled level whose report figures carry `viewers_peak_ceiling` (a merged peak
+    that is a lower bound), none where the peak is exact (xhs in one ledger: every one), and
+    none for `other` (its peak is the largest of its levels')."""
+    assert "livepulse_viewers_peak_ceiling" not in scrape(report, top_n=2)
+    rooms = sorted(
+        report["operator"]["rooms"], key=lambda r: (-report["operator"]["rooms"][r]["entries"], r)
+    )
+    bounded = json.loads(json.dumps(report))  # a copy, two levels given ceilings
+    operator = bounded["operator"]
+    operator["overall"]["viewers_peak_ceiling"] = operator["overall"]["viewers_peak"] + 7
+    operator["rooms"][rooms[0]]["viewers_peak_ceiling"] = (
+        operator["rooms"][rooms[0]]["viewers_peak"] + 3
+    )
+    operator["rooms"][rooms[-1]]["viewers_peak_ceiling"] = 10**6  # folded into `other`
+    samples = scrape(bounded, top_n=2)
+    got = {
+        (s.labels["level"], s.labels["id"]): s.value
+        for s in samples["livepulse_viewers_peak_ceiling"]
+    }
+    assert got == {
+        ("overall", "all"): operator["overall"]["viewers_peak"] + 7,
+        ("room", rooms[0]): operator["rooms"][rooms[0]]["viewers_peak"] + 3,
+    }

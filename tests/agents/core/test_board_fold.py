@@ -20,6 +20,7 @@ from agents.core.html import render_html
 from agents.core.ingest import ingest
 from agents.core.ledger import OVERALL_LEVEL, SESSION_HORIZON_MS, SessionSummary
 from agents.core.merge import merge_boards, merge_ledgers
+from agents.core.page import PageBuilder
 from agents.core.persist import MAGIC, dump_state, load_state
 from streams.tools.simulator.generate import generate
 from streams.tools.simulator.scenarios import get_scenario
@@ -232,7 +233,9 @@ def test_the_report_gives_a_bounded_merged_peak_its_ceiling(
     JSON report, above its peak, with the truth's peak between the two and the ceiling at
     most the partitions' peaks summed (no minute can sum above those); a level with none has
     the truth's peak. The HTML report names each bounded level with its ceiling, and the
-    rooms table has the column. One ledger gives no ceiling (its peaks are exact)."""
+    rooms table has the column. One ledger gives no ceiling (its peaks are exact). The live
+    screen's page (`PageBuilder`, over the partitions unmerged) gives every level the
+    report's peak and ceiling (Session 19)."""
     monkeypatch.setattr(concurrency, "SETTLED_RUNS_KEPT", 8)
     stream = records("xhs")
     decoded = [event for _topic, _key, event in stream]
@@ -275,6 +278,17 @@ def test_the_report_gives_a_bounded_merged_peak_its_ceiling(
         for report in alone
         for figures in [report["overall"], *report["rooms"].values(), *report["merchants"].values()]
     )
+    screen = PageBuilder().build(parts)["operator"]
+    for kind in ("overall", "rooms", "merchants"):
+        levels = {"": truth["overall"]} if kind == "overall" else truth[kind]
+        for level_id in levels:
+            got, want = (
+                _level_figures(screen, kind, level_id),
+                _level_figures(operator, kind, level_id),
+            )
+            name = kind if kind == "overall" else f"{kind}.{level_id}"
+            assert got.get("viewers_peak") == want.get("viewers_peak"), name
+            assert got.get("viewers_peak_ceiling") == want.get("viewers_peak_ceiling"), name
     html = render_html(merged_report)
     for name, (peak, ceiling) in ceilings.items():
         shown = name.replace("rooms.", "room ").replace("merchants.", "merchant ")
