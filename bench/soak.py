@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import gc
 import io
 import itertools
@@ -348,14 +349,74 @@ def _pct(before: float | None, after: float | None) -> float | None:
     return (after - before) / before * 100
 
 
-def growth_after(samples: list[dict[str, Any]], horizon_day: float) -> dict[str, Any]:
+def _month_start_ms(ts: int) -> int:
+    """The epoch ms at which `ts`'s calendar month (UTC) begins."""
+    when = datetime.datetime.fromtimestamp(ts / 1000, datetime.UTC)
+    return round(
+        datetime.datetime(when.year, when.month, 1, tzinfo=datetime.UTC).timestamp() * 1000
+    )
+
+
+def _next_month_ms(month_start_ms: int) -> int:
+    """The epoch ms at which the calendar month after the one beginning at `month_start_ms`
+    begins."""
+    return _month_start_ms(month_start_ms + 32 * DAY_MS)
+
+
+def whole_months(
+    samples: list[dict[str, Any]], horizon_day: float, first_ts: int
+) -> list[dict[str, Any]]:
+    """The means of RSS and snapshot MB by calendar month (UTC) of the snapshot's event day
+    (`snapshot_day`), for each month that begins at or after `horizon_day` and that the
+    samples reach past the end of (the stream's day 0 at `first_ts`), with at least two
+    samples in it. The snapshot moves with where each partition is in its month (the day
+    and month periods it holds until they are frozen, the sessions held until the month's
+    fold), by +-10% from one reading to the next; a whole month's mean takes every phase once,
+    so months compare with months where single readings do not."""
+    if not samples:
+        return []
+    horizon_ms = first_ts + horizon_day * DAY_MS
+    reached_ms = first_ts + samples[-1]["day"] * DAY_MS
+    by_month: dict[int, list[dict[str, Any]]] = {}
+    for sample in samples:
+        day = _snapshot_day(sample)
+        if day is None:
+            continue
+        by_month.setdefault(_month_start_ms(first_ts + round(day * DAY_MS)), []).append(sample)
+    months = []
+    for start, taken in sorted(by_month.items()):
+        if start < horizon_ms or _next_month_ms(start) > reached_ms or len(taken) < 2:
+            continue
+        months.append(
+            {
+                "month": datetime.datetime.fromtimestamp(start / 1000, datetime.UTC).strftime(
+                    "%Y-%m"
+                ),
+                "samples": len(taken),
+                "rss_mb": statistics.fmean(s["rss_mb"] for s in taken),
+                "snapshot_mb": statistics.fmean(s["snapshot_mb"] for s in taken),
+            }
+        )
+    return months
+
+
+def growth_after(
+    samples: list[dict[str, Any]], horizon_day: float, first_ts: int | None = None
+) -> dict[str, Any]:
     """The issue's targets, from the samples at or after `horizon_day`: RSS and snapshot bytes
     from the first such sample to the last, in %; throughput as the median records/s of the
     later half of those samples against the earlier half, in % (samples in which nothing
     was consumed, e.g. a worker waiting for its replay, left out). The snapshot from the first
     sample whose snapshot was taken at or after the horizon (`snapshot_day`: a worker's
     latest snapshots can be older than the sample). None where there are not two samples to
-    compare (a stream shorter than the horizon)."""
+    compare (a stream shorter than the horizon).
+
+    With the stream's first event time `first_ts` (epoch ms), also the aligned reading
+    (`whole_months`): RSS and snapshot as the mean of the last whole calendar month after the
+    horizon against the first's, in % (`rss_months_pct`, `snapshot_months_pct`; None with
+    fewer than two whole months). The snapshot is "flat" by it when within `TARGET_PCT`
+    either way: the first-to-last figure compares two single readings, each anywhere in the
+    month's +-10% swing."""
     after = [s for s in samples if s["day"] >= horizon_day]
     snapshots = [s for s in samples if (_snapshot_day(s) or -1.0) >= horizon_day]
     rates = [s["records_per_s"] for s in after if s.get("records_per_s")]
@@ -385,6 +446,19 @@ def growth_after(samples: list[dict[str, Any]], horizon_day: float) -> dict[str,
         "snapshot": None if snapshot is None else abs(snapshot) < TARGET_PCT,
         "records_per_s": None if rate is None else rate > -TARGET_PCT,
     }
+    if first_ts is not None:
+        months = whole_months(after, horizon_day, first_ts)
+        growth["months"] = months
+        growth["rss_months_pct"] = growth["snapshot_months_pct"] = None
+        if len(months) >= 2:
+            growth["rss_months_pct"] = _pct(months[0]["rss_mb"], months[-1]["rss_mb"])
+            growth["snapshot_months_pct"] = _pct(
+                months[0]["snapshot_mb"], months[-1]["snapshot_mb"]
+            )
+        by_months = growth["snapshot_months_pct"]
+        growth["targets_met"]["snapshot_months"] = (
+            None if by_months is None else abs(by_months) < TARGET_PCT
+        )
     return growth
 
 
@@ -426,6 +500,16 @@ def table(result: dict[str, Any]) -> str:
         f"from the snapshot of day {growth.get('snapshot_from_day', '-')}), throughput "
         f"{pct('records_per_s_pct')} (flat: later half of the samples' median records/s "
         "against the earlier half's).",
+    ]
+    months = growth.get("months") or []
+    if len(months) >= 2:
+        lines.append(
+            f"Whole calendar months ({months[0]['month']} against {months[-1]['month']}, the "
+            f"means of {months[0]['samples']} and {months[-1]['samples']} samples): RSS "
+            f"{pct('rss_months_pct')}, snapshot {pct('snapshot_months_pct')} (flat: within "
+            f"{TARGET_PCT:g}% either way)."
+        )
+    lines += [
         f"Truth: {len(result['truth_mismatches'])} mismatches.",
     ]
     return "\n".join(lines)
@@ -705,7 +789,8 @@ def soak(
         "report_s": report_s,
         "retention": report["retention"],
         "truth_mismatches": problems,
-        "growth": growth_after(samples, horizon),
+        "first_ts": first_ts,
+        "growth": growth_after(samples, horizon, first_ts),
         "samples": samples,
     }
 
@@ -1046,7 +1131,9 @@ def worker_soak(
                 settings.first_order_horizon_days,
                 settings.refund_horizon_days,
             ),
+            first_ts,
         ),
+        "first_ts": first_ts,
         "samples": samples,
     }
 
@@ -1214,6 +1301,12 @@ def main() -> None:
         "--replot", type=Path, metavar="RUN.json", help="redraw a saved run (no new run)"
     )
     parser.add_argument(
+        "--first-ts",
+        type=int,
+        help="with --replot of a run saved before its stream's first event time was: that "
+        "time (epoch ms), for the whole-month reading",
+    )
+    parser.add_argument(
         "--compare",
         type=Path,
         action="append",
@@ -1239,7 +1332,9 @@ def main() -> None:
         return
     if args.replot is not None:
         result = json.loads(args.replot.read_text("utf-8"))
-        result.setdefault("growth", growth_after(result["samples"], _horizon_of(result)))
+        first_ts = result.get("first_ts", args.first_ts)
+        if "growth" not in result or first_ts is not None:
+            result["growth"] = growth_after(result["samples"], _horizon_of(result), first_ts)
         plot_path = args.plot or args.replot.with_suffix(".svg")
     else:
         if args.worker:

@@ -57,6 +57,74 @@ def keep_runs(
     return out_runs, out_gaps
 
 
+def _shuffled(values: array[int]) -> bytes:
+    """`values`' bytes with the i-th byte of every value together, for each i in turn (so that
+    the high bytes, zero for a small value, make long runs for zlib)."""
+    data = values.tobytes()
+    width = values.itemsize
+    return b"".join(data[i::width] for i in range(width))
+
+
+def _unshuffled(data: bytes) -> array[int]:
+    """The 64-bit values `_shuffled` wrote."""
+    out = array("q")
+    width = out.itemsize
+    count = len(data) // width
+    interleaved = bytearray(len(data))
+    for i in range(width):
+        interleaved[i::width] = data[i * count : (i + 1) * count]
+    out.frombytes(bytes(interleaved))
+    return out
+
+
+def pack_runs(runs: array[int], gaps: array[int]) -> bytes:
+    """A curve's settled runs ((count, first minute, minute after the last), flattened) and
+    gaps (one more than the runs; none with none) as the snapshot keeps them: by column,
+    each run's first minute as its distance from the previous run's end (from 0 for the
+    first) and its end as its length, every column's bytes shuffled (`_shuffled`). The same
+    numbers, in bytes that zlib packs ~3.4x smaller than the plain arrays' (measured on a
+    300-day soak's partition: 28,642 runs over 9 levels, 40 kB against 136 kB)."""
+    counts, firsts, ends = runs[0::3], runs[1::3], runs[2::3]
+    previous = (array("q", [0]) + ends)[:-1]  # each run's previous end, 0 for the first
+    starts = array("q", [first - end for first, end in zip(firsts, previous, strict=True)])
+    lengths = array("q", [end - first for first, end in zip(firsts, ends, strict=True)])
+    return b"".join(_shuffled(column) for column in (counts, starts, lengths, gaps))
+
+
+def unpack_runs(data: bytes) -> tuple[array[int], array[int]]:
+    """The runs and gaps `pack_runs` packed."""
+    if not data:  # no runs, no gaps (a curve never settled, or a merged one)
+        return array("q"), array("q")
+    values = _unshuffled_columns(data)
+    count = (len(values) - 1) // 4
+    counts = values[:count]
+    starts = values[count : 2 * count]
+    lengths = values[2 * count : 3 * count]
+    gaps = array("q", values[3 * count :])
+    runs = array("q", bytes(24 * count))
+    end = 0
+    for i in range(count):
+        first = end + starts[i]
+        end = first + lengths[i]
+        runs[3 * i], runs[3 * i + 1], runs[3 * i + 2] = counts[i], first, end
+    return runs, gaps
+
+
+def _unshuffled_columns(data: bytes) -> array[int]:
+    """Every 64-bit value of `pack_runs`' four columns, in order: 4 n + 1 values for n runs."""
+    width = array("q").itemsize
+    values = len(data) // width
+    if len(data) % width or (values - 1) % 4:
+        raise ValueError(f"packed runs of {len(data)} bytes: not 4 n + 1 values")
+    count = (values - 1) // 4
+    out = array("q")
+    offset = 0
+    for size in (count, count, count, count + 1):
+        out.extend(_unshuffled(data[offset : offset + size * width]))
+        offset += size * width
+    return out
+
+
 class LevelCurve:
     """One operator level's concurrency by minute from its summarized sessions (docs/design.md,
     "The board's concurrency by minute").
@@ -108,8 +176,10 @@ class LevelCurve:
 
     def __getstate__(self) -> dict[str, object]:
         state = {name: getattr(self, name) for name in self.__slots__}
-        state["runs"] = self.runs.tobytes()  # an array's own pickle names a global
-        state["gaps"] = self.gaps.tobytes()
+        del state["runs"], state["gaps"]
+        # An array's own pickle names a global; packed, the runs and gaps take ~3.4x fewer
+        # bytes after the snapshot's zlib than their plain bytes (version 15 and older).
+        state["runs_packed"] = pack_runs(self.runs, self.gaps)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -117,6 +187,10 @@ class LevelCurve:
         for name in self.__slots__:
             if name in state:
                 setattr(self, name, state[name])
+        packed = state.get("runs_packed")
+        if isinstance(packed, bytes):
+            self.runs, self.gaps = unpack_runs(packed)
+            return
         for name in ("runs", "gaps"):
             if name in state:
                 setattr(self, name, array("q"))

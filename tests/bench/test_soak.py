@@ -5,7 +5,9 @@ samples; its growth figures are the issue's targets."""
 from __future__ import annotations
 
 import argparse
+import calendar
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -25,6 +27,7 @@ from bench.soak import (
     DISTINCT_BOUND,
     MONTH_DAYS,
     REFUND_HORIZON_DAYS,
+    TARGET_PCT,
     _horizon_of,
     bounded_peaks,
     growth_after,
@@ -125,6 +128,64 @@ def test_growth_is_measured_from_the_first_sample_after_the_horizon() -> None:
         "snapshot": True,
         "records_per_s": True,
     }
+
+
+def test_whole_calendar_months_tell_a_month_phase_swing_from_growth() -> None:
+    """A snapshot that swings with the day of its month (the periods held until frozen) reads
+    as growth or shrinkage from one sample to another, but a whole calendar month's mean takes
+    every phase once: flat when only the swing is there, growing when its base grows; the
+    months before the horizon, and one the samples stop inside, do not count."""
+    first_ts = 1_704_067_200_000  # 2024-01-01T00:00:00Z; 2024-03-01 is day 60, 2024-07-01 day 182
+
+    def samples(base_per_day: float) -> list[dict[str, float]]:
+        out = []
+        for day in range(200):
+            # The swing: -20% on a month's first day to +20% on its last, mean 0 over the month.
+            ts = first_ts + day * DAY_MS
+            when = datetime.datetime.fromtimestamp(ts / 1000, datetime.UTC)
+            length = calendar.monthrange(when.year, when.month)[1]
+            phase = (when.day - 1) / (length - 1) - 0.5
+            base = 2.0 + base_per_day * day
+            out.append(
+                {
+                    "day": float(day),
+                    "rss_mb": 100.0,
+                    "snapshot_mb": base * (1 + 0.4 * phase),
+                    "snapshot_day": float(day),
+                    "records_per_s": 5_000.0,
+                }
+            )
+        return out
+
+    # The last sample (day 199) is 2024-07-18, so the whole months after the horizon (day 40,
+    # February 10th) are March to June.
+    flat = growth_after(samples(0.0), 40.0, first_ts)
+    assert [m["month"] for m in flat["months"]] == ["2024-03", "2024-04", "2024-05", "2024-06"]
+    assert [m["samples"] for m in flat["months"]] == [31, 30, 31, 30]
+    assert all(math.isclose(m["snapshot_mb"], 2.0) for m in flat["months"])
+    assert math.isclose(flat["snapshot_months_pct"], 0.0, abs_tol=1e-9)
+    assert flat["rss_months_pct"] == 0.0
+    # Day 40 is a third into February, day 199 past the middle of July: single readings
+    # differ by the swing alone, and the first-to-last figure is not flat.
+    assert flat["snapshot_pct"] > TARGET_PCT
+    assert flat["targets_met"]["snapshot"] is False
+    assert flat["targets_met"]["snapshot_months"] is True
+    # A base growing 0.2% of its start a day: a month's mean is its middle day's base (the
+    # swing adds <1% of it), and June's against March's is +~16%.
+    growing = growth_after(samples(0.004), 40.0, first_ts)
+    march, june = growing["months"][0]["snapshot_mb"], growing["months"][-1]["snapshot_mb"]
+    assert math.isclose(march, 2.0 + 0.004 * 75, rel_tol=0.01)
+    assert math.isclose(growing["snapshot_months_pct"], (june / march - 1) * 100)
+    assert math.isclose(june, 2.0 + 0.004 * 166.5, rel_tol=0.01)
+    assert growing["snapshot_months_pct"] > TARGET_PCT
+    assert growing["targets_met"]["snapshot_months"] is False
+    # Without the stream's first event time there is no month reading, and no verdict on it.
+    assert "snapshot_months" not in growth_after(samples(0.0), 40.0)["targets_met"]
+    # Fewer than two whole months after the horizon: none.
+    short = growth_after(samples(0.0)[:100], 40.0, first_ts)  # to April 9th
+    assert [m["month"] for m in short["months"]] == ["2024-03"]
+    assert short["snapshot_months_pct"] is None
+    assert short["targets_met"]["snapshot_months"] is None
 
 
 def test_the_horizon_counts_the_user_board_and_pair_horizons() -> None:
