@@ -177,8 +177,17 @@ MAGIC: Final[bytes] = b"LPst"
 #:     price part) holds at most a limit of cells, coarsening past it, and pickles its cells
 #:     with its `level` and `limit`. A version 1-14 table (its cells only) loads at level 0
 #:     with the default limit, coarsened at load if it holds more cells.
-VERSION: Final[int] = 15
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+#: 16 (session 19): a worker partition's frozen parts' per-user rows of the refund claims
+#:     (`period_rows.REFUND_CLAIMS`) are taken once their second stage has frozen the month
+#:     (`Ledger.period_refunds_frozen_to`, `period_refunds_sent_through`) and folded at the
+#:     user's owner partition once every source announced that month's
+#:     (`PeriodsClosed.refunds_through`, an owner's `period_refund_sources_through`). A
+#:     version 15 or older state loads with none taken or announced: its next take after a
+#:     second-stage freeze sends every kept month's refund rows.
+VERSION: Final[int] = 16
+_READABLE: Final[frozenset[int]] = frozenset(
+    {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+)
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
