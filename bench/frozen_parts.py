@@ -2,7 +2,8 @@
 under DATA_DIR, e.g. after `bench.soak --worker`), summed over partitions: the snapshot bytes,
 the largest parts (`bench.soak_profile.part_sizes`, pickled one by one, zlib level 1) and the
 frozen period parts by claim, with an owner's routed period rows (`Ledger.period_users`,
-`period_rows_in`, snapshot version 12); the JSON goes to stdout (issue 17)."""
+`period_rows_in`, snapshot version 12) and its folded parts by claim (`owner_by_claim_kb`);
+the JSON goes to stdout (issue 17)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
     store = LocalStore(stores[0])
     parts: dict[str, float] = {}
     claims: dict[str, float] = {}
+    owners: dict[str, float] = {}
     snapshot_bytes = partitions = 0
     try:
         while (snapshot := store.load(partitions)) is not None:
@@ -39,6 +41,11 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
                 if name in ledger.__dict__:
                     key = f"(owner) {name}"
                     claims[key] = claims.get(key, 0.0) + packed_kb(ledger.__dict__[name])
+            # The owners' folded parts by claim (session 19: the refund claims' apart).
+            for owned in ledger.__dict__.get("period_users", {}).values():
+                for claim_id, part in owned.items():
+                    key = f"(owner) period_users {claim_id}"
+                    owners[key] = owners.get(key, 0.0) + packed_kb(part)
             partitions += 1
     finally:
         store.close()
@@ -50,6 +57,9 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
         "top_parts_kb": {name: round(kb, 1) for name, kb in largest},
         "frozen_by_claim_kb": {
             name: round(kb, 1) for name, kb in sorted(claims.items(), key=lambda item: -item[1])
+        },
+        "owner_by_claim_kb": {
+            name: round(kb, 1) for name, kb in sorted(owners.items(), key=lambda item: -item[1])
         },
     }
 

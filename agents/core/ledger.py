@@ -1883,6 +1883,10 @@ class Ledger:
         if "period_dwell_after" not in state:  # version 12: no dwell rows routed
             self.period_dwell_after = self.period_rows_sent_through
             self.__dict__["period_dwell_after_by"] = {}
+        if "period_refunds_sent_through" not in state:  # version 16 or older: kept at home
+            self.__dict__["period_refunds_frozen_to"] = None
+            self.__dict__["period_refunds_sent_through"] = ""
+            self.__dict__["period_refund_sources_through"] = {}
         if "dedupe_window_ms" not in state:
             self.dedupe_window_ms = None
             self._id_hours = [{} for _ in TOPICS]
@@ -3263,6 +3267,10 @@ class Ledger:
         #: WHOLE_PERIOD`: "" for a state that routes them from the start; a state of snapshot
         #: version 12 routed none of the months it had sent).
         self.period_dwell_after = ""
+        #: As a source: the refund closing horizon at the last second-stage freeze (the
+        #: `REFUND_CLAIMS`' own), and the last month whose refund claims' rows were taken.
+        self.period_refunds_frozen_to: int | None = None
+        self.period_refunds_sent_through = ""
         #: As the owner: (kind, period) -> source partition -> claim -> user -> row, until
         #: every source has announced the period's month (`period_sources_through`); then
         #: folded into `period_users`, (kind, period) -> claim -> folded part.
@@ -3270,6 +3278,9 @@ class Ledger:
         self.period_sources_through: dict[int, str] = {}
         #: As the owner: each source's announced `period_dwell_after`.
         self.period_dwell_after_by: dict[int, str] = {}
+        #: As the owner: each source's announced month through which its refund claims' rows
+        #: were sent (their second stage: `period_rows_in` holds them until every source's).
+        self.period_refund_sources_through: dict[int, str] = {}
         self.period_users: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _init_month_fold(self, fold_months: bool) -> None:

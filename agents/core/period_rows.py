@@ -26,8 +26,15 @@ announced with its `PeriodsClosed`): an owner folds a period's dwell rows only o
 source says it routed that month's, else it holds them as rows, which merge exactly with the
 rows that source kept.
 
-Not routed: the refund claims (frozen in a second stage, months later), and the per-session
-rows and sketches (bounded by the period's sessions).
+The refund claims (`REFUND_CLAIMS`) are frozen in a second stage, once every refund that can
+count for the period's orders has come (months after the first); their rows are taken once
+that stage has frozen a month here (`Ledger.period_refunds_frozen_to`) and announced apart
+(`PeriodsClosed.refunds_through`): an owner folds a period's refund rows once every source
+has announced that month's, whatever its first stage did. A source keeps its own refund
+figures (finished before the cut, as one partition's are): its report alone showed them
+before, and the first stage's check "frozen in the second stage" reads them.
+
+Not routed: the per-session rows and sketches (bounded by the period's sessions).
 """
 
 from __future__ import annotations
@@ -59,6 +66,10 @@ WHOLE_PERIOD: Final[tuple[str, ...]] = (DWELL,)
 #: The claims whose frozen parts' per-user rows are taken: to the user's owner partition,
 #: but `WHOLE_PERIOD`'s to the period's.
 ROUTED: Final[tuple[str, ...]] = (*SHARES, SPEND, *WHOLE_PERIOD)
+#: The claims reading refunds: a refund counts up to the refund horizon after its order, long
+#: after the period closed, so they are frozen in a second stage (`periods.freeze_closed`)
+#: and their per-user (hits, cases) rows taken then, to the user's owner partition.
+REFUND_CLAIMS: Final[tuple[str, ...]] = ("size_refund_share", "return_rate")
 #: A source's `period_dwell_after` in an announcement of a state that routes none (an
 #: announcement of snapshot version 12's code): after every month.
 NO_DWELL_ROUTED: Final[str] = "~"
@@ -89,11 +100,14 @@ class PeriodRows(NamedTuple):
 class PeriodsClosed(NamedTuple):
     """A source partition's announcement that the rows of every frozen period of a month up
     to `through` (YYYY-MM) have been sent; each supersedes the source's earlier ones.
-    `dwell_after`: its `WHOLE_PERIOD` rows were sent only for the months after it."""
+    `dwell_after`: its `WHOLE_PERIOD` rows were sent only for the months after it.
+    `refunds_through`: the `REFUND_CLAIMS`' rows (their second stage) sent up to that month
+    ("" none: also an announcement of a state that routes none)."""
 
     source: int
     through: str
     dwell_after: str = ""
+    refunds_through: str = ""
 
 
 def split_part(claim: str, part: Any) -> tuple[Any, UserRows]:
@@ -169,27 +183,42 @@ def take_period_rows(
 ) -> list[PeriodRows | PeriodsClosed]:
     """As partition `source` of `partitions` of a worker: the per-user rows of the `ROUTED`
     claims' frozen parts of every month frozen here since the last take (the month's and its
-    days'), dropped from the parts, then the announcement; nothing until a further month is
-    frozen. With one partition its own figures are its report's: each not read yet is
-    finished first from the whole part. With several, a partition's own figure of a routed
-    claim is no figure of the stream (its users' rows are in other partitions too) and only
-    its own report of it alone reads it: it is dropped (that report shows the period
-    `folded`), since finishing it would cost the take most of its time (the spend's interval
-    over every user row) for nothing the merged report reads."""
+    days'), and of the `REFUND_CLAIMS`' parts of every month their second stage has frozen
+    here since then, dropped from the parts, then the announcement; nothing until a further
+    month is frozen in either stage. With one partition its own figures are its report's:
+    each not read yet is finished first from the whole part. With several, a partition's own
+    figure of a `ROUTED` claim is no figure of the stream (its users' rows are in other
+    partitions too) and only its own report of it alone reads it: it is dropped (that report
+    shows the period `folded`), since finishing it would cost the take most of its time (the
+    spend's interval over every user row) for nothing the merged report reads. A refund
+    claim's figure is finished and kept whatever the partitions (a Wilson interval from the
+    part's sums, once): its presence is what marks the period's second stage as done
+    (`periods.freeze_closed`, `claim_periods`)."""
     frozen_to = ledger.periods_frozen_to
     if frozen_to is None:
         return []
-    through = _month_before(frozen_to)
-    if through <= ledger.period_rows_sent_through:
+    sent, refunds_sent = ledger.period_rows_sent_through, ledger.period_refunds_sent_through
+    through = max(_month_before(frozen_to), sent)
+    refunds_to = ledger.period_refunds_frozen_to
+    # (Never past the first stage's month: a period's second stage comes after its first.)
+    refunds_through = refunds_sent
+    if refunds_to is not None:
+        refunds_through = max(min(_month_before(refunds_to), through), refunds_sent)
+    if through <= sent and refunds_through <= refunds_sent:
         return []
     out: list[PeriodRows | PeriodsClosed] = []
     dwell_after = ledger.period_dwell_after
     for (kind, key), parts in sorted(ledger.frozen_parts.items()):
         month = key[:7]
-        if month <= ledger.period_rows_sent_through or month > through:
+        claims: tuple[str, ...] = ()
+        if sent < month <= through:
+            claims = ROUTED
+        if refunds_sent < month <= refunds_through:
+            claims = (*claims, *REFUND_CLAIMS)
+        if not claims:
             continue
         figures = ledger.frozen_periods.get((kind, key))
-        for claim in ROUTED:
+        for claim in claims:
             part = parts.get(claim)
             if part is None or (claim in WHOLE_PERIOD and month <= dwell_after):
                 continue
@@ -197,28 +226,33 @@ def take_period_rows(
             if not rows:
                 continue
             if figures is not None and claim in figures:
-                if partitions == 1:
+                if partitions == 1 or claim in REFUND_CLAIMS:
                     figures[claim]  # finished from the rows (FrozenFigures keeps it)
                 else:
                     del figures[claim]
             parts[claim] = kept
             out.append(PeriodRows(source, kind, key, claim, rows))
     ledger.period_rows_sent_through = through
-    out.append(PeriodsClosed(source, through, dwell_after))
+    ledger.period_refunds_sent_through = refunds_through
+    out.append(PeriodsClosed(source, through, dwell_after, refunds_through))
     return out
 
 
-def folded_through(ledger: Ledger, sources: int) -> str:
-    """The month through which every source partition has sent its rows ("" none yet): the
-    owner's periods of those months are folded."""
-    held = ledger.period_sources_through
+def folded_through(ledger: Ledger, sources: int, claim: str = "") -> str:
+    """The month through which every source partition has sent its rows of `claim` ("" none
+    yet): the owner's periods of those months are folded. The `REFUND_CLAIMS`' months are
+    announced apart (their second stage)."""
+    if claim in REFUND_CLAIMS:
+        held = ledger.period_refund_sources_through
+    else:
+        held = ledger.period_sources_through
     return min((held.get(source, "") for source in range(sources)), default="")
 
 
 def receive_period_rows(ledger: Ledger, message: PeriodRows, sources: int) -> None:
     """As the owner: hold a source's rows of a period (sent again: overwritten per user);
     rows of a period every source has announced are folded already (ignored)."""
-    if message.key[:7] <= folded_through(ledger, sources):
+    if message.key[:7] <= folded_through(ledger, sources, message.claim):
         return
     period = (message.kind, message.key)
     held = ledger.period_rows_in.setdefault(period, {}).setdefault(message.source, {})
@@ -227,23 +261,35 @@ def receive_period_rows(ledger: Ledger, message: PeriodRows, sources: int) -> No
 
 def receive_periods_closed(ledger: Ledger, message: PeriodsClosed, sources: int) -> None:
     """As the owner: note a source's announcement, and fold each period held whose month
-    every source has announced (`fold_rows`, added to any folded before)."""
+    every source has announced (`fold_rows`, added to any folded before): for the
+    `REFUND_CLAIMS`, announced in their second stage."""
     held = ledger.period_sources_through
-    if message.through <= held.get(message.source, ""):
+    refunds_held = ledger.period_refund_sources_through
+    newer = message.through > held.get(message.source, "")
+    newer_refunds = message.refunds_through > refunds_held.get(message.source, "")
+    if not newer and not newer_refunds:
         return
-    held[message.source] = message.through
-    ledger.period_dwell_after_by[message.source] = message.dwell_after
+    if newer:
+        held[message.source] = message.through
+        ledger.period_dwell_after_by[message.source] = message.dwell_after
+    if newer_refunds:
+        refunds_held[message.source] = message.refunds_through
     through = folded_through(ledger, sources)
+    refunds_through = folded_through(ledger, sources, REFUND_CLAIMS[0])
     # The last month some source did not route `WHOLE_PERIOD`'s rows of (a state restored
     # from snapshot version 12): the rows of its periods and before are held, not folded.
     dwell_after = max(
         (ledger.period_dwell_after_by.get(s, NO_DWELL_ROUTED) for s in range(sources)),
         default="",
     )
-    for period in sorted(p for p in ledger.period_rows_in if p[1][:7] <= through):
+    last = max(through, refunds_through)
+    for period in sorted(p for p in ledger.period_rows_in if p[1][:7] <= last):
         by_source = ledger.period_rows_in[period]
-        for claim in ROUTED:
-            if claim in WHOLE_PERIOD and period[1][:7] <= dwell_after:
+        month = period[1][:7]
+        for claim in (*ROUTED, *REFUND_CLAIMS):
+            if month > (refunds_through if claim in REFUND_CLAIMS else through):
+                continue
+            if claim in WHOLE_PERIOD and month <= dwell_after:
                 continue
             rows = [claims.pop(claim) for claims in by_source.values() if claim in claims]
             if not rows:
@@ -288,7 +334,10 @@ def owner_parts(ledger: Ledger, period: tuple[str, str]) -> dict[str, list[Any]]
 def routes_rows(ledgers: Sequence[Ledger]) -> bool:
     """Whether any of `ledgers` took or received period rows (their parts need the owners')."""
     return any(
-        ledger.period_rows_sent_through or ledger.period_rows_in or ledger.period_users
+        ledger.period_rows_sent_through
+        or ledger.period_refunds_sent_through
+        or ledger.period_rows_in
+        or ledger.period_users
         for ledger in ledgers
     )
 

@@ -48,7 +48,14 @@ from agents.core.ledger import (
     late_group_events,
 )
 from agents.core.metrics import CLAIM_PARTS, Measurement, PricePart, dwell_with_quantiles
-from agents.core.period_rows import PeriodRows, owner_parts, prune_owned, routes_rows, rows_part
+from agents.core.period_rows import (
+    REFUND_CLAIMS,
+    PeriodRows,
+    owner_parts,
+    prune_owned,
+    routes_rows,
+    rows_part,
+)
 from agents.core.report import claim_verdict
 from agents.core.sketch import FoldedFigures
 
@@ -67,9 +74,9 @@ NOT_PER_PERIOD: Final[dict[str, str]] = {
         "order, so the rate would read ~0; whole-stream figure only"
     ),
 }
-#: The claims reading refunds: a refund counts up to the refund horizon after its order, long
-#: after the period closed, so they are frozen only once that horizon has passed too.
-REFUND_CLAIMS: Final[tuple[str, ...]] = ("size_refund_share", "return_rate")
+#: The claims reading refunds (`period_rows.REFUND_CLAIMS`): a refund counts up to the refund
+#: horizon after its order, long after the period closed, so they are frozen only once that
+#: horizon has passed too.
 #: `LIVEPULSE_CLAIM_HORIZON_DAYS`' default: the rolling horizon, in days of event time.
 DEFAULT_HORIZON_DAYS: Final[int] = 7
 #: How many of the latest CST days and months are reported and kept frozen.
@@ -663,8 +670,13 @@ def merge_frozen(
                 for c in FIRST_STAGE
             }
             if refunds:
+                # Frozen at every input: with the owners' parts of the rows routed in the
+                # second stage (an owner's refund rows are of inputs that froze the period).
                 merged.update(
-                    {c: CLAIM_PARTS[c].merge([p[c] for p in refunds]) for c in REFUND_CLAIMS}
+                    {
+                        c: CLAIM_PARTS[c].merge([p[c] for p in refunds] + owned.get(c, []))
+                        for c in REFUND_CLAIMS
+                    }
                 )
             parts_out[(kind, key)] = merged
             figures_out[(kind, key)] = _finish(merged)
@@ -756,6 +768,9 @@ def freeze_closed(
                 else:  # a plain dict (restored from snapshot version 10 or older)
                     figures.update(added)
                 ledger.frozen_parts.setdefault((kind, key), {}).update(kept)
+        # Every frozen period ending by then has its refund claims frozen here: a worker's
+        # take sends their rows (`period_rows.take_period_rows`).
+        ledger.period_refunds_frozen_to = refunds_to
     if ledger.fold_months and (first_stage or refund_stage):
         _fold_settled(ledger)
     return held_from(ledger, settings, closed_to)

@@ -182,8 +182,15 @@ MAGIC: Final[bytes] = b"LPst"
 #:     previous run's end and its end as its length, the columns' bytes shuffled), ~3.4x
 #:     smaller after zlib than the arrays' plain bytes, which a version 1-15 state holds
 #:     and loads as before.
-VERSION: Final[int] = 16
-_READABLE: Final[frozenset[int]] = frozenset(range(1, 17))
+#: 17 (session 19): a worker partition's frozen parts' per-user rows of the refund claims
+#:     (`period_rows.REFUND_CLAIMS`) are taken once their second stage has frozen the month
+#:     (`Ledger.period_refunds_frozen_to`, `period_refunds_sent_through`) and folded at the
+#:     user's owner partition once every source announced that month's
+#:     (`PeriodsClosed.refunds_through`, an owner's `period_refund_sources_through`). A
+#:     version 16 or older state loads with none taken or announced: its next take after a
+#:     second-stage freeze sends every kept month's refund rows.
+VERSION: Final[int] = 17
+_READABLE: Final[frozenset[int]] = frozenset(range(1, 18))
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

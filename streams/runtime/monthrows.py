@@ -117,7 +117,13 @@ def encode(message: Message) -> bytes:
         return encode_period_rows([message])
     if isinstance(message, PeriodsClosed):
         return json.dumps(
-            ["periods-closed", message.source, message.through, message.dwell_after]
+            [
+                "periods-closed",
+                message.source,
+                message.through,
+                message.dwell_after,
+                message.refunds_through,
+            ]
         ).encode()
     if isinstance(message, GroupFloor):
         return json.dumps(
@@ -178,7 +184,9 @@ def decode(value: bytes | None) -> list[Message]:
         if data[0] == "periods-closed":
             # (Without its fourth item: written by a worker that routed no dwell rows.)
             dwell_after = str(data[3]) if len(data) > 3 else NO_DWELL_ROUTED
-            return [PeriodsClosed(int(data[1]), str(data[2]), dwell_after)]
+            # (Without its fifth: written by a worker that routed no refund claims' rows.)
+            refunds_through = str(data[4]) if len(data) > 4 else ""
+            return [PeriodsClosed(int(data[1]), str(data[2]), dwell_after, refunds_through)]
         if data[0] == "firsts-closed":
             return [FirstsClosed(int(data[1]), int(data[2]))]
         if data[0] == "group-floor":
@@ -552,7 +560,8 @@ class MonthRowExchange:
                 # A piece's users go out in order in the owner's records, read in order: its
                 # last user held, all are (one lookup: this runs after every batch of the
                 # topic, with a month's ~1,000 pieces in flight).
-                if row.key[:7] <= folded_through(ledger, self.sender.partitions) or (
+                done = folded_through(ledger, self.sender.partitions, row.claim)
+                if row.key[:7] <= done or (
                     not row.rows or next(reversed(row.rows)) in inbox.get(row.claim, {})
                 ):
                     continue

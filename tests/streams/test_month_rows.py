@@ -97,10 +97,16 @@ def test_a_periods_dwell_rows_go_whole_to_the_periods_owner() -> None:
     assert owners == {0, 1, 2}
     shares = split_by_owner(PeriodRows(1, "day", "2024-07-01", "bundle_share", users), 3)
     assert len(shares) == 3
-    for message in (PeriodsClosed(2, "2024-07", ""), PeriodsClosed(0, "2024-08", "2024-07")):
+    for message in (
+        PeriodsClosed(2, "2024-07", ""),
+        PeriodsClosed(0, "2024-08", "2024-07"),
+        PeriodsClosed(0, "2024-08", "", "2024-06"),
+    ):
         assert decode(encode(message)) == [message]
     old = PeriodsClosed(1, "2024-07", NO_DWELL_ROUTED)
     assert decode(b'["periods-closed",1,"2024-07"]') == [old]
+    # Written before the refund claims' rows were routed: none announced.
+    assert decode(b'["periods-closed",1,"2024-07",""]') == [PeriodsClosed(1, "2024-07", "", "")]
 
 
 def _settled(settings: Settings, worker: WorkerProcess) -> None:

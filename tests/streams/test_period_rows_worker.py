@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.core.period_rows import ROUTED
+from agents.core.period_rows import REFUND_CLAIMS, ROUTED
 from agents.core.periods import DAY, MONTH, SKETCHED, period_key
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
@@ -34,6 +34,10 @@ from tests.support.live import fixture_lines, replay_lines
 
 #: Set to run the two workers' test (~1 min).
 LONG_ENV = "LIVEPULSE_PERIOD_ROWS_LONG"
+#: A refund horizon short enough that July's refund claims reach their second stage within
+#: xhs (every refund of the fixture is within it: the figures are the plain ledger's), so
+#: their rows travel too.
+REFUND_HORIZON_DAYS = 13
 FIGURE_KEYS = ("observed", "ci_low", "ci_high")
 
 
@@ -83,7 +87,8 @@ def _check_periods(report: dict[str, Any]) -> int:
     ledger fed every event of the fixture (`plain_periods`, no fold: from the facts) to 1e-9
     (`price_dwell_association`'s frozen parts are sketched: left out); the routed claims'
     observed value of each month and every 7th day equal the truth of the period's
-    sub-stream (truth.py on the fixture's lines cut to it). How many figures compared."""
+    sub-stream (truth.py on the fixture's lines cut to it), and the refund claims' (routed
+    in their second stage). How many figures compared."""
     got = report["periods"]["claims"]
     want = plain_periods("xhs")["claims"]
     compared = 0
@@ -109,7 +114,7 @@ def _check_periods(report: dict[str, Any]) -> int:
         keys = [e["period"] for e in got["live_aov"][kind] if e["frozen"]]
         for key in keys[::stride]:
             truth = cut("xhs").claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
-            for claim_id in ROUTED:
+            for claim_id in (*ROUTED, *REFUND_CLAIMS):
                 mine = next(e for e in got[claim_id][kind] if e["period"] == key)
                 expected = truth[claim_id]["observed"]
                 if expected is None or mine["observed"] is None:
@@ -127,9 +132,12 @@ def test_a_worker_folds_frozen_period_rows_at_their_owners_through_a_restart_and
     """3 partitions, a 2-day window: the xhs fixture (July and August 2024) replayed into a
     worker stopped with SIGTERM after 3/4 of it and restarted on its state directory; then
     every record of the month-rows topic is produced again. July's rows and its days' were
-    sent and folded at their owners, and the merged report's frozen periods give the one
-    ledger's figures and intervals and the truth's figures."""
-    settings = _fold_settings(kafka_bootstrap, "periodrows")
+    sent and folded at their owners (its refund claims' too, in their second stage), and the
+    merged report's frozen periods give the one ledger's figures and intervals and the
+    truth's figures."""
+    settings = _fold_settings(
+        kafka_bootstrap, "periodrows", refund_horizon_days=REFUND_HORIZON_DAYS
+    )
     lines = fixture_lines("xhs")
     split = len(lines) * 3 // 4
     asyncio.run(create_topics(settings, all_topics(settings)))
@@ -155,6 +163,11 @@ def test_a_worker_folds_frozen_period_rows_at_their_owners_through_a_restart_and
     assert sum(s["sent"] for s in statuses) > 0, statuses
     assert statuses[-1]["periods_folded"] > 0 and statuses[-1]["held_at_owner"] == 0, statuses
     assert "2024-07" in _frozen_months(report)
+    for claim_id in REFUND_CLAIMS:  # July's second stage frozen: its refund rows went too
+        july = next(
+            e for e in report["periods"]["claims"][claim_id][MONTH] if e["period"] == "2024-07"
+        )
+        assert july["frozen"], (claim_id, july)
     assert _check_periods(report) > 100
 
 
@@ -169,7 +182,9 @@ def test_two_workers_fold_frozen_period_rows_at_their_owners(
     from tests.test_scaleout import PARTITIONS as FOUR
     from tests.test_scaleout import Fleet
 
-    settings = _fold_settings(kafka_bootstrap, "periodrows2", FOUR)
+    settings = _fold_settings(
+        kafka_bootstrap, "periodrows2", FOUR, refund_horizon_days=REFUND_HORIZON_DAYS
+    )
     asyncio.run(create_topics(settings, all_topics(settings)))
     fleet = Fleet(settings, tmp_path)
     try:

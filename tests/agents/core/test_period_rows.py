@@ -11,13 +11,14 @@ import random
 from functools import cache
 from typing import Any
 
-from agents.core import Ledger
+from agents.core import Ledger, build_report
 from agents.core.ledger import RETIRED_USERS
 from agents.core.merge import merge_ledgers
 from agents.core.operator import OperatorBoard
 from agents.core.period_rows import (
     DWELL,
     NO_DWELL_ROUTED,
+    REFUND_CLAIMS,
     ROUTED,
     SPEND,
     WHOLE_PERIOD,
@@ -303,3 +304,111 @@ def test_a_version_12_state_keeps_the_dwell_rows_of_the_months_it_sent() -> None
     ]
     assert held and all(list(claims) == [DWELL] for claims in held)
     assert _same_periods(_merged_periods(upgraded), _merged_periods(kept)) > 100
+
+
+def _refund_rows(ledgers: tuple[Ledger, ...], through: str = "2024-07") -> int:
+    """The refund claims' per-user rows in the partitions' frozen parts of the months up to
+    `through` (July: its second stage has frozen it, August's has not)."""
+    return sum(
+        sum(1 for user in parts[claim][4] if user != RETIRED_USERS)
+        for ledger in ledgers
+        for (_kind, key), parts in ledger.frozen_parts.items()
+        for claim in REFUND_CLAIMS
+        if claim in parts and key[:7] <= through
+    )
+
+
+def test_refund_claims_rows_go_to_their_owners_in_their_second_stage() -> None:
+    """The refund claims (frozen months after the period, 13-day refund horizon here): July's
+    per-user rows left every partition once July's second stage was frozen there, are folded
+    at their users' owners, and every reported day and month of both claims is frozen with the
+    same figure, interval and verdict as without the exchange and the observed value of the
+    truth of its sub-stream; the whole stream's figures are today's."""
+    routed = _fed(True)
+    kept = _fed(False)
+    assert all(ledger.period_refunds_sent_through == "2024-07" for ledger in routed)
+    assert _refund_rows(routed) == 0 and _refund_rows(kept) > 300
+    owners = [
+        owner
+        for owner, ledger in enumerate(routed)
+        for claims in ledger.period_users.values()
+        if set(REFUND_CLAIMS) <= set(claims)
+    ]
+    assert len(owners) > 30 and set(owners) == set(range(PARTITIONS))
+    # A partition alone keeps its own refund figures (finished before the cut), as before.
+    alone = claim_periods(routed[0], PeriodSettings())["claims"]["return_rate"][MONTH]
+    mine = next(e for e in alone if e["period"] == "2024-07")
+    want = next(
+        e
+        for e in claim_periods(kept[0], PeriodSettings())["claims"]["return_rate"][MONTH]
+        if e["period"] == "2024-07"
+    )
+    assert mine["frozen"] and all(_close(mine[key], want[key]) for key in FIGURE_KEYS)
+
+    got, today = _merged_periods(routed), _merged_periods(kept)
+    compared = 0
+    for kind in (DAY, MONTH):
+        for claim_id in REFUND_CLAIMS:
+            for entry, before in zip(got[claim_id][kind], today[claim_id][kind], strict=True):
+                key = entry["period"]
+                assert key == before["period"] and not entry.get("folded")
+                for field in FIGURE_KEYS:
+                    assert _close(entry[field], before[field]), (claim_id, key, field)
+                truth = cut("xhs").claims(
+                    lambda ts, key=key, kind=kind: period_key(kind, ts) == key
+                )
+                expected = truth[claim_id]["observed"]
+                if expected is None or entry["observed"] is None:
+                    assert entry["observed"] is expected, (claim_id, key)
+                else:
+                    assert math.isclose(entry["observed"], expected, rel_tol=1e-9), (claim_id, key)
+                compared += key[:7] <= "2024-07" and entry["frozen"]
+    assert compared > 60  # July's 31 days and its month, both claims
+    whole = [build_report(merge_ledgers(list(ls)))["claims"] for ls in (routed, kept)]
+    for claim_id in REFUND_CLAIMS:
+        assert whole[0][claim_id] == whole[1][claim_id]
+
+
+def test_an_owner_folds_refund_rows_once_every_source_announced_their_second_stage() -> None:
+    """A day's refund rows from two sources are held while the sources announce only its first
+    stage (its other claims' rows fold then), and folded once both announce its second."""
+    owner = Ledger()
+    day = (DAY, "2024-07-03")
+    for source, row in ((0, [1, 2]), (1, [0, 1])):
+        receive_period_rows(owner, PeriodRows(source, *day, "return_rate", {"u": row}), 2)
+        receive_period_rows(owner, PeriodRows(source, *day, "bundle_share", {"u": row}), 2)
+    for source in (0, 1):
+        receive_periods_closed(owner, PeriodsClosed(source, "2024-08", ""), 2)
+    assert list(owner.period_users[day]) == ["bundle_share"]
+    assert list(owner.period_rows_in[day][0]) == ["return_rate"]
+    receive_periods_closed(owner, PeriodsClosed(0, "2024-08", "", "2024-07"), 2)
+    receive_periods_closed(owner, PeriodsClosed(1, "2024-08", "", "2024-06"), 2)
+    assert "return_rate" not in owner.period_users[day]
+    receive_periods_closed(owner, PeriodsClosed(1, "2024-08", "", "2024-07"), 2)
+    assert not owner.period_rows_in
+    # One user with (1 + 0) hits of (2 + 1) cases: G = 1, h^2 = 1, h n = 3, n^2 = 9.
+    assert owner.period_users[day]["return_rate"][4] == {RETIRED_USERS: [1, 1, 3, 9]}
+    receive_period_rows(owner, PeriodRows(0, *day, "return_rate", {"u": [1, 2]}), 2)  # again
+    assert not owner.period_rows_in
+
+
+def test_a_version_15_state_routes_its_refund_rows_after_its_next_freeze() -> None:
+    """A partition restored from a snapshot of version 15 (no refund rows taken, none
+    announced) keeps its refund rows until a second-stage freeze of its own, then sends
+    every kept month's."""
+    state = load_state(dump_state(_fed(False)[0], OperatorBoard()))[0]
+    frozen_to = state.period_refunds_frozen_to
+    assert frozen_to is not None and _refund_rows((state,)) > 0
+    del state.period_refunds_frozen_to, state.period_refunds_sent_through
+    del state.period_refund_sources_through
+    data = dump_state(state, OperatorBoard())
+    restored = load_state(data[: len(MAGIC)] + bytes([15]) + data[len(MAGIC) + 1 :])[0]
+    assert restored.period_refunds_frozen_to is None and not restored.period_refunds_sent_through
+    assert restored.period_refund_sources_through == {}
+    taken = take_period_rows(restored, 0, PARTITIONS)
+    assert not {m.claim for m in taken if isinstance(m, PeriodRows)} & set(REFUND_CLAIMS)
+    restored.period_refunds_frozen_to = frozen_to  # (as its next second-stage freeze sets it)
+    taken = take_period_rows(restored, 0, PARTITIONS)
+    assert {m.claim for m in taken if isinstance(m, PeriodRows)} == set(REFUND_CLAIMS)
+    assert _refund_rows((restored,)) == 0
+    assert taken[-1] == PeriodsClosed(0, restored.period_rows_sent_through, "", "2024-07")
