@@ -177,8 +177,15 @@ MAGIC: Final[bytes] = b"LPst"
 #:     price part) holds at most a limit of cells, coarsening past it, and pickles its cells
 #:     with its `level` and `limit`. A version 1-14 table (its cells only) loads at level 0
 #:     with the default limit, coarsened at load if it holds more cells.
-VERSION: Final[int] = 15
-_READABLE: Final[frozenset[int]] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+#: 16 (session 19): an owner partition's `group_repurchase_30d` pairs (`Ledger.first_orders_in`)
+#:     carry membership at their first order once the groups horizon has passed it
+#:     (`ledger.OwnerPair`, `Ledger.note_first_members`), read by a merged report instead of
+#:     the group events, so those pairs no longer hold the group floor. A version 11-15 state
+#:     loads with its pairs' membership not recorded (each recorded at the owner's next pass).
+VERSION: Final[int] = 16
+_READABLE: Final[frozenset[int]] = frozenset(
+    {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+)
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1
