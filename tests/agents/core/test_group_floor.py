@@ -262,7 +262,7 @@ def test_partitions_compact_their_group_events_by_every_partitions_floor_exactly
         assert cutoff is not None and cutoff > first_ts + 45 * DAY_MS, cutoff
     held = sum(len(e) for ledger in compacting.ledgers for e in ledger.group_events.values())
     every = sum(len(e) for ledger in keeping.ledgers for e in ledger.group_events.values())
-    assert held < 0.85 * every, (held, every)  # measured 111 of 143
+    assert held < 0.85 * every, (held, every)  # measured 99 of 143 (111 with no bit recorded)
     # The owners record membership at their undecided pairs' first orders (the groups
     # horizon is past them), as the truth reference reads it of the stream, and so those
     # pairs hold no floor: the compaction has passed some of them.
