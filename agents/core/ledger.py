@@ -376,6 +376,26 @@ def two_earliest(
     return earliest[0], earliest[1] if len(earliest) > 1 else None
 
 
+#: A `group_repurchase_30d` pair held at its owner partition (`Ledger.first_orders_in`): its
+#: first order's ts, the earliest later one (None: none), and membership at that first order
+#: (None: not recorded yet; `Ledger.note_first_members`).
+OwnerPair = tuple[int, int | None, bool | None]
+
+
+def add_owner_part(
+    held: OwnerPair | None, first: int, later: int | None, member: bool | None = None
+) -> OwnerPair:
+    """An owner's pair `held` with another part added (`two_earliest`) whose membership at its
+    own `first` is `member` (None: not known): membership is kept for the pair's first order,
+    so a part with an earlier first order leaves it not known (recorded again from that one)."""
+    times = two_earliest(None if held is None else (held[0], held[1]), first, later)
+    if held is not None and held[2] is not None and held[0] == times[0]:
+        member = held[2]
+    elif first != times[0]:
+        member = None
+    return times[0], times[1], member
+
+
 class MonthClosed(NamedTuple):
     """A source partition's announcement that every month up to `through` (YYYY-MM) is
     closed on its side but the (merchant, month)s `still_open` (a session of theirs started
@@ -1955,6 +1975,12 @@ class Ledger:
             self._init_first_order_exchange()
         elif "group_floors_by" not in state:  # version 11 or older: no floor read
             self._init_group_floors()
+        if "_first_member_day" not in state:  # version 11-17: no membership recorded
+            pairs: dict[tuple[str, str], tuple[int, int | None]] = self.__dict__["first_orders_in"]
+            self.__dict__["first_orders_in"] = {
+                pair: (f, later, None) for pair, (f, later) in pairs.items()
+            }
+            self._first_member_day = -1
         if "group_floor_given" not in state:  # before session 14: no idle floor announced
             self._init_group_floor_given()
         if "retired_users" not in state:  # version 9 or older: users kept for ever
@@ -3485,10 +3511,11 @@ class Ledger:
         """`group_repurchase_30d`'s pairs across a worker's partitions, empty (docs/design.md,
         "First orders at an owner partition")."""
         #: As the owner of a part of the users (pairs keyed by user): (merchant, user) -> the
-        #: two earliest distinct order times of the parts the sources sent (`two_earliest`),
-        #: held until every source's announced cutoff is past the first + 60 days
-        #: (`receive_firsts_closed`).
-        self.first_orders_in: dict[tuple[str, str], tuple[int, int | None]] = {}
+        #: two earliest distinct order times of the parts the sources sent (`two_earliest`)
+        #: and membership at the first (`OwnerPair`, recorded once the groups horizon has
+        #: passed it: `note_first_members`), held until every source's announced cutoff is
+        #: past the first + 60 days (`receive_firsts_closed`).
+        self.first_orders_in: dict[tuple[str, str], OwnerPair] = {}
         #: As the owner: the pairs decided here (counted in `repurchase_folded`) -> their latest
         #: order's day known here: a part sent later is not a first order (it is ignored), and
         #: a source's pair still held is left out of the report (`first_order_pairs`). Dropped
@@ -3502,6 +3529,8 @@ class Ledger:
         # (as the owner): each at most once a day of event time.
         self._first_take_day = -1
         self._first_decide_day = -1
+        # The CST day of the groups horizon at the last `note_first_members` pass.
+        self._first_member_day = -1
         self._init_group_floors()
 
     def _init_group_floors(self) -> None:
@@ -3564,7 +3593,37 @@ class Ledger:
                 self.pairs_decided[pair] = latest
             return
         inbox = self.first_orders_in
-        inbox[pair] = two_earliest(inbox.get(pair), part.first_ts, part.later_ts)
+        held = inbox[pair] = add_owner_part(inbox.get(pair), part.first_ts, part.later_ts)
+        if held[2] is None:  # new, or its first order moved earlier
+            horizon = (self.membership_from or self).horizon_ts(_GROUPS)
+            if horizon is not None and held[0] < horizon:
+                member = self._member_lookup()(pair[0], pair[1], held[0])
+                inbox[pair] = (held[0], held[1], member)
+
+    def note_first_members(self) -> None:
+        """As the owner: record membership at the first order of every pair held whose first
+        order is before the groups horizon (of `membership_from`: no group event stamped
+        before it can be applied any more, so membership there is final), once a day of that
+        horizon. A report merged over partitions reads it (`first_order_members`) instead of
+        the group events, and the pair no longer holds the group floor (`_held_group_floor`):
+        its events before the floor may be compacted. A part is most often received with its
+        first order behind the horizon already and recorded then (`receive_first_order`)."""
+        horizon = (self.membership_from or self).horizon_ts(_GROUPS)
+        if horizon is None or horizon // DAY_MS <= self._first_member_day:
+            return
+        self._first_member_day = horizon // DAY_MS
+        inbox = self.first_orders_in
+        due = [
+            pair
+            for pair, (first, _later, member) in inbox.items()
+            if member is None and first < horizon
+        ]
+        if not due:
+            return
+        member_at = self._member_lookup()
+        for pair in due:
+            first, later, _member = inbox[pair]
+            inbox[pair] = (first, later, member_at(pair[0], pair[1], first))
 
     def receive_firsts_closed(self, closed: FirstsClosed, sources: int) -> None:
         """Note a source partition's announcement; once all `sources` have announced, decide
@@ -3578,6 +3637,7 @@ class Ledger:
         if closed.cutoff_ts > self._firsts_closed_by.get(closed.source, closed.cutoff_ts - 1):
             self._firsts_closed_by[closed.source] = closed.cutoff_ts
         self._first_sources = sources
+        self.note_first_members()
         if len(self._firsts_closed_by) < sources or not self.first_orders_in:
             return
         cutoff = min(self._firsts_closed_by.values())
@@ -3587,10 +3647,11 @@ class Ledger:
         window = 30 * DAY_MS
         member_at = self._member_lookup()
         inbox = self.first_orders_in
-        due = sorted(pair for pair, (first, _later) in inbox.items() if first + 2 * window < cutoff)
+        due = sorted(pair for pair, (first, *_rest) in inbox.items() if first + 2 * window < cutoff)
         for pair in due:
-            first, later = inbox.pop(pair)
-            if member_at(pair[0], pair[1], first):
+            first, later, member = inbox.pop(pair)
+            # Recorded: the group events at the first order may be compacted since.
+            if member if member is not None else member_at(pair[0], pair[1], first):
                 self.repurchase_folded[0] += 1
                 self.repurchase_folded[1] += later is not None and later <= first + window
             self.pairs_decided[pair] = (later if later is not None else first) // DAY_MS
@@ -3644,10 +3705,27 @@ class Ledger:
             return self.first_orders
         decided = self.pairs_decided
         pairs = {pair: held for pair, held in self.first_orders.items() if pair not in decided}
-        for pair, (first, later) in self.first_orders_in.items():
+        for pair, (first, later, _member) in self.first_orders_in.items():
             if pair not in decided:
                 pairs[pair] = two_earliest(pairs.get(pair), first, later)
         return pairs
+
+    def first_order_members(self) -> dict[tuple[str, str], bool]:
+        """Membership at the first order of the pairs of `first_order_pairs` for which an
+        owner has recorded it (`note_first_members`), where that is still the pair's first
+        order here (a part held here as a source with an earlier one is not recorded): a
+        report reads it instead of the group events, which may be compacted before it."""
+        if not self.first_orders_in:
+            return {}
+        decided, held = self.pairs_decided, self.first_orders
+        members: dict[tuple[str, str], bool] = {}
+        for pair, (first, _later, member) in self.first_orders_in.items():
+            if member is None or pair in decided:
+                continue
+            source = held.get(pair)
+            if source is None or source[0] >= first:
+                members[pair] = member
+        return members
 
     def _summarize_board(
         self,
@@ -3816,9 +3894,12 @@ class Ledger:
         """`floor`, or the oldest `ts` a lookup of the state held here may ask if older (no
         horizon: what is held, not what may still come; `worker_group_floor`)."""
         floor = self._held_lookup_floor(floor)
-        for held in (self.first_orders, self.first_orders_in):
-            if held:
-                floor = min(floor, min(first for first, _later in held.values()))
+        if self.first_orders:
+            floor = min(floor, min(first for first, _later in self.first_orders.values()))
+        # An owner's pair with membership at its first order recorded asks no lookup.
+        for first, _later, member in self.first_orders_in.values():
+            if member is None and first < floor:
+                floor = first
         for users in self.month_rows_in.values():
             for parts in users.values():
                 for joined, _cents in parts.values():

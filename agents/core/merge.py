@@ -68,7 +68,7 @@ from agents.core.ledger import (
     RefundFact,
     SessionFacts,
     SessionSummary,
-    two_earliest,
+    add_owner_part,
     widest_refund_horizon,
 )
 from agents.core.metrics import add_user_rows
@@ -242,11 +242,12 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
         for pair, ts in ledger.bought_before.items():
             if ts > merged.bought_before.get(pair, ts - 1):
                 merged.bought_before[pair] = ts
-        # A worker's pairs at their owner partitions: the parts' two earliest times, and the
-        # pairs decided there (a source's part of one still held is a later order).
-        for pair, (first, later) in ledger.first_orders_in.items():
-            merged.first_orders_in[pair] = two_earliest(
-                merged.first_orders_in.get(pair), first, later
+        # A worker's pairs at their owner partitions: the parts' two earliest times with
+        # membership at the first as recorded there, and the pairs decided there (a source's
+        # part of one still held is a later order).
+        for pair, (first, later, member) in ledger.first_orders_in.items():
+            merged.first_orders_in[pair] = add_owner_part(
+                merged.first_orders_in.get(pair), first, later, member
             )
         for pair, day in ledger.pairs_decided.items():
             if day > merged.pairs_decided.get(pair, day - 1):

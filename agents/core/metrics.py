@@ -618,11 +618,17 @@ def group_repurchase_30d(facts: _Facts) -> Measurement:
     eligible, repurchased = facts.ledger.repurchase_folded
     end_ts = facts.end_ts
     # Per (merchant, user): the first order's ts and the earliest later one (`Ledger.first_orders`,
-    # with a worker's the parts an owner partition holds: `Ledger.first_order_pairs`).
-    for (merchant, user), (first, later) in sorted(facts.ledger.first_order_pairs().items()):
+    # with a worker's the parts an owner partition holds: `Ledger.first_order_pairs`), and
+    # membership at it as the owner recorded it (`Ledger.first_order_members`: the group events
+    # before it may be compacted), else as the group events say.
+    recorded = facts.ledger.first_order_members()
+    for pair, (first, later) in sorted(facts.ledger.first_order_pairs().items()):
         if end_ts is None or first + THIRTY_DAYS_MS > end_ts:
             continue
-        if not facts.membership(merchant, user).member_at(first):
+        member = recorded.get(pair)
+        if member is None:
+            member = facts.membership(*pair).member_at(first)
+        if not member:
             continue
         eligible += 1
         # Another order strictly after the first, within 30 days of it (inclusive).

@@ -189,8 +189,13 @@ MAGIC: Final[bytes] = b"LPst"
 #:     (`PeriodsClosed.refunds_through`, an owner's `period_refund_sources_through`). A
 #:     version 16 or older state loads with none taken or announced: its next take after a
 #:     second-stage freeze sends every kept month's refund rows.
-VERSION: Final[int] = 17
-_READABLE: Final[frozenset[int]] = frozenset(range(1, 18))
+#: 18 (session 19): an owner partition's `group_repurchase_30d` pairs (`Ledger.first_orders_in`)
+#:     carry membership at their first order once the groups horizon has passed it
+#:     (`ledger.OwnerPair`, `Ledger.note_first_members`), read by a merged report instead of
+#:     the group events, so those pairs no longer hold the group floor. A version 11-17 state
+#:     loads with its pairs' membership not recorded (each recorded at the owner's next pass).
+VERSION: Final[int] = 18
+_READABLE: Final[frozenset[int]] = frozenset(range(1, 19))
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -580,7 +580,8 @@ class MonthRowExchange:
                 pair = (row.merchant, row.user)
                 held = ledger.first_orders_in.get(pair)
                 if pair in ledger.pairs_decided or (
-                    held is not None and two_earliest(held, row.first_ts, row.later_ts) == held
+                    held is not None
+                    and two_earliest(held[:2], row.first_ts, row.later_ts) == held[:2]
                 ):
                     continue
                 kept.append((owner, row))

@@ -19,7 +19,7 @@ from agents.core.ledger import (
     MembershipSource,
     OrderUsers,
     RefundSource,
-    two_earliest,
+    add_owner_part,
 )
 from agents.core.merge import merge_boards, merge_ledgers
 from agents.core.operator import GpmDenominator
@@ -262,7 +262,7 @@ class LiveState:
                     continue
                 if isinstance(row, FirstOrder):  # a pair's part: `Ledger.first_order_pairs`
                     pair, inbox = (row.merchant, row.user), ledger.first_orders_in
-                    inbox[pair] = two_earliest(inbox.get(pair), row.first_ts, row.later_ts)
+                    inbox[pair] = add_owner_part(inbox.get(pair), row.first_ts, row.later_ts)
                     continue
                 users = ledger.month_rows_in.setdefault((row.merchant, row.month), {})
                 users.setdefault(row.user, {})[row.source] = (row.first_join_ts, row.cents)

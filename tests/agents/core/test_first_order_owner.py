@@ -205,3 +205,84 @@ def test_a_version_10_state_loads_with_no_pair_sent_and_sends_them_after() -> No
     assert isinstance(taken[-1], FirstsClosed) and len(taken) > 1
     assert all(isinstance(message, FirstOrder) for message in taken[:-1])
     assert len(restored.first_orders) == len(held) - (len(taken) - 1)
+
+
+class _Groups:
+    """A membership source (`MembershipSource`) of hand-made group events and groups horizon."""
+
+    def __init__(self, events: dict[tuple[str, str], list[tuple[int, int, str, bool]]]) -> None:
+        self.group_events = events
+        self.horizon: int | None = None
+
+    def horizon_ts(self, topic: int) -> int | None:
+        del topic
+        return self.horizon
+
+
+def test_an_owner_records_membership_at_a_first_order_once_the_groups_horizon_passed_it() -> None:
+    """An owner records membership at a pair's first order once the groups horizon is past it
+    (at the part's arrival, or at the next announcement read), and from then on the pair
+    holds no group floor and its decision reads the recorded bit, not the group events (here
+    removed, as a compaction past it would). A part with an earlier first order sets it aside
+    and it is recorded at that one; a source still holding an earlier part of the pair keeps
+    the report off the bit (`first_order_members`)."""
+    day = DAY_MS
+    groups = _Groups(
+        {
+            ("m", "u"): [(5 * day, 0, "g", True)],  # a member from day 5 on
+            ("m", "v"): [(7 * day, 0, "g", True), (9 * day, 1, "g", False)],  # days 7-9
+        }
+    )
+    owner = Ledger(WINDOW_MS, fold_sessions=True)
+    owner.membership_from = groups
+    owner.receive_first_order(FirstOrder(0, "m", "u", 10 * day, 20 * day))
+    assert owner.first_orders_in[("m", "u")] == (10 * day, 20 * day, None)  # no horizon yet
+    assert owner.held_group_floor() == 10 * day
+    groups.horizon = 3 * day
+    owner.note_first_members()
+    assert owner.first_orders_in[("m", "u")][2] is None  # day 10 is after the horizon
+    groups.horizon = 12 * day
+    owner.receive_firsts_closed(FirstsClosed(0, 12 * day), 2)  # reads the horizon again
+    assert owner.first_orders_in[("m", "u")] == (10 * day, 20 * day, True)
+    assert owner.held_group_floor() is None and owner.first_order_members() == {("m", "u"): True}
+
+    owner.receive_first_order(FirstOrder(1, "m", "v", 10 * day, None))  # recorded at arrival
+    assert owner.first_orders_in[("m", "v")] == (10 * day, None, False)
+    owner.receive_first_order(FirstOrder(0, "m", "v", 8 * day, None))  # an earlier first order
+    assert owner.first_orders_in[("m", "v")] == (8 * day, 10 * day, True)
+    owner.receive_first_order(FirstOrder(0, "m", "v", 8 * day, None))  # sent again: the same
+    assert owner.first_orders_in[("m", "v")] == (8 * day, 10 * day, True)
+    owner.first_orders[("m", "v")] = (6 * day, None)  # held at a source: the first order here
+    assert owner.first_order_members() == {("m", "u"): True}
+    assert owner.first_order_pairs()[("m", "v")] == (6 * day, 8 * day)
+    assert owner.held_group_floor() == 6 * day
+    del owner.first_orders[("m", "v")]
+
+    groups.group_events.clear()  # compacted away: the decisions read what was recorded
+    for source in (0, 1):
+        owner.receive_firsts_closed(FirstsClosed(source, 71 * day), 2)
+    assert owner.repurchase_folded == [2, 2] and not owner.first_orders_in
+
+
+def test_a_version_15_state_loads_with_its_owner_pairs_not_recorded_and_records_them() -> None:
+    """An owner's pairs in a state written before membership was recorded (version 15: two
+    times a pair) load with it not recorded, and the owner's next pass records it."""
+    import pickle
+    import zlib
+
+    from agents.core.persist import MAGIC
+
+    day = DAY_MS
+    old = Ledger(WINDOW_MS, fold_sessions=True)
+    old.__dict__["first_orders_in"] = {("m", "u"): (10 * day, None)}
+    del old.__dict__["_first_member_day"]
+    blob = MAGIC + bytes([15]) + zlib.compress(pickle.dumps((old, OperatorBoard()), protocol=5))
+    restored, _board = load_state(blob)
+    assert restored.first_orders_in == {("m", "u"): (10 * day, None, None)}
+    assert restored.held_group_floor() == 10 * day
+    groups = _Groups({("m", "u"): [(5 * day, 0, "g", True)]})
+    groups.horizon = 11 * day
+    restored.membership_from = groups
+    restored.note_first_members()
+    assert restored.first_orders_in == {("m", "u"): (10 * day, None, True)}
+    assert restored.held_group_floor() is None
