@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.batch_consumer import FetchedRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class DeadLetter:
     headers: list[tuple[str, bytes]]
 
 
-def dead_letter(record: RawRecord, reason: str, detail: str) -> DeadLetter:
+def dead_letter(record: FetchedRecord, reason: str, detail: str) -> DeadLetter:
     """The dead letter of `record`: its bytes unchanged, the reason and its origin in headers
     after the producer's own headers (kept as they were, in their order). A value over
     `MAX_LETTER_VALUE_BYTES` is cut to that, its size in `H_TRUNCATED_FROM`."""

@@ -16,8 +16,8 @@ from streams.runtime.memory import libc_function
 #: (bench/NOTES.md, "Garbage collection"); gen1/gen2 stay at CPython's defaults.
 THRESHOLDS: tuple[int, int, int] = (10_000, 10, 10)
 #: Young-generation threshold a fetched record (`young_threshold`): a fetch of N records holds
-#: ~2N young objects at once (aiokafka's record and the worker's `RawRecord` each), and
-#: ~2.5x that keeps CPython's young collections from walking them.
+#: ~N-2N young objects at once (aiokafka's record each; until issue 19 the worker's `RawRecord`
+#: too), and this keeps CPython's young collections from walking them.
 GC_YOUNG_PER_RECORD = 5
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.batch_consumer import FetchedRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPipeline
 from streams.runtime.monthrows import MonthRowExchange
 from streams.runtime.state import LiveState
@@ -51,7 +51,7 @@ class BatchIngest:
         #: Times a fetch let the event loop run before it was all applied (for tests, /status).
         self.yields = 0
 
-    async def __call__(self, batch: Sequence[RawRecord], received_at: float) -> None:
+    async def __call__(self, batch: Sequence[FetchedRecord], received_at: float) -> None:
         """Apply one fetched batch (on the event loop since `received_at`, wall clock) and hand
         its dead letters to the publishing pipeline."""
         state, clock = self.state, self._clock

@@ -56,7 +56,7 @@ from agents.core.period_rows import (
     receive_periods_closed,
     take_period_rows,
 )
-from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.batch_consumer import FetchedRecord, RawRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPublisher
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
 from streams.runtime.state import LiveState
@@ -440,7 +440,9 @@ class MonthRowExchange:
         #: (`in_flight`): what a report built meanwhile adds (they are in no ledger then).
         self._in_flight: list[tuple[int, Row]] = []
 
-    def split(self, batch: Sequence[RawRecord]) -> tuple[list[RawRecord], list[RawRecord]]:
+    def split(
+        self, batch: Sequence[FetchedRecord]
+    ) -> tuple[list[FetchedRecord], list[FetchedRecord]]:
         """The batch's records of the month-rows topic, and the others."""
         topic = self.topic
         mine = [record for record in batch if record.topic == topic]
@@ -448,10 +450,10 @@ class MonthRowExchange:
             return [], list(batch)
         return mine, [record for record in batch if record.topic != topic]
 
-    def receive(self, records: Sequence[RawRecord]) -> None:
+    def receive(self, records: Sequence[FetchedRecord]) -> None:
         state = self.state
         sources = self.sender.partitions
-        applied: list[RawRecord] = []
+        applied: list[FetchedRecord] = []
         floors_only = True
         for record in records:
             part = state.partitions.get(record.partition)

@@ -98,9 +98,10 @@ class Settings(BaseSettings):
     # The young generation's threshold while pacing (net allocations of tracked objects
     # between two automatic young collections); 0: `GC_YOUNG_PER_RECORD` times
     # `batch_max_records` (50,000 at 10,000 records a fetch), so that a fetch's own records
-    # (an aiokafka record and a `RawRecord` each) set off none, and the paced collection between
-    # fetches, with the fetch freed, does the young generation's work (bench/RESULTS.md,
-    # "Session 18 (issue 19)"). CPython's default is 700; the pacer's before was 10,000.
+    # (an aiokafka record each, and a `RawRecord` before issue 19) set off none, and the paced
+    # collection between fetches, with the fetch freed, does the young generation's work
+    # (bench/RESULTS.md, "Session 18 (issue 19)"). CPython's default is 700; the pacer's before
+    # was 10,000.
     gc_young_threshold: int = Field(default=0, ge=0, le=100_000_000)
     # After a paced collection, at most this often, the memory glibc's arenas hold free is
     # given back to the system (`malloc_trim(0)`, streams/runtime/gcpace.py): the RSS can then

@@ -26,7 +26,7 @@ from agents.core.operator import GpmDenominator
 from agents.core.period_rows import PeriodRows
 from agents.core.periods import PeriodSettings, add_rows_in_flight, attach
 from agents.core.windows import DEFAULT_GRACE_MS
-from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.batch_consumer import FetchedRecord, RawRecord
 from streams.runtime.deadletters import DeadLetter, dead_letter
 from streams.runtime.families import WorkerMetrics
 from streams.runtime.gcpace import GcClock, GcPacer
@@ -42,9 +42,11 @@ _GROUPS: Final[int] = TOPICS.index("live.groups")
 
 _SUMMARY_EVERY_S: Final[float] = 30.0
 
-#: One record of a contract topic, as consumed: (topic, partition, offset, key, value,
-#: timestamp, headers). The batch consumer builds these, and `apply_batch` takes them as they
-#: come (a frozen dataclass built from a plain tuple per record was 9% of a worker's profile).
+#: One record of a contract topic, built outside a fetch: (topic, partition, offset, key,
+#: value, timestamp, headers). `apply_batch` reads any `FetchedRecord` by its attributes, and
+#: the batch consumer hands on aiokafka's records as fetched (a frozen dataclass built from a
+#: plain tuple per record was 9% of a worker's profile; issue 19 took out the `RawRecord`
+#: rebuilt per record after it).
 SourceRecord = RawRecord
 
 
@@ -291,7 +293,7 @@ class LiveState:
         """The merged operator board of every partition here."""
         return self.view()[1]
 
-    def apply_batch(self, records: Sequence[SourceRecord]) -> list[DeadLetter]:
+    def apply_batch(self, records: Sequence[FetchedRecord]) -> list[DeadLetter]:
         """Apply a batch of records to the ledger; return the dead letters to publish.
 
         Never raises for a record: an invalid one becomes a dead letter, and so does one whose
@@ -306,7 +308,7 @@ class LiveState:
         duplicates: Counter[str] = Counter()
         expired: Counter[str] = Counter()
         future: Counter[str] = Counter()
-        applied: list[SourceRecord] = []
+        applied: list[FetchedRecord] = []
         part: PartitionState | None = None
         part_no = -1
         # The partition's objects, read once per run of its records (issue 19: the loop runs
@@ -434,7 +436,7 @@ class LiveState:
             self.version += 1
         return moved
 
-    def advance(self, records: Iterable[SourceRecord], *, changes: bool = True) -> None:
+    def advance(self, records: Iterable[FetchedRecord], *, changes: bool = True) -> None:
         """Move positions past `records`, applied elsewhere (the month-rows topic's: internal
         records, not counted in `records`, which counts the contract topics' like the event
         counts do; `/status`' `month_rows` counts them). With `changes` false they changed no
@@ -442,7 +444,7 @@ class LiveState:
         self._advance(records, count=False, changes=changes)
 
     def _advance(
-        self, records: Iterable[SourceRecord], *, count: bool = True, changes: bool = True
+        self, records: Iterable[FetchedRecord], *, count: bool = True, changes: bool = True
     ) -> None:
         positions, partitions = self.positions, self.partitions
         now = time.monotonic()

@@ -5,6 +5,7 @@ versions, which are the ones it was checked against. An upgrade fails here, not 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 import tomllib
@@ -18,8 +19,9 @@ from typing import Any
 import aiokafka
 import pytest
 from aiokafka.client import AIOKafkaClient
-from aiokafka.consumer.fetcher import Fetcher
+from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from aiokafka.consumer.subscription_state import Assignment, SubscriptionState, TopicPartitionState
+from aiokafka.structs import ConsumerRecord
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -247,6 +249,60 @@ async def test_a_consumer_behind_fetches_with_the_behind_wait_until_a_batch_is_n
     app.fetch_behind_wait_ms = 0
     consumer._fetch_mode(busy=True, behind=True)
     assert fetcher._fetch_max_wait_ms == app.fetch_wait_ms and not consumer.fetch_behind
+
+
+def fetched(topic: str, partition: int, offset: int, value: bytes) -> ConsumerRecord[Any, Any]:
+    """A record as aiokafka's fetch unpacks it (`PartitionRecords._consumer_record`)."""
+    return ConsumerRecord(topic, partition, offset, 1_000 + offset, 0, b"k", value, None, 1, 1, ())
+
+
+async def test_a_fetch_s_records_reach_the_handler_as_aiokafka_unpacked_them(
+    faust_consumer: Any,
+) -> None:
+    """`_process` hands on aiokafka's `ConsumerRecord`s themselves (no record rebuilt), every
+    attribute the handler reads (`FetchedRecord`) is one of theirs, records refetched after a
+    seek back are left out by faust's `_read_offset`, and that moves to the last one handed
+    on; an inactive partition's records are dropped."""
+    fields = {field.name for field in dataclasses.fields(ConsumerRecord)}
+    read = {name for name in vars(batch_consumer.FetchedRecord) if not name.startswith("_")}
+    assert read == {"topic", "partition", "offset", "key", "value", "timestamp", "headers"}
+    assert read <= fields
+    # aiokafka hands each partition's records on as one list, in offset order.
+    assert "ret_list.append(msg)" in inspect.getsource(FetchResult.getall)
+    consumer = faust_consumer
+    views, orders, idle = (
+        batch_consumer.TP("live.views", 0),
+        batch_consumer.TP("live.orders", 1),
+        batch_consumer.TP("live.orders", 2),
+    )
+    records = {
+        views: [fetched("live.views", 0, o, b"v%d" % o) for o in range(5, 9)],
+        orders: [fetched("live.orders", 1, o, b"o%d" % o) for o in range(3)],
+        idle: [fetched("live.orders", 2, 0, b"x")],
+    }
+    consumer._read_offset[views] = 7  # sought back to 7: 5 and 6 were handed on before
+    handed: list[tuple[list[Any], float]] = []
+
+    async def handler(batch: Any, received_at: float) -> None:
+        handed.append((list(batch), received_at))
+
+    consumer.app.route_batches(handler, None)
+    await consumer._process(records, {views, orders})
+    [(batch, _at)] = handed
+    assert [(r.topic, r.partition, r.offset, r.value) for r in batch] == [
+        ("live.views", 0, 7, b"v7"),
+        ("live.views", 0, 8, b"v8"),
+        ("live.orders", 1, 0, b"o0"),
+        ("live.orders", 1, 1, b"o1"),
+        ("live.orders", 1, 2, b"o2"),
+    ]
+    assert batch[0] is records[views][2] and batch[2] is records[orders][0]
+    assert (batch[0].timestamp, batch[0].headers, batch[0].key) == (1_007, (), b"k")
+    assert (consumer._read_offset[views], consumer._read_offset[orders]) == (8, 2)
+    assert consumer._read_offset[idle] is None
+    # A fetch of only records handed on before reaches no handler.
+    await consumer._process({views: records[views][:2]}, {views})
+    assert len(handed) == 1
 
 
 def private_names(tree: ast.AST) -> set[str]:
