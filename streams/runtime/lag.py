@@ -11,6 +11,12 @@ import numpy as np
 #: Processing lag is counted in 1 ms buckets up to this many ms; anything later in the last one.
 _LAG_MAX_MS: Final[int] = 60_000
 
+#: Batches smaller than this are counted a record at a time: numpy's ~6-7 us a call is more
+#: than a Python loop's ~0.23 us a record below ~30 records (CPU per `observe`, session 19: 1
+#: record 0.43 us against main's 0.29, 10 records 2.4 against 1.4, 100 records 8.2 against
+#: 12.8, 500 records 16.9 against 67.9).
+_NUMPY_FROM: Final[int] = 32
+
 
 class LagHistogram:
     """Processing lag of records: the time from a record's Kafka timestamp (its produce time
@@ -30,12 +36,18 @@ class LagHistogram:
 
     def observe(self, now_s: float, timestamps_s: Iterable[float | None]) -> None:
         """Count one applied batch: `now_s` and the records' timestamps, in seconds."""
-        stamps = np.array(
-            timestamps_s if isinstance(timestamps_s, list) else list(timestamps_s),
-            dtype=np.float64,
-        )  # a None is NaN here, and not counted
-        if stamps.size == 0:
+        values = timestamps_s if isinstance(timestamps_s, list) else list(timestamps_s)
+        if len(values) < _NUMPY_FROM:
+            counts, cap, n = self.counts, _LAG_MAX_MS, 0
+            for ts in values:
+                if ts is None:
+                    continue
+                lag = int((now_s - ts) * 1000.0)
+                counts[lag if 0 <= lag < cap else (0 if lag < 0 else cap)] += 1
+                n += 1
+            self.count += n
             return
+        stamps = np.array(values, dtype=np.float64)  # a None is NaN here, and not counted
         known = ~np.isnan(stamps)
         if not known.all():
             stamps = stamps[known]
