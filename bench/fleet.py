@@ -91,10 +91,17 @@ def _held(statuses: list[dict[str, Any]]) -> int | None:
 
 
 def run_fleet(
-    settings: Settings, expect: int, workers: int, logs: Path, tag: str
+    settings: Settings,
+    expect: int,
+    workers: int,
+    logs: Path,
+    tag: str,
+    tree: Path | None = None,
 ) -> dict[str, Any]:
     """`workers` livepulse workers of one fresh app id, started together on the preloaded
     topics, each with its own port and data directory; timed until every partition is drained.
+    `tree`: the workers run that source tree (a baseline's, `bench.run.baseline_tree`), from
+    its own directory (`python -m` puts the working directory before PYTHONPATH).
 
     Rate = `expect` (records in the topics) / (the earliest worker's first applied batch to
     the latest worker's last), wall clock; CPU of each worker and of the broker over that
@@ -113,6 +120,8 @@ def run_fleet(
             ),
             logs / f"fleet-{tag}-w{i}.log",
             loglevel="warning",
+            cwd=tree,
+            env=None if tree is None else {"PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"},
         )
         for i, port in enumerate(ports)
     ]
@@ -212,31 +221,68 @@ def run_fleet(
 
 
 def measure_fleet(
-    settings: Settings, expect: int, repeat: int, logs: Path, sizes: tuple[int, ...] = (1, 2)
+    settings: Settings,
+    expect: int,
+    repeat: int,
+    logs: Path,
+    sizes: tuple[int, ...] = (1, 2),
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
-    """Each fleet size `repeat` times, interleaved (1, 2, 1, 2, ...); medians and spreads, and
-    whether every run's merged report counted the same events."""
-    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    """Each fleet size `repeat` times, interleaved (1, 2, 1, 2, ...; with a `baseline` tree,
+    its fleet of each size right after this tree's); medians and spreads, and whether every
+    run's merged report counted the same events (the baseline's under "baseline", with its
+    own `global_events_agree`; "global_events_agree" at the top is over both trees' runs)."""
+    trees: dict[str, Path | None] = {"": None}
+    if baseline is not None:
+        trees["baseline"] = baseline
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {t: {n: [] for n in sizes} for t in trees}
     for i in range(repeat):
         for n in sizes:
-            run = run_fleet(settings, expect, n, logs, f"{n}-{i}")
-            runs[n].append(run)
-            settled = run.get("settled")
-            print(
-                f"bench: {n} worker(s) pass {i + 1}/{repeat}: {run['rate']:,.0f} records/s "
-                + (
-                    f"(settled: {settled['rate']:,.0f}/s over {settled['records']:,} records, CPU "
-                    + " + ".join(f"{c:.0%}" for c in settled["worker_cpu_shares"])
-                    + ") "
-                    if settled
-                    else "(never settled before the end) "
-                )
-                + f"({expect:,} in {run['seconds']:.2f} s; CPU "
-                + " + ".join(f"{c:.0%}" for c in run["worker_cpu_shares"])
-                + f", broker {run['broker_cpu_share']:.0%}; records {run['worker_records']}, "
-                f"partitions {run['worker_partitions']}; global {run['global_events']})",
-                flush=True,
-            )
+            for name, tree in trees.items():
+                runs[name][n].append(_fleet_pass(settings, expect, n, logs, i, repeat, name, tree))
+    out = _fleet_summary(runs[""])
+    if baseline is not None:
+        out["baseline"] = _fleet_summary(runs["baseline"])
+        out["baseline"]["tree"] = str(baseline)
+    every = [r["global_events"] for t in runs.values() for rs in t.values() for r in rs]
+    out["global_events_agree"] = all(e == every[0] for e in every)
+    return out
+
+
+def _fleet_pass(
+    settings: Settings,
+    expect: int,
+    n: int,
+    logs: Path,
+    i: int,
+    repeat: int,
+    name: str,
+    tree: Path | None,
+) -> dict[str, Any]:
+    """One fleet run of `n` workers (of `tree`, the baseline's if `name`), printed."""
+    run = run_fleet(settings, expect, n, logs, f"{name or 'this'}-{n}-{i}", tree)
+    settled = run.get("settled")
+    print(
+        f"bench: {name + ' ' if name else ''}{n} worker(s) pass {i + 1}/{repeat}: "
+        f"{run['rate']:,.0f} records/s "
+        + (
+            f"(settled: {settled['rate']:,.0f}/s over {settled['records']:,} records, CPU "
+            + " + ".join(f"{c:.0%}" for c in settled["worker_cpu_shares"])
+            + ") "
+            if settled
+            else "(never settled before the end) "
+        )
+        + f"({expect:,} in {run['seconds']:.2f} s; CPU "
+        + " + ".join(f"{c:.0%}" for c in run["worker_cpu_shares"])
+        + f", broker {run['broker_cpu_share']:.0%}; records {run['worker_records']}, "
+        f"partitions {run['worker_partitions']}; global {run['global_events']})",
+        flush=True,
+    )
+    return run
+
+
+def _fleet_summary(runs: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians and spreads of one tree's fleet runs, by size, and whether they agree."""
     out: dict[str, Any] = {}
     for n, rs in runs.items():
         out[str(n)] = {

@@ -289,14 +289,17 @@ def _scaleout(so: dict[str, Any]) -> list[str]:
         "broker CPU | first batches spread s |",
         "|---|---|---|---|---|---|",
     ]
-    for n in ("1", "2"):
-        if n in so:
-            r = so[n]
-            lines.append(
-                f"| {n} | {_fmt(r['records_per_s'])} | {_fmt(r['worker_cpu_share_total'], '.2f')} "
-                f"| {_fmt(r['records_per_cpu_s'])} | {_fmt(r['broker_cpu_share'], '.2f')} | "
-                f"{_fmt(r['start_spread_s'], '.2f')} |"
-            )
+    base = so.get("baseline")
+    for label, fleet in (("", so), (" (baseline)", base or {})):
+        for n in ("1", "2"):
+            if n in fleet:
+                r = fleet[n]
+                lines.append(
+                    f"| {n}{label} | {_fmt(r['records_per_s'])} | "
+                    f"{_fmt(r['worker_cpu_share_total'], '.2f')} | "
+                    f"{_fmt(r['records_per_cpu_s'])} | {_fmt(r['broker_cpu_share'], '.2f')} | "
+                    f"{_fmt(r['start_spread_s'], '.2f')} |"
+                )
     lines += [
         "",
         "Settled: from the moment every worker held its own partitions (the first worker to "
@@ -316,14 +319,22 @@ def _scaleout(so: dict[str, Any]) -> list[str]:
                 f"{_fmt(st['broker_cpu_share'], '.2f')} |"
             )
     lines.append("")
-    if "1" in so and "2" in so:
-        one = so["1"]["records_per_s"]["median"]
-        two = so["2"]["records_per_s"]["median"]
-        lines.append(f"- 2 workers / 1 worker, first to last = {two / one:.2f}x")
-        if "settled" in so["1"] and "settled" in so["2"]:
-            one_s = so["1"]["settled"]["records_per_s"]["median"]
-            two_s = so["2"]["settled"]["records_per_s"]["median"]
-            lines.append(f"- 2 workers / 1 worker, settled = {two_s / one_s:.2f}x")
+    for label, fleet in (("", so), (" (baseline)", base or {})):
+        if "1" in fleet and "2" in fleet:
+            one = fleet["1"]["records_per_s"]["median"]
+            two = fleet["2"]["records_per_s"]["median"]
+            lines.append(f"- 2 workers / 1 worker{label}, first to last = {two / one:.2f}x")
+            if "settled" in fleet["1"] and "settled" in fleet["2"]:
+                one_s = fleet["1"]["settled"]["records_per_s"]["median"]
+                two_s = fleet["2"]["settled"]["records_per_s"]["median"]
+                lines.append(f"- 2 workers / 1 worker{label}, settled = {two_s / one_s:.2f}x")
+            # What two workers cost per record against one (their CPU summed): with a core
+            # each, 2 workers would be this ratio x 2 of one.
+            one_c = fleet["1"]["records_per_cpu_s"]["median"]
+            two_c = fleet["2"]["records_per_cpu_s"]["median"]
+            lines.append(
+                f"- records per worker CPU second{label}, 2 workers / 1 = {two_c / one_c:.2f}x"
+            )
     for n in ("1", "2"):
         if n in so:
             shares = "; ".join(

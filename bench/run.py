@@ -802,7 +802,9 @@ def main(argv: list[str] | None = None) -> int:
             if "scaleout" not in args.skip:
                 from bench.fleet import measure_fleet
 
-                results["scaleout"] = measure_fleet(settings, expect, args.repeat, logs)
+                results["scaleout"] = measure_fleet(
+                    settings, expect, args.repeat, logs, baseline=baseline
+                )
                 results["scaleout"]["records"] = expect
         finally:
             if not args.keep_topics:

@@ -658,6 +658,35 @@ def test_lag_histogram_quantiles_match_the_sorted_lags() -> None:
     assert in_worker.quantile(0.0) == 0
 
 
+def test_lag_histogram_edges_match_the_sorted_lags() -> None:
+    """Lags below 0 and past the last bucket, a record with no timestamp, a batch given as an
+    iterator, and shares whose targets fall between whole records: each quantile is the
+    sorted lags' (clamped to [0, 60,000] ms), as plain ints /status can serialize."""
+    now = 5_000.0
+    lags_ms = [-300, -1, 0, 7, 7, 7, 1_023, 1_024, 1_025, 59_999, 60_000, 75_000, 3_600_000]
+    histogram = LagHistogram()
+    histogram.observe(now, iter([now - lag / 1000 for lag in lags_ms[:6]] + [None]))
+    histogram.observe(now, [now - lag / 1000 for lag in lags_ms[6:]])
+    ordered = sorted(min(max(lag, 0), 60_000) for lag in lags_ms)
+    assert histogram.count == len(lags_ms)
+    for q in (0.0, 0.1, 1 / 3, 0.5, 0.77, 0.9, 0.99, 1.0):
+        rank = max(1, -(-int(q * len(ordered) * 1_000_000) // 1_000_000))  # ceil(q * n), >= 1
+        # Float timestamps may put a lag 1 ms below its bucket.
+        assert abs(histogram.quantile(q) - ordered[rank - 1]) <= 1  # type: ignore[operator]
+    summary = histogram.summary()
+    assert summary["max_ms"] == 60_000
+    assert json.loads(json.dumps(summary)) == summary
+    # Batches this small are counted a record at a time; one of 39 goes through numpy, and
+    # each lag three times over has the same quantiles (ceil(ceil(3qn) / 3) = ceil(qn)).
+    stamps = [now - lag / 1000 for lag in lags_ms]
+    thrice = LagHistogram()
+    thrice.observe(now, stamps * 3 + [None])
+    shares = (0.0, 0.1, 1 / 3, 0.5, 0.77, 0.9, 0.99, 1.0)
+    assert thrice.count == 3 * len(lags_ms)
+    assert thrice.quantiles(shares) == histogram.quantiles(shares)
+    assert LagHistogram().summary() == {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+
+
 def test_status_reports_processing_and_in_worker_lag() -> None:
     state = LiveState()
     state.apply_batch(records("live.orders", START, ORDER))
