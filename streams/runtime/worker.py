@@ -269,7 +269,15 @@ class Worker:
         """Before the first assignment's states are restored: start the membership and refund
         tables' readers (faust starts the app's tasks only after it) and wait (at most
         `MEMBERSHIP_CATCH_UP_S` each) for their first read, so that a replay read before the
-        worker started is summarized and folded as it is applied."""
+        worker started is summarized and folded as it is applied.
+
+        Once a table was waited for here, what its catch-up built is collected and frozen
+        (`GcPacer.settle`, outside the `GcClock`: before any record is applied, like the
+        pacer's `start`). Why: the tables read their whole topics at a start, and the first
+        paced collections of the stream walked that (with the readers' last fetches alive,
+        13,352 records at the bench's 300,000): the longest collections of a drain, 10-11 ms
+        of CPU (bench/RESULTS.md, "Session 18 (issue 19): GC pauses"; Session 19)."""
+        waited = False
         for table, reader, what in (
             (self.membership, self.membership_reader, "membership table has not read the groups"),
             (self.refunds, self.refunds_reader, "refund table has not read the orders"),
@@ -277,6 +285,7 @@ class Worker:
             if table is None or reader is None or table.caught_up.is_set():
                 continue
             reader.start()
+            waited = True
             waits = [asyncio.ensure_future(e.wait()) for e in (table.caught_up, reader.done)]
             try:
                 await asyncio.wait(
@@ -291,6 +300,9 @@ class Worker:
                     "folded once it has)",
                     what,
                 )
+        if waited and self.gc is not None:
+            with self.gc_clock.unclocked():
+                self.gc.settle()
 
     async def _announce(self) -> None:
         settings = self.settings

@@ -122,6 +122,38 @@ def test_a_deferred_pacer_with_no_between_still_collects(pacer: GcPacer) -> None
     assert pacer.collections == 1 and pacer.between_collections == 0 and dead() is None
 
 
+def test_settle_collects_and_freezes_what_start_up_built(pacer: GcPacer) -> None:
+    """`settle` (the worker's, once its tables have caught up): what exists then is collected
+    and frozen, so the next paced collection walks only what comes after; its cyclic garbage
+    is collected, not frozen."""
+    pacer.after(1_000)  # start-up's heap frozen first, as `start` does in a worker
+    dead = _cycle()
+    table = [[i] for i in range(5_000)]  # a table's catch-up, kept
+    frozen_before = gc.get_freeze_count()
+    pacer.settle()
+    assert dead() is None  # collected, not frozen
+    assert gc.get_freeze_count() - frozen_before >= 5_000  # the table frozen
+    assert abs(pacer.frozen - gc.get_freeze_count()) < 100
+    assert pacer.settles == 1 and pacer.settle_cpu_s >= 0
+    assert pacer.collections == 1  # `after`'s alone: not a paced collection of the stream
+    assert len(gc.get_objects(generation=0)) < 1_000  # nothing of it left to walk
+    del table
+
+
+def test_the_gc_clock_leaves_out_unclocked_collections() -> None:
+    clock = GcClock().install()
+    try:
+        with clock.unclocked():
+            gc.collect()
+        assert clock.collections == [0, 0, 0] and clock.unclocked_collections == 1
+        assert clock.longest_s == 0.0
+        gc.collect()
+        assert clock.collections[2] == 1 and clock.unclocked_collections == 1
+        assert clock.status()["unclocked_collections"] == 1
+    finally:
+        clock.uninstall()
+
+
 def test_the_young_threshold_follows_the_fetch_size() -> None:
     assert young_threshold(10_000) == 50_000  # the worker's default fetch
     assert young_threshold(100) == 10_000  # never below the pacer's former threshold

@@ -373,6 +373,10 @@ def test_a_worker_with_the_fold_summarizes_and_its_claims_equal_the_truth(
                 status = worker.status()
         assert status["membership"]["caught_up"], status["membership"]
         assert status["membership"]["groups_horizon_ts"] is not None
+        # What the tables' catch-up built was collected and frozen before the stream, outside
+        # the GC clock (`GcPacer.settle`).
+        assert status["gc"]["paced"]["settles"] == 1, status["gc"]
+        assert status["gc"]["unclocked_collections"] >= 1, status["gc"]
         froms = {p["restored_from"] for p in status["partitions"].values()}
         assert froms <= {"local", "changelog"}, froms
         assert 0 < summarized[0] < summarized[1], summarized
