@@ -285,6 +285,17 @@ class FirstEntries(Mapping[str, int]):
         # entries whole, as int64s (the format before int32s): one outside int64, or of the
         # value `INT64_MIN`, as 0 and in "wide".
         users = list(self)
+        base = self._base
+        if (
+            not self._wide
+            and base is not None
+            and INT64_MIN < base + _NO_ENTRY
+            and base + _INT32_MAX <= INT64_MAX
+        ):
+            # The usual table: every entry in the array, within int64 (a loop as before).
+            held, slots = self._entries, self._slots
+            entries = array("q", (held[slot] + base for slot in map(slots.__getitem__, users)))
+            return {"users": users, "entries": int64s_to_bytes(entries), "wide": {}}
         entries, wide = array("q"), {}
         for n, user in enumerate(users):
             entry = self[user]
