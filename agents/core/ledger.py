@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final, NamedTuple, Protocol
 
+import numpy as np
+
 from agents.core.concurrency import LevelCurve, peak_of
 from agents.core.pairs import PairDays
 from agents.core.sample import AOV_SAMPLE_SIZE, bottom_k
@@ -40,12 +42,8 @@ from agents.core.seen import (
 )
 from agents.core.sketch import DistinctUsers, FoldedFigures, QuantileSketch
 from agents.core.slots import (
-    INT64_MAX,
-    INT64_MIN,
     SLOTS,
     SlotKeys,
-    int64s_from_bytes,
-    int64s_to_bytes,
     slot_int,
 )
 from agents.core.stats import add_moments, percentile, row_moments
@@ -455,6 +453,9 @@ _SEQ_BITS = 48
 _SEQ_LIMIT = 1 << _SEQ_BITS
 #: A user's records stay a tuple up to this many, then become a list (appends in O(1)).
 _TUPLE_MAX = 16
+#: An `array("i")`'s bounds (`Presence`'s first records, from the session's bases).
+_INT32_MIN: Final[int] = -(1 << 31)
+_INT32_MAX: Final[int] = (1 << 31) - 1
 
 
 def _pack(ts: int, seq: int, joined: bool) -> int:
@@ -502,14 +503,26 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
 
     Why: one entry per (session, user) is most of the ledger's state per viewer. A user gets a
     slot (`agents.core.slots`: the user's dict entry holds a slot int every session shares) and
-    their first record is two int64s at that slot (its `ts`, and `seq << 1 | joined`); further
-    records (a leave, a rejoin) are packed ints in an overflow by slot, one int (one more
-    record) or a tuple of ints, a list past `_TUPLE_MAX`. ~42 B for a viewer who is there
-    against ~62 for one int in a dict (and ~210 for a list of tuples); reading decodes them.
-    Slots follow first arrival, so iterating the users is iterating the slots in order.
+    their first record is two int32s at that slot (its `ts` and `seq << 1 | joined`, each less
+    the session's first record's, `_base_ts` and `_base_sj`: a session's records lie within days
+    and a few hundred million arrivals of its first, issue 19: 8 B a viewer where two int64s were
+    16); a first record that does not fit, and further records (a leave, a rejoin) are packed
+    ints in an overflow by slot, one int (one more record) or a tuple of ints, a list past
+    `_TUPLE_MAX`. ~34 B for a viewer who is there against ~62 for one int in a dict (and ~210
+    for a list of tuples); reading decodes them. Slots follow first arrival, so iterating the
+    users is iterating the slots in order.
     """
 
-    __slots__ = ("_slots", "_ts", "_sj", "_more", "_flags", "_interacting_only")
+    __slots__ = (
+        "_slots",
+        "_ts",
+        "_sj",
+        "_base_ts",
+        "_base_sj",
+        "_more",
+        "_flags",
+        "_interacting_only",
+    )
 
     def __init__(self) -> None:
         self._slots: dict[str, int] = {}
@@ -518,10 +531,13 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
         self._flags = bytearray()
         #: Interacting users with no record (yet): a join moves them to their slot's flag.
         self._interacting_only: set[str] = set()
-        #: The first record of each slot: its ts, and `seq << 1 | joined` (-1: the first
-        #: record is in `_more`, a ts outside int64).
-        self._ts: array[int] = array("q")
-        self._sj: array[int] = array("q")
+        #: The first record of each slot: its ts less `_base_ts`, and `seq << 1 | joined` less
+        #: `_base_sj` (-1: the first record is in `_more`, one of them outside int32).
+        self._ts: array[int] = array("i")
+        self._sj: array[int] = array("i")
+        #: The first slot's first record's `ts` and `seq << 1` (set by its `add` or `_put`).
+        self._base_ts = 0
+        self._base_sj = 0
         #: slot -> the records after the first (packed as `_pack`), in arrival order.
         self._more: dict[int, int | tuple[int, ...] | list[int]] = {}
 
@@ -537,14 +553,26 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
             if self._interacting_only and user in self._interacting_only:
                 self._interacting_only.discard(user)
                 self._flag(slot)
-            try:  # a ts outside int64 (the contract allows it, no clock gives it): overflow
-                self._ts.append(ts)
+            if not n:
+                self._base_ts, self._base_sj = ts, seq << 1
+            # Outside int32 from the bases (weeks after the session's first record, or a
+            # session older than 2**30 of the ledger's events; seq only grows): the overflow.
+            try:
+                self._ts.append(ts - self._base_ts)
             except OverflowError:
                 self._ts.append(0)
                 sj.append(-1)
                 self._more[slot] = (((ts << _SEQ_BITS) | seq) << 1) | joined
-            else:
-                sj.append(seq << 1 | joined)
+                return
+            rel = (seq << 1 | joined) - self._base_sj
+            try:
+                if rel < 0:  # an arrival before the first slot's (a merged presence's)
+                    raise OverflowError
+                sj.append(rel)
+            except OverflowError:
+                self._ts[-1] = 0
+                sj.append(-1)
+                self._more[slot] = (((ts << _SEQ_BITS) | seq) << 1) | joined
             return
         # `_pack`, inlined (once per view event).
         record = (((ts << _SEQ_BITS) | seq) << 1) | joined
@@ -607,7 +635,11 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
     def _records(self, slot: int) -> list[int]:
         """A slot's records, packed (`_pack`), in arrival order."""
         sj = self._sj[slot]
-        out = [] if sj < 0 else [(self._ts[slot] << (_SEQ_BITS + 1)) | sj]
+        out = (
+            []
+            if sj < 0
+            else [((self._ts[slot] + self._base_ts) << (_SEQ_BITS + 1)) | (sj + self._base_sj)]
+        )
         held = self._more.get(slot)
         if held is not None:
             if isinstance(held, int):
@@ -621,7 +653,8 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
         records' and of the overflow's packed ints, which sort as `(ts, seq, joined)`
         (`Ledger._group_lookup_floor`, once a day)."""
         # A slot's first record (`_ts`, where `_sj` is not -1), then the overflow's records.
-        firsts = [ts for ts, sj in zip(self._ts, self._sj, strict=True) if sj >= 0]
+        base = self._base_ts
+        firsts = [ts + base for ts, sj in zip(self._ts, self._sj, strict=True) if sj >= 0]
         least = min(
             (held if isinstance(held, int) else min(held) for held in self._more.values()),
             default=None,
@@ -652,18 +685,24 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
         sj = self._sj[slot]
         held = self._more.get(slot)
         if held is None and sj >= 0:  # the usual viewer: one record
-            return [(self._ts[slot], sj >> 1, bool(sj & 1))]
+            return [(self._ts[slot] + self._base_ts, (sj + self._base_sj) >> 1, bool(sj & 1))]
         # _unpack inlined: reports decode every record of every session.
         shift, mask = _SEQ_BITS + 1, _SEQ_LIMIT - 1
         return [(r >> shift, (r >> 1) & mask, bool(r & 1)) for r in self._records(slot)]
 
     def __getstate__(self) -> dict[str, object]:
         # The users in slot order (the slot ints are shared, `slot_int`, not pickled), the
-        # arrays as little-endian bytes, the overflow by slot number.
+        # first records as int64s (bases added back; the format before the int32 arrays), as
+        # little-endian bytes, the overflow by slot number.
+        ts = np.frombuffer(self._ts, dtype=np.int32).astype("<i8")
+        sj = np.frombuffer(self._sj, dtype=np.int32).astype("<i8")
+        held = sj >= 0
+        ts[held] += self._base_ts
+        sj[held] += self._base_sj
         return {
             "users": list(self._slots),
-            "ts": int64s_to_bytes(self._ts),
-            "sj": int64s_to_bytes(self._sj),
+            "ts": ts.tobytes(),
+            "sj": sj.tobytes(),
             "more": self._more,
             "flags": bytes(self._flags),
             "interacting_only": self._interacting_only,
@@ -676,21 +715,52 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
                 self._put(user, [held] if isinstance(held, int) else list(held))
             return
         assert isinstance(state, dict)
-        self._slots = {user: slot_int(n) for n, user in enumerate(state["users"])}
-        self._ts = int64s_from_bytes(state["ts"])
-        self._sj = int64s_from_bytes(state["sj"])
-        self._more = {slot_int(slot): held for slot, held in state["more"].items()}
+        more = {slot_int(slot): held for slot, held in state["more"].items()}
         self._flags = bytearray(state["flags"])
         self._interacting_only = state["interacting_only"]
+        ts = np.frombuffer(state["ts"], dtype="<i8").astype(np.int64)
+        sj = np.frombuffer(state["sj"], dtype="<i8").astype(np.int64)
+        held = sj >= 0
+        ts[~held] = 0
+        if held.any():
+            base_ts, base_sj = int(ts[held][0]), int(sj[held].min()) & ~1
+            ts[held] -= base_ts
+            sj[held] -= base_sj
+            fits = ts.min() >= _INT32_MIN and ts.max() <= _INT32_MAX
+            if not (fits and sj.min() >= -1 and sj.max() <= _INT32_MAX):
+                # A first record outside int32 from the first slot's: user by user, as saved.
+                for user, slot in zip(state["users"], range(len(sj)), strict=True):
+                    first = sj[slot] >= 0
+                    packed = (
+                        [(int(ts[slot] + base_ts) << (_SEQ_BITS + 1)) | int(sj[slot] + base_sj)]
+                        if first
+                        else []
+                    )
+                    rest = more.get(slot)
+                    if rest is not None:
+                        packed.extend([rest] if isinstance(rest, int) else rest)
+                    self._put(user, packed)
+                return
+            self._base_ts, self._base_sj = base_ts, base_sj
+        self._slots = {user: slot_int(n) for n, user in enumerate(state["users"])}
+        self._ts = array("i", ts.astype(np.int32).tobytes())
+        self._sj = array("i", sj.astype(np.int32).tobytes())
+        self._more = more
 
     def _put(self, user: str, records: list[int]) -> None:
         """A user new to this presence with their packed records, in arrival order."""
         first, rest = records[0], records[1:]
-        slot = self._slots[user] = slot_int(len(self._sj))
+        n = len(self._sj)
+        slot = self._slots[user] = slot_int(n)
         ts = first >> (_SEQ_BITS + 1)
-        if INT64_MIN <= ts <= INT64_MAX:
+        sj = first & ((_SEQ_LIMIT << 1) - 1)
+        if not n:
+            self._base_ts, self._base_sj = ts, sj & ~1
+        ts -= self._base_ts
+        sj -= self._base_sj
+        if _INT32_MIN <= ts <= _INT32_MAX and 0 <= sj <= _INT32_MAX:
             self._ts.append(ts)
-            self._sj.append(first & ((_SEQ_LIMIT << 1) - 1))
+            self._sj.append(sj)
         else:
             self._ts.append(0)
             self._sj.append(-1)

@@ -43,6 +43,7 @@ from agents.core.ledger import (
 )
 from agents.core.metrics import add_user_rows
 from agents.core.slots import (
+    INT64_MAX,
     INT64_MIN,
     SLOTS,
     int64s_from_bytes,
@@ -109,14 +110,18 @@ DEFINITIONS: Final[dict[str, str]] = {
 
 #: A `FirstEntries` array value for a slot with no entry (a user of the shared table with no
 #: join seen here: a leave only, or a join the presence took and the screen has not yet). A
-#: real entry of that value is kept in the overflow, as one outside int64 is.
-_NO_ENTRY: Final[int] = INT64_MIN
+#: real entry of that value (less the table's base) is kept in the overflow, as one outside
+#: int32 of the base is.
+_NO_ENTRY: Final[int] = -(1 << 31)
+_INT32_MAX: Final[int] = (1 << 31) - 1
 
 
 class FirstEntries(Mapping[str, int]):
     """One session's first entry per user (`_pack_entry`), held by slot: the user's dict entry
-    holds a slot int every table shares (`agents.core.slots`) and the entry is an int64 at that
-    slot (one past int64, a ts the contract allows but no clock gives, in an overflow).
+    holds a slot int every table shares (`agents.core.slots`) and the entry is an int32 at that
+    slot, less the table's base (`_base`: its first entry's, the source bits clear; issue 19:
+    4 B a viewer where an int64 was 8); one that does not fit (2**(31 - `_SOURCE_BITS`) ms
+    from the first, ~3 days) is kept whole in an overflow.
 
     The user -> slot dict is the session's raw presence's (`Ledger` presence, given as
     `slots`) while every user offered is in it: the ledger takes a join before the screen
@@ -126,18 +131,24 @@ class FirstEntries(Mapping[str, int]):
     (`_NO_ENTRY`: those with a leave only) are not keys of this mapping.
 
     Why: a dict of packed ints cost a 32-B int and a dict entry per viewer; a dict of its own
-    by slot, 8 B and the entry (26 B a viewer); sharing the presence's, 8 B (issue 19).
+    by slot, 8 B and the entry (26 B a viewer); sharing the presence's, 8 B; int32s, 4 B
+    (issue 19).
     """
 
-    __slots__ = ("_slots", "_entries", "_wide", "_count", "_shared")
+    __slots__ = ("_slots", "_entries", "_base", "_wide", "_count", "_shared")
 
     def __init__(self, slots: dict[str, int] | None = None) -> None:
         #: user -> slot: the presence's (`_shared`, read only here) or this table's own.
         self._slots: dict[str, int] = {} if slots is None else slots
         self._shared = slots is not None
-        #: Per slot its entry, `_NO_ENTRY` for none; as long as the last slot offered.
-        self._entries: array[int] = array("q")
-        #: slot -> an entry outside int64 or equal to `_NO_ENTRY` (its `_entries` value: 0).
+        #: Per slot its entry less `_base`, `_NO_ENTRY` for none; as long as the last slot
+        #: offered.
+        self._entries: array[int] = array("i")
+        #: The first entry offered with its source bits clear (so an entry's source is its
+        #: array value's low bits, `sources`); None until then.
+        self._base: int | None = None
+        #: slot -> a whole entry whose value less `_base` is outside int32 or equal to
+        #: `_NO_ENTRY` (its `_entries` value: 0).
         self._wide: dict[int, int] = {}
         #: Users with an entry.
         self._count = 0
@@ -146,6 +157,9 @@ class FirstEntries(Mapping[str, int]):
         """Keep `entry` as the user's if it is their first or smaller than the one held."""
         slot = self._slots.get(user)
         entries = self._entries
+        base = self._base
+        if base is None:
+            base = self._base = entry & ~_SOURCE_MASK
         if slot is None:
             if self._shared:
                 self._own()
@@ -159,28 +173,31 @@ class FirstEntries(Mapping[str, int]):
                 if held == _NO_ENTRY:  # a slot of the shared table with no entry yet
                     self._count += 1
                     self._set(slot, entry)
-                elif entry < (self._wide.get(slot, held) if self._wide else held):
+                elif entry < (self._wide.get(slot, held + base) if self._wide else held + base):
                     self._set(slot, entry)
                 return
             if slot > n:  # slots of the shared table with no entry before it
-                entries.extend(array("q", (_NO_ENTRY,)) * (slot - n))
+                entries.extend(array("i", (_NO_ENTRY,)) * (slot - n))
         # The usual viewer: the next slot (a new one, or the join the presence just took).
         self._count += 1
-        if entry != _NO_ENTRY:
+        relative = entry - base
+        if relative != _NO_ENTRY:
             try:
-                entries.append(entry)
+                entries.append(relative)
                 return
-            except OverflowError:  # outside int64
+            except OverflowError:  # outside int32 of the base
                 pass
         entries.append(0)
         self._wide[slot] = entry
 
     def _set(self, slot: int, entry: int) -> None:
+        assert self._base is not None  # set by the first `offer`
+        relative = entry - self._base
         try:
-            if entry == _NO_ENTRY:
+            if relative == _NO_ENTRY:
                 raise OverflowError
-            self._entries[slot] = entry
-        except OverflowError:  # outside int64, or the marker's value
+            self._entries[slot] = relative
+        except OverflowError:  # outside int32 of the base, or the marker's value
             self._entries[slot] = 0
             self._wide[slot] = entry
         else:
@@ -196,7 +213,7 @@ class FirstEntries(Mapping[str, int]):
             if slot < len(entries) and entries[slot] != _NO_ENTRY
         ]
         self._slots = {user: slot_int(n) for n, (user, _) in enumerate(users)}
-        self._entries = array("q", (entries[slot] for _, slot in users))
+        self._entries = array("i", (entries[slot] for _, slot in users))
         self._wide = {slot_int(n): wide[slot] for n, (_, slot) in enumerate(users) if slot in wide}
         self._shared = False
 
@@ -207,7 +224,7 @@ class FirstEntries(Mapping[str, int]):
         if self._shared or not all(user in slots for user in self._slots):
             return False
         size = max((slots[user] for user in self._slots), default=-1) + 1
-        entries = array("q", (_NO_ENTRY,)) * size
+        entries = array("i", (_NO_ENTRY,)) * size
         wide: dict[int, int] = {}
         for user, slot in self._slots.items():
             shared = slots[user]
@@ -231,7 +248,8 @@ class FirstEntries(Mapping[str, int]):
             wide = self._wide.get(slot)
             if wide is not None:
                 return wide
-        return self._entries[slot]
+        assert self._base is not None  # an entry was offered
+        return self._entries[slot] + self._base
 
     def __contains__(self, user: object) -> bool:
         return self._slot(user) is not None
@@ -253,6 +271,7 @@ class FirstEntries(Mapping[str, int]):
         """Viewers by the rank of their first entry's source (`_SOURCE_BY_RANK`)."""
         if self._wide:
             return Counter(self[user] & _SOURCE_MASK for user in self)
+        # An array value's low bits are its entry's: the base's are clear.
         ranks = Counter(map(_SOURCE_MASK.__and__, self._entries))
         absent = len(self._entries) - self._count  # `_NO_ENTRY` & the mask: rank 0
         if absent:
@@ -262,28 +281,54 @@ class FirstEntries(Mapping[str, int]):
         return ranks
 
     def __getstate__(self) -> dict[str, object]:
-        # Its own users only, in slot order (a shared table is the presence's to save).
+        # Its own users only, in slot order (a shared table is the presence's to save); the
+        # entries whole, as int64s (the format before int32s): one outside int64, or of the
+        # value `INT64_MIN`, as 0 and in "wide".
         users = list(self)
-        return {
-            "users": users,
-            "entries": int64s_to_bytes(array("q", (self._entries[self._slots[u]] for u in users))),
-            "wide": {
-                n: self._wide[self._slots[user]]
-                for n, user in enumerate(users)
-                if self._slots[user] in self._wide
-            },
-        }
+        base = self._base
+        if (
+            not self._wide
+            and base is not None
+            and INT64_MIN < base + _NO_ENTRY
+            and base + _INT32_MAX <= INT64_MAX
+        ):
+            # The usual table: every entry in the array, within int64 (a loop as before).
+            held, slots = self._entries, self._slots
+            entries = array("q", (held[slot] + base for slot in map(slots.__getitem__, users)))
+            return {"users": users, "entries": int64s_to_bytes(entries), "wide": {}}
+        entries, wide = array("q"), {}
+        for n, user in enumerate(users):
+            entry = self[user]
+            if INT64_MIN < entry <= INT64_MAX:
+                entries.append(entry)
+            else:
+                entries.append(0)
+                wide[n] = entry
+        return {"users": users, "entries": int64s_to_bytes(entries), "wide": wide}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._slots = {user: slot_int(n) for n, user in enumerate(state["users"])}
-        self._entries = int64s_from_bytes(state["entries"])
-        self._wide = {slot_int(slot): entry for slot, entry in state["wide"].items()}
+        saved = int64s_from_bytes(state["entries"])
+        self._wide = wide = {slot_int(slot): entry for slot, entry in state["wide"].items()}
         self._count = len(self._slots)
         self._shared = False
-        if _NO_ENTRY in self._entries:  # saved before the marker: an entry of its value
-            for slot, entry in enumerate(self._entries):
-                if entry == _NO_ENTRY:
-                    self._set(slot_int(slot), entry)
+        # Whole int64s (an entry of `INT64_MIN` saved before the overflow took it included)
+        # less the first one's base; one outside int32 of it to the overflow.
+        firsts = (entry for slot, entry in enumerate(saved) if slot not in wide)
+        first = next(firsts, None)
+        self._base = base = None if first is None else first & ~_SOURCE_MASK
+        self._entries = entries = array("i")
+        for slot, entry in enumerate(saved):
+            if slot in wide:
+                entries.append(0)
+                continue
+            assert base is not None
+            relative = entry - base
+            if _NO_ENTRY < relative <= _INT32_MAX:
+                entries.append(relative)
+            else:
+                entries.append(0)
+                wide[slot_int(slot)] = entry
 
     @classmethod
     def of(cls, entries: Iterable[tuple[str, int]]) -> FirstEntries:

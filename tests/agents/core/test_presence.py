@@ -109,6 +109,60 @@ def test_a_presence_pickled_before_slots_loads_the_same(monkeypatch: pytest.Monk
     assert got["u-new"] == [(5, 5_000, True)]
 
 
+def test_first_records_far_from_the_sessions_first_read_back_and_pickle_the_same() -> None:
+    """The first records are int32s less the session's first record's `ts` and arrival
+    (issue 19): one too far from them either way (weeks apart, 2**30 arrivals on, an arrival
+    before the first slot's) reads back exactly from the overflow, and survives a pickle."""
+    import pickle
+
+    rng = random.Random(19)
+    for _round in range(20):
+        presence, plain = Presence(), {}
+        base = rng.choice([0, -(10**13), 1_719_792_020_971, 2**62])
+        for seq in range(1, rng.randrange(2, 300)):
+            user = f"u-{rng.randrange(120)}"
+            ts = base + rng.choice([0, 1, -(2**31) - 5, 2**31 + 5, 40 * 86_400_000, -(10**12)])
+            ts += rng.randrange(-3_000, 3_000)
+            arrival = rng.choice([seq, seq + 2**30, seq + 2**40])
+            joined = rng.random() < 0.5
+            presence.add(user, ts, arrival, joined)
+            plain.setdefault(user, []).append((ts, arrival, joined))
+        assert list(presence) == list(plain) and dict(presence.items()) == plain
+        assert presence.earliest_ts() == min(t for rows in plain.values() for t, _, _ in rows)
+        got = pickle.loads(pickle.dumps(presence))
+        assert list(got) == list(plain) and dict(got.items()) == plain
+        assert got.joined_users() == presence.joined_users()
+
+
+def test_a_presence_saved_with_int64_first_records_loads_the_same() -> None:
+    """A state saved before the int32 arrays (the same pickled format: int64 first records)
+    loads the same, first records beyond int32 of each other included (user by user)."""
+    from agents.core.ledger import _pack
+
+    for spread in (5_000, 2**40):
+        users = [f"u-{n}" for n in range(50)]
+        firsts = [(1_719_792_020_971 + n * spread, 3 * n + 1, n % 2 == 0) for n in range(50)]
+        # What the int64 arrays held: ts, and `seq << 1 | joined`; u-7's first record in
+        # the overflow (-1), and u-3 with a leave after its join.
+        sj = [seq << 1 | joined for _ts, seq, joined in firsts]
+        sj[7] = -1
+        state = {
+            "users": users,
+            "ts": b"".join(t.to_bytes(8, "little", signed=True) for t, _, _ in firsts),
+            "sj": b"".join(v.to_bytes(8, "little", signed=True) for v in sj),
+            "more": {7: _pack(*firsts[7]), 3: _pack(firsts[3][0] + 9, 500, False)},
+            "flags": b"",
+            "interacting_only": set(),
+        }
+        got = Presence.__new__(Presence)
+        got.__setstate__(state)
+        want = {user: [first] for user, first in zip(users, firsts, strict=True)}
+        want["u-3"].append((firsts[3][0] + 9, 500, False))
+        assert list(got) == users and dict(got.items()) == want
+        got.add("u-new", 5, 5_000, True)
+        assert got["u-new"] == [(5, 5_000, True)]
+
+
 def test_interacting_users_are_a_set_whoever_came_first() -> None:
     """The interacting flag by slot answers as the set it replaces: users who interacted
     before, after or without a join, any number of times; through a snapshot; and once the

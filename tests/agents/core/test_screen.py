@@ -151,6 +151,30 @@ def test_first_entries_keep_each_users_smallest_in_and_past_int64() -> None:
     assert list(copy) == list(plain) and dict(copy) == plain
 
 
+def test_first_entries_near_and_far_from_the_first_read_back_and_pickle_the_same() -> None:
+    """Entries are int32s less the table's first entry's base (issue 19): ones at the edges of
+    int32 from it, past them (into the overflow) and of the marker's value read back as each
+    user's smallest, their sources from the array's low bits, and survive a pickle."""
+    rng = random.Random(23)
+    edges = [0, 1, 2**31 - 1, 2**31, -(2**31), -(2**31) + 1, -(2**31) - 1, 2**33, -(2**40)]
+    for spread in ([0, 7, 5_000 << _SOURCE_BITS], edges):
+        firsts, plain = FirstEntries(), {}
+        base = (T0 << _SOURCE_BITS) + 5  # the first entry: source rank 5
+        firsts.offer("u-first", base)
+        plain["u-first"] = base
+        for _ in range(2_000):
+            user = f"u-{rng.randrange(150)}"
+            entry = (base & ~7) + rng.choice(spread) + rng.randrange(-8, 8)
+            firsts.offer(user, entry)
+            plain[user] = min(plain.get(user, entry), entry)
+        assert list(firsts) == list(plain) and dict(firsts) == plain
+        assert bool(firsts._wide) is (spread is edges)
+        assert firsts.sources() == Counter(entry & 7 for entry in plain.values())
+        copy = pickle.loads(pickle.dumps(firsts))
+        assert list(copy) == list(plain) and dict(copy) == plain
+        assert copy.sources() == firsts.sources()
+
+
 def test_first_entries_sharing_a_presences_slots_are_each_users_smallest() -> None:
     """Issue 19: a session's first entries read its raw presence's user -> slot table, which
     also holds users with no entry (a leave only) and grows between offers; a user the table
