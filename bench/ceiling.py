@@ -14,7 +14,8 @@ With `--worker-state`, contender (w): the same consumer with the worker's per-re
 period, no horizons and no tables, which cost ~2.4 us of the ~7 us a record between (a) and
 (c)). A `LiveState` under the default `Settings` (`LiveState.from_settings`, as the worker's
 `streams.runtime.worker` builds it): a partition state per partition (`new_partition`: the
-fold, claims by period, the horizons), each fetch handed whole to the worker's own batch
+fold, claims by period, the horizons), each fetch handed whole (aiokafka's records as
+fetched, none rebuilt, as the worker's batch consumer since issue 19) to the worker's own batch
 handler (`streams.runtime.ingest.BatchIngest`: `apply_batch` 500 records at a time, the lag
 histograms, dead letters submitted to a pipeline whose publish does nothing). With the fold,
 the membership and refund tables (`MembershipTable`, `WorkerRefundTable`) read the groups and
@@ -46,7 +47,7 @@ try:  # a fetch decoded at once, as the worker does; the baseline's core ((a0)) 
 except ImportError:  # a tree before issue 19's Session 9: `ingest` one value at a time
     decode_values = None  # type: ignore[assignment]
 from bench.shared import consumed, contender_parser, contender_settings
-from streams.runtime.batch_consumer import RawRecord
+from streams.runtime.batch_consumer import FetchedRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPipeline
 from streams.runtime.gcpace import GcPacer
 from streams.runtime.ingest import BatchIngest
@@ -201,15 +202,12 @@ async def consume_worker_state(
             received_at = time.time()
             if first is None:
                 first = received_at
-            # One batch of every partition's records, as the worker's batch consumer builds it.
-            batch: list[RawRecord] = []
+            # One batch of every partition's records, as the worker's batch consumer builds it
+            # (`BatchConsumer._process`): aiokafka's records as fetched (`FetchedRecord`), a
+            # partition's added as one list, none rebuilt (a `RawRecord` each until issue 19).
+            batch: list[FetchedRecord] = []
             for records in batches.values():
-                batch.extend(
-                    RawRecord(
-                        r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, r.headers
-                    )
-                    for r in records
-                )
+                batch += records
             await ingest(batch, received_at)
             seen += len(batch)
         last = time.time()
