@@ -1211,7 +1211,10 @@ class SessionFacts:
         if isinstance(presence, SessionSummary):
             return []  # summarized: its first joins are in the ledger's sums
         if isinstance(presence, FoldedPresence):
-            return sorted((user, presence._users[user] >> _WATCH_BITS) for user in presence._users)
+            # The users sorted, not (user, ts) tuples: a user is there once, so the order is
+            # the same (a day's freeze reads a closed session's first joins from here; issue 19).
+            users = presence._users
+            return [(user, users[user] >> _WATCH_BITS) for user in sorted(users)]
         return presence.first_joins()
 
     @property
