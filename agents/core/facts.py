@@ -108,11 +108,21 @@ class ClaimFacts:
         if found is None:
             merchant = self.started[sid].merchant_id
             assert merchant is not None
-            membership = self.membership
-            found = self._member_joins[sid] = [
-                (user, first, membership(merchant, user).member_at(first))
-                for user, first in self.first_joins(sid)
-            ]
+            # `membership` written out, and no `member_at` for a user with no group event
+            # (NEVER_MEMBER: False at any `ts`): a day's freeze looks up every first join of
+            # its sessions, ~600 a partition here (issue 19, session 19).
+            memberships, events_of = self._memberships, self.ledger.group_events.get
+            found = self._member_joins[sid] = []
+            for user, first in self.first_joins(sid):
+                key = (merchant, user)
+                membership = memberships.get(key)
+                if membership is None:
+                    events = events_of(key)
+                    membership = Membership(events) if events else NEVER_MEMBER
+                    memberships[key] = membership
+                found.append(
+                    (user, first, membership is not NEVER_MEMBER and membership.member_at(first))
+                )
         return found
 
     def looked_up(self) -> Mapping[str, list[tuple[str, int, bool]]]:

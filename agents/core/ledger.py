@@ -680,6 +680,32 @@ class Presence(SlotKeys, Mapping[str, list[tuple[int, int, bool]]]):
                 out.append(user)
         return out
 
+    def first_joins(self) -> list[tuple[str, int]]:
+        """(user, ts of their first join) for each user with a join, by user: read off the
+        packed records (a join's has its low bit set; they sort as `(ts, seq, joined)`, so the
+        least is the first join), none decoded into a tuple (issue 19, session 19: a day's
+        freeze reads every viewer of its sessions, `SessionFacts.first_joins`)."""
+        slots, more, ts_of, sj_of = self._slots, self._more, self._ts, self._sj
+        # The first records are less the bases (`_base_sj` is even: the joined bit is `sj`'s).
+        base_ts, base_sj = self._base_ts, self._base_sj
+        shift = _SEQ_BITS + 1
+        out: list[tuple[str, int]] = []
+        for user in sorted(slots):
+            slot = slots[user]
+            sj = sj_of[slot]
+            held = more.get(slot)
+            if held is None:  # the usual viewer: one record
+                if sj >= 0 and sj & 1:
+                    out.append((user, ts_of[slot] + base_ts))
+                continue
+            records = [held] if isinstance(held, int) else list(held)
+            if sj >= 0:  # (-1: the first record is in the overflow)
+                records.append(((ts_of[slot] + base_ts) << shift) | (sj + base_sj))
+            joins = [record for record in records if record & 1]
+            if joins:
+                out.append((user, min(joins) >> shift))
+        return out
+
     def __getitem__(self, user: str) -> list[tuple[int, int, bool]]:
         slot = self._slots[user]
         sj = self._sj[slot]
@@ -1277,13 +1303,11 @@ class SessionFacts:
         if isinstance(presence, SessionSummary):
             return []  # summarized: its first joins are in the ledger's sums
         if isinstance(presence, FoldedPresence):
-            return sorted((user, presence._users[user] >> _WATCH_BITS) for user in presence._users)
-        out: list[tuple[str, int]] = []
-        for user in sorted(presence):
-            joins = [ts for ts, _seq, is_join in presence[user] if is_join]
-            if joins:
-                out.append((user, min(joins)))
-        return out
+            # The users sorted, not (user, ts) tuples: a user is there once, so the order is
+            # the same (a day's freeze reads a closed session's first joins from here; issue 19).
+            users = presence._users
+            return [(user, users[user] >> _WATCH_BITS) for user in sorted(users)]
+        return presence.first_joins()
 
     @property
     def viewers(self) -> set[str]:

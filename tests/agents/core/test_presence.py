@@ -51,6 +51,30 @@ def test_the_earliest_record_and_first_join_equal_a_scan_of_every_record() -> No
         assert folded.earliest_join_ts() == (min(joins) if joins else None)
 
 
+def test_first_joins_equal_the_earliest_join_added() -> None:
+    """`Presence.first_joins` (read off the packed records, issue 19: a day's freeze reads
+    every viewer of its sessions) gives, by user, the least `ts` of the joins added: one
+    record or many (overflow int, tuple, list), leaves before and between joins, users with
+    leaves only (none), ties, and a `ts` outside int64 (its first record in the overflow)."""
+    rng = random.Random(19)
+    for _round in range(40):
+        presence, added = Presence(), {}
+        base = rng.choice([0, -(10**13), 1_719_792_020_971, 2**40, 2**70, -(2**70)])
+        for seq in range(1, rng.randrange(2, 600)):
+            user = f"u-{rng.randrange(rng.choice([3, 40, 200]))}"
+            ts = base + rng.randrange(-5_000, 5_000)
+            joined = rng.random() < 0.4
+            presence.add(user, ts, seq, joined)
+            added.setdefault(user, []).append((ts, joined))
+        expected = sorted(
+            (user, min(ts for ts, joined in rows if joined))
+            for user, rows in added.items()
+            if any(joined for _ts, joined in rows)
+        )
+        assert presence.first_joins() == expected
+    assert Presence().first_joins() == []
+
+
 def test_single_leave_is_not_a_join() -> None:
     presence = Presence()
     presence.add("u-1", 10, 1, False)
