@@ -317,9 +317,9 @@ class BatchConsumer(CommittedConsumer):
                     await asyncio.sleep(0)
                     continue
                 if not self.flow_active:
-                    # Rebalancing: what was fetched is dropped; seek back to the positions of
-                    # the states held (the assignment's restore seeks the new ones).
-                    await self._seek_positions(None)
+                    # Rebalancing: what was fetched is dropped, and read again once the flow
+                    # resumes (`_drop_fetched`).
+                    await self._drop_fetched(records)
                     continue
                 await self._process(records, active)
                 # The fetch (aiokafka's records, the batch `_process` built of them) is freed
@@ -510,14 +510,34 @@ class BatchConsumer(CommittedConsumer):
         assigned = {(tp.topic, tp.partition) for tp in self.assignment()}
         await self._seek_positions(await hooks.assign(assigned))
 
-    async def _seek_positions(self, positions: dict[tuple[str, int], int] | None) -> None:
-        """Seek each source partition to the next offset its state needs (None: the held ones)."""
-        if positions is None:
-            hooks = self._hooks()
-            if hooks is None:
-                await super().perform_seek()
-                return
-            positions = hooks.held_positions()
+    async def _drop_fetched(self, records: Any) -> None:
+        """Rebalancing: `records` (one `getmany` result) are not handed on; seek the partitions
+        back so they are read again once the flow resumes.
+
+        aiokafka's position of a partition whose records were returned is already past them. A
+        partition of a held state goes back to its held position (and the others held with it);
+        one with no held position (a topic the state has had no record of yet, or a state the
+        assignment's restore has not installed yet) to the first record dropped. faust's
+        `getmany` checks the flow only when it starts: one that was waiting when the rebalance
+        began returns the new assignment's records after it, while the restore seeks its
+        partitions (`perform_seek`). Seeking back only the held positions (session 18 and
+        before) left such a partition past its dropped records, never read (issue 19: seen of a
+        month-rows partition in a 2-worker fleet's second rebalance; the likely cause of the
+        bench's scale-out that never drained, `live.sessions:2` assigned with no position)."""
+        hooks = self._hooks()
+        if hooks is None:
+            await super().perform_seek()
+            return
+        positions = {
+            (tp.topic, tp.partition): tp_records[0].offset
+            for tp, tp_records in (records or {}).items()
+            if tp_records
+        }
+        positions.update(hooks.held_positions())
+        await self._seek_positions(positions)
+
+    async def _seek_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        """Seek each assigned partition among `positions` to the next offset it needs."""
         assigned = self.assignment()
         for (topic, partition), offset in sorted(positions.items()):
             tp = TP(topic, partition)
