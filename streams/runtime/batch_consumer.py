@@ -27,6 +27,8 @@ faust-streaming (`faust.transport.consumer.Consumer`, `faust.transport.drivers.a
 - `Consumer._wait_next_records(timeout) -> (records, active_partitions)`: one `getmany` result.
 - `Consumer._read_offset` (TP -> last offset handed on): skips what a seek back refetched.
 - `Consumer._buffered_partitions`: partitions faust still holds records of (paused or not).
+- `Consumer._active_partitions`, `_paused_partitions`: read only, for `/status`
+  (`BatchConsumer.partition_flow`; guarded: a missing one is None).
 - `Consumer._stopped` and the fetcher's `_stopped` (mode `Service` events): end of the loop.
 - `Consumer._commit(offsets)`: commits the snapshot-covered positions (faust's own acks unused).
 - `Consumer._thread._consumer`: the aiokafka consumer, for its subscription state.
@@ -52,6 +54,8 @@ coordinator, set on the consumer faust builds before it starts:
   settings.
 - `_fetcher._fetch_max_bytes`, `_fetcher._max_partition_fetch_bytes`: also read for each
   request; `BatchConsumer.fetch_bounds` reports them (`/status` `fetch`).
+- `_fetcher._records` (partition -> its fetched records not yet returned): read only, for
+  `/status` (`BatchConsumer.partition_flow`; guarded).
 - `_client.force_metadata_update()`: refreshes a topic's partitions (`force_metadata_update`
   below, for `streams.runtime.topics.partition_counts`).
 """
@@ -296,6 +300,10 @@ class BatchConsumer(CommittedConsumer):
     _fetch_state: str = "busy"
     fetch_modes: int = 0
     fetch_entered: dict[str, int]
+    #: Fetches dropped in a rebalance (`_drop_fetched`), and the partitions sought back after
+    #: them (each seek counted): `/status`'s `fetch` block (`partition_flow`).
+    fetch_drops: int = 0
+    fetch_sought_back: int = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -524,6 +532,7 @@ class BatchConsumer(CommittedConsumer):
         before) left such a partition past its dropped records, never read (issue 19: seen of a
         month-rows partition in a 2-worker fleet's second rebalance; the likely cause of the
         bench's scale-out that never drained, `live.sessions:2` assigned with no position)."""
+        self.fetch_drops += 1
         hooks = self._hooks()
         if hooks is None:
             await super().perform_seek()
@@ -534,15 +543,45 @@ class BatchConsumer(CommittedConsumer):
             if tp_records
         }
         positions.update(hooks.held_positions())
-        await self._seek_positions(positions)
+        self.fetch_sought_back += await self._seek_positions(positions)
 
-    async def _seek_positions(self, positions: dict[tuple[str, int], int]) -> None:
-        """Seek each assigned partition among `positions` to the next offset it needs."""
+    async def _seek_positions(self, positions: dict[tuple[str, int], int]) -> int:
+        """Seek each assigned partition among `positions` to the next offset it needs; how
+        many were sought."""
         assigned = self.assignment()
+        sought = 0
         for (topic, partition), offset in sorted(positions.items()):
             tp = TP(topic, partition)
             if tp in assigned:
                 await self.seek(tp, offset)
+                sought += 1
+        return sought
+
+    def partition_flow(self) -> dict[str, Any]:
+        """Which of its assigned partitions the worker reads now, for `/status` (a stalled
+        partition, assigned and never read, is told apart here; issue 19).
+
+        `active` and `paused`: faust's own sets (`Consumer._active_partitions`, None before
+        the first fetch, and `_paused_partitions`); `fetched`: the partitions aiokafka holds
+        fetched records for, not yet handed on (`Fetcher._records`: such a partition is not
+        fetched again until they are); `drops` and `sought_back`: the counters of
+        `_drop_fetched`. Each list is `topic:partition`, sorted, of the consumer's assignment
+        only (so bounded by it). These are private attributes of faust 0.15 and aiokafka 0.14
+        read from the event loop while the consumer's thread may change them: one missing, or
+        changed under the read, is None rather than an error."""
+        try:
+            assigned: set[Any] | None = set(self.assignment())
+        except Exception:  # no consumer thread yet (starting up)
+            assigned = None
+        consumer = getattr(self._thread, "_consumer", None)
+        fetcher = getattr(consumer, "_fetcher", None)
+        return {
+            "active": _partition_list(getattr(self, "_active_partitions", None), assigned),
+            "paused": _partition_list(getattr(self, "_paused_partitions", None), assigned),
+            "fetched": _partition_list(getattr(fetcher, "_records", None), assigned),
+            "drops": self.fetch_drops,
+            "sought_back": self.fetch_sought_back,
+        }
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Snapshot and let go of the revoked partitions' state before faust forgets them."""
@@ -550,6 +589,18 @@ class BatchConsumer(CommittedConsumer):
         if hooks is not None:
             await hooks.revoke((tp.topic, tp.partition) for tp in revoked)
         await super().on_partitions_revoked(revoked)
+
+
+def _partition_list(tps: Any, assigned: set[Any] | None) -> list[str] | None:
+    """`tps` (partitions: faust's `TP`s or aiokafka's `TopicPartition`s, or a dict keyed by
+    them) among `assigned`, as sorted `topic:partition`; None for a missing attribute, no
+    assignment, or a set changed by another thread under the read."""
+    if tps is None or assigned is None:
+        return None
+    try:
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in list(tps) if tp in assigned)
+    except Exception:  # changed under the read (RuntimeError), or not partitions
+        return None
 
 
 class BatchTransport(AIOKafkaTransport):

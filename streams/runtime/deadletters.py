@@ -110,7 +110,10 @@ class DeadLetterPublisher:
         this returns, so a dead letter is never lost to a crash or an outage in between: while
         the broker is away (a retriable error) this keeps trying, and the partition waits. A
         letter the broker refuses for good (a non-retriable error, `PUBLISH_ATTEMPTS` times) is
-        logged and counted rather than stopping the stream for ever.
+        logged and counted rather than stopping the stream for ever. A letter whose send raised
+        is sent again though the broker may have written it (an answer lost to a broker killed
+        after the write): letters are at least once, a copy identical to the first, deduped by
+        a consumer on the source coordinates in their headers (`H_SOURCE_*`).
         """
         pending = list(letters)
         refused = 0  # consecutive rounds that had a non-retriable error

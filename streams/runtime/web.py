@@ -488,7 +488,8 @@ def _fetch_mode(worker_app: Any) -> dict[str, Any]:
     after a second with no record), `behind` (`batch_fetch_behind_wait_ms`, after a whole
     batch) or busy, how many times they were switched (`entered`: to each), and the byte
     bounds its requests are built with (`max_bytes`, `partition_max_bytes`: the fetcher's own,
-    None until it has started)."""
+    None until it has started); and which assigned partitions are read (`active`, `paused`,
+    `fetched`, `drops`, `sought_back`: `BatchConsumer.partition_flow`)."""
     try:
         consumer = worker_app.consumer
     except Exception:  # no consumer yet (starting up)
@@ -499,8 +500,10 @@ def _fetch_mode(worker_app: Any) -> dict[str, Any]:
             "entered": {},
             "max_bytes": None,
             "partition_max_bytes": None,
+            **_NO_FLOW,
         }
     bounds = getattr(consumer, "fetch_bounds", {})
+    flow = getattr(consumer, "partition_flow", None)
     return {
         "idle": bool(getattr(consumer, "fetch_idle", False)),
         "behind": bool(getattr(consumer, "fetch_behind", False)),
@@ -508,7 +511,18 @@ def _fetch_mode(worker_app: Any) -> dict[str, Any]:
         "entered": dict(getattr(consumer, "fetch_entered", {})),
         "max_bytes": bounds.get("max_bytes"),
         "partition_max_bytes": bounds.get("partition_max_bytes"),
+        **(flow() if flow is not None else _NO_FLOW),
     }
+
+
+#: The partition flow of a worker with no batch consumer (yet): `BatchConsumer.partition_flow`.
+_NO_FLOW: dict[str, Any] = {
+    "active": None,
+    "paused": None,
+    "fetched": None,
+    "drops": 0,
+    "sought_back": 0,
+}
 
 
 def ready(worker_app: Any) -> bool:

@@ -96,6 +96,8 @@ def test_aiokafka_reads_the_attributes_the_door_sets_when_it_starts() -> None:
     # The fetcher builds every request from its own copies of the byte bounds.
     requests = inspect.getsource(Fetcher._get_actions_per_node)
     assert "self._fetch_max_bytes" in requests and "self._max_partition_fetch_bytes" in requests
+    # The fetched records it holds by partition (`BatchConsumer.partition_flow`).
+    assert "self._records = collections.OrderedDict()" in inspect.getsource(Fetcher.__init__)
     assert callable(AIOKafkaClient.force_metadata_update)
     assert params(AIOKafkaClient.force_metadata_update) == ["self"]
     assert isinstance(vars(SubscriptionState)["subscription"], property)
@@ -125,6 +127,8 @@ async def test_the_worker_consumer_has_the_private_state_the_door_reads(
     assert TRANSPORTS.aliases[SCHEME] == "streams.runtime.batch_consumer:BatchTransport"
     assert consumer._read_offset[("no-topic", 0)] is None  # a defaultdict of None
     assert consumer._buffered_partitions == set()
+    # Read (guarded) for `/status` (`BatchConsumer.partition_flow`).
+    assert consumer._active_partitions == set() and consumer._paused_partitions == set()
     assert not consumer._stopped.is_set()
     thread = consumer._thread
     assert isinstance(thread, BatchConsumerThread)
@@ -327,6 +331,8 @@ def test_no_other_module_reaches_into_the_door_s_private_names() -> None:
         "_wait_next_records",
         "_read_offset",
         "_buffered_partitions",
+        "_active_partitions",
+        "_paused_partitions",
         "_new_consumer_thread",
         "_create_worker_consumer",
         "_isolation_level",
