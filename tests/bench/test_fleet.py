@@ -39,7 +39,16 @@ class _Worker:
     broker: _Broker
     stopped_behind: list[int]
 
-    def __init__(self, settings: Settings, log: Path, loglevel: str = "warning") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        loglevel: str = "warning",
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        # `cwd` and `env`: `fleet.run` passes a baseline tree's (`--baseline`); none here.
+        assert cwd is None and env is None
         self.settings = settings
         self.process = None
         self.read_rows = 0
