@@ -35,7 +35,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
 
@@ -47,7 +47,6 @@ try:  # a fetch decoded at once, as the worker does; the baseline's core ((a0)) 
 except ImportError:  # a tree before issue 19's Session 9: `ingest` one value at a time
     decode_values = None  # type: ignore[assignment]
 from bench.shared import consumed, contender_parser, contender_settings
-from streams.runtime.batch_consumer import FetchedRecord
 from streams.runtime.deadletters import DeadLetter, DeadLetterPipeline
 from streams.runtime.gcpace import GcPacer
 from streams.runtime.ingest import BatchIngest
@@ -55,6 +54,9 @@ from streams.runtime.membership import MembershipTable
 from streams.runtime.refunds import WorkerRefundTable
 from streams.runtime.settings import ISOLATION_LEVEL, Settings
 from streams.runtime.state import LiveState
+
+if TYPE_CHECKING:  # a typing protocol only: the baseline's tree ((a0)) may not have it
+    from streams.runtime.batch_consumer import FetchedRecord
 
 
 def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
