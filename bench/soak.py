@@ -496,9 +496,9 @@ def table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"After the longest horizon (day {growth['horizon_day']:g}; {span}): RSS "
-        f"{pct('rss_pct')} (target < {TARGET_PCT:g}%), snapshot {pct('snapshot_pct')} (flat; "
-        f"from the snapshot of day {growth.get('snapshot_from_day', '-')}), throughput "
-        f"{pct('records_per_s_pct')} (flat: later half of the samples' median records/s "
+        f"{pct('rss_pct')} (target < {TARGET_PCT:g}%), snapshot {pct('snapshot_pct')} (target: "
+        f"flat; from the snapshot of day {growth.get('snapshot_from_day', '-')}), throughput "
+        f"{pct('records_per_s_pct')} (target: flat; later half of the samples' median records/s "
         "against the earlier half's).",
     ]
     months = growth.get("months") or []
@@ -506,8 +506,15 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"Whole calendar months ({months[0]['month']} against {months[-1]['month']}, the "
             f"means of {months[0]['samples']} and {months[-1]['samples']} samples): RSS "
-            f"{pct('rss_months_pct')}, snapshot {pct('snapshot_months_pct')} (flat: within "
+            f"{pct('rss_months_pct')}, snapshot {pct('snapshot_months_pct')} (target: flat, within "
             f"{TARGET_PCT:g}% either way)."
+        )
+    met = growth.get("targets_met") or {}
+    if met:
+        lines.append(
+            "Targets: "
+            + ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in met.items())
+            + "."
         )
     lines += [
         f"Truth: {len(result['truth_mismatches'])} mismatches.",

@@ -35,6 +35,7 @@ from bench.soak import (
     plot,
     sketched_paths,
     soak,
+    table,
     truth_mismatches,
     truth_of,
     worker_env,
@@ -475,3 +476,18 @@ def test_rho_from_a_coarsened_rank_table_is_compared_within_the_reports_bound() 
     assert len(truth_mismatches(report(0.27349, None), truth, sketched)) == 1
     assert truth_mismatches(report(0.2770, 0.0001), truth, sketched) == []  # within 1%
     assert len(truth_mismatches(report(0.30, 0.02), truth, sketched)) == 1
+
+
+def test_the_table_says_which_targets_a_run_met() -> None:
+    """The run's text ends with each target's verdict, so a run that misses one says so in
+    words (the figures' parentheses name the target, not the outcome): the lead's Session 19
+    steady soak at the default bounds, RSS +5.2% (met), snapshot +15.6% and +10.7% by whole
+    months (not met)."""
+    run = Path(__file__).resolve().parents[2] / (
+        "bench/worker-300d-x12-w7-m3-d31-u45-b30-g2-r30-k4096-e10000-s19-steady-rate2500-lead-r6.json"
+    )
+    result = json.loads(run.read_text())
+    text = table(result)
+    assert "Targets: rss met, snapshot NOT met, records_per_s met, snapshot_months NOT met." in text
+    result["growth"]["targets_met"] = dict.fromkeys(result["growth"]["targets_met"], True)
+    assert "NOT met" not in table(result)
