@@ -65,6 +65,13 @@ def render(results: dict[str, Any]) -> str:
         + (f" --shares {args['shares']}" if args.get("shares", "0.5,0.8") != "0.5,0.8" else "")
         + (f" --latency-seconds {args['latency_seconds']}" if "latency_seconds" in args else "")
         + "".join(f" --skip {k}" for k in _listed(args.get("skip")))
+        + (" --pin" if args.get("pin") == "True" else "")
+        + (" --scrape" if args.get("scrape") == "True" else "")
+        + (
+            f" --bootstrap {args['bootstrap']}"
+            if args.get("bootstrap", "127.0.0.1:9092") != "127.0.0.1:9092"
+            else ""
+        )
         + "".join(
             f" --variant {name}:" + ",".join(f"{k}={v}" for k, v in update.items())
             for name, update in results.get("variants", {}).items()
@@ -72,6 +79,11 @@ def render(results: dict[str, Any]) -> str:
         + "`",
         "",
     ]
+    if results.get("broker_sampled") is False:
+        lines[-1:-1] = [
+            "- broker CPU: **not sampled** (no broker pid in the project's Kafka state directory, "
+            "`LIVEPULSE_KAFKA_STATE_DIR`): the broker CPU columns' 0.00s are not measurements",
+        ]
     t = results.get("throughput")
     if t:
         lines += [

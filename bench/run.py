@@ -768,6 +768,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     logs = Path(tempfile.mkdtemp(prefix="livepulse-bench-"))
     print(f"bench: logs in {logs}", flush=True)
+    if broker_pid() is None:
+        from streams.tools.kafka import process
+
+        results["broker_sampled"] = False
+        print(
+            f"bench: no broker pid in {process.state_dir()} (set LIVEPULSE_KAFKA_STATE_DIR to "
+            "the broker's state directory): its CPU is not sampled and reads 0",
+            flush=True,
+        )
     base = Settings(bootstrap=args.bootstrap)
     capacity = args.capacity
     variants = dict(args.variant)

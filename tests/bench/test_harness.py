@@ -161,3 +161,20 @@ def test_peak_rss_is_the_high_water_mark_of_the_process() -> None:
         [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True
     )
     assert peak_rss_bytes(int(child.stdout)) is None  # gone
+
+
+def test_the_header_says_when_the_broker_was_not_sampled_and_gives_every_option() -> None:
+    """A run whose broker is not the project's local one (its pid not in the state directory)
+    reads 0 broker CPU: the header says those are not measurements, and the command line
+    gives `--pin` and a non-default `--bootstrap` as they were run."""
+    results = json.loads((ROOT / "bench" / "s20-round-2m.json").read_text())
+    text = render(results)
+    command = next(line for line in text.splitlines() if line.startswith("- command:"))
+    assert " --pin" in command and " --bootstrap 127.0.0.1:19000" in command
+    assert "broker CPU: **not sampled**" in text
+    results["broker_sampled"] = True
+    results["args"]["pin"] = "False"
+    results["args"]["bootstrap"] = "127.0.0.1:9092"
+    text = render(results)
+    assert "not sampled" not in text
+    assert " --pin" not in text and "--bootstrap" not in text
