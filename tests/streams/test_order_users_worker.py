@@ -30,6 +30,7 @@ from streams.tools.simulator.truth_file import compute_truth
 from tests.agents.core.test_merge import partition_of
 from tests.streams.test_membership import topic_and_key
 from tests.streams.test_month_rows import _fold_settings, _settled
+from tests.support.exchange import HeldSender
 from tests.support.live import fixture_lines, replay_lines, report_of, running_worker
 
 PARTITIONS = 2
@@ -158,16 +159,6 @@ def test_buyer_rows_in_flight_are_in_the_view_until_their_owner_holds_them() -> 
     from tests.streams.test_membership import _table, routed
     from tests.support.live import fixture_truth
 
-    class HeldSender:
-        partitions, sent_rows, sent_first_orders, sent_announcements = 3, 0, 0, 0
-        sent_period_rows = sent_order_users = 0
-
-        def __init__(self) -> None:
-            self.taken: list[Any] = []
-
-        def submit(self, messages: list[Any]) -> None:
-            self.taken += messages
-
     records = routed("xhs", 3)
     table = RefundTable(WINDOW, refund_horizon_ms=REFUND_HORIZON)
     keep = Ledger(None)
@@ -184,7 +175,7 @@ def test_buyer_rows_in_flight_are_in_the_view_until_their_owner_holds_them() -> 
         refund_horizon_ms=REFUND_HORIZON,
         refunds=table,
     )
-    sender = HeldSender()
+    sender = HeldSender(3)
     exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
     state.month_rows = exchange
     by_partition = [[r for r in records if r.partition == p] for p in range(3)]

@@ -1,7 +1,8 @@
 """The month-rows exchange between a worker's partition ledgers, in process (no broker): a
 stream routed as the replayer routes it, and partitions fed in chunks with their taken
 messages sent after each chunk to their user's owner (`monthrows.owner_of`) or to every
-partition, each read as the worker reads it (`monthrows.deliver`)."""
+partition, each read as the worker reads it (`monthrows.deliver`); and a sender that holds
+what the worker's exchange takes (`HeldSender`)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,19 @@ def exchanged(
                     for each in ledgers:
                         deliver(each, message, len(ledgers))
     return sent
+
+
+class HeldSender:
+    """The month-rows exchange's sender (`MonthRowExchange(sender=...)`, as it reads a
+    `monthrows.MonthRowSender`) over `partitions` partitions that sends nothing: every message
+    taken is held in `taken`, so nothing reaches an owner until the test delivers it."""
+
+    sent_rows = sent_first_orders = sent_announcements = 0
+    sent_period_rows = sent_order_users = 0
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.taken: list[Any] = []
+
+    def submit(self, messages: list[Any]) -> None:
+        self.taken += messages
