@@ -44,7 +44,7 @@ from tests.agents.core.test_retention import (
     _summarizing,
 )
 from tests.streams.test_membership import PARTITIONS, start_balanced
-from tests.support.exchange import HeldSender
+from tests.support.exchange import fed_through_held_exchange
 from tests.support.live import (
     fixture_lines,
     fold_settings,
@@ -689,7 +689,6 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
     and the figure fell short); once the owners receive them, no row is counted twice; a row
     whose owner is not held here is left to its holder."""
     from agents.core.periods import PeriodSettings
-    from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
     from tests.streams.test_membership import _table, routed
 
@@ -700,14 +699,7 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
         membership=_table(records, 2 * DAY),
         periods=PeriodSettings(),  # the claims by period, as a worker's: period rows taken
     )
-    sender = HeldSender(PARTITIONS)
-    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
-    state.month_rows = exchange
-    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
-    for start in range(0, max(len(part) for part in by_partition), 500):
-        for part in by_partition:
-            state.apply_batch(part[start : start + 500])
-            exchange.take()
+    exchange, sender = fed_through_held_exchange(state, records, PARTITIONS)
     rows = [m for m in sender.taken if isinstance(m, MonthRow)]
     firsts = [m for m in sender.taken if isinstance(m, FirstOrder)]
     # The frozen periods' rows (agents/core/period_rows.py), one piece per owner.
@@ -818,7 +810,6 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
     announcing every July merchant open, their sessions summarized since)."""
     from streams.runtime.keeper import StateKeeper
     from streams.runtime.membership import MembershipTable
-    from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
     from tests.streams.test_membership import GROUPS, routed
     from tests.support.memory import MemoryChangelog
@@ -832,14 +823,7 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
             ends[record.partition] = record.offset + 1
     table.catch_up_to({p: end + 1 for p, end in ends.items()})  # one record still unread
     state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
-    sender = HeldSender(PARTITIONS)
-    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
-    state.month_rows = exchange
-    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
-    for start in range(0, max(len(part) for part in by_partition), 500):
-        for part in by_partition:
-            state.apply_batch(part[start : start + 500])
-            exchange.take()
+    exchange, sender = fed_through_held_exchange(state, records, PARTITIONS)
     assert sender.taken == []  # no groups horizon, no closed month
     table.catch_up_to(ends)  # the table reaches the end after the partitions' last batch
     exchange.take()  # a batch then (the other worker's announcements): July closed on every
@@ -1032,7 +1016,6 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     older than it announced), once."""
     from agents.core.persist import load_state
     from streams.runtime.keeper import StateKeeper
-    from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
     from tests.streams.test_membership import _table, routed
     from tests.support.memory import MemoryChangelog
@@ -1044,14 +1027,7 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     records = routed("xhs", PARTITIONS)
     table = _table(records, 2 * DAY)
     state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
-    sender = HeldSender(PARTITIONS)
-    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
-    state.month_rows = exchange
-    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
-    for start in range(0, max(len(part) for part in by_partition), 500):
-        for part in by_partition:
-            state.apply_batch(part[start : start + 500])
-            exchange.take()
+    exchange, sender = fed_through_held_exchange(state, records, PARTITIONS)
 
     def floors() -> list[GroupFloor]:
         return [m for m in sender.taken if isinstance(m, GroupFloor)]

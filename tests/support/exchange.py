@@ -2,7 +2,8 @@
 stream routed as the replayer routes it, and partitions fed in chunks with their taken
 messages sent after each chunk to their user's owner (`monthrows.owner_of`) or to every
 partition, each read as the worker reads it (`monthrows.deliver`); and a sender that holds
-what the worker's exchange takes (`HeldSender`)."""
+what the worker's exchange takes (`HeldSender`), with a worker's state fed through it
+(`fed_through_held_exchange`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from agents.core import Ledger
 from schemas import Rejection, decode
-from streams.runtime.monthrows import Message, Row, deliver, owner_of
+from streams.runtime.monthrows import Message, MonthRowExchange, Row, deliver, owner_of
 from tests.streams.test_membership import topic_and_key
 
 
@@ -76,3 +77,21 @@ class HeldSender:
 
     def submit(self, messages: list[Any]) -> None:
         self.taken += messages
+
+
+def fed_through_held_exchange(
+    state: Any, records: Sequence[Any], partitions: int
+) -> tuple[MonthRowExchange, HeldSender]:
+    """`state` (a `LiveState` of `partitions` partitions) given a month-rows exchange whose
+    sender holds every take, then fed `records` (routed `RawRecord`s) as a worker's batches:
+    500 of each partition's at a time, in turn, each batch followed by the exchange's take.
+    The exchange and its sender."""
+    sender = HeldSender(partitions)
+    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
+    state.month_rows = exchange
+    by_partition = [[r for r in records if r.partition == p] for p in range(partitions)]
+    for start in range(0, max(len(part) for part in by_partition), 500):
+        for part in by_partition:
+            state.apply_batch(part[start : start + 500])
+            exchange.take()
+    return exchange, sender
