@@ -34,10 +34,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from agents.core import Ledger, OperatorBoard
 from agents.core.ingest import ingest
@@ -74,6 +76,48 @@ def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
     )
 
 
+class _Pass:
+    """A contender's pass over `_consumer`'s fetches (started on entering, stopped on leaving)
+    until `expect` records came or `timeout_s` passed, with the wall clock of the first fetch
+    that brought records and of the last fetch's end."""
+
+    def __init__(self, settings: Settings, group: str, expect: int, timeout_s: float) -> None:
+        self.consumer = _consumer(settings, group)
+        self.expect = expect
+        self.timeout_s = timeout_s
+        self.seen = 0
+        self.first: float | None = None
+        self.last = 0.0
+
+    async def __aenter__(self) -> _Pass:
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.consumer.stop()
+
+    async def fetches(self) -> AsyncIterator[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]]:
+        """Each `getmany` of up to 10,000 records (an empty one too); its records count as
+        seen once the contender has handled them."""
+        deadline = time.monotonic() + self.timeout_s
+        while self.seen < self.expect and time.monotonic() < deadline:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=10_000)
+            if batches and self.first is None:
+                self.first = time.time()
+            yield batches
+            self.seen += sum(len(records) for records in batches.values())
+        self.last = time.time()
+
+    def consumed(self, valid: int) -> dict[str, float]:
+        """The result line's records and wall clock (`bench.shared.consumed`)."""
+        return consumed(self.seen, self.first, self.last, valid)
+
+
 def _pacer(settings: Settings) -> GcPacer | None:
     """The worker's paced garbage collection too, so (c)/(a) compares the consuming paths."""
     pacer = GcPacer(settings.gc_pace_records).install() if settings.gc_pace_records else None
@@ -85,22 +129,14 @@ def _pacer(settings: Settings) -> GcPacer | None:
 async def consume(
     settings: Settings, group: str, expect: int, timeout_s: float, transport_only: bool = False
 ) -> dict[str, float]:
-    consumer = _consumer(settings, group)
     # A ledger and a board per partition, as the worker's `LiveState` holds them (partition
     # `p` of every source topic in one): a single ledger over every partition refused as
     # expired the records of a partition a fetch brought after another's later days (about
     # two thirds of the bench's stream, Session 18), so (a) did less than the worker.
     parts: dict[int, tuple[Ledger, OperatorBoard]] = {}
     pacer = _pacer(settings)
-    await consumer.start()
-    seen = 0
-    first: float | None = None
-    deadline = time.monotonic() + timeout_s
-    try:
-        while seen < expect and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            if batches and first is None:
-                first = time.time()
+    async with _Pass(settings, group, expect, timeout_s) as run:
+        async for batches in run.fetches():
             for tp, records in batches.items():
                 if not transport_only:
                     part = parts.get(tp.partition)
@@ -113,15 +149,11 @@ async def consume(
                     else:  # a fetch decoded at once, as the worker does (`apply_batch`)
                         for decoded in decode_values([record.value for record in records]):
                             ingest_decoded(decoded, ledger, board)
-                seen += len(records)
                 if pacer is not None:
                     pacer.after(len(records))
-        last = time.time()
-    finally:
-        await consumer.stop()
     ledgers = [ledger for ledger, _ in parts.values()]
     return {
-        **consumed(seen, first, last, sum(ledger.counts.valid for ledger in ledgers)),
+        **run.consumed(sum(ledger.counts.valid for ledger in ledgers)),
         "rejected": sum(ledger.counts.rejected for ledger in ledgers),
         "duplicates": sum(ledger.counts.duplicates for ledger in ledgers),
         "expired": sum(ledger.counts.expired for ledger in ledgers),
@@ -170,7 +202,6 @@ async def consume_worker_state(
     settings: Settings, group: str, expect: int, timeout_s: float
 ) -> dict[str, Any]:
     """(w): (a)'s transport, each fetch through the worker's state and batch handler."""
-    consumer = _consumer(settings, group)
     state, membership, refunds = worker_state(settings)
     ingest = BatchIngest(state, DeadLetterPipeline(_no_publish))
     # The tables' topics, as the worker's readers of them read them.
@@ -179,13 +210,9 @@ async def consume_worker_state(
         for name, table in (("live.groups", membership), ("live.orders", refunds))
         if table is not None
     }
-    await consumer.start()
-    seen = 0
-    first: float | None = None
-    deadline = time.monotonic() + timeout_s
-    try:
-        while seen < expect and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+    async with _Pass(settings, group, expect, timeout_s) as run:
+        consumer = run.consumer
+        async for batches in run.fetches():
             for tp, records in batches.items():
                 table = tables.get(tp.topic)
                 if table is not None:
@@ -202,8 +229,6 @@ async def consume_worker_state(
             if not batches:
                 continue
             received_at = time.time()
-            if first is None:
-                first = received_at
             # One batch of every partition's records, as the worker's batch consumer builds it
             # (`BatchConsumer._process`): aiokafka's records as fetched (`FetchedRecord`), a
             # partition's added as one list, none rebuilt (a `RawRecord` each until issue 19).
@@ -211,14 +236,10 @@ async def consume_worker_state(
             for records in batches.values():
                 batch += records
             await ingest(batch, received_at)
-            seen += len(batch)
-        last = time.time()
         await ingest.dead_letters.settle()
-    finally:
-        await consumer.stop()
     counts = state.counts()
     return {
-        **consumed(seen, first, last, counts.valid),
+        **run.consumed(counts.valid),
         "rejected": counts.rejected,
         "duplicates": counts.duplicates,
         "expired": counts.expired,

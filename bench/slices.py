@@ -11,26 +11,13 @@ machine's load hits both alike), each on a fresh `LiveState`, timed with `time.p
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
-import statistics
 import time
-import zlib
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
 
-from bench.data import dataset
+from bench.ingest_ab import FETCH, abba, medians_line, no_publish, xhs_records
 from streams.runtime.batch_consumer import RawRecord
-from streams.runtime.deadletters import DeadLetter, DeadLetterPipeline
+from streams.runtime.deadletters import DeadLetterPipeline
 from streams.runtime.ingest import BatchIngest
 from streams.runtime.state import LiveState
-from streams.tools.replayer import read_lines
-
-FETCH = 10_000
-
-
-async def _publish(letters: Sequence[DeadLetter]) -> None:
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,16 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    offsets = [0, 0, 0, 0]
-    records: list[RawRecord] = []
-    for line in list(read_lines(dataset("xhs", 1, 200_000)))[: args.records]:
-        partition = zlib.crc32(line[:40]) % 4
-        records.append(RawRecord("t", partition, offsets[partition], b"k", line, 0))
-        offsets[partition] += 1
+    records = [
+        RawRecord("t", partition, offset, b"k", line, 0)
+        for partition, offset, line in xhs_records(args.records)
+    ]
     fetches = [records[i : i + FETCH] for i in range(0, len(records), FETCH)]
 
     async def sliced() -> None:
-        ingest = BatchIngest(LiveState(), DeadLetterPipeline(_publish))
+        ingest = BatchIngest(LiveState(), DeadLetterPipeline(no_publish))
         for fetch in fetches:
             await ingest(fetch, time.time())
 
@@ -59,28 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             state.lag.observe(now, [r.timestamp / 1000.0 for r in fetch if r.timestamp])
             state.worker_lag.observe_many(0.0, len(fetch))
 
-    def timed(run: Callable[[], Coroutine[Any, Any, None]]) -> float:
-        gc.collect()
-        began = time.process_time()
-        asyncio.run(run())
-        return (time.process_time() - began) / len(records) * 1e6
-
-    us: dict[str, list[float]] = {"whole": [], "sliced": []}
-    for _ in range(args.rounds):
-        for name, run in (
-            ("whole", whole),
-            ("sliced", sliced),
-            ("sliced", sliced),
-            ("whole", whole),
-        ):
-            us[name].append(timed(run))
-            print(f"bench.slices: {name} {us[name][-1]:.2f} us CPU per record", flush=True)
-    medians = {name: statistics.median(values) for name, values in us.items()}
-    print(
-        f"bench.slices: medians whole {medians['whole']:.2f}, sliced {medians['sliced']:.2f} "
-        f"us per record (n={len(us['whole'])} each): sliced / whole "
-        f"{medians['sliced'] / medians['whole']:.3f}"
-    )
+    us = abba("bench.slices", ("whole", whole), ("sliced", sliced), len(records), args.rounds)
+    print(medians_line("bench.slices", us)[0])
     return 0
 
 

@@ -40,6 +40,16 @@ from streams.runtime.settings import ISOLATION_LEVEL, Settings
 REPO = Path(__file__).resolve().parents[2]
 #: Where the project's own code lives; only the door may use the libraries' private names.
 PACKAGES = ("schemas", "agents", "streams")
+#: The aiokafka consumer's attributes the door sets on it before it starts, which its `start`
+#: reads (the transport's settings, faust's assignor).
+STARTED_WITH = (
+    "_isolation_level",
+    "_fetch_min_bytes",
+    "_fetch_max_wait_ms",
+    "_fetch_max_bytes",
+    "_max_partition_fetch_bytes",
+    "_partition_assignment_strategy",
+)
 
 
 def test_installed_versions_are_the_checked_and_pinned_ones() -> None:
@@ -84,14 +94,7 @@ def test_faust_consumer_methods_the_door_overrides_or_calls_have_its_signatures(
 
 def test_aiokafka_reads_the_attributes_the_door_sets_when_it_starts() -> None:
     start = inspect.getsource(aiokafka.AIOKafkaConsumer.start)
-    for attribute in (
-        "_isolation_level",
-        "_fetch_min_bytes",
-        "_fetch_max_wait_ms",
-        "_fetch_max_bytes",
-        "_max_partition_fetch_bytes",
-        "_partition_assignment_strategy",
-    ):
+    for attribute in STARTED_WITH:
         assert f"self.{attribute}" in start, attribute
     # The fetcher builds every request from its own copies of the byte bounds.
     requests = inspect.getsource(Fetcher._get_actions_per_node)
@@ -335,12 +338,7 @@ def test_no_other_module_reaches_into_the_door_s_private_names() -> None:
         "_paused_partitions",
         "_new_consumer_thread",
         "_create_worker_consumer",
-        "_isolation_level",
-        "_fetch_min_bytes",
-        "_fetch_max_wait_ms",
-        "_fetch_max_bytes",
-        "_max_partition_fetch_bytes",
-        "_partition_assignment_strategy",
+        *STARTED_WITH,
         "_assignor",
         "_subscription",
         "_client",

@@ -44,6 +44,7 @@ from tests.agents.core.test_retention import (
     _summarizing,
 )
 from tests.streams.test_membership import PARTITIONS, start_balanced
+from tests.support.exchange import fed_through_held_exchange
 from tests.support.live import (
     fixture_lines,
     fold_settings,
@@ -687,21 +688,9 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
     `group_spend_multiple` equals the truth file's (before, the taken rows were in no ledger
     and the figure fell short); once the owners receive them, no row is counted twice; a row
     whose owner is not held here is left to its holder."""
-    from streams.runtime.monthrows import MonthRowExchange
+    from agents.core.periods import PeriodSettings
     from streams.runtime.state import LiveState
     from tests.streams.test_membership import _table, routed
-
-    class HeldSender:
-        partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
-        sent_period_rows = sent_order_users = 0
-
-        def __init__(self) -> None:
-            self.taken: list[MonthRow | MonthClosed] = []
-
-        def submit(self, messages: list[MonthRow | MonthClosed]) -> None:
-            self.taken += messages
-
-    from agents.core.periods import PeriodSettings
 
     records = routed("xhs", PARTITIONS)
     state = LiveState(
@@ -710,14 +699,7 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
         membership=_table(records, 2 * DAY),
         periods=PeriodSettings(),  # the claims by period, as a worker's: period rows taken
     )
-    sender = HeldSender()
-    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
-    state.month_rows = exchange
-    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
-    for start in range(0, max(len(part) for part in by_partition), 500):
-        for part in by_partition:
-            state.apply_batch(part[start : start + 500])
-            exchange.take()
+    exchange, sender = fed_through_held_exchange(state, records, PARTITIONS)
     rows = [m for m in sender.taken if isinstance(m, MonthRow)]
     firsts = [m for m in sender.taken if isinstance(m, FirstOrder)]
     # The frozen periods' rows (agents/core/period_rows.py), one piece per owner.
@@ -828,20 +810,9 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
     announcing every July merchant open, their sessions summarized since)."""
     from streams.runtime.keeper import StateKeeper
     from streams.runtime.membership import MembershipTable
-    from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
     from tests.streams.test_membership import GROUPS, routed
     from tests.support.memory import MemoryChangelog
-
-    class HeldSender:
-        partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
-        sent_period_rows = sent_order_users = 0
-
-        def __init__(self) -> None:
-            self.taken: list[MonthRow | MonthClosed] = []
-
-        def submit(self, messages: list[MonthRow | MonthClosed]) -> None:
-            self.taken += messages
 
     records = routed("xhs", PARTITIONS)
     table = MembershipTable(2 * DAY, None)
@@ -852,14 +823,7 @@ def test_months_that_close_after_a_partitions_last_batch_are_announced_by_the_ke
             ends[record.partition] = record.offset + 1
     table.catch_up_to({p: end + 1 for p, end in ends.items()})  # one record still unread
     state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
-    sender = HeldSender()
-    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
-    state.month_rows = exchange
-    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
-    for start in range(0, max(len(part) for part in by_partition), 500):
-        for part in by_partition:
-            state.apply_batch(part[start : start + 500])
-            exchange.take()
+    exchange, sender = fed_through_held_exchange(state, records, PARTITIONS)
     assert sender.taken == []  # no groups horizon, no closed month
     table.catch_up_to(ends)  # the table reaches the end after the partitions' last batch
     exchange.take()  # a batch then (the other worker's announcements): July closed on every
@@ -1052,19 +1016,9 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     older than it announced), once."""
     from agents.core.persist import load_state
     from streams.runtime.keeper import StateKeeper
-    from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
     from tests.streams.test_membership import _table, routed
     from tests.support.memory import MemoryChangelog
-
-    class HeldSender:
-        partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
-
-        def __init__(self) -> None:
-            self.taken: list[Any] = []
-
-        def submit(self, messages: list[Any]) -> None:
-            self.taken += messages
 
     class FailingChangelog(MemoryChangelog):
         async def write(self, head: Any, blob: bytes, previous: Any = None) -> int:
@@ -1073,14 +1027,7 @@ def test_a_partitions_group_floor_is_announced_only_once_its_snapshot_is_written
     records = routed("xhs", PARTITIONS)
     table = _table(records, 2 * DAY)
     state = LiveState(dedupe_window_ms=2 * DAY, fold_sessions=True, membership=table)
-    sender = HeldSender()
-    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
-    state.month_rows = exchange
-    by_partition = [[r for r in records if r.partition == p] for p in range(PARTITIONS)]
-    for start in range(0, max(len(part) for part in by_partition), 500):
-        for part in by_partition:
-            state.apply_batch(part[start : start + 500])
-            exchange.take()
+    exchange, sender = fed_through_held_exchange(state, records, PARTITIONS)
 
     def floors() -> list[GroupFloor]:
         return [m for m in sender.taken if isinstance(m, GroupFloor)]

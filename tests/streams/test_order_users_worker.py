@@ -30,6 +30,7 @@ from streams.tools.simulator.truth_file import compute_truth
 from tests.agents.core.test_merge import partition_of
 from tests.streams.test_membership import topic_and_key
 from tests.streams.test_month_rows import _fold_settings, _settled
+from tests.support.exchange import fed_through_held_exchange
 from tests.support.live import fixture_lines, replay_lines, report_of, running_worker
 
 PARTITIONS = 2
@@ -152,21 +153,10 @@ def test_buyer_rows_in_flight_are_in_the_view_until_their_owner_holds_them() -> 
     from agents.core import Ledger, build_report
     from agents.core.ledger import ORDER_CLAIMS, OrderUsers, OrderUsersClosed
     from agents.core.refunds import RefundTable
-    from streams.runtime.monthrows import MonthRowExchange
     from streams.runtime.state import LiveState
     from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW
     from tests.streams.test_membership import _table, routed
     from tests.support.live import fixture_truth
-
-    class HeldSender:
-        partitions, sent_rows, sent_first_orders, sent_announcements = 3, 0, 0, 0
-        sent_period_rows = sent_order_users = 0
-
-        def __init__(self) -> None:
-            self.taken: list[Any] = []
-
-        def submit(self, messages: list[Any]) -> None:
-            self.taken += messages
 
     records = routed("xhs", 3)
     table = RefundTable(WINDOW, refund_horizon_ms=REFUND_HORIZON)
@@ -184,14 +174,7 @@ def test_buyer_rows_in_flight_are_in_the_view_until_their_owner_holds_them() -> 
         refund_horizon_ms=REFUND_HORIZON,
         refunds=table,
     )
-    sender = HeldSender()
-    exchange = MonthRowExchange(state, "rows", sender)  # type: ignore[arg-type]
-    state.month_rows = exchange
-    by_partition = [[r for r in records if r.partition == p] for p in range(3)]
-    for start in range(0, max(len(part) for part in by_partition), 500):
-        for part in by_partition:
-            state.apply_batch(part[start : start + 500])
-            exchange.take()
+    exchange, sender = fed_through_held_exchange(state, records, 3)
     rows = [m for m in sender.taken if isinstance(m, OrderUsers)]
     held = [state.partitions[p].ledger for p in range(3)]
     assert len(rows) > 50 and not any(ledger.order_fold.rows_in for ledger in held)

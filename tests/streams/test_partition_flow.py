@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.structs import TopicPartition
 from faust.types import TP
 
 from streams.runtime.app import create_app
 from streams.runtime.batch_consumer import BatchConsumer
 from streams.runtime.settings import Settings
-from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from tests.support.live import (
     drain,
     fixture_lines,
@@ -78,69 +76,43 @@ def test_a_running_worker_shows_its_assigned_partitions_read(
 
 
 async def test_the_flow_counts_a_dropped_fetch_and_lists_held_records(
-    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+    worker_consumer: Callable[[str, int], Awaitable[Any]],
 ) -> None:
-    """The worker's aiokafka consumer on the real broker (as in test_rebalance_drop.py): a
-    `getmany` of one record leaves the rest of its partition's fetch held (`fetched`); a drop
-    of what two partitions brought counts one drop and two partitions sought back."""
-    run = f"partitionflow-{uuid.uuid4().hex[:12]}"
-    settings = Settings(bootstrap=kafka_bootstrap, app_id=run, topic_prefix=f"{run}.")
-    await create_topics(settings, all_topics(settings))
-    first_topic, second_topic = settings.source_topics[:2]
-    first_tp, second_tp = TopicPartition(first_topic, 0), TopicPartition(second_topic, 0)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        for topic in (first_topic, second_topic):
-            for i in range(RECORDS):
-                await producer.send_and_wait(topic, str(i).encode(), partition=0)
-    finally:
-        await producer.stop()
-    app = create_app(settings)
-    app.partition_hooks = NoHeldPositions()  # type: ignore[assignment]
-    consumer = app.consumer
-    assert isinstance(consumer, BatchConsumer)
+    """The worker's aiokafka consumer on the real broker (`worker_consumer`, as in
+    test_rebalance_drop.py): a `getmany` of one record leaves the rest of its partition's
+    fetch held (`fetched`); a drop of what two partitions brought counts one drop and two
+    partitions sought back."""
+    run = await worker_consumer("partitionflow", RECORDS)
+    first_tp, second_tp = run.partitions
+    first_topic = first_tp.topic
+    run.app.partition_hooks = NoHeldPositions()
+    consumer, kafka_consumer = run.consumer, run.kafka_consumer
     before = consumer.partition_flow()
     assert before["drops"] == 0 and before["sought_back"] == 0
-    thread = consumer._thread
-    kafka_consumer = thread._create_worker_consumer(consumer.transport)
-
-    async def seek(partition: Any, offset: int) -> None:
-        kafka_consumer.seek(partition, offset)
-
-    monkeypatch.setattr(consumer, "_seek", seek)
-    try:
-        await kafka_consumer.start()
-        thread._consumer = kafka_consumer
-        kafka_consumer.assign([first_tp])
-        kafka_consumer.seek(first_tp, 0)
-        got: list[int] = []
-        deadline = time.monotonic() + 60
-        while not got and time.monotonic() < deadline:
-            batch = await kafka_consumer.getmany(first_tp, timeout_ms=500, max_records=1)
-            got += [r.offset for records in batch.values() for r in records]
-        assert got == [0]
-        # The other RECORDS - 1 records came in the same fetch and are held by aiokafka.
-        assert consumer.partition_flow()["fetched"] == [f"{first_topic}:0"]
-        kafka_consumer.assign([first_tp, second_tp])
-        flow = consumer.partition_flow()
-        # faust's own sets are built by its fetch loop, not run here.
-        assert flow["active"] == [] and flow["paused"] == []
-        dropped = {first_tp: [Dropped(0)], second_tp: [Dropped(2), Dropped(3)]}
-        await consumer._drop_fetched(dropped)
-        after = consumer.partition_flow()
-        assert (after["drops"], after["sought_back"]) == (1, 2)
-        assert await kafka_consumer.position(second_tp) == 2
-        # A partition not assigned any more is not sought back, nor counted.
-        kafka_consumer.assign([second_tp])
-        await consumer._drop_fetched(dropped)
-        again = consumer.partition_flow()
-        assert (again["drops"], again["sought_back"]) == (2, 3)
-    finally:
-        thread._consumer = None
-        await kafka_consumer.stop()
-        thread.thread_loop.close()
-        await delete_run_topics(settings)
+    kafka_consumer.assign([first_tp])
+    kafka_consumer.seek(first_tp, 0)
+    got: list[int] = []
+    deadline = time.monotonic() + 60
+    while not got and time.monotonic() < deadline:
+        batch = await kafka_consumer.getmany(first_tp, timeout_ms=500, max_records=1)
+        got += [r.offset for records in batch.values() for r in records]
+    assert got == [0]
+    # The other RECORDS - 1 records came in the same fetch and are held by aiokafka.
+    assert consumer.partition_flow()["fetched"] == [f"{first_topic}:0"]
+    kafka_consumer.assign([first_tp, second_tp])
+    flow = consumer.partition_flow()
+    # faust's own sets are built by its fetch loop, not run here.
+    assert flow["active"] == [] and flow["paused"] == []
+    dropped = {first_tp: [Dropped(0)], second_tp: [Dropped(2), Dropped(3)]}
+    await consumer._drop_fetched(dropped)
+    after = consumer.partition_flow()
+    assert (after["drops"], after["sought_back"]) == (1, 2)
+    assert await kafka_consumer.position(second_tp) == 2
+    # A partition not assigned any more is not sought back, nor counted.
+    kafka_consumer.assign([second_tp])
+    await consumer._drop_fetched(dropped)
+    again = consumer.partition_flow()
+    assert (again["drops"], again["sought_back"]) == (2, 3)
 
 
 def test_the_flow_lists_assigned_partitions_only_and_none_for_a_missing_attribute(

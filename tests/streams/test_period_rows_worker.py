@@ -18,11 +18,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.core.period_rows import REFUND_CLAIMS, ROUTED
-from agents.core.periods import DAY, MONTH, SKETCHED, period_key
+from agents.core.periods import DAY, MONTH, SKETCHED
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.worker_process import WorkerProcess
-from tests.agents.core.test_periods import cut, plain_periods
+from tests.agents.core.test_periods import assert_observed_as_cut, plain_periods
 from tests.streams.test_membership import start_balanced
 from tests.streams.test_month_rows import (
     _fleet_settled,
@@ -112,15 +112,7 @@ def _check_periods(report: dict[str, Any]) -> int:
                 compared += 1
     for kind, stride in ((MONTH, 1), (DAY, 7)):
         keys = [e["period"] for e in got["live_aov"][kind] if e["frozen"]]
-        for key in keys[::stride]:
-            truth = cut("xhs").claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
-            for claim_id in (*ROUTED, *REFUND_CLAIMS):
-                mine = next(e for e in got[claim_id][kind] if e["period"] == key)
-                expected = truth[claim_id]["observed"]
-                if expected is None or mine["observed"] is None:
-                    assert mine["observed"] is expected, (claim_id, key)
-                else:
-                    assert math.isclose(mine["observed"], expected, rel_tol=1e-9), (claim_id, key)
+        assert_observed_as_cut(got, kind, keys[::stride], (*ROUTED, *REFUND_CLAIMS))
     return compared
 
 

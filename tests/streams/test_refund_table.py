@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,17 @@ def _fold_settings(bootstrap: str, prefix: str, partitions: int = PARTITIONS, **
     )
 
 
+def _until_folded(read: Callable[[], dict[str, Any]], july: int, pause_s: float) -> dict[str, Any]:
+    """A report `read()` every `pause_s` (for up to 120 s) until it has folded 95% of `july`
+    orders: the last one."""
+    deadline = time.monotonic() + 120
+    while True:
+        report = read()
+        if report["retention"]["folded_orders"] >= 0.95 * july or time.monotonic() > deadline:
+            return report
+        time.sleep(pause_s)
+
+
 def _run_until_folded(
     settings: Any, lines: list[bytes], july: int, tmp_path: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -329,14 +341,7 @@ def _run_until_folded(
     with running_worker(settings, tmp_path / "worker.log") as worker:
         replay_lines(settings, tmp_path / "lines.jsonl", lines)
         drain(worker, timeout_s=120)
-        deadline = time.monotonic() + 120
-        while True:
-            report = report_of(worker)
-            if report["retention"]["folded_orders"] >= 0.95 * july:
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        report = _until_folded(lambda: report_of(worker), july, pause_s=0.5)
         return report, worker.status()
 
 
@@ -698,13 +703,8 @@ def test_orders_fold_exactly_while_partitions_move_to_a_second_worker(
         assert len(held) == 2 and all(held.values()), held
         replay_lines(settings, tmp_path / "second.jsonl", lines[len(lines) // 2 :])
         _fleet_settled(settings, fleet.workers)
-        deadline = time.monotonic() + 120
-        while True:
-            report = merged_report(settings)
-            folded = report["retention"]["folded_orders"]
-            if folded >= 0.95 * july or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        report = _until_folded(lambda: merged_report(settings), july, pause_s=1)
+        folded = report["retention"]["folded_orders"]
         tables = [worker.status()["refunds"] for worker in fleet.workers]
     finally:
         fleet.stop()
@@ -762,13 +762,8 @@ def test_partitions_coming_back_to_a_worker_whose_table_dropped_make_it_read_the
         assert fleet.wait_balanced() == {0: set(range(FOUR))}
         replay_lines(settings, tmp_path / "third.jsonl", lines[2 * third :])
         _fleet_settled(settings, [first])
-        deadline = time.monotonic() + 120
-        while True:
-            report = merged_report(settings)
-            folded = report["retention"]["folded_orders"]
-            if folded >= 0.95 * july or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        report = _until_folded(lambda: merged_report(settings), july, pause_s=1)
+        folded = report["retention"]["folded_orders"]
         table = first.status()["refunds"]
     finally:
         fleet.stop()

@@ -33,7 +33,7 @@ from agents.core.periods import DAY, MONTH, PeriodSettings, attach, claim_period
 from agents.core.persist import MAGIC, dump_state, load_state
 from schemas import Rejection
 from tests.agents.core.test_merge import partition_of, records, split
-from tests.agents.core.test_periods import cut
+from tests.agents.core.test_periods import assert_observed_as_cut, cut
 
 PARTITIONS = 3
 FIGURE_KEYS = ("observed", "ci_low", "ci_high", "n", "clusters", "verdict")
@@ -226,15 +226,7 @@ def test_routed_rows_give_todays_merged_figures_and_the_truth() -> None:
     assert _same_periods(got, _merged_periods(kept)) > 100
     for kind in (DAY, MONTH):
         keys = [entry["period"] for entry in got["live_aov"][kind]]
-        for key in keys[:: 1 if kind == MONTH else 10]:
-            truth = cut("xhs").claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
-            for claim_id in ROUTED:
-                mine = next(e for e in got[claim_id][kind] if e["period"] == key)
-                expected = truth[claim_id]["observed"]
-                if expected is None or mine["observed"] is None:
-                    assert mine["observed"] is expected, (claim_id, key)
-                else:
-                    assert math.isclose(mine["observed"], expected, rel_tol=1e-9), (claim_id, key)
+        assert_observed_as_cut(got, kind, keys[:: 1 if kind == MONTH else 10], ROUTED)
 
 
 def test_an_owner_folds_a_period_only_once_every_source_announced_it() -> None:

@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,24 @@ LONG_ENV = "LIVEPULSE_PERIODS_LONG"
 @cache
 def cut(name: str) -> PeriodCut:
     return PeriodCut(split_lines((FIXTURES / f"{name}.jsonl").read_text()))
+
+
+def assert_observed_as_cut(
+    periods: dict[str, Any], kind: str, keys: Iterable[str], claims: Iterable[str]
+) -> None:
+    """Each of `claims`' figure of each period of `kind` in `keys`, in `periods` (the claims by
+    period of xhs), observes what the truth reference gives for the events of that period
+    alone (`cut`): None where it gives None, else equal within 1e-9 relative."""
+    claims = tuple(claims)
+    for key in keys:
+        truth = cut("xhs").claims(lambda ts, key=key: period_key(kind, ts) == key)
+        for claim_id in claims:
+            mine = next(e for e in periods[claim_id][kind] if e["period"] == key)
+            expected = truth[claim_id]["observed"]
+            if expected is None or mine["observed"] is None:
+                assert mine["observed"] is expected, (claim_id, key)
+            else:
+                assert math.isclose(mine["observed"], expected, rel_tol=1e-9), (claim_id, key)
 
 
 def fed(name: str, ledger: Ledger) -> Ledger:
