@@ -595,6 +595,11 @@ def latency_once(
         ]
         lag["snapshot_pause_latest_max_ms"] = 1000 * max(pauses) if pauses else None
         lag["producer_linger_ms"] = linger_ms
+        # How often the consumer switched to its behind fetch settings (a whole batch handed
+        # on: `batch_fetch_behind_wait_ms`), which a `batch_max_records` below what the stream
+        # brings sets off at every fetch.
+        entered = (status.get("fetch") or {}).get("entered") or {}
+        lag["fetch_behind_entered"] = entered.get("behind")
         gc_clock = status.get("gc") or {}
         lag["gc_longest_ms"] = gc_clock.get("longest_ms")
         # The collector's own share of its pauses: CPU time (a wall-clock pause on a shared
@@ -706,6 +711,7 @@ def measure_latency(
                         "snapshots",
                         "snapshot_pause_latest_max_ms",
                         "producer_linger_ms",
+                        "fetch_behind_entered",
                         "gc_total_s",
                         "records_per_cpu_s",
                         "children_cpu_s",
