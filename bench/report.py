@@ -15,6 +15,9 @@ WORKER_LATENCY_COLUMNS = (
     "gc_longest_cpu_ms",
     "gc_p99_cpu_ms",
 )
+#: The latency table's batch columns: records per batch the worker applied (`/status`
+#: `batches`, quantiles over the batches), beside the in-worker lag that follows them.
+BATCH_COLUMNS = ("batch_p50", "batch_p90", "batch_p99", "batch_max")
 
 NAMES = {
     "t_transport": "(t) aiokafka getmany alone, nothing per record (the transport's limit)",
@@ -207,11 +210,14 @@ def render(results: dict[str, Any]) -> str:
             "event loop (fetched) to applied (`/status` `worker_lag`); the rest is the "
             "producer's linger and event loop, the broker and the fetch. GC: the longest "
             "single collection in the worker, wall clock (waits for a core included) and CPU "
-            "time (the collector's own cost), and the p99 of the collections' CPU time.",
+            "time (the collector's own cost), and the p99 of the collections' CPU time. "
+            "Batch records: the records per batch the worker applied (`/status` `batches`: "
+            "p50, p90, p99 and max over the batches), which a record waits for in the worker.",
             "",
             "| load | rate (records/s) | records | p50 ms | p99 ms | max ms | in the worker: "
-            "p50 ms | p99 ms | GC longest ms | GC longest CPU ms | GC p99 CPU ms |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "p50 ms | p99 ms | GC longest ms | GC longest CPU ms | GC p99 CPU ms | batch "
+            "records p50 | p90 | p99 | max |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         rows = [("", lat)] + list(lat.get("variants", {}).items())
         for name, by_share in rows:
@@ -223,7 +229,8 @@ def render(results: dict[str, Any]) -> str:
                     f"| {share} of (c)'s capacity{who} | {r['rate']:,.0f} | {r['records']:,} | "
                     f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | "
                     + " | ".join(
-                        _fmt(r[key]) if key in r else "-" for key in WORKER_LATENCY_COLUMNS
+                        _fmt(r[key]) if key in r else "-"
+                        for key in (*WORKER_LATENCY_COLUMNS, *BATCH_COLUMNS)
                     )
                     + " |"
                 )

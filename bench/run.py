@@ -26,17 +26,21 @@ from typing import Any
 from bench import core
 from bench.data import dataset, preload
 from bench.proc import Affinities, broker_pid, cpu_seconds, machine, peak_rss_bytes, pin, unpin
-from bench.report import WORKER_LATENCY_COLUMNS, write
+from bench.report import BATCH_COLUMNS, WORKER_LATENCY_COLUMNS, write
 from bench.scrape import ScrapeLoad
 from bench.shared import delete_app_topics, summary
 from streams.runtime.settings import Settings
 from streams.runtime.topics import EndOffsets, delete_run_topics
 from streams.tools.drain import fetch, fetch_json
-from streams.tools.replayer import replay
+from streams.tools.replayer import LINGER_MS, replay
 from streams.tools.worker_process import WorkerProcess, free_port, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.1
+#: What a `--variant` may set besides the worker's settings: the latency passes' paced
+#: producer (the replayer's linger, `streams.tools.replayer.LINGER_MS` by default). The
+#: throughput passes read a preloaded backlog, so they leave these out.
+PRODUCER_FIELDS: dict[str, type] = {"producer_linger_ms": int}
 
 
 @dataclass
@@ -412,7 +416,7 @@ def measure_throughput(
         print(f"bench: no Quix Streams contender: {quix_missing()}", flush=True)
 
     def varied(name: str, update: dict[str, Any]) -> Callable[[int], Run]:
-        own = settings.model_copy(update=update)
+        own = settings.model_copy(update=worker_update(update))
         return lambda i: run_worker(own, expect, logs / f"worker-{name}-{i}.log")
 
     for name, update in (variants or {}).items():
@@ -525,9 +529,11 @@ def latency_once(
     pythonpath: Path | None = None,
     pinned: bool = False,
     scrape: bool = False,
+    linger_ms: int = LINGER_MS,
 ) -> dict[str, Any]:
-    """One paced run: a fresh worker on empty topics, the replayer at `rate`; its lag summary
-    and the rate the replayer really reached (it shares the machine's cores).
+    """One paced run: a fresh worker on empty topics, the replayer at `rate` (lingering
+    `linger_ms`); its lag summary, the records per batch the worker applied (`/status`
+    `batches`) and the rate the replayer really reached (it shares the machine's cores).
 
     `scrape`: `/metrics` every second and `/report` every 2 s during the run, and `/`
     probed every 50 ms for the event loop's stalls (`bench.scrape.ScrapeLoad`).
@@ -559,7 +565,7 @@ def latency_once(
         with_children = cpu_seconds(pid, children=True)
         load = ScrapeLoad(worker.base_url).start() if scrape else None
         try:
-            sent = asyncio.run(replay(path, settings, rate=rate))
+            sent = asyncio.run(replay(path, settings, rate=rate, linger_ms=linger_ms))
             deadline = time.monotonic() + 120
             while True:
                 # A worker whose event loop builds the report (a baseline, under --scrape) may
@@ -576,6 +582,24 @@ def latency_once(
         worker_lag = status.get("worker_lag") or {}
         lag["worker_p50_ms"] = worker_lag.get("p50_ms")
         lag["worker_p99_ms"] = worker_lag.get("p99_ms")
+        # What the in-worker lag follows: the records per batch the worker applied (a record
+        # waits for its whole batch), and the snapshots' hold on batches (the state's lock).
+        batches = status.get("batches") or {}
+        lag["batches"] = batches.get("count")
+        for quantile in ("p50", "p90", "p99", "max"):
+            lag[f"batch_{quantile}"] = batches.get(quantile)
+        partitions = (status.get("partitions") or {}).values()
+        lag["snapshots"] = sum(int(p.get("snapshots", 0)) for p in partitions)
+        pauses = [
+            float(p["last_snapshot_pause_s"]) for p in partitions if "last_snapshot_pause_s" in p
+        ]
+        lag["snapshot_pause_latest_max_ms"] = 1000 * max(pauses) if pauses else None
+        lag["producer_linger_ms"] = linger_ms
+        # How often the consumer switched to its behind fetch settings (a whole batch handed
+        # on: `batch_fetch_behind_wait_ms`), which a `batch_max_records` below what the stream
+        # brings sets off at every fetch.
+        entered = (status.get("fetch") or {}).get("entered") or {}
+        lag["fetch_behind_entered"] = entered.get("behind")
         gc_clock = status.get("gc") or {}
         lag["gc_longest_ms"] = gc_clock.get("longest_ms")
         # The collector's own share of its pauses: CPU time (a wall-clock pause on a shared
@@ -615,21 +639,32 @@ def measure_latency(
     baseline: Path | None = None,
     pinned: bool = False,
     scrape: bool = False,
+    pinned_only: bool = False,
 ) -> dict[str, Any]:
     """p50/p99 processing lag of the worker under a paced producer at shares of capacity.
 
     With `variants` (name -> settings update) each pass runs the default worker and then each
     variant (and the `baseline` tree's worker, as variant "baseline"), interleaved; their
     figures go under `"variants"`. With `pinned`, each of those runs again with the worker
-    on a CPU of its own (`latency_once`), as variant "<name> pinned".
+    on a CPU of its own (`latency_once`), as variant "<name> pinned"; with `pinned_only` as
+    well, only the pinned passes run (half the time, for the targets counted pinned).
     """
     workers = {"": base} | {
-        name: base.model_copy(update=update) for name, update in (variants or {}).items()
+        name: base.model_copy(update=worker_update(update))
+        for name, update in (variants or {}).items()
+    }
+    #: The paced producer's linger of each (a variant's `producer_linger_ms`).
+    lingers = {
+        name: int(update.get("producer_linger_ms", LINGER_MS))
+        for name, update in (variants or {}).items()
     }
     if baseline is not None:
         workers["baseline"] = base
     if pinned:
         workers |= {f"{name} pinned".strip(): settings for name, settings in workers.items()}
+        lingers |= {f"{name} pinned": linger for name, linger in lingers.items()}
+        if pinned_only:
+            workers = {name: s for name, s in workers.items() if name.endswith("pinned")}
     out: dict[str, Any] = {}
     for share in shares:
         rate = capacity * share
@@ -642,7 +677,17 @@ def measure_latency(
                 tree = baseline if name.removesuffix(" pinned") == "baseline" else None
                 log = logs / f"latency{tag.replace(' ', '-')}-{share}-{i}.log"
                 pin_it = name == "pinned" or name.endswith(" pinned")
-                lag = latency_once(settings, path, n, rate, log, tree, pinned=pin_it, scrape=scrape)
+                lag = latency_once(
+                    settings,
+                    path,
+                    n,
+                    rate,
+                    log,
+                    tree,
+                    pinned=pin_it,
+                    scrape=scrape,
+                    linger_ms=lingers.get(name, LINGER_MS),
+                )
                 print(
                     f"bench: latency{' ' + name if name else ''} at {share:.0%} ({rate:,.0f}/s) "
                     f"pass {i + 1}: {lag}",
@@ -661,6 +706,12 @@ def measure_latency(
                     key: summary([float(r[key]) for r in rs])
                     for key in (
                         *WORKER_LATENCY_COLUMNS,
+                        *BATCH_COLUMNS,
+                        "batches",
+                        "snapshots",
+                        "snapshot_pause_latest_max_ms",
+                        "producer_linger_ms",
+                        "fetch_behind_entered",
                         "gc_total_s",
                         "records_per_cpu_s",
                         "children_cpu_s",
@@ -684,17 +735,32 @@ def measure_latency(
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """`NAME:field=value[,field=value]` -> (NAME, validated settings update)."""
+    """`NAME:field=value[,field=value]` -> (NAME, validated settings update): worker settings,
+    and the paced producer's `PRODUCER_FIELDS`."""
     name, _, assignments = text.partition(":")
     raw = dict(item.split("=", 1) for item in assignments.split(",") if item)
     if not name or not raw:
         raise argparse.ArgumentTypeError(f"expected NAME:field=value[,...], got {text!r}")
-    unknown = set(raw) - set(Settings.model_fields)
+    unknown = set(raw) - set(Settings.model_fields) - set(PRODUCER_FIELDS)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown settings {sorted(unknown)}")
+    producer: dict[str, Any] = {}
+    for key, kind in PRODUCER_FIELDS.items():
+        if key in raw:
+            try:
+                producer[key] = kind(raw.pop(key))
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(f"{key}: {exc}") from exc
+            if producer[key] < 0:
+                raise argparse.ArgumentTypeError(f"{key} must be >= 0")
     # Validate through the model, so "1000" becomes an int and bounds are checked.
     checked = Settings.model_validate(raw)
-    return name, {key: getattr(checked, key) for key in raw}
+    return name, {**{key: getattr(checked, key) for key in raw}, **producer}
+
+
+def worker_update(update: dict[str, Any]) -> dict[str, Any]:
+    """A variant's worker settings (its `PRODUCER_FIELDS` left out)."""
+    return {key: value for key, value in update.items() if key not in PRODUCER_FIELDS}
 
 
 async def _create(settings: Settings) -> None:
@@ -743,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         type=parse_variant,
         metavar="NAME:FIELD=VALUE[,...]",
-        help="also run the worker with these settings (throughput and latency, interleaved)",
+        help="also run the worker with these settings (throughput and latency, interleaved); "
+        "producer_linger_ms=N sets the latency passes' producer linger instead (default 10)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--keep-topics", action="store_true")
@@ -752,6 +819,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="latency passes also with the worker on a CPU of its own (the producer and the "
         "broker on the others)",
+    )
+    parser.add_argument(
+        "--pin-only",
+        action="store_true",
+        help="with --pin: only the pinned latency passes (not each also unpinned)",
     )
     parser.add_argument(
         "--scrape",
@@ -832,6 +904,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline,
             pinned=args.pin,
             scrape=args.scrape,
+            pinned_only=args.pin_only,
         )
         results["latency_capacity"] = capacity
     if baseline is not None:

@@ -75,6 +75,8 @@ class BatchIngest:
             now = time.time()
             state.lag.observe(now, [r.timestamp / 1000.0 for r in piece if r.timestamp is not None])
             state.worker_lag.observe_many(now - received_at, len(piece))
+        if batch:
+            state.batch_sizes.observe(len(batch))
         if month_rows is not None:
             month_rows.take()
         if letters:

@@ -1,10 +1,11 @@
-"""Processing lag of applied records, counted in 1 ms buckets for `/status`."""
+"""Processing lag of applied records, counted in 1 ms buckets, and the sizes of the batches
+applied, for `/status`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -94,3 +95,92 @@ class LagHistogram:
     def summary(self) -> dict[str, int | None]:
         p50, p99, p100 = self.quantiles((0.5, 0.99, 1.0))
         return {"count": self.count, "p50_ms": p50, "p99_ms": p99, "max_ms": p100}
+
+
+#: Batch sizes below this are counted exactly, a bucket each; above, each power of two is cut
+#: into `_SIZE_STEPS` buckets (so a bucket is within 1/16 of the sizes it holds).
+_SIZE_EXACT: Final[int] = 32
+_SIZE_STEPS: Final[int] = 16
+#: Powers of two counted above `_SIZE_EXACT` (up to 2**25 records: past the largest batch the
+#: settings allow, `batch_max_records` <= 1,000,000); a larger size counts in the last bucket.
+_SIZE_OCTAVES: Final[int] = 20
+
+
+def _size_bucket(size: int) -> int:
+    """The bucket of a batch of `size` records (exact below `_SIZE_EXACT`, then 16 a power
+    of two)."""
+    if size < _SIZE_EXACT:
+        return max(size, 0)
+    shift = size.bit_length() - 5  # keeps the size's top 5 bits: 16-31
+    bucket = _SIZE_EXACT + (shift - 1) * _SIZE_STEPS + (size >> shift) - _SIZE_STEPS
+    return min(bucket, _SIZE_EXACT + _SIZE_OCTAVES * _SIZE_STEPS - 1)
+
+
+def _size_range(bucket: int) -> tuple[int, int]:
+    """The smallest and largest batch size counted in `bucket`."""
+    if bucket < _SIZE_EXACT:
+        return bucket, bucket
+    shift, step = divmod(bucket - _SIZE_EXACT, _SIZE_STEPS)
+    shift += 1
+    low = (_SIZE_STEPS + step) << shift
+    return low, low + (1 << shift) - 1
+
+
+class BatchSizes:
+    """Records per applied batch (one fetch handed to the ingest), for `/status`: how large the
+    batches are that the in-worker lag follows (a record waits for its batch's whole apply).
+
+    A fixed set of 352 buckets: sizes below 32 exactly, above within 1/16 of the size (a
+    quantile is its bucket's largest size, never more than the largest batch seen); the count
+    of batches, of their records and the largest exactly. O(1) memory, one bucket a batch."""
+
+    __slots__ = ("count", "counts", "largest", "records")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (_SIZE_EXACT + _SIZE_OCTAVES * _SIZE_STEPS)
+        self.count = 0
+        self.records = 0
+        self.largest = 0
+
+    def observe(self, size: int) -> None:
+        """Count one applied batch of `size` records."""
+        self.counts[_size_bucket(size)] += 1
+        self.count += 1
+        self.records += size
+        if size > self.largest:
+            self.largest = size
+
+    def quantiles(self, qs: Sequence[float]) -> list[int | None]:
+        """The smallest batch size with at least a share `q` of the batches at or below it, for
+        each `q` (its bucket's largest size, at most the largest batch)."""
+        if self.count == 0:
+            return [None] * len(qs)
+        targets = [max(1, math.ceil(q * self.count)) for q in qs]
+        out: list[int | None] = [None] * len(qs)
+        running = 0
+        for bucket, n in enumerate(self.counts):
+            if not n:
+                continue
+            running += n
+            for i, target in enumerate(targets):
+                if out[i] is None and running >= target:
+                    out[i] = min(_size_range(bucket)[1], self.largest)
+            if all(size is not None for size in out):
+                break
+        return out
+
+    def buckets(self) -> list[list[int]]:
+        """The buckets holding batches, as `[smallest size, largest size, batches]`."""
+        return [[*_size_range(bucket), n] for bucket, n in enumerate(self.counts) if n]
+
+    def summary(self) -> dict[str, Any]:
+        p50, p90, p99 = self.quantiles((0.5, 0.9, 0.99))
+        return {
+            "count": self.count,
+            "records": self.records,
+            "p50": p50,
+            "p90": p90,
+            "p99": p99,
+            "max": self.largest if self.count else None,
+            "buckets": self.buckets(),
+        }

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     # average paced and 21 MB unpaced, records per CPU second within the runs' noise
     # (bench/RESULTS.md, "Session 18 (issue 17)"). Nothing without glibc.
     malloc_mmap_threshold_kb: int = Field(default=128, ge=0, le=32 * 1024)
+    # The interpreter's thread switch interval in the worker (`sys.setswitchinterval`), in ms:
+    # faust's consumer thread (aiokafka's fetcher) waits up to this long for the GIL at each
+    # step of a fetch (sending its request, reading the answer, handing it to the event loop)
+    # while the event loop applies a batch. CPython's default is 5.
+    gil_switch_interval_ms: float = Field(default=5.0, gt=0, le=1000)
     # A worker that stops heartbeating (killed, a lost host) leaves the group after this long,
     # and its partitions move on (faust's default is 60 s).
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)

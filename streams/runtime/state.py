@@ -30,7 +30,7 @@ from streams.runtime.batch_consumer import FetchedRecord, RawRecord
 from streams.runtime.deadletters import DeadLetter, dead_letter
 from streams.runtime.families import WorkerMetrics
 from streams.runtime.gcpace import GcClock, GcPacer
-from streams.runtime.lag import LagHistogram
+from streams.runtime.lag import BatchSizes, LagHistogram
 from streams.runtime.membership import MembershipTable
 from streams.runtime.partition import PartitionState
 from streams.runtime.refunds import WorkerRefundTable
@@ -118,6 +118,9 @@ class LiveState:
     #: The part of `lag` spent in this worker: from the batch reaching the worker's event loop
     #: (fetched) until it was applied; the rest is the producer's, the broker's and the fetch's.
     worker_lag: LagHistogram = field(default_factory=LagHistogram)
+    #: Records per batch the worker's ingest applied (a fetch's records of the contract
+    #: topics, `streams.runtime.ingest.BatchIngest`): what `worker_lag` follows.
+    batch_sizes: BatchSizes = field(default_factory=BatchSizes)
     #: Paced garbage collection after each batch (None: CPython's default collector).
     gc: GcPacer | None = None
     #: Time in the collector, for /status (installed by the worker; None: not timed).
@@ -534,6 +537,7 @@ class LiveState:
             "last_applied_at": self.last_applied_at,
             "processing_lag": self.lag.summary(),
             "worker_lag": self.worker_lag.summary(),
+            "batches": self.batch_sizes.summary(),
             # The worker's table of the whole groups topic (LIVEPULSE_FOLD_SESSIONS), if any.
             "membership": (
                 self.membership.status() if isinstance(self.membership, MembershipTable) else None

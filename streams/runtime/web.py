@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Final
@@ -766,6 +767,9 @@ class WorkerViews:
                     "ready": ready(app),
                     "assigned": _assigned(app),
                     "fetch": _fetch_mode(app),
+                    # The thread switch interval the worker runs with (ms; the setting
+                    # `gil_switch_interval_ms`, `Worker.run`).
+                    "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3),
                     # Where the process's RSS is (streams/runtime/memory.py).
                     "memory": memory_status(),
                 }

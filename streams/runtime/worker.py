@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -389,6 +390,8 @@ class Worker:
             # any record and is the pacer's `start_cpu_ms`, not a pause of the stream.
             self.gc.install().start()
         self.gc_clock.install()
+        # How long faust's consumer thread waits for the GIL while a batch is applied.
+        sys.setswitchinterval(self.settings.gil_switch_interval_ms / 1000.0)
         if loglevel != "debug":
             for name in _CHATTY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)

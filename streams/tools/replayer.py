@@ -33,6 +33,10 @@ DEFAULT_FALLBACK_TOPIC: Final[str] = "live.interactions"
 # Sends not yet acknowledged before the oldest is awaited: bounds memory, keeps batches full.
 _WINDOW: Final[int] = 20_000
 _MAX_REQUEST_BYTES: Final[int] = 1 << 20
+#: How long the producer holds a batch open for more records (aiokafka's `linger_ms`): fuller
+#: requests at a high rate; each record's Kafka timestamp is taken when it is added to its
+#: batch, so a consumer's processing lag counts its linger too (bench/README.md, latency).
+LINGER_MS: Final[int] = 10
 
 
 @dataclass
@@ -164,11 +168,13 @@ async def replay(
     fallback_topic: str | None = DEFAULT_FALLBACK_TOPIC,
     create_topics: bool = True,
     progress: Progress | None = None,
+    linger_ms: int = LINGER_MS,
 ) -> ReplaySummary:
     """Publish every line of `path` (see the module docstring); return what was done.
 
     `rate` is records per second, `speedup` a factor on event time (`ts`); neither means as fast
-    as the broker takes them. Raises if the broker refuses a record after its retries.
+    as the broker takes them; `linger_ms` the producer's linger (`LINGER_MS`). Raises if the
+    broker refuses a record after its retries.
     """
     pacer = _Pacer(rate, speedup)
     if create_topics:
@@ -182,7 +188,7 @@ async def replay(
         client_id="livepulse-replay",
         acks="all",
         enable_idempotence=True,
-        linger_ms=10,
+        linger_ms=linger_ms,
         max_batch_size=256 * 1024,
         max_request_size=_MAX_REQUEST_BYTES,
         **settings.kafka_client_kwargs(),

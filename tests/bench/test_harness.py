@@ -110,6 +110,10 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
     assert row["p99_ms"]["median"] is not None
     # The part in the worker is part of the whole.
     assert row["worker_p99_ms"]["median"] <= row["max_ms"]["median"]
+    # The records per batch beside it: no batch holds more than the pass's records.
+    assert row["batches"]["median"] >= 1
+    assert 1 <= row["batch_p50"]["median"] <= row["batch_max"]["median"] <= row["records"]
+    assert row["producer_linger_ms"]["median"] == 10
     if len(os.sched_getaffinity(0)) >= 2:
         assert results["latency"]["variants"]["pinned"]["50%"]["p99_ms"]["median"] is not None
     # Scale-out: every run's report merged from its changelog counted every record once.
@@ -123,7 +127,30 @@ def test_harness_runs_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
     assert scaleout["2"]["global_uncovered"] == [0]
     text = out.read_text()
     assert "(c)/(a)" in text and "(c)/(w)" in text and "p99 ms" in text and "Scale-out" in text
+    assert "batch records p50" in text
     assert render(results) in text
+
+
+def test_a_variant_sets_worker_settings_and_the_paced_producer_apart() -> None:
+    """`--variant` validates worker settings through `Settings` and takes the producer's
+    linger beside them; the worker is given only its own (the producer's is not a setting)."""
+    import argparse
+
+    from bench.run import parse_variant, worker_update
+
+    name, update = parse_variant("small:batch_max_records=500,producer_linger_ms=0")
+    assert (name, update) == ("small", {"batch_max_records": 500, "producer_linger_ms": 0})
+    assert worker_update(update) == {"batch_max_records": 500}
+    assert parse_variant("linger2:producer_linger_ms=2") == ("linger2", {"producer_linger_ms": 2})
+    for wrong in (
+        "x:producer_linger_ms=-1",
+        "x:producer_linger_ms=soon",
+        "x:batch_max_records=0",
+        "x:no_such_setting=1",
+        "x:",
+    ):
+        with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+            parse_variant(wrong)
 
 
 def test_a_summary_of_no_measurement_is_nan_not_an_error() -> None:
