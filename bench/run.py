@@ -286,6 +286,9 @@ def start_worker(
     # The baseline's tree runs from its own directory: `python -m` puts the working directory
     # before PYTHONPATH, so from here it would import this tree (as (c0) did before this fix).
     worker = WorkerProcess(own, log, loglevel="warning", cwd=pythonpath)
+    # The bench's own values are put back after the start (a bench run with PYTHONPATH set,
+    # as from a worktree, lost it for every later worker when they were simply popped).
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "PYTHONSAFEPATH")}
     if pythonpath is not None:
         os.environ["PYTHONPATH"] = _env(pythonpath)["PYTHONPATH"]
         # `python -m` puts the working directory (this tree) first on sys.path, ahead of
@@ -294,8 +297,11 @@ def start_worker(
     try:
         worker.start()
     finally:
-        os.environ.pop("PYTHONPATH", None)
-        os.environ.pop("PYTHONSAFEPATH", None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return worker, own
 
 
