@@ -46,8 +46,8 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
             # The rows the owners hold unfolded, by claim (session 20: a source that never
             # announces a period's stage holds every source's rows of it there).
             for by_source in ledger.__dict__.get("period_rows_in", {}).values():
-                for claims in by_source.values():
-                    for claim_id, rows in claims.items():
+                for by_claim in by_source.values():
+                    for claim_id, rows in by_claim.items():
                         held[claim_id] = held.get(claim_id, 0) + len(rows)
             # The owners' folded parts by claim (session 19: the refund claims' apart).
             for owned in ledger.__dict__.get("period_users", {}).values():
