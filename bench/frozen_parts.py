@@ -2,7 +2,8 @@
 under DATA_DIR, e.g. after `bench.soak --worker`), summed over partitions: the snapshot bytes,
 the largest parts (`bench.soak_profile.part_sizes`, pickled one by one, zlib level 1) and the
 frozen period parts by claim, with an owner's routed period rows (`Ledger.period_users`,
-`period_rows_in`, snapshot version 12) and its folded parts by claim (`owner_by_claim_kb`);
+`period_rows_in`, snapshot version 12), its folded parts by claim (`owner_by_claim_kb`) and
+the user rows it holds unfolded by claim (`owner_rows_held_by_claim`);
 the JSON goes to stdout (issue 17)."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
     parts: dict[str, float] = {}
     claims: dict[str, float] = {}
     owners: dict[str, float] = {}
+    held: dict[str, int] = {}
     snapshot_bytes = partitions = 0
     try:
         while (snapshot := store.load(partitions)) is not None:
@@ -41,6 +43,12 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
                 if name in ledger.__dict__:
                     key = f"(owner) {name}"
                     claims[key] = claims.get(key, 0.0) + packed_kb(ledger.__dict__[name])
+            # The rows the owners hold unfolded, by claim (session 20: a source that never
+            # announces a period's stage holds every source's rows of it there).
+            for by_source in ledger.__dict__.get("period_rows_in", {}).values():
+                for by_claim in by_source.values():
+                    for claim_id, rows in by_claim.items():
+                        held[claim_id] = held.get(claim_id, 0) + len(rows)
             # The owners' folded parts by claim (session 19: the refund claims' apart).
             for owned in ledger.__dict__.get("period_users", {}).values():
                 for claim_id, part in owned.items():
@@ -61,6 +69,7 @@ def frozen_parts(data_dir: Path) -> dict[str, Any]:
         "owner_by_claim_kb": {
             name: round(kb, 1) for name, kb in sorted(owners.items(), key=lambda item: -item[1])
         },
+        "owner_rows_held_by_claim": dict(sorted(held.items())),
     }
 
 

@@ -4071,29 +4071,48 @@ class Ledger:
         """As partition `source` of a worker whose orders topic partition is read to its end
         with no record for a while (the refund table's idle rule, `ReadTable.idle`) while the
         partition's other topics still bring events (a room that sells nothing; else
-        `follow_idle_horizons` does it all): raise the orders topic's newest `ts` to where
-        the others' summaries horizon puts it (`follow_idle_horizons`' target), but never
-        past this partition's own newest event of another contract topic. Without it a
-        partition that never gets an order has no orders horizon, so its order fold never
+        `follow_idle_horizons` does it all): `follow_idle_topics` of the orders topic. Without
+        it a partition that never gets an order has no orders horizon, so its order fold never
         runs and it never announces its buyers' months (`OrderUsersClosed`), and no owner
-        ever retires a buyer (docs/design.md, "The order fold's buyers at their owner").
-        An order applied later stamped before the new horizon is expired, as in
-        `follow_idle_horizons`. True if it moved."""
+        ever retires a buyer (docs/design.md, "The order fold's buyers at their owner"); nor
+        does it freeze a period (the closing horizon reads every topic's) or announce either
+        stage (`PeriodsClosed`), so every owner holds the others' period rows unfolded. True
+        if it moved."""
+        return self.follow_idle_topics(source, (_ORDERS,))
+
+    def follow_idle_topics(self, source: int, topics: Iterable[int]) -> bool:
+        """As partition `source` of a worker, some of whose contract topics' partitions
+        (`topics`, indexes into `TOPICS`; the groups topic is the membership table's) are read
+        to their end with no record for a while while its other topics still bring events
+        (rooms that sell nothing, sessions with no interaction, a partition of sessionless
+        orders only): raise each one's newest `ts` to where the others' summaries horizon puts
+        it (`follow_idle_horizons`' target), but never past this partition's own newest event
+        of a contract topic not in `topics`. Without it such a topic has no horizon (or an old
+        one), and the closing and summaries horizons read every topic's: the partition never
+        summarizes, never freezes a period, never announces its first orders' cutoff, its
+        months nor either stage of its periods (`PeriodsClosed`), and every owner holds the
+        others' rows for as long as the stream runs. An event of such a topic applied later
+        stamped before the new horizon is expired, as in `follow_idle_horizons`. True if one
+        moved."""
         window = self.dedupe_window_ms
         others = [ts for number, ts in self._firsts_closed_by.items() if number != source]
+        quiet = {topic for topic in topics if topic != _GROUPS}
         own = [
             ts
             for topic, ts in enumerate(self.newest_ts)
-            if ts is not None and topic != _ORDERS and topic != _GROUPS
+            if ts is not None and topic not in quiet and topic != _GROUPS
         ]
-        if window is None or not others or not own:
+        if window is None or not others or not own or not quiet:
             return False
         target = min(max(others) + SESSION_HORIZON_MS + window, max(own))
-        current = self.newest_ts[_ORDERS]
-        if current is not None and current >= target:
-            return False
-        self.newest_ts[_ORDERS] = target
-        return True
+        moved = False
+        newest = self.newest_ts
+        for topic in sorted(quiet):
+            current = newest[topic]
+            if current is None or current < target:
+                newest[topic] = target
+                moved = True
+        return moved
 
     def group_floor_announcement(self, source: int, *, idle: bool = False) -> GroupFloor:
         """As partition `source` of a worker: its `GroupFloor` now (to be sent only once the

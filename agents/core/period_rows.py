@@ -350,13 +350,16 @@ def prune_owned(ledger: Ledger, kind: str, kept_from: str) -> None:
 
 
 def period_entries(ledger: Ledger) -> Mapping[str, int]:
-    """Counts for a worker's status: rows held as an owner, periods folded as one."""
+    """Counts for a worker's status: rows held as an owner (the `REFUND_CLAIMS`' apart too:
+    held until every source announces their month's second stage), periods folded as one."""
+    held = [
+        (claim, len(rows))
+        for by_source in ledger.period_rows_in.values()
+        for claims in by_source.values()
+        for claim, rows in claims.items()
+    ]
     return {
-        "rows_held": sum(
-            len(rows)
-            for by_source in ledger.period_rows_in.values()
-            for claims in by_source.values()
-            for rows in claims.values()
-        ),
+        "rows_held": sum(n for _claim, n in held),
+        "refund_rows_held": sum(n for claim, n in held if claim in REFUND_CLAIMS),
         "periods_folded": len(ledger.period_users),
     }

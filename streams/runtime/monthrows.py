@@ -46,6 +46,7 @@ from agents.core.ledger import (
 )
 from agents.core.period_rows import (
     NO_DWELL_ROUTED,
+    REFUND_CLAIMS,
     WHOLE_PERIOD,
     PeriodRows,
     PeriodsClosed,
@@ -633,9 +634,21 @@ class MonthRowExchange:
             "period_rows": {
                 "sent": self.sender.sent_period_rows,
                 "held_at_owner": sum(period_entries(ledger)["rows_held"] for ledger in ledgers),
+                "refund_rows_held_at_owner": sum(
+                    period_entries(ledger)["refund_rows_held"] for ledger in ledgers
+                ),
                 "periods_folded": sum(
                     period_entries(ledger)["periods_folded"] for ledger in ledgers
                 ),
+                # Per partition here, as the owner: the last month every source has announced
+                # in the refund claims' second stage (None: a source has not announced one).
+                "owner_refunds_through": {
+                    str(p): (
+                        folded_through(part.ledger, self.sender.partitions, REFUND_CLAIMS[0])
+                        or None
+                    )
+                    for p, part in sorted(self.state.partitions.items())
+                },
             },
             "sent_announcements": self.sender.sent_announcements,
             "in_flight_rows": len(self.in_flight()),

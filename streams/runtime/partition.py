@@ -60,6 +60,12 @@ class PartitionState:
     #: its end (`LiveState.follow_idle_horizons`, `Settings.horizon_idle_s`), since made or
     #: restored.
     horizons_followed: int = 0
+    #: monotonic() of when the state was made or restored, and of the last record of each
+    #: contract topic applied since (by index into `TOPICS`): a topic quiet here for
+    #: `Settings.horizon_idle_s` while the others bring records follows the other partitions'
+    #: horizons alone (`LiveState.follow_idle_horizons`).
+    made_at: float = field(default_factory=time.monotonic)
+    topics_at: dict[int, float] = field(default_factory=dict)
 
     def status(self) -> dict[str, Any]:
         return {

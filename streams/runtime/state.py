@@ -39,6 +39,13 @@ from streams.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 _GROUPS: Final[int] = TOPICS.index("live.groups")
+_ORDERS: Final[int] = TOPICS.index("live.orders")
+#: The contract topics a partition's own quiet follows for (`follow_idle_horizons`): the
+#: orders topic follows by the refund table's idle rule, the groups topic's horizon is the
+#: membership table's.
+_OWN_QUIET: Final[tuple[int, ...]] = tuple(
+    i for i, topic in enumerate(TOPICS) if i not in (_GROUPS, _ORDERS)
+)
 
 _SUMMARY_EVERY_S: Final[float] = 30.0
 
@@ -130,6 +137,11 @@ class LiveState:
     _view: tuple[int, Ledger, OperatorBoard] | None = None
     #: Partition -> what its idle fold last saw (`fold_idle`): tried again only once it changed.
     _idle_seen: dict[int, tuple[object, ...]] = field(default_factory=dict)
+    #: A record's topic (the broker's name) -> its contract topic's index into `TOPICS`
+    #: (`PartitionState.topics_at`): the contract names, or with `from_settings` its prefix's.
+    topic_index: dict[str, int] = field(
+        default_factory=lambda: {topic: i for i, topic in enumerate(TOPICS)}
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings, **fields: Any) -> LiveState:
@@ -152,6 +164,11 @@ class LiveState:
             "gpm_denominator": settings.gpm_denominator,
             "fold_sessions": settings.fold_sessions,
             "periods": settings.period_settings,
+            "topic_index": {
+                settings.topic(name): TOPICS.index(name)
+                for name in settings.contract_topics
+                if name in TOPICS
+            },
         }
         values.update(fields)
         return cls(**values)
@@ -403,11 +420,13 @@ class LiveState:
         `idle_s` (0: never) and has read its topics to their end (`caught_up`) up to the newest
         summaries' horizon another partition announced (`Ledger.follow_idle_horizons`), so
         that its folds, months and first orders close as the others' do (the idle fold and
-        the take that follow run them). One read to its end that still applies records but
-        whose orders partition the refund table leaves out as idle moves its orders horizon
-        alone (`Ledger.follow_idle_orders`, its order fold run at once), so that it announces
-        its buyers' months and the owners retire. A partition whose horizons moved is dirty.
-        Returns how many moved."""
+        the take that follow run them). One read to its end that still applies records moves
+        the horizons of its quiet topics alone (`Ledger.follow_idle_topics`, its folds run at
+        once): its orders topic once the refund table leaves its orders partition out as idle,
+        each other contract topic but the groups' once it has brought no record here for
+        `idle_s`, so that it summarizes, freezes its periods and announces its buyers' months
+        and both stages of its periods, and the owners retire and fold. A partition whose
+        horizons moved is dirty. Returns how many moved."""
         if not self.fold_sessions or idle_s <= 0:
             return 0
         now = time.monotonic()
@@ -424,14 +443,22 @@ class LiveState:
                 if not ledger.follow_idle_horizons(partition):
                     continue
                 self._idle_seen.pop(partition, None)  # the idle fold looks again
-            elif partition in orders_idle and ledger.follow_idle_orders(partition):
-                # Still applying records, but no order for a while (a room that sells
-                # nothing): its orders horizon follows alone, and its order fold runs now
-                # (the idle fold skips a partition that applies records).
+            else:
+                # Still applying records, but none of some topic for a while (rooms that sell
+                # nothing, sessions with no interaction, sessionless orders only): those
+                # topics' horizons follow alone, and the folds run now (the idle fold skips a
+                # partition that applies records).
+                quiet = [
+                    topic
+                    for topic in _OWN_QUIET
+                    if now - part.topics_at.get(topic, part.made_at) >= idle_s
+                ]
+                if partition in orders_idle:
+                    quiet.append(_ORDERS)
+                if not quiet or not ledger.follow_idle_topics(partition, quiet):
+                    continue
                 if ledger.fold_due() and (ledger.folded_ids or ledger.retired_ids):
                     part.board.take_folded(ledger)
-            else:
-                continue
             part.horizons_followed += 1
             part.dirty = True
             moved += 1
@@ -461,6 +488,7 @@ class LiveState:
             offset = record.offset
             if newest.get(key, -1) < offset:
                 newest[key] = offset
+        topic_index = self.topic_index
         for (topic, partition), offset in newest.items():
             part = partitions[partition]
             if offset >= part.positions.get(topic, 0):
@@ -470,6 +498,7 @@ class LiveState:
             part.applied_at = now
             if count:  # a contract topic's record (not the month-rows topic's)
                 part.events_at = now
+                part.topics_at[topic_index.get(topic, -1)] = now
         if n and changes:
             self.version += 1
         if count:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.core.period_rows import REFUND_CLAIMS, ROUTED
-from agents.core.periods import DAY, MONTH, SKETCHED
+from agents.core.periods import DAY, MONTH, SKETCHED, period_key
+from agents.core.persist import load_state
+from streams.runtime.global_report import newest_snapshots
 from streams.runtime.settings import Settings
 from streams.runtime.topics import all_topics, create_topics, delete_run_topics
 from streams.tools.worker_process import WorkerProcess
@@ -30,7 +33,7 @@ from tests.streams.test_month_rows import (
     _merged_once,
     _settled,
 )
-from tests.support.live import fixture_lines, replay_lines
+from tests.support.live import fixture_lines, replay_lines, report_of, running_worker
 
 #: Set to run the two workers' test (~1 min).
 LONG_ENV = "LIVEPULSE_PERIOD_ROWS_LONG"
@@ -192,3 +195,90 @@ def test_two_workers_fold_frozen_period_rows_at_their_owners(
     assert all(s["sent"] > 0 for s in statuses), statuses
     assert all(s["periods_folded"] > 0 for s in statuses), statuses
     assert _check_periods(report) > 100
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_partition_that_gets_no_order_announces_its_refund_stage_to_every_owner(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """100 simulated days of xhs with partition 2's orders topic records left out (rooms that
+    sell nothing) into a 3-partition worker with a 13-day refund horizon, the refund table's
+    idle rule at 2 s and whole idle partitions never following within the run
+    (`LIVEPULSE_HORIZON_IDLE_S=600`): partition 2's orders horizon follows the others'
+    (`Ledger.follow_idle_orders`), its order fold runs and freezes its periods' second stage,
+    and it announces the refund claims' months (`PeriodsClosed.refunds_through`) as the
+    others do: every owner has every source's second stage through the same month and holds
+    no refund row unfolded, and the merged report's refund claims of each of those months
+    and every 3rd of their days kept are frozen with the observed value of the truth of the
+    records replayed cut to the period (1e-9). With the refund table's idle rule off
+    (`LIVEPULSE_REFUND_IDLE_S=0`) partition 2 never announces and the owners hold every
+    source's refund rows (checked by hand; in process:
+    tests/agents/core/test_period_rows.py)."""
+    from streams.tools.simulator.period_truth import PeriodCut
+    from tests.agents.core.test_merge import partition_of
+    from tests.streams.test_membership import topic_and_key
+    from tests.streams.test_month_rows import _simulated
+
+    partitions = 3
+    lines, _truth = _simulated(100, 0.3, 5)
+    kept = [
+        line
+        for line in lines
+        if topic_and_key(line)[0] != "live.orders"
+        or partition_of(topic_and_key(line)[1], partitions) != 2
+    ]
+    assert 0 < len(kept) < len(lines)
+    settings = _fold_settings(
+        kafka_bootstrap,
+        "norefunds",
+        partitions,
+        horizon_idle_s=600.0,
+        refund_idle_s=2.0,
+        refund_horizon_days=REFUND_HORIZON_DAYS,
+    )
+    with running_worker(settings, tmp_path / "worker.log") as worker:
+        replay_lines(settings, tmp_path / "kept.jsonl", kept)
+        _settled(settings, worker)
+        deadline = time.monotonic() + 90
+        while True:  # partition 2's orders partition idle for 2 s, then its fold and take
+            rows = worker.status()["month_rows"]["period_rows"]
+            owners = set(rows["owner_refunds_through"].values())
+            if (None not in owners and not rows["refund_rows_held_at_owner"]) or (
+                time.monotonic() > deadline
+            ):
+                break
+            time.sleep(1)
+        _settled(settings, worker)
+        report = report_of(worker)
+        rows = worker.status()["month_rows"]["period_rows"]
+        assert worker.stop() == 0, worker.tail()
+        snapshots = asyncio.run(newest_snapshots(settings))
+        states = {p: load_state(snapshot.blob)[0] for p, snapshot in snapshots.items()}
+    through = rows["owner_refunds_through"]
+    month = through["2"]
+    assert month is not None and month >= "2024-08", rows
+    assert through == dict.fromkeys(("0", "1", "2"), month), rows
+    assert rows["refund_rows_held_at_owner"] == 0, rows
+    assert sorted(states) == [0, 1, 2]
+    for state in states.values():
+        assert state.period_refund_sources_through == dict.fromkeys(range(3), month)
+    assert states[2].period_refunds_sent_through == month and not states[2].orders
+
+    got = report["periods"]["claims"]
+    whole = PeriodCut([line.decode() for line in kept])
+    compared = 0
+    for kind, stride in ((MONTH, 1), (DAY, 3)):
+        keys = [e["period"] for e in got["live_aov"][kind] if e["period"][:7] <= month]
+        for key in keys[::stride]:
+            truth = whole.claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+            for claim_id in REFUND_CLAIMS:
+                mine = next(e for e in got[claim_id][kind] if e["period"] == key)
+                assert mine["frozen"] and not mine.get("folded"), (claim_id, mine)
+                expected = truth[claim_id]["observed"]
+                if expected is None or mine["observed"] is None:
+                    assert mine["observed"] is expected, (claim_id, key)
+                else:
+                    assert math.isclose(mine["observed"], expected, rel_tol=1e-9), (claim_id, key)
+                compared += 1
+    assert compared > 20, compared

@@ -556,6 +556,39 @@ def test_a_partition_applying_records_with_an_idle_orders_partition_follows_for_
         assert state.follow_idle_horizons(300.0, lambda partition: True) == 0  # there already
 
 
+def test_a_partition_applying_records_follows_for_the_topics_quiet_there() -> None:
+    """`LiveState.follow_idle_horizons`: a partition read to its end (`caught_up`) that still
+    applies session records but has had none of the views and interactions topics for
+    `idle_s` (sessions with no viewer or interaction yet) moves those topics' horizons alone
+    (`Ledger.follow_idle_topics`, up to its own newest event), is counted and dirty; not
+    before `idle_s` has passed since the state was made; its orders topic's horizon stays
+    (the refund table's idle rule is that topic's), and so does its sessions topic's."""
+    import orjson
+
+    def started(number: int) -> RawRecord:
+        value = orjson.dumps(
+            {"event_id": f"s{number}", "type": "session_started", "ts": T0 + number,
+             "session_id": f"s{number}", "room_id": "r", "merchant_id": "m"}
+        )  # fmt: skip
+        return RawRecord("live.sessions", 1, number, f"s{number}".encode(), value)
+
+    state = LiveState(dedupe_window_ms=DAY, refund_horizon_ms=10 * DAY, fold_sessions=True)
+    state.apply_batch([started(0)])
+    ledger = state.partitions[1].ledger
+    ledger.receive_firsts_closed(FirstsClosed(0, T0 - 20 * DAY), 2)
+    assert state.follow_idle_horizons(0.2, lambda partition: True) == 0  # made just now
+    time.sleep(0.25)
+    state.apply_batch([started(1)])  # still applying records: not idle as a whole
+    assert state.follow_idle_horizons(0.2, lambda partition: False) == 0  # not read to its end
+    assert state.follow_idle_horizons(0.2, lambda partition: True) == 1
+    assert state.partitions[1].horizons_followed == 1 and state.partitions[1].dirty
+    for topic in ("live.views", "live.interactions"):
+        assert ledger.horizon_ts(TOPICS.index(topic)) == T0 - 20 * DAY + 7 * DAY  # + session h.
+    assert ledger.horizon_ts(_ORDERS) is None
+    assert ledger.horizon_ts(TOPICS.index("live.sessions")) == T0 + 1 - DAY
+    assert state.follow_idle_horizons(0.2, lambda partition: True) == 0  # there already
+
+
 def test_a_partition_taken_after_the_table_dropped_what_it_may_read_rewinds_the_table() -> None:
     """xhs over 3 partition states with the table, fed like a worker's: the table drops refunds
     as they fold. A ledger held through every drop is taken back as it is (eager rebalances

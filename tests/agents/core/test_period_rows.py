@@ -11,8 +11,10 @@ import random
 from functools import cache
 from typing import Any
 
+import pytest
+
 from agents.core import Ledger, build_report
-from agents.core.ledger import RETIRED_USERS
+from agents.core.ledger import RETIRED_USERS, TOPICS, FirstOrder
 from agents.core.merge import merge_ledgers
 from agents.core.operator import OperatorBoard
 from agents.core.period_rows import (
@@ -32,8 +34,10 @@ from agents.core.period_rows import (
 from agents.core.periods import DAY, MONTH, PeriodSettings, attach, claim_periods, period_key
 from agents.core.persist import MAGIC, dump_state, load_state
 from schemas import Rejection
+from streams.runtime.monthrows import deliver, owner_of
+from streams.tools.simulator.period_truth import PeriodCut
 from tests.agents.core.test_merge import partition_of, records, split
-from tests.agents.core.test_periods import assert_observed_as_cut, cut
+from tests.agents.core.test_periods import FIXTURES, assert_observed_as_cut, cut
 
 PARTITIONS = 3
 FIGURE_KEYS = ("observed", "ci_low", "ci_high", "n", "clusters", "verdict")
@@ -78,17 +82,28 @@ def _as_version_12(ledger: Ledger) -> Ledger:
 
 
 @cache
-def _fed(exchange: bool, take_as: int = PARTITIONS, upgraded: bool = False) -> tuple[Ledger, ...]:
+def _fed(
+    exchange: bool,
+    take_as: int = PARTITIONS,
+    upgraded: bool = False,
+    dropped: tuple[str, ...] = (),
+    follow: bool = True,
+) -> tuple[Ledger, ...]:
     """xhs over 3 partitions by record key, each jittered by up to 12 h and folding with the
     claims by period (2-day window, 13-day refund horizon), fed 500 records at a time in
     turn; with `exchange`, after each turn each partition's taken rows and announcement are
     delivered, every message twice (a redelivery), the second time after the next turn
     (`take_as`: the partitions the take is told the worker has). `upgraded`: the partitions
     route no dwell rows (as snapshot version 12's code) until the first turn whose take
-    sent rows, then are restored from version 12 snapshots (`_as_version_12`) and go on."""
+    sent rows, then are restored from version 12 snapshots (`_as_version_12`) and go on.
+    `dropped`: partition `QUIET` gets none of these topics' records (`_without`), the first
+    orders and their announcements are exchanged (the others' summaries horizons its follow
+    reads), and after each turn, and in three more rounds after the stream as the keeper's
+    ticks, those topics' horizons follow unless not `follow` (`Ledger.follow_idle_topics`,
+    then `fold_due`: as the keeper once they are idle there), before the take."""
     from tests.agents.core.test_order_fold import REFUND_HORIZON, WINDOW, _folding, _refund_table
 
-    stream = records("xhs")
+    stream = _without(records("xhs"), dropped)
     decoded = [event for _topic, _key, event in stream]
     groups = _folding([e for e in decoded if getattr(e, "type", "").startswith("group_")], WINDOW)
     parts = split(stream, PARTITIONS)
@@ -120,6 +135,8 @@ def _fed(exchange: bool, take_as: int = PARTITIONS, upgraded: bool = False) -> t
                     ledger.reject(event.reason)
                 else:
                     ledger.apply(event)
+        if dropped:
+            _follow(ledgers, dropped, follow)
         if not exchange:
             continue
         for message in again:
@@ -136,7 +153,46 @@ def _fed(exchange: bool, take_as: int = PARTITIONS, upgraded: bool = False) -> t
             upgraded = False
     for message in again:
         _deliver(ledgers, message)
+    for _tick in range(3 if dropped else 0):
+        _follow(ledgers, dropped, follow)
+        for source, ledger in enumerate(ledgers):
+            for message in take_period_rows(ledger, source, take_as) if exchange else ():
+                _deliver(ledgers, message)
     return tuple(ledgers)
+
+
+#: The partition that gets none of some topics' records in `_fed(dropped=...)`.
+QUIET = 2
+ORDERS = ("live.orders",)
+
+
+def _without(stream: tuple[Any, ...], dropped: tuple[str, ...]) -> tuple[Any, ...]:
+    """The routed records but partition `QUIET`'s of the `dropped` topics: rooms that sell
+    nothing (the orders topic), sessions with no interaction, or a partition holding only
+    orders whose sessions are elsewhere (every other event kept)."""
+    if not dropped:
+        return stream
+    return tuple(
+        record
+        for record in stream
+        if record[0] not in dropped or partition_of(record[1], PARTITIONS) != QUIET
+    )
+
+
+def _follow(ledgers: list[Ledger], dropped: tuple[str, ...], follow: bool) -> None:
+    """The first orders and their announcements exchanged (an owner reads the others'
+    summaries horizons from them: `FirstsClosed`), then partition `QUIET`'s horizons of the
+    `dropped` topics follow them, unless not `follow`, and its folds run."""
+    for source, ledger in enumerate(ledgers):
+        for message in ledger.take_first_orders(source):
+            if isinstance(message, FirstOrder):
+                deliver(ledgers[owner_of(message.user, PARTITIONS)], message, PARTITIONS)
+            else:
+                for each in ledgers:
+                    deliver(each, message, PARTITIONS)
+    quiet = ledgers[QUIET]
+    if follow and quiet.follow_idle_topics(QUIET, [TOPICS.index(t) for t in dropped]):
+        quiet.fold_due()
 
 
 def _merged_periods(ledgers: tuple[Ledger, ...]) -> dict[str, Any]:
@@ -404,3 +460,92 @@ def test_a_version_15_state_routes_its_refund_rows_after_its_next_freeze() -> No
     assert {m.claim for m in taken if isinstance(m, PeriodRows)} == set(REFUND_CLAIMS)
     assert _refund_rows((restored,)) == 0
     assert taken[-1] == PeriodsClosed(0, restored.period_rows_sent_through, "", "2024-07")
+
+
+def _fed_lines(dropped: tuple[str, ...]) -> list[str]:
+    """The fixture's lines `_fed(dropped=dropped)` feeds (for the truth of what it got)."""
+    with (FIXTURES / "xhs.jsonl").open("rb") as handle:
+        lines = [raw[:-1] if raw.endswith(b"\n") else raw for raw in handle]
+    return [
+        line.decode()
+        for line, record in zip(lines, records("xhs"), strict=True)
+        if _without((record,), dropped)
+    ]
+
+
+def _held_refund_rows(ledgers: tuple[Ledger, ...]) -> int:
+    """The refund claims' per-user rows the owners hold unfolded (a source has not
+    announced their month's second stage)."""
+    return sum(
+        len(claims[claim])
+        for ledger in ledgers
+        for by_source in ledger.period_rows_in.values()
+        for claims in by_source.values()
+        for claim in REFUND_CLAIMS
+        if claim in claims
+    )
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [ORDERS, ("live.interactions",), ("live.sessions", "live.views", "live.interactions")],
+    ids=["no-order", "no-interaction", "orders-only"],
+)
+def test_a_partition_without_a_topic_announces_both_stages_and_the_owners_fold(
+    dropped: tuple[str, ...],
+) -> None:
+    """Partition 2 gets every event of its sessions but their orders (rooms that sell
+    nothing), or but their interactions, or only their orders: those topics' horizons follow
+    the others' summaries horizon once idle there (`Ledger.follow_idle_topics`; the orders
+    topic's alone is `follow_idle_orders`, as the keeper once the refund table leaves its
+    orders partition out), so its closing horizon and order fold's come, its periods freeze in
+    both stages as any partition's, and it announces July's (`PeriodsClosed.through`,
+    `refunds_through`) with the others: every owner folds July's rows, the refund claims' too
+    (none held), and each of July's days and the month has the refund claims' figures,
+    intervals and verdicts of the same partitions merged without the exchange, and the
+    observed value of the truth of the records fed cut to the period, to 1e-9. Without the
+    follow (the orders case) it never announces either stage, and the owners hold every
+    source's rows, the refund claims' of every period, for as long as the stream runs."""
+    routed = _fed(True, dropped=dropped)
+    assert [ledger.period_refunds_sent_through for ledger in routed] == ["2024-07"] * PARTITIONS
+    announced = dict.fromkeys(range(PARTITIONS), "2024-07")
+    assert all(ledger.period_refund_sources_through == announced for ledger in routed)
+    assert all(ledger.period_sources_through == announced for ledger in routed)
+    assert routed[QUIET].counts.expired == 0  # no record behind a followed horizon
+    assert not any(ledger.period_rows_in for ledger in routed)
+    folded = [
+        period
+        for ledger in routed
+        for period, claims in ledger.period_users.items()
+        if set(REFUND_CLAIMS) <= set(claims)
+    ]
+    assert len(folded) > 30  # July's days at their users' owners, and the month
+
+    got, today = _merged_periods(routed), _merged_periods(_fed(False, dropped=dropped))
+    whole = PeriodCut(_fed_lines(dropped))
+    compared = 0
+    for kind in (DAY, MONTH):
+        for claim_id in REFUND_CLAIMS:
+            for entry in got[claim_id][kind]:
+                key = entry["period"]
+                if key[:7] > "2024-07":
+                    continue
+                assert entry["frozen"] and not entry.get("folded"), (claim_id, entry)
+                before = next(e for e in today[claim_id][kind] if e["period"] == key)
+                for field in FIGURE_KEYS:
+                    assert _close(entry[field], before[field]), (claim_id, key, field)
+                truth = whole.claims(lambda ts, key=key, kind=kind: period_key(kind, ts) == key)
+                expected = truth[claim_id]["observed"]
+                if expected is None or entry["observed"] is None:
+                    assert entry["observed"] is expected, (claim_id, key)
+                else:
+                    assert math.isclose(entry["observed"], expected, rel_tol=1e-9), (claim_id, key)
+                compared += 1
+    assert compared > 60  # July's 31 days and its month, both claims
+
+    if dropped != ORDERS:
+        return
+    never = _fed(True, dropped=dropped, follow=False)
+    assert never[QUIET].period_refunds_sent_through == ""
+    assert never[QUIET].period_rows_sent_through == ""
+    assert _held_refund_rows(never) > 300
