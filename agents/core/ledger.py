@@ -407,13 +407,17 @@ class MonthClosed(NamedTuple):
 class FirstOrder(NamedTuple):
     """A source partition's part of one (merchant, user)'s `group_repurchase_30d` pair
     (`Ledger.take_first_orders`): the earliest order `ts` of the pair in its orders and the
-    earliest later one (None: none), final there for every order up to first + 30 days."""
+    earliest later one (None: none), final there for every order up to first + 30 days, and
+    whether the user was a member of the merchant's group at that first order (recorded by the
+    source from the groups it reads; None: not sent, as by a worker from before session 20,
+    so the owner looks it up itself)."""
 
     source: int
     merchant: str
     user: str
     first_ts: int
     later_ts: int | None
+    member: bool | None = None
 
 
 class FirstsClosed(NamedTuple):
@@ -2075,6 +2079,8 @@ class Ledger:
                 pair: (f, later, None) for pair, (f, later) in pairs.items()
             }
             self._first_member_day = -1
+        if "first_members" not in state:  # version 18 or older: none recorded as a source
+            self.__dict__["first_members"] = {}
         if "group_floor_given" not in state:  # before session 14: no idle floor announced
             self._init_group_floor_given()
         if "retired_users" not in state:  # version 9 or older: users kept for ever
@@ -3288,6 +3294,7 @@ class Ledger:
             if first + window >= cutoff:
                 continue
             del self.first_orders[pair]
+            self.first_members.pop(pair, None)  # (none recorded in one ledger: no take)
             if member_at(pair[0], pair[1], first):
                 self.repurchase_folded[0] += 1
                 self.repurchase_folded[1] += later is not None and later <= first + window
@@ -3610,6 +3617,13 @@ class Ledger:
         #: passed it: `note_first_members`), held until every source's announced cutoff is
         #: past the first + 60 days (`receive_firsts_closed`).
         self.first_orders_in: dict[tuple[str, str], OwnerPair] = {}
+        #: As a source: membership at the first order of a pair held in `first_orders`, as
+        #: (that first order's ts, member), recorded once the groups horizon has passed it
+        #: (`note_first_members`) and sent in the pair's `FirstOrder`. Read only while it is
+        #: still the pair's first order here (an earlier order applied later leaves it stale
+        #: until the next pass records that one); a pair with it read asks no "member at ts"
+        #: lookup, so it no longer holds the group floor (`_held_group_floor`).
+        self.first_members: dict[tuple[str, str], tuple[int, bool]] = {}
         #: As the owner: the pairs decided here (counted in `repurchase_folded`) -> their latest
         #: order's day known here: a part sent later is not a first order (it is ignored), and
         #: a source's pair still held is left out of the report (`first_order_pairs`). Dropped
@@ -3623,7 +3637,8 @@ class Ledger:
         # (as the owner): each at most once a day of event time.
         self._first_take_day = -1
         self._first_decide_day = -1
-        # The CST day of the groups horizon at the last `note_first_members` pass.
+        # The day of the groups horizon (or of this partition's newest event, if older) at
+        # the last `note_first_members` pass.
         self._first_member_day = -1
         self._init_group_floors()
 
@@ -3649,23 +3664,35 @@ class Ledger:
         """As partition `source` of a worker: every (merchant, user) pair held whose first order
         + 30 days is before the summaries' horizon (`_month_cutoff`: no order stamped at or
         before it can be applied any more, so the pair's first order and earliest later one
-        are final here up to first + 30 days), dropped here, then an announcement of the
-        cutoff; to be sent on, the pairs to their user's owner and the announcement to every
-        owner, pairs first. A later order here starts the pair again, after the cutoff: its
-        owner ignores it once decided, and adds its times before. At most once a day of event
-        time."""
+        are final here up to first + 30 days), dropped here with membership at its first order
+        (recorded, else looked up: that horizon is behind the groups horizon), then an
+        announcement of the cutoff; to be sent on, the pairs to their user's owner and the
+        announcement to every owner, pairs first. A later order here starts the pair again,
+        after the cutoff: its owner ignores it once decided, and adds its times before. At
+        most once a day of event time (membership recorded first, at most once a day of the
+        groups horizon: `note_first_members`)."""
+        self.note_first_members()
         cutoff = self._month_cutoff()
         if cutoff is None or cutoff // DAY_MS <= self._first_take_day:
             return []
         self._first_take_day = cutoff // DAY_MS
         window = 30 * DAY_MS
         out: list[FirstOrder | FirstsClosed] = []
-        held = self.first_orders
+        held, recorded = self.first_orders, self.first_members
+        groups = (self.membership_from or self).horizon_ts(_GROUPS)
+        member_at: Callable[[str, str, int], bool] | None = None
         # The due pairs only, sorted (a sort of every held pair cost ~1 us a record).
         due = sorted(pair for pair, (first, _later) in held.items() if first + window < cutoff)
         for pair in due:
             first, later = held.pop(pair)
-            out.append(FirstOrder(source, pair[0], pair[1], first, later))
+            known = recorded.pop(pair, None)
+            member: bool | None = None
+            if known is not None and known[0] == first:
+                member = known[1]
+            elif groups is not None and first < groups:  # not recorded yet, known all the same
+                member_at = member_at or self._member_lookup()
+                member = member_at(pair[0], pair[1], first)
+            out.append(FirstOrder(source, pair[0], pair[1], first, later, member))
         out.append(FirstsClosed(source, cutoff))
         return out
 
@@ -3687,34 +3714,48 @@ class Ledger:
                 self.pairs_decided[pair] = latest
             return
         inbox = self.first_orders_in
-        held = inbox[pair] = add_owner_part(inbox.get(pair), part.first_ts, part.later_ts)
-        if held[2] is None:  # new, or its first order moved earlier
+        held = inbox[pair] = add_owner_part(
+            inbox.get(pair), part.first_ts, part.later_ts, part.member
+        )
+        if held[2] is None:  # new, its first order moved earlier, or sent without the bit
             horizon = (self.membership_from or self).horizon_ts(_GROUPS)
             if horizon is not None and held[0] < horizon:
                 member = self._member_lookup()(pair[0], pair[1], held[0])
                 inbox[pair] = (held[0], held[1], member)
 
     def note_first_members(self) -> None:
-        """As the owner: record membership at the first order of every pair held whose first
-        order is before the groups horizon (of `membership_from`: no group event stamped
-        before it can be applied any more, so membership there is final), once a day of that
-        horizon. A report merged over partitions reads it (`first_order_members`) instead of
-        the group events, and the pair no longer holds the group floor (`_held_group_floor`):
-        its events before the floor may be compacted. A part is most often received with its
-        first order behind the horizon already and recorded then (`receive_first_order`)."""
+        """As a source and as the owner: record membership at the first order of every pair
+        held (`first_orders`, `first_orders_in`) whose first order is before the groups horizon
+        (of `membership_from`: no group event stamped before it can be applied any more, so
+        membership there is final), once a day of that horizon. A report merged over
+        partitions reads it (`first_order_members`) instead of the group events, and the pair
+        no longer holds the group floor (`_held_group_floor`): its events before the floor may
+        be compacted. A source sends it with the pair (`take_first_orders`); an owner most
+        often receives a part with it, or with its first order behind the horizon already,
+        and records it then (`receive_first_order`). Once a day of that horizon or, when the
+        horizon runs ahead of this partition's own events (a worker's membership table reads
+        a replay's groups topic to its end long before the partitions catch up, and then never
+        moves again), once a day of those: a source's pairs come with its own orders."""
         horizon = (self.membership_from or self).horizon_ts(_GROUPS)
-        if horizon is None or horizon // DAY_MS <= self._first_member_day:
+        if horizon is None:
             return
-        self._first_member_day = horizon // DAY_MS
+        day = (horizon if self.max_ts is None else min(horizon, self.max_ts)) // DAY_MS
+        if day <= self._first_member_day:
+            return
+        self._first_member_day = day
+        recorded = self.first_members
+        member_at = self._member_lookup()
+        for pair, (first, _later) in self.first_orders.items():
+            if first < horizon:
+                known = recorded.get(pair)
+                if known is None or known[0] != first:  # new, or its first order moved earlier
+                    recorded[pair] = (first, member_at(pair[0], pair[1], first))
         inbox = self.first_orders_in
         due = [
             pair
             for pair, (first, _later, member) in inbox.items()
             if member is None and first < horizon
         ]
-        if not due:
-            return
-        member_at = self._member_lookup()
         for pair in due:
             first, later, _member = inbox[pair]
             inbox[pair] = (first, later, member_at(pair[0], pair[1], first))
@@ -3804,16 +3845,32 @@ class Ledger:
                 pairs[pair] = two_earliest(pairs.get(pair), first, later)
         return pairs
 
+    def source_members(self) -> dict[tuple[str, str], tuple[int, bool]]:
+        """The pairs held here as a source with membership at their first order recorded
+        (`first_members`) that is still their first order here -> (that ts, member)."""
+        held = self.first_orders
+        return {
+            pair: known
+            for pair, known in self.first_members.items()
+            if (times := held.get(pair)) is not None and times[0] == known[0]
+        }
+
     def first_order_members(self) -> dict[tuple[str, str], bool]:
-        """Membership at the first order of the pairs of `first_order_pairs` for which an
-        owner has recorded it (`note_first_members`), where that is still the pair's first
-        order here (a part held here as a source with an earlier one is not recorded): a
-        report reads it instead of the group events, which may be compacted before it."""
-        if not self.first_orders_in:
+        """Membership at the first order of the pairs of `first_order_pairs` for which a
+        source or an owner has recorded it (`note_first_members`), where that is still the
+        pair's first order here (a part held here as a source with an earlier one than the
+        owner's leaves the owner's bit out, and one held at the owner with an earlier one than
+        the source's the source's): a report reads it instead of the group events, which may
+        be compacted before it."""
+        if not self.first_orders_in and not self.first_members:
             return {}
-        decided, held = self.pairs_decided, self.first_orders
+        decided, held, inbox = self.pairs_decided, self.first_orders, self.first_orders_in
         members: dict[tuple[str, str], bool] = {}
-        for pair, (first, _later, member) in self.first_orders_in.items():
+        for pair, (first, recorded) in self.source_members().items():
+            owner = inbox.get(pair)
+            if (owner is None or owner[0] >= first) and pair not in decided:
+                members[pair] = recorded
+        for pair, (first, _later, member) in inbox.items():
             if member is None or pair in decided:
                 continue
             source = held.get(pair)
@@ -3975,9 +4032,10 @@ class Ledger:
         order applied later is stamped after them; group events and interactions add no
         lookup), the held sessions and unfolded months' first joins (`_held_lookup_floor`),
         the rows held as an owner (`month_rows_in`' first joins), and the first orders of
-        the `group_repurchase_30d` pairs not decided (`first_orders`, `first_orders_in`: a
-        report asks membership at them). Rounded down to a whole day (UTC), so that a
-        partition announces a new floor at most once a day of event time (lower is safe)."""
+        the `group_repurchase_30d` pairs not decided whose membership at it is not recorded
+        (`first_orders`, `first_orders_in`: a report asks it of them). Rounded down to a whole
+        day (UTC), so that a partition announces a new floor at most once a day of event time
+        (lower is safe)."""
         horizons = [self.horizon_ts(topic) for topic in _PRESENCE_TOPICS]
         if any(h is None for h in horizons):
             return None
@@ -3988,9 +4046,14 @@ class Ledger:
         """`floor`, or the oldest `ts` a lookup of the state held here may ask if older (no
         horizon: what is held, not what may still come; `worker_group_floor`)."""
         floor = self._held_lookup_floor(floor)
-        if self.first_orders:
-            floor = min(floor, min(first for first, _later in self.first_orders.values()))
-        # An owner's pair with membership at its first order recorded asks no lookup.
+        # A pair with membership at its first order recorded asks no lookup: as a source
+        # (`first_members`, while that is still its first order here) and as the owner.
+        recorded = self.first_members
+        for pair, (first, _later) in self.first_orders.items():
+            if first < floor:
+                known = recorded.get(pair)
+                if known is None or known[0] != first:
+                    floor = first
         for first, _later, member in self.first_orders_in.values():
             if member is None and first < floor:
                 floor = first

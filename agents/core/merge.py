@@ -156,6 +156,12 @@ def merge_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
             merged.first_orders[pair] = (smallest[0], smallest[1] if len(smallest) > 1 else None)
         for key, cents in ledger.month_spend.items():
             merged.month_spend[key] = merged.month_spend.get(key, 0) + cents
+    for ledger in ledgers:
+        # Membership at a source's first order, recorded there: kept where that is still the
+        # merged pair's first order (every input's pairs merged above).
+        for pair, recorded in ledger.source_members().items():
+            if merged.first_orders[pair][0] == recorded[0]:
+                merged.first_members[pair] = recorded
     merged.group_events = _merge_group_events(ledgers, offsets)
     for ledger in ledgers:
         for question_id, asked in ledger.questions.items():

@@ -194,8 +194,13 @@ MAGIC: Final[bytes] = b"LPst"
 #:     (`ledger.OwnerPair`, `Ledger.note_first_members`), read by a merged report instead of
 #:     the group events, so those pairs no longer hold the group floor. A version 11-17 state
 #:     loads with its pairs' membership not recorded (each recorded at the owner's next pass).
-VERSION: Final[int] = 18
-_READABLE: Final[frozenset[int]] = frozenset(range(1, 19))
+#: 19 (session 20): a source partition records membership at the first order of the
+#:     `group_repurchase_30d` pairs it holds once the groups horizon has passed it
+#:     (`Ledger.first_members`: that first order's ts and the bit), sends it in the pair's
+#:     `FirstOrder`, and a merged report reads it, so those pairs no longer hold the group
+#:     floor either. A version 1-18 state loads with none recorded (each at the next pass).
+VERSION: Final[int] = 19
+_READABLE: Final[frozenset[int]] = frozenset(range(1, 20))
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

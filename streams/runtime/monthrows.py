@@ -142,8 +142,15 @@ def encode_rows(rows: Sequence[Row]) -> bytes:
     if rows and isinstance(rows[0], OrderUsers):
         flat = [[r.source, r.month, r.user, *r.row] for r in rows if isinstance(r, OrderUsers)]
         return json.dumps(["order-users", flat], separators=(",", ":")).encode()
-    kind = "firsts" if rows and isinstance(rows[0], FirstOrder) else "rows"
-    return json.dumps([kind, [list(row) for row in rows]], separators=(",", ":")).encode()
+    if rows and isinstance(rows[0], FirstOrder):
+        # Each part's five fields as before, and membership at its first order in a list of
+        # its own after them: a worker from before session 20 reads the parts and ignores it
+        # (it looks membership up itself), so a fleet can be upgraded one worker at a time.
+        firsts = [row for row in rows if isinstance(row, FirstOrder)]
+        parts = [list(row[:5]) for row in firsts]
+        members = [row.member for row in firsts]
+        return json.dumps(["firsts", parts, members], separators=(",", ":")).encode()
+    return json.dumps(["rows", [list(row) for row in rows]], separators=(",", ":")).encode()
 
 
 def encode_period_rows(rows: Sequence[PeriodRows]) -> bytes:
@@ -164,11 +171,21 @@ def decode(value: bytes | None) -> list[Message]:
                 for source, merchant, month, user, joined, cents in data[1]
             ]
         if data[0] == "firsts":
+            # (Without its third item: written by a worker from before session 20, which
+            # sent no membership; the owner looks it up.)
+            members = data[2] if len(data) > 2 else [None] * len(data[1])
             return [
                 FirstOrder(
-                    int(source), merchant, user, int(first), None if later is None else int(later)
+                    int(source),
+                    merchant,
+                    user,
+                    int(first),
+                    None if later is None else int(later),
+                    None if member is None else bool(member),
                 )
-                for source, merchant, user, first, later in data[1]
+                for (source, merchant, user, first, later), member in zip(
+                    data[1], members, strict=True
+                )
             ]
         if data[0] == "order-users":
             return [
@@ -656,6 +673,9 @@ class MonthRowExchange:
             # sent yet), held as the owner (not decided yet), decided as the owner.
             "first_orders": {
                 "held": sum(len(ledger.first_orders) for ledger in ledgers),
+                # Of those, the ones with membership at their first order recorded (they
+                # hold no group floor; sent with it).
+                "held_recorded": sum(len(ledger.source_members()) for ledger in ledgers),
                 "at_owner": sum(len(ledger.first_orders_in) for ledger in ledgers),
                 "decided": sum(len(ledger.pairs_decided) for ledger in ledgers),
             },

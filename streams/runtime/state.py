@@ -284,7 +284,9 @@ class LiveState:
                     continue
                 if isinstance(row, FirstOrder):  # a pair's part: `Ledger.first_order_pairs`
                     pair, inbox = (row.merchant, row.user), ledger.first_orders_in
-                    inbox[pair] = add_owner_part(inbox.get(pair), row.first_ts, row.later_ts)
+                    inbox[pair] = add_owner_part(
+                        inbox.get(pair), row.first_ts, row.later_ts, row.member
+                    )
                     continue
                 users = ledger.month_rows_in.setdefault((row.merchant, row.month), {})
                 users.setdefault(row.user, {})[row.source] = (row.first_join_ts, row.cents)

@@ -26,3 +26,5 @@ def test_the_group_events_held_are_sampled_and_compacted(tmp_path: Path) -> None
     assert last["group_events_applied"] <= in_stream
     assert all(row["group_events_held"] <= row["group_events_applied"] for row in samples)
     assert last["cutoff_day"] is not None and last["group_events_held"] < in_stream
+    # Pairs held at their sources with membership recorded there (session 20), not more.
+    assert 0 < last["source_pairs_recorded"] <= last["source_pairs"]

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +74,28 @@ def test_rows_and_announcements_read_back_as_written() -> None:
         assert decode(encode(message)) == [message]
     assert decode(encode_rows([row, none])) == [row, none]
     assert decode(b"not json") == decode(b'["other"]') == decode(None) == []
+
+
+def test_first_orders_read_back_with_their_membership_and_an_old_record_without() -> None:
+    """A `FirstOrder` record carries membership at each part's first order after the parts'
+    five fields (session 20); one written by a worker from before it (no membership) reads
+    with none, and the parts of a new record are where such a worker reads them."""
+    parts = [
+        FirstOrder(0, "m-1", "u-7", 1_719_792_020_971, None, True),
+        FirstOrder(2, "m-2", "u-8", 1_719_792_000_000, 1_720_000_000_000, False),
+        FirstOrder(1, "m-3", "u-9", 1_719_700_000_000, None),
+    ]
+    assert decode(encode_rows(parts)) == parts
+    for part in parts:
+        assert decode(encode(part)) == [part]
+    old = b'["firsts",[[0,"m-1","u-7",1719792020971,null],[2,"m-2","u-8",5,9]]]'
+    assert decode(old) == [
+        FirstOrder(0, "m-1", "u-7", 1_719_792_020_971, None, None),
+        FirstOrder(2, "m-2", "u-8", 5, 9, None),
+    ]
+    written = json.loads(encode_rows(parts))
+    assert written[0] == "firsts" and written[1] == [list(part[:5]) for part in parts]
+    assert decode(b'["firsts",[[0,"m-1","u-7",5,null]],[true,false]]') == []  # not one a part
 
 
 def test_a_row_goes_to_the_partition_kafka_gives_its_user() -> None:
@@ -315,6 +338,61 @@ def test_a_worker_folds_three_months_of_a_simulated_stream_through_a_restart(
     firsts = statuses[-1]["month_rows"]["first_orders"]
     assert statuses[-1]["month_rows"]["sent_first_orders"] > 0 and firsts["decided"] > 0, firsts
     _check_groups_compacted(report, [statuses[-1]["month_rows"]], lines, truth)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get(LONG_ENV), reason=f"a minute long: set {LONG_ENV}=1")
+def test_a_worker_sends_the_truths_membership_with_each_first_order_it_takes(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The 100 simulated days through a worker with the fold (restarted after 3/4): every
+    `FirstOrder` its partitions sent on the month-rows topic carries membership at the part's
+    first order (session 20), equal to the truth reference's `is_member` of the stream (members
+    and non-members among them); at the end its partitions hold pairs with membership recorded
+    as a source (`first_orders.held_recorded`), and with the group events compacted the four
+    group claims and `group_joins` equal the truth's."""
+    from streams.tools.simulator.truth import is_member, read_stream
+
+    lines, truth = _simulated(100, 0.3, 5)
+    quarter = len(lines) // 4
+    runs = [[lines[i * quarter : (i + 1) * quarter] for i in range(3)], [lines[3 * quarter :]]]
+    settings = _fold_settings(kafka_bootstrap, "firstbits", group_floor_idle_s=2)
+    sent: list[FirstOrder] = []
+
+    def settle(worker: WorkerProcess) -> None:
+        _groups_dropped([worker], lines)
+        sent[:] = asyncio.run(_first_orders_sent(settings))
+
+    report, statuses = _run_with_restart(settings, runs, tmp_path, settle)
+    read = read_stream(line.decode() for line in lines)
+    assert len(sent) > 50, len(sent)
+    for part in sent:
+        assert part.member == is_member(read, part.merchant, part.user, part.first_ts), part
+    assert {part.member for part in sent} == {True, False}
+    firsts = statuses[-1]["month_rows"]["first_orders"]
+    assert firsts["held_recorded"] > 0, firsts
+    _check_groups_compacted(report, [statuses[-1]["month_rows"]], lines, truth)
+
+
+async def _first_orders_sent(settings: Settings) -> list[FirstOrder]:
+    """Every `FirstOrder` on the month-rows topic, as its readers decode it."""
+    from aiokafka import TopicPartition
+
+    from streams.runtime.monthrows import read_ranges
+
+    topic = settings.month_rows_topic
+    assert topic is not None
+    found: list[FirstOrder] = []
+
+    def take(records: list[Any]) -> None:
+        for record in records:
+            found.extend(m for m in decode(record.value) if isinstance(m, FirstOrder))
+
+    starts = {TopicPartition(topic, p): 0 for p in range(PARTITIONS)}
+    left = await read_ranges(settings, "test-firsts", starts, take, timeout_s=30, poll_ms=500)
+    assert not left.unread
+    return found
 
 
 def _check_repurchase(got: dict[str, Any], truth: dict[str, Any]) -> None:

@@ -286,3 +286,122 @@ def test_a_version_15_state_loads_with_its_owner_pairs_not_recorded_and_records_
     restored.note_first_members()
     assert restored.first_orders_in == {("m", "u"): (10 * day, None, True)}
     assert restored.held_group_floor() is None
+
+
+def test_a_source_records_membership_at_its_held_pairs_first_order_and_sends_it() -> None:
+    """A source partition records membership at the first order of a pair it holds once the
+    groups horizon has passed it (at its next pass, once a day of that horizon): from then on
+    the pair holds no group floor there and a report reads the bit, alone or merged, unless
+    the pair's first order is elsewhere or earlier (an earlier order applied later leaves the
+    bit stale: the floor is held at that order until the next pass records it there). The
+    pair's `FirstOrder` carries the bit, and the owner decides from it with no group event
+    to read (here none at all, as after a compaction); a part sent without one, as a worker
+    from before session 20 sends it, is looked up there as before."""
+    day = DAY_MS
+    groups = _Groups(
+        {
+            ("m", "u"): [(5 * day, 0, "g", True)],  # a member from day 5 on
+            ("m", "v"): [(7 * day, 0, "g", True), (9 * day, 1, "g", False)],  # days 7-9
+        }
+    )
+    source = Ledger(WINDOW_MS, fold_sessions=True)
+    source.membership_from = groups
+    source.first_orders[("m", "u")] = (10 * day, 20 * day)
+    source.first_orders[("m", "v")] = (10 * day, None)
+    groups.horizon = 3 * day
+    source.note_first_members()
+    assert source.held_group_floor() == 10 * day and source.first_order_members() == {}
+    groups.horizon = 12 * day
+    source.note_first_members()
+    assert source.held_group_floor() is None
+    assert source.first_order_members() == {("m", "u"): True, ("m", "v"): False}
+
+    source.first_orders[("m", "v")] = (8 * day, 10 * day)  # an earlier order, applied later
+    assert source.held_group_floor() == 8 * day
+    assert source.first_order_members() == {("m", "u"): True}
+    source.note_first_members()  # the same day of the groups horizon: no pass
+    assert source.held_group_floor() == 8 * day
+    groups.horizon = 13 * day
+    source.note_first_members()
+    assert source.held_group_floor() is None
+    assert source.first_order_members() == {("m", "u"): True, ("m", "v"): True}
+    restored = load_state(dump_state(source, OperatorBoard()))[0]
+    assert restored.first_members == source.first_members
+    assert merge_ledgers([restored]).first_order_members() == source.first_order_members()
+    # Another partition holding an earlier part of (m, u), not recorded: the merged pair's
+    # first order is that one, so the bit recorded at day 10 is not read.
+    other = Ledger(WINDOW_MS, fold_sessions=True)
+    other.first_orders[("m", "u")] = (6 * day, None)
+    merged = merge_ledgers([source, other])
+    assert merged.first_order_pairs()[("m", "u")] == (6 * day, 10 * day)
+    assert merged.first_order_members() == {("m", "v"): True}
+    assert merged.held_group_floor() == 6 * day
+
+    source._month_cutoff = lambda: 45 * day  # type: ignore[method-assign]
+    taken = source.take_first_orders(0)
+    assert taken == [
+        FirstOrder(0, "m", "u", 10 * day, 20 * day, True),
+        FirstOrder(0, "m", "v", 8 * day, 10 * day, True),
+        FirstsClosed(0, 45 * day),
+    ]
+    assert not source.first_orders and not source.first_members
+
+    owner = Ledger(WINDOW_MS, fold_sessions=True)
+    owner.membership_from = _Groups({})  # no group event: a lookup says "not a member"
+    for message in taken[:-1]:
+        owner.receive_first_order(message)  # (no groups horizon at the owner yet)
+    assert owner.first_orders_in == {
+        ("m", "u"): (10 * day, 20 * day, True),
+        ("m", "v"): (8 * day, 10 * day, True),
+    }
+    owner.receive_first_order(FirstOrder(1, "m", "w", 9 * day, 12 * day))  # no bit sent
+    assert owner.first_orders_in[("m", "w")] == (9 * day, 12 * day, None)
+    assert owner.held_group_floor() == 9 * day
+    for number in (0, 1):
+        owner.receive_firsts_closed(FirstsClosed(number, 71 * day), 2)
+    # (m, w) looked up (not a member), the other two read from their bits: both repurchased.
+    assert owner.repurchase_folded == [2, 2] and not owner.first_orders_in
+
+
+def test_a_version_18_state_loads_with_no_source_membership_recorded_and_records_it() -> None:
+    """A source's held pairs in a state written before a source recorded membership (version
+    18: no `first_members`) load with none recorded, holding the floor at their first orders,
+    and the next pass records it."""
+    import pickle
+    import zlib
+
+    from agents.core.persist import MAGIC
+
+    day = DAY_MS
+    old = Ledger(WINDOW_MS, fold_sessions=True)
+    old.first_orders[("m", "u")] = (10 * day, None)
+    del old.__dict__["first_members"]
+    blob = MAGIC + bytes([18]) + zlib.compress(pickle.dumps((old, OperatorBoard()), protocol=5))
+    restored, _board = load_state(blob)
+    assert restored.first_members == {} and restored.held_group_floor() == 10 * day
+    groups = _Groups({("m", "u"): [(5 * day, 0, "g", True)]})
+    groups.horizon = 11 * day
+    restored.membership_from = groups
+    restored.note_first_members()
+    assert restored.first_order_members() == {("m", "u"): True}
+    assert restored.held_group_floor() is None
+
+
+def test_a_source_behind_its_groups_horizon_records_its_new_pairs_as_its_events_move() -> None:
+    """A worker's membership table may read a replay's groups topic to its end long before
+    the partitions catch up, and its horizon then never moves again: a source still records
+    membership at the pairs its later orders bring, at a pass once a day of its own events."""
+    day = DAY_MS
+    groups = _Groups({("m", "u"): [(5 * day, 0, "g", True)]})
+    groups.horizon = 100 * day  # ahead of the partition, and stays there
+    source = Ledger(WINDOW_MS, fold_sessions=True)
+    source.membership_from = groups
+    source.max_ts = 10 * day
+    source.note_first_members()
+    source.first_orders[("m", "u")] = (11 * day, None)  # an order of day 11 applied after
+    source.note_first_members()
+    assert source.held_group_floor() == 11 * day  # the same day of its own events: no pass
+    source.max_ts = 11 * day
+    source.note_first_members()
+    assert source.first_order_members() == {("m", "u"): True}
+    assert source.held_group_floor() is None

@@ -116,6 +116,7 @@ def _exchanged(
     quiet: tuple[int, int] | None = None,
     at_check: Callable[[_Partitions, _Partitions], None] | None = None,
     follow: bool = False,
+    on_report: Callable[[dict[str, Any], int], None] | None = None,
 ) -> tuple[_Partitions, _Partitions, MembershipTable, int]:
     """The stream split over the partitions by contract key and fed in chunks, twice: to
     partitions that compact by the floors and to partitions that keep every group event, with
@@ -131,7 +132,9 @@ def _exchanged(
     idle floors once a chunk brought it nothing (`idle=True`, as the keeper after
     `group_floor_idle_s`), and with `follow` its horizons follow the others' first (then its
     folds run: `LiveState.follow_idle_horizons` and `fold_idle`, as the keeper after
-    `horizon_idle_s`). `at_check` is called with both runs at each check."""
+    `horizon_idle_s`). `at_check` is called with both runs at each check, then `on_report`
+    with the compacting run's merged report and the chunk's first index (each partition has
+    been fed its part up to that + `CHUNK`)."""
     parts = split(stream, PARTITIONS)
     if quiet is not None:
         number, quiet_ts = quiet
@@ -199,6 +202,8 @@ def _exchanged(
             compared += 1
             if at_check is not None:
                 at_check(compacting, keeping)
+            if on_report is not None:
+                on_report(got, begin)
     for _round in range(3):  # then, as the keeper's ticks do: take, announce, read it all
         for source in range(len(parts)):
             idle = quiet is not None and source == quiet[0]
@@ -289,6 +294,95 @@ def test_partitions_compact_their_group_events_by_every_partitions_floor_exactly
     raw = [line.encode() for line in lines]
     reference = operator_truth_for(got, raw, operator_truth(lines), partitions=PARTITIONS)
     assert got["operator"]["overall"]["group_joins"] == reference["overall"]["group_joins"]
+
+
+@pytest.mark.slow
+def test_the_compaction_passes_the_pairs_a_source_holds_with_membership_recorded() -> None:
+    """150 simulated days over 3 partitions (another seed, whose months close early enough),
+    the messages read with random lags: each source records membership at the first orders
+    of the `group_repurchase_30d` pairs it holds once the groups horizon has passed them
+    (`Ledger.first_members`), as the truth reference reads it of the stream, and those pairs
+    hold no floor, so at a check every partition holding group events has compacted them
+    past the first orders of pairs still held at their sources; the merged report there
+    (messages in flight read) gives the truth reference's `group_repurchase_30d` of the
+    records fed so far, and at the end every figure equals the keep-everything partitions'
+    and the group claims the truth's. The report reads those bits: a wrong one (each
+    recorded member turned into a non-member in the snapshots) takes exactly its pair out of
+    the eligible ones."""
+    stream, lines = _simulated(150, 0.3, 2)
+    read = read_stream(lines)
+    parts = split(stream, PARTITIONS)
+    position = {id(item): number for number, item in enumerate(stream)}
+    passed: list[int] = []
+    claim = "group_repurchase_30d"
+
+    def sources_passed(compacting: _Partitions, _keeping: _Partitions) -> None:
+        """How many pairs held at a source, recorded there, every partition holding group
+        events has compacted past (each bit the truth's)."""
+        recorded = {
+            pair: known
+            for ledger in compacting.ledgers
+            for pair, known in ledger.source_members().items()
+        }
+        for (merchant, user), (first, member) in recorded.items():
+            assert member == is_member(read, merchant, user, first), (merchant, user)
+        cuts = [
+            ledger.groups_compacted_to
+            for ledger in compacting.ledgers
+            if ledger.horizon_ts(TOPIC_GROUPS) is not None
+        ]
+        cut = None if None in cuts or not cuts else min(c for c in cuts if c is not None)
+        passed.append(0 if cut is None else sum(f < cut for f, _m in recorded.values()))
+
+    def against_the_truth(report: dict[str, Any], begin: int) -> None:
+        """Where the compaction has passed such pairs: the report's figure is the truth's of
+        the records fed so far (each partition's part up to `begin` + `CHUNK`)."""
+        if not passed[-1]:
+            return
+        fed = sorted(position[id(item)] for part in parts for item in part[: begin + CHUNK])
+        want = compute_truth([lines[n] for n in fed], scenario="xhs", seed=2)["claims"][claim]
+        got = report["claims"][claim]
+        assert got["detail"] == {"eligible": want["eligible"], "repurchased": want["repurchased"]}
+        assert got["observed"] == pytest.approx(want["observed"], rel=1e-9)
+
+    compacting, keeping, groups, compared = _exchanged(
+        stream, seed=11, checks=6, at_check=sources_passed, on_report=against_the_truth
+    )
+    assert compared == 6
+    assert any(passed), passed  # measured [0, 0, 0, 0, 14, 0]: months hold it otherwise
+    empty: list[list[Message]] = [[] for _ in range(PARTITIONS)]
+    got, want = compacting.report(groups, empty), keeping.report(groups, empty)
+    assert got["claims"] == want["claims"] and got["operator"] == want["operator"]
+    truth = compute_truth(lines, scenario="xhs", seed=2)["claims"]
+    for group_claim in GROUP_CLAIMS:
+        assert got["claims"][group_claim]["observed"] == pytest.approx(
+            truth[group_claim]["observed"], rel=1e-9
+        ), group_claim
+    eligible = got["claims"][claim]["detail"]["eligible"]
+    assert eligible == truth[claim]["eligible"]
+
+    pairs = zip(compacting.ledgers, compacting.boards, strict=True)
+    restored = [load_state(dump_state(ledger, board)) for ledger, board in pairs]
+    for ledger, _board in restored:
+        ledger.membership_from = groups
+    read_before = merge_ledgers([ledger for ledger, _ in restored]).first_order_members()
+    for ledger, _board in restored:
+        for pair, (first, member) in ledger.source_members().items():
+            if member:
+                ledger.first_members[pair] = (first, False)
+    merged = merge_ledgers([ledger for ledger, _ in restored])
+    end_ts = merged.max_ts
+    assert end_ts is not None
+    firsts = merged.first_order_pairs()
+    read_after = merged.first_order_members()
+    turned = [
+        pair
+        for pair, member in read_before.items()
+        if member and not read_after[pair] and firsts[pair][0] + 30 * DAY_MS <= end_ts
+    ]
+    wrong = build_report(merged, merge_boards([board for _, board in restored]))
+    assert turned, read_before
+    assert wrong["claims"][claim]["detail"]["eligible"] == eligible - len(turned)
 
 
 @pytest.mark.slow
