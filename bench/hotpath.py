@@ -1,6 +1,6 @@
 """The core's hot path in one process, no broker (issue 19): CPU seconds, to compare trees.
 
-    python -m bench.hotpath ingest FILE [--window-s 604800] [--passes 1]
+    python -m bench.hotpath ingest FILE [--window-s 604800] [--passes 1] [--gc-pace N]
     python -m bench.hotpath report FILE
     python -m bench.hotpath batch-decode FILE [--valid-only]
     python -m bench.hotpath page FILE [--step 5000] [--builds 24] [--partitions 4]
@@ -12,7 +12,10 @@ decoded at once (`decode_values`, as the worker decodes a fetch; one by one with
 tree without it), CPU microseconds per record (to compare commits, run this file as a script
 from another checkout's directory, `PYTHONSAFEPATH=1 PYTHONPATH=<checkout> python <this
 tree>/bench/hotpath.py ingest FILE`, interleaved with this tree's: bench/RESULTS.md, Session 7;
-a checkout from issue 17 on, whose `Ledger` takes a dedupe window). `report`: CPU seconds of
+a checkout from issue 17 on, whose `Ledger` takes a dedupe window); `--gc-pace N`: the
+worker's paced collections every N records (`streams.runtime.gcpace.GcPacer`, as (a) and the
+worker collect; without it CPython's default thresholds, whose young collections walk each
+fetch's decoded events). `report`: CPU seconds of
 `build_report` over that state (what `/report` and a `/metrics` scrape build on the worker's
 event loop) against the ingest's. `batch-decode`: `schemas.decode_many` (a fetch's values in
 one validator call) in fetches of 100, 500 and 2,000 values against `schemas.decode` per value.
@@ -38,12 +41,18 @@ import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents.core import Ledger, OperatorBoard, build_report
 from agents.core.ingest import ingest
 
+if TYPE_CHECKING:
+    from streams.runtime.gcpace import GcPacer
+
 #: Values per decode call in `ingest` (a typical fetch of the worker, 4 partitions).
 _FETCH = 500
+#: `ingest --gc-pace`: the worker's pacer, told of each fetch.
+_PACER: GcPacer | None = None
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -67,6 +76,8 @@ def _ingested(values: list[bytes], window_ms: int | None) -> tuple[Ledger, Opera
     for i in range(0, len(values), _FETCH):
         for decoded in decode_values(values[i : i + _FETCH]):
             ingest_decoded(decoded, ledger, board)
+        if _PACER is not None:
+            _PACER.after(_FETCH)
     return ledger, board
 
 
@@ -76,6 +87,7 @@ def main() -> None:
     parser.add_argument("file", type=Path)
     parser.add_argument("--window-s", type=int, default=7 * 86_400)
     parser.add_argument("--passes", type=int, default=1)
+    parser.add_argument("--gc-pace", type=int, default=0)
     parser.add_argument("--valid-only", action="store_true")
     parser.add_argument("--step", type=int, default=5000)
     parser.add_argument("--builds", type=int, default=24)
@@ -86,6 +98,13 @@ def main() -> None:
     values = _lines(args.file)
     window_ms = args.window_s * 1000 or None
     if args.what == "ingest":
+        if args.gc_pace:
+            from streams.runtime.gcpace import GcPacer  # noqa: PLC0415 (only this measurement)
+
+            pacer = GcPacer(args.gc_pace).install()
+            pacer.start()
+            global _PACER  # noqa: PLW0603 (read by `_ingested`)
+            _PACER = pacer
         for _ in range(args.passes):
             seconds = _cpu(lambda: _ingested(values, window_ms))
             print(f"{len(values)} records: {1e6 * seconds / len(values):.2f} us CPU per record")

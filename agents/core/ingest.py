@@ -58,22 +58,25 @@ def ingest_decoded(
     decoded: Event | Rejection | Rejected, ledger: Ledger, board: OperatorBoard | None
 ) -> Event | Rejected | None:
     """`ingest` of a value already decoded (by `decode_values`, `schemas.decode`)."""
-    if isinstance(decoded, Rejected):
+    # By the class's identity (neither `Rejected` nor `Rejection` is subclassed: both are
+    # frozen dataclasses of this package): every event took two `isinstance` misses.
+    if type(decoded) is Rejected:
         rejected = decoded
-    elif isinstance(decoded, Rejection):
+    elif type(decoded) is Rejection:
         rejected = Rejected(decoded.reason, decoded.detail)
     else:
+        event: Event = decoded  # type: ignore[assignment]  # neither class: an event
         try:
-            if ledger.apply(decoded):
+            if ledger.apply(event):
                 if board is not None:
-                    board.observe(decoded, ledger)
+                    board.observe(event, ledger)
                     # Sessions folded, summarized or retired: the board's share of them.
                     if ledger.folded_ids or ledger.retired_ids:
                         board.take_folded(ledger)
-                return decoded
+                return event
             return None
         except Exception as exc:  # a bug in the core must not stop the stream
-            log.exception("the core failed on a %s event", decoded.type)
+            log.exception("the core failed on a %s event", event.type)
             rejected = Rejected(PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
     ledger.reject(rejected.reason)
     return rejected

@@ -2306,7 +2306,9 @@ class Ledger:
                 self.refused_as = "expired"
                 return False
         event_id = event.event_id
-        key = int.from_bytes(b"\x01" + event_id.encode(), "big")  # _id_key, inlined
+        # `_id_key`, inlined; big-endian is `from_bytes`' default (Python 3.11), and the
+        # argument left out is ~0.1 us a record less (its keyword parsed, its string compared).
+        key = int.from_bytes(b"\x01" + event_id.encode())
         wide = -1
         if key >= KEY_LIMIT:  # `_set_key`, from the str
             wide = wide_key(event_id)

@@ -512,7 +512,10 @@ class ScreenState:
             if watermark is None or ts // MINUTE_MS != watermark // MINUTE_MS:
                 self._expire()
         if self.folded:
-            folded_sid = getattr(event, "session_id", None)
+            # The fields are the model's `__dict__`: a `getattr` default for an event with no
+            # `session_id` (a group event, a refund) is a miss through pydantic's `__getattr__`,
+            # which raises and catches an AttributeError in Python (~2.6 us, issue 19).
+            folded_sid = event.__dict__.get("session_id")
             if folded_sid in self.folded:
                 assert folded_sid is not None
                 self._after_fold(event, folded_sid)
