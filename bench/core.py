@@ -197,7 +197,7 @@ def state_once(
     Traced, `traced_bytes` counts the strings of the measured records that pydantic-core's
     string cache still holds (a bounded ~0.9 MB a process, full before as after: the warm-up's
     strings it dropped for them were allocated before tracing, so their bytes are not taken
-    off): ~25-50 B a viewer at 10,000 viewers, ~4-7 at 100,000. `traced_state_bytes` is what is
+    off): ~40-60 B a viewer at 10,000 viewers, 5-8 at 100,000. `traced_state_bytes` is what is
     left once the cache holds none of them (`_flush_string_cache`; its own strings not
     counted): what the ledger and the board keep."""
     rooms = max(1, viewers // 1000)
