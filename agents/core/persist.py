@@ -194,8 +194,14 @@ MAGIC: Final[bytes] = b"LPst"
 #:     (`ledger.OwnerPair`, `Ledger.note_first_members`), read by a merged report instead of
 #:     the group events, so those pairs no longer hold the group floor. A version 11-17 state
 #:     loads with its pairs' membership not recorded (each recorded at the owner's next pass).
-VERSION: Final[int] = 18
-_READABLE: Final[frozenset[int]] = frozenset(range(1, 19))
+#: 19 (session 20): a worker partition's levels' settled runs leave for the level's owner
+#:     partition (`Ledger.take_board_runs`: `board_sent_to`, `board_settled_to`), which holds
+#:     them (`board_runs_in`) until every source announced their minutes (`board_settled_by`)
+#:     and folds them into one peak a level (`board_folded`, `board_folded_to`); a curve
+#:     pickles its `folded_ceiling`. A version 1-18 state loads with nothing taken or held:
+#:     its curves' runs stay (merged as before) and its next take sends them all.
+VERSION: Final[int] = 19
+_READABLE: Final[frozenset[int]] = frozenset(range(1, 20))
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -693,7 +693,7 @@ def test_rows_in_flight_are_in_the_report_until_their_owner_holds_them() -> None
 
     class HeldSender:
         partitions, sent_rows, sent_first_orders, sent_announcements = PARTITIONS, 0, 0, 0
-        sent_period_rows = sent_order_users = 0
+        sent_period_rows = sent_order_users = sent_board_runs = 0
 
         def __init__(self) -> None:
             self.taken: list[MonthRow | MonthClosed] = []

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agents.core import Ledger
+from agents.core.ledger import BoardRuns
 from schemas import Rejection, decode
-from streams.runtime.monthrows import Message, Row, deliver, owner_of
+from streams.runtime.monthrows import Message, Row, board_owner, deliver, owner_of
 from tests.streams.test_membership import topic_and_key
 
 
@@ -53,7 +54,11 @@ def exchanged(
             for message in list(take(ledger, source)) * copies:
                 if isinstance(message, Row):
                     sent += 1
-                    owner = owner_of(message.user, len(ledgers))
+                    owner = (
+                        board_owner(message, len(ledgers))
+                        if isinstance(message, BoardRuns)
+                        else owner_of(message.user, len(ledgers))
+                    )
                     deliver(ledgers[owner], message, len(ledgers))
                 else:
                     for each in ledgers:
