@@ -4386,18 +4386,21 @@ class Ledger:
         summary pass, the board horizon counted from the horizons' newest `ts`, so that an
         idle partition, whose horizons follow the others', settles and announces as they
         do), take every level's settled runs (`LevelCurve.take_runs`: to the level's owner
-        partition) and announce the minute they are settled to, runs first. At most once a
-        day of the summaries' horizon (docs/design.md, "The board's concurrency by minute")."""
+        partition) and announce the minute they are settled to, runs first. Settled here at
+        most once a day of the summaries' horizon; the runs a summary pass settled meanwhile
+        are taken at the next call (docs/design.md, "The board's concurrency by minute")."""
         horizon = self._summary_horizon()
         if self.board_horizon_ms is None or horizon is None:
             return []
-        if horizon // DAY_MS <= self._board_take_day:
+        if horizon // DAY_MS > self._board_take_day:
+            self._board_take_day = horizon // DAY_MS
+            newest = (self.max_ts, *self.newest_ts)
+            self._settle_board_curves(horizon, max(ts for ts in newest if ts is not None))
+        elif self.board_settled_to == self.board_sent_to:
+            # Nothing settled since the last take (a summary pass settles too: its runs are
+            # taken at the next take, the horizon's day moved or not).
             return []
-        self._board_take_day = horizon // DAY_MS
         self.board_source = source
-        newest = max((ts for ts in (self.max_ts, *self.newest_ts) if ts is not None), default=None)
-        if newest is not None:
-            self._settle_board_curves(horizon, newest)
         through = self.board_settled_to
         if through is None:
             return []
