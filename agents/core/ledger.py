@@ -4436,9 +4436,9 @@ class Ledger:
         folded_to = self.board_folded_to
         for values, gap in ((runs.runs, 0), (runs.slack, 1)):
             for i in range(0, len(values), 3):
-                count, first, end = values[i], values[i + 1], values[i + 2]
-                if folded_to is not None:
-                    first = max(first, folded_to)
+                count, end = values[i], min(values[i + 2], through)
+                # Within the window (a first stretch of dropped runs starts before any minute).
+                first = max(values[i + 1], start, -(2**62) if folded_to is None else folded_to)
                 if end > first and count:
                     kept.append((count, first, end, gap))
         kept.sort(key=lambda item: item[1])

@@ -8,7 +8,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from agents.core import Ledger, OperatorBoard, build_report
+import pytest
+
+from agents.core import Ledger, OperatorBoard, build_report, concurrency
 from agents.core.concurrency import LevelCurve
 from agents.core.ledger import OVERALL_LEVEL, BoardRuns, BoardSettled
 from agents.core.merge import merge_boards, merge_ledgers
@@ -71,6 +73,45 @@ def test_an_owner_folds_the_sources_runs_to_the_minute_by_minute_peak() -> None:
                 assert folded_to == min(sent_to)
                 held = owner.board_runs_in.get(LEVEL, {})
                 assert all(first >= folded_to for items in held.values() for _c, first, *_ in items)
+
+
+def test_runs_dropped_before_a_take_give_the_owner_a_ceiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With 2 runs kept a level (`LIVEPULSE_BOARD_RUNS_KEPT` as a safety bound), a source that
+    settles more between two takes sends the dropped stretches as slack: the merged peak is
+    then at most the running peak of every minute and its `ceiling` at least it, equal
+    unless `bounded` (as the runs kept gave before the exchange)."""
+    monkeypatch.setattr(concurrency, "SETTLED_RUNS_KEPT", 2)
+    rng = random.Random(21)
+    bounded = 0
+    for trial in range(200):
+        owner = _owner()
+        curves = [LevelCurve() for _ in range(3)]
+        sent_to = [-(2**62)] * 3
+        everything: Counter[int] = Counter()
+        clocks = [0, 0, 0]
+        for _session in range(rng.randint(5, 60)):
+            part = rng.randrange(3)
+            clocks[part] += rng.randint(0, 40)
+            minutes = _diff(rng, clocks[part], clocks[part] + rng.randint(0, 120))
+            curves[part].add(minutes)
+            everything.update(minutes)
+            if rng.random() < 0.3:
+                curves[part].settle(clocks[part])
+            if rng.random() < 0.2 and curves[part].settled_to is not None:
+                message = _runs(part, curves[part], sent_to[part])
+                sent_to[part] = message.through
+                owner.receive_board_runs(message)
+                owner.receive_board_settled(BoardSettled(part, message.through), 3)
+        merged = LevelCurve.merged(curves + owner.curves_of(LEVEL))
+        truth = _running_peak(everything, {})
+        assert merged.level_peak()[0] <= truth <= merged.ceiling(), trial
+        if merged.bounded:
+            bounded += 1
+        else:
+            assert merged.level_peak()[0] == truth, trial
+    assert bounded > 0
 
 
 def test_a_window_sent_again_with_other_bounds_replaces_the_held_one() -> None:
