@@ -144,13 +144,19 @@ class LevelCurve:
     to `settled_to`) the largest count of a run dropped there (every minute in it counts at
     most that); `dropped` is the largest of them.
     `slack` is only a merged curve's: a difference array of the largest amount its minutes may
-    lack (`merged`).
+    lack (`merged`); `folded_ceiling` too (an owner partition's, `owned_curve`): the largest
+    count its folded minutes may have had where a source had dropped runs (0: none).
+
+    In a worker the settled runs leave for the level's owner partition (`take_runs`,
+    `Ledger.take_board_runs`), which folds them once every source partition has announced
+    them (`Ledger.receive_board_settled`): the runs a curve keeps are those not taken yet.
     """
 
     __slots__ = (
         "bounded",
         "diff",
         "dropped",
+        "folded_ceiling",
         "gaps",
         "peak",
         "peak_minute",
@@ -170,6 +176,7 @@ class LevelCurve:
         self.dropped = 0
         self.gaps: array[int] = array("q")
         self.slack: dict[int, int] = {}
+        self.folded_ceiling = 0
         #: Merged from several inputs and its peak not certain: a minute's upper bound (its
         #: kept counts + `slack`) beats the largest kept sum (`merged`).
         self.bounded = False
@@ -255,6 +262,28 @@ class LevelCurve:
             self.diff = {minute: n for minute, n in self.diff.items() if minute >= before}
         return len(done)
 
+    def take_runs(self) -> tuple[list[int], list[int]]:
+        """The kept settled runs, flattened (count, first minute, minute after the last), and
+        the stretches where runs were dropped, flattened (largest dropped count, first minute,
+        minute after the last; the first one from the previous take), dropped here: sent to
+        the level's owner partition (`Ledger.take_board_runs`). The next settling starts new
+        runs and gaps."""
+        runs = self._run_list()
+        slack: list[int] = []
+        if any(self.gaps) and self.settled_to is not None:
+            previous_end = _EARLIEST
+            for gap, (_count, first, end) in zip(
+                self.gaps, [*runs, (0, self.settled_to, self.settled_to)], strict=True
+            ):
+                if gap and first > previous_end:
+                    slack += (gap, previous_end, first)
+                previous_end = end
+        out = list(self.runs)
+        self.runs = array("q")
+        self.gaps = array("q")
+        self.dropped = 0
+        return out, slack
+
     def as_diff(self) -> Counter[int]:
         """The kept minutes as a difference array, the settled count entering them included
         (at `settled_to - 1`, a minute already in `peak`)."""
@@ -321,9 +350,10 @@ class LevelCurve:
             slack.update(more_slack)
             if curve.peak > out.peak:
                 out.peak, out.peak_minute = curve.peak, curve.peak_minute
+            out.folded_ceiling = max(out.folded_ceiling, curve.folded_ceiling)
         out.diff = {minute: n for minute, n in known.items() if n}
         out.slack = {minute: n for minute, n in slack.items() if n}
-        out.bounded = bool(out.slack) and out.ceiling() > out.level_peak()[0]
+        out.bounded = out.uncertain() and out.ceiling() > out.level_peak()[0]
         return out
 
     def ceiling(self, live: Mapping[int, int] | None = None) -> int:
@@ -331,10 +361,15 @@ class LevelCurve:
         merged curve's; the peak itself where there is none), with `live` (the unsummarized
         sessions' minutes, as `level_peak`): the true peak is between `level_peak(live)` and
         this."""
-        if not self.slack:
+        if not self.uncertain():
             return self.level_peak(live)[0]
         upper = self.as_diff()
         upper.update(self.slack)
         if live:
             upper.update(live)
-        return max(peak_of(upper)[0], self.peak)
+        return max(peak_of(upper)[0], self.peak, self.folded_ceiling)
+
+    def uncertain(self) -> bool:
+        """Whether some minute may lack a count a partition dropped (`slack`, or an owner's
+        `folded_ceiling` above the peak): only then can `ceiling` exceed the peak."""
+        return bool(self.slack) or self.folded_ceiling > self.peak

@@ -265,6 +265,10 @@ _MINUTE_MS: Final[int] = 60_000
 #: The board's curves settle once their settled minutes can move on by a day or more
 #: (`Ledger._settle_board_curves`).
 _SETTLE_STEP_MINUTES: Final[int] = 24 * 60
+#: The window start of a source's first take of settled runs (`BoardRuns.start`), and a
+#: minute after every event's.
+_EARLIEST_MINUTE: Final[int] = -(2**62)
+_LATEST_MINUTE: Final[int] = 2**62
 PRICE_TIERS: Final[tuple[tuple[str, int], ...]] = (
     ("<200", 200_00),
     ("200-500", 500_00),
@@ -443,6 +447,57 @@ class GroupFloor(NamedTuple):
     source: int
     own_ts: int | None
     inflight_ts: int | None
+
+
+class BoardRuns(NamedTuple):
+    """A source partition's settled runs of one operator level (`Ledger.take_board_runs`)
+    for the minutes from `start` to `through` (exclusive), for the level's owner partition:
+    `runs` flattened (count, first minute, minute after the last), `slack` flattened (the
+    largest count of a run dropped there, first minute, minute after the last; none unless
+    the level kept more than `board_runs_kept` runs between two takes). Every other minute
+    of the window counts 0 there. A window sent again overwrites the one held."""
+
+    source: int
+    kind: str
+    name: str
+    start: int
+    through: int
+    runs: tuple[int, ...]
+    slack: tuple[int, ...]
+
+
+class BoardSettled(NamedTuple):
+    """A source partition's announcement that every settled run of every level before minute
+    `through` has been sent (`BoardRuns`), and that its counts there can no longer change;
+    each supersedes the source's earlier ones."""
+
+    source: int
+    through: int
+
+
+def add_board_runs_in_flight(ledger: Ledger, runs: BoardRuns) -> None:
+    """Merge a level's runs taken and not yet held by their owner into `ledger`'s curve of
+    the level (a view's ledger: its `board_curves` its own), as the owner will hold them."""
+    held = Ledger.__new__(Ledger)
+    held._init_board_exchange()
+    held.receive_board_runs(runs)
+    level = (runs.kind, runs.name)
+    owned = held.owned_curve(level)
+    if owned is None:
+        return
+    own = ledger.board_curves.get(level)
+    ledger.board_curves[level] = owned if own is None else LevelCurve.merged([own, owned])
+
+
+def board_sent_by(ledgers: Iterable[Ledger]) -> dict[int, int | None]:
+    """Each worker partition's minute its levels' runs were taken through (`board_sent_to`),
+    by its number, for `Ledger.curves_of` in a merge of these ledgers."""
+    return {x.board_source: x.board_sent_to for x in ledgers if x.board_source is not None}
+
+
+def board_owner_key(level: tuple[str, str]) -> str:
+    """The key whose owner partition folds a level's settled runs (as a user id keys rows)."""
+    return f"{level[0]}:{level[1]}"
 
 
 # `Ledger.apply` dispatches on `type(event) is A`, not `isinstance` (issue 19): an event's
@@ -2069,6 +2124,11 @@ class Ledger:
             self.month_first_joins = {}
         if "month_folded_users" not in state:  # version 7 or older: no month folded
             self._init_month_fold(False)
+        if "board_runs_in" not in state:  # version 18 or older: no run taken nor held
+            self._init_board_exchange()
+            # Its next take sends every run kept (`take_board_runs`).
+            settled = [c.settled_to for c in self.board_curves.values() if c.settled_to is not None]
+            self.__dict__["board_settled_to"] = max(settled, default=None)
         if "first_orders_in" not in state:  # version 10 or older: no pair sent to an owner
             self._init_first_order_exchange()
         elif "group_floors_by" not in state:  # version 11 or older: no floor read
@@ -2254,6 +2314,35 @@ class Ledger:
         #: Summarized sessions' minutes that came before their level's settled minutes (0
         #: unless the settling rule is broken; a test holds it at 0).
         self.board_minutes_late = 0
+        self._init_board_exchange()
+
+    def _init_board_exchange(self) -> None:
+        """The levels' settled runs across a worker's partitions, none taken or held
+        (docs/design.md, "The board's concurrency by minute", merged over partitions)."""
+        #: As a source: the minute every curve is settled to (`_settle_board_curves`; None:
+        #: none yet), the minute its runs were taken through (`take_board_runs`), the last
+        #: minute announced, and the CST day of the summaries' horizon at the last take.
+        self.board_settled_to: int | None = None
+        self.board_sent_to: int | None = None
+        #: As a source: its partition number (set at its take and by the worker's install;
+        #: None: not a worker's partition), so that a merge knows whose runs it holds.
+        self.board_source: int | None = None
+        self._board_announced: int | None = None
+        self._board_take_day = -1
+        #: As a level's owner: level -> source partition -> its runs received and not folded
+        #: yet, as (count, first minute, minute after the last, 1 if a dropped stretch's
+        #: largest count else 0), in time order.
+        self.board_runs_in: dict[tuple[str, str], dict[int, list[tuple[int, int, int, int]]]]
+        self.board_runs_in = {}
+        #: As the owner: level -> [its largest merged count over the folded minutes, its
+        #: minute, the largest it may have had where a source dropped runs (0: none)].
+        self.board_folded: dict[tuple[str, str], list[Any]] = {}
+        #: As the owner: the minute before which every source's runs are folded (None: none).
+        self.board_folded_to: int | None = None
+        #: As the owner: source -> its announced minute (`BoardSettled`), and the furthest
+        #: window end of the runs received from it (`BoardRuns.through`).
+        self.board_settled_by: dict[int, int] = {}
+        self.board_runs_through: dict[int, int] = {}
 
     def fold_sessions_from_now(self) -> None:
         """Summarize closed sessions from now on (a restored state written without the fold,
@@ -4342,15 +4431,18 @@ class Ledger:
                     sums[index] += value
         self.retired_aov_rows = kept
 
-    def _settle_board_curves(self, summary_horizon: int) -> None:
+    def _settle_board_curves(self, summary_horizon: int, newest: int | None = None) -> None:
         """Settle the levels' minutes that are final and older than the board horizon
         (docs/design.md, "The board's concurrency by minute"): a minute is final once no
         session that can still add to it is unsummarized. Every event applied from now on is
         stamped after `summary_horizon`, so a session not seen yet adds nothing before it; a
         session held unsummarized adds nothing before its earliest presence record. O(sessions
-        held), at a summary pass that summarized something."""
-        assert self.board_horizon_ms is not None and self.max_ts is not None
-        before = min(summary_horizon, self.max_ts - self.board_horizon_ms) // _MINUTE_MS
+        held), at a summary pass that summarized something, and at a worker's take
+        (`take_board_runs`, with `newest` its horizons' newest `ts`: an idle partition's
+        follow the others')."""
+        newest = self.max_ts if newest is None else newest
+        assert self.board_horizon_ms is not None and newest is not None
+        before = min(summary_horizon, newest - self.board_horizon_ms) // _MINUTE_MS
         overall = self.board_curves.get(OVERALL_LEVEL)  # every session's level: the furthest
         if overall is not None and overall.settled_to is not None:
             if before < overall.settled_to + _SETTLE_STEP_MINUTES:
@@ -4370,6 +4462,175 @@ class Ledger:
                 before = min(before, earliest // _MINUTE_MS)
         for curve in self.board_curves.values():
             curve.settle(before, self.board_runs_kept)
+        if self.board_settled_to is None or before > self.board_settled_to:
+            self.board_settled_to = before
+
+    def take_board_runs(self, source: int) -> list[BoardRuns | BoardSettled]:
+        """As partition `source` of a worker: settle the levels' curves if due (as after a
+        summary pass, the board horizon counted from the horizons' newest `ts`, so that an
+        idle partition, whose horizons follow the others', settles and announces as they
+        do), take every level's settled runs (`LevelCurve.take_runs`: to the level's owner
+        partition) and announce the minute they are settled to, runs first. Settled here at
+        most once a day of the summaries' horizon; the runs a summary pass settled meanwhile
+        are taken at the next call (docs/design.md, "The board's concurrency by minute")."""
+        horizon = self._summary_horizon()
+        if self.board_horizon_ms is None or horizon is None:
+            return []
+        if horizon // DAY_MS > self._board_take_day:
+            self._board_take_day = horizon // DAY_MS
+            newest = (self.max_ts, *self.newest_ts)
+            self._settle_board_curves(horizon, max(ts for ts in newest if ts is not None))
+        elif self.board_settled_to == self.board_sent_to:
+            # Nothing settled since the last take (a summary pass settles too: its runs are
+            # taken at the next take, the horizon's day moved or not).
+            return []
+        self.board_source = source
+        through = self.board_settled_to
+        if through is None:
+            return []
+        start = _EARLIEST_MINUTE if self.board_sent_to is None else self.board_sent_to
+        out: list[BoardRuns | BoardSettled] = []
+        for level in sorted(self.board_curves):
+            curve = self.board_curves[level]
+            if not curve.runs and not any(curve.gaps):
+                continue
+            runs, slack = curve.take_runs()
+            out.append(
+                BoardRuns(source, level[0], level[1], start, through, tuple(runs), tuple(slack))
+            )
+        self.board_sent_to = through
+        if through != self._board_announced:
+            out.append(BoardSettled(source, through))
+            self._board_announced = through
+        return out
+
+    def receive_board_runs(self, runs: BoardRuns) -> None:
+        """As a level's owner: hold a source's runs of its window (`BoardRuns`), replacing
+        what is held of that source in the window (a window sent again, or a restored source's
+        with other bounds: a minute's count is the same in both), the folded minutes left out."""
+        level = (runs.kind, runs.name)
+        by_source = self.board_runs_in.setdefault(level, {})
+        start, through = runs.start, runs.through
+        kept: list[tuple[int, int, int, int]] = []
+        for count, first, end, gap in by_source.get(runs.source, ()):
+            if first < start:
+                kept.append((count, first, min(end, start), gap))
+            if end > through:
+                kept.append((count, max(first, through), end, gap))
+        folded_to = self.board_folded_to
+        for values, gap in ((runs.runs, 0), (runs.slack, 1)):
+            for i in range(0, len(values), 3):
+                count, end = values[i], min(values[i + 2], through)
+                # Within the window (a first stretch of dropped runs starts before any minute).
+                first = max(values[i + 1], start, -(2**62) if folded_to is None else folded_to)
+                if end > first and count:
+                    kept.append((count, first, end, gap))
+        kept.sort(key=lambda item: item[1])
+        if kept:
+            by_source[runs.source] = kept
+        else:  # (a window of folded minutes sent again: nothing left to hold)
+            by_source.pop(runs.source, None)
+            if not by_source:
+                del self.board_runs_in[level]
+        if through > self.board_runs_through.get(runs.source, through - 1):
+            self.board_runs_through[runs.source] = through
+
+    def receive_board_settled(self, settled: BoardSettled, sources: int) -> None:
+        """As an owner: note a source's announcement; once all `sources` have announced, fold
+        every level's runs held before the earliest announced minute m into the level's
+        folded peak (the minutes' counts summed over the sources, then the largest), and
+        drop them: no source can send more of those minutes."""
+        if settled.through > self.board_settled_by.get(settled.source, settled.through - 1):
+            self.board_settled_by[settled.source] = settled.through
+        if len(self.board_settled_by) < sources:
+            return
+        m = min(self.board_settled_by.values())
+        if self.board_folded_to is not None and m <= self.board_folded_to:
+            return
+        for level, by_source in self.board_runs_in.items():
+            known: Counter[int] = Counter()
+            upper: Counter[int] = Counter()
+            for source, items in by_source.items():
+                rest: list[tuple[int, int, int, int]] = []
+                for count, first, end, gap in items:
+                    if first < m:
+                        cut = min(end, m)
+                        upper[first] += count
+                        upper[cut] -= count
+                        if not gap:
+                            known[first] += count
+                            known[cut] -= count
+                    if end > m:
+                        rest.append((count, max(first, m), end, gap))
+                by_source[source] = rest
+            if not upper:
+                continue
+            folded = self.board_folded.setdefault(level, [0, None, 0])
+            peak, at = peak_of(known)
+            if peak > folded[0]:
+                folded[0], folded[1] = peak, at
+            if upper != known:
+                folded[2] = max(folded[2], peak_of(upper)[0])
+        self.board_runs_in = {
+            level: {source: items for source, items in by_source.items() if items}
+            for level, by_source in self.board_runs_in.items()
+            if any(by_source.values())
+        }
+        self.board_folded_to = m
+
+    def owned_curve(
+        self, level: tuple[str, str], sent_to: Mapping[int, int | None] | None = None
+    ) -> LevelCurve | None:
+        """What this partition holds as the level's owner, as a curve to merge: the runs not
+        folded yet as its known counts (a dropped stretch as slack), its folded peak as its
+        peak (None: nothing held). `sent_to` (`board_sent_by`): for the source partitions in
+        the same merge, the minute each one's runs were taken through; their runs held here
+        from that minute on are left out, as that source's own curve holds those minutes (a
+        source restored from a snapshot older than what it had sent here: it sends them
+        again at its next take, replacing them here)."""
+        held = self.board_runs_in.get(level)
+        folded = self.board_folded.get(level)
+        if not held and folded is None:
+            return None
+        curve = LevelCurve()
+        known: Counter[int] = Counter()
+        slack: Counter[int] = Counter()
+        for source, items in (held or {}).items():
+            limit = _LATEST_MINUTE
+            if sent_to is not None and source in sent_to:
+                limit = _EARLIEST_MINUTE if (to := sent_to[source]) is None else to
+            for count, first, end, gap in items:
+                if first >= limit:
+                    continue
+                end = min(end, limit)
+                into = slack if gap else known
+                into[first] += count
+                into[end] -= count
+        curve.diff = {minute: n for minute, n in known.items() if n}
+        curve.slack = {minute: n for minute, n in slack.items() if n}
+        if folded is not None:
+            curve.peak, curve.peak_minute, curve.folded_ceiling = folded
+        return curve
+
+    def curves_of(
+        self, level: tuple[str, str], sent_to: Mapping[int, int | None] | None = None
+    ) -> list[LevelCurve]:
+        """The level's curves here to merge: its own (`board_curves`) and what this partition
+        holds as its owner (`owned_curve`, with `sent_to`: `board_sent_by` of the ledgers
+        merged)."""
+        out = []
+        own = self.board_curves.get(level)
+        if own is not None:
+            out.append(own)
+        if self.board_runs_in or self.board_folded:
+            owned = self.owned_curve(level, sent_to)
+            if owned is not None:
+                out.append(owned)
+        return out
+
+    def board_levels(self) -> set[tuple[str, str]]:
+        """Every level with a curve here, its own or held as its owner."""
+        return {*self.board_curves, *self.board_runs_in, *self.board_folded}
 
     def _session(self, session_id: str, ts: int) -> SessionFacts:
         session = self.sessions.get(session_id)

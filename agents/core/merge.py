@@ -69,6 +69,7 @@ from agents.core.ledger import (
     SessionFacts,
     SessionSummary,
     add_owner_part,
+    board_sent_by,
     widest_refund_horizon,
 )
 from agents.core.metrics import add_user_rows
@@ -286,11 +287,13 @@ def _merge_session_fold(merged: Ledger, ledgers: Sequence[Ledger]) -> None:
             for user, parts in users.items():
                 into_users.setdefault(user, {}).update(parts)
     # The levels' concurrency curves: known counts by minute added (kept minutes, settled
-    # runs kept), with what a minute may lack (`LevelCurve.merged`: exact unless `bounded`).
-    levels = {level for ledger in ledgers for level in ledger.board_curves}
+    # runs kept, the runs an owner partition holds), the owners' folded peaks, with what a
+    # minute may lack (`LevelCurve.merged`: exact unless `bounded`).
+    levels = {level for ledger in ledgers for level in ledger.board_levels()}
+    sent_to = board_sent_by(ledgers)
     for level in levels:
         merged.board_curves[level] = LevelCurve.merged(
-            [found for ledger in ledgers if (found := ledger.board_curves.get(level))]
+            [found for ledger in ledgers for found in ledger.curves_of(level, sent_to)]
         )
     horizons = {ledger.board_horizon_ms for ledger in ledgers}
     merged.board_horizon_ms = horizons.pop() if len(horizons) == 1 else None

@@ -38,6 +38,7 @@ from agents.core.ledger import (
     RefundFact,
     SessionFacts,
     SessionSummary,
+    board_sent_by,
     counted_refunds,
 )
 from agents.core.screen import ScreenState
@@ -933,8 +934,10 @@ def _merged_payers(held: DistinctUsers | None, more: DistinctUsers) -> DistinctU
 
 def level_curve(ledgers: Sequence[Ledger], level: tuple[str, str]) -> LevelCurve | None:
     """A level's summarized sessions' concurrency curve, from one ledger or every
-    partition's (`LevelCurve.merged`); None: the level has none."""
-    curves = [found for ledger in ledgers if (found := ledger.board_curves.get(level))]
+    partition's (`LevelCurve.merged`), with the runs a partition holds or folded as the
+    level's owner (`Ledger.curves_of`); None: the level has none."""
+    sent_to = board_sent_by(ledgers)
+    curves = [found for ledger in ledgers for found in ledger.curves_of(level, sent_to)]
     if len(curves) > 1:
         return LevelCurve.merged(curves)
     return curves[0] if curves else None
@@ -958,7 +961,7 @@ def add_level_curves(
         if curve is not None:
             parts.peak = curve.level_peak(parts.presence_diff)[0]
             # Only a merged curve has slack (minutes a partition dropped from its kept runs).
-            ceiling = curve.ceiling(parts.presence_diff) if curve.slack else parts.peak
+            ceiling = curve.ceiling(parts.presence_diff) if curve.uncertain() else parts.peak
             parts.peak_ceiling = ceiling if ceiling > parts.peak else None
 
 

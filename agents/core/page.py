@@ -512,13 +512,13 @@ class PageBuilder:
             median = _median_of(watch, settled.removed)
         peak = max(base.prefix.peak_with(live), 0 if curve is None else curve.peak)
         ceiling: int | None = None
-        if curve is not None and curve.slack:
+        if curve is not None and curve.uncertain():
             # A merged curve's minutes may lack what partitions dropped from their kept runs:
             # the same peak with each minute's `slack` added is the most it can be, as
             # `LevelCurve.ceiling` gives the report's (`operator.add_level_curves`).
             upper = Counter(live)
             upper.update(curve.slack)
-            ceiling = max(base.prefix.peak_with(upper), curve.peak)
+            ceiling = max(base.prefix.peak_with(upper), curve.peak, curve.folded_ceiling)
         return figures(
             total,
             watch=(watch_total_ms, median),

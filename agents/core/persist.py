@@ -199,8 +199,14 @@ MAGIC: Final[bytes] = b"LPst"
 #:     (`Ledger.first_members`: that first order's ts and the bit), sends it in the pair's
 #:     `FirstOrder`, and a merged report reads it, so those pairs no longer hold the group
 #:     floor either. A version 1-18 state loads with none recorded (each at the next pass).
-VERSION: Final[int] = 19
-_READABLE: Final[frozenset[int]] = frozenset(range(1, 20))
+#: 20 (session 20): a worker partition's levels' settled runs leave for the level's owner
+#:     partition (`Ledger.take_board_runs`: `board_sent_to`, `board_settled_to`), which holds
+#:     them (`board_runs_in`) until every source announced their minutes (`board_settled_by`)
+#:     and folds them into one peak a level (`board_folded`, `board_folded_to`); a curve
+#:     pickles its `folded_ceiling`. A version 1-19 state loads with nothing taken or held:
+#:     its curves' runs stay (merged as before) and its next take sends them all.
+VERSION: Final[int] = 20
+_READABLE: Final[frozenset[int]] = frozenset(range(1, 21))
 _HEADER: Final[int] = len(MAGIC) + 1
 _PROTOCOL: Final[int] = 5
 _ZLIB_LEVEL: Final[int] = 1

@@ -16,12 +16,14 @@ from agents.core.claims import (
     judge,
     judge_stable,
 )
+from agents.core.concurrency import LevelCurve
 from agents.core.distributions import compute_distributions
 from agents.core.ledger import (
     DAY_MS,
     RETIRED_REPLY_QUESTIONS,
     SESSION_HORIZON_MS,
     Ledger,
+    board_sent_by,
     counted_refunds,
 )
 from agents.core.metrics import Measurement, compute_claims
@@ -112,7 +114,11 @@ def build_report(ledger: Ledger, board: OperatorBoard | None = None) -> dict[str
             # Operator levels whose peak viewers is a lower bound: merged from partitions
             # whose settled minutes outside their kept runs could give a larger sum
             # (docs/design.md, "The board's concurrency by minute"); 0 in one ledger.
-            "board_peaks_bounded": sum(curve.bounded for curve in ledger.board_curves.values()),
+            "board_peaks_bounded": sum(
+                LevelCurve.merged(curves).bounded if len(curves) > 1 else curves[0].bounded
+                for level in ledger.board_levels()
+                if (curves := ledger.curves_of(level, board_sent_by([ledger])))
+            ),
             "after_session_horizon": sum(ledger.after_session_horizon),
             # Closed (merchant, month)s of `group_spend_multiple` folded into per-user totals
             # (`Ledger(fold_months=True)`: a ledger holding every partition), or combined

@@ -13,6 +13,11 @@ p's state (`Settings.state_topics`, the keeper's assignment): its records go to
 `Ledger.receive_month_row` / `receive_month_closed`, which combine a month once every source
 partition announced it closed, membership from the worker's table.
 
+The same topic carries the other exchanges to an owner partition, each with its own
+announcement: `group_repurchase_30d`'s first orders, the order fold's buyer rows, the frozen
+periods' per-user rows, and the operator levels' settled runs (`BoardRuns` to the level's
+owner, `BoardSettled` to every partition: `Ledger.take_board_runs`).
+
 A snapshot that drops a partition's taken rows is written only after they are on the broker:
 the keeper settles `MonthRowSender` (as it settles the dead letters) before it dumps a state.
 A crash before the snapshot restores the rows and the older position; they are taken and sent
@@ -34,6 +39,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from agents.core.ledger import (
+    BoardRuns,
+    BoardSettled,
     FirstOrder,
     FirstsClosed,
     GroupFloor,
@@ -42,6 +49,7 @@ from agents.core.ledger import (
     MonthRow,
     OrderUsers,
     OrderUsersClosed,
+    board_owner_key,
     two_earliest,
 )
 from agents.core.period_rows import (
@@ -89,8 +97,9 @@ STOP_READ_S: Final[float] = 10.0
 
 #: What travels on the month-rows topic: `group_spend_multiple`'s closed months' rows,
 #: `group_repurchase_30d`'s first orders and the order fold's buyer rows (each to its user's
-#: owner), and their announcements (to every partition), and the partitions' group lookup
-#: floors (to every partition).
+#: owner), the operator levels' settled runs (each to its level's owner) and their
+#: announcements (to every partition), and the partitions' group lookup floors (to every
+#: partition).
 Message = (
     MonthRow
     | MonthClosed
@@ -101,15 +110,19 @@ Message = (
     | PeriodRows
     | PeriodsClosed
     | GroupFloor
+    | BoardRuns
+    | BoardSettled
 )
-#: The messages that go to their user's owner partition.
-Row = MonthRow | FirstOrder | OrderUsers | PeriodRows
+#: The messages that go to their user's (a level's runs: their level's) owner partition.
+Row = MonthRow | FirstOrder | OrderUsers | PeriodRows | BoardRuns
 
 
 def encode(message: Message) -> bytes:
     """A row or an announcement as a compact JSON array (`decode` reads it back)."""
-    if isinstance(message, MonthRow | FirstOrder | OrderUsers):
+    if isinstance(message, MonthRow | FirstOrder | OrderUsers | BoardRuns):
         return encode_rows([message])
+    if isinstance(message, BoardSettled):
+        return json.dumps(["board-settled", message.source, message.through]).encode()
     if isinstance(message, OrderUsersClosed):
         return json.dumps(["order-users-closed", message.source, message.through]).encode()
     if isinstance(message, FirstsClosed):
@@ -142,6 +155,8 @@ def encode_rows(rows: Sequence[Row]) -> bytes:
     if rows and isinstance(rows[0], OrderUsers):
         flat = [[r.source, r.month, r.user, *r.row] for r in rows if isinstance(r, OrderUsers)]
         return json.dumps(["order-users", flat], separators=(",", ":")).encode()
+    if rows and isinstance(rows[0], BoardRuns):
+        return orjson.dumps(["board-runs", [list(row) for row in rows]])
     if rows and isinstance(rows[0], FirstOrder):
         # Each part's five fields as before, and membership at its first order in a list of
         # its own after them: a worker from before session 20 reads the parts and ignores it
@@ -192,6 +207,21 @@ def decode(value: bytes | None) -> list[Message]:
                 OrderUsers(int(item[0]), str(item[1]), str(item[2]), tuple(map(int, item[3:])))
                 for item in data[1]
             ]
+        if data[0] == "board-runs":
+            return [
+                BoardRuns(
+                    int(source),
+                    str(kind),
+                    str(name),
+                    int(start),
+                    int(through),
+                    tuple(map(int, runs)),
+                    tuple(map(int, slack)),
+                )
+                for source, kind, name, start, through, runs, slack in data[1]
+            ]
+        if data[0] == "board-settled":
+            return [BoardSettled(int(data[1]), int(data[2]))]
         if data[0] == "order-users-closed":
             return [OrderUsersClosed(int(data[1]), str(data[2]))]
         if data[0] == "periods":
@@ -245,8 +275,17 @@ def deliver(ledger: Ledger, message: Message, sources: int) -> None:
         receive_periods_closed(ledger, message, sources)
     elif isinstance(message, GroupFloor):
         ledger.receive_group_floor(message, sources)
+    elif isinstance(message, BoardRuns):
+        ledger.receive_board_runs(message)
+    elif isinstance(message, BoardSettled):
+        ledger.receive_board_settled(message, sources)
     else:
         ledger.receive_month_closed(message, sources)
+
+
+def board_owner(runs: BoardRuns, partitions: int) -> int:
+    """The partition that folds a level's settled runs (`ledger.board_owner_key`)."""
+    return _owner_cached(board_owner_key((runs.kind, runs.name)), partitions)
 
 
 def split_by_owner(message: PeriodRows, partitions: int) -> dict[int, PeriodRows]:
@@ -363,6 +402,8 @@ class MonthRowSender:
         self.sent_order_users = 0
         #: Frozen periods' per-user rows sent (one a user, period and claim).
         self.sent_period_rows = 0
+        #: The levels' settled runs sent (`BoardRuns`: one a level and take).
+        self.sent_board_runs = 0
         self.sent_announcements = 0
 
     async def _send(self, message: DeadLetter) -> Any:
@@ -376,9 +417,13 @@ class MonthRowSender:
         firsts_by_owner: dict[int, list[FirstOrder]] = {}
         buyers_by_owner: dict[int, list[OrderUsers]] = {}
         periods_by_owner: dict[int, list[PeriodRows]] = {}
+        boards_by_owner: dict[int, list[BoardRuns]] = {}
         announcements: list[DeadLetter] = []
         for message in messages:
-            if isinstance(message, PeriodRows):
+            if isinstance(message, BoardRuns):
+                owner = board_owner(message, self.partitions)
+                boards_by_owner.setdefault(owner, []).append(message)
+            elif isinstance(message, PeriodRows):
                 for owner, owned_part in split_by_owner(message, self.partitions).items():
                     periods_by_owner.setdefault(owner, []).append(owned_part)
             elif isinstance(message, MonthRow):
@@ -397,6 +442,7 @@ class MonthRowSender:
             *sorted(by_owner.items()),
             *sorted(firsts_by_owner.items()),
             *sorted(buyers_by_owner.items()),
+            *sorted(boards_by_owner.items()),
         ]
         rows = [
             DeadLetter(None, encode_rows(owned[at : at + ROWS_PER_RECORD]), [("p", b"%d" % p)])
@@ -412,16 +458,17 @@ class MonthRowSender:
         firsts = sum(len(owned) for owned in firsts_by_owner.values())
         periods = sum(len(m.rows) for owned in periods_by_owner.values() for m in owned)
         buyers = sum(len(owned) for owned in buyers_by_owner.values())
+        boards = sum(len(owned) for owned in boards_by_owner.values())
         previous = self._last
         self._last = asyncio.ensure_future(
-            self._publish(previous, rows, (count, firsts, periods, buyers), announcements)
+            self._publish(previous, rows, (count, firsts, periods, buyers, boards), announcements)
         )
 
     async def _publish(
         self,
         previous: asyncio.Future[None] | None,
         rows: list[DeadLetter],
-        counts: tuple[int, int, int, int],
+        counts: tuple[int, int, int, int, int],
         announcements: list[DeadLetter],
     ) -> None:
         if previous is not None:
@@ -432,6 +479,7 @@ class MonthRowSender:
             self.sent_first_orders += counts[1]
             self.sent_period_rows += counts[2]
             self.sent_order_users += counts[3]
+            self.sent_board_runs += counts[4]
         if announcements:
             await self._rows.publish(announcements)
             self.sent_announcements += len(announcements)
@@ -538,6 +586,7 @@ class MonthRowExchange:
                 *part.ledger.take_first_orders(partition),
                 *part.ledger.take_order_users(partition),
                 *take_period_rows(part.ledger, partition, self.sender.partitions),
+                *part.ledger.take_board_runs(partition),
             ]
             if messages:
                 part.dirty = True
@@ -546,6 +595,10 @@ class MonthRowExchange:
                 for message in messages:
                     if isinstance(message, MonthRow | FirstOrder | OrderUsers):
                         owner = owner_of(message.user, self.sender.partitions)
+                        if owner in partitions:
+                            self._in_flight.append((owner, message))
+                    elif isinstance(message, BoardRuns):
+                        owner = board_owner(message, self.sender.partitions)
                         if owner in partitions:
                             self._in_flight.append((owner, message))
                     elif isinstance(message, PeriodRows):
@@ -575,6 +628,10 @@ class MonthRowExchange:
             if part is None:
                 continue
             ledger = part.ledger
+            if isinstance(row, BoardRuns):  # held by the owner (its window or a later one)
+                if ledger.board_runs_through.get(row.source, row.through - 1) < row.through:
+                    kept.append((owner, row))
+                continue
             if isinstance(row, PeriodRows):  # held by the owner, or folded there
                 inbox = ledger.period_rows_in.get((row.kind, row.key), {}).get(row.source, {})
                 # A piece's users go out in order in the owner's records, read in order: its
@@ -664,6 +721,21 @@ class MonthRowExchange:
                         folded_through(part.ledger, self.sender.partitions, REFUND_CLAIMS[0])
                         or None
                     )
+                    for p, part in sorted(self.state.partitions.items())
+                },
+            },
+            # The operator levels' settled runs: sent from the partitions here (one a level and
+            # take), held unfolded at them as owners, and each one's minute folded to.
+            "board_runs": {
+                "sent": self.sender.sent_board_runs,
+                "held_at_owner": sum(
+                    len(items)
+                    for ledger in ledgers
+                    for by_source in ledger.board_runs_in.values()
+                    for items in by_source.values()
+                ),
+                "folded_to": {
+                    str(p): part.ledger.board_folded_to
                     for p, part in sorted(self.state.partitions.items())
                 },
             },

@@ -15,10 +15,12 @@ from agents.core import EventCounts, Ledger, OperatorBoard
 from agents.core.ingest import Rejected, decode_values, ingest_decoded
 from agents.core.ledger import (
     TOPICS,
+    BoardRuns,
     FirstOrder,
     MembershipSource,
     OrderUsers,
     RefundSource,
+    add_board_runs_in_flight,
     add_owner_part,
 )
 from agents.core.merge import merge_boards, merge_ledgers
@@ -208,6 +210,7 @@ class LiveState:
         state.ledger.pair_horizon_ms = self.pair_horizon_ms
         state.ledger.board_horizon_ms = self.board_horizon_ms
         state.ledger.board_runs_kept = self.board_runs_kept
+        state.ledger.board_source = partition  # whose levels' runs it sends (a merge reads it)
         if self.distinct_limit is not None:
             state.ledger.set_distinct_limit(self.distinct_limit)
         if self.rank_cell_limit is not None:
@@ -273,11 +276,15 @@ class LiveState:
                 ledger.first_orders_in = dict(ledger.first_orders_in)
                 ledger.order_fold = copy.copy(ledger.order_fold)
                 ledger.order_fold.users = {u: list(r) for u, r in own.order_fold.users.items()}
+                ledger.board_curves = dict(ledger.board_curves)
             periods = [row for row in in_flight if isinstance(row, PeriodRows)]
             if periods and len(states) > 1:  # (one: its own figures were finished before)
                 add_rows_in_flight(ledger, periods)
             for row in in_flight:
                 if isinstance(row, PeriodRows):
+                    continue
+                if isinstance(row, BoardRuns):  # a level's runs: merged into its curve
+                    add_board_runs_in_flight(ledger, row)
                     continue
                 if isinstance(row, OrderUsers):  # a buyer's row: summed with the owner's
                     ledger.order_fold.add_row(row.user, row.row)

@@ -50,3 +50,30 @@ def test_runs_cut_per_day_keep_the_merged_peak_between_its_bounds() -> None:
         else:
             assert merged.level_peak()[0] == truth, trial
     assert bounded > 0
+
+
+def test_the_exchanged_feed_merges_to_one_ledgers_peaks_with_no_run_kept() -> None:
+    """`--exchange` (session 20) on xhs over 3 partitions (2-day window, 3-day board horizon):
+    the partitions fed in chunks with their runs taken and delivered to their owners merge to
+    the peaks of one ledger keeping every minute, none bounded, with no settled run left in a
+    source's curve and the board state sampled along the way."""
+    from agents.core import build_report
+    from agents.core.merge import merge_boards, merge_ledgers
+    from bench.peaks_merge import _fed, _fed_in_chunks
+    from tests.agents.core.test_merge import records, split
+
+    stream = records("xhs")
+    decoded = [event for _topic, _key, event in stream]
+    groups, _ = _fed([e for e in decoded if getattr(e, "type", "").startswith("group_")], 2, None)
+    parts = [[event for _t, _k, event in part] for part in split(stream, 3)]
+    fed, samples = _fed_in_chunks(parts, 2, 3, groups, True, 10, chunk=500)
+    ledgers = [ledger for ledger, _board in fed]
+    report = build_report(merge_ledgers(ledgers), merge_boards([b for _l, b in fed]))
+    want = build_report(*_fed(decoded, 2, None))["operator"]
+    assert report["retention"]["board_peaks_bounded"] == 0
+    assert report["operator"]["overall"]["viewers_peak"] == want["overall"]["viewers_peak"]
+    assert {k: v["viewers_peak"] for k, v in report["operator"]["rooms"].items()} == {
+        k: v["viewers_peak"] for k, v in want["rooms"].items()
+    }
+    assert not any(c.runs for ledger in ledgers for c in ledger.board_curves.values())
+    assert any(ledger.board_folded for ledger in ledgers) and len(samples) > 2

@@ -11,8 +11,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agents.core import Ledger
+from agents.core.ledger import BoardRuns
 from schemas import Rejection, decode
-from streams.runtime.monthrows import Message, MonthRowExchange, Row, deliver, owner_of
+from streams.runtime.monthrows import (
+    Message,
+    MonthRowExchange,
+    Row,
+    board_owner,
+    deliver,
+    owner_of,
+)
 from tests.streams.test_membership import topic_and_key
 
 
@@ -55,7 +63,11 @@ def exchanged(
             for message in list(take(ledger, source)) * copies:
                 if isinstance(message, Row):
                     sent += 1
-                    owner = owner_of(message.user, len(ledgers))
+                    owner = (
+                        board_owner(message, len(ledgers))
+                        if isinstance(message, BoardRuns)
+                        else owner_of(message.user, len(ledgers))
+                    )
                     deliver(ledgers[owner], message, len(ledgers))
                 else:
                     for each in ledgers:
@@ -69,7 +81,7 @@ class HeldSender:
     taken is held in `taken`, so nothing reaches an owner until the test delivers it."""
 
     sent_rows = sent_first_orders = sent_announcements = 0
-    sent_period_rows = sent_order_users = 0
+    sent_period_rows = sent_order_users = sent_board_runs = 0
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
